@@ -1,0 +1,43 @@
+# The developer interface. `make test` and `make demo` work as the first command on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: dev test demo lint invoke start-api bench migrate clean
+
+$(STAMP): pyproject.toml layers/flywheel/requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/flywheel demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check layers functions tests bench
+	$(BIN)/mypy
+
+migrate: $(STAMP)
+	$(BIN)/flywheel migrate
+
+invoke: $(STAMP)
+	@test -n "$(FN)" || (echo "usage: make invoke FN=<LogicalId> EVENT=events/<file>.json" && exit 2)
+	$(BIN)/flywheel invoke $(FN) $(if $(EVENT),-e $(EVENT),)
+
+start-api: $(STAMP)
+	$(BIN)/flywheel start-api --port $(or $(PORT),8081)
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .flywheel .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""MessagesFunction: register sent messages and read an outcome back (IAM-authenticated)."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from flywheel.api import make_resolver
+from flywheel.models.messages import MessageBatch, MessageIn
+from flywheel.observability import logger, metrics, tracer
+from flywheel.services.outcomes import outcome_view, register_messages
+from pydantic import Discriminator, Tag
+
+app = make_resolver()
+
+RegisterBody = Annotated[
+    Annotated[MessageBatch, Tag("batch")] | Annotated[MessageIn, Tag("single")],
+    Discriminator(lambda v: "batch" if isinstance(v, MessageBatch) or (isinstance(v, dict) and "messages" in v)
+                  else "single"),
+]
+
+
+@app.post("/messages")
+def post_messages(body: Annotated[RegisterBody, Body()]) -> tuple[dict[str, Any], int]:
+    messages = body.messages if isinstance(body, MessageBatch) else [body]
+    result = register_messages(messages)
+    metrics.add_metric(name="MessagesRegistered", unit="Count", value=result.created)
+    return result.model_dump(mode="json"), 201 if result.created else 200
+
+
+@app.get("/messages/<outcome_id>")
+def get_message(outcome_id: Annotated[UUID, Path()]) -> dict[str, Any]:
+    return outcome_view(outcome_id)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

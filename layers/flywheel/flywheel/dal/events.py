@@ -1,0 +1,80 @@
+"""SQL for outcome_events: the append-only, de-duplicated log of provider events."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+from uuid import UUID
+
+from flywheel.dal.connection import Connection, jsonb
+from flywheel.domain.lifecycle import EventType, OutcomeEvent
+
+_EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
+                   org_id text, outcome_id uuid, status text, match_outcome_id uuid,
+                   match_provider_message_id text, match_email text, data jsonb, payload jsonb"""
+_EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcome_id, status,
+                    match_outcome_id, match_provider_message_id, match_email, data, payload"""
+
+
+def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Insert events whose (provider, event_key) is new; returns only the rows inserted."""
+    if not events:
+        return []
+    return conn.execute(
+        f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
+            SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%s) AS x({_EVENT_RECORD})
+            ON CONFLICT (provider, event_key) DO NOTHING
+            RETURNING event_id, provider, event_key, outcome_id, status""",
+        (jsonb(events),),
+    ).fetchall()
+
+
+def claim_orphans(conn: Connection, outcomes: list[tuple[UUID, str, str | None]]) -> set[UUID]:
+    """Attach orphan events to newly registered messages (by outcome id or provider message id).
+
+    `outcomes` holds (outcome_id, org_id, provider_message_id). Returns the outcomes that gained events.
+    """
+    if not outcomes:
+        return set()
+    rows = conn.execute(
+        """WITH o(outcome_id, org_id, provider_message_id) AS (
+               SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[]))
+           UPDATE outcome_events e
+              SET outcome_id = o.outcome_id, org_id = o.org_id, status = 'applied'
+             FROM o
+            WHERE e.status = 'orphan'
+              AND (e.match_outcome_id = o.outcome_id
+                   OR (o.provider_message_id IS NOT NULL
+                       AND e.match_provider_message_id = o.provider_message_id))
+        RETURNING e.outcome_id""",
+        ([o[0] for o in outcomes], [o[1] for o in outcomes], [o[2] for o in outcomes]),
+    ).fetchall()
+    return {r["outcome_id"] for r in rows}
+
+
+def events_for(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, list[OutcomeEvent]]:
+    rows = conn.execute(
+        """SELECT outcome_id, provider, event_key, event_type, occurred_at, data
+             FROM outcome_events
+            WHERE outcome_id = ANY(%s) AND status = 'applied'""",
+        (outcome_ids,),
+    ).fetchall()
+    grouped: dict[UUID, list[OutcomeEvent]] = defaultdict(list)
+    for r in rows:
+        grouped[r["outcome_id"]].append(
+            OutcomeEvent(
+                key=f"{r['provider']}:{r['event_key']}",
+                type=EventType(r["event_type"]),
+                occurred_at=r["occurred_at"],
+                data=r["data"],
+            )
+        )
+    return grouped
+
+
+def history(conn: Connection, outcome_id: UUID) -> list[dict[str, Any]]:
+    return conn.execute(
+        """SELECT event_id, provider, event_key, event_type, occurred_at, received_at, data
+             FROM outcome_events WHERE outcome_id = %s ORDER BY occurred_at, event_id""",
+        (outcome_id,),
+    ).fetchall()

@@ -1,0 +1,119 @@
+"""SQL for outcome_labels: registration, lookups and bulk updates of derived columns."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from flywheel.dal.connection import Connection, jsonb
+from flywheel.domain.lifecycle import DERIVED_COLUMNS
+
+# Columns written at registration, with their SQL types for jsonb_to_recordset.
+REGISTRATION_COLUMNS: dict[str, str] = {
+    "org_id": "text",
+    "dedupe_key": "text",
+    "campaign_id": "text",
+    "lead_id": "text",
+    "lead_email": "text",
+    "channel": "text",
+    "subject": "text",
+    "body": "text",
+    "framework": "text",
+    "tone": "text",
+    "brief": "text",
+    "agent_decisions": "jsonb",
+    "provider_message_id": "text",
+    "sent_at": "timestamptz",
+    "model_id": "text",
+    "model_registry_id": "text",
+    "experiment_id": "text",
+    "experiment_arm": "text",
+    "lead_first_name": "text",
+    "lead_last_name": "text",
+    "lead_company": "text",
+    "lead_industry": "text",
+    "lead_role": "text",
+    "lead_company_size": "text",
+    "lead_icp_score": "double precision",
+    "lead_context": "jsonb",
+}
+
+_DERIVED_TYPES: dict[str, str] = {
+    "deferred_count": "integer",
+    "open_count": "integer",
+    "machine_open_count": "integer",
+    "click_count": "integer",
+    "event_count": "integer",
+    "meeting_no_show": "boolean",
+    "reply_sentiment_score": "double precision",
+    "training_weight": "double precision",
+    "quality_score": "double precision",
+    "deal_value": "numeric",
+}
+
+
+def _derived_type(column: str) -> str:
+    if column in _DERIVED_TYPES:
+        return _DERIVED_TYPES[column]
+    return "timestamptz" if column.endswith("_at") or column.startswith("meeting_scheduled") else "text"
+
+
+def ensure_organizations(conn: Connection, org_ids: list[str]) -> None:
+    conn.execute(
+        "INSERT INTO organizations (org_id) SELECT unnest(%s::text[]) ON CONFLICT (org_id) DO NOTHING",
+        (sorted(set(org_ids)),),
+    )
+
+
+def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[UUID, bool]]:
+    """Insert new messages in one statement; returns (org, dedupe key) -> (id, created)."""
+    columns = ", ".join(REGISTRATION_COLUMNS)
+    record = ", ".join(f"{name} {sql_type}" for name, sql_type in REGISTRATION_COLUMNS.items())
+    created = conn.execute(
+        f"""INSERT INTO outcome_labels ({columns})
+            SELECT {columns} FROM jsonb_to_recordset(%s) AS x({record})
+            ON CONFLICT (org_id, dedupe_key) DO NOTHING
+            RETURNING outcome_id, org_id, dedupe_key""",
+        (jsonb(rows),),
+    ).fetchall()
+    result = {(r["org_id"], r["dedupe_key"]): (r["outcome_id"], True) for r in created}
+    missing = [(r["org_id"], r["dedupe_key"]) for r in rows if (r["org_id"], r["dedupe_key"]) not in result]
+    if missing:
+        existing = conn.execute(
+            """SELECT o.outcome_id, o.org_id, o.dedupe_key
+                 FROM outcome_labels o
+                 JOIN unnest(%s::text[], %s::text[]) AS k(org_id, dedupe_key)
+                   ON o.org_id = k.org_id AND o.dedupe_key = k.dedupe_key""",
+            ([m[0] for m in missing], [m[1] for m in missing]),
+        ).fetchall()
+        result.update({(r["org_id"], r["dedupe_key"]): (r["outcome_id"], False) for r in existing})
+    return result
+
+
+def get_outcome(conn: Connection, outcome_id: UUID) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM outcome_labels WHERE outcome_id = %s", (outcome_id,)).fetchone()
+
+
+def icp_scores(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, float | None]:
+    rows = conn.execute(
+        "SELECT outcome_id, lead_icp_score FROM outcome_labels WHERE outcome_id = ANY(%s)",
+        (outcome_ids,),
+    ).fetchall()
+    return {r["outcome_id"]: r["lead_icp_score"] for r in rows}
+
+
+def update_derived(conn: Connection, rows: dict[UUID, dict[str, Any]]) -> None:
+    """Write derived columns for many outcomes in one UPDATE."""
+    if not rows:
+        return
+    payload = [{"outcome_id": str(oid), **row} for oid, row in rows.items()]
+    record = ", ".join(
+        ["outcome_id uuid", *(f"{c} {_derived_type(c)}" for c in DERIVED_COLUMNS)]
+    )
+    assignments = ", ".join(f"{c} = x.{c}" for c in DERIVED_COLUMNS)
+    conn.execute(
+        f"""UPDATE outcome_labels o SET {assignments}, updated_at = now()
+              FROM jsonb_to_recordset(%s) AS x({record})
+             WHERE o.outcome_id = x.outcome_id""",
+        (jsonb(payload),),
+    )

@@ -1,0 +1,302 @@
+"""Outcome lifecycle: the state of one message, computed from the set of its events.
+
+The state is a pure function of the *set* of events: events are de-duplicated by key and
+folded in a canonical order, so arrival order and provider retries never change the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from flywheel.domain.labels import TrainingLabel, label_outcome, quality_score
+
+
+class EventType(StrEnum):
+    PROCESSED = "processed"
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    DROPPED = "dropped"
+    BOUNCE = "bounce"
+    OPEN = "open"
+    CLICK = "click"
+    SPAM_REPORT = "spamreport"
+    UNSUBSCRIBE = "unsubscribe"
+    GROUP_UNSUBSCRIBE = "group_unsubscribe"
+    GROUP_RESUBSCRIBE = "group_resubscribe"
+    REPLY = "reply"
+    REPLY_CLASSIFIED = "reply_classified"
+    MEETING_BOOKED = "meeting_booked"
+    MEETING_CANCELED = "meeting_canceled"
+    MEETING_NO_SHOW = "meeting_no_show"
+    MEETING_NO_SHOW_CLEARED = "meeting_no_show_cleared"
+    DEAL_WON = "deal_won"
+    DEAL_LOST = "deal_lost"
+
+
+# Events that only a delivered message can produce: they imply delivery even when the
+# `delivered` event itself is late or lost.
+_ENGAGEMENT = {EventType.OPEN, EventType.CLICK, EventType.REPLY, EventType.MEETING_BOOKED}
+
+
+@dataclass(frozen=True)
+class OutcomeEvent:
+    """One normalised provider event. `key` is unique per provider event (retries share it)."""
+
+    key: str
+    type: EventType
+    occurred_at: datetime
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OutcomeState:
+    """Everything derived from an outcome's events; field names are outcome_labels columns."""
+
+    processed_at: datetime | None = None
+    delivered_at: datetime | None = None
+    deferred_count: int = 0
+    dropped_at: datetime | None = None
+    drop_reason: str | None = None
+    bounced_at: datetime | None = None
+    bounce_type: str | None = None
+    bounce_reason: str | None = None
+    first_opened_at: datetime | None = None
+    open_count: int = 0
+    first_machine_open_at: datetime | None = None
+    machine_open_count: int = 0
+    first_clicked_at: datetime | None = None
+    click_count: int = 0
+    spam_reported_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    replied_at: datetime | None = None
+    reply_text: str | None = None
+    reply_category: str | None = None
+    reply_sentiment_score: float | None = None
+    reply_interest_level: str | None = None
+    reply_objection_type: str | None = None
+    reply_classification_source: str | None = None
+    reply_classified_at: datetime | None = None
+    meeting_booked_at: datetime | None = None
+    meeting_scheduled_start: datetime | None = None
+    meeting_scheduled_end: datetime | None = None
+    meeting_completed_at: datetime | None = None
+    meeting_canceled_at: datetime | None = None
+    meeting_no_show: bool = False
+    deal_status: str | None = None
+    deal_value: Decimal | None = None
+    deal_currency: str | None = None
+    deal_closed_at: datetime | None = None
+    stage: str = "sent"
+    last_event_at: datetime | None = None
+    event_count: int = 0
+    training_label: str = TrainingLabel.NEUTRAL.value
+    training_weight: float = 1.0
+    quality_score: float = 0.0
+
+    @property
+    def has_live_meeting(self) -> bool:
+        """Booked and not (entirely) canceled; a no-show still counts as booked."""
+        return self.meeting_booked_at is not None and self.meeting_canceled_at is None
+
+    def as_row(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+DERIVED_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeState))
+
+
+
+def canonical(events: Iterable[OutcomeEvent]) -> list[OutcomeEvent]:
+    """De-duplicate by key and sort into the one order every fold uses."""
+    unique: dict[str, OutcomeEvent] = {}
+    for event in events:
+        unique.setdefault(event.key, event)
+    return sorted(unique.values(), key=lambda e: (e.occurred_at, e.key))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    # providers send dates without a zone (a close date): read them as UTC
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return Decimal(str(value))
+
+
+def derive_outcome(
+    events: Iterable[OutcomeEvent], *, now: datetime, icp_score: float | None = None
+) -> OutcomeState:
+    """Compute an outcome's derived columns from its events, as of `now`.
+
+    `now` matters only for meetings: one counts as completed once its scheduled end has
+    passed without a cancellation or a no-show.
+    """
+    ordered = canonical(events)
+    state = OutcomeState(event_count=len(ordered))
+    if ordered:
+        state.last_event_at = ordered[-1].occurred_at
+
+    by_type: dict[EventType, list[OutcomeEvent]] = {}
+    for event in ordered:
+        by_type.setdefault(event.type, []).append(event)
+
+    def first(kind: EventType) -> OutcomeEvent | None:
+        found = by_type.get(kind)
+        return found[0] if found else None
+
+    if e := first(EventType.PROCESSED):
+        state.processed_at = e.occurred_at
+    state.deferred_count = len(by_type.get(EventType.DEFERRED, []))
+    if e := first(EventType.DROPPED):
+        state.dropped_at, state.drop_reason = e.occurred_at, e.data.get("reason")
+    bounces = by_type.get(EventType.BOUNCE, [])
+    if bounces:
+        state.bounced_at = bounces[0].occurred_at
+        state.bounce_reason = bounces[0].data.get("reason")
+        # one hard bounce outweighs any number of blocks
+        hard = any(b.data.get("bounce_type", "bounce") == "bounce" for b in bounces)
+        state.bounce_type = "bounce" if hard else "blocked"
+
+    opens = by_type.get(EventType.OPEN, [])
+    human = [o for o in opens if not o.data.get("machine_open")]
+    machine = [o for o in opens if o.data.get("machine_open")]
+    state.open_count, state.machine_open_count = len(human), len(machine)
+    state.first_opened_at = human[0].occurred_at if human else None
+    state.first_machine_open_at = machine[0].occurred_at if machine else None
+    clicks = by_type.get(EventType.CLICK, [])
+    state.click_count = len(clicks)
+    state.first_clicked_at = clicks[0].occurred_at if clicks else None
+
+    if e := first(EventType.DELIVERED):
+        state.delivered_at = e.occurred_at
+    else:
+        engaged = [e for e in ordered if e.type in _ENGAGEMENT]
+        if engaged:
+            state.delivered_at = engaged[0].occurred_at
+
+    if e := first(EventType.SPAM_REPORT):
+        state.spam_reported_at = e.occurred_at
+    _derive_unsubscribe(state, by_type)
+    _derive_reply(state, by_type)
+    _derive_meeting(state, by_type, now)
+    _derive_deal(state, by_type)
+
+    state.stage = derive_stage(state)
+    label, weight = label_outcome(state)
+    state.training_label, state.training_weight = label.value, weight
+    state.quality_score = quality_score(state, icp_score)
+    return state
+
+
+def _derive_unsubscribe(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
+    if unsubscribes := by_type.get(EventType.UNSUBSCRIBE):
+        state.unsubscribed_at = unsubscribes[0].occurred_at
+        return
+    # group (ASM) subscriptions can flip back and forth: the latest decision stands
+    group = sorted(
+        by_type.get(EventType.GROUP_UNSUBSCRIBE, []) + by_type.get(EventType.GROUP_RESUBSCRIBE, []),
+        key=lambda e: (e.occurred_at, e.key),
+    )
+    if group and group[-1].type == EventType.GROUP_UNSUBSCRIBE:
+        state.unsubscribed_at = group[-1].occurred_at
+
+
+def _derive_reply(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
+    replies = by_type.get(EventType.REPLY, [])
+    if not replies:
+        return
+    # the first reply is the answer to this message; later ones are the conversation
+    reply = replies[0]
+    state.replied_at = reply.occurred_at
+    state.reply_text = reply.data.get("text")
+    classifications = by_type.get(EventType.REPLY_CLASSIFIED, [])
+    own = [c for c in classifications if c.data.get("reply_key") == reply.key]
+    if not (own or classifications):
+        return
+    chosen = (own or classifications)[-1]
+    data = chosen.data
+    state.reply_category = data.get("category")
+    score = data.get("sentiment_score")
+    state.reply_sentiment_score = None if score is None else float(score)
+    state.reply_interest_level = data.get("interest_level")
+    state.reply_objection_type = data.get("objection_type")
+    state.reply_classification_source = data.get("source")
+    state.reply_classified_at = chosen.occurred_at
+
+
+def _derive_meeting(
+    state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]], now: datetime
+) -> None:
+    bookings = by_type.get(EventType.MEETING_BOOKED, [])
+    if not bookings:
+        return
+    state.meeting_booked_at = bookings[0].occurred_at
+    canceled = {e.data.get("meeting_id"): e for e in by_type.get(EventType.MEETING_CANCELED, [])}
+    active = [b for b in bookings if b.data.get("meeting_id") not in canceled]
+    if not active:
+        state.meeting_canceled_at = max(e.occurred_at for e in canceled.values())
+        return
+    meeting = active[-1]  # the most recent live booking (a reschedule replaces the old one)
+    meeting_id = meeting.data.get("meeting_id")
+    state.meeting_scheduled_start = _parse_time(meeting.data.get("start_time"))
+    state.meeting_scheduled_end = _parse_time(meeting.data.get("end_time"))
+    marks = sorted(
+        [
+            e
+            for kind in (EventType.MEETING_NO_SHOW, EventType.MEETING_NO_SHOW_CLEARED)
+            for e in by_type.get(kind, [])
+            if e.data.get("meeting_id") == meeting_id
+        ],
+        key=lambda e: (e.occurred_at, e.key),
+    )
+    state.meeting_no_show = bool(marks) and marks[-1].type == EventType.MEETING_NO_SHOW
+    end = state.meeting_scheduled_end
+    if end is not None and end <= now and not state.meeting_no_show:
+        state.meeting_completed_at = end
+
+
+def _derive_deal(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
+    latest_by_deal: dict[Any, OutcomeEvent] = {}
+    for event in sorted(
+        by_type.get(EventType.DEAL_WON, []) + by_type.get(EventType.DEAL_LOST, []),
+        key=lambda e: (e.occurred_at, e.key),
+    ):
+        latest_by_deal[event.data.get("deal_id")] = event  # the CRM's latest word per deal
+    if not latest_by_deal:
+        return
+    deals = sorted(latest_by_deal.values(), key=lambda e: (e.occurred_at, e.key))
+    won = [d for d in deals if d.type == EventType.DEAL_WON]
+    deal = won[-1] if won else deals[-1]
+    state.deal_status = "won" if won else "lost"
+    state.deal_value = _decimal(deal.data.get("value"))
+    state.deal_currency = deal.data.get("currency")
+    state.deal_closed_at = _parse_time(deal.data.get("close_date")) or deal.occurred_at
+
+
+def derive_stage(state: OutcomeState) -> str:
+    """The furthest point the message reached, for people reading the funnel."""
+    checks: list[tuple[str, object]] = [
+        ("deal_won", state.deal_status == "won"),
+        ("deal_lost", state.deal_status == "lost"),
+        ("meeting_completed", state.meeting_completed_at),
+        ("meeting_booked", state.has_live_meeting),
+        ("replied", state.replied_at),
+        ("spam_reported", state.spam_reported_at),
+        ("unsubscribed", state.unsubscribed_at),
+        ("clicked", state.first_clicked_at),
+        ("opened", state.first_opened_at),
+        ("delivered", state.delivered_at),
+        ("bounced", state.bounced_at),
+        ("dropped", state.dropped_at),
+    ]
+    return next((name for name, hit in checks if hit), "sent")

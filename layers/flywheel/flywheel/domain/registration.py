@@ -1,0 +1,60 @@
+"""What a registered message is: its identity for idempotency and its stored columns."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from flywheel.models.messages import MessageIn
+
+
+def dedupe_key(message: MessageIn) -> str:
+    """Same key, same message: client key first, then provider id, then the content itself."""
+    if message.idempotency_key:
+        return f"key:{message.idempotency_key}"
+    if message.provider_message_id:
+        return f"pmid:{message.provider_message_id}"
+    content = json.dumps(
+        [
+            message.campaign_id,
+            message.lead_id,
+            message.channel,
+            message.sent_at.isoformat(),
+            message.subject,
+            message.body,
+        ]
+    )
+    return "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+
+
+def message_row(message: MessageIn) -> dict[str, Any]:
+    lead, route = message.lead, message.route
+    return {
+        "org_id": message.org_id,
+        "dedupe_key": dedupe_key(message),
+        "campaign_id": message.campaign_id,
+        "lead_id": message.lead_id,
+        "lead_email": message.lead_email,
+        "channel": message.channel,
+        "subject": message.subject,
+        "body": message.body,
+        "framework": message.framework,
+        "tone": message.tone,
+        "brief": message.brief,
+        "agent_decisions": message.agent_decisions,
+        "provider_message_id": message.provider_message_id,
+        "sent_at": message.sent_at.isoformat(),
+        "model_id": message.model_id or (route.provider_model_id if route else None),
+        "model_registry_id": route.model_registry_id if route else None,
+        "experiment_id": route.experiment_id if route else None,
+        "experiment_arm": route.arm if route else None,
+        "lead_first_name": lead.first_name,
+        "lead_last_name": lead.last_name,
+        "lead_company": lead.company,
+        "lead_industry": lead.industry,
+        "lead_role": lead.role,
+        "lead_company_size": lead.company_size,
+        "lead_icp_score": lead.icp_score,
+        "lead_context": lead.extra,
+    }

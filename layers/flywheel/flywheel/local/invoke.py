@@ -1,0 +1,121 @@
+"""Invoke a template's function in-process, as `sam local invoke` would, without Docker."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flywheel.local.template import FunctionSpec, read_template
+from flywheel.settings import reset_settings
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+# Environment changes are process-wide: one invocation at a time.
+_INVOKE_LOCK = threading.RLock()
+_LOCAL_DEFAULTS = {
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class LocalContext:
+    """The attributes of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    timeout_s: int = 30
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _deadline: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._deadline = time.monotonic() + self.timeout_s
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def find_template(start: Path | None = None) -> Path:
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "template.yaml").exists():
+            return folder / "template.yaml"
+    package_root = Path(__file__).resolve().parents[4]
+    if (package_root / "template.yaml").exists():
+        return package_root / "template.yaml"
+    raise FileNotFoundError("template.yaml not found in this folder or its parents")
+
+
+def function_spec(logical_id: str, template_path: Path | None = None) -> FunctionSpec:
+    functions = read_template(template_path or find_template()).functions()
+    if logical_id not in functions:
+        raise KeyError(f"no function {logical_id!r} in the template; known: {', '.join(sorted(functions))}")
+    return functions[logical_id]
+
+
+_loaded: dict[str, Handler] = {}
+
+
+def load_handler(spec: FunctionSpec) -> Handler:
+    """Import the handler from the function's code folder, or from the layer when it lives there."""
+    cache_key = f"{spec.code_dir}:{spec.handler}"
+    if cache_key in _loaded:
+        return _loaded[cache_key]
+    module_path, _, attribute = spec.handler.rpartition(".")
+    source = spec.code_dir / (module_path.replace(".", "/") + ".py")
+    if source.exists():
+        name = f"flywheel_fn_{spec.logical_id}"
+        module_spec = importlib.util.spec_from_file_location(name, source)
+        assert module_spec is not None and module_spec.loader is not None
+        module = importlib.util.module_from_spec(module_spec)
+        module_spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(module_path)
+    handler: Handler = getattr(module, attribute)
+    _loaded[cache_key] = handler
+    return handler
+
+
+@contextmanager
+def function_environment(spec: FunctionSpec) -> Iterator[None]:
+    """The function's template environment; variables already set in this process win (like --env-vars)."""
+    wanted = {**_LOCAL_DEFAULTS, **spec.environment}
+    wanted = {k: os.environ.get(k, v) for k, v in wanted.items()}
+    wanted.update(AWS_LAMBDA_FUNCTION_TIMEOUT=str(spec.timeout), LAMBDA_TASK_ROOT=str(spec.code_dir))
+    saved = {k: os.environ.get(k) for k in wanted}
+    with _INVOKE_LOCK:
+        os.environ.update(wanted)
+        reset_settings()
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            reset_settings()
+
+
+def invoke(logical_id: str, event: dict[str, Any], template_path: Path | None = None) -> Any:
+    spec = function_spec(logical_id, template_path)
+    with function_environment(spec):
+        handler = load_handler(spec)
+        return handler(event, LocalContext(function_name=logical_id, timeout_s=spec.timeout))

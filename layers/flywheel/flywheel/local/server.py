@@ -1,0 +1,137 @@
+"""`flywheel start-api`: serve every API route of the template over HTTP, without Docker.
+
+Each request becomes an API Gateway (REST, proxy integration) event; the handler's answer
+becomes the HTTP response, as `sam local start-api` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import json
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flywheel.local.invoke import invoke
+from flywheel.local.template import Route, read_template
+
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+
+
+def _is_binary(content_type: str, binary_types: list[str], body: bytes) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    if any(fnmatch.fnmatch(media, pattern) for pattern in binary_types):
+        return True
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def build_event(
+    method: str, raw_path: str, headers: dict[str, list[str]], body: bytes, route: Route,
+    path_params: dict[str, str], binary_types: list[str], source_ip: str = "127.0.0.1", stage: str = "local",
+) -> dict[str, Any]:
+    url = urlsplit(raw_path)
+    query = parse_qs(url.query, keep_blank_values=True)
+    binary = bool(body) and _is_binary(headers.get("Content-Type", headers.get("content-type", [""]))[0],
+                                       binary_types, body)
+    return {
+        "resource": route.path,
+        "path": url.path,
+        "httpMethod": method,
+        "headers": {k: v[-1] for k, v in headers.items()},
+        "multiValueHeaders": headers,
+        "queryStringParameters": {k: v[-1] for k, v in query.items()} or None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": path_params or None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "path": f"/{stage}{url.path}",
+            "stage": stage,
+            "requestId": str(uuid.uuid4()),
+            "requestTimeEpoch": int(time.time() * 1000),
+            "accountId": "123456789012",
+            "apiId": "local",
+            "protocol": "HTTP/1.1",
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", [""])[0]},
+        },
+        "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8")) if body else None,
+        "isBase64Encoded": binary,
+    }
+
+
+class LocalApi:
+    def __init__(self, template_path: Path) -> None:
+        self.template_path = template_path
+        template = read_template(template_path)
+        self.routes = [r for spec in template.functions().values() for r in spec.routes]
+        self.binary_types = template.binary_media_types()
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+        # literal routes before parameterised ones, as API Gateway does
+        for route in sorted(self.routes, key=lambda r: (r.path.count("{"), -len(r.path))):
+            found = route.pattern.match(path)
+            if found and route.method in (method, "ANY"):
+                return route, found.groupdict()
+        return None
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, list[str]], body: bytes,
+               source_ip: str = "127.0.0.1") -> tuple[int, dict[str, list[str]], bytes]:
+        matched = self.match(method, urlsplit(raw_path).path)
+        if matched is None:
+            return 403, {"Content-Type": ["application/json"]}, b'{"message":"Missing Authentication Token"}'
+        route, params = matched
+        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip)
+        result = invoke(route.function, event, self.template_path)
+        return self.to_http(result)
+
+    @staticmethod
+    def to_http(result: dict[str, Any]) -> tuple[int, dict[str, list[str]], bytes]:
+        out_headers: dict[str, list[str]] = {k: [str(v)] for k, v in (result.get("headers") or {}).items()}
+        for k, values in (result.get("multiValueHeaders") or {}).items():
+            out_headers[k] = [str(v) for v in values]
+        body = result.get("body") or ""
+        payload = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
+        return int(result.get("statusCode", 200)), out_headers, payload
+
+
+def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServer:
+    api = LocalApi(template_path)
+
+    class RequestHandler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            headers: dict[str, list[str]] = {}
+            for key, value in self.headers.items():
+                headers.setdefault(key, []).append(value)
+            try:
+                status, out_headers, payload = api.handle(self.command, self.path, headers, body,
+                                                          self.client_address[0])
+            except Exception as exc:  # a crashed handler is a 502 from API Gateway
+                status, out_headers = 502, {"Content-Type": ["application/json"]}
+                payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()
+            self.send_response(status)
+            for key, values in out_headers.items():
+                for value in values:
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+    return ThreadingHTTPServer((host, port), RequestHandler)

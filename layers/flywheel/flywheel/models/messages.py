@@ -1,0 +1,101 @@
+"""Request and response models of the message registration API."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+MAX_BATCH = 500
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$"
+
+
+def _email(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if not _EMAIL.match(value) or len(value) > 320:
+        raise ValueError("not a valid email address")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (e.g. 2026-11-23T09:00:00Z)")
+    return value.astimezone(UTC)
+
+
+Email = Annotated[str, AfterValidator(_email)]
+Identifier = Annotated[str, Field(pattern=_ID)]
+AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+ShortText = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class LeadContext(Strict):
+    first_name: ShortText | None = None
+    last_name: ShortText | None = None
+    company: ShortText | None = None
+    industry: ShortText | None = None
+    role: ShortText | None = None
+    company_size: ShortText | None = None
+    icp_score: float | None = Field(default=None, ge=0, le=1)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class RouteInfo(Strict):
+    """What `GET /route` answered when the message was generated."""
+
+    model_registry_id: Identifier | None = None
+    provider_model_id: str | None = Field(default=None, max_length=256)
+    experiment_id: Identifier | None = None
+    arm: Literal["champion", "challenger"] | None = None
+
+
+class MessageIn(Strict):
+    org_id: Identifier
+    campaign_id: Identifier
+    lead_id: Identifier
+    lead_email: Email | None = None
+    channel: Literal["email", "linkedin", "sms", "phone", "other"] = "email"
+    subject: str | None = Field(default=None, max_length=998)
+    body: str = Field(min_length=1, max_length=100_000)
+    framework: ShortText | None = None
+    tone: ShortText | None = None
+    brief: str | None = Field(default=None, max_length=10_000)
+    agent_decisions: dict[str, Any] = Field(default_factory=dict)
+    model_id: str | None = Field(default=None, max_length=256)
+    route: RouteInfo | None = None
+    lead: LeadContext = Field(default_factory=LeadContext)
+    sent_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    provider_message_id: str | None = Field(default=None, min_length=1, max_length=256)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("agent_decisions")
+    @classmethod
+    def _small_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(repr(value)) > 200_000:
+            raise ValueError("agent_decisions is larger than 200 kB")
+        return value
+
+
+class MessageBatch(Strict):
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class RegisteredMessage(BaseModel):
+    outcome_id: UUID
+    created: bool
+
+
+class RegistrationResult(BaseModel):
+    outcomes: list[RegisteredMessage]
+    created: int
+    existing: int

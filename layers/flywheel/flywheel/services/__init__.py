@@ -1,0 +1,1 @@
+"""Application services: one transaction each, composing pure domain logic with dal/ and clients/."""

@@ -1,0 +1,64 @@
+"""Registering messages and keeping each outcome's derived columns in step with its events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from flywheel.dal import events as events_dal
+from flywheel.dal import outcomes as outcomes_dal
+from flywheel.dal.connection import Connection, transaction
+from flywheel.domain.lifecycle import derive_outcome
+from flywheel.domain.registration import message_row
+from flywheel.errors import NotFound
+from flywheel.models.messages import MessageIn, RegisteredMessage, RegistrationResult
+
+
+def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: datetime | None = None) -> None:
+    """Re-derive the lifecycle columns of these outcomes from all their events, in bulk."""
+    ids = sorted(set(outcome_ids))
+    if not ids:
+        return
+    now = now or datetime.now(UTC)
+    events = events_dal.events_for(conn, ids)
+    icp = outcomes_dal.icp_scores(conn, ids)
+    outcomes_dal.update_derived(
+        conn,
+        {oid: derive_outcome(events.get(oid, []), now=now, icp_score=icp.get(oid)).as_row() for oid in ids},
+    )
+
+
+def register_messages(messages: list[MessageIn]) -> RegistrationResult:
+    """Register messages idempotently and apply any events that arrived before them."""
+    rows = [message_row(m) for m in messages]
+    with transaction() as conn:
+        outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows])
+        # the same message twice in one request is one message
+        unique = list({(r["org_id"], r["dedupe_key"]): r for r in rows}.values())
+        ids = outcomes_dal.insert_outcomes(conn, unique)
+        new = [(ids[(r["org_id"], r["dedupe_key"])][0], r) for r in unique if ids[(r["org_id"], r["dedupe_key"])][1]]
+        claimed = events_dal.claim_orphans(
+            conn, [(oid, r["org_id"], r["provider_message_id"]) for oid, r in new]
+        )
+        recompute(conn, claimed)
+    seen: set[tuple[str, str]] = set()
+    results = []
+    for r in rows:
+        key = (r["org_id"], r["dedupe_key"])
+        outcome_id, created = ids[key]
+        results.append(RegisteredMessage(outcome_id=outcome_id, created=created and key not in seen))
+        seen.add(key)
+    created_count = sum(1 for r in results if r.created)
+    return RegistrationResult(outcomes=results, created=created_count, existing=len(results) - created_count)
+
+
+def outcome_view(outcome_id: UUID) -> dict[str, Any]:
+    """An outcome with its derived stage and its event history."""
+    with transaction() as conn:
+        row = outcomes_dal.get_outcome(conn, outcome_id)
+        if row is None:
+            raise NotFound(f"no outcome {outcome_id}", outcome_id=str(outcome_id))
+        row["events"] = events_dal.history(conn, outcome_id)
+    row.pop("dedupe_key", None)
+    return row

@@ -1,0 +1,107 @@
+"""Shared fixtures: a real PostgreSQL (embedded or DATABASE_URL), a fresh database per test."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flywheel.dal.connection import close_connection
+from flywheel.dal.migrations import migrate
+from flywheel.local.embedded import create_database, start_embedded
+from flywheel.local.server import LocalApi
+from flywheel.settings import reset_settings
+from psycopg.rows import dict_row
+
+ROOT = Path(__file__).resolve().parents[1]
+EVENTS = ROOT / "events"
+SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "providers"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    external = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if external:
+        yield external
+        return
+    folder = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
+    folder.chmod(0o755)
+    yield start_embedded(folder / "data")
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> str:
+    name = f"flywheel_tpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    url = create_database(pg_admin_url, name)
+    with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+        migrate(conn, ROOT / "sql")
+    return name
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    name = f"flywheel_t_{uuid.uuid4().hex[:12]}"
+    url = create_database(pg_admin_url, name, template=template_db)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)
+    reset_settings()
+    yield url
+    close_connection()
+    reset_settings()
+    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A separate connection for assertions (never the one the code under test uses)."""
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+class ApiClient:
+    """Drives the template's routes exactly as `flywheel start-api` does, minus the socket."""
+
+    def __init__(self) -> None:
+        self.api = LocalApi(ROOT / "template.yaml")
+
+    def request(self, method: str, path: str, json_body: Any = None, *, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, list[str]]]:
+        raw = body if body is not None else (json.dumps(json_body).encode() if json_body is not None else b"")
+        hdrs = {"Content-Type": ["application/json"]}
+        hdrs.update({k: [v] for k, v in (headers or {}).items()})
+        status, out_headers, payload = self.api.handle(method, path, hdrs, raw)
+        try:
+            parsed = json.loads(payload) if payload else None
+        except ValueError:
+            parsed = payload.decode()
+        return status, parsed, out_headers
+
+    def post(self, path: str, json_body: Any = None, **kw: Any) -> tuple[int, Any]:
+        status, parsed, _ = self.request("POST", path, json_body, **kw)
+        return status, parsed
+
+    def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        status, parsed, _ = self.request("GET", path, **kw)
+        return status, parsed
+
+
+@pytest.fixture
+def api(db_url: str) -> ApiClient:
+    return ApiClient()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def count(conn: psycopg.Connection[dict[str, Any]], table: str) -> int:
+    row = conn.execute(psycopg.sql.SQL("SELECT count(*) AS n FROM {}").format(psycopg.sql.Identifier(table))).fetchone()
+    assert row is not None
+    return int(row["n"])

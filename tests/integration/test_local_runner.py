@@ -1,0 +1,79 @@
+"""The Docker-free local runtime: `flywheel invoke` and `flywheel start-api` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+from flywheel.local.server import make_server
+
+from tests.conftest import ROOT, count
+
+FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
+
+
+def test_invoke_prints_the_handler_result_as_json(db_url: str, db) -> None:
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
+    done = subprocess.run([*FLYWHEEL, "invoke", "MessagesFunction", "-e", "events/messages_register_single.json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)  # stdout holds only the result; logs went to stderr
+    assert result["statusCode"] == 201
+    assert json.loads(result["body"])["created"] == 1
+    assert count(db, "outcome_labels") == 1
+
+
+def test_invoke_unknown_function_fails_clearly(db_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
+    done = subprocess.run([*FLYWHEEL, "invoke", "NoSuchFunction", "-e", "events/migrate.json"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0 and "NoSuchFunction" in done.stderr
+
+
+def test_start_api_serves_template_routes_over_http(db_url: str, db) -> None:
+    server = make_server(ROOT / "template.yaml", "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        body = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
+        req = urllib.request.Request(f"{base}/messages", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            assert resp.status == 201
+            outcome_id = json.loads(resp.read())["outcomes"][0]["outcome_id"]
+        with urllib.request.urlopen(f"{base}/messages/{outcome_id}?verbose=1", timeout=30) as resp:
+            assert json.loads(resp.read())["outcome_id"] == outcome_id
+        try:
+            urllib.request.urlopen(f"{base}/nowhere", timeout=30)
+            raise AssertionError("expected 403")
+        except urllib.error.HTTPError as err:
+            assert err.code == 403
+    finally:
+        server.shutdown()
+
+
+def test_build_event_marks_binary_bodies_base64() -> None:
+    from flywheel.local.server import LocalApi, build_event
+
+    api = LocalApi(ROOT / "template.yaml")
+    route, params = api.match("GET", "/messages/abc")
+    assert params == {"outcome_id": "abc"} and route.path == "/messages/{outcome_id}"
+    event = build_event("POST", "/messages?a=1&a=2", {"Content-Type": ["multipart/form-data; boundary=x"]},
+                        b"--x\r\n\xff\r\n", route, params, api.binary_types)
+    assert event["isBase64Encoded"] is True
+    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"]}
+    assert event["queryStringParameters"] == {"a": "2"}
+    text = build_event("POST", "/messages", {"Content-Type": ["application/json"]}, b'{"a":1}', route, {}, [])
+    assert text["isBase64Encoded"] is False and text["body"] == '{"a":1}' and text["pathParameters"] is None
+
+
+def test_template_path_is_found_from_a_subfolder() -> None:
+    from flywheel.local.invoke import find_template
+
+    assert find_template(ROOT / "functions" / "messages") == ROOT / "template.yaml"
+    assert Path(find_template(ROOT)).exists()
