@@ -1,0 +1,120 @@
+"""Signature schemes checked against the providers' official vectors (skipped when absent)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from flywheel.webhooks import signatures as sig
+from tests.conftest import SHARED_FIXTURES
+
+needs_fixtures = pytest.mark.skipif(not SHARED_FIXTURES.exists(), reason="shared provider fixtures absent")
+
+
+def fixture(name: str) -> dict:
+    return json.loads((SHARED_FIXTURES / name).read_text())
+
+
+@needs_fixtures
+@pytest.mark.parametrize("name", ["sendgrid_single.json", "sendgrid_multi.json"])
+def test_sendgrid_official_vector_verifies_and_negatives_fail(name: str) -> None:
+    vector = fixture(name)
+    body = (SHARED_FIXTURES / vector["payload_file"]).read_bytes()
+    assert body == vector["payload_exact_string_json_escaped"].encode()
+    key, signature = vector["public_key_base64_der_spki"], vector["header_X-Twilio-Email-Event-Webhook-Signature"]
+    timestamp = vector["header_X-Twilio-Email-Event-Webhook-Timestamp"]
+    sig.verify_sendgrid(key, signature, timestamp, body)
+    negatives = vector["negative_cases"]
+    cases = [
+        (negatives["bad_key"], signature, timestamp, body),
+        (key, negatives["bad_signature"], timestamp, body),
+        (key, signature, timestamp, negatives["bad_payload"].encode()),
+        (key, signature, negatives["bad_timestamp"], body),
+        (key, None, timestamp, body),
+        (key, "%%%not-base64", timestamp, body),
+        (key, signature, timestamp, body.rstrip(b"\r\n")),  # the trailing CRLF is signed too
+    ]
+    for case in cases:
+        with pytest.raises(sig.SignatureInvalid):
+            sig.verify_sendgrid(*case)
+
+
+@needs_fixtures
+def test_hubspot_official_vectors() -> None:
+    for v in fixture("hubspot_signature_vectors.json")["vectors"]:
+        body = v["request_body"].encode()
+        if v["version"] == "v1":
+            assert sig.hubspot_v1(v["client_secret"], body) == v["expected"], v["id"]
+        elif v["version"] == "v2":
+            assert sig.hubspot_v2(v["client_secret"], v["method"], v["uri"], body) == v["expected"], v["id"]
+        else:
+            assert sig.hubspot_v3(v["client_secret"], v["method"], v["uri"], body, v["timestamp"]) == v["expected"]
+            headers = {"x-hubspot-signature-v3": v["expected"], "x-hubspot-request-timestamp": v["timestamp"]}
+            now = int(v["timestamp"]) / 1000 + 60
+            sig.verify_hubspot(v["client_secret"], method=v["method"], uri=v["uri"], body=body, headers=headers, now=now)
+            with pytest.raises(sig.SignatureInvalid, match="window"):
+                sig.verify_hubspot(v["client_secret"], method=v["method"], uri=v["uri"], body=body, headers=headers,
+                                   now=now + 300)
+            with pytest.raises(sig.SignatureInvalid, match="does not match"):
+                sig.verify_hubspot(v["client_secret"], method=v["method"], uri=v["uri"] + "x", body=body,
+                                   headers=headers, now=now)
+
+
+def test_hubspot_legacy_signatures_only_when_allowed() -> None:
+    body = b'[{"eventId":1}]'
+    headers = {"x-hubspot-signature": sig.hubspot_v1("s3cret", body), "x-hubspot-signature-version": "v1"}
+    with pytest.raises(sig.SignatureInvalid, match="not accepted"):
+        sig.verify_hubspot("s3cret", method="POST", uri="https://x/y", body=body, headers=headers)
+    sig.verify_hubspot("s3cret", method="POST", uri="https://x/y", body=body, headers=headers, allow_legacy=True)
+    v2 = {"x-hubspot-signature": sig.hubspot_v2("s3cret", "POST", "https://x/y", body),
+          "x-hubspot-signature-version": "v2"}
+    sig.verify_hubspot("s3cret", method="POST", uri="https://x/y", body=body, headers=v2, allow_legacy=True)
+    with pytest.raises(sig.SignatureInvalid):
+        sig.verify_hubspot("s3cret", method="POST", uri="https://x/z", body=body, headers=v2, allow_legacy=True)
+
+
+@needs_fixtures
+def test_calendly_vector_and_window() -> None:
+    vector = fixture("calendly_synthetic_vector.json")
+    body = (SHARED_FIXTURES / "calendly_invitee_created_realworld_pii_redacted.json").read_bytes()
+    header = vector["header_Calendly-Webhook-Signature"]
+    now = int(vector["t"]) + 10
+    sig.verify_calendly(vector["signing_key"], header, body, now=now)
+    with pytest.raises(sig.SignatureInvalid, match="window"):
+        sig.verify_calendly(vector["signing_key"], header, body, now=now + 181)
+    with pytest.raises(sig.SignatureInvalid, match="does not match"):
+        sig.verify_calendly("another-key", header, body, now=now)
+    with pytest.raises(sig.SignatureInvalid):
+        sig.verify_calendly(vector["signing_key"], "v1=abc", body, now=now)
+
+
+@needs_fixtures
+def test_standard_webhooks_vector() -> None:
+    vector = fixture("standardwebhooks_vector.json")
+    body = vector["payload_exact"].encode()
+    headers = dict(vector["headers"])
+    now = int(headers["webhook-timestamp"]) + 5
+    assert sig.standard_webhooks_signature(vector["secret"], headers["webhook-id"], headers["webhook-timestamp"],
+                                           body) == headers["webhook-signature"]
+    sig.verify_standard_webhooks(vector["secret"], headers, body, now=now)
+    several = {**headers, "webhook-signature": f"{vector['negative']['bad_signature']} {headers['webhook-signature']}"}
+    sig.verify_standard_webhooks(vector["secret"], several, body, now=now)
+    with pytest.raises(sig.SignatureInvalid):
+        sig.verify_standard_webhooks(vector["secret"], {**headers, "webhook-signature": vector["negative"]["bad_signature"]},
+                                     body, now=now)
+    with pytest.raises(sig.SignatureInvalid, match="window"):
+        sig.verify_standard_webhooks(vector["secret"], headers, body, now=now + 400)
+
+
+def test_basic_auth_and_tokens() -> None:
+    good = "Basic " + base64.b64encode(b"pipedrive:pa55").decode()
+    sig.verify_basic_auth(good, "pipedrive", "pa55")
+    for header in (None, "Bearer x", "Basic !!!", "Basic " + base64.b64encode(b"pipedrive:nope").decode()):
+        with pytest.raises(sig.SignatureInvalid):
+            sig.verify_basic_auth(header, "pipedrive", "pa55")
+    sig.verify_token("abc", "abc")
+    for given, expected in (("abd", "abc"), (None, "abc"), ("", "")):
+        with pytest.raises(sig.SignatureInvalid):
+            sig.verify_token(given, expected)
