@@ -16,7 +16,8 @@ from flywheel import errors
 from flywheel.observability import logger, metrics
 
 STATUS: dict[type[errors.FlywheelError], int] = {
-    errors.InvalidInput: 400,
+    errors.MalformedPayload: 400,
+    errors.InvalidInput: 422,
     errors.Unauthorized: 401,
     errors.Forbidden: 403,
     errors.NotFound: 404,

@@ -14,8 +14,16 @@ class FlywheelError(Exception):
         self.details = details
 
 
+class MalformedPayload(FlywheelError):
+    """The body cannot be parsed at all (JSON, XML, form)."""
+
+    code = "malformed_payload"
+
+
 class InvalidInput(FlywheelError):
-    code = "invalid_input"
+    """The body parses but a field has the wrong type or value."""
+
+    code = "validation_error"
 
 
 class NotFound(FlywheelError):

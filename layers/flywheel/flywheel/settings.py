@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 
@@ -16,6 +17,43 @@ class Settings(BaseModel):
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
     max_messages_per_request: int = Field(default=500, ge=1, le=5000)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+
+    # webhooks: provider secrets live in one Secrets Manager JSON secret (WEBHOOK_SECRETS_JSON
+    # holds the same JSON inline for local runs); see README "Webhooks"
+    webhook_secrets_arn: str | None = None
+    webhook_secrets_json: str | None = None
+    # "<provider>:<account id>" -> org_id, e.g. {"hubspot:5799819": "acme"}; Salesforce ids listed
+    # here are also the OrganizationId allow-list
+    provider_orgs_json: str = "{}"
+    attribution_window_days: int = Field(default=90, ge=1, le=365)
+    reply_window_days: int = Field(default=30, ge=1, le=365)
+    sendgrid_verify_signature: bool = True
+    inbound_parse_domains: str = ""
+    replies_queue_url: str | None = None
+    calendly_tolerance_s: int = Field(default=180, ge=1)
+    hubspot_tolerance_s: int = Field(default=300, ge=1)
+    hubspot_allow_legacy_signatures: bool = False
+    hubspot_webhook_url: str | None = None
+    hubspot_won_stages: str = "closedwon"
+    hubspot_lost_stages: str = "closedlost"
+    hubspot_api_base: str = "https://api.hubapi.com"
+    pipedrive_api_base: str = "https://api.pipedrive.com"
+    pipedrive_outcome_field: str | None = None
+    salesforce_outcome_field: str = "Outcome_Id__c"
+    salesforce_email_field: str = "Contact_Email__c"
+    standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
+    http_timeout_s: float = Field(default=5.0, gt=0, le=30)
+
+    def provider_org(self, provider: str, account: object) -> str | None:
+        return self.provider_orgs.get(f"{provider}:{account}")
+
+    @property
+    def provider_orgs(self) -> dict[str, str]:
+        return {str(k): str(v) for k, v in json.loads(self.provider_orgs_json or "{}").items()}
+
+    @staticmethod
+    def split(value: str) -> list[str]:
+        return [item.strip() for item in value.split(",") if item.strip()]
 
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:

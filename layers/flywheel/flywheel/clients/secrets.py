@@ -7,6 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
+from flywheel.settings import get_settings
+
 CACHE_SECONDS = 300
 
 
@@ -19,5 +21,12 @@ def get_json_secret(name_or_arn: str) -> dict[str, Any]:
     return dict(json.loads(get_secret(name_or_arn)))
 
 
-def get_parameter(name: str, *, decrypt: bool = True) -> str:
-    return str(parameters.get_parameter(name, decrypt=decrypt, max_age=CACHE_SECONDS))
+def webhook_secret(name: str) -> str | None:
+    """One provider secret (e.g. `hubspot_client_secret`) from the webhook secrets JSON."""
+    settings = get_settings()
+    if settings.webhook_secrets_arn:
+        secrets = get_json_secret(settings.webhook_secrets_arn)
+    else:
+        secrets = json.loads(settings.webhook_secrets_json or "{}")
+    value = secrets.get(name)
+    return str(value) if value else None

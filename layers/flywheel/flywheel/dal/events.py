@@ -17,13 +17,16 @@ _EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcom
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert events whose (provider, event_key) is new; returns only the rows inserted."""
+    """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
+    orphan now matched to a message is attached to it. Returns the rows inserted or attached."""
     if not events:
         return []
     return conn.execute(
         f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
             SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%s) AS x({_EVENT_RECORD})
-            ON CONFLICT (provider, event_key) DO NOTHING
+            ON CONFLICT (provider, event_key) DO UPDATE
+               SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
+             WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
             RETURNING event_id, provider, event_key, outcome_id, status""",
         (jsonb(events),),
     ).fetchall()

@@ -23,6 +23,7 @@ REGISTRATION_COLUMNS: dict[str, str] = {
     "brief": "text",
     "agent_decisions": "jsonb",
     "provider_message_id": "text",
+    "email_message_id": "text",
     "sent_at": "timestamptz",
     "model_id": "text",
     "model_registry_id": "text",
@@ -117,3 +118,60 @@ def update_derived(conn: Connection, rows: dict[UUID, dict[str, Any]]) -> None:
              WHERE o.outcome_id = x.outcome_id""",
         (jsonb(payload),),
     )
+
+
+def existing_outcomes(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, str]:
+    if not outcome_ids:
+        return {}
+    rows = conn.execute(
+        "SELECT outcome_id, org_id FROM outcome_labels WHERE outcome_id = ANY(%s)", (outcome_ids,)
+    ).fetchall()
+    return {r["outcome_id"]: r["org_id"] for r in rows}
+
+
+def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, tuple[UUID, str]]:
+    """Latest message per value of provider_message_id or email_message_id."""
+    assert column in ("provider_message_id", "email_message_id")
+    if not values:
+        return {}
+    rows = conn.execute(
+        f"""SELECT DISTINCT ON ({column}) {column} AS value, outcome_id, org_id
+              FROM outcome_labels WHERE {column} = ANY(%s)
+             ORDER BY {column}, sent_at DESC""",
+        (values,),
+    ).fetchall()
+    return {r["value"]: (r["outcome_id"], r["org_id"]) for r in rows}
+
+
+def latest_for_emails(
+    conn: Connection, queries: list[tuple[str | None, str, str]], window_days: int
+) -> dict[int, tuple[UUID, str]]:
+    """For each (org or None, email, event time): the latest message to that lead sent before the
+    event and within the attribution window. Keys are positions in `queries`."""
+    if not queries:
+        return {}
+    rows = conn.execute(
+        """SELECT q.i, m.outcome_id, m.org_id
+             FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS q(org_id, email, at, i)
+             CROSS JOIN LATERAL (
+                 SELECT o.outcome_id, o.org_id FROM outcome_labels o
+                  WHERE o.lead_email = q.email
+                    AND (q.org_id IS NULL OR o.org_id = q.org_id)
+                    AND o.sent_at <= q.at
+                    AND o.sent_at > q.at - make_interval(days => %s)
+                  ORDER BY o.sent_at DESC, o.outcome_id
+                  LIMIT 1) m""",
+        ([q[0] for q in queries], [q[1] for q in queries], [q[2] for q in queries], window_days),
+    ).fetchall()
+    return {int(r["i"]) - 1: (r["outcome_id"], r["org_id"]) for r in rows}
+
+
+def outcomes_with_meetings_due(conn: Connection, now: str, limit: int = 5000) -> list[UUID]:
+    rows = conn.execute(
+        """SELECT outcome_id FROM outcome_labels
+            WHERE meeting_completed_at IS NULL AND meeting_scheduled_end <= %s::timestamptz
+              AND NOT meeting_no_show AND meeting_canceled_at IS NULL
+            ORDER BY meeting_scheduled_end LIMIT %s""",
+        (now, limit),
+    ).fetchall()
+    return [r["outcome_id"] for r in rows]

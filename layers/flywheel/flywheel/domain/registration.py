@@ -9,6 +9,11 @@ from typing import Any
 from flywheel.models.messages import MessageIn
 
 
+def normalise_message_id(value: str | None) -> str | None:
+    """`<abc@host>` and `abc@host` are the same Message-ID."""
+    return value.strip().strip("<>").strip().lower() or None if value else None
+
+
 def dedupe_key(message: MessageIn) -> str:
     """Same key, same message: client key first, then provider id, then the content itself."""
     if message.idempotency_key:
@@ -44,6 +49,7 @@ def message_row(message: MessageIn) -> dict[str, Any]:
         "brief": message.brief,
         "agent_decisions": message.agent_decisions,
         "provider_message_id": message.provider_message_id,
+        "email_message_id": normalise_message_id(message.email_message_id),
         "sent_at": message.sent_at.isoformat(),
         "model_id": message.model_id or (route.provider_model_id if route else None),
         "model_registry_id": route.model_registry_id if route else None,

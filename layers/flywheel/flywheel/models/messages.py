@@ -76,6 +76,8 @@ class MessageIn(Strict):
     lead: LeadContext = Field(default_factory=LeadContext)
     sent_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     provider_message_id: str | None = Field(default=None, min_length=1, max_length=256)
+    # the RFC 5322 Message-ID header it was sent with, so replies can be linked by In-Reply-To
+    email_message_id: str | None = Field(default=None, min_length=3, max_length=998)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("agent_decisions")

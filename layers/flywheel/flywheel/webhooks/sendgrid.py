@@ -1,0 +1,112 @@
+"""SendGrid Event Webhook: a JSON array of events, normalised into IncomingEvents."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.lifecycle import EventType
+from flywheel.errors import InvalidInput, MalformedPayload
+
+PROVIDER = "sendgrid"
+
+_TYPES = {
+    "processed": EventType.PROCESSED,
+    "delivered": EventType.DELIVERED,
+    "deferred": EventType.DEFERRED,
+    "dropped": EventType.DROPPED,
+    "bounce": EventType.BOUNCE,
+    "open": EventType.OPEN,
+    "click": EventType.CLICK,
+    "spamreport": EventType.SPAM_REPORT,
+    "unsubscribe": EventType.UNSUBSCRIBE,
+    "group_unsubscribe": EventType.GROUP_UNSUBSCRIBE,
+    "group_resubscribe": EventType.GROUP_RESUBSCRIBE,
+}
+
+
+class SendGridEvent(BaseModel):
+    """The fields we read; everything else stays in the raw payload."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    event: str = Field(min_length=1)
+    email: str | None = None
+    timestamp: int = Field(ge=0)
+    sg_event_id: str | None = None
+    sg_message_id: str | None = None
+    smtp_id: str | None = Field(default=None, alias="smtp-id")
+    outcome_id: str | None = None
+    org_id: str | None = None
+    type: str | None = None
+    reason: str | None = None
+    status: str | None = None
+    url: str | None = None
+    sg_machine_open: bool | None = None
+    asm_group_id: int | None = None
+    category: str | list[str] | None = None
+
+
+def message_id_prefix(sg_message_id: str | None) -> str | None:
+    """`<X-Message-Id>.filter...` or `.recvd-...`: the part SendGrid returned at send time."""
+    if not sg_message_id:
+        return None
+    for marker in (".filter", ".recvd"):
+        if marker in sg_message_id:
+            return sg_message_id.split(marker, 1)[0]
+    return sg_message_id
+
+
+def parse_body(raw: bytes) -> list[dict[str, Any]]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedPayload("body is not valid JSON") from exc
+    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+        raise InvalidInput("body must be a JSON array of event objects")
+    return body
+
+
+def normalise(raw_events: list[dict[str, Any]]) -> list[IncomingEvent]:
+    """Validate every event first: one bad event rejects the batch, so nothing is half-written."""
+    parsed = []
+    for index, raw in enumerate(raw_events):
+        try:
+            parsed.append(SendGridEvent.model_validate(raw))
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"])
+            raise InvalidInput(f"event {index}: {field}: {problem['msg']}", field=f"{index}.{field}") from exc
+    return [_to_incoming(raw, event) for raw, event in zip(raw_events, parsed, strict=True)]
+
+
+def _to_incoming(raw: dict[str, Any], event: SendGridEvent) -> IncomingEvent:
+    kind = _TYPES.get(event.event)
+    data: dict[str, Any] = {}
+    if kind == EventType.BOUNCE:
+        data = {"bounce_type": "blocked" if event.type == "blocked" else "bounce", "reason": event.reason,
+                "status": event.status}
+    elif kind == EventType.DROPPED:
+        data = {"reason": event.reason}
+    elif kind == EventType.OPEN:
+        data = {"machine_open": bool(event.sg_machine_open)}
+    elif kind == EventType.CLICK:
+        data = {"url": event.url}
+    elif kind in (EventType.GROUP_UNSUBSCRIBE, EventType.GROUP_RESUBSCRIBE):
+        data = {"asm_group_id": event.asm_group_id}
+    return IncomingEvent(
+        provider=PROVIDER,
+        event_key=event.sg_event_id or content_key(raw),
+        event_type=kind.value if kind else event.event,
+        occurred_at=datetime.fromtimestamp(event.timestamp, tz=UTC),
+        payload=raw,
+        data={k: v for k, v in data.items() if v is not None},
+        org_id=event.org_id,
+        outcome_id=event.outcome_id,
+        provider_message_id=message_id_prefix(event.sg_message_id),
+        email=event.email.strip().lower() if event.email else None,
+    )
