@@ -12,12 +12,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
+
 from flywheel.dal.connection import close_connection
 from flywheel.dal.migrations import migrate
 from flywheel.local.embedded import create_database, start_embedded
 from flywheel.local.server import LocalApi
 from flywheel.settings import reset_settings
-from psycopg.rows import dict_row
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"

@@ -74,3 +74,23 @@ def standard_headers(body: bytes, msg_id: str, timestamp: int | None = None) -> 
     t = str(timestamp or int(time.time()))
     return {"webhook-id": msg_id, "webhook-timestamp": t,
             "webhook-signature": signatures.standard_webhooks_signature(SECRETS["crm_webhook_secret"], msg_id, t, body)}
+
+
+def route_event(event: dict[str, Any], body: bytes | str | None = None, **headers: str) -> dict[str, Any]:
+    """A sample API Gateway event with its body replaced (kept base64 when it was) and headers set."""
+    event = json.loads(json.dumps(event))
+    if body is not None:
+        raw = body.encode() if isinstance(body, str) else body
+        event["body"] = base64.b64encode(raw).decode() if event.get("isBase64Encoded") else raw.decode()
+    event["headers"].update(headers)
+    event["multiValueHeaders"] = {k: [v] for k, v in event["headers"].items()}
+    return event
+
+
+def event_body(event: dict[str, Any]) -> bytes:
+    body = event["body"] or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+
+
+def public_url(event: dict[str, Any]) -> str:
+    return f"https://{event['headers']['Host']}{event['requestContext']['path']}"

@@ -5,11 +5,12 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Discriminator, Tag
+
 from flywheel.api import make_resolver
 from flywheel.models.messages import MessageBatch, MessageIn
 from flywheel.observability import logger, metrics, tracer
 from flywheel.services.outcomes import outcome_view, register_messages
-from pydantic import Discriminator, Tag
 
 app = make_resolver()
 

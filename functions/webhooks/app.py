@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
@@ -20,6 +21,42 @@ def _request() -> WebhookRequest:
 @app.post("/webhooks/sendgrid")
 def sendgrid_events() -> dict[str, Any]:
     return webhooks.receive_sendgrid(_request())
+
+
+@app.post("/webhooks/sendgrid/inbound/<token>")
+def sendgrid_inbound(token: str) -> dict[str, Any]:
+    return webhooks.receive_inbound_reply(_request(), token)
+
+
+@app.post("/webhooks/calendly")
+def calendly_events() -> dict[str, Any]:
+    return webhooks.receive_calendly(_request())
+
+
+@app.post("/webhooks/crm/hubspot")
+def hubspot_events() -> dict[str, Any]:
+    return webhooks.receive_hubspot(_request())
+
+
+@app.post("/webhooks/crm/pipedrive")
+def pipedrive_events() -> dict[str, Any]:
+    return webhooks.receive_pipedrive(_request())
+
+
+@app.post("/webhooks/crm/salesforce/<token>")
+def salesforce_outbound_message(token: str) -> Response:
+    ack = webhooks.receive_salesforce(_request(), token)
+    return Response(200, "text/xml; charset=utf-8", ack)
+
+
+@app.post("/webhooks/crm/deals")
+def crm_deals() -> dict[str, Any]:
+    return webhooks.receive_generic(_request(), "deals")
+
+
+@app.post("/webhooks/crm/meetings")
+def crm_meetings() -> dict[str, Any]:
+    return webhooks.receive_generic(_request(), "meetings")
 
 
 @logger.inject_lambda_context

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from flywheel.local.demo import run_demo
 
+from flywheel.local.demo import run_demo
 from tests.conftest import ROOT, count
 
 

@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 
 from flywheel.local.server import make_server
-
 from tests.conftest import ROOT, count
 
 FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from flywheel.local.invoke import invoke
 
+from flywheel.local.invoke import invoke
 from tests.conftest import ROOT, ApiClient, count, load_event
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg.rows import dict_row
+
 from flywheel.dal.migrations import migrate
 from flywheel.errors import MigrationError
 from flywheel.local.embedded import create_database
 from flywheel.local.invoke import invoke
-from psycopg.rows import dict_row
-
 from tests.conftest import ROOT, load_event
 
 

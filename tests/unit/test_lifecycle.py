@@ -6,9 +6,10 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flywheel.domain.lifecycle import EventType, OutcomeEvent, derive_outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from flywheel.domain.lifecycle import EventType, OutcomeEvent, derive_outcome
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=40)

@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from flywheel.local.invoke import load_handler
 from flywheel.local.template import read_template
 

@@ -37,6 +37,7 @@ class Settings(BaseModel):
     hubspot_won_stages: str = "closedwon"
     hubspot_lost_stages: str = "closedlost"
     hubspot_api_base: str = "https://api.hubapi.com"
+    hubspot_outcome_property: str | None = None  # a deal property holding the outcome id, if you keep one
     pipedrive_api_base: str = "https://api.pipedrive.com"
     pipedrive_outcome_field: str | None = None
     salesforce_outcome_field: str = "Outcome_Id__c"

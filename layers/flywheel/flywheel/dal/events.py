@@ -81,3 +81,41 @@ def history(conn: Connection, outcome_id: UUID) -> list[dict[str, Any]]:
              FROM outcome_events WHERE outcome_id = %s ORDER BY occurred_at, event_id""",
         (outcome_id,),
     ).fetchall()
+
+
+def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[str, tuple[UUID, str]]:
+    """The outcome each meeting was booked for (a cancellation or no-show may carry no email)."""
+    if not meeting_ids:
+        return {}
+    rows = conn.execute(
+        """SELECT DISTINCT ON (data->>'meeting_id') data->>'meeting_id' AS meeting_id, outcome_id, org_id
+             FROM outcome_events
+            WHERE status = 'applied' AND data->>'meeting_id' = ANY(%s)
+            ORDER BY data->>'meeting_id', occurred_at""",
+        (meeting_ids,),
+    ).fetchall()
+    return {r["meeting_id"]: (r["outcome_id"], r["org_id"]) for r in rows}
+
+
+def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> set[UUID]:
+    """Orphaned events about a meeting that is now linked (e.g. a no-show that beat its booking)."""
+    if not outcome_ids:
+        return set()
+    rows = conn.execute(
+        """UPDATE outcome_events e
+              SET outcome_id = b.outcome_id, org_id = b.org_id, status = 'applied'
+             FROM outcome_events b
+            WHERE e.status = 'orphan' AND b.status = 'applied' AND b.outcome_id = ANY(%s)
+              AND e.provider = b.provider AND e.data ? 'meeting_id'
+              AND e.data->>'meeting_id' = b.data->>'meeting_id'
+        RETURNING e.outcome_id""",
+        (list(outcome_ids),),
+    ).fetchall()
+    return {r["outcome_id"] for r in rows}
+
+
+def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
+    row = conn.execute(
+        "SELECT outcome_id FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)
+    ).fetchone()
+    return row["outcome_id"] if row else None

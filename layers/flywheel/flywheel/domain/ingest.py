@@ -57,11 +57,13 @@ class Lookups:
     outcomes: dict[UUID, str] = field(default_factory=dict)
     provider_message_ids: dict[str, Match] = field(default_factory=dict)
     email_message_ids: dict[str, Match] = field(default_factory=dict)
+    meetings: dict[str, Match] = field(default_factory=dict)  # meeting id -> outcome of its booking
     emails: dict[int, Match] = field(default_factory=dict)  # by the event's index in the batch
 
 
 def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | None:
-    """The strongest link that resolves: outcome id, provider message id, Message-ID, then email."""
+    """The strongest link that resolves: outcome id, provider message id, Message-ID, the meeting
+    it is about, then the lead's email."""
     claimed = event.claimed_outcome_id
     if claimed is not None and claimed in found.outcomes:
         return Match(claimed, found.outcomes[claimed])
@@ -70,6 +72,9 @@ def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | No
     for reference in event.references:
         if reference in found.email_message_ids:
             return found.email_message_ids[reference]
+    meeting_id = event.data.get("meeting_id")
+    if meeting_id and meeting_id in found.meetings:
+        return found.meetings[meeting_id]
     return found.emails.get(index)
 
 

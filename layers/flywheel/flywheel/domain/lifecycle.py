@@ -31,6 +31,7 @@ class EventType(StrEnum):
     REPLY = "reply"
     REPLY_CLASSIFIED = "reply_classified"
     MEETING_BOOKED = "meeting_booked"
+    MEETING_COMPLETED = "meeting_completed"  # an explicit report (in-house CRM); else time decides
     MEETING_CANCELED = "meeting_canceled"
     MEETING_NO_SHOW = "meeting_no_show"
     MEETING_NO_SHOW_CLEARED = "meeting_no_show_cleared"
@@ -260,8 +261,13 @@ def _derive_meeting(
         key=lambda e: (e.occurred_at, e.key),
     )
     state.meeting_no_show = bool(marks) and marks[-1].type == EventType.MEETING_NO_SHOW
+    if state.meeting_no_show:
+        return
+    reported = [e for e in by_type.get(EventType.MEETING_COMPLETED, []) if e.data.get("meeting_id") == meeting_id]
     end = state.meeting_scheduled_end
-    if end is not None and end <= now and not state.meeting_no_show:
+    if reported:
+        state.meeting_completed_at = reported[0].occurred_at
+    elif end is not None and end <= now:
         state.meeting_completed_at = end
 
 

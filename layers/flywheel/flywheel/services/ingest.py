@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from flywheel.dal import events as events_dal
@@ -21,6 +21,8 @@ def _lookups(conn: Connection, events: list[IncomingEvent], window_days: int) ->
         conn, "provider_message_id", pmids).items()}
     found.email_message_ids = {k: Match(*v) for k, v in outcomes_dal.by_column(
         conn, "email_message_id", refs).items()}
+    meetings = sorted({str(e.data["meeting_id"]) for e in events if e.data.get("meeting_id")})
+    found.meetings = {k: Match(*v) for k, v in events_dal.outcomes_for_meetings(conn, meetings).items()}
     # only events that no stronger hint resolves are attributed by email
     needs_email = [
         (i, e) for i, e in enumerate(events)
@@ -65,6 +67,7 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
         outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows if r["org_id"]])
         inserted = events_dal.insert_events(conn, rows)
         touched = {r["outcome_id"] for r in inserted if r["status"] == "applied"}
+        touched |= events_dal.claim_meeting_orphans(conn, touched)
         recompute(conn, touched, now)
     result.stored = len(inserted)
     result.duplicates = result.received - result.stored
@@ -73,3 +76,10 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
     result.ignored = sum(1 for r in inserted if r["status"] == "ignored")
     result.outcome_ids = sorted(str(o) for o in touched)
     return result
+
+
+def linked_outcome(provider: str, event_key: str) -> str | None:
+    """The outcome a stored event applies to (None while it is an orphan)."""
+    with transaction() as conn:
+        found = events_dal.outcome_of(conn, provider, event_key)
+    return str(found) if found else None

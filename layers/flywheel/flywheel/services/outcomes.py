@@ -41,6 +41,7 @@ def register_messages(messages: list[MessageIn]) -> RegistrationResult:
         claimed = events_dal.claim_orphans(
             conn, [(oid, r["org_id"], r["provider_message_id"]) for oid, r in new]
         )
+        claimed |= events_dal.claim_meeting_orphans(conn, claimed)
         recompute(conn, claimed)
     seen: set[tuple[str, str]] = set()
     results = []

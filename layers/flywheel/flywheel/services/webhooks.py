@@ -1,57 +1,190 @@
 """Receiving provider webhooks: verify on the raw bytes, normalise, store and apply.
 
-Each `receive_*` returns the JSON answer for the provider; rejections raise typed errors that
-the API glue maps to 400/401/403/413/422/503.
+Each `receive_*` returns what the provider should be answered; rejections raise typed errors
+that the API glue maps to 400/401/403/413/422/503. Verification always comes first, and
+every write happens in one transaction, so a rejected request writes nothing.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
+from flywheel.clients import queue
+from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
-from flywheel.errors import DependencyUnavailable, Unauthorized
+from flywheel.domain.ingest import IncomingEvent
+from flywheel.errors import DependencyUnavailable, Forbidden, Unauthorized
 from flywheel.observability import logger, metrics
-from flywheel.services.ingest import ingest_events
-from flywheel.settings import get_settings
-from flywheel.webhooks import sendgrid
+from flywheel.services.ingest import ingest_events, linked_outcome
+from flywheel.settings import Settings, get_settings
+from flywheel.webhooks import calendly, generic, hubspot, inbound, pipedrive, salesforce, sendgrid
 from flywheel.webhooks.http import WebhookRequest
-from flywheel.webhooks.signatures import SignatureInvalid, verify_sendgrid
+from flywheel.webhooks.signatures import (
+    SignatureInvalid,
+    verify_basic_auth,
+    verify_calendly,
+    verify_hubspot,
+    verify_sendgrid,
+    verify_standard_webhooks,
+    verify_token,
+)
 
 
-def _required_secret(name: str) -> str:
+def _secret(name: str) -> str:
     value = webhook_secret(name)
     if not value:
-        # misconfiguration: refuse (and let the provider retry) rather than accept unverified data
+        # misconfiguration: refuse (the provider retries) rather than accept unverified data
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
     return value
 
 
-def _unauthorized(provider: str, exc: SignatureInvalid) -> Unauthorized:
-    return Unauthorized(f"{provider}: {exc}", provider=provider)
+def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **kwargs: Any) -> None:
+    try:
+        check(*args, **kwargs)
+    except SignatureInvalid as exc:
+        error = Forbidden if forbidden else Unauthorized
+        raise error(f"{provider}: {exc}", provider=provider) from exc
 
 
-def _count(provider: str, result: dict[str, Any]) -> None:
+def _store(provider: str, events: list[IncomingEvent], window_days: int) -> dict[str, Any]:
+    result = ingest_events(events, window_days=window_days)
+    summary = result.as_dict()
     for name in ("stored", "duplicates", "orphans", "ignored"):
-        if result.get(name):
-            metrics.add_metric(name=f"Webhook{name.capitalize()}", unit="Count", value=result[name])
-    logger.info("webhook received", extra={"provider": provider, **result})
+        if summary[name]:
+            metrics.add_metric(name=f"Webhook{name.capitalize()}", unit="Count", value=summary[name])
+    logger.info("webhook received", extra={"provider": provider, **summary})
+    return summary
 
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- SendGrid ---------------------------------------------------------------------------------
 
 def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     settings = get_settings()
     if settings.sendgrid_verify_signature:
-        try:
-            verify_sendgrid(
-                _required_secret("sendgrid_public_key"),
-                request.header("X-Twilio-Email-Event-Webhook-Signature"),
-                request.header("X-Twilio-Email-Event-Webhook-Timestamp"),
-                request.body,
-            )
-        except SignatureInvalid as exc:
-            raise _unauthorized("sendgrid", exc) from exc
+        _verified("sendgrid", verify_sendgrid, _secret("sendgrid_public_key"),
+                  request.header("X-Twilio-Email-Event-Webhook-Signature"),
+                  request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body)
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
     events = sendgrid.normalise(sendgrid.parse_body(request.body))
-    result = ingest_events(events, window_days=settings.attribution_window_days).as_dict()
-    _count("sendgrid", result)
-    return result
+    return _store("sendgrid", events, settings.attribution_window_days)
+
+
+def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
+    settings = get_settings()
+    _verified("sendgrid_inbound", verify_token, token, _secret("inbound_parse_token"), forbidden=True)
+    reply = inbound.parse_reply(request.header("content-type") or "", request.body)
+    domains = settings.split(settings.inbound_parse_domains)
+    if domains and not inbound.recipient_domains(reply) & set(domains):
+        raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
+    event = inbound.to_event(reply, domains, _now())
+    summary = _store("sendgrid_inbound", [event], settings.reply_window_days)
+    # the reply is stored (and a retry is a no-op there); queueing it again on a retry is harmless
+    # because the classifier stores one classification per reply
+    outcome_id = linked_outcome(event.provider, event.event_key)
+    if outcome_id and settings.replies_queue_url:
+        queue.send_messages(settings.replies_queue_url, [{
+            "outcome_id": outcome_id, "reply_key": f"{event.provider}:{event.event_key}",
+            "text": reply.text, "subject": reply.subject, "from": reply.sender,
+            "received_at": event.occurred_at.isoformat(),
+        }])
+    return {**summary, "outcome_id": outcome_id}
+
+
+# --- Calendly ---------------------------------------------------------------------------------
+
+def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
+    settings = get_settings()
+    _verified("calendly", verify_calendly, _secret("calendly_signing_key"),
+              request.header("Calendly-Webhook-Signature"), request.body, tolerance_s=settings.calendly_tolerance_s)
+    raw, envelope = calendly.parse(request.body)
+    event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
+    return _store("calendly", [event], settings.attribution_window_days)
+
+
+# --- HubSpot ----------------------------------------------------------------------------------
+
+def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
+    settings = get_settings()
+    _verified("hubspot", verify_hubspot, _secret("hubspot_client_secret"), method=request.method,
+              uri=settings.hubspot_webhook_url or request.url, body=request.body, headers=request.headers,
+              tolerance_s=settings.hubspot_tolerance_s, allow_legacy=settings.hubspot_allow_legacy_signatures)
+    parsed = hubspot.parse(request.body)
+    stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
+    deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
+    if stage_changes:
+        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s)
+        outcome_field = settings.hubspot_outcome_property
+
+        def fetch(deal_id: str) -> tuple[str, tuple[dict[str, Any] | None, list[str]]]:
+            deal = client.deal(deal_id, [outcome_field] if outcome_field else [])
+            emails = client.contact_emails(hubspot.hubspot_contact_ids(deal)) if deal else []
+            return deal_id, (deal, emails)
+
+        # HubSpot expects an answer within 5 s: fetch the batch's deals side by side
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            deals = dict(pool.map(fetch, sorted({str(e.objectId) for e in stage_changes})))
+        client.http.close()
+    won, lost = settings.split(settings.hubspot_won_stages), settings.split(settings.hubspot_lost_stages)
+    events = []
+    for raw, event in parsed:
+        deal, emails = deals.get(str(event.objectId), (None, []))
+        events += hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost,
+                                    settings.provider_org("hubspot", event.portalId))
+    return _store("hubspot", events, settings.attribution_window_days)
+
+
+# --- Pipedrive --------------------------------------------------------------------------------
+
+def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
+    settings = get_settings()
+    _verified("pipedrive", verify_basic_auth, request.header("Authorization"), _secret("pipedrive_username"),
+              _secret("pipedrive_password"))
+    delivery = pipedrive.parse(request.body)
+    emails: list[str] = []
+    if delivery.status in ("won", "lost"):
+        emails = delivery.embedded_emails
+        if not emails and delivery.person_id:
+            client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
+                                     settings.http_timeout_s)
+            emails = client.person_emails(delivery.person_id)[:1]
+            client.http.close()
+    org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
+    events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
+    return _store("pipedrive", events, settings.attribution_window_days)
+
+
+# --- Salesforce -------------------------------------------------------------------------------
+
+def receive_salesforce(request: WebhookRequest, token: str) -> str:
+    settings = get_settings()
+    _verified("salesforce", verify_token, token, _secret("salesforce_token"), forbidden=True)
+    message = salesforce.parse(request.body)
+    allow_list = [key.split(":", 1)[1] for key in settings.provider_orgs if key.startswith("salesforce:")]
+    if not salesforce.allowed(message.organization_id, allow_list):
+        raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
+    org_id = next(v for k, v in settings.provider_orgs.items()
+                  if k.startswith("salesforce:") and salesforce.allowed(message.organization_id, [k.split(":", 1)[1]]))
+    received = _now()
+    events = [salesforce.to_event(message, note, settings.salesforce_outcome_field, settings.salesforce_email_field,
+                                  org_id, received) for note in message.notifications]
+    _store("salesforce", events, settings.attribution_window_days)
+    return salesforce.ACK
+
+
+# --- in-house CRM (Standard Webhooks) ---------------------------------------------------------
+
+def receive_generic(request: WebhookRequest, kind: str) -> dict[str, Any]:
+    settings: Settings = get_settings()
+    _verified("crm", verify_standard_webhooks, _secret("crm_webhook_secret"), request.headers, request.body,
+              tolerance_s=settings.standard_webhooks_tolerance_s)
+    allowed = generic.DEAL_EVENTS if kind == "deals" else generic.MEETING_EVENTS
+    raw, event = generic.parse(request.body, allowed)
+    incoming = generic.to_event(raw, event, str(request.header("webhook-id")), _now())
+    return _store("crm", [incoming], settings.attribution_window_days)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
-from flywheel.errors import InvalidInput, MalformedPayload
+from flywheel.errors import InvalidInput
+from flywheel.webhooks.common import load_json, validate
 
 PROVIDER = "sendgrid"
 
@@ -62,10 +62,7 @@ def message_id_prefix(sg_message_id: str | None) -> str | None:
 
 
 def parse_body(raw: bytes) -> list[dict[str, Any]]:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedPayload("body is not valid JSON") from exc
+    body = load_json(raw)
     if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
         raise InvalidInput("body must be a JSON array of event objects")
     return body
@@ -73,14 +70,7 @@ def parse_body(raw: bytes) -> list[dict[str, Any]]:
 
 def normalise(raw_events: list[dict[str, Any]]) -> list[IncomingEvent]:
     """Validate every event first: one bad event rejects the batch, so nothing is half-written."""
-    parsed = []
-    for index, raw in enumerate(raw_events):
-        try:
-            parsed.append(SendGridEvent.model_validate(raw))
-        except ValidationError as exc:
-            problem = exc.errors()[0]
-            field = ".".join(str(p) for p in problem["loc"])
-            raise InvalidInput(f"event {index}: {field}: {problem['msg']}", field=f"{index}.{field}") from exc
+    parsed = [validate(SendGridEvent, raw, prefix=f"{index}.") for index, raw in enumerate(raw_events)]
     return [_to_incoming(raw, event) for raw, event in zip(raw_events, parsed, strict=True)]
 
 

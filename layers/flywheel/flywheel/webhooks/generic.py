@@ -1,0 +1,69 @@
+"""In-house systems: deals and meetings as JSON, signed the Standard Webhooks way."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.lifecycle import EventType
+from flywheel.errors import InvalidInput
+from flywheel.webhooks.common import load_json, validate
+
+PROVIDER = "crm"
+DEAL_EVENTS = ("deal_won", "deal_lost")
+MEETING_EVENTS = ("meeting_booked", "meeting_completed", "meeting_canceled", "meeting_no_show",
+                  "meeting_no_show_cleared")
+
+
+class CrmEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event: Literal["deal_won", "deal_lost", "meeting_booked", "meeting_completed", "meeting_canceled",
+                   "meeting_no_show", "meeting_no_show_cleared"]
+    outcome_id: str | None = None
+    lead_email: str | None = Field(default=None, max_length=320)
+    org_id: str | None = None
+    occurred_at: AwareDatetime | None = None
+    deal_id: str | None = None
+    value: Decimal | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    close_date: str | None = None
+    meeting_id: str | None = None
+    start_time: AwareDatetime | None = None
+    end_time: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _linkable(self) -> CrmEvent:
+        if not self.outcome_id and not self.lead_email:
+            raise ValueError("outcome_id or lead_email is required")
+        return self
+
+
+def parse(body: bytes, allowed: tuple[str, ...]) -> tuple[dict[str, Any], CrmEvent]:
+    raw = load_json(body)
+    event = validate(CrmEvent, raw)
+    if event.event not in allowed:
+        raise InvalidInput(f"event must be one of {', '.join(allowed)} on this route", field="event")
+    return raw, event
+
+
+def to_event(raw: dict[str, Any], event: CrmEvent, webhook_id: str, received_at: datetime) -> IncomingEvent:
+    data: dict[str, Any] = {
+        "deal_id": f"crm:{event.deal_id}" if event.deal_id else None,
+        "value": str(event.value) if event.value is not None else None,
+        "currency": event.currency.upper() if event.currency else None,
+        "close_date": event.close_date,
+        "meeting_id": f"crm:{event.meeting_id}" if event.meeting_id else None,
+        "start_time": event.start_time.astimezone(UTC).isoformat() if event.start_time else None,
+        "end_time": event.end_time.astimezone(UTC).isoformat() if event.end_time else None,
+    }
+    return IncomingEvent(
+        provider=PROVIDER, event_key=webhook_id, event_type=EventType(event.event).value,
+        occurred_at=event.occurred_at or received_at, payload=raw,
+        data={k: v for k, v in data.items() if v is not None}, org_id=event.org_id,
+        outcome_id=event.outcome_id, email=event.lead_email.strip().lower() if event.lead_email else None,
+    )

@@ -1,0 +1,107 @@
+"""Pipedrive webhooks (v1 and v2 payloads): deals that become won or lost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flywheel.clients.crm import money
+from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.lifecycle import EventType
+from flywheel.errors import InvalidInput
+from flywheel.webhooks.common import email_or_none, load_json
+
+PROVIDER = "pipedrive"
+
+
+def _time(value: Any) -> datetime | None:
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    text = str(value).replace("Z", "+00:00")
+    if " " in text and "T" not in text:
+        text = text.replace(" ", "T")  # v1 times: "2026-11-24 15:11:55" (UTC)
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class PipedriveDelivery:
+    """One webhook body, either version, reduced to what a deal outcome needs."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        meta = raw.get("meta")
+        if not isinstance(meta, dict):
+            raise InvalidInput("meta is required", field="meta")
+        self.meta = meta
+        self.v2 = str(meta.get("version", "")).startswith("2") or "data" in raw
+        deal = raw.get("data") if self.v2 else raw.get("current")
+        self.deal: dict[str, Any] = deal if isinstance(deal, dict) else {}
+        if self.v2:
+            self.entity = str(meta.get("entity", ""))
+            self.action = str(meta.get("action", ""))
+        else:
+            event = str(raw.get("event", ""))
+            self.entity = str(meta.get("object") or event.partition(".")[2])
+            self.action = str(meta.get("action") or event.partition(".")[0])
+
+    @property
+    def key(self) -> str:
+        if self.v2 and self.meta.get("id"):
+            return str(self.meta["id"])
+        # v1 retries resend the same meta: its hash is stable across retries
+        return "v1:" + content_key({"meta": self.meta, "event": self.raw.get("event")})
+
+    @property
+    def occurred_at(self) -> datetime:
+        return _time(self.meta.get("timestamp")) or _time(self.deal.get("update_time")) or datetime.now(UTC)
+
+    @property
+    def status(self) -> str | None:
+        return self.deal.get("status") if self.entity == "deal" else None
+
+    @property
+    def person_id(self) -> Any:
+        person = self.deal.get("person_id")
+        return person.get("value") if isinstance(person, dict) else person
+
+    @property
+    def embedded_emails(self) -> list[str]:
+        """v1 sometimes embeds the person; use its emails and skip the API call."""
+        person = self.deal.get("person_id")
+        emails = person.get("email", []) if isinstance(person, dict) else []
+        return [e for e in (email_or_none(x.get("value")) for x in emails if isinstance(x, dict)) if e]
+
+    def custom_field(self, key: str | None) -> str | None:
+        if not key:
+            return None
+        value = (self.deal.get("custom_fields") or {}).get(key, self.deal.get(key))
+        value = value.get("value") if isinstance(value, dict) else value
+        return str(value) if value else None
+
+
+def parse(body: bytes) -> PipedriveDelivery:
+    raw = load_json(body)
+    if not isinstance(raw, dict):
+        raise InvalidInput("body must be a JSON object")
+    return PipedriveDelivery(raw)
+
+
+def to_events(delivery: PipedriveDelivery, emails: list[str], outcome_field: str | None,
+              org_id: str | None) -> list[IncomingEvent]:
+    base: dict[str, Any] = {"provider": PROVIDER, "occurred_at": delivery.occurred_at, "payload": delivery.raw, "org_id": org_id}
+    status = delivery.status
+    if status not in ("won", "lost") or delivery.action in ("delete", "deleted"):
+        return [IncomingEvent(event_key=delivery.key, event_type=f"{delivery.entity}.{delivery.action}", **base)]
+    deal = delivery.deal
+    closed = deal.get("won_time") if status == "won" else deal.get("lost_time")
+    data = {"deal_id": f"pipedrive:{deal.get('id')}", "value": money(deal.get("value")),
+            "currency": deal.get("currency"), "close_date": (_time(closed or deal.get("close_time")) or
+                                                             delivery.occurred_at).isoformat()}
+    kind = EventType.DEAL_WON if status == "won" else EventType.DEAL_LOST
+    outcome_id = delivery.custom_field(outcome_field)
+    targets: list[str | None] = list(emails) or [None]
+    return [IncomingEvent(event_key=delivery.key if email is None else f"{delivery.key}:{email}",
+                          event_type=kind.value, data={k: v for k, v in data.items() if v is not None},
+                          email=email, outcome_id=outcome_id, **base) for email in targets]
