@@ -63,3 +63,12 @@ def outcome_view(outcome_id: UUID) -> dict[str, Any]:
         row["events"] = events_dal.history(conn, outcome_id)
     row.pop("dedupe_key", None)
     return row
+
+
+def refresh_due_meetings(now: datetime | None = None) -> int:
+    """Re-derive outcomes whose meeting has ended since their last update; returns how many."""
+    now = now or datetime.now(UTC)
+    with transaction() as conn:
+        due = outcomes_dal.outcomes_with_meetings_due(conn, now.isoformat())
+        recompute(conn, due, now)
+    return len(due)

@@ -1,0 +1,17 @@
+"""MeetingsRefreshFunction: meetings whose end has passed become completed (hourly schedule)."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from flywheel.observability import logger, metrics, tracer
+from flywheel.services.outcomes import refresh_due_meetings
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    refreshed = refresh_due_meetings()
+    metrics.add_metric(name="MeetingsCompleted", unit="Count", value=refreshed)
+    return {"refreshed": refreshed}
