@@ -65,11 +65,6 @@ def hubspot_headers(body: bytes, url: str, timestamp_ms: int | None = None) -> d
             "X-HubSpot-Request-Timestamp": ts}
 
 
-def pipedrive_headers() -> dict[str, str]:
-    creds = f"{SECRETS['pipedrive_username']}:{SECRETS['pipedrive_password']}".encode()
-    return {"Authorization": "Basic " + base64.b64encode(creds).decode()}
-
-
 def standard_headers(body: bytes, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
     t = str(timestamp or int(time.time()))
     return {"webhook-id": msg_id, "webhook-timestamp": t,

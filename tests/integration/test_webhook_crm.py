@@ -17,7 +17,6 @@ from tests.webhook_helpers import (
     configure,
     event_body,
     hubspot_headers,
-    pipedrive_headers,
     public_url,
     route_event,
     standard_headers,

@@ -90,7 +90,8 @@ def parse(body: bytes) -> PipedriveDelivery:
 
 def to_events(delivery: PipedriveDelivery, emails: list[str], outcome_field: str | None,
               org_id: str | None) -> list[IncomingEvent]:
-    base: dict[str, Any] = {"provider": PROVIDER, "occurred_at": delivery.occurred_at, "payload": delivery.raw, "org_id": org_id}
+    base: dict[str, Any] = {"provider": PROVIDER, "occurred_at": delivery.occurred_at, "payload": delivery.raw,
+                            "org_id": org_id}
     status = delivery.status
     if status not in ("won", "lost") or delivery.action in ("delete", "deleted"):
         return [IncomingEvent(event_key=delivery.key, event_type=f"{delivery.entity}.{delivery.action}", **base)]

@@ -85,8 +85,9 @@ def to_event(message: OutboundMessage, note: Notification, outcome_field: str, e
     f = note.fields
     payload: dict[str, Any] = {"OrganizationId": message.organization_id, "NotificationId": note.notification_id,
                                "sObjectType": note.sobject_type, "fields": f}
-    base: dict[str, Any] = {"provider": PROVIDER, "event_key": note.notification_id, "payload": payload, "org_id": org_id,
-            "outcome_id": f.get(outcome_field), "email": email_or_none(f.get(email_field))}
+    base: dict[str, Any] = {"provider": PROVIDER, "event_key": note.notification_id, "payload": payload,
+                            "org_id": org_id, "outcome_id": f.get(outcome_field),
+                            "email": email_or_none(f.get(email_field))}
     closed, won = f.get("IsClosed", "").lower() == "true", f.get("IsWon", "").lower() == "true"
     close_date = f.get("CloseDate")
     occurred = datetime.fromisoformat(close_date).replace(tzinfo=UTC) if close_date else received_at
