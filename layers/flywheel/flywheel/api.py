@@ -63,6 +63,8 @@ def make_resolver() -> APIGatewayRestResolver:
     @app.exception_handler(errors.FlywheelError)
     def _domain(exc: errors.FlywheelError) -> Response:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 500)
+        metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
+        metrics.add_metadata("rejection", exc.code)
         if status >= 500:
             # details of a dependency failure stay in the log, not in the response
             logger.error("request failed", extra={"error": exc.code, "details": exc.details})
