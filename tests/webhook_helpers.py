@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from flywheel.local import signing
+from flywheel.local.signing import SendGridSigner
 from flywheel.settings import reset_settings
-from flywheel.webhooks import signatures
 
-SENDGRID_KEY = ec.generate_private_key(ec.SECP256R1())
-SENDGRID_PUBLIC = base64.b64encode(SENDGRID_KEY.public_key().public_bytes(
-    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+SIGNER = SendGridSigner()
 
 SECRETS = {
-    "sendgrid_public_key": SENDGRID_PUBLIC,
+    "sendgrid_public_key": SIGNER.public_key_b64,
     "inbound_parse_token": "inbound-token-123",
     "calendly_signing_key": "calendly-key-456",
     "hubspot_client_secret": "hubspot-secret-789",
@@ -44,10 +40,7 @@ def configure(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> None:
 
 
 def sendgrid_headers(body: bytes, timestamp: str | None = None) -> dict[str, str]:
-    timestamp = timestamp or str(int(time.time()))
-    signature = SENDGRID_KEY.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-    return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp, "Content-Type": "application/json"}
+    return SIGNER.headers(body, timestamp)
 
 
 def sendgrid_body(events: list[dict[str, Any]]) -> bytes:
@@ -55,20 +48,15 @@ def sendgrid_body(events: list[dict[str, Any]]) -> bytes:
 
 
 def calendly_headers(body: bytes, timestamp: int | None = None) -> dict[str, str]:
-    t = str(timestamp or int(time.time()))
-    return {"Calendly-Webhook-Signature": f"t={t},v1={signatures.calendly_signature(SECRETS['calendly_signing_key'], t, body)}"}
+    return signing.calendly_headers(SECRETS["calendly_signing_key"], body, timestamp)
 
 
 def hubspot_headers(body: bytes, url: str, timestamp_ms: int | None = None) -> dict[str, str]:
-    ts = str(timestamp_ms or int(time.time() * 1000))
-    return {"X-HubSpot-Signature-v3": signatures.hubspot_v3(SECRETS["hubspot_client_secret"], "POST", url, body, ts),
-            "X-HubSpot-Request-Timestamp": ts}
+    return signing.hubspot_headers(SECRETS["hubspot_client_secret"], body, url, timestamp_ms)
 
 
 def standard_headers(body: bytes, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
-    t = str(timestamp or int(time.time()))
-    return {"webhook-id": msg_id, "webhook-timestamp": t,
-            "webhook-signature": signatures.standard_webhooks_signature(SECRETS["crm_webhook_secret"], msg_id, t, body)}
+    return signing.standard_headers(SECRETS["crm_webhook_secret"], body, msg_id, timestamp)
 
 
 def route_event(event: dict[str, Any], body: bytes | str | None = None, **headers: str) -> dict[str, Any]:

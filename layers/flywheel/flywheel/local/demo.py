@@ -12,13 +12,20 @@ import urllib.error
 import urllib.request
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import boto3
+
+from flywheel.clients import queue
+from flywheel.local import signing
 from flywheel.local.embedded import ensure_local_database
 from flywheel.local.server import make_server
+from flywheel.local.signing import SendGridSigner
+from flywheel.settings import reset_settings
 
 INDUSTRIES = ["saas", "fintech", "logistics", "healthcare"]
 ROLES = ["vp sales", "head of growth", "cto", "founder"]
@@ -79,6 +86,37 @@ def synthetic_campaign(org_id: str, count: int, seed: int = 7) -> list[dict[str,
     return messages
 
 
+@contextlib.contextmanager
+def _local_aws() -> Iterator[None]:
+    """AWS emulated in-process (moto): the replies queue; a fake HubSpot API on localhost."""
+    from moto import mock_aws
+
+    saved = dict(os.environ)
+    os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="demo",
+                      AWS_SECRET_ACCESS_KEY="demo")  # noqa: S106 - moto's fake credentials
+    with mock_aws():
+        queue.reset_client()
+        os.environ["REPLIES_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="flywheel-replies")["QueueUrl"]
+        hubspot = _fake_hubspot(HUBSPOT_CONTACT)
+        os.environ.update(HUBSPOT_API_BASE=f"http://127.0.0.1:{hubspot.server_address[1]}",
+                          INBOUND_PARSE_DOMAINS=PARSE_DOMAIN)
+        reset_settings()
+        try:
+            yield
+        finally:
+            hubspot.shutdown()
+            queue.reset_client()
+            os.environ.clear()
+            os.environ.update(saved)
+            reset_settings()
+
+
+def _replies_queued() -> int:
+    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=os.environ["REPLIES_QUEUE_URL"],
+                                                          AttributeNames=["ApproximateNumberOfMessages"])
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+
+
 def run_demo(root: Path) -> None:
     """Print the story on stdout; the handlers' logs and EMF metrics go to .flywheel/demo.log."""
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -86,9 +124,142 @@ def run_demo(root: Path) -> None:
     log_path = root / ".flywheel" / "demo.log"
     log_path.parent.mkdir(exist_ok=True)
     real_stdout = sys.stdout
-    with log_path.open("w") as log, contextlib.redirect_stdout(log):
+    with log_path.open("w") as log, contextlib.redirect_stdout(log), _local_aws():
         _demo(root, lambda *parts: print(*parts, file=real_stdout, flush=True))
     print(f"(handler logs and metrics: {log_path})")
+
+
+DEMO_SECRETS = {
+    "inbound_parse_token": "demo-inbound-token",
+    "calendly_signing_key": "demo-calendly-key",
+    "hubspot_client_secret": "demo-hubspot-secret",
+    "hubspot_access_token": "demo-hubspot-token",
+}
+PARSE_DOMAIN = "reply.demo.example"
+HUBSPOT_PORTAL = 424242
+HUBSPOT_CONTACT = {"email": ""}  # the lead the fake HubSpot deal belongs to
+
+
+def _fake_hubspot(contact: dict[str, str]) -> ThreadingHTTPServer:
+    """HubSpot's CRM API on localhost: one deal, won, with `contact["email"]` as its contact."""
+
+    class Api(BaseHTTPRequestHandler):
+        def _send(self, body: dict[str, Any]) -> None:
+            payload = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            self._send({"id": "9001", "properties": {"amount": "48000", "dealstage": "closedwon",
+                                                     "hs_is_closed_won": "true", "hs_is_closed": "true",
+                                                     "deal_currency_code": "USD",
+                                                     "closedate": datetime.now(UTC).isoformat()},
+                        "associations": {"contacts": {"results": [{"id": "77", "type": "deal_to_contact"}]}}})
+
+        def do_POST(self) -> None:  # noqa: N802 - stdlib name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send({"results": [{"id": "77", "properties": {"email": contact["email"]}}]})
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _multipart(fields: dict[str, str], boundary: str = "flywheelDemo") -> tuple[bytes, str]:
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in fields.items())
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+REPLIES = [
+    "Interesting timing - we are reviewing our forecasting process. Can we talk Tuesday?",
+    "Not a priority right now, maybe next quarter.",
+    "Please remove me from your list.",
+    "We already use a competitor and are happy with it.",
+    "Sounds great, send me a calendar invite for next week.",
+]
+
+
+def _send_outcomes(client: LocalClient, messages: list[dict[str, Any]], ids: list[str],
+                   print: Callable[..., None]) -> None:  # noqa: A002
+    """Replay the providers' webhooks for the campaign, signed as each provider signs."""
+    signer = SendGridSigner()
+    os.environ["WEBHOOK_SECRETS_JSON"] = json.dumps({**DEMO_SECRETS, "sendgrid_public_key": signer.public_key_b64})
+    reset_settings()
+    rng = random.Random(11)  # noqa: S311 - synthetic data
+    now = int(datetime.now(UTC).timestamp())
+    events: list[dict[str, Any]] = []
+    for i, (message, outcome_id) in enumerate(zip(messages, ids, strict=True)):
+        sent = int(datetime.fromisoformat(message["sent_at"]).timestamp())
+        base = {"email": message["lead_email"], "sg_message_id": f"{message['provider_message_id']}.filter0001.1.0",
+                "outcome_id": outcome_id}
+        kinds = ["processed", "bounce"] if i % 13 == 5 else ["processed", "delivered"]
+        if kinds[-1] == "delivered":
+            if rng.random() < 0.3:
+                kinds.append("open:machine")
+            if rng.random() < 0.6:
+                kinds += ["open"] * rng.randint(1, 3)
+            if rng.random() < 0.2:
+                kinds.append("click")
+        for n, kind in enumerate(kinds):
+            name, _, flag = kind.partition(":")
+            events.append({**base, "event": name, "timestamp": min(now, sent + 60 * (n + 1)),
+                           "sg_event_id": f"demo-{outcome_id}-{n}", "sg_machine_open": flag == "machine",
+                           **({"type": "bounce", "reason": "550 mailbox unavailable"} if name == "bounce" else {})})
+    rng.shuffle(events)  # providers do not promise order
+    body = (json.dumps(events) + "\r\n").encode()
+    status, result = client.request("POST", "/webhooks/sendgrid", raw=body, headers=signer.headers(body))
+    print(f"POST /webhooks/sendgrid ({len(events)} signed events) -> {status}: {result}")
+    status, again = client.request("POST", "/webhooks/sendgrid", raw=body, headers=signer.headers(body))
+    print(f"  the same batch again -> {status}: duplicates={again['duplicates']} stored={again['stored']}")
+
+    for text, (message, outcome_id) in zip(REPLIES, list(zip(messages, ids, strict=True))[:len(REPLIES)],
+                                           strict=True):
+        form, content_type = _multipart({
+            "from": message["lead_email"], "to": f"reply+{outcome_id}@{PARSE_DOMAIN}",
+            "subject": "Re: " + message["subject"], "text": text + "\n\nOn Mon, Sam wrote:\n> Hi there",
+            "headers": f"Message-ID: <reply-{outcome_id}@prospect.example>\r\n",
+            "envelope": json.dumps({"to": [f"reply+{outcome_id}@{PARSE_DOMAIN}"], "from": message["lead_email"]}),
+        })
+        status, result = client.request("POST", f"/webhooks/sendgrid/inbound/{DEMO_SECRETS['inbound_parse_token']}",
+                                         raw=form, headers={"Content-Type": content_type})
+    print(f"POST /webhooks/sendgrid/inbound/<token> x{len(REPLIES)} (replies) -> {status}")
+
+    for n, outcome_id in enumerate(ids[:3]):
+        start = datetime.now(UTC) + timedelta(days=2 - 3 * n)  # one meeting already held
+        envelope = {"event": "invitee.created", "created_at": datetime.now(UTC).isoformat(),
+                    "created_by": "https://api.calendly.com/users/demo",
+                    "payload": {"uri": f"https://api.calendly.com/scheduled_events/E{n}/invitees/I{n}",
+                                "email": messages[n]["lead_email"],
+                                "scheduled_event": {"uri": f"https://api.calendly.com/scheduled_events/E{n}",
+                                                    "start_time": start.isoformat(),
+                                                    "end_time": (start + timedelta(minutes=30)).isoformat()},
+                                "tracking": {"utm_content": outcome_id}}}
+        body = json.dumps(envelope).encode()
+        status, result = client.request("POST", "/webhooks/calendly", raw=body,
+                                        headers=signing.calendly_headers(DEMO_SECRETS["calendly_signing_key"], body))
+    print(f"POST /webhooks/calendly x3 (bookings) -> {status}")
+
+    HUBSPOT_CONTACT["email"] = messages[0]["lead_email"]
+    os.environ["PROVIDER_ORGS_JSON"] = json.dumps({f"hubspot:{HUBSPOT_PORTAL}": messages[0]["org_id"]})
+    reset_settings()
+    hubspot = [{"eventId": now, "portalId": HUBSPOT_PORTAL, "occurredAt": now * 1000, "objectId": 9001,
+                "subscriptionType": "deal.propertyChange", "propertyName": "dealstage", "propertyValue": "closedwon",
+                "attemptNumber": 0}]
+    body = json.dumps(hubspot).encode()
+    url = f"https://127.0.0.1:{client.base_url.rsplit(':', 1)[1]}/local/webhooks/crm/hubspot"
+    status, result = client.request("POST", "/webhooks/crm/hubspot", raw=body,
+                                    headers=signing.hubspot_headers(DEMO_SECRETS["hubspot_client_secret"], body, url))
+    print(f"POST /webhooks/crm/hubspot (deal won, enriched from the HubSpot API) -> {status}: {result}")
+    status, result = client.request("POST", "/webhooks/sendgrid", raw=body,
+                                    headers={"Content-Type": "application/json"})
+    print(f"an unsigned POST /webhooks/sendgrid -> {status}: {result['error']}")
 
 
 def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the demo's own printer
@@ -109,14 +280,15 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         status, bad = client.request("POST", "/messages", {"messages": [{**messages[0], "lead_email": "nope"}]})
         print(f"POST /messages with a bad email -> {status}: {bad['message']}")
         ids = [o["outcome_id"] for o in result["outcomes"]]
-        stages: Counter[str] = Counter()
-        for outcome_id in ids:
-            _, outcome = client.request("GET", f"/messages/{outcome_id}")
-            stages[outcome["stage"]] += 1
-        sample = client.request("GET", f"/messages/{ids[0]}")[1]
-        print(f"GET /messages/{ids[0]} -> stage={sample['stage']} label={sample['training_label']} "
-              f"weight={sample['training_weight']} quality={sample['quality_score']}")
-        print("funnel:", dict(stages))
+        _send_outcomes(client, messages, ids, print)
+        outcomes = [client.request("GET", f"/messages/{outcome_id}")[1] for outcome_id in ids]
+        won = next(o for o in outcomes if o["deal_status"] == "won")
+        print(f"GET /messages/{won['outcome_id']} -> stage={won['stage']} label={won['training_label']} "
+              f"weight={won['training_weight']} quality={won['quality_score']} events={len(won['events'])}")
+        print("funnel (furthest stage per message):", dict(Counter(o["stage"] for o in outcomes).most_common()))
+        print("training labels:", dict(Counter(o["training_label"] for o in outcomes).most_common()))
+        queued = _replies_queued()
+        print(f"replies waiting for the classifier on the SQS queue: {queued}")
     finally:
         server.shutdown()
     print("demo finished")
