@@ -264,3 +264,14 @@ def test_generic_unsigned_is_401(db, crm) -> None:
     event["headers"]["webhook-timestamp"] = str(int(time.time()))
     status, _ = run(event)
     assert status == 401
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    ('{"data": {"status": "won"}}', 422),
+    ('{"meta": {"id": {"nested": 1}}, "data": {}}', 422),
+    ('[1, 2]', 422),
+    ('{"meta": ', 400),
+])
+def test_pipedrive_bad_bodies(db, crm, body: str, status: int) -> None:
+    got, _ = run(route_event(load_event("webhooks_pipedrive_deal_won.json"), body))
+    assert got == status and count(db, "outcome_events") == 0

@@ -5,11 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from flywheel.clients.crm import money
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
-from flywheel.webhooks.common import email_or_none, load_json
+from flywheel.webhooks.common import email_or_none, load_json, validate
 
 PROVIDER = "pipedrive"
 
@@ -26,14 +28,35 @@ def _time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+class Meta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str | int | None = None
+    version: str | int | None = None
+    entity: str | None = None
+    object: str | None = None
+    action: str | None = None
+    company_id: str | int | None = None
+    timestamp: str | int | float | None = None
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    meta: Meta
+    event: str | None = None  # v1
+    data: dict[str, Any] | None = None  # v2
+    current: dict[str, Any] | None = None  # v1
+    previous: dict[str, Any] | None = None
+
+
 class PipedriveDelivery:
     """One webhook body, either version, reduced to what a deal outcome needs."""
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
-        meta = raw.get("meta")
-        if not isinstance(meta, dict):
-            raise InvalidInput("meta is required", field="meta")
+        validate(Body, raw)
+        meta = raw["meta"]
         self.meta = meta
         self.v2 = str(meta.get("version", "")).startswith("2") or "data" in raw
         deal = raw.get("data") if self.v2 else raw.get("current")
