@@ -45,6 +45,15 @@ class Settings(BaseModel):
     standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
     http_timeout_s: float = Field(default=5.0, gt=0, le=30)
 
+    # reply classifier: the LLM is used when a key is configured (OPENAI_API_KEY locally, or
+    # `openai_api_key` in the provider secret); otherwise, and whenever it fails, the offline rules
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    classifier_model: str = "gpt-4o-mini"
+    classifier_timeout_s: float = Field(default=20.0, gt=0, le=120)
+    classifier_concurrency: int = Field(default=10, ge=1, le=50)
+    event_bus_name: str = "default"
+
     def provider_org(self, provider: str, account: object) -> str | None:
         return self.provider_orgs.get(f"{provider}:{account}")
 

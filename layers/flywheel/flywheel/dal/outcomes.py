@@ -175,3 +175,23 @@ def outcomes_with_meetings_due(conn: Connection, now: str, limit: int = 5000) ->
         (now, limit),
     ).fetchall()
     return [r["outcome_id"] for r in rows]
+
+
+def reply_contexts(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+    """What a classifier needs to read a reply: the message it answers and the lead."""
+    if not outcome_ids:
+        return {}
+    rows = conn.execute(
+        """SELECT outcome_id, org_id, lead_email, subject, body, framework, tone, lead_industry, lead_role,
+                  lead_company_size
+             FROM outcome_labels WHERE outcome_id = ANY(%s)""",
+        (outcome_ids,),
+    ).fetchall()
+    return {
+        r["outcome_id"]: {
+            "org_id": r["org_id"], "lead_email": r["lead_email"],
+            "message": {"subject": r["subject"], "body": r["body"], "framework": r["framework"], "tone": r["tone"]},
+            "lead": {"industry": r["lead_industry"], "role": r["lead_role"], "company_size": r["lead_company_size"]},
+        }
+        for r in rows
+    }

@@ -1,0 +1,35 @@
+"""RepliesApiFunction: replies from other channels (POST /replies) and the suppression list."""
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from flywheel.api import make_resolver
+from flywheel.models.replies import ReplyIn
+from flywheel.observability import logger, metrics, tracer
+from flywheel.services.replies import list_suppressions, submit_reply
+
+app = make_resolver()
+
+
+@app.post("/replies")
+def post_reply(reply: Annotated[ReplyIn, Body()]) -> tuple[dict[str, Any], int]:
+    return submit_reply(reply), 202
+
+
+@app.get("/suppressions")
+def get_suppressions(
+    org_id: Annotated[str, Query(min_length=1, max_length=128)],
+    since: Annotated[datetime | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
+    return list_suppressions(org_id, since, limit)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

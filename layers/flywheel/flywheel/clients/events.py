@@ -1,0 +1,36 @@
+"""EventBridge: telling people about replies that need a human answer."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from flywheel.errors import DependencyUnavailable
+
+SOURCE = "flywheel.replies"
+
+
+@cache
+def _events() -> Any:
+    return boto3.client("events", config=Config(retries={"mode": "standard", "max_attempts": 3}))
+
+
+def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]]) -> None:
+    for start in range(0, len(details), 10):
+        entries = [{"Source": SOURCE, "DetailType": detail_type, "EventBusName": bus_name,
+                    "Detail": json.dumps(d, default=str)} for d in details[start:start + 10]]
+        try:
+            result = _events().put_events(Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            raise DependencyUnavailable("event bus unavailable", reason=str(exc)) from exc
+        if result.get("FailedEntryCount"):
+            raise DependencyUnavailable("event bus refused events", reason=str(result.get("Entries")))
+
+
+def reset_client() -> None:
+    _events.cache_clear()

@@ -1,0 +1,119 @@
+"""Replies: accepting them from any channel, classifying them, and acting on the result."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from flywheel.clients import events as event_bus
+from flywheel.clients import queue
+from flywheel.clients.llm import LlmUnavailable, OpenAIReplyClassifier
+from flywheel.clients.secrets import webhook_secret
+from flywheel.dal import outcomes as outcomes_dal
+from flywheel.dal import suppressions as suppressions_dal
+from flywheel.dal.connection import transaction
+from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.lifecycle import EventType
+from flywheel.domain.reply_rules import classify_offline
+from flywheel.errors import DependencyUnavailable, NotFound
+from flywheel.models.classification import Classification
+from flywheel.models.replies import ReplyIn, ReplyJob
+from flywheel.observability import logger
+from flywheel.services.ingest import ingest_events
+from flywheel.settings import get_settings
+
+NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
+
+
+def _llm() -> OpenAIReplyClassifier | None:
+    settings = get_settings()
+    key = settings.openai_api_key or webhook_secret("openai_api_key")
+    if not key:
+        return None
+    return OpenAIReplyClassifier(key, settings.classifier_model, base_url=settings.openai_base_url,
+                                 timeout_s=settings.classifier_timeout_s)
+
+
+def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
+    """Classify a batch side by side: the LLM when configured, the offline rules otherwise or on failure."""
+    if not jobs:
+        return []
+    with transaction() as conn:
+        contexts = outcomes_dal.reply_contexts(conn, [j.outcome_id for j in jobs])
+    llm = _llm()
+
+    def one(job: ReplyJob) -> Classification:
+        if llm is not None:
+            try:
+                answer = llm.classify(job.text, contexts.get(job.outcome_id, {}))
+                return Classification(**answer.model_dump(), source="llm", model=llm.model)
+            except LlmUnavailable as exc:
+                logger.warning("LLM classification failed; using the offline rules", extra={"error": str(exc)})
+        return classify_offline(job.text, (job.received_at or datetime.now(UTC)).date())
+
+    with ThreadPoolExecutor(max_workers=min(len(jobs), get_settings().classifier_concurrency)) as pool:
+        return list(pool.map(one, jobs))
+
+
+def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any]:
+    """One classification per reply (a redelivered job is a duplicate), then its effects."""
+    event = IncomingEvent(
+        provider="classifier", event_key=job.reply_key, event_type=EventType.REPLY_CLASSIFIED.value,
+        occurred_at=datetime.now(UTC), payload=result.model_dump(mode="json"),
+        data={"reply_key": job.reply_key, **result.model_dump(mode="json")}, outcome_id=str(job.outcome_id),
+    )
+    summary = ingest_events([event], window_days=get_settings().attribution_window_days).as_dict()
+    with transaction() as conn:
+        context = outcomes_dal.reply_contexts(conn, [job.outcome_id]).get(job.outcome_id)
+        if context is None:
+            raise NotFound(f"no outcome {job.outcome_id}")
+        if result.category == "unsubscribe" and context["lead_email"]:
+            suppressions_dal.suppress(conn, context["org_id"], context["lead_email"], "reply_unsubscribe",
+                                      job.outcome_id)
+    if result.category in NEEDS_ATTENTION:
+        # at least once: a redelivered job may publish again; consumers dedupe on reply_key
+        event_bus.publish(get_settings().event_bus_name, "ReplyNeedsAttention", [{
+            "reply_key": job.reply_key, "outcome_id": str(job.outcome_id), "org_id": context["org_id"],
+            "lead_email": context["lead_email"], "category": result.category, "text": job.text[:2000],
+            "reason": result.reason,
+        }])
+    with single_metric(name="ReplyClassified", unit=MetricUnit.Count, value=1, namespace="Flywheel") as metric:
+        metric.add_dimension(name="category", value=result.category)
+        metric.add_dimension(name="source", value=result.source)
+    return {**summary, "category": result.category, "source": result.source}
+
+
+def submit_reply(reply: ReplyIn) -> dict[str, Any]:
+    """Store a reply from another channel and queue it for the same classifier."""
+    settings = get_settings()
+    with transaction() as conn:
+        if not outcomes_dal.existing_outcomes(conn, [reply.outcome_id]):
+            raise NotFound(f"no outcome {reply.outcome_id}", outcome_id=str(reply.outcome_id))
+    occurred = reply.occurred_at or datetime.now(UTC)
+    key = reply.external_id or content_key({"outcome_id": str(reply.outcome_id), "text": reply.text,
+                                            "occurred_at": occurred.isoformat()})
+    event = IncomingEvent(
+        provider=f"api_{reply.channel}", event_key=key, event_type=EventType.REPLY.value, occurred_at=occurred,
+        payload=reply.model_dump(mode="json"), data={"text": reply.text, "subject": reply.subject,
+                                                     "channel": reply.channel},
+        outcome_id=str(reply.outcome_id),
+    )
+    summary = ingest_events([event], window_days=settings.reply_window_days).as_dict()
+    if not settings.replies_queue_url:
+        raise DependencyUnavailable("replies queue is not configured")
+    reply_key = f"{event.provider}:{key}"
+    queue.send_messages(settings.replies_queue_url, [{
+        "outcome_id": str(reply.outcome_id), "reply_key": reply_key, "text": reply.text,
+        "subject": reply.subject, "received_at": occurred.isoformat(),
+    }])
+    return {"reply_key": reply_key, "outcome_id": str(reply.outcome_id), "queued": True,
+            "duplicate": summary["duplicates"] == 1}
+
+
+def list_suppressions(org_id: str, since: datetime | None, limit: int) -> dict[str, Any]:
+    with transaction() as conn:
+        rows = suppressions_dal.list_suppressions(conn, org_id, since, limit)
+    return {"org_id": org_id, "suppressions": rows, "count": len(rows)}
