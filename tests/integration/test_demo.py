@@ -8,12 +8,15 @@ from flywheel.local.demo import run_demo
 from tests.conftest import ROOT, count
 
 
-def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     run_demo(ROOT)
     out = capsys.readouterr().out
     assert "created=40" in out and "created=0 existing=40" in out
     assert "stage=deal_won label=positive weight=10.0" in out
-    assert "replies waiting for the classifier on the SQS queue: 5" in out
+    assert "ClassifierFunction on 5 queued replies (offline rules) -> 0 failures" in out
+    assert "reply categories: {" in out and "replies still waiting on the SQS queue: 0" in out
     assert "demo finished" in out
     assert count(db, "outcome_labels") == 40
-    assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE replied_at IS NOT NULL").fetchone()["n"] == 5
+    assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE reply_category IS NOT NULL").fetchone()["n"] == 5
+    assert db.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 1

@@ -52,6 +52,7 @@ class Settings(BaseModel):
     classifier_model: str = "gpt-4o-mini"
     classifier_timeout_s: float = Field(default=20.0, gt=0, le=120)
     classifier_concurrency: int = Field(default=10, ge=1, le=50)
+    classifier_max_retries: int = Field(default=3, ge=0, le=10)
     event_bus_name: str = "default"
 
     def provider_org(self, provider: str, account: object) -> str | None:

@@ -20,9 +20,11 @@ from typing import Any
 
 import boto3
 
+from flywheel.clients import events as event_bus
 from flywheel.clients import queue
 from flywheel.local import signing
 from flywheel.local.embedded import ensure_local_database
+from flywheel.local.invoke import invoke
 from flywheel.local.server import make_server
 from flywheel.local.signing import SendGridSigner
 from flywheel.settings import reset_settings
@@ -96,6 +98,7 @@ def _local_aws() -> Iterator[None]:
                       AWS_SECRET_ACCESS_KEY="demo")  # noqa: S106 - moto's fake credentials
     with mock_aws():
         queue.reset_client()
+        event_bus.reset_client()
         os.environ["REPLIES_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="flywheel-replies")["QueueUrl"]
         hubspot = _fake_hubspot(HUBSPOT_CONTACT)
         os.environ.update(HUBSPOT_API_BASE=f"http://127.0.0.1:{hubspot.server_address[1]}",
@@ -106,9 +109,26 @@ def _local_aws() -> Iterator[None]:
         finally:
             hubspot.shutdown()
             queue.reset_client()
+            event_bus.reset_client()
             os.environ.clear()
             os.environ.update(saved)
             reset_settings()
+
+
+def _classify_queued_replies(root: Path, print: Callable[..., None]) -> None:  # noqa: A002
+    """Hand the queued replies to ClassifierFunction as the SQS event source mapping would."""
+    sqs = boto3.client("sqs")
+    messages = sqs.receive_message(QueueUrl=os.environ["REPLIES_QUEUE_URL"], MaxNumberOfMessages=10)["Messages"]
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:flywheel-replies", "awsRegion": "us-east-1"}
+               for m in messages]
+    result = invoke("ClassifierFunction", {"Records": records}, root / "template.yaml")
+    for m in messages:
+        sqs.delete_message(QueueUrl=os.environ["REPLIES_QUEUE_URL"], ReceiptHandle=m["ReceiptHandle"])
+    source = "LLM" if os.environ.get("OPENAI_API_KEY") else "offline rules"
+    print(f"ClassifierFunction on {len(records)} queued replies ({source}) -> "
+          f"{len(result['batchItemFailures'])} failures")
 
 
 def _replies_queued() -> int:
@@ -281,14 +301,16 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         print(f"POST /messages with a bad email -> {status}: {bad['message']}")
         ids = [o["outcome_id"] for o in result["outcomes"]]
         _send_outcomes(client, messages, ids, print)
+        _classify_queued_replies(root, print)
         outcomes = [client.request("GET", f"/messages/{outcome_id}")[1] for outcome_id in ids]
         won = next(o for o in outcomes if o["deal_status"] == "won")
         print(f"GET /messages/{won['outcome_id']} -> stage={won['stage']} label={won['training_label']} "
               f"weight={won['training_weight']} quality={won['quality_score']} events={len(won['events'])}")
         print("funnel (furthest stage per message):", dict(Counter(o["stage"] for o in outcomes).most_common()))
         print("training labels:", dict(Counter(o["training_label"] for o in outcomes).most_common()))
-        queued = _replies_queued()
-        print(f"replies waiting for the classifier on the SQS queue: {queued}")
+        categories = Counter(o["reply_category"] for o in outcomes if o["reply_category"])
+        print("reply categories:", dict(categories.most_common()))
+        print(f"replies still waiting on the SQS queue: {_replies_queued()}")
     finally:
         server.shutdown()
     print("demo finished")

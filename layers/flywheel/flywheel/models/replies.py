@@ -28,7 +28,7 @@ class ReplyJob(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     outcome_id: UUID
-    reply_key: str = Field(min_length=3)
+    reply_key: str = Field(min_length=3, pattern=r"^[a-z_]+:.+$", description="<provider>:<reply event key>")
     text: str = Field(min_length=1, max_length=50_000)
     subject: str | None = None
     sender: str | None = Field(default=None, alias="from")

@@ -34,7 +34,7 @@ def _llm() -> OpenAIReplyClassifier | None:
     if not key:
         return None
     return OpenAIReplyClassifier(key, settings.classifier_model, base_url=settings.openai_base_url,
-                                 timeout_s=settings.classifier_timeout_s)
+                                 timeout_s=settings.classifier_timeout_s, max_retries=settings.classifier_max_retries)
 
 
 def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
@@ -59,13 +59,22 @@ def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
 
 
 def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any]:
-    """One classification per reply (a redelivered job is a duplicate), then its effects."""
+    """One classification per reply (a redelivered job is a duplicate), then its effects.
+
+    The reply itself is stored too (a no-op when its webhook already did), so a classification
+    never waits on a reply it refers to."""
+    provider, _, key = job.reply_key.partition(":")
+    reply = IncomingEvent(
+        provider=provider, event_key=key, event_type=EventType.REPLY.value,
+        occurred_at=job.received_at or datetime.now(UTC), payload=job.model_dump(mode="json", by_alias=True),
+        data={"text": job.text, "subject": job.subject, "from": job.sender}, outcome_id=str(job.outcome_id),
+    )
     event = IncomingEvent(
         provider="classifier", event_key=job.reply_key, event_type=EventType.REPLY_CLASSIFIED.value,
         occurred_at=datetime.now(UTC), payload=result.model_dump(mode="json"),
         data={"reply_key": job.reply_key, **result.model_dump(mode="json")}, outcome_id=str(job.outcome_id),
     )
-    summary = ingest_events([event], window_days=get_settings().attribution_window_days).as_dict()
+    summary = ingest_events([reply, event], window_days=get_settings().attribution_window_days).as_dict()
     with transaction() as conn:
         context = outcomes_dal.reply_contexts(conn, [job.outcome_id]).get(job.outcome_id)
         if context is None:

@@ -1,0 +1,164 @@
+"""ClassifierFunction and the replies API, on real PostgreSQL, moto SQS/EventBridge and a fake OpenAI."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import boto3
+import httpx2
+import pytest
+from moto import mock_aws
+
+from flywheel.clients import events as event_bus
+from flywheel.clients import llm, queue
+from flywheel.local.invoke import invoke
+from tests.conftest import ROOT, count, load_event
+from tests.webhook_helpers import configure
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch, db_url: str):
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        queue.reset_client()
+        event_bus.reset_client()
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        replies = sqs.create_queue(QueueName="replies")["QueueUrl"]
+        # a rule that copies ReplyNeedsAttention events to a queue we can read
+        attention = sqs.create_queue(QueueName="attention")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=attention, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events", region_name="us-east-1")
+        events.put_rule(Name="attention", EventPattern=json.dumps({"detail-type": ["ReplyNeedsAttention"]}))
+        events.put_targets(Rule="attention", Targets=[{"Id": "q", "Arn": arn}])
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        configure(monkeypatch, REPLIES_QUEUE_URL=replies, CLASSIFIER_MAX_RETRIES="1")
+        yield {"replies": replies, "attention": attention}
+        queue.reset_client()
+        event_bus.reset_client()
+
+
+def drain(url: str) -> list[dict[str, Any]]:
+    out = boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+    return out.get("Messages", [])
+
+
+def register() -> str:
+    result = invoke("MessagesFunction", load_event("messages_register_single.json"), ROOT / "template.yaml")
+    return json.loads(result["body"])["outcomes"][0]["outcome_id"]
+
+
+def sqs_event(outcome_id: str, text: str | None = None) -> dict[str, Any]:
+    event = json.loads(json.dumps(load_event("classifier_replies_batch.json")).replace("OUTCOME_ID", outcome_id))
+    if text is not None:
+        body = json.loads(event["Records"][0]["body"])
+        body["text"] = text
+        event["Records"][0]["body"] = json.dumps(body)
+    return event
+
+
+def outcome(db, outcome_id: str) -> dict:
+    return db.execute("SELECT * FROM outcome_labels WHERE outcome_id = %s", (outcome_id,)).fetchone()
+
+
+def classify(outcome_id: str, text: str | None = None) -> dict[str, Any]:
+    return invoke("ClassifierFunction", sqs_event(outcome_id, text), ROOT / "template.yaml")
+
+
+def test_offline_classification_updates_the_outcome_and_fails_only_the_bad_record(db, aws) -> None:
+    outcome_id = register()
+    result = classify(outcome_id)
+    assert result == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
+    row = outcome(db, outcome_id)
+    assert row["reply_category"] == "meeting_request" and row["reply_classification_source"] == "fallback"
+    assert row["reply_sentiment_score"] > 0 and row["reply_interest_level"] == "high"
+    # the job alone is enough: its reply is stored with it when no webhook stored it first
+    assert (row["training_label"], row["training_weight"], row["stage"]) == ("positive", 3.0, "replied")
+    [message] = drain(aws["attention"])
+    detail = json.loads(message["Body"])["detail"]
+    assert detail["category"] == "meeting_request" and detail["outcome_id"] == outcome_id
+
+
+def test_a_redelivered_message_stores_one_classification(db, aws) -> None:
+    outcome_id = register()
+    classify(outcome_id)
+    classify(outcome_id)
+    assert db.execute("SELECT count(*) AS n FROM outcome_events WHERE provider = 'classifier'").fetchone()["n"] == 1
+
+
+def test_reply_and_classification_give_the_label(db, aws) -> None:
+    outcome_id = register()
+    status = invoke("RepliesApiFunction", json.loads(json.dumps(load_event("replies_post.json")).replace(
+        "OUTCOME_ID", outcome_id)), ROOT / "template.yaml")
+    assert status["statusCode"] == 202
+    [queued] = drain(aws["replies"])
+    job = json.loads(queued["Body"])
+    assert job["reply_key"] == "api_linkedin:li-msg-88121"
+    record = {**sqs_event(outcome_id)["Records"][0], "body": queued["Body"], "messageId": queued["MessageId"]}
+    assert invoke("ClassifierFunction", {"Records": [record]}, ROOT / "template.yaml") == {"batchItemFailures": []}
+    row = outcome(db, outcome_id)
+    assert (row["reply_category"], row["reply_objection_type"]) == ("objection", "competitor")
+    assert (row["training_label"], row["training_weight"], row["stage"]) == ("negative", 2.0, "replied")
+    assert drain(aws["attention"]) == []
+
+
+def test_unsubscribe_is_suppressed_and_listed(db, aws) -> None:
+    outcome_id = register()
+    classify(outcome_id, "Please remove me from your list.")
+    result = invoke("RepliesApiFunction", load_event("suppressions_get.json"), ROOT / "template.yaml")
+    body = json.loads(result["body"])
+    assert result["statusCode"] == 200 and body["count"] == 1
+    assert body["suppressions"][0]["email"] == "dana.reyes@northwind.example"
+    assert body["suppressions"][0]["reason"] == "reply_unsubscribe"
+
+
+class FakeOpenAI:
+    def __init__(self, mode: str = "ok") -> None:
+        self.mode = mode
+        self.requests: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        body = json.loads(request.content)
+        self.requests.append(body)
+        if self.mode == "down":
+            return httpx2.Response(500, json={"error": {"message": "overloaded", "type": "server_error"}})
+        content = {"category": "interested", "sentiment_score": 0.7, "interest_level": "high",
+                   "objection_type": "none", "referral_contact": None, "return_date": None, "confidence": 0.93,
+                   "reason": "asks to see numbers"}
+        if self.mode == "invalid":
+            content["category"] = "enthusiastic"
+        return httpx2.Response(200, json={
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": json.dumps(content), "refusal": None}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})
+
+
+@pytest.mark.parametrize(("mode", "source", "category"), [("ok", "llm", "interested"),
+                                                           ("down", "fallback", "meeting_request"),
+                                                           ("invalid", "fallback", "meeting_request")])
+def test_llm_path_and_its_fallbacks(db, aws, monkeypatch, mode: str, source: str, category: str) -> None:
+    fake = FakeOpenAI(mode)
+    monkeypatch.setattr(llm, "TRANSPORT", httpx2.MockTransport(fake))
+    configure(monkeypatch, REPLIES_QUEUE_URL=aws["replies"], CLASSIFIER_MAX_RETRIES="1", OPENAI_API_KEY="sk-test",
+              OPENAI_BASE_URL="http://fake-openai.local/v1", CLASSIFIER_MODEL="gpt-4o-mini-2024-07-18")
+    outcome_id = register()
+    classify(outcome_id)
+    row = outcome(db, outcome_id)
+    assert (row["reply_classification_source"], row["reply_category"]) == (source, category)
+    request = fake.requests[0]
+    assert request["model"] == "gpt-4o-mini-2024-07-18"
+    assert request["response_format"]["type"] == "json_schema" and request["response_format"]["json_schema"]["strict"]
+    prompt = request["messages"][1]["content"]
+    assert "closing the books" in prompt and "fintech" in prompt and "Tuesday at 2pm" in prompt
+    assert len(fake.requests) == (2 if mode == "down" else 1)  # one retry on 5xx, then the rules
+
+
+def test_post_reply_validation(db, aws) -> None:
+    event = load_event("replies_post.json")
+    unknown = json.loads(json.dumps(event).replace("OUTCOME_ID", "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"))
+    assert invoke("RepliesApiFunction", unknown, ROOT / "template.yaml")["statusCode"] == 404
+    bad = json.loads(json.dumps(event).replace("OUTCOME_ID", "nope"))
+    result = invoke("RepliesApiFunction", bad, ROOT / "template.yaml")
+    assert result["statusCode"] == 422 and json.loads(result["body"])["fields"][0]["field"] == "outcome_id"
+    assert count(db, "outcome_events") == 0 and drain(aws["replies"]) == []
