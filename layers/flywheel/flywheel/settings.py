@@ -55,6 +55,28 @@ class Settings(BaseModel):
     classifier_max_retries: int = Field(default=3, ge=0, le=10)
     event_bus_name: str = "default"
 
+    # weekly training (see README "Training"): OpenAI stops new fine-tuning jobs on 2027-01-06,
+    # so Bedrock is the default provider
+    training_bucket: str | None = None
+    training_state_machine_arn: str | None = None
+    finetune_provider: str = Field(default="bedrock", pattern="^(bedrock|openai)$")
+    finetune_base_model: str | None = None
+    finetune_method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
+    bedrock_role_arn: str | None = None
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_version: str | None = None
+    training_min_examples: int = Field(default=50, ge=10)
+    training_validation_fraction: float = Field(default=0.1, ge=0, le=0.5)
+    training_epochs: int = Field(default=3, ge=1, le=20)
+    training_prices_json: str | None = None
+    training_max_wait_s: int = Field(default=86_400, ge=60)
+
+    @property
+    def base_model(self) -> str:
+        if self.finetune_base_model:
+            return self.finetune_base_model
+        return "amazon.nova-micro-v1:0:128k" if self.finetune_provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
+
     def provider_org(self, provider: str, account: object) -> str | None:
         return self.provider_orgs.get(f"{provider}:{account}")
 

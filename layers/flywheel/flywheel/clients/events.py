@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from flywheel.clients.aws import client, reset_clients
 from flywheel.errors import DependencyUnavailable
 
 SOURCE = "flywheel.replies"
-
-
-@cache
-def _events() -> Any:
-    return boto3.client("events", config=Config(retries={"mode": "standard", "max_attempts": 3}))
 
 
 def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]]) -> None:
@@ -25,7 +18,7 @@ def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]]) -> N
         entries = [{"Source": SOURCE, "DetailType": detail_type, "EventBusName": bus_name,
                     "Detail": json.dumps(d, default=str)} for d in details[start:start + 10]]
         try:
-            result = _events().put_events(Entries=entries)
+            result = client("events").put_events(Entries=entries)
         except (BotoCoreError, ClientError) as exc:
             raise DependencyUnavailable("event bus unavailable", reason=str(exc)) from exc
         if result.get("FailedEntryCount"):
@@ -33,4 +26,4 @@ def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]]) -> N
 
 
 def reset_client() -> None:
-    _events.cache_clear()
+    reset_clients()

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import json
-from functools import cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from flywheel.clients.aws import client, reset_clients
 from flywheel.errors import DependencyUnavailable
-
-
-@cache
-def _sqs() -> Any:
-    return boto3.client("sqs", config=Config(retries={"mode": "standard", "max_attempts": 3},
-                                             connect_timeout=3, read_timeout=5))
 
 
 def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> None:
@@ -24,7 +16,7 @@ def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> None:
     for start in range(0, len(bodies), 10):
         chunk = bodies[start:start + 10]
         try:
-            result = _sqs().send_message_batch(
+            result = client("sqs").send_message_batch(
                 QueueUrl=queue_url,
                 Entries=[{"Id": str(i), "MessageBody": json.dumps(b, default=str)} for i, b in enumerate(chunk)],
             )
@@ -35,5 +27,5 @@ def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> None:
 
 
 def reset_client() -> None:
-    """Forget the cached client (tests switch AWS emulation on and off)."""
-    _sqs.cache_clear()
+    """Forget the cached clients (tests switch AWS emulation on and off)."""
+    reset_clients()

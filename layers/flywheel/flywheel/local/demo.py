@@ -20,9 +20,8 @@ from typing import Any
 
 import boto3
 
-from flywheel.clients import events as event_bus
-from flywheel.clients import queue
 from flywheel.local import signing
+from flywheel.local.aws import local_aws
 from flywheel.local.embedded import ensure_local_database
 from flywheel.local.invoke import invoke
 from flywheel.local.server import make_server
@@ -89,16 +88,10 @@ def synthetic_campaign(org_id: str, count: int, seed: int = 7) -> list[dict[str,
 
 
 @contextlib.contextmanager
-def _local_aws() -> Iterator[None]:
-    """AWS emulated in-process (moto): the replies queue; a fake HubSpot API on localhost."""
-    from moto import mock_aws
-
+def _demo_services(root: Path) -> Iterator[None]:
+    """AWS emulated in-process (the replies queue); a fake HubSpot API on localhost."""
     saved = dict(os.environ)
-    os.environ.update(AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="demo",
-                      AWS_SECRET_ACCESS_KEY="demo")  # noqa: S106 - moto's fake credentials
-    with mock_aws():
-        queue.reset_client()
-        event_bus.reset_client()
+    with local_aws(root / "template.yaml"):
         os.environ["REPLIES_QUEUE_URL"] = boto3.client("sqs").create_queue(QueueName="flywheel-replies")["QueueUrl"]
         hubspot = _fake_hubspot(HUBSPOT_CONTACT)
         os.environ.update(HUBSPOT_API_BASE=f"http://127.0.0.1:{hubspot.server_address[1]}",
@@ -108,8 +101,6 @@ def _local_aws() -> Iterator[None]:
             yield
         finally:
             hubspot.shutdown()
-            queue.reset_client()
-            event_bus.reset_client()
             os.environ.clear()
             os.environ.update(saved)
             reset_settings()
@@ -144,7 +135,7 @@ def run_demo(root: Path) -> None:
     log_path = root / ".flywheel" / "demo.log"
     log_path.parent.mkdir(exist_ok=True)
     real_stdout = sys.stdout
-    with log_path.open("w") as log, contextlib.redirect_stdout(log), _local_aws():
+    with log_path.open("w") as log, contextlib.redirect_stdout(log), _demo_services(root):
         _demo(root, lambda *parts: print(*parts, file=real_stdout, flush=True))
     print(f"(handler logs and metrics: {log_path})")
 

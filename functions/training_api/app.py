@@ -1,0 +1,76 @@
+"""TrainingApiFunction: operators' training API (IAM): runs, jobs, models, deploys, rollbacks."""
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from flywheel.api import make_resolver
+from flywheel.models.training import DeployRequest, PromoteRequest, RollbackRequest, RunRequest
+from flywheel.observability import logger, metrics, tracer
+from flywheel.services import training
+
+app = make_resolver()
+
+
+def _actor() -> str:
+    identity = app.current_event.request_context.identity
+    return identity.user_arn or identity.caller or "unknown"
+
+
+@app.post("/training/run")
+def start_run(request: Annotated[RunRequest, Body()]) -> tuple[dict[str, Any], int]:
+    params = request.model_dump(exclude_none=True, exclude={"scope"})
+    return training.start_run(params, request.scope), 202
+
+
+@app.get("/training/runs/<run_id>")
+def get_run(run_id: Annotated[UUID, Path()]) -> dict[str, Any]:
+    return training.get_run(run_id)
+
+
+@app.get("/training/status/<job_id>")
+def job_status(job_id: str) -> dict[str, Any]:
+    return training.job_status(job_id)
+
+
+@app.get("/training/models")
+def list_models(
+    status: Annotated[str | None, Query(pattern="^(training|ready|deployed|archived|failed)$")] = None,
+) -> dict[str, Any]:
+    return {"models": training.list_models(status)}
+
+
+@app.post("/training/deploy/<model_id>")
+def deploy(model_id: str, request: Annotated[DeployRequest, Body()]) -> dict[str, Any]:
+    return training.deploy_model(model_id, canary_percentage=request.canary_percentage, actor=_actor(),
+                                 reason=request.reason)
+
+
+@app.post("/training/rollback")
+def rollback(request: Annotated[RollbackRequest, Body()]) -> dict[str, Any]:
+    return training.rollback(actor=_actor(), reason=request.reason)
+
+
+@app.post("/training/promote-winner")
+def promote_winner(request: Annotated[PromoteRequest, Body()]) -> dict[str, Any]:
+    return training.promote_winner(force=request.force, reason=request.reason, actor=_actor())
+
+
+@app.get("/training/stats")
+def stats(min_quality_score: Annotated[float, Query(ge=0, le=1)] = 0.6,
+          since_days: Annotated[int, Query(ge=1, le=3650)] = 90) -> dict[str, Any]:
+    return training.training_stats(min_quality_score, since_days)
+
+
+@app.get("/training/leaderboard")
+def leaderboard() -> dict[str, Any]:
+    return {"models": training.leaderboard()}
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

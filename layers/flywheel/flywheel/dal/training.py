@@ -1,0 +1,96 @@
+"""SQL for training: streaming outcomes for datasets, and the training_runs table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from flywheel.dal.connection import Connection, jsonb
+
+DATASET_COLUMNS = """o.outcome_id, o.org_id, o.campaign_id, o.lead_industry, o.lead_role, o.lead_company_size,
+    o.framework, o.tone, o.brief, o.subject, o.body, o.lead_first_name, o.lead_last_name, o.lead_company,
+    o.training_label, o.training_weight, o.quality_score, o.replied_at, o.delivered_at, o.sent_at"""
+
+ACTIVE = ("pending", "building", "uploading", "training", "registering", "smoke_testing")
+
+
+def stream_outcomes(conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None,
+                    for_preferences: bool, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """Outcomes of organisations that opted in, through a server-side cursor (memory stays flat).
+
+    Supervised sets need good messages (quality >= min, not negative); preference sets need every
+    outcome, ordered so each campaign/segment/framework group arrives together."""
+    where = ["org.training_opt_in", "(%(since)s::timestamptz IS NULL OR o.sent_at >= %(since)s::timestamptz)",
+             "(%(until)s::timestamptz IS NULL OR o.sent_at < %(until)s::timestamptz)"]
+    if for_preferences:
+        order = "o.campaign_id, o.lead_industry, o.lead_role, o.framework, o.outcome_id"
+    else:
+        where += ["o.quality_score >= %(min_quality)s", "o.training_label <> 'negative'"]
+        order = "o.sent_at, o.outcome_id"
+    query = (f"SELECT {DATASET_COLUMNS} FROM outcome_labels o JOIN organizations org USING (org_id) "
+             f"WHERE {' AND '.join(where)} ORDER BY {order}")
+    params = {"since": since, "until": until, "min_quality": min_quality}
+    with conn.transaction(), conn.cursor(name="dataset_export", row_factory=psycopg.rows.dict_row) as cursor:
+        cursor.itersize = batch_size
+        cursor.execute(query, params)
+        yield from cursor
+
+
+def readiness(conn: Connection, min_quality: float, since: datetime | None) -> list[dict[str, Any]]:
+    return conn.execute(
+        """SELECT o.training_label AS label, count(*) AS examples,
+                  coalesce(sum(length(coalesce(o.subject, '')) + length(o.body)), 0) AS characters
+             FROM outcome_labels o JOIN organizations org USING (org_id)
+            WHERE org.training_opt_in AND o.quality_score >= %s AND o.training_label <> 'negative'
+              AND (%s::timestamptz IS NULL OR o.sent_at >= %s::timestamptz)
+            GROUP BY o.training_label ORDER BY o.training_label""",
+        (min_quality, since, since),
+    ).fetchall()
+
+
+def create_run(conn: Connection, scope: str, trigger: str, params: dict[str, Any],
+               execution_arn: str | None = None) -> dict[str, Any] | None:
+    """A new pending run; None when one is already in flight for the scope."""
+    return conn.execute(
+        """INSERT INTO training_runs (scope, status, trigger, params, provider, base_model, method, execution_arn,
+                                      status_history)
+           VALUES (%s, 'pending', %s, %s, %s, %s, %s, %s, jsonb_build_array(jsonb_build_object(
+                   'status', 'pending', 'at', now())))
+           ON CONFLICT (scope) WHERE status IN ('pending', 'building', 'uploading', 'training', 'registering',
+                                                'smoke_testing') DO NOTHING
+           RETURNING *""",
+        (scope, trigger, jsonb(params), params.get("provider"), params.get("base_model"), params.get("method"),
+         execution_arn),
+    ).fetchone()
+
+
+def get_run(conn: Connection, run_id: UUID | str) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM training_runs WHERE run_id = %s", (str(run_id),)).fetchone()
+
+
+def run_for_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM training_runs WHERE job_id = %s ORDER BY started_at DESC LIMIT 1",
+                        (job_id,)).fetchone()
+
+
+def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, **fields: Any) -> dict[str, Any]:
+    """Set fields (JSON ones as jsonb) and, when given, a new status appended to the history."""
+    json_fields = {"manifest", "provider_files", "params"}
+    assignments, values = ["updated_at = now()"], []
+    for name, value in fields.items():
+        assignments.append(f"{name} = %s")
+        values.append(jsonb(value) if name in json_fields else value)
+    if status:
+        assignments += ["status = %s", "status_history = status_history || jsonb_build_array("
+                        "jsonb_build_object('status', %s::text, 'at', now()))"]
+        values += [status, status]
+        if status in ("succeeded", "failed", "cancelled", "insufficient_data"):
+            assignments.append("finished_at = now()")
+    row = conn.execute(f"UPDATE training_runs SET {', '.join(assignments)} WHERE run_id = %s RETURNING *",
+                       (*values, str(run_id))).fetchone()
+    assert row is not None, f"no training run {run_id}"
+    return row

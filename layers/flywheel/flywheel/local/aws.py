@@ -1,0 +1,91 @@
+"""AWS emulated in-process for local runs and tests: moto for every service, with Lambda
+invocations (Step Functions tasks) running the template's handlers in this process, and
+Bedrock inference answering like a tuned Nova model would."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from flywheel.clients import events as event_bus
+from flywheel.clients import queue
+from flywheel.clients.aws import reset_clients
+from flywheel.local.invoke import invoke
+
+SMOKE_ANSWER = ("Subject: {{first_name}}, a faster close\n\n"
+                "Hi {{first_name}}, teams like {{company}} close 3 days faster.")
+
+
+def _reset() -> None:
+    reset_clients()
+    queue.reset_client()
+    event_bus.reset_client()
+
+
+def _lambda_invoke(template_path: Path) -> Any:
+    def handler(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
+                response_headers: Any) -> bytes:
+        logical_id = function_name.rsplit(":", 1)[-1]
+        event = json.loads(body) if body else {}
+        try:
+            result = invoke(logical_id, event, template_path)
+        except Exception as exc:  # Lambda reports the error's class; Step Functions matches on it
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}).encode()
+        return json.dumps(result, default=str).encode()
+
+    return handler
+
+
+def _bedrock_answer(self: Any, payload: dict[str, Any], model_id: str) -> dict[str, Any]:
+    return {"output": {"message": {"role": "assistant", "content": [{"text": SMOKE_ANSWER}]}},
+            "stopReason": "end_turn", "usage": {"inputTokens": 20, "outputTokens": 25}}
+
+
+@contextmanager
+def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
+    from moto import mock_aws
+
+    saved = {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_DEFAULT_REGION=region, AWS_ACCESS_KEY_ID="local",
+                      AWS_SECRET_ACCESS_KEY="local")  # noqa: S106 - moto's fake credentials
+    patches = [
+        mock.patch("moto.awslambda.models.LambdaBackend.invoke", _lambda_invoke(template_path)),
+        mock.patch("moto.bedrockruntime.models.BedrockRuntimeBackend.invoke_model", _bedrock_answer),
+    ]
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+        for p in patches:
+            p.start()
+        _reset()
+        try:
+            yield
+        finally:
+            for p in patches:
+                p.stop()
+            _reset()
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def complete_bedrock_jobs(status: str = "Completed", failure: str | None = None) -> int:
+    """Finish the emulated Bedrock customization jobs still in progress (the provider's side)."""
+    from moto.bedrock.models import bedrock_backends
+
+    finished = 0
+    for account in bedrock_backends.values():
+        for backend in account.values():
+            for job in backend.model_customization_jobs.values():
+                if job.status == "InProgress":
+                    job.status = status
+                    if failure:
+                        job.failure_message = failure
+                    finished += 1
+    return finished

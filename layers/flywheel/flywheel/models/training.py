@@ -1,0 +1,42 @@
+"""Request models of the training API."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_quality_score: float = Field(default=0.6, ge=0, le=1)
+    deploy: bool = False
+    canary_percentage: float = Field(default=10, gt=0, le=50)
+    since_days: int = Field(default=90, ge=1, le=3650)
+    provider: Literal["openai", "bedrock"] | None = None
+    base_model: str | None = Field(default=None, min_length=3, max_length=200)
+    method: Literal["supervised", "dpo"] | None = None
+    wait_seconds: int = Field(default=600, ge=0, le=86_400)
+    max_wait_seconds: int | None = Field(default=None, ge=0)
+    scope: str = Field(default="global", pattern=r"^[a-z0-9_-]{1,64}$")
+
+
+class DeployRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    canary_percentage: float = Field(default=10, gt=0, le=50)
+    reason: str = Field(default="manual deploy", min_length=3, max_length=500)
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    force: bool = False
+    reason: str | None = Field(default=None, min_length=3, max_length=500)

@@ -1,0 +1,412 @@
+"""The weekly training pipeline's steps (each a Task of the state machine) and the registry.
+
+Every step takes the execution's state and returns it updated; the state machine decides what
+runs next. Steps are idempotent enough to be retried: each records what it did on the run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from flywheel.clients import stepfunctions
+from flywheel.clients.finetune import (
+    BedrockFineTuner,
+    FineTuneProvider,
+    OpenAIFineTuner,
+    ProviderRefused,
+    UploadedDataset,
+)
+from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.storage import download_file, put_json, upload_file
+from flywheel.dal import models as models_dal
+from flywheel.dal import training as training_dal
+from flywheel.dal.connection import transaction
+from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
+from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from flywheel.observability import logger
+from flywheel.services.dataset import DatasetSpec, build_dataset
+from flywheel.settings import Settings, get_settings
+
+DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
+                                  "since_days": 90, "wait_seconds": 600}
+
+
+def provider_for(name: str, settings: Settings) -> FineTuneProvider:
+    if name == "openai":
+        key = settings.openai_api_key or webhook_secret("openai_api_key")
+        if not key:
+            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the provider secret)")
+        return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
+                                             settings.azure_openai_api_version)
+    if not settings.bedrock_role_arn:
+        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
+    return BedrockFineTuner(settings.bedrock_role_arn)
+
+
+def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    params = {**DEFAULT_PARAMS, **{k: v for k, v in state.items() if k in DEFAULT_PARAMS or k in (
+        "provider", "base_model", "method", "max_wait_seconds", "scope")}}
+    params.setdefault("provider", settings.finetune_provider)
+    params.setdefault("base_model", settings.base_model if params["provider"] == settings.finetune_provider
+                      else ("amazon.nova-micro-v1:0:128k" if params["provider"] == "bedrock"
+                            else "gpt-4.1-mini-2025-04-14"))
+    params.setdefault("method", settings.finetune_method)
+    params.setdefault("max_wait_seconds", settings.training_max_wait_s)
+    params.setdefault("scope", "global")
+    return params
+
+
+def _update(run_id: str, status: str | None = None, **fields: Any) -> dict[str, Any]:
+    with transaction() as conn:
+        return training_dal.update_run(conn, run_id, status, **fields)
+
+
+# --- steps -------------------------------------------------------------------------------------
+
+def check_data(state: dict[str, Any]) -> dict[str, Any]:
+    """Open (or attach to) the run and count what could be trained on."""
+    settings = get_settings()
+    params = _params(state, settings)
+    with transaction() as conn:
+        if state.get("run_id"):
+            run = training_dal.get_run(conn, state["run_id"])
+            if run is None:
+                raise NotFound(f"no training run {state['run_id']}")
+            if state.get("execution_arn"):
+                training_dal.update_run(conn, run["run_id"], execution_arn=state["execution_arn"])
+        else:
+            run = training_dal.create_run(conn, params["scope"], "schedule", params, state.get("execution_arn"))
+            if run is None:
+                raise Conflict(f"a training run is already in progress for scope {params['scope']!r}")
+        since = datetime.now(UTC) - timedelta(days=int(params["since_days"]))
+        ready = training_dal.readiness(conn, float(params["min_quality_score"]), since)
+        training_dal.update_run(conn, run["run_id"], "building")
+    available = sum(int(r["examples"]) for r in ready)
+    return {**state, **params, "run_id": str(run["run_id"]), "examples_available": available,
+            "sufficient": available >= settings.training_min_examples, "elapsed_seconds": 0}
+
+
+def build(state: dict[str, Any]) -> dict[str, Any]:
+    """Build, validate and store the dataset and its manifest next to it in S3."""
+    settings = get_settings()
+    run_id = state["run_id"]
+    if not state.get("sufficient", True):
+        _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
+                                                   f"{settings.training_min_examples} needed")
+        return {**state, "sufficient": False, "reason": "insufficient data"}
+    provider = provider_for(state["provider"], settings)
+    spec = DatasetSpec(
+        min_quality=float(state["min_quality_score"]),
+        since=datetime.now(UTC) - timedelta(days=int(state["since_days"])), method=state["method"],
+        dataset_format="bedrock-conversation-2024" if provider.dataset_format == "bedrock-conversation-2024"
+        else "openai-chat", validation_fraction=settings.training_validation_fraction,
+        base_model=state["base_model"], epochs=settings.training_epochs,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_dataset(spec, Path(tmp), settings)
+        prefix = f"s3://{_bucket(settings)}/datasets/{run_id}"
+        if built.examples < settings.training_min_examples or not built.manifest["valid"]:
+            reason = ("insufficient data" if built.examples < settings.training_min_examples
+                      else "dataset failed validation")
+            put_json(f"{prefix}/manifest.json", built.manifest)
+            _update(run_id, "insufficient_data" if reason == "insufficient data" else "failed",
+                    manifest=built.manifest, error=f"{reason}: {built.examples} examples after cleaning")
+            if reason != "insufficient data":
+                raise InvalidInput(f"{reason}: {built.manifest['tokens']['train']['errors'][:3]}")
+            return {**state, "sufficient": False, "reason": reason}
+        upload_file(built.train_path, f"{prefix}/train.jsonl")
+        upload_file(built.validation_path, f"{prefix}/validation.jsonl")
+        put_json(f"{prefix}/manifest.json", built.manifest)
+    _update(run_id, dataset_uri=prefix, manifest=built.manifest, dataset_hash=built.manifest["dataset_hash"])
+    return {**state, "sufficient": True, "dataset_uri": prefix, "examples": built.examples,
+            "has_validation": built.manifest["counts"]["validation"] > 0, "smoke_prompt": built.smoke_prompt}
+
+
+def upload(state: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    provider = provider_for(state["provider"], settings)
+    prefix = state["dataset_uri"]
+    if isinstance(provider, BedrockFineTuner):  # Bedrock reads the dataset where it already is
+        files = UploadedDataset(f"{prefix}/train.jsonl",
+                                f"{prefix}/validation.jsonl" if state.get("has_validation") else None)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            train = download_file(f"{prefix}/train.jsonl", Path(tmp) / "train.jsonl")
+            validation = (download_file(f"{prefix}/validation.jsonl", Path(tmp) / "validation.jsonl")
+                          if state.get("has_validation") else None)
+            files = provider.upload(train, validation, prefix)
+    _update(state["run_id"], "uploading", provider_files={"training": files.training, "validation": files.validation})
+    return {**state, "provider_files": {"training": files.training, "validation": files.validation}}
+
+
+def start_job(state: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    provider = provider_for(state["provider"], settings)
+    run_id = state["run_id"]
+    files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
+    hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
+        "epochCount": settings.training_epochs}
+    job_id = provider.start(files, base_model=state["base_model"], suffix=f"fw-{run_id[:8]}",
+                            seed=int(UUID(run_id).int % 2**31), method=state["method"],
+                            metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
+                            output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")
+    _update(run_id, "training", job_id=job_id, job_status="started")
+    return {**state, "job_id": job_id, "job_state": "running"}
+
+
+def poll(state: dict[str, Any]) -> dict[str, Any]:
+    provider = provider_for(state["provider"], get_settings())
+    status = provider.status(state["job_id"])
+    elapsed = int(state.get("elapsed_seconds", 0)) + int(state.get("wait_seconds", 0))
+    job_state = status.state
+    if job_state == "running" and elapsed >= int(state["max_wait_seconds"]):
+        job_state = "timed_out"
+    _update(state["run_id"], job_status=status.provider_status)
+    return {**state, "job_state": job_state, "elapsed_seconds": elapsed, "provider_model_id": status.model_id,
+            "trained_tokens": status.trained_tokens, "job_error": status.error}
+
+
+def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
+    provider_for(state["provider"], get_settings()).cancel(state["job_id"])
+    _update(state["run_id"], "cancelled", job_status="cancelled",
+            error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s): cancelled")
+    return {**state, "job_state": "cancelled"}
+
+
+def register(state: dict[str, Any]) -> dict[str, Any]:
+    run_id = state["run_id"]
+    with transaction() as conn:
+        run = training_dal.get_run(conn, run_id)
+        assert run is not None
+        major, minor, patch = models_dal.next_version(conn)
+        version = f"v{major}.{minor}.{patch}"
+        model = models_dal.insert_model(conn, {
+            "model_id": f"flywheel-{version}", "version": version, "major": major, "minor": minor, "patch": patch,
+            "status": "ready", "provider": state["provider"], "provider_model_id": state["provider_model_id"],
+            "base_model": state["base_model"], "run_id": run_id, "dataset_hash": run["dataset_hash"],
+            "example_count": state.get("examples"), "trained_tokens": state.get("trained_tokens"),
+            "notes": {"job_id": state["job_id"]},
+        })
+        models_dal.change(conn, model["model_id"], "registered", actor="training", reason=f"run {run_id}")
+        training_dal.update_run(conn, run_id, "registering", model_id=model["model_id"], job_status="succeeded")
+    return {**state, "model_id": model["model_id"], "version": version}
+
+
+def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
+    """One inference on a validation prompt; a failure marks the model failed."""
+    provider = provider_for(state["provider"], get_settings())
+    _update(state["run_id"], "smoke_testing")
+    try:
+        answer = provider.smoke_test(state["provider_model_id"], state.get("smoke_prompt") or [
+            {"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}])
+        problem = None if answer.strip() else "empty answer"
+    except (ProviderRefused, DependencyUnavailable) as exc:
+        answer, problem = "", exc.message
+    if problem:
+        with transaction() as conn:
+            models_dal.change(conn, state["model_id"], "smoke_test_failed", actor="training", reason=problem,
+                              status="failed")
+        return {**state, "smoke_ok": False, "error": {"Error": "SmokeTestFailed", "Cause": problem}}
+    with transaction() as conn:
+        models_dal.change(conn, state["model_id"], "smoke_test_passed", actor="training",
+                          evidence={"answer": answer[:500]})
+    return {**state, "smoke_ok": True}
+
+
+def deploy(state: dict[str, Any]) -> dict[str, Any]:
+    if state.get("deploy"):
+        deploy_model(state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
+                     actor="training", reason=f"weekly run {state['run_id']}")
+    _update(state["run_id"], "succeeded")
+    return {**state, "deployed": bool(state.get("deploy"))}
+
+
+def record_failure(state: dict[str, Any]) -> dict[str, Any]:
+    """The Catch of every Task lands here: the run keeps the error; a registered model is failed."""
+    error = state.get("error") or {}
+    cause = error.get("Cause") if isinstance(error, dict) else str(error)
+    try:  # Lambda errors arrive as a JSON string in Cause
+        parsed = json.loads(cause) if isinstance(cause, str) else {}
+        message = parsed.get("errorMessage", cause) if isinstance(parsed, dict) else cause
+    except ValueError:
+        message = cause
+    message = message or state.get("job_error") or f"job ended as {state.get('job_state')}"
+    if state.get("run_id"):
+        with transaction() as conn:
+            run = training_dal.get_run(conn, state["run_id"])
+            if run is not None and run["status"] not in ("failed", "cancelled"):
+                training_dal.update_run(conn, state["run_id"], "failed", error=str(message)[:2000])
+            if state.get("model_id"):
+                model = models_dal.get_model(conn, state["model_id"])
+                if model is not None and model["status"] != "failed":
+                    models_dal.change(conn, state["model_id"], "failed", actor="training", reason=str(message)[:500],
+                                      status="failed")
+    logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
+    return {**state, "failure": str(message)}
+
+
+STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
+         "cancel_job": cancel_job, "register": register, "smoke_test": smoke_test, "deploy": deploy,
+         "record_failure": record_failure}
+
+
+def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
+    if step not in STEPS:
+        raise InvalidInput(f"unknown step {step!r}")
+    return STEPS[step](state)
+
+
+def _bucket(settings: Settings) -> str:
+    if not settings.training_bucket:
+        raise DependencyUnavailable("TRAINING_BUCKET is not configured")
+    return settings.training_bucket
+
+
+# --- registry operations (training API) ----------------------------------------------------------
+
+def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str) -> dict[str, Any]:
+    """A ready model becomes the challenger at the canary share, or the champion when there is none."""
+    with transaction() as conn:
+        model = models_dal.get_model(conn, model_id, lock=True)
+        if model is None:
+            raise NotFound(f"no model {model_id}")
+        if model["status"] not in ("ready", "archived"):
+            raise Conflict(f"model {model_id} is {model['status']}; only ready or archived models can be deployed")
+        champion = models_dal.by_role(conn, "champion", lock=True)
+        now = datetime.now(UTC)
+        if champion is None:
+            return models_dal.change(conn, model_id, "deployed_as_champion", actor=actor, reason=reason,
+                                     status="deployed", role="champion", traffic_percentage=Decimal(100),
+                                     deployed_at=now, archived_at=None)
+        if models_dal.by_role(conn, "challenger", lock=True):
+            raise Conflict("a challenger is already deployed; promote or roll it back first")
+        share = Decimal(str(canary_percentage))
+        models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
+                          traffic_percentage=Decimal(100) - share)
+        return models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason,
+                                 status="deployed", role="challenger", traffic_percentage=share, deployed_at=now,
+                                 archived_at=None)
+
+
+def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The challenger becomes champion at 100 %; the old champion is archived."""
+    with transaction() as conn:
+        challenger = models_dal.by_role(conn, "challenger", lock=True)
+        if challenger is None or challenger["model_id"] != model_id:
+            raise Conflict(f"{model_id} is not the current challenger")
+        champion = models_dal.by_role(conn, "champion", lock=True)
+        now = datetime.now(UTC)
+        if champion is not None:
+            models_dal.change(conn, champion["model_id"], "archived", actor=actor, reason=reason, evidence=evidence,
+                              status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
+        return models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence,
+                                 role="champion", traffic_percentage=Decimal(100))
+
+
+def rollback(*, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Undo the last change: a challenger is withdrawn; otherwise the previous champion returns."""
+    with transaction() as conn:
+        challenger = models_dal.by_role(conn, "challenger", lock=True)
+        champion = models_dal.by_role(conn, "champion", lock=True)
+        now = datetime.now(UTC)
+        if challenger is not None:
+            models_dal.change(conn, challenger["model_id"], "rolled_back", actor=actor, reason=reason,
+                              evidence=evidence, status="archived", role=None, traffic_percentage=Decimal(0),
+                              archived_at=now)
+            if champion is not None:
+                models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
+                                  traffic_percentage=Decimal(100))
+            return {"rolled_back": challenger["model_id"], "champion": champion["model_id"] if champion else None}
+        previous = models_dal.previous_champion(conn, champion["model_id"] if champion else None)
+        if previous is None:
+            raise Conflict("nothing to roll back to")
+        if champion is not None:
+            models_dal.change(conn, champion["model_id"], "rolled_back", actor=actor, reason=reason, evidence=evidence,
+                              status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
+        models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
+                          status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
+        return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"]}
+
+
+def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
+    """POST /training/run: a run row (409 while one is in flight), then the state machine."""
+    settings = get_settings()
+    if not settings.training_state_machine_arn:
+        raise DependencyUnavailable("TRAINING_STATE_MACHINE_ARN is not configured")
+    with transaction() as conn:
+        run = training_dal.create_run(conn, scope, "api", params)
+        if run is None:
+            raise Conflict(f"a training run is already in progress for scope {scope!r}")
+    run_id = str(run["run_id"])
+    try:
+        arn = stepfunctions.start_execution(settings.training_state_machine_arn, f"run-{run_id}",
+                                            {**params, "run_id": run_id, "scope": scope})
+    except DependencyUnavailable:
+        _update(run_id, "failed", error="could not start the state machine")
+        raise
+    _update(run_id, execution_arn=arn)
+    return {"run_id": run_id, "execution_arn": arn, "status": "pending"}
+
+
+def get_run(run_id: UUID) -> dict[str, Any]:
+    with transaction() as conn:
+        run = training_dal.get_run(conn, run_id)
+    if run is None:
+        raise NotFound(f"no training run {run_id}")
+    return run
+
+
+def job_status(job_id: str) -> dict[str, Any]:
+    with transaction() as conn:
+        run = training_dal.run_for_job(conn, job_id)
+    if run is None:
+        raise NotFound(f"no training run has job {job_id}")
+    status = provider_for(run["provider"] or get_settings().finetune_provider, get_settings()).status(job_id)
+    return {"job_id": job_id, "run_id": str(run["run_id"]), "state": status.state,
+            "provider_status": status.provider_status, "model": status.model_id, "error": status.error}
+
+
+def list_models(status: str | None) -> list[dict[str, Any]]:
+    with transaction() as conn:
+        return models_dal.list_models(conn, status)
+
+
+def training_stats(min_quality: float, since_days: int) -> dict[str, Any]:
+    """Data readiness: examples by label, an estimate of tokens and of the cost of a run."""
+    settings = get_settings()
+    since = datetime.now(UTC) - timedelta(days=since_days)
+    with transaction() as conn:
+        rows = training_dal.readiness(conn, min_quality, since)
+    examples = sum(int(r["examples"]) for r in rows)
+    # ~4 characters a token for the email, plus ~120 tokens of prompt and framing per example
+    tokens = sum(int(r["characters"]) // 4 for r in rows) + 120 * examples
+    prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
+    return {"examples": examples, "by_label": {r["label"]: int(r["examples"]) for r in rows},
+            "minimum": settings.training_min_examples, "ready": examples >= settings.training_min_examples,
+            "estimated_tokens": tokens, "token_method": "estimate:chars/4+prompt",
+            "cost_estimate": cost_estimate(tokens, settings.base_model, settings.training_epochs, prices)}
+
+
+def leaderboard() -> list[dict[str, Any]]:
+    with transaction() as conn:
+        return models_dal.leaderboard(conn)
+
+
+def promote_winner(*, force: bool, reason: str | None, actor: str) -> dict[str, Any]:
+    """Until the experiment evaluator exists, promotion needs `force` and a reason (recorded)."""
+    if not force:
+        raise Conflict("no experiment evaluator decision is available yet: pass force=true with a reason to "
+                       "promote the challenger by hand")
+    if not reason:
+        raise InvalidInput("a forced promotion needs a reason", field="reason")
+    with transaction() as conn:
+        challenger = models_dal.by_role(conn, "challenger")
+    if challenger is None:
+        raise Conflict("there is no challenger to promote")
+    return promote(challenger["model_id"], actor=actor, reason=f"forced: {reason}", evidence={"forced": True})
