@@ -182,7 +182,8 @@ class BedrockFineTuner:
         }
         if dataset.validation:
             kwargs["validationDataConfig"] = {"validators": [{"s3Uri": dataset.validation}]}
-        return str(_aws("job creation", client("bedrock").create_model_customization_job, **kwargs)["jobArn"])
+        _aws("job creation", client("bedrock").create_model_customization_job, **kwargs)
+        return name  # the job name identifies the job in every later call (and reads better than its ARN)
 
     def status(self, job_id: str) -> JobStatus:
         job = _aws("status", client("bedrock").get_model_customization_job, jobIdentifier=job_id)

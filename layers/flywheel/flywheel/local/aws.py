@@ -55,7 +55,8 @@ def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
     os.environ.update(AWS_DEFAULT_REGION=region, AWS_ACCESS_KEY_ID="local",
                       AWS_SECRET_ACCESS_KEY="local")  # noqa: S106 - moto's fake credentials
     patches = [
-        mock.patch("moto.awslambda.models.LambdaBackend.invoke", _lambda_invoke(template_path)),
+        # with use_docker off, moto answers Lambda invokes from its "simple" backend
+        mock.patch("moto.awslambda_simple.models.LambdaSimpleBackend.invoke", _lambda_invoke(template_path)),
         mock.patch("moto.bedrockruntime.models.BedrockRuntimeBackend.invoke_model", _bedrock_answer),
     ]
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):

@@ -152,7 +152,7 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
     hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
         "epochCount": settings.training_epochs}
-    job_id = provider.start(files, base_model=state["base_model"], suffix=f"fw-{run_id[:8]}",
+    job_id = provider.start(files, base_model=state["base_model"], suffix=f"fw-{run_id}",
                             seed=int(UUID(run_id).int % 2**31), method=state["method"],
                             metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
                             output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")

@@ -1,0 +1,255 @@
+"""The weekly training pipeline: the real ASL executed by moto, its Lambda tasks run in-process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx2
+import pytest
+
+from flywheel.clients import finetune
+from flywheel.local.aws import complete_bedrock_jobs, local_aws
+from flywheel.local.invoke import invoke
+from flywheel.services import training as training_service
+from flywheel.settings import reset_settings
+from tests.conftest import ROOT, load_event
+from tests.training_helpers import run_state_machine, seed_outcomes
+
+FAST = {"wait_seconds": 0, "min_quality_score": 0.6, "deploy": True, "canary_percentage": 10}
+
+
+@pytest.fixture
+def aws(db_url: str, monkeypatch: pytest.MonkeyPatch):
+    with local_aws(ROOT / "template.yaml"):
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="flywheel-training")
+        monkeypatch.setenv("TRAINING_BUCKET", "flywheel-training")
+        monkeypatch.setenv("BEDROCK_ROLE_ARN", "arn:aws:iam::123456789012:role/bedrock-customization")
+        monkeypatch.setenv("FINETUNE_PROVIDER", "bedrock")
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        reset_settings()
+        yield
+    reset_settings()
+
+
+def run(db, payload: dict[str, Any] | None = None, on_tick: Any = None) -> tuple[dict, dict]:
+    execution = run_state_machine({**FAST, **(payload or {})}, on_tick=on_tick)
+    row = db.execute("SELECT * FROM training_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    return execution, row
+
+
+def s3_text(uri: str) -> str:
+    bucket, _, key = uri[5:].partition("/")
+    return boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None:
+    seed_outcomes(db, 80)
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, role, provider,
+                                              base_model, traffic_percentage, deployed_at)
+                  VALUES ('flywheel-v1.0.0', 'v1.0.0', 1, 0, 0, 'deployed', 'champion', 'bedrock',
+                          'amazon.nova-micro-v1:0:128k', 100, now())""")
+    execution, row = run(db, on_tick=complete_bedrock_jobs)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert row["status"] == "succeeded" and row["execution_arn"] == execution["executionArn"]
+    assert row["job_id"] == f"flywheel-fw-{row['run_id']}" and row["trigger"] == "schedule"
+    assert [h["status"] for h in row["status_history"]] == ["pending", "building", "uploading", "training", "registering",
+                                                            "smoke_testing", "succeeded"]
+    model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
+    assert (model["version"], model["status"], model["role"], float(model["traffic_percentage"])) == (
+        "v1.1.0", "deployed", "challenger", 10.0)
+    assert model["provider_model_id"].startswith("arn:aws:bedrock:") and model["dataset_hash"] == row["dataset_hash"]
+    champion = db.execute("SELECT traffic_percentage FROM model_registry WHERE model_id = 'flywheel-v1.0.0'").fetchone()
+    assert float(champion["traffic_percentage"]) == 90.0
+    # the dataset and its manifest sit side by side in S3, in Nova's conversation format
+    manifest = json.loads(s3_text(row["dataset_uri"] + "/manifest.json"))
+    assert manifest == row["manifest"] and manifest["counts"]["train"] + manifest["counts"]["validation"] == 80
+    first = json.loads(s3_text(row["dataset_uri"] + "/train.jsonl").splitlines()[0])
+    assert first["schemaVersion"] == "bedrock-conversation-2024"
+    actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
+    assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
+
+
+def test_insufficient_data_ends_cleanly(db, aws) -> None:
+    seed_outcomes(db, 30)
+    seed_outcomes(db, 100, org="private", opt_in=False, prefix="p")  # never trained on
+    execution, row = run(db)
+    assert execution["status"] == "SUCCEEDED"
+    assert row["status"] == "insufficient_data" and "30 examples available" in row["error"]
+    assert db.execute("SELECT count(*) AS n FROM model_registry").fetchone()["n"] == 0
+
+
+def test_failed_job_records_the_failure(db, aws) -> None:
+    seed_outcomes(db, 60)
+    execution, row = run(db, on_tick=lambda: complete_bedrock_jobs("Failed", "training data has invalid rows"))
+    assert execution["status"] == "FAILED"
+    assert row["status"] == "failed" and row["error"] == "training data has invalid rows"
+    assert db.execute("SELECT count(*) AS n FROM model_registry").fetchone()["n"] == 0
+
+
+def test_poll_timeout_cancels_the_job(db, aws) -> None:
+    seed_outcomes(db, 60)
+    execution, row = run(db, {"max_wait_seconds": 0})
+    assert execution["status"] == "FAILED"
+    assert row["status"] == "cancelled" and "cancelled" in row["error"]
+    job = boto3.client("bedrock", region_name="us-east-1").get_model_customization_job(jobIdentifier=row["job_id"])
+    assert job["status"] == "Stopped"
+
+
+def test_a_transient_error_is_absorbed_by_the_retry(db, aws, monkeypatch) -> None:
+    seed_outcomes(db, 60)
+    calls = {"n": 0}
+    real_upload = training_service.STEPS["upload"]
+
+    def flaky(state: dict[str, Any]) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            from flywheel.errors import DependencyUnavailable
+
+            raise DependencyUnavailable("S3 throttled")
+        return real_upload(state)
+
+    monkeypatch.setitem(training_service.STEPS, "upload", flaky)
+    execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    assert execution["status"] == "SUCCEEDED" and calls["n"] == 2
+    assert row["status"] == "succeeded"
+    assert db.execute("SELECT status, role FROM model_registry").fetchone() == {"status": "ready", "role": None}
+
+
+class FakeOpenAI:
+    """The OpenAI files and fine-tuning endpoints, at the HTTP transport."""
+
+    def __init__(self, refuse: bool = False, statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded")):
+        self.refuse, self.statuses, self.requests = refuse, list(statuses), []
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        self.requests.append((request.method, request.url.path, request.content))
+        path = request.url.path
+        if path.endswith("/files"):
+            return httpx2.Response(200, json={"id": f"file-{len(self.requests)}", "object": "file", "bytes": 10,
+                                              "created_at": 1, "filename": "train.jsonl", "purpose": "fine-tune",
+                                              "status": "processed"})
+        if path.endswith("/fine_tuning/jobs") and request.method == "POST":
+            if self.refuse:
+                return httpx2.Response(403, json={"error": {"message": "Fine-tuning is not available for this "
+                                                  "organization", "type": "invalid_request_error",
+                                                  "code": "training_not_available"}})
+            return httpx2.Response(200, json=self._job("validating_files"))
+        if "/fine_tuning/jobs/" in path:
+            status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+            return httpx2.Response(200, json=self._job(status))
+        if path.endswith("/chat/completions"):
+            return httpx2.Response(200, json={"id": "c", "object": "chat.completion", "created": 1,
+                                              "model": "ft:gpt-4.1-mini:acme:fw", "choices": [{
+                                                  "index": 0, "finish_reason": "stop", "message": {
+                                                      "role": "assistant", "content": "Subject: hi"}}]})
+        return httpx2.Response(404, json={"error": {"message": "nope"}})
+
+    @staticmethod
+    def _job(status: str) -> dict[str, Any]:
+        return {"id": "ftjob-abc123", "object": "fine_tuning.job", "created_at": 1, "model": "gpt-4.1-mini-2025-04-14",
+                "organization_id": "org-1", "status": status, "training_file": "file-1", "validation_file": None,
+                "hyperparameters": {"n_epochs": 3}, "result_files": [], "seed": 1, "trained_tokens": 12345,
+                "fine_tuned_model": "ft:gpt-4.1-mini:acme:fw:abc" if status == "succeeded" else None,
+                "error": None, "finished_at": None}
+
+
+@pytest.fixture
+def openai_fake(aws, monkeypatch):
+    def install(fake: FakeOpenAI) -> FakeOpenAI:
+        monkeypatch.setattr(finetune, "TRANSPORT", httpx2.MockTransport(fake))
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        monkeypatch.setenv("OPENAI_BASE_URL", "http://fake-openai.local/v1")
+        reset_settings()
+        return fake
+    return install
+
+
+def test_openai_provider_end_to_end_with_unknown_statuses(db, openai_fake) -> None:
+    fake = openai_fake(FakeOpenAI())
+    seed_outcomes(db, 60)
+    execution, row = run(db, {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14", "deploy": False})
+    assert execution["status"] == "SUCCEEDED", execution
+    created = next(json.loads(c) for m, p, c in fake.requests if p.endswith("/fine_tuning/jobs") and m == "POST")
+    assert created["model"] == "gpt-4.1-mini-2025-04-14" and created["method"]["type"] == "supervised"
+    assert created["suffix"].startswith("fw-") and created["metadata"]["run_id"] == str(row["run_id"])
+    model = db.execute("SELECT * FROM model_registry").fetchone()
+    assert model["provider_model_id"] == "ft:gpt-4.1-mini:acme:fw:abc" and model["trained_tokens"] == 12345
+
+
+def test_training_not_available_fails_with_advice_to_switch(db, openai_fake) -> None:
+    openai_fake(FakeOpenAI(refuse=True))
+    seed_outcomes(db, 60)
+    execution, row = run(db, {"provider": "openai", "base_model": "gpt-4o-mini-2024-07-18"})
+    assert execution["status"] == "FAILED"
+    assert row["status"] == "failed" and "training_not_available" in row["error"]
+    assert "Switch FINETUNE_PROVIDER to 'bedrock'" in row["error"]
+
+
+def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeypatch) -> None:
+    seed_outcomes(db, 60)
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    from tests.training_helpers import definition
+
+    arn = sfn.create_state_machine(name="weekly", definition=definition(),
+                                   roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    monkeypatch.setenv("TRAINING_STATE_MACHINE_ARN", arn)
+    reset_settings()
+
+    def call(method: str, path: str, body: Any = None, query: dict | None = None) -> tuple[int, Any]:
+        event = json.loads(json.dumps(load_event("training_run_post.json")))
+        event.update(httpMethod=method, path=path, resource=path, body=json.dumps(body) if body is not None else None,
+                     queryStringParameters=query)
+        event["requestContext"].update(httpMethod=method, path="/dev" + path, resourcePath=path)
+        from flywheel.local.server import LocalApi
+
+        api = LocalApi(ROOT / "template.yaml")
+        route, params = api.match(method, path)
+        event["resource"], event["pathParameters"] = route.path, params or None
+        result = invoke("TrainingApiFunction", event, ROOT / "template.yaml")
+        return result["statusCode"], json.loads(result["body"])
+
+    result = invoke("TrainingApiFunction", load_event("training_run_post.json"), ROOT / "template.yaml")
+    assert result["statusCode"] == 202, result
+    run_id = json.loads(result["body"])["run_id"]
+    status, body = call("POST", "/training/run", {"wait_seconds": 0})
+    assert status == 409 and body["error"] == "conflict"
+    # let the execution finish
+    import time
+
+    for _ in range(400):
+        complete_bedrock_jobs()
+        status, run_row = call("GET", f"/training/runs/{run_id}")
+        if run_row["status"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.05)
+    assert run_row["status"] == "succeeded", run_row
+    status, models = call("GET", "/training/models", query={"status": "deployed"})
+    assert [m["role"] for m in models["models"]] == ["champion"]  # the first model has no one to challenge
+    champion = models["models"][0]["model_id"]
+    status, job = call("GET", f"/training/status/{run_row['job_id']}")
+    assert status == 200 and job["state"] == "succeeded"
+
+    # a second model, deployed by hand as a challenger, then promoted by force, then rolled back
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                  VALUES ('flywheel-v1.1.0', 'v1.1.0', 1, 1, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""")
+    status, deployed = call("POST", "/training/deploy/flywheel-v1.1.0", {"canary_percentage": 20})
+    assert status == 200 and deployed["role"] == "challenger" and float(deployed["traffic_percentage"]) == 20
+    status, refused = call("POST", "/training/promote-winner", {})
+    assert status == 409 and "force" in refused["message"]
+    status, promoted = call("POST", "/training/promote-winner", {"force": True, "reason": "sales ops asked"})
+    assert status == 200 and promoted["role"] == "champion"
+    status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped"})
+    assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion}
+    history = db.execute("SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' "
+                         "ORDER BY history_id").fetchall()
+    assert [h["action"] for h in history] == ["deployed_as_challenger", "promoted", "rolled_back"]
+    assert history[1]["reason"] == "forced: sales ops asked" and history[1]["actor"].startswith("arn:aws:")
+    status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6"})
+    assert status == 200 and stats["examples"] == 60 and stats["ready"] and stats["cost_estimate"]["usd"] is not None
+    status, board = call("GET", "/training/leaderboard")
+    assert status == 200 and {m["model_id"] for m in board["models"]} == {champion, "flywheel-v1.1.0"}
+    assert call("GET", "/training/runs/00000000-0000-4000-8000-000000000000")[0] == 404
+    assert call("POST", "/training/deploy/nope", {})[0] == 404

@@ -1,0 +1,65 @@
+"""Seeding outcomes for the training tests, and running the real state machine in moto."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+
+from tests.conftest import ROOT
+
+ORG_SQL = "INSERT INTO organizations (org_id, training_opt_in) VALUES (%(org)s, %(opt_in)s) ON CONFLICT DO NOTHING"
+SEED_SQL = """
+INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, lead_email, subject, body, framework, tone,
+                            brief, sent_at, lead_first_name, lead_last_name, lead_company, lead_industry, lead_role,
+                            lead_company_size, delivered_at, replied_at, training_label, training_weight,
+                            quality_score, stage)
+SELECT %(org)s, %(org)s || '-' || %(prefix)s || '-' || i, 'q4-' || (i %% 3), 'lead-' || i,
+       'lead' || i || '@northwind' || i || '.example',
+       'Idea ' || i || ' for Northwind' || i,
+       'Hi Dana' || i || ', variant ' || md5(i::text) || E' about close automation for Northwind' || i ||
+       E'.\nCall me on +1 415 555 ' || lpad((1000 + i)::text, 4, '0') ||
+       E' or book https://cal.example.com/sam?utm_content=' || md5(i::text) ||
+       E'\nSam (sam@acme.example)',
+       (ARRAY['PAS', 'AIDA', 'BAB'])[1 + i %% 3], 'professional', 'close automation for ' || 'Northwind' || i,
+       now() - make_interval(days => 1 + i %% 20), 'Dana' || i, 'Reyes' || i, 'Northwind' || i,
+       (ARRAY['fintech', 'saas'])[1 + i %% 2], 'cfo', '201-1000', now() - make_interval(days => 1),
+       CASE WHEN %(label)s = 'negative' THEN NULL ELSE now() END, %(label)s, 3.0, %(quality)s,
+       'replied'
+  FROM generate_series(1, %(n)s) AS i
+"""
+
+
+def seed_outcomes(db: Any, n: int, *, org: str = "acme", opt_in: bool = True, label: str = "positive",
+                  quality: float = 0.8, prefix: str = "s") -> None:
+    db.execute(ORG_SQL, {"org": org, "opt_in": opt_in})
+    db.execute(SEED_SQL, {"org": org, "opt_in": opt_in, "n": n, "label": label, "quality": quality,
+                          "prefix": prefix})
+
+
+def definition() -> str:
+    asl = (ROOT / "statemachine" / "weekly_training.asl.json").read_text()
+    return asl.replace("${TrainingPipelineFunctionArn}",
+                       "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
+
+
+def run_state_machine(payload: dict[str, Any], on_tick: Callable[[], object] | None = None,
+                      timeout_s: float = 60) -> dict[str, Any]:
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    arn = sfn.create_state_machine(name=f"weekly-{time.monotonic_ns()}", definition=definition(),
+                                   roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload))["executionArn"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            described["history"] = [e["type"] + ":" + (e.get("stateEnteredEventDetails", {}).get("name", ""))
+                                    for e in sfn.get_execution_history(executionArn=execution)["events"]]
+            return described
+        if on_tick:
+            on_tick()
+        time.sleep(0.05)
+    raise AssertionError(f"execution did not finish in {timeout_s} s")
