@@ -20,7 +20,32 @@ INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, lead_email
 SELECT %(org)s, %(org)s || '-' || %(prefix)s || '-' || i, 'q4-' || (i %% 3), 'lead-' || i,
        'lead' || i || '@northwind' || i || '.example',
        'Idea ' || i || ' for Northwind' || i,
-       'Hi Dana' || i || ', variant ' || md5(i::text) || E' about close automation for Northwind' || i ||
+       'Hi Dana' || i || E',\n' || (ARRAY[
+           'Finance leaders at Northwind' || i || ' told us month-end drags on for weeks.',
+           'Your controllers probably rebuild the same reconciliation spreadsheets every single quarter.',
+           'Auditors keep asking Northwind' || i || ' for evidence that nobody can find quickly.',
+           'Growing through acquisitions makes intercompany eliminations painful and slow.',
+           'Most CFOs we meet want fewer manual journal entries before year-end.',
+           'Cash forecasting falls apart whenever bank feeds arrive late or incomplete.',
+           'Hiring more accountants rarely fixes a broken close calendar.'])[1 + i %% 7] || ' ' || (ARRAY[
+           'We automate matching so exceptions surface on day one.',
+           'Our customers cut three days from their close within one quarter.',
+           'Teams usually see audit preparation shrink by half.',
+           'It plugs into NetSuite, Sage Intacct and Xero without a migration.',
+           'Variance analysis gets written for you, with the drivers highlighted.',
+           'Approvals move into one queue instead of endless email threads.',
+           'Dashboards show which entities are late before anyone has to chase them.',
+           'Controllers get their evenings back during close week.',
+           'Everything is logged for SOX with zero extra effort.',
+           'Implementation takes about six weeks with our specialists.',
+           'Pricing scales with entities rather than seats.'])[1 + i %% 11] || ' ' || (ARRAY[
+           'Worth a short call next Tuesday?', 'Open to comparing notes this week?',
+           'Could I send a two-minute video?', 'Should I share a case study from logistics?',
+           'Is this on your roadmap for next year?', 'Who owns close tooling on your side?',
+           'Would a benchmark of your close be useful?', 'Shall we find fifteen minutes?',
+           'Any interest in a pilot with one entity?', 'Can I show you the reconciliation view?',
+           'Does Thursday morning work for a quick demo?', 'Would your controller want to join?',
+           'Happy to tailor a walkthrough - interested?'])[1 + i %% 13] ||
        E'.\nCall me on +1 415 555 ' || lpad((1000 + i)::text, 4, '0') ||
        E' or book https://cal.example.com/sam?utm_content=' || md5(i::text) ||
        E'\nSam (sam@acme.example)',

@@ -51,7 +51,9 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
                                               base_model, traffic_percentage, deployed_at)
                   VALUES ('flywheel-v1.0.0', 'v1.0.0', 1, 0, 0, 'deployed', 'champion', 'bedrock',
                           'amazon.nova-micro-v1:0:128k', 100, now())""")
-    execution, row = run(db, on_tick=complete_bedrock_jobs)
+    # the weekly schedule's input, with no wait between polls
+    execution, row = run(db, {**load_event("training_weekly_schedule.json"), "wait_seconds": 0},
+                         on_tick=complete_bedrock_jobs)
     assert execution["status"] == "SUCCEEDED", execution
     assert row["status"] == "succeeded" and row["execution_arn"] == execution["executionArn"]
     assert row["job_id"] == f"flywheel-fw-{row['run_id']}" and row["trigger"] == "schedule"
@@ -66,8 +68,12 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
     manifest = json.loads(s3_text(row["dataset_uri"] + "/manifest.json"))
     assert manifest == row["manifest"] and manifest["counts"]["train"] + manifest["counts"]["validation"] == 80
-    first = json.loads(s3_text(row["dataset_uri"] + "/train.jsonl").splitlines()[0])
-    assert first["schemaVersion"] == "bedrock-conversation-2024"
+    train = s3_text(row["dataset_uri"] + "/train.jsonl") + s3_text(row["dataset_uri"] + "/validation.jsonl")
+    assert json.loads(train.splitlines()[0])["schemaVersion"] == "bedrock-conversation-2024"
+    # the seeded outcomes carry names, companies, emails, phones and tracking links: none survives
+    for planted in ("Dana1", "Reyes1", "Northwind1", "@northwind", "sam@acme.example", "415 555", "utm_content"):
+        assert planted not in train, planted
+    assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["tracking_url"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
     assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
 
