@@ -61,6 +61,39 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dataset_build(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from flywheel.local.embedded import ensure_local_database
+    from flywheel.services.dataset import DatasetSpec, build_dataset
+    from flywheel.settings import get_settings
+
+    ensure_local_database(_root(args))
+    settings = get_settings()
+    spec = DatasetSpec(min_quality=args.min_quality, method=args.method,
+                       since=datetime.now(UTC) - timedelta(days=args.since_days),
+                       dataset_format="bedrock-conversation-2024" if args.format == "bedrock" else "openai-chat",
+                       validation_fraction=settings.training_validation_fraction,
+                       base_model=args.base_model or settings.base_model, epochs=settings.training_epochs)
+    built = build_dataset(spec, Path(args.out), settings)
+    (Path(args.out) / "manifest.json").write_text(json.dumps(built.manifest, indent=2))
+    print(json.dumps({"train": str(built.train_path), "validation": str(built.validation_path),
+                      "examples": built.examples, "valid": built.manifest["valid"],
+                      "enough": built.examples >= settings.training_min_examples,
+                      "cost_estimate": built.manifest["cost_estimate"]}, indent=2))
+    return 0 if built.manifest["valid"] else 1
+
+
+def cmd_dataset_validate(args: argparse.Namespace) -> int:
+    from flywheel.domain.dataset_checks import DEFAULT_EXAMPLE_TOKEN_LIMITS, check_lines
+
+    limit = args.token_limit or DEFAULT_EXAMPLE_TOKEN_LIMITS.get(args.base_model or "", 32_000)
+    with open(args.file, encoding="utf-8") as handle:
+        report = check_lines(handle, args.format, limit)
+    print(json.dumps(report.as_dict(), indent=2))
+    return 0 if report.ok and report.examples else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flywheel", description=__doc__)
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
@@ -79,6 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_start_api)
 
     sub.add_parser("demo", help="run the main job end to end locally").set_defaults(func=cmd_demo)
+
+    dataset = sub.add_parser("dataset", help="build or validate a fine-tuning dataset").add_subparsers(
+        dest="dataset_command", required=True)
+    build = dataset.add_parser("build", help="build train/validation JSONL and a manifest from the outcome store")
+    build.add_argument("--out", default="dataset", help="output folder")
+    build.add_argument("--min-quality", type=float, default=0.6)
+    build.add_argument("--since-days", type=int, default=90)
+    build.add_argument("--method", choices=["supervised", "dpo"], default="supervised")
+    build.add_argument("--format", choices=["openai", "bedrock"], default="openai")
+    build.add_argument("--base-model")
+    build.set_defaults(func=cmd_dataset_build)
+    validate = dataset.add_parser("validate", help="check a JSONL file against a provider's format rules")
+    validate.add_argument("file")
+    validate.add_argument("--format", choices=["supervised", "dpo", "bedrock-conversation-2024"], default="supervised")
+    validate.add_argument("--base-model")
+    validate.add_argument("--token-limit", type=int)
+    validate.set_defaults(func=cmd_dataset_validate)
     return parser
 
 
