@@ -16,7 +16,8 @@ def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str
     assert "stage=deal_won label=positive weight=10.0" in out
     assert "ClassifierFunction on 5 queued replies (offline rules) -> 0 failures" in out
     assert "reply categories: {" in out and "replies still waiting on the SQS queue: 0" in out
+    assert "execution: SUCCEEDED" in out and "status=deployed role=champion traffic=100%" in out
     assert "demo finished" in out
-    assert count(db, "outcome_labels") == 40
-    assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE reply_category IS NOT NULL").fetchone()["n"] == 5
+    assert count(db, "outcome_labels") == 40 + 90  # the campaign and the opted-in history
+    assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE reply_category IS NOT NULL").fetchone()["n"] == 95
     assert db.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 1

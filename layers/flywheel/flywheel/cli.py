@@ -94,6 +94,15 @@ def cmd_dataset_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok and report.examples else 1
 
 
+def cmd_org_opt_in(args: argparse.Namespace) -> int:
+    from flywheel.local.embedded import ensure_local_database
+    from flywheel.services.outcomes import set_training_opt_in
+
+    ensure_local_database(_root(args))
+    print(json.dumps(set_training_opt_in(args.org_id, not args.off)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flywheel", description=__doc__)
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
@@ -112,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_start_api)
 
     sub.add_parser("demo", help="run the main job end to end locally").set_defaults(func=cmd_demo)
+
+    org = sub.add_parser("org", help="organisation settings").add_subparsers(dest="org_command", required=True)
+    opt_in = org.add_parser("opt-in", help="let an organisation's outcomes be used for training")
+    opt_in.add_argument("org_id")
+    opt_in.add_argument("--off", action="store_true", help="opt the organisation out again")
+    opt_in.set_defaults(func=cmd_org_opt_in)
 
     dataset = sub.add_parser("dataset", help="build or validate a fine-tuning dataset").add_subparsers(
         dest="dataset_command", required=True)

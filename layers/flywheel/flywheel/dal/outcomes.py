@@ -195,3 +195,14 @@ def reply_contexts(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, dict
         }
         for r in rows
     }
+
+
+def set_training_opt_in(conn: Connection, org_id: str, opt_in: bool) -> dict[str, Any]:
+    row = conn.execute(
+        """INSERT INTO organizations (org_id, training_opt_in) VALUES (%s, %s)
+           ON CONFLICT (org_id) DO UPDATE SET training_opt_in = EXCLUDED.training_opt_in, updated_at = now()
+           RETURNING org_id, training_opt_in""",
+        (org_id, opt_in),
+    ).fetchone()
+    assert row is not None
+    return row

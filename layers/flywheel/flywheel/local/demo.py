@@ -8,6 +8,7 @@ import os
 import random
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import warnings
@@ -28,6 +29,7 @@ from flywheel.local.server import make_server
 from flywheel.local.signing import SendGridSigner
 from flywheel.settings import reset_settings
 
+DEMO_DB = "flywheel_demo"  # recreated on every run when the embedded server is used
 INDUSTRIES = ["saas", "fintech", "logistics", "healthcare"]
 ROLES = ["vp sales", "head of growth", "cto", "founder"]
 FRAMEWORKS = ["PAS", "AIDA", "BAB"]
@@ -273,9 +275,104 @@ def _send_outcomes(client: LocalClient, messages: list[dict[str, Any]], ids: lis
     print(f"an unsigned POST /webhooks/sendgrid -> {status}: {result['error']}")
 
 
+OPENERS = ["Your forecast calls probably eat half of every Monday.", "Pipeline reviews tend to drift into guesswork.",
+           "Reps update the CRM the night before the board meeting.", "Regional leaders rarely trust the roll-up.",
+           "Deals slip a quarter and nobody saw it coming.", "Commit numbers move every time someone asks.",
+           "New managers inherit territories with no history.", "Win rates hide inside spreadsheets nobody opens."]
+PROOFS = ["We flag at-risk deals from email and calendar activity.", "Teams cut forecast prep from hours to minutes.",
+          "Managers see which stage conversions changed this week.", "Every number links back to the deals behind it.",
+          "It works on top of Salesforce and HubSpot as they are.", "Leaders get a weekly summary written for them.",
+          "Coaching notes attach to the exact deal moment.", "The rollout takes two weeks, not two quarters.",
+          "Finance and sales finally look at the same figure.", "Historical accuracy is scored per rep and segment.",
+          "Alerts arrive in Slack before a deal goes quiet."]
+ASKS = ["Worth fifteen minutes on Thursday?", "Open to a short teardown of last quarter?",
+        "Should I send a sample report?", "Who runs forecasting on your side?", "Could we compare notes next week?",
+        "Is this a priority this half?", "Would a benchmark for your segment help?",
+        "Shall I hold a slot on Tuesday morning?", "Want the two-page summary first?",
+        "Any appetite for a pilot with one team?", "Can I show you the deal risk view?",
+        "Does your RevOps lead want to join?", "Interested in a quick demo?"]
+
+
+def _history(org_id: str, n: int) -> list[dict[str, Any]]:
+    """Past campaigns of an opted-in organisation: varied messages, as a real history would be."""
+    start = datetime.now(UTC) - timedelta(days=30)
+    messages = synthetic_campaign(org_id, n, seed=23)
+    for i, m in enumerate(messages):
+        first = m["lead"]["first_name"]
+        m.update(lead_id=f"hist-{i}", provider_message_id=f"{org_id}-hist{i}", sent_at=(start + timedelta(
+            hours=5 * i)).isoformat(), subject=f"{first}, {OPENERS[i % 8].split(' ')[1]} and your forecast",
+            body=f"Hi {first},\n\n{OPENERS[i % 8]} {PROOFS[i % 11]} {ASKS[i % 13]}\n\nSam")
+    return messages
+
+
+def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
+    """A history of outcomes from an opted-in org, then the weekly state machine, locally."""
+    from flywheel.local.aws import complete_bedrock_jobs
+    from flywheel.services.outcomes import set_training_opt_in
+
+    org = f"history-{datetime.now(UTC):%Y%m%d%H%M%S}"
+    set_training_opt_in(org, True)
+    history = _history(org, 90)
+    _, registered = client.request("POST", "/messages", {"messages": history})
+    ids = [o["outcome_id"] for o in registered["outcomes"]]
+    signer = SendGridSigner()
+    os.environ["WEBHOOK_SECRETS_JSON"] = json.dumps({**DEMO_SECRETS, "sendgrid_public_key": signer.public_key_b64})
+    reset_settings()
+    events = [{"email": m["lead_email"], "event": kind, "timestamp": int(datetime.fromisoformat(m["sent_at"])
+               .timestamp()) + 60 * n, "sg_event_id": f"{oid}-{kind}", "outcome_id": oid}
+              for m, oid in zip(history, ids, strict=True) for n, kind in enumerate(["delivered", "open", "click"])]
+    body = (json.dumps(events) + "\r\n").encode()
+    client.request("POST", "/webhooks/sendgrid", raw=body, headers=signer.headers(body))
+    from flywheel.models.classification import Classification
+    from flywheel.models.replies import ReplyJob
+    from flywheel.services.replies import store_classification
+
+    interested = Classification.model_validate({
+        "category": "interested", "sentiment_score": 0.8, "interest_level": "high", "objection_type": "none",
+        "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "asked for details",
+        "source": "fallback", "model": "demo"})
+    for m, oid in list(zip(history, ids, strict=True))[::1]:
+        store_classification(ReplyJob(outcome_id=oid, reply_key=f"demo_reply:{oid}", text="Sounds good, tell me more",
+                                      received_at=datetime.fromisoformat(m["sent_at"]) + timedelta(hours=3)),
+                             interested)
+    print(f"history: {len(ids)} past messages of opted-in org {org}, delivered, opened, clicked and answered")
+
+    os.environ.update(TRAINING_BUCKET="flywheel-demo-training", FINETUNE_PROVIDER="bedrock",
+                      BEDROCK_ROLE_ARN="arn:aws:iam::123456789012:role/bedrock-customization")
+    reset_settings()
+    boto3.client("s3").create_bucket(Bucket="flywheel-demo-training")
+    definition = (root / "statemachine" / "weekly_training.asl.json").read_text().replace(
+        "${TrainingPipelineFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(name="weekly-training", definition=definition,
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    schedule_input = {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10, "wait_seconds": 0}
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(schedule_input))["executionArn"]
+    print("Step Functions (moto, tasks run in-process): weekly training started with the Monday schedule's input")
+    for _ in range(1200):
+        status = sfn.describe_execution(executionArn=execution)["status"]
+        if status != "RUNNING":
+            break
+        complete_bedrock_jobs()  # the emulated Bedrock job finishes as soon as it is polled
+        time.sleep(0.05)
+    from flywheel.services.training import get_run, list_models
+
+    print(f"  execution: {status}")
+    models = list_models(None)
+    if models:
+        run = get_run(models[0]["run_id"])
+        manifest = run["manifest"]
+        print(f"  run {run['run_id']}: {run['status']}; dataset {manifest['counts']['train']} train + "
+              f"{manifest['counts']['validation']} validation examples, redactions {manifest['redactions']}, "
+              f"estimated cost ${manifest['cost_estimate']['usd']}")
+    for model in models:
+        print(f"  model {model['model_id']} ({model['provider']}, base {model['base_model']}): "
+              f"status={model['status']} role={model['role']} traffic={float(model['traffic_percentage']):.0f}%")
+
+
 def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the demo's own printer
     print("== Flywheel demo (local: embedded PostgreSQL, in-process API) ==")
-    url = ensure_local_database(root)
+    url = ensure_local_database(root, database=DEMO_DB, fresh=not os.environ.get("DATABASE_URL"))
     print(f"database ready and migrated: {url.split('?')[0]}")
     server = make_server(root / "template.yaml", "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -302,6 +399,7 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         categories = Counter(o["reply_category"] for o in outcomes if o["reply_category"])
         print("reply categories:", dict(categories.most_common()))
         print(f"replies still waiting on the SQS queue: {_replies_queued()}")
+        _train(root, client, print)
     finally:
         server.shutdown()
     print("demo finished")

@@ -34,12 +34,17 @@ def create_database(admin_url: str, name: str, template: str | None = None) -> s
     return psycopg.conninfo.make_conninfo(admin_url, dbname=name)
 
 
-def ensure_local_database(root: Path) -> str:
-    """DATABASE_URL if set; else the embedded server, migrated. Exports DATABASE_URL either way."""
+def ensure_local_database(root: Path, database: str = LOCAL_DB, fresh: bool = False) -> str:
+    """DATABASE_URL if set; else a database on the embedded server (`fresh` drops it first),
+    migrated. Exports DATABASE_URL either way."""
     url = os.environ.get("DATABASE_URL")
     if not url:
         admin = start_embedded(root / ".flywheel" / "pgdata")
-        url = create_database(admin, LOCAL_DB)
+        if fresh:
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    psycopg.sql.Identifier(database)))
+        url = create_database(admin, database)
         os.environ["DATABASE_URL"] = url
     with connect(url) as conn:
         migrate(conn, root / "sql")

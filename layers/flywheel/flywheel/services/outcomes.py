@@ -72,3 +72,9 @@ def refresh_due_meetings(now: datetime | None = None) -> int:
         due = outcomes_dal.outcomes_with_meetings_due(conn, now.isoformat())
         recompute(conn, due, now)
     return len(due)
+
+
+def set_training_opt_in(org_id: str, opt_in: bool) -> dict[str, Any]:
+    """Only organisations that opted in contribute outcomes to training datasets."""
+    with transaction() as conn:
+        return outcomes_dal.set_training_opt_in(conn, org_id, opt_in)
