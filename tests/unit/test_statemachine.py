@@ -1,0 +1,62 @@
+"""The weekly training ASL: well-formed, every Task retried and caught, every path reachable."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ROOT
+
+ASL = json.loads((ROOT / "statemachine" / "weekly_training.asl.json").read_text())
+STATES = ASL["States"]
+
+
+def _targets(state: dict) -> set[str]:
+    found = {state["Next"]} if "Next" in state else set()
+    found |= {c["Next"] for c in state.get("Choices", [])} | ({state["Default"]} if "Default" in state else set())
+    found |= {c["Next"] for c in state.get("Catch", [])}
+    return found
+
+
+def test_every_transition_points_at_a_state_and_every_state_is_reachable() -> None:
+    assert ASL["StartAt"] in STATES
+    for name, state in STATES.items():
+        assert _targets(state) <= set(STATES), name
+        assert state["Type"] in ("Task", "Choice", "Wait", "Succeed", "Fail"), name
+        assert ("Next" in state) != (state["Type"] in ("Succeed", "Fail", "Choice")), name
+    seen, todo = set(), [ASL["StartAt"]]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += sorted(_targets(STATES[name]))
+    assert seen == set(STATES)
+
+
+def test_every_task_retries_transient_errors_and_records_failures() -> None:
+    for name, state in STATES.items():
+        if state["Type"] != "Task":
+            continue
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "DependencyUnavailable"} <= retried
+        [catch] = state["Catch"]
+        assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
+        assert catch["Next"] == ("Failed" if name == "RecordFailure" else "RecordFailure")
+        assert state["Parameters"]["FunctionName"] == "${TrainingPipelineFunctionArn}"
+        assert state["Parameters"]["Payload"]["step"] in {
+            "check_data", "build", "upload", "start_job", "poll", "cancel_job", "register", "smoke_test", "deploy",
+            "record_failure"}
+
+
+def test_wait_seconds_come_from_the_input() -> None:
+    assert STATES["WaitForJob"] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "PollJob"}
+
+
+def test_the_template_wires_the_definition_and_the_monday_schedule() -> None:
+    from flywheel.local.template import read_template
+
+    machine = read_template(ROOT / "template.yaml").body["Resources"]["WeeklyTrainingStateMachine"]["Properties"]
+    assert machine["DefinitionUri"] == "statemachine/weekly_training.asl.json"
+    assert "TrainingPipelineFunctionArn" in machine["DefinitionSubstitutions"]
+    weekly = machine["Events"]["Weekly"]["Properties"]
+    assert weekly["Schedule"] == "cron(0 2 ? * MON *)"
+    assert json.loads(weekly["Input"]) == {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10}
