@@ -243,7 +243,8 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     status, deployed = call("POST", "/training/deploy/flywheel-v1.1.0", {"canary_percentage": 20})
     assert status == 200 and deployed["role"] == "challenger" and float(deployed["traffic_percentage"]) == 20
     status, refused = call("POST", "/training/promote-winner", {})
-    assert status == 409 and "force" in refused["message"]
+    assert status == 409 and refused["message"].startswith("the evaluator does not promote: continue")
+    assert refused["decision"]["stage"] == "canary"
     status, promoted = call("POST", "/training/promote-winner", {"force": True, "reason": "sales ops asked"})
     assert status == 200 and promoted["role"] == "champion"
     status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped"})

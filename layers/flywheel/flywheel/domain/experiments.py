@@ -7,6 +7,7 @@ and the simulation benchmark all call `decide`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,12 @@ class Config:
         return config
 
 
+def _finite(value: Any) -> float | None:
+    """JSON has no infinity: an interval with no data yet is reported as null."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
 def _counts(arm: dict[str, Any], group: str, name: str) -> tuple[int, int]:
     entry = arm.get(group, {}).get(name, {})
     return int(entry.get("units", 0)), int(entry.get("conversions", entry.get("events", 0)))
@@ -88,7 +95,7 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
         diff, var = stats.difference(x_c, n_c, x_t, n_t)
         low, high = stats.sequential_interval(diff, var, n_c + n_t, planned)
         breached = bool(n_c and n_t and float(low) > margin)
-        guardrails[name] = {"difference": float(diff), "interval": [float(low), float(high)], "margin": margin,
+        guardrails[name] = {"difference": _finite(diff), "interval": [_finite(low), _finite(high)], "margin": margin,
                             "units": [n_c, n_t], "breached": breached}
     result["guardrails"] = guardrails
 
@@ -98,32 +105,32 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
     fixed = stats.fixed_interval(lift, var)
     seq = stats.sequential_interval(lift, var, n_c + n_t, planned)
     result["primary"] = {"metric": PRIMARY, "units": [n_c, n_t], "conversions": [x_c, x_t],
-                         "rates": [x_c / n_c if n_c else None, x_t / n_t if n_t else None], "lift": float(lift),
-                         "fixed_interval": [float(fixed[0]), float(fixed[1])],
-                         "sequential_interval": [float(seq[0]), float(seq[1])], "planned_sample": planned}
+                         "rates": [x_c / n_c if n_c else None, x_t / n_t if n_t else None], "lift": _finite(lift),
+                         "fixed_interval": [_finite(fixed[0]), _finite(fixed[1])],
+                         "sequential_interval": [_finite(seq[0]), _finite(seq[1])], "planned_sample": planned}
     result["secondary"] = {}
     for name in ("meeting", "close"):
         m_c, y_c = _counts(control, "metrics", name)
         m_t, y_t = _counts(treatment, "metrics", name)
         s_lift, s_var = stats.relative_lift(y_c, m_c, y_t, m_t)
         s_low, s_high = stats.fixed_interval(s_lift, s_var)
-        result["secondary"][name] = {"units": [m_c, m_t], "conversions": [y_c, y_t], "lift": float(s_lift),
-                                     "fixed_interval": [float(s_low), float(s_high)]}
+        result["secondary"][name] = {"units": [m_c, m_t], "conversions": [y_c, y_t], "lift": _finite(s_lift),
+                                     "fixed_interval": [_finite(s_low), _finite(s_high)]}
 
     def verdict(action: str, reason: str) -> dict[str, Any]:
         return {**result, "action": action, "reason": reason}
 
     if srm < config.srm_threshold:
         return verdict("hold", f"sample ratio mismatch (p = {srm:.2g}): fix assignment before deciding")
-    breached = [name for name, g in guardrails.items() if g["breached"]]
-    if breached:
-        return verdict("rollback", f"guardrail breached: {', '.join(breached)}")
+    breaches = [name for name, g in guardrails.items() if g["breached"]]
+    if breaches:
+        return verdict("rollback", f"guardrail breached: {', '.join(breaches)}")
     if stage == "canary":
         if days_in_stage >= config.canary_days:
             return verdict("advance", f"canary clean for {days_in_stage:.1f} days: move to A/B at "
                                       f"{round(config.ab_share * 100)} %")
         return verdict("continue", "canary: watching guardrails")
-    low, high = result["primary"]["sequential_interval"]
+    low, high = float(seq[0]), float(seq[1])
     if days >= config.min_runtime_days and low > 0:
         return verdict("promote", f"{PRIMARY} lift {lift:+.1%}, always-valid interval [{low:+.1%}, {high:+.1%}] "
                                   "is above zero")

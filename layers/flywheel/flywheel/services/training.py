@@ -26,7 +26,7 @@ from flywheel.clients.secrets import webhook_secret
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
-from flywheel.dal.connection import transaction
+from flywheel.dal.connection import Connection, transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
@@ -271,7 +271,10 @@ def _bucket(settings: Settings) -> str:
 # --- registry operations (training API) ----------------------------------------------------------
 
 def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str) -> dict[str, Any]:
-    """A ready model becomes the challenger at the canary share, or the champion when there is none."""
+    """A ready model becomes the challenger at the canary share (and an experiment starts), or the
+    champion when there is none."""
+    from flywheel.services import experiments
+
     with transaction() as conn:
         model = models_dal.get_model(conn, model_id, lock=True)
         if model is None:
@@ -287,51 +290,70 @@ def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason:
         if models_dal.by_role(conn, "challenger", lock=True):
             raise Conflict("a challenger is already deployed; promote or roll it back first")
         share = Decimal(str(canary_percentage))
+        experiment = experiments.start(conn, champion["model_id"], model_id, canary_percentage)
+        evidence = {"experiment_id": experiment["experiment_id"]}
         models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
-                          traffic_percentage=Decimal(100) - share)
-        return models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason,
-                                 status="deployed", role="challenger", traffic_percentage=share, deployed_at=now,
-                                 archived_at=None)
+                          evidence=evidence, traffic_percentage=Decimal(100) - share)
+        deployed = models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason,
+                                     evidence=evidence, status="deployed", role="challenger",
+                                     traffic_percentage=share, deployed_at=now, archived_at=None)
+        return {**deployed, "experiment_id": experiment["experiment_id"]}
+
+
+def promote_in(conn: Connection, model_id: str, *, actor: str, reason: str,
+               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The challenger becomes champion at 100 %; the old champion is archived."""
+    from flywheel.services import experiments
+
+    challenger = models_dal.by_role(conn, "challenger", lock=True)
+    if challenger is None or challenger["model_id"] != model_id:
+        raise Conflict(f"{model_id} is not the current challenger")
+    champion = models_dal.by_role(conn, "champion", lock=True)
+    now = datetime.now(UTC)
+    if champion is not None:
+        models_dal.change(conn, champion["model_id"], "archived", actor=actor, reason=reason, evidence=evidence,
+                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
+    promoted = models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence,
+                                 role="champion", traffic_percentage=Decimal(100))
+    experiments.end_running(conn, "promoted", now)
+    return promoted
+
+
+def rollback_in(conn: Connection, *, actor: str, reason: str, evidence: dict[str, Any] | None = None,
+                action: str = "rolled_back") -> dict[str, Any]:
+    """Undo the last change: a challenger is withdrawn; otherwise the previous champion returns."""
+    from flywheel.services import experiments
+
+    challenger = models_dal.by_role(conn, "challenger", lock=True)
+    champion = models_dal.by_role(conn, "champion", lock=True)
+    now = datetime.now(UTC)
+    if challenger is not None:
+        models_dal.change(conn, challenger["model_id"], action, actor=actor, reason=reason, evidence=evidence,
+                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
+        if champion is not None:
+            models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
+                              traffic_percentage=Decimal(100))
+        experiments.end_running(conn, "inconclusive" if action == "ended_inconclusive" else "rolled_back", now)
+        return {"rolled_back": challenger["model_id"], "champion": champion["model_id"] if champion else None}
+    previous = models_dal.previous_champion(conn, champion["model_id"] if champion else None)
+    if previous is None:
+        raise Conflict("nothing to roll back to")
+    if champion is not None:
+        models_dal.change(conn, champion["model_id"], action, actor=actor, reason=reason, evidence=evidence,
+                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
+    models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
+                      status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
+    return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"]}
 
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The challenger becomes champion at 100 %; the old champion is archived."""
     with transaction() as conn:
-        challenger = models_dal.by_role(conn, "challenger", lock=True)
-        if challenger is None or challenger["model_id"] != model_id:
-            raise Conflict(f"{model_id} is not the current challenger")
-        champion = models_dal.by_role(conn, "champion", lock=True)
-        now = datetime.now(UTC)
-        if champion is not None:
-            models_dal.change(conn, champion["model_id"], "archived", actor=actor, reason=reason, evidence=evidence,
-                              status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-        return models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence,
-                                 role="champion", traffic_percentage=Decimal(100))
+        return promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
 
 
 def rollback(*, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Undo the last change: a challenger is withdrawn; otherwise the previous champion returns."""
     with transaction() as conn:
-        challenger = models_dal.by_role(conn, "challenger", lock=True)
-        champion = models_dal.by_role(conn, "champion", lock=True)
-        now = datetime.now(UTC)
-        if challenger is not None:
-            models_dal.change(conn, challenger["model_id"], "rolled_back", actor=actor, reason=reason,
-                              evidence=evidence, status="archived", role=None, traffic_percentage=Decimal(0),
-                              archived_at=now)
-            if champion is not None:
-                models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
-                                  traffic_percentage=Decimal(100))
-            return {"rolled_back": challenger["model_id"], "champion": champion["model_id"] if champion else None}
-        previous = models_dal.previous_champion(conn, champion["model_id"] if champion else None)
-        if previous is None:
-            raise Conflict("nothing to roll back to")
-        if champion is not None:
-            models_dal.change(conn, champion["model_id"], "rolled_back", actor=actor, reason=reason, evidence=evidence,
-                              status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-        models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
-                          status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
-        return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"]}
+        return rollback_in(conn, actor=actor, reason=reason, evidence=evidence)
 
 
 def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -399,10 +421,16 @@ def leaderboard() -> list[dict[str, Any]]:
 
 
 def promote_winner(*, force: bool, reason: str | None, actor: str) -> dict[str, Any]:
-    """Until the experiment evaluator exists, promotion needs `force` and a reason (recorded)."""
+    """The evaluator's decision, applied (the same code path as its daily schedule); `force` with a
+    reason promotes the challenger by hand and records why."""
+    from flywheel.services import experiments
+
     if not force:
-        raise Conflict("no experiment evaluator decision is available yet: pass force=true with a reason to "
-                       "promote the challenger by hand")
+        decision = experiments.evaluate(actor=actor)
+        if decision["action"] != "promote":
+            raise Conflict(f"the evaluator does not promote: {decision['action']} ({decision['reason']})",
+                           decision=decision)
+        return decision
     if not reason:
         raise InvalidInput("a forced promotion needs a reason", field="reason")
     with transaction() as conn:
