@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from flywheel.api import make_resolver
 from flywheel.models.training import DeployRequest, PromoteRequest, RollbackRequest, RunRequest
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services import training
+from flywheel.services import experiments, training
 
 app = make_resolver()
 
@@ -66,7 +66,13 @@ def stats(min_quality_score: Annotated[float, Query(ge=0, le=1)] = 0.6,
 
 @app.get("/training/leaderboard")
 def leaderboard() -> dict[str, Any]:
-    return {"models": training.leaderboard()}
+    return {"models": experiments.leaderboard_with_intervals(training.leaderboard())}
+
+
+@app.get("/insights/strategies")
+def strategies(segment: Annotated[str, Query(pattern="^(industry|role)$")] = "industry",
+               min_sample: Annotated[int, Query(ge=1, le=100_000)] = 30) -> dict[str, Any]:
+    return experiments.strategies(segment, min_sample)
 
 
 @logger.inject_lambda_context

@@ -103,6 +103,35 @@ def cmd_org_opt_in(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment_plan(args: argparse.Namespace) -> int:
+    from flywheel.domain.stats import plan
+
+    control, treatment = (float(x) for x in args.split.split("/"))
+    result = plan(args.baseline, args.mde, treatment / (control + treatment), args.weekly_volume)
+    print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {args.split}")
+    print(f"fixed-horizon sample: {result.fixed_horizon_n:,} messages (alpha 0.05, power 80 %)")
+    print(f"sequential sample (daily looks are safe): {result.sequential_n:,} messages")
+    if result.weeks is not None:
+        print(f"at {args.weekly_volume:,} messages a week: {result.weeks:.1f} weeks, plus the 14-day reply window")
+    return 0
+
+
+def cmd_experiment_evaluate(args: argparse.Namespace) -> int:
+    """JSON lines of snapshots on stdin -> one decision per line on stdout (the Lambda's function)."""
+    from flywheel.domain.experiments import decide
+
+    status = 0
+    for number, line in enumerate(sys.stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            print(json.dumps(decide(json.loads(line))), flush=True)
+        except (ValueError, KeyError, TypeError) as exc:
+            print(json.dumps({"line": number, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
+            status = 1
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flywheel", description=__doc__)
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
@@ -127,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     opt_in.add_argument("org_id")
     opt_in.add_argument("--off", action="store_true", help="opt the organisation out again")
     opt_in.set_defaults(func=cmd_org_opt_in)
+
+    experiment = sub.add_parser("experiment", help="plan and evaluate experiments").add_subparsers(
+        dest="experiment_command", required=True)
+    planner = experiment.add_parser("plan", help="sample size and weeks needed to detect a lift")
+    planner.add_argument("--baseline", type=float, required=True, help="baseline rate, e.g. 0.03")
+    planner.add_argument("--mde", type=float, required=True, help="relative lift to detect, e.g. 0.10")
+    planner.add_argument("--split", default="50/50", help="champion/challenger split, e.g. 90/10")
+    planner.add_argument("--weekly-volume", type=int, help="messages a week")
+    planner.set_defaults(func=cmd_experiment_plan)
+    evaluator = experiment.add_parser("evaluate", help="decide on experiment snapshots (JSON lines on stdin)")
+    evaluator.set_defaults(func=cmd_experiment_evaluate)
 
     dataset = sub.add_parser("dataset", help="build or validate a fine-tuning dataset").add_subparsers(
         dest="dataset_command", required=True)
