@@ -307,7 +307,6 @@ def _history(org_id: str, n: int) -> list[dict[str, Any]]:
 
 def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
     """A history of outcomes from an opted-in org, then the weekly state machine, locally."""
-    from flywheel.local.aws import complete_bedrock_jobs
     from flywheel.services.outcomes import set_training_opt_in
 
     org = f"history-{datetime.now(UTC):%Y%m%d%H%M%S}"
@@ -341,20 +340,9 @@ def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:
                       BEDROCK_ROLE_ARN="arn:aws:iam::123456789012:role/bedrock-customization")
     reset_settings()
     boto3.client("s3").create_bucket(Bucket="flywheel-demo-training")
-    definition = (root / "statemachine" / "weekly_training.asl.json").read_text().replace(
-        "${TrainingPipelineFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
-    sfn = boto3.client("stepfunctions")
-    machine = sfn.create_state_machine(name="weekly-training", definition=definition,
-                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-    schedule_input = {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10, "wait_seconds": 0}
-    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(schedule_input))["executionArn"]
     print("Step Functions (moto, tasks run in-process): weekly training started with the Monday schedule's input")
-    for _ in range(1200):
-        status = sfn.describe_execution(executionArn=execution)["status"]
-        if status != "RUNNING":
-            break
-        complete_bedrock_jobs()  # the emulated Bedrock job finishes as soon as it is polled
-        time.sleep(0.05)
+    status = _run_weekly(root, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10,
+                                "wait_seconds": 0})
     from flywheel.services.training import get_run, list_models
 
     print(f"  execution: {status}")
@@ -368,6 +356,79 @@ def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:
     for model in models:
         print(f"  model {model['model_id']} ({model['provider']}, base {model['base_model']}): "
               f"status={model['status']} role={model['role']} traffic={float(model['traffic_percentage']):.0f}%")
+
+
+def _run_weekly(root: Path, payload: dict[str, Any]) -> str:
+    """Start the weekly state machine (moto, tasks in-process) and wait for it."""
+    from flywheel.local.aws import complete_bedrock_jobs
+
+    definition = (root / "statemachine" / "weekly_training.asl.json").read_text().replace(
+        "${TrainingPipelineFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
+    sfn = boto3.client("stepfunctions")
+    machine = sfn.create_state_machine(name=f"weekly-training-{time.monotonic_ns()}", definition=definition,
+                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
+    status = "RUNNING"
+    for _ in range(1200):
+        status = sfn.describe_execution(executionArn=execution)["status"]
+        if status != "RUNNING":
+            break
+        complete_bedrock_jobs()  # the emulated Bedrock job finishes as soon as it is polled
+        time.sleep(0.05)
+    return status
+
+
+def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
+    """A second weekly run deploys a challenger; simulated prospects go through GET /route and
+    POST /messages; the evaluator decides through POST /training/promote-winner."""
+    from flywheel.models.classification import Classification
+    from flywheel.models.replies import ReplyJob
+    from flywheel.services import experiments
+    from flywheel.services.replies import store_classification
+
+    status = _run_weekly(root, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10,
+                                "wait_seconds": 0, "experiment_config": {"mde": 0.5}})
+    _, models = client.request("GET", "/training/models?status=deployed")
+    roles = {m["role"]: f"{m['model_id']} at {float(m['traffic_percentage']):.0f}%" for m in models["models"]}
+    print(f"second weekly run: {status}; champion {roles.get('champion')}, challenger {roles.get('challenger')}")
+    experiments.shift_clock(days=25)  # simulated time: the canary has run clean for its two days
+    _, decision = client.request("POST", "/training/promote-winner", {})
+    print(f"POST /training/promote-winner (canary over) -> {decision['message']}")
+    rng = random.Random(5)  # noqa: S311 - synthetic prospects
+    sent = (datetime.now(UTC) - timedelta(days=20)).isoformat()  # their 14-day reply window has closed
+    arms, messages = Counter[str](), []
+    for i in range(4000):
+        lead = f"prospect-{i}"
+        _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
+        arms[routed["arm"]] += 1
+        messages.append({"org_id": "demo-ab", "campaign_id": "ab", "lead_id": lead, "body": f"Hi, message {i}",
+                         "sent_at": sent, "route": {"model_registry_id": routed["model"]["model_registry_id"],
+                                                    "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
+    ids = []
+    for start in range(0, len(messages), 500):
+        _, result = client.request("POST", "/messages", {"messages": messages[start:start + 500]})
+        ids += [o["outcome_id"] for o in result["outcomes"]]
+    print(f"GET /route x4000 (sticky, hashed) -> {dict(arms)}; POST /messages with each route result")
+    interested = Classification.model_validate({
+        "category": "interested", "sentiment_score": 0.7, "interest_level": "high", "objection_type": "none",
+        "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "simulated", "source": "fallback",
+        "model": "demo"})
+    for message, outcome_id in zip(messages, ids, strict=True):
+        rate = 0.12 if message["route"]["arm"] == "challenger" else 0.03
+        if rng.random() < rate:
+            store_classification(ReplyJob(outcome_id=outcome_id, reply_key=f"demo_ab:{outcome_id}",
+                                          text="Interested, tell me more",
+                                          received_at=datetime.fromisoformat(sent) + timedelta(days=2)), interested)
+    status_code, decision = client.request("POST", "/training/promote-winner", {})
+    primary = decision.get("primary") or decision.get("decision", {}).get("primary", {})
+    low, high = primary.get("sequential_interval", [None, None])
+    rates = primary.get("rates", [0, 0])
+    print(f"POST /training/promote-winner -> {status_code}: {decision.get('action', decision.get('message'))}; "
+          f"positive-reply rate champion {rates[0]:.1%} vs challenger {rates[1]:.1%}, lift {primary['lift']:+.0%}, "
+          f"always-valid 95% interval [{low:+.0%}, {high:+.0%}]")
+    _, models = client.request("GET", "/training/models?status=deployed")
+    print("registry now:", ", ".join(f"{m['model_id']} {m['role']} {float(m['traffic_percentage']):.0f}%"
+                                     for m in models["models"]))
 
 
 def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the demo's own printer
@@ -400,6 +461,7 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         print("reply categories:", dict(categories.most_common()))
         print(f"replies still waiting on the SQS queue: {_replies_queued()}")
         _train(root, client, print)
+        _experiment(root, client, print)
     finally:
         server.shutdown()
     print("demo finished")

@@ -7,6 +7,19 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ExperimentSettings(BaseModel):
+    """How the challenger's experiment is planned and staged (defaults: 3 % baseline, 10 % lift)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baseline: float = Field(default=0.03, gt=0, lt=1)
+    mde: float = Field(default=0.10, gt=0, le=5)
+    canary_days: float = Field(default=2, ge=0, le=30)
+    min_runtime_days: float = Field(default=7, ge=0, le=90)
+    max_runtime_days: float = Field(default=56, ge=1, le=365)
+    ab_share: float = Field(default=0.5, gt=0, lt=1)
+
+
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -20,6 +33,7 @@ class RunRequest(BaseModel):
     wait_seconds: int = Field(default=600, ge=0, le=86_400)
     max_wait_seconds: int | None = Field(default=None, ge=0)
     scope: str = Field(default="global", pattern=r"^[a-z0-9_-]{1,64}$")
+    experiment_config: ExperimentSettings | None = None
 
 
 class DeployRequest(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +23,8 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_share: 
           config: dict[str, Any] | None = None) -> dict[str, Any]:
     """A new experiment with a new salt, in its canary stage (called when a challenger is deployed)."""
     settings = domain.Config.from_dict(config)
-    plan = stats.plan(DEFAULT_BASELINE, DEFAULT_MDE, settings.ab_share)
+    plan = stats.plan(float((config or {}).get("baseline", DEFAULT_BASELINE)),
+                      float((config or {}).get("mde", DEFAULT_MDE)), settings.ab_share)
     return experiments_dal.create(conn, {
         "experiment_id": f"exp-{secrets.token_hex(6)}", "champion_model_id": champion_id,
         "challenger_model_id": challenger_id, "salt": secrets.token_hex(8), "stage": "canary", "status": "running",
@@ -100,6 +101,16 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, apply: bool 
     logger.info("experiment evaluated", extra={"experiment_id": experiment["experiment_id"],
                                                "action": decision["action"], "reason": decision["reason"]})
     return decision
+
+
+def shift_clock(days: float) -> None:
+    """Simulations only (the demo): pretend the running experiment started `days` earlier."""
+    with transaction() as conn:
+        experiment = experiments_dal.running(conn)
+        if experiment is not None:
+            delta = timedelta(days=days)
+            experiments_dal.update(conn, experiment["experiment_id"], started_at=experiment["started_at"] - delta,
+                                   stage_started_at=experiment["stage_started_at"] - delta)
 
 
 def end_running(conn: Connection, status: str, now: datetime) -> None:

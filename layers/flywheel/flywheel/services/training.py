@@ -222,7 +222,8 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
 def deploy(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("deploy"):
         deploy_model(state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
-                     actor="training", reason=f"weekly run {state['run_id']}")
+                     actor="training", reason=f"weekly run {state['run_id']}",
+                     experiment_config=state.get("experiment_config"))
     _update(state["run_id"], "succeeded")
     return {**state, "deployed": bool(state.get("deploy"))}
 
@@ -270,7 +271,8 @@ def _bucket(settings: Settings) -> str:
 
 # --- registry operations (training API) ----------------------------------------------------------
 
-def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str) -> dict[str, Any]:
+def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
+                 experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ready model becomes the challenger at the canary share (and an experiment starts), or the
     champion when there is none."""
     from flywheel.services import experiments
@@ -290,7 +292,7 @@ def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason:
         if models_dal.by_role(conn, "challenger", lock=True):
             raise Conflict("a challenger is already deployed; promote or roll it back first")
         share = Decimal(str(canary_percentage))
-        experiment = experiments.start(conn, champion["model_id"], model_id, canary_percentage)
+        experiment = experiments.start(conn, champion["model_id"], model_id, canary_percentage, experiment_config)
         evidence = {"experiment_id": experiment["experiment_id"]}
         models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
                           evidence=evidence, traffic_percentage=Decimal(100) - share)
