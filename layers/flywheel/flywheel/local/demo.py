@@ -396,7 +396,8 @@ def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> 
     print(f"POST /training/promote-winner (canary over) -> {decision['message']}")
     rng = random.Random(5)  # noqa: S311 - synthetic prospects
     sent = (datetime.now(UTC) - timedelta(days=20)).isoformat()  # their 14-day reply window has closed
-    arms, messages = Counter[str](), []
+    arms: Counter[str] = Counter()
+    messages: list[dict[str, Any]] = []
     for i in range(4000):
         lead = f"prospect-{i}"
         _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
