@@ -95,3 +95,14 @@ def test_check_lines_counts_tokens_and_flags_long_examples() -> None:
 def test_cost_estimate() -> None:
     assert cost_estimate(2_000_000, "gpt-4o-mini-2024-07-18", 3, {"gpt-4o-mini-2024-07-18": 3.0})["usd"] == 18.0
     assert cost_estimate(10, "unknown-model", 3, {})["usd"] is None
+
+
+def test_the_openai_tuner_drives_azure_openai_too() -> None:
+    import openai
+
+    from flywheel.clients.finetune import OpenAIFineTuner
+
+    azure = OpenAIFineTuner.from_settings("key", azure_endpoint="https://acme.openai.azure.com",
+                                          azure_api_version="2025-04-01-preview")
+    assert isinstance(azure.sdk, openai.AzureOpenAI)
+    assert isinstance(OpenAIFineTuner.from_settings("key").sdk, openai.OpenAI)

@@ -76,6 +76,18 @@ def test_decisions(snap: dict, action: str) -> None:
     json.dumps(decision)  # every number is JSON (no infinities)
 
 
+def test_seed_score_and_revenue_are_reported_not_decided_on() -> None:
+    snap = snapshot(x=(30, 30))
+    for i, arm in enumerate(("champion", "challenger")):
+        snap["arms"][arm]["metrics"].update(meeting={"units": 1000, "conversions": 10},
+                                            close={"units": 1000, "conversions": 5 * (i + 1)},
+                                            revenue={"units": 1000, "sum": 20000.0 * (i + 1)})
+    decision = ex.decide(snap)
+    assert decision["secondary"]["seed_composite_score"] == pytest.approx([0.0115, 0.014])
+    assert decision["secondary"]["revenue_per_message"] == [20.0, 40.0]
+    assert decision["action"] == "inconclusive"  # the primary metric alone decides
+
+
 def test_cli_plan_and_evaluate() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
     planned = subprocess.run([sys.executable, "-m", "flywheel.cli", "experiment", "plan", "--baseline", "0.03",

@@ -58,6 +58,8 @@ WITH per_lead AS (
                    AND o.replied_at <= o.sent_at + interval '14 days') AS negative_reply,
            bool_or(o.meeting_booked_at <= o.sent_at + interval '30 days') AS meeting,
            bool_or(o.deal_status = 'won' AND o.deal_closed_at <= o.sent_at + interval '90 days') AS close,
+           coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'
+                        AND o.deal_closed_at <= o.sent_at + interval '90 days'), 0) AS revenue,
            bool_or(o.unsubscribed_at <= o.sent_at + interval '14 days') AS unsubscribe,
            bool_or(o.spam_reported_at <= o.sent_at + interval '14 days') AS spam_report,
            bool_or(o.bounced_at <= o.sent_at + interval '3 days') AS bounce
@@ -83,6 +85,7 @@ SELECT arm,
        count(*) FILTER (WHERE m30 AND meeting) AS meeting_hits,
        count(*) FILTER (WHERE m90) AS close_units,
        count(*) FILTER (WHERE m90 AND close) AS close_hits,
+       coalesce(sum(revenue) FILTER (WHERE m90), 0) AS revenue,
        count(*) FILTER (WHERE m14 AND unsubscribe) AS unsub_hits,
        count(*) FILTER (WHERE m14 AND spam_report) AS spam_hits,
        count(*) FILTER (WHERE m3) AS bounce_units,
@@ -94,7 +97,7 @@ SELECT arm,
 
 def arm_counts(conn: Connection, experiment_id: str, stage: str, now: datetime) -> dict[str, dict[str, int]]:
     rows = conn.execute(ARM_COUNTS, {"experiment_id": experiment_id, "stage": stage, "now": now}).fetchall()
-    return {r["arm"]: {k: int(v) for k, v in r.items() if k != "arm"} for r in rows}
+    return {r["arm"]: {k: (float(v) if k == "revenue" else int(v)) for k, v in r.items() if k != "arm"} for r in rows}
 
 
 def strategies(conn: Connection, segment: str) -> list[dict[str, Any]]:

@@ -73,6 +73,17 @@ def _counts(arm: dict[str, Any], group: str, name: str) -> tuple[int, int]:
     return int(entry.get("units", 0)), int(entry.get("conversions", entry.get("events", 0)))
 
 
+def _composite(arm: dict[str, Any]) -> float | None:
+    """The seed's score, reported for continuity only: 0.5·close + 0.3·meeting + 0.2·reply rate."""
+    rates = {}
+    for name in ("close", "meeting", PRIMARY):
+        units, hits = _counts(arm, "metrics", name)
+        if not units:
+            return None
+        rates[name] = hits / units
+    return 0.5 * rates["close"] + 0.3 * rates["meeting"] + 0.2 * rates[PRIMARY]
+
+
 def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
     """What to do with one experiment now: continue, advance (canary → A/B), promote, roll back,
     end as inconclusive, or hold (sample-ratio mismatch blocks every decision)."""
@@ -116,6 +127,11 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
         s_low, s_high = stats.fixed_interval(s_lift, s_var)
         result["secondary"][name] = {"units": [m_c, m_t], "conversions": [y_c, y_t], "lift": _finite(s_lift),
                                      "fixed_interval": [_finite(s_low), _finite(s_high)]}
+
+    result["secondary"]["revenue_per_message"] = [
+        float(arm["metrics"]["revenue"]["sum"]) / max(1, int(arm["metrics"]["revenue"]["units"]))
+        if "revenue" in arm.get("metrics", {}) else None for arm in (control, treatment)]
+    result["secondary"]["seed_composite_score"] = [_composite(arm) for arm in (control, treatment)]
 
     def verdict(action: str, reason: str) -> dict[str, Any]:
         return {**result, "action": action, "reason": reason}
