@@ -95,7 +95,7 @@ SELECT arm,
 """
 
 
-def arm_counts(conn: Connection, experiment_id: str, stage: str, now: datetime) -> dict[str, dict[str, int]]:
+def arm_counts(conn: Connection, experiment_id: str, stage: str, now: datetime) -> dict[str, dict[str, float]]:
     rows = conn.execute(ARM_COUNTS, {"experiment_id": experiment_id, "stage": stage, "now": now}).fetchall()
     return {r["arm"]: {k: (float(v) if k == "revenue" else int(v)) for k, v in r.items() if k != "arm"} for r in rows}
 

@@ -33,7 +33,7 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_share: 
     })
 
 
-def snapshot(experiment: dict[str, Any], counts: dict[str, dict[str, int]], now: datetime) -> dict[str, Any]:
+def snapshot(experiment: dict[str, Any], counts: dict[str, dict[str, float]], now: datetime) -> dict[str, Any]:
     """The evaluator's input, in the same shape `flywheel experiment evaluate` reads."""
     def arm(name: str) -> dict[str, Any]:
         c = counts.get(name, {})
