@@ -1,5 +1,6 @@
 """Experiment statistics: relative lift with delta-method variance, fixed-horizon and always-valid
 (sequential) intervals, sample-ratio-mismatch check, power and sample-size planning, Wilson intervals.
+NumPy and the standard library only, to keep the Lambda layer small.
 
 Everything works on plain counts and also on numpy arrays (the simulation benchmark evaluates
 thousands of experiments at once with the same functions).
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 Z_95 = 1.959963984540054
+_NORMAL = NormalDist()
 
 
 def relative_lift(conv_c: Any, n_c: Any, conv_t: Any, n_t: Any) -> tuple[Any, Any]:
@@ -40,7 +42,7 @@ def difference(conv_c: Any, n_c: Any, conv_t: Any, n_t: Any) -> tuple[Any, Any]:
 
 
 def fixed_interval(estimate: Any, variance: Any, alpha: float = 0.05) -> tuple[Any, Any]:
-    half = stats.norm.ppf(1 - alpha / 2) * np.sqrt(variance)
+    half = _NORMAL.inv_cdf(1 - alpha / 2) * np.sqrt(variance)
     return estimate - half, estimate + half
 
 
@@ -62,7 +64,10 @@ def srm_p_value(counts: list[int], allocation: list[float]) -> float:
         return 1.0
     expected = [total * a for a in allocation]
     chi2 = sum((o - e) ** 2 / e for o, e in zip(counts, expected, strict=True) if e > 0)
-    return float(stats.chi2.sf(chi2, df=len(counts) - 1))
+    if len(counts) != 2:
+        raise ValueError("the SRM check compares two arms")
+    # the χ² survival function with one degree of freedom (no SciPy needed in the Lambda layer)
+    return math.erfc(math.sqrt(chi2 / 2))
 
 
 def sample_size(baseline: float, mde: float, share_treatment: float, alpha: float = 0.05,
@@ -71,7 +76,7 @@ def sample_size(baseline: float, mde: float, share_treatment: float, alpha: floa
 
     N ≈ (z₁₋α/₂ + z_power)² · ((1 − p)/p) · (1/κ_C + 1/κ_T) / δ²; the constant is 7.85 at α = 0.05
     and 80 % power."""
-    k = (stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)) ** 2
+    k = (_NORMAL.inv_cdf(1 - alpha / 2) + _NORMAL.inv_cdf(power)) ** 2
     share_control = 1 - share_treatment
     n = k * ((1 - baseline) / baseline) * (1 / share_control + 1 / share_treatment) / mde**2
     return math.ceil(n)
@@ -86,7 +91,7 @@ SEQUENTIAL_INFLATION = 2.0
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
     if n == 0:
         return 0.0, 1.0
-    z = stats.norm.ppf(1 - alpha / 2)
+    z = _NORMAL.inv_cdf(1 - alpha / 2)
     p = successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
