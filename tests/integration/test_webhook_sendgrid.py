@@ -161,3 +161,17 @@ def test_five_thousand_events_in_one_batch(api: ApiClient, db, configured) -> No
     # message k gets events i = k, k+60, ...; 60 is a multiple of 3, so all of one type
     assert outcome(db, ids[0])["event_count"] == 84 and outcome(db, ids[0])["stage"] == "delivered"
     assert outcome(db, ids[1])["open_count"] == 84 and outcome(db, ids[2])["click_count"] == 84
+
+
+def test_unsubscribes_and_spam_reports_are_suppressed(api: ApiClient, db, configured) -> None:
+    outcome_id = register(api)
+    now = int(time.time())
+    events = [{"email": "dana.reyes@northwind.example", "timestamp": now, "event": "spamreport", "sg_event_id": "sp-1",
+               "outcome_id": outcome_id},
+              {"email": "dana.reyes@northwind.example", "timestamp": now, "event": "group_unsubscribe",
+               "sg_event_id": "gu-1", "outcome_id": outcome_id, "asm_group_id": 42}]
+    body = sendgrid_body(events)
+    status, _ = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
+    assert status == 200
+    rows = db.execute("SELECT org_id, email, reason FROM suppressions").fetchall()
+    assert rows == [{"org_id": "acme", "email": "dana.reyes@northwind.example", "reason": "sendgrid_spam_report"}]

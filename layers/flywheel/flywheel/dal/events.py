@@ -119,3 +119,15 @@ def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
         "SELECT outcome_id FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)
     ).fetchone()
     return row["outcome_id"] if row else None
+
+
+def applied_of_types(conn: Connection, provider: str, keys: list[str], types: list[str]) -> list[dict[str, Any]]:
+    """Which of these events were applied to an outcome, with that outcome's org and lead email."""
+    if not keys:
+        return []
+    return conn.execute(
+        """SELECT e.event_type, e.outcome_id, o.org_id, o.lead_email
+             FROM outcome_events e JOIN outcome_labels o USING (outcome_id)
+            WHERE e.provider = %s AND e.event_key = ANY(%s) AND e.event_type = ANY(%s) AND e.status = 'applied'""",
+        (provider, keys, types),
+    ).fetchall()

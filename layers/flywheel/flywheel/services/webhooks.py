@@ -14,6 +14,9 @@ from typing import Any
 from flywheel.clients import queue
 from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
+from flywheel.dal import events as events_dal
+from flywheel.dal import suppressions as suppressions_dal
+from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.errors import DependencyUnavailable, Forbidden, Unauthorized
 from flywheel.observability import logger, metrics
@@ -73,7 +76,21 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
     events = sendgrid.normalise(sendgrid.parse_body(request.body))
-    return _store("sendgrid", events, settings.attribution_window_days)
+    summary = _store("sendgrid", events, settings.attribution_window_days)
+    suppress_opt_outs([e.event_key for e in events if e.event_type in OPT_OUTS])
+    return summary
+
+
+# a global unsubscribe or a spam complaint means: never email this lead again
+OPT_OUTS = {"unsubscribe": "sendgrid_unsubscribe", "spamreport": "sendgrid_spam_report"}
+
+
+def suppress_opt_outs(event_keys: list[str]) -> None:
+    with transaction() as conn:
+        for row in events_dal.applied_of_types(conn, "sendgrid", event_keys, list(OPT_OUTS)):
+            if row["lead_email"]:
+                suppressions_dal.suppress(conn, row["org_id"], row["lead_email"], OPT_OUTS[row["event_type"]],
+                                          row["outcome_id"])
 
 
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
