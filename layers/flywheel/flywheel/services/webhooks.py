@@ -145,9 +145,11 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
             return deal_id, (deal, emails)
 
         # HubSpot expects an answer within 5 s: fetch the batch's deals side by side
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            deals = dict(pool.map(fetch, sorted({str(e.objectId) for e in stage_changes})))
-        client.http.close()
+        try:
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                deals = dict(pool.map(fetch, sorted({str(e.objectId) for e in stage_changes})))
+        finally:
+            client.http.close()
     won, lost = settings.split(settings.hubspot_won_stages), settings.split(settings.hubspot_lost_stages)
     events = []
     for raw, event in parsed:
@@ -170,8 +172,10 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
         if not emails and delivery.person_id:
             client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
                                      settings.http_timeout_s)
-            emails = client.person_emails(delivery.person_id)[:1]
-            client.http.close()
+            try:
+                emails = client.person_emails(delivery.person_id)[:1]
+            finally:
+                client.http.close()
     org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
     events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
     return _store("pipedrive", events, settings.attribution_window_days)
