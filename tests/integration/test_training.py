@@ -103,6 +103,13 @@ def test_poll_timeout_cancels_the_job(db, aws) -> None:
     assert job["status"] == "Stopped"
 
 
+def test_dpo_on_bedrock_fails_early_with_a_clear_reason(db, aws) -> None:
+    seed_outcomes(db, 60)
+    execution, row = run(db, {"method": "dpo"})
+    assert execution["status"] == "FAILED" and row["status"] == "failed"
+    assert "use method 'supervised' with bedrock" in row["error"] and row["dataset_uri"] is None
+
+
 def test_a_transient_error_is_absorbed_by_the_retry(db, aws, monkeypatch) -> None:
     seed_outcomes(db, 60)
     calls = {"n": 0}

@@ -101,6 +101,9 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
                                                    f"{settings.training_min_examples} needed")
         return {**state, "sufficient": False, "reason": "insufficient data"}
     provider = provider_for(state["provider"], settings)
+    if state["method"] == "dpo" and provider.dataset_format == "bedrock-conversation-2024":
+        raise ProviderRefused("Bedrock fine-tuning takes supervised datasets: use method 'supervised' with "
+                              "bedrock, or provider 'openai' for DPO")
     spec = DatasetSpec(
         min_quality=float(state["min_quality_score"]),
         since=datetime.now(UTC) - timedelta(days=int(state["since_days"])), method=state["method"],
