@@ -1,8 +1,8 @@
 """Receiving provider webhooks: verify on the raw bytes, normalise, store and apply.
 
 Each `receive_*` returns what the provider should be answered; rejections raise typed errors
-that the API glue maps to 400/401/403/413/422/503. Verification always comes first, and
-every write happens in one transaction, so a rejected request writes nothing.
+that the API glue maps to 400/401/403/413/422/503. Verification and parsing come first and the
+events of a request are stored in one transaction, so a rejected request writes nothing.
 """
 
 from __future__ import annotations
