@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import httpx2
-import openai
+from typing import TYPE_CHECKING, Any
 
 from flywheel.models.classification import LlmClassification
+
+if TYPE_CHECKING:
+    import httpx2
 
 # Tests point the SDK at a fake provider through this transport; production uses the default.
 TRANSPORT: httpx2.BaseTransport | None = None
@@ -31,6 +31,10 @@ class LlmUnavailable(Exception):
 class OpenAIReplyClassifier:
     def __init__(self, api_key: str, model: str, *, base_url: str | None = None, timeout_s: float = 20,
                  max_retries: int = 3) -> None:
+        # the SDK is imported here, not with the module: POST /replies and the offline path never need it
+        import httpx2
+        import openai
+
         self.model = model
         # the SDK retries 408/409/429/5xx and connection errors with exponential backoff and jitter
         self._client = openai.OpenAI(
@@ -39,6 +43,8 @@ class OpenAIReplyClassifier:
         )
 
     def classify(self, reply: str, context: dict[str, Any]) -> LlmClassification:
+        import openai
+
         user = json.dumps({"original_message": context.get("message"), "lead": context.get("lead"),
                            "reply": reply}, default=str, ensure_ascii=False)
         try:
