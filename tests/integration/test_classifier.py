@@ -10,8 +10,8 @@ import httpx2
 import pytest
 from moto import mock_aws
 
-from flywheel.clients import events as event_bus
-from flywheel.clients import llm, queue
+from flywheel.clients import llm
+from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
 from tests.conftest import ROOT, count, load_event
 from tests.webhook_helpers import configure
@@ -21,8 +21,7 @@ from tests.webhook_helpers import configure
 def aws(monkeypatch: pytest.MonkeyPatch, db_url: str):
     with mock_aws():
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        queue.reset_client()
-        event_bus.reset_client()
+        reset_clients()
         sqs = boto3.client("sqs", region_name="us-east-1")
         replies = sqs.create_queue(QueueName="replies")["QueueUrl"]
         # a rule that copies ReplyNeedsAttention events to a queue we can read
@@ -34,8 +33,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, db_url: str):
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         configure(monkeypatch, REPLIES_QUEUE_URL=replies, CLASSIFIER_MAX_RETRIES="1")
         yield {"replies": replies, "attention": attention}
-        queue.reset_client()
-        event_bus.reset_client()
+        reset_clients()
 
 
 def drain(url: str) -> list[dict[str, Any]]:

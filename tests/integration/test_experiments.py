@@ -151,8 +151,7 @@ def test_a_guardrail_breach_in_the_canary_rolls_back(db, models) -> None:
 def test_leaderboard_and_strategies(db, models) -> None:
     [experiments.route("acme", f"lead-{i:04d}") for i in range(300)]
     seed_outcomes(db, models, 300, champion_rate=0.05, challenger_rate=0.05)
-    db.execute("UPDATE outcome_labels SET lead_industry = 'fintech', framework = 'PAS', tone = 'warm', "
-               "replied_at = coalesce(replied_at, CASE WHEN random() < 0 THEN now() END)")
+    db.execute("UPDATE outcome_labels SET lead_industry = 'fintech', framework = 'PAS', tone = 'warm'")
     board = experiments.leaderboard_with_intervals(training.leaderboard())
     champion = next(m for m in board if m["model_id"] == "flywheel-v1.0.0")
     assert champion["messages_sent"] > 200

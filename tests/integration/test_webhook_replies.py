@@ -8,7 +8,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from flywheel.clients import queue
+from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
 from tests.conftest import ROOT, count, load_event
 from tests.webhook_helpers import configure, event_body, route_event
@@ -18,11 +18,11 @@ from tests.webhook_helpers import configure, event_body, route_event
 def replies_queue(monkeypatch: pytest.MonkeyPatch, db_url: str):
     with mock_aws():
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        queue.reset_client()
+        reset_clients()
         url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="replies")["QueueUrl"]
         configure(monkeypatch, REPLIES_QUEUE_URL=url)
         yield url
-        queue.reset_client()
+        reset_clients()
 
 
 def queued(url: str) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from pydantic import BaseModel, Field
 
@@ -73,14 +73,18 @@ class Settings(BaseModel):
 
     @property
     def base_model(self) -> str:
-        if self.finetune_base_model:
+        return self.base_model_for(self.finetune_provider)
+
+    def base_model_for(self, provider: str) -> str:
+        """The configured base model for the configured provider, else the provider's default."""
+        if self.finetune_base_model and provider == self.finetune_provider:
             return self.finetune_base_model
-        return "amazon.nova-micro-v1:0:128k" if self.finetune_provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
+        return "amazon.nova-micro-v1:0:128k" if provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
 
     def provider_org(self, provider: str, account: object) -> str | None:
         return self.provider_orgs.get(f"{provider}:{account}")
 
-    @property
+    @cached_property
     def provider_orgs(self) -> dict[str, str]:
         return {str(k): str(v) for k, v in json.loads(self.provider_orgs_json or "{}").items()}
 

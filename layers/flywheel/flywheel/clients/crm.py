@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from flywheel.clients.http import HttpJsonClient
@@ -44,9 +43,3 @@ class PipedriveClient:
         emails = data.get("emails") or data.get("email") or []
         ordered = sorted(emails, key=lambda e: not e.get("primary")) if isinstance(emails, list) else []
         return [str(e["value"]).strip().lower() for e in ordered if e.get("value")]
-
-
-def money(value: Any) -> str | None:
-    if value in (None, ""):
-        return None
-    return str(Decimal(str(value)))

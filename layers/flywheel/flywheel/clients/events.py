@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from flywheel.clients.aws import client, reset_clients
+from flywheel.clients.aws import client
 from flywheel.errors import DependencyUnavailable
 
 SOURCE = "flywheel.replies"
@@ -23,7 +23,3 @@ def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]]) -> N
             raise DependencyUnavailable("event bus unavailable", reason=str(exc)) from exc
         if result.get("FailedEntryCount"):
             raise DependencyUnavailable("event bus refused events", reason=str(result.get("Entries")))
-
-
-def reset_client() -> None:
-    reset_clients()

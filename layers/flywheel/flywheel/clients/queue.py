@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from flywheel.clients.aws import client, reset_clients
+from flywheel.clients.aws import client
 from flywheel.errors import DependencyUnavailable
 
 
@@ -24,8 +24,3 @@ def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> None:
             raise DependencyUnavailable("replies queue unavailable", reason=str(exc)) from exc
         if result.get("Failed"):
             raise DependencyUnavailable("replies queue refused messages", reason=str(result["Failed"]))
-
-
-def reset_client() -> None:
-    """Forget the cached clients (tests switch AWS emulation on and off)."""
-    reset_clients()

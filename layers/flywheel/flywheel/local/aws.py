@@ -12,19 +12,11 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from flywheel.clients import events as event_bus
-from flywheel.clients import queue
 from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
 
 SMOKE_ANSWER = ("Subject: {{first_name}}, a faster close\n\n"
                 "Hi {{first_name}}, teams like {{company}} close 3 days faster.")
-
-
-def _reset() -> None:
-    reset_clients()
-    queue.reset_client()
-    event_bus.reset_client()
 
 
 def _lambda_invoke(template_path: Path) -> Any:
@@ -62,13 +54,13 @@ def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         for p in patches:
             p.start()
-        _reset()
+        reset_clients()
         try:
             yield
         finally:
             for p in patches:
                 p.stop()
-            _reset()
+            reset_clients()
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

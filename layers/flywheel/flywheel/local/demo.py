@@ -330,7 +330,7 @@ def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:
         "category": "interested", "sentiment_score": 0.8, "interest_level": "high", "objection_type": "none",
         "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "asked for details",
         "source": "fallback", "model": "demo"})
-    for m, oid in list(zip(history, ids, strict=True))[::1]:
+    for m, oid in zip(history, ids, strict=True):
         store_classification(ReplyJob(outcome_id=oid, reply_key=f"demo_reply:{oid}", text="Sounds good, tell me more",
                                       received_at=datetime.fromisoformat(m["sent_at"]) + timedelta(hours=3)),
                              interested)

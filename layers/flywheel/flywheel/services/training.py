@@ -53,9 +53,7 @@ def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     params = {**DEFAULT_PARAMS, **{k: v for k, v in state.items() if k in DEFAULT_PARAMS or k in (
         "provider", "base_model", "method", "max_wait_seconds", "scope")}}
     params.setdefault("provider", settings.finetune_provider)
-    params.setdefault("base_model", settings.base_model if params["provider"] == settings.finetune_provider
-                      else ("amazon.nova-micro-v1:0:128k" if params["provider"] == "bedrock"
-                            else "gpt-4.1-mini-2025-04-14"))
+    params.setdefault("base_model", settings.base_model_for(params["provider"]))
     params.setdefault("method", settings.finetune_method)
     params.setdefault("max_wait_seconds", settings.training_max_wait_s)
     params.setdefault("scope", "global")

@@ -187,11 +187,10 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     settings = get_settings()
     _verified("salesforce", verify_token, token, _secret("salesforce_token"), forbidden=True)
     message = salesforce.parse(request.body)
-    allow_list = [key.split(":", 1)[1] for key in settings.provider_orgs if key.startswith("salesforce:")]
-    if not salesforce.allowed(message.organization_id, allow_list):
+    org_id = next((org for key, org in settings.provider_orgs.items() if key.startswith("salesforce:")
+                   and salesforce.allowed(message.organization_id, [key.split(":", 1)[1]])), None)
+    if org_id is None:
         raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
-    org_id = next(v for k, v in settings.provider_orgs.items()
-                  if k.startswith("salesforce:") and salesforce.allowed(message.organization_id, [k.split(":", 1)[1]]))
     received = _now()
     events = [salesforce.to_event(message, note, settings.salesforce_outcome_field, settings.salesforce_email_field,
                                   org_id, received) for note in message.notifications]

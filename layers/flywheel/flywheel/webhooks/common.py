@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -26,6 +27,13 @@ def validate(model: type[M], raw: Any, prefix: str = "") -> M:
         problem = exc.errors()[0]
         field = prefix + ".".join(str(p) for p in problem["loc"])
         raise InvalidInput(f"{field or 'body'}: {problem['msg']}", field=field) from exc
+
+
+def money(value: Any) -> str | None:
+    """An amount as an exact decimal string (CRMs send floats, strings or nothing)."""
+    if value in (None, ""):
+        return None
+    return str(Decimal(str(value)))
 
 
 def email_or_none(value: Any) -> str | None:

@@ -7,11 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.clients.crm import hubspot_contact_ids, money
+from flywheel.clients.crm import hubspot_contact_ids
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
-from flywheel.webhooks.common import load_json, validate
+from flywheel.webhooks.common import load_json, money, validate
 
 PROVIDER = "hubspot"
 MAX_EVENTS = 100

@@ -7,11 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.clients.crm import money
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
-from flywheel.webhooks.common import email_or_none, load_json, validate
+from flywheel.webhooks.common import email_or_none, load_json, money, validate
 
 PROVIDER = "pipedrive"
 

@@ -10,11 +10,10 @@ from xml.etree.ElementTree import Element, ParseError  # noqa: S405 - types only
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from flywheel.clients.crm import money
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput, MalformedPayload
-from flywheel.webhooks.common import email_or_none
+from flywheel.webhooks.common import email_or_none, money
 
 PROVIDER = "salesforce"
 OUTBOUND_NS = "http://soap.sforce.com/2005/09/outbound"
