@@ -147,26 +147,36 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
                                       f"{round(config.ab_share * 100)} %")
         return verdict("continue", "canary: watching guardrails")
     low, high = float(seq[0]), float(seq[1])
-    if days >= config.min_runtime_days and low > 0:
+    outcome = int(ab_outcome(low, high, days, n_c + n_t, planned, config.min_runtime_days, config.max_runtime_days))
+    if outcome == PROMOTE:
         return verdict("promote", f"{PRIMARY} lift {lift:+.1%}, always-valid interval [{low:+.1%}, {high:+.1%}] "
                                   "is above zero")
-    if high < 0:
+    if outcome == ROLLBACK:
         return verdict("rollback", f"{PRIMARY} lift {lift:+.1%}: always-valid interval below zero")
-    if days >= config.max_runtime_days or (n_c + n_t >= planned and days >= config.min_runtime_days):
+    if outcome == INCONCLUSIVE:
         return verdict("inconclusive", "reached the planned sample or the maximum duration without a clear "
                                        "winner: the champion stays")
     return verdict("continue", f"{n_c + n_t} of {planned:.0f} planned units")
 
 
+CONTINUE, PROMOTE, ROLLBACK, INCONCLUSIVE = 0, 1, -1, 2
+
+
+def ab_outcome(low: Any, high: Any, days: Any, units: Any, planned: Any, min_runtime_days: float,
+               max_runtime_days: float) -> Any:
+    """The A/B-stage rule on the primary metric's always-valid interval, for one experiment or
+    (as arrays) many: promote above zero after the minimum runtime, roll back below zero, end as
+    inconclusive at the planned sample (after the minimum runtime) or the maximum duration."""
+    low, high, days, units = np.asarray(low), np.asarray(high), np.asarray(days), np.asarray(units)
+    ran_enough = days >= min_runtime_days
+    done = (days >= max_runtime_days) | ((units >= planned) & ran_enough)
+    return np.select([ran_enough & (low > 0), high < 0, done], [PROMOTE, ROLLBACK, INCONCLUSIVE], CONTINUE)
+
+
 def decide_many(primary: dict[str, np.ndarray], days: float, planned: np.ndarray, min_runtime_days: float,
                 max_runtime_days: float) -> np.ndarray:
-    """The A/B-stage rule over many experiments at once (simulation): 1 promote, -1 roll back,
-    2 inconclusive, 0 continue. Same intervals as `decide`."""
+    """`decide`'s A/B rule over many experiments at once (the simulation benchmark)."""
     lift, var = stats.relative_lift(primary["x_c"], primary["n_c"], primary["x_t"], primary["n_t"])
-    low, high = stats.sequential_interval(lift, var, primary["n_c"] + primary["n_t"], planned)
-    action = np.zeros(len(lift), dtype=int)
-    action[(days >= min_runtime_days) & (low > 0)] = 1
-    action[(action == 0) & (high < 0)] = -1
-    done = (days >= max_runtime_days) | ((primary["n_c"] + primary["n_t"] >= planned) & (days >= min_runtime_days))
-    action[(action == 0) & done] = 2
-    return action
+    units = primary["n_c"] + primary["n_t"]
+    low, high = stats.sequential_interval(lift, var, units, planned)
+    return np.asarray(ab_outcome(low, high, days, units, planned, min_runtime_days, max_runtime_days))
