@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
-
+from flywheel.local.aws import run_weekly_training
 from tests.conftest import ROOT
 
 ORG_SQL = "INSERT INTO organizations (org_id, training_opt_in) VALUES (%(org)s, %(opt_in)s) ON CONFLICT DO NOTHING"
@@ -65,26 +62,6 @@ def seed_outcomes(db: Any, n: int, *, org: str = "acme", opt_in: bool = True, la
                           "prefix": prefix})
 
 
-def definition() -> str:
-    asl = (ROOT / "statemachine" / "weekly_training.asl.json").read_text()
-    return asl.replace("${TrainingPipelineFunctionArn}",
-                       "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
-
-
 def run_state_machine(payload: dict[str, Any], on_tick: Callable[[], object] | None = None,
                       timeout_s: float = 60) -> dict[str, Any]:
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    arn = sfn.create_state_machine(name=f"weekly-{time.monotonic_ns()}", definition=definition(),
-                                   roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(payload))["executionArn"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        described = sfn.describe_execution(executionArn=execution)
-        if described["status"] != "RUNNING":
-            described["history"] = [e["type"] + ":" + (e.get("stateEnteredEventDetails", {}).get("name", ""))
-                                    for e in sfn.get_execution_history(executionArn=execution)["events"]]
-            return described
-        if on_tick:
-            on_tick()
-        time.sleep(0.05)
-    raise AssertionError(f"execution did not finish in {timeout_s} s")
+    return run_weekly_training(ROOT, payload, on_tick, timeout_s)

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 
 from flywheel.clients import finetune
-from flywheel.local.aws import complete_bedrock_jobs, local_aws
+from flywheel.local.aws import complete_bedrock_jobs, create_weekly_training, local_aws
 from flywheel.local.invoke import invoke
 from flywheel.services import training as training_service
 from flywheel.settings import reset_settings
@@ -202,12 +202,7 @@ def test_training_not_available_fails_with_advice_to_switch(db, openai_fake) -> 
 
 def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeypatch) -> None:
     seed_outcomes(db, 60)
-    sfn = boto3.client("stepfunctions", region_name="us-east-1")
-    from tests.training_helpers import definition
-
-    arn = sfn.create_state_machine(name="weekly", definition=definition(),
-                                   roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-    monkeypatch.setenv("TRAINING_STATE_MACHINE_ARN", arn)
+    monkeypatch.setenv("TRAINING_STATE_MACHINE_ARN", create_weekly_training(ROOT))
     reset_settings()
 
     def call(method: str, path: str, body: Any = None, query: dict | None = None) -> tuple[int, Any]:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,38 @@ def complete_bedrock_jobs(status: str = "Completed", failure: str | None = None)
                         job.failure_message = failure
                     finished += 1
     return finished
+
+
+def weekly_training_definition(root: Path) -> str:
+    """The state machine's ASL with its substitution filled in, as `sam deploy` would."""
+    asl = (root / "statemachine" / "weekly_training.asl.json").read_text()
+    return asl.replace("${TrainingPipelineFunctionArn}",
+                       "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
+
+
+def create_weekly_training(root: Path) -> str:
+    """The weekly training state machine, created in the emulated Step Functions; returns its ARN."""
+    import boto3
+
+    return str(boto3.client("stepfunctions").create_state_machine(
+        name=f"weekly-training-{time.monotonic_ns()}", definition=weekly_training_definition(root),
+        roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"])
+
+
+def run_weekly_training(root: Path, payload: dict[str, Any], on_tick: Callable[[], object] | None = None,
+                        timeout_s: float = 60) -> dict[str, Any]:
+    """Run one execution to its end (calling `on_tick` while it runs); returns describe_execution."""
+    import boto3
+
+    sfn = boto3.client("stepfunctions")
+    execution = sfn.start_execution(stateMachineArn=create_weekly_training(root),
+                                    input=json.dumps(payload))["executionArn"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        described: dict[str, Any] = sfn.describe_execution(executionArn=execution)
+        if described["status"] != "RUNNING":
+            return described
+        if on_tick:
+            on_tick()
+        time.sleep(0.05)
+    raise TimeoutError(f"execution did not finish in {timeout_s} s")

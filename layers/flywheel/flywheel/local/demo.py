@@ -8,7 +8,6 @@ import os
 import random
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import warnings
@@ -359,23 +358,10 @@ def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:
 
 
 def _run_weekly(root: Path, payload: dict[str, Any]) -> str:
-    """Start the weekly state machine (moto, tasks in-process) and wait for it."""
-    from flywheel.local.aws import complete_bedrock_jobs
+    """The weekly state machine (moto, tasks in-process); the emulated Bedrock job finishes when polled."""
+    from flywheel.local.aws import complete_bedrock_jobs, run_weekly_training
 
-    definition = (root / "statemachine" / "weekly_training.asl.json").read_text().replace(
-        "${TrainingPipelineFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
-    sfn = boto3.client("stepfunctions")
-    machine = sfn.create_state_machine(name=f"weekly-training-{time.monotonic_ns()}", definition=definition,
-                                       roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"]
-    execution = sfn.start_execution(stateMachineArn=machine, input=json.dumps(payload))["executionArn"]
-    status = "RUNNING"
-    for _ in range(1200):
-        status = sfn.describe_execution(executionArn=execution)["status"]
-        if status != "RUNNING":
-            break
-        complete_bedrock_jobs()  # the emulated Bedrock job finishes as soon as it is polled
-        time.sleep(0.05)
-    return status
+    return str(run_weekly_training(root, payload, on_tick=complete_bedrock_jobs, timeout_s=120)["status"])
 
 
 def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
