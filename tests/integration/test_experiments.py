@@ -60,7 +60,7 @@ def test_concurrent_first_calls_record_one_assignment(db, db_url, models) -> Non
         with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
             barrier.wait()
             results.append(experiments_dal.assign(conn, models, "acme", "lead-race",
-                                                  "challenger" if i % 2 else "champion", 42, "canary"))
+                                                  "challenger" if i % 2 else "champion", 42, "canary", 1))
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
     for t in threads:
