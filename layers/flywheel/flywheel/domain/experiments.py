@@ -388,5 +388,5 @@ def _reason(action: str, out: dict[str, Any], config: Config) -> str:
                 (f" (not shown non-inferior: {', '.join(not_ni)})" if not_ni else "") + ": the champion stays")
     if out["stage"] == "canary":
         return f"canary: {out['canary']['units']:,} of {out['canary']['planned_sample']:,} units, watching guardrails"
-    waiting = f"; waiting for non-inferiority of {', '.join(not_ni)}" if low is not None and low > 0 and not_ni else ""
+    waiting = f"; not yet shown non-inferior: {', '.join(not_ni)}" if not_ni else ""
     return f"{sum(primary['units']):,} of {primary['planned_sample']:,} planned units, interval {interval}{waiting}"
