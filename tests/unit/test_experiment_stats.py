@@ -114,7 +114,8 @@ def segment(number: int, stage: str, champion: dict, challenger: dict, assigned:
 def ab_snapshot(x=(300, 420), n=(10_000, 10_000), days=20.0, unsub=((20_000, 40), (20_000, 40)),
                 assigned=None, planned=40_000, canary_sample=2000) -> dict:
     canary = segment(1, "canary", arm(1800, 50, unsubscribe_1d=(1800, 2)), arm(200, 6, unsubscribe_1d=(200, 0)))
-    ab = segment(2, "ab", arm(n[0], x[0], unsubscribe=unsub[0]), arm(n[1], x[1], unsubscribe=unsub[1]), assigned)
+    ab = segment(2, "ab", arm(n[0], x[0], unsubscribe=unsub[0], unsubscribe_1d=(20_000, 20)),
+                 arm(n[1], x[1], unsubscribe=unsub[1], unsubscribe_1d=(20_000, 20)), assigned)
     return {"experiment_id": "exp-1", "stage": "ab", "days_running": days, "days_in_stage": days - 3,
             "allocation": 0.5, "planned_sample": planned, "canary_sample": canary_sample, "segments": [canary, ab]}
 
@@ -165,7 +166,7 @@ def test_harm_and_non_inferiority_are_reported() -> None:
     assert g["harm"] and g["interval"][0] > 0 and not g["non_inferior"] and "clear harm on unsubscribe" in harmed["reason"]
     fine = ex.decide(ab_snapshot())["guardrails"]
     assert fine["unsubscribe"]["non_inferior"] and fine["unsubscribe"]["interval"][1] < 0.002
-    assert fine["unsubscribe_1d"]["units"] == 2000  # the canary's early signal still counts
+    assert fine["unsubscribe_1d"]["units"] == 42_000  # the canary's early signal still counts, stratified
 
 
 def test_srm_is_reported_for_the_current_segment() -> None:

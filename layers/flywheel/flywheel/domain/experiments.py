@@ -190,6 +190,10 @@ def compare(x_c: Any, n_c: Any, x_t: Any, n_t: Any, mask: Any, relative: bool) -
     if relative:
         estimate, var = stats.lift_from_rates(p_c, var_c, p_t, var_t)
     else:
+        # the variance of a difference of (often tiny) guardrail rates, Agresti–Caffo style: one event
+        # and one non-event added per arm and segment, so that no events is not proof of no difference
+        _, var_c = stats.stratified_rate(np.asarray(x_c) + 1, n_c + 2, weights)
+        _, var_t = stats.stratified_rate(np.asarray(x_t) + 1, n_t + 2, weights)
         estimate, var = p_t - p_c, var_c + var_t
     units = (n_c + n_t).sum(axis=-1) * (weights.sum(axis=-1) > 0)
     return estimate, np.where(units > 0, var, np.inf), units, p_c, p_t

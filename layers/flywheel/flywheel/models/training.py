@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ExperimentSettings(BaseModel):
@@ -21,6 +21,22 @@ class ExperimentSettings(BaseModel):
     min_runtime_days: float = Field(default=7, ge=0, le=90)
     max_runtime_days: float = Field(default=56, ge=7, le=365)
     ab_share: float = Field(default=0.5, gt=0, lt=1)
+    # what the canary must catch: the 1-day bounce rate multiplied by this, with 95 % power
+    canary_ratio: float = Field(default=2.0, gt=1, le=20)
+    # non-inferiority margins (absolute rate differences) that replace the defaults
+    margins: dict[str, float] | None = None
+
+    @field_validator("margins")
+    @classmethod
+    def _known_guardrails(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from flywheel.domain.experiments import DEFAULT_MARGINS
+
+        for name, margin in (value or {}).items():
+            if name not in DEFAULT_MARGINS:
+                raise ValueError(f"unknown guardrail {name!r} (known: {', '.join(sorted(DEFAULT_MARGINS))})")
+            if not 0 < margin < 1:
+                raise ValueError(f"margin of {name} must be between 0 and 1")
+        return value
 
 
 class RunRequest(BaseModel):
