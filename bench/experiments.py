@@ -167,14 +167,18 @@ def main() -> None:
     print(f"\npower where the planner says the lift fits ({', '.join(f'{v:,}' for v in fit)} a week): "
           f"{mean('planned lift', 'promoted', fit):.3f}; where it does not: "
           f"{mean('planned lift', 'promoted', tuple(v for v in VOLUMES if v not in fit)):.3f}")
-    print(f"harmless challengers rolled back (false alarms): no effect {mean('no effect', 'rolled back in canary') + mean('no effect', 'rolled back in A/B'):.3f}; "  # noqa: E501
-          f"harmful rolled back in canary, lowest volume {table[(VOLUMES[0], 'harmful')]['rolled back in canary']:.3f}")
-    print(f"no-effect promotions: ours={mean('no effect', 'promoted'):.3f} seed={mean('no effect', 'seed promoted'):.3f}; "
-          f"worse-model promotions: ours={mean('5% worse', 'promoted'):.3f} seed={mean('5% worse', 'seed promoted'):.3f}; "
+    false_alarms = mean("no effect", "rolled back in canary") + mean("no effect", "rolled back in A/B")
+    lowest = table[(VOLUMES[0], "harmful")]["rolled back in canary"]
+    print(f"harmless challengers rolled back (false alarms): {false_alarms:.3f}; "
+          f"harmful rolled back in canary at {VOLUMES[0]:,} a week: {lowest:.3f}")
+    no, worse = (mean("no effect", "promoted"), mean("no effect", "seed promoted")), (
+        mean("5% worse", "promoted"), mean("5% worse", "seed promoted"))
+    power = (mean("planned lift", "promoted", fit), mean("planned lift", "seed promoted", fit))
+    print(f"no-effect promotions: ours={no[0]:.3f} seed={no[1]:.3f}; "
+          f"worse-model promotions: ours={worse[0]:.3f} seed={worse[1]:.3f}; "
           f"harmful rolled back in canary: ours={mean('harmful', 'rolled back in canary'):.3f}; "
           f"guardrail-breaching winner promoted: ours={mean('wins, breaches', 'promoted'):.3f}; "
-          f"power where planned to fit: ours={mean('planned lift', 'promoted', fit):.3f} "
-          f"seed={mean('planned lift', 'seed promoted', fit):.3f}")
+          f"power where planned to fit: ours={power[0]:.3f} seed={power[1]:.3f}")
 
 
 if __name__ == "__main__":

@@ -399,3 +399,36 @@ def test_leaderboard_and_strategies(db, models) -> None:
     cells = experiments.strategies("industry", min_sample=30)
     assert cells["cells"][0]["segment"] == "fintech" and cells["cells"][0]["reply_rate"]["n"] == 600
     assert experiments.strategies("role", min_sample=30)["cells"] == []
+
+
+def test_windows_run_from_the_leads_first_exposure(db, models) -> None:
+    """A lead's windows start at its first message in the experiment: an unsubscribe a few hours
+    after its second message, four days in, is outside the 1-day window (but inside the 14-day one);
+    a message dated before the experiment started is no exposure, and its bounce does not count."""
+    from flywheel.dal import experiments as experiments_dal
+
+    started = started_days_ago(db, 20)
+    db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
+    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+                  VALUES (%(e)s, 'acme', 'a', 'challenger', 0, 'canary', 1),
+                         (%(e)s, 'acme', 'b', 'champion', 0, 'canary', 1)""", {"e": models["experiment_id"]})
+    rows = [("a", 1, 0.1, None, None), ("a", 2, 4.0, 4.2, None),  # lead a: unsubscribes after its 2nd message
+            ("b", 1, -1.0, None, -0.9), ("b", 2, 2.0, None, None)]  # lead b: bounced before the experiment
+    for lead, n, day, unsub, bounce in rows:
+        db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at,
+                                                  experiment_id, experiment_arm, unsubscribed_at, bounced_at)
+                      VALUES ('acme', %s, 'c', %s, 'hi', %s, %s, %s, %s, %s)""",
+                   (f"{lead}{n}", lead, started + timedelta(days=day), models["experiment_id"],
+                    "challenger" if lead == "a" else "champion",
+                    started + timedelta(days=unsub) if unsub else None,
+                    started + timedelta(days=bounce) if bounce else None))
+    windows = {"unsubscribe_1d": ("unsubscribe", 1), "unsubscribe": ("unsubscribe", 14), "bounce": ("bounce", 3)}
+    counts = {r["arm"]: r for r in experiments_dal.segment_counts(db, models["experiment_id"], windows,
+                                                                  started + timedelta(days=20))}
+    assert (counts["challenger"]["unsubscribe_1d__units"], counts["challenger"]["unsubscribe_1d__conversions"]) == (1, 0)
+    assert counts["challenger"]["unsubscribe__conversions"] == 1
+    assert (counts["champion"]["bounce__units"], counts["champion"]["bounce__conversions"]) == (1, 0)
+    # evaluated on day 2.5, lead b (first exposed on day 2) has no closed 1-day window yet
+    early = {r["arm"]: r for r in experiments_dal.segment_counts(db, models["experiment_id"], windows,
+                                                                 started + timedelta(days=2.5))}
+    assert early["champion"]["unsubscribe_1d__units"] == 0 and early["challenger"]["unsubscribe_1d__units"] == 1

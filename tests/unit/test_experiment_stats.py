@@ -169,6 +169,19 @@ def test_harm_and_non_inferiority_are_reported() -> None:
     assert fine["unsubscribe_1d"]["units"] == 42_000  # the canary's early signal still counts, stratified
 
 
+def test_no_events_is_no_proof_of_non_inferiority() -> None:
+    """No spam report among 2,000 leads per arm: the rule of three allows ~0.15 %, far above the
+    0.05 pp margin, so the guardrail is not shown non-inferior (a plain Wald variance would be 0)."""
+    snap = ab_snapshot()
+    for name in ("champion", "challenger"):
+        snap["segments"][1]["arms"][name]["spam_report"] = {"units": 2000, "conversions": 0}
+    decision = ex.decide(snap)
+    assert not decision["guardrails"]["spam_report"]["non_inferior"] and decision["action"] == "continue"
+    for name in ("champion", "challenger"):
+        snap["segments"][1]["arms"][name]["spam_report"] = {"units": 200_000, "conversions": 60}
+    assert ex.decide(snap)["action"] == "promote"
+
+
 def test_srm_is_reported_for_the_current_segment() -> None:
     decision = ex.decide(ab_snapshot(assigned=(10_000, 11_000)))
     assert decision["srm"]["alarm"] and decision["srm"]["segment"] == 2 and decision["srm"]["p_value"] < 1e-6

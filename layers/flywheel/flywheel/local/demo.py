@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import boto3
 
@@ -440,7 +441,7 @@ def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> 
     for message, outcome_id in ab:
         rate = 0.12 if message["route"]["arm"] == "challenger" else 0.03
         if rng.random() < rate:
-            store_classification(ReplyJob(outcome_id=outcome_id, reply_key=f"demo_ab:{outcome_id}",
+            store_classification(ReplyJob(outcome_id=UUID(outcome_id), reply_key=f"demo_ab:{outcome_id}",
                                           text="Interested, tell me more",
                                           received_at=datetime.fromisoformat(message["sent_at"]) + timedelta(days=2)),
                                  interested)
@@ -456,7 +457,8 @@ def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> 
           f"{sum(g['non_inferior'] for g in guardrails.values())} of {len(guardrails)}; clear harm: "
           f"{[n for n, g in guardrails.items() if g['harm']] or 'none'}")
     _, history = client.request("GET", f"/experiments/{experiment['experiment_id']}/evaluations")
-    print("evaluation history:", ", ".join(f"day {e['days_running']:.0f} {e['action']}" for e in history["evaluations"]))
+    print("evaluation history:", ", ".join(f"day {e['days_running']:.0f} {e['action']}"
+                                           for e in history["evaluations"]))
     _, models = client.request("GET", "/training/models?status=deployed")
     print("registry now:", ", ".join(f"{m['model_id']} {m['role']} {float(m['traffic_percentage']):.0f}%"
                                      for m in models["models"]))
