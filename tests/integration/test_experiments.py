@@ -222,15 +222,14 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
                    WHERE lead_id LIKE 'ab-%' AND (abs(hashtext(lead_id)) % 100) <
                          CASE WHEN experiment_arm = 'challenger' THEN 12 ELSE 3 END""")
     decision = evaluate()
-    # 1.4 % canary bounces on ~60 challenger leads leave the bounce guardrails' upper bounds above their
-    # 0.5 pp margin: no promotion until non-inferiority is shown
+    # a few hundred leads per arm cannot show the guardrails non-inferior (1.4 % canary bounces on ~60
+    # challenger leads; no spam report yet is no proof): no promotion until they are
     assert decision["action"] == "continue", decision
-    assert not decision["guardrails"]["bounce_1d"]["non_inferior"] and "non-inferior: bounce" in decision[
-        "reason"]
-    # the A/B stage goes on: 10,000 more leads (written directly), the same bounce rate in both arms
+    assert not decision["guardrails"]["bounce_1d"]["non_inferior"] and "bounce_1d" in decision["reason"]
+    # the A/B stage goes on: 30,000 more leads (written directly), the same bounce rate in both arms
     db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT experiment_id, 'acme', 'more-' || i, CASE WHEN i % 2 = 0 THEN 'challenger'
-                         ELSE 'champion' END, 0, 'ab', 2 FROM experiments, generate_series(1, 10000) AS i""")
+                         ELSE 'champion' END, 0, 'ab', 2 FROM experiments, generate_series(1, 30000) AS i""")
     db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
                                               experiment_arm, replied_at, reply_category, bounced_at)
                   SELECT 'acme', a.lead_id, 'q4', a.lead_id, 'hi', s.sent, a.experiment_id, a.arm,
@@ -238,7 +237,7 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
                          CASE WHEN k % 70 = 3 THEN s.sent + interval '10 minutes' END
                     FROM assignments a
                    CROSS JOIN LATERAL (SELECT substr(a.lead_id, 6)::int AS k) n
-                   CROSS JOIN LATERAL (SELECT e.stage_started_at + make_interval(secs => 10 * k) AS sent
+                   CROSS JOIN LATERAL (SELECT e.stage_started_at + make_interval(secs => 3 * k) AS sent
                                          FROM experiments e) s
                    CROSS JOIN LATERAL (SELECT k % 100 < CASE WHEN a.arm = 'challenger' THEN 12 ELSE 3 END AS p) w
                    WHERE a.lead_id LIKE 'more-%'""")
@@ -260,7 +259,7 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
 
 
 def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> None:
-    """The A/B stage with 1,000 leads: the challenger's leads reply with interest 25 % vs 10 %, but a
+    """The A/B stage with 30,000 leads: the challenger's leads reply with interest 25 % vs 10 %, but a
     third of them bounce. promote-winner answers 409 with the rollback decision and changes
     nothing; without the bounces it promotes and answers 200 with what it did."""
     started = started_days_ago(db, 20)
@@ -268,7 +267,7 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
                "planned_sample = 400, stage_started_at = %s", (started + timedelta(days=3),))
     db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, 'acme', 'lead-' || i, CASE WHEN i %% 2 = 0 THEN 'challenger' ELSE 'champion' END,
-                         0, 'ab', 2 FROM generate_series(1, 1000) AS i""", (models["experiment_id"],))
+                         0, 'ab', 2 FROM generate_series(1, 30000) AS i""", (models["experiment_id"],))
     status, body = api.post("/training/promote-winner", {})  # nobody has been messaged yet
     assert status == 409 and body["decision"]["action"] == "continue" and "nothing was changed" in body["message"]
     db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
@@ -280,7 +279,7 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
                          CASE WHEN a.arm = 'challenger' AND k %% 3 = 0 THEN s.sent + interval '1 hour' END
                     FROM assignments a
                    CROSS JOIN LATERAL (SELECT substr(a.lead_id, 6)::int AS k) n
-                   CROSS JOIN LATERAL (SELECT %s::timestamptz + interval '3 days' + make_interval(mins => k) AS sent) s
+                   CROSS JOIN LATERAL (SELECT %s::timestamptz + interval '3 days' + make_interval(secs => 10 * k) AS sent) s
                    CROSS JOIN LATERAL (SELECT CASE WHEN a.arm = 'challenger' THEN k %% 8 = 0 ELSE k %% 20 = 1 END
                                               AS positive) w""", (started,))
     before = (count(db, "model_history"), registry(db)["flywheel-v1.1.0"]["role"])

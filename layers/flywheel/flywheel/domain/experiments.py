@@ -190,13 +190,20 @@ def compare(x_c: Any, n_c: Any, x_t: Any, n_t: Any, mask: Any, relative: bool) -
     if relative:
         estimate, var = stats.lift_from_rates(p_c, var_c, p_t, var_t)
     else:
-        # the variance of a difference of (often tiny) guardrail rates, Agresti–Caffo style: one event
-        # and one non-event added per arm and segment, so that no events is not proof of no difference
-        _, var_c = stats.stratified_rate(np.asarray(x_c) + 1, n_c + 2, weights)
-        _, var_t = stats.stratified_rate(np.asarray(x_t) + 1, n_t + 2, weights)
+        # the variance of a difference of (often tiny) guardrail rates, Agresti–Caffo style (one event
+        # and one non-event added per arm, shared among segments by weight, so a small segment is not
+        # inflated), so that no events is no proof of no difference
+        var_c = _adjusted_variance(x_c, n_c, weights)
+        var_t = _adjusted_variance(x_t, n_t, weights)
         estimate, var = p_t - p_c, var_c + var_t
     units = (n_c + n_t).sum(axis=-1) * (weights.sum(axis=-1) > 0)
     return estimate, np.where(units > 0, var, np.inf), units, p_c, p_t
+
+
+def _adjusted_variance(x: Any, n: Any, weights: Any) -> Any:
+    w = np.asarray(weights, dtype=float)
+    share = w / np.maximum(w.sum(axis=-1, keepdims=True), 1e-12)
+    return stats.stratified_rate(np.asarray(x, dtype=float) + share, np.asarray(n, dtype=float) + 2 * share, w)[1]
 
 
 def rule(*, canary: Any, harm: Any, non_inferior: Any, srm: Any, canary_done: Any, days: Any, primary_low: Any,
