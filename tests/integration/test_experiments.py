@@ -370,16 +370,25 @@ def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
 
 
 def test_rollback_and_promotion_are_idempotent(db, api, models) -> None:
+    status, body = api.post("/training/rollback", {"reason": "bad copy", "model_id": "flywheel-v1.0.0"})
+    assert status == 409  # the champion, while a challenger runs: the challenger goes first
     status, first = api.post("/training/rollback", {"reason": "bad copy", "model_id": "flywheel-v1.1.0"})
     assert status == 200 and first["rolled_back"] == "flywheel-v1.1.0" and first["changed"]
     status, again = api.post("/training/rollback", {"reason": "bad copy", "model_id": "flywheel-v1.1.0"})
     assert status == 200 and again["changed"] is False
     assert registry(db)["flywheel-v1.0.0"]["role"] == "champion"
     assert db.execute("SELECT status FROM experiments").fetchone()["status"] == "rolled_back"
+    manual = db.execute("SELECT action, reason, applied FROM experiment_evaluations").fetchall()
+    assert manual == [{"action": "manual_rolled_back", "reason": "bad copy", "applied": True}]
     status, body = api.post("/training/archive/flywheel-v1.0.0", {"reason": "cleanup"})
     assert status == 409  # the champion leaves by promotion or rollback only
     status, body = api.post("/training/archive/flywheel-v1.1.0", {"reason": "cleanup"})
     assert status == 200 and body["changed"] is False
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                  VALUES ('flywheel-v1.2.0', 'v1.2.0', 1, 2, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""")
+    status, body = api.post("/training/archive/flywheel-v1.2.0", {"reason": "superseded"})
+    assert status == 200 and body["changed"] and registry(db)["flywheel-v1.2.0"]["status"] == "archived"
+    assert api.post("/training/archive/nope", {"reason": "cleanup"})[0] == 404
 
 
 def test_leaderboard_and_strategies(db, models) -> None:

@@ -87,10 +87,9 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_percent
     return experiment
 
 
-def metric_windows(config: domain.Config) -> dict[str, tuple[str, int]]:
+def metric_windows() -> dict[str, tuple[str, int]]:
     """Every metric the evaluator counts: name → (event, window days from first exposure)."""
-    names = set(domain.WINDOWS) | (set(config.margins) & set(domain.WINDOWS))
-    return {name: (name.removesuffix("_1d"), domain.WINDOWS[name]) for name in sorted(names)}
+    return {name: (name.removesuffix("_1d"), days) for name, days in domain.WINDOWS.items()}
 
 
 def snapshot(experiment: dict[str, Any], rows: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
@@ -106,11 +105,11 @@ def snapshot(experiment: dict[str, Any], rows: list[dict[str, Any]], now: dateti
             "assigned": {"champion": 0, "challenger": 0}, "arms": {"champion": {}, "challenger": {}}})
         seg["assigned"][row["arm"]] = int(row["assigned"])
         arm = seg["arms"][row["arm"]]
-        for name in metric_windows(config):
+        for name in metric_windows():
             arm[name] = {"units": int(row[f"{name}__units"]), "conversions": int(row[f"{name}__conversions"])}
         arm["revenue"] = {"units": int(row["close__units"]), "sum": float(row["revenue"])}
     if experiment["segment"] not in segments:  # the current segment has no lead yet
-        empty = {name: {"units": 0, "conversions": 0} for name in metric_windows(config)}
+        empty = {name: {"units": 0, "conversions": 0} for name in metric_windows()}
         segments[experiment["segment"]] = {
             "segment": experiment["segment"], "stage": experiment["stage"], "discarded": False,
             "allocation": float(experiment["allocation"]), "assigned": {"champion": 0, "challenger": 0},
@@ -121,7 +120,7 @@ def snapshot(experiment: dict[str, Any], rows: list[dict[str, Any]], now: dateti
             seg["allocation"] = config.ab_share if seg["stage"] == "ab" else canary_share
         for arm in ("champion", "challenger"):  # an arm with no lead in a segment has zero counts
             if not seg["arms"][arm]:
-                seg["arms"][arm] = {name: {"units": 0, "conversions": 0} for name in metric_windows(config)}
+                seg["arms"][arm] = {name: {"units": 0, "conversions": 0} for name in metric_windows()}
     return {
         "experiment_id": experiment["experiment_id"], "stage": experiment["stage"],
         "allocation": float(experiment["allocation"]), "planned_sample": experiment["planned_sample"],
@@ -188,8 +187,7 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str
         experiment = experiments_dal.running(conn, lock=True)
         if experiment is None:
             raise NotFound("no experiment is running")
-        config = domain.Config.from_dict(experiment["config"])
-        rows = experiments_dal.segment_counts(conn, experiment["experiment_id"], metric_windows(config), now)
+        rows = experiments_dal.segment_counts(conn, experiment["experiment_id"], metric_windows(), now)
         snap = snapshot(experiment, rows, now)
         decision = domain.decide(snap)
         if only is not None and decision["action"] != only:
@@ -268,11 +266,13 @@ def evaluation_history(experiment_id: str, *, include_snapshots: bool = False, l
     }
 
 
-def end_running(conn: Connection, status: str, now: datetime) -> None:
-    """A manual promotion or rollback ends the running experiment too."""
+def end_running(conn: Connection, status: str, *, actor: str, reason: str, now: datetime | None = None) -> None:
+    """A manual promotion or rollback ends the running experiment too (recorded in its history)."""
+    now = now or datetime.now(UTC)
     experiment = experiments_dal.running(conn, lock=True)
     if experiment is not None:
         experiments_dal.update(conn, experiment["experiment_id"], status=status, ended_at=now)
+        _record(conn, experiment, None, {"action": f"manual_{status}", "reason": reason}, actor, True, now)
 
 
 def shift_clock(days: float) -> None:

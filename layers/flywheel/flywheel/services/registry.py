@@ -103,6 +103,9 @@ def rollback_in(conn: Connection, *, actor: str, reason: str, expected_model_id:
     champion = models_dal.by_role(conn, "champion", lock=True)
     current = challenger or champion
     if expected_model_id is not None and (current is None or current["model_id"] != expected_model_id):
+        if challenger is not None and champion is not None and champion["model_id"] == expected_model_id:
+            raise Conflict(f"{expected_model_id} is the champion while {challenger['model_id']} is the "
+                           "challenger: a rollback withdraws the challenger first")
         return {"rolled_back": None, "champion": champion["model_id"] if champion else None, "changed": False}
     if challenger is not None:
         done = withdraw_in(conn, challenger["model_id"], action="rolled_back", actor=actor, reason=reason)

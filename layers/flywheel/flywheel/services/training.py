@@ -292,7 +292,7 @@ def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] 
     with transaction() as conn:
         done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
         if done["changed"]:
-            experiments.end_running(conn, "promoted", datetime.now(UTC))
+            experiments.end_running(conn, "promoted", actor=actor, reason=reason)
     return done
 
 
@@ -300,7 +300,7 @@ def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[st
     with transaction() as conn:
         done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
         if done["changed"]:
-            experiments.end_running(conn, "rolled_back", datetime.now(UTC))
+            experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
     return done
 
 
