@@ -134,8 +134,9 @@ def _looks_like_phone(candidate: str) -> bool:
         return False
     groups = re.split(r"[\s./()-]+", stripped.lstrip("+"))
     groups = [g for g in groups if g]
-    # two plain groups are a range or a quantity ("1001-5000") unless they carry a '+' or brackets
-    return len(groups) >= 3 or len(groups) == 1 or stripped.startswith(("+", "("))
+    # two plain groups are a range or a quantity ("1001-5000") unless they carry a '+', brackets
+    # or a trunk prefix ("030 901820", "0412 345678")
+    return len(groups) != 2 or stripped.startswith(("+", "(", "0"))
 
 
 class PhoneDetector:
