@@ -119,7 +119,7 @@ class LinkDetector:
 _DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\d\s().\-/]{5,})\d")
 # the leniency pass for numbers with no region: 3+ digit groups, a bracketed area code, or a long run
 _LOOSE_PHONE = re.compile(
-    r"(?<![\w+/.,-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s./-]{1,2}\(?\d{1,5}\)?){1,6}(?![\w/])"
+    r"(?<![\w+/.,-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s./-]{1,2}\(?\d{1,8}\)?){1,6}(?![\w/])"
     r"|(?<![\w+/.,-])\d{9,15}(?![\w/])")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[.,]\d{3})+")
@@ -230,6 +230,8 @@ _POSTCODE_PATTERNS = [
     # 8001 Zürich, 1012 AB Amsterdam, A-1010 Wien: after a comma or a country prefix
     re.compile(rf"(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-))\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"),
     re.compile(r"〒\s?\d{3}-?\d{4}"),  # Japan
+    re.compile(r"\b\d{4}-\d{3}\b"),  # Portugal
+    re.compile(rf"(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
     re.compile(r"\b\d{5}-\d{3}\b"),  # Brazil CEP
     re.compile(r"\b(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b",
                re.IGNORECASE),
@@ -360,7 +362,10 @@ def _strip_accents(value: str) -> str:
 def _transliterations(value: str) -> set[str]:
     german = (value.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("Ä", "Ae")
               .replace("Ö", "Oe").replace("Ü", "Ue").replace("ß", "ss"))
-    return {value, _strip_accents(value), german}
+    forms = {value, _strip_accents(value), german}
+    if "'" in value or "’" in value:  # O'Brien, D’Angelo: as written in ids and addresses
+        forms |= {f.replace("'", sep).replace("’", sep) for f in list(forms) for sep in ("", "-", " ")}
+    return forms
 
 
 def company_variants(name: str) -> set[str]:
@@ -383,8 +388,9 @@ def company_variants(name: str) -> set[str]:
         for v in _transliterations(c):
             words = re.findall(r"\w+", v)
             variants.add(v)
-            if len(words) > 1:
-                variants |= {"-".join(words), "_".join(words), "".join(words)}
+            # slugs of the whole name and of its leading words, as campaign ids and URLs use them
+            for n in range(2, len(words) + 1):
+                variants |= {"-".join(words[:n]), "_".join(words[:n]), "".join(words[:n])}
     return {v for v in variants if len(v) >= 2}
 
 

@@ -119,14 +119,15 @@ def check_spec(spec: DatasetSpec) -> ModelLimits:
     return limits
 
 
-def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings,
-                  pii_pass: PiiPass | None = None) -> BuiltDataset:
-    """Stream the outcomes into redacted, de-duplicated, split and checked JSONL files."""
+def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass: PiiPass | None = None,
+                  redactor: Redactor | None = None) -> BuiltDataset:
+    """Stream the outcomes into redacted, de-duplicated, split and checked JSONL files. The
+    residual scan always runs every default detector, whatever `redactor` redacted with."""
     limits = check_spec(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_path, validation_path = out_dir / "train.jsonl", out_dir / "validation.jsonl"
     fraction = spec.validation_fraction if limits.validation else 0.0
-    redactor = Redactor()
+    redactor = redactor or Redactor()
     with tempfile.TemporaryDirectory(prefix="flywheel-dataset-") as private:
         stage = Path(private) / "stage.jsonl"
         conn = get_connection()
