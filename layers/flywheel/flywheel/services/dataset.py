@@ -231,7 +231,7 @@ def _stage(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor
         if pii_pass is not None:
             _second_pass([b[0] for b in buffer], pii_pass, finder_counts)
         for side in range(staged.sides):
-            sides[side].append(nd.signatures([b[0].targets[side] for b in buffer]))
+            sides[side].append(nd.signatures([_body(b[0].targets[side]) for b in buffer]))
         for example, prompt_context, contexts in buffer:
             prompt_keys.append(ds.text_key(example.prompt))
             staged.first_ids.append(example.outcome_ids[0])
@@ -257,6 +257,11 @@ def _stage(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor
         staged.comprehend = {"enabled": True, "replaced": dict(finder_counts), "requests": usage.requests,
                              "characters": usage.characters, "units": usage.units}
     return staged
+
+
+def _body(target: str) -> str:
+    """What near-duplicate detection compares: the message without its (templated) subject line."""
+    return target.split("\n\n", 1)[1] if target.startswith("Subject: ") and "\n\n" in target else target
 
 
 def _second_pass(examples: list[ds.Example], pii_pass: PiiPass, counts: Counter[str]) -> None:
@@ -305,10 +310,26 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     order = kept[np.argsort(staged.prompt_keys[kept], kind="stable")]
     same = staged.prompt_keys[order][1:] == staged.prompt_keys[order][:-1]
     groups = nd.components(n, [(order[:-1][same], order[1:][same])])
-    validation = np.array([ds.is_validation(staged.first_ids[g], fraction) for g in groups.tolist()], dtype=bool)
+    validation = _assign_sides(groups, kept, staged.first_ids, fraction)
     dropped = {"near_duplicate": int((~representative).sum()), "of_which_identical": identical,
                "degenerate_pair": int((degenerate & representative).sum())}
     return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
+
+
+def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fraction: float) -> np.ndarray:
+    """A group goes to validation when the hash of its first outcome id says so, unless that
+    would take validation past its share (rounded up): with few, large groups (many examples
+    sharing one prompt) the training side is never emptied into validation."""
+    sizes: dict[int, int] = {}
+    for g in groups[kept].tolist():
+        sizes[g] = sizes.get(g, 0) + 1
+    budget = int(np.ceil(fraction * len(kept)))
+    chosen: set[int] = set()
+    for g in sorted(sizes, key=lambda g: hashlib.sha256(first_ids[g].encode()).hexdigest()):
+        if ds.is_validation(first_ids[g], fraction) and sizes[g] <= budget:
+            chosen.add(g)
+            budget -= sizes[g]
+    return np.isin(groups, list(chosen))
 
 
 # --- pass 3: write --------------------------------------------------------------------------------
