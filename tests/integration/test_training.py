@@ -66,13 +66,15 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     assert float(champion["traffic_percentage"]) == 90.0
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
     manifest = json.loads(s3_text(row["dataset_uri"] + "/manifest.json"))
-    assert manifest == row["manifest"] and manifest["counts"]["train"] + manifest["counts"]["validation"] == 80
+    counts = manifest["counts"]
+    assert manifest == row["manifest"] and counts["train"] + counts["validation"] + counts["duplicates_dropped"][
+        "near_duplicate"] == 80 and counts["validation"] > 0 and manifest["residual_scan"]["passed"]
     train = s3_text(row["dataset_uri"] + "/train.jsonl") + s3_text(row["dataset_uri"] + "/validation.jsonl")
     assert json.loads(train.splitlines()[0])["schemaVersion"] == "bedrock-conversation-2024"
     # the seeded outcomes carry names, companies, emails, phones and tracking links: none survives
     for planted in ("Dana1", "Reyes1", "Northwind1", "@northwind", "sam@acme.example", "415 555", "utm_content"):
         assert planted not in train, planted
-    assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["tracking_url"] == 80
+    assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["link"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
     assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
 

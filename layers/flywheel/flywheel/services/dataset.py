@@ -318,17 +318,22 @@ def _plan(staged: Staged, fraction: float) -> Plan:
 
 def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fraction: float) -> np.ndarray:
     """A group goes to validation when the hash of its first outcome id says so, unless that
-    would take validation past its share (rounded up): with few, large groups (many examples
-    sharing one prompt) the training side is never emptied into validation."""
+    would take validation past twice its share: with few, large groups (many examples sharing
+    one prompt) the training side is never emptied into validation. When the hash picks no group
+    at all, the first group (in hash order) that fits is held out, so there is a validation set."""
     sizes: dict[int, int] = {}
     for g in groups[kept].tolist():
         sizes[g] = sizes.get(g, 0) + 1
-    budget = int(np.ceil(fraction * len(kept)))
+    budget = min(int(np.ceil(2 * fraction * len(kept))), len(kept) - 1)
     chosen: set[int] = set()
-    for g in sorted(sizes, key=lambda g: hashlib.sha256(first_ids[g].encode()).hexdigest()):
+    ordered = sorted(sizes, key=lambda g: hashlib.sha256(first_ids[g].encode()).hexdigest())
+    for g in ordered:
         if ds.is_validation(first_ids[g], fraction) and sizes[g] <= budget:
             chosen.add(g)
             budget -= sizes[g]
+    if not chosen and fraction > 0 and len(sizes) > 1:  # few groups: still hold one out, the first that fits
+        chosen = {g for g in ordered if sizes[g] <= budget}
+        chosen = set(sorted(chosen, key=ordered.index)[:1])
     return np.isin(groups, list(chosen))
 
 

@@ -141,7 +141,7 @@ def _refuse_unsupported(spec: DatasetSpec) -> None:
         raise ProviderRefused(
             f"{spec.base_model} cannot be fine-tuned with {spec.method!r} on {limits.provider}"
             + (": Amazon Bedrock runs supervised fine-tuning of Amazon Nova only; Nova DPO runs on SageMaker AI "
-               "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html). Use method 'supervised' "
+               "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html); use method 'supervised' "
                "with bedrock, or provider 'openai' for DPO" if limits.provider == "bedrock" else ""))
     if limits.regions:
         region = client("bedrock").meta.region_name
