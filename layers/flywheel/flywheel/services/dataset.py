@@ -332,8 +332,7 @@ def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fr
             chosen.add(g)
             budget -= sizes[g]
     if not chosen and fraction > 0 and len(sizes) > 1:  # few groups: still hold one out, the first that fits
-        chosen = {g for g in ordered if sizes[g] <= budget}
-        chosen = set(sorted(chosen, key=ordered.index)[:1])
+        chosen = set([g for g in ordered if sizes[g] <= budget][:1])
     return np.isin(groups, list(chosen))
 
 
