@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any
 
@@ -42,9 +42,8 @@ class ModelLimits:
 # "training example context length: 65,536"); every file up to 512 MB
 # (https://platform.openai.com/docs/api-reference/files/create); DPO on the same models
 # (https://platform.openai.com/docs/guides/direct-preference-optimization).
-_OPENAI = {"provider": "openai", "example_tokens": 65_536, "min_train": 10, "max_records": None, "validation": True,
-           "max_train_bytes": 512 * MB, "max_validation_bytes": 512 * MB,
-           "methods": frozenset({"supervised", "dpo"})}
+_OPENAI = ModelLimits(provider="openai", example_tokens=65_536, min_train=10, max_records=None, validation=True,
+                      max_train_bytes=512 * MB, max_validation_bytes=512 * MB, methods=frozenset({"supervised", "dpo"}))
 # Amazon Nova on Bedrock: 8-20,000 records for Micro, Lite and Pro (the dataset validator that
 # https://docs.aws.amazon.com/nova/latest/userguide/customize-fine-tune-prepare.html links to), a
 # 32k-token record, training file up to 1 GB and validation up to 100 MB
@@ -53,22 +52,21 @@ _OPENAI = {"provider": "openai", "example_tokens": 65_536, "min_train": 10, "max
 # fine-tuning Direct Preference Optimization: Amazon Bedrock No" in
 # https://docs.aws.amazon.com/nova/latest/userguide/customization.html), and only in us-east-1
 # (https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-fine-tuning.html).
-_NOVA = {"provider": "bedrock", "example_tokens": 32_000, "min_train": 8, "max_records": 20_000, "validation": True,
-         "max_train_bytes": 1024 * MB, "max_validation_bytes": 100 * MB, "methods": frozenset({"supervised"}),
-         "regions": ("us-east-1",)}
+_NOVA = ModelLimits(provider="bedrock", example_tokens=32_000, min_train=8, max_records=20_000, validation=True,
+                    max_train_bytes=1024 * MB, max_validation_bytes=100 * MB, methods=frozenset({"supervised"}),
+                    regions=("us-east-1",))
 MODEL_LIMITS: dict[str, ModelLimits] = {
-    "gpt-4o-mini-2024-07-18": ModelLimits(**_OPENAI, usd_per_million=3.0),
-    "gpt-4o-2024-08-06": ModelLimits(**_OPENAI, usd_per_million=25.0),
-    "gpt-4.1-mini-2025-04-14": ModelLimits(**_OPENAI, usd_per_million=5.0),
-    "gpt-4.1-2025-04-14": ModelLimits(**_OPENAI, usd_per_million=25.0),
-    "gpt-4.1-nano-2025-04-14": ModelLimits(**_OPENAI, usd_per_million=1.5),
-    "amazon.nova-micro-v1:0:128k": ModelLimits(**_NOVA, usd_per_million=1.0),
-    "amazon.nova-lite-v1:0:300k": ModelLimits(**_NOVA, usd_per_million=2.0),
-    "amazon.nova-pro-v1:0:300k": ModelLimits(**_NOVA, usd_per_million=8.0),
+    "gpt-4o-mini-2024-07-18": replace(_OPENAI, usd_per_million=3.0),
+    "gpt-4o-2024-08-06": replace(_OPENAI, usd_per_million=25.0),
+    "gpt-4.1-mini-2025-04-14": replace(_OPENAI, usd_per_million=5.0),
+    "gpt-4.1-2025-04-14": replace(_OPENAI, usd_per_million=25.0),
+    "gpt-4.1-nano-2025-04-14": replace(_OPENAI, usd_per_million=1.5),
+    "amazon.nova-micro-v1:0:128k": replace(_NOVA, usd_per_million=1.0),
+    "amazon.nova-lite-v1:0:300k": replace(_NOVA, usd_per_million=2.0),
+    "amazon.nova-pro-v1:0:300k": replace(_NOVA, usd_per_million=8.0),
     # Nova 2 Lite: 200-20,000 records for SFT and no validation set during SFT
     # (https://docs.aws.amazon.com/bedrock/latest/userguide/nova-2-sft-data-prep.html, "Validation sets")
-    "amazon.nova-2-lite-v1:0:256k": ModelLimits(**{**_NOVA, "min_train": 200, "validation": False},
-                                                usd_per_million=None),
+    "amazon.nova-2-lite-v1:0:256k": replace(_NOVA, min_train=200, validation=False),
 }
 DEFAULT_PRICES = {model: limits.usd_per_million for model, limits in MODEL_LIMITS.items()
                   if limits.usd_per_million is not None}

@@ -155,9 +155,9 @@ class PhoneDetector:
                 yield Span(m.start, m.end, "{{phone}}", self.name)
         for m in PhoneNumberMatcher(text, None, leniency=Leniency.POSSIBLE):
             yield Span(m.start, m.end, "{{phone}}", self.name)
-        for m in _LOOSE_PHONE.finditer(text):
-            if _looks_like_phone(m.group(0)):
-                yield Span(m.start(), m.end(), "{{phone}}", self.name)
+        for loose in _LOOSE_PHONE.finditer(text):
+            if _looks_like_phone(loose.group(0)):
+                yield Span(loose.start(), loose.end(), "{{phone}}", self.name)
 
 
 def region_code(value: object) -> str | None:
@@ -505,7 +505,10 @@ class Piece:
     text: str
 
 
-def pack_requests(texts: Sequence[str], max_bytes: int = COMPREHEND_MAX_BYTES) -> list[tuple[str, list[tuple[int, Piece]]]]:
+Layout = list[tuple[int, Piece]]  # (position in the request, piece)
+
+
+def pack_requests(texts: Sequence[str], max_bytes: int = COMPREHEND_MAX_BYTES) -> list[tuple[str, Layout]]:
     """Many short texts in few requests: each request is pieces joined by a blank line, under
     `max_bytes` of UTF-8; a text longer than that is cut at whitespace. Returns each request's
     text and, for each piece, where it starts in the request."""
@@ -521,8 +524,8 @@ def pack_requests(texts: Sequence[str], max_bytes: int = COMPREHEND_MAX_BYTES) -
             if text[start:end].strip():
                 pieces.append(Piece(index, start, text[start:end]))
             start = end
-    requests: list[tuple[str, list[tuple[int, Piece]]]] = []
-    current: list[tuple[int, Piece]] = []
+    requests: list[tuple[str, Layout]] = []
+    current: Layout = []
     size, position = 0, 0
     for piece in pieces:
         piece_bytes = len(piece.text.encode("utf-8")) + len(COMPREHEND_SEPARATOR)
@@ -541,7 +544,7 @@ def comprehend_units(request_text: str) -> int:
     return max(3, -(-len(request_text) // 100))
 
 
-def unpack_entities(entities: Iterable[dict[str, object]], layout: list[tuple[int, Piece]], min_score: float,
+def unpack_entities(entities: Iterable[dict[str, object]], layout: Layout, min_score: float,
                     ) -> Iterator[tuple[int, Span]]:
     """Comprehend's entities of one request as spans of the input texts (text index, span)."""
     for entity in entities:

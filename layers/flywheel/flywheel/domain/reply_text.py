@@ -38,7 +38,8 @@ _CLOSING = re.compile(
     r"all the best|talk soon|mit freundlichen grüßen|viele grüße|beste grüße|liebe grüße|cordialement|"
     r"bien à vous|saludos|un saludo|atentamente|cordiali saluti|saluti|met vriendelijke groet|groeten|"
     r"atenciosamente|abraços|с уважением|よろしくお願いいたします|敬具)\s*[,.!]?\s*$", re.IGNORECASE)
-_MOBILE_FOOTER = re.compile(r"^\s*(sent from my|envoyé de mon|von meinem .* gesendet|enviado desde mi)\b", re.IGNORECASE)
+_MOBILE_FOOTER = re.compile(r"^\s*(sent from my|envoyé de mon|von meinem .* gesendet|enviado desde mi)\b",
+                            re.IGNORECASE)
 
 
 def strip_signature(text: str, known_signature: str | None = None) -> tuple[str, bool]:

@@ -44,7 +44,6 @@ from flywheel.errors import InvalidInput
 from flywheel.settings import Settings
 
 
-
 class PiiPass(Protocol):
     """A second detection pass over many texts at once: Comprehend in AWS
     (`flywheel.clients.comprehend.ComprehendPii`), the same client over a Stubber in tests."""
