@@ -25,6 +25,8 @@ from typing import Protocol
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberMatcher
 
+from flywheel.domain.reply_text import is_closing_line
+
 PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}")
 
 
@@ -323,19 +325,7 @@ class Redactor:
     def redact(self, text: str | None, context: RedactionContext) -> str:
         if not text:
             return ""
-        spans = self.find(text, context)
-        if not spans:
-            return text
-        parts, last = [], 0
-        for span in spans:
-            parts += [text[last:span.start], span.placeholder]
-            last = span.end
-            self.counts[span.placeholder.strip("{}")] += 1
-        parts.append(text[last:])
-        return "".join(parts)
-
-    def redact_many(self, texts: Iterable[str | None], context: RedactionContext) -> list[str]:
-        return [self.redact(t, context) for t in texts]
+        return apply_spans(text, (s for d in self.detectors for s in d.find(text, context)), self.counts)
 
 
 # --- building the context of one message -------------------------------------------------------
@@ -345,11 +335,6 @@ _LEGAL_SUFFIX = re.compile(
     r"gmbh & co\.? kg|ag|kg|se|sa|s\.a\.|sas|sarl|s\.r\.l\.|srl|spa|s\.p\.a\.|bv|b\.v\.|nv|n\.v\.|oy|ab|as|a/s|"
     r"aps|pty\.? ltd\.?|pte\.? ltd\.?|k\.k\.|kk|llp|lp|s\.l\.|sl|oü|sp\. z o\.o\.)$", re.IGNORECASE)
 _CJK_COMPANY_AFFIX = re.compile(r"^(?:株式会社|有限会社)|(?:株式会社|有限会社|有限公司|股份有限公司|公司)$")
-_VALEDICTION = re.compile(
-    r"^(?:best|regards|best regards|kind regards|warm regards|cheers|thanks|thank you|many thanks|sincerely|"
-    r"yours|all the best|talk soon|mit freundlichen grüßen|viele grüße|beste grüße|liebe grüße|cordialement|"
-    r"bien à vous|saludos|un saludo|atentamente|cordiali saluti|saluti|met vriendelijke groet|groeten|"
-    r"atenciosamente|abraços|с уважением|よろしくお願いいたします|敬具|此致敬礼)[,.!]?$", re.IGNORECASE)
 _NAME_KEY = re.compile(r"name|colleague|contact|manager|assistant|champion|referr|boss|owner|founder|ceo|cfo|cto|"
                        r"coo|cmo|cro|vp|head|director|person|people|team|stakeholder|sponsor|decision|buyer|"
                        r"signer|introduc|cc|report", re.IGNORECASE)
@@ -426,7 +411,7 @@ def signature_lines(signature: str) -> Iterator[str]:
     """Lines of a sender's signature worth removing wherever they appear (not "Best," or "--")."""
     for line in signature.replace("\r\n", "\n").split("\n"):
         line = line.strip().strip("-–—|•·").strip()
-        if len(line) >= 4 and not _VALEDICTION.match(line):
+        if len(line) >= 4 and not is_closing_line(line):
             yield line
 
 

@@ -42,6 +42,11 @@ _MOBILE_FOOTER = re.compile(r"^\s*(sent from my|envoyé de mon|von meinem .* ges
                             re.IGNORECASE)
 
 
+def is_closing_line(line: str) -> bool:
+    """A sign-off such as "Best," or "Mit freundlichen Grüßen" on a line of its own."""
+    return bool(_CLOSING.match(line))
+
+
 def strip_signature(text: str, known_signature: str | None = None) -> tuple[str, bool]:
     """The text without its trailing signature block, and whether one was cut.
 
