@@ -96,6 +96,17 @@ def run(*args: str, db_url: str, env: dict[str, str] | None = None) -> subproces
                           check=False)
 
 
+def prompts(path: Path) -> set[str]:
+    """The user prompt of every line, whatever its shape."""
+    found = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        messages = record.get("messages") or record["input"]["messages"]
+        user = next(m for m in messages if m["role"] == "user")
+        found.add(user["content"] if isinstance(user["content"], str) else user["content"][0]["text"])
+    return found
+
+
 @pytest.mark.parametrize(("fmt", "method", "shape"), [("openai", "supervised", "openai-sft"),
                                                       ("openai", "dpo", "openai-dpo"),
                                                       ("bedrock", "supervised", "nova-sft"),
@@ -110,6 +121,9 @@ def test_every_format_is_free_of_planted_pii_and_valid(planted: list[str], db_ur
     assert [p for p in planted if p in written or p in built.stdout] == []
     assert validate_file(out / "train.jsonl", shape) == []
     assert validate_file(out / "validation.jsonl", shape, role="validation") == []
+    train_prompts, validation_prompts = prompts(out / "train.jsonl"), prompts(out / "validation.jsonl")
+    assert not validation_prompts & train_prompts  # a prompt is never on both sides
+    assert validation_prompts or method == "dpo"  # the DPO pairs here all share one prompt: one group
     assert manifest["residual_scan"]["passed"], manifest["residual_scan"]
     assert manifest["residual_scan"]["lines_scanned"] == summary["examples"], manifest["counts"]
     assert manifest["residual_scan"]["detectors"] == [d.name for d in DEFAULT_DETECTORS]

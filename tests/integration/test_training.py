@@ -112,6 +112,24 @@ def test_dpo_on_bedrock_fails_early_with_a_clear_reason(db, aws) -> None:
     assert "use method 'supervised' with bedrock" in row["error"] and row["dataset_uri"] is None
 
 
+def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypatch) -> None:
+    from functools import partial
+
+    from flywheel.domain.redaction import DEFAULT_DETECTORS, Redactor
+    from flywheel.services.dataset import build_dataset
+
+    weak = Redactor(detectors=[d for d in DEFAULT_DETECTORS if d.name != "phone"])  # forgets phone numbers
+    monkeypatch.setattr(training_service, "build_dataset", partial(build_dataset, redactor=weak))
+    seed_outcomes(db, 60)
+    execution, row = run(db)
+    assert execution["status"] == "FAILED" and row["status"] == "failed" and row["dataset_uri"] is None
+    assert "residual scan found personal data" in row["error"] and "415 555" not in row["error"]
+    assert row["manifest"]["residual_scan"]["passed"] is False and row["manifest"]["residual_scan"]["hits"] > 0
+    keys = [o["Key"] for o in boto3.client("s3", region_name="us-east-1").list_objects_v2(
+        Bucket="flywheel-training").get("Contents", [])]
+    assert keys and all(k.endswith("manifest.json") for k in keys)
+
+
 def test_a_transient_error_is_absorbed_by_the_retry(db, aws, monkeypatch) -> None:
     seed_outcomes(db, 60)
     calls = {"n": 0}

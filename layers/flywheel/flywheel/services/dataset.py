@@ -142,6 +142,10 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
         scan = residual_scan([(train_path, Path(private) / "train.scan.jsonl"),
                               (validation_path, Path(private) / "validation.scan.jsonl")])
     problems = check_dataset(train_report, validation_report, limits)
+    for name, report in (("training", train_report), ("validation", validation_report)):
+        if not report.ok:
+            problems.append(f"{name} file: {report.invalid} invalid line(s), {report.over_limit} over the token limit "
+                            f"({'; '.join(report.errors[:3])})")
     if staged.comprehend["enabled"]:
         staged.comprehend["usd"] = round(staged.comprehend["units"] * settings.dataset_comprehend_usd_per_unit, 4)
     prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
@@ -170,7 +174,7 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
                    "regions": list(limits.regions)},
         "problems": problems,
         "residual_scan": scan,
-        "valid": train_report.ok and validation_report.ok and not problems and scan["passed"],
+        "valid": not problems and scan["passed"],
         "cost_estimate": cost_estimate(all_tokens, spec.base_model, spec.epochs,
                                        {k: float(v) for k, v in prices.items() if v is not None}),
         "dataset_hash": written.digest,
