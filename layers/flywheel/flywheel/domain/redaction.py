@@ -20,6 +20,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import phonenumbers
@@ -45,6 +46,15 @@ class RedactionContext:
 
     regions: tuple[str, ...] = ()
     terms: tuple[tuple[str, str], ...] = ()
+
+    @cached_property
+    def needles(self) -> tuple[tuple[str, str, bool, bool], ...]:
+        """(lowered term, placeholder, free on the left, free on the right), computed once."""
+        out = []
+        for term, placeholder in self.terms:
+            needle = _lower(term)
+            out.append((needle, placeholder, _is_cjk(needle[0]), _is_cjk(needle[-1])))
+        return tuple(out)
 
 
 class Detector(Protocol):
@@ -123,6 +133,7 @@ _DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\d\s().\-/]{5,})\d")
 _LOOSE_PHONE = re.compile(
     r"(?<![\w+/.,-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s./-]{1,2}\(?\d{1,8}\)?){1,6}(?![\w/])"
     r"|(?<![\w+/.,-])\d{9,15}(?![\w/])")
+_GROUP_SEPARATORS = re.compile(r"[\s./()-]+")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[.,]\d{3})+")
 
@@ -134,7 +145,7 @@ def _looks_like_phone(candidate: str) -> bool:
     stripped = candidate.strip()
     if _DATE.fullmatch(stripped) or _THOUSANDS.fullmatch(stripped):
         return False
-    groups = re.split(r"[\s./()-]+", stripped.lstrip("+"))
+    groups = _GROUP_SEPARATORS.split(stripped.lstrip("+"))
     groups = [g for g in groups if g]
     # two plain groups are a range or a quantity ("1001-5000") unless they carry a '+', brackets
     # or a trunk prefix ("030 901820", "0412 345678")
@@ -150,16 +161,18 @@ class PhoneDetector:
     name = "phone"
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        if not _DIGIT_RUN.search(text):
-            return
-        for region in context.regions:
-            for m in PhoneNumberMatcher(text, region, leniency=Leniency.VALID):
-                yield Span(m.start, m.end, "{{phone}}", self.name)
-        for m in PhoneNumberMatcher(text, None, leniency=Leniency.POSSIBLE):
-            yield Span(m.start, m.end, "{{phone}}", self.name)
-        for loose in _LOOSE_PHONE.finditer(text):
-            if _looks_like_phone(loose.group(0)):
-                yield Span(loose.start(), loose.end(), "{{phone}}", self.name)
+        # the matchers only see the digit runs (plus one character each side), not the whole text
+        for run in _DIGIT_RUN.finditer(text):
+            start = max(0, run.start() - 1)
+            window = text[start:run.end() + 1]
+            for region in context.regions:
+                for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID):
+                    yield Span(start + m.start, start + m.end, "{{phone}}", self.name)
+            for m in PhoneNumberMatcher(window, None, leniency=Leniency.POSSIBLE):
+                yield Span(start + m.start, start + m.end, "{{phone}}", self.name)
+            for loose in _LOOSE_PHONE.finditer(window):
+                if _looks_like_phone(loose.group(0)):
+                    yield Span(start + loose.start(), start + loose.end(), "{{phone}}", self.name)
 
 
 def region_code(value: object) -> str | None:
@@ -240,20 +253,30 @@ _POSTCODE_PATTERNS = [
 ]
 
 
+_ANY_DIGIT = re.compile(r"\d")
+
+
+def _scoped(pattern: re.Pattern[str]) -> str:
+    flags = ("i" if pattern.flags & re.IGNORECASE else "") + ("m" if pattern.flags & re.MULTILINE else "")
+    return f"(?{flags}:{pattern.pattern})" if flags else f"(?:{pattern.pattern})"
+
+
 class AddressDetector:
     """Street addresses (English, German, Dutch, Nordic, French, Spanish, Italian, Portuguese,
     Russian, Japanese and Chinese layouts, PO boxes) and postcodes (UK, Canada, US state + ZIP,
     Australia, 4-5 digit codes followed by a town in address position, Japan, Brazil, labelled)."""
 
     name = "address"
+    # one scan per kind instead of one per pattern (each keeps its own flags)
+    addresses = re.compile("|".join(_scoped(p) for p in _ADDRESS_PATTERNS))
+    postcodes = re.compile("|".join(_scoped(p) for p in _POSTCODE_PATTERNS))
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        for pattern in _ADDRESS_PATTERNS:
+        if not _ANY_DIGIT.search(text):  # every layout above holds a number
+            return
+        for pattern, placeholder in ((self.addresses, "{{address}}"), (self.postcodes, "{{postcode}}")):
             for m in pattern.finditer(text):
-                yield Span(m.start(), m.end(), "{{address}}", self.name)
-        for pattern in _POSTCODE_PATTERNS:
-            for m in pattern.finditer(text):
-                yield Span(m.start(), m.end(), "{{postcode}}", self.name)
+                yield Span(m.start(), m.end(), placeholder, self.name)
 
 
 # --- known people and companies ----------------------------------------------------------------
@@ -274,21 +297,24 @@ class KnownEntityDetector:
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         if not context.terms:
             return
-        lowered = text.lower()
-        if len(lowered) != len(text):  # a few characters lower to two (İ); keep offsets aligned
-            lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-        for term, placeholder in context.terms:
-            needle = term.lower()
-            if len(needle) != len(term):
-                needle = "".join(c.lower() if len(c.lower()) == 1 else c for c in term)
-            left_free, right_free = _is_cjk(needle[0]), _is_cjk(needle[-1])
+        lowered = _lower(text)
+        size = len(lowered)
+        for needle, placeholder, left_free, right_free in context.needles:
             start = lowered.find(needle)
             while start != -1:
                 end = start + len(needle)
                 if ((left_free or start == 0 or not lowered[start - 1].isalnum())
-                        and (right_free or end == len(lowered) or not lowered[end].isalnum())):
+                        and (right_free or end == size or not lowered[end].isalnum())):
                     yield Span(start, end, placeholder, self.name)
                 start = lowered.find(needle, start + 1)
+
+
+def _lower(text: str) -> str:
+    """Lower case with the offsets of the original (a few characters lower to two, like İ)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    return lowered
 
 
 DEFAULT_DETECTORS: tuple[Detector, ...] = (
