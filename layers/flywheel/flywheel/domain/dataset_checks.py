@@ -70,7 +70,6 @@ MODEL_LIMITS: dict[str, ModelLimits] = {
 }
 DEFAULT_PRICES = {model: limits.usd_per_million for model, limits in MODEL_LIMITS.items()
                   if limits.usd_per_million is not None}
-DEFAULT_EXAMPLE_TOKEN_LIMITS = {model: limits.example_tokens for model, limits in MODEL_LIMITS.items()}
 
 
 def provider_of_format(fmt: str) -> str:
