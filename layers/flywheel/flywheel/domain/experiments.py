@@ -350,7 +350,7 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
         name: {"window_days": WINDOWS.get(name), "difference": _finite(g["difference"]),
                "interval": [_finite(g["interval"][0]), _finite(g["interval"][1])], "margin": g["margin"],
                "units": int(g["units"]), "rates": [_finite(r) for r in g["rates"]],
-               "harm": bool(g["harm"]), "non_inferior": bool(g["non_inferior"]), "breached": bool(g["harm"])}
+               "harm": bool(g["harm"]), "non_inferior": bool(g["non_inferior"])}
         for name, g in result["guardrails"].items()}
     secondary: dict[str, Any] = {}
     rates: dict[str, list[float | None]] = {PRIMARY: out["primary"]["rates"]}
