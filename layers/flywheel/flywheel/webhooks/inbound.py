@@ -155,8 +155,11 @@ def _form_parts(content_type: str, body: bytes) -> dict[str, _Part]:
         if not name:
             continue
         payload = part.get_payload(decode=True)
-        parts[str(name)] = _Part(payload if isinstance(payload, bytes) else b"", part.get_content_type(),
-                                 part.get_filename())
+        if not isinstance(payload, bytes):  # message/* file parts are parsed as messages: keep their bytes
+            inner = part.get_payload()
+            payload = b"".join(m.as_bytes() if isinstance(m, Message) else str(m).encode()
+                               for m in (inner if isinstance(inner, list) else [inner]))
+        parts[str(name)] = _Part(payload, part.get_content_type(), part.get_filename())
     if not parts:
         raise MalformedPayload("multipart body has no fields")
     return parts
