@@ -147,6 +147,7 @@ def _bedrock_client(timeout_s: float, max_retries: int, region: str | None) -> A
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"mode": "standard", "max_attempts": max_retries + 1}, connect_timeout=5,
+    # botocore's max_attempts counts retries (total_max_attempts = max_attempts + 1), like the OpenAI SDK's
+    config = Config(retries={"mode": "standard", "max_attempts": max_retries}, connect_timeout=5,
                     read_timeout=timeout_s)
     return boto3.client("bedrock-runtime", region_name=region, config=config)  # type: ignore[call-overload]
