@@ -25,9 +25,10 @@ TODAY = date(2026, 11, 27)
 TRAIN = [json.loads(line) for line in (DATA / "replies_labelled.jsonl").read_text().splitlines() if line.strip()]
 BLIND = [json.loads(line) for line in (DATA / "replies_blind.jsonl").read_text().splitlines() if line.strip()]
 
-# measured on the blind set (see README "Reply classification"); gates sit just under
-BLIND_ACCURACY_GATE = 0.0
-UNSUBSCRIBE_RECALL_GATE = 0.0
+# measured on the blind set (README "Reply classification"): accuracy 0.921 (304/330), unsubscribe
+# recall 0.980 (49/50), return dates 24/24, objection types 20/25. The gates sit just under.
+BLIND_ACCURACY_GATE = 0.91
+UNSUBSCRIBE_RECALL_GATE = 0.98
 
 
 def report_lines(report: dict) -> list[str]:
@@ -97,14 +98,14 @@ def test_return_dates_and_referrals_on_the_blind_set(blind_predictions: list) ->
     dated = [(r, p) for r, p in zip(BLIND, blind_predictions, strict=True)
              if "return_date" in r and p.category == "out_of_office"]
     right = sum(p.return_date == date.fromisoformat(r["return_date"]) for r, p in dated)
-    assert len(dated) >= 15 and right / len(dated) >= 0.0, [(r["text"], p.return_date) for r, p in dated]
+    assert len(dated) >= 20 and right / len(dated) >= 0.95, [(r["text"], p.return_date) for r, p in dated]
 
 
 def test_objection_types_follow_the_reason(blind_predictions: list) -> None:
     objections = [(r, p) for r, p in zip(BLIND, blind_predictions, strict=True)
                   if r["category"] == p.category == "objection"]
     right = sum(p.objection_type == r["objection_type"] for r, p in objections)
-    assert len(objections) >= 15 and right / len(objections) >= 0.0
+    assert len(objections) >= 20 and right / len(objections) >= 0.76
     assert classify_offline("Not now, maybe next year", TODAY).objection_type == "timing"
 
 
