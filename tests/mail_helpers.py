@@ -11,14 +11,14 @@ report other than its human-readable text arrive as attachments with their media
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage, Message
 from email.header import Header
+from email.message import EmailMessage, Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
-from datetime import UTC, datetime
 from typing import Any
 
 BOUNDARY = "xYzZY"

@@ -10,8 +10,8 @@ from pydantic import Discriminator, Tag
 from flywheel.api import make_resolver
 from flywheel.models.messages import MessageBatch, MessageIn
 from flywheel.models.replies import CorrectionIn
-from flywheel.services.corrections import correct_outcome
 from flywheel.observability import logger, metrics, tracer
+from flywheel.services.corrections import correct_outcome
 from flywheel.services.outcomes import outcome_view, register_messages
 
 app = make_resolver()

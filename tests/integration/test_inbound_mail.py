@@ -11,7 +11,7 @@ import pytest
 from flywheel.local.invoke import invoke
 from tests import mail_helpers as mh
 from tests.conftest import ROOT
-from tests.integration.test_webhook_replies import queued, register, reply_row, replies_queue  # noqa: F401
+from tests.integration.test_webhook_replies import queued, register, replies_queue, reply_row  # noqa: F401
 from tests.unit.test_inbound_mail import EXPECTED
 
 MODES = {"raw": mh.raw_post, "parsed": mh.parsed_post}

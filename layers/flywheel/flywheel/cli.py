@@ -160,8 +160,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
         ensure_local_database(_root(args))
         since = datetime.now(UTC) - timedelta(days=args.since_days) if args.since_days else None
-        for row in export_corrections(since):
-            print(json.dumps({**row, "source": "correction"}, default=str, ensure_ascii=False))
+        for example in export_corrections(since):
+            print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
         return 0
 
     from flywheel.services.replies import classify_text, llm_classifier
@@ -187,8 +187,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         results = iter(list(pool.map(one, valid)))
     if args.jsonl:
         for number, row, error in rows:  # one output line per input line, in order
-            print(json.dumps(next(results) if row is not None else {"line": number, "error": error},
-                             ensure_ascii=False), flush=True)
+            line = next(results) if row is not None else {"line": number, "error": error}
+            print(json.dumps(line, ensure_ascii=False), flush=True)
         return 1 if any(error for _, _, error in rows) else 0
     from flywheel.local.train_classifier import evaluate
 

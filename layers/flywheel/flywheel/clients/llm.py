@@ -91,7 +91,8 @@ class OpenAIReplyClassifier:
         system = SYSTEM_PROMPT
         if self.json_mode == "json_object":
             system += " Answer with one JSON object that matches this JSON schema: " + json.dumps(answer_schema())
-        messages: Any = [{"role": "system", "content": system}, {"role": "user", "content": user_message(reply, context)}]
+        messages: Any = [{"role": "system", "content": system},
+                         {"role": "user", "content": user_message(reply, context)}]
         try:
             if self.json_mode == "json_object":
                 completion: Any = self._client.chat.completions.create(
@@ -115,7 +116,8 @@ class BedrockReplyClassifier:
     schema is the classification's JSON schema (works with Nova and Claude models, and with the ARN
     of an inference profile or a custom model deployment)."""
 
-    def __init__(self, model_id: str, *, timeout_s: float = 20, max_retries: int = 3, region: str | None = None) -> None:
+    def __init__(self, model_id: str, *, timeout_s: float = 20, max_retries: int = 3,
+                 region: str | None = None) -> None:
         self.model = model_id
         self._client = BEDROCK_CLIENT or _bedrock_client(timeout_s, max_retries, region)
 

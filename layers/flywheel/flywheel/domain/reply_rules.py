@@ -68,13 +68,15 @@ UNSUBSCRIBE = _any(
     r"\bnon (?:voglio|desidero) più ricevere\b", r"\bnon (?:inviatemi|contattatemi|scrivetemi)\b",
     # Dutch
     r"\buitschrijven\b", r"\bafmelden\b", r"\bmeld (?:me|mij) af\b", r"\bverwijder (?:mij|me|mijn)\b",
-    r"\bgeen (?:e-?mails?|mails|berichten|verdere e-?mails) meer\b", r"\bgeen verdere e-?mails\b", r"\bhaal (?:me|mij) van\b",
+    r"\bgeen (?:e-?mails?|mails|berichten|verdere e-?mails) meer\b", r"\bgeen verdere e-?mails\b",
+    r"\bhaal (?:me|mij) van\b",
     r"\bstuur (?:me|mij) geen\b",
     # Russian
     r"отпис", r"отпиш", r"удалите (?:меня|мой|мою|мои)", r"не (?:пишите|присылайте|отправляйте)",
     r"исключите меня", r"исключить меня",
     # Japanese
-    r"配信停止", r"配信を停止", r"送信を(?:止め|停止)", r"リストから(?:削除|外)", r"送らないで", r"メールは?(?:今後)?(?:一切)?不要",
+    r"配信停止", r"配信を停止", r"送信を(?:止め|停止)", r"リストから(?:削除|外)", r"送らないで",
+    r"メールは?(?:今後)?(?:一切)?不要",
     # Chinese
     r"退订", r"取消订阅", r"(?:移除|删除).{0,12}(?:名单|邮箱|列表)", r"不要再.{0,4}发", r"停止.{0,8}发送",
     # Swedish, Danish, Polish
@@ -87,7 +89,8 @@ OUT_OF_OFFICE = _any(
     r"sabbatical)\b.{0,40}\b(?:until|till|back|return|through|limited|not checking|no access|with)\b",
     r"\baway (?:from (?:the |my )?(?:office|desk)|until|till|on)\b", r"\b(?:limited|no|intermittent) "
     r"(?:access to )?(?:e-?mail|connectivity)\b", r"\bwill (?:be back|return) (?:on|in the office)\b",
-    r"\b(?:i'?m|i am) (?:currently |)(?:away|off|out|unavailable) (?:until|till|through|from|on|for the)\b", r"\bback (?:in the office |)on\b", r"\boffice is closed\b",
+    r"\b(?:i'?m|i am) (?:currently |)(?:away|off|out|unavailable) (?:until|till|through|from|on|for the)\b",
+    r"\bback (?:in the office |)on\b", r"\boffice is closed\b",
     r"\bclosed for the holidays?\b", r"\b(?:returning|return on|respond upon my return|reply (?:on|upon) my return)\b",
     # German
     r"nicht im büro", r"\babwesen", r"\bim urlaub\b", r"\baußer haus\b", r"\belternzeit\b", r"\bdienstreise\b",
@@ -115,7 +118,8 @@ OUT_OF_OFFICE = _any(
 )
 AUTOMATED = _any(
     r"\bautomated (?:message|response|reply|e-?mail|acknowledge?ment|notification|confirmation)\b",
-    r"\bthis is an automated\b", r"\(automated(?: message| reply)?\)", r"\bautomatic(?:ally)? (?:reply|response|acknowledge?ment|notification|confirmation)\b",
+    r"\bthis is an automated\b", r"\(automated(?: message| reply)?\)",
+    r"\bautomatic(?:ally)? (?:reply|response|acknowledge?ment|notification|confirmation)\b",
     r"\bauto-?(?:reply|response|responder|generated)\b", r"\bautoreply\b", r"\bdo not reply\b",
     r"\bnot (?:being )?monitored\b", r"\bunattended\b", r"\bno longer (?:in use|active|monitored)\b",
     r"\bticket (?:#|id|number|:)", r"\bticket #?\s?\d+", r"\bcase (?:has been )?(?:opened|created)\b",

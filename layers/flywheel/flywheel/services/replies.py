@@ -32,7 +32,8 @@ def llm_classifier() -> ReplyClassifier | None:
     """The configured LLM backend, or None for the offline classifier."""
     settings = get_settings()
     backend, model = settings.classifier_backend, settings.classifier_model_id
-    common: dict[str, Any] = {"timeout_s": settings.classifier_timeout_s, "max_retries": settings.classifier_max_retries}
+    common: dict[str, Any] = {"timeout_s": settings.classifier_timeout_s,
+                              "max_retries": settings.classifier_max_retries}
     if backend == "offline":
         return None
     if backend == "bedrock":
@@ -42,8 +43,9 @@ def llm_classifier() -> ReplyClassifier | None:
         if not base_url:
             raise DependencyUnavailable("CLASSIFIER_BACKEND=openai_compatible needs CLASSIFIER_BASE_URL")
         # local servers (vLLM, Ollama) take no key, but the SDK wants a non-empty one
-        key = settings.classifier_api_key or webhook_secret("classifier_api_key") or "unused"
-        return OpenAIReplyClassifier(key, model, base_url=base_url, json_mode=settings.classifier_json_mode, **common)
+        compatible_key = settings.classifier_api_key or webhook_secret("classifier_api_key") or "unused"
+        return OpenAIReplyClassifier(compatible_key, model, base_url=base_url, json_mode=settings.classifier_json_mode,
+                                     **common)
     key = settings.openai_api_key or webhook_secret("openai_api_key")
     if not key:
         if backend == "openai":
