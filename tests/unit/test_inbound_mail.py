@@ -127,3 +127,10 @@ def test_dsn_without_original_headers_is_attributed_by_recipient() -> None:
 def test_bad_forms(content_type: str, body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         parse_mail(content_type, body)
+
+
+def test_an_unreadable_report_is_kept_not_dropped() -> None:
+    message = mh.bounce()
+    message.set_payload(message.get_payload()[:1])  # the human-readable part only
+    [event] = to_events(parse_mail(*mh.raw_post(message)), [], datetime(2026, 11, 24, tzinfo=UTC))
+    assert event.event_type == "dsn_unreadable" and not event.known and event.payload["text"]

@@ -16,12 +16,13 @@ from __future__ import annotations
 import re
 from datetime import date
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-from flywheel.domain.reply_model import OBJECTION_MODEL_FILE, ReplyModel, packaged_model
 from flywheel.domain.reply_text import reply_text
 from flywheel.models.classification import Classification
+
+if TYPE_CHECKING:
+    from flywheel.domain.reply_model import ReplyModel
 
 FALLBACK_MODEL = "linear-ngrams+rules-v2"
 # P(unsubscribe) above this makes a reply `unsubscribe` even when another category scores higher
@@ -252,13 +253,18 @@ def return_date(text: str, today: date) -> date | None:
 AUTOMATED_CATEGORIES = frozenset({"out_of_office", "auto_reply"})
 
 
+# numpy, the weights and VADER load on first use: the webhook path only needs the patterns above
 @cache
-def _vader() -> SentimentIntensityAnalyzer:
+def _vader() -> Any:
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
     return SentimentIntensityAnalyzer()
 
 
 @cache
 def _objection_model() -> ReplyModel:
+    from flywheel.domain.reply_model import OBJECTION_MODEL_FILE, packaged_model
+
     return packaged_model(OBJECTION_MODEL_FILE)
 
 
@@ -300,6 +306,8 @@ _SENTIMENT_BOUNDS = {"unsubscribe": (-1.0, -0.3), "not_interested": (-1.0, -0.2)
 
 def classify_offline(text: str, today: date, model: ReplyModel | None = None) -> Classification:
     """Classify a reply without any network call."""
+    from flywheel.domain.reply_model import packaged_model
+
     clean = reply_text(text) or text.strip()
     model = model or packaged_model()
     category, confidence, reason = decide(clean, model.probabilities(clean))

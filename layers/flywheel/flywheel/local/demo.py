@@ -118,7 +118,7 @@ def _classify_queued_replies(root: Path, print: Callable[..., None]) -> None:  #
     result = invoke("ClassifierFunction", {"Records": records}, root / "template.yaml")
     for m in messages:
         sqs.delete_message(QueueUrl=os.environ["REPLIES_QUEUE_URL"], ReceiptHandle=m["ReceiptHandle"])
-    source = "LLM" if os.environ.get("OPENAI_API_KEY") else "offline classifier"
+    source = "LLM" if os.environ.get("OPENAI_API_KEY") else "offline rules"
     print(f"ClassifierFunction on {len(records)} queued replies ({source}) -> "
           f"{len(result['batchItemFailures'])} failures")
 

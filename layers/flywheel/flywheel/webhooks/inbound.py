@@ -35,8 +35,6 @@ from flywheel.errors import InvalidInput, MalformedPayload
 PROVIDER = "sendgrid_inbound"
 _REPLY_TO = re.compile(r"^reply\+([0-9a-fA-F-]{36})@(.+)$")
 _MESSAGE_IDS = re.compile(r"<([^<>\s]+)>")
-_TEXT_FIELDS = ("headers", "text", "html", "from", "to", "cc", "subject", "envelope", "charsets", "email",
-                "attachment-info", "SPF", "dkim", "spam_score", "attachments")
 # subjects that only automatic replies carry, in the languages our prospects write in
 _AUTO_SUBJECT = re.compile(
     r"^\s*(?:automatic reply|auto(?:matic)?[- ]?(?:reply|response)|autoreply|out of (?:the )?office|ooo|"
@@ -403,6 +401,9 @@ def _bounce_events(mail: InboundMail, occurred: datetime) -> list[IncomingEvent]
     assert report is not None
     payload = _payload(mail)
     base = mail.message_id or content_key({"from": mail.sender, "text": mail.full_text})
+    if not report.bounces:  # a report we cannot read is kept (ignored), never dropped
+        return [IncomingEvent(provider=PROVIDER, event_key=f"dsn:{base}", event_type="dsn_unreadable",
+                              occurred_at=occurred, payload=payload, email=mail.sender)]
     events = []
     for bounce in report.bounces:
         if bounce.action in ("delivered", "relayed", "expanded"):
