@@ -45,17 +45,19 @@ _HEADER_NEXT = re.compile(
     r"data|assunto|inviato|oggetto|verzonden|aan|onderwerp|отправлено|дата|кому|тема|送信日時|宛先|件名|"
     r"发送时间|收件人|主题|日期)\s*\*?\s*[:：]", re.IGNORECASE)
 _MOBILE = re.compile(
-    r"^\s*(?:sent from my \w+|sent from (?:mail|outlook|yahoo mail|gmail)\b.*|get outlook for (?:ios|android)\b.*|"
-    r"von meinem \w+ gesendet|gesendet von meinem \w+|envoyé de mon \w+|enviado desde mi \w+|enviado do meu \w+|"
+    r"^\s*(?:sent from my\b.{0,40}|sent from (?:mail|outlook|yahoo mail|gmail)\b.*|get outlook for (?:ios|android)\b.*|"
+    r"von meinem .{1,40} gesendet|gesendet von meinem .{1,40}|envoyé de mon .{1,40}|enviado desde mi .{1,40}|"
+    r"enviado do meu .{1,40}|"
     r"inviato da(?:l mio)? \w+|verzonden (?:vanaf|met) (?:mijn )?\w+|отправлено с (?:моего )?\w+|"
     r"\w+から送信|发自我的\w+|從我的 ?\w+傳送)\s*$", re.IGNORECASE)
 _CLOSING = re.compile(
     r"^\s*(?:best|best regards|kind regards|warm regards|regards|many thanks|thanks|thank you|cheers|all the best|"
+    r"talk soon|"
     r"sincerely|yours sincerely|br|mit freundlichen grüßen|mit freundlichen grüssen|freundliche grüße|viele grüße|"
     r"beste grüße|liebe grüße|gruß|grüße|cordialement|bien cordialement|bien à vous|salutations|saludos|"
     r"un saludo|saludos cordiales|atentamente|atenciosamente|cumprimentos|abraços|cordiali saluti|saluti|"
     r"distinti saluti|met vriendelijke groet|vriendelijke groet|groeten|met groet|с уважением|спасибо|"
-    r"всего доброго|敬具|以上|此致|祝好|谢谢)\s*[,.!]?\s*$", re.IGNORECASE)
+    r"всего доброго|よろしくお願いいたします|敬具|以上|此致|祝好|谢谢)\s*[,.!]?\s*$", re.IGNORECASE)
 _SIGNATURE_MAX_LINES = 6
 
 
@@ -104,14 +106,60 @@ def _cut_signature(lines: list[str]) -> list[str]:
     return lines
 
 
-def reply_text(text: str) -> str:
-    """The new text of a reply: quoted history, quoted lines and the signature are cut off.
-
-    A stable, pure function (the dataset builder uses it on outbound bodies too)."""
+def strip_quotes(text: str) -> str:
+    """The text without its quoted history (attribution lines, header blocks, `>` quotes); the
+    signature stays. Newlines normalised."""
     normalised = normalise_newlines(text)
     try:
         first_pass = _parser().parse_reply(text=normalised)
     except Exception:  # noqa: BLE001 - a third-party parser must never lose a reply; our rules still run
         first_pass = normalised
-    lines = _cut_signature(_cut_quotes(normalise_newlines(first_pass or normalised).split("\n")))
+    lines = _cut_quotes(normalise_newlines(first_pass or normalised).split("\n"))
     return "\n".join(line.rstrip() for line in lines).strip()
+
+
+def reply_text(text: str) -> str:
+    """The new text of a reply: quoted history, quoted lines and the signature are cut off.
+
+    A stable, pure function (the dataset builder uses the same rules on outbound bodies)."""
+    lines = _cut_signature(strip_quotes(text).split("\n"))
+    return "\n".join(lines).strip()
+
+
+# strip_signature: the RFC 3676 delimiter or an underscore rule starts a signature
+_SIGNATURE_DELIMITER = re.compile(r"^--\s*$|^__+\s*$")
+def is_closing_line(line: str) -> bool:
+    """A sign-off such as "Best," or "Mit freundlichen Grüßen" on a line of its own."""
+    return bool(_CLOSING.match(line))
+
+
+def strip_signature(text: str, known_signature: str | None = None) -> tuple[str, bool]:
+    """The text without its trailing signature block, and whether one was cut.
+
+    A signature starts at a `-- ` delimiter line, at the sender's registered signature, or after
+    a closing line ("Best,", "Mit freundlichen Grüßen") followed by at most six short lines; the
+    closing line itself is kept. Mobile footers ("Sent from my iPhone") are dropped too."""
+    lines = text.replace("\r\n", "\n").rstrip().split("\n")
+    while lines and _MOBILE.match(lines[-1]):
+        lines.pop()
+    cut: int | None = None
+    for i, line in enumerate(lines):
+        if _SIGNATURE_DELIMITER.match(line):
+            cut = i
+            break
+    if cut is None and known_signature and known_signature.strip():
+        first = next((ln.strip() for ln in known_signature.splitlines() if ln.strip()
+                      and not _CLOSING.match(ln)), "")
+        for i in range(len(lines) - 1, -1, -1):
+            if first and lines[i].strip() == first:
+                cut = i
+                break
+    if cut is None:
+        for i in range(max(0, len(lines) - 8), len(lines)):
+            tail = lines[i + 1:]
+            if _CLOSING.match(lines[i]) and 0 < len(tail) <= 6 and all(len(t.strip()) <= 80 for t in tail):
+                cut = i + 1
+                break
+    if cut is None:
+        return "\n".join(lines).strip(), False
+    return "\n".join(lines[:cut]).rstrip(), True
