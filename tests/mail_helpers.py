@@ -105,7 +105,7 @@ def apple_mail() -> Message:
     msg = _text(text, "utf-8", "quoted-printable")
     msg.set_param("format", "flowed")
     return _headers(msg, "Re: Dana, closing the books 3 days faster", "<A1B2C3D4-APPLE@northwind.example>",
-                    X_Mailer="iPhone Mail (22B91)", MIME_Version="1.0")
+                    X_Mailer="iPhone Mail (22B91)")
 
 
 def thunderbird_latin1() -> Message:
