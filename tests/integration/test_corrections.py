@@ -23,7 +23,7 @@ def correct(outcome_id: str, body: dict[str, Any] | None = None) -> tuple[int, d
 
 
 def history(outcome_id: str) -> list[dict[str, Any]]:
-    event = json.loads(json.dumps(load_event("messages_get.json")).replace("OUTCOME_ID", outcome_id))
+    event = load_event("messages_get.json")
     event["pathParameters"] = {"outcome_id": outcome_id}
     event["path"] = f"/messages/{outcome_id}"
     return json.loads(invoke("MessagesFunction", event, ROOT / "template.yaml")["body"])["events"]

@@ -10,7 +10,7 @@ import pytest
 
 from flywheel.local.invoke import invoke
 from tests import mail_helpers as mh
-from tests.conftest import ROOT
+from tests.conftest import ROOT, load_event
 from tests.integration.test_webhook_replies import queued, register, replies_queue, reply_row  # noqa: F401
 from tests.unit.test_inbound_mail import EXPECTED
 
@@ -49,6 +49,10 @@ def test_an_out_of_office_is_not_engagement(db, replies_queue, mode: str) -> Non
     assert row["delivered_at"] is not None  # an automatic reply still proves delivery
     assert (row["training_label"], row["training_weight"]) == ("neutral", 1.0)
     assert queued(replies_queue) == []  # nothing for the classifier (nor the LLM bill) to do
+    event = load_event("messages_get.json")
+    event["pathParameters"], event["path"] = {"outcome_id": outcome_id}, f"/messages/{outcome_id}"
+    shown = json.loads(invoke("MessagesFunction", event, ROOT / "template.yaml")["body"])
+    assert (shown["lead_returns_on"], shown["auto_reply_category"]) == ("2026-12-07", "out_of_office")
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
