@@ -82,7 +82,8 @@ class Settings(BaseModel):
         return "amazon.nova-micro-v1:0:128k" if provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
 
     def provider_org(self, provider: str, account: object) -> str | None:
-        return self.provider_orgs.get(f"{provider}:{account}")
+        """The organisation of a provider account; `<provider>:*` is the default for that provider."""
+        return self.provider_orgs.get(f"{provider}:{account}") or self.provider_orgs.get(f"{provider}:*")
 
     @cached_property
     def provider_orgs(self) -> dict[str, str]:

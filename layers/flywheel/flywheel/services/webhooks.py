@@ -11,16 +11,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.clients import queue
 from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
-from flywheel.dal import events as events_dal
-from flywheel.dal import suppressions as suppressions_dal
-from flywheel.dal.connection import transaction
-from flywheel.domain.ingest import IncomingEvent
-from flywheel.errors import DependencyUnavailable, Forbidden, Unauthorized
+from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
+from flywheel.domain.inputs import IDENTIFIER
+from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
 from flywheel.observability import logger, metrics
 from flywheel.services.ingest import ingest_events, linked_outcome
+from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import Settings, get_settings
 from flywheel.webhooks import calendly, generic, hubspot, inbound, pipedrive, salesforce, sendgrid
 from flywheel.webhooks.http import WebhookRequest
@@ -51,13 +49,33 @@ def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **
         raise error(f"{provider}: {exc}", provider=provider) from exc
 
 
-def _store(provider: str, events: list[IncomingEvent], window_days: int) -> dict[str, Any]:
-    result = ingest_events(events, window_days=window_days)
+def _store(provider: str, events: list[IncomingEvent], window_days: int,
+           quarantined: list[Quarantined] | None = None) -> dict[str, Any]:
+    """Store a request's events. `quarantined` is given for batch providers: an event the store
+    cannot hold joins it; for a single-event request the same problem is a 422 and nothing is written."""
+    good = []
+    for event in events:
+        problem = storable_problem(event)
+        if problem is None:
+            good.append(event)
+        elif quarantined is None:
+            raise InvalidInput(f"{provider}: {problem}")
+        else:
+            quarantined.append(Quarantined(provider, problem, event.payload, None, event.org_id
+                                           if event.org_id and IDENTIFIER.match(event.org_id) else None))
+    events = good
+    result = ingest_events(events, window_days=window_days, quarantined=quarantined)
     summary = result.as_dict()
-    for name in ("stored", "duplicates", "orphans", "ignored"):
+    for name in ("stored", "duplicates", "orphans", "ignored", "quarantined"):
         if summary[name]:
             metrics.add_metric(name=f"Webhook{name.capitalize()}", unit="Count", value=summary[name])
+    if quarantined:
+        # the reasons name fields, never values: no personal data in the log
+        logger.warning("malformed events quarantined", extra={
+            "provider": provider, "count": len(quarantined), "reasons": sorted({q.reason for q in quarantined})[:10]})
     logger.info("webhook received", extra={"provider": provider, **summary})
+    if result.outbox:
+        flush_after_commit(["replies"])
     return summary
 
 
@@ -75,22 +93,8 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
                   request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body)
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
-    events = sendgrid.normalise(sendgrid.parse_body(request.body))
-    summary = _store("sendgrid", events, settings.attribution_window_days)
-    suppress_opt_outs([e.event_key for e in events if e.event_type in OPT_OUTS])
-    return summary
-
-
-# a global unsubscribe or a spam complaint means: never email this lead again
-OPT_OUTS = {"unsubscribe": "sendgrid_unsubscribe", "spamreport": "sendgrid_spam_report"}
-
-
-def suppress_opt_outs(event_keys: list[str]) -> None:
-    with transaction() as conn:
-        for row in events_dal.applied_of_types(conn, "sendgrid", event_keys, list(OPT_OUTS)):
-            if row["lead_email"]:
-                suppressions_dal.suppress(conn, row["org_id"], row["lead_email"], OPT_OUTS[row["event_type"]],
-                                          row["outcome_id"])
+    events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), settings.provider_org("sendgrid", "*"))
+    return _store("sendgrid", events, settings.attribution_window_days, quarantined)
 
 
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
@@ -101,17 +105,12 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     if domains and not inbound.recipient_domains(reply) & set(domains):
         raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
     event = inbound.to_event(reply, domains, _now())
+    # the organisation of the parse domain the reply was sent to (for replies known only by sender)
+    event.org_id = next((org for d in sorted(inbound.recipient_domains(reply))
+                         if (org := settings.provider_org("sendgrid_inbound", d))), None)
+    # the reply is queued for the classifier in the same transaction (outbox) when it is applied
     summary = _store("sendgrid_inbound", [event], settings.reply_window_days)
-    # the reply is stored (and a retry is a no-op there); queueing it again on a retry is harmless
-    # because the classifier stores one classification per reply
-    outcome_id = linked_outcome(event.provider, event.event_key)
-    if outcome_id and settings.replies_queue_url:
-        queue.send_messages(settings.replies_queue_url, [{
-            "outcome_id": outcome_id, "reply_key": f"{event.provider}:{event.event_key}",
-            "text": reply.text, "subject": reply.subject, "from": reply.sender,
-            "received_at": event.occurred_at.isoformat(),
-        }])
-    return {**summary, "outcome_id": outcome_id}
+    return {**summary, "outcome_id": linked_outcome(event.provider, event.event_key)}
 
 
 # --- Calendly ---------------------------------------------------------------------------------
