@@ -27,7 +27,7 @@ def setup() -> list:
     raw = [{"email": f"l{i % N_MESSAGES}@x.example", "timestamp": int(sent.timestamp()) + i,
             "event": rng.choice(kinds), "sg_event_id": f"ev-{i}", "sg_message_id": f"m{i % N_MESSAGES}.dfd.filter1.0",
             "sg_machine_open": rng.random() < 0.3} for i in range(N_EVENTS)]
-    return sendgrid.normalise(sendgrid.parse_body(json.dumps(raw).encode()))
+    return sendgrid.normalise(sendgrid.parse_body(json.dumps(raw).encode()))[0]
 
 
 def main() -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from flywheel.models.messages import Clean
 
 
-class ExperimentSettings(BaseModel):
+class ExperimentSettings(Clean):
     """How the challenger's experiment is planned and staged (defaults: 3 % baseline, 10 % lift)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -20,7 +22,7 @@ class ExperimentSettings(BaseModel):
     ab_share: float = Field(default=0.5, gt=0, lt=1)
 
 
-class RunRequest(BaseModel):
+class RunRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     min_quality_score: float = Field(default=0.6, ge=0, le=1)
@@ -28,7 +30,7 @@ class RunRequest(BaseModel):
     canary_percentage: float = Field(default=10, gt=0, le=50)
     since_days: int = Field(default=90, ge=1, le=3650)
     provider: Literal["openai", "bedrock"] | None = None
-    base_model: str | None = Field(default=None, min_length=3, max_length=200)
+    base_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{2,199}$")
     method: Literal["supervised", "dpo"] | None = None
     wait_seconds: int = Field(default=600, ge=0, le=86_400)
     max_wait_seconds: int | None = Field(default=None, ge=0)
@@ -36,20 +38,20 @@ class RunRequest(BaseModel):
     experiment_config: ExperimentSettings | None = None
 
 
-class DeployRequest(BaseModel):
+class DeployRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     canary_percentage: float = Field(default=10, gt=0, le=50)
     reason: str = Field(default="manual deploy", min_length=3, max_length=500)
 
 
-class RollbackRequest(BaseModel):
+class RollbackRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     force: bool = False

@@ -14,7 +14,7 @@ from typing import Any
 from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
 from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
-from flywheel.domain.inputs import IDENTIFIER
+from flywheel.domain.inputs import IDENTIFIER, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
 from flywheel.observability import logger, metrics
 from flywheel.services.ingest import ingest_events, linked_outcome
@@ -120,7 +120,10 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     _verified("calendly", verify_calendly, _secret("calendly_signing_key"),
               request.header("Calendly-Webhook-Signature"), request.body, tolerance_s=settings.calendly_tolerance_s)
     raw, envelope = calendly.parse(request.body)
-    event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
+    try:
+        event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
+    except BadValue as exc:
+        raise InvalidInput(f"calendly: {exc}") from exc
     return _store("calendly", [event], settings.attribution_window_days)
 
 
@@ -131,7 +134,7 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     _verified("hubspot", verify_hubspot, _secret("hubspot_client_secret"), method=request.method,
               uri=settings.hubspot_webhook_url or request.url, body=request.body, headers=request.headers,
               tolerance_s=settings.hubspot_tolerance_s, allow_legacy=settings.hubspot_allow_legacy_signatures)
-    parsed = hubspot.parse(request.body)
+    parsed, quarantined = hubspot.parse(request.body, lambda portal: settings.provider_org("hubspot", portal))
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
@@ -153,9 +156,12 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     events = []
     for raw, event in parsed:
         deal, emails = deals.get(str(event.objectId), (None, []))
-        events += hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost,
-                                    settings.provider_org("hubspot", event.portalId))
-    return _store("hubspot", events, settings.attribution_window_days)
+        org_id = settings.provider_org("hubspot", event.portalId)
+        try:
+            events += hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost, org_id)
+        except BadValue as exc:  # the deal the API returned has an amount or date we cannot store
+            quarantined.append(Quarantined("hubspot", f"deal {exc}", raw, None, org_id))
+    return _store("hubspot", events, settings.attribution_window_days, quarantined)
 
 
 # --- Pipedrive --------------------------------------------------------------------------------
@@ -165,18 +171,22 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     _verified("pipedrive", verify_basic_auth, request.header("Authorization"), _secret("pipedrive_username"),
               _secret("pipedrive_password"))
     delivery = pipedrive.parse(request.body)
-    emails: list[str] = []
-    if delivery.status in ("won", "lost"):
-        emails = delivery.embedded_emails
-        if not emails and delivery.person_id:
-            client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
-                                     settings.http_timeout_s)
-            try:
-                emails = client.person_emails(delivery.person_id)[:1]
-            finally:
-                client.http.close()
-    org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
-    events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
+    try:
+        emails: list[str] = []
+        if delivery.status in ("won", "lost"):
+            emails = delivery.embedded_emails
+            person_id = delivery.person_id  # checked before it goes into the API path
+            if not emails and person_id:
+                client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
+                                         settings.http_timeout_s)
+                try:
+                    emails = client.person_emails(person_id)[:1]
+                finally:
+                    client.http.close()
+        org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
+        events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
+    except BadValue as exc:
+        raise InvalidInput(f"pipedrive: {exc}") from exc
     return _store("pipedrive", events, settings.attribution_window_days)
 
 
@@ -191,9 +201,15 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     if org_id is None:
         raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
     received = _now()
-    events = [salesforce.to_event(message, note, settings.salesforce_outcome_field, settings.salesforce_email_field,
-                                  org_id, received) for note in message.notifications]
-    _store("salesforce", events, settings.attribution_window_days)
+    events, quarantined = [], []
+    for note in message.notifications:
+        try:
+            events.append(salesforce.to_event(message, note, settings.salesforce_outcome_field,
+                                              settings.salesforce_email_field, org_id, received))
+        except BadValue as exc:  # one bad Opportunity must not make Salesforce retry the other 99
+            quarantined.append(Quarantined("salesforce", str(exc), {"NotificationId": note.notification_id,
+                                                                    "fields": note.fields}, None, org_id))
+    _store("salesforce", events, settings.attribution_window_days, quarantined)
     return salesforce.ACK
 
 
