@@ -90,7 +90,8 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     if settings.sendgrid_verify_signature:
         _verified("sendgrid", verify_sendgrid, _secret("sendgrid_public_key"),
                   request.header("X-Twilio-Email-Event-Webhook-Signature"),
-                  request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body)
+                  request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body,
+                  max_age_s=settings.sendgrid_max_age_s)
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
     events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), settings.provider_org("sendgrid", "*"))
