@@ -152,11 +152,11 @@ def test_leaderboard_and_strategies(db, models) -> None:
     [experiments.route("acme", f"lead-{i:04d}") for i in range(300)]
     seed_outcomes(db, models, 300, champion_rate=0.05, challenger_rate=0.05)
     db.execute("UPDATE outcome_labels SET lead_industry = 'fintech', framework = 'PAS', tone = 'warm'")
-    board = experiments.leaderboard_with_intervals(training.leaderboard())
+    board = experiments.leaderboard_with_intervals(training.leaderboard("acme"))
     champion = next(m for m in board if m["model_id"] == "flywheel-v1.0.0")
     assert champion["messages_sent"] > 200
     low, high = champion["reply_rate"]["interval"]
     assert low <= champion["reply_rate"]["rate"] <= high
-    cells = experiments.strategies("industry", min_sample=30)
+    cells = experiments.strategies("acme", "industry", min_sample=30)
     assert cells["cells"][0]["segment"] == "fintech" and cells["cells"][0]["reply_rate"]["n"] == 300
-    assert experiments.strategies("role", min_sample=30)["cells"] == []
+    assert experiments.strategies("acme", "role", min_sample=30)["cells"] == []

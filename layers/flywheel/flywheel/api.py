@@ -5,6 +5,7 @@ Error bodies are always JSON: {"error": <code>, "message": <text>, ...details}.
 
 from __future__ import annotations
 
+import base64
 import json
 import traceback
 from typing import Any
@@ -92,17 +93,30 @@ class FlywheelResolver(APIGatewayRestResolver):
     def resolve(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if self.json_bodies and event.get("body"):
             headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
-            content_type = headers.get("content-type", "application/json")
-            if not is_json_media_type(content_type):
-                metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
-                body = {"error": "unsupported_media_type", "message": "the body must be application/json"}
-                return {"statusCode": 415, "headers": {"Content-Type": "application/json"},
-                        "body": json.dumps(body), "isBase64Encoded": False}
+            if not is_json_media_type(headers.get("content-type", "application/json")):
+                return _refusal(415, "unsupported_media_type", "the body must be application/json")
+            try:
+                raw = event["body"]
+                (base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode()).decode("utf-8")
+            except (ValueError, UnicodeError):
+                return _refusal(400, "malformed_json", "request body is not UTF-8 JSON")
         return super().resolve(event, context)
+
+
+def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
+    """A refusal decided before routing, as the API Gateway proxy response."""
+    metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
+    logger.info("rejected request", extra={"reason": code})
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": code, "message": message}), "isBase64Encoded": False}
 
 
 def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
     app = FlywheelResolver(json_bodies)
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response:
+        return error_response(404, "not_found", "no such route")
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(exc: RequestUnsupportedContentType) -> Response:

@@ -175,6 +175,8 @@ class BedrockFineTuner:
         name = f"flywheel-{suffix}"[:63]
         kwargs: dict[str, Any] = {
             "jobName": name, "customModelName": name, "roleArn": self.role_arn, "baseModelIdentifier": base_model,
+            # the same run asking twice (a retried step) gets the same job, not a second one
+            "clientRequestToken": name,
             "customizationType": "FINE_TUNING", "trainingDataConfig": {"s3Uri": dataset.training},
             "outputDataConfig": {"s3Uri": output_s3},
             "hyperParameters": {k: str(v) for k, v in hyperparameters.items()},
