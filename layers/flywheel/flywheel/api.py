@@ -30,6 +30,7 @@ STATUS: dict[type[errors.FlywheelError], int] = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.DependencyUnavailable: 503,
+    errors.ProviderRefused: 503,  # the fine-tuning provider is not configured or refuses: an operator's problem
 }
 
 # Union members of a request body are tagged; the tag is not part of the field path.

@@ -17,16 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from flywheel.clients.aws import client
 from flywheel.clients.storage import upload_file
-from flywheel.errors import DependencyUnavailable, FlywheelError
+from flywheel.errors import DependencyUnavailable, ProviderRefused
+
+__all__ = ["ProviderRefused"]
 
 # Tests point the openai SDK at a fake provider through this transport.
 TRANSPORT: httpx2.BaseTransport | None = None
-
-
-class ProviderRefused(FlywheelError):
-    """The provider will not run this job (not retryable): the run fails with this message."""
-
-    code = "provider_refused"
 
 
 @dataclass
