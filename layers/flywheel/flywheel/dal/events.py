@@ -7,7 +7,7 @@ from typing import Any
 from uuid import UUID
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.domain.lifecycle import EventType, OutcomeEvent
+from flywheel.domain.lifecycle import COUNTED, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
                    org_id text, outcome_id uuid, status text, match_outcome_id uuid,
@@ -16,8 +16,11 @@ _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at t
 _EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcome_id, status,
                     match_outcome_id, match_provider_message_id, match_email, match_references,
                     match_window_days, data, payload"""
-# what the effects of an applied event are computed from
-APPLIED = "event_id, provider, event_key, event_type, occurred_at, data, outcome_id, org_id, status"
+def _applied(p: str = "") -> str:
+    """Columns of an applied event its effects are computed from (data only where effects read it)."""
+    return (f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
+            f"{p}status, CASE WHEN {p}event_type IN ('reply', 'reply_classified') THEN {p}data "
+            "ELSE '{}'::jsonb END AS data")
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,7 +37,7 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[s
             ON CONFLICT (provider, event_key) DO UPDATE
                SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
              WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
-            RETURNING {APPLIED}""",
+            RETURNING {_applied()}""",
         (jsonb(ordered),),
     ).fetchall()
 
@@ -97,27 +100,46 @@ def claim_orphans(conn: Connection, messages: list[dict[str, Any]]) -> list[dict
                               SET outcome_id = best.outcome_id, org_id = best.org_id, status = 'applied'
                              FROM best
                             WHERE e.event_id = best.event_id AND e.status = 'orphan'
-                        RETURNING {', '.join('e.' + c.strip() for c in APPLIED.split(','))}""",
+                        RETURNING {_applied("e.")}""",
         _message_params(messages)).fetchall()
 
 
+_COUNTED = sorted(t.value for t in COUNTED)
+
+
 def events_for(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, list[OutcomeEvent]]:
+    """Each outcome's applied events, with runs of counted events (opens, clicks, deferrals ...)
+    folded in SQL into their first event, their count and their latest time: re-deriving an outcome
+    with thousands of opens reads a handful of rows. Order is the lifecycle's canonical one
+    (occurred_at, then "provider:event_key" in code-point order)."""
+    if not outcome_ids:
+        return {}
     rows = conn.execute(
-        """SELECT outcome_id, provider, event_key, event_type, occurred_at, data
-             FROM outcome_events
-            WHERE outcome_id = ANY(%s) AND status = 'applied'""",
-        (outcome_ids,),
+        """WITH applied AS (
+               SELECT outcome_id, provider, event_key, event_type, occurred_at,
+                      provider || ':' || event_key COLLATE "C" AS key,
+                      CASE WHEN event_type = ANY(%(counted)s) THEN NULL ELSE data END AS data,
+                      coalesce(data->>'machine_open', '') AS flavour
+                 FROM outcome_events WHERE outcome_id = ANY(%(ids)s) AND status = 'applied'),
+           folded AS (
+               SELECT DISTINCT ON (outcome_id, event_type, flavour) outcome_id, key, event_type, occurred_at,
+                      flavour, count(*) OVER w AS n, max(occurred_at) OVER w AS last_at
+                 FROM applied WHERE event_type = ANY(%(counted)s)
+               WINDOW w AS (PARTITION BY outcome_id, event_type, flavour)
+                ORDER BY outcome_id, event_type, flavour, occurred_at, key)
+           SELECT outcome_id, key, event_type, occurred_at, data, 1 AS n, NULL::timestamptz AS last_at, NULL AS flavour
+             FROM applied WHERE NOT event_type = ANY(%(counted)s)
+           UNION ALL
+           SELECT outcome_id, key, event_type, occurred_at, NULL, n, last_at, flavour FROM folded""",
+        {"ids": outcome_ids, "counted": _COUNTED},
     ).fetchall()
     grouped: dict[UUID, list[OutcomeEvent]] = defaultdict(list)
     for r in rows:
-        grouped[r["outcome_id"]].append(
-            OutcomeEvent(
-                key=f"{r['provider']}:{r['event_key']}",
-                type=EventType(r["event_type"]),
-                occurred_at=r["occurred_at"],
-                data=r["data"],
-            )
-        )
+        data = r["data"] if r["data"] is not None else (
+            {"machine_open": r["flavour"] == "true"} if r["event_type"] == EventType.OPEN.value else {})
+        grouped[r["outcome_id"]].append(OutcomeEvent(key=r["key"], type=EventType(r["event_type"]),
+                                                     occurred_at=r["occurred_at"], data=data, count=int(r["n"]),
+                                                     last_at=r["last_at"]))
     return grouped
 
 
@@ -154,7 +176,7 @@ def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict
             WHERE e.status = 'orphan' AND b.status = 'applied' AND b.outcome_id = ANY(%s)
               AND b.data ? 'meeting_id' AND e.data ? 'meeting_id'
               AND e.provider = b.provider AND e.data->>'meeting_id' = b.data->>'meeting_id'
-        RETURNING {', '.join('e.' + c.strip() for c in APPLIED.split(','))}""",
+        RETURNING {_applied("e.")}""",
         (list(outcome_ids),),
     ).fetchall()
 

@@ -100,7 +100,7 @@ class Lookups:
 MAX_KEY = 512  # btree entries must stay well under PostgreSQL's 2704-byte limit
 
 
-def storable_problem(event: IncomingEvent) -> str | None:
+def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str | None:
     """Why this normalised event cannot be stored as it is, naming no value (or None)."""
     if not event.event_key or len(event.event_key) > MAX_KEY:
         return f"event key is empty or longer than {MAX_KEY} characters"
@@ -117,7 +117,8 @@ def storable_problem(event: IncomingEvent) -> str | None:
     except BadValue as exc:
         return str(exc)
     return (check_json([event.event_key, event.event_type, event.email, event.outcome_id, event.provider_message_id,
-                        event.references]) or check_json(event.data) or check_json(event.payload))
+                        event.references]) or check_json(event.data)
+            or check_json(event.payload, strings=scan_strings))
 
 
 def email_link(org_id: str, email: str) -> str:

@@ -26,32 +26,46 @@ class BadValue(ValueError):
     """A value the store cannot hold or that cannot be true; the message names no personal data."""
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def _bad_text(text: str) -> str | None:
-    if "\x00" in text:
-        return "contains a NUL character"
-    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
-        return "contains an unpaired surrogate"
-    return None
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    return "contains a NUL character" if found.group() == "\x00" else "contains an unpaired surrogate"
 
 
-def check_json(value: Any, depth: int = 0) -> str | None:
-    """The first reason this JSON value cannot be stored as jsonb/text, or None."""
-    if depth > MAX_DEPTH:
-        return f"nested deeper than {MAX_DEPTH} levels"
-    if isinstance(value, str):
-        return _bad_text(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "contains NaN or Infinity"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            problem = _bad_text(str(key)) or check_json(item, depth + 1)
-            if problem:
-                return problem
-    elif isinstance(value, list | tuple):
-        for item in value:
-            problem = check_json(item, depth + 1)
-            if problem:
-                return problem
+# how NUL and unpaired surrogates can appear in a JSON text: as escapes (raw ones are invalid JSON)
+UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def check_json(value: Any, *, strings: bool = True) -> str | None:
+    """The first reason this JSON value cannot be stored as jsonb/text, or None. `strings=False`
+    skips the per-string scan (the raw JSON text was checked for the escapes already)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested deeper than {MAX_DEPTH} levels"
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if strings and isinstance(key, str) and _UNSTORABLE.search(key):
+                    return _bad_text(key)
+                if isinstance(child, dict | list | tuple):
+                    stack.append((child, depth + 1))
+                elif isinstance(child, str):
+                    if strings and _UNSTORABLE.search(child):
+                        return _bad_text(child)
+                elif isinstance(child, float) and not math.isfinite(child):
+                    return "contains NaN or Infinity"
+        elif isinstance(item, list | tuple):
+            stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if strings and _UNSTORABLE.search(item):
+                return _bad_text(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "contains NaN or Infinity"
     return None
 
 

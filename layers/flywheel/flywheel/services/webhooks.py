@@ -14,7 +14,7 @@ from typing import Any
 from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
 from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
-from flywheel.domain.inputs import IDENTIFIER, BadValue
+from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
 from flywheel.observability import logger, metrics
 from flywheel.services.ingest import ingest_events, linked_outcome
@@ -50,12 +50,14 @@ def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **
 
 
 def _store(provider: str, events: list[IncomingEvent], window_days: int,
-           quarantined: list[Quarantined] | None = None) -> dict[str, Any]:
+           quarantined: list[Quarantined] | None = None, body: bytes | None = None) -> dict[str, Any]:
     """Store a request's events. `quarantined` is given for batch providers: an event the store
     cannot hold joins it; for a single-event request the same problem is a 422 and nothing is written."""
     good = []
+    # a JSON body without NUL or surrogate escapes cannot carry them: skip scanning every string
+    scan = body is None or UNSTORABLE_ESCAPE.search(body) is not None
     for event in events:
-        problem = storable_problem(event)
+        problem = storable_problem(event, scan_strings=scan)
         if problem is None:
             good.append(event)
         elif quarantined is None:
@@ -95,7 +97,7 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
     events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), settings.provider_org("sendgrid", "*"))
-    return _store("sendgrid", events, settings.attribution_window_days, quarantined)
+    return _store("sendgrid", events, settings.attribution_window_days, quarantined, request.body)
 
 
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
