@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -91,7 +92,7 @@ class FlywheelResolver(APIGatewayRestResolver):
         super().__init__(enable_validation=True, json_body_deserializer=strict_json)
         self.json_bodies = json_bodies
 
-    def resolve(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         if self.json_bodies and event.get("body"):
             headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
             if not is_json_media_type(headers.get("content-type", "application/json")):

@@ -14,7 +14,8 @@ def add(conn: Connection, messages: list[tuple[str, str, dict[str, Any]]]) -> in
     rows = [{"topic": t, "dedupe_key": k, "payload": p} for t, k, p in sorted(messages, key=lambda m: m[:2])]
     return len(conn.execute(
         """INSERT INTO outbox (topic, dedupe_key, payload)
-           SELECT topic, dedupe_key, payload FROM jsonb_to_recordset(%s) AS x(topic text, dedupe_key text, payload jsonb)
+           SELECT topic, dedupe_key, payload
+             FROM jsonb_to_recordset(%s) AS x(topic text, dedupe_key text, payload jsonb)
            ON CONFLICT (topic, dedupe_key) DO NOTHING RETURNING outbox_id""",
         (jsonb(rows),),
     ).fetchall())

@@ -83,13 +83,14 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
             responses.pop("422", None)
             if path in bodies:
                 media, schema = bodies[path]
-                operation["requestBody"] = {"required": True, "content": {media: {"schema": _inline_defs(schema, schemas)}}}
-                ok = {"text/xml": {"schema": {"type": "string", "description": "the SOAP Ack"}}} if media == "text/xml" \
-                    else {"application/json": {"schema": {"$ref": "#/components/schemas/IngestSummary"}}}
+                operation["requestBody"] = {"required": True,
+                                            "content": {media: {"schema": _inline_defs(schema, schemas)}}}
+                ok = ({"text/xml": {"schema": {"type": "string", "description": "the SOAP Ack"}}} if media == "text/xml"
+                      else {"application/json": {"schema": {"$ref": "#/components/schemas/IngestSummary"}}})
                 responses["200"] = {"description": "stored (duplicates and malformed batch events included)",
                                     "content": ok}
                 operation["security"] = []
-                codes = (400, 401, 403, 413, 415, 422, 503)
+                codes: tuple[int, ...] = (400, 401, 403, 413, 415, 422, 503)
             else:
                 operation["security"] = [{"sigv4": []}]
                 codes = (400, 404, 409, 415, 422, 503) if method == "post" else (404, 422, 503)

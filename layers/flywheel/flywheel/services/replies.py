@@ -12,8 +12,8 @@ from flywheel.clients.llm import LlmUnavailable, OpenAIReplyClassifier
 from flywheel.clients.secrets import webhook_secret
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
-from flywheel.domain.effects import NEEDS_ATTENTION
 from flywheel.dal.connection import transaction
+from flywheel.domain.effects import NEEDS_ATTENTION
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.reply_rules import classify_offline
@@ -24,7 +24,6 @@ from flywheel.observability import logger
 from flywheel.services.ingest import ingest_events
 from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import get_settings
-
 
 
 def _llm() -> OpenAIReplyClassifier | None:

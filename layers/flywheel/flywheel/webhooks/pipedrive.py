@@ -75,8 +75,8 @@ class PipedriveDelivery:
 
     @property
     def occurred_at(self) -> datetime:
-        return (_time(self.meta.get("timestamp"), "meta.timestamp") or _time(self.deal.get("update_time"), "update_time")
-                or datetime.now(UTC))
+        return (_time(self.meta.get("timestamp"), "meta.timestamp")
+                or _time(self.deal.get("update_time"), "update_time") or datetime.now(UTC))
 
     @property
     def status(self) -> str | None:
