@@ -27,6 +27,7 @@ from flywheel.clients import http as http_client
 from flywheel.clients.aws import reset_clients
 from flywheel.local.openapi import build_document
 from flywheel.local.server import make_server
+from flywheel.local.template import read_template
 from tests.conftest import ROOT, load_event
 from tests.integration.test_webhook_crm import FakeCrm
 from tests.webhook_helpers import (
@@ -141,3 +142,10 @@ def test_no_route_answers_5xx_or_writes_on_refusal(case, server, db) -> None:
         answer = json.loads(payload)
         # ours: {"error", "message"}; API Gateway's own 403 for an undefined method: {"message"}
         assert answer.get("error") or (status == 403 and answer.get("message")), payload[:300]
+
+
+def test_committed_openapi_document_is_current() -> None:
+    committed = json.loads((ROOT / "openapi.json").read_text())
+    assert committed == json.loads(json.dumps(build_document(ROOT / "template.yaml"))), "run `make openapi`"
+    routes = {r.path for spec in read_template(ROOT / "template.yaml").functions().values() for r in spec.routes}
+    assert set(committed["paths"]) == routes  # every route of the template, none missing
