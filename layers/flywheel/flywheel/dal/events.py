@@ -19,8 +19,8 @@ _EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcom
 def _applied(p: str = "") -> str:
     """Columns of an applied event its effects are computed from (data only where effects read it)."""
     return (f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
-            f"{p}status, CASE WHEN {p}event_type IN ('reply', 'reply_classified') THEN {p}data "
-            "END AS data")
+            f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
+            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified') THEN {p}data END AS data")
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

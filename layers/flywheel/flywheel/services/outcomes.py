@@ -106,7 +106,7 @@ def _register(unique: list[dict[str, Any]], extra: list[str], wait: bool = False
         new = [{**r, "outcome_id": ids[(r["org_id"], r["dedupe_key"])][0]}
                for r in unique if ids[(r["org_id"], r["dedupe_key"])][1]]
         claimed = events_dal.claim_orphans(conn, new)
-        late = [f"meeting:{r['data']['meeting_id']}" for r in claimed if r["data"].get("meeting_id")]
+        late = [f"meeting:{r['meeting_id']}" for r in claimed if r["meeting_id"]]
         if late and not wait and not try_lock_links(conn, late, held):
             raise _RetryWithMoreLocks(late)
         touched = {r["outcome_id"] for r in claimed}
