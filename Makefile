@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test demo lint invoke start-api bench migrate clean classifier-model
+.PHONY: dev test demo lint invoke start-api bench migrate openapi clean classifier-model
 
 $(STAMP): pyproject.toml layers/flywheel/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -40,6 +40,9 @@ invoke: $(STAMP)
 
 start-api: $(STAMP)
 	$(BIN)/flywheel start-api --port $(or $(PORT),8081)
+
+openapi: $(STAMP)
+	$(BIN)/python -m flywheel.local.openapi openapi.json
 
 bench: $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
