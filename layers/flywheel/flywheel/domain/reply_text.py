@@ -5,13 +5,23 @@ from __future__ import annotations
 import re
 
 # Where the quoted original starts, in the languages our prospects write in.
+_WROTE = r"(?:wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev|написал\(а\)|написал|napisał|kirjoitti)"
 _QUOTE_HEADERS = [
     re.compile(r"^\s*(on|le|am|el|il|op|em|den|på)\s.{0,200}(wrote|a écrit|schrieb|escribió|ha scritto|schreef|"
                r"escreveu|skrev)\b.{0,120}:\s*$", re.IGNORECASE),
     re.compile(r"^\s*-{2,}\s*(original message|ursprüngliche nachricht|message d'origine|mensaje original)\s*-{2,}",
                re.IGNORECASE),
     re.compile(r"^\s*_{10,}\s*$"),
-    re.compile(r"^\s*(from|von|de|van):\s.+$", re.IGNORECASE),
+    # Outlook's header block, in the languages above plus Japanese, Chinese and Russian; French
+    # typography puts a space before the colon ("De : Sam Lee")
+    re.compile(r"^\s*(from|von|de|van|da|od|från|fra|差出人|发件人|寄件者|от)\s?[:：]\s*.+$", re.IGNORECASE),
+    # "Sam Lee wrote:" or a header with a date or an address ("what one CFO wrote:" is not a quote),
+    # and Gmail's date-and-sender line with no verb in Japanese and Chinese
+    re.compile(rf"^\s*(?:[A-ZÀ-ÖØ-ÞА-Я][\w.'’-]*\s+){{1,4}}{_WROTE}\s*:\s*$"),
+    re.compile(rf"^.{{0,200}}[\d@].{{0,200}}\b{_WROTE}\s*:\s*$", re.IGNORECASE),
+    re.compile(r"^.{0,200}<[^<>\s@]+@[^<>\s]+>\s*[:：]\s*$"),
+    re.compile(r"^\s*(-{2,}\s*(forwarded message|weitergeleitete nachricht|message transféré|mensaje reenviado|"
+               r"messaggio inoltrato)\s*-{2,}|begin forwarded message:)", re.IGNORECASE),
 ]
 
 
