@@ -61,6 +61,12 @@ def test_a_company_is_also_found_by_its_distinctive_first_word(text: str, expect
     assert redact(text) == expected
 
 
+@pytest.mark.parametrize("company", ["ООО Ромашка", 'ООО "Ромашка"', "ООО «Ромашка»", "PT Maju Jaya"])
+def test_a_company_is_found_without_its_legal_form_in_front_or_its_quotes(company: str) -> None:
+    name = company.split(" ", 1)[1].strip('"«»')
+    assert redact(f"Команда «{name}» и {company}", company=company) == "Команда «{{company}}» и {{company}}"
+
+
 def test_a_first_word_that_is_an_ordinary_word_is_only_removed_as_a_name() -> None:
     out = redact("A bright future: Bright's team runs abm-bright-q3.", first="Will", last="Price",
                  company="Bright Box Ltd")

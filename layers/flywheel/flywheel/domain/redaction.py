@@ -451,6 +451,9 @@ _LEGAL_SUFFIX = re.compile(
     r"[,\s]+(?:inc\.?|incorporated|llc|l\.l\.c\.|ltd\.?|limited|plc|corp\.?|corporation|co\.?|company|gmbh|"
     r"gmbh & co\.? kg|ag|kg|se|sa|s\.a\.|sas|sarl|s\.r\.l\.|srl|spa|s\.p\.a\.|bv|b\.v\.|nv|n\.v\.|oy|ab|as|a/s|"
     r"aps|pty\.? ltd\.?|pte\.? ltd\.?|k\.k\.|kk|llp|lp|s\.l\.|sl|oü|sp\. z o\.o\.)$", re.IGNORECASE)
+# legal forms written before the name (ООО «Ромашка», PT Maju Jaya) and the quotes around it
+_LEGAL_PREFIX = re.compile(r"^(?:ООО|ОАО|ЗАО|ПАО|НАО|АО|ИП|ТОВ|ПрАТ|ПАТ|ТОО|PT|CV|UAB|SIA|OOO)\s+")
+_QUOTES = "\"'«»„“”‘’‹›「」『』"
 _CJK_COMPANY_AFFIX = re.compile(r"^(?:株式会社|有限会社)|(?:株式会社|有限会社|有限公司|股份有限公司|公司)$")
 def _wordset(words: str) -> frozenset[str]:
     return frozenset(words.split())
@@ -532,6 +535,7 @@ def company_variants(name: str) -> set[str]:
         cores.add(shorter)
         core = shorter
     cores |= {_CJK_COMPANY_AFFIX.sub("", c) for c in cores}
+    cores |= {_LEGAL_PREFIX.sub("", c).strip(_QUOTES + " ") for c in cores}
     cores |= {c[4:] for c in cores if c.lower().startswith("the ") and len(c) > 6}
     variants: set[str] = set()
     cores |= {re.sub(r"\s*&\s*", f" {joiner} ", c) for c in cores if "&" in c for joiner in ("and", "und")}
@@ -548,7 +552,7 @@ def company_variants(name: str) -> set[str]:
 def company_first_word(name: str) -> str | None:
     """The distinctive first word of a company name of several words, as people shorten it
     ("Northwind's roadmap" for Northwind Traders Inc., `abm-northwind-q4`); None for a generic one."""
-    core = " ".join(name.split())
+    core = _LEGAL_PREFIX.sub("", " ".join(name.split())).strip(_QUOTES + " ")
     while (shorter := _LEGAL_SUFFIX.sub("", core).strip(" ,")) and shorter != core:
         core = shorter
     words = core.split()
