@@ -121,11 +121,13 @@ def test_limits_come_from_the_chosen_providers_base_model() -> None:
 
 
 def test_the_near_duplicate_threshold_holds_on_the_blind_set() -> None:
-    """Chosen on the tuning families (bench/dedupe_threshold.py); measured on the blind families
-    at 0.4: precision 1.000, recall 0.990, every edit dropped, every distinct email kept."""
-    blind = pair_scores(*planted(blind=True), nd.DUPLICATE_THRESHOLD)
-    assert blind["precision"] >= 0.97 and blind["recall"] >= 0.95
-    assert blind["duplicates_dropped"] >= 0.97 and blind["distinct_kept"] == 1.0
+    """Chosen on the tuning families (bench/dedupe_threshold.py); measured on the blind families,
+    with personalised versions of each template as different emails, at 0.85: precision 0.985,
+    recall 0.910, 99.3 % of edits dropped, 95.8 % of distinct emails kept (3-shingles at 0.4,
+    before: 100 % dropped but 22.9 % kept, the personalised versions merged with their template)."""
+    blind = pair_scores(*planted(blind=True, personal=2), nd.DUPLICATE_THRESHOLD)
+    assert blind["precision"] >= 0.97 and blind["recall"] >= 0.89
+    assert blind["duplicates_dropped"] >= 0.98 and blind["distinct_kept"] >= 0.94
 
 
 def _staged(texts: list[str], prompts: list[str], second: list[str] | None = None) -> Staged:

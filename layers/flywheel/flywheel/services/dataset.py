@@ -163,7 +163,7 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
         "redactions": dict(redactor.counts),
         "comprehend": staged.comprehend,
         "reserved_keywords_neutralised": written.reserved,
-        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word 3-shingles, LSH "
+        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word sets, LSH "
                              f"{nd.BANDS}x{nd.ROWS}", "duplicate_threshold": nd.DUPLICATE_THRESHOLD,
                    "split": "near-duplicate clusters and identical prompts stay on one side"},
         "tokens": {"train": train_report.as_dict(), "validation": validation_report.as_dict(),
