@@ -75,12 +75,19 @@ _CONFUSABLES = str.maketrans({
     "ı": "i", "ℓ": "l"})
 
 
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
 def normalized(text: str) -> tuple[str, list[int] | None]:
     """The text as detectors read it: each character in NFKC (full-width `０３－１２` and `＠` become
     ASCII, decomposed accents compose), invisible format characters dropped. Returns the text and,
-    when it differs, the index in the original of each of its characters (None: unchanged)."""
-    if text.isascii() or (not _INVISIBLE.search(text) and unicodedata.is_normalized("NFKC", text)):
+    when its offsets differ, the index in the original of each of its characters (None: same offsets)."""
+    if text.isascii():
         return text, None
+    if not _INVISIBLE.search(text):
+        one_for_one = text.translate(_FULL_WIDTH)  # the common case in Japanese and Chinese mail
+        if unicodedata.is_normalized("NFKC", one_for_one):
+            return one_for_one, None
     out: list[str] = []
     where: list[int] = []
     for i, char in enumerate(text):
