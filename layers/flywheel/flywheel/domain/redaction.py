@@ -73,8 +73,7 @@ _CONFUSABLES = str.maketrans({
     "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "һ": "h", "ԁ": "d", "ӏ": "l", "ԛ": "q", "ԝ": "w",
     "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
     "ı": "i", "ℓ": "l"})
-
-
+# full-width ASCII and the ideographic space, one character for one
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
 
@@ -462,6 +461,8 @@ _LEGAL_SUFFIX = re.compile(
 _LEGAL_PREFIX = re.compile(r"^(?:ООО|ОАО|ЗАО|ПАО|НАО|АО|ИП|ТОВ|ПрАТ|ПАТ|ТОО|PT|CV|UAB|SIA|OOO)\s+")
 _QUOTES = "\"'«»„“”‘’‹›「」『』"
 _CJK_COMPANY_AFFIX = re.compile(r"^(?:株式会社|有限会社)|(?:株式会社|有限会社|有限公司|股份有限公司|公司)$")
+
+
 def _wordset(words: str) -> frozenset[str]:
     return frozenset(words.split())
 
@@ -479,8 +480,7 @@ _PERSON_VERBS = _wordset("referred introduced reports managed owned sponsored ap
 _NOT_PERSON_NAMES = _wordset(
     "product company account campaign plan stage file host domain brand event project deal tool app team org "
     "organization organisation list field template sequence segment tier industry city country region street job "
-    "role pipeline opportunity opp cadence workspace channel tag category source vendor competitor partner "
-    "display_only")
+    "role pipeline opportunity opp cadence workspace channel tag category source vendor competitor partner")
 _PART_KEYS = _wordset("first last given family surname middle display full")
 _KEY_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 # name parts that are not names on their own ("de" and "la" of De La Cruz, "van" of van Dijk)
