@@ -44,6 +44,9 @@ def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) ->
             # a rate of 0 in history would plan an infinite canary: floor it at one event
             baselines[name] = max(history[name], 1) / history["early_units"]
         measured.append("guardrails")
+    if history["primary_units"] >= MIN_HISTORY_LEADS:
+        for name in ("bounce", "unsubscribe", "spam_report", "negative_reply"):
+            baselines[name] = max(history[name], 1) / history["primary_units"]
     else:
         notes.append("too little history for the early guardrail rates: typical rates used")
     weeks = HISTORY_DAYS / 7
@@ -68,8 +71,11 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_percent
     settings = domain.Config.from_dict(raw)
     baselines, volume, source, notes = _history_figures(conn, raw, now)
     share = canary_percentage / 100
-    plan = domain.plan(baselines=baselines, mde=float(raw.get("mde", 0.10)), canary_share=share,
-                       weekly_volume=volume, config=settings, source=source)
+    try:
+        plan = domain.plan(baselines=baselines, mde=float(raw.get("mde", 0.10)), canary_share=share,
+                           weekly_volume=volume, config=settings, source=source)
+    except ValueError as exc:  # a lift the baseline cannot take, or one no sample could detect
+        raise InvalidInput(f"experiment_config.mde: {exc}", field="experiment_config.mde") from exc
     plan["notes"] = notes
     experiment = experiments_dal.create(conn, {
         "experiment_id": f"exp-{secrets.token_hex(6)}", "champion_model_id": champion_id,
@@ -187,7 +193,8 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str
         experiment = experiments_dal.running(conn, lock=True)
         if experiment is None:
             raise NotFound("no experiment is running")
-        rows = experiments_dal.segment_counts(conn, experiment["experiment_id"], metric_windows(), now)
+        settle = domain.Config.from_dict(experiment["config"]).settle_hours
+        rows = experiments_dal.segment_counts(conn, experiment["experiment_id"], metric_windows(), now, settle)
         snap = snapshot(experiment, rows, now)
         decision = domain.decide(snap)
         if only is not None and decision["action"] != only:
