@@ -479,3 +479,65 @@ def test_a_lift_the_plan_cannot_take_is_a_422_and_nothing_is_deployed(db, api) -
         assert status == 422 and body["error"] == "validation_error" and body["field"] == "experiment_config.mde", body
     assert count(db, "experiments") == 0 and registry(db)["flywheel-v1.1.0"]["status"] == "ready"
     assert registry(db)["flywheel-v1.0.0"]["traffic_percentage"] == 100
+
+
+def test_a_manual_rollback_during_an_evaluation_waits_instead_of_deadlocking(db, db_url, models) -> None:
+    """An evaluation holds the running experiment's row and goes on to lock the champion's and
+    challenger's rows (to roll back); an operator's rollback arrives meanwhile. Both take the
+    experiment first, so the rollback waits and then finds the challenger already withdrawn. (When
+    the manual path locked the models first, PostgreSQL killed one side with a deadlock: a 503.)"""
+    import time
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    outcome: dict[str, Any] = {}
+
+    def operator() -> None:
+        try:
+            outcome["result"] = training.rollback(actor="ops", reason="reply rate dropped",
+                                                  model_id="flywheel-v1.1.0")
+        except Exception as exc:  # noqa: BLE001 - the assertion reports it
+            outcome["error"] = exc
+
+    with psycopg.connect(db_url, row_factory=dict_row) as evaluator:
+        evaluator.execute("SELECT * FROM experiments WHERE status = 'running' FOR UPDATE")
+        thread = threading.Thread(target=operator)
+        thread.start()
+        time.sleep(0.5)  # the operator's transaction is now waiting on a lock
+        evaluator.execute("SET LOCAL lock_timeout = '10s'")
+        # the evaluator's next step, as models_dal.lock_roles takes it: it must not wait on the operator
+        evaluator.execute("SELECT * FROM model_registry WHERE role IS NOT NULL ORDER BY role FOR UPDATE")
+        evaluator.execute("UPDATE model_registry SET role = NULL, status = 'archived', traffic_percentage = 0 "
+                          "WHERE role = 'challenger'")
+        evaluator.execute("UPDATE experiments SET status = 'rolled_back', ended_at = now() WHERE status = 'running'")
+        evaluator.commit()
+    thread.join(30)
+    assert "error" not in outcome, outcome
+    assert outcome["result"] == {"rolled_back": None, "champion": "flywheel-v1.0.0", "changed": False}
+    assert count(db, "experiment_evaluations") == 0  # the operator found nothing left to end
+
+
+def test_a_retried_rollback_never_demotes_the_champion(db, api) -> None:
+    """v1.0.0, then v1.1.0 promoted, then v1.2.0 as challenger. A rollback without a model withdraws
+    the challenger; its retry (the client timed out) changes nothing — it used to roll the champion
+    back to v1.0.0. Restoring the previous champion names the champion, and its retry is a no-op."""
+    insert_models(db)
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                  VALUES ('flywheel-v1.2.0', 'v1.2.0', 1, 2, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""")
+    training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
+    training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run")
+    training.promote("flywheel-v1.1.0", actor="test", reason="won its experiment")
+    training.deploy_model("flywheel-v1.2.0", canary_percentage=10, actor="test", reason="weekly run")
+    status, first = api.post("/training/rollback", {"reason": "bad copy"})
+    assert status == 200 and first == {"rolled_back": "flywheel-v1.2.0", "champion": "flywheel-v1.1.0", "changed": True}
+    status, retry = api.post("/training/rollback", {"reason": "bad copy"})
+    assert status == 409 and "name the current champion" in retry["message"]
+    assert registry(db)["flywheel-v1.1.0"]["role"] == "champion"
+    for _ in range(2):
+        status, undo = api.post("/training/rollback", {"reason": "reply rate dropped", "model_id": "flywheel-v1.1.0"})
+        assert status == 200
+    assert undo["changed"] is False and registry(db)["flywheel-v1.0.0"]["role"] == "champion"
+    assert [r["action"] for r in db.execute("SELECT action FROM model_history WHERE action IN "
+                                            "('rolled_back', 'restored_as_champion') ORDER BY history_id")] == [
+        "rolled_back", "rolled_back", "restored_as_champion"]

@@ -270,7 +270,7 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert refused["decision"]["stage"] == "canary"
     status, promoted = call("POST", "/training/promote-winner", {"force": True, "reason": "sales ops asked"})
     assert status == 200 and promoted == {"promoted": "flywheel-v1.1.0", "archived": champion, "changed": True}
-    status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped"})
+    status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped", "model_id": "flywheel-v1.1.0"})
     assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion, "changed": True}
     history = db.execute("SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' "
                          "ORDER BY history_id").fetchall()

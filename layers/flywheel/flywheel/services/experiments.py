@@ -273,10 +273,17 @@ def evaluation_history(experiment_id: str, *, include_snapshots: bool = False, l
     }
 
 
-def end_running(conn: Connection, status: str, *, actor: str, reason: str, now: datetime | None = None) -> None:
-    """A manual promotion or rollback ends the running experiment too (recorded in its history)."""
+def lock_running(conn: Connection) -> dict[str, Any] | None:
+    """The running experiment, its row locked: taken first by everything that changes the registry
+    while an experiment may run (the evaluator does the same), so no two writers deadlock."""
+    return experiments_dal.running(conn, lock=True)
+
+
+def end_running(conn: Connection, experiment: dict[str, Any] | None, status: str, *, actor: str, reason: str,
+                now: datetime | None = None) -> None:
+    """A manual promotion or rollback ends the running experiment (locked by the caller with
+    `lock_running`) too, recorded in its history."""
     now = now or datetime.now(UTC)
-    experiment = experiments_dal.running(conn, lock=True)
     if experiment is not None:
         experiments_dal.update(conn, experiment["experiment_id"], status=status, ended_at=now)
         _record(conn, experiment, None, {"action": f"manual_{status}", "reason": reason}, actor, True, now)

@@ -348,17 +348,19 @@ def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, acto
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     with transaction() as conn:
+        running = experiments.lock_running(conn)  # the lock order: the experiment, then the registry
         done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
         if done["changed"]:
-            experiments.end_running(conn, "promoted", actor=actor, reason=reason)
+            experiments.end_running(conn, running, "promoted", actor=actor, reason=reason)
     return done
 
 
 def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[str, Any]:
     with transaction() as conn:
+        running = experiments.lock_running(conn)  # the lock order: the experiment, then the registry
         done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
         if done["changed"]:
-            experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
+            experiments.end_running(conn, running, "rolled_back", actor=actor, reason=reason)
     return done
 
 
