@@ -326,44 +326,56 @@ def test_srm_holds_promotion_and_a_restart_is_the_way_out(db, api, models) -> No
     assert status == 404
 
 
-def _evaluate_in_process(url: str, start: Any, now: str, out: Any) -> None:
+def _evaluate_in_process(url: str, start: Any, now: str, out: Any, only: str | None = None) -> None:
     import os
 
+    from flywheel.errors import Conflict
     from flywheel.services import experiments as service
 
     assert os.environ["DATABASE_URL"] == url
     start.wait()
     try:
-        out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now))["action"])
+        out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now),
+                                 only=only)["action"])
     except NotFound:
         out.put("none")
+    except Conflict as exc:  # promote-winner: the decision, nothing changed
+        out.put(f"refused {exc.details['decision']['action']}")
 
 
 def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
-    """Four processes evaluate a harmful canary at once: one rolls back, the others find nothing
-    running; the champion is never demoted by a second rollback."""
+    """Four processes evaluate a harmful canary at once, and a fifth asks promote-winner's question
+    (apply only a promotion): one evaluator rolls back, the others find nothing running, and
+    promote-winner either finds nothing running or is refused with the rollback decision. The
+    champion is never demoted by a second rollback."""
     started = started_days_ago(db, 3)
     db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
     db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, 'acme', 'lead-' || i, CASE WHEN i %% 10 = 0 THEN 'challenger' ELSE 'champion' END,
                          0, 'canary', 1 FROM generate_series(1, 3000) AS i""", (models["experiment_id"],))
+    # one message every 10 seconds from the first hour on; each challenger lead bounces 20 minutes later
     db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
                                               experiment_arm, bounced_at)
-                  SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', %s + interval '1 hour', a.experiment_id, a.arm,
-                         CASE WHEN a.arm = 'challenger' AND a.lead_id LIKE '%%0' THEN %s + interval '2 hours' END
-                    FROM assignments a""", (started, started))
+                  SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', s.sent, a.experiment_id, a.arm,
+                         CASE WHEN a.arm = 'challenger' AND a.lead_id LIKE '%%0' THEN s.sent + interval '20 minutes' END
+                    FROM assignments a
+                   CROSS JOIN LATERAL (SELECT %s::timestamptz + interval '1 hour'
+                                              + make_interval(secs => 10 * substr(a.lead_id, 6)::int) AS sent) s""",
+               (started,))
     close_connection()  # the children open their own connections
     ctx = multiprocessing.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
     now = datetime.now(UTC).isoformat()
     workers = [ctx.Process(target=_evaluate_in_process, args=(db_url, start, now, out)) for _ in range(4)]
+    workers.append(ctx.Process(target=_evaluate_in_process, args=(db_url, start, now, out, "promote")))
     for w in workers:
         w.start()
     start.set()
     for w in workers:
         w.join(60)
     results = sorted(out.get(timeout=5) for _ in workers)
-    assert results == ["none", "none", "none", "rollback"]
+    assert results in (["none", "none", "none", "none", "rollback"], ["none", "none", "none", "refused rollback",
+                                                                      "rollback"]), results
     history = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id")]
     assert history.count("rolled_back") == 1 and "restored_as_champion" not in history
     assert registry(db)["flywheel-v1.0.0"]["role"] == "champion"

@@ -225,6 +225,14 @@ def test_discarded_segments_leave_the_primary() -> None:
     lambda s: s["segments"][1]["assigned"].pop("challenger"),
     lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=True),
     lambda s: s.update(segments=[]),
+    # values no experiment can have: an error, not a decision
+    lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=20_001),  # > units
+    lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(units=-5),
+    lambda s: s["segments"][0]["arms"]["champion"]["unsubscribe_1d"].update(conversions=-1),
+    lambda s: s["segments"][1]["assigned"].update(champion=-1),
+    lambda s: s.update(allocation=1.5),
+    lambda s: s.update(allocation=0),
+    lambda s: s.update(days_running=-3),
 ])
 def test_a_missing_field_is_an_error_never_a_default(mutate) -> None:
     snap = ab_snapshot()

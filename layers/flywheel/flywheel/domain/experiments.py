@@ -255,9 +255,16 @@ def _require(container: Any, key: str, where: str, kind: type | tuple[type, ...]
     return value
 
 
+def _count(container: Any, key: str, where: str) -> float:
+    value = _require(container, key, where)
+    if not 0 <= value < math.inf:
+        raise SnapshotError(f"snapshot field {where}{key} must be a count (0 or more), not {value!r}")
+    return float(value)
+
+
 def _counts(segments: list[dict[str, Any]], name: str, value: str = "conversions") -> np.ndarray:
     """(arm, [value, units], segment) → counts of one metric; a metric absent from a segment has no
-    units there."""
+    units there. A count below 0, or more conversions than units, is an error."""
     out = np.zeros((2, 2, len(segments)))
     for s, segment in enumerate(segments):
         for a, arm in enumerate(("champion", "challenger")):
@@ -265,8 +272,10 @@ def _counts(segments: list[dict[str, Any]], name: str, value: str = "conversions
             if entry is None:
                 continue
             where = f"segments[{s}].arms.{arm}.{name}."
-            out[a, 0, s] = _require(entry, value, where)
-            out[a, 1, s] = _require(entry, "units", where)
+            out[a, 0, s] = _count(entry, value, where)
+            out[a, 1, s] = _count(entry, "units", where)
+            if value == "conversions" and out[a, 0, s] > out[a, 1, s]:
+                raise SnapshotError(f"snapshot field {where}conversions exceeds {where}units")
     return out
 
 
@@ -374,11 +383,13 @@ def validate(snapshot: Any) -> list[dict[str, Any]]:
     stage = _require(snapshot, "stage", "", str)
     if stage not in ("canary", "ab"):
         raise SnapshotError(f"snapshot stage must be canary or ab, not {stage!r}")
-    for key in ("days_running", "days_in_stage", "allocation", "planned_sample", "canary_sample"):
-        _require(snapshot, key, "")
+    for key in ("days_running", "days_in_stage", "planned_sample", "canary_sample"):
+        _count(snapshot, key, "")
     for key in ("planned_sample", "canary_sample"):
         if snapshot[key] <= 0:
             raise SnapshotError(f"snapshot field {key} must be positive")
+    if not 0 < _require(snapshot, "allocation", "") < 1:
+        raise SnapshotError("snapshot field allocation (the challenger's share) must be between 0 and 1")
     segments = _require(snapshot, "segments", "", list)
     if not segments:
         raise SnapshotError("snapshot has no segments")
@@ -391,6 +402,7 @@ def validate(snapshot: Any) -> list[dict[str, Any]]:
         arms = _require(segment, "arms", where, dict)
         for arm in ("champion", "challenger"):
             _require(assigned, arm, f"{where}assigned.", int)
+            _count(assigned, arm, f"{where}assigned.")
             _require(_require(arms, arm, f"{where}arms.", dict), PRIMARY, f"{where}arms.{arm}.", dict)
         if "discarded" in segment and not isinstance(segment["discarded"], bool):
             raise SnapshotError(f"{where}discarded must be true or false")
