@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from flywheel.dal.connection import close_connection
+from flywheel.domain.experiments import TYPICAL_RATES
 from flywheel.errors import NotFound
 from flywheel.local.invoke import invoke
 from flywheel.services import experiments, training
@@ -157,6 +158,8 @@ def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
     assert plan["weekly_volume"] == pytest.approx(252, rel=0.02)  # 28 days of 36 leads a day
     assert plan["baselines"]["positive_reply"] == pytest.approx(0.02, rel=0.05)
     assert plan["baselines"]["bounce_1d"] == pytest.approx(0.01, rel=0.1)
+    assert plan["baselines"]["bounce"] == pytest.approx(0.01, rel=0.1)  # the full windows are measured too
+    assert plan["baselines"]["unsubscribe"] < TYPICAL_RATES["unsubscribe"]  # none in history: floored at one event
     assert plan["fits"] is False and "beyond the 56-day maximum" in deployed["warnings"][0]
     status, experiment = api.get(f"/experiments/{deployed['experiment_id']}")
     assert status == 200 and experiment["warnings"] == deployed["warnings"] and "salt" not in experiment
