@@ -14,6 +14,15 @@ class Settings(BaseModel):
     # Either a libpq URL (local, tests) or an RDS-style Secrets Manager secret (deployed).
     database_url: str | None = None
     database_secret_arn: str | None = None
+    # An RDS-managed master secret holds only username/password: where to connect comes from the
+    # stack (the proxy or cluster endpoint). Set, these win over host/port/dbname in the secret.
+    database_host: str | None = None
+    database_port: int | None = Field(default=None, ge=1, le=65535)
+    database_name: str | None = None
+    database_user: str | None = None
+    # IAM database authentication through RDS Proxy: a 15-minute token instead of the password
+    database_iam_auth: bool = False
+    database_sslmode: str = Field(default="require", pattern="^(disable|allow|prefer|require|verify-ca|verify-full)$")
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
     max_messages_per_request: int = Field(default=500, ge=1, le=5000)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
@@ -22,6 +31,9 @@ class Settings(BaseModel):
     # holds the same JSON inline for local runs); see README "Webhooks"
     webhook_secrets_arn: str | None = None
     webhook_secrets_json: str | None = None
+    # the OpenAI key has its own secret ({"openai_api_key": ...}) so that only the functions that
+    # call OpenAI can read it (OPENAI_API_KEY locally)
+    openai_secret_arn: str | None = None
     # "<provider>:<account id>" -> org_id, e.g. {"hubspot:5799819": "acme"}; Salesforce ids listed
     # here are also the OrganizationId allow-list
     provider_orgs_json: str = "{}"
