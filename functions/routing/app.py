@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.experiments import route
+from flywheel.services.routing import route
 
 app = make_resolver()
 Identifier = Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")]

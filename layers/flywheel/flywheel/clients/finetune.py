@@ -9,15 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx2
-import openai
 from botocore.exceptions import BotoCoreError, ClientError
 
 from flywheel.clients.aws import client
 from flywheel.clients.storage import upload_file
 from flywheel.errors import DependencyUnavailable, FlywheelError
+
+if TYPE_CHECKING:  # the SDK is imported when an OpenAI fine-tuner is built, not with this module
+    import httpx2
+    import openai
 
 # Tests point the openai SDK at a fake provider through this transport.
 TRANSPORT: httpx2.BaseTransport | None = None
@@ -84,6 +86,9 @@ class OpenAIFineTuner:
     @classmethod
     def from_settings(cls, api_key: str, base_url: str | None = None, azure_endpoint: str | None = None,
                       azure_api_version: str | None = None, timeout_s: float = 60) -> OpenAIFineTuner:
+        import httpx2
+        import openai
+
         http = httpx2.Client(transport=TRANSPORT, timeout=timeout_s) if TRANSPORT else None
         if azure_endpoint:
             return cls(openai.AzureOpenAI(api_key=api_key, azure_endpoint=azure_endpoint, timeout=timeout_s,
@@ -91,6 +96,8 @@ class OpenAIFineTuner:
         return cls(openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, http_client=http))
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import openai
+
         try:
             return fn(*args, **kwargs)
         except openai.APIStatusError as exc:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 
 import psycopg
@@ -115,7 +115,7 @@ def close_connection() -> None:
     _connection, _connection_target = None, None
 
 
-def _begin() -> tuple[Connection, psycopg.Transaction]:
+def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
     """BEGIN on the shared connection. A connection that died while the environment was idle
     (proxy idle timeout, failover, a restarted server) fails right here, before any statement of
     ours ran, so it is safe to reconnect and begin again: once, then the error is a 503."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from flywheel.domain import stats
+from flywheel.domain.routing import BUCKETS, arm_for, bucket, fnv1a_32  # noqa: F401 - re-exported
 
-BUCKETS = 10_000
+if TYPE_CHECKING:
+    import numpy as np
+
 PRIMARY = "positive_reply"
 # outcome windows: a unit counts for a metric only once its window has closed
 WINDOWS_DAYS = {"positive_reply": 14, "meeting": 30, "close": 90, "unsubscribe": 14, "spam_report": 14,
@@ -23,25 +24,6 @@ WINDOWS_DAYS = {"positive_reply": 14, "meeting": 30, "close": 90, "unsubscribe":
 # non-inferiority margins (absolute rate difference the challenger may not exceed)
 DEFAULT_MARGINS = {"unsubscribe": 0.002, "spam_report": 0.0005, "bounce": 0.005, "negative_reply": 0.005,
                    "generation_error": 0.005}
-
-
-def fnv1a_32(text: str) -> int:
-    """FNV-1a, 32 bits (GrowthBook's hash for bucketing)."""
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
-        value ^= byte
-        value = (value * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
-def bucket(salt: str, lead_id: str) -> int:
-    return fnv1a_32(f"{salt}:{lead_id}") % BUCKETS
-
-
-def arm_for(bucket_value: int, challenger_share: float) -> str:
-    """Buckets below the challenger's share go to the challenger: growing the share from the
-    canary's 10 % to 50 % keeps every earlier challenger lead in the challenger arm."""
-    return "challenger" if bucket_value < round(challenger_share * BUCKETS) else "champion"
 
 
 @dataclass
@@ -167,6 +149,8 @@ def ab_outcome(low: Any, high: Any, days: Any, units: Any, planned: Any, min_run
     """The A/B-stage rule on the primary metric's always-valid interval, for one experiment or
     (as arrays) many: promote above zero after the minimum runtime, roll back below zero, end as
     inconclusive at the planned sample (after the minimum runtime) or the maximum duration."""
+    import numpy as np
+
     low, high, days, units = np.asarray(low), np.asarray(high), np.asarray(days), np.asarray(units)
     ran_enough = days >= min_runtime_days
     done = (days >= max_runtime_days) | ((units >= planned) & ran_enough)
@@ -176,6 +160,8 @@ def ab_outcome(low: Any, high: Any, days: Any, units: Any, planned: Any, min_run
 def decide_many(primary: dict[str, np.ndarray], days: float, planned: np.ndarray, min_runtime_days: float,
                 max_runtime_days: float) -> np.ndarray:
     """`decide`'s A/B rule over many experiments at once (the simulation benchmark)."""
+    import numpy as np
+
     lift, var = stats.relative_lift(primary["x_c"], primary["n_c"], primary["x_t"], primary["n_t"])
     units = primary["n_c"] + primary["n_t"]
     low, high = stats.sequential_interval(lift, var, units, planned)

@@ -34,8 +34,8 @@ def _custom_resource(event: dict[str, Any], context: LambdaContext) -> dict[str,
             send_response(event, status, physical_id, reason, data)
 
     remaining_s = context.get_remaining_time_in_millis() / 1000 - TIMEOUT_MARGIN_S
-    guard = threading.Timer(max(remaining_s, 1), answer, ("FAILED", "migrations did not finish before the "
-                                                          "function's timeout (is another migration holding the lock?)"))
+    late = "migrations did not finish before the function's timeout (is another migration holding the lock?)"
+    guard = threading.Timer(max(remaining_s, 1), answer, ("FAILED", late))
     guard.daemon = True
     guard.start()
     try:

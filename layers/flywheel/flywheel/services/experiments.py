@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.domain import experiments as domain
-from flywheel.domain import stats
 from flywheel.errors import NotFound
 from flywheel.observability import logger
+from flywheel.services.routing import forget_cache, route  # noqa: F401 - GET /route's library call
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+# The decision code needs NumPy; it is imported where a decision is made, not with this module.
+
+
+def _decision_modules() -> tuple[ModuleType, ModuleType]:
+    from flywheel.domain import experiments, stats
+
+    return experiments, stats
 
 DEFAULT_BASELINE, DEFAULT_MDE = 0.03, 0.10
 
@@ -22,6 +31,7 @@ DEFAULT_BASELINE, DEFAULT_MDE = 0.03, 0.10
 def start(conn: Connection, champion_id: str, challenger_id: str, canary_share: float,
           config: dict[str, Any] | None = None) -> dict[str, Any]:
     """A new experiment with a new salt, in its canary stage (called when a challenger is deployed)."""
+    domain, stats = _decision_modules()
     settings = domain.Config.from_dict(config)
     plan = stats.plan(float((config or {}).get("baseline", DEFAULT_BASELINE)),
                       float((config or {}).get("mde", DEFAULT_MDE)), settings.ab_share)
@@ -67,7 +77,7 @@ def _apply(conn: Connection, experiment: dict[str, Any], decision: dict[str, Any
     evidence: dict[str, Any] = {k: decision[k] for k in ("primary", "guardrails", "srm_p_value", "days_running")
                                 if k in decision}
     if action == "advance":
-        share = domain.Config.from_dict(experiment["config"]).ab_share
+        share = _decision_modules()[0].Config.from_dict(experiment["config"]).ab_share
         experiments_dal.update(conn, exp_id, stage="ab", allocation=Decimal(str(share)), stage_started_at=now)
         models_dal.change(conn, experiment["challenger_model_id"], "traffic_to_ab", actor=actor,
                           reason=decision["reason"], evidence=evidence, traffic_percentage=Decimal(str(share * 100)))
@@ -96,7 +106,7 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, apply: bool 
         if experiment is None:
             raise NotFound("no experiment is running")
         counts = experiments_dal.arm_counts(conn, experiment["experiment_id"], experiment["stage"], now)
-        decision = domain.decide(snapshot(experiment, counts, now))
+        decision = _decision_modules()[0].decide(snapshot(experiment, counts, now))
         if apply:
             _apply(conn, experiment, decision, actor, now)
     logger.info("experiment evaluated", extra={"experiment_id": experiment["experiment_id"],
@@ -121,61 +131,10 @@ def end_running(conn: Connection, status: str, now: datetime) -> None:
         experiments_dal.update(conn, experiment["experiment_id"], status=status, ended_at=now)
 
 
-# --- routing -----------------------------------------------------------------------------------
-
-_SNAPSHOT: dict[str, Any] = {"at": 0.0}
-SNAPSHOT_TTL_S = 30.0
-_ASSIGNED: dict[tuple[str, str, str], str] = {}  # (experiment, org, lead) -> arm, per container
-_ASSIGNED_MAX = 100_000
-
-
-def _registry(now: float) -> dict[str, Any]:
-    """Champion, challenger and running experiment, cached per container for a short TTL."""
-    if now - _SNAPSHOT["at"] > SNAPSHOT_TTL_S:
-        with transaction() as conn:
-            _SNAPSHOT.update(at=now, champion=models_dal.by_role(conn, "champion"),
-                             challenger=models_dal.by_role(conn, "challenger"),
-                             experiment=experiments_dal.running(conn))
-    return _SNAPSHOT
-
-
-def forget_cache() -> None:
-    _SNAPSHOT["at"] = 0.0
-    _ASSIGNED.clear()
-
-
-def _model(row: dict[str, Any]) -> dict[str, Any]:
-    return {"model_registry_id": row["model_id"], "provider": row["provider"],
-            "provider_model_id": row["provider_model_id"], "version": row["version"]}
-
-
-def route(org_id: str, lead_id: str) -> dict[str, Any]:
-    """The model to write to this lead with, and the experiment arm, sticky for the experiment."""
-    registry = _registry(time.monotonic())
-    champion, challenger, experiment = registry["champion"], registry["challenger"], registry["experiment"]
-    if champion is None:
-        raise NotFound("no model is deployed yet: use your default model")
-    if experiment is None or challenger is None or experiment["challenger_model_id"] != challenger["model_id"]:
-        return {"model": _model(champion), "experiment_id": None, "arm": "champion"}
-    key = (experiment["experiment_id"], org_id, lead_id)
-    arm = _ASSIGNED.get(key)
-    if arm is None:
-        value = domain.bucket(experiment["salt"], f"{org_id}:{lead_id}")
-        wanted = domain.arm_for(value, float(experiment["allocation"]))
-        with transaction() as conn:
-            arm = experiments_dal.assign(conn, experiment["experiment_id"], org_id, lead_id, wanted, value,
-                                         experiment["stage"])
-        if len(_ASSIGNED) >= _ASSIGNED_MAX:
-            _ASSIGNED.clear()
-        _ASSIGNED[key] = arm
-    return {"model": _model(challenger if arm == "challenger" else champion),
-            "experiment_id": experiment["experiment_id"], "arm": arm}
-
-
 # --- reports -----------------------------------------------------------------------------------
 
 def _rate(hits: int, n: int) -> dict[str, Any]:
-    low, high = stats.wilson_interval(int(hits), int(n))
+    low, high = _decision_modules()[1].wilson_interval(int(hits), int(n))
     return {"rate": hits / n if n else None, "interval": [low, high], "n": int(n)}
 
 

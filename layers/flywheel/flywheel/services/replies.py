@@ -11,13 +11,12 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from flywheel.clients import events as event_bus
 from flywheel.clients import queue
 from flywheel.clients.llm import LlmUnavailable, OpenAIReplyClassifier
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.secrets import openai_api_key
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
-from flywheel.domain.reply_rules import classify_offline
 from flywheel.errors import DependencyUnavailable, NotFound
 from flywheel.models.classification import Classification
 from flywheel.models.replies import ReplyIn, ReplyJob
@@ -30,7 +29,7 @@ NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
 
 def _llm() -> OpenAIReplyClassifier | None:
     settings = get_settings()
-    key = settings.openai_api_key or webhook_secret("openai_api_key")
+    key = openai_api_key()
     if not key:
         return None
     return OpenAIReplyClassifier(key, settings.classifier_model, base_url=settings.openai_base_url,
@@ -44,6 +43,7 @@ def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
     with transaction() as conn:
         contexts = outcomes_dal.reply_contexts(conn, [j.outcome_id for j in jobs])
     llm = _llm()
+    from flywheel.domain.reply_rules import classify_offline  # VADER: only the classifier needs it
 
     def one(job: ReplyJob) -> Classification:
         if llm is not None:

@@ -22,7 +22,7 @@ from flywheel.clients.finetune import (
     ProviderRefused,
     UploadedDataset,
 )
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.secrets import openai_api_key
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
@@ -30,7 +30,6 @@ from flywheel.dal.connection import Connection, transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
-from flywheel.services.dataset import DatasetSpec, build_dataset
 from flywheel.settings import Settings, get_settings
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
@@ -39,9 +38,9 @@ DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "ca
 
 def provider_for(name: str, settings: Settings) -> FineTuneProvider:
     if name == "openai":
-        key = settings.openai_api_key or webhook_secret("openai_api_key")
+        key = openai_api_key()
         if not key:
-            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the provider secret)")
+            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the flywheel/<stage>/openai secret)")
         return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
                                              settings.azure_openai_api_version)
     if not settings.bedrock_role_arn:
@@ -98,6 +97,8 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
                                                    f"{settings.training_min_examples} needed")
         return {**state, "sufficient": False, "reason": "insufficient data"}
+    from flywheel.services.dataset import DatasetSpec, build_dataset  # NumPy: only this step needs it
+
     provider = provider_for(state["provider"], settings)
     if state["method"] == "dpo" and provider.dataset_format == "bedrock-conversation-2024":
         raise ProviderRefused("Bedrock fine-tuning takes supervised datasets: use method 'supervised' with "
