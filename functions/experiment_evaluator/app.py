@@ -6,11 +6,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.errors import NotFound
-from flywheel.observability import logger, metrics, tracer
+from flywheel.observability import count, logger, metrics, tracer
 from flywheel.services.experiments import evaluate
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="id")  # the schedule's EventBridge event id
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -18,5 +18,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         decision = evaluate(actor="evaluator")
     except NotFound:
         return {"action": "none", "reason": "no experiment is running"}
-    metrics.add_metric(name=f"ExperimentDecision_{decision['action']}", unit="Count", value=1)
+    count("ExperimentDecision", action=str(decision["action"]), stage=str(decision.get("stage", "")))
+    if decision.get("allocation") is not None:
+        metrics.add_metric(name="ChallengerTrafficPercent", unit="Percent", value=float(decision["allocation"]) * 100)
     return decision

@@ -29,7 +29,7 @@ from flywheel.dal import training as training_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
-from flywheel.observability import logger
+from flywheel.observability import count, logger
 from flywheel.settings import Settings, get_settings
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
@@ -96,6 +96,7 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     if not state.get("sufficient", True):
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
                                                    f"{settings.training_min_examples} needed")
+        count("TrainingRunFinished", status="insufficient_data")
         return {**state, "sufficient": False, "reason": "insufficient data"}
     from flywheel.services.dataset import DatasetSpec, build_dataset  # NumPy: only this step needs it
 
@@ -121,6 +122,7 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
                     manifest=built.manifest, error=f"{reason}: {built.examples} examples after cleaning")
             if reason != "insufficient data":
                 raise InvalidInput(f"{reason}: {built.manifest['tokens']['train']['errors'][:3]}")
+            count("TrainingRunFinished", status="insufficient_data")
             return {**state, "sufficient": False, "reason": reason}
         upload_file(built.train_path, f"{prefix}/train.jsonl")
         upload_file(built.validation_path, f"{prefix}/validation.jsonl")
@@ -227,6 +229,7 @@ def deploy(state: dict[str, Any]) -> dict[str, Any]:
                      actor="training", reason=f"weekly run {state['run_id']}",
                      experiment_config=state.get("experiment_config"))
     _update(state["run_id"], "succeeded")
+    count("TrainingRunFinished", status="succeeded")
     return {**state, "deployed": bool(state.get("deploy"))}
 
 
@@ -251,6 +254,7 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
                     models_dal.change(conn, state["model_id"], "failed", actor="training", reason=str(message)[:500],
                                       status="failed")
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
+    count("TrainingRunFinished", status="failed")
     return {**state, "failure": str(message)}
 
 

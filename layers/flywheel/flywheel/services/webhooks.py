@@ -19,7 +19,7 @@ from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.errors import DependencyUnavailable, Forbidden, Unauthorized
-from flywheel.observability import logger, metrics
+from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, linked_outcome
 from flywheel.settings import Settings, get_settings
 from flywheel.webhooks import calendly, generic, hubspot, inbound, pipedrive, salesforce, sendgrid
@@ -56,7 +56,7 @@ def _store(provider: str, events: list[IncomingEvent], window_days: int) -> dict
     summary = result.as_dict()
     for name in ("stored", "duplicates", "orphans", "ignored"):
         if summary[name]:
-            metrics.add_metric(name=f"Webhook{name.capitalize()}", unit="Count", value=summary[name])
+            count(f"Webhook{name.capitalize()}", summary[name], provider=provider)
     logger.info("webhook received", extra={"provider": provider, **summary})
     return summary
 
