@@ -56,6 +56,12 @@ class Settings(BaseModel):
     salesforce_email_field: str = "Contact_Email__c"
     standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
     http_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    # all CRM API calls of one webhook request together (retries included); see README "Timeouts"
+    crm_budget_s: float = Field(default=15.0, gt=0, le=28)
+    # AWS SDK calls (see clients.aws)
+    aws_connect_timeout_s: float = Field(default=5, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=60, gt=0, le=900)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
 
     # reply classifier: the LLM is used when a key is configured (OPENAI_API_KEY locally, or
     # `openai_api_key` in the provider secret); otherwise, and whenever it fails, the offline rules

@@ -10,8 +10,9 @@ HUBSPOT_DEAL_PROPERTIES = "amount,dealstage,closedate,hs_is_closed_won,hs_is_clo
 
 
 class HubSpotClient:
-    def __init__(self, base_url: str, access_token: str, timeout_s: float) -> None:
-        self.http = HttpJsonClient("HubSpot", base_url, {"Authorization": f"Bearer {access_token}"}, timeout_s)
+    def __init__(self, base_url: str, access_token: str, timeout_s: float, budget_s: float | None = None) -> None:
+        self.http = HttpJsonClient("HubSpot", base_url, {"Authorization": f"Bearer {access_token}"}, timeout_s,
+                                   budget_s=budget_s)
 
     def deal(self, deal_id: str, extra_properties: list[str]) -> dict[str, Any] | None:
         props = ",".join([HUBSPOT_DEAL_PROPERTIES, *extra_properties])
@@ -34,8 +35,8 @@ def hubspot_contact_ids(deal: dict[str, Any]) -> list[str]:
 
 
 class PipedriveClient:
-    def __init__(self, base_url: str, api_token: str, timeout_s: float) -> None:
-        self.http = HttpJsonClient("Pipedrive", base_url, {"x-api-token": api_token}, timeout_s)
+    def __init__(self, base_url: str, api_token: str, timeout_s: float, budget_s: float | None = None) -> None:
+        self.http = HttpJsonClient("Pipedrive", base_url, {"x-api-token": api_token}, timeout_s, budget_s=budget_s)
 
     def person_emails(self, person_id: int | str) -> list[str]:
         body = self.http.request("GET", f"/api/v2/persons/{person_id}")

@@ -136,7 +136,8 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
-        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s)
+        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s,
+                               settings.crm_budget_s)
         outcome_field = settings.hubspot_outcome_property
 
         def fetch(deal_id: str) -> tuple[str, tuple[dict[str, Any] | None, list[str]]]:
@@ -171,7 +172,7 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
         emails = delivery.embedded_emails
         if not emails and delivery.person_id:
             client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
-                                     settings.http_timeout_s)
+                                     settings.http_timeout_s, settings.crm_budget_s)
             try:
                 emails = client.person_emails(delivery.person_id)[:1]
             finally:
