@@ -87,6 +87,8 @@ def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any
             "lead_email": context["lead_email"], "category": result.category, "text": job.text[:2000],
             "reason": result.reason,
         }])
+    logger.info("reply classified", extra={"reply_key": job.reply_key, "category": result.category,
+                                           "source": result.source})
     count("ReplyClassified", category=result.category, source=result.source)
     count("ReplyClassifiedBySource", source=result.source)  # the fallback-share alarm reads this one
     return {**summary, "category": result.category, "source": result.source}
