@@ -25,7 +25,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from flywheel.errors import DependencyUnavailable
-from flywheel.observability import logger
 from flywheel.settings import Settings, get_settings
 
 Connection = psycopg.Connection[dict]
@@ -129,6 +128,8 @@ def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
             close_connection()
             if attempt == 2:
                 raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+            from flywheel.observability import logger  # here: the local runner sets logging up first
+
             logger.warning("database connection was lost while idle; reconnecting once",
                            extra={"error": str(exc).strip()[:200]})
     raise AssertionError("unreachable")

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from flywheel.dal.connection import Connection
 from flywheel.errors import MigrationError
-from flywheel.observability import logger
 
 # Any fixed 64-bit number, shared by every migrator of this schema.
 ADVISORY_LOCK_KEY = 0x666C7977686C  # "flywhl"
@@ -92,6 +91,8 @@ def migrate(conn: Connection, sql_dir: Path | None = None, *, allow_newer_databa
         if unknown := sorted(set(applied) - known):
             if not allow_newer_database:
                 raise MigrationError(f"database has migrations this code does not know: {unknown}")
+            from flywheel.observability import logger
+
             logger.warning("database is ahead of this code (expand-only schema: carrying on)",
                            extra={"unknown_versions": unknown})
         done = []
