@@ -1,5 +1,6 @@
 """ExperimentEvaluatorFunction: the daily look at the running experiment (same path as
-POST /training/promote-winner): continue, advance the canary, promote, roll back or end it."""
+POST /training/promote-winner): continue, advance the canary, promote, roll back or end it; then
+serving is brought in step with the registry (deployments of archived models deleted)."""
 
 from typing import Any
 
@@ -7,6 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.errors import NotFound
 from flywheel.observability import count, logger, metrics, tracer
+from flywheel.services import serving
 from flywheel.services.experiments import evaluate
 
 
@@ -17,8 +19,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         decision = evaluate(actor="evaluator")
     except NotFound:
-        return {"action": "none", "reason": "no experiment is running"}
-    count("ExperimentDecision", action=str(decision["action"]), stage=str(decision.get("stage", "")))
-    if decision.get("allocation") is not None:
-        metrics.add_metric(name="ChallengerTrafficPercent", unit="Percent", value=float(decision["allocation"]) * 100)
-    return decision
+        decision = {"action": "none", "reason": "no experiment is running"}
+    else:
+        count("ExperimentDecision", action=str(decision["action"]), stage=str(decision.get("stage", "")))
+        if decision.get("allocation") is not None:
+            metrics.add_metric(name="ChallengerTrafficPercent", unit="Percent",
+                               value=float(decision["allocation"]) * 100)
+    return {**decision, "serving": serving.sync(actor="evaluator")}

@@ -134,7 +134,8 @@ def test_canary_advances_then_a_better_challenger_is_promoted(db, models) -> Non
     promoted = db.execute("SELECT * FROM model_history WHERE action = 'promoted'").fetchone()
     assert promoted["actor"] == "evaluator" and promoted["evidence"]["primary"]["lift"] > 0
     assert db.execute("SELECT status FROM experiments").fetchone()["status"] == "promoted"
-    assert evaluate() == {"action": "none", "reason": "no experiment is running"}
+    assert evaluate() == {"action": "none", "reason": "no experiment is running", "serving": {
+        "retired": [], "restoring": [], "active": [], "failed": [], "errors": []}}
 
 
 def test_a_guardrail_breach_in_the_canary_rolls_back(db, models) -> None:

@@ -57,11 +57,16 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     assert row["status"] == "succeeded" and row["execution_arn"] == execution["executionArn"]
     assert row["job_id"] == f"flywheel-fw-{row['run_id']}" and row["trigger"] == "schedule"
     assert [h["status"] for h in row["status_history"]] == ["pending", "building", "uploading", "training", "registering",
-                                                            "smoke_testing", "succeeded"]
+                                                            "serving", "smoke_testing", "succeeded"]
     model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
     assert (model["version"], model["status"], model["role"], float(model["traffic_percentage"])) == (
         "v1.1.0", "deployed", "challenger", 10.0)
-    assert model["provider_model_id"].startswith("arn:aws:bedrock:") and model["dataset_hash"] == row["dataset_hash"]
+    assert ":custom-model/amazon.nova-micro-v1:0:128k/" in model["provider_model_id"]
+    assert model["dataset_hash"] == row["dataset_hash"]
+    # served through an on-demand deployment, which the smoke test went through (the emulation,
+    # like Bedrock, refuses inference on the custom model's own ARN)
+    assert ":custom-model-deployment/" in model["serving_model_id"]
+    assert (model["serving_kind"], model["serving_status"]) == ("on_demand", "active")
     champion = db.execute("SELECT traffic_percentage FROM model_registry WHERE model_id = 'flywheel-v1.0.0'").fetchone()
     assert float(champion["traffic_percentage"]) == 90.0
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
@@ -74,7 +79,8 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
         assert planted not in train, planted
     assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["tracking_url"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
-    assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
+    assert actions == ["registered", "serving_started", "serving_active", "smoke_test_passed", "traffic_to_challenger",
+                       "deployed_as_challenger"]
 
 
 def test_insufficient_data_ends_cleanly(db, aws) -> None:

@@ -81,6 +81,10 @@ class Settings(BaseModel):
     finetune_base_model: str | None = None
     finetune_method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
     bedrock_role_arn: str | None = None
+    # how a Bedrock custom model is served: an on-demand custom model deployment (pay per token) or
+    # provisioned throughput (model units, by the hour)
+    bedrock_serving: str = Field(default="on_demand", pattern="^(on_demand|provisioned)$")
+    bedrock_model_units: int = Field(default=1, ge=1, le=100)
     azure_openai_endpoint: str | None = None
     azure_openai_api_version: str | None = None
     training_min_examples: int = Field(default=50, ge=10)
@@ -88,6 +92,7 @@ class Settings(BaseModel):
     training_epochs: int = Field(default=3, ge=1, le=20)
     training_prices_json: str | None = None
     training_max_wait_s: int = Field(default=86_400, ge=60)
+    serving_max_wait_s: int = Field(default=3_600, ge=60)
 
     @property
     def base_model(self) -> str:

@@ -75,3 +75,15 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
 
 def leaderboard(conn: Connection) -> list[dict[str, Any]]:
     return conn.execute("SELECT * FROM model_leaderboard ORDER BY messages_sent DESC, version DESC").fetchall()
+
+
+def serving_out_of_step(conn: Connection) -> list[dict[str, Any]]:
+    """Models whose serving does not match their status: archived or failed ones still holding a
+    deployment, deployed ones whose deployment was deleted (restored by a rollback) or is still
+    being created."""
+    return conn.execute(
+        """SELECT * FROM model_registry
+            WHERE serving_status IS NOT NULL AND serving_kind <> 'provider'
+              AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
+                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))
+            ORDER BY model_id""").fetchall()

@@ -109,6 +109,10 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, apply: bool 
         decision = _decision_modules()[0].decide(snapshot(experiment, counts, now))
         if apply:
             _apply(conn, experiment, decision, actor, now)
+    if apply and decision["action"] in ("promote", "rollback", "inconclusive"):
+        from flywheel.services import serving
+
+        serving.sync(actor=actor)  # archived models' deployments are deleted
     logger.info("experiment evaluated", extra={"experiment_id": experiment["experiment_id"],
                                                "action": decision["action"], "reason": decision["reason"]})
     return decision

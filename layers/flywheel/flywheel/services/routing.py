@@ -37,8 +37,14 @@ def forget_cache() -> None:
 
 
 def _model(row: dict[str, Any]) -> dict[str, Any]:
+    """`serving_model_id` is what the generator passes as the model (a Bedrock deployment or
+    provisioned-throughput ARN; an OpenAI fine-tune's name). It is null while a restored Bedrock
+    model's deployment is being re-created: use your default model meanwhile."""
+    serving = row.get("serving_model_id") if row.get("serving_status") == "active" else None
+    if serving is None and row["provider"] != "bedrock" and row.get("serving_status") is None:
+        serving = row["provider_model_id"]  # registered before serving was recorded
     return {"model_registry_id": row["model_id"], "provider": row["provider"],
-            "provider_model_id": row["provider_model_id"], "version": row["version"]}
+            "provider_model_id": row["provider_model_id"], "serving_model_id": serving, "version": row["version"]}
 
 
 def route(org_id: str, lead_id: str) -> dict[str, Any]:

@@ -43,14 +43,13 @@ def provider_for(name: str, settings: Settings) -> FineTuneProvider:
             raise ProviderRefused("no OpenAI API key configured (openai_api_key in the flywheel/<stage>/openai secret)")
         return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
                                              settings.azure_openai_api_version)
-    if not settings.bedrock_role_arn:
-        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
-    return BedrockFineTuner(settings.bedrock_role_arn)
+    return BedrockFineTuner(settings.bedrock_role_arn or "", settings.bedrock_serving, settings.bedrock_model_units)
 
 
 def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     params = {**DEFAULT_PARAMS, **{k: v for k, v in state.items() if k in DEFAULT_PARAMS or k in (
-        "provider", "base_model", "method", "max_wait_seconds", "scope")}}
+        "provider", "base_model", "method", "max_wait_seconds", "scope", "serving_wait_seconds",
+        "serving_max_wait_seconds")}}
     params.setdefault("provider", settings.finetune_provider)
     params.setdefault("base_model", settings.base_model_for(params["provider"]))
     params.setdefault("method", settings.finetune_method)
@@ -151,6 +150,8 @@ def upload(state: dict[str, Any]) -> dict[str, Any]:
 
 def start_job(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
+    if state["provider"] == "bedrock" and not settings.bedrock_role_arn:
+        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
     provider = provider_for(state["provider"], settings)
     run_id = state["run_id"]
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
@@ -202,12 +203,51 @@ def register(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "model_id": model["model_id"], "version": version}
 
 
+def start_serving(state: dict[str, Any]) -> dict[str, Any]:
+    """Make the new model invocable: a Bedrock on-demand deployment (or provisioned throughput),
+    which the state machine then waits for; an OpenAI fine-tune is served as it is."""
+    provider = provider_for(state["provider"], get_settings())
+    _update(state["run_id"], "serving")
+    serving = provider.serve(state["provider_model_id"], f"fw-{state['run_id']}",
+                             {"run_id": state["run_id"], "model_id": state["model_id"]})
+    with transaction() as conn:
+        models_dal.change(conn, state["model_id"], "serving_started", actor="training", reason=serving.kind,
+                          evidence={"serving_model_id": serving.model_id}, serving_model_id=serving.model_id,
+                          serving_kind=serving.kind, serving_status=serving.state)
+    return {**state, "serving_model_id": serving.model_id, "serving_kind": serving.kind,
+            "serving_state": serving.state, "serving_elapsed_seconds": 0,
+            # poll the deployment every minute at most (it takes minutes), never slower than the job
+            "serving_wait_seconds": int(state.get("serving_wait_seconds", min(60, int(state.get("wait_seconds", 60)))))}
+
+
+def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"],
+                                                                         state["serving_kind"])
+    elapsed = int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0))
+    serving_state = serving.state
+    if serving_state == "creating" and elapsed >= int(state.get("serving_max_wait_seconds",
+                                                                settings.serving_max_wait_s)):
+        serving_state = "timed_out"
+    if serving.state != "creating":
+        with transaction() as conn:
+            models_dal.change(conn, state["model_id"], f"serving_{serving.state}", actor="training",
+                              reason=serving.error or "deployment active", serving_status=serving.state,
+                              serving_error=serving.error)
+    result = {**state, "serving_state": serving_state, "serving_elapsed_seconds": elapsed}
+    if serving_state in ("failed", "timed_out"):
+        result["error"] = {"Error": "ServingFailed", "Cause": serving.error or
+                           f"the deployment was not active after {elapsed} s"}
+    return result
+
+
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
-    """One inference on a validation prompt; a failure marks the model failed."""
+    """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
     provider = provider_for(state["provider"], get_settings())
     _update(state["run_id"], "smoke_testing")
     try:
-        answer = provider.smoke_test(state["provider_model_id"], state.get("smoke_prompt") or [
+        answer = provider.smoke_test(state.get("serving_model_id") or state["provider_model_id"],
+                                     state.get("smoke_prompt") or [
             {"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}])
         problem = None if answer.strip() else "empty answer"
     except (ProviderRefused, DependencyUnavailable) as exc:
@@ -255,12 +295,16 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
                                       status="failed")
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
     count("TrainingRunFinished", status="failed")
+    if state.get("model_id"):
+        from flywheel.services import serving
+
+        serving.sync(actor="training")  # a failed model's deployment is deleted (retried daily if this fails)
     return {**state, "failure": str(message)}
 
 
 STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
-         "cancel_job": cancel_job, "register": register, "smoke_test": smoke_test, "deploy": deploy,
-         "record_failure": record_failure}
+         "cancel_job": cancel_job, "register": register, "start_serving": start_serving,
+         "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
 
 
 def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -280,7 +324,18 @@ def _bucket(settings: Settings) -> str:
 def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
                  experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ready model becomes the challenger at the canary share (and an experiment starts), or the
-    champion when there is none."""
+    champion when there is none. An archived model deployed again gets its deployment back."""
+    from flywheel.services import serving
+
+    deployed = _deploy_model(model_id, canary_percentage=canary_percentage, actor=actor, reason=reason,
+                             experiment_config=experiment_config)
+    if deployed.get("serving_status") == "deleted":
+        serving.sync(actor=actor)
+    return deployed
+
+
+def _deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
+                  experiment_config: dict[str, Any] | None) -> dict[str, Any]:
     from flywheel.services import experiments
 
     with transaction() as conn:
@@ -355,13 +410,21 @@ def rollback_in(conn: Connection, *, actor: str, reason: str, evidence: dict[str
 
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    from flywheel.services import serving
+
     with transaction() as conn:
-        return promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        promoted = promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+    serving.sync(actor=actor)  # the archived champion's deployment is deleted
+    return promoted
 
 
 def rollback(*, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    from flywheel.services import serving
+
     with transaction() as conn:
-        return rollback_in(conn, actor=actor, reason=reason, evidence=evidence)
+        result = rollback_in(conn, actor=actor, reason=reason, evidence=evidence)
+    serving.sync(actor=actor)  # the withdrawn model's deployment goes; a restored one's comes back
+    return result
 
 
 def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
