@@ -519,3 +519,17 @@ def test_the_stack_can_create_the_bedrock_service_role() -> None:
     assert trust["Principal"] == {"Service": "bedrock.amazonaws.com"}
     env = template["Resources"]["TrainingPipelineFunction"]["Properties"]["Environment"]["Variables"]
     assert env["BEDROCK_ROLE_ARN"] == {"Fn::GetAtt": ["BedrockCustomizationRole", "Arn"]}
+
+
+def test_the_functions_that_change_the_registry_can_manage_bedrock_serving() -> None:
+    template = resolved("create, proxy (prod)")
+    needed = {"bedrock:CreateCustomModelDeployment", "bedrock:GetCustomModelDeployment",
+              "bedrock:DeleteCustomModelDeployment", "bedrock:CreateProvisionedModelThroughput",
+              "bedrock:GetProvisionedModelThroughput", "bedrock:DeleteProvisionedModelThroughput"}
+    for name in ("TrainingPipelineFunction", "TrainingApiFunction", "ExperimentEvaluatorFunction"):
+        allowed = {a for policy in function_role(template, name)["Properties"].get("Policies", [])
+                   for statement in policy["PolicyDocument"]["Statement"]
+                   for a in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])}
+        assert needed <= allowed, name
+        env = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert env["BEDROCK_SERVING"] == {"Ref": "BedrockServing"}
