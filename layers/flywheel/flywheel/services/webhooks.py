@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.clients import queue
-from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
 from flywheel.dal import events as events_dal
 from flywheel.dal import suppressions as suppressions_dal
@@ -136,6 +135,8 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
+        from flywheel.clients.crm import HubSpotClient  # the HTTP client: only the CRM routes load it
+
         client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s,
                                settings.crm_budget_s)
         outcome_field = settings.hubspot_outcome_property
@@ -171,6 +172,8 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     if delivery.status in ("won", "lost"):
         emails = delivery.embedded_emails
         if not emails and delivery.person_id:
+            from flywheel.clients.crm import PipedriveClient
+
             client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
                                      settings.http_timeout_s, settings.crm_budget_s)
             try:
