@@ -122,10 +122,12 @@ def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypa
     from functools import partial
 
     from flywheel.domain.redaction import DEFAULT_DETECTORS, Redactor
+    from flywheel.services import dataset
     from flywheel.services.dataset import build_dataset
 
     weak = Redactor(detectors=[d for d in DEFAULT_DETECTORS if d.name != "phone"])  # forgets phone numbers
-    monkeypatch.setattr(training_service, "build_dataset", partial(build_dataset, redactor=weak))
+    # the build step imports the builder when it runs (cold starts): patch it where it lives
+    monkeypatch.setattr(dataset, "build_dataset", partial(build_dataset, redactor=weak))
     seed_outcomes(db, 60)
     execution, row = run(db)
     assert execution["status"] == "FAILED" and row["status"] == "failed" and row["dataset_uri"] is None
