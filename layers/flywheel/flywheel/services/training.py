@@ -16,7 +16,6 @@ from uuid import UUID
 
 from flywheel.clients import stepfunctions
 from flywheel.clients.aws import client
-from flywheel.clients.comprehend import ComprehendPii
 from flywheel.clients.finetune import (
     BedrockFineTuner,
     FineTuneProvider,
@@ -29,7 +28,6 @@ from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import count, logger
 from flywheel.settings import Settings, get_settings
@@ -114,6 +112,8 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
         base_model=state["base_model"], epochs=settings.training_epochs,
     )
     _refuse_unsupported(spec)  # decided before a single row is read
+    from flywheel.clients.comprehend import ComprehendPii  # loads the redaction rules: this step only
+
     pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
                 if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -507,6 +507,8 @@ def training_stats(min_quality: float, since_days: int) -> dict[str, Any]:
     examples = sum(int(r["examples"]) for r in rows)
     # ~4 characters a token for the email, plus ~120 tokens of prompt and framing per example
     tokens = sum(int(r["characters"]) // 4 for r in rows) + 120 * examples
+    from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate  # the dataset rules: this route only
+
     prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
     return {"examples": examples, "by_label": {r["label"]: int(r["examples"]) for r in rows},
             "minimum": settings.training_min_examples, "ready": examples >= settings.training_min_examples,
