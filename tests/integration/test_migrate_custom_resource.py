@@ -8,7 +8,6 @@ import copy
 import json
 import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -18,8 +17,6 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flywheel.dal.connection import close_connection
-from flywheel.local.embedded import create_database
 from flywheel.local.invoke import invoke
 from flywheel.settings import reset_settings
 from tests.conftest import ROOT, load_event
@@ -51,19 +48,6 @@ def response_url() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     yield f"http://127.0.0.1:{server.server_port}/stack%7CDatabaseMigrations%7Creq?X-Amz-Signature=abc", received
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def empty_db(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"flywheel_cr_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_admin_url, name)
-    monkeypatch.setenv("DATABASE_URL", url)
-    reset_settings()
-    yield url
-    close_connection()
-    reset_settings()
-    with psycopg.connect(pg_admin_url, autocommit=True) as admin:
-        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
 
 
 def _request(kind: str, url: str, physical_id: str | None = None) -> dict[str, Any]:
