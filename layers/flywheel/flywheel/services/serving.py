@@ -8,6 +8,7 @@ daily; it is idempotent, so a failed call is simply done by the next one.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from flywheel.dal import models as models_dal
@@ -33,7 +34,8 @@ def sync(actor: str = "serving") -> dict[str, list[str]]:
                         serving_status="deleted")
                 done["retired"].append(model["model_id"])
             elif model["serving_status"] == "deleted":
-                serving = provider.serve(model["provider_model_id"], f"fw-{model['model_id']}-{model['version']}",
+                # a new name (and so a new request token) for each restore: the old one may be taken
+                serving = provider.serve(model["provider_model_id"], f"fw-{model['model_id']}-{int(time.time())}",
                                          {"model_id": model["model_id"]})
                 _record(model, "serving_restoring", actor, "deployed again: deployment re-created",
                         serving_model_id=serving.model_id, serving_status=serving.state, serving_error=None)
