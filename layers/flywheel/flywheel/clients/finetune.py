@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from flywheel.clients.aws import client
+from flywheel.clients.secrets import openai_api_key
 from flywheel.clients.storage import upload_file
 from flywheel.errors import DependencyUnavailable, FlywheelError
+from flywheel.settings import Settings
 
 if TYPE_CHECKING:  # the SDK is imported when an OpenAI fine-tuner is built, not with this module
     import httpx2
@@ -296,3 +298,14 @@ class BedrockFineTuner:
         payload = json.loads(answer["body"].read() or b"{}")
         content = payload.get("output", {}).get("message", {}).get("content", [])
         return "".join(part.get("text", "") for part in content)
+
+
+def provider_for(name: str, settings: Settings) -> FineTuneProvider:
+    """The configured fine-tuning provider (`openai` or `bedrock`)."""
+    if name == "openai":
+        key = openai_api_key()
+        if not key:
+            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the flywheel/<stage>/openai secret)")
+        return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
+                                             settings.azure_openai_api_version)
+    return BedrockFineTuner(settings.bedrock_role_arn or "", settings.bedrock_serving, settings.bedrock_model_units)

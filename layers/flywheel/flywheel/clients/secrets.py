@@ -21,16 +21,19 @@ def get_json_secret(name_or_arn: str) -> dict[str, Any]:
     return dict(json.loads(get_secret(name_or_arn)))
 
 
-def openai_api_key() -> str | None:
-    """OPENAI_API_KEY (local), else `openai_api_key` in the OpenAI secret (read only by the
-    functions that call OpenAI)."""
+def llm_secret(name: str) -> str | None:
+    """One key from the LLM secret (`flywheel/<stage>/openai`: `openai_api_key`, `classifier_api_key`),
+    which only the functions that call an LLM can read."""
     settings = get_settings()
-    if settings.openai_api_key:
-        return settings.openai_api_key
-    if settings.openai_secret_arn:
-        value = get_json_secret(settings.openai_secret_arn).get("openai_api_key")
-        return str(value) if value else None
-    return None
+    if not settings.openai_secret_arn:
+        return None
+    value = get_json_secret(settings.openai_secret_arn).get(name)
+    return str(value) if value else None
+
+
+def openai_api_key() -> str | None:
+    """OPENAI_API_KEY (local), else `openai_api_key` in the LLM secret."""
+    return get_settings().openai_api_key or llm_secret("openai_api_key")
 
 
 def webhook_secret(name: str) -> str | None:

@@ -62,7 +62,7 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
         wanted = routing.arm_for(value, float(experiment["allocation"]))
         with transaction() as conn:
             arm = experiments_dal.assign(conn, experiment["experiment_id"], org_id, lead_id, wanted, value,
-                                         experiment["stage"])
+                                         experiment["stage"], experiment["segment"])
         if len(_ASSIGNED) >= _ASSIGNED_MAX:
             _ASSIGNED.clear()
         _ASSIGNED[key] = arm

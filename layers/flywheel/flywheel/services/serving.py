@@ -11,16 +11,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from flywheel.clients.finetune import provider_for
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import transaction
 from flywheel.errors import FlywheelError
 from flywheel.observability import logger
+from flywheel.settings import get_settings
 
 
 def sync(actor: str = "serving") -> dict[str, list[str]]:
-    from flywheel.services.training import provider_for  # the provider factory lives with training
-    from flywheel.settings import get_settings
-
     settings = get_settings()
     done: dict[str, list[str]] = {"retired": [], "restoring": [], "active": [], "failed": [], "errors": []}
     with transaction() as conn:
