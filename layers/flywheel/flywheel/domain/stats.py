@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from flywheel.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # loaded by the first statistic computed, not by GET /route
 
 Z_95 = 1.959963984540054
 _NORMAL = NormalDist()
