@@ -71,7 +71,9 @@ class RollbackRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
-    # roll back only this model: when it is already out of service, nothing changes (safe to retry)
+    # roll back this model (the challenger, or the champion to restore the previous one): when it is
+    # already out of service, nothing changes (safe to retry). Without it only a running challenger
+    # is withdrawn; a retry then changes nothing (409) instead of demoting the champion.
     model_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
