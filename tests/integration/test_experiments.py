@@ -490,9 +490,12 @@ def test_a_counted_lead_never_flips_when_events_arrive_late(db, api, models, mon
 def test_a_lift_the_plan_cannot_take_is_a_422_and_nothing_is_deployed(db, api) -> None:
     insert_models(db)
     assert api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})[0] == 200
-    for config in ({"mde": 1.5, "baseline": 0.5}, {"mde": 0.0001}):  # a rate above 1; billions of leads
-        status, body = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run", "experiment_config": config})
-        assert status == 422 and body["error"] == "validation_error" and body["field"] == "experiment_config.mde", body
+    for canary, config in ((10, {"mde": 1.5, "baseline": 0.5}),  # a rate above 1
+                           (10, {"mde": 0.0001}),  # billions of leads
+                           (1e-300, {})):  # a canary no sample fills
+        status, body = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run", "canary_percentage": canary,
+                                                                     "experiment_config": config})
+        assert status == 422 and body["error"] == "validation_error" and body["field"] == "experiment_config", body
     assert count(db, "experiments") == 0 and registry(db)["flywheel-v1.1.0"]["status"] == "ready"
     assert registry(db)["flywheel-v1.0.0"]["traffic_percentage"] == 100
 

@@ -152,7 +152,13 @@ def sample_size(baseline: float, mde: float, share_treatment: float, alpha: floa
     """Total units for a fixed-horizon two-sided test of the relative lift `mde` on `baseline`:
     N = (z₁₋α/₂ + z_power)² · Var₁ / δ², Var₁ from `lift_unit_variance` (REFERENCE.md)."""
     k = (z(1 - alpha / 2) + z(power)) ** 2
-    return math.ceil(k * lift_unit_variance(baseline, mde, share_treatment) / mde**2)
+    return _units(k * lift_unit_variance(baseline, mde, share_treatment) / mde**2)
+
+
+def _units(value: float) -> int:
+    if not math.isfinite(value):
+        raise ValueError("no finite sample detects this effect")
+    return math.ceil(value)
 
 
 def sequential_sample_size(unit_variance: float, effect: float, alpha: float = ALPHA, power: float = 0.8) -> int:
@@ -161,7 +167,7 @@ def sequential_sample_size(unit_variance: float, effect: float, alpha: float = A
     interval's half-width in standard errors at its planned sample (3.03 at α = 0.05). Looking every
     day before that only adds power."""
     m = float(sequential_multiplier(1.0, 1.0, alpha))
-    return math.ceil((m + z(power)) ** 2 * unit_variance / effect**2)
+    return _units((m + z(power)) ** 2 * unit_variance / effect**2)
 
 
 def sequential_power(effect: float, unit_variance: float, n: float, tuned_n: float, alpha: float = ALPHA) -> float:

@@ -75,7 +75,7 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_percent
         plan = domain.plan(baselines=baselines, mde=float(raw.get("mde", 0.10)), canary_share=share,
                            weekly_volume=volume, config=settings, source=source)
     except ValueError as exc:  # a lift the baseline cannot take, or one no sample could detect
-        raise InvalidInput(f"experiment_config.mde: {exc}", field="experiment_config.mde") from exc
+        raise InvalidInput(f"the experiment cannot be planned: {exc}", field="experiment_config") from exc
     plan["notes"] = notes
     experiment = experiments_dal.create(conn, {
         "experiment_id": f"exp-{secrets.token_hex(6)}", "champion_model_id": champion_id,
