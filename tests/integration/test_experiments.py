@@ -158,6 +158,7 @@ def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
     assert plan["weekly_volume"] == pytest.approx(252, rel=0.02)  # 28 days of 36 leads a day
     assert plan["baselines"]["positive_reply"] == pytest.approx(0.02, rel=0.05)
     assert plan["baselines"]["bounce_1d"] == pytest.approx(0.01, rel=0.1)
+    assert plan["source"] == "history" and plan["notes"] == []
     assert plan["baselines"]["bounce"] == pytest.approx(0.01, rel=0.1)  # the full windows are measured too
     assert plan["baselines"]["unsubscribe"] < TYPICAL_RATES["unsubscribe"]  # none in history: floored at one event
     assert plan["fits"] is False and "beyond the 56-day maximum" in deployed["warnings"][0]
@@ -165,6 +166,23 @@ def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
     assert status == 200 and experiment["warnings"] == deployed["warnings"] and "salt" not in experiment
     history = db.execute("SELECT evidence FROM model_history WHERE action = 'experiment_started'").fetchone()
     assert history["evidence"]["plan"]["sequential_sample"] == plan["sequential_sample"]
+
+
+def test_ten_days_of_history_measure_the_early_rates_only(db, api) -> None:
+    """1,200 leads in the last ten days: enough for the 1-day guardrail rates and the volume, none
+    with a closed 14-day window yet; the plan says which figures are measured and which are not."""
+    db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, bounced_at)
+                  SELECT 'acme', 'h-' || i, 'c', 'lead-' || i, 'hello', now() - make_interval(mins => i * 12),
+                         CASE WHEN i % 50 = 7 THEN now() - make_interval(mins => i * 12) + interval '1 hour' END
+                    FROM generate_series(1, 1200) AS i""")
+    insert_models(db)
+    assert api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})[0] == 200
+    status, deployed = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run"})
+    plan = deployed["experiment"]["plan"]
+    assert status == 200 and plan["source"] == "mixed" and plan["baselines"]["bounce_1d"] == pytest.approx(0.02, rel=0.1)
+    assert len(plan["notes"]) == 1 and "closed 14-day window" in plan["notes"][0]
+    assert plan["baselines"]["bounce"] == TYPICAL_RATES["bounce"]
 
 
 def test_a_harmful_challenger_is_rolled_back_in_the_canary(db, api, models, monkeypatch) -> None:
@@ -384,6 +402,16 @@ def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
     assert history.count("rolled_back") == 1 and "restored_as_champion" not in history
     assert registry(db)["flywheel-v1.0.0"]["role"] == "champion"
     assert count(db, "experiment_evaluations") == 1
+
+
+def test_a_second_challenger_waits_for_the_running_experiment(db, api, models) -> None:
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                  VALUES ('flywheel-v1.2.0', 'v1.2.0', 1, 2, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""")
+    before = (count(db, "model_history"), count(db, "experiments"))
+    status, body = api.post("/training/deploy/flywheel-v1.2.0", {"reason": "weekly run"})
+    assert status == 409 and "already deployed" in body["message"]
+    assert (count(db, "model_history"), count(db, "experiments")) == before
+    assert registry(db)["flywheel-v1.2.0"]["status"] == "ready"
 
 
 def test_rollback_and_promotion_are_idempotent(db, api, models) -> None:

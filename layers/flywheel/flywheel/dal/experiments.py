@@ -83,6 +83,7 @@ def segment_counts(conn: Connection, experiment_id: str, metrics: dict[str, tupl
     dated before the experiment started are not exposures)."""
     per_lead = ",\n".join(f"{_hit(event, days)} AS {name}" for name, (event, days) in metrics.items())
     close_days = metrics.get("close", ("close", 90))[1]
+
     def matured(days: int) -> str:
         return f"exposed_at <= %(settled)s::timestamptz - interval '{int(days)} days'"
 

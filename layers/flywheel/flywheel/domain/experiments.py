@@ -181,8 +181,7 @@ def plan(*, baselines: dict[str, float], mde: float, canary_share: float, weekly
     room = config.max_runtime_days - canary_days - window - settle - EVALUATION_INTERVAL_DAYS
 
     def fits(sample: float) -> bool:
-        return sample <= daily * room and canary_days + sample / daily + window + settle + \
-            EVALUATION_INTERVAL_DAYS <= config.max_runtime_days and config.min_runtime_days <= config.max_runtime_days
+        return sample <= daily * room and config.min_runtime_days <= config.max_runtime_days
 
     ab_days = planned / daily + window + settle + EVALUATION_INTERVAL_DAYS
     mde_in_time = _smallest_lift(p, guardrails, canary_sample, config, fits)

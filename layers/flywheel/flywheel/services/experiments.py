@@ -44,11 +44,11 @@ def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) ->
             # a rate of 0 in history would plan an infinite canary: floor it at one event
             baselines[name] = max(history[name], 1) / history["early_units"]
         measured.append("guardrails")
-    if history["primary_units"] >= MIN_HISTORY_LEADS:
-        for name in ("bounce", "unsubscribe", "spam_report", "negative_reply"):
-            baselines[name] = max(history[name], 1) / history["primary_units"]
     else:
         notes.append("too little history for the early guardrail rates: typical rates used")
+    if history["primary_units"] >= MIN_HISTORY_LEADS:  # the full-window guardrails: leads whose 14 days are over
+        for name in ("bounce", "unsubscribe", "spam_report", "negative_reply"):
+            baselines[name] = max(history[name], 1) / history["primary_units"]
     weeks = HISTORY_DAYS / 7
     volume: float | None = history["leads"] / weeks if history["leads"] >= MIN_HISTORY_LEADS else None
     if volume is None:
