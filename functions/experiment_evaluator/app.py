@@ -1,5 +1,6 @@
 """ExperimentEvaluatorFunction: the daily look at the running experiment (same path as
-POST /training/promote-winner): continue, advance the canary, promote, roll back or end it."""
+POST /training/promote-winner): continue, advance the canary, promote, roll back or end it.
+Every run is announced on the event bus (ExperimentEvaluated), which redraws the reports."""
 
 from typing import Any
 
@@ -7,7 +8,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.errors import NotFound
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.experiments import evaluate
+from flywheel.services.experiments import announce_evaluation, evaluate
 
 
 @logger.inject_lambda_context
@@ -17,6 +18,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         decision = evaluate(actor="evaluator")
     except NotFound:
-        return {"action": "none", "reason": "no experiment is running"}
-    metrics.add_metric(name=f"ExperimentDecision_{decision['action']}", unit="Count", value=1)
+        decision = {"action": "none", "reason": "no experiment is running"}
+    else:
+        metrics.add_metric(name=f"ExperimentDecision_{decision['action']}", unit="Count", value=1)
+    announce_evaluation(decision)
     return decision

@@ -71,8 +71,9 @@ def leaderboard() -> dict[str, Any]:
 
 @app.get("/insights/strategies")
 def strategies(segment: Annotated[str, Query(pattern="^(industry|role)$")] = "industry",
-               min_sample: Annotated[int, Query(ge=1, le=100_000)] = 30) -> dict[str, Any]:
-    return experiments.strategies(segment, min_sample)
+               min_sample: Annotated[int, Query(ge=1, le=100_000)] = 30,
+               org_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None) -> dict[str, Any]:
+    return experiments.strategies(segment, min_sample, org_id)
 
 
 @logger.inject_lambda_context

@@ -54,3 +54,9 @@ class DependencyUnavailable(FlywheelError):
 
 class MigrationError(FlywheelError):
     code = "migration_error"
+
+
+class ReportFailed(FlywheelError):
+    """Some organisations' reports could not be written (the others were)."""
+
+    code = "report_failed"

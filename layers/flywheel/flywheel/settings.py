@@ -71,6 +71,16 @@ class Settings(BaseModel):
     training_prices_json: str | None = None
     training_max_wait_s: int = Field(default=86_400, ge=60)
 
+    # reports (see README "Report"): the window they cover, how many campaigns they detail, the
+    # smallest strategy cell they show, how long a GET /reports/latest link works
+    report_window_days: int = Field(default=84, ge=7, le=730)
+    report_campaigns: int = Field(default=10, ge=0, le=100)
+    report_min_sample: int = Field(default=30, ge=1)
+    report_url_ttl_s: int = Field(default=300, ge=30, le=3600)
+    replies_dlq_url: str | None = None
+    # where the evaluator announces each evaluation (ReportFunction listens); unset: not announced
+    experiment_events_bus: str | None = None
+
     @property
     def base_model(self) -> str:
         return self.base_model_for(self.finetune_provider)

@@ -100,12 +100,13 @@ def arm_counts(conn: Connection, experiment_id: str, stage: str, now: datetime) 
     return {r["arm"]: {k: (float(v) if k == "revenue" else int(v)) for k, v in r.items() if k != "arm"} for r in rows}
 
 
-def strategies(conn: Connection, segment: str) -> list[dict[str, Any]]:
+def strategies(conn: Connection, segment: str, org_id: str | None = None) -> list[dict[str, Any]]:
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
         f"""SELECT {column} AS segment, framework, tone, count(*) AS messages,
                    count(replied_at) AS replies, count(meeting_booked_at) AS meetings
               FROM outcome_labels
              WHERE {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+               AND (%(org)s::text IS NULL OR org_id = %(org)s)
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""", {"org": org_id}
     ).fetchall()

@@ -8,15 +8,18 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from flywheel.clients import events as event_bus
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.domain import experiments as domain
 from flywheel.domain import stats
-from flywheel.errors import NotFound
-from flywheel.observability import logger
+from flywheel.errors import DependencyUnavailable, NotFound
+from flywheel.observability import logger, metrics
+from flywheel.settings import get_settings
 
 DEFAULT_BASELINE, DEFAULT_MDE = 0.03, 0.10
+EVENT_SOURCE = "flywheel.experiments"
 
 
 def start(conn: Connection, champion_id: str, challenger_id: str, canary_share: float,
@@ -104,6 +107,23 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, apply: bool 
     return decision
 
 
+def announce_evaluation(decision: dict[str, Any]) -> bool:
+    """Tell the event bus that the evaluator ran (ReportFunction redraws the reports). The decision is
+    already applied: a bus that still refuses after the client's retries is logged as an error and
+    counted (metric ExperimentEvaluationNotAnnounced), and the next daily run announces again."""
+    bus = get_settings().experiment_events_bus
+    if not bus:
+        return False
+    detail = {k: decision.get(k) for k in ("experiment_id", "action", "reason", "stage")}
+    try:
+        event_bus.publish(bus, "ExperimentEvaluated", [detail], source=EVENT_SOURCE)
+    except DependencyUnavailable as exc:
+        logger.error("evaluation not announced", extra={"reason": exc.details.get("reason"), **detail})
+        metrics.add_metric(name="ExperimentEvaluationNotAnnounced", unit="Count", value=1)
+        return False
+    return True
+
+
 def shift_clock(days: float) -> None:
     """Simulations only (the demo): pretend the running experiment started `days` earlier."""
     with transaction() as conn:
@@ -174,9 +194,7 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
 
 # --- reports -----------------------------------------------------------------------------------
 
-def _rate(hits: int, n: int) -> dict[str, Any]:
-    low, high = stats.wilson_interval(int(hits), int(n))
-    return {"rate": hits / n if n else None, "interval": [low, high], "n": int(n)}
+_rate = stats.proportion
 
 
 def leaderboard_with_intervals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -191,9 +209,9 @@ def leaderboard_with_intervals(rows: list[dict[str, Any]]) -> list[dict[str, Any
     } for r in rows]
 
 
-def strategies(segment: str, min_sample: int) -> dict[str, Any]:
+def strategies(segment: str, min_sample: int, org_id: str | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        rows = experiments_dal.strategies(conn, segment)
+        rows = experiments_dal.strategies(conn, segment, org_id)
     cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
               "reply_rate": _rate(r["replies"], r["messages"]), "meeting_rate": _rate(r["meetings"], r["messages"])}
              for r in rows if r["messages"] >= min_sample]

@@ -1,0 +1,120 @@
+"""A realistic organisation for the report tests: two models in an experiment, a training run,
+two campaigns of messages with their lifecycles, replies of every kind, orphans; and another
+organisation whose numbers must never show in the first one's report."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flywheel.services import experiments, training
+
+CATEGORIES = ["interested", "not_now", "objection", "meeting_request", "out_of_office", "question", "unsubscribe",
+              "not_interested"]
+
+OUTCOMES_SQL = """
+WITH a AS (
+    SELECT lead_id, arm, row_number() OVER (ORDER BY lead_id) AS i
+      FROM assignments WHERE experiment_id = %(exp)s AND org_id = %(org)s),
+r AS (
+    SELECT *, now() - make_interval(days => (%(oldest)s - (i * 7) %% %(spread)s)::int, hours => (i %% 24)::int) AS sent,
+           (i * 37) %% 100 < 95 AS delivered,
+           (i * 53) %% 100 < 40 AS opened,
+           (i * 71) %% 100 < CASE WHEN arm = 'challenger' THEN 16 ELSE 9 END AS replied,
+           (%(categories)s::text[])[1 + (i * 13) %% 8] AS category
+      FROM a),
+s AS (
+    SELECT *, replied AND i %% 41 <> 0 AS classified,
+              replied AND category IN ('interested', 'meeting_request') AND i %% 2 = 0 AS meeting
+      FROM r WHERE delivered OR NOT replied)
+INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, lead_email, body, framework, tone, lead_industry,
+                            lead_role, sent_at, model_registry_id, experiment_id, experiment_arm, delivered_at,
+                            first_opened_at, open_count, replied_at, reply_category, reply_classification_source,
+                            meeting_booked_at, deal_status, deal_value, deal_closed_at, stage)
+SELECT %(org)s, 'k-' || lead_id, CASE WHEN i %% 3 = 0 THEN 'spring-push' ELSE 'q4-outbound' END, lead_id,
+       lead_id || '@prospect.example', 'Hi there', (ARRAY['PAS', 'AIDA', 'BAB'])[1 + i %% 3],
+       (ARRAY['casual', 'professional'])[1 + (i / 3) %% 2], (ARRAY['fintech', 'saas'])[1 + i %% 2],
+       (ARRAY['cfo', 'vp sales'])[1 + (i / 2) %% 2], sent,
+       CASE WHEN arm = 'challenger' THEN %(challenger)s ELSE %(champion)s END, %(exp)s, arm,
+       CASE WHEN delivered THEN sent + interval '1 minute' END,
+       CASE WHEN delivered AND opened THEN sent + interval '2 hours' END, CASE WHEN delivered AND opened THEN 2 ELSE 0 END,
+       CASE WHEN replied THEN sent + interval '1 day' END,
+       CASE WHEN classified THEN category END,
+       CASE WHEN classified THEN (CASE WHEN i %% 2 = 0 THEN 'fallback' ELSE 'llm' END) END,
+       CASE WHEN meeting THEN sent + interval '3 days' END,
+       CASE WHEN meeting AND i %% 3 = 0 THEN 'won' END, CASE WHEN meeting AND i %% 3 = 0 THEN 12000 END,
+       CASE WHEN meeting AND i %% 3 = 0 THEN sent + interval '10 days' END, 'sent'
+  FROM s
+"""
+
+
+def _model(db: Any, version: str, minor: int) -> None:
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+                                              provider_model_id, base_model, run_id)
+                  VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', %s, 'amazon.nova-micro-v1:0:128k',
+                          (SELECT run_id FROM training_runs ORDER BY started_at DESC LIMIT 1))""",
+               (f"flywheel-{version}", version, minor, f"arn:aws:bedrock:us-east-1:1:custom-model/{version}"))
+
+
+def _training_run(db: Any, started: datetime) -> None:
+    history = [{"status": s, "at": (started + timedelta(seconds=t)).isoformat()} for s, t in (
+        ("pending", 0), ("building", 2), ("uploading", 40), ("training", 55), ("registering", 3655),
+        ("smoke_testing", 3660), ("succeeded", 3668))]
+    manifest = {"counts": {"train": 171, "validation": 19, "candidates": 204}, "by_label": {"positive": 190},
+                "by_org": {"acme": 120, "globex": 60, "initech": 10}, "redactions": {"email": 190, "phone": 38},
+                "tokens": {"train": {"total_tokens": 61_000, "token_method": "tiktoken:o200k_base"},
+                           "validation": {"total_tokens": 6_800}},
+                "cost_estimate": {"usd": 0.41, "billed_tokens": 183_000, "base_model": "amazon.nova-micro-v1:0:128k"}}
+    db.execute("""INSERT INTO training_runs (scope, status, trigger, provider, base_model, method, manifest,
+                                             status_history, started_at, updated_at, finished_at, dataset_hash)
+                  VALUES ('global', 'succeeded', 'schedule', 'bedrock', 'amazon.nova-micro-v1:0:128k', 'supervised',
+                          %s, %s, %s, %s, %s, 'abc')""",
+               (json.dumps(manifest), json.dumps(history), started, started + timedelta(seconds=3668),
+                started + timedelta(seconds=3668)))
+    db.execute("""INSERT INTO training_runs (scope, status, trigger, provider, base_model, method, status_history,
+                                             started_at, updated_at, finished_at, error)
+                  VALUES ('global', 'insufficient_data', 'api', 'bedrock', 'amazon.nova-micro-v1:0:128k', 'supervised',
+                          %s, %s, %s, %s, '30 examples available, 50 needed')""",
+               (json.dumps([{"status": "pending", "at": (started - timedelta(days=7)).isoformat()},
+                            {"status": "building", "at": (started - timedelta(days=7, seconds=-3)).isoformat()},
+                            {"status": "insufficient_data", "at": (started - timedelta(days=7, seconds=-9)).isoformat()}]),
+                started - timedelta(days=7), started - timedelta(days=7), started - timedelta(days=7)))
+
+
+def seed_report_org(db: Any, leads: int = 900) -> str:
+    """The whole story in the database; returns the experiment id."""
+    now = datetime.now(UTC)
+    db.execute("INSERT INTO organizations (org_id, training_opt_in) VALUES ('acme', true), ('globex', true)")
+    _training_run(db, now - timedelta(days=30))
+    _model(db, "v1.0.0", 0)
+    _model(db, "v1.1.0", 1)
+    training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
+    deployed = training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run")
+    exp = deployed["experiment_id"]
+    experiments.forget_cache()
+    for org, n in (("acme", leads), ("globex", 150)):
+        for i in range(n):
+            experiments.route(org, f"{org}-lead-{i:04d}")
+    experiments.forget_cache()
+    for org in ("acme", "globex"):
+        db.execute(OUTCOMES_SQL, {"exp": exp, "org": org, "categories": CATEGORIES, "oldest": 50, "spread": 35,
+                                  "champion": "flywheel-v1.0.0", "challenger": "flywheel-v1.1.0"})
+    # older messages from the default model, before Flywheel trained anything
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone,
+                                              model_id, sent_at, delivered_at, stage)
+                  SELECT 'acme', 'old-' || i, 'q4-outbound', 'old-' || i, 'Hello', 'PAS', 'casual',
+                         'gpt-4o-mini-2024-07-18', now() - interval '60 days', now() - interval '60 days', 'delivered'
+                    FROM generate_series(1, 40) AS i""")
+    # provider events still waiting for their message
+    db.execute("""INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, status, payload,
+                                              match_email, received_at)
+                  VALUES ('sendgrid', 'orph-1', 'open', now(), 'orphan', '{}', 'x@y.example', now() - interval '2 days'),
+                         ('sendgrid_inbound', 'orph-2', 'reply', now(), 'orphan', '{}', 'z@y.example', now())""")
+    db.execute("UPDATE experiments SET started_at = now() - interval '52 days', "
+               "stage_started_at = now() - interval '52 days'")
+    experiments.evaluate(actor="evaluator")  # canary over: advance to A/B
+    db.execute("UPDATE experiments SET stage_started_at = now() - interval '50 days'")
+    experiments.evaluate(actor="evaluator")
+    experiments.forget_cache()
+    return exp
