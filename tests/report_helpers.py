@@ -92,11 +92,11 @@ def seed_report_org(db: Any, leads: int = 900) -> str:
     training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
     deployed = training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run")
     exp = deployed["experiment_id"]
-    experiments.forget_cache()
-    for org, n in (("acme", leads), ("globex", 150)):
-        for i in range(n):
-            experiments.route(org, f"{org}-lead-{i:04d}")
-    experiments.forget_cache()
+    for org, n in (("acme", leads), ("globex", 150)):  # as GET /route records them, 10 % to the challenger
+        db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage)
+                      SELECT %s, %s, %s || '-lead-' || lpad(i::text, 4, '0'),
+                             CASE WHEN i %% 10 = 0 THEN 'challenger' ELSE 'champion' END, i %% 10000, 'canary'
+                        FROM generate_series(1, %s) AS i""", (exp, org, org, n))
     for org in ("acme", "globex"):
         db.execute(OUTCOMES_SQL, {"exp": exp, "org": org, "categories": CATEGORIES, "oldest": 50, "spread": 35,
                                   "champion": "flywheel-v1.0.0", "challenger": "flywheel-v1.1.0"})
