@@ -12,8 +12,9 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 4}, connect_timeou
 
 
 @cache
-def client(service: str) -> Any:
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+def client(service: str, signature_version: str | None = None) -> Any:
+    config = _CONFIG if signature_version is None else _CONFIG.merge(Config(signature_version=signature_version))
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
 def reset_clients() -> None:

@@ -60,7 +60,11 @@ def head(uri: str) -> dict[str, Any] | None:
 
 
 def presigned_get(uri: str, expires_in: int) -> str:
-    """A link that reads the object without credentials until it expires (signed locally)."""
+    """A link that reads the object without credentials until it expires (signed locally, no call).
+
+    Signature Version 4: buckets created since June 2020 refuse SigV2 links, which botocore may
+    still produce by default (S3 docs, "Authenticating Requests: Using Query Parameters" / SigV2
+    deprecation). A link signed with a Lambda role's session also dies when that session does."""
     bucket, key = split_uri(uri)
-    return str(client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
+    return str(client("s3", "s3v4").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
                                                     ExpiresIn=expires_in))

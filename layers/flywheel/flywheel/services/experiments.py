@@ -118,7 +118,8 @@ def announce_evaluation(decision: dict[str, Any]) -> bool:
     try:
         event_bus.publish(bus, "ExperimentEvaluated", [detail], source=EVENT_SOURCE)
     except DependencyUnavailable as exc:
-        logger.error("evaluation not announced", extra={"reason": exc.details.get("reason"), **detail})
+        logger.error("evaluation not announced", extra={**detail, "error": exc.message,
+                                                         "cause": exc.details.get("reason")})
         metrics.add_metric(name="ExperimentEvaluationNotAnnounced", unit="Count", value=1)
         return False
     return True
