@@ -152,8 +152,9 @@ def intervals(name: str, rows: Sequence[dict[str, Any]], *, label: str, fmt: Fmt
         if est is None:
             body.append(_text(plot_l + 4, cy + 4, "no data yet", fill=MUTED))
             continue
-        if _finite(low) and _finite(high):
-            body.append(_rect(x(low), cy - 2.5, max(x(high) - x(low), 1.5), 5, color, title=f"{fmt(low)} to {fmt(high)}"))
+        if low is not None and high is not None and _finite(low) and _finite(high):
+            body.append(_rect(x(low), cy - 2.5, max(x(high) - x(low), 1.5), 5, color,
+                              title=f"{fmt(low)} to {fmt(high)}"))
         body.append(_circle(x(est), cy, 4.5, color, title=str(r["label"]), stroke="#ffffff"))
         body.append(_text(plot_r + 10, cy + 4, _value_text(r, fmt), fill=MUTED))
     return svg(name, bottom + 22, "".join(body), label)
@@ -371,7 +372,8 @@ def duration_bars(name: str, rows: Sequence[dict[str, Any]], steps: dict[str, st
             w = seconds / longest * (plot_r - left)
             if seconds > 0:
                 w = max(w, 2)
-                body.append(_rect(x, y, w, row_h - 8, steps.get(step, MUTED), title=f"{step}: {format_seconds(seconds)}"))
+                body.append(_rect(x, y, w, row_h - 8, steps.get(step, MUTED),
+                                  title=f"{step}: {format_seconds(seconds)}"))
                 x += w
         body.append(_text(left - 8, y + row_h / 2, r["label"], anchor="end", size=10))
         body.append(_text(x + 6, y + row_h / 2, format_seconds(sum(s for _, s in r["steps"])), size=10, fill=MUTED))

@@ -10,7 +10,7 @@ from typing import Any
 
 from flywheel.domain.funnel import LABELS, STEPS
 from flywheel.views import charts
-from flywheel.views.charts import BAD, GOOD, MUTED, PALETTE, WARN, esc, percent
+from flywheel.views.charts import BAD, GOOD, MUTED, PALETTE, esc, percent
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
@@ -179,7 +179,8 @@ def _overview(data: dict[str, Any]) -> str:
          f"{roles['champion']['traffic']:.0f}% of traffic" if "champion" in roles else "use your default model"),
         ("Last training run", runs[0]["status"].replace("_", " ") if runs else "none",
          _day(runs[0]["started_at"]) if runs else "no run yet"),
-        ("Data health", "ok" if not issues else f"{len(issues)} to look at", "; ".join(issues)[:80] or "nothing waiting"),
+        ("Data health", "ok" if not issues else f"{len(issues)} to look at",
+         "; ".join(issues)[:80] or "nothing waiting"),
     ]
     body = "".join(f'<div class="tile"><div class="k">{esc(k)}</div><div class="v">{esc(v)}</div>'
                    f'<div class="s">{esc(s)}</div></div>' for k, v, s in tiles)
@@ -223,13 +224,15 @@ def _experiment(data: dict[str, Any]) -> str:
     facts = [
         ("Experiment", f"<code>{esc(e['experiment_id'])}</code> {_badge(e['status'])}"),
         ("Champion vs challenger", f"{esc(e['champion'])} vs {esc(e['challenger'])}"),
-        ("Stage and allocation", f"{esc(e['stage'])} · challenger {share * 100:.0f}%, champion {(1 - share) * 100:.0f}%"),
+        ("Stage and allocation",
+         f"{esc(e['stage'])} · challenger {share * 100:.0f}%, champion {(1 - share) * 100:.0f}%"),
         ("Days run", f"{e['days_running']:.1f} (started {_day(e['started_at'])}"
                      + (f", ended {_day(e['ended_at'])})" if e["ended_at"] else ")")),
         ("Days left", f"at most {e['days_left']:.1f} (maximum runtime {e['max_runtime_days']:.0f} days, minimum "
                       f"{e['min_runtime_days']:.0f})" if running else "ended"),
         ("Units analysed / planned", f"{e['units']:,} / {e['planned_sample']:,}"),
-        ("Latest decision", f"{_badge(e['decision']['action'] or 'not evaluated yet')} {esc(e['decision']['reason'] or '')}"),
+        ("Latest decision",
+         f"{_badge(e['decision']['action'] or 'not evaluated yet')} {esc(e['decision']['reason'] or '')}"),
     ]
     if plan:
         mdl = plan.get("minimum_detectable_lift")
@@ -256,10 +259,11 @@ def _experiment(data: dict[str, Any]) -> str:
                                 "window has closed)."))
     if primary.get("lift") is not None:
         rates = primary.get("rates") or [None, None]
-        body.append(f'<p>{esc(primary.get("metric"))}: champion {esc(percent(rates[0]) if rates[0] is not None else "—")}'
-                    f' vs challenger {esc(percent(rates[1]) if rates[1] is not None else "—")}, lift '
+        low, high = primary.get("interval") or [None, None]
+        champion, challenger = (esc(percent(r)) if r is not None else "—" for r in rates)
+        body.append(f'<p>{esc(primary.get("metric"))}: champion {champion} vs challenger {challenger}, lift '
                     f'<b>{esc(charts.signed_percent(primary["lift"]))}</b> '
-                    f'{_interval(*(primary.get("interval") or [None, None]), fmt=charts.signed_percent)}'
+                    f'{_interval(low, high, charts.signed_percent)}'
                     '<span class="note"> (always-valid: safe to read every day)</span></p>')
     body.append("<h3>Guardrails (challenger − champion)</h3>")
     rows = []
@@ -268,21 +272,25 @@ def _experiment(data: dict[str, Any]) -> str:
             g = {**g, "difference": None}
         body.append(charts.intervals(
             f"guardrail-{g['name']}", [{"label": g["name"].replace("_", " "), "estimate": g["difference"],
-                                       "low": g["low"], "high": g["high"], "color": BAD if g["breached"] else PALETTE[0]}],
+                                       "low": g["low"], "high": g["high"],
+                                       "color": BAD if g["breached"] else PALETTE[0]}],
             fmt=_pp, reference=0.0, margin=g["margin"], label=f"{g['name']}: difference with its interval and margin")
             if g["difference"] is not None else "")
         status = _badge("breached", "bad") if g["breached"] else (
             _badge("no data yet", "idle") if g["difference"] is None else _badge("within margin", "ok"))
-        rows.append([esc(g["name"].replace("_", " ")), esc(_pp(g["difference"])) if g["difference"] is not None else "—",
+        difference = esc(_pp(g["difference"])) if g["difference"] is not None else "—"
+        rows.append([esc(g["name"].replace("_", " ")), difference,
                      _interval(g["low"], g["high"], _pp), esc(_pp(g["margin"]) if g["margin"] is not None else "—"),
                      esc(" / ".join(f"{u:,}" for u in (g["units"] or []))), status])
     body.append(_table(["guardrail", "difference", "interval", "margin", "units (champion / challenger)", "status"],
-                       rows, ' data-table="guardrails"', "lrrrrl") if rows else _empty("No guardrail has been evaluated yet."))
+                       rows, ' data-table="guardrails"', "lrrrrl")
+                if rows else _empty("No guardrail has been evaluated yet."))
     srm = e["srm"]
     body.append("<h3>Sample ratio</h3>")
     body.append(_empty("Not evaluated yet.") if srm["p_value"] is None else (
         f"<p>Pearson χ² p = {srm['p_value']:.3g} (alarm below {srm['threshold']:g}) "
-        + (_badge("mismatch: assignment is broken", "bad") if srm["flagged"] else _badge("assignment looks right", "ok"))
+        + (_badge("mismatch: assignment is broken", "bad") if srm["flagged"]
+           else _badge("assignment looks right", "ok"))
         + "</p>"))
     return _section("experiment", "Experiment", "".join(body)
                     + '<p class="note">The experiment runs on every organisation\'s traffic; its numbers are totals, '
@@ -323,7 +331,8 @@ def _training(data: dict[str, Any]) -> str:
         return _section("training", "Training runs", _empty("No training run yet."))
     chart = charts.duration_bars("training-durations",
                                  [{"label": f"{r['run_id'][:8]} · {_day(r['started_at'])}", "steps": r["steps"]}
-                                  for r in runs], STEP_COLORS, label="Time spent in each step of the last training runs")
+                                  for r in runs], STEP_COLORS,
+                                 label="Time spent in each step of the last training runs")
     blocks = []
     for r in runs:
         ex = r["examples"]
@@ -464,7 +473,8 @@ def _health(data: dict[str, Any]) -> str:
         q = h.get("queues", {}).get(name, {"known": False, "reason": "not read"})
         if not q["known"]:
             return "unknown", q.get("reason", ""), "idle"
-        return f"{q['messages']:,}", "", "ok" if not q["messages"] else ("bad" if name == "dead_letter_queue" else "warn")
+        kind = "ok" if not q["messages"] else ("bad" if name == "dead_letter_queue" else "warn")
+        return f"{q['messages']:,}", "", kind
 
     rows = [
         ("Orphan events waiting for their message (all organisations)", f"{h['orphan_events']:,}",

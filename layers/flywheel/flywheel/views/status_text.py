@@ -63,8 +63,9 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         section("Experiment", "none has run yet")
     else:
         primary, srm = e["primary"], e["srm"]
-        head = (f"{e['experiment_id']} {p.word(e['status'])} · {e['stage']} · challenger {e['allocation'] * 100:.0f}% · "
-                f"day {e['days_running']:.1f}" + (f", ≤{e['days_left']:.1f} left" if e["status"] == "running" else ""))
+        head = (f"{e['experiment_id']} {p.word(e['status'])} · {e['stage']} · challenger "
+                f"{e['allocation'] * 100:.0f}% · day {e['days_running']:.1f}"
+                + (f", ≤{e['days_left']:.1f} left" if e["status"] == "running" else ""))
         rest = []
         if primary.get("lift") is not None and primary.get("interval"):
             low, high = primary["interval"]
@@ -77,17 +78,20 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
             rest.append("  guardrails " + ", ".join(
                 f"{g['name']} {p.word('breached') if g['breached'] else p('ok', GREEN)}" for g in e["guardrails"]))
         if srm["p_value"] is not None:
-            rest.append(f"  sample ratio p = {srm['p_value']:.3g} " + (p("MISMATCH", RED) if srm["flagged"] else p("ok", GREEN)))
+            verdict = p("MISMATCH", RED) if srm["flagged"] else p("ok", GREEN)
+            rest.append(f"  sample ratio p = {srm['p_value']:.3g} {verdict}")
         plan = e["plan"]
         if plan.get("minimum_detectable_lift") is not None:
             rest.append(f"  planner minimum detectable lift {percent(plan['minimum_detectable_lift'])}")
         section("Experiment", head, rest)
 
     roles = data["registry"]["roles"]
-    now_line = " · ".join(f"{role} {m['version']} {m['traffic']:.0f}%" for role, m in sorted(roles.items())) or "no model"
+    now_line = " · ".join(f"{role} {m['version']} {m['traffic']:.0f}%" for role, m in sorted(roles.items()))
     events = data["registry"]["events"]
-    section("Registry", now_line, [f"  last change {events[-1]['at']:%Y-%m-%d} {events[-1]['version']} "
-                                   f"{events[-1]['action'].replace('_', ' ')} ({events[-1]['actor']})"] if events else [])
+    last = events[-1] if events else None
+    section("Registry", now_line or "no model", [
+        f"  last change {last['at']:%Y-%m-%d} {last['version']} {last['action'].replace('_', ' ')} ({last['actor']})"
+    ] if last else [])
 
     runs = data["training"]
     if runs:
