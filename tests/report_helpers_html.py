@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
+
+from flywheel.local.screenshot import FLAGS, find_chromium
+
+chromium = find_chromium
 
 URL_ATTRIBUTES = {"href", "src", "xlink:href", "action", "formaction", "srcset", "poster", "data", "background",
                   "ping", "cite", "longdesc", "manifest", "codebase"}
@@ -79,10 +82,6 @@ def rows(parser: ReportParser, table: str) -> list[list[dict[str, Any]]]:
     return [r for r in parser.tables[table] if r and not r[0]["header"]]
 
 
-def chromium() -> str | None:
-    return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
-
-
 # Run before the page's Content-Security-Policy <meta> (a policy delivered by <meta> only governs what
 # comes after it), so the page itself keeps its policy and still has no script of its own.
 CHECKER = """<script>
@@ -104,15 +103,13 @@ addEventListener('load', () => {
 
 
 def render_in_chromium(html: str, browser: str) -> dict[str, Any]:
-    """Open the page in headless Chromium (as Debian ships it, flags as its maintainers run it offline)
-    and read back what the checker measured after load."""
+    """Open the page in headless Chromium (Debian's, run offline) and read back what the checker
+    measured after load."""
     with tempfile.TemporaryDirectory(prefix="flywheel-chromium-") as tmp:
         page = Path(tmp) / "report.html"
         page.write_text(html.replace("<head>", "<head>" + CHECKER, 1), encoding="utf-8")
         done = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp}/profile", "--window-size=1200,900", "--virtual-time-budget=5000",
+            [browser, *FLAGS, f"--user-data-dir={tmp}/profile", "--window-size=1200,900", "--virtual-time-budget=5000",
              "--dump-dom", page.as_uri()],
             capture_output=True, text=True, timeout=120, check=False)
     match = re.search(r'<pre id="chart-check">(.*?)</pre>', done.stdout, re.S)

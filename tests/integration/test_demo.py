@@ -20,6 +20,9 @@ def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str
     assert "challenger flywheel-v1.1.0 at 10%" in out and "POST /training/promote-winner -> 200: promote" in out
     assert "registry now: flywheel-v1.1.0 champion 100%" in out
     assert "demo finished" in out
+    report = ROOT / ".flywheel" / "demo-report.html"
+    assert f"report written: {report}" in out and "Flywheel report · demo-ab" in report.read_text()
+    assert "Funnel" in out and "Data health" in out
     assert count(db, "outcome_labels") == 40 + 90 + 4000  # campaign, opted-in history, A/B prospects
     assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE reply_category IS NOT NULL "
                       "AND org_id NOT IN ('demo-ab')").fetchone()["n"] == 95

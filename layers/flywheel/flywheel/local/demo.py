@@ -418,6 +418,19 @@ def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> 
                                      for m in models["models"]))
 
 
+def _report(root: Path, org_id: str, print: Callable[..., None]) -> Path:  # noqa: A002
+    """The organisation's report, as `flywheel report` writes it, and its essentials as `flywheel status`."""
+    from flywheel.services.reports import collect, render_html
+    from flywheel.views.status_text import render
+
+    data = collect(org_id)
+    print(render(data, color=False).rstrip())
+    path = root / ".flywheel" / "demo-report.html"
+    path.write_text(render_html(data), encoding="utf-8")
+    print(f"report written: {path}")
+    return path
+
+
 def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the demo's own printer
     print("== Flywheel demo (local: embedded PostgreSQL, in-process API) ==")
     url = ensure_local_database(root, database=DEMO_DB, fresh=not os.environ.get("DATABASE_URL"))
@@ -449,6 +462,7 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         print(f"replies still waiting on the SQS queue: {_replies_queued()}")
         _train(root, client, print)
         _experiment(root, client, print)
+        _report(root, "demo-ab", print)
     finally:
         server.shutdown()
     print("demo finished")

@@ -54,7 +54,8 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
                           f"{percent(f['positive_reply']['rate'] or 0)} [{percent(low)}–{percent(high)}]",
                           percent(f["meeting"]["rate"] or 0), percent(f["won"]["rate"] or 0)])
         header, *body = _columns(table, set(range(1, 8)))
-        section("Funnel", p(header.strip(), DIM), body)
+        lines.append(p("Funnel", BOLD))
+        lines.extend([p(header, DIM), *body])
     else:
         section("Funnel", "no message sent in the window")
 
