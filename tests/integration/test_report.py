@@ -81,11 +81,15 @@ def test_campaign_sections_equal_the_api(api, acme) -> None:
         assert f"GET /campaigns/{campaign}/performance?org_id=acme" in acme["html"]
 
 
-def test_strategies_equal_the_insights_api(api, acme) -> None:
+def test_strategies_equal_the_insights_api(api, db, acme) -> None:
     page = parse(acme["html"])
-    for segment in ("industry", "role"):
+    for segment, column in (("industry", "lead_industry"), ("role", "lead_role")):
         status, body = api.get(f"/insights/strategies?segment={segment}&org_id=acme&min_sample=30")
         assert status == 200 and body["cells"], body
+        mine = {(r["s"], r["framework"], r["tone"]): r["n"] for r in db.execute(
+            f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
+                  AND {column} IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) >= 30""")}
+        assert {(c["segment"], c["framework"], c["tone"]): c["reply_rate"]["n"] for c in body["cells"]} == mine
         shown = {(r[0]["text"], r[1]["text"], r[2]["text"]): (r[3]["text"], r[4]["text"])
                  for r in rows(page, f"strategies-{segment}")}
         assert shown == {(c["segment"], c["framework"], c["tone"]): (
@@ -205,5 +209,8 @@ def test_cli_writes_the_report_and_prints_the_status(db_url, acme, tmp_path) -> 
     done = subprocess.run([sys.executable, "-m", "flywheel.cli", "status"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=120, check=False)
     assert done.returncode == 2 and "choose one with --org: acme, globex" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "flywheel.cli", "report", "--org", "nobody"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and done.stderr.strip() == "flywheel report: no organisation 'nobody'"
     coloured = render_status(acme["data"], color=True)
     assert "\033[1m" in coloured and coloured.replace("\033[", "") != coloured

@@ -132,12 +132,24 @@ def cmd_experiment_evaluate(args: argparse.Namespace) -> int:
     return status
 
 
+def _days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("between 1 and 3650 days")
+    return days
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    from flywheel.errors import NotFound
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.reports import write_report
 
     ensure_local_database(_root(args))
-    print(write_report(args.org, Path(args.out), days=args.days).resolve())
+    try:
+        print(write_report(args.org, Path(args.out), days=args.days).resolve())
+    except NotFound as exc:
+        print(f"flywheel report: {exc.message}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -146,6 +158,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from flywheel.dal.connection import transaction
     from flywheel.dal.insights import active_organizations
+    from flywheel.errors import NotFound
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.reports import collect
     from flywheel.settings import get_settings
@@ -162,7 +175,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                   + ", ".join(active[:20]) + (" ..." if len(active) > 20 else ""), file=sys.stderr)
             return 2
         org = active[0]
-    sys.stdout.write(render(collect(org, days=args.days), color=sys.stdout.isatty()))
+    try:
+        data = collect(org, days=args.days)
+    except NotFound as exc:
+        print(f"flywheel status: {exc.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(data, color=sys.stdout.isatty()))
     return 0
 
 
@@ -188,12 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write an organisation's report as one self-contained HTML file")
     report.add_argument("--org", required=True, help="the organisation's id")
     report.add_argument("--out", default="report.html", help="where to write it (default report.html)")
-    report.add_argument("--days", type=int, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
+    report.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
     report.set_defaults(func=cmd_report)
 
     status = sub.add_parser("status", help="the report's essentials in the terminal")
     status.add_argument("--org", help="the organisation's id (default: the only one that sent in the window)")
-    status.add_argument("--days", type=int, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
+    status.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
     status.set_defaults(func=cmd_status)
 
     org = sub.add_parser("org", help="organisation settings").add_subparsers(dest="org_command", required=True)

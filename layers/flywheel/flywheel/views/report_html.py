@@ -49,6 +49,7 @@ dl.facts { display: grid; grid-template-columns: 190px 1fr; gap: 2px 12px; margi
 dl.facts dt { color: #6b7280; }
 dl.facts dd { margin: 0; }
 code { font-size: 12px; background: #f3f4f6; padding: 1px 4px; border-radius: 4px; }
+.scroll { overflow-x: auto; }
 svg.chart { display: block; max-width: 100%; height: auto; margin: 8px 0 4px; }
 svg.chart text { font-family: inherit; }
 @media print { body { background: #fff; } section { break-inside: avoid; border-color: #fff; } nav { display: none; } }
@@ -121,7 +122,7 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], attrs: str = "
 
     head = "".join(f"<th{cls(i)}>{esc(h)}</th>" for i, h in enumerate(headers))
     body = "".join("<tr>" + "".join(f"<td{cls(i)}>{c}</td>" for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _section(anchor: str, title: str, body: str) -> str:
@@ -392,7 +393,8 @@ def _replies(data: dict[str, Any]) -> str:
 def _strategies(data: dict[str, Any]) -> str:
     body = ['<p class="note">Reply and meeting rates of each framework × tone within each segment, over all of '
             "this organisation's messages, with 95% Wilson intervals; cells with fewer messages than the minimum "
-            "sample are hidden. Same numbers as <code>GET /insights/strategies?org_id=…</code>.</p>"]
+            "sample are hidden. Where intervals overlap, the data does not yet say which is better. Same numbers "
+            "as <code>GET /insights/strategies?org_id=…</code>.</p>"]
     for segment, result in data["strategies"].items():
         cells = sorted(result["cells"], key=lambda c: (c["segment"], -(c["reply_rate"]["rate"] or 0)))
         body.append(f"<h3>By {esc(segment)}</h3>")
