@@ -19,7 +19,7 @@ def find_chromium() -> str | None:
     return next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
-def screenshot(page: Path, out: Path, width: int = 1000, height: int = 2400) -> Path:
+def screenshot(page: Path, out: Path, width: int = 1040, height: int = 2400) -> Path:
     browser = find_chromium()
     if browser is None:
         raise SystemExit("no Chromium found: apt-get install chromium")
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("page", type=Path)
     parser.add_argument("out", type=Path)
-    parser.add_argument("--width", type=int, default=1000)
+    parser.add_argument("--width", type=int, default=1040)
     parser.add_argument("--height", type=int, default=2400, help="the top of the page this tall is captured")
     args = parser.parse_args(argv)
     print(screenshot(args.page, args.out, args.width, args.height))

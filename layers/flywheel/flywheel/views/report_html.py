@@ -19,7 +19,7 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin: 0; background: #f4f5f7; color: #1f2937;
        font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; }
-main { max-width: 860px; margin: 0 auto; padding: 20px 20px 40px; }
+main { max-width: 980px; margin: 0 auto; padding: 20px 20px 40px; }
 header h1 { font-size: 22px; margin: 0 0 2px; }
 header p { margin: 0; color: #6b7280; }
 nav { margin: 10px 0 0; font-size: 13px; }
