@@ -183,6 +183,7 @@ def _training(conn: Connection, org_id: str) -> list[dict[str, Any]]:
             "by_org": {"this organisation": by_org.get(org_id, 0), "other organisations": sum(others.values()),
                        "other organisations count": len(others)},
             "redactions": manifest.get("redactions") or {},
+            "residual_scan_passed": (manifest.get("residual_scan") or {}).get("passed"),
             "tokens": sum(int((tokens.get(part) or {}).get("total_tokens") or 0) for part in ("train", "validation")),
             "token_method": (tokens.get("train") or {}).get("token_method"),
             "cost_usd": cost.get("usd"), "billed_tokens": cost.get("billed_tokens"),

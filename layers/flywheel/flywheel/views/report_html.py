@@ -348,7 +348,9 @@ def _training(data: dict[str, Any]) -> str:
             ("By organisation", esc(f"this organisation {r['by_org']['this organisation']:,}, "
                                     f"{r['by_org']['other organisations count']} other organisations "
                                     f"{r['by_org']['other organisations']:,}")),
-            ("Redactions", esc(", ".join(f"{k} {v:,}" for k, v in sorted(r["redactions"].items())) or "none")),
+            ("Redactions", esc((", ".join(f"{k} {v:,}" for k, v in sorted(r["redactions"].items())) or "none")
+                               + {True: "; residual scan passed", False: "; residual scan FAILED",
+                                  None: ""}[r["residual_scan_passed"]])),
             ("Tokens, cost", esc(f"{r['tokens']:,} tokens ({r['token_method'] or 'not counted'}); "
                                  + (f"estimated ${r['cost_usd']:,.2f} for {r['billed_tokens']:,} billed tokens"
                                     if r["cost_usd"] is not None else "no price known"))),
