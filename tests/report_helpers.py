@@ -62,7 +62,7 @@ def _training_run(db: Any, started: datetime) -> None:
         ("pending", 0), ("building", 2), ("uploading", 40), ("training", 55), ("registering", 3655),
         ("smoke_testing", 3660), ("succeeded", 3668))]
     manifest = {"counts": {"train": 171, "validation": 19, "candidates": 204}, "by_label": {"positive": 190},
-                "by_org": {"acme": 120, "globex": 60, "initech": 10}, "redactions": {"email": 190, "phone": 38},
+                "by_org": {"acme": 120, "globex": 60, "initech": 10}, "redactions": {"email": 190, "phone": 38}, "residual_scan": {"passed": True},
                 "tokens": {"train": {"total_tokens": 61_000, "token_method": "tiktoken:o200k_base"},
                            "validation": {"total_tokens": 6_800}},
                 "cost_estimate": {"usd": 0.41, "billed_tokens": 183_000, "base_model": "amazon.nova-micro-v1:0:128k"}}

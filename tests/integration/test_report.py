@@ -119,6 +119,7 @@ def test_replies_training_registry_and_health_equal_the_database(db, acme) -> No
     assert health["Replies of this organisation not classified yet"] == str(unclassified)
     # the dataset pooled three organisations: acme's report names none of the others
     assert "this organisation 120, 2 other organisations 70" in acme["html"]
+    assert "email 190, phone 38; residual scan passed" in acme["html"]
     assert "globex" not in acme["html"] and "initech" not in acme["html"]
 
 
