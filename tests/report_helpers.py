@@ -10,19 +10,23 @@ from typing import Any
 
 from flywheel.services import experiments, training
 
+# a canary small enough for a test (the demo's settings)
+EXPERIMENT = {"mde": 0.5, "baseline": 0.03, "weekly_volume": 30_000, "canary_ratio": 4}
 CATEGORIES = ["interested", "not_now", "objection", "meeting_request", "out_of_office", "question", "unsubscribe",
               "not_interested"]
 
 OUTCOMES_SQL = """
 WITH a AS (
     SELECT lead_id, arm, row_number() OVER (ORDER BY lead_id) AS i
-      FROM assignments WHERE experiment_id = %(exp)s AND org_id = %(org)s),
+      FROM assignments WHERE experiment_id = %(exp)s AND org_id = %(org)s AND segment = %(segment)s),
 r AS (
-    SELECT *, now() - make_interval(days => (%(oldest)s - (i * 7) %% %(spread)s)::int, hours => (i %% 24)::int) AS sent,
+    SELECT *, %(first)s::timestamptz + (i * %(spacing)s) * interval '1 second' AS sent,
            (i * 37) %% 100 < 95 AS delivered,
            (i * 53) %% 100 < 40 AS opened,
-           (i * 71) %% 100 < CASE WHEN arm = 'challenger' THEN 16 ELSE 9 END AS replied,
-           (%(categories)s::text[])[1 + (i * 13) %% 8] AS category
+           (i * 71) %% 100 < CASE WHEN arm = 'challenger' THEN 12 ELSE 9 END AS replied,
+           -- the challenger's extra replies are all positive: a better model, no harm
+           CASE WHEN (i * 71) %% 100 >= 9 THEN 'interested'
+                ELSE (%(categories)s::text[])[1 + (i * 13) %% 8] END AS category
       FROM a),
 s AS (
     SELECT *, replied AND i %% 41 <> 0 AS classified,
@@ -82,24 +86,46 @@ def _training_run(db: Any, started: datetime) -> None:
                 started - timedelta(days=7), started - timedelta(days=7), started - timedelta(days=7)))
 
 
-def seed_report_org(db: Any, leads: int = 900) -> str:
-    """The whole story in the database; returns the experiment id."""
+def _leads(db: Any, exp: str, org: str, segment: int, stage: str, n: int, challenger_every: int) -> None:
+    """Leads assigned as GET /route records them (here one in `challenger_every` to the challenger)."""
+    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+                  SELECT %s, %s, %s || '-s' || %s || '-' || lpad(i::text, 4, '0'),
+                         CASE WHEN i %% %s = 0 THEN 'challenger' ELSE 'champion' END, i %% 10000, %s, %s
+                    FROM generate_series(1, %s) AS i""", (exp, org, org, segment, challenger_every, stage, segment, n))
+
+
+def seed_report_org(db: Any, leads: int = 2000) -> str:
+    """The whole story in the database: a canary that advanced, an A/B stage evaluated daily;
+    returns the experiment id."""
     now = datetime.now(UTC)
+    started = now - timedelta(days=52)
     db.execute("INSERT INTO organizations (org_id, training_opt_in) VALUES ('acme', true), ('globex', true)")
     _training_run(db, now - timedelta(days=30))
     _model(db, "v1.0.0", 0)
     _model(db, "v1.1.0", 1)
     training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
-    deployed = training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run")
+    deployed = training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run",
+                                     experiment_config=EXPERIMENT)
     exp = deployed["experiment_id"]
-    for org, n in (("acme", leads), ("globex", 150)):  # as GET /route records them, 10 % to the challenger
-        db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage)
-                      SELECT %s, %s, %s || '-lead-' || lpad(i::text, 4, '0'),
-                             CASE WHEN i %% 10 = 0 THEN 'challenger' ELSE 'champion' END, i %% 10000, 'canary'
-                        FROM generate_series(1, %s) AS i""", (exp, org, org, n))
-    for org in ("acme", "globex"):
-        db.execute(OUTCOMES_SQL, {"exp": exp, "org": org, "categories": CATEGORIES, "oldest": 50, "spread": 35,
-                                  "champion": "flywheel-v1.0.0", "challenger": "flywheel-v1.1.0"})
+    db.execute("UPDATE experiments SET started_at = %s, stage_started_at = %s", (started, started))
+    canary = int(db.execute("SELECT canary_sample FROM experiments").fetchone()["canary_sample"] * 1.1)
+    stages = (("canary", 1, {"acme": canary, "globex": 0}, 10, started + timedelta(hours=1), 20),
+              ("ab", 2, {"acme": leads, "globex": 150}, 2, started + timedelta(days=4), 14 * 86400 // leads))
+    for stage, segment, sizes, every, first, spacing in stages:
+        for org, n in sizes.items():
+            if not n:
+                continue
+            _leads(db, exp, org, segment, stage, n, every)
+            db.execute(OUTCOMES_SQL, {"exp": exp, "org": org, "segment": segment, "categories": CATEGORIES,
+                                      "first": first, "spacing": spacing * (1 if org == "acme" else leads // 150),
+                                      "champion": "flywheel-v1.0.0", "challenger": "flywheel-v1.1.0"})
+        for day in (1, 2, 3) if stage == "canary" else ():  # the daily looks until the canary advances
+            experiments.evaluate(actor="evaluator", now=started + timedelta(days=day))
+        assert db.execute("SELECT stage FROM experiments").fetchone()["stage"] == "ab"
+    for day in range(18, 31):  # the A/B stage's daily looks once reply windows close
+        if db.execute("SELECT status FROM experiments").fetchone()["status"] != "running":
+            break
+        experiments.evaluate(actor="evaluator", now=started + timedelta(days=day))
     # older messages from the default model, before Flywheel trained anything
     db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone,
                                               model_id, sent_at, delivered_at, stage)
@@ -111,10 +137,5 @@ def seed_report_org(db: Any, leads: int = 900) -> str:
                                               match_email, received_at)
                   VALUES ('sendgrid', 'orph-1', 'open', now(), 'orphan', '{}', 'x@y.example', now() - interval '2 days'),
                          ('sendgrid_inbound', 'orph-2', 'reply', now(), 'orphan', '{}', 'z@y.example', now())""")
-    db.execute("UPDATE experiments SET started_at = now() - interval '52 days', "
-               "stage_started_at = now() - interval '52 days'")
-    experiments.evaluate(actor="evaluator")  # canary over: advance to A/B
-    db.execute("UPDATE experiments SET stage_started_at = now() - interval '50 days'")
-    experiments.evaluate(actor="evaluator")
     experiments.forget_cache()
     return exp

@@ -21,5 +21,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         decision = {"action": "none", "reason": "no experiment is running"}
     else:
         metrics.add_metric(name=f"ExperimentDecision_{decision['action']}", unit="Count", value=1)
+        # the sample-ratio check as metrics: ExperimentSampleRatioMismatchAlarm raises the alarm
+        metrics.add_metric(name="ExperimentSrmPValue", unit="None", value=decision["srm_p_value"])
+        metrics.add_metric(name="ExperimentSampleRatioMismatch", unit="Count", value=int(decision["srm"]["alarm"]))
     announce_evaluation(decision)
     return decision

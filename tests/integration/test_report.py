@@ -14,6 +14,7 @@ import pytest
 
 from flywheel.local.invoke import invoke
 from flywheel.services import reports
+from flywheel.views import charts
 from flywheel.views.charts import percent
 from flywheel.views.status_text import render as render_status
 from tests.conftest import ROOT, load_event
@@ -123,16 +124,30 @@ def test_replies_training_registry_and_health_equal_the_database(db, acme) -> No
     assert "globex" not in acme["html"] and "initech" not in acme["html"]
 
 
-def test_experiment_section_shows_stage_decision_guardrails_and_srm(db, acme) -> None:
+def test_experiment_section_draws_the_evaluation_history(db, acme) -> None:
     experiment = db.execute("SELECT * FROM experiments").fetchone()
     e = acme["data"]["experiment"]
     assert (e["experiment_id"], e["stage"], e["status"]) == (experiment["experiment_id"], experiment["stage"],
                                                              experiment["status"])
     assert e["decision"]["action"] == experiment["last_decision"]["action"]
     page = parse(acme["html"])
-    guardrails = {r[0]["text"] for r in rows(page, "guardrails")}
-    assert {"unsubscribe", "bounce", "spam report", "negative reply"} <= guardrails
-    assert "experiment-lift" in page.charts and "Pearson χ² p =" in acme["html"]
+    evaluations = db.execute("SELECT * FROM experiment_evaluations ORDER BY evaluated_at DESC").fetchall()
+    shown = rows(page, "evaluations")
+    assert [r[3]["text"] for r in shown] == [ev["action"] for ev in evaluations] and len(shown) >= 10
+    # one point per daily evaluation that measured the primary lift, with its always-valid interval
+    measured = [ev for ev in evaluations if ev["primary_units"]]
+    lift_chart = acme["html"].split('data-chart="experiment-lift"', 1)[1].split("</svg>", 1)[0]
+    assert lift_chart.count("<circle") == len(measured) >= 8
+    latest = measured[0]
+    assert charts.signed_percent(latest["primary_lift"]) in shown[0][5]["text"]
+    assert f"[{charts.signed_percent(latest['primary_low'])} – {charts.signed_percent(latest['primary_high'])}]" in (
+        shown[0][5]["text"])
+    margins = {name: g["margin"] for name, g in experiment["last_decision"]["guardrails"].items()}
+    table = {r[0]["text"].replace(" ", "_"): r[3]["text"] for r in rows(page, "guardrails")}
+    assert table == {name: f"{m * 100:+.2f} pp" for name, m in margins.items()}
+    plan = experiment["plan"]
+    assert f"{plan['mde_in_time']:+.1%} within 56 days" in acme["html"]
+    assert f"canary {plan['canary_sample']:,} leads" in acme["html"] and "Pearson χ² p =" in acme["html"]
 
 
 def test_the_page_references_nothing_outside_itself(acme) -> None:
@@ -166,7 +181,7 @@ def test_every_chart_draws_in_headless_chromium(acme) -> None:
     result = render_in_chromium(acme["html"], str(chromium()))
     drawn = {c["name"]: c for c in result["charts"]}
     assert set(drawn) == set(parse(acme["html"]).charts)
-    assert {"funnel", "funnel-positive-reply", "experiment-lift", "guardrail-unsubscribe", "registry-timeline",
+    assert {"funnel", "funnel-positive-reply", "experiment-lift", "guardrails", "registry-timeline",
             "training-durations", "replies-per-week", "strategies-industry", "strategies-role",
             "campaign-0-positive"} <= set(drawn)
     for name, chart in drawn.items():

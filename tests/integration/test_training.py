@@ -76,7 +76,8 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
         assert planted not in train, planted
     assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["link"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
-    assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
+    assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger",
+                       "experiment_started"]
 
 
 def test_insufficient_data_ends_cleanly(db, aws) -> None:
@@ -268,13 +269,14 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert status == 409 and refused["message"].startswith("the evaluator does not promote: continue")
     assert refused["decision"]["stage"] == "canary"
     status, promoted = call("POST", "/training/promote-winner", {"force": True, "reason": "sales ops asked"})
-    assert status == 200 and promoted["role"] == "champion"
+    assert status == 200 and promoted == {"promoted": "flywheel-v1.1.0", "archived": champion, "changed": True}
     status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped"})
-    assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion}
+    assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion, "changed": True}
     history = db.execute("SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' "
                          "ORDER BY history_id").fetchall()
-    assert [h["action"] for h in history] == ["deployed_as_challenger", "promoted", "rolled_back"]
-    assert history[1]["reason"] == "forced: sales ops asked" and history[1]["actor"].startswith("arn:aws:")
+    assert [h["action"] for h in history] == ["deployed_as_challenger", "experiment_started", "promoted",
+                                              "rolled_back"]
+    assert history[2]["reason"] == "forced: sales ops asked" and history[2]["actor"].startswith("arn:aws:")
     status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6"})
     assert status == 200 and stats["examples"] == 60 and stats["ready"] and stats["cost_estimate"]["usd"] is not None
     status, board = call("GET", "/training/leaderboard")

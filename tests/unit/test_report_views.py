@@ -85,7 +85,12 @@ def test_step_durations_from_a_status_history() -> None:
 def test_evidence_in_one_line() -> None:
     assert evidence_summary({"primary": {"metric": "positive_reply", "lift": 0.21,
                                          "sequential_interval": [0.04, 0.4]},
-                             "guardrails": {"bounce": {"breached": False}, "unsubscribe": {"breached": True}},
-                             "srm_p_value": 0.42, "days_running": 12.3}) == (
-        "positive_reply lift +21.0% [+4.0%, +40.0%]; guardrail breached: unsubscribe; SRM p = 0.42; day 12")
+                             "guardrails": {"bounce": {"harm": False}, "unsubscribe": {"harm": True}},
+                             "srm": {"p_value": 0.42}, "days_running": 12.3}) == (
+        "positive_reply lift +21.0% [+4.0%, +40.0%]; clear harm: unsubscribe; SRM p = 0.42; day 12")
+    # rows written before experiment decisions were reworked say "breached" and "srm_p_value"
+    assert evidence_summary({"guardrails": {"bounce": {"breached": True}}, "srm_p_value": 0.5}) == (
+        "clear harm: bounce; SRM p = 0.5")
+    assert evidence_summary({"experiment_id": "exp-1", "plan": {"mde": 0.2, "fits": False}}) == (
+        "planned lift +20% does not fit in time; experiment exp-1")
     assert evidence_summary(None) == "" and evidence_summary({"forced": True}) == "forced by hand"

@@ -138,15 +138,28 @@ def cmd_org_opt_in(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_plan(args: argparse.Namespace) -> int:
-    from flywheel.domain.stats import plan
+    from flywheel.domain import experiments
 
     control, treatment = (float(x) for x in args.split.split("/"))
-    result = plan(args.baseline, args.mde, treatment / (control + treatment), args.weekly_volume)
+    config = experiments.Config.from_dict({"ab_share": treatment / (control + treatment),
+                                           "max_runtime_days": args.max_days})
+    baselines = {**experiments.TYPICAL_RATES, experiments.PRIMARY: args.baseline,
+                 config.canary_metric: args.bounce_rate}
+    result = experiments.plan(baselines=baselines, mde=args.mde, canary_share=args.canary_share / 100,
+                              weekly_volume=args.weekly_volume, config=config, source="command line")
     print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {args.split}")
-    print(f"fixed-horizon sample: {result.fixed_horizon_n:,} messages (alpha 0.05, power 80 %)")
-    print(f"sequential sample (daily looks are safe): {result.sequential_n:,} messages")
-    if result.weeks is not None:
-        print(f"at {args.weekly_volume:,} messages a week: {result.weeks:.1f} weeks, plus the 14-day reply window")
+    print(f"fixed-horizon sample: {result['fixed_horizon_sample']:,} leads (alpha 0.05, power 80 %)")
+    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads")
+    print(f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
+          f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)")
+    if result["fits"] is not None:
+        print(f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
+              f"days (with the 14-day window), {result['total_days']} days in all; "
+              f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days")
+        mde = result["mde_in_time"]
+        print("smallest lift detectable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -260,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--baseline", type=float, required=True, help="baseline rate, e.g. 0.03")
     planner.add_argument("--mde", type=float, required=True, help="relative lift to detect, e.g. 0.10")
     planner.add_argument("--split", default="50/50", help="champion/challenger split, e.g. 90/10")
-    planner.add_argument("--weekly-volume", type=int, help="messages a week")
+    planner.add_argument("--weekly-volume", type=int, help="leads messaged a week")
+    planner.add_argument("--canary-share", type=float, default=10, help="challenger's canary share, percent")
+    planner.add_argument("--bounce-rate", type=float, default=0.014, help="1-day bounce rate the canary watches")
+    planner.add_argument("--max-days", type=float, default=56, help="maximum runtime in days")
     planner.set_defaults(func=cmd_experiment_plan)
     evaluator = experiment.add_parser("evaluate", help="decide on experiment snapshots (JSON lines on stdin)")
     evaluator.set_defaults(func=cmd_experiment_evaluate)

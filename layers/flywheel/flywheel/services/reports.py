@@ -66,54 +66,56 @@ def _campaigns(conn: Connection, org_id: str, since: datetime, limit: int) -> di
 
 
 def _experiment(conn: Connection, now: datetime) -> dict[str, Any] | None:
-    """The running experiment (else the last one): where it stands and how its evidence moved."""
+    """The running experiment (else the last one): where it stands, and how its evidence moved over
+    its daily evaluations (the evaluation history `GET /experiments/{id}/evaluations` serves)."""
     row = insights_dal.latest_experiment(conn)
     if row is None:
         return None
     config = experiment_rules.Config.from_dict(row["config"])
+    history = experiments.evaluation_history(row["experiment_id"])["evaluations"]
     end = row["ended_at"] or now
     days_running = (end - row["started_at"]).total_seconds() / 86400
     decision = row["last_decision"] or {}
     primary = decision.get("primary") or {}
-    guardrails = [{"name": name, "difference": g.get("difference"), "low": (g.get("interval") or [None, None])[0],
-                   "high": (g.get("interval") or [None, None])[1], "margin": g.get("margin"),
-                   "breached": bool(g.get("breached")), "units": g.get("units")}
-                  for name, g in (decision.get("guardrails") or {}).items()]
-    srm = decision.get("srm_p_value")
+    canary = decision.get("canary") or {}
+    srm = decision.get("srm") or {}
+    plan = row["plan"] or {}
     return {
         "experiment_id": row["experiment_id"], "status": row["status"], "stage": row["stage"],
-        "allocation": float(row["allocation"]), "champion": row["champion_version"],
+        "segment": row["segment"], "allocation": float(row["allocation"]), "champion": row["champion_version"],
         "challenger": row["challenger_version"], "started_at": row["started_at"], "ended_at": row["ended_at"],
         "days_running": days_running,
         "days_left": max(0.0, config.max_runtime_days - days_running) if row["status"] == "running" else 0.0,
         "max_runtime_days": config.max_runtime_days, "min_runtime_days": config.min_runtime_days,
         "planned_sample": row["planned_sample"], "units": sum(primary.get("units") or [0]),
+        "canary": {"units": canary.get("units"), "planned": row["canary_sample"], "complete": canary.get("complete")},
         "decision": {"action": decision.get("action"), "reason": decision.get("reason")},
         "primary": {"metric": primary.get("metric"), "lift": primary.get("lift"),
                     "interval": primary.get("sequential_interval"), "rates": primary.get("rates"),
                     "units": primary.get("units")},
-        "history": _lift_history(row, decision, now),
-        "guardrails": guardrails,
-        "srm": {"p_value": srm, "threshold": config.srm_threshold,
-                "flagged": srm is not None and srm < config.srm_threshold},
-        "plan": (row["config"] or {}).get("plan") or {},
+        "history": [{"at": e["evaluated_at"], "day": e["days_running"], "stage": e["stage"], "segment": e["segment"],
+                     "action": e["action"], "reason": e["reason"], "actor": e["actor"], "units": e["primary_units"],
+                     # an evaluation before any reply window closed measured nothing
+                     "estimate": e["primary_lift"] if e["primary_units"] else None,
+                     "low": e["primary_interval"][0], "high": e["primary_interval"][1],
+                     "srm_p_value": e["srm_p_value"]} for e in history],
+        "guardrails": [{"name": name, "difference": g.get("difference"), "low": (g.get("interval") or [None])[0],
+                        "high": (g.get("interval") or [None, None])[1], "margin": g.get("margin"),
+                        "units": g.get("units") or 0, "harm": bool(g.get("harm")),
+                        "non_inferior": bool(g.get("non_inferior"))}
+                       for name, g in sorted((decision.get("guardrails") or {}).items())],
+        "srm": {"p_value": srm.get("p_value"), "threshold": srm.get("threshold", config.srm_threshold),
+                "flagged": bool(srm.get("alarm")), "assigned": srm.get("assigned"),
+                "expected_share": srm.get("expected_share")},
+        "plan": plan, "warnings": row["warnings"] or [],
     }
-
-
-def _lift_history(row: dict[str, Any], decision: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
-    """The primary lift's always-valid interval at each daily evaluation."""
-    primary = decision.get("primary") or {}
-    if primary.get("lift") is None:
-        return []
-    low, high = (primary.get("sequential_interval") or [None, None])[:2]
-    return [{"at": row["ended_at"] or now, "estimate": primary["lift"], "low": low, "high": high,
-             "action": decision.get("action"), "stage": decision.get("stage")}]
 
 
 KEY_ACTIONS = {"registered": "training", "smoke_test_failed": "failure", "failed": "failure",
                "deployed_as_champion": "deployment", "deployed_as_challenger": "deployment",
                "traffic_to_ab": "deployment", "promoted": "promotion", "rolled_back": "rollback",
-               "ended_inconclusive": "rollback", "restored_as_champion": "rollback"}
+               "ended_inconclusive": "rollback", "restored_as_champion": "rollback",
+               "experiment_stage_restarted": "restart"}
 
 
 def _registry(conn: Connection, since: datetime) -> dict[str, Any]:
@@ -143,15 +145,22 @@ def evidence_summary(evidence: dict[str, Any] | None) -> str:
         low, high = (primary.get("sequential_interval") or [None, None])[:2]
         interval = (f" [{low * 100:+.1f}%, {high * 100:+.1f}%]" if low is not None and high is not None else "")
         parts.append(f"{primary.get('metric', 'primary')} lift {primary['lift'] * 100:+.1f}%{interval}")
-    breached = [name for name, g in (evidence.get("guardrails") or {}).items() if g.get("breached")]
-    if breached:
-        parts.append("guardrail breached: " + ", ".join(breached))
-    if evidence.get("srm_p_value") is not None:
-        parts.append(f"SRM p = {evidence['srm_p_value']:.2g}")
+    harmed = [name for name, g in (evidence.get("guardrails") or {}).items() if g.get("harm") or g.get("breached")]
+    if harmed:
+        parts.append("clear harm: " + ", ".join(harmed))
+    srm = (evidence.get("srm") or {}).get("p_value", evidence.get("srm_p_value"))
+    if srm is not None:
+        parts.append(f"SRM p = {srm:.2g}")
+    plan = evidence.get("plan") or {}
+    if plan.get("mde") is not None:
+        parts.append(f"planned lift {plan['mde']:+.0%} " + ("fits in time" if plan.get("fits") else (
+            "does not fit in time" if plan.get("fits") is False else "(volume unknown)")))
     if evidence.get("days_running") is not None:
         parts.append(f"day {evidence['days_running']:.0f}")
     if evidence.get("experiment_id"):
         parts.append(f"experiment {evidence['experiment_id']}")
+    if evidence.get("discarded_segment") is not None:
+        parts.append(f"segment {evidence['discarded_segment']} set aside, segment {evidence.get('segment')} starts")
     if evidence.get("forced"):
         parts.append("forced by hand")
     if evidence.get("answer"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -28,10 +27,11 @@ from flywheel.clients.secrets import webhook_secret
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
-from flywheel.dal.connection import Connection, transaction
+from flywheel.dal.connection import transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
+from flywheel.services import experiments, registry
 from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset, check_spec
 from flywheel.settings import Settings, get_settings
 
@@ -292,93 +292,38 @@ def _bucket(settings: Settings) -> str:
     return settings.training_bucket
 
 
-# --- registry operations (training API) ----------------------------------------------------------
+# --- registry operations (training API; the registry service does the work) -------------------------
 
 def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
                  experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A ready model becomes the challenger at the canary share (and an experiment starts), or the
-    champion when there is none."""
-    from flywheel.services import experiments
-
+    """A ready model becomes the challenger at the canary share and an experiment starts (its plan
+    and any warning that the planned lift cannot be detected in time come back in the answer), or
+    the model becomes champion when there is none."""
     with transaction() as conn:
-        model = models_dal.get_model(conn, model_id, lock=True)
-        if model is None:
-            raise NotFound(f"no model {model_id}")
-        if model["status"] not in ("ready", "archived"):
-            raise Conflict(f"model {model_id} is {model['status']}; only ready or archived models can be deployed")
-        champion = models_dal.by_role(conn, "champion", lock=True)
-        now = datetime.now(UTC)
-        if champion is None:
-            return models_dal.change(conn, model_id, "deployed_as_champion", actor=actor, reason=reason,
-                                     status="deployed", role="champion", traffic_percentage=Decimal(100),
-                                     deployed_at=now, archived_at=None)
-        if models_dal.by_role(conn, "challenger", lock=True):
-            raise Conflict("a challenger is already deployed; promote or roll it back first")
-        share = Decimal(str(canary_percentage))
-        experiment = experiments.start(conn, champion["model_id"], model_id, canary_percentage, experiment_config)
-        evidence = {"experiment_id": experiment["experiment_id"]}
-        models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
-                          evidence=evidence, traffic_percentage=Decimal(100) - share)
-        deployed = models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason,
-                                     evidence=evidence, status="deployed", role="challenger",
-                                     traffic_percentage=share, deployed_at=now, archived_at=None)
-        return {**deployed, "experiment_id": experiment["experiment_id"]}
-
-
-def promote_in(conn: Connection, model_id: str, *, actor: str, reason: str,
-               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The challenger becomes champion at 100 %; the old champion is archived."""
-    from flywheel.services import experiments
-
-    challenger = models_dal.by_role(conn, "challenger", lock=True)
-    if challenger is None or challenger["model_id"] != model_id:
-        raise Conflict(f"{model_id} is not the current challenger")
-    champion = models_dal.by_role(conn, "champion", lock=True)
-    now = datetime.now(UTC)
-    if champion is not None:
-        models_dal.change(conn, champion["model_id"], "archived", actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-    promoted = models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence,
-                                 role="champion", traffic_percentage=Decimal(100))
-    experiments.end_running(conn, "promoted", now)
-    return promoted
-
-
-def rollback_in(conn: Connection, *, actor: str, reason: str, evidence: dict[str, Any] | None = None,
-                action: str = "rolled_back") -> dict[str, Any]:
-    """Undo the last change: a challenger is withdrawn; otherwise the previous champion returns."""
-    from flywheel.services import experiments
-
-    challenger = models_dal.by_role(conn, "challenger", lock=True)
-    champion = models_dal.by_role(conn, "champion", lock=True)
-    now = datetime.now(UTC)
-    if challenger is not None:
-        models_dal.change(conn, challenger["model_id"], action, actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-        if champion is not None:
-            models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
-                              traffic_percentage=Decimal(100))
-        experiments.end_running(conn, "inconclusive" if action == "ended_inconclusive" else "rolled_back", now)
-        return {"rolled_back": challenger["model_id"], "champion": champion["model_id"] if champion else None}
-    previous = models_dal.previous_champion(conn, champion["model_id"] if champion else None)
-    if previous is None:
-        raise Conflict("nothing to roll back to")
-    if champion is not None:
-        models_dal.change(conn, champion["model_id"], action, actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-    models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
-                      status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
-    return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"]}
+        deployed = registry.deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason)
+        if deployed["role"] != "challenger":
+            return {**deployed["model"], "experiment": None, "warnings": []}
+        experiment = experiments.start(conn, deployed["champion_id"], model_id, canary_percentage, experiment_config,
+                                       actor=actor)
+    return {**deployed["model"], "experiment_id": experiment["experiment_id"],
+            "experiment": {"experiment_id": experiment["experiment_id"], "plan": experiment["plan"]},
+            "warnings": experiment["warnings"]}
 
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        return promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        if done["changed"]:
+            experiments.end_running(conn, "promoted", actor=actor, reason=reason)
+    return done
 
 
-def rollback(*, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        return rollback_in(conn, actor=actor, reason=reason, evidence=evidence)
+        done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
+        if done["changed"]:
+            experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
+    return done
 
 
 def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -446,16 +391,11 @@ def leaderboard() -> list[dict[str, Any]]:
 
 
 def promote_winner(*, force: bool, reason: str | None, actor: str) -> dict[str, Any]:
-    """The evaluator's decision, applied (the same code path as its daily schedule); `force` with a
-    reason promotes the challenger by hand and records why."""
-    from flywheel.services import experiments
-
+    """The evaluator's decision, applied only when it is a promotion (the same code path as its daily
+    schedule): 200 with what was done, or Conflict (409) with the decision and nothing changed.
+    `force` with a reason promotes the challenger by hand and records why."""
     if not force:
-        decision = experiments.evaluate(actor=actor)
-        if decision["action"] != "promote":
-            raise Conflict(f"the evaluator does not promote: {decision['action']} ({decision['reason']})",
-                           decision=decision)
-        return decision
+        return experiments.evaluate(actor=actor, only="promote")
     if not reason:
         raise InvalidInput("a forced promotion needs a reason", field="reason")
     with transaction() as conn:

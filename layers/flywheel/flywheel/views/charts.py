@@ -181,15 +181,21 @@ def interval_series(name: str, points: Sequence[dict[str, Any]], *, label: str, 
     points = [p for p in points if p.get("estimate") is not None]
     if not points:
         return ""
-    finite = [v for p in points for v in (p.get("low"), p.get("high")) if v is not None and math.isfinite(v)]
+    # the scale follows the later half of the intervals (the first looks are very wide); earlier bands
+    # are cut at the edge, and the chart says so
+    later = points[len(points) // 2:]
+    finite = [float(v) for p in later for v in (p.get("low"), p.get("high")) if v is not None and _finite(v)]
     values = finite + [p["estimate"] for p in points] + ([reference] if reference is not None else [])
     ticks = nice_ticks(min(values), max(values))
     lo, hi = ticks[0], ticks[-1]
+    cut = any(_finite(p.get("low")) and p["low"] < lo or _finite(p.get("high")) and p["high"] > hi for p in points)
+    points = [{**p, **({"low": max(p["low"], lo), "high": min(p["high"], hi)} if _finite(p.get("low"))
+                       and _finite(p.get("high")) else {})} for p in points]
     times = [p["at"] for p in points]
     t0, t1 = min(times), max(times)
     if t1 == t0:
         t0, t1 = t0 - timedelta(days=1), t1 + timedelta(days=1)
-    plot_l, plot_r, top, bottom = 64, WIDTH - 16, 16, 216
+    plot_l, plot_r, top, bottom = 64, WIDTH - 16, 20, 220
 
     def x(t: datetime) -> float:
         return plot_l + (t - t0).total_seconds() / (t1 - t0).total_seconds() * (plot_r - plot_l)
@@ -223,6 +229,9 @@ def interval_series(name: str, points: Sequence[dict[str, Any]], *, label: str, 
         interval = (f" [{fmt(p['low'])}, {fmt(p['high'])}]" if p in banded else "")
         body.append(_circle(x(p["at"]), y(p["estimate"]), 3.5, p.get("color") or PALETTE[0],
                             title=f"{p['at']:%Y-%m-%d}: {fmt(p['estimate'])}{interval}"))
+    if cut:
+        body.append(_text(plot_r, top - 4, "earlier, wider intervals are cut at the chart's edge", anchor="end",
+                          size=10, fill=MUTED))
     return svg(name, bottom + 26, "".join(body), label)
 
 

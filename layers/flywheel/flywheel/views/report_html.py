@@ -50,20 +50,21 @@ dl.facts dt { color: #6b7280; }
 dl.facts dd { margin: 0; }
 code { font-size: 12px; background: #f3f4f6; padding: 1px 4px; border-radius: 4px; }
 .scroll { overflow-x: auto; }
+summary { cursor: pointer; color: #0072B2; margin: 6px 0; font-size: 13px; }
 svg.chart { display: block; max-width: 100%; height: auto; margin: 8px 0 4px; }
 svg.chart text { font-family: inherit; }
 @media print { body { background: #fff; } section { break-inside: avoid; border-color: #fff; } nav { display: none; } }
 """
 
 ACTION_BADGE = {"promote": "ok", "promoted": "ok", "advance": "ok", "continue": "idle", "running": "idle",
-                "hold": "warn", "inconclusive": "warn", "rollback": "bad", "rolled_back": "bad",
+                "hold": "warn", "inconclusive": "warn", "restart": "warn", "rollback": "bad", "rolled_back": "bad",
                 "succeeded": "ok", "insufficient_data": "warn", "failed": "bad", "cancelled": "bad"}
 REPLY_COLORS = {"interested": "#009E73", "meeting_request": "#00664a", "question": "#56B4E9", "referral": "#CC79A7",
                 "not_now": "#F0E442", "out_of_office": "#c7cdd4", "auto_reply": "#9aa3ad", "wrong_person": "#7b8794",
                 "objection": "#E69F00", "not_interested": "#D55E00", "unsubscribe": "#8c2d04", "other": "#0072B2",
                 "unclassified": "#111827"}
 TIMELINE_KINDS = {"training": PALETTE[0], "deployment": PALETTE[4], "promotion": GOOD, "rollback": BAD,
-                  "failure": "#8c2d04", "training run": MUTED}
+                  "restart": PALETTE[1], "failure": "#8c2d04", "training run": MUTED}
 STEP_COLORS = {"pending": "#c7cdd4", "building": PALETTE[4], "uploading": PALETTE[0], "training": PALETTE[1],
                "registering": PALETTE[3], "smoke_testing": PALETTE[2]}
 
@@ -214,50 +215,74 @@ def _funnel(data: dict[str, Any]) -> str:
         f"{bars}<h3>Positive reply rate</h3>{positive}{table}"))
 
 
+def _plan_text(plan: dict[str, Any]) -> str:
+    if not plan:
+        return "—"
+    baseline = (plan.get("baselines") or {}).get("positive_reply")
+    parts = [f"planned lift {plan['mde']:+.0%}" if plan.get("mde") is not None else "",
+             f"on a {percent(baseline)} positive-reply rate" if baseline is not None else "",
+             f"split {plan['split']}" if plan.get("split") else "",
+             f"canary {plan['canary_sample']:,} leads" if plan.get("canary_sample") else "",
+             f"A/B {plan['sequential_sample']:,} leads" if plan.get("sequential_sample") else "",
+             f"at {plan['weekly_volume']:,.0f} leads a week" if plan.get("weekly_volume") else "",
+             f"about {plan['total_days']:.0f} days" if plan.get("total_days") else "",
+             f"({plan['source']} figures)" if plan.get("source") else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def _guardrail_status(g: dict[str, Any]) -> str:
+    if g["harm"]:
+        return _badge("clear harm", "bad")
+    if not g["units"] or g["difference"] is None:
+        return _badge("no data yet", "idle")
+    return _badge("non-inferior", "ok") if g["non_inferior"] else _badge("not yet shown non-inferior", "warn")
+
+
 def _experiment(data: dict[str, Any]) -> str:
     e = data["experiment"]
     if e is None:
         return _section("experiment", "Experiment", _empty("No experiment has run yet: deploying a challenger starts "
                                                            "one."))
     running = e["status"] == "running"
-    share = e["allocation"]
-    plan = e["plan"]
+    share, plan = e["allocation"], e["plan"]
+    mdl = plan.get("mde_in_time")
+    if mdl is not None:
+        detectable = f"{mdl:+.1%} within {plan.get('max_runtime_days', e['max_runtime_days']):.0f} days"
+    else:
+        detectable = "none within the maximum runtime" if plan.get("weekly_volume") else "unknown (volume unknown)"
     facts = [
         ("Experiment", f"<code>{esc(e['experiment_id'])}</code> {_badge(e['status'])}"),
         ("Champion vs challenger", f"{esc(e['champion'])} vs {esc(e['challenger'])}"),
         ("Stage and allocation",
-         f"{esc(e['stage'])} · challenger {share * 100:.0f}%, champion {(1 - share) * 100:.0f}%"),
+         f"{esc(e['stage'])} (segment {e['segment']}) · challenger {share * 100:.0f}%, champion "
+         f"{(1 - share) * 100:.0f}%"),
         ("Days run", f"{e['days_running']:.1f} (started {_day(e['started_at'])}"
                      + (f", ended {_day(e['ended_at'])})" if e["ended_at"] else ")")),
         ("Days left", f"at most {e['days_left']:.1f} (maximum runtime {e['max_runtime_days']:.0f} days, minimum "
                       f"{e['min_runtime_days']:.0f})" if running else "ended"),
-        ("Units analysed / planned", f"{e['units']:,} / {e['planned_sample']:,}"),
+        ("Canary", esc(f"{e['canary']['units'] or 0:,} of {e['canary']['planned'] or 0:,} planned leads"
+                       + (" (complete)" if e["canary"]["complete"] else ""))),
+        ("A/B units / planned", esc(f"{e['units']:,} / {e['planned_sample']:,}")),
         ("Latest decision",
          f"{_badge(e['decision']['action'] or 'not evaluated yet')} {esc(e['decision']['reason'] or '')}"),
+        ("Plan", esc(_plan_text(plan))),
+        ("Minimum detectable lift", esc(detectable)),
     ]
-    if plan:
-        mdl = plan.get("minimum_detectable_lift")
-        facts.append(("Planner", esc(", ".join(p for p in (
-            f"baseline {percent(plan['baseline'])}" if plan.get("baseline") is not None else "",
-            f"planned lift {percent(plan['mde'], 0)}" if plan.get("mde") is not None else "",
-            f"split {plan['split']}" if plan.get("split") else "",
-            f"{plan['sequential_sample']:,} units" if plan.get("sequential_sample") else "",
-            f"{plan['weekly_volume']:,} a week" if plan.get("weekly_volume") else "",
-            f"minimum detectable lift {percent(mdl)}" if mdl is not None else "") if p))))
+    if e["warnings"]:
+        facts.append(("Planner warnings", "<br>".join(_badge("warning", "warn") + " " + esc(w) for w in e["warnings"])))
     body = ['<dl class="facts">' + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in facts) + "</dl>"]
     primary = e["primary"]
     body.append("<h3>Primary lift over time</h3>")
-    stages = []
-    previous = None
+    markers, previous = [], None
     for point in e["history"]:
-        if previous is not None and point.get("stage") != previous:
-            stages.append((point["at"], f"{point.get('stage')} starts"))
-        previous = point.get("stage")
-    chart = charts.interval_series("experiment-lift", e["history"], markers=stages,
+        if previous is not None and (point["stage"], point["segment"]) != previous:
+            markers.append((point["at"], f"{point['stage']} (segment {point['segment']})"))
+        previous = (point["stage"], point["segment"])
+    chart = charts.interval_series("experiment-lift", e["history"], markers=markers,
                                    label=f"Relative lift of {primary.get('metric') or 'the primary metric'} with its "
-                                         "95% always-valid interval, at each daily evaluation")
-    body.append(chart or _empty("No evaluation has measured the primary metric yet (a lead counts once its reply "
-                                "window has closed)."))
+                                         "95% always-valid interval, one point per daily evaluation")
+    body.append(chart or _empty("No evaluation has measured the primary metric yet (a lead counts once its "
+                                "14-day reply window from its first message has closed)."))
     if primary.get("lift") is not None:
         rates = primary.get("rates") or [None, None]
         low, high = primary.get("interval") or [None, None]
@@ -266,36 +291,55 @@ def _experiment(data: dict[str, Any]) -> str:
                     f'<b>{esc(charts.signed_percent(primary["lift"]))}</b> '
                     f'{_interval(low, high, charts.signed_percent)}'
                     '<span class="note"> (always-valid: safe to read every day)</span></p>')
-    body.append("<h3>Guardrails (challenger − champion)</h3>")
+    rows = [[esc(_when(h["at"])), f"{h['day']:.1f}" if h["day"] is not None else "—",
+             esc(f"{h['stage']} / {h['segment']}"), _badge(h["action"]),
+             esc(f"{h['units']:,}") if h["units"] else "—",
+             (esc(charts.signed_percent(h["estimate"])) + " " + _interval(h["low"], h["high"], charts.signed_percent))
+             if h["estimate"] is not None else "—",
+             esc(f"{h['srm_p_value']:.3g}") if h["srm_p_value"] is not None else "—", esc(h["reason"])]
+            for h in reversed(e["history"])]
+    body.append(f"<details><summary>Every evaluation ({len(rows)}), newest first</summary>"
+                + _table(["evaluated", "day", "stage / segment", "decision", "A/B units", "lift", "SRM p", "reason"],
+                         rows, ' data-table="evaluations"', "lrlrrrrl") + "</details>"
+                if rows else _empty("Not evaluated yet."))
+    body.append("<h3>Guardrails (challenger − champion)</h3><p class=\"note\">On one scale: each difference "
+                "divided by its guardrail's margin, so the dashed red line is every margin; green is shown "
+                "non-inferior (the interval ends left of it), red is clear harm (the interval starts right of 0)."
+                "</p>")
+    # one scale for every guardrail: its difference as a multiple of its own margin (1 = the margin)
+    measured = [g for g in e["guardrails"] if g["units"] and g["difference"] is not None and g["margin"]]
+    body.append(charts.intervals(
+        "guardrails", [{"label": g["name"].replace("_", " "), "estimate": g["difference"] / g["margin"],
+                        "low": g["low"] / g["margin"] if g["low"] is not None else None,
+                        "high": g["high"] / g["margin"] if g["high"] is not None else None,
+                        "color": BAD if g["harm"] else (GOOD if g["non_inferior"] else PALETTE[0]),
+                        "note": f"{_pp(g['difference'])} (margin {_pp(g['margin'])})"} for g in measured],
+        fmt=lambda v: f"{v:+.1f}×", reference=0.0, margin=1.0, margin_label="margin",
+        label="Each guardrail's difference (challenger − champion) and always-valid interval, as a multiple of its "
+              "non-inferiority margin") if measured else "")
     rows = []
     for g in e["guardrails"]:
-        if not any(g["units"] or []):
-            g = {**g, "difference": None}
-        body.append(charts.intervals(
-            f"guardrail-{g['name']}", [{"label": g["name"].replace("_", " "), "estimate": g["difference"],
-                                       "low": g["low"], "high": g["high"],
-                                       "color": BAD if g["breached"] else PALETTE[0]}],
-            fmt=_pp, reference=0.0, margin=g["margin"], label=f"{g['name']}: difference with its interval and margin")
-            if g["difference"] is not None else "")
-        status = _badge("breached", "bad") if g["breached"] else (
-            _badge("no data yet", "idle") if g["difference"] is None else _badge("within margin", "ok"))
-        difference = esc(_pp(g["difference"])) if g["difference"] is not None else "—"
-        rows.append([esc(g["name"].replace("_", " ")), difference,
+        rows.append([esc(g["name"].replace("_", " ")),
+                     esc(_pp(g["difference"])) if g["difference"] is not None else "—",
                      _interval(g["low"], g["high"], _pp), esc(_pp(g["margin"]) if g["margin"] is not None else "—"),
-                     esc(" / ".join(f"{u:,}" for u in (g["units"] or []))), status])
-    body.append(_table(["guardrail", "difference", "interval", "margin", "units (champion / challenger)", "status"],
-                       rows, ' data-table="guardrails"', "lrrrrl")
+                     f"{g['units']:,}", _guardrail_status(g)])
+    body.append(_table(["guardrail", "difference", "interval", "margin", "units", "status"], rows,
+                       ' data-table="guardrails"', "lrrrrl")
                 if rows else _empty("No guardrail has been evaluated yet."))
     srm = e["srm"]
     body.append("<h3>Sample ratio</h3>")
     body.append(_empty("Not evaluated yet.") if srm["p_value"] is None else (
-        f"<p>Pearson χ² p = {srm['p_value']:.3g} (alarm below {srm['threshold']:g}) "
-        + (_badge("mismatch: assignment is broken", "bad") if srm["flagged"]
-           else _badge("assignment looks right", "ok"))
-        + "</p>"))
+        f"<p>Pearson χ² p = {srm['p_value']:.3g} (alarm below {srm['threshold']:g})"
+        + (f"; assigned {srm['assigned'][0]:,} champion / {srm['assigned'][1]:,} challenger for an expected "
+           f"{srm['expected_share'] * 100:.0f}% challenger share" if srm.get("assigned") and srm.get("expected_share")
+           is not None else "") + " "
+        + (_badge("mismatch: promotion held until the stage is restarted", "bad") if srm["flagged"]
+           else _badge("assignment looks right", "ok")) + "</p>"))
     return _section("experiment", "Experiment", "".join(body)
                     + '<p class="note">The experiment runs on every organisation\'s traffic; its numbers are totals, '
-                      "not this organisation's alone.</p>")
+                      "not this organisation's alone. Guardrails are non-inferiority tests: a challenger is promoted "
+                      "only when every guardrail's upper bound is below its margin; a lower bound above zero is clear "
+                      "harm and rolls it back.</p>")
 
 
 def _registry(data: dict[str, Any]) -> str:

@@ -11,7 +11,7 @@ from flywheel.views.charts import format_seconds, percent, signed_percent
 RESET, BOLD, DIM, GREEN, YELLOW, RED = "\033[0m", "\033[1m", "\033[2m", "\033[32m", "\033[33m", "\033[31m"
 TONE = {"promote": GREEN, "promoted": GREEN, "advance": GREEN, "succeeded": GREEN, "ok": GREEN,
         "hold": YELLOW, "inconclusive": YELLOW, "insufficient_data": YELLOW, "look": YELLOW,
-        "rollback": RED, "rolled_back": RED, "failed": RED, "cancelled": RED, "breached": RED, "act": RED}
+        "rollback": RED, "rolled_back": RED, "failed": RED, "cancelled": RED, "act": RED}
 LABEL_WIDTH = 12
 
 
@@ -76,14 +76,24 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         rest.append(f"  decision {p.word(action) if action else 'not evaluated yet'}"
                     + (f": {e['decision']['reason']}" if e["decision"]["reason"] else ""))
         if e["guardrails"]:
-            rest.append("  guardrails " + ", ".join(
-                f"{g['name']} {p.word('breached') if g['breached'] else p('ok', GREEN)}" for g in e["guardrails"]))
+            harm = [g["name"] for g in e["guardrails"] if g["harm"]]
+            ok = [g["name"] for g in e["guardrails"] if g["non_inferior"] and not g["harm"]]
+            waiting = [g["name"] for g in e["guardrails"] if g["name"] not in harm + ok]
+            rest.append(f"  guardrails {p(f'{len(ok)} non-inferior', GREEN)}"
+                        + (f", {p('clear harm: ' + ', '.join(harm), RED)}" if harm else "")
+                        + (f", not yet shown: {', '.join(waiting)}" if waiting else ""))
         if srm["p_value"] is not None:
             verdict = p("MISMATCH", RED) if srm["flagged"] else p("ok", GREEN)
             rest.append(f"  sample ratio p = {srm['p_value']:.3g} {verdict}")
         plan = e["plan"]
-        if plan.get("minimum_detectable_lift") is not None:
-            rest.append(f"  planner minimum detectable lift {percent(plan['minimum_detectable_lift'])}")
+        if plan:
+            mdl = plan.get("mde_in_time")
+            fit = {True: p("fits", GREEN), False: p("does not fit", YELLOW)}.get(plan.get("fits"), "unknown fit")
+            rest.append(f"  plan {plan.get('mde', 0):+.0%} lift {fit} in {plan.get('max_runtime_days', 56):.0f} days; "
+                        f"minimum detectable lift {f'{mdl:+.1%}' if mdl is not None else 'unknown'}")
+        last = e["history"][-1] if e["history"] else None
+        rest.append(f"  {len(e['history'])} evaluations"
+                    + (f", last {last['at']:%Y-%m-%d} (day {last['day'] or 0:.0f})" if last else ""))
         section("Experiment", head, rest)
 
     roles = data["registry"]["roles"]
