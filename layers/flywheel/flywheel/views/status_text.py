@@ -122,7 +122,8 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
     weeks = [w for w in replies["weeks"] if w["replies"]]
     top = ", ".join(f"{c.replace('_', ' ')} {n}" for c, n in list(replies["by_category"].items())[:3])
     share = replies["fallback_share"]
-    section("Replies", f"{replies['total']:,} in the window" + (f" · last week {weeks[-1]['replies']}" if weeks else "")
+    section("Replies", f"{replies['total']:,} in the window"
+            + (f" · latest week {weeks[-1]['replies']}" if weeks else "")
             + (f" · {percent(share)} by the fallback" if share is not None else ""), [f"  {top}"] if top else [])
 
     h = data["health"]
