@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test demo lint invoke start-api bench migrate clean report status report-screenshot
+.PHONY: dev test demo lint invoke start-api bench migrate clean classifier-model report status report-screenshot
 
 $(STAMP): pyproject.toml layers/flywheel/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -25,6 +25,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check layers functions tests bench
 	$(BIN)/mypy
+
+# retrain the offline reply classifier on tests/data/replies_labelled.jsonl (plus CORPUS=extra.jsonl,
+# e.g. exported corrections) and re-export its weights into the layer; deterministic
+classifier-model: $(STAMP)
+	$(BIN)/python -m flywheel.local.train_classifier $(if $(CORPUS),--corpus tests/data/replies_labelled.jsonl --corpus $(CORPUS),)
 
 migrate: $(STAMP)
 	$(BIN)/flywheel migrate

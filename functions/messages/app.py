@@ -1,4 +1,4 @@
-"""MessagesFunction: register sent messages and read an outcome back (IAM-authenticated)."""
+"""MessagesFunction: register sent messages, read an outcome back, correct it (IAM-authenticated)."""
 
 from typing import Annotated, Any
 from uuid import UUID
@@ -9,7 +9,9 @@ from pydantic import Discriminator, Tag
 
 from flywheel.api import make_resolver
 from flywheel.models.messages import MessageBatch, MessageIn
+from flywheel.models.replies import CorrectionIn
 from flywheel.observability import logger, metrics, tracer
+from flywheel.services.corrections import correct_outcome
 from flywheel.services.outcomes import outcome_view, register_messages
 
 app = make_resolver()
@@ -32,6 +34,13 @@ def post_messages(body: Annotated[RegisterBody, Body()]) -> tuple[dict[str, Any]
 @app.get("/messages/<outcome_id>")
 def get_message(outcome_id: Annotated[UUID, Path()]) -> dict[str, Any]:
     return outcome_view(outcome_id)
+
+
+@app.post("/outcomes/<outcome_id>/corrections")
+def post_correction(outcome_id: Annotated[UUID, Path()],
+                    correction: Annotated[CorrectionIn, Body()]) -> tuple[dict[str, Any], int]:
+    result = correct_outcome(outcome_id, correction)
+    return result, 200 if result["duplicate"] else 201
 
 
 @logger.inject_lambda_context

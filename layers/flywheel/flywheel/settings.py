@@ -45,11 +45,19 @@ class Settings(BaseModel):
     standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
     http_timeout_s: float = Field(default=5.0, gt=0, le=30)
 
-    # reply classifier: the LLM is used when a key is configured (OPENAI_API_KEY locally, or
-    # `openai_api_key` in the provider secret); otherwise, and whenever it fails, the offline rules
+    # reply classifier (README "Reply classification"): CLASSIFIER_BACKEND picks the LLM --
+    # auto: OpenAI when a key is configured (OPENAI_API_KEY, or `openai_api_key` in the provider
+    # secret), else offline; openai; openai_compatible (CLASSIFIER_BASE_URL, optional
+    # CLASSIFIER_API_KEY / `classifier_api_key` secret); bedrock (Converse, IAM role); offline.
+    # Whatever the backend, a failure or an invalid answer falls back to the offline classifier.
+    classifier_backend: str = Field(default="auto", pattern="^(auto|offline|openai|openai_compatible|bedrock)$")
     openai_api_key: str | None = None
     openai_base_url: str | None = None
-    classifier_model: str = "gpt-4o-mini"
+    classifier_model: str | None = None
+    classifier_base_url: str | None = None
+    classifier_api_key: str | None = None
+    classifier_json_mode: str = Field(default="json_schema", pattern="^(json_schema|json_object)$")
+    classifier_region: str | None = None  # Bedrock region, when not the function's own
     classifier_timeout_s: float = Field(default=20.0, gt=0, le=120)
     classifier_concurrency: int = Field(default=10, ge=1, le=50)
     classifier_max_retries: int = Field(default=3, ge=0, le=10)
@@ -86,6 +94,13 @@ class Settings(BaseModel):
     replies_dlq_url: str | None = None
     # where the evaluator announces each evaluation (ReportFunction listens); unset: not announced
     experiment_events_bus: str | None = None
+
+    @property
+    def classifier_model_id(self) -> str:
+        """The configured classifier model, else the backend's default (Nova Lite on Bedrock)."""
+        if self.classifier_model:
+            return self.classifier_model
+        return "amazon.nova-lite-v1:0" if self.classifier_backend == "bedrock" else "gpt-4o-mini"
 
     @property
     def base_model(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -130,4 +131,36 @@ def applied_of_types(conn: Connection, provider: str, keys: list[str], types: li
              FROM outcome_events e JOIN outcome_labels o USING (outcome_id)
             WHERE e.provider = %s AND e.event_key = ANY(%s) AND e.event_type = ANY(%s) AND e.status = 'applied'""",
         (provider, keys, types),
+    ).fetchall()
+
+
+def has_reply(conn: Connection, outcome_id: UUID) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM outcome_events WHERE outcome_id = %s AND event_type = 'reply' AND status = 'applied' LIMIT 1",
+        (outcome_id,),
+    ).fetchone()
+    return row is not None
+
+
+def corrected_replies(conn: Connection, since: datetime | None) -> list[dict[str, Any]]:
+    """Per outcome, the latest correction that names reply_category (skipping reverts to null), with
+    the text of the reply it applies to: the lead's reply, else the first automatic one."""
+    return conn.execute(
+        """WITH latest AS (
+               SELECT DISTINCT ON (outcome_id) outcome_id, occurred_at, data
+                 FROM outcome_events
+                WHERE event_type = 'correction' AND status = 'applied' AND data->'fields' ? 'reply_category'
+                ORDER BY outcome_id, occurred_at DESC, event_key DESC)
+           SELECT coalesce(o.reply_text, first_reply.text) AS text, l.data->>'reply_category' AS category,
+                  o.outcome_id, o.org_id, l.occurred_at AS corrected_at, l.data->>'actor' AS corrected_by,
+                  l.data->>'reason' AS reason
+             FROM latest l
+             JOIN outcome_labels o USING (outcome_id)
+             JOIN LATERAL (SELECT data->>'text' AS text FROM outcome_events r
+                            WHERE r.outcome_id = l.outcome_id AND r.event_type = 'reply' AND r.status = 'applied'
+                            ORDER BY r.occurred_at, r.event_key LIMIT 1) first_reply ON true
+            WHERE l.data->>'reply_category' IS NOT NULL
+              AND (%s::timestamptz IS NULL OR l.occurred_at >= %s::timestamptz)
+            ORDER BY l.occurred_at, o.outcome_id""",
+        (since, since),
     ).fetchall()

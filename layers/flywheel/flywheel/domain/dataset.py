@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.domain.redaction import RedactionContext, Redactor, build_context, names_in
-from flywheel.domain.reply_text import reply_text, strip_signature
+from flywheel.domain.reply_text import strip_quotes, strip_signature
 
 SYSTEM_PROMPT = (
     "You write short, specific, personalised outbound sales emails. Use the lead's context and the brief, "
@@ -57,7 +57,7 @@ def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
     and the signature block are cut; a cut signature leaves `{{signature}}` in its place."""
     if not body:
         return ""
-    text = reply_text(body)
+    text = strip_quotes(body)  # the signature is handled next, keeping its closing line
     text, had_signature = strip_signature(text, (sender or {}).get("signature"))
     return f"{text}\n{{{{signature}}}}" if had_signature and text else text
 

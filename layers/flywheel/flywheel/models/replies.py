@@ -6,7 +6,9 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from flywheel.models.classification import Category
 
 
 class ReplyIn(BaseModel):
@@ -33,3 +35,31 @@ class ReplyJob(BaseModel):
     subject: str | None = None
     sender: str | None = Field(default=None, alias="from")
     received_at: datetime | None = None
+
+
+CORRECTABLE_FIELDS = ("reply_category", "training_label", "training_weight")
+
+
+class CorrectionIn(BaseModel):
+    """POST /outcomes/{outcome_id}/corrections: a person's word on a reply's category and/or the
+    outcome's training label. Stored as an event; a field sent as null reverts an earlier correction."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reply_category: Category | None = None
+    training_label: Literal["positive", "negative", "neutral"] | None = None
+    training_weight: float | None = Field(default=None, ge=0, le=10)
+    reason: str = Field(min_length=1, max_length=1000)
+    actor: str = Field(min_length=1, max_length=200, description="who corrects: an email or a user id")
+    correction_id: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _names_a_field(self) -> CorrectionIn:
+        if not self.fields:
+            raise ValueError("name at least one of reply_category, training_label, training_weight")
+        return self
+
+    @property
+    def fields(self) -> list[str]:
+        return [name for name in CORRECTABLE_FIELDS if name in self.model_fields_set]

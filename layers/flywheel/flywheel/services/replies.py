@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from flywheel.clients import events as event_bus
 from flywheel.clients import queue
-from flywheel.clients.llm import LlmUnavailable, OpenAIReplyClassifier
+from flywheel.clients.llm import BedrockReplyClassifier, LlmUnavailable, OpenAIReplyClassifier, ReplyClassifier
 from flywheel.clients.secrets import webhook_secret
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
@@ -28,31 +28,55 @@ from flywheel.settings import get_settings
 NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
 
 
-def _llm() -> OpenAIReplyClassifier | None:
+def llm_classifier() -> ReplyClassifier | None:
+    """The configured LLM backend, or None for the offline classifier."""
     settings = get_settings()
+    backend, model = settings.classifier_backend, settings.classifier_model_id
+    common: dict[str, Any] = {"timeout_s": settings.classifier_timeout_s,
+                              "max_retries": settings.classifier_max_retries}
+    if backend == "offline":
+        return None
+    if backend == "bedrock":
+        return BedrockReplyClassifier(model, region=settings.classifier_region, **common)
+    if backend == "openai_compatible":
+        base_url = settings.classifier_base_url or settings.openai_base_url
+        if not base_url:
+            raise DependencyUnavailable("CLASSIFIER_BACKEND=openai_compatible needs CLASSIFIER_BASE_URL")
+        # local servers (vLLM, Ollama) take no key, but the SDK wants a non-empty one
+        compatible_key = settings.classifier_api_key or webhook_secret("classifier_api_key") or "unused"
+        return OpenAIReplyClassifier(compatible_key, model, base_url=base_url, json_mode=settings.classifier_json_mode,
+                                     **common)
     key = settings.openai_api_key or webhook_secret("openai_api_key")
     if not key:
+        if backend == "openai":
+            logger.error("CLASSIFIER_BACKEND=openai but no OpenAI key is configured; using the offline classifier")
         return None
-    return OpenAIReplyClassifier(key, settings.classifier_model, base_url=settings.openai_base_url,
-                                 timeout_s=settings.classifier_timeout_s, max_retries=settings.classifier_max_retries)
+    return OpenAIReplyClassifier(key, model, base_url=settings.openai_base_url,
+                                 json_mode=settings.classifier_json_mode, **common)
+
+
+def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any], today: date) -> Classification:
+    """One reply: the LLM when configured, the offline classifier otherwise or when it fails."""
+    if llm is not None:
+        try:
+            answer = llm.classify(text, context)
+            return Classification(**answer.model_dump(), source="llm", model=llm.model)
+        except LlmUnavailable as exc:
+            logger.warning("LLM classification failed; using the offline classifier", extra={"error": str(exc)})
+    return classify_offline(text, today)
 
 
 def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
-    """Classify a batch side by side: the LLM when configured, the offline rules otherwise or on failure."""
+    """Classify a batch side by side: the LLM when configured, the offline classifier otherwise or on failure."""
     if not jobs:
         return []
     with transaction() as conn:
         contexts = outcomes_dal.reply_contexts(conn, [j.outcome_id for j in jobs])
-    llm = _llm()
+    llm = llm_classifier()
 
     def one(job: ReplyJob) -> Classification:
-        if llm is not None:
-            try:
-                answer = llm.classify(job.text, contexts.get(job.outcome_id, {}))
-                return Classification(**answer.model_dump(), source="llm", model=llm.model)
-            except LlmUnavailable as exc:
-                logger.warning("LLM classification failed; using the offline rules", extra={"error": str(exc)})
-        return classify_offline(job.text, (job.received_at or datetime.now(UTC)).date())
+        return classify_text(llm, job.text, contexts.get(job.outcome_id, {}),
+                             (job.received_at or datetime.now(UTC)).date())
 
     with ThreadPoolExecutor(max_workers=min(len(jobs), get_settings().classifier_concurrency)) as pool:
         return list(pool.map(one, jobs))

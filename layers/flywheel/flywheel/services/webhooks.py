@@ -96,22 +96,25 @@ def suppress_opt_outs(event_keys: list[str]) -> None:
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
     settings = get_settings()
     _verified("sendgrid_inbound", verify_token, token, _secret("inbound_parse_token"), forbidden=True)
-    reply = inbound.parse_reply(request.header("content-type") or "", request.body)
+    mail = inbound.parse_mail(request.header("content-type") or "", request.body)
     domains = settings.split(settings.inbound_parse_domains)
-    if domains and not inbound.recipient_domains(reply) & set(domains):
+    if domains and not inbound.recipient_domains(mail) & set(domains):
         raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
-    event = inbound.to_event(reply, domains, _now())
-    summary = _store("sendgrid_inbound", [event], settings.reply_window_days)
-    # the reply is stored (and a retry is a no-op there); queueing it again on a retry is harmless
+    events = inbound.to_events(mail, domains, _now())
+    summary = _store("sendgrid_inbound", events, settings.reply_window_days)
+    # only a person's reply goes to the classifier: automatic replies and bounces are already known.
+    # The reply is stored (a retry is a no-op there); queueing it again on a retry is harmless
     # because the classifier stores one classification per reply
-    outcome_id = linked_outcome(event.provider, event.event_key)
-    if outcome_id and settings.replies_queue_url:
+    event = events[0] if len(events) == 1 and events[0].event_type == "reply" else None
+    outcome_id = linked_outcome(event.provider, event.event_key) if event else None
+    if event and outcome_id and settings.replies_queue_url and not event.data.get("automated"):
         queue.send_messages(settings.replies_queue_url, [{
             "outcome_id": outcome_id, "reply_key": f"{event.provider}:{event.event_key}",
-            "text": reply.text, "subject": reply.subject, "from": reply.sender,
+            "text": event.data["text"], "subject": mail.subject, "from": mail.sender,
             "received_at": event.occurred_at.isoformat(),
         }])
-    return {**summary, "outcome_id": outcome_id}
+    kind = "bounce" if mail.report else ("auto_reply" if event and event.data.get("automated") else "reply")
+    return {**summary, "outcome_id": outcome_id, "kind": kind}
 
 
 # --- Calendly ---------------------------------------------------------------------------------
