@@ -5,10 +5,19 @@ organisation whose numbers must never show in the first one's report."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from flywheel.dal.connection import close_connection
+from flywheel.local.embedded import create_database
 from flywheel.services import experiments, training
+from flywheel.settings import reset_settings
 
 # a canary small enough for a test (the demo's settings)
 EXPERIMENT = {"mde": 0.5, "baseline": 0.03, "weekly_volume": 30_000, "canary_ratio": 4}
@@ -139,3 +148,39 @@ def seed_report_org(db: Any, leads: int = 2000) -> str:
                          ('sendgrid_inbound', 'orph-2', 'reply', now(), 'orphan', '{}', 'z@y.example', now())""")
     experiments.forget_cache()
     return exp
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def seeded_template(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """The story seeded once per test module, into a database each test clones."""
+    name = f"flywheel_rpt_{uuid.uuid4().hex[:12]}"
+    url = create_database(pg_admin_url, name, template=template_db)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATABASE_URL", url)
+        patch.delenv("DATABASE_SECRET_ARN", raising=False)
+        reset_settings()
+        with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            seed_report_org(conn)
+        close_connection()  # a template database must have no connection when it is cloned
+    reset_settings()
+    yield name
+    _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def seeded_db_url(pg_admin_url: str, seeded_template: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Use as `db_url` in a test module: a fresh copy of the seeded story for each test."""
+    name = f"flywheel_t_{uuid.uuid4().hex[:12]}"
+    url = create_database(pg_admin_url, name, template=seeded_template)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)
+    reset_settings()
+    yield url
+    close_connection()
+    reset_settings()
+    _drop(pg_admin_url, name)

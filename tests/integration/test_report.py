@@ -18,7 +18,7 @@ from flywheel.views import charts
 from flywheel.views.charts import percent
 from flywheel.views.status_text import render as render_status
 from tests.conftest import ROOT, load_event
-from tests.report_helpers import seed_report_org
+from tests.report_helpers import seeded_db_url, seeded_template  # noqa: F401 - fixtures
 from tests.report_helpers_html import chromium, parse, render_in_chromium, rows
 
 STEPS = ("sent", "delivered", "opened", "replied", "positive_reply", "meeting", "won")
@@ -31,8 +31,13 @@ FUNNEL_SQL = """SELECT {keys} count(*) AS sent, count(o.delivered_at) AS deliver
 
 
 @pytest.fixture
+def db_url(seeded_db_url: str) -> str:  # noqa: F811 - the fixture, by name
+    """Every test here starts from the seeded story (tests/report_helpers.py)."""
+    return seeded_db_url
+
+
+@pytest.fixture
 def acme(db, db_url) -> dict[str, Any]:
-    seed_report_org(db)
     now = datetime.now(UTC)
     data = reports.collect("acme", now=now)
     return {"now": now, "data": data, "html": reports.render_html(data)}

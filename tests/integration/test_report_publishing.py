@@ -23,10 +23,16 @@ from flywheel.services import reports
 from flywheel.services.experiments import announce_evaluation
 from flywheel.settings import reset_settings
 from tests.conftest import ROOT, load_event
-from tests.report_helpers import seed_report_org
+from tests.report_helpers import seeded_db_url, seeded_template  # noqa: F401 - fixtures
 
 BUCKET = "flywheel-reports-test"
 TEMPLATE = ROOT / "template.yaml"
+
+
+@pytest.fixture
+def db_url(seeded_db_url: str) -> str:  # noqa: F811 - the fixture, by name
+    """Every test here starts from the seeded story (tests/report_helpers.py)."""
+    return seeded_db_url
 
 
 @pytest.fixture
@@ -44,7 +50,6 @@ def s3_object(key: str) -> dict[str, Any]:
 
 
 def test_report_function_writes_every_active_organisation_after_a_training_run(db, aws) -> None:
-    seed_report_org(db)
     result = invoke("ReportFunction", load_event("report_training_finished.json"), TEMPLATE)
     today = f"{datetime.now(UTC):%Y-%m-%d}"
     assert result == {"written": ["acme", "globex"], "failed": {}, "date": today}
@@ -56,14 +61,12 @@ def test_report_function_writes_every_active_organisation_after_a_training_run(d
 
 
 def test_an_evaluator_event_or_a_named_organisation(db, aws) -> None:
-    seed_report_org(db)
     assert invoke("ReportFunction", load_event("report_experiment_evaluated.json"), TEMPLATE)["written"] == [
         "acme", "globex"]
     assert invoke("ReportFunction", {"org_id": "acme"}, TEMPLATE)["written"] == ["acme"]
 
 
 def test_one_failing_organisation_does_not_stop_the_others(db, aws) -> None:
-    seed_report_org(db)
     with pytest.raises(ReportFailed) as failure:
         reports.publish(["nobody", "acme"])
     assert failure.value.details["written"] == ["acme"] and "nobody" in failure.value.details["failed"]
@@ -71,7 +74,6 @@ def test_one_failing_organisation_does_not_stop_the_others(db, aws) -> None:
 
 
 def test_latest_report_answers_a_short_lived_sigv4_link(api, db, aws) -> None:
-    seed_report_org(db)
     assert api.get("/reports/latest?org_id=acme")[0] == 404  # nothing written yet
     reports.publish(["acme"])
     status, body = api.get("/reports/latest?org_id=acme")
@@ -129,11 +131,14 @@ def test_the_evaluator_announces_every_run_on_the_bus(db, aws) -> None:
     events.put_rule(Name="reports", EventPattern=json.dumps(_report_rules()["ExperimentEvaluated"]))
     events.put_targets(Rule="reports", Targets=[{"Id": "q", "Arn": arn}])
     decision = invoke("ExperimentEvaluatorFunction", load_event("experiment_evaluator_schedule.json"), TEMPLATE)
-    assert decision == {"action": "none", "reason": "no experiment is running"}
     [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
     event = json.loads(message["Body"])
     assert (event["source"], event["detail-type"]) == ("flywheel.experiments", "ExperimentEvaluated")
-    assert event["detail"]["action"] == "none"
+    assert event["detail"] == {k: decision[k] for k in ("experiment_id", "action", "reason", "stage")}
+    db.execute("UPDATE experiments SET status = 'inconclusive'")  # nothing running: still announced
+    assert invoke("ExperimentEvaluatorFunction", {}, TEMPLATE) == {"action": "none", "reason": "no experiment is running"}
+    [message] = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["detail"]["action"] == "none"
 
 
 def test_a_refused_announcement_is_logged_and_counted(aws, monkeypatch, caplog) -> None:
