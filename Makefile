@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test demo lint invoke start-api bench migrate clean classifier-model report status report-screenshot
+.PHONY: dev test demo lint invoke start-api bench migrate openapi clean classifier-model report status report-screenshot
 
 $(STAMP): pyproject.toml layers/flywheel/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -52,6 +52,9 @@ status: $(STAMP)
 report-screenshot: $(STAMP)
 	$(BIN)/flywheel demo
 	$(BIN)/python -m flywheel.local.screenshot .flywheel/demo-report.html docs/report.png
+
+openapi: $(STAMP)
+	$(BIN)/python -m flywheel.local.openapi openapi.json
 
 bench: $(STAMP)
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -143,9 +143,16 @@ def seed_report_org(db: Any, leads: int = 2000) -> str:
                     FROM generate_series(1, 40) AS i""")
     # provider events still waiting for their message
     db.execute("""INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, status, payload,
-                                              match_email, received_at)
-                  VALUES ('sendgrid', 'orph-1', 'open', now(), 'orphan', '{}', 'x@y.example', now() - interval '2 days'),
-                         ('sendgrid_inbound', 'orph-2', 'reply', now(), 'orphan', '{}', 'z@y.example', now())""")
+                                              match_email, received_at, org_id)
+                  VALUES ('sendgrid', 'orph-1', 'open', now(), 'orphan', '{}', 'x@y.example', now() - interval '2 days',
+                          'acme'),
+                         ('sendgrid_inbound', 'orph-2', 'reply', now(), 'orphan', '{}', 'z@y.example', now(), NULL),
+                         ('sendgrid', 'orph-3', 'open', now(), 'orphan', '{}', 'g@y.example', now(), 'globex')""")
+    # malformed events kept aside: one of acme's, one of no known organisation, one of globex's
+    db.execute("""INSERT INTO quarantined_events (provider, org_id, reason, raw, digest)
+                  VALUES ('hubspot', 'acme', 'timestamp out of range', '{}', 'd1'),
+                         ('sendgrid', NULL, 'no outcome id', '{}', 'd2'),
+                         ('pipedrive', 'globex', 'amount not a number', '{}', 'd3')""")
     experiments.forget_cache()
     return exp
 

@@ -117,12 +117,16 @@ def test_replies_training_registry_and_health_equal_the_database(db, acme) -> No
     assert {r[0]["text"].replace(" ", "_"): int(r[1]["text"]) for r in rows(page, "reply-categories")} == categories
     history = db.execute("SELECT count(*) AS n FROM model_history WHERE at >= %s", (since,)).fetchone()["n"]
     assert len(rows(page, "registry")) == history >= 5
-    health = {r[0]["text"]: r[1]["text"] for r in rows(page, "health")}
-    assert health["Orphan events waiting for their message (all organisations)"] == "2"
-    assert health["Replies that matched no message (all organisations)"] == "1"
+    health = {r[0]["text"]: (r[1]["text"], r[2]["text"]) for r in rows(page, "health")}
+    assert health["Orphan events waiting for their message"] == (
+        "1", "oldest 2.0 d old · + 1 events of no known organisation yet")
+    assert health["Replies that matched no message"] == ("0", "+ 1 replies of no known organisation yet")
+    assert health["Malformed provider events quarantined in the window"][0] == "1"
+    assert health["Malformed provider events quarantined in the window"][1].endswith(
+        "+ 1 events of no known organisation yet")
     unclassified = db.execute("SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme' "
                               "AND replied_at IS NOT NULL AND reply_category IS NULL").fetchone()["n"]
-    assert health["Replies of this organisation not classified yet"] == str(unclassified)
+    assert health["Replies not classified yet"][0] == str(unclassified)
     # the dataset pooled three organisations: acme's report names none of the others
     assert "this organisation 120, 2 other organisations 70" in acme["html"]
     assert "email 190, phone 38; residual scan passed" in acme["html"]

@@ -28,6 +28,9 @@ class Settings(BaseModel):
     attribution_window_days: int = Field(default=90, ge=1, le=365)
     reply_window_days: int = Field(default=30, ge=1, le=365)
     sendgrid_verify_signature: bool = True
+    # oldest signed SendGrid delivery accepted: SendGrid retries failures for 24 h, reusing the
+    # timestamp, so the window never goes below 25 h (replays inside it are de-duplicated by sg_event_id)
+    sendgrid_max_age_s: int = Field(default=26 * 3600, ge=25 * 3600, le=7 * 24 * 3600)
     inbound_parse_domains: str = ""
     replies_queue_url: str | None = None
     calendly_tolerance_s: int = Field(default=180, ge=1)
@@ -113,7 +116,8 @@ class Settings(BaseModel):
         return "amazon.nova-micro-v1:0:128k" if provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
 
     def provider_org(self, provider: str, account: object) -> str | None:
-        return self.provider_orgs.get(f"{provider}:{account}")
+        """The organisation of a provider account; `<provider>:*` is the default for that provider."""
+        return self.provider_orgs.get(f"{provider}:{account}") or self.provider_orgs.get(f"{provider}:*")
 
     @cached_property
     def provider_orgs(self) -> dict[str, str]:

@@ -85,12 +85,29 @@ def unclassified_replies(conn: Connection, org_id: str) -> dict[str, Any]:
     return row
 
 
-def orphan_events(conn: Connection) -> dict[str, Any]:
-    """Events waiting for their message (they belong to no organisation until matched)."""
+def orphan_events(conn: Connection, org_id: str) -> dict[str, Any]:
+    """Events waiting for their message: the organisation's (known from the provider account) and
+    those no organisation is known for yet."""
     row = conn.execute(
-        """SELECT count(*) AS events, count(*) FILTER (WHERE event_type = 'reply') AS replies,
-                  min(received_at) AS oldest
-             FROM outcome_events WHERE status = 'orphan'""").fetchone()
+        """SELECT count(*) FILTER (WHERE org_id = %(org)s) AS events,
+                  count(*) FILTER (WHERE org_id = %(org)s AND event_type = 'reply') AS replies,
+                  min(received_at) FILTER (WHERE org_id = %(org)s) AS oldest,
+                  count(*) FILTER (WHERE org_id IS NULL) AS unknown_org,
+                  count(*) FILTER (WHERE org_id IS NULL AND event_type = 'reply') AS unknown_org_replies
+             FROM outcome_events WHERE status = 'orphan' AND (org_id = %(org)s OR org_id IS NULL)""",
+        {"org": org_id}).fetchone()
+    assert row is not None
+    return row
+
+
+def quarantined(conn: Connection, org_id: str, since: datetime) -> dict[str, Any]:
+    """Malformed provider events kept aside in the window: the organisation's, and those of no known one."""
+    row = conn.execute(
+        """SELECT count(*) FILTER (WHERE org_id = %(org)s) AS events,
+                  max(received_at) FILTER (WHERE org_id = %(org)s) AS latest,
+                  count(*) FILTER (WHERE org_id IS NULL) AS unknown_org
+             FROM quarantined_events WHERE received_at >= %(since)s AND (org_id = %(org)s OR org_id IS NULL)""",
+        {"org": org_id, "since": since}).fetchone()
     assert row is not None
     return row
 

@@ -53,6 +53,10 @@ class OutcomeEvent:
     type: EventType
     occurred_at: datetime
     data: Mapping[str, Any] = field(default_factory=dict)
+    # a run of same-kind events (opens, clicks, deferrals...) read as one: this event is the run's
+    # first, `count` its size and `last_at` its latest time (the store folds them; see COUNTED)
+    count: int = 1
+    last_at: datetime | None = None
 
 
 @dataclass
@@ -119,6 +123,11 @@ class OutcomeState:
 
 DERIVED_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeState))
 
+# Event types whose derived columns need only how many there are, the first one and the latest
+# time (per machine/human flag for opens): the store may hand them over folded (OutcomeEvent.count).
+COUNTED: frozenset[EventType] = frozenset({EventType.PROCESSED, EventType.DELIVERED, EventType.DEFERRED,
+                                            EventType.OPEN, EventType.CLICK})
+
 
 
 def canonical(events: Iterable[OutcomeEvent]) -> list[OutcomeEvent]:
@@ -152,9 +161,9 @@ def derive_outcome(
     passed without a cancellation or a no-show.
     """
     ordered = canonical(events)
-    state = OutcomeState(event_count=len(ordered))
+    state = OutcomeState(event_count=sum(e.count for e in ordered))
     if ordered:
-        state.last_event_at = ordered[-1].occurred_at
+        state.last_event_at = max(e.last_at or e.occurred_at for e in ordered)
 
     by_type: dict[EventType, list[OutcomeEvent]] = {}
     for event in ordered:
@@ -166,7 +175,7 @@ def derive_outcome(
 
     if e := first(EventType.PROCESSED):
         state.processed_at = e.occurred_at
-    state.deferred_count = len(by_type.get(EventType.DEFERRED, []))
+    state.deferred_count = sum(e.count for e in by_type.get(EventType.DEFERRED, []))
     if e := first(EventType.DROPPED):
         state.dropped_at, state.drop_reason = e.occurred_at, e.data.get("reason")
     bounces = by_type.get(EventType.BOUNCE, [])
@@ -181,11 +190,11 @@ def derive_outcome(
     opens = by_type.get(EventType.OPEN, [])
     human = [o for o in opens if not o.data.get("machine_open")]
     machine = [o for o in opens if o.data.get("machine_open")]
-    state.open_count, state.machine_open_count = len(human), len(machine)
+    state.open_count, state.machine_open_count = sum(o.count for o in human), sum(o.count for o in machine)
     state.first_opened_at = human[0].occurred_at if human else None
     state.first_machine_open_at = machine[0].occurred_at if machine else None
     clicks = by_type.get(EventType.CLICK, [])
-    state.click_count = len(clicks)
+    state.click_count = sum(c.count for c in clicks)
     state.first_clicked_at = clicks[0].occurred_at if clicks else None
 
     if e := first(EventType.DELIVERED):

@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flywheel.domain.inputs import plausible
 from flywheel.models.classification import Category
+from flywheel.models.messages import Clean
 
 
-class ReplyIn(BaseModel):
+class ReplyIn(Clean):
     """POST /replies: a reply that came through another channel (LinkedIn, a phone call's notes)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -22,6 +24,11 @@ class ReplyIn(BaseModel):
     subject: str | None = Field(default=None, max_length=998)
     occurred_at: AwareDatetime | None = None
     external_id: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else plausible(value)
 
 
 class ReplyJob(BaseModel):

@@ -50,10 +50,10 @@ def collect(org_id: str, *, now: datetime | None = None, days: int | None = None
             "registry": _registry(conn, since),
             "training": _training(conn, org_id),
             "replies": _replies(conn, org_id, since, now),
-            "strategies": {segment: experiments.strategies(segment, settings.report_min_sample, org_id)
+            "strategies": {segment: experiments.strategies(org_id, segment, settings.report_min_sample)
                            for segment in ("industry", "role")},
             "campaigns": _campaigns(conn, org_id, since, settings.report_campaigns),
-            "health": _health(conn, org_id),
+            "health": _health(conn, org_id, since),
         }
     data["health"]["queues"] = _queue_depths()
     return data
@@ -244,12 +244,16 @@ def _replies(conn: Connection, org_id: str, since: datetime, now: datetime) -> d
             "by_category": dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))}
 
 
-def _health(conn: Connection, org_id: str) -> dict[str, Any]:
-    orphans = insights_dal.orphan_events(conn)
+def _health(conn: Connection, org_id: str, since: datetime) -> dict[str, Any]:
+    orphans = insights_dal.orphan_events(conn, org_id)
     unclassified = insights_dal.unclassified_replies(conn, org_id)
+    quarantine = insights_dal.quarantined(conn, org_id, since)
     return {"orphan_events": int(orphans["events"]), "oldest_orphan": orphans["oldest"],
-            "unmatched_replies": int(orphans["replies"]), "unclassified_replies": int(unclassified["replies"]),
-            "oldest_unclassified": unclassified["oldest"]}
+            "unmatched_replies": int(orphans["replies"]), "orphans_unknown_org": int(orphans["unknown_org"]),
+            "unmatched_replies_unknown_org": int(orphans["unknown_org_replies"]),
+            "unclassified_replies": int(unclassified["replies"]), "oldest_unclassified": unclassified["oldest"],
+            "quarantined": int(quarantine["events"]), "latest_quarantined": quarantine["latest"],
+            "quarantined_unknown_org": int(quarantine["unknown_org"])}
 
 
 def _queue_depths() -> dict[str, Any]:

@@ -504,6 +504,8 @@ def _health_issues(health: dict[str, Any]) -> list[str]:
         issues.append(f"{health['unclassified_replies']} replies unclassified")
     if health["orphan_events"]:
         issues.append(f"{health['orphan_events']} orphan events")
+    if health["quarantined"]:
+        issues.append(f"{health['quarantined']} events quarantined")
     dlq = health.get("queues", {}).get("dead_letter_queue", {})
     if dlq.get("known") and dlq.get("messages"):
         issues.append(f"{dlq['messages']} replies in the dead-letter queue")
@@ -524,14 +526,21 @@ def _health(data: dict[str, Any]) -> str:
         kind = "ok" if not q["messages"] else ("bad" if name == "dead_letter_queue" else "warn")
         return f"{q['messages']:,}", "", kind
 
+    def unknown(n: int, what: str) -> str:
+        return f"+ {n:,} {what} of no known organisation yet" if n else ""
+
     rows = [
-        ("Orphan events waiting for their message (all organisations)", f"{h['orphan_events']:,}",
-         age(h["oldest_orphan"]), "ok" if not h["orphan_events"] else "warn"),
-        ("Replies that matched no message (all organisations)", f"{h['unmatched_replies']:,}", "",
-         "ok" if not h["unmatched_replies"] else "warn"),
-        ("Replies of this organisation not classified yet", f"{h['unclassified_replies']:,}",
+        ("Orphan events waiting for their message", f"{h['orphan_events']:,}",
+         " · ".join(t for t in (age(h["oldest_orphan"]), unknown(h["orphans_unknown_org"], "events")) if t),
+         "ok" if not h["orphan_events"] else "warn"),
+        ("Replies that matched no message", f"{h['unmatched_replies']:,}",
+         unknown(h["unmatched_replies_unknown_org"], "replies"), "ok" if not h["unmatched_replies"] else "warn"),
+        ("Replies not classified yet", f"{h['unclassified_replies']:,}",
          age(h["oldest_unclassified"]), "ok" if not h["unclassified_replies"] else "warn"),
-        ("Quarantined events (malformed payloads)", "not recorded by this version", "", "idle"),
+        ("Malformed provider events quarantined in the window", f"{h['quarantined']:,}",
+         " · ".join(t for t in (f"latest {_when(h['latest_quarantined'])}" if h["latest_quarantined"] else "",
+                                unknown(h["quarantined_unknown_org"], "events")) if t),
+         "ok" if not h["quarantined"] else "warn"),
         ("Replies waiting on the classifier queue", *queue("replies_queue")),
         ("Replies in the dead-letter queue", *queue("dead_letter_queue")),
     ]

@@ -137,6 +137,6 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         return p(f"{n:,}", YELLOW) if n else p("0", GREEN)
 
     section("Data health", f"orphans {flag(h['orphan_events'])} · unmatched replies {flag(h['unmatched_replies'])} · "
-                           f"unclassified {flag(h['unclassified_replies'])}",
+                           f"unclassified {flag(h['unclassified_replies'])} · quarantined {flag(h['quarantined'])}",
             [f"  replies queue {queue('replies_queue')} · dead-letter queue {queue('dead_letter_queue')}"])
     return "\n".join(lines) + "\n"
