@@ -77,6 +77,13 @@ from flywheel.domain.reply_text import normalise_newlines, reply_text
     ("Thanks,\nDana", "Thanks,\nDana"),  # a closing is only cut when something precedes it
     ("Thanks, but no - we use a competitor.\n\nDana", "Thanks, but no - we use a competitor.\n\nDana"),
     ("From: our side the answer is yes.\nCall me.", "From: our side the answer is yes.\nCall me."),
+    # an outside review's cases
+    ("Merci.\n\nDe : Sam Lee <sam@acme.example>\nEnvoyé : lundi 23 novembre 2026 09:00\nObjet : devis\n\nBonjour",
+     "Merci."),
+    ("Sure.\n\nSam Lee wrote:\nHi there", "Sure."),
+    ("Here is what one CFO wrote:\nIt paid back in a month.", "Here is what one CFO wrote:\nIt paid back in a month."),
+    ("See below.\n\n---------- Forwarded message ---------\nFrom: Tom <tom@acme.example>\n\nbudget", "See below."),
+    ("See below.\n\nBegin forwarded message:\n\nFrom: Tom <tom@acme.example>", "See below."),
 ])
 def test_reply_text(text: str, expected: str) -> None:
     assert reply_text(text) == expected

@@ -26,7 +26,10 @@ _WROTE = (r"wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev|�
 _ATTRIBUTION = [
     re.compile(rf"^\s*(?:on|le|am|el|il|op|em|den|på|в|il giorno)\b.{{0,220}}(?:{_WROTE})\b.{{0,80}}[:：]\s*$",
                re.IGNORECASE),
-    re.compile(rf"^.{{0,200}}(?:{_WROTE})\s*[:：]\s*$", re.IGNORECASE),
+    # "Sam Lee wrote:", or any line with a date or an address before the verb; not "what one CFO
+    # wrote:" in the middle of a message
+    re.compile(rf"^\s*(?:[A-ZÀ-ÖØ-ÞА-ЯЁ][\w.'’-]*\s+){{1,4}}(?:{_WROTE})\s*[:：]\s*$"),
+    re.compile(rf"^.{{0,200}}[\d@].{{0,200}}(?:{_WROTE})\s*[:：]\s*$", re.IGNORECASE),
     # Gmail in Russian/Japanese, Yandex, Mail.ru: a date and an address, then a colon
     re.compile(rf"^.{{0,160}}<{_EMAIL}>\)?\s*[:：]\s*$"),
     re.compile(rf"^.{{0,120}}\b{_EMAIL}\s*[:：]\s*$"),
@@ -34,7 +37,10 @@ _ATTRIBUTION = [
 _SEPARATORS = [
     re.compile(r"^\s*-{2,}\s*(?:original message|forwarded message|ursprüngliche nachricht|message d'origine|"
                r"mensaje original|mensagem original|messaggio originale|oorspronkelijk bericht|"
-               r"исходное сообщение|пересылаемое сообщение|元のメッセージ|原始邮件)\s*-{2,}", re.IGNORECASE),
+               r"исходное сообщение|пересылаемое сообщение|元のメッセージ|原始邮件|weitergeleitete nachricht|"
+               r"message transféré|mensaje reenviado|messaggio inoltrato)\s*-{2,}", re.IGNORECASE),
+    re.compile(r"^\s*(?:begin forwarded message|anfang der weitergeleiteten nachricht|début du message réexpédié)\s*:",
+               re.IGNORECASE),
     re.compile(r"^\s*_{10,}\s*$"),
     re.compile(r"^\s*-{5,}\s*$"),
 ]
