@@ -174,6 +174,12 @@ def wilson_interval(successes: int, n: int, alpha: float = ALPHA) -> tuple[float
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
+def proportion(successes: int, n: int) -> dict[str, Any]:
+    """A rate with its 95 % Wilson interval and its sample size, as every report shows it."""
+    low, high = wilson_interval(int(successes), int(n))
+    return {"rate": successes / n if n else None, "interval": [low, high], "n": int(n)}
+
+
 def minimum_detectable_lift(baseline: float, share_treatment: float, units: float, alpha: float = ALPHA,
                             power: float = 0.8) -> float | None:
     """The smallest relative lift the sequential test detects with `power` within `units`
