@@ -111,6 +111,16 @@ class Settings(BaseModel):
     # USD per 100-character unit (3 units minimum a request), https://aws.amazon.com/comprehend/pricing/
     dataset_comprehend_usd_per_unit: float = Field(default=0.0001, ge=0)
 
+    # reports (see README "Report"): the window they cover, how many campaigns they detail, the
+    # smallest strategy cell they show, how long a GET /reports/latest link works
+    report_window_days: int = Field(default=84, ge=7, le=730)
+    report_campaigns: int = Field(default=10, ge=0, le=100)
+    report_min_sample: int = Field(default=30, ge=1)
+    report_url_ttl_s: int = Field(default=300, ge=30, le=3600)
+    replies_dlq_url: str | None = None
+    # where the evaluator announces each evaluation (ReportFunction listens); unset: not announced
+    experiment_events_bus: str | None = None
+
     @property
     def classifier_model_id(self) -> str:
         """The configured classifier model, else the backend's default (Nova Lite on Bedrock)."""

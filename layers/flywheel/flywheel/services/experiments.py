@@ -8,18 +8,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from flywheel.clients import events as event_bus
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.domain import experiments as domain
 from flywheel.domain import stats
-from flywheel.errors import Conflict, InvalidInput, NotFound
-from flywheel.observability import logger
+from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from flywheel.observability import logger, metrics
 from flywheel.services import registry, serving
 from flywheel.services.routing import forget_cache, route  # noqa: F401 - GET /route's library call
+from flywheel.settings import get_settings
 
 HISTORY_DAYS = 28  # the plan reads the last four weeks of traffic
 MIN_HISTORY_LEADS = 1000  # fewer matured leads than this: the rates are too noisy to plan on
+EVENT_SOURCE = "flywheel.experiments"
 
 
 def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) -> tuple[dict[str, float],
@@ -210,6 +213,24 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str
     return decision
 
 
+def announce_evaluation(decision: dict[str, Any]) -> bool:
+    """Tell the event bus that the evaluator ran (ReportFunction redraws the reports). The decision is
+    already applied: a bus that still refuses after the client's retries is logged as an error and
+    counted (metric ExperimentEvaluationNotAnnounced), and the next daily run announces again."""
+    bus = get_settings().experiment_events_bus
+    if not bus:
+        return False
+    detail = {k: decision.get(k) for k in ("experiment_id", "action", "reason", "stage")}
+    try:
+        event_bus.publish(bus, "ExperimentEvaluated", [detail], source=EVENT_SOURCE)
+    except DependencyUnavailable as exc:
+        logger.error("evaluation not announced", extra={**detail, "error": exc.message,
+                                                         "cause": exc.details.get("reason")})
+        metrics.add_metric(name="ExperimentEvaluationNotAnnounced", unit="Count", value=1)
+        return False
+    return True
+
+
 def restart_stage(experiment_id: str, *, actor: str, reason: str, now: datetime | None = None) -> dict[str, Any]:
     """The way out of a sample-ratio mismatch: the current stage starts again as a new segment with a
     new salt (new leads are bucketed afresh; leads already assigned keep their arm). The old segment
@@ -303,9 +324,7 @@ def shift_clock(days: float) -> None:
 
 # --- reports -----------------------------------------------------------------------------------
 
-def _rate(hits: int, n: int) -> dict[str, Any]:
-    low, high = stats.wilson_interval(int(hits), int(n))
-    return {"rate": hits / n if n else None, "interval": [low, high], "n": int(n)}
+_rate = stats.proportion
 
 
 def leaderboard_with_intervals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
