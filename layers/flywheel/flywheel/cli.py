@@ -149,15 +149,18 @@ def cmd_experiment_plan(args: argparse.Namespace) -> int:
                               weekly_volume=args.weekly_volume, config=config, source="command line")
     print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {args.split}")
     print(f"fixed-horizon sample: {result['fixed_horizon_sample']:,} leads (alpha 0.05, power 80 %)")
-    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads")
+    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads, for the primary to "
+          f"win ({result['primary_sample']:,} alone) and every guardrail to be shown non-inferior "
+          f"({result['guardrail_sample']:,} alone)")
     print(f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
           f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)")
     if result["fits"] is not None:
         print(f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
-              f"days (with the 14-day window), {result['total_days']} days in all; "
+              f"days (with the 14-day window, {result['settle_hours']:g} h for late events and the daily look), "
+              f"{result['total_days']} days in all; "
               f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days")
         mde = result["mde_in_time"]
-        print("smallest lift detectable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
+        print("smallest lift promotable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     return 0
