@@ -44,6 +44,34 @@ def test_both_modes_store_the_same_new_text_and_keep_the_original(client: str) -
     assert mails["raw"].subject == mails["parsed"].subject
 
 
+# what the lead wrote, for the layouts added by the review of #12 (see tests/mail_helpers.py)
+MORE_EXPECTED = {
+    "yahoo_android": "Sounds good, let's talk Thursday.",
+    "spark": "Can you send pricing?",
+    "outlook_mobile_german": "Passt, rufen Sie mich Dienstag an.",
+    "apple_mail_japanese": "承知しました。資料をお送りください。",
+    "apple_mail_dutch": "Stuur me de prijzen maar.",
+    "thunderbird_koi8r": "Интересно, пришлите цены.",
+    "outlook_russian_cp1251": "Спасибо, пока не актуально. Напишите в марте.",
+    "outlook_japanese_cp932": "①価格表 ②導入事例 をお送りください～",
+    "outlook_chinese_gbk": "可以，下周三下午约个电话会议吧。朱镕",
+    "outlook_traditional_chinese_big5": "請寄送價格表給我，謝謝。",
+    "latin1_label_on_utf8": "Tr\u00e8s int\u00e9ress\u00e9, envoyez-moi une pr\u00e9sentation.",
+    "outlook_html_only": "Thanks Sam \u2014 please send over the pricing sheet.",
+    "gmail_related_inline_image": "Looks great \u2014 Tuesday 3pm?",
+}
+
+
+@pytest.mark.parametrize("client", sorted(MORE_EXPECTED))
+def test_more_client_layouts_and_charsets_in_both_modes(client: str) -> None:
+    message = mh.MORE_CLIENTS[client]()
+    mails = {mode: parse_mail(*post(message)) for mode, post in MODES.items()}
+    for mode, mail in mails.items():
+        assert mail.text == MORE_EXPECTED[client], mode
+        assert "\ufffd" not in mail.full_text and mail.automated is None, mode
+    assert mails["raw"].full_text == mails["parsed"].full_text
+
+
 def test_attachments_are_listed_not_kept() -> None:
     for post in MODES.values():
         mail = parse_mail(*post(mh.with_attachment()))

@@ -14,7 +14,6 @@ mode the parse host uses:
 from __future__ import annotations
 
 import codecs
-import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.registration import normalise_message_id
 from flywheel.domain.reply_rules import OUT_OF_OFFICE, return_date
-from flywheel.domain.reply_text import normalise_newlines, reply_text
+from flywheel.domain.reply_text import html_to_text, normalise_newlines, reply_text
 from flywheel.errors import InvalidInput, MalformedPayload
 
 PROVIDER = "sendgrid_inbound"
@@ -119,18 +118,50 @@ class InboundMail:
 
 # --- decoding --------------------------------------------------------------------------------------
 
+# Labels that mail clients put on text written in a superset of the labelled charset (the WHATWG
+# Encoding Standard reads them the same way): Outlook labels windows-1252 as ISO-8859-1, Windows
+# labels cp932 (①, ～, NEC and IBM extensions) as Shift_JIS and GBK as GB2312, Big5 mail carries
+# HKSCS characters, and EUC-KR mail carries the Unified Hangul Code (cp949).
+_SUPERSETS = {"iso8859-1": "windows-1252", "ascii": "windows-1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
+              "tis-620": "cp874", "shift_jis": "cp932", "gb2312": "gb18030", "gbk": "gb18030",
+              "big5": "big5hkscs", "euc_kr": "cp949"}
+
+
+def _codec(charset: str) -> codecs.CodecInfo | None:
+    label = charset.strip().strip('"').lower()
+    for name in (label, label.removeprefix("x-")):  # x-mac-cyrillic, x-sjis ...
+        try:
+            found = codecs.lookup(name)
+        except LookupError:
+            continue
+        superset = _SUPERSETS.get(found.name)
+        return codecs.lookup(superset) if superset else found
+    return None
+
+
 def _decode(raw: bytes, charset: str | None) -> str:
-    """Bytes in their declared charset; undeclared or wrongly declared text is read as UTF-8, else
-    as windows-1252 (what mail clients that forget to declare it send); never raises."""
-    for candidate in (charset, "utf-8"):
-        if not candidate:
+    """Bytes in their declared charset (read as the superset clients really write in); UTF-8
+    mislabelled as a single-byte charset (a valid multi-byte UTF-8 sequence is next to impossible
+    in real Latin-1 or Cyrillic text) and undeclared or unknown charsets are read as UTF-8, else as
+    windows-1252 (what clients that forget to declare it send); never raises."""
+    codec = _codec(charset) if charset else None
+    if codec is not None and codec.name != "utf-8" and _single_byte(codec) and not raw.isascii():
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    for candidate in (codec, codecs.lookup("utf-8")):
+        if candidate is None:
             continue
         try:
-            codecs.lookup(candidate)
-            return raw.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+            return raw.decode(candidate.name)
+        except UnicodeDecodeError:
             continue
     return raw.decode("windows-1252", "replace")
+
+
+def _single_byte(codec: codecs.CodecInfo) -> bool:
+    return codec.name.startswith(("cp12", "iso8859", "koi8", "mac-", "cp874", "cp85", "cp86"))
 
 
 @dataclass
@@ -178,13 +209,6 @@ def _json_field(parts: dict[str, _Part], name: str) -> dict[str, Any]:
 def _ids(value: str | None) -> list[str]:
     found = _MESSAGE_IDS.findall(value or "") or ([value.strip()] if value and value.strip() else [])
     return [mid for mid in (normalise_message_id(v) for v in found) if mid]
-
-
-def _strip_html(markup: str) -> str:
-    text = re.sub(r"(?is)<(script|style).*?</\1>", " ", markup)
-    text = re.sub(r"(?is)<blockquote.*?</blockquote>", "\n", text)  # Apple Mail/Gmail quoted history
-    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", text)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def _address(value: str | None) -> str | None:
@@ -281,7 +305,7 @@ def _from_mime(raw: bytes) -> InboundMail:
     if body is not None:
         text = _part_text(body)
         if body.get_content_subtype() == "html":
-            markup, text = text, _strip_html(text)
+            markup, text = text, html_to_text(text)
     attachments = [AttachmentInfo(p.get_filename(), p.get_content_type(), len(p.get_payload(decode=True) or b""))
                    for p in message.walk() if p.get_filename() and not p.is_multipart()]
     return InboundMail(
@@ -304,7 +328,7 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
 
     headers = HeaderParser(policy=policy.default).parsestr(text_field("headers"))
     markup = text_field("html") or None
-    body = text_field("text") or (_strip_html(markup) if markup else "")
+    body = text_field("text") or (html_to_text(markup) if markup else "")
     files = {name: p for name, p in parts.items() if p.filename is not None or name.startswith("attachment")
              and name[10:].isdigit()}
     info = _json_field(parts, "attachment-info")
