@@ -351,6 +351,89 @@ MORE_CLIENTS = {"yahoo_android": yahoo_android, "spark": spark, "outlook_mobile_
                 "gmail_related_inline_image": gmail_related_inline_image}
 
 
+def _report(human: Message, status: str, original: Message | None, sender: str, subject: str,
+            message_id: str, global_: bool = False) -> Message:
+    """multipart/report: the human-readable part, the status fields, the returned original."""
+    from email import message_from_string
+
+    report = MIMEMultipart("report", report_type="global-delivery-status" if global_ else "delivery-status")
+    report.attach(human)
+    blocks = MIMEBase("message", "global-delivery-status" if global_ else "delivery-status")
+    # delivery-status is a list of field blocks to the stdlib; the RFC 6533 form is written as sent
+    blocks.set_payload(status if global_ else [message_from_string(block) for block in status.split("\n\n")])
+    report.attach(blocks)
+    if original is not None:
+        report.attach(original)
+    report["From"], report["To"], report["Subject"] = sender, f"<{PARSE_TO}>", subject
+    report["Date"], report["Message-ID"], report["Auto-Submitted"] = DATE, message_id, "auto-replied"
+    return report
+
+
+def _original() -> Message:
+    from email import message_from_string
+    from email.mime.message import MIMEMessage
+
+    return MIMEMessage(message_from_string(
+        f"From: Sam Lee <sam@acme.example>\nTo: {LEAD}\nSubject: Dana, closing the books 3 days faster\n"
+        f"Message-ID: {SENT}\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMIME-Version: 1.0\n"
+        "Content-Type: text/plain; charset=utf-8\n\nHi Dana,\nFinance teams at companies like Northwind...\n"))
+
+
+def exchange_ndr() -> Message:
+    """Exchange Online's non-delivery report: text and HTML, 5.1.10, the whole original (message/rfc822)."""
+    human = MIMEMultipart("alternative")
+    human.attach(MIMEText("Your message to dana.reyes@northwind.example couldn't be delivered.\n\n"
+                          "dana.reyes wasn't found at northwind.example.\n", "plain", "utf-8"))
+    human.attach(MIMEText("<html><body><b>Your message couldn't be delivered.</b></body></html>", "html", "utf-8"))
+    status = ("Reporting-MTA: dns;AM0PR07MB5678.eurprd07.prod.outlook.com\nReceived-From-MTA: dns;mail.acme.example\n"
+              "Arrival-Date: Mon, 23 Nov 2026 09:00:02 +0000\n\nFinal-Recipient: rfc822;dana.reyes@northwind.example\n"
+              "Action: failed\nStatus: 5.1.10\nDiagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; "
+              "Recipient not found by SMTP address lookup\n")
+    return _report(human, status, _original(), "Microsoft Outlook <MicrosoftExchange329e71ec@northwind.example>",
+                   "Undeliverable: Dana, closing the books 3 days faster", "<ndr.1@AM0PR07MB5678.outlook.com>")
+
+
+def gmail_dsn() -> Message:
+    """Gmail's 'Address not found': related/alternative human part, 550-5.1.1, the original message."""
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(MIMEText("** Address not found **\n\nYour message wasn't delivered to "
+                                "dana.reyes@northwind.example because the address couldn't be found.\n", "plain", "utf-8"))
+    alternative.attach(MIMEText("<html>Address not found</html>", "html", "utf-8"))
+    related = MIMEMultipart("related")
+    related.attach(alternative)
+    status = ("Reporting-MTA: dns; googlemail.com\nArrival-Date: Mon, 23 Nov 2026 01:00:01 -0800 (PST)\n\n"
+              "Final-Recipient: rfc822; dana.reyes@northwind.example\nAction: failed\nStatus: 5.1.1\n"
+              "Remote-MTA: dns; mx.northwind.example. (203.0.113.5, the server for the domain northwind.example.)\n"
+              "Diagnostic-Code: smtp; 550-5.1.1 The email account that you tried to reach does not exist.\n"
+              "Last-Attempt-Date: Mon, 23 Nov 2026 01:00:02 -0800 (PST)\n")
+    return _report(related, status, _original(), "Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+                   "Delivery Status Notification (Failure)", "<5f0c.dsn@mx.google.com>")
+
+
+def forwarded_dsn() -> Message:
+    """Postfix at the lead's company: the lead forwards to a full mailbox elsewhere; the report names
+    the lead's address only as Original-Recipient and returns no original headers."""
+    status = ("Reporting-MTA: dns; mx.northwind.example\n\nFinal-Recipient: rfc822; dana.private@mail.example\n"
+              "Original-Recipient: rfc822;dana.reyes@northwind.example\nAction: failed\nStatus: 5.2.2\n"
+              "Diagnostic-Code: smtp; 552 5.2.2 mailbox full\n")
+    return _report(MIMEText("This is the mail system at host mx.northwind.example.\n", "plain", "us-ascii"), status,
+                   None, "MAILER-DAEMON@mx.northwind.example (Mail Delivery System)",
+                   "Undelivered Mail Returned to Sender", "<dsn.fwd@mx.northwind.example>")
+
+
+def global_dsn() -> Message:
+    """Postfix for SMTPUTF8 mail (RFC 6533): message/global-delivery-status and message/global-headers."""
+    from email import message_from_string
+
+    headers = MIMEBase("message", "global-headers")
+    headers.set_payload([message_from_string(f"From: Sam Lee <sam@acme.example>\nTo: {LEAD}\nMessage-ID: {SENT}\n")])
+    status = ("Reporting-MTA: dns; mx.acme.example\n\nFinal-Recipient: utf-8; dana.reyes@northwind.example\n"
+              "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\n")
+    return _report(MIMEText("This is the mail system at host mx.acme.example.\n", "plain", "utf-8"), status, headers,
+                   "MAILER-DAEMON@mx.acme.example (Mail Delivery System)", "Undelivered Mail Returned to Sender",
+                   "<dsn.global@mx.acme.example>", global_=True)
+
+
 CLIENTS = {"gmail": gmail, "outlook_cp1252": outlook_cp1252, "apple_mail": apple_mail,
            "thunderbird_latin1": thunderbird_latin1, "outlook_german_cp1252": outlook_german_cp1252,
            "russian_base64": russian_base64, "japanese_base64": japanese_base64,
@@ -400,17 +483,17 @@ def parsed_post(msg: Message, outcome_id: str = "OUTCOME_ID", envelope_from: str
     html: tuple[bytes, str] | None = None
     files: list[tuple[str, str, bytes]] = []
     def leaves(part: Message) -> list[Message]:
-        if part.get_content_type() in ("message/delivery-status", "message/rfc822") or not part.is_multipart():
+        if part.get_content_maintype() == "message" or not part.is_multipart():
             return [part]
         return [leaf for child in part.get_payload() for leaf in leaves(child)]
 
     for part in leaves(msg):
         kind = part.get_content_type()
         if part.get_filename() or kind not in ("text/plain", "text/html"):
-            if kind == "message/delivery-status":
+            if kind in ("message/delivery-status", "message/global-delivery-status"):
                 payload = "".join(str(p) for p in part.get_payload()).encode()  # the field blocks as sent
                 files.append(("details.txt", kind, payload))
-            elif kind == "message/rfc822":  # the returned original, as the bytes of the message
+            elif part.get_content_maintype() == "message":  # a returned original: the bytes of the message
                 files.append((part.get_filename() or "original.eml", kind,
                               b"".join(m.as_bytes(policy=policy.SMTP) for m in part.get_payload())))
             else:

@@ -4,6 +4,7 @@ normalised, quote and signature cut, auto-replies and DSNs recognised."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from email.header import Header
 
 import pytest
 
@@ -110,6 +111,14 @@ def test_every_auto_reply_header(header: str, value: str) -> None:
         assert event.data["category"] == "auto_reply"
 
 
+@pytest.mark.parametrize("subject", ["自動応答: ご提案", "自动答复: 提议", "自動回覆: 提議", "Réponse automatique : Idée"])
+def test_outlook_automatic_reply_subjects_without_headers(subject: str) -> None:
+    message = mh.gmail()
+    message.replace_header("Subject", Header(subject, "utf-8").encode())
+    for post in MODES.values():
+        assert parse_mail(*post(message)).automated == "automatic-reply subject", subject
+
+
 def test_a_person_saying_no_to_auto_submitted_is_a_person() -> None:
     message = mh.gmail()
     message["Auto-Submitted"] = "no"
@@ -135,6 +144,22 @@ def test_delivery_status_notifications(mode: str, status: str, action: str, kind
     assert event.data["reason"] == f"550 {status} mailbox problem"
     if bounce_type:
         assert event.data["bounce_type"] == bounce_type
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(("dsn", "status", "references"), [
+    ("exchange_ndr", "5.1.10", ["send-7f3a-1001@mail.acme.example"]),
+    ("gmail_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),
+    ("global_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),  # RFC 6533
+    ("forwarded_dsn", "5.2.2", []),  # no original: the lead's address is the Original-Recipient
+])
+def test_delivery_reports_from_exchange_gmail_and_postfix(mode: str, dsn: str, status: str, references: list) -> None:
+    mail = parse_mail(*MODES[mode](getattr(mh, dsn)(), "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"))
+    [event] = to_events(mail, ["reply.flywheel.example"], datetime(2026, 11, 24, tzinfo=UTC))
+    assert (event.event_type, event.data["status"], event.references) == ("bounce", status, references)
+    assert event.email == "dana.reyes@northwind.example"  # attributed to the address we wrote to
+    assert event.outcome_id == "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"  # returned to reply+<outcome_id>
+    assert event.data["bounce_type"] == "bounce"
 
 
 def test_dsn_without_original_headers_is_attributed_by_recipient() -> None:
