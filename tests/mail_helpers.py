@@ -43,20 +43,7 @@ def _headers(msg: Message, subject: str, message_id: str, **extra: str) -> Messa
 
 
 def _text(body: str, charset: str, cte: str) -> MIMEText:
-    part = MIMEText("", "plain", charset)
-    del part["Content-Transfer-Encoding"]
-    part.set_payload(body.encode(charset))
-    if cte == "quoted-printable":
-        from email.encoders import encode_quopri
-
-        encode_quopri(part)
-    elif cte == "base64":
-        from email.encoders import encode_base64
-
-        encode_base64(part)
-    else:
-        part["Content-Transfer-Encoding"] = cte
-    return part
+    return _encoded(body.encode(charset), charset, cte)
 
 
 def _html(body: str, charset: str = "utf-8") -> MIMEText:
