@@ -262,7 +262,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
         ensure_local_database(_root(args))
         since = datetime.now(UTC) - timedelta(days=args.since_days) if args.since_days else None
-        for example in export_corrections(since):
+        for example in export_corrections(since, args.org):
             print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
         return 0
 
@@ -283,7 +283,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(one({"text": text}), ensure_ascii=False))
         return 0
-    rows = _read_jsonl(args.jsonl or args.eval)
+    from flywheel.models.classification import CATEGORIES
+
+    try:
+        rows = _read_jsonl(args.jsonl or args.eval)
+    except OSError as exc:
+        print(json.dumps({"error": "unreadable_input", "message": str(exc)}), file=sys.stderr)
+        return 2
+    if args.eval:  # a misspelt label would silently count as a miss
+        unknown = [n for n, row, _ in rows if row and row.get("category") and row["category"] not in CATEGORIES]
+        has_labels = any(row and row.get("category") for _, row, _ in rows)
+        if unknown or not has_labels:
+            message = (f"lines {unknown[:10]} have a category that is not one of {', '.join(CATEGORIES)}" if unknown
+                       else "no line has both a text and a category")
+            print(json.dumps({"error": "bad_labels", "message": message}), file=sys.stderr)
+            return 2
     valid = [row for _, row, _ in rows if row is not None]
     with ThreadPoolExecutor(max_workers=get_settings().classifier_concurrency if llm else 1) as pool:
         results = iter(list(pool.map(one, valid)))
@@ -395,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
     classify.add_argument("--today", help="date that relative return dates are read against (default: today)")
     classify.add_argument("--since-days", type=int, help="--export-corrections: only corrections this recent")
+    classify.add_argument("--org", help="--export-corrections: one organisation (only opted-in ones are ever read)")
     classify.set_defaults(func=cmd_classify)
     return parser
 
