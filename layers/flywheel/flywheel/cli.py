@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -209,7 +210,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.reports import collect
     from flywheel.settings import get_settings
-    from flywheel.views.status_text import render
+    from flywheel.views.status_text import render, use_color
 
     ensure_local_database(_root(args))
     org = args.org
@@ -227,7 +228,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except NotFound as exc:
         print(f"flywheel status: {exc.message}", file=sys.stderr)
         return 1
-    sys.stdout.write(render(data, color=sys.stdout.isatty()))
+    sys.stdout.write(render(data, color=use_color(sys.stdout, dict(os.environ))))
     return 0
 
 
