@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.reports import collect
     from flywheel.settings import get_settings
-    from flywheel.views.status_text import render
+    from flywheel.views.status_text import render, use_color
 
     ensure_local_database(_root(args))
     org = args.org
@@ -230,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except NotFound as exc:
         print(f"flywheel status: {exc.message}", file=sys.stderr)
         return 1
-    sys.stdout.write(render(data, color=sys.stdout.isatty()))
+    sys.stdout.write(render(data, color=use_color(sys.stdout, dict(os.environ))))
     return 0
 
 

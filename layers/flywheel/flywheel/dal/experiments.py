@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.domain.funnel import POSITIVE_CATEGORIES
 
 JSON_COLUMNS = ("config", "last_decision", "plan", "warnings")
 
@@ -198,9 +199,11 @@ def strategies(conn: Connection, org_id: str, segment: str) -> list[dict[str, An
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
         f"""SELECT {column} AS segment, framework, tone, count(*) AS messages,
-                   count(replied_at) AS replies, count(meeting_booked_at) AS meetings
+                   count(replied_at) AS replies,
+                   count(*) FILTER (WHERE reply_category = ANY(%s)) AS positive_replies,
+                   count(meeting_booked_at) AS meetings
               FROM outcome_labels
              WHERE org_id = %s AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        (org_id,),
+        (list(POSITIVE_CATEGORIES), org_id),
     ).fetchall()

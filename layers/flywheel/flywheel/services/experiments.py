@@ -343,7 +343,9 @@ def strategies(org_id: str, segment: str, min_sample: int) -> dict[str, Any]:
     with transaction() as conn:
         rows = experiments_dal.strategies(conn, org_id, segment)
     cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
-              "reply_rate": _rate(r["replies"], r["messages"]), "meeting_rate": _rate(r["meetings"], r["messages"])}
+              "reply_rate": _rate(r["replies"], r["messages"]),
+              "positive_reply_rate": _rate(r["positive_replies"], r["messages"]),
+              "meeting_rate": _rate(r["meetings"], r["messages"])}
              for r in rows if r["messages"] >= min_sample]
     return {"org_id": org_id, "segment_by": segment, "min_sample": min_sample, "cells": cells,
             "hidden_cells": sum(1 for r in rows if r["messages"] < min_sample)}
