@@ -29,9 +29,13 @@ def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: dateti
     )
 
 
-def register_messages(messages: list[MessageIn]) -> RegistrationResult:
-    """Register messages idempotently and apply any events that arrived before them."""
+def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None = None) -> RegistrationResult:
+    """Register messages idempotently and apply any events that arrived before them. `outcome_ids`
+    fixes the ids of new messages (the local sample data); the database assigns them otherwise."""
     rows = [message_row(m) for m in messages]
+    if outcome_ids is not None:
+        for row, outcome_id in zip(rows, outcome_ids, strict=True):
+            row["outcome_id"] = str(outcome_id)
     with transaction() as conn:
         outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows])
         # the same message twice in one request is one message
@@ -78,3 +82,8 @@ def set_training_opt_in(org_id: str, opt_in: bool) -> dict[str, Any]:
     """Only organisations that opted in contribute outcomes to training datasets."""
     with transaction() as conn:
         return outcomes_dal.set_training_opt_in(conn, org_id, opt_in)
+
+
+def opted_in_organizations() -> list[str]:
+    with transaction() as conn:
+        return outcomes_dal.opted_in_organizations(conn)
