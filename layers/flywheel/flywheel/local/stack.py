@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ from flywheel.local.config import local_setting, state_dir
 from flywheel.local.crm import LocalCrm
 from flywheel.local.invoke import environment_source, invoke
 from flywheel.local.secrets import local_secrets, webhook_secrets_json
+from flywheel.local.signing import sign_event
 from flywheel.local.template import FunctionSpec, Template, read_template
 
 STACK_NAME = "flywheel-local"
@@ -104,11 +107,16 @@ class LocalStack:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def __enter__(self) -> LocalStack:
+        # moto logs a Fail state's internals as an error; the step report says it in one line
+        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
         try:
             self.secrets = local_secrets(self.state, self.log)
             self._exit.enter_context(local_aws(
                 self.template_path, max_wait_s=float(local_setting("FLYWHEEL_LOCAL_WAIT_S")),
                 journal=self.journal_path if self._journal else None))
+            # made once: creating a client reads the whole environment, which the functions'
+            # invocations change on other threads
+            self.sqs, self.sfn = boto3.client("sqs"), boto3.client("stepfunctions")
             self.crm = self._exit.enter_context(LocalCrm(seed.sample_crm_records(
                 self.secrets["hubspot_access_token"], self.secrets["pipedrive_api_token"])))
             self.extra_env = {"HUBSPOT_API_BASE": self.crm.base_url, "PIPEDRIVE_API_BASE": self.crm.base_url}
@@ -147,7 +155,7 @@ class LocalStack:
         for logical_id in template.functions():
             self.known[logical_id] = logical_id
             self.known[f"{logical_id}.Arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
-        sqs = boto3.client("sqs")
+        sqs = self.sqs
         queues = template.resources("AWS::SQS::Queue")
         for logical_id, props in queues.items():
             name = self._name(logical_id)
@@ -168,17 +176,24 @@ class LocalStack:
             s3.create_bucket(Bucket=bucket)
             self.known.update({logical_id: bucket, f"{logical_id}.Arn": f"arn:aws:s3:::{bucket}"})
         self._provision_secrets()
-        sfn = boto3.client("stepfunctions")
-        for logical_id, props in template.resources("AWS::Serverless::StateMachine").items():
-            definition = (self.root / props["DefinitionUri"]).read_text()
-            for key, value in (props.get("DefinitionSubstitutions") or {}).items():
-                definition = definition.replace("${" + key + "}", template.resolve(value, self.known) or "")
+        for logical_id in template.resources("AWS::Serverless::StateMachine"):
             name = self._name(logical_id)
-            arn = sfn.create_state_machine(name=name, definition=definition,
-                                           roleArn=f"arn:aws:iam::{ACCOUNT}:role/{name}")["stateMachineArn"]
-            self.state_machines[logical_id] = arn
+            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
             self.known.update({logical_id: arn, f"{logical_id}.Arn": arn, f"{logical_id}.Name": name})
         self.mappings = self._queue_mappings()
+
+    def _state_machine(self, logical_id: str) -> str:
+        """Created on first use (parsing its definition is the slowest part of starting the stack)."""
+        with self._pump_lock:
+            if logical_id not in self.state_machines:
+                props = self.template.resources("AWS::Serverless::StateMachine")[logical_id]
+                definition = (self.root / props["DefinitionUri"]).read_text()
+                for key, value in (props.get("DefinitionSubstitutions") or {}).items():
+                    definition = definition.replace("${" + key + "}", self.template.resolve(value, self.known) or "")
+                name = self._name(logical_id)
+                self.state_machines[logical_id] = self.sfn.create_state_machine(
+                    name=name, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/{name}")["stateMachineArn"]
+            return self.state_machines[logical_id]
 
     def _provision_secrets(self) -> None:
         """The webhook secret (the one WEBHOOK_SECRETS_ARN names) holds the local secrets (or
@@ -217,6 +232,10 @@ class LocalStack:
 
     def environment(self, spec: FunctionSpec) -> dict[str, str]:
         """The function's template environment with the local resources' Refs resolved."""
+        machines = self.template.resources("AWS::Serverless::StateMachine")
+        for value in spec.raw_environment.values():
+            if isinstance(value, dict) and value.get("Ref") in machines:
+                self._state_machine(value["Ref"])
         resolved = {k: self.template.resolve(v, self.known) for k, v in spec.raw_environment.items()}
         return {**{k: v for k, v in resolved.items() if v is not None}, **self.extra_env}
 
@@ -235,7 +254,7 @@ class LocalStack:
         return deliveries
 
     def _deliver(self, mapping: QueueMapping) -> Delivery | None:
-        sqs = boto3.client("sqs")
+        sqs = self.sqs
         received = sqs.receive_message(QueueUrl=mapping.url, MaxNumberOfMessages=min(10, mapping.batch_size),
                                        AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
         if not received:
@@ -266,13 +285,13 @@ class LocalStack:
         return delivery
 
     def running_executions(self) -> list[str]:
-        sfn = boto3.client("stepfunctions")
-        return [e["executionArn"] for arn in self.state_machines.values()
+        sfn = self.sfn
+        return [e["executionArn"] for arn in list(self.state_machines.values())
                 for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]]
 
     def _report_executions(self, only: str | None = None, log: Log | None = None) -> None:
-        sfn = boto3.client("stepfunctions")
-        arns = [only] if only else [e["executionArn"] for sm in self.state_machines.values()
+        sfn = self.sfn
+        arns = [only] if only else [e["executionArn"] for sm in list(self.state_machines.values())
                                     for e in sfn.list_executions(stateMachineArn=sm)["executions"]]
         for arn in arns:
             if arn in self._finished:
@@ -301,7 +320,7 @@ class LocalStack:
         raise TimeoutError(f"the local stack did not settle in {timeout_s:.0f} s")
 
     def _messages_waiting(self) -> int:
-        sqs = boto3.client("sqs")
+        sqs = self.sqs
         total = 0
         for mapping in self.mappings:
             attrs = sqs.get_queue_attributes(QueueUrl=mapping.url, AttributeNames=["All"])["Attributes"]
@@ -309,16 +328,41 @@ class LocalStack:
         return total
 
     def start_execution(self, logical_id: str, payload: dict[str, Any]) -> str:
-        if logical_id not in self.state_machines:
-            raise KeyError(f"no state machine {logical_id!r} in the template; known: "
-                           f"{', '.join(sorted(self.state_machines)) or 'none'}")
-        return str(boto3.client("stepfunctions").start_execution(
-            stateMachineArn=self.state_machines[logical_id], name=f"local-{uuid.uuid4().hex[:12]}",
+        machines = self.template.resources("AWS::Serverless::StateMachine")
+        if logical_id not in machines:
+            raise KeyError(f"no state machine {logical_id!r} in the template; known: {', '.join(sorted(machines))}")
+        return str(self.sfn.start_execution(
+            stateMachineArn=self._state_machine(logical_id), name=f"local-{uuid.uuid4().hex[:12]}",
             input=json.dumps(payload))["executionArn"])
+
+    def run(self, target: str, event: dict[str, Any], *, sign: bool = True) -> tuple[Any, bool]:
+        """What `flywheel invoke` does: a function (its webhook event authenticated with the local
+        secrets first) or a state machine (the event is its input), then whatever that set in motion
+        runs to its end. Returns (result, failed); a function's exception is its result, as Lambda
+        reports it, with the trace in the log."""
+        if target in self.template.resources("AWS::Serverless::StateMachine"):
+            described = self.wait_execution(self.start_execution(target, event))
+            result = {k: described.get(k) for k in ("executionArn", "status", "startDate", "stopDate", "error",
+                                                    "cause") if described.get(k) is not None}
+            if described.get("output"):
+                result["output"] = json.loads(described["output"])
+            return result, described["status"] != "SUCCEEDED"
+        if sign:
+            event, provider = sign_event(event, self.secrets)
+            if provider is not None:
+                self.log(f"authenticated as {provider.name} does ({provider.scheme}) with the local secrets in "
+                         f"{self.state / 'secrets.json'}")
+        try:
+            result, failed = invoke(target, event, self.template_path), False
+        except Exception as exc:
+            self.log(traceback.format_exc().rstrip())
+            result, failed = {"errorType": type(exc).__name__, "errorMessage": str(exc)}, True
+        self.settle()
+        return result, failed
 
     def wait_execution(self, execution_arn: str, log: Log | None = None, timeout_s: float = 600) -> dict[str, Any]:
         """Drive one execution to its end, reporting each step as it happens; describe_execution."""
-        sfn = boto3.client("stepfunctions")
+        sfn = self.sfn
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._pump_lock:
