@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from psycopg.rows import dict_row
 
 from flywheel.dal.connection import close_connection
 from flywheel.dal.migrations import migrate
-from flywheel.local.embedded import create_database, start_embedded
+from flywheel.local.embedded import create_database, throwaway_server
 from flywheel.local.server import LocalApi
 from flywheel.settings import reset_settings
 
@@ -31,9 +30,7 @@ def pg_admin_url() -> Iterator[str]:
     if external:
         yield external
         return
-    folder = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
-    folder.chmod(0o755)
-    yield start_embedded(folder / "data")
+    yield throwaway_server("flywheel-pg-")  # deleted when the worker exits
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, db_url: str):
         reset_clients()
 
 
-def drain(url: str) -> list[dict[str, Any]]:
+def drain(url: str) -> list[Any]:
     out = boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     return out.get("Messages", [])
 

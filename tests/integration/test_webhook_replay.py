@@ -62,8 +62,8 @@ def requests(ids: dict[str, str]) -> list[dict[str, Any]]:
     no_show = json.dumps({"created_at": "2026-12-02T10:00:00Z", "event": "invitee_no_show.created",
                           "payload": {"uri": "https://api.calendly.com/invitee_no_shows/1",
                                       "invitee": json.loads(booked)["payload"]["uri"]}})
-    for body in (booked, no_show):
-        out.append(route_event(calendly, body, **calendly_headers(body.encode())))
+    for text in (booked, no_show):
+        out.append(route_event(calendly, text, **calendly_headers(text.encode())))
     hub = load_event("webhooks_hubspot_deal_won.json")
     out.append(route_event(hub, hub["body"], **hubspot_headers(hub["body"].encode(), public_url(hub))))
     out.append(load_event("webhooks_pipedrive_deal_won.json"))

