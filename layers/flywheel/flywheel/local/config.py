@@ -6,10 +6,12 @@ the local defaults below (local runs only), the template's own values.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
+from flywheel.local.seed import PARSE_DOMAIN, PROVIDER_ORGS
 from flywheel.settings import Settings
 
 # Settings read only by the local runtime (`flywheel ...`), never by a deployed function.
@@ -18,6 +20,19 @@ LOCAL_SETTINGS: dict[str, str] = {
     "FLYWHEEL_DB_PORT": "54329",
     "FLYWHEEL_LOCAL_WAIT_S": "1",
     "FLYWHEEL_API_URL": "http://127.0.0.1:8081",
+}
+# What a local run uses when the variable is not set (flywheel.local.stack and .embedded).
+LOCAL_STACK_VALUES: dict[str, str] = {
+    "DATABASE_URL": "(the embedded PostgreSQL in FLYWHEEL_STATE_DIR/pgdata)",
+    "WEBHOOK_SECRETS_ARN": "(the local webhook secret: FLYWHEEL_STATE_DIR/secrets.json)",
+    "PROVIDER_ORGS_JSON": json.dumps(PROVIDER_ORGS),
+    "INBOUND_PARSE_DOMAINS": PARSE_DOMAIN,
+    "REPLIES_QUEUE_URL": "(the local RepliesQueue)",
+    "TRAINING_BUCKET": "(the local TrainingBucket)",
+    "TRAINING_STATE_MACHINE_ARN": "(the local WeeklyTrainingStateMachine)",
+    "BEDROCK_ROLE_ARN": "(a local role for the emulated Bedrock jobs)",
+    "HUBSPOT_API_BASE": "(the local HubSpot API)",
+    "PIPEDRIVE_API_BASE": "(the local Pipedrive API)",
 }
 # Shown (masked) by `flywheel config`, never printed in clear.
 SECRET_NAMES = ("OPENAI_API_KEY", "WEBHOOK_SECRETS_JSON", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY")
@@ -68,7 +83,8 @@ def setting_names() -> list[str]:
 
 
 def effective_config(root: Path, dotenv: dict[str, str]) -> list[tuple[str, str, str]]:
-    """(name, value, source) of every setting, secrets masked; `source` is env, .env or default."""
+    """(name, value, source) of every setting of a local run, secrets masked; `source` is env,
+    .env, local stack or default."""
     defaults = Settings().model_dump()
     rows = []
     for name in setting_names():
@@ -79,11 +95,13 @@ def effective_config(root: Path, dotenv: dict[str, str]) -> list[tuple[str, str,
         elif name in LOCAL_SETTINGS:
             value = str(state_dir(root)) if name == "FLYWHEEL_STATE_DIR" else LOCAL_SETTINGS[name]
             source = "default"
+        elif name in LOCAL_STACK_VALUES:
+            value, source = LOCAL_STACK_VALUES[name], "local stack"
         else:
             default = defaults.get(name.lower())
             value, source = ("" if default is None else str(default).lower() if isinstance(default, bool)
                              else str(default)), "default"
-        if name in SECRET_NAMES and value and source != "default":
+        if name in SECRET_NAMES and value and source in ("env", ".env"):
             value = "****" + value[-4:] if len(value) > 12 else "****"
         rows.append((name, value, source))
     return rows
