@@ -149,7 +149,7 @@ def cmd_start_api(args: argparse.Namespace) -> int:
                         "client, or start with --no-auth")
             _stderr(f"local secrets: {stack.state / 'secrets.json'}; published events: `flywheel events tail -f`")
             _stderr("Ctrl-C (or SIGTERM) stops the API and its database")
-            with contextlib.suppress(KeyboardInterrupt):
+            with contextlib.suppress(KeyboardInterrupt, Terminated):
                 server.serve_forever()
     finally:
         server.server_close()
@@ -692,9 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(SystemExit):
+    """SIGTERM: unwinds like Ctrl-C, so servers close and the embedded database stops at exit."""
+
+
 def _terminate(signum: int, frame: object) -> None:
-    # SIGTERM unwinds like Ctrl-C: the server closes and the embedded database stops at exit
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def _quiet_warnings() -> None:
