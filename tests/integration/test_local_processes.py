@@ -49,7 +49,12 @@ class Lines:
         self.seen: list[str] = []
         assert process.stderr is not None
         stream = process.stderr
-        threading.Thread(target=lambda: [self.queue.put(line) for line in stream], daemon=True).start()
+
+        def read() -> None:
+            for line in stream:
+                self.queue.put(line)
+
+        threading.Thread(target=read, daemon=True).start()
 
     def until(self, pattern: str, timeout_s: float = 180) -> re.Match[str]:
         deadline = time.monotonic() + timeout_s
