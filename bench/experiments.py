@@ -5,7 +5,7 @@ the seed's rule (10 % for a week, promote if the composite score is 5 % higher) 
 from __future__ import annotations
 
 import numpy as np
-from _harness import timed
+from _harness import progress, timed
 
 from flywheel.domain import stats
 from flywheel.domain.experiments import decide_many
@@ -60,6 +60,7 @@ def main() -> None:
 
     def run_all() -> None:
         for name, lift in (("no effect", 0.0), ("5% worse", -0.05), ("planned lift", PLANNED_LIFT)):
+            progress(f"simulating {EXPERIMENTS:,} experiments: {name}")
             weekly = rng.uniform(10_000, 100_000, EXPERIMENTS)
             results[name] = (seed_rule(rng, weekly, lift).mean(), our_rule(rng, weekly, lift, planned).mean())
 

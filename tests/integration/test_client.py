@@ -5,8 +5,10 @@ signatures as API Gateway refuses them."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -185,3 +187,15 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds("30") == 30.0
     assert retry_after_seconds("Fri, 27 Nov 2026 10:00:30 GMT", now=1795773600.0) == 30.0
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+
+
+def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+    env.pop("AWS_SESSION_TOKEN", None)
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "sender.py"), "--url", local["url"], "--leads", "2"],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(result["registered"]) == 2 and result["created"] == 2
+    assert "example-0: no model yet -> your-default-model" in done.stderr
+    assert count(db, "outcome_labels") == 2

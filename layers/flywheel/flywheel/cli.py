@@ -535,6 +535,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
 def port(text: str) -> int:
     try:
         value = int(text)
@@ -569,8 +579,12 @@ def _group(sub: Any, name: str, help_text: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     from flywheel.local.signing import PROVIDERS
 
-    parser = argparse.ArgumentParser(prog="flywheel", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="flywheel", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Flywheel's local stack (the template's functions in-process, AWS emulated) and the "
+                    "operator's commands.",
+        epilog="a first session: flywheel seed; flywheel invoke MessagesFunction -e events/messages_get.json; "
+               "flywheel start-api\n`flywheel COMMAND --help` describes each command; `make` lists the make targets")
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -624,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     events = _group(sub, "events", "what the functions published on the event bus locally")
     tail = _command(events, "tail", cmd_events_tail, "print the events published locally (JSON lines)")
-    tail.add_argument("-n", "--lines", type=int, default=20, help="how many of the latest events (0: all; default 20)")
+    tail.add_argument("-n", "--lines", type=non_negative_int, default=20, metavar="N",
+                      help="how many of the latest events (0: all; default 20)")
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C")
     tail.add_argument("--detail-type", help="only events of this detail-type, e.g. ReplyNeedsAttention")
     tail.add_argument("--source", help="only events from this source, e.g. flywheel.replies")
@@ -637,17 +652,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print each step as it happens (deployed: poll the run until it ends)")
     run.add_argument("--deploy", action="store_true", default=None,
                      help="deploy the new model (challenger at --canary-percentage, or champion if none)")
-    run.add_argument("--canary-percentage", type=percentage, help="challenger traffic when deployed (default 10)")
-    run.add_argument("--min-quality-score", type=unit_interval, help="minimum outcome quality (default 0.6)")
-    run.add_argument("--since-days", type=positive_int, help="outcomes sent within this many days (default 90)")
+    run.add_argument("--canary-percentage", type=percentage, metavar="PCT",
+                     help="challenger traffic when deployed (default 10)")
+    run.add_argument("--min-quality-score", type=unit_interval, metavar="SCORE",
+                     help="minimum outcome quality (default 0.6)")
+    run.add_argument("--since-days", type=positive_int, metavar="DAYS",
+                     help="outcomes sent within this many days (default 90)")
     run.add_argument("--provider", choices=["bedrock", "openai"], help="fine-tuning provider (default: the stack's)")
-    run.add_argument("--base-model", help="base model to fine-tune (default: the stack's)")
+    run.add_argument("--base-model", metavar="MODEL", help="base model to fine-tune (default: the stack's)")
     run.add_argument("--method", choices=["supervised", "dpo"], help="training method (default supervised)")
     run.add_argument("--scope", help="run scope; one run at a time per scope (default global)")
-    run.add_argument("--wait-seconds", type=int, help="seconds between job polls (default 600; locally a Wait "
-                                                      "lasts at most FLYWHEEL_LOCAL_WAIT_S)")
+    run.add_argument("--wait-seconds", type=non_negative_int, metavar="SECONDS",
+                     help="seconds between job polls (default 600; locally a Wait lasts at most "
+                          "FLYWHEEL_LOCAL_WAIT_S)")
     target = run.add_mutually_exclusive_group()
-    target.add_argument("--api", help="a deployed stack's ApiUrl (requests signed with your AWS credentials)")
+    target.add_argument("--api", metavar="URL",
+                        help="a deployed stack's ApiUrl (requests signed with your AWS credentials)")
     target.add_argument("--stack", help="a deployed stack's name (its ApiUrl output is used)")
 
     db = _group(sub, "db", "the embedded PostgreSQL")
