@@ -19,4 +19,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except NotFound:
         return {"action": "none", "reason": "no experiment is running"}
     metrics.add_metric(name=f"ExperimentDecision_{decision['action']}", unit="Count", value=1)
+    # the sample-ratio check as metrics: ExperimentSampleRatioMismatchAlarm raises the alarm
+    metrics.add_metric(name="ExperimentSrmPValue", unit="None", value=decision["srm_p_value"])
+    metrics.add_metric(name="ExperimentSampleRatioMismatch", unit="Count", value=int(decision["srm"]["alarm"]))
     return decision

@@ -7,9 +7,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
-from flywheel.models.training import DeployRequest, PromoteRequest, RollbackRequest, RunRequest
+from flywheel.models.training import DeployRequest, PromoteRequest, ReasonRequest, RollbackRequest, RunRequest
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services import experiments, training
+from flywheel.services import experiments, registry, training
 
 app = make_resolver()
 
@@ -44,18 +44,45 @@ def list_models(
 
 @app.post("/training/deploy/<model_id>")
 def deploy(model_id: str, request: Annotated[DeployRequest, Body()]) -> dict[str, Any]:
+    config = request.experiment_config.model_dump(exclude_none=True) if request.experiment_config else None
     return training.deploy_model(model_id, canary_percentage=request.canary_percentage, actor=_actor(),
-                                 reason=request.reason)
+                                 reason=request.reason, experiment_config=config)
+
+
+@app.post("/training/archive/<model_id>")
+def archive(model_id: str, request: Annotated[ReasonRequest, Body()]) -> dict[str, Any]:
+    return registry.archive(model_id, actor=_actor(), reason=request.reason)
 
 
 @app.post("/training/rollback")
 def rollback(request: Annotated[RollbackRequest, Body()]) -> dict[str, Any]:
-    return training.rollback(actor=_actor(), reason=request.reason)
+    return training.rollback(actor=_actor(), reason=request.reason, model_id=request.model_id)
 
 
 @app.post("/training/promote-winner")
 def promote_winner(request: Annotated[PromoteRequest, Body()]) -> dict[str, Any]:
     return training.promote_winner(force=request.force, reason=request.reason, actor=_actor())
+
+
+@app.get("/experiments")
+def list_experiments(limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    return {"experiments": experiments.list_experiments(limit)}
+
+
+@app.get("/experiments/<experiment_id>")
+def get_experiment(experiment_id: str) -> dict[str, Any]:
+    return experiments.get_experiment(experiment_id)
+
+
+@app.get("/experiments/<experiment_id>/evaluations")
+def evaluations(experiment_id: str, snapshots: Annotated[bool, Query()] = False,
+                limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+    return experiments.evaluation_history(experiment_id, include_snapshots=snapshots, limit=limit)
+
+
+@app.post("/experiments/<experiment_id>/restart")
+def restart(experiment_id: str, request: Annotated[ReasonRequest, Body()]) -> dict[str, Any]:
+    return experiments.restart_stage(experiment_id, actor=_actor(), reason=request.reason)
 
 
 @app.get("/training/stats")

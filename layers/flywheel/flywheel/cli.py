@@ -400,16 +400,29 @@ def cmd_org_opt_in(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_plan(args: argparse.Namespace) -> int:
-    from flywheel.domain.stats import plan
+    from flywheel.domain import experiments
 
     control, treatment = args.split
-    result = plan(args.baseline, args.mde, treatment / (control + treatment), args.weekly_volume)
-    split = f"{control:g}/{treatment:g}"
-    print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {split} (champion/challenger)")
-    print(f"fixed-horizon sample: {result.fixed_horizon_n:,} messages (alpha 0.05, power 80 %)")
-    print(f"sequential sample (daily looks are safe): {result.sequential_n:,} messages")
-    if result.weeks is not None:
-        print(f"at {args.weekly_volume:,} messages a week: {result.weeks:.1f} weeks, plus the 14-day reply window")
+    config = experiments.Config.from_dict({"ab_share": treatment / (control + treatment),
+                                           "max_runtime_days": args.max_days})
+    baselines = {**experiments.TYPICAL_RATES, experiments.PRIMARY: args.baseline,
+                 config.canary_metric: args.bounce_rate}
+    result = experiments.plan(baselines=baselines, mde=args.mde, canary_share=args.canary_share / 100,
+                              weekly_volume=args.weekly_volume, config=config, source="command line")
+    print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {control:g}/{treatment:g} "
+          "(champion/challenger)")
+    print(f"fixed-horizon sample: {result['fixed_horizon_sample']:,} leads (alpha 0.05, power 80 %)")
+    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads")
+    print(f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
+          f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)")
+    if result["fits"] is not None:
+        print(f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
+              f"days (with the 14-day window), {result['total_days']} days in all; "
+              f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days")
+        mde = result["mde_in_time"]
+        print("smallest lift detectable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -432,6 +445,7 @@ def cmd_experiment_evaluate(args: argparse.Namespace) -> int:
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from flywheel.errors import FlywheelError
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.dataset import DatasetSpec, build_dataset
     from flywheel.services.outcomes import opted_in_organizations
@@ -442,31 +456,64 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         raise CliError("no organisation has opted in to training, so there is nothing to build from: "
                        "run `flywheel org opt-in ORG_ID` first (`flywheel seed` opts in the sample org `acme`)")
     settings = get_settings()
+    provider = "bedrock" if args.format == "bedrock" else "openai"
     spec = DatasetSpec(min_quality=args.min_quality, method=args.method,
                        since=datetime.now(UTC) - timedelta(days=args.since_days),
-                       dataset_format="bedrock-conversation-2024" if args.format == "bedrock" else "openai-chat",
+                       dataset_format="bedrock-conversation-2024" if provider == "bedrock" else "openai-chat",
                        validation_fraction=settings.training_validation_fraction,
-                       base_model=args.base_model or settings.base_model, epochs=settings.training_epochs)
-    built = build_dataset(spec, Path(args.out), settings)
+                       # the chosen provider's base model: --format openai never inherits Nova's limits
+                       base_model=args.base_model or settings.base_model_for(provider),
+                       epochs=settings.training_epochs)
+    try:
+        pii_pass = None
+        if args.comprehend or settings.dataset_comprehend_pii:
+            from flywheel.clients.comprehend import ComprehendPii
+
+            pii_pass = ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
+        built = build_dataset(spec, Path(args.out), settings, pii_pass)
+    except FlywheelError as exc:
+        print(json.dumps({"error": exc.code, "message": exc.message}), file=sys.stderr)
+        return 2
     (Path(args.out) / "manifest.json").write_text(json.dumps(built.manifest, indent=2))
+    failure = built.failure
     print(json.dumps({"train": str(built.train_path), "validation": str(built.validation_path),
-                      "examples": built.examples, "valid": built.manifest["valid"],
-                      "enough": built.examples >= settings.training_min_examples,
+                      "examples": built.examples, "valid": built.manifest["valid"] and failure is None,
+                      "enough": built.examples >= settings.training_min_examples, "base_model": spec.base_model,
+                      "trainable_on": built.manifest["trainable_on"], "problems": built.manifest["problems"],
+                      "residual_scan": {k: built.manifest["residual_scan"][k]
+                                        for k in ("lines_scanned", "hits", "offending_ids", "passed")},
                       "cost_estimate": built.manifest["cost_estimate"]}, indent=2))
-    return 0 if built.manifest["valid"] else 1
+    if failure:
+        print(f"dataset build failed: {failure}", file=sys.stderr)
+    return 0 if built.manifest["valid"] and failure is None else 1
 
 
 def cmd_dataset_validate(args: argparse.Namespace) -> int:
-    from flywheel.domain.dataset_checks import DEFAULT_EXAMPLE_TOKEN_LIMITS, check_lines
+    from flywheel.domain.dataset_checks import (
+        FORMAT_ALIASES,
+        DatasetReport,
+        check_dataset,
+        check_lines,
+        limits_for,
+    )
+    from flywheel.settings import get_settings
 
-    limit = args.token_limit or DEFAULT_EXAMPLE_TOKEN_LIMITS.get(args.base_model or "", 32_000)
+    fmt = FORMAT_ALIASES.get(args.format, args.format)
+    provider = "bedrock" if fmt.startswith("nova") else "openai"
+    base_model = args.base_model or get_settings().base_model_for(provider)
+    limits = limits_for(base_model, provider)
     try:
         with open(args.file, encoding="utf-8") as handle:
-            report = check_lines(handle, args.format, limit)
+            report = check_lines(handle, fmt, args.token_limit or limits.example_tokens)
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    print(json.dumps(report.as_dict(), indent=2))
-    return 0 if report.ok and report.examples else 1
+    problems = (check_dataset(report, DatasetReport(), limits) if args.role == "train"
+                else [f"validation file is {report.bytes} bytes; the limit is {limits.max_validation_bytes}"]
+                if report.bytes > limits.max_validation_bytes else [])
+    if args.role == "validation" and report.examples and not limits.validation:
+        problems.append(f"{base_model} takes no validation set")
+    print(json.dumps({**report.as_dict(), "base_model": base_model, "problems": problems}, indent=2))
+    return 0 if report.ok and report.examples and not problems else 1
 
 
 # --- input types: a clear message instead of a traceback ------------------------------------------
@@ -523,6 +570,13 @@ def split(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a split: give champion/challenger shares, e.g. 50/50 or "
                                          "90/10 (both above 0)")
     return control, treatment
+
+
+def positive_number(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be above 0")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -689,7 +743,12 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--mde", type=lift, required=True, help="relative lift to detect, e.g. 0.10 (or 10%%)")
     planner.add_argument("--split", type=split, default=(50.0, 50.0),
                          help="champion/challenger traffic split, e.g. 90/10 (default 50/50)")
-    planner.add_argument("--weekly-volume", type=positive_int, help="messages sent a week")
+    planner.add_argument("--weekly-volume", type=positive_int, help="leads messaged a week")
+    planner.add_argument("--canary-share", type=percentage, default=10.0, metavar="PCT",
+                         help="challenger's canary share, percent (default 10)")
+    planner.add_argument("--bounce-rate", type=rate, default=0.014,
+                         help="1-day bounce rate the canary watches (default 0.014)")
+    planner.add_argument("--max-days", type=positive_number, default=56.0, help="maximum runtime in days (default 56)")
     _command(experiment, "evaluate", cmd_experiment_evaluate, "decide on experiment snapshots (JSON lines on stdin)")
 
     dataset = _group(sub, "dataset", "build or validate a fine-tuning dataset")
@@ -702,12 +761,17 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--method", choices=["supervised", "dpo"], default="supervised", help="default supervised")
     build.add_argument("--format", choices=["openai", "bedrock"], default="openai",
                        help="openai chat JSONL or bedrock-conversation-2024 (default openai)")
-    build.add_argument("--base-model", help="base model (token limits, prices; default: FINETUNE_BASE_MODEL)")
+    build.add_argument("--base-model", help="default: the configured base model of the format's provider")
+    build.add_argument("--comprehend", action="store_true",
+                       help="second redaction pass with Amazon Comprehend DetectPiiEntities (needs AWS credentials)")
     validate = _command(dataset, "validate", cmd_dataset_validate, "check a JSONL file against a provider's format")
     validate.add_argument("file", help="the JSONL file")
-    validate.add_argument("--format", choices=["supervised", "dpo", "bedrock-conversation-2024"], default="supervised",
-                          help="default supervised")
-    validate.add_argument("--base-model", help="base model whose per-example token limit applies")
+    validate.add_argument("--format", default="openai-sft",
+                          choices=["openai-sft", "openai-dpo", "nova-sft", "nova-dpo",
+                                   "supervised", "dpo", "bedrock-conversation-2024"], help="default openai-sft")
+    validate.add_argument("--base-model", help="whose limits apply (default: the format's provider's base model)")
+    validate.add_argument("--role", choices=["train", "validation"], default="train",
+                          help="which file of a dataset it is (default train)")
     validate.add_argument("--token-limit", type=positive_int, help="per-example token limit (overrides the model's)")
     return parser
 

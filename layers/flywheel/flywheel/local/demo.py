@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from flywheel.client import FlywheelClient
 from flywheel.local import seed, signing
@@ -234,48 +235,86 @@ def _run_weekly(stack: LocalStack, payload: dict[str, Any]) -> str:
     return str(stack.wait_execution(execution, timeout_s=120)["status"])
 
 
+# The experiment's settings in the demo. The outcome history of a demo is a few dozen leads, so the
+# plan falls back to these configured figures (and says so). A 10,000-lead demo cannot show the
+# production margins on rare guardrails (0.05 pp spam reports): it widens them, visibly.
+DEMO_EXPERIMENT = {"mde": 0.5, "baseline": 0.03, "weekly_volume": 30_000, "canary_ratio": 4,
+                   "margins": {"spam_report": 0.003, "spam_report_1d": 0.003, "unsubscribe": 0.003,
+                               "unsubscribe_1d": 0.003}}
+
+
+def _route_and_send(client: LocalClient, prefix: str, count: int, first_sent: datetime, spacing: timedelta,
+                    arms: Counter[str]) -> list[tuple[dict[str, Any], str]]:
+    """Prospects routed through GET /route, their messages registered with the route result."""
+    messages: list[dict[str, Any]] = []
+    for i in range(count):
+        lead = f"{prefix}-{i}"
+        _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
+        arms[routed["arm"]] += 1
+        messages.append({"org_id": "demo-ab", "campaign_id": prefix, "lead_id": lead, "body": f"Hi, message {i}",
+                         "sent_at": (first_sent + i * spacing).isoformat(),
+                         "route": {"model_registry_id": routed["model"]["model_registry_id"],
+                                   "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
+    ids: list[str] = []
+    for start in range(0, len(messages), 500):
+        _, result = client.request("POST", "/messages", {"messages": messages[start:start + 500]})
+        ids += [o["outcome_id"] for o in result["outcomes"]]
+    return list(zip(messages, ids, strict=True))
+
+
 def _experiment(stack: LocalStack, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
-    """A second weekly run deploys a challenger; simulated prospects go through GET /route and
-    POST /messages; the evaluator decides through POST /training/promote-winner."""
+    """A second weekly run deploys a challenger whose planned lift the planner says is detectable;
+    simulated prospects go through GET /route and POST /messages: first the canary, which the daily
+    evaluator advances once it holds the sample that catches a quadrupled bounce rate, then the A/B
+    stage, which POST /training/promote-winner settles."""
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
     from flywheel.services import experiments
     from flywheel.services.replies import store_classification
 
-    status = _run_weekly(stack, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10,
-                                 "wait_seconds": 0, "experiment_config": {"mde": 0.5}})
+    status = _run_weekly(stack, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 20,
+                                 "wait_seconds": 0, "experiment_config": DEMO_EXPERIMENT})
     _, models = client.request("GET", "/training/models?status=deployed")
     roles = {m["role"]: f"{m['model_id']} at {float(m['traffic_percentage']):.0f}%" for m in models["models"]}
     print(f"second weekly run: {status}; champion {roles.get('champion')}, challenger {roles.get('challenger')}")
-    experiments.shift_clock(days=25)  # simulated time: the canary has run clean for its two days
-    _, decision = client.request("POST", "/training/promote-winner", {})
-    print(f"POST /training/promote-winner (canary over) -> {decision['message']}")
-    rng = random.Random(5)  # noqa: S311 - synthetic prospects
-    sent = (datetime.now(UTC) - timedelta(days=20)).isoformat()  # their 14-day reply window has closed
+    _, listed = client.request("GET", "/experiments?limit=1")
+    experiment = listed["experiments"][0]
+    plan = experiment["plan"]
+    print(f"  plan ({plan['source']} figures; {len(plan['notes'])} notes on thin history): canary "
+          f"{plan['canary_sample']:,} leads (~{plan['canary_days']} days at {plan['weekly_volume']:,.0f} leads a week) "
+          f"to catch a quadrupled 1-day bounce rate; A/B {plan['sequential_sample']:,} leads for a "
+          f"{plan['mde']:+.0%} lift on {plan['baselines']['positive_reply']:.1%}: "
+          f"{'fits' if plan['fits'] else 'does NOT fit'} in {plan['max_runtime_days']:.0f} days; "
+          f"warnings: {plan['warnings'] or 'none'}; demo margins {DEMO_EXPERIMENT['margins']}")
+
+    experiments.shift_clock(days=23)  # simulated time: the experiment started 23 days ago
+    started = datetime.fromisoformat(client.request("GET", f"/experiments/{experiment['experiment_id']}")[1][
+        "started_at"])
     arms: Counter[str] = Counter()
-    messages: list[dict[str, Any]] = []
-    for i in range(4000):
-        lead = f"prospect-{i}"
-        _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
-        arms[routed["arm"]] += 1
-        messages.append({"org_id": "demo-ab", "campaign_id": "ab", "lead_id": lead, "body": f"Hi, message {i}",
-                         "sent_at": sent, "route": {"model_registry_id": routed["model"]["model_registry_id"],
-                                                    "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
-    ids = []
-    for start in range(0, len(messages), 500):
-        _, result = client.request("POST", "/messages", {"messages": messages[start:start + 500]})
-        ids += [o["outcome_id"] for o in result["outcomes"]]
-    print(f"GET /route x4000 (sticky, hashed) -> {dict(arms)}; POST /messages with each route result")
+    canary = _route_and_send(client, "canary", int(plan["canary_sample"] * 1.03), started + timedelta(minutes=10),
+                             timedelta(seconds=10), arms)
+    print(f"canary: GET /route x{len(canary)} (sticky, hashed) -> {dict(arms)}; POST /messages with each route "
+          "result, all sent in the canary's first day")
+    # the evaluator's daily look on day 3 (the service call ExperimentEvaluatorFunction makes, clock at day 3)
+    decided = experiments.evaluate(actor="evaluator", now=started + timedelta(days=3))
+    print(f"evaluator on day 3 -> {decided['action']}: {decided['reason']}")
+
+    rng = random.Random(5)  # noqa: S311 - synthetic prospects
+    arms = Counter()
+    experiments.forget_cache()
+    ab = _route_and_send(client, "prospect", 4000, started + timedelta(days=3, hours=1), timedelta(seconds=10), arms)
+    print(f"A/B from day 3: GET /route x4000 -> {dict(arms)}; POST /messages with each route result")
     interested = Classification.model_validate({
         "category": "interested", "sentiment_score": 0.7, "interest_level": "high", "objection_type": "none",
         "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "simulated", "source": "fallback",
         "model": "demo"})
-    for message, outcome_id in zip(messages, ids, strict=True):
+    for message, outcome_id in ab:
         rate = 0.12 if message["route"]["arm"] == "challenger" else 0.03
         if rng.random() < rate:
-            store_classification(ReplyJob(outcome_id=outcome_id, reply_key=f"demo_ab:{outcome_id}",
+            store_classification(ReplyJob(outcome_id=UUID(outcome_id), reply_key=f"demo_ab:{outcome_id}",
                                           text="Interested, tell me more",
-                                          received_at=datetime.fromisoformat(sent) + timedelta(days=2)), interested)
+                                          received_at=datetime.fromisoformat(message["sent_at"]) + timedelta(days=2)),
+                                 interested)
     status_code, decision = client.request("POST", "/training/promote-winner", {})
     primary = decision.get("primary") or decision.get("decision", {}).get("primary", {})
     low, high = primary.get("sequential_interval", [None, None])
@@ -283,6 +322,13 @@ def _experiment(stack: LocalStack, client: LocalClient, print: Callable[..., Non
     print(f"POST /training/promote-winner -> {status_code}: {decision.get('action', decision.get('message'))}; "
           f"positive-reply rate champion {rates[0]:.1%} vs challenger {rates[1]:.1%}, lift {primary['lift']:+.0%}, "
           f"always-valid 95% interval [{low:+.0%}, {high:+.0%}]")
+    guardrails = decision.get("guardrails") or decision.get("decision", {}).get("guardrails", {})
+    print(f"  guardrails non-inferior (upper bound below margin): "
+          f"{sum(g['non_inferior'] for g in guardrails.values())} of {len(guardrails)}; clear harm: "
+          f"{[n for n, g in guardrails.items() if g['harm']] or 'none'}")
+    _, history = client.request("GET", f"/experiments/{experiment['experiment_id']}/evaluations")
+    print("evaluation history:", ", ".join(f"day {e['days_running']:.0f} {e['action']}"
+                                           for e in history["evaluations"]))
     _, models = client.request("GET", "/training/models?status=deployed")
     print("registry now:", ", ".join(f"{m['model_id']} {m['role']} {float(m['traffic_percentage']):.0f}%"
                                      for m in models["models"]))

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import tempfile
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 from flywheel.clients import stepfunctions
+from flywheel.clients.aws import client
+from flywheel.clients.comprehend import ComprehendPii
 from flywheel.clients.finetune import (
     BedrockFineTuner,
     FineTuneProvider,
@@ -26,11 +27,12 @@ from flywheel.clients.secrets import webhook_secret
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
-from flywheel.dal.connection import Connection, transaction
+from flywheel.dal.connection import transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
-from flywheel.services.dataset import DatasetSpec, build_dataset
+from flywheel.services import experiments, registry
+from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset, check_spec
 from flywheel.settings import Settings, get_settings
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
@@ -99,9 +101,6 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
                                                    f"{settings.training_min_examples} needed")
         return {**state, "sufficient": False, "reason": "insufficient data"}
     provider = provider_for(state["provider"], settings)
-    if state["method"] == "dpo" and provider.dataset_format == "bedrock-conversation-2024":
-        raise ProviderRefused("Bedrock fine-tuning takes supervised datasets: use method 'supervised' with "
-                              "bedrock, or provider 'openai' for DPO")
     spec = DatasetSpec(
         min_quality=float(state["min_quality_score"]),
         since=datetime.now(UTC) - timedelta(days=int(state["since_days"])), method=state["method"],
@@ -109,24 +108,47 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
         else "openai-chat", validation_fraction=settings.training_validation_fraction,
         base_model=state["base_model"], epochs=settings.training_epochs,
     )
+    _refuse_unsupported(spec)  # decided before a single row is read
+    pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
+                if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_dataset(spec, Path(tmp), settings)
+        built = build_dataset(spec, Path(tmp), settings, pii_pass)
         prefix = f"s3://{_bucket(settings)}/datasets/{run_id}"
-        if built.examples < settings.training_min_examples or not built.manifest["valid"]:
-            reason = ("insufficient data" if built.examples < settings.training_min_examples
-                      else "dataset failed validation")
-            put_json(f"{prefix}/manifest.json", built.manifest)
-            _update(run_id, "insufficient_data" if reason == "insufficient data" else "failed",
-                    manifest=built.manifest, error=f"{reason}: {built.examples} examples after cleaning")
-            if reason != "insufficient data":
-                raise InvalidInput(f"{reason}: {built.manifest['tokens']['train']['errors'][:3]}")
-            return {**state, "sufficient": False, "reason": reason}
+        failure = built.failure
+        if failure or built.examples < settings.training_min_examples:
+            put_json(f"{prefix}/manifest.json", built.manifest)  # the manifest holds counts and ids, no text
+            if not built.manifest["residual_scan"]["passed"]:
+                _update(run_id, "failed", manifest=built.manifest, error=failure)
+                raise ResidualPersonalData(str(failure))
+            if built.examples < settings.training_min_examples:
+                _update(run_id, "insufficient_data", manifest=built.manifest,
+                        error=f"insufficient data: {built.examples} examples after cleaning")
+                return {**state, "sufficient": False, "reason": "insufficient data"}
+            _update(run_id, "failed", manifest=built.manifest, error=f"dataset failed validation: {failure}")
+            raise InvalidInput(f"dataset failed validation: {failure}")
         upload_file(built.train_path, f"{prefix}/train.jsonl")
         upload_file(built.validation_path, f"{prefix}/validation.jsonl")
         put_json(f"{prefix}/manifest.json", built.manifest)
     _update(run_id, dataset_uri=prefix, manifest=built.manifest, dataset_hash=built.manifest["dataset_hash"])
     return {**state, "sufficient": True, "dataset_uri": prefix, "examples": built.examples,
             "has_validation": built.manifest["counts"]["validation"] > 0, "smoke_prompt": built.smoke_prompt}
+
+
+def _refuse_unsupported(spec: DatasetSpec) -> None:
+    """The provider's job must be able to run this method on this base model, in this Region."""
+    limits = check_spec(spec)
+    if spec.method not in limits.methods:
+        raise ProviderRefused(
+            f"{spec.base_model} cannot be fine-tuned with {spec.method!r} on {limits.provider}"
+            + (": Amazon Bedrock runs supervised fine-tuning of Amazon Nova only; Nova DPO runs on SageMaker AI "
+               "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html); use method 'supervised' "
+               "with bedrock, or provider 'openai' for DPO" if limits.provider == "bedrock" else ""))
+    if limits.regions:
+        region = client("bedrock").meta.region_name
+        if region not in limits.regions:
+            raise ProviderRefused(f"Amazon Bedrock fine-tunes {spec.base_model} only in {', '.join(limits.regions)}, "
+                                  f"not {region} (https://docs.aws.amazon.com/bedrock/latest/userguide/"
+                                  "custom-model-fine-tuning.html)")
 
 
 def upload(state: dict[str, Any]) -> dict[str, Any]:
@@ -270,93 +292,38 @@ def _bucket(settings: Settings) -> str:
     return settings.training_bucket
 
 
-# --- registry operations (training API) ----------------------------------------------------------
+# --- registry operations (training API; the registry service does the work) -------------------------
 
 def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
                  experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A ready model becomes the challenger at the canary share (and an experiment starts), or the
-    champion when there is none."""
-    from flywheel.services import experiments
-
+    """A ready model becomes the challenger at the canary share and an experiment starts (its plan
+    and any warning that the planned lift cannot be detected in time come back in the answer), or
+    the model becomes champion when there is none."""
     with transaction() as conn:
-        model = models_dal.get_model(conn, model_id, lock=True)
-        if model is None:
-            raise NotFound(f"no model {model_id}")
-        if model["status"] not in ("ready", "archived"):
-            raise Conflict(f"model {model_id} is {model['status']}; only ready or archived models can be deployed")
-        champion = models_dal.by_role(conn, "champion", lock=True)
-        now = datetime.now(UTC)
-        if champion is None:
-            return models_dal.change(conn, model_id, "deployed_as_champion", actor=actor, reason=reason,
-                                     status="deployed", role="champion", traffic_percentage=Decimal(100),
-                                     deployed_at=now, archived_at=None)
-        if models_dal.by_role(conn, "challenger", lock=True):
-            raise Conflict("a challenger is already deployed; promote or roll it back first")
-        share = Decimal(str(canary_percentage))
-        experiment = experiments.start(conn, champion["model_id"], model_id, canary_percentage, experiment_config)
-        evidence = {"experiment_id": experiment["experiment_id"]}
-        models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
-                          evidence=evidence, traffic_percentage=Decimal(100) - share)
-        deployed = models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason,
-                                     evidence=evidence, status="deployed", role="challenger",
-                                     traffic_percentage=share, deployed_at=now, archived_at=None)
-        return {**deployed, "experiment_id": experiment["experiment_id"]}
-
-
-def promote_in(conn: Connection, model_id: str, *, actor: str, reason: str,
-               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The challenger becomes champion at 100 %; the old champion is archived."""
-    from flywheel.services import experiments
-
-    challenger = models_dal.by_role(conn, "challenger", lock=True)
-    if challenger is None or challenger["model_id"] != model_id:
-        raise Conflict(f"{model_id} is not the current challenger")
-    champion = models_dal.by_role(conn, "champion", lock=True)
-    now = datetime.now(UTC)
-    if champion is not None:
-        models_dal.change(conn, champion["model_id"], "archived", actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-    promoted = models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence,
-                                 role="champion", traffic_percentage=Decimal(100))
-    experiments.end_running(conn, "promoted", now)
-    return promoted
-
-
-def rollback_in(conn: Connection, *, actor: str, reason: str, evidence: dict[str, Any] | None = None,
-                action: str = "rolled_back") -> dict[str, Any]:
-    """Undo the last change: a challenger is withdrawn; otherwise the previous champion returns."""
-    from flywheel.services import experiments
-
-    challenger = models_dal.by_role(conn, "challenger", lock=True)
-    champion = models_dal.by_role(conn, "champion", lock=True)
-    now = datetime.now(UTC)
-    if challenger is not None:
-        models_dal.change(conn, challenger["model_id"], action, actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-        if champion is not None:
-            models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
-                              traffic_percentage=Decimal(100))
-        experiments.end_running(conn, "inconclusive" if action == "ended_inconclusive" else "rolled_back", now)
-        return {"rolled_back": challenger["model_id"], "champion": champion["model_id"] if champion else None}
-    previous = models_dal.previous_champion(conn, champion["model_id"] if champion else None)
-    if previous is None:
-        raise Conflict("nothing to roll back to")
-    if champion is not None:
-        models_dal.change(conn, champion["model_id"], action, actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-    models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
-                      status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
-    return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"]}
+        deployed = registry.deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason)
+        if deployed["role"] != "challenger":
+            return {**deployed["model"], "experiment": None, "warnings": []}
+        experiment = experiments.start(conn, deployed["champion_id"], model_id, canary_percentage, experiment_config,
+                                       actor=actor)
+    return {**deployed["model"], "experiment_id": experiment["experiment_id"],
+            "experiment": {"experiment_id": experiment["experiment_id"], "plan": experiment["plan"]},
+            "warnings": experiment["warnings"]}
 
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        return promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        if done["changed"]:
+            experiments.end_running(conn, "promoted", actor=actor, reason=reason)
+    return done
 
 
-def rollback(*, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        return rollback_in(conn, actor=actor, reason=reason, evidence=evidence)
+        done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
+        if done["changed"]:
+            experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
+    return done
 
 
 def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -424,16 +391,11 @@ def leaderboard() -> list[dict[str, Any]]:
 
 
 def promote_winner(*, force: bool, reason: str | None, actor: str) -> dict[str, Any]:
-    """The evaluator's decision, applied (the same code path as its daily schedule); `force` with a
-    reason promotes the challenger by hand and records why."""
-    from flywheel.services import experiments
-
+    """The evaluator's decision, applied only when it is a promotion (the same code path as its daily
+    schedule): 200 with what was done, or Conflict (409) with the decision and nothing changed.
+    `force` with a reason promotes the challenger by hand and records why."""
     if not force:
-        decision = experiments.evaluate(actor=actor)
-        if decision["action"] != "promote":
-            raise Conflict(f"the evaluator does not promote: {decision['action']} ({decision['reason']})",
-                           decision=decision)
-        return decision
+        return experiments.evaluate(actor=actor, only="promote")
     if not reason:
         raise InvalidInput("a forced promotion needs a reason", field="reason")
     with transaction() as conn:
