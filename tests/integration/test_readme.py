@@ -58,8 +58,10 @@ def test_runnable_blocks_work_as_written(db_url: str, tmp_path: Path) -> None:
     # never let make reinstall the shared venv from the copy
     if subprocess.run(["make", "-q", ".venv/.installed"], cwd=checkout, check=False).returncode != 0:
         pytest.skip(".venv is older than pyproject.toml: run `make dev` first")
+    # a user's shell: not inside `make test`, no local settings
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FLYWHEEL_", "WEBHOOK_", "PROVIDER_ORGS", "TRAINING_", "REPLIES_", "VIRTUAL_ENV"))}
+           if not k.startswith(("FLYWHEEL_", "WEBHOOK_", "PROVIDER_ORGS", "TRAINING_", "REPLIES_", "VIRTUAL_ENV",
+                                "MAKE", "MFLAGS"))}
     env["DATABASE_URL"] = db_url
     script = "set -euo pipefail\n" + "\n".join(runnable_blocks((ROOT / "README.md").read_text(encoding="utf-8")))
     done = subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True,

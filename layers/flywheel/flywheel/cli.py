@@ -452,9 +452,6 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     from flywheel.settings import get_settings
 
     ensure_local_database(_root(args))
-    if not opted_in_organizations():
-        raise CliError("no organisation has opted in to training, so there is nothing to build from: "
-                       "run `flywheel org opt-in ORG_ID` first (`flywheel seed` opts in the sample org `acme`)")
     settings = get_settings()
     provider = "bedrock" if args.format == "bedrock" else "openai"
     spec = DatasetSpec(min_quality=args.min_quality, method=args.method,
@@ -485,6 +482,10 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
                       "cost_estimate": built.manifest["cost_estimate"]}, indent=2))
     if failure:
         print(f"dataset build failed: {failure}", file=sys.stderr)
+    if not built.examples and not opted_in_organizations():
+        print("no organisation has opted in to training, so there was nothing to build from: run "
+              "`flywheel org opt-in ORG_ID` first (`flywheel seed` opts in the sample organisation `acme`)",
+              file=sys.stderr)
     return 0 if built.manifest["valid"] and failure is None else 1
 
 
