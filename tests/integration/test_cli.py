@@ -47,7 +47,7 @@ def test_every_option_and_command_has_help() -> None:
     (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--split", "90-10"], "'90-10' is not a split"),
     (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--split", "100/0"], "both above 0"),
     (["experiment", "plan", "--baseline", "abc", "--mde", "0.1"], "'abc' is not a number"),
-    (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--weekly-volume", "0"], "must be 1 or more"),
+    (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--weekly-volume", "0"], "(1 or more)"),
     (["start-api", "--port", "70000"], "is not a port number"),
     (["training", "run", "--canary-percentage", "80"], "at most 50"),
     (["sign", "nope", "x"], "invalid choice: 'nope'"),

@@ -108,6 +108,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     with LocalStack(root) as stack, _handler_output():
         result, failed = stack.run(args.function, event, sign=not args.no_sign)
     _print_json(result)
+    machine = next((name for name, props in machines.items() if any(
+        args.function in json.dumps(v) for v in (props.get("DefinitionSubstitutions") or {}).values())), None)
+    if failed and machine:
+        _stderr(f"{args.function} runs one step of {machine} per invocation; to run the state machine with this "
+                f"input: flywheel invoke {machine} -e {args.event or 'FILE'}")
     return 1 if failed else 0
 
 
@@ -534,7 +539,7 @@ def rate(text: str) -> float:
     value = _number(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a rate: give a proportion between 0 and 1, e.g. 0.03 (or 3%) for a 3 %% rate")
+            f"{text!r} is not a rate: give a proportion between 0 and 1, e.g. 0.03 (or 3%) for a 3 % rate")
     return value
 
 
@@ -542,7 +547,7 @@ def lift(text: str) -> float:
     """A relative lift above 0 (at most 500 %), as 0.10 or 10%."""
     value = _number(text)
     if not 0 < value <= 5:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a relative lift: give e.g. 0.10 (or 10%) for +10 %%")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a relative lift: give e.g. 0.10 (or 10%) for +10 %")
     return value
 
 
@@ -580,34 +585,27 @@ def positive_number(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
+def _whole(text: str, minimum: int, maximum: int | None = None, what: str = "a whole number") -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        limits = f"{minimum}-{maximum}" if maximum is not None else f"{minimum} or more"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what} ({limits})")
     return value
+
+
+def positive_int(text: str) -> int:
+    return _whole(text, 1)
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return _whole(text, 0)
 
 
 def port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535; 0 picks a free one)")
-    return value
+    return _whole(text, 0, 65535, "a port number")
 
 
 def tcp_port(text: str) -> int:

@@ -100,6 +100,9 @@ class LocalStack:
         self._seen: dict[str, int] = {}  # execution ARN -> history events already reported
         self._finished: set[str] = set()
         self._pump_lock = threading.RLock()
+        # only guards creating a state machine: taken while a function's environment is resolved,
+        # i.e. under the invocation lock, so it must never be held while invoking
+        self._machines_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._exit = contextlib.ExitStack()
@@ -108,7 +111,9 @@ class LocalStack:
 
     def __enter__(self) -> LocalStack:
         # moto logs a Fail state's internals as an error; the step report says it in one line
-        logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+        moto_log = logging.getLogger("moto.stepfunctions")
+        self._exit.callback(moto_log.setLevel, moto_log.level)
+        moto_log.setLevel(logging.CRITICAL)
         try:
             self.secrets = local_secrets(self.state, self.log)
             self._exit.enter_context(local_aws(
@@ -184,7 +189,7 @@ class LocalStack:
 
     def _state_machine(self, logical_id: str) -> str:
         """Created on first use (parsing its definition is the slowest part of starting the stack)."""
-        with self._pump_lock:
+        with self._machines_lock:
             if logical_id not in self.state_machines:
                 props = self.template.resources("AWS::Serverless::StateMachine")[logical_id]
                 definition = (self.root / props["DefinitionUri"]).read_text()
