@@ -17,6 +17,7 @@ from flywheel.dal.connection import close_connection
 from flywheel.dal.migrations import migrate
 from flywheel.local.embedded import create_database, throwaway_server
 from flywheel.local.server import LocalApi
+from flywheel.services.experiments import forget_cache
 from flywheel.settings import reset_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,7 @@ def db_url(pg_admin_url: str, template_db: str, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)
     reset_settings()
+    forget_cache()  # the routing cache of the previous test's database
     yield url
     close_connection()
     reset_settings()

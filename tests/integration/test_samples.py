@@ -22,6 +22,7 @@ from flywheel.dal.connection import close_connection
 from flywheel.local.embedded import create_database
 from flywheel.local.seed import DANA, LEE, SAMPLE_OUTCOME_IDS, seed
 from flywheel.local.stack import LocalStack
+from flywheel.services.experiments import forget_cache
 from flywheel.settings import reset_settings
 from tests.conftest import EVENTS, ROOT, load_event
 
@@ -39,6 +40,7 @@ def empty_database(pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
     reset_settings()
+    forget_cache()
     with psycopg.connect(url, autocommit=True, row_factory=dict_row) as conn:
         yield conn
     close_connection()
