@@ -8,12 +8,15 @@ import json
 import os
 import queue
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -75,8 +78,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_start_api_lists_routes_logs_requests_and_stops_its_database(tmp_path: Path) -> None:
-    env = environment(tmp_path)
+@pytest.fixture
+def state() -> Iterator[Path]:
+    """Outside pytest's private (0700) temp tree: the embedded server runs as another user when root."""
+    folder = Path(tempfile.mkdtemp(prefix="flywheel-state-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_start_api_lists_routes_logs_requests_and_stops_its_database(state: Path) -> None:
+    env = environment(state)
     api = subprocess.Popen([*FLYWHEEL, "start-api", "--port", "0"], cwd=ROOT, env=env, stderr=subprocess.PIPE,
                            stdout=subprocess.DEVNULL, text=True)
     lines = Lines(api)
@@ -87,7 +99,7 @@ def test_start_api_lists_routes_logs_requests_and_stops_its_database(tmp_path: P
         assert re.search(r"POST\s+/messages\s+MessagesFunction \(IAM\)", banner)
         assert re.search(r"POST\s+/webhooks/calendly\s+WebhooksFunction \(public\)", banner)
         assert "access key AKIA...0001" in banner
-        assert postmaster_running(tmp_path / "pgdata")
+        assert postmaster_running(state / "pgdata")
 
         session = Session()
         session.set_credentials(env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"])
@@ -106,13 +118,13 @@ def test_start_api_lists_routes_logs_requests_and_stops_its_database(tmp_path: P
         if api.poll() is None:
             api.kill()
     deadline = time.monotonic() + 30
-    while postmaster_running(tmp_path / "pgdata") and time.monotonic() < deadline:
+    while postmaster_running(state / "pgdata") and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not postmaster_running(tmp_path / "pgdata")
+    assert not postmaster_running(state / "pgdata")
 
 
-def test_db_start_keeps_the_database_up_on_tcp_for_containers(tmp_path: Path) -> None:
-    env, port = environment(tmp_path), free_port()
+def test_db_start_keeps_the_database_up_on_tcp_for_containers(state: Path) -> None:
+    env, port = environment(state), free_port()
 
     def flywheel(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*FLYWHEEL, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
@@ -124,10 +136,10 @@ def test_db_start_keeps_the_database_up_on_tcp_for_containers(tmp_path: Path) ->
         status = json.loads(started.stdout)
         assert status["kept_running"] is True and status["tcp_port"] == port
         assert flywheel("migrate").stdout.strip() == '{"applied": []}'  # db start migrated it
-        assert postmaster_running(tmp_path / "pgdata")  # a command that joined it did not stop it
+        assert postmaster_running(state / "pgdata")  # a command that joined it did not stop it
 
-        assert flywheel("sam-env", "-o", str(tmp_path / "env.json"), "--port", str(port)).returncode == 0
-        url = json.loads((tmp_path / "env.json").read_text())["MessagesFunction"]["DATABASE_URL"]
+        assert flywheel("sam-env", "-o", str(state / "env.json"), "--port", str(port)).returncode == 0
+        url = json.loads((state / "env.json").read_text())["MessagesFunction"]["DATABASE_URL"]
         reachable = url.replace("host.docker.internal", "127.0.0.1")  # what a container reaches
         with psycopg.connect(reachable) as conn:
             assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (
@@ -137,4 +149,4 @@ def test_db_start_keeps_the_database_up_on_tcp_for_containers(tmp_path: Path) ->
     finally:
         stopped = flywheel("db", "stop")
     assert json.loads(stopped.stdout) == {"stopped": True}
-    assert not postmaster_running(tmp_path / "pgdata")
+    assert not postmaster_running(state / "pgdata")

@@ -158,6 +158,8 @@ def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Ver
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
                 status, out_headers = 502, {"Content-Type": ["application/json"]}
                 payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()
+            if log is not None:  # before answering: a client that got its answer finds the line logged
+                log(f"{self.command} {self.path} {status} {(time.perf_counter() - started) * 1000:.0f} ms")
             self.send_response(status)
             for key, values in out_headers.items():
                 for value in values:
@@ -165,8 +167,6 @@ def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Ver
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
-            if log is not None:
-                log(f"{self.command} {self.path} {status} {(time.perf_counter() - started) * 1000:.0f} ms")
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
