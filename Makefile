@@ -10,11 +10,11 @@ PORT   ?= 8081
 SOURCES := layers functions tests bench examples
 
 .DEFAULT_GOAL := help
-.PHONY: help dev test demo lint fmt fmt-check migrate seed invoke start-api sam-env bench clean
+.PHONY: help dev test demo lint fmt fmt-check migrate seed invoke start-api sam-env openapi classifier-model bench clean
 
 help: ## list the targets
 	@echo "usage: make TARGET  (the same commands: .venv/bin/flywheel --help)"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
 
 $(STAMP): pyproject.toml layers/flywheel/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -58,6 +58,13 @@ start-api: $(STAMP) ## serve the API and the local stack on http://127.0.0.1:808
 
 sam-env: $(STAMP) ## write env.json for sam local invoke/start-api --env-vars
 	@$(BIN)/flywheel sam-env
+
+openapi: $(STAMP) ## write openapi.json, the API's OpenAPI document
+	$(BIN)/python -m flywheel.local.openapi openapi.json
+
+# deterministic; CORPUS=extra.jsonl adds e.g. exported corrections to tests/data/replies_labelled.jsonl
+classifier-model: $(STAMP) ## retrain the offline reply classifier and re-export its weights into the layer
+	$(BIN)/python -m flywheel.local.train_classifier $(if $(CORPUS),--corpus tests/data/replies_labelled.jsonl --corpus $(CORPUS),)
 
 bench: $(STAMP) ## run the benchmarks (each prints its headline as its last line)
 	@for b in bench/[!_]*.py; do echo "== $$b"; nice $(BIN)/python $$b || exit 1; done

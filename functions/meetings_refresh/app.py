@@ -1,10 +1,12 @@
-"""MeetingsRefreshFunction: meetings whose end has passed become completed (hourly schedule)."""
+"""MeetingsRefreshFunction (hourly): meetings whose end has passed become completed, and outbox
+messages a request could not send (queue or event bus down) are sent."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.observability import logger, metrics, tracer
+from flywheel.services.outbox import flush
 from flywheel.services.outcomes import refresh_due_meetings
 
 
@@ -14,4 +16,4 @@ from flywheel.services.outcomes import refresh_due_meetings
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refreshed = refresh_due_meetings()
     metrics.add_metric(name="MeetingsCompleted", unit="Count", value=refreshed)
-    return {"refreshed": refreshed}
+    return {"refreshed": refreshed, "outbox_sent": flush()}

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
+from flywheel.domain.inputs import IDENTIFIER
 from flywheel.models.training import DeployRequest, PromoteRequest, ReasonRequest, RollbackRequest, RunRequest
 from flywheel.observability import logger, metrics, tracer
 from flywheel.services import experiments, registry, training
@@ -30,8 +31,12 @@ def get_run(run_id: Annotated[UUID, Path()]) -> dict[str, Any]:
     return training.get_run(run_id)
 
 
+OrgId = Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")]
+Name = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$")]
+
+
 @app.get("/training/status/<job_id>")
-def job_status(job_id: str) -> dict[str, Any]:
+def job_status(job_id: Name) -> dict[str, Any]:
     return training.job_status(job_id)
 
 
@@ -43,14 +48,14 @@ def list_models(
 
 
 @app.post("/training/deploy/<model_id>")
-def deploy(model_id: str, request: Annotated[DeployRequest, Body()]) -> dict[str, Any]:
+def deploy(model_id: Name, request: Annotated[DeployRequest, Body()]) -> dict[str, Any]:
     config = request.experiment_config.model_dump(exclude_none=True) if request.experiment_config else None
     return training.deploy_model(model_id, canary_percentage=request.canary_percentage, actor=_actor(),
                                  reason=request.reason, experiment_config=config)
 
 
 @app.post("/training/archive/<model_id>")
-def archive(model_id: str, request: Annotated[ReasonRequest, Body()]) -> dict[str, Any]:
+def archive(model_id: Name, request: Annotated[ReasonRequest, Body()]) -> dict[str, Any]:
     return registry.archive(model_id, actor=_actor(), reason=request.reason)
 
 
@@ -86,20 +91,20 @@ def restart(experiment_id: str, request: Annotated[ReasonRequest, Body()]) -> di
 
 
 @app.get("/training/stats")
-def stats(min_quality_score: Annotated[float, Query(ge=0, le=1)] = 0.6,
+def stats(org_id: OrgId, min_quality_score: Annotated[float, Query(ge=0, le=1)] = 0.6,
           since_days: Annotated[int, Query(ge=1, le=3650)] = 90) -> dict[str, Any]:
-    return training.training_stats(min_quality_score, since_days)
+    return training.training_stats(min_quality_score, since_days, org_id)
 
 
 @app.get("/training/leaderboard")
-def leaderboard() -> dict[str, Any]:
-    return {"models": experiments.leaderboard_with_intervals(training.leaderboard())}
+def leaderboard(org_id: OrgId) -> dict[str, Any]:
+    return {"org_id": org_id, "models": experiments.leaderboard_with_intervals(training.leaderboard(org_id))}
 
 
 @app.get("/insights/strategies")
-def strategies(segment: Annotated[str, Query(pattern="^(industry|role)$")] = "industry",
+def strategies(org_id: OrgId, segment: Annotated[str, Query(pattern="^(industry|role)$")] = "industry",
                min_sample: Annotated[int, Query(ge=1, le=100_000)] = 30) -> dict[str, Any]:
-    return experiments.strategies(segment, min_sample)
+    return experiments.strategies(org_id, segment, min_sample)
 
 
 @logger.inject_lambda_context

@@ -11,7 +11,7 @@ from flywheel.services import webhooks
 from flywheel.settings import get_settings
 from flywheel.webhooks.http import WebhookRequest
 
-app = make_resolver()
+app = make_resolver(json_bodies=False)
 
 
 def _request() -> WebhookRequest:

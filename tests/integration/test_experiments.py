@@ -399,14 +399,14 @@ def test_leaderboard_and_strategies(db, models) -> None:
                          CASE WHEN i % 2 = 0 THEN 'flywheel-v1.0.0' ELSE 'flywheel-v1.1.0' END,
                          CASE WHEN i % 20 = 0 THEN now() - interval '2 days' END, 'fintech', 'PAS', 'warm'
                     FROM generate_series(1, 600) AS i""")
-    board = experiments.leaderboard_with_intervals(training.leaderboard())
+    board = experiments.leaderboard_with_intervals(training.leaderboard("acme"))
     champion = next(m for m in board if m["model_id"] == "flywheel-v1.0.0")
     assert champion["messages_sent"] == 300
     low, high = champion["reply_rate"]["interval"]
     assert low <= champion["reply_rate"]["rate"] <= high
-    cells = experiments.strategies("industry", min_sample=30)
+    cells = experiments.strategies("acme", "industry", min_sample=30)
     assert cells["cells"][0]["segment"] == "fintech" and cells["cells"][0]["reply_rate"]["n"] == 600
-    assert experiments.strategies("role", min_sample=30)["cells"] == []
+    assert experiments.strategies("acme", "role", min_sample=30)["cells"] == []
 
 
 def test_windows_run_from_the_leads_first_exposure(db, models) -> None:

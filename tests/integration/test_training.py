@@ -280,9 +280,9 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert [h["action"] for h in history] == ["deployed_as_challenger", "experiment_started", "promoted",
                                               "rolled_back"]
     assert history[2]["reason"] == "forced: sales ops asked" and history[2]["actor"].startswith("arn:aws:")
-    status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6"})
+    status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6", "org_id": "acme"})
     assert status == 200 and stats["examples"] == 60 and stats["ready"] and stats["cost_estimate"]["usd"] is not None
-    status, board = call("GET", "/training/leaderboard")
+    status, board = call("GET", "/training/leaderboard", query={"org_id": "acme"})
     assert status == 200 and {m["model_id"] for m in board["models"]} == {champion, "flywheel-v1.1.0"}
     assert call("GET", "/training/runs/00000000-0000-4000-8000-000000000000")[0] == 404
     assert call("POST", "/training/deploy/nope", {})[0] == 404

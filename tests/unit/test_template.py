@@ -81,3 +81,23 @@ def test_samconfig_has_dev_and_prod() -> None:
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert {"dev", "prod"} <= set(config)
     assert config["prod"]["deploy"]["parameters"]["stack_name"] == "flywheel-prod"
+
+
+def test_classifier_backend_is_a_parameter_and_bedrock_is_allowed() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: (
+        loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)))
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    assert set(template["Parameters"]["ClassifierBackend"]["AllowedValues"]) == {
+        "auto", "offline", "openai", "openai_compatible", "bedrock"}
+    function = template["Resources"]["ClassifierFunction"]["Properties"]
+    assert set(function["Environment"]["Variables"]) >= {"CLASSIFIER_BACKEND", "CLASSIFIER_MODEL", "CLASSIFIER_BASE_URL"}
+    statements = [s for p in function["Policies"] if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    [invoke] = [s for s in statements if s["Action"] == "bedrock:InvokeModel"]
+    assert any("foundation-model/" in r for r in invoke["Resource"])
+    assert any("inference-profile/" in r for r in invoke["Resource"])

@@ -152,6 +152,7 @@ def cmd_start_api(args: argparse.Namespace) -> int:
                 _stderr("IAM routes: no AWS credentials found, so every signed request will be refused; set "
                         "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values work locally) here and in the "
                         "client, or start with --no-auth")
+            _stderr(f"API documentation: {url}/docs (OpenAPI: {url}/openapi.json)")
             _stderr(f"local secrets: {stack.state / 'secrets.json'}; published events: `flywheel events tail -f`")
             _stderr("Ctrl-C (or SIGTERM) stops the API and its database")
             with contextlib.suppress(KeyboardInterrupt, Terminated):
@@ -522,6 +523,90 @@ def cmd_dataset_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok and report.examples and not problems else 1
 
 
+# --- replies ---------------------------------------------------------------------------------------
+
+def _read_jsonl(path: str) -> list[tuple[int, dict | None, str | None]]:
+    """(line number, object or None, error or None) for every non-empty line."""
+    rows: list[tuple[int, dict | None, str | None]] = []
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    with handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+                    raise ValueError("needs an object with a non-empty text")
+                rows.append((number, row, None))
+            except ValueError as exc:
+                rows.append((number, None, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Reply text on stdin -> one classification; --jsonl / --eval files; --export-corrections."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, date, datetime, timedelta
+
+    if args.export_corrections:
+        from flywheel.local.embedded import ensure_local_database
+        from flywheel.services.corrections import export_corrections
+
+        ensure_local_database(_root(args))
+        since = datetime.now(UTC) - timedelta(days=args.since_days) if args.since_days else None
+        for example in export_corrections(since):
+            print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
+        return 0
+
+    from flywheel.services.replies import classify_text, llm_classifier
+    from flywheel.settings import get_settings
+
+    today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
+    llm = llm_classifier()  # None (offline) unless CLASSIFIER_BACKEND / an OpenAI key says otherwise
+
+    def one(row: dict) -> dict:
+        context = {"message": row.get("message"), "lead": row.get("lead")}
+        return classify_text(llm, row["text"], context, today).model_dump(mode="json")
+
+    if not (args.jsonl or args.eval):
+        text = sys.stdin.read()
+        if not text.strip():
+            print(json.dumps({"error": "empty_input", "message": "no reply text on stdin"}), file=sys.stderr)
+            return 2
+        print(json.dumps(one({"text": text}), ensure_ascii=False))
+        return 0
+    rows = _read_jsonl(args.jsonl or args.eval)
+    valid = [row for _, row, _ in rows if row is not None]
+    with ThreadPoolExecutor(max_workers=get_settings().classifier_concurrency if llm else 1) as pool:
+        results = iter(list(pool.map(one, valid)))
+    if args.jsonl:
+        for number, row, error in rows:  # one output line per input line, in order
+            line = next(results) if row is not None else {"line": number, "error": error}
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        return 1 if any(error for _, _, error in rows) else 0
+    from flywheel.local.train_classifier import evaluate
+
+    labelled = [(row, result) for row, result in zip(valid, results, strict=True) if row.get("category")]
+    report = evaluate([r["category"] for r, _ in labelled], [c["category"] for _, c in labelled])
+    report["skipped_lines"] = [number for number, row, _ in rows if row is None or not row.get("category")]
+    report["source"] = llm.model if llm else "offline"
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"accuracy {report['accuracy']:.3f} on {report['count']} replies ({report['source']})")
+    print(f"{'category':16s} precision recall support")
+    for category, values in report["per_category"].items():
+        print(f"{category:16s} {values['precision']:9.3f} {values['recall']:6.3f} {values['support']:7d}")
+    print("confusion matrix (rows: truth, columns: predicted)")
+    print(" " * 16 + " ".join(f"{c[:6]:>6s}" for c in report["labels"]))
+    for category, counts in zip(report["labels"], report["confusion_matrix"], strict=True):
+        print(f"{category:16s}" + " ".join(f"{n:6d}" for n in counts))
+    return 0
+
+
 # --- input types: a clear message instead of a traceback ------------------------------------------
 
 def _number(text: str) -> float:
@@ -602,6 +687,16 @@ def positive_int(text: str) -> int:
 
 def non_negative_int(text: str) -> int:
     return _whole(text, 0)
+
+
+def iso_date(text: str) -> str:
+    from datetime import date
+
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: give YYYY-MM-DD") from None
+    return text
 
 
 def port(text: str) -> int:
@@ -749,6 +844,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="1-day bounce rate the canary watches (default 0.014)")
     planner.add_argument("--max-days", type=positive_number, default=56.0, help="maximum runtime in days (default 56)")
     _command(experiment, "evaluate", cmd_experiment_evaluate, "decide on experiment snapshots (JSON lines on stdin)")
+
+    classify = _command(sub, "classify", cmd_classify, "classify replies (offline unless a classifier backend is "
+                        "configured)", "Reply text on stdin -> one JSON classification.")
+    mode = classify.add_mutually_exclusive_group()
+    mode.add_argument("--jsonl", metavar="FILE", help="objects with a text field -> one JSON classification per line")
+    mode.add_argument("--eval", metavar="FILE", help="objects with text and category -> accuracy, per-category "
+                                                     "precision/recall and the confusion matrix")
+    mode.add_argument("--export-corrections", action="store_true",
+                      help="print corrected replies from the outcome store as labelled JSONL examples")
+    classify.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
+    classify.add_argument("--today", type=iso_date, metavar="YYYY-MM-DD",
+                          help="date that relative return dates are read against (default: today)")
+    classify.add_argument("--since-days", type=positive_int, metavar="DAYS",
+                          help="--export-corrections: only corrections this recent")
 
     dataset = _group(sub, "dataset", "build or validate a fine-tuning dataset")
     build = _command(dataset, "build", cmd_dataset_build,

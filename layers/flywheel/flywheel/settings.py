@@ -28,6 +28,9 @@ class Settings(BaseModel):
     attribution_window_days: int = Field(default=90, ge=1, le=365)
     reply_window_days: int = Field(default=30, ge=1, le=365)
     sendgrid_verify_signature: bool = True
+    # oldest signed SendGrid delivery accepted: SendGrid retries failures for 24 h, reusing the
+    # timestamp, so the window never goes below 25 h (replays inside it are de-duplicated by sg_event_id)
+    sendgrid_max_age_s: int = Field(default=26 * 3600, ge=25 * 3600, le=7 * 24 * 3600)
     inbound_parse_domains: str = ""
     replies_queue_url: str | None = None
     calendly_tolerance_s: int = Field(default=180, ge=1)
@@ -45,11 +48,19 @@ class Settings(BaseModel):
     standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
     http_timeout_s: float = Field(default=5.0, gt=0, le=30)
 
-    # reply classifier: the LLM is used when a key is configured (OPENAI_API_KEY locally, or
-    # `openai_api_key` in the provider secret); otherwise, and whenever it fails, the offline rules
+    # reply classifier (README "Reply classification"): CLASSIFIER_BACKEND picks the LLM --
+    # auto: OpenAI when a key is configured (OPENAI_API_KEY, or `openai_api_key` in the provider
+    # secret), else offline; openai; openai_compatible (CLASSIFIER_BASE_URL, optional
+    # CLASSIFIER_API_KEY / `classifier_api_key` secret); bedrock (Converse, IAM role); offline.
+    # Whatever the backend, a failure or an invalid answer falls back to the offline classifier.
+    classifier_backend: str = Field(default="auto", pattern="^(auto|offline|openai|openai_compatible|bedrock)$")
     openai_api_key: str | None = None
     openai_base_url: str | None = None
-    classifier_model: str = "gpt-4o-mini"
+    classifier_model: str | None = None
+    classifier_base_url: str | None = None
+    classifier_api_key: str | None = None
+    classifier_json_mode: str = Field(default="json_schema", pattern="^(json_schema|json_object)$")
+    classifier_region: str | None = None  # Bedrock region, when not the function's own
     classifier_timeout_s: float = Field(default=20.0, gt=0, le=120)
     classifier_concurrency: int = Field(default=10, ge=1, le=50)
     classifier_max_retries: int = Field(default=3, ge=0, le=10)
@@ -78,6 +89,13 @@ class Settings(BaseModel):
     dataset_comprehend_usd_per_unit: float = Field(default=0.0001, ge=0)
 
     @property
+    def classifier_model_id(self) -> str:
+        """The configured classifier model, else the backend's default (Nova Lite on Bedrock)."""
+        if self.classifier_model:
+            return self.classifier_model
+        return "amazon.nova-lite-v1:0" if self.classifier_backend == "bedrock" else "gpt-4o-mini"
+
+    @property
     def base_model(self) -> str:
         return self.base_model_for(self.finetune_provider)
 
@@ -88,7 +106,8 @@ class Settings(BaseModel):
         return "amazon.nova-micro-v1:0:128k" if provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
 
     def provider_org(self, provider: str, account: object) -> str | None:
-        return self.provider_orgs.get(f"{provider}:{account}")
+        """The organisation of a provider account; `<provider>:*` is the default for that provider."""
+        return self.provider_orgs.get(f"{provider}:{account}") or self.provider_orgs.get(f"{provider}:*")
 
     @cached_property
     def provider_orgs(self) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flywheel.clients.http import HttpJsonClient
 
@@ -15,7 +16,9 @@ class HubSpotClient:
 
     def deal(self, deal_id: str, extra_properties: list[str]) -> dict[str, Any] | None:
         props = ",".join([HUBSPOT_DEAL_PROPERTIES, *extra_properties])
-        return self.http.request("GET", f"/crm/v3/objects/deals/{deal_id}",
+        # ids are checked as digits by the webhook adapter; escaped here all the same, so a signed
+        # body can never steer our token to another path of the API
+        return self.http.request("GET", f"/crm/v3/objects/deals/{quote(str(deal_id), safe='')}",
                                  params={"properties": props, "associations": "contacts"})
 
     def contact_emails(self, contact_ids: list[str]) -> list[str]:
@@ -38,7 +41,7 @@ class PipedriveClient:
         self.http = HttpJsonClient("Pipedrive", base_url, {"x-api-token": api_token}, timeout_s)
 
     def person_emails(self, person_id: int | str) -> list[str]:
-        body = self.http.request("GET", f"/api/v2/persons/{person_id}")
+        body = self.http.request("GET", f"/api/v2/persons/{quote(str(person_id), safe='')}")
         data = (body or {}).get("data") or {}
         emails = data.get("emails") or data.get("email") or []
         ordered = sorted(emails, key=lambda e: not e.get("primary")) if isinstance(emails, list) else []

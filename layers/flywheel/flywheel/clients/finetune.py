@@ -17,16 +17,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from flywheel.clients.aws import client
 from flywheel.clients.storage import upload_file
-from flywheel.errors import DependencyUnavailable, FlywheelError
+from flywheel.errors import DependencyUnavailable, ProviderRefused
+
+__all__ = ["ProviderRefused"]
 
 # Tests point the openai SDK at a fake provider through this transport.
 TRANSPORT: httpx2.BaseTransport | None = None
-
-
-class ProviderRefused(FlywheelError):
-    """The provider will not run this job (not retryable): the run fails with this message."""
-
-    code = "provider_refused"
 
 
 @dataclass
@@ -175,6 +171,8 @@ class BedrockFineTuner:
         name = f"flywheel-{suffix}"[:63]
         kwargs: dict[str, Any] = {
             "jobName": name, "customModelName": name, "roleArn": self.role_arn, "baseModelIdentifier": base_model,
+            # the same run asking twice (a retried step) gets the same job, not a second one
+            "clientRequestToken": name,
             "customizationType": "FINE_TUNING", "trainingDataConfig": {"s3Uri": dataset.training},
             "outputDataConfig": {"s3Uri": output_s3},
             "hyperParameters": {k: str(v) for k, v in hyperparameters.items()},

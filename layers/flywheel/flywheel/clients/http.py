@@ -38,8 +38,8 @@ class HttpJsonClient:
                     body = response.json()
                     return body if isinstance(body, dict) else {"results": body}
                 if response.status_code not in RETRY_STATUSES or attempt == self.retries:
-                    raise DependencyUnavailable(
-                        f"{self.name} answered {response.status_code}", reason=response.text[:300])
+                    # the body is not logged: a CRM's error text can quote contact data
+                    raise DependencyUnavailable(f"{self.name} answered {response.status_code}")
                 retry_after = response.headers.get("retry-after", "")
                 if retry_after.isdigit():
                     time.sleep(min(float(retry_after), 2.0))

@@ -179,12 +179,13 @@ def evaluations(conn: Connection, experiment_id: str, limit: int) -> list[dict[s
             ORDER BY evaluated_at, evaluation_id LIMIT %s""", (experiment_id, limit)).fetchall()
 
 
-def strategies(conn: Connection, segment: str) -> list[dict[str, Any]]:
+def strategies(conn: Connection, org_id: str, segment: str) -> list[dict[str, Any]]:
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
         f"""SELECT {column} AS segment, framework, tone, count(*) AS messages,
                    count(replied_at) AS replies, count(meeting_booked_at) AS meetings
               FROM outcome_labels
-             WHERE {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
-             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+             WHERE org_id = %s AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
+        (org_id,),
     ).fetchall()

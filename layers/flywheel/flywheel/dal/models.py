@@ -73,5 +73,19 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
             ORDER BY h.at DESC, h.history_id DESC LIMIT 1""", (current, current)).fetchone()
 
 
-def leaderboard(conn: Connection) -> list[dict[str, Any]]:
-    return conn.execute("SELECT * FROM model_leaderboard ORDER BY messages_sent DESC, version DESC").fetchall()
+def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
+    """The model_leaderboard view's columns, counted on one organisation's outcomes only."""
+    return conn.execute(
+        """SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
+                  count(o.outcome_id) AS messages_sent, count(o.replied_at) AS replies,
+                  count(o.outcome_id) FILTER (WHERE o.reply_category IN ('interested', 'meeting_request'))
+                      AS positive_replies,
+                  count(o.meeting_booked_at) AS meetings,
+                  count(o.outcome_id) FILTER (WHERE o.deal_status = 'won') AS deals_won,
+                  coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'), 0) AS revenue
+             FROM model_registry m
+             LEFT JOIN outcome_labels o ON o.model_registry_id = m.model_id AND o.org_id = %s
+            GROUP BY m.model_id, m.version, m.status, m.role, m.traffic_percentage
+            ORDER BY messages_sent DESC, m.version DESC""",
+        (org_id,),
+    ).fetchall()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flywheel.domain.redaction import RedactionContext, Redactor, build_context, names_in
-from flywheel.domain.reply_text import reply_text, strip_signature
+from flywheel.domain.reply_text import strip_quotes, strip_signature
 
 SYSTEM_PROMPT = (
     "You write short, specific, personalised outbound sales emails. Use the lead's context and the brief, "
@@ -57,21 +57,32 @@ def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
     and the signature block are cut; a cut signature leaves `{{signature}}` in its place."""
     if not body:
         return ""
-    text = reply_text(body)
+    text = strip_quotes(body)  # the signature is handled next, keeping its closing line
     text, had_signature = strip_signature(text, (sender or {}).get("signature"))
     return f"{text}\n{{{{signature}}}}" if had_signature and text else text
+
+
+PROMPT_HEADER = "Write an outbound email to {{first_name}} at {{company}}."
+PROMPT_FIELDS = (("Industry", "lead_industry"), ("Role", "lead_role"), ("Company size", "lead_company_size"),
+                 ("Campaign", "campaign_id"), ("Framework", "framework"), ("Tone", "tone"), ("Brief", "brief"))
+# the words we write around the data (header, field labels, "Subject: "): the residual scan reads
+# the data only, so a company called "Framework Computer" does not fail every build
+_LABELS = "|".join(label for label, _ in PROMPT_FIELDS)
+_OUR_WORDS = re.compile(rf"^(?:{re.escape(PROMPT_HEADER)}|(?:{_LABELS}|Subject): )", re.MULTILINE)
 
 
 def user_prompt(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> str:
     """The request the model learns to answer: lead context and the brief, never the outcome.
     Every free-text field passes the same redaction as the message."""
-    parts = [
-        ("Industry", row.get("lead_industry")), ("Role", row.get("lead_role")),
-        ("Company size", row.get("lead_company_size")), ("Campaign", row.get("campaign_id")),
-        ("Framework", row.get("framework")), ("Tone", row.get("tone")), ("Brief", row.get("brief")),
-    ]
-    lines = [f"{name}: {redactor.redact(str(value), context)}" for name, value in parts if value]
-    return "Write an outbound email to {{first_name}} at {{company}}.\n" + "\n".join(lines)
+    lines = [f"{label}: {redactor.redact(str(row[key]), context)}" for label, key in PROMPT_FIELDS if row.get(key)]
+    return PROMPT_HEADER + "\n" + "\n".join(lines)
+
+
+def data_only(text: str) -> str:
+    """A written text with our own words blanked (same length): what came from the data."""
+    if text == SYSTEM_PROMPT:
+        return ""
+    return _OUR_WORDS.sub(lambda m: " " * len(m.group(0)), text)
 
 
 def assistant_text(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> str:
@@ -83,28 +94,30 @@ def assistant_text(row: dict[str, Any], redactor: Redactor, context: RedactionCo
 def supervised_example(row: dict[str, Any], redactor: Redactor) -> Example:
     context = context_of(row)
     return Example([str(row["outcome_id"])], user_prompt(row, redactor, context),
-                   [assistant_text(row, redactor, context)], meta=_meta(row))
+                   [assistant_text(row, redactor, context)], meta=_meta(row, redactor, context))
 
 
 def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor) -> Example:
     good_context = context_of(good)
     return Example([str(good["outcome_id"]), str(bad["outcome_id"])], user_prompt(good, redactor, good_context),
                    [assistant_text(good, redactor, good_context), assistant_text(bad, redactor, context_of(bad))],
-                   meta=_meta(good))
+                   meta=_meta(good, redactor, good_context))
 
 
-def _meta(row: dict[str, Any]) -> dict[str, str]:
-    return {"label": str(row.get("training_label")), "org": str(row.get("org_id")),
-            "framework": str(row.get("framework") or "none")}
+def _meta(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> dict[str, str]:
+    """Counted in the manifest, which leaves the build: the framework is free text, so redacted."""
+    framework = Redactor(redactor.detectors).redact(row.get("framework"), context) or "none"
+    return {"label": str(row.get("training_label")), "org": str(row.get("org_id")), "framework": framework}
 
 
 # --- provider formats -----------------------------------------------------------------------------
 
-# Amazon Nova fails a training job whose prompts contain these (case-insensitively), per
+# Amazon Nova fails a training job whose prompts contain these, per
 # https://docs.aws.amazon.com/nova/latest/userguide/fine-tune-prepare-data-understanding.html
-# ("User:, Bot:, Assistant:, System:, <image>, <video> and [EOS] are reserved keywords"); the AWS
-# sample validator linked from that guide also rejects Thought: and <unk>.
-NOVA_RESERVED = re.compile(r"\b(user|bot|assistant|system|thought)\s*:|\[eos\]|<(image|video|unk)>", re.IGNORECASE)
+# ("User:, Bot:, Assistant:, System:, <image>, <video> and [EOS] are reserved keywords ... anywhere
+# in the prompt"); the AWS sample validator linked from that guide also rejects Thought: and <unk>,
+# and matches them as substrings, so "PowerUser:" and "ChatBot:" fail too. Matched here in any case.
+NOVA_RESERVED = re.compile(r"(user|bot|assistant|system|thought)\s*:|\[eos\]|<(image|video|unk)>", re.IGNORECASE)
 
 
 def neutralise_reserved(text: str) -> tuple[str, int]:

@@ -356,7 +356,8 @@ def _demo(root: Path, stack: LocalStack, print: Callable[..., None]) -> None:  #
         ids = [o["outcome_id"] for o in result["outcomes"]]
         _send_outcomes(stack, client, messages, ids, print)
         _classify_queued_replies(stack, print)
-        outcomes = [client.request("GET", f"/messages/{outcome_id}")[1] for outcome_id in ids]
+        outcomes = [client.request("GET", f"/messages/{outcome_id}?org_id={messages[0]['org_id']}")[1]
+                    for outcome_id in ids]
         won = next(o for o in outcomes if o["deal_status"] == "won")
         print(f"GET /messages/{won['outcome_id']} -> stage={won['stage']} label={won['training_label']} "
               f"weight={won['training_weight']} quality={won['quality_score']} events={len(won['events'])}")

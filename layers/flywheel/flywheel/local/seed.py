@@ -138,7 +138,8 @@ def record_engagement(messages: list[dict[str, Any]], outcome_ids: list[str]) ->
             "timestamp": int(datetime.fromisoformat(m["sent_at"]).timestamp()) + 60 * n}
            for m, oid in zip(messages, outcome_ids, strict=True)
            for n, kind in enumerate(["delivered", "open", "click"])]
-    ingest_events(sendgrid.normalise(raw), window_days=365)
+    events, _ = sendgrid.normalise(raw)
+    ingest_events(events, window_days=365)
     interested = Classification.model_validate({
         "category": "interested", "sentiment_score": 0.8, "interest_level": "high", "objection_type": "none",
         "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "asked for details",

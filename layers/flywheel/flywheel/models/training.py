@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+
+from flywheel.models.messages import Clean
 
 
-class ExperimentSettings(BaseModel):
+class ExperimentSettings(Clean):
     """How the challenger's experiment is planned and staged. The plan measures the weekly volume and
     the baseline rate from the last four weeks of outcomes; `baseline` and `weekly_volume` are used
     only where that history is too thin (the plan then says so)."""
@@ -39,7 +41,7 @@ class ExperimentSettings(BaseModel):
         return value
 
 
-class RunRequest(BaseModel):
+class RunRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     min_quality_score: float = Field(default=0.6, ge=0, le=1)
@@ -47,7 +49,7 @@ class RunRequest(BaseModel):
     canary_percentage: float = Field(default=10, gt=0, le=50)
     since_days: int = Field(default=90, ge=1, le=3650)
     provider: Literal["openai", "bedrock"] | None = None
-    base_model: str | None = Field(default=None, min_length=3, max_length=200)
+    base_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{2,199}$")
     method: Literal["supervised", "dpo"] | None = None
     wait_seconds: int = Field(default=600, ge=0, le=86_400)
     max_wait_seconds: int | None = Field(default=None, ge=0)
@@ -55,7 +57,7 @@ class RunRequest(BaseModel):
     experiment_config: ExperimentSettings | None = None
 
 
-class DeployRequest(BaseModel):
+class DeployRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     canary_percentage: float = Field(default=10, gt=0, le=50)
@@ -63,7 +65,7 @@ class DeployRequest(BaseModel):
     experiment_config: ExperimentSettings | None = None
 
 
-class RollbackRequest(BaseModel):
+class RollbackRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
@@ -71,7 +73,7 @@ class RollbackRequest(BaseModel):
     model_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 
-class ReasonRequest(BaseModel):
+class ReasonRequest(Clean):
     """Archiving a model, restarting an experiment's stage."""
 
     model_config = ConfigDict(extra="forbid")
@@ -79,7 +81,7 @@ class ReasonRequest(BaseModel):
     reason: str = Field(min_length=3, max_length=500)
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     force: bool = False

@@ -163,7 +163,7 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
         "redactions": dict(redactor.counts),
         "comprehend": staged.comprehend,
         "reserved_keywords_neutralised": written.reserved,
-        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word 3-shingles, LSH "
+        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word sets, LSH "
                              f"{nd.BANDS}x{nd.ROWS}", "duplicate_threshold": nd.DUPLICATE_THRESHOLD,
                    "split": "near-duplicate clusters and identical prompts stay on one side"},
         "tokens": {"train": train_report.as_dict(), "validation": validation_report.as_dict(),
@@ -299,14 +299,24 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     side, and a pair whose two sides are near-duplicates of each other teaches nothing) and on
     which side of the split each lands (near-duplicates and identical prompts together)."""
     n = staged.count
-    dup_edges = [nd.similar_pairs(sigs, nd.DUPLICATE_THRESHOLD)[:2] for sigs in staged.signatures]
-    clusters = nd.components(n, dup_edges)
-    representative = clusters == np.arange(n)
-    identical = int(sum((sigs == sigs[clusters]).all(axis=1)[~representative].sum() for sigs in staged.signatures[:1]))
+    # for DPO both sides are compared with each other too: a text preferred in one pair and
+    # rejected (or a near-duplicate of it rejected) in another teaches the model both ways
+    sigs = np.concatenate(staged.signatures) if n else np.zeros((0, nd.PERMUTATIONS), np.uint32)
+    left, right, _ = nd.similar_pairs(sigs, nd.DUPLICATE_THRESHOLD)
+    clusters = nd.components(n, [(left % max(n, 1), right % max(n, 1))])
     degenerate = np.zeros(n, dtype=bool)
     if staged.sides == 2 and n:
         degenerate = (staged.signatures[0] == staged.signatures[1]).mean(axis=1) >= nd.DUPLICATE_THRESHOLD
-    keep = representative & ~degenerate
+    # one example per cluster: the first that teaches something
+    candidates = np.nonzero(~degenerate)[0]
+    _, first = np.unique(clusters[candidates], return_index=True)
+    keep = np.zeros(n, dtype=bool)
+    keep[candidates[first]] = True
+    kept_of = np.full(n, -1)
+    kept_of[clusters[keep]] = np.nonzero(keep)[0]
+    dropped_dup = np.nonzero(~keep & ~degenerate)[0]
+    identical = int((staged.signatures[0][dropped_dup] == staged.signatures[0][kept_of[clusters[dropped_dup]]]).all(
+        axis=1).sum()) if len(dropped_dup) else 0
     # among the kept examples (one per near-duplicate cluster, so clusters cannot straddle),
     # identical prompts form one group; a group's side is a hash of its first outcome id
     kept = np.nonzero(keep)[0]
@@ -314,8 +324,8 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     same = staged.prompt_keys[order][1:] == staged.prompt_keys[order][:-1]
     groups = nd.components(n, [(order[:-1][same], order[1:][same])])
     validation = _assign_sides(groups, kept, staged.first_ids, fraction)
-    dropped = {"near_duplicate": int((~representative).sum()), "of_which_identical": identical,
-               "degenerate_pair": int((degenerate & representative).sum())}
+    dropped = {"near_duplicate": len(dropped_dup), "of_which_identical": identical,
+               "degenerate_pair": int(degenerate.sum())}
     return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
 
 
@@ -402,7 +412,8 @@ def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None 
                 merged = RedactionContext(
                     tuple(dict.fromkeys(r for c in contexts for r in c.regions)),
                     tuple(sorted({t for c in contexts for t in c.terms}, key=lambda t: (-len(t[0]), t[0]))))
-                found = [s for text in record_texts(json.loads(data_line)) for s in redactor.find(text, merged)]
+                found = [s for text in record_texts(json.loads(data_line))
+                         for s in redactor.find(ds.data_only(text), merged)]
                 if found:
                     hits += 1
                     offending += context_info["ids"]

@@ -355,11 +355,11 @@ def leaderboard_with_intervals(rows: list[dict[str, Any]]) -> list[dict[str, Any
     } for r in rows]
 
 
-def strategies(segment: str, min_sample: int) -> dict[str, Any]:
+def strategies(org_id: str, segment: str, min_sample: int) -> dict[str, Any]:
     with transaction() as conn:
-        rows = experiments_dal.strategies(conn, segment)
+        rows = experiments_dal.strategies(conn, org_id, segment)
     cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
               "reply_rate": _rate(r["replies"], r["messages"]), "meeting_rate": _rate(r["meetings"], r["messages"])}
              for r in rows if r["messages"] >= min_sample]
-    return {"segment_by": segment, "min_sample": min_sample, "cells": cells,
+    return {"org_id": org_id, "segment_by": segment, "min_sample": min_sample, "cells": cells,
             "hidden_cells": sum(1 for r in rows if r["messages"] < min_sample)}

@@ -27,7 +27,7 @@ from flywheel.clients.secrets import webhook_secret
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
-from flywheel.dal.connection import transaction
+from flywheel.dal.connection import Connection, transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
@@ -81,7 +81,10 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
             if state.get("execution_arn"):
                 training_dal.update_run(conn, run["run_id"], execution_arn=state["execution_arn"])
         else:
-            run = training_dal.create_run(conn, params["scope"], "schedule", params, state.get("execution_arn"))
+            # a retried first step finds the run its first attempt created for this execution
+            run = (training_dal.run_for_execution(conn, state["execution_arn"]) if state.get("execution_arn")
+                   else None) or training_dal.create_run(conn, params["scope"], "schedule", params,
+                                                           state.get("execution_arn"))
             if run is None:
                 raise Conflict(f"a training run is already in progress for scope {params['scope']!r}")
         since = datetime.now(UTC) - timedelta(days=int(params["since_days"]))
@@ -153,6 +156,9 @@ def _refuse_unsupported(spec: DatasetSpec) -> None:
 
 def upload(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
+    recorded = _recorded(state["run_id"])["provider_files"]
+    if recorded:  # a retry: the files are uploaded already
+        return {**state, "provider_files": recorded}
     provider = provider_for(state["provider"], settings)
     prefix = state["dataset_uri"]
     if isinstance(provider, BedrockFineTuner):  # Bedrock reads the dataset where it already is
@@ -168,10 +174,21 @@ def upload(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "provider_files": {"training": files.training, "validation": files.validation}}
 
 
+def _recorded(run_id: str) -> dict[str, Any]:
+    with transaction() as conn:
+        run = training_dal.get_run(conn, run_id)
+    if run is None:
+        raise NotFound(f"no training run {run_id}")
+    return run
+
+
 def start_job(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
-    provider = provider_for(state["provider"], settings)
     run_id = state["run_id"]
+    run = _recorded(run_id)
+    if run["job_id"]:  # a retry: the job was started (and paid for) already
+        return {**state, "job_id": run["job_id"], "job_state": "running"}
+    provider = provider_for(state["provider"], settings)
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
     hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
         "epochCount": settings.training_epochs}
@@ -205,8 +222,12 @@ def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
 def register(state: dict[str, Any]) -> dict[str, Any]:
     run_id = state["run_id"]
     with transaction() as conn:
-        run = training_dal.get_run(conn, run_id)
+        run = training_dal.get_run(conn, run_id, lock=True)
         assert run is not None
+        if run["model_id"]:  # a retry: registered in the same transaction as the model row
+            existing = models_dal.get_model(conn, run["model_id"])
+            assert existing is not None
+            return {**state, "model_id": existing["model_id"], "version": existing["version"]}
         major, minor, patch = models_dal.next_version(conn)
         version = f"v{major}.{minor}.{patch}"
         model = models_dal.insert_model(conn, {
@@ -243,11 +264,17 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def deploy(state: dict[str, Any]) -> dict[str, Any]:
-    if state.get("deploy"):
-        deploy_model(state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
-                     actor="training", reason=f"weekly run {state['run_id']}",
-                     experiment_config=state.get("experiment_config"))
-    _update(state["run_id"], "succeeded")
+    """Deploy and mark the run succeeded in one transaction; a retry after that is a no-op."""
+    with transaction() as conn:
+        run = training_dal.get_run(conn, state["run_id"], lock=True)
+        assert run is not None
+        if run["status"] == "succeeded":
+            return {**state, "deployed": bool(state.get("deploy"))}
+        if state.get("deploy"):
+            deploy_in(conn, state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
+                      actor="training", reason=f"weekly run {state['run_id']}",
+                      experiment_config=state.get("experiment_config"))
+        training_dal.update_run(conn, state["run_id"], "succeeded")
     return {**state, "deployed": bool(state.get("deploy"))}
 
 
@@ -264,11 +291,13 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("run_id"):
         with transaction() as conn:
             run = training_dal.get_run(conn, state["run_id"])
-            if run is not None and run["status"] not in ("failed", "cancelled"):
+            # a run that already ended (a step's retry failed after its work was done) keeps its end
+            if run is not None and run["status"] in training_dal.ACTIVE:
                 training_dal.update_run(conn, state["run_id"], "failed", error=str(message)[:2000])
             if state.get("model_id"):
                 model = models_dal.get_model(conn, state["model_id"])
-                if model is not None and model["status"] != "failed":
+                # a model that is serving traffic (or was) is never failed by a pipeline error
+                if model is not None and model["status"] in ("training", "ready"):
                     models_dal.change(conn, state["model_id"], "failed", actor="training", reason=str(message)[:500],
                                       status="failed")
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
@@ -300,11 +329,18 @@ def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason:
     and any warning that the planned lift cannot be detected in time come back in the answer), or
     the model becomes champion when there is none."""
     with transaction() as conn:
-        deployed = registry.deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason)
-        if deployed["role"] != "challenger":
-            return {**deployed["model"], "experiment": None, "warnings": []}
-        experiment = experiments.start(conn, deployed["champion_id"], model_id, canary_percentage, experiment_config,
-                                       actor=actor)
+        return deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason,
+                         experiment_config=experiment_config)
+
+
+def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, actor: str, reason: str,
+              experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """deploy_model inside the caller's transaction (the pipeline's Deploy step marks its run in it)."""
+    deployed = registry.deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason)
+    if deployed["role"] != "challenger":
+        return {**deployed["model"], "experiment": None, "warnings": []}
+    experiment = experiments.start(conn, deployed["champion_id"], model_id, canary_percentage, experiment_config,
+                                   actor=actor)
     return {**deployed["model"], "experiment_id": experiment["experiment_id"],
             "experiment": {"experiment_id": experiment["experiment_id"], "plan": experiment["plan"]},
             "warnings": experiment["warnings"]}
@@ -333,8 +369,12 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
         raise DependencyUnavailable("TRAINING_STATE_MACHINE_ARN is not configured")
     with transaction() as conn:
         run = training_dal.create_run(conn, scope, "api", params)
-        if run is None:
-            raise Conflict(f"a training run is already in progress for scope {scope!r}")
+        active = training_dal.active_run(conn, scope) if run is None else None
+    if active is not None and reconcile_run(active["run_id"])["status"] not in training_dal.ACTIVE:
+        with transaction() as conn:  # the blocking run was stale: it is closed now
+            run = training_dal.create_run(conn, scope, "api", params)
+    if run is None:
+        raise Conflict(f"a training run is already in progress for scope {scope!r}")
     run_id = str(run["run_id"])
     try:
         arn = stepfunctions.start_execution(settings.training_state_machine_arn, f"run-{run_id}",
@@ -346,11 +386,48 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
     return {"run_id": run_id, "execution_arn": arn, "status": "pending"}
 
 
-def get_run(run_id: UUID) -> dict[str, Any]:
+# a pending run whose execution does not exist this long after it was created never started
+# (the API call that created it crashed before StartExecution)
+PENDING_GRACE = timedelta(minutes=5)
+EXECUTION_END = {"FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": "cancelled", "SUCCEEDED": "failed"}
+
+
+def reconcile_run(run_id: UUID | str) -> dict[str, Any]:
+    """A run still marked in flight is checked against its Step Functions execution: one that never
+    started, or whose execution has ended without the run recording it, is closed with the reason."""
     with transaction() as conn:
         run = training_dal.get_run(conn, run_id)
     if run is None:
         raise NotFound(f"no training run {run_id}")
+    machine = get_settings().training_state_machine_arn
+    if run["status"] not in training_dal.ACTIVE or not (run["execution_arn"] or machine):
+        return run
+    arn = run["execution_arn"] or stepfunctions.execution_arn(str(machine), f"run-{run['run_id']}")
+    status = stepfunctions.execution_status(arn)
+    if status is None:
+        if run["status"] != "pending" or datetime.now(UTC) - run["updated_at"] < PENDING_GRACE:
+            return run
+        ended, error = "failed", "the training state machine never started for this run"
+    elif status in EXECUTION_END:
+        ended, error = EXECUTION_END[status], f"execution ended {status} without recording the run's end"
+    else:
+        if run["execution_arn"] is None:
+            with transaction() as conn:
+                return training_dal.update_run(conn, run["run_id"], execution_arn=arn)
+        return run
+    with transaction() as conn:
+        closed = training_dal.close_if_active(conn, run["run_id"], ended, error)
+    logger.warning("stale training run reconciled", extra={"run_id": str(run["run_id"]), "status": ended,
+                                                            "execution_status": status})
+    return closed or run
+
+
+def get_run(run_id: UUID) -> dict[str, Any]:
+    """A run as operators see it through the API: the manifest's per-organisation counts stay in
+    S3 (the API never tells one organisation about another's data)."""
+    run = reconcile_run(run_id)
+    if isinstance(run.get("manifest"), dict):
+        run["manifest"] = {k: v for k, v in run["manifest"].items() if k != "by_org"}
     return run
 
 
@@ -369,12 +446,13 @@ def list_models(status: str | None) -> list[dict[str, Any]]:
         return models_dal.list_models(conn, status)
 
 
-def training_stats(min_quality: float, since_days: int) -> dict[str, Any]:
-    """Data readiness: examples by label, an estimate of tokens and of the cost of a run."""
+def training_stats(min_quality: float, since_days: int, org_id: str | None = None) -> dict[str, Any]:
+    """Data readiness (of one organisation when given): examples by label, an estimate of tokens
+    and of the cost of a run."""
     settings = get_settings()
     since = datetime.now(UTC) - timedelta(days=since_days)
     with transaction() as conn:
-        rows = training_dal.readiness(conn, min_quality, since)
+        rows = training_dal.readiness(conn, min_quality, since, org_id)
     examples = sum(int(r["examples"]) for r in rows)
     # ~4 characters a token for the email, plus ~120 tokens of prompt and framing per example
     tokens = sum(int(r["characters"]) // 4 for r in rows) + 120 * examples
@@ -385,9 +463,9 @@ def training_stats(min_quality: float, since_days: int) -> dict[str, Any]:
             "cost_estimate": cost_estimate(tokens, settings.base_model, settings.training_epochs, prices)}
 
 
-def leaderboard() -> list[dict[str, Any]]:
+def leaderboard(org_id: str) -> list[dict[str, Any]]:
     with transaction() as conn:
-        return models_dal.leaderboard(conn)
+        return models_dal.leaderboard(conn, org_id)
 
 
 def promote_winner(*, force: bool, reason: str | None, actor: str) -> dict[str, Any]:
