@@ -150,8 +150,9 @@ class FlywheelClient:
                 body[key] = value
         return dict(self.request("POST", "/replies", body))
 
-    def message(self, outcome_id: str) -> dict[str, Any]:
-        return dict(self.request("GET", f"/messages/{quote(outcome_id, safe='')}"))
+    def message(self, org_id: str, outcome_id: str) -> dict[str, Any]:
+        """An outcome with its stage and event history (one of this organisation's)."""
+        return dict(self.request("GET", f"/messages/{quote(outcome_id, safe='')}", params={"org_id": org_id}))
 
     def suppressions(self, org_id: str, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"org_id": org_id, "limit": limit}
