@@ -19,7 +19,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from _harness import timed
+from _harness import progress, timed
 
 from flywheel.domain import experiments as ex
 from flywheel.domain import stats
@@ -130,6 +130,7 @@ def main() -> None:
 
     def run_all() -> None:
         for volume in VOLUMES:
+            progress(f"{volume:,} leads a week: {len(SCENARIOS)} scenarios x {EXPERIMENTS:,} experiments")
             for name, (factor, harm) in SCENARIOS.items():
                 result = ours(rng, volume, factor, harm, plans[volume], EXPERIMENTS)
                 table[(volume, name)] = {

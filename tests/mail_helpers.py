@@ -257,7 +257,7 @@ def parsed_post(msg: Message, outcome_id: str = "OUTCOME_ID", envelope_from: str
     def leaves(part: Message) -> list[Message]:
         if part.get_content_type() == "message/delivery-status" or not part.is_multipart():
             return [part]
-        return [leaf for child in part.get_payload() for leaf in leaves(child)]
+        return [leaf for child in part.get_payload() if isinstance(child, Message) for leaf in leaves(child)]
 
     for part in leaves(msg):
         kind = part.get_content_type()

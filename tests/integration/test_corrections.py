@@ -10,12 +10,13 @@ import pytest
 
 from flywheel import cli
 from flywheel.local.invoke import invoke
+from flywheel.local.seed import DANA
 from tests.conftest import ROOT, count, load_event
 from tests.integration.test_classifier import aws, classify, outcome, register  # noqa: F401
 
 
 def correct(outcome_id: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
-    event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace("OUTCOME_ID", outcome_id))
+    event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace(str(DANA), outcome_id))
     if body is not None:
         event["body"] = json.dumps(body)
     result = invoke("MessagesFunction", event, ROOT / "template.yaml")

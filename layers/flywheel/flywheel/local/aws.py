@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -180,8 +182,49 @@ class BedrockServing:
 SERVING = BedrockServing()
 
 
+def _compressed_wait(max_wait_s: float) -> Any:
+    """Step Functions Wait states wait at most `max_wait_s` real seconds (local time compression)."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def wait(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(min(wait_seconds, max_wait_s))
+
+    return mock.patch.object(WaitFunction, "_wait_interval", wait)
+
+
+def _recording_put_events(journal: Path) -> Any:
+    """EventBridge PutEvents, also appended to a JSON-lines journal (`flywheel events tail`)."""
+    from moto.events.models import EventsBackend
+
+    original = EventsBackend.put_events
+    lock = threading.Lock()
+
+    def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        entries = original(self, events)
+        lines = []
+        for event, entry in zip(events, entries, strict=False):
+            if entry.get("EventId"):
+                detail = event.get("Detail") or "{}"
+                lines.append(json.dumps({
+                    "id": entry["EventId"], "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "bus": event.get("EventBusName") or "default", "source": event.get("Source"),
+                    "detail-type": event.get("DetailType"), "detail": json.loads(detail)}, default=str))
+        if lines:
+            with lock:
+                journal.parent.mkdir(parents=True, exist_ok=True)
+                with journal.open("a", encoding="utf-8") as handle:
+                    handle.write("".join(line + "\n" for line in lines))
+        return entries
+
+    return mock.patch.object(EventsBackend, "put_events", put_events)
+
+
 @contextmanager
-def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
+def local_aws(template_path: Path, region: str = "us-east-1", *, max_wait_s: float | None = None,
+              journal: Path | None = None) -> Iterator[None]:
+    """moto for every service, Lambda invokes run in-process; optionally Wait states compressed to
+    `max_wait_s` and published events recorded in `journal`."""
     from moto import mock_aws
 
     saved = {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -192,6 +235,10 @@ def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
         mock.patch("moto.awslambda_simple.models.LambdaSimpleBackend.invoke", _lambda_invoke(template_path)),
         mock.patch("moto.bedrockruntime.models.BedrockRuntimeBackend.invoke_model", _bedrock_answer),
     ]
+    if max_wait_s is not None:
+        patches.append(_compressed_wait(max_wait_s))
+    if journal is not None:
+        patches.append(_recording_put_events(journal))
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         for p in patches:
             p.start()

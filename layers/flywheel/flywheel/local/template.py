@@ -43,6 +43,7 @@ class Route:
     method: str
     path: str
     function: str
+    auth: str = "AWS_IAM"  # the route's authorizer: AWS_IAM (SigV4) or NONE
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -59,6 +60,9 @@ class FunctionSpec:
     environment: dict[str, str]
     timeout: int
     routes: list[Route] = field(default_factory=list)
+    # the template's values before resolution (the local stack resolves its resources' Refs)
+    raw_environment: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,21 +81,35 @@ class Template:
             if "Default" in spec
         }
 
-    def resolve(self, value: Any) -> str | None:
-        """Resolve the intrinsics a local run can know (parameters, pseudo parameters, Sub)."""
+    def resolve(self, value: Any, known: dict[str, str] | None = None) -> str | None:
+        """Resolve the intrinsics a local run can know: parameters (their defaults unless `known`
+        overrides them), pseudo parameters, Sub, and the Refs / GetAtts in `known` (as
+        "Logical" / "Logical.Attribute"); None when something is not known."""
         if isinstance(value, str | int | float | bool):
             return str(value).lower() if isinstance(value, bool) else str(value)
         if not isinstance(value, dict):
             return None
-        known = {**PSEUDO_PARAMETERS, **self.parameter_defaults()}
+        known = {**PSEUDO_PARAMETERS, **self.parameter_defaults(), **(known or {})}
         if "Ref" in value:
             return known.get(value["Ref"])
+        if "Fn::GetAtt" in value and isinstance(value["Fn::GetAtt"], list):
+            return known.get(".".join(value["Fn::GetAtt"]))
         if "Fn::Sub" in value and isinstance(value["Fn::Sub"], str):
             text = value["Fn::Sub"]
             names = re.findall(r"\$\{([^}!]+)\}", text)
             if all(n in known for n in names):
                 return re.sub(r"\$\{([^}!]+)\}", lambda m: known[m.group(1)], text)
         return None
+
+    def resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """Logical id -> properties of every resource of this type."""
+        return {name: resource.get("Properties") or {} for name, resource in self.body.get("Resources", {}).items()
+                if resource.get("Type") == resource_type}
+
+    def default_authorizer(self) -> str:
+        for props in self.resources("AWS::Serverless::Api").values():
+            return str((props.get("Auth") or {}).get("DefaultAuthorizer") or "NONE")
+        return "NONE"
 
     def binary_media_types(self) -> list[str]:
         for resource in self.body.get("Resources", {}).values():
@@ -115,11 +133,14 @@ class Template:
                 handler=props["Handler"],
                 environment=environment,
                 timeout=int(props.get("Timeout", globals_fn.get("Timeout", 3))),
+                raw_environment=env_vars,
+                events=dict(props.get("Events") or {}),
             )
-            for event in (props.get("Events") or {}).values():
+            for event in spec.events.values():
                 if event.get("Type") == "Api":
                     ev = event["Properties"]
-                    spec.routes.append(Route(ev["Method"].upper(), ev["Path"], logical_id))
+                    auth = str((ev.get("Auth") or {}).get("Authorizer") or self.default_authorizer())
+                    spec.routes.append(Route(ev["Method"].upper(), ev["Path"], logical_id, auth))
             specs[logical_id] = spec
         return specs
 
