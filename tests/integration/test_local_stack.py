@@ -95,12 +95,17 @@ def test_training_run_wait_prints_each_step_of_the_state_machine(state: Path, db
     assert cli.main(["training", "run", "--wait", "--deploy"]) == 0
     out = capsys.readouterr().out.splitlines()
     steps = [line.split(": ", 1)[1].split(" (")[0] for line in out if line.startswith("run-")]
+    # the emulated Bedrock finishes the job, then the custom model deployment, while the machine waits
     assert steps == ["CheckData", "BuildDataset", "HasEnoughData", "Upload", "StartJob", "WaitForJob", "PollJob",
-                     "JobState", "Register", "SmokeTest", "SmokeTestPassed", "Deploy", "Done", "SUCCEEDED"]
+                     "JobState", "Register", "StartServing", "ServingState", "WaitForServing", "PollServing",
+                     "ServingState", "SmokeTest", "SmokeTestPassed", "Deploy", "Done", "SUCCEEDED"]
     result = json.loads(out[-1])
     assert result["status"] == "succeeded" and result["execution"] == "SUCCEEDED"
-    model = db.execute("SELECT role, status FROM model_registry").fetchone()
-    assert model == {"role": "champion", "status": "deployed"}
+    model = db.execute("SELECT role, status, serving_kind, serving_status, serving_model_id FROM model_registry").fetchone()
+    assert model is not None and {k: model[k] for k in ("role", "status", "serving_kind", "serving_status")} == {
+        "role": "champion", "status": "deployed", "serving_kind": "on_demand", "serving_status": "active"}
+    # served (and smoke-tested) through the deployment: the emulation refuses the custom model's own ARN
+    assert ":custom-model-deployment/" in model["serving_model_id"]
 
 
 def test_training_run_without_data_ends_as_insufficient(state: Path, db, capsys) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
 from psycopg.rows import dict_row
@@ -27,6 +28,7 @@ from flywheel.settings import reset_settings
 from tests.conftest import EVENTS, ROOT, load_event
 
 PRIYA, OMAR = SAMPLE_OUTCOME_IDS["send-batch-1"], SAMPLE_OUTCOME_IDS["send-batch-2"]
+BUCKET = "flywheel-local-trainingbucket"  # the local stack's TrainingBucket
 Conn = psycopg.Connection[dict[str, Any]]
 
 
@@ -64,6 +66,17 @@ def journal(state: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def report_written(org_id: str) -> bool:
+    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"reports/{org_id}/latest.html")
+    return listed.get("KeyCount", 0) == 1
+
+
+def clear_reports() -> None:
+    s3 = boto3.client("s3")
+    for item in s3.list_objects_v2(Bucket=BUCKET, Prefix="reports/").get("Contents", []):
+        s3.delete_object(Bucket=BUCKET, Key=item["Key"])
+
+
 Check = Callable[[Any, Conn, Path], None]
 SAMPLES: list[tuple[str, str, Check]] = []
 
@@ -73,6 +86,13 @@ def sample(name: str, target: str) -> Callable[[Check], Check]:
         SAMPLES.append((name, target, check))
         return check
     return register
+
+
+@sample("migrate_custom_resource_create.json", "MigrateFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    # CloudFormation's request on a deploy: nothing left to apply; the local CloudFormation took the
+    # SUCCESS answer (the run fails otherwise)
+    assert result == {"applied": []}
 
 
 @sample("messages_register_single.json", "MessagesFunction")
@@ -111,7 +131,7 @@ def _(result: Any, db: Conn, state: Path) -> None:
     assert result["statusCode"] == 200 and body(result)["outcome_id"] == str(DANA)
     # queued on RepliesQueue, delivered to ClassifierFunction, which told the event bus
     assert outcome(db, DANA)["reply_category"] == "meeting_request"
-    [event] = [e for e in journal(state) if e["detail"]["outcome_id"] == str(DANA)]
+    [event] = [e for e in journal(state) if e["detail"].get("outcome_id") == str(DANA)]
     assert event["detail-type"] == "ReplyNeedsAttention" and event["source"] == "flywheel.replies"
 
 
@@ -196,6 +216,11 @@ def _(result: Any, db: Conn, state: Path) -> None:
     assert result["status"] == "SUCCEEDED"
     champion = db.execute("SELECT * FROM model_registry WHERE role = 'champion'").fetchone()
     assert champion is not None and champion["status"] == "deployed"
+    # Step Functions told the bus, whose rule ran ReportFunction: acme's report is in the bucket
+    [finished] = [e for e in journal(state) if e["detail-type"] == "Step Functions Execution Status Change"
+                  and e["detail"]["status"] == "SUCCEEDED"]
+    assert finished["source"] == "aws.states" and finished["detail"]["executionArn"] == result["executionArn"]
+    assert report_written("acme")
 
 
 @sample("training_run_post.json", "TrainingApiFunction")
@@ -216,6 +241,31 @@ def _(result: Any, db: Conn, state: Path) -> None:
 @sample("experiment_evaluator_schedule.json", "ExperimentEvaluatorFunction")
 def _(result: Any, db: Conn, state: Path) -> None:
     assert result["stage"] == "canary" and result["action"] == "continue"  # the canary has just started
+    assert [e["detail-type"] for e in journal(state)][-1] == "ExperimentEvaluated"
+    assert report_written("acme")  # ReportFunction ran on the evaluation too
+    clear_reports()  # for the report samples below
+
+
+@sample("report_training_finished.json", "ReportFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    assert result["written"] == ["acme"] and result["failed"] == {} and report_written("acme")
+
+
+@sample("report_experiment_evaluated.json", "ReportFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    assert result["written"] == ["acme"] and result["failed"] == {}
+
+
+@sample("reports_latest_get.json", "ReportsApiFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    assert result["statusCode"] == 200 and body(result)["org_id"] == "acme"
+    assert "/reports/acme/latest.html?" in body(result)["url"]
+
+
+@sample("campaign_performance_get.json", "ReportsApiFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    # the sample messages' campaign
+    assert result["statusCode"] == 200 and body(result)["messages"] == 4
 
 
 def test_every_sample_runs_as_shipped(empty_database: Conn, tmp_path: Path) -> None:

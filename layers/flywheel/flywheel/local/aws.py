@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -193,38 +192,47 @@ def _compressed_wait(max_wait_s: float) -> Any:
     return mock.patch.object(WaitFunction, "_wait_interval", wait)
 
 
-def _recording_put_events(journal: Path) -> Any:
-    """EventBridge PutEvents, also appended to a JSON-lines journal (`flywheel events tail`)."""
+EventListener = Callable[[list[tuple[str, dict[str, Any]]]], None]
+
+
+def _observed_put_events(listener: EventListener) -> Any:
+    """EventBridge PutEvents, each accepted event also handed to `listener`: (the bus's name, the
+    event as EventBridge delivers it to a rule's target)."""
     from moto.events.models import EventsBackend
 
     original = EventsBackend.put_events
-    lock = threading.Lock()
 
     def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entries = original(self, events)
-        lines = []
-        for event, entry in zip(events, entries, strict=False):
-            if entry.get("EventId"):
-                detail = event.get("Detail") or "{}"
-                lines.append(json.dumps({
-                    "id": entry["EventId"], "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                    "bus": event.get("EventBusName") or "default", "source": event.get("Source"),
-                    "detail-type": event.get("DetailType"), "detail": json.loads(detail)}, default=str))
-        if lines:
-            with lock:
-                journal.parent.mkdir(parents=True, exist_ok=True)
-                with journal.open("a", encoding="utf-8") as handle:
-                    handle.write("".join(line + "\n" for line in lines))
+        accepted = [(str(event.get("EventBusName") or "default").rsplit("/", 1)[-1],
+                     delivered_event(event.get("Source"), event.get("DetailType"),
+                                     json.loads(event.get("Detail") or "{}"), event_id=entry["EventId"],
+                                     resources=event.get("Resources")))
+                    for event, entry in zip(events, entries, strict=False) if entry.get("EventId")]
+        if accepted:
+            listener(accepted)
         return entries
 
     return mock.patch.object(EventsBackend, "put_events", put_events)
 
 
+def delivered_event(source: Any, detail_type: Any, detail: Any, *, event_id: str | None = None,
+                    resources: list[str] | None = None) -> dict[str, Any]:
+    """An event as EventBridge hands it to a rule's target
+    (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html)."""
+    import uuid
+
+    return {"version": "0", "id": event_id or str(uuid.uuid4()), "detail-type": detail_type, "source": source,
+            "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), "resources": list(resources or []),
+            "detail": detail}
+
+
 @contextmanager
 def local_aws(template_path: Path, region: str = "us-east-1", *, max_wait_s: float | None = None,
-              journal: Path | None = None) -> Iterator[None]:
+              on_events: EventListener | None = None) -> Iterator[None]:
     """moto for every service, Lambda invokes run in-process; optionally Wait states compressed to
-    `max_wait_s` and published events recorded in `journal`."""
+    `max_wait_s` and every event put on EventBridge handed to `on_events`."""
     from moto import mock_aws
 
     saved = {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -237,8 +245,8 @@ def local_aws(template_path: Path, region: str = "us-east-1", *, max_wait_s: flo
     ]
     if max_wait_s is not None:
         patches.append(_compressed_wait(max_wait_s))
-    if journal is not None:
-        patches.append(_recording_put_events(journal))
+    if on_events is not None:
+        patches.append(_observed_put_events(on_events))
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         for p in patches:
             p.start()

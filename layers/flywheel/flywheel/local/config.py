@@ -30,7 +30,9 @@ LOCAL_STACK_VALUES: dict[str, str] = {
     "REPLIES_QUEUE_URL": "(the local RepliesQueue)",
     "TRAINING_BUCKET": "(the local TrainingBucket)",
     "TRAINING_STATE_MACHINE_ARN": "(the local WeeklyTrainingStateMachine)",
-    "BEDROCK_ROLE_ARN": "(a local role for the emulated Bedrock jobs)",
+    "BEDROCK_ROLE_ARN": "(the local BedrockCustomizationRole)",
+    "OPENAI_SECRET_ARN": "(the local OpenAISecret; OPENAI_API_KEY wins)",
+    "REPLIES_DLQ_URL": "(the local RepliesDeadLetterQueue)",
     "HUBSPOT_API_BASE": "(the local HubSpot API)",
     "PIPEDRIVE_API_BASE": "(the local Pipedrive API)",
 }

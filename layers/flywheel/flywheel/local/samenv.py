@@ -2,10 +2,10 @@
 
 SAM only passes a function the variables its template declares, so the file has exactly those,
 for every function: the embedded database over TCP (reached from the container through
-`host.docker.internal`), the local webhook secrets inline, the local stack's parameter values,
-and empty values for what only exists in AWS (the queue, the bucket, the state machine, the
-secrets' ARNs), so the code takes its local path instead of calling an AWS resource that
-does not exist.
+`host.docker.internal`), the local webhook secrets inline (WebhooksFunction, the one function
+that reads them), the local stack's parameter values, and empty values for what only exists in
+AWS (the queue, the bucket, the state machine, the secrets' ARNs, the roles the stack creates),
+so the code takes its local path instead of calling an AWS resource that does not exist.
 """
 
 from __future__ import annotations

@@ -10,8 +10,11 @@ paths are the deployed ones. Around them:
 - each SQS event source of the template (RepliesQueue -> ClassifierFunction) is polled and
   delivered in batches, with partial batch failures; failed messages come back after the
   queue's visibility timeout and go to the DLQ after `maxReceiveCount` receives, as in AWS;
-- every event put on EventBridge is also appended to `<state>/events.jsonl`
-  (`flywheel events tail`);
+- every event on the buses (those the functions put, and Step Functions' execution status
+  changes, which AWS sends by itself) is appended to `<state>/events.jsonl` (`flywheel events
+  tail`) and delivered to the functions whose EventBridgeRule matches it (the training run or the
+  evaluation -> ReportFunction), invoked asynchronously as EventBridge does: a failure is retried
+  `MaximumRetryAttempts` times, then goes to the function's on-failure queue;
 - Wait states last at most FLYWHEEL_LOCAL_WAIT_S real seconds, and emulated Bedrock
   fine-tuning jobs complete when they are first polled;
 - HubSpot's and Pipedrive's APIs are served on localhost with the samples' CRM records.
@@ -30,14 +33,15 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 
 from flywheel.local import seed
-from flywheel.local.aws import complete_bedrock_jobs, local_aws
+from flywheel.local.aws import complete_bedrock_jobs, delivered_event, local_aws
+from flywheel.local.cloudformation import LocalCloudFormation, is_custom_resource_request
 from flywheel.local.config import local_setting, state_dir
 from flywheel.local.crm import LocalCrm
 from flywheel.local.invoke import environment_source, invoke
@@ -48,11 +52,13 @@ from flywheel.local.template import FunctionSpec, Template, read_template
 STACK_NAME = "flywheel-local"
 REGION, ACCOUNT = "us-east-1", "123456789012"
 # Parameter values of the local stack, like `sam local invoke --parameter-overrides`: the
-# samples' provider accounts, their parse domain, and a role for the emulated Bedrock jobs.
+# samples' provider accounts and their parse domain, and the database as an existing one (the
+# embedded PostgreSQL, which DATABASE_URL names: no VPC, cluster or proxy to resolve). Every
+# other parameter keeps the template's default, as a first `sam deploy` does.
 LOCAL_PARAMETERS = {
     "ProviderOrgs": json.dumps(seed.PROVIDER_ORGS),
     "InboundParseDomains": seed.PARSE_DOMAIN,
-    "BedrockCustomizationRoleArn": f"arn:aws:iam::{ACCOUNT}:role/{STACK_NAME}-bedrock-customization",
+    "DatabaseMode": "existing",
 }
 Log = Callable[[str], None]
 QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize",
@@ -75,6 +81,16 @@ class QueueMapping:
     partial_failures: bool
 
 
+@dataclass(frozen=True)
+class RuleTarget:
+    """An EventBridge rule of a function (Events: Type: EventBridgeRule), its pattern resolved."""
+
+    function: str
+    rule: str
+    bus: str
+    pattern: Any  # moto's EventPattern
+
+
 @dataclass
 class Delivery:
     mapping: QueueMapping
@@ -95,6 +111,9 @@ class LocalStack:
         self._journal = journal
         self.known: dict[str, str] = dict(LOCAL_PARAMETERS)
         self.mappings: list[QueueMapping] = []
+        self.rules: list[RuleTarget] = []
+        self._events: list[tuple[str, dict[str, Any]]] = []  # (bus, event) not yet delivered to the rules' targets
+        self._events_lock = threading.Lock()
         self.state_machines: dict[str, str] = {}  # logical id -> ARN
         self.extra_env: dict[str, str] = {}
         self._seen: dict[str, int] = {}  # execution ARN -> history events already reported
@@ -117,8 +136,7 @@ class LocalStack:
         try:
             self.secrets = local_secrets(self.state, self.log)
             self._exit.enter_context(local_aws(
-                self.template_path, max_wait_s=float(local_setting("FLYWHEEL_LOCAL_WAIT_S")),
-                journal=self.journal_path if self._journal else None))
+                self.template_path, max_wait_s=float(local_setting("FLYWHEEL_LOCAL_WAIT_S")), on_events=self.publish))
             # made once: creating a client reads the whole environment, which the functions'
             # invocations change on other threads
             self.sqs, self.sfn = boto3.client("sqs"), boto3.client("stepfunctions")
@@ -161,7 +179,7 @@ class LocalStack:
             self.known[logical_id] = logical_id
             self.known[f"{logical_id}.Arn"] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{logical_id}"
         sqs = self.sqs
-        queues = template.resources("AWS::SQS::Queue")
+        queues = self._resources("AWS::SQS::Queue")
         for logical_id, props in queues.items():
             name = self._name(logical_id)
             attributes: dict[Any, str] = {k: str(props[k]) for k in QUEUE_ATTRIBUTES if k in props}
@@ -175,23 +193,46 @@ class LocalStack:
                           "maxReceiveCount": int(redrive["maxReceiveCount"])}
                 sqs.set_queue_attributes(QueueUrl=self.known[logical_id],
                                          Attributes={"RedrivePolicy": json.dumps(policy)})
+        iam = boto3.client("iam")
+        for logical_id, props in self._resources("AWS::IAM::Role").items():
+            # the roles the stack creates with these parameters (e.g. Bedrock's service role)
+            name = self._name(logical_id)
+            trust = json.dumps(self._resolved(props["AssumeRolePolicyDocument"]))
+            arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+            self.known.update({logical_id: name, f"{logical_id}.Arn": arn})
         s3 = boto3.client("s3")
-        for logical_id in template.resources("AWS::S3::Bucket"):
+        for logical_id in self._resources("AWS::S3::Bucket"):
             bucket = self._name(logical_id).lower()
             s3.create_bucket(Bucket=bucket)
             self.known.update({logical_id: bucket, f"{logical_id}.Arn": f"arn:aws:s3:::{bucket}"})
         self._provision_secrets()
-        for logical_id in template.resources("AWS::Serverless::StateMachine"):
+        for logical_id in self._resources("AWS::Serverless::StateMachine"):
             name = self._name(logical_id)
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
             self.known.update({logical_id: arn, f"{logical_id}.Arn": arn, f"{logical_id}.Name": name})
         self.mappings = self._queue_mappings()
+        self.rules = self._rule_targets()
+
+    def _resources(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """The template's resources of a type that the stack creates with the local parameters."""
+        return self.template.resources(resource_type, self.known)
+
+    def _resolved(self, node: Any) -> Any:
+        """A property with every intrinsic in it resolved (a policy document)."""
+        if isinstance(node, dict):
+            keys = list(node)
+            if len(keys) == 1 and (keys[0] == "Ref" or keys[0].startswith("Fn::")):
+                return self.template.resolve(node, self.known)
+            return {key: self._resolved(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [self._resolved(item) for item in node]
+        return node
 
     def _state_machine(self, logical_id: str) -> str:
         """Created on first use (parsing its definition is the slowest part of starting the stack)."""
         with self._machines_lock:
             if logical_id not in self.state_machines:
-                props = self.template.resources("AWS::Serverless::StateMachine")[logical_id]
+                props = self._resources("AWS::Serverless::StateMachine")[logical_id]
                 definition = (self.root / props["DefinitionUri"]).read_text()
                 for key, value in (props.get("DefinitionSubstitutions") or {}).items():
                     definition = definition.replace("${" + key + "}", self.template.resolve(value, self.known) or "")
@@ -207,7 +248,7 @@ class LocalStack:
                                for k, v in spec.raw_environment.items()
                                if k == "WEBHOOK_SECRETS_ARN" and isinstance(v, dict) and "Ref" in v), None)
         client = boto3.client("secretsmanager")
-        for logical_id, props in self.template.resources("AWS::SecretsManager::Secret").items():
+        for logical_id, props in self._resources("AWS::SecretsManager::Secret").items():
             name = self.template.resolve(props.get("Name"), self.known) or self._name(logical_id)
             if logical_id == webhook_secret:
                 value = self._webhook_secrets()
@@ -219,7 +260,7 @@ class LocalStack:
         return os.environ.get("WEBHOOK_SECRETS_JSON") or webhook_secrets_json(self.secrets)
 
     def _queue_mappings(self) -> list[QueueMapping]:
-        by_arn = {self.known[f"{q}.Arn"]: q for q in self.template.resources("AWS::SQS::Queue")}
+        by_arn = {self.known[f"{q}.Arn"]: q for q in self._resources("AWS::SQS::Queue")}
         mappings = []
         for spec in self.template.functions().values():
             for event in spec.events.values():
@@ -235,9 +276,22 @@ class LocalStack:
                         partial_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])))
         return mappings
 
+    def _rule_targets(self) -> list[RuleTarget]:
+        from moto.events.models import EventPattern
+
+        targets = []
+        for spec in self.template.functions().values():
+            for name, event in spec.events.items():
+                props = event.get("Properties") or {}
+                if event.get("Type") in ("EventBridgeRule", "CloudWatchEvent") and props.get("Pattern"):
+                    bus = self.template.resolve(props.get("EventBusName"), self.known) or "default"
+                    pattern = EventPattern.load(json.dumps(self._resolved(props["Pattern"])))
+                    targets.append(RuleTarget(spec.logical_id, name, bus.rsplit("/", 1)[-1], pattern))
+        return targets
+
     def environment(self, spec: FunctionSpec) -> dict[str, str]:
         """The function's template environment with the local resources' Refs resolved."""
-        machines = self.template.resources("AWS::Serverless::StateMachine")
+        machines = self._resources("AWS::Serverless::StateMachine")
         for value in spec.raw_environment.values():
             if isinstance(value, dict) and value.get("Ref") in machines:
                 self._state_machine(value["Ref"])
@@ -251,12 +305,65 @@ class LocalStack:
 
     def pump(self) -> list[Delivery]:
         """One round: each SQS event source delivers a batch; emulated fine-tuning jobs finish;
-        new state machine steps are reported."""
+        new state machine steps are reported; events on the buses reach their rules' targets."""
         with self._pump_lock:
             deliveries = [d for d in (self._deliver(m) for m in self.mappings) if d is not None]
             complete_bedrock_jobs()
             self._report_executions()
+            self._deliver_events()
         return deliveries
+
+    def publish(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Events put on a bus (by a function, or by AWS itself), as (bus, event): into the journal,
+        and on their way to the rules' targets (the next round delivers them)."""
+        with self._events_lock:
+            self._events.extend(events)
+            if self._journal:
+                self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+                with self.journal_path.open("a", encoding="utf-8") as handle:
+                    handle.write("".join(json.dumps({
+                        "id": e["id"], "time": e["time"], "bus": bus, "source": e["source"],
+                        "detail-type": e["detail-type"], "detail": e["detail"]}, default=str) + "\n"
+                        for bus, e in events))
+
+    def _deliver_events(self) -> None:
+        """Each waiting event to every function whose rule matches it, as an asynchronous invoke."""
+        with self._events_lock:
+            events, self._events = self._events, []
+        for bus, event in events:
+            for target in self.rules:
+                if target.bus == bus and target.pattern.matches_event(event):
+                    self._invoke_async(target, event)
+
+    def _invoke_async(self, target: RuleTarget, event: dict[str, Any]) -> None:
+        """Lambda's asynchronous invocation: 1 + MaximumRetryAttempts tries (AWS waits minutes
+        between them; not here), then the on-failure destination, when the function has one."""
+        config = self.template.body["Resources"][target.function]["Properties"].get("EventInvokeConfig") or {}
+        attempts = 1 + int(config.get("MaximumRetryAttempts", 2))
+        error: dict[str, str] = {}
+        for _ in range(attempts):
+            try:
+                invoke(target.function, event, self.template_path)
+                self.log(f"{event['detail-type']} ({event['source']}) -> {target.function} (rule {target.rule})")
+                return
+            except Exception as exc:
+                self.log(traceback.format_exc().rstrip())
+                error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        destination = self.template.resolve(
+            ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"), self.known)
+        queue = next((q for q in self._resources("AWS::SQS::Queue") if self.known.get(f"{q}.Arn") == destination),
+                     None)
+        if queue is not None:  # the record Lambda sends to an on-failure destination
+            self.sqs.send_message(QueueUrl=self.known[queue], MessageBody=json.dumps({
+                "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
+                "requestContext": {"requestId": str(uuid.uuid4()), "condition": "RetriesExhausted",
+                                   "functionArn": self.known[f"{target.function}.Arn"] + ":$LATEST",
+                                   "approximateInvokeCount": attempts},
+                "requestPayload": event,
+                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+                "responsePayload": error}))
+        self.log(f"{event['detail-type']} -> {target.function} failed {attempts} times ({error.get('errorType')}: "
+                 f"{error.get('errorMessage')}){f'; sent to {queue}' if queue else ''}")
 
     def _deliver(self, mapping: QueueMapping) -> Delivery | None:
         sqs = self.sqs
@@ -305,9 +412,26 @@ class LocalStack:
             seen = self._seen.get(arn, 0)
             for line in step_lines(events, seen):
                 (log or self.log)(f"{arn.rsplit(':', 1)[-1]}: {line}")
+            if seen == 0 and events:
+                self._status_changed(arn, "RUNNING")
             self._seen[arn] = len(events)
             if any(e["type"] in FINAL_EVENTS for e in events):
                 self._finished.add(arn)
+                self._status_changed(arn)
+
+    def _status_changed(self, execution_arn: str, status: str | None = None) -> None:
+        """The event Step Functions sends to the default bus when an execution changes status
+        (https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html)."""
+        described = self.sfn.describe_execution(executionArn=execution_arn)
+        status = status or described["status"]
+        epoch_ms = lambda key: int(described[key].timestamp() * 1000) if described.get(key) else None  # noqa: E731
+        final = status != "RUNNING"
+        self.publish([("default", delivered_event("aws.states", "Step Functions Execution Status Change", {
+            "executionArn": execution_arn, "stateMachineArn": described["stateMachineArn"],
+            "name": described["name"], "status": status, "startDate": epoch_ms("startDate"),
+            "stopDate": epoch_ms("stopDate") if final else None, "input": described.get("input"),
+            "output": described.get("output") if final else None,
+            "inputDetails": {"included": True}, "outputDetails": {"included": final}}, resources=[execution_arn]))])
 
     def settle(self, timeout_s: float = 600) -> None:
         """Run what the invocation set in motion to its end: queued messages delivered (until only
@@ -315,7 +439,7 @@ class LocalStack:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             delivered = self.pump()
-            if not delivered and not self.running_executions():
+            if not delivered and not self.running_executions() and not self._events:
                 waiting = self._messages_waiting()
                 if waiting:
                     self.log(f"{waiting} message(s) wait for their retry on the queues (SQS visibility timeout)")
@@ -333,7 +457,7 @@ class LocalStack:
         return total
 
     def start_execution(self, logical_id: str, payload: dict[str, Any]) -> str:
-        machines = self.template.resources("AWS::Serverless::StateMachine")
+        machines = self._resources("AWS::Serverless::StateMachine")
         if logical_id not in machines:
             raise KeyError(f"no state machine {logical_id!r} in the template; known: {', '.join(sorted(machines))}")
         return str(self.sfn.start_execution(
@@ -345,7 +469,7 @@ class LocalStack:
         secrets first) or a state machine (the event is its input), then whatever that set in motion
         runs to its end. Returns (result, failed); a function's exception is its result, as Lambda
         reports it, with the trace in the log."""
-        if target in self.template.resources("AWS::Serverless::StateMachine"):
+        if target in self._resources("AWS::Serverless::StateMachine"):
             described = self.wait_execution(self.start_execution(target, event))
             result = {k: described.get(k) for k in ("executionArn", "status", "startDate", "stopDate", "error",
                                                     "cause") if described.get(k) is not None}
@@ -357,13 +481,24 @@ class LocalStack:
             if provider is not None:
                 self.log(f"authenticated as {provider.name} does ({provider.scheme}) with the local secrets in "
                          f"{self.state / 'secrets.json'}")
-        try:
-            result, failed = invoke(target, event, self.template_path), False
-        except Exception as exc:
-            self.log(traceback.format_exc().rstrip())
-            result, failed = {"errorType": type(exc).__name__, "errorMessage": str(exc)}, True
+        if is_custom_resource_request(event):
+            # the answer goes to the local CloudFormation, not to the sample's pre-signed S3 URL
+            with LocalCloudFormation() as cloudformation:
+                result, failed = self._invoke(target, {**event, "ResponseURL": cloudformation.url})
+            accepted, verdict = cloudformation.verdict(event)
+            self.log(verdict)
+            failed = failed or not accepted
+        else:
+            result, failed = self._invoke(target, event)
         self.settle()
         return result, failed
+
+    def _invoke(self, target: str, event: dict[str, Any]) -> tuple[Any, bool]:
+        try:
+            return invoke(target, event, self.template_path), False
+        except Exception as exc:
+            self.log(traceback.format_exc().rstrip())
+            return {"errorType": type(exc).__name__, "errorMessage": str(exc)}, True
 
     def wait_execution(self, execution_arn: str, log: Log | None = None, timeout_s: float = 600) -> dict[str, Any]:
         """Drive one execution to its end, reporting each step as it happens; describe_execution."""
@@ -375,10 +510,12 @@ class LocalStack:
                     self._deliver(mapping)
                 complete_bedrock_jobs()
                 self._report_executions(only=execution_arn, log=log)
+                self._deliver_events()
             described: dict[str, Any] = sfn.describe_execution(executionArn=execution_arn)
             if described["status"] != "RUNNING":
                 with self._pump_lock:
                     self._report_executions(only=execution_arn, log=log)
+                    self._deliver_events()  # the execution's end, to the rules that wait for it
                 return described
             time.sleep(0.05)
         raise TimeoutError(f"execution {execution_arn} did not finish in {timeout_s:.0f} s")
