@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from botocore.credentials import ReadOnlyCredentials
+from botocore.session import Session
+
 from flywheel.client import FlywheelClient
 from flywheel.local import seed, signing
 from flywheel.local.embedded import ensure_local_database
@@ -30,13 +33,20 @@ from flywheel.settings import reset_settings
 DEMO_DB = "flywheel_demo"  # recreated on every run when the embedded server is used
 
 
+# The demo's operator signs with these (inside the emulation the credential chain holds moto's
+# placeholder key, which would become the actor of every registry change in the report).
+DEMO_KEY_ID, DEMO_SECRET = "demo-operator", "demo-operator-secret"  # noqa: S105 - local only
+
+
 class LocalClient:
     """The demo's sender: internal routes signed with SigV4 by flywheel.client (the local server
     checks them), webhooks posted as their providers post them."""
 
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.api = FlywheelClient(base_url, max_attempts=1)
+        session = Session()
+        session.set_credentials(DEMO_KEY_ID, DEMO_SECRET)
+        self.api = FlywheelClient(base_url, session=session, max_attempts=1)
 
     def request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
                 raw: bytes | None = None) -> tuple[int, Any]:
@@ -410,7 +420,8 @@ def _demo(root: Path, stack: LocalStack, print: Callable[..., None]) -> None:  #
                                 report=lambda line: None)
     print(f"database ready and migrated: {url.split('?')[0]}")
     # the internal routes check SigV4 signatures, as API Gateway's IAM auth does
-    server = make_server(root / "template.yaml", "127.0.0.1", 0, verifier=SigV4Verifier.from_credential_chain())
+    verifier = SigV4Verifier({DEMO_KEY_ID: ReadOnlyCredentials(DEMO_KEY_ID, DEMO_SECRET, None)})
+    server = make_server(root / "template.yaml", "127.0.0.1", 0, verifier=verifier)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     client = LocalClient(f"http://127.0.0.1:{server.server_address[1]}")
     try:
