@@ -1,6 +1,8 @@
 """The local stack behaves like the deployed one: RepliesQueue delivers to the classifier (with
 partial failures, retries and the DLQ of the template's redrive policy), POST /training/run runs
-the weekly state machine, and what the functions publish is in the event journal."""
+the weekly state machine, what the functions publish is in the event journal, and events reach
+the functions whose EventBridge rule matches them (asynchronously: retries, then the on-failure
+queue)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from flywheel import cli
@@ -38,7 +41,7 @@ def test_replies_queue_delivers_to_the_classifier_and_poison_goes_to_the_dlq(sta
     lines: list[str] = []
     with LocalStack(ROOT, state=state, log=lines.append) as stack:
         seed(ROOT)
-        # failed messages come back at once instead of after the template's 360 s
+        # failed messages come back at once instead of after the template's visibility timeout
         stack.sqs.set_queue_attributes(QueueUrl=stack.queue_url("RepliesQueue"), Attributes={"VisibilityTimeout": "0"})
         api = LocalApi(ROOT / "template.yaml")
         status, queued = post(api, "/replies", {"outcome_id": str(DANA), "channel": "linkedin",
@@ -52,7 +55,7 @@ def test_replies_queue_delivers_to_the_classifier_and_poison_goes_to_the_dlq(sta
         row = db.execute("SELECT reply_category FROM outcome_labels WHERE outcome_id = %s", (DANA,)).fetchone()
         assert row["reply_category"] in ("interested", "meeting_request")
         published = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
-        [event] = [e for e in published if e["detail"]["outcome_id"] == str(DANA)]  # (seeding published too)
+        [event] = [e for e in published if e["detail"].get("outcome_id") == str(DANA)]  # (seeding published too)
         assert event["detail-type"] == "ReplyNeedsAttention" and event["detail"]["category"] == row["reply_category"]
         # the failed message is delivered again until maxReceiveCount (5), then moved to the DLQ
         retries = [d.failed for _ in range(5) for d in stack.pump()]
@@ -123,3 +126,39 @@ def test_events_tail_prints_and_filters_the_journal(state: Path, capsys) -> None
     assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ["3", "4"]
     assert cli.main(["events", "tail", "-n", "0", "--detail-type", "ReplyNeedsAttention"]) == 0
     assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ["1", "3"]
+
+
+def test_bus_events_reach_their_rules_targets_and_failures_the_on_failure_queue(
+        state: Path, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    lines: list[str] = []
+    with LocalStack(ROOT, state=state, log=lines.append) as stack:
+        seed(ROOT)
+        stack.settle()
+        events = boto3.client("events")
+
+        def announce(detail: dict[str, Any], source: str = "flywheel.experiments") -> None:
+            events.put_events(Entries=[{"Source": source, "DetailType": "ExperimentEvaluated",
+                                        "Detail": json.dumps(detail), "EventBusName": "default"}])
+            stack.settle()
+
+        announce({"org_id": "acme"})  # ReportFunction's rule: the report is written
+        report = boto3.client("s3").get_object(Bucket="flywheel-local-trainingbucket", Key="reports/acme/latest.html")
+        assert "Flywheel report · acme" in report["Body"].read().decode()
+        assert "ExperimentEvaluated (flywheel.experiments) -> ReportFunction (rule ExperimentEvaluated)" in lines
+        announce({"org_id": "globex"}, source="someone.else")  # no rule matches: nothing runs
+        assert boto3.client("s3").list_objects_v2(Bucket="flywheel-local-trainingbucket",
+                                                  Prefix="reports/globex/").get("KeyCount") == 0
+        # a failing invocation: 1 + MaximumRetryAttempts (2) tries, then ScheduledFailuresQueue
+        monkeypatch.setenv("TRAINING_BUCKET", "no-such-bucket")
+        announce({"org_id": "acme"})
+        assert sum(line.startswith("Traceback") for line in lines) == 3
+        [failure] = stack.sqs.receive_message(QueueUrl=stack.queue_url("ScheduledFailuresQueue"))["Messages"]
+        record = json.loads(failure["Body"])
+        assert record["requestContext"]["condition"] == "RetriesExhausted"
+        assert record["requestContext"]["approximateInvokeCount"] == 3
+        assert record["requestPayload"]["detail"] == {"org_id": "acme"}
+        assert record["responsePayload"]["errorType"] == "ReportFailed"
+    journal = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
+    assert [e["source"] for e in journal if e["detail-type"] == "ExperimentEvaluated"] == [
+        "flywheel.experiments", "someone.else", "flywheel.experiments"]
+

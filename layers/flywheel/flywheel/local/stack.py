@@ -15,8 +15,11 @@ paths are the deployed ones. Around them:
   tail`) and delivered to the functions whose EventBridgeRule matches it (the training run or the
   evaluation -> ReportFunction), invoked asynchronously as EventBridge does: a failure is retried
   `MaximumRetryAttempts` times, then goes to the function's on-failure queue;
-- Wait states last at most FLYWHEEL_LOCAL_WAIT_S real seconds, and emulated Bedrock
-  fine-tuning jobs complete when they are first polled;
+- Wait states last at most FLYWHEEL_LOCAL_WAIT_S real seconds; the emulated Bedrock finishes
+  fine-tuning jobs and custom model deployments on the next round (flywheel.local.aws);
+- the template's conditions are evaluated with LOCAL_PARAMETERS, and the IAM roles it creates
+  exist in moto;
+- a CloudFormation custom resource request is answered to a local CloudFormation;
 - HubSpot's and Pipedrive's APIs are served on localhost with the samples' CRM records.
 """
 
@@ -424,8 +427,11 @@ class LocalStack:
         (https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html)."""
         described = self.sfn.describe_execution(executionArn=execution_arn)
         status = status or described["status"]
-        epoch_ms = lambda key: int(described[key].timestamp() * 1000) if described.get(key) else None  # noqa: E731
         final = status != "RUNNING"
+
+        def epoch_ms(key: str) -> int | None:
+            return int(described[key].timestamp() * 1000) if described.get(key) else None
+
         self.publish([("default", delivered_event("aws.states", "Step Functions Execution Status Change", {
             "executionArn": execution_arn, "stateMachineArn": described["stateMachineArn"],
             "name": described["name"], "status": status, "startDate": epoch_ms("startDate"),
@@ -466,9 +472,10 @@ class LocalStack:
 
     def run(self, target: str, event: dict[str, Any], *, sign: bool = True) -> tuple[Any, bool]:
         """What `flywheel invoke` does: a function (its webhook event authenticated with the local
-        secrets first) or a state machine (the event is its input), then whatever that set in motion
-        runs to its end. Returns (result, failed); a function's exception is its result, as Lambda
-        reports it, with the trace in the log."""
+        secrets first; a custom resource request answered to the local CloudFormation) or a state
+        machine (the event is its input), then whatever that set in motion runs to its end. Returns
+        (result, failed); a function's exception is its result, as Lambda reports it, with the trace
+        in the log."""
         if target in self._resources("AWS::Serverless::StateMachine"):
             described = self.wait_execution(self.start_execution(target, event))
             result = {k: described.get(k) for k in ("executionArn", "status", "startDate", "stopDate", "error",
