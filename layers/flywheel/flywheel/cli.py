@@ -634,7 +634,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     try:
         rows = _read_jsonl(args.jsonl or args.eval)
-    except OSError as exc:
+    except CliError as exc:  # classify answers in JSON, errors too
         print(json.dumps({"error": "unreadable_input", "message": str(exc)}), file=sys.stderr)
         return 2
     if args.eval:  # a misspelt label would silently count as a miss
