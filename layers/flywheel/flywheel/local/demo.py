@@ -24,6 +24,7 @@ from botocore.session import Session
 from flywheel.client import FlywheelClient
 from flywheel.local import seed, signing
 from flywheel.local.embedded import ensure_local_database
+from flywheel.local.invoke import function_environment
 from flywheel.local.server import make_server
 from flywheel.local.signing import SendGridSigner
 from flywheel.local.sigv4 import SigV4Verifier
@@ -401,12 +402,14 @@ def _engagement(stack: LocalStack, client: LocalClient, sent: list[tuple[dict[st
           f"messages) -> {sorted(set(statuses))}; {replies} more replies classified")
 
 
-def _report(root: Path, org_id: str, print: Callable[..., None]) -> Path:  # noqa: A002
-    """The organisation's report, as `flywheel report` writes it, and its essentials as `flywheel status`."""
+def _report(stack: LocalStack, root: Path, org_id: str, print: Callable[..., None]) -> Path:  # noqa: A002
+    """The organisation's report as ReportFunction collects it (its environment names the local
+    queues, whose depths it shows), and its essentials as `flywheel status` prints them."""
     from flywheel.services.reports import collect, render_html
     from flywheel.views.status_text import render
 
-    data = collect(org_id)
+    with function_environment(stack.template.functions()["ReportFunction"]):
+        data = collect(org_id)
     print(render(data, color=False).rstrip())
     path = root / ".flywheel" / "demo-report.html"
     path.write_text(render_html(data), encoding="utf-8")
@@ -449,7 +452,7 @@ def _demo(root: Path, stack: LocalStack, print: Callable[..., None]) -> None:  #
         print(f"replies still waiting on the SQS queue: {_replies_queued(stack)}")
         _train(stack, client, print)
         _engagement(stack, client, _experiment(stack, client, print), print)
-        _report(root, "demo-ab", print)
+        _report(stack, root, "demo-ab", print)
     finally:
         server.shutdown()
     print("demo finished")
