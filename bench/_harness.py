@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import signal
 import sys
 import time
 import uuid
@@ -42,12 +43,20 @@ def fresh_database() -> str:
         server = throwaway_server("flywheel-bench-")
         admin = server.__enter__()
         atexit.register(server.__exit__, None, None, None)  # stopped and deleted when the benchmark ends
+        _exit_on_sigterm()
     url = create_database(admin, f"bench_{uuid.uuid4().hex[:10]}")
     with connect(url) as conn:
         migrate(conn, ROOT / "sql")
     os.environ["DATABASE_URL"] = url
     reset_settings()
     return url
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (`timeout`, a CI runner, `kill`) ends a benchmark as Ctrl-C does, through the exit
+    handlers: by default it ends the process at once and leaves the server's folder behind."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def timed(fn: Callable[[], object]) -> float:
