@@ -1,10 +1,12 @@
 """Cold-start import cost of every function of template.yaml, next to the stack floor.
 
 Each measurement is a fresh Python process that imports one handler exactly as Lambda does (the
-function's code folder and the layer on the path, the function's template environment, tracing
-on) and reports how long the import took inside the process. The stack floor is a process that
-imports only what every function needs anyway: boto3, psycopg, pydantic, and Powertools
-Logger/Metrics/Tracer (created, as `flywheel.observability` does — the Tracer loads the X-Ray SDK).
+function's code folder and the layer on the path, the function's template environment, and
+LAMBDA_TASK_ROOT set, which is what turns Powertools' Tracer on: it loads the X-Ray SDK and patches
+botocore) and reports how long the import took inside the process. The stack floor is a process
+that imports only what every function needs anyway: boto3, psycopg, pydantic, and Powertools
+Logger/Metrics/Tracer, created as `flywheel.observability` creates them (same environment, so the
+Tracer is on and patches botocore there too).
 Runs are interleaved (floor, every handler, floor, ...) so that machine noise hits all alike;
 each figure is the median of RUNS. Bytecode is compiled first, as the layer ships it.
 
@@ -38,7 +40,7 @@ print(round((time.perf_counter() - started) * 1000, 1))
 """
 FLOOR_BODY = """import boto3, psycopg, pydantic
 from aws_lambda_powertools import Logger, Metrics, Tracer
-Logger(); Metrics(namespace="Floor"); Tracer()"""
+Logger(); Metrics(namespace="Floor"); assert not Tracer(patch_modules=["botocore"]).disabled"""
 
 
 def run(paths: list[str], body: str, env: dict[str, str]) -> float:
@@ -52,13 +54,14 @@ def main() -> None:
     compileall.compile_dir(str(ROOT / "functions"), quiet=1)
     base_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                "AWS_LAMBDA_FUNCTION_NAME": "coldstart", "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_LAMBDA_FUNCTION_NAME": "coldstart", "LAMBDA_TASK_ROOT": str(ROOT), "AWS_ACCESS_KEY_ID": "bench",
                 "AWS_SECRET_ACCESS_KEY": "bench", "PYTHONDONTWRITEBYTECODE": "1"}  # noqa: S105 - fake keys
     cases: dict[str, tuple[list[str], str, dict[str, str]]] = {"(stack floor)": ([], FLOOR_BODY, base_env)}
     for logical_id, spec in sorted(read_template(ROOT / "template.yaml").functions().items()):
         module, _, attribute = spec.handler.rpartition(".")
         body = f"handler = getattr(importlib.import_module({module!r}), {attribute!r})"
-        env = {**base_env, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": logical_id}
+        env = {**base_env, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": logical_id,
+               "LAMBDA_TASK_ROOT": str(spec.code_dir)}
         cases[logical_id] = ([str(spec.code_dir), str(LAYER)], body, env)
     for paths, body, env in cases.values():  # warm the page cache once
         run(paths, body, env)
