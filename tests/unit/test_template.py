@@ -432,6 +432,15 @@ def test_every_alarm_notifies_the_alarm_topic(deployment: str) -> None:
     assert queues <= watched
     subscriptions = _of_type(template, "AWS::SNS::Subscription")
     assert bool(subscriptions) is (template["_params"]["AlarmEmail"] != "")
+    # CloudWatch publishes to an encrypted topic only with a customer-managed key that lets it use the
+    # key (the AWS-managed alias/aws/sns cannot): https://repost.aws/knowledge-center/cloudwatch-configure-alarm-sns
+    key = template["Resources"]["AlarmTopic"]["Properties"].get("KmsMasterKeyId")
+    if key is not None:
+        assert isinstance(key, dict) and set(key) == {"Ref"}, key
+        policy = template["Resources"][key["Ref"]]["Properties"]["KeyPolicy"]["Statement"]
+        cloudwatch = [s for s in policy if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+        assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+        assert "Condition" not in cloudwatch[0]
 
 
 def test_scheduled_functions_have_a_failure_destination() -> None:
@@ -491,6 +500,42 @@ def test_api_functions_finish_inside_api_gateways_29_seconds() -> None:
     # every CRM call of one webhook request, retries included, shares one budget
     assert webhooks.http_timeout_s <= webhooks.crm_budget_s
     assert webhooks.db_connect_timeout_s + webhooks.crm_budget_s + 1 < TEMPLATE.functions()["WebhooksFunction"].timeout
+
+
+RESUME_AFTER_A_DAY_S = 30  # an auto-paused Aurora instance resumes in ~15 s, ~30 s after a day's pause
+
+
+def test_functions_with_time_to_spare_wait_for_a_paused_cluster_to_resume() -> None:
+    # a deploy must not fail (and roll back) because the dev cluster was paused, nor the hourly run
+    # raise an alarm every hour
+    assert _env("MigrateFunction").db_connect_timeout_s >= 2 * RESUME_AFTER_A_DAY_S
+    for name in ("MeetingsRefreshFunction", "ExperimentEvaluatorFunction", "ReportFunction",
+                 "TrainingPipelineFunction"):
+        settings = _env(name)
+        assert RESUME_AFTER_A_DAY_S < settings.db_connect_timeout_s < TEMPLATE.functions()[name].timeout, name
+    for logical_id, spec in TEMPLATE.functions().items():
+        if spec.routes:
+            assert _env(logical_id).db_connect_timeout_s == 10, logical_id
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_the_server_closes_idle_sessions_only_where_the_cluster_can_pause(deployment: str) -> None:
+    template = resolved(deployment)
+    pausing = template["_conditions"]["DirectToCluster"] and template["_params"]["DatabaseMinCapacity"] in (0, "0")
+    minimum_pause = template["Parameters"]["DatabaseAutoPauseSeconds"]["MinValue"]
+    for name, function in _lambda_functions(template).items():
+        value = function["Properties"]["Environment"]["Variables"]["DB_IDLE_SESSION_TIMEOUT_S"]
+        if pausing:  # below the shortest auto-pause delay, or frozen environments keep the cluster awake
+            assert 0 < int(value) < minimum_pause, name
+        else:  # behind RDS Proxy (which pools) or on your database: never
+            assert value == "", name
+
+
+def test_a_custom_resource_that_cannot_answer_does_not_hold_the_deploy_for_an_hour() -> None:
+    migrations = RESOURCES["DatabaseMigrations"]["Properties"]
+    # the handler answers FAILED before its own timeout; ServiceTimeout covers a crash before it
+    # runs (an import error; Lambda retries an asynchronous invocation twice)
+    assert 3 * RESOURCES["MigrateFunction"]["Properties"]["Timeout"] <= migrations["ServiceTimeout"] < 3600
 
 
 def test_classifier_worst_case_fits_its_timeout_and_the_queue_keeps_the_6x_rule() -> None:
