@@ -444,6 +444,22 @@ def test_every_alarm_notifies_the_alarm_topic(deployment: str) -> None:
         assert "Condition" not in cloudwatch[0]
 
 
+def test_the_readme_cost_table_counts_the_alarms_and_keys_the_dev_config_creates() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["deploy"]["parameters"]
+    overrides = dict(re.findall(r'(\w+)="([^"]*)"', config["parameter_overrides"]))
+    assert DEPLOYMENTS["create, no proxy (dev)"].items() <= overrides.items()
+    template = resolved("create, no proxy (dev)")
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm").values()
+    # an alarm on a metric math expression is billed per metric it reads
+    metrics = sum(len([m for m in a["Properties"]["Metrics"] if "MetricStat" in m]) if "Metrics" in a["Properties"]
+                  else 1 for a in alarms)
+    keys = len(_of_type(template, "AWS::KMS::Key"))
+    readme = (ROOT / "README.md").read_text()
+    assert f"({len(alarms)} alarms, {metrics} alarm metrics" in readme
+    assert f"| {metrics * 0.10:.2f} | 0.10 per alarm metric-month" in readme
+    assert f"| {keys:.2f} | 1 per key-month" in readme
+
+
 def test_scheduled_functions_have_a_failure_destination() -> None:
     for name in ("MeetingsRefreshFunction", "ExperimentEvaluatorFunction"):
         config = RESOURCES[name]["Properties"]["EventInvokeConfig"]
@@ -558,6 +574,12 @@ def test_reserved_concurrency_bounds_database_connections_as_the_readme_says() -
     total = sum(reserved.values())
     readme = (ROOT / "README.md").read_text()
     assert f"= **{total}** connections" in readme
+    # Lambda keeps 100 unreserved: the account quota the README and the parameter ask for
+    assert f"must be >= {total + 100}" in readme
+    description = " ".join(TEMPLATE.body["Parameters"]["ReservedConcurrency"]["Description"].split())
+    assert f"({total} in total" in description and f"at least {total + 100}" in description
+    for alarm in ("DatabaseConnectionsAlarm", "ProxyClientConnectionsAlarm"):
+        assert f"reserve {total} in total" in RESOURCES[alarm]["Properties"]["AlarmDescription"]
     for name, count in reserved.items():
         assert re.search(rf"\| `{name}` \| {count} \|", readme), f"README concurrency table misses {name} {count}"
 
