@@ -342,6 +342,13 @@ def test_only_the_functions_reach_the_database(deployment: str) -> None:
                if r["Properties"]["GroupId"] == {"Ref": "DatabaseSecurityGroup"}}
     proxy = template["_conditions"]["UseProxy"]
     assert sources == ({"ProxySecurityGroup"} if proxy else {"FunctionSecurityGroup"})
+    # and the functions send PostgreSQL to the proxy (or the cluster) only, everything else is HTTPS
+    egress = [r["Properties"] for r in _of_type(template, "AWS::EC2::SecurityGroupEgress").values()
+              if r["Properties"]["GroupId"] == {"Ref": "FunctionSecurityGroup"}]
+    egress += template["Resources"]["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    postgres = [rule.get("DestinationSecurityGroupId") for rule in egress if rule["FromPort"] == 5432]
+    assert postgres == [{"Ref": "ProxySecurityGroup" if proxy else "DatabaseSecurityGroup"}]
+    assert {(rule["FromPort"], rule["ToPort"]) for rule in egress} == {(443, 443), (5432, 5432)}
     if proxy:
         rules = template["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupIngress"]
         assert [r["SourceSecurityGroupId"] for r in rules] == [{"Ref": "FunctionSecurityGroup"}]
