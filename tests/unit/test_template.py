@@ -113,8 +113,8 @@ def test_layer_requirements_match_project_dependencies() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     layer = (ROOT / "layers" / "flywheel" / "requirements.txt").read_text().splitlines()
-    # boto3 ships with the Lambda runtime; pyyaml only serves the local runner
-    assert names(layer) == names(project) - {"boto3", "pyyaml"}
+    # pyyaml only serves the local runner
+    assert names(layer) == names(project) - {"pyyaml"}
 
 
 def test_the_layer_ships_precompiled_bytecode() -> None:
