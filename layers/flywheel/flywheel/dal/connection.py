@@ -86,8 +86,8 @@ def conninfo(settings: Settings) -> str:
 
 
 def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None = None) -> Connection:
-    # a startup option, not a SET: the server applies it before the session does anything
-    options = {"options": f"-c idle_session_timeout={idle_session_timeout_s * 1000}"} if idle_session_timeout_s else {}
+    if idle_session_timeout_s:  # a startup option, not a SET: the server applies it from the start
+        url = make_conninfo(url, options=f"-c idle_session_timeout={idle_session_timeout_s * 1000}")
     try:
         return psycopg.connect(
             url,
@@ -98,7 +98,6 @@ def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None 
             application_name="flywheel",
             # notice a dead peer (failover, dropped NAT mapping) in seconds, not at the TCP timeout
             keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
-            **options,
         )
     except psycopg.OperationalError as exc:
         raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flywheel.dal import events as events_dal
@@ -19,7 +19,9 @@ from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
 from flywheel.domain.registration import message_row
 from flywheel.errors import NotFound
-from flywheel.models.messages import MessageIn, RegisteredMessage, RegistrationResult
+
+if TYPE_CHECKING:  # the webhook, reply and classifier paths apply events here but register nothing
+    from flywheel.models.messages import MessageIn, RegistrationResult
 
 
 class _RetryWithMoreLocks(Exception):
@@ -66,6 +68,8 @@ def _link_keys(rows: list[dict[str, Any]]) -> list[str]:
 
 def register_messages(messages: list[MessageIn]) -> RegistrationResult:
     """Register messages idempotently and apply, with their effects, the events that arrived before them."""
+    from flywheel.models.messages import RegisteredMessage, RegistrationResult
+
     rows = [message_row(m) for m in messages]
     # the same message twice in one request is one message
     unique = list({(r["org_id"], r["dedupe_key"]): r for r in rows}.values())
