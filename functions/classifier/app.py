@@ -7,11 +7,10 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-import flywheel.domain.reply_rules  # noqa: F401 - the offline classifier is this function's path: load it at cold start
 from flywheel.models.classification import Classification
 from flywheel.models.replies import ReplyJob
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.replies import classify_replies, store_classification
+from flywheel.services.classification import classify_replies, store_classification
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

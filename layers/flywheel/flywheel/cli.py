@@ -263,7 +263,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
         return 0
 
-    from flywheel.services.replies import classify_text, llm_classifier
+    from flywheel.services.classification import classify_text, llm_classifier
     from flywheel.settings import get_settings
 
     today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()

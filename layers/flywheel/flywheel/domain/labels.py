@@ -7,7 +7,7 @@ arrives after a won deal leaves the outcome positive.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from flywheel.domain.lifecycle import OutcomeState
@@ -18,6 +18,11 @@ class TrainingLabel(StrEnum):
     NEGATIVE = "negative"
     NEUTRAL = "neutral"
 
+
+# what a reply is about (the classifier's answer, a person's correction)
+Category = Literal["interested", "meeting_request", "question", "not_now", "objection", "not_interested",
+                   "unsubscribe", "out_of_office", "wrong_person", "referral", "auto_reply", "other"]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
 INTERESTED_CATEGORIES = frozenset({"interested", "meeting_request"})
 OBJECTION_CATEGORIES = frozenset({"objection", "not_interested"})

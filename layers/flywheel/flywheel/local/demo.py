@@ -324,7 +324,7 @@ def _train(root: Path, client: LocalClient, print: Callable[..., None]) -> None:
     client.request("POST", "/webhooks/sendgrid", raw=body, headers=signer.headers(body))
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
-    from flywheel.services.replies import store_classification
+    from flywheel.services.classification import store_classification
 
     interested = Classification.model_validate({
         "category": "interested", "sentiment_score": 0.8, "interest_level": "high", "objection_type": "none",
@@ -404,7 +404,7 @@ def _experiment(root: Path, client: LocalClient,
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
     from flywheel.services import experiments
-    from flywheel.services.replies import store_classification
+    from flywheel.services.classification import store_classification
 
     status = _run_weekly(root, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 20,
                                 "wait_seconds": 0, "experiment_config": DEMO_EXPERIMENT})
@@ -475,7 +475,7 @@ def _engagement(client: LocalClient, sent: list[tuple[dict[str, Any], str]],
     (human and privacy-proxy) and click events through the signed webhook, and the other replies."""
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
-    from flywheel.services.replies import store_classification
+    from flywheel.services.classification import store_classification
 
     signer = SendGridSigner()
     os.environ["WEBHOOK_SECRETS_JSON"] = json.dumps({**DEMO_SECRETS, "sendgrid_public_key": signer.public_key_b64})

@@ -9,8 +9,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flywheel.domain.inputs import plausible
+from flywheel.domain.labels import Category
 from flywheel.models.base import Clean
-from flywheel.models.classification import Category
 
 
 class ReplyIn(Clean):

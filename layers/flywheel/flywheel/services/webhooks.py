@@ -19,7 +19,7 @@ from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, linked_outcome
 from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import Settings, get_settings
-from flywheel.webhooks import calendly, generic, hubspot, inbound, pipedrive, salesforce, sendgrid
+from flywheel.webhooks import calendly, generic, hubspot, pipedrive, sendgrid
 from flywheel.webhooks.http import WebhookRequest
 from flywheel.webhooks.signatures import (
     SignatureInvalid,
@@ -100,6 +100,9 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
 
 
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
+    # the mail parser (the email package, the reply patterns) loads on this route only
+    from flywheel.webhooks import inbound
+
     settings = get_settings()
     _verified("sendgrid_inbound", verify_token, token, _secret("inbound_parse_token"), forbidden=True)
     mail = inbound.parse_mail(request.header("content-type") or "", request.body)
@@ -206,6 +209,8 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
 # --- Salesforce -------------------------------------------------------------------------------
 
 def receive_salesforce(request: WebhookRequest, token: str) -> str:
+    from flywheel.webhooks import salesforce  # the XML parser loads on this route only
+
     settings = get_settings()
     _verified("salesforce", verify_token, token, _secret("salesforce_token"), forbidden=True)
     message = salesforce.parse(request.body)
