@@ -22,9 +22,10 @@ NOT_AT_IMPORT = {
     # the LLM clients, the classification models and the reply rules: ClassifierFunction's path
     "RepliesApiFunction": ["flywheel.clients.llm", "flywheel.models.classification", "flywheel.domain.reply_rules"],
     "MessagesFunction": ["flywheel.clients.llm", "flywheel.models.classification", "flywheel.domain.reply_rules"],
-    # the mail parser and the Salesforce XML: one route each
-    "WebhooksFunction": ["flywheel.webhooks.inbound", "flywheel.domain.reply_rules", "flywheel.webhooks.salesforce",
-                         "defusedxml"],
+    # each provider's parser: one route each
+    "WebhooksFunction": [*(f"flywheel.webhooks.{p}" for p in ("inbound", "salesforce", "sendgrid", "calendly",
+                                                              "hubspot", "pipedrive", "generic")),
+                         "flywheel.domain.reply_rules", "defusedxml"],
 }
 FUNCTIONS = read_template(ROOT / "template.yaml").functions()
 
