@@ -2,16 +2,18 @@
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
+from flywheel.domain.inputs import IDENTIFIER
 from flywheel.observability import logger, metrics, tracer
 from flywheel.services import insights, reports
 
 app = make_resolver()
-OrgId = Annotated[str, Query(min_length=1, max_length=128)]
+# identifiers as they are registered: anything else (a NUL PostgreSQL cannot hold) is a 422
+OrgId = Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")]
 
 
 @app.get("/reports/latest")
@@ -20,7 +22,8 @@ def latest_report(org_id: OrgId) -> dict[str, Any]:
 
 
 @app.get("/campaigns/<campaign_id>/performance")
-def campaign_performance(campaign_id: str, org_id: OrgId) -> dict[str, Any]:
+def campaign_performance(campaign_id: Annotated[str, Path(pattern=IDENTIFIER.pattern)],
+                         org_id: OrgId) -> dict[str, Any]:
     return insights.campaign_performance(org_id, campaign_id)
 
 
