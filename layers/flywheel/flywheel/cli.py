@@ -613,7 +613,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
         return 0
 
-    from flywheel.services.replies import classify_text, llm_classifier
+    from flywheel.services.classification import classify_text, llm_classifier
     from flywheel.settings import get_settings
 
     today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
@@ -630,7 +630,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(one({"text": text}), ensure_ascii=False))
         return 0
-    from flywheel.models.classification import CATEGORIES
+    from flywheel.domain.labels import CATEGORIES
 
     try:
         rows = _read_jsonl(args.jsonl or args.eval)
