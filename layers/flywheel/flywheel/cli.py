@@ -327,8 +327,8 @@ def _training_run_remote(args: argparse.Namespace, params: dict[str, Any]) -> in
 
     from flywheel.client import FlywheelClient, FlywheelError
 
-    client = FlywheelClient.from_stack(args.stack) if args.stack else FlywheelClient(args.api)
     try:
+        client = FlywheelClient.from_stack(args.stack) if args.stack else FlywheelClient(args.api)
         started = client.start_training_run(**params)
         _print_json(started)
         last = None
@@ -340,7 +340,7 @@ def _training_run_remote(args: argparse.Namespace, params: dict[str, Any]) -> in
             if run["status"] in ("succeeded", "failed", "cancelled", "insufficient_data"):
                 return 0 if run["status"] in ("succeeded", "insufficient_data") else 1
             time.sleep(30)
-    except FlywheelError as exc:
+    except (FlywheelError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     return 0
 
