@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import threading
 import time
 import traceback
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from flywheel.clients import http as http_client
 from flywheel.dal.connection import close_connection
@@ -172,3 +175,85 @@ def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin
                 1 for e in expected[1] if e["status"] == "orphan")
             mismatches.append(f"round {n}: {len(stale)} outcomes differ {stale[:5]}, extra orphans {orphans}")
     assert not mismatches, mismatches
+
+
+def _wait_until_blocked(db_url: str, exclude: set[int], timeout_s: float = 20) -> None:
+    """Until a backend other than `exclude` waits on a lock."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(db_url, autocommit=True) as watcher:
+        exclude = {*exclude, watcher.info.backend_pid}
+        while time.monotonic() < deadline:
+            waiting = watcher.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                      "AND datname = current_database()").fetchall()
+            if {pid for (pid,) in waiting} - exclude:
+                return
+            time.sleep(0.02)
+    raise AssertionError("the other transaction never waited")
+
+
+def test_overlapping_registrations_wait_in_one_direction(db_url) -> None:
+    """Two registrations of the same messages in opposite orders (messages without an email or a
+    provider id take no link lock): the second waits for the first instead of deadlocking."""
+    from flywheel.dal.outcomes import ensure_organizations, insert_outcomes
+    from flywheel.domain.registration import message_row
+    from flywheel.models.messages import MessageIn
+
+    rows = [message_row(MessageIn(org_id="acme", campaign_id="c", lead_id=f"l{i}", channel="linkedin", body="hi",
+                                  idempotency_key=f"k{i}")) for i in (1, 2)]
+    errors: list[BaseException] = []
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as a, \
+            psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as b:
+        ensure_organizations(a, ["acme"])
+
+        def other() -> None:
+            try:
+                with b.transaction():
+                    insert_outcomes(b, [rows[1], rows[0]])
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=other)
+        try:
+            with a.transaction():
+                insert_outcomes(a, [rows[0]])
+                thread.start()
+                _wait_until_blocked(db_url, {a.info.backend_pid})
+                insert_outcomes(a, [rows[1]])
+        except psycopg.errors.DeadlockDetected as exc:
+            errors.append(exc)
+        thread.join(30)
+    assert not errors, errors
+
+
+def test_an_event_naming_a_new_organisation_never_deadlocks_with_its_registration(db_url, monkeypatch) -> None:
+    """A registration creates its organisation, then takes its link keys; an event naming that
+    organisation (attributed by email) must create it before taking the same keys."""
+    from flywheel.dal.locks import lock_links
+    from flywheel.dal.outcomes import ensure_organizations
+    from flywheel.domain.ingest import IncomingEvent, email_link
+    from flywheel.services.ingest import ingest_events
+
+    event = IncomingEvent(provider="crm", event_key="deal-1", event_type="deal_won", occurred_at=SENT,
+                          payload={}, org_id="neworg", email="lead@new.example")
+    errors: list[BaseException] = []
+
+    def deliver() -> None:
+        try:
+            ingest_events([event], window_days=90)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            close_connection()
+
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as registration:
+        thread = threading.Thread(target=deliver)
+        try:
+            with registration.transaction():  # the order of services.outcomes._register
+                ensure_organizations(registration, ["neworg"])
+                thread.start()
+                _wait_until_blocked(db_url, {registration.info.backend_pid})
+                lock_links(registration, [email_link("neworg", "lead@new.example")])
+        except psycopg.errors.DeadlockDetected as exc:
+            errors.append(exc)
+        thread.join(30)
+    assert not errors, errors

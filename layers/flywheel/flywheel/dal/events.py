@@ -44,8 +44,9 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[s
 
 
 # Orphans a newly registered message claims, best candidate first: it names the outcome, its
-# provider message id, its Message-ID; or (naming nothing) it is the lead's email in the same
-# organisation, sent at or after the message and within the orphan's attribution window.
+# provider message id, its Message-ID (an orphan whose organisation is known only in it); or
+# (naming nothing) it is the lead's email in the same organisation, sent at or after the message
+# and within the orphan's attribution window.
 _CANDIDATES = """
 WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(orgs)s::text[], %(pmids)s::text[], %(msgids)s::text[],
@@ -53,12 +54,15 @@ WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
 candidates AS (
     SELECT e.event_id, o.outcome_id, o.org_id, 0 AS rank, o.sent_at
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_outcome_id = o.outcome_id
+       AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
     SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_provider_message_id = o.pmid
+       AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
     SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_references @> ARRAY[o.msgid]
+       AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
     SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at
       FROM o JOIN outcome_events e
@@ -152,22 +156,25 @@ def history(conn: Connection, outcome_id: UUID) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[str, tuple[UUID, str]]:
-    """The outcome each meeting was booked for (a cancellation or no-show may carry no email)."""
+def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[tuple[str, str], tuple[UUID, str]]:
+    """The outcome each meeting was booked for, per organisation: (meeting id, org) -> (outcome,
+    org). A cancellation or no-show may carry no email; meeting ids are the provider's or a CRM's
+    own, so two organisations may use the same one."""
     if not meeting_ids:
         return {}
     rows = conn.execute(
-        """SELECT DISTINCT ON (data->>'meeting_id') data->>'meeting_id' AS meeting_id, outcome_id, org_id
+        """SELECT DISTINCT ON (data->>'meeting_id', org_id) data->>'meeting_id' AS meeting_id, outcome_id, org_id
              FROM outcome_events
             WHERE status = 'applied' AND data ? 'meeting_id' AND data->>'meeting_id' = ANY(%s)
-            ORDER BY data->>'meeting_id', occurred_at""",
+            ORDER BY data->>'meeting_id', org_id, occurred_at""",
         (meeting_ids,),
     ).fetchall()
-    return {r["meeting_id"]: (r["outcome_id"], r["org_id"]) for r in rows}
+    return {(r["meeting_id"], r["org_id"]): (r["outcome_id"], r["org_id"]) for r in rows}
 
 
 def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict[str, Any]]:
-    """Orphaned events about a meeting that is now linked (e.g. a no-show that beat its booking)."""
+    """Orphaned events about a meeting that is now linked (e.g. a no-show that beat its booking),
+    of the booking's organisation."""
     if not outcome_ids:
         return []
     return conn.execute(
@@ -177,6 +184,7 @@ def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict
             WHERE e.status = 'orphan' AND b.status = 'applied' AND b.outcome_id = ANY(%s)
               AND b.data ? 'meeting_id' AND e.data ? 'meeting_id'
               AND e.provider = b.provider AND e.data->>'meeting_id' = b.data->>'meeting_id'
+              AND (e.org_id IS NULL OR e.org_id = b.org_id)
         RETURNING {_applied("e.")}""",
         (list(outcome_ids),),
     ).fetchall()

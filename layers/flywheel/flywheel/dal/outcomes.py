@@ -70,15 +70,20 @@ def ensure_organizations(conn: Connection, org_ids: list[str]) -> None:
 
 
 def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[UUID, bool]]:
-    """Insert new messages in one statement; returns (org, dedupe key) -> (id, created)."""
+    """Insert new messages in one statement; returns (org, dedupe key) -> (id, created).
+
+    Rows go in (org, dedupe key) order: two registrations of overlapping batches wait on each
+    other's new keys in one direction, never in a cycle (messages without an email or provider id
+    take no link lock to serialise them)."""
     columns = ", ".join(REGISTRATION_COLUMNS)
     record = ", ".join(f"{name} {sql_type}" for name, sql_type in REGISTRATION_COLUMNS.items())
+    ordered = sorted(rows, key=lambda r: (r["org_id"], r["dedupe_key"]))
     created = conn.execute(
         f"""INSERT INTO outcome_labels ({columns})
             SELECT {columns} FROM jsonb_to_recordset(%s) AS x({record})
             ON CONFLICT (org_id, dedupe_key) DO NOTHING
             RETURNING outcome_id, org_id, dedupe_key""",
-        (jsonb(rows),),
+        (jsonb(ordered),),
     ).fetchall()
     result = {(r["org_id"], r["dedupe_key"]): (r["outcome_id"], True) for r in created}
     missing = [(r["org_id"], r["dedupe_key"]) for r in rows if (r["org_id"], r["dedupe_key"]) not in result]

@@ -78,9 +78,11 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
     if not unique and not quarantined:
         return result
     with transaction() as conn:
+        # organisations first, like a registration, before any link lock: a registration creating
+        # an organisation and an event naming it must not each wait for the other
+        outcomes_dal.ensure_organizations(conn, [o for o in (*(e.org_id for e in unique),
+                                                             *(q.org_id for q in quarantined or [])) if o])
         if quarantined:
-            orgs = sorted({q.org_id for q in quarantined if q.org_id})
-            outcomes_dal.ensure_organizations(conn, orgs)
             result.quarantined = quarantine_dal.add(conn, [q.as_row() for q in quarantined])
         found = _lookups(conn, unique)
         _email_lookups(conn, unique, list(range(len(unique))), found)
@@ -96,8 +98,6 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
         rows = [_row(e, choose_match(i, e, found)) for i, e in enumerate(unique)]
         targets = {UUID(r["outcome_id"]) for r in rows if r["outcome_id"]}
         lock_outcomes(conn, targets)
-        # org rows must exist before events reference them (an org may be known only from config)
-        outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows if r["org_id"]])
         inserted = events_dal.insert_events(conn, rows)
         touched = {r["outcome_id"] for r in inserted if r["status"] == "applied"}
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
