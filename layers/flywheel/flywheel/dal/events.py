@@ -21,7 +21,7 @@ def _applied(p: str = "") -> str:
     """Columns of an applied event its effects are computed from (data only where effects read it)."""
     return (f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
             f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
-            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified') THEN {p}data END AS data")
+            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data")
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:

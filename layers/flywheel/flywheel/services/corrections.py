@@ -14,7 +14,6 @@ from uuid import UUID
 
 from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
-from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.domain.lifecycle import EventType
@@ -28,8 +27,7 @@ PROVIDER = "correction"
 
 def correct_outcome(outcome_id: UUID, correction: CorrectionIn) -> dict[str, Any]:
     with transaction() as conn:
-        context = outcomes_dal.reply_contexts(conn, [outcome_id]).get(outcome_id)
-        if context is None:
+        if not outcomes_dal.existing_outcomes(conn, [outcome_id]):
             raise NotFound(f"no outcome {outcome_id}", outcome_id=str(outcome_id))
         if correction.reply_category is not None and not events_dal.has_reply(conn, outcome_id):
             raise Conflict("this outcome has no reply whose category could be corrected", outcome_id=str(outcome_id))
@@ -40,12 +38,10 @@ def correct_outcome(outcome_id: UUID, correction: CorrectionIn) -> dict[str, Any
                           occurred_at=correction.occurred_at or datetime.now(UTC),
                           payload=correction.model_dump(mode="json", exclude_unset=True), data=data,
                           outcome_id=str(outcome_id))
+    # the correction and what it causes (a corrected unsubscribe suppresses the lead) in one transaction
     summary = ingest_events([event], window_days=get_settings().attribution_window_days)
     with transaction() as conn:
         row = outcomes_dal.get_outcome(conn, outcome_id) or {}
-        if correction.reply_category == "unsubscribe" and context["lead_email"]:
-            # an opt-out a person spotted is an opt-out: suppress the lead like the classifier would
-            suppressions_dal.suppress(conn, context["org_id"], context["lead_email"], "reply_unsubscribe", outcome_id)
     return {"outcome_id": str(outcome_id), "correction_id": key, "duplicate": summary.duplicates == 1,
             "outcome": {k: row.get(k) for k in ("reply_category", "reply_classification_source", "auto_reply_category",
                                                 "training_label", "training_weight", "stage", "corrected_at",
