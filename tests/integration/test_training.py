@@ -156,6 +156,7 @@ class FakeOpenAI:
 
     def __init__(self, refuse: bool = False, statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded")):
         self.refuse, self.statuses, self.requests = refuse, list(statuses), []
+        self.jobs: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append((request.method, request.url.path, request.content))
@@ -169,7 +170,12 @@ class FakeOpenAI:
                 return httpx2.Response(403, json={"error": {"message": "Fine-tuning is not available for this "
                                                   "organization", "type": "invalid_request_error",
                                                   "code": "training_not_available"}})
-            return httpx2.Response(200, json=self._job("validating_files"))
+            created = {**self._job("validating_files"), "id": f"ftjob-{len(self.jobs) + 1}",
+                       "metadata": json.loads(request.content).get("metadata")}
+            self.jobs.insert(0, created)  # the list is newest first
+            return httpx2.Response(200, json=created)
+        if path.endswith("/fine_tuning/jobs"):
+            return httpx2.Response(200, json={"object": "list", "data": self.jobs, "has_more": False})
         if "/fine_tuning/jobs/" in path:
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
             return httpx2.Response(200, json=self._job(status))
@@ -283,3 +289,64 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert status == 200 and {m["model_id"] for m in board["models"]} == {champion, "flywheel-v1.1.0"}
     assert call("GET", "/training/runs/00000000-0000-4000-8000-000000000000")[0] == 404
     assert call("POST", "/training/deploy/nope", {})[0] == 404
+
+
+@pytest.mark.parametrize("provider", ["bedrock", "openai"])
+def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fake, monkeypatch, provider) -> None:
+    """Each step does its work and then fails as a timed-out Lambda would (the answer is lost), so
+    Step Functions retries it; and the job is started but its recording fails once. The run still
+    ends with one dataset build, one job, one model, one smoke test, one deployment."""
+    from flywheel.errors import DependencyUnavailable
+
+    fake = openai_fake(FakeOpenAI())
+    seed_outcomes(db, 60)
+    failed_once: set[str] = set()
+    counts = {"build": 0, "bedrock_start": 0, "smoke": 0}
+
+    def after_work(name: str, step: Any) -> Any:
+        def wrapped(state: dict[str, Any]) -> dict[str, Any]:
+            answer = step(state)
+            if name not in failed_once:
+                failed_once.add(name)
+                raise DependencyUnavailable(f"{name}: the answer was lost")
+            return answer
+        return wrapped
+
+    for name in ("check_data", "build", "upload", "start_job", "register", "smoke_test", "deploy"):
+        monkeypatch.setitem(training_service.STEPS, name, after_work(name, training_service.STEPS[name]))
+    real_update, real_build = training_service._update, training_service.build_dataset
+
+    def update(run_id: str, status: str | None = None, **fields: Any) -> dict[str, Any]:
+        if "job_id" in fields and "recording" not in failed_once:
+            failed_once.add("recording")  # the job is started, its id is not recorded
+            raise DependencyUnavailable("database blinked")
+        return real_update(run_id, status, **fields)
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        counts["build"] += 1
+        return real_build(*args, **kwargs)
+
+    real_start, real_smoke = finetune.BedrockFineTuner.start, finetune.BedrockFineTuner.smoke_test
+    monkeypatch.setattr(training_service, "_update", update)
+    monkeypatch.setattr(training_service, "build_dataset", build)
+    monkeypatch.setattr(finetune.BedrockFineTuner, "start", lambda self, *a, **k: (
+        counts.__setitem__("bedrock_start", counts["bedrock_start"] + 1), real_start(self, *a, **k))[1])
+    monkeypatch.setattr(finetune.BedrockFineTuner, "smoke_test", lambda self, *a, **k: (
+        counts.__setitem__("smoke", counts["smoke"] + 1), real_smoke(self, *a, **k))[1])
+    payload = {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14"} if provider == "openai" else {}
+    execution, row = run(db, payload, on_tick=complete_bedrock_jobs)
+    assert execution["status"] == "SUCCEEDED", execution
+    assert failed_once == {"check_data", "build", "upload", "start_job", "register", "smoke_test", "deploy",
+                           "recording"}
+    assert row["status"] == "succeeded" and counts["build"] == 1
+    if provider == "openai":
+        posts = [p for m, p, _ in fake.requests if m == "POST"]
+        assert sum(p.endswith("/fine_tuning/jobs") for p in posts) == 1 and row["job_id"] == "ftjob-1"
+        assert sum(p.endswith("/files") for p in posts) == 2  # training and validation, once each
+        assert sum(p.endswith("/chat/completions") for p in posts) == 1
+    else:
+        assert counts["bedrock_start"] == 1 and counts["smoke"] == 1
+    [model] = db.execute("SELECT * FROM model_registry").fetchall()
+    assert model["status"] == "deployed" and model["role"] == "champion"
+    actions = [h["action"] for h in db.execute("SELECT action FROM model_history ORDER BY history_id")]
+    assert actions.count("smoke_test_passed") == 1 and actions.count("registered") == 1

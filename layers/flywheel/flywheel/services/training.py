@@ -32,7 +32,13 @@ from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
 from flywheel.services import experiments, registry
-from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset, check_spec
+from flywheel.services.dataset import (
+    DatasetSpec,
+    ResidualPersonalData,
+    build_dataset,
+    check_spec,
+    smoke_prompt_from,
+)
 from flywheel.settings import Settings, get_settings
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
@@ -99,6 +105,9 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     """Build, validate and store the dataset and its manifest next to it in S3."""
     settings = get_settings()
     run_id = state["run_id"]
+    run = _recorded(run_id)
+    if run["dataset_uri"]:  # a retry: the dataset was built and stored (the answer was lost)
+        return _built_state(state, run)
     if not state.get("sufficient", True):
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
                                                    f"{settings.training_min_examples} needed")
@@ -135,6 +144,19 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     _update(run_id, dataset_uri=prefix, manifest=built.manifest, dataset_hash=built.manifest["dataset_hash"])
     return {**state, "sufficient": True, "dataset_uri": prefix, "examples": built.examples,
             "has_validation": built.manifest["counts"]["validation"] > 0, "smoke_prompt": built.smoke_prompt}
+
+
+def _built_state(state: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """What `build` answered for a dataset already stored: its counts from the manifest and the
+    smoke-test prompt read back from the stored file."""
+    counts = (run["manifest"] or {}).get("counts", {})
+    has_validation = int(counts.get("validation", 0)) > 0
+    with tempfile.TemporaryDirectory() as tmp:
+        name = "validation.jsonl" if has_validation else "train.jsonl"
+        prompt = smoke_prompt_from(download_file(f"{run['dataset_uri']}/{name}", Path(tmp) / name))
+    return {**state, "sufficient": True, "dataset_uri": run["dataset_uri"],
+            "examples": int(counts.get("train", 0)) + int(counts.get("validation", 0)),
+            "has_validation": has_validation, "smoke_prompt": prompt}
 
 
 def _refuse_unsupported(spec: DatasetSpec) -> None:
@@ -192,10 +214,12 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
     hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
         "epochCount": settings.training_epochs}
-    job_id = provider.start(files, base_model=state["base_model"], suffix=f"fw-{run_id}",
-                            seed=int(UUID(run_id).int % 2**31), method=state["method"],
-                            metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
-                            output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")
+    # a retry after the job was started but before it was recorded (the database blinked, the
+    # function timed out) finds that job instead of paying for a second one
+    job_id = provider.find(run_id=run_id, suffix=f"fw-{run_id}") or provider.start(
+        files, base_model=state["base_model"], suffix=f"fw-{run_id}", seed=int(UUID(run_id).int % 2**31),
+        method=state["method"], metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
+        output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")
     _update(run_id, "training", job_id=job_id, job_status="started")
     return {**state, "job_id": job_id, "job_state": "running"}
 
@@ -244,6 +268,13 @@ def register(state: dict[str, Any]) -> dict[str, Any]:
 
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
     """One inference on a validation prompt; a failure marks the model failed."""
+    with transaction() as conn:
+        verdict = next((h for h in models_dal.history(conn, state["model_id"])  # newest first
+                        if h["action"] in ("smoke_test_passed", "smoke_test_failed")), None)
+    if verdict:  # a retry: the model was tested already, its verdict stands
+        ok = verdict["action"] == "smoke_test_passed"
+        return {**state, "smoke_ok": ok, **({} if ok else {"error": {"Error": "SmokeTestFailed",
+                                                                       "Cause": verdict["reason"]}})}
     provider = provider_for(state["provider"], get_settings())
     _update(state["run_id"], "smoke_testing")
     try:
