@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -251,7 +252,6 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     status, body = call("POST", "/training/run", {"wait_seconds": 0})
     assert status == 409 and body["error"] == "conflict"
     # let the execution finish
-    import time
 
     for _ in range(400):
         complete_bedrock_jobs()
@@ -350,3 +350,45 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
     assert model["status"] == "deployed" and model["role"] == "champion"
     actions = [h["action"] for h in db.execute("SELECT action FROM model_history ORDER BY history_id")]
     assert actions.count("smoke_test_passed") == 1 and actions.count("registered") == 1
+
+
+def test_stale_runs_are_reconciled_with_their_executions(db, aws, monkeypatch) -> None:
+    """A run left `pending` by a crash before StartExecution blocks its scope only for the grace
+    period; a run whose execution ended without recording it is closed with the execution's end;
+    a StartExecution whose answer was lost after the execution started leaves the run running."""
+    from flywheel.clients import stepfunctions
+    from flywheel.errors import Conflict, DependencyUnavailable
+
+    machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
+        name="ends-at-once", roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+    monkeypatch.setenv("TRAINING_STATE_MACHINE_ARN", machine)
+    reset_settings()
+    crashed = db.execute("""INSERT INTO training_runs (scope, status, trigger, params) VALUES ('global', 'pending',
+                            'api', '{}') RETURNING run_id""").fetchone()["run_id"]
+    with pytest.raises(Conflict):  # within the grace period it may still be starting
+        training_service.start_run({"wait_seconds": 0}, "global")
+    db.execute("UPDATE training_runs SET updated_at = now() - interval '10 minutes' WHERE run_id = %s", (crashed,))
+    started = training_service.start_run({"wait_seconds": 0, "deploy": False}, "global")
+    closed = db.execute("SELECT status, error FROM training_runs WHERE run_id = %s", (crashed,)).fetchone()
+    assert closed == {"status": "failed", "error": "the training state machine never started for this run"}
+
+    # its execution ends without recording the run's end: the run says so as soon as someone reads it
+    for _ in range(100):
+        if stepfunctions.execution_status(started["execution_arn"]) == "SUCCEEDED":
+            break
+        time.sleep(0.05)
+    run_row = training_service.get_run(started["run_id"])
+    assert (run_row["status"], run_row["error"]) == ("failed", "execution ended SUCCEEDED without recording the "
+                                                               "run's end")
+
+    real_start = stepfunctions.start_execution
+
+    def lost_answer(*args: Any, **kwargs: Any) -> str:
+        real_start(*args, **kwargs)
+        raise DependencyUnavailable("could not start the training state machine", reason="read timeout")
+
+    monkeypatch.setattr(stepfunctions, "start_execution", lost_answer)
+    third = training_service.start_run({"wait_seconds": 0, "deploy": False}, "global")
+    row = db.execute("SELECT status, execution_arn FROM training_runs WHERE run_id = %s", (third["run_id"],)).fetchone()
+    assert row["status"] != "failed" and row["execution_arn"] == third["execution_arn"]

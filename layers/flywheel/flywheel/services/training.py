@@ -411,8 +411,12 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
         arn = stepfunctions.start_execution(settings.training_state_machine_arn, f"run-{run_id}",
                                             {**params, "run_id": run_id, "scope": scope})
     except DependencyUnavailable:
-        _update(run_id, "failed", error="could not start the state machine")
-        raise
+        # the call may have failed after Step Functions started the execution (a timeout on the
+        # answer): the execution's deterministic name tells
+        arn = stepfunctions.execution_arn(settings.training_state_machine_arn, f"run-{run_id}")
+        if stepfunctions.execution_status(arn) is None:
+            _update(run_id, "failed", error="could not start the state machine")
+            raise
     _update(run_id, execution_arn=arn)
     return {"run_id": run_id, "execution_arn": arn, "status": "pending"}
 
