@@ -252,7 +252,6 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     status, body = call("POST", "/training/run", {"wait_seconds": 0})
     assert status == 409 and body["error"] == "conflict"
     # let the execution finish
-
     for _ in range(400):
         complete_bedrock_jobs()
         status, run_row = call("GET", f"/training/runs/{run_id}")
