@@ -1,4 +1,4 @@
-"""One PostgreSQL connection per execution environment, opened lazily, reopened when lost.
+"""One PostgreSQL connection per execution environment (thread), opened lazily, reopened when lost.
 
 `prepare_threshold=None` keeps psycopg from creating server-side prepared statements, which
 RDS Proxy (and PgBouncer in transaction mode) cannot share between clients.
@@ -7,6 +7,8 @@ RDS Proxy (and PgBouncer in transaction mode) cannot share between clients.
 from __future__ import annotations
 
 import json
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,8 +22,22 @@ from flywheel.settings import Settings, get_settings
 
 Connection = psycopg.Connection[dict]
 
-_connection: Connection | None = None
-_connection_url: str | None = None
+# One connection per thread: a Lambda execution environment runs one request at a time on one
+# thread; the local API server runs requests side by side on its worker threads, each with its own
+# connection, as separate execution environments would.
+_local = threading.local()
+# connections a forked child inherited: the parent's sessions, never used (nor closed, which would
+# end the parent's session) by the child
+_inherited: list[Connection] = []
+
+
+def _forget_after_fork() -> None:
+    if getattr(_local, "connection", None) is not None:
+        _inherited.append(_local.connection)
+    _local.connection, _local.url = None, None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def conninfo(settings: Settings) -> str:
@@ -57,22 +73,22 @@ def connect(url: str, *, timeout_s: int = 5) -> Connection:
 
 
 def get_connection() -> Connection:
-    """The execution environment's connection; reopened when lost or when the target changed."""
-    global _connection, _connection_url
+    """This thread's connection; reopened when lost or when the target changed."""
     settings = get_settings()
     url = conninfo(settings)
-    if _connection is None or _connection.closed or _connection.broken or url != _connection_url:
+    current: Connection | None = getattr(_local, "connection", None)
+    if current is None or current.closed or current.broken or url != getattr(_local, "url", None):
         close_connection()
-        _connection = connect(url, timeout_s=settings.db_connect_timeout_s)
-        _connection_url = url
-    return _connection
+        current = connect(url, timeout_s=settings.db_connect_timeout_s)
+        _local.connection, _local.url = current, url
+    return current
 
 
 def close_connection() -> None:
-    global _connection, _connection_url
-    if _connection is not None and not _connection.closed:
-        _connection.close()
-    _connection, _connection_url = None, None
+    current: Connection | None = getattr(_local, "connection", None)
+    if current is not None and not current.closed:
+        current.close()
+    _local.connection, _local.url = None, None
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """`flywheel start-api`: serve every API route of the template over HTTP, without Docker.
 
 Each request becomes an API Gateway (REST, proxy integration) event; the handler's answer
-becomes the HTTP response, as `sam local start-api` does.
+becomes the HTTP response, as `sam local start-api` does. Requests run side by side on a pool of
+worker threads, each with its own database connection, as they do in production (one Lambda
+execution environment per concurrent request).
 """
 
 from __future__ import annotations
@@ -9,15 +11,20 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from flywheel.local.invoke import invoke
+from flywheel.dal.connection import close_connection
+from flywheel.local.invoke import function_spec, invoke, invoke_in_place, shared_environment
 from flywheel.local.template import Route, read_template
+from flywheel.settings import reset_settings
 
 DOCS = ("/openapi.json", "/docs")  # the API's OpenAPI document and its Swagger UI page
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
@@ -85,13 +92,17 @@ class LocalApi:
         return None
 
     def handle(self, method: str, raw_path: str, headers: dict[str, list[str]], body: bytes,
-               source_ip: str = "127.0.0.1") -> tuple[int, dict[str, list[str]], bytes]:
+               source_ip: str = "127.0.0.1", side_by_side: bool = False) -> tuple[int, dict[str, list[str]], bytes]:
+        """One request; `side_by_side` when the caller set up the shared environment (the server)."""
         matched = self.match(method, urlsplit(raw_path).path)
         if matched is None:
             return 403, {"Content-Type": ["application/json"]}, b'{"message":"Missing Authentication Token"}'
         route, params = matched
         event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip)
-        result = invoke(route.function, event, self.template_path)
+        if side_by_side:
+            result = invoke_in_place(function_spec(route.function, self.template_path), event)
+        else:
+            result = invoke(route.function, event, self.template_path)
         return self.to_http(result)
 
     @staticmethod
@@ -104,7 +115,42 @@ class LocalApi:
         return int(result.get("statusCode", 200)), out_headers, payload
 
 
-def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServer:
+class LocalApiServer(ThreadingHTTPServer):
+    """The HTTP server, its worker threads, and the API functions' environment for its lifetime."""
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi,
+                 workers: int) -> None:
+        functions = sorted({r.function for r in api.routes})
+        environment = shared_environment([function_spec(f, api.template_path) for f in functions])
+        self._saved = {k: os.environ.get(k) for k in environment}
+        os.environ.update(environment)
+        reset_settings()
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-env")
+        super().__init__(address, handler)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        # each worker thread closes its own connection
+        gate = threading.Barrier(self.workers)
+        for done in [self.pool.submit(_close_on_worker, gate) for _ in range(self.workers)]:
+            done.result(timeout=30)
+        self.pool.shutdown()
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
+
+
+def _close_on_worker(gate: threading.Barrier) -> None:
+    close_connection()
+    gate.wait(timeout=30)  # one task per worker thread
+
+
+def make_server(template_path: Path, host: str, port: int, workers: int = 4) -> LocalApiServer:
+    """`workers` requests run side by side; more wait for a free worker."""
     api = LocalApi(template_path)
 
     class RequestHandler(BaseHTTPRequestHandler):
@@ -119,8 +165,9 @@ def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServe
             for key, value in self.headers.items():
                 headers.setdefault(key, []).append(value)
             try:
-                status, out_headers, payload = api.handle(self.command, self.path, headers, body,
-                                                          self.client_address[0])
+                assert isinstance(self.server, LocalApiServer)
+                status, out_headers, payload = self.server.pool.submit(
+                    api.handle, self.command, self.path, headers, body, self.client_address[0], True).result()
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
                 status, out_headers = 502, {"Content-Type": ["application/json"]}
                 payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()
@@ -156,4 +203,4 @@ def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServe
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass
 
-    return ThreadingHTTPServer((host, port), RequestHandler)
+    return LocalApiServer((host, port), RequestHandler, api, workers)
