@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import tuple_row
+
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.domain.effects import WITH_EFFECTS
 from flywheel.domain.lifecycle import COUNTED, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
@@ -24,23 +28,52 @@ def _applied(p: str = "") -> str:
             f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data")
 
 
-def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
-    orphan now matched to a message is attached to it. Returns the rows inserted or attached.
+@dataclass
+class Inserted:
+    """What inserting a batch of events did: each stored (or attached) event's outcome and status,
+    and the full rows of those whose effects must be computed (`domain.effects.WITH_EFFECTS`)."""
 
-    Rows go in key order, so two transactions inserting overlapping keys wait in one direction."""
+    statuses: list[tuple[UUID | None, str]]
+    with_effects: list[dict[str, Any]]
+
+
+def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
+    """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
+    orphan now matched to a message is attached to it.
+
+    Rows go in key order, so two transactions inserting overlapping keys wait in one direction.
+    Most events (opens, clicks, deliveries) cause nothing but their outcome's re-derivation: only
+    the others come back whole, so a batch of 20,000 reads back little more than its statuses."""
     if not events:
-        return []
-    ordered = sorted(events, key=lambda e: (e["provider"], e["event_key"]))
-    return conn.execute(
-        f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
-            SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%s) AS x({_EVENT_RECORD})
-            ON CONFLICT (provider, event_key) DO UPDATE
-               SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
-             WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
-            RETURNING {_applied()}""",
-        (jsonb(ordered),),
-    ).fetchall()
+        return Inserted([], [])
+    # a key missing from a record is NULL (most match_* columns are): a smaller payload to send and parse
+    ordered = [{k: v for k, v in e.items() if v is not None}
+               for e in sorted(events, key=lambda e: (e["provider"], e["event_key"]))]
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
+                SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%(rows)s) AS x({_EVENT_RECORD})
+                ON CONFLICT (provider, event_key) DO UPDATE
+                   SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
+                 WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
+                RETURNING outcome_id, status,
+                          CASE WHEN status = 'applied' AND event_type = ANY(%(effects)s)
+                               THEN jsonb_build_object({_applied_object()}) END""",
+            {"rows": jsonb(ordered), "effects": sorted(WITH_EFFECTS)},
+        ).fetchall()
+    return Inserted([(outcome_id, status) for outcome_id, status, _ in rows],
+                    [_from_object(row) for _, _, row in rows if row is not None])
+
+
+def _applied_object() -> str:
+    """`_applied()`'s columns as jsonb_build_object arguments."""
+    return ("'event_id', event_id, 'provider', provider, 'event_key', event_key, 'event_type', event_type, "
+            "'occurred_at', occurred_at, 'outcome_id', outcome_id, 'org_id', org_id, 'status', status, "
+            "'meeting_id', data->>'meeting_id', 'data', data")
+
+
+def _from_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "occurred_at": datetime.fromisoformat(row["occurred_at"]), "outcome_id": UUID(row["outcome_id"])}
 
 
 # Orphans a newly registered message claims, best candidate first: it names the outcome, its
@@ -119,32 +152,34 @@ def events_for(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, list[Out
     (occurred_at, then "provider:event_key" in code-point order)."""
     if not outcome_ids:
         return {}
-    rows = conn.execute(
-        """WITH applied AS (
-               SELECT outcome_id, provider, event_key, event_type, occurred_at,
-                      provider || ':' || event_key COLLATE "C" AS key,
-                      CASE WHEN event_type = ANY(%(counted)s) THEN NULL ELSE data END AS data,
-                      coalesce(data->>'machine_open', '') AS flavour
-                 FROM outcome_events WHERE outcome_id = ANY(%(ids)s) AND status = 'applied'),
-           folded AS (
-               SELECT DISTINCT ON (outcome_id, event_type, flavour) outcome_id, key, event_type, occurred_at,
-                      flavour, count(*) OVER w AS n, max(occurred_at) OVER w AS last_at
-                 FROM applied WHERE event_type = ANY(%(counted)s)
-               WINDOW w AS (PARTITION BY outcome_id, event_type, flavour)
-                ORDER BY outcome_id, event_type, flavour, occurred_at, key)
-           SELECT outcome_id, key, event_type, occurred_at, data, 1 AS n, NULL::timestamptz AS last_at, NULL AS flavour
-             FROM applied WHERE NOT event_type = ANY(%(counted)s)
-           UNION ALL
-           SELECT outcome_id, key, event_type, occurred_at, NULL, n, last_at, flavour FROM folded""",
-        {"ids": outcome_ids, "counted": _COUNTED},
-    ).fetchall()
+    with conn.cursor(row_factory=tuple_row) as cur:  # thousands of rows: tuples, not dicts
+        rows = cur.execute(
+            """WITH applied AS (
+                   SELECT outcome_id, provider, event_key, event_type, occurred_at,
+                          provider || ':' || event_key COLLATE "C" AS key,
+                          CASE WHEN event_type = ANY(%(counted)s) THEN NULL ELSE data END AS data,
+                          coalesce(data->>'machine_open', '') AS flavour
+                     FROM outcome_events WHERE outcome_id = ANY(%(ids)s) AND status = 'applied'),
+               folded AS (
+                   SELECT DISTINCT ON (outcome_id, event_type, flavour) outcome_id, key, event_type, occurred_at,
+                          flavour, count(*) OVER w AS n, max(occurred_at) OVER w AS last_at
+                     FROM applied WHERE event_type = ANY(%(counted)s)
+                   WINDOW w AS (PARTITION BY outcome_id, event_type, flavour)
+                    ORDER BY outcome_id, event_type, flavour, occurred_at, key)
+               SELECT outcome_id, key, event_type, occurred_at, data, 1 AS n, NULL::timestamptz AS last_at,
+                      NULL AS flavour
+                 FROM applied WHERE NOT event_type = ANY(%(counted)s)
+               UNION ALL
+               SELECT outcome_id, key, event_type, occurred_at, NULL, n, last_at, flavour FROM folded""",
+            {"ids": outcome_ids, "counted": _COUNTED},
+        ).fetchall()
     grouped: dict[UUID, list[OutcomeEvent]] = defaultdict(list)
-    for r in rows:
-        data = r["data"] if r["data"] is not None else (
-            {"machine_open": r["flavour"] == "true"} if r["event_type"] == EventType.OPEN.value else {})
-        grouped[r["outcome_id"]].append(OutcomeEvent(key=r["key"], type=EventType(r["event_type"]),
-                                                     occurred_at=r["occurred_at"], data=data, count=int(r["n"]),
-                                                     last_at=r["last_at"]))
+    types = {t.value: t for t in EventType}
+    for outcome_id, key, event_type, occurred_at, data, n, last_at, flavour in rows:
+        if data is None:
+            data = {"machine_open": flavour == "true"} if event_type == EventType.OPEN.value else {}
+        grouped[outcome_id].append(OutcomeEvent(key=key, type=types[event_type], occurred_at=occurred_at, data=data,
+                                                count=int(n), last_at=last_at))
     return grouped
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import tuple_row
+
 from flywheel.dal.connection import Connection, jsonb
 from flywheel.domain.lifecycle import DERIVED_COLUMNS
 
@@ -115,7 +117,8 @@ def update_derived(conn: Connection, rows: dict[UUID, dict[str, Any]]) -> None:
     """Write derived columns for many outcomes in one UPDATE."""
     if not rows:
         return
-    payload = [{"outcome_id": str(oid), **row} for oid, row in rows.items()]
+    # a column missing from a record is NULL: most derived columns are, and the payload is a third
+    payload = [{"outcome_id": str(oid), **{c: v for c, v in row.items() if v is not None}} for oid, row in rows.items()]
     record = ", ".join(
         ["outcome_id uuid", *(f"{c} {_derived_type(c)}" for c in DERIVED_COLUMNS)]
     )
@@ -142,13 +145,14 @@ def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, tup
     assert column in ("provider_message_id", "email_message_id")
     if not values:
         return {}
-    rows = conn.execute(
-        f"""SELECT DISTINCT ON ({column}) {column} AS value, outcome_id, org_id
-              FROM outcome_labels WHERE {column} = ANY(%s)
-             ORDER BY {column}, sent_at DESC""",
-        (values,),
-    ).fetchall()
-    return {r["value"]: (r["outcome_id"], r["org_id"]) for r in rows}
+    with conn.cursor(row_factory=tuple_row) as cur:  # a large batch asks for thousands
+        rows = cur.execute(
+            f"""SELECT DISTINCT ON ({column}) {column}, outcome_id, org_id
+                  FROM outcome_labels WHERE {column} = ANY(%s)
+                 ORDER BY {column}, sent_at DESC""",
+            (values,),
+        ).fetchall()
+    return {value: (outcome_id, org_id) for value, outcome_id, org_id in rows}
 
 
 def latest_for_emails(conn: Connection, queries: list[tuple[str, str, str, int]]) -> dict[int, tuple[UUID, str]]:

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from flywheel.domain.inputs import IDENTIFIER, BadValue, check_json, plausible
+from flywheel.domain.inputs import IDENTIFIER, BadValue, check_json, nested_too_deep, plausible
 from flywheel.domain.lifecycle import EventType
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)
@@ -35,6 +35,8 @@ class IncomingEvent:
 
     # how far back an event known only by email may be attributed (set by the ingest service)
     window_days: int | None = None
+    # the outcome id it names, when that is a UUID (parsed once: every lookup asks)
+    claimed_outcome_id: UUID | None = field(init=False, default=None, repr=False)
 
     @property
     def known(self) -> bool:
@@ -72,12 +74,11 @@ class IncomingEvent:
             keys.append(self.email_key)
         return keys
 
-    @property
-    def claimed_outcome_id(self) -> UUID | None:
+    def __post_init__(self) -> None:
         try:
-            return UUID(str(self.outcome_id)) if self.outcome_id else None
+            self.claimed_outcome_id = UUID(str(self.outcome_id)) if self.outcome_id else None
         except ValueError:
-            return None
+            self.claimed_outcome_id = None
 
 
 @dataclass(frozen=True)
@@ -117,9 +118,12 @@ def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str 
         plausible(event.occurred_at, "occurred_at")
     except BadValue as exc:
         return str(exc)
+    if not scan_strings:
+        # the raw body was strict UTF-8 JSON without NUL or surrogate escapes: its strings are
+        # storable and its numbers finite, and every field here comes from it; only depth is left
+        return nested_too_deep(event.payload)
     return (check_json([event.event_key, event.event_type, event.email, event.outcome_id, event.provider_message_id,
-                        event.references]) or check_json(event.data)
-            or check_json(event.payload, strings=scan_strings))
+                        event.references]) or check_json(event.data) or check_json(event.payload))
 
 
 def email_link(org_id: str, email: str) -> str:

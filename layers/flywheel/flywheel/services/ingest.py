@@ -7,9 +7,9 @@ lock order of `flywheel.dal.locks`, so concurrent deliveries end as one ordered 
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
@@ -89,26 +89,27 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
         # events that could still become orphans, or be attributed by email, or that concern a
         # meeting: take their link keys, then look them up again (a registration or another
         # event that raced them has committed by then)
+        matches = [choose_match(i, e, found) for i, e in enumerate(unique)]
         racing = [i for i, e in enumerate(unique) if e.known and (
-            e.meeting_id or choose_match(i, e, found) is None or i in found.emails)]
+            e.meeting_id or matches[i] is None or i in found.emails)]
         if lock_links(conn, [k for i in racing for k in unique[i].link_keys()]):
             found.emails = {i: m for i, m in found.emails.items() if i not in racing}
             found = _lookups(conn, [unique[i] for i in racing], found)
             _email_lookups(conn, unique, racing, found)
-        rows = [_row(e, choose_match(i, e, found)) for i, e in enumerate(unique)]
-        targets = {UUID(r["outcome_id"]) for r in rows if r["outcome_id"]}
-        lock_outcomes(conn, targets)
+            for i in racing:
+                matches[i] = choose_match(i, unique[i], found)
+        rows = [_row(e, matches[i]) for i, e in enumerate(unique)]
+        icp = lock_outcomes(conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]})
         inserted = events_dal.insert_events(conn, rows)
-        touched = {r["outcome_id"] for r in inserted if r["status"] == "applied"}
+        touched = {outcome_id for outcome_id, status in inserted.statuses if outcome_id and status == "applied"}
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in meeting_claims}
-        result.outbox = apply_effects(conn, [*inserted, *meeting_claims])
-        recompute(conn, touched, now)
-    result.stored = len(inserted)
+        result.outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])
+        recompute(conn, touched, now, icp=icp)
+    statuses = Counter(status for _, status in inserted.statuses)
+    result.stored = len(inserted.statuses)
     result.duplicates = len(events) - result.stored
-    result.applied = sum(1 for r in inserted if r["status"] == "applied")
-    result.orphans = sum(1 for r in inserted if r["status"] == "orphan")
-    result.ignored = sum(1 for r in inserted if r["status"] == "ignored")
+    result.applied, result.orphans, result.ignored = statuses["applied"], statuses["orphan"], statuses["ignored"]
     result.outcome_ids = sorted(str(o) for o in touched)
     return result
 
