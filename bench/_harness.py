@@ -28,10 +28,10 @@ def fresh_database() -> str:
     from flywheel.settings import reset_settings
 
     admin = os.environ.get("BENCH_DATABASE_URL")
-    if not admin:
+    if not admin:  # one throwaway server for the whole run, deleted when it ends
         folder = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
         folder.chmod(0o755)
-        admin = start_embedded(folder / "data")
+        admin = os.environ["BENCH_DATABASE_URL"] = start_embedded(folder / "data", throwaway=True)
     url = create_database(admin, f"bench_{uuid.uuid4().hex[:10]}")
     with connect(url) as conn:
         migrate(conn, ROOT / "sql")

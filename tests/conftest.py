@@ -33,7 +33,7 @@ def pg_admin_url() -> Iterator[str]:
         return
     folder = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
     folder.chmod(0o755)
-    yield start_embedded(folder / "data")
+    yield start_embedded(folder / "data", throwaway=True)
 
 
 @pytest.fixture(scope="session")

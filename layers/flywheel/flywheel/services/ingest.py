@@ -101,13 +101,15 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
         rows = [_row(e, matches[i]) for i, e in enumerate(unique)]
         icp = lock_outcomes(conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]})
         inserted = events_dal.insert_events(conn, rows)
-        touched = {outcome_id for outcome_id, status in inserted.statuses if outcome_id and status == "applied"}
+        touched = {outcome_id for outcome_id, status, _ in inserted.counts if outcome_id and status == "applied"}
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in meeting_claims}
         result.outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])
         recompute(conn, touched, now, icp=icp)
-    statuses = Counter(status for _, status in inserted.statuses)
-    result.stored = len(inserted.statuses)
+    statuses: Counter[str] = Counter()
+    for _, status, n in inserted.counts:
+        statuses[status] += n
+    result.stored = statuses.total()
     result.duplicates = len(events) - result.stored
     result.applied, result.orphans, result.ignored = statuses["applied"], statuses["orphan"], statuses["ignored"]
     result.outcome_ids = sorted(str(o) for o in touched)
