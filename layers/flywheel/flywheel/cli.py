@@ -46,7 +46,7 @@ def cmd_start_api(args: argparse.Namespace) -> int:
 
     root = _root(args)
     ensure_local_database(root)
-    server = make_server(root / "template.yaml", args.host, args.port)
+    server = make_server(root / "template.yaml", args.host, args.port, workers=args.workers)
     print(f"serving {root / 'template.yaml'} on http://{args.host}:{server.server_address[1]} (Ctrl-C stops)",
           file=sys.stderr)
     with contextlib.suppress(KeyboardInterrupt):
@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("start-api", help="serve the template's API routes (like sam local start-api)")
     api.add_argument("--host", default="127.0.0.1")
     api.add_argument("--port", type=int, default=8081)
+    api.add_argument("--workers", type=int, default=4, help="requests served side by side (default 4)")
     api.set_defaults(func=cmd_start_api)
 
     sub.add_parser("demo", help="run the main job end to end locally").set_defaults(func=cmd_demo)
