@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: dev test demo lint invoke start-api bench migrate openapi clean classifier-model
+.PHONY: dev test demo lint invoke start-api bench migrate openapi clean classifier-model report status report-screenshot
 
 $(STAMP): pyproject.toml layers/flywheel/requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -40,6 +40,18 @@ invoke: $(STAMP)
 
 start-api: $(STAMP)
 	$(BIN)/flywheel start-api --port $(or $(PORT),8081)
+
+report: $(STAMP)
+	@test -n "$(ORG)" || (echo "usage: make report ORG=<org_id> [OUT=report.html]" && exit 2)
+	$(BIN)/flywheel report --org $(ORG) --out $(or $(OUT),report.html)
+
+status: $(STAMP)
+	$(BIN)/flywheel status $(if $(ORG),--org $(ORG),)
+
+# the README's picture: the demo's report as headless Chromium draws it (apt-get install chromium)
+report-screenshot: $(STAMP)
+	$(BIN)/flywheel demo
+	$(BIN)/python -m flywheel.local.screenshot .flywheel/demo-report.html docs/report.png
 
 openapi: $(STAMP)
 	$(BIN)/python -m flywheel.local.openapi openapi.json

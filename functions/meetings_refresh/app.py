@@ -10,7 +10,7 @@ from flywheel.services.outbox import flush
 from flywheel.services.outcomes import refresh_due_meetings
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="id")  # the schedule's EventBridge event id
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

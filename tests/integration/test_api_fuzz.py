@@ -62,7 +62,9 @@ def server(db_url: str, db, monkeypatch: pytest.MonkeyPatch):
         machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
             name="weekly", roleArn="arn:aws:iam::123456789012:role/sfn",
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
-        configure(monkeypatch, REPLIES_QUEUE_URL=queue, TRAINING_STATE_MACHINE_ARN=machine, TRAINING_BUCKET="b")
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="fuzz-training")
+        configure(monkeypatch, REPLIES_QUEUE_URL=queue, TRAINING_STATE_MACHINE_ARN=machine,
+                  TRAINING_BUCKET="fuzz-training")
         http = make_server(ROOT / "template.yaml", "127.0.0.1", 0)
         threading.Thread(target=http.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{http.server_address[1]}"

@@ -23,6 +23,12 @@ def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str
     assert "evaluation history: day 3 advance, day 23 promote" in out
     assert "registry now: flywheel-v1.1.0 champion 100%" in out
     assert "demo finished" in out
+    report = ROOT / ".flywheel" / "demo-report.html"
+    assert f"report written: {report}" in out and "Flywheel report · demo-ab" in report.read_text()
+    assert "Funnel" in out and "Data health" in out and "signed events for the experiment's messages) -> [200]" in out
+    funnel = db.execute("SELECT count(delivered_at) AS delivered, count(first_opened_at) AS opened, "
+                        "count(bounced_at) AS bounced FROM outcome_labels WHERE org_id = 'demo-ab'").fetchone()
+    assert funnel["delivered"] > 0 and funnel["opened"] > 0 and funnel["bounced"] > 0
     plan = db.execute("SELECT plan FROM experiments").fetchone()["plan"]
     canary = int(plan["canary_sample"] * 1.03)
     assert count(db, "outcome_labels") == 40 + 90 + canary + 4000  # campaign, opted-in history, canary, A/B

@@ -253,7 +253,8 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     assert models_now["flywheel-v1.0.0"]["status"] == "archived"
     promoted = db.execute("SELECT * FROM model_history WHERE action = 'promoted'").fetchone()
     assert promoted["actor"] == "evaluator" and promoted["evidence"]["primary"]["lift"] > 0
-    assert evaluate() == {"action": "none", "reason": "no experiment is running"}
+    assert evaluate() == {"action": "none", "reason": "no experiment is running", "serving": {
+        "retired": [], "restoring": [], "active": [], "failed": [], "errors": []}}
     actions = [r["action"] for r in db.execute("SELECT action FROM experiment_evaluations ORDER BY evaluation_id")]
     assert actions == ["advance", "continue", "promote"]
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
+import requests
 
+from flywheel.local.aws import local_aws
 from flywheel.local.openapi import build_document
-from flywheel.services import experiments, training
+from flywheel.services import experiments, reports, training
+from flywheel.settings import reset_settings
 from tests.conftest import ROOT, ApiClient
 from tests.integration.test_experiments import insert_models
 from tests.webhook_helpers import configure, sendgrid_body, sendgrid_headers
@@ -57,7 +61,20 @@ def two_orgs(api: ApiClient, db, monkeypatch: pytest.MonkeyPatch) -> dict[str, l
     return ids
 
 
-def test_no_read_route_returns_another_organisations_rows(api: ApiClient, two_orgs, db) -> None:
+@pytest.fixture
+def published(two_orgs, monkeypatch: pytest.MonkeyPatch):
+    """Both organisations' reports, written as ReportFunction writes them (S3 emulated)."""
+    with local_aws(ROOT / "template.yaml"):
+        boto3.client("s3").create_bucket(Bucket="tenancy-reports")
+        monkeypatch.setenv("TRAINING_BUCKET", "tenancy-reports")
+        reset_settings()
+        assert reports.publish(list(ORGS))["written"] == list(ORGS)
+        yield two_orgs
+    reset_settings()
+
+
+def test_no_read_route_returns_another_organisations_rows(api: ApiClient, published, db) -> None:
+    two_orgs = published
     document = build_document(ROOT / "template.yaml")
     reads = [path for path, ops in document["paths"].items() if "get" in ops]
     assert len(reads) >= 10
@@ -70,7 +87,8 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, two_or
         query = "?org_id=acme" if org_scoped else ""
         experiment = db.execute("SELECT experiment_id FROM experiments").fetchone()["experiment_id"]
         concrete = (path.replace("{outcome_id}", own).replace("{run_id}", "00000000-0000-4000-8000-000000000000")
-                    .replace("{job_id}", "job-1").replace("{experiment_id}", experiment))
+                    .replace("{job_id}", "job-1").replace("{experiment_id}", experiment)
+                    .replace("{campaign_id}", "acme-camp"))
         if path.endswith("/evaluations"):
             query = "?snapshots=true"
         if path == "/route":
@@ -80,6 +98,9 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, two_or
         text = json.dumps(body)
         assert not [marker for marker in foreign if marker in text], (path, text[:500])
         seen_own_rows += text.count("acme-customer.example") + text.count(own)
+        if path == "/reports/latest":  # the report behind the link, too
+            page = requests.get(body["url"], timeout=10).text
+            assert "Flywheel report · acme" in page and not [m for m in foreign if m in page]
         if not org_scoped:  # platform routes: models and runs, no organisation's data
             assert "acme" not in text, (path, text[:300])
     assert seen_own_rows > 40  # the routes did return the caller's own rows
@@ -95,7 +116,8 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, two_or
     status, _ = api.get(f"/messages/{two_orgs['acme'][0]}")
     assert status == 422  # org_id is required
     # every org-scoped route requires org_id
-    for path in ("/suppressions", "/insights/strategies", "/training/leaderboard", "/training/stats", "/quarantine"):
+    for path in ("/suppressions", "/insights/strategies", "/training/leaderboard", "/training/stats", "/quarantine",
+                 "/reports/latest", "/campaigns/acme-camp/performance"):
         assert api.get(path)[0] == 422, path
     run = db.execute("SELECT run_id FROM training_runs").fetchone()["run_id"]
     status, body = api.get(f"/training/runs/{run}")

@@ -58,11 +58,16 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     assert row["status"] == "succeeded" and row["execution_arn"] == execution["executionArn"]
     assert row["job_id"] == f"flywheel-fw-{row['run_id']}" and row["trigger"] == "schedule"
     assert [h["status"] for h in row["status_history"]] == ["pending", "building", "uploading", "training", "registering",
-                                                            "smoke_testing", "succeeded"]
+                                                            "serving", "smoke_testing", "succeeded"]
     model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
     assert (model["version"], model["status"], model["role"], float(model["traffic_percentage"])) == (
         "v1.1.0", "deployed", "challenger", 10.0)
-    assert model["provider_model_id"].startswith("arn:aws:bedrock:") and model["dataset_hash"] == row["dataset_hash"]
+    assert ":custom-model/amazon.nova-micro-v1:0:128k/" in model["provider_model_id"]
+    assert model["dataset_hash"] == row["dataset_hash"]
+    # served through an on-demand deployment, which the smoke test went through (the emulation,
+    # like Bedrock, refuses inference on the custom model's own ARN)
+    assert ":custom-model-deployment/" in model["serving_model_id"]
+    assert (model["serving_kind"], model["serving_status"]) == ("on_demand", "active")
     champion = db.execute("SELECT traffic_percentage FROM model_registry WHERE model_id = 'flywheel-v1.0.0'").fetchone()
     assert float(champion["traffic_percentage"]) == 90.0
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
@@ -77,8 +82,8 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
         assert planted not in train, planted
     assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["link"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
-    assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger",
-                       "experiment_started"]
+    assert actions == ["registered", "serving_started", "serving_active", "smoke_test_passed", "traffic_to_challenger",
+                       "deployed_as_challenger", "experiment_started"]
 
 
 def test_insufficient_data_ends_cleanly(db, aws) -> None:
@@ -118,10 +123,12 @@ def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypa
     from functools import partial
 
     from flywheel.domain.redaction import DEFAULT_DETECTORS, Redactor
+    from flywheel.services import dataset
     from flywheel.services.dataset import build_dataset
 
     weak = Redactor(detectors=[d for d in DEFAULT_DETECTORS if d.name != "phone"])  # forgets phone numbers
-    monkeypatch.setattr(training_service, "build_dataset", partial(build_dataset, redactor=weak))
+    # the build step imports the builder when it runs (cold starts): patch it where it lives
+    monkeypatch.setattr(dataset, "build_dataset", partial(build_dataset, redactor=weak))
     seed_outcomes(db, 60)
     execution, row = run(db)
     assert execution["status"] == "FAILED" and row["status"] == "failed" and row["dataset_uri"] is None
@@ -311,9 +318,13 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
             return answer
         return wrapped
 
-    for name in ("check_data", "build", "upload", "start_job", "register", "smoke_test", "deploy"):
+    steps = ("check_data", "build", "upload", "start_job", "register", "start_serving", "poll_serving",
+             "smoke_test", "deploy")
+    for name in steps:
         monkeypatch.setitem(training_service.STEPS, name, after_work(name, training_service.STEPS[name]))
-    real_update, real_build = training_service._update, training_service.build_dataset
+    from flywheel.services import dataset as dataset_service
+
+    real_update, real_build = training_service._update, dataset_service.build_dataset
 
     def update(run_id: str, status: str | None = None, **fields: Any) -> dict[str, Any]:
         if "job_id" in fields and "recording" not in failed_once:
@@ -327,7 +338,7 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
 
     real_start, real_smoke = finetune.BedrockFineTuner.start, finetune.BedrockFineTuner.smoke_test
     monkeypatch.setattr(training_service, "_update", update)
-    monkeypatch.setattr(training_service, "build_dataset", build)
+    monkeypatch.setattr(dataset_service, "build_dataset", build)  # the build step imports it when it runs
     monkeypatch.setattr(finetune.BedrockFineTuner, "start", lambda self, *a, **k: (
         counts.__setitem__("bedrock_start", counts["bedrock_start"] + 1), real_start(self, *a, **k))[1])
     monkeypatch.setattr(finetune.BedrockFineTuner, "smoke_test", lambda self, *a, **k: (
@@ -335,8 +346,8 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
     payload = {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14"} if provider == "openai" else {}
     execution, row = run(db, payload, on_tick=complete_bedrock_jobs)
     assert execution["status"] == "SUCCEEDED", execution
-    assert failed_once == {"check_data", "build", "upload", "start_job", "register", "smoke_test", "deploy",
-                           "recording"}
+    # an OpenAI fine-tune is served as it is: no deployment to wait for
+    assert failed_once == {*steps, "recording"} - ({"poll_serving"} if provider == "openai" else set())
     assert row["status"] == "succeeded" and counts["build"] == 1
     if provider == "openai":
         posts = [p for m, p, _ in fake.requests if m == "POST"]
@@ -349,6 +360,7 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
     assert model["status"] == "deployed" and model["role"] == "champion"
     actions = [h["action"] for h in db.execute("SELECT action FROM model_history ORDER BY history_id")]
     assert actions.count("smoke_test_passed") == 1 and actions.count("registered") == 1
+    assert actions.count("serving_started") == 1 and actions.count("serving_active") == (provider == "bedrock")
 
 
 def test_stale_runs_are_reconciled_with_their_executions(db, aws, monkeypatch) -> None:

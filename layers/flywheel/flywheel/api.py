@@ -159,4 +159,30 @@ def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
         logger.error("unhandled error", extra=error_log(exc))
         return error_response(500, "internal_error", "internal error; the request was not applied")
 
+    _health_routes(app)
     return app
+
+
+def _health_routes(app: APIGatewayRestResolver) -> None:
+    """Every API function answers health on its own code path: `GET /health` and
+    `GET /health/<function>` (public: status only), `GET /health/<function>/deep` (IAM: the database,
+    the queue and the secrets this function uses, by name, with timings)."""
+    from flywheel.services import health
+
+    @app.get("/health")
+    def _shallow() -> dict[str, str]:
+        return health.shallow()
+
+    @app.get("/health/<component>")
+    def _shallow_component(component: str) -> dict[str, str]:
+        return health.shallow()
+
+    @app.get("/health/<component>/deep")
+    def _deep(component: str):  # type: ignore[no-untyped-def]  # a return type would be validated
+        healthy, report = health.deep()
+        if not healthy:
+            failed = sorted(name for name, check in report["checks"].items() if not check["ok"])
+            response = error_response(503, "unhealthy", f"failing: {', '.join(failed)}", checks=report["checks"])
+            response.headers["Retry-After"] = "30"
+            return response
+        return Response(200, "application/json", json.dumps(report))

@@ -179,6 +179,58 @@ def cmd_experiment_evaluate(args: argparse.Namespace) -> int:
     return status
 
 
+def _days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("between 1 and 3650 days")
+    return days
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from flywheel.errors import NotFound
+    from flywheel.local.embedded import ensure_local_database
+    from flywheel.services.reports import write_report
+
+    ensure_local_database(_root(args))
+    try:
+        print(write_report(args.org, Path(args.out), days=args.days).resolve())
+    except NotFound as exc:
+        print(f"flywheel report: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from flywheel.dal.connection import transaction
+    from flywheel.dal.insights import active_organizations
+    from flywheel.errors import NotFound
+    from flywheel.local.embedded import ensure_local_database
+    from flywheel.services.reports import collect
+    from flywheel.settings import get_settings
+    from flywheel.views.status_text import render
+
+    ensure_local_database(_root(args))
+    org = args.org
+    if org is None:
+        days = args.days or get_settings().report_window_days
+        with transaction() as conn:
+            active = active_organizations(conn, datetime.now(UTC) - timedelta(days=days))
+        if len(active) != 1:
+            print(f"{len(active)} organisations sent in the last {days} days; choose one with --org: "
+                  + ", ".join(active[:20]) + (" ..." if len(active) > 20 else ""), file=sys.stderr)
+            return 2
+        org = active[0]
+    try:
+        data = collect(org, days=args.days)
+    except NotFound as exc:
+        print(f"flywheel status: {exc.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(data, color=sys.stdout.isatty()))
+    return 0
+
+
 def _read_jsonl(path: str) -> list[tuple[int, dict | None, str | None]]:
     """(line number, object or None, error or None) for every non-empty line."""
     rows: list[tuple[int, dict | None, str | None]] = []
@@ -276,6 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
     api.set_defaults(func=cmd_start_api)
 
     sub.add_parser("demo", help="run the main job end to end locally").set_defaults(func=cmd_demo)
+
+    report = sub.add_parser("report", help="write an organisation's report as one self-contained HTML file")
+    report.add_argument("--org", required=True, help="the organisation's id")
+    report.add_argument("--out", default="report.html", help="where to write it (default report.html)")
+    report.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
+    report.set_defaults(func=cmd_report)
+
+    status = sub.add_parser("status", help="the report's essentials in the terminal")
+    status.add_argument("--org", help="the organisation's id (default: the only one that sent in the window)")
+    status.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
+    status.set_defaults(func=cmd_status)
 
     org = sub.add_parser("org", help="organisation settings").add_subparsers(dest="org_command", required=True)
     opt_in = org.add_parser("opt-in", help="let an organisation's outcomes be used for training")

@@ -60,3 +60,9 @@ class ProviderRefused(FlywheelError):
 
 class MigrationError(FlywheelError):
     code = "migration_error"
+
+
+class ReportFailed(FlywheelError):
+    """Some organisations' reports could not be written (the others were)."""
+
+    code = "report_failed"

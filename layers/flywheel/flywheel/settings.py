@@ -14,6 +14,15 @@ class Settings(BaseModel):
     # Either a libpq URL (local, tests) or an RDS-style Secrets Manager secret (deployed).
     database_url: str | None = None
     database_secret_arn: str | None = None
+    # An RDS-managed master secret holds only username/password: where to connect comes from the
+    # stack (the proxy or cluster endpoint). Set, these win over host/port/dbname in the secret.
+    database_host: str | None = None
+    database_port: int | None = Field(default=None, ge=1, le=65535)
+    database_name: str | None = None
+    database_user: str | None = None
+    # IAM database authentication through RDS Proxy: a 15-minute token instead of the password
+    database_iam_auth: bool = False
+    database_sslmode: str = Field(default="require", pattern="^(disable|allow|prefer|require|verify-ca|verify-full)$")
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
     max_messages_per_request: int = Field(default=500, ge=1, le=5000)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
@@ -22,6 +31,9 @@ class Settings(BaseModel):
     # holds the same JSON inline for local runs); see README "Webhooks"
     webhook_secrets_arn: str | None = None
     webhook_secrets_json: str | None = None
+    # the OpenAI key has its own secret ({"openai_api_key": ...}) so that only the functions that
+    # call OpenAI can read it (OPENAI_API_KEY locally)
+    openai_secret_arn: str | None = None
     # "<provider>:<account id>" -> org_id, e.g. {"hubspot:5799819": "acme"}; Salesforce ids listed
     # here are also the OrganizationId allow-list
     provider_orgs_json: str = "{}"
@@ -47,6 +59,12 @@ class Settings(BaseModel):
     salesforce_email_field: str = "Contact_Email__c"
     standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
     http_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    # all CRM API calls of one webhook request together (retries included); see README "Timeouts"
+    crm_budget_s: float = Field(default=15.0, gt=0, le=28)
+    # AWS SDK calls (see clients.aws)
+    aws_connect_timeout_s: float = Field(default=5, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=60, gt=0, le=900)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
 
     # reply classifier (README "Reply classification"): CLASSIFIER_BACKEND picks the LLM --
     # auto: OpenAI when a key is configured (OPENAI_API_KEY, or `openai_api_key` in the provider
@@ -74,6 +92,10 @@ class Settings(BaseModel):
     finetune_base_model: str | None = None
     finetune_method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
     bedrock_role_arn: str | None = None
+    # how a Bedrock custom model is served: an on-demand custom model deployment (pay per token) or
+    # provisioned throughput (model units, by the hour)
+    bedrock_serving: str = Field(default="on_demand", pattern="^(on_demand|provisioned)$")
+    bedrock_model_units: int = Field(default=1, ge=1, le=100)
     azure_openai_endpoint: str | None = None
     azure_openai_api_version: str | None = None
     training_min_examples: int = Field(default=50, ge=10)
@@ -81,12 +103,23 @@ class Settings(BaseModel):
     training_epochs: int = Field(default=3, ge=1, le=20)
     training_prices_json: str | None = None
     training_max_wait_s: int = Field(default=86_400, ge=60)
+    serving_max_wait_s: int = Field(default=3_600, ge=60)
     # optional second redaction pass with Amazon Comprehend DetectPiiEntities (README "Dataset")
     dataset_comprehend_pii: bool = False
     dataset_comprehend_language: str = Field(default="en", pattern="^(en|es)$")
     dataset_comprehend_min_score: float = Field(default=0.5, ge=0, le=1)
     # USD per 100-character unit (3 units minimum a request), https://aws.amazon.com/comprehend/pricing/
     dataset_comprehend_usd_per_unit: float = Field(default=0.0001, ge=0)
+
+    # reports (see README "Report"): the window they cover, how many campaigns they detail, the
+    # smallest strategy cell they show, how long a GET /reports/latest link works
+    report_window_days: int = Field(default=84, ge=7, le=730)
+    report_campaigns: int = Field(default=10, ge=0, le=100)
+    report_min_sample: int = Field(default=30, ge=1)
+    report_url_ttl_s: int = Field(default=300, ge=30, le=3600)
+    replies_dlq_url: str | None = None
+    # where the evaluator announces each evaluation (ReportFunction listens); unset: not announced
+    experiment_events_bus: str | None = None
 
     @property
     def classifier_model_id(self) -> str:

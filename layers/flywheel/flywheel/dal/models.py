@@ -89,3 +89,15 @@ def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
             ORDER BY messages_sent DESC, m.version DESC""",
         (org_id,),
     ).fetchall()
+
+
+def serving_out_of_step(conn: Connection) -> list[dict[str, Any]]:
+    """Models whose serving does not match their status: archived or failed ones still holding a
+    deployment, deployed ones whose deployment was deleted (restored by a rollback) or is still
+    being created."""
+    return conn.execute(
+        """SELECT * FROM model_registry
+            WHERE serving_status IS NOT NULL AND serving_kind <> 'provider'
+              AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
+                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))
+            ORDER BY model_id""").fetchall()

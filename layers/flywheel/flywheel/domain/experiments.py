@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from flywheel.domain import stats
+from flywheel.domain.routing import BUCKETS, arm_for, bucket, fnv1a_32  # noqa: F401 - re-exported
+from flywheel.lazy import LazyModule
 
-BUCKETS = 10_000
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # loaded by the first statistic computed, not by GET /route
+
 PRIMARY = "positive_reply"
 # Every window is counted from the lead's first exposure (first message in the experiment); a lead
 # counts for a metric only once its window has closed, and only events inside the window count.
@@ -45,25 +49,6 @@ ACTIONS = {CONTINUE: "continue", PROMOTE: "promote", ROLLBACK: "rollback", INCON
 
 class SnapshotError(ValueError):
     """A snapshot lacks a field the decision needs, or a field has the wrong type."""
-
-
-def fnv1a_32(text: str) -> int:
-    """FNV-1a, 32 bits (GrowthBook's hash for bucketing)."""
-    value = 0x811C9DC5
-    for byte in text.encode("utf-8"):
-        value ^= byte
-        value = (value * 0x01000193) & 0xFFFFFFFF
-    return value
-
-
-def bucket(salt: str, lead_id: str) -> int:
-    return fnv1a_32(f"{salt}:{lead_id}") % BUCKETS
-
-
-def arm_for(bucket_value: int, challenger_share: float) -> str:
-    """Buckets below the challenger's share go to the challenger: growing the share from the
-    canary's 10 % to 50 % keeps every earlier challenger lead in the challenger arm."""
-    return "challenger" if bucket_value < round(challenger_share * BUCKETS) else "champion"
 
 
 @dataclass

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from flywheel.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # loaded by the first statistic computed, not by GET /route
 
 Z_95 = 1.959963984540054
 _NORMAL = NormalDist()
@@ -167,6 +172,12 @@ def wilson_interval(successes: int, n: int, alpha: float = ALPHA) -> tuple[float
     centre = (p + zz * zz / (2 * n)) / (1 + zz * zz / n)
     half = zz * math.sqrt(p * (1 - p) / n + zz * zz / (4 * n * n)) / (1 + zz * zz / n)
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
+
+
+def proportion(successes: int, n: int) -> dict[str, Any]:
+    """A rate with its 95 % Wilson interval and its sample size, as every report shows it."""
+    low, high = wilson_interval(int(successes), int(n))
+    return {"rate": successes / n if n else None, "interval": [low, high], "n": int(n)}
 
 
 def minimum_detectable_lift(baseline: float, share_treatment: float, units: float, alpha: float = ALPHA,

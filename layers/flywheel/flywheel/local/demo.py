@@ -381,7 +381,10 @@ def _route_and_send(client: LocalClient, prefix: str, count: int, first_sent: da
         lead = f"{prefix}-{i}"
         _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
         arms[routed["arm"]] += 1
-        messages.append({"org_id": "demo-ab", "campaign_id": prefix, "lead_id": lead, "body": f"Hi, message {i}",
+        messages.append({"org_id": "demo-ab", "campaign_id": "spring-outbound", "lead_id": lead,
+                         "lead_email": f"{lead}@prospect{i % 97}.example", "body": f"Hi, message {i}",
+                         "framework": FRAMEWORKS[i % 3], "tone": TONES[(i // 3) % 2],
+                         "lead": {"industry": INDUSTRIES[i % 4], "role": ROLES[(i // 12) % 4]},
                          "sent_at": (first_sent + i * spacing).isoformat(),
                          "route": {"model_registry_id": routed["model"]["model_registry_id"],
                                    "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
@@ -392,7 +395,8 @@ def _route_and_send(client: LocalClient, prefix: str, count: int, first_sent: da
     return list(zip(messages, ids, strict=True))
 
 
-def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
+def _experiment(root: Path, client: LocalClient,
+                print: Callable[..., None]) -> list[tuple[dict[str, Any], str]]:  # noqa: A002
     """A second weekly run deploys a challenger whose planned lift the planner says is detectable;
     simulated prospects go through GET /route and POST /messages: first the canary, which the daily
     evaluator advances once it holds the sample that catches a quadrupled bounce rate, then the A/B
@@ -462,6 +466,74 @@ def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> 
     _, models = client.request("GET", "/training/models?status=deployed")
     print("registry now:", ", ".join(f"{m['model_id']} {m['role']} {float(m['traffic_percentage']):.0f}%"
                                      for m in models["models"]))
+    return canary + ab
+
+
+def _engagement(client: LocalClient, sent: list[tuple[dict[str, Any], str]],
+                print: Callable[..., None]) -> None:  # noqa: A002
+    """The rest of the experiment's outcomes arrive as they would: SendGrid's delivery, bounce, open
+    (human and privacy-proxy) and click events through the signed webhook, and the other replies."""
+    from flywheel.models.classification import Classification
+    from flywheel.models.replies import ReplyJob
+    from flywheel.services.replies import store_classification
+
+    signer = SendGridSigner()
+    os.environ["WEBHOOK_SECRETS_JSON"] = json.dumps({**DEMO_SECRETS, "sendgrid_public_key": signer.public_key_b64})
+    reset_settings()
+    rng = random.Random(13)  # noqa: S311 - synthetic data
+    now = int(datetime.now(UTC).timestamp())
+    events: list[dict[str, Any]] = []
+    for message, outcome_id in sent:
+        at = int(datetime.fromisoformat(message["sent_at"]).timestamp())
+        kinds = ["processed", "bounce" if rng.random() < 0.02 else "delivered"]
+        if kinds[-1] == "delivered":
+            kinds += ["open:machine"] * (rng.random() < 0.25) + ["open"] * (rng.random() < 0.4) + [
+                "click"] * (rng.random() < 0.06)
+        for n, kind in enumerate(kinds):
+            name, _, flag = kind.partition(":")
+            events.append({"email": message["lead_email"], "event": name, "outcome_id": outcome_id,
+                           "timestamp": min(now, at + 90 * (n + 1)), "sg_event_id": f"demo-ab-{outcome_id}-{n}",
+                           "sg_machine_open": flag == "machine",
+                           **({"type": "bounce", "reason": "550 5.1.1 user unknown"} if name == "bounce" else {})})
+    statuses = []
+    for start in range(0, len(events), 2000):
+        body = (json.dumps(events[start:start + 2000]) + "\r\n").encode()
+        statuses.append(client.request("POST", "/webhooks/sendgrid", raw=body, headers=signer.headers(body))[0])
+    others = [("not_now", 0.02), ("out_of_office", 0.015), ("not_interested", 0.01), ("question", 0.008)]
+    replies = 0
+    for message, outcome_id in sent:
+        draw, category = rng.random(), None
+        for name, share in others:
+            if draw < share:
+                category = name
+                break
+            draw -= share
+        if category is None:
+            continue
+        store_classification(ReplyJob(outcome_id=UUID(outcome_id), reply_key=f"demo_ab_other:{outcome_id}",
+                                      text="Thanks for reaching out",
+                                      received_at=datetime.fromisoformat(message["sent_at"]) + timedelta(hours=20)),
+                             Classification.model_validate({
+                                 "category": category, "sentiment_score": 0.0, "interest_level": "low",
+                                 "objection_type": "none", "referral_contact": None, "return_date": None,
+                                 "confidence": 0.8, "reason": "simulated", "model": "demo",
+                                 "source": "llm" if rng.random() < 0.6 else "fallback"}))
+        replies += 1
+    print(f"POST /webhooks/sendgrid x{len(statuses)} ({len(events):,} signed events for the experiment's "
+          f"messages) -> {sorted(set(statuses))}; {replies} more replies classified")
+
+
+def _report(root: Path, org_id: str, print: Callable[..., None]) -> Path:  # noqa: A002
+    """The organisation's report, as `flywheel report` writes it, and its essentials as `flywheel status`."""
+    from flywheel.services.reports import collect, render_html
+    from flywheel.views.status_text import render
+
+    data = collect(org_id)
+    print(render(data, color=False).rstrip())
+    path = root / ".flywheel" / "demo-report.html"
+    path.write_text(render_html(data), encoding="utf-8")
+    print(f"report written: {path}")
+    return path
 
 
 def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the demo's own printer
@@ -495,7 +567,8 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         print("reply categories:", dict(categories.most_common()))
         print(f"replies still waiting on the SQS queue: {_replies_queued()}")
         _train(root, client, print)
-        _experiment(root, client, print)
+        _engagement(client, _experiment(root, client, print), print)
+        _report(root, "demo-ab", print)
     finally:
         server.shutdown()
     print("demo finished")

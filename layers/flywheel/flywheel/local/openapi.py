@@ -12,7 +12,7 @@ from typing import Any
 
 from flywheel import __name__ as _package  # noqa: F401 - the package must be importable
 from flywheel.local.invoke import find_template, function_environment, load_handler
-from flywheel.local.template import read_template
+from flywheel.local.template import Route, read_template
 from flywheel.models.api import ErrorBody, IngestSummary
 
 TITLE = "Flywheel API"
@@ -51,6 +51,16 @@ def _inline_defs(schema: dict[str, Any], components: dict[str, Any]) -> dict[str
     return json.loads(json.dumps(schema).replace("#/$defs/", "#/components/schemas/"))
 
 
+def _deployed_paths(path: str, deployed: set[str]) -> list[str]:
+    """The template's paths a resolver route serves: itself, or (a route with a parameter such as
+    `/health/{component}`, deployed once per function) each concrete path it matches, with that
+    parameter dropped from the operation."""
+    if path in deployed or "{" not in path:
+        return [path]
+    pattern = Route("GET", path, "").pattern
+    return sorted(p for p in deployed if "{" not in p and pattern.match(p))
+
+
 def build_document(template_path: Path | None = None) -> dict[str, Any]:
     template_path = template_path or find_template()
     template = read_template(template_path)
@@ -63,10 +73,20 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
         with function_environment(spec):
             app = inspect.unwrap(load_handler(spec)).__globals__["app"]
         doc = json.loads(app.get_openapi_json_schema(title=TITLE, version=VERSION))
+        deployed = {r.path for r in spec.routes}
         for path, operations in doc["paths"].items():
             for operation in operations.values():
                 operation["tags"] = [logical_id.removesuffix("Function")]
-            paths.setdefault(path, {}).update(operations)
+            for concrete in _deployed_paths(path, deployed):
+                copied = json.loads(json.dumps(operations))
+                for operation in copied.values():
+                    params = [p for p in operation.get("parameters", [])
+                              if p.get("in") != "path" or f"{{{p['name']}}}" in concrete]
+                    if params:
+                        operation["parameters"] = params
+                    else:
+                        operation.pop("parameters", None)
+                paths.setdefault(concrete, {}).update(copied)
         for name, schema in doc.get("components", {}).get("schemas", {}).items():
             if name in schemas and schemas[name] != schema:
                 raise ValueError(f"two functions define different schemas named {name}")
@@ -91,6 +111,9 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
                                     "content": ok}
                 operation["security"] = []
                 codes: tuple[int, ...] = (400, 401, 403, 413, 415, 422, 503)
+            elif path.startswith("/health") and not path.endswith("/deep"):  # public, status only
+                operation["security"] = []
+                codes = (503,)
             else:
                 operation["security"] = [{"sigv4": []}]
                 codes = (400, 404, 409, 415, 422, 503) if method == "post" else (404, 422, 503)

@@ -4,22 +4,25 @@ evaluator's daily pass, restarts after a sample-ratio mismatch, and the history 
 from __future__ import annotations
 
 import secrets
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from flywheel.clients import events as event_bus
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.domain import experiments as domain
 from flywheel.domain import stats
-from flywheel.errors import Conflict, InvalidInput, NotFound
-from flywheel.observability import logger
-from flywheel.services import registry
+from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from flywheel.observability import logger, metrics
+from flywheel.services import registry, serving
+from flywheel.services.routing import forget_cache, route  # noqa: F401 - GET /route's library call
+from flywheel.settings import get_settings
 
 HISTORY_DAYS = 28  # the plan reads the last four weeks of traffic
 MIN_HISTORY_LEADS = 1000  # fewer matured leads than this: the rates are too noisy to plan on
+EVENT_SOURCE = "flywheel.experiments"
 
 
 def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) -> tuple[dict[str, float],
@@ -195,10 +198,30 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str
                            "nothing was changed", decision=decision)
         decision["applied"] = _apply(conn, experiment, decision, actor, now)
         _record(conn, experiment, snap, decision, actor, True, now)
+    if decision["action"] in ("promote", "rollback", "inconclusive"):
+        serving.sync(actor=actor)  # the archived model's deployment is deleted
     logger.info("experiment evaluated", extra={"experiment_id": experiment["experiment_id"],
                                                "action": decision["action"], "reason": decision["reason"],
                                                "srm_p_value": decision["srm_p_value"]})
     return decision
+
+
+def announce_evaluation(decision: dict[str, Any]) -> bool:
+    """Tell the event bus that the evaluator ran (ReportFunction redraws the reports). The decision is
+    already applied: a bus that still refuses after the client's retries is logged as an error and
+    counted (metric ExperimentEvaluationNotAnnounced), and the next daily run announces again."""
+    bus = get_settings().experiment_events_bus
+    if not bus:
+        return False
+    detail = {k: decision.get(k) for k in ("experiment_id", "action", "reason", "stage")}
+    try:
+        event_bus.publish(bus, "ExperimentEvaluated", [detail], source=EVENT_SOURCE)
+    except DependencyUnavailable as exc:
+        logger.error("evaluation not announced", extra={**detail, "error": exc.message,
+                                                         "cause": exc.details.get("reason")})
+        metrics.add_metric(name="ExperimentEvaluationNotAnnounced", unit="Count", value=1)
+        return False
+    return True
 
 
 def restart_stage(experiment_id: str, *, actor: str, reason: str, now: datetime | None = None) -> dict[str, Any]:
@@ -285,62 +308,9 @@ def shift_clock(days: float) -> None:
                                    stage_started_at=experiment["stage_started_at"] - delta)
 
 
-# --- routing -----------------------------------------------------------------------------------
-
-_SNAPSHOT: dict[str, Any] = {"at": 0.0}
-SNAPSHOT_TTL_S = 30.0
-_ASSIGNED: dict[tuple[str, str, str], str] = {}  # (experiment, org, lead) -> arm, per container
-_ASSIGNED_MAX = 100_000
-
-
-def _registry(now: float) -> dict[str, Any]:
-    """Champion, challenger and running experiment, cached per container for a short TTL."""
-    if now - _SNAPSHOT["at"] > SNAPSHOT_TTL_S:
-        with transaction() as conn:
-            _SNAPSHOT.update(at=now, champion=models_dal.by_role(conn, "champion"),
-                             challenger=models_dal.by_role(conn, "challenger"),
-                             experiment=experiments_dal.running(conn))
-    return _SNAPSHOT
-
-
-def forget_cache() -> None:
-    _SNAPSHOT["at"] = 0.0
-    _ASSIGNED.clear()
-
-
-def _model(row: dict[str, Any]) -> dict[str, Any]:
-    return {"model_registry_id": row["model_id"], "provider": row["provider"],
-            "provider_model_id": row["provider_model_id"], "version": row["version"]}
-
-
-def route(org_id: str, lead_id: str) -> dict[str, Any]:
-    """The model to write to this lead with, and the experiment arm, sticky for the experiment."""
-    registry = _registry(time.monotonic())
-    champion, challenger, experiment = registry["champion"], registry["challenger"], registry["experiment"]
-    if champion is None:
-        raise NotFound("no model is deployed yet: use your default model")
-    if experiment is None or challenger is None or experiment["challenger_model_id"] != challenger["model_id"]:
-        return {"model": _model(champion), "experiment_id": None, "arm": "champion"}
-    key = (experiment["experiment_id"], org_id, lead_id)
-    arm = _ASSIGNED.get(key)
-    if arm is None:
-        value = domain.bucket(experiment["salt"], f"{org_id}:{lead_id}")
-        wanted = domain.arm_for(value, float(experiment["allocation"]))
-        with transaction() as conn:
-            arm = experiments_dal.assign(conn, experiment["experiment_id"], org_id, lead_id, wanted, value,
-                                         experiment["stage"], experiment["segment"])
-        if len(_ASSIGNED) >= _ASSIGNED_MAX:
-            _ASSIGNED.clear()
-        _ASSIGNED[key] = arm
-    return {"model": _model(challenger if arm == "challenger" else champion),
-            "experiment_id": experiment["experiment_id"], "arm": arm}
-
-
 # --- reports -----------------------------------------------------------------------------------
 
-def _rate(hits: int, n: int) -> dict[str, Any]:
-    low, high = stats.wilson_interval(int(hits), int(n))
-    return {"rate": hits / n if n else None, "interval": [low, high], "n": int(n)}
+_rate = stats.proportion
 
 
 def leaderboard_with_intervals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -6,10 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
 from flywheel.clients.llm import BedrockReplyClassifier, LlmUnavailable, OpenAIReplyClassifier, ReplyClassifier
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.secrets import llm_secret, openai_api_key
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
@@ -20,7 +18,7 @@ from flywheel.domain.reply_rules import classify_offline
 from flywheel.errors import DependencyUnavailable, NotFound
 from flywheel.models.classification import Classification
 from flywheel.models.replies import ReplyIn, ReplyJob
-from flywheel.observability import logger
+from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events
 from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import get_settings
@@ -41,10 +39,10 @@ def llm_classifier() -> ReplyClassifier | None:
         if not base_url:
             raise DependencyUnavailable("CLASSIFIER_BACKEND=openai_compatible needs CLASSIFIER_BASE_URL")
         # local servers (vLLM, Ollama) take no key, but the SDK wants a non-empty one
-        compatible_key = settings.classifier_api_key or webhook_secret("classifier_api_key") or "unused"
+        compatible_key = settings.classifier_api_key or llm_secret("classifier_api_key") or "unused"
         return OpenAIReplyClassifier(compatible_key, model, base_url=base_url, json_mode=settings.classifier_json_mode,
                                      **common)
-    key = settings.openai_api_key or webhook_secret("openai_api_key")
+    key = openai_api_key()
     if not key:
         if backend == "openai":
             logger.error("CLASSIFIER_BACKEND=openai but no OpenAI key is configured; using the offline classifier")
@@ -105,9 +103,10 @@ def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any
     stored = ingest_events([reply, event], window_days=get_settings().attribution_window_days)
     if stored.outbox:
         flush_after_commit(["events"])
-    with single_metric(name="ReplyClassified", unit=MetricUnit.Count, value=1, namespace="Flywheel") as metric:
-        metric.add_dimension(name="category", value=result.category)
-        metric.add_dimension(name="source", value=result.source)
+    logger.info("reply classified", extra={"reply_key": job.reply_key, "category": result.category,
+                                           "source": result.source})
+    count("ReplyClassified", category=result.category, source=result.source)
+    count("ReplyClassifiedBySource", source=result.source)  # the fallback-share alarm reads this one
     return {**stored.as_dict(), "category": result.category, "source": result.source}
 
 

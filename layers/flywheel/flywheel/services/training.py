@@ -10,56 +10,32 @@ import json
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flywheel.clients import stepfunctions
 from flywheel.clients.aws import client
-from flywheel.clients.comprehend import ComprehendPii
-from flywheel.clients.finetune import (
-    BedrockFineTuner,
-    FineTuneProvider,
-    OpenAIFineTuner,
-    ProviderRefused,
-    UploadedDataset,
-)
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.finetune import BedrockFineTuner, ProviderRefused, Serving, UploadedDataset, provider_for
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
-from flywheel.observability import logger
-from flywheel.services import experiments, registry
-from flywheel.services.dataset import (
-    DatasetSpec,
-    ResidualPersonalData,
-    build_dataset,
-    check_spec,
-    smoke_prompt_from,
-)
+from flywheel.observability import count, logger
+from flywheel.services import experiments, registry, serving
 from flywheel.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from flywheel.services.dataset import DatasetSpec
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
                                   "since_days": 90, "wait_seconds": 600}
 
 
-def provider_for(name: str, settings: Settings) -> FineTuneProvider:
-    if name == "openai":
-        key = settings.openai_api_key or webhook_secret("openai_api_key")
-        if not key:
-            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the provider secret)")
-        return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
-                                             settings.azure_openai_api_version)
-    if not settings.bedrock_role_arn:
-        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
-    return BedrockFineTuner(settings.bedrock_role_arn)
-
-
 def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     params = {**DEFAULT_PARAMS, **{k: v for k, v in state.items() if k in DEFAULT_PARAMS or k in (
-        "provider", "base_model", "method", "max_wait_seconds", "scope")}}
+        "provider", "base_model", "method", "max_wait_seconds", "scope", "serving_wait_seconds",
+        "serving_max_wait_seconds")}}
     params.setdefault("provider", settings.finetune_provider)
     params.setdefault("base_model", settings.base_model_for(params["provider"]))
     params.setdefault("method", settings.finetune_method)
@@ -111,7 +87,11 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     if not state.get("sufficient", True):
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
                                                    f"{settings.training_min_examples} needed")
+        count("TrainingRunFinished", status="insufficient_data")
         return {**state, "sufficient": False, "reason": "insufficient data"}
+    # NumPy and the dataset builder: only this step needs them, so they load here (cold starts)
+    from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset
+
     provider = provider_for(state["provider"], settings)
     spec = DatasetSpec(
         min_quality=float(state["min_quality_score"]),
@@ -121,6 +101,8 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
         base_model=state["base_model"], epochs=settings.training_epochs,
     )
     _refuse_unsupported(spec)  # decided before a single row is read
+    from flywheel.clients.comprehend import ComprehendPii  # loads the redaction rules: this step only
+
     pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
                 if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,6 +117,7 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
             if built.examples < settings.training_min_examples:
                 _update(run_id, "insufficient_data", manifest=built.manifest,
                         error=f"insufficient data: {built.examples} examples after cleaning")
+                count("TrainingRunFinished", status="insufficient_data")
                 return {**state, "sufficient": False, "reason": "insufficient data"}
             _update(run_id, "failed", manifest=built.manifest, error=f"dataset failed validation: {failure}")
             raise InvalidInput(f"dataset failed validation: {failure}")
@@ -151,6 +134,8 @@ def _built_state(state: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     smoke-test prompt read back from the stored file."""
     counts = (run["manifest"] or {}).get("counts", {})
     has_validation = int(counts.get("validation", 0)) > 0
+    from flywheel.services.dataset import smoke_prompt_from
+
     with tempfile.TemporaryDirectory() as tmp:
         name = "validation.jsonl" if has_validation else "train.jsonl"
         prompt = smoke_prompt_from(download_file(f"{run['dataset_uri']}/{name}", Path(tmp) / name))
@@ -161,6 +146,8 @@ def _built_state(state: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
 
 def _refuse_unsupported(spec: DatasetSpec) -> None:
     """The provider's job must be able to run this method on this base model, in this Region."""
+    from flywheel.services.dataset import check_spec
+
     limits = check_spec(spec)
     if spec.method not in limits.methods:
         raise ProviderRefused(
@@ -206,6 +193,8 @@ def _recorded(run_id: str) -> dict[str, Any]:
 
 def start_job(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
+    if state["provider"] == "bedrock" and not settings.bedrock_role_arn:
+        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
     run_id = state["run_id"]
     run = _recorded(run_id)
     if run["job_id"]:  # a retry: the job was started (and paid for) already
@@ -266,8 +255,53 @@ def register(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "model_id": model["model_id"], "version": version}
 
 
+def start_serving(state: dict[str, Any]) -> dict[str, Any]:
+    """Make the new model invocable: a Bedrock on-demand deployment (or provisioned throughput),
+    which the state machine then waits for; an OpenAI fine-tune is served as it is."""
+    provider = provider_for(state["provider"], get_settings())
+    with transaction() as conn:
+        model = models_dal.get_model(conn, state["model_id"])
+    if model and model["serving_model_id"]:  # a retry: serving was started and recorded
+        serving = Serving(model["serving_model_id"], model["serving_kind"], model["serving_status"])
+    else:
+        _update(state["run_id"], "serving")
+        serving = provider.serve(state["provider_model_id"], f"fw-{state['run_id']}",
+                                 {"run_id": state["run_id"], "model_id": state["model_id"]})
+        with transaction() as conn:
+            models_dal.change(conn, state["model_id"], "serving_started", actor="training", reason=serving.kind,
+                              evidence={"serving_model_id": serving.model_id}, serving_model_id=serving.model_id,
+                              serving_kind=serving.kind, serving_status=serving.state)
+    return {**state, "serving_model_id": serving.model_id, "serving_kind": serving.kind,
+            "serving_state": serving.state, "serving_elapsed_seconds": 0,
+            # poll the deployment every minute at most (it takes minutes), never slower than the job
+            "serving_wait_seconds": int(state.get("serving_wait_seconds", min(60, int(state.get("wait_seconds", 60)))))}
+
+
+def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"],
+                                                                         state["serving_kind"])
+    elapsed = int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0))
+    serving_state = serving.state
+    if serving_state == "creating" and elapsed >= int(state.get("serving_max_wait_seconds",
+                                                                settings.serving_max_wait_s)):
+        serving_state = "timed_out"
+    if serving.state != "creating":
+        with transaction() as conn:
+            model = models_dal.get_model(conn, state["model_id"], lock=True)
+            if model and model["serving_status"] != serving.state:  # else a retry: recorded already
+                models_dal.change(conn, state["model_id"], f"serving_{serving.state}", actor="training",
+                                  reason=serving.error or "deployment active", serving_status=serving.state,
+                                  serving_error=serving.error)
+    result = {**state, "serving_state": serving_state, "serving_elapsed_seconds": elapsed}
+    if serving_state in ("failed", "timed_out"):
+        result["error"] = {"Error": "ServingFailed", "Cause": serving.error or
+                           f"the deployment was not active after {elapsed} s"}
+    return result
+
+
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
-    """One inference on a validation prompt; a failure marks the model failed."""
+    """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
     with transaction() as conn:
         verdict = next((h for h in models_dal.history(conn, state["model_id"])  # newest first
                         if h["action"] in ("smoke_test_passed", "smoke_test_failed")), None)
@@ -278,7 +312,8 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
     provider = provider_for(state["provider"], get_settings())
     _update(state["run_id"], "smoke_testing")
     try:
-        answer = provider.smoke_test(state["provider_model_id"], state.get("smoke_prompt") or [
+        answer = provider.smoke_test(state.get("serving_model_id") or state["provider_model_id"],
+                                     state.get("smoke_prompt") or [
             {"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}])
         problem = None if answer.strip() else "empty answer"
     except (ProviderRefused, DependencyUnavailable) as exc:
@@ -306,6 +341,7 @@ def deploy(state: dict[str, Any]) -> dict[str, Any]:
                       actor="training", reason=f"weekly run {state['run_id']}",
                       experiment_config=state.get("experiment_config"))
         training_dal.update_run(conn, state["run_id"], "succeeded")
+    count("TrainingRunFinished", status="succeeded")
     return {**state, "deployed": bool(state.get("deploy"))}
 
 
@@ -332,12 +368,15 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
                     models_dal.change(conn, state["model_id"], "failed", actor="training", reason=str(message)[:500],
                                       status="failed")
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
+    count("TrainingRunFinished", status="failed")
+    if state.get("model_id"):
+        serving.sync(actor="training")  # a failed model's deployment is deleted (retried daily if this fails)
     return {**state, "failure": str(message)}
 
 
 STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
-         "cancel_job": cancel_job, "register": register, "smoke_test": smoke_test, "deploy": deploy,
-         "record_failure": record_failure}
+         "cancel_job": cancel_job, "register": register, "start_serving": start_serving,
+         "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
 
 
 def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
@@ -358,10 +397,14 @@ def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason:
                  experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """A ready model becomes the challenger at the canary share and an experiment starts (its plan
     and any warning that the planned lift cannot be detected in time come back in the answer), or
-    the model becomes champion when there is none."""
+    the model becomes champion when there is none. An archived model deployed again gets its
+    deployment back (serving.sync)."""
     with transaction() as conn:
-        return deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason,
-                         experiment_config=experiment_config)
+        result = deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason,
+                           experiment_config=experiment_config)
+    if result.get("serving_status") == "deleted":
+        serving.sync(actor=actor)
+    return result
 
 
 def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, actor: str, reason: str,
@@ -382,6 +425,7 @@ def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] 
         done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
         if done["changed"]:
             experiments.end_running(conn, "promoted", actor=actor, reason=reason)
+    serving.sync(actor=actor)  # the archived champion's deployment is deleted
     return done
 
 
@@ -390,6 +434,7 @@ def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[st
         done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
         if done["changed"]:
             experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
+    serving.sync(actor=actor)  # the withdrawn model's deployment goes; a restored champion's comes back
     return done
 
 
@@ -491,6 +536,8 @@ def training_stats(min_quality: float, since_days: int, org_id: str | None = Non
     examples = sum(int(r["examples"]) for r in rows)
     # ~4 characters a token for the email, plus ~120 tokens of prompt and framing per example
     tokens = sum(int(r["characters"]) // 4 for r in rows) + 120 * examples
+    from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate  # the dataset rules: this route only
+
     prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
     return {"examples": examples, "by_label": {r["label"]: int(r["examples"]) for r in rows},
             "minimum": settings.training_min_examples, "ready": examples >= settings.training_min_examples,

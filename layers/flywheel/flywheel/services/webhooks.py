@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
 from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
 from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
-from flywheel.observability import logger, metrics
+from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, linked_outcome
 from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import Settings, get_settings
@@ -70,7 +69,7 @@ def _store(provider: str, events: list[IncomingEvent], window_days: int,
     summary = result.as_dict()
     for name in ("stored", "duplicates", "orphans", "ignored", "quarantined"):
         if summary[name]:
-            metrics.add_metric(name=f"Webhook{name.capitalize()}", unit="Count", value=summary[name])
+            count(f"Webhook{name.capitalize()}", summary[name], provider=provider)
     if quarantined:
         # the reasons name fields, never values: no personal data in the log
         logger.warning("malformed events quarantined", extra={
@@ -147,7 +146,10 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
-        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s)
+        from flywheel.clients.crm import HubSpotClient  # the HTTP client: only the CRM routes load it
+
+        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s,
+                               settings.crm_budget_s)
         outcome_field = settings.hubspot_outcome_property
 
         def fetch(deal_id: str) -> tuple[str, tuple[dict[str, Any] | None, list[str]]]:
@@ -186,8 +188,10 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
             emails = delivery.embedded_emails
             person_id = delivery.person_id  # checked before it goes into the API path
             if not emails and person_id:
+                from flywheel.clients.crm import PipedriveClient
+
                 client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
-                                         settings.http_timeout_s)
+                                         settings.http_timeout_s, settings.crm_budget_s)
                 try:
                     emails = client.person_emails(person_id)[:1]
                 finally:

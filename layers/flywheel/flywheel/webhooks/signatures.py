@@ -11,11 +11,6 @@ import hashlib
 import hmac
 import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
-
 
 class SignatureInvalid(Exception):
     """The request is not provably from the provider."""
@@ -52,6 +47,12 @@ def verify_sendgrid(public_key_b64: str, signature_b64: str | None, timestamp: s
         age = (_now() if now is None else now) - int(timestamp)
         if age > max_age_s or age < -300:
             raise SignatureInvalid("timestamp outside the allowed window")
+    # cryptography loads here: only the SendGrid route pays for it at cold start
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     try:
         key = load_der_public_key(_b64(public_key_b64))
     except ValueError as exc:
