@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -45,7 +46,7 @@ def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: dateti
 
     The caller holds the outcomes' row locks (dal.locks; `icp` is what taking them read), so every
     committed event is seen."""
-    ids = sorted(set(outcome_ids))
+    ids = sorted(set(outcome_ids), key=attrgetter("int"))  # UUID's own __lt__ is slow on 10,000s
     if not ids:
         return
     now = now or datetime.now(UTC)
