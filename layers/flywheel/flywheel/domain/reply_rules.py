@@ -88,9 +88,11 @@ UNSUBSCRIBE = _any(
     r"\b(?:do not|don'?t|never) send (?:me|us) (?:any )?(?:more|further|other)\b",
     r"\bremoved? (?:me|us|all of (?:us|our \w+)|our \w+) from (?:your|the|this|all|any)\b"
     r"(?! (?:thread|chain|cc|loop|conversation|e-?mail chain)\b)",
-    r"\b(?:address|e-?mail)\b.{0,60}\bremove it\b", r"\b(?:my|our) (?:details|data|address|e-?mail) (?:deleted|removed)\b",
+    r"\b(?:address|e-?mail)\b.{0,60}\bremove it\b",
+    r"\b(?:my|our) (?:details|data|address|e-?mail) (?:deleted|removed)\b",
     r"\bnon (?:mi |ci )?contatt\w* più\b", r"уберите (?:меня|мой|мою|мои|нас)",
-    r"прекратите (?:присылать|писать|отправлять|рассылку|слать)", r"(?:メール|ご案内|営業|配信).{0,10}(?:お断り|を?止め)",
+    r"прекратите (?:присылать|писать|отправлять|рассылку|слать)",
+    r"(?:メール|ご案内|営業|配信).{0,10}(?:お断り|を?止め)",
     r"别再.{0,6}发", r"(?:名单|名單|列表).{0,6}(?:移除|删除|刪除)", r"(?:移除|刪除).{0,12}(?:名單|郵箱|列表)",
 )
 OUT_OF_OFFICE = _any(
