@@ -54,7 +54,8 @@ PROCESSES = 4
 # race alone): 3 rounds of every provider catch it every time
 ROUNDS = 3
 N = 12  # messages
-SENT = datetime(2026, 11, 20, 9, tzinfo=UTC)
+# ten days ago: every event of the story (the last, a correction, 8 days after sending) is in the past
+SENT = (datetime.now(UTC) - timedelta(days=10)).replace(hour=9, minute=0, second=0, microsecond=0)
 
 
 def registration(messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,7 +281,10 @@ def snapshot(url: str) -> dict[str, Any]:
                       default=str, sort_keys=True)
     for outcome_id, key in keys.items():
         text = text.replace(str(outcome_id), key)
-    return json.loads(text)
+    found = json.loads(text)
+    # in the order of what they stand for (a correction's event key holds its outcome's id)
+    found["events"].sort(key=lambda e: (e["provider"], e["event_key"]))
+    return found
 
 
 def diff(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:

@@ -108,7 +108,7 @@ def test_start_api_serves_requests_side_by_side(db_url: str, db) -> None:
         with db.transaction():
             db.execute("SELECT 1 FROM outcome_labels WHERE outcome_id = %s FOR UPDATE", (held,))
             blocked = threading.Thread(target=lambda: answers.update(correction=call(
-                "POST", f"/outcomes/{held}/corrections", {"training_label": "positive", "reason": "checked",
+                "POST", f"/outcomes/{held}/corrections?org_id=acme", {"training_label": "positive", "reason": "checked",
                                                           "actor": "qa@acme.example"})))
             blocked.start()
             with psycopg.connect(db_url, autocommit=True) as watcher:
