@@ -474,3 +474,64 @@ def test_an_event_naming_a_new_organisation_never_deadlocks_with_its_registratio
             errors.append(exc)
         thread.join(30)
     assert not errors, errors
+
+
+def test_a_rederivation_waits_for_the_events_another_transaction_is_applying(db_url, monkeypatch) -> None:
+    """The race the shuffled replays catch by chance, made to happen every time: one delivery has
+    stored its event and re-derived the outcome but not committed; a second delivery for the same
+    outcome must wait and then derive from both events. (Without the outcome row locks, the second
+    read its events before the first committed and overwrote the row with a derivation missing
+    the first event: event_count 1, no delivery.)"""
+    from flywheel.domain.ingest import IncomingEvent
+    from flywheel.models.messages import MessageIn
+    from flywheel.services import ingest as ingest_service
+    from flywheel.services.ingest import ingest_events
+    from flywheel.services.outcomes import register_messages
+
+    [registered] = register_messages([MessageIn(org_id="acme", campaign_id="c", lead_id="l1", body="hi",
+                                                lead_email="l1@acme.example", sent_at=SENT)]).outcomes
+    outcome_id = str(registered.outcome_id)
+    close_connection()
+
+    def event(key: str, kind: str, minutes: int) -> IncomingEvent:
+        return IncomingEvent(provider="sendgrid", event_key=key, event_type=kind, payload={}, org_id="acme",
+                             occurred_at=SENT + timedelta(minutes=minutes), outcome_id=outcome_id)
+
+    derived, release = threading.Event(), threading.Event()
+    real_recompute = ingest_service.recompute
+    first_pid: list[int] = []
+
+    def recompute_then_hold(conn: Any, *args: Any, **kwargs: Any) -> None:
+        real_recompute(conn, *args, **kwargs)
+        if threading.current_thread().name == "first":
+            first_pid.append(conn.info.backend_pid)
+            derived.set()
+            assert release.wait(30)  # the transaction stays open, its row lock held
+
+    monkeypatch.setattr(ingest_service, "recompute", recompute_then_hold)
+    errors: list[BaseException] = []
+
+    def deliver(events: list[IncomingEvent]) -> None:
+        try:
+            ingest_events(events, window_days=90)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            close_connection()
+
+    first = threading.Thread(target=deliver, args=([event("d-1", "delivered", 1)],), name="first")
+    second = threading.Thread(target=deliver, args=([event("o-1", "open", 5)],), name="second")
+    first.start()
+    assert derived.wait(30)
+    second.start()
+    try:
+        _wait_until_blocked(db_url, set(first_pid))  # the second waits for the first's row
+    finally:
+        release.set()
+        first.join(30)
+        second.join(30)
+    assert not errors, errors
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        row = conn.execute("SELECT event_count, delivered_at, open_count FROM outcome_labels WHERE outcome_id = %s",
+                           (outcome_id,)).fetchone()
+    assert row == {"event_count": 2, "delivered_at": SENT + timedelta(minutes=1), "open_count": 1}
