@@ -36,6 +36,7 @@ from flywheel.local.embedded import create_database
 from flywheel.local.invoke import invoke
 from flywheel.settings import reset_settings
 from tests.conftest import ROOT, load_event
+from tests.integration.test_webhook_replay import database_rows
 from tests.mail_helpers import _field, _form
 from tests.webhook_helpers import (
     calendly_headers,
@@ -265,28 +266,9 @@ def globex_events() -> list[dict[str, Any]]:
 
 
 def snapshot(url: str) -> dict[str, Any]:
-    """Rows as data, with ids replaced by what they stand for (ids differ between databases)."""
-    with psycopg.connect(url, row_factory=dict_row) as conn:
-        keys = {r["outcome_id"]: r["dedupe_key"]
-                for r in conn.execute("SELECT outcome_id, dedupe_key FROM outcome_labels")}
-        outcomes = conn.execute("SELECT * FROM outcome_labels ORDER BY dedupe_key").fetchall()
-        events = conn.execute("SELECT * FROM outcome_events ORDER BY provider, event_key").fetchall()
-        supp = conn.execute("SELECT org_id, email, reason, outcome_id FROM suppressions ORDER BY 1, 2").fetchall()
-        outbox = conn.execute("SELECT topic, dedupe_key, payload FROM outbox ORDER BY 1, 2").fetchall()
-    for row in outcomes:
-        for volatile in ("outcome_id", "created_at", "updated_at"):
-            row.pop(volatile)
-    for row in events:
-        for volatile in ("event_id", "received_at"):
-            row.pop(volatile)
-    text = json.dumps({"outcomes": outcomes, "events": events, "suppressions": supp, "outbox": outbox},
-                      default=str, sort_keys=True)
-    for outcome_id, key in keys.items():
-        text = text.replace(str(outcome_id), key)
-    found = json.loads(text)
-    # in the order of what they stand for (a correction's event key holds its outcome's id)
-    found["events"].sort(key=lambda e: (e["provider"], e["event_key"]))
-    return found
+    return database_rows(url, {
+        "suppressions": "SELECT org_id, email, reason, outcome_id FROM suppressions ORDER BY 1, 2",
+        "outbox": "SELECT topic, dedupe_key, payload FROM outbox ORDER BY 1, 2"})
 
 
 def diff(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:
