@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import ROOT, fresh_database
+from _harness import ROOT, fresh_database, progress
 
 N = 200_000
 SEED = """
@@ -75,10 +75,12 @@ def main() -> None:
     url = fresh_database()
     import psycopg
 
+    progress(f"seeding {N:,} outcomes")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SEED.replace("{n}", str(N)))
     results = {}
     for mode in ("streaming", "fetch-all"):
+        progress(f"building the dataset: {mode} (its own process)")
         done = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True,
                               env={**__import__("os").environ, "DATABASE_URL": url}, cwd=ROOT)
         results[mode] = json.loads(done.stdout.strip().splitlines()[-1])

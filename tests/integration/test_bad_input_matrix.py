@@ -485,16 +485,20 @@ CRM_DEAL = {"event": "deal_won", "lead_email": "dana@northwind.example", "org_id
             "value": "100.00", "currency": "USD", "occurred_at": "2026-11-24T10:00:00Z"}
 
 
+CRM_CHANGES: dict[str, dict[str, Any]] = {
+    "value_1e12": {"value": "1000000000000"}, "value_negative": {"value": "-1"}, "value_abc": {"value": "abc"},
+    "value_nan_string": {"value": "NaN"}, "value_infinity_string": {"value": "Infinity"},
+    "currency_two": {"currency": "US"}, "occurred_9999": {"occurred_at": "9999-01-01T00:00:00Z"},
+    "occurred_naive": {"occurred_at": "2026-11-24T10:00:00"}, "close_date_month_13": {"close_date": "2026-13-45"},
+    "deal_id_long": {"deal_id": "d" * 129}, "org_bad": {"org_id": "ac me"}, "extra_field": {"colour": "red"},
+    "no_link": {"lead_email": None}, "email_bidi": {"lead_email": f"d{BIDI}@x.example"},
+    "outcome_nul": {"outcome_id": "a\x00"}, "meeting_on_deals_route": {"event": "meeting_booked"},
+}
+
+
 def crm_cases() -> list[Case]:
-    cases = [Case(f"crm.{name}", "POST", "/webhooks/crm/deals", js({**CRM_DEAL, **change})) for name, change in {
-        "value_1e12": {"value": "1000000000000"}, "value_negative": {"value": "-1"}, "value_abc": {"value": "abc"},
-        "value_nan_string": {"value": "NaN"}, "value_infinity_string": {"value": "Infinity"},
-        "currency_two": {"currency": "US"}, "occurred_9999": {"occurred_at": "9999-01-01T00:00:00Z"},
-        "occurred_naive": {"occurred_at": "2026-11-24T10:00:00"}, "close_date_month_13": {"close_date": "2026-13-45"},
-        "deal_id_long": {"deal_id": "d" * 129}, "org_bad": {"org_id": "ac me"}, "extra_field": {"colour": "red"},
-        "no_link": {"lead_email": None}, "email_bidi": {"lead_email": f"d{BIDI}@x.example"},
-        "outcome_nul": {"outcome_id": "a\x00"}, "meeting_on_deals_route": {"event": "meeting_booked"},
-    }.items()]
+    cases = [Case(f"crm.{name}", "POST", "/webhooks/crm/deals", js({**CRM_DEAL, **change}))
+             for name, change in CRM_CHANGES.items()]
     cases += [Case("crm.nan_token", "POST", "/webhooks/crm/deals", raw_json(json.dumps(CRM_DEAL)[:-1] + ', "value": NaN}')),
               Case("crm.meeting_id_long", "POST", "/webhooks/crm/meetings", js({
                   "event": "meeting_booked", "lead_email": "d@x.example", "meeting_id": "m" * 129})),

@@ -64,7 +64,9 @@ def test_build_event_marks_binary_bodies_base64() -> None:
     from flywheel.local.server import LocalApi, build_event
 
     api = LocalApi(ROOT / "template.yaml")
-    route, params = api.match("GET", "/messages/abc")
+    matched = api.match("GET", "/messages/abc")
+    assert matched is not None
+    route, params = matched
     assert params == {"outcome_id": "abc"} and route.path == "/messages/{outcome_id}"
     event = build_event("POST", "/messages?a=1&a=2", {"Content-Type": ["multipart/form-data; boundary=x"]},
                         b"--x\r\n\xff\r\n", route, params, api.binary_types)
@@ -114,7 +116,7 @@ def test_start_api_serves_requests_side_by_side(db_url: str, db) -> None:
             with psycopg.connect(db_url, autocommit=True) as watcher:
                 for _ in range(400):  # the correction waits on the row lock
                     if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                       "AND datname = current_database()").fetchone()[0]:
+                                       "AND datname = current_database()").fetchone() != (0,):
                         break
                     time.sleep(0.05)
                 else:

@@ -189,7 +189,8 @@ class FakeOpenAI:
     """The OpenAI files and fine-tuning endpoints, at the HTTP transport."""
 
     def __init__(self, refuse: bool = False, statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded")):
-        self.refuse, self.statuses, self.requests = refuse, list(statuses), []
+        self.refuse, self.statuses = refuse, list(statuses)
+        self.requests: list[Any] = []
         self.jobs: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
@@ -274,7 +275,9 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
         from flywheel.local.server import LocalApi
 
         api = LocalApi(ROOT / "template.yaml")
-        route, params = api.match(method, path)
+        matched = api.match(method, path)
+        assert matched is not None
+        route, params = matched
         event["resource"], event["pathParameters"] = route.path, params or None
         result = invoke("TrainingApiFunction", event, ROOT / "template.yaml")
         return result["statusCode"], json.loads(result["body"])
@@ -365,10 +368,14 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
     real_start, real_smoke = finetune.BedrockFineTuner.start, finetune.BedrockFineTuner.smoke_test
     monkeypatch.setattr(training_service, "_update", update)
     monkeypatch.setattr(dataset_service, "build_dataset", build)  # the build step imports it when it runs
-    monkeypatch.setattr(finetune.BedrockFineTuner, "start", lambda self, *a, **k: (
-        counts.__setitem__("bedrock_start", counts["bedrock_start"] + 1), real_start(self, *a, **k))[1])
-    monkeypatch.setattr(finetune.BedrockFineTuner, "smoke_test", lambda self, *a, **k: (
-        counts.__setitem__("smoke", counts["smoke"] + 1), real_smoke(self, *a, **k))[1])
+    def counted(name: str, real: Any) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return real(self, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(finetune.BedrockFineTuner, "start", counted("bedrock_start", real_start))
+    monkeypatch.setattr(finetune.BedrockFineTuner, "smoke_test", counted("smoke", real_smoke))
     payload = {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14"} if provider == "openai" else {}
     execution, row = run(db, payload, on_tick=complete_bedrock_jobs)
     assert execution["status"] == "SUCCEEDED", execution

@@ -73,12 +73,16 @@ def ensure_organizations(conn: Connection, org_ids: list[str]) -> None:
 
 def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[UUID, bool]]:
     """Insert new messages in one statement; returns (org, dedupe key) -> (id, created).
+    The database assigns ids, unless every row carries its own `outcome_id` (local sample data).
 
     Rows go in (org, dedupe key) order: two registrations of overlapping batches wait on each
     other's new keys in one direction, never in a cycle (messages without an email or provider id
     take no link lock to serialise them)."""
-    columns = ", ".join(REGISTRATION_COLUMNS)
-    record = ", ".join(f"{name} {sql_type}" for name, sql_type in REGISTRATION_COLUMNS.items())
+    types = dict(REGISTRATION_COLUMNS)
+    if rows and all("outcome_id" in r for r in rows):
+        types["outcome_id"] = "uuid"
+    columns = ", ".join(types)
+    record = ", ".join(f"{name} {sql_type}" for name, sql_type in types.items())
     ordered = sorted(rows, key=lambda r: (r["org_id"], r["dedupe_key"]))
     created = conn.execute(
         f"""INSERT INTO outcome_labels ({columns})
@@ -223,3 +227,8 @@ def set_training_opt_in(conn: Connection, org_id: str, opt_in: bool) -> dict[str
     ).fetchone()
     assert row is not None
     return row
+
+
+def opted_in_organizations(conn: Connection) -> list[str]:
+    return [r["org_id"] for r in conn.execute(
+        "SELECT org_id FROM organizations WHERE training_opt_in ORDER BY org_id").fetchall()]

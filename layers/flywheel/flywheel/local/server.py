@@ -15,6 +15,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flywheel.dal.connection import close_connection
 from flywheel.local.invoke import function_spec, invoke, invoke_in_place, shared_environment
+from flywheel.local.sigv4 import AuthFailure, SigV4Verifier
 from flywheel.local.template import Route, read_template
 from flywheel.settings import reset_settings
 
@@ -44,6 +46,7 @@ def _is_binary(content_type: str, binary_types: list[str], body: bytes) -> bool:
 def build_event(
     method: str, raw_path: str, headers: dict[str, list[str]], body: bytes, route: Route,
     path_params: dict[str, str], binary_types: list[str], source_ip: str = "127.0.0.1", stage: str = "local",
+    caller: str | None = None,
 ) -> dict[str, Any]:
     url = urlsplit(raw_path)
     query = parse_qs(url.query, keep_blank_values=True)
@@ -62,14 +65,17 @@ def build_event(
         "requestContext": {
             "resourcePath": route.path,
             "httpMethod": method,
-            "path": f"/{stage}{url.path}",
+            # the path as called, as behind a custom domain: the URL a webhook provider signs
+            # (HubSpot) is the URL the handler reconstructs
+            "path": url.path,
             "stage": stage,
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", [""])[0]},
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", [""])[0],
+                         "accessKey": caller, "caller": caller},
         },
         "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8")) if body else None,
         "isBase64Encoded": binary,
@@ -77,11 +83,15 @@ def build_event(
 
 
 class LocalApi:
-    def __init__(self, template_path: Path) -> None:
+    """The template's API. With a `verifier`, IAM routes need valid SigV4 signatures (see
+    flywheel.local.sigv4); without one they are open, as with `sam local start-api`."""
+
+    def __init__(self, template_path: Path, verifier: SigV4Verifier | None = None) -> None:
         self.template_path = template_path
         template = read_template(template_path)
         self.routes = [r for spec in template.functions().values() for r in spec.routes]
         self.binary_types = template.binary_media_types()
+        self.verifier = verifier
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         # literal routes before parameterised ones, as API Gateway does
@@ -98,7 +108,15 @@ class LocalApi:
         if matched is None:
             return 403, {"Content-Type": ["application/json"]}, b'{"message":"Missing Authentication Token"}'
         route, params = matched
-        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip)
+        caller = None
+        if route.auth == "AWS_IAM" and self.verifier is not None:
+            checked = self.verifier.check(method, raw_path, headers, body)
+            if isinstance(checked, AuthFailure):
+                return checked.status, {"Content-Type": ["application/json"], "x-amzn-ErrorType": [
+                    checked.error_type]}, json.dumps({"message": checked.message}).encode()
+            caller = checked.access_key
+        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip,
+                            caller=caller)
         if side_by_side:
             result = invoke_in_place(function_spec(route.function, self.template_path), event)
         else:
@@ -115,8 +133,16 @@ class LocalApi:
         return int(result.get("statusCode", 200)), out_headers, payload
 
 
+    def route_lines(self) -> list[str]:
+        width = max((len(r.path) for r in self.routes), default=0)
+        return [f"{r.method:<6} {r.path:<{width}}  {r.function} ({'IAM' if r.auth == 'AWS_IAM' else 'public'})"
+                for r in sorted(self.routes, key=lambda r: (r.path, r.method))]
+
+
 class LocalApiServer(ThreadingHTTPServer):
     """The HTTP server, its worker threads, and the API functions' environment for its lifetime."""
+
+    daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi,
                  workers: int) -> None:
@@ -128,6 +154,7 @@ class LocalApiServer(ThreadingHTTPServer):
         self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-env")
         super().__init__(address, handler)
+        self.api = api
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -149,14 +176,19 @@ def _close_on_worker(gate: threading.Barrier) -> None:
     gate.wait(timeout=30)  # one task per worker thread
 
 
-def make_server(template_path: Path, host: str, port: int, workers: int = 4) -> LocalApiServer:
-    """`workers` requests run side by side; more wait for a free worker."""
-    api = LocalApi(template_path)
+def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Verifier | None = None,
+                log: Callable[[str], None] | None = None, workers: int = 4) -> LocalApiServer:
+    """The HTTP server; `workers` requests run side by side (more wait for a free worker); `log`
+    gets one line per request (method, path, status, milliseconds)."""
+    api = LocalApi(template_path, verifier)
 
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body are two writes: without this, a kept-alive client waits out a delayed ACK
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
+            started = time.perf_counter()
             if self.command == "GET" and urlsplit(self.path).path in DOCS:
                 return self._docs(urlsplit(self.path).path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -171,6 +203,8 @@ def make_server(template_path: Path, host: str, port: int, workers: int = 4) -> 
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
                 status, out_headers = 502, {"Content-Type": ["application/json"]}
                 payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()
+            if log is not None:  # before answering: a client that got its answer finds the line logged
+                log(f"{self.command} {self.path} {status} {(time.perf_counter() - started) * 1000:.0f} ms")
             self.send_response(status)
             for key, values in out_headers.items():
                 for value in values:
