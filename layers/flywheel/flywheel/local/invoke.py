@@ -143,10 +143,10 @@ def invoke(logical_id: str, event: dict[str, Any], template_path: Path | None = 
 def shared_environment(specs: list[FunctionSpec]) -> dict[str, str]:
     """One environment for several functions at once, so they can run side by side in this process
     (the local API server's): their template variables, which must agree, under the ones already
-    set in the process."""
+    set in the process; resolved by the local stack when one runs."""
     wanted: dict[str, str] = dict(_LOCAL_DEFAULTS)
     for spec in specs:
-        for key, value in spec.environment.items():
+        for key, value in (_SOURCES[-1].environment(spec) if _SOURCES else spec.environment).items():
             if key in wanted and wanted[key] != value and key not in _LOCAL_DEFAULTS:
                 raise ValueError(f"{spec.logical_id} sets {key} differently from another function it runs beside")
             wanted[key] = value

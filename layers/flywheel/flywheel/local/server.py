@@ -146,15 +146,23 @@ class LocalApiServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi,
                  workers: int) -> None:
-        functions = sorted({r.function for r in api.routes})
-        environment = shared_environment([function_spec(f, api.template_path) for f in functions])
-        self._saved = {k: os.environ.get(k) for k in environment}
-        os.environ.update(environment)
-        reset_settings()
+        self._saved: dict[str, str | None] | None = None
+        self._preparing = threading.Lock()
         self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-env")
         super().__init__(address, handler)
         self.api = api
+
+    def prepare(self) -> None:
+        """Set the API functions' environment up at the first request: by then the local stack
+        (`flywheel start-api`) runs and resolves the template's Refs."""
+        with self._preparing:
+            if self._saved is None:
+                functions = sorted({r.function for r in self.api.routes})
+                environment = shared_environment([function_spec(f, self.api.template_path) for f in functions])
+                self._saved = {k: os.environ.get(k) for k in environment}
+                os.environ.update(environment)
+                reset_settings()
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -163,7 +171,7 @@ class LocalApiServer(ThreadingHTTPServer):
         for done in [self.pool.submit(_close_on_worker, gate) for _ in range(self.workers)]:
             done.result(timeout=30)
         self.pool.shutdown()
-        for key, value in self._saved.items():
+        for key, value in (self._saved or {}).items():
             if value is None:
                 os.environ.pop(key, None)
             else:
@@ -198,6 +206,7 @@ def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Ver
                 headers.setdefault(key, []).append(value)
             try:
                 assert isinstance(self.server, LocalApiServer)
+                self.server.prepare()
                 status, out_headers, payload = self.server.pool.submit(
                     api.handle, self.command, self.path, headers, body, self.client_address[0], True).result()
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
