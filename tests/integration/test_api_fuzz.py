@@ -106,7 +106,7 @@ def _sign(path: str, body: bytes, host: str) -> dict[str, str]:
     if path == "/webhooks/calendly":
         return calendly_headers(body)
     if path == "/webhooks/crm/hubspot":
-        return hubspot_headers(body, f"https://{host}/local{path}")
+        return hubspot_headers(body, f"https://{host}{path}")  # the URL as called, as HubSpot signs it
     if path in ("/webhooks/crm/deals", "/webhooks/crm/meetings"):
         return standard_headers(body, "msg_" + hashlib.sha256(body).hexdigest()[:24])
     if path == "/webhooks/crm/pipedrive":

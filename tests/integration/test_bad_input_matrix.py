@@ -391,7 +391,7 @@ def hubspot_cases() -> list[Case]:
               Case("hubspot.nan", "POST", "/webhooks/crm/hubspot", raw_json('[{"eventId": NaN}]')),
               Case("hubspot.unsigned", "POST", "/webhooks/crm/hubspot", js([HUBSPOT_GOOD]), sign=False),
               Case("hubspot.stale", "POST", "/webhooks/crm/hubspot", js([HUBSPOT_GOOD]), sign=False,
-                   headers=hubspot_headers(js([HUBSPOT_GOOD]), f"https://{HOST}/local/webhooks/crm/hubspot",
+                   headers=hubspot_headers(js([HUBSPOT_GOOD]), f"https://{HOST}/webhooks/crm/hubspot",
                                            (T0 - 3600) * 1000))]
     return cases
 
@@ -526,7 +526,7 @@ def signed(case: Case) -> dict[str, str]:
     elif case.path == "/webhooks/calendly":
         headers.update(calendly_headers(body))
     elif case.path == "/webhooks/crm/hubspot":
-        headers.update(hubspot_headers(body, f"https://{HOST}/local{case.path}"))
+        headers.update(hubspot_headers(body, f"https://{HOST}{case.path}"))
     elif case.path in ("/webhooks/crm/deals", "/webhooks/crm/meetings"):
         headers.update(standard_headers(body, "msg_" + hashlib.sha256(body).hexdigest()[:24]))
     elif case.path == "/webhooks/crm/pipedrive":
