@@ -106,3 +106,55 @@ def test_an_unexpected_database_error_logs_no_personal_data(configured, db, monk
     assert status == 500 and body["error"] == "internal_error"
     logged = " ".join(r.getMessage() + json.dumps(getattr(r, "__dict__", {}), default=str) for r in caplog.records)
     assert "UniqueViolation" in logged and "dana@northwind.example" not in logged
+
+
+def meeting(api: ApiClient, body: dict, msg_id: str) -> dict:
+    raw = json.dumps(body).encode()
+    status, result = api.post("/webhooks/crm/meetings", body=raw, headers=standard_headers(raw, msg_id))
+    assert status == 200, result
+    return result
+
+
+def test_a_meeting_id_is_matched_only_within_its_organisation(configured, db) -> None:
+    api = configured
+    mine = register(api, "acme", "a1")
+    theirs = register(api, "globex", "g1", lead_email="bob@globex-lead.example")
+    booked = {"event": "meeting_booked", "meeting_id": "M-1", "occurred_at": "2026-11-21T09:00:00Z",
+              "start_time": "2026-11-25T09:00:00Z", "end_time": "2026-11-25T09:30:00Z"}
+    meeting(api, {**booked, "lead_email": "dana@northwind.example", "org_id": "acme"}, "msg_b1")
+    # globex numbers its meetings too: its own M-1 is a no-show, for its own lead
+    no_show = {"event": "meeting_no_show", "meeting_id": "M-1", "occurred_at": "2026-11-25T10:00:00Z"}
+    result = meeting(api, {**no_show, "lead_email": "bob@globex-lead.example", "org_id": "globex"}, "msg_ns1")
+    assert result["orphans"] == 1 and row(db, mine)["meeting_no_show"] is False
+    # globex's booking of its M-1 claims it; acme's meeting is untouched
+    meeting(api, {**booked, "lead_email": "bob@globex-lead.example", "org_id": "globex"}, "msg_b2")
+    assert row(db, theirs)["meeting_no_show"] is True and row(db, mine)["meeting_no_show"] is False
+    meeting(api, {**no_show, "lead_email": "dana@northwind.example", "org_id": "acme"}, "msg_ns2")
+    assert row(db, mine)["meeting_no_show"] is True
+
+
+def reply_to(api: ApiClient, message_id: str) -> dict:
+    form = (b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
+            b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
+            b"Message-ID: <r-" + message_id.encode() + b"@northwind.example>\r\nIn-Reply-To: <" + message_id.encode()
+            + b">\r\nDate: Tue, 24 Nov 2026 10:12:00 +0000\r\n\r\nYes, interested.\r\n--b--\r\n")
+    status, body = api.post("/webhooks/sendgrid/inbound/inbound-token-123", body=form,
+                            headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert status == 200, body
+    return body
+
+
+def test_a_reply_never_lands_on_another_organisations_message(configured, db) -> None:
+    api = configured  # reply.flywheel.example is acme's parse domain
+    theirs = register(api, "globex", "g1", email_message_id="<send-1@mail.globex.example>")
+    assert reply_to(api, "send-1@mail.globex.example")["orphans"] == 1
+    assert row(db, theirs)["replied_at"] is None
+    # the same when the reply comes first: globex's message does not claim acme's orphan
+    assert reply_to(api, "send-2@mail.globex.example")["orphans"] == 1
+    later = register(api, "globex", "g2", email_message_id="<send-2@mail.globex.example>")
+    assert row(db, later)["replied_at"] is None and db.execute(
+        "SELECT count(*) AS n FROM outbox").fetchone()["n"] == 0
+    # acme's own message with that Message-ID is replied to, as always
+    mine = register(api, "acme", "a1", email_message_id="<send-3@mail.acme.example>")
+    reply_to(api, "send-3@mail.acme.example")
+    assert row(db, mine)["replied_at"] is not None

@@ -133,6 +133,29 @@ def test_corrections_export_as_labelled_examples(db, aws, capsys: pytest.Capture
     assert example["corrected_by"] == "maria.ops@acme.example" and example["source"] == "correction"
 
 
+def test_a_corrected_unsubscribe_and_its_suppression_commit_together(db, aws, monkeypatch) -> None:  # noqa: F811
+    from flywheel.dal import suppressions
+
+    outcome_id = register()
+    classify(outcome_id, "Thanks, maybe later.")
+    events = count(db, "outcome_events")
+
+    def down(conn: Any, *rows: Any) -> Any:
+        if rows[0]:  # writing a suppression (in whichever statement) fails
+            raise RuntimeError("suppressions table unavailable")
+        return 0
+
+    with monkeypatch.context() as patched:
+        patched.setattr(suppressions, "suppress", down)
+        patched.setattr(suppressions, "suppress_many", down)
+        status, _ = correct(outcome_id, {"reply_category": "unsubscribe", "reason": "asked to stop",
+                                         "actor": "sdr@acme.example", "correction_id": "c-1"})
+    assert status == 500 and count(db, "outcome_events") == events  # no correction without its suppression
+    status, _ = correct(outcome_id, {"reply_category": "unsubscribe", "reason": "asked to stop",
+                                     "actor": "sdr@acme.example", "correction_id": "c-1"})
+    assert status == 201 and db.execute("SELECT reason FROM suppressions").fetchone()["reason"] == "reply_unsubscribe"
+
+
 def test_corrections_are_scoped_to_the_callers_organisation(db, aws) -> None:  # noqa: F811
     """Found by the review of #12: any caller could correct (and suppress the lead of) any
     organisation's outcome, and a correction_id reused on another outcome answered with the first

@@ -7,8 +7,12 @@ import os
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psycopg
 
 from flywheel.local.server import make_server
 from tests.conftest import ROOT, count
@@ -78,3 +82,49 @@ def test_template_path_is_found_from_a_subfolder() -> None:
 
     assert find_template(ROOT / "functions" / "messages") == ROOT / "template.yaml"
     assert Path(find_template(ROOT)).exists()
+
+
+def test_start_api_serves_requests_side_by_side(db_url: str, db) -> None:
+    """One request waits on a row lock (a correction of an outcome another transaction holds);
+    another request is answered meanwhile, on its own connection: requests run side by side as in
+    production, not one at a time."""
+    server = make_server(ROOT / "template.yaml", "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def call(method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, dict]:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    try:
+        message = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
+        status, body = call("POST", "/messages", {"messages": [message, {**message, "idempotency_key": "other"}]})
+        held, other = (o["outcome_id"] for o in body["outcomes"])
+        answers: dict[str, tuple[int, dict]] = {}
+        with db.transaction():
+            db.execute("SELECT 1 FROM outcome_labels WHERE outcome_id = %s FOR UPDATE", (held,))
+            blocked = threading.Thread(target=lambda: answers.update(correction=call(
+                "POST", f"/outcomes/{held}/corrections?org_id=acme", {"training_label": "positive", "reason": "checked",
+                                                          "actor": "qa@acme.example"})))
+            blocked.start()
+            with psycopg.connect(db_url, autocommit=True) as watcher:
+                for _ in range(400):  # the correction waits on the row lock
+                    if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                       "AND datname = current_database()").fetchone() != (0,):
+                        break
+                    time.sleep(0.05)
+                else:
+                    raise AssertionError("the correction never reached the database")
+            status, outcome = call("GET", f"/messages/{other}?org_id=acme", timeout=15)
+            assert status == 200 and outcome["outcome_id"] == other
+            assert "correction" not in answers
+        blocked.join(60)
+        assert answers["correction"][0] == 201
+    finally:
+        server.shutdown()

@@ -1,6 +1,7 @@
 """Tenancy: every read route of the OpenAPI document, called for one organisation, returns none of
 another organisation's rows (outcomes, events, suppressions, quarantined events, strategies,
-leaderboard counts), and the platform routes (models, runs) name no organisation at all."""
+leaderboard counts), and the platform routes (models, runs, experiments and their evaluations, with
+both organisations' leads assigned) name no organisation at all."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import requests
 
 from flywheel.local.aws import local_aws
 from flywheel.local.openapi import build_document
-from flywheel.services import reports
+from flywheel.services import experiments, reports, training
 from flywheel.settings import reset_settings
 from tests.conftest import ROOT, ApiClient
+from tests.integration.test_experiments import insert_models
 from tests.webhook_helpers import configure, sendgrid_body, sendgrid_headers
 
 ORGS = ("acme", "globex")
@@ -31,8 +33,15 @@ def message(org: str, i: int) -> dict:
 @pytest.fixture
 def two_orgs(api: ApiClient, db, monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
     configure(monkeypatch)
-    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
-                  VALUES ('flywheel-v1.0.0', 'v1.0.0', 1, 0, 0, 'deployed', 'bedrock', 'nova')""")
+    # a champion, a challenger and its experiment, with leads of both organisations assigned
+    insert_models(db)
+    training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
+    training.deploy_model("flywheel-v1.1.0", canary_percentage=50, actor="test", reason="weekly run")
+    experiments.forget_cache()
+    for org in ORGS:
+        for i in range(40):
+            status, _ = api.get(f"/route?org_id={org}&lead_id={org}-lead-{i}")
+            assert status == 200
     db.execute("""INSERT INTO training_runs (scope, status, manifest, job_id)
                   VALUES ('global', 'succeeded', '{"by_org": {"acme": 40, "globex": 40}, "counts": {}}', 'job-1')""")
     ids: dict[str, list[str]] = {}
@@ -48,6 +57,7 @@ def two_orgs(api: ApiClient, db, monkeypatch: pytest.MonkeyPatch) -> dict[str, l
         raw = sendgrid_body(events)
         status, body = api.post("/webhooks/sendgrid", body=raw, headers=sendgrid_headers(raw))
         assert status == 200 and body["quarantined"] == 1, body
+    experiments.evaluate(actor="test")  # an evaluation with its snapshot
     return ids
 
 
@@ -75,8 +85,12 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, publis
         params = {p["name"]: p for p in document["paths"][path]["get"].get("parameters", [])}
         org_scoped = "org_id" in params and params["org_id"]["in"] == "query"
         query = "?org_id=acme" if org_scoped else ""
+        experiment = db.execute("SELECT experiment_id FROM experiments").fetchone()["experiment_id"]
         concrete = (path.replace("{outcome_id}", own).replace("{run_id}", "00000000-0000-4000-8000-000000000000")
-                    .replace("{job_id}", "job-1").replace("{campaign_id}", "acme-camp"))
+                    .replace("{job_id}", "job-1").replace("{experiment_id}", experiment)
+                    .replace("{campaign_id}", "acme-camp"))
+        if path.endswith("/evaluations"):
+            query = "?snapshots=true"
         if path == "/route":
             query += "&lead_id=acme-lead-0"
         status, body = api.get(concrete + query)
@@ -90,6 +104,11 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, publis
         if not org_scoped:  # platform routes: models and runs, no organisation's data
             assert "acme" not in text, (path, text[:300])
     assert seen_own_rows > 40  # the routes did return the caller's own rows
+    # the experiment routes had something to show: both organisations' leads, counted together
+    experiment = db.execute("SELECT experiment_id FROM experiments").fetchone()["experiment_id"]
+    status, body = api.get(f"/experiments/{experiment}/evaluations?snapshots=true")
+    segments = body["evaluations"][0]["snapshot"]["segments"]
+    assert status == 200 and sum(n for seg in segments for n in seg["assigned"].values()) == 80, body
 
     # asking for another organisation's outcome by id is a 404, exactly like an unknown one
     status, body = api.get(f"/messages/{two_orgs['globex'][0]}?org_id=acme")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import boto3
@@ -190,6 +191,7 @@ class FakeOpenAI:
     def __init__(self, refuse: bool = False, statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded")):
         self.refuse, self.statuses = refuse, list(statuses)
         self.requests: list[Any] = []
+        self.jobs: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append((request.method, request.url.path, request.content))
@@ -203,7 +205,12 @@ class FakeOpenAI:
                 return httpx2.Response(403, json={"error": {"message": "Fine-tuning is not available for this "
                                                   "organization", "type": "invalid_request_error",
                                                   "code": "training_not_available"}})
-            return httpx2.Response(200, json=self._job("validating_files"))
+            created = {**self._job("validating_files"), "id": f"ftjob-{len(self.jobs) + 1}",
+                       "metadata": json.loads(request.content).get("metadata")}
+            self.jobs.insert(0, created)  # the list is newest first
+            return httpx2.Response(200, json=created)
+        if path.endswith("/fine_tuning/jobs"):
+            return httpx2.Response(200, json={"object": "list", "data": self.jobs, "has_more": False})
         if "/fine_tuning/jobs/" in path:
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
             return httpx2.Response(200, json=self._job(status))
@@ -281,8 +288,6 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     status, body = call("POST", "/training/run", {"wait_seconds": 0})
     assert status == 409 and body["error"] == "conflict"
     # let the execution finish
-    import time
-
     for _ in range(400):
         complete_bedrock_jobs()
         status, run_row = call("GET", f"/training/runs/{run_id}")
@@ -319,3 +324,115 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert status == 200 and {m["model_id"] for m in board["models"]} == {champion, "flywheel-v1.1.0"}
     assert call("GET", "/training/runs/00000000-0000-4000-8000-000000000000")[0] == 404
     assert call("POST", "/training/deploy/nope", {})[0] == 404
+
+
+@pytest.mark.parametrize("provider", ["bedrock", "openai"])
+def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fake, monkeypatch, provider) -> None:
+    """Each step does its work and then fails as a timed-out Lambda would (the answer is lost), so
+    Step Functions retries it; and the job is started but its recording fails once. The run still
+    ends with one dataset build, one job, one model, one smoke test, one deployment."""
+    from flywheel.errors import DependencyUnavailable
+
+    fake = openai_fake(FakeOpenAI())
+    seed_outcomes(db, 60)
+    failed_once: set[str] = set()
+    counts = {"build": 0, "bedrock_start": 0, "smoke": 0}
+
+    def after_work(name: str, step: Any) -> Any:
+        def wrapped(state: dict[str, Any]) -> dict[str, Any]:
+            answer = step(state)
+            if name not in failed_once:
+                failed_once.add(name)
+                raise DependencyUnavailable(f"{name}: the answer was lost")
+            return answer
+        return wrapped
+
+    steps = ("check_data", "build", "upload", "start_job", "register", "start_serving", "poll_serving",
+             "smoke_test", "deploy")
+    for name in steps:
+        monkeypatch.setitem(training_service.STEPS, name, after_work(name, training_service.STEPS[name]))
+    from flywheel.services import dataset as dataset_service
+
+    real_update, real_build = training_service._update, dataset_service.build_dataset
+
+    def update(run_id: str, status: str | None = None, **fields: Any) -> dict[str, Any]:
+        if "job_id" in fields and "recording" not in failed_once:
+            failed_once.add("recording")  # the job is started, its id is not recorded
+            raise DependencyUnavailable("database blinked")
+        return real_update(run_id, status, **fields)
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        counts["build"] += 1
+        return real_build(*args, **kwargs)
+
+    real_start, real_smoke = finetune.BedrockFineTuner.start, finetune.BedrockFineTuner.smoke_test
+    monkeypatch.setattr(training_service, "_update", update)
+    monkeypatch.setattr(dataset_service, "build_dataset", build)  # the build step imports it when it runs
+    def counted(name: str, real: Any) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+            counts[name] += 1
+            return real(self, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(finetune.BedrockFineTuner, "start", counted("bedrock_start", real_start))
+    monkeypatch.setattr(finetune.BedrockFineTuner, "smoke_test", counted("smoke", real_smoke))
+    payload = {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14"} if provider == "openai" else {}
+    execution, row = run(db, payload, on_tick=complete_bedrock_jobs)
+    assert execution["status"] == "SUCCEEDED", execution
+    # an OpenAI fine-tune is served as it is: no deployment to wait for
+    assert failed_once == {*steps, "recording"} - ({"poll_serving"} if provider == "openai" else set())
+    assert row["status"] == "succeeded" and counts["build"] == 1
+    if provider == "openai":
+        posts = [p for m, p, _ in fake.requests if m == "POST"]
+        assert sum(p.endswith("/fine_tuning/jobs") for p in posts) == 1 and row["job_id"] == "ftjob-1"
+        assert sum(p.endswith("/files") for p in posts) == 2  # training and validation, once each
+        assert sum(p.endswith("/chat/completions") for p in posts) == 1
+    else:
+        assert counts["bedrock_start"] == 1 and counts["smoke"] == 1
+    [model] = db.execute("SELECT * FROM model_registry").fetchall()
+    assert model["status"] == "deployed" and model["role"] == "champion"
+    actions = [h["action"] for h in db.execute("SELECT action FROM model_history ORDER BY history_id")]
+    assert actions.count("smoke_test_passed") == 1 and actions.count("registered") == 1
+    assert actions.count("serving_started") == 1 and actions.count("serving_active") == (provider == "bedrock")
+
+
+def test_stale_runs_are_reconciled_with_their_executions(db, aws, monkeypatch) -> None:
+    """A run left `pending` by a crash before StartExecution blocks its scope only for the grace
+    period; a run whose execution ended without recording it is closed with the execution's end;
+    a StartExecution whose answer was lost after the execution started leaves the run running."""
+    from flywheel.clients import stepfunctions
+    from flywheel.errors import Conflict, DependencyUnavailable
+
+    machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
+        name="ends-at-once", roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+    monkeypatch.setenv("TRAINING_STATE_MACHINE_ARN", machine)
+    reset_settings()
+    crashed = db.execute("""INSERT INTO training_runs (scope, status, trigger, params) VALUES ('global', 'pending',
+                            'api', '{}') RETURNING run_id""").fetchone()["run_id"]
+    with pytest.raises(Conflict):  # within the grace period it may still be starting
+        training_service.start_run({"wait_seconds": 0}, "global")
+    db.execute("UPDATE training_runs SET updated_at = now() - interval '10 minutes' WHERE run_id = %s", (crashed,))
+    started = training_service.start_run({"wait_seconds": 0, "deploy": False}, "global")
+    closed = db.execute("SELECT status, error FROM training_runs WHERE run_id = %s", (crashed,)).fetchone()
+    assert closed == {"status": "failed", "error": "the training state machine never started for this run"}
+
+    # its execution ends without recording the run's end: the run says so as soon as someone reads it
+    for _ in range(100):
+        if stepfunctions.execution_status(started["execution_arn"]) == "SUCCEEDED":
+            break
+        time.sleep(0.05)
+    run_row = training_service.get_run(started["run_id"])
+    assert (run_row["status"], run_row["error"]) == ("failed", "execution ended SUCCEEDED without recording the "
+                                                               "run's end")
+
+    real_start = stepfunctions.start_execution
+
+    def lost_answer(*args: Any, **kwargs: Any) -> str:
+        real_start(*args, **kwargs)
+        raise DependencyUnavailable("could not start the training state machine", reason="read timeout")
+
+    monkeypatch.setattr(stepfunctions, "start_execution", lost_answer)
+    third = training_service.start_run({"wait_seconds": 0, "deploy": False}, "global")
+    row = db.execute("SELECT status, execution_arn FROM training_runs WHERE run_id = %s", (third["run_id"],)).fetchone()
+    assert row["status"] != "failed" and row["execution_arn"] == third["execution_arn"]

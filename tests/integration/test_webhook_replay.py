@@ -75,23 +75,33 @@ def requests(ids: dict[str, str]) -> list[dict[str, Any]]:
     return out
 
 
-def snapshot(url: str) -> tuple[list[dict], list[dict]]:
-    """Rows as data, with ids replaced by what they stand for (ids differ between databases)."""
+def database_rows(url: str, more: dict[str, str] | None = None) -> dict[str, list[dict]]:
+    """Outcomes and events (and the rows of `more`'s queries) as data, with ids replaced by what
+    they stand for (ids differ between databases)."""
     with psycopg.connect(url, row_factory=dict_row) as conn:
         keys = {r["outcome_id"]: r["dedupe_key"] for r in conn.execute("SELECT outcome_id, dedupe_key FROM outcome_labels")}
-        outcomes = conn.execute("SELECT * FROM outcome_labels ORDER BY dedupe_key").fetchall()
-        events = conn.execute("SELECT * FROM outcome_events ORDER BY provider, event_key").fetchall()
-    for row in outcomes:
+        found = {"outcomes": conn.execute("SELECT * FROM outcome_labels ORDER BY dedupe_key").fetchall(),
+                 "events": conn.execute("SELECT * FROM outcome_events").fetchall(),
+                 **{name: conn.execute(query).fetchall() for name, query in (more or {}).items()}}
+    for row in found["outcomes"]:
         for volatile in ("outcome_id", "created_at", "updated_at"):
             row.pop(volatile)
-    for row in events:
+    for row in found["events"]:
         for volatile in ("event_id", "received_at"):
             row.pop(volatile)
-    # outcome ids also travel inside payloads (utm_content, reply+ addresses): name them by their key
-    text = json.dumps([outcomes, events], default=str, sort_keys=True)
+    # outcome ids also travel inside payloads (utm_content, reply+ addresses) and event keys
+    # (corrections): name them by their key
+    text = json.dumps(found, default=str, sort_keys=True)
     for outcome_id, key in keys.items():
         text = text.replace(str(outcome_id), key)
-    return tuple(json.loads(text))
+    named = json.loads(text)
+    named["events"].sort(key=lambda e: (e["provider"], e["event_key"]))
+    return named
+
+
+def snapshot(url: str) -> tuple[list[dict], list[dict]]:
+    rows = database_rows(url)
+    return rows["outcomes"], rows["events"]
 
 
 def run_pass(url: str, monkeypatch: pytest.MonkeyPatch, times: int, shuffle: bool) -> tuple[list, list]:

@@ -128,7 +128,8 @@ def cmd_start_api(args: argparse.Namespace) -> int:
     # the keys IAM routes accept: this user's credential chain, read before the emulation starts
     verifier = None if args.no_auth else SigV4Verifier.from_credential_chain()
     try:
-        server = make_server(root / "template.yaml", args.host, args.port, verifier=verifier, log=_stderr)
+        server = make_server(root / "template.yaml", args.host, args.port, verifier=verifier, log=_stderr,
+                             workers=args.workers)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(f"port {args.port} on {args.host} is already in use (another `flywheel start-api`?): "
@@ -823,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=port, default=8081, help="port to listen on (default 8081; 0 picks a free one)")
     api.add_argument("--no-auth", action="store_true",
                      help="do not check SigV4 signatures on the IAM routes (they are checked by default)")
+    api.add_argument("--workers", type=positive_int, default=4,
+                     help="requests served side by side, each on its own database connection (default 4)")
 
     _command(sub, "demo", cmd_demo, "run the main job end to end locally")
 

@@ -71,6 +71,7 @@ class FineTuneProvider(Protocol):
     def upload(self, training: Path, validation: Path | None, s3_prefix: str) -> UploadedDataset: ...
     def start(self, dataset: UploadedDataset, *, base_model: str, suffix: str, seed: int, method: str,
               metadata: dict[str, str], hyperparameters: dict[str, Any], output_s3: str) -> str: ...
+    def find(self, *, run_id: str, suffix: str) -> str | None: ...
     def status(self, job_id: str) -> JobStatus: ...
     def cancel(self, job_id: str) -> None: ...
     def serve(self, model_id: str, name: str, tags: dict[str, str]) -> Serving: ...
@@ -144,6 +145,12 @@ class OpenAIFineTuner:
             method={"type": method, method: {"hyperparameters": hyperparameters}},
         )
         return str(job.id)
+
+    def find(self, *, run_id: str, suffix: str) -> str | None:
+        """The job this run started already, if any: the newest jobs, matched on the run id given
+        as metadata at creation (OpenAI has no idempotency key for jobs; Azure takes no filter)."""
+        page = self._call("job listing", self.sdk.fine_tuning.jobs.list, limit=100)
+        return next((str(job.id) for job in page.data if (job.metadata or {}).get("run_id") == run_id), None)
 
     def status(self, job_id: str) -> JobStatus:
         job = self._call("status", self.sdk.fine_tuning.jobs.retrieve, job_id)
@@ -233,6 +240,20 @@ class BedrockFineTuner:
             kwargs["validationDataConfig"] = {"validators": [{"s3Uri": dataset.validation}]}
         _aws("job creation", client("bedrock").create_model_customization_job, **kwargs)
         return name  # the job name identifies the job in every later call (and reads better than its ARN)
+
+    def find(self, *, run_id: str, suffix: str) -> str | None:
+        """The job this run started already (its name is the run's), if any."""
+        name = f"flywheel-{suffix}"[:63]
+        try:
+            client("bedrock").get_model_customization_job(jobIdentifier=name)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("ResourceNotFoundException", "ValidationException"):
+                return None
+            raise DependencyUnavailable(f"Bedrock job lookup failed: {exc.response.get('Error', {}).get('Code')}") \
+                from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(f"Bedrock job lookup failed: {exc}") from exc
+        return name
 
     def status(self, job_id: str) -> JobStatus:
         job = _aws("status", client("bedrock").get_model_customization_job, jobIdentifier=job_id)

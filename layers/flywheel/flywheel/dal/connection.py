@@ -1,4 +1,4 @@
-"""One PostgreSQL connection per execution environment, opened lazily, reopened when lost.
+"""One PostgreSQL connection per execution environment (thread), opened lazily, reopened when lost.
 
 `prepare_threshold=None` keeps psycopg from creating server-side prepared statements, which
 RDS Proxy (and PgBouncer in transaction mode) cannot share between clients.
@@ -21,7 +21,9 @@ next transaction reconnects transparently (see `_begin`).
 from __future__ import annotations
 
 import json
+import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -45,8 +47,22 @@ class Target:
     password: Callable[[], str | None]
 
 
-_connection: Connection | None = None
-_connection_target: str | None = None
+# One connection per thread: a Lambda execution environment runs one request at a time on one
+# thread; the local API server runs requests side by side on its worker threads, each with its own
+# connection, as separate execution environments would.
+_local = threading.local()
+# connections a forked child inherited: the parent's sessions, never used (nor closed, which would
+# end the parent's session) by the child
+_inherited: list[Connection] = []
+
+
+def _forget_after_fork() -> None:
+    if getattr(_local, "connection", None) is not None:
+        _inherited.append(_local.connection)
+    _local.connection, _local.target = None, None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def target(settings: Settings, *, fresh_secret: bool = False) -> Target:
@@ -104,15 +120,16 @@ def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None 
 
 
 def get_connection() -> Connection:
-    """The execution environment's connection; reopened when lost or when the target changed."""
-    global _connection, _connection_target
+    """This thread's connection; reopened when lost or when the target changed."""
     settings = get_settings()
     where = target(settings)
-    if _connection is None or _connection.closed or _connection.broken or where.conninfo != _connection_target:
+    current: Connection | None = getattr(_local, "connection", None)
+    if (current is None or current.closed or current.broken
+            or where.conninfo != getattr(_local, "target", None)):
         close_connection()
         password = where.password()
         try:
-            _connection = _open(where.conninfo, password, settings)
+            current = _open(where.conninfo, password, settings)
         except DependencyUnavailable:
             if not settings.database_secret_arn or settings.database_iam_auth:
                 raise
@@ -125,9 +142,9 @@ def get_connection() -> Connection:
             from flywheel.observability import logger  # here: the local runner sets logging up first
 
             logger.warning("database credentials changed (secret rotated); connecting with the new ones")
-            _connection = _open(where.conninfo, password, settings)
-        _connection_target = where.conninfo
-    return _connection
+            current = _open(where.conninfo, password, settings)
+        _local.connection, _local.target = current, where.conninfo
+    return current
 
 
 def _open(info: str, password: str | None, settings: Settings) -> Connection:
@@ -137,10 +154,10 @@ def _open(info: str, password: str | None, settings: Settings) -> Connection:
 
 
 def close_connection() -> None:
-    global _connection, _connection_target
-    if _connection is not None and not _connection.closed:
-        _connection.close()
-    _connection, _connection_target = None, None
+    current: Connection | None = getattr(_local, "connection", None)
+    if current is not None and not current.closed:
+        current.close()
+    _local.connection, _local.target = None, None
 
 
 def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:

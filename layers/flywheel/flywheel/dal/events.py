@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import tuple_row
+
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.domain.effects import WITH_EFFECTS
 from flywheel.domain.lifecycle import COUNTED, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
@@ -24,28 +28,61 @@ def _applied(p: str = "") -> str:
             f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data")
 
 
-def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
-    orphan now matched to a message is attached to it. Returns the rows inserted or attached.
+@dataclass
+class Inserted:
+    """What inserting a batch of events did: how many were stored (or attached) per outcome and
+    status, and the full rows of those whose effects must be computed (`domain.effects`)."""
 
-    Rows go in key order, so two transactions inserting overlapping keys wait in one direction."""
+    counts: list[tuple[UUID | None, str, int]]
+    with_effects: list[dict[str, Any]]
+
+
+def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
+    """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
+    orphan now matched to a message is attached to it.
+
+    Rows go in key order, so two transactions inserting overlapping keys wait in one direction.
+    Most events (opens, clicks, deliveries) cause nothing but their outcome's re-derivation: they
+    come back as counts per outcome, only the others whole."""
     if not events:
-        return []
-    ordered = sorted(events, key=lambda e: (e["provider"], e["event_key"]))
-    return conn.execute(
-        f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
-            SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%s) AS x({_EVENT_RECORD})
-            ON CONFLICT (provider, event_key) DO UPDATE
-               SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
-             WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
-            RETURNING {_applied()}""",
-        (jsonb(ordered),),
-    ).fetchall()
+        return Inserted([], [])
+    # a key missing from a record is NULL (most match_* columns are): a smaller payload to send and parse
+    sparse = [{k: v for k, v in e.items() if v is not None} for e in events]
+    with conn.cursor(row_factory=tuple_row) as cur:
+        rows = cur.execute(
+            f"""WITH new AS (
+                    INSERT INTO outcome_events ({_EVENT_COLUMNS})
+                    SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%(rows)s) AS x({_EVENT_RECORD})
+                     ORDER BY provider COLLATE "C", event_key COLLATE "C"
+                    ON CONFLICT (provider, event_key) DO UPDATE
+                       SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
+                     WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
+                    RETURNING outcome_id, status,
+                              CASE WHEN status = 'applied' AND event_type = ANY(%(effects)s)
+                                   THEN jsonb_build_object({_applied_object()}) END AS effect)
+                SELECT outcome_id, status, count(*), jsonb_agg(effect) FILTER (WHERE effect IS NOT NULL)
+                  FROM new GROUP BY outcome_id, status""",
+            {"rows": jsonb(sparse), "effects": sorted(WITH_EFFECTS)},
+        ).fetchall()
+    return Inserted([(outcome_id, status, int(n)) for outcome_id, status, n, _ in rows],
+                    [_from_object(effect) for *_, effects in rows for effect in effects or []])
+
+
+def _applied_object() -> str:
+    """`_applied()`'s columns as jsonb_build_object arguments."""
+    return ("'event_id', event_id, 'provider', provider, 'event_key', event_key, 'event_type', event_type, "
+            "'occurred_at', occurred_at, 'outcome_id', outcome_id, 'org_id', org_id, 'status', status, "
+            "'meeting_id', data->>'meeting_id', 'data', data")
+
+
+def _from_object(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "occurred_at": datetime.fromisoformat(row["occurred_at"]), "outcome_id": UUID(row["outcome_id"])}
 
 
 # Orphans a newly registered message claims, best candidate first: it names the outcome, its
-# provider message id, its Message-ID; or (naming nothing) it is the lead's email in the same
-# organisation, sent at or after the message and within the orphan's attribution window.
+# provider message id, its Message-ID (an orphan whose organisation is known only in it); or
+# (naming nothing) it is the lead's email in the same organisation, sent at or after the message
+# and within the orphan's attribution window.
 _CANDIDATES = """
 WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(orgs)s::text[], %(pmids)s::text[], %(msgids)s::text[],
@@ -53,12 +90,15 @@ WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
 candidates AS (
     SELECT e.event_id, o.outcome_id, o.org_id, 0 AS rank, o.sent_at
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_outcome_id = o.outcome_id
+       AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
     SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_provider_message_id = o.pmid
+       AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
     SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_references @> ARRAY[o.msgid]
+       AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
     SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at
       FROM o JOIN outcome_events e
@@ -115,32 +155,34 @@ def events_for(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, list[Out
     (occurred_at, then "provider:event_key" in code-point order)."""
     if not outcome_ids:
         return {}
-    rows = conn.execute(
-        """WITH applied AS (
-               SELECT outcome_id, provider, event_key, event_type, occurred_at,
-                      provider || ':' || event_key COLLATE "C" AS key,
-                      CASE WHEN event_type = ANY(%(counted)s) THEN NULL ELSE data END AS data,
-                      coalesce(data->>'machine_open', '') AS flavour
-                 FROM outcome_events WHERE outcome_id = ANY(%(ids)s) AND status = 'applied'),
-           folded AS (
-               SELECT DISTINCT ON (outcome_id, event_type, flavour) outcome_id, key, event_type, occurred_at,
-                      flavour, count(*) OVER w AS n, max(occurred_at) OVER w AS last_at
-                 FROM applied WHERE event_type = ANY(%(counted)s)
-               WINDOW w AS (PARTITION BY outcome_id, event_type, flavour)
-                ORDER BY outcome_id, event_type, flavour, occurred_at, key)
-           SELECT outcome_id, key, event_type, occurred_at, data, 1 AS n, NULL::timestamptz AS last_at, NULL AS flavour
-             FROM applied WHERE NOT event_type = ANY(%(counted)s)
-           UNION ALL
-           SELECT outcome_id, key, event_type, occurred_at, NULL, n, last_at, flavour FROM folded""",
-        {"ids": outcome_ids, "counted": _COUNTED},
-    ).fetchall()
+    with conn.cursor(row_factory=tuple_row) as cur:  # thousands of rows: tuples, not dicts
+        rows = cur.execute(
+            """WITH applied AS (
+                   SELECT outcome_id, provider, event_key, event_type, occurred_at,
+                          provider || ':' || event_key COLLATE "C" AS key,
+                          CASE WHEN event_type = ANY(%(counted)s) THEN NULL ELSE data END AS data,
+                          coalesce(data->>'machine_open', '') AS flavour
+                     FROM outcome_events WHERE outcome_id = ANY(%(ids)s) AND status = 'applied'),
+               folded AS (
+                   SELECT DISTINCT ON (outcome_id, event_type, flavour) outcome_id, key, event_type, occurred_at,
+                          flavour, count(*) OVER w AS n, max(occurred_at) OVER w AS last_at
+                     FROM applied WHERE event_type = ANY(%(counted)s)
+                   WINDOW w AS (PARTITION BY outcome_id, event_type, flavour)
+                    ORDER BY outcome_id, event_type, flavour, occurred_at, key)
+               SELECT outcome_id, key, event_type, occurred_at, data, 1 AS n, NULL::timestamptz AS last_at,
+                      NULL AS flavour
+                 FROM applied WHERE NOT event_type = ANY(%(counted)s)
+               UNION ALL
+               SELECT outcome_id, key, event_type, occurred_at, NULL, n, last_at, flavour FROM folded""",
+            {"ids": outcome_ids, "counted": _COUNTED},
+        ).fetchall()
     grouped: dict[UUID, list[OutcomeEvent]] = defaultdict(list)
-    for r in rows:
-        data = r["data"] if r["data"] is not None else (
-            {"machine_open": r["flavour"] == "true"} if r["event_type"] == EventType.OPEN.value else {})
-        grouped[r["outcome_id"]].append(OutcomeEvent(key=r["key"], type=EventType(r["event_type"]),
-                                                     occurred_at=r["occurred_at"], data=data, count=int(r["n"]),
-                                                     last_at=r["last_at"]))
+    types = {t.value: t for t in EventType}
+    for outcome_id, key, event_type, occurred_at, data, n, last_at, flavour in rows:
+        if data is None:
+            data = {"machine_open": flavour == "true"} if event_type == EventType.OPEN.value else {}
+        grouped[outcome_id].append(OutcomeEvent(key=key, type=types[event_type], occurred_at=occurred_at, data=data,
+                                                count=int(n), last_at=last_at))
     return grouped
 
 
@@ -152,22 +194,25 @@ def history(conn: Connection, outcome_id: UUID) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[str, tuple[UUID, str]]:
-    """The outcome each meeting was booked for (a cancellation or no-show may carry no email)."""
+def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[tuple[str, str], tuple[UUID, str]]:
+    """The outcome each meeting was booked for, per organisation: (meeting id, org) -> (outcome,
+    org). A cancellation or no-show may carry no email; meeting ids are the provider's or a CRM's
+    own, so two organisations may use the same one."""
     if not meeting_ids:
         return {}
     rows = conn.execute(
-        """SELECT DISTINCT ON (data->>'meeting_id') data->>'meeting_id' AS meeting_id, outcome_id, org_id
+        """SELECT DISTINCT ON (data->>'meeting_id', org_id) data->>'meeting_id' AS meeting_id, outcome_id, org_id
              FROM outcome_events
             WHERE status = 'applied' AND data ? 'meeting_id' AND data->>'meeting_id' = ANY(%s)
-            ORDER BY data->>'meeting_id', occurred_at""",
+            ORDER BY data->>'meeting_id', org_id, occurred_at""",
         (meeting_ids,),
     ).fetchall()
-    return {r["meeting_id"]: (r["outcome_id"], r["org_id"]) for r in rows}
+    return {(r["meeting_id"], r["org_id"]): (r["outcome_id"], r["org_id"]) for r in rows}
 
 
 def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict[str, Any]]:
-    """Orphaned events about a meeting that is now linked (e.g. a no-show that beat its booking)."""
+    """Orphaned events about a meeting that is now linked (e.g. a no-show that beat its booking),
+    of the booking's organisation."""
     if not outcome_ids:
         return []
     return conn.execute(
@@ -177,6 +222,7 @@ def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict
             WHERE e.status = 'orphan' AND b.status = 'applied' AND b.outcome_id = ANY(%s)
               AND b.data ? 'meeting_id' AND e.data ? 'meeting_id'
               AND e.provider = b.provider AND e.data->>'meeting_id' = b.data->>'meeting_id'
+              AND (e.org_id IS NULL OR e.org_id = b.org_id)
         RETURNING {_applied("e.")}""",
         (list(outcome_ids),),
     ).fetchall()

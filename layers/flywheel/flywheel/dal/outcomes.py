@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from psycopg.rows import tuple_row
+
 from flywheel.dal.connection import Connection, jsonb
 from flywheel.domain.lifecycle import DERIVED_COLUMNS
 
@@ -71,18 +73,23 @@ def ensure_organizations(conn: Connection, org_ids: list[str]) -> None:
 
 def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[UUID, bool]]:
     """Insert new messages in one statement; returns (org, dedupe key) -> (id, created).
-    The database assigns ids, unless every row carries its own `outcome_id` (local sample data)."""
+    The database assigns ids, unless every row carries its own `outcome_id` (local sample data).
+
+    Rows go in (org, dedupe key) order: two registrations of overlapping batches wait on each
+    other's new keys in one direction, never in a cycle (messages without an email or provider id
+    take no link lock to serialise them)."""
     types = dict(REGISTRATION_COLUMNS)
     if rows and all("outcome_id" in r for r in rows):
         types["outcome_id"] = "uuid"
     columns = ", ".join(types)
     record = ", ".join(f"{name} {sql_type}" for name, sql_type in types.items())
+    ordered = sorted(rows, key=lambda r: (r["org_id"], r["dedupe_key"]))
     created = conn.execute(
         f"""INSERT INTO outcome_labels ({columns})
             SELECT {columns} FROM jsonb_to_recordset(%s) AS x({record})
             ON CONFLICT (org_id, dedupe_key) DO NOTHING
             RETURNING outcome_id, org_id, dedupe_key""",
-        (jsonb(rows),),
+        (jsonb(ordered),),
     ).fetchall()
     result = {(r["org_id"], r["dedupe_key"]): (r["outcome_id"], True) for r in created}
     missing = [(r["org_id"], r["dedupe_key"]) for r in rows if (r["org_id"], r["dedupe_key"]) not in result]
@@ -114,7 +121,8 @@ def update_derived(conn: Connection, rows: dict[UUID, dict[str, Any]]) -> None:
     """Write derived columns for many outcomes in one UPDATE."""
     if not rows:
         return
-    payload = [{"outcome_id": str(oid), **row} for oid, row in rows.items()]
+    # a column missing from a record is NULL: most derived columns are, and the payload is a third
+    payload = [{"outcome_id": str(oid), **{c: v for c, v in row.items() if v is not None}} for oid, row in rows.items()]
     record = ", ".join(
         ["outcome_id uuid", *(f"{c} {_derived_type(c)}" for c in DERIVED_COLUMNS)]
     )
@@ -141,13 +149,14 @@ def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, tup
     assert column in ("provider_message_id", "email_message_id")
     if not values:
         return {}
-    rows = conn.execute(
-        f"""SELECT DISTINCT ON ({column}) {column} AS value, outcome_id, org_id
-              FROM outcome_labels WHERE {column} = ANY(%s)
-             ORDER BY {column}, sent_at DESC""",
-        (values,),
-    ).fetchall()
-    return {r["value"]: (r["outcome_id"], r["org_id"]) for r in rows}
+    with conn.cursor(row_factory=tuple_row) as cur:  # a large batch asks for thousands
+        rows = cur.execute(
+            f"""SELECT DISTINCT ON ({column}) {column}, outcome_id, org_id
+                  FROM outcome_labels WHERE {column} = ANY(%s)
+                 ORDER BY {column}, sent_at DESC""",
+            (values,),
+        ).fetchall()
+    return {value: (outcome_id, org_id) for value, outcome_id, org_id in rows}
 
 
 def latest_for_emails(conn: Connection, queries: list[tuple[str, str, str, int]]) -> dict[int, tuple[UUID, str]]:

@@ -39,6 +39,17 @@ class Effects:
     outbox: list[OutboxMessage]
 
 
+# the event types `effects_of` can find something in (most events have nothing but a re-derivation)
+WITH_EFFECTS = frozenset(t.value for t in (EventType.UNSUBSCRIBE, EventType.SPAM_REPORT, EventType.REPLY,
+                                           EventType.REPLY_CLASSIFIED, EventType.CORRECTION))
+
+
+def may_have_effects(row: Mapping[str, Any]) -> bool:
+    """Whether `effects_of` can find anything in this applied event (most events have none: no
+    need to read their outcome's lead)."""
+    return row["event_type"] in WITH_EFFECTS
+
+
 def effects_of(applied: Iterable[Mapping[str, Any]], contexts: Mapping[Any, Mapping[str, Any]]) -> Effects:
     """`applied`: event rows just attached to an outcome (provider, event_key, event_type, data,
     occurred_at, outcome_id); `contexts`: each outcome's org_id and lead_email."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from flywheel.domain.inputs import IDENTIFIER, BadValue, check_json, plausible
+from flywheel.domain.inputs import IDENTIFIER, BadValue, check_json, nested_too_deep, plausible
 from flywheel.domain.lifecycle import EventType
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)
@@ -35,6 +35,8 @@ class IncomingEvent:
 
     # how far back an event known only by email may be attributed (set by the ingest service)
     window_days: int | None = None
+    # the outcome id it names, when that is a UUID (parsed once: every lookup asks)
+    claimed_outcome_id: UUID | None = field(init=False, default=None, repr=False)
 
     @property
     def known(self) -> bool:
@@ -72,12 +74,11 @@ class IncomingEvent:
             keys.append(self.email_key)
         return keys
 
-    @property
-    def claimed_outcome_id(self) -> UUID | None:
+    def __post_init__(self) -> None:
         try:
-            return UUID(str(self.outcome_id)) if self.outcome_id else None
+            self.claimed_outcome_id = UUID(str(self.outcome_id)) if self.outcome_id else None
         except ValueError:
-            return None
+            self.claimed_outcome_id = None
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class Lookups:
     outcomes: dict[UUID, str] = field(default_factory=dict)
     provider_message_ids: dict[str, Match] = field(default_factory=dict)
     email_message_ids: dict[str, Match] = field(default_factory=dict)
-    meetings: dict[str, Match] = field(default_factory=dict)  # meeting id -> outcome of its booking
+    # (meeting id, org) -> the outcome of its booking in that organisation
+    meetings: dict[tuple[str, str], Match] = field(default_factory=dict)
     emails: dict[int, Match] = field(default_factory=dict)  # by the event's index in the batch
 
 
@@ -116,9 +118,12 @@ def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str 
         plausible(event.occurred_at, "occurred_at")
     except BadValue as exc:
         return str(exc)
+    if not scan_strings:
+        # the raw body was strict UTF-8 JSON without NUL or surrogate escapes: its strings are
+        # storable and its numbers finite, and every field here comes from it; only depth is left
+        return nested_too_deep(event.payload)
     return (check_json([event.event_key, event.event_type, event.email, event.outcome_id, event.provider_message_id,
-                        event.references]) or check_json(event.data)
-            or check_json(event.payload, strings=scan_strings))
+                        event.references]) or check_json(event.data) or check_json(event.payload))
 
 
 def email_link(org_id: str, email: str) -> str:
@@ -128,19 +133,25 @@ def email_link(org_id: str, email: str) -> str:
 def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | None:
     """The strongest link that resolves: outcome id, provider message id, Message-ID, the meeting
     it is about; the lead's email only for events that name no message (an event that names one
-    waits as an orphan for it rather than landing on another message to the same lead)."""
+    waits as an orphan for it rather than landing on another message to the same lead).
+
+    An event never lands in another organisation than its own (when it has one: from the payload
+    or the provider account): a reference to another organisation's message leaves it an orphan."""
+    candidates: list[Match] = []
     claimed = event.claimed_outcome_id
     if claimed is not None and claimed in found.outcomes:
-        return Match(claimed, found.outcomes[claimed])
+        candidates.append(Match(claimed, found.outcomes[claimed]))
     if event.provider_message_id and event.provider_message_id in found.provider_message_ids:
-        return found.provider_message_ids[event.provider_message_id]
-    for reference in event.references:
-        if reference in found.email_message_ids:
-            return found.email_message_ids[reference]
+        candidates.append(found.provider_message_ids[event.provider_message_id])
+    candidates += [found.email_message_ids[r] for r in event.references if r in found.email_message_ids]
     meeting_id = event.meeting_id
-    if meeting_id and meeting_id in found.meetings:
-        return found.meetings[meeting_id]
-    return None if event.names_message else found.emails.get(index)
+    if meeting_id:
+        bookings = [m for (mid, _), m in sorted(found.meetings.items()) if mid == meeting_id]
+        # a meeting id is only unique within one organisation
+        candidates += bookings if event.org_id or len(bookings) == 1 else []
+    if not event.names_message and index in found.emails:
+        candidates.append(found.emails[index])
+    return next((m for m in candidates if event.org_id is None or m.org_id == event.org_id), None)
 
 
 def content_key(payload: Any) -> str:

@@ -40,9 +40,8 @@ def _bad_text(text: str) -> str | None:
 UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
-def check_json(value: Any, *, strings: bool = True) -> str | None:
-    """The first reason this JSON value cannot be stored as jsonb/text, or None. `strings=False`
-    skips the per-string scan (the raw JSON text was checked for the escapes already)."""
+def check_json(value: Any) -> str | None:
+    """The first reason this JSON value cannot be stored as jsonb/text, or None."""
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -50,22 +49,36 @@ def check_json(value: Any, *, strings: bool = True) -> str | None:
             return f"nested deeper than {MAX_DEPTH} levels"
         if isinstance(item, dict):
             for key, child in item.items():
-                if strings and isinstance(key, str) and _UNSTORABLE.search(key):
+                if isinstance(key, str) and _UNSTORABLE.search(key):
                     return _bad_text(key)
                 if isinstance(child, dict | list | tuple):
                     stack.append((child, depth + 1))
                 elif isinstance(child, str):
-                    if strings and _UNSTORABLE.search(child):
+                    if _UNSTORABLE.search(child):
                         return _bad_text(child)
                 elif isinstance(child, float) and not math.isfinite(child):
                     return "contains NaN or Infinity"
         elif isinstance(item, list | tuple):
             stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
-            if strings and _UNSTORABLE.search(item):
+            if _UNSTORABLE.search(item):
                 return _bad_text(item)
         elif isinstance(item, float) and not math.isfinite(item):
             return "contains NaN or Infinity"
+    return None
+
+
+def nested_too_deep(value: Any) -> str | None:
+    """`check_json` for a value whose strings and numbers are known to be storable: its depth only
+    (a flat event is one loop over its values)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                if depth + 1 > MAX_DEPTH:
+                    return f"nested deeper than {MAX_DEPTH} levels"
+                stack.append((child, depth + 1))
     return None
 
 
@@ -131,8 +144,9 @@ def email(value: Any) -> str | None:
     text = str(value).strip().lower()
     if not text:
         return None
-    if len(text) > 320 or not _EMAIL.match(text) or any(
-            unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text):
+    # printable ASCII has none of those categories: only other text is read character by character
+    if len(text) > 320 or not _EMAIL.match(text) or (not (text.isascii() and text.isprintable()) and any(
+            unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text)):
         raise BadValue("not a valid email address")
     return text
 

@@ -118,7 +118,7 @@ class OutcomeState:
         return self.meeting_booked_at is not None and self.meeting_canceled_at is None
 
     def as_row(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in DERIVED_COLUMNS}
 
 
 DERIVED_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeState))

@@ -138,3 +138,28 @@ def invoke(logical_id: str, event: dict[str, Any], template_path: Path | None = 
     with function_environment(spec):
         handler = load_handler(spec)
         return handler(event, LocalContext(function_name=logical_id, timeout_s=spec.timeout))
+
+
+def shared_environment(specs: list[FunctionSpec]) -> dict[str, str]:
+    """One environment for several functions at once, so they can run side by side in this process
+    (the local API server's): their template variables, which must agree, under the ones already
+    set in the process; resolved by the local stack when one runs."""
+    wanted: dict[str, str] = dict(_LOCAL_DEFAULTS)
+    for spec in specs:
+        for key, value in (_SOURCES[-1].environment(spec) if _SOURCES else spec.environment).items():
+            if key in wanted and wanted[key] != value and key not in _LOCAL_DEFAULTS:
+                raise ValueError(f"{spec.logical_id} sets {key} differently from another function it runs beside")
+            wanted[key] = value
+    return {k: os.environ.get(k, v) for k, v in wanted.items()}
+
+
+def invoke_in_place(spec: FunctionSpec, event: dict[str, Any]) -> Any:
+    """Invoke in the environment the caller set up (see `shared_environment`), without taking the
+    process-wide lock: invocations on several threads run side by side, like Lambda's execution
+    environments (each thread has its own database connection)."""
+    with _LOADING:
+        handler = load_handler(spec)
+    return handler(event, LocalContext(function_name=spec.logical_id, timeout_s=spec.timeout))
+
+
+_LOADING = threading.Lock()

@@ -1,7 +1,9 @@
 """`flywheel start-api`: serve every API route of the template over HTTP, without Docker.
 
 Each request becomes an API Gateway (REST, proxy integration) event; the handler's answer
-becomes the HTTP response, as `sam local start-api` does.
+becomes the HTTP response, as `sam local start-api` does. Requests run side by side on a pool of
+worker threads, each with its own database connection, as they do in production (one Lambda
+execution environment per concurrent request).
 """
 
 from __future__ import annotations
@@ -9,17 +11,22 @@ from __future__ import annotations
 import base64
 import fnmatch
 import json
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from flywheel.local.invoke import invoke
+from flywheel.dal.connection import close_connection
+from flywheel.local.invoke import function_spec, invoke, invoke_in_place, shared_environment
 from flywheel.local.sigv4 import AuthFailure, SigV4Verifier
 from flywheel.local.template import Route, read_template
+from flywheel.settings import reset_settings
 
 DOCS = ("/openapi.json", "/docs")  # the API's OpenAPI document and its Swagger UI page
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
@@ -95,7 +102,8 @@ class LocalApi:
         return None
 
     def handle(self, method: str, raw_path: str, headers: dict[str, list[str]], body: bytes,
-               source_ip: str = "127.0.0.1") -> tuple[int, dict[str, list[str]], bytes]:
+               source_ip: str = "127.0.0.1", side_by_side: bool = False) -> tuple[int, dict[str, list[str]], bytes]:
+        """One request; `side_by_side` when the caller set up the shared environment (the server)."""
         matched = self.match(method, urlsplit(raw_path).path)
         if matched is None:
             return 403, {"Content-Type": ["application/json"]}, b'{"message":"Missing Authentication Token"}'
@@ -109,7 +117,10 @@ class LocalApi:
             caller = checked.access_key
         event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip,
                             caller=caller)
-        result = invoke(route.function, event, self.template_path)
+        if side_by_side:
+            result = invoke_in_place(function_spec(route.function, self.template_path), event)
+        else:
+            result = invoke(route.function, event, self.template_path)
         return self.to_http(result)
 
     @staticmethod
@@ -128,17 +139,55 @@ class LocalApi:
                 for r in sorted(self.routes, key=lambda r: (r.path, r.method))]
 
 
-class LocalHttpServer(ThreadingHTTPServer):
+class LocalApiServer(ThreadingHTTPServer):
+    """The HTTP server, its worker threads, and the API functions' environment for its lifetime."""
+
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi,
+                 workers: int) -> None:
+        self._saved: dict[str, str | None] | None = None
+        self._preparing = threading.Lock()
+        self.workers = workers
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-env")
         super().__init__(address, handler)
         self.api = api
 
+    def prepare(self) -> None:
+        """Set the API functions' environment up at the first request: by then the local stack
+        (`flywheel start-api`) runs and resolves the template's Refs."""
+        with self._preparing:
+            if self._saved is None:
+                functions = sorted({r.function for r in self.api.routes})
+                environment = shared_environment([function_spec(f, self.api.template_path) for f in functions])
+                self._saved = {k: os.environ.get(k) for k in environment}
+                os.environ.update(environment)
+                reset_settings()
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        # each worker thread closes its own connection
+        gate = threading.Barrier(self.workers)
+        for done in [self.pool.submit(_close_on_worker, gate) for _ in range(self.workers)]:
+            done.result(timeout=30)
+        self.pool.shutdown()
+        for key, value in (self._saved or {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        reset_settings()
+
+
+def _close_on_worker(gate: threading.Barrier) -> None:
+    close_connection()
+    gate.wait(timeout=30)  # one task per worker thread
+
 
 def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Verifier | None = None,
-                log: Callable[[str], None] | None = None) -> LocalHttpServer:
-    """The HTTP server; `log` gets one line per request (method, path, status, milliseconds)."""
+                log: Callable[[str], None] | None = None, workers: int = 4) -> LocalApiServer:
+    """The HTTP server; `workers` requests run side by side (more wait for a free worker); `log`
+    gets one line per request (method, path, status, milliseconds)."""
     api = LocalApi(template_path, verifier)
 
     class RequestHandler(BaseHTTPRequestHandler):
@@ -156,8 +205,10 @@ def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Ver
             for key, value in self.headers.items():
                 headers.setdefault(key, []).append(value)
             try:
-                status, out_headers, payload = api.handle(self.command, self.path, headers, body,
-                                                          self.client_address[0])
+                assert isinstance(self.server, LocalApiServer)
+                self.server.prepare()
+                status, out_headers, payload = self.server.pool.submit(
+                    api.handle, self.command, self.path, headers, body, self.client_address[0], True).result()
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
                 status, out_headers = 502, {"Content-Type": ["application/json"]}
                 payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()
@@ -195,4 +246,4 @@ def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Ver
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass
 
-    return LocalHttpServer((host, port), RequestHandler, api)
+    return LocalApiServer((host, port), RequestHandler, api, workers)

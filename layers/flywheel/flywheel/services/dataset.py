@@ -179,7 +179,7 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
                                        {k: float(v) for k, v in prices.items() if v is not None}),
         "dataset_hash": written.digest,
     }
-    smoke_prompt = _smoke_prompt(validation_path) or _smoke_prompt(train_path)
+    smoke_prompt = smoke_prompt_from(validation_path) or smoke_prompt_from(train_path)
     return BuiltDataset(train_path, validation_path, json.loads(json.dumps(manifest, default=str)), smoke_prompt)
 
 
@@ -422,7 +422,7 @@ def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None 
             "by_detector": dict(by_detector), "offending_ids": offending[:100], "passed": hits == 0}
 
 
-def _smoke_prompt(path: Path) -> list[dict[str, str]]:
+def smoke_prompt_from(path: Path) -> list[dict[str, str]]:
     """The system and user turns of the file's first example, as chat messages."""
     with path.open(encoding="utf-8") as f:
         line = f.readline()

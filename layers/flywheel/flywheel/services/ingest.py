@@ -7,9 +7,9 @@ lock order of `flywheel.dal.locks`, so concurrent deliveries end as one ordered 
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
@@ -78,37 +78,40 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
     if not unique and not quarantined:
         return result
     with transaction() as conn:
+        # organisations first, like a registration, before any link lock: a registration creating
+        # an organisation and an event naming it must not each wait for the other
+        outcomes_dal.ensure_organizations(conn, [o for o in (*(e.org_id for e in unique),
+                                                             *(q.org_id for q in quarantined or [])) if o])
         if quarantined:
-            orgs = sorted({q.org_id for q in quarantined if q.org_id})
-            outcomes_dal.ensure_organizations(conn, orgs)
             result.quarantined = quarantine_dal.add(conn, [q.as_row() for q in quarantined])
         found = _lookups(conn, unique)
         _email_lookups(conn, unique, list(range(len(unique))), found)
         # events that could still become orphans, or be attributed by email, or that concern a
         # meeting: take their link keys, then look them up again (a registration or another
         # event that raced them has committed by then)
+        matches = [choose_match(i, e, found) for i, e in enumerate(unique)]
         racing = [i for i, e in enumerate(unique) if e.known and (
-            e.meeting_id or choose_match(i, e, found) is None or i in found.emails)]
+            e.meeting_id or matches[i] is None or i in found.emails)]
         if lock_links(conn, [k for i in racing for k in unique[i].link_keys()]):
             found.emails = {i: m for i, m in found.emails.items() if i not in racing}
             found = _lookups(conn, [unique[i] for i in racing], found)
             _email_lookups(conn, unique, racing, found)
-        rows = [_row(e, choose_match(i, e, found)) for i, e in enumerate(unique)]
-        targets = {UUID(r["outcome_id"]) for r in rows if r["outcome_id"]}
-        lock_outcomes(conn, targets)
-        # org rows must exist before events reference them (an org may be known only from config)
-        outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows if r["org_id"]])
+            for i in racing:
+                matches[i] = choose_match(i, unique[i], found)
+        rows = [_row(e, matches[i]) for i, e in enumerate(unique)]
+        icp = lock_outcomes(conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]})
         inserted = events_dal.insert_events(conn, rows)
-        touched = {r["outcome_id"] for r in inserted if r["status"] == "applied"}
+        touched = {outcome_id for outcome_id, status, _ in inserted.counts if outcome_id and status == "applied"}
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in meeting_claims}
-        result.outbox = apply_effects(conn, [*inserted, *meeting_claims])
-        recompute(conn, touched, now)
-    result.stored = len(inserted)
+        result.outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])
+        recompute(conn, touched, now, icp=icp)
+    statuses: Counter[str] = Counter()
+    for _, status, n in inserted.counts:
+        statuses[status] += n
+    result.stored = statuses.total()
     result.duplicates = len(events) - result.stored
-    result.applied = sum(1 for r in inserted if r["status"] == "applied")
-    result.orphans = sum(1 for r in inserted if r["status"] == "orphan")
-    result.ignored = sum(1 for r in inserted if r["status"] == "ignored")
+    result.applied, result.orphans, result.ignored = statuses["applied"], statuses["orphan"], statuses["ignored"]
     result.outcome_ids = sorted(str(o) for o in touched)
     return result
 

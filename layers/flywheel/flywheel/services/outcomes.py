@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -14,7 +15,7 @@ from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
-from flywheel.domain.effects import effects_of
+from flywheel.domain.effects import effects_of, may_have_effects
 from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
 from flywheel.domain.registration import message_row
@@ -33,7 +34,7 @@ class _RetryWithMoreLocks(Exception):
 def apply_effects(conn: Connection, applied: Iterable[dict[str, Any]]) -> int:
     """Suppressions and outbox messages of newly applied events (on arrival or claimed later);
     returns how many outbox messages wait to be sent."""
-    rows = [r for r in applied if r["status"] == "applied"]
+    rows = [r for r in applied if r["status"] == "applied" and may_have_effects(r)]
     if not rows:
         return 0
     effects = effects_of(rows, outcomes_dal.lead_contacts(conn, sorted({r["outcome_id"] for r in rows})))
@@ -41,16 +42,18 @@ def apply_effects(conn: Connection, applied: Iterable[dict[str, Any]]) -> int:
     return outbox_dal.add(conn, [(m.topic, m.dedupe_key, m.payload) for m in effects.outbox])
 
 
-def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: datetime | None = None) -> None:
+def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: datetime | None = None,
+              icp: dict[UUID, float | None] | None = None) -> None:
     """Re-derive the lifecycle columns of these outcomes from all their events, in bulk.
 
-    The caller holds the outcomes' row locks (dal.locks), so every committed event is seen."""
-    ids = sorted(set(outcome_ids))
+    The caller holds the outcomes' row locks (dal.locks; `icp` is what taking them read), so every
+    committed event is seen."""
+    ids = sorted(set(outcome_ids), key=attrgetter("int"))  # UUID's own __lt__ is slow on 10,000s
     if not ids:
         return
     now = now or datetime.now(UTC)
     events = events_dal.events_for(conn, ids)
-    icp = outcomes_dal.icp_scores(conn, ids)
+    icp = icp if icp is not None else outcomes_dal.icp_scores(conn, ids)
     outcomes_dal.update_derived(
         conn,
         {oid: derive_outcome(events.get(oid, []), now=now, icp_score=icp.get(oid)).as_row() for oid in ids},
@@ -120,9 +123,9 @@ def _register(unique: list[dict[str, Any]], extra: list[str], wait: bool = False
         touched = {r["outcome_id"] for r in claimed}
         claimed += events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in claimed}
-        lock_outcomes(conn, touched)
+        icp = lock_outcomes(conn, touched)
         pending = apply_effects(conn, claimed)
-        recompute(conn, touched)
+        recompute(conn, touched, icp=icp)
     return ids, pending
 
 
@@ -151,8 +154,7 @@ def refresh_due_meetings(now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     with transaction() as conn:
         due = outcomes_dal.outcomes_with_meetings_due(conn, now.isoformat())
-        lock_outcomes(conn, due)
-        recompute(conn, due, now)
+        recompute(conn, due, now, icp=lock_outcomes(conn, due))
     return len(due)
 
 

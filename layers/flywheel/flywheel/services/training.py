@@ -15,7 +15,7 @@ from uuid import UUID
 
 from flywheel.clients import stepfunctions
 from flywheel.clients.aws import client
-from flywheel.clients.finetune import BedrockFineTuner, ProviderRefused, UploadedDataset, provider_for
+from flywheel.clients.finetune import BedrockFineTuner, ProviderRefused, Serving, UploadedDataset, provider_for
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
@@ -81,6 +81,9 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     """Build, validate and store the dataset and its manifest next to it in S3."""
     settings = get_settings()
     run_id = state["run_id"]
+    run = _recorded(run_id)
+    if run["dataset_uri"]:  # a retry: the dataset was built and stored (the answer was lost)
+        return _built_state(state, run)
     if not state.get("sufficient", True):
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
                                                    f"{settings.training_min_examples} needed")
@@ -124,6 +127,21 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     _update(run_id, dataset_uri=prefix, manifest=built.manifest, dataset_hash=built.manifest["dataset_hash"])
     return {**state, "sufficient": True, "dataset_uri": prefix, "examples": built.examples,
             "has_validation": built.manifest["counts"]["validation"] > 0, "smoke_prompt": built.smoke_prompt}
+
+
+def _built_state(state: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """What `build` answered for a dataset already stored: its counts from the manifest and the
+    smoke-test prompt read back from the stored file."""
+    counts = (run["manifest"] or {}).get("counts", {})
+    has_validation = int(counts.get("validation", 0)) > 0
+    from flywheel.services.dataset import smoke_prompt_from
+
+    with tempfile.TemporaryDirectory() as tmp:
+        name = "validation.jsonl" if has_validation else "train.jsonl"
+        prompt = smoke_prompt_from(download_file(f"{run['dataset_uri']}/{name}", Path(tmp) / name))
+    return {**state, "sufficient": True, "dataset_uri": run["dataset_uri"],
+            "examples": int(counts.get("train", 0)) + int(counts.get("validation", 0)),
+            "has_validation": has_validation, "smoke_prompt": prompt}
 
 
 def _refuse_unsupported(spec: DatasetSpec) -> None:
@@ -185,10 +203,12 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
     hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
         "epochCount": settings.training_epochs}
-    job_id = provider.start(files, base_model=state["base_model"], suffix=f"fw-{run_id}",
-                            seed=int(UUID(run_id).int % 2**31), method=state["method"],
-                            metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
-                            output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")
+    # a retry after the job was started but before it was recorded (the database blinked, the
+    # function timed out) finds that job instead of paying for a second one
+    job_id = provider.find(run_id=run_id, suffix=f"fw-{run_id}") or provider.start(
+        files, base_model=state["base_model"], suffix=f"fw-{run_id}", seed=int(UUID(run_id).int % 2**31),
+        method=state["method"], metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
+        output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")
     _update(run_id, "training", job_id=job_id, job_status="started")
     return {**state, "job_id": job_id, "job_state": "running"}
 
@@ -239,13 +259,18 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
     """Make the new model invocable: a Bedrock on-demand deployment (or provisioned throughput),
     which the state machine then waits for; an OpenAI fine-tune is served as it is."""
     provider = provider_for(state["provider"], get_settings())
-    _update(state["run_id"], "serving")
-    serving = provider.serve(state["provider_model_id"], f"fw-{state['run_id']}",
-                             {"run_id": state["run_id"], "model_id": state["model_id"]})
     with transaction() as conn:
-        models_dal.change(conn, state["model_id"], "serving_started", actor="training", reason=serving.kind,
-                          evidence={"serving_model_id": serving.model_id}, serving_model_id=serving.model_id,
-                          serving_kind=serving.kind, serving_status=serving.state)
+        model = models_dal.get_model(conn, state["model_id"])
+    if model and model["serving_model_id"]:  # a retry: serving was started and recorded
+        serving = Serving(model["serving_model_id"], model["serving_kind"], model["serving_status"])
+    else:
+        _update(state["run_id"], "serving")
+        serving = provider.serve(state["provider_model_id"], f"fw-{state['run_id']}",
+                                 {"run_id": state["run_id"], "model_id": state["model_id"]})
+        with transaction() as conn:
+            models_dal.change(conn, state["model_id"], "serving_started", actor="training", reason=serving.kind,
+                              evidence={"serving_model_id": serving.model_id}, serving_model_id=serving.model_id,
+                              serving_kind=serving.kind, serving_status=serving.state)
     return {**state, "serving_model_id": serving.model_id, "serving_kind": serving.kind,
             "serving_state": serving.state, "serving_elapsed_seconds": 0,
             # poll the deployment every minute at most (it takes minutes), never slower than the job
@@ -263,9 +288,11 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
         serving_state = "timed_out"
     if serving.state != "creating":
         with transaction() as conn:
-            models_dal.change(conn, state["model_id"], f"serving_{serving.state}", actor="training",
-                              reason=serving.error or "deployment active", serving_status=serving.state,
-                              serving_error=serving.error)
+            model = models_dal.get_model(conn, state["model_id"], lock=True)
+            if model and model["serving_status"] != serving.state:  # else a retry: recorded already
+                models_dal.change(conn, state["model_id"], f"serving_{serving.state}", actor="training",
+                                  reason=serving.error or "deployment active", serving_status=serving.state,
+                                  serving_error=serving.error)
     result = {**state, "serving_state": serving_state, "serving_elapsed_seconds": elapsed}
     if serving_state in ("failed", "timed_out"):
         result["error"] = {"Error": "ServingFailed", "Cause": serving.error or
@@ -275,6 +302,13 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
 
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
     """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
+    with transaction() as conn:
+        verdict = next((h for h in models_dal.history(conn, state["model_id"])  # newest first
+                        if h["action"] in ("smoke_test_passed", "smoke_test_failed")), None)
+    if verdict:  # a retry: the model was tested already, its verdict stands
+        ok = verdict["action"] == "smoke_test_passed"
+        return {**state, "smoke_ok": ok, **({} if ok else {"error": {"Error": "SmokeTestFailed",
+                                                                       "Cause": verdict["reason"]}})}
     provider = provider_for(state["provider"], get_settings())
     _update(state["run_id"], "smoke_testing")
     try:
@@ -444,8 +478,12 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
         arn = stepfunctions.start_execution(settings.training_state_machine_arn, f"run-{run_id}",
                                             {**params, "run_id": run_id, "scope": scope})
     except DependencyUnavailable:
-        _update(run_id, "failed", error="could not start the state machine")
-        raise
+        # the call may have failed after Step Functions started the execution (a timeout on the
+        # answer): the execution's deterministic name tells
+        arn = stepfunctions.execution_arn(settings.training_state_machine_arn, f"run-{run_id}")
+        if stepfunctions.execution_status(arn) is None:
+            _update(run_id, "failed", error="could not start the state machine")
+            raise
     _update(run_id, execution_arn=arn)
     return {"run_id": run_id, "execution_arn": arn, "status": "pending"}
 

@@ -228,7 +228,9 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     if org_id is None:
         raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
     received = _now()
-    events, quarantined = [], []
+    events = []
+    quarantined = [Quarantined("salesforce", "Notification needs an Id and an sObject", {"Notification": xml}, None,
+                               org_id) for xml in message.malformed]
     for note in message.notifications:
         try:
             events.append(salesforce.to_event(message, note, settings.salesforce_outcome_field,

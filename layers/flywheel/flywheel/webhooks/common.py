@@ -18,9 +18,11 @@ def _no_constant(name: str) -> Any:
 
 
 def load_json(body: bytes) -> Any:
-    """Strict JSON: no NaN / Infinity, no float that overflows, nesting a parser can survive."""
+    """Strict JSON: UTF-8 (RFC 8259, a byte order mark ignored; `json.loads` alone would also take UTF-16 and
+    invalid UTF-8 such as a lone surrogate's raw bytes), no NaN / Infinity, no float that overflows, nesting a
+    parser can survive."""
     try:
-        return json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
+        return json.loads(body.decode("utf-8-sig"), parse_constant=_no_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise MalformedPayload("body is nested too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:  # also integers over Python's digit limit

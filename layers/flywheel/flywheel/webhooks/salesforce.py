@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from xml.etree.ElementTree import Element, ParseError  # noqa: S405 - types only; parsing uses defusedxml
+from xml.etree.ElementTree import Element, ParseError, tostring  # noqa: S405 - parsing uses defusedxml
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
@@ -48,6 +48,9 @@ class Notification:
 class OutboundMessage:
     organization_id: str
     notifications: list[Notification]
+    # Notification elements without an Id or an sObject, as XML text: quarantined, not refused with
+    # the whole batch (Salesforce would retry all of it for a day)
+    malformed: list[str] = field(default_factory=list)
 
 
 def parse(body: bytes) -> OutboundMessage:
@@ -61,18 +64,19 @@ def parse(body: bytes) -> OutboundMessage:
     organization_id = _child_text(notifications_el, "OrganizationId")
     if not organization_id:
         raise InvalidInput("OrganizationId is required", field="OrganizationId")
-    notifications = []
+    message = OutboundMessage(organization_id, [])
     for el in notifications_el:
         if _local(el.tag) != "Notification":
             continue
         notification_id = _child_text(el, "Id")
         sobject = next((c for c in el if _local(c.tag) == "sObject"), None)
         if not notification_id or sobject is None:
-            raise InvalidInput("every Notification needs an Id and an sObject", field="Notification")
+            message.malformed.append(tostring(el, encoding="unicode")[:20_000])
+            continue
         xsi_type = next((v for k, v in sobject.attrib.items() if _local(k) == "type"), "")
         fields = {_local(c.tag): (c.text or "").strip() for c in sobject if (c.text or "").strip()}
-        notifications.append(Notification(notification_id, xsi_type.rpartition(":")[2], fields))
-    return OutboundMessage(organization_id, notifications)
+        message.notifications.append(Notification(notification_id, xsi_type.rpartition(":")[2], fields))
+    return message
 
 
 def allowed(organization_id: str, allow_list: list[str]) -> bool:
