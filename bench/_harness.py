@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +33,8 @@ def fresh_database() -> str:
     if not admin:
         folder = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
         folder.chmod(0o755)
+        # atexit runs last-registered first: the server stops, then its data directory goes
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         admin = start_embedded(folder / "data")
     url = create_database(admin, f"bench_{uuid.uuid4().hex[:10]}")
     with connect(url) as conn:

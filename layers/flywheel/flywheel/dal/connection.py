@@ -86,6 +86,17 @@ def transaction() -> Iterator[Connection]:
         raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
 
 
+@contextmanager
+def single_statement() -> Iterator[Connection]:
+    """The shared connection for one statement that is its own transaction (autocommit): no
+    BEGIN/COMMIT round trips, for single reads on hot paths. A lost connection surfaces as 503-able."""
+    conn = get_connection()
+    try:
+        yield conn
+    except psycopg.OperationalError as exc:
+        raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+
+
 def jsonb(value: object) -> Jsonb:
     """A JSONB parameter; datetimes, UUIDs and decimals are sent as their text forms."""
     return Jsonb(value, dumps=lambda v: json.dumps(v, default=str))

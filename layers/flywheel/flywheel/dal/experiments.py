@@ -34,18 +34,31 @@ def update(conn: Connection, experiment_id: str, **fields: Any) -> dict[str, Any
     return row
 
 
+def assigned_arm(conn: Connection, experiment_id: str, org_id: str, lead_id: str) -> str | None:
+    """The lead's recorded arm, by primary key (no write)."""
+    row = conn.execute("SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s AND lead_id = %s",
+                       (experiment_id, org_id, lead_id)).fetchone()
+    return None if row is None else str(row["arm"])
+
+
 def assign(conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int,
            stage: str) -> str:
-    """The lead's arm: recorded at first call; a concurrent or later call gets the same row."""
+    """Record the lead's arm at first assignment; when a concurrent call recorded it first, its arm.
+
+    Under READ COMMITTED the INSERT waits for a concurrent insert of the same key and then does
+    nothing; the next statement's snapshot sees the winner's committed row."""
     row = conn.execute(
         """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage)
            VALUES (%s, %s, %s, %s, %s, %s)
-           ON CONFLICT (experiment_id, org_id, lead_id) DO UPDATE SET experiment_id = EXCLUDED.experiment_id
+           ON CONFLICT (experiment_id, org_id, lead_id) DO NOTHING
            RETURNING arm""",
         (experiment_id, org_id, lead_id, arm, bucket, stage),
     ).fetchone()
-    assert row is not None
-    return str(row["arm"])
+    if row is not None:
+        return str(row["arm"])
+    recorded = assigned_arm(conn, experiment_id, org_id, lead_id)
+    assert recorded is not None, "an assignment that conflicted must exist"
+    return recorded
 
 
 ARM_COUNTS = """

@@ -10,7 +10,7 @@ from typing import Any
 
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
-from flywheel.dal.connection import Connection, transaction
+from flywheel.dal.connection import Connection, single_statement, transaction
 from flywheel.domain import experiments as domain
 from flywheel.domain import stats
 from flywheel.errors import NotFound
@@ -160,11 +160,14 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
     key = (experiment["experiment_id"], org_id, lead_id)
     arm = _ASSIGNED.get(key)
     if arm is None:
-        value = domain.bucket(experiment["salt"], f"{org_id}:{lead_id}")
-        wanted = domain.arm_for(value, float(experiment["allocation"]))
-        with transaction() as conn:
-            arm = experiments_dal.assign(conn, experiment["experiment_id"], org_id, lead_id, wanted, value,
-                                         experiment["stage"])
+        # read before write: an assigned lead costs one primary-key read, even in a cold container
+        with single_statement() as conn:
+            arm = experiments_dal.assigned_arm(conn, *key)
+        if arm is None:
+            value = domain.bucket(experiment["salt"], f"{org_id}:{lead_id}")
+            wanted = domain.arm_for(value, float(experiment["allocation"]))
+            with transaction() as conn:
+                arm = experiments_dal.assign(conn, *key, wanted, value, experiment["stage"])
         if len(_ASSIGNED) >= _ASSIGNED_MAX:
             _ASSIGNED.clear()
         _ASSIGNED[key] = arm
