@@ -71,6 +71,13 @@ class Settings(BaseModel):
     training_prices_json: str | None = None
     training_max_wait_s: int = Field(default=86_400, ge=60)
 
+    # retention (see README "Scale"): an outcome is final once its longest outcome window has
+    # closed after sending; raw provider payloads are kept this many days longer, then removed in
+    # batches by RetentionFunction (the normalised events and the derived columns stay)
+    outcome_final_days: int = Field(default=90, ge=1, le=3650)
+    raw_event_retention_days: int = Field(default=30, ge=0, le=3650)
+    retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
+
     @property
     def base_model(self) -> str:
         return self.base_model_for(self.finetune_provider)
