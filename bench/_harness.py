@@ -22,20 +22,24 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 warnings.filterwarnings("ignore", category=UserWarning)
 
 
+_servers: list[str] = []
+
+
 def fresh_database() -> str:
-    """A new, migrated database; exported as DATABASE_URL for the code under test."""
+    """A new, migrated database (on one server per run); exported as DATABASE_URL for the code under test."""
     from flywheel.dal.connection import connect
     from flywheel.dal.migrations import migrate
     from flywheel.local.embedded import create_database, start_embedded
     from flywheel.settings import reset_settings
 
-    admin = os.environ.get("BENCH_DATABASE_URL")
+    admin = os.environ.get("BENCH_DATABASE_URL") or (_servers[0] if _servers else None)
     if not admin:
         folder = Path(tempfile.mkdtemp(prefix="flywheel-bench-"))
         folder.chmod(0o755)
         # atexit runs last-registered first: the server stops, then its data directory goes
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         admin = start_embedded(folder / "data")
+        _servers.append(admin)
     url = create_database(admin, f"bench_{uuid.uuid4().hex[:10]}")
     with connect(url) as conn:
         migrate(conn, ROOT / "sql")

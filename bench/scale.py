@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import itertools
 import json
+import os
 import statistics
+import sys
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -391,11 +396,6 @@ def load(conn: Any, store: Store, target_events: int, min_messages: int = 0) -> 
 
 # --- measurements --------------------------------------------------------------------------------
 
-def median_ms(fn: Callable[[int], object], repeats: int) -> float:
-    samples = [timed(lambda k=k: fn(k)) for k in range(repeats)]  # type: ignore[misc]
-    return statistics.median(samples) * 1000
-
-
 def recent_messages(conn: Any, limit: int, offset: int) -> list[dict[str, Any]]:
     """Messages sent in the last three days: the ones SendGrid is still reporting on."""
     return conn.execute(
@@ -438,152 +438,210 @@ def sendgrid_batch(pool: list[dict[str, Any]], seed: int) -> bytes:
     return json.dumps(out).encode()
 
 
-def explain(conn: Any, sql: str, params: Any = None) -> str:
-    """The plan's node types, one line (the evidence printed for each hot query)."""
-    plan = conn.execute(f"EXPLAIN (FORMAT JSON) {sql}", params).fetchone()["QUERY PLAN"][0]["Plan"]
-
-    def nodes(node: dict[str, Any]) -> Iterator[str]:
-        name = node["Node Type"] + (f" using {node['Index Name']}" if "Index Name" in node else "") + (
-            f" on {node['Relation Name']}" if "Relation Name" in node and "Index Name" not in node else "")
-        yield name
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-    return " > ".join(nodes(plan))
+def summary(plan: dict[str, Any]) -> str:
+    """A plan's nodes on one line, with the index each scan uses."""
+    name = plan["Node Type"] + (f" using {plan['Index Name']}" if "Index Name" in plan else "") + (
+        f" on {plan['Relation Name']}" if "Relation Name" in plan and "Index Name" not in plan else "")
+    children = [summary(child) for child in plan.get("Plans", [])]
+    return name + (f" > ({'; '.join(children)})" if len(children) > 1 else f" > {children[0]}" if children else "")
 
 
-def measure(label: str, conn: Any, api: Any, stage: int) -> dict[str, float]:
+@contextmanager
+def recorded() -> Iterator[list[tuple[str, Any, Any]]]:
+    """(dal function, query, params) of every statement executed meanwhile."""
+    import psycopg
+
+    statements: list[tuple[str, Any, Any]] = []
+    original = psycopg.Cursor.execute
+
+    def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        frame = sys._getframe(1)
+        while frame and not frame.f_globals.get("__name__", "").startswith("flywheel.dal."):
+            frame = frame.f_back  # type: ignore[assignment]
+        where = f"{frame.f_globals['__name__'].rsplit('.', 1)[1]}.{frame.f_code.co_name}" if frame else "?"
+        statements.append((where, query, params))
+        return original(self, query, params, **kwargs)
+
+    psycopg.Cursor.execute = execute  # type: ignore[method-assign]
+    try:
+        yield statements
+    finally:
+        psycopg.Cursor.execute = original  # type: ignore[method-assign]
+
+
+def calendly_pair(outcome_id: str, seed: int) -> list[Any]:
+    """A booking and its cancellation, as the Calendly adapter normalises them."""
+    from flywheel.domain.ingest import IncomingEvent
+
+    meeting = f"https://api.calendly.com/scheduled_events/bench-{seed}"
+    start = NOW + timedelta(days=2)
+    data = {"meeting_id": meeting, "start_time": start.isoformat(), "end_time": (start + timedelta(minutes=30))
+            .isoformat()}
+    return [IncomingEvent(provider="calendly", event_key=f"invitee.created:{meeting}:{seed}",
+                          event_type="meeting_booked", occurred_at=NOW - timedelta(hours=2), payload=data,
+                          data=data, outcome_id=outcome_id),
+            IncomingEvent(provider="calendly", event_key=f"invitee.canceled:{meeting}:{seed}",
+                          event_type="meeting_canceled", occurred_at=NOW - timedelta(hours=1),
+                          payload={"meeting_id": meeting}, data={"meeting_id": meeting})]
+
+
+@dataclass
+class Case:
+    name: str
+    run: Callable[[], object]
+    repeats: int
+
+
+def use(url: str) -> None:
+    """Point the code under test at this database, as a cold container would start."""
+    from flywheel.dal.connection import close_connection
+    from flywheel.services import experiments
+    from flywheel.settings import reset_settings
+
+    os.environ["DATABASE_URL"] = url
+    reset_settings()
+    close_connection()
+    experiments.forget_cache()
+    experiments.route("org-000", "warm-up")  # the registry snapshot every lead shares
+
+
+def hot_paths(conn: Any, api: Any) -> list[Case]:
+    """Every measured operation against the database `conn` is on (call `use` first)."""
     from flywheel.dal import experiments as experiments_dal
     from flywheel.dal.connection import transaction
-    from flywheel.services import experiments
+    from flywheel.services import experiments, retention, training
     from flywheel.services.ingest import ingest_events
     from flywheel.webhooks import sendgrid
 
-    results: dict[str, float] = {}
     pool = recent_messages(conn, 2000, 0)
+    headers = {"Content-Type": ["application/json"]}
+    base = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
+    ids = [r["outcome_id"] for r in conn.execute(
+        "SELECT outcome_id FROM outcome_labels ORDER BY random() LIMIT 500").fetchall()]
+    stage_name = conn.execute("SELECT stage FROM experiments WHERE experiment_id = 'exp-running'").fetchone()["stage"]
+    assigned = conn.execute("SELECT count(*) AS n FROM assignments WHERE experiment_id = 'exp-running'").fetchone()["n"]
+    leads = [r["lead_id"] for r in conn.execute(
+        "SELECT lead_id FROM assignments WHERE experiment_id = 'exp-running' AND org_id = 'org-000' LIMIT 300")]
+    unique = itertools.count()  # every call writes new keys, in every round and on both sides
 
-    def apply(k: int) -> None:
-        raw = sendgrid_batch(pool, seed=stage * 100 + k)
+    def apply() -> None:
+        raw = sendgrid_batch(pool, seed=next(unique))
         result = ingest_events(sendgrid.normalise(sendgrid.parse_body(raw)), window_days=90)
         assert result.stored == 1000, result
-    apply(99)  # connection, imports, first plans: not measured
-    results["apply 1k SendGrid events"] = median_ms(apply, 9)
 
-    base = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
-    headers = {"Content-Type": ["application/json"]}
+    def meetings() -> None:
+        k = next(unique)
+        booking, cancellation = calendly_pair(str(pool[k % len(pool)]["outcome_id"]), k)
+        assert ingest_events([booking], window_days=90).applied == 1
+        assert ingest_events([cancellation], window_days=90).applied == 1  # found through its booking
 
-    def register(k: int) -> None:
-        batch = [{**base, "org_id": f"org-{i % 40:03d}", "lead_id": f"new-{stage}-{k}-{i}",
-                  "idempotency_key": f"bench-{stage}-{k}-{i}", "provider_message_id": f"new{stage}x{k}x{i}",
-                  "email_message_id": f"<new-{stage}-{k}-{i}@mail.example>",
+    def register() -> None:
+        k = next(unique)
+        batch = [{**base, "org_id": f"org-{i % 40:03d}", "lead_id": f"new-{k}-{i}", "idempotency_key": f"b-{k}-{i}",
+                  "provider_message_id": f"new{k}x{i}", "email_message_id": f"<new-{k}-{i}@mail.example>",
                   "sent_at": (NOW - timedelta(minutes=5)).isoformat()} for i in range(500)]
         status, _, payload = api.handle("POST", "/messages", headers, json.dumps({"messages": batch}).encode())
         assert status == 201, payload
-    results["register a 500-message batch"] = median_ms(register, 7)
 
-    ids = [r["outcome_id"] for r in conn.execute(
-        "SELECT outcome_id FROM outcome_labels ORDER BY random() LIMIT 300").fetchall()]
-
-    def get_message(k: int) -> None:
-        status, _, payload = api.handle("GET", f"/messages/{ids[k]}", headers, b"")
+    def get_message() -> None:
+        status, _, payload = api.handle("GET", f"/messages/{ids[next(unique) % len(ids)]}", headers, b"")
         assert status == 200, payload
-    results["GET /messages/{id}"] = median_ms(get_message, len(ids))
 
-    experiments.forget_cache()
-    experiments.route("org-000", "warm-up")
-    leads = [r["lead_id"] for r in conn.execute(
-        "SELECT lead_id FROM assignments WHERE experiment_id = 'exp-running' AND org_id = 'org-000' LIMIT 300")]
-    results["route an assigned lead (cold container)"] = median_ms(
-        lambda k: experiments.route("org-000", leads[k % len(leads)]), len(leads))
-    results["route a new lead (first assignment)"] = median_ms(
-        lambda k: experiments.route("org-001", f"fresh-{stage}-{k}"), 300)
-
-    stage_name = conn.execute("SELECT stage FROM experiments WHERE experiment_id = 'exp-running'").fetchone()["stage"]
-    assigned = conn.execute("SELECT count(*) AS n FROM assignments WHERE experiment_id = 'exp-running'").fetchone()["n"]
-
-    def snapshot(_: int) -> None:
+    def snapshot() -> None:
         with transaction() as c:
             experiments_dal.arm_counts(c, "exp-running", stage_name, NOW)
-    results[f"experiment snapshot ({assigned:,} assigned leads)"] = median_ms(snapshot, 5)
-    results["strategies (industry)"] = median_ms(lambda _: experiments.strategies("industry", 30), 3)
 
-    def leaderboard(_: int) -> None:
-        from flywheel.services import training
-        experiments.leaderboard_with_intervals(training.leaderboard())
-    results["leaderboard"] = median_ms(leaderboard, 3)
-    print(f"-- {label}")
-    for name, ms in results.items():
-        print(f"   {name}: {ms:.1f} ms")
-    return results
+    return [
+        Case("apply 1k SendGrid events", apply, 9),
+        Case("apply a Calendly booking, then its cancellation", meetings, 15),
+        Case("register a 500-message batch", register, 9),
+        Case("GET /messages/{id}", get_message, 300),
+        Case("route an assigned lead (cold container)",
+             lambda: experiments.route("org-000", leads[next(unique) % len(leads)]), 240),
+        Case("route a new lead (first assignment)", lambda: experiments.route("org-001", f"fresh-{next(unique)}"),
+             240),
+        Case(f"experiment snapshot ({assigned:,} assigned leads)", snapshot, 6),
+        Case("retention: one batch of 5,000 payloads", lambda: retention.remove_raw_payloads(NOW, time_budget_s=0),
+             3),
+        Case("strategies (industry)", lambda: experiments.strategies("industry", 30), 3),
+        Case("leaderboard", lambda: experiments.leaderboard_with_intervals(training.leaderboard()), 3),
+    ]
 
 
-def plans(conn: Any) -> None:
-    """EXPLAIN of every hot query, at full size (the evidence behind the indexes)."""
-    row = conn.execute("SELECT outcome_id, org_id, provider_message_id, lead_email FROM outcome_labels "
-                       "WHERE sent_at > %s LIMIT 1", (NOW - timedelta(days=3),)).fetchone()
-    oid, org, pmid, email = row["outcome_id"], row["org_id"], row["provider_message_id"], row["lead_email"]
-    evidence = {
-        "claimed outcome ids": ("SELECT outcome_id, org_id FROM outcome_labels WHERE outcome_id = ANY(%s)",
-                                ([oid],)),
-        "sg_message_id lookup": ("SELECT DISTINCT ON (provider_message_id) provider_message_id, outcome_id, org_id "
-                                 "FROM outcome_labels WHERE provider_message_id = ANY(%s) "
-                                 "ORDER BY provider_message_id, sent_at DESC", ([pmid],)),
-        "events of touched outcomes": ("SELECT outcome_id, provider, event_key, event_type, occurred_at, data "
-                                       "FROM outcome_events WHERE outcome_id = ANY(%s) AND status = 'applied'",
-                                       ([oid],)),
-        "meeting orphans of touched outcomes": (
-            "SELECT e.event_id FROM outcome_events e JOIN outcome_events b ON e.provider = b.provider "
-            "AND e.data->>'meeting_id' = b.data->>'meeting_id' WHERE e.status = 'orphan' AND b.status = 'applied' "
-            "AND b.outcome_id = ANY(%s) AND e.data ? 'meeting_id'", ([oid],)),
-        "email attribution": ("SELECT o.outcome_id FROM outcome_labels o WHERE o.lead_email = %s AND o.org_id = %s "
-                              "AND o.sent_at <= now() ORDER BY o.sent_at DESC LIMIT 1", (email, org)),
-        "event history (GET /messages/{id})": ("SELECT * FROM outcome_events WHERE outcome_id = %s "
-                                               "ORDER BY occurred_at, event_id", (oid,)),
-        "assignment read (GET /route)": ("SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s "
-                                         "AND lead_id = %s", ("exp-running", org, "lead-1")),
-        "orphans claimed at registration": (
-            "SELECT event_id FROM outcome_events e WHERE e.status = 'orphan' AND (e.match_outcome_id = %s "
-            "OR e.match_provider_message_id = %s)", (oid, pmid)),
-    }
-    print("-- EXPLAIN at full size")
-    for name, (sql, params) in evidence.items():
-        print(f"   {name}: {explain(conn, sql, params)}")
+def explain_hot_paths(conn: Any, cases: list[Case]) -> None:
+    """One more call of each hot path, recording its statements; each is explained (the plans the
+    planner really picks at this size)."""
+    with recorded() as statements:
+        for case in cases:
+            if not case.name.startswith(("strategies", "leaderboard")):
+                case.run()
+    seen: set[str] = set()
+    for where, query, params in statements:
+        text = str(query)
+        if text in seen or text.lstrip().split(None, 1)[0].upper() not in ("SELECT", "WITH", "INSERT", "UPDATE",
+                                                                           "DELETE"):
+            continue
+        seen.add(text)
+        plan = conn.execute(f"EXPLAIN (FORMAT JSON) {text}", params).fetchone()["QUERY PLAN"][0]["Plan"]
+        print(f"   {where}: {summary(plan)}")
+
+
+def build(url: str, target_events: int, min_messages: int) -> Any:
+    import psycopg
+
+    conn = psycopg.connect(url, autocommit=True, row_factory=psycopg.rows.dict_row)
+    prepare(conn)
+    store = Store(conn, running_cutoff=SMALL_EVENTS // 5)
+    seconds = load(conn, store, target_events, min_messages)
+    sizes = conn.execute("SELECT (SELECT count(*) FROM outcome_events) AS events, "
+                         "(SELECT count(*) FROM outcome_labels) AS labels, "
+                         "(SELECT count(*) FROM assignments) AS assignments, "
+                         "pg_size_pretty(pg_database_size(current_database())) AS size").fetchone()
+    print(f"loaded {sizes['events']:,} outcome_events, {sizes['labels']:,} outcome_labels, "
+          f"{sizes['assignments']:,} assignments ({sizes['size']}) in {seconds:.0f} s")
+    return conn
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=5_000_000, help="outcome_events at full size")
     parser.add_argument("--labels", type=int, default=None, help="outcome_labels at full size (default events/5)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the two stores")
     args = parser.parse_args()
-    labels = args.labels or args.events // 5
-
-    url = fresh_database()
-    import psycopg
 
     from flywheel.local.server import LocalApi
 
     api = LocalApi(ROOT / "template.yaml")
-    with psycopg.connect(url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
-        prepare(conn)
-        store = Store(conn, running_cutoff=SMALL_EVENTS // 5)
-        seconds = load(conn, store, SMALL_EVENTS)
-        small_rows = store.loaded.events
-        print(f"loaded {store.loaded.events:,} events, {store.loaded.messages:,} messages in {seconds:.0f} s")
-        small = measure(f"at {small_rows:,} outcome_events", conn, api, 1)
-        seconds = load(conn, store, args.events, labels)
-        sizes = conn.execute("SELECT (SELECT count(*) FROM outcome_events) AS events, "
-                             "(SELECT count(*) FROM outcome_labels) AS labels, "
-                             "(SELECT count(*) FROM assignments) AS assignments, "
-                             "pg_size_pretty(pg_database_size(current_database())) AS size").fetchone()
-        print(f"grew to {sizes['events']:,} events, {sizes['labels']:,} labels, {sizes['assignments']:,} assignments "
-              f"({sizes['size']}) in {seconds:.0f} s")
-        large = measure(f"at {sizes['events']:,} outcome_events", conn, api, 2)
-        plans(conn)
-    print("-- growth (full size / 100k)")
-    for name in small:
-        other = next(k for k in large if k.split(" (")[0] == name.split(" (")[0])
-        print(f"   {name.split(' (')[0]}: {large[other] / small[name]:.2f}x")
-    a, b = small["apply 1k SendGrid events"], large["apply 1k SendGrid events"]
-    print(f"apply 1k events: {a:.0f} ms at 100k rows, {b:.0f} ms at {sizes['events']:,} rows; growth {b / a:.2f}x")
+    # two stores on one server, built from the same generator (the small one is the large one's
+    # first 100k events), measured in alternating rounds so both see the same machine load
+    urls = {"small": fresh_database(), "large": fresh_database()}
+    conns = {"small": build(urls["small"], SMALL_EVENTS, 0),
+             "large": build(urls["large"], args.events, args.labels or args.events // 5)}
+    rows = {side: conn.execute("SELECT count(*) AS n FROM outcome_events").fetchone()["n"]
+            for side, conn in conns.items()}
+    cases = {}
+    for side in ("small", "large"):
+        use(urls[side])
+        cases[side] = hot_paths(conns[side], api)
+    samples: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for round_no in range(args.rounds):
+        for side in ("small", "large") if round_no % 2 == 0 else ("large", "small"):
+            use(urls[side])
+            cases[side][0].run()  # first plans and caches of this connection: not measured
+            for case in cases[side]:
+                for _ in range(max(1, -(-case.repeats // args.rounds))):
+                    samples[(side, case.name)].append(timed(case.run))
+    print(f"{'':52}{rows['small']:>14,} rows{rows['large']:>14,} rows   growth")
+    for case in cases["large"]:
+        small, large = (statistics.median(samples[(side, case.name)]) * 1000 for side in ("small", "large"))
+        print(f"   {case.name:49}{small:>14.1f} ms{large:>14.1f} ms{large / small:>8.2f}x")
+    print(f"-- EXPLAIN of every statement the hot paths send, at {rows['large']:,} outcome_events")
+    use(urls["large"])
+    explain_hot_paths(conns["large"], cases["large"])
+    for conn in conns.values():
+        conn.close()
+    a, b = (statistics.median(samples[(side, "apply 1k SendGrid events")]) * 1000 for side in ("small", "large"))
+    print(f"apply 1k events: {a:.0f} ms at 100k rows, {b:.0f} ms at {rows['large']:,} rows; growth {b / a:.2f}x")
 
 
 if __name__ == "__main__":

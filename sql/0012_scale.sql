@@ -27,3 +27,37 @@ CREATE INDEX outcome_events_meeting ON outcome_events ((data ->> 'meeting_id'))
     WHERE (data ->> 'meeting_id') IS NOT NULL;
 CREATE INDEX outcome_events_orphan_meeting ON outcome_events ((data ->> 'meeting_id'))
     WHERE status = 'orphan' AND data ? 'meeting_id';
+
+-- Reports (GET /training/leaderboard, GET /insights/strategies) read daily counts instead of the
+-- whole history: messages sent before `report_rollup_state.rolled_before` (a UTC midnight) come
+-- from report_daily_counts, the rest (today's) from outcome_labels through outcome_labels_sent.
+-- ReportRollupFunction re-aggregates the days whose outcomes can still change (OUTCOME_FINAL_DAYS)
+-- every hour; older days are final and stay as they are. org_id '*' rows count every organisation.
+--   before: HashAggregate > Seq Scan on outcome_labels (the whole history, every call)
+--   after:  HashAggregate > Append > (Index Scan using report_daily_counts_pkey
+--           Index Cond: dimension = 'industry' AND org_id = '*'; Index Scan using outcome_labels_sent
+--           Index Cond: sent_at >= $0)
+CREATE INDEX outcome_labels_sent ON outcome_labels (sent_at);
+
+CREATE TABLE report_daily_counts (
+    dimension        text NOT NULL CHECK (dimension IN ('model', 'industry', 'role')),
+    org_id           text NOT NULL,
+    value            text NOT NULL,  -- the model registry id, the lead's industry or role
+    framework        text NOT NULL,  -- '' for the model dimension
+    tone             text NOT NULL,  -- '' for the model dimension
+    day              date NOT NULL,  -- the UTC day the messages were sent
+    messages         integer NOT NULL,
+    replies          integer NOT NULL,
+    positive_replies integer NOT NULL,
+    meetings         integer NOT NULL,
+    deals_won        integer NOT NULL,
+    revenue          numeric(18, 2) NOT NULL,
+    PRIMARY KEY (dimension, org_id, value, framework, tone, day)
+);
+CREATE INDEX report_daily_counts_day ON report_daily_counts (day);
+
+CREATE TABLE report_rollup_state (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    rolled_before  timestamptz NOT NULL,
+    refreshed_at   timestamptz NOT NULL DEFAULT now()
+);

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.dal.reports import POSITIVE, ROLLED_BEFORE
 
 
 def next_version(conn: Connection) -> tuple[int, int, int]:
@@ -73,5 +74,29 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
             ORDER BY h.at DESC, h.history_id DESC LIMIT 1""", (current, current)).fetchone()
 
 
-def leaderboard(conn: Connection) -> list[dict[str, Any]]:
-    return conn.execute("SELECT * FROM model_leaderboard ORDER BY messages_sent DESC, version DESC").fetchall()
+def leaderboard(conn: Connection, org_id: str = "*") -> list[dict[str, Any]]:
+    """Every model with its messages and outcomes (the model_leaderboard view's columns)."""
+    return conn.execute(
+        f"""SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
+                   coalesce(c.messages, 0) AS messages_sent, coalesce(c.replies, 0) AS replies,
+                   coalesce(c.positive_replies, 0) AS positive_replies, coalesce(c.meetings, 0) AS meetings,
+                   coalesce(c.deals_won, 0) AS deals_won, coalesce(c.revenue, 0) AS revenue
+              FROM model_registry m
+              LEFT JOIN (
+                   SELECT value, sum(messages) AS messages, sum(replies) AS replies,
+                          sum(positive_replies) AS positive_replies, sum(meetings) AS meetings,
+                          sum(deals_won) AS deals_won, sum(revenue) AS revenue
+                     FROM (SELECT value, messages, replies, positive_replies, meetings, deals_won, revenue
+                             FROM report_daily_counts WHERE dimension = 'model' AND org_id = %(org)s
+                           UNION ALL
+                           SELECT model_registry_id, 1, (replied_at IS NOT NULL)::int,
+                                  coalesce(reply_category IN {POSITIVE}, false)::int,
+                                  (meeting_booked_at IS NOT NULL)::int, coalesce(deal_status = 'won', false)::int,
+                                  CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END
+                             FROM outcome_labels
+                            WHERE sent_at >= {ROLLED_BEFORE} AND (%(org)s = '*' OR org_id = %(org)s)
+                              AND model_registry_id IS NOT NULL) cells
+                    GROUP BY value) c ON c.value = m.model_id
+             ORDER BY messages_sent DESC, m.version DESC""",
+        {"org": org_id},
+    ).fetchall()
