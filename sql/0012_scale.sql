@@ -32,16 +32,16 @@ CREATE INDEX outcome_events_orphan_meeting ON outcome_events ((data ->> 'meeting
 -- whole history: messages sent before `report_rollup_state.rolled_before` (a UTC midnight) come
 -- from report_daily_counts, the rest (today's) from outcome_labels through outcome_labels_sent.
 -- ReportRollupFunction re-aggregates the days whose outcomes can still change (OUTCOME_FINAL_DAYS)
--- every hour; older days are final and stay as they are. org_id '*' rows count every organisation.
+-- every hour; older days are final and stay as they are. The cells hold every organisation
+-- together (a few hundred per day), as the reports do.
 --   before: HashAggregate > Seq Scan on outcome_labels (the whole history, every call)
 --   after:  HashAggregate > Append > (Index Scan using report_daily_counts_pkey
---           Index Cond: dimension = 'industry' AND org_id = '*'; Index Scan using outcome_labels_sent
+--           Index Cond: dimension = 'industry'; Index Scan using outcome_labels_sent
 --           Index Cond: sent_at >= $0)
 CREATE INDEX outcome_labels_sent ON outcome_labels (sent_at);
 
 CREATE TABLE report_daily_counts (
     dimension        text NOT NULL CHECK (dimension IN ('model', 'industry', 'role')),
-    org_id           text NOT NULL,
     value            text NOT NULL,  -- the model registry id, the lead's industry or role
     framework        text NOT NULL,  -- '' for the model dimension
     tone             text NOT NULL,  -- '' for the model dimension
@@ -52,7 +52,7 @@ CREATE TABLE report_daily_counts (
     meetings         integer NOT NULL,
     deals_won        integer NOT NULL,
     revenue          numeric(18, 2) NOT NULL,
-    PRIMARY KEY (dimension, org_id, value, framework, tone, day)
+    PRIMARY KEY (dimension, value, framework, tone, day)
 );
 CREATE INDEX report_daily_counts_day ON report_daily_counts (day);
 

@@ -114,20 +114,20 @@ def arm_counts(conn: Connection, experiment_id: str, stage: str, now: datetime) 
     return {r["arm"]: {k: (float(v) if k == "revenue" else int(v)) for k, v in r.items() if k != "arm"} for r in rows}
 
 
-def strategies(conn: Connection, segment: str, org_id: str = "*") -> list[dict[str, Any]]:
-    """Messages, replies and meetings per segment x framework x tone (every organisation by default)."""
+def strategies(conn: Connection, segment: str) -> list[dict[str, Any]]:
+    """Messages, replies and meetings per segment x framework x tone (every organisation)."""
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
         f"""SELECT segment, framework, tone, sum(messages) AS messages, sum(replies) AS replies,
                    sum(meetings) AS meetings
               FROM (SELECT value AS segment, framework, tone, messages, replies, meetings
-                      FROM report_daily_counts WHERE dimension = %(segment)s AND org_id = %(org)s
+                      FROM report_daily_counts WHERE dimension = %(segment)s
                     UNION ALL
                     SELECT {column}, framework, tone, 1, (replied_at IS NOT NULL)::int,
                            (meeting_booked_at IS NOT NULL)::int
                       FROM outcome_labels
-                     WHERE sent_at >= {ROLLED_BEFORE} AND (%(org)s = '*' OR org_id = %(org)s)
+                     WHERE sent_at >= {ROLLED_BEFORE}
                        AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        {"segment": segment, "org": org_id},
+        {"segment": segment},
     ).fetchall()

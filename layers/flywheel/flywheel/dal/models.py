@@ -74,7 +74,7 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
             ORDER BY h.at DESC, h.history_id DESC LIMIT 1""", (current, current)).fetchone()
 
 
-def leaderboard(conn: Connection, org_id: str = "*") -> list[dict[str, Any]]:
+def leaderboard(conn: Connection) -> list[dict[str, Any]]:
     """Every model with its messages and outcomes (the model_leaderboard view's columns)."""
     return conn.execute(
         f"""SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
@@ -87,16 +87,15 @@ def leaderboard(conn: Connection, org_id: str = "*") -> list[dict[str, Any]]:
                           sum(positive_replies) AS positive_replies, sum(meetings) AS meetings,
                           sum(deals_won) AS deals_won, sum(revenue) AS revenue
                      FROM (SELECT value, messages, replies, positive_replies, meetings, deals_won, revenue
-                             FROM report_daily_counts WHERE dimension = 'model' AND org_id = %(org)s
+                             FROM report_daily_counts WHERE dimension = 'model'
                            UNION ALL
                            SELECT model_registry_id, 1, (replied_at IS NOT NULL)::int,
                                   coalesce(reply_category IN {POSITIVE}, false)::int,
                                   (meeting_booked_at IS NOT NULL)::int, coalesce(deal_status = 'won', false)::int,
                                   CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END
                              FROM outcome_labels
-                            WHERE sent_at >= {ROLLED_BEFORE} AND (%(org)s = '*' OR org_id = %(org)s)
+                            WHERE sent_at >= {ROLLED_BEFORE}
                               AND model_registry_id IS NOT NULL) cells
                     GROUP BY value) c ON c.value = m.model_id
              ORDER BY messages_sent DESC, m.version DESC""",
-        {"org": org_id},
     ).fetchall()

@@ -14,29 +14,29 @@ ROLLED_BEFORE = "coalesce((SELECT rolled_before FROM report_rollup_state), '-inf
 
 _REFRESH = f"""
 WITH src AS (
-    SELECT (sent_at AT TIME ZONE 'UTC')::date AS day, org_id, model_registry_id, lead_industry, lead_role,
+    SELECT (sent_at AT TIME ZONE 'UTC')::date AS day, model_registry_id, lead_industry, lead_role,
            framework, tone, replied_at IS NOT NULL AS replied,
            coalesce(reply_category IN {POSITIVE}, false) AS positive, meeting_booked_at IS NOT NULL AS meeting,
            coalesce(deal_status = 'won', false) AS won, deal_value
       FROM outcome_labels
      WHERE sent_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND sent_at < %(hi)s),
 cells AS (
-    SELECT day, org_id, 'model' AS dimension, model_registry_id AS value, '' AS framework, '' AS tone,
+    SELECT day, 'model' AS dimension, model_registry_id AS value, '' AS framework, '' AS tone,
            replied, positive, meeting, won, deal_value
       FROM src WHERE model_registry_id IS NOT NULL
     UNION ALL
-    SELECT day, org_id, 'industry', lead_industry, framework, tone, replied, positive, meeting, won, deal_value
+    SELECT day, 'industry', lead_industry, framework, tone, replied, positive, meeting, won, deal_value
       FROM src WHERE lead_industry IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
     UNION ALL
-    SELECT day, org_id, 'role', lead_role, framework, tone, replied, positive, meeting, won, deal_value
+    SELECT day, 'role', lead_role, framework, tone, replied, positive, meeting, won, deal_value
       FROM src WHERE lead_role IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL)
-INSERT INTO report_daily_counts (dimension, org_id, value, framework, tone, day, messages, replies,
-                                 positive_replies, meetings, deals_won, revenue)
-SELECT dimension, coalesce(org_id, '*'), value, framework, tone, day, count(*), count(*) FILTER (WHERE replied),
+INSERT INTO report_daily_counts (dimension, value, framework, tone, day, messages, replies, positive_replies,
+                                 meetings, deals_won, revenue)
+SELECT dimension, value, framework, tone, day, count(*), count(*) FILTER (WHERE replied),
        count(*) FILTER (WHERE positive), count(*) FILTER (WHERE meeting), count(*) FILTER (WHERE won),
        coalesce(sum(deal_value) FILTER (WHERE won), 0)
   FROM cells
- GROUP BY GROUPING SETS ((dimension, org_id, value, framework, tone, day), (dimension, value, framework, tone, day))
+ GROUP BY dimension, value, framework, tone, day
 """
 
 
