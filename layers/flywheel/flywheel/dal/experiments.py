@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.dal.reports import ROLLED_BEFORE
+from flywheel.dal.reports import LIVE, ROLLED, rolled_before
 
 
 def running(conn: Connection) -> dict[str, Any] | None:
@@ -121,13 +121,12 @@ def strategies(conn: Connection, segment: str) -> list[dict[str, Any]]:
         f"""SELECT segment, framework, tone, sum(messages) AS messages, sum(replies) AS replies,
                    sum(meetings) AS meetings
               FROM (SELECT value AS segment, framework, tone, messages, replies, meetings
-                      FROM report_daily_counts WHERE dimension = %(segment)s
+                      FROM report_daily_counts WHERE dimension = %(segment)s AND {ROLLED}
                     UNION ALL
                     SELECT {column}, framework, tone, 1, (replied_at IS NOT NULL)::int,
                            (meeting_booked_at IS NOT NULL)::int
                       FROM outcome_labels
-                     WHERE sent_at >= {ROLLED_BEFORE}
-                       AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells
+                     WHERE {LIVE} AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        {"segment": segment},
+        {"segment": segment, "before": rolled_before(conn)},
     ).fetchall()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.dal.reports import POSITIVE, ROLLED_BEFORE
+from flywheel.dal.reports import LIVE, POSITIVE, ROLLED, rolled_before
 
 
 def next_version(conn: Connection) -> tuple[int, int, int]:
@@ -87,15 +87,14 @@ def leaderboard(conn: Connection) -> list[dict[str, Any]]:
                           sum(positive_replies) AS positive_replies, sum(meetings) AS meetings,
                           sum(deals_won) AS deals_won, sum(revenue) AS revenue
                      FROM (SELECT value, messages, replies, positive_replies, meetings, deals_won, revenue
-                             FROM report_daily_counts WHERE dimension = 'model'
+                             FROM report_daily_counts WHERE dimension = 'model' AND {ROLLED}
                            UNION ALL
                            SELECT model_registry_id, 1, (replied_at IS NOT NULL)::int,
                                   coalesce(reply_category IN {POSITIVE}, false)::int,
                                   (meeting_booked_at IS NOT NULL)::int, coalesce(deal_status = 'won', false)::int,
                                   CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END
                              FROM outcome_labels
-                            WHERE sent_at >= {ROLLED_BEFORE}
-                              AND model_registry_id IS NOT NULL) cells
+                            WHERE {LIVE} AND model_registry_id IS NOT NULL) cells
                     GROUP BY value) c ON c.value = m.model_id
-             ORDER BY messages_sent DESC, m.version DESC""",
+             ORDER BY messages_sent DESC, m.version DESC""", {"before": rolled_before(conn)},
     ).fetchall()

@@ -9,8 +9,12 @@ from typing import Any
 from flywheel.dal.connection import Connection
 
 POSITIVE = "('interested', 'meeting_request')"
-# messages sent from this instant on are read live from outcome_labels; earlier ones from the rollup
-ROLLED_BEFORE = "coalesce((SELECT rolled_before FROM report_rollup_state), '-infinity'::timestamptz)"
+# A report reads the rollup for the days before the boundary and outcome_labels from the boundary
+# on. The boundary is read first and passed as a value, so the planner sees how few rows the live
+# part has (a subquery would be planned as a third of the table); filtering the rollup by the same
+# value keeps the two parts consistent even when a refresh commits in between.
+LIVE = "sent_at >= coalesce(%(before)s::timestamptz, '-infinity')"
+ROLLED = "day < (%(before)s::timestamptz AT TIME ZONE 'UTC')::date"
 
 _REFRESH = f"""
 WITH src AS (
@@ -58,3 +62,9 @@ def refresh(conn: Connection, rolled_before: datetime, final_before: datetime) -
                     SET rolled_before = EXCLUDED.rolled_before, refreshed_at = now()""", (rolled_before,))
     return {"from": lo.isoformat() if lo else None, "to": rolled_before.isoformat(), "rows_replaced": deleted,
             "rows_written": inserted}
+
+
+def rolled_before(conn: Connection) -> datetime | None:
+    """Where the rollup ends and live counting starts (None: never refreshed, everything is live)."""
+    row = conn.execute("SELECT rolled_before FROM report_rollup_state").fetchone()
+    return None if row is None else row["rolled_before"]
