@@ -31,17 +31,23 @@ SELECT 'bench', 'k' || i, 'c' || (i % 50), 'l' || i, 'l' || i || '@x' || (i % 99
 
 def naive_build(out: Path) -> int:
     """Fetch everything, build every example in memory, then write: what the seed system did."""
+    import numpy as np
+
     from flywheel.dal.connection import get_connection
     from flywheel.dal.training import DATASET_COLUMNS
     from flywheel.domain import dataset as ds
+    from flywheel.domain import near_duplicates as nd
+    from flywheel.domain.redaction import Redactor
 
     rows = get_connection().execute(
         f"SELECT {DATASET_COLUMNS} FROM outcome_labels o JOIN organizations org USING (org_id) "
         "WHERE org.training_opt_in AND o.quality_score >= 0.6 ORDER BY o.sent_at").fetchall()
-    redactor, dedupe = ds.Redactor(), ds.NearDuplicateFilter()
+    redactor = Redactor()
     examples = [ds.supervised_example(row, redactor) for row in rows]
-    kept = [e for e in examples if dedupe.admit(e["messages"][-1]["content"])]
-    out.write_text("".join(json.dumps(e) + "\n" for e in kept))
+    sigs = nd.signatures([e.targets[0] for e in examples])
+    left, right, _ = nd.similar_pairs(sigs, nd.DUPLICATE_THRESHOLD)
+    keep = nd.components(len(examples), [(left, right)]) == np.arange(len(examples))
+    out.write_text("".join(json.dumps(ds.to_openai(e)) + "\n" for e, k in zip(examples, keep, strict=True) if k))
     return len(rows)
 
 

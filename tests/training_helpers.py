@@ -36,6 +36,15 @@ SELECT %(org)s, %(org)s || '-' || %(prefix)s || '-' || i, 'q4-' || (i %% 3), 'le
            'Everything is logged for SOX with zero extra effort.',
            'Implementation takes about six weeks with our specialists.',
            'Pricing scales with entities rather than seats.'])[1 + i %% 11] || ' ' || (ARRAY[
+           'A logistics group in Rotterdam went live in five weeks.', 'Your auditors can log in and pull evidence themselves.',
+           'Bank rules are learned from the matches your team already made.', 'Nothing changes in how your ERP posts entries.',
+           'We price per entity, so adding users costs nothing.', 'The first reconciliations run on historical data in a day.',
+           'Exceptions are routed to whoever owns the account.', 'Every approval carries a timestamp and a reason.',
+           'Multi-currency revaluation runs overnight.', 'Budget owners see their variances without asking finance.',
+           'Our onboarding team has done this for three hundred companies.', 'Cash positions update every hour from the banks.',
+           'Close checklists roll forward automatically each month.', 'You can start with one entity and expand later.',
+           'Journal entries above a threshold ask for a second approver.', 'Reports export straight into your board deck.',
+           'Security reviews usually finish within two weeks.'])[1 + i %% 17] || ' ' || (ARRAY[
            'Worth a short call next Tuesday?', 'Open to comparing notes this week?',
            'Could I send a two-minute video?', 'Should I share a case study from logistics?',
            'Is this on your roadmap for next year?', 'Who owns close tooling on your side?',

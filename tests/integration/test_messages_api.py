@@ -27,6 +27,7 @@ def test_single_message_is_registered_once(api: ApiClient, db) -> None:
     assert row["lead_email"] == "dana.reyes@northwind.example"
     assert row["lead_industry"] == "fintech" and row["lead_icp_score"] == pytest.approx(0.82)
     assert row["agent_decisions"]["CopywriterAgent"]["framework"] == "PAS"
+    assert row["lead_country"] == "US" and row["sender"]["name"] == "Sam Lee" and row["sender"]["country"] == "US"
     assert db.execute("SELECT training_opt_in FROM organizations WHERE org_id = 'acme'").fetchone() == {
         "training_opt_in": False}
 

@@ -66,13 +66,15 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     assert float(champion["traffic_percentage"]) == 90.0
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
     manifest = json.loads(s3_text(row["dataset_uri"] + "/manifest.json"))
-    assert manifest == row["manifest"] and manifest["counts"]["train"] + manifest["counts"]["validation"] == 80
+    counts = manifest["counts"]
+    assert manifest == row["manifest"] and counts["train"] + counts["validation"] + counts["duplicates_dropped"][
+        "near_duplicate"] == 80 and counts["validation"] > 0 and manifest["residual_scan"]["passed"]
     train = s3_text(row["dataset_uri"] + "/train.jsonl") + s3_text(row["dataset_uri"] + "/validation.jsonl")
     assert json.loads(train.splitlines()[0])["schemaVersion"] == "bedrock-conversation-2024"
     # the seeded outcomes carry names, companies, emails, phones and tracking links: none survives
     for planted in ("Dana1", "Reyes1", "Northwind1", "@northwind", "sam@acme.example", "415 555", "utm_content"):
         assert planted not in train, planted
-    assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["tracking_url"] == 80
+    assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["link"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
     assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
 
@@ -108,6 +110,24 @@ def test_dpo_on_bedrock_fails_early_with_a_clear_reason(db, aws) -> None:
     execution, row = run(db, {"method": "dpo"})
     assert execution["status"] == "FAILED" and row["status"] == "failed"
     assert "use method 'supervised' with bedrock" in row["error"] and row["dataset_uri"] is None
+
+
+def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypatch) -> None:
+    from functools import partial
+
+    from flywheel.domain.redaction import DEFAULT_DETECTORS, Redactor
+    from flywheel.services.dataset import build_dataset
+
+    weak = Redactor(detectors=[d for d in DEFAULT_DETECTORS if d.name != "phone"])  # forgets phone numbers
+    monkeypatch.setattr(training_service, "build_dataset", partial(build_dataset, redactor=weak))
+    seed_outcomes(db, 60)
+    execution, row = run(db)
+    assert execution["status"] == "FAILED" and row["status"] == "failed" and row["dataset_uri"] is None
+    assert "residual scan found personal data" in row["error"] and "415 555" not in row["error"]
+    assert row["manifest"]["residual_scan"]["passed"] is False and row["manifest"]["residual_scan"]["hits"] > 0
+    keys = [o["Key"] for o in boto3.client("s3", region_name="us-east-1").list_objects_v2(
+        Bucket="flywheel-training").get("Contents", [])]
+    assert keys and all(k.endswith("manifest.json") for k in keys)
 
 
 def test_a_transient_error_is_absorbed_by_the_retry(db, aws, monkeypatch) -> None:

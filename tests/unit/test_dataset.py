@@ -1,108 +1,177 @@
-"""Dataset building blocks: redaction, examples, de-duplication, split, format checks."""
+"""Dataset building blocks: examples, provider formats, limits, token counts, near-duplicates and
+the split, the residual scan."""
 
 from __future__ import annotations
 
 import json
+from itertools import combinations
+from pathlib import Path
 
-import pytest
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flywheel.domain import dataset as ds
-from flywheel.domain.dataset_checks import check_example, check_lines, cost_estimate
+from flywheel.domain import near_duplicates as nd
+from flywheel.domain.dataset_checks import (
+    MODEL_LIMITS,
+    check_example,
+    check_lines,
+    cost_estimate,
+    limits_for,
+    record_texts,
+)
+from flywheel.domain.redaction import Redactor, build_context
+from flywheel.services.dataset import Staged, _plan, residual_scan
+from tests.dedupe_planted import pair_scores, planted
+from tests.provider_rules import nova_line, openai_dpo_line, openai_sft_line
 
-ROW = {"outcome_id": "7d1c", "campaign_id": "q4", "lead_industry": "fintech", "lead_role": "cfo",
-       "lead_company_size": "201-1000", "framework": "PAS", "tone": "warm", "brief": "close pain at Northwind",
-       "subject": "Dana, Northwind's close", "body": "Hi Dana,\nNorthwind could close faster. Call +44 20 7946 0958 "
-       "or https://cal.example.com/sam?utm_content=abc or https://acme.example/case-study.\n-- sam@acme.example",
-       "lead_first_name": "Dana", "lead_last_name": "Reyes", "lead_company": "Northwind",
+ROW = {"outcome_id": "7d1c", "org_id": "acme", "campaign_id": "abm-northwind-q4", "lead_industry": "fintech",
+       "lead_role": "cfo", "lead_company_size": "201-1000", "framework": "PAS", "tone": "warm",
+       "brief": "close pain at Northwind; Dana's assistant is Tom Becker (+44 20 7946 0958)",
+       "subject": "Dana, Northwind's close",
+       "body": "Hi Dana,\nNorthwind could close faster. Call +44 20 7946 0958 or book calendly.com/sam-lee/30min.\n"
+               "Tom Becker said you own it.\n\nBest,\nSam Lee\nAccount Executive, Acme Robotics\nsam@acme.example",
+       "lead_first_name": "Dana", "lead_last_name": "Reyes", "lead_company": "Northwind", "lead_country": "GB",
+       "lead_context": {"assistant": "Tom Becker"},
+       "sender": {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics", "country": "US"},
        "training_label": "positive", "quality_score": 0.9}
+PLANTED = ("Dana", "Reyes", "Northwind", "northwind", "7946", "calendly", "Tom", "Becker", "Sam Lee", "Acme",
+           "sam@acme.example", "Account Executive")
 
 
-def test_redaction_replaces_personal_data_in_prompt_and_target() -> None:
-    redactor = ds.Redactor()
+def test_the_example_carries_no_personal_data_in_prompt_or_target() -> None:
+    redactor = Redactor()
     example = ds.supervised_example(ROW, redactor)
-    text = json.dumps(example)
-    for leaked in ("Dana", "Northwind", "7946", "utm_content", "sam@acme.example"):
-        assert leaked not in text
-    assert "https://acme.example/case-study" in text  # a plain link carries no one's identity
-    assert "{{first_name}}" in text and "{{company}}" in text and "{{phone}}" in text and "{{link}}" in text
-    assert redactor.counts == {"tracking_url": 1, "email": 1, "phone": 1, "first_name": 2, "last_name": 0,
-                               "company": 3}
+    text = json.dumps(ds.to_openai(example))
+    assert [p for p in PLANTED if p in text] == []
+    assert "Campaign: abm-{{company}}-q4" in example.prompt and "{{booking_link}}" in example.targets[0]
+    assert example.targets[0].endswith("Best,\n{{signature}}")  # the signature block is cut
+    assert redactor.counts["phone"] == 2 and redactor.counts["colleague_name"] == 2
+
+
+def test_a_follow_up_quoting_the_leads_reply_carries_no_outcome_text() -> None:
+    row = {**ROW, "body": "Hi Dana, following up on pricing.\n\nOn Mon, 6 Jan 2025 at 10:00, Dana Reyes "
+                          "<dana@northwind.example> wrote:\n> We signed with a competitor, please stop emailing.\n"}
+    target = ds.supervised_example(row, Redactor()).targets[0]
+    assert "competitor" not in target and "wrote" not in target and target.endswith("following up on pricing.")
 
 
 def test_the_target_is_the_message_only_never_the_outcome() -> None:
-    example = ds.supervised_example({**ROW, "training_label": "positive", "deal_status": "won"}, ds.Redactor())
-    assistant = example["messages"][-1]["content"]
-    assert assistant.startswith("Subject: {{first_name}}, {{company}}'s close")
-    assert "won" not in assistant and "positive" not in json.dumps(example)
+    example = ds.supervised_example({**ROW, "deal_status": "won"}, Redactor())
+    assert example.targets[0].startswith("Subject: {{first_name}}, {{company}}'s close")
+    assert "won" not in json.dumps(ds.to_openai(example)) and "positive" not in example.prompt
 
 
-def test_near_and_exact_duplicates_are_dropped() -> None:
-    dedupe = ds.NearDuplicateFilter()
-    base = ("Hi {{first_name}}, teams like {{company}} cut month-end close by three days with automated "
-            "reconciliation and fewer spreadsheets. Worth a short call next week to see how?")
-    assert dedupe.admit(base)
-    assert not dedupe.admit(base.upper())  # exact after normalisation
-    assert not dedupe.admit(base.replace("three days", "three full days"))  # near
-    assert dedupe.admit("Quick question about your AP automation roadmap for next year and the team behind it.")
-    assert dedupe.dropped == {"exact": 1, "near": 1}
+def _pair() -> ds.Example:
+    bad = {**ROW, "outcome_id": "9e2f", "lead_first_name": "Jonas", "lead_company": "Müller & Söhne AG",
+           "subject": "Jonas, a question", "body": "Hallo Jonas, Müller & Söhne AG verliert Zeit beim Abschluss."}
+    return ds.preference_example(ROW, bad, Redactor())
 
 
-def test_split_is_deterministic_and_near_the_fraction() -> None:
-    ids = [f"outcome-{i}" for i in range(5000)]
-    first = [ds.is_validation(i, 0.1) for i in ids]
-    assert first == [ds.is_validation(i, 0.1) for i in ids]
-    assert 0.08 < sum(first) / len(ids) < 0.12
+def test_each_format_passes_the_independent_validator_and_the_builds_checker() -> None:
+    sft, pair = ds.supervised_example(ROW, Redactor()), _pair()
+    lines = {"openai-sft": ds.to_openai(sft), "openai-dpo": ds.to_openai(pair), "nova-sft": ds.to_nova(sft)[0],
+             "nova-dpo": ds.to_nova(pair)[0]}
+    independent = {"openai-sft": openai_sft_line, "openai-dpo": openai_dpo_line,
+                   "nova-sft": lambda x: nova_line(x, False), "nova-dpo": lambda x: nova_line(x, True)}
+    for shape, line in lines.items():
+        assert independent[shape](line) == [], shape
+        assert check_example(line, shape) == [], shape
+    nova_dpo = lines["nova-dpo"]["messages"][-1]
+    assert nova_dpo["role"] == "assistant" and [c["preferenceLabel"] for c in nova_dpo["candidates"]] == [
+        "preferred", "non-preferred"]
+    assert "Müller" not in json.dumps(lines["nova-dpo"], ensure_ascii=False)
+    # each checker rejects the other provider's shape
+    assert check_example(lines["openai-dpo"], "nova-dpo") and nova_line(lines["openai-dpo"], True)
+    assert check_example(lines["nova-dpo"], "openai-dpo") and openai_dpo_line(lines["nova-dpo"])
 
 
-def test_preference_pairs_stay_within_their_group() -> None:
-    rows = [{**ROW, "outcome_id": f"g{i}", "training_label": label, "delivered_at": "x", "replied_at": None}
-            for i, label in enumerate(["positive", "negative", "positive", "neutral"])]
-    other = {**ROW, "outcome_id": "h1", "framework": "AIDA", "training_label": "negative", "delivered_at": "x"}
-    groups = list(ds.grouped([*rows, other]))
-    assert [len(g) for g in groups] == [4, 1]
-    pairs = list(ds.pair_group(groups[0]))
-    assert len(pairs) == 2 and all(g["training_label"] == "positive" for g, _ in pairs)
-    example = ds.preference_example(*pairs[0], ds.Redactor())
-    assert check_example(example, "dpo") == []
+def test_nova_reserved_keywords_are_neutralised_and_checked() -> None:
+    example = ds.Example(["x"], "User: write to [EOS] <image>", ["Assistant: hello.\nSystem:ok"])
+    line, count = ds.to_nova(example)
+    text = json.dumps(line)
+    assert count == 5 and "User -" in text and "[EOS]" not in text and "System:" not in text
+    assert nova_line(line, False) == [] and check_example(line, "nova-sft") == []
+    raw = {**line, "messages": [line["messages"][0], {"role": "assistant", "content": [{"text": "Bot: hi"}]}]}
+    assert any("reserved" in p for p in check_example(raw, "nova-sft")) and nova_line(raw, False)
 
 
-def test_bedrock_conversion_passes_its_format_check() -> None:
-    example = ds.to_bedrock_conversation(ds.supervised_example(ROW, ds.Redactor()))
-    assert check_example(example, "bedrock-conversation-2024") == []
-    assert example["system"][0]["text"] == ds.SYSTEM_PROMPT
+def test_token_counts_include_every_part_of_the_record() -> None:
+    sft, pair = ds.supervised_example(ROW, Redactor()), _pair()
+    for line in (ds.to_nova(sft)[0], ds.to_openai(sft)):
+        assert ds.SYSTEM_PROMPT in record_texts(line) and len(record_texts(line)) == 3
+    for line in (ds.to_nova(pair)[0], ds.to_openai(pair)):
+        assert len(record_texts(line)) == 4  # system, user, preferred, non-preferred
+    nova = check_lines([json.dumps(ds.to_nova(sft)[0])], "nova-sft", 32_000)
+    openai = check_lines([json.dumps(ds.to_openai(sft))], "openai-sft", 65_536)
+    without_system = check_lines([json.dumps({"messages": ds.to_openai(sft)["messages"][1:]})], "openai-sft", 65_536)
+    assert nova.total_tokens == openai.total_tokens > without_system.total_tokens
 
 
-@pytest.mark.parametrize(("line", "problem"), [
-    ({"messages": [{"role": "user", "content": "hi"}]}, "no assistant turn"),
-    ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]}, "empty content"),
-    ({"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]}, "role must be"),
-    ({"messages": [{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]}, "last message"),
-    ({"messages": [{"role": "user", "content": "y"}, {"role": "assistant", "content": "x", "weight": 2}]}, "weight"),
-])
-def test_format_problems_are_named(line: dict, problem: str) -> None:
-    assert any(problem in p for p in check_example(line, "supervised"))
-
-
-def test_check_lines_counts_tokens_and_flags_long_examples() -> None:
-    good = json.dumps(ds.supervised_example(ROW, ds.Redactor()))
-    long = json.dumps({"messages": [{"role": "user", "content": "x " * 5000}, {"role": "assistant", "content": "y"}]})
-    report = check_lines([good, long, "not json", ""], "supervised", token_limit=1000)
-    assert (report.examples, report.invalid, report.over_limit) == (3, 1, 1)
-    assert report.token_method in ("tiktoken:o200k_base", "estimate:utf8_bytes/3")
-    assert report.max_tokens > 1000 > report.min_tokens > 20
-
-
-def test_cost_estimate() -> None:
+def test_limits_come_from_the_chosen_providers_base_model() -> None:
+    assert limits_for("gpt-4.1-mini-2025-04-14", "openai").example_tokens == 65_536
+    assert limits_for("amazon.nova-micro-v1:0:128k", "bedrock").methods == {"supervised"}
+    assert limits_for("amazon.nova-2-lite-v1:0:256k", "bedrock").validation is False
+    unknown = limits_for("ft:gpt-4.1-mini:acme::abc", "openai")
+    assert unknown.provider == "openai" and unknown.min_train == 10
+    assert {m.provider for m in MODEL_LIMITS.values()} == {"openai", "bedrock"}
     assert cost_estimate(2_000_000, "gpt-4o-mini-2024-07-18", 3, {"gpt-4o-mini-2024-07-18": 3.0})["usd"] == 18.0
     assert cost_estimate(10, "unknown-model", 3, {})["usd"] is None
 
 
-def test_the_openai_tuner_drives_azure_openai_too() -> None:
-    import openai
+def test_the_near_duplicate_threshold_holds_on_the_blind_set() -> None:
+    """Chosen on the tuning families (bench/dedupe_threshold.py); measured on the blind families
+    at 0.4: precision 1.000, recall 0.990, every edit dropped, every distinct email kept."""
+    blind = pair_scores(*planted(blind=True), nd.DUPLICATE_THRESHOLD)
+    assert blind["precision"] >= 0.97 and blind["recall"] >= 0.95
+    assert blind["duplicates_dropped"] >= 0.97 and blind["distinct_kept"] == 1.0
 
-    from flywheel.clients.finetune import OpenAIFineTuner
 
-    azure = OpenAIFineTuner.from_settings("key", azure_endpoint="https://acme.openai.azure.com",
-                                          azure_api_version="2025-04-01-preview")
-    assert isinstance(azure.sdk, openai.AzureOpenAI)
-    assert isinstance(OpenAIFineTuner.from_settings("key").sdk, openai.OpenAI)
+def _staged(texts: list[str], prompts: list[str], second: list[str] | None = None) -> Staged:
+    sides = [nd.signatures(texts)] + ([nd.signatures(second)] if second else [])
+    return Staged(count=len(texts), sides=len(sides), signatures=sides,
+                  prompt_keys=np.array([ds.text_key(p) for p in prompts], dtype=np.int64),
+                  first_ids=[f"outcome-{i}" for i in range(len(texts))])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 3), min_size=4, max_size=40), st.integers(0, 10_000), st.floats(0.1, 0.5))
+def test_plan_keeps_one_per_cluster_and_never_splits_a_cluster_or_a_prompt(prompt_of: list[int], seed: int,
+                                                                           fraction: float) -> None:
+    texts, groups = planted(blind=False, seed=seed)
+    texts, groups = texts[:len(prompt_of)], groups[:len(prompt_of)]
+    prompts = [f"prompt {p}" for p in prompt_of]
+    plan = _plan(_staged(texts, prompts), fraction)
+    kept = np.nonzero(plan.keep)[0]
+    sigs = nd.signatures(texts)
+    for i, j in combinations(kept.tolist(), 2):
+        assert (sigs[i] == sigs[j]).mean() < nd.DUPLICATE_THRESHOLD  # no two near-duplicates survive
+        if prompts[i] == prompts[j]:
+            assert plan.validation[i] == plan.validation[j]  # a prompt never sits on both sides
+    assert len({groups[i] for i in kept}) == len(set(groups))  # every distinct email keeps one copy
+
+
+def test_dpo_dedupes_both_sides_and_drops_pairs_that_teach_nothing() -> None:
+    texts, _ = planted(blind=True)
+    a, a_edit, b, c, d = texts[0], texts[1], texts[4], texts[8], texts[12]
+    preferred = [a, b, c, d]
+    non_preferred = [c, a_edit, c.replace("quick", "short"), d]  # side 2 repeats; pair 4 is one text twice
+    plan = _plan(_staged(preferred, ["p1", "p2", "p3", "p4"], non_preferred), 0.1)
+    assert plan.keep.tolist() == [True, True, False, False]
+    assert plan.dropped["degenerate_pair"] == 1
+
+
+def test_the_residual_scan_names_examples_never_their_text(tmp_path: Path) -> None:
+    context = build_context(lead={"first_name": "Dana", "last_name": "Reyes", "company": "Northwind"}, regions=["US"])
+    clean = {"messages": [{"role": "user", "content": "Hi {{first_name}}"}, {"role": "assistant", "content": "ok"}]}
+    leaky = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "call 415 555 0132, Dana"}]}
+    data, scan = tmp_path / "train.jsonl", tmp_path / "train.scan.jsonl"
+    data.write_text(json.dumps(clean) + "\n" + json.dumps(leaky) + "\n")
+    sidecar = {"regions": list(context.regions), "terms": [list(t) for t in context.terms]}
+    scan.write_text(json.dumps({"ids": ["o-1"], "scan": [sidecar]}) + "\n" + json.dumps({"ids": ["o-2"], "scan": [sidecar]})
+                    + "\n")
+    report = residual_scan([(data, scan)])
+    assert report["passed"] is False and report["hits"] == 1 and report["offending_ids"] == ["o-2"]
+    assert report["by_detector"] == {"phone": 1, "known_entity": 1}
+    assert "Dana" not in json.dumps(report) and "0132" not in json.dumps(report)

@@ -64,34 +64,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_dataset_build(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime, timedelta
 
+    from flywheel.errors import FlywheelError
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.dataset import DatasetSpec, build_dataset
     from flywheel.settings import get_settings
 
     ensure_local_database(_root(args))
     settings = get_settings()
+    provider = "bedrock" if args.format == "bedrock" else "openai"
     spec = DatasetSpec(min_quality=args.min_quality, method=args.method,
                        since=datetime.now(UTC) - timedelta(days=args.since_days),
-                       dataset_format="bedrock-conversation-2024" if args.format == "bedrock" else "openai-chat",
+                       dataset_format="bedrock-conversation-2024" if provider == "bedrock" else "openai-chat",
                        validation_fraction=settings.training_validation_fraction,
-                       base_model=args.base_model or settings.base_model, epochs=settings.training_epochs)
-    built = build_dataset(spec, Path(args.out), settings)
+                       # the chosen provider's base model: --format openai never inherits Nova's limits
+                       base_model=args.base_model or settings.base_model_for(provider),
+                       epochs=settings.training_epochs)
+    try:
+        pii_pass = None
+        if args.comprehend or settings.dataset_comprehend_pii:
+            from flywheel.clients.comprehend import ComprehendPii
+
+            pii_pass = ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
+        built = build_dataset(spec, Path(args.out), settings, pii_pass)
+    except FlywheelError as exc:
+        print(json.dumps({"error": exc.code, "message": exc.message}), file=sys.stderr)
+        return 2
     (Path(args.out) / "manifest.json").write_text(json.dumps(built.manifest, indent=2))
+    failure = built.failure
     print(json.dumps({"train": str(built.train_path), "validation": str(built.validation_path),
-                      "examples": built.examples, "valid": built.manifest["valid"],
-                      "enough": built.examples >= settings.training_min_examples,
+                      "examples": built.examples, "valid": built.manifest["valid"] and failure is None,
+                      "enough": built.examples >= settings.training_min_examples, "base_model": spec.base_model,
+                      "trainable_on": built.manifest["trainable_on"], "problems": built.manifest["problems"],
+                      "residual_scan": {k: built.manifest["residual_scan"][k]
+                                        for k in ("lines_scanned", "hits", "offending_ids", "passed")},
                       "cost_estimate": built.manifest["cost_estimate"]}, indent=2))
-    return 0 if built.manifest["valid"] else 1
+    if failure:
+        print(f"dataset build failed: {failure}", file=sys.stderr)
+    return 0 if built.manifest["valid"] and failure is None else 1
 
 
 def cmd_dataset_validate(args: argparse.Namespace) -> int:
-    from flywheel.domain.dataset_checks import DEFAULT_EXAMPLE_TOKEN_LIMITS, check_lines
+    from flywheel.domain.dataset_checks import (
+        FORMAT_ALIASES,
+        DatasetReport,
+        check_dataset,
+        check_lines,
+        limits_for,
+    )
+    from flywheel.settings import get_settings
 
-    limit = args.token_limit or DEFAULT_EXAMPLE_TOKEN_LIMITS.get(args.base_model or "", 32_000)
+    fmt = FORMAT_ALIASES.get(args.format, args.format)
+    provider = "bedrock" if fmt.startswith("nova") else "openai"
+    base_model = args.base_model or get_settings().base_model_for(provider)
+    limits = limits_for(base_model, provider)
     with open(args.file, encoding="utf-8") as handle:
-        report = check_lines(handle, args.format, limit)
-    print(json.dumps(report.as_dict(), indent=2))
-    return 0 if report.ok and report.examples else 1
+        report = check_lines(handle, fmt, args.token_limit or limits.example_tokens)
+    problems = (check_dataset(report, DatasetReport(), limits) if args.role == "train"
+                else [f"validation file is {report.bytes} bytes; the limit is {limits.max_validation_bytes}"]
+                if report.bytes > limits.max_validation_bytes else [])
+    if args.role == "validation" and report.examples and not limits.validation:
+        problems.append(f"{base_model} takes no validation set")
+    print(json.dumps({**report.as_dict(), "base_model": base_model, "problems": problems}, indent=2))
+    return 0 if report.ok and report.examples and not problems else 1
 
 
 def cmd_org_opt_in(args: argparse.Namespace) -> int:
@@ -176,12 +210,17 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--since-days", type=int, default=90)
     build.add_argument("--method", choices=["supervised", "dpo"], default="supervised")
     build.add_argument("--format", choices=["openai", "bedrock"], default="openai")
-    build.add_argument("--base-model")
+    build.add_argument("--base-model", help="default: the configured base model of the format's provider")
+    build.add_argument("--comprehend", action="store_true",
+                       help="second redaction pass with Amazon Comprehend DetectPiiEntities (needs AWS credentials)")
     build.set_defaults(func=cmd_dataset_build)
     validate = dataset.add_parser("validate", help="check a JSONL file against a provider's format rules")
     validate.add_argument("file")
-    validate.add_argument("--format", choices=["supervised", "dpo", "bedrock-conversation-2024"], default="supervised")
-    validate.add_argument("--base-model")
+    validate.add_argument("--format", default="openai-sft",
+                          choices=["openai-sft", "openai-dpo", "nova-sft", "nova-dpo",
+                                   "supervised", "dpo", "bedrock-conversation-2024"])
+    validate.add_argument("--base-model", help="whose limits apply (default: the format's provider's base model)")
+    validate.add_argument("--role", choices=["train", "validation"], default="train")
     validate.add_argument("--token-limit", type=int)
     validate.set_defaults(func=cmd_dataset_validate)
     return parser

@@ -70,6 +70,12 @@ class Settings(BaseModel):
     training_epochs: int = Field(default=3, ge=1, le=20)
     training_prices_json: str | None = None
     training_max_wait_s: int = Field(default=86_400, ge=60)
+    # optional second redaction pass with Amazon Comprehend DetectPiiEntities (README "Dataset")
+    dataset_comprehend_pii: bool = False
+    dataset_comprehend_language: str = Field(default="en", pattern="^(en|es)$")
+    dataset_comprehend_min_score: float = Field(default=0.5, ge=0, le=1)
+    # USD per 100-character unit (3 units minimum a request), https://aws.amazon.com/comprehend/pricing/
+    dataset_comprehend_usd_per_unit: float = Field(default=0.0001, ge=0)
 
     # retention (see README "Scale"): an outcome is final once its longest outcome window has
     # closed after sending; raw provider payloads are kept this many days longer, then removed in

@@ -37,6 +37,8 @@ REGISTRATION_COLUMNS: dict[str, str] = {
     "lead_company_size": "text",
     "lead_icp_score": "double precision",
     "lead_context": "jsonb",
+    "lead_country": "text",
+    "sender": "jsonb",
 }
 
 _DERIVED_TYPES: dict[str, str] = {

@@ -13,7 +13,8 @@ from flywheel.dal.connection import Connection, jsonb
 
 DATASET_COLUMNS = """o.outcome_id, o.org_id, o.campaign_id, o.lead_industry, o.lead_role, o.lead_company_size,
     o.framework, o.tone, o.brief, o.subject, o.body, o.lead_first_name, o.lead_last_name, o.lead_company,
-    o.training_label, o.training_weight, o.quality_score, o.replied_at, o.delivered_at, o.sent_at"""
+    o.lead_country, o.lead_context, o.sender, o.training_label, o.training_weight, o.quality_score, o.replied_at,
+    o.delivered_at, o.sent_at"""
 
 ACTIVE = ("pending", "building", "uploading", "training", "registering", "smoke_testing")
 

@@ -1,172 +1,164 @@
-"""Turning outcomes into a clean fine-tuning dataset: redaction, examples, de-duplication, split.
+"""Turning outcomes into fine-tuning examples: cleaning, redaction, provider formats, pairing.
 
 Pure functions over plain rows; the streaming, the files and the upload are done by callers.
+An example is first built in a neutral shape (`Example`: system prompt, user prompt, one target
+or a preferred/non-preferred pair) and written in a provider's format only at the end.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
+from flywheel.domain.redaction import RedactionContext, Redactor, build_context, names_in
+from flywheel.domain.reply_text import reply_text, strip_signature
 
 SYSTEM_PROMPT = (
     "You write short, specific, personalised outbound sales emails. Use the lead's context and the brief, "
     "follow the requested framework and tone, and end with one clear ask."
 )
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<![\w/])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w/])")
-_URL = re.compile(r"https?://[^\s<>\"')\]]+")
-_TOKENISH = re.compile(r"[A-Za-z0-9_-]{16,}")
+FORMATS = ("openai-chat", "bedrock-conversation-2024")
 
 
 @dataclass
-class Redactor:
-    """Replaces a lead's personal data with placeholders and counts what it replaced."""
+class Example:
+    """One training example before it takes a provider's shape."""
 
-    counts: Counter[str] = field(default_factory=Counter)
+    outcome_ids: list[str]
+    prompt: str
+    targets: list[str]  # [target] for supervised, [preferred, non_preferred] for DPO
+    system: str = SYSTEM_PROMPT
+    meta: dict[str, str] = field(default_factory=dict)
 
-    def redact(self, text: str | None, lead: dict[str, str | None]) -> str:
-        if not text:
-            return ""
-        text = _URL.sub(self._url, text)
-        text = _EMAIL.sub(lambda m: self._count("email", "{{email}}"), text)
-        text = _PHONE.sub(self._phone, text)
-        for key, placeholder in (("first_name", "{{first_name}}"), ("last_name", "{{last_name}}"),
-                                 ("company", "{{company}}")):
-            value = (lead.get(key) or "").strip()
-            if len(value) >= 2:
-                pattern = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
-                text, n = pattern.subn(placeholder, text)
-                self.counts[key] += n
-        return text
-
-    def _count(self, kind: str, placeholder: str) -> str:
-        self.counts[kind] += 1
-        return placeholder
-
-    def _url(self, match: re.Match[str]) -> str:
-        url = match.group(0)
-        # a link with a query string or a token-like segment identifies the recipient
-        if "?" in url or _TOKENISH.search(url.split("://", 1)[1].split("/", 1)[-1] if "/" in url[8:] else ""):
-            return self._count("tracking_url", "{{link}}")
-        return url
-
-    def _phone(self, match: re.Match[str]) -> str:
-        digits = sum(c.isdigit() for c in match.group(0))
-        return self._count("phone", "{{phone}}") if digits >= 7 else match.group(0)
+    def texts(self) -> list[str]:
+        return [self.system, self.prompt, *self.targets]
 
 
-def user_prompt(row: dict[str, Any], redactor: Redactor, lead: dict[str, str | None]) -> str:
-    """The request the model learns to answer: lead context and the brief, never the outcome."""
+# --- cleaning and redaction ---------------------------------------------------------------------
+
+def context_of(row: dict[str, Any]) -> RedactionContext:
+    """Everything known about the people of one message: the lead, the sender, colleagues named
+    in the lead context, and the regions their phone numbers are written for."""
+    sender = row.get("sender") or {}
+    lead_context = row.get("lead_context") or {}
+    return build_context(
+        lead={"first_name": row.get("lead_first_name"), "last_name": row.get("lead_last_name"),
+              "company": row.get("lead_company")},
+        colleagues=names_in(lead_context), sender=sender,
+        regions=(row.get("lead_country"), lead_context.get("country") if isinstance(lead_context, dict) else None,
+                 sender.get("country")))
+
+
+def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
+    """The message as the sender wrote it: quoted history (a follow-up quoting the lead's reply)
+    and the signature block are cut; a cut signature leaves `{{signature}}` in its place."""
+    if not body:
+        return ""
+    text = reply_text(body)
+    text, had_signature = strip_signature(text, (sender or {}).get("signature"))
+    return f"{text}\n{{{{signature}}}}" if had_signature and text else text
+
+
+def user_prompt(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> str:
+    """The request the model learns to answer: lead context and the brief, never the outcome.
+    Every free-text field passes the same redaction as the message."""
     parts = [
         ("Industry", row.get("lead_industry")), ("Role", row.get("lead_role")),
         ("Company size", row.get("lead_company_size")), ("Campaign", row.get("campaign_id")),
-        ("Framework", row.get("framework")), ("Tone", row.get("tone")),
-        ("Brief", redactor.redact(row.get("brief"), lead) or None),
+        ("Framework", row.get("framework")), ("Tone", row.get("tone")), ("Brief", row.get("brief")),
     ]
-    lines = [f"{name}: {value}" for name, value in parts if value]
+    lines = [f"{name}: {redactor.redact(str(value), context)}" for name, value in parts if value]
     return "Write an outbound email to {{first_name}} at {{company}}.\n" + "\n".join(lines)
 
 
-def assistant_text(row: dict[str, Any], redactor: Redactor, lead: dict[str, str | None]) -> str:
-    subject = redactor.redact(row.get("subject"), lead)
-    body = redactor.redact(row.get("body"), lead)
+def assistant_text(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> str:
+    subject = redactor.redact(row.get("subject"), context)
+    body = redactor.redact(message_body(row.get("body"), row.get("sender")), context)
     return f"Subject: {subject}\n\n{body}" if subject else body
 
 
-def lead_of(row: dict[str, Any]) -> dict[str, str | None]:
-    return {"first_name": row.get("lead_first_name"), "last_name": row.get("lead_last_name"),
-            "company": row.get("lead_company")}
+def supervised_example(row: dict[str, Any], redactor: Redactor) -> Example:
+    context = context_of(row)
+    return Example([str(row["outcome_id"])], user_prompt(row, redactor, context),
+                   [assistant_text(row, redactor, context)], meta=_meta(row))
 
 
-def supervised_example(row: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
-    lead = lead_of(row)
-    return {"messages": [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": user_prompt(row, redactor, lead)},
-        {"role": "assistant", "content": assistant_text(row, redactor, lead)},
-    ]}
+def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor) -> Example:
+    good_context = context_of(good)
+    return Example([str(good["outcome_id"]), str(bad["outcome_id"])], user_prompt(good, redactor, good_context),
+                   [assistant_text(good, redactor, good_context), assistant_text(bad, redactor, context_of(bad))],
+                   meta=_meta(good))
 
 
-def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor) -> dict[str, Any]:
-    lead = lead_of(good)
-    return {
-        "input": {"messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                               {"role": "user", "content": user_prompt(good, redactor, lead)}]},
-        "preferred_output": [{"role": "assistant", "content": assistant_text(good, redactor, lead)}],
-        "non_preferred_output": [{"role": "assistant", "content": assistant_text(bad, redactor, lead_of(bad))}],
-    }
+def _meta(row: dict[str, Any]) -> dict[str, str]:
+    return {"label": str(row.get("training_label")), "org": str(row.get("org_id")),
+            "framework": str(row.get("framework") or "none")}
 
 
-def to_bedrock_conversation(example: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI chat lines -> Amazon Nova's `bedrock-conversation-2024` lines."""
-    messages = example["messages"]
-    return {
-        "schemaVersion": "bedrock-conversation-2024",
-        "system": [{"text": m["content"]} for m in messages if m["role"] == "system"],
-        "messages": [{"role": m["role"], "content": [{"text": m["content"]}]}
-                     for m in messages if m["role"] != "system"],
-    }
+# --- provider formats -----------------------------------------------------------------------------
+
+# Amazon Nova fails a training job whose prompts contain these (case-insensitively), per
+# https://docs.aws.amazon.com/nova/latest/userguide/fine-tune-prepare-data-understanding.html
+# ("User:, Bot:, Assistant:, System:, <image>, <video> and [EOS] are reserved keywords"); the AWS
+# sample validator linked from that guide also rejects Thought: and <unk>.
+NOVA_RESERVED = re.compile(r"\b(user|bot|assistant|system|thought)\s*:|\[eos\]|<(image|video|unk)>", re.IGNORECASE)
 
 
-# --- de-duplication -------------------------------------------------------------------------
-
-def _normalise(text: str) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"[^a-z{} ]+", " ", text.lower())).strip()
-
-
-def simhash(text: str) -> int:
-    """64-bit SimHash over the words: a one-word edit moves it 2-5 bits, an unrelated email ~20+."""
-    words = _normalise(text).split() or [""]
-    hashes = np.array([int.from_bytes(hashlib.blake2b(w.encode(), digest_size=8).digest(), "little")
-                       for w in words], dtype=np.uint64)
-    bits = np.unpackbits(hashes.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    majority = bits.sum(axis=0) * 2 > len(words)
-    return int(np.packbits(majority, bitorder="little").view(np.uint64)[0])
+def neutralise_reserved(text: str) -> tuple[str, int]:
+    """`System: x` -> `System - x`, `[EOS]` -> `EOS`, `<image>` -> `image`; and how many."""
+    def swap(m: re.Match[str]) -> str:
+        if m.group(1):
+            return f"{m.group(0).rstrip(':').rstrip()} -"
+        return m.group(0).strip("[]<>")
+    return NOVA_RESERVED.subn(swap, text)
 
 
-class NearDuplicateFilter:
-    """Drops exact and near-duplicate texts: SimHash within `max_distance` bits of a kept text.
-
-    Candidates come from 4 bands of 16 bits, so every pair within 3 bits is compared; pairs 4-5
-    bits apart are caught when they share a band (most do)."""
-
-    def __init__(self, max_distance: int = 5) -> None:
-        self.max_distance = max_distance
-        self.exact: set[str] = set()
-        self.bands: list[dict[int, list[int]]] = [{} for _ in range(4)]
-        self.dropped = Counter[str]()
-
-    def admit(self, text: str) -> bool:
-        exact = hashlib.sha256(_normalise(text).encode()).hexdigest()
-        if exact in self.exact:
-            self.dropped["exact"] += 1
-            return False
-        fingerprint = simhash(text)
-        for band, table in enumerate(self.bands):
-            for other in table.get(fingerprint >> (16 * band) & 0xFFFF, []):
-                if bin(fingerprint ^ other).count("1") <= self.max_distance:
-                    self.dropped["near"] += 1
-                    return False
-        self.exact.add(exact)
-        for band, table in enumerate(self.bands):
-            table.setdefault(fingerprint >> (16 * band) & 0xFFFF, []).append(fingerprint)
-        return True
+def to_openai(example: Example) -> dict[str, Any]:
+    """OpenAI chat lines (supervised) or preference lines (DPO)."""
+    prompt = [{"role": "system", "content": example.system}, {"role": "user", "content": example.prompt}]
+    if len(example.targets) == 1:
+        return {"messages": [*prompt, {"role": "assistant", "content": example.targets[0]}]}
+    return {"input": {"messages": prompt},
+            "preferred_output": [{"role": "assistant", "content": example.targets[0]}],
+            "non_preferred_output": [{"role": "assistant", "content": example.targets[1]}]}
 
 
-def is_validation(outcome_id: str, fraction: float) -> bool:
-    """A deterministic split: the same outcome always lands on the same side."""
-    bucket = int(hashlib.sha256(str(outcome_id).encode()).hexdigest()[:8], 16) % 10_000
+def to_nova(example: Example) -> tuple[dict[str, Any], int]:
+    """Amazon Nova `bedrock-conversation-2024` lines; DPO puts the pair on the last assistant turn
+    as `candidates` with `preferenceLabel` (https://docs.aws.amazon.com/nova/latest/userguide/nova-dpo.html).
+    Returns the line and how many reserved keywords were neutralised."""
+    system, n1 = neutralise_reserved(example.system)
+    prompt, n2 = neutralise_reserved(example.prompt)
+    targets = [neutralise_reserved(t) for t in example.targets]
+    line: dict[str, Any] = {"schemaVersion": "bedrock-conversation-2024", "system": [{"text": system}],
+                            "messages": [{"role": "user", "content": [{"text": prompt}]}]}
+    if len(targets) == 1:
+        line["messages"].append({"role": "assistant", "content": [{"text": targets[0][0]}]})
+    else:
+        line["messages"].append({"role": "assistant", "candidates": [
+            {"content": [{"text": targets[0][0]}], "preferenceLabel": "preferred"},
+            {"content": [{"text": targets[1][0]}], "preferenceLabel": "non-preferred"}]})
+    return line, n1 + n2 + sum(n for _, n in targets)
+
+
+# --- split -----------------------------------------------------------------------------------------
+
+def is_validation(key: str, fraction: float) -> bool:
+    """A deterministic split: the same key always lands on the same side."""
+    bucket = int(hashlib.sha256(str(key).encode()).hexdigest()[:8], 16) % 10_000
     return bucket < fraction * 10_000
 
 
-# --- preference pairs -------------------------------------------------------------------------
+def text_key(text: str) -> int:
+    """A 63-bit key of a text after whitespace and case normalisation (exact duplicates)."""
+    normalised = " ".join(text.lower().split())
+    return int.from_bytes(hashlib.blake2b(normalised.encode(), digest_size=8).digest(), "little") >> 1
+
+
+# --- preference pairs ---------------------------------------------------------------------------
 
 def preference_group(row: dict[str, Any]) -> tuple[Any, ...]:
     """Messages written for the same campaign, segment and framework are comparable."""

@@ -63,4 +63,6 @@ def message_row(message: MessageIn) -> dict[str, Any]:
         "lead_company_size": lead.company_size,
         "lead_icp_score": lead.icp_score,
         "lead_context": lead.extra,
+        "lead_country": lead.country,
+        "sender": message.sender.model_dump(exclude_none=True) if message.sender else None,
     }

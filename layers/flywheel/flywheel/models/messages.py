@@ -46,8 +46,21 @@ class LeadContext(Strict):
     industry: ShortText | None = None
     role: ShortText | None = None
     company_size: ShortText | None = None
+    # ISO 3166 alpha-2; phone numbers written the local way are read for this region
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
     icp_score: float | None = Field(default=None, ge=0, le=1)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class SenderInfo(Strict):
+    """Who sent the message: removed from training data wherever it appears."""
+
+    name: ShortText | None = None
+    title: ShortText | None = None
+    company: ShortText | None = None
+    signature: str | None = Field(default=None, max_length=2000)
+    # ISO 3166 alpha-2 region of the sender's own phone numbers
+    country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
 
 
 class RouteInfo(Strict):
@@ -74,6 +87,7 @@ class MessageIn(Strict):
     model_id: str | None = Field(default=None, max_length=256)
     route: RouteInfo | None = None
     lead: LeadContext = Field(default_factory=LeadContext)
+    sender: SenderInfo | None = None
     sent_at: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
     provider_message_id: str | None = Field(default=None, min_length=1, max_length=256)
     # the RFC 5322 Message-ID header it was sent with, so replies can be linked by In-Reply-To

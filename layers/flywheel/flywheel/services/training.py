@@ -15,6 +15,8 @@ from typing import Any
 from uuid import UUID
 
 from flywheel.clients import stepfunctions
+from flywheel.clients.aws import client
+from flywheel.clients.comprehend import ComprehendPii
 from flywheel.clients.finetune import (
     BedrockFineTuner,
     FineTuneProvider,
@@ -30,7 +32,7 @@ from flywheel.dal.connection import Connection, transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
-from flywheel.services.dataset import DatasetSpec, build_dataset
+from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset, check_spec
 from flywheel.settings import Settings, get_settings
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
@@ -99,9 +101,6 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
                                                    f"{settings.training_min_examples} needed")
         return {**state, "sufficient": False, "reason": "insufficient data"}
     provider = provider_for(state["provider"], settings)
-    if state["method"] == "dpo" and provider.dataset_format == "bedrock-conversation-2024":
-        raise ProviderRefused("Bedrock fine-tuning takes supervised datasets: use method 'supervised' with "
-                              "bedrock, or provider 'openai' for DPO")
     spec = DatasetSpec(
         min_quality=float(state["min_quality_score"]),
         since=datetime.now(UTC) - timedelta(days=int(state["since_days"])), method=state["method"],
@@ -109,24 +108,47 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
         else "openai-chat", validation_fraction=settings.training_validation_fraction,
         base_model=state["base_model"], epochs=settings.training_epochs,
     )
+    _refuse_unsupported(spec)  # decided before a single row is read
+    pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
+                if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_dataset(spec, Path(tmp), settings)
+        built = build_dataset(spec, Path(tmp), settings, pii_pass)
         prefix = f"s3://{_bucket(settings)}/datasets/{run_id}"
-        if built.examples < settings.training_min_examples or not built.manifest["valid"]:
-            reason = ("insufficient data" if built.examples < settings.training_min_examples
-                      else "dataset failed validation")
-            put_json(f"{prefix}/manifest.json", built.manifest)
-            _update(run_id, "insufficient_data" if reason == "insufficient data" else "failed",
-                    manifest=built.manifest, error=f"{reason}: {built.examples} examples after cleaning")
-            if reason != "insufficient data":
-                raise InvalidInput(f"{reason}: {built.manifest['tokens']['train']['errors'][:3]}")
-            return {**state, "sufficient": False, "reason": reason}
+        failure = built.failure
+        if failure or built.examples < settings.training_min_examples:
+            put_json(f"{prefix}/manifest.json", built.manifest)  # the manifest holds counts and ids, no text
+            if not built.manifest["residual_scan"]["passed"]:
+                _update(run_id, "failed", manifest=built.manifest, error=failure)
+                raise ResidualPersonalData(str(failure))
+            if built.examples < settings.training_min_examples:
+                _update(run_id, "insufficient_data", manifest=built.manifest,
+                        error=f"insufficient data: {built.examples} examples after cleaning")
+                return {**state, "sufficient": False, "reason": "insufficient data"}
+            _update(run_id, "failed", manifest=built.manifest, error=f"dataset failed validation: {failure}")
+            raise InvalidInput(f"dataset failed validation: {failure}")
         upload_file(built.train_path, f"{prefix}/train.jsonl")
         upload_file(built.validation_path, f"{prefix}/validation.jsonl")
         put_json(f"{prefix}/manifest.json", built.manifest)
     _update(run_id, dataset_uri=prefix, manifest=built.manifest, dataset_hash=built.manifest["dataset_hash"])
     return {**state, "sufficient": True, "dataset_uri": prefix, "examples": built.examples,
             "has_validation": built.manifest["counts"]["validation"] > 0, "smoke_prompt": built.smoke_prompt}
+
+
+def _refuse_unsupported(spec: DatasetSpec) -> None:
+    """The provider's job must be able to run this method on this base model, in this Region."""
+    limits = check_spec(spec)
+    if spec.method not in limits.methods:
+        raise ProviderRefused(
+            f"{spec.base_model} cannot be fine-tuned with {spec.method!r} on {limits.provider}"
+            + (": Amazon Bedrock runs supervised fine-tuning of Amazon Nova only; Nova DPO runs on SageMaker AI "
+               "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html); use method 'supervised' "
+               "with bedrock, or provider 'openai' for DPO" if limits.provider == "bedrock" else ""))
+    if limits.regions:
+        region = client("bedrock").meta.region_name
+        if region not in limits.regions:
+            raise ProviderRefused(f"Amazon Bedrock fine-tunes {spec.base_model} only in {', '.join(limits.regions)}, "
+                                  f"not {region} (https://docs.aws.amazon.com/bedrock/latest/userguide/"
+                                  "custom-model-fine-tuning.html)")
 
 
 def upload(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,572 @@
+"""Personal data out of training text: a pipeline of detectors, each finding spans of one kind.
+
+Every detector returns spans of the ORIGINAL text; the pipeline resolves overlaps once (longest
+span first, so "Müller & Söhne AG" wins over the surname "Müller" inside it) and replaces them
+right to left with placeholders such as `{{phone}}`. Placeholders already in the text (the
+sender's own `{{booking_link}}`, our `{{first_name}}`) are never touched. The same detectors run
+again over the written files as the residual scan (`Redactor.find`).
+
+Adding a detector: write a class with a `name` and `find(text, context) -> Iterable[Span]`
+(module-level compiled patterns, no I/O), give it a planted corpus in
+`tests/data/pii_planted.jsonl`, and append it to `DEFAULT_DETECTORS`.
+
+Pure: no I/O. Patterns are compiled once at import; nothing is compiled per row.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Protocol
+
+import phonenumbers
+from phonenumbers import Leniency, PhoneNumberMatcher
+
+from flywheel.domain.reply_text import is_closing_line
+
+PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    start: int
+    end: int
+    placeholder: str  # e.g. "{{phone}}"
+    detector: str
+
+
+@dataclass(frozen=True)
+class RedactionContext:
+    """What is known about the people in one message: regions for phone numbers and the names to
+    remove, as (term, placeholder) pairs, longest term first."""
+
+    regions: tuple[str, ...] = ()
+    terms: tuple[tuple[str, str], ...] = ()
+
+    @cached_property
+    def needles(self) -> tuple[tuple[str, str, bool, bool], ...]:
+        """(lowered term, placeholder, free on the left, free on the right), computed once."""
+        out = []
+        for term, placeholder in self.terms:
+            needle = _lower(term)
+            out.append((needle, placeholder, _is_cjk(needle[0]), _is_cjk(needle[-1])))
+        return tuple(out)
+
+
+class Detector(Protocol):
+    name: str
+
+    def find(self, text: str, context: RedactionContext) -> Iterable[Span]: ...
+
+
+# --- emails ------------------------------------------------------------------------------------
+
+_TLDS = (r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be|ch|at|se|dk|no|fi|pl|pt|ie|"
+         r"us|ca|au|nz|in|jp|cn|br|mx|ar|cl|sg|hk|kr|tw|za|ru|tr|il|ae|gr|cz|hu|ro|lu|ly|gl|to|so|xyz|online|cloud")
+_AT = r"(?:\s*@\s*|\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*|\s+at\s+|\s+AT\s+)"
+_DOT = r"(?:\s*\.\s*|\s*[\(\[\{<]\s*dot\s*[\)\]\}>]\s*|\s+dot\s+|\s+DOT\s+)"
+_LABEL = r"[\w-]+"
+
+
+class EmailDetector:
+    """Addresses, `mailto:` links and the usual obfuscations (`jane at acme dot com`,
+    `jane(at)acme(dot)com`, `jane [at] acme [dot] co [dot] uk`)."""
+
+    name = "email"
+    plain = re.compile(r"(?:mailto:)?[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+    obfuscated = re.compile(rf"(?<![\w.])[\w.+-]+{_AT}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?:{_TLDS})\b",
+                            re.IGNORECASE)
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        for pattern in (self.plain, self.obfuscated):
+            for m in pattern.finditer(text):
+                yield Span(m.start(), m.end(), "{{email}}", self.name)
+
+
+# --- links -------------------------------------------------------------------------------------
+
+_BOOKING = re.compile(
+    r"calendly\.com|(?:^|\.)cal\.com|calendar\.app\.google|calendar\.google\.com|meetings(?:-\w+)?\.hubspot\.com|"
+    r"savvycal\.com|zcal\.co|tidycal\.com|chilipiper\.com|youcanbook\.me|acuityscheduling\.com|doodle\.com|"
+    r"koalendar\.com|outlook\.office(?:365)?\.com/(?:owa/calendar|bookwithme|book)|bookings\.|appointlet\.com|"
+    r"vyte\.in|oncehub\.com|x\.ai/|reclaim\.ai/|motion\.so/|zoom\.us/(?:j|my)/|meet\.google\.com|teams\.microsoft",
+    re.IGNORECASE)
+_PROFILE = re.compile(
+    r"linkedin\.com/(?:in|pub|profile)/|lnkd\.in/|(?:^|[/.])(?:x|twitter)\.com/|github\.com/|facebook\.com/|"
+    r"instagram\.com/|xing\.com/profile|t\.me/|wa\.me/|tiktok\.com/@|threads\.net/@|about\.me/|angel\.co/u/",
+    re.IGNORECASE)
+_TRAILING = ".,;:!?)]}'\"»”’"
+
+
+class LinkDetector:
+    """Every URL, with or without a scheme: `https://…`, `www.…`, and bare `domain.tld/path`
+    (`calendly.com/sam-lee/30min`, `linkedin.com/in/jdoe`, `calendar.app.google/<token>`).
+    Booking links become `{{booking_link}}`, profiles `{{profile_link}}`, the rest `{{link}}`:
+    a link's host names a company and its path often a person or a tracking token."""
+
+    name = "link"
+    pattern = re.compile(
+        r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+"
+        r"|(?<![\w@./-])(?:[\w-]+\.)+[a-z]{2,24}(?::\d{2,5})?/[^\s<>\"'`]*"
+        rf"|(?<![\w@./-])(?:[\w-]+\.)+(?:{_TLDS})\b(?![.\w@-])",
+        re.IGNORECASE)
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        for m in self.pattern.finditer(text):
+            url = m.group(0).rstrip(_TRAILING)
+            if not url or "." not in url:
+                continue
+            placeholder = ("{{booking_link}}" if _BOOKING.search(url) else
+                           "{{profile_link}}" if _PROFILE.search(url) else "{{link}}")
+            yield Span(m.start(), m.start() + len(url), placeholder, self.name)
+
+
+# --- phone numbers -----------------------------------------------------------------------------
+
+# cheap pre-filter: a run that could hold 7+ digits; texts without one skip the matchers
+_DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\d\s().\-/]{5,})\d")
+# the leniency pass for numbers with no region: 3+ digit groups, a bracketed area code, or a long run
+_LOOSE_PHONE = re.compile(
+    r"(?<![\w+/.,-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s./-]{1,2}\(?\d{1,8}\)?){1,6}(?![\w/])"
+    r"|(?<![\w+/.,-])\d{9,15}(?![\w/])")
+_GROUP_SEPARATORS = re.compile(r"[\s./()-]+")
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+_THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[.,]\d{3})+")
+
+
+def _looks_like_phone(candidate: str) -> bool:
+    digits = sum(c.isdigit() for c in candidate)
+    if digits < 8 or digits > 15:
+        return False
+    stripped = candidate.strip()
+    if _DATE.fullmatch(stripped) or _THOUSANDS.fullmatch(stripped):
+        return False
+    groups = _GROUP_SEPARATORS.split(stripped.lstrip("+"))
+    groups = [g for g in groups if g]
+    # two plain groups are a range or a quantity ("1001-5000") unless they carry a '+', brackets
+    # or a trunk prefix ("030 901820", "0412 345678")
+    return len(groups) != 2 or stripped.startswith(("+", "(", "0"))
+
+
+class PhoneDetector:
+    """`phonenumbers`' matcher with the lead's and the sender's regions (valid numbers), then a
+    leniency pass for numbers no region vouches for: any `+` number that is possible, and local
+    numbers in a phone-like layout (3+ groups, a bracketed area code, or 9-15 digits in a row)
+    that are not dates, ranges or amounts."""
+
+    name = "phone"
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        # the matchers only see the digit runs (plus one character each side), not the whole text
+        for run in _DIGIT_RUN.finditer(text):
+            start = max(0, run.start() - 1)
+            window = text[start:run.end() + 1]
+            for region in context.regions:
+                for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID):
+                    yield Span(start + m.start, start + m.end, "{{phone}}", self.name)
+            for m in PhoneNumberMatcher(window, None, leniency=Leniency.POSSIBLE):
+                yield Span(start + m.start, start + m.end, "{{phone}}", self.name)
+            for loose in _LOOSE_PHONE.finditer(window):
+                if _looks_like_phone(loose.group(0)):
+                    yield Span(start + loose.start(), start + loose.end(), "{{phone}}", self.name)
+
+
+def region_code(value: object) -> str | None:
+    """An ISO 3166 alpha-2 region phonenumbers knows, from a code or a common country name."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    raw = value.strip()
+    code = raw.upper()
+    if code in _COUNTRY_ALIASES:
+        code = _COUNTRY_ALIASES[code]
+    elif len(code) != 2:
+        code = _COUNTRY_NAMES.get(raw.casefold(), "")
+    return code if code in phonenumbers.SUPPORTED_REGIONS else None
+
+
+_COUNTRY_ALIASES = {"UK": "GB", "USA": "US", "UAE": "AE"}
+_COUNTRY_NAMES = {
+    "united states": "US", "united states of america": "US", "united kingdom": "GB", "great britain": "GB",
+    "england": "GB", "germany": "DE", "deutschland": "DE", "france": "FR", "spain": "ES", "españa": "ES",
+    "italy": "IT", "italia": "IT", "netherlands": "NL", "the netherlands": "NL", "belgium": "BE",
+    "switzerland": "CH", "schweiz": "CH", "austria": "AT", "österreich": "AT", "ireland": "IE", "portugal": "PT",
+    "sweden": "SE", "norway": "NO", "denmark": "DK", "finland": "FI", "poland": "PL", "india": "IN",
+    "japan": "JP", "china": "CN", "brazil": "BR", "brasil": "BR", "mexico": "MX", "méxico": "MX", "canada": "CA",
+    "australia": "AU", "new zealand": "NZ", "singapore": "SG", "south africa": "ZA", "russia": "RU",
+    "south korea": "KR", "korea": "KR", "israel": "IL", "united arab emirates": "AE",
+}
+
+
+# --- street addresses and postcodes ------------------------------------------------------------
+
+_CAP = r"[A-ZÄÖÜÉÈÀÇÑ][\w'’.-]*"
+_US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
+              "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY")
+_ADDRESS_PATTERNS = [
+    # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
+    re.compile(rf"\b\d{{1,5}}[A-Za-z]?\s+(?:{_CAP}\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
+               r"Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|Square|Sq\.?|Parkway|Pkwy\.?|Way|Terrace|"
+               r"Highway|Hwy\.?|Circle|Crescent|Close|Row|Mews|Wharf|Broadway|Gardens|Hill|Walk)\b"
+               r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"),
+    # Friedrichstraße 123, Musterstr. 5a, Keizersgracht 123, Drottninggatan 5, Hauptplatz 1
+    re.compile(r"\b[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
+               r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
+               r"\s?[a-zA-Z]?\b"),
+    # Unter den Linden 77, Am Sandtorkai 50, An der Alster 1
+    re.compile(rf"\b(?:Am|An der|Auf der|Im|In der|Unter den|Zum|Zur)\s+{_CAP}\s+\d{{1,4}}\s?[a-z]?\b"),
+    # 12 rue de la Paix, 8 bis avenue Foch, 5 place Vendôme
+    re.compile(r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|quai|allée|impasse|chemin|"
+               r"route|cours|square)\s+[\w'’ -]{2,40}?(?=[,\n]|$|\s\d)", re.IGNORECASE | re.MULTILINE),
+    # Calle Mayor 5, Via Roma 10, Rua Augusta, 274, Piazza della Signoria 1
+    re.compile(r"\b(?:Calle|C/|Avenida|Avda\.?|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
+               r"Praça|Alameda)\s+(?:(?:de|del|della|delle|da|do|dos|das)\s+)?[\w'’ .-]{2,40}?,?\s*\d{1,4}\b"),
+    # ул. Тверская, д. 7 / проспект Мира, дом 12
+    re.compile(r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)\s*"
+               r"[А-ЯЁа-яё0-9 .-]{2,40}?,?\s*(?:д\.|дом)\s*\d+[а-я]?", re.IGNORECASE),
+    # 東京都千代田区丸の内1-1-1
+    re.compile(r"(?:東京都|北海道|(?:京都|大阪)府|[\u4e00-\u9fff]{2,3}県)[\u3040-\u30ff\u4e00-\u9fff]{1,20}?"
+               r"\d+(?:[-−‐ー]\d+)*(?:丁目|番地?|号)?"),
+    # 北京市朝阳区建国路88号
+    re.compile(r"[\u4e00-\u9fff]{2,4}(?:省|市)[\u4e00-\u9fff]{1,10}(?:区|县|市)[\u4e00-\u9fff\d]{1,20}?"
+               r"(?:路|街|道|巷)\d+号"),
+    re.compile(r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Casella postale)\s+\d+\b", re.IGNORECASE),
+]
+_POSTCODE_PATTERNS = [
+    re.compile(r"\b(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})\b"),  # UK
+    re.compile(r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d\b"),  # Canada
+    re.compile(rf"\b(?:{_US_STATES}),?\s+\d{{5}}(?:-\d{{4}})?\b"),  # US state + ZIP
+    re.compile(r"\b(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)\s+\d{4}\b"),  # Australia
+    # 10117 Berlin, 75008 Paris, D-80331 München: at the start of a line or after a comma
+    re.compile(rf"(?:^|(?<=,)|(?<=,\s)|(?<=\b[A-Z]-))\d{{5}}\s+{_CAP}", re.MULTILINE),
+    # 8001 Zürich, 1012 AB Amsterdam, A-1010 Wien: after a comma or a country prefix
+    re.compile(rf"(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-))\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"),
+    re.compile(r"〒\s?\d{3}-?\d{4}"),  # Japan
+    re.compile(r"\b\d{4}-\d{3}\b"),  # Portugal
+    re.compile(rf"(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
+    re.compile(r"\b\d{5}-\d{3}\b"),  # Brazil CEP
+    re.compile(r"\b(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b",
+               re.IGNORECASE),
+]
+
+
+_ANY_DIGIT = re.compile(r"\d")
+
+
+def _scoped(pattern: re.Pattern[str]) -> str:
+    flags = ("i" if pattern.flags & re.IGNORECASE else "") + ("m" if pattern.flags & re.MULTILINE else "")
+    return f"(?{flags}:{pattern.pattern})" if flags else f"(?:{pattern.pattern})"
+
+
+class AddressDetector:
+    """Street addresses (English, German, Dutch, Nordic, French, Spanish, Italian, Portuguese,
+    Russian, Japanese and Chinese layouts, PO boxes) and postcodes (UK, Canada, US state + ZIP,
+    Australia, 4-5 digit codes followed by a town in address position, Japan, Brazil, labelled)."""
+
+    name = "address"
+    # one scan per kind instead of one per pattern (each keeps its own flags)
+    addresses = re.compile("|".join(_scoped(p) for p in _ADDRESS_PATTERNS))
+    postcodes = re.compile("|".join(_scoped(p) for p in _POSTCODE_PATTERNS))
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        if not _ANY_DIGIT.search(text):  # every layout above holds a number
+            return
+        for pattern, placeholder in ((self.addresses, "{{address}}"), (self.postcodes, "{{postcode}}")):
+            for m in pattern.finditer(text):
+                yield Span(m.start(), m.end(), placeholder, self.name)
+
+
+# --- known people and companies ----------------------------------------------------------------
+
+def _is_cjk(char: str) -> bool:
+    code = ord(char)
+    return (0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF
+            or 0xF900 <= code <= 0xFAFF or 0x0E00 <= code <= 0x0E7F)
+
+
+class KnownEntityDetector:
+    """The names the context knows (lead, sender, colleagues, companies, signature lines), found
+    case-insensitively with word boundaries (none for scripts written without spaces), with
+    plain `str.find` on one lowered copy of the text: no pattern is compiled per row."""
+
+    name = "known_entity"
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        if not context.terms:
+            return
+        lowered = _lower(text)
+        size = len(lowered)
+        for needle, placeholder, left_free, right_free in context.needles:
+            start = lowered.find(needle)
+            while start != -1:
+                end = start + len(needle)
+                if ((left_free or start == 0 or not lowered[start - 1].isalnum())
+                        and (right_free or end == size or not lowered[end].isalnum())):
+                    yield Span(start, end, placeholder, self.name)
+                start = lowered.find(needle, start + 1)
+
+
+def _lower(text: str) -> str:
+    """Lower case with the offsets of the original (a few characters lower to two, like İ)."""
+    lowered = text.lower()
+    if len(lowered) != len(text):
+        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
+    return lowered
+
+
+DEFAULT_DETECTORS: tuple[Detector, ...] = (
+    LinkDetector(), EmailDetector(), PhoneDetector(), AddressDetector(), KnownEntityDetector())
+
+
+def resolve(spans: Iterable[Span], text: str) -> list[Span]:
+    """Non-overlapping spans, longest first (earlier detector on ties), never inside a placeholder."""
+    protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if "{{" in text else []
+    taken: list[Span] = []
+    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
+        if span.end <= span.start:
+            continue
+        if any(span.start < end and start < span.end for start, end in protected):
+            continue
+        if any(span.start < t.end and t.start < span.end for t in taken):
+            continue
+        taken.append(span)
+    return sorted(taken, key=lambda s: s.start)
+
+
+@dataclass
+class Redactor:
+    """Runs the detectors and replaces what they find; counts replacements by placeholder."""
+
+    detectors: Sequence[Detector] = DEFAULT_DETECTORS
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def find(self, text: str, context: RedactionContext) -> list[Span]:
+        if not text:
+            return []
+        return resolve((s for d in self.detectors for s in d.find(text, context)), text)
+
+    def redact(self, text: str | None, context: RedactionContext) -> str:
+        if not text:
+            return ""
+        return apply_spans(text, (s for d in self.detectors for s in d.find(text, context)), self.counts)
+
+
+# --- building the context of one message -------------------------------------------------------
+
+_LEGAL_SUFFIX = re.compile(
+    r"[,\s]+(?:inc\.?|incorporated|llc|l\.l\.c\.|ltd\.?|limited|plc|corp\.?|corporation|co\.?|company|gmbh|"
+    r"gmbh & co\.? kg|ag|kg|se|sa|s\.a\.|sas|sarl|s\.r\.l\.|srl|spa|s\.p\.a\.|bv|b\.v\.|nv|n\.v\.|oy|ab|as|a/s|"
+    r"aps|pty\.? ltd\.?|pte\.? ltd\.?|k\.k\.|kk|llp|lp|s\.l\.|sl|oü|sp\. z o\.o\.)$", re.IGNORECASE)
+_CJK_COMPANY_AFFIX = re.compile(r"^(?:株式会社|有限会社)|(?:株式会社|有限会社|有限公司|股份有限公司|公司)$")
+_NAME_KEY = re.compile(r"name|colleague|contact|manager|assistant|champion|referr|boss|owner|founder|ceo|cfo|cto|"
+                       r"coo|cmo|cro|vp|head|director|person|people|team|stakeholder|sponsor|decision|buyer|"
+                       r"signer|introduc|cc|report", re.IGNORECASE)
+
+
+def _strip_accents(value: str) -> str:
+    return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+
+
+def _transliterations(value: str) -> set[str]:
+    german = (value.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("Ä", "Ae")
+              .replace("Ö", "Oe").replace("Ü", "Ue").replace("ß", "ss"))
+    forms = {value, _strip_accents(value), german}
+    if "'" in value or "’" in value:  # O'Brien, D’Angelo: as written in ids and addresses
+        forms |= {f.replace("'", sep).replace("’", sep) for f in list(forms) for sep in ("", "-", " ")}
+    return forms
+
+
+def company_variants(name: str) -> set[str]:
+    """The name as written, without its legal form, accent-free, and as slugs (`acme-robotics`,
+    `acme_robotics`, `acmerobotics`) as it appears in campaign ids, URLs and addresses."""
+    name = " ".join(name.split())
+    cores = {name}
+    core = name
+    while True:
+        shorter = _LEGAL_SUFFIX.sub("", core).strip(" ,")
+        if shorter == core or not shorter:
+            break
+        cores.add(shorter)
+        core = shorter
+    cores |= {_CJK_COMPANY_AFFIX.sub("", c) for c in cores}
+    cores |= {c[4:] for c in cores if c.lower().startswith("the ") and len(c) > 6}
+    variants: set[str] = set()
+    cores |= {re.sub(r"\s*&\s*", f" {joiner} ", c) for c in cores if "&" in c for joiner in ("and", "und")}
+    for c in cores:
+        for v in _transliterations(c):
+            words = re.findall(r"\w+", v)
+            variants.add(v)
+            # slugs of the whole name and of its leading words, as campaign ids and URLs use them
+            for n in range(2, len(words) + 1):
+                variants |= {"-".join(words[:n]), "_".join(words[:n]), "".join(words[:n])}
+    return {v for v in variants if len(v) >= 2}
+
+
+def person_variants(name: str) -> set[str]:
+    """A person's full name and its parts (3+ letters, or 2 for the short surnames Li, Wu, Ng)."""
+    name = " ".join(name.split())
+    variants = set()
+    for v in _transliterations(name):
+        variants.add(v)
+        for part in re.split(r"[\s,]+", v):
+            part = part.strip(".")
+            if len(part) >= 2 and any(c.isalpha() for c in part) and not (len(part) == 2 and part.islower()):
+                variants.add(part)
+    return {v for v in variants if len(v) >= 2 or (v and _is_cjk(v[0]))}
+
+
+def names_in(value: object, key: str = "") -> Iterator[str]:
+    """Person names in a lead context (`extra`): string values under name-like keys, recursively."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from names_in(v, str(k))
+    elif isinstance(value, list):
+        for item in value:
+            yield from names_in(item, key)
+    elif isinstance(value, str) and _NAME_KEY.search(key):
+        text = value.strip()
+        words = text.split()
+        if 1 <= len(words) <= 5 and len(text) <= 80 and not any(ch.isdigit() for ch in text) and "@" not in text:
+            yield text
+
+
+def signature_lines(signature: str) -> Iterator[str]:
+    """Lines of a sender's signature worth removing wherever they appear (not "Best," or "--")."""
+    for line in signature.replace("\r\n", "\n").split("\n"):
+        line = line.strip().strip("-–—|•·").strip()
+        if len(line) >= 4 and not is_closing_line(line):
+            yield line
+
+
+def build_context(*, lead: dict[str, str | None], colleagues: Iterable[str] = (),
+                  sender: dict[str, str | None] | None = None, regions: Iterable[str | None] = ()) -> RedactionContext:
+    """The redaction context of one message. Longer terms come first, so overlapping names
+    (a surname inside the company name) resolve to the longest."""
+    placed: dict[str, tuple[str, str]] = {}  # lowered term -> (term, placeholder); the first role wins
+
+    def add(variants: Iterable[str], placeholder: str) -> None:
+        for v in variants:
+            placed.setdefault(v.lower(), (v, placeholder))
+
+    first, last = (lead.get("first_name") or "").strip(), (lead.get("last_name") or "").strip()
+    company = (lead.get("company") or "").strip()
+    if company:
+        add(company_variants(company), "{{company}}")
+    if first and last:
+        add(person_variants(f"{first} {last}") - person_variants(first) - person_variants(last),
+            "{{first_name}} {{last_name}}")
+    if first:
+        add(person_variants(first), "{{first_name}}")
+    if last:
+        add(person_variants(last), "{{last_name}}")
+    sender = sender or {}
+    if sender.get("company"):
+        add(company_variants(str(sender["company"])), "{{sender_company}}")
+    if sender.get("name"):
+        add(person_variants(str(sender["name"])), "{{sender_name}}")
+    if sender.get("title"):
+        add({" ".join(str(sender["title"]).split())}, "{{sender_title}}")
+    if sender.get("signature"):
+        add(signature_lines(str(sender["signature"])), "{{signature}}")
+    for name in colleagues:
+        add(person_variants(name), "{{colleague_name}}")
+    terms = sorted(placed.values(), key=lambda tp: (-len(tp[0]), tp[0]))
+    codes = tuple(dict.fromkeys(c for c in (region_code(r) for r in regions) if c))
+    return RedactionContext(regions=codes, terms=tuple(terms))
+
+
+
+def apply_spans(text: str, spans: Iterable[Span], counts: Counter[str] | None = None) -> str:
+    """Replace resolved spans (from any detector, local or Comprehend) by their placeholders."""
+    resolved = resolve(spans, text)
+    if not resolved:
+        return text
+    parts, last = [], 0
+    for span in resolved:
+        parts += [text[last:span.start], span.placeholder]
+        last = span.end
+        if counts is not None:
+            counts[span.placeholder.strip("{}")] += 1
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+# --- Amazon Comprehend DetectPiiEntities as a second pass ---------------------------------------
+
+# DetectPiiEntities takes "a UTF-8 text string. The maximum string size is 100 KB", language en or
+# es (https://docs.aws.amazon.com/comprehend/latest/APIReference/API_DetectPiiEntities.html); a
+# request is billed in units of 100 characters with a minimum of 3 units
+# (https://aws.amazon.com/comprehend/pricing/).
+COMPREHEND_MAX_BYTES = 100_000
+COMPREHEND_LANGUAGES = ("en", "es")
+COMPREHEND_SEPARATOR = "\n\n"
+# entity types kept as they are: dates and ages are not identities and a sales email needs them
+COMPREHEND_IGNORED = frozenset({"DATE_TIME", "AGE"})
+COMPREHEND_PLACEHOLDERS = {"NAME": "{{name}}", "ADDRESS": "{{address}}", "EMAIL": "{{email}}", "PHONE": "{{phone}}",
+                           "URL": "{{link}}"}
+
+
+@dataclass(frozen=True)
+class Piece:
+    text_index: int  # which input text
+    offset: int  # where this piece starts in that text
+    text: str
+
+
+Layout = list[tuple[int, Piece]]  # (position in the request, piece)
+
+
+def pack_requests(texts: Sequence[str], max_bytes: int = COMPREHEND_MAX_BYTES) -> list[tuple[str, Layout]]:
+    """Many short texts in few requests: each request is pieces joined by a blank line, under
+    `max_bytes` of UTF-8; a text longer than that is cut at whitespace. Returns each request's
+    text and, for each piece, where it starts in the request."""
+    budget = max_bytes - 16  # room for separators
+    pieces: list[Piece] = []
+    for index, text in enumerate(texts):
+        start = 0
+        while start < len(text):
+            end = len(text)
+            while len(text[start:end].encode("utf-8")) > budget:
+                cut = text.rfind(" ", start, start + (end - start) * 3 // 4)
+                end = cut if cut > start else max(start + 1, start + (end - start) * 3 // 4)
+            if text[start:end].strip():
+                pieces.append(Piece(index, start, text[start:end]))
+            start = end
+    requests: list[tuple[str, Layout]] = []
+    current: Layout = []
+    size, position = 0, 0
+    for piece in pieces:
+        piece_bytes = len(piece.text.encode("utf-8")) + len(COMPREHEND_SEPARATOR)
+        if current and size + piece_bytes > budget:
+            requests.append((COMPREHEND_SEPARATOR.join(p.text for _, p in current), current))
+            current, size, position = [], 0, 0
+        current.append((position, piece))
+        size += piece_bytes
+        position += len(piece.text) + len(COMPREHEND_SEPARATOR)
+    if current:
+        requests.append((COMPREHEND_SEPARATOR.join(p.text for _, p in current), current))
+    return requests
+
+
+def comprehend_units(request_text: str) -> int:
+    return max(3, -(-len(request_text) // 100))
+
+
+def unpack_entities(entities: Iterable[dict[str, object]], layout: Layout, min_score: float,
+                    ) -> Iterator[tuple[int, Span]]:
+    """Comprehend's entities of one request as spans of the input texts (text index, span)."""
+    for entity in entities:
+        kind = str(entity.get("Type"))
+        score = entity.get("Score")
+        if kind in COMPREHEND_IGNORED or not isinstance(score, int | float) or score < min_score:
+            continue
+        begin, end = int(entity["BeginOffset"]), int(entity["EndOffset"])  # type: ignore[call-overload]
+        for position, piece in layout:
+            if position <= begin < position + len(piece.text):
+                local_end = min(end, position + len(piece.text))
+                yield piece.text_index, Span(piece.offset + begin - position, piece.offset + local_end - position,
+                                             COMPREHEND_PLACEHOLDERS.get(kind, "{{pii}}"), "comprehend")
+                break
