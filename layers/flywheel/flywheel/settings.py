@@ -76,6 +76,14 @@ class Settings(BaseModel):
     dataset_comprehend_min_score: float = Field(default=0.5, ge=0, le=1)
     # USD per 100-character unit (3 units minimum a request), https://aws.amazon.com/comprehend/pricing/
     dataset_comprehend_usd_per_unit: float = Field(default=0.0001, ge=0)
+    # processes that build the examples (0: one per CPU the function may use, see
+    # services.dataset.build_workers)
+    dataset_build_workers: int = Field(default=0, ge=0, le=64)
+    # the build refuses to start (and stops) when it cannot finish in the invocation's time:
+    # CPU seconds one worker spends on an outcome (bench/export.py measures ~0.9 ms on a 2-core
+    # x86 host; 1.5 ms leaves room for slower vCPUs), and the time kept for the upload after it
+    dataset_build_seconds_per_row: float = Field(default=0.0015, gt=0)
+    dataset_upload_margin_s: float = Field(default=90, ge=0)
 
     # retention (see README "Scale"): an outcome is final once its longest outcome window has
     # closed after sending; raw provider payloads are kept this many days longer, then removed in

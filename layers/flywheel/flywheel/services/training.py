@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,7 +33,7 @@ from flywheel.dal.connection import Connection, transaction
 from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
 from flywheel.observability import logger
-from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset, check_spec
+from flywheel.services.dataset import DatasetSpec, DatasetTooLarge, ResidualPersonalData, build_dataset, check_spec
 from flywheel.settings import Settings, get_settings
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
@@ -92,9 +93,12 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
             "sufficient": available >= settings.training_min_examples, "elapsed_seconds": 0}
 
 
-def build(state: dict[str, Any]) -> dict[str, Any]:
-    """Build, validate and store the dataset and its manifest next to it in S3."""
+def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
+    """Build, validate and store the dataset and its manifest next to it in S3. With the
+    invocation's remaining time, a dataset that cannot be built (and uploaded) in it fails the run
+    with the reason before the timeout would."""
     settings = get_settings()
+    deadline = time.monotonic() + remaining_s - settings.dataset_upload_margin_s if remaining_s else None
     run_id = state["run_id"]
     if not state.get("sufficient", True):
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
@@ -112,7 +116,11 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
                 if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_dataset(spec, Path(tmp), settings, pii_pass)
+        try:
+            built = build_dataset(spec, Path(tmp), settings, pii_pass, deadline=deadline)
+        except DatasetTooLarge as exc:
+            _update(run_id, "failed", error=exc.message)
+            raise
         prefix = f"s3://{_bucket(settings)}/datasets/{run_id}"
         failure = built.failure
         if failure or built.examples < settings.training_min_examples:
@@ -280,9 +288,12 @@ STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job"
          "record_failure": record_failure}
 
 
-def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
+def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
+    """One step; `remaining_s` is the invocation's time left (the build plans with it)."""
     if step not in STEPS:
         raise InvalidInput(f"unknown step {step!r}")
+    if step == "build":
+        return build(state, remaining_s)
     return STEPS[step](state)
 
 
