@@ -168,7 +168,7 @@ def side(mode: str) -> None:
     """One side, in this process: prints rows, seconds and peak RSS as JSON."""
     from flywheel.dal import training as training_dal
     from flywheel.dal.connection import get_connection
-    from flywheel.services.dataset import DatasetSpec, build_dataset
+    from flywheel.services.dataset import DatasetSpec, build_dataset, build_workers
     from flywheel.settings import get_settings
 
     spec = DatasetSpec(min_quality=0.6)
@@ -188,8 +188,13 @@ def side(mode: str) -> None:
                  "scan_hits": built.manifest["residual_scan"]["hits"],
                  "redactions": sum(built.manifest["redactions"].values())}
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb, **extra}))
+    # the build's worker processes count too: each at most the largest one's peak
+    workers = build_workers(get_settings()) if mode != "raw-read" else 0
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+               + workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb, "cpu_s": cpu, "workers": workers,
+                      **extra}))
 
 
 def main() -> None:
@@ -209,7 +214,8 @@ def main() -> None:
         detail = (f", {r['examples']} examples written, {r['scanned']} lines rescanned, {r['scan_hits']} residual "
                   f"hits, {r['redactions']} redactions" if "examples" in r else "")
         print(f"{mode}: {r['rows']} rows in {r['seconds']:.1f} s ({r['rows'] / r['seconds']:.0f} rows/s), "
-              f"peak RSS {r['peak_mb']:.0f} MB{detail}")
+              f"{r['cpu_s'] / r['rows'] * 1e6:.0f} us CPU a row, {r['workers']} worker(s), peak RSS "
+              f"{r['peak_mb']:.0f} MB{detail}")
     s, f, raw = results["streaming"], results["fetch-all"], results["raw-read"]
     print(f"streaming: {s['rows'] / s['seconds']:.0f} rows/s, peak {s['peak_mb']:.0f} MB; "
           f"fetch-all: peak {f['peak_mb']:.0f} MB; build vs raw read: {s['seconds'] / raw['seconds']:.1f}x")

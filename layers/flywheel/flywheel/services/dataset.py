@@ -136,7 +136,7 @@ class TimeBudget:
         if needed > left:
             raise DatasetTooLarge(
                 f"the dataset cannot be built in time: {rows} outcomes need about {needed + elapsed:.0f} s "
-                f"at {1 / rate:.0f} outcomes/s with {self.workers} worker(s), and this run has {left:.0f} s left "
+                f"at {1 / rate:,.1f} outcomes/s with {self.workers} worker(s), and this run has {left:.0f} s left "
                 "before its upload; narrow it (since_days, min_quality_score) or give TrainingPipelineFunction "
                 "more memory (every 1,769 MB is another vCPU, another worker)", outcomes=rows,
                 projected_s=round(needed + elapsed), available_s=round(left))
