@@ -1,77 +1,184 @@
-"""2,000+ simulated experiments per scenario, evaluated daily, with realistic rates and volumes:
-the seed's rule (10 % for a week, promote if the composite score is 5 % higher) against ours
-(canary, then 50/50 with an always-valid interval, windows, minimum runtime), side by side."""
+"""Simulated experiments on the production path, side by side with the seed's rule.
+
+Ours: the production `Config` (56-day cap, canary at 10 % then A/B at 50/50, minimum runtime,
+evaluated every day), planned by the same planner the deploy uses from the traffic's volume and
+rates, and decided by the same vectorised code the evaluator calls (`domain.experiments.assess`):
+windows counted from each lead's first exposure (a daily cohort counts for a metric only once its
+window has closed), early-signal guardrails with 1-day windows, full-window guardrails, segments
+stratified, the sample-ratio check on the current segment.
+The seed's rule: a challenger at 10 % for a week, promoted if its composite score
+(0.5 close + 0.3 meeting + 0.2 reply rate) is 5 % higher — and it even sees every outcome at once.
+
+Rates per lead (over each metric's full window): reply 3 %, positive reply 1.2 % (the primary),
+meeting 1 %, close 0.3 %, bounce 1.5 % (93 % of them within a day), unsubscribe 0.3 %, spam report
+0.03 %, negative reply 1 % (60 % of those within a day).
+"""
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 from _harness import timed
 
+from flywheel.domain import experiments as ex
 from flywheel.domain import stats
-from flywheel.domain.experiments import decide_many
 
-EXPERIMENTS = 2000
-REPLY, MEETING, CLOSE = 0.03, 0.01, 0.005  # the primary metric is the 14-day (positive) reply rate
-PLANNED_LIFT = 0.10
-WINDOW_DAYS, CANARY_DAYS, MIN_DAYS, MAX_DAYS = 14, 2, 7, 210
+EXPERIMENTS = int(sys.argv[1]) if len(sys.argv) > 1 else 2000  # per scenario and volume
+VOLUMES = (10_000, 20_000, 50_000, 100_000)  # leads a week
+PLANNED_LIFT = 0.20
+CANARY_SHARE = 0.10
+REPLY, MEETING, CLOSE = 0.03, 0.01, 0.003
+PRIMARY_RATE = 0.012
+GUARDRAILS = {"bounce": 0.015, "unsubscribe": 0.003, "spam_report": 0.0003, "negative_reply": 0.01}
+EARLY_SHARE = {"bounce": 0.93, "unsubscribe": 0.6, "spam_report": 0.6, "negative_reply": 0.6}
+# name: (primary factor, guardrail factors)
+SCENARIOS = {
+    "no effect": (1.0, {}),
+    "5% worse": (0.95, {}),
+    "planned lift": (1 + PLANNED_LIFT, {}),
+    "harmful": (1.0, {"unsubscribe": 3.0, "bounce": 2.0}),
+    "wins, breaches": (1 + PLANNED_LIFT, {"unsubscribe": 2.5}),  # +0.45 pp unsubscribes, margin 0.2 pp
+}
+CONFIG = ex.Config()  # production settings
 
 
-def seed_rule(rng: np.random.Generator, weekly: np.ndarray, lift: float) -> np.ndarray:
-    """After one week at 10 %, promote when score = 0.5 close + 0.3 meeting + 0.2 reply is > 5 % higher.
-    (It even sees every outcome at once; in reality deals have not closed after a week.)"""
-    n_c, n_t = np.round(weekly * 0.9), np.round(weekly * 0.1)
-
-    def score(n: np.ndarray, factor: float) -> np.ndarray:
-        return (0.5 * rng.binomial(n.astype(int), CLOSE * factor) + 0.3 * rng.binomial(n.astype(int), MEETING * factor)
-                + 0.2 * rng.binomial(n.astype(int), REPLY * factor)) / n
-
-    return score(n_t, 1 + lift) > 1.05 * score(n_c, 1.0)
+def planned(volume: int) -> dict:
+    baselines = {**ex.TYPICAL_RATES, ex.PRIMARY: PRIMARY_RATE,
+                 **{f"{g}_1d": rate * EARLY_SHARE[g] for g, rate in GUARDRAILS.items()}}
+    return ex.plan(baselines=baselines, mde=PLANNED_LIFT, canary_share=CANARY_SHARE, weekly_volume=volume,
+                   config=CONFIG, source="simulation")
 
 
-def our_rule(rng: np.random.Generator, weekly: np.ndarray, lift: float, planned: float) -> np.ndarray:
-    """Daily evaluation of the A/B stage (after the canary); a lead counts once its window has closed."""
-    daily_per_arm = weekly / 7 * stats.plan(REPLY, PLANNED_LIFT, 0.5).share_treatment
-    n_c = np.zeros(len(weekly))
-    n_t, x_c, x_t = n_c.copy(), n_c.copy(), n_c.copy()
-    decision = np.zeros(len(weekly), dtype=int)
-    planned_arr = np.full(len(weekly), planned)
-    for day in range(CANARY_DAYS + 1, MAX_DAYS + 1):
-        if day - CANARY_DAYS > WINDOW_DAYS:  # a new day of A/B leads has matured
-            new = np.round(daily_per_arm).astype(int)
-            n_c += new
-            n_t += new
-            x_c += rng.binomial(new, REPLY)
-            x_t += rng.binomial(new, REPLY * (1 + lift))
-        running = decision == 0
+def seed_rule(rng: np.random.Generator, weekly: int, factor: float, n: int) -> np.ndarray:
+    """After one week at 10 %, promote when 0.5 close + 0.3 meeting + 0.2 reply is > 5 % higher."""
+    n_c, n_t = round(weekly * 0.9), round(weekly * 0.1)
+
+    def score(units: int, f: float) -> np.ndarray:
+        return (0.5 * rng.binomial(units, CLOSE * f, n) + 0.3 * rng.binomial(units, MEETING * f, n)
+                + 0.2 * rng.binomial(units, min(1.0, REPLY * f), n)) / units
+
+    return score(n_t, factor) > 1.05 * score(n_c, 1.0)
+
+
+def ours(rng: np.random.Generator, weekly: int, factor: float, harm: dict[str, float], plan: dict,
+         n: int) -> dict[str, np.ndarray]:
+    """n experiments evaluated daily until each ends or the maximum runtime; returns the final action,
+    the stage it ended in and the day it ended."""
+    days = int(CONFIG.max_runtime_days)
+    names = [ex.PRIMARY] + [g for g in GUARDRAILS] + [f"{g}_1d" for g in GUARDRAILS]
+    windows = {name: ex.WINDOWS[name] for name in names}
+    # per metric: per cohort day and arm, [conversions, units] — added to its segment when it matures
+    cohorts = {name: np.zeros((n, days, 2, 2)) for name in names}
+    totals = {name: np.zeros((n, 4, 2)) for name in names}  # (x_c, n_c, x_t, n_t) × segment
+    segment_of_day = np.zeros((n, days), dtype=int)
+    assigned = np.zeros((n, 2, 2))  # segment × arm
+    segment = np.zeros(n, dtype=int)  # 0 canary, 1 A/B
+    stage_start = np.zeros(n)
+    action = np.full(n, ex.CONTINUE)
+    ended_stage = np.full(n, -1)
+    ended_day = np.full(n, days)
+    running = np.ones(n, dtype=bool)
+    for day in range(days):
+        share = np.where(segment == 0, CANARY_SHARE, CONFIG.ab_share)
+        leads = rng.poisson(weekly / 7, n)
+        n_t = rng.binomial(leads, share)
+        n_c = leads - n_t
+        segment_of_day[:, day] = segment
+        assigned[np.arange(n), segment, 0] += n_c
+        assigned[np.arange(n), segment, 1] += n_t
+        for arm, units, f_primary in ((0, n_c, 1.0), (1, n_t, factor)):
+            cohorts[ex.PRIMARY][:, day, arm] = np.stack([rng.binomial(units, PRIMARY_RATE * f_primary), units], -1)
+            for g, rate in GUARDRAILS.items():
+                full = rng.binomial(units, min(1.0, rate * (harm.get(g, 1.0) if arm else 1.0)))
+                cohorts[g][:, day, arm] = np.stack([full, units], -1)
+                cohorts[f"{g}_1d"][:, day, arm] = np.stack([rng.binomial(full, EARLY_SHARE[g]), units], -1)
+        now = day + 1  # evaluated at the end of the day
+        for name, window in windows.items():
+            matured = now - 1 - window  # the cohort whose window has just closed
+            if matured < 0:
+                continue
+            seg = segment_of_day[:, matured]
+            rows = np.arange(n)
+            for arm in (0, 1):
+                totals[name][rows, 2 * arm, seg] += cohorts[name][:, matured, arm, 0]
+                totals[name][rows, 2 * arm + 1, seg] += cohorts[name][:, matured, arm, 1]
+        current = assigned[np.arange(n), segment]
+        srm_p = stats.srm_p_values(current[:, 0], current[:, 1], share)
+        result = ex.assess(counts=totals, in_primary=np.array([False, True]), canary_segment=np.array([True, False]),
+                           canary=segment == 0, days=float(now), days_in_stage=now - stage_start,
+                           planned=float(plan["sequential_sample"]), canary_sample=float(plan["canary_sample"]),
+                           srm_p=srm_p, config=CONFIG)
+        decided = result["action"]
+        advance = running & (decided == ex.ADVANCE)
+        segment[advance] = 1
+        stage_start[advance] = now
+        final = running & np.isin(decided, (ex.PROMOTE, ex.ROLLBACK, ex.INCONCLUSIVE))
+        action[final] = decided[final]
+        ended_stage[final] = segment[final]
+        ended_day[final] = now
+        running &= ~final
         if not running.any():
             break
-        if day - CANARY_DAYS <= WINDOW_DAYS:
-            continue
-        now = decide_many({"n_c": n_c[running], "x_c": x_c[running], "n_t": n_t[running], "x_t": x_t[running]},
-                          float(day), planned_arr[running], MIN_DAYS, MAX_DAYS)
-        decision[running] = now
-    return decision == 1
+    return {"action": action, "stage": ended_stage, "day": ended_day}
 
 
 def main() -> None:
     rng = np.random.default_rng(20261127)
-    planned = float(stats.plan(REPLY, PLANNED_LIFT, 0.5).sequential_n)
-    results = {}
+    table: dict[tuple[int, str], dict] = {}
+    plans = {v: planned(v) for v in VOLUMES}
 
     def run_all() -> None:
-        for name, lift in (("no effect", 0.0), ("5% worse", -0.05), ("planned lift", PLANNED_LIFT)):
-            weekly = rng.uniform(10_000, 100_000, EXPERIMENTS)
-            results[name] = (seed_rule(rng, weekly, lift).mean(), our_rule(rng, weekly, lift, planned).mean())
+        for volume in VOLUMES:
+            for name, (factor, harm) in SCENARIOS.items():
+                result = ours(rng, volume, factor, harm, plans[volume], EXPERIMENTS)
+                table[(volume, name)] = {
+                    "promoted": float(np.mean(result["action"] == ex.PROMOTE)),
+                    "rolled back in canary": float(np.mean((result["action"] == ex.ROLLBACK) & (result["stage"] == 0))),
+                    "rolled back in A/B": float(np.mean((result["action"] == ex.ROLLBACK) & (result["stage"] == 1))),
+                    "inconclusive": float(np.mean(result["action"] == ex.INCONCLUSIVE)),
+                    "median day": float(np.median(result["day"])),
+                    "seed promoted": float(np.mean(seed_rule(rng, volume, factor, EXPERIMENTS))),
+                }
 
     seconds = timed(run_all)
-    print(f"{EXPERIMENTS} experiments per scenario, reply {REPLY:.0%} / meeting {MEETING:.0%} / close {CLOSE:.1%}, "
-          f"10k-100k messages a week, planned lift {PLANNED_LIFT:.0%} (sequential sample {planned:,.0f}), "
-          f"{seconds:.1f} s")
-    for name, (seed, ours) in results.items():
-        print(f"  {name:13s} promoted: seed {seed:6.1%}   ours {ours:6.1%}")
-    no, worse, power = results["no effect"], results["5% worse"], results["planned lift"]
-    print(f"no-effect promotions: ours={no[1]:.3f} seed={no[0]:.3f}; "
-          f"worse-model promotions: ours={worse[1]:.3f} seed={worse[0]:.3f}; power: ours={power[1]:.3f}")
+    print(f"{EXPERIMENTS} simulated experiments per scenario and volume, production Config (canary at "
+          f"{CANARY_SHARE:.0%} then {CONFIG.ab_share:.0%}, {CONFIG.max_runtime_days:.0f}-day cap, daily evaluation), "
+          f"positive reply {PRIMARY_RATE:.1%}, planned lift {PLANNED_LIFT:+.0%}; {seconds:.0f} s")
+    for volume in VOLUMES:
+        p = plans[volume]
+        mde = "none" if p["mde_in_time"] is None else f"{p['mde_in_time']:+.0%}"
+        print(f"\n{volume:>7,} leads/week: canary {p['canary_days']} days ({p['canary_sample']:,} leads), "
+              f"A/B sample {p['sequential_sample']:,} ({p['ab_days']} days); planned lift "
+              f"{'fits' if p['fits'] else 'does NOT fit'} in {CONFIG.max_runtime_days:.0f} days; "
+              f"smallest lift detectable in time {mde}")
+        print(f"  {'scenario':16s} {'promoted':>9s} {'rb canary':>10s} {'rb A/B':>8s} {'inconcl.':>9s} "
+              f"{'median day':>11s} {'seed promoted':>14s}")
+        for name in SCENARIOS:
+            r = table[(volume, name)]
+            print(f"  {name:16s} {r['promoted']:9.3f} {r['rolled back in canary']:10.3f} "
+                  f"{r['rolled back in A/B']:8.3f} {r['inconclusive']:9.3f} {r['median day']:11.0f} "
+                  f"{r['seed promoted']:14.3f}")
+
+    def mean(name: str, key: str, volumes: tuple[int, ...] = VOLUMES) -> float:
+        return float(np.mean([table[(v, name)][key] for v in volumes])) if volumes else float("nan")
+
+    fit = tuple(v for v in VOLUMES if plans[v]["fits"])
+    print(f"\npower where the planner says the lift fits ({', '.join(f'{v:,}' for v in fit)} a week): "
+          f"{mean('planned lift', 'promoted', fit):.3f}; where it does not: "
+          f"{mean('planned lift', 'promoted', tuple(v for v in VOLUMES if v not in fit)):.3f}")
+    false_alarms = mean("no effect", "rolled back in canary") + mean("no effect", "rolled back in A/B")
+    lowest = table[(VOLUMES[0], "harmful")]["rolled back in canary"]
+    print(f"harmless challengers rolled back (false alarms): {false_alarms:.3f}; "
+          f"harmful rolled back in canary at {VOLUMES[0]:,} a week: {lowest:.3f}")
+    no, worse = (mean("no effect", "promoted"), mean("no effect", "seed promoted")), (
+        mean("5% worse", "promoted"), mean("5% worse", "seed promoted"))
+    power = (mean("planned lift", "promoted", fit), mean("planned lift", "seed promoted", fit))
+    print(f"no-effect promotions: ours={no[0]:.3f} seed={no[1]:.3f}; "
+          f"worse-model promotions: ours={worse[0]:.3f} seed={worse[1]:.3f}; "
+          f"harmful rolled back in canary: ours={mean('harmful', 'rolled back in canary'):.3f}; "
+          f"guardrail-breaching winner promoted: ours={mean('wins, breaches', 'promoted'):.3f}; "
+          f"power where planned to fit: ours={power[0]:.3f} seed={power[1]:.3f}")
 
 
 if __name__ == "__main__":

@@ -510,7 +510,7 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
     """Every measured operation against the database `conn` is on (call `use` first)."""
     from flywheel.dal import experiments as experiments_dal
     from flywheel.dal.connection import transaction
-    from flywheel.services import experiments, reports, retention, training
+    from flywheel.services import experiments, report_counts, retention, training
     from flywheel.services.ingest import ingest_events
     from flywheel.webhooks import sendgrid
 
@@ -564,7 +564,7 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         Case(f"experiment snapshot ({assigned:,} assigned leads)", snapshot, 6),
         Case("retention: one batch of 5,000 payloads", lambda: retention.remove_raw_payloads(NOW, time_budget_s=0),
              3),
-        Case("report rollup refresh (hourly job, last 90 days)", lambda: reports.refresh_daily_counts(NOW), 3),
+        Case("report rollup refresh (hourly job, last 90 days)", lambda: report_counts.refresh_daily_counts(NOW), 3),
         Case("strategies (industry)", lambda: experiments.strategies("industry", 30), 3),
         Case("leaderboard", lambda: experiments.leaderboard_with_intervals(training.leaderboard()), 3),
     ]
@@ -600,10 +600,10 @@ def build(url: str, target_events: int, min_messages: int) -> Any:
                          "pg_size_pretty(pg_database_size(current_database())) AS size").fetchone()
     print(f"loaded {sizes['events']:,} outcome_events, {sizes['labels']:,} outcome_labels, "
           f"{sizes['assignments']:,} assignments ({sizes['size']}) in {seconds:.0f} s")
-    from flywheel.services import reports
+    from flywheel.services import report_counts
 
     use(url)
-    seconds = timed(lambda: reports.refresh_daily_counts(NOW))
+    seconds = timed(lambda: report_counts.refresh_daily_counts(NOW))
     print(f"   first report rollup (the whole history): {seconds:.1f} s")
     return conn
 

@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,11 @@ def template_db(pg_admin_url: str) -> str:
     return name
 
 
-@pytest.fixture
-def db_url(pg_admin_url: str, template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+@contextmanager
+def throwaway_database(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, template: str | None) -> Iterator[str]:
+    """A new database (a copy of `template`, or empty) that the code under test uses, dropped after."""
     name = f"flywheel_t_{uuid.uuid4().hex[:12]}"
-    url = create_database(pg_admin_url, name, template=template_db)
+    url = create_database(pg_admin_url, name, template=template)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)
     reset_settings()
@@ -57,6 +59,19 @@ def db_url(pg_admin_url: str, template_db: str, monkeypatch: pytest.MonkeyPatch)
     reset_settings()
     with psycopg.connect(pg_admin_url, autocommit=True) as admin:
         admin.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with throwaway_database(pg_admin_url, monkeypatch, template_db) as url:
+        yield url
+
+
+@pytest.fixture
+def empty_db(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A database without any migration applied."""
+    with throwaway_database(pg_admin_url, monkeypatch, None) as url:
+        yield url
 
 
 @pytest.fixture

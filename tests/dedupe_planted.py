@@ -3,7 +3,10 @@ edits a sender really makes to a template before sending it again (two or three 
 for synonyms, a word added or dropped, another greeting, a number changed, two sentences swapped).
 
 Ground truth by construction: an email and its edits are duplicates; emails of the same campaign
-family (same greeting, opener and ask, different body) are not."""
+family (same greeting, opener and ask, different body) are not; and, the hardest case, one template
+sent with two different personalised opening lines (what an AI SDR writes for two leads) gives two
+different emails, not a duplicate. The tuning and blind families have their own opening lines, the
+blind ones written before the threshold was measured."""
 
 from __future__ import annotations
 
@@ -26,6 +29,20 @@ SYNONYMS = {
 }
 NUMBERS = {"three": "four", "two": "three", "forty": "fifty", "ten": "twelve", "fifteen": "twenty",
            "seven": "six", "ninety": "sixty", "sixty": "seventy", "20-minute": "30-minute", "third": "quarter"}
+PERSONALISED = {  # opening lines written for one lead each
+    False: ["Congrats on the Series B announcement last week, that is a big step for the finance team.",
+            "I saw your post about moving the close from ten days to five and wanted to share how others did it.",
+            "Your new warehouse in Leeds caught my eye, congratulations on the expansion this quarter.",
+            "Noticed you are hiring three revenue accountants, which usually means the close is getting heavy.",
+            "Loved your talk at SaaStr on pricing experiments, especially the part about annual plans.",
+            "Saw that you just rolled out NetSuite across the group, which is often when reconciliation pain shows up."],
+    True: ["Read the interview your CEO gave about doubling the customer base by next spring, great ambition.",
+           "Saw on LinkedIn that you took over the operations team in March, congratulations on the new role.",
+           "Your job ad for a head of procurement mentions supplier onboarding taking months, which stood out.",
+           "Heard your podcast episode on scaling support without hiring, the point about macros was spot on.",
+           "Noticed your team moved from spreadsheets to a proper data warehouse last quarter, a big milestone.",
+           "Your annual report mentions expanding into three new European markets, which usually strains finance."],
+}
 GREETINGS = [("Hi ", "Hello "), ("Hello ", "Hi "), ("Hey ", "Hi "), ("Dear ", "Hello "), ("Good morning ", "Hi ")]
 FILLERS = ["really", "just", "actually", "quickly", "simply", "also"]
 
@@ -75,20 +92,29 @@ def edit(text: str, rng: random.Random) -> str:
     return text
 
 
-def planted(blind: bool, variants: int = 3, seed: int = 11) -> tuple[list[str], list[int]]:
-    """Texts and, for each, the id of the email it was made from (its duplicate group)."""
+def personalised(email: str, opener: str) -> str:
+    """The template with a personal opening line after its greeting sentence."""
+    sentences = re.split(r"(?<=[.!?])\s+", email)
+    return " ".join([sentences[0], opener, *sentences[1:]])
+
+
+def planted(blind: bool, variants: int = 3, seed: int = 11, personal: int = 0) -> tuple[list[str], list[int]]:
+    """Texts and, for each, the id of the email it was made from (its duplicate group). With
+    `personal`, each email is also sent as that many personalised versions (each a different
+    email, with `variants` edits of its own)."""
     rng = random.Random(seed)
     texts, groups = [], []
     for family in BASES:
         if (family["family"] in TUNING_FAMILIES) == blind:
             continue
         for email in family["emails"]:
-            group = len(set(groups))
-            texts.append(email)
-            groups.append(group)
-            for _ in range(variants):
-                texts.append(edit(email, rng))
+            for text in [email, *(personalised(email, o) for o in rng.sample(PERSONALISED[blind], personal))]:
+                group = len(set(groups))
+                texts.append(text)
                 groups.append(group)
+                for _ in range(variants):
+                    texts.append(edit(text, rng))
+                    groups.append(group)
     return texts, groups
 
 

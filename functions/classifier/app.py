@@ -30,11 +30,13 @@ def _jobs(records: list[dict[str, Any]]) -> dict[str, ReplyJob | ValidationError
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     jobs = _jobs(event["Records"])
+    logger.set_correlation_id(",".join(jobs))  # the batch's SQS message ids, until each record is stored
     valid = {mid: job for mid, job in jobs.items() if isinstance(job, ReplyJob)}
     # the whole batch is classified side by side before any record is stored
     results: dict[str, Classification] = dict(zip(valid, classify_replies(list(valid.values())), strict=True))
 
     def store(record: SQSRecord) -> dict[str, Any]:
+        logger.set_correlation_id(record.message_id)
         job = jobs[record.message_id]
         if isinstance(job, ValidationError):
             raise job

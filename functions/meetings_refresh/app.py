@@ -1,17 +1,19 @@
-"""MeetingsRefreshFunction: meetings whose end has passed become completed (hourly schedule)."""
+"""MeetingsRefreshFunction (hourly): meetings whose end has passed become completed, and outbox
+messages a request could not send (queue or event bus down) are sent."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.observability import logger, metrics, tracer
+from flywheel.services.outbox import flush
 from flywheel.services.outcomes import refresh_due_meetings
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="id")  # the schedule's EventBridge event id
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refreshed = refresh_due_meetings()
     metrics.add_metric(name="MeetingsCompleted", unit="Count", value=refreshed)
-    return {"refreshed": refreshed}
+    return {"refreshed": refreshed, "outbox_sent": flush()}

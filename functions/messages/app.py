@@ -1,16 +1,21 @@
-"""MessagesFunction: register sent messages and read an outcome back (IAM-authenticated)."""
+"""MessagesFunction: register sent messages, read an outcome back, correct it (IAM-authenticated)."""
 
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Discriminator, Tag
 
 from flywheel.api import make_resolver
+from flywheel.domain.inputs import IDENTIFIER
 from flywheel.models.messages import MessageBatch, MessageIn
+from flywheel.models.replies import CorrectionIn
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.outcomes import outcome_view, register_messages
+from flywheel.services.corrections import correct_outcome
+from flywheel.services.outcomes import list_quarantine, outcome_view, register_messages
 
 app = make_resolver()
 
@@ -29,12 +34,28 @@ def post_messages(body: Annotated[RegisterBody, Body()]) -> tuple[dict[str, Any]
     return result.model_dump(mode="json"), 201 if result.created else 200
 
 
+OrgId = Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")]
+
+
 @app.get("/messages/<outcome_id>")
-def get_message(outcome_id: Annotated[UUID, Path()]) -> dict[str, Any]:
-    return outcome_view(outcome_id)
+def get_message(outcome_id: Annotated[UUID, Path()], org_id: OrgId) -> dict[str, Any]:
+    return outcome_view(outcome_id, org_id)
 
 
-@logger.inject_lambda_context
+@app.get("/quarantine")
+def get_quarantine(org_id: OrgId, since: Annotated[datetime | None, Query()] = None,
+                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    return list_quarantine(org_id, since, limit)
+
+
+@app.post("/outcomes/<outcome_id>/corrections")
+def post_correction(outcome_id: Annotated[UUID, Path()],
+                    correction: Annotated[CorrectionIn, Body()]) -> tuple[dict[str, Any], int]:
+    result = correct_outcome(outcome_id, correction)
+    return result, 200 if result["duplicate"] else 201
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

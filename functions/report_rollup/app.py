@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.reports import refresh_daily_counts
+from flywheel.services.report_counts import refresh_daily_counts
 
 
 @logger.inject_lambda_context

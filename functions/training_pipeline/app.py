@@ -8,7 +8,7 @@ from flywheel.observability import logger, metrics, tracer
 from flywheel.services.training import run_step
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="execution_arn || state.execution_arn")  # the execution
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

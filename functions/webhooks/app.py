@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
@@ -11,7 +12,7 @@ from flywheel.services import webhooks
 from flywheel.settings import get_settings
 from flywheel.webhooks.http import WebhookRequest
 
-app = make_resolver()
+app = make_resolver(json_bodies=False)
 
 
 def _request() -> WebhookRequest:
@@ -59,7 +60,7 @@ def crm_meetings() -> dict[str, Any]:
     return webhooks.receive_generic(_request(), "meetings")
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

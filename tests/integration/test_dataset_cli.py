@@ -38,6 +38,15 @@ EXTRAS = ["Book a slot: calendly.com/sam-lee/30min", "My profile: linkedin.com/i
           "Or write to {first}.{last_ascii}@example-mail.com or jane at acme dot com.",
           "Office: Friedrichstraße 123, 10117 Berlin", "Deck: https://acme.example/deck?utm_content=8f14e45f&lead={first}",
           "Call me on +44 7700 900123 or {phone}.", "{colleague} suggested I write.", "PO Box 4432, Austin, TX 78765"]
+# what an outside review found surviving (each line failed before its fix): a link after "at",
+# a link holding our placeholder, a hyphenated street, the company's first word, look-alike and
+# invisible characters in names, full-width digits, a committee member named only in the CRM record
+REVIEW_EXTRAS = ["Pick a slot at meetings.hubspot.com/sam-acme-{i}", "Book: https://calendly.com/acme-ae-{i}/30min?n={{{{first_name}}}}",
+                 "Büro: Karl-Marx-Straße {i}, 10243 Berlin", "{short}'s roadmap looked strong.", "Hi {homoglyph}, quick one.",
+                 "電話 ０３－５５５５－０１{i:02d}", "Lena Kraus from your buying committee agreed.", "Thanks, {zero_width}!"]
+QUOTES = ["\n\nOn Mon, 6 Jan 2025 at 10:00, {first} {last} <x@y.example> wrote:\n> We signed with a competitor.",
+          "\n\nDe : {first} {last} <x@y.example>\nEnvoyé : lundi 6 janvier 2025 10:00\nObjet : RE\n\n"
+          "Nous avons signé avec un competitor."]
 
 
 def planted_messages() -> tuple[list[dict[str, Any]], list[str]]:
@@ -49,29 +58,39 @@ def planted_messages() -> tuple[list[dict[str, Any]], list[str]]:
         first, last, company, country, phone, colleague = LEADS[i % len(LEADS)]
         values = {"first": first, "last_ascii": "".join(c for c in last if c.isascii() and c.isalpha()) or "x",
                   "phone": phone, "colleague": colleague}
+        short = company.split()[-1] if company.startswith("ООО") else company.split()[0]  # as people call it
+        review = {"i": i, "short": short, "homoglyph": first.replace("a", "\u0430", 1).replace("o", "\u043e", 1),
+                  "zero_width": first[:1] + "\u200b" + first[1:]}
         text = (body.replace("{{first_name}}", first).replace("{{company}}", company)
                 + "\n" + EXTRAS[i % len(EXTRAS)].format(**values) + "\n" + EXTRAS[(i + 3) % len(EXTRAS)].format(**values)
+                + "\n" + REVIEW_EXTRAS[i % len(REVIEW_EXTRAS)].format(**review)
                 + f"\n\nBest,\n{SENDER['name']}\n{SENDER['title']} | Acme Robotics\n+44 20 7946 0958"
-                + f"\n\nOn Mon, 6 Jan 2025 at 10:00, {first} {last} <x@y.example> wrote:\n> We signed with a competitor.")
+                + QUOTES[i % 2].format(first=first, last=last))
         shared = i % 2 == 0  # half share a campaign/segment/framework, so DPO has pairs to make
         messages.append({
             "org_id": "acme", "campaign_id": "q4-close" if shared else f"abm-{_slug(company)}-{i}",
-            "lead_id": f"lead-{i}", "lead_email": f"lead{i}@example-mail.com", "subject": f"{first}, an idea for {company}",
+            "lead_id": f"lead-{i}", "lead_email": f"lead{i}@example-mail.com", "subject": f"{first}, an idea for {short}",
             "body": text, "framework": "PAS" if shared else "AIDA", "tone": "warm",
-            "brief": f"{first} {last} at {company}, tel {phone}, assistant {colleague}",
+            "brief": f"{first} {last} at {company}, tel {phone}, assistant {colleague}; PowerUser: yes",
             "lead": {"first_name": first, "last_name": last, "company": company, "industry": "fintech", "role": "cfo",
-                     "company_size": "201-1000", "country": country, "extra": {"assistant_name": colleague}},
+                     "company_size": "201-1000", "country": country,
+                     # CRM fields that are not people ("Email" used to become a colleague's name
+                     # and fail every build) next to people under keys that name them
+                     "extra": {"assistant_name": colleague, "buying_committee": [{"first": "Lena", "last": "Kraus"}],
+                               "contact_preference": "Email", "account_tier": "Enterprise"}},
             "sender": SENDER, "sent_at": "2026-11-20T09:00:00Z", "idempotency_key": f"planted-{i}"})
-        planted += [first, last, company.split()[0], phone, colleague]
+        planted += [first, last, short, phone, colleague, review["homoglyph"], review["zero_width"]]
     planted += ["Sam Lee", "Acme Robotics", "Senior Account Executive", "7946", "7700 900123", "calendly",
                 "linkedin", "example-mail", "jane at acme", "Friedrichstraße", "10117", "utm_content", "4432",
-                "78765", "competitor", "Müller", "Söhne", "O'Brien", "山田", "Иванова"]
+                "78765", "competitor", "Müller", "Söhne", "O'Brien", "山田", "Иванова", "sam-acme", "acme-ae",
+                "Karl-Marx", "５５５５", "Lena", "Kraus", "Envoyé"]
     return messages, sorted(set(planted))
 
 
 def _slug(company: str) -> str:
-    """A campaign id naming the account, as ABM teams write them (ASCII names only)."""
-    words = [w.strip("'.,&").lower() for w in company.split()[:2] if w.isascii() and w.strip("'.,&")]
+    """A campaign id naming the account, as ABM teams write them (ASCII names only), by its first
+    word or its first two."""
+    words = [w.strip("'.,&").lower() for w in company.split()[:1 + len(company) % 2] if w.isascii() and w.strip("'.,&")]
     return "-".join(words) or "account"
 
 

@@ -20,7 +20,7 @@ from flywheel.dal import experiments as experiments_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.models.messages import MessageIn
-from flywheel.services import experiments, reports, retention, training
+from flywheel.services import experiments, report_counts, retention, training
 from flywheel.services.ingest import ingest_events
 from flywheel.services.outcomes import outcome_view, refresh_due_meetings, register_messages
 
@@ -144,7 +144,7 @@ def test_routing_snapshot_and_retention_use_indexes(db, store: dict[str, str]) -
     experiments.route("acme", "lead-0")
     experiments.forget_cache()
     experiments.route("acme", "warm")
-    reports.refresh_daily_counts()  # the first refresh counts the whole history; later ones are measured
+    report_counts.refresh_daily_counts()  # the first refresh counts the whole history; later ones are measured
     with recorded() as statements:
         experiments.route("acme", "lead-0")  # assigned: one read
         experiments.route("acme", f"new-{uuid4()}")  # first assignment
@@ -153,7 +153,7 @@ def test_routing_snapshot_and_retention_use_indexes(db, store: dict[str, str]) -
             assert running is not None
             experiments_dal.arm_counts(conn, running["experiment_id"], running["stage"], datetime.now(UTC))
         retention.remove_raw_payloads(now=datetime.now(UTC) + timedelta(days=400), time_budget_s=5)
-        reports.refresh_daily_counts()
+        report_counts.refresh_daily_counts()
         experiments.strategies("industry", 1)
         experiments.leaderboard_with_intervals(training.leaderboard())
     assert check_plans(db, statements) >= 7

@@ -45,7 +45,7 @@ def test_start_api_serves_template_routes_over_http(db_url: str, db) -> None:
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 201
             outcome_id = json.loads(resp.read())["outcomes"][0]["outcome_id"]
-        with urllib.request.urlopen(f"{base}/messages/{outcome_id}?verbose=1", timeout=30) as resp:
+        with urllib.request.urlopen(f"{base}/messages/{outcome_id}?org_id=acme&verbose=1", timeout=30) as resp:
             assert json.loads(resp.read())["outcome_id"] == outcome_id
         try:
             urllib.request.urlopen(f"{base}/nowhere", timeout=30)

@@ -93,7 +93,7 @@ def test_malformed_json_is_400(api: ApiClient, db) -> None:
 def test_get_outcome_with_stage_and_history(api: ApiClient, db) -> None:
     _, created = api.post("/messages", body_of("messages_register_single.json"))
     outcome_id = created["outcomes"][0]["outcome_id"]
-    status, outcome = api.get(f"/messages/{outcome_id}")
+    status, outcome = api.get(f"/messages/{outcome_id}?org_id=acme")
     assert status == 200
     assert outcome["outcome_id"] == outcome_id and outcome["stage"] == "sent" and outcome["events"] == []
     assert outcome["training_label"] == "neutral" and outcome["quality_score"] == 0
@@ -103,7 +103,7 @@ def test_get_outcome_with_stage_and_history(api: ApiClient, db) -> None:
 def test_get_unknown_outcome_is_404_and_bad_id_is_422(api: ApiClient, db) -> None:
     result = invoke("MessagesFunction", load_event("messages_get.json"), ROOT / "template.yaml")
     assert result["statusCode"] == 404 and json.loads(result["body"])["error"] == "not_found"
-    status, body = api.get("/messages/not-a-uuid")
+    status, body = api.get("/messages/not-a-uuid?org_id=acme")
     assert status == 422 and body["fields"][0]["field"] == "outcome_id"
 
 
@@ -124,7 +124,7 @@ def test_orphan_events_are_applied_when_their_message_is_registered(api: ApiClie
     _orphan(db, "e3", "open", 6, pmid="someone-else")
     _, created = api.post("/messages", message)
     outcome_id = created["outcomes"][0]["outcome_id"]
-    _, outcome = api.get(f"/messages/{outcome_id}")
+    _, outcome = api.get(f"/messages/{outcome_id}?org_id=acme")
     assert outcome["stage"] == "opened" and outcome["open_count"] == 1
     assert [e["event_key"] for e in outcome["events"]] == ["e2", "e1"]
     assert db.execute("SELECT count(*) AS n FROM outcome_events WHERE status = 'orphan'").fetchone()["n"] == 1

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from flywheel.dal import reports as reports_dal
+from flywheel.dal import report_counts as counts_dal
 from flywheel.local.invoke import invoke
-from flywheel.services import experiments, reports, training
+from flywheel.services import experiments, report_counts, training
 from tests.conftest import ROOT, load_event
 
 NOW = datetime.now(UTC)
@@ -75,7 +75,7 @@ def reference(db) -> dict[str, Any]:
 
 def test_reports_match_counting_everything_before_and_after_a_refresh(db, seeded) -> None:
     assert current(db) == reference(db)  # never refreshed: everything is live
-    result = reports.refresh_daily_counts(NOW)
+    result = report_counts.refresh_daily_counts(NOW)
     assert result["from"] is None and result["rows_written"] > 0  # the first run counts the whole history
     assert db.execute("SELECT rolled_before FROM report_rollup_state").fetchone()["rolled_before"] == TODAY
     live = db.execute("SELECT count(*) AS n FROM outcome_labels WHERE sent_at >= %s", (TODAY,)).fetchone()["n"]
@@ -85,7 +85,7 @@ def test_reports_match_counting_everything_before_and_after_a_refresh(db, seeded
 
 
 def test_recent_days_are_recounted_and_today_is_live(db, seeded) -> None:
-    reports.refresh_daily_counts(NOW)
+    report_counts.refresh_daily_counts(NOW)
     # a reply to a 30-day-old message, and a message sent today
     db.execute("""UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested'
                    WHERE outcome_id = (SELECT outcome_id FROM outcome_labels WHERE replied_at IS NULL
@@ -99,16 +99,16 @@ def test_recent_days_are_recounted_and_today_is_live(db, seeded) -> None:
     assert before_refresh["leaderboard"] != truth["leaderboard"]  # the reply waits for the next refresh ...
     assert sum(m["messages_sent"] for m in before_refresh["leaderboard"]) == \
         sum(m["messages_sent"] for m in truth["leaderboard"])  # ... today's message is counted at once
-    again = reports.refresh_daily_counts(NOW)
+    again = report_counts.refresh_daily_counts(NOW)
     assert again["from"] == (TODAY - timedelta(days=90)).isoformat()  # only the days that can still change
     assert current(db) == reference(db)
 
 
 def test_a_refresh_in_flight_never_shows_half_counts(db, db_url: str, seeded) -> None:
-    reports.refresh_daily_counts(NOW - timedelta(days=40))
+    report_counts.refresh_daily_counts(NOW - timedelta(days=40))
     truth = reference(db)
     with psycopg.connect(db_url, row_factory=dict_row) as other, other.transaction():
-        reports_dal.refresh(other, TODAY, TODAY - timedelta(days=90))  # not committed yet
+        counts_dal.refresh(other, TODAY, TODAY - timedelta(days=90))  # not committed yet
         seen: list[dict[str, Any]] = []
         reader = threading.Thread(target=lambda: seen.append(current(db)))
         reader.start()

@@ -57,11 +57,16 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     assert row["status"] == "succeeded" and row["execution_arn"] == execution["executionArn"]
     assert row["job_id"] == f"flywheel-fw-{row['run_id']}" and row["trigger"] == "schedule"
     assert [h["status"] for h in row["status_history"]] == ["pending", "building", "uploading", "training", "registering",
-                                                            "smoke_testing", "succeeded"]
+                                                            "serving", "smoke_testing", "succeeded"]
     model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
     assert (model["version"], model["status"], model["role"], float(model["traffic_percentage"])) == (
         "v1.1.0", "deployed", "challenger", 10.0)
-    assert model["provider_model_id"].startswith("arn:aws:bedrock:") and model["dataset_hash"] == row["dataset_hash"]
+    assert ":custom-model/amazon.nova-micro-v1:0:128k/" in model["provider_model_id"]
+    assert model["dataset_hash"] == row["dataset_hash"]
+    # served through an on-demand deployment, which the smoke test went through (the emulation,
+    # like Bedrock, refuses inference on the custom model's own ARN)
+    assert ":custom-model-deployment/" in model["serving_model_id"]
+    assert (model["serving_kind"], model["serving_status"]) == ("on_demand", "active")
     champion = db.execute("SELECT traffic_percentage FROM model_registry WHERE model_id = 'flywheel-v1.0.0'").fetchone()
     assert float(champion["traffic_percentage"]) == 90.0
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
@@ -76,7 +81,8 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
         assert planted not in train, planted
     assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["link"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
-    assert actions == ["registered", "smoke_test_passed", "traffic_to_challenger", "deployed_as_challenger"]
+    assert actions == ["registered", "serving_started", "serving_active", "smoke_test_passed", "traffic_to_challenger",
+                       "deployed_as_challenger", "experiment_started"]
 
 
 def test_insufficient_data_ends_cleanly(db, aws) -> None:
@@ -116,10 +122,12 @@ def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypa
     from functools import partial
 
     from flywheel.domain.redaction import DEFAULT_DETECTORS, Redactor
+    from flywheel.services import dataset
     from flywheel.services.dataset import build_dataset
 
     weak = Redactor(detectors=[d for d in DEFAULT_DETECTORS if d.name != "phone"])  # forgets phone numbers
-    monkeypatch.setattr(training_service, "build_dataset", partial(build_dataset, redactor=weak))
+    # the build step imports the builder when it runs (cold starts): patch it where it lives
+    monkeypatch.setattr(dataset, "build_dataset", partial(build_dataset, redactor=weak))
     seed_outcomes(db, 60)
     execution, row = run(db)
     assert execution["status"] == "FAILED" and row["status"] == "failed" and row["dataset_uri"] is None
@@ -268,16 +276,17 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert status == 409 and refused["message"].startswith("the evaluator does not promote: continue")
     assert refused["decision"]["stage"] == "canary"
     status, promoted = call("POST", "/training/promote-winner", {"force": True, "reason": "sales ops asked"})
-    assert status == 200 and promoted["role"] == "champion"
+    assert status == 200 and promoted == {"promoted": "flywheel-v1.1.0", "archived": champion, "changed": True}
     status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped"})
-    assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion}
+    assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion, "changed": True}
     history = db.execute("SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' "
                          "ORDER BY history_id").fetchall()
-    assert [h["action"] for h in history] == ["deployed_as_challenger", "promoted", "rolled_back"]
-    assert history[1]["reason"] == "forced: sales ops asked" and history[1]["actor"].startswith("arn:aws:")
-    status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6"})
+    assert [h["action"] for h in history] == ["deployed_as_challenger", "experiment_started", "promoted",
+                                              "rolled_back"]
+    assert history[2]["reason"] == "forced: sales ops asked" and history[2]["actor"].startswith("arn:aws:")
+    status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6", "org_id": "acme"})
     assert status == 200 and stats["examples"] == 60 and stats["ready"] and stats["cost_estimate"]["usd"] is not None
-    status, board = call("GET", "/training/leaderboard")
+    status, board = call("GET", "/training/leaderboard", query={"org_id": "acme"})
     assert status == 200 and {m["model_id"] for m in board["models"]} == {champion, "flywheel-v1.1.0"}
     assert call("GET", "/training/runs/00000000-0000-4000-8000-000000000000")[0] == 404
     assert call("POST", "/training/deploy/nope", {})[0] == 404

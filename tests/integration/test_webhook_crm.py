@@ -94,7 +94,7 @@ def hubspot_event(body: bytes | None = None, timestamp_ms: int | None = None) ->
 def test_hubspot_won_deal_lands_on_the_contacts_outcome(db, crm, outcomes) -> None:
     status, body = run(hubspot_event())
     assert status == 200 and body == {"received": 2, "stored": 2, "duplicates": 0, "applied": 1, "orphans": 0,
-                                      "ignored": 1}
+                                      "ignored": 1, "quarantined": 0}
     row = row_for(db, "dana.reyes@northwind.example")
     assert (row["deal_status"], str(row["deal_value"]), row["deal_currency"]) == ("won", "42000.50", "USD")
     assert (row["training_label"], row["training_weight"], row["stage"]) == ("positive", 10.0, "deal_won")

@@ -119,11 +119,20 @@ def test_bad_forms_are_rejected(db, replies_queue, content_type: str, payload: b
     assert count(db, "outcome_events") == 0
 
 
-def test_queue_failure_is_503_so_sendgrid_retries(db, replies_queue, monkeypatch) -> None:
+def test_queue_failure_keeps_the_reply_in_the_outbox_until_the_sweep_sends_it(db, replies_queue, monkeypatch) -> None:
+    from flywheel.services.outbox import flush
+
     [outcome_id] = register()
     configure(monkeypatch, REPLIES_QUEUE_URL=replies_queue + "-missing")
     status, body = post_reply("webhooks_sendgrid_inbound_parsed.json", outcome_id)
-    assert status == 503
+    # stored with its outbox message in one transaction: SendGrid need not retry
+    assert status == 200 and body["applied"] == 1
+    pending = db.execute("SELECT attempts, last_error, sent_at FROM outbox").fetchall()
+    assert len(pending) == 1 and pending[0]["sent_at"] is None and pending[0]["attempts"] == 1
     configure(monkeypatch, REPLIES_QUEUE_URL=replies_queue)
-    status, body = post_reply("webhooks_sendgrid_inbound_parsed.json", outcome_id)
-    assert status == 200 and len(queued(replies_queue)) == 1
+    status, body = post_reply("webhooks_sendgrid_inbound_parsed.json", outcome_id)  # a retry: a duplicate
+    assert status == 200 and body["duplicates"] == 1 and queued(replies_queue) == []
+    assert flush() == {"replies": 1, "events": 0}  # the hourly sweep
+    [message] = queued(replies_queue)
+    assert message["outcome_id"] == outcome_id
+    assert db.execute("SELECT sent_at FROM outbox").fetchone()["sent_at"] is not None

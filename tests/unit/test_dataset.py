@@ -121,11 +121,13 @@ def test_limits_come_from_the_chosen_providers_base_model() -> None:
 
 
 def test_the_near_duplicate_threshold_holds_on_the_blind_set() -> None:
-    """Chosen on the tuning families (bench/dedupe_threshold.py); measured on the blind families
-    at 0.4: precision 1.000, recall 0.990, every edit dropped, every distinct email kept."""
-    blind = pair_scores(*planted(blind=True), nd.DUPLICATE_THRESHOLD)
-    assert blind["precision"] >= 0.97 and blind["recall"] >= 0.95
-    assert blind["duplicates_dropped"] >= 0.97 and blind["distinct_kept"] == 1.0
+    """Chosen on the tuning families (bench/dedupe_threshold.py); measured on the blind families,
+    with personalised versions of each template as different emails, at 0.85: precision 0.985,
+    recall 0.910, 99.3 % of edits dropped, 95.8 % of distinct emails kept (3-shingles at 0.4,
+    before: 100 % dropped but 22.9 % kept, the personalised versions merged with their template)."""
+    blind = pair_scores(*planted(blind=True, personal=2), nd.DUPLICATE_THRESHOLD)
+    assert blind["precision"] >= 0.97 and blind["recall"] >= 0.89
+    assert blind["duplicates_dropped"] >= 0.98 and blind["distinct_kept"] >= 0.94
 
 
 def _staged(texts: list[str], prompts: list[str], second: list[str] | None = None) -> Staged:
@@ -156,10 +158,16 @@ def test_dpo_dedupes_both_sides_and_drops_pairs_that_teach_nothing() -> None:
     texts, _ = planted(blind=True)
     a, a_edit, b, c, d = texts[0], texts[1], texts[4], texts[8], texts[12]
     preferred = [a, b, c, d]
-    non_preferred = [c, a_edit, c.replace("quick", "short"), d]  # side 2 repeats; pair 4 is one text twice
+    non_preferred = [c, a_edit, c.replace("quick", "short"), d]  # pairs 3 and 4 are one text twice
     plan = _plan(_staged(preferred, ["p1", "p2", "p3", "p4"], non_preferred), 0.1)
-    assert plan.keep.tolist() == [True, True, False, False]
-    assert plan.dropped["degenerate_pair"] == 1
+    # pair 2 rejects an edit of pair 1's preferred text: one cluster with pair 1, which is kept
+    assert plan.keep.tolist() == [True, False, False, False]
+    assert plan.dropped == {"near_duplicate": 1, "of_which_identical": 0, "degenerate_pair": 2}
+    # without the cross-side link, both sides are still deduplicated on their own
+    plan = _plan(_staged([a, b, a_edit], ["p1", "p2", "p3"], [c, d, texts[16]]), 0.1)
+    assert plan.keep.tolist() == [True, True, False]
+    plan = _plan(_staged([a, b, texts[16]], ["p1", "p2", "p3"], [c, d, c.replace("quick", "short")]), 0.1)
+    assert plan.keep.tolist() == [True, True, False]
 
 
 def test_the_residual_scan_names_examples_never_their_text(tmp_path: Path) -> None:
@@ -175,3 +183,53 @@ def test_the_residual_scan_names_examples_never_their_text(tmp_path: Path) -> No
     assert report["passed"] is False and report["hits"] == 1 and report["offending_ids"] == ["o-2"]
     assert report["by_detector"] == {"phone": 1, "known_entity": 1}
     assert "Dana" not in json.dumps(report) and "0132" not in json.dumps(report)
+
+
+def test_reserved_keywords_inside_words_are_neutralised_too() -> None:
+    """AWS's dataset validator (linked from the Nova data-preparation guide) rejects "User:" and
+    the others anywhere in a text, as substrings: "PowerUser:" and "ChatBot:" fail the job."""
+    example = ds.Example(["x"], "Brief: PowerUser: yes; ChatBot: no; SubSystem: on", ["Our end-user: happy. EOS"])
+    line, count = ds.to_nova(example)
+    assert count == 4 and nova_line(line, False) == [] and check_example(line, "nova-sft") == []
+    text = json.dumps(line)
+    assert not any(k in text for k in ("User:", "Bot:", "System:", "user:"))
+
+
+def test_a_french_outlook_follow_up_carries_no_outcome_text() -> None:
+    row = {**ROW, "body": "Bonjour Dana,\nvoici le devis.\n\nCordialement,\nSam\n\nDe : Dana Reyes <dana@northwind.example>"
+                          "\nEnvoyé : lundi 6 janvier 2025 10:00\nObjet : RE: devis\n\nNous avons signé avec un concurrent."}
+    target = ds.supervised_example(row, Redactor()).targets[0]
+    assert "concurrent" not in target and "Envoyé" not in target and target.endswith("Cordialement,\n{{signature}}")
+
+
+def test_the_scan_does_not_flag_our_own_template_words(tmp_path: Path) -> None:
+    """A company called "Framework Computer" or a colleague called "Brief" is not found in the
+    prompt's labels: the scan reads what came from the data, not the words we put around it."""
+    row = {**ROW, "lead_company": "Framework Computer Inc.", "lead_context": {"assistant": "Tone Brief"},
+           "framework": "PAS", "tone": "warm"}
+    example = ds.supervised_example(row, Redactor())
+    assert "Framework: PAS" in example.prompt and "Tone: warm" in example.prompt
+    data, scan = tmp_path / "train.jsonl", tmp_path / "train.scan.jsonl"
+    data.write_text(json.dumps(ds.to_openai(example)) + "\n")
+    context = ds.context_of(row)
+    scan.write_text(json.dumps({"ids": ["o-1"], "scan": [{"regions": list(context.regions),
+                                                          "terms": [list(t) for t in context.terms]}]}) + "\n")
+    assert residual_scan([(data, scan)])["passed"]
+    leaky = {**ds.to_openai(example)}
+    leaky["messages"][2]["content"] += "\nSay hi to Tone Brief at Framework."
+    data.write_text(json.dumps(leaky) + "\n")
+    assert residual_scan([(data, scan)])["hits"] == 1
+
+
+def test_dpo_drops_a_pair_whose_preferred_text_is_rejected_in_another_pair() -> None:
+    """The same email preferred in one pair and rejected in another teaches the model both ways."""
+    texts, _ = planted(blind=True)
+    a, a_edit, b, c = texts[0], texts[1], texts[4], texts[8]
+    plan = _plan(_staged([a, b], ["p1", "p2"], [c, a_edit]), 0.1)
+    assert plan.keep.tolist() == [True, False]
+
+
+def test_the_manifest_counts_frameworks_without_the_free_text_of_the_row() -> None:
+    row = {**ROW, "framework": "Challenger for Dana Reyes"}
+    example = ds.supervised_example(row, Redactor())
+    assert example.meta["framework"] == "Challenger for {{first_name}} {{last_name}}"

@@ -1,7 +1,8 @@
-"""Experiment statistics and the decision rule, on known numbers."""
+"""Experiment statistics and the decision rules, on known numbers, against statsmodels and by simulation."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -9,16 +10,58 @@ import sys
 
 import numpy as np
 import pytest
+from statsmodels.stats.power import normal_power_het
 
 from flywheel.domain import experiments as ex
 from flywheel.domain import stats
 from tests.conftest import ROOT
 
 
-def test_sample_sizes_match_the_reference_numbers() -> None:
+def test_sample_size_is_the_exact_requirement_of_the_tested_estimator() -> None:
+    assert stats.sample_size(0.03, 0.10, 0.5) == 117_074  # the issue's exact requirement (the shortcut: 101,513)
     ninety_ten, fifty_fifty = stats.sample_size(0.03, 0.05, 0.1), stats.sample_size(0.03, 0.05, 0.5)
-    assert ninety_ten == pytest.approx(1_150_000, rel=0.03) and fifty_fifty == pytest.approx(416_000, rel=0.03)
-    assert ninety_ten / fifty_fifty == pytest.approx(2.78, abs=0.02)
+    assert ninety_ten == pytest.approx(1_200_000, rel=0.05) and fifty_fifty == pytest.approx(440_000, rel=0.05)
+
+
+@pytest.mark.parametrize(("baseline", "lift", "share"), [
+    (0.03, 0.10, 0.5), (0.012, 0.20, 0.5), (0.03, 0.05, 0.1), (0.01, -0.10, 0.5), (0.2, 0.5, 0.3)])
+def test_sample_size_gives_80_percent_power_by_statsmodels(baseline: float, lift: float, share: float) -> None:
+    """statsmodels' power of a two-sided z-test whose per-unit standard deviation is the relative
+    lift estimator's (both arms' variances, (1 + δ)²) at our N: 0.80."""
+    n = stats.sample_size(baseline, lift, share)
+    sd = np.sqrt(stats.lift_unit_variance(baseline, lift, share))
+    assert normal_power_het(abs(lift), n, 0.05, std_null=sd, std_alternative=sd) == pytest.approx(0.80, abs=0.002)
+    # the old shortcut (baseline variance for both arms, no (1 + δ)²) misses 0.80 for positive lifts
+    shortcut = 7.85 * (1 - baseline) / baseline * (1 / share + 1 / (1 - share)) / lift**2
+    if lift > 0.05:
+        assert normal_power_het(lift, shortcut, 0.05, std_null=sd, std_alternative=sd) < 0.78
+
+
+def test_simulated_power_at_the_planned_samples() -> None:
+    """Binomial experiments at the planned samples: the fixed-horizon test has 80 % power at
+    `sample_size`; the always-valid interval, looked at 20 times up to `sequential_sample_size`,
+    finds the lift at least 80 % of the time too. (The fixed-horizon figure comes out a little
+    above 0.80: the ratio estimator is skewed, and its estimated variance with it.)"""
+    rng = np.random.default_rng(7)
+    baseline, lift, sims = 0.012, 0.20, 6000
+    fixed_n = stats.sample_size(baseline, lift, 0.5)
+    x_c = rng.binomial(fixed_n // 2, baseline, sims)
+    x_t = rng.binomial(fixed_n // 2, baseline * (1 + lift), sims)
+    low, _ = stats.fixed_interval(*stats.relative_lift(x_c, fixed_n // 2, x_t, fixed_n // 2))
+    assert 0.80 <= np.mean(low > 0) < 0.88
+
+    planned = stats.sequential_sample_size(stats.lift_unit_variance(baseline, lift, 0.5), lift)
+    looks = np.linspace(planned / 20, planned, 20).astype(int) // 2
+    c = np.cumsum(rng.binomial(np.diff(looks, prepend=0)[None, :], baseline, (sims, 20)), axis=1)
+    t = np.cumsum(rng.binomial(np.diff(looks, prepend=0)[None, :], baseline * (1 + lift), (sims, 20)), axis=1)
+    lift_hat, var = stats.relative_lift(c, looks, t, looks)
+    seq_low, _ = stats.sequential_interval(lift_hat, var, 2 * looks, planned)
+    assert np.mean((seq_low > 0).any(axis=1)) >= 0.80
+    # ... while with no effect it almost never excludes zero
+    null = np.cumsum(rng.binomial(np.diff(looks, prepend=0)[None, :], baseline, (sims, 20)), axis=1)
+    null_hat, null_var = stats.relative_lift(c, looks, null, looks)
+    null_low, null_high = stats.sequential_interval(null_hat, null_var, 2 * looks, planned)
+    assert np.mean(((null_low > 0) | (null_high < 0)).any(axis=1)) < 0.05
 
 
 def test_fnv1a_and_sticky_buckets() -> None:
@@ -31,7 +74,7 @@ def test_fnv1a_and_sticky_buckets() -> None:
     assert buckets[:50] != [ex.bucket("salt-2", f"lead-{i}") for i in range(50)]  # a new salt re-randomises
 
 
-def test_lift_intervals() -> None:
+def test_lift_intervals_and_strata() -> None:
     lift, var = stats.relative_lift(300, 10_000, 360, 10_000)
     assert float(lift) == pytest.approx(0.2)
     low, high = stats.fixed_interval(lift, var)
@@ -39,36 +82,77 @@ def test_lift_intervals() -> None:
     assert s_low < low < 0.2 < high < s_high  # the always-valid interval is the wider one
     no_data = stats.relative_lift(0, 0, 0, 0)
     assert no_data[0] == 0 and np.isinf(no_data[1])
+    # one stratum: the stratified rate is the plain rate and its binomial variance
+    rate, rate_var = stats.stratified_rate([30], [1000], [1])
+    assert (rate, rate_var) == pytest.approx((0.03, 0.03 * 0.97 / 1000))
 
 
 def test_srm_and_wilson() -> None:
     assert stats.srm_p_value([5000, 5100], [0.5, 0.5]) > 0.1
     assert stats.srm_p_value([5000, 5600], [0.5, 0.5]) < 0.001
+    assert float(stats.srm_p_values(np.array([5000]), np.array([5600]), 0.5)[0]) == pytest.approx(
+        stats.srm_p_value([5000, 5600], [0.5, 0.5]))
     low, high = stats.wilson_interval(30, 1000)
     assert 0.02 < low < 0.03 < high < 0.045 and stats.wilson_interval(0, 0) == (0.0, 1.0)
 
 
-def snapshot(stage: str = "ab", days: float = 10, x=(30, 30), n=(1000, 1000), assigned=(1000, 1000),
-             allocation: float = 0.5, unsub=(2, 2), planned: int = 2000, days_in_stage: float | None = None) -> dict:
-    def arm(i: int) -> dict:
-        return {"assigned": assigned[i], "metrics": {"positive_reply": {"units": n[i], "conversions": x[i]}},
-                "guardrails": {"unsubscribe": {"units": n[i], "events": unsub[i]}}}
-    return {"experiment_id": "exp-1", "stage": stage, "days_running": days, "allocation": allocation,
-            "days_in_stage": days if days_in_stage is None else days_in_stage, "planned_sample": planned,
-            "arms": {"champion": arm(0), "challenger": arm(1)}}
+# --- decide, rule by rule ------------------------------------------------------------------------
+
+def arm(n: int, x: int, **guardrails: tuple[int, int]) -> dict:
+    out = {"positive_reply": {"units": n, "conversions": x}}
+    out.update({name: {"units": units, "conversions": events} for name, (units, events) in guardrails.items()})
+    return out
+
+
+def segment(number: int, stage: str, champion: dict, challenger: dict, assigned: tuple[int, int] | None = None,
+            **extra: object) -> dict:
+    assigned = assigned or (champion["positive_reply"]["units"], challenger["positive_reply"]["units"])
+    return {"segment": number, "stage": stage, "assigned": {"champion": assigned[0], "challenger": assigned[1]},
+            "arms": {"champion": champion, "challenger": challenger}, **extra}
+
+
+def ab_snapshot(x=(300, 420), n=(10_000, 10_000), days=20.0, unsub=((20_000, 40), (20_000, 40)),
+                assigned=None, planned=40_000, canary_sample=2000) -> dict:
+    canary = segment(1, "canary", arm(1800, 50, unsubscribe_1d=(1800, 2)), arm(200, 6, unsubscribe_1d=(200, 0)))
+    ab = segment(2, "ab", arm(n[0], x[0], unsubscribe=unsub[0], unsubscribe_1d=(20_000, 20)),
+                 arm(n[1], x[1], unsubscribe=unsub[1], unsubscribe_1d=(20_000, 20)), assigned)
+    return {"experiment_id": "exp-1", "stage": "ab", "days_running": days, "days_in_stage": days - 3,
+            "allocation": 0.5, "planned_sample": planned, "canary_sample": canary_sample, "segments": [canary, ab]}
+
+
+def canary_snapshot(days=3.0, bounces=(27, 3), units=(1800, 200), assigned=None, canary_sample=2000) -> dict:
+    seg = segment(1, "canary", arm(units[0], 0, bounce_1d=(units[0], bounces[0])),
+                  arm(units[1], 0, bounce_1d=(units[1], bounces[1])), assigned)
+    return {"experiment_id": "exp-1", "stage": "canary", "days_running": days, "days_in_stage": days,
+            "allocation": 0.1, "planned_sample": 40_000, "canary_sample": canary_sample, "segments": [seg]}
 
 
 @pytest.mark.parametrize(("snap", "action"), [
-    (snapshot(x=(30, 90)), "promote"),
-    (snapshot(x=(30, 90), days=5), "continue"),  # minimum runtime first
-    (snapshot(x=(90, 20)), "rollback"),
-    (snapshot(x=(30, 33), n=(600, 600), planned=2000), "continue"),
-    (snapshot(x=(30, 33)), "inconclusive"),  # the planned sample is reached without a winner
-    (snapshot(x=(30, 90), assigned=(1000, 1200)), "hold"),  # sample ratio mismatch blocks everything
-    (snapshot(unsub=(1, 40)), "rollback"),  # guardrail
-    (snapshot(stage="canary", days=1, allocation=0.1, assigned=(900, 100)), "continue"),
-    (snapshot(stage="canary", days=2.5, allocation=0.1, assigned=(900, 100)), "advance"),
-    (snapshot(stage="canary", days=1, allocation=0.1, assigned=(900, 100), unsub=(1, 60)), "rollback"),
+    # A/B: the primary wins and every guardrail with data is non-inferior
+    (ab_snapshot(), "promote"),
+    (ab_snapshot(days=5), "continue"),  # the minimum runtime comes first
+    (ab_snapshot(x=(420, 300)), "rollback"),  # the primary is clearly worse
+    (ab_snapshot(x=(300, 310), n=(4000, 4000)), "continue"),  # too early to tell
+    (ab_snapshot(x=(300, 310), n=(20_000, 20_000), planned=40_000), "inconclusive"),  # planned sample, no winner
+    (ab_snapshot(x=(300, 310), n=(4000, 4000), days=56), "inconclusive"),  # the maximum runtime
+    # non-inferiority: +0.10 pp unsubscribes, upper bound above the 0.2 pp margin → no promotion yet
+    (ab_snapshot(unsub=((20_000, 40), (20_000, 60))), "continue"),
+    (ab_snapshot(unsub=((20_000, 40), (20_000, 60)), days=56), "inconclusive"),
+    # clear harm (lower bound above 0) rolls back even a primary winner
+    (ab_snapshot(unsub=((20_000, 40), (20_000, 130))), "rollback"),
+    # sample-ratio mismatch: no promotion, but a rollback is never held back
+    (ab_snapshot(assigned=(10_000, 11_000)), "hold"),
+    (ab_snapshot(x=(420, 300), assigned=(10_000, 11_000)), "rollback"),
+    (ab_snapshot(unsub=((20_000, 40), (20_000, 130)), assigned=(10_000, 11_000)), "rollback"),
+    # canary: guardrails only; it advances once it has its planned sample and its minimum days
+    (canary_snapshot(days=1, units=(900, 100), bounces=(13, 1)), "continue"),
+    (canary_snapshot(), "advance"),
+    (canary_snapshot(days=1.5), "continue"),
+    (canary_snapshot(canary_sample=5000), "continue"),
+    (canary_snapshot(bounces=(25, 20)), "rollback"),  # 10 % bounces against 1.4 %: clear harm
+    (canary_snapshot(assigned=(1700, 300)), "hold"),
+    (canary_snapshot(bounces=(25, 20), assigned=(1700, 300)), "rollback"),
+    (canary_snapshot(days=56, canary_sample=5000), "inconclusive"),
 ])
 def test_decisions(snap: dict, action: str) -> None:
     decision = ex.decide(snap)
@@ -76,16 +160,106 @@ def test_decisions(snap: dict, action: str) -> None:
     json.dumps(decision)  # every number is JSON (no infinities)
 
 
-def test_seed_score_and_revenue_are_reported_not_decided_on() -> None:
-    snap = snapshot(x=(30, 30))
-    for i, arm in enumerate(("champion", "challenger")):
-        snap["arms"][arm]["metrics"].update(meeting={"units": 1000, "conversions": 10},
-                                            close={"units": 1000, "conversions": 5 * (i + 1)},
-                                            revenue={"units": 1000, "sum": 20000.0 * (i + 1)})
+def test_harm_and_non_inferiority_are_reported() -> None:
+    harmed = ex.decide(ab_snapshot(unsub=((20_000, 40), (20_000, 130))))
+    g = harmed["guardrails"]["unsubscribe"]
+    assert g["harm"] and g["interval"][0] > 0 and not g["non_inferior"] and "clear harm on unsubscribe" in harmed["reason"]
+    fine = ex.decide(ab_snapshot())["guardrails"]
+    assert fine["unsubscribe"]["non_inferior"] and fine["unsubscribe"]["interval"][1] < 0.002
+    assert fine["unsubscribe_1d"]["units"] == 42_000  # the canary's early signal still counts, stratified
+
+
+def test_no_events_is_no_proof_of_non_inferiority() -> None:
+    """No spam report among 2,000 leads per arm: the rule of three allows ~0.15 %, far above the
+    0.05 pp margin, so the guardrail is not shown non-inferior (a plain Wald variance would be 0)."""
+    snap = ab_snapshot()
+    for name in ("champion", "challenger"):
+        snap["segments"][1]["arms"][name]["spam_report"] = {"units": 2000, "conversions": 0}
     decision = ex.decide(snap)
-    assert decision["secondary"]["seed_composite_score"] == pytest.approx([0.0115, 0.014])
+    assert not decision["guardrails"]["spam_report"]["non_inferior"] and decision["action"] == "continue"
+    for name in ("champion", "challenger"):
+        snap["segments"][1]["arms"][name]["spam_report"] = {"units": 200_000, "conversions": 60}
+    assert ex.decide(snap)["action"] == "promote"
+
+
+def test_srm_is_reported_for_the_current_segment() -> None:
+    decision = ex.decide(ab_snapshot(assigned=(10_000, 11_000)))
+    assert decision["srm"]["alarm"] and decision["srm"]["segment"] == 2 and decision["srm"]["p_value"] < 1e-6
+    assert "restart" in decision["reason"]
+
+
+def test_segments_are_stratified_not_pooled() -> None:
+    """The canary (90/10) saw a 1 % bounce rate, the A/B stage (50/50) 3 %, the same in both arms.
+    Pooled naively, the challenger (more of its leads in the A/B stage) looks 0.8 pp worse; per
+    segment there is no difference."""
+    canary = segment(1, "canary", arm(9000, 0, bounce=(9000, 90)), arm(1000, 0, bounce=(1000, 10)))
+    ab = segment(2, "ab", arm(10_000, 300, bounce=(10_000, 300)), arm(10_000, 300, bounce=(10_000, 300)))
+    snap = {"stage": "ab", "days_running": 10, "days_in_stage": 7, "allocation": 0.5, "planned_sample": 40_000,
+            "canary_sample": 10_000, "segments": [canary, ab]}
+    naive_low, _ = stats.sequential_interval(*stats.difference(390, 19_000, 310, 11_000), 30_000, 10_000)
+    assert naive_low > 0  # pooling would roll back a harmless challenger
+    decision = ex.decide(snap)
+    assert decision["guardrails"]["bounce"]["difference"] == pytest.approx(0.0)
+    assert decision["action"] == "continue"
+    assert decision["primary"]["units"] == [10_000, 10_000] and decision["primary"]["segments"] == [2]
+
+
+def test_discarded_segments_leave_the_primary() -> None:
+    snap = ab_snapshot()
+    bad = copy.deepcopy(snap["segments"][1])
+    bad["arms"]["challenger"]["positive_reply"]["conversions"] = 900
+    snap["segments"].insert(1, {**bad, "segment": 2, "discarded": True})
+    snap["segments"][2]["segment"] = 3
+    decision = ex.decide(snap)
+    assert decision["primary"]["segments"] == [3] and decision["primary"]["conversions"] == [300, 420]
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda s: s.pop("planned_sample"),
+    lambda s: s.pop("canary_sample"),
+    lambda s: s.pop("days_in_stage"),
+    lambda s: s.update(planned_sample=0),
+    lambda s: s.update(stage="b"),
+    lambda s: s["segments"][1]["arms"]["challenger"].pop("positive_reply"),
+    lambda s: s["segments"][1]["arms"]["champion"]["positive_reply"].pop("units"),
+    lambda s: s["segments"][1]["assigned"].pop("challenger"),
+    lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=True),
+    lambda s: s.update(segments=[]),
+])
+def test_a_missing_field_is_an_error_never_a_default(mutate) -> None:
+    snap = ab_snapshot()
+    mutate(snap)
+    with pytest.raises(ex.SnapshotError):
+        ex.decide(snap)
+
+
+def test_seed_score_and_revenue_are_reported_not_decided_on() -> None:
+    snap = ab_snapshot(x=(300, 310), n=(20_000, 20_000))
+    for i, name in enumerate(("champion", "challenger")):
+        snap["segments"][1]["arms"][name].update(meeting={"units": 20_000, "conversions": 200},
+                                                 close={"units": 20_000, "conversions": 100 * (i + 1)},
+                                                 revenue={"units": 20_000, "sum": 400_000.0 * (i + 1)})
+    decision = ex.decide(snap)
     assert decision["secondary"]["revenue_per_message"] == [20.0, 40.0]
+    assert decision["secondary"]["seed_composite_score"][1] > decision["secondary"]["seed_composite_score"][0]
     assert decision["action"] == "inconclusive"  # the primary metric alone decides
+
+
+def test_plan_from_volume_and_rates() -> None:
+    config = ex.Config()
+    rates = {**ex.TYPICAL_RATES, "positive_reply": 0.012}
+    fits = ex.plan(baselines=rates, mde=0.2, canary_share=0.1, weekly_volume=100_000, config=config, source="t")
+    assert fits["fits"] and not fits["warnings"] and fits["canary_days"] < 5
+    assert fits["sequential_sample"] == stats.sequential_sample_size(stats.lift_unit_variance(0.012, 0.2, 0.5), 0.2)
+    slow = ex.plan(baselines=rates, mde=0.2, canary_share=0.1, weekly_volume=20_000, config=config, source="t")
+    assert not slow["fits"] and "beyond the 56-day maximum" in slow["warnings"][0]
+    # the smallest lift detectable in time needs exactly the A/B leads that fit in the runtime
+    days_left = 56 - slow["canary_days"] - 14
+    needed = stats.sequential_sample_size(stats.lift_unit_variance(0.012, slow["mde_in_time"], 0.5),
+                                          slow["mde_in_time"])
+    assert needed == pytest.approx(20_000 / 7 * days_left, rel=0.01) and slow["mde_in_time"] > 0.2
+    unknown = ex.plan(baselines=rates, mde=0.2, canary_share=0.1, weekly_volume=None, config=config, source="t")
+    assert unknown["fits"] is None and "volume unknown" in unknown["warnings"][0]
 
 
 def test_cli_plan_and_evaluate() -> None:
@@ -93,10 +267,13 @@ def test_cli_plan_and_evaluate() -> None:
     planned = subprocess.run([sys.executable, "-m", "flywheel.cli", "experiment", "plan", "--baseline", "0.03",
                               "--mde", "0.10", "--split", "50/50", "--weekly-volume", "20000"],
                              capture_output=True, text=True, env=env, check=True, cwd=ROOT).stdout
-    assert "fixed-horizon sample: 101,513" in planned and "weeks" in planned
-    lines = "\n".join(json.dumps(s) for s in (snapshot(x=(30, 90)), snapshot(x=(90, 20)))) + "\nnot json\n"
+    assert "fixed-horizon sample: 117,074" in planned and "does NOT fit" in planned and "warning:" in planned
+    missing = ab_snapshot()
+    missing.pop("planned_sample")
+    lines = "\n".join(json.dumps(s) for s in (ab_snapshot(), ab_snapshot(x=(420, 300)), missing)) + "\nnot json\n"
     done = subprocess.run([sys.executable, "-m", "flywheel.cli", "experiment", "evaluate"], input=lines,
                           capture_output=True, text=True, env=env, check=False, cwd=ROOT)
     out = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [o.get("action") for o in out] == ["promote", "rollback", None] and out[2]["line"] == 3
+    assert [o.get("action") for o in out] == ["promote", "rollback", None, None]
+    assert "planned_sample" in out[2]["error"] and out[3]["line"] == 4
     assert done.returncode == 1 and out[0]["primary"]["sequential_interval"][0] > 0

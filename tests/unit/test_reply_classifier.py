@@ -1,4 +1,9 @@
-"""The offline classifier against the labelled reply set: per-category precision and recall."""
+"""The offline classifier (learned model + rules), measured on the blind set it never saw.
+
+tests/data/replies_blind.jsonl was written and committed before the model was trained and is never
+used to train or tune it (see tests/data/README.md). The gates below sit just under the values
+measured on it; the full report (per-category precision/recall, confusion matrix) is printed.
+"""
 
 from __future__ import annotations
 
@@ -7,84 +12,152 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from flywheel.domain.reply_model import ReplyModel, features, packaged_model
 from flywheel.domain.reply_rules import classify_offline, referral_contact, return_date
+from flywheel.local.train_classifier import evaluate
 from flywheel.models.classification import CATEGORIES
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "replies_labelled.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "data"
 TODAY = date(2026, 11, 27)
-REPLIES = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+TRAIN = [json.loads(line) for line in (DATA / "replies_labelled.jsonl").read_text().splitlines() if line.strip()]
+BLIND = [json.loads(line) for line in (DATA / "replies_blind.jsonl").read_text().splitlines() if line.strip()]
+
+# measured on the blind set (README "Reply classification"): accuracy 0.921 (304/330), unsubscribe
+# recall 0.980 (49/50), return dates 24/24, objection types 20/25. The gates sit just under.
+BLIND_ACCURACY_GATE = 0.91
+UNSUBSCRIBE_RECALL_GATE = 0.98
 
 
-def test_the_labelled_set_is_broad_enough() -> None:
-    counts = Counter(r["category"] for r in REPLIES)
-    assert len(REPLIES) >= 150 and set(counts) == set(CATEGORIES) and min(counts.values()) >= 10
+def report_lines(report: dict) -> list[str]:
+    lines = [f"accuracy {report['accuracy']:.3f} on {report['count']} replies",
+             f"{'category':16s} precision recall support"]
+    lines += [f"{c:16s} {v['precision']:9.3f} {v['recall']:6.3f} {v['support']:7d}"
+              for c, v in report["per_category"].items()]
+    short = [c[:6] for c in report["labels"]]
+    lines.append("confusion (rows: truth, columns: predicted)")
+    lines.append(" " * 16 + " ".join(f"{s:>6s}" for s in short))
+    lines += [f"{c:16s}" + " ".join(f"{n:6d}" for n in row) for c, row in zip(report["labels"],
+                                                                             report["confusion_matrix"], strict=True)]
+    return lines
 
 
-def test_fallback_accuracy_with_per_category_precision_and_recall(capsys: pytest.CaptureFixture[str]) -> None:
-    predicted = [classify_offline(r["text"], TODAY).category for r in REPLIES]
-    truth = [r["category"] for r in REPLIES]
-    lines = []
-    for category in CATEGORIES:
-        tp = sum(1 for p, t in zip(predicted, truth, strict=True) if p == t == category)
-        fp = sum(1 for p, t in zip(predicted, truth, strict=True) if p == category != t)
-        fn = sum(1 for p, t in zip(predicted, truth, strict=True) if t == category != p)
-        precision = tp / (tp + fp) if tp + fp else 0.0
-        recall = tp / (tp + fn) if tp + fn else 0.0
-        lines.append(f"{category:16s} precision {precision:5.2f}  recall {recall:5.2f}  (n={tp + fn})")
-    accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
-    misses = [f"  {t} -> {p}: {r['text'][:70]!r}" for p, t, r in zip(predicted, truth, REPLIES, strict=True) if p != t]
+@pytest.fixture(scope="module")
+def blind_predictions() -> list:
+    return [classify_offline(r["text"], TODAY) for r in BLIND]
+
+
+def test_corpus_and_blind_set_sizes_and_coverage() -> None:
+    for rows, minimum, per_category in ((TRAIN, 1500, 100), (BLIND, 300, 25)):
+        counts = Counter(r["category"] for r in rows)
+        assert len(rows) >= minimum and set(counts) == set(CATEGORIES) and min(counts.values()) >= per_category
+
+
+def test_blind_set_is_no_copy_or_paraphrase_of_training() -> None:
+    """No blind reply repeats a training reply, and none of 30+ characters is a near-paraphrase of one
+    (character n-gram cosine >= 0.75); within the corpus, no two longer replies are templated copies."""
+    train_texts = {r["text"].strip().lower() for r in TRAIN}
+    assert not [r["text"] for r in BLIND if r["text"].strip().lower() in train_texts]
+
+    def vectors(rows: list[dict]) -> tuple[list[str], np.ndarray]:
+        texts = [r["text"] for r in rows if len(r["text"]) >= 30]
+        grams = [{k: v for k, v in features(t).items() if k.startswith("c:")} for t in texts]
+        vocab = {g: i for i, g in enumerate(sorted({g for doc in grams for g in doc}))}
+        matrix = np.zeros((len(texts), len(vocab)), dtype=np.float32)
+        for row, doc in enumerate(grams):
+            for g, n in doc.items():
+                matrix[row, vocab[g]] = 1 + np.log(n)
+        matrix *= np.log((1 + len(texts)) / (1 + (matrix > 0).sum(axis=0))) + 1  # tf-idf: shared n-grams count less
+        return texts, matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+    texts, both = vectors(BLIND + TRAIN)
+    blind_count = sum(1 for r in BLIND if len(r["text"]) >= 30)
+    cross = both[:blind_count] @ both[blind_count:].T
+    worst = np.unravel_index(cross.argmax(), cross.shape)
+    assert cross.max() < 0.75, (texts[worst[0]], texts[blind_count + worst[1]])
+    within = both[blind_count:] @ both[blind_count:].T
+    np.fill_diagonal(within, 0)
+    worst = np.unravel_index(within.argmax(), within.shape)
+    assert within.max() < 0.8, (texts[blind_count + worst[0]], texts[blind_count + worst[1]])
+
+
+def test_blind_set_accuracy_and_unsubscribe_recall(blind_predictions: list, capsys: pytest.CaptureFixture[str]) -> None:
+    report = evaluate([r["category"] for r in BLIND], [p.category for p in blind_predictions])
+    misses = [f"  {r['category']} -> {p.category}: {r['text'][:70]!r}"
+              for r, p in zip(BLIND, blind_predictions, strict=True) if p.category != r["category"]]
     with capsys.disabled():
-        print("\nfallback classifier on tests/data/replies_labelled.jsonl")
-        print("\n".join(lines))
-        print(f"overall accuracy {accuracy:.3f} on {len(truth)} replies")
-    assert accuracy >= 0.85, "\n".join(misses)
+        print("\noffline classifier on the blind set (tests/data/replies_blind.jsonl)")
+        print("\n".join(report_lines(report)))
+    assert report["accuracy"] >= BLIND_ACCURACY_GATE, "\n".join(misses)
+    assert report["per_category"]["unsubscribe"]["recall"] >= UNSUBSCRIBE_RECALL_GATE, "\n".join(misses)
 
 
-def test_return_dates_and_referrals_are_extracted() -> None:
-    checked = 0
-    for r in REPLIES:
-        result = classify_offline(r["text"], TODAY)
-        if "return_date" in r and result.category == "out_of_office":
-            assert result.return_date == date.fromisoformat(r["return_date"]), r["text"]
-            checked += 1
-        if "referral" in r and result.category == "referral":
-            assert result.referral_contact == r["referral"], r["text"]
-            checked += 1
-    assert checked >= 20
+def test_return_dates_and_referrals_on_the_blind_set(blind_predictions: list) -> None:
+    dated = [(r, p) for r, p in zip(BLIND, blind_predictions, strict=True)
+             if "return_date" in r and p.category == "out_of_office"]
+    right = sum(p.return_date == date.fromisoformat(r["return_date"]) for r, p in dated)
+    assert len(dated) >= 20 and right / len(dated) >= 0.95, [(r["text"], p.return_date) for r, p in dated]
 
 
-def test_objection_types_and_sentiment_direction() -> None:
-    for r in REPLIES:
-        result = classify_offline(r["text"], TODAY)
-        if r["category"] == "objection" and result.category == "objection":
-            assert result.objection_type == r["objection_type"], r["text"]
-        if result.category in ("unsubscribe", "not_interested"):
-            assert result.sentiment_score < 0 and result.interest_level == "none"
-        if result.category in ("meeting_request", "interested"):
-            assert result.sentiment_score > 0
+def test_objection_types_follow_the_reason(blind_predictions: list) -> None:
+    objections = [(r, p) for r, p in zip(BLIND, blind_predictions, strict=True)
+                  if r["category"] == p.category == "objection"]
+    right = sum(p.objection_type == r["objection_type"] for r, p in objections)
+    assert len(objections) >= 20 and right / len(objections) >= 0.76
     assert classify_offline("Not now, maybe next year", TODAY).objection_type == "timing"
 
 
-def test_deterministic_and_bounded() -> None:
+def test_fields_follow_the_category() -> None:
+    for text in ("Please remove me from your list.", "No thanks.", "Let's talk Tuesday at 2pm, send an invite."):
+        result = classify_offline(text, TODAY)
+        if result.category in ("unsubscribe", "not_interested"):
+            assert result.sentiment_score < 0 and result.interest_level == "none"
+        if result.category in ("meeting_request", "interested"):
+            assert result.sentiment_score > 0 and result.interest_level == "high"
+    ooo = classify_offline("I'm out of the office until 7 December with no access to email.", TODAY)
+    assert ooo.category == "out_of_office" and ooo.return_date == date(2026, 12, 7)
+    referral = classify_offline("I'm not the right person - talk to Priya Shah, she runs procurement.", TODAY)
+    assert referral.category == "referral" and referral.referral_contact == "Priya Shah"
+
+
+def test_deterministic_bounded_and_names_its_model() -> None:
     a = classify_offline("Sounds great, send me a calendar invite for next week.", TODAY)
     assert a == classify_offline("Sounds great, send me a calendar invite for next week.", TODAY)
     assert a.source == "fallback" and -1 <= a.sentiment_score <= 1 and 0 <= a.confidence <= 1
+    assert a.model.endswith(packaged_model().version)
 
 
-def test_date_and_contact_helpers() -> None:
-    assert return_date("back on 3 January", TODAY) == date(2027, 1, 3)  # next occurrence
-    assert return_date("nothing here", TODAY) is None
+def test_unsubscribe_rules_in_every_language_we_read() -> None:
+    for text in ("Unsubcribe me", "Bitte aus dem Verteiler nehmen, keine weiteren E-Mails.", "Je souhaite me désabonner",
+                 "Denme de baja por favor", "Quero me descadastrar", "Disiscrivetemi", "Graag afmelden",
+                 "Отпишите меня", "配信停止を希望します", "请退订"):
+        assert classify_offline(text, TODAY).category == "unsubscribe", text
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("back on 3 January", date(2027, 1, 3)),  # the next occurrence
+    ("I'm on PTO until Dec 14, back Dec 15.", date(2026, 12, 15)),  # the latest date named
+    ("ab dem 14.12. wieder im Büro", date(2026, 12, 14)),
+    ("Estou de férias até 9 de dezembro", date(2026, 12, 9)),
+    ("Я в отпуске до 14 декабря", date(2026, 12, 14)),
+    ("12月10日まで不在です", date(2026, 12, 10)),
+    ("out until 2026-12-01", date(2026, 12, 1)),
+    ("nothing here", None),
+])
+def test_return_dates(text: str, expected: date | None) -> None:
+    assert return_date(text, TODAY) == expected
+
+
+def test_contact_helper() -> None:
     assert referral_contact("please talk to Ana Lopez about it") == "Ana Lopez"
     assert referral_contact("no names here") is None
 
 
-def test_blind_set_generalisation_floor(capsys: pytest.CaptureFixture[str]) -> None:
-    """replies_blind.jsonl was written after the rules and never used to tune them: it measures
-    how the fallback does on phrasings it has not seen (the LLM path is the primary classifier)."""
-    blind = [json.loads(line) for line in (DATA.parent / "replies_blind.jsonl").read_text().splitlines() if line]
-    accuracy = sum(classify_offline(r["text"], TODAY).category == r["category"] for r in blind) / len(blind)
-    with capsys.disabled():
-        print(f"\nfallback accuracy on the blind set: {accuracy:.3f} ({len(blind)} replies)")
-    assert accuracy >= 0.5
+def test_exported_weights_round_trip() -> None:
+    model = packaged_model()
+    again = ReplyModel.from_bytes(model.to_bytes())
+    text = "Could you send pricing and a case study?"
+    assert again.probabilities(text) == pytest.approx(model.probabilities(text))
+    assert set(model.classes) == set(CATEGORIES) and abs(sum(model.probabilities(text).values()) - 1) < 1e-9

@@ -39,6 +39,23 @@ def test_sendgrid_official_vector_verifies_and_negatives_fail(name: str) -> None
     for case in cases:
         with pytest.raises(sig.SignatureInvalid):
             sig.verify_sendgrid(*case)
+    # freshness: a genuine retry a day later still verifies; older, or from the future, does not
+    signed_at = int(timestamp)
+    day = 24 * 3600
+    sig.verify_sendgrid(key, signature, timestamp, body, max_age_s=26 * 3600, now=signed_at + day)
+    for now in (signed_at + 26 * 3600 + 1, signed_at - 301):
+        with pytest.raises(sig.SignatureInvalid, match="window"):
+            sig.verify_sendgrid(key, signature, timestamp, body, max_age_s=26 * 3600, now=now)
+
+
+def test_sendgrid_window_cannot_be_set_below_a_day_of_retries() -> None:
+    from pydantic import ValidationError
+
+    from flywheel.settings import Settings
+
+    assert Settings.from_env({"SENDGRID_MAX_AGE_S": str(25 * 3600)}).sendgrid_max_age_s == 25 * 3600
+    with pytest.raises(ValidationError):
+        Settings.from_env({"SENDGRID_MAX_AGE_S": "3600"})
 
 
 @needs_fixtures

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from flywheel.services.training import STEPS
 from tests.conftest import ROOT
 
 ASL = json.loads((ROOT / "statemachine" / "weekly_training.asl.json").read_text())
@@ -42,13 +43,22 @@ def test_every_task_retries_transient_errors_and_records_failures() -> None:
         assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
         assert catch["Next"] == ("Failed" if name == "RecordFailure" else "RecordFailure")
         assert state["Parameters"]["FunctionName"] == "${TrainingPipelineFunctionArn}"
-        assert state["Parameters"]["Payload"]["step"] in {
-            "check_data", "build", "upload", "start_job", "poll", "cancel_job", "register", "smoke_test", "deploy",
-            "record_failure"}
+        assert state["Parameters"]["Payload"]["step"] in STEPS
 
 
 def test_wait_seconds_come_from_the_input() -> None:
     assert STATES["WaitForJob"] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "PollJob"}
+
+
+def test_the_model_is_served_before_its_smoke_test_by_a_wait_and_poll_loop() -> None:
+    # the state machine waits (no Lambda sleeps): Register -> StartServing -> ServingState
+    #   -> active: SmokeTest | failed, timed_out: RecordFailure | else WaitForServing -> PollServing
+    assert STATES["Register"]["Next"] == "StartServing"
+    assert STATES["StartServing"]["Next"] == STATES["PollServing"]["Next"] == "ServingState"
+    routes = {c["StringEquals"]: c["Next"] for c in STATES["ServingState"]["Choices"]}
+    assert routes == {"active": "SmokeTest", "failed": "RecordFailure", "timed_out": "RecordFailure"}
+    assert STATES["ServingState"]["Default"] == "WaitForServing"
+    assert STATES["WaitForServing"] == {"Type": "Wait", "SecondsPath": "$.serving_wait_seconds", "Next": "PollServing"}
 
 
 def test_the_template_wires_the_definition_and_the_monday_schedule() -> None:

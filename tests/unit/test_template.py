@@ -1,62 +1,102 @@
-"""The SAM template: lints clean, every handler imports, every sample event is used by a test."""
+"""The SAM template: lints clean, every handler imports, every sample event is used by a test, and
+the template as CloudFormation receives it (transformed by the SAM translator, conditions resolved
+for each way of deploying it) is wired the way the README says."""
 
 from __future__ import annotations
 
+import copy
+import json
+import math
+import os
 import re
-import subprocess
-import sys
 import tomllib
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cfnlint.api import ManualArgs, lint
+from samtranslator.model.exceptions import InvalidDocumentException
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
 
 from flywheel.local.invoke import load_handler
 from flywheel.local.template import read_template
+from flywheel.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = read_template(ROOT / "template.yaml")
+RESOURCES = TEMPLATE.body["Resources"]
+FUNCTIONS = sorted(TEMPLATE.functions())
+API_GATEWAY_LIMIT_S = 29
+
+DEPLOYMENTS = {
+    "create, proxy (prod)": {"Stage": "prod", "AlarmEmail": "ops@example.com", "HealthCheck": "route53"},
+    "create, no proxy (dev)": {"DatabaseProxyEnabled": "false"},
+    "create, proxy, IAM auth": {"DatabaseIamAuth": "true", "NatGateways": "per-az", "PrivateAwsEndpoints": "true"},
+    "existing, in a VPC": {"DatabaseMode": "existing", "SubnetIds": "subnet-1,subnet-2", "SecurityGroupIds": "sg-1",
+                           "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+                           "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234",
+                           "ReservedConcurrency": "false", "ApiGatewayLoggingRole": "existing"},
+}
 
 
-def test_cfn_lint_passes_without_errors() -> None:
-    result = subprocess.run([sys.executable, "-m", "cfnlint", "--format", "parseable", str(ROOT / "template.yaml")],
-                            capture_output=True, text=True, check=False)
-    errors = [line for line in result.stdout.splitlines() if ":E" in line or re.search(r":E\d", line)]
-    assert errors == [], result.stdout + result.stderr
+def test_cfn_lint_reports_no_errors_or_warnings() -> None:
+    # the regions samconfig.toml deploys to, as `cfn-lint template.yaml` checks by default
+    matches = lint((ROOT / "template.yaml").read_text(), config=ManualArgs(regions=["us-east-1", "us-west-2"]))
+    problems = [f"{m.linenumber}: {m.rule.id} {m.message}" for m in matches if m.rule.id[0] in "EW"]
+    assert problems == []
 
 
-@pytest.mark.parametrize("logical_id", sorted(TEMPLATE.functions()))
+@pytest.mark.parametrize("logical_id", FUNCTIONS)
 def test_every_handler_resolves_to_a_callable(logical_id: str) -> None:
     spec = TEMPLATE.functions()[logical_id]
     assert spec.code_dir.is_dir(), f"{logical_id}: CodeUri {spec.code_dir} does not exist"
     assert callable(load_handler(spec))
 
 
-def test_functions_run_python313_on_arm64_with_tracing() -> None:
+def test_functions_run_python313_on_arm64_with_tracing_that_records_no_payloads() -> None:
     function_globals = TEMPLATE.body["Globals"]["Function"]
     assert function_globals["Runtime"] == "python3.13"
     assert function_globals["Architectures"] == ["arm64"]
     assert function_globals["Tracing"] == "Active"
+    env = function_globals["Environment"]["Variables"]
+    assert env["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == env["POWERTOOLS_TRACER_CAPTURE_ERROR"] == "false"
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
 
 
-def test_internal_routes_use_iam_and_webhooks_opt_out() -> None:
-    api = next(r for r in TEMPLATE.body["Resources"].values() if r["Type"] == "AWS::Serverless::Api")
-    assert api["Properties"]["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
-    for logical_id, resource in TEMPLATE.body["Resources"].items():
+PUBLIC_HEALTH = re.compile(r"^/health(/[a-z]+)?$")
+
+
+def test_internal_routes_use_iam_webhooks_and_shallow_health_opt_out() -> None:
+    api = RESOURCES["FlywheelApi"]["Properties"]
+    assert api["Auth"]["DefaultAuthorizer"] == "AWS_IAM"
+    for logical_id, resource in RESOURCES.items():
         for event in (resource.get("Properties", {}).get("Events") or {}).values():
             if event["Type"] != "Api":
                 continue
+            path = event["Properties"]["Path"]
             auth = (event["Properties"].get("Auth") or {}).get("Authorizer")
-            if event["Properties"]["Path"].startswith("/webhooks/"):
-                assert auth == "NONE", f"{logical_id} {event['Properties']['Path']} must be public (signed)"
+            if path.startswith("/webhooks/") or PUBLIC_HEALTH.match(path):
+                assert auth == "NONE", f"{logical_id} {path} must be public"
             else:
-                assert auth is None, f"{logical_id} {event['Properties']['Path']} must keep IAM auth"
+                assert auth is None, f"{logical_id} {path} must keep IAM auth"
+
+
+def test_every_api_function_answers_health_publicly_and_deep_with_iam() -> None:
+    for logical_id, spec in TEMPLATE.functions().items():
+        if not spec.routes:
+            continue
+        paths = {route.path for route in spec.routes}
+        shallow = [p for p in paths if PUBLIC_HEALTH.match(p) and p != "/health"]
+        assert len(shallow) == 1, f"{logical_id} needs its own public /health/<name> route"
+        assert f"{shallow[0]}/deep" in paths, f"{logical_id} needs {shallow[0]}/deep (IAM)"
 
 
 def test_every_function_has_a_log_group_with_retention() -> None:
-    resources = TEMPLATE.body["Resources"]
     groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]
-              for r in resources.values() if r["Type"] == "AWS::Logs::LogGroup"}
-    for logical_id in TEMPLATE.functions():
+              for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"}
+    for logical_id in FUNCTIONS:
         assert f"/aws/lambda/${{{logical_id}}}" in groups, f"{logical_id} has no log group"
 
 
@@ -77,7 +117,439 @@ def test_layer_requirements_match_project_dependencies() -> None:
     assert names(layer) == names(project) - {"boto3", "pyyaml"}
 
 
+def test_the_layer_ships_precompiled_bytecode() -> None:
+    layer = RESOURCES["FlywheelLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "makefile"
+    makefile = (ROOT / "layers" / "flywheel" / "Makefile").read_text()
+    assert "build-FlywheelLayer:" in makefile
+    assert "compileall" in makefile and "--python-version 3.13" in makefile and "manylinux2014_aarch64" in makefile
+
+
 def test_samconfig_has_dev_and_prod() -> None:
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert {"dev", "prod"} <= set(config)
-    assert config["prod"]["deploy"]["parameters"]["stack_name"] == "flywheel-prod"
+    prod = config["prod"]["deploy"]["parameters"]
+    assert prod["stack_name"] == "flywheel-prod"
+    assert "Stage=\"prod\"" in prod["parameter_overrides"]
+    assert "CAPABILITY_IAM" in prod["capabilities"]  # the stack creates (unnamed) IAM roles
+    assert {"build", "deploy"} <= set(config["prod"])
+    declared = set(TEMPLATE.body["Parameters"])
+    for env in ("default", "dev", "prod"):
+        overrides = config[env]["deploy"]["parameters"]["parameter_overrides"]
+        assert set(re.findall(r'(\w+)="', overrides)) <= declared, env
+
+
+def test_classifier_backend_is_a_parameter_and_bedrock_is_allowed() -> None:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: (
+        loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node)
+        if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)))
+    template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    assert set(template["Parameters"]["ClassifierBackend"]["AllowedValues"]) == {
+        "auto", "offline", "openai", "openai_compatible", "bedrock"}
+    function = template["Resources"]["ClassifierFunction"]["Properties"]
+    assert set(function["Environment"]["Variables"]) >= {"CLASSIFIER_BACKEND", "CLASSIFIER_MODEL", "CLASSIFIER_BASE_URL"}
+    statements = [s for p in function["Policies"] if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
+    [invoke] = [s for s in statements if s["Action"] == "bedrock:InvokeModel"]
+    assert any("foundation-model/" in r for r in invoke["Resource"])
+    assert any("inference-profile/" in r for r in invoke["Resource"])
+
+
+# --- the template CloudFormation receives -------------------------------------------------------
+
+PSEUDO = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
+          "AWS::StackName": "flywheel-test", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+def _packaged() -> dict[str, Any]:
+    """template.yaml with its local folders replaced by S3 locations, as `sam package` does."""
+    body = yaml_parse((ROOT / "template.yaml").read_text())
+    for name, resource in body["Resources"].items():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            if isinstance(props.get(key), str):
+                props[key] = f"s3://flywheel-artifacts/{name}/{key.lower()}"
+    return dict(body)
+
+
+@cache
+def transformed() -> dict[str, Any]:
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # the translator's pseudo parameters
+    try:
+        return dict(transform(_packaged(), {}, _NoManagedPolicies()))
+    except InvalidDocumentException as exc:  # show every reason, not just the first
+        raise AssertionError([str(e) for e in exc.causes]) from exc
+
+
+def _condition_values(template: dict[str, Any], params: dict[str, Any]) -> dict[str, bool]:
+    values: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and "Ref" in node:
+            return params[node["Ref"]]
+        if isinstance(node, dict) and "Fn::Join" in node:
+            sep, items = node["Fn::Join"]
+            resolved = value(items)
+            return sep.join(resolved if isinstance(resolved, list) else [resolved])
+        return node
+
+    def evaluate(node: Any) -> bool:
+        (fn, args), = node.items()
+        if fn == "Condition":
+            return condition(args)
+        if fn == "Fn::Equals":
+            return str(value(args[0])) == str(value(args[1]))
+        if fn == "Fn::Not":
+            return not evaluate(args[0])
+        if fn == "Fn::And":
+            return all(evaluate(a) for a in args)
+        if fn == "Fn::Or":
+            return any(evaluate(a) for a in args)
+        raise AssertionError(f"condition function {fn}")
+
+    def condition(name: str) -> bool:
+        if name not in values:
+            values[name] = evaluate(template["Conditions"][name])
+        return values[name]
+
+    for name in template["Conditions"]:
+        condition(name)
+    return values
+
+
+def resolved(deployment: str) -> dict[str, Any]:
+    """The transformed template for one deployment: conditional resources kept or dropped,
+    Fn::If branches chosen, AWS::NoValue removed."""
+    template = copy.deepcopy(transformed())
+    params = {name: spec.get("Default", "") for name, spec in template["Parameters"].items()}
+    params.update(DEPLOYMENTS[deployment])
+    params = {k: (v.split(",") if template["Parameters"].get(k, {}).get("Type") == "CommaDelimitedList"
+                  and isinstance(v, str) else v) for k, v in params.items()}
+    params.update(PSEUDO)
+    conditions = _condition_values(template, params)
+    drop = object()
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if set(node) == {"Fn::If"}:
+                name, yes, no = node["Fn::If"]
+                return walk(yes if conditions[name] else no)
+            if node == {"Ref": "AWS::NoValue"}:
+                return drop
+            out = {k: walk(v) for k, v in node.items()}
+            return {k: v for k, v in out.items() if v is not drop}
+        if isinstance(node, list):
+            return [item for item in (walk(v) for v in node) if item is not drop]
+        return node
+
+    template["Resources"] = {name: walk(resource) for name, resource in template["Resources"].items()
+                             if conditions.get(resource.get("Condition", ""), True)}
+    template["_conditions"] = conditions
+    template["_params"] = params
+    return template
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def _refs(node: Any) -> set[str]:
+    """Logical ids a node refers to (Ref, GetAtt, ${X} in Sub)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                found.add(value.split(".")[0])
+            elif key == "Fn::GetAtt":
+                found.add(value[0] if isinstance(value, list) else value.split(".")[0])
+            elif key == "Fn::Sub":
+                text, variables = (value, {}) if isinstance(value, str) else (value[0], value[1])
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)} - set(variables)
+                found |= _refs(variables)
+            else:
+                found |= _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            found |= _refs(item)
+    return found
+
+
+def _dependencies(template: dict[str, Any], name: str) -> set[str]:
+    """Everything `name` waits for, directly or not (DependsOn and references)."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        resource = template["Resources"][todo.pop()]
+        depends = resource.get("DependsOn", [])
+        direct = (set([depends] if isinstance(depends, str) else depends) | _refs(resource.get("Properties", {}))
+                  | _refs(resource.get("Metadata", {})))
+        for dep in direct & set(template["Resources"]) - seen:
+            seen.add(dep)
+            todo.append(dep)
+    return seen
+
+
+def _lambda_functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in _of_type(template, "AWS::Lambda::Function").items() if name in FUNCTIONS}
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_database_functions_run_in_the_vpc_after_the_migrations(deployment: str) -> None:
+    template = resolved(deployment)
+    create = template["_conditions"]["CreateDatabase"]
+    functions = _lambda_functions(template)
+    assert set(functions) == set(FUNCTIONS)
+    for name, function in functions.items():
+        uses_db = {"Ref": "DatabaseAccessPolicy"} in function_role(template, name)["Properties"]["ManagedPolicyArns"]
+        assert uses_db, f"{name} does not use the database? then it needs no VPC either"
+        vpc = function["Properties"].get("VpcConfig")
+        if create:
+            assert vpc == {"SubnetIds": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+                           "SecurityGroupIds": [{"Ref": "FunctionSecurityGroup"}]}, name
+        else:
+            assert vpc == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}, name
+        if name != "MigrateFunction":
+            assert "DatabaseMigrations" in _dependencies(template, name), f"{name} may run before its schema"
+    migrations = template["Resources"]["DatabaseMigrations"]
+    assert migrations["Properties"]["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    # a new MigrateFunction version (new migrations or new code) makes CloudFormation run it again
+    [version] = _refs(migrations["Properties"]["MigrateVersion"])
+    assert template["Resources"][version]["Type"] == "AWS::Lambda::Version"
+    waits_for = _dependencies(template, "DatabaseMigrations")
+    assert "MigrateFunctionLogs" in waits_for
+    if create:
+        assert {"DatabaseWriter", "S3GatewayEndpoint", "PrivateDefaultRouteA", "PrivateDefaultRouteB"} <= waits_for
+        if template["_conditions"]["UseProxy"]:
+            assert "DatabaseProxyTargets" in waits_for
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_only_the_functions_reach_the_database(deployment: str) -> None:
+    template = resolved(deployment)
+    if not template["_conditions"]["CreateDatabase"]:
+        pytest.skip("existing database: your security groups")
+    ingress = _of_type(template, "AWS::EC2::SecurityGroupIngress")
+    sources = {r["Properties"]["SourceSecurityGroupId"]["Ref"] for r in ingress.values()
+               if r["Properties"]["GroupId"] == {"Ref": "DatabaseSecurityGroup"}}
+    proxy = template["_conditions"]["UseProxy"]
+    assert sources == ({"ProxySecurityGroup"} if proxy else {"FunctionSecurityGroup"})
+    if proxy:
+        rules = template["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupIngress"]
+        assert [r["SourceSecurityGroupId"] for r in rules] == [{"Ref": "FunctionSecurityGroup"}]
+        auth = template["Resources"]["DatabaseProxy"]["Properties"]["Auth"][0]
+        assert auth["IAMAuth"] == ("REQUIRED" if template["_conditions"]["IamAuth"] else "DISABLED")
+    cluster = template["Resources"]["DatabaseCluster"]
+    assert cluster["DeletionPolicy"] == cluster["UpdateReplacePolicy"] == "Snapshot"
+    assert cluster["Properties"]["ManageMasterUserPassword"] is True
+    assert cluster["Properties"]["DeletionProtection"] is (template["_params"]["Stage"] == "prod")
+    assert re.fullmatch(r"\d+\.\d+", template["_params"]["DatabaseEngineVersion"])  # pinned, not "latest"
+
+
+def function_role(template: dict[str, Any], function: str) -> dict[str, Any]:
+    role_ref = template["Resources"][function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    return dict(template["Resources"][role_ref])
+
+
+def _readable_secrets(template: dict[str, Any], function: str) -> set[str]:
+    readable: set[str] = set()
+    for policy in function_role(template, function)["Properties"].get("Policies", []):
+        for statement in policy["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.startswith("secretsmanager:Get") for a in actions):
+                readable |= _refs(statement["Resource"])
+    return readable
+
+
+SECRET_VARIABLES = {"WEBHOOK_SECRETS_ARN": "WebhookSecrets", "OPENAI_SECRET_ARN": "OpenAISecret"}
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_no_function_reads_another_functions_secrets(deployment: str) -> None:
+    template = resolved(deployment)
+    readers: dict[str, set[str]] = {}
+    for name, function in _lambda_functions(template).items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        uses = {secret for variable, secret in SECRET_VARIABLES.items() if variable in variables}
+        assert _readable_secrets(template, name) == uses, name
+        for secret in uses:
+            readers.setdefault(secret, set()).add(name)
+    assert readers == {"WebhookSecrets": {"WebhooksFunction"},
+                       "OpenAISecret": {"ClassifierFunction", "TrainingPipelineFunction", "TrainingApiFunction"}}
+    # the database secret: through the one managed policy, and not at all with IAM authentication
+    statements = template["Resources"]["DatabaseAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    actions = {s["Action"] for s in statements}
+    if template["_conditions"]["IamAuth"]:
+        assert actions == {"rds-db:connect"}
+        assert all(f["Properties"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == ""
+                   for f in _lambda_functions(template).values())
+    else:
+        assert actions == {"secretsmanager:GetSecretValue", "kms:Decrypt"}
+
+
+def test_provider_secrets_are_never_rewritten_by_a_deploy() -> None:
+    # CloudFormation writes SecretString only when it changes in the template: these stay exactly
+    # as first deployed (the operator's values live in Secrets Manager), and survive the stack
+    webhook = RESOURCES["WebhookSecrets"]
+    assert json.loads(webhook["Properties"]["SecretString"]) == {
+        "sendgrid_public_key": "", "inbound_parse_token": "", "calendly_signing_key": "", "hubspot_client_secret": "",
+        "hubspot_access_token": "", "pipedrive_username": "", "pipedrive_password": "", "pipedrive_api_token": "",
+        "salesforce_token": "", "crm_webhook_secret": "", "openai_api_key": ""}
+    assert webhook["Properties"]["SecretString"].startswith('{"sendgrid_public_key": "", "inbound_parse_token"')
+    assert RESOURCES["OpenAISecret"]["Properties"]["SecretString"] == "{}"
+    for name in ("WebhookSecrets", "OpenAISecret"):
+        assert RESOURCES[name]["DeletionPolicy"] == RESOURCES[name]["UpdateReplacePolicy"] == "Retain"
+        assert "GenerateSecretString" not in RESOURCES[name]["Properties"]
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_every_alarm_notifies_the_alarm_topic(deployment: str) -> None:
+    template = resolved(deployment)
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm")
+    for name, alarm in alarms.items():
+        assert alarm["Properties"].get("AlarmActions") == [{"Ref": "AlarmTopic"}], name
+    names = set(alarms)
+    for function in FUNCTIONS:
+        assert {f"{function}ErrorsAlarm", f"{function}ThrottlesAlarm"} <= names
+    required = {"Api5xxAlarm", "ApiLatencyP99Alarm", "TrainingExecutionsFailedAlarm", "TrainingExecutionsTimedOutAlarm",
+                "RepliesDeadLetterAlarm", "ScheduledFailuresAlarm", "FallbackShareAlarm", "OversizedRequestsAlarm"}
+    if template["_conditions"]["CreateDatabase"]:
+        required |= {"DatabaseConnectionsAlarm", "DatabaseCpuAlarm", "DatabaseCapacityAlarm"}
+    if template["_conditions"]["UseProxy"]:
+        required |= {"ProxyClientConnectionsAlarm", "ProxyBorrowLatencyAlarm"}
+    assert required <= names
+    # every dead-letter / failure queue is watched
+    queues = {n for n in _of_type(template, "AWS::SQS::Queue") if "DeadLetter" in n or "Failures" in n}
+    watched = {next(iter(_refs(a["Properties"].get("Dimensions", [])) & queues), None) for a in alarms.values()}
+    assert queues <= watched
+    subscriptions = _of_type(template, "AWS::SNS::Subscription")
+    assert bool(subscriptions) is (template["_params"]["AlarmEmail"] != "")
+
+
+def test_scheduled_functions_have_a_failure_destination() -> None:
+    for name in ("MeetingsRefreshFunction", "ExperimentEvaluatorFunction"):
+        config = RESOURCES[name]["Properties"]["EventInvokeConfig"]
+        assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+            "Fn::GetAtt": ["ScheduledFailuresQueue", "Arn"]}
+
+
+def test_the_state_machine_logs_without_execution_data_and_traces() -> None:
+    machine = RESOURCES["WeeklyTrainingStateMachine"]["Properties"]
+    assert machine["Tracing"] == {"Enabled": True}
+    assert machine["Logging"]["IncludeExecutionData"] is False
+    assert machine["Logging"]["Level"] in ("ERROR", "ALL")
+
+
+def test_api_has_one_stage_access_logs_and_throttled_public_routes() -> None:
+    template = resolved("create, no proxy (dev)")
+    stages = _of_type(template, "AWS::ApiGateway::Stage")
+    assert len(stages) == 1, "SAM's implicit 'Stage' stage is back"
+    [stage] = stages.values()
+    assert stage["Properties"]["StageName"] == {"Ref": "Stage"}
+    log_format = json.loads(re.sub(r"\$context\.[\w.]+", "0", stage["Properties"]["AccessLogSetting"]["Format"]))
+    assert {"requestId", "status", "resourcePath", "latencyMs"} <= set(log_format)
+    settings = {(s["ResourcePath"], s["HttpMethod"]) for s in stage["Properties"]["MethodSettings"]}
+    public = [(e["Properties"]["Path"], e["Properties"]["Method"].upper())
+              for r in RESOURCES.values() for e in (r.get("Properties", {}).get("Events") or {}).values()
+              if e["Type"] == "Api" and (e["Properties"].get("Auth") or {}).get("Authorizer") == "NONE"]
+    assert public
+    for path, method in public:
+        assert ("/" + path.replace("/", "~1"), method) in settings, f"{method} {path} is not throttled"
+
+
+def test_request_size_limit_fits_lambda_after_base64() -> None:
+    limit = int(TEMPLATE.body["Globals"]["Function"]["Environment"]["Variables"]["MAX_BODY_BYTES"])
+    lambda_payload = 6 * 1024 * 1024
+    # binary bodies (Inbound Parse multipart) reach Lambda base64-encoded, inside a JSON event
+    assert math.ceil(limit / 3) * 4 + 256 * 1024 <= lambda_payload
+    assert limit < 10 * 1024 * 1024  # and below API Gateway's own limit
+
+
+def _env(logical_id: str) -> Settings:
+    spec = TEMPLATE.functions()[logical_id]
+    return Settings.from_env({k.upper(): v for k, v in spec.environment.items()})
+
+
+def test_api_functions_finish_inside_api_gateways_29_seconds() -> None:
+    for logical_id, spec in TEMPLATE.functions().items():
+        if spec.routes:
+            assert spec.timeout < API_GATEWAY_LIMIT_S, logical_id
+            settings = _env(logical_id)
+            # one AWS SDK call: attempts x (connect + read) + standard-mode backoff (< 1 s, then < 2 s)
+            aws_call = settings.aws_max_attempts * (settings.aws_connect_timeout_s + settings.aws_read_timeout_s)
+            aws_call += sum(2**i for i in range(settings.aws_max_attempts - 1))
+            assert settings.db_connect_timeout_s + aws_call < spec.timeout, logical_id
+    webhooks = _env("WebhooksFunction")
+    # every CRM call of one webhook request, retries included, shares one budget
+    assert webhooks.http_timeout_s <= webhooks.crm_budget_s
+    assert webhooks.db_connect_timeout_s + webhooks.crm_budget_s + 1 < TEMPLATE.functions()["WebhooksFunction"].timeout
+
+
+def test_classifier_worst_case_fits_its_timeout_and_the_queue_keeps_the_6x_rule() -> None:
+    classifier = RESOURCES["ClassifierFunction"]["Properties"]
+    settings = _env("ClassifierFunction")
+    source = classifier["Events"]["Replies"]["Properties"]
+    rounds = math.ceil(source["BatchSize"] / settings.classifier_concurrency)
+    # per reply: every attempt times out, and the SDK honours a Retry-After of up to 60 s between them
+    per_reply = (settings.classifier_max_retries + 1) * settings.classifier_timeout_s + settings.classifier_max_retries * 60
+    assert rounds * per_reply + settings.db_connect_timeout_s < classifier["Timeout"]
+    visibility = RESOURCES["RepliesQueue"]["Properties"]["VisibilityTimeout"]
+    assert visibility >= 6 * classifier["Timeout"] + source["MaximumBatchingWindowInSeconds"]
+    assert source["ScalingConfig"]["MaximumConcurrency"] <= RESOURCES["ClassifierFunction"]["Properties"][
+        "ReservedConcurrentExecutions"]["Fn::If"][1]
+
+
+def test_reserved_concurrency_bounds_database_connections_as_the_readme_says() -> None:
+    reserved = {name: RESOURCES[name]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"][1] for name in FUNCTIONS}
+    total = sum(reserved.values())
+    readme = (ROOT / "README.md").read_text()
+    assert f"= **{total}** connections" in readme
+    for name, count in reserved.items():
+        assert re.search(rf"\| `{name}` \| {count} \|", readme), f"README concurrency table misses {name} {count}"
+
+
+def test_training_bucket_is_versioned_encrypted_tls_only_and_retained() -> None:
+    bucket = RESOURCES["TrainingBucket"]
+    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    [statement] = RESOURCES["TrainingBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_stateful_resources_survive_deletion_and_replacement() -> None:
+    for name in ("DatabaseCluster", "DatabaseKey", "TrainingBucket", "WebhookSecrets", "OpenAISecret",
+                 "RepliesDeadLetterQueue"):
+        assert RESOURCES[name].get("DeletionPolicy") in ("Retain", "Snapshot"), name
+        assert RESOURCES[name].get("UpdateReplacePolicy") == RESOURCES[name]["DeletionPolicy"], name
+
+
+def test_the_stack_can_create_the_bedrock_service_role() -> None:
+    template = resolved("create, no proxy (dev)")
+    role = template["Resources"]["BedrockCustomizationRole"]
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "bedrock.amazonaws.com"}
+    env = template["Resources"]["TrainingPipelineFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["BEDROCK_ROLE_ARN"] == {"Fn::GetAtt": ["BedrockCustomizationRole", "Arn"]}
+
+
+def test_the_functions_that_change_the_registry_can_manage_bedrock_serving() -> None:
+    template = resolved("create, proxy (prod)")
+    needed = {"bedrock:CreateCustomModelDeployment", "bedrock:GetCustomModelDeployment",
+              "bedrock:DeleteCustomModelDeployment", "bedrock:CreateProvisionedModelThroughput",
+              "bedrock:GetProvisionedModelThroughput", "bedrock:DeleteProvisionedModelThroughput"}
+    for name in ("TrainingPipelineFunction", "TrainingApiFunction", "ExperimentEvaluatorFunction"):
+        allowed = {a for policy in function_role(template, name)["Properties"].get("Policies", [])
+                   for statement in policy["PolicyDocument"]["Statement"]
+                   for a in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])}
+        assert needed <= allowed, name
+        env = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert env["BEDROCK_SERVING"] == {"Ref": "BedrockServing"}

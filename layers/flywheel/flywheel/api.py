@@ -5,12 +5,19 @@ Error bodies are always JSON: {"error": <code>, "message": <text>, ...details}.
 
 from __future__ import annotations
 
+import base64
 import json
+import traceback
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel import errors
 from flywheel.observability import logger, metrics
@@ -24,6 +31,7 @@ STATUS: dict[type[errors.FlywheelError], int] = {
     errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.DependencyUnavailable: 503,
+    errors.ProviderRefused: 503,  # the fine-tuning provider is not configured or refuses: an operator's problem
 }
 
 # Union members of a request body are tagged; the tag is not part of the field path.
@@ -42,8 +50,79 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or str(where or "body")
 
 
-def make_resolver() -> APIGatewayRestResolver:
-    app = APIGatewayRestResolver(enable_validation=True)
+def strict_json(text: str) -> Any:
+    """The request body parser: strict JSON (no NaN / Infinity, no number that overflows, no nesting
+    deep enough to exhaust the stack); anything else is the 400 of a malformed body."""
+    try:
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except json.JSONDecodeError:
+        raise
+    except (RecursionError, ValueError) as exc:  # ValueError: integers over the digit limit
+        raise json.JSONDecodeError(f"unacceptable JSON: {type(exc).__name__}", str(text)[:1], 0) from exc
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")
+    return value
+
+
+def is_json_media_type(content_type: str) -> bool:
+    media = content_type.split(";")[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def error_log(exc: BaseException) -> dict[str, Any]:
+    """What an unexpected error logs: its type, SQLSTATE and where it happened, never its message
+    (a database error's text can quote the row: lead emails, reply text)."""
+    frames = traceback.extract_tb(exc.__traceback__)[-8:]
+    return {"error_type": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None),
+            "where": [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in frames]}
+
+
+class FlywheelResolver(APIGatewayRestResolver):
+    """Validation on, strict JSON bodies, and (for JSON APIs) 415 for a body of another media type."""
+
+    def __init__(self, json_bodies: bool = True) -> None:
+        super().__init__(enable_validation=True, json_body_deserializer=strict_json)
+        self.json_bodies = json_bodies
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if self.json_bodies and event.get("body"):
+            headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
+            if not is_json_media_type(headers.get("content-type", "application/json")):
+                return _refusal(415, "unsupported_media_type", "the body must be application/json")
+            try:
+                raw = event["body"]
+                (base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode()).decode("utf-8")
+            except (ValueError, UnicodeError):
+                return _refusal(400, "malformed_json", "request body is not UTF-8 JSON")
+        return super().resolve(event, context)
+
+
+def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
+    """A refusal decided before routing, as the API Gateway proxy response."""
+    metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
+    logger.info("rejected request", extra={"reason": code})
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
+            "body": json.dumps({"error": code, "message": message}), "isBase64Encoded": False}
+
+
+def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
+    app = FlywheelResolver(json_bodies)
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response:
+        return error_response(404, "not_found", "no such route")
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(exc: RequestUnsupportedContentType) -> Response:
+        return error_response(415, "unsupported_media_type", "the body must be application/json")
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
@@ -66,7 +145,8 @@ def make_resolver() -> APIGatewayRestResolver:
         metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
         metrics.add_metadata("rejection", exc.code)
         if status >= 500:
-            # details of a dependency failure stay in the log, not in the response
+            # details of a dependency failure stay in the log, not in the response (they carry
+            # connection errors and status codes, never a provider's or the database's data)
             logger.error("request failed", extra={"error": exc.code, "details": exc.details})
             response = error_response(status, exc.code, exc.message)
             response.headers["Retry-After"] = "30"
@@ -76,7 +156,33 @@ def make_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(Exception)
     def _unexpected(exc: Exception) -> Response:
-        logger.exception("unhandled error")
+        logger.error("unhandled error", extra=error_log(exc))
         return error_response(500, "internal_error", "internal error; the request was not applied")
 
+    _health_routes(app)
     return app
+
+
+def _health_routes(app: APIGatewayRestResolver) -> None:
+    """Every API function answers health on its own code path: `GET /health` and
+    `GET /health/<function>` (public: status only), `GET /health/<function>/deep` (IAM: the database,
+    the queue and the secrets this function uses, by name, with timings)."""
+    from flywheel.services import health
+
+    @app.get("/health")
+    def _shallow() -> dict[str, str]:
+        return health.shallow()
+
+    @app.get("/health/<component>")
+    def _shallow_component(component: str) -> dict[str, str]:
+        return health.shallow()
+
+    @app.get("/health/<component>/deep")
+    def _deep(component: str):  # type: ignore[no-untyped-def]  # a return type would be validated
+        healthy, report = health.deep()
+        if not healthy:
+            failed = sorted(name for name, check in report["checks"].items() if not check["ok"])
+            response = error_response(503, "unhealthy", f"failing: {', '.join(failed)}", checks=report["checks"])
+            response.headers["Retry-After"] = "30"
+            return response
+        return Response(200, "application/json", json.dumps(report))

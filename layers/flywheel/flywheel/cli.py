@@ -138,15 +138,28 @@ def cmd_org_opt_in(args: argparse.Namespace) -> int:
 
 
 def cmd_experiment_plan(args: argparse.Namespace) -> int:
-    from flywheel.domain.stats import plan
+    from flywheel.domain import experiments
 
     control, treatment = (float(x) for x in args.split.split("/"))
-    result = plan(args.baseline, args.mde, treatment / (control + treatment), args.weekly_volume)
+    config = experiments.Config.from_dict({"ab_share": treatment / (control + treatment),
+                                           "max_runtime_days": args.max_days})
+    baselines = {**experiments.TYPICAL_RATES, experiments.PRIMARY: args.baseline,
+                 config.canary_metric: args.bounce_rate}
+    result = experiments.plan(baselines=baselines, mde=args.mde, canary_share=args.canary_share / 100,
+                              weekly_volume=args.weekly_volume, config=config, source="command line")
     print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {args.split}")
-    print(f"fixed-horizon sample: {result.fixed_horizon_n:,} messages (alpha 0.05, power 80 %)")
-    print(f"sequential sample (daily looks are safe): {result.sequential_n:,} messages")
-    if result.weeks is not None:
-        print(f"at {args.weekly_volume:,} messages a week: {result.weeks:.1f} weeks, plus the 14-day reply window")
+    print(f"fixed-horizon sample: {result['fixed_horizon_sample']:,} leads (alpha 0.05, power 80 %)")
+    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads")
+    print(f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
+          f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)")
+    if result["fits"] is not None:
+        print(f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
+              f"days (with the 14-day window), {result['total_days']} days in all; "
+              f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days")
+        mde = result["mde_in_time"]
+        print("smallest lift detectable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
+    for warning in result["warnings"]:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -164,6 +177,136 @@ def cmd_experiment_evaluate(args: argparse.Namespace) -> int:
             print(json.dumps({"line": number, "error": f"{type(exc).__name__}: {exc}"}), flush=True)
             status = 1
     return status
+
+
+def _days(text: str) -> int:
+    days = int(text)
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError("between 1 and 3650 days")
+    return days
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from flywheel.errors import NotFound
+    from flywheel.local.embedded import ensure_local_database
+    from flywheel.services.reports import write_report
+
+    ensure_local_database(_root(args))
+    try:
+        print(write_report(args.org, Path(args.out), days=args.days).resolve())
+    except NotFound as exc:
+        print(f"flywheel report: {exc.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from flywheel.dal.connection import transaction
+    from flywheel.dal.insights import active_organizations
+    from flywheel.errors import NotFound
+    from flywheel.local.embedded import ensure_local_database
+    from flywheel.services.reports import collect
+    from flywheel.settings import get_settings
+    from flywheel.views.status_text import render
+
+    ensure_local_database(_root(args))
+    org = args.org
+    if org is None:
+        days = args.days or get_settings().report_window_days
+        with transaction() as conn:
+            active = active_organizations(conn, datetime.now(UTC) - timedelta(days=days))
+        if len(active) != 1:
+            print(f"{len(active)} organisations sent in the last {days} days; choose one with --org: "
+                  + ", ".join(active[:20]) + (" ..." if len(active) > 20 else ""), file=sys.stderr)
+            return 2
+        org = active[0]
+    try:
+        data = collect(org, days=args.days)
+    except NotFound as exc:
+        print(f"flywheel status: {exc.message}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(data, color=sys.stdout.isatty()))
+    return 0
+
+
+def _read_jsonl(path: str) -> list[tuple[int, dict | None, str | None]]:
+    """(line number, object or None, error or None) for every non-empty line."""
+    rows: list[tuple[int, dict | None, str | None]] = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str) or not row["text"].strip():
+                    raise ValueError("needs an object with a non-empty text")
+                rows.append((number, row, None))
+            except ValueError as exc:
+                rows.append((number, None, f"{type(exc).__name__}: {exc}"))
+    return rows
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    """Reply text on stdin -> one classification; --jsonl / --eval files; --export-corrections."""
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, date, datetime, timedelta
+
+    if args.export_corrections:
+        from flywheel.local.embedded import ensure_local_database
+        from flywheel.services.corrections import export_corrections
+
+        ensure_local_database(_root(args))
+        since = datetime.now(UTC) - timedelta(days=args.since_days) if args.since_days else None
+        for example in export_corrections(since):
+            print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
+        return 0
+
+    from flywheel.services.replies import classify_text, llm_classifier
+    from flywheel.settings import get_settings
+
+    today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
+    llm = llm_classifier()  # None (offline) unless CLASSIFIER_BACKEND / an OpenAI key says otherwise
+
+    def one(row: dict) -> dict:
+        context = {"message": row.get("message"), "lead": row.get("lead")}
+        return classify_text(llm, row["text"], context, today).model_dump(mode="json")
+
+    if not (args.jsonl or args.eval):
+        text = sys.stdin.read()
+        if not text.strip():
+            print(json.dumps({"error": "empty_input", "message": "no reply text on stdin"}), file=sys.stderr)
+            return 2
+        print(json.dumps(one({"text": text}), ensure_ascii=False))
+        return 0
+    rows = _read_jsonl(args.jsonl or args.eval)
+    valid = [row for _, row, _ in rows if row is not None]
+    with ThreadPoolExecutor(max_workers=get_settings().classifier_concurrency if llm else 1) as pool:
+        results = iter(list(pool.map(one, valid)))
+    if args.jsonl:
+        for number, row, error in rows:  # one output line per input line, in order
+            line = next(results) if row is not None else {"line": number, "error": error}
+            print(json.dumps(line, ensure_ascii=False), flush=True)
+        return 1 if any(error for _, _, error in rows) else 0
+    from flywheel.local.train_classifier import evaluate
+
+    labelled = [(row, result) for row, result in zip(valid, results, strict=True) if row.get("category")]
+    report = evaluate([r["category"] for r, _ in labelled], [c["category"] for _, c in labelled])
+    report["skipped_lines"] = [number for number, row, _ in rows if row is None or not row.get("category")]
+    report["source"] = llm.model if llm else "offline"
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"accuracy {report['accuracy']:.3f} on {report['count']} replies ({report['source']})")
+    print(f"{'category':16s} precision recall support")
+    for category, values in report["per_category"].items():
+        print(f"{category:16s} {values['precision']:9.3f} {values['recall']:6.3f} {values['support']:7d}")
+    print("confusion matrix (rows: truth, columns: predicted)")
+    print(" " * 16 + " ".join(f"{c[:6]:>6s}" for c in report["labels"]))
+    for category, counts in zip(report["labels"], report["confusion_matrix"], strict=True):
+        print(f"{category:16s}" + " ".join(f"{n:6d}" for n in counts))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +328,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="run the main job end to end locally").set_defaults(func=cmd_demo)
 
+    report = sub.add_parser("report", help="write an organisation's report as one self-contained HTML file")
+    report.add_argument("--org", required=True, help="the organisation's id")
+    report.add_argument("--out", default="report.html", help="where to write it (default report.html)")
+    report.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
+    report.set_defaults(func=cmd_report)
+
+    status = sub.add_parser("status", help="the report's essentials in the terminal")
+    status.add_argument("--org", help="the organisation's id (default: the only one that sent in the window)")
+    status.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
+    status.set_defaults(func=cmd_status)
+
     org = sub.add_parser("org", help="organisation settings").add_subparsers(dest="org_command", required=True)
     opt_in = org.add_parser("opt-in", help="let an organisation's outcomes be used for training")
     opt_in.add_argument("org_id")
@@ -197,7 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--baseline", type=float, required=True, help="baseline rate, e.g. 0.03")
     planner.add_argument("--mde", type=float, required=True, help="relative lift to detect, e.g. 0.10")
     planner.add_argument("--split", default="50/50", help="champion/challenger split, e.g. 90/10")
-    planner.add_argument("--weekly-volume", type=int, help="messages a week")
+    planner.add_argument("--weekly-volume", type=int, help="leads messaged a week")
+    planner.add_argument("--canary-share", type=float, default=10, help="challenger's canary share, percent")
+    planner.add_argument("--bounce-rate", type=float, default=0.014, help="1-day bounce rate the canary watches")
+    planner.add_argument("--max-days", type=float, default=56, help="maximum runtime in days")
     planner.set_defaults(func=cmd_experiment_plan)
     evaluator = experiment.add_parser("evaluate", help="decide on experiment snapshots (JSON lines on stdin)")
     evaluator.set_defaults(func=cmd_experiment_evaluate)
@@ -223,6 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--role", choices=["train", "validation"], default="train")
     validate.add_argument("--token-limit", type=int)
     validate.set_defaults(func=cmd_dataset_validate)
+
+    classify = sub.add_parser("classify", help="classify replies (offline unless a classifier backend is configured)",
+                              description="Reply text on stdin -> one JSON classification.")
+    mode = classify.add_mutually_exclusive_group()
+    mode.add_argument("--jsonl", metavar="FILE", help="objects with a text field -> one JSON classification per line")
+    mode.add_argument("--eval", metavar="FILE", help="objects with text and category -> accuracy, per-category "
+                                                     "precision/recall and the confusion matrix")
+    mode.add_argument("--export-corrections", action="store_true",
+                      help="print corrected replies from the outcome store as labelled JSONL examples")
+    classify.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
+    classify.add_argument("--today", help="date that relative return dates are read against (default: today)")
+    classify.add_argument("--since-days", type=int, help="--export-corrections: only corrections this recent")
+    classify.set_defaults(func=cmd_classify)
     return parser
 
 

@@ -52,5 +52,17 @@ class DependencyUnavailable(FlywheelError):
     code = "service_unavailable"
 
 
+class ProviderRefused(FlywheelError):
+    """A fine-tuning provider will not run this job, or is not configured for it (not retryable)."""
+
+    code = "provider_refused"
+
+
 class MigrationError(FlywheelError):
     code = "migration_error"
+
+
+class ReportFailed(FlywheelError):
+    """Some organisations' reports could not be written (the others were)."""
+
+    code = "report_failed"

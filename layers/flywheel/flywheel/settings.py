@@ -14,6 +14,15 @@ class Settings(BaseModel):
     # Either a libpq URL (local, tests) or an RDS-style Secrets Manager secret (deployed).
     database_url: str | None = None
     database_secret_arn: str | None = None
+    # An RDS-managed master secret holds only username/password: where to connect comes from the
+    # stack (the proxy or cluster endpoint). Set, these win over host/port/dbname in the secret.
+    database_host: str | None = None
+    database_port: int | None = Field(default=None, ge=1, le=65535)
+    database_name: str | None = None
+    database_user: str | None = None
+    # IAM database authentication through RDS Proxy: a 15-minute token instead of the password
+    database_iam_auth: bool = False
+    database_sslmode: str = Field(default="require", pattern="^(disable|allow|prefer|require|verify-ca|verify-full)$")
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
     max_messages_per_request: int = Field(default=500, ge=1, le=5000)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
@@ -22,12 +31,18 @@ class Settings(BaseModel):
     # holds the same JSON inline for local runs); see README "Webhooks"
     webhook_secrets_arn: str | None = None
     webhook_secrets_json: str | None = None
+    # the OpenAI key has its own secret ({"openai_api_key": ...}) so that only the functions that
+    # call OpenAI can read it (OPENAI_API_KEY locally)
+    openai_secret_arn: str | None = None
     # "<provider>:<account id>" -> org_id, e.g. {"hubspot:5799819": "acme"}; Salesforce ids listed
     # here are also the OrganizationId allow-list
     provider_orgs_json: str = "{}"
     attribution_window_days: int = Field(default=90, ge=1, le=365)
     reply_window_days: int = Field(default=30, ge=1, le=365)
     sendgrid_verify_signature: bool = True
+    # oldest signed SendGrid delivery accepted: SendGrid retries failures for 24 h, reusing the
+    # timestamp, so the window never goes below 25 h (replays inside it are de-duplicated by sg_event_id)
+    sendgrid_max_age_s: int = Field(default=26 * 3600, ge=25 * 3600, le=7 * 24 * 3600)
     inbound_parse_domains: str = ""
     replies_queue_url: str | None = None
     calendly_tolerance_s: int = Field(default=180, ge=1)
@@ -44,12 +59,26 @@ class Settings(BaseModel):
     salesforce_email_field: str = "Contact_Email__c"
     standard_webhooks_tolerance_s: int = Field(default=300, ge=1)
     http_timeout_s: float = Field(default=5.0, gt=0, le=30)
+    # all CRM API calls of one webhook request together (retries included); see README "Timeouts"
+    crm_budget_s: float = Field(default=15.0, gt=0, le=28)
+    # AWS SDK calls (see clients.aws)
+    aws_connect_timeout_s: float = Field(default=5, gt=0, le=60)
+    aws_read_timeout_s: float = Field(default=60, gt=0, le=900)
+    aws_max_attempts: int = Field(default=4, ge=1, le=10)
 
-    # reply classifier: the LLM is used when a key is configured (OPENAI_API_KEY locally, or
-    # `openai_api_key` in the provider secret); otherwise, and whenever it fails, the offline rules
+    # reply classifier (README "Reply classification"): CLASSIFIER_BACKEND picks the LLM --
+    # auto: OpenAI when a key is configured (OPENAI_API_KEY, or `openai_api_key` in the provider
+    # secret), else offline; openai; openai_compatible (CLASSIFIER_BASE_URL, optional
+    # CLASSIFIER_API_KEY / `classifier_api_key` secret); bedrock (Converse, IAM role); offline.
+    # Whatever the backend, a failure or an invalid answer falls back to the offline classifier.
+    classifier_backend: str = Field(default="auto", pattern="^(auto|offline|openai|openai_compatible|bedrock)$")
     openai_api_key: str | None = None
     openai_base_url: str | None = None
-    classifier_model: str = "gpt-4o-mini"
+    classifier_model: str | None = None
+    classifier_base_url: str | None = None
+    classifier_api_key: str | None = None
+    classifier_json_mode: str = Field(default="json_schema", pattern="^(json_schema|json_object)$")
+    classifier_region: str | None = None  # Bedrock region, when not the function's own
     classifier_timeout_s: float = Field(default=20.0, gt=0, le=120)
     classifier_concurrency: int = Field(default=10, ge=1, le=50)
     classifier_max_retries: int = Field(default=3, ge=0, le=10)
@@ -63,6 +92,10 @@ class Settings(BaseModel):
     finetune_base_model: str | None = None
     finetune_method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
     bedrock_role_arn: str | None = None
+    # how a Bedrock custom model is served: an on-demand custom model deployment (pay per token) or
+    # provisioned throughput (model units, by the hour)
+    bedrock_serving: str = Field(default="on_demand", pattern="^(on_demand|provisioned)$")
+    bedrock_model_units: int = Field(default=1, ge=1, le=100)
     azure_openai_endpoint: str | None = None
     azure_openai_api_version: str | None = None
     training_min_examples: int = Field(default=50, ge=10)
@@ -70,6 +103,7 @@ class Settings(BaseModel):
     training_epochs: int = Field(default=3, ge=1, le=20)
     training_prices_json: str | None = None
     training_max_wait_s: int = Field(default=86_400, ge=60)
+    serving_max_wait_s: int = Field(default=3_600, ge=60)
     # optional second redaction pass with Amazon Comprehend DetectPiiEntities (README "Dataset")
     dataset_comprehend_pii: bool = False
     dataset_comprehend_language: str = Field(default="en", pattern="^(en|es)$")
@@ -91,6 +125,26 @@ class Settings(BaseModel):
     outcome_final_days: int = Field(default=90, ge=1, le=3650)
     raw_event_retention_days: int = Field(default=30, ge=0, le=3650)
     retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # the reports' daily counts (ReportRollupFunction): the days re-counted every run (the whole
+    # outcome window once a day)
+    report_recount_days: int = Field(default=14, ge=1, le=3650)
+
+    # reports (see README "Report"): the window they cover, how many campaigns they detail, the
+    # smallest strategy cell they show, how long a GET /reports/latest link works
+    report_window_days: int = Field(default=84, ge=7, le=730)
+    report_campaigns: int = Field(default=10, ge=0, le=100)
+    report_min_sample: int = Field(default=30, ge=1)
+    report_url_ttl_s: int = Field(default=300, ge=30, le=3600)
+    replies_dlq_url: str | None = None
+    # where the evaluator announces each evaluation (ReportFunction listens); unset: not announced
+    experiment_events_bus: str | None = None
+
+    @property
+    def classifier_model_id(self) -> str:
+        """The configured classifier model, else the backend's default (Nova Lite on Bedrock)."""
+        if self.classifier_model:
+            return self.classifier_model
+        return "amazon.nova-lite-v1:0" if self.classifier_backend == "bedrock" else "gpt-4o-mini"
 
     @property
     def base_model(self) -> str:
@@ -103,7 +157,8 @@ class Settings(BaseModel):
         return "amazon.nova-micro-v1:0:128k" if provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
 
     def provider_org(self, provider: str, account: object) -> str | None:
-        return self.provider_orgs.get(f"{provider}:{account}")
+        """The organisation of a provider account; `<provider>:*` is the default for that provider."""
+        return self.provider_orgs.get(f"{provider}:{account}") or self.provider_orgs.get(f"{provider}:*")
 
     @cached_property
     def provider_orgs(self) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""EventBridge: telling people about replies that need a human answer."""
+"""EventBridge: telling people about replies that need a human answer, and other functions about
+experiment evaluations."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from flywheel.errors import DependencyUnavailable
 SOURCE = "flywheel.replies"
 
 
-def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]]) -> None:
+def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]], source: str = SOURCE) -> None:
     for start in range(0, len(details), 10):
-        entries = [{"Source": SOURCE, "DetailType": detail_type, "EventBusName": bus_name,
+        entries = [{"Source": source, "DetailType": detail_type, "EventBusName": bus_name,
                     "Detail": json.dumps(d, default=str)} for d in details[start:start + 10]]
         try:
             result = client("events").put_events(Entries=entries)

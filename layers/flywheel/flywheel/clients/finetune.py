@@ -1,32 +1,41 @@
-"""Fine-tuning providers behind one interface: upload, start, status, cancel, smoke test.
+"""Fine-tuning providers behind one interface: upload, start, status, cancel, serve, smoke test.
 
 `openai` drives OpenAI (and Azure OpenAI, with an AzureOpenAI client); `bedrock` drives Amazon
 Bedrock model customization. Both are chosen by configuration.
+
+Serving: an OpenAI fine-tune is invoked by its model name. A Bedrock custom model is not
+invocable by its own ARN (InvokeModel / Converse refuse it): it is served through an on-demand
+custom model deployment (CreateCustomModelDeployment; Amazon Nova models customised after
+2025-07-16, us-east-1 and us-west-2) or through provisioned throughput, and that resource's ARN is
+the `modelId` every inference passes.
+https://docs.aws.amazon.com/bedrock/latest/userguide/deploy-custom-model-on-demand.html
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx2
-import openai
 from botocore.exceptions import BotoCoreError, ClientError
 
 from flywheel.clients.aws import client
+from flywheel.clients.secrets import openai_api_key
 from flywheel.clients.storage import upload_file
-from flywheel.errors import DependencyUnavailable, FlywheelError
+from flywheel.errors import DependencyUnavailable, ProviderRefused
+from flywheel.settings import Settings
+
+if TYPE_CHECKING:  # the SDK is imported when an OpenAI fine-tuner is built, not with this module
+    import httpx2
+    import openai
+
+__all__ = ["ProviderRefused"]
 
 # Tests point the openai SDK at a fake provider through this transport.
 TRANSPORT: httpx2.BaseTransport | None = None
-
-
-class ProviderRefused(FlywheelError):
-    """The provider will not run this job (not retryable): the run fails with this message."""
-
-    code = "provider_refused"
 
 
 @dataclass
@@ -37,6 +46,16 @@ class JobStatus:
     trained_tokens: int | None = None
     error: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Serving:
+    """Where a model is invoked: `model_id` is what inference calls take."""
+
+    model_id: str
+    kind: str  # provider | on_demand | provisioned
+    state: str  # creating | active | failed
+    error: str | None = None
 
 
 @dataclass
@@ -54,6 +73,9 @@ class FineTuneProvider(Protocol):
               metadata: dict[str, str], hyperparameters: dict[str, Any], output_s3: str) -> str: ...
     def status(self, job_id: str) -> JobStatus: ...
     def cancel(self, job_id: str) -> None: ...
+    def serve(self, model_id: str, name: str, tags: dict[str, str]) -> Serving: ...
+    def serving_status(self, serving_id: str, kind: str) -> Serving: ...
+    def retire(self, serving_id: str, kind: str) -> None: ...
     def smoke_test(self, model_id: str, messages: list[dict[str, str]]) -> str: ...
 
 
@@ -84,6 +106,9 @@ class OpenAIFineTuner:
     @classmethod
     def from_settings(cls, api_key: str, base_url: str | None = None, azure_endpoint: str | None = None,
                       azure_api_version: str | None = None, timeout_s: float = 60) -> OpenAIFineTuner:
+        import httpx2
+        import openai
+
         http = httpx2.Client(transport=TRANSPORT, timeout=timeout_s) if TRANSPORT else None
         if azure_endpoint:
             return cls(openai.AzureOpenAI(api_key=api_key, azure_endpoint=azure_endpoint, timeout=timeout_s,
@@ -91,6 +116,8 @@ class OpenAIFineTuner:
         return cls(openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, http_client=http))
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        import openai
+
         try:
             return fn(*args, **kwargs)
         except openai.APIStatusError as exc:
@@ -131,6 +158,15 @@ class OpenAIFineTuner:
     def cancel(self, job_id: str) -> None:
         self._call("cancel", self.sdk.fine_tuning.jobs.cancel, job_id)
 
+    def serve(self, model_id: str, name: str, tags: dict[str, str]) -> Serving:
+        return Serving(model_id, "provider", "active")  # OpenAI serves its fine-tunes by name
+
+    def serving_status(self, serving_id: str, kind: str) -> Serving:
+        return Serving(serving_id, "provider", "active")
+
+    def retire(self, serving_id: str, kind: str) -> None:
+        """Nothing to release: the fine-tune stays listed in the OpenAI account (deleting it would be final)."""
+
     def smoke_test(self, model_id: str, messages: list[dict[str, str]]) -> str:
         answer = self._call("smoke test", self.sdk.chat.completions.create, model=model_id, messages=messages,
                             max_tokens=400, temperature=0)
@@ -141,6 +177,10 @@ class OpenAIFineTuner:
 
 BEDROCK_STATES = {"Completed": "succeeded", "Failed": "failed", "Stopped": "cancelled", "Stopping": "running",
                   "InProgress": "running"}
+# custom model deployments: Creating | Active | Failed; provisioned throughput: Creating | InService |
+# Updating | Failed (an update keeps serving)
+SERVING_STATES = {"Creating": "creating", "Active": "active", "InService": "active", "Updating": "active",
+                  "Failed": "failed"}
 
 
 def _aws(what: str, fn: Any, **kwargs: Any) -> Any:
@@ -156,12 +196,19 @@ def _aws(what: str, fn: Any, **kwargs: Any) -> Any:
         raise DependencyUnavailable(f"Bedrock {what} failed: {exc}") from exc
 
 
+def _request_token(name: str) -> str:
+    """The same token for the same deployment name: a retried step creates nothing twice."""
+    return hashlib.sha256(name.encode()).hexdigest()[:64]
+
+
 class BedrockFineTuner:
     name = "bedrock"
     dataset_format = "bedrock-conversation-2024"
 
-    def __init__(self, role_arn: str) -> None:
+    def __init__(self, role_arn: str, serving: str = "on_demand", model_units: int = 1) -> None:
         self.role_arn = role_arn
+        self.serving = serving  # on_demand | provisioned
+        self.model_units = model_units
 
     def upload(self, training: Path, validation: Path | None, s3_prefix: str) -> UploadedDataset:
         train_uri = upload_file(training, f"{s3_prefix}/bedrock/train.jsonl")
@@ -175,6 +222,8 @@ class BedrockFineTuner:
         name = f"flywheel-{suffix}"[:63]
         kwargs: dict[str, Any] = {
             "jobName": name, "customModelName": name, "roleArn": self.role_arn, "baseModelIdentifier": base_model,
+            # the same run asking twice (a retried step) gets the same job, not a second one
+            "clientRequestToken": name,
             "customizationType": "FINE_TUNING", "trainingDataConfig": {"s3Uri": dataset.training},
             "outputDataConfig": {"s3Uri": output_s3},
             "hyperParameters": {k: str(v) for k, v in hyperparameters.items()},
@@ -196,6 +245,46 @@ class BedrockFineTuner:
     def cancel(self, job_id: str) -> None:
         _aws("cancel", client("bedrock").stop_model_customization_job, jobIdentifier=job_id)
 
+    def serve(self, model_id: str, name: str, tags: dict[str, str]) -> Serving:
+        """Start serving a custom model; `serving_status` says when it is active (minutes)."""
+        name = re.sub(r"[^0-9a-zA-Z]+", "-", name).strip("-")[:63]
+        aws_tags = [{"key": k, "value": v} for k, v in tags.items()]
+        if self.serving == "provisioned":
+            # no commitment term: billed by the hour until deleted
+            arn = _aws("provisioned throughput", client("bedrock").create_provisioned_model_throughput,
+                       modelUnits=self.model_units, provisionedModelName=name, modelId=model_id, tags=aws_tags,
+                       clientRequestToken=_request_token(name))["provisionedModelArn"]
+            return Serving(str(arn), "provisioned", "creating")
+        arn = _aws("custom model deployment", client("bedrock").create_custom_model_deployment,
+                   modelDeploymentName=name, modelArn=model_id, tags=aws_tags,
+                   description="flywheel: on-demand serving of a fine-tuned model",
+                   clientRequestToken=_request_token(name))["customModelDeploymentArn"]
+        return Serving(str(arn), "on_demand", "creating")
+
+    def serving_status(self, serving_id: str, kind: str) -> Serving:
+        if kind == "provisioned":
+            found = _aws("provisioned throughput status", client("bedrock").get_provisioned_model_throughput,
+                         provisionedModelId=serving_id)
+        else:
+            found = _aws("deployment status", client("bedrock").get_custom_model_deployment,
+                         customModelDeploymentIdentifier=serving_id)
+        state = SERVING_STATES.get(found["status"], "creating")
+        return Serving(serving_id, kind, state, found.get("failureMessage") if state == "failed" else None)
+
+    def retire(self, serving_id: str, kind: str) -> None:
+        """Delete the deployment (or provisioned throughput); one already gone is fine."""
+        try:
+            if kind == "provisioned":
+                client("bedrock").delete_provisioned_model_throughput(provisionedModelId=serving_id)
+            else:
+                client("bedrock").delete_custom_model_deployment(customModelDeploymentIdentifier=serving_id)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                raise DependencyUnavailable(f"Bedrock could not delete {serving_id}",
+                                            reason=str(exc)) from exc
+        except BotoCoreError as exc:
+            raise DependencyUnavailable(f"Bedrock could not delete {serving_id}", reason=str(exc)) from exc
+
     def smoke_test(self, model_id: str, messages: list[dict[str, str]]) -> str:
         system = [{"text": m["content"]} for m in messages if m["role"] == "system"]
         body = {"schemaVersion": "messages-v1", "system": system,
@@ -207,3 +296,14 @@ class BedrockFineTuner:
         payload = json.loads(answer["body"].read() or b"{}")
         content = payload.get("output", {}).get("message", {}).get("content", [])
         return "".join(part.get("text", "") for part in content)
+
+
+def provider_for(name: str, settings: Settings) -> FineTuneProvider:
+    """The configured fine-tuning provider (`openai` or `bedrock`)."""
+    if name == "openai":
+        key = openai_api_key()
+        if not key:
+            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the flywheel/<stage>/openai secret)")
+        return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
+                                             settings.azure_openai_api_version)
+    return BedrockFineTuner(settings.bedrock_role_arn or "", settings.bedrock_serving, settings.bedrock_model_units)

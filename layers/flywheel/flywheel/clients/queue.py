@@ -24,3 +24,13 @@ def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> None:
             raise DependencyUnavailable("replies queue unavailable", reason=str(exc)) from exc
         if result.get("Failed"):
             raise DependencyUnavailable("replies queue refused messages", reason=str(result["Failed"]))
+
+
+def depth(queue_url: str) -> int:
+    """Messages waiting (approximate), which also proves the queue is reachable with our role."""
+    try:
+        attributes = client("sqs").get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    except (BotoCoreError, ClientError) as exc:
+        raise DependencyUnavailable("replies queue unavailable", reason=str(exc)) from exc
+    return int(attributes["ApproximateNumberOfMessages"])

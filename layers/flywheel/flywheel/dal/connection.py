@@ -2,13 +2,22 @@
 
 `prepare_threshold=None` keeps psycopg from creating server-side prepared statements, which
 RDS Proxy (and PgBouncer in transaction mode) cannot share between clients.
+
+Where to connect: `DATABASE_URL` (local runs, tests), or a Secrets Manager secret. The secret may be
+a full RDS-format secret (`host`, `port`, `username`, `password`, `dbname`) or the master secret
+RDS manages for a cluster, which holds only `username` and `password`: `DATABASE_HOST`,
+`DATABASE_PORT` and `DATABASE_NAME` (set by the stack to the proxy or cluster endpoint) fill in
+the rest and win over the secret. With `DATABASE_IAM_AUTH=true` the password is an IAM
+authentication token for RDS Proxy, generated at each connect (tokens live 15 minutes).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -20,26 +29,52 @@ from flywheel.settings import Settings, get_settings
 
 Connection = psycopg.Connection[dict]
 
+
+@dataclass(frozen=True)
+class Target:
+    """Where to connect (`conninfo`, without the password) and how to get the password."""
+
+    conninfo: str
+    password: Callable[[], str | None]
+
+
 _connection: Connection | None = None
-_connection_url: str | None = None
+_connection_target: str | None = None
 
 
-def conninfo(settings: Settings) -> str:
+def target(settings: Settings) -> Target:
     if settings.database_url:
-        return settings.database_url
+        return Target(settings.database_url, lambda: None)
+    if not settings.database_secret_arn and not settings.database_iam_auth:
+        raise DependencyUnavailable("no database configured: set DATABASE_URL or DATABASE_SECRET_ARN")
+    secret: dict[str, object] = {}
     if settings.database_secret_arn:
         from flywheel.clients.secrets import get_json_secret
 
         secret = get_json_secret(settings.database_secret_arn)
-        return make_conninfo(
-            host=secret["host"],
-            port=str(secret.get("port", 5432)),
-            user=secret["username"],
-            password=secret["password"],
-            dbname=secret.get("dbname", "postgres"),
-            sslmode=secret.get("sslmode", "require"),
-        )
-    raise DependencyUnavailable("no database configured: set DATABASE_URL or DATABASE_SECRET_ARN")
+    host = settings.database_host or secret.get("host")
+    port = int(settings.database_port or secret.get("port") or 5432)  # type: ignore[call-overload]
+    user = settings.database_user or secret.get("username")
+    if not host or not user:
+        raise DependencyUnavailable("database host or user unknown: the secret has none and DATABASE_HOST / "
+                                    "DATABASE_USER are not set")
+    info = make_conninfo(host=str(host), port=str(port), user=str(user),
+                         dbname=str(settings.database_name or secret.get("dbname") or "postgres"),
+                         sslmode=str(secret.get("sslmode") or settings.database_sslmode))
+    if settings.database_iam_auth:
+        from flywheel.clients.aws import client
+
+        return Target(info, lambda: str(client("rds").generate_db_auth_token(
+            DBHostname=str(host), Port=port, DBUsername=str(user))))
+    password = secret.get("password")
+    return Target(info, lambda: None if password is None else str(password))
+
+
+def conninfo(settings: Settings) -> str:
+    """The full libpq connection string (with the password or a fresh IAM token)."""
+    where = target(settings)
+    password = where.password()
+    return where.conninfo if password is None else make_conninfo(where.conninfo, password=password)
 
 
 def connect(url: str, *, timeout_s: int = 5) -> Connection:
@@ -51,6 +86,8 @@ def connect(url: str, *, timeout_s: int = 5) -> Connection:
             row_factory=dict_row,
             connect_timeout=timeout_s,
             application_name="flywheel",
+            # notice a dead peer (failover, dropped NAT mapping) in seconds, not at the TCP timeout
+            keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
         )
     except psycopg.OperationalError as exc:
         raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
@@ -58,32 +95,67 @@ def connect(url: str, *, timeout_s: int = 5) -> Connection:
 
 def get_connection() -> Connection:
     """The execution environment's connection; reopened when lost or when the target changed."""
-    global _connection, _connection_url
+    global _connection, _connection_target
     settings = get_settings()
-    url = conninfo(settings)
-    if _connection is None or _connection.closed or _connection.broken or url != _connection_url:
+    where = target(settings)
+    if _connection is None or _connection.closed or _connection.broken or where.conninfo != _connection_target:
         close_connection()
+        password = where.password()
+        url = where.conninfo if password is None else make_conninfo(where.conninfo, password=password)
         _connection = connect(url, timeout_s=settings.db_connect_timeout_s)
-        _connection_url = url
+        _connection_target = where.conninfo
     return _connection
 
 
 def close_connection() -> None:
-    global _connection, _connection_url
+    global _connection, _connection_target
     if _connection is not None and not _connection.closed:
         _connection.close()
-    _connection, _connection_url = None, None
+    _connection, _connection_target = None, None
+
+
+def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
+    """BEGIN on the shared connection. A connection that died while the environment was idle
+    (proxy idle timeout, failover, a restarted server) fails right here, before any statement of
+    ours ran, so it is safe to reconnect and begin again: once, then the error is a 503."""
+    for attempt in (1, 2):
+        conn = get_connection()
+        tx = conn.transaction()
+        try:
+            tx.__enter__()
+            return conn, tx
+        except psycopg.OperationalError as exc:
+            close_connection()
+            if attempt == 2:
+                raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+            from flywheel.observability import logger  # here: the local runner sets logging up first
+
+            logger.warning("database connection was lost while idle; reconnecting once",
+                           extra={"error": str(exc).strip()[:200]})
+    raise AssertionError("unreachable")
 
 
 @contextmanager
 def transaction() -> Iterator[Connection]:
-    """A transaction on the shared connection; a lost connection surfaces as 503-able."""
-    conn = get_connection()
+    """A transaction on the shared connection; a connection lost mid-transaction surfaces as 503-able."""
+    conn, tx = _begin()
     try:
-        with conn.transaction():
-            yield conn
-    except psycopg.OperationalError as exc:
-        raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+        yield conn
+    except BaseException:
+        try:
+            suppressed = tx.__exit__(*sys.exc_info())
+        except psycopg.OperationalError as exc:
+            raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+        if not suppressed:
+            exc_value = sys.exc_info()[1]
+            if isinstance(exc_value, psycopg.OperationalError):
+                raise DependencyUnavailable("database unavailable", reason=str(exc_value).strip()) from exc_value
+            raise
+    else:
+        try:
+            tx.__exit__(None, None, None)
+        except psycopg.OperationalError as exc:
+            raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
 
 
 @contextmanager

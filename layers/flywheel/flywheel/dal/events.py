@@ -8,71 +8,139 @@ from typing import Any
 from uuid import UUID
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.domain.lifecycle import EventType, OutcomeEvent
+from flywheel.domain.lifecycle import COUNTED, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
                    org_id text, outcome_id uuid, status text, match_outcome_id uuid,
-                   match_provider_message_id text, match_email text, data jsonb, payload jsonb"""
+                   match_provider_message_id text, match_email text, match_references text[],
+                   match_window_days integer, data jsonb, payload jsonb"""
 _EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcome_id, status,
-                    match_outcome_id, match_provider_message_id, match_email, data, payload"""
+                    match_outcome_id, match_provider_message_id, match_email, match_references,
+                    match_window_days, data, payload"""
+def _applied(p: str = "") -> str:
+    """Columns of an applied event its effects are computed from (data only where effects read it)."""
+    return (f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
+            f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
+            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified') THEN {p}data END AS data")
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
-    orphan now matched to a message is attached to it. Returns the rows inserted or attached."""
+    orphan now matched to a message is attached to it. Returns the rows inserted or attached.
+
+    Rows go in key order, so two transactions inserting overlapping keys wait in one direction."""
     if not events:
         return []
+    ordered = sorted(events, key=lambda e: (e["provider"], e["event_key"]))
     return conn.execute(
         f"""INSERT INTO outcome_events ({_EVENT_COLUMNS})
             SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%s) AS x({_EVENT_RECORD})
             ON CONFLICT (provider, event_key) DO UPDATE
                SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
              WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
-            RETURNING event_id, provider, event_key, outcome_id, status""",
-        (jsonb(events),),
+            RETURNING {_applied()}""",
+        (jsonb(ordered),),
     ).fetchall()
 
 
-def claim_orphans(conn: Connection, outcomes: list[tuple[UUID, str, str | None]]) -> set[UUID]:
-    """Attach orphan events to newly registered messages (by outcome id or provider message id).
+# Orphans a newly registered message claims, best candidate first: it names the outcome, its
+# provider message id, its Message-ID; or (naming nothing) it is the lead's email in the same
+# organisation, sent at or after the message and within the orphan's attribution window.
+_CANDIDATES = """
+WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(orgs)s::text[], %(pmids)s::text[], %(msgids)s::text[],
+                         %(emails)s::text[], %(sent)s::timestamptz[])),
+candidates AS (
+    SELECT e.event_id, o.outcome_id, o.org_id, 0 AS rank, o.sent_at
+      FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_outcome_id = o.outcome_id
+    UNION ALL
+    SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at
+      FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_provider_message_id = o.pmid
+    UNION ALL
+    SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at
+      FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_references @> ARRAY[o.msgid]
+    UNION ALL
+    SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at
+      FROM o JOIN outcome_events e
+        ON e.status = 'orphan' AND e.match_email = o.email AND e.org_id = o.org_id
+       AND e.match_outcome_id IS NULL AND e.match_provider_message_id IS NULL
+       AND e.match_references IS NULL AND e.match_window_days IS NOT NULL
+       AND e.occurred_at >= o.sent_at
+       AND e.occurred_at < o.sent_at + make_interval(days => e.match_window_days)),
+best AS (
+    SELECT DISTINCT ON (event_id) event_id, outcome_id, org_id FROM candidates
+     ORDER BY event_id, rank, sent_at DESC, outcome_id)
+"""
 
-    `outcomes` holds (outcome_id, org_id, provider_message_id). Returns the outcomes that gained events.
-    """
-    if not outcomes:
-        return set()
+
+def _message_params(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"ids": [m["outcome_id"] for m in messages], "orgs": [m["org_id"] for m in messages],
+            "pmids": [m.get("provider_message_id") for m in messages],
+            "msgids": [m.get("email_message_id") for m in messages],
+            "emails": [m.get("lead_email") for m in messages], "sent": [m["sent_at"] for m in messages]}
+
+
+def orphan_meetings_for(conn: Connection, messages: list[dict[str, Any]]) -> list[str]:
+    """Meeting ids of the orphans these messages would claim (their link keys are locked first)."""
+    if not messages:
+        return []
     rows = conn.execute(
-        """WITH o(outcome_id, org_id, provider_message_id) AS (
-               SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[]))
-           UPDATE outcome_events e
-              SET outcome_id = o.outcome_id, org_id = o.org_id, status = 'applied'
-             FROM o
-            WHERE e.status = 'orphan'
-              AND (e.match_outcome_id = o.outcome_id
-                   OR (o.provider_message_id IS NOT NULL
-                       AND e.match_provider_message_id = o.provider_message_id))
-        RETURNING e.outcome_id""",
-        ([o[0] for o in outcomes], [o[1] for o in outcomes], [o[2] for o in outcomes]),
-    ).fetchall()
-    return {r["outcome_id"] for r in rows}
+        _CANDIDATES + """SELECT DISTINCT e.data->>'meeting_id' AS meeting_id
+                           FROM best JOIN outcome_events e USING (event_id) WHERE e.data ? 'meeting_id'""",
+        _message_params(messages)).fetchall()
+    return [r["meeting_id"] for r in rows]
+
+
+def claim_orphans(conn: Connection, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Attach orphan events to newly registered messages (`outcome_id`, `org_id`,
+    `provider_message_id`, `email_message_id`, `lead_email`, `sent_at` each). Returns the claimed rows."""
+    if not messages:
+        return []
+    return conn.execute(
+        _CANDIDATES + f"""UPDATE outcome_events e
+                              SET outcome_id = best.outcome_id, org_id = best.org_id, status = 'applied'
+                             FROM best
+                            WHERE e.event_id = best.event_id AND e.status = 'orphan'
+                        RETURNING {_applied("e.")}""",
+        _message_params(messages)).fetchall()
+
+
+_COUNTED = sorted(t.value for t in COUNTED)
 
 
 def events_for(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, list[OutcomeEvent]]:
+    """Each outcome's applied events, with runs of counted events (opens, clicks, deferrals ...)
+    folded in SQL into their first event, their count and their latest time: re-deriving an outcome
+    with thousands of opens reads a handful of rows. Order is the lifecycle's canonical one
+    (occurred_at, then "provider:event_key" in code-point order)."""
+    if not outcome_ids:
+        return {}
     rows = conn.execute(
-        """SELECT outcome_id, provider, event_key, event_type, occurred_at, data
-             FROM outcome_events
-            WHERE outcome_id = ANY(%s) AND status = 'applied'""",
-        (outcome_ids,),
+        """WITH applied AS (
+               SELECT outcome_id, provider, event_key, event_type, occurred_at,
+                      provider || ':' || event_key COLLATE "C" AS key,
+                      CASE WHEN event_type = ANY(%(counted)s) THEN NULL ELSE data END AS data,
+                      coalesce(data->>'machine_open', '') AS flavour
+                 FROM outcome_events WHERE outcome_id = ANY(%(ids)s) AND status = 'applied'),
+           folded AS (
+               SELECT DISTINCT ON (outcome_id, event_type, flavour) outcome_id, key, event_type, occurred_at,
+                      flavour, count(*) OVER w AS n, max(occurred_at) OVER w AS last_at
+                 FROM applied WHERE event_type = ANY(%(counted)s)
+               WINDOW w AS (PARTITION BY outcome_id, event_type, flavour)
+                ORDER BY outcome_id, event_type, flavour, occurred_at, key)
+           SELECT outcome_id, key, event_type, occurred_at, data, 1 AS n, NULL::timestamptz AS last_at, NULL AS flavour
+             FROM applied WHERE NOT event_type = ANY(%(counted)s)
+           UNION ALL
+           SELECT outcome_id, key, event_type, occurred_at, NULL, n, last_at, flavour FROM folded""",
+        {"ids": outcome_ids, "counted": _COUNTED},
     ).fetchall()
     grouped: dict[UUID, list[OutcomeEvent]] = defaultdict(list)
     for r in rows:
-        grouped[r["outcome_id"]].append(
-            OutcomeEvent(
-                key=f"{r['provider']}:{r['event_key']}",
-                type=EventType(r["event_type"]),
-                occurred_at=r["occurred_at"],
-                data=r["data"],
-            )
-        )
+        data = r["data"] if r["data"] is not None else (
+            {"machine_open": r["flavour"] == "true"} if r["event_type"] == EventType.OPEN.value else {})
+        grouped[r["outcome_id"]].append(OutcomeEvent(key=r["key"], type=EventType(r["event_type"]),
+                                                     occurred_at=r["occurred_at"], data=data, count=int(r["n"]),
+                                                     last_at=r["last_at"]))
     return grouped
 
 
@@ -91,28 +159,27 @@ def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[str,
     rows = conn.execute(
         """SELECT DISTINCT ON (data->>'meeting_id') data->>'meeting_id' AS meeting_id, outcome_id, org_id
              FROM outcome_events
-            WHERE status = 'applied' AND data->>'meeting_id' = ANY(%s)
+            WHERE status = 'applied' AND data ? 'meeting_id' AND data->>'meeting_id' = ANY(%s)
             ORDER BY data->>'meeting_id', occurred_at""",
         (meeting_ids,),
     ).fetchall()
     return {r["meeting_id"]: (r["outcome_id"], r["org_id"]) for r in rows}
 
 
-def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> set[UUID]:
+def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict[str, Any]]:
     """Orphaned events about a meeting that is now linked (e.g. a no-show that beat its booking)."""
     if not outcome_ids:
-        return set()
-    rows = conn.execute(
-        """UPDATE outcome_events e
+        return []
+    return conn.execute(
+        f"""UPDATE outcome_events e
               SET outcome_id = b.outcome_id, org_id = b.org_id, status = 'applied'
              FROM outcome_events b
             WHERE e.status = 'orphan' AND b.status = 'applied' AND b.outcome_id = ANY(%s)
-              AND e.provider = b.provider AND e.data ? 'meeting_id'
-              AND e.data->>'meeting_id' = b.data->>'meeting_id'
-        RETURNING e.outcome_id""",
+              AND b.data ? 'meeting_id' AND e.data ? 'meeting_id'
+              AND e.provider = b.provider AND e.data->>'meeting_id' = b.data->>'meeting_id'
+        RETURNING {_applied("e.")}""",
         (list(outcome_ids),),
     ).fetchall()
-    return {r["outcome_id"] for r in rows}
 
 
 def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
@@ -122,15 +189,36 @@ def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
     return row["outcome_id"] if row else None
 
 
-def applied_of_types(conn: Connection, provider: str, keys: list[str], types: list[str]) -> list[dict[str, Any]]:
-    """Which of these events were applied to an outcome, with that outcome's org and lead email."""
-    if not keys:
-        return []
+
+def has_reply(conn: Connection, outcome_id: UUID) -> bool:
+    row = conn.execute(
+        "SELECT 1 FROM outcome_events WHERE outcome_id = %s AND event_type = 'reply' AND status = 'applied' LIMIT 1",
+        (outcome_id,),
+    ).fetchone()
+    return row is not None
+
+
+def corrected_replies(conn: Connection, since: datetime | None) -> list[dict[str, Any]]:
+    """Per outcome, the latest correction that names reply_category (skipping reverts to null), with
+    the text of the reply it applies to: the lead's reply, else the first automatic one."""
     return conn.execute(
-        """SELECT e.event_type, e.outcome_id, o.org_id, o.lead_email
-             FROM outcome_events e JOIN outcome_labels o USING (outcome_id)
-            WHERE e.provider = %s AND e.event_key = ANY(%s) AND e.event_type = ANY(%s) AND e.status = 'applied'""",
-        (provider, keys, types),
+        """WITH latest AS (
+               SELECT DISTINCT ON (outcome_id) outcome_id, occurred_at, data
+                 FROM outcome_events
+                WHERE event_type = 'correction' AND status = 'applied' AND data->'fields' ? 'reply_category'
+                ORDER BY outcome_id, occurred_at DESC, event_key DESC)
+           SELECT coalesce(o.reply_text, first_reply.text) AS text, l.data->>'reply_category' AS category,
+                  o.outcome_id, o.org_id, l.occurred_at AS corrected_at, l.data->>'actor' AS corrected_by,
+                  l.data->>'reason' AS reason
+             FROM latest l
+             JOIN outcome_labels o USING (outcome_id)
+             JOIN LATERAL (SELECT data->>'text' AS text FROM outcome_events r
+                            WHERE r.outcome_id = l.outcome_id AND r.event_type = 'reply' AND r.status = 'applied'
+                            ORDER BY r.occurred_at, r.event_key LIMIT 1) first_reply ON true
+            WHERE l.data->>'reply_category' IS NOT NULL
+              AND (%s::timestamptz IS NULL OR l.occurred_at >= %s::timestamptz)
+            ORDER BY l.occurred_at, o.outcome_id""",
+        (since, since),
     ).fetchall()
 
 

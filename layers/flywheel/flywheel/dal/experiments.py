@@ -6,20 +6,29 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.dal.reports import LIVE, ROLLED, rolled_before
+from flywheel.dal.report_counts import LIVE, ROLLED, rolled_before
+
+JSON_COLUMNS = ("config", "last_decision", "plan", "warnings")
 
 
-def running(conn: Connection) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM experiments WHERE status = 'running'").fetchone()
+def running(conn: Connection, *, lock: bool = False) -> dict[str, Any] | None:
+    """The running experiment; `lock` takes its row lock (one writer at a time: a second evaluator
+    waits, then finds the experiment ended, or running with the first one's changes)."""
+    return conn.execute(f"SELECT * FROM experiments WHERE status = 'running'{' FOR UPDATE' if lock else ''}").fetchone()
 
 
-def get(conn: Connection, experiment_id: str) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM experiments WHERE experiment_id = %s", (experiment_id,)).fetchone()
+def get(conn: Connection, experiment_id: str, *, lock: bool = False) -> dict[str, Any] | None:
+    return conn.execute(f"SELECT * FROM experiments WHERE experiment_id = %s{' FOR UPDATE' if lock else ''}",
+                        (experiment_id,)).fetchone()
+
+
+def list_experiments(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    return conn.execute("SELECT * FROM experiments ORDER BY started_at DESC LIMIT %s", (limit,)).fetchall()
 
 
 def create(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
     columns = ", ".join(row)
-    values = [jsonb(v) if k == "config" else v for k, v in row.items()]
+    values = [jsonb(v) if k in JSON_COLUMNS else v for k, v in row.items()]
     created = conn.execute(f"INSERT INTO experiments ({columns}) VALUES ({', '.join(['%s'] * len(row))}) RETURNING *",
                            values).fetchone()
     assert created is not None
@@ -28,7 +37,7 @@ def create(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
 
 def update(conn: Connection, experiment_id: str, **fields: Any) -> dict[str, Any]:
     assignments = ", ".join(f"{k} = %s" for k in fields)
-    values = [jsonb(v) if k in ("last_decision", "config") else v for k, v in fields.items()]
+    values = [jsonb(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
     row = conn.execute(f"UPDATE experiments SET {assignments} WHERE experiment_id = %s RETURNING *",
                        (*values, experiment_id)).fetchone()
     assert row is not None
@@ -43,17 +52,18 @@ def assigned_arm(conn: Connection, experiment_id: str, org_id: str, lead_id: str
 
 
 def assign(conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int,
-           stage: str) -> str:
-    """Record the lead's arm at first assignment; when a concurrent call recorded it first, its arm.
+           stage: str, segment: int) -> str:
+    """Record the lead's arm (and its first segment) at first assignment; when a concurrent call
+    recorded it first, its arm. A lead keeps both for the whole experiment.
 
     Under READ COMMITTED the INSERT waits for a concurrent insert of the same key and then does
     nothing; the next statement's snapshot sees the winner's committed row."""
     row = conn.execute(
-        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage)
-           VALUES (%s, %s, %s, %s, %s, %s)
+        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+           VALUES (%s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (experiment_id, org_id, lead_id) DO NOTHING
            RETURNING arm""",
-        (experiment_id, org_id, lead_id, arm, bucket, stage),
+        (experiment_id, org_id, lead_id, arm, bucket, stage, segment),
     ).fetchone()
     if row is not None:
         return str(row["arm"])
@@ -62,71 +72,143 @@ def assign(conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm:
     return recorded
 
 
-ARM_COUNTS = """
-WITH per_lead AS (
-    SELECT a.arm, a.stage,
-           min(o.sent_at) AS first_sent,
-           bool_or(o.reply_category IN ('interested', 'meeting_request')
-                   AND o.replied_at <= o.sent_at + interval '14 days') AS positive_reply,
-           bool_or(o.reply_category IN ('not_interested', 'objection', 'unsubscribe')
-                   AND o.replied_at <= o.sent_at + interval '14 days') AS negative_reply,
-           bool_or(o.meeting_booked_at <= o.sent_at + interval '30 days') AS meeting,
-           bool_or(o.deal_status = 'won' AND o.deal_closed_at <= o.sent_at + interval '90 days') AS close,
-           coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'
-                        AND o.deal_closed_at <= o.sent_at + interval '90 days'), 0) AS revenue,
-           bool_or(o.unsubscribed_at <= o.sent_at + interval '14 days') AS unsubscribe,
-           bool_or(o.spam_reported_at <= o.sent_at + interval '14 days') AS spam_report,
-           bool_or(o.bounced_at <= o.sent_at + interval '3 days') AS bounce
+# what each metric counts: (timestamp of the event, condition on the outcome row)
+EVENTS = {
+    "positive_reply": ("o.replied_at", "o.reply_category IN ('interested', 'meeting_request')"),
+    "negative_reply": ("o.replied_at", "o.reply_category IN ('not_interested', 'objection', 'unsubscribe')"),
+    "meeting": ("o.meeting_booked_at", "true"),
+    "close": ("o.deal_closed_at", "o.deal_status = 'won'"),
+    "unsubscribe": ("o.unsubscribed_at", "true"),
+    "spam_report": ("o.spam_reported_at", "true"),
+    "bounce": ("o.bounced_at", "true"),
+}
+
+
+def _hit(event: str, days: int) -> str:
+    column, condition = EVENTS[event]
+    return f"bool_or({condition} AND {column} <= l.exposed_at + interval '{int(days)} days')"
+
+
+def segment_counts(conn: Connection, experiment_id: str, metrics: dict[str, tuple[str, int]],
+                   now: datetime) -> list[dict[str, Any]]:
+    """Per segment and arm: leads assigned, and for each metric (name → (event, window days)) the
+    exposed leads whose window has closed and those with the event inside it. A lead's windows start
+    at its first exposure: its first message in the experiment (messages dated before the experiment
+    started are not exposures)."""
+    per_lead = ",\n".join(f"{_hit(event, days)} AS {name}" for name, (event, days) in metrics.items())
+    close_days = metrics.get("close", ("close", 90))[1]
+    aggregates = ",\n".join(
+        f"count(*) FILTER (WHERE exposed_at <= %(now)s::timestamptz - interval '{int(days)} days') AS {name}__units, "
+        f"count(*) FILTER (WHERE exposed_at <= %(now)s::timestamptz - interval '{int(days)} days' AND {name}) "
+        f"AS {name}__conversions" for name, (_, days) in metrics.items())
+    sql = f"""
+WITH leads AS (
+    SELECT a.segment, a.stage, a.arm, a.org_id, a.lead_id,
+           min(o.sent_at) FILTER (WHERE o.sent_at >= e.started_at AND o.sent_at <= %(now)s) AS exposed_at
       FROM assignments a
+      JOIN experiments e ON e.experiment_id = a.experiment_id
       LEFT JOIN outcome_labels o
         ON o.experiment_id = a.experiment_id AND o.org_id = a.org_id AND o.lead_id = a.lead_id
      WHERE a.experiment_id = %(experiment_id)s
-     GROUP BY a.arm, a.stage, a.org_id, a.lead_id
+     GROUP BY 1, 2, 3, 4, 5
 ),
-matured AS (
-    SELECT *, first_sent <= %(now)s::timestamptz - interval '14 days' AS m14,
-              first_sent <= %(now)s::timestamptz - interval '30 days' AS m30,
-              first_sent <= %(now)s::timestamptz - interval '90 days' AS m90,
-              first_sent <= %(now)s::timestamptz - interval '3 days' AS m3
-      FROM per_lead
+per_lead AS (
+    SELECT l.segment, l.stage, l.arm, l.exposed_at,
+           {per_lead},
+           coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'
+                    AND o.deal_closed_at <= l.exposed_at + interval '{int(close_days)} days'), 0) AS revenue
+      FROM leads l
+      LEFT JOIN outcome_labels o
+        ON o.experiment_id = %(experiment_id)s AND o.org_id = l.org_id AND o.lead_id = l.lead_id
+       AND o.sent_at >= l.exposed_at
+     GROUP BY l.segment, l.stage, l.arm, l.org_id, l.lead_id, l.exposed_at
 )
-SELECT arm,
-       count(*) FILTER (WHERE stage = %(stage)s) AS assigned,
-       count(*) FILTER (WHERE m14) AS reply_units,
-       count(*) FILTER (WHERE m14 AND positive_reply) AS reply_hits,
-       count(*) FILTER (WHERE m14 AND negative_reply) AS negative_hits,
-       count(*) FILTER (WHERE m30) AS meeting_units,
-       count(*) FILTER (WHERE m30 AND meeting) AS meeting_hits,
-       count(*) FILTER (WHERE m90) AS close_units,
-       count(*) FILTER (WHERE m90 AND close) AS close_hits,
-       coalesce(sum(revenue) FILTER (WHERE m90), 0) AS revenue,
-       count(*) FILTER (WHERE m14 AND unsubscribe) AS unsub_hits,
-       count(*) FILTER (WHERE m14 AND spam_report) AS spam_hits,
-       count(*) FILTER (WHERE m3) AS bounce_units,
-       count(*) FILTER (WHERE m3 AND bounce) AS bounce_hits
-  FROM matured
- GROUP BY arm
+SELECT segment, min(stage) AS stage, arm, count(*) AS assigned,
+       {aggregates},
+       coalesce(sum(revenue) FILTER (WHERE exposed_at <= %(now)s::timestamptz - interval '{int(close_days)} days'), 0)
+           AS revenue
+  FROM per_lead
+ GROUP BY segment, arm
+ ORDER BY segment, arm"""
+    return conn.execute(sql, {"experiment_id": experiment_id, "now": now}).fetchall()
+
+
+TRAFFIC_HISTORY = """
+WITH first_touch AS (
+    SELECT org_id, lead_id, min(sent_at) AS first_sent
+      FROM outcome_labels
+     WHERE sent_at >= %(now)s::timestamptz - make_interval(days => %(days)s + 14) AND sent_at < %(now)s
+     GROUP BY org_id, lead_id
+),
+per_lead AS (
+    SELECT f.first_sent,
+           bool_or(o.reply_category IN ('interested', 'meeting_request')
+                   AND o.replied_at <= f.first_sent + interval '14 days') AS positive_reply,
+           bool_or(o.bounced_at <= f.first_sent + interval '1 day') AS bounce_1d,
+           bool_or(o.unsubscribed_at <= f.first_sent + interval '1 day') AS unsubscribe_1d,
+           bool_or(o.spam_reported_at <= f.first_sent + interval '1 day') AS spam_report_1d,
+           bool_or(o.reply_category IN ('not_interested', 'objection', 'unsubscribe')
+                   AND o.replied_at <= f.first_sent + interval '1 day') AS negative_reply_1d
+      FROM first_touch f
+      JOIN outcome_labels o ON o.org_id = f.org_id AND o.lead_id = f.lead_id AND o.sent_at >= f.first_sent
+     GROUP BY f.org_id, f.lead_id, f.first_sent
+)
+SELECT (SELECT count(DISTINCT (org_id, lead_id)) FROM outcome_labels
+         WHERE sent_at >= %(now)s::timestamptz - make_interval(days => %(days)s) AND sent_at < %(now)s) AS leads,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days') AS primary_units,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days' AND positive_reply)
+           AS positive_reply,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day') AS early_units,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day' AND bounce_1d) AS bounce_1d,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day' AND unsubscribe_1d)
+           AS unsubscribe_1d,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day' AND spam_report_1d)
+           AS spam_report_1d,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day' AND negative_reply_1d)
+           AS negative_reply_1d
+  FROM per_lead
 """
 
 
-def arm_counts(conn: Connection, experiment_id: str, stage: str, now: datetime) -> dict[str, dict[str, float]]:
-    rows = conn.execute(ARM_COUNTS, {"experiment_id": experiment_id, "stage": stage, "now": now}).fetchall()
-    return {r["arm"]: {k: (float(v) if k == "revenue" else int(v)) for k, v in r.items() if k != "arm"} for r in rows}
+def traffic_history(conn: Connection, now: datetime, days: int) -> dict[str, int]:
+    """The last `days` of traffic: distinct leads messaged, and for leads first messaged in that
+    period (plus 14 days for the 14-day window), the primary and early guardrail counts."""
+    row = conn.execute(TRAFFIC_HISTORY, {"now": now, "days": days}).fetchone()
+    assert row is not None
+    return {k: int(v or 0) for k, v in row.items()}
 
 
-def strategies(conn: Connection, segment: str) -> list[dict[str, Any]]:
-    """Messages, replies and meetings per segment x framework x tone (every organisation)."""
+def record_evaluation(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
+    columns = ", ".join(row)
+    values = [jsonb(v) if k in ("snapshot", "decision") else v for k, v in row.items()]
+    created = conn.execute(f"INSERT INTO experiment_evaluations ({columns}) VALUES "
+                           f"({', '.join(['%s'] * len(row))}) RETURNING *", values).fetchone()
+    assert created is not None
+    return created
+
+
+def evaluations(conn: Connection, experiment_id: str, limit: int) -> list[dict[str, Any]]:
+    return conn.execute(
+        """SELECT * FROM experiment_evaluations WHERE experiment_id = %s
+            ORDER BY evaluated_at, evaluation_id LIMIT %s""", (experiment_id, limit)).fetchall()
+
+
+def strategies(conn: Connection, org_id: str, segment: str) -> list[dict[str, Any]]:
+    """One organisation's messages, replies and meetings per segment x framework x tone: the daily
+    counts before the rollup's boundary, its messages sent since then counted one by one."""
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
         f"""SELECT segment, framework, tone, sum(messages) AS messages, sum(replies) AS replies,
                    sum(meetings) AS meetings
               FROM (SELECT value AS segment, framework, tone, messages, replies, meetings
-                      FROM report_daily_counts WHERE dimension = %(segment)s AND {ROLLED}
+                      FROM report_daily_counts
+                     WHERE dimension = %(segment)s AND org_id = %(org_id)s AND {ROLLED}
                     UNION ALL
                     SELECT {column}, framework, tone, 1, (replied_at IS NOT NULL)::int,
                            (meeting_booked_at IS NOT NULL)::int
                       FROM outcome_labels
-                     WHERE {LIVE} AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells
+                     WHERE org_id = %(org_id)s AND {LIVE}
+                       AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        {"segment": segment, "before": rolled_before(conn)},
+        {"segment": segment, "org_id": org_id, "before": rolled_before(conn)},
     ).fetchall()

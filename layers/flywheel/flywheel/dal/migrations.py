@@ -54,9 +54,18 @@ def discover(sql_dir: Path) -> list[Migration]:
     return migrations
 
 
-def migrate(conn: Connection, sql_dir: Path | None = None) -> list[str]:
-    """Apply pending migrations; returns the versions applied (empty when up to date)."""
+def migrate(conn: Connection, sql_dir: Path | None = None, *, allow_newer_database: bool = False,
+            lock_timeout_s: int = 120) -> list[str]:
+    """Apply pending migrations; returns the versions applied (empty when up to date).
+
+    `allow_newer_database`: a database that has migrations this code does not know is accepted
+    (logged) instead of refused. That is what a CloudFormation rollback looks like: the previous
+    code comes back over the newer, expand-only schema, which it is written to run on.
+    """
     migrations = discover(sql_dir or default_sql_dir())
+    # A SET pins this session to one server connection behind RDS Proxy, so the session-level
+    # advisory lock and its unlock reach the same backend; it also bounds the wait for the lock.
+    conn.execute(f"SET lock_timeout = '{int(lock_timeout_s)}s'")
     conn.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
     try:
         conn.execute(
@@ -80,7 +89,12 @@ def migrate(conn: Connection, sql_dir: Path | None = None) -> list[str]:
                 )
         known = {m.version for m in migrations}
         if unknown := sorted(set(applied) - known):
-            raise MigrationError(f"database has migrations this code does not know: {unknown}")
+            if not allow_newer_database:
+                raise MigrationError(f"database has migrations this code does not know: {unknown}")
+            from flywheel.observability import logger
+
+            logger.warning("database is ahead of this code (expand-only schema: carrying on)",
+                           extra={"unknown_versions": unknown})
         done = []
         for migration in migrations:
             if migration.version in applied:
@@ -95,3 +109,4 @@ def migrate(conn: Connection, sql_dir: Path | None = None) -> list[str]:
         return done
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute("RESET lock_timeout")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.dal.reports import LIVE, POSITIVE, ROLLED, rolled_before
+from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
 
 
 def next_version(conn: Connection) -> tuple[int, int, int]:
@@ -74,8 +74,9 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
             ORDER BY h.at DESC, h.history_id DESC LIMIT 1""", (current, current)).fetchone()
 
 
-def leaderboard(conn: Connection) -> list[dict[str, Any]]:
-    """Every model with its messages and outcomes (the model_leaderboard view's columns)."""
+def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
+    """The model_leaderboard view's columns, counted on one organisation's outcomes only: the daily
+    counts before the rollup's boundary, its messages sent since then one by one."""
     return conn.execute(
         f"""SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
                    coalesce(c.messages, 0) AS messages_sent, coalesce(c.replies, 0) AS replies,
@@ -87,14 +88,28 @@ def leaderboard(conn: Connection) -> list[dict[str, Any]]:
                           sum(positive_replies) AS positive_replies, sum(meetings) AS meetings,
                           sum(deals_won) AS deals_won, sum(revenue) AS revenue
                      FROM (SELECT value, messages, replies, positive_replies, meetings, deals_won, revenue
-                             FROM report_daily_counts WHERE dimension = 'model' AND {ROLLED}
+                             FROM report_daily_counts
+                            WHERE dimension = 'model' AND org_id = %(org_id)s AND {ROLLED}
                            UNION ALL
                            SELECT model_registry_id, 1, (replied_at IS NOT NULL)::int,
                                   coalesce(reply_category IN {POSITIVE}, false)::int,
                                   (meeting_booked_at IS NOT NULL)::int, coalesce(deal_status = 'won', false)::int,
                                   CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END
                              FROM outcome_labels
-                            WHERE {LIVE} AND model_registry_id IS NOT NULL) cells
+                            WHERE org_id = %(org_id)s AND {LIVE} AND model_registry_id IS NOT NULL) cells
                     GROUP BY value) c ON c.value = m.model_id
-             ORDER BY messages_sent DESC, m.version DESC""", {"before": rolled_before(conn)},
+             ORDER BY messages_sent DESC, m.version DESC""",
+        {"org_id": org_id, "before": rolled_before(conn)},
     ).fetchall()
+
+
+def serving_out_of_step(conn: Connection) -> list[dict[str, Any]]:
+    """Models whose serving does not match their status: archived or failed ones still holding a
+    deployment, deployed ones whose deployment was deleted (restored by a rollback) or is still
+    being created."""
+    return conn.execute(
+        """SELECT * FROM model_registry
+            WHERE serving_status IS NOT NULL AND serving_kind <> 'provider'
+              AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
+                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))
+            ORDER BY model_id""").fetchall()

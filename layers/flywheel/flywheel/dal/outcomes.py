@@ -52,6 +52,7 @@ _DERIVED_TYPES: dict[str, str] = {
     "training_weight": "double precision",
     "quality_score": "double precision",
     "deal_value": "numeric",
+    "lead_returns_on": "date",
 }
 
 
@@ -145,27 +146,32 @@ def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, tup
     return {r["value"]: (r["outcome_id"], r["org_id"]) for r in rows}
 
 
-def latest_for_emails(
-    conn: Connection, queries: list[tuple[str | None, str, str]], window_days: int
-) -> dict[int, tuple[UUID, str]]:
-    """For each (org or None, email, event time): the latest message to that lead sent before the
-    event and within the attribution window. Keys are positions in `queries`."""
+def latest_for_emails(conn: Connection, queries: list[tuple[str, str, str, int]]) -> dict[int, tuple[UUID, str]]:
+    """For each (org, email, event time, window days): the latest message to that lead in that
+    organisation sent at or before the event and within the window. Keys are positions in `queries`."""
     if not queries:
         return {}
     rows = conn.execute(
         """SELECT q.i, m.outcome_id, m.org_id
-             FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY AS q(org_id, email, at, i)
+             FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::int[]) WITH ORDINALITY AS q(org_id, email, at,
+                                                                                                  days, i)
              CROSS JOIN LATERAL (
                  SELECT o.outcome_id, o.org_id FROM outcome_labels o
-                  WHERE o.lead_email = q.email
-                    AND (q.org_id IS NULL OR o.org_id = q.org_id)
-                    AND o.sent_at <= q.at
-                    AND o.sent_at > q.at - make_interval(days => %s)
+                  WHERE o.org_id = q.org_id AND o.lead_email = q.email
+                    AND o.sent_at <= q.at AND o.sent_at > q.at - make_interval(days => q.days)
                   ORDER BY o.sent_at DESC, o.outcome_id
                   LIMIT 1) m""",
-        ([q[0] for q in queries], [q[1] for q in queries], [q[2] for q in queries], window_days),
+        tuple(list(col) for col in zip(*queries, strict=True)),
     ).fetchall()
     return {int(r["i"]) - 1: (r["outcome_id"], r["org_id"]) for r in rows}
+
+
+def lead_contacts(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+    if not outcome_ids:
+        return {}
+    rows = conn.execute("SELECT outcome_id, org_id, lead_email FROM outcome_labels WHERE outcome_id = ANY(%s)",
+                        (outcome_ids,)).fetchall()
+    return {r["outcome_id"]: r for r in rows}
 
 
 def outcomes_with_meetings_due(conn: Connection, now: str, limit: int = 5000) -> list[UUID]:

@@ -54,15 +54,17 @@ def count_outcomes(conn: Connection, *, min_quality: float, since: datetime | No
     return int(row["n"]) if row else 0
 
 
-def readiness(conn: Connection, min_quality: float, since: datetime | None) -> list[dict[str, Any]]:
+def readiness(conn: Connection, min_quality: float, since: datetime | None,
+              org_id: str | None = None) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT o.training_label AS label, count(*) AS examples,
                   coalesce(sum(length(coalesce(o.subject, '')) + length(o.body)), 0) AS characters
              FROM outcome_labels o JOIN organizations org USING (org_id)
             WHERE org.training_opt_in AND o.quality_score >= %s AND o.training_label <> 'negative'
               AND (%s::timestamptz IS NULL OR o.sent_at >= %s::timestamptz)
+              AND (%s::text IS NULL OR o.org_id = %s::text)
             GROUP BY o.training_label ORDER BY o.training_label""",
-        (min_quality, since, since),
+        (min_quality, since, since, org_id, org_id),
     ).fetchall()
 
 
@@ -82,8 +84,13 @@ def create_run(conn: Connection, scope: str, trigger: str, params: dict[str, Any
     ).fetchone()
 
 
-def get_run(conn: Connection, run_id: UUID | str) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM training_runs WHERE run_id = %s", (str(run_id),)).fetchone()
+def get_run(conn: Connection, run_id: UUID | str, *, lock: bool = False) -> dict[str, Any] | None:
+    return conn.execute(f"SELECT * FROM training_runs WHERE run_id = %s{' FOR UPDATE' if lock else ''}",
+                        (str(run_id),)).fetchone()
+
+
+def run_for_execution(conn: Connection, execution_arn: str) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM training_runs WHERE execution_arn = %s", (execution_arn,)).fetchone()
 
 
 def run_for_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
@@ -108,3 +115,19 @@ def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, 
                        (*values, str(run_id))).fetchone()
     assert row is not None, f"no training run {run_id}"
     return row
+
+
+def active_run(conn: Connection, scope: str) -> dict[str, Any] | None:
+    return conn.execute("SELECT * FROM training_runs WHERE scope = %s AND status = ANY(%s)",
+                        (scope, list(ACTIVE))).fetchone()
+
+
+def close_if_active(conn: Connection, run_id: UUID | str, status: str, error: str) -> dict[str, Any] | None:
+    """End a run that is still in flight (a step that records the end first wins)."""
+    return conn.execute(
+        """UPDATE training_runs SET status = %s, error = %s, updated_at = now(), finished_at = now(),
+                  status_history = status_history || jsonb_build_array(jsonb_build_object('status', %s::text,
+                                                                                          'at', now()))
+            WHERE run_id = %s AND status = ANY(%s) RETURNING *""",
+        (status, error, status, str(run_id), list(ACTIVE)),
+    ).fetchone()

@@ -16,7 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from flywheel.domain.redaction import RedactionContext, Redactor, build_context, names_in
-from flywheel.domain.reply_text import reply_text, strip_signature
+from flywheel.domain.reply_text import strip_quotes, strip_signature
 
 SYSTEM_PROMPT = (
     "You write short, specific, personalised outbound sales emails. Use the lead's context and the brief, "
@@ -45,11 +45,9 @@ def context_of(row: dict[str, Any]) -> RedactionContext:
     """Everything known about the people of one message: the lead, the sender, colleagues named
     in the lead context, and the regions their phone numbers are written for. Senders and leads
     recur across messages, so contexts are cached by what they are built from."""
-    sender = row.get("sender") or {}
-    lead_context = row.get("lead_context") or {}
     return _context(row.get("lead_first_name"), row.get("lead_last_name"), row.get("lead_company"),
-                    json.dumps(lead_context, sort_keys=True, default=str),
-                    json.dumps(sender, sort_keys=True, default=str), row.get("lead_country"))
+                    json.dumps(row.get("lead_context") or {}, sort_keys=True, default=str),
+                    json.dumps(row.get("sender") or {}, sort_keys=True, default=str), row.get("lead_country"))
 
 
 @lru_cache(maxsize=8192)
@@ -69,30 +67,44 @@ def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
     and the signature block are cut; a cut signature leaves `{{signature}}` in its place."""
     if not body:
         return ""
-    text = reply_text(body)
+    text = strip_quotes(body)  # the signature is handled next, keeping its closing line
     text, had_signature = strip_signature(text, (sender or {}).get("signature"))
     return f"{text}\n{{{{signature}}}}" if had_signature and text else text
 
 
-_PROMPT_FIELDS = (("Industry", "lead_industry"), ("Role", "lead_role"), ("Company size", "lead_company_size"),
-                  ("Campaign", "campaign_id"), ("Framework", "framework"), ("Tone", "tone"), ("Brief", "brief"))
+PROMPT_HEADER = "Write an outbound email to {{first_name}} at {{company}}."
+PROMPT_FIELDS = (("Industry", "lead_industry"), ("Role", "lead_role"), ("Company size", "lead_company_size"),
+                 ("Campaign", "campaign_id"), ("Framework", "framework"), ("Tone", "tone"), ("Brief", "brief"))
+# the words we write around the data (header, field labels, "Subject: "): the residual scan reads
+# the data only, so a company called "Framework Computer" does not fail every build
+_LABELS = "|".join(label for label, _ in PROMPT_FIELDS)
+_OUR_WORDS = re.compile(rf"^(?:{re.escape(PROMPT_HEADER)}|(?:{_LABELS}|Subject): )", re.MULTILINE)
 
 
 def prompt_and_target(row: dict[str, Any], redactor: Redactor, context: RedactionContext,
                       with_prompt: bool = True) -> tuple[str, str]:
     """The request the model learns to answer (lead context and the brief, never the outcome) and
-    the message as sent. Every free-text field passes the same redaction, all in one pass."""
-    parts = [(name, str(row[key])) for name, key in _PROMPT_FIELDS if row.get(key)] if with_prompt else []
+    the message as sent. Every free-text field passes the same redaction, all in one pass (each
+    detector scans the fields together: `Redactor.redact_many`)."""
+    fields = [(label, str(row[key])) for label, key in PROMPT_FIELDS if row.get(key)] if with_prompt else []
     body = message_body(row.get("body"), row.get("sender"))
-    *values, subject, body = redactor.redact_many([v for _, v in parts] + [row.get("subject"), body], context)
-    prompt = "Write an outbound email to {{first_name}} at {{company}}.\n" + "\n".join(
-        f"{name}: {value}" for (name, _), value in zip(parts, values, strict=True))
+    *values, subject, body = redactor.redact_many([v for _, v in fields] + [row.get("subject"), body], context)
+    prompt = PROMPT_HEADER + "\n" + "\n".join(
+        f"{label}: {value}" for (label, _), value in zip(fields, values, strict=True))
     return prompt, (f"Subject: {subject}\n\n{body}" if subject else body)
 
 
+def data_only(text: str) -> str:
+    """A written text with our own words blanked (same length): what came from the data."""
+    if text == SYSTEM_PROMPT:
+        return ""
+    return _OUR_WORDS.sub(lambda m: " " * len(m.group(0)), text)
+
+
 def supervised_example(row: dict[str, Any], redactor: Redactor, context: RedactionContext | None = None) -> Example:
-    prompt, target = prompt_and_target(row, redactor, context or context_of(row))
-    return Example([str(row["outcome_id"])], prompt, [target], meta=_meta(row))
+    context = context or context_of(row)
+    prompt, target = prompt_and_target(row, redactor, context)
+    return Example([str(row["outcome_id"])], prompt, [target], meta=_meta(row, redactor, context))
 
 
 def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor,
@@ -101,21 +113,23 @@ def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Reda
     prompt, preferred = prompt_and_target(good, redactor, good_context)
     _, rejected = prompt_and_target(bad, redactor, bad_context, with_prompt=False)
     return Example([str(good["outcome_id"]), str(bad["outcome_id"])], prompt, [preferred, rejected],
-                   meta=_meta(good))
+                   meta=_meta(good, redactor, good_context))
 
 
-def _meta(row: dict[str, Any]) -> dict[str, str]:
-    return {"label": str(row.get("training_label")), "org": str(row.get("org_id")),
-            "framework": str(row.get("framework") or "none")}
+def _meta(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> dict[str, str]:
+    """Counted in the manifest, which leaves the build: the framework is free text, so redacted."""
+    framework = Redactor(redactor.detectors).redact(row.get("framework"), context) or "none"
+    return {"label": str(row.get("training_label")), "org": str(row.get("org_id")), "framework": framework}
 
 
 # --- provider formats -----------------------------------------------------------------------------
 
-# Amazon Nova fails a training job whose prompts contain these (case-insensitively), per
+# Amazon Nova fails a training job whose prompts contain these, per
 # https://docs.aws.amazon.com/nova/latest/userguide/fine-tune-prepare-data-understanding.html
-# ("User:, Bot:, Assistant:, System:, <image>, <video> and [EOS] are reserved keywords"); the AWS
-# sample validator linked from that guide also rejects Thought: and <unk>.
-NOVA_RESERVED = re.compile(r"\b(user|bot|assistant|system|thought)\s*:|\[eos\]|<(image|video|unk)>", re.IGNORECASE)
+# ("User:, Bot:, Assistant:, System:, <image>, <video> and [EOS] are reserved keywords ... anywhere
+# in the prompt"); the AWS sample validator linked from that guide also rejects Thought: and <unk>,
+# and matches them as substrings, so "PowerUser:" and "ChatBot:" fail too. Matched here in any case.
+NOVA_RESERVED = re.compile(r"(user|bot|assistant|system|thought)\s*:|\[eos\]|<(image|video|unk)>", re.IGNORECASE)
 
 
 def neutralise_reserved(text: str) -> tuple[str, int]:

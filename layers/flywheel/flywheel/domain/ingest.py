@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from flywheel.domain.inputs import IDENTIFIER, BadValue, check_json, plausible
 from flywheel.domain.lifecycle import EventType
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)
@@ -32,9 +33,44 @@ class IncomingEvent:
     references: list[str] = field(default_factory=list)
     email: str | None = None
 
+    # how far back an event known only by email may be attributed (set by the ingest service)
+    window_days: int | None = None
+
     @property
     def known(self) -> bool:
         return self.event_type in KNOWN_TYPES
+
+    @property
+    def meeting_id(self) -> str | None:
+        value = self.data.get("meeting_id")
+        return str(value) if value else None
+
+    @property
+    def names_message(self) -> bool:
+        """The event says which message (or booking) it is about: it never falls back to email.
+
+        A cancellation, no-show or completion names its booking by meeting id; the booking itself
+        carries the meeting id as its own identity, not as a reference."""
+        return bool(self.claimed_outcome_id or self.provider_message_id or self.references
+                    or (self.meeting_id and self.event_type != EventType.MEETING_BOOKED.value))
+
+    @property
+    def email_key(self) -> str | None:
+        """Email attribution stays inside one organisation: no org, no email attribution."""
+        return email_link(self.org_id, self.email) if self.email and self.org_id else None
+
+    def link_keys(self) -> list[str]:
+        """Everything that can link this event to a message; a registration of that message, or
+        another event about the same meeting, locks the same keys (see dal.locks)."""
+        keys = [f"outcome:{self.claimed_outcome_id}"] if self.claimed_outcome_id else []
+        if self.provider_message_id:
+            keys.append(f"pmid:{self.provider_message_id}")
+        keys += [f"msgid:{r}" for r in self.references]
+        if self.meeting_id:
+            keys.append(f"meeting:{self.meeting_id}")
+        if self.email_key and not self.names_message:
+            keys.append(self.email_key)
+        return keys
 
     @property
     def claimed_outcome_id(self) -> UUID | None:
@@ -61,9 +97,38 @@ class Lookups:
     emails: dict[int, Match] = field(default_factory=dict)  # by the event's index in the batch
 
 
+MAX_KEY = 512  # btree entries must stay well under PostgreSQL's 2704-byte limit
+
+
+def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str | None:
+    """Why this normalised event cannot be stored as it is, naming no value (or None)."""
+    if not event.event_key or len(event.event_key) > MAX_KEY:
+        return f"event key is empty or longer than {MAX_KEY} characters"
+    if event.provider_message_id and len(event.provider_message_id) > 256:
+        return "provider message id is longer than 256 characters"
+    if event.email and len(event.email) > 320:
+        return "email is longer than 320 characters"
+    if event.org_id is not None and not IDENTIFIER.match(event.org_id):
+        return "org_id must be 1-128 letters, digits or _.:@/+-"
+    if any(len(r) > 998 for r in event.references):
+        return "a referenced Message-ID is longer than 998 characters"
+    try:
+        plausible(event.occurred_at, "occurred_at")
+    except BadValue as exc:
+        return str(exc)
+    return (check_json([event.event_key, event.event_type, event.email, event.outcome_id, event.provider_message_id,
+                        event.references]) or check_json(event.data)
+            or check_json(event.payload, strings=scan_strings))
+
+
+def email_link(org_id: str, email: str) -> str:
+    return f"email:{org_id}:{email.lower()}"
+
+
 def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | None:
     """The strongest link that resolves: outcome id, provider message id, Message-ID, the meeting
-    it is about, then the lead's email."""
+    it is about; the lead's email only for events that name no message (an event that names one
+    waits as an orphan for it rather than landing on another message to the same lead)."""
     claimed = event.claimed_outcome_id
     if claimed is not None and claimed in found.outcomes:
         return Match(claimed, found.outcomes[claimed])
@@ -72,16 +137,38 @@ def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | No
     for reference in event.references:
         if reference in found.email_message_ids:
             return found.email_message_ids[reference]
-    meeting_id = event.data.get("meeting_id")
+    meeting_id = event.meeting_id
     if meeting_id and meeting_id in found.meetings:
         return found.meetings[meeting_id]
-    return found.emails.get(index)
+    return None if event.names_message else found.emails.get(index)
 
 
 def content_key(payload: Any) -> str:
     """A stable key for events that carry no id of their own: the hash of their canonical JSON."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A malformed event of a verified batch: kept verbatim with the reason, never applied."""
+
+    provider: str
+    reason: str
+    raw: Any
+    field: str | None = None
+    org_id: str | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        # ASCII JSON: NUL, lone surrogates and NaN survive as escapes in a text column
+        text = json.dumps(self.raw, ensure_ascii=True, default=str)
+        return {"provider": self.provider, "org_id": self.org_id, "reason": _printable(self.reason)[:500],
+                "field": _printable(self.field or "")[:200] or None, "raw": text,
+                "digest": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _printable(text: str) -> str:
+    return json.dumps(text, ensure_ascii=True)[1:-1] if not text.isprintable() or not text.isascii() else text
 
 
 @dataclass
@@ -92,10 +179,13 @@ class IngestResult:
     applied: int = 0
     orphans: int = 0
     ignored: int = 0
+    quarantined: int = 0
+    outbox: int = 0  # messages for other services written by this batch, to send after commit
     outcome_ids: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received, "stored": self.stored, "duplicates": self.duplicates,
             "applied": self.applied, "orphans": self.orphans, "ignored": self.ignored,
+            "quarantined": self.quarantined,
         }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -37,6 +37,7 @@ class EventType(StrEnum):
     MEETING_NO_SHOW_CLEARED = "meeting_no_show_cleared"
     DEAL_WON = "deal_won"
     DEAL_LOST = "deal_lost"
+    CORRECTION = "correction"  # a person's corrected reply category and/or training label
 
 
 # Events that only a delivered message can produce: they imply delivery even when the
@@ -52,6 +53,10 @@ class OutcomeEvent:
     type: EventType
     occurred_at: datetime
     data: Mapping[str, Any] = field(default_factory=dict)
+    # a run of same-kind events (opens, clicks, deferrals...) read as one: this event is the run's
+    # first, `count` its size and `last_at` its latest time (the store folds them; see COUNTED)
+    count: int = 1
+    last_at: datetime | None = None
 
 
 @dataclass
@@ -66,6 +71,7 @@ class OutcomeState:
     bounced_at: datetime | None = None
     bounce_type: str | None = None
     bounce_reason: str | None = None
+    bounce_status: str | None = None
     first_opened_at: datetime | None = None
     open_count: int = 0
     first_machine_open_at: datetime | None = None
@@ -76,12 +82,19 @@ class OutcomeState:
     unsubscribed_at: datetime | None = None
     replied_at: datetime | None = None
     reply_text: str | None = None
+    reply_original_text: str | None = None
     reply_category: str | None = None
     reply_sentiment_score: float | None = None
     reply_interest_level: str | None = None
     reply_objection_type: str | None = None
     reply_classification_source: str | None = None
     reply_classified_at: datetime | None = None
+    # automatic replies (out-of-office, acknowledgements): proof of delivery, never engagement
+    auto_replied_at: datetime | None = None
+    auto_reply_category: str | None = None
+    lead_returns_on: date | None = None
+    corrected_at: datetime | None = None
+    corrected_by: str | None = None
     meeting_booked_at: datetime | None = None
     meeting_scheduled_start: datetime | None = None
     meeting_scheduled_end: datetime | None = None
@@ -109,6 +122,11 @@ class OutcomeState:
 
 
 DERIVED_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeState))
+
+# Event types whose derived columns need only how many there are, the first one and the latest
+# time (per machine/human flag for opens): the store may hand them over folded (OutcomeEvent.count).
+COUNTED: frozenset[EventType] = frozenset({EventType.PROCESSED, EventType.DELIVERED, EventType.DEFERRED,
+                                            EventType.OPEN, EventType.CLICK})
 
 
 
@@ -143,9 +161,9 @@ def derive_outcome(
     passed without a cancellation or a no-show.
     """
     ordered = canonical(events)
-    state = OutcomeState(event_count=len(ordered))
+    state = OutcomeState(event_count=sum(e.count for e in ordered))
     if ordered:
-        state.last_event_at = ordered[-1].occurred_at
+        state.last_event_at = max(e.last_at or e.occurred_at for e in ordered)
 
     by_type: dict[EventType, list[OutcomeEvent]] = {}
     for event in ordered:
@@ -157,25 +175,26 @@ def derive_outcome(
 
     if e := first(EventType.PROCESSED):
         state.processed_at = e.occurred_at
-    state.deferred_count = len(by_type.get(EventType.DEFERRED, []))
+    state.deferred_count = sum(e.count for e in by_type.get(EventType.DEFERRED, []))
     if e := first(EventType.DROPPED):
         state.dropped_at, state.drop_reason = e.occurred_at, e.data.get("reason")
     bounces = by_type.get(EventType.BOUNCE, [])
     if bounces:
         state.bounced_at = bounces[0].occurred_at
-        state.bounce_reason = bounces[0].data.get("reason")
-        # one hard bounce outweighs any number of blocks
-        hard = any(b.data.get("bounce_type", "bounce") == "bounce" for b in bounces)
-        state.bounce_type = "bounce" if hard else "blocked"
+        # one hard bounce outweighs any number of blocks, and a block any number of soft bounces
+        rank = {"bounce": 0, "blocked": 1, "soft": 2}
+        decisive = min(bounces, key=lambda b: rank.get(b.data.get("bounce_type", "bounce"), 0))
+        state.bounce_type = decisive.data.get("bounce_type", "bounce")
+        state.bounce_reason, state.bounce_status = decisive.data.get("reason"), decisive.data.get("status")
 
     opens = by_type.get(EventType.OPEN, [])
     human = [o for o in opens if not o.data.get("machine_open")]
     machine = [o for o in opens if o.data.get("machine_open")]
-    state.open_count, state.machine_open_count = len(human), len(machine)
+    state.open_count, state.machine_open_count = sum(o.count for o in human), sum(o.count for o in machine)
     state.first_opened_at = human[0].occurred_at if human else None
     state.first_machine_open_at = machine[0].occurred_at if machine else None
     clicks = by_type.get(EventType.CLICK, [])
-    state.click_count = len(clicks)
+    state.click_count = sum(c.count for c in clicks)
     state.first_clicked_at = clicks[0].occurred_at if clicks else None
 
     if e := first(EventType.DELIVERED):
@@ -195,6 +214,7 @@ def derive_outcome(
     state.stage = derive_stage(state)
     label, weight = label_outcome(state)
     state.training_label, state.training_weight = label.value, weight
+    _apply_corrections(state, by_type)
     state.quality_score = quality_score(state, icp_score)
     return state
 
@@ -212,27 +232,94 @@ def _derive_unsubscribe(state: OutcomeState, by_type: dict[EventType, list[Outco
         state.unsubscribed_at = group[-1].occurred_at
 
 
+AUTOMATED_REPLY_CATEGORIES = frozenset({"out_of_office", "auto_reply"})
+_CORRECTABLE = ("reply_category", "training_label", "training_weight")
+
+
+def corrections(by_type: dict[EventType, list[OutcomeEvent]]) -> dict[str, tuple[Any, OutcomeEvent]]:
+    """The correction in force for each field: the latest correction naming it (a later one that sets
+    the field to null reverts it to the derived value)."""
+    found: dict[str, tuple[Any, OutcomeEvent]] = {}
+    for event in by_type.get(EventType.CORRECTION, []):  # canonical order: latest last
+        for name in _CORRECTABLE:
+            if name in event.data.get("fields", []):
+                found[name] = (event.data.get(name), event)
+    return {name: value for name, value in found.items() if value[0] is not None}
+
+
 def _derive_reply(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
     replies = by_type.get(EventType.REPLY, [])
     if not replies:
         return
+    classifications = by_type.get(EventType.REPLY_CLASSIFIED, [])
+
+    def classification(reply: OutcomeEvent) -> OutcomeEvent | None:
+        own = [c for c in classifications if c.data.get("reply_key") == reply.key]
+        return own[-1] if own else None
+
+    def category(reply: OutcomeEvent) -> str | None:
+        found = classification(reply)
+        return found.data.get("category") if found else reply.data.get("category")
+
+    corrected = corrections(by_type).get("reply_category")
+    # a person's category is for "the reply": the lead's first reply, else the first automatic one
+    target = next((r for r in replies if not (r.data.get("automated") or category(r) in AUTOMATED_REPLY_CATEGORIES)),
+                  replies[0]) if corrected else None
+
+    def effective(reply: OutcomeEvent) -> str | None:
+        return str(corrected[0]) if corrected and reply is target else category(reply)
+
+    def automated(reply: OutcomeEvent) -> bool:
+        if corrected and reply is target:
+            return effective(reply) in AUTOMATED_REPLY_CATEGORIES
+        return bool(reply.data.get("automated")) or effective(reply) in AUTOMATED_REPLY_CATEGORIES
+
+    human = [r for r in replies if not automated(r)]
+    machine = [r for r in replies if automated(r)]
+    if machine:
+        first = machine[0]
+        state.auto_replied_at = first.occurred_at
+        state.auto_reply_category = effective(first) or "auto_reply"
+        found = classification(first)
+        back = (found.data.get("return_date") if found else None) or first.data.get("return_date")
+        state.lead_returns_on = date.fromisoformat(str(back)) if back else None
+    if not human:
+        return
     # the first reply is the answer to this message; later ones are the conversation
-    reply = replies[0]
+    reply = human[0]
     state.replied_at = reply.occurred_at
     state.reply_text = reply.data.get("text")
-    classifications = by_type.get(EventType.REPLY_CLASSIFIED, [])
-    own = [c for c in classifications if c.data.get("reply_key") == reply.key]
-    if not (own or classifications):
-        return
-    chosen = (own or classifications)[-1]
-    data = chosen.data
-    state.reply_category = data.get("category")
-    score = data.get("sentiment_score")
-    state.reply_sentiment_score = None if score is None else float(score)
-    state.reply_interest_level = data.get("interest_level")
-    state.reply_objection_type = data.get("objection_type")
-    state.reply_classification_source = data.get("source")
-    state.reply_classified_at = chosen.occurred_at
+    state.reply_original_text = reply.data.get("full_text") or reply.data.get("text")
+    # a classification stored under another key (older jobs) still counts when no reply owns it
+    keys = {r.key for r in replies}
+    unowned = [c for c in classifications if c.data.get("reply_key") not in keys]
+    chosen = classification(reply) or (unowned[-1] if unowned else None)
+    if chosen is not None:
+        data = chosen.data
+        state.reply_category = data.get("category")
+        score = data.get("sentiment_score")
+        state.reply_sentiment_score = None if score is None else float(score)
+        state.reply_interest_level = data.get("interest_level")
+        state.reply_objection_type = data.get("objection_type")
+        state.reply_classification_source = data.get("source")
+        state.reply_classified_at = chosen.occurred_at
+    if corrected and reply is target:
+        state.reply_category = str(corrected[0])
+        state.reply_classification_source = "human"
+        state.reply_classified_at = corrected[1].occurred_at
+
+
+def _apply_corrections(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
+    """A person's training label (and weight) override the derived ones; every correction in
+    force is recorded with who made the latest one."""
+    found = corrections(by_type)
+    if "training_label" in found:
+        state.training_label = str(found["training_label"][0])
+    if "training_weight" in found:
+        state.training_weight = float(found["training_weight"][0])
+    if found:
+        latest = max((event for _, event in found.values()), key=lambda e: (e.occurred_at, e.key))
+        state.corrected_at, state.corrected_by = latest.occurred_at, latest.data.get("actor")
 
 
 def _derive_meeting(
@@ -301,6 +388,7 @@ def derive_stage(state: OutcomeState) -> str:
         ("unsubscribed", state.unsubscribed_at),
         ("clicked", state.first_clicked_at),
         ("opened", state.first_opened_at),
+        ("auto_replied", state.auto_replied_at),
         ("delivered", state.delivered_at),
         ("bounced", state.bounced_at),
         ("dropped", state.dropped_at),

@@ -1,10 +1,13 @@
-"""Near-duplicate detection for training examples: MinHash over word 3-shingles, LSH banding,
-and connected components, computed for a whole dataset at once with numpy.
+"""Near-duplicate detection for training examples: MinHash over the set of words of a text, LSH
+banding, and connected components, computed for a whole dataset at once with numpy.
 
-A message edited in two or three words keeps most of its 3-shingles (Jaccard ~0.6-0.8 for a
-60-word email) while two different emails from the same campaign share far fewer; the
-thresholds below were chosen from measurements on planted edits (`bench/dedupe_threshold.py`,
-README "Dataset"). Signatures are 64 uint32 per text (256 bytes): 200,000 examples need ~51 MB.
+A message re-sent with two or three words changed, a word added or dropped, or two sentences
+swapped keeps almost all of its words (Jaccard of the word sets >= 0.86 on the planted edits),
+while the same template sent with a different personalised opening line, which is a different
+email, shares far fewer (<= 0.74); word 3-shingles could not tell those two apart (an edit breaks
+up to nine shingles). The threshold was chosen from measurements on planted edits and personalised
+siblings (`bench/dedupe_threshold.py`, README "Dataset"). Signatures are 64 uint32 per text (256
+bytes): 200,000 examples need ~51 MB.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 PERMUTATIONS = 64
-BANDS, ROWS = 32, 2  # 32 bands of 2 rows: a pair at Jaccard 0.4 becomes a candidate 99.5 % of the time
-DUPLICATE_THRESHOLD = 0.4  # estimated Jaccard at or above which two texts are one example (measured)
+BANDS, ROWS = 32, 2  # 32 bands of 2 rows: a pair at Jaccard 0.85 becomes a candidate with certainty
+DUPLICATE_THRESHOLD = 0.85  # estimated Jaccard of the word sets at or above which two texts are one example
 
 _rng = np.random.default_rng(20_261_123)  # fixed: the same text always gets the same signature
 _A = _rng.integers(1, 2**63, PERMUTATIONS, dtype=np.uint64) | np.uint64(1)
@@ -30,8 +33,8 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def shingle_hashes(text: str, size: int = 3) -> np.ndarray:
-    """crc32 of each run of `size` words (single words for very short texts)."""
+def shingle_hashes(text: str, size: int = 1) -> np.ndarray:
+    """crc32 of each run of `size` words (by default each word: the text's word set)."""
     tokens = words(text)
     if len(tokens) < size:
         grams = [" ".join(tokens)] if tokens else []

@@ -43,19 +43,70 @@ class Span:
 @dataclass(frozen=True)
 class RedactionContext:
     """What is known about the people in one message: regions for phone numbers and the names to
-    remove, as (term, placeholder) pairs, longest term first."""
+    remove, as (term, placeholder, strict) triples, longest term first. A strict term (a name that
+    is also an ordinary word: "Will", "Price", a company's first word "Bright") is only taken where
+    it is written as a name: with a capital, or inside an id or a slug (`abm-bright-q3`)."""
 
     regions: tuple[str, ...] = ()
-    terms: tuple[tuple[str, str], ...] = ()
+    terms: tuple[tuple[str, str, bool], ...] = ()
 
     @cached_property
-    def needles(self) -> tuple[tuple[str, str, bool, bool], ...]:
-        """(lowered term, placeholder, free on the left, free on the right), computed once."""
+    def needles(self) -> tuple[tuple[str, str, bool, bool, bool], ...]:
+        """(skeleton of the term, placeholder, free on the left, free on the right, strict), computed once."""
         out = []
-        for term, placeholder in self.terms:
-            needle = _lower(term)
-            out.append((needle, placeholder, _is_cjk(needle[0]), _is_cjk(needle[-1])))
+        for term, placeholder, strict in self.terms:
+            needle = skeleton(normalized(term)[0])
+            if needle:
+                out.append((needle, placeholder, _is_cjk(needle[0]), _is_cjk(needle[-1]), strict))
         return tuple(out)
+
+
+# --- what the detectors read: the text with look-alikes and invisible characters folded ----------
+
+# format characters that render as nothing (zero-width space and joiners, soft hyphen, bidi marks,
+# word joiner, BOM, variation selectors): dropped before detection, so "D\u200bana" is "Dana"
+_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+# Cyrillic and Greek letters drawn like Latin ones (after lower-casing), for matching known names:
+# "Dаna" with a Cyrillic а is "Dana" to a reader (Unicode TR 39 confusables, the common subset)
+_CONFUSABLES = str.maketrans({
+    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
+    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "һ": "h", "ԁ": "d", "ӏ": "l", "ԛ": "q", "ԝ": "w",
+    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
+    "ı": "i", "ℓ": "l"})
+# full-width ASCII and the ideographic space, one character for one
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
+def normalized(text: str) -> tuple[str, list[int] | None]:
+    """The text as detectors read it: each character in NFKC (full-width `０３－１２` and `＠` become
+    ASCII, decomposed accents compose), invisible format characters dropped. Returns the text and,
+    when its offsets differ, the index in the original of each of its characters (None: same offsets)."""
+    if text.isascii():
+        return text, None
+    if not _INVISIBLE.search(text):
+        one_for_one = text.translate(_FULL_WIDTH)  # the common case in Japanese and Chinese mail
+        if unicodedata.is_normalized("NFKC", one_for_one):
+            return one_for_one, None
+    out: list[str] = []
+    where: list[int] = []
+    for i, char in enumerate(text):
+        if _INVISIBLE.match(char):
+            continue
+        if unicodedata.combining(char) and out:  # a decomposed accent joins the letter before it
+            joined = unicodedata.normalize("NFKC", out[-1] + char)
+            if len(joined) == 1:
+                out[-1] = joined
+                continue
+        folded = unicodedata.normalize("NFKC", char)
+        out += folded
+        where += [i] * len(folded)
+    return "".join(out), where
+
+
+def skeleton(text: str) -> str:
+    """Lower case with look-alike letters folded; one character for one (offsets are kept)."""
+    return _lower(text).translate(_CONFUSABLES)
 
 
 class Detector(Protocol):
@@ -105,23 +156,30 @@ class Segmented:
 
 _TLDS = (r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be|ch|at|se|dk|no|fi|pl|pt|ie|"
          r"us|ca|au|nz|in|jp|cn|br|mx|ar|cl|sg|hk|kr|tw|za|ru|tr|il|ae|gr|cz|hu|ro|lu|ly|gl|to|so|xyz|online|cloud")
-_AT = r"(?:\s*@\s*|\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*|\s+at\s+|\s+AT\s+)"
-_DOT = r"(?:\s*\.\s*|\s*[\(\[\{<]\s*dot\s*[\)\]\}>]\s*|\s+dot\s+|\s+DOT\s+)"
+_AT_MARKED = r"(?:\s*@\s*|\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*)"
+_DOT_WORD = r"(?:\s*[\(\[\{<]\s*dot\s*[\)\]\}>]\s*|\s+dot\s+)"
+_DOT = rf"(?:\s*\.\s*|{_DOT_WORD})"
 # Possessive runs (`++`) where what follows a run can never start with a character of the run
-# (a label is followed by a dot, a local part by `@`, `at` after a space, or a bracket): the
-# same matches, without retrying every shorter run at every word.
+# (a label is followed by a dot, a local part by `@`, a space or a bracket): the same matches,
+# without retrying every shorter run at every word.
 _LABEL = r"[\w-]++"
+_END = rf"(?:{_TLDS})\b(?![/@\w-])"  # "calendly.com/jdoe" after "at" is a link, not an address
 
 
 class EmailDetector:
     """Addresses, `mailto:` links and the usual obfuscations (`jane at acme dot com`,
-    `jane(at)acme(dot)com`, `jane [at] acme [dot] co [dot] uk`)."""
+    `jane(at)acme(dot)com`, `jane [at] acme [dot] co [dot] uk`, `j.doe at acme.com`). A bare
+    " at " before a plain domain is an address only when the name looks like one (a dot, `_`, `+`
+    or a digit in it): "find us at acme.com" is a preposition and a link."""
 
     name = "email"
     plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-",
                       anchor="@")
-    obfuscated = re.compile(rf"(?<![\w.])[\w.+-]++{_AT}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}(?:{_TLDS})\b",
-                            re.IGNORECASE)
+    obfuscated = re.compile(
+        rf"(?<![\w.])[\w.+-]++{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"|(?<![\w.])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
+        re.IGNORECASE)
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -274,21 +332,23 @@ _US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA
               "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY")
 _ADDRESS_PATTERNS = [
     # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
-    re.compile(rf"\b\d{{1,5}}[A-Za-z]?\s+(?:{_CAP}\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
+    re.compile(rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
                r"Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|Square|Sq\.?|Parkway|Pkwy\.?|Way|Terrace|"
-               r"Highway|Hwy\.?|Circle|Crescent|Close|Row|Mews|Wharf|Broadway|Gardens|Hill|Walk)\b"
+               r"Highway|Hwy\.?|Circle|Crescent|Close|Row|Mews|Wharf|Broadway|Gardens|Hill|Walk|Loop|Alley|Trail|"
+               r"Plaza)\b"
                r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"),
     # Friedrichstraße 123, Musterstr. 5a, Keizersgracht 123, Drottninggatan 5, Hauptplatz 1
-    re.compile(r"\b[A-ZÄÖÜ][\wäöüß-]*(?:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
+    # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised)
+    re.compile(r"\b[A-ZÄÖÜ][\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
                r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
-               r"\s?[a-zA-Z]?\b"),
+               r"(?:\s?[a-zA-Z]\b)?"),
     # Unter den Linden 77, Am Sandtorkai 50, An der Alster 1
     re.compile(rf"\b(?:Am|An der|Auf der|Im|In der|Unter den|Zum|Zur)\s+{_CAP}\s+\d{{1,4}}\s?[a-z]?\b"),
     # 12 rue de la Paix, 8 bis avenue Foch, 5 place Vendôme
     re.compile(r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|quai|allée|impasse|chemin|"
                r"route|cours|square)\s+[\w'’ -]{2,40}?(?=[,\n]|$|\s\d)", re.IGNORECASE | re.MULTILINE),
     # Calle Mayor 5, Via Roma 10, Rua Augusta, 274, Piazza della Signoria 1
-    re.compile(r"\b(?:Calle|C/|Avenida|Avda\.?|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
+    re.compile(r"\b(?:Calle|C/|Avenida|Avda\.?|Av\.|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
                r"Praça|Alameda)\s+(?:(?:de|del|della|delle|da|do|dos|das)\s+)?[\w'’ .-]{2,40}?,?\s*\d{1,4}\b"),
     # ул. Тверская, д. 7 / проспект Мира, дом 12
     re.compile(r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)\s*"
@@ -299,6 +359,8 @@ _ADDRESS_PATTERNS = [
     # 北京市朝阳区建国路88号
     re.compile(r"[\u4e00-\u9fff]{2,4}(?:省|市)[\u4e00-\u9fff]{1,10}(?:区|县|市)[\u4e00-\u9fff\d]{1,20}?"
                r"(?:路|街|道|巷)\d+号"),
+    # 강남구 테헤란로 152, 중구 세종대로 110 (district, then road and building number)
+    re.compile(r"[가-힣]{1,6}(?:구|군|시)\s[가-힣0-9]{1,12}(?:대로|로|길)\s?\d{1,4}(?:-\d{1,4})?(?:번길\s?\d{1,4})?"),
     re.compile(r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Casella postale)\s+\d+\b", re.IGNORECASE),
 ]
 _POSTCODE_PATTERNS = [
@@ -311,6 +373,7 @@ _POSTCODE_PATTERNS = [
     # 8001 Zürich, 1012 AB Amsterdam, A-1010 Wien: after a comma or a country prefix
     re.compile(rf"(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-))\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"),
     re.compile(r"〒\s?\d{3}-?\d{4}"),  # Japan
+    re.compile(r"\b[A-Z][a-z]{2,}\s?[-–]?\s?[1-9]\d{5}\b"),  # India: Bengaluru 560001, Mumbai - 400001
     re.compile(r"\b\d{4}-\d{3}\b"),  # Portugal
     re.compile(rf"(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
     re.compile(r"\b\d{5}-\d{3}\b"),  # Brazil CEP
@@ -342,13 +405,13 @@ class AddressDetector:
              (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"))
 
     @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
+
+    @staticmethod
     def wanted(text: str) -> bool:
         """Every layout above holds a number: a text without a digit has no address."""
         return _ANY_DIGIT.search(text) is not None
-
-    @staticmethod
-    def cache_key(context: RedactionContext) -> Hashable:
-        return ()  # what it finds depends on the text alone
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         if not self.wanted(text):
@@ -368,24 +431,34 @@ def _is_cjk(char: str) -> bool:
 
 class KnownEntityDetector:
     """The names the context knows (lead, sender, colleagues, companies, signature lines), found
-    case-insensitively with word boundaries (none for scripts written without spaces), with
-    plain `str.find` on one lowered copy of the text: no pattern is compiled per row."""
+    case-insensitively with word boundaries (none for scripts written without spaces) on the
+    text's skeleton (look-alike letters folded), with plain `str.find` on one copy of the text:
+    no pattern is compiled per row. A strict term needs a capital or a slug around it."""
 
     name = "known_entity"
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         if not context.terms:
             return
-        lowered = _lower(text)
-        size = len(lowered)
-        for needle, placeholder, left_free, right_free in context.needles:
-            start = lowered.find(needle)
+        folded = skeleton(text)
+        size = len(folded)
+        for needle, placeholder, left_free, right_free, strict in context.needles:
+            start = folded.find(needle)
             while start != -1:
                 end = start + len(needle)
-                if ((left_free or start == 0 or not lowered[start - 1].isalnum())
-                        and (right_free or end == size or not lowered[end].isalnum())):
+                if ((left_free or start == 0 or not folded[start - 1].isalnum())
+                        and (right_free or end == size or not folded[end].isalnum())
+                        and (not strict or text[start].isupper() or _in_slug(text, start, end))):
                     yield Span(start, end, placeholder, self.name)
-                start = lowered.find(needle, start + 1)
+                start = folded.find(needle, start + 1)
+
+
+def _in_slug(text: str, start: int, end: int) -> bool:
+    """Written inside an id, a path or a slug: `abm-bright-q3`, `bright_box`, `/bright/`."""
+    return ((start > 0 and text[start - 1] in _SLUG_JOINERS) or (end < len(text) and text[end] in _SLUG_JOINERS))
+
+
+_SLUG_JOINERS = frozenset("-_/=0123456789")
 
 
 def _lower(text: str) -> str:
@@ -401,16 +474,30 @@ DEFAULT_DETECTORS: tuple[Detector, ...] = (
 
 
 def resolve(spans: Iterable[Span], text: str) -> list[Span]:
-    """Non-overlapping spans, longest first (earlier detector on ties), never inside a placeholder."""
+    """Non-overlapping spans, longest first (earlier detector on ties). What any detector found is
+    always removed: a span that partly overlaps a longer one is merged into it (never dropped,
+    which would leave its tail behind), and a span reaching into one of our placeholders takes the
+    placeholder with it (a link ending in `?name={{first_name}}` is still a link). Spans inside a
+    placeholder are the placeholder itself and are left alone."""
     protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if "{{" in text else []
     taken: list[Span] = []
     for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
-        if span.end <= span.start:
+        start, end = span.start, span.end
+        if end <= start or any(p_start <= start and end <= p_end for p_start, p_end in protected):
             continue
-        if any(span.start < end and start < span.end for start, end in protected):
+        for p_start, p_end in protected:
+            if start < p_end and p_start < end:
+                start, end = min(start, p_start), max(end, p_end)
+        overlapping = [t for t in taken if start < t.end and t.start < end]
+        if any(t.start <= start and end <= t.end for t in overlapping):
             continue
-        if any(span.start < t.end and t.start < span.end for t in taken):
-            continue
+        if overlapping:  # merge into the longest one it touches
+            keep = overlapping[0]
+            taken = [t for t in taken if t not in overlapping]
+            span = Span(min(start, *(t.start for t in overlapping)), max(end, *(t.end for t in overlapping)),
+                        keep.placeholder, keep.detector)
+        else:
+            span = Span(start, end, span.placeholder, span.detector)
         taken.append(span)
     return sorted(taken, key=lambda s: s.start)
 
@@ -419,69 +506,86 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
 # No pattern can match across it: only the link pattern's negated classes accept NUL, and they stop
 # at the newlines around it. The newline next to each text keeps `^`, `$`, `\b` and the look-arounds
 # behaving as at the start and end of a string; a match that still crossed it would be found again
-# text by text (`Redactor.find_many`).
+# text by text (`_joined_find`).
 SEPARATOR = "\n\x00\n"
 
 
 @dataclass
 class Redactor:
-    """Runs the detectors and replaces what they find; counts replacements by placeholder."""
+    """Runs the detectors and replaces what they find; counts replacements by placeholder.
+
+    Detectors read the normalised text (`normalized`); their spans are mapped back to the
+    original, which is what gets replaced. `find_many` and `redact_many` do what `find` and
+    `redact` do to each of several texts, with each detector scanning them all in one call, and
+    remember what a detector found in a text when that depends on the text (and its regions) only."""
 
     detectors: Sequence[Detector] = DEFAULT_DETECTORS
     counts: Counter[str] = field(default_factory=Counter)
     _cache: dict[tuple[str, Hashable, str], tuple[Span, ...]] = field(default_factory=dict, repr=False)
 
+    def spans(self, text: str, context: RedactionContext) -> list[Span]:
+        view, where = normalized(text)
+        return _to_original([s for d in self.detectors for s in d.find(view, context)], where)
+
     def find(self, text: str, context: RedactionContext) -> list[Span]:
         if not text:
             return []
-        return resolve((s for d in self.detectors for s in d.find(text, context)), text)
+        return resolve(self.spans(text, context), text)
 
     def redact(self, text: str | None, context: RedactionContext) -> str:
         if not text:
             return ""
-        return apply_spans(text, (s for d in self.detectors for s in d.find(text, context)), self.counts)
+        return apply_spans(text, self.spans(text, context), self.counts)
 
     def find_many(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
-        """`find` of each text, with every detector scanning all the texts in one call."""
         raw = self._raw_spans(texts, context)
         return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
 
     def redact_many(self, texts: Sequence[str | None], context: RedactionContext) -> list[str]:
-        """`redact` of each text (None and empty give ""), detectors scanning all texts at once."""
+        """`redact` of each text (None and empty give "")."""
         plain = [t or "" for t in texts]
         raw = self._raw_spans(plain, context)
         return [apply_spans(text, spans, self.counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
 
     def _raw_spans(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
-        per_text: list[list[Span]] = [[] for _ in texts]
+        normal = [normalized(t) if t else ("", None) for t in texts]
+        views = [view for view, _ in normal]
+        per_view: list[list[Span]] = [[] for _ in texts]
         for detector in self.detectors:
             # a detector that can tell a text holds nothing for it (an address needs a digit) only
             # sees the texts that may, as it would text by text
             wanted = getattr(detector, "wanted", None)
-            chosen = [i for i, text in enumerate(texts) if text and (wanted is None or wanted(text))]
+            chosen = [i for i, view in enumerate(views) if view and (wanted is None or wanted(view))]
             # what a detector finds in a text that depends on nothing else (or only on the regions)
             # is remembered: the system prompt, the prompt lines and many briefs recur
             key = detector.cache_key(context) if hasattr(detector, "cache_key") else None
             if key is not None:
                 missed = []
                 for i in chosen:
-                    known = self._cache.get((detector.name, key, texts[i]))
+                    known = self._cache.get((detector.name, key, views[i]))
                     if known is None:
                         missed.append(i)
                     else:
-                        per_text[i] += known
+                        per_view[i] += known
                 chosen = missed
             if len(chosen) == 1:
-                found = [list(detector.find(texts[chosen[0]], context))]
+                found = [list(detector.find(views[chosen[0]], context))]
             else:
-                found = _joined_find(detector, [texts[i] for i in chosen], context) if chosen else []
+                found = _joined_find(detector, [views[i] for i in chosen], context) if chosen else []
             for i, spans in zip(chosen, found, strict=True):
-                per_text[i] += spans
+                per_view[i] += spans
                 if key is not None:
                     if len(self._cache) >= 50_000:
                         self._cache.clear()
-                    self._cache[(detector.name, key, texts[i])] = tuple(spans)
-        return per_text
+                    self._cache[(detector.name, key, views[i])] = tuple(spans)
+        return [_to_original(spans, where) for spans, (_, where) in zip(per_view, normal, strict=True)]
+
+
+def _to_original(spans: list[Span], where: list[int] | None) -> list[Span]:
+    """Spans of a normalised text as spans of its original (`normalized`'s offsets)."""
+    if where is None:
+        return spans
+    return [Span(where[s.start], where[s.end - 1] + 1, s.placeholder, s.detector) for s in spans if s.end > s.start]
 
 
 def _joined_find(detector: Detector, texts: list[str], context: RedactionContext) -> list[list[Span]]:
@@ -506,10 +610,63 @@ _LEGAL_SUFFIX = re.compile(
     r"[,\s]+(?:inc\.?|incorporated|llc|l\.l\.c\.|ltd\.?|limited|plc|corp\.?|corporation|co\.?|company|gmbh|"
     r"gmbh & co\.? kg|ag|kg|se|sa|s\.a\.|sas|sarl|s\.r\.l\.|srl|spa|s\.p\.a\.|bv|b\.v\.|nv|n\.v\.|oy|ab|as|a/s|"
     r"aps|pty\.? ltd\.?|pte\.? ltd\.?|k\.k\.|kk|llp|lp|s\.l\.|sl|oü|sp\. z o\.o\.)$", re.IGNORECASE)
+# legal forms written before the name (ООО «Ромашка», PT Maju Jaya) and the quotes around it
+_LEGAL_PREFIX = re.compile(r"^(?:ООО|ОАО|ЗАО|ПАО|НАО|АО|ИП|ТОВ|ПрАТ|ПАТ|ТОО|PT|CV|UAB|SIA|OOO)\s+")
+_QUOTES = "\"'«»„“”‘’‹›「」『』"
 _CJK_COMPANY_AFFIX = re.compile(r"^(?:株式会社|有限会社)|(?:株式会社|有限会社|有限公司|股份有限公司|公司)$")
-_NAME_KEY = re.compile(r"name|colleague|contact|manager|assistant|champion|referr|boss|owner|founder|ceo|cfo|cto|"
-                       r"coo|cmo|cro|vp|head|director|person|people|team|stakeholder|sponsor|decision|buyer|"
-                       r"signer|introduc|cc|report", re.IGNORECASE)
+
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+# Keys of a lead context whose values are people, judged on the key's words (`buying_committee`,
+# `referred_by`, `assistant.name`), never on substrings: "cc" is in `account_tier`, "contact" in
+# `contact_preference`, "team" in `team`: their values ("Enterprise", "Email", "Finance") are not people.
+_PERSON_KEYS = _wordset(
+    "name names fullname colleague colleagues contact contacts assistant assistants manager managers champion "
+    "champions referrer boss owner owners founder founders cofounder ceo cfo cto coo cmo cro cio ciso cpo vp svp evp "
+    "director directors person people stakeholder stakeholders sponsor sponsors buyer buyers signer signers "
+    "signatory introducer cc bcc committee member members attendee attendees participant participants recipient "
+    "recipients approver approvers maker makers influencer influencers rep reps ae sdr bdr csm")
+_PERSON_VERBS = _wordset("referred introduced reports managed owned sponsored approved signed assigned")
+_NOT_PERSON_NAMES = _wordset(
+    "product company account campaign plan stage file host domain brand event project deal tool app team org "
+    "organization organisation list field template sequence segment tier industry city country region street job "
+    "role pipeline opportunity opp cadence workspace channel tag category source vendor competitor partner")
+_PART_KEYS = _wordset("first last given family surname middle display full")
+_KEY_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+# name parts that are not names on their own ("de" and "la" of De La Cruz, "van" of van Dijk)
+_PARTICLES = _wordset("de da di du del della delle dei der den des van von la le lo los las el al bin ibn ben "
+                       "bint ter ten te zu zum zur y e dos das do st saint mac")
+# words that are also names: taken only where written as a name (capital or slug), so "I will
+# check the price" keeps its words for a lead called Will Price
+COMMON_WORDS = _wordset("""
+will mark bill grace hope may june april august rose summer chase max pat sue rob art jack frank faith joy dawn
+hunter ray gene guy don drew miles wade lance dean glen cliff dale page penny ruby iris holly ivy daisy amber crystal
+sky brook brooks read reed price cook baker young long white brown green black gray grey king hill wood woods stone
+rich hall bell ford field fields lane park rice fox bush love bond sharp strong little small short wise moon star day
+child best north west east south law sale sales head case booth bishop cross marsh major hunt grant bright fair gold
+silver swift power rush frost snow rain storm winter spring well wells banks bank street ward march key keys lake
+ridge parks archer booker palmer porter potter shepherd fisher butler marshall chambers cotton house church coffee
+good wolf lamb bird fish crane swan finch drake carter mason taylor turner walker cooper smith miller clay rock cole
+honor trust worth noble cash chance sterling victor early late new
+box square notion monday slack zoom stripe apple amazon target gap shell oracle meta snap block ring nest segment
+loom linear ramp gusto front outreach gong close pipe plaid mercury remote open clear smart core prime summit pulse
+spark echo signal vista atlas beacon harbor harbour anchor bridge compass pioneer frontier horizon keystone pinnacle
+apex vertex zenith quest venture capital global united general national first digital
+""")
+# first words that do not name a company on their own ("General" of General Motors)
+_GENERIC_FIRST_WORDS = _wordset("""
+the a an general united american national international global first new digital advanced applied royal standard
+central pacific atlantic western eastern northern southern north south east west great big smart open data cloud
+tech software systems solutions group consolidated universal integrated premier prime allied associated british
+german french european euro asia asian china japan indian india canadian australian city state metro bank union
+mutual federal old modern creative total pro best top one all my your our blue red green black white gold golden
+silver star sun super mega ultra net web info micro grand home health medical pharma bio energy power media market
+capital financial finance insurance real travel food foods auto motor motors air sea land ocean mountain river lake
+park deutsche société societe banco grupo compagnie nippon
+""")
 
 
 def _strip_accents(value: str) -> str:
@@ -539,6 +696,7 @@ def company_variants(name: str) -> frozenset[str]:
         cores.add(shorter)
         core = shorter
     cores |= {_CJK_COMPANY_AFFIX.sub("", c) for c in cores}
+    cores |= {_LEGAL_PREFIX.sub("", c).strip(_QUOTES + " ") for c in cores}
     cores |= {c[4:] for c in cores if c.lower().startswith("the ") and len(c) > 6}
     variants: set[str] = set()
     cores |= {re.sub(r"\s*&\s*", f" {joiner} ", c) for c in cores if "&" in c for joiner in ("and", "und")}
@@ -552,29 +710,59 @@ def company_variants(name: str) -> frozenset[str]:
     return frozenset(v for v in variants if len(v) >= 2)
 
 
+def company_first_word(name: str) -> str | None:
+    """The distinctive first word of a company name of several words, as people shorten it
+    ("Northwind's roadmap" for Northwind Traders Inc., `abm-northwind-q4`); None for a generic one."""
+    core = _LEGAL_PREFIX.sub("", " ".join(name.split())).strip(_QUOTES + " ")
+    while (shorter := _LEGAL_SUFFIX.sub("", core).strip(" ,")) and shorter != core:
+        core = shorter
+    words = core.split()
+    if len(words) < 2:
+        return None
+    first = words[0].strip(",.&'’")
+    if len(first) < 4 or not first.isalpha() or first.lower() in _GENERIC_FIRST_WORDS:
+        return None
+    return first
+
+
 @lru_cache(maxsize=16_384)
 def person_variants(name: str) -> frozenset[str]:
-    """A person's full name and its parts (3+ letters, or 2 for the short surnames Li, Wu, Ng)."""
+    """A person's full name and its parts (3+ letters, or 2 for the short surnames Li, Wu, Ng);
+    particles ("De" and "La" of De La Cruz) are parts of the full name only."""
     name = " ".join(name.split())
     variants = set()
     for v in _transliterations(name):
         variants.add(v)
-        for part in re.split(r"[\s,]+", v):
-            part = part.strip(".")
+        parts = [p.strip(".") for p in re.split(r"[\s,]+", v) if p.strip(".")]
+        for part in parts:
+            if len(parts) > 1 and part.lower() in _PARTICLES:
+                continue
             if len(part) >= 2 and any(c.isalpha() for c in part) and not (len(part) == 2 and part.islower()):
                 variants.add(part)
     return frozenset(v for v in variants if len(v) >= 2 or (v and _is_cjk(v[0])))
 
 
-def names_in(value: object, key: str = "") -> Iterator[str]:
-    """Person names in a lead context (`extra`): string values under name-like keys, recursively."""
+def _is_person_key(key: str) -> bool:
+    words = [w.lower() for w in _KEY_WORD.findall(key)]
+    if not words:
+        return False
+    last, before = words[-1], (words[-2] if len(words) > 1 else "")
+    if last in ("name", "names") or (last.endswith("name") and last not in ("username", "filename", "hostname")):
+        return before not in _NOT_PERSON_NAMES
+    return last in _PERSON_KEYS or (last in ("by", "to") and before in _PERSON_VERBS)
+
+
+def names_in(value: object, key: str = "", person: bool = False) -> Iterator[str]:
+    """Person names in a lead context (`extra`): string values under keys that name people
+    (`assistant`, `buying_committee`, `referred_by`, `champion.name`, `stakeholders[].first`)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            yield from names_in(v, str(k))
+            child = str(k)
+            yield from names_in(v, child, _is_person_key(child) or (person and child.lower() in _PART_KEYS))
     elif isinstance(value, list):
         for item in value:
-            yield from names_in(item, key)
-    elif isinstance(value, str) and _NAME_KEY.search(key):
+            yield from names_in(item, key, person)
+    elif isinstance(value, str) and person:
         text = value.strip()
         words = text.split()
         if 1 <= len(words) <= 5 and len(text) <= 80 and not any(ch.isdigit() for ch in text) and "@" not in text:
@@ -589,15 +777,26 @@ def signature_lines(signature: str) -> Iterator[str]:
             yield line
 
 
+def _ordinary_words(term: str) -> bool:
+    """Whether a term is made of ordinary words only ("Will", "Will Mark", "The Box")."""
+    words = re.findall(r"\w+", term)
+    return bool(words) and all(w in COMMON_WORDS or w in _FUNCTION_WORDS for w in words) and any(
+        w in COMMON_WORDS for w in words)
+
+
+_FUNCTION_WORDS = _wordset("the a an and of for to in on at by")
+
+
 def build_context(*, lead: dict[str, str | None], colleagues: Iterable[str] = (),
                   sender: dict[str, str | None] | None = None, regions: Iterable[str | None] = ()) -> RedactionContext:
     """The redaction context of one message. Longer terms come first, so overlapping names
     (a surname inside the company name) resolve to the longest."""
-    placed: dict[str, tuple[str, str]] = {}  # lowered term -> (term, placeholder); the first role wins
+    placed: dict[str, tuple[str, str, bool]] = {}  # skeleton -> (term, placeholder, strict); the first role wins
 
-    def add(variants: Iterable[str], placeholder: str) -> None:
+    def add(variants: Iterable[str], placeholder: str, strict: bool = False) -> None:
         for v in variants:
-            placed.setdefault(v.lower(), (v, placeholder))
+            key = skeleton(normalized(v)[0])
+            placed.setdefault(key, (v, placeholder, strict or _ordinary_words(key)))
 
     first, last = (lead.get("first_name") or "").strip(), (lead.get("last_name") or "").strip()
     company = (lead.get("company") or "").strip()
@@ -621,10 +820,14 @@ def build_context(*, lead: dict[str, str | None], colleagues: Iterable[str] = ()
         add(signature_lines(str(sender["signature"])), "{{signature}}")
     for name in colleagues:
         add(person_variants(name), "{{colleague_name}}")
-    terms = sorted(placed.values(), key=lambda tp: (-len(tp[0]), tp[0]))
+    # a company's first word last: a person or a full name that is the same word keeps its role
+    for name, placeholder in ((company, "{{company}}"), (str(sender.get("company") or ""), "{{sender_company}}")):
+        word = company_first_word(name)
+        if word:
+            add(_transliterations(word), placeholder, strict=True)
+    terms = sorted(placed.values(), key=lambda t: (-len(t[0]), t[0]))
     codes = tuple(dict.fromkeys(c for c in (region_code(r) for r in regions) if c))
     return RedactionContext(regions=codes, terms=tuple(terms))
-
 
 
 def apply_spans(text: str, spans: Iterable[Span], counts: Counter[str] | None = None) -> str:

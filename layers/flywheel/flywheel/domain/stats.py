@@ -1,6 +1,7 @@
-"""Experiment statistics: relative lift with delta-method variance, fixed-horizon and always-valid
-(sequential) intervals, sample-ratio-mismatch check, power and sample-size planning, Wilson intervals.
-NumPy and the standard library only, to keep the Lambda layer small.
+"""Experiment statistics: relative lift with delta-method variance, stratified rates, fixed-horizon
+and always-valid (sequential) intervals, sample-ratio-mismatch check, sample-size planning for the
+estimator actually tested, Wilson intervals. NumPy and the standard library only, to keep the Lambda
+layer small.
 
 Everything works on plain counts and also on numpy arrays (the simulation benchmark evaluates
 thousands of experiments at once with the same functions).
@@ -9,28 +10,65 @@ thousands of experiments at once with the same functions).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from flywheel.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import numpy as np
+else:
+    np = LazyModule("numpy")  # loaded by the first statistic computed, not by GET /route
 
 Z_95 = 1.959963984540054
 _NORMAL = NormalDist()
+ALPHA = 0.05
+
+
+def z(p: float) -> float:
+    return _NORMAL.inv_cdf(p)
+
+
+def stratified_rate(conversions: Any, units: Any, weights: Any) -> tuple[Any, Any]:
+    """One arm's rate over strata (stages with different splits), each stratum weighted by
+    `weights` (normalised here), and its variance Σ w² p(1 − p)/n. The last axis is the stratum.
+    A stratum where this arm has no units gets no weight (the caller zeroes it for both arms)."""
+    x = np.asarray(conversions, dtype=float)
+    n = np.asarray(units, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    total = w.sum(axis=-1)
+    w = np.where(total[..., None] > 0, w / np.where(total > 0, total, 1.0)[..., None], 0.0)
+    p = x / np.maximum(n, 1.0)
+    rate = (w * p).sum(axis=-1)
+    var = (w**2 * p * (1 - p) / np.maximum(n, 1.0)).sum(axis=-1)
+    return rate, var
+
+
+def stratum_weights(n_c: Any, n_t: Any) -> Any:
+    """Weights of strata for a comparison: each stratum's share of the units it holds in both arms;
+    a stratum with no units in one arm cannot compare the arms and gets none."""
+    n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
+    return np.where((n_c > 0) & (n_t > 0), n_c + n_t, 0.0)
+
+
+def lift_from_rates(p_c: Any, var_c: Any, p_t: Any, var_t: Any) -> tuple[Any, Any]:
+    """Relative lift pT/pC − 1 and its delta-method variance (pT/pC)² · (Var pT/pT² + Var pC/pC²)
+    = Var pT/pC² + pT² Var pC/pC⁴ (written this way it stays defined when pT = 0)."""
+    p_c, p_t = np.asarray(p_c, dtype=float), np.asarray(p_t, dtype=float)
+    safe_c = np.where(p_c > 0, p_c, np.nan)
+    ratio = p_t / safe_c
+    var = np.asarray(var_t, dtype=float) / safe_c**2 + p_t**2 * np.asarray(var_c, dtype=float) / safe_c**4
+    # no conversions in the control arm: the ratio is undefined; report no information
+    return np.nan_to_num(ratio - 1, nan=0.0), np.nan_to_num(var, nan=np.inf)
 
 
 def relative_lift(conv_c: Any, n_c: Any, conv_t: Any, n_t: Any) -> tuple[Any, Any]:
-    """Relative lift pT/pC − 1 and its delta-method variance.
-
-    Var(pT/pC) ≈ (pT/pC)² · (Var(pT)/pT² + Var(pC)/pC²), with Var(p) = p(1 − p)/n."""
+    """Relative lift of one stratum's counts (see `lift_from_rates`)."""
     p_c = np.asarray(conv_c, dtype=float) / np.maximum(n_c, 1)
     p_t = np.asarray(conv_t, dtype=float) / np.maximum(n_t, 1)
-    safe_c = np.where(p_c > 0, p_c, np.nan)
-    ratio = p_t / safe_c
-    var = ratio**2 * (p_t * (1 - p_t) / np.maximum(n_t, 1) / np.where(p_t > 0, p_t, np.nan) ** 2
-                      + p_c * (1 - p_c) / np.maximum(n_c, 1) / safe_c**2)
-    # no conversions in an arm: the ratio is undefined; report no information
-    return np.nan_to_num(ratio - 1, nan=0.0), np.nan_to_num(var, nan=np.inf)
+    lift, var = lift_from_rates(p_c, p_c * (1 - p_c) / np.maximum(n_c, 1), p_t, p_t * (1 - p_t) / np.maximum(n_t, 1))
+    no_data = (np.asarray(n_c) == 0) | (np.asarray(n_t) == 0)
+    return np.where(no_data, 0.0, lift), np.where(no_data, np.inf, var)
 
 
 def difference(conv_c: Any, n_c: Any, conv_t: Any, n_t: Any) -> tuple[Any, Any]:
@@ -41,83 +79,122 @@ def difference(conv_c: Any, n_c: Any, conv_t: Any, n_t: Any) -> tuple[Any, Any]:
     return p_t - p_c, var
 
 
-def fixed_interval(estimate: Any, variance: Any, alpha: float = 0.05) -> tuple[Any, Any]:
-    half = _NORMAL.inv_cdf(1 - alpha / 2) * np.sqrt(variance)
+def fixed_interval(estimate: Any, variance: Any, alpha: float = ALPHA) -> tuple[Any, Any]:
+    half = z(1 - alpha / 2) * np.sqrt(variance)
     return estimate - half, estimate + half
 
 
-def sequential_interval(estimate: Any, variance: Any, n: Any, planned_n: Any,
-                        alpha: float = 0.05) -> tuple[Any, Any]:
-    """An always-valid confidence sequence (asymptotic, normal mixture), as GrowthBook uses:
-    safe to look at every day. ρ is tuned so the interval is tightest at the planned sample size."""
+def _rho_n(alpha: float) -> float:
+    """n·ρ² at the planned sample: GrowthBook's tuning of the normal mixture to the planned n."""
+    return -2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)
+
+
+def sequential_multiplier(n: Any, planned_n: Any, alpha: float = ALPHA) -> Any:
+    """Half-width of the always-valid interval in standard errors (σ/√n) after n units, for a
+    normal mixture tuned to `planned_n` (3.03 at the planned sample for α = 0.05, against 1.96 for
+    a fixed-horizon interval)."""
     n = np.maximum(np.asarray(n, dtype=float), 1.0)
-    rho2 = (-2 * math.log(alpha) + math.log(-2 * math.log(alpha) + 1)) / np.maximum(planned_n, 1.0)
-    sigma2 = np.asarray(variance, dtype=float) * n  # per-unit variance of the estimator
-    half = np.sqrt(sigma2) * np.sqrt(2 * (n * rho2 + 1) / (n**2 * rho2) * np.log(np.sqrt(n * rho2 + 1) / alpha))
+    x = n * _rho_n(alpha) / np.maximum(np.asarray(planned_n, dtype=float), 1.0)
+    return np.sqrt(2 * (x + 1) / x * np.log(np.sqrt(x + 1) / alpha))
+
+
+def sequential_interval(estimate: Any, variance: Any, n: Any, planned_n: Any,
+                        alpha: float = ALPHA) -> tuple[Any, Any]:
+    """An always-valid confidence sequence (asymptotic, normal mixture), as GrowthBook uses: safe to
+    look at every day. `variance` is the estimator's variance after n units."""
+    half = sequential_multiplier(n, planned_n, alpha) * np.sqrt(np.asarray(variance, dtype=float))
     return estimate - half, estimate + half
 
 
 def srm_p_value(counts: list[int], allocation: list[float]) -> float:
     """Pearson χ² test of the observed arm sizes against the intended allocation."""
+    if len(counts) != 2:
+        raise ValueError("the SRM check compares two arms")
     total = sum(counts)
     if total == 0:
         return 1.0
     expected = [total * a for a in allocation]
     chi2 = sum((o - e) ** 2 / e for o, e in zip(counts, expected, strict=True) if e > 0)
-    if len(counts) != 2:
-        raise ValueError("the SRM check compares two arms")
     # the χ² survival function with one degree of freedom (no SciPy needed in the Lambda layer)
     return math.erfc(math.sqrt(chi2 / 2))
 
 
-def sample_size(baseline: float, mde: float, share_treatment: float, alpha: float = 0.05,
+def srm_p_values(n_c: Any, n_t: Any, share_t: Any) -> Any:
+    """`srm_p_value` over arrays (the simulation)."""
+    n_c, n_t = np.asarray(n_c, dtype=float), np.asarray(n_t, dtype=float)
+    total = n_c + n_t
+    e_t = total * share_t
+    e_c = total - e_t
+    chi2 = np.where(total > 0, (n_t - e_t) ** 2 / np.maximum(e_t, 1e-12) + (n_c - e_c) ** 2 / np.maximum(e_c, 1e-12),
+                    0.0)
+    return np.vectorize(math.erfc, otypes=[float])(np.sqrt(chi2 / 2))
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+def lift_unit_variance(baseline: float, lift: float, share_treatment: float) -> float:
+    """Variance of the relative-lift estimator times N (total units): the delta method with both
+    arms' own variances, p_T = p_C(1 + δ):
+    [p_T(1 − p_T)/κ_T + (1 + δ)² p_C(1 − p_C)/κ_C] / p_C²."""
+    p_c, p_t = baseline, baseline * (1 + lift)
+    if not 0 < p_t < 1:
+        raise ValueError(f"baseline {baseline} with lift {lift} is not a rate")
+    return (p_t * (1 - p_t) / share_treatment + (1 + lift) ** 2 * p_c * (1 - p_c) / (1 - share_treatment)) / p_c**2
+
+
+def difference_unit_variance(baseline: float, treatment: float, share_treatment: float) -> float:
+    """Variance of the difference pT − pC times N."""
+    return treatment * (1 - treatment) / share_treatment + baseline * (1 - baseline) / (1 - share_treatment)
+
+
+def sample_size(baseline: float, mde: float, share_treatment: float, alpha: float = ALPHA,
                 power: float = 0.8) -> int:
-    """Total units for a two-proportion test of a relative lift `mde` on `baseline`.
-
-    N ≈ (z₁₋α/₂ + z_power)² · ((1 − p)/p) · (1/κ_C + 1/κ_T) / δ²; the constant is 7.85 at α = 0.05
-    and 80 % power."""
-    k = (_NORMAL.inv_cdf(1 - alpha / 2) + _NORMAL.inv_cdf(power)) ** 2
-    share_control = 1 - share_treatment
-    n = k * ((1 - baseline) / baseline) * (1 / share_control + 1 / share_treatment) / mde**2
-    return math.ceil(n)
+    """Total units for a fixed-horizon two-sided test of the relative lift `mde` on `baseline`:
+    N = (z₁₋α/₂ + z_power)² · Var₁ / δ², Var₁ from `lift_unit_variance` (REFERENCE.md)."""
+    k = (z(1 - alpha / 2) + z(power)) ** 2
+    return math.ceil(k * lift_unit_variance(baseline, mde, share_treatment) / mde**2)
 
 
-# An always-valid interval is wider than a fixed-horizon one at the same n: to keep 80 % power at
-# the planned lift, plan this many times the fixed-horizon sample (bench/experiments.py measures
-# 84 % power at 2.0 for a 10 % lift on a 3 % rate; 1.8 gave 75 %).
-SEQUENTIAL_INFLATION = 2.0
+def sequential_sample_size(unit_variance: float, effect: float, alpha: float = ALPHA, power: float = 0.8) -> int:
+    """Total units at which the always-valid interval (tuned to this very sample) excludes zero with
+    probability `power` when the true effect is `effect`: (M + z_power)² · Var₁ / effect², M the
+    interval's half-width in standard errors at its planned sample (3.03 at α = 0.05). Looking every
+    day before that only adds power."""
+    m = float(sequential_multiplier(1.0, 1.0, alpha))
+    return math.ceil((m + z(power)) ** 2 * unit_variance / effect**2)
 
 
-def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
+def wilson_interval(successes: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
     if n == 0:
         return 0.0, 1.0
-    z = _NORMAL.inv_cdf(1 - alpha / 2)
+    zz = z(1 - alpha / 2)
     p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    centre = (p + zz * zz / (2 * n)) / (1 + zz * zz / n)
+    half = zz * math.sqrt(p * (1 - p) / n + zz * zz / (4 * n * n)) / (1 + zz * zz / n)
     return max(0.0, float(centre - half)), min(1.0, float(centre + half))
 
 
-@dataclass(frozen=True)
-class Plan:
-    baseline: float
-    mde: float
-    share_treatment: float
-    fixed_horizon_n: int
-    sequential_n: int
-    weekly_volume: int | None
-
-    @property
-    def weeks(self) -> float | None:
-        return None if not self.weekly_volume else self.sequential_n / self.weekly_volume
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "mde": self.mde, "split": f"{round((1 - self.share_treatment) * 100)}/"
-                f"{round(self.share_treatment * 100)}", "fixed_horizon_sample": self.fixed_horizon_n,
-                "sequential_sample": self.sequential_n, "weekly_volume": self.weekly_volume,
-                "weeks": None if self.weeks is None else round(self.weeks, 1)}
+def proportion(successes: int, n: int) -> dict[str, Any]:
+    """A rate with its 95 % Wilson interval and its sample size, as every report shows it."""
+    low, high = wilson_interval(int(successes), int(n))
+    return {"rate": successes / n if n else None, "interval": [low, high], "n": int(n)}
 
 
-def plan(baseline: float, mde: float, share_treatment: float, weekly_volume: int | None = None) -> Plan:
-    fixed = sample_size(baseline, mde, share_treatment)
-    return Plan(baseline, mde, share_treatment, fixed, math.ceil(fixed * SEQUENTIAL_INFLATION), weekly_volume)
+def minimum_detectable_lift(baseline: float, share_treatment: float, units: float, alpha: float = ALPHA,
+                            power: float = 0.8) -> float | None:
+    """The smallest relative lift the sequential test detects with `power` within `units`
+    (bisection on `sequential_sample_size`); None when even a lift that makes the rate 1 does not."""
+    if units <= 0:
+        return None
+    high = min(10.0, (1 - 1e-9) / baseline - 1)
+
+    def needed(lift: float) -> int:
+        return sequential_sample_size(lift_unit_variance(baseline, lift, share_treatment), lift, alpha, power)
+
+    if needed(high) > units:
+        return None
+    low = 1e-6
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (low, mid) if needed(mid) <= units else (mid, high)
+    return high

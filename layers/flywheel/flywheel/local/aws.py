@@ -1,6 +1,16 @@
 """AWS emulated in-process for local runs and tests: moto for every service, with Lambda
 invocations (Step Functions tasks) running the template's handlers in this process, and
-Bedrock inference answering like a tuned Nova model would."""
+Bedrock inference answering like a tuned Nova model would.
+
+moto does not implement Bedrock's serving of custom models, and accepts InvokeModel on any model
+id. `BedrockServing` fills the gap the way the service behaves: custom model deployments and
+provisioned throughput are created `Creating` and become `Active` / `InService` when the
+provider's side finishes (`complete_bedrock_jobs`), and InvokeModel / Converse refuse a custom
+model's own ARN — a custom model is served only through a deployment or provisioned throughput
+(https://docs.aws.amazon.com/bedrock/latest/userguide/deploy-custom-model-on-demand.html). Request
+parameters are checked against the real service model first (botocore validates types and
+lengths before these handlers run; the patterns, which AWS checks server-side, are checked here).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +25,10 @@ from unittest import mock
 
 from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
+
+SERVING_OPERATIONS = {"CreateCustomModelDeployment", "GetCustomModelDeployment", "DeleteCustomModelDeployment",
+                      "CreateProvisionedModelThroughput", "GetProvisionedModelThroughput",
+                      "DeleteProvisionedModelThroughput"}
 
 SMOKE_ANSWER = ("Subject: {{first_name}}, a faster close\n\n"
                 "Hi {{first_name}}, teams like {{company}} close 3 days faster.")
@@ -40,6 +54,132 @@ def _bedrock_answer(self: Any, payload: dict[str, Any], model_id: str) -> dict[s
             "stopReason": "end_turn", "usage": {"inputTokens": 20, "outputTokens": 25}}
 
 
+def _aws_error(code: str, message: str, operation: str, status: int = 400) -> Exception:
+    from botocore.exceptions import ClientError
+
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, operation)
+
+
+def _answer(parsed: dict[str, Any], status: int = 200) -> tuple[Any, dict[str, Any]]:
+    """What a before-call handler returns instead of sending the request: (HTTP response, parsed body)."""
+    from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+    return AWSResponse("https://bedrock.emulated", status, HTTPHeaders(), None), parsed
+
+
+class BedrockServing:
+    """Custom model deployments and provisioned throughput, as Bedrock serves them (see module doc)."""
+
+    def __init__(self) -> None:
+        self.resources: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def _check_patterns(model: Any, params: dict[str, Any]) -> None:
+        import re
+
+        for name, shape in model.input_shape.members.items():
+            pattern = shape.metadata.get("pattern")
+            value = params.get(name)
+            if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
+                raise _aws_error("ValidationException", f"1 validation error detected: Value '{value}' at '{name}' "
+                                 f"failed to satisfy constraint: Member must satisfy regular expression pattern: "
+                                 f"{pattern}", model.name)
+
+    def _new_arn(self, kind: str) -> str:
+        import secrets
+        import string
+
+        suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12))
+        return f"arn:aws:bedrock:{os.environ.get('AWS_DEFAULT_REGION', 'us-east-1')}:123456789012:{kind}/{suffix}"
+
+    def _find(self, identifier: str, kind: str, operation: str) -> dict[str, Any]:
+        for arn, resource in self.resources.items():
+            if resource["kind"] == kind and identifier in (arn, resource["name"]):
+                return resource
+        raise _aws_error("ResourceNotFoundException", f"{identifier} not found", operation, 404)
+
+    @staticmethod
+    def keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        """before-parameter-build: keep the caller's parameters (before-call sees the HTTP request)."""
+        context["flywheel_params"] = dict(params)
+
+    def control(self, model: Any, context: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        """before-call handler for the bedrock control plane: answers the serving operations."""
+        operation = model.name
+        if operation not in SERVING_OPERATIONS:
+            return None  # moto answers the rest
+        params = context["flywheel_params"]
+        self._check_patterns(model, params)
+        if operation == "CreateCustomModelDeployment":
+            token = params.get("clientRequestToken")
+            for arn, resource in self.resources.items():  # same token: the same deployment (idempotent)
+                if token and resource.get("token") == token:
+                    return _answer(parsed={"customModelDeploymentArn": arn})
+            if any(r["name"] == params["modelDeploymentName"] for r in self.resources.values()):
+                raise _aws_error("ConflictException", "a deployment with this name exists", operation, 409)
+            arn = self._new_arn("custom-model-deployment")
+            self.resources[arn] = {"kind": "deployment", "name": params["modelDeploymentName"], "token": token,
+                                   "modelArn": params["modelArn"], "status": "Creating"}
+            return _answer(status=202, parsed={"customModelDeploymentArn": arn})
+        if operation == "CreateProvisionedModelThroughput":
+            arn = self._new_arn("provisioned-model")
+            self.resources[arn] = {"kind": "provisioned", "name": params["provisionedModelName"],
+                                   "token": params.get("clientRequestToken"), "modelArn": params["modelId"],
+                                   "status": "Creating", "modelUnits": params["modelUnits"]}
+            return _answer(status=201, parsed={"provisionedModelArn": arn})
+        if operation == "GetCustomModelDeployment":
+            found = self._find(params["customModelDeploymentIdentifier"], "deployment", operation)
+            arn = next(a for a, r in self.resources.items() if r is found)
+            return _answer(parsed={
+                "customModelDeploymentArn": arn, "modelDeploymentName": found["name"], "modelArn": found["modelArn"],
+                "status": found["status"], **({"failureMessage": found["failure"]} if found.get("failure") else {})})
+        if operation == "GetProvisionedModelThroughput":
+            found = self._find(params["provisionedModelId"], "provisioned", operation)
+            arn = next(a for a, r in self.resources.items() if r is found)
+            return _answer(parsed={
+                "provisionedModelArn": arn, "provisionedModelName": found["name"], "modelArn": found["modelArn"],
+                "status": found["status"], "modelUnits": found["modelUnits"], "desiredModelUnits": found["modelUnits"],
+                **({"failureMessage": found["failure"]} if found.get("failure") else {})})
+        kind, key = (("deployment", "customModelDeploymentIdentifier") if operation == "DeleteCustomModelDeployment"
+                     else ("provisioned", "provisionedModelId"))
+        found = self._find(params[key], kind, operation)
+        del self.resources[next(a for a, r in self.resources.items() if r is found)]
+        return _answer(parsed={})
+
+    def runtime(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        """before-call handler for bedrock-runtime: what InvokeModel / Converse accept as modelId."""
+        if model.name not in ("InvokeModel", "Converse", "InvokeModelWithResponseStream", "ConverseStream"):
+            return None
+        model_id = str(context["flywheel_params"].get("modelId", ""))
+        if ":custom-model/" in model_id:
+            raise _aws_error("ValidationException", "The provided model identifier is invalid: a custom model is "
+                             "invoked through a custom model deployment or provisioned throughput, not its own ARN",
+                             model.name)
+        if ":custom-model-deployment/" in model_id or ":provisioned-model/" in model_id:
+            resource = self.resources.get(model_id)
+            if resource is None:
+                raise _aws_error("ResourceNotFoundException", f"{model_id} not found", model.name, 404)
+            if resource["status"] not in ("Active", "InService"):
+                raise _aws_error("ValidationException", f"{model_id} is {resource['status']}, not ready for "
+                                 "inference", model.name)
+        return None  # moto (patched below) answers
+
+    def finish(self, status: str = "Active", failure: str | None = None) -> int:
+        finished = 0
+        for resource in self.resources.values():
+            if resource["status"] == "Creating":
+                ready = "InService" if resource["kind"] == "provisioned" else "Active"
+                resource["status"] = ready if status == "Active" else status
+                if failure:
+                    resource["failure"] = failure
+                finished += 1
+        return finished
+
+
+SERVING = BedrockServing()
+
+
 @contextmanager
 def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
     from moto import mock_aws
@@ -55,12 +195,16 @@ def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         for p in patches:
             p.start()
+        events = _serving_events()
         reset_clients()
         try:
             yield
         finally:
             for p in patches:
                 p.stop()
+            for name, handler in events:
+                boto3_session().events.unregister(name, handler)
+            SERVING.resources.clear()
             reset_clients()
             for key, value in saved.items():
                 if value is None:
@@ -69,8 +213,29 @@ def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
                     os.environ[key] = value
 
 
+def boto3_session() -> Any:
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    return boto3.DEFAULT_SESSION  # handlers registered on it reach every client made from it
+
+
+def _serving_events() -> list[tuple[str, Any]]:
+    events: list[tuple[str, Any]] = [("before-parameter-build.bedrock", SERVING.keep_params),
+              ("before-parameter-build.bedrock-runtime", SERVING.keep_params),
+              ("before-call.bedrock", SERVING.control), ("before-call.bedrock-runtime", SERVING.runtime)]
+    for name, handler in events:
+        boto3_session().events.register(name, handler)
+    return events
+
+
 def complete_bedrock_jobs(status: str = "Completed", failure: str | None = None) -> int:
-    """Finish the emulated Bedrock customization jobs still in progress (the provider's side)."""
+    """Finish what Bedrock is still working on (the provider's side): customization jobs in
+    progress (their custom model gets an ARN of the real form) and deployments being created."""
+    import secrets
+    import string
+
     from moto.bedrock.models import bedrock_backends
 
     finished = 0
@@ -78,10 +243,17 @@ def complete_bedrock_jobs(status: str = "Completed", failure: str | None = None)
         for backend in account.values():
             for job in backend.model_customization_jobs.values():
                 if job.status == "InProgress":
-                    job.status = status
+                    # everything before the status: the state machine polls from another thread
+                    base = str(job.base_model_identifier).rsplit("foundation-model/", 1)[-1]
+                    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12))
+                    job.output_model_arn = (f"arn:aws:bedrock:{job.region_name}:{job.account_id}:custom-model/"
+                                            f"{base}/{suffix}")
                     if failure:
                         job.failure_message = failure
+                    job.status = status
                     finished += 1
+    if status == "Completed":
+        finished += SERVING.finish()
     return finished
 
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import boto3
 
@@ -364,48 +365,90 @@ def _run_weekly(root: Path, payload: dict[str, Any]) -> str:
     return str(run_weekly_training(root, payload, on_tick=complete_bedrock_jobs, timeout_s=120)["status"])
 
 
-def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> None:  # noqa: A002
-    """A second weekly run deploys a challenger; simulated prospects go through GET /route and
-    POST /messages; the evaluator decides through POST /training/promote-winner."""
+# The experiment's settings in the demo. The outcome history of a demo is a few dozen leads, so the
+# plan falls back to these configured figures (and says so). A 10,000-lead demo cannot show the
+# production margins on rare guardrails (0.05 pp spam reports): it widens them, visibly.
+DEMO_EXPERIMENT = {"mde": 0.5, "baseline": 0.03, "weekly_volume": 30_000, "canary_ratio": 4,
+                   "margins": {"spam_report": 0.003, "spam_report_1d": 0.003, "unsubscribe": 0.003,
+                               "unsubscribe_1d": 0.003}}
+
+
+def _route_and_send(client: LocalClient, prefix: str, count: int, first_sent: datetime, spacing: timedelta,
+                    arms: Counter[str]) -> list[tuple[dict[str, Any], str]]:
+    """Prospects routed through GET /route, their messages registered with the route result."""
+    messages: list[dict[str, Any]] = []
+    for i in range(count):
+        lead = f"{prefix}-{i}"
+        _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
+        arms[routed["arm"]] += 1
+        messages.append({"org_id": "demo-ab", "campaign_id": "spring-outbound", "lead_id": lead,
+                         "lead_email": f"{lead}@prospect{i % 97}.example", "body": f"Hi, message {i}",
+                         "framework": FRAMEWORKS[i % 3], "tone": TONES[(i // 3) % 2],
+                         "lead": {"industry": INDUSTRIES[i % 4], "role": ROLES[(i // 12) % 4]},
+                         "sent_at": (first_sent + i * spacing).isoformat(),
+                         "route": {"model_registry_id": routed["model"]["model_registry_id"],
+                                   "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
+    ids: list[str] = []
+    for start in range(0, len(messages), 500):
+        _, result = client.request("POST", "/messages", {"messages": messages[start:start + 500]})
+        ids += [o["outcome_id"] for o in result["outcomes"]]
+    return list(zip(messages, ids, strict=True))
+
+
+def _experiment(root: Path, client: LocalClient,
+                print: Callable[..., None]) -> list[tuple[dict[str, Any], str]]:  # noqa: A002
+    """A second weekly run deploys a challenger whose planned lift the planner says is detectable;
+    simulated prospects go through GET /route and POST /messages: first the canary, which the daily
+    evaluator advances once it holds the sample that catches a quadrupled bounce rate, then the A/B
+    stage, which POST /training/promote-winner settles."""
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
     from flywheel.services import experiments
     from flywheel.services.replies import store_classification
 
-    status = _run_weekly(root, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10,
-                                "wait_seconds": 0, "experiment_config": {"mde": 0.5}})
+    status = _run_weekly(root, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 20,
+                                "wait_seconds": 0, "experiment_config": DEMO_EXPERIMENT})
     _, models = client.request("GET", "/training/models?status=deployed")
     roles = {m["role"]: f"{m['model_id']} at {float(m['traffic_percentage']):.0f}%" for m in models["models"]}
     print(f"second weekly run: {status}; champion {roles.get('champion')}, challenger {roles.get('challenger')}")
-    experiments.shift_clock(days=25)  # simulated time: the canary has run clean for its two days
-    _, decision = client.request("POST", "/training/promote-winner", {})
-    print(f"POST /training/promote-winner (canary over) -> {decision['message']}")
-    rng = random.Random(5)  # noqa: S311 - synthetic prospects
-    sent = (datetime.now(UTC) - timedelta(days=20)).isoformat()  # their 14-day reply window has closed
+    _, listed = client.request("GET", "/experiments?limit=1")
+    experiment = listed["experiments"][0]
+    plan = experiment["plan"]
+    print(f"  plan ({plan['source']} figures; {len(plan['notes'])} notes on thin history): canary "
+          f"{plan['canary_sample']:,} leads (~{plan['canary_days']} days at {plan['weekly_volume']:,.0f} leads a week) "
+          f"to catch a quadrupled 1-day bounce rate; A/B {plan['sequential_sample']:,} leads for a "
+          f"{plan['mde']:+.0%} lift on {plan['baselines']['positive_reply']:.1%}: "
+          f"{'fits' if plan['fits'] else 'does NOT fit'} in {plan['max_runtime_days']:.0f} days; "
+          f"warnings: {plan['warnings'] or 'none'}; demo margins {DEMO_EXPERIMENT['margins']}")
+
+    experiments.shift_clock(days=23)  # simulated time: the experiment started 23 days ago
+    started = datetime.fromisoformat(client.request("GET", f"/experiments/{experiment['experiment_id']}")[1][
+        "started_at"])
     arms: Counter[str] = Counter()
-    messages: list[dict[str, Any]] = []
-    for i in range(4000):
-        lead = f"prospect-{i}"
-        _, routed = client.request("GET", f"/route?org_id=demo-ab&lead_id={lead}")
-        arms[routed["arm"]] += 1
-        messages.append({"org_id": "demo-ab", "campaign_id": "ab", "lead_id": lead, "body": f"Hi, message {i}",
-                         "sent_at": sent, "route": {"model_registry_id": routed["model"]["model_registry_id"],
-                                                    "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
-    ids = []
-    for start in range(0, len(messages), 500):
-        _, result = client.request("POST", "/messages", {"messages": messages[start:start + 500]})
-        ids += [o["outcome_id"] for o in result["outcomes"]]
-    print(f"GET /route x4000 (sticky, hashed) -> {dict(arms)}; POST /messages with each route result")
+    canary = _route_and_send(client, "canary", int(plan["canary_sample"] * 1.03), started + timedelta(minutes=10),
+                             timedelta(seconds=10), arms)
+    print(f"canary: GET /route x{len(canary)} (sticky, hashed) -> {dict(arms)}; POST /messages with each route "
+          "result, all sent in the canary's first day")
+    # the evaluator's daily look on day 3 (the service call ExperimentEvaluatorFunction makes, clock at day 3)
+    decided = experiments.evaluate(actor="evaluator", now=started + timedelta(days=3))
+    print(f"evaluator on day 3 -> {decided['action']}: {decided['reason']}")
+
+    rng = random.Random(5)  # noqa: S311 - synthetic prospects
+    arms = Counter()
+    experiments.forget_cache()
+    ab = _route_and_send(client, "prospect", 4000, started + timedelta(days=3, hours=1), timedelta(seconds=10), arms)
+    print(f"A/B from day 3: GET /route x4000 -> {dict(arms)}; POST /messages with each route result")
     interested = Classification.model_validate({
         "category": "interested", "sentiment_score": 0.7, "interest_level": "high", "objection_type": "none",
         "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "simulated", "source": "fallback",
         "model": "demo"})
-    for message, outcome_id in zip(messages, ids, strict=True):
+    for message, outcome_id in ab:
         rate = 0.12 if message["route"]["arm"] == "challenger" else 0.03
         if rng.random() < rate:
-            store_classification(ReplyJob(outcome_id=outcome_id, reply_key=f"demo_ab:{outcome_id}",
+            store_classification(ReplyJob(outcome_id=UUID(outcome_id), reply_key=f"demo_ab:{outcome_id}",
                                           text="Interested, tell me more",
-                                          received_at=datetime.fromisoformat(sent) + timedelta(days=2)), interested)
+                                          received_at=datetime.fromisoformat(message["sent_at"]) + timedelta(days=2)),
+                                 interested)
     status_code, decision = client.request("POST", "/training/promote-winner", {})
     primary = decision.get("primary") or decision.get("decision", {}).get("primary", {})
     low, high = primary.get("sequential_interval", [None, None])
@@ -413,9 +456,84 @@ def _experiment(root: Path, client: LocalClient, print: Callable[..., None]) -> 
     print(f"POST /training/promote-winner -> {status_code}: {decision.get('action', decision.get('message'))}; "
           f"positive-reply rate champion {rates[0]:.1%} vs challenger {rates[1]:.1%}, lift {primary['lift']:+.0%}, "
           f"always-valid 95% interval [{low:+.0%}, {high:+.0%}]")
+    guardrails = decision.get("guardrails") or decision.get("decision", {}).get("guardrails", {})
+    print(f"  guardrails non-inferior (upper bound below margin): "
+          f"{sum(g['non_inferior'] for g in guardrails.values())} of {len(guardrails)}; clear harm: "
+          f"{[n for n, g in guardrails.items() if g['harm']] or 'none'}")
+    _, history = client.request("GET", f"/experiments/{experiment['experiment_id']}/evaluations")
+    print("evaluation history:", ", ".join(f"day {e['days_running']:.0f} {e['action']}"
+                                           for e in history["evaluations"]))
     _, models = client.request("GET", "/training/models?status=deployed")
     print("registry now:", ", ".join(f"{m['model_id']} {m['role']} {float(m['traffic_percentage']):.0f}%"
                                      for m in models["models"]))
+    return canary + ab
+
+
+def _engagement(client: LocalClient, sent: list[tuple[dict[str, Any], str]],
+                print: Callable[..., None]) -> None:  # noqa: A002
+    """The rest of the experiment's outcomes arrive as they would: SendGrid's delivery, bounce, open
+    (human and privacy-proxy) and click events through the signed webhook, and the other replies."""
+    from flywheel.models.classification import Classification
+    from flywheel.models.replies import ReplyJob
+    from flywheel.services.replies import store_classification
+
+    signer = SendGridSigner()
+    os.environ["WEBHOOK_SECRETS_JSON"] = json.dumps({**DEMO_SECRETS, "sendgrid_public_key": signer.public_key_b64})
+    reset_settings()
+    rng = random.Random(13)  # noqa: S311 - synthetic data
+    now = int(datetime.now(UTC).timestamp())
+    events: list[dict[str, Any]] = []
+    for message, outcome_id in sent:
+        at = int(datetime.fromisoformat(message["sent_at"]).timestamp())
+        kinds = ["processed", "bounce" if rng.random() < 0.02 else "delivered"]
+        if kinds[-1] == "delivered":
+            kinds += ["open:machine"] * (rng.random() < 0.25) + ["open"] * (rng.random() < 0.4) + [
+                "click"] * (rng.random() < 0.06)
+        for n, kind in enumerate(kinds):
+            name, _, flag = kind.partition(":")
+            events.append({"email": message["lead_email"], "event": name, "outcome_id": outcome_id,
+                           "timestamp": min(now, at + 90 * (n + 1)), "sg_event_id": f"demo-ab-{outcome_id}-{n}",
+                           "sg_machine_open": flag == "machine",
+                           **({"type": "bounce", "reason": "550 5.1.1 user unknown"} if name == "bounce" else {})})
+    statuses = []
+    for start in range(0, len(events), 2000):
+        body = (json.dumps(events[start:start + 2000]) + "\r\n").encode()
+        statuses.append(client.request("POST", "/webhooks/sendgrid", raw=body, headers=signer.headers(body))[0])
+    others = [("not_now", 0.02), ("out_of_office", 0.015), ("not_interested", 0.01), ("question", 0.008)]
+    replies = 0
+    for message, outcome_id in sent:
+        draw, category = rng.random(), None
+        for name, share in others:
+            if draw < share:
+                category = name
+                break
+            draw -= share
+        if category is None:
+            continue
+        store_classification(ReplyJob(outcome_id=UUID(outcome_id), reply_key=f"demo_ab_other:{outcome_id}",
+                                      text="Thanks for reaching out",
+                                      received_at=datetime.fromisoformat(message["sent_at"]) + timedelta(hours=20)),
+                             Classification.model_validate({
+                                 "category": category, "sentiment_score": 0.0, "interest_level": "low",
+                                 "objection_type": "none", "referral_contact": None, "return_date": None,
+                                 "confidence": 0.8, "reason": "simulated", "model": "demo",
+                                 "source": "llm" if rng.random() < 0.6 else "fallback"}))
+        replies += 1
+    print(f"POST /webhooks/sendgrid x{len(statuses)} ({len(events):,} signed events for the experiment's "
+          f"messages) -> {sorted(set(statuses))}; {replies} more replies classified")
+
+
+def _report(root: Path, org_id: str, print: Callable[..., None]) -> Path:  # noqa: A002
+    """The organisation's report, as `flywheel report` writes it, and its essentials as `flywheel status`."""
+    from flywheel.services.reports import collect, render_html
+    from flywheel.views.status_text import render
+
+    data = collect(org_id)
+    print(render(data, color=False).rstrip())
+    path = root / ".flywheel" / "demo-report.html"
+    path.write_text(render_html(data), encoding="utf-8")
+    print(f"report written: {path}")
+    return path
 
 
 def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the demo's own printer
@@ -438,7 +556,8 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         ids = [o["outcome_id"] for o in result["outcomes"]]
         _send_outcomes(client, messages, ids, print)
         _classify_queued_replies(root, print)
-        outcomes = [client.request("GET", f"/messages/{outcome_id}")[1] for outcome_id in ids]
+        outcomes = [client.request("GET", f"/messages/{outcome_id}?org_id={messages[0]['org_id']}")[1]
+                    for outcome_id in ids]
         won = next(o for o in outcomes if o["deal_status"] == "won")
         print(f"GET /messages/{won['outcome_id']} -> stage={won['stage']} label={won['training_label']} "
               f"weight={won['training_weight']} quality={won['quality_score']} events={len(won['events'])}")
@@ -448,7 +567,8 @@ def _demo(root: Path, print: Callable[..., None]) -> None:  # noqa: A002 - the d
         print("reply categories:", dict(categories.most_common()))
         print(f"replies still waiting on the SQS queue: {_replies_queued()}")
         _train(root, client, print)
-        _experiment(root, client, print)
+        _engagement(client, _experiment(root, client, print), print)
+        _report(root, "demo-ab", print)
     finally:
         server.shutdown()
     print("demo finished")

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from flywheel.local.invoke import invoke
 from flywheel.local.template import Route, read_template
 
+DOCS = ("/openapi.json", "/docs")  # the API's OpenAPI document and its Swagger UI page
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
@@ -110,6 +111,8 @@ def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServe
         protocol_version = "HTTP/1.1"
 
         def _serve(self) -> None:
+            if self.command == "GET" and urlsplit(self.path).path in DOCS:
+                return self._docs(urlsplit(self.path).path)
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             headers: dict[str, list[str]] = {}
@@ -129,7 +132,26 @@ def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServe
             self.end_headers()
             self.wfile.write(payload)
 
+        def _docs(self, path: str) -> None:
+            from flywheel.local import openapi
+
+            if path == "/openapi.json":
+                payload, media = json.dumps(openapi.build_document(template_path)).encode(), "application/json"
+            else:
+                payload, media = openapi.swagger_page().encode(), "text/html; charset=utf-8"
+            self.send_response(200)
+            self.send_header("Content-Type", media)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        def __getattr__(self, name: str) -> Any:
+            # every method reaches the router: API Gateway answers an undefined one with 403, never 501
+            if name.startswith("do_"):
+                return self._serve
+            raise AttributeError(name)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass

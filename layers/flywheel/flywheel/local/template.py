@@ -101,13 +101,13 @@ class Template:
 
     def functions(self) -> dict[str, FunctionSpec]:
         globals_fn = (self.body.get("Globals") or {}).get("Function", {})
-        global_env = (globals_fn.get("Environment") or {}).get("Variables", {})
+        global_env = (globals_fn.get("Environment") or {}).get("Variables") or {}
         specs = {}
         for logical_id, resource in self.body.get("Resources", {}).items():
             if resource.get("Type") != "AWS::Serverless::Function":
                 continue
             props = resource.get("Properties", {})
-            env_vars = {**global_env, **(props.get("Environment") or {}).get("Variables", {})}
+            env_vars = {**global_env, **((props.get("Environment") or {}).get("Variables") or {})}
             environment = {k: v for k, v in ((k, self.resolve(v)) for k, v in env_vars.items()) if v is not None}
             spec = FunctionSpec(
                 logical_id=logical_id,

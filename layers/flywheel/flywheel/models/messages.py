@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flywheel.domain.inputs import IDENTIFIER, check_json, email, plausible
 
 MAX_BATCH = 500
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$"
+_ID = IDENTIFIER.pattern
 
 
 def _email(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip().lower()
-    if not _EMAIL.match(value) or len(value) > 320:
-        raise ValueError("not a valid email address")
-    return value
+    return email(value)
 
 
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (e.g. 2026-11-23T09:00:00Z)")
-    return value.astimezone(UTC)
+    return plausible(value)
 
 
 Email = Annotated[str, AfterValidator(_email)]
@@ -35,7 +30,20 @@ AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
 
 
-class Strict(BaseModel):
+class Clean(BaseModel):
+    """Refuses, before any field is read, what PostgreSQL cannot store: NUL, unpaired surrogates,
+    NaN / Infinity, nesting deeper than 32 levels."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = check_json(data)
+        if problem:
+            raise ValueError(f"body {problem}")
+        return data
+
+
+class Strict(Clean):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 

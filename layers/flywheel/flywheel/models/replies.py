@@ -6,10 +6,14 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flywheel.domain.inputs import plausible
+from flywheel.models.classification import Category
+from flywheel.models.messages import Clean
 
 
-class ReplyIn(BaseModel):
+class ReplyIn(Clean):
     """POST /replies: a reply that came through another channel (LinkedIn, a phone call's notes)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -20,6 +24,11 @@ class ReplyIn(BaseModel):
     subject: str | None = Field(default=None, max_length=998)
     occurred_at: AwareDatetime | None = None
     external_id: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else plausible(value)
 
 
 class ReplyJob(BaseModel):
@@ -33,3 +42,31 @@ class ReplyJob(BaseModel):
     subject: str | None = None
     sender: str | None = Field(default=None, alias="from")
     received_at: datetime | None = None
+
+
+CORRECTABLE_FIELDS = ("reply_category", "training_label", "training_weight")
+
+
+class CorrectionIn(BaseModel):
+    """POST /outcomes/{outcome_id}/corrections: a person's word on a reply's category and/or the
+    outcome's training label. Stored as an event; a field sent as null reverts an earlier correction."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reply_category: Category | None = None
+    training_label: Literal["positive", "negative", "neutral"] | None = None
+    training_weight: float | None = Field(default=None, ge=0, le=10)
+    reason: str = Field(min_length=1, max_length=1000)
+    actor: str = Field(min_length=1, max_length=200, description="who corrects: an email or a user id")
+    correction_id: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
+    occurred_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _names_a_field(self) -> CorrectionIn:
+        if not self.fields:
+            raise ValueError("name at least one of reply_category, training_label, training_weight")
+        return self
+
+    @property
+    def fields(self) -> list[str]:
+        return [name for name in CORRECTABLE_FIELDS if name in self.model_fields_set]

@@ -4,23 +4,44 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
+
+from flywheel.models.messages import Clean
 
 
-class ExperimentSettings(BaseModel):
-    """How the challenger's experiment is planned and staged (defaults: 3 % baseline, 10 % lift)."""
+class ExperimentSettings(Clean):
+    """How the challenger's experiment is planned and staged. The plan measures the weekly volume and
+    the baseline rate from the last four weeks of outcomes; `baseline` and `weekly_volume` are used
+    only where that history is too thin (the plan then says so)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    baseline: float = Field(default=0.03, gt=0, lt=1)
     mde: float = Field(default=0.10, gt=0, le=5)
-    canary_days: float = Field(default=2, ge=0, le=30)
+    baseline: float | None = Field(default=None, gt=0, lt=1)
+    weekly_volume: int | None = Field(default=None, gt=0, le=100_000_000)
+    canary_min_days: float = Field(default=2, ge=1, le=30)
     min_runtime_days: float = Field(default=7, ge=0, le=90)
-    max_runtime_days: float = Field(default=56, ge=1, le=365)
+    max_runtime_days: float = Field(default=56, ge=7, le=365)
     ab_share: float = Field(default=0.5, gt=0, lt=1)
+    # what the canary must catch: the 1-day bounce rate multiplied by this, with 95 % power
+    canary_ratio: float = Field(default=2.0, gt=1, le=20)
+    # non-inferiority margins (absolute rate differences) that replace the defaults
+    margins: dict[str, float] | None = None
+
+    @field_validator("margins")
+    @classmethod
+    def _known_guardrails(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        from flywheel.domain.experiments import DEFAULT_MARGINS
+
+        for name, margin in (value or {}).items():
+            if name not in DEFAULT_MARGINS:
+                raise ValueError(f"unknown guardrail {name!r} (known: {', '.join(sorted(DEFAULT_MARGINS))})")
+            if not 0 < margin < 1:
+                raise ValueError(f"margin of {name} must be between 0 and 1")
+        return value
 
 
-class RunRequest(BaseModel):
+class RunRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     min_quality_score: float = Field(default=0.6, ge=0, le=1)
@@ -28,7 +49,7 @@ class RunRequest(BaseModel):
     canary_percentage: float = Field(default=10, gt=0, le=50)
     since_days: int = Field(default=90, ge=1, le=3650)
     provider: Literal["openai", "bedrock"] | None = None
-    base_model: str | None = Field(default=None, min_length=3, max_length=200)
+    base_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{2,199}$")
     method: Literal["supervised", "dpo"] | None = None
     wait_seconds: int = Field(default=600, ge=0, le=86_400)
     max_wait_seconds: int | None = Field(default=None, ge=0)
@@ -36,20 +57,31 @@ class RunRequest(BaseModel):
     experiment_config: ExperimentSettings | None = None
 
 
-class DeployRequest(BaseModel):
+class DeployRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     canary_percentage: float = Field(default=10, gt=0, le=50)
     reason: str = Field(default="manual deploy", min_length=3, max_length=500)
+    experiment_config: ExperimentSettings | None = None
 
 
-class RollbackRequest(BaseModel):
+class RollbackRequest(Clean):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=3, max_length=500)
+    # roll back only this model: when it is already out of service, nothing changes (safe to retry)
+    model_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class ReasonRequest(Clean):
+    """Archiving a model, restarting an experiment's stage."""
+
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     force: bool = False

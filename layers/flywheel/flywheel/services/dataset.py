@@ -205,7 +205,7 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
         "redactions": dict(redactor.counts),
         "comprehend": staged.comprehend,
         "reserved_keywords_neutralised": written.reserved,
-        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word 3-shingles, LSH "
+        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word sets, LSH "
                              f"{nd.BANDS}x{nd.ROWS}", "duplicate_threshold": nd.DUPLICATE_THRESHOLD,
                    "split": "near-duplicate clusters and identical prompts stay on one side"},
         "tokens": {"train": train_report.as_dict(), "validation": validation_report.as_dict(),
@@ -303,7 +303,9 @@ class _Builder:
                 payload, neutralised = ds.to_nova(example)
             else:
                 payload, neutralised = ds.to_openai(example), 0
-            found = [s.detector for spans in self.scanner.find_many(record_texts(payload), context) for s in spans]
+            # the data only: our own words (system prompt, field labels) are blanked first
+            found = [s.detector for spans in self.scanner.find_many([ds.data_only(t) for t in record_texts(payload)],
+                                                                    context) for s in spans]
             meta = {"ids": example.outcome_ids, **example.meta, "reserved": neutralised, "found": found,
                     "problems": check_example(payload, self.spec.check_format),
                     "tokens": record_tokens(payload, self.count)}
@@ -500,14 +502,24 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     side, and a pair whose two sides are near-duplicates of each other teaches nothing) and on
     which side of the split each lands (near-duplicates and identical prompts together)."""
     n = staged.count
-    dup_edges = [nd.similar_pairs(sigs, nd.DUPLICATE_THRESHOLD)[:2] for sigs in staged.signatures]
-    clusters = nd.components(n, dup_edges)
-    representative = clusters == np.arange(n)
-    identical = int(sum((sigs == sigs[clusters]).all(axis=1)[~representative].sum() for sigs in staged.signatures[:1]))
+    # for DPO both sides are compared with each other too: a text preferred in one pair and
+    # rejected (or a near-duplicate of it rejected) in another teaches the model both ways
+    sigs = np.concatenate(staged.signatures) if n else np.zeros((0, nd.PERMUTATIONS), np.uint32)
+    left, right, _ = nd.similar_pairs(sigs, nd.DUPLICATE_THRESHOLD)
+    clusters = nd.components(n, [(left % max(n, 1), right % max(n, 1))])
     degenerate = np.zeros(n, dtype=bool)
     if staged.sides == 2 and n:
         degenerate = (staged.signatures[0] == staged.signatures[1]).mean(axis=1) >= nd.DUPLICATE_THRESHOLD
-    keep = representative & ~degenerate
+    # one example per cluster: the first that teaches something
+    candidates = np.nonzero(~degenerate)[0]
+    _, first = np.unique(clusters[candidates], return_index=True)
+    keep = np.zeros(n, dtype=bool)
+    keep[candidates[first]] = True
+    kept_of = np.full(n, -1)
+    kept_of[clusters[keep]] = np.nonzero(keep)[0]
+    dropped_dup = np.nonzero(~keep & ~degenerate)[0]
+    identical = int((staged.signatures[0][dropped_dup] == staged.signatures[0][kept_of[clusters[dropped_dup]]]).all(
+        axis=1).sum()) if len(dropped_dup) else 0
     # among the kept examples (one per near-duplicate cluster, so clusters cannot straddle),
     # identical prompts form one group; a group's side is a hash of its first outcome id
     kept = np.nonzero(keep)[0]
@@ -515,8 +527,8 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     same = staged.prompt_keys[order][1:] == staged.prompt_keys[order][:-1]
     groups = nd.components(n, [(order[:-1][same], order[1:][same])])
     validation = _assign_sides(groups, kept, staged.first_ids, fraction)
-    dropped = {"near_duplicate": int((~representative).sum()), "of_which_identical": identical,
-               "degenerate_pair": int((degenerate & representative).sum())}
+    dropped = {"near_duplicate": len(dropped_dup), "of_which_identical": identical,
+               "degenerate_pair": int(degenerate.sum())}
     return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
 
 
@@ -617,8 +629,8 @@ def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None 
                 info = json.loads(scan_line)
                 context = merge_contexts(RedactionContext(tuple(c["regions"]), tuple(tuple(t) for t in c["terms"]))
                                          for c in info["scan"])
-                found = [s.detector for spans in redactor.find_many(record_texts(json.loads(data_line)), context)
-                         for s in spans]
+                found = [s.detector for spans in redactor.find_many(
+                    [ds.data_only(t) for t in record_texts(json.loads(data_line))], context) for s in spans]
                 if found:
                     hits += 1
                     offending += info["ids"]

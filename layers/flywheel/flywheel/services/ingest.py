@@ -1,42 +1,53 @@
-"""Storing provider events and applying them to their outcomes, set-wise, in one transaction."""
+"""Storing provider events and applying them to their outcomes, set-wise, in one transaction.
+
+Everything an event causes happens in the transaction that stores it: the outcome's derived
+columns, a suppression, a reply queued for the classifier (through the outbox). Writers follow the
+lock order of `flywheel.dal.locks`, so concurrent deliveries end as one ordered delivery would.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
+from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.domain.ingest import IncomingEvent, IngestResult, Lookups, Match, choose_match
-from flywheel.services.outcomes import recompute
+from flywheel.dal.locks import lock_links, lock_outcomes
+from flywheel.domain.ingest import IncomingEvent, IngestResult, Lookups, Match, Quarantined, choose_match
+from flywheel.services.outcomes import apply_effects, recompute
 
 
-def _lookups(conn: Connection, events: list[IncomingEvent], window_days: int) -> Lookups:
+def _lookups(conn: Connection, events: list[IncomingEvent], found: Lookups | None = None) -> Lookups:
+    found = found or Lookups()
     claimed = sorted({e.claimed_outcome_id for e in events if e.claimed_outcome_id is not None})
     pmids = sorted({e.provider_message_id for e in events if e.provider_message_id})
     refs = sorted({r for e in events for r in e.references})
-    found = Lookups(outcomes=outcomes_dal.existing_outcomes(conn, claimed))
-    found.provider_message_ids = {k: Match(*v) for k, v in outcomes_dal.by_column(
-        conn, "provider_message_id", pmids).items()}
-    found.email_message_ids = {k: Match(*v) for k, v in outcomes_dal.by_column(
-        conn, "email_message_id", refs).items()}
-    meetings = sorted({str(e.data["meeting_id"]) for e in events if e.data.get("meeting_id")})
-    found.meetings = {k: Match(*v) for k, v in events_dal.outcomes_for_meetings(conn, meetings).items()}
-    # only events that no stronger hint resolves are attributed by email
-    needs_email = [
-        (i, e) for i, e in enumerate(events)
-        if e.email and choose_match(i, e, found) is None
-    ]
-    by_position = outcomes_dal.latest_for_emails(
-        conn, [(e.org_id, e.email, e.occurred_at.isoformat()) for _, e in needs_email if e.email], window_days
-    )
-    found.emails = {needs_email[pos][0]: Match(*match) for pos, match in by_position.items()}
+    meetings = sorted({e.meeting_id for e in events if e.meeting_id})
+    found.outcomes.update(outcomes_dal.existing_outcomes(conn, claimed))
+    found.provider_message_ids.update({k: Match(*v) for k, v in outcomes_dal.by_column(
+        conn, "provider_message_id", pmids).items()})
+    found.email_message_ids.update({k: Match(*v) for k, v in outcomes_dal.by_column(
+        conn, "email_message_id", refs).items()})
+    found.meetings.update({k: Match(*v) for k, v in events_dal.outcomes_for_meetings(conn, meetings).items()})
     return found
+
+
+def _email_lookups(conn: Connection, events: list[IncomingEvent], positions: list[int], found: Lookups) -> None:
+    """Email attribution for the events that name no message and resolve no other way."""
+    wanted = [i for i in positions if not events[i].names_message and events[i].email_key
+              and events[i].window_days and choose_match(i, events[i], found) is None]
+    queries = [(str(events[i].org_id), str(events[i].email), events[i].occurred_at.isoformat(),
+                int(events[i].window_days or 0)) for i in wanted]
+    for pos, match in outcomes_dal.latest_for_emails(conn, queries).items():
+        found.emails[wanted[pos]] = Match(*match)
 
 
 def _row(event: IncomingEvent, match: Match | None) -> dict[str, Any]:
     status = "ignored" if not event.known else ("applied" if match else "orphan")
+    email_only = not event.names_message and event.email_key is not None
     return {
         "provider": event.provider,
         "event_key": event.event_key,
@@ -48,29 +59,53 @@ def _row(event: IncomingEvent, match: Match | None) -> dict[str, Any]:
         "match_outcome_id": str(event.claimed_outcome_id) if event.claimed_outcome_id else None,
         "match_provider_message_id": event.provider_message_id,
         "match_email": event.email,
+        "match_references": event.references or None,
+        "match_window_days": event.window_days if email_only else None,
         "data": event.data,
         "payload": event.payload,
     }
 
 
-def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetime | None = None) -> IngestResult:
-    """Store every new event once (known keys are skipped) and re-derive the outcomes they touch."""
-    result = IngestResult(received=len(events))
-    if not events:
-        return result
+def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetime | None = None,
+                  quarantined: list[Quarantined] | None = None) -> IngestResult:
+    """Store every new event once (known keys are skipped), quarantine the malformed ones of the
+    batch, and re-derive the outcomes the events touch."""
+    result = IngestResult(received=len(events) + len(quarantined or []))
     # one provider batch can repeat an event: the first copy stands
     unique = list({(e.provider, e.event_key): e for e in reversed(events)}.values())[::-1]
+    for event in unique:
+        event.window_days = event.window_days or window_days
+    if not unique and not quarantined:
+        return result
     with transaction() as conn:
-        found = _lookups(conn, unique, window_days)
+        if quarantined:
+            orgs = sorted({q.org_id for q in quarantined if q.org_id})
+            outcomes_dal.ensure_organizations(conn, orgs)
+            result.quarantined = quarantine_dal.add(conn, [q.as_row() for q in quarantined])
+        found = _lookups(conn, unique)
+        _email_lookups(conn, unique, list(range(len(unique))), found)
+        # events that could still become orphans, or be attributed by email, or that concern a
+        # meeting: take their link keys, then look them up again (a registration or another
+        # event that raced them has committed by then)
+        racing = [i for i, e in enumerate(unique) if e.known and (
+            e.meeting_id or choose_match(i, e, found) is None or i in found.emails)]
+        if lock_links(conn, [k for i in racing for k in unique[i].link_keys()]):
+            found.emails = {i: m for i, m in found.emails.items() if i not in racing}
+            found = _lookups(conn, [unique[i] for i in racing], found)
+            _email_lookups(conn, unique, racing, found)
         rows = [_row(e, choose_match(i, e, found)) for i, e in enumerate(unique)]
+        targets = {UUID(r["outcome_id"]) for r in rows if r["outcome_id"]}
+        lock_outcomes(conn, targets)
         # org rows must exist before events reference them (an org may be known only from config)
         outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows if r["org_id"]])
         inserted = events_dal.insert_events(conn, rows)
         touched = {r["outcome_id"] for r in inserted if r["status"] == "applied"}
-        touched |= events_dal.claim_meeting_orphans(conn, touched)
+        meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
+        touched |= {r["outcome_id"] for r in meeting_claims}
+        result.outbox = apply_effects(conn, [*inserted, *meeting_claims])
         recompute(conn, touched, now)
     result.stored = len(inserted)
-    result.duplicates = result.received - result.stored
+    result.duplicates = len(events) - result.stored
     result.applied = sum(1 for r in inserted if r["status"] == "applied")
     result.orphans = sum(1 for r in inserted if r["status"] == "orphan")
     result.ignored = sum(1 for r in inserted if r["status"] == "ignored")

@@ -2,21 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from flywheel.dal import events as events_dal
+from flywheel.dal import outbox as outbox_dal
 from flywheel.dal import outcomes as outcomes_dal
+from flywheel.dal import quarantine as quarantine_dal
+from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import Connection, transaction
+from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
+from flywheel.domain.effects import effects_of
+from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
 from flywheel.domain.registration import message_row
 from flywheel.errors import NotFound
 from flywheel.models.messages import MessageIn, RegisteredMessage, RegistrationResult
 
 
+class _RetryWithMoreLocks(Exception):
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__("more link keys needed")
+        self.keys = keys
+
+
+def apply_effects(conn: Connection, applied: Iterable[dict[str, Any]]) -> int:
+    """Suppressions and outbox messages of newly applied events (on arrival or claimed later);
+    returns how many outbox messages wait to be sent."""
+    rows = [r for r in applied if r["status"] == "applied"]
+    if not rows:
+        return 0
+    effects = effects_of(rows, outcomes_dal.lead_contacts(conn, sorted({r["outcome_id"] for r in rows})))
+    suppressions_dal.suppress_many(conn, [(s.org_id, s.email, s.reason, s.outcome_id) for s in effects.suppressions])
+    return outbox_dal.add(conn, [(m.topic, m.dedupe_key, m.payload) for m in effects.outbox])
+
+
 def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: datetime | None = None) -> None:
-    """Re-derive the lifecycle columns of these outcomes from all their events, in bulk."""
+    """Re-derive the lifecycle columns of these outcomes from all their events, in bulk.
+
+    The caller holds the outcomes' row locks (dal.locks), so every committed event is seen."""
     ids = sorted(set(outcome_ids))
     if not ids:
         return
@@ -29,20 +55,33 @@ def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: dateti
     )
 
 
+def _link_keys(rows: list[dict[str, Any]]) -> list[str]:
+    keys = []
+    for r in rows:
+        keys += [f"pmid:{r['provider_message_id']}"] if r["provider_message_id"] else []
+        keys += [f"msgid:{r['email_message_id']}"] if r["email_message_id"] else []
+        keys += [email_link(r["org_id"], r["lead_email"])] if r["lead_email"] else []
+    return keys
+
+
 def register_messages(messages: list[MessageIn]) -> RegistrationResult:
-    """Register messages idempotently and apply any events that arrived before them."""
+    """Register messages idempotently and apply, with their effects, the events that arrived before them."""
     rows = [message_row(m) for m in messages]
-    with transaction() as conn:
-        outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in rows])
-        # the same message twice in one request is one message
-        unique = list({(r["org_id"], r["dedupe_key"]): r for r in rows}.values())
-        ids = outcomes_dal.insert_outcomes(conn, unique)
-        new = [(ids[(r["org_id"], r["dedupe_key"])][0], r) for r in unique if ids[(r["org_id"], r["dedupe_key"])][1]]
-        claimed = events_dal.claim_orphans(
-            conn, [(oid, r["org_id"], r["provider_message_id"]) for oid, r in new]
-        )
-        claimed |= events_dal.claim_meeting_orphans(conn, claimed)
-        recompute(conn, claimed)
+    # the same message twice in one request is one message
+    unique = list({(r["org_id"], r["dedupe_key"]): r for r in rows}.values())
+    extra: list[str] = []
+    for _attempt in range(3):
+        try:
+            ids, pending = _register(unique, extra)
+            break
+        except _RetryWithMoreLocks as retry:
+            extra += retry.keys
+    else:  # pragma: no cover - three meeting orphans racing the same registration
+        ids, pending = _register(unique, extra, wait=True)
+    if pending:
+        from flywheel.services.outbox import flush_after_commit
+
+        flush_after_commit(["replies"])
     seen: set[tuple[str, str]] = set()
     results = []
     for r in rows:
@@ -54,15 +93,49 @@ def register_messages(messages: list[MessageIn]) -> RegistrationResult:
     return RegistrationResult(outcomes=results, created=created_count, existing=len(results) - created_count)
 
 
-def outcome_view(outcome_id: UUID) -> dict[str, Any]:
-    """An outcome with its derived stage and its event history."""
+def _register(unique: list[dict[str, Any]], extra: list[str], wait: bool = False
+              ) -> tuple[dict[tuple[str, str], tuple[UUID, bool]], int]:
+    with transaction() as conn:
+        outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in unique])
+        # the orphans these messages may claim, and the meetings those orphans are about, are
+        # locked before anything is written (see dal.locks); a concurrent event waits for us
+        probe = [{**r, "outcome_id": None} for r in unique]
+        meetings = [f"meeting:{m}" for m in events_dal.orphan_meetings_for(conn, probe)]
+        held = set(lock_links(conn, _link_keys(unique) + meetings + extra))
+        ids = outcomes_dal.insert_outcomes(conn, unique)
+        new = [{**r, "outcome_id": ids[(r["org_id"], r["dedupe_key"])][0]}
+               for r in unique if ids[(r["org_id"], r["dedupe_key"])][1]]
+        claimed = events_dal.claim_orphans(conn, new)
+        late = [f"meeting:{r['meeting_id']}" for r in claimed if r["meeting_id"]]
+        if late and not wait and not try_lock_links(conn, late, held):
+            raise _RetryWithMoreLocks(late)
+        touched = {r["outcome_id"] for r in claimed}
+        claimed += events_dal.claim_meeting_orphans(conn, touched)
+        touched |= {r["outcome_id"] for r in claimed}
+        lock_outcomes(conn, touched)
+        pending = apply_effects(conn, claimed)
+        recompute(conn, touched)
+    return ids, pending
+
+
+def outcome_view(outcome_id: UUID, org_id: str) -> dict[str, Any]:
+    """An outcome of this organisation, with its derived stage and its event history (another
+    organisation's outcome is not found, exactly like one that does not exist)."""
     with transaction() as conn:
         row = outcomes_dal.get_outcome(conn, outcome_id)
-        if row is None:
+        if row is None or row["org_id"] != org_id:
             raise NotFound(f"no outcome {outcome_id}", outcome_id=str(outcome_id))
         row["events"] = events_dal.history(conn, outcome_id)
     row.pop("dedupe_key", None)
     return row
+
+
+def list_quarantine(org_id: str, since: datetime | None, limit: int) -> dict[str, Any]:
+    """Malformed provider events attributed to this organisation (by its provider account or the
+    event's own org_id), newest last."""
+    with transaction() as conn:
+        rows = quarantine_dal.list_for_org(conn, org_id, since, limit)
+    return {"org_id": org_id, "events": rows, "count": len(rows)}
 
 
 def refresh_due_meetings(now: datetime | None = None) -> int:
@@ -70,6 +143,7 @@ def refresh_due_meetings(now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     with transaction() as conn:
         due = outcomes_dal.outcomes_with_meetings_due(conn, now.isoformat())
+        lock_outcomes(conn, due)
         recompute(conn, due, now)
     return len(due)
 

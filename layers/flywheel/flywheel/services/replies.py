@@ -3,66 +3,90 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
-from flywheel.clients import events as event_bus
-from flywheel.clients import queue
-from flywheel.clients.llm import LlmUnavailable, OpenAIReplyClassifier
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.llm import BedrockReplyClassifier, LlmUnavailable, OpenAIReplyClassifier, ReplyClassifier
+from flywheel.clients.secrets import llm_secret, openai_api_key
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
+from flywheel.domain.effects import NEEDS_ATTENTION
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.reply_rules import classify_offline
 from flywheel.errors import DependencyUnavailable, NotFound
 from flywheel.models.classification import Classification
 from flywheel.models.replies import ReplyIn, ReplyJob
-from flywheel.observability import logger
+from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events
+from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import get_settings
 
-NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
 
-
-def _llm() -> OpenAIReplyClassifier | None:
+def llm_classifier() -> ReplyClassifier | None:
+    """The configured LLM backend, or None for the offline classifier."""
     settings = get_settings()
-    key = settings.openai_api_key or webhook_secret("openai_api_key")
-    if not key:
+    backend, model = settings.classifier_backend, settings.classifier_model_id
+    common: dict[str, Any] = {"timeout_s": settings.classifier_timeout_s,
+                              "max_retries": settings.classifier_max_retries}
+    if backend == "offline":
         return None
-    return OpenAIReplyClassifier(key, settings.classifier_model, base_url=settings.openai_base_url,
-                                 timeout_s=settings.classifier_timeout_s, max_retries=settings.classifier_max_retries)
+    if backend == "bedrock":
+        return BedrockReplyClassifier(model, region=settings.classifier_region, **common)
+    if backend == "openai_compatible":
+        base_url = settings.classifier_base_url or settings.openai_base_url
+        if not base_url:
+            raise DependencyUnavailable("CLASSIFIER_BACKEND=openai_compatible needs CLASSIFIER_BASE_URL")
+        # local servers (vLLM, Ollama) take no key, but the SDK wants a non-empty one
+        compatible_key = settings.classifier_api_key or llm_secret("classifier_api_key") or "unused"
+        return OpenAIReplyClassifier(compatible_key, model, base_url=base_url, json_mode=settings.classifier_json_mode,
+                                     **common)
+    key = openai_api_key()
+    if not key:
+        if backend == "openai":
+            logger.error("CLASSIFIER_BACKEND=openai but no OpenAI key is configured; using the offline classifier")
+        return None
+    return OpenAIReplyClassifier(key, model, base_url=settings.openai_base_url,
+                                 json_mode=settings.classifier_json_mode, **common)
+
+
+def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any], today: date) -> Classification:
+    """One reply: the LLM when configured, the offline classifier otherwise or when it fails."""
+    if llm is not None:
+        try:
+            answer = llm.classify(text, context)
+            return Classification(**answer.model_dump(), source="llm", model=llm.model)
+        except LlmUnavailable as exc:
+            logger.warning("LLM classification failed; using the offline classifier", extra={"error": str(exc)})
+    return classify_offline(text, today)
 
 
 def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
-    """Classify a batch side by side: the LLM when configured, the offline rules otherwise or on failure."""
+    """Classify a batch side by side: the LLM when configured, the offline classifier otherwise or on failure."""
     if not jobs:
         return []
     with transaction() as conn:
         contexts = outcomes_dal.reply_contexts(conn, [j.outcome_id for j in jobs])
-    llm = _llm()
+    llm = llm_classifier()
 
     def one(job: ReplyJob) -> Classification:
-        if llm is not None:
-            try:
-                answer = llm.classify(job.text, contexts.get(job.outcome_id, {}))
-                return Classification(**answer.model_dump(), source="llm", model=llm.model)
-            except LlmUnavailable as exc:
-                logger.warning("LLM classification failed; using the offline rules", extra={"error": str(exc)})
-        return classify_offline(job.text, (job.received_at or datetime.now(UTC)).date())
+        return classify_text(llm, job.text, contexts.get(job.outcome_id, {}),
+                             (job.received_at or datetime.now(UTC)).date())
 
     with ThreadPoolExecutor(max_workers=min(len(jobs), get_settings().classifier_concurrency)) as pool:
         return list(pool.map(one, jobs))
 
 
 def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any]:
-    """One classification per reply (a redelivered job is a duplicate), then its effects.
+    """One classification per reply (a redelivered job is a duplicate), stored with its effects
+    (suppression on an unsubscribe, ReplyNeedsAttention through the outbox) in one transaction.
 
     The reply itself is stored too (a no-op when its webhook already did), so a classification
     never waits on a reply it refers to."""
+    with transaction() as conn:
+        if not outcomes_dal.existing_outcomes(conn, [job.outcome_id]):
+            raise NotFound(f"no outcome {job.outcome_id}")
     provider, _, key = job.reply_key.partition(":")
     reply = IncomingEvent(
         provider=provider, event_key=key, event_type=EventType.REPLY.value,
@@ -72,32 +96,25 @@ def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any
     event = IncomingEvent(
         provider="classifier", event_key=job.reply_key, event_type=EventType.REPLY_CLASSIFIED.value,
         occurred_at=datetime.now(UTC), payload=result.model_dump(mode="json"),
-        data={"reply_key": job.reply_key, **result.model_dump(mode="json")}, outcome_id=str(job.outcome_id),
+        data={"reply_key": job.reply_key, **result.model_dump(mode="json"),
+              **({"text": job.text[:2000]} if result.category in NEEDS_ATTENTION else {})},
+        outcome_id=str(job.outcome_id),
     )
-    summary = ingest_events([reply, event], window_days=get_settings().attribution_window_days).as_dict()
-    with transaction() as conn:
-        context = outcomes_dal.reply_contexts(conn, [job.outcome_id]).get(job.outcome_id)
-        if context is None:
-            raise NotFound(f"no outcome {job.outcome_id}")
-        if result.category == "unsubscribe" and context["lead_email"]:
-            suppressions_dal.suppress(conn, context["org_id"], context["lead_email"], "reply_unsubscribe",
-                                      job.outcome_id)
-    if result.category in NEEDS_ATTENTION:
-        # at least once: a redelivered job may publish again; consumers dedupe on reply_key
-        event_bus.publish(get_settings().event_bus_name, "ReplyNeedsAttention", [{
-            "reply_key": job.reply_key, "outcome_id": str(job.outcome_id), "org_id": context["org_id"],
-            "lead_email": context["lead_email"], "category": result.category, "text": job.text[:2000],
-            "reason": result.reason,
-        }])
-    with single_metric(name="ReplyClassified", unit=MetricUnit.Count, value=1, namespace="Flywheel") as metric:
-        metric.add_dimension(name="category", value=result.category)
-        metric.add_dimension(name="source", value=result.source)
-    return {**summary, "category": result.category, "source": result.source}
+    stored = ingest_events([reply, event], window_days=get_settings().attribution_window_days)
+    if stored.outbox:
+        flush_after_commit(["events"])
+    logger.info("reply classified", extra={"reply_key": job.reply_key, "category": result.category,
+                                           "source": result.source})
+    count("ReplyClassified", category=result.category, source=result.source)
+    count("ReplyClassifiedBySource", source=result.source)  # the fallback-share alarm reads this one
+    return {**stored.as_dict(), "category": result.category, "source": result.source}
 
 
 def submit_reply(reply: ReplyIn) -> dict[str, Any]:
     """Store a reply from another channel and queue it for the same classifier."""
     settings = get_settings()
+    if not settings.replies_queue_url:
+        raise DependencyUnavailable("replies queue is not configured")
     with transaction() as conn:
         if not outcomes_dal.existing_outcomes(conn, [reply.outcome_id]):
             raise NotFound(f"no outcome {reply.outcome_id}", outcome_id=str(reply.outcome_id))
@@ -110,16 +127,11 @@ def submit_reply(reply: ReplyIn) -> dict[str, Any]:
                                                      "channel": reply.channel},
         outcome_id=str(reply.outcome_id),
     )
-    summary = ingest_events([event], window_days=settings.reply_window_days).as_dict()
-    if not settings.replies_queue_url:
-        raise DependencyUnavailable("replies queue is not configured")
-    reply_key = f"{event.provider}:{key}"
-    queue.send_messages(settings.replies_queue_url, [{
-        "outcome_id": str(reply.outcome_id), "reply_key": reply_key, "text": reply.text,
-        "subject": reply.subject, "received_at": occurred.isoformat(),
-    }])
-    return {"reply_key": reply_key, "outcome_id": str(reply.outcome_id), "queued": True,
-            "duplicate": summary["duplicates"] == 1}
+    stored = ingest_events([event], window_days=settings.reply_window_days)
+    # the reply went to the outbox with the event; send it now (the sweep retries a failure)
+    flush_after_commit(["replies"])
+    return {"reply_key": f"{event.provider}:{key}", "outcome_id": str(reply.outcome_id), "queued": True,
+            "duplicate": stored.duplicates == 1}
 
 
 def list_suppressions(org_id: str, since: datetime | None, limit: int) -> dict[str, Any]:

@@ -10,51 +10,33 @@ import json
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flywheel.clients import stepfunctions
 from flywheel.clients.aws import client
-from flywheel.clients.comprehend import ComprehendPii
-from flywheel.clients.finetune import (
-    BedrockFineTuner,
-    FineTuneProvider,
-    OpenAIFineTuner,
-    ProviderRefused,
-    UploadedDataset,
-)
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.finetune import BedrockFineTuner, ProviderRefused, UploadedDataset, provider_for
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate
 from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
-from flywheel.observability import logger
-from flywheel.services.dataset import DatasetSpec, DatasetTooLarge, ResidualPersonalData, build_dataset, check_spec
+from flywheel.observability import count, logger
+from flywheel.services import experiments, registry, serving
 from flywheel.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from flywheel.services.dataset import DatasetSpec
 
 DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
                                   "since_days": 90, "wait_seconds": 600}
 
 
-def provider_for(name: str, settings: Settings) -> FineTuneProvider:
-    if name == "openai":
-        key = settings.openai_api_key or webhook_secret("openai_api_key")
-        if not key:
-            raise ProviderRefused("no OpenAI API key configured (openai_api_key in the provider secret)")
-        return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
-                                             settings.azure_openai_api_version)
-    if not settings.bedrock_role_arn:
-        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
-    return BedrockFineTuner(settings.bedrock_role_arn)
-
-
 def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
     params = {**DEFAULT_PARAMS, **{k: v for k, v in state.items() if k in DEFAULT_PARAMS or k in (
-        "provider", "base_model", "method", "max_wait_seconds", "scope")}}
+        "provider", "base_model", "method", "max_wait_seconds", "scope", "serving_wait_seconds",
+        "serving_max_wait_seconds")}}
     params.setdefault("provider", settings.finetune_provider)
     params.setdefault("base_model", settings.base_model_for(params["provider"]))
     params.setdefault("method", settings.finetune_method)
@@ -82,7 +64,10 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
             if state.get("execution_arn"):
                 training_dal.update_run(conn, run["run_id"], execution_arn=state["execution_arn"])
         else:
-            run = training_dal.create_run(conn, params["scope"], "schedule", params, state.get("execution_arn"))
+            # a retried first step finds the run its first attempt created for this execution
+            run = (training_dal.run_for_execution(conn, state["execution_arn"]) if state.get("execution_arn")
+                   else None) or training_dal.create_run(conn, params["scope"], "schedule", params,
+                                                           state.get("execution_arn"))
             if run is None:
                 raise Conflict(f"a training run is already in progress for scope {params['scope']!r}")
         since = datetime.now(UTC) - timedelta(days=int(params["since_days"]))
@@ -103,7 +88,11 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
     if not state.get("sufficient", True):
         _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
                                                    f"{settings.training_min_examples} needed")
+        count("TrainingRunFinished", status="insufficient_data")
         return {**state, "sufficient": False, "reason": "insufficient data"}
+    # NumPy and the dataset builder: only this step needs them, so they load here (cold starts)
+    from flywheel.services.dataset import DatasetSpec, DatasetTooLarge, ResidualPersonalData, build_dataset
+
     provider = provider_for(state["provider"], settings)
     spec = DatasetSpec(
         min_quality=float(state["min_quality_score"]),
@@ -113,6 +102,8 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
         base_model=state["base_model"], epochs=settings.training_epochs,
     )
     _refuse_unsupported(spec)  # decided before a single row is read
+    from flywheel.clients.comprehend import ComprehendPii  # loads the redaction rules: this step only
+
     pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
                 if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,6 +122,7 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
             if built.examples < settings.training_min_examples:
                 _update(run_id, "insufficient_data", manifest=built.manifest,
                         error=f"insufficient data: {built.examples} examples after cleaning")
+                count("TrainingRunFinished", status="insufficient_data")
                 return {**state, "sufficient": False, "reason": "insufficient data"}
             _update(run_id, "failed", manifest=built.manifest, error=f"dataset failed validation: {failure}")
             raise InvalidInput(f"dataset failed validation: {failure}")
@@ -144,6 +136,8 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
 
 def _refuse_unsupported(spec: DatasetSpec) -> None:
     """The provider's job must be able to run this method on this base model, in this Region."""
+    from flywheel.services.dataset import check_spec
+
     limits = check_spec(spec)
     if spec.method not in limits.methods:
         raise ProviderRefused(
@@ -161,6 +155,9 @@ def _refuse_unsupported(spec: DatasetSpec) -> None:
 
 def upload(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
+    recorded = _recorded(state["run_id"])["provider_files"]
+    if recorded:  # a retry: the files are uploaded already
+        return {**state, "provider_files": recorded}
     provider = provider_for(state["provider"], settings)
     prefix = state["dataset_uri"]
     if isinstance(provider, BedrockFineTuner):  # Bedrock reads the dataset where it already is
@@ -176,10 +173,23 @@ def upload(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "provider_files": {"training": files.training, "validation": files.validation}}
 
 
+def _recorded(run_id: str) -> dict[str, Any]:
+    with transaction() as conn:
+        run = training_dal.get_run(conn, run_id)
+    if run is None:
+        raise NotFound(f"no training run {run_id}")
+    return run
+
+
 def start_job(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
-    provider = provider_for(state["provider"], settings)
+    if state["provider"] == "bedrock" and not settings.bedrock_role_arn:
+        raise ProviderRefused("BEDROCK_ROLE_ARN is not configured")
     run_id = state["run_id"]
+    run = _recorded(run_id)
+    if run["job_id"]:  # a retry: the job was started (and paid for) already
+        return {**state, "job_id": run["job_id"], "job_state": "running"}
+    provider = provider_for(state["provider"], settings)
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
     hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
         "epochCount": settings.training_epochs}
@@ -213,8 +223,12 @@ def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
 def register(state: dict[str, Any]) -> dict[str, Any]:
     run_id = state["run_id"]
     with transaction() as conn:
-        run = training_dal.get_run(conn, run_id)
+        run = training_dal.get_run(conn, run_id, lock=True)
         assert run is not None
+        if run["model_id"]:  # a retry: registered in the same transaction as the model row
+            existing = models_dal.get_model(conn, run["model_id"])
+            assert existing is not None
+            return {**state, "model_id": existing["model_id"], "version": existing["version"]}
         major, minor, patch = models_dal.next_version(conn)
         version = f"v{major}.{minor}.{patch}"
         model = models_dal.insert_model(conn, {
@@ -229,12 +243,51 @@ def register(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "model_id": model["model_id"], "version": version}
 
 
+def start_serving(state: dict[str, Any]) -> dict[str, Any]:
+    """Make the new model invocable: a Bedrock on-demand deployment (or provisioned throughput),
+    which the state machine then waits for; an OpenAI fine-tune is served as it is."""
+    provider = provider_for(state["provider"], get_settings())
+    _update(state["run_id"], "serving")
+    serving = provider.serve(state["provider_model_id"], f"fw-{state['run_id']}",
+                             {"run_id": state["run_id"], "model_id": state["model_id"]})
+    with transaction() as conn:
+        models_dal.change(conn, state["model_id"], "serving_started", actor="training", reason=serving.kind,
+                          evidence={"serving_model_id": serving.model_id}, serving_model_id=serving.model_id,
+                          serving_kind=serving.kind, serving_status=serving.state)
+    return {**state, "serving_model_id": serving.model_id, "serving_kind": serving.kind,
+            "serving_state": serving.state, "serving_elapsed_seconds": 0,
+            # poll the deployment every minute at most (it takes minutes), never slower than the job
+            "serving_wait_seconds": int(state.get("serving_wait_seconds", min(60, int(state.get("wait_seconds", 60)))))}
+
+
+def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
+    settings = get_settings()
+    serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"],
+                                                                         state["serving_kind"])
+    elapsed = int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0))
+    serving_state = serving.state
+    if serving_state == "creating" and elapsed >= int(state.get("serving_max_wait_seconds",
+                                                                settings.serving_max_wait_s)):
+        serving_state = "timed_out"
+    if serving.state != "creating":
+        with transaction() as conn:
+            models_dal.change(conn, state["model_id"], f"serving_{serving.state}", actor="training",
+                              reason=serving.error or "deployment active", serving_status=serving.state,
+                              serving_error=serving.error)
+    result = {**state, "serving_state": serving_state, "serving_elapsed_seconds": elapsed}
+    if serving_state in ("failed", "timed_out"):
+        result["error"] = {"Error": "ServingFailed", "Cause": serving.error or
+                           f"the deployment was not active after {elapsed} s"}
+    return result
+
+
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
-    """One inference on a validation prompt; a failure marks the model failed."""
+    """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
     provider = provider_for(state["provider"], get_settings())
     _update(state["run_id"], "smoke_testing")
     try:
-        answer = provider.smoke_test(state["provider_model_id"], state.get("smoke_prompt") or [
+        answer = provider.smoke_test(state.get("serving_model_id") or state["provider_model_id"],
+                                     state.get("smoke_prompt") or [
             {"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}])
         problem = None if answer.strip() else "empty answer"
     except (ProviderRefused, DependencyUnavailable) as exc:
@@ -251,11 +304,18 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def deploy(state: dict[str, Any]) -> dict[str, Any]:
-    if state.get("deploy"):
-        deploy_model(state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
-                     actor="training", reason=f"weekly run {state['run_id']}",
-                     experiment_config=state.get("experiment_config"))
-    _update(state["run_id"], "succeeded")
+    """Deploy and mark the run succeeded in one transaction; a retry after that is a no-op."""
+    with transaction() as conn:
+        run = training_dal.get_run(conn, state["run_id"], lock=True)
+        assert run is not None
+        if run["status"] == "succeeded":
+            return {**state, "deployed": bool(state.get("deploy"))}
+        if state.get("deploy"):
+            deploy_in(conn, state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
+                      actor="training", reason=f"weekly run {state['run_id']}",
+                      experiment_config=state.get("experiment_config"))
+        training_dal.update_run(conn, state["run_id"], "succeeded")
+    count("TrainingRunFinished", status="succeeded")
     return {**state, "deployed": bool(state.get("deploy"))}
 
 
@@ -272,20 +332,25 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
     if state.get("run_id"):
         with transaction() as conn:
             run = training_dal.get_run(conn, state["run_id"])
-            if run is not None and run["status"] not in ("failed", "cancelled"):
+            # a run that already ended (a step's retry failed after its work was done) keeps its end
+            if run is not None and run["status"] in training_dal.ACTIVE:
                 training_dal.update_run(conn, state["run_id"], "failed", error=str(message)[:2000])
             if state.get("model_id"):
                 model = models_dal.get_model(conn, state["model_id"])
-                if model is not None and model["status"] != "failed":
+                # a model that is serving traffic (or was) is never failed by a pipeline error
+                if model is not None and model["status"] in ("training", "ready"):
                     models_dal.change(conn, state["model_id"], "failed", actor="training", reason=str(message)[:500],
                                       status="failed")
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
+    count("TrainingRunFinished", status="failed")
+    if state.get("model_id"):
+        serving.sync(actor="training")  # a failed model's deployment is deleted (retried daily if this fails)
     return {**state, "failure": str(message)}
 
 
 STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
-         "cancel_job": cancel_job, "register": register, "smoke_test": smoke_test, "deploy": deploy,
-         "record_failure": record_failure}
+         "cancel_job": cancel_job, "register": register, "start_serving": start_serving,
+         "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
 
 
 def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
@@ -303,93 +368,51 @@ def _bucket(settings: Settings) -> str:
     return settings.training_bucket
 
 
-# --- registry operations (training API) ----------------------------------------------------------
+# --- registry operations (training API; the registry service does the work) -------------------------
 
 def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
                  experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A ready model becomes the challenger at the canary share (and an experiment starts), or the
-    champion when there is none."""
-    from flywheel.services import experiments
-
+    """A ready model becomes the challenger at the canary share and an experiment starts (its plan
+    and any warning that the planned lift cannot be detected in time come back in the answer), or
+    the model becomes champion when there is none. An archived model deployed again gets its
+    deployment back (serving.sync)."""
     with transaction() as conn:
-        model = models_dal.get_model(conn, model_id, lock=True)
-        if model is None:
-            raise NotFound(f"no model {model_id}")
-        if model["status"] not in ("ready", "archived"):
-            raise Conflict(f"model {model_id} is {model['status']}; only ready or archived models can be deployed")
-        champion = models_dal.by_role(conn, "champion", lock=True)
-        now = datetime.now(UTC)
-        if champion is None:
-            return models_dal.change(conn, model_id, "deployed_as_champion", actor=actor, reason=reason,
-                                     status="deployed", role="champion", traffic_percentage=Decimal(100),
-                                     deployed_at=now, archived_at=None)
-        if models_dal.by_role(conn, "challenger", lock=True):
-            raise Conflict("a challenger is already deployed; promote or roll it back first")
-        share = Decimal(str(canary_percentage))
-        experiment = experiments.start(conn, champion["model_id"], model_id, canary_percentage, experiment_config)
-        evidence = {"experiment_id": experiment["experiment_id"]}
-        models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
-                          evidence=evidence, traffic_percentage=Decimal(100) - share)
-        deployed = models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason,
-                                     evidence=evidence, status="deployed", role="challenger",
-                                     traffic_percentage=share, deployed_at=now, archived_at=None)
-        return {**deployed, "experiment_id": experiment["experiment_id"]}
+        result = deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason,
+                           experiment_config=experiment_config)
+    if result.get("serving_status") == "deleted":
+        serving.sync(actor=actor)
+    return result
 
 
-def promote_in(conn: Connection, model_id: str, *, actor: str, reason: str,
-               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The challenger becomes champion at 100 %; the old champion is archived."""
-    from flywheel.services import experiments
-
-    challenger = models_dal.by_role(conn, "challenger", lock=True)
-    if challenger is None or challenger["model_id"] != model_id:
-        raise Conflict(f"{model_id} is not the current challenger")
-    champion = models_dal.by_role(conn, "champion", lock=True)
-    now = datetime.now(UTC)
-    if champion is not None:
-        models_dal.change(conn, champion["model_id"], "archived", actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-    promoted = models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence,
-                                 role="champion", traffic_percentage=Decimal(100))
-    experiments.end_running(conn, "promoted", now)
-    return promoted
-
-
-def rollback_in(conn: Connection, *, actor: str, reason: str, evidence: dict[str, Any] | None = None,
-                action: str = "rolled_back") -> dict[str, Any]:
-    """Undo the last change: a challenger is withdrawn; otherwise the previous champion returns."""
-    from flywheel.services import experiments
-
-    challenger = models_dal.by_role(conn, "challenger", lock=True)
-    champion = models_dal.by_role(conn, "champion", lock=True)
-    now = datetime.now(UTC)
-    if challenger is not None:
-        models_dal.change(conn, challenger["model_id"], action, actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-        if champion is not None:
-            models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
-                              traffic_percentage=Decimal(100))
-        experiments.end_running(conn, "inconclusive" if action == "ended_inconclusive" else "rolled_back", now)
-        return {"rolled_back": challenger["model_id"], "champion": champion["model_id"] if champion else None}
-    previous = models_dal.previous_champion(conn, champion["model_id"] if champion else None)
-    if previous is None:
-        raise Conflict("nothing to roll back to")
-    if champion is not None:
-        models_dal.change(conn, champion["model_id"], action, actor=actor, reason=reason, evidence=evidence,
-                          status="archived", role=None, traffic_percentage=Decimal(0), archived_at=now)
-    models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
-                      status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
-    return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"]}
+def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, actor: str, reason: str,
+              experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """deploy_model inside the caller's transaction (the pipeline's Deploy step marks its run in it)."""
+    deployed = registry.deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason)
+    if deployed["role"] != "challenger":
+        return {**deployed["model"], "experiment": None, "warnings": []}
+    experiment = experiments.start(conn, deployed["champion_id"], model_id, canary_percentage, experiment_config,
+                                   actor=actor)
+    return {**deployed["model"], "experiment_id": experiment["experiment_id"],
+            "experiment": {"experiment_id": experiment["experiment_id"], "plan": experiment["plan"]},
+            "warnings": experiment["warnings"]}
 
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        return promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
+        if done["changed"]:
+            experiments.end_running(conn, "promoted", actor=actor, reason=reason)
+    serving.sync(actor=actor)  # the archived champion's deployment is deleted
+    return done
 
 
-def rollback(*, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[str, Any]:
     with transaction() as conn:
-        return rollback_in(conn, actor=actor, reason=reason, evidence=evidence)
+        done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
+        if done["changed"]:
+            experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
+    serving.sync(actor=actor)  # the withdrawn model's deployment goes; a restored champion's comes back
+    return done
 
 
 def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
@@ -399,8 +422,12 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
         raise DependencyUnavailable("TRAINING_STATE_MACHINE_ARN is not configured")
     with transaction() as conn:
         run = training_dal.create_run(conn, scope, "api", params)
-        if run is None:
-            raise Conflict(f"a training run is already in progress for scope {scope!r}")
+        active = training_dal.active_run(conn, scope) if run is None else None
+    if active is not None and reconcile_run(active["run_id"])["status"] not in training_dal.ACTIVE:
+        with transaction() as conn:  # the blocking run was stale: it is closed now
+            run = training_dal.create_run(conn, scope, "api", params)
+    if run is None:
+        raise Conflict(f"a training run is already in progress for scope {scope!r}")
     run_id = str(run["run_id"])
     try:
         arn = stepfunctions.start_execution(settings.training_state_machine_arn, f"run-{run_id}",
@@ -412,11 +439,48 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
     return {"run_id": run_id, "execution_arn": arn, "status": "pending"}
 
 
-def get_run(run_id: UUID) -> dict[str, Any]:
+# a pending run whose execution does not exist this long after it was created never started
+# (the API call that created it crashed before StartExecution)
+PENDING_GRACE = timedelta(minutes=5)
+EXECUTION_END = {"FAILED": "failed", "TIMED_OUT": "failed", "ABORTED": "cancelled", "SUCCEEDED": "failed"}
+
+
+def reconcile_run(run_id: UUID | str) -> dict[str, Any]:
+    """A run still marked in flight is checked against its Step Functions execution: one that never
+    started, or whose execution has ended without the run recording it, is closed with the reason."""
     with transaction() as conn:
         run = training_dal.get_run(conn, run_id)
     if run is None:
         raise NotFound(f"no training run {run_id}")
+    machine = get_settings().training_state_machine_arn
+    if run["status"] not in training_dal.ACTIVE or not (run["execution_arn"] or machine):
+        return run
+    arn = run["execution_arn"] or stepfunctions.execution_arn(str(machine), f"run-{run['run_id']}")
+    status = stepfunctions.execution_status(arn)
+    if status is None:
+        if run["status"] != "pending" or datetime.now(UTC) - run["updated_at"] < PENDING_GRACE:
+            return run
+        ended, error = "failed", "the training state machine never started for this run"
+    elif status in EXECUTION_END:
+        ended, error = EXECUTION_END[status], f"execution ended {status} without recording the run's end"
+    else:
+        if run["execution_arn"] is None:
+            with transaction() as conn:
+                return training_dal.update_run(conn, run["run_id"], execution_arn=arn)
+        return run
+    with transaction() as conn:
+        closed = training_dal.close_if_active(conn, run["run_id"], ended, error)
+    logger.warning("stale training run reconciled", extra={"run_id": str(run["run_id"]), "status": ended,
+                                                            "execution_status": status})
+    return closed or run
+
+
+def get_run(run_id: UUID) -> dict[str, Any]:
+    """A run as operators see it through the API: the manifest's per-organisation counts stay in
+    S3 (the API never tells one organisation about another's data)."""
+    run = reconcile_run(run_id)
+    if isinstance(run.get("manifest"), dict):
+        run["manifest"] = {k: v for k, v in run["manifest"].items() if k != "by_org"}
     return run
 
 
@@ -435,15 +499,18 @@ def list_models(status: str | None) -> list[dict[str, Any]]:
         return models_dal.list_models(conn, status)
 
 
-def training_stats(min_quality: float, since_days: int) -> dict[str, Any]:
-    """Data readiness: examples by label, an estimate of tokens and of the cost of a run."""
+def training_stats(min_quality: float, since_days: int, org_id: str | None = None) -> dict[str, Any]:
+    """Data readiness (of one organisation when given): examples by label, an estimate of tokens
+    and of the cost of a run."""
     settings = get_settings()
     since = datetime.now(UTC) - timedelta(days=since_days)
     with transaction() as conn:
-        rows = training_dal.readiness(conn, min_quality, since)
+        rows = training_dal.readiness(conn, min_quality, since, org_id)
     examples = sum(int(r["examples"]) for r in rows)
     # ~4 characters a token for the email, plus ~120 tokens of prompt and framing per example
     tokens = sum(int(r["characters"]) // 4 for r in rows) + 120 * examples
+    from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate  # the dataset rules: this route only
+
     prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
     return {"examples": examples, "by_label": {r["label"]: int(r["examples"]) for r in rows},
             "minimum": settings.training_min_examples, "ready": examples >= settings.training_min_examples,
@@ -451,22 +518,17 @@ def training_stats(min_quality: float, since_days: int) -> dict[str, Any]:
             "cost_estimate": cost_estimate(tokens, settings.base_model, settings.training_epochs, prices)}
 
 
-def leaderboard() -> list[dict[str, Any]]:
+def leaderboard(org_id: str) -> list[dict[str, Any]]:
     with transaction() as conn:
-        return models_dal.leaderboard(conn)
+        return models_dal.leaderboard(conn, org_id)
 
 
 def promote_winner(*, force: bool, reason: str | None, actor: str) -> dict[str, Any]:
-    """The evaluator's decision, applied (the same code path as its daily schedule); `force` with a
-    reason promotes the challenger by hand and records why."""
-    from flywheel.services import experiments
-
+    """The evaluator's decision, applied only when it is a promotion (the same code path as its daily
+    schedule): 200 with what was done, or Conflict (409) with the decision and nothing changed.
+    `force` with a reason promotes the challenger by hand and records why."""
     if not force:
-        decision = experiments.evaluate(actor=actor)
-        if decision["action"] != "promote":
-            raise Conflict(f"the evaluator does not promote: {decision['action']} ({decision['reason']})",
-                           decision=decision)
-        return decision
+        return experiments.evaluate(actor=actor, only="promote")
     if not reason:
         raise InvalidInput("a forced promotion needs a reason", field="reason")
     with transaction() as conn:

@@ -11,16 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.clients import queue
-from flywheel.clients.crm import HubSpotClient, PipedriveClient
 from flywheel.clients.secrets import webhook_secret
-from flywheel.dal import events as events_dal
-from flywheel.dal import suppressions as suppressions_dal
-from flywheel.dal.connection import transaction
-from flywheel.domain.ingest import IncomingEvent
-from flywheel.errors import DependencyUnavailable, Forbidden, Unauthorized
-from flywheel.observability import logger, metrics
+from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
+from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
+from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
+from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, linked_outcome
+from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import Settings, get_settings
 from flywheel.webhooks import calendly, generic, hubspot, inbound, pipedrive, salesforce, sendgrid
 from flywheel.webhooks.http import WebhookRequest
@@ -51,13 +48,35 @@ def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **
         raise error(f"{provider}: {exc}", provider=provider) from exc
 
 
-def _store(provider: str, events: list[IncomingEvent], window_days: int) -> dict[str, Any]:
-    result = ingest_events(events, window_days=window_days)
+def _store(provider: str, events: list[IncomingEvent], window_days: int,
+           quarantined: list[Quarantined] | None = None, body: bytes | None = None) -> dict[str, Any]:
+    """Store a request's events. `quarantined` is given for batch providers: an event the store
+    cannot hold joins it; for a single-event request the same problem is a 422 and nothing is written."""
+    good = []
+    # a JSON body without NUL or surrogate escapes cannot carry them: skip scanning every string
+    scan = body is None or UNSTORABLE_ESCAPE.search(body) is not None
+    for event in events:
+        problem = storable_problem(event, scan_strings=scan)
+        if problem is None:
+            good.append(event)
+        elif quarantined is None:
+            raise InvalidInput(f"{provider}: {problem}")
+        else:
+            quarantined.append(Quarantined(provider, problem, event.payload, None, event.org_id
+                                           if event.org_id and IDENTIFIER.match(event.org_id) else None))
+    events = good
+    result = ingest_events(events, window_days=window_days, quarantined=quarantined)
     summary = result.as_dict()
-    for name in ("stored", "duplicates", "orphans", "ignored"):
+    for name in ("stored", "duplicates", "orphans", "ignored", "quarantined"):
         if summary[name]:
-            metrics.add_metric(name=f"Webhook{name.capitalize()}", unit="Count", value=summary[name])
+            count(f"Webhook{name.capitalize()}", summary[name], provider=provider)
+    if quarantined:
+        # the reasons name fields, never values: no personal data in the log
+        logger.warning("malformed events quarantined", extra={
+            "provider": provider, "count": len(quarantined), "reasons": sorted({q.reason for q in quarantined})[:10]})
     logger.info("webhook received", extra={"provider": provider, **summary})
+    if result.outbox:
+        flush_after_commit(["replies"])
     return summary
 
 
@@ -72,46 +91,34 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     if settings.sendgrid_verify_signature:
         _verified("sendgrid", verify_sendgrid, _secret("sendgrid_public_key"),
                   request.header("X-Twilio-Email-Event-Webhook-Signature"),
-                  request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body)
+                  request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body,
+                  max_age_s=settings.sendgrid_max_age_s)
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
-    events = sendgrid.normalise(sendgrid.parse_body(request.body))
-    summary = _store("sendgrid", events, settings.attribution_window_days)
-    suppress_opt_outs([e.event_key for e in events if e.event_type in OPT_OUTS])
-    return summary
-
-
-# a global unsubscribe or a spam complaint means: never email this lead again
-OPT_OUTS = {"unsubscribe": "sendgrid_unsubscribe", "spamreport": "sendgrid_spam_report"}
-
-
-def suppress_opt_outs(event_keys: list[str]) -> None:
-    with transaction() as conn:
-        for row in events_dal.applied_of_types(conn, "sendgrid", event_keys, list(OPT_OUTS)):
-            if row["lead_email"]:
-                suppressions_dal.suppress(conn, row["org_id"], row["lead_email"], OPT_OUTS[row["event_type"]],
-                                          row["outcome_id"])
+    events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), settings.provider_org("sendgrid", "*"))
+    return _store("sendgrid", events, settings.attribution_window_days, quarantined, request.body)
 
 
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
     settings = get_settings()
     _verified("sendgrid_inbound", verify_token, token, _secret("inbound_parse_token"), forbidden=True)
-    reply = inbound.parse_reply(request.header("content-type") or "", request.body)
+    mail = inbound.parse_mail(request.header("content-type") or "", request.body)
     domains = settings.split(settings.inbound_parse_domains)
-    if domains and not inbound.recipient_domains(reply) & set(domains):
+    if domains and not inbound.recipient_domains(mail) & set(domains):
         raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
-    event = inbound.to_event(reply, domains, _now())
-    summary = _store("sendgrid_inbound", [event], settings.reply_window_days)
-    # the reply is stored (and a retry is a no-op there); queueing it again on a retry is harmless
-    # because the classifier stores one classification per reply
-    outcome_id = linked_outcome(event.provider, event.event_key)
-    if outcome_id and settings.replies_queue_url:
-        queue.send_messages(settings.replies_queue_url, [{
-            "outcome_id": outcome_id, "reply_key": f"{event.provider}:{event.event_key}",
-            "text": reply.text, "subject": reply.subject, "from": reply.sender,
-            "received_at": event.occurred_at.isoformat(),
-        }])
-    return {**summary, "outcome_id": outcome_id}
+    events = inbound.to_events(mail, domains, _now())
+    # the organisation of the parse domain the mail was sent to (for replies known only by sender)
+    org_id = next((org for d in sorted(inbound.recipient_domains(mail))
+                   if (org := settings.provider_org("sendgrid_inbound", d))), None)
+    for event in events:
+        event.org_id = org_id
+    # a person's reply is queued for the classifier in the same transaction (outbox) when it is
+    # applied; automatic replies and bounces are not (flywheel.domain.effects)
+    summary = _store("sendgrid_inbound", events, settings.reply_window_days)
+    reply = events[0] if len(events) == 1 and events[0].event_type == "reply" else None
+    outcome_id = linked_outcome(reply.provider, reply.event_key) if reply else None
+    kind = "bounce" if mail.report else ("auto_reply" if reply and reply.data.get("automated") else "reply")
+    return {**summary, "outcome_id": outcome_id, "kind": kind}
 
 
 # --- Calendly ---------------------------------------------------------------------------------
@@ -121,7 +128,10 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     _verified("calendly", verify_calendly, _secret("calendly_signing_key"),
               request.header("Calendly-Webhook-Signature"), request.body, tolerance_s=settings.calendly_tolerance_s)
     raw, envelope = calendly.parse(request.body)
-    event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
+    try:
+        event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
+    except BadValue as exc:
+        raise InvalidInput(f"calendly: {exc}") from exc
     return _store("calendly", [event], settings.attribution_window_days)
 
 
@@ -132,11 +142,14 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     _verified("hubspot", verify_hubspot, _secret("hubspot_client_secret"), method=request.method,
               uri=settings.hubspot_webhook_url or request.url, body=request.body, headers=request.headers,
               tolerance_s=settings.hubspot_tolerance_s, allow_legacy=settings.hubspot_allow_legacy_signatures)
-    parsed = hubspot.parse(request.body)
+    parsed, quarantined = hubspot.parse(request.body, lambda portal: settings.provider_org("hubspot", portal))
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
-        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s)
+        from flywheel.clients.crm import HubSpotClient  # the HTTP client: only the CRM routes load it
+
+        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s,
+                               settings.crm_budget_s)
         outcome_field = settings.hubspot_outcome_property
 
         def fetch(deal_id: str) -> tuple[str, tuple[dict[str, Any] | None, list[str]]]:
@@ -154,9 +167,12 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     events = []
     for raw, event in parsed:
         deal, emails = deals.get(str(event.objectId), (None, []))
-        events += hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost,
-                                    settings.provider_org("hubspot", event.portalId))
-    return _store("hubspot", events, settings.attribution_window_days)
+        org_id = settings.provider_org("hubspot", event.portalId)
+        try:
+            events += hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost, org_id)
+        except BadValue as exc:  # the deal the API returned has an amount or date we cannot store
+            quarantined.append(Quarantined("hubspot", f"deal {exc}", raw, None, org_id))
+    return _store("hubspot", events, settings.attribution_window_days, quarantined)
 
 
 # --- Pipedrive --------------------------------------------------------------------------------
@@ -166,18 +182,24 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     _verified("pipedrive", verify_basic_auth, request.header("Authorization"), _secret("pipedrive_username"),
               _secret("pipedrive_password"))
     delivery = pipedrive.parse(request.body)
-    emails: list[str] = []
-    if delivery.status in ("won", "lost"):
-        emails = delivery.embedded_emails
-        if not emails and delivery.person_id:
-            client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
-                                     settings.http_timeout_s)
-            try:
-                emails = client.person_emails(delivery.person_id)[:1]
-            finally:
-                client.http.close()
-    org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
-    events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
+    try:
+        emails: list[str] = []
+        if delivery.status in ("won", "lost"):
+            emails = delivery.embedded_emails
+            person_id = delivery.person_id  # checked before it goes into the API path
+            if not emails and person_id:
+                from flywheel.clients.crm import PipedriveClient
+
+                client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
+                                         settings.http_timeout_s, settings.crm_budget_s)
+                try:
+                    emails = client.person_emails(person_id)[:1]
+                finally:
+                    client.http.close()
+        org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
+        events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
+    except BadValue as exc:
+        raise InvalidInput(f"pipedrive: {exc}") from exc
     return _store("pipedrive", events, settings.attribution_window_days)
 
 
@@ -192,9 +214,15 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     if org_id is None:
         raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
     received = _now()
-    events = [salesforce.to_event(message, note, settings.salesforce_outcome_field, settings.salesforce_email_field,
-                                  org_id, received) for note in message.notifications]
-    _store("salesforce", events, settings.attribution_window_days)
+    events, quarantined = [], []
+    for note in message.notifications:
+        try:
+            events.append(salesforce.to_event(message, note, settings.salesforce_outcome_field,
+                                              settings.salesforce_email_field, org_id, received))
+        except BadValue as exc:  # one bad Opportunity must not make Salesforce retry the other 99
+            quarantined.append(Quarantined("salesforce", str(exc), {"NotificationId": note.notification_id,
+                                                                    "fields": note.fields}, None, org_id))
+    _store("salesforce", events, settings.attribution_window_days, quarantined)
     return salesforce.ACK
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.inputs import BadValue, email, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.webhooks.common import load_json, validate
 
@@ -52,7 +53,15 @@ def parse(body: bytes) -> tuple[dict[str, Any], Envelope]:
 
 
 def to_event(raw: dict[str, Any], envelope: Envelope, org_id: str | None) -> IncomingEvent:
+    """BadValue for times outside 2000-2099, an invalid email or an over-long URI."""
     payload = envelope.payload
+    plausible(envelope.created_at, "created_at")
+    if payload.scheduled_event:
+        for moment in (payload.scheduled_event.start_time, payload.scheduled_event.end_time):
+            if moment is not None:
+                plausible(moment, "scheduled_event time")
+    if len(payload.uri) > 400 or len(payload.invitee or "") > 400:
+        raise BadValue("invitee URI is longer than 400 characters")
     kind: EventType | None
     data: dict[str, Any]
     if envelope.event == "invitee.created":
@@ -77,5 +86,5 @@ def to_event(raw: dict[str, Any], envelope: Envelope, org_id: str | None) -> Inc
                                            for k, v in data.items() if v is not None}},
         org_id=org_id,
         outcome_id=tracking.utm_content,
-        email=payload.email.strip().lower() if payload.email else None,
+        email=email(payload.email),
     )

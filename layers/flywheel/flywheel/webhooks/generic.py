@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.inputs import IDENTIFIER, MAX_AMOUNT, email, parse_time, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import load_json, validate
@@ -24,17 +25,33 @@ class CrmEvent(BaseModel):
 
     event: Literal["deal_won", "deal_lost", "meeting_booked", "meeting_completed", "meeting_canceled",
                    "meeting_no_show", "meeting_no_show_cleared"]
-    outcome_id: str | None = None
+    outcome_id: str | None = Field(default=None, max_length=64)
     lead_email: str | None = Field(default=None, max_length=320)
-    org_id: str | None = None
+    org_id: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
     occurred_at: AwareDatetime | None = None
-    deal_id: str | None = None
-    value: Decimal | None = Field(default=None, ge=0)
-    currency: str | None = Field(default=None, min_length=3, max_length=3)
-    close_date: str | None = None
-    meeting_id: str | None = None
+    deal_id: str | None = Field(default=None, min_length=1, max_length=128)
+    value: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)
+    currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$")
+    close_date: str | None = Field(default=None, max_length=40)
+    meeting_id: str | None = Field(default=None, min_length=1, max_length=128)
     start_time: AwareDatetime | None = None
     end_time: AwareDatetime | None = None
+
+    @field_validator("occurred_at", "start_time", "end_time")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else plausible(value)
+
+    @field_validator("close_date")
+    @classmethod
+    def _date(cls, value: str | None) -> str | None:
+        parse_time(value, "close_date")
+        return value
+
+    @field_validator("lead_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return email(value)
 
     @model_validator(mode="after")
     def _linkable(self) -> CrmEvent:
@@ -65,5 +82,5 @@ def to_event(raw: dict[str, Any], event: CrmEvent, webhook_id: str, received_at:
         provider=PROVIDER, event_key=webhook_id, event_type=EventType(event.event).value,
         occurred_at=event.occurred_at or received_at, payload=raw,
         data={k: v for k, v in data.items() if v is not None}, org_id=event.org_id,
-        outcome_id=event.outcome_id, email=event.lead_email.strip().lower() if event.lead_email else None,
+        outcome_id=event.outcome_id, email=event.lead_email,
     )

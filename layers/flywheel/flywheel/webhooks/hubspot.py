@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.clients.crm import hubspot_contact_ids
-from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.ingest import IncomingEvent, Quarantined
+from flywheel.domain.inputs import BadValue, digits, from_epoch, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import load_json, money, validate
@@ -39,16 +41,36 @@ class HubSpotEvent(BaseModel):
 
     @property
     def occurred(self) -> datetime:
-        return datetime.fromtimestamp(self.occurredAt / 1000, tz=UTC)
+        return from_epoch(self.occurredAt / 1000, "occurredAt")
 
 
-def parse(body: bytes) -> list[tuple[dict[str, Any], HubSpotEvent]]:
+def parse(body: bytes, org_of: Callable[[Any], str | None]) -> tuple[list[tuple[dict[str, Any], HubSpotEvent]],
+                                                                     list[Quarantined]]:
+    """The batch's well-formed events, and the malformed ones quarantined (HubSpot retries a whole
+    batch for a day on any error, so one bad event must not hold up the rest)."""
     raw = load_json(body)
     if not isinstance(raw, list):
         raise InvalidInput("body must be a JSON array of events")
     if len(raw) > MAX_EVENTS:
         raise InvalidInput(f"at most {MAX_EVENTS} events per request")
-    return [(item, validate(HubSpotEvent, item, prefix=f"{i}.")) for i, item in enumerate(raw)]
+    good, bad = [], []
+    for i, item in enumerate(raw):
+        try:
+            if not isinstance(item, dict):
+                raise InvalidInput("event is not a JSON object", field=str(i))
+            event = validate(HubSpotEvent, item, prefix=f"{i}.")
+            event.occurred  # noqa: B018 - range check
+            if len(str(event.eventId)) > 128:
+                raise InvalidInput("eventId is longer than 128 characters", field=f"{i}.eventId")
+            if event.is_deal_stage_change:
+                digits(event.objectId, "objectId")  # it goes into the API path
+            good.append((item, event))
+        except (InvalidInput, BadValue) as exc:
+            reason = exc.message if isinstance(exc, InvalidInput) else str(exc)
+            field = exc.details.get("field") if isinstance(exc, InvalidInput) else None
+            portal = item.get("portalId") if isinstance(item, dict) else None
+            bad.append(Quarantined(PROVIDER, reason, item, field, org_of(portal) if portal is not None else None))
+    return good, bad
 
 
 def deal_outcome(deal: dict[str, Any], event: HubSpotEvent, won_stages: list[str],
@@ -75,8 +97,9 @@ def to_events(raw: dict[str, Any], event: HubSpotEvent, deal: dict[str, Any] | N
     if kind is None or deal is None:
         return [IncomingEvent(event_key=str(event.eventId), event_type=event.kind, **base)]
     props = deal.get("properties") or {}
+    close = parse_time(props.get("closedate"), "closedate")  # BadValue: quarantined by the caller
     data = {"deal_id": f"hubspot:{event.objectId}", "value": money(props.get("amount")),
-            "currency": props.get("deal_currency_code"), "close_date": props.get("closedate"),
+            "currency": props.get("deal_currency_code"), "close_date": close.isoformat() if close else None,
             "contact_ids": hubspot_contact_ids(deal)}
     data = {k: v for k, v in data.items() if v not in (None, [])}
     outcome_id = props.get(outcome_field) if outcome_field else None

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.inputs import digits, from_epoch, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import email_or_none, load_json, money, validate
@@ -15,16 +16,13 @@ from flywheel.webhooks.common import email_or_none, load_json, money, validate
 PROVIDER = "pipedrive"
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: Any, what: str = "timestamp") -> datetime | None:
+    """v2 ISO times, v1 "2026-11-24 15:11:55" (UTC), or epoch seconds; BadValue when garbage."""
     if value in (None, ""):
         return None
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, tz=UTC)
-    text = str(value).replace("Z", "+00:00")
-    if " " in text and "T" not in text:
-        text = text.replace(" ", "T")  # v1 times: "2026-11-24 15:11:55" (UTC)
-    parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return from_epoch(value, what)
+    return parse_time(value, what)
 
 
 class Meta(BaseModel):
@@ -77,16 +75,19 @@ class PipedriveDelivery:
 
     @property
     def occurred_at(self) -> datetime:
-        return _time(self.meta.get("timestamp")) or _time(self.deal.get("update_time")) or datetime.now(UTC)
+        return (_time(self.meta.get("timestamp"), "meta.timestamp")
+                or _time(self.deal.get("update_time"), "update_time") or datetime.now(UTC))
 
     @property
     def status(self) -> str | None:
         return self.deal.get("status") if self.entity == "deal" else None
 
     @property
-    def person_id(self) -> Any:
+    def person_id(self) -> str | None:
+        """Digits only: it goes into the API path."""
         person = self.deal.get("person_id")
-        return person.get("value") if isinstance(person, dict) else person
+        value = person.get("value") if isinstance(person, dict) else person
+        return None if value in (None, "") else digits(value, "person_id")
 
     @property
     def embedded_emails(self) -> list[str]:
@@ -120,7 +121,7 @@ def to_events(delivery: PipedriveDelivery, emails: list[str], outcome_field: str
     deal = delivery.deal
     closed = deal.get("won_time") if status == "won" else deal.get("lost_time")
     data = {"deal_id": f"pipedrive:{deal.get('id')}", "value": money(deal.get("value")),
-            "currency": deal.get("currency"), "close_date": (_time(closed or deal.get("close_time")) or
+            "currency": deal.get("currency"), "close_date": (_time(closed or deal.get("close_time"), "close time") or
                                                              delivery.occurred_at).isoformat()}
     kind = EventType.DEAL_WON if status == "won" else EventType.DEAL_LOST
     outcome_id = delivery.custom_field(outcome_field)

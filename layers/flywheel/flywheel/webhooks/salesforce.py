@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError  # noqa: S405 - types only; parsing uses defusedxml
 
@@ -11,6 +11,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.inputs import BadValue, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput, MalformedPayload
 from flywheel.webhooks.common import email_or_none, money
@@ -87,9 +88,11 @@ def to_event(message: OutboundMessage, note: Notification, outcome_field: str, e
     base: dict[str, Any] = {"provider": PROVIDER, "event_key": note.notification_id, "payload": payload,
                             "org_id": org_id, "outcome_id": f.get(outcome_field),
                             "email": email_or_none(f.get(email_field))}
+    if len(note.notification_id) > 64:
+        raise BadValue("Notification Id is longer than 64 characters")
     closed, won = f.get("IsClosed", "").lower() == "true", f.get("IsWon", "").lower() == "true"
     close_date = f.get("CloseDate")
-    occurred = datetime.fromisoformat(close_date).replace(tzinfo=UTC) if close_date else received_at
+    occurred = parse_time(close_date, "CloseDate") or received_at
     if note.sobject_type != "Opportunity" or not (closed or won):
         return IncomingEvent(event_type=f"{note.sobject_type or 'sObject'}.updated", occurred_at=occurred, **base)
     data = {"deal_id": f"salesforce:{f.get('Id')}", "value": money(f.get("Amount")),

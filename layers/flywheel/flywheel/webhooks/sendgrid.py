@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.ingest import IncomingEvent, Quarantined, content_key
+from flywheel.domain.inputs import IDENTIFIER, BadValue, email, from_epoch, identifier
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import load_json, validate
@@ -37,8 +37,8 @@ class SendGridEvent(BaseModel):
     event: str = Field(min_length=1)
     email: str | None = None
     timestamp: int = Field(ge=0)
-    sg_event_id: str | None = None
-    sg_message_id: str | None = None
+    sg_event_id: str | None = Field(default=None, min_length=1, max_length=256)
+    sg_message_id: str | None = Field(default=None, max_length=1024)
     smtp_id: str | None = Field(default=None, alias="smtp-id")
     outcome_id: str | None = None
     org_id: str | None = None
@@ -61,20 +61,30 @@ def message_id_prefix(sg_message_id: str | None) -> str | None:
     return sg_message_id
 
 
-def parse_body(raw: bytes) -> list[dict[str, Any]]:
+def parse_body(raw: bytes) -> list[Any]:
     body = load_json(raw)
-    if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+    if not isinstance(body, list):
         raise InvalidInput("body must be a JSON array of event objects")
     return body
 
 
-def normalise(raw_events: list[dict[str, Any]]) -> list[IncomingEvent]:
-    """Validate every event first: one bad event rejects the batch, so nothing is half-written."""
-    parsed = [validate(SendGridEvent, raw, prefix=f"{index}.") for index, raw in enumerate(raw_events)]
-    return [_to_incoming(raw, event) for raw, event in zip(raw_events, parsed, strict=True)]
+def normalise(raw_events: list[Any], default_org: str | None = None) -> tuple[list[IncomingEvent], list[Quarantined]]:
+    """Every well-formed event, and the malformed ones kept aside with the reason (a verified batch
+    is never refused for one bad event: SendGrid would retry all of it for 24 hours)."""
+    events, quarantined = [], []
+    for index, raw in enumerate(raw_events):
+        try:
+            if not isinstance(raw, dict):
+                raise InvalidInput("event is not a JSON object", field=str(index))
+            events.append(_to_incoming(raw, validate(SendGridEvent, raw, prefix=f"{index}."), default_org))
+        except InvalidInput as exc:
+            org = raw.get("org_id") if isinstance(raw, dict) else None
+            quarantined.append(Quarantined(PROVIDER, exc.message, raw, exc.details.get("field"),
+                                           org if isinstance(org, str) and IDENTIFIER.match(org) else default_org))
+    return events, quarantined
 
 
-def _to_incoming(raw: dict[str, Any], event: SendGridEvent) -> IncomingEvent:
+def _to_incoming(raw: dict[str, Any], event: SendGridEvent, default_org: str | None) -> IncomingEvent:
     kind = _TYPES.get(event.event)
     data: dict[str, Any] = {}
     if kind == EventType.BOUNCE:
@@ -88,15 +98,21 @@ def _to_incoming(raw: dict[str, Any], event: SendGridEvent) -> IncomingEvent:
         data = {"url": event.url}
     elif kind in (EventType.GROUP_UNSUBSCRIBE, EventType.GROUP_RESUBSCRIBE):
         data = {"asm_group_id": event.asm_group_id}
+    try:
+        occurred = from_epoch(event.timestamp)
+        lead = email(event.email)
+        org_id = identifier(event.org_id, "org_id")
+    except BadValue as exc:
+        raise InvalidInput(str(exc)) from exc
     return IncomingEvent(
         provider=PROVIDER,
         event_key=event.sg_event_id or content_key(raw),
         event_type=kind.value if kind else event.event,
-        occurred_at=datetime.fromtimestamp(event.timestamp, tz=UTC),
+        occurred_at=occurred,
         payload=raw,
         data={k: v for k, v in data.items() if v is not None},
-        org_id=event.org_id,
+        org_id=org_id or default_org,
         outcome_id=event.outcome_id,
         provider_message_id=message_id_prefix(event.sg_message_id),
-        email=event.email.strip().lower() if event.email else None,
+        email=lead,
     )

@@ -11,11 +11,6 @@ import hashlib
 import hmac
 import time
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_der_public_key
-
 
 class SignatureInvalid(Exception):
     """The request is not provably from the provider."""
@@ -40,9 +35,24 @@ def _b64(value: str) -> bytes:
 
 # --- SendGrid Signed Event Webhook: ECDSA P-256 / SHA-256 over timestamp + body --------------
 
-def verify_sendgrid(public_key_b64: str, signature_b64: str | None, timestamp: str | None, body: bytes) -> None:
+def verify_sendgrid(public_key_b64: str, signature_b64: str | None, timestamp: str | None, body: bytes, *,
+                    max_age_s: float | None = None, now: float | None = None) -> None:
+    """`max_age_s`: refuse signatures older than this (SendGrid retries for 24 h and may reuse the
+    timestamp, so it must stay above a day) or more than 5 minutes in the future."""
     if not signature_b64 or not timestamp:
         raise SignatureInvalid("missing signature headers")
+    if not timestamp.isdigit() or len(timestamp) > 12:
+        raise SignatureInvalid("bad X-Twilio-Email-Event-Webhook-Timestamp")
+    if max_age_s is not None:
+        age = (_now() if now is None else now) - int(timestamp)
+        if age > max_age_s or age < -300:
+            raise SignatureInvalid("timestamp outside the allowed window")
+    # cryptography loads here: only the SendGrid route pays for it at cold start
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
     try:
         key = load_der_public_key(_b64(public_key_b64))
     except ValueError as exc:

@@ -1,0 +1,54 @@
+"""Health: a shallow answer that proves the function's code path runs (public, no data), and a
+deep check of what this function depends on (IAM): the database, the replies queue, its secrets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from flywheel.clients import queue
+from flywheel.clients.secrets import get_secret
+from flywheel.dal.connection import transaction
+from flywheel.settings import get_settings
+
+
+def shallow() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+def _timed(check: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        detail = check() or {}
+        result: dict[str, Any] = {"ok": True, **detail}
+    except Exception as exc:  # a health check reports failures, it does not raise them
+        result = {"ok": False, "error": type(exc).__name__}
+    result["ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def _database() -> dict[str, Any]:
+    with transaction() as conn:
+        row = conn.execute("SELECT max(version) AS version FROM schema_migrations").fetchone()
+    return {"schema_version": row["version"] if row else None}
+
+
+def _readable(arn: str) -> None:
+    get_secret(arn, fresh=True)  # not the 5-minute cache: is it readable now?
+
+
+def deep() -> tuple[bool, dict[str, Any]]:
+    """Every dependency this function is configured with; names and timings only, never values."""
+    settings = get_settings()
+    checks: dict[str, Any] = {"database": _timed(_database)}
+    if settings.replies_queue_url:
+        url = settings.replies_queue_url
+        checks["replies_queue"] = _timed(lambda: {"visible": queue.depth(url)})
+    secrets = {"database": settings.database_secret_arn, "webhooks": settings.webhook_secrets_arn,
+               "openai": settings.openai_secret_arn}
+    for name, arn in secrets.items():
+        if arn:
+            checks[f"{name}_secret"] = _timed(lambda arn=arn: _readable(arn))  # type: ignore[misc]
+    healthy = all(check["ok"] for check in checks.values())
+    return healthy, {"status": "ok" if healthy else "unhealthy", "checks": checks}

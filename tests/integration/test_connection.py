@@ -1,0 +1,138 @@
+"""Connecting as the deployed stack does: RDS-managed secrets, IAM tokens, and idle connections
+that died (proxy idle timeout, failover) retried once before any 503."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import uuid4
+
+import boto3
+import psycopg
+import pytest
+from moto import mock_aws
+from psycopg.conninfo import conninfo_to_dict
+
+from flywheel.clients.aws import reset_clients
+from flywheel.dal import connection
+from flywheel.errors import DependencyUnavailable
+from flywheel.settings import get_settings, reset_settings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():
+        reset_clients()
+        yield
+    reset_clients()
+
+
+def _use_secret_and_env(monkeypatch: pytest.MonkeyPatch, db_url: str, secret_arn: str) -> dict[str, str]:
+    parts = {"port": "5432", **conninfo_to_dict(db_url)}  # the embedded server listens on a socket
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.setenv("DATABASE_SECRET_ARN", secret_arn)
+    monkeypatch.setenv("DATABASE_HOST", str(parts["host"]))
+    monkeypatch.setenv("DATABASE_PORT", str(parts["port"]))
+    monkeypatch.setenv("DATABASE_NAME", str(parts["dbname"]))
+    monkeypatch.setenv("DATABASE_SSLMODE", "disable")  # the embedded server has no TLS; deployed is `require`
+    connection.close_connection()
+    reset_settings()
+    return {k: str(v) for k, v in parts.items()}
+
+
+def test_rds_managed_secret_with_only_username_and_password_under_a_customer_key(
+        aws: None, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # RDS writes a cluster's managed master secret as {"username", "password"} only, encrypted with
+    # the KMS key given in MasterUserSecret.KmsKeyId (here a customer-managed key)
+    key_id = boto3.client("kms").create_key(Description="flywheel database")["KeyMetadata"]["KeyId"]
+    parts = conninfo_to_dict(db_url)
+    secret_arn = boto3.client("secretsmanager").create_secret(
+        Name=f"rds!cluster-{uuid4()}", KmsKeyId=key_id,
+        SecretString=json.dumps({"username": parts["user"], "password": "s3cret"}))["ARN"]
+    env = _use_secret_and_env(monkeypatch, db_url, secret_arn)
+
+    info = conninfo_to_dict(connection.conninfo(get_settings()))
+    assert (info["host"], info["port"], info["dbname"]) == (env["host"], env["port"], env["dbname"])
+    assert (info["user"], info["password"]) == (env["user"], "s3cret")
+    with connection.transaction() as conn:
+        assert conn.execute("SELECT current_database() AS db").fetchone() == {"db": env["dbname"]}
+
+
+def test_environment_wins_over_the_host_in_a_full_rds_secret(aws: None, db_url: str,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # an existing database's secret names the cluster; the stack may point the functions at a proxy
+    secret_arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString=json.dumps(
+        {"host": "cluster.example.internal", "port": 5439, "username": "app", "password": "pw", "dbname": "other"}))["ARN"]
+    env = _use_secret_and_env(monkeypatch, db_url, secret_arn)
+    monkeypatch.delenv("DATABASE_NAME")
+    reset_settings()
+    info = conninfo_to_dict(connection.conninfo(get_settings()))
+    assert (info["host"], info["port"], info["dbname"], info["user"]) == (env["host"], env["port"], "other", "app")
+
+
+def test_iam_authentication_uses_a_fresh_token_and_reads_no_secret(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)
+    monkeypatch.setenv("DATABASE_IAM_AUTH", "true")
+    monkeypatch.setenv("DATABASE_HOST", "flywheel-dev.proxy-abc.us-east-1.rds.amazonaws.com")
+    monkeypatch.setenv("DATABASE_USER", "flywheel")
+    reset_settings()
+    info = conninfo_to_dict(connection.conninfo(get_settings()))
+    # the token is a SigV4-presigned "connect" request for this host, port and user
+    assert info["password"].startswith(
+        "flywheel-dev.proxy-abc.us-east-1.rds.amazonaws.com:5432/?Action=connect&DBUser=flywheel")
+    assert "X-Amz-Signature=" in info["password"]
+    assert info["sslmode"] == "require"
+    # the connection identity does not change with each token, so the connection is kept
+    assert connection.target(get_settings()).conninfo == connection.target(get_settings()).conninfo
+    reset_settings()
+
+
+def _backend_pid(conn: psycopg.Connection[Any]) -> int:
+    row = conn.execute("SELECT pg_backend_pid() AS pid").fetchone()
+    assert row is not None
+    return int(row["pid"])
+
+
+def test_a_connection_dropped_while_idle_is_retried_once_transparently(db_url: str, db: psycopg.Connection[Any]) -> None:
+    with connection.transaction() as conn:
+        first = _backend_pid(conn)
+    # what RDS Proxy's idle timeout or a failover does to a frozen Lambda's connection
+    db.execute("SELECT pg_terminate_backend(%s)", (first,))
+    with connection.transaction() as conn:
+        second = _backend_pid(conn)
+        conn.execute("CREATE TABLE after_reconnect (id int)")
+    assert second != first
+    assert db.execute("SELECT to_regclass('after_reconnect') IS NOT NULL AS ok").fetchone() == {"ok": True}
+
+
+def test_a_connection_lost_inside_a_transaction_is_not_replayed(db_url: str, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(DependencyUnavailable), connection.transaction() as conn:
+        conn.execute("CREATE TABLE half_done (id int)")
+        db.execute("SELECT pg_terminate_backend(%s)", (_backend_pid(conn),))
+        conn.execute("INSERT INTO half_done VALUES (1)")
+    assert db.execute("SELECT to_regclass('half_done') IS NULL AS gone").fetchone() == {"gone": True}
+    with connection.transaction() as conn:  # and the next request reconnects
+        assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+
+
+def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str, pg_admin_url: str) -> None:
+    with connection.transaction() as conn:
+        pid = _backend_pid(conn)
+    name = conninfo_to_dict(db_url)["dbname"]
+    admin = psycopg.connect(pg_admin_url, autocommit=True)
+    admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(psycopg.sql.Identifier(name)))
+    try:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        status, body, headers = api.request("GET", f"/messages/{uuid4()}?org_id=acme")
+    finally:
+        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(psycopg.sql.Identifier(name)))
+        admin.close()
+    assert status == 503
+    assert body["error"] == "service_unavailable"
+    assert headers.get("Retry-After") == ["30"] or headers.get("retry-after") == ["30"]

@@ -1,0 +1,116 @@
+"""POST /outcomes/{outcome_id}/corrections: corrections are events, derived like every other event,
+visible in the history, reversible, and exported as labelled examples."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from flywheel import cli
+from flywheel.local.invoke import invoke
+from tests.conftest import ROOT, count, load_event
+from tests.integration.test_classifier import aws, classify, outcome, register  # noqa: F401
+
+
+def correct(outcome_id: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace("OUTCOME_ID", outcome_id))
+    if body is not None:
+        event["body"] = json.dumps(body)
+    result = invoke("MessagesFunction", event, ROOT / "template.yaml")
+    return result["statusCode"], json.loads(result["body"])
+
+
+def history(outcome_id: str) -> list[dict[str, Any]]:
+    event = load_event("messages_get.json")
+    event["pathParameters"] = {"outcome_id": outcome_id}
+    event["path"] = f"/messages/{outcome_id}"
+    return json.loads(invoke("MessagesFunction", event, ROOT / "template.yaml")["body"])["events"]
+
+
+def test_a_correction_is_an_event_applied_by_derivation_and_reversible(db, aws) -> None:  # noqa: F811
+    outcome_id = register()
+    classify(outcome_id, "Could you send the deck and a case study from manufacturing?")
+    before = outcome(db, outcome_id)
+    assert (before["reply_category"], before["training_label"], before["training_weight"]) == ("interested", "positive", 3.0)
+
+    status, body = correct(outcome_id)  # the sample: not_interested, with reason and actor
+    assert status == 201 and body["correction_id"] == "corr-2026-11-27-0001" and not body["duplicate"]
+    row = outcome(db, outcome_id)
+    assert (row["reply_category"], row["reply_classification_source"]) == ("not_interested", "human")
+    assert (row["training_label"], row["training_weight"]) == ("negative", 2.0)  # the same label rules
+    assert row["corrected_by"] == "maria.ops@acme.example" and row["corrected_at"] is not None
+    assert row["reply_text"] == before["reply_text"]  # nothing else was edited
+    [entry] = [e for e in history(outcome_id) if e["event_type"] == "correction"]
+    assert entry["data"]["reason"] == "reads as a polite no, not interest" and entry["data"]["fields"] == ["reply_category"]
+
+    status, body = correct(outcome_id)  # a retry of the same correction
+    assert status == 200 and body["duplicate"] and count(db, "outcome_events") == 3
+
+    status, _ = correct(outcome_id, {"training_label": "positive", "training_weight": 6, "reason": "they bought later",
+                                     "actor": "lead@acme.example"})
+    row = outcome(db, outcome_id)
+    assert status == 201 and (row["training_label"], row["training_weight"]) == ("positive", 6.0)
+    assert row["reply_category"] == "not_interested" and row["corrected_by"] == "lead@acme.example"
+
+    status, _ = correct(outcome_id, {"reply_category": None, "training_label": None, "training_weight": None,
+                                     "reason": "undo", "actor": "lead@acme.example"})
+    row = outcome(db, outcome_id)
+    assert status == 201 and (row["reply_category"], row["reply_classification_source"]) == ("interested", "fallback")
+    assert (row["training_label"], row["training_weight"], row["corrected_at"]) == ("positive", 3.0, None)
+    assert len([e for e in history(outcome_id) if e["event_type"] == "correction"]) == 3
+
+
+def test_correcting_an_auto_reply_into_a_human_one_and_back(db, aws) -> None:  # noqa: F811
+    outcome_id = register()
+    classify(outcome_id, "Thank you for your email. This is an automated response, we will reply within 2 days.")
+    assert outcome(db, outcome_id)["stage"] == "auto_replied"
+    correct(outcome_id, {"reply_category": "question", "reason": "a person wrote it", "actor": "ops@acme.example"})
+    row = outcome(db, outcome_id)
+    assert (row["stage"], row["reply_category"], row["auto_replied_at"]) == ("replied", "question", None)
+    correct(outcome_id, {"reply_category": "out_of_office", "reason": "no, it was OOO", "actor": "ops@acme.example"})
+    row = outcome(db, outcome_id)
+    assert (row["stage"], row["auto_reply_category"], row["replied_at"]) == ("auto_replied", "out_of_office", None)
+
+
+def test_a_corrected_unsubscribe_suppresses_the_lead(db, aws) -> None:  # noqa: F811
+    outcome_id = register()
+    classify(outcome_id, "Thanks, maybe later.")
+    correct(outcome_id, {"reply_category": "unsubscribe", "reason": "asked on the phone to stop", "actor": "sdr@acme.example"})
+    assert db.execute("SELECT reason FROM suppressions").fetchone()["reason"] == "reply_unsubscribe"
+
+
+@pytest.mark.parametrize(("body", "status", "error"), [
+    ({"reply_category": "enthusiastic", "reason": "x", "actor": "a"}, 422, "validation_error"),
+    ({"reason": "nothing to correct", "actor": "a"}, 422, "validation_error"),
+    ({"reply_category": "interested", "actor": "a"}, 422, "validation_error"),
+    ({"training_weight": -1, "reason": "x", "actor": "a"}, 422, "validation_error"),
+    ({"reply_category": "interested", "reason": "x", "actor": "a", "extra": 1}, 422, "validation_error"),
+])
+def test_bad_corrections_write_nothing(db, aws, body, status: int, error: str) -> None:  # noqa: F811
+    outcome_id = register()
+    got, answer = correct(outcome_id, body)
+    assert (got, answer["error"]) == (status, error) and count(db, "outcome_events") == 0
+
+
+def test_unknown_outcome_and_nothing_to_correct(db, aws) -> None:  # noqa: F811
+    status, answer = correct("0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10")
+    assert (status, answer["error"]) == (404, "not_found")
+    outcome_id = register()
+    status, answer = correct(outcome_id)  # no reply yet: a category has nothing to apply to
+    assert (status, answer["error"]) == (409, "conflict") and count(db, "outcome_events") == 0
+    status, _ = correct(outcome_id, {"training_label": "negative", "reason": "bad fit", "actor": "a@acme.example"})
+    assert status == 201 and outcome(db, outcome_id)["training_label"] == "negative"
+
+
+def test_corrections_export_as_labelled_examples(db, aws, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    first = register()
+    classify(first, "Could you send the deck?")
+    correct(first)
+    capsys.readouterr()  # the handlers' logs and metrics
+    assert cli.main(["--template", str(ROOT / "template.yaml"), "classify", "--export-corrections"]) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    example = json.loads(line)
+    assert (example["text"], example["category"]) == ("Could you send the deck?", "not_interested")
+    assert example["corrected_by"] == "maria.ops@acme.example" and example["source"] == "correction"

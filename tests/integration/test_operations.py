@@ -1,0 +1,170 @@
+"""What an operator relies on: health answers from every API function's code path (shallow and
+deep), a correlation id on every log line, the fallback-share metric, and the CRM time budget."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+import httpx2
+import pytest
+
+from flywheel.clients import http
+from flywheel.clients.http import HttpJsonClient
+from flywheel.errors import DependencyUnavailable
+from flywheel.local.invoke import invoke
+from flywheel.settings import reset_settings
+from tests.conftest import ROOT, load_event
+from tests.integration.test_classifier import aws, register, sqs_event  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.integration
+
+SHALLOW = ["/health", "/health/messages", "/health/webhooks", "/health/replies", "/health/routing", "/health/training"]
+
+
+@pytest.fixture
+def log_output() -> Any:
+    """What the functions log and print (EMF metrics), as CloudWatch would receive it."""
+    import contextlib
+    import io
+    import logging
+
+    from flywheel.observability import logger
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(handler)  # the Powertools logger's own handler writes to the real stdout
+    try:
+        with contextlib.redirect_stdout(buffer):  # EMF metric lines are printed
+            yield buffer
+    finally:
+        logger._logger.removeHandler(handler)
+
+
+def _lines(text: str) -> list[dict[str, Any]]:
+    out = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def _logs(text: str) -> list[dict[str, Any]]:
+    return [line for line in _lines(text) if "level" in line and "_aws" not in line]
+
+
+def test_shallow_health_answers_from_every_api_function_without_touching_data(
+        api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    reset_settings()
+    served_by = {route.path: route.function for route in api.api.routes if route.path in SHALLOW}
+    assert sorted(set(served_by.values())) == ["MessagesFunction", "RepliesApiFunction", "RoutingFunction",
+                                               "TrainingApiFunction", "WebhooksFunction"]
+    for path in SHALLOW:
+        assert api.get(path) == (200, {"status": "ok"}), path
+
+
+def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
+        api: Any, db: Any, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="flywheel/test/webhooks", SecretString=json.dumps({"sendgrid_public_key": "k"}))["ARN"]
+    monkeypatch.setenv("WEBHOOK_SECRETS_ARN", secret)
+    monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
+    reset_settings()
+    status, body = api.get("/health/webhooks/deep")
+    assert status == 200, body
+    checks = body["checks"]
+    assert set(checks) == {"database", "replies_queue", "webhooks_secret"}
+    assert all(check["ok"] for check in checks.values())
+    latest = max(p.name[:4] for p in (ROOT / "sql").glob("*.sql"))
+    assert checks["database"]["schema_version"] == latest
+    assert "sendgrid_public_key" not in json.dumps(body) and '"k"' not in json.dumps(body)  # names, never values
+
+    boto3.client("secretsmanager", region_name="us-east-1").delete_secret(SecretId=secret,
+                                                                          ForceDeleteWithoutRecovery=True)
+    status, body = api.get("/health/webhooks/deep")
+    assert status == 503
+    assert body["error"] == "unhealthy" and body["message"] == "failing: webhooks_secret"
+    assert body["checks"]["database"]["ok"] is True
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+    reset_settings()
+    status, body = api.get("/health/messages/deep")
+    assert status == 503 and body["checks"]["database"] == {"ok": False, "error": "DependencyUnavailable",
+                                                            "ms": body["checks"]["database"]["ms"]}
+
+
+def test_every_log_line_of_an_api_request_carries_its_request_id(db_url: str, log_output: Any) -> None:
+    event = load_event("messages_get.json")  # an outcome that does not exist: logged as refused
+    result = invoke("MessagesFunction", event, ROOT / "template.yaml")
+    assert result["statusCode"] == 404
+    logs = _logs(log_output.getvalue())
+    assert logs
+    assert {line.get("correlation_id") for line in logs} == {event["requestContext"]["requestId"]}
+
+
+def test_classifier_log_lines_carry_sqs_message_ids_and_the_fallback_metric_is_written(
+        db: Any, aws: dict[str, str], log_output: Any, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    outcome_id = register()
+    log_output.truncate(0)
+    log_output.seek(0)
+    event = sqs_event(outcome_id)
+    invoke("ClassifierFunction", event, ROOT / "template.yaml")
+    ids = {record["messageId"] for record in event["Records"]}
+    logs = _logs(log_output.getvalue())
+    assert any(line["message"] == "reply classified" for line in logs)
+    for line in logs:
+        assert set(str(line.get("correlation_id")).split(",")) <= ids, line
+    metrics = [line for line in _lines(capsys.readouterr().out) if "ReplyClassifiedBySource" in line]
+    assert metrics and {m["source"] for m in metrics} == {"fallback"}  # no OpenAI key configured
+
+
+def test_pipeline_log_lines_carry_the_execution_arn(db: Any, log_output: Any) -> None:
+    arn = "arn:aws:states:us-east-1:123456789012:execution:weekly-training:run-1"
+    # later steps carry the ARN in the state (only the first Task passes it beside the state)
+    invoke("TrainingPipelineFunction", {"step": "record_failure", "state": {
+        "execution_arn": arn, "error": {"Error": "States.Timeout", "Cause": "the job took too long"}}},
+        ROOT / "template.yaml")
+    logs = _logs(log_output.getvalue())
+    assert logs
+    assert {line.get("correlation_id") for line in logs} == {arn}
+
+
+def test_tracer_never_records_responses_or_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools.shared import constants
+    from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
+
+    from flywheel.observability import tracer
+
+    # even where the environment asks for capturing, the decorators are told not to
+    monkeypatch.setenv(constants.TRACER_CAPTURE_RESPONSE_ENV, "true")
+    monkeypatch.setenv(constants.TRACER_CAPTURE_ERROR_ENV, "true")
+    for decorator in (tracer.capture_lambda_handler, tracer.capture_method):
+        for option, env in (("capture_response", constants.TRACER_CAPTURE_RESPONSE_ENV),
+                            ("capture_error", constants.TRACER_CAPTURE_ERROR_ENV)):
+            choice = decorator.keywords[option]  # type: ignore[attr-defined]
+            assert resolve_truthy_env_var_choice(env=os.getenv(env, "true"), choice=choice) is False
+
+
+def test_crm_calls_of_one_request_stop_at_their_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[float] = []
+
+    def always_busy(request: httpx2.Request) -> httpx2.Response:
+        calls.append(time.monotonic())
+        return httpx2.Response(503, headers={"retry-after": "2"}, text="busy")
+
+    monkeypatch.setattr(http, "TRANSPORT", httpx2.MockTransport(always_busy))
+    client = HttpJsonClient("HubSpot", "https://api.hubapi.test", {}, timeout_s=4, retries=5, budget_s=0.6)
+    started = time.monotonic()
+    with pytest.raises(DependencyUnavailable):
+        client.request("GET", "/crm/v3/objects/deals/1")
+    # the Retry-After of 2 s is cut to the budget: the request gives up in time, the provider retries
+    assert time.monotonic() - started < 1.0
+    assert len(calls) >= 1
