@@ -517,9 +517,8 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
     pool = recent_messages(conn, 2000, 0)
     headers = {"Content-Type": ["application/json"]}
     base = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
-    ids = [r["outcome_id"] for r in conn.execute(
-        "SELECT outcome_id FROM outcome_labels ORDER BY random() LIMIT 500").fetchall()]
-    stage_name = conn.execute("SELECT stage FROM experiments WHERE experiment_id = 'exp-running'").fetchone()["stage"]
+    ids = [(r["outcome_id"], r["org_id"]) for r in conn.execute(
+        "SELECT outcome_id, org_id FROM outcome_labels ORDER BY random() LIMIT 500").fetchall()]
     assigned = conn.execute("SELECT count(*) AS n FROM assignments WHERE experiment_id = 'exp-running'").fetchone()["n"]
     leads = [r["lead_id"] for r in conn.execute(
         "SELECT lead_id FROM assignments WHERE experiment_id = 'exp-running' AND org_id = 'org-000' LIMIT 300")]
@@ -545,12 +544,13 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         assert status == 201, payload
 
     def get_message() -> None:
-        status, _, payload = api.handle("GET", f"/messages/{ids[next(unique) % len(ids)]}", headers, b"")
+        outcome_id, org_id = ids[next(unique) % len(ids)]
+        status, _, payload = api.handle("GET", f"/messages/{outcome_id}?org_id={org_id}", headers, b"")
         assert status == 200, payload
 
     def snapshot() -> None:
         with transaction() as c:
-            experiments_dal.arm_counts(c, "exp-running", stage_name, NOW)
+            experiments_dal.segment_counts(c, "exp-running", experiments.metric_windows(), NOW)
 
     return [
         Case("apply 1k SendGrid events", apply, 9),
@@ -565,8 +565,10 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         Case("retention: one batch of 5,000 payloads", lambda: retention.remove_raw_payloads(NOW, time_budget_s=0),
              3),
         Case("report rollup refresh (hourly job, last 90 days)", lambda: report_counts.refresh_daily_counts(NOW), 3),
-        Case("strategies (industry)", lambda: experiments.strategies("industry", 30), 3),
-        Case("leaderboard", lambda: experiments.leaderboard_with_intervals(training.leaderboard()), 3),
+        Case("strategies (industry, largest organisation)", lambda: experiments.strategies("org-000", "industry", 30),
+             3),
+        Case("leaderboard (largest organisation)",
+             lambda: experiments.leaderboard_with_intervals(training.leaderboard("org-000")), 3),
     ]
 
 

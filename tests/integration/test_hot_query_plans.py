@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -124,7 +124,7 @@ def test_ingest_registration_and_reads_use_indexes(db, store: dict[str, str]) ->
             event("calendly", "c1", "meeting_canceled", data={"meeting_id": "mtg-9"}),
         ], window_days=90)
         register_messages([message(100, provider_message_id="pm-later")] + [message(i) for i in range(101, 110)])
-        outcome_view(store["lead-0"])
+        outcome_view(UUID(store["lead-0"]), "acme")
         refresh_due_meetings()
     assert check_plans(db, statements) >= 10
     linked = db.execute("SELECT count(*) AS n FROM outcome_events WHERE status = 'applied' AND event_key IN "
@@ -151,9 +151,10 @@ def test_routing_snapshot_and_retention_use_indexes(db, store: dict[str, str]) -
         with transaction() as conn:
             running = experiments_dal.running(conn)
             assert running is not None
-            experiments_dal.arm_counts(conn, running["experiment_id"], running["stage"], datetime.now(UTC))
+            experiments_dal.segment_counts(conn, running["experiment_id"], experiments.metric_windows(),
+                                           datetime.now(UTC))
         retention.remove_raw_payloads(now=datetime.now(UTC) + timedelta(days=400), time_budget_s=5)
         report_counts.refresh_daily_counts()
-        experiments.strategies("industry", 1)
-        experiments.leaderboard_with_intervals(training.leaderboard())
+        experiments.strategies("acme", "industry", 1)
+        experiments.leaderboard_with_intervals(training.leaderboard("acme"))
     assert check_plans(db, statements) >= 7

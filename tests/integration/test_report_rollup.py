@@ -19,12 +19,22 @@ from tests.conftest import ROOT, load_event
 NOW = datetime.now(UTC)
 TODAY = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
 
-# the reports' previous definition: everything counted from outcome_labels on every call
+# the reports' previous definition: one organisation's messages counted from outcome_labels on every call
 REFERENCE_STRATEGIES = """
 SELECT {column} AS segment, framework, tone, count(*) AS messages, count(replied_at) AS replies,
        count(meeting_booked_at) AS meetings
-  FROM outcome_labels WHERE {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
+  FROM outcome_labels WHERE org_id = %s AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+REFERENCE_LEADERBOARD = """
+SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
+       count(o.outcome_id) AS messages_sent, count(o.replied_at) AS replies,
+       count(o.outcome_id) FILTER (WHERE o.reply_category IN ('interested', 'meeting_request')) AS positive_replies,
+       count(o.meeting_booked_at) AS meetings, count(o.outcome_id) FILTER (WHERE o.deal_status = 'won') AS deals_won,
+       coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'), 0) AS revenue
+  FROM model_registry m LEFT JOIN outcome_labels o ON o.model_registry_id = m.model_id AND o.org_id = %s
+ GROUP BY m.model_id, m.version, m.status, m.role, m.traffic_percentage
+ ORDER BY messages_sent DESC, m.version DESC"""
+ORGS = ("a", "b", "c")
 
 
 @pytest.fixture
@@ -54,22 +64,23 @@ def seeded(db, db_url) -> None:
 
 
 def current(db) -> dict[str, Any]:
-    return {
-        "leaderboard": experiments.leaderboard_with_intervals(training.leaderboard()),
-        "industry": experiments.strategies("industry", 1),
-        "role": experiments.strategies("role", 1),
-    }
+    return {org: {"leaderboard": experiments.leaderboard_with_intervals(training.leaderboard(org)),
+                  "industry": experiments.strategies(org, "industry", 1),
+                  "role": experiments.strategies(org, "role", 1)} for org in ORGS}
 
 
 def reference(db) -> dict[str, Any]:
-    board = db.execute("SELECT * FROM model_leaderboard ORDER BY messages_sent DESC, version DESC").fetchall()
-    result = {"leaderboard": experiments.leaderboard_with_intervals(board)}
-    for segment, column in (("industry", "lead_industry"), ("role", "lead_role")):
-        rows = db.execute(REFERENCE_STRATEGIES.format(column=column)).fetchall()
-        cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
-                  "reply_rate": experiments._rate(r["replies"], r["messages"]),
-                  "meeting_rate": experiments._rate(r["meetings"], r["messages"])} for r in rows]
-        result[segment] = {"segment_by": segment, "min_sample": 1, "cells": cells, "hidden_cells": 0}
+    result: dict[str, Any] = {}
+    for org in ORGS:
+        board = db.execute(REFERENCE_LEADERBOARD, (org,)).fetchall()
+        result[org] = {"leaderboard": experiments.leaderboard_with_intervals(board)}
+        for segment, column in (("industry", "lead_industry"), ("role", "lead_role")):
+            rows = db.execute(REFERENCE_STRATEGIES.format(column=column), (org,)).fetchall()
+            cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
+                      "reply_rate": experiments._rate(r["replies"], r["messages"]),
+                      "meeting_rate": experiments._rate(r["meetings"], r["messages"])} for r in rows]
+            result[org][segment] = {"org_id": org, "segment_by": segment, "min_sample": 1, "cells": cells,
+                                    "hidden_cells": 0}
     return result
 
 
@@ -81,26 +92,40 @@ def test_reports_match_counting_everything_before_and_after_a_refresh(db, seeded
     live = db.execute("SELECT count(*) AS n FROM outcome_labels WHERE sent_at >= %s", (TODAY,)).fetchone()["n"]
     assert 0 < live < 100  # today's messages are the only ones still read one by one
     assert current(db) == reference(db)
-    assert current(db)["leaderboard"][0]["messages_sent"] > 1000
+    assert current(db)["a"]["leaderboard"][0]["messages_sent"] > 300
 
 
 def test_recent_days_are_recounted_and_today_is_live(db, seeded) -> None:
     report_counts.refresh_daily_counts(NOW)
-    # a reply to a 30-day-old message, and a message sent today
+    # a reply to a 10-day-old message, and a message sent today
     db.execute("""UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested'
                    WHERE outcome_id = (SELECT outcome_id FROM outcome_labels WHERE replied_at IS NULL
                                           AND model_registry_id IS NOT NULL
                                           AND sent_at BETWEEN %s AND %s LIMIT 1)""",
-               (TODAY - timedelta(days=31), TODAY - timedelta(days=29)))
+               (TODAY - timedelta(days=11), TODAY - timedelta(days=9)))
     db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at,
                                               model_registry_id, lead_industry, lead_role, framework, tone)
                   VALUES ('a', 'today', 'c', 'x', 'hi', %s, 'm-1', 'saas', 'cfo', 'PAS', 'warm')""", (NOW,))
     before_refresh, truth = current(db), reference(db)
-    assert before_refresh["leaderboard"] != truth["leaderboard"]  # the reply waits for the next refresh ...
-    assert sum(m["messages_sent"] for m in before_refresh["leaderboard"]) == \
-        sum(m["messages_sent"] for m in truth["leaderboard"])  # ... today's message is counted at once
+    assert before_refresh != truth  # the reply waits for the next refresh ...
+    assert [sum(m["messages_sent"] for m in before_refresh[org]["leaderboard"]) for org in ORGS] == \
+        [sum(m["messages_sent"] for m in truth[org]["leaderboard"]) for org in ORGS]  # ... today's counts at once
     again = report_counts.refresh_daily_counts(NOW)
-    assert again["from"] == (TODAY - timedelta(days=90)).isoformat()  # only the days that can still change
+    assert again["from"] == (TODAY - timedelta(days=14)).isoformat() and not again["full"]  # the recent days
+    assert current(db) == reference(db)
+
+
+def test_days_before_the_recent_ones_are_recounted_once_a_day(db, seeded) -> None:
+    report_counts.refresh_daily_counts(NOW)
+    db.execute("""UPDATE outcome_labels SET deal_status = 'won', deal_value = 5000
+                   WHERE outcome_id = (SELECT outcome_id FROM outcome_labels WHERE deal_status IS NULL
+                                          AND model_registry_id IS NOT NULL AND org_id = 'a'
+                                          AND sent_at BETWEEN %s AND %s LIMIT 1)""",
+               (TODAY - timedelta(days=61), TODAY - timedelta(days=59)))
+    hourly = report_counts.refresh_daily_counts(NOW + timedelta(hours=1))
+    assert not hourly["full"] and current(db) != reference(db)  # a deal 60 days on waits for the daily recount
+    daily = report_counts.refresh_daily_counts(NOW + timedelta(hours=24))
+    assert daily["full"] and daily["from"] == (TODAY + timedelta(days=1) - timedelta(days=90)).isoformat()
     assert current(db) == reference(db)
 
 
@@ -108,7 +133,7 @@ def test_a_refresh_in_flight_never_shows_half_counts(db, db_url: str, seeded) ->
     report_counts.refresh_daily_counts(NOW - timedelta(days=40))
     truth = reference(db)
     with psycopg.connect(db_url, row_factory=dict_row) as other, other.transaction():
-        counts_dal.refresh(other, TODAY, TODAY - timedelta(days=90))  # not committed yet
+        counts_dal.refresh(other, TODAY, TODAY - timedelta(days=90), True)  # not committed yet
         seen: list[dict[str, Any]] = []
         reader = threading.Thread(target=lambda: seen.append(current(db)))
         reader.start()

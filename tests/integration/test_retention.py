@@ -51,7 +51,7 @@ def events(db) -> list[dict[str, Any]]:
 
 
 def test_payloads_go_after_final_plus_retention_and_the_facts_stay(api: ApiClient, db, outcome_id: str) -> None:
-    before, history = derived(db, outcome_id), api.get(f"/messages/{outcome_id}")[1]["events"]
+    before, history = derived(db, outcome_id), api.get(f"/messages/{outcome_id}?org_id=acme")[1]["events"]
     stored = events(db)
     now = datetime.now(UTC)
 
@@ -73,7 +73,7 @@ def test_payloads_go_after_final_plus_retention_and_the_facts_stay(api: ApiClien
     with transaction() as conn:
         recompute(conn, [UUID(outcome_id)])
     assert derived(db, outcome_id) == before
-    status, view = api.get(f"/messages/{outcome_id}")
+    status, view = api.get(f"/messages/{outcome_id}?org_id=acme")
     assert status == 200 and view["stage"] == "clicked" and view["events"] == history
 
     # an orphan whose message is registered late is still applied from its normalised event
