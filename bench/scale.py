@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -589,6 +590,33 @@ def explain_hot_paths(conn: Any, cases: list[Case]) -> None:
         print(f"   {where}: {summary(plan)}")
 
 
+def footprint(conn: Any) -> None:
+    """Bytes per row of the growing tables, indexes included, and what retention removes."""
+    for table in ("outcome_events", "outcome_labels", "assignments"):
+        row = conn.execute(f"SELECT pg_total_relation_size('{table}') AS total, pg_relation_size('{table}') AS heap, "
+                           f"(SELECT count(*) FROM {table}) AS n").fetchone()
+        print(f"   {table}: {row['total'] / row['n']:.0f} bytes a row with its indexes ({row['heap'] / row['n']:.0f} "
+              f"in the table)")
+    payload = conn.execute("SELECT avg(pg_column_size(payload)) AS b FROM outcome_events TABLESAMPLE SYSTEM (2) "
+                           "WHERE payload IS NOT NULL").fetchone()["b"]
+    print(f"   raw payload (what retention removes): {float(payload or 0):.0f} bytes an event")
+
+
+def database_cpu(apply: Case) -> None:
+    """CPU the database server process spends on a 1k-event batch (the ACU side of ingest), read
+    from /proc for the backend serving the code's connection (same host)."""
+    from flywheel.dal.connection import get_connection
+
+    pid = get_connection().execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+
+    def cpu_s() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before, wall = cpu_s(), timed(apply.run)
+    print(f"   database CPU per 1k-event batch: {(cpu_s() - before) * 1000:.0f} ms (of {wall * 1000:.0f} ms)")
+
+
 def build(url: str, target_events: int, min_messages: int) -> Any:
     import psycopg
 
@@ -643,8 +671,11 @@ def main() -> None:
     for case in cases["large"]:
         small, large = (statistics.median(samples[(side, case.name)]) * 1000 for side in ("small", "large"))
         print(f"   {case.name:49}{small:>14.1f} ms{large:>14.1f} ms{large / small:>8.2f}x")
-    print(f"-- EXPLAIN of every statement the hot paths send, at {rows['large']:,} outcome_events")
+    print(f"-- the capacity model's inputs, at {rows['large']:,} outcome_events")
     use(urls["large"])
+    footprint(conns["large"])
+    database_cpu(cases["large"][0])
+    print(f"-- EXPLAIN of every statement the hot paths send, at {rows['large']:,} outcome_events")
     explain_hot_paths(conns["large"], cases["large"])
     for conn in conns.values():
         conn.close()
