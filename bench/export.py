@@ -198,6 +198,9 @@ def side(mode: str) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "seed":
+        seed(os.environ["DATABASE_URL"], int(sys.argv[2]))
+        return
     if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
         side(sys.argv[1])
         return
@@ -205,7 +208,10 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=N)
     args = parser.parse_args()
     url = fresh_database()
-    seed(url, args.rows)
+    # generated in a process of its own: a child starts with its parent's peak RSS (Linux keeps it
+    # across fork and exec), so a parent that held the 200,000 rows would inflate every side's peak
+    subprocess.run([sys.executable, __file__, "seed", str(args.rows)], check=True,
+                   env={**os.environ, "DATABASE_URL": url}, cwd=ROOT)
     results = {}
     for mode in ("raw-read", "streaming", "fetch-all"):
         done = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True,
