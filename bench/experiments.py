@@ -4,8 +4,10 @@ Ours: the production `Config` (56-day cap, canary at 10 % then A/B at 50/50, min
 evaluated every day), planned by the same planner the deploy uses from the traffic's volume and
 rates, and decided by the same vectorised code the evaluator calls (`domain.experiments.assess`):
 windows counted from each lead's first exposure (a daily cohort counts for a metric only once its
-window has closed), early-signal guardrails with 1-day windows, full-window guardrails, segments
-stratified, the sample-ratio check on the current segment.
+window has closed and the settling time for late events has passed), early-signal guardrails with
+1-day windows, full-window guardrails, segments stratified, the sample-ratio check on the current
+segment. Power is measured at the planned +20 % lift AND at the smallest lift the planner says is
+promotable in time at each volume (planned for that lift): wherever the planner says "fits".
 The seed's rule: a challenger at 10 % for a week, promoted if its composite score
 (0.5 close + 0.3 meeting + 0.2 reply rate) is 5 % higher — and it even sees every outcome at once.
 
@@ -16,6 +18,7 @@ meeting 1 %, close 0.3 %, bounce 1.5 % (93 % of them within a day), unsubscribe 
 
 from __future__ import annotations
 
+import math
 import sys
 
 import numpy as np
@@ -38,15 +41,17 @@ SCENARIOS = {
     "5% worse": (0.95, {}),
     "planned lift": (1 + PLANNED_LIFT, {}),
     "harmful": (1.0, {"unsubscribe": 3.0, "bounce": 2.0}),
-    "wins, breaches": (1 + PLANNED_LIFT, {"unsubscribe": 2.5}),  # +0.45 pp unsubscribes, margin 0.2 pp
+    # the issue's own example: +0.30 pp unsubscribes against a 0.2 pp margin
+    "wins, breaches": (1 + PLANNED_LIFT, {"unsubscribe": 2.0}),
 }
+SMALLEST = "smallest in time"  # per volume: the planner's smallest promotable lift, planned for it
 CONFIG = ex.Config()  # production settings
 
 
-def planned(volume: int) -> dict:
-    baselines = {**ex.TYPICAL_RATES, ex.PRIMARY: PRIMARY_RATE,
+def planned(volume: int, lift: float = PLANNED_LIFT) -> dict:
+    baselines = {**ex.TYPICAL_RATES, ex.PRIMARY: PRIMARY_RATE, **GUARDRAILS,
                  **{f"{g}_1d": rate * EARLY_SHARE[g] for g, rate in GUARDRAILS.items()}}
-    return ex.plan(baselines=baselines, mde=PLANNED_LIFT, canary_share=CANARY_SHARE, weekly_volume=volume,
+    return ex.plan(baselines=baselines, mde=lift, canary_share=CANARY_SHARE, weekly_volume=volume,
                    config=CONFIG, source="simulation")
 
 
@@ -73,6 +78,7 @@ def ours(rng: np.random.Generator, weekly: int, factor: float, harm: dict[str, f
     totals = {name: np.zeros((n, 4, 2)) for name in names}  # (x_c, n_c, x_t, n_t) × segment
     segment_of_day = np.zeros((n, days), dtype=int)
     assigned = np.zeros((n, 2, 2))  # segment × arm
+    settle = CONFIG.settle_hours / 24
     segment = np.zeros(n, dtype=int)  # 0 canary, 1 A/B
     stage_start = np.zeros(n)
     action = np.full(n, ex.CONTINUE)
@@ -95,7 +101,8 @@ def ours(rng: np.random.Generator, weekly: int, factor: float, harm: dict[str, f
                 cohorts[f"{g}_1d"][:, day, arm] = np.stack([rng.binomial(full, EARLY_SHARE[g]), units], -1)
         now = day + 1  # evaluated at the end of the day
         for name, window in windows.items():
-            matured = now - 1 - window  # the cohort whose window has just closed
+            # the cohort whose last lead's window (and the settling time after it) has just passed
+            matured = math.floor(now - 1 - window - settle)
             if matured < 0:
                 continue
             seg = segment_of_day[:, matured]
@@ -127,53 +134,68 @@ def main() -> None:
     rng = np.random.default_rng(20261127)
     table: dict[tuple[int, str], dict] = {}
     plans = {v: planned(v) for v in VOLUMES}
+    # the planner's smallest promotable lift at each volume, planned for that lift
+    smallest = {v: planned(v, plans[v]["mde_in_time"]) for v in VOLUMES if plans[v]["mde_in_time"] is not None}
+
+    def cell(volume: int, factor: float, harm: dict[str, float], plan: dict) -> dict:
+        result = ours(rng, volume, factor, harm, plan, EXPERIMENTS)
+        return {
+            "fits": bool(plan["fits"]),
+            "promoted": float(np.mean(result["action"] == ex.PROMOTE)),
+            "rolled back in canary": float(np.mean((result["action"] == ex.ROLLBACK) & (result["stage"] == 0))),
+            "rolled back in A/B": float(np.mean((result["action"] == ex.ROLLBACK) & (result["stage"] == 1))),
+            "inconclusive": float(np.mean(result["action"] == ex.INCONCLUSIVE)),
+            "median day": float(np.median(result["day"])),
+            "seed promoted": float(np.mean(seed_rule(rng, volume, factor, EXPERIMENTS))),
+        }
 
     def run_all() -> None:
         for volume in VOLUMES:
             for name, (factor, harm) in SCENARIOS.items():
-                result = ours(rng, volume, factor, harm, plans[volume], EXPERIMENTS)
-                table[(volume, name)] = {
-                    "promoted": float(np.mean(result["action"] == ex.PROMOTE)),
-                    "rolled back in canary": float(np.mean((result["action"] == ex.ROLLBACK) & (result["stage"] == 0))),
-                    "rolled back in A/B": float(np.mean((result["action"] == ex.ROLLBACK) & (result["stage"] == 1))),
-                    "inconclusive": float(np.mean(result["action"] == ex.INCONCLUSIVE)),
-                    "median day": float(np.median(result["day"])),
-                    "seed promoted": float(np.mean(seed_rule(rng, volume, factor, EXPERIMENTS))),
-                }
+                table[(volume, name)] = cell(volume, factor, harm, plans[volume])
+            if volume in smallest:
+                table[(volume, SMALLEST)] = cell(volume, 1 + smallest[volume]["mde"], {}, smallest[volume])
 
     seconds = timed(run_all)
     print(f"{EXPERIMENTS} simulated experiments per scenario and volume, production Config (canary at "
-          f"{CANARY_SHARE:.0%} then {CONFIG.ab_share:.0%}, {CONFIG.max_runtime_days:.0f}-day cap, daily evaluation), "
-          f"positive reply {PRIMARY_RATE:.1%}, planned lift {PLANNED_LIFT:+.0%}; {seconds:.0f} s")
+          f"{CANARY_SHARE:.0%} then {CONFIG.ab_share:.0%}, {CONFIG.max_runtime_days:.0f}-day cap, daily evaluation, "
+          f"{CONFIG.settle_hours:g} h settling), positive reply {PRIMARY_RATE:.1%}, planned lift {PLANNED_LIFT:+.0%}; "
+          f"{seconds:.0f} s")
     for volume in VOLUMES:
         p = plans[volume]
-        mde = "none" if p["mde_in_time"] is None else f"{p['mde_in_time']:+.0%}"
+        mde = "none" if p["mde_in_time"] is None else f"{p['mde_in_time']:+.1%}"
         print(f"\n{volume:>7,} leads/week: canary {p['canary_days']} days ({p['canary_sample']:,} leads), "
-              f"A/B sample {p['sequential_sample']:,} ({p['ab_days']} days); planned lift "
+              f"A/B sample {p['sequential_sample']:,} ({p['ab_days']} days; primary alone {p['primary_sample']:,}, "
+              f"guardrails alone {p['guardrail_sample']:,}); planned lift "
               f"{'fits' if p['fits'] else 'does NOT fit'} in {CONFIG.max_runtime_days:.0f} days; "
-              f"smallest lift detectable in time {mde}")
-        print(f"  {'scenario':16s} {'promoted':>9s} {'rb canary':>10s} {'rb A/B':>8s} {'inconcl.':>9s} "
+              f"smallest lift promotable in time {mde}")
+        print(f"  {'scenario':24s} {'promoted':>9s} {'rb canary':>10s} {'rb A/B':>8s} {'inconcl.':>9s} "
               f"{'median day':>11s} {'seed promoted':>14s}")
-        for name in SCENARIOS:
+        for name in [*SCENARIOS, SMALLEST]:
+            if (volume, name) not in table:
+                continue
             r = table[(volume, name)]
-            print(f"  {name:16s} {r['promoted']:9.3f} {r['rolled back in canary']:10.3f} "
+            label = f"{name} {smallest[volume]['mde']:+.1%}" if name == SMALLEST else name
+            print(f"  {label:24s} {r['promoted']:9.3f} {r['rolled back in canary']:10.3f} "
                   f"{r['rolled back in A/B']:8.3f} {r['inconclusive']:9.3f} {r['median day']:11.0f} "
                   f"{r['seed promoted']:14.3f}")
 
-    def mean(name: str, key: str, volumes: tuple[int, ...] = VOLUMES) -> float:
-        return float(np.mean([table[(v, name)][key] for v in volumes])) if volumes else float("nan")
+    def mean(name: str, key: str) -> float:
+        return float(np.mean([table[(v, name)][key] for v in VOLUMES]))
 
-    fit = tuple(v for v in VOLUMES if plans[v]["fits"])
-    print(f"\npower where the planner says the lift fits ({', '.join(f'{v:,}' for v in fit)} a week): "
-          f"{mean('planned lift', 'promoted', fit):.3f}; where it does not: "
-          f"{mean('planned lift', 'promoted', tuple(v for v in VOLUMES if v not in fit)):.3f}")
+    fit = [r for (v, name), r in table.items() if name in ("planned lift", SMALLEST) and r["fits"]]
+    misfit = [r for (v, name), r in table.items() if name in ("planned lift", SMALLEST) and not r["fits"]]
+    power = (float(np.mean([r["promoted"] for r in fit])), float(np.mean([r["seed promoted"] for r in fit])))
+    lowest = min(r["promoted"] for r in fit)
+    print(f"\npower where the planner says the lift fits ({len(fit)} volume × lift cells: the planned +20 % and "
+          f"the smallest promotable lift): {power[0]:.3f}, lowest cell {lowest:.3f}; where it does not: "
+          f"{np.mean([r['promoted'] for r in misfit]) if misfit else float('nan'):.3f}")
     false_alarms = mean("no effect", "rolled back in canary") + mean("no effect", "rolled back in A/B")
-    lowest = table[(VOLUMES[0], "harmful")]["rolled back in canary"]
+    harmful_lowest = min(table[(v, "harmful")]["rolled back in canary"] for v in VOLUMES)
     print(f"harmless challengers rolled back (false alarms): {false_alarms:.3f}; "
-          f"harmful rolled back in canary at {VOLUMES[0]:,} a week: {lowest:.3f}")
+          f"harmful rolled back in canary, lowest volume cell: {harmful_lowest:.3f}")
     no, worse = (mean("no effect", "promoted"), mean("no effect", "seed promoted")), (
         mean("5% worse", "promoted"), mean("5% worse", "seed promoted"))
-    power = (mean("planned lift", "promoted", fit), mean("planned lift", "seed promoted", fit))
     print(f"no-effect promotions: ours={no[0]:.3f} seed={no[1]:.3f}; "
           f"worse-model promotions: ours={worse[0]:.3f} seed={worse[1]:.3f}; "
           f"harmful rolled back in canary: ours={mean('harmful', 'rolled back in canary'):.3f}; "

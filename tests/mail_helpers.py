@@ -43,20 +43,7 @@ def _headers(msg: Message, subject: str, message_id: str, **extra: str) -> Messa
 
 
 def _text(body: str, charset: str, cte: str) -> MIMEText:
-    part = MIMEText("", "plain", charset)
-    del part["Content-Transfer-Encoding"]
-    part.set_payload(body.encode(charset))
-    if cte == "quoted-printable":
-        from email.encoders import encode_quopri
-
-        encode_quopri(part)
-    elif cte == "base64":
-        from email.encoders import encode_base64
-
-        encode_base64(part)
-    else:
-        part["Content-Transfer-Encoding"] = cte
-    return part
+    return _encoded(body.encode(charset), charset, cte)
 
 
 def _html(body: str, charset: str = "utf-8") -> MIMEText:
@@ -206,6 +193,234 @@ def bounce(status: str = "5.1.1", action: str = "failed",
     return report
 
 
+# --- more layouts (review of #12): mobile footers, localised attribution lines, Asian and Cyrillic
+# charsets as Windows really writes them (supersets of the declared one), mislabelled charsets,
+# HTML-only and multipart/related mail
+
+def _encoded(body: bytes, charset: str, cte: str) -> MIMEText:
+    """A text/plain part holding `body` as given, labelled with `charset` (the stdlib would relabel
+    Shift_JIS as ISO-2022-JP and refuses bytes its codec cannot write)."""
+    part = MIMEText("", "plain", "utf-8")
+    del part["Content-Transfer-Encoding"]
+    part.set_param("charset", charset)
+    part.set_payload(body)
+    if cte == "base64":
+        from email.encoders import encode_base64
+
+        encode_base64(part)
+    elif cte == "quoted-printable":
+        from email.encoders import encode_quopri
+
+        encode_quopri(part)
+    else:
+        part["Content-Transfer-Encoding"] = cte
+    return part
+
+
+QUOTED = "> Hi Dana,\n> Finance teams at companies like Northwind cut month-end close by three days.\n"
+
+
+def yahoo_android() -> Message:
+    """Yahoo Mail on Android: indented attribution line, 'Sent from Yahoo Mail on Android'."""
+    text = ("Sounds good, let's talk Thursday.\n\nSent from Yahoo Mail on Android\n\n"
+            "  On Mon, Nov 23, 2026 at 9:00, Sam Lee<sam@acme.example> wrote:   \n\n   Hi Dana,\n   Finance teams...\n")
+    msg = MIMEMultipart("alternative")
+    msg.attach(_text(text, "utf-8", "quoted-printable"))
+    msg.attach(_html("<div>Sounds good, let's talk Thursday.</div><div class=\"yahoo_quoted\">On Mon ... wrote:"
+                     "<blockquote>Hi Dana</blockquote></div>"))
+    return _headers(msg, "Re: Dana, closing the books 3 days faster", "<1234.yahoo@mail.yahoo.com>")
+
+
+def spark() -> Message:
+    """Spark: 'Sent with Spark' footer, 'On <date>, <name> <address>, wrote:'."""
+    text = "Can you send pricing?\n\nSent with Spark\n\nOn 23 Nov 2026, 09:00 +0100, Sam Lee <sam@acme.example>, wrote:\n" + QUOTED
+    return _headers(_text(text, "utf-8", "quoted-printable"), "Re: Idea", "<spark.1@sparkmailapp.com>")
+
+
+def outlook_mobile_german() -> Message:
+    """Outlook for iOS in German: its localised footer with the aka.ms link above the header block."""
+    text = ("Passt, rufen Sie mich Dienstag an.\n\nOutlook f\u00fcr iOS<https://aka.ms/o0ukef> beziehen\n"
+            "________________________________\nVon: Sam Lee <sam@acme.example>\nGesendet: Montag, 23. November 2026 09:00\n"
+            "An: Jonas <jonas@northwind.example>\nBetreff: Idee\n\nHallo\n")
+    return _headers(_text(text, "utf-8", "quoted-printable"), "AW: Idee", "<AM0PR07MB9.mobile@northwind.example>")
+
+
+def apple_mail_japanese() -> Message:
+    """Apple Mail in Japanese: '2026/11/23 9:00、Sam Lee <…>のメール:' and an unquoted original."""
+    text = "承知しました。資料をお送りください。\n\n2026/11/23 9:00、Sam Lee <sam@acme.example>のメール:\n\n佐藤様\nご提案です。\n"
+    return _headers(_text(text, "utf-8", "base64"), "Re: ご提案", "<A1.apple.ja@northwind.example>")
+
+
+def apple_mail_dutch() -> Message:
+    """iPhone Mail in Dutch: 'Verstuurd vanaf mijn iPhone', '… het volgende geschreven:'."""
+    text = ("Stuur me de prijzen maar.\n\nVerstuurd vanaf mijn iPhone\n\nOp 23 nov. 2026 om 09:00 heeft Sam Lee "
+            "<sam@acme.example> het volgende geschreven:\n\n\ufeff\nHallo Pieter,\nFinance teams...\n")
+    return _headers(_text(text, "utf-8", "quoted-printable"), "Re: Idee", "<A1.apple.nl@northwind.example>")
+
+
+def thunderbird_koi8r() -> Message:
+    """Thunderbird in Russian: KOI8-R, 8bit, '23.11.2026 09:00, Sam Lee пишет:'."""
+    text = "Интересно, пришлите цены.\n\n23.11.2026 09:00, Sam Lee пишет:\n> Здравствуйте!\n> Предложение...\n"
+    return _headers(_encoded(text.encode("koi8-r"), "koi8-r", "8bit"), "Re: Идея", "<tb.koi8@northwind.example>")
+
+
+def outlook_russian_cp1251() -> Message:
+    """Outlook in Russian: windows-1251 quoted-printable, closing and Outlook header block."""
+    text = ("Спасибо, пока не актуально. Напишите в марте.\n\nС уважением,\nИван Петров\n\nОт: Sam Lee <sam@acme.example>\n"
+            "Отправлено: 23 ноября 2026 г. 9:00\nКому: Иван Петров\nТема: Идея\n\nЗдравствуйте\n")
+    return _headers(_encoded(text.encode("cp1251"), "windows-1251", "quoted-printable"), "RE: Идея",
+                    "<ol.cp1251@northwind.example>")
+
+
+def outlook_japanese_cp932() -> Message:
+    """Outlook in Japanese: labelled Shift_JIS, written in cp932 (circled digits, the wave dash)."""
+    text = ("①価格表 ②導入事例 をお送りください～\n\n差出人: Sam Lee <sam@acme.example>\n送信日時: 2026年11月23日 9:00\n"
+            "宛先: 佐藤\n件名: ご提案\n\n佐藤様\n")
+    return _headers(_encoded(text.encode("cp932"), "shift_jis", "base64"), "RE: ご提案", "<ol.sjis@northwind.example>")
+
+
+def outlook_chinese_gbk() -> Message:
+    """Outlook in Simplified Chinese: labelled GB2312, written in GBK (镕 is not in GB2312)."""
+    text = ("可以，下周三下午约个电话会议吧。朱镕\n\n发件人: Sam Lee <sam@acme.example>\n发送时间: 2026年11月23日 9:00\n"
+            "收件人: 王\n主题: 提议\n")
+    return _headers(_encoded(text.encode("gbk"), "gb2312", "base64"), "RE: 提议", "<ol.gbk@northwind.example>")
+
+
+def outlook_traditional_chinese_big5() -> Message:
+    """Outlook in Traditional Chinese: Big5, '寄件者/寄件日期/收件者/主旨'."""
+    text = "請寄送價格表給我，謝謝。\n\n寄件者: Sam Lee <sam@acme.example>\n寄件日期: 2026年11月23日 上午 09:00\n收件者: 陳\n主旨: 提議\n"
+    return _headers(_encoded(text.encode("big5"), "big5", "base64"), "RE: 提議", "<ol.big5@northwind.example>")
+
+
+def latin1_label_on_utf8() -> Message:
+    """A client that labels its UTF-8 text ISO-8859-1 (a classic webmail bug)."""
+    text = "Tr\u00e8s int\u00e9ress\u00e9, envoyez-moi une pr\u00e9sentation.\n\nLe 23/11/2026 \u00e0 09:00, Sam Lee a \u00e9crit :\n> Bonjour\n"
+    return _headers(_encoded(text.encode("utf-8"), "iso-8859-1", "quoted-printable"), "Re: Idée", "<wm.1@northwind.example>")
+
+
+def outlook_html_only() -> Message:
+    """Outlook sending HTML only: head with title and style, Word markup, the original after a border."""
+    html = ("<html><head><meta http-equiv=Content-Type content=\"text/html; charset=utf-8\"><style><!-- p {margin:0} -->"
+            "</style><title>RE: Idea</title></head><body lang=EN-US><div class=WordSection1><p class=MsoNormal>Thanks Sam "
+            "&mdash; please send over the pricing&nbsp;sheet.<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p>"
+            "<div style='border:none;border-top:solid #E1E1E1 1.0pt'><p class=MsoNormal><b>From:</b> Sam Lee "
+            "&lt;sam@acme.example&gt;<br><b>Sent:</b> Monday, November 23, 2026 9:00 AM<br><b>To:</b> Dana Reyes<br>"
+            "<b>Subject:</b> Idea</p></div><p class=MsoNormal>Hi Dana, finance teams...</p></div></body></html>")
+    return _headers(_html(html), "RE: Idea", "<ol.html@northwind.example>")
+
+
+def gmail_related_inline_image() -> Message:
+    """Gmail with an inline image: multipart/mixed > related > alternative, '[image: …]' in the text."""
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(_text("Looks great \u2014 Tuesday 3pm?\n[image: logo.png]\n\nOn Mon, Nov 23, 2026 at 9:00\u202fAM "
+                             "Sam Lee <sam@acme.example> wrote:\n\n" + QUOTED, "utf-8", "quoted-printable"))
+    alternative.attach(_html('<div dir="ltr">Looks great \u2014 Tuesday 3pm?<img src="cid:ii_1"><div class="gmail_signature">'
+                             'Dana | CFO</div></div><div class="gmail_quote">On ... wrote:<blockquote>Hi</blockquote></div>'))
+    related = MIMEMultipart("related")
+    related.attach(alternative)
+    from email.mime.image import MIMEImage
+
+    image = MIMEImage(b"\x89PNG\r\n\x1a\n" + b"0" * 40, "png")
+    image.add_header("Content-ID", "<ii_1>")
+    image.add_header("Content-Disposition", "inline", filename="logo.png")
+    related.attach(image)
+    mixed = MIMEMultipart("mixed")
+    mixed.attach(related)
+    return _headers(mixed, "Re: Idea", "<CAF=inline.1@mail.gmail.com>")
+
+
+MORE_CLIENTS = {"yahoo_android": yahoo_android, "spark": spark, "outlook_mobile_german": outlook_mobile_german,
+                "apple_mail_japanese": apple_mail_japanese, "apple_mail_dutch": apple_mail_dutch,
+                "thunderbird_koi8r": thunderbird_koi8r, "outlook_russian_cp1251": outlook_russian_cp1251,
+                "outlook_japanese_cp932": outlook_japanese_cp932, "outlook_chinese_gbk": outlook_chinese_gbk,
+                "outlook_traditional_chinese_big5": outlook_traditional_chinese_big5,
+                "latin1_label_on_utf8": latin1_label_on_utf8, "outlook_html_only": outlook_html_only,
+                "gmail_related_inline_image": gmail_related_inline_image}
+
+
+def _report(human: Message, status: str, original: Message | None, sender: str, subject: str,
+            message_id: str, global_: bool = False) -> Message:
+    """multipart/report: the human-readable part, the status fields, the returned original."""
+    from email import message_from_string
+
+    report = MIMEMultipart("report", report_type="global-delivery-status" if global_ else "delivery-status")
+    report.attach(human)
+    blocks = MIMEBase("message", "global-delivery-status" if global_ else "delivery-status")
+    # delivery-status is a list of field blocks to the stdlib; the RFC 6533 form is written as sent
+    blocks.set_payload(status if global_ else [message_from_string(block) for block in status.split("\n\n")])
+    report.attach(blocks)
+    if original is not None:
+        report.attach(original)
+    report["From"], report["To"], report["Subject"] = sender, f"<{PARSE_TO}>", subject
+    report["Date"], report["Message-ID"], report["Auto-Submitted"] = DATE, message_id, "auto-replied"
+    return report
+
+
+def _original() -> Message:
+    from email import message_from_string
+    from email.mime.message import MIMEMessage
+
+    return MIMEMessage(message_from_string(
+        f"From: Sam Lee <sam@acme.example>\nTo: {LEAD}\nSubject: Dana, closing the books 3 days faster\n"
+        f"Message-ID: {SENT}\nDate: Mon, 23 Nov 2026 09:00:00 +0000\nMIME-Version: 1.0\n"
+        "Content-Type: text/plain; charset=utf-8\n\nHi Dana,\nFinance teams at companies like Northwind...\n"))
+
+
+def exchange_ndr() -> Message:
+    """Exchange Online's non-delivery report: text and HTML, 5.1.10, the whole original (message/rfc822)."""
+    human = MIMEMultipart("alternative")
+    human.attach(MIMEText("Your message to dana.reyes@northwind.example couldn't be delivered.\n\n"
+                          "dana.reyes wasn't found at northwind.example.\n", "plain", "utf-8"))
+    human.attach(MIMEText("<html><body><b>Your message couldn't be delivered.</b></body></html>", "html", "utf-8"))
+    status = ("Reporting-MTA: dns;AM0PR07MB5678.eurprd07.prod.outlook.com\nReceived-From-MTA: dns;mail.acme.example\n"
+              "Arrival-Date: Mon, 23 Nov 2026 09:00:02 +0000\n\nFinal-Recipient: rfc822;dana.reyes@northwind.example\n"
+              "Action: failed\nStatus: 5.1.10\nDiagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; "
+              "Recipient not found by SMTP address lookup\n")
+    return _report(human, status, _original(), "Microsoft Outlook <MicrosoftExchange329e71ec@northwind.example>",
+                   "Undeliverable: Dana, closing the books 3 days faster", "<ndr.1@AM0PR07MB5678.outlook.com>")
+
+
+def gmail_dsn() -> Message:
+    """Gmail's 'Address not found': related/alternative human part, 550-5.1.1, the original message."""
+    alternative = MIMEMultipart("alternative")
+    alternative.attach(MIMEText("** Address not found **\n\nYour message wasn't delivered to "
+                                "dana.reyes@northwind.example because the address couldn't be found.\n", "plain", "utf-8"))
+    alternative.attach(MIMEText("<html>Address not found</html>", "html", "utf-8"))
+    related = MIMEMultipart("related")
+    related.attach(alternative)
+    status = ("Reporting-MTA: dns; googlemail.com\nArrival-Date: Mon, 23 Nov 2026 01:00:01 -0800 (PST)\n\n"
+              "Final-Recipient: rfc822; dana.reyes@northwind.example\nAction: failed\nStatus: 5.1.1\n"
+              "Remote-MTA: dns; mx.northwind.example. (203.0.113.5, the server for the domain northwind.example.)\n"
+              "Diagnostic-Code: smtp; 550-5.1.1 The email account that you tried to reach does not exist.\n"
+              "Last-Attempt-Date: Mon, 23 Nov 2026 01:00:02 -0800 (PST)\n")
+    return _report(related, status, _original(), "Mail Delivery Subsystem <mailer-daemon@googlemail.com>",
+                   "Delivery Status Notification (Failure)", "<5f0c.dsn@mx.google.com>")
+
+
+def forwarded_dsn() -> Message:
+    """Postfix at the lead's company: the lead forwards to a full mailbox elsewhere; the report names
+    the lead's address only as Original-Recipient and returns no original headers."""
+    status = ("Reporting-MTA: dns; mx.northwind.example\n\nFinal-Recipient: rfc822; dana.private@mail.example\n"
+              "Original-Recipient: rfc822;dana.reyes@northwind.example\nAction: failed\nStatus: 5.2.2\n"
+              "Diagnostic-Code: smtp; 552 5.2.2 mailbox full\n")
+    return _report(MIMEText("This is the mail system at host mx.northwind.example.\n", "plain", "us-ascii"), status,
+                   None, "MAILER-DAEMON@mx.northwind.example (Mail Delivery System)",
+                   "Undelivered Mail Returned to Sender", "<dsn.fwd@mx.northwind.example>")
+
+
+def global_dsn() -> Message:
+    """Postfix for SMTPUTF8 mail (RFC 6533): message/global-delivery-status and message/global-headers."""
+    from email import message_from_string
+
+    headers = MIMEBase("message", "global-headers")
+    headers.set_payload([message_from_string(f"From: Sam Lee <sam@acme.example>\nTo: {LEAD}\nMessage-ID: {SENT}\n")])
+    status = ("Reporting-MTA: dns; mx.acme.example\n\nFinal-Recipient: utf-8; dana.reyes@northwind.example\n"
+              "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 User unknown\n")
+    return _report(MIMEText("This is the mail system at host mx.acme.example.\n", "plain", "utf-8"), status, headers,
+                   "MAILER-DAEMON@mx.acme.example (Mail Delivery System)", "Undelivered Mail Returned to Sender",
+                   "<dsn.global@mx.acme.example>", global_=True)
+
+
 CLIENTS = {"gmail": gmail, "outlook_cp1252": outlook_cp1252, "apple_mail": apple_mail,
            "thunderbird_latin1": thunderbird_latin1, "outlook_german_cp1252": outlook_german_cp1252,
            "russian_base64": russian_base64, "japanese_base64": japanese_base64,
@@ -255,16 +470,19 @@ def parsed_post(msg: Message, outcome_id: str = "OUTCOME_ID", envelope_from: str
     html: tuple[bytes, str] | None = None
     files: list[tuple[str, str, bytes]] = []
     def leaves(part: Message) -> list[Message]:
-        if part.get_content_type() == "message/delivery-status" or not part.is_multipart():
+        if part.get_content_maintype() == "message" or not part.is_multipart():
             return [part]
         return [leaf for child in part.get_payload() for leaf in leaves(child)]
 
     for part in leaves(msg):
         kind = part.get_content_type()
         if part.get_filename() or kind not in ("text/plain", "text/html"):
-            if kind == "message/delivery-status":
+            if kind in ("message/delivery-status", "message/global-delivery-status"):
                 payload = "".join(str(p) for p in part.get_payload()).encode()  # the field blocks as sent
                 files.append(("details.txt", kind, payload))
+            elif part.get_content_maintype() == "message":  # a returned original: the bytes of the message
+                files.append((part.get_filename() or "original.eml", kind,
+                              b"".join(m.as_bytes(policy=policy.SMTP) for m in part.get_payload())))
             else:
                 body = part.get_payload(decode=True)
                 files.append((part.get_filename() or "attachment.txt", kind, body if isinstance(body, bytes) else b""))

@@ -128,8 +128,9 @@ def seed_report_org(db: Any, leads: int = 2000) -> str:
             db.execute(OUTCOMES_SQL, {"exp": exp, "org": org, "segment": segment, "categories": CATEGORIES,
                                       "first": first, "spacing": spacing * (1 if org == "acme" else leads // 150),
                                       "champion": "flywheel-v1.0.0", "challenger": "flywheel-v1.1.0"})
-        for day in (1, 2, 3) if stage == "canary" else ():  # the daily looks until the canary advances
-            experiments.evaluate(actor="evaluator", now=started + timedelta(days=day))
+        for day in (1, 2, 3, 4) if stage == "canary" else ():  # the daily looks until the canary advances
+            if db.execute("SELECT stage FROM experiments").fetchone()["stage"] == "canary":  # 1-day windows + settling
+                experiments.evaluate(actor="evaluator", now=started + timedelta(days=day))
         assert db.execute("SELECT stage FROM experiments").fetchone()["stage"] == "ab"
     for day in range(18, 31):  # the A/B stage's daily looks once reply windows close
         if db.execute("SELECT status FROM experiments").fetchone()["status"] != "running":

@@ -90,8 +90,15 @@ addEventListener('load', () => {
     const marks = [...svg.querySelectorAll('.mark')];
     const drawn = marks.filter(m => { const b = m.getBBox(); return b.width > 0 || b.height > 0; });
     const box = svg.getBoundingClientRect();
+    // what lies (even partly) outside the chart's own area is clipped: a cut label, a lost mark
+    const view = svg.viewBox.baseVal;
+    const outside = [...marks, ...svg.querySelectorAll('text')].filter(e => {
+      const b = e.getBBox();
+      return b.x < view.x - 1 || b.y < view.y - 1 || b.x + b.width > view.x + view.width + 1
+          || b.y + b.height > view.y + view.height + 1;
+    }).map(e => (e.textContent || e.tagName).slice(0, 60));
     return {name: svg.dataset.chart, marks: marks.length, drawn: drawn.length, width: box.width, height: box.height,
-            texts: svg.querySelectorAll('text').length};
+            texts: svg.querySelectorAll('text').length, outside: outside};
   });
   const blocked = performance.getEntriesByType('resource').map(r => r.name);
   const out = document.createElement('pre');

@@ -49,9 +49,9 @@ def get_quarantine(org_id: OrgId, since: Annotated[datetime | None, Query()] = N
 
 
 @app.post("/outcomes/<outcome_id>/corrections")
-def post_correction(outcome_id: Annotated[UUID, Path()],
+def post_correction(outcome_id: Annotated[UUID, Path()], org_id: OrgId,
                     correction: Annotated[CorrectionIn, Body()]) -> tuple[dict[str, Any], int]:
-    result = correct_outcome(outcome_id, correction)
+    result = correct_outcome(outcome_id, org_id, correction)
     return result, 200 if result["duplicate"] else 201
 
 

@@ -62,12 +62,18 @@ def archive(model_id: Name, request: Annotated[ReasonRequest, Body()]) -> dict[s
 
 @app.post("/training/rollback")
 def rollback(request: Annotated[RollbackRequest, Body()]) -> dict[str, Any]:
-    return training.rollback(actor=_actor(), reason=request.reason, model_id=request.model_id)
+    done = training.rollback(actor=_actor(), reason=request.reason, model_id=request.model_id)
+    if done["changed"]:  # the reports redraw (ReportFunction), as after the evaluator's runs
+        experiments.announce_evaluation({"action": "manual_rolled_back", "reason": request.reason})
+    return done
 
 
 @app.post("/training/promote-winner")
 def promote_winner(request: Annotated[PromoteRequest, Body()]) -> dict[str, Any]:
-    return training.promote_winner(force=request.force, reason=request.reason, actor=_actor())
+    done = training.promote_winner(force=request.force, reason=request.reason, actor=_actor())
+    experiments.announce_evaluation(done if "action" in done else {"action": "manual_promoted",
+                                                                   "reason": request.reason})
+    return done
 
 
 @app.get("/experiments")

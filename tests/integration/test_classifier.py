@@ -125,6 +125,8 @@ class FakeOpenAI:
                    "reason": "asks to see numbers"}
         if self.mode == "invalid":
             content["category"] = "enthusiastic"
+        if self.mode == "long_reason":  # strict mode does not enforce maxLength on strings
+            content["reason"] = "The lead asks for numbers, which " * 30
         return httpx2.Response(200, json={
             "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
@@ -134,7 +136,8 @@ class FakeOpenAI:
 
 @pytest.mark.parametrize(("mode", "source", "category"), [("ok", "llm", "interested"),
                                                            ("down", "fallback", "meeting_request"),
-                                                           ("invalid", "fallback", "meeting_request")])
+                                                           ("invalid", "fallback", "meeting_request"),
+                                                           ("long_reason", "llm", "interested")])
 def test_llm_path_and_its_fallbacks(db, aws, monkeypatch, mode: str, source: str, category: str) -> None:
     fake = FakeOpenAI(mode)
     monkeypatch.setattr(llm, "TRANSPORT", httpx2.MockTransport(fake))

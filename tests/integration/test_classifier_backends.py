@@ -89,6 +89,26 @@ def test_bedrock_client_retries_and_times_out_as_configured(monkeypatch) -> None
     assert classifier._client.meta.region_name == "us-west-2"
 
 
+@pytest.mark.parametrize(("content", "stop", "category"), [
+    # Nova thinks aloud in a text block before the tool use; Claude writes long reasons
+    ([{"text": "<thinking>They ask for numbers.</thinking>"},
+      {"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {**ANSWER, "reason": "numbers " * 100}}}],
+     "tool_use", "interested"),
+    ([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {"category": "interested", "sentiment_score": 0.7}}}],
+     "max_tokens", None),  # cut off mid-answer
+    ([{"text": "Sorry, the model cannot answer this question."}], "guardrail_intervened", None),
+    ([{"toolUse": {"toolUseId": "t", "name": "another_tool", "input": ANSWER}}], "tool_use", None),
+])
+def test_bedrock_stop_reasons(bedrock, content: list, stop: str, category: str | None) -> None:
+    bedrock.add_response("converse", converse_response(content, stop), expected_request())
+    if category is None:
+        with pytest.raises(LlmUnavailable, match=stop if stop != "tool_use" else TOOL_NAME):
+            BedrockReplyClassifier(MODEL).classify("Send me numbers", {})
+        return
+    result = BedrockReplyClassifier(MODEL).classify("Send me numbers", {})
+    assert result.category == category and len(result.reason) == 300
+
+
 def test_a_schema_violation_is_unavailable_not_an_exception(bedrock) -> None:
     bedrock.add_response("converse", converse_response([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME,
                                                                        "input": {"category": "interested"}}}]),

@@ -11,14 +11,20 @@ import pytest
 from flywheel import cli
 from flywheel.local.invoke import invoke
 from tests.conftest import ROOT, count, load_event
-from tests.integration.test_classifier import aws, classify, outcome, register  # noqa: F401
+from tests.integration.test_classifier import aws, classify, outcome, register, sqs_event  # noqa: F401
 
 
-def correct(outcome_id: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def correction_event(outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme") -> dict[str, Any]:
     event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace("OUTCOME_ID", outcome_id))
     if body is not None:
         event["body"] = json.dumps(body)
-    result = invoke("MessagesFunction", event, ROOT / "template.yaml")
+    event["queryStringParameters"] = {"org_id": org_id} if org_id else None
+    event["multiValueQueryStringParameters"] = {"org_id": [org_id]} if org_id else None
+    return event
+
+
+def correct(outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme") -> tuple[int, dict[str, Any]]:
+    result = invoke("MessagesFunction", correction_event(outcome_id, body, org_id), ROOT / "template.yaml")
     return result["statusCode"], json.loads(result["body"])
 
 
@@ -27,6 +33,10 @@ def history(outcome_id: str) -> list[dict[str, Any]]:
     event["pathParameters"] = {"outcome_id": outcome_id}
     event["path"] = f"/messages/{outcome_id}"
     return json.loads(invoke("MessagesFunction", event, ROOT / "template.yaml")["body"])["events"]
+
+
+def corrections(db) -> int:
+    return db.execute("SELECT count(*) AS n FROM outcome_events WHERE event_type = 'correction'").fetchone()["n"]
 
 
 def test_a_correction_is_an_event_applied_by_derivation_and_reversible(db, aws) -> None:  # noqa: F811
@@ -109,8 +119,91 @@ def test_corrections_export_as_labelled_examples(db, aws, capsys: pytest.Capture
     classify(first, "Could you send the deck?")
     correct(first)
     capsys.readouterr()  # the handlers' logs and metrics
-    assert cli.main(["--template", str(ROOT / "template.yaml"), "classify", "--export-corrections"]) == 0
+    export = ["--template", str(ROOT / "template.yaml"), "classify", "--export-corrections"]
+    # the corpus ships in the layer to every customer: only organisations that opted in to training
+    assert cli.main(export) == 0 and capsys.readouterr().out == ""
+    assert cli.main(["--template", str(ROOT / "template.yaml"), "org", "opt-in", "acme"]) == 0
+    capsys.readouterr()
+    assert cli.main([*export, "--org", "globex"]) == 0 and capsys.readouterr().out == ""
+    assert cli.main([*export, "--org", "acme"]) == 0
     [line] = capsys.readouterr().out.splitlines()
     example = json.loads(line)
     assert (example["text"], example["category"]) == ("Could you send the deck?", "not_interested")
     assert example["corrected_by"] == "maria.ops@acme.example" and example["source"] == "correction"
+
+
+def test_corrections_are_scoped_to_the_callers_organisation(db, aws) -> None:  # noqa: F811
+    """Found by the review of #12: any caller could correct (and suppress the lead of) any
+    organisation's outcome, and a correction_id reused on another outcome answered with the first
+    outcome's id and state while dropping the correction."""
+    outcome_id = register()
+    classify(outcome_id, "Could you send the deck?")
+    status, answer = correct(outcome_id, {"reply_category": "unsubscribe", "reason": "x", "actor": "a"}, "globex")
+    assert (status, answer["error"]) == (404, "not_found")
+    status, answer = correct(outcome_id, org_id=None)
+    assert (status, answer["error"]) == (422, "validation_error")
+    assert corrections(db) == 0 and count(db, "suppressions") == 0
+
+    event = load_event("messages_register_single.json")
+    message = json.loads(event["body"])
+    event["body"] = json.dumps({**message, "idempotency_key": "another", "lead_email": "kim@globex.example",
+                                "provider_message_id": "another.1", "email_message_id": "<another@mail.acme.example>"})
+    other = json.loads(invoke("MessagesFunction", event, ROOT / "template.yaml")["body"])["outcomes"][0]["outcome_id"]
+    assert other != outcome_id
+    job = sqs_event(other, "Could you send the deck?")
+    job["Records"][0]["body"] = job["Records"][0]["body"].replace("sendgrid_inbound:", "sendgrid_inbound:another-")
+    invoke("ClassifierFunction", job, ROOT / "template.yaml")
+    assert correct(outcome_id)[0] == 201
+    status, answer = correct(other)  # the sample's correction_id again, on another outcome: its own correction
+    assert status == 201 and answer["outcome_id"] == other and not answer["duplicate"]
+    assert outcome(db, other)["reply_category"] == "not_interested"
+
+
+def test_a_reused_correction_id_with_another_correction_is_a_conflict(db, aws) -> None:  # noqa: F811
+    outcome_id = register()
+    classify(outcome_id, "Could you send the deck?")
+    assert correct(outcome_id)[0] == 201
+    body = json.loads(load_event("outcomes_correction_post.json")["body"])
+    status, answer = correct(outcome_id, {**body, "reply_category": "question"})
+    assert (status, answer["error"]) == (409, "conflict")
+    assert outcome(db, outcome_id)["reply_category"] == "not_interested"
+    assert corrections(db) == 1
+
+
+@pytest.mark.parametrize("body", [
+    {"reply_category": "other", "reason": "nul \u0000 byte", "actor": "a"},
+    {"reply_category": "other", "reason": "x", "actor": "\ud800"},
+    {"reply_category": "other", "reason": "x", "actor": "a", "occurred_at": "2999-01-01T00:00:00Z"},
+    {"reply_category": "other", "reason": "x", "actor": "a", "occurred_at": "1970-01-01T00:00:00Z"},
+])
+def test_unstorable_or_unrevertable_corrections_are_refused(db, aws, body: dict[str, Any]) -> None:  # noqa: F811
+    """A NUL answered 500; a correction dated ahead was in force for ever (no later one could revert it)."""
+    outcome_id = register()
+    classify(outcome_id, "Could you send the deck?")
+    status, answer = correct(outcome_id, body)
+    assert (status, answer["error"]) == (422, "validation_error")
+    assert corrections(db) == 0
+
+
+def test_concurrent_corrections_end_as_their_latest(db, db_url, aws) -> None:  # noqa: F811
+    """Four processes, each with its own connection, correct the same outcome at once (and retry):
+    the outcome ends as the latest correction says, the unsubscribe among them suppresses once."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.integration.test_concurrency import run_concurrently
+
+    outcome_id = register()
+    classify(outcome_id, "Could you send the deck?")
+    start = datetime.now(UTC) - timedelta(hours=1)
+    categories = ["question", "not_now", "objection", "unsubscribe", "referral", "other", "interested",
+                  "meeting_request", "not_interested", "wrong_person", "question", "not_now"]
+    bodies = [{"reply_category": category, "reason": f"look {n}", "actor": f"ops{n}@acme.example",
+               "correction_id": f"c-{n}", "occurred_at": (start + timedelta(minutes=n)).isoformat()}
+              for n, category in enumerate(categories)]
+    requests = [{"function": "MessagesFunction", "event": correction_event(outcome_id, body)} for body in bodies]
+    streams = [requests[i::4] + requests[i::4][:1] for i in range(4)]  # every stream retries its first
+    assert run_concurrently(db_url, streams) == []
+    row = outcome(db, outcome_id)
+    assert (row["reply_category"], row["corrected_by"]) == ("not_now", "ops11@acme.example")
+    assert corrections(db) == len(bodies)
+    assert count(db, "suppressions") == 1

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from flywheel.dal.connection import close_connection
+from flywheel.domain.experiments import TYPICAL_RATES
 from flywheel.errors import NotFound
 from flywheel.local.invoke import invoke
 from flywheel.services import experiments, training
@@ -157,6 +158,9 @@ def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
     assert plan["weekly_volume"] == pytest.approx(252, rel=0.02)  # 28 days of 36 leads a day
     assert plan["baselines"]["positive_reply"] == pytest.approx(0.02, rel=0.05)
     assert plan["baselines"]["bounce_1d"] == pytest.approx(0.01, rel=0.1)
+    assert plan["source"] == "history" and plan["notes"] == []
+    assert plan["baselines"]["bounce"] == pytest.approx(0.01, rel=0.1)  # the full windows are measured too
+    assert plan["baselines"]["unsubscribe"] < TYPICAL_RATES["unsubscribe"]  # none in history: floored at one event
     assert plan["fits"] is False and "beyond the 56-day maximum" in deployed["warnings"][0]
     status, experiment = api.get(f"/experiments/{deployed['experiment_id']}")
     assert status == 200 and experiment["warnings"] == deployed["warnings"] and "salt" not in experiment
@@ -164,12 +168,30 @@ def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
     assert history["evidence"]["plan"]["sequential_sample"] == plan["sequential_sample"]
 
 
+def test_ten_days_of_history_measure_the_early_rates_only(db, api) -> None:
+    """1,200 leads in the last ten days: enough for the 1-day guardrail rates and the volume, none
+    with a closed 14-day window yet; the plan says which figures are measured and which are not."""
+    db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, bounced_at)
+                  SELECT 'acme', 'h-' || i, 'c', 'lead-' || i, 'hello', now() - make_interval(mins => i * 12),
+                         CASE WHEN i % 50 = 7 THEN now() - make_interval(mins => i * 12) + interval '1 hour' END
+                    FROM generate_series(1, 1200) AS i""")
+    insert_models(db)
+    assert api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})[0] == 200
+    status, deployed = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run"})
+    plan = deployed["experiment"]["plan"]
+    assert status == 200 and plan["source"] == "mixed" and plan["baselines"]["bounce_1d"] == pytest.approx(0.02, rel=0.1)
+    assert len(plan["notes"]) == 1 and "closed 14-day window" in plan["notes"][0]
+    assert plan["baselines"]["bounce"] == TYPICAL_RATES["bounce"]
+
+
 def test_a_harmful_challenger_is_rolled_back_in_the_canary(db, api, models, monkeypatch) -> None:
     """Messages sent over the canary's first day (after the experiment started); a third of the
     challenger's leads bounce within the hour and a tenth unsubscribe (SendGrid, signed); the
-    champion's bounce 1.5 %. On day 2, the 1-day windows have closed: clear harm, rolled back."""
+    champion's bounce 1.5 %. On day 3, the 1-day windows have closed and settled (26 h for late
+    webhook deliveries): clear harm, rolled back."""
     configure(monkeypatch)
-    started = started_days_ago(db, 2.2)
+    started = started_days_ago(db, 3.2)
     sent = send(api, [f"lead-{i:04d}" for i in range(2000)], started + timedelta(minutes=5), timedelta(seconds=40))
     challenger = [m for m in sent if m["route"]["arm"] == "challenger"]
     champion = [m for m in sent if m["route"]["arm"] == "champion"]
@@ -201,8 +223,8 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     by_arm = {arm: [m for m in canary if m["route"]["arm"] == arm] for arm in ("champion", "challenger")}
     sendgrid_events(api, by_arm["champion"][::70] + by_arm["challenger"][::70], "bounce",
                     timedelta(minutes=20))  # 1.4 % in both arms
-    # evaluated on day 2 of the canary (time as the evaluator sees it)
-    decision = experiments.evaluate(now=started + timedelta(days=2.5))
+    # evaluated on day 3 of the canary (time as the evaluator sees it): 1-day windows closed and settled
+    decision = experiments.evaluate(now=started + timedelta(days=3.2))
     assert decision["action"] == "advance", decision
     experiment = db.execute("SELECT * FROM experiments").fetchone()
     assert (experiment["stage"], float(experiment["allocation"]), experiment["segment"]) == ("ab", 0.5, 2)
@@ -213,10 +235,10 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     before = {m["lead_id"]: m["route"]["arm"] for m in canary[:50]}
     assert all(experiments.route("acme", lead)["arm"] == arm for lead, arm in before.items())  # sticky
 
-    # A/B: 600 new leads from day 2.5 on, the challenger's reply with interest 12 % vs 3 %
+    # A/B: 600 new leads from day 3.2 on, the challenger's reply with interest 12 % vs 3 %
     db.execute("UPDATE experiments SET stage_started_at = %s, planned_sample = 1500",
-               (started + timedelta(days=2.5),))
-    send(api, [f"ab-{i:04d}" for i in range(600)], started + timedelta(days=2.6), timedelta(minutes=2))
+               (started + timedelta(days=3.2),))
+    send(api, [f"ab-{i:04d}" for i in range(600)], started + timedelta(days=3.3), timedelta(minutes=2))
     assert db.execute("SELECT count(*) AS n FROM assignments WHERE segment = 2").fetchone()["n"] == 600
     db.execute("""UPDATE outcome_labels SET replied_at = sent_at + interval '2 days', reply_category = 'interested'
                    WHERE lead_id LIKE 'ab-%' AND (abs(hashtext(lead_id)) % 100) <
@@ -263,7 +285,7 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
     """The A/B stage with 30,000 leads: the challenger's leads reply with interest 25 % vs 10 %, but a
     third of them bounce. promote-winner answers 409 with the rollback decision and changes
     nothing; without the bounces it promotes and answers 200 with what it did."""
-    started = started_days_ago(db, 20)
+    started = started_days_ago(db, 22)
     db.execute("UPDATE experiments SET stage = 'ab', segment = 2, allocation = 0.5, canary_sample = 400, "
                "planned_sample = 400, stage_started_at = %s", (started + timedelta(days=3),))
     db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
@@ -326,48 +348,70 @@ def test_srm_holds_promotion_and_a_restart_is_the_way_out(db, api, models) -> No
     assert status == 404
 
 
-def _evaluate_in_process(url: str, start: Any, now: str, out: Any) -> None:
+def _evaluate_in_process(url: str, start: Any, now: str, out: Any, only: str | None = None) -> None:
     import os
 
+    from flywheel.errors import Conflict
     from flywheel.services import experiments as service
 
     assert os.environ["DATABASE_URL"] == url
     start.wait()
     try:
-        out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now))["action"])
+        out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now),
+                                 only=only)["action"])
     except NotFound:
         out.put("none")
+    except Conflict as exc:  # promote-winner: the decision, nothing changed
+        out.put(f"refused {exc.details['decision']['action']}")
 
 
 def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
-    """Four processes evaluate a harmful canary at once: one rolls back, the others find nothing
-    running; the champion is never demoted by a second rollback."""
+    """Four processes evaluate a harmful canary at once, and a fifth asks promote-winner's question
+    (apply only a promotion): one evaluator rolls back, the others find nothing running, and
+    promote-winner either finds nothing running or is refused with the rollback decision. The
+    champion is never demoted by a second rollback."""
     started = started_days_ago(db, 3)
     db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
     db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, 'acme', 'lead-' || i, CASE WHEN i %% 10 = 0 THEN 'challenger' ELSE 'champion' END,
                          0, 'canary', 1 FROM generate_series(1, 3000) AS i""", (models["experiment_id"],))
+    # one message every 10 seconds from the first hour on; each challenger lead bounces 20 minutes later
     db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
                                               experiment_arm, bounced_at)
-                  SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', %s + interval '1 hour', a.experiment_id, a.arm,
-                         CASE WHEN a.arm = 'challenger' AND a.lead_id LIKE '%%0' THEN %s + interval '2 hours' END
-                    FROM assignments a""", (started, started))
+                  SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', s.sent, a.experiment_id, a.arm,
+                         CASE WHEN a.arm = 'challenger' AND a.lead_id LIKE '%%0' THEN s.sent + interval '20 minutes' END
+                    FROM assignments a
+                   CROSS JOIN LATERAL (SELECT %s::timestamptz + interval '1 hour'
+                                              + make_interval(secs => 10 * substr(a.lead_id, 6)::int) AS sent) s""",
+               (started,))
     close_connection()  # the children open their own connections
     ctx = multiprocessing.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
     now = datetime.now(UTC).isoformat()
     workers = [ctx.Process(target=_evaluate_in_process, args=(db_url, start, now, out)) for _ in range(4)]
+    workers.append(ctx.Process(target=_evaluate_in_process, args=(db_url, start, now, out, "promote")))
     for w in workers:
         w.start()
     start.set()
     for w in workers:
         w.join(60)
     results = sorted(out.get(timeout=5) for _ in workers)
-    assert results == ["none", "none", "none", "rollback"]
+    assert results in (["none", "none", "none", "none", "rollback"], ["none", "none", "none", "refused rollback",
+                                                                      "rollback"]), results
     history = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id")]
     assert history.count("rolled_back") == 1 and "restored_as_champion" not in history
     assert registry(db)["flywheel-v1.0.0"]["role"] == "champion"
     assert count(db, "experiment_evaluations") == 1
+
+
+def test_a_second_challenger_waits_for_the_running_experiment(db, api, models) -> None:
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                  VALUES ('flywheel-v1.2.0', 'v1.2.0', 1, 2, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""")
+    before = (count(db, "model_history"), count(db, "experiments"))
+    status, body = api.post("/training/deploy/flywheel-v1.2.0", {"reason": "weekly run"})
+    assert status == 409 and "already deployed" in body["message"]
+    assert (count(db, "model_history"), count(db, "experiments")) == before
+    assert registry(db)["flywheel-v1.2.0"]["status"] == "ready"
 
 
 def test_rollback_and_promotion_are_idempotent(db, api, models) -> None:
@@ -441,3 +485,106 @@ def test_windows_run_from_the_leads_first_exposure(db, models) -> None:
     early = {r["arm"]: r for r in experiments_dal.segment_counts(db, models["experiment_id"], windows,
                                                                  started + timedelta(days=2.5))}
     assert early["champion"]["unsubscribe_1d__units"] == 0 and early["challenger"]["unsubscribe_1d__units"] == 1
+
+
+def test_a_counted_lead_never_flips_when_events_arrive_late(db, api, models, monkeypatch) -> None:
+    """Every lead bounces 12 hours after its message, and SendGrid delivers each bounce 24 hours
+    late (its retry window after our endpoint failed). Evaluated every three hours of the first
+    three days, with each event delivered once its delivery time has passed, a lead counted for the
+    1-day bounce guardrail always has its bounce: it is counted only once its window has closed and
+    settled. (Counting it when its window closed made it a non-bounce for a day, then flip.)"""
+    from flywheel.dal import experiments as experiments_dal
+
+    configure(monkeypatch)
+    started = started_days_ago(db, 3.5)
+    sent = send(api, [f"lead-{i:03d}" for i in range(60)], started + timedelta(minutes=10), timedelta(minutes=3))
+    pending = sorted(sent, key=lambda m: m["sent_at"])
+    windows = experiments.metric_windows()
+    settle = models["experiment"]["plan"]["settle_hours"]
+    seen = 0
+    for step in range(1, 25):
+        now = started + timedelta(hours=3 * step)
+        due = [m for m in pending if datetime.fromisoformat(m["sent_at"]) + timedelta(hours=36) <= now]
+        if due:
+            sendgrid_events(api, due, "bounce", timedelta(hours=12))
+            pending = [m for m in pending if m not in due]
+        rows = experiments_dal.segment_counts(db, models["experiment_id"], windows, now, settle)
+        units = sum(r["bounce_1d__units"] for r in rows)
+        assert sum(r["bounce_1d__conversions"] for r in rows) == units, (now - started, rows)
+        seen = max(seen, units)
+    assert seen == 60  # by day 3 every lead counts, with its bounce
+
+
+def test_a_lift_the_plan_cannot_take_is_a_422_and_nothing_is_deployed(db, api) -> None:
+    insert_models(db)
+    assert api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})[0] == 200
+    for canary, config in ((10, {"mde": 1.5, "baseline": 0.5}),  # a rate above 1
+                           (10, {"mde": 0.0001}),  # billions of leads
+                           (1e-300, {})):  # a canary no sample fills
+        status, body = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run", "canary_percentage": canary,
+                                                                     "experiment_config": config})
+        assert status == 422 and body["error"] == "validation_error" and body["field"] == "experiment_config", body
+    assert count(db, "experiments") == 0 and registry(db)["flywheel-v1.1.0"]["status"] == "ready"
+    assert registry(db)["flywheel-v1.0.0"]["traffic_percentage"] == 100
+
+
+def test_a_manual_rollback_during_an_evaluation_waits_instead_of_deadlocking(db, db_url, models) -> None:
+    """An evaluation holds the running experiment's row and goes on to lock the champion's and
+    challenger's rows (to roll back); an operator's rollback arrives meanwhile. Both take the
+    experiment first, so the rollback waits and then finds the challenger already withdrawn. (When
+    the manual path locked the models first, PostgreSQL killed one side with a deadlock: a 503.)"""
+    import time
+
+    import psycopg
+    from psycopg.rows import dict_row
+
+    outcome: dict[str, Any] = {}
+
+    def operator() -> None:
+        try:
+            outcome["result"] = training.rollback(actor="ops", reason="reply rate dropped",
+                                                  model_id="flywheel-v1.1.0")
+        except Exception as exc:  # noqa: BLE001 - the assertion reports it
+            outcome["error"] = exc
+
+    with psycopg.connect(db_url, row_factory=dict_row) as evaluator:
+        evaluator.execute("SELECT * FROM experiments WHERE status = 'running' FOR UPDATE")
+        thread = threading.Thread(target=operator)
+        thread.start()
+        time.sleep(0.5)  # the operator's transaction is now waiting on a lock
+        evaluator.execute("SET LOCAL lock_timeout = '10s'")
+        # the evaluator's next step, as models_dal.lock_roles takes it: it must not wait on the operator
+        evaluator.execute("SELECT * FROM model_registry WHERE role IS NOT NULL ORDER BY role FOR UPDATE")
+        evaluator.execute("UPDATE model_registry SET role = NULL, status = 'archived', traffic_percentage = 0 "
+                          "WHERE role = 'challenger'")
+        evaluator.execute("UPDATE experiments SET status = 'rolled_back', ended_at = now() WHERE status = 'running'")
+        evaluator.commit()
+    thread.join(30)
+    assert "error" not in outcome, outcome
+    assert outcome["result"] == {"rolled_back": None, "champion": "flywheel-v1.0.0", "changed": False}
+    assert count(db, "experiment_evaluations") == 0  # the operator found nothing left to end
+
+
+def test_a_retried_rollback_never_demotes_the_champion(db, api) -> None:
+    """v1.0.0, then v1.1.0 promoted, then v1.2.0 as challenger. A rollback without a model withdraws
+    the challenger; its retry (the client timed out) changes nothing — it used to roll the champion
+    back to v1.0.0. Restoring the previous champion names the champion, and its retry is a no-op."""
+    insert_models(db)
+    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                  VALUES ('flywheel-v1.2.0', 'v1.2.0', 1, 2, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""")
+    training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
+    training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run")
+    training.promote("flywheel-v1.1.0", actor="test", reason="won its experiment")
+    training.deploy_model("flywheel-v1.2.0", canary_percentage=10, actor="test", reason="weekly run")
+    status, first = api.post("/training/rollback", {"reason": "bad copy"})
+    assert status == 200 and first == {"rolled_back": "flywheel-v1.2.0", "champion": "flywheel-v1.1.0", "changed": True}
+    status, retry = api.post("/training/rollback", {"reason": "bad copy"})
+    assert status == 409 and "name the current champion" in retry["message"]
+    assert registry(db)["flywheel-v1.1.0"]["role"] == "champion"
+    for _ in range(2):
+        status, undo = api.post("/training/rollback", {"reason": "reply rate dropped", "model_id": "flywheel-v1.1.0"})
+        assert status == 200
+    assert undo["changed"] is False and registry(db)["flywheel-v1.0.0"]["role"] == "champion"
+    assert [r["action"] for r in db.execute("SELECT action FROM model_history WHERE action IN "
+                                            "('rolled_back', 'restored_as_champion') ORDER BY history_id")] == [
+        "rolled_back", "rolled_back", "restored_as_champion"]

@@ -66,6 +66,31 @@ def test_a_hard_bounce_dsn_marks_the_original_message(db, replies_queue, mode: s
     assert row["training_label"] == "negative" and queued(replies_queue) == []
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("dsn", ["exchange_ndr", "gmail_dsn", "global_dsn", "forwarded_dsn"])
+def test_dsns_from_every_mta_bounce_their_message(db, replies_queue, mode: str, dsn: str) -> None:  # noqa: F811
+    """Attributed by the original Message-ID, else by the address the message was sent to (the
+    Original-Recipient of a forwarded lead), never counted as a reply."""
+    [outcome_id] = register()
+    status, body = post(getattr(mh, dsn)(), mode)  # the reply+ address carries no outcome id
+    assert status == 200 and body["kind"] == "bounce" and body["applied"] == 1
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["bounce_type"], row["replied_at"]) == ("bounced", "bounce", None)
+    assert queued(replies_queue) == []
+
+
+def test_a_dsn_returned_to_the_reply_address_names_its_message(db, replies_queue) -> None:  # noqa: F811
+    """A report that names neither our Message-ID nor the lead (the lead forwarded to a dead mailbox,
+    and the MTA reports only that one) still reaches its message through reply+<outcome_id>."""
+    [outcome_id] = register()
+    message = mh.forwarded_dsn()
+    status_part = message.get_payload()[1]
+    status_part.get_payload()[1].replace_header("Original-Recipient", "rfc822;dana.private@mail.example")
+    status, body = post(message, "raw", outcome_id)
+    assert status == 200 and body["applied"] == 1
+    assert reply_row(db, outcome_id)["bounce_status"] == "5.2.2"
+
+
 def test_soft_and_delayed_dsns(db, replies_queue) -> None:  # noqa: F811
     [outcome_id] = register()
     post(mh.bounce("4.4.1", "delayed", "smtp; 451 4.4.1 try again later"), "raw")

@@ -83,7 +83,7 @@ def test_campaign_sections_equal_the_api(api, acme) -> None:
                             for g in body["by_model"]}
         by_strategy = {(r[0]["text"], r[1]["text"]): counts(r) for r in rows(page, f"{section}-strategies")}
         assert by_strategy == {(g["framework"], g["tone"]): {s: g["funnel"][s]["count"] for s in STEPS}
-                               for g in body["by_strategy"]}
+                               for g in body["by_strategy"] if g["messages"] >= 30}  # small cells hidden
         assert f"GET /campaigns/{campaign}/performance?org_id=acme" in acme["html"]
 
 
@@ -96,11 +96,20 @@ def test_strategies_equal_the_insights_api(api, db, acme) -> None:
             f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
                   AND {column} IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) >= 30""")}
         assert {(c["segment"], c["framework"], c["tone"]): c["reply_rate"]["n"] for c in body["cells"]} == mine
-        shown = {(r[0]["text"], r[1]["text"], r[2]["text"]): (r[3]["text"], r[4]["text"])
+        shown = {(r[0]["text"], r[1]["text"], r[2]["text"]): (r[3]["text"], r[4]["text"], r[5]["text"])
                  for r in rows(page, f"strategies-{segment}")}
+
+        def rate(cell: dict[str, Any]) -> str:
+            return f"{percent(cell['rate'])} [{percent(cell['interval'][0])} – {percent(cell['interval'][1])}]"
+
         assert shown == {(c["segment"], c["framework"], c["tone"]): (
-            f"{c['reply_rate']['n']:,}", f"{percent(c['reply_rate']['rate'])} [{percent(c['reply_rate']['interval'][0])}"
-                                         f" – {percent(c['reply_rate']['interval'][1])}]") for c in body["cells"]}
+            f"{c['reply_rate']['n']:,}", rate(c["positive_reply_rate"]), rate(c["reply_rate"])) for c in body["cells"]}
+        positive = {(r["s"], r["framework"], r["tone"]): r["n"] for r in db.execute(
+            f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
+                  AND reply_category IN ('interested', 'meeting_request') AND {column} IS NOT NULL
+                GROUP BY 1, 2, 3""")}
+        assert {(c["segment"], c["framework"], c["tone"]): round(c["positive_reply_rate"]["rate"] * c["reply_rate"]["n"])
+                for c in body["cells"]} == {k: positive.get(k, 0) for k in mine}
 
 
 def test_replies_training_registry_and_health_equal_the_database(db, acme) -> None:
@@ -196,8 +205,83 @@ def test_every_chart_draws_in_headless_chromium(acme) -> None:
     for name, chart in drawn.items():
         assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], (name, chart)
         assert chart["width"] > 100 and chart["height"] > 20 and chart["texts"] > 0, (name, chart)
+        assert chart["outside"] == [], (name, chart["outside"])  # nothing cut off at the chart's edge
     assert result["resources"] == []  # nothing was fetched
     assert result["width"] <= 1200  # no horizontal overflow at a laptop's width
+
+
+def test_strategies_win_on_positive_replies_not_on_any_reply(db, db_url) -> None:
+    """A strategy whose many replies are all unsubscribes does not win over one whose fewer replies
+    are all interested; and a leader whose interval overlaps the others' is not called a winner."""
+    db.execute("INSERT INTO organizations (org_id) VALUES ('shouty')")
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone,
+                                              lead_industry, sent_at, replied_at, reply_category)
+                  SELECT 'shouty', 'd' || i, 'c', 'l' || i, 'hi', CASE WHEN i <= 400 THEN 'SHOUT' ELSE 'ASK' END,
+                         'casual', 'saas', now() - interval '3 days', CASE WHEN hit THEN now() END,
+                         CASE WHEN hit THEN (CASE WHEN i <= 400 THEN 'unsubscribe' ELSE 'interested' END) END
+                    FROM generate_series(1, 800) AS i
+                   CROSS JOIN LATERAL (SELECT CASE WHEN i <= 400 THEN i % 5 = 0 ELSE i % 12 = 0 END AS hit) h""")
+    page = parse(reports.render_html(reports.collect("shouty")))
+    table = {r[1]["text"]: r for r in rows(page, "strategies-industry")}
+    assert table["SHOUT"][5]["text"].startswith("20.0%") and table["SHOUT"][4]["text"].startswith("0.0%")
+    assert table["ASK"][7]["text"] == "wins" and table["SHOUT"][7]["text"] == ""
+    db.execute("UPDATE outcome_labels SET reply_category = 'interested' WHERE org_id = 'shouty' AND "
+               "framework = 'SHOUT' AND replied_at IS NOT NULL AND lead_id IN ('l5', 'l10', 'l15')")
+    db.execute("UPDATE outcome_labels SET framework = 'ASK2' WHERE org_id = 'shouty' AND lead_id IN "
+               "(SELECT 'l' || i FROM generate_series(401, 450) AS i)")
+    page = parse(reports.render_html(reports.collect("shouty")))
+    assert [r[7]["text"] for r in rows(page, "strategies-industry")].count("highest so far") == 1
+
+
+def test_nothing_sent_shows_no_rate(db, db_url) -> None:
+    db.execute("INSERT INTO organizations (org_id) VALUES ('quiet')")
+    html = reports.render_html(reports.collect("quiet"))
+    tile = html.split("Positive reply rate</div>", 1)[1].split("</div></div>", 1)[0]
+    assert "—" in tile and "no message sent" in tile and "%" not in tile
+
+
+def test_campaign_combinations_too_small_to_say_anything_are_hidden(api, db, db_url) -> None:
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone, sent_at)
+                  SELECT 'acme', 'tiny-' || i, 'q4-outbound', 'tiny-' || i, 'hi', 'TINY', 'odd', now()
+                    FROM generate_series(1, 3) AS i""")
+    status, body = api.get("/campaigns/q4-outbound/performance?org_id=acme")
+    assert status == 200 and ("TINY", "odd") in {(g["framework"], g["tone"]) for g in body["by_strategy"]}
+    html = reports.render_html(reports.collect("acme"))
+    page = parse(html)
+    section = page.campaigns["q4-outbound"]
+    assert ("TINY", "odd") not in {(r[0]["text"], r[1]["text"]) for r in rows(page, f"{section}-strategies")}
+    assert "TINY × odd" not in html and "1 combinations with fewer than 30 messages" in html
+
+
+def _long_names(db) -> None:
+    """Names as long as the API accepts, written the way senders write them: a 128-character campaign
+    id, a 256-character model id, and framework, tone and industry of 200 characters that carry
+    bidirectional overrides and terminal escape sequences."""
+    db.execute("INSERT INTO organizations (org_id) VALUES ('longnames')")
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone,
+                                              lead_industry, lead_role, sent_at, model_id, replied_at, reply_category)
+                  SELECT 'longnames', 'd' || i, %s, 'l' || i, 'hi', %s, %s, %s, '営業担当副社長', now() - interval '1 day',
+                         %s, CASE WHEN i %% 4 = 0 THEN now() END, CASE WHEN i %% 4 = 0 THEN 'interested' END
+                    FROM generate_series(1, 60) AS i""",
+               ("q" * 128, "PAS\u202e" + "reversed framework " * 10, "\x1b]0;owned\x07\x1b[2J" + "tone " * 39,
+                "Ｆｉｎａｎｃｉａｌ " + "services-and-insurance-" * 8, "ft:gpt-4o-mini-2024-07-18:" + "m" * 230))
+
+
+def test_long_and_hostile_names_stay_readable(db, db_url) -> None:
+    _long_names(db)
+    data = reports.collect("longnames")
+    html = reports.render_html(data)
+    assert "\u202e" not in html and "\x1b" not in html and "\ufffd" in html  # shown, but inert
+    status = render_status(data)
+    assert "\x1b" not in status and "\x07" not in status
+    funnel = [line for line in status.splitlines() if line.startswith("  ft:")]
+    assert funnel and max(len(line) for line in funnel) < 140  # the model name is cut, the table stays readable
+    if chromium() is None:
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    result = render_in_chromium(html, str(chromium()))
+    assert result["width"] <= 1200, result["width"]  # the page does not grow sideways
+    for chart in result["charts"]:
+        assert chart["outside"] == [], chart  # every label inside its chart, cut with an ellipsis
 
 
 def test_campaign_performance_is_scoped_to_the_organisation(api, db, acme) -> None:

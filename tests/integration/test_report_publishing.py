@@ -142,6 +142,30 @@ def test_the_evaluator_announces_every_run_on_the_bus(db, aws) -> None:
     assert json.loads(message["Body"])["detail"]["action"] == "none"
 
 
+def test_manual_promotions_and_rollbacks_are_announced_too(api, db, aws) -> None:
+    """POST /training/promote-winner is the evaluator's path too, and a rollback changes what the
+    report shows: both put ExperimentEvaluated on the bus, so the reports are redrawn at once rather
+    than after the next daily run."""
+    sqs, events = boto3.client("sqs"), boto3.client("events")
+    queue = sqs.create_queue(QueueName="manual")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="reports", EventPattern=json.dumps(_report_rules()["ExperimentEvaluated"]))
+    events.put_targets(Rule="reports", Targets=[{"Id": "q", "Arn": arn}])
+
+    def announced() -> list[dict[str, Any]]:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"])["detail"] for m in messages]
+
+    status, body = api.post("/training/promote-winner", {})
+    assert status == 409 and announced() == []  # the evaluator would continue: nothing changed
+    status, body = api.post("/training/rollback", {"reason": "reply quality dropped"})
+    assert status == 200 and body["changed"], body
+    [detail] = announced()
+    assert (detail["action"], detail["reason"]) == ("manual_rolled_back", "reply quality dropped")
+    status, body = api.post("/training/promote-winner", {"force": True, "reason": "sales ops asked"})
+    assert status == 409 and announced() == []  # no challenger: nothing promoted
+
+
 def test_a_refused_announcement_is_logged_and_counted(aws, monkeypatch, caplog) -> None:
     monkeypatch.setenv("EXPERIMENT_EVENTS_BUS", "default")
     reset_settings()

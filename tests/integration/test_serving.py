@@ -79,7 +79,7 @@ def test_archiving_deletes_the_deployment_and_restoring_creates_a_new_one(db: An
     assert actions[-2:] == ["archived", "serving_retired"]
 
     # a rollback restores the archived champion: a new deployment, not usable until active
-    training.rollback(actor="test", reason="regression")
+    training.rollback(actor="test", reason="regression", model_id="flywheel-v1.1.0")
     restored = _model(db, "flywheel-v1.0.0")
     assert (restored["status"], restored["role"], restored["serving_status"]) == ("deployed", "champion", "creating")
     assert restored["serving_model_id"] not in (None, first)

@@ -85,6 +85,32 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
                        "deployed_as_challenger", "experiment_started"]
 
 
+def test_a_weekly_model_trained_during_an_experiment_waits_ready(db, aws) -> None:
+    """The Monday run finishes while last week's challenger is still in its experiment (they run up
+    to 56 days): the new model is registered, smoke-tested and left ready for a later deploy, and the
+    run succeeds. (The Deploy step's 409 used to fail the run and the model — every week of every
+    experiment.)"""
+    from flywheel.services import training
+
+    seed_outcomes(db, 80)
+    for model_id, minor in (("flywheel-v1.0.0", 0), ("flywheel-v1.1.0", 1)):
+        db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+                      VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""",
+                   (model_id, f"v1.{minor}.0", minor))
+        training.deploy_model(model_id, canary_percentage=10, actor="test", reason="earlier weeks")
+    execution, row = run(db, {**load_event("training_weekly_schedule.json"), "wait_seconds": 0},
+                         on_tick=complete_bedrock_jobs)
+    assert execution["status"] == "SUCCEEDED" and row["status"] == "succeeded", (execution, row)
+    model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
+    assert (model["status"], model["role"], model["serving_status"]) == ("ready", None, "active")
+    deferred = db.execute("SELECT reason FROM model_history WHERE model_id = %s AND action = 'deploy_deferred'",
+                          (row["model_id"],)).fetchone()
+    assert "flywheel-v1.1.0" in deferred["reason"] and "/training/deploy/" in deferred["reason"]
+    roles = {r["model_id"]: r["role"] for r in db.execute("SELECT model_id, role FROM model_registry")}
+    assert roles == {"flywheel-v1.0.0": "champion", "flywheel-v1.1.0": "challenger", row["model_id"]: None}
+    assert db.execute("SELECT count(*) AS n FROM experiments WHERE status = 'running'").fetchone()["n"] == 1
+
+
 def test_insufficient_data_ends_cleanly(db, aws) -> None:
     seed_outcomes(db, 30)
     seed_outcomes(db, 100, org="private", opt_in=False, prefix="p")  # never trained on
@@ -277,7 +303,7 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert refused["decision"]["stage"] == "canary"
     status, promoted = call("POST", "/training/promote-winner", {"force": True, "reason": "sales ops asked"})
     assert status == 200 and promoted == {"promoted": "flywheel-v1.1.0", "archived": champion, "changed": True}
-    status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped"})
+    status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped", "model_id": "flywheel-v1.1.0"})
     assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion, "changed": True}
     history = db.execute("SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' "
                          "ORDER BY history_id").fetchall()

@@ -73,3 +73,17 @@ def test_the_shipped_weights_were_trained_on_this_corpus() -> None:
     rows = [json.loads(line) for line in (DATA / "replies_labelled.jsonl").read_text().splitlines() if line.strip()]
     digest = hashlib.sha256("\n".join(f"{r['category']}\t{r['text']}" for r in rows).encode()).hexdigest()[:12]
     assert packaged_model().version == f"linear-ngrams-{digest}"
+
+
+@pytest.mark.parametrize(("content", "error"), [
+    ('{"text": "hi", "category": "intrested"}\n', "bad_labels"),  # a misspelt label is not a silent miss
+    ('{"text": "hi"}\n', "bad_labels"),  # nothing to measure: not "accuracy 0.000"
+    (None, "unreadable_input"),  # no such file: a message, not a traceback
+])
+def test_eval_refuses_what_it_cannot_measure(capsys, monkeypatch, tmp_path: Path, content: str | None, error: str) -> None:
+    source = tmp_path / "labelled.jsonl"
+    if content is not None:
+        source.write_text(content)
+    code = cli.main(["classify", "--eval", str(source)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == "" and json.loads(captured.err)["error"] == error

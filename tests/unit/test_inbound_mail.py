@@ -4,6 +4,7 @@ normalised, quote and signature cut, auto-replies and DSNs recognised."""
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from email.header import Header
 
 import pytest
 
@@ -44,6 +45,34 @@ def test_both_modes_store_the_same_new_text_and_keep_the_original(client: str) -
     assert mails["raw"].subject == mails["parsed"].subject
 
 
+# what the lead wrote, for the layouts added by the review of #12 (see tests/mail_helpers.py)
+MORE_EXPECTED = {
+    "yahoo_android": "Sounds good, let's talk Thursday.",
+    "spark": "Can you send pricing?",
+    "outlook_mobile_german": "Passt, rufen Sie mich Dienstag an.",
+    "apple_mail_japanese": "承知しました。資料をお送りください。",
+    "apple_mail_dutch": "Stuur me de prijzen maar.",
+    "thunderbird_koi8r": "Интересно, пришлите цены.",
+    "outlook_russian_cp1251": "Спасибо, пока не актуально. Напишите в марте.",
+    "outlook_japanese_cp932": "①価格表 ②導入事例 をお送りください～",
+    "outlook_chinese_gbk": "可以，下周三下午约个电话会议吧。朱镕",
+    "outlook_traditional_chinese_big5": "請寄送價格表給我，謝謝。",
+    "latin1_label_on_utf8": "Tr\u00e8s int\u00e9ress\u00e9, envoyez-moi une pr\u00e9sentation.",
+    "outlook_html_only": "Thanks Sam \u2014 please send over the pricing sheet.",
+    "gmail_related_inline_image": "Looks great \u2014 Tuesday 3pm?",
+}
+
+
+@pytest.mark.parametrize("client", sorted(MORE_EXPECTED))
+def test_more_client_layouts_and_charsets_in_both_modes(client: str) -> None:
+    message = mh.MORE_CLIENTS[client]()
+    mails = {mode: parse_mail(*post(message)) for mode, post in MODES.items()}
+    for mode, mail in mails.items():
+        assert mail.text == MORE_EXPECTED[client], mode
+        assert "\ufffd" not in mail.full_text and mail.automated is None, mode
+    assert mails["raw"].full_text == mails["parsed"].full_text
+
+
 def test_attachments_are_listed_not_kept() -> None:
     for post in MODES.values():
         mail = parse_mail(*post(mh.with_attachment()))
@@ -82,6 +111,14 @@ def test_every_auto_reply_header(header: str, value: str) -> None:
         assert event.data["category"] == "auto_reply"
 
 
+@pytest.mark.parametrize("subject", ["自動応答: ご提案", "自动答复: 提议", "自動回覆: 提議", "Réponse automatique : Idée"])
+def test_outlook_automatic_reply_subjects_without_headers(subject: str) -> None:
+    message = mh.gmail()
+    message.replace_header("Subject", Header(subject, "utf-8").encode())
+    for post in MODES.values():
+        assert parse_mail(*post(message)).automated == "automatic-reply subject", subject
+
+
 def test_a_person_saying_no_to_auto_submitted_is_a_person() -> None:
     message = mh.gmail()
     message["Auto-Submitted"] = "no"
@@ -107,6 +144,22 @@ def test_delivery_status_notifications(mode: str, status: str, action: str, kind
     assert event.data["reason"] == f"550 {status} mailbox problem"
     if bounce_type:
         assert event.data["bounce_type"] == bounce_type
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(("dsn", "status", "references"), [
+    ("exchange_ndr", "5.1.10", ["send-7f3a-1001@mail.acme.example"]),
+    ("gmail_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),
+    ("global_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),  # RFC 6533
+    ("forwarded_dsn", "5.2.2", []),  # no original: the lead's address is the Original-Recipient
+])
+def test_delivery_reports_from_exchange_gmail_and_postfix(mode: str, dsn: str, status: str, references: list) -> None:
+    mail = parse_mail(*MODES[mode](getattr(mh, dsn)(), "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"))
+    [event] = to_events(mail, ["reply.flywheel.example"], datetime(2026, 11, 24, tzinfo=UTC))
+    assert (event.event_type, event.data["status"], event.references) == ("bounce", status, references)
+    assert event.email == "dana.reyes@northwind.example"  # attributed to the address we wrote to
+    assert event.outcome_id == "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"  # returned to reply+<outcome_id>
+    assert event.data["bounce_type"] == "bounce"
 
 
 def test_dsn_without_original_headers_is_attributed_by_recipient() -> None:

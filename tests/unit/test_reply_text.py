@@ -7,7 +7,7 @@ mobile signatures, "-- " signatures, inline quotes), which our own rules handle.
 
 import pytest
 
-from flywheel.domain.reply_text import normalise_newlines, reply_text
+from flywheel.domain.reply_text import html_to_text, normalise_newlines, reply_text
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -84,6 +84,23 @@ from flywheel.domain.reply_text import normalise_newlines, reply_text
     ("Here is what one CFO wrote:\nIt paid back in a month.", "Here is what one CFO wrote:\nIt paid back in a month."),
     ("See below.\n\n---------- Forwarded message ---------\nFrom: Tom <tom@acme.example>\n\nbudget", "See below."),
     ("See below.\n\nBegin forwarded message:\n\nFrom: Tom <tom@acme.example>", "See below."),
+    # the review of #12: Thunderbird in Russian, Apple Mail in Japanese and Dutch, Outlook in
+    # Traditional Chinese and Korean, Gmail in Korean, Spark, localised Outlook mobile footers,
+    # Gmail's inline-image placeholder
+    ("Интересно.\n\n23.11.2026 09:00, Sam Lee пишет:\n> Здравствуйте", "Интересно."),
+    ("承知しました。\n\n2026/11/23 9:00、Sam Lee <sam@acme.example>のメール:\n\n佐藤様", "承知しました。"),
+    ("Prima.\n\nOp 23 nov. 2026 om 09:00 heeft Sam Lee <sam@acme.example> het volgende geschreven:\n\nHallo",
+     "Prima."),
+    ("好的。\n\n寄件者: Sam Lee <sam@acme.example>\n寄件日期: 2026年11月23日 上午 09:00\n收件者: 陳\n主旨: 提議\n", "好的。"),
+    ("좋습니다.\n\n보낸 사람: Sam Lee <sam@acme.example>\n보낸 날짜: 2026년 11월 23일 월요일 오전 9:00\n받는 사람: 김\n"
+     "제목: 제안\n", "좋습니다."),
+    ("관심 있습니다.\n\n2026년 11월 23일 (월) 오전 9:00, Sam Lee <sam@acme.example>님이 작성:\n> 안녕하세요", "관심 있습니다."),
+    ("Pricing?\n\nSent with Spark", "Pricing?"),
+    ("Ja.\n\nVerstuurd vanaf mijn iPhone", "Ja."),
+    ("Oui.\n\nObtenir Outlook pour iOS<https://aka.ms/o0ukef>", "Oui."),
+    ("Да.\n\nПолучить Outlook для Android<https://aka.ms/ghei36>", "Да."),
+    ("We use Outlook on iOS and Android.\nCan you integrate?", "We use Outlook on iOS and Android.\nCan you integrate?"),
+    ("Great, Tuesday.\n[image: logo.png]\n\nDana", "Great, Tuesday.\n\nDana"),
 ])
 def test_reply_text(text: str, expected: str) -> None:
     assert reply_text(text) == expected
@@ -92,3 +109,44 @@ def test_reply_text(text: str, expected: str) -> None:
 
 def test_newlines() -> None:
     assert normalise_newlines("a\r\nb\rc\n") == "a\nb\nc\n"
+
+
+@pytest.mark.parametrize(("html", "expected"), [
+    ("<html><head><title>RE: Idea</title><style>p {margin:0}</style></head><body><p>Yes&nbsp;please &amp; "
+     "thanks</p><blockquote>quoted <blockquote>deeper</blockquote> still quoted</blockquote><p>Dana</p></body></html>",
+     "Yes please & thanks\n\nDana"),
+    ('<div dir="ltr">Sure<div class="gmail_signature">Dana | CFO</div></div><div class="gmail_quote">On Mon, '
+     'Sam wrote:<blockquote class="gmail_quote">Hi</blockquote></div>', "Sure"),
+    ("<p>a < b and <b>bold</b><!-- a comment --> <!DOCTYPE x>end</p><p>unclosed <blockquote><p>q</blockquote>after",
+     "a < b and bold end\n\nunclosed\nafter"),
+])
+def test_html_to_text(html: str, expected: str) -> None:
+    assert html_to_text(html) == expected
+
+
+@pytest.mark.parametrize("hostile", ["reply_text", "html_to_text", "classify_offline"])
+def test_hostile_text_is_read_in_linear_time(hostile: str) -> None:
+    """Before the review of #12, 60 KB of "On " took 222 s in mail-parser-reply, 220 KB of unclosed
+    "<blockquote" 43 s in the HTML regex, 50 KB of "Jan 1 " 8 s in the date reader: a webhook or
+    classifier Lambda timing out, retried for days. Each now takes well under a second."""
+    import signal
+    from datetime import date
+
+    from flywheel.domain.reply_rules import classify_offline
+
+    def timeout(*_: object) -> None:
+        raise TimeoutError(hostile)
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(15)
+    try:
+        if hostile == "reply_text":
+            reply_text("On " * 20_000 + "\n" + ("On " * 330 + "\n") * 60)
+        elif hostile == "html_to_text":
+            html_to_text("<blockquote" * 20_000 + "<style" * 20_000 + "<a" * 20_000 + "<span>" * 20_000 + "</div>" * 20_000)
+        else:
+            classify_offline(("Jan 1 " * 9_000)[:50_000], date(2026, 11, 27))
+            classify_offline(("reach out to " * 4_000)[:50_000], date(2026, 11, 27))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -9,6 +9,7 @@ import pytest
 
 from flywheel.services.reports import evidence_summary, step_durations
 from flywheel.views import charts
+from flywheel.views.status_text import use_color
 
 T0 = datetime(2026, 10, 5, 6, tzinfo=UTC)
 
@@ -94,3 +95,33 @@ def test_evidence_in_one_line() -> None:
     assert evidence_summary({"experiment_id": "exp-1", "plan": {"mde": 0.2, "fits": False}}) == (
         "planned lift +20% does not fit in time; experiment exp-1")
     assert evidence_summary(None) == "" and evidence_summary({"forced": True}) == "forced by hand"
+
+
+def test_the_wait_for_the_models_deployment_is_a_step() -> None:
+    history = [{"status": s, "at": (T0 + timedelta(seconds=t)).isoformat()} for s, t in (
+        ("pending", 0), ("registering", 10), ("serving", 20), ("smoke_testing", 1220), ("succeeded", 1230))]
+    assert step_durations(history, T0 + timedelta(seconds=1230)) == [
+        ("pending", 10.0), ("registering", 10.0), ("serving", 1200.0), ("smoke_testing", 10.0)]
+
+
+class Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_colour_only_on_a_terminal_that_wants_it() -> None:
+    assert use_color(Stream(True), {"TERM": "xterm-256color"})
+    assert not use_color(Stream(False), {"TERM": "xterm-256color"})
+    assert not use_color(Stream(True), {"TERM": "xterm", "NO_COLOR": "1"})  # https://no-color.org
+    assert not use_color(Stream(True), {"TERM": "dumb"})
+
+
+def test_names_lose_control_characters_and_bidi_overrides() -> None:
+    assert charts.esc("PAS\u202e<b>\x1b[2J") == "PAS\ufffd&lt;b&gt;\ufffd[2J"
+    assert charts.fit("Ｆｉｎａｎｃｅ", 6 * charts.CHAR_PX) == "Ｆｉ…"  # wide characters count twice
+    label = "x" * 300
+    svg = charts.intervals("r", [{"label": label, "estimate": 0.1, "low": 0.05, "high": 0.2}], label="r")
+    assert f"<title>{label}</title>" in svg and "x" * 60 not in svg.replace(label, "")

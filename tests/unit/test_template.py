@@ -155,8 +155,22 @@ def test_classifier_backend_is_a_parameter_and_bedrock_is_allowed() -> None:
     assert set(function["Environment"]["Variables"]) >= {"CLASSIFIER_BACKEND", "CLASSIFIER_MODEL", "CLASSIFIER_BASE_URL"}
     statements = [s for p in function["Policies"] if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
     [invoke] = [s for s in statements if s["Action"] == "bedrock:InvokeModel"]
-    assert any("foundation-model/" in r for r in invoke["Resource"])
-    assert any("inference-profile/" in r for r in invoke["Resource"])
+    # what a Converse call is authorised against, for each kind of model id the backend takes
+    # (IAM wildcards: * is any run of characters, the empty region of a foundation model included)
+    import fnmatch
+
+    patterns = [r.replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", "123456789012")
+                for r in invoke["Resource"]]
+    for arn in ("arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0",
+                "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.amazon.nova-lite-v1:0",
+                "arn:aws:bedrock:eu-west-3::foundation-model/amazon.nova-lite-v1:0",  # a profile's destination
+                "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",  # a global profile's
+                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3",
+                "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/x1y2z3",
+                "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/p1q2r3"):
+        assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), arn
+    assert not any(fnmatch.fnmatchcase("arn:aws:bedrock:us-east-1:999999999999:inference-profile/x", p)
+                   for p in patterns)  # another account's profile
 
 
 # --- the template CloudFormation receives -------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -149,15 +150,18 @@ def cmd_experiment_plan(args: argparse.Namespace) -> int:
                               weekly_volume=args.weekly_volume, config=config, source="command line")
     print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {args.split}")
     print(f"fixed-horizon sample: {result['fixed_horizon_sample']:,} leads (alpha 0.05, power 80 %)")
-    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads")
+    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads, for the primary to "
+          f"win ({result['primary_sample']:,} alone) and every guardrail to be shown non-inferior "
+          f"({result['guardrail_sample']:,} alone)")
     print(f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
           f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)")
     if result["fits"] is not None:
         print(f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
-              f"days (with the 14-day window), {result['total_days']} days in all; "
+              f"days (with the 14-day window, {result['settle_hours']:g} h for late events and the daily look), "
+              f"{result['total_days']} days in all; "
               f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days")
         mde = result["mde_in_time"]
-        print("smallest lift detectable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
+        print("smallest lift promotable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
     for warning in result["warnings"]:
         print(f"warning: {warning}")
     return 0
@@ -209,7 +213,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.reports import collect
     from flywheel.settings import get_settings
-    from flywheel.views.status_text import render
+    from flywheel.views.status_text import render, use_color
 
     ensure_local_database(_root(args))
     org = args.org
@@ -227,7 +231,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except NotFound as exc:
         print(f"flywheel status: {exc.message}", file=sys.stderr)
         return 1
-    sys.stdout.write(render(data, color=sys.stdout.isatty()))
+    sys.stdout.write(render(data, color=use_color(sys.stdout, dict(os.environ))))
     return 0
 
 
@@ -259,7 +263,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
         ensure_local_database(_root(args))
         since = datetime.now(UTC) - timedelta(days=args.since_days) if args.since_days else None
-        for example in export_corrections(since):
+        for example in export_corrections(since, args.org):
             print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
         return 0
 
@@ -280,7 +284,21 @@ def cmd_classify(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(one({"text": text}), ensure_ascii=False))
         return 0
-    rows = _read_jsonl(args.jsonl or args.eval)
+    from flywheel.models.classification import CATEGORIES
+
+    try:
+        rows = _read_jsonl(args.jsonl or args.eval)
+    except OSError as exc:
+        print(json.dumps({"error": "unreadable_input", "message": str(exc)}), file=sys.stderr)
+        return 2
+    if args.eval:  # a misspelt label would silently count as a miss
+        unknown = [n for n, row, _ in rows if row and row.get("category") and row["category"] not in CATEGORIES]
+        has_labels = any(row and row.get("category") for _, row, _ in rows)
+        if unknown or not has_labels:
+            message = (f"lines {unknown[:10]} have a category that is not one of {', '.join(CATEGORIES)}" if unknown
+                       else "no line has both a text and a category")
+            print(json.dumps({"error": "bad_labels", "message": message}), file=sys.stderr)
+            return 2
     valid = [row for _, row, _ in rows if row is not None]
     with ThreadPoolExecutor(max_workers=get_settings().classifier_concurrency if llm else 1) as pool:
         results = iter(list(pool.map(one, valid)))
@@ -392,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
     classify.add_argument("--today", help="date that relative return dates are read against (default: today)")
     classify.add_argument("--since-days", type=int, help="--export-corrections: only corrections this recent")
+    classify.add_argument("--org", help="--export-corrections: one organisation (only opted-in ones are ever read)")
     classify.set_defaults(func=cmd_classify)
     return parser
 

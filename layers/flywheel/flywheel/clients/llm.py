@@ -34,6 +34,7 @@ SYSTEM_PROMPT = (
     "sentiment_score in [-1, 1]. referral_contact and return_date only when present. One short line of reason."
 )
 TOOL_NAME = "record_classification"
+REASON_MAX = LlmClassification.model_fields["reason"].metadata[0].max_length
 _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$")
 
 
@@ -57,10 +58,15 @@ def answer_schema() -> dict[str, Any]:
 
 
 def validated(answer: Any) -> LlmClassification:
-    """The one validation every backend's answer goes through (a JSON string or a decoded object)."""
+    """The one validation every backend's answer goes through (a JSON string or a decoded object).
+
+    A reason longer than the stored one-liner is shortened, not a reason to throw the whole answer
+    away: tool use (Bedrock) and JSON mode do not enforce the schema's maxLength."""
     try:
         if isinstance(answer, str):
-            return LlmClassification.model_validate_json(_FENCE.sub("", answer))
+            answer = json.loads(_FENCE.sub("", answer))
+        if isinstance(answer, dict) and isinstance(answer.get("reason"), str):
+            answer = {**answer, "reason": " ".join(answer["reason"].split())[:REASON_MAX]}
         return LlmClassification.model_validate(answer)
     except (ValidationError, ValueError) as exc:
         raise LlmUnavailable(f"answer did not validate: {exc}") from exc
@@ -93,22 +99,21 @@ class OpenAIReplyClassifier:
             system += " Answer with one JSON object that matches this JSON schema: " + json.dumps(answer_schema())
         messages: Any = [{"role": "system", "content": system},
                          {"role": "user", "content": user_message(reply, context)}]
+        # strict structured output with our schema (every field required, no extra ones); the answer
+        # is validated by `validated`, like every backend's, not by the SDK's parse helper
+        response_format: Any = ({"type": "json_object"} if self.json_mode == "json_object" else
+                                {"type": "json_schema",
+                                 "json_schema": {"name": TOOL_NAME, "strict": True, "schema": answer_schema()}})
         try:
-            if self.json_mode == "json_object":
-                completion: Any = self._client.chat.completions.create(
-                    model=self.model, temperature=0, messages=messages, response_format={"type": "json_object"})
-            else:
-                completion = self._client.chat.completions.parse(
-                    model=self.model, temperature=0, messages=messages, response_format=LlmClassification)
-        except (openai.OpenAIError, ValueError) as exc:  # API errors, refusals, length, invalid JSON
+            completion: Any = self._client.chat.completions.create(
+                model=self.model, temperature=0, messages=messages, response_format=response_format)
+        except openai.OpenAIError as exc:  # API errors after the SDK's retries, timeouts
             raise LlmUnavailable(f"{type(exc).__name__}: {exc}") from exc
-        message = completion.choices[0].message
-        parsed = getattr(message, "parsed", None)
-        if parsed is not None:
-            return validated(parsed.model_dump())
-        if not message.content:
-            raise LlmUnavailable(f"no answer (refusal: {getattr(message, 'refusal', None)!r})")
-        return validated(message.content)
+        choice = completion.choices[0]
+        if not choice.message.content:
+            raise LlmUnavailable(f"no answer (finish_reason {choice.finish_reason!r}, "
+                                 f"refusal {getattr(choice.message, 'refusal', None)!r})")
+        return validated(choice.message.content)  # a "length" finish is invalid JSON: unavailable
 
 
 class BedrockReplyClassifier:
@@ -138,6 +143,9 @@ class BedrockReplyClassifier:
             )
         except (ClientError, BotoCoreError) as exc:  # throttling and 5xx were retried by botocore already
             raise LlmUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        stop = response.get("stopReason")
+        if stop not in ("tool_use", "end_turn"):  # max_tokens, guardrail_intervened, content_filtered ...
+            raise LlmUnavailable(f"no complete answer (stopReason {stop!r})")
         for block in response.get("output", {}).get("message", {}).get("content", []):
             use = block.get("toolUse")
             if use and use.get("name") == TOOL_NAME:

@@ -21,7 +21,7 @@ def _applied(p: str = "") -> str:
     """Columns of an applied event its effects are computed from (data only where effects read it)."""
     return (f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
             f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
-            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified') THEN {p}data END AS data")
+            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data")
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -190,6 +190,13 @@ def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
 
 
 
+def event_data(conn: Connection, provider: str, event_key: str) -> dict[str, Any] | None:
+    row = conn.execute(
+        "SELECT data FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)
+    ).fetchone()
+    return row["data"] if row else None
+
+
 def has_reply(conn: Connection, outcome_id: UUID) -> bool:
     row = conn.execute(
         "SELECT 1 FROM outcome_events WHERE outcome_id = %s AND event_type = 'reply' AND status = 'applied' LIMIT 1",
@@ -198,9 +205,10 @@ def has_reply(conn: Connection, outcome_id: UUID) -> bool:
     return row is not None
 
 
-def corrected_replies(conn: Connection, since: datetime | None) -> list[dict[str, Any]]:
-    """Per outcome, the latest correction that names reply_category (skipping reverts to null), with
-    the text of the reply it applies to: the lead's reply, else the first automatic one."""
+def corrected_replies(conn: Connection, since: datetime | None, org_id: str | None = None) -> list[dict[str, Any]]:
+    """Per outcome of an organisation that opted in to training, the latest correction that names
+    reply_category (skipping reverts to null), with the text of the reply it applies to: the lead's
+    reply, else the first automatic one."""
     return conn.execute(
         """WITH latest AS (
                SELECT DISTINCT ON (outcome_id) outcome_id, occurred_at, data
@@ -212,13 +220,15 @@ def corrected_replies(conn: Connection, since: datetime | None) -> list[dict[str
                   l.data->>'reason' AS reason
              FROM latest l
              JOIN outcome_labels o USING (outcome_id)
+             JOIN organizations org ON org.org_id = o.org_id AND org.training_opt_in
              JOIN LATERAL (SELECT data->>'text' AS text FROM outcome_events r
                             WHERE r.outcome_id = l.outcome_id AND r.event_type = 'reply' AND r.status = 'applied'
                             ORDER BY r.occurred_at, r.event_key LIMIT 1) first_reply ON true
             WHERE l.data->>'reply_category' IS NOT NULL
-              AND (%s::timestamptz IS NULL OR l.occurred_at >= %s::timestamptz)
+              AND (%(since)s::timestamptz IS NULL OR l.occurred_at >= %(since)s::timestamptz)
+              AND (%(org_id)s::text IS NULL OR o.org_id = %(org_id)s::text)
             ORDER BY l.occurred_at, o.outcome_id""",
-        (since, since),
+        {"since": since, "org_id": org_id},
     ).fetchall()
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.dal.report_counts import LIVE, ROLLED, rolled_before
+from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
 
 JSON_COLUMNS = ("config", "last_decision", "plan", "warnings")
 
@@ -90,17 +90,21 @@ def _hit(event: str, days: int) -> str:
 
 
 def segment_counts(conn: Connection, experiment_id: str, metrics: dict[str, tuple[str, int]],
-                   now: datetime) -> list[dict[str, Any]]:
+                   now: datetime, settle_hours: float = 0.0) -> list[dict[str, Any]]:
     """Per segment and arm: leads assigned, and for each metric (name → (event, window days)) the
-    exposed leads whose window has closed and those with the event inside it. A lead's windows start
-    at its first exposure: its first message in the experiment (messages dated before the experiment
-    started are not exposures)."""
+    exposed leads whose window has closed at least `settle_hours` ago and those with the event inside
+    it. A lead's windows start at its first exposure: its first message in the experiment (messages
+    dated before the experiment started are not exposures)."""
     per_lead = ",\n".join(f"{_hit(event, days)} AS {name}" for name, (event, days) in metrics.items())
     close_days = metrics.get("close", ("close", 90))[1]
+
+    def matured(days: int) -> str:
+        return f"exposed_at <= %(settled)s::timestamptz - interval '{int(days)} days'"
+
     aggregates = ",\n".join(
-        f"count(*) FILTER (WHERE exposed_at <= %(now)s::timestamptz - interval '{int(days)} days') AS {name}__units, "
-        f"count(*) FILTER (WHERE exposed_at <= %(now)s::timestamptz - interval '{int(days)} days' AND {name}) "
-        f"AS {name}__conversions" for name, (_, days) in metrics.items())
+        f"count(*) FILTER (WHERE {matured(days)}) AS {name}__units, "
+        f"count(*) FILTER (WHERE {matured(days)} AND {name}) AS {name}__conversions"
+        for name, (_, days) in metrics.items())
     sql = f"""
 WITH leads AS (
     SELECT a.segment, a.stage, a.arm, a.org_id, a.lead_id,
@@ -125,12 +129,12 @@ per_lead AS (
 )
 SELECT segment, min(stage) AS stage, arm, count(*) AS assigned,
        {aggregates},
-       coalesce(sum(revenue) FILTER (WHERE exposed_at <= %(now)s::timestamptz - interval '{int(close_days)} days'), 0)
-           AS revenue
+       coalesce(sum(revenue) FILTER (WHERE {matured(close_days)}), 0) AS revenue
   FROM per_lead
  GROUP BY segment, arm
  ORDER BY segment, arm"""
-    return conn.execute(sql, {"experiment_id": experiment_id, "now": now}).fetchall()
+    return conn.execute(sql, {"experiment_id": experiment_id, "now": now,
+                              "settled": now - timedelta(hours=settle_hours)}).fetchall()
 
 
 TRAFFIC_HISTORY = """
@@ -148,7 +152,12 @@ per_lead AS (
            bool_or(o.unsubscribed_at <= f.first_sent + interval '1 day') AS unsubscribe_1d,
            bool_or(o.spam_reported_at <= f.first_sent + interval '1 day') AS spam_report_1d,
            bool_or(o.reply_category IN ('not_interested', 'objection', 'unsubscribe')
-                   AND o.replied_at <= f.first_sent + interval '1 day') AS negative_reply_1d
+                   AND o.replied_at <= f.first_sent + interval '1 day') AS negative_reply_1d,
+           bool_or(o.bounced_at <= f.first_sent + interval '3 days') AS bounce,
+           bool_or(o.unsubscribed_at <= f.first_sent + interval '14 days') AS unsubscribe,
+           bool_or(o.spam_reported_at <= f.first_sent + interval '14 days') AS spam_report,
+           bool_or(o.reply_category IN ('not_interested', 'objection', 'unsubscribe')
+                   AND o.replied_at <= f.first_sent + interval '14 days') AS negative_reply
       FROM first_touch f
       JOIN outcome_labels o ON o.org_id = f.org_id AND o.lead_id = f.lead_id AND o.sent_at >= f.first_sent
      GROUP BY f.org_id, f.lead_id, f.first_sent
@@ -158,6 +167,11 @@ SELECT (SELECT count(DISTINCT (org_id, lead_id)) FROM outcome_labels
        count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days') AS primary_units,
        count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days' AND positive_reply)
            AS positive_reply,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days' AND bounce) AS bounce,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days' AND unsubscribe) AS unsubscribe,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days' AND spam_report) AS spam_report,
+       count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '14 days' AND negative_reply)
+           AS negative_reply,
        count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day') AS early_units,
        count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day' AND bounce_1d) AS bounce_1d,
        count(*) FILTER (WHERE first_sent <= %(now)s::timestamptz - interval '1 day' AND unsubscribe_1d)
@@ -172,7 +186,8 @@ SELECT (SELECT count(DISTINCT (org_id, lead_id)) FROM outcome_labels
 
 def traffic_history(conn: Connection, now: datetime, days: int) -> dict[str, int]:
     """The last `days` of traffic: distinct leads messaged, and for leads first messaged in that
-    period (plus 14 days for the 14-day window), the primary and early guardrail counts."""
+    period (plus 14 days for the 14-day window), the primary, the early guardrails (1-day windows)
+    and the full-window guardrails (counted on the leads whose 14-day window has closed)."""
     row = conn.execute(TRAFFIC_HISTORY, {"now": now, "days": days}).fetchone()
     assert row is not None
     return {k: int(v or 0) for k, v in row.items()}
@@ -199,13 +214,13 @@ def strategies(conn: Connection, org_id: str, segment: str) -> list[dict[str, An
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
         f"""SELECT segment, framework, tone, sum(messages) AS messages, sum(replies) AS replies,
-                   sum(meetings) AS meetings
-              FROM (SELECT value AS segment, framework, tone, messages, replies, meetings
+                   sum(positive_replies) AS positive_replies, sum(meetings) AS meetings
+              FROM (SELECT value AS segment, framework, tone, messages, replies, positive_replies, meetings
                       FROM report_daily_counts
                      WHERE dimension = %(segment)s AND org_id = %(org_id)s AND {ROLLED}
                     UNION ALL
                     SELECT {column}, framework, tone, 1, (replied_at IS NOT NULL)::int,
-                           (meeting_booked_at IS NOT NULL)::int
+                           coalesce(reply_category IN {POSITIVE}, false)::int, (meeting_booked_at IS NOT NULL)::int
                       FROM outcome_labels
                      WHERE org_id = %(org_id)s AND {LIVE}
                        AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells

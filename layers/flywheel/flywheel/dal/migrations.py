@@ -110,3 +110,9 @@ def migrate(conn: Connection, sql_dir: Path | None = None, *, allow_newer_databa
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
         conn.execute("RESET lock_timeout")
+
+
+def schema_version(conn: Connection) -> str | None:
+    """The newest migration applied (the health check reports it)."""
+    row = conn.execute("SELECT max(version) AS version FROM schema_migrations").fetchone()
+    return row["version"] if row else None

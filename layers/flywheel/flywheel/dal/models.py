@@ -34,6 +34,14 @@ def by_role(conn: Connection, role: str, *, lock: bool = False) -> dict[str, Any
                         (role,)).fetchone()
 
 
+def lock_roles(conn: Connection) -> dict[str, dict[str, Any]]:
+    """The champion's and the challenger's rows, locked in one statement in a fixed order (challenger,
+    then champion): every writer that changes roles takes them this way, before any other model row,
+    so two writers never wait on each other in a cycle."""
+    rows = conn.execute("SELECT * FROM model_registry WHERE role IS NOT NULL ORDER BY role FOR UPDATE").fetchall()
+    return {row["role"]: row for row in rows}
+
+
 def list_models(conn: Connection, status: str | None) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT * FROM model_registry WHERE (%s::text IS NULL OR status = %s)

@@ -8,8 +8,10 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.dal.connection import Connection
+from flywheel.domain.funnel import POSITIVE_CATEGORIES
 
-POSITIVE = "('interested', 'meeting_request')"
+# the reply categories counted as positive replies, as an SQL list
+POSITIVE = "(" + ", ".join(f"'{category}'" for category in POSITIVE_CATEGORIES) + ")"
 # A report reads the rollup for the days before the boundary and outcome_labels from the boundary
 # on. The boundary is read first and passed as a value, so the planner sees how few rows the live
 # part has (a subquery would be planned as a third of the table); filtering the rollup by the same

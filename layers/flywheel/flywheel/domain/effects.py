@@ -53,6 +53,8 @@ def effects_of(applied: Iterable[Mapping[str, Any]], contexts: Mapping[Any, Mapp
         reason = SUPPRESSING.get((row["provider"], kind))
         if kind == EventType.REPLY_CLASSIFIED and data.get("category") == "unsubscribe":
             reason = "reply_unsubscribe"
+        if kind == EventType.CORRECTION and data.get("reply_category") == "unsubscribe":
+            reason = "reply_unsubscribe"  # an opt-out a person spotted is an opt-out
         if reason and org_id and email:
             suppressions.append(Suppression(org_id, email.lower(), reason, row["outcome_id"]))
         reply_key = f"{row['provider']}:{row['event_key']}"

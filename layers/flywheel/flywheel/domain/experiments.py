@@ -65,10 +65,14 @@ class Config:
     canary_metric: str = "bounce_1d"
     canary_ratio: float = 2.0
     canary_power: float = 0.95
+    # a lead counts for a metric once its window has closed AND this much longer has passed, so that
+    # events that arrive late still land inside it (SendGrid retries a failed webhook post for 24 h;
+    # a message may be registered after it was sent): a lead once counted does not flip
+    settle_hours: float = 26.0
     margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
 
     FIELDS = ("canary_min_days", "min_runtime_days", "max_runtime_days", "ab_share", "srm_threshold", "alpha",
-              "power", "canary_metric", "canary_ratio", "canary_power")
+              "power", "canary_metric", "canary_ratio", "canary_power", "settle_hours")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Config:
@@ -80,56 +84,142 @@ class Config:
 
 # --- planning ------------------------------------------------------------------------------------
 
-# Rates used when there is too little history to measure them (the plan says so in its warnings).
+# Rates used when there is too little history to measure them (the plan says so in its warnings):
+# each metric over its own window from first exposure.
 TYPICAL_RATES = {"positive_reply": 0.012, "bounce_1d": 0.014, "unsubscribe_1d": 0.002, "spam_report_1d": 0.0002,
-                 "negative_reply_1d": 0.006}
+                 "negative_reply_1d": 0.006, "bounce": 0.015, "unsubscribe": 0.003, "spam_report": 0.0003,
+                 "negative_reply": 0.01}
+# the evaluator looks once a day: a stage's end is acted on up to a day after its data is in
+EVALUATION_INTERVAL_DAYS = 1.0
+MAX_SAMPLE = 2**31 - 1  # leads; a plan beyond this is not an experiment
+
+
+def _planned_guardrails(baselines: dict[str, float], config: Config) -> dict[str, tuple[float, float]]:
+    """The guardrails a promotion must show non-inferior: name → (baseline rate, margin)."""
+    return {name: (baselines[name], margin) for name, margin in config.margins.items()
+            if name in GUARDRAIL_WINDOWS and baselines.get(name)}
+
+
+def promotion_power(n: float, p: float, lift: float | None, guardrails: dict[str, tuple[float, float]],
+                    canary_sample: float, config: Config) -> float:
+    """Probability that after n A/B leads the challenger is promoted when its true lift is `lift` and
+    no guardrail differs: the primary's always-valid interval (tuned to n, the planned sample) above
+    0, times each guardrail's (tuned to the canary's sample, as the evaluator does) upper bound below
+    its margin. `lift` None: the guardrails alone. (Treating the guardrails as independent
+    under-states the joint probability: the plan errs on the long side.)"""
+    power = 1.0 if lift is None else stats.sequential_power(
+        lift, stats.lift_unit_variance(p, lift, config.ab_share), n, n, config.alpha)
+    for rate, margin in guardrails.values():
+        power *= stats.non_inferiority_power(rate, margin, n, config.ab_share, canary_sample, config.alpha)
+    return power
+
+
+def promotion_sample(p: float, lift: float | None, guardrails: dict[str, tuple[float, float]],
+                     canary_sample: float, config: Config) -> int | None:
+    """The smallest A/B sample (leads in both arms whose windows have closed) with `promotion_power`
+    ≥ config.power; None beyond MAX_SAMPLE."""
+    if lift is not None and not 0 < p * (1 + lift) < 1:
+        raise ValueError(f"a {lift:+.0%} lift on a {p:.2%} {PRIMARY} rate is not a rate")
+
+    def enough(n: float) -> bool:
+        return promotion_power(n, p, lift, guardrails, canary_sample, config) >= config.power
+
+    low, high = 1, 1024
+    while not enough(high):
+        if high >= MAX_SAMPLE:
+            return None
+        low, high = high, min(high * 2, MAX_SAMPLE)
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if enough(mid) else (mid, high)
+    return high
 
 
 def plan(*, baselines: dict[str, float], mde: float, canary_share: float, weekly_volume: float | None,
          config: Config, source: str) -> dict[str, Any]:
     """What the experiment needs and whether it fits in the maximum runtime, from the traffic's real
     weekly volume and baseline rates: the canary's sample (to catch `canary_ratio` × the early
-    `canary_metric` rate with `canary_power`), the A/B sample for the planned lift, the days each
-    takes, and the smallest lift detectable within the maximum runtime."""
+    `canary_metric` rate with `canary_power`); the A/B sample at which the planned lift is promoted
+    with `power` — its primary interval above 0 AND every guardrail shown non-inferior, which at
+    large lifts needs more leads than the primary; the days each stage takes (windows, the settling
+    time for late events, the daily evaluation); and the smallest lift promotable within the maximum
+    runtime. Raises ValueError when the lift is no rate or needs more than MAX_SAMPLE leads."""
     p = baselines[PRIMARY]
     guard = baselines[config.canary_metric]
     harmful = min(0.999, guard * config.canary_ratio)
     canary_sample = stats.sequential_sample_size(stats.difference_unit_variance(guard, harmful, canary_share),
                                                  harmful - guard, config.alpha, config.canary_power)
-    planned = stats.sequential_sample_size(stats.lift_unit_variance(p, mde, config.ab_share), mde, config.alpha,
-                                           config.power)
+    guardrails = _planned_guardrails(baselines, config)
+    planned = promotion_sample(p, mde, guardrails, canary_sample, config)
+    if planned is None or canary_sample > MAX_SAMPLE:
+        raise ValueError(f"a {mde:+.0%} lift on a {p:.2%} {PRIMARY} rate needs more than {MAX_SAMPLE:,} leads")
+    guardrail_sample = promotion_sample(p, None, guardrails, canary_sample, config)
     result: dict[str, Any] = {
         "source": source, "weekly_volume": weekly_volume, "baselines": baselines, "mde": mde,
         "split": f"{round((1 - config.ab_share) * 100)}/{round(config.ab_share * 100)}",
         "fixed_horizon_sample": stats.sample_size(p, mde, config.ab_share, config.alpha, config.power),
+        "primary_sample": stats.sequential_sample_size(stats.lift_unit_variance(p, mde, config.ab_share), mde,
+                                                       config.alpha, config.power),
+        "guardrail_sample": guardrail_sample,
+        "margins": {name: margin for name, (_, margin) in guardrails.items()},
         "sequential_sample": planned, "canary_sample": canary_sample,
         "canary": {"metric": config.canary_metric, "baseline": guard, "detects": harmful, "power": config.canary_power,
                    "share": canary_share},
+        "settle_hours": config.settle_hours,
         "canary_days": None, "ab_days": None, "total_days": None, "fits": None, "mde_in_time": None,
         "max_runtime_days": config.max_runtime_days, "warnings": [],
     }
-    window = METRIC_WINDOWS[PRIMARY]
     if not weekly_volume:
         result["warnings"].append("weekly volume unknown: cannot tell whether the planned lift is detectable in "
                                   f"{config.max_runtime_days:.0f} days")
         return result
-    daily = weekly_volume / 7
-    canary_days = max(config.canary_min_days, canary_sample / daily + WINDOWS[config.canary_metric])
-    ab_days = max(config.min_runtime_days, planned / daily + window)
-    available = daily * (config.max_runtime_days - canary_days - window)
-    mde_in_time = stats.minimum_detectable_lift(p, config.ab_share, available, config.alpha, config.power)
-    fits = canary_days + ab_days <= config.max_runtime_days
+    daily, settle = weekly_volume / 7, config.settle_hours / 24
+    window = max([METRIC_WINDOWS[PRIMARY]] + [GUARDRAIL_WINDOWS[name] for name in guardrails])
+    canary_days = max(config.canary_min_days, canary_sample / daily + WINDOWS[config.canary_metric] + settle) + \
+        EVALUATION_INTERVAL_DAYS
+    # the A/B leads whose windows can close (and settle) in time for the last evaluation
+    room = config.max_runtime_days - canary_days - window - settle - EVALUATION_INTERVAL_DAYS
+
+    def fits(sample: float) -> bool:
+        return sample <= daily * room and config.min_runtime_days <= config.max_runtime_days
+
+    ab_days = planned / daily + window + settle + EVALUATION_INTERVAL_DAYS
+    mde_in_time = _smallest_lift(p, guardrails, canary_sample, config, fits)
     result.update(canary_days=round(canary_days, 1), ab_days=round(ab_days, 1),
-                  total_days=round(canary_days + ab_days, 1), fits=fits,
-                  mde_in_time=None if mde_in_time is None else round(mde_in_time, 4))
-    if not fits:
-        smallest = "no lift" if mde_in_time is None else f"the smallest detectable lift is {mde_in_time:+.0%}"
+                  total_days=round(max(config.min_runtime_days, canary_days + ab_days), 1), fits=fits(planned),
+                  mde_in_time=None if mde_in_time is None else math.ceil(mde_in_time * 10_000) / 10_000)
+    if not result["fits"]:
+        if mde_in_time is not None:
+            smallest = f"the smallest lift promotable in time is {mde_in_time:+.0%}"
+        elif guardrail_sample is not None and not fits(guardrail_sample):
+            smallest = (f"no lift can be promoted: showing the guardrails non-inferior takes {guardrail_sample:,} "
+                        "A/B leads")
+        else:
+            smallest = "no lift can be promoted"
         result["warnings"].append(
             f"the planned {mde:+.0%} lift on a {p:.2%} {PRIMARY} rate needs {planned:,} leads in the A/B stage "
             f"({ab_days:.0f} days with the {window}-day window, after a {canary_days:.0f}-day canary) at "
             f"{weekly_volume:,.0f} leads a week: beyond the {config.max_runtime_days:.0f}-day maximum; "
             f"within it {smallest}")
     return result
+
+
+def _smallest_lift(p: float, guardrails: dict[str, tuple[float, float]], canary_sample: float, config: Config,
+                   fits: Any) -> float | None:
+    """The smallest relative lift whose promotion sample fits (bisection); None when none does."""
+    high = min(10.0, (1 - 1e-9) / p - 1)
+
+    def ok(lift: float) -> bool:
+        sample = promotion_sample(p, lift, guardrails, canary_sample, config)
+        return sample is not None and bool(fits(sample))
+
+    if not ok(high):
+        return None
+    low = 1e-4
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (low, mid) if ok(mid) else (mid, high)
+    return high
 
 
 # --- the decision --------------------------------------------------------------------------------
@@ -149,9 +239,16 @@ def _require(container: Any, key: str, where: str, kind: type | tuple[type, ...]
     return value
 
 
+def _count(container: Any, key: str, where: str) -> float:
+    value = _require(container, key, where)
+    if not 0 <= value < math.inf:
+        raise SnapshotError(f"snapshot field {where}{key} must be a count (0 or more), not {value!r}")
+    return float(value)
+
+
 def _counts(segments: list[dict[str, Any]], name: str, value: str = "conversions") -> np.ndarray:
     """(arm, [value, units], segment) → counts of one metric; a metric absent from a segment has no
-    units there."""
+    units there. A count below 0, or more conversions than units, is an error."""
     out = np.zeros((2, 2, len(segments)))
     for s, segment in enumerate(segments):
         for a, arm in enumerate(("champion", "challenger")):
@@ -159,8 +256,10 @@ def _counts(segments: list[dict[str, Any]], name: str, value: str = "conversions
             if entry is None:
                 continue
             where = f"segments[{s}].arms.{arm}.{name}."
-            out[a, 0, s] = _require(entry, value, where)
-            out[a, 1, s] = _require(entry, "units", where)
+            out[a, 0, s] = _count(entry, value, where)
+            out[a, 1, s] = _count(entry, "units", where)
+            if value == "conversions" and out[a, 0, s] > out[a, 1, s]:
+                raise SnapshotError(f"snapshot field {where}conversions exceeds {where}units")
     return out
 
 
@@ -268,11 +367,13 @@ def validate(snapshot: Any) -> list[dict[str, Any]]:
     stage = _require(snapshot, "stage", "", str)
     if stage not in ("canary", "ab"):
         raise SnapshotError(f"snapshot stage must be canary or ab, not {stage!r}")
-    for key in ("days_running", "days_in_stage", "allocation", "planned_sample", "canary_sample"):
-        _require(snapshot, key, "")
+    for key in ("days_running", "days_in_stage", "planned_sample", "canary_sample"):
+        _count(snapshot, key, "")
     for key in ("planned_sample", "canary_sample"):
         if snapshot[key] <= 0:
             raise SnapshotError(f"snapshot field {key} must be positive")
+    if not 0 < _require(snapshot, "allocation", "") < 1:
+        raise SnapshotError("snapshot field allocation (the challenger's share) must be between 0 and 1")
     segments = _require(snapshot, "segments", "", list)
     if not segments:
         raise SnapshotError("snapshot has no segments")
@@ -285,6 +386,7 @@ def validate(snapshot: Any) -> list[dict[str, Any]]:
         arms = _require(segment, "arms", where, dict)
         for arm in ("champion", "challenger"):
             _require(assigned, arm, f"{where}assigned.", int)
+            _count(assigned, arm, f"{where}assigned.")
             _require(_require(arms, arm, f"{where}arms.", dict), PRIMARY, f"{where}arms.{arm}.", dict)
         if "discarded" in segment and not isinstance(segment["discarded"], bool):
             raise SnapshotError(f"{where}discarded must be true or false")

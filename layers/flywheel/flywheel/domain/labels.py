@@ -6,11 +6,44 @@ arrives after a won deal leaves the outcome positive.
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from flywheel.domain.lifecycle import OutcomeState
+
+class OutcomeState(Protocol):
+    """What the label and the score read of an outcome: `domain.lifecycle.OutcomeState` provides it
+    (a protocol here, so that labels does not import lifecycle, which imports labels)."""
+
+    @property
+    def deal_status(self) -> str | None: ...
+    @property
+    def deal_value(self) -> Decimal | None: ...
+    @property
+    def meeting_completed_at(self) -> datetime | None: ...
+    @property
+    def has_live_meeting(self) -> bool: ...
+    @property
+    def replied_at(self) -> datetime | None: ...
+    @property
+    def reply_category(self) -> str | None: ...
+    @property
+    def reply_sentiment_score(self) -> float | None: ...
+    @property
+    def bounced_at(self) -> datetime | None: ...
+    @property
+    def dropped_at(self) -> datetime | None: ...
+    @property
+    def spam_reported_at(self) -> datetime | None: ...
+    @property
+    def unsubscribed_at(self) -> datetime | None: ...
+    @property
+    def delivered_at(self) -> datetime | None: ...
+    @property
+    def first_opened_at(self) -> datetime | None: ...
+    @property
+    def first_clicked_at(self) -> datetime | None: ...
 
 
 class TrainingLabel(StrEnum):

@@ -13,7 +13,9 @@ Our own rules then cover what it misses (measured in tests/unit/test_reply_text.
 
 from __future__ import annotations
 
+import html
 import re
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -21,8 +23,9 @@ LANGUAGES = ["en", "de", "fr", "es", "pt", "it", "nl", "ru", "ja", "zh"]
 
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 # "On Mon, Jan 6, 2025 at 10:00 AM Sam <sam@x>" + "wrote:" and its translations
-_WROTE = (r"wrote|a écrit|schrieb|escribió|ha scritto|schreef|escreveu|skrev|написал[аи]?|kirjoitti|napisał[a]?|"
-          r"写道|寫道|のメッセージ")
+# (Apple Mail: "het volgende geschreven", "のメール"; Thunderbird in Russian: "пишет"; Gmail in Korean)
+_WROTE = (r"wrote|a écrit|schrieb|escribió|ha scritto|schreef|geschreven|escreveu|skrev|написал[аи]?|пишет|"
+          r"kirjoitti|napisał[a]?|写道|寫道|のメッセージ|のメール|님이 작성")
 _ATTRIBUTION = [
     re.compile(rf"^\s*(?:on|le|am|el|il|op|em|den|på|в|il giorno)\b.{{0,220}}(?:{_WROTE})\b.{{0,80}}[:：]\s*$",
                re.IGNORECASE),
@@ -45,13 +48,18 @@ _SEPARATORS = [
     re.compile(r"^\s*-{5,}\s*$"),
 ]
 # the first line of an Outlook header block, and the lines that must follow it
-_HEADER_FROM = re.compile(r"^\s*\*?(?:from|von|de|van|da|от|差出人|发件人|寄件者)\s*\*?\s*[:：]\s*\S", re.IGNORECASE)
+_HEADER_FROM = re.compile(r"^\s*\*?(?:from|von|de|van|da|от|差出人|发件人|寄件者|보낸 사람)\s*\*?\s*[:：]\s*\S",
+                          re.IGNORECASE)
 _HEADER_NEXT = re.compile(
     r"^\s*\*?(?:sent|date|to|subject|cc|gesendet|datum|an|betreff|envoyé|date|à|objet|enviado|fecha|para|asunto|"
     r"data|assunto|inviato|oggetto|verzonden|aan|onderwerp|отправлено|дата|кому|тема|送信日時|宛先|件名|"
-    r"发送时间|收件人|主题|日期)\s*\*?\s*[:：]", re.IGNORECASE)
+    r"发送时间|收件人|主题|日期|寄件日期|傳送時間|收件者|主旨|副本|보낸 날짜|받는 사람|제목)\s*\*?\s*[:：]",
+    re.IGNORECASE)
 _MOBILE = re.compile(
     r"^\s*(?:sent from my\b.{0,40}|sent from (?:mail|outlook|yahoo mail|gmail)\b.*|get outlook for (?:ios|android)\b.*|"
+    # Outlook mobile's footer in every language carries its link; Spark; Dutch iOS
+    r".{0,40}\boutlook\b.{0,30}<?https?://aka\.ms/\w+>?.{0,30}|sent with spark|"
+    r"verstuurd (?:vanaf|met|via) (?:mijn )?\w+|"
     r"von meinem .{1,40} gesendet|gesendet von meinem .{1,40}|envoyé de mon .{1,40}|enviado desde mi .{1,40}|"
     r"enviado do meu .{1,40}|"
     r"inviato da(?:l mio)? \w+|verzonden (?:vanaf|met) (?:mijn )?\w+|отправлено с (?:моего )?\w+|"
@@ -65,6 +73,9 @@ _CLOSING = re.compile(
     r"distinti saluti|met vriendelijke groet|vriendelijke groet|groeten|met groet|с уважением|спасибо|"
     r"всего доброго|よろしくお願いいたします|敬具|以上|此致|祝好|谢谢)\s*[,.!]?\s*$", re.IGNORECASE)
 _SIGNATURE_MAX_LINES = 6
+_PARSER_MAX_CHARS, _PARSER_MAX_LINE = 20_000, 1_000
+# Gmail's plain-text stand-in for an inline image
+_IMAGE_PLACEHOLDER = re.compile(r"^\s*\[image: [^\]]{0,200}\]\s*$")
 
 
 @cache
@@ -81,6 +92,69 @@ def _parser() -> Any:
 
     languages = EmailReplyParser(languages=LANGUAGES).languages
     return lambda text: _Parts(text=text, languages=languages).read().latest_reply
+
+
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)([^<>]*)>")
+_CLASS = re.compile(r"""\bclass\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'>]+))""", re.IGNORECASE)
+# elements whose content is not the reply: markup, and quoted history (blockquote, Gmail's quote)
+_HTML_HIDDEN = frozenset({"head", "title", "script", "style", "blockquote", "template"})
+_HTML_HIDDEN_CLASSES = frozenset({"gmail_quote", "gmail_signature"})
+_HTML_BREAK = frozenset({"br", "p", "div", "li", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "pre"})
+_HTML_VOID = frozenset({"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr", "source"})
+
+
+def html_to_text(markup: str) -> str:
+    """The readable text of an HTML-only reply: no head, title, script or style, no quoted history
+    (`blockquote`, Gmail's `gmail_quote`) and no marked signature; a line break per block element.
+
+    One linear pass with `str.find` (a regular expression over the whole document, or the
+    standard library's HTMLParser, takes minutes on a few hundred kilobytes of unclosed tags)."""
+    parts: list[str] = []
+    open_elements: list[tuple[str, bool]] = []  # (name, whether it hides its content)
+    open_names: Counter[str] = Counter()
+    hidden, pos, size = 0, 0, len(markup)
+    while pos < size:
+        start = markup.find("<", pos)
+        if start < 0:
+            start = size
+        if not hidden:
+            parts.append(markup[pos:start])
+        if start >= size:
+            break
+        if markup.startswith(("<!--", "<!", "<?"), start):  # comments, doctype, conditional comments
+            close = "-->" if markup.startswith("<!--", start) else ">"
+            end = markup.find(close, start + 2)
+            pos = size if end < 0 else end + len(close)
+            continue
+        tag = _TAG.match(markup, start)
+        if tag is None:  # a bare "<" is text
+            if not hidden:
+                parts.append("<")
+            pos = start + 1
+            continue
+        pos = tag.end()
+        closing, name = tag.group(1) == "/", tag.group(2).lower()
+        if name in _HTML_BREAK:
+            parts.append("\n")
+        if name in _HTML_VOID or tag.group(3).rstrip().endswith("/"):
+            continue
+        if closing:  # closes the innermost open element of that name and those left open inside it
+            while open_names[name]:
+                open_name, hid = open_elements.pop()
+                open_names[open_name] -= 1
+                hidden -= hid
+                if open_name == name:
+                    break
+            continue
+        found = _CLASS.search(tag.group(3))
+        classes = set(next(g for g in found.groups() if g is not None).split()) if found else set()
+        hides = name in _HTML_HIDDEN or not _HTML_HIDDEN_CLASSES.isdisjoint(classes)
+        open_elements.append((name, hides))
+        open_names[name] += 1
+        hidden += hides
+    text = html.unescape("".join(parts)).replace("\xa0", " ")
+    lines = "\n".join(" ".join(line.split()) for line in normalise_newlines(text).split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", lines).strip()
 
 
 def normalise_newlines(text: str) -> str:
@@ -102,7 +176,7 @@ def _cut_quotes(lines: list[str]) -> list[str]:
         if (any(p.match(line) for p in _ATTRIBUTION + _SEPARATORS) or _is_header_block(lines, i)
                 or (_ATTRIBUTION[0].match(joined) and not line.rstrip().endswith((".", "!", "?")))):
             break
-        if line.lstrip().startswith(">"):
+        if line.lstrip().startswith(">") or _IMAGE_PLACEHOLDER.match(line):
             continue
         kept.append(line)
     return kept
@@ -125,10 +199,14 @@ def strip_quotes(text: str) -> str:
     """The text without its quoted history (attribution lines, header blocks, `>` quotes); the
     signature stays. Newlines normalised."""
     normalised = normalise_newlines(text)
-    try:
-        first_pass = _parser()(normalised)
-    except Exception:  # noqa: BLE001 - a third-party parser must never lose a reply; our rules still run
-        first_pass = normalised
+    first_pass = normalised
+    # mail-parser-reply's header patterns backtrack polynomially on long lines (60 KB of "On On On"
+    # take minutes): it reads bounded text only, our own rules below read everything
+    if len(normalised) <= _PARSER_MAX_CHARS and max(map(len, normalised.split("\n"))) <= _PARSER_MAX_LINE:
+        try:
+            first_pass = _parser()(normalised)
+        except Exception:  # noqa: BLE001 - a third-party parser must never lose a reply; our rules still run
+            first_pass = normalised
     lines = _cut_quotes(normalise_newlines(first_pass or normalised).split("\n"))
     return "\n".join(line.rstrip() for line in lines).strip()
 

@@ -152,7 +152,13 @@ def sample_size(baseline: float, mde: float, share_treatment: float, alpha: floa
     """Total units for a fixed-horizon two-sided test of the relative lift `mde` on `baseline`:
     N = (z₁₋α/₂ + z_power)² · Var₁ / δ², Var₁ from `lift_unit_variance` (REFERENCE.md)."""
     k = (z(1 - alpha / 2) + z(power)) ** 2
-    return math.ceil(k * lift_unit_variance(baseline, mde, share_treatment) / mde**2)
+    return _units(k * lift_unit_variance(baseline, mde, share_treatment) / mde**2)
+
+
+def _units(value: float) -> int:
+    if not math.isfinite(value):
+        raise ValueError("no finite sample detects this effect")
+    return math.ceil(value)
 
 
 def sequential_sample_size(unit_variance: float, effect: float, alpha: float = ALPHA, power: float = 0.8) -> int:
@@ -161,7 +167,38 @@ def sequential_sample_size(unit_variance: float, effect: float, alpha: float = A
     interval's half-width in standard errors at its planned sample (3.03 at α = 0.05). Looking every
     day before that only adds power."""
     m = float(sequential_multiplier(1.0, 1.0, alpha))
-    return math.ceil((m + z(power)) ** 2 * unit_variance / effect**2)
+    return _units((m + z(power)) ** 2 * unit_variance / effect**2)
+
+
+def sequential_power(effect: float, unit_variance: float, n: float, tuned_n: float, alpha: float = ALPHA) -> float:
+    """Probability (normal approximation) that after n units the always-valid interval tuned to
+    `tuned_n` excludes 0 when the true effect is `effect`: Φ(|effect|·√(n / Var₁) − M(n, tuned_n))."""
+    if n <= 0:
+        return 0.0
+    m = float(sequential_multiplier(n, tuned_n, alpha))
+    return _NORMAL.cdf(abs(effect) * math.sqrt(n / unit_variance) - m)
+
+
+def non_inferiority_power(rate: float, margin: float, n: float, share_treatment: float, tuned_n: float,
+                          alpha: float = ALPHA) -> float:
+    """Probability that after n units (both arms) the always-valid upper bound of the difference
+    pT − pC, as the evaluator computes it (Agresti–Caffo variance: one event and one non-event added
+    per arm), is below `margin` when both arms have `rate`. The bound is D + M·ŝe with ŝe estimated
+    from the same counts, so a high D comes with a high ŝe: to first order the bound has mean
+    M·se(adjusted rates) and standard deviation √(Σ_arm r(1−r)/n_arm · (1 ± M(1−2r)/(2·n_arm·se))²).
+    For rare events (a few dozen per arm) this is markedly below the plain Φ(margin/se − M)."""
+    if n <= 0:
+        return 0.0
+    n_t, n_c = n * share_treatment, n * (1 - share_treatment)
+    if min(n_t, n_c) < 1:
+        return 0.0
+    m = float(sequential_multiplier(n, tuned_n, alpha))
+    se = math.sqrt(rate * (1 - rate) * (1 / n_t + 1 / n_c))
+    adjusted_t, adjusted_c = (rate * n_t + 1) / (n_t + 2), (rate * n_c + 1) / (n_c + 2)
+    se_adjusted = math.sqrt(adjusted_t * (1 - adjusted_t) / (n_t + 2) + adjusted_c * (1 - adjusted_c) / (n_c + 2))
+    slope = m * (1 - 2 * rate) / (2 * se)
+    spread = math.sqrt(rate * (1 - rate) * ((1 + slope / n_t) ** 2 / n_t + (1 - slope / n_c) ** 2 / n_c))
+    return _NORMAL.cdf((margin - m * se_adjusted) / spread)
 
 
 def wilson_interval(successes: int, n: int, alpha: float = ALPHA) -> tuple[float, float]:
@@ -178,23 +215,3 @@ def proportion(successes: int, n: int) -> dict[str, Any]:
     """A rate with its 95 % Wilson interval and its sample size, as every report shows it."""
     low, high = wilson_interval(int(successes), int(n))
     return {"rate": successes / n if n else None, "interval": [low, high], "n": int(n)}
-
-
-def minimum_detectable_lift(baseline: float, share_treatment: float, units: float, alpha: float = ALPHA,
-                            power: float = 0.8) -> float | None:
-    """The smallest relative lift the sequential test detects with `power` within `units`
-    (bisection on `sequential_sample_size`); None when even a lift that makes the rate 1 does not."""
-    if units <= 0:
-        return None
-    high = min(10.0, (1 - 1e-9) / baseline - 1)
-
-    def needed(lift: float) -> int:
-        return sequential_sample_size(lift_unit_variance(baseline, lift, share_treatment), lift, alpha, power)
-
-    if needed(high) > units:
-        return None
-    low = 1e-6
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (low, mid) if needed(mid) <= units else (mid, high)
-    return high

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -47,7 +47,7 @@ class ReplyJob(BaseModel):
 CORRECTABLE_FIELDS = ("reply_category", "training_label", "training_weight")
 
 
-class CorrectionIn(BaseModel):
+class CorrectionIn(Clean):
     """POST /outcomes/{outcome_id}/corrections: a person's word on a reply's category and/or the
     outcome's training label. Stored as an event; a field sent as null reverts an earlier correction."""
 
@@ -58,8 +58,17 @@ class CorrectionIn(BaseModel):
     training_weight: float | None = Field(default=None, ge=0, le=10)
     reason: str = Field(min_length=1, max_length=1000)
     actor: str = Field(min_length=1, max_length=200, description="who corrects: an email or a user id")
-    correction_id: str | None = Field(default=None, min_length=1, max_length=200, description="idempotency key")
-    occurred_at: AwareDatetime | None = None
+    correction_id: str | None = Field(default=None, min_length=1, max_length=200,
+                                      description="idempotency key (per outcome)")
+    occurred_at: AwareDatetime | None = Field(default=None, description="when it was decided (not in the future)")
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_the_future(cls, value: datetime | None) -> datetime | None:
+        # the latest correction is the one in force: one dated ahead could never be reverted
+        if value is not None and plausible(value) > datetime.now(UTC) + timedelta(minutes=5):
+            raise ValueError("occurred_at is in the future")
+        return value
 
     @model_validator(mode="after")
     def _names_a_field(self) -> CorrectionIn:

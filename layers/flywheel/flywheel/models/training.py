@@ -25,6 +25,8 @@ class ExperimentSettings(Clean):
     ab_share: float = Field(default=0.5, gt=0, lt=1)
     # what the canary must catch: the 1-day bounce rate multiplied by this, with 95 % power
     canary_ratio: float = Field(default=2.0, gt=1, le=20)
+    # hours after a window closes before its leads count (late webhook deliveries land inside it)
+    settle_hours: float = Field(default=26, ge=0, le=168)
     # non-inferiority margins (absolute rate differences) that replace the defaults
     margins: dict[str, float] | None = None
 
@@ -69,7 +71,9 @@ class RollbackRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(min_length=3, max_length=500)
-    # roll back only this model: when it is already out of service, nothing changes (safe to retry)
+    # roll back this model (the challenger, or the champion to restore the previous one): when it is
+    # already out of service, nothing changes (safe to retry). Without it only a running challenger
+    # is withdrawn; a retry then changes nothing (409) instead of demoting the champion.
     model_id: str | None = Field(default=None, min_length=1, max_length=200)
 
 

@@ -49,6 +49,9 @@ def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) ->
         measured.append("guardrails")
     else:
         notes.append("too little history for the early guardrail rates: typical rates used")
+    if history["primary_units"] >= MIN_HISTORY_LEADS:  # the full-window guardrails: leads whose 14 days are over
+        for name in ("bounce", "unsubscribe", "spam_report", "negative_reply"):
+            baselines[name] = max(history[name], 1) / history["primary_units"]
     weeks = HISTORY_DAYS / 7
     volume: float | None = history["leads"] / weeks if history["leads"] >= MIN_HISTORY_LEADS else None
     if volume is None:
@@ -71,8 +74,11 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_percent
     settings = domain.Config.from_dict(raw)
     baselines, volume, source, notes = _history_figures(conn, raw, now)
     share = canary_percentage / 100
-    plan = domain.plan(baselines=baselines, mde=float(raw.get("mde", 0.10)), canary_share=share,
-                       weekly_volume=volume, config=settings, source=source)
+    try:
+        plan = domain.plan(baselines=baselines, mde=float(raw.get("mde", 0.10)), canary_share=share,
+                           weekly_volume=volume, config=settings, source=source)
+    except ValueError as exc:  # a lift the baseline cannot take, or one no sample could detect
+        raise InvalidInput(f"the experiment cannot be planned: {exc}", field="experiment_config") from exc
     plan["notes"] = notes
     experiment = experiments_dal.create(conn, {
         "experiment_id": f"exp-{secrets.token_hex(6)}", "champion_model_id": champion_id,
@@ -190,7 +196,8 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str
         experiment = experiments_dal.running(conn, lock=True)
         if experiment is None:
             raise NotFound("no experiment is running")
-        rows = experiments_dal.segment_counts(conn, experiment["experiment_id"], metric_windows(), now)
+        settle = domain.Config.from_dict(experiment["config"]).settle_hours
+        rows = experiments_dal.segment_counts(conn, experiment["experiment_id"], metric_windows(), now, settle)
         snap = snapshot(experiment, rows, now)
         decision = domain.decide(snap)
         if only is not None and decision["action"] != only:
@@ -289,10 +296,17 @@ def evaluation_history(experiment_id: str, *, include_snapshots: bool = False, l
     }
 
 
-def end_running(conn: Connection, status: str, *, actor: str, reason: str, now: datetime | None = None) -> None:
-    """A manual promotion or rollback ends the running experiment too (recorded in its history)."""
+def lock_running(conn: Connection) -> dict[str, Any] | None:
+    """The running experiment, its row locked: taken first by everything that changes the registry
+    while an experiment may run (the evaluator does the same), so no two writers deadlock."""
+    return experiments_dal.running(conn, lock=True)
+
+
+def end_running(conn: Connection, experiment: dict[str, Any] | None, status: str, *, actor: str, reason: str,
+                now: datetime | None = None) -> None:
+    """A manual promotion or rollback ends the running experiment (locked by the caller with
+    `lock_running`) too, recorded in its history."""
     now = now or datetime.now(UTC)
-    experiment = experiments_dal.running(conn, lock=True)
     if experiment is not None:
         experiments_dal.update(conn, experiment["experiment_id"], status=status, ended_at=now)
         _record(conn, experiment, None, {"action": f"manual_{status}", "reason": reason}, actor, True, now)
@@ -329,7 +343,9 @@ def strategies(org_id: str, segment: str, min_sample: int) -> dict[str, Any]:
     with transaction() as conn:
         rows = experiments_dal.strategies(conn, org_id, segment)
     cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
-              "reply_rate": _rate(r["replies"], r["messages"]), "meeting_rate": _rate(r["meetings"], r["messages"])}
+              "reply_rate": _rate(r["replies"], r["messages"]),
+              "positive_reply_rate": _rate(r["positive_replies"], r["messages"]),
+              "meeting_rate": _rate(r["meetings"], r["messages"])}
              for r in rows if r["messages"] >= min_sample]
     return {"org_id": org_id, "segment_by": segment, "min_sample": min_sample, "cells": cells,
             "hidden_cells": sum(1 for r in rows if r["messages"] < min_sample)}

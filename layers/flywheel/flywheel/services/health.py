@@ -9,6 +9,7 @@ from typing import Any
 
 from flywheel.clients import queue
 from flywheel.clients.secrets import get_secret
+from flywheel.dal import migrations
 from flywheel.dal.connection import transaction
 from flywheel.settings import get_settings
 
@@ -30,8 +31,7 @@ def _timed(check: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
 
 def _database() -> dict[str, Any]:
     with transaction() as conn:
-        row = conn.execute("SELECT max(version) AS version FROM schema_migrations").fetchone()
-    return {"schema_version": row["version"] if row else None}
+        return {"schema_version": migrations.schema_version(conn)}
 
 
 def _readable(arn: str) -> None:

@@ -52,17 +52,17 @@ def collect(org_id: str, *, now: datetime | None = None, days: int | None = None
             "replies": _replies(conn, org_id, since, now),
             "strategies": {segment: experiments.strategies(org_id, segment, settings.report_min_sample)
                            for segment in ("industry", "role")},
-            "campaigns": _campaigns(conn, org_id, since, settings.report_campaigns),
+            "campaigns": _campaigns(conn, org_id, since, settings.report_campaigns, settings.report_min_sample),
             "health": _health(conn, org_id, since),
         }
     data["health"]["queues"] = _queue_depths()
     return data
 
 
-def _campaigns(conn: Connection, org_id: str, since: datetime, limit: int) -> dict[str, Any]:
+def _campaigns(conn: Connection, org_id: str, since: datetime, limit: int, min_sample: int) -> dict[str, Any]:
     active = insights_dal.active_campaigns(conn, org_id, since, limit + 1)
     return {"shown": [insights.campaign_performance_in(conn, org_id, c["campaign_id"]) for c in active[:limit]],
-            "more": len(active) > limit, "limit": limit}
+            "more": len(active) > limit, "limit": limit, "min_sample": min_sample}
 
 
 def _experiment(conn: Connection, now: datetime) -> dict[str, Any] | None:
@@ -168,7 +168,8 @@ def evidence_summary(evidence: dict[str, Any] | None) -> str:
     return "; ".join(parts)
 
 
-RUN_STEPS = ("pending", "building", "uploading", "training", "registering", "smoke_testing")
+# every status a run spends time in before it ends ("serving": waiting for its model's deployment)
+RUN_STEPS = ("pending", "building", "uploading", "training", "registering", "serving", "smoke_testing")
 
 
 def _training(conn: Connection, org_id: str) -> list[dict[str, Any]]:

@@ -310,13 +310,33 @@ def deploy(state: dict[str, Any]) -> dict[str, Any]:
         assert run is not None
         if run["status"] == "succeeded":
             return {**state, "deployed": bool(state.get("deploy"))}
-        if state.get("deploy"):
+        deferred = _deploy_deferred(conn, state["model_id"]) if state.get("deploy") else None
+        if state.get("deploy") and deferred is None:
             deploy_in(conn, state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
                       actor="training", reason=f"weekly run {state['run_id']}",
                       experiment_config=state.get("experiment_config"))
         training_dal.update_run(conn, state["run_id"], "succeeded")
     count("TrainingRunFinished", status="succeeded")
-    return {**state, "deployed": bool(state.get("deploy"))}
+    return {**state, "deployed": bool(state.get("deploy")) and deferred is None,
+            **({"deploy_deferred": deferred} if deferred else {})}
+
+
+def _deploy_deferred(conn: Connection, model_id: str) -> str | None:
+    """Why the run's model cannot become the challenger now (another challenger is still in its
+    experiment, which runs up to its maximum runtime), recorded on the model; None when it can. The
+    model stays ready: an operator deploys it once the experiment ends."""
+    running = experiments.lock_running(conn)  # the lock order: the experiment, then the registry
+    challenger = models_dal.by_role(conn, "challenger")
+    if running is None and challenger is None:
+        return None
+    holder = challenger["model_id"] if challenger else running["challenger_model_id"]  # type: ignore[index]
+    reason = (f"not deployed: {holder} is the challenger"
+              + (f" in experiment {running['experiment_id']}" if running else "")
+              + f"; deploy this model when it ends (POST /training/deploy/{model_id})")
+    models_dal.change(conn, model_id, "deploy_deferred", actor="training", reason=reason)
+    logger.info("weekly model left ready: a challenger is still in its experiment",
+                extra={"model_id": model_id, "challenger": holder})
+    return reason
 
 
 def record_failure(state: dict[str, Any]) -> dict[str, Any]:
@@ -399,18 +419,20 @@ def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, acto
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
     with transaction() as conn:
+        running = experiments.lock_running(conn)  # the lock order: the experiment, then the registry
         done = registry.promote_in(conn, model_id, actor=actor, reason=reason, evidence=evidence)
         if done["changed"]:
-            experiments.end_running(conn, "promoted", actor=actor, reason=reason)
+            experiments.end_running(conn, running, "promoted", actor=actor, reason=reason)
     serving.sync(actor=actor)  # the archived champion's deployment is deleted
     return done
 
 
 def rollback(*, actor: str, reason: str, model_id: str | None = None) -> dict[str, Any]:
     with transaction() as conn:
+        running = experiments.lock_running(conn)  # the lock order: the experiment, then the registry
         done = registry.rollback_in(conn, actor=actor, reason=reason, expected_model_id=model_id)
         if done["changed"]:
-            experiments.end_running(conn, "rolled_back", actor=actor, reason=reason)
+            experiments.end_running(conn, running, "rolled_back", actor=actor, reason=reason)
     serving.sync(actor=actor)  # the withdrawn model's deployment goes; a restored champion's comes back
     return done
 

@@ -9,6 +9,8 @@ chart: the caller shows a sentence instead.
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from html import escape
@@ -25,8 +27,34 @@ GOOD, BAD, WARN = "#009E73", "#D55E00", "#E69F00"
 Fmt = Callable[[float], str]
 
 
+# control characters and bidirectional overrides / isolates in client-supplied names (framework,
+# tone, industry, model id ...): shown as U+FFFD, so they can neither reorder the text around them
+# ("Trojan Source") nor reach a terminal as escape sequences
+UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: object) -> str:
+    return UNSAFE.sub("\ufffd", str(value))
+
+
 def esc(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(clean(value), quote=True)
+
+
+def columns(text: str) -> int:
+    """How many average characters wide `text` is: wide (CJK) and full-width characters count twice."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def fit(text: object, width_px: float, size: int = FONT_PX) -> str:
+    """`text` cut with an ellipsis so that it fits in `width_px` (labels are laid out without measuring)."""
+    text = clean(text)
+    room = int(width_px / (CHAR_PX * size / FONT_PX))
+    if columns(text) <= room:
+        return text
+    while text and columns(text) > room - 1:
+        text = text[:-1]
+    return text + "…"
 
 
 def percent(value: float, digits: int | None = None) -> str:
@@ -46,11 +74,18 @@ def _num(x: float) -> str:
 
 
 def _text(x: float, y: float, content: object, *, anchor: str = "start", size: int = FONT_PX, fill: str = INK,
-          weight: str = "normal", cls: str = "") -> str:
+          weight: str = "normal", cls: str = "", width: float | None = None) -> str:
+    """A label; with `width`, cut to fit it (the whole text stays in its tooltip)."""
     klass = f' class="{cls}"' if cls else ""
     bold = ' font-weight="bold"' if weight == "bold" else ""
+    shown = fit(content, width, size) if width is not None else clean(content)
+    tip, squeeze = "", ""
+    if shown != clean(content):
+        # a cut label fills its room: its glyphs are fitted to it, as wide glyphs (m, W, CJK) would overflow
+        tip = f"<title>{esc(content)}</title>"
+        squeeze = f' textLength="{_num(columns(shown) * CHAR_PX * size / FONT_PX)}" lengthAdjust="spacingAndGlyphs"'
     return (f'<text x="{_num(x)}" y="{_num(y)}" text-anchor="{anchor}" font-size="{size}" fill="{fill}"{bold}'
-            f'{klass}>{esc(content)}</text>')
+            f'{klass}{squeeze}>{tip}{escape(shown, quote=True)}</text>')
 
 
 def _line(x1: float, y1: float, x2: float, y2: float, stroke: str = GRID, width: float = 1, *, dash: str = "",
@@ -100,19 +135,20 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
 def legend(items: Sequence[tuple[str, str]], y: float, x0: float = 0, width: int = WIDTH) -> tuple[str, float]:
     """Colour swatches with labels, wrapped over lines; returns the SVG and the height used."""
     parts, x, row = [], x0, 0
-    for text, color in items:
-        needed = 16 + len(text) * CHAR_PX + 14
+    for full, color in items:
+        text = fit(full, width - x0 - 30)
+        needed = 16 + columns(text) * CHAR_PX + 14
         if x + needed > width and x > x0:
             x, row = x0, row + 1
         top = y + row * 18
         parts.append(f'<rect x="{_num(x)}" y="{_num(top)}" width="10" height="10" fill="{color}"/>')
-        parts.append(_text(x + 14, top + 9, text, fill=MUTED))
+        parts.append(_text(x + 14, top + 9, full, fill=MUTED, width=width - x0 - 30))
         x += needed
     return "".join(parts), (row + 1) * 18
 
 
 def _label_width(labels: Sequence[str], limit: int = 260) -> float:
-    return min(limit, max([len(s) for s in labels] + [4]) * CHAR_PX + 12)
+    return min(limit, max([columns(clean(s)) for s in labels] + [4]) * CHAR_PX + 12)
 
 
 # --- rates and intervals ---------------------------------------------------------------------------
@@ -130,7 +166,7 @@ def intervals(name: str, rows: Sequence[dict[str, Any]], *, label: str, fmt: Fmt
     ticks = nice_ticks(min(values), max(values))
     lo, hi = ticks[0], ticks[-1]
     left = _label_width([str(r["label"]) for r in rows])
-    right_w = min(260, max(len(_value_text(r, fmt)) for r in rows) * CHAR_PX + 20)
+    right_w = min(260, max(columns(_value_text(r, fmt)) for r in rows) * CHAR_PX + 20)
     plot_l, plot_r, top, row_h = left, WIDTH - right_w, 22, 24
 
     def x(v: float) -> float:
@@ -147,7 +183,7 @@ def intervals(name: str, rows: Sequence[dict[str, Any]], *, label: str, fmt: Fmt
     for i, r in enumerate(rows):
         cy = top + row_h * i + row_h / 2
         color = r.get("color") or PALETTE[0]
-        body.append(_text(plot_l - 8, cy + 4, r["label"], anchor="end"))
+        body.append(_text(plot_l - 8, cy + 4, r["label"], anchor="end", width=plot_l - 12))
         est, low, high = r.get("estimate"), r.get("low"), r.get("high")
         if est is None:
             body.append(_text(plot_l + 4, cy + 4, "no data yet", fill=MUTED))
@@ -337,7 +373,7 @@ def timeline(name: str, events: Sequence[dict[str, Any]], kinds: dict[str, str],
     placed = []
     for e in events:
         ex = x(e["at"])
-        width = len(e["text"]) * CHAR_PX * 0.95
+        width = columns(e["text"]) * CHAR_PX * 0.95
         anchor_left = ex + width + 8 > plot_r
         left_edge = ex - width - 6 if anchor_left else ex - 4
         lane = next((i for i, edge in enumerate(lanes) if left_edge > edge + 6), None)
@@ -358,7 +394,7 @@ def timeline(name: str, events: Sequence[dict[str, Any]], kinds: dict[str, str],
         body.append(_line(ex, ly + 3, ex, axis_y, color, 1, dash="2 2"))
         body.append(_circle(ex, axis_y, 5, color, title=f"{e['at']:%Y-%m-%d %H:%M} {e['text']}", stroke="#ffffff"))
         body.append(_text(ex - 6 if anchor_left else ex + 4, ly, e["text"], anchor="end" if anchor_left else "start",
-                          size=10, fill=color))
+                          size=10, fill=color, width=(ex - plot_l - 6) if anchor_left else (plot_r - ex - 4)))
     foot, foot_h = legend([(k, c) for k, c in kinds.items() if any(e["kind"] == k for e in events)], axis_y + 28, 12)
     body.append(foot)
     return svg(name, axis_y + 28 + foot_h, "".join(body), label)
@@ -384,7 +420,7 @@ def duration_bars(name: str, rows: Sequence[dict[str, Any]], steps: dict[str, st
                 body.append(_rect(x, y, w, row_h - 8, steps.get(step, MUTED),
                                   title=f"{step}: {format_seconds(seconds)}"))
                 x += w
-        body.append(_text(left - 8, y + row_h / 2, r["label"], anchor="end", size=10))
+        body.append(_text(left - 8, y + row_h / 2, r["label"], anchor="end", size=10, width=left - 12))
         body.append(_text(x + 6, y + row_h / 2, format_seconds(sum(s for _, s in r["steps"])), size=10, fill=MUTED))
         y += row_h
     used = [(k, c) for k, c in steps.items() if any(k == s and sec > 0 for r in rows for s, sec in r["steps"])]

@@ -38,7 +38,9 @@ table { border-collapse: collapse; width: 100%; font-size: 12.5px; font-variant-
 th, td { padding: 4px 6px; border-bottom: 1px solid #eef0f3; text-align: right; vertical-align: top; }
 th { color: #6b7280; font-weight: 600; }
 td.l, th.l { text-align: left; }
-td.l:first-child { white-space: nowrap; }
+td.l { overflow-wrap: anywhere; min-width: 5.5em; }
+.nw { white-space: nowrap; }
+h1, h3, p, dd, nav a, .tile .v { overflow-wrap: anywhere; }
 .ci { color: #6b7280; font-size: 11px; white-space: nowrap; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 9px; font-size: 12px; font-weight: 600; }
 .ok { background: #e3f4ec; color: #046c4e; }
@@ -48,7 +50,7 @@ td.l:first-child { white-space: nowrap; }
 dl.facts { display: grid; grid-template-columns: 190px 1fr; gap: 2px 12px; margin: 6px 0; }
 dl.facts dt { color: #6b7280; }
 dl.facts dd { margin: 0; }
-code { font-size: 12px; background: #f3f4f6; padding: 1px 4px; border-radius: 4px; }
+code { overflow-wrap: anywhere; font-size: 12px; background: #f3f4f6; padding: 1px 4px; border-radius: 4px; }
 .scroll { overflow-x: auto; }
 summary { cursor: pointer; color: #0072B2; margin: 6px 0; font-size: 13px; }
 svg.chart { display: block; max-width: 100%; height: auto; margin: 8px 0 4px; }
@@ -66,7 +68,9 @@ REPLY_COLORS = {"interested": "#009E73", "meeting_request": "#00664a", "question
 TIMELINE_KINDS = {"training": PALETTE[0], "deployment": PALETTE[4], "promotion": GOOD, "rollback": BAD,
                   "restart": PALETTE[1], "failure": "#8c2d04", "training run": MUTED}
 STEP_COLORS = {"pending": "#c7cdd4", "building": PALETTE[4], "uploading": PALETTE[0], "training": PALETTE[1],
-               "registering": PALETTE[3], "smoke_testing": PALETTE[2]}
+               "registering": PALETTE[3], "serving": PALETTE[6], "smoke_testing": PALETTE[2]}
+# rows a chart or a table of the report draws at most (the API answers every row)
+MAX_ROWS = 24
 
 
 def render(data: dict[str, Any]) -> str:
@@ -130,6 +134,10 @@ def _section(anchor: str, title: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{esc(title)}</h2>{body}</section>'
 
 
+def _nowrap(text: str) -> str:
+    return f'<span class="nw">{esc(text)}</span>'
+
+
 def _empty(text: str) -> str:
     return f'<p class="note">{esc(text)}</p>'
 
@@ -167,12 +175,17 @@ def _overview(data: dict[str, Any]) -> str:
     roles = data["registry"]["roles"]
     runs = data["training"]
     issues = _health_issues(data["health"])
+    sent = total["sent"]["count"]
+
+    def share(step: str) -> str:
+        return f"{percent(total[step]['rate'])} of sent" if sent else "no message sent"
+
     tiles = [
-        ("Messages sent", f"{total['sent']['count']:,}", f"last {data['window']['days']} days"),
-        ("Positive reply rate", percent(total["positive_reply"]["rate"] or 0),
-         _plain_interval(total["positive_reply"]["interval"])),
-        ("Meetings booked", f"{total['meeting']['count']:,}", f"{percent(total['meeting']['rate'] or 0)} of sent"),
-        ("Deals won", f"{total['won']['count']:,}", f"{percent(total['won']['rate'] or 0)} of sent"),
+        ("Messages sent", f"{sent:,}", f"last {data['window']['days']} days"),
+        ("Positive reply rate", percent(total["positive_reply"]["rate"]) if sent else "—",
+         _plain_interval(total["positive_reply"]["interval"]) if sent else "no message sent"),
+        ("Meetings booked", f"{total['meeting']['count']:,}", share("meeting")),
+        ("Deals won", f"{total['won']['count']:,}", share("won")),
         ("Experiment", (experiment["stage"] if experiment and experiment["status"] == "running"
                         else (experiment["status"].replace("_", " ") if experiment else "none")),
          (f"{experiment['decision']['action'] or 'not evaluated yet'} · day {experiment['days_running']:.0f}"
@@ -197,7 +210,8 @@ def _funnel(data: dict[str, Any]) -> str:
     groups = data["funnel"]["by_model_arm"]
     if not groups:
         return _section("funnel", "Funnel by model and arm", _empty("No messages were sent in the window."))
-    labelled = [{**g, "label": group_label(g)} for g in groups]
+    # the largest groups, one colour each (groups come largest first)
+    labelled = [{**g, "label": group_label(g)} for g in groups[:len(PALETTE)]]
     bars = charts.funnel_bars("funnel", labelled, [(s, LABELS[s]) for s in STEPS],
                               label="Share of messages sent that reached each step, per model and arm")
     positive = charts.intervals(
@@ -206,13 +220,16 @@ def _funnel(data: dict[str, Any]) -> str:
           "low": g["funnel"]["positive_reply"]["interval"][0], "high": g["funnel"]["positive_reply"]["interval"][1],
           "color": PALETTE[i % len(PALETTE)]} for i, g in enumerate(labelled)],
         label="Positive reply rate per model and arm, with 95% Wilson intervals")
-    rows = [{**g, "version": g.get("version") or g.get("model")} for g in groups]
+    rows = [{**g, "version": g.get("version") or g.get("model")} for g in groups[:MAX_ROWS]]
     table = funnel_table(rows, ["model", "arm"], ["version", "arm"], "funnel")
+    more = (_empty(f"The charts show the {len(labelled)} largest of {len(groups)} groups"
+                   + (f", the table the {len(rows)} largest." if len(groups) > len(rows) else "."))
+            if len(groups) > len(labelled) else "")
     return _section("funnel", "Funnel by model and arm", (
         '<p class="note">Each step as a share of the messages sent, with its 95% Wilson interval. Human opens '
         'exclude privacy-proxy (machine) opens; a positive reply is one classified interested or meeting request. '
         'Recent messages have not had their full time to reply, meet or close.</p>'
-        f"{bars}<h3>Positive reply rate</h3>{positive}{table}"))
+        f"{bars}<h3>Positive reply rate</h3>{positive}{table}{more}"))
 
 
 def _plan_text(plan: dict[str, Any]) -> str:
@@ -255,7 +272,7 @@ def _experiment(data: dict[str, Any]) -> str:
         ("Champion vs challenger", f"{esc(e['champion'])} vs {esc(e['challenger'])}"),
         ("Stage and allocation",
          f"{esc(e['stage'])} (segment {e['segment']}) · challenger {share * 100:.0f}%, champion "
-         f"{(1 - share) * 100:.0f}%"),
+         f"{(1 - share) * 100:.0f}%" + ("" if running else " when it ended")),
         ("Days run", f"{e['days_running']:.1f} (started {_day(e['started_at'])}"
                      + (f", ended {_day(e['ended_at'])})" if e["ended_at"] else ")")),
         ("Days left", f"at most {e['days_left']:.1f} (maximum runtime {e['max_runtime_days']:.0f} days, minimum "
@@ -291,7 +308,7 @@ def _experiment(data: dict[str, Any]) -> str:
                     f'<b>{esc(charts.signed_percent(primary["lift"]))}</b> '
                     f'{_interval(low, high, charts.signed_percent)}'
                     '<span class="note"> (always-valid: safe to read every day)</span></p>')
-    rows = [[esc(_when(h["at"])), f"{h['day']:.1f}" if h["day"] is not None else "—",
+    rows = [[_nowrap(_when(h["at"])), f"{h['day']:.1f}" if h["day"] is not None else "—",
              esc(f"{h['stage']} / {h['segment']}"), _badge(h["action"]),
              esc(f"{h['units']:,}") if h["units"] else "—",
              (esc(charts.signed_percent(h["estimate"])) + " " + _interval(h["low"], h["high"], charts.signed_percent))
@@ -353,7 +370,7 @@ def _registry(data: dict[str, Any]) -> str:
     chart = charts.timeline("registry-timeline", events, TIMELINE_KINDS, start=data["window"]["since"],
                             end=data["window"]["until"], label="Model registry: trainings, deployments, promotions "
                                                                 "and rollbacks")
-    rows = [[esc(_when(e["at"])), esc(e["version"]), _badge(e["action"], {"promotion": "ok", "rollback": "bad",
+    rows = [[_nowrap(_when(e["at"])), esc(e["version"]), _badge(e["action"], {"promotion": "ok", "rollback": "bad",
                                                                         "failure": "bad"}.get(e["kind"], "idle")),
              esc(_traffic(e["traffic"])), esc(e["reason"] or ""),
              esc(e["evidence"]), esc(e["actor"])] for e in reversed(reg["events"])]
@@ -436,34 +453,54 @@ def _replies(data: dict[str, Any]) -> str:
                              ' data-table="replies-weekly"'))
 
 
+def _leader_badge(cells: Sequence[dict[str, Any]], best: dict[str, Any]) -> str:
+    """The segment's best positive-reply rate: a winner only when its interval clears every other's."""
+    others = [c["positive_reply_rate"]["interval"][1] for c in cells if c is not best]
+    if not best["positive_reply_rate"]["rate"]:
+        return ""
+    if others and best["positive_reply_rate"]["interval"][0] > max(others):
+        return _badge("wins", "ok")
+    return _badge("highest so far" if others else "only cell", "idle")
+
+
 def _strategies(data: dict[str, Any]) -> str:
-    body = ['<p class="note">Reply and meeting rates of each framework × tone within each segment, over all of '
-            "this organisation's messages, with 95% Wilson intervals; cells with fewer messages than the minimum "
-            "sample are hidden. Where intervals overlap, the data does not yet say which is better. Same numbers "
-            "as <code>GET /insights/strategies?org_id=…</code>.</p>"]
+    body = ['<p class="note">Positive-reply, reply and meeting rates of each framework × tone within each segment, '
+            "over all of this organisation's messages, with 95% Wilson intervals; cells with fewer messages than the "
+            "minimum sample are hidden. A reply can be an unsubscribe: strategies are ranked by positive replies "
+            "(interested or meeting request). Where intervals overlap, the data does not yet say which is better. Same "
+            "numbers as <code>GET /insights/strategies?org_id=…</code>.</p>"]
     for segment, result in data["strategies"].items():
-        cells = sorted(result["cells"], key=lambda c: (c["segment"], -(c["reply_rate"]["rate"] or 0)))
         body.append(f"<h3>By {esc(segment)}</h3>")
-        if not cells:
+        if not result["cells"]:
             body.append(_empty(f"No cell has {result['min_sample']} messages yet"
                                + (f" ({result['hidden_cells']} hidden)." if result["hidden_cells"] else ".")))
             continue
-        segments = list(dict.fromkeys(c["segment"] for c in cells))
+        # the segments with the most messages, each with its cells best first
+        volume: dict[str, int] = {}
+        for c in result["cells"]:
+            volume[c["segment"]] = volume.get(c["segment"], 0) + c["reply_rate"]["n"]
+        segments = sorted(volume, key=lambda k: (-volume[k], k))
+        ranked = sorted(result["cells"], key=lambda c: (segments.index(c["segment"]),
+                                                        -(c["positive_reply_rate"]["rate"] or 0), c["framework"]))
+        cells, left_out = ranked[:MAX_ROWS], len(ranked) - MAX_ROWS
         body.append(charts.intervals(
             f"strategies-{segment}",
-            [{"label": f"{c['segment']} · {c['framework']} × {c['tone']}", "estimate": c["reply_rate"]["rate"],
-              "low": c["reply_rate"]["interval"][0], "high": c["reply_rate"]["interval"][1],
+            [{"label": f"{c['segment']} · {c['framework']} × {c['tone']}", "estimate": c["positive_reply_rate"]["rate"],
+              "low": c["positive_reply_rate"]["interval"][0], "high": c["positive_reply_rate"]["interval"][1],
               "color": PALETTE[segments.index(c["segment"]) % len(PALETTE)]} for c in cells],
-            label=f"Reply rate by framework and tone, per {segment}"))
-        best = {s: next(c for c in cells if c["segment"] == s) for s in segments}
+            label=f"Positive reply rate by framework and tone, per {segment}"))
+        best = {s: next(c for c in ranked if c["segment"] == s) for s in segments}
         rows = [[esc(c["segment"]), esc(c["framework"]), esc(c["tone"]), f"{c['reply_rate']['n']:,}",
-                 _rate(c["reply_rate"]), _rate(c["meeting_rate"]),
-                 _badge("highest reply rate", "ok") if best[c["segment"]] is c else ""] for c in cells]
-        body.append(_table([segment, "framework", "tone", "messages", "reply rate", "meeting rate", ""], rows,
-                           f' data-table="strategies-{esc(segment)}"', "lllrrrl"))
+                 _rate(c["positive_reply_rate"]), _rate(c["reply_rate"]), _rate(c["meeting_rate"]),
+                 _leader_badge([x for x in ranked if x["segment"] == c["segment"]], c) if best[c["segment"]] is c
+                 else ""] for c in cells]
+        body.append(_table([segment, "framework", "tone", "messages", "positive reply rate", "reply rate",
+                            "meeting rate", ""], rows, f' data-table="strategies-{esc(segment)}"', "lllrrrrl"))
+        notes = ([f"{left_out} more cells (smaller segments) are left out here; the API answers them all."]
+                 if left_out > 0 else [])
         if result["hidden_cells"]:
-            body.append(_empty(f"{result['hidden_cells']} cells with fewer than {result['min_sample']} messages "
-                               "are hidden."))
+            notes.append(f"{result['hidden_cells']} cells with fewer than {result['min_sample']} messages are hidden.")
+        body.extend(_empty(n) for n in notes)
     return _section("strategies", "Strategies that win", "".join(body))
 
 
@@ -480,21 +517,28 @@ def _campaigns(data: dict[str, Any]) -> str:
         path = f"GET /campaigns/{c['campaign_id']}/performance?org_id={data['org_id']}"
         overall = funnel_table([{"scope": "all messages", "funnel": c["funnel"]}], ["campaign"], ["scope"],
                                f"campaign-{i}-total")
-        models = funnel_table([{**g, "version": g.get("version") or g.get("model")} for g in c["by_model"]],
+        models = funnel_table([{**g, "version": g.get("version") or g.get("model")} for g in c["by_model"][:MAX_ROWS]],
                               ["model"], ["version"], f"campaign-{i}-models")
-        strategies = funnel_table(c["by_strategy"], ["framework", "tone"], ["framework", "tone"],
-                                  f"campaign-{i}-strategies")
+        # like the strategies: combinations with too few messages to say anything are hidden
+        shown = [g for g in c["by_strategy"] if g["messages"] >= campaigns["min_sample"]][:MAX_ROWS]
+        strategies = funnel_table(shown, ["framework", "tone"], ["framework", "tone"], f"campaign-{i}-strategies")
         chart = charts.intervals(
             f"campaign-{i}-positive", [
                 {"label": f"{g.get('framework') or '—'} × {g.get('tone') or '—'}",
                  "estimate": g["funnel"]["positive_reply"]["rate"], "low": g["funnel"]["positive_reply"]["interval"][0],
-                 "high": g["funnel"]["positive_reply"]["interval"][1]} for g in c["by_strategy"]],
+                 "high": g["funnel"]["positive_reply"]["interval"][1]} for g in shown],
             label=f"Positive reply rate by framework and tone in campaign {c['campaign_id']}")
+        hidden = len(c["by_strategy"]) - len(shown)
+        left_out = len(c["by_model"]) - MAX_ROWS
         body.append(
             f'<div id="campaign-{i}" data-campaign="{esc(c["campaign_id"])}"><h3>{esc(c["campaign_id"])}</h3>'
             f'<p class="note">{c["messages"]:,} messages, {_day(c["first_sent_at"])} to {_day(c["last_sent_at"])} · '
             f"same numbers as <code>{esc(path)}</code></p>{overall}<h3>By model</h3>{models}"
-            f"<h3>By framework × tone</h3>{chart}{strategies}</div>")
+            + (_empty(f"{left_out} smaller models are left out here.") if left_out > 0 else "")
+            + f"<h3>By framework × tone</h3>{chart}{strategies}"
+            + (_empty(f"{hidden} combinations with fewer than {campaigns['min_sample']} messages (or beyond the "
+                      f"{MAX_ROWS} largest) are hidden; their messages count in the campaign's total.")
+               if hidden else "") + "</div>")
     return _section("campaigns", "Campaigns", "".join(body))
 
 
@@ -508,7 +552,7 @@ def _health_issues(health: dict[str, Any]) -> list[str]:
         issues.append(f"{health['quarantined']} events quarantined")
     dlq = health.get("queues", {}).get("dead_letter_queue", {})
     if dlq.get("known") and dlq.get("messages"):
-        issues.append(f"{dlq['messages']} replies in the dead-letter queue")
+        issues.append(f"{dlq['messages']} replies in the dead-letter queue (all organisations)")
     return issues
 
 
@@ -541,8 +585,8 @@ def _health(data: dict[str, Any]) -> str:
          " · ".join(t for t in (f"latest {_when(h['latest_quarantined'])}" if h["latest_quarantined"] else "",
                                 unknown(h["quarantined_unknown_org"], "events")) if t),
          "ok" if not h["quarantined"] else "warn"),
-        ("Replies waiting on the classifier queue", *queue("replies_queue")),
-        ("Replies in the dead-letter queue", *queue("dead_letter_queue")),
+        ("Replies waiting on the classifier queue (all organisations)", *queue("replies_queue")),
+        ("Replies in the dead-letter queue (all organisations)", *queue("dead_letter_queue")),
     ]
     table = _table(["", "count", "", "status"],
                    ([esc(name), esc(value), f'<span class="note">{esc(note)}</span>',

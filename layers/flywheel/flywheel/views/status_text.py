@@ -6,13 +6,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flywheel.views.charts import format_seconds, percent, signed_percent
+from flywheel.views.charts import clean, format_seconds, percent, signed_percent
 
 RESET, BOLD, DIM, GREEN, YELLOW, RED = "\033[0m", "\033[1m", "\033[2m", "\033[32m", "\033[33m", "\033[31m"
 TONE = {"promote": GREEN, "promoted": GREEN, "advance": GREEN, "succeeded": GREEN, "ok": GREEN,
         "hold": YELLOW, "inconclusive": YELLOW, "insufficient_data": YELLOW, "look": YELLOW,
         "rollback": RED, "rolled_back": RED, "failed": RED, "cancelled": RED, "act": RED}
 LABEL_WIDTH = 12
+NAME_WIDTH = 40  # a model name longer than this is cut (model ids are whatever the sender wrote)
+
+
+def use_color(stream: Any, environ: dict[str, str]) -> bool:
+    """Colour on a terminal, unless NO_COLOR is set (no-color.org) or the terminal is dumb."""
+    return bool(stream.isatty()) and not environ.get("NO_COLOR") and environ.get("TERM") != "dumb"
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "…"
+
+
+def _cleaned(value: Any) -> Any:
+    """Every string of the report's data without control characters: a name sent through the API
+    never reaches the operator's terminal as an escape sequence."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {k: _cleaned(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cleaned(v) for v in value)
+    return value
 
 
 class Painter:
@@ -34,6 +56,7 @@ def _columns(rows: Sequence[Sequence[str]], right: set[int], indent: str = "  ")
 
 
 def render(data: dict[str, Any], *, color: bool = False) -> str:
+    data = _cleaned(data)
     p = Painter(color)
     lines = [p(f"Flywheel · {data['org_id']} · {data['generated_at']:%Y-%m-%d %H:%M} UTC · messages sent in the last "
                f"{data['window']['days']} days", BOLD), ""]
@@ -47,7 +70,7 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         table = [["", "sent", "delivered", "opens", "replied", "positive reply", "meeting", "won"]]
         for g in groups:
             f = g["funnel"]
-            name = str(g.get("version") or g.get("model")) + (f" · {g['arm']}" if g.get("arm") else "")
+            name = _short(str(g.get("version") or g.get("model"))) + (f" · {g['arm']}" if g.get("arm") else "")
             low, high = f["positive_reply"]["interval"]
             table.append([name, f"{f['sent']['count']:,}", *(percent(f[s]["rate"] or 0) for s in
                                                               ("delivered", "opened", "replied")),
@@ -64,9 +87,10 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         section("Experiment", "none has run yet")
     else:
         primary, srm = e["primary"], e["srm"]
+        running = e["status"] == "running"
         head = (f"{e['experiment_id']} {p.word(e['status'])} · {e['stage']} · challenger "
-                f"{e['allocation'] * 100:.0f}% · day {e['days_running']:.1f}"
-                + (f", ≤{e['days_left']:.1f} left" if e["status"] == "running" else ""))
+                f"{e['allocation'] * 100:.0f}%{'' if running else ' at the end'} · day {e['days_running']:.1f}"
+                + (f", ≤{e['days_left']:.1f} left" if running else ""))
         rest = []
         if primary.get("lift") is not None and primary.get("interval"):
             low, high = primary["interval"]
@@ -79,7 +103,7 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
             harm = [g["name"] for g in e["guardrails"] if g["harm"]]
             ok = [g["name"] for g in e["guardrails"] if g["non_inferior"] and not g["harm"]]
             waiting = [g["name"] for g in e["guardrails"] if g["name"] not in harm + ok]
-            rest.append(f"  guardrails {p(f'{len(ok)} non-inferior', GREEN)}"
+            rest.append(f"  guardrails {p(f'{len(ok)} non-inferior', GREEN if ok else '')}"
                         + (f", {p('clear harm: ' + ', '.join(harm), RED)}" if harm else "")
                         + (f", not yet shown: {', '.join(waiting)}" if waiting else ""))
         if srm["p_value"] is not None:

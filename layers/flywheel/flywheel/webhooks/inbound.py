@@ -14,7 +14,6 @@ mode the parse host uses:
 from __future__ import annotations
 
 import codecs
-import html
 import json
 import re
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.registration import normalise_message_id
 from flywheel.domain.reply_rules import OUT_OF_OFFICE, return_date
-from flywheel.domain.reply_text import normalise_newlines, reply_text
+from flywheel.domain.reply_text import html_to_text, normalise_newlines, reply_text
 from flywheel.errors import InvalidInput, MalformedPayload
 
 PROVIDER = "sendgrid_inbound"
@@ -40,7 +39,8 @@ _AUTO_SUBJECT = re.compile(
     r"^\s*(?:automatic reply|auto(?:matic)?[- ]?(?:reply|response)|autoreply|out of (?:the )?office|ooo|"
     r"abwesenheitsnotiz|abwesend|automatische antwort|réponse automatique|absence|respuesta automática|"
     r"fuera de la oficina|resposta automática|ausência|risposta automatica|fuori ufficio|automatisch antwoord|"
-    r"afwezig|автоответ|автоматический ответ|自動返信|自动回复|不在)\s*[:：]", re.IGNORECASE)
+    r"afwezig|автоответ|автоматический ответ|自動返信|自動応答|自动回复|自动答复|自動回覆|不在|자동 회신)\s*[:：]",
+    re.IGNORECASE)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -55,10 +55,17 @@ class AttachmentInfo:
 class Bounce:
     """One failed (or delayed) recipient of a delivery status notification."""
 
-    recipient: str | None
+    recipient: str | None  # Final-Recipient: where delivery failed
     action: str
     status: str | None
     diagnostic: str | None
+    original_recipient: str | None = None  # the address our message was sent to, when forwarded
+
+    @property
+    def lead_address(self) -> str | None:
+        """The address to attribute by: the one we wrote to (RFC 3464 Original-Recipient), else
+        where it failed (a lead's forwarding to a dead mailbox names the dead mailbox last)."""
+        return self.original_recipient or self.recipient
 
     @property
     def hard(self) -> bool:
@@ -119,18 +126,50 @@ class InboundMail:
 
 # --- decoding --------------------------------------------------------------------------------------
 
+# Labels that mail clients put on text written in a superset of the labelled charset (the WHATWG
+# Encoding Standard reads them the same way): Outlook labels windows-1252 as ISO-8859-1, Windows
+# labels cp932 (①, ～, NEC and IBM extensions) as Shift_JIS and GBK as GB2312, Big5 mail carries
+# HKSCS characters, and EUC-KR mail carries the Unified Hangul Code (cp949).
+_SUPERSETS = {"iso8859-1": "windows-1252", "ascii": "windows-1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
+              "tis-620": "cp874", "shift_jis": "cp932", "gb2312": "gb18030", "gbk": "gb18030",
+              "big5": "big5hkscs", "euc_kr": "cp949"}
+
+
+def _codec(charset: str) -> codecs.CodecInfo | None:
+    label = charset.strip().strip('"').lower()
+    for name in (label, label.removeprefix("x-")):  # x-mac-cyrillic, x-sjis ...
+        try:
+            found = codecs.lookup(name)
+        except LookupError:
+            continue
+        superset = _SUPERSETS.get(found.name)
+        return codecs.lookup(superset) if superset else found
+    return None
+
+
 def _decode(raw: bytes, charset: str | None) -> str:
-    """Bytes in their declared charset; undeclared or wrongly declared text is read as UTF-8, else
-    as windows-1252 (what mail clients that forget to declare it send); never raises."""
-    for candidate in (charset, "utf-8"):
-        if not candidate:
+    """Bytes in their declared charset (read as the superset clients really write in); UTF-8
+    mislabelled as a single-byte charset (a valid multi-byte UTF-8 sequence is next to impossible
+    in real Latin-1 or Cyrillic text) and undeclared or unknown charsets are read as UTF-8, else as
+    windows-1252 (what clients that forget to declare it send); never raises."""
+    codec = _codec(charset) if charset else None
+    if codec is not None and codec.name != "utf-8" and _single_byte(codec) and not raw.isascii():
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    for candidate in (codec, codecs.lookup("utf-8")):
+        if candidate is None:
             continue
         try:
-            codecs.lookup(candidate)
-            return raw.decode(candidate)
-        except (LookupError, UnicodeDecodeError):
+            return raw.decode(candidate.name)
+        except UnicodeDecodeError:
             continue
     return raw.decode("windows-1252", "replace")
+
+
+def _single_byte(codec: codecs.CodecInfo) -> bool:
+    return codec.name.startswith(("cp12", "iso8859", "koi8", "mac-", "cp874", "cp85", "cp86"))
 
 
 @dataclass
@@ -180,13 +219,6 @@ def _ids(value: str | None) -> list[str]:
     return [mid for mid in (normalise_message_id(v) for v in found) if mid]
 
 
-def _strip_html(markup: str) -> str:
-    text = re.sub(r"(?is)<(script|style).*?</\1>", " ", markup)
-    text = re.sub(r"(?is)<blockquote.*?</blockquote>", "\n", text)  # Apple Mail/Gmail quoted history
-    text = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", text)
-    return html.unescape(re.sub(r"<[^>]+>", "", text))
-
-
 def _address(value: str | None) -> str | None:
     pairs = getaddresses([value or ""])
     return pairs[0][1].strip().lower() if pairs and pairs[0][1] else None
@@ -220,23 +252,35 @@ def _typed(value: str | None) -> str | None:
     return " ".join(value.split(";", 1)[-1].split()) or None
 
 
+def _address_field(value: str | None) -> str | None:
+    address = _typed(value)
+    return address.strip("<>").lower() if address else None
+
+
 def parse_delivery_status(status_text: str, original_headers: str | None) -> DeliveryReport:
     blocks = _field_blocks(status_text)
     per_message = blocks[0] if blocks else Message()
     bounces = []
     for block in blocks[1:] or blocks:
-        recipient = _typed(block.get("Final-Recipient") or block.get("Original-Recipient"))
+        first = _address_field(block.get("Original-Recipient"))
+        recipient = _address_field(block.get("Final-Recipient")) or first
         action = (block.get("Action") or "").strip().lower()
         if not recipient and not action:
             continue
         status_match = _STATUS.search(block.get("Status") or "") or _STATUS.search(block.get("Diagnostic-Code") or "")
-        bounces.append(Bounce(recipient=recipient.lower() if recipient else None, action=action or "failed",
+        bounces.append(Bounce(recipient=recipient, action=action or "failed",
                               status=status_match.group(0) if status_match else None,
-                              diagnostic=_typed(block.get("Diagnostic-Code"))))
+                              diagnostic=_typed(block.get("Diagnostic-Code")),
+                              original_recipient=first if first != recipient else None))
     original = HeaderParser().parsestr(normalise_newlines(original_headers)) if original_headers else Message()
     message_id = next(iter(_ids(original.get("Message-ID"))), None)
     return DeliveryReport(original_message_id=message_id, bounces=bounces,
                           reporting_mta=_typed(per_message.get("Reporting-MTA")))
+
+
+# RFC 3464, and RFC 6533's internationalised forms (Postfix and Exchange send them for SMTPUTF8 mail)
+_STATUS_TYPES = ("message/delivery-status", "message/global-delivery-status")
+_ORIGINAL_TYPES = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
 
 
 def _is_report(content_type: str | None) -> bool:
@@ -258,12 +302,12 @@ def _raw_report(message: EmailMessage) -> DeliveryReport | None:
     status_text, original = "", None
     for part in message.walk():
         kind = part.get_content_type()
-        if kind == "message/delivery-status":
+        if kind in _STATUS_TYPES:
             blocks = part.get_payload()
             status_text = "\n\n".join(
                 b.as_string() if isinstance(b, Message) else str(b) for b in (blocks if isinstance(blocks, list)
                                                                               else [blocks]))
-        elif kind == "message/rfc822" and original is None:
+        elif kind in ("message/rfc822", "message/global", "message/global-headers") and original is None:
             inner = part.get_payload()
             first = inner[0] if isinstance(inner, list) and inner else inner
             if isinstance(first, Message):
@@ -281,7 +325,7 @@ def _from_mime(raw: bytes) -> InboundMail:
     if body is not None:
         text = _part_text(body)
         if body.get_content_subtype() == "html":
-            markup, text = text, _strip_html(text)
+            markup, text = text, html_to_text(text)
     attachments = [AttachmentInfo(p.get_filename(), p.get_content_type(), len(p.get_payload(decode=True) or b""))
                    for p in message.walk() if p.get_filename() and not p.is_multipart()]
     return InboundMail(
@@ -304,7 +348,7 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
 
     headers = HeaderParser(policy=policy.default).parsestr(text_field("headers"))
     markup = text_field("html") or None
-    body = text_field("text") or (_strip_html(markup) if markup else "")
+    body = text_field("text") or (html_to_text(markup) if markup else "")
     files = {name: p for name, p in parts.items() if p.filename is not None or name.startswith("attachment")
              and name[10:].isdigit()}
     info = _json_field(parts, "attachment-info")
@@ -314,9 +358,8 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
     report = None
     if _is_report(headers.get("content-type")):
         kinds = {name: (info.get(name, {}).get("type") or p.content_type).lower() for name, p in files.items()}
-        status = next((files[n].raw for n, k in kinds.items() if k == "message/delivery-status"), b"")
-        original = next((files[n].raw for n, k in kinds.items() if k in ("message/rfc822", "text/rfc822-headers")),
-                        None)
+        status = next((files[n].raw for n, k in kinds.items() if k in _STATUS_TYPES), b"")
+        original = next((files[n].raw for n, k in kinds.items() if k in _ORIGINAL_TYPES), None)
         # without the machine-readable part, the human-readable text usually repeats its fields
         report = parse_delivery_status(_decode(status, "utf-8") if status else body,
                                        _decode(original, "utf-8").split("\n\n", 1)[0] if original else None)
@@ -377,7 +420,7 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
     """A reply (a person's or an automatic one) -> one reply event; a DSN -> one event per recipient."""
     occurred = mail.sent_at or received_at
     if mail.report is not None:
-        return _bounce_events(mail, occurred)
+        return _bounce_events(mail, domains, occurred)
     payload = _payload(mail)
     text = mail.text
     data: dict[str, Any] = {"text": text, "full_text": mail.full_text, "subject": mail.subject,
@@ -396,7 +439,7 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
     )]
 
 
-def _bounce_events(mail: InboundMail, occurred: datetime) -> list[IncomingEvent]:
+def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) -> list[IncomingEvent]:
     report = mail.report
     assert report is not None
     payload = _payload(mail)
@@ -417,8 +460,11 @@ def _bounce_events(mail: InboundMail, occurred: datetime) -> list[IncomingEvent]
             payload=payload,
             data={k: v for k, v in {"bounce_type": "bounce" if bounce.hard else "soft", "status": bounce.status,
                                     "reason": bounce.diagnostic or f"DSN action {bounce.action}",
-                                    "recipient": bounce.recipient, "source": "dsn"}.items() if v is not None},
+                                    "recipient": bounce.recipient, "original_recipient": bounce.original_recipient,
+                                    "source": "dsn"}.items() if v is not None},
+            # a DSN sent back to a reply+<outcome_id> return path names its message like a reply does
+            outcome_id=addressed_outcome(mail, domains),
             references=[report.original_message_id] if report.original_message_id else [],
-            email=bounce.recipient,
+            email=bounce.lead_address,
         ))
     return events
