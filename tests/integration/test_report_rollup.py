@@ -22,6 +22,7 @@ TODAY = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
 # the reports' previous definition: one organisation's messages counted from outcome_labels on every call
 REFERENCE_STRATEGIES = """
 SELECT {column} AS segment, framework, tone, count(*) AS messages, count(replied_at) AS replies,
+       count(*) FILTER (WHERE reply_category IN ('interested', 'meeting_request')) AS positive_replies,
        count(meeting_booked_at) AS meetings
   FROM outcome_labels WHERE org_id = %s AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
  GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
@@ -78,6 +79,7 @@ def reference(db) -> dict[str, Any]:
             rows = db.execute(REFERENCE_STRATEGIES.format(column=column), (org,)).fetchall()
             cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
                       "reply_rate": experiments._rate(r["replies"], r["messages"]),
+                      "positive_reply_rate": experiments._rate(r["positive_replies"], r["messages"]),
                       "meeting_rate": experiments._rate(r["meetings"], r["messages"])} for r in rows]
             result[org][segment] = {"org_id": org, "segment_by": segment, "min_sample": 1, "cells": cells,
                                     "hidden_cells": 0}
