@@ -22,7 +22,7 @@ import math
 import sys
 
 import numpy as np
-from _harness import timed
+from _harness import progress, timed
 
 from flywheel.domain import experiments as ex
 from flywheel.domain import stats
@@ -151,6 +151,7 @@ def main() -> None:
 
     def run_all() -> None:
         for volume in VOLUMES:
+            progress(f"{volume:,} leads a week: {len(SCENARIOS)} scenarios x {EXPERIMENTS:,} experiments")
             for name, (factor, harm) in SCENARIOS.items():
                 table[(volume, name)] = cell(volume, factor, harm, plans[volume])
             if volume in smallest:

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from _harness import ROOT, fresh_database
+from _harness import ROOT, fresh_database, progress
 
 N = 200_000
 ORGS = 12
@@ -211,10 +211,12 @@ def main() -> None:
     url = fresh_database()
     # generated in a process of its own: a child starts with its parent's peak RSS (Linux keeps it
     # across fork and exec), so a parent that held the 200,000 rows would inflate every side's peak
+    progress(f"seeding {args.rows:,} outcomes")
     subprocess.run([sys.executable, __file__, "seed", str(args.rows)], check=True,
                    env={**os.environ, "DATABASE_URL": url}, cwd=ROOT)
     results = {}
     for mode in ("raw-read", "streaming", "fetch-all"):
+        progress(f"{mode} (its own process)")
         done = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True,
                               env={**os.environ, "DATABASE_URL": url}, cwd=ROOT)
         results[mode] = r = json.loads(done.stdout.strip().splitlines()[-1])

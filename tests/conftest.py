@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +16,9 @@ from psycopg.rows import dict_row
 
 from flywheel.dal.connection import close_connection
 from flywheel.dal.migrations import migrate
-from flywheel.local.embedded import create_database, start_embedded
+from flywheel.local.embedded import create_database, throwaway_server
 from flywheel.local.server import LocalApi
+from flywheel.services.experiments import forget_cache
 from flywheel.settings import reset_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +32,14 @@ def pg_admin_url() -> Iterator[str]:
     if external:
         yield external
         return
-    folder = Path(tempfile.mkdtemp(prefix="flywheel-pg-"))
-    folder.chmod(0o755)
-    url = start_embedded(folder / "data")
-    # a throwaway server: a commit need not wait for its WAL to reach the disk (7 ms each on this
-    # machine's disks); what a commit makes visible, and every lock, is the same
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
-        conn.execute("SELECT pg_reload_conf()")
-    yield url
+    # stopped and deleted at the end of the session (not at exit: xdist may end a worker abruptly)
+    with throwaway_server("flywheel-pg-") as url:
+        # a throwaway server: a commit need not wait for its WAL to reach the disk (7 ms each on this
+        # machine's disks); what a commit makes visible, and every lock, is the same
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+            conn.execute("SELECT pg_reload_conf()")
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -60,6 +59,7 @@ def throwaway_database(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, templ
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.delenv("DATABASE_SECRET_ARN", raising=False)
     reset_settings()
+    forget_cache()  # the routing cache of the previous test's database
     yield url
     close_connection()
     reset_settings()

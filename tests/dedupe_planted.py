@@ -103,7 +103,8 @@ def planted(blind: bool, variants: int = 3, seed: int = 11, personal: int = 0) -
     `personal`, each email is also sent as that many personalised versions (each a different
     email, with `variants` edits of its own)."""
     rng = random.Random(seed)
-    texts, groups = [], []
+    texts: list[str] = []
+    groups: list[int] = []
     for family in BASES:
         if (family["family"] in TUNING_FAMILIES) == blind:
             continue

@@ -472,7 +472,7 @@ def parsed_post(msg: Message, outcome_id: str = "OUTCOME_ID", envelope_from: str
     def leaves(part: Message) -> list[Message]:
         if part.get_content_maintype() == "message" or not part.is_multipart():
             return [part]
-        return [leaf for child in part.get_payload() for leaf in leaves(child)]
+        return [leaf for child in part.get_payload() if isinstance(child, Message) for leaf in leaves(child)]
 
     for part in leaves(msg):
         kind = part.get_content_type()
@@ -482,7 +482,7 @@ def parsed_post(msg: Message, outcome_id: str = "OUTCOME_ID", envelope_from: str
                 files.append(("details.txt", kind, payload))
             elif part.get_content_maintype() == "message":  # a returned original: the bytes of the message
                 files.append((part.get_filename() or "original.eml", kind,
-                              b"".join(m.as_bytes(policy=policy.SMTP) for m in part.get_payload())))
+                              b"".join(m.as_bytes(policy=policy.SMTP) for m in part.get_payload() if isinstance(m, Message))))
             else:
                 body = part.get_payload(decode=True)
                 files.append((part.get_filename() or "attachment.txt", kind, body if isinstance(body, bytes) else b""))

@@ -65,7 +65,8 @@ def _nova_texts(content: object) -> list[str] | None:
     if not isinstance(content, list) or not content:
         return None
     texts = [c.get("text") for c in content if isinstance(c, dict)]
-    return texts if len(texts) == len(content) and all(isinstance(t, str) and t for t in texts) else None
+    return [str(t) for t in texts] if len(texts) == len(content) and all(isinstance(t, str) and t for t in texts) \
+        else None
 
 
 def nova_line(line: dict, preference: bool) -> list[str]:

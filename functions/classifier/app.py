@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
@@ -28,7 +29,7 @@ def _jobs(records: list[dict[str, Any]]) -> dict[str, ReplyJob | ValidationError
 @logger.inject_lambda_context
 @metrics.log_metrics
 @tracer.capture_lambda_handler
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     jobs = _jobs(event["Records"])
     logger.set_correlation_id(",".join(jobs))  # the batch's SQS message ids, until each record is stored
     valid = {mid: job for mid, job in jobs.items() if isinstance(job, ReplyJob)}

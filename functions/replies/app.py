@@ -8,6 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
+from flywheel.domain.inputs import IDENTIFIER
 from flywheel.models.replies import ReplyIn
 from flywheel.observability import logger, metrics, tracer
 from flywheel.services.replies import list_suppressions, submit_reply
@@ -22,7 +23,7 @@ def post_reply(reply: Annotated[ReplyIn, Body()]) -> tuple[dict[str, Any], int]:
 
 @app.get("/suppressions")
 def get_suppressions(
-    org_id: Annotated[str, Query(min_length=1, max_length=128)],
+    org_id: Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")],
     since: Annotated[datetime | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:

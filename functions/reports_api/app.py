@@ -6,11 +6,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
+from flywheel.domain.inputs import IDENTIFIER
 from flywheel.observability import logger, metrics, tracer
 from flywheel.services import insights, reports
 
 app = make_resolver()
-OrgId = Annotated[str, Query(min_length=1, max_length=128)]
+# the organisation ids senders register (a NUL or a space can name none, and PostgreSQL refuses a NUL)
+OrgId = Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")]
 
 
 @app.get("/reports/latest")

@@ -151,3 +151,23 @@ def test_committed_openapi_document_is_current() -> None:
     assert committed == json.loads(json.dumps(build_document(ROOT / "template.yaml"))), "run `make openapi`"
     routes = {r.path for spec in read_template(ROOT / "template.yaml").functions().values() for r in spec.routes}
     assert set(committed["paths"]) == routes  # every route of the template, none missing
+
+
+def test_an_org_id_no_organisation_can_have_is_a_422_on_every_route(server) -> None:
+    """Every route reading `org_id` from the query takes the ids senders register (a NUL reached
+    PostgreSQL, which refuses it, as a 500 on /suppressions and /reports/latest)."""
+    document = json.loads((ROOT / "openapi.json").read_text())
+    checked = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            if "org_id" not in names or method not in ("get", "post"):
+                continue
+            concrete = path.replace("{outcome_id}", str(uuid.uuid4())).replace("{campaign_id}", "q4")
+            for bad in ("\x00", "acme\x00", " acme", "a" * 129):
+                query = {"org_id": bad, **({"lead_id": "lead-1"} if "lead_id" in names else {})}
+                status, payload = _send(server, method.upper(), concrete, query, b"{}" if method == "post" else None,
+                                        {"Content-Type": "application/json"})
+                assert status == 422 and json.loads(payload)["error"], (method, path, bad, status, payload[:300])
+            checked.append(path)
+    assert {"/suppressions", "/reports/latest"} <= set(checked)

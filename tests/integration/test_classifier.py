@@ -13,6 +13,7 @@ from moto import mock_aws
 from flywheel.clients import llm
 from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
+from flywheel.local.seed import DANA, LEE
 from tests.conftest import ROOT, count, load_event
 from tests.webhook_helpers import configure
 
@@ -36,7 +37,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, db_url: str):
         reset_clients()
 
 
-def drain(url: str) -> list[dict[str, Any]]:
+def drain(url: str) -> list[Any]:
     out = boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=url, MaxNumberOfMessages=10)
     return out.get("Messages", [])
 
@@ -47,7 +48,7 @@ def register() -> str:
 
 
 def sqs_event(outcome_id: str, text: str | None = None) -> dict[str, Any]:
-    event = json.loads(json.dumps(load_event("classifier_replies_batch.json")).replace("OUTCOME_ID", outcome_id))
+    event = json.loads(json.dumps(load_event("classifier_replies_batch.json")).replace(str(DANA), outcome_id))
     if text is not None:
         body = json.loads(event["Records"][0]["body"])
         body["text"] = text
@@ -87,7 +88,7 @@ def test_a_redelivered_message_stores_one_classification(db, aws) -> None:
 def test_reply_and_classification_give_the_label(db, aws) -> None:
     outcome_id = register()
     status = invoke("RepliesApiFunction", json.loads(json.dumps(load_event("replies_post.json")).replace(
-        "OUTCOME_ID", outcome_id)), ROOT / "template.yaml")
+        str(LEE), outcome_id)), ROOT / "template.yaml")
     assert status["statusCode"] == 202
     [queued] = drain(aws["replies"])
     job = json.loads(queued["Body"])
@@ -157,9 +158,9 @@ def test_llm_path_and_its_fallbacks(db, aws, monkeypatch, mode: str, source: str
 
 def test_post_reply_validation(db, aws) -> None:
     event = load_event("replies_post.json")
-    unknown = json.loads(json.dumps(event).replace("OUTCOME_ID", "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"))
+    unknown = json.loads(json.dumps(event).replace(str(LEE), str(DANA)))
     assert invoke("RepliesApiFunction", unknown, ROOT / "template.yaml")["statusCode"] == 404
-    bad = json.loads(json.dumps(event).replace("OUTCOME_ID", "nope"))
+    bad = json.loads(json.dumps(event).replace(str(LEE), "nope"))
     result = invoke("RepliesApiFunction", bad, ROOT / "template.yaml")
     assert result["statusCode"] == 422 and json.loads(result["body"])["fields"][0]["field"] == "outcome_id"
     assert count(db, "outcome_events") == 0 and drain(aws["replies"]) == []

@@ -156,7 +156,7 @@ def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin
             # every process walks the outcomes in the same order, so they collide on the same rows;
             # within an outcome its events come shuffled, some twice; the late messages register mid-way
             rng = random.Random(1000 * n + p)
-            stream: list[dict[str, Any]] = []
+            stream = []
             for group in groups:
                 copy = group + rng.sample(group, len(group) // 3)
                 rng.shuffle(copy)

@@ -84,9 +84,10 @@ def test_iam_authentication_uses_a_fresh_token_and_reads_no_secret(aws: None, mo
     reset_settings()
     info = conninfo_to_dict(connection.conninfo(get_settings()))
     # the token is a SigV4-presigned "connect" request for this host, port and user
-    assert info["password"].startswith(
+    password = str(info["password"])
+    assert password.startswith(
         "flywheel-dev.proxy-abc.us-east-1.rds.amazonaws.com:5432/?Action=connect&DBUser=flywheel")
-    assert "X-Amz-Signature=" in info["password"]
+    assert "X-Amz-Signature=" in password
     assert info["sslmode"] == "require"
     # the connection identity does not change with each token, so the connection is kept
     assert connection.target(get_settings()).conninfo == connection.target(get_settings()).conninfo
@@ -124,7 +125,7 @@ def test_a_connection_lost_inside_a_transaction_is_not_replayed(db_url: str, db:
 def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str, pg_admin_url: str) -> None:
     with connection.transaction() as conn:
         pid = _backend_pid(conn)
-    name = conninfo_to_dict(db_url)["dbname"]
+    name = str(conninfo_to_dict(db_url)["dbname"])
     admin = psycopg.connect(pg_admin_url, autocommit=True)
     admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(psycopg.sql.Identifier(name)))
     try:

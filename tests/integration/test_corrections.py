@@ -10,12 +10,13 @@ import pytest
 
 from flywheel import cli
 from flywheel.local.invoke import invoke
+from flywheel.local.seed import DANA
 from tests.conftest import ROOT, count, load_event
 from tests.integration.test_classifier import aws, classify, outcome, register, sqs_event  # noqa: F401
 
 
 def correction_event(outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme") -> dict[str, Any]:
-    event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace("OUTCOME_ID", outcome_id))
+    event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace(str(DANA), outcome_id))
     if body is not None:
         event["body"] = json.dumps(body)
     event["queryStringParameters"] = {"org_id": org_id} if org_id else None

@@ -53,13 +53,14 @@ def planted_messages() -> tuple[list[dict[str, Any]], list[str]]:
     """40 distinct emails (the hand-written planted set) sent to 8 leads in 8 countries, each with
     PII planted in the subject, body, brief, campaign id, signature and a quoted reply."""
     emails = [e for family in BASES for e in family["emails"]]
-    messages, planted = [], []
+    messages: list[dict[str, Any]] = []
+    planted: list[str] = []
     for i, body in enumerate(emails):
         first, last, company, country, phone, colleague = LEADS[i % len(LEADS)]
         values = {"first": first, "last_ascii": "".join(c for c in last if c.isascii() and c.isalpha()) or "x",
                   "phone": phone, "colleague": colleague}
         short = company.split()[-1] if company.startswith("ООО") else company.split()[0]  # as people call it
-        review = {"i": i, "short": short, "homoglyph": first.replace("a", "\u0430", 1).replace("o", "\u043e", 1),
+        review: dict[str, Any] = {"i": i, "short": short, "homoglyph": first.replace("a", "\u0430", 1).replace("o", "\u043e", 1),
                   "zero_width": first[:1] + "\u200b" + first[1:]}
         text = (body.replace("{{first_name}}", first).replace("{{company}}", company)
                 + "\n" + EXTRAS[i % len(EXTRAS)].format(**values) + "\n" + EXTRAS[(i + 3) % len(EXTRAS)].format(**values)

@@ -25,6 +25,7 @@ def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str
     assert "demo finished" in out
     report = ROOT / ".flywheel" / "demo-report.html"
     assert f"report written: {report}" in out and "Flywheel report · demo-ab" in report.read_text()
+    assert "replies queue 0 · dead-letter queue 0" in out  # collected as ReportFunction does, in its environment
     assert "Funnel" in out and "Data health" in out and "signed events for the experiment's messages) -> [200]" in out
     funnel = db.execute("SELECT count(delivered_at) AS delivered, count(first_opened_at) AS opened, "
                         "count(bounced_at) AS bounced FROM outcome_labels WHERE org_id = 'demo-ab'").fetchone()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from email.message import Message
 
 import pytest
 
@@ -84,8 +85,9 @@ def test_a_dsn_returned_to_the_reply_address_names_its_message(db, replies_queue
     and the MTA reports only that one) still reaches its message through reply+<outcome_id>."""
     [outcome_id] = register()
     message = mh.forwarded_dsn()
-    status_part = message.get_payload()[1]
-    status_part.get_payload()[1].replace_header("Original-Recipient", "rfc822;dana.private@mail.example")
+    [_, status_part] = [p for p in message.get_payload() if isinstance(p, Message)]
+    [_, recipient] = [p for p in status_part.get_payload() if isinstance(p, Message)]
+    recipient.replace_header("Original-Recipient", "rfc822;dana.private@mail.example")
     status, body = post(message, "raw", outcome_id)
     assert status == 200 and body["applied"] == 1
     assert reply_row(db, outcome_id)["bounce_status"] == "5.2.2"

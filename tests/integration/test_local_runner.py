@@ -60,7 +60,9 @@ def test_build_event_marks_binary_bodies_base64() -> None:
     from flywheel.local.server import LocalApi, build_event
 
     api = LocalApi(ROOT / "template.yaml")
-    route, params = api.match("GET", "/messages/abc")
+    matched = api.match("GET", "/messages/abc")
+    assert matched is not None
+    route, params = matched
     assert params == {"outcome_id": "abc"} and route.path == "/messages/{outcome_id}"
     event = build_event("POST", "/messages?a=1&a=2", {"Content-Type": ["multipart/form-data; boundary=x"]},
                         b"--x\r\n\xff\r\n", route, params, api.binary_types)

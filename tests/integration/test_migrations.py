@@ -6,6 +6,7 @@ import shutil
 import threading
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,7 +24,7 @@ def empty_db(pg_admin_url: str) -> str:
     return create_database(pg_admin_url, f"flywheel_empty_{uuid.uuid4().hex[:10]}")
 
 
-def connect(url: str) -> psycopg.Connection:
+def connect(url: str) -> psycopg.Connection[dict[str, Any]]:
     return psycopg.connect(url, autocommit=True, row_factory=dict_row)
 
 
@@ -36,7 +37,7 @@ def test_applies_all_then_is_a_no_op(empty_db: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()}
         assert {"organizations", "outcome_labels", "outcome_events", "schema_migrations"} <= tables
         checksums = conn.execute("SELECT count(*) AS n FROM schema_migrations WHERE length(checksum) = 64").fetchone()
-        assert checksums["n"] == len(applied)
+        assert checksums is not None and checksums["n"] == len(applied)
 
 
 def test_refuses_to_run_when_an_applied_file_changed(empty_db: str, tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def test_a_failing_migration_rolls_back_alone(empty_db: str, tmp_path: Path) -> 
             migrate(conn, sql_dir)
         versions = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations").fetchall()}
         assert "9998" in versions and "9999" not in versions
-        assert conn.execute("SELECT to_regclass('half_done') AS t").fetchone()["t"] is None
+        assert conn.execute("SELECT to_regclass('half_done') AS t").fetchone() == {"t": None}
 
 
 def test_concurrent_runs_apply_each_migration_once(empty_db: str) -> None:

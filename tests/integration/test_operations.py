@@ -149,7 +149,7 @@ def test_tracer_never_records_responses_or_errors(monkeypatch: pytest.MonkeyPatc
     for decorator in (tracer.capture_lambda_handler, tracer.capture_method):
         for option, env in (("capture_response", constants.TRACER_CAPTURE_RESPONSE_ENV),
                             ("capture_error", constants.TRACER_CAPTURE_ERROR_ENV)):
-            choice = decorator.keywords[option]  # type: ignore[attr-defined]
+            choice = decorator.keywords[option]  # type: ignore[attr-defined,union-attr]
             assert resolve_truthy_env_var_choice(env=os.getenv(env, "true"), choice=choice) is False
 
 

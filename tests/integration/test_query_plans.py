@@ -4,7 +4,7 @@ EXPLAINed with its own parameters, and a sequential scan of outcome_events or ou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -62,7 +62,7 @@ ANALYZE;
 class Recording:
     """A connection that remembers every statement (and its parameters) the dal sends."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
         self.conn = conn
         self.statements: list[tuple[str, Any]] = []
 
@@ -82,20 +82,20 @@ def scans(plan: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def big(db_url: str) -> psycopg.Connection:
+def big(db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row, prepare_threshold=None) as conn:
         conn.execute(SEED)
         yield conn
 
 
-def test_hot_queries_use_indexes(big: psycopg.Connection) -> None:
+def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> None:
     ids = [r["outcome_id"] for r in big.execute(
         "SELECT outcome_id FROM outcome_labels WHERE dedupe_key IN ('k5', 'k77', 'k1234') ORDER BY 1")]
     one: UUID = ids[0]
     now = datetime.now(UTC)
     message = {"outcome_id": one, "org_id": "org1", "provider_message_id": "pm5", "email_message_id": "msg5@x",
                "lead_email": "l5@x.example", "sent_at": now.isoformat()}
-    event_row = {"provider": "sendgrid", "event_key": "new-1", "event_type": "open", "occurred_at": now.isoformat(),
+    event_row: dict[str, Any] = {"provider": "sendgrid", "event_key": "new-1", "event_type": "open", "occurred_at": now.isoformat(),
                  "org_id": "org5", "outcome_id": str(one), "status": "applied", "match_outcome_id": None,
                  "match_provider_message_id": "pm5", "match_email": "l5@x.example", "match_references": None,
                  "match_window_days": None, "data": {}, "payload": {}}
@@ -137,9 +137,11 @@ def test_hot_queries_use_indexes(big: psycopg.Connection) -> None:
             pass
         assert recording.statements, name
         for query, params in recording.statements:
-            plan = big.execute(psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + psycopg.sql.SQL(query)
-                               if isinstance(query, str) else psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + query,
-                               params).fetchone()["QUERY PLAN"][0]["Plan"]
+            explained = big.execute(psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + psycopg.sql.SQL(query)
+                                    if isinstance(query, str) else psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + query,
+                                    params).fetchone()
+            assert explained is not None
+            plan = explained["QUERY PLAN"][0]["Plan"]
             bad = [t for t in scans(plan) if t in GUARDED]
             if bad:
                 failures[name] = bad

@@ -295,7 +295,12 @@ def test_campaign_performance_is_scoped_to_the_organisation(api, db, acme) -> No
     assert status == 422 and body["error"] == "validation_error" and "org_id" in body["message"]
     status, body = api.get("/campaigns/no-such-campaign/performance?org_id=acme")
     assert status == 404 and body["error"] == "not_found"
-    result = invoke("ReportsApiFunction", load_event("campaign_performance_get.json"), ROOT / "template.yaml")
+    # the sample's request (it names the seeded sample campaign: test_samples runs it as shipped),
+    # for this data set's campaign
+    event = load_event("campaign_performance_get.json")
+    sample_campaign = event["pathParameters"]["campaign_id"]
+    event = json.loads(json.dumps(event).replace(sample_campaign, "q4-outbound"))
+    result = invoke("ReportsApiFunction", event, ROOT / "template.yaml")
     assert result["statusCode"] == 200 and json.loads(result["body"]) == json.loads(json.dumps(mine))
 
 

@@ -105,7 +105,8 @@ def _report_rules() -> dict[str, dict[str, Any]]:
 
 def test_the_template_rules_match_the_events_they_are_for() -> None:
     """moto's implementation of EventBridge pattern matching, on the template's own patterns."""
-    training = load_event("report_training_finished.json")
+    training: Any = load_event("report_training_finished.json")  # an EventBridge event, as moto types it
+    changed: Any = lambda **fields: {**training, **fields}  # noqa: E731
     rules = _report_rules()
     pattern = json.loads(json.dumps(rules["TrainingRunFinished"]))
     assert pattern["detail"]["stateMachineArn"] == [{"Ref": "WeeklyTrainingStateMachine"}]
@@ -113,12 +114,13 @@ def test_the_template_rules_match_the_events_they_are_for() -> None:
     finished = EventPattern.load(json.dumps(pattern))
     assert finished.matches_event(training)
     for status in ("FAILED", "TIMED_OUT", "ABORTED"):
-        assert finished.matches_event({**training, "detail": {**training["detail"], "status": status}})
-    assert not finished.matches_event({**training, "detail": {**training["detail"], "status": "RUNNING"}})
+        assert finished.matches_event(changed(detail={**training["detail"], "status": status}))
+    assert not finished.matches_event(changed(detail={**training["detail"], "status": "RUNNING"}))
     other = {**training["detail"], "stateMachineArn": training["detail"]["stateMachineArn"] + "-other"}
-    assert not finished.matches_event({**training, "detail": other})
+    assert not finished.matches_event(changed(detail=other))
     evaluated = EventPattern.load(json.dumps(rules["ExperimentEvaluated"]))
-    assert evaluated.matches_event(load_event("report_experiment_evaluated.json"))
+    experiment_evaluated: Any = load_event("report_experiment_evaluated.json")
+    assert evaluated.matches_event(experiment_evaluated)
     assert not evaluated.matches_event(training)
 
 

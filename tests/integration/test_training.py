@@ -188,7 +188,8 @@ class FakeOpenAI:
     """The OpenAI files and fine-tuning endpoints, at the HTTP transport."""
 
     def __init__(self, refuse: bool = False, statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded")):
-        self.refuse, self.statuses, self.requests = refuse, list(statuses), []
+        self.refuse, self.statuses = refuse, list(statuses)
+        self.requests: list[Any] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append((request.method, request.url.path, request.content))
@@ -267,7 +268,9 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
         from flywheel.local.server import LocalApi
 
         api = LocalApi(ROOT / "template.yaml")
-        route, params = api.match(method, path)
+        matched = api.match(method, path)
+        assert matched is not None
+        route, params = matched
         event["resource"], event["pathParameters"] = route.path, params or None
         result = invoke("TrainingApiFunction", event, ROOT / "template.yaml")
         return result["statusCode"], json.loads(result["body"])

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from flywheel.local.invoke import invoke
+from flywheel.local.seed import DANA
 from tests.conftest import ROOT, SHARED_FIXTURES, count, load_event
 from tests.webhook_helpers import calendly_headers, configure, route_event
 
@@ -32,7 +33,7 @@ def send(envelope: dict, timestamp: int | None = None, signature: str | None = N
 
 def booking(outcome_id: str, invitee: str = "INV-1", start: datetime | None = None,
             created: str = "2026-11-24T10:30:00.000000Z") -> dict:
-    event = json.loads(load_event("webhooks_calendly_invitee_created.json")["body"].replace("OUTCOME_ID", outcome_id))
+    event = json.loads(load_event("webhooks_calendly_invitee_created.json")["body"].replace(str(DANA), outcome_id))
     start = start or datetime.now(UTC) + timedelta(days=3)
     uri = f"https://api.calendly.com/scheduled_events/EV-1/invitees/{invitee}"
     event["created_at"] = event["payload"]["created_at"] = created

@@ -16,6 +16,7 @@ from flywheel.clients import http as http_client
 from flywheel.dal.connection import close_connection
 from flywheel.local.embedded import create_database
 from flywheel.local.invoke import invoke
+from flywheel.local.seed import DANA
 from flywheel.settings import reset_settings
 from tests.conftest import ROOT, load_event
 from tests.integration.test_webhook_crm import FakeCrm
@@ -54,15 +55,15 @@ def requests(ids: dict[str, str]) -> list[dict[str, Any]]:
         body = sendgrid_body([raw])
         out.append(route_event(load_event("webhooks_sendgrid_events.json"), body, **sendgrid_headers(body)))
     reply = load_event("webhooks_sendgrid_inbound_parsed.json")
-    out.append(route_event(reply, event_body(reply).replace(b"OUTCOME_ID", dana.encode())))
+    out.append(route_event(reply, event_body(reply).replace(str(DANA).encode(), dana.encode())))
     out.append(route_event(load_event("webhooks_sendgrid_inbound_raw.json")))
     calendly = load_event("webhooks_calendly_invitee_created.json")
-    booked = calendly["body"].replace("OUTCOME_ID", dana)
+    booked = calendly["body"].replace(str(DANA), dana)
     no_show = json.dumps({"created_at": "2026-12-02T10:00:00Z", "event": "invitee_no_show.created",
                           "payload": {"uri": "https://api.calendly.com/invitee_no_shows/1",
                                       "invitee": json.loads(booked)["payload"]["uri"]}})
-    for body in (booked, no_show):
-        out.append(route_event(calendly, body, **calendly_headers(body.encode())))
+    for text in (booked, no_show):
+        out.append(route_event(calendly, text, **calendly_headers(text.encode())))
     hub = load_event("webhooks_hubspot_deal_won.json")
     out.append(route_event(hub, hub["body"], **hubspot_headers(hub["body"].encode(), public_url(hub))))
     out.append(load_event("webhooks_pipedrive_deal_won.json"))

@@ -10,6 +10,7 @@ from moto import mock_aws
 
 from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
+from flywheel.local.seed import DANA
 from tests.conftest import ROOT, count, load_event
 from tests.webhook_helpers import configure, event_body, route_event
 
@@ -38,7 +39,7 @@ def register(event_file: str = "messages_register_single.json") -> list[str]:
 
 def post_reply(event_file: str, outcome_id: str = "not-an-outcome", **headers: str) -> tuple[int, dict]:
     event = load_event(event_file)
-    body = event_body(event).replace(b"OUTCOME_ID", outcome_id.encode())
+    body = event_body(event).replace(str(DANA).encode(), outcome_id.encode())
     result = invoke("WebhooksFunction", route_event(event, body, **headers), ROOT / "template.yaml")
     return result["statusCode"], json.loads(result["body"])
 

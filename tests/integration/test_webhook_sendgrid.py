@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 
@@ -143,7 +144,7 @@ def nest(depth: int) -> list:
     return value
 
 
-BAD_EVENTS = [
+BAD_EVENTS: list[tuple[Any, str]] = [
     ({"event": "delivered", "timestamp": "yesterday", "sg_event_id": "b1"}, "timestamp"),
     ({"timestamp": 2_000_000_000, "sg_event_id": "b2"}, "event"),
     ({"event": "open", "timestamp": 10**12, "sg_event_id": "b3"}, "out of range"),

@@ -274,10 +274,9 @@ def test_plan_from_volume_and_rates() -> None:
     assert large["sequential_sample"] >= large["guardrail_sample"]
     unknown = ex.plan(baselines=rates, mde=0.2, canary_share=0.1, weekly_volume=None, config=config, source="t")
     assert unknown["fits"] is None and "volume unknown" in unknown["warnings"][0]
-    for impossible in ({"mde": 1.5, "baselines": {**rates, "positive_reply": 0.5}}, {"mde": 0.0001}):
+    for mde, baselines in ((1.5, {**rates, "positive_reply": 0.5}), (0.0001, rates)):
         with pytest.raises(ValueError):
-            ex.plan(**{"baselines": rates, "canary_share": 0.1, "weekly_volume": None, "config": config,
-                       "source": "t", **impossible})
+            ex.plan(baselines=baselines, mde=mde, canary_share=0.1, weekly_volume=None, config=config, source="t")
 
 
 # realistic rates over each guardrail's window (those of bench/experiments.py)

@@ -164,7 +164,7 @@ def test_delivery_reports_from_exchange_gmail_and_postfix(mode: str, dsn: str, s
 
 def test_dsn_without_original_headers_is_attributed_by_recipient() -> None:
     message = mh.bounce()
-    message.set_payload(message.get_payload()[:2])
+    message.set_payload(list(message.get_payload())[:2])
     mail = parse_mail(*mh.raw_post(message))
     [event] = to_events(mail, [], datetime(2026, 11, 24, tzinfo=UTC))
     assert event.references == [] and event.email == "dana.reyes@northwind.example" and event.event_type == "bounce"
@@ -184,6 +184,6 @@ def test_bad_forms(content_type: str, body: bytes, error: type[Exception]) -> No
 
 def test_an_unreadable_report_is_kept_not_dropped() -> None:
     message = mh.bounce()
-    message.set_payload(message.get_payload()[:1])  # the human-readable part only
+    message.set_payload(list(message.get_payload())[:1])  # the human-readable part only
     [event] = to_events(parse_mail(*mh.raw_post(message)), [], datetime(2026, 11, 24, tzinfo=UTC))
     assert event.event_type == "dsn_unreadable" and not event.known and event.payload["text"]

@@ -11,7 +11,7 @@ import pytest
 
 from flywheel.domain import redaction as rd
 
-SENDER = {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics GmbH", "country": "GB"}
+SENDER: dict[str, str | None] = {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics GmbH", "country": "GB"}
 
 
 def redact(text: str, first: str = "Dana", last: str = "Reyes", company: str = "Northwind Traders Inc.",

@@ -105,7 +105,7 @@ def test_blind_set_accuracy_and_unsubscribe_recall(blind_predictions: list, caps
 def test_the_review_blind_set(capsys: pytest.CaptureFixture[str]) -> None:
     """Unseen phrasing in ten languages; a false `unsubscribe` suppresses a lead for good, so its
     precision is gated too (before the corpus grew: 0.888, unsubscribe precision 26/30)."""
-    predictions = [classify_offline(r["text"], TODAY).category for r in REVIEW_BLIND]
+    predictions: list[str] = [classify_offline(r["text"], TODAY).category for r in REVIEW_BLIND]
     report = evaluate([r["category"] for r in REVIEW_BLIND], predictions)
     with capsys.disabled():
         print("\noffline classifier on the review's blind set (tests/data/replies_blind_review12.jsonl)")

@@ -317,6 +317,21 @@ def _lambda_functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_the_local_runner_evaluates_conditions_as_cloudformation_does(deployment: str) -> None:
+    """flywheel.local.template (what the local stack and `flywheel sam-env` resolve `!If` and
+    conditional resources with) agrees with this file's evaluation of the transformed template."""
+    expected = resolved(deployment)["_conditions"]
+    params = DEPLOYMENTS[deployment]
+    assert {name: TEMPLATE.condition(name, params) for name in TEMPLATE.body["Conditions"]} == {
+        name: expected[name] for name in TEMPLATE.body["Conditions"]}
+    roles = set(_of_type(resolved(deployment), "AWS::IAM::Role")) & set(TEMPLATE.body["Resources"])
+    assert set(TEMPLATE.resources("AWS::IAM::Role", params)) == roles
+    role = TEMPLATE.functions()["TrainingPipelineFunction"].raw_environment["BEDROCK_ROLE_ARN"]
+    assert TEMPLATE.resolve(role, {**params, "BedrockCustomizationRole.Arn": "created"}) == "created"
+    assert TEMPLATE.resolve(role, {**params, "BedrockCustomizationRoleArn": "arn:mine"}) == "arn:mine"
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
 def test_database_functions_run_in_the_vpc_after_the_migrations(deployment: str) -> None:
     template = resolved(deployment)
     create = template["_conditions"]["CreateDatabase"]

@@ -70,9 +70,13 @@ def ensure_organizations(conn: Connection, org_ids: list[str]) -> None:
 
 
 def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[UUID, bool]]:
-    """Insert new messages in one statement; returns (org, dedupe key) -> (id, created)."""
-    columns = ", ".join(REGISTRATION_COLUMNS)
-    record = ", ".join(f"{name} {sql_type}" for name, sql_type in REGISTRATION_COLUMNS.items())
+    """Insert new messages in one statement; returns (org, dedupe key) -> (id, created).
+    The database assigns ids, unless every row carries its own `outcome_id` (local sample data)."""
+    types = dict(REGISTRATION_COLUMNS)
+    if rows and all("outcome_id" in r for r in rows):
+        types["outcome_id"] = "uuid"
+    columns = ", ".join(types)
+    record = ", ".join(f"{name} {sql_type}" for name, sql_type in types.items())
     created = conn.execute(
         f"""INSERT INTO outcome_labels ({columns})
             SELECT {columns} FROM jsonb_to_recordset(%s) AS x({record})
@@ -214,3 +218,8 @@ def set_training_opt_in(conn: Connection, org_id: str, opt_in: bool) -> dict[str
     ).fetchone()
     assert row is not None
     return row
+
+
+def opted_in_organizations(conn: Connection) -> list[str]:
+    return [r["org_id"] for r in conn.execute(
+        "SELECT org_id FROM organizations WHERE training_opt_in ORDER BY org_id").fetchall()]

@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -180,8 +181,58 @@ class BedrockServing:
 SERVING = BedrockServing()
 
 
+def _compressed_wait(max_wait_s: float) -> Any:
+    """Step Functions Wait states wait at most `max_wait_s` real seconds (local time compression)."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def wait(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(min(wait_seconds, max_wait_s))
+
+    return mock.patch.object(WaitFunction, "_wait_interval", wait)
+
+
+EventListener = Callable[[list[tuple[str, dict[str, Any]]]], None]
+
+
+def _observed_put_events(listener: EventListener) -> Any:
+    """EventBridge PutEvents, each accepted event also handed to `listener`: (the bus's name, the
+    event as EventBridge delivers it to a rule's target)."""
+    from moto.events.models import EventsBackend
+
+    original = EventsBackend.put_events
+
+    def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        entries = original(self, events)
+        accepted = [(str(event.get("EventBusName") or "default").rsplit("/", 1)[-1],
+                     delivered_event(event.get("Source"), event.get("DetailType"),
+                                     json.loads(event.get("Detail") or "{}"), event_id=entry["EventId"],
+                                     resources=event.get("Resources")))
+                    for event, entry in zip(events, entries, strict=False) if entry.get("EventId")]
+        if accepted:
+            listener(accepted)
+        return entries
+
+    return mock.patch.object(EventsBackend, "put_events", put_events)
+
+
+def delivered_event(source: Any, detail_type: Any, detail: Any, *, event_id: str | None = None,
+                    resources: list[str] | None = None) -> dict[str, Any]:
+    """An event as EventBridge hands it to a rule's target
+    (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html)."""
+    import uuid
+
+    return {"version": "0", "id": event_id or str(uuid.uuid4()), "detail-type": detail_type, "source": source,
+            "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), "resources": list(resources or []),
+            "detail": detail}
+
+
 @contextmanager
-def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
+def local_aws(template_path: Path, region: str = "us-east-1", *, max_wait_s: float | None = None,
+              on_events: EventListener | None = None) -> Iterator[None]:
+    """moto for every service, Lambda invokes run in-process; optionally Wait states compressed to
+    `max_wait_s` and every event put on EventBridge handed to `on_events`."""
     from moto import mock_aws
 
     saved = {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -192,6 +243,10 @@ def local_aws(template_path: Path, region: str = "us-east-1") -> Iterator[None]:
         mock.patch("moto.awslambda_simple.models.LambdaSimpleBackend.invoke", _lambda_invoke(template_path)),
         mock.patch("moto.bedrockruntime.models.BedrockRuntimeBackend.invoke_model", _bedrock_answer),
     ]
+    if max_wait_s is not None:
+        patches.append(_compressed_wait(max_wait_s))
+    if on_events is not None:
+        patches.append(_observed_put_events(on_events))
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         for p in patches:
             p.start()

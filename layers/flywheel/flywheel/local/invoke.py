@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flywheel.local.template import FunctionSpec, read_template
 from flywheel.settings import reset_settings
@@ -93,10 +93,29 @@ def load_handler(spec: FunctionSpec) -> Handler:
     return handler
 
 
+class EnvironmentSource(Protocol):
+    """What a function's environment resolves to beyond the template's parameters (the local stack)."""
+
+    def environment(self, spec: FunctionSpec) -> dict[str, str]: ...
+
+
+_SOURCES: list[EnvironmentSource] = []
+
+
+@contextmanager
+def environment_source(source: EnvironmentSource) -> Iterator[None]:
+    _SOURCES.append(source)
+    try:
+        yield
+    finally:
+        _SOURCES.remove(source)
+
+
 @contextmanager
 def function_environment(spec: FunctionSpec) -> Iterator[None]:
-    """The function's template environment; variables already set in this process win (like --env-vars)."""
-    wanted = {**_LOCAL_DEFAULTS, **spec.environment}
+    """The function's template environment (resolved by the local stack when one runs); variables
+    already set in this process win (like --env-vars)."""
+    wanted = {**_LOCAL_DEFAULTS, **(_SOURCES[-1].environment(spec) if _SOURCES else spec.environment)}
     wanted = {k: os.environ.get(k, v) for k, v in wanted.items()}
     wanted.update(AWS_LAMBDA_FUNCTION_TIMEOUT=str(spec.timeout), LAMBDA_TASK_ROOT=str(spec.code_dir))
     saved = {k: os.environ.get(k) for k in wanted}

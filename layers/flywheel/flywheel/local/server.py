@@ -11,12 +11,14 @@ import fnmatch
 import json
 import time
 import uuid
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flywheel.local.invoke import invoke
+from flywheel.local.sigv4 import AuthFailure, SigV4Verifier
 from flywheel.local.template import Route, read_template
 
 DOCS = ("/openapi.json", "/docs")  # the API's OpenAPI document and its Swagger UI page
@@ -37,6 +39,7 @@ def _is_binary(content_type: str, binary_types: list[str], body: bytes) -> bool:
 def build_event(
     method: str, raw_path: str, headers: dict[str, list[str]], body: bytes, route: Route,
     path_params: dict[str, str], binary_types: list[str], source_ip: str = "127.0.0.1", stage: str = "local",
+    caller: str | None = None,
 ) -> dict[str, Any]:
     url = urlsplit(raw_path)
     query = parse_qs(url.query, keep_blank_values=True)
@@ -55,14 +58,17 @@ def build_event(
         "requestContext": {
             "resourcePath": route.path,
             "httpMethod": method,
-            "path": f"/{stage}{url.path}",
+            # the path as called, as behind a custom domain: the URL a webhook provider signs
+            # (HubSpot) is the URL the handler reconstructs
+            "path": url.path,
             "stage": stage,
             "requestId": str(uuid.uuid4()),
             "requestTimeEpoch": int(time.time() * 1000),
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", [""])[0]},
+            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", [""])[0],
+                         "accessKey": caller, "caller": caller},
         },
         "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8")) if body else None,
         "isBase64Encoded": binary,
@@ -70,11 +76,15 @@ def build_event(
 
 
 class LocalApi:
-    def __init__(self, template_path: Path) -> None:
+    """The template's API. With a `verifier`, IAM routes need valid SigV4 signatures (see
+    flywheel.local.sigv4); without one they are open, as with `sam local start-api`."""
+
+    def __init__(self, template_path: Path, verifier: SigV4Verifier | None = None) -> None:
         self.template_path = template_path
         template = read_template(template_path)
         self.routes = [r for spec in template.functions().values() for r in spec.routes]
         self.binary_types = template.binary_media_types()
+        self.verifier = verifier
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         # literal routes before parameterised ones, as API Gateway does
@@ -90,7 +100,15 @@ class LocalApi:
         if matched is None:
             return 403, {"Content-Type": ["application/json"]}, b'{"message":"Missing Authentication Token"}'
         route, params = matched
-        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip)
+        caller = None
+        if route.auth == "AWS_IAM" and self.verifier is not None:
+            checked = self.verifier.check(method, raw_path, headers, body)
+            if isinstance(checked, AuthFailure):
+                return checked.status, {"Content-Type": ["application/json"], "x-amzn-ErrorType": [
+                    checked.error_type]}, json.dumps({"message": checked.message}).encode()
+            caller = checked.access_key
+        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip,
+                            caller=caller)
         result = invoke(route.function, event, self.template_path)
         return self.to_http(result)
 
@@ -104,13 +122,32 @@ class LocalApi:
         return int(result.get("statusCode", 200)), out_headers, payload
 
 
-def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServer:
-    api = LocalApi(template_path)
+    def route_lines(self) -> list[str]:
+        width = max((len(r.path) for r in self.routes), default=0)
+        return [f"{r.method:<6} {r.path:<{width}}  {r.function} ({'IAM' if r.auth == 'AWS_IAM' else 'public'})"
+                for r in sorted(self.routes, key=lambda r: (r.path, r.method))]
+
+
+class LocalHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi) -> None:
+        super().__init__(address, handler)
+        self.api = api
+
+
+def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Verifier | None = None,
+                log: Callable[[str], None] | None = None) -> LocalHttpServer:
+    """The HTTP server; `log` gets one line per request (method, path, status, milliseconds)."""
+    api = LocalApi(template_path, verifier)
 
     class RequestHandler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body are two writes: without this, a kept-alive client waits out a delayed ACK
+        disable_nagle_algorithm = True
 
         def _serve(self) -> None:
+            started = time.perf_counter()
             if self.command == "GET" and urlsplit(self.path).path in DOCS:
                 return self._docs(urlsplit(self.path).path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -124,6 +161,8 @@ def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServe
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
                 status, out_headers = 502, {"Content-Type": ["application/json"]}
                 payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()
+            if log is not None:  # before answering: a client that got its answer finds the line logged
+                log(f"{self.command} {self.path} {status} {(time.perf_counter() - started) * 1000:.0f} ms")
             self.send_response(status)
             for key, values in out_headers.items():
                 for value in values:
@@ -156,4 +195,4 @@ def make_server(template_path: Path, host: str, port: int) -> ThreadingHTTPServe
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass
 
-    return ThreadingHTTPServer((host, port), RequestHandler)
+    return LocalHttpServer((host, port), RequestHandler, api)

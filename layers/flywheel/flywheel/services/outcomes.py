@@ -64,9 +64,13 @@ def _link_keys(rows: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def register_messages(messages: list[MessageIn]) -> RegistrationResult:
-    """Register messages idempotently and apply, with their effects, the events that arrived before them."""
+def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None = None) -> RegistrationResult:
+    """Register messages idempotently and apply, with their effects, the events that arrived before them.
+    `outcome_ids` fixes the ids of new messages (the local sample data); the database assigns them otherwise."""
     rows = [message_row(m) for m in messages]
+    if outcome_ids is not None:
+        for row, outcome_id in zip(rows, outcome_ids, strict=True):
+            row["outcome_id"] = str(outcome_id)
     # the same message twice in one request is one message
     unique = list({(r["org_id"], r["dedupe_key"]): r for r in rows}.values())
     extra: list[str] = []
@@ -152,3 +156,8 @@ def set_training_opt_in(org_id: str, opt_in: bool) -> dict[str, Any]:
     """Only organisations that opted in contribute outcomes to training datasets."""
     with transaction() as conn:
         return outcomes_dal.set_training_opt_in(conn, org_id, opt_in)
+
+
+def opted_in_organizations() -> list[str]:
+    with transaction() as conn:
+        return outcomes_dal.opted_in_organizations(conn)
