@@ -609,7 +609,9 @@ def database_cpu(apply: Case) -> None:
     from /proc for the backend serving the code's connection (same host)."""
     from flywheel.dal.connection import get_connection
 
-    pid = get_connection().execute("SELECT pg_backend_pid() AS pid").fetchone()["pid"]
+    backend = get_connection().execute("SELECT pg_backend_pid() AS pid").fetchone()
+    assert backend is not None
+    pid = backend["pid"]
 
     def cpu_s() -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -630,6 +632,7 @@ def build(url: str, target_events: int, min_messages: int) -> Any:
                          "(SELECT count(*) FROM outcome_labels) AS labels, "
                          "(SELECT count(*) FROM assignments) AS assignments, "
                          "pg_size_pretty(pg_database_size(current_database())) AS size").fetchone()
+    assert sizes is not None
     print(f"loaded {sizes['events']:,} outcome_events, {sizes['labels']:,} outcome_labels, "
           f"{sizes['assignments']:,} assignments ({sizes['size']}) in {seconds:.0f} s")
     from flywheel.services import report_counts

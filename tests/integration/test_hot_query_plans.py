@@ -68,7 +68,9 @@ def check_plans(db: psycopg.Connection[Any], statements: list[tuple[Any, Any]]) 
         with db.transaction():
             for setting in ("enable_seqscan", "enable_hashjoin", "enable_mergejoin"):
                 db.execute(f"SET LOCAL {setting} = off")
-            plan = db.execute(f"EXPLAIN (FORMAT JSON) {text}", params).fetchone()["QUERY PLAN"][0]["Plan"]
+            row = db.execute(f"EXPLAIN (FORMAT JSON) {text}", params).fetchone()
+            assert row is not None
+            plan = row["QUERY PLAN"][0]["Plan"]
         problems = list(full_reads(plan))
         assert problems == [], f"{problems} in:\n{text}"
         explained += 1
