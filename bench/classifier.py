@@ -44,8 +44,8 @@ def main() -> None:
     fresh_database()
     from flywheel.models.messages import MessageIn
     from flywheel.models.replies import ReplyJob
+    from flywheel.services.classification import classify_replies
     from flywheel.services.outcomes import register_messages
-    from flywheel.services.replies import classify_replies
     from flywheel.settings import reset_settings
 
     ThreadingHTTPServer.request_queue_size = 64  # the default backlog of 5 would drop concurrent connects

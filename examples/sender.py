@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "layers" / "flywheel"))  # a plain checkout
 
-from flywheel.client import FlywheelClient  # noqa: E402
+from flywheel.client import FlywheelClient, FlywheelError  # noqa: E402
 
 
 def generate(lead: dict[str, Any], model_id: str) -> dict[str, str]:
@@ -40,9 +40,22 @@ def main() -> int:
     target.add_argument("--stack", help="a deployed stack's name (its ApiUrl output)")
     parser.add_argument("--org", default="acme", help="organisation id (default acme)")
     parser.add_argument("--campaign", default="example-outbound", help="campaign id (default example-outbound)")
-    parser.add_argument("--leads", type=int, default=3, help="how many example leads (default 3)")
+    parser.add_argument("--leads", type=positive_int, default=3, help="how many example leads (default 3)")
     args = parser.parse_args()
+    try:
+        return run(args)
+    except (FlywheelError, ValueError) as exc:
+        print(f"sender.py: error: {exc}", file=sys.stderr)
+        return 1
 
+
+def positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number (1 or more)")
+    return int(value)
+
+
+def run(args: argparse.Namespace) -> int:
     client = FlywheelClient.from_stack(args.stack) if args.stack else FlywheelClient(args.url)
     leads = [{"lead_id": f"example-{i}", "email": f"lead{i}@prospect.example", "first_name": f"Lead{i}",
               "company": f"Prospect {i}", "industry": "fintech", "role": "cfo"} for i in range(args.leads)]

@@ -10,7 +10,7 @@ from flywheel.observability import logger, metrics, tracer
 from flywheel.services.reports import publish
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="id")  # the EventBridge event id (absent when invoked by hand)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
@@ -11,7 +12,7 @@ from flywheel.observability import logger, metrics, tracer
 from flywheel.services import insights, reports
 
 app = make_resolver()
-# the organisation ids senders register (a NUL or a space can name none, and PostgreSQL refuses a NUL)
+# identifiers as they are registered: anything else (a NUL PostgreSQL cannot hold) is a 422
 OrgId = Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")]
 
 
@@ -21,11 +22,12 @@ def latest_report(org_id: OrgId) -> dict[str, Any]:
 
 
 @app.get("/campaigns/<campaign_id>/performance")
-def campaign_performance(campaign_id: str, org_id: OrgId) -> dict[str, Any]:
+def campaign_performance(campaign_id: Annotated[str, Path(pattern=IDENTIFIER.pattern)],
+                         org_id: OrgId) -> dict[str, Any]:
     return insights.campaign_performance(org_id, campaign_id)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

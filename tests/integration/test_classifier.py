@@ -78,6 +78,35 @@ def test_offline_classification_updates_the_outcome_and_fails_only_the_bad_recor
     assert detail["category"] == "meeting_request" and detail["outcome_id"] == outcome_id
 
 
+def test_a_batch_that_fails_whole_fails_the_invocation_and_logs_no_reply_text(db, aws) -> None:
+    # Lambda redelivers the whole batch when the invocation fails; the function's error alarm sees it
+    import io
+    import logging
+
+    from flywheel.batch import BatchFailed
+    from flywheel.observability import logger
+
+    outcome_id = register()
+    event = sqs_event(outcome_id)
+    body = json.loads(event["Records"][0]["body"])
+    body["text"] = ""  # invalid: min_length 1
+    body["subject"] = "Re: the secret subject line"
+    event["Records"][0]["body"] = json.dumps(body)
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(handler)  # the Powertools logger's own handler writes to the real stdout
+    try:
+        with pytest.raises(BatchFailed, match="all 2 records failed"):
+            invoke("ClassifierFunction", event, ROOT / "template.yaml")
+    finally:
+        logger._logger.removeHandler(handler)
+    assert outcome(db, outcome_id)["reply_category"] is None
+    logged = buffer.getvalue()
+    assert logged.count("record failed; it will be redelivered") == 2
+    assert "ValidationError: 1 error(s) in text" in logged and "secret subject line" not in logged
+
+
 def test_a_redelivered_message_stores_one_classification(db, aws) -> None:
     outcome_id = register()
     classify(outcome_id)

@@ -60,6 +60,18 @@ def test_bad_input_is_a_clear_message(args: list[str], message: str, capsys: pyt
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["training", "run", "--api", "notaurl"], "not an API base URL: 'notaurl'"),
+])
+def test_remote_training_run_errors_are_clear(args: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("flywheel: error: ") and message in err
+
+
 def test_experiment_plan_reads_rates_and_percentages(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["experiment", "plan", "--baseline", "3%", "--mde", "10%", "--split", "90/10",
                      "--weekly-volume", "20000"]) == 0

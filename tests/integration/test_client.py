@@ -199,3 +199,36 @@ def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db
     assert len(result["registered"]) == 2 and result["created"] == 2
     assert "example-0: no model yet -> your-default-model" in done.stderr
     assert count(db, "outcome_labels") == 2
+
+
+@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:8081", "ftp://example.com", "http://", "http://host:99999",
+                                 "http://host:port", "https://h.example/dev?stage=1"])
+def test_a_bad_base_url_is_refused_when_the_client_is_made(url: str) -> None:
+    with pytest.raises(ValueError, match="not an API base URL"):
+        FlywheelClient(url, session=session())
+
+
+def test_a_missing_stack_is_a_flywheel_error_not_a_botocore_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
+    stub = Stubber(cfn)
+    stub.add_client_error("describe_stacks", service_error_code="ValidationError", http_status_code=400,
+                          service_message="Stack with id nosuch does not exist")
+    monkeypatch.setattr(boto3, "client", lambda *a, **k: cfn)
+    with stub, pytest.raises(FlywheelError) as failed:
+        FlywheelClient.from_stack("nosuch")
+    assert failed.value.code == "ValidationError" and "nosuch does not exist" in failed.value.message
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--url", "notaurl"], "sender.py: error: not an API base URL: 'notaurl'"),
+    (["--url", "http://127.0.0.1:1", "--leads", "1"], "sender.py: error: 0 connection_error"),
+    (["--leads", "0"], "'0' is not a whole number (1 or more)"),
+])
+def test_the_example_sender_explains_bad_input_without_a_traceback(args: list[str], message: str) -> None:
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "sender.py"), *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

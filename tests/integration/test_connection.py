@@ -4,6 +4,7 @@ that died (proxy idle timeout, failover) retried once before any 503."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 from uuid import uuid4
 
@@ -137,3 +138,50 @@ def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str
     assert status == 503
     assert body["error"] == "service_unavailable"
     assert headers.get("Retry-After") == ["30"] or headers.get("retry-after") == ["30"]
+
+
+def test_credentials_rotated_since_the_secret_was_cached_are_read_again_once(
+        aws: None, db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # RDS rotates its managed secret (every 7 days by default) while the functions cache it for
+    # minutes. Rotation with alternating users changes the user too: the server refuses the old
+    # one here (NOLOGIN), as it refuses an old password after a single-user rotation.
+    suffix = uuid4().hex[:8]
+    old, new = f"flywheel_old_{suffix}", f"flywheel_new_{suffix}"
+    db.execute(psycopg.sql.SQL("CREATE ROLE {} NOLOGIN").format(psycopg.sql.Identifier(old)))
+    db.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(new)))
+    secrets = boto3.client("secretsmanager")
+    try:
+        arn = secrets.create_secret(Name=f"rds!cluster-{suffix}",
+                                    SecretString=json.dumps({"username": old, "password": "before"}))["ARN"]
+        _use_secret_and_env(monkeypatch, db_url, arn)
+        connection.target(get_settings())  # the secret as an execution environment cached it
+        secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": new, "password": "after"}))
+        with connection.transaction() as conn:
+            assert conn.execute("SELECT current_user AS who").fetchone() == {"who": new}
+        # credentials that did not change are not tried twice: the refusal is a 503
+        connection.close_connection()
+        db.execute(psycopg.sql.SQL("ALTER ROLE {} NOLOGIN").format(psycopg.sql.Identifier(new)))
+        with pytest.raises(DependencyUnavailable):
+            connection.get_connection()
+    finally:
+        connection.close_connection()
+        for role in (old, new):
+            db.execute(psycopg.sql.SQL("DROP ROLE IF EXISTS {}").format(psycopg.sql.Identifier(role)))
+
+
+def test_the_server_closes_idle_sessions_and_the_next_transaction_reconnects(
+        db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # a frozen execution environment's idle connection would keep an auto-pausing Aurora cluster
+    # awake: with DB_IDLE_SESSION_TIMEOUT_S the server ends it, and the next request reconnects
+    monkeypatch.setenv("DB_IDLE_SESSION_TIMEOUT_S", "1")
+    connection.close_connection()
+    reset_settings()
+    with connection.transaction() as conn:
+        first = _backend_pid(conn)
+        assert conn.execute("SHOW idle_session_timeout").fetchone() == {"idle_session_timeout": "1s"}
+    deadline = time.monotonic() + 10
+    while db.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = %s", (first,)).fetchone() != {"n": 0}:
+        assert time.monotonic() < deadline, "the server kept the idle session"
+        time.sleep(0.2)
+    with connection.transaction() as conn:
+        assert _backend_pid(conn) != first

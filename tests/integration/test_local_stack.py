@@ -111,6 +111,24 @@ def test_training_run_wait_prints_each_step_of_the_state_machine(state: Path, db
     assert ":custom-model-deployment/" in model["serving_model_id"]
 
 
+def test_a_run_cut_short_by_the_process_ending_does_not_block_the_next(state: Path, db) -> None:
+    """Ctrl-C or SIGTERM during `flywheel training run --wait` (or under start-api) ends the
+    emulated Step Functions with the process: the run must not stay in flight for good (every later
+    run would be a 409)."""
+    logged: list[str] = []
+    with LocalStack(ROOT, state=state, log=logged.append):
+        seed(ROOT)
+        status, started = post(LocalApi(ROOT / "template.yaml"), "/training/run", {})
+        assert status == 202
+    run = db.execute("SELECT status, error FROM training_runs WHERE run_id = %s", (started["run_id"],)).fetchone()
+    assert run["status"] == "cancelled" and "ABORTED" in run["error"], logged
+    assert any(f"training run {started['run_id']} cancelled" in line for line in logged)
+    with LocalStack(ROOT, state=state, log=lambda line: None) as stack:
+        status, again = post(LocalApi(ROOT / "template.yaml"), "/training/run", {})
+        assert status == 202, again
+        assert stack.wait_execution(again["execution_arn"])["status"] == "SUCCEEDED"
+
+
 def test_training_run_without_data_ends_as_insufficient(state: Path, db, capsys) -> None:
     assert cli.main(["training", "run", "--wait"]) == 0
     out = capsys.readouterr().out.splitlines()

@@ -101,10 +101,16 @@ def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
                                                             "ms": body["checks"]["database"]["ms"]}
 
 
-def test_every_log_line_of_an_api_request_carries_its_request_id(db_url: str, log_output: Any) -> None:
-    event = load_event("messages_get.json")  # an outcome that does not exist: logged as refused
-    result = invoke("MessagesFunction", event, ROOT / "template.yaml")
-    assert result["statusCode"] == 404
+@pytest.mark.parametrize(("function", "sample"), [
+    ("MessagesFunction", "messages_get.json"),  # an outcome that does not exist: logged as refused
+    ("ReportsApiFunction", "reports_latest_get.json"),  # no report written yet: logged as refused
+])
+def test_every_log_line_of_an_api_request_carries_its_request_id(
+        db_url: str, log_output: Any, function: str, sample: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAINING_BUCKET", "flywheel-no-such-bucket")
+    event = load_event(sample)
+    result = invoke(function, event, ROOT / "template.yaml")
+    assert 400 <= result["statusCode"] < 600
     logs = _logs(log_output.getvalue())
     assert logs
     assert {line.get("correlation_id") for line in logs} == {event["requestContext"]["requestId"]}

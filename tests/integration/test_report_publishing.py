@@ -23,6 +23,7 @@ from flywheel.services import reports
 from flywheel.services.experiments import announce_evaluation
 from flywheel.settings import reset_settings
 from tests.conftest import ROOT, load_event
+from tests.integration.test_operations import _logs, log_output  # noqa: F401 - fixture
 from tests.report_helpers import seeded_db_url, seeded_template  # noqa: F401 - fixtures
 
 BUCKET = "flywheel-reports-test"
@@ -60,9 +61,11 @@ def test_report_function_writes_every_active_organisation_after_a_training_run(d
         assert page == dated["Body"].read().decode() and f"Flywheel report · {org}" in page
 
 
-def test_an_evaluator_event_or_a_named_organisation(db, aws) -> None:
-    assert invoke("ReportFunction", load_event("report_experiment_evaluated.json"), TEMPLATE)["written"] == [
-        "acme", "globex"]
+def test_an_evaluator_event_or_a_named_organisation(db, aws, log_output) -> None:  # noqa: F811 - fixture
+    event = load_event("report_experiment_evaluated.json")
+    assert invoke("ReportFunction", event, TEMPLATE)["written"] == ["acme", "globex"]
+    logs = _logs(log_output.getvalue())  # every line carries the EventBridge event's id
+    assert logs and {line.get("correlation_id") for line in logs} == {event["id"]}
     assert invoke("ReportFunction", {"org_id": "acme"}, TEMPLATE)["written"] == ["acme"]
 
 

@@ -108,3 +108,13 @@ def test_first_assignment_writes_once_then_reads(db, experiment, tmp_path) -> No
     assert len(inserts) == 1, sent
     assert first["arm"] == again["arm"]
     assert db.execute("SELECT count(*) AS n FROM assignments WHERE lead_id = 'new-lead'").fetchone()["n"] == 1
+
+
+def test_a_connection_the_server_closed_while_idle_is_reopened_for_the_read(db, db_url, experiment) -> None:
+    first = experiments.route("acme", "idle-lead")
+    experiments.forget_cache()
+    experiments.route("acme", "warm-up")  # the registry snapshot, as a container keeps it
+    backend = get_connection().execute("SELECT pg_backend_pid() AS pid").fetchone()
+    assert backend is not None
+    db.execute("SELECT pg_terminate_backend(%s)", (backend["pid"],))  # what idle_session_timeout does
+    assert experiments.route("acme", "idle-lead")["arm"] == first["arm"]  # read again, not a 503

@@ -100,6 +100,10 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, publis
     for path in ("/suppressions", "/insights/strategies", "/training/leaderboard", "/training/stats", "/quarantine",
                  "/reports/latest", "/campaigns/acme-camp/performance"):
         assert api.get(path)[0] == 422, path
+        # an org_id PostgreSQL cannot hold (NUL) is a 4xx, never a 500 (it was on /suppressions)
+        joiner = "&" if "?" in path else "?"
+        assert api.get(f"{path}{joiner}org_id=%00")[0] in (404, 422), path
+    assert api.get("/campaigns/%00/performance?org_id=acme")[0] == 422
     run = db.execute("SELECT run_id FROM training_runs").fetchone()["run_id"]
     status, body = api.get(f"/training/runs/{run}")
     assert status == 200 and "by_org" not in body["manifest"] and "globex" not in json.dumps(body)

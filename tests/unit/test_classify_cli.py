@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from flywheel import cli
+from flywheel.domain.labels import CATEGORIES
 from flywheel.domain.reply_model import packaged_model
-from flywheel.models.classification import CATEGORIES
 from flywheel.settings import reset_settings
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flywheel.domain.labels import CATEGORIES
 from flywheel.domain.reply_model import ReplyModel, features, packaged_model
 from flywheel.domain.reply_rules import classify_offline, referral_contact, return_date
 from flywheel.local.train_classifier import evaluate
-from flywheel.models.classification import CATEGORIES
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TODAY = date(2026, 11, 27)

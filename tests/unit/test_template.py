@@ -113,8 +113,8 @@ def test_layer_requirements_match_project_dependencies() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     layer = (ROOT / "layers" / "flywheel" / "requirements.txt").read_text().splitlines()
-    # boto3 ships with the Lambda runtime; pyyaml only serves the local runner
-    assert names(layer) == names(project) - {"boto3", "pyyaml"}
+    # pyyaml only serves the local runner
+    assert names(layer) == names(project) - {"pyyaml"}
 
 
 def test_the_layer_ships_precompiled_bytecode() -> None:
@@ -371,6 +371,13 @@ def test_only_the_functions_reach_the_database(deployment: str) -> None:
                if r["Properties"]["GroupId"] == {"Ref": "DatabaseSecurityGroup"}}
     proxy = template["_conditions"]["UseProxy"]
     assert sources == ({"ProxySecurityGroup"} if proxy else {"FunctionSecurityGroup"})
+    # and the functions send PostgreSQL to the proxy (or the cluster) only, everything else is HTTPS
+    egress = [r["Properties"] for r in _of_type(template, "AWS::EC2::SecurityGroupEgress").values()
+              if r["Properties"]["GroupId"] == {"Ref": "FunctionSecurityGroup"}]
+    egress += template["Resources"]["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    postgres = [rule.get("DestinationSecurityGroupId") for rule in egress if rule["FromPort"] == 5432]
+    assert postgres == [{"Ref": "ProxySecurityGroup" if proxy else "DatabaseSecurityGroup"}]
+    assert {(rule["FromPort"], rule["ToPort"]) for rule in egress} == {(443, 443), (5432, 5432)}
     if proxy:
         rules = template["Resources"]["ProxySecurityGroup"]["Properties"]["SecurityGroupIngress"]
         assert [r["SourceSecurityGroupId"] for r in rules] == [{"Ref": "FunctionSecurityGroup"}]
@@ -435,7 +442,8 @@ def test_provider_secrets_are_never_rewritten_by_a_deploy() -> None:
     assert webhook["Properties"]["SecretString"].startswith('{"sendgrid_public_key": "", "inbound_parse_token"')
     assert RESOURCES["OpenAISecret"]["Properties"]["SecretString"] == "{}"
     for name in ("WebhookSecrets", "OpenAISecret"):
-        assert RESOURCES[name]["DeletionPolicy"] == RESOURCES[name]["UpdateReplacePolicy"] == "Retain"
+        assert (RESOURCES[name]["DeletionPolicy"], RESOURCES[name]["UpdateReplacePolicy"]) == (
+            "RetainExceptOnCreate", "Retain")
         assert "GenerateSecretString" not in RESOURCES[name]["Properties"]
 
 
@@ -461,6 +469,31 @@ def test_every_alarm_notifies_the_alarm_topic(deployment: str) -> None:
     assert queues <= watched
     subscriptions = _of_type(template, "AWS::SNS::Subscription")
     assert bool(subscriptions) is (template["_params"]["AlarmEmail"] != "")
+    # CloudWatch publishes to an encrypted topic only with a customer-managed key that lets it use the
+    # key (the AWS-managed alias/aws/sns cannot): https://repost.aws/knowledge-center/cloudwatch-configure-alarm-sns
+    key = template["Resources"]["AlarmTopic"]["Properties"].get("KmsMasterKeyId")
+    if key is not None:
+        assert isinstance(key, dict) and set(key) == {"Ref"}, key
+        policy = template["Resources"][key["Ref"]]["Properties"]["KeyPolicy"]["Statement"]
+        cloudwatch = [s for s in policy if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+        assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+        assert "Condition" not in cloudwatch[0]
+
+
+def test_the_readme_cost_table_counts_the_alarms_and_keys_the_dev_config_creates() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())["default"]["deploy"]["parameters"]
+    overrides = dict(re.findall(r'(\w+)="([^"]*)"', config["parameter_overrides"]))
+    assert DEPLOYMENTS["create, no proxy (dev)"].items() <= overrides.items()
+    template = resolved("create, no proxy (dev)")
+    alarms = _of_type(template, "AWS::CloudWatch::Alarm").values()
+    # an alarm on a metric math expression is billed per metric it reads
+    metrics = sum(len([m for m in a["Properties"]["Metrics"] if "MetricStat" in m]) if "Metrics" in a["Properties"]
+                  else 1 for a in alarms)
+    keys = len(_of_type(template, "AWS::KMS::Key"))
+    readme = (ROOT / "README.md").read_text()
+    assert f"({len(alarms)} alarms, {metrics} alarm metrics" in readme
+    assert f"| {metrics * 0.10:.2f} | 0.10 per alarm metric-month" in readme
+    assert f"| {keys:.2f} | 1 per key-month" in readme
 
 
 def test_scheduled_functions_have_a_failure_destination() -> None:
@@ -522,6 +555,42 @@ def test_api_functions_finish_inside_api_gateways_29_seconds() -> None:
     assert webhooks.db_connect_timeout_s + webhooks.crm_budget_s + 1 < TEMPLATE.functions()["WebhooksFunction"].timeout
 
 
+RESUME_AFTER_A_DAY_S = 30  # an auto-paused Aurora instance resumes in ~15 s, ~30 s after a day's pause
+
+
+def test_functions_with_time_to_spare_wait_for_a_paused_cluster_to_resume() -> None:
+    # a deploy must not fail (and roll back) because the dev cluster was paused, nor the hourly run
+    # raise an alarm every hour
+    assert _env("MigrateFunction").db_connect_timeout_s >= 2 * RESUME_AFTER_A_DAY_S
+    for name in ("MeetingsRefreshFunction", "ExperimentEvaluatorFunction", "ReportFunction",
+                 "TrainingPipelineFunction"):
+        settings = _env(name)
+        assert RESUME_AFTER_A_DAY_S < settings.db_connect_timeout_s < TEMPLATE.functions()[name].timeout, name
+    for logical_id, spec in TEMPLATE.functions().items():
+        if spec.routes:
+            assert _env(logical_id).db_connect_timeout_s == 10, logical_id
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_the_server_closes_idle_sessions_only_where_the_cluster_can_pause(deployment: str) -> None:
+    template = resolved(deployment)
+    pausing = template["_conditions"]["DirectToCluster"] and template["_params"]["DatabaseMinCapacity"] in (0, "0")
+    minimum_pause = template["Parameters"]["DatabaseAutoPauseSeconds"]["MinValue"]
+    for name, function in _lambda_functions(template).items():
+        value = function["Properties"]["Environment"]["Variables"]["DB_IDLE_SESSION_TIMEOUT_S"]
+        if pausing:  # below the shortest auto-pause delay, or frozen environments keep the cluster awake
+            assert 0 < int(value) < minimum_pause, name
+        else:  # behind RDS Proxy (which pools) or on your database: never
+            assert value == "", name
+
+
+def test_a_custom_resource_that_cannot_answer_does_not_hold_the_deploy_for_an_hour() -> None:
+    migrations = RESOURCES["DatabaseMigrations"]["Properties"]
+    # the handler answers FAILED before its own timeout; ServiceTimeout covers a crash before it
+    # runs (an import error; Lambda retries an asynchronous invocation twice)
+    assert 3 * RESOURCES["MigrateFunction"]["Properties"]["Timeout"] <= migrations["ServiceTimeout"] < 3600
+
+
 def test_classifier_worst_case_fits_its_timeout_and_the_queue_keeps_the_6x_rule() -> None:
     classifier = RESOURCES["ClassifierFunction"]["Properties"]
     settings = _env("ClassifierFunction")
@@ -541,13 +610,19 @@ def test_reserved_concurrency_bounds_database_connections_as_the_readme_says() -
     total = sum(reserved.values())
     readme = (ROOT / "README.md").read_text()
     assert f"= **{total}** connections" in readme
+    # Lambda keeps 100 unreserved: the account quota the README and the parameter ask for
+    assert f"must be >= {total + 100}" in readme
+    description = " ".join(TEMPLATE.body["Parameters"]["ReservedConcurrency"]["Description"].split())
+    assert f"({total} in total" in description and f"at least {total + 100}" in description
+    for alarm in ("DatabaseConnectionsAlarm", "ProxyClientConnectionsAlarm"):
+        assert f"reserve {total} in total" in RESOURCES[alarm]["Properties"]["AlarmDescription"]
     for name, count in reserved.items():
         assert re.search(rf"\| `{name}` \| {count} \|", readme), f"README concurrency table misses {name} {count}"
 
 
 def test_training_bucket_is_versioned_encrypted_tls_only_and_retained() -> None:
     bucket = RESOURCES["TrainingBucket"]
-    assert bucket["DeletionPolicy"] == bucket["UpdateReplacePolicy"] == "Retain"
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("RetainExceptOnCreate", "Retain")
     assert bucket["Properties"]["VersioningConfiguration"] == {"Status": "Enabled"}
     assert bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     [statement] = RESOURCES["TrainingBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
@@ -555,10 +630,12 @@ def test_training_bucket_is_versioned_encrypted_tls_only_and_retained() -> None:
 
 
 def test_stateful_resources_survive_deletion_and_replacement() -> None:
-    for name in ("DatabaseCluster", "DatabaseKey", "TrainingBucket", "WebhookSecrets", "OpenAISecret",
-                 "RepliesDeadLetterQueue"):
-        assert RESOURCES[name].get("DeletionPolicy") in ("Retain", "Snapshot"), name
-        assert RESOURCES[name].get("UpdateReplacePolicy") == RESOURCES[name]["DeletionPolicy"], name
+    assert RESOURCES["DatabaseCluster"]["DeletionPolicy"] == RESOURCES["DatabaseCluster"]["UpdateReplacePolicy"] == "Snapshot"
+    # kept when the stack is deleted or the resource replaced, but not when the deploy that created
+    # them rolls back: a kept named secret would make the retried first deploy fail on its name
+    for name in ("DatabaseKey", "TrainingBucket", "WebhookSecrets", "OpenAISecret", "RepliesDeadLetterQueue"):
+        assert RESOURCES[name].get("DeletionPolicy") == "RetainExceptOnCreate", name
+        assert RESOURCES[name].get("UpdateReplacePolicy") == "Retain", name  # (RetainExceptOnCreate is not allowed there)
 
 
 def test_the_stack_can_create_the_bedrock_service_role() -> None:

@@ -327,8 +327,8 @@ def _training_run_remote(args: argparse.Namespace, params: dict[str, Any]) -> in
 
     from flywheel.client import FlywheelClient, FlywheelError
 
-    client = FlywheelClient.from_stack(args.stack) if args.stack else FlywheelClient(args.api)
     try:
+        client = FlywheelClient.from_stack(args.stack) if args.stack else FlywheelClient(args.api)
         started = client.start_training_run(**params)
         _print_json(started)
         last = None
@@ -340,7 +340,7 @@ def _training_run_remote(args: argparse.Namespace, params: dict[str, Any]) -> in
             if run["status"] in ("succeeded", "failed", "cancelled", "insufficient_data"):
                 return 0 if run["status"] in ("succeeded", "insufficient_data") else 1
             time.sleep(30)
-    except FlywheelError as exc:
+    except (FlywheelError, ValueError) as exc:
         raise CliError(str(exc)) from exc
     return 0
 
@@ -613,7 +613,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             print(json.dumps({**example, "source": "correction"}, default=str, ensure_ascii=False))
         return 0
 
-    from flywheel.services.replies import classify_text, llm_classifier
+    from flywheel.services.classification import classify_text, llm_classifier
     from flywheel.settings import get_settings
 
     today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
@@ -630,7 +630,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
             return 2
         print(json.dumps(one({"text": text}), ensure_ascii=False))
         return 0
-    from flywheel.models.classification import CATEGORIES
+    from flywheel.domain.labels import CATEGORIES
 
     try:
         rows = _read_jsonl(args.jsonl or args.eval)

@@ -86,7 +86,7 @@ class FlywheelClient:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
-        self.base_url = base_url.rstrip("/")
+        self.base_url = _base_url(base_url)
         self.session = session or Session()
         host = urlsplit(self.base_url).hostname or ""
         found = _API_HOST.match(host)
@@ -102,12 +102,21 @@ class FlywheelClient:
     def from_stack(cls, stack_name: str, *, region: str | None = None, **kwargs: Any) -> FlywheelClient:
         """The API of a deployed stack (its `ApiUrl` output)."""
         import boto3
+        from botocore.exceptions import ClientError
 
-        outputs = boto3.client("cloudformation", region_name=region).describe_stacks(
-            StackName=stack_name)["Stacks"][0].get("Outputs", [])
+        try:
+            outputs = boto3.client("cloudformation", region_name=region).describe_stacks(
+                StackName=stack_name)["Stacks"][0].get("Outputs", [])
+        except ClientError as exc:  # e.g. ValidationError: Stack with id ... does not exist
+            error = exc.response.get("Error", {})
+            raise FlywheelError(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0),
+                                str(error.get("Code") or "cloudformation_error"),
+                                f"stack {stack_name}: {error.get('Message') or exc}") from exc
+        except BotoCoreError as exc:  # no region, no credentials, no connection
+            raise FlywheelError(0, "cloudformation_error", f"stack {stack_name}: {exc}") from exc
         url = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "ApiUrl"), None)
         if not url:
-            raise ValueError(f"stack {stack_name} has no ApiUrl output")
+            raise FlywheelError(0, "no_api_url", f"stack {stack_name} has no ApiUrl output")
         return cls(url, region=region, **kwargs)
 
     # --- the sender's calls ------------------------------------------------------------------------
@@ -214,6 +223,19 @@ class FlywheelClient:
         SigV4Auth(credentials.get_frozen_credentials(), "execute-api", self.region).add_auth(request)
         response = self.http.send(request.prepare())
         return response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content
+
+
+def _base_url(url: str) -> str:
+    """The API's base URL, checked now rather than as an obscure error on the first request."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"not an API base URL: {url!r} (give e.g. https://abc123.execute-api.us-east-1."
+                         "amazonaws.com/dev or http://127.0.0.1:8081)")
+    try:
+        parts.port  # noqa: B018  # raises on a port that is not a number or out of range
+    except ValueError as exc:
+        raise ValueError(f"not an API base URL: {url!r} ({exc})") from None
+    return url.strip().rstrip("/")
 
 
 def _parse(payload: bytes) -> Any:

@@ -2,7 +2,9 @@
 
 Traces carry timings and call names only: the Tracer never records a handler's response or an
 exception's message (either can hold lead emails, message bodies or reply text), and only the
-AWS SDK and HTTP clients are patched (they record the service, operation and URL, not bodies).
+AWS SDK is patched (it records the service, operation and resource names, not bodies). The HTTP
+clients (OpenAI, CRM APIs) use httpx2, which the X-Ray SDK cannot patch; asking it to patch
+`httpx` would import a module the layer does not ship and fail every cold start in Lambda.
 Every log line carries a correlation id: the API Gateway request id, the SQS message id of the
 record being handled, or the Step Functions execution ARN.
 """
@@ -16,7 +18,7 @@ NAMESPACE = "Flywheel"
 
 logger = Logger()
 metrics = Metrics(namespace=NAMESPACE)
-tracer = Tracer(patch_modules=["botocore", "httpx"])
+tracer = Tracer(patch_modules=["botocore"])
 # every decorator of this tracer is told never to capture (an explicit choice wins over the
 # POWERTOOLS_TRACER_CAPTURE_* environment), so no configuration can turn capturing on
 tracer.capture_lambda_handler = partial(tracer.capture_lambda_handler,  # type: ignore[method-assign]

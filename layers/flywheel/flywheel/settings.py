@@ -24,6 +24,8 @@ class Settings(BaseModel):
     database_iam_auth: bool = False
     database_sslmode: str = Field(default="require", pattern="^(disable|allow|prefer|require|verify-ca|verify-full)$")
     db_connect_timeout_s: int = Field(default=5, ge=1, le=60)
+    # the server closes sessions idle this long (see dal.connection); unset: never
+    db_idle_session_timeout_s: int | None = Field(default=None, ge=1, le=86_400)
     max_messages_per_request: int = Field(default=500, ge=1, le=5000)
     max_body_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
 

@@ -17,8 +17,8 @@ def get_secret(name_or_arn: str, *, fresh: bool = False) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def get_json_secret(name_or_arn: str) -> dict[str, Any]:
-    return dict(json.loads(get_secret(name_or_arn)))
+def get_json_secret(name_or_arn: str, *, fresh: bool = False) -> dict[str, Any]:
+    return dict(json.loads(get_secret(name_or_arn, fresh=fresh)))
 
 
 def llm_secret(name: str) -> str | None:

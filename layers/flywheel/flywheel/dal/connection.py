@@ -9,6 +9,13 @@ RDS manages for a cluster, which holds only `username` and `password`: `DATABASE
 `DATABASE_PORT` and `DATABASE_NAME` (set by the stack to the proxy or cluster endpoint) fill in
 the rest and win over the secret. With `DATABASE_IAM_AUTH=true` the password is an IAM
 authentication token for RDS Proxy, generated at each connect (tokens live 15 minutes).
+
+RDS rotates the password of the secret it manages (every 7 days by default) while the functions
+cache the secret for minutes: a connect that fails re-reads the secret, and tries once more when
+the password changed. `DB_IDLE_SESSION_TIMEOUT_S` (set by the stack when the functions connect
+straight to an Aurora cluster that may pause) has the server close a session idle that long: a
+frozen execution environment's connection would otherwise keep the cluster from pausing; the
+next transaction reconnects transparently (see `_begin`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -42,7 +50,8 @@ _connection: Connection | None = None
 _connection_target: str | None = None
 
 
-def target(settings: Settings) -> Target:
+def target(settings: Settings, *, fresh_secret: bool = False) -> Target:
+    """Where to connect; `fresh_secret` re-reads the secret instead of using the cached copy."""
     if settings.database_url:
         return Target(settings.database_url, lambda: None)
     if not settings.database_secret_arn and not settings.database_iam_auth:
@@ -51,7 +60,7 @@ def target(settings: Settings) -> Target:
     if settings.database_secret_arn:
         from flywheel.clients.secrets import get_json_secret
 
-        secret = get_json_secret(settings.database_secret_arn)
+        secret = get_json_secret(settings.database_secret_arn, fresh=fresh_secret)
     host = settings.database_host or secret.get("host")
     port = int(settings.database_port or secret.get("port") or 5432)  # type: ignore[call-overload]
     user = settings.database_user or secret.get("username")
@@ -77,7 +86,9 @@ def conninfo(settings: Settings) -> str:
     return where.conninfo if password is None else make_conninfo(where.conninfo, password=password)
 
 
-def connect(url: str, *, timeout_s: int = 5) -> Connection:
+def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None = None) -> Connection:
+    if idle_session_timeout_s:  # a startup option, not a SET: the server applies it from the start
+        url = make_conninfo(url, options=f"-c idle_session_timeout={idle_session_timeout_s * 1000}")
     try:
         return psycopg.connect(
             url,
@@ -101,10 +112,29 @@ def get_connection() -> Connection:
     if _connection is None or _connection.closed or _connection.broken or where.conninfo != _connection_target:
         close_connection()
         password = where.password()
-        url = where.conninfo if password is None else make_conninfo(where.conninfo, password=password)
-        _connection = connect(url, timeout_s=settings.db_connect_timeout_s)
+        try:
+            _connection = _open(where.conninfo, password, settings)
+        except DependencyUnavailable:
+            if not settings.database_secret_arn or settings.database_iam_auth:
+                raise
+            # the cached secret may predate a rotation: read it again, and retry once if it changed
+            used = (where.conninfo, password)
+            where = target(settings, fresh_secret=True)
+            password = where.password()
+            if (where.conninfo, password) == used:
+                raise
+            from flywheel.observability import logger  # here: the local runner sets logging up first
+
+            logger.warning("database credentials changed (secret rotated); connecting with the new ones")
+            _connection = _open(where.conninfo, password, settings)
         _connection_target = where.conninfo
     return _connection
+
+
+def _open(info: str, password: str | None, settings: Settings) -> Connection:
+    url = info if password is None else make_conninfo(info, password=password)
+    return connect(url, timeout_s=settings.db_connect_timeout_s,
+                   idle_session_timeout_s=settings.db_idle_session_timeout_s)
 
 
 def close_connection() -> None:
@@ -158,13 +188,20 @@ def transaction() -> Iterator[Connection]:
             raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
 
 
-@contextmanager
-def single_statement() -> Iterator[Connection]:
-    """The shared connection for one statement that is its own transaction (autocommit): no
-    BEGIN/COMMIT round trips, for single reads on hot paths. A lost connection surfaces as 503-able."""
-    conn = get_connection()
+T = TypeVar("T")
+
+
+def read_once(read: Callable[[Connection], T]) -> T:
+    """One read that is its own statement (autocommit): no BEGIN/COMMIT round trips, for single reads
+    on hot paths. A connection the server closed while idle (idle_session_timeout, the proxy, a
+    failover) is reopened and the read sent again, once: a read is safe to repeat. A second failure
+    is 503-able."""
     try:
-        yield conn
+        return read(get_connection())
+    except psycopg.OperationalError:
+        close_connection()
+    try:
+        return read(get_connection())
     except psycopg.OperationalError as exc:
         raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Literal, Protocol
 
 
 class OutcomeState(Protocol):
@@ -51,6 +51,11 @@ class TrainingLabel(StrEnum):
     NEGATIVE = "negative"
     NEUTRAL = "neutral"
 
+
+# what a reply is about (the classifier's answer, a person's correction)
+Category = Literal["interested", "meeting_request", "question", "not_now", "objection", "not_interested",
+                   "unsubscribe", "out_of_office", "wrong_person", "referral", "auto_reply", "other"]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
 INTERESTED_CATEGORIES = frozenset({"interested", "meeting_request"})
 OBJECTION_CATEGORIES = frozenset({"objection", "not_interested"})

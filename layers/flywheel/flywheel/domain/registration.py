@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flywheel.models.messages import MessageIn
+if TYPE_CHECKING:  # only the message function builds these models; the ingest paths never load them
+    from flywheel.models.messages import MessageIn
 
 
 def normalise_message_id(value: str | None) -> str | None:

@@ -285,7 +285,7 @@ def _experiment(stack: LocalStack, client: LocalClient,
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
     from flywheel.services import experiments
-    from flywheel.services.replies import store_classification
+    from flywheel.services.classification import store_classification
 
     status = _run_weekly(stack, {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 20,
                                  "wait_seconds": 0, "experiment_config": DEMO_EXPERIMENT})
@@ -356,7 +356,7 @@ def _engagement(stack: LocalStack, client: LocalClient, sent: list[tuple[dict[st
     (human and privacy-proxy) and click events through the signed webhook, and the other replies."""
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
-    from flywheel.services.replies import store_classification
+    from flywheel.services.classification import store_classification
 
     signer = SendGridSigner(stack.secrets["sendgrid_private_key"])
     rng = random.Random(13)  # noqa: S311 - synthetic data

@@ -130,8 +130,8 @@ def record_engagement(messages: list[dict[str, Any]], outcome_ids: list[str]) ->
     """Each message delivered, opened and clicked (SendGrid events), and answered with interest."""
     from flywheel.models.classification import Classification
     from flywheel.models.replies import ReplyJob
+    from flywheel.services.classification import store_classification
     from flywheel.services.ingest import ingest_events
-    from flywheel.services.replies import store_classification
     from flywheel.webhooks import sendgrid
 
     raw = [{"email": m["lead_email"], "event": kind, "sg_event_id": f"{oid}-{kind}", "outcome_id": oid,

@@ -157,7 +157,44 @@ class LocalStack:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self._exit.close()
+        try:
+            self._abort_running_executions()
+        finally:
+            self._exit.close()
+
+    def _abort_running_executions(self) -> None:
+        """The emulated Step Functions ends with this process (Ctrl-C, SIGTERM, an error): an
+        execution still running is stopped, as StopExecution would, and its training run is read
+        through the API, which reconciles it with the ABORTED execution (closed as cancelled).
+        Otherwise the run would stay in flight in the database for good and every later
+        `flywheel training run` would be refused with 409."""
+        if not hasattr(self, "sfn"):
+            return  # the stack never started
+        from flywheel.local.server import LocalApi
+
+        for arn in self.running_executions():
+            try:
+                # moto's interpreter thread must have begun the execution before it can be stopped,
+                # and reflects the stop in the execution's status a moment later
+                self._until(lambda: bool(self.sfn.get_execution_history(executionArn=arn, maxResults=1)["events"]))  # noqa: B023
+                self.sfn.stop_execution(executionArn=arn, error="LocalStackStopped",
+                                        cause="the local stack stopped before the execution ended")
+                self._until(lambda: self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")  # noqa: B023
+                run_id = json.loads(self.sfn.describe_execution(executionArn=arn).get("input") or "{}").get("run_id")
+                if run_id:
+                    status, _, payload = LocalApi(self.template_path).handle(
+                        "GET", f"/training/runs/{run_id}", {}, b"")
+                    run = json.loads(payload) if status == 200 else {}
+                    self.log(f"{arn.rsplit(':', 1)[-1]}: aborted with the local stack; training run {run_id} "
+                             f"{run.get('status', f'not reconciled ({status})')}")
+            except Exception as exc:  # stopping must go on: the next execution, then the stack itself
+                self.log(f"local stack: could not abort {arn}: {type(exc).__name__}: {exc}")
+
+    @staticmethod
+    def _until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def start_background(self, interval_s: float = 0.5) -> None:
         """Deliver queued messages and report state machine steps as they happen (start-api)."""

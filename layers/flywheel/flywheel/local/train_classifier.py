@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from flywheel.domain.labels import CATEGORIES
 from flywheel.domain.reply_model import MODEL_FILE, OBJECTION_MODEL_FILE, ReplyModel, features, tfidf_row
-from flywheel.models.classification import CATEGORIES
 
 ROOT = Path(__file__).resolve().parents[4]
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "replies_labelled.jsonl"

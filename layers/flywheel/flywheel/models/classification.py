@@ -7,9 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Category = Literal["interested", "meeting_request", "question", "not_now", "objection", "not_interested",
-                   "unsubscribe", "out_of_office", "wrong_person", "referral", "auto_reply", "other"]
-CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+from flywheel.domain.labels import Category
+
 InterestLevel = Literal["none", "low", "medium", "high"]
 ObjectionType = Literal["price", "timing", "competitor", "authority", "no_need", "none"]
 

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from flywheel.domain.inputs import IDENTIFIER, check_json, email, plausible
+from flywheel.domain.inputs import IDENTIFIER, email, plausible
+from flywheel.models.base import Strict
 
 MAX_BATCH = 500
 _ID = IDENTIFIER.pattern
@@ -28,23 +29,6 @@ Email = Annotated[str, AfterValidator(_email)]
 Identifier = Annotated[str, Field(pattern=_ID)]
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
 ShortText = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-class Clean(BaseModel):
-    """Refuses, before any field is read, what PostgreSQL cannot store: NUL, unpaired surrogates,
-    NaN / Infinity, nesting deeper than 32 levels."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable(cls, data: Any) -> Any:
-        problem = check_json(data)
-        if problem:
-            raise ValueError(f"body {problem}")
-        return data
-
-
-class Strict(Clean):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class LeadContext(Strict):

@@ -9,8 +9,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flywheel.domain.inputs import plausible
-from flywheel.models.classification import Category
-from flywheel.models.messages import Clean
+from flywheel.domain.labels import Category
+from flywheel.models.base import Clean
 
 
 class ReplyIn(Clean):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from flywheel.models.messages import Clean
+from flywheel.models.base import Clean
 
 
 class ExperimentSettings(Clean):

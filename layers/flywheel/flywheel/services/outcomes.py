@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flywheel.dal import events as events_dal
@@ -19,7 +19,9 @@ from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
 from flywheel.domain.registration import message_row
 from flywheel.errors import NotFound
-from flywheel.models.messages import MessageIn, RegisteredMessage, RegistrationResult
+
+if TYPE_CHECKING:  # the webhook, reply and classifier paths apply events here but register nothing
+    from flywheel.models.messages import MessageIn, RegistrationResult
 
 
 class _RetryWithMoreLocks(Exception):
@@ -67,6 +69,8 @@ def _link_keys(rows: list[dict[str, Any]]) -> list[str]:
 def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None = None) -> RegistrationResult:
     """Register messages idempotently and apply, with their effects, the events that arrived before them.
     `outcome_ids` fixes the ids of new messages (the local sample data); the database assigns them otherwise."""
+    from flywheel.models.messages import RegisteredMessage, RegistrationResult
+
     rows = [message_row(m) for m in messages]
     if outcome_ids is not None:
         for row, outcome_id in zip(rows, outcome_ids, strict=True):

@@ -11,7 +11,7 @@ from typing import Any
 
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
-from flywheel.dal.connection import single_statement, transaction
+from flywheel.dal.connection import read_once, transaction
 from flywheel.domain import routing
 from flywheel.errors import NotFound
 
@@ -59,8 +59,7 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
     arm = _ASSIGNED.get(key)
     if arm is None:
         # read before write: an assigned lead costs one primary-key read, even in a cold container
-        with single_statement() as conn:
-            arm = experiments_dal.assigned_arm(conn, *key)
+        arm = read_once(lambda conn: experiments_dal.assigned_arm(conn, *key))
         if arm is None:
             value = routing.bucket(experiment["salt"], f"{org_id}:{lead_id}")
             wanted = routing.arm_for(value, float(experiment["allocation"]))

@@ -3,6 +3,9 @@
 Each `receive_*` returns what the provider should be answered; rejections raise typed errors
 that the API glue maps to 400/401/403/413/422/503. Verification and parsing come first and the
 events of a request are stored in one transaction, so a rejected request writes nothing.
+
+Each `receive_*` imports its provider's parser (pydantic models, the mail parser, the XML parser)
+itself: WebhooksFunction serves every provider's route, and a cold start needs one of them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, linked_outcome
 from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import Settings, get_settings
-from flywheel.webhooks import calendly, generic, hubspot, inbound, pipedrive, salesforce, sendgrid
 from flywheel.webhooks.http import WebhookRequest
 from flywheel.webhooks.signatures import (
     SignatureInvalid,
@@ -87,6 +89,8 @@ def _now() -> datetime:
 # --- SendGrid ---------------------------------------------------------------------------------
 
 def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
+    from flywheel.webhooks import sendgrid
+
     settings = get_settings()
     if settings.sendgrid_verify_signature:
         _verified("sendgrid", verify_sendgrid, _secret("sendgrid_public_key"),
@@ -100,6 +104,8 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
 
 
 def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]:
+    from flywheel.webhooks import inbound
+
     settings = get_settings()
     _verified("sendgrid_inbound", verify_token, token, _secret("inbound_parse_token"), forbidden=True)
     mail = inbound.parse_mail(request.header("content-type") or "", request.body)
@@ -124,6 +130,8 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
 # --- Calendly ---------------------------------------------------------------------------------
 
 def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
+    from flywheel.webhooks import calendly
+
     settings = get_settings()
     _verified("calendly", verify_calendly, _secret("calendly_signing_key"),
               request.header("Calendly-Webhook-Signature"), request.body, tolerance_s=settings.calendly_tolerance_s)
@@ -138,6 +146,8 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
 # --- HubSpot ----------------------------------------------------------------------------------
 
 def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
+    from flywheel.webhooks import hubspot
+
     settings = get_settings()
     _verified("hubspot", verify_hubspot, _secret("hubspot_client_secret"), method=request.method,
               uri=settings.hubspot_webhook_url or request.url, body=request.body, headers=request.headers,
@@ -178,6 +188,8 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
 # --- Pipedrive --------------------------------------------------------------------------------
 
 def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
+    from flywheel.webhooks import pipedrive
+
     settings = get_settings()
     _verified("pipedrive", verify_basic_auth, request.header("Authorization"), _secret("pipedrive_username"),
               _secret("pipedrive_password"))
@@ -206,6 +218,8 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
 # --- Salesforce -------------------------------------------------------------------------------
 
 def receive_salesforce(request: WebhookRequest, token: str) -> str:
+    from flywheel.webhooks import salesforce
+
     settings = get_settings()
     _verified("salesforce", verify_token, token, _secret("salesforce_token"), forbidden=True)
     message = salesforce.parse(request.body)
@@ -229,6 +243,8 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
 # --- in-house CRM (Standard Webhooks) ---------------------------------------------------------
 
 def receive_generic(request: WebhookRequest, kind: str) -> dict[str, Any]:
+    from flywheel.webhooks import generic
+
     settings: Settings = get_settings()
     _verified("crm", verify_standard_webhooks, _secret("crm_webhook_secret"), request.headers, request.body,
               tolerance_s=settings.standard_webhooks_tolerance_s)
