@@ -339,8 +339,8 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
     counts = {"build": 0, "bedrock_start": 0, "smoke": 0}
 
     def after_work(name: str, step: Any) -> Any:
-        def wrapped(state: dict[str, Any]) -> dict[str, Any]:
-            answer = step(state)
+        def wrapped(state: dict[str, Any], *args: Any) -> dict[str, Any]:
+            answer = step(state, *args)
             if name not in failed_once:
                 failed_once.add(name)
                 raise DependencyUnavailable(f"{name}: the answer was lost")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -402,9 +403,10 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
     return {**state, "failure": str(message)}
 
 
-STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
-         "cancel_job": cancel_job, "register": register, "start_serving": start_serving,
-         "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
+STEPS: dict[str, Callable[..., dict[str, Any]]] = {
+    "check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
+    "cancel_job": cancel_job, "register": register, "start_serving": start_serving,
+    "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
 
 
 def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
@@ -412,7 +414,7 @@ def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None)
     if step not in STEPS:
         raise InvalidInput(f"unknown step {step!r}")
     if step == "build":
-        return build(state, remaining_s)
+        return STEPS["build"](state, remaining_s)
     return STEPS[step](state)
 
 
