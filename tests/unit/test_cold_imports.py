@@ -30,6 +30,8 @@ NOT_AT_IMPORT = {
     # a report link is a HEAD and a presigned URL: building a report (experiments...) is ReportFunction's
     "ReportsApiFunction": [*ON_REQUEST, "flywheel.services.experiments"],
     "RoutingFunction": ON_REQUEST,
+    # the offline classifier's rules: when there is no LLM, or it fails
+    "ClassifierFunction": ["flywheel.domain.reply_rules", "flywheel.services.health"],
     "ReportFunction": ON_REQUEST[1:],
     "ExperimentEvaluatorFunction": ON_REQUEST[1:],
     # each provider's parser: one route each
