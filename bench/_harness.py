@@ -29,19 +29,23 @@ def progress(message: str) -> None:
     print(f"  [{time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
+_servers: list[str] = []
+
+
 def fresh_database() -> str:
-    """A new, migrated database; exported as DATABASE_URL for the code under test. Without
-    BENCH_DATABASE_URL, on a throwaway server deleted when the benchmark exits."""
+    """A new, migrated database (on one server per run); exported as DATABASE_URL for the code
+    under test. Without BENCH_DATABASE_URL, on a throwaway server deleted when the benchmark exits."""
     from flywheel.dal.connection import connect
     from flywheel.dal.migrations import migrate
     from flywheel.local.embedded import create_database, throwaway_server
     from flywheel.settings import reset_settings
 
-    admin = os.environ.get("BENCH_DATABASE_URL")
+    admin = os.environ.get("BENCH_DATABASE_URL") or (_servers[0] if _servers else None)
     if not admin:
         progress("starting a throwaway PostgreSQL")
         server = throwaway_server("flywheel-bench-")
         admin = server.__enter__()
+        _servers.append(admin)
         atexit.register(server.__exit__, None, None, None)  # stopped and deleted when the benchmark ends
         _exit_on_sigterm()
     url = create_database(admin, f"bench_{uuid.uuid4().hex[:10]}")

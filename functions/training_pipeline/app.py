@@ -17,4 +17,4 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if event.get("execution_arn"):
         state["execution_arn"] = event["execution_arn"]
     logger.append_keys(run_id=state.get("run_id"), step=event.get("step"))
-    return run_step(str(event.get("step")), state)
+    return run_step(str(event.get("step")), state, remaining_s=context.get_remaining_time_in_millis() / 1000)

@@ -210,6 +210,18 @@ def _(result: Any, db: Conn, state: Path) -> None:
     assert isinstance(result["refreshed"], int)
 
 
+@sample("retention_schedule.json", "RetentionFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    # the seeded history is recent: nothing is due yet, one batch looked and the backlog is done
+    assert result["removed"] == 0 and result["batches"] == 1 and result["done"] is True
+
+
+@sample("report_rollup_schedule.json", "ReportRollupFunction")
+def _(result: Any, db: Conn, state: Path) -> None:
+    state_row = db.execute("SELECT rolled_before FROM report_rollup_state").fetchone()
+    assert state_row is not None and result["rows_written"] > 0  # the first run counts the seeded history
+
+
 @sample("training_weekly_schedule.json", "WeeklyTrainingStateMachine")
 def _(result: Any, db: Conn, state: Path) -> None:
     # the state machine's input: it runs locally and trains on the seeded, opted-in history

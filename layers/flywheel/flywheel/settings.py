@@ -116,6 +116,25 @@ class Settings(BaseModel):
     dataset_comprehend_min_score: float = Field(default=0.5, ge=0, le=1)
     # USD per 100-character unit (3 units minimum a request), https://aws.amazon.com/comprehend/pricing/
     dataset_comprehend_usd_per_unit: float = Field(default=0.0001, ge=0)
+    # processes that build the examples (0: one per CPU the function may use, see
+    # services.dataset.build_workers)
+    dataset_build_workers: int = Field(default=0, ge=0, le=64)
+    # the build refuses to start (and stops) when it cannot finish in the invocation's time:
+    # CPU seconds one worker spends on an outcome (bench/export.py: 0.9 ms on a quiet 2-core x86
+    # host, 2.1 ms on the same host under load 8), and the time kept for the upload after it; during
+    # the build the rate it really reaches is used
+    dataset_build_seconds_per_row: float = Field(default=0.002, gt=0)
+    dataset_upload_margin_s: float = Field(default=90, ge=0)
+
+    # retention (see README "Scale"): an outcome is final once its longest outcome window has
+    # closed after sending; raw provider payloads are kept this many days longer, then removed in
+    # batches by RetentionFunction (the normalised events and the derived columns stay)
+    outcome_final_days: int = Field(default=90, ge=1, le=3650)
+    raw_event_retention_days: int = Field(default=30, ge=0, le=3650)
+    retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # the reports' daily counts (ReportRollupFunction): the days re-counted every run (the whole
+    # outcome window once a day)
+    report_recount_days: int = Field(default=14, ge=1, le=3650)
 
     # reports (see README "Report"): the window they cover, how many campaigns they detail, the
     # smallest strategy cell they show, how long a GET /reports/latest link works

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -202,6 +203,24 @@ def transaction() -> Iterator[Connection]:
             tx.__exit__(None, None, None)
         except psycopg.OperationalError as exc:
             raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+
+
+T = TypeVar("T")
+
+
+def read_once(read: Callable[[Connection], T]) -> T:
+    """One read that is its own statement (autocommit): no BEGIN/COMMIT round trips, for single reads
+    on hot paths. A connection the server closed while idle (idle_session_timeout, the proxy, a
+    failover) is reopened and the read sent again, once: a read is safe to repeat. A second failure
+    is 503-able."""
+    try:
+        return read(get_connection())
+    except psycopg.OperationalError:
+        close_connection()
+    try:
+        return read(get_connection())
+    except psycopg.OperationalError as exc:
+        raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
 
 
 def jsonb(value: object) -> Jsonb:

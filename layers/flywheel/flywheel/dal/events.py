@@ -276,3 +276,23 @@ def corrected_replies(conn: Connection, since: datetime | None, org_id: str | No
             ORDER BY l.occurred_at, o.outcome_id""",
         {"since": since, "org_id": org_id},
     ).fetchall()
+
+
+def remove_raw_payloads(conn: Connection, received_before: datetime, limit: int) -> int:
+    """Retention, one batch: drop the raw payload of up to `limit` events received before the cutoff,
+    oldest first, skipping rows another transaction holds (an ingest is never made to wait on us).
+    The normalised event stays; an orphan keeps the email it may still be matched by."""
+    rows = conn.execute(
+        """WITH due AS (
+               SELECT event_id FROM outcome_events
+                WHERE payload IS NOT NULL AND received_at < %s
+                ORDER BY received_at
+                LIMIT %s
+                  FOR UPDATE SKIP LOCKED)
+           UPDATE outcome_events e
+              SET payload = NULL, match_email = CASE WHEN e.status = 'orphan' THEN e.match_email END
+             FROM due
+            WHERE e.event_id = due.event_id""",
+        (received_before, limit),
+    )
+    return rows.rowcount

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
-from flywheel.domain.funnel import POSITIVE_CATEGORIES
+from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
 
 JSON_COLUMNS = ("config", "last_decision", "plan", "warnings")
 
@@ -44,19 +44,32 @@ def update(conn: Connection, experiment_id: str, **fields: Any) -> dict[str, Any
     return row
 
 
+def assigned_arm(conn: Connection, experiment_id: str, org_id: str, lead_id: str) -> str | None:
+    """The lead's recorded arm, by primary key (no write)."""
+    row = conn.execute("SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s AND lead_id = %s",
+                       (experiment_id, org_id, lead_id)).fetchone()
+    return None if row is None else str(row["arm"])
+
+
 def assign(conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int,
            stage: str, segment: int) -> str:
-    """The lead's arm: recorded at first call; a concurrent or later call gets the same row (a lead
-    keeps its arm and its first segment for the whole experiment)."""
+    """Record the lead's arm (and its first segment) at first assignment; when a concurrent call
+    recorded it first, its arm. A lead keeps both for the whole experiment.
+
+    Under READ COMMITTED the INSERT waits for a concurrent insert of the same key and then does
+    nothing; the next statement's snapshot sees the winner's committed row."""
     row = conn.execute(
         """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
            VALUES (%s, %s, %s, %s, %s, %s, %s)
-           ON CONFLICT (experiment_id, org_id, lead_id) DO UPDATE SET experiment_id = EXCLUDED.experiment_id
+           ON CONFLICT (experiment_id, org_id, lead_id) DO NOTHING
            RETURNING arm""",
         (experiment_id, org_id, lead_id, arm, bucket, stage, segment),
     ).fetchone()
-    assert row is not None
-    return str(row["arm"])
+    if row is not None:
+        return str(row["arm"])
+    recorded = assigned_arm(conn, experiment_id, org_id, lead_id)
+    assert recorded is not None, "an assignment that conflicted must exist"
+    return recorded
 
 
 # what each metric counts: (timestamp of the event, condition on the outcome row)
@@ -196,14 +209,21 @@ def evaluations(conn: Connection, experiment_id: str, limit: int) -> list[dict[s
 
 
 def strategies(conn: Connection, org_id: str, segment: str) -> list[dict[str, Any]]:
+    """One organisation's messages, replies and meetings per segment x framework x tone: the daily
+    counts before the rollup's boundary, its messages sent since then counted one by one."""
     column = {"industry": "lead_industry", "role": "lead_role"}[segment]
     return conn.execute(
-        f"""SELECT {column} AS segment, framework, tone, count(*) AS messages,
-                   count(replied_at) AS replies,
-                   count(*) FILTER (WHERE reply_category = ANY(%s)) AS positive_replies,
-                   count(meeting_booked_at) AS meetings
-              FROM outcome_labels
-             WHERE org_id = %s AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL
+        f"""SELECT segment, framework, tone, sum(messages) AS messages, sum(replies) AS replies,
+                   sum(positive_replies) AS positive_replies, sum(meetings) AS meetings
+              FROM (SELECT value AS segment, framework, tone, messages, replies, positive_replies, meetings
+                      FROM report_daily_counts
+                     WHERE dimension = %(segment)s AND org_id = %(org_id)s AND {ROLLED}
+                    UNION ALL
+                    SELECT {column}, framework, tone, 1, (replied_at IS NOT NULL)::int,
+                           coalesce(reply_category IN {POSITIVE}, false)::int, (meeting_booked_at IS NOT NULL)::int
+                      FROM outcome_labels
+                     WHERE org_id = %(org_id)s AND {LIVE}
+                       AND {column} IS NOT NULL AND framework IS NOT NULL AND tone IS NOT NULL) cells
              GROUP BY 1, 2, 3 ORDER BY 1, 2, 3""",
-        (list(POSITIVE_CATEGORIES), org_id),
+        {"segment": segment, "org_id": org_id, "before": rolled_before(conn)},
     ).fetchall()

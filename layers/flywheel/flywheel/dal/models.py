@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
 
 
 def next_version(conn: Connection) -> tuple[int, int, int]:
@@ -82,20 +83,31 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
 
 
 def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
-    """The model_leaderboard view's columns, counted on one organisation's outcomes only."""
+    """The model_leaderboard view's columns, counted on one organisation's outcomes only: the daily
+    counts before the rollup's boundary, its messages sent since then one by one."""
     return conn.execute(
-        """SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
-                  count(o.outcome_id) AS messages_sent, count(o.replied_at) AS replies,
-                  count(o.outcome_id) FILTER (WHERE o.reply_category IN ('interested', 'meeting_request'))
-                      AS positive_replies,
-                  count(o.meeting_booked_at) AS meetings,
-                  count(o.outcome_id) FILTER (WHERE o.deal_status = 'won') AS deals_won,
-                  coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'), 0) AS revenue
-             FROM model_registry m
-             LEFT JOIN outcome_labels o ON o.model_registry_id = m.model_id AND o.org_id = %s
-            GROUP BY m.model_id, m.version, m.status, m.role, m.traffic_percentage
-            ORDER BY messages_sent DESC, m.version DESC""",
-        (org_id,),
+        f"""SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
+                   coalesce(c.messages, 0) AS messages_sent, coalesce(c.replies, 0) AS replies,
+                   coalesce(c.positive_replies, 0) AS positive_replies, coalesce(c.meetings, 0) AS meetings,
+                   coalesce(c.deals_won, 0) AS deals_won, coalesce(c.revenue, 0) AS revenue
+              FROM model_registry m
+              LEFT JOIN (
+                   SELECT value, sum(messages) AS messages, sum(replies) AS replies,
+                          sum(positive_replies) AS positive_replies, sum(meetings) AS meetings,
+                          sum(deals_won) AS deals_won, sum(revenue) AS revenue
+                     FROM (SELECT value, messages, replies, positive_replies, meetings, deals_won, revenue
+                             FROM report_daily_counts
+                            WHERE dimension = 'model' AND org_id = %(org_id)s AND {ROLLED}
+                           UNION ALL
+                           SELECT model_registry_id, 1, (replied_at IS NOT NULL)::int,
+                                  coalesce(reply_category IN {POSITIVE}, false)::int,
+                                  (meeting_booked_at IS NOT NULL)::int, coalesce(deal_status = 'won', false)::int,
+                                  CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END
+                             FROM outcome_labels
+                            WHERE org_id = %(org_id)s AND {LIVE} AND model_registry_id IS NOT NULL) cells
+                    GROUP BY value) c ON c.value = m.model_id
+             ORDER BY messages_sent DESC, m.version DESC""",
+        {"org_id": org_id, "before": rolled_before(conn)},
     ).fetchall()
 
 

@@ -19,26 +19,39 @@ DATASET_COLUMNS = """o.outcome_id, o.org_id, o.campaign_id, o.lead_industry, o.l
 ACTIVE = ("pending", "building", "uploading", "training", "registering", "smoke_testing")
 
 
-def stream_outcomes(conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None,
-                    for_preferences: bool, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
-    """Outcomes of organisations that opted in, through a server-side cursor (memory stays flat).
-
-    Supervised sets need good messages (quality >= min, not negative); preference sets need every
-    outcome, ordered so each campaign/segment/framework group arrives together."""
+def _dataset_filter(for_preferences: bool) -> tuple[str, str]:
+    """The WHERE and ORDER BY of a dataset's outcomes. Supervised sets need good messages
+    (quality >= min, not negative); preference sets need every outcome, ordered so each
+    campaign/segment/framework group arrives together."""
     where = ["org.training_opt_in", "(%(since)s::timestamptz IS NULL OR o.sent_at >= %(since)s::timestamptz)",
              "(%(until)s::timestamptz IS NULL OR o.sent_at < %(until)s::timestamptz)"]
     if for_preferences:
-        order = "o.campaign_id, o.lead_industry, o.lead_role, o.framework, o.outcome_id"
-    else:
-        where += ["o.quality_score >= %(min_quality)s", "o.training_label <> 'negative'"]
-        order = "o.sent_at, o.outcome_id"
+        return " AND ".join(where), "o.campaign_id, o.lead_industry, o.lead_role, o.framework, o.outcome_id"
+    where += ["o.quality_score >= %(min_quality)s", "o.training_label <> 'negative'"]
+    return " AND ".join(where), "o.sent_at, o.outcome_id"
+
+
+def stream_outcomes(conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None,
+                    for_preferences: bool, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
+    """Outcomes of organisations that opted in, through a server-side cursor (memory stays flat).
+    2,000 rows a fetch: against 500 and 10,000 on 200,000 outcomes it read fastest (bench/export.py)."""
+    where, order = _dataset_filter(for_preferences)
     query = (f"SELECT {DATASET_COLUMNS} FROM outcome_labels o JOIN organizations org USING (org_id) "
-             f"WHERE {' AND '.join(where)} ORDER BY {order}")
+             f"WHERE {where} ORDER BY {order}")
     params = {"since": since, "until": until, "min_quality": min_quality}
     with conn.transaction(), conn.cursor(name="dataset_export", row_factory=psycopg.rows.dict_row) as cursor:
         cursor.itersize = batch_size
         cursor.execute(query, params)
         yield from cursor
+
+
+def count_outcomes(conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None,
+                   for_preferences: bool) -> int:
+    """How many outcomes `stream_outcomes` would stream."""
+    where, _ = _dataset_filter(for_preferences)
+    row = conn.execute(f"SELECT count(*) AS n FROM outcome_labels o JOIN organizations org USING (org_id) "
+                       f"WHERE {where}", {"since": since, "until": until, "min_quality": min_quality}).fetchone()
+    return int(row["n"]) if row else 0
 
 
 def readiness(conn: Connection, min_quality: float, since: datetime | None,

@@ -8,9 +8,11 @@ or a preferred/non-preferred pair) and written in a provider's format only at th
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from flywheel.domain.redaction import RedactionContext, Redactor, build_context, names_in
@@ -41,15 +43,23 @@ class Example:
 
 def context_of(row: dict[str, Any]) -> RedactionContext:
     """Everything known about the people of one message: the lead, the sender, colleagues named
-    in the lead context, and the regions their phone numbers are written for."""
-    sender = row.get("sender") or {}
-    lead_context = row.get("lead_context") or {}
+    in the lead context, and the regions their phone numbers are written for. Senders and leads
+    recur across messages, so contexts are cached by what they are built from."""
+    return _context(row.get("lead_first_name"), row.get("lead_last_name"), row.get("lead_company"),
+                    json.dumps(row.get("lead_context") or {}, sort_keys=True, default=str),
+                    json.dumps(row.get("sender") or {}, sort_keys=True, default=str), row.get("lead_country"))
+
+
+@lru_cache(maxsize=8192)
+def _context(first: str | None, last: str | None, company: str | None, lead_context_json: str, sender_json: str,
+             country: str | None) -> RedactionContext:
+    sender = json.loads(sender_json)
+    lead_context = json.loads(lead_context_json)
     return build_context(
-        lead={"first_name": row.get("lead_first_name"), "last_name": row.get("lead_last_name"),
-              "company": row.get("lead_company")},
+        lead={"first_name": first, "last_name": last, "company": company},
         colleagues=names_in(lead_context), sender=sender,
-        regions=(row.get("lead_country"), lead_context.get("country") if isinstance(lead_context, dict) else None,
-                 sender.get("country")))
+        regions=(country, lead_context.get("country") if isinstance(lead_context, dict) else None,
+                 sender.get("country") if isinstance(sender, dict) else None))
 
 
 def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
@@ -71,11 +81,17 @@ _LABELS = "|".join(label for label, _ in PROMPT_FIELDS)
 _OUR_WORDS = re.compile(rf"^(?:{re.escape(PROMPT_HEADER)}|(?:{_LABELS}|Subject): )", re.MULTILINE)
 
 
-def user_prompt(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> str:
-    """The request the model learns to answer: lead context and the brief, never the outcome.
-    Every free-text field passes the same redaction as the message."""
-    lines = [f"{label}: {redactor.redact(str(row[key]), context)}" for label, key in PROMPT_FIELDS if row.get(key)]
-    return PROMPT_HEADER + "\n" + "\n".join(lines)
+def prompt_and_target(row: dict[str, Any], redactor: Redactor, context: RedactionContext,
+                      with_prompt: bool = True) -> tuple[str, str]:
+    """The request the model learns to answer (lead context and the brief, never the outcome) and
+    the message as sent. Every free-text field passes the same redaction, all in one pass (each
+    detector scans the fields together: `Redactor.redact_many`)."""
+    fields = [(label, str(row[key])) for label, key in PROMPT_FIELDS if row.get(key)] if with_prompt else []
+    body = message_body(row.get("body"), row.get("sender"))
+    *values, subject, body = redactor.redact_many([v for _, v in fields] + [row.get("subject"), body], context)
+    prompt = PROMPT_HEADER + "\n" + "\n".join(
+        f"{label}: {value}" for (label, _), value in zip(fields, values, strict=True))
+    return prompt, (f"Subject: {subject}\n\n{body}" if subject else body)
 
 
 def data_only(text: str) -> str:
@@ -85,22 +101,18 @@ def data_only(text: str) -> str:
     return _OUR_WORDS.sub(lambda m: " " * len(m.group(0)), text)
 
 
-def assistant_text(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> str:
-    subject = redactor.redact(row.get("subject"), context)
-    body = redactor.redact(message_body(row.get("body"), row.get("sender")), context)
-    return f"Subject: {subject}\n\n{body}" if subject else body
+def supervised_example(row: dict[str, Any], redactor: Redactor, context: RedactionContext | None = None) -> Example:
+    context = context or context_of(row)
+    prompt, target = prompt_and_target(row, redactor, context)
+    return Example([str(row["outcome_id"])], prompt, [target], meta=_meta(row, redactor, context))
 
 
-def supervised_example(row: dict[str, Any], redactor: Redactor) -> Example:
-    context = context_of(row)
-    return Example([str(row["outcome_id"])], user_prompt(row, redactor, context),
-                   [assistant_text(row, redactor, context)], meta=_meta(row, redactor, context))
-
-
-def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor) -> Example:
-    good_context = context_of(good)
-    return Example([str(good["outcome_id"]), str(bad["outcome_id"])], user_prompt(good, redactor, good_context),
-                   [assistant_text(good, redactor, good_context), assistant_text(bad, redactor, context_of(bad))],
+def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor,
+                       contexts: tuple[RedactionContext, RedactionContext] | None = None) -> Example:
+    good_context, bad_context = contexts or (context_of(good), context_of(bad))
+    prompt, preferred = prompt_and_target(good, redactor, good_context)
+    _, rejected = prompt_and_target(bad, redactor, bad_context, with_prompt=False)
+    return Example([str(good["outcome_id"]), str(bad["outcome_id"])], prompt, [preferred, rejected],
                    meta=_meta(good, redactor, good_context))
 
 

@@ -277,34 +277,42 @@ class DatasetReport:
                 "mean_tokens": self.mean_tokens, "bytes": self.bytes, "token_method": self.token_method,
                 "errors": self.errors[:20]}
 
+    def add(self, number: int, problems: list[str], tokens: int, token_limit: int) -> None:
+        """One non-empty line (number counts from 1): its format problems and its tokens."""
+        self.examples += 1
+        if problems:
+            self.invalid += 1
+            self.errors += [f"line {number}: {p}" for p in problems]
+        if tokens > token_limit:
+            self.over_limit += 1
+            self.errors.append(f"line {number}: {tokens} tokens is over the limit of {token_limit}")
+        self.total_tokens += tokens
+        self.max_tokens = max(self.max_tokens, tokens)
+        self.min_tokens = tokens if self.examples == 1 else min(self.min_tokens, tokens)
+
+
+def record_tokens(example: Any, count: Callable[[str], int]) -> int:
+    """Every part of a record (system prompt, every turn, both outputs of a pair) plus 4 per part
+    for its framing."""
+    return sum(count(t) + 4 for t in record_texts(example)) if isinstance(example, dict) else 0
+
 
 def check_lines(lines: Iterable[str], fmt: str, token_limit: int) -> DatasetReport:
-    """Check a JSONL stream line by line (memory stays flat); tokens count every part of a record
-    (system prompt, every turn, both outputs of a preference pair) plus 4 per part for its framing."""
+    """Check a JSONL stream line by line (memory stays flat)."""
     count, method = token_counter()
     report = DatasetReport(token_method=method)
     for number, line in enumerate(lines, start=1):
         report.bytes += len(line.encode("utf-8"))
         if not line.strip():
             continue
-        report.examples += 1
         try:
             example = json.loads(line)
         except ValueError:
+            report.examples += 1
             report.invalid += 1
             report.errors.append(f"line {number}: not JSON")
             continue
-        problems = check_example(example, fmt)
-        if problems:
-            report.invalid += 1
-            report.errors += [f"line {number}: {p}" for p in problems]
-        tokens = sum(count(t) + 4 for t in record_texts(example)) if isinstance(example, dict) else 0
-        if tokens > token_limit:
-            report.over_limit += 1
-            report.errors.append(f"line {number}: {tokens} tokens is over the limit of {token_limit}")
-        report.total_tokens += tokens
-        report.max_tokens = max(report.max_tokens, tokens)
-        report.min_tokens = tokens if report.examples == 1 else min(report.min_tokens, tokens)
+        report.add(number, check_example(example, fmt), record_tokens(example, count), token_limit)
     return report
 
 

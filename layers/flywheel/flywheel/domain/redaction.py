@@ -15,12 +15,13 @@ Pure: no I/O. Patterns are compiled once at import; nothing is compiled per row.
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 import phonenumbers
@@ -114,6 +115,43 @@ class Detector(Protocol):
     def find(self, text: str, context: RedactionContext) -> Iterable[Span]: ...
 
 
+class Segmented:
+    """A pattern scanned only where it can match, with exactly `pattern.finditer`'s matches.
+
+    `allowed` (a character-class body) holds every character a match can consume, and `anchor`
+    (a pattern over allowed characters) something every match holds, so each match lies inside
+    one maximal run of allowed characters that holds an anchor; only those runs are scanned (in a
+    message: the signature block for addresses, the few tokens with an inner dot for links). Each
+    scan runs on the whole string from the run's start, so look-behinds, `^` and `\b` see the
+    real text, and ends `lookahead` characters past the run, farther than any look-ahead reads.
+    tests/unit/test_redaction_scan.py checks these facts on the parsed patterns and compares the
+    results with a plain `finditer`, so a pattern edit that breaks one fails there."""
+
+    def __init__(self, pattern: re.Pattern[str], allowed: str, anchor: str, lookahead: int = 8) -> None:
+        self.pattern, self.allowed, self.lookahead = pattern, allowed, lookahead
+        self.anchor = re.compile(anchor)  # starts with a literal or a class: found by a fast scan
+        # a character no match consumes (`allowed` may itself be a negated class body)
+        self.barrier = re.compile(f"[{allowed[1:]}]" if allowed.startswith("^") else f"[^{allowed}]")
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        anchors = self.anchor.finditer(text)
+        first = next(anchors, None)
+        if first is None:
+            return
+        size, reverse, covered = len(text), text[::-1], -1
+        for anchor in (first, *anchors):
+            position = anchor.start()
+            if position < covered:
+                continue
+            after = self.barrier.search(text, position)
+            before = self.barrier.search(reverse, size - position)  # the nearest barrier before it
+            start, covered = (size - before.start() if before else 0), (after.start() if after else size)
+            for m in self.pattern.finditer(text, start, min(size, covered + self.lookahead)):
+                if m.start() >= covered:
+                    break
+                yield m
+
+
 # --- emails ------------------------------------------------------------------------------------
 
 _TLDS = (r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be|ch|at|se|dk|no|fi|pl|pt|ie|"
@@ -121,7 +159,10 @@ _TLDS = (r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be
 _AT_MARKED = r"(?:\s*@\s*|\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*)"
 _DOT_WORD = r"(?:\s*[\(\[\{<]\s*dot\s*[\)\]\}>]\s*|\s+dot\s+)"
 _DOT = rf"(?:\s*\.\s*|{_DOT_WORD})"
-_LABEL = r"[\w-]+"
+# Possessive runs (`++`) where what follows a run can never start with a character of the run
+# (a label is followed by a dot, a local part by `@`, a space or a bracket): the same matches,
+# without retrying every shorter run at every word.
+_LABEL = r"[\w-]++"
 _END = rf"(?:{_TLDS})\b(?![/@\w-])"  # "calendly.com/jdoe" after "at" is a link, not an address
 
 
@@ -132,16 +173,21 @@ class EmailDetector:
     or a digit in it): "find us at acme.com" is a preposition and a link."""
 
     name = "email"
-    plain = re.compile(r"(?:mailto:)?[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
+    plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-",
+                      anchor="@")
     obfuscated = re.compile(
-        rf"(?<![\w.])[\w.+-]+{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
-        rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
-        rf"|(?<![\w.])[\w.+-]+\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
+        rf"(?<![\w.])[\w.+-]++{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"|(?<![\w.])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
         re.IGNORECASE)
 
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
+
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        for pattern in (self.plain, self.obfuscated):
-            for m in pattern.finditer(text):
+        for matches in (self.plain.finditer(text), self.obfuscated.finditer(text)):
+            for m in matches:
                 yield Span(m.start(), m.end(), "{{email}}", self.name)
 
 
@@ -169,12 +215,18 @@ class LinkDetector:
     name = "link"
     pattern = re.compile(
         r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+"
-        r"|(?<![\w@./-])(?:[\w-]+\.)+[a-z]{2,24}(?::\d{2,5})?/[^\s<>\"'`]*"
-        rf"|(?<![\w@./-])(?:[\w-]+\.)+(?:{_TLDS})\b(?![.\w@-])",
+        r"|(?<![\w@./-])(?:[\w-]++\.)+[a-z]{2,24}(?::\d{2,5})?/[^\s<>\"'`]*"
+        rf"|(?<![\w@./-])(?:[\w-]++\.)+(?:{_TLDS})\b(?![.\w@-])",
         re.IGNORECASE)
+    # a link holds no whitespace or quote, and a kept one a dot with more of the link after it
+    scan = Segmented(pattern, allowed=r"^\s<>\"'`", anchor=r"\.(?=[^\s<>\"'`])")
+
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        for m in self.pattern.finditer(text):
+        for m in self.scan.finditer(text):
             url = m.group(0).rstrip(_TRAILING)
             if not url or "." not in url:
                 continue
@@ -218,19 +270,33 @@ class PhoneDetector:
 
     name = "phone"
 
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return context.regions  # the text and the regions it is read for
+
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        # the matchers only see the digit runs (plus one character each side), not the whole text
+        # the matchers only see the digit runs (plus one character each side, never a neighbouring
+        # field of a joined text), not the whole text
         for run in _DIGIT_RUN.finditer(text):
-            start = max(0, run.start() - 1)
-            window = text[start:run.end() + 1]
-            for region in context.regions:
-                for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID):
-                    yield Span(start + m.start, start + m.end, "{{phone}}", self.name)
-            for m in PhoneNumberMatcher(window, None, leniency=Leniency.POSSIBLE):
-                yield Span(start + m.start, start + m.end, "{{phone}}", self.name)
-            for loose in _LOOSE_PHONE.finditer(window):
-                if _looks_like_phone(loose.group(0)):
-                    yield Span(start + loose.start(), start + loose.end(), "{{phone}}", self.name)
+            start, end = max(0, run.start() - 1), run.end() + 1
+            if start and text[start - 1:start + 1] == SEPARATOR[-2:]:
+                start += 1
+            if text[end - 1:end + 1] == SEPARATOR[:2]:
+                end -= 1
+            for left, right in _phone_spans(text[start:end], context.regions):
+                yield Span(start + left, start + right, "{{phone}}", self.name)
+
+
+@lru_cache(maxsize=65_536)
+def _phone_spans(window: str, regions: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
+    """Phone spans in one window: the slow matchers run once per distinct window (a sender's
+    signature number recurs in every message of that sender)."""
+    found: list[tuple[int, int]] = []
+    for region in regions:
+        found += [(m.start, m.end) for m in PhoneNumberMatcher(window, region, leniency=Leniency.VALID)]
+    found += [(m.start, m.end) for m in PhoneNumberMatcher(window, None, leniency=Leniency.POSSIBLE)]
+    found += [(m.start(), m.end()) for m in _LOOSE_PHONE.finditer(window) if _looks_like_phone(m.group(0))]
+    return tuple(found)
 
 
 def region_code(value: object) -> str | None:
@@ -330,15 +396,28 @@ class AddressDetector:
     Australia, 4-5 digit codes followed by a town in address position, Japan, Brazil, labelled)."""
 
     name = "address"
-    # one scan per kind instead of one per pattern (each keeps its own flags)
+    # one scan per kind instead of one per pattern (each keeps its own flags), and only over the
+    # stretches of text that hold a digit and none of the characters no address contains
     addresses = re.compile("|".join(_scoped(p) for p in _ADDRESS_PATTERNS))
     postcodes = re.compile("|".join(_scoped(p) for p in _POSTCODE_PATTERNS))
+    _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
+    scans = ((Segmented(addresses, _allowed, r"\d"), "{{address}}"),
+             (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"))
+
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
+
+    @staticmethod
+    def wanted(text: str) -> bool:
+        """Every layout above holds a number: a text without a digit has no address."""
+        return _ANY_DIGIT.search(text) is not None
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        if not _ANY_DIGIT.search(text):  # every layout above holds a number
+        if not self.wanted(text):
             return
-        for pattern, placeholder in ((self.addresses, "{{address}}"), (self.postcodes, "{{postcode}}")):
-            for m in pattern.finditer(text):
+        for scan, placeholder in self.scans:
+            for m in scan.finditer(text):
                 yield Span(m.start(), m.end(), placeholder, self.name)
 
 
@@ -423,22 +502,30 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
     return sorted(taken, key=lambda s: s.start)
 
 
+# Joins the texts of one message (or one written line) so each detector scans them in one call.
+# No pattern can match across it: only the link pattern's negated classes accept NUL, and they stop
+# at the newlines around it. The newline next to each text keeps `^`, `$`, `\b` and the look-arounds
+# behaving as at the start and end of a string; a match that still crossed it would be found again
+# text by text (`_joined_find`).
+SEPARATOR = "\n\x00\n"
+
+
 @dataclass
 class Redactor:
     """Runs the detectors and replaces what they find; counts replacements by placeholder.
 
     Detectors read the normalised text (`normalized`); their spans are mapped back to the
-    original, which is what gets replaced."""
+    original, which is what gets replaced. `find_many` and `redact_many` do what `find` and
+    `redact` do to each of several texts, with each detector scanning them all in one call, and
+    remember what a detector found in a text when that depends on the text (and its regions) only."""
 
     detectors: Sequence[Detector] = DEFAULT_DETECTORS
     counts: Counter[str] = field(default_factory=Counter)
+    _cache: dict[tuple[str, Hashable, str], tuple[Span, ...]] = field(default_factory=dict, repr=False)
 
     def spans(self, text: str, context: RedactionContext) -> list[Span]:
         view, where = normalized(text)
-        found = [s for d in self.detectors for s in d.find(view, context)]
-        if where is None:
-            return found
-        return [Span(where[s.start], where[s.end - 1] + 1, s.placeholder, s.detector) for s in found if s.end > s.start]
+        return _to_original([s for d in self.detectors for s in d.find(view, context)], where)
 
     def find(self, text: str, context: RedactionContext) -> list[Span]:
         if not text:
@@ -449,6 +536,72 @@ class Redactor:
         if not text:
             return ""
         return apply_spans(text, self.spans(text, context), self.counts)
+
+    def find_many(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
+        raw = self._raw_spans(texts, context)
+        return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
+
+    def redact_many(self, texts: Sequence[str | None], context: RedactionContext) -> list[str]:
+        """`redact` of each text (None and empty give "")."""
+        plain = [t or "" for t in texts]
+        raw = self._raw_spans(plain, context)
+        return [apply_spans(text, spans, self.counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
+
+    def _raw_spans(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
+        normal = [normalized(t) if t else ("", None) for t in texts]
+        views = [view for view, _ in normal]
+        per_view: list[list[Span]] = [[] for _ in texts]
+        for detector in self.detectors:
+            # a detector that can tell a text holds nothing for it (an address needs a digit) only
+            # sees the texts that may, as it would text by text
+            wanted = getattr(detector, "wanted", None)
+            chosen = [i for i, view in enumerate(views) if view and (wanted is None or wanted(view))]
+            # what a detector finds in a text that depends on nothing else (or only on the regions)
+            # is remembered: the system prompt, the prompt lines and many briefs recur
+            key = detector.cache_key(context) if hasattr(detector, "cache_key") else None
+            if key is not None:
+                missed = []
+                for i in chosen:
+                    known = self._cache.get((detector.name, key, views[i]))
+                    if known is None:
+                        missed.append(i)
+                    else:
+                        per_view[i] += known
+                chosen = missed
+            if len(chosen) == 1:
+                found = [list(detector.find(views[chosen[0]], context))]
+            else:
+                found = _joined_find(detector, [views[i] for i in chosen], context) if chosen else []
+            for i, spans in zip(chosen, found, strict=True):
+                per_view[i] += spans
+                if key is not None:
+                    if len(self._cache) >= 50_000:
+                        self._cache.clear()
+                    self._cache[(detector.name, key, views[i])] = tuple(spans)
+        return [_to_original(spans, where) for spans, (_, where) in zip(per_view, normal, strict=True)]
+
+
+def _to_original(spans: list[Span], where: list[int] | None) -> list[Span]:
+    """Spans of a normalised text as spans of its original (`normalized`'s offsets)."""
+    if where is None:
+        return spans
+    return [Span(where[s.start], where[s.end - 1] + 1, s.placeholder, s.detector) for s in spans if s.end > s.start]
+
+
+def _joined_find(detector: Detector, texts: list[str], context: RedactionContext) -> list[list[Span]]:
+    """One `find` over the texts joined by SEPARATOR, its spans given back to each text."""
+    starts, position = [], 0
+    for text in texts:
+        starts.append(position)
+        position += len(text) + len(SEPARATOR)
+    found: list[list[Span]] = [[] for _ in texts]
+    for span in detector.find(SEPARATOR.join(texts), context):
+        i = bisect.bisect_right(starts, span.start) - 1
+        offset = starts[i]
+        if span.end - offset > len(texts[i]):  # across a separator: this detector text by text instead
+            return [list(detector.find(text, context)) for text in texts]
+        found[i].append(Span(span.start - offset, span.end - offset, span.placeholder, span.detector))
+    return found
 
 
 # --- building the context of one message -------------------------------------------------------
@@ -529,7 +682,8 @@ def _transliterations(value: str) -> set[str]:
     return forms
 
 
-def company_variants(name: str) -> set[str]:
+@lru_cache(maxsize=16_384)
+def company_variants(name: str) -> frozenset[str]:
     """The name as written, without its legal form, accent-free, and as slugs (`acme-robotics`,
     `acme_robotics`, `acmerobotics`) as it appears in campaign ids, URLs and addresses."""
     name = " ".join(name.split())
@@ -553,7 +707,7 @@ def company_variants(name: str) -> set[str]:
             # slugs of the whole name and of its leading words, as campaign ids and URLs use them
             for n in range(2, len(words) + 1):
                 variants |= {"-".join(words[:n]), "_".join(words[:n]), "".join(words[:n])}
-    return {v for v in variants if len(v) >= 2}
+    return frozenset(v for v in variants if len(v) >= 2)
 
 
 def company_first_word(name: str) -> str | None:
@@ -571,7 +725,8 @@ def company_first_word(name: str) -> str | None:
     return first
 
 
-def person_variants(name: str) -> set[str]:
+@lru_cache(maxsize=16_384)
+def person_variants(name: str) -> frozenset[str]:
     """A person's full name and its parts (3+ letters, or 2 for the short surnames Li, Wu, Ng);
     particles ("De" and "La" of De La Cruz) are parts of the full name only."""
     name = " ".join(name.split())
@@ -584,7 +739,7 @@ def person_variants(name: str) -> set[str]:
                 continue
             if len(part) >= 2 and any(c.isalpha() for c in part) and not (len(part) == 2 and part.islower()):
                 variants.add(part)
-    return {v for v in variants if len(v) >= 2 or (v and _is_cjk(v[0]))}
+    return frozenset(v for v in variants if len(v) >= 2 or (v and _is_cjk(v[0])))
 
 
 def _is_person_key(key: str) -> bool:

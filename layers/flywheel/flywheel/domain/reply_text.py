@@ -80,9 +80,18 @@ _IMAGE_PLACEHOLDER = re.compile(r"^\s*\[image: [^\]]{0,200}\]\s*$")
 
 @cache
 def _parser() -> Any:
+    """`EmailReplyParser(languages=LANGUAGES).parse_reply`, without the signature and disclaimer
+    searches it runs on every part: `latest_reply` is the first part's content, which they never
+    change, and they cost most of a parse (two large patterns over the whole text)."""
     from mailparser_reply import EmailReplyParser
+    from mailparser_reply.parser import EmailMessage
 
-    return EmailReplyParser(languages=LANGUAGES)
+    class _Parts(EmailMessage):  # type: ignore[misc]
+        def _process_signatures_disclaimers(self, text: str) -> tuple[list[str], str]:
+            return [], ""
+
+    languages = EmailReplyParser(languages=LANGUAGES).languages
+    return lambda text: _Parts(text=text, languages=languages).read().latest_reply
 
 
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)([^<>]*)>")
@@ -195,7 +204,7 @@ def strip_quotes(text: str) -> str:
     # take minutes): it reads bounded text only, our own rules below read everything
     if len(normalised) <= _PARSER_MAX_CHARS and max(map(len, normalised.split("\n"))) <= _PARSER_MAX_LINE:
         try:
-            first_pass = _parser().parse_reply(text=normalised)
+            first_pass = _parser()(normalised)
         except Exception:  # noqa: BLE001 - a third-party parser must never lose a reply; our rules still run
             first_pass = normalised
     lines = _cut_quotes(normalise_newlines(first_pass or normalised).split("\n"))

@@ -13,15 +13,21 @@ that is deleted when the build ends; only the redacted files and the manifest ar
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
+import multiprocessing
+import os
 import tempfile
-from collections import Counter
-from collections.abc import Iterator, Sequence
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,13 +37,16 @@ from flywheel.domain import dataset as ds
 from flywheel.domain import near_duplicates as nd
 from flywheel.domain.dataset_checks import (
     DEFAULT_PRICES,
+    DatasetReport,
     ModelLimits,
     check_dataset,
-    check_lines,
+    check_example,
     cost_estimate,
     limits_for,
     provider_of_format,
     record_texts,
+    record_tokens,
+    token_counter,
 )
 from flywheel.domain.redaction import DEFAULT_DETECTORS, RedactionContext, Redactor, Span, apply_spans
 from flywheel.errors import InvalidInput
@@ -105,6 +114,34 @@ class ResidualPersonalData(InvalidInput):
     code = "residual_personal_data"
 
 
+class DatasetTooLarge(InvalidInput):
+    """The dataset cannot be built in the time this invocation has: the run fails with the reason
+    before the function's timeout would cut it off."""
+
+    code = "dataset_too_large"
+
+
+@dataclass
+class TimeBudget:
+    """When the build must be done (time.monotonic()) and how fast it is expected to go."""
+
+    deadline: float
+    seconds_per_row: float
+    workers: int
+
+    def check(self, rows: int, done: int = 0, elapsed: float = 0.0) -> None:
+        """Before the build (`done` 0: the configured rate) or during it (the rate seen so far)."""
+        rate = elapsed / done if done >= 2000 else self.seconds_per_row / self.workers
+        needed, left = (rows - done) * rate, self.deadline - time.monotonic()
+        if needed > left:
+            raise DatasetTooLarge(
+                f"the dataset cannot be built in time: {rows} outcomes need about {needed + elapsed:.0f} s "
+                f"at {1 / rate:,.1f} outcomes/s with {self.workers} worker(s), and this run has {left:.0f} s left "
+                "before its upload; narrow it (since_days, min_quality_score) or give TrainingPipelineFunction "
+                "more memory (every 1,769 MB is another vCPU, another worker)", outcomes=rows,
+                projected_s=round(needed + elapsed), available_s=round(left))
+
+
 def check_spec(spec: DatasetSpec) -> ModelLimits:
     """Refuse, before reading anything, a base model that does not match the format."""
     if spec.dataset_format not in ds.FORMATS:
@@ -119,10 +156,13 @@ def check_spec(spec: DatasetSpec) -> ModelLimits:
 
 
 def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass: PiiPass | None = None,
-                  redactor: Redactor | None = None) -> BuiltDataset:
+                  redactor: Redactor | None = None, deadline: float | None = None) -> BuiltDataset:
     """Stream the outcomes into redacted, de-duplicated, split and checked JSONL files. The
-    residual scan always runs every default detector, whatever `redactor` redacted with."""
+    residual scan always runs every default detector, whatever `redactor` redacted with. With a
+    `deadline` (time.monotonic()), a build that cannot finish by then fails first, with the reason."""
     limits = check_spec(spec)
+    workers = 1 if pii_pass is not None else build_workers(settings)
+    budget = TimeBudget(deadline, settings.dataset_build_seconds_per_row, workers) if deadline else None
     out_dir.mkdir(parents=True, exist_ok=True)
     train_path, validation_path = out_dir / "train.jsonl", out_dir / "validation.jsonl"
     fraction = spec.validation_fraction if limits.validation else 0.0
@@ -130,17 +170,19 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
     with tempfile.TemporaryDirectory(prefix="flywheel-dataset-") as private:
         stage = Path(private) / "stage.jsonl"
         conn = get_connection()
+        preferences = spec.method == "dpo"
+        expected = 0
+        if budget:
+            expected = training_dal.count_outcomes(conn, min_quality=spec.min_quality, since=spec.since,
+                                                   until=spec.until, for_preferences=preferences)
+            budget.check(expected)
         rows = training_dal.stream_outcomes(conn, min_quality=spec.min_quality, since=spec.since, until=spec.until,
-                                            for_preferences=spec.method == "dpo")
-        staged = _stage(rows, spec, redactor, stage, pii_pass)
+                                            for_preferences=preferences)
+        staged = _stage(rows, spec, redactor, stage, pii_pass, workers,
+                        (lambda done, elapsed: budget.check(expected, done, elapsed)) if budget else None)
         plan = _plan(staged, fraction)
-        written = _write(stage, plan, spec, train_path, validation_path, Path(private))
-        with train_path.open(encoding="utf-8") as f:
-            train_report = check_lines(f, spec.check_format, limits.example_tokens)
-        with validation_path.open(encoding="utf-8") as f:
-            validation_report = check_lines(f, spec.check_format, limits.example_tokens)
-        scan = residual_scan([(train_path, Path(private) / "train.scan.jsonl"),
-                              (validation_path, Path(private) / "validation.scan.jsonl")])
+        written = _write(stage, plan, train_path, validation_path, staged.token_method, limits.example_tokens)
+    train_report, validation_report, scan = written.train_report, written.validation_report, written.scan
     problems = check_dataset(train_report, validation_report, limits)
     for name, report in (("training", train_report), ("validation", validation_report)):
         if not report.ok:
@@ -202,64 +244,229 @@ class Staged:
     prompt_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     first_ids: list[str] = field(default_factory=list)
     comprehend: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
+    token_method: str = ""
 
 
-def _examples(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor,
-              ) -> Iterator[tuple[ds.Example, RedactionContext, list[RedactionContext]]]:
-    """Examples with the context of each target (a DPO pair has two leads)."""
+Item = Any  # a row (supervised) or a (preferred, rejected) pair of rows (DPO)
+
+
+def _items(rows: Iterator[dict[str, Any]], spec: DatasetSpec) -> Iterator[Item]:
+    """What becomes one example each: a row, or a pair of comparable rows for DPO (the query
+    orders each campaign/segment/framework group together)."""
     if spec.method == "dpo":
         for group in ds.grouped(rows):
-            for good, bad in ds.pair_group(group):
-                contexts = [ds.context_of(good), ds.context_of(bad)]
-                yield ds.preference_example(good, bad, redactor), contexts[0], contexts
+            yield from ds.pair_group(group)
         return
-    for row in rows:
-        context = ds.context_of(row)
-        yield ds.supervised_example(row, redactor), context, [context]
+    yield from rows
+
+
+@dataclass
+class Batch:
+    """Pass 1's output for consecutive items, in their order."""
+
+    lines: list[str] = field(default_factory=list)
+    signatures: list[np.ndarray] = field(default_factory=list)  # per side
+    prompt_keys: list[int] = field(default_factory=list)
+    first_ids: list[str] = field(default_factory=list)
+    redactions: Counter[str] = field(default_factory=Counter)
+
+
+class _Builder:
+    """Turns items into staged lines: redacted examples in the provider's format, each checked
+    (format, tokens) and scanned by every default detector once more, exactly as it will be
+    written. Used in-process and in the worker processes."""
+
+    def __init__(self, spec: DatasetSpec, redactor: Redactor) -> None:
+        self.spec, self.redactor = spec, redactor
+        self.scanner = Redactor()  # the residual scan: every default detector, whatever `redactor` is
+        self.count, self.token_method = token_counter()
+
+    def examples(self, items: Sequence[Item]) -> list[tuple[ds.Example, RedactionContext]]:
+        out = []
+        for item in items:
+            if self.spec.method == "dpo":
+                good, bad = item
+                pair = (ds.context_of(good), ds.context_of(bad))
+                out.append((ds.preference_example(good, bad, self.redactor, pair), merge_contexts(pair)))
+            else:
+                context = ds.context_of(item)
+                out.append((ds.supervised_example(item, self.redactor, context), context))
+        return out
+
+    def finish(self, examples: list[tuple[ds.Example, RedactionContext]]) -> Batch:
+        batch = Batch(signatures=[nd.signatures([_body(e.targets[side]) for e, _ in examples])
+                                  for side in range(len(examples[0][0].targets))] if examples else [])
+        for example, context in examples:
+            batch.prompt_keys.append(ds.text_key(example.prompt))
+            batch.first_ids.append(example.outcome_ids[0])
+            if self.spec.provider == "bedrock":
+                payload, neutralised = ds.to_nova(example)
+            else:
+                payload, neutralised = ds.to_openai(example), 0
+            # the data only: our own words (system prompt, field labels) are blanked first
+            found = [s.detector for spans in self.scanner.find_many([ds.data_only(t) for t in record_texts(payload)],
+                                                                    context) for s in spans]
+            meta = {"ids": example.outcome_ids, **example.meta, "reserved": neutralised, "found": found,
+                    "problems": check_example(payload, self.spec.check_format),
+                    "tokens": record_tokens(payload, self.count)}
+            # the meta line holds no raw tab (JSON escapes it): the first tab starts the written line
+            batch.lines.append(f"{json.dumps(meta, ensure_ascii=False)}\t"
+                               f"{json.dumps(payload, ensure_ascii=False, sort_keys=True)}\n")
+        return batch
+
+    def build(self, items: Sequence[Item]) -> Batch:
+        before = Counter(self.redactor.counts)
+        batch = self.finish(self.examples(items))
+        batch.redactions = self.redactor.counts - before
+        return batch
+
+
+def _in_process(items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None,
+                comprehend_counts: Counter[str]) -> Iterator[Batch]:
+    """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them."""
+    buffer: list[tuple[ds.Example, RedactionContext]] = []
+    size = 0
+    for item in items:
+        buffer += builder.examples([item])
+        size += sum(len(t) for t in buffer[-1][0].texts())
+        if size >= COMPREHEND_BATCH_BYTES or len(buffer) >= 512:
+            yield _finish(buffer, builder, pii_pass, comprehend_counts)
+            buffer, size = [], 0
+    if buffer:
+        yield _finish(buffer, builder, pii_pass, comprehend_counts)
+
+
+def _finish(buffer: list[tuple[ds.Example, RedactionContext]], builder: _Builder, pii_pass: PiiPass | None,
+            comprehend_counts: Counter[str]) -> Batch:
+    if pii_pass is not None:
+        _second_pass([e for e, _ in buffer], pii_pass, comprehend_counts)
+    return builder.finish(buffer)
+
+
+def build_workers(settings: Settings) -> int:
+    """Processes for pass 1: DATASET_BUILD_WORKERS, else one per CPU this process may use (in
+    Lambda, one per 1,769 MB of memory, the size that gets a full vCPU)."""
+    if settings.dataset_build_workers:
+        return settings.dataset_build_workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    return max(1, min(cpus, int(memory) // 1769)) if memory else cpus
+
+
+def _worker(channel: Connection, builder: _Builder) -> None:
+    """A forked process: builds the batches it is sent until it is sent None."""
+    while (items := channel.recv()) is not None:
+        try:
+            channel.send((True, builder.build(items)))
+        except Exception as exc:  # the parent raises it
+            channel.send((False, f"{type(exc).__name__}: {exc}"))
+            return
+
+
+def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: int = 128) -> Iterator[Batch]:
+    """Batches built by `workers` forked processes, returned in item order. Each worker holds one
+    batch at a time (sent only once its last result was read, so neither side can block the other
+    on a full pipe), so memory stays bounded however many rows stream in; workers talk over pipes
+    only (no shared-memory queues, which Lambda does not provide)."""
+    context = multiprocessing.get_context("fork")
+    channels: list[Connection] = []
+    processes = []
+    try:
+        for _ in range(workers):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_worker, args=(theirs, builder), daemon=True)
+            process.start()
+            theirs.close()
+            channels.append(mine)
+            processes.append(process)
+        chunks = (list(itertools.islice(items, size)) for _ in itertools.count())
+        pending: deque[int] = deque()  # which worker holds each batch sent, oldest first
+        for worker in range(workers):
+            chunk = next(chunks)
+            if not chunk:
+                break
+            channels[worker].send(chunk)
+            pending.append(worker)
+        exhausted = len(pending) < workers
+        while pending:
+            worker = pending.popleft()
+            ok, result = channels[worker].recv()
+            if not ok:
+                raise RuntimeError(f"dataset build worker failed: {result}")
+            yield result
+            chunk = [] if exhausted else next(chunks)
+            if chunk:
+                channels[worker].send(chunk)
+                pending.append(worker)
+            else:
+                exhausted = True
+    finally:
+        for channel in channels:
+            with contextlib.suppress(OSError):
+                channel.send(None)
+            channel.close()
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
 
 
 def _stage(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor, stage: Path,
-           pii_pass: PiiPass | None) -> Staged:
+           pii_pass: PiiPass | None, workers: int = 1,
+           on_progress: Callable[[int, float], None] | None = None) -> Staged:
+    """Pass 1: every item becomes a staged line (see `_Builder`) plus its near-duplicate signature
+    and prompt key; the next passes copy lines, never parse them. With several workers (and no
+    Comprehend pass, which is batched over the network) the items are built in parallel, in order."""
     staged = Staged(sides=2 if spec.method == "dpo" else 1)
+    builder = _Builder(spec, redactor)
+    staged.token_method = builder.token_method
     sides: list[list[np.ndarray]] = [[] for _ in range(staged.sides)]
     prompt_keys: list[int] = []
-    buffer: list[tuple[ds.Example, RedactionContext, list[RedactionContext]]] = []
-    buffered_bytes = 0
-    finder_counts: Counter[str] = Counter()
-
-    def flush(handle: TextIO) -> None:
-        nonlocal buffered_bytes
-        if not buffer:
-            return
-        if pii_pass is not None:
-            _second_pass([b[0] for b in buffer], pii_pass, finder_counts)
-        for side in range(staged.sides):
-            sides[side].append(nd.signatures([_body(b[0].targets[side]) for b in buffer]))
-        for example, prompt_context, contexts in buffer:
-            prompt_keys.append(ds.text_key(example.prompt))
-            staged.first_ids.append(example.outcome_ids[0])
-            handle.write(json.dumps({"ids": example.outcome_ids, "system": example.system, "prompt": example.prompt,
-                                     "targets": example.targets, "meta": example.meta,
-                                     "scan": [_context_json(prompt_context), *map(_context_json, contexts)]},
-                                    ensure_ascii=False) + "\n")
-        staged.count += len(buffer)
-        buffer.clear()
-        buffered_bytes = 0
-
+    comprehend_counts: Counter[str] = Counter()
+    counted = _Counted(rows)
+    items = _items(iter(counted), spec)
+    batches = (_in_workers(items, builder, workers) if workers > 1 and pii_pass is None
+               else _in_process(items, builder, pii_pass, comprehend_counts))
+    started = time.monotonic()
     with stage.open("w", encoding="utf-8") as handle:
-        for item in _examples(rows, spec, redactor):
-            buffer.append(item)
-            buffered_bytes += sum(len(t) for t in item[0].texts())
-            if buffered_bytes >= COMPREHEND_BATCH_BYTES or len(buffer) >= 512:
-                flush(handle)
-        flush(handle)
+        for batch in batches:
+            if on_progress is not None:
+                on_progress(counted.done, time.monotonic() - started)
+            handle.write("".join(batch.lines))
+            for side, signatures in enumerate(batch.signatures):
+                sides[side].append(signatures)
+            prompt_keys += batch.prompt_keys
+            staged.first_ids += batch.first_ids
+            staged.count += len(batch.lines)
+            if workers > 1 and pii_pass is None:
+                redactor.counts.update(batch.redactions)
     staged.signatures = [np.concatenate(s) if s else np.zeros((0, nd.PERMUTATIONS), np.uint32) for s in sides]
     staged.prompt_keys = np.array(prompt_keys, dtype=np.int64)
     if pii_pass is not None:
         usage = pii_pass.usage
-        staged.comprehend = {"enabled": True, "replaced": dict(finder_counts), "requests": usage.requests,
+        staged.comprehend = {"enabled": True, "replaced": dict(comprehend_counts), "requests": usage.requests,
                              "characters": usage.characters, "units": usage.units}
     return staged
+
+
+class _Counted:
+    """Rows passed through, counted (the progress check reads how many were read)."""
+
+    def __init__(self, rows: Iterator[dict[str, Any]]) -> None:
+        self.rows, self.done = rows, 0
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self.rows:
+            self.done += 1
+            yield row
+
+
+def merge_contexts(contexts: Iterable[RedactionContext]) -> RedactionContext:
+    """One context holding everyone's names and regions (longest term first)."""
+    contexts = list(contexts)
+    return RedactionContext(
+        tuple(dict.fromkeys(r for c in contexts for r in c.regions)),
+        tuple(sorted({t for c in contexts for t in c.terms}, key=lambda t: (-len(t[0]), t[0]))))
 
 
 def _body(target: str) -> str:
@@ -278,10 +485,6 @@ def _second_pass(examples: list[ds.Example], pii_pass: PiiPass, counts: Counter[
         for i, target in enumerate(example.targets):
             example.targets[i] = apply_spans(target, spans[k], counts)
             k += 1
-
-
-def _context_json(context: RedactionContext) -> dict[str, Any]:
-    return {"regions": list(context.regions), "terms": [list(t) for t in context.terms]}
 
 
 # --- pass 2: plan ---------------------------------------------------------------------------------
@@ -349,7 +552,7 @@ def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fr
     return np.isin(groups, list(chosen))
 
 
-# --- pass 3: write --------------------------------------------------------------------------------
+# --- pass 3: write ----------------------------------------------------------------------------------
 
 @dataclass
 class Written:
@@ -359,45 +562,62 @@ class Written:
     by_framework: Counter[str] = field(default_factory=Counter)
     reserved: int = 0
     digest: str = ""
+    train_report: DatasetReport = field(default_factory=DatasetReport)
+    validation_report: DatasetReport = field(default_factory=DatasetReport)
+    scan: dict[str, Any] = field(default_factory=dict)
 
 
-def _write(stage: Path, plan: Plan, spec: DatasetSpec, train_path: Path, validation_path: Path,
-           private: Path) -> Written:
-    written = Written()
+def _write(stage: Path, plan: Plan, train_path: Path, validation_path: Path, token_method: str,
+           token_limit: int) -> Written:
+    """Pass 3: the kept lines, copied as staged, into their files; the per-file reports (format,
+    tokens, bytes, line numbers) and the residual scan's result gathered from what pass 1 found."""
+    written = Written(train_report=DatasetReport(token_method=token_method),
+                      validation_report=DatasetReport(token_method=token_method))
     digest = hashlib.sha256()
+    hits: tuple[list[str], list[str]] = ([], [])  # offending outcome ids, training file first
+    by_detector: Counter[str] = Counter()
+    lines = hit_lines = 0
     with (stage.open(encoding="utf-8") as source, train_path.open("w", encoding="utf-8") as train,
-          validation_path.open("w", encoding="utf-8") as val,
-          (private / "train.scan.jsonl").open("w", encoding="utf-8") as train_scan,
-          (private / "validation.scan.jsonl").open("w", encoding="utf-8") as val_scan):
+          validation_path.open("w", encoding="utf-8") as val):
         for index, line in enumerate(source):
             if not plan.keep[index]:
                 continue
-            record = json.loads(line)
-            example = ds.Example(record["ids"], record["prompt"], record["targets"], record["system"], record["meta"])
-            if spec.provider == "bedrock":
-                payload, neutralised = ds.to_nova(example)
-                written.reserved += neutralised
-            else:
-                payload = ds.to_openai(example)
-            text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+            head, _, text = line.partition("\t")
+            meta = json.loads(head)
             is_val = bool(plan.validation[index])
-            (val if is_val else train).write(text + "\n")
-            (val_scan if is_val else train_scan).write(json.dumps({"ids": record["ids"], "scan": record["scan"]},
-                                                                  ensure_ascii=False) + "\n")
-            digest.update(text.encode())
+            (val if is_val else train).write(text)
+            data = text.encode()
+            digest.update(data[:-1])
+            report = written.validation_report if is_val else written.train_report
+            report.bytes += len(data)
+            report.add(report.examples + 1, meta["problems"], meta["tokens"], token_limit)
+            lines += 1
+            if meta["found"]:
+                hit_lines += 1
+                hits[is_val].extend(meta["ids"])
+                by_detector.update(meta["found"])
             written.counts["validation" if is_val else "train"] += 1
-            written.by_label[record["meta"]["label"]] += 1
-            written.by_org[record["meta"]["org"]] += 1
-            written.by_framework[record["meta"]["framework"]] += 1
+            written.by_label[meta["label"]] += 1
+            written.by_org[meta["org"]] += 1
+            written.by_framework[meta["framework"]] += 1
+            written.reserved += meta["reserved"]
     written.digest = digest.hexdigest()
+    written.scan = _scan_result(lines, hit_lines, hits[0] + hits[1], by_detector)
     return written
 
 
 # --- residual scan ----------------------------------------------------------------------------------
 
+def _scan_result(lines: int, hits: int, offending: list[str], by_detector: Counter[str]) -> dict[str, Any]:
+    return {"detectors": [d.name for d in DEFAULT_DETECTORS], "lines_scanned": lines, "hits": hits,
+            "by_detector": dict(by_detector), "offending_ids": offending[:100], "passed": hits == 0}
+
+
 def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None = None) -> dict[str, Any]:
-    """Every detector again over every text of every written line, with the names known for that
-    line's messages; any hit fails the build. Reports outcome ids, never the text."""
+    """Every detector again over every text of every line of written files, with the names known
+    for that line's messages (a sidecar line `{"ids", "scan": [contexts]}` per data line); any hit
+    fails. Reports outcome ids, never the text. (A build scans each line in pass 1, exactly as it
+    is written, with the contexts it already holds.)"""
     redactor = redactor or Redactor()
     lines = hits = 0
     offending: list[str] = []
@@ -406,20 +626,16 @@ def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None 
         with data_path.open(encoding="utf-8") as data, scan_path.open(encoding="utf-8") as scan:
             for data_line, scan_line in zip(data, scan, strict=True):
                 lines += 1
-                context_info = json.loads(scan_line)
-                contexts = [RedactionContext(tuple(c["regions"]), tuple(tuple(t) for t in c["terms"]))  # type: ignore[misc]
-                            for c in context_info["scan"]]
-                merged = RedactionContext(
-                    tuple(dict.fromkeys(r for c in contexts for r in c.regions)),
-                    tuple(sorted({t for c in contexts for t in c.terms}, key=lambda t: (-len(t[0]), t[0]))))
-                found = [s for text in record_texts(json.loads(data_line))
-                         for s in redactor.find(ds.data_only(text), merged)]
+                info = json.loads(scan_line)
+                context = merge_contexts(RedactionContext(tuple(c["regions"]), tuple(tuple(t) for t in c["terms"]))
+                                         for c in info["scan"])
+                found = [s.detector for spans in redactor.find_many(
+                    [ds.data_only(t) for t in record_texts(json.loads(data_line))], context) for s in spans]
                 if found:
                     hits += 1
-                    offending += context_info["ids"]
-                    by_detector.update(s.detector for s in found)
-    return {"detectors": [d.name for d in DEFAULT_DETECTORS], "lines_scanned": lines, "hits": hits,
-            "by_detector": dict(by_detector), "offending_ids": offending[:100], "passed": hits == 0}
+                    offending += info["ids"]
+                    by_detector.update(found)
+    return _scan_result(lines, hits, offending, by_detector)
 
 
 def smoke_prompt_from(path: Path) -> list[dict[str, str]]:

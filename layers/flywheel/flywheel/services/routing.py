@@ -11,7 +11,7 @@ from typing import Any
 
 from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import models as models_dal
-from flywheel.dal.connection import transaction
+from flywheel.dal.connection import read_once, transaction
 from flywheel.domain import routing
 from flywheel.errors import NotFound
 
@@ -58,11 +58,13 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
     key = (experiment["experiment_id"], org_id, lead_id)
     arm = _ASSIGNED.get(key)
     if arm is None:
-        value = routing.bucket(experiment["salt"], f"{org_id}:{lead_id}")
-        wanted = routing.arm_for(value, float(experiment["allocation"]))
-        with transaction() as conn:
-            arm = experiments_dal.assign(conn, experiment["experiment_id"], org_id, lead_id, wanted, value,
-                                         experiment["stage"], experiment["segment"])
+        # read before write: an assigned lead costs one primary-key read, even in a cold container
+        arm = read_once(lambda conn: experiments_dal.assigned_arm(conn, *key))
+        if arm is None:
+            value = routing.bucket(experiment["salt"], f"{org_id}:{lead_id}")
+            wanted = routing.arm_for(value, float(experiment["allocation"]))
+            with transaction() as conn:
+                arm = experiments_dal.assign(conn, *key, wanted, value, experiment["stage"], experiment["segment"])
         if len(_ASSIGNED) >= _ASSIGNED_MAX:
             _ASSIGNED.clear()
         _ASSIGNED[key] = arm

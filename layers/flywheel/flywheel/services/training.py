@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,9 +78,12 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
             "sufficient": available >= settings.training_min_examples, "elapsed_seconds": 0}
 
 
-def build(state: dict[str, Any]) -> dict[str, Any]:
-    """Build, validate and store the dataset and its manifest next to it in S3."""
+def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
+    """Build, validate and store the dataset and its manifest next to it in S3. With the
+    invocation's remaining time, a dataset that cannot be built (and uploaded) in it fails the run
+    with the reason before the timeout would."""
     settings = get_settings()
+    deadline = time.monotonic() + remaining_s - settings.dataset_upload_margin_s if remaining_s else None
     run_id = state["run_id"]
     run = _recorded(run_id)
     if run["dataset_uri"]:  # a retry: the dataset was built and stored (the answer was lost)
@@ -90,7 +94,7 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
         count("TrainingRunFinished", status="insufficient_data")
         return {**state, "sufficient": False, "reason": "insufficient data"}
     # NumPy and the dataset builder: only this step needs them, so they load here (cold starts)
-    from flywheel.services.dataset import DatasetSpec, ResidualPersonalData, build_dataset
+    from flywheel.services.dataset import DatasetSpec, DatasetTooLarge, ResidualPersonalData, build_dataset
 
     provider = provider_for(state["provider"], settings)
     spec = DatasetSpec(
@@ -106,7 +110,11 @@ def build(state: dict[str, Any]) -> dict[str, Any]:
     pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
                 if settings.dataset_comprehend_pii else None)
     with tempfile.TemporaryDirectory() as tmp:
-        built = build_dataset(spec, Path(tmp), settings, pii_pass)
+        try:
+            built = build_dataset(spec, Path(tmp), settings, pii_pass, deadline=deadline)
+        except DatasetTooLarge as exc:
+            _update(run_id, "failed", error=exc.message)
+            raise
         prefix = f"s3://{_bucket(settings)}/datasets/{run_id}"
         failure = built.failure
         if failure or built.examples < settings.training_min_examples:
@@ -399,9 +407,12 @@ STEPS = {"check_data": check_data, "build": build, "upload": upload, "start_job"
          "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
 
 
-def run_step(step: str, state: dict[str, Any]) -> dict[str, Any]:
+def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
+    """One step; `remaining_s` is the invocation's time left (the build plans with it)."""
     if step not in STEPS:
         raise InvalidInput(f"unknown step {step!r}")
+    if step == "build":
+        return build(state, remaining_s)
     return STEPS[step](state)
 
 

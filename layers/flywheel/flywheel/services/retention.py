@@ -1,0 +1,37 @@
+"""Retention of raw provider payloads: removed in short batches once an outcome is final."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flywheel.dal import events as events_dal
+from flywheel.dal.connection import transaction
+from flywheel.settings import get_settings
+
+
+def raw_payload_cutoff(now: datetime) -> datetime:
+    """Events received before this carry no raw payload any more. An event arrives after its message
+    was sent, so this is never earlier than the retention period after the outcome became final."""
+    settings = get_settings()
+    return now - timedelta(days=settings.outcome_final_days + settings.raw_event_retention_days)
+
+
+def remove_raw_payloads(now: datetime | None = None, *, time_budget_s: float,
+                        batch_size: int | None = None) -> dict[str, Any]:
+    """Batches of one short transaction each, until nothing is due or the time budget is spent (the
+    next scheduled run continues). Returns how many payloads went and whether the backlog is done."""
+    cutoff = raw_payload_cutoff(now or datetime.now(UTC))
+    limit = batch_size or get_settings().retention_batch_size
+    deadline = time.monotonic() + time_budget_s
+    removed = batches = 0
+    while True:
+        with transaction() as conn:
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            count = events_dal.remove_raw_payloads(conn, cutoff, limit)
+        removed += count
+        batches += 1
+        done = count < limit
+        if done or time.monotonic() >= deadline:
+            return {"removed": removed, "batches": batches, "done": done, "cutoff": cutoff.isoformat()}

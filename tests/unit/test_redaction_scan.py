@@ -1,0 +1,238 @@
+"""The fast paths of the detectors find exactly what the plain scans find.
+
+`Segmented` scans only the runs of allowed characters that hold an anchor: that is exact when no
+match can consume a character outside `allowed`, every match holds an anchor, and no look-ahead
+reads past `lookahead`. Those three facts are checked on the parsed patterns (so an edit that
+breaks one fails here), then the results are compared with a plain `finditer` on random texts.
+Joined scanning (`find_many`, `redact_many`) is compared with text-by-text scanning the same way,
+and the possessive runs with the patterns as first written."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Iterable
+from re import _constants as C  # noqa: N812 - the parser's own names
+from re import _parser
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from flywheel.domain import redaction as rd
+from tests.conftest import ROOT
+
+CORPUS = [json.loads(line) for line in (ROOT / "tests" / "data" / "pii_planted.jsonl").read_text().splitlines()]
+CLEAN = [line for line in (ROOT / "tests" / "data" / "pii_clean.txt").read_text().splitlines() if line]
+SEGMENTED = {
+    "email (plain)": rd.EmailDetector.plain,
+    "link": rd.LinkDetector.scan,
+    "street address": rd.AddressDetector.scans[0][0],
+    "postcode": rd.AddressDetector.scans[1][0],
+}
+# every character a text may hold that matters to some pattern, plus the joiner's NUL
+PROBES = [chr(c) for c in range(0x20, 0x7F)] + list("\n\t\r\x00\u00a0ÄÖÜäöüßéèàçñ’»”〒−‐ー東京都市区路号ул.дом")
+
+
+# --- what a parsed pattern can consume ------------------------------------------------------------
+
+def _is_word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+CATEGORIES: dict[Any, Callable[[str], bool]] = {
+    C.CATEGORY_DIGIT: str.isdecimal, C.CATEGORY_NOT_DIGIT: lambda c: not c.isdecimal(),
+    C.CATEGORY_SPACE: str.isspace, C.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
+    C.CATEGORY_WORD: _is_word, C.CATEGORY_NOT_WORD: lambda c: not _is_word(c),
+}
+
+
+def _variants(ch: str, icase: bool) -> set[str]:
+    return {ch, ch.lower(), ch.upper(), ch.swapcase()} if icase else {ch}
+
+
+def _in_class(items: list[tuple[Any, Any]], ch: str, icase: bool) -> bool:
+    negate = bool(items) and items[0][0] is C.NEGATE
+    hit = False
+    for op, av in items[1:] if negate else items:
+        for v in _variants(ch, icase):
+            if (op is C.LITERAL and ord(v) == av) or (op is C.RANGE and av[0] <= ord(v) <= av[1]) or (
+                    op is C.CATEGORY and CATEGORIES[av](v)):
+                hit = True
+    return hit != negate
+
+
+def can_consume(items: Iterable[tuple[Any, Any]], ch: str, icase: bool) -> bool:
+    """Whether any character-consuming node of the pattern (look-arounds aside) accepts `ch`."""
+    for op, av in items:
+        if op is C.LITERAL and any(ord(v) == av for v in _variants(ch, icase)):
+            return True
+        if op is C.NOT_LITERAL and all(ord(v) != av for v in _variants(ch, icase)):
+            return True
+        if op is C.ANY and ch != "\n":
+            return True
+        if op is C.IN and _in_class(av, ch, icase):
+            return True
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[1] > 0 and can_consume(av[2], ch, icase):
+            return True
+        if op is C.SUBPATTERN:
+            _, add, remove, sub = av
+            if can_consume(sub, ch, (icase or bool(add & re.IGNORECASE)) and not remove & re.IGNORECASE):
+                return True
+        if op is C.ATOMIC_GROUP and can_consume(av, ch, icase):
+            return True
+        if op is C.BRANCH and any(can_consume(b, ch, icase) for b in av[1]):
+            return True
+    return False
+
+
+def must_consume(items: Iterable[tuple[Any, Any]], wanted: Callable[[str], bool]) -> bool:
+    """Whether every match consumes at least one character satisfying `wanted` (conservative:
+    True only when it can be shown)."""
+    for op, av in items:
+        if op is C.LITERAL and wanted(chr(av)):
+            return True
+        if op is C.IN and all(o is C.CATEGORY and av0 is C.CATEGORY_DIGIT for o, av0 in av) and wanted("0"):
+            return True
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1 and must_consume(av[2], wanted):
+            return True
+        if op in (C.SUBPATTERN,) and must_consume(av[3], wanted):
+            return True
+        if op is C.ATOMIC_GROUP and must_consume(av, wanted):
+            return True
+        if op is C.BRANCH and all(must_consume(b, wanted) for b in av[1]):
+            return True
+    return False
+
+
+def lookahead_reach(items: Iterable[tuple[Any, Any]]) -> int:
+    """The farthest a look-ahead (or `\\b`, `$`) reads past where it is checked."""
+    reach = 0
+    for op, av in items:
+        if op in (C.ASSERT, C.ASSERT_NOT) and av[0] == 1:
+            reach = max(reach, _parser.SubPattern(av[1].state, av[1].data).getwidth()[1])
+        elif op is C.AT:
+            reach = max(reach, 1)
+        elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
+            reach = max(reach, lookahead_reach(av[2]))
+        elif op is C.SUBPATTERN:
+            reach = max(reach, lookahead_reach(av[3]))
+        elif op is C.ATOMIC_GROUP:
+            reach = max(reach, lookahead_reach(av))
+        elif op is C.BRANCH:
+            reach = max([reach, *(lookahead_reach(b) for b in av[1])])
+    return reach
+
+
+def parsed(pattern: re.Pattern[str]) -> tuple[Any, bool]:
+    return _parser.parse(pattern.pattern, pattern.flags & ~re.UNICODE), bool(pattern.flags & re.IGNORECASE)
+
+
+@pytest.mark.parametrize("name", sorted(SEGMENTED))
+def test_no_match_can_consume_a_barrier(name: str) -> None:
+    scan = SEGMENTED[name]
+    tree, icase = parsed(scan.pattern)
+    barriers = [ch for ch in PROBES if scan.barrier.fullmatch(ch)]
+    assert barriers, "a segmented scan needs characters that end a run"
+    assert [ch for ch in barriers if can_consume(tree, ch, icase)] == []
+    assert lookahead_reach(tree) + 2 <= scan.lookahead
+
+
+@pytest.mark.parametrize("name", ["email (plain)", "street address", "postcode"])
+def test_every_match_holds_the_anchor(name: str) -> None:
+    scan = SEGMENTED[name]
+    tree, _ = parsed(scan.pattern)
+    assert must_consume(tree, lambda ch: scan.anchor.fullmatch(ch) is not None)
+
+
+def test_a_kept_link_holds_a_dot_with_more_of_the_link_after_it() -> None:
+    """The link pattern can match without a dot (`http://localhost`), but `find` drops those: a kept
+    link holds a dot that is not its last character (trailing punctuation is cut first)."""
+    for text in ["see http://localhost/x now", "http://a.b/c.", "www.acme.example", "go to acme.io.",
+                 "http://x../y", "e.g. this"]:
+        kept = [text[s.start:s.end] for s in rd.LinkDetector().find(text, rd.RedactionContext())]
+        assert all(re.search(r"\.[^\s<>\"'`]", k) for k in kept), kept
+
+
+# --- the same results as the plain scans ----------------------------------------------------------
+
+TOKENS = sorted({w for item in CORPUS for w in re.split(r"(\s+)", item["text"])} | set(CLEAN[:40])
+                | {"at", "AT", "dot", "(at)", "[dot]", "@", ".", ",", "\n", " ", "\n\n", "Suite", "4100", "straße",
+                   "http://localhost", "calendly.com/x", "+1", "415", "555", "0132", "\x00"})
+
+
+def texts(seed: int, count: int = 40) -> list[str]:
+    rng = random.Random(seed)  # noqa: S311 - test data
+    return ["".join(rng.choice(TOKENS) + rng.choice(["", " ", "", "\n", ", ", "."]) for _ in range(rng.randint(1, 40)))
+            for _ in range(count)]
+
+
+def same(name: str, text: str) -> None:
+    scan = SEGMENTED[name]
+    fast, plain = list(scan.finditer(text)), list(scan.pattern.finditer(text))
+    if name == "link":  # matches without a dot are dropped by `find`, so only kept ones must agree
+        fast = [m for m in fast if "." in m.group(0).rstrip(rd._TRAILING)]
+        plain = [m for m in plain if "." in m.group(0).rstrip(rd._TRAILING)]
+    assert [m.span() for m in fast] == [m.span() for m in plain], (name, text)
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=40, deadline=None)
+def test_segmented_scans_find_what_a_plain_scan_finds(seed: int) -> None:
+    for text in texts(seed, 10):
+        for name in SEGMENTED:
+            same(name, text)
+
+
+def test_segmented_scans_on_the_planted_and_clean_corpora() -> None:
+    for text in [i["text"] for i in CORPUS] + CLEAN:
+        for name in SEGMENTED:
+            same(name, text)
+
+
+def test_possessive_runs_match_what_the_greedy_patterns_match() -> None:
+    greedy = {
+        "plain": re.compile(r"(?:mailto:)?[\w.+%-]+@[\w-]+(?:\.[\w-]+)+"),
+        "obfuscated": re.compile(rd.EmailDetector.obfuscated.pattern.replace("++", "+").replace("*+", "*"),
+                                 re.IGNORECASE),
+        "link": re.compile(rd.LinkDetector.pattern.pattern.replace("++", "+"), re.IGNORECASE),
+    }
+    fast = {"plain": rd.EmailDetector.plain.pattern, "obfuscated": rd.EmailDetector.obfuscated,
+            "link": rd.LinkDetector.pattern}
+    samples = [i["text"] for i in CORPUS] + CLEAN + texts(7, 400)
+    for name, pattern in greedy.items():
+        for text in samples:
+            assert [m.span() for m in fast[name].finditer(text)] == [m.span() for m in pattern.finditer(text)], name
+
+
+def contexts() -> list[rd.RedactionContext]:
+    items = [i for i in CORPUS if i["context"]["lead"]]
+    return [rd.build_context(lead=i["context"]["lead"], colleagues=rd.names_in(i["context"]["lead_context"]),
+                             sender=i["context"]["sender"],
+                             regions=[i["context"]["lead_country"], (i["context"]["sender"] or {}).get("country")])
+            for i in items[::7]]
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=30, deadline=None)
+def test_joined_scanning_finds_and_redacts_what_text_by_text_does(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 - test data
+    fields = texts(seed, rng.randint(2, 9)) + [rng.choice(CORPUS)["text"]]
+    fields.insert(rng.randrange(len(fields)), "")
+    context = rng.choice(contexts())
+    one_by_one, joined = rd.Redactor(), rd.Redactor()
+    assert joined.find_many(fields, context) == [one_by_one.find(t, context) for t in fields]
+    assert joined.redact_many(fields, context) == [one_by_one.redact(t, context) for t in fields]
+    assert joined.counts == one_by_one.counts
+
+
+def test_cached_results_are_the_results() -> None:
+    """A detector's remembered answer for a text (and its regions) is what it finds again."""
+    redactor = rd.Redactor()
+    context = contexts()[0]
+    fields = [i["text"] for i in CORPUS[:60]]
+    first = redactor.find_many(fields, context)
+    assert redactor._cache  # something was remembered
+    assert redactor.find_many(fields, context) == first == [rd.Redactor().find(t, context) for t in fields]
