@@ -166,19 +166,26 @@ def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
 def _health_routes(app: APIGatewayRestResolver) -> None:
     """Every API function answers health on its own code path: `GET /health` and
     `GET /health/<function>` (public: status only), `GET /health/<function>/deep` (IAM: the database,
-    the queue and the secrets this function uses, by name, with timings)."""
-    from flywheel.services import health
+    the queue and the secrets this function uses, by name, with timings). The health service is
+    imported on a health request: it loads the secrets client (Powertools' parameters utility, with
+    boto3's DynamoDB helpers), which a cold start of any other route does not need."""
 
     @app.get("/health")
     def _shallow() -> dict[str, str]:
+        from flywheel.services import health
+
         return health.shallow()
 
     @app.get("/health/<component>")
     def _shallow_component(component: str) -> dict[str, str]:
+        from flywheel.services import health
+
         return health.shallow()
 
     @app.get("/health/<component>/deep")
     def _deep(component: str):  # type: ignore[no-untyped-def]  # a return type would be validated
+        from flywheel.services import health
+
         healthy, report = health.deep()
         if not healthy:
             failed = sorted(name for name, check in report["checks"].items() if not check["ok"])

@@ -6,10 +6,14 @@ import json
 import os
 from functools import cached_property, lru_cache
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Settings(BaseModel):
+    # validators are compiled at the first from_env(), not at import: a cold start that never reads
+    # the settings (health, a refused request) does not pay for a ~100-field model
+    model_config = ConfigDict(defer_build=True)
+
     stage: str = "dev"
     # Either a libpq URL (local, tests) or an RDS-style Secrets Manager secret (deployed).
     database_url: str | None = None

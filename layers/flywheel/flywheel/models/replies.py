@@ -34,7 +34,9 @@ class ReplyIn(Clean):
 class ReplyJob(BaseModel):
     """The replies queue's message body."""
 
-    model_config = ConfigDict(populate_by_name=True)
+    # compiled when first validated: only the classifier reads jobs (RepliesApiFunction imports this
+    # module for ReplyIn and would otherwise build it at every cold start)
+    model_config = ConfigDict(populate_by_name=True, defer_build=True)
 
     outcome_id: UUID
     reply_key: str = Field(min_length=3, pattern=r"^[a-z_]+:.+$", description="<provider>:<reply event key>")
@@ -51,7 +53,8 @@ class CorrectionIn(Clean):
     """POST /outcomes/{outcome_id}/corrections: a person's word on a reply's category and/or the
     outcome's training label. Stored as an event; a field sent as null reverts an earlier correction."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # compiled at the first correction: RepliesApiFunction imports this module for ReplyIn only
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
     reply_category: Category | None = None
     training_label: Literal["positive", "negative", "neutral"] | None = None

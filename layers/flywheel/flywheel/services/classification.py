@@ -14,7 +14,6 @@ from flywheel.dal.connection import transaction
 from flywheel.domain.effects import NEEDS_ATTENTION
 from flywheel.domain.ingest import IncomingEvent
 from flywheel.domain.lifecycle import EventType
-from flywheel.domain.reply_rules import classify_offline
 from flywheel.errors import DependencyUnavailable, NotFound
 from flywheel.models.classification import Classification
 from flywheel.models.replies import ReplyJob
@@ -59,6 +58,10 @@ def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any
             return Classification(**answer.model_dump(), source="llm", model=llm.model)
         except LlmUnavailable as exc:
             logger.warning("LLM classification failed; using the offline classifier", extra={"error": str(exc)})
+    # the offline classifier's rules (a few hundred patterns) compile on its first use: with an LLM
+    # configured, a cold start that never falls back does not build them
+    from flywheel.domain.reply_rules import classify_offline
+
     return classify_offline(text, today)
 
 

@@ -21,7 +21,7 @@ from flywheel.dal.connection import Connection, transaction
 from flywheel.domain import experiments as experiment_rules
 from flywheel.errors import DependencyUnavailable, NotFound, ReportFailed
 from flywheel.observability import logger
-from flywheel.services import experiments, insights
+from flywheel.services import insights
 from flywheel.settings import get_settings
 
 TRAINING_RUNS_SHOWN = 5
@@ -31,6 +31,9 @@ TRAINING_RUNS_SHOWN = 5
 
 def collect(org_id: str, *, now: datetime | None = None, days: int | None = None) -> dict[str, Any]:
     """Everything the report shows for one organisation, as plain data (JSON-able)."""
+    # here, not at import: ReportsApiFunction serves links (latest_url) and never builds a report
+    from flywheel.services import experiments
+
     settings = get_settings()
     now = now or datetime.now(UTC)
     days = days or settings.report_window_days
@@ -71,6 +74,8 @@ def _experiment(conn: Connection, now: datetime) -> dict[str, Any] | None:
     row = insights_dal.latest_experiment(conn)
     if row is None:
         return None
+    from flywheel.services import experiments
+
     config = experiment_rules.Config.from_dict(row["config"])
     history = experiments.evaluation_history(row["experiment_id"])["evaluations"]
     end = row["ended_at"] or now

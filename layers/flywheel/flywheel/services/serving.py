@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flywheel.clients.finetune import provider_for
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import transaction
 from flywheel.errors import FlywheelError
@@ -20,6 +19,10 @@ from flywheel.settings import get_settings
 
 
 def sync(actor: str = "serving") -> dict[str, list[str]]:
+    # the fine-tuning clients (and the secrets client under them) load here: every function that
+    # reads experiments imports this module, and only a sync calls a provider
+    from flywheel.clients.finetune import provider_for
+
     settings = get_settings()
     done: dict[str, list[str]] = {"retired": [], "restoring": [], "active": [], "failed": [], "errors": []}
     with transaction() as conn:
