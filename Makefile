@@ -33,8 +33,9 @@ test: $(STAMP) ## run the whole test suite (real PostgreSQL, moto); PYTEST_ARGS=
 demo: $(STAMP) ## run the main job end to end locally (about a minute)
 	@$(BIN)/flywheel demo
 
-lint: $(STAMP) ## ruff and mypy over the package, the handlers, the tests, the benchmarks and the examples
+lint: $(STAMP) ## ruff (checks and formatting) and mypy over the package, the handlers, the tests, the benchmarks and the examples
 	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
 	$(BIN)/mypy
 
 fmt: $(STAMP) ## format the code (ruff format)

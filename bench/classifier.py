@@ -11,8 +11,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from _harness import timed
 
 LATENCY_S = 0.3
-ANSWER = {"category": "interested", "sentiment_score": 0.6, "interest_level": "high", "objection_type": "none",
-          "referral_contact": None, "return_date": None, "confidence": 0.9, "reason": "wants details"}
+ANSWER = {
+    "category": "interested",
+    "sentiment_score": 0.6,
+    "interest_level": "high",
+    "objection_type": "none",
+    "referral_contact": None,
+    "return_date": None,
+    "confidence": 0.9,
+    "reason": "wants details",
+}
 
 
 class FakeProvider(BaseHTTPRequestHandler):
@@ -21,10 +29,22 @@ class FakeProvider(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         time.sleep(LATENCY_S)
-        payload = json.dumps({"id": "c", "object": "chat.completion", "created": 1, "model": request["model"],
-                              "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                  "role": "assistant", "content": json.dumps(ANSWER), "refusal": None}}],
-                              "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+        payload = json.dumps(
+            {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": request["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": json.dumps(ANSWER), "refusal": None},
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -52,10 +72,13 @@ def main() -> None:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeProvider)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     os.environ.update(OPENAI_API_KEY="sk-bench", OPENAI_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}/v1")
-    [registered] = register_messages([MessageIn(org_id="bench", campaign_id="c", lead_id="l", body="hello",
-                                                sent_at=datetime.now(UTC))]).outcomes
-    jobs = [ReplyJob(outcome_id=registered.outcome_id, reply_key=f"bench:{i}", text=f"Reply {i}: send details")
-            for i in range(10)]
+    [registered] = register_messages(
+        [MessageIn(org_id="bench", campaign_id="c", lead_id="l", body="hello", sent_at=datetime.now(UTC))]
+    ).outcomes
+    jobs = [
+        ReplyJob(outcome_id=registered.outcome_id, reply_key=f"bench:{i}", text=f"Reply {i}: send details")
+        for i in range(10)
+    ]
 
     def run(concurrency: int) -> float:
         os.environ["CLASSIFIER_CONCURRENCY"] = str(concurrency)

@@ -60,16 +60,27 @@ def run(paths: list[str], body: str, env: dict[str, str]) -> tuple[float, float]
 def main() -> None:
     compileall.compile_dir(str(LAYER / "flywheel"), quiet=1)
     compileall.compile_dir(str(ROOT / "functions"), quiet=1)
-    base_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"),
-                "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-                "AWS_LAMBDA_FUNCTION_NAME": "coldstart", "LAMBDA_TASK_ROOT": str(ROOT), "AWS_ACCESS_KEY_ID": "bench",
-                "AWS_SECRET_ACCESS_KEY": "bench", "PYTHONDONTWRITEBYTECODE": "1"}  # noqa: S105 - fake keys
+    base_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "coldstart",
+        "LAMBDA_TASK_ROOT": str(ROOT),
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }  # noqa: S105 - fake keys
     cases: dict[str, tuple[list[str], str, dict[str, str]]] = {"(stack floor)": ([], FLOOR_BODY, base_env)}
     for logical_id, spec in sorted(read_template(ROOT / "template.yaml").functions().items()):
         module, _, attribute = spec.handler.rpartition(".")
         body = f"handler = getattr(importlib.import_module({module!r}), {attribute!r})"
-        env = {**base_env, **spec.environment, "AWS_LAMBDA_FUNCTION_NAME": logical_id,
-               "LAMBDA_TASK_ROOT": str(spec.code_dir)}
+        env = {
+            **base_env,
+            **spec.environment,
+            "AWS_LAMBDA_FUNCTION_NAME": logical_id,
+            "LAMBDA_TASK_ROOT": str(spec.code_dir),
+        }
         cases[logical_id] = ([str(spec.code_dir), str(LAYER)], body, env)
     for paths, body, env in cases.values():  # warm the page cache once
         run(paths, body, env)
@@ -80,20 +91,27 @@ def main() -> None:
     wall = {name: statistics.median(w for w, _ in values) for name, values in samples.items()}
     cpu = {name: statistics.median(c for _, c in values) for name, values in samples.items()}
     floor_wall, floor_cpu = wall.pop("(stack floor)"), cpu.pop("(stack floor)")
-    print(f"{'function':34} {'wall ms':>8} {'vs floor':>9} {'CPU ms':>8} {'vs floor':>9}   (median of {RUNS} runs; "
-          f"load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"{'function':34} {'wall ms':>8} {'vs floor':>9} {'CPU ms':>8} {'vs floor':>9}   (median of {RUNS} runs; "
+        f"load average {os.getloadavg()[0]:.1f})"
+    )
     print(f"{'(stack floor)':34} {floor_wall:8.0f} {1:9.2f} {floor_cpu:8.0f} {1:9.2f}")
     for name in sorted(cpu, key=lambda item: cpu[item]):
-        print(f"{name:34} {wall[name]:8.0f} {wall[name] / floor_wall:9.2f} "
-              f"{cpu[name]:8.0f} {cpu[name] / floor_cpu:9.2f}")
+        print(
+            f"{name:34} {wall[name]:8.0f} {wall[name] / floor_wall:9.2f} {cpu[name]:8.0f} {cpu[name] / floor_cpu:9.2f}"
+        )
     if os.environ.get("COLDSTART_JSON"):
         print(json.dumps({"wall": {"floor": floor_wall, **wall}, "cpu": {"floor": floor_cpu, **cpu}}))
     worst_wall = max(wall, key=lambda name: wall[name])
-    print(f"wall clock: worst handler: {worst_wall} {wall[worst_wall]:.0f} ms; stack floor: {floor_wall:.0f} ms; "
-          f"overhead: {wall[worst_wall] / floor_wall:.2f}x")
+    print(
+        f"wall clock: worst handler: {worst_wall} {wall[worst_wall]:.0f} ms; stack floor: {floor_wall:.0f} ms; "
+        f"overhead: {wall[worst_wall] / floor_wall:.2f}x"
+    )
     worst = max(cpu, key=lambda name: cpu[name])
-    print(f"worst handler: {worst} {cpu[worst]:.0f} ms; stack floor: {floor_cpu:.0f} ms; "
-          f"overhead: {cpu[worst] / floor_cpu:.2f}x")
+    print(
+        f"worst handler: {worst} {cpu[worst]:.0f} ms; stack floor: {floor_cpu:.0f} ms; "
+        f"overhead: {cpu[worst] / floor_cpu:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -26,14 +26,20 @@ def main() -> None:
     print("threshold  precision  recall  dropped  distinct_kept")
     for threshold in (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95):
         s = pair_scores(texts, groups, threshold)
-        print(f"{threshold:9.2f}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['duplicates_dropped']:7.3f}  "
-              f"{s['distinct_kept']:13.3f}")
+        print(
+            f"{threshold:9.2f}  {s['precision']:9.3f}  {s['recall']:6.3f}  {s['duplicates_dropped']:7.3f}  "
+            f"{s['distinct_kept']:13.3f}"
+        )
     texts, groups = planted(blind=True, personal=2)
     s = pair_scores(texts, groups, nd.DUPLICATE_THRESHOLD)
-    print(f"blind set: {len(texts)} texts from {len(set(groups))} emails in 4 families; "
-          f"dropped {s['duplicates_dropped']:.3f} of edits, kept {s['distinct_kept']:.3f} of distinct emails")
-    print(f"near-duplicate threshold {nd.DUPLICATE_THRESHOLD}: precision {s['precision']:.3f}, "
-          f"recall {s['recall']:.3f} (blind set)")
+    print(
+        f"blind set: {len(texts)} texts from {len(set(groups))} emails in 4 families; "
+        f"dropped {s['duplicates_dropped']:.3f} of edits, kept {s['distinct_kept']:.3f} of distinct emails"
+    )
+    print(
+        f"near-duplicate threshold {nd.DUPLICATE_THRESHOLD}: precision {s['precision']:.3f}, "
+        f"recall {s['recall']:.3f} (blind set)"
+    )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,20 @@ CONFIG = ex.Config()  # production settings
 
 
 def planned(volume: int, lift: float = PLANNED_LIFT) -> dict:
-    baselines = {**ex.TYPICAL_RATES, ex.PRIMARY: PRIMARY_RATE, **GUARDRAILS,
-                 **{f"{g}_1d": rate * EARLY_SHARE[g] for g, rate in GUARDRAILS.items()}}
-    return ex.plan(baselines=baselines, mde=lift, canary_share=CANARY_SHARE, weekly_volume=volume,
-                   config=CONFIG, source="simulation")
+    baselines = {
+        **ex.TYPICAL_RATES,
+        ex.PRIMARY: PRIMARY_RATE,
+        **GUARDRAILS,
+        **{f"{g}_1d": rate * EARLY_SHARE[g] for g, rate in GUARDRAILS.items()},
+    }
+    return ex.plan(
+        baselines=baselines,
+        mde=lift,
+        canary_share=CANARY_SHARE,
+        weekly_volume=volume,
+        config=CONFIG,
+        source="simulation",
+    )
 
 
 def seed_rule(rng: np.random.Generator, weekly: int, factor: float, n: int) -> np.ndarray:
@@ -60,14 +70,18 @@ def seed_rule(rng: np.random.Generator, weekly: int, factor: float, n: int) -> n
     n_c, n_t = round(weekly * 0.9), round(weekly * 0.1)
 
     def score(units: int, f: float) -> np.ndarray:
-        return (0.5 * rng.binomial(units, CLOSE * f, n) + 0.3 * rng.binomial(units, MEETING * f, n)
-                + 0.2 * rng.binomial(units, min(1.0, REPLY * f), n)) / units
+        return (
+            0.5 * rng.binomial(units, CLOSE * f, n)
+            + 0.3 * rng.binomial(units, MEETING * f, n)
+            + 0.2 * rng.binomial(units, min(1.0, REPLY * f), n)
+        ) / units
 
     return score(n_t, factor) > 1.05 * score(n_c, 1.0)
 
 
-def ours(rng: np.random.Generator, weekly: int, factor: float, harm: dict[str, float], plan: dict,
-         n: int) -> dict[str, np.ndarray]:
+def ours(
+    rng: np.random.Generator, weekly: int, factor: float, harm: dict[str, float], plan: dict, n: int
+) -> dict[str, np.ndarray]:
     """n experiments evaluated daily until each ends or the maximum runtime; returns the final action,
     the stage it ended in and the day it ended."""
     days = int(CONFIG.max_runtime_days)
@@ -112,10 +126,18 @@ def ours(rng: np.random.Generator, weekly: int, factor: float, harm: dict[str, f
                 totals[name][rows, 2 * arm + 1, seg] += cohorts[name][:, matured, arm, 1]
         current = assigned[np.arange(n), segment]
         srm_p = stats.srm_p_values(current[:, 0], current[:, 1], share)
-        result = ex.assess(counts=totals, in_primary=np.array([False, True]), canary_segment=np.array([True, False]),
-                           canary=segment == 0, days=float(now), days_in_stage=now - stage_start,
-                           planned=float(plan["sequential_sample"]), canary_sample=float(plan["canary_sample"]),
-                           srm_p=srm_p, config=CONFIG)
+        result = ex.assess(
+            counts=totals,
+            in_primary=np.array([False, True]),
+            canary_segment=np.array([True, False]),
+            canary=segment == 0,
+            days=float(now),
+            days_in_stage=now - stage_start,
+            planned=float(plan["sequential_sample"]),
+            canary_sample=float(plan["canary_sample"]),
+            srm_p=srm_p,
+            config=CONFIG,
+        )
         decided = result["action"]
         advance = running & (decided == ex.ADVANCE)
         segment[advance] = 1
@@ -158,28 +180,36 @@ def main() -> None:
                 table[(volume, SMALLEST)] = cell(volume, 1 + smallest[volume]["mde"], {}, smallest[volume])
 
     seconds = timed(run_all)
-    print(f"{EXPERIMENTS} simulated experiments per scenario and volume, production Config (canary at "
-          f"{CANARY_SHARE:.0%} then {CONFIG.ab_share:.0%}, {CONFIG.max_runtime_days:.0f}-day cap, daily evaluation, "
-          f"{CONFIG.settle_hours:g} h settling), positive reply {PRIMARY_RATE:.1%}, planned lift {PLANNED_LIFT:+.0%}; "
-          f"{seconds:.0f} s")
+    print(
+        f"{EXPERIMENTS} simulated experiments per scenario and volume, production Config (canary at "
+        f"{CANARY_SHARE:.0%} then {CONFIG.ab_share:.0%}, {CONFIG.max_runtime_days:.0f}-day cap, daily evaluation, "
+        f"{CONFIG.settle_hours:g} h settling), positive reply {PRIMARY_RATE:.1%}, planned lift {PLANNED_LIFT:+.0%}; "
+        f"{seconds:.0f} s"
+    )
     for volume in VOLUMES:
         p = plans[volume]
         mde = "none" if p["mde_in_time"] is None else f"{p['mde_in_time']:+.1%}"
-        print(f"\n{volume:>7,} leads/week: canary {p['canary_days']} days ({p['canary_sample']:,} leads), "
-              f"A/B sample {p['sequential_sample']:,} ({p['ab_days']} days; primary alone {p['primary_sample']:,}, "
-              f"guardrails alone {p['guardrail_sample']:,}); planned lift "
-              f"{'fits' if p['fits'] else 'does NOT fit'} in {CONFIG.max_runtime_days:.0f} days; "
-              f"smallest lift promotable in time {mde}")
-        print(f"  {'scenario':24s} {'promoted':>9s} {'rb canary':>10s} {'rb A/B':>8s} {'inconcl.':>9s} "
-              f"{'median day':>11s} {'seed promoted':>14s}")
+        print(
+            f"\n{volume:>7,} leads/week: canary {p['canary_days']} days ({p['canary_sample']:,} leads), "
+            f"A/B sample {p['sequential_sample']:,} ({p['ab_days']} days; primary alone {p['primary_sample']:,}, "
+            f"guardrails alone {p['guardrail_sample']:,}); planned lift "
+            f"{'fits' if p['fits'] else 'does NOT fit'} in {CONFIG.max_runtime_days:.0f} days; "
+            f"smallest lift promotable in time {mde}"
+        )
+        print(
+            f"  {'scenario':24s} {'promoted':>9s} {'rb canary':>10s} {'rb A/B':>8s} {'inconcl.':>9s} "
+            f"{'median day':>11s} {'seed promoted':>14s}"
+        )
         for name in [*SCENARIOS, SMALLEST]:
             if (volume, name) not in table:
                 continue
             r = table[(volume, name)]
             label = f"{name} {smallest[volume]['mde']:+.1%}" if name == SMALLEST else name
-            print(f"  {label:24s} {r['promoted']:9.3f} {r['rolled back in canary']:10.3f} "
-                  f"{r['rolled back in A/B']:8.3f} {r['inconclusive']:9.3f} {r['median day']:11.0f} "
-                  f"{r['seed promoted']:14.3f}")
+            print(
+                f"  {label:24s} {r['promoted']:9.3f} {r['rolled back in canary']:10.3f} "
+                f"{r['rolled back in A/B']:8.3f} {r['inconclusive']:9.3f} {r['median day']:11.0f} "
+                f"{r['seed promoted']:14.3f}"
+            )
 
     def mean(name: str, key: str) -> float:
         return float(np.mean([table[(v, name)][key] for v in VOLUMES]))
@@ -188,20 +218,28 @@ def main() -> None:
     misfit = [r for (v, name), r in table.items() if name in ("planned lift", SMALLEST) and not r["fits"]]
     power = (float(np.mean([r["promoted"] for r in fit])), float(np.mean([r["seed promoted"] for r in fit])))
     lowest = min(r["promoted"] for r in fit)
-    print(f"\npower where the planner says the lift fits ({len(fit)} volume × lift cells: the planned +20 % and "
-          f"the smallest promotable lift): {power[0]:.3f}, lowest cell {lowest:.3f}; where it does not: "
-          f"{np.mean([r['promoted'] for r in misfit]) if misfit else float('nan'):.3f}")
+    print(
+        f"\npower where the planner says the lift fits ({len(fit)} volume × lift cells: the planned +20 % and "
+        f"the smallest promotable lift): {power[0]:.3f}, lowest cell {lowest:.3f}; where it does not: "
+        f"{np.mean([r['promoted'] for r in misfit]) if misfit else float('nan'):.3f}"
+    )
     false_alarms = mean("no effect", "rolled back in canary") + mean("no effect", "rolled back in A/B")
     harmful_lowest = min(table[(v, "harmful")]["rolled back in canary"] for v in VOLUMES)
-    print(f"harmless challengers rolled back (false alarms): {false_alarms:.3f}; "
-          f"harmful rolled back in canary, lowest volume cell: {harmful_lowest:.3f}")
-    no, worse = (mean("no effect", "promoted"), mean("no effect", "seed promoted")), (
-        mean("5% worse", "promoted"), mean("5% worse", "seed promoted"))
-    print(f"no-effect promotions: ours={no[0]:.3f} seed={no[1]:.3f}; "
-          f"worse-model promotions: ours={worse[0]:.3f} seed={worse[1]:.3f}; "
-          f"harmful rolled back in canary: ours={mean('harmful', 'rolled back in canary'):.3f}; "
-          f"guardrail-breaching winner promoted: ours={mean('wins, breaches', 'promoted'):.3f}; "
-          f"power where planned to fit: ours={power[0]:.3f} seed={power[1]:.3f}")
+    print(
+        f"harmless challengers rolled back (false alarms): {false_alarms:.3f}; "
+        f"harmful rolled back in canary, lowest volume cell: {harmful_lowest:.3f}"
+    )
+    no, worse = (
+        (mean("no effect", "promoted"), mean("no effect", "seed promoted")),
+        (mean("5% worse", "promoted"), mean("5% worse", "seed promoted")),
+    )
+    print(
+        f"no-effect promotions: ours={no[0]:.3f} seed={no[1]:.3f}; "
+        f"worse-model promotions: ours={worse[0]:.3f} seed={worse[1]:.3f}; "
+        f"harmful rolled back in canary: ours={mean('harmful', 'rolled back in canary'):.3f}; "
+        f"guardrail-breaching winner promoted: ours={mean('wins, breaches', 'promoted'):.3f}; "
+        f"power where planned to fit: ours={power[0]:.3f} seed={power[1]:.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,66 +33,204 @@ from _harness import ROOT, fresh_database, progress
 
 N = 200_000
 ORGS = 12
-COUNTRIES = {"US": ("+1 415 555 {:04d}", "(415) 555-{:04d}"), "GB": ("+44 20 7946 {:04d}", "020 7946 {:04d}"),
-             "DE": ("+49 30 901820{:02d}", "030 901820{:02d}"), "FR": ("+33 1 42 68 {:02d} {:02d}",
-                                                                     "01 42 68 {:02d} {:02d}")}
-FIRST = ["Dana", "Priya", "Jonas", "Amélie", "Kenji", "Lucía", "Omar", "Sofia", "Liam", "Chen", "Fatima", "Mateo",
-         "Ingrid", "Tomás", "Aisha", "Noah", "Elena", "Ravi", "Hannah", "Yusuf"]
-LAST = ["Reyes", "Shah", "Müller", "Dubois", "Tanaka", "García", "Haddad", "Rossi", "O'Brien", "Wang", "Khan",
-        "Fernández", "Larsen", "Novak", "Bello", "Smith", "Ivanova", "Iyer", "Schmidt", "Yilmaz"]
-COMPANIES = ["Northwind", "Contoso", "Fabrikam", "Globex", "Initech", "Umbrella", "Stark Logistics", "Wayne Freight",
-             "Acme Robotics", "Tyrell Foods", "Cyberdyne Health", "Soylent Retail", "Hooli", "Vandelay Imports",
-             "Wonka Confections", "Massive Dynamic"]
+COUNTRIES = {
+    "US": ("+1 415 555 {:04d}", "(415) 555-{:04d}"),
+    "GB": ("+44 20 7946 {:04d}", "020 7946 {:04d}"),
+    "DE": ("+49 30 901820{:02d}", "030 901820{:02d}"),
+    "FR": ("+33 1 42 68 {:02d} {:02d}", "01 42 68 {:02d} {:02d}"),
+}
+FIRST = [
+    "Dana",
+    "Priya",
+    "Jonas",
+    "Amélie",
+    "Kenji",
+    "Lucía",
+    "Omar",
+    "Sofia",
+    "Liam",
+    "Chen",
+    "Fatima",
+    "Mateo",
+    "Ingrid",
+    "Tomás",
+    "Aisha",
+    "Noah",
+    "Elena",
+    "Ravi",
+    "Hannah",
+    "Yusuf",
+]
+LAST = [
+    "Reyes",
+    "Shah",
+    "Müller",
+    "Dubois",
+    "Tanaka",
+    "García",
+    "Haddad",
+    "Rossi",
+    "O'Brien",
+    "Wang",
+    "Khan",
+    "Fernández",
+    "Larsen",
+    "Novak",
+    "Bello",
+    "Smith",
+    "Ivanova",
+    "Iyer",
+    "Schmidt",
+    "Yilmaz",
+]
+COMPANIES = [
+    "Northwind",
+    "Contoso",
+    "Fabrikam",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Stark Logistics",
+    "Wayne Freight",
+    "Acme Robotics",
+    "Tyrell Foods",
+    "Cyberdyne Health",
+    "Soylent Retail",
+    "Hooli",
+    "Vandelay Imports",
+    "Wonka Confections",
+    "Massive Dynamic",
+]
 SUFFIX = ["", " Inc.", " GmbH", " Ltd", " SAS", " LLC", " AG"]
-SUBJECTS = ["finance leaders", "your controllers", "the audit committee", "most CFOs we meet", "our customers",
-            "teams like yours", "the treasury group", "regional finance heads", "shared-service centres",
-            "FP&A analysts", "accounts payable clerks", "group accountants", "the board", "your auditors",
-            "procurement leads", "revenue operations", "payroll specialists", "tax managers"]
-VERBS = ["spend too long on", "keep rebuilding", "struggle with", "want fewer surprises in", "quietly dread",
-         "are asked to speed up", "lose evenings to", "rarely trust", "have to explain", "keep chasing",
-         "would happily automate", "argue about", "end up rechecking", "budget extra time for", "inherit",
-         "try to simplify"]
-OBJECTS = ["month-end reconciliations", "intercompany eliminations", "manual journal entries", "variance reports",
-           "bank feed exceptions", "accrual schedules", "cash forecasts", "audit evidence requests",
-           "multi-currency revaluations", "close checklists", "approval chains", "vendor statement matching",
-           "fixed asset registers", "revenue recognition schedules", "expense report reviews", "board packs",
-           "entity consolidations", "budget-versus-actual tables"]
-TAILS = ["every single quarter", "before the auditors arrive", "whenever a new entity joins",
-         "during the last week of the month", "after each acquisition", "while headcount stays flat",
-         "in three different spreadsheets", "right before the board meeting", "across twelve subsidiaries",
-         "since the ERP migration", "without a clear owner", "with nobody sure which version is final",
-         "as volumes double every year", "under tighter deadlines than last year"]
-VALUES = ["we match transactions automatically so exceptions surface on day one",
-          "our customers cut three days from their close within one quarter",
-          "audit preparation usually shrinks by half in the first year",
-          "it plugs into NetSuite, Sage Intacct and Xero without a migration",
-          "variance commentary gets drafted for you with the drivers highlighted",
-          "approvals move into one queue instead of endless email threads",
-          "dashboards show which entities are late before anyone chases them",
-          "controllers get their evenings back during close week",
-          "everything is logged for SOX with no extra effort",
-          "implementation takes about six weeks with our specialists",
-          "pricing scales with entities rather than seats",
-          "bank rules are learned from the matches your team already made"]
-DETAIL = ["{colleague} mentioned the close takes eleven days today", "I spoke with {colleague} at the Boston summit",
-          "our office is at {address} if you are ever nearby", "happy to loop in {colleague} as well",
-          "the recording is at {link}", "you can reach me directly at {phone}",
-          "feel free to write to {sender_email}", "the case study is on {link}",
-          "I copied {colleague} who asked about pricing", "we host a breakfast at {address} next month"]
-ASKS = ["Worth a short call next Tuesday?", "Open to comparing notes this week?", "Could I send a two-minute video?",
-        "Should I share a case study from logistics?", "Is this on your roadmap for next year?",
-        "Who owns close tooling on your side?", "Would a benchmark of your close be useful?",
-        "Shall we find fifteen minutes? Book here: {booking}", "Any interest in a pilot with one entity?",
-        "Does Thursday morning work for a quick demo?", "Would your controller want to join?"]
-ADDRESSES = {"US": "350 Fifth Avenue, Suite 4100, New York, NY 10118", "GB": "221B Baker Street, London NW1 6XE",
-             "DE": "Friedrichstraße 123, 10117 Berlin", "FR": "12 rue de la Paix, 75002 Paris"}
+SUBJECTS = [
+    "finance leaders",
+    "your controllers",
+    "the audit committee",
+    "most CFOs we meet",
+    "our customers",
+    "teams like yours",
+    "the treasury group",
+    "regional finance heads",
+    "shared-service centres",
+    "FP&A analysts",
+    "accounts payable clerks",
+    "group accountants",
+    "the board",
+    "your auditors",
+    "procurement leads",
+    "revenue operations",
+    "payroll specialists",
+    "tax managers",
+]
+VERBS = [
+    "spend too long on",
+    "keep rebuilding",
+    "struggle with",
+    "want fewer surprises in",
+    "quietly dread",
+    "are asked to speed up",
+    "lose evenings to",
+    "rarely trust",
+    "have to explain",
+    "keep chasing",
+    "would happily automate",
+    "argue about",
+    "end up rechecking",
+    "budget extra time for",
+    "inherit",
+    "try to simplify",
+]
+OBJECTS = [
+    "month-end reconciliations",
+    "intercompany eliminations",
+    "manual journal entries",
+    "variance reports",
+    "bank feed exceptions",
+    "accrual schedules",
+    "cash forecasts",
+    "audit evidence requests",
+    "multi-currency revaluations",
+    "close checklists",
+    "approval chains",
+    "vendor statement matching",
+    "fixed asset registers",
+    "revenue recognition schedules",
+    "expense report reviews",
+    "board packs",
+    "entity consolidations",
+    "budget-versus-actual tables",
+]
+TAILS = [
+    "every single quarter",
+    "before the auditors arrive",
+    "whenever a new entity joins",
+    "during the last week of the month",
+    "after each acquisition",
+    "while headcount stays flat",
+    "in three different spreadsheets",
+    "right before the board meeting",
+    "across twelve subsidiaries",
+    "since the ERP migration",
+    "without a clear owner",
+    "with nobody sure which version is final",
+    "as volumes double every year",
+    "under tighter deadlines than last year",
+]
+VALUES = [
+    "we match transactions automatically so exceptions surface on day one",
+    "our customers cut three days from their close within one quarter",
+    "audit preparation usually shrinks by half in the first year",
+    "it plugs into NetSuite, Sage Intacct and Xero without a migration",
+    "variance commentary gets drafted for you with the drivers highlighted",
+    "approvals move into one queue instead of endless email threads",
+    "dashboards show which entities are late before anyone chases them",
+    "controllers get their evenings back during close week",
+    "everything is logged for SOX with no extra effort",
+    "implementation takes about six weeks with our specialists",
+    "pricing scales with entities rather than seats",
+    "bank rules are learned from the matches your team already made",
+]
+DETAIL = [
+    "{colleague} mentioned the close takes eleven days today",
+    "I spoke with {colleague} at the Boston summit",
+    "our office is at {address} if you are ever nearby",
+    "happy to loop in {colleague} as well",
+    "the recording is at {link}",
+    "you can reach me directly at {phone}",
+    "feel free to write to {sender_email}",
+    "the case study is on {link}",
+    "I copied {colleague} who asked about pricing",
+    "we host a breakfast at {address} next month",
+]
+ASKS = [
+    "Worth a short call next Tuesday?",
+    "Open to comparing notes this week?",
+    "Could I send a two-minute video?",
+    "Should I share a case study from logistics?",
+    "Is this on your roadmap for next year?",
+    "Who owns close tooling on your side?",
+    "Would a benchmark of your close be useful?",
+    "Shall we find fifteen minutes? Book here: {booking}",
+    "Any interest in a pilot with one entity?",
+    "Does Thursday morning work for a quick demo?",
+    "Would your controller want to join?",
+]
+ADDRESSES = {
+    "US": "350 Fifth Avenue, Suite 4100, New York, NY 10118",
+    "GB": "221B Baker Street, London NW1 6XE",
+    "DE": "Friedrichstraße 123, 10117 Berlin",
+    "FR": "12 rue de la Paix, 75002 Paris",
+}
 TITLES = ["Account Executive", "Senior AE", "Head of Sales", "Founder", "Sales Director"]
 
 
 def phone(country: str, rng: random.Random) -> str:
     fmt = rng.choice(COUNTRIES[country])
-    return fmt.format(*[rng.randrange(100) for _ in range(fmt.count("{"))]) if "02d" in fmt else fmt.format(
-        rng.randrange(10_000))
+    return (
+        fmt.format(*[rng.randrange(100) for _ in range(fmt.count("{"))])
+        if "02d" in fmt
+        else fmt.format(rng.randrange(10_000))
+    )
 
 
 def sentence(rng: random.Random) -> str:
@@ -108,8 +246,10 @@ def generate(n: int, seed: int = 7) -> list[str]:
         name = f"{FIRST[(k * 7) % len(FIRST)]} {LAST[(k * 3) % len(LAST)]}"
         company = f"{COMPANIES[k % len(COMPANIES)]} Software"
         title = TITLES[k % len(TITLES)]
-        signature = (f"{name}\n{title}, {company}\n{phone(country, rng)}\n{ADDRESSES[country]}\n"
-                     f"www.{company.split()[0].lower()}-software.com")
+        signature = (
+            f"{name}\n{title}, {company}\n{phone(country, rng)}\n{ADDRESSES[country]}\n"
+            f"www.{company.split()[0].lower()}-software.com"
+        )
         senders.append({"name": name, "title": title, "company": company, "signature": signature, "country": country})
     now = datetime(2026, 11, 30, tzinfo=UTC)
     lines = []
@@ -121,46 +261,87 @@ def generate(n: int, seed: int = 7) -> list[str]:
         company = rng.choice(COMPANIES) + rng.choice(SUFFIX)
         colleague = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
         sender_email = f"{sender['name'].split()[0].lower()}@{sender['company'].split()[0].lower()}.example"
-        fill = {"first": first, "company": company.split(",")[0], "colleague": colleague,
-                "address": ADDRESSES[country], "phone": phone(country, rng), "sender_email": sender_email,
-                "link": f"https://go.{sender['company'].split()[0].lower()}.example/r/{uuid.UUID(int=rng.getrandbits(128)).hex}",
-                "booking": f"https://calendly.com/{sender['name'].split()[0].lower()}/30min"}
-        sentences = [f"At {fill['company']}, " + sentence(rng), sentence(rng).capitalize(), sentence(rng).capitalize(),
-                     rng.choice(VALUES).capitalize() + "."]
+        fill = {
+            "first": first,
+            "company": company.split(",")[0],
+            "colleague": colleague,
+            "address": ADDRESSES[country],
+            "phone": phone(country, rng),
+            "sender_email": sender_email,
+            "link": f"https://go.{sender['company'].split()[0].lower()}.example/r/{uuid.UUID(int=rng.getrandbits(128)).hex}",
+            "booking": f"https://calendly.com/{sender['name'].split()[0].lower()}/30min",
+        }
+        sentences = [
+            f"At {fill['company']}, " + sentence(rng),
+            sentence(rng).capitalize(),
+            sentence(rng).capitalize(),
+            rng.choice(VALUES).capitalize() + ".",
+        ]
         if rng.random() < 0.6:
             sentences.append(rng.choice(DETAIL).format(**fill).capitalize() + ".")
         sentences.append(rng.choice(ASKS).format(**fill))
         body = f"Hi {first},\n\n" + " ".join(sentences) + "\n\nBest,\n" + sender["signature"]
-        subject = rng.choice([f"{first}, closing the books at {fill['company']}", "Month-end in five days",
-                              f"Idea for {fill['company']}", "Quick question about close",
-                              f"{first} <> {sender['company']}"])
+        subject = rng.choice(
+            [
+                f"{first}, closing the books at {fill['company']}",
+                "Month-end in five days",
+                f"Idea for {fill['company']}",
+                "Quick question about close",
+                f"{first} <> {sender['company']}",
+            ]
+        )
         lead_context = {"colleagues": [{"name": colleague, "role": "Controller"}], "source": "webinar"}
         sent = now - timedelta(minutes=i)
-        row = [str(uuid.UUID(int=rng.getrandbits(128))), org, f"k{i}", f"c{i % 40}", f"l{i}",
-               f"{first.lower()}.{last.lower()}@{company.split()[0].lower()}.example", subject, body,
-               rng.choice(["PAS", "AIDA", "BAB"]), rng.choice(["warm", "direct"]),
-               f"close automation for {fill['company']}, mention {colleague}", sent.isoformat(), first, last, company,
-               rng.choice(["saas", "logistics", "fintech", "retail"]), rng.choice(["cfo", "controller"]), "201-1000",
-               country, json.dumps(lead_context), json.dumps(sender), "positive", "0.8", "replied"]
+        row = [
+            str(uuid.UUID(int=rng.getrandbits(128))),
+            org,
+            f"k{i}",
+            f"c{i % 40}",
+            f"l{i}",
+            f"{first.lower()}.{last.lower()}@{company.split()[0].lower()}.example",
+            subject,
+            body,
+            rng.choice(["PAS", "AIDA", "BAB"]),
+            rng.choice(["warm", "direct"]),
+            f"close automation for {fill['company']}, mention {colleague}",
+            sent.isoformat(),
+            first,
+            last,
+            company,
+            rng.choice(["saas", "logistics", "fintech", "retail"]),
+            rng.choice(["cfo", "controller"]),
+            "201-1000",
+            country,
+            json.dumps(lead_context),
+            json.dumps(sender),
+            "positive",
+            "0.8",
+            "replied",
+        ]
         lines.append("\t".join(v.replace("\\", "\\\\").replace("\t", " ").replace("\n", "\\n") for v in row) + "\n")
     return lines
 
 
-COLUMNS = ("outcome_id, org_id, dedupe_key, campaign_id, lead_id, lead_email, subject, body, framework, tone, brief, "
-           "sent_at, lead_first_name, lead_last_name, lead_company, lead_industry, lead_role, lead_company_size, "
-           "lead_country, lead_context, sender, training_label, quality_score, stage")
+COLUMNS = (
+    "outcome_id, org_id, dedupe_key, campaign_id, lead_id, lead_email, subject, body, framework, tone, brief, "
+    "sent_at, lead_first_name, lead_last_name, lead_company, lead_industry, lead_role, lead_company_size, "
+    "lead_country, lead_context, sender, training_label, quality_score, stage"
+)
 
 
 def seed(url: str, n: int) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("INSERT INTO organizations (org_id, training_opt_in) SELECT 'org-' || i, true "
-                     "FROM generate_series(0, %s) i", (ORGS - 1,))
+        conn.execute(
+            "INSERT INTO organizations (org_id, training_opt_in) SELECT 'org-' || i, true "
+            "FROM generate_series(0, %s) i",
+            (ORGS - 1,),
+        )
         lines = generate(n)
         with conn.cursor() as cur, cur.copy(f"COPY outcome_labels ({COLUMNS}) FROM STDIN") as copy:
             for start in range(0, len(lines), 20_000):
-                copy.write("".join(lines[start:start + 20_000]))
+                copy.write("".join(lines[start : start + 20_000]))
         conn.execute("VACUUM (ANALYZE) outcome_labels")
 
 
@@ -175,8 +356,12 @@ def side(mode: str) -> None:
     start = time.perf_counter()
     extra: dict[str, Any] = {}
     if mode == "raw-read":
-        rows = sum(1 for _ in training_dal.stream_outcomes(get_connection(), min_quality=spec.min_quality,
-                                                            since=None, until=None, for_preferences=False))
+        rows = sum(
+            1
+            for _ in training_dal.stream_outcomes(
+                get_connection(), min_quality=spec.min_quality, since=None, until=None, for_preferences=False
+            )
+        )
     else:
         if mode == "fetch-all":  # the same build, fed by a list of every row fetched first
             streamed = training_dal.stream_outcomes
@@ -184,18 +369,33 @@ def side(mode: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             built = build_dataset(spec, Path(tmp), get_settings())
         rows = int(built.manifest["counts"]["candidates"])
-        extra = {"examples": built.examples, "scanned": built.manifest["residual_scan"]["lines_scanned"],
-                 "scan_hits": built.manifest["residual_scan"]["hits"],
-                 "redactions": sum(built.manifest["redactions"].values())}
+        extra = {
+            "examples": built.examples,
+            "scanned": built.manifest["residual_scan"]["lines_scanned"],
+            "scan_hits": built.manifest["residual_scan"]["hits"],
+            "redactions": sum(built.manifest["redactions"].values()),
+        }
     seconds = time.perf_counter() - start
     # the build's worker processes count too: each at most the largest one's peak
     workers = build_workers(get_settings()) if mode != "raw-read" else 0
-    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-               + workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    peak_mb = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        + workers * resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    ) / 1024
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb, "workers": workers,
-                      "parent_cpu_s": own.ru_utime + own.ru_stime,
-                      "workers_cpu_s": children.ru_utime + children.ru_stime, **extra}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": seconds,
+                "peak_mb": peak_mb,
+                "workers": workers,
+                "parent_cpu_s": own.ru_utime + own.ru_stime,
+                "workers_cpu_s": children.ru_utime + children.ru_stime,
+                **extra,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -212,23 +412,41 @@ def main() -> None:
     # generated in a process of its own: a child starts with its parent's peak RSS (Linux keeps it
     # across fork and exec), so a parent that held the 200,000 rows would inflate every side's peak
     progress(f"seeding {args.rows:,} outcomes")
-    subprocess.run([sys.executable, __file__, "seed", str(args.rows)], check=True,
-                   env={**os.environ, "DATABASE_URL": url}, cwd=ROOT)
+    subprocess.run(
+        [sys.executable, __file__, "seed", str(args.rows)],
+        check=True,
+        env={**os.environ, "DATABASE_URL": url},
+        cwd=ROOT,
+    )
     results = {}
     for mode in ("raw-read", "streaming", "fetch-all"):
         progress(f"{mode} (its own process)")
-        done = subprocess.run([sys.executable, __file__, mode], capture_output=True, text=True, check=True,
-                              env={**os.environ, "DATABASE_URL": url}, cwd=ROOT)
+        done = subprocess.run(
+            [sys.executable, __file__, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "DATABASE_URL": url},
+            cwd=ROOT,
+        )
         results[mode] = r = json.loads(done.stdout.strip().splitlines()[-1])
-        detail = (f", {r['examples']} examples written, {r['scanned']} lines rescanned, {r['scan_hits']} residual "
-                  f"hits, {r['redactions']} redactions" if "examples" in r else "")
-        print(f"{mode}: {r['rows']} rows in {r['seconds']:.1f} s ({r['rows'] / r['seconds']:.0f} rows/s), "
-              f"CPU a row: {r['parent_cpu_s'] / r['rows'] * 1e6:.0f} us in the streaming process, "
-              f"{r['workers_cpu_s'] / r['rows'] * 1e6:.0f} us in {r['workers']} worker(s); peak RSS "
-              f"{r['peak_mb']:.0f} MB{detail}")
+        detail = (
+            f", {r['examples']} examples written, {r['scanned']} lines rescanned, {r['scan_hits']} residual "
+            f"hits, {r['redactions']} redactions"
+            if "examples" in r
+            else ""
+        )
+        print(
+            f"{mode}: {r['rows']} rows in {r['seconds']:.1f} s ({r['rows'] / r['seconds']:.0f} rows/s), "
+            f"CPU a row: {r['parent_cpu_s'] / r['rows'] * 1e6:.0f} us in the streaming process, "
+            f"{r['workers_cpu_s'] / r['rows'] * 1e6:.0f} us in {r['workers']} worker(s); peak RSS "
+            f"{r['peak_mb']:.0f} MB{detail}"
+        )
     s, f, raw = results["streaming"], results["fetch-all"], results["raw-read"]
-    print(f"streaming: {s['rows'] / s['seconds']:.0f} rows/s, peak {s['peak_mb']:.0f} MB; "
-          f"fetch-all: peak {f['peak_mb']:.0f} MB; build vs raw read: {s['seconds'] / raw['seconds']:.1f}x")
+    print(
+        f"streaming: {s['rows'] / s['seconds']:.0f} rows/s, peak {s['peak_mb']:.0f} MB; "
+        f"fetch-all: peak {f['peak_mb']:.0f} MB; build vs raw read: {s['seconds'] / raw['seconds']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

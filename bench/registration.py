@@ -19,8 +19,15 @@ def main() -> None:
     headers = {"Content-Type": ["application/json"]}
 
     def messages(prefix: str) -> list[dict[str, Any]]:
-        return [{**base, "lead_id": f"{prefix}-{i}", "idempotency_key": f"{prefix}-{i}",
-                 "provider_message_id": f"{prefix}.{i}"} for i in range(N)]
+        return [
+            {
+                **base,
+                "lead_id": f"{prefix}-{i}",
+                "idempotency_key": f"{prefix}-{i}",
+                "provider_message_id": f"{prefix}.{i}",
+            }
+            for i in range(N)
+        ]
 
     def post(body: Any) -> None:
         status, _, payload = api.handle("POST", "/messages", headers, json.dumps(body).encode())
@@ -28,6 +35,7 @@ def main() -> None:
 
     timed(lambda: post(messages("warmup")[:5]))  # imports, connection, first plans: neither side pays
     singles = messages("single")
+
     def post_singles() -> None:
         for message in singles:
             post(message)

@@ -28,10 +28,12 @@ def main() -> None:
 
     conn = get_connection()
     for version, minor in (("v1.0.0", 0), ("v1.1.0", 1)):
-        conn.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+        conn.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
                                                     provider_model_id, base_model)
                         VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'arn', 'nova')""",
-                     (f"m-{version}", version, minor))
+            (f"m-{version}", version, minor),
+        )
     training.deploy_model("m-v1.0.0", canary_percentage=50, actor="bench", reason="bench")
     training.deploy_model("m-v1.1.0", canary_percentage=50, actor="bench", reason="bench")
     experiment_id = experiments.route("acme", "warm-up")["experiment_id"]
@@ -46,8 +48,10 @@ def main() -> None:
         experiments.route("acme", "warm-up")
 
     def pk_read(i: int) -> object:
-        return conn.execute("SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s AND lead_id = %s",
-                            (experiment_id, "acme", f"lead-{i}")).fetchone()
+        return conn.execute(
+            "SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s AND lead_id = %s",
+            (experiment_id, "acme", f"lead-{i}"),
+        ).fetchone()
 
     # interleaved rounds, so both sides see the same machine load; best round of each
     cold_rounds, pk_rounds = [], []
@@ -59,10 +63,14 @@ def main() -> None:
     print(f"first assignment (INSERT ... ON CONFLICT DO NOTHING): {first:.0f} us per lead")
     print(f"assigned lead in a cold container, per round: {', '.join(f'{r:.0f}' for r in cold_rounds)} us")
     print(f"plain primary-key read, per round: {', '.join(f'{r:.0f}' for r in pk_rounds)} us")
-    print(f"warm in-process decision: {warm:.1f} us; first DB assignment: {first:.0f} us; "
-          f"plain primary-key lookup: {pk:.0f} us")
-    print(f"cold-container decision for an assigned lead: {cold:.0f} us; plain primary-key read: {pk:.0f} us; "
-          f"ratio {cold / pk:.2f}x")
+    print(
+        f"warm in-process decision: {warm:.1f} us; first DB assignment: {first:.0f} us; "
+        f"plain primary-key lookup: {pk:.0f} us"
+    )
+    print(
+        f"cold-container decision for an assigned lead: {cold:.0f} us; plain primary-key read: {pk:.0f} us; "
+        f"ratio {cold / pk:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -50,17 +50,40 @@ SMALL_EVENTS = 100_000
 CHUNK = 2_000  # messages per generated COPY chunk (about 10,000 events)
 FIRST = ["dana", "sam", "alex", "maria", "li", "omar", "eva", "john", "priya", "kenji", "sara", "luca"]
 LAST = ["reyes", "smith", "garcia", "chen", "novak", "okafor", "rossi", "kim", "muller", "silva"]
-INDUSTRIES = ["fintech", "saas", "healthcare", "retail", "logistics", "manufacturing", "insurance", "media",
-              "education", "energy", "legal", "real_estate"]
+INDUSTRIES = [
+    "fintech",
+    "saas",
+    "healthcare",
+    "retail",
+    "logistics",
+    "manufacturing",
+    "insurance",
+    "media",
+    "education",
+    "energy",
+    "legal",
+    "real_estate",
+]
 ROLES = ["cfo", "ceo", "cto", "vp_sales", "head_of_ops", "controller", "it_director", "founder", "cmo", "coo"]
 FRAMEWORKS = ["PAS", "AIDA", "BAB", "QVC", "4Ps"]
 TONES = ["professional", "casual", "direct", "friendly"]
 SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000+"]
-AGENTS = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
-          "Safari/537.36")
+AGENTS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 MACHINE_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
-REPLY_CATEGORIES = ["interested", "meeting_request", "question", "not_now", "objection", "not_interested",
-                    "unsubscribe", "out_of_office", "wrong_person", "referral", "auto_reply", "other"]
+REPLY_CATEGORIES = [
+    "interested",
+    "meeting_request",
+    "question",
+    "not_now",
+    "objection",
+    "not_interested",
+    "unsubscribe",
+    "out_of_office",
+    "wrong_person",
+    "referral",
+    "auto_reply",
+    "other",
+]
 REPLY_WEIGHTS = [0.12, 0.05, 0.08, 0.1, 0.08, 0.17, 0.06, 0.2, 0.05, 0.02, 0.05, 0.02]
 
 LABEL_COLUMNS = (
@@ -71,9 +94,12 @@ LABEL_COLUMNS = (
     "first_machine_open_at, machine_open_count, first_clicked_at, click_count, unsubscribed_at, spam_reported_at, "
     "replied_at, reply_category, meeting_booked_at, meeting_scheduled_start, meeting_scheduled_end, "
     "meeting_completed_at, deal_status, deal_value, deal_currency, deal_closed_at, stage, last_event_at, "
-    "event_count, training_label, training_weight, quality_score")
-EVENT_COLUMNS = ("provider, event_key, event_type, occurred_at, received_at, org_id, outcome_id, status, "
-                 "match_outcome_id, match_provider_message_id, match_email, data, payload")
+    "event_count, training_label, training_weight, quality_score"
+)
+EVENT_COLUMNS = (
+    "provider, event_key, event_type, occurred_at, received_at, org_id, outcome_id, status, "
+    "match_outcome_id, match_provider_message_id, match_email, data, payload"
+)
 
 
 def ts(epoch: float) -> str:
@@ -115,7 +141,7 @@ class Store:
                     copy.write("".join(labels))
                 with cur.copy(f"COPY outcome_events ({EVENT_COLUMNS}) FROM STDIN") as copy:
                     for start in range(0, len(events), 50_000):
-                        copy.write("".join(events[start:start + 50_000]))
+                        copy.write("".join(events[start : start + 50_000]))
             self.loaded.chunks += 1
             self.loaded.messages += len(labels)
             self.loaded.events += len(events)
@@ -156,50 +182,109 @@ class Store:
         arm = ("challenger" if lead_no % 2 else "champion") if experiment else None
         model = f"flywheel-v1.{week}.0"
         subject = f"{first.title()}, {industry} teams closing the books 3 days faster"
-        body = (f"Hi {first.title()},\\n\\nFinance teams at companies like {company.title()} cut month-end close by "
-                f"three days with automated reconciliation, and the {role} usually sees it first in the variance "
-                f"report. We moved a {SIZES[lead_no % 5]} {industry} team from spreadsheets to a daily close in six "
-                f"weeks; I can show you how their controller set it up and what it cost them.\\n\\nWorth 15 minutes "
-                f"on Tuesday or Thursday?\\n\\nSam\\nAcme Finance Automation\\nhttps://acme.example/case-studies")
-        agent = ('{"PersonalizerAgent": {"hook": "month-end close"}, "CopywriterAgent": {"framework": "'
-                 f'{framework}", "tone": "{tone}"}}}}')
+        body = (
+            f"Hi {first.title()},\\n\\nFinance teams at companies like {company.title()} cut month-end close by "
+            f"three days with automated reconciliation, and the {role} usually sees it first in the variance "
+            f"report. We moved a {SIZES[lead_no % 5]} {industry} team from spreadsheets to a daily close in six "
+            f"weeks; I can show you how their controller set it up and what it cost them.\\n\\nWorth 15 minutes "
+            f"on Tuesday or Thursday?\\n\\nSam\\nAcme Finance Automation\\nhttps://acme.example/case-studies"
+        )
+        agent = (
+            '{"PersonalizerAgent": {"hook": "month-end close"}, "CopywriterAgent": {"framework": "'
+            f'{framework}", "tone": "{tone}"}}}}'
+        )
         state = self.outcome_events(rng, org_id, outcome_id, pmid, email, campaign, sent, events)
         if state is None:
             return None
         cols = [
-            outcome_id, org_id, f"key:{org_id}-{i}", campaign, f"lead-{lead_no}", email, subject, body, framework,
-            tone, f"{industry} {role} month-end close", agent, pmid, f"{pmid.lower()}@mail.{org_id}.example",
-            ts(sent), "amazon.nova-micro-custom", model, experiment, arm, first.title(), last.title(),
-            company.title(), industry, role, SIZES[lead_no % 5], f"{(lead_no % 100) / 100:.2f}",
+            outcome_id,
+            org_id,
+            f"key:{org_id}-{i}",
+            campaign,
+            f"lead-{lead_no}",
+            email,
+            subject,
+            body,
+            framework,
+            tone,
+            f"{industry} {role} month-end close",
+            agent,
+            pmid,
+            f"{pmid.lower()}@mail.{org_id}.example",
+            ts(sent),
+            "amazon.nova-micro-custom",
+            model,
+            experiment,
+            arm,
+            first.title(),
+            last.title(),
+            company.title(),
+            industry,
+            role,
+            SIZES[lead_no % 5],
+            f"{(lead_no % 100) / 100:.2f}",
             *state,
         ]
         return "\t".join("\\N" if c is None else str(c) for c in cols) + "\n"
 
-    def outcome_events(self, rng: np.random.Generator, org_id: str, outcome_id: str, pmid: str, email: str,
-                       campaign: str, sent: float, out: list[str]) -> list[Any] | None:
+    def outcome_events(
+        self,
+        rng: np.random.Generator,
+        org_id: str,
+        outcome_id: str,
+        pmid: str,
+        email: str,
+        campaign: str,
+        sent: float,
+        out: list[str],
+    ) -> list[Any] | None:
         """Emit the message's events as COPY lines; return its derived columns (as the lifecycle would)."""
         count = 0
         last = sent
 
-        def emit(provider: str, kind: str, at: float, data: str, payload: str, event_key: str | None = None,
-                 orphan: bool = False) -> None:
+        def emit(
+            provider: str,
+            kind: str,
+            at: float,
+            data: str,
+            payload: str,
+            event_key: str | None = None,
+            orphan: bool = False,
+        ) -> None:
             nonlocal count, last
             at = min(at, NOW.timestamp() - 1)
             received = at + float(rng.uniform(1, 40))
-            out.append("\t".join([
-                provider, event_key or key(rng), kind, ts(at), ts(received),
-                "\\N" if orphan else org_id, "\\N" if orphan else outcome_id, "orphan" if orphan else "applied",
-                "\\N" if provider != "sendgrid" or rng.random() < 0.1 else outcome_id,
-                pmid if provider == "sendgrid" else "\\N", email, data, payload]) + "\n")
+            out.append(
+                "\t".join(
+                    [
+                        provider,
+                        event_key or key(rng),
+                        kind,
+                        ts(at),
+                        ts(received),
+                        "\\N" if orphan else org_id,
+                        "\\N" if orphan else outcome_id,
+                        "orphan" if orphan else "applied",
+                        "\\N" if provider != "sendgrid" or rng.random() < 0.1 else outcome_id,
+                        pmid if provider == "sendgrid" else "\\N",
+                        email,
+                        data,
+                        payload,
+                    ]
+                )
+                + "\n"
+            )
             count += 1
             last = max(last, at)
 
         def sendgrid(kind: str, at: float, data: str = "{}", extra: str = "", orphan: bool = False) -> None:
             sg_id = key(rng)
-            payload = (f'{{"email": "{email}", "timestamp": {int(at)}, "event": "{kind}", "sg_event_id": "{sg_id}", '
-                       f'"sg_message_id": "{pmid}.filterdrecv-5bd4b7c5c-7pbvh-1-{int(sent)}-7.0", '
-                       f'"smtp-id": "<{pmid}@ismtpd0001p1iad2.sendgrid.net>", "category": ["{campaign}"], '
-                       f'"outcome_id": "{outcome_id}", "org_id": "{org_id}"{extra}}}')
+            payload = (
+                f'{{"email": "{email}", "timestamp": {int(at)}, "event": "{kind}", "sg_event_id": "{sg_id}", '
+                f'"sg_message_id": "{pmid}.filterdrecv-5bd4b7c5c-7pbvh-1-{int(sent)}-7.0", '
+                f'"smtp-id": "<{pmid}@ismtpd0001p1iad2.sendgrid.net>", "category": ["{campaign}"], '
+                f'"outcome_id": "{outcome_id}", "org_id": "{org_id}"{extra}}}'
+            )
             emit("sendgrid", kind, at, data, payload, sg_id, orphan)
 
         orphan = rng.random() < 0.03  # mail this store does not know (another system on the account)
@@ -214,13 +299,19 @@ class Store:
             state["processed_at"] = ts(t)
             for _ in range(int(rng.poisson(0.08))):
                 t += float(rng.uniform(60, 1800))
-                sendgrid("deferred", t, extra=', "response": "421 4.7.0 try again later", "attempt": "1"',
-                         orphan=orphan)
+                sendgrid(
+                    "deferred", t, extra=', "response": "421 4.7.0 try again later", "attempt": "1"', orphan=orphan
+                )
             if r < 0.025:
                 blocked = rng.random() < 0.4
                 kind_text = "blocked" if blocked else "bounce"
-                sendgrid("bounce", t + 3, f'{{"bounce_type": "{kind_text}", "reason": "550 5.1.1 user unknown"}}',
-                         f', "type": "{kind_text}", "reason": "550 5.1.1 user unknown", "status": "5.1.1"', orphan)
+                sendgrid(
+                    "bounce",
+                    t + 3,
+                    f'{{"bounce_type": "{kind_text}", "reason": "550 5.1.1 user unknown"}}',
+                    f', "type": "{kind_text}", "reason": "550 5.1.1 user unknown", "status": "5.1.1"',
+                    orphan,
+                )
                 state.update(bounced_at=ts(t + 3), bounce_type=kind_text, stage="bounced")
             else:
                 delivered = t + float(rng.uniform(1, 30))
@@ -229,26 +320,40 @@ class Store:
                 machine = int(rng.geometric(0.35)) if rng.random() < 0.5 else 0
                 for k in range(machine):
                     at = delivered + float(rng.uniform(5, 3600 * (k + 1)))
-                    sendgrid("open", at, '{"machine_open": true}',
-                             f', "sg_machine_open": true, "useragent": "{MACHINE_AGENT}", "ip": "17.58.1.{k}"',
-                             orphan)
+                    sendgrid(
+                        "open",
+                        at,
+                        '{"machine_open": true}',
+                        f', "sg_machine_open": true, "useragent": "{MACHINE_AGENT}", "ip": "17.58.1.{k}"',
+                        orphan,
+                    )
                     state.setdefault("first_machine_open_at", ts(at))
                 state["machine_open_count"] = machine
                 human = int(rng.geometric(0.4)) if rng.random() < 0.35 else 0
                 first_open = None
                 for k in range(human):
                     at = delivered + float(rng.exponential(86400)) * (k + 1)
-                    sendgrid("open", at, '{"machine_open": false}',
-                             f', "sg_machine_open": false, "useragent": "{AGENTS}", "ip": "203.0.113.{k}"', orphan)
+                    sendgrid(
+                        "open",
+                        at,
+                        '{"machine_open": false}',
+                        f', "sg_machine_open": false, "useragent": "{AGENTS}", "ip": "203.0.113.{k}"',
+                        orphan,
+                    )
                     first_open = at if first_open is None else min(first_open, at)
                 if first_open is not None:
                     state.update(first_opened_at=ts(first_open), open_count=human, stage="opened")
                 clicks = int(rng.geometric(0.55)) if rng.random() < 0.12 else 0
                 for _ in range(clicks):
                     at = delivered + float(rng.exponential(7200))
-                    sendgrid("click", at, '{"url": "https://acme.example/case-studies"}',
-                             ', "url": "https://acme.example/case-studies", "url_offset": {"index": 0, "type": '
-                             f'"html"}}, "useragent": "{AGENTS}", "ip": "198.51.100.7"', orphan)
+                    sendgrid(
+                        "click",
+                        at,
+                        '{"url": "https://acme.example/case-studies"}',
+                        ', "url": "https://acme.example/case-studies", "url_offset": {"index": 0, "type": '
+                        f'"html"}}, "useragent": "{AGENTS}", "ip": "198.51.100.7"',
+                        orphan,
+                    )
                     state.setdefault("first_clicked_at", ts(at))
                 if clicks:
                     state.update(click_count=clicks, stage="clicked")
@@ -272,62 +377,139 @@ class Store:
             quality += 0.15
         if state.get("replied_at"):
             quality += 0.2 + (0.2 if state["reply_category"] in ("interested", "meeting_request") else 0)
-            label, weight = ("positive", 3.0) if state["reply_category"] in ("interested", "meeting_request") else (
-                ("negative", 2.0) if state["reply_category"] in ("objection", "not_interested") else ("neutral", 1.0))
+            label, weight = (
+                ("positive", 3.0)
+                if state["reply_category"] in ("interested", "meeting_request")
+                else (
+                    ("negative", 2.0)
+                    if state["reply_category"] in ("objection", "not_interested")
+                    else ("neutral", 1.0)
+                )
+            )
         if state.get("meeting_booked_at"):
             quality += 0.7 if state.get("meeting_completed_at") else 0.3
             label, weight = "positive", 7.0 if state.get("meeting_completed_at") else 5.0
         if state.get("deal_status") == "won":
             quality += 0.5
             label, weight = "positive", 10.0
-        if label == "neutral" and (state.get("bounced_at") or state.get("unsubscribed_at")
-                                   or state.get("spam_reported_at") or state.get("stage") == "dropped"):
+        if label == "neutral" and (
+            state.get("bounced_at")
+            or state.get("unsubscribed_at")
+            or state.get("spam_reported_at")
+            or state.get("stage") == "dropped"
+        ):
             label, weight = "negative", 0.5
-        names = ("processed_at", "delivered_at", "bounced_at", "bounce_type", "first_opened_at", "open_count",
-                 "first_machine_open_at", "machine_open_count", "first_clicked_at", "click_count", "unsubscribed_at",
-                 "spam_reported_at", "replied_at", "reply_category", "meeting_booked_at", "meeting_scheduled_start",
-                 "meeting_scheduled_end", "meeting_completed_at", "deal_status", "deal_value", "deal_currency",
-                 "deal_closed_at")
+        names = (
+            "processed_at",
+            "delivered_at",
+            "bounced_at",
+            "bounce_type",
+            "first_opened_at",
+            "open_count",
+            "first_machine_open_at",
+            "machine_open_count",
+            "first_clicked_at",
+            "click_count",
+            "unsubscribed_at",
+            "spam_reported_at",
+            "replied_at",
+            "reply_category",
+            "meeting_booked_at",
+            "meeting_scheduled_start",
+            "meeting_scheduled_end",
+            "meeting_completed_at",
+            "deal_status",
+            "deal_value",
+            "deal_currency",
+            "deal_closed_at",
+        )
         defaults = {"open_count": 0, "machine_open_count": 0, "click_count": 0}
         if orphan:
             return None
         return [state.get(n, defaults.get(n)) for n in names] + [
-            state.get("stage", "sent"), ts(last) if count else None, count, label, weight, round(min(quality, 1), 4)]
+            state.get("stage", "sent"),
+            ts(last) if count else None,
+            count,
+            label,
+            weight,
+            round(min(quality, 1), 4),
+        ]
 
-    def reply(self, rng: np.random.Generator, emit: Callable[..., None], delivered: float,
-              state: dict[str, Any]) -> None:
+    def reply(
+        self, rng: np.random.Generator, emit: Callable[..., None], delivered: float, state: dict[str, Any]
+    ) -> None:
         at = delivered + float(rng.exponential(2 * 86400))
         category = str(rng.choice(REPLY_CATEGORIES, p=REPLY_WEIGHTS))
         reply_key = f"<{key(rng)}@mail.gmail.com>"
         text = "Thanks for reaching out. We are reviewing close tooling next quarter, can you send pricing?"
-        emit("sendgrid_inbound", "reply", at, json.dumps({"text": text, "subject": "Re: closing the books"}),
-             json.dumps({"from": "lead", "subject": "Re: closing the books", "text": text, "headers": "..."}),
-             reply_key)
-        emit("classifier", "reply_classified", at + 30,
-             json.dumps({"reply_key": f"sendgrid_inbound:{reply_key}", "category": category,
-                         "sentiment_score": 0.4, "source": "llm"}),
-             json.dumps({"category": category, "confidence": 0.9}), f"sendgrid_inbound:{reply_key}")
+        emit(
+            "sendgrid_inbound",
+            "reply",
+            at,
+            json.dumps({"text": text, "subject": "Re: closing the books"}),
+            json.dumps({"from": "lead", "subject": "Re: closing the books", "text": text, "headers": "..."}),
+            reply_key,
+        )
+        emit(
+            "classifier",
+            "reply_classified",
+            at + 30,
+            json.dumps(
+                {
+                    "reply_key": f"sendgrid_inbound:{reply_key}",
+                    "category": category,
+                    "sentiment_score": 0.4,
+                    "source": "llm",
+                }
+            ),
+            json.dumps({"category": category, "confidence": 0.9}),
+            f"sendgrid_inbound:{reply_key}",
+        )
         state.update(replied_at=ts(at), reply_category=category, stage="replied")
         if category in ("interested", "meeting_request") and rng.random() < 0.35:
             meeting_id = f"https://api.calendly.com/scheduled_events/{key(rng)}"
             start = at + 3 * 86400
             data = json.dumps({"meeting_id": meeting_id, "start_time": ts(start), "end_time": ts(start + 1800)})
-            emit("calendly", "meeting_booked", at + 3600, data, data,
-                 f"invitee.created:{meeting_id}/invitees/{key(rng)}:{ts(at)}")
-            state.update(meeting_booked_at=ts(at + 3600), meeting_scheduled_start=ts(start),
-                         meeting_scheduled_end=ts(start + 1800), stage="meeting_booked")
+            emit(
+                "calendly",
+                "meeting_booked",
+                at + 3600,
+                data,
+                data,
+                f"invitee.created:{meeting_id}/invitees/{key(rng)}:{ts(at)}",
+            )
+            state.update(
+                meeting_booked_at=ts(at + 3600),
+                meeting_scheduled_start=ts(start),
+                meeting_scheduled_end=ts(start + 1800),
+                stage="meeting_booked",
+            )
             if start + 1800 < NOW.timestamp():
                 state.update(meeting_completed_at=ts(start + 1800), stage="meeting_completed")
             if rng.random() < 0.3:
                 won = rng.random() < 0.55
                 closed = start + float(rng.uniform(7, 60)) * 86400
                 value = int(rng.integers(5, 80)) * 1000
-                emit("hubspot", "deal_won" if won else "deal_lost", closed,
-                     json.dumps({"deal_id": key(rng), "value": value, "currency": "USD", "close_date": ts(closed)}),
-                     json.dumps({"subscriptionType": "deal.propertyChange", "propertyName": "dealstage",
-                                 "propertyValue": "closedwon" if won else "closedlost"}))
-                state.update(deal_status="won" if won else "lost", deal_value=value, deal_currency="USD",
-                             deal_closed_at=ts(closed), stage="deal_won" if won else "deal_lost")
+                emit(
+                    "hubspot",
+                    "deal_won" if won else "deal_lost",
+                    closed,
+                    json.dumps({"deal_id": key(rng), "value": value, "currency": "USD", "close_date": ts(closed)}),
+                    json.dumps(
+                        {
+                            "subscriptionType": "deal.propertyChange",
+                            "propertyName": "dealstage",
+                            "propertyValue": "closedwon" if won else "closedlost",
+                        }
+                    ),
+                )
+                state.update(
+                    deal_status="won" if won else "lost",
+                    deal_value=value,
+                    deal_currency="USD",
+                    deal_closed_at=ts(closed),
+                    stage="deal_won" if won else "deal_lost",
+                )
 
 
 # --- set-up --------------------------------------------------------------------------------------
@@ -337,17 +519,25 @@ BULK_INDEXED = ("outcome_labels", "outcome_events", "assignments")
 
 def secondary_indexes(conn: Any) -> list[tuple[str, str]]:
     """Indexes that back no constraint: dropped for a bulk load and rebuilt after (as a DBA would)."""
-    return [(r["indexname"], r["indexdef"]) for r in conn.execute(
-        """SELECT i.indexname, i.indexdef FROM pg_indexes i
+    return [
+        (r["indexname"], r["indexdef"])
+        for r in conn.execute(
+            """SELECT i.indexname, i.indexdef FROM pg_indexes i
             WHERE i.tablename = ANY(%s) AND NOT EXISTS (
-                  SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)""", (list(BULK_INDEXED),)).fetchall()]
+                  SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)""",
+            (list(BULK_INDEXED),),
+        ).fetchall()
+    ]
 
 
 def prepare(conn: Any) -> None:
     """Organisations, the weekly models, the running experiment and a concluded one."""
     weights = org_weights()
-    conn.execute("INSERT INTO organizations (org_id, training_opt_in) SELECT 'org-' || lpad(i::text, 3, '0'), "
-                 "i %% 5 <> 0 FROM generate_series(0, %s) i", (ORGS - 1,))
+    conn.execute(
+        "INSERT INTO organizations (org_id, training_opt_in) SELECT 'org-' || lpad(i::text, 3, '0'), "
+        "i %% 5 <> 0 FROM generate_series(0, %s) i",
+        (ORGS - 1,),
+    )
     assert abs(weights.sum() - 1) < 1e-9
     for week in range(MODELS):
         role = {MODELS - 2: "champion", MODELS - 1: "challenger"}.get(week)
@@ -356,17 +546,34 @@ def prepare(conn: Any) -> None:
             """INSERT INTO model_registry (model_id, version, major, minor, patch, status, role, provider,
                                            provider_model_id, base_model, traffic_percentage)
                VALUES (%s, %s, 1, %s, 0, %s, %s, 'bedrock', %s, 'amazon.nova-micro-v1:0:128k', %s)""",
-            (f"flywheel-v1.{week}.0", f"v1.{week}.0", week, status, role, f"arn:model/{week}",
-             {"champion": 50, "challenger": 50}.get(role or "", 0)))
+            (
+                f"flywheel-v1.{week}.0",
+                f"v1.{week}.0",
+                week,
+                status,
+                role,
+                f"arn:model/{week}",
+                {"champion": 50, "challenger": 50}.get(role or "", 0),
+            ),
+        )
     for exp_id, status, champion, challenger in (
-            ("exp-previous", "rolled_back", MODELS - 3, MODELS - 2), ("exp-running", "running", MODELS - 2,
-                                                                      MODELS - 1)):
+        ("exp-previous", "rolled_back", MODELS - 3, MODELS - 2),
+        ("exp-running", "running", MODELS - 2, MODELS - 1),
+    ):
         conn.execute(
             """INSERT INTO experiments (experiment_id, champion_model_id, challenger_model_id, salt, stage, status,
                                         allocation, planned_sample, started_at, stage_started_at)
                VALUES (%s, %s, %s, %s, 'ab', %s, 0.5, 40000, %s, %s)""",
-            (exp_id, f"flywheel-v1.{champion}.0", f"flywheel-v1.{challenger}.0", exp_id, status,
-             NOW - timedelta(days=RUNNING_EXPERIMENT_DAYS), NOW - timedelta(days=RUNNING_EXPERIMENT_DAYS)))
+            (
+                exp_id,
+                f"flywheel-v1.{champion}.0",
+                f"flywheel-v1.{challenger}.0",
+                exp_id,
+                status,
+                NOW - timedelta(days=RUNNING_EXPERIMENT_DAYS),
+                NOW - timedelta(days=RUNNING_EXPERIMENT_DAYS),
+            ),
+        )
 
 
 def load(conn: Any, store: Store, target_events: int, min_messages: int = 0) -> float:
@@ -398,12 +605,14 @@ def load(conn: Any, store: Store, target_events: int, min_messages: int = 0) -> 
 
 # --- measurements --------------------------------------------------------------------------------
 
+
 def recent_messages(conn: Any, limit: int, offset: int) -> list[dict[str, Any]]:
     """Messages sent in the last three days: the ones SendGrid is still reporting on."""
     return conn.execute(
         """SELECT outcome_id, org_id, provider_message_id, lead_email FROM outcome_labels
             WHERE sent_at > %s ORDER BY outcome_id LIMIT %s OFFSET %s""",
-        (NOW - timedelta(days=3), limit, offset)).fetchall()
+        (NOW - timedelta(days=3), limit, offset),
+    ).fetchall()
 
 
 def sendgrid_batch(pool: list[dict[str, Any]], seed: int) -> bytes:
@@ -411,18 +620,35 @@ def sendgrid_batch(pool: list[dict[str, Any]], seed: int) -> bytes:
     10 % without our custom arg (matched by sg_message_id), 2 % for mail we do not know."""
     rng = np.random.default_rng(seed)
     messages = [pool[int(i)] for i in rng.choice(len(pool), size=min(250, len(pool)), replace=False)]
-    kinds = ["delivered", "open", "open", "open", "open", "click", "processed", "deferred", "bounce",
-             "unsubscribe", "spamreport", "group_unsubscribe"]
+    kinds = [
+        "delivered",
+        "open",
+        "open",
+        "open",
+        "open",
+        "click",
+        "processed",
+        "deferred",
+        "bounce",
+        "unsubscribe",
+        "spamreport",
+        "group_unsubscribe",
+    ]
     weights = np.array([14, 22, 18, 14, 10, 8, 6, 3, 2, 1, 0.3, 0.7])
     out = []
     for k in range(1000):
         m = messages[int(rng.integers(len(messages)))]
         kind = str(rng.choice(kinds, p=weights / weights.sum()))
         event: dict[str, Any] = {
-            "email": m["lead_email"], "timestamp": int(NOW.timestamp()) - int(rng.integers(60, 86400)),
-            "event": kind, "sg_event_id": f"bench-{seed}-{k}-{key(rng)}",
+            "email": m["lead_email"],
+            "timestamp": int(NOW.timestamp()) - int(rng.integers(60, 86400)),
+            "event": kind,
+            "sg_event_id": f"bench-{seed}-{k}-{key(rng)}",
             "sg_message_id": f"{m['provider_message_id']}.filterdrecv-5bd4b7c5c-7pbvh-1-1-7.0",
-            "category": ["campaign"], "useragent": AGENTS, "ip": "203.0.113.9"}
+            "category": ["campaign"],
+            "useragent": AGENTS,
+            "ip": "203.0.113.9",
+        }
         if rng.random() < 0.02:
             event["sg_message_id"] = f"unknown{key(rng)}.filterdrecv-1"
             event["email"] = f"nobody{k}@elsewhere.example"
@@ -442,8 +668,11 @@ def sendgrid_batch(pool: list[dict[str, Any]], seed: int) -> bytes:
 
 def summary(plan: dict[str, Any]) -> str:
     """A plan's nodes on one line, with the index each scan uses."""
-    name = plan["Node Type"] + (f" using {plan['Index Name']}" if "Index Name" in plan else "") + (
-        f" on {plan['Relation Name']}" if "Relation Name" in plan and "Index Name" not in plan else "")
+    name = (
+        plan["Node Type"]
+        + (f" using {plan['Index Name']}" if "Index Name" in plan else "")
+        + (f" on {plan['Relation Name']}" if "Relation Name" in plan and "Index Name" not in plan else "")
+    )
     children = [summary(child) for child in plan.get("Plans", [])]
     return name + (f" > ({'; '.join(children)})" if len(children) > 1 else f" > {children[0]}" if children else "")
 
@@ -477,14 +706,30 @@ def calendly_pair(outcome_id: str, seed: int) -> list[Any]:
 
     meeting = f"https://api.calendly.com/scheduled_events/bench-{seed}"
     start = NOW + timedelta(days=2)
-    data = {"meeting_id": meeting, "start_time": start.isoformat(), "end_time": (start + timedelta(minutes=30))
-            .isoformat()}
-    return [IncomingEvent(provider="calendly", event_key=f"invitee.created:{meeting}:{seed}",
-                          event_type="meeting_booked", occurred_at=NOW - timedelta(hours=2), payload=data,
-                          data=data, outcome_id=outcome_id),
-            IncomingEvent(provider="calendly", event_key=f"invitee.canceled:{meeting}:{seed}",
-                          event_type="meeting_canceled", occurred_at=NOW - timedelta(hours=1),
-                          payload={"meeting_id": meeting}, data={"meeting_id": meeting})]
+    data = {
+        "meeting_id": meeting,
+        "start_time": start.isoformat(),
+        "end_time": (start + timedelta(minutes=30)).isoformat(),
+    }
+    return [
+        IncomingEvent(
+            provider="calendly",
+            event_key=f"invitee.created:{meeting}:{seed}",
+            event_type="meeting_booked",
+            occurred_at=NOW - timedelta(hours=2),
+            payload=data,
+            data=data,
+            outcome_id=outcome_id,
+        ),
+        IncomingEvent(
+            provider="calendly",
+            event_key=f"invitee.canceled:{meeting}:{seed}",
+            event_type="meeting_canceled",
+            occurred_at=NOW - timedelta(hours=1),
+            payload={"meeting_id": meeting},
+            data={"meeting_id": meeting},
+        ),
+    ]
 
 
 @dataclass
@@ -518,11 +763,17 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
     pool = recent_messages(conn, 2000, 0)
     headers = {"Content-Type": ["application/json"]}
     base = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
-    ids = [(r["outcome_id"], r["org_id"]) for r in conn.execute(
-        "SELECT outcome_id, org_id FROM outcome_labels ORDER BY random() LIMIT 500").fetchall()]
+    ids = [
+        (r["outcome_id"], r["org_id"])
+        for r in conn.execute("SELECT outcome_id, org_id FROM outcome_labels ORDER BY random() LIMIT 500").fetchall()
+    ]
     assigned = conn.execute("SELECT count(*) AS n FROM assignments WHERE experiment_id = 'exp-running'").fetchone()["n"]
-    leads = [r["lead_id"] for r in conn.execute(
-        "SELECT lead_id FROM assignments WHERE experiment_id = 'exp-running' AND org_id = 'org-000' LIMIT 300")]
+    leads = [
+        r["lead_id"]
+        for r in conn.execute(
+            "SELECT lead_id FROM assignments WHERE experiment_id = 'exp-running' AND org_id = 'org-000' LIMIT 300"
+        )
+    ]
     unique = itertools.count()  # every call writes new keys, in every round and on both sides
 
     def apply() -> None:
@@ -540,9 +791,18 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
 
     def register() -> None:
         k = next(unique)
-        batch = [{**base, "org_id": f"org-{i % 40:03d}", "lead_id": f"new-{k}-{i}", "idempotency_key": f"b-{k}-{i}",
-                  "provider_message_id": f"new{k}x{i}", "email_message_id": f"<new-{k}-{i}@mail.example>",
-                  "sent_at": (NOW - timedelta(minutes=5)).isoformat()} for i in range(500)]
+        batch = [
+            {
+                **base,
+                "org_id": f"org-{i % 40:03d}",
+                "lead_id": f"new-{k}-{i}",
+                "idempotency_key": f"b-{k}-{i}",
+                "provider_message_id": f"new{k}x{i}",
+                "email_message_id": f"<new-{k}-{i}@mail.example>",
+                "sent_at": (NOW - timedelta(minutes=5)).isoformat(),
+            }
+            for i in range(500)
+        ]
         status, _, payload = api.handle("POST", "/messages", headers, json.dumps({"messages": batch}).encode())
         assert status == 201, payload
 
@@ -560,18 +820,23 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         Case("apply a Calendly booking, then its cancellation", meetings, 15),
         Case("register a 500-message batch", register, 9),
         Case("GET /messages/{id}", get_message, 300),
-        Case("route an assigned lead (cold container)",
-             lambda: experiments.route("org-000", leads[next(unique) % len(leads)]), 240),
-        Case("route a new lead (first assignment)", lambda: experiments.route("org-001", f"fresh-{next(unique)}"),
-             240),
+        Case(
+            "route an assigned lead (cold container)",
+            lambda: experiments.route("org-000", leads[next(unique) % len(leads)]),
+            240,
+        ),
+        Case("route a new lead (first assignment)", lambda: experiments.route("org-001", f"fresh-{next(unique)}"), 240),
         Case(f"experiment snapshot ({assigned:,} assigned leads)", snapshot, 6),
-        Case("retention: one batch of 5,000 payloads", lambda: retention.remove_raw_payloads(NOW, time_budget_s=0),
-             3),
+        Case("retention: one batch of 5,000 payloads", lambda: retention.remove_raw_payloads(NOW, time_budget_s=0), 3),
         Case("report rollup refresh (hourly job, last 90 days)", lambda: report_counts.refresh_daily_counts(NOW), 3),
-        Case("strategies (industry, largest organisation)", lambda: experiments.strategies("org-000", "industry", 30),
-             3),
-        Case("leaderboard (largest organisation)",
-             lambda: experiments.leaderboard_with_intervals(training.leaderboard("org-000")), 3),
+        Case(
+            "strategies (industry, largest organisation)", lambda: experiments.strategies("org-000", "industry", 30), 3
+        ),
+        Case(
+            "leaderboard (largest organisation)",
+            lambda: experiments.leaderboard_with_intervals(training.leaderboard("org-000")),
+            3,
+        ),
     ]
 
 
@@ -584,8 +849,13 @@ def explain_hot_paths(conn: Any, cases: list[Case]) -> None:
     seen: set[str] = set()
     for where, query, params in statements:
         text = str(query)
-        if text in seen or text.lstrip().split(None, 1)[0].upper() not in ("SELECT", "WITH", "INSERT", "UPDATE",
-                                                                           "DELETE"):
+        if text in seen or text.lstrip().split(None, 1)[0].upper() not in (
+            "SELECT",
+            "WITH",
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+        ):
             continue
         seen.add(text)
         plan = conn.execute(f"EXPLAIN (FORMAT JSON) {text}", params).fetchone()["QUERY PLAN"][0]["Plan"]
@@ -595,12 +865,17 @@ def explain_hot_paths(conn: Any, cases: list[Case]) -> None:
 def footprint(conn: Any) -> None:
     """Bytes per row of the growing tables, indexes included, and what retention removes."""
     for table in ("outcome_events", "outcome_labels", "assignments"):
-        row = conn.execute(f"SELECT pg_total_relation_size('{table}') AS total, pg_relation_size('{table}') AS heap, "
-                           f"(SELECT count(*) FROM {table}) AS n").fetchone()
-        print(f"   {table}: {row['total'] / row['n']:.0f} bytes a row with its indexes ({row['heap'] / row['n']:.0f} "
-              f"in the table)")
-    payload = conn.execute("SELECT avg(pg_column_size(payload)) AS b FROM outcome_events TABLESAMPLE SYSTEM (2) "
-                           "WHERE payload IS NOT NULL").fetchone()["b"]
+        row = conn.execute(
+            f"SELECT pg_total_relation_size('{table}') AS total, pg_relation_size('{table}') AS heap, "
+            f"(SELECT count(*) FROM {table}) AS n"
+        ).fetchone()
+        print(
+            f"   {table}: {row['total'] / row['n']:.0f} bytes a row with its indexes ({row['heap'] / row['n']:.0f} "
+            f"in the table)"
+        )
+    payload = conn.execute(
+        "SELECT avg(pg_column_size(payload)) AS b FROM outcome_events TABLESAMPLE SYSTEM (2) WHERE payload IS NOT NULL"
+    ).fetchone()["b"]
     print(f"   raw payload (what retention removes): {float(payload or 0):.0f} bytes an event")
 
 
@@ -628,13 +903,17 @@ def build(url: str, target_events: int, min_messages: int) -> Any:
     prepare(conn)
     store = Store(conn, running_cutoff=SMALL_EVENTS // 5)
     seconds = load(conn, store, target_events, min_messages)
-    sizes = conn.execute("SELECT (SELECT count(*) FROM outcome_events) AS events, "
-                         "(SELECT count(*) FROM outcome_labels) AS labels, "
-                         "(SELECT count(*) FROM assignments) AS assignments, "
-                         "pg_size_pretty(pg_database_size(current_database())) AS size").fetchone()
+    sizes = conn.execute(
+        "SELECT (SELECT count(*) FROM outcome_events) AS events, "
+        "(SELECT count(*) FROM outcome_labels) AS labels, "
+        "(SELECT count(*) FROM assignments) AS assignments, "
+        "pg_size_pretty(pg_database_size(current_database())) AS size"
+    ).fetchone()
     assert sizes is not None
-    print(f"loaded {sizes['events']:,} outcome_events, {sizes['labels']:,} outcome_labels, "
-          f"{sizes['assignments']:,} assignments ({sizes['size']}) in {seconds:.0f} s")
+    print(
+        f"loaded {sizes['events']:,} outcome_events, {sizes['labels']:,} outcome_labels, "
+        f"{sizes['assignments']:,} assignments ({sizes['size']}) in {seconds:.0f} s"
+    )
     from flywheel.services import report_counts
 
     use(url)
@@ -656,10 +935,13 @@ def main() -> None:
     # two stores on one server, built from the same generator (the small one is the large one's
     # first 100k events), measured in alternating rounds so both see the same machine load
     urls = {"small": fresh_database(), "large": fresh_database()}
-    conns = {"small": build(urls["small"], SMALL_EVENTS, 0),
-             "large": build(urls["large"], args.events, args.labels or args.events // 5)}
-    rows = {side: conn.execute("SELECT count(*) AS n FROM outcome_events").fetchone()["n"]
-            for side, conn in conns.items()}
+    conns = {
+        "small": build(urls["small"], SMALL_EVENTS, 0),
+        "large": build(urls["large"], args.events, args.labels or args.events // 5),
+    }
+    rows = {
+        side: conn.execute("SELECT count(*) AS n FROM outcome_events").fetchone()["n"] for side, conn in conns.items()
+    }
     cases = {}
     for side in ("small", "large"):
         use(urls[side])

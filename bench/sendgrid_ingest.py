@@ -26,14 +26,33 @@ def setup() -> list:
     from flywheel.webhooks import sendgrid
 
     sent = datetime.now(UTC) - timedelta(days=1)
-    register_messages([MessageIn(org_id="bench", campaign_id="c", lead_id=f"l{i}", lead_email=f"l{i}@x.example",
-                                 body="hello", provider_message_id=f"m{i}.dfd", sent_at=sent)
-                       for i in range(N_MESSAGES)])
+    register_messages(
+        [
+            MessageIn(
+                org_id="bench",
+                campaign_id="c",
+                lead_id=f"l{i}",
+                lead_email=f"l{i}@x.example",
+                body="hello",
+                provider_message_id=f"m{i}.dfd",
+                sent_at=sent,
+            )
+            for i in range(N_MESSAGES)
+        ]
+    )
     rng = random.Random(1)  # noqa: S311 - synthetic data
     kinds = ["processed", "delivered", "open", "open", "click", "deferred", "bounce", "unsubscribe"]
-    raw = [{"email": f"l{i % N_MESSAGES}@x.example", "timestamp": int(sent.timestamp()) + i,
-            "event": rng.choice(kinds), "sg_event_id": f"ev-{i}", "sg_message_id": f"m{i % N_MESSAGES}.dfd.filter1.0",
-            "sg_machine_open": rng.random() < 0.3} for i in range(N_EVENTS)]
+    raw = [
+        {
+            "email": f"l{i % N_MESSAGES}@x.example",
+            "timestamp": int(sent.timestamp()) + i,
+            "event": rng.choice(kinds),
+            "sg_event_id": f"ev-{i}",
+            "sg_message_id": f"m{i % N_MESSAGES}.dfd.filter1.0",
+            "sg_machine_open": rng.random() < 0.3,
+        }
+        for i in range(N_EVENTS)
+    ]
     return sendgrid.normalise(sendgrid.parse_body(json.dumps(raw).encode()))[0]
 
 
@@ -54,37 +73,63 @@ def max_batch(n_outcomes: int, limit: int) -> tuple[int, float]:
     reset_settings()
     sent = datetime.now(UTC) - timedelta(days=1)
     for start in range(0, n_outcomes, 500):
-        register_messages([MessageIn(org_id="bench", campaign_id="c", lead_id=f"l{i}", lead_email=f"l{i}@x.example",
-                                     body="hello", provider_message_id=f"m{i}.dfd", sent_at=sent)
-                           for i in range(start, min(n_outcomes, start + 500))])
+        register_messages(
+            [
+                MessageIn(
+                    org_id="bench",
+                    campaign_id="c",
+                    lead_id=f"l{i}",
+                    lead_email=f"l{i}@x.example",
+                    body="hello",
+                    provider_message_id=f"m{i}.dfd",
+                    sent_at=sent,
+                )
+                for i in range(start, min(n_outcomes, start + 500))
+            ]
+        )
     kinds = ["processed", "delivered", "open", "open", "click", "deferred", "open"]
     events, size, i = [], 2, 0
     while True:  # realistic events, as SendGrid sends them, until the body limit
-        event = {"email": f"l{i % n_outcomes}@x.example", "timestamp": int(sent.timestamp()) + i,
-                 "event": kinds[i % len(kinds)], "sg_event_id": f"ZGVsaXZlcmVk-{i:010d}",
-                 "sg_message_id": f"m{i % n_outcomes}.dfd.filter0001.16648.5515E0B88.0", "category": ["q4", "fintech"],
-                 "useragent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "ip": "203.0.113.7",
-                 "sg_machine_open": i % 3 == 0}
+        event = {
+            "email": f"l{i % n_outcomes}@x.example",
+            "timestamp": int(sent.timestamp()) + i,
+            "event": kinds[i % len(kinds)],
+            "sg_event_id": f"ZGVsaXZlcmVk-{i:010d}",
+            "sg_message_id": f"m{i % n_outcomes}.dfd.filter0001.16648.5515E0B88.0",
+            "category": ["q4", "fintech"],
+            "useragent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+            "ip": "203.0.113.7",
+            "sg_machine_open": i % 3 == 0,
+        }
         grown = size + len(json.dumps(event)) + 2
         if grown > limit - 64:
             break
         events.append(event)
         size, i = grown, i + 1
     body = (json.dumps(events) + "\r\n").encode()
-    request = {"httpMethod": "POST", "path": "/webhooks/sendgrid", "resource": "/webhooks/sendgrid",
-               "headers": {"Host": "bench.example", **signer.headers(body)}, "body": body.decode(),
-               "isBase64Encoded": False, "requestContext": {"path": "/dev/webhooks/sendgrid", "stage": "dev"}}
+    request = {
+        "httpMethod": "POST",
+        "path": "/webhooks/sendgrid",
+        "resource": "/webhooks/sendgrid",
+        "headers": {"Host": "bench.example", **signer.headers(body)},
+        "body": body.decode(),
+        "isBase64Encoded": False,
+        "requestContext": {"path": "/dev/webhooks/sendgrid", "stage": "dev"},
+    }
     # warm: imports and the connection, through a (signed) empty batch
-    warm = invoke("WebhooksFunction", {**request, "body": "[]", "headers": {"Host": "bench.example",
-                                                                           **signer.headers(b"[]")}})
+    warm = invoke(
+        "WebhooksFunction", {**request, "body": "[]", "headers": {"Host": "bench.example", **signer.headers(b"[]")}}
+    )
     assert warm["statusCode"] == 200, warm
     result: dict = {}
     cpu = cpu_seconds()
     seconds = timed(lambda: result.update(invoke("WebhooksFunction", request)))
     client, server = (after - before for after, before in zip(cpu_seconds(), cpu, strict=True))
     assert result["statusCode"] == 200 and json.loads(result["body"])["applied"] == len(events), result
-    print(f"  CPU time of that batch: {client:.2f} s in the function, {server:.2f} s in its PostgreSQL backend "
-          "(the wall time above also waits for the machine's other work)")
+    print(
+        f"  CPU time of that batch: {client:.2f} s in the function, {server:.2f} s in its PostgreSQL backend "
+        "(the wall time above also waits for the machine's other work)"
+    )
     return len(events), seconds
 
 

@@ -27,16 +27,21 @@ from flywheel.client import FlywheelClient, FlywheelError  # noqa: E402
 def generate(lead: dict[str, Any], model_id: str) -> dict[str, str]:
     """Stands in for your generator: call the routed model here (Bedrock's Converse with
     `model_id`, or your default model when no model is deployed yet)."""
-    return {"subject": f"{lead['first_name']}, a faster month-end close at {lead['company']}",
-            "body": f"Hi {lead['first_name']},\n\nTeams like {lead['company']} close the books three days faster "
-                    f"with us. Worth 15 minutes next week?\n\nSam\n\n(written by {model_id})"}
+    return {
+        "subject": f"{lead['first_name']}, a faster month-end close at {lead['company']}",
+        "body": f"Hi {lead['first_name']},\n\nTeams like {lead['company']} close the books three days faster "
+        f"with us. Worth 15 minutes next week?\n\nSam\n\n(written by {model_id})",
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     target = parser.add_mutually_exclusive_group()
-    target.add_argument("--url", default=os.environ.get("FLYWHEEL_API_URL", "http://127.0.0.1:8081"),
-                        help="the API's base URL (default FLYWHEEL_API_URL or http://127.0.0.1:8081)")
+    target.add_argument(
+        "--url",
+        default=os.environ.get("FLYWHEEL_API_URL", "http://127.0.0.1:8081"),
+        help="the API's base URL (default FLYWHEEL_API_URL or http://127.0.0.1:8081)",
+    )
     target.add_argument("--stack", help="a deployed stack's name (its ApiUrl output)")
     parser.add_argument("--org", default="acme", help="organisation id (default acme)")
     parser.add_argument("--campaign", default="example-outbound", help="campaign id (default example-outbound)")
@@ -57,20 +62,41 @@ def positive_int(value: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     client = FlywheelClient.from_stack(args.stack) if args.stack else FlywheelClient(args.url)
-    leads = [{"lead_id": f"example-{i}", "email": f"lead{i}@prospect.example", "first_name": f"Lead{i}",
-              "company": f"Prospect {i}", "industry": "fintech", "role": "cfo"} for i in range(args.leads)]
+    leads = [
+        {
+            "lead_id": f"example-{i}",
+            "email": f"lead{i}@prospect.example",
+            "first_name": f"Lead{i}",
+            "company": f"Prospect {i}",
+            "industry": "fintech",
+            "role": "cfo",
+        }
+        for i in range(args.leads)
+    ]
     messages = []
     for lead in leads:
         routed = client.route(args.org, lead["lead_id"])  # None until a model is deployed
         model_id = routed["model"]["provider_model_id"] if routed else "your-default-model"
         message = generate(lead, model_id)
-        messages.append({
-            "org_id": args.org, "campaign_id": args.campaign, "lead_id": lead["lead_id"], "lead_email": lead["email"],
-            "subject": message["subject"], "body": message["body"], "sent_at": datetime.now(UTC),
-            "model_id": model_id, "route": client.route_info(routed) if routed else None,
-            "lead": {"first_name": lead["first_name"], "company": lead["company"], "industry": lead["industry"],
-                     "role": lead["role"]},
-        })
+        messages.append(
+            {
+                "org_id": args.org,
+                "campaign_id": args.campaign,
+                "lead_id": lead["lead_id"],
+                "lead_email": lead["email"],
+                "subject": message["subject"],
+                "body": message["body"],
+                "sent_at": datetime.now(UTC),
+                "model_id": model_id,
+                "route": client.route_info(routed) if routed else None,
+                "lead": {
+                    "first_name": lead["first_name"],
+                    "company": lead["company"],
+                    "industry": lead["industry"],
+                    "role": lead["role"],
+                },
+            }
+        )
         print(f"{lead['lead_id']}: {routed['arm'] if routed else 'no model yet'} -> {model_id}", file=sys.stderr)
     outcomes = client.register(messages)  # batched, idempotent, retried on throttling
     for message, outcome in zip(messages, outcomes, strict=True):
@@ -78,8 +104,11 @@ def run(args: argparse.Namespace) -> int:
         # custom_args {"outcome_id": ...}, reply-to reply+<outcome_id>@<your parse domain>,
         # utm_content=<outcome_id> on the booking link
         print(f"send to {message['lead_email']} with outcome id {outcome['outcome_id']}", file=sys.stderr)
-    print(json.dumps({"registered": [o["outcome_id"] for o in outcomes],
-                      "created": sum(1 for o in outcomes if o["created"])}))
+    print(
+        json.dumps(
+            {"registered": [o["outcome_id"] for o in outcomes], "created": sum(1 for o in outcomes if o["created"])}
+        )
+    )
     return 0
 
 

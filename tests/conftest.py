@@ -93,8 +93,15 @@ class ApiClient:
     def __init__(self) -> None:
         self.api = LocalApi(ROOT / "template.yaml")
 
-    def request(self, method: str, path: str, json_body: Any = None, *, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, Any, dict[str, list[str]]]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        json_body: Any = None,
+        *,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, list[str]]]:
         raw = body if body is not None else (json.dumps(json_body).encode() if json_body is not None else b"")
         hdrs = {"Content-Type": ["application/json"]}
         hdrs.update({k: [v] for k, v in (headers or {}).items()})

@@ -20,28 +20,68 @@ from tests.conftest import ROOT
 BASES = json.loads((ROOT / "tests" / "data" / "dedupe_bases.json").read_text())["families"]
 TUNING_FAMILIES = {1, 2, 3, 4, 5, 6}
 SYNONYMS = {
-    "quick": "short", "short": "brief", "call": "chat", "week": "month", "help": "support", "usually": "often",
-    "probably": "likely", "team": "group", "teams": "groups", "customers": "clients", "faster": "quicker",
-    "cut": "reduced", "fix": "solve", "best": "top", "exactly": "precisely", "every": "each", "show": "tell",
-    "fast": "quickly", "costs": "expenses", "useful": "helpful", "find": "locate", "hours": "time",
-    "automatically": "for you", "gives": "offers", "first": "initial", "answer": "reply", "look": "glance",
-    "share": "send", "conversation": "chat", "similar": "comparable", "hard": "difficult", "large": "big",
+    "quick": "short",
+    "short": "brief",
+    "call": "chat",
+    "week": "month",
+    "help": "support",
+    "usually": "often",
+    "probably": "likely",
+    "team": "group",
+    "teams": "groups",
+    "customers": "clients",
+    "faster": "quicker",
+    "cut": "reduced",
+    "fix": "solve",
+    "best": "top",
+    "exactly": "precisely",
+    "every": "each",
+    "show": "tell",
+    "fast": "quickly",
+    "costs": "expenses",
+    "useful": "helpful",
+    "find": "locate",
+    "hours": "time",
+    "automatically": "for you",
+    "gives": "offers",
+    "first": "initial",
+    "answer": "reply",
+    "look": "glance",
+    "share": "send",
+    "conversation": "chat",
+    "similar": "comparable",
+    "hard": "difficult",
+    "large": "big",
 }
-NUMBERS = {"three": "four", "two": "three", "forty": "fifty", "ten": "twelve", "fifteen": "twenty",
-           "seven": "six", "ninety": "sixty", "sixty": "seventy", "20-minute": "30-minute", "third": "quarter"}
+NUMBERS = {
+    "three": "four",
+    "two": "three",
+    "forty": "fifty",
+    "ten": "twelve",
+    "fifteen": "twenty",
+    "seven": "six",
+    "ninety": "sixty",
+    "sixty": "seventy",
+    "20-minute": "30-minute",
+    "third": "quarter",
+}
 PERSONALISED = {  # opening lines written for one lead each
-    False: ["Congrats on the Series B announcement last week, that is a big step for the finance team.",
-            "I saw your post about moving the close from ten days to five and wanted to share how others did it.",
-            "Your new warehouse in Leeds caught my eye, congratulations on the expansion this quarter.",
-            "Noticed you are hiring three revenue accountants, which usually means the close is getting heavy.",
-            "Loved your talk at SaaStr on pricing experiments, especially the part about annual plans.",
-            "Saw that you just rolled out NetSuite across the group, which is often when reconciliation pain shows up."],
-    True: ["Read the interview your CEO gave about doubling the customer base by next spring, great ambition.",
-           "Saw on LinkedIn that you took over the operations team in March, congratulations on the new role.",
-           "Your job ad for a head of procurement mentions supplier onboarding taking months, which stood out.",
-           "Heard your podcast episode on scaling support without hiring, the point about macros was spot on.",
-           "Noticed your team moved from spreadsheets to a proper data warehouse last quarter, a big milestone.",
-           "Your annual report mentions expanding into three new European markets, which usually strains finance."],
+    False: [
+        "Congrats on the Series B announcement last week, that is a big step for the finance team.",
+        "I saw your post about moving the close from ten days to five and wanted to share how others did it.",
+        "Your new warehouse in Leeds caught my eye, congratulations on the expansion this quarter.",
+        "Noticed you are hiring three revenue accountants, which usually means the close is getting heavy.",
+        "Loved your talk at SaaStr on pricing experiments, especially the part about annual plans.",
+        "Saw that you just rolled out NetSuite across the group, which is often when reconciliation pain shows up.",
+    ],
+    True: [
+        "Read the interview your CEO gave about doubling the customer base by next spring, great ambition.",
+        "Saw on LinkedIn that you took over the operations team in March, congratulations on the new role.",
+        "Your job ad for a head of procurement mentions supplier onboarding taking months, which stood out.",
+        "Heard your podcast episode on scaling support without hiring, the point about macros was spot on.",
+        "Noticed your team moved from spreadsheets to a proper data warehouse last quarter, a big milestone.",
+        "Your annual report mentions expanding into three new European markets, which usually strains finance.",
+    ],
 }
 GREETINGS = [("Hi ", "Hello "), ("Hello ", "Hi "), ("Hey ", "Hi "), ("Dear ", "Hello "), ("Good morning ", "Hi ")]
 FILLERS = ["really", "just", "actually", "quickly", "simply", "also"]
@@ -73,7 +113,7 @@ def edit(text: str, rng: random.Random) -> str:
         elif op == "greeting":
             for old, new in GREETINGS:
                 if text.startswith(old):
-                    text, budget = new + text[len(old):], budget - 1
+                    text, budget = new + text[len(old) :], budget - 1
                     break
         elif op in ("insert", "delete"):
             words = text.split(" ")
@@ -135,7 +175,10 @@ def pair_scores(texts: list[str], groups: list[int], threshold: float) -> dict[s
     kept = clusters == np.arange(len(texts))
     first_of_group = {g: i for i, g in reversed(list(enumerate(groups)))}
     originals = np.array([first_of_group[g] == i for i, g in enumerate(groups)])
-    return {"precision": tp / len(predicted) if predicted else 1.0, "recall": tp / len(truth),
-            "duplicates_dropped": float((~kept & ~originals).sum() / (~originals).sum()),
-            "distinct_kept": float(len({groups[i] for i in np.nonzero(kept)[0]}) / len(set(groups))),
-            "pairs": float(len(truth))}
+    return {
+        "precision": tp / len(predicted) if predicted else 1.0,
+        "recall": tp / len(truth),
+        "duplicates_dropped": float((~kept & ~originals).sum() / (~originals).sum()),
+        "distinct_kept": float(len({groups[i] for i in np.nonzero(kept)[0]}) / len(set(groups))),
+        "pairs": float(len(truth)),
+    }

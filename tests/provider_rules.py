@@ -65,8 +65,9 @@ def _nova_texts(content: object) -> list[str] | None:
     if not isinstance(content, list) or not content:
         return None
     texts = [c.get("text") for c in content if isinstance(c, dict)]
-    return [str(t) for t in texts] if len(texts) == len(content) and all(isinstance(t, str) and t for t in texts) \
-        else None
+    return (
+        [str(t) for t in texts] if len(texts) == len(content) and all(isinstance(t, str) and t for t in texts) else None
+    )
 
 
 def nova_line(line: dict, preference: bool) -> list[str]:
@@ -109,8 +110,12 @@ def nova_line(line: dict, preference: bool) -> list[str]:
 def validate_file(path: Path, shape: str, *, role: str = "train") -> list[str]:
     """Problems of one file against the documented rules for `shape` (openai-sft, openai-dpo,
     nova-sft, nova-dpo); `role` is train or validation (record minimums apply to training)."""
-    check = {"openai-sft": openai_sft_line, "openai-dpo": openai_dpo_line,
-             "nova-sft": lambda line: nova_line(line, False), "nova-dpo": lambda line: nova_line(line, True)}[shape]
+    check = {
+        "openai-sft": openai_sft_line,
+        "openai-dpo": openai_dpo_line,
+        "nova-sft": lambda line: nova_line(line, False),
+        "nova-dpo": lambda line: nova_line(line, True),
+    }[shape]
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     problems = [f"line {n}: {p}" for n, line in enumerate(lines, 1) for p in check(json.loads(line))]
     size = path.stat().st_size

@@ -21,8 +21,16 @@ from flywheel.settings import reset_settings
 
 # a canary small enough for a test (the demo's settings)
 EXPERIMENT = {"mde": 0.5, "baseline": 0.03, "weekly_volume": 30_000, "canary_ratio": 4}
-CATEGORIES = ["interested", "not_now", "objection", "meeting_request", "out_of_office", "question", "unsubscribe",
-              "not_interested"]
+CATEGORIES = [
+    "interested",
+    "not_now",
+    "objection",
+    "meeting_request",
+    "out_of_office",
+    "question",
+    "unsubscribe",
+    "not_interested",
+]
 
 OUTCOMES_SQL = """
 WITH a AS (
@@ -63,44 +71,82 @@ SELECT %(org)s, 'k-' || lead_id, CASE WHEN i %% 3 = 0 THEN 'spring-push' ELSE 'q
 
 
 def _model(db: Any, version: str, minor: int) -> None:
-    db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+    db.execute(
+        """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
                                               provider_model_id, base_model, run_id)
                   VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', %s, 'amazon.nova-micro-v1:0:128k',
                           (SELECT run_id FROM training_runs ORDER BY started_at DESC LIMIT 1))""",
-               (f"flywheel-{version}", version, minor, f"arn:aws:bedrock:us-east-1:1:custom-model/{version}"))
+        (f"flywheel-{version}", version, minor, f"arn:aws:bedrock:us-east-1:1:custom-model/{version}"),
+    )
 
 
 def _training_run(db: Any, started: datetime) -> None:
-    history = [{"status": s, "at": (started + timedelta(seconds=t)).isoformat()} for s, t in (
-        ("pending", 0), ("building", 2), ("uploading", 40), ("training", 55), ("registering", 3655),
-        ("smoke_testing", 3660), ("succeeded", 3668))]
-    manifest = {"counts": {"train": 171, "validation": 19, "candidates": 204}, "by_label": {"positive": 190},
-                "by_org": {"acme": 120, "globex": 60, "initech": 10}, "redactions": {"email": 190, "phone": 38}, "residual_scan": {"passed": True},
-                "tokens": {"train": {"total_tokens": 61_000, "token_method": "tiktoken:o200k_base"},
-                           "validation": {"total_tokens": 6_800}},
-                "cost_estimate": {"usd": 0.41, "billed_tokens": 183_000, "base_model": "amazon.nova-micro-v1:0:128k"}}
-    db.execute("""INSERT INTO training_runs (scope, status, trigger, provider, base_model, method, manifest,
+    history = [
+        {"status": s, "at": (started + timedelta(seconds=t)).isoformat()}
+        for s, t in (
+            ("pending", 0),
+            ("building", 2),
+            ("uploading", 40),
+            ("training", 55),
+            ("registering", 3655),
+            ("smoke_testing", 3660),
+            ("succeeded", 3668),
+        )
+    ]
+    manifest = {
+        "counts": {"train": 171, "validation": 19, "candidates": 204},
+        "by_label": {"positive": 190},
+        "by_org": {"acme": 120, "globex": 60, "initech": 10},
+        "redactions": {"email": 190, "phone": 38},
+        "residual_scan": {"passed": True},
+        "tokens": {
+            "train": {"total_tokens": 61_000, "token_method": "tiktoken:o200k_base"},
+            "validation": {"total_tokens": 6_800},
+        },
+        "cost_estimate": {"usd": 0.41, "billed_tokens": 183_000, "base_model": "amazon.nova-micro-v1:0:128k"},
+    }
+    db.execute(
+        """INSERT INTO training_runs (scope, status, trigger, provider, base_model, method, manifest,
                                              status_history, started_at, updated_at, finished_at, dataset_hash)
                   VALUES ('global', 'succeeded', 'schedule', 'bedrock', 'amazon.nova-micro-v1:0:128k', 'supervised',
                           %s, %s, %s, %s, %s, 'abc')""",
-               (json.dumps(manifest), json.dumps(history), started, started + timedelta(seconds=3668),
-                started + timedelta(seconds=3668)))
-    db.execute("""INSERT INTO training_runs (scope, status, trigger, provider, base_model, method, status_history,
+        (
+            json.dumps(manifest),
+            json.dumps(history),
+            started,
+            started + timedelta(seconds=3668),
+            started + timedelta(seconds=3668),
+        ),
+    )
+    db.execute(
+        """INSERT INTO training_runs (scope, status, trigger, provider, base_model, method, status_history,
                                              started_at, updated_at, finished_at, error)
                   VALUES ('global', 'insufficient_data', 'api', 'bedrock', 'amazon.nova-micro-v1:0:128k', 'supervised',
                           %s, %s, %s, %s, '30 examples available, 50 needed')""",
-               (json.dumps([{"status": "pending", "at": (started - timedelta(days=7)).isoformat()},
-                            {"status": "building", "at": (started - timedelta(days=7, seconds=-3)).isoformat()},
-                            {"status": "insufficient_data", "at": (started - timedelta(days=7, seconds=-9)).isoformat()}]),
-                started - timedelta(days=7), started - timedelta(days=7), started - timedelta(days=7)))
+        (
+            json.dumps(
+                [
+                    {"status": "pending", "at": (started - timedelta(days=7)).isoformat()},
+                    {"status": "building", "at": (started - timedelta(days=7, seconds=-3)).isoformat()},
+                    {"status": "insufficient_data", "at": (started - timedelta(days=7, seconds=-9)).isoformat()},
+                ]
+            ),
+            started - timedelta(days=7),
+            started - timedelta(days=7),
+            started - timedelta(days=7),
+        ),
+    )
 
 
 def _leads(db: Any, exp: str, org: str, segment: int, stage: str, n: int, challenger_every: int) -> None:
     """Leads assigned as GET /route records them (here one in `challenger_every` to the challenger)."""
-    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+    db.execute(
+        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, %s, %s || '-s' || %s || '-' || lpad(i::text, 4, '0'),
                          CASE WHEN i %% %s = 0 THEN 'challenger' ELSE 'champion' END, i %% 10000, %s, %s
-                    FROM generate_series(1, %s) AS i""", (exp, org, org, segment, challenger_every, stage, segment, n))
+                    FROM generate_series(1, %s) AS i""",
+        (exp, org, org, segment, challenger_every, stage, segment, n),
+    )
 
 
 def seed_report_org(db: Any, leads: int = 2000) -> str:
@@ -113,21 +159,34 @@ def seed_report_org(db: Any, leads: int = 2000) -> str:
     _model(db, "v1.0.0", 0)
     _model(db, "v1.1.0", 1)
     training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
-    deployed = training.deploy_model("flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run",
-                                     experiment_config=EXPERIMENT)
+    deployed = training.deploy_model(
+        "flywheel-v1.1.0", canary_percentage=10, actor="test", reason="weekly run", experiment_config=EXPERIMENT
+    )
     exp = deployed["experiment_id"]
     db.execute("UPDATE experiments SET started_at = %s, stage_started_at = %s", (started, started))
     canary = int(db.execute("SELECT canary_sample FROM experiments").fetchone()["canary_sample"] * 1.1)
-    stages = (("canary", 1, {"acme": canary, "globex": 0}, 10, started + timedelta(hours=1), 20),
-              ("ab", 2, {"acme": leads, "globex": 150}, 2, started + timedelta(days=4), 14 * 86400 // leads))
+    stages = (
+        ("canary", 1, {"acme": canary, "globex": 0}, 10, started + timedelta(hours=1), 20),
+        ("ab", 2, {"acme": leads, "globex": 150}, 2, started + timedelta(days=4), 14 * 86400 // leads),
+    )
     for stage, segment, sizes, every, first, spacing in stages:
         for org, n in sizes.items():
             if not n:
                 continue
             _leads(db, exp, org, segment, stage, n, every)
-            db.execute(OUTCOMES_SQL, {"exp": exp, "org": org, "segment": segment, "categories": CATEGORIES,
-                                      "first": first, "spacing": spacing * (1 if org == "acme" else leads // 150),
-                                      "champion": "flywheel-v1.0.0", "challenger": "flywheel-v1.1.0"})
+            db.execute(
+                OUTCOMES_SQL,
+                {
+                    "exp": exp,
+                    "org": org,
+                    "segment": segment,
+                    "categories": CATEGORIES,
+                    "first": first,
+                    "spacing": spacing * (1 if org == "acme" else leads // 150),
+                    "champion": "flywheel-v1.0.0",
+                    "challenger": "flywheel-v1.1.0",
+                },
+            )
         for day in (1, 2, 3, 4) if stage == "canary" else ():  # the daily looks until the canary advances
             if db.execute("SELECT stage FROM experiments").fetchone()["stage"] == "canary":  # 1-day windows + settling
                 experiments.evaluate(actor="evaluator", now=started + timedelta(days=day))

@@ -15,8 +15,22 @@ from flywheel.local.screenshot import FLAGS, find_chromium
 
 chromium = find_chromium
 
-URL_ATTRIBUTES = {"href", "src", "xlink:href", "action", "formaction", "srcset", "poster", "data", "background",
-                  "ping", "cite", "longdesc", "manifest", "codebase"}
+URL_ATTRIBUTES = {
+    "href",
+    "src",
+    "xlink:href",
+    "action",
+    "formaction",
+    "srcset",
+    "poster",
+    "data",
+    "background",
+    "ping",
+    "cite",
+    "longdesc",
+    "manifest",
+    "codebase",
+}
 
 
 class ReportParser(HTMLParser):
@@ -116,9 +130,20 @@ def render_in_chromium(html: str, browser: str) -> dict[str, Any]:
         page = Path(tmp) / "report.html"
         page.write_text(html.replace("<head>", "<head>" + CHECKER, 1), encoding="utf-8")
         done = subprocess.run(
-            [browser, *FLAGS, f"--user-data-dir={tmp}/profile", "--window-size=1200,900", "--virtual-time-budget=5000",
-             "--dump-dom", page.as_uri()],
-            capture_output=True, text=True, timeout=120, check=False)
+            [
+                browser,
+                *FLAGS,
+                f"--user-data-dir={tmp}/profile",
+                "--window-size=1200,900",
+                "--virtual-time-budget=5000",
+                "--dump-dom",
+                page.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     match = re.search(r'<pre id="chart-check">(.*?)</pre>', done.stdout, re.S)
     assert match, f"the checker did not run: rc={done.returncode} {done.stderr[-2000:]}"
     text = match.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -64,13 +64,21 @@ SELECT %(org)s, %(org)s || '-' || %(prefix)s || '-' || i, 'q4-' || (i %% 3), 'le
 """
 
 
-def seed_outcomes(db: Any, n: int, *, org: str = "acme", opt_in: bool = True, label: str = "positive",
-                  quality: float = 0.8, prefix: str = "s") -> None:
+def seed_outcomes(
+    db: Any,
+    n: int,
+    *,
+    org: str = "acme",
+    opt_in: bool = True,
+    label: str = "positive",
+    quality: float = 0.8,
+    prefix: str = "s",
+) -> None:
     db.execute(ORG_SQL, {"org": org, "opt_in": opt_in})
-    db.execute(SEED_SQL, {"org": org, "opt_in": opt_in, "n": n, "label": label, "quality": quality,
-                          "prefix": prefix})
+    db.execute(SEED_SQL, {"org": org, "opt_in": opt_in, "n": n, "label": label, "quality": quality, "prefix": prefix})
 
 
-def run_state_machine(payload: dict[str, Any], on_tick: Callable[[], object] | None = None,
-                      timeout_s: float = 60) -> dict[str, Any]:
+def run_state_machine(
+    payload: dict[str, Any], on_tick: Callable[[], object] | None = None, timeout_s: float = 60
+) -> dict[str, Any]:
     return run_weekly_training(ROOT, payload, on_tick, timeout_s)

@@ -26,8 +26,13 @@ SECRETS = {
     "salesforce_token": "sf-token-abc",
     "crm_webhook_secret": "whsec_" + base64.b64encode(b"generic-crm-secret-0123456789").decode(),
 }
-PROVIDER_ORGS = {"hubspot:5799819": "acme", "pipedrive:8087566": "acme", "salesforce:00D7F00000107Xs": "acme",
-                 "calendly:*": "acme", "sendgrid_inbound:reply.flywheel.example": "acme"}
+PROVIDER_ORGS = {
+    "hubspot:5799819": "acme",
+    "pipedrive:8087566": "acme",
+    "salesforce:00D7F00000107Xs": "acme",
+    "calendly:*": "acme",
+    "sendgrid_inbound:reply.flywheel.example": "acme",
+}
 
 
 def configure(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> None:

@@ -24,8 +24,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     else:
         count("ExperimentDecision", action=str(decision["action"]), stage=str(decision.get("stage", "")))
         if decision.get("allocation") is not None:
-            metrics.add_metric(name="ChallengerTrafficPercent", unit="Percent",
-                               value=float(decision["allocation"]) * 100)
+            metrics.add_metric(
+                name="ChallengerTrafficPercent", unit="Percent", value=float(decision["allocation"]) * 100
+            )
         # the sample-ratio check as metrics: ExperimentSampleRatioMismatchAlarm raises the alarm
         metrics.add_metric(name="ExperimentSrmPValue", unit="None", value=decision["srm_p_value"])
         metrics.add_metric(name="ExperimentSampleRatioMismatch", unit="Count", value=int(decision["srm"]["alarm"]))

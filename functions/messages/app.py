@@ -21,8 +21,9 @@ app = make_resolver()
 
 RegisterBody = Annotated[
     Annotated[MessageBatch, Tag("batch")] | Annotated[MessageIn, Tag("single")],
-    Discriminator(lambda v: "batch" if isinstance(v, MessageBatch) or (isinstance(v, dict) and "messages" in v)
-                  else "single"),
+    Discriminator(
+        lambda v: "batch" if isinstance(v, MessageBatch) or (isinstance(v, dict) and "messages" in v) else "single"
+    ),
 ]
 
 
@@ -43,14 +44,16 @@ def get_message(outcome_id: Annotated[UUID, Path()], org_id: OrgId) -> dict[str,
 
 
 @app.get("/quarantine")
-def get_quarantine(org_id: OrgId, since: Annotated[datetime | None, Query()] = None,
-                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+def get_quarantine(
+    org_id: OrgId, since: Annotated[datetime | None, Query()] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
     return list_quarantine(org_id, since, limit)
 
 
 @app.post("/outcomes/<outcome_id>/corrections")
-def post_correction(outcome_id: Annotated[UUID, Path()], org_id: OrgId,
-                    correction: Annotated[CorrectionIn, Body()]) -> tuple[dict[str, Any], int]:
+def post_correction(
+    outcome_id: Annotated[UUID, Path()], org_id: OrgId, correction: Annotated[CorrectionIn, Body()]
+) -> tuple[dict[str, Any], int]:
     result = correct_outcome(outcome_id, org_id, correction)
     return result, 200 if result["duplicate"] else 201
 

@@ -22,8 +22,9 @@ def latest_report(org_id: OrgId) -> dict[str, Any]:
 
 
 @app.get("/campaigns/<campaign_id>/performance")
-def campaign_performance(campaign_id: Annotated[str, Path(pattern=IDENTIFIER.pattern)],
-                         org_id: OrgId) -> dict[str, Any]:
+def campaign_performance(
+    campaign_id: Annotated[str, Path(pattern=IDENTIFIER.pattern)], org_id: OrgId
+) -> dict[str, Any]:
     return insights.campaign_performance(org_id, campaign_id)
 
 

@@ -51,8 +51,13 @@ def list_models(
 @app.post("/training/deploy/<model_id>")
 def deploy(model_id: Name, request: Annotated[DeployRequest, Body()]) -> dict[str, Any]:
     config = request.experiment_config.model_dump(exclude_none=True) if request.experiment_config else None
-    return training.deploy_model(model_id, canary_percentage=request.canary_percentage, actor=_actor(),
-                                 reason=request.reason, experiment_config=config)
+    return training.deploy_model(
+        model_id,
+        canary_percentage=request.canary_percentage,
+        actor=_actor(),
+        reason=request.reason,
+        experiment_config=config,
+    )
 
 
 @app.post("/training/archive/<model_id>")
@@ -71,8 +76,9 @@ def rollback(request: Annotated[RollbackRequest, Body()]) -> dict[str, Any]:
 @app.post("/training/promote-winner")
 def promote_winner(request: Annotated[PromoteRequest, Body()]) -> dict[str, Any]:
     done = training.promote_winner(force=request.force, reason=request.reason, actor=_actor())
-    experiments.announce_evaluation(done if "action" in done else {"action": "manual_promoted",
-                                                                   "reason": request.reason})
+    experiments.announce_evaluation(
+        done if "action" in done else {"action": "manual_promoted", "reason": request.reason}
+    )
     return done
 
 
@@ -87,8 +93,11 @@ def get_experiment(experiment_id: str) -> dict[str, Any]:
 
 
 @app.get("/experiments/<experiment_id>/evaluations")
-def evaluations(experiment_id: str, snapshots: Annotated[bool, Query()] = False,
-                limit: Annotated[int, Query(ge=1, le=10_000)] = 1000) -> dict[str, Any]:
+def evaluations(
+    experiment_id: str,
+    snapshots: Annotated[bool, Query()] = False,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+) -> dict[str, Any]:
     return experiments.evaluation_history(experiment_id, include_snapshots=snapshots, limit=limit)
 
 
@@ -98,8 +107,11 @@ def restart(experiment_id: str, request: Annotated[ReasonRequest, Body()]) -> di
 
 
 @app.get("/training/stats")
-def stats(org_id: OrgId, min_quality_score: Annotated[float, Query(ge=0, le=1)] = 0.6,
-          since_days: Annotated[int, Query(ge=1, le=3650)] = 90) -> dict[str, Any]:
+def stats(
+    org_id: OrgId,
+    min_quality_score: Annotated[float, Query(ge=0, le=1)] = 0.6,
+    since_days: Annotated[int, Query(ge=1, le=3650)] = 90,
+) -> dict[str, Any]:
     return training.training_stats(min_quality_score, since_days, org_id)
 
 
@@ -109,8 +121,11 @@ def leaderboard(org_id: OrgId) -> dict[str, Any]:
 
 
 @app.get("/insights/strategies")
-def strategies(org_id: OrgId, segment: Annotated[str, Query(pattern="^(industry|role)$")] = "industry",
-               min_sample: Annotated[int, Query(ge=1, le=100_000)] = 30) -> dict[str, Any]:
+def strategies(
+    org_id: OrgId,
+    segment: Annotated[str, Query(pattern="^(industry|role)$")] = "industry",
+    min_sample: Annotated[int, Query(ge=1, le=100_000)] = 30,
+) -> dict[str, Any]:
     return experiments.strategies(org_id, segment, min_sample)
 
 

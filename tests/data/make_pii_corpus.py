@@ -13,18 +13,30 @@ from pathlib import Path
 OUT = Path(__file__).with_name("pii_planted.jsonl")
 
 LEADS = [  # (first, last, company, country)
-    ("Dana", "Reyes", "Northwind Traders Inc.", "US"), ("Jonas", "Müller", "Müller & Söhne AG", "DE"),
-    ("Amélie", "Dubois", "Dubois Logistique SAS", "FR"), ("José", "Martínez", "Martínez y Asociados S.L.", "ES"),
-    ("Giulia", "Rossi", "Rossi Meccanica S.p.A.", "IT"), ("Sanne", "de Vries", "De Vries Bouw B.V.", "NL"),
-    ("João", "Silva", "Silva Transportes Ltda", "BR"), ("Priya", "Sharma", "Sharma Textiles Pvt Ltd", "IN"),
-    ("太郎", "山田", "株式会社山田製作所", "JP"), ("伟", "王", "华星科技有限公司", "CN"),
-    ("Ольга", "Иванова", "ООО Ромашка", "RU"), ("Björn", "Lindqvist", "Lindqvist Byggnads AB", "SE"),
-    ("Siobhan", "O'Brien", "O'Brien & Partners Ltd", "IE"), ("Mei Ling", "Tan", "Tan Holdings Pte. Ltd.", "SG"),
-    ("Chloe", "Nguyen", "Harbour Analytics Pty Ltd", "AU"), ("Liam", "Kowalski", "Maple Freight Corp.", "CA"),
+    ("Dana", "Reyes", "Northwind Traders Inc.", "US"),
+    ("Jonas", "Müller", "Müller & Söhne AG", "DE"),
+    ("Amélie", "Dubois", "Dubois Logistique SAS", "FR"),
+    ("José", "Martínez", "Martínez y Asociados S.L.", "ES"),
+    ("Giulia", "Rossi", "Rossi Meccanica S.p.A.", "IT"),
+    ("Sanne", "de Vries", "De Vries Bouw B.V.", "NL"),
+    ("João", "Silva", "Silva Transportes Ltda", "BR"),
+    ("Priya", "Sharma", "Sharma Textiles Pvt Ltd", "IN"),
+    ("太郎", "山田", "株式会社山田製作所", "JP"),
+    ("伟", "王", "华星科技有限公司", "CN"),
+    ("Ольга", "Иванова", "ООО Ромашка", "RU"),
+    ("Björn", "Lindqvist", "Lindqvist Byggnads AB", "SE"),
+    ("Siobhan", "O'Brien", "O'Brien & Partners Ltd", "IE"),
+    ("Mei Ling", "Tan", "Tan Holdings Pte. Ltd.", "SG"),
+    ("Chloe", "Nguyen", "Harbour Analytics Pty Ltd", "AU"),
+    ("Liam", "Kowalski", "Maple Freight Corp.", "CA"),
 ]
-SENDER = {"name": "Sam Lee", "title": "Senior Account Executive", "company": "Acme Robotics GmbH",
-          "signature": "Best,\nSam Lee\nSenior Account Executive | Acme Robotics\nhttps://acme-robotics.example",
-          "country": "GB"}
+SENDER = {
+    "name": "Sam Lee",
+    "title": "Senior Account Executive",
+    "company": "Acme Robotics GmbH",
+    "signature": "Best,\nSam Lee\nSenior Account Executive | Acme Robotics\nhttps://acme-robotics.example",
+    "country": "GB",
+}
 
 PHONES = {  # region -> numbers written the way people there write them
     "US": ["+1 415 555 0132", "(415) 555-0132", "415.555.0132", "4155550132", "+14155550132", "415-555-0132"],
@@ -42,70 +54,150 @@ PHONES = {  # region -> numbers written the way people there write them
     "SE": ["+46 8 123 456 78", "08-123 456 78"],
     "AU": ["+61 4 1234 5678", "0412 345 678", "(02) 9876 5432"],
     "IE": ["+353 1 234 5678", "01 234 5678"],
-    "SG": ["+65 6123 4567"], "CA": ["+1 604 555 0199", "(604) 555-0199"],
+    "SG": ["+65 6123 4567"],
+    "CA": ["+1 604 555 0199", "(604) 555-0199"],
 }
-PHONE_SENTENCES = ["Call me on {x} if that is easier.", "My direct line is {x}.", "Reach me at {x} any time this week.",
-                   "Ring {x} and ask for the team.", "WhatsApp: {x}", "Tel. {x} (mobile)"]
-REGIONLESS_PHONES = ["+44 7700 900123", "+49 30 901820", "+91 98765 43210", "+33 1 42 68 53 00", "+61 4 1234 5678",
-                     "+1 415 555 0132", "+81 90 1234 5678", "415 555 0132", "(415) 555-0132", "0412 345 678"]
+PHONE_SENTENCES = [
+    "Call me on {x} if that is easier.",
+    "My direct line is {x}.",
+    "Reach me at {x} any time this week.",
+    "Ring {x} and ask for the team.",
+    "WhatsApp: {x}",
+    "Tel. {x} (mobile)",
+]
+REGIONLESS_PHONES = [
+    "+44 7700 900123",
+    "+49 30 901820",
+    "+91 98765 43210",
+    "+33 1 42 68 53 00",
+    "+61 4 1234 5678",
+    "+1 415 555 0132",
+    "+81 90 1234 5678",
+    "415 555 0132",
+    "(415) 555-0132",
+    "0412 345 678",
+]
 
 LINKS = [
-    ("calendly.com/sam-lee/30min", "booking"), ("https://calendly.com/sam-lee/intro?month=2026-11", "booking"),
-    ("calendar.app.google/AbC123xYz", "booking"), ("https://cal.com/sam/15min", "booking"),
-    ("https://meetings.hubspot.com/sam-lee", "booking"), ("meetings-eu1.hubspot.com/dana-reyes/discovery", "booking"),
-    ("https://savvycal.com/samlee/chat", "booking"), ("https://outlook.office365.com/owa/calendar/Acme@acme.example/bookings/", "booking"),
-    ("https://zoom.us/j/98765432101?pwd=abc", "booking"), ("https://meet.google.com/abc-defg-hij", "booking"),
-    ("linkedin.com/in/jdoe", "profile"), ("https://www.linkedin.com/in/dana-reyes-4b2a1", "profile"),
-    ("https://twitter.com/danareyes", "profile"), ("https://x.com/jonas_mueller", "profile"),
-    ("github.com/amelie-dubois", "profile"), ("https://wa.me/14155550132", "profile"),
+    ("calendly.com/sam-lee/30min", "booking"),
+    ("https://calendly.com/sam-lee/intro?month=2026-11", "booking"),
+    ("calendar.app.google/AbC123xYz", "booking"),
+    ("https://cal.com/sam/15min", "booking"),
+    ("https://meetings.hubspot.com/sam-lee", "booking"),
+    ("meetings-eu1.hubspot.com/dana-reyes/discovery", "booking"),
+    ("https://savvycal.com/samlee/chat", "booking"),
+    ("https://outlook.office365.com/owa/calendar/Acme@acme.example/bookings/", "booking"),
+    ("https://zoom.us/j/98765432101?pwd=abc", "booking"),
+    ("https://meet.google.com/abc-defg-hij", "booking"),
+    ("linkedin.com/in/jdoe", "profile"),
+    ("https://www.linkedin.com/in/dana-reyes-4b2a1", "profile"),
+    ("https://twitter.com/danareyes", "profile"),
+    ("https://x.com/jonas_mueller", "profile"),
+    ("github.com/amelie-dubois", "profile"),
+    ("https://wa.me/14155550132", "profile"),
     ("https://acme.example/case-study?utm_content=7d1c9a&utm_campaign=abm-northwind", "link"),
     ("https://click.sendgrid.example/ls/click?upn=Zm9vYmFyYmF6cXV4", "link"),
-    ("www.northwind-traders.com/team/dana", "link"), ("northwind.example/pricing", "link"),
-    ("acme-robotics.example/demo?lead=dana.reyes", "link"), ("http://bit.ly/3xYzAbC", "link"),
-    ("https://drive.google.com/file/d/1AbCdEfGhIjKlMnOp/view", "link"), ("acme.io", "link"),
+    ("www.northwind-traders.com/team/dana", "link"),
+    ("northwind.example/pricing", "link"),
+    ("acme-robotics.example/demo?lead=dana.reyes", "link"),
+    ("http://bit.ly/3xYzAbC", "link"),
+    ("https://drive.google.com/file/d/1AbCdEfGhIjKlMnOp/view", "link"),
+    ("acme.io", "link"),
     ("https://docs.acme.example/share/8f14e45fceea167a5a36dedd4bea2543", "link"),
 ]
-LINK_SENTENCES = ["Grab a slot here: {x}", "More at {x}.", "Book time with me ({x}) whenever suits.", "See {x}",
-                  "Here is the deck: {x} - let me know what you think."]
+LINK_SENTENCES = [
+    "Grab a slot here: {x}",
+    "More at {x}.",
+    "Book time with me ({x}) whenever suits.",
+    "See {x}",
+    "Here is the deck: {x} - let me know what you think.",
+]
 
-EMAILS = ["dana.reyes@northwind.example", "jonas.mueller@mueller-soehne.de", "jane at acme dot com",
-          "jane(at)acme(dot)com", "jane [at] acme [dot] co [dot] uk", "priya.sharma AT sharmatextiles DOT in",
-          "amelie {at} dubois-logistique {dot} fr", "j.martinez @ martinez-asociados . es", "mailto:sam@acme-robotics.example",
-          "giulia.rossi+sales@rossi-meccanica.it", "o.ivanova@romashka.ru", "tan.meiling@tanholdings.com.sg",
-          "yamada@yamada-ss.co.jp", "sanne <at> devriesbouw <dot> nl", "bjorn.lindqvist@lindqvist.se"]
+EMAILS = [
+    "dana.reyes@northwind.example",
+    "jonas.mueller@mueller-soehne.de",
+    "jane at acme dot com",
+    "jane(at)acme(dot)com",
+    "jane [at] acme [dot] co [dot] uk",
+    "priya.sharma AT sharmatextiles DOT in",
+    "amelie {at} dubois-logistique {dot} fr",
+    "j.martinez @ martinez-asociados . es",
+    "mailto:sam@acme-robotics.example",
+    "giulia.rossi+sales@rossi-meccanica.it",
+    "o.ivanova@romashka.ru",
+    "tan.meiling@tanholdings.com.sg",
+    "yamada@yamada-ss.co.jp",
+    "sanne <at> devriesbouw <dot> nl",
+    "bjorn.lindqvist@lindqvist.se",
+]
 EMAIL_SENTENCES = ["Write to {x} with questions.", "You can also email {x}.", "(contact: {x})", "cc {x}"]
 
 ADDRESSES = [
-    ("US", "1600 Amphitheatre Parkway, Mountain View, CA 94043"), ("US", "350 Fifth Avenue, Suite 4100, New York, NY 10118"),
-    ("GB", "221B Baker Street, London NW1 6XE"), ("GB", "1 Canada Square, London E14 5AB"),
-    ("DE", "Friedrichstraße 123, 10117 Berlin"), ("DE", "Musterstr. 5a, 80331 München"),
-    ("DE", "Unter den Linden 77, 10117 Berlin"), ("DE", "Am Sandtorkai 50, 20457 Hamburg"),
-    ("FR", "12 rue de la Paix, 75002 Paris"), ("FR", "8 avenue Foch, 69006 Lyon"),
-    ("ES", "Calle Mayor 5, 28013 Madrid"), ("IT", "Via Roma 10, 00184 Roma"),
-    ("NL", "Keizersgracht 123, 1015 CJ Amsterdam"), ("PT", "Rua Augusta, 274, 1100-053 Lisboa"),
-    ("BR", "Avenida Paulista 1578, São Paulo, 01310-200"), ("SE", "Drottninggatan 5, 111 51 Stockholm"),
-    ("CH", "Bahnhofstrasse 45, 8001 Zürich"), ("AT", "Kärntner Straße 12, A-1010 Wien"),
-    ("JP", "〒100-0005 東京都千代田区丸の内1-1-1"), ("CN", "北京市朝阳区建国路88号"),
-    ("RU", "ул. Тверская, д. 7, Москва"), ("AU", "Level 5, 100 George Street, Sydney NSW 2000"),
-    ("CA", "100 King Street West, Toronto, ON M5X 1A9"), ("IN", "12 MG Road, Bengaluru, PIN 560001"),
-    ("IE", "25 Grafton Street, Dublin 2"), ("US", "PO Box 4432, Austin, TX 78765"),
+    ("US", "1600 Amphitheatre Parkway, Mountain View, CA 94043"),
+    ("US", "350 Fifth Avenue, Suite 4100, New York, NY 10118"),
+    ("GB", "221B Baker Street, London NW1 6XE"),
+    ("GB", "1 Canada Square, London E14 5AB"),
+    ("DE", "Friedrichstraße 123, 10117 Berlin"),
+    ("DE", "Musterstr. 5a, 80331 München"),
+    ("DE", "Unter den Linden 77, 10117 Berlin"),
+    ("DE", "Am Sandtorkai 50, 20457 Hamburg"),
+    ("FR", "12 rue de la Paix, 75002 Paris"),
+    ("FR", "8 avenue Foch, 69006 Lyon"),
+    ("ES", "Calle Mayor 5, 28013 Madrid"),
+    ("IT", "Via Roma 10, 00184 Roma"),
+    ("NL", "Keizersgracht 123, 1015 CJ Amsterdam"),
+    ("PT", "Rua Augusta, 274, 1100-053 Lisboa"),
+    ("BR", "Avenida Paulista 1578, São Paulo, 01310-200"),
+    ("SE", "Drottninggatan 5, 111 51 Stockholm"),
+    ("CH", "Bahnhofstrasse 45, 8001 Zürich"),
+    ("AT", "Kärntner Straße 12, A-1010 Wien"),
+    ("JP", "〒100-0005 東京都千代田区丸の内1-1-1"),
+    ("CN", "北京市朝阳区建国路88号"),
+    ("RU", "ул. Тверская, д. 7, Москва"),
+    ("AU", "Level 5, 100 George Street, Sydney NSW 2000"),
+    ("CA", "100 King Street West, Toronto, ON M5X 1A9"),
+    ("IN", "12 MG Road, Bengaluru, PIN 560001"),
+    ("IE", "25 Grafton Street, Dublin 2"),
+    ("US", "PO Box 4432, Austin, TX 78765"),
 ]
-ADDRESS_SENTENCES = ["Our office is at {x}.", "Drop by {x} next time you are in town.", "Visit us: {x}",
-                     "The workshop will be held at {x}."]
+ADDRESS_SENTENCES = [
+    "Our office is at {x}.",
+    "Drop by {x} next time you are in town.",
+    "Visit us: {x}",
+    "The workshop will be held at {x}.",
+]
 
 
 def items() -> list[dict]:
     out: list[dict] = []
 
-    def add(detector: str, country: str, text: str, planted: list[str], lead: tuple | None = None,
-            regions: list[str] | None = None, colleagues: list[str] | None = None, sender: dict | None = None,
-            extra: dict | None = None) -> None:
+    def add(
+        detector: str,
+        country: str,
+        text: str,
+        planted: list[str],
+        lead: tuple | None = None,
+        regions: list[str] | None = None,
+        colleagues: list[str] | None = None,
+        sender: dict | None = None,
+        extra: dict | None = None,
+    ) -> None:
         first, last, company, lead_country = lead or LEADS[len(out) % len(LEADS)]
-        out.append({"id": f"{detector}-{len(out):03d}", "detector": detector, "country": country, "text": text,
-                    "planted": planted, "context": {
-                        "lead": {"first_name": first, "last_name": last, "company": company},
-                        "lead_country": lead_country if regions is None else (regions[0] if regions else None),
-                        "sender": sender, "lead_context": extra or {"colleagues": colleagues or []}}})
+        out.append(
+            {
+                "id": f"{detector}-{len(out):03d}",
+                "detector": detector,
+                "country": country,
+                "text": text,
+                "planted": planted,
+                "context": {
+                    "lead": {"first_name": first, "last_name": last, "company": company},
+                    "lead_country": lead_country if regions is None else (regions[0] if regions else None),
+                    "sender": sender,
+                    "lead_context": extra or {"colleagues": colleagues or []},
+                },
+            }
+        )
 
     k = 0
     for region, numbers in PHONES.items():
@@ -114,38 +206,85 @@ def items() -> list[dict]:
             add("phone", region, PHONE_SENTENCES[k % len(PHONE_SENTENCES)].format(x=number), [number], lead=lead)
             k += 1
     for number in REGIONLESS_PHONES:
-        add("phone", "none", PHONE_SENTENCES[k % len(PHONE_SENTENCES)].format(x=number), [number], regions=[],
-            lead=("Alex", "Kim", "Blue Owl", None))
+        add(
+            "phone",
+            "none",
+            PHONE_SENTENCES[k % len(PHONE_SENTENCES)].format(x=number),
+            [number],
+            regions=[],
+            lead=("Alex", "Kim", "Blue Owl", None),
+        )
         k += 1
     for i, (link, _) in enumerate(LINKS):
         add("link", "any", LINK_SENTENCES[i % len(LINK_SENTENCES)].format(x=link), [link])
     for i, email in enumerate(EMAILS):
         add("email", "any", EMAIL_SENTENCES[i % len(EMAIL_SENTENCES)].format(x=email), [email])
     for i, (country, address) in enumerate(ADDRESSES):
-        add("address", country, ADDRESS_SENTENCES[i % len(ADDRESS_SENTENCES)].format(x=address),
-            [part.strip() for part in _address_parts(address)])
+        add(
+            "address",
+            country,
+            ADDRESS_SENTENCES[i % len(ADDRESS_SENTENCES)].format(x=address),
+            [part.strip() for part in _address_parts(address)],
+        )
     for lead in LEADS:
         first, last, company, country = lead
         add("known_entity", country, f"Hi {first}, I saw that {company} is growing fast.", [first, company], lead=lead)
-        add("known_entity", country, f"Dear {first} {last}, congratulations to the whole {company} team.",
-            [first, last, company], lead=lead)
-        add("known_entity", country, f"{last.upper()} - quick idea for {first}'s team.", [last.upper(), first], lead=lead)
+        add(
+            "known_entity",
+            country,
+            f"Dear {first} {last}, congratulations to the whole {company} team.",
+            [first, last, company],
+            lead=lead,
+        )
+        add(
+            "known_entity",
+            country,
+            f"{last.upper()} - quick idea for {first}'s team.",
+            [last.upper(), first],
+            lead=lead,
+        )
         add("known_entity", country, f"Campaign abm-{_slug(company)} for {first}", [_slug(company), first], lead=lead)
     colleagues = ["Ana Silva", "Tom Becker", "Fatima Zahra", "Kenji Watanabe", "Ирина Петрова", "李娜"]
     for i, colleague in enumerate(colleagues):
         first_name = colleague.split()[0] if " " in colleague else colleague
-        add("known_entity", "any", f"{first_name} mentioned you are reviewing vendors; {colleague} suggested I reach out.",
-            [colleague, first_name], colleagues=[colleague])
-        add("known_entity", "any", f"Looping in {colleague} from your finance team.", [colleague],
-            extra={"champion": {"name": colleague}, "notes": "met at SaaStr"})
-    for text in [f"Thanks,\n{SENDER['name']}\n{SENDER['title']}, {SENDER['company']}",
-                 f"{SENDER['name']} here from Acme Robotics.", f"I'm {SENDER['name'].split()[0]}, {SENDER['title']} at Acme Robotics.",
-                 f"-- \n{SENDER['name']} | {SENDER['title']}", "Sam Lee\nSenior Account Executive | Acme Robotics"]:
-        add("known_entity", "GB", text, [SENDER["name"].split()[1], "Acme Robotics", SENDER["title"]] if
-            "Acme" in text else [SENDER["name"].split()[1]], sender=SENDER)
+        add(
+            "known_entity",
+            "any",
+            f"{first_name} mentioned you are reviewing vendors; {colleague} suggested I reach out.",
+            [colleague, first_name],
+            colleagues=[colleague],
+        )
+        add(
+            "known_entity",
+            "any",
+            f"Looping in {colleague} from your finance team.",
+            [colleague],
+            extra={"champion": {"name": colleague}, "notes": "met at SaaStr"},
+        )
+    for text in [
+        f"Thanks,\n{SENDER['name']}\n{SENDER['title']}, {SENDER['company']}",
+        f"{SENDER['name']} here from Acme Robotics.",
+        f"I'm {SENDER['name'].split()[0]}, {SENDER['title']} at Acme Robotics.",
+        f"-- \n{SENDER['name']} | {SENDER['title']}",
+        "Sam Lee\nSenior Account Executive | Acme Robotics",
+    ]:
+        add(
+            "known_entity",
+            "GB",
+            text,
+            [SENDER["name"].split()[1], "Acme Robotics", SENDER["title"]]
+            if "Acme" in text
+            else [SENDER["name"].split()[1]],
+            sender=SENDER,
+        )
     # a surname inside the company name must not break the company match
-    add("known_entity", "DE", "Bei Müller & Söhne AG kennt Jonas Müller jeden Prozess.", ["Müller", "Söhne", "Jonas"],
-        lead=LEADS[1])
+    add(
+        "known_entity",
+        "DE",
+        "Bei Müller & Söhne AG kennt Jonas Müller jeden Prozess.",
+        ["Müller", "Söhne", "Jonas"],
+        lead=LEADS[1],
+    )
     add("known_entity", "DE", "Mueller & Soehne AG and Jonas Mueller", ["Mueller", "Soehne", "Jonas"], lead=LEADS[1])
     return out
 

@@ -39,8 +39,19 @@ from tests.webhook_helpers import (
     standard_headers,
 )
 
-TABLES = ("organizations", "outcome_labels", "outcome_events", "quarantined_events", "suppressions", "outbox",
-          "training_runs", "model_registry", "model_history", "experiments", "assignments")
+TABLES = (
+    "organizations",
+    "outcome_labels",
+    "outcome_events",
+    "quarantined_events",
+    "suppressions",
+    "outbox",
+    "training_runs",
+    "model_registry",
+    "model_history",
+    "experiments",
+    "assignments",
+)
 COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
 
 
@@ -48,8 +59,9 @@ COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TAB
 # test_bad_input_matrix.py
 EXAMPLES = 15
 schema = schemathesis.openapi.from_dict(build_document(ROOT / "template.yaml"))
-schema.config.generation.update(modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=EXAMPLES,
-                                allow_x00=True)
+schema.config.generation.update(
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], max_examples=EXAMPLES, allow_x00=True
+)
 
 
 @pytest.fixture
@@ -60,17 +72,23 @@ def server(db_url: str, db, monkeypatch: pytest.MonkeyPatch):
         reset_clients()
         queue = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="replies")["QueueUrl"]
         machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
-            name="weekly", roleArn="arn:aws:iam::123456789012:role/sfn",
-            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+            name="weekly",
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        )["stateMachineArn"]
         boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="fuzz-training")
-        configure(monkeypatch, REPLIES_QUEUE_URL=queue, TRAINING_STATE_MACHINE_ARN=machine,
-                  TRAINING_BUCKET="fuzz-training")
+        configure(
+            monkeypatch, REPLIES_QUEUE_URL=queue, TRAINING_STATE_MACHINE_ARN=machine, TRAINING_BUCKET="fuzz-training"
+        )
         http = make_server(ROOT / "template.yaml", "127.0.0.1", 0)
         threading.Thread(target=http.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{http.server_address[1]}"
         # something to read: one organisation's messages
         body = json.loads(load_event("messages_register_batch.json")["body"])
-        assert _send(base, "POST", "/messages", {}, json.dumps(body).encode(), {"Content-Type": "application/json"})[0] == 201
+        assert (
+            _send(base, "POST", "/messages", {}, json.dumps(body).encode(), {"Content-Type": "application/json"})[0]
+            == 201
+        )
         try:
             yield base
         finally:
@@ -78,8 +96,9 @@ def server(db_url: str, db, monkeypatch: pytest.MonkeyPatch):
             reset_clients()
 
 
-def _send(base: str, method: str, path: str, query: dict[str, Any], body: bytes | None,
-          headers: dict[str, str]) -> tuple[int, bytes]:
+def _send(
+    base: str, method: str, path: str, query: dict[str, Any], body: bytes | None, headers: dict[str, str]
+) -> tuple[int, bytes]:
     url = base + path + (("?" + urlencode(query, doseq=True)) if query else "")
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
@@ -92,10 +111,13 @@ def _send(base: str, method: str, path: str, query: dict[str, Any], body: bytes 
 def _multipart(fields: Any) -> tuple[bytes, str]:
     boundary = "fuzz" + uuid.uuid4().hex
     parts = []
-    for name, value in (fields.items() if isinstance(fields, dict) else []):
+    for name, value in fields.items() if isinstance(fields, dict) else []:
         text = value if isinstance(value, str) else json.dumps(value)
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'
-                     .encode("utf-8", "surrogatepass"))
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{text}\r\n'.encode(
+                "utf-8", "surrogatepass"
+            )
+        )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -168,8 +190,14 @@ def test_an_org_id_no_organisation_can_have_is_a_422_on_every_route(server) -> N
             concrete = path.replace("{outcome_id}", str(uuid.uuid4())).replace("{campaign_id}", "q4")
             for bad in ("\x00", "acme\x00", " acme", "a" * 129):
                 query = {"org_id": bad, **({"lead_id": "lead-1"} if "lead_id" in names else {})}
-                status, payload = _send(server, method.upper(), concrete, query, b"{}" if method == "post" else None,
-                                        {"Content-Type": "application/json"})
+                status, payload = _send(
+                    server,
+                    method.upper(),
+                    concrete,
+                    query,
+                    b"{}" if method == "post" else None,
+                    {"Content-Type": "application/json"},
+                )
                 assert status == 422 and json.loads(payload)["error"], (method, path, bad, status, payload[:300])
             checked.append(path)
     assert {"/suppressions", "/reports/latest"} <= set(checked)

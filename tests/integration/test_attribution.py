@@ -13,8 +13,16 @@ from tests.webhook_helpers import configure, sendgrid_body, sendgrid_headers, st
 
 
 def register(api: ApiClient, org: str, key: str, **fields) -> str:
-    message = {"org_id": org, "campaign_id": "c", "lead_id": key, "lead_email": "dana@northwind.example",
-               "body": "hi", "sent_at": "2026-11-20T09:00:00Z", "idempotency_key": key, **fields}
+    message = {
+        "org_id": org,
+        "campaign_id": "c",
+        "lead_id": key,
+        "lead_email": "dana@northwind.example",
+        "body": "hi",
+        "sent_at": "2026-11-20T09:00:00Z",
+        "idempotency_key": key,
+        **fields,
+    }
     status, body = api.post("/messages", message)
     assert status in (200, 201), body
     return body["outcomes"][0]["outcome_id"]
@@ -48,8 +56,18 @@ def test_an_event_naming_its_message_waits_for_it_instead_of_landing_on_the_prev
     api = configured
     previous = register(api, "acme", "m1", provider_message_id="old.dfd")
     # an unsubscribe for a message not registered yet: it names that message, not the lead's previous one
-    sendgrid(api, [{"email": "dana@northwind.example", "timestamp": 1795424400, "event": "unsubscribe",
-                    "sg_event_id": "u1", "sg_message_id": "new.dfd.filter1.0"}])
+    sendgrid(
+        api,
+        [
+            {
+                "email": "dana@northwind.example",
+                "timestamp": 1795424400,
+                "event": "unsubscribe",
+                "sg_event_id": "u1",
+                "sg_message_id": "new.dfd.filter1.0",
+            }
+        ],
+    )
     assert row(db, previous)["unsubscribed_at"] is None
     assert db.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 0
     # the message registers: it claims the orphan with exactly its live effect, the suppression
@@ -57,14 +75,27 @@ def test_an_event_naming_its_message_waits_for_it_instead_of_landing_on_the_prev
     assert row(db, current)["unsubscribed_at"] is not None and row(db, current)["stage"] == "unsubscribed"
     [suppressed] = db.execute("SELECT * FROM suppressions").fetchall()
     assert (suppressed["org_id"], suppressed["email"], str(suppressed["outcome_id"])) == (
-        "acme", "dana@northwind.example", current)
+        "acme",
+        "dana@northwind.example",
+        current,
+    )
 
 
 def test_email_attribution_stays_in_the_events_organisation_and_orphans_are_claimed(configured, db) -> None:
     api = configured
     other = register(api, "globex", "g1")  # the same lead, another organisation
-    result = crm(api, {"event": "deal_won", "lead_email": "dana@northwind.example", "org_id": "acme",
-                       "deal_id": "D1", "value": "100.00", "occurred_at": "2026-11-25T09:00:00Z"}, "msg_deal_1")
+    result = crm(
+        api,
+        {
+            "event": "deal_won",
+            "lead_email": "dana@northwind.example",
+            "org_id": "acme",
+            "deal_id": "D1",
+            "value": "100.00",
+            "occurred_at": "2026-11-25T09:00:00Z",
+        },
+        "msg_deal_1",
+    )
     assert result["orphans"] == 1 and row(db, other)["deal_status"] is None
     # acme's message to that lead, sent before the deal, registers later: it claims the deal
     mine = register(api, "acme", "a1")
@@ -75,12 +106,17 @@ def test_email_attribution_stays_in_the_events_organisation_and_orphans_are_clai
 
 def test_a_claimed_reply_is_queued_for_classification(configured, db) -> None:
     api = configured
-    form = (b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
-            b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
-            b"Message-ID: <r1@northwind.example>\r\nIn-Reply-To: <send-1@mail.acme.example>\r\n"
-            b"Date: Tue, 24 Nov 2026 10:12:00 +0000\r\n\r\nYes, interested.\r\n--b--\r\n")
-    status, body = api.post("/webhooks/sendgrid/inbound/inbound-token-123", body=form,
-                            headers={"Content-Type": "multipart/form-data; boundary=b"})
+    form = (
+        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
+        b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
+        b"Message-ID: <r1@northwind.example>\r\nIn-Reply-To: <send-1@mail.acme.example>\r\n"
+        b"Date: Tue, 24 Nov 2026 10:12:00 +0000\r\n\r\nYes, interested.\r\n--b--\r\n"
+    )
+    status, body = api.post(
+        "/webhooks/sendgrid/inbound/inbound-token-123",
+        body=form,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert status == 200 and body["orphans"] == 1
     assert db.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"] == 0
     outcome = register(api, "acme", "s1", email_message_id="<send-1@mail.acme.example>")
@@ -97,12 +133,21 @@ def test_an_unexpected_database_error_logs_no_personal_data(configured, db, monk
 
     def broken(*args, **kwargs):
         raise psycopg.errors.UniqueViolation(
-            'duplicate key value violates unique constraint DETAIL: Key (email)=(dana@northwind.example)')
+            "duplicate key value violates unique constraint DETAIL: Key (email)=(dana@northwind.example)"
+        )
 
     monkeypatch.setattr(outcomes.outcomes_dal, "insert_outcomes", broken)
     with caplog.at_level(logging.INFO):
-        status, body = configured.post("/messages", {"org_id": "acme", "campaign_id": "c", "lead_id": "x",
-                                                     "lead_email": "dana@northwind.example", "body": "hi"})
+        status, body = configured.post(
+            "/messages",
+            {
+                "org_id": "acme",
+                "campaign_id": "c",
+                "lead_id": "x",
+                "lead_email": "dana@northwind.example",
+                "body": "hi",
+            },
+        )
     assert status == 500 and body["error"] == "internal_error"
     logged = " ".join(r.getMessage() + json.dumps(getattr(r, "__dict__", {}), default=str) for r in caplog.records)
     assert "UniqueViolation" in logged and "dana@northwind.example" not in logged
@@ -119,8 +164,13 @@ def test_a_meeting_id_is_matched_only_within_its_organisation(configured, db) ->
     api = configured
     mine = register(api, "acme", "a1")
     theirs = register(api, "globex", "g1", lead_email="bob@globex-lead.example")
-    booked = {"event": "meeting_booked", "meeting_id": "M-1", "occurred_at": "2026-11-21T09:00:00Z",
-              "start_time": "2026-11-25T09:00:00Z", "end_time": "2026-11-25T09:30:00Z"}
+    booked = {
+        "event": "meeting_booked",
+        "meeting_id": "M-1",
+        "occurred_at": "2026-11-21T09:00:00Z",
+        "start_time": "2026-11-25T09:00:00Z",
+        "end_time": "2026-11-25T09:30:00Z",
+    }
     meeting(api, {**booked, "lead_email": "dana@northwind.example", "org_id": "acme"}, "msg_b1")
     # globex numbers its meetings too: its own M-1 is a no-show, for its own lead
     no_show = {"event": "meeting_no_show", "meeting_id": "M-1", "occurred_at": "2026-11-25T10:00:00Z"}
@@ -134,12 +184,20 @@ def test_a_meeting_id_is_matched_only_within_its_organisation(configured, db) ->
 
 
 def reply_to(api: ApiClient, message_id: str) -> dict:
-    form = (b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
-            b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
-            b"Message-ID: <r-" + message_id.encode() + b"@northwind.example>\r\nIn-Reply-To: <" + message_id.encode()
-            + b">\r\nDate: Tue, 24 Nov 2026 10:12:00 +0000\r\n\r\nYes, interested.\r\n--b--\r\n")
-    status, body = api.post("/webhooks/sendgrid/inbound/inbound-token-123", body=form,
-                            headers={"Content-Type": "multipart/form-data; boundary=b"})
+    form = (
+        b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
+        b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
+        b"Message-ID: <r-"
+        + message_id.encode()
+        + b"@northwind.example>\r\nIn-Reply-To: <"
+        + message_id.encode()
+        + b">\r\nDate: Tue, 24 Nov 2026 10:12:00 +0000\r\n\r\nYes, interested.\r\n--b--\r\n"
+    )
+    status, body = api.post(
+        "/webhooks/sendgrid/inbound/inbound-token-123",
+        body=form,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert status == 200, body
     return body
 
@@ -152,8 +210,7 @@ def test_a_reply_never_lands_on_another_organisations_message(configured, db) ->
     # the same when the reply comes first: globex's message does not claim acme's orphan
     assert reply_to(api, "send-2@mail.globex.example")["orphans"] == 1
     later = register(api, "globex", "g2", email_message_id="<send-2@mail.globex.example>")
-    assert row(db, later)["replied_at"] is None and db.execute(
-        "SELECT count(*) AS n FROM outbox").fetchone()["n"] == 0
+    assert row(db, later)["replied_at"] is None and db.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"] == 0
     # acme's own message with that Message-ID is replied to, as always
     mine = register(api, "acme", "a1", email_message_id="<send-3@mail.acme.example>")
     reply_to(api, "send-3@mail.acme.example")

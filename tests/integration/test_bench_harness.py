@@ -45,8 +45,14 @@ def test_the_throwaway_server_is_stopped_and_deleted(ending: str) -> None:
     parent.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("BENCH_DATABASE_URL", "DATABASE_URL")}
     env["TMPDIR"] = str(parent)
-    process = subprocess.Popen([sys.executable, "-c", BENCHMARK, "wait" if ending == "sigterm" else "end"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", BENCHMARK, "wait" if ending == "sigterm" else "end"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert process.stdout is not None and process.stdout.readline().strip() == "ready", process.stderr
         [folder] = parent.glob("flywheel-bench-*")

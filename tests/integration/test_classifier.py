@@ -116,8 +116,11 @@ def test_a_redelivered_message_stores_one_classification(db, aws) -> None:
 
 def test_reply_and_classification_give_the_label(db, aws) -> None:
     outcome_id = register()
-    status = invoke("RepliesApiFunction", json.loads(json.dumps(load_event("replies_post.json")).replace(
-        str(LEE), outcome_id)), ROOT / "template.yaml")
+    status = invoke(
+        "RepliesApiFunction",
+        json.loads(json.dumps(load_event("replies_post.json")).replace(str(LEE), outcome_id)),
+        ROOT / "template.yaml",
+    )
     assert status["statusCode"] == 202
     [queued] = drain(aws["replies"])
     job = json.loads(queued["Body"])
@@ -150,29 +153,59 @@ class FakeOpenAI:
         self.requests.append(body)
         if self.mode == "down":
             return httpx2.Response(500, json={"error": {"message": "overloaded", "type": "server_error"}})
-        content = {"category": "interested", "sentiment_score": 0.7, "interest_level": "high",
-                   "objection_type": "none", "referral_contact": None, "return_date": None, "confidence": 0.93,
-                   "reason": "asks to see numbers"}
+        content = {
+            "category": "interested",
+            "sentiment_score": 0.7,
+            "interest_level": "high",
+            "objection_type": "none",
+            "referral_contact": None,
+            "return_date": None,
+            "confidence": 0.93,
+            "reason": "asks to see numbers",
+        }
         if self.mode == "invalid":
             content["category"] = "enthusiastic"
         if self.mode == "long_reason":  # strict mode does not enforce maxLength on strings
             content["reason"] = "The lead asks for numbers, which " * 30
-        return httpx2.Response(200, json={
-            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": json.dumps(content), "refusal": None}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20}})
+        return httpx2.Response(
+            200,
+            json={
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": json.dumps(content), "refusal": None},
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 10, "total_tokens": 20},
+            },
+        )
 
 
-@pytest.mark.parametrize(("mode", "source", "category"), [("ok", "llm", "interested"),
-                                                           ("down", "fallback", "meeting_request"),
-                                                           ("invalid", "fallback", "meeting_request"),
-                                                           ("long_reason", "llm", "interested")])
+@pytest.mark.parametrize(
+    ("mode", "source", "category"),
+    [
+        ("ok", "llm", "interested"),
+        ("down", "fallback", "meeting_request"),
+        ("invalid", "fallback", "meeting_request"),
+        ("long_reason", "llm", "interested"),
+    ],
+)
 def test_llm_path_and_its_fallbacks(db, aws, monkeypatch, mode: str, source: str, category: str) -> None:
     fake = FakeOpenAI(mode)
     monkeypatch.setattr(llm, "TRANSPORT", httpx2.MockTransport(fake))
-    configure(monkeypatch, REPLIES_QUEUE_URL=aws["replies"], CLASSIFIER_MAX_RETRIES="1", OPENAI_API_KEY="sk-test",
-              OPENAI_BASE_URL="http://fake-openai.local/v1", CLASSIFIER_MODEL="gpt-4o-mini-2024-07-18")
+    configure(
+        monkeypatch,
+        REPLIES_QUEUE_URL=aws["replies"],
+        CLASSIFIER_MAX_RETRIES="1",
+        OPENAI_API_KEY="sk-test",
+        OPENAI_BASE_URL="http://fake-openai.local/v1",
+        CLASSIFIER_MODEL="gpt-4o-mini-2024-07-18",
+    )
     outcome_id = register()
     classify(outcome_id)
     row = outcome(db, outcome_id)

@@ -18,14 +18,26 @@ from flywheel.errors import DependencyUnavailable
 from tests.integration.test_classifier import FakeOpenAI, aws, classify, outcome, register  # noqa: F401
 from tests.webhook_helpers import configure
 
-ANSWER = {"category": "interested", "sentiment_score": 0.7, "interest_level": "high", "objection_type": "none",
-          "referral_contact": None, "return_date": None, "confidence": 0.93, "reason": "asks to see numbers"}
+ANSWER = {
+    "category": "interested",
+    "sentiment_score": 0.7,
+    "interest_level": "high",
+    "objection_type": "none",
+    "referral_contact": None,
+    "return_date": None,
+    "confidence": 0.93,
+    "reason": "asks to see numbers",
+}
 MODEL = "us.amazon.nova-lite-v1:0"
 
 
 def converse_response(content: list[dict[str, Any]], stop: str = "tool_use") -> dict[str, Any]:
-    return {"output": {"message": {"role": "assistant", "content": content}}, "stopReason": stop,
-            "usage": {"inputTokens": 812, "outputTokens": 64, "totalTokens": 876}, "metrics": {"latencyMs": 640}}
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": stop,
+        "usage": {"inputTokens": 812, "outputTokens": 64, "totalTokens": 876},
+        "metrics": {"latencyMs": 640},
+    }
 
 
 @pytest.fixture
@@ -37,27 +49,54 @@ def bedrock(monkeypatch: pytest.MonkeyPatch):
 
 
 def expected_request() -> dict[str, Any]:
-    return {"modelId": MODEL, "system": ANY, "messages": ANY, "inferenceConfig": {"temperature": 0, "maxTokens": 1024},
-            "toolConfig": {"tools": [{"toolSpec": {"name": TOOL_NAME, "description": ANY, "inputSchema": ANY}}],
-                           "toolChoice": {"tool": {"name": TOOL_NAME}}}}
+    return {
+        "modelId": MODEL,
+        "system": ANY,
+        "messages": ANY,
+        "inferenceConfig": {"temperature": 0, "maxTokens": 1024},
+        "toolConfig": {
+            "tools": [{"toolSpec": {"name": TOOL_NAME, "description": ANY, "inputSchema": ANY}}],
+            "toolChoice": {"tool": {"name": TOOL_NAME}},
+        },
+    }
 
 
-@pytest.mark.parametrize(("answer", "source", "category"), [
-    ([{"toolUse": {"toolUseId": "tooluse_1", "name": TOOL_NAME, "input": ANSWER}}], "llm", "interested"),
-    ([{"toolUse": {"toolUseId": "tooluse_1", "name": TOOL_NAME, "input": {**ANSWER, "category": "keen"}}}],
-     "fallback", "meeting_request"),  # does not validate
-    ([{"text": "I think they are interested."}], "fallback", "meeting_request"),  # no tool use
-    (None, "fallback", "meeting_request"),  # the service refuses (throttled after botocore's retries)
-])
-def test_bedrock_converse_and_its_fallbacks(db, aws, bedrock, monkeypatch, answer, source: str,  # noqa: F811
-                                            category: str) -> None:
+@pytest.mark.parametrize(
+    ("answer", "source", "category"),
+    [
+        ([{"toolUse": {"toolUseId": "tooluse_1", "name": TOOL_NAME, "input": ANSWER}}], "llm", "interested"),
+        (
+            [{"toolUse": {"toolUseId": "tooluse_1", "name": TOOL_NAME, "input": {**ANSWER, "category": "keen"}}}],
+            "fallback",
+            "meeting_request",
+        ),  # does not validate
+        ([{"text": "I think they are interested."}], "fallback", "meeting_request"),  # no tool use
+        (None, "fallback", "meeting_request"),  # the service refuses (throttled after botocore's retries)
+    ],
+)
+def test_bedrock_converse_and_its_fallbacks(
+    db,
+    aws,  # noqa: F811
+    bedrock,
+    monkeypatch,
+    answer,
+    source: str,  # noqa: F811
+    category: str,
+) -> None:
     configure(monkeypatch, REPLIES_QUEUE_URL=aws["replies"], CLASSIFIER_BACKEND="bedrock", CLASSIFIER_MODEL=MODEL)
     if answer is None:
-        bedrock.add_client_error("converse", service_error_code="ThrottlingException", http_status_code=429,
-                                 expected_params=expected_request())
+        bedrock.add_client_error(
+            "converse",
+            service_error_code="ThrottlingException",
+            http_status_code=429,
+            expected_params=expected_request(),
+        )
     else:
-        bedrock.add_response("converse", converse_response(answer, "tool_use" if "toolUse" in answer[0] else "end_turn"),
-                             expected_request())
+        bedrock.add_response(
+            "converse",
+            converse_response(answer, "tool_use" if "toolUse" in answer[0] else "end_turn"),
+            expected_request(),
+        )
     outcome_id = register()
     classify(outcome_id)
     row = outcome(db, outcome_id)
@@ -71,9 +110,14 @@ def test_bedrock_request_carries_the_schema_and_the_context(bedrock) -> None:
     def capture(**kwargs: Any) -> None:
         captured.update(kwargs)
 
-    bedrock.client.meta.events.register("provide-client-params.bedrock-runtime.Converse", lambda params, **_: capture(**params))
-    bedrock.add_response("converse", converse_response([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME,
-                                                                       "input": ANSWER}}]), expected_request())
+    bedrock.client.meta.events.register(
+        "provide-client-params.bedrock-runtime.Converse", lambda params, **_: capture(**params)
+    )
+    bedrock.add_response(
+        "converse",
+        converse_response([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": ANSWER}}]),
+        expected_request(),
+    )
     result = BedrockReplyClassifier(MODEL).classify("Send me numbers", {"message": {"subject": "Idea"}, "lead": {}})
     assert result.category == "interested"
     schema = captured["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]
@@ -89,16 +133,35 @@ def test_bedrock_client_retries_and_times_out_as_configured(monkeypatch) -> None
     assert classifier._client.meta.region_name == "us-west-2"
 
 
-@pytest.mark.parametrize(("content", "stop", "category"), [
-    # Nova thinks aloud in a text block before the tool use; Claude writes long reasons
-    ([{"text": "<thinking>They ask for numbers.</thinking>"},
-      {"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {**ANSWER, "reason": "numbers " * 100}}}],
-     "tool_use", "interested"),
-    ([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {"category": "interested", "sentiment_score": 0.7}}}],
-     "max_tokens", None),  # cut off mid-answer
-    ([{"text": "Sorry, the model cannot answer this question."}], "guardrail_intervened", None),
-    ([{"toolUse": {"toolUseId": "t", "name": "another_tool", "input": ANSWER}}], "tool_use", None),
-])
+@pytest.mark.parametrize(
+    ("content", "stop", "category"),
+    [
+        # Nova thinks aloud in a text block before the tool use; Claude writes long reasons
+        (
+            [
+                {"text": "<thinking>They ask for numbers.</thinking>"},
+                {"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {**ANSWER, "reason": "numbers " * 100}}},
+            ],
+            "tool_use",
+            "interested",
+        ),
+        (
+            [
+                {
+                    "toolUse": {
+                        "toolUseId": "t",
+                        "name": TOOL_NAME,
+                        "input": {"category": "interested", "sentiment_score": 0.7},
+                    }
+                }
+            ],
+            "max_tokens",
+            None,
+        ),  # cut off mid-answer
+        ([{"text": "Sorry, the model cannot answer this question."}], "guardrail_intervened", None),
+        ([{"toolUse": {"toolUseId": "t", "name": "another_tool", "input": ANSWER}}], "tool_use", None),
+    ],
+)
 def test_bedrock_stop_reasons(bedrock, content: list, stop: str, category: str | None) -> None:
     bedrock.add_response("converse", converse_response(content, stop), expected_request())
     if category is None:
@@ -110,9 +173,11 @@ def test_bedrock_stop_reasons(bedrock, content: list, stop: str, category: str |
 
 
 def test_a_schema_violation_is_unavailable_not_an_exception(bedrock) -> None:
-    bedrock.add_response("converse", converse_response([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME,
-                                                                       "input": {"category": "interested"}}}]),
-                         expected_request())
+    bedrock.add_response(
+        "converse",
+        converse_response([{"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {"category": "interested"}}}]),
+        expected_request(),
+    )
     with pytest.raises(LlmUnavailable):
         BedrockReplyClassifier(MODEL).classify("hi", {})
 
@@ -123,20 +188,38 @@ class FencedJsonObject(FakeOpenAI):
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content)
         self.requests.append(body)
-        return httpx2.Response(200, json={
-            "id": "c-1", "object": "chat.completion", "created": 1, "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "```json\n" + json.dumps(ANSWER) + "\n```"}}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}})
+        return httpx2.Response(
+            200,
+            json={
+                "id": "c-1",
+                "object": "chat.completion",
+                "created": 1,
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "```json\n" + json.dumps(ANSWER) + "\n```"},
+                    }
+                ],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+        )
 
 
 @pytest.mark.parametrize("json_mode", ["json_schema", "json_object"])
 def test_openai_compatible_endpoint(db, aws, monkeypatch, json_mode: str) -> None:  # noqa: F811
     fake = FencedJsonObject() if json_mode == "json_object" else FakeOpenAI()
     monkeypatch.setattr(llm, "TRANSPORT", httpx2.MockTransport(fake))
-    configure(monkeypatch, REPLIES_QUEUE_URL=aws["replies"], CLASSIFIER_BACKEND="openai_compatible",
-              CLASSIFIER_BASE_URL="http://llm.internal.example/v1", CLASSIFIER_MODEL="qwen2.5-7b-instruct",
-              CLASSIFIER_JSON_MODE=json_mode, CLASSIFIER_MAX_RETRIES="0")
+    configure(
+        monkeypatch,
+        REPLIES_QUEUE_URL=aws["replies"],
+        CLASSIFIER_BACKEND="openai_compatible",
+        CLASSIFIER_BASE_URL="http://llm.internal.example/v1",
+        CLASSIFIER_MODEL="qwen2.5-7b-instruct",
+        CLASSIFIER_JSON_MODE=json_mode,
+        CLASSIFIER_MAX_RETRIES="0",
+    )
     outcome_id = register()
     classify(outcome_id)
     row = outcome(db, outcome_id)

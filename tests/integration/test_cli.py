@@ -41,17 +41,23 @@ def test_every_option_and_command_has_help() -> None:
     assert all(choice.description for choice in commands.choices.values())
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["experiment", "plan", "--baseline", "3", "--mde", "0.1"], "'3' is not a rate: give a proportion between 0 and 1"),
-    (["experiment", "plan", "--baseline", "0.03", "--mde", "-1"], "is not a relative lift"),
-    (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--split", "90-10"], "'90-10' is not a split"),
-    (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--split", "100/0"], "both above 0"),
-    (["experiment", "plan", "--baseline", "abc", "--mde", "0.1"], "'abc' is not a number"),
-    (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--weekly-volume", "0"], "(1 or more)"),
-    (["start-api", "--port", "70000"], "is not a port number"),
-    (["training", "run", "--canary-percentage", "80"], "at most 50"),
-    (["sign", "nope", "x"], "invalid choice: 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["experiment", "plan", "--baseline", "3", "--mde", "0.1"],
+            "'3' is not a rate: give a proportion between 0 and 1",
+        ),
+        (["experiment", "plan", "--baseline", "0.03", "--mde", "-1"], "is not a relative lift"),
+        (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--split", "90-10"], "'90-10' is not a split"),
+        (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--split", "100/0"], "both above 0"),
+        (["experiment", "plan", "--baseline", "abc", "--mde", "0.1"], "'abc' is not a number"),
+        (["experiment", "plan", "--baseline", "0.03", "--mde", "0.1", "--weekly-volume", "0"], "(1 or more)"),
+        (["start-api", "--port", "70000"], "is not a port number"),
+        (["training", "run", "--canary-percentage", "80"], "at most 50"),
+        (["sign", "nope", "x"], "invalid choice: 'nope'"),
+    ],
+)
 def test_bad_input_is_a_clear_message(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         cli.main(args)
@@ -60,11 +66,15 @@ def test_bad_input_is_a_clear_message(args: list[str], message: str, capsys: pyt
     assert message in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["training", "run", "--api", "notaurl"], "not an API base URL: 'notaurl'"),
-])
-def test_remote_training_run_errors_are_clear(args: list[str], message: str, capsys: pytest.CaptureFixture[str],
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["training", "run", "--api", "notaurl"], "not an API base URL: 'notaurl'"),
+    ],
+)
+def test_remote_training_run_errors_are_clear(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
     assert cli.main(args) == 2
@@ -73,15 +83,20 @@ def test_remote_training_run_errors_are_clear(args: list[str], message: str, cap
 
 
 def test_experiment_plan_reads_rates_and_percentages(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["experiment", "plan", "--baseline", "3%", "--mde", "10%", "--split", "90/10",
-                     "--weekly-volume", "20000"]) == 0
+    assert (
+        cli.main(
+            ["experiment", "plan", "--baseline", "3%", "--mde", "10%", "--split", "90/10", "--weekly-volume", "20000"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("baseline 3.00%, detectable lift 10%, split 90/10 (champion/challenger)")
     assert "300" not in out.splitlines()[0]
 
 
-def test_missing_or_broken_event_files_are_clear(db_url: str, tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_or_broken_event_files_are_clear(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["invoke", "MessagesFunction", "-e", str(tmp_path / "missing.json")]) == 2
     assert "cannot read" in capsys.readouterr().err
     (tmp_path / "broken.json").write_text("{nope")
@@ -91,14 +106,16 @@ def test_missing_or_broken_event_files_are_clear(db_url: str, tmp_path: Path,
     assert "no function or state machine 'NoSuchFunction'" in capsys.readouterr().err
 
 
-def test_dataset_build_without_an_opted_in_organisation_says_so(db_url: str, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_dataset_build_without_an_opted_in_organisation_says_so(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["dataset", "build", "--out", str(tmp_path / "ds")]) == 1  # an empty, invalid dataset
     assert "no organisation has opted in to training, so there was nothing to build from" in capsys.readouterr().err
 
 
-def test_migrate_reports_what_it_applied(pg_admin_url: str, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_migrate_reports_what_it_applied(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     name = f"flywheel_cli_{uuid.uuid4().hex[:10]}"
     monkeypatch.setenv("DATABASE_URL", create_database(pg_admin_url, name))
     try:
@@ -122,8 +139,14 @@ def test_config_shows_every_setting_and_where_it_comes_from(tmp_path: Path) -> N
     (tmp_path / ".env").write_text("# local\nFLYWHEEL_DB_PORT=6001\nexport OPENAI_API_KEY='sk-test-1234567890abcd'\n")
     env = {k: v for k, v in os.environ.items() if k not in setting_names()}
     env.update(PYTHONPATH=str(ROOT / "layers" / "flywheel"), CLASSIFIER_MODEL="gpt-test")
-    done = subprocess.run([*FLYWHEEL, "--template", str(tmp_path / "template.yaml"), "config"], env=env,
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        [*FLYWHEEL, "--template", str(tmp_path / "template.yaml"), "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     lines = [re.match(r"^([A-Z0-9_]+)=(.*)  # (.+)$", line) for line in done.stdout.splitlines()]
     rows = {m.group(1): (m.group(2), m.group(3)) for m in lines if m}
     assert len(rows) == len(lines) and set(rows) == set(setting_names())
@@ -134,8 +157,11 @@ def test_config_shows_every_setting_and_where_it_comes_from(tmp_path: Path) -> N
 
 
 def test_env_example_lists_every_setting() -> None:
-    listed = {line.lstrip("# ").split("=", 1)[0] for line in (ROOT / ".env.example").read_text().splitlines()
-              if re.match(r"^# ?[A-Z][A-Z0-9_]+=", line)}
+    listed = {
+        line.lstrip("# ").split("=", 1)[0]
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if re.match(r"^# ?[A-Z][A-Z0-9_]+=", line)
+    }
     missing = set(setting_names()) - listed
     assert not missing, f"add these to .env.example: {sorted(missing)}"
     assert parse_dotenv("A=1\n# c\nexport B='two words'\nC=x # note\n") == {"A": "1", "B": "two words", "C": "x"}
@@ -145,7 +171,8 @@ def test_make_lists_every_target() -> None:
     phony = re.search(r"^\.PHONY:(.*)$", (ROOT / "Makefile").read_text(), re.M)
     assert phony is not None
     targets = phony.group(1).split()
-    default = subprocess.run(["make", "-s", "--no-print-directory"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=60, check=True).stdout
+    default = subprocess.run(
+        ["make", "-s", "--no-print-directory"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     listed = [line.split()[0] for line in default.splitlines() if line.startswith("  ")]
     assert sorted(listed) == sorted(targets)

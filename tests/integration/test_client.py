@@ -44,8 +44,12 @@ def local(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
         server = make_server(ROOT / "template.yaml", "127.0.0.1", 0, verifier=verifier, log=log.append)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
-            yield {"url": f"http://127.0.0.1:{server.server_address[1]}", "stack": stack, "log": log,
-                   "verifier": verifier}
+            yield {
+                "url": f"http://127.0.0.1:{server.server_address[1]}",
+                "stack": stack,
+                "log": log,
+                "verifier": verifier,
+            }
         finally:
             server.shutdown()
             server.server_close()
@@ -77,10 +81,16 @@ def test_route_submit_reply_and_read_back(local: dict[str, Any], db) -> None:
     seed(ROOT)
     api = client(local["url"])
     assert api.route("acme", "lead-1001") is None  # no model deployed yet: the sender uses its default
-    queued = api.submit_reply(str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9")
+    queued = api.submit_reply(
+        str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9"
+    )
     assert queued == {"reply_key": "api_linkedin:li-9", "outcome_id": str(DANA), "queued": True, "duplicate": False}
-    assert api.submit_reply(str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin",
-                            external_id="li-9")["duplicate"] is True
+    assert (
+        api.submit_reply(str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9")[
+            "duplicate"
+        ]
+        is True
+    )
     local["stack"].pump()
     assert api.message("acme", str(DANA))["reply_category"] in ("interested", "meeting_request")
     with pytest.raises(FlywheelError) as refused:
@@ -98,8 +108,10 @@ def test_bad_signatures_are_refused_as_api_gateway_does(local: dict[str, Any]) -
     assert unknown.value.message == "The security token included in the request is invalid."
     with pytest.raises(urllib.error.HTTPError) as unsigned:
         urllib.request.urlopen(f"{url}/route?org_id=acme&lead_id=l1", timeout=30)
-    assert unsigned.value.code == 403 and unsigned.value.headers["x-amzn-ErrorType"] == \
-        "MissingAuthenticationTokenException"
+    assert (
+        unsigned.value.code == 403
+        and unsigned.value.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+    )
     local["verifier"].now = lambda: time.time() + 600  # the server's clock is 10 minutes ahead
     with pytest.raises(FlywheelError) as expired:
         client(url).route("acme", "l1")
@@ -115,9 +127,23 @@ def test_bad_signatures_are_refused_as_api_gateway_does(local: dict[str, Any]) -
 def test_curl_sigv4_signatures_are_accepted(local: dict[str, Any]) -> None:
     """Another SigV4 implementation (curl's) agrees with the server's check. One query parameter:
     curl before 8.x does not sort them, which AWS (and this server) refuses."""
-    done = subprocess.run(["curl", "-sS", "--aws-sigv4", "aws:amz:us-east-1:execute-api", "--user", f"{KEY}:{SECRET}",
-                           "-w", "\n%{http_code}", f"{local['url']}/suppressions?org_id=acme"],
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:execute-api",
+            "--user",
+            f"{KEY}:{SECRET}",
+            "-w",
+            "\n%{http_code}",
+            f"{local['url']}/suppressions?org_id=acme",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     if "--aws-sigv4" in done.stderr:
         pytest.skip("this curl has no --aws-sigv4")
     body, status = done.stdout.rsplit("\n", 1)
@@ -135,8 +161,9 @@ class FlakyFront:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                request = urllib.request.Request(target + self.path, data=body, method="POST",
-                                                 headers={k: v for k, v in self.headers.items()})
+                request = urllib.request.Request(
+                    target + self.path, data=body, method="POST", headers={k: v for k, v in self.headers.items()}
+                )
                 front.seen += 1
                 try:
                     with urllib.request.urlopen(request, timeout=30) as answer:
@@ -192,8 +219,14 @@ def test_retry_after_forms() -> None:
 def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db) -> None:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
     env.pop("AWS_SESSION_TOKEN", None)
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "sender.py"), "--url", local["url"], "--leads", "2"],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sender.py"), "--url", local["url"], "--leads", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(result["registered"]) == 2 and result["created"] == 2
@@ -201,8 +234,18 @@ def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db
     assert count(db, "outcome_labels") == 2
 
 
-@pytest.mark.parametrize("url", ["notaurl", "127.0.0.1:8081", "ftp://example.com", "http://", "http://host:99999",
-                                 "http://host:port", "https://h.example/dev?stage=1"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "127.0.0.1:8081",
+        "ftp://example.com",
+        "http://",
+        "http://host:99999",
+        "http://host:port",
+        "https://h.example/dev?stage=1",
+    ],
+)
 def test_a_bad_base_url_is_refused_when_the_client_is_made(url: str) -> None:
     with pytest.raises(ValueError, match="not an API base URL"):
         FlywheelClient(url, session=session())
@@ -214,21 +257,34 @@ def test_a_missing_stack_is_a_flywheel_error_not_a_botocore_traceback(monkeypatc
 
     cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="k", aws_secret_access_key="s")
     stub = Stubber(cfn)
-    stub.add_client_error("describe_stacks", service_error_code="ValidationError", http_status_code=400,
-                          service_message="Stack with id nosuch does not exist")
+    stub.add_client_error(
+        "describe_stacks",
+        service_error_code="ValidationError",
+        http_status_code=400,
+        service_message="Stack with id nosuch does not exist",
+    )
     monkeypatch.setattr(boto3, "client", lambda *a, **k: cfn)
     with stub, pytest.raises(FlywheelError) as failed:
         FlywheelClient.from_stack("nosuch")
     assert failed.value.code == "ValidationError" and "nosuch does not exist" in failed.value.message
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--url", "notaurl"], "sender.py: error: not an API base URL: 'notaurl'"),
-    (["--url", "http://127.0.0.1:1", "--leads", "1"], "sender.py: error: 0 connection_error"),
-    (["--leads", "0"], "'0' is not a whole number (1 or more)"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--url", "notaurl"], "sender.py: error: not an API base URL: 'notaurl'"),
+        (["--url", "http://127.0.0.1:1", "--leads", "1"], "sender.py: error: 0 connection_error"),
+        (["--leads", "0"], "'0' is not a whole number (1 or more)"),
+    ],
+)
 def test_the_example_sender_explains_bad_input_without_a_traceback(args: list[str], message: str) -> None:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-    done = subprocess.run([sys.executable, str(ROOT / "examples" / "sender.py"), *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sender.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

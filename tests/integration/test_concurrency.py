@@ -82,26 +82,51 @@ class Crm:
         path = request.url.path
         if path.startswith("/crm/v3/objects/deals/"):
             deal = path.rsplit("/", 1)[1]
-            return httpx2.Response(200, json={"id": deal, "properties": {
-                "amount": f"{deal}00.50", "dealstage": "closedwon", "closedate": "2026-11-26T16:00:00Z",
-                "hs_is_closed_won": "true", "hs_is_closed": "true", "deal_currency_code": "USD"},
-                "associations": {"contacts": {"results": [{"id": deal, "type": "deal_to_contact"}]}}})
+            return httpx2.Response(
+                200,
+                json={
+                    "id": deal,
+                    "properties": {
+                        "amount": f"{deal}00.50",
+                        "dealstage": "closedwon",
+                        "closedate": "2026-11-26T16:00:00Z",
+                        "hs_is_closed_won": "true",
+                        "hs_is_closed": "true",
+                        "deal_currency_code": "USD",
+                    },
+                    "associations": {"contacts": {"results": [{"id": deal, "type": "deal_to_contact"}]}},
+                },
+            )
         if path == "/crm/v3/objects/contacts/batch/read":
             ids = [i["id"] for i in json.loads(request.content)["inputs"]]
-            return httpx2.Response(200, json={"results": [
-                {"id": i, "properties": {"email": lead(int(i))}} for i in ids]})
+            return httpx2.Response(
+                200, json={"results": [{"id": i, "properties": {"email": lead(int(i))}} for i in ids]}
+            )
         if path.startswith("/api/v2/persons/"):
             pid = int(path.rsplit("/", 1)[1])
-            return httpx2.Response(200, json={"success": True, "data": {"id": pid, "emails": [
-                {"value": lead(pid), "primary": True}]}})
+            return httpx2.Response(
+                200, json={"success": True, "data": {"id": pid, "emails": [{"value": lead(pid), "primary": True}]}}
+            )
         return httpx2.Response(404, json={})
 
 
 def race_messages() -> list[dict[str, Any]]:
-    return [{"org_id": "acme", "campaign_id": "race", "lead_id": f"race-{i}", "lead_email": lead(i),
-             "body": f"Hi {i}", "framework": "AIDA", "tone": "casual", "sent_at": SENT.isoformat(),
-             "provider_message_id": f"race{i}.dfd.1", "email_message_id": f"<race-{i}@mail.acme.example>",
-             "idempotency_key": f"race-{i}"} for i in range(N)]
+    return [
+        {
+            "org_id": "acme",
+            "campaign_id": "race",
+            "lead_id": f"race-{i}",
+            "lead_email": lead(i),
+            "body": f"Hi {i}",
+            "framework": "AIDA",
+            "tone": "casual",
+            "sent_at": SENT.isoformat(),
+            "provider_message_id": f"race{i}.dfd.1",
+            "email_message_id": f"<race-{i}@mail.acme.example>",
+            "idempotency_key": f"race-{i}",
+        }
+        for i in range(N)
+    ]
 
 
 def sendgrid_request(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -111,8 +136,14 @@ def sendgrid_request(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 def inbound(msg: Message) -> dict[str, Any]:
     wire = msg.as_bytes(policy=policy.SMTP)
-    ctype, body = _form([_field("email", wire), _field("to", msg["To"].encode()), _field("from", msg["From"].encode()),
-                         _field("envelope", json.dumps({"to": [msg["To"]], "from": msg["From"]}).encode())])
+    ctype, body = _form(
+        [
+            _field("email", wire),
+            _field("to", msg["To"].encode()),
+            _field("from", msg["From"].encode()),
+            _field("envelope", json.dumps({"to": [msg["To"]], "from": msg["From"]}).encode()),
+        ]
+    )
     event = load_event("webhooks_sendgrid_inbound_raw.json")
     event = route_event(event, body)
     event["headers"]["Content-Type"] = ctype
@@ -137,23 +168,44 @@ def calendly(kind: str, i: int, day: int) -> dict[str, Any]:
     uri = f"https://api.calendly.com/scheduled_events/EV-{i}/invitees/INV-{i}"
     created = (SENT + timedelta(days=day)).isoformat().replace("+00:00", "Z")
     if kind == "invitee.created" or kind == "invitee.canceled":
-        payload = {"uri": uri, "email": lead(i), "rescheduled": False,
-                   "scheduled_event": {"uri": f"https://api.calendly.com/scheduled_events/EV-{i}",
-                                       "start_time": "2026-11-25T14:00:00Z", "end_time": "2026-11-25T14:30:00Z"},
-                   "tracking": {"utm_content": None}}
+        payload = {
+            "uri": uri,
+            "email": lead(i),
+            "rescheduled": False,
+            "scheduled_event": {
+                "uri": f"https://api.calendly.com/scheduled_events/EV-{i}",
+                "start_time": "2026-11-25T14:00:00Z",
+                "end_time": "2026-11-25T14:30:00Z",
+            },
+            "tracking": {"utm_content": None},
+        }
     else:
         payload = {"uri": f"https://api.calendly.com/invitee_no_shows/NS-{i}", "invitee": uri}
-    body = json.dumps({"created_at": created, "created_by": "https://api.calendly.com/users/host", "event": kind,
-                       "payload": payload})
+    body = json.dumps(
+        {"created_at": created, "created_by": "https://api.calendly.com/users/host", "event": kind, "payload": payload}
+    )
     return webhook(route_event(template, body, **calendly_headers(body.encode())))
 
 
 def hubspot(i: int) -> dict[str, Any]:
     template = load_event("webhooks_hubspot_deal_won.json")
-    body = json.dumps([{"eventId": 9000 + i, "subscriptionId": 1, "portalId": 5799819, "appId": 1,
-                        "occurredAt": int((SENT + timedelta(days=6)).timestamp() * 1000),
-                        "subscriptionType": "deal.propertyChange", "attemptNumber": 0, "objectId": i,
-                        "propertyName": "dealstage", "propertyValue": "closedwon", "changeSource": "CRM"}])
+    body = json.dumps(
+        [
+            {
+                "eventId": 9000 + i,
+                "subscriptionId": 1,
+                "portalId": 5799819,
+                "appId": 1,
+                "occurredAt": int((SENT + timedelta(days=6)).timestamp() * 1000),
+                "subscriptionType": "deal.propertyChange",
+                "attemptNumber": 0,
+                "objectId": i,
+                "propertyName": "dealstage",
+                "propertyValue": "closedwon",
+                "changeSource": "CRM",
+            }
+        ]
+    )
     return webhook(route_event(template, body, **hubspot_headers(body.encode(), public_url(template))))
 
 
@@ -167,8 +219,12 @@ def pipedrive(i: int) -> dict[str, Any]:
 
 def salesforce(i: int) -> dict[str, Any]:
     template = load_event("webhooks_salesforce_opportunity_won.json")
-    body = template["body"].replace("priya@fabrikam.example", lead(i)).replace(
-        "04l7F000008aeAyQAI", f"04l7F000008ae{i:04d}").replace("0067F000003pmdWQAQ", f"0067F000003p{i:04d}")
+    body = (
+        template["body"]
+        .replace("priya@fabrikam.example", lead(i))
+        .replace("04l7F000008aeAyQAI", f"04l7F000008ae{i:04d}")
+        .replace("0067F000003pmdWQAQ", f"0067F000003p{i:04d}")
+    )
     return webhook(route_event(template, body))
 
 
@@ -183,14 +239,30 @@ def event_groups() -> list[list[dict[str, Any]]]:
     for i in range(N):
         out: list[dict[str, Any]] = []
         base = {"email": lead(i), "sg_message_id": f"race{i}.dfd.1.filter0001.1.0"}
-        kinds = ["processed", "delivered", "open", "click"] + (["unsubscribe"] if i % 4 == 0 else []) + (
-            ["spamreport"] if i % 4 == 1 else [])
-        events = [{**base, "event": k, "timestamp": t0 + 60 * (n + 1), "sg_event_id": f"r-{i}-{n}"}
-                  for n, k in enumerate(kinds)]
+        kinds = (
+            ["processed", "delivered", "open", "click"]
+            + (["unsubscribe"] if i % 4 == 0 else [])
+            + (["spamreport"] if i % 4 == 1 else [])
+        )
+        events = [
+            {**base, "event": k, "timestamp": t0 + 60 * (n + 1), "sg_event_id": f"r-{i}-{n}"}
+            for n, k in enumerate(kinds)
+        ]
         out += [sendgrid_request([e]) for e in events] + [sendgrid_request(events)]
         if i % 3 == 0:  # email only, inside one organisation
-            out.append(sendgrid_request([{"email": lead(i), "event": "open", "timestamp": t0 + 3600,
-                                          "sg_event_id": f"eo-{i}", "org_id": "acme"}]))
+            out.append(
+                sendgrid_request(
+                    [
+                        {
+                            "email": lead(i),
+                            "event": "open",
+                            "timestamp": t0 + 3600,
+                            "sg_event_id": f"eo-{i}",
+                            "org_id": "acme",
+                        }
+                    ]
+                )
+            )
         if i % 2 == 0:
             out.append(reply(i, "Yes, I am interested - let's talk next week.", True))
         if i % 5 == 1:
@@ -206,10 +278,21 @@ def event_groups() -> list[list[dict[str, Any]]]:
         if i % 5 == 0:
             out.append(salesforce(i))
         if i % 6 == 1:
-            out.append(crm_request("webhooks_crm_deal_won.json", {
-                "event": "deal_lost", "lead_email": lead(i), "org_id": "acme", "deal_id": f"R-{i}",
-                "value": "1000.00", "currency": "USD", "occurred_at": (SENT + timedelta(days=3)).isoformat()},
-                f"msg_race_deal_{i}"))
+            out.append(
+                crm_request(
+                    "webhooks_crm_deal_won.json",
+                    {
+                        "event": "deal_lost",
+                        "lead_email": lead(i),
+                        "org_id": "acme",
+                        "deal_id": f"R-{i}",
+                        "value": "1000.00",
+                        "currency": "USD",
+                        "occurred_at": (SENT + timedelta(days=3)).isoformat(),
+                    },
+                    f"msg_race_deal_{i}",
+                )
+            )
         if i % 7 == 3:  # a DSN naming the message by its Message-ID in the returned headers
             out.append(dsn(i))
         groups.append(out)
@@ -221,13 +304,24 @@ def dsn(i: int) -> dict[str, Any]:
     report = MIMEMultipart("report", boundary=f"dsn-{i}", report_type="delivery-status")
     report.attach(MIMEText("could not be delivered", "plain", "us-ascii"))
     part = MIMEBase("message", "delivery-status")
-    part.set_payload([message_from_string(b) for b in (
-        "Reporting-MTA: dns; mx.acme.example\n",
-        f"Final-Recipient: rfc822; {lead(i)}\nAction: failed\nStatus: 5.1.1\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 unknown\n")])
+    part.set_payload(
+        [
+            message_from_string(b)
+            for b in (
+                "Reporting-MTA: dns; mx.acme.example\n",
+                f"Final-Recipient: rfc822; {lead(i)}\nAction: failed\nStatus: 5.1.1\n"
+                "Diagnostic-Code: smtp; 550 5.1.1 unknown\n",
+            )
+        ]
+    )
     report.attach(part)
-    report.attach(MIMEText(f"From: sam@acme.example\nTo: {lead(i)}\nMessage-ID: <race-{i}@mail.acme.example>\n",
-                           "rfc822-headers", "us-ascii"))
+    report.attach(
+        MIMEText(
+            f"From: sam@acme.example\nTo: {lead(i)}\nMessage-ID: <race-{i}@mail.acme.example>\n",
+            "rfc822-headers",
+            "us-ascii",
+        )
+    )
     report["From"] = "MAILER-DAEMON@mx.acme.example"
     report["To"] = "sam@reply.flywheel.example"
     report["Subject"] = "Undelivered Mail Returned to Sender"
@@ -240,35 +334,70 @@ def correction(outcome_id: str, i: int) -> dict[str, Any]:
     event = load_event("outcomes_correction_post.json")
     event["path"] = f"/outcomes/{outcome_id}/corrections"
     event["pathParameters"] = {"outcome_id": outcome_id}
-    event["body"] = json.dumps({"training_label": "negative" if i % 2 else "positive", "training_weight": 4.5,
-                                "reason": "review", "actor": "qa@acme.example", "correction_id": f"corr-{i}",
-                                "occurred_at": (SENT + timedelta(days=8)).isoformat()})
+    event["body"] = json.dumps(
+        {
+            "training_label": "negative" if i % 2 else "positive",
+            "training_weight": 4.5,
+            "reason": "review",
+            "actor": "qa@acme.example",
+            "correction_id": f"corr-{i}",
+            "occurred_at": (SENT + timedelta(days=8)).isoformat(),
+        }
+    )
     return {"function": "MessagesFunction", "event": event}
 
 
 def ids_of(url: str) -> dict[str, str]:
     with psycopg.connect(url, row_factory=dict_row) as conn:
-        return {r["lead_email"]: str(r["outcome_id"]) for r in conn.execute(
-            "SELECT outcome_id, lead_email FROM outcome_labels WHERE org_id = 'acme'")}
+        return {
+            r["lead_email"]: str(r["outcome_id"])
+            for r in conn.execute("SELECT outcome_id, lead_email FROM outcome_labels WHERE org_id = 'acme'")
+        }
 
 
 def globex() -> list[dict[str, Any]]:
     """Another organisation's messages to half of the same leads, sent two hours later."""
-    return [{**m, "org_id": "globex", "body": "globex pitch", "provider_message_id": None, "email_message_id": None,
-             "sent_at": (SENT + timedelta(hours=2)).isoformat(), "idempotency_key": "g" + m["idempotency_key"]}
-            for m in race_messages() if int(m["lead_id"].rsplit("-", 1)[1]) % 2 == 0]
+    return [
+        {
+            **m,
+            "org_id": "globex",
+            "body": "globex pitch",
+            "provider_message_id": None,
+            "email_message_id": None,
+            "sent_at": (SENT + timedelta(hours=2)).isoformat(),
+            "idempotency_key": "g" + m["idempotency_key"],
+        }
+        for m in race_messages()
+        if int(m["lead_id"].rsplit("-", 1)[1]) % 2 == 0
+    ]
 
 
 def globex_events() -> list[dict[str, Any]]:
     t0 = int(SENT.timestamp())
-    return [sendgrid_request([{"email": lead(i), "event": "unsubscribe", "timestamp": t0 + 4 * 3600,
-                               "sg_event_id": f"gx-{i}", "org_id": "globex"}]) for i in range(0, N, 2)]
+    return [
+        sendgrid_request(
+            [
+                {
+                    "email": lead(i),
+                    "event": "unsubscribe",
+                    "timestamp": t0 + 4 * 3600,
+                    "sg_event_id": f"gx-{i}",
+                    "org_id": "globex",
+                }
+            ]
+        )
+        for i in range(0, N, 2)
+    ]
 
 
 def snapshot(url: str) -> dict[str, Any]:
-    return database_rows(url, {
-        "suppressions": "SELECT org_id, email, reason, outcome_id FROM suppressions ORDER BY 1, 2",
-        "outbox": "SELECT topic, dedupe_key, payload FROM outbox ORDER BY 1, 2"})
+    return database_rows(
+        url,
+        {
+            "suppressions": "SELECT org_id, email, reason, outcome_id FROM suppressions ORDER BY 1, 2",
+            "outbox": "SELECT topic, dedupe_key, payload FROM outbox ORDER BY 1, 2",
+        },
+    )
 
 
 def diff(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:
@@ -281,8 +410,10 @@ def diff(got: dict[str, Any], expected: dict[str, Any]) -> list[str]:
         for a, b in zip(g, e, strict=False):
             if a != b:
                 cols = sorted(k for k in b if a.get(k) != b.get(k))
-                out.append(f"{table} {b.get('dedupe_key') or b.get('event_key') or b.get('email')}: "
-                           + ", ".join(f"{c}={a.get(c)!r} vs {b.get(c)!r}" for c in cols[:6]))
+                out.append(
+                    f"{table} {b.get('dedupe_key') or b.get('event_key') or b.get('email')}: "
+                    + ", ".join(f"{c}={a.get(c)!r} vs {b.get(c)!r}" for c in cols[:6])
+                )
     return out
 
 
@@ -327,15 +458,23 @@ def deliver_in_order(url: str, stream: list[dict[str, Any]], monkeypatch: pytest
 
 
 @pytest.mark.integration
-def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin_url, template_db,
-                                                                monkeypatch) -> None:
+def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin_url, template_db, monkeypatch) -> None:
     monkeypatch.setattr(http_client, "TRANSPORT", httpx2.MockTransport(Crm()))
     with mock_aws():  # the outbox's sends fail fast: its rows stay, and are compared
-        configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps({
-            "hubspot:5799819": "acme", "pipedrive:8087566": "acme", "salesforce:00D7F00000107Xs": "acme",
-            "calendly:*": "acme", "sendgrid_inbound:reply.flywheel.example": "acme"}))
+        configure(
+            monkeypatch,
+            PROVIDER_ORGS_JSON=json.dumps(
+                {
+                    "hubspot:5799819": "acme",
+                    "pipedrive:8087566": "acme",
+                    "salesforce:00D7F00000107Xs": "acme",
+                    "calendly:*": "acme",
+                    "sendgrid_inbound:reply.flywheel.example": "acme",
+                }
+            ),
+        )
         messages = race_messages()
-        early, late = messages[: N // 2], messages[N // 2:]
+        early, late = messages[: N // 2], messages[N // 2 :]
         groups = event_groups()
 
         def corrections(url: str) -> list[list[dict[str, Any]]]:
@@ -344,12 +483,17 @@ def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin
 
         # the reference: every message registered first, then each event delivered once, in order
         deliver_in_order(db_url, [registration(messages), registration(globex())], monkeypatch)
-        deliver_in_order(db_url, [r for g in [*groups, *corrections(db_url), globex_events()] for r in g],
-                         monkeypatch)
+        deliver_in_order(db_url, [r for g in [*groups, *corrections(db_url), globex_events()] for r in g], monkeypatch)
         expected = snapshot(db_url)
         assert not [e for e in expected["events"] if e["status"] == "orphan"]
-        assert {o["stage"] for o in expected["outcomes"]} >= {"deal_won", "deal_lost", "meeting_booked", "replied",
-                                                             "spam_reported", "unsubscribed"}
+        assert {o["stage"] for o in expected["outcomes"]} >= {
+            "deal_won",
+            "deal_lost",
+            "meeting_booked",
+            "replied",
+            "spam_reported",
+            "unsubscribed",
+        }
         assert len(expected["suppressions"]) >= N and len(expected["outbox"]) >= N // 2
 
         mismatches = []
@@ -384,8 +528,9 @@ def _wait_until_blocked(db_url: str, exclude: set[int], timeout_s: float = 20) -
     with psycopg.connect(db_url, autocommit=True) as watcher:
         exclude = {*exclude, watcher.info.backend_pid}
         while time.monotonic() < deadline:
-            waiting = watcher.execute("SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                      "AND datname = current_database()").fetchall()
+            waiting = watcher.execute(
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchall()
             if {pid for (pid,) in waiting} - exclude:
                 return
             time.sleep(0.02)
@@ -399,11 +544,19 @@ def test_overlapping_registrations_wait_in_one_direction(db_url) -> None:
     from flywheel.domain.registration import message_row
     from flywheel.models.messages import MessageIn
 
-    rows = [message_row(MessageIn(org_id="acme", campaign_id="c", lead_id=f"l{i}", channel="linkedin", body="hi",
-                                  idempotency_key=f"k{i}")) for i in (1, 2)]
+    rows = [
+        message_row(
+            MessageIn(
+                org_id="acme", campaign_id="c", lead_id=f"l{i}", channel="linkedin", body="hi", idempotency_key=f"k{i}"
+            )
+        )
+        for i in (1, 2)
+    ]
     errors: list[BaseException] = []
-    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as a, \
-            psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as b:
+    with (
+        psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as a,
+        psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as b,
+    ):
         ensure_organizations(a, ["acme"])
 
         def other() -> None:
@@ -434,8 +587,15 @@ def test_an_event_naming_a_new_organisation_never_deadlocks_with_its_registratio
     from flywheel.domain.ingest import IncomingEvent, email_link
     from flywheel.services.ingest import ingest_events
 
-    event = IncomingEvent(provider="crm", event_key="deal-1", event_type="deal_won", occurred_at=SENT,
-                          payload={}, org_id="neworg", email="lead@new.example")
+    event = IncomingEvent(
+        provider="crm",
+        event_key="deal-1",
+        event_type="deal_won",
+        occurred_at=SENT,
+        payload={},
+        org_id="neworg",
+        email="lead@new.example",
+    )
     errors: list[BaseException] = []
 
     def deliver() -> None:
@@ -472,14 +632,22 @@ def test_a_rederivation_waits_for_the_events_another_transaction_is_applying(db_
     from flywheel.services.ingest import ingest_events
     from flywheel.services.outcomes import register_messages
 
-    [registered] = register_messages([MessageIn(org_id="acme", campaign_id="c", lead_id="l1", body="hi",
-                                                lead_email="l1@acme.example", sent_at=SENT)]).outcomes
+    [registered] = register_messages(
+        [MessageIn(org_id="acme", campaign_id="c", lead_id="l1", body="hi", lead_email="l1@acme.example", sent_at=SENT)]
+    ).outcomes
     outcome_id = str(registered.outcome_id)
     close_connection()
 
     def event(key: str, kind: str, minutes: int) -> IncomingEvent:
-        return IncomingEvent(provider="sendgrid", event_key=key, event_type=kind, payload={}, org_id="acme",
-                             occurred_at=SENT + timedelta(minutes=minutes), outcome_id=outcome_id)
+        return IncomingEvent(
+            provider="sendgrid",
+            event_key=key,
+            event_type=kind,
+            payload={},
+            org_id="acme",
+            occurred_at=SENT + timedelta(minutes=minutes),
+            outcome_id=outcome_id,
+        )
 
     derived, release = threading.Event(), threading.Event()
     real_recompute = ingest_service.recompute
@@ -516,6 +684,7 @@ def test_a_rederivation_waits_for_the_events_another_transaction_is_applying(db_
         second.join(30)
     assert not errors, errors
     with psycopg.connect(db_url, row_factory=dict_row) as conn:
-        row = conn.execute("SELECT event_count, delivered_at, open_count FROM outcome_labels WHERE outcome_id = %s",
-                           (outcome_id,)).fetchone()
+        row = conn.execute(
+            "SELECT event_count, delivered_at, open_count FROM outcome_labels WHERE outcome_id = %s", (outcome_id,)
+        ).fetchone()
     assert row == {"event_count": 2, "delivered_at": SENT + timedelta(minutes=1), "open_count": 1}

@@ -47,14 +47,17 @@ def _use_secret_and_env(monkeypatch: pytest.MonkeyPatch, db_url: str, secret_arn
 
 
 def test_rds_managed_secret_with_only_username_and_password_under_a_customer_key(
-        aws: None, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: None, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # RDS writes a cluster's managed master secret as {"username", "password"} only, encrypted with
     # the KMS key given in MasterUserSecret.KmsKeyId (here a customer-managed key)
     key_id = boto3.client("kms").create_key(Description="flywheel database")["KeyMetadata"]["KeyId"]
     parts = conninfo_to_dict(db_url)
     secret_arn = boto3.client("secretsmanager").create_secret(
-        Name=f"rds!cluster-{uuid4()}", KmsKeyId=key_id,
-        SecretString=json.dumps({"username": parts["user"], "password": "s3cret"}))["ARN"]
+        Name=f"rds!cluster-{uuid4()}",
+        KmsKeyId=key_id,
+        SecretString=json.dumps({"username": parts["user"], "password": "s3cret"}),
+    )["ARN"]
     env = _use_secret_and_env(monkeypatch, db_url, secret_arn)
 
     info = conninfo_to_dict(connection.conninfo(get_settings()))
@@ -64,11 +67,16 @@ def test_rds_managed_secret_with_only_username_and_password_under_a_customer_key
         assert conn.execute("SELECT current_database() AS db").fetchone() == {"db": env["dbname"]}
 
 
-def test_environment_wins_over_the_host_in_a_full_rds_secret(aws: None, db_url: str,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_wins_over_the_host_in_a_full_rds_secret(
+    aws: None, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # an existing database's secret names the cluster; the stack may point the functions at a proxy
-    secret_arn = boto3.client("secretsmanager").create_secret(Name="db", SecretString=json.dumps(
-        {"host": "cluster.example.internal", "port": 5439, "username": "app", "password": "pw", "dbname": "other"}))["ARN"]
+    secret_arn = boto3.client("secretsmanager").create_secret(
+        Name="db",
+        SecretString=json.dumps(
+            {"host": "cluster.example.internal", "port": 5439, "username": "app", "password": "pw", "dbname": "other"}
+        ),
+    )["ARN"]
     env = _use_secret_and_env(monkeypatch, db_url, secret_arn)
     monkeypatch.delenv("DATABASE_NAME")
     reset_settings()
@@ -87,7 +95,8 @@ def test_iam_authentication_uses_a_fresh_token_and_reads_no_secret(aws: None, mo
     # the token is a SigV4-presigned "connect" request for this host, port and user
     password = str(info["password"])
     assert password.startswith(
-        "flywheel-dev.proxy-abc.us-east-1.rds.amazonaws.com:5432/?Action=connect&DBUser=flywheel")
+        "flywheel-dev.proxy-abc.us-east-1.rds.amazonaws.com:5432/?Action=connect&DBUser=flywheel"
+    )
     assert "X-Amz-Signature=" in password
     assert info["sslmode"] == "require"
     # the connection identity does not change with each token, so the connection is kept
@@ -101,7 +110,9 @@ def _backend_pid(conn: psycopg.Connection[Any]) -> int:
     return int(row["pid"])
 
 
-def test_a_connection_dropped_while_idle_is_retried_once_transparently(db_url: str, db: psycopg.Connection[Any]) -> None:
+def test_a_connection_dropped_while_idle_is_retried_once_transparently(
+    db_url: str, db: psycopg.Connection[Any]
+) -> None:
     with connection.transaction() as conn:
         first = _backend_pid(conn)
     # what RDS Proxy's idle timeout or a failover does to a frozen Lambda's connection
@@ -128,12 +139,16 @@ def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str
         pid = _backend_pid(conn)
     name = str(conninfo_to_dict(db_url)["dbname"])
     admin = psycopg.connect(pg_admin_url, autocommit=True)
-    admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(psycopg.sql.Identifier(name)))
+    admin.execute(
+        psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(psycopg.sql.Identifier(name))
+    )
     try:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         status, body, headers = api.request("GET", f"/messages/{uuid4()}?org_id=acme")
     finally:
-        admin.execute(psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(psycopg.sql.Identifier(name)))
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(psycopg.sql.Identifier(name))
+        )
         admin.close()
     assert status == 503
     assert body["error"] == "service_unavailable"
@@ -141,7 +156,8 @@ def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str
 
 
 def test_credentials_rotated_since_the_secret_was_cached_are_read_again_once(
-        aws: None, db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    aws: None, db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # RDS rotates its managed secret (every 7 days by default) while the functions cache it for
     # minutes. Rotation with alternating users changes the user too: the server refuses the old
     # one here (NOLOGIN), as it refuses an old password after a single-user rotation.
@@ -151,8 +167,9 @@ def test_credentials_rotated_since_the_secret_was_cached_are_read_again_once(
     db.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN").format(psycopg.sql.Identifier(new)))
     secrets = boto3.client("secretsmanager")
     try:
-        arn = secrets.create_secret(Name=f"rds!cluster-{suffix}",
-                                    SecretString=json.dumps({"username": old, "password": "before"}))["ARN"]
+        arn = secrets.create_secret(
+            Name=f"rds!cluster-{suffix}", SecretString=json.dumps({"username": old, "password": "before"})
+        )["ARN"]
         _use_secret_and_env(monkeypatch, db_url, arn)
         connection.target(get_settings())  # the secret as an execution environment cached it
         secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": new, "password": "after"}))
@@ -170,7 +187,8 @@ def test_credentials_rotated_since_the_secret_was_cached_are_read_again_once(
 
 
 def test_the_server_closes_idle_sessions_and_the_next_transaction_reconnects(
-        db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a frozen execution environment's idle connection would keep an auto-pausing Aurora cluster
     # awake: with DB_IDLE_SESSION_TIMEOUT_S the server ends it, and the next request reconnects
     monkeypatch.setenv("DB_IDLE_SESSION_TIMEOUT_S", "1")

@@ -15,7 +15,9 @@ from tests.conftest import ROOT, count, load_event
 from tests.integration.test_classifier import aws, classify, outcome, register, sqs_event  # noqa: F401
 
 
-def correction_event(outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme") -> dict[str, Any]:
+def correction_event(
+    outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme"
+) -> dict[str, Any]:
     event = json.loads(json.dumps(load_event("outcomes_correction_post.json")).replace(str(DANA), outcome_id))
     if body is not None:
         event["body"] = json.dumps(body)
@@ -24,7 +26,9 @@ def correction_event(outcome_id: str, body: dict[str, Any] | None = None, org_id
     return event
 
 
-def correct(outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme") -> tuple[int, dict[str, Any]]:
+def correct(
+    outcome_id: str, body: dict[str, Any] | None = None, org_id: str | None = "acme"
+) -> tuple[int, dict[str, Any]]:
     result = invoke("MessagesFunction", correction_event(outcome_id, body, org_id), ROOT / "template.yaml")
     return result["statusCode"], json.loads(result["body"])
 
@@ -44,7 +48,11 @@ def test_a_correction_is_an_event_applied_by_derivation_and_reversible(db, aws) 
     outcome_id = register()
     classify(outcome_id, "Could you send the deck and a case study from manufacturing?")
     before = outcome(db, outcome_id)
-    assert (before["reply_category"], before["training_label"], before["training_weight"]) == ("interested", "positive", 3.0)
+    assert (before["reply_category"], before["training_label"], before["training_weight"]) == (
+        "interested",
+        "positive",
+        3.0,
+    )
 
     status, body = correct(outcome_id)  # the sample: not_interested, with reason and actor
     assert status == 201 and body["correction_id"] == "corr-2026-11-27-0001" and not body["duplicate"]
@@ -54,19 +62,36 @@ def test_a_correction_is_an_event_applied_by_derivation_and_reversible(db, aws) 
     assert row["corrected_by"] == "maria.ops@acme.example" and row["corrected_at"] is not None
     assert row["reply_text"] == before["reply_text"]  # nothing else was edited
     [entry] = [e for e in history(outcome_id) if e["event_type"] == "correction"]
-    assert entry["data"]["reason"] == "reads as a polite no, not interest" and entry["data"]["fields"] == ["reply_category"]
+    assert entry["data"]["reason"] == "reads as a polite no, not interest" and entry["data"]["fields"] == [
+        "reply_category"
+    ]
 
     status, body = correct(outcome_id)  # a retry of the same correction
     assert status == 200 and body["duplicate"] and count(db, "outcome_events") == 3
 
-    status, _ = correct(outcome_id, {"training_label": "positive", "training_weight": 6, "reason": "they bought later",
-                                     "actor": "lead@acme.example"})
+    status, _ = correct(
+        outcome_id,
+        {
+            "training_label": "positive",
+            "training_weight": 6,
+            "reason": "they bought later",
+            "actor": "lead@acme.example",
+        },
+    )
     row = outcome(db, outcome_id)
     assert status == 201 and (row["training_label"], row["training_weight"]) == ("positive", 6.0)
     assert row["reply_category"] == "not_interested" and row["corrected_by"] == "lead@acme.example"
 
-    status, _ = correct(outcome_id, {"reply_category": None, "training_label": None, "training_weight": None,
-                                     "reason": "undo", "actor": "lead@acme.example"})
+    status, _ = correct(
+        outcome_id,
+        {
+            "reply_category": None,
+            "training_label": None,
+            "training_weight": None,
+            "reason": "undo",
+            "actor": "lead@acme.example",
+        },
+    )
     row = outcome(db, outcome_id)
     assert status == 201 and (row["reply_category"], row["reply_classification_source"]) == ("interested", "fallback")
     assert (row["training_label"], row["training_weight"], row["corrected_at"]) == ("positive", 3.0, None)
@@ -88,17 +113,23 @@ def test_correcting_an_auto_reply_into_a_human_one_and_back(db, aws) -> None:  #
 def test_a_corrected_unsubscribe_suppresses_the_lead(db, aws) -> None:  # noqa: F811
     outcome_id = register()
     classify(outcome_id, "Thanks, maybe later.")
-    correct(outcome_id, {"reply_category": "unsubscribe", "reason": "asked on the phone to stop", "actor": "sdr@acme.example"})
+    correct(
+        outcome_id,
+        {"reply_category": "unsubscribe", "reason": "asked on the phone to stop", "actor": "sdr@acme.example"},
+    )
     assert db.execute("SELECT reason FROM suppressions").fetchone()["reason"] == "reply_unsubscribe"
 
 
-@pytest.mark.parametrize(("body", "status", "error"), [
-    ({"reply_category": "enthusiastic", "reason": "x", "actor": "a"}, 422, "validation_error"),
-    ({"reason": "nothing to correct", "actor": "a"}, 422, "validation_error"),
-    ({"reply_category": "interested", "actor": "a"}, 422, "validation_error"),
-    ({"training_weight": -1, "reason": "x", "actor": "a"}, 422, "validation_error"),
-    ({"reply_category": "interested", "reason": "x", "actor": "a", "extra": 1}, 422, "validation_error"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"reply_category": "enthusiastic", "reason": "x", "actor": "a"}, 422, "validation_error"),
+        ({"reason": "nothing to correct", "actor": "a"}, 422, "validation_error"),
+        ({"reply_category": "interested", "actor": "a"}, 422, "validation_error"),
+        ({"training_weight": -1, "reason": "x", "actor": "a"}, 422, "validation_error"),
+        ({"reply_category": "interested", "reason": "x", "actor": "a", "extra": 1}, 422, "validation_error"),
+    ],
+)
 def test_bad_corrections_write_nothing(db, aws, body, status: int, error: str) -> None:  # noqa: F811
     outcome_id = register()
     got, answer = correct(outcome_id, body)
@@ -148,11 +179,25 @@ def test_a_corrected_unsubscribe_and_its_suppression_commit_together(db, aws, mo
     with monkeypatch.context() as patched:
         patched.setattr(suppressions, "suppress", down)
         patched.setattr(suppressions, "suppress_many", down)
-        status, _ = correct(outcome_id, {"reply_category": "unsubscribe", "reason": "asked to stop",
-                                         "actor": "sdr@acme.example", "correction_id": "c-1"})
+        status, _ = correct(
+            outcome_id,
+            {
+                "reply_category": "unsubscribe",
+                "reason": "asked to stop",
+                "actor": "sdr@acme.example",
+                "correction_id": "c-1",
+            },
+        )
     assert status == 500 and count(db, "outcome_events") == events  # no correction without its suppression
-    status, _ = correct(outcome_id, {"reply_category": "unsubscribe", "reason": "asked to stop",
-                                     "actor": "sdr@acme.example", "correction_id": "c-1"})
+    status, _ = correct(
+        outcome_id,
+        {
+            "reply_category": "unsubscribe",
+            "reason": "asked to stop",
+            "actor": "sdr@acme.example",
+            "correction_id": "c-1",
+        },
+    )
     assert status == 201 and db.execute("SELECT reason FROM suppressions").fetchone()["reason"] == "reply_unsubscribe"
 
 
@@ -170,8 +215,15 @@ def test_corrections_are_scoped_to_the_callers_organisation(db, aws) -> None:  #
 
     event = load_event("messages_register_single.json")
     message = json.loads(event["body"])
-    event["body"] = json.dumps({**message, "idempotency_key": "another", "lead_email": "kim@globex.example",
-                                "provider_message_id": "another.1", "email_message_id": "<another@mail.acme.example>"})
+    event["body"] = json.dumps(
+        {
+            **message,
+            "idempotency_key": "another",
+            "lead_email": "kim@globex.example",
+            "provider_message_id": "another.1",
+            "email_message_id": "<another@mail.acme.example>",
+        }
+    )
     other = json.loads(invoke("MessagesFunction", event, ROOT / "template.yaml")["body"])["outcomes"][0]["outcome_id"]
     assert other != outcome_id
     job = sqs_event(other, "Could you send the deck?")
@@ -194,12 +246,15 @@ def test_a_reused_correction_id_with_another_correction_is_a_conflict(db, aws) -
     assert corrections(db) == 1
 
 
-@pytest.mark.parametrize("body", [
-    {"reply_category": "other", "reason": "nul \u0000 byte", "actor": "a"},
-    {"reply_category": "other", "reason": "x", "actor": "\ud800"},
-    {"reply_category": "other", "reason": "x", "actor": "a", "occurred_at": "2999-01-01T00:00:00Z"},
-    {"reply_category": "other", "reason": "x", "actor": "a", "occurred_at": "1970-01-01T00:00:00Z"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"reply_category": "other", "reason": "nul \u0000 byte", "actor": "a"},
+        {"reply_category": "other", "reason": "x", "actor": "\ud800"},
+        {"reply_category": "other", "reason": "x", "actor": "a", "occurred_at": "2999-01-01T00:00:00Z"},
+        {"reply_category": "other", "reason": "x", "actor": "a", "occurred_at": "1970-01-01T00:00:00Z"},
+    ],
+)
 def test_unstorable_or_unrevertable_corrections_are_refused(db, aws, body: dict[str, Any]) -> None:  # noqa: F811
     """A NUL answered 500; a correction dated ahead was in force for ever (no later one could revert it)."""
     outcome_id = register()
@@ -219,11 +274,30 @@ def test_concurrent_corrections_end_as_their_latest(db, db_url, aws) -> None:  #
     outcome_id = register()
     classify(outcome_id, "Could you send the deck?")
     start = datetime.now(UTC) - timedelta(hours=1)
-    categories = ["question", "not_now", "objection", "unsubscribe", "referral", "other", "interested",
-                  "meeting_request", "not_interested", "wrong_person", "question", "not_now"]
-    bodies = [{"reply_category": category, "reason": f"look {n}", "actor": f"ops{n}@acme.example",
-               "correction_id": f"c-{n}", "occurred_at": (start + timedelta(minutes=n)).isoformat()}
-              for n, category in enumerate(categories)]
+    categories = [
+        "question",
+        "not_now",
+        "objection",
+        "unsubscribe",
+        "referral",
+        "other",
+        "interested",
+        "meeting_request",
+        "not_interested",
+        "wrong_person",
+        "question",
+        "not_now",
+    ]
+    bodies = [
+        {
+            "reply_category": category,
+            "reason": f"look {n}",
+            "actor": f"ops{n}@acme.example",
+            "correction_id": f"c-{n}",
+            "occurred_at": (start + timedelta(minutes=n)).isoformat(),
+        }
+        for n, category in enumerate(categories)
+    ]
     requests = [{"function": "MessagesFunction", "event": correction_event(outcome_id, body)} for body in bodies]
     streams = [requests[i::4] + requests[i::4][:1] for i in range(4)]  # every stream retries its first
     assert run_concurrently(db_url, streams) == []

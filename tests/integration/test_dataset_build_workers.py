@@ -20,11 +20,17 @@ def built(tmp_path: Path, name: str, spec: DatasetSpec) -> tuple[bytes, bytes, d
     return out.train_path.read_bytes(), out.validation_path.read_bytes(), out.manifest
 
 
-@pytest.mark.parametrize(("method", "dataset_format"), [("supervised", "openai-chat"), ("dpo", "openai-chat"),
-                                                       ("supervised", "bedrock-conversation-2024")])
-def test_worker_processes_build_exactly_what_one_process_builds(planted: list[str], tmp_path: Path,  # noqa: F811
-                                                               monkeypatch: pytest.MonkeyPatch, method: str,
-                                                               dataset_format: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "dataset_format"),
+    [("supervised", "openai-chat"), ("dpo", "openai-chat"), ("supervised", "bedrock-conversation-2024")],
+)
+def test_worker_processes_build_exactly_what_one_process_builds(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    dataset_format: str,
+) -> None:
     base = "amazon.nova-micro-v1:0:128k" if dataset_format != "openai-chat" else "gpt-4.1-mini-2025-04-14"
     spec = DatasetSpec(method=method, dataset_format=dataset_format, base_model=base)
     monkeypatch.setenv("DATASET_BUILD_WORKERS", "1")
@@ -34,8 +40,9 @@ def test_worker_processes_build_exactly_what_one_process_builds(planted: list[st
     monkeypatch.setenv("DATASET_BUILD_WORKERS", "3")
     reset_settings()
     real = dataset_service._in_workers
-    monkeypatch.setattr(dataset_service, "_in_workers", lambda items, builder, workers: real(items, builder, workers,
-                                                                                               size=4))
+    monkeypatch.setattr(
+        dataset_service, "_in_workers", lambda items, builder, workers: real(items, builder, workers, size=4)
+    )
     together = built(tmp_path, "three", spec)
     assert together == alone
     manifest = alone[2]
@@ -44,8 +51,10 @@ def test_worker_processes_build_exactly_what_one_process_builds(planted: list[st
     assert [p for p in planted if p in (together[0] + together[1]).decode()] == []
 
 
-def test_a_build_that_cannot_finish_in_time_fails_before_it_starts(planted: list[str],  # noqa: F811
-                                                                   tmp_path: Path) -> None:
+def test_a_build_that_cannot_finish_in_time_fails_before_it_starts(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
     settings = get_settings().model_copy(update={"dataset_build_seconds_per_row": 2.0, "dataset_build_workers": 1})
     with pytest.raises(DatasetTooLarge) as failure:
         build_dataset(DatasetSpec(), tmp_path, settings, deadline=time.monotonic() + 30)
@@ -54,9 +63,12 @@ def test_a_build_that_cannot_finish_in_time_fails_before_it_starts(planted: list
     assert not (tmp_path / "train.jsonl").exists()  # nothing was built
 
 
-def test_a_build_slower_than_planned_stops_when_it_sees_it_will_not_finish(planted: list[str],  # noqa: F811
-                                                                           tmp_path: Path, db,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_build_slower_than_planned_stops_when_it_sees_it_will_not_finish(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # many outcomes, planned as fast: the check before passes, the progress check stops it
     db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
                                               training_label, stage)
@@ -77,8 +89,12 @@ def test_a_build_slower_than_planned_stops_when_it_sees_it_will_not_finish(plant
     assert time.monotonic() - started < 30
 
 
-def test_the_pipeline_step_records_why_the_run_failed(planted: list[str], tmp_path: Path,  # noqa: F811
-                                                      monkeypatch: pytest.MonkeyPatch, db) -> None:
+def test_the_pipeline_step_records_why_the_run_failed(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    db,
+) -> None:
     from flywheel.services import training
 
     monkeypatch.setenv("DATASET_BUILD_SECONDS_PER_ROW", "5")
@@ -89,8 +105,15 @@ def test_the_pipeline_step_records_why_the_run_failed(planted: list[str], tmp_pa
     with transaction() as conn:
         run = training.training_dal.create_run(conn, "global", "test", {"provider": "openai"})
     assert run is not None
-    state = {"run_id": str(run["run_id"]), "provider": "openai", "min_quality_score": 0.6, "since_days": 365,
-             "method": "supervised", "base_model": "gpt-4.1-mini-2025-04-14", "sufficient": True}
+    state = {
+        "run_id": str(run["run_id"]),
+        "provider": "openai",
+        "min_quality_score": 0.6,
+        "since_days": 365,
+        "method": "supervised",
+        "base_model": "gpt-4.1-mini-2025-04-14",
+        "sufficient": True,
+    }
     with pytest.raises(DatasetTooLarge):
         training.run_step("build", state, remaining_s=200)
     row = db.execute("SELECT status, error FROM training_runs WHERE run_id = %s", (run["run_id"],)).fetchone()

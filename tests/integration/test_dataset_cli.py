@@ -32,21 +32,41 @@ LEADS = [  # first, last, company, country, a local phone number, a colleague
     ("Siobhan", "O'Brien", "O'Brien & Partners Ltd", "IE", "01 234 5678", "Niamh Walsh"),
     ("Chloe", "Nguyen", "Harbour Analytics Pty Ltd", "AU", "0412 345 678", "Jack Wilson"),
 ]
-SENDER = {"name": "Sam Lee", "title": "Senior Account Executive", "company": "Acme Robotics GmbH",
-          "signature": "Sam Lee\nSenior Account Executive | Acme Robotics\n+44 20 7946 0958", "country": "GB"}
-EXTRAS = ["Book a slot: calendly.com/sam-lee/30min", "My profile: linkedin.com/in/sam-lee-acme",
-          "Or write to {first}.{last_ascii}@example-mail.com or jane at acme dot com.",
-          "Office: Friedrichstraße 123, 10117 Berlin", "Deck: https://acme.example/deck?utm_content=8f14e45f&lead={first}",
-          "Call me on +44 7700 900123 or {phone}.", "{colleague} suggested I write.", "PO Box 4432, Austin, TX 78765"]
+SENDER = {
+    "name": "Sam Lee",
+    "title": "Senior Account Executive",
+    "company": "Acme Robotics GmbH",
+    "signature": "Sam Lee\nSenior Account Executive | Acme Robotics\n+44 20 7946 0958",
+    "country": "GB",
+}
+EXTRAS = [
+    "Book a slot: calendly.com/sam-lee/30min",
+    "My profile: linkedin.com/in/sam-lee-acme",
+    "Or write to {first}.{last_ascii}@example-mail.com or jane at acme dot com.",
+    "Office: Friedrichstraße 123, 10117 Berlin",
+    "Deck: https://acme.example/deck?utm_content=8f14e45f&lead={first}",
+    "Call me on +44 7700 900123 or {phone}.",
+    "{colleague} suggested I write.",
+    "PO Box 4432, Austin, TX 78765",
+]
 # what an outside review found surviving (each line failed before its fix): a link after "at",
 # a link holding our placeholder, a hyphenated street, the company's first word, look-alike and
 # invisible characters in names, full-width digits, a committee member named only in the CRM record
-REVIEW_EXTRAS = ["Pick a slot at meetings.hubspot.com/sam-acme-{i}", "Book: https://calendly.com/acme-ae-{i}/30min?n={{{{first_name}}}}",
-                 "Büro: Karl-Marx-Straße {i}, 10243 Berlin", "{short}'s roadmap looked strong.", "Hi {homoglyph}, quick one.",
-                 "電話 ０３－５５５５－０１{i:02d}", "Lena Kraus from your buying committee agreed.", "Thanks, {zero_width}!"]
-QUOTES = ["\n\nOn Mon, 6 Jan 2025 at 10:00, {first} {last} <x@y.example> wrote:\n> We signed with a competitor.",
-          "\n\nDe : {first} {last} <x@y.example>\nEnvoyé : lundi 6 janvier 2025 10:00\nObjet : RE\n\n"
-          "Nous avons signé avec un competitor."]
+REVIEW_EXTRAS = [
+    "Pick a slot at meetings.hubspot.com/sam-acme-{i}",
+    "Book: https://calendly.com/acme-ae-{i}/30min?n={{{{first_name}}}}",
+    "Büro: Karl-Marx-Straße {i}, 10243 Berlin",
+    "{short}'s roadmap looked strong.",
+    "Hi {homoglyph}, quick one.",
+    "電話 ０３－５５５５－０１{i:02d}",
+    "Lena Kraus from your buying committee agreed.",
+    "Thanks, {zero_width}!",
+]
+QUOTES = [
+    "\n\nOn Mon, 6 Jan 2025 at 10:00, {first} {last} <x@y.example> wrote:\n> We signed with a competitor.",
+    "\n\nDe : {first} {last} <x@y.example>\nEnvoyé : lundi 6 janvier 2025 10:00\nObjet : RE\n\n"
+    "Nous avons signé avec un competitor.",
+]
 
 
 def planted_messages() -> tuple[list[dict[str, Any]], list[str]]:
@@ -57,41 +77,103 @@ def planted_messages() -> tuple[list[dict[str, Any]], list[str]]:
     planted: list[str] = []
     for i, body in enumerate(emails):
         first, last, company, country, phone, colleague = LEADS[i % len(LEADS)]
-        values = {"first": first, "last_ascii": "".join(c for c in last if c.isascii() and c.isalpha()) or "x",
-                  "phone": phone, "colleague": colleague}
+        values = {
+            "first": first,
+            "last_ascii": "".join(c for c in last if c.isascii() and c.isalpha()) or "x",
+            "phone": phone,
+            "colleague": colleague,
+        }
         short = company.split()[-1] if company.startswith("ООО") else company.split()[0]  # as people call it
-        review: dict[str, Any] = {"i": i, "short": short, "homoglyph": first.replace("a", "\u0430", 1).replace("o", "\u043e", 1),
-                  "zero_width": first[:1] + "\u200b" + first[1:]}
-        text = (body.replace("{{first_name}}", first).replace("{{company}}", company)
-                + "\n" + EXTRAS[i % len(EXTRAS)].format(**values) + "\n" + EXTRAS[(i + 3) % len(EXTRAS)].format(**values)
-                + "\n" + REVIEW_EXTRAS[i % len(REVIEW_EXTRAS)].format(**review)
-                + f"\n\nBest,\n{SENDER['name']}\n{SENDER['title']} | Acme Robotics\n+44 20 7946 0958"
-                + QUOTES[i % 2].format(first=first, last=last))
+        review: dict[str, Any] = {
+            "i": i,
+            "short": short,
+            "homoglyph": first.replace("a", "\u0430", 1).replace("o", "\u043e", 1),
+            "zero_width": first[:1] + "\u200b" + first[1:],
+        }
+        text = (
+            body.replace("{{first_name}}", first).replace("{{company}}", company)
+            + "\n"
+            + EXTRAS[i % len(EXTRAS)].format(**values)
+            + "\n"
+            + EXTRAS[(i + 3) % len(EXTRAS)].format(**values)
+            + "\n"
+            + REVIEW_EXTRAS[i % len(REVIEW_EXTRAS)].format(**review)
+            + f"\n\nBest,\n{SENDER['name']}\n{SENDER['title']} | Acme Robotics\n+44 20 7946 0958"
+            + QUOTES[i % 2].format(first=first, last=last)
+        )
         shared = i % 2 == 0  # half share a campaign/segment/framework, so DPO has pairs to make
-        messages.append({
-            "org_id": "acme", "campaign_id": "q4-close" if shared else f"abm-{_slug(company)}-{i}",
-            "lead_id": f"lead-{i}", "lead_email": f"lead{i}@example-mail.com", "subject": f"{first}, an idea for {short}",
-            "body": text, "framework": "PAS" if shared else "AIDA", "tone": "warm",
-            "brief": f"{first} {last} at {company}, tel {phone}, assistant {colleague}; PowerUser: yes",
-            "lead": {"first_name": first, "last_name": last, "company": company, "industry": "fintech", "role": "cfo",
-                     "company_size": "201-1000", "country": country,
-                     # CRM fields that are not people ("Email" used to become a colleague's name
-                     # and fail every build) next to people under keys that name them
-                     "extra": {"assistant_name": colleague, "buying_committee": [{"first": "Lena", "last": "Kraus"}],
-                               "contact_preference": "Email", "account_tier": "Enterprise"}},
-            "sender": SENDER, "sent_at": "2026-11-20T09:00:00Z", "idempotency_key": f"planted-{i}"})
+        messages.append(
+            {
+                "org_id": "acme",
+                "campaign_id": "q4-close" if shared else f"abm-{_slug(company)}-{i}",
+                "lead_id": f"lead-{i}",
+                "lead_email": f"lead{i}@example-mail.com",
+                "subject": f"{first}, an idea for {short}",
+                "body": text,
+                "framework": "PAS" if shared else "AIDA",
+                "tone": "warm",
+                "brief": f"{first} {last} at {company}, tel {phone}, assistant {colleague}; PowerUser: yes",
+                "lead": {
+                    "first_name": first,
+                    "last_name": last,
+                    "company": company,
+                    "industry": "fintech",
+                    "role": "cfo",
+                    "company_size": "201-1000",
+                    "country": country,
+                    # CRM fields that are not people ("Email" used to become a colleague's name
+                    # and fail every build) next to people under keys that name them
+                    "extra": {
+                        "assistant_name": colleague,
+                        "buying_committee": [{"first": "Lena", "last": "Kraus"}],
+                        "contact_preference": "Email",
+                        "account_tier": "Enterprise",
+                    },
+                },
+                "sender": SENDER,
+                "sent_at": "2026-11-20T09:00:00Z",
+                "idempotency_key": f"planted-{i}",
+            }
+        )
         planted += [first, last, short, phone, colleague, review["homoglyph"], review["zero_width"]]
-    planted += ["Sam Lee", "Acme Robotics", "Senior Account Executive", "7946", "7700 900123", "calendly",
-                "linkedin", "example-mail", "jane at acme", "Friedrichstraße", "10117", "utm_content", "4432",
-                "78765", "competitor", "Müller", "Söhne", "O'Brien", "山田", "Иванова", "sam-acme", "acme-ae",
-                "Karl-Marx", "５５５５", "Lena", "Kraus", "Envoyé"]
+    planted += [
+        "Sam Lee",
+        "Acme Robotics",
+        "Senior Account Executive",
+        "7946",
+        "7700 900123",
+        "calendly",
+        "linkedin",
+        "example-mail",
+        "jane at acme",
+        "Friedrichstraße",
+        "10117",
+        "utm_content",
+        "4432",
+        "78765",
+        "competitor",
+        "Müller",
+        "Söhne",
+        "O'Brien",
+        "山田",
+        "Иванова",
+        "sam-acme",
+        "acme-ae",
+        "Karl-Marx",
+        "５５５５",
+        "Lena",
+        "Kraus",
+        "Envoyé",
+    ]
     return messages, sorted(set(planted))
 
 
 def _slug(company: str) -> str:
     """A campaign id naming the account, as ABM teams write them (ASCII names only), by its first
     word or its first two."""
-    words = [w.strip("'.,&").lower() for w in company.split()[:1 + len(company) % 2] if w.isascii() and w.strip("'.,&")]
+    words = [
+        w.strip("'.,&").lower() for w in company.split()[: 1 + len(company) % 2] if w.isascii() and w.strip("'.,&")
+    ]
     return "-".join(words) or "account"
 
 
@@ -112,8 +194,9 @@ def planted(api: ApiClient, db) -> list[str]:
 def run(*args: str, db_url: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel"), **(env or {})}
     full_env.pop("FINETUNE_BASE_MODEL", None)
-    return subprocess.run([*CLI, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [*CLI, *args], cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def prompts(path: Path) -> set[str]:
@@ -127,12 +210,18 @@ def prompts(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize(("fmt", "method", "shape"), [("openai", "supervised", "openai-sft"),
-                                                      ("openai", "dpo", "openai-dpo"),
-                                                      ("bedrock", "supervised", "nova-sft"),
-                                                      ("bedrock", "dpo", "nova-dpo")])
-def test_every_format_is_free_of_planted_pii_and_valid(planted: list[str], db_url: str, tmp_path: Path, fmt: str,
-                                                       method: str, shape: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "method", "shape"),
+    [
+        ("openai", "supervised", "openai-sft"),
+        ("openai", "dpo", "openai-dpo"),
+        ("bedrock", "supervised", "nova-sft"),
+        ("bedrock", "dpo", "nova-dpo"),
+    ],
+)
+def test_every_format_is_free_of_planted_pii_and_valid(
+    planted: list[str], db_url: str, tmp_path: Path, fmt: str, method: str, shape: str
+) -> None:
     out = tmp_path / "ds"
     built = run("dataset", "build", "--out", str(out), "--format", fmt, "--method", method, db_url=db_url)
     assert built.returncode == 0, built.stdout + built.stderr
@@ -158,7 +247,8 @@ def test_every_format_is_free_of_planted_pii_and_valid(planted: list[str], db_ur
         # thirty positive emails, all different: none is dropped as a near-duplicate
         assert summary["examples"] == 30 and manifest["counts"]["duplicates_dropped"]["near_duplicate"] == 0
     assert run("dataset", "validate", str(out / "train.jsonl"), "--format", shape, db_url=db_url).returncode == (
-        0 if summary["examples"] - manifest["counts"]["validation"] >= (10 if fmt == "openai" else 8) else 1)
+        0 if summary["examples"] - manifest["counts"]["validation"] >= (10 if fmt == "openai" else 8) else 1
+    )
 
 
 def test_an_empty_build_fails(db, db_url: str, tmp_path: Path) -> None:
@@ -169,8 +259,17 @@ def test_an_empty_build_fails(db, db_url: str, tmp_path: Path) -> None:
 
 
 def test_a_base_model_of_the_other_provider_is_refused(db, db_url: str, tmp_path: Path) -> None:
-    built = run("dataset", "build", "--out", str(tmp_path / "x"), "--format", "openai", "--base-model",
-                "amazon.nova-lite-v1:0:300k", db_url=db_url)
+    built = run(
+        "dataset",
+        "build",
+        "--out",
+        str(tmp_path / "x"),
+        "--format",
+        "openai",
+        "--base-model",
+        "amazon.nova-lite-v1:0:300k",
+        db_url=db_url,
+    )
     assert built.returncode == 2 and "bedrock model" in json.loads(built.stderr)["message"]
 
 
@@ -185,20 +284,29 @@ def test_the_residual_scan_fails_a_build_that_leaks(planted: list[str], tmp_path
     assert [p for p in planted if p in built.failure or p in json.dumps(built.manifest)] == []
 
 
-def test_comprehend_second_pass_is_batched_and_priced(planted: list[str], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_comprehend_second_pass_is_batched_and_priced(
+    planted: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from flywheel.clients import comprehend as comprehend_client
 
     client = boto3.client("comprehend", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
     monkeypatch.setattr(comprehend_client, "client", lambda service: client)
     requests: list[str] = []
-    client.meta.events.register("provide-client-params.comprehend.DetectPiiEntities",
-                                lambda params, **_: requests.append(params["Text"]))
+    client.meta.events.register(
+        "provide-client-params.comprehend.DetectPiiEntities", lambda params, **_: requests.append(params["Text"])
+    )
     with Stubber(client) as stubber:
         for _ in range(1):  # 30 examples of ~1.5 kB (60 texts) fit one request
-            stubber.add_response("detect_pii_entities", {"Entities": [
-                {"Score": 0.98, "Type": "NAME", "BeginOffset": 0, "EndOffset": 5},
-                {"Score": 0.9, "Type": "DATE_TIME", "BeginOffset": 6, "EndOffset": 9}]}, None)
+            stubber.add_response(
+                "detect_pii_entities",
+                {
+                    "Entities": [
+                        {"Score": 0.98, "Type": "NAME", "BeginOffset": 0, "EndOffset": 5},
+                        {"Score": 0.9, "Type": "DATE_TIME", "BeginOffset": 6, "EndOffset": 9},
+                    ]
+                },
+                None,
+            )
         pii = comprehend_client.ComprehendPii()
         built = build_dataset(DatasetSpec(), tmp_path, get_settings(), pii_pass=pii)
     info = built.manifest["comprehend"]

@@ -27,12 +27,18 @@ def test_demo_runs_to_the_end(db_url: str, db, capsys: pytest.CaptureFixture[str
     assert f"report written: {report}" in out and "Flywheel report · demo-ab" in report.read_text()
     assert "replies queue 0 · dead-letter queue 0" in out  # collected as ReportFunction does, in its environment
     assert "Funnel" in out and "Data health" in out and "signed events for the experiment's messages) -> [200]" in out
-    funnel = db.execute("SELECT count(delivered_at) AS delivered, count(first_opened_at) AS opened, "
-                        "count(bounced_at) AS bounced FROM outcome_labels WHERE org_id = 'demo-ab'").fetchone()
+    funnel = db.execute(
+        "SELECT count(delivered_at) AS delivered, count(first_opened_at) AS opened, "
+        "count(bounced_at) AS bounced FROM outcome_labels WHERE org_id = 'demo-ab'"
+    ).fetchone()
     assert funnel["delivered"] > 0 and funnel["opened"] > 0 and funnel["bounced"] > 0
     plan = db.execute("SELECT plan FROM experiments").fetchone()["plan"]
     canary = int(plan["canary_sample"] * 1.03)
     assert count(db, "outcome_labels") == 40 + 90 + canary + 4000  # campaign, opted-in history, canary, A/B
-    assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE reply_category IS NOT NULL "
-                      "AND org_id NOT IN ('demo-ab')").fetchone()["n"] == 95
+    assert (
+        db.execute(
+            "SELECT count(*) AS n FROM outcome_labels WHERE reply_category IS NOT NULL AND org_id NOT IN ('demo-ab')"
+        ).fetchone()["n"]
+        == 95
+    )
     assert db.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 1

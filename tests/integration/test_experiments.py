@@ -22,10 +22,12 @@ from tests.webhook_helpers import configure, sendgrid_body, sendgrid_headers
 
 def insert_models(db) -> None:
     for version, minor in (("v1.0.0", 0), ("v1.1.0", 1)):
-        db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+        db.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
                                                   provider_model_id, base_model)
                       VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', %s, 'amazon.nova-micro-v1:0:128k')""",
-                   (f"flywheel-{version}", version, minor, f"arn:aws:bedrock:us-east-1:1:custom-model/{version}"))
+            (f"flywheel-{version}", version, minor, f"arn:aws:bedrock:us-east-1:1:custom-model/{version}"),
+        )
 
 
 @pytest.fixture
@@ -40,9 +42,11 @@ def models(db, db_url):
 
 def started_days_ago(db, days: float) -> datetime:
     """The experiment started `days` ago (set before any message is written: no message predates it)."""
-    row = db.execute("UPDATE experiments SET started_at = now() - make_interval(secs => %s), "
-                     "stage_started_at = now() - make_interval(secs => %s) RETURNING started_at",
-                     (days * 86400, days * 86400)).fetchone()
+    row = db.execute(
+        "UPDATE experiments SET started_at = now() - make_interval(secs => %s), "
+        "stage_started_at = now() - make_interval(secs => %s) RETURNING started_at",
+        (days * 86400, days * 86400),
+    ).fetchone()
     return row["started_at"]
 
 
@@ -61,33 +65,51 @@ def send(api, leads: list[str], first_sent: datetime, spacing: timedelta) -> lis
     messages = []
     for i, lead in enumerate(leads):
         routed = experiments.route("acme", lead)
-        messages.append({"org_id": "acme", "campaign_id": "q4", "lead_id": lead, "lead_email": f"{lead}@example.com",
-                         "body": f"Hi {lead}, a short note.", "sent_at": (first_sent + i * spacing).isoformat(),
-                         "route": {"model_registry_id": routed["model"]["model_registry_id"],
-                                   "experiment_id": routed["experiment_id"], "arm": routed["arm"]}})
+        messages.append(
+            {
+                "org_id": "acme",
+                "campaign_id": "q4",
+                "lead_id": lead,
+                "lead_email": f"{lead}@example.com",
+                "body": f"Hi {lead}, a short note.",
+                "sent_at": (first_sent + i * spacing).isoformat(),
+                "route": {
+                    "model_registry_id": routed["model"]["model_registry_id"],
+                    "experiment_id": routed["experiment_id"],
+                    "arm": routed["arm"],
+                },
+            }
+        )
     for start in range(0, len(messages), 500):
-        status, body = api.post("/messages", {"messages": messages[start:start + 500]})
+        status, body = api.post("/messages", {"messages": messages[start : start + 500]})
         assert status == 201, body
-        for message, outcome in zip(messages[start:start + 500], body["outcomes"], strict=True):
+        for message, outcome in zip(messages[start : start + 500], body["outcomes"], strict=True):
             message["outcome_id"] = outcome["outcome_id"]
     return messages
 
 
 def sendgrid_events(api, messages: list[dict[str, Any]], kind: str, after: timedelta) -> None:
     """Signed SendGrid events (`bounce` or `unsubscribe`), `after` each message was sent."""
-    events = [{"email": m["lead_email"], "event": kind, "sg_event_id": f"{kind}-{m['outcome_id']}",
-               "timestamp": int((datetime.fromisoformat(m["sent_at"]) + after).timestamp()),
-               "outcome_id": m["outcome_id"], **({"type": "bounce", "reason": "550 5.1.1 user unknown",
-                                                  "status": "5.1.1"} if kind == "bounce" else {})}
-              for m in messages]
+    events = [
+        {
+            "email": m["lead_email"],
+            "event": kind,
+            "sg_event_id": f"{kind}-{m['outcome_id']}",
+            "timestamp": int((datetime.fromisoformat(m["sent_at"]) + after).timestamp()),
+            "outcome_id": m["outcome_id"],
+            **({"type": "bounce", "reason": "550 5.1.1 user unknown", "status": "5.1.1"} if kind == "bounce" else {}),
+        }
+        for m in messages
+    ]
     body = sendgrid_body(events)
     status, result = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
     assert status == 200, result
 
 
 def evaluate() -> dict[str, Any]:
-    return invoke("ExperimentEvaluatorFunction", load_event("experiment_evaluator_schedule.json"),
-                  ROOT / "template.yaml")
+    return invoke(
+        "ExperimentEvaluatorFunction", load_event("experiment_evaluator_schedule.json"), ROOT / "template.yaml"
+    )
 
 
 def registry(db) -> dict[str, dict[str, Any]]:
@@ -116,8 +138,18 @@ def test_concurrent_first_calls_record_one_assignment(db, db_url, models) -> Non
     def call(i: int) -> None:
         with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as conn:
             barrier.wait()
-            results.append(experiments_dal.assign(conn, models["experiment_id"], "acme", "lead-race",
-                                                  "challenger" if i % 2 else "champion", 42, "canary", 1))
+            results.append(
+                experiments_dal.assign(
+                    conn,
+                    models["experiment_id"],
+                    "acme",
+                    "lead-race",
+                    "challenger" if i % 2 else "champion",
+                    42,
+                    "canary",
+                    1,
+                )
+            )
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
     for t in threads:
@@ -132,8 +164,9 @@ def test_without_history_the_deploy_answer_warns(db, models) -> None:
     assert models["experiment"]["plan"]["source"] == "configured"
     assert any("volume unknown" in w for w in models["warnings"])
     row = db.execute("SELECT warnings, plan, canary_sample FROM experiments").fetchone()
-    assert row["warnings"] == models["warnings"] and row["canary_sample"] == models["experiment"]["plan"][
-        "canary_sample"]
+    assert (
+        row["warnings"] == models["warnings"] and row["canary_sample"] == models["experiment"]["plan"]["canary_sample"]
+    )
 
 
 def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
@@ -151,8 +184,9 @@ def test_the_plan_uses_the_real_weekly_volume_and_baseline(db, api) -> None:
     insert_models(db)
     status, _ = api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})
     assert status == 200
-    status, deployed = api.post("/training/deploy/flywheel-v1.1.0", {
-        "reason": "weekly run", "experiment_config": {"mde": 0.10}})
+    status, deployed = api.post(
+        "/training/deploy/flywheel-v1.1.0", {"reason": "weekly run", "experiment_config": {"mde": 0.10}}
+    )
     assert status == 200, deployed
     plan = deployed["experiment"]["plan"]
     assert plan["weekly_volume"] == pytest.approx(252, rel=0.02)  # 28 days of 36 leads a day
@@ -180,7 +214,9 @@ def test_ten_days_of_history_measure_the_early_rates_only(db, api) -> None:
     assert api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})[0] == 200
     status, deployed = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run"})
     plan = deployed["experiment"]["plan"]
-    assert status == 200 and plan["source"] == "mixed" and plan["baselines"]["bounce_1d"] == pytest.approx(0.02, rel=0.1)
+    assert (
+        status == 200 and plan["source"] == "mixed" and plan["baselines"]["bounce_1d"] == pytest.approx(0.02, rel=0.1)
+    )
     assert len(plan["notes"]) == 1 and "closed 14-day window" in plan["notes"][0]
     assert plan["baselines"]["bounce"] == TYPICAL_RATES["bounce"]
 
@@ -206,13 +242,16 @@ def test_a_harmful_challenger_is_rolled_back_in_the_canary(db, api, models, monk
     models_now = registry(db)
     assert models_now["flywheel-v1.1.0"]["status"] == "archived"
     assert (models_now["flywheel-v1.0.0"]["role"], float(models_now["flywheel-v1.0.0"]["traffic_percentage"])) == (
-        "champion", 100.0)
+        "champion",
+        100.0,
+    )
     assert db.execute("SELECT status FROM experiments").fetchone()["status"] == "rolled_back"
     # the evaluation is kept with its snapshot and intervals
     status, history = api.get(f"/experiments/{models['experiment_id']}/evaluations?snapshots=true")
     assert status == 200 and [e["action"] for e in history["evaluations"]] == ["rollback"]
     assert history["evaluations"][0]["snapshot"]["segments"][0]["arms"]["challenger"]["bounce_1d"]["units"] == len(
-        challenger)
+        challenger
+    )
 
 
 def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api, models, monkeypatch) -> None:
@@ -221,23 +260,25 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     db.execute("UPDATE experiments SET canary_sample = 500")  # what the plan asks of this canary
     canary = send(api, [f"lead-{i:04d}" for i in range(600)], started + timedelta(hours=1), timedelta(minutes=2))
     by_arm = {arm: [m for m in canary if m["route"]["arm"] == arm] for arm in ("champion", "challenger")}
-    sendgrid_events(api, by_arm["champion"][::70] + by_arm["challenger"][::70], "bounce",
-                    timedelta(minutes=20))  # 1.4 % in both arms
+    sendgrid_events(
+        api, by_arm["champion"][::70] + by_arm["challenger"][::70], "bounce", timedelta(minutes=20)
+    )  # 1.4 % in both arms
     # evaluated on day 3 of the canary (time as the evaluator sees it): 1-day windows closed and settled
     decision = experiments.evaluate(now=started + timedelta(days=3.2))
     assert decision["action"] == "advance", decision
     experiment = db.execute("SELECT * FROM experiments").fetchone()
     assert (experiment["stage"], float(experiment["allocation"]), experiment["segment"]) == ("ab", 0.5, 2)
-    shares = {r["model_id"]: float(r["traffic_percentage"]) for r in db.execute(
-        "SELECT model_id, traffic_percentage FROM model_registry WHERE status = 'deployed'")}
+    shares = {
+        r["model_id"]: float(r["traffic_percentage"])
+        for r in db.execute("SELECT model_id, traffic_percentage FROM model_registry WHERE status = 'deployed'")
+    }
     assert shares == {"flywheel-v1.0.0": 50.0, "flywheel-v1.1.0": 50.0}
     experiments.forget_cache()
     before = {m["lead_id"]: m["route"]["arm"] for m in canary[:50]}
     assert all(experiments.route("acme", lead)["arm"] == arm for lead, arm in before.items())  # sticky
 
     # A/B: 600 new leads from day 3.2 on, the challenger's reply with interest 12 % vs 3 %
-    db.execute("UPDATE experiments SET stage_started_at = %s, planned_sample = 1500",
-               (started + timedelta(days=3.2),))
+    db.execute("UPDATE experiments SET stage_started_at = %s, planned_sample = 1500", (started + timedelta(days=3.2),))
     send(api, [f"ab-{i:04d}" for i in range(600)], started + timedelta(days=3.3), timedelta(minutes=2))
     assert db.execute("SELECT count(*) AS n FROM assignments WHERE segment = 2").fetchone()["n"] == 600
     db.execute("""UPDATE outcome_labels SET replied_at = sent_at + interval '2 days', reply_category = 'interested'
@@ -267,16 +308,26 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     assert decision["action"] == "promote", decision
     assert decision["primary"]["segments"] == [2] and decision["primary"]["sequential_interval"][0] > 0
     assert all(g["non_inferior"] for g in decision["guardrails"].values())
-    assert decision["applied"] == {"action": "promote", "promoted": "flywheel-v1.1.0", "archived": "flywheel-v1.0.0",
-                                   "changed": True, "status": "promoted"}
+    assert decision["applied"] == {
+        "action": "promote",
+        "promoted": "flywheel-v1.1.0",
+        "archived": "flywheel-v1.0.0",
+        "changed": True,
+        "status": "promoted",
+    }
     models_now = registry(db)
     assert (models_now["flywheel-v1.1.0"]["role"], float(models_now["flywheel-v1.1.0"]["traffic_percentage"])) == (
-        "champion", 100.0)
+        "champion",
+        100.0,
+    )
     assert models_now["flywheel-v1.0.0"]["status"] == "archived"
     promoted = db.execute("SELECT * FROM model_history WHERE action = 'promoted'").fetchone()
     assert promoted["actor"] == "evaluator" and promoted["evidence"]["primary"]["lift"] > 0
-    assert evaluate() == {"action": "none", "reason": "no experiment is running", "serving": {
-        "retired": [], "restoring": [], "active": [], "failed": [], "errors": []}}
+    assert evaluate() == {
+        "action": "none",
+        "reason": "no experiment is running",
+        "serving": {"retired": [], "restoring": [], "active": [], "failed": [], "errors": []},
+    }
     actions = [r["action"] for r in db.execute("SELECT action FROM experiment_evaluations ORDER BY evaluation_id")]
     assert actions == ["advance", "continue", "promote"]
 
@@ -286,15 +337,22 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
     third of them bounce. promote-winner answers 409 with the rollback decision and changes
     nothing; without the bounces it promotes and answers 200 with what it did."""
     started = started_days_ago(db, 22)
-    db.execute("UPDATE experiments SET stage = 'ab', segment = 2, allocation = 0.5, canary_sample = 400, "
-               "planned_sample = 400, stage_started_at = %s", (started + timedelta(days=3),))
-    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+    db.execute(
+        "UPDATE experiments SET stage = 'ab', segment = 2, allocation = 0.5, canary_sample = 400, "
+        "planned_sample = 400, stage_started_at = %s",
+        (started + timedelta(days=3),),
+    )
+    db.execute(
+        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, 'acme', 'lead-' || i, CASE WHEN i %% 2 = 0 THEN 'challenger' ELSE 'champion' END,
-                         0, 'ab', 2 FROM generate_series(1, 30000) AS i""", (models["experiment_id"],))
+                         0, 'ab', 2 FROM generate_series(1, 30000) AS i""",
+        (models["experiment_id"],),
+    )
     status, body = api.post("/training/promote-winner", {})  # nobody has been messaged yet
     assert status == 409 and body["decision"]["action"] == "continue" and "nothing was changed" in body["message"]
     db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
-    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
                                               experiment_arm, replied_at, reply_category, bounced_at)
                   SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', s.sent, a.experiment_id, a.arm,
                          CASE WHEN w.positive THEN s.sent + interval '2 days' END,
@@ -304,7 +362,9 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
                    CROSS JOIN LATERAL (SELECT substr(a.lead_id, 6)::int AS k) n
                    CROSS JOIN LATERAL (SELECT %s::timestamptz + interval '3 days' + make_interval(secs => 10 * k) AS sent) s
                    CROSS JOIN LATERAL (SELECT CASE WHEN a.arm = 'challenger' THEN k %% 8 = 0 ELSE k %% 20 = 1 END
-                                              AS positive) w""", (started,))
+                                              AS positive) w""",
+        (started,),
+    )
     before = (count(db, "model_history"), registry(db)["flywheel-v1.1.0"]["role"])
     status, body = api.post("/training/promote-winner", {})
     assert status == 409 and body["decision"]["action"] == "rollback", body
@@ -312,7 +372,9 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
     assert (count(db, "model_history"), registry(db)["flywheel-v1.1.0"]["role"]) == before
     assert count(db, "experiment_evaluations") == 0
     assert db.execute("SELECT status, last_decision FROM experiments").fetchone() == {
-        "status": "running", "last_decision": None}
+        "status": "running",
+        "last_decision": None,
+    }
 
     db.execute("UPDATE outcome_labels SET bounced_at = NULL")
     status, body = api.post("/training/promote-winner", {})
@@ -326,9 +388,12 @@ def test_promote_winner_changes_nothing_unless_it_promotes(db, api, models) -> N
 
 
 def test_srm_holds_promotion_and_a_restart_is_the_way_out(db, api, models) -> None:
-    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+    db.execute(
+        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, 'acme', 'lead-' || i, CASE WHEN i %% 5 = 0 THEN 'challenger' ELSE 'champion' END,
-                         0, 'canary', 1 FROM generate_series(1, 2000) AS i""", (models["experiment_id"],))
+                         0, 'canary', 1 FROM generate_series(1, 2000) AS i""",
+        (models["experiment_id"],),
+    )
     decision = evaluate()  # 20 % in a 10 % canary
     assert decision["action"] == "hold" and decision["srm"]["alarm"] and decision["srm"]["p_value"] < 1e-6
     old_salt = db.execute("SELECT salt FROM experiments").fetchone()["salt"]
@@ -342,8 +407,12 @@ def test_srm_holds_promotion_and_a_restart_is_the_way_out(db, api, models) -> No
     status, history = api.get(f"/experiments/{models['experiment_id']}/evaluations")
     assert [e["action"] for e in history["evaluations"]] == ["hold", "restart", "continue"]
     assert history["evaluations"][1]["reason"] == "bot traffic filtered"
-    assert db.execute("SELECT count(*) AS n FROM model_history WHERE action = 'experiment_stage_restarted'"
-                      ).fetchone()["n"] == 1
+    assert (
+        db.execute("SELECT count(*) AS n FROM model_history WHERE action = 'experiment_stage_restarted'").fetchone()[
+            "n"
+        ]
+        == 1
+    )
     status, _ = api.post("/experiments/exp-nope/restart", {"reason": "typo"})
     assert status == 404
 
@@ -357,8 +426,7 @@ def _evaluate_in_process(url: str, start: Any, now: str, out: Any, only: str | N
     assert os.environ["DATABASE_URL"] == url
     start.wait()
     try:
-        out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now),
-                                 only=only)["action"])
+        out.put(service.evaluate(actor=f"process-{os.getpid()}", now=datetime.fromisoformat(now), only=only)["action"])
     except NotFound:
         out.put("none")
     except Conflict as exc:  # promote-winner: the decision, nothing changed
@@ -372,18 +440,23 @@ def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
     champion is never demoted by a second rollback."""
     started = started_days_ago(db, 3)
     db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
-    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+    db.execute(
+        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   SELECT %s, 'acme', 'lead-' || i, CASE WHEN i %% 10 = 0 THEN 'challenger' ELSE 'champion' END,
-                         0, 'canary', 1 FROM generate_series(1, 3000) AS i""", (models["experiment_id"],))
+                         0, 'canary', 1 FROM generate_series(1, 3000) AS i""",
+        (models["experiment_id"],),
+    )
     # one message every 10 seconds from the first hour on; each challenger lead bounces 20 minutes later
-    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, experiment_id,
                                               experiment_arm, bounced_at)
                   SELECT 'acme', a.lead_id, 'c', a.lead_id, 'hi', s.sent, a.experiment_id, a.arm,
                          CASE WHEN a.arm = 'challenger' AND a.lead_id LIKE '%%0' THEN s.sent + interval '20 minutes' END
                     FROM assignments a
                    CROSS JOIN LATERAL (SELECT %s::timestamptz + interval '1 hour'
                                               + make_interval(secs => 10 * substr(a.lead_id, 6)::int) AS sent) s""",
-               (started,))
+        (started,),
+    )
     close_connection()  # the children open their own connections
     ctx = multiprocessing.get_context("fork")
     start, out = ctx.Event(), ctx.Queue()
@@ -396,8 +469,10 @@ def test_concurrent_evaluations_roll_back_once(db, db_url, models) -> None:
     for w in workers:
         w.join(60)
     results = sorted(out.get(timeout=5) for _ in workers)
-    assert results in (["none", "none", "none", "none", "rollback"], ["none", "none", "none", "refused rollback",
-                                                                      "rollback"]), results
+    assert results in (
+        ["none", "none", "none", "none", "rollback"],
+        ["none", "none", "none", "refused rollback", "rollback"],
+    ), results
     history = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id")]
     assert history.count("rolled_back") == 1 and "restored_as_champion" not in history
     assert registry(db)["flywheel-v1.0.0"]["role"] == "champion"
@@ -462,28 +537,49 @@ def test_windows_run_from_the_leads_first_exposure(db, models) -> None:
 
     started = started_days_ago(db, 20)
     db.execute("INSERT INTO organizations (org_id) VALUES ('acme')")
-    db.execute("""INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+    db.execute(
+        """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
                   VALUES (%(e)s, 'acme', 'a', 'challenger', 0, 'canary', 1),
-                         (%(e)s, 'acme', 'b', 'champion', 0, 'canary', 1)""", {"e": models["experiment_id"]})
-    rows = [("a", 1, 0.1, None, None), ("a", 2, 4.0, 4.2, None),  # lead a: unsubscribes after its 2nd message
-            ("b", 1, -1.0, None, -0.9), ("b", 2, 2.0, None, None)]  # lead b: bounced before the experiment
+                         (%(e)s, 'acme', 'b', 'champion', 0, 'canary', 1)""",
+        {"e": models["experiment_id"]},
+    )
+    rows = [
+        ("a", 1, 0.1, None, None),
+        ("a", 2, 4.0, 4.2, None),  # lead a: unsubscribes after its 2nd message
+        ("b", 1, -1.0, None, -0.9),
+        ("b", 2, 2.0, None, None),
+    ]  # lead b: bounced before the experiment
     for lead, n, day, unsub, bounce in rows:
-        db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at,
+        db.execute(
+            """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at,
                                                   experiment_id, experiment_arm, unsubscribed_at, bounced_at)
                       VALUES ('acme', %s, 'c', %s, 'hi', %s, %s, %s, %s, %s)""",
-                   (f"{lead}{n}", lead, started + timedelta(days=day), models["experiment_id"],
-                    "challenger" if lead == "a" else "champion",
-                    started + timedelta(days=unsub) if unsub else None,
-                    started + timedelta(days=bounce) if bounce else None))
+            (
+                f"{lead}{n}",
+                lead,
+                started + timedelta(days=day),
+                models["experiment_id"],
+                "challenger" if lead == "a" else "champion",
+                started + timedelta(days=unsub) if unsub else None,
+                started + timedelta(days=bounce) if bounce else None,
+            ),
+        )
     windows = {"unsubscribe_1d": ("unsubscribe", 1), "unsubscribe": ("unsubscribe", 14), "bounce": ("bounce", 3)}
-    counts = {r["arm"]: r for r in experiments_dal.segment_counts(db, models["experiment_id"], windows,
-                                                                  started + timedelta(days=20))}
-    assert (counts["challenger"]["unsubscribe_1d__units"], counts["challenger"]["unsubscribe_1d__conversions"]) == (1, 0)
+    counts = {
+        r["arm"]: r
+        for r in experiments_dal.segment_counts(db, models["experiment_id"], windows, started + timedelta(days=20))
+    }
+    assert (counts["challenger"]["unsubscribe_1d__units"], counts["challenger"]["unsubscribe_1d__conversions"]) == (
+        1,
+        0,
+    )
     assert counts["challenger"]["unsubscribe__conversions"] == 1
     assert (counts["champion"]["bounce__units"], counts["champion"]["bounce__conversions"]) == (1, 0)
     # evaluated on day 2.5, lead b (first exposed on day 2) has no closed 1-day window yet
-    early = {r["arm"]: r for r in experiments_dal.segment_counts(db, models["experiment_id"], windows,
-                                                                 started + timedelta(days=2.5))}
+    early = {
+        r["arm"]: r
+        for r in experiments_dal.segment_counts(db, models["experiment_id"], windows, started + timedelta(days=2.5))
+    }
     assert early["champion"]["unsubscribe_1d__units"] == 0 and early["challenger"]["unsubscribe_1d__units"] == 1
 
 
@@ -518,11 +614,15 @@ def test_a_counted_lead_never_flips_when_events_arrive_late(db, api, models, mon
 def test_a_lift_the_plan_cannot_take_is_a_422_and_nothing_is_deployed(db, api) -> None:
     insert_models(db)
     assert api.post("/training/deploy/flywheel-v1.0.0", {"reason": "first model"})[0] == 200
-    for canary, config in ((10, {"mde": 1.5, "baseline": 0.5}),  # a rate above 1
-                           (10, {"mde": 0.0001}),  # billions of leads
-                           (1e-300, {})):  # a canary no sample fills
-        status, body = api.post("/training/deploy/flywheel-v1.1.0", {"reason": "weekly run", "canary_percentage": canary,
-                                                                     "experiment_config": config})
+    for canary, config in (
+        (10, {"mde": 1.5, "baseline": 0.5}),  # a rate above 1
+        (10, {"mde": 0.0001}),  # billions of leads
+        (1e-300, {}),
+    ):  # a canary no sample fills
+        status, body = api.post(
+            "/training/deploy/flywheel-v1.1.0",
+            {"reason": "weekly run", "canary_percentage": canary, "experiment_config": config},
+        )
         assert status == 422 and body["error"] == "validation_error" and body["field"] == "experiment_config", body
     assert count(db, "experiments") == 0 and registry(db)["flywheel-v1.1.0"]["status"] == "ready"
     assert registry(db)["flywheel-v1.0.0"]["traffic_percentage"] == 100
@@ -542,8 +642,7 @@ def test_a_manual_rollback_during_an_evaluation_waits_instead_of_deadlocking(db,
 
     def operator() -> None:
         try:
-            outcome["result"] = training.rollback(actor="ops", reason="reply rate dropped",
-                                                  model_id="flywheel-v1.1.0")
+            outcome["result"] = training.rollback(actor="ops", reason="reply rate dropped", model_id="flywheel-v1.1.0")
         except Exception as exc:  # noqa: BLE001 - the assertion reports it
             outcome["error"] = exc
 
@@ -555,8 +654,10 @@ def test_a_manual_rollback_during_an_evaluation_waits_instead_of_deadlocking(db,
         evaluator.execute("SET LOCAL lock_timeout = '10s'")
         # the evaluator's next step, as models_dal.lock_roles takes it: it must not wait on the operator
         evaluator.execute("SELECT * FROM model_registry WHERE role IS NOT NULL ORDER BY role FOR UPDATE")
-        evaluator.execute("UPDATE model_registry SET role = NULL, status = 'archived', traffic_percentage = 0 "
-                          "WHERE role = 'challenger'")
+        evaluator.execute(
+            "UPDATE model_registry SET role = NULL, status = 'archived', traffic_percentage = 0 "
+            "WHERE role = 'challenger'"
+        )
         evaluator.execute("UPDATE experiments SET status = 'rolled_back', ended_at = now() WHERE status = 'running'")
         evaluator.commit()
     thread.join(30)
@@ -585,6 +686,10 @@ def test_a_retried_rollback_never_demotes_the_champion(db, api) -> None:
         status, undo = api.post("/training/rollback", {"reason": "reply rate dropped", "model_id": "flywheel-v1.1.0"})
         assert status == 200
     assert undo["changed"] is False and registry(db)["flywheel-v1.0.0"]["role"] == "champion"
-    assert [r["action"] for r in db.execute("SELECT action FROM model_history WHERE action IN "
-                                            "('rolled_back', 'restored_as_champion') ORDER BY history_id")] == [
-        "rolled_back", "rolled_back", "restored_as_champion"]
+    assert [
+        r["action"]
+        for r in db.execute(
+            "SELECT action FROM model_history WHERE action IN "
+            "('rolled_back', 'restored_as_champion') ORDER BY history_id"
+        )
+    ] == ["rolled_back", "rolled_back", "restored_as_champion"]

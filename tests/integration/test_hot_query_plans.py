@@ -51,8 +51,11 @@ def full_reads(plan: dict[str, Any]) -> Iterator[str]:
     node = plan["Node Type"]
     if node == "Seq Scan" and relation in GROWING:
         yield f"Seq Scan on {relation}"
-    if node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and "Index Cond" not in plan and any(
-            index.startswith(t) for t in GROWING):
+    if (
+        node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan")
+        and "Index Cond" not in plan
+        and any(index.startswith(t) for t in GROWING)
+    ):
         yield f"{node} using {index} without a condition"
     for child in plan.get("Plans", []):
         yield from full_reads(child)
@@ -78,16 +81,33 @@ def check_plans(db: psycopg.Connection[Any], statements: list[tuple[Any, Any]]) 
 
 
 def message(i: int, **extra: Any) -> MessageIn:
-    return MessageIn.model_validate({
-        "org_id": "acme", "campaign_id": "c1", "lead_id": f"lead-{i}", "lead_email": f"lead{i}@x.example",
-        "body": f"hello {i}", "provider_message_id": f"pm{i}", "email_message_id": f"<m{i}@mail.example>",
-        "sent_at": SENT.isoformat(), "lead": {"industry": "saas", "role": "cfo"}, "framework": "PAS",
-        "tone": "warm", **extra})
+    return MessageIn.model_validate(
+        {
+            "org_id": "acme",
+            "campaign_id": "c1",
+            "lead_id": f"lead-{i}",
+            "lead_email": f"lead{i}@x.example",
+            "body": f"hello {i}",
+            "provider_message_id": f"pm{i}",
+            "email_message_id": f"<m{i}@mail.example>",
+            "sent_at": SENT.isoformat(),
+            "lead": {"industry": "saas", "role": "cfo"},
+            "framework": "PAS",
+            "tone": "warm",
+            **extra,
+        }
+    )
 
 
 def event(provider: str, key: str, kind: str, **fields: Any) -> IncomingEvent:
-    return IncomingEvent(provider=provider, event_key=key, event_type=kind, occurred_at=SENT + timedelta(hours=1),
-                         payload={"raw": key}, **fields)
+    return IncomingEvent(
+        provider=provider,
+        event_key=key,
+        event_type=kind,
+        occurred_at=SENT + timedelta(hours=1),
+        payload={"raw": key},
+        **fields,
+    )
 
 
 @pytest.fixture
@@ -95,9 +115,15 @@ def store(db, db_url) -> dict[str, str]:
     """A few registered messages and orphans, so every lookup has something to find."""
     result = register_messages([message(i) for i in range(6)])
     ids = {f"lead-{i}": str(o.outcome_id) for i, o in enumerate(result.outcomes)}
-    ingest_events([event("sendgrid", "orphan-1", "open", provider_message_id="pm-later", email="later@x.example"),
-                   event("calendly", "noshow-early", "meeting_no_show", data={"meeting_id": "mtg-9"},
-                         email="nobody@x.example")], window_days=90)
+    ingest_events(
+        [
+            event("sendgrid", "orphan-1", "open", provider_message_id="pm-later", email="later@x.example"),
+            event(
+                "calendly", "noshow-early", "meeting_no_show", data={"meeting_id": "mtg-9"}, email="nobody@x.example"
+            ),
+        ],
+        window_days=90,
+    )
     # orphans pile up in a real store (mail sent by other systems, meetings booked elsewhere): with
     # a few thousand of them, reading them all is no longer the cheap way for the planner
     db.execute("""INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, status, match_email,
@@ -114,32 +140,47 @@ def store(db, db_url) -> dict[str, str]:
 
 def test_ingest_registration_and_reads_use_indexes(db, store: dict[str, str]) -> None:
     with recorded() as statements:
-        ingest_events([
-            event("sendgrid", "e1", "delivered", outcome_id=store["lead-0"]),
-            event("sendgrid", "e2", "open", provider_message_id="pm1", data={"machine_open": False}),
-            event("sendgrid", "e3", "click", email="lead2@x.example", org_id="acme"),
-            event("sendgrid", "e4", "open", provider_message_id="unknown", email="stranger@x.example"),
-            event("sendgrid_inbound", "r1", "reply", references=["m3@mail.example"], data={"text": "sure"}),
-            event("calendly", "b1", "meeting_booked", outcome_id=store["lead-4"],
-                  data={"meeting_id": "mtg-9", "start_time": (SENT + timedelta(days=1)).isoformat(),
-                        "end_time": (SENT + timedelta(days=1, minutes=30)).isoformat()}),
-            event("calendly", "c1", "meeting_canceled", data={"meeting_id": "mtg-9"}),
-        ], window_days=90)
+        ingest_events(
+            [
+                event("sendgrid", "e1", "delivered", outcome_id=store["lead-0"]),
+                event("sendgrid", "e2", "open", provider_message_id="pm1", data={"machine_open": False}),
+                event("sendgrid", "e3", "click", email="lead2@x.example", org_id="acme"),
+                event("sendgrid", "e4", "open", provider_message_id="unknown", email="stranger@x.example"),
+                event("sendgrid_inbound", "r1", "reply", references=["m3@mail.example"], data={"text": "sure"}),
+                event(
+                    "calendly",
+                    "b1",
+                    "meeting_booked",
+                    outcome_id=store["lead-4"],
+                    data={
+                        "meeting_id": "mtg-9",
+                        "start_time": (SENT + timedelta(days=1)).isoformat(),
+                        "end_time": (SENT + timedelta(days=1, minutes=30)).isoformat(),
+                    },
+                ),
+                event("calendly", "c1", "meeting_canceled", data={"meeting_id": "mtg-9"}),
+            ],
+            window_days=90,
+        )
         register_messages([message(100, provider_message_id="pm-later")] + [message(i) for i in range(101, 110)])
         outcome_view(UUID(store["lead-0"]), "acme")
         refresh_due_meetings()
     assert check_plans(db, statements) >= 10
-    linked = db.execute("SELECT count(*) AS n FROM outcome_events WHERE status = 'applied' AND event_key IN "
-                        "('noshow-early', 'orphan-1', 'c1', 'e3', 'r1')").fetchone()["n"]
+    linked = db.execute(
+        "SELECT count(*) AS n FROM outcome_events WHERE status = 'applied' AND event_key IN "
+        "('noshow-early', 'orphan-1', 'c1', 'e3', 'r1')"
+    ).fetchone()["n"]
     assert linked == 5  # the lookups found what they were looking for
 
 
 def test_routing_snapshot_and_retention_use_indexes(db, store: dict[str, str]) -> None:
     for version, minor in (("v1.0.0", 0), ("v1.1.0", 1)):
-        db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+        db.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
                                                   provider_model_id, base_model)
-                      VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'arn', 'nova')""", (f"m-{version}", version,
-                                                                                        minor))
+                      VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'arn', 'nova')""",
+            (f"m-{version}", version, minor),
+        )
     training.deploy_model("m-v1.0.0", canary_percentage=50, actor="test", reason="test")
     training.deploy_model("m-v1.1.0", canary_percentage=50, actor="test", reason="test")
     experiments.forget_cache()
@@ -153,8 +194,9 @@ def test_routing_snapshot_and_retention_use_indexes(db, store: dict[str, str]) -
         with transaction() as conn:
             running = experiments_dal.running(conn)
             assert running is not None
-            experiments_dal.segment_counts(conn, running["experiment_id"], experiments.metric_windows(),
-                                           datetime.now(UTC))
+            experiments_dal.segment_counts(
+                conn, running["experiment_id"], experiments.metric_windows(), datetime.now(UTC)
+            )
         retention.remove_raw_payloads(now=datetime.now(UTC) + timedelta(days=400), time_budget_s=5)
         report_counts.refresh_daily_counts()
         experiments.strategies("acme", "industry", 1)

@@ -32,8 +32,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def environment(state: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in setting_names() and not k.startswith("AWS_")}
-    env.update(FLYWHEEL_STATE_DIR=str(state), PYTHONPATH=str(ROOT / "layers" / "flywheel"),
-               AWS_ACCESS_KEY_ID="AKIAPROCESSTEST00001", AWS_SECRET_ACCESS_KEY="process-test-secret")
+    env.update(
+        FLYWHEEL_STATE_DIR=str(state),
+        PYTHONPATH=str(ROOT / "layers" / "flywheel"),
+        AWS_ACCESS_KEY_ID="AKIAPROCESSTEST00001",
+        AWS_SECRET_ACCESS_KEY="process-test-secret",
+    )
     return env
 
 
@@ -89,8 +93,14 @@ def state() -> Iterator[Path]:
 
 def test_start_api_lists_routes_logs_requests_and_stops_its_database(state: Path) -> None:
     env = environment(state)
-    api = subprocess.Popen([*FLYWHEEL, "start-api", "--port", "0"], cwd=ROOT, env=env, stderr=subprocess.PIPE,
-                           stdout=subprocess.DEVNULL, text=True)
+    api = subprocess.Popen(
+        [*FLYWHEEL, "start-api", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
     lines = Lines(api)
     try:
         url = lines.until(r"Flywheel API on (http://127\.0\.0\.1:\d+)").group(1)
@@ -107,8 +117,15 @@ def test_start_api_lists_routes_logs_requests_and_stops_its_database(state: Path
         lines.until(r"^GET /route\?org_id=acme&lead_id=lead-1 404 \d+ ms$")
 
         port = url.rsplit(":", 1)[1]
-        busy = subprocess.run([*FLYWHEEL, "start-api", "--port", port], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=120, check=False)
+        busy = subprocess.run(
+            [*FLYWHEEL, "start-api", "--port", port],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.stderr
         assert "Traceback" not in busy.stderr
 
@@ -127,8 +144,9 @@ def test_db_start_keeps_the_database_up_on_tcp_for_containers(state: Path) -> No
     env, port = environment(state), free_port()
 
     def flywheel(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*FLYWHEEL, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
-                              check=False)
+        return subprocess.run(
+            [*FLYWHEEL, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
+        )
 
     try:
         started = flywheel("db", "start", "--port", str(port))
@@ -143,7 +161,8 @@ def test_db_start_keeps_the_database_up_on_tcp_for_containers(state: Path) -> No
         reachable = url.replace("host.docker.internal", "127.0.0.1")  # what a container reaches
         with psycopg.connect(reachable) as conn:
             assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (
-                len(list((ROOT / "sql").glob("[0-9]*.sql"))),)
+                len(list((ROOT / "sql").glob("[0-9]*.sql"))),
+            )
         with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
             psycopg.connect(re.sub(r":[^:@/]+@", ":wrong@", reachable))
     finally:

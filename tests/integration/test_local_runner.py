@@ -22,8 +22,15 @@ FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
 
 def test_invoke_prints_the_handler_result_as_json(db_url: str, db) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
-    done = subprocess.run([*FLYWHEEL, "invoke", "MessagesFunction", "-e", "events/messages_register_single.json"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [*FLYWHEEL, "invoke", "MessagesFunction", "-e", "events/messages_register_single.json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # stdout holds only the result; logs went to stderr
     assert result["statusCode"] == 201
@@ -33,8 +40,15 @@ def test_invoke_prints_the_handler_result_as_json(db_url: str, db) -> None:
 
 def test_invoke_unknown_function_fails_clearly(db_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
-    done = subprocess.run([*FLYWHEEL, "invoke", "NoSuchFunction", "-e", "events/migrate.json"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [*FLYWHEEL, "invoke", "NoSuchFunction", "-e", "events/migrate.json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode != 0 and "NoSuchFunction" in done.stderr
 
 
@@ -44,8 +58,12 @@ def test_start_api_serves_template_routes_over_http(db_url: str, db) -> None:
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         body = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
-        req = urllib.request.Request(f"{base}/messages", data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{base}/messages",
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             assert resp.status == 201
             outcome_id = json.loads(resp.read())["outcomes"][0]["outcome_id"]
@@ -68,8 +86,15 @@ def test_build_event_marks_binary_bodies_base64() -> None:
     assert matched is not None
     route, params = matched
     assert params == {"outcome_id": "abc"} and route.path == "/messages/{outcome_id}"
-    event = build_event("POST", "/messages?a=1&a=2", {"Content-Type": ["multipart/form-data; boundary=x"]},
-                        b"--x\r\n\xff\r\n", route, params, api.binary_types)
+    event = build_event(
+        "POST",
+        "/messages?a=1&a=2",
+        {"Content-Type": ["multipart/form-data; boundary=x"]},
+        b"--x\r\n\xff\r\n",
+        route,
+        params,
+        api.binary_types,
+    )
     assert event["isBase64Encoded"] is True
     assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"]}
     assert event["queryStringParameters"] == {"a": "2"}
@@ -94,8 +119,9 @@ def test_start_api_serves_requests_side_by_side(db_url: str, db) -> None:
 
     def call(method: str, path: str, body: object = None, timeout: float = 60) -> tuple[int, dict]:
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(base + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, json.loads(response.read())
@@ -109,14 +135,22 @@ def test_start_api_serves_requests_side_by_side(db_url: str, db) -> None:
         answers: dict[str, tuple[int, dict]] = {}
         with db.transaction():
             db.execute("SELECT 1 FROM outcome_labels WHERE outcome_id = %s FOR UPDATE", (held,))
-            blocked = threading.Thread(target=lambda: answers.update(correction=call(
-                "POST", f"/outcomes/{held}/corrections?org_id=acme", {"training_label": "positive", "reason": "checked",
-                                                          "actor": "qa@acme.example"})))
+            blocked = threading.Thread(
+                target=lambda: answers.update(
+                    correction=call(
+                        "POST",
+                        f"/outcomes/{held}/corrections?org_id=acme",
+                        {"training_label": "positive", "reason": "checked", "actor": "qa@acme.example"},
+                    )
+                )
+            )
             blocked.start()
             with psycopg.connect(db_url, autocommit=True) as watcher:
                 for _ in range(400):  # the correction waits on the row lock
-                    if watcher.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                                       "AND datname = current_database()").fetchone() != (0,):
+                    if watcher.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    ).fetchone() != (0,):
                         break
                     time.sleep(0.05)
                 else:

@@ -25,8 +25,15 @@ from tests.conftest import ROOT
 
 @pytest.fixture
 def state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db_url: str) -> Path:
-    for key in ("WEBHOOK_SECRETS_JSON", "WEBHOOK_SECRETS_ARN", "PROVIDER_ORGS_JSON", "REPLIES_QUEUE_URL",
-                "TRAINING_BUCKET", "TRAINING_STATE_MACHINE_ARN", "OPENAI_API_KEY"):
+    for key in (
+        "WEBHOOK_SECRETS_JSON",
+        "WEBHOOK_SECRETS_ARN",
+        "PROVIDER_ORGS_JSON",
+        "REPLIES_QUEUE_URL",
+        "TRAINING_BUCKET",
+        "TRAINING_STATE_MACHINE_ARN",
+        "OPENAI_API_KEY",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
     return tmp_path
@@ -44,9 +51,16 @@ def test_replies_queue_delivers_to_the_classifier_and_poison_goes_to_the_dlq(sta
         # failed messages come back at once instead of after the template's visibility timeout
         stack.sqs.set_queue_attributes(QueueUrl=stack.queue_url("RepliesQueue"), Attributes={"VisibilityTimeout": "0"})
         api = LocalApi(ROOT / "template.yaml")
-        status, queued = post(api, "/replies", {"outcome_id": str(DANA), "channel": "linkedin",
-                                                "text": "Interesting - can we talk on Thursday?",
-                                                "external_id": "li-1"})
+        status, queued = post(
+            api,
+            "/replies",
+            {
+                "outcome_id": str(DANA),
+                "channel": "linkedin",
+                "text": "Interesting - can we talk on Thursday?",
+                "external_id": "li-1",
+            },
+        )
         assert status == 202 and queued["queued"] is True
         # a message the classifier cannot read, as a broken producer would send
         stack.sqs.send_message(QueueUrl=stack.queue_url("RepliesQueue"), MessageBody="{not json")
@@ -60,8 +74,9 @@ def test_replies_queue_delivers_to_the_classifier_and_poison_goes_to_the_dlq(sta
         # the failed message is delivered again until maxReceiveCount (5), then moved to the DLQ
         retries = [d.failed for _ in range(5) for d in stack.pump()]
         assert retries == [1, 1, 1, 1]
-        moved = stack.sqs.receive_message(QueueUrl=stack.queue_url("RepliesDeadLetterQueue"),
-                                          MaxNumberOfMessages=10).get("Messages", [])
+        moved = stack.sqs.receive_message(
+            QueueUrl=stack.queue_url("RepliesDeadLetterQueue"), MaxNumberOfMessages=10
+        ).get("Messages", [])
         assert [m["Body"] for m in moved] == ["{not json"]
     assert any("RepliesQueue -> ClassifierFunction: 2 message(s), 1 failed" in line for line in lines)
 
@@ -74,9 +89,11 @@ def test_start_api_delivers_queued_replies_in_the_background(state: Path, db) ->
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             request = urllib.request.Request(
-                f"http://127.0.0.1:{server.server_address[1]}/replies", method="POST",
+                f"http://127.0.0.1:{server.server_address[1]}/replies",
+                method="POST",
                 data=json.dumps({"outcome_id": str(DANA), "text": "Please remove me from your list."}).encode(),
-                headers={"Content-Type": "application/json"})
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(request, timeout=30) as response:
                 assert response.status == 202
             deadline = time.monotonic() + 30
@@ -99,14 +116,38 @@ def test_training_run_wait_prints_each_step_of_the_state_machine(state: Path, db
     out = capsys.readouterr().out.splitlines()
     steps = [line.split(": ", 1)[1].split(" (")[0] for line in out if line.startswith("run-")]
     # the emulated Bedrock finishes the job, then the custom model deployment, while the machine waits
-    assert steps == ["CheckData", "BuildDataset", "HasEnoughData", "Upload", "StartJob", "WaitForJob", "PollJob",
-                     "JobState", "Register", "StartServing", "ServingState", "WaitForServing", "PollServing",
-                     "ServingState", "SmokeTest", "SmokeTestPassed", "Deploy", "Done", "SUCCEEDED"]
+    assert steps == [
+        "CheckData",
+        "BuildDataset",
+        "HasEnoughData",
+        "Upload",
+        "StartJob",
+        "WaitForJob",
+        "PollJob",
+        "JobState",
+        "Register",
+        "StartServing",
+        "ServingState",
+        "WaitForServing",
+        "PollServing",
+        "ServingState",
+        "SmokeTest",
+        "SmokeTestPassed",
+        "Deploy",
+        "Done",
+        "SUCCEEDED",
+    ]
     result = json.loads(out[-1])
     assert result["status"] == "succeeded" and result["execution"] == "SUCCEEDED"
-    model = db.execute("SELECT role, status, serving_kind, serving_status, serving_model_id FROM model_registry").fetchone()
+    model = db.execute(
+        "SELECT role, status, serving_kind, serving_status, serving_model_id FROM model_registry"
+    ).fetchone()
     assert model is not None and {k: model[k] for k in ("role", "status", "serving_kind", "serving_status")} == {
-        "role": "champion", "status": "deployed", "serving_kind": "on_demand", "serving_status": "active"}
+        "role": "champion",
+        "status": "deployed",
+        "serving_kind": "on_demand",
+        "serving_status": "active",
+    }
     # served (and smoke-tested) through the deployment: the emulation refuses the custom model's own ARN
     assert ":custom-model-deployment/" in model["serving_model_id"]
 
@@ -137,8 +178,17 @@ def test_training_run_without_data_ends_as_insufficient(state: Path, db, capsys)
 
 
 def test_events_tail_prints_and_filters_the_journal(state: Path, capsys) -> None:
-    events = [{"id": str(i), "time": "2026-11-27T10:00:00+00:00", "bus": "default", "source": "flywheel.replies",
-               "detail-type": "ReplyNeedsAttention" if i % 2 else "Other", "detail": {"n": i}} for i in range(5)]
+    events = [
+        {
+            "id": str(i),
+            "time": "2026-11-27T10:00:00+00:00",
+            "bus": "default",
+            "source": "flywheel.replies",
+            "detail-type": "ReplyNeedsAttention" if i % 2 else "Other",
+            "detail": {"n": i},
+        }
+        for i in range(5)
+    ]
     (state / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     assert cli.main(["events", "tail", "-n", "2"]) == 0
     assert [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()] == ["3", "4"]
@@ -147,7 +197,8 @@ def test_events_tail_prints_and_filters_the_journal(state: Path, capsys) -> None
 
 
 def test_bus_events_reach_their_rules_targets_and_failures_the_on_failure_queue(
-        state: Path, db, monkeypatch: pytest.MonkeyPatch) -> None:
+    state: Path, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
     lines: list[str] = []
     with LocalStack(ROOT, state=state, log=lines.append) as stack:
         seed(ROOT)
@@ -155,8 +206,16 @@ def test_bus_events_reach_their_rules_targets_and_failures_the_on_failure_queue(
         events = boto3.client("events")
 
         def announce(detail: dict[str, Any], source: str = "flywheel.experiments") -> None:
-            events.put_events(Entries=[{"Source": source, "DetailType": "ExperimentEvaluated",
-                                        "Detail": json.dumps(detail), "EventBusName": "default"}])
+            events.put_events(
+                Entries=[
+                    {
+                        "Source": source,
+                        "DetailType": "ExperimentEvaluated",
+                        "Detail": json.dumps(detail),
+                        "EventBusName": "default",
+                    }
+                ]
+            )
             stack.settle()
 
         announce({"org_id": "acme"})  # ReportFunction's rule: the report is written
@@ -164,8 +223,12 @@ def test_bus_events_reach_their_rules_targets_and_failures_the_on_failure_queue(
         assert "Flywheel report · acme" in report["Body"].read().decode()
         assert "ExperimentEvaluated (flywheel.experiments) -> ReportFunction (rule ExperimentEvaluated)" in lines
         announce({"org_id": "globex"}, source="someone.else")  # no rule matches: nothing runs
-        assert boto3.client("s3").list_objects_v2(Bucket="flywheel-local-trainingbucket",
-                                                  Prefix="reports/globex/").get("KeyCount") == 0
+        assert (
+            boto3.client("s3")
+            .list_objects_v2(Bucket="flywheel-local-trainingbucket", Prefix="reports/globex/")
+            .get("KeyCount")
+            == 0
+        )
         # a failing invocation: 1 + MaximumRetryAttempts (2) tries, then ScheduledFailuresQueue
         monkeypatch.setenv("TRAINING_BUCKET", "no-such-bucket")
         announce({"org_id": "acme"})
@@ -178,5 +241,7 @@ def test_bus_events_reach_their_rules_targets_and_failures_the_on_failure_queue(
         assert record["responsePayload"]["errorType"] == "ReportFailed"
     journal = [json.loads(line) for line in (state / "events.jsonl").read_text().splitlines()]
     assert [e["source"] for e in journal if e["detail-type"] == "ExperimentEvaluated"] == [
-        "flywheel.experiments", "someone.else", "flywheel.experiments"]
-
+        "flywheel.experiments",
+        "someone.else",
+        "flywheel.experiments",
+    ]

@@ -29,7 +29,8 @@ def test_single_message_is_registered_once(api: ApiClient, db) -> None:
     assert row["agent_decisions"]["CopywriterAgent"]["framework"] == "PAS"
     assert row["lead_country"] == "US" and row["sender"]["name"] == "Sam Lee" and row["sender"]["country"] == "US"
     assert db.execute("SELECT training_opt_in FROM organizations WHERE org_id = 'acme'").fetchone() == {
-        "training_opt_in": False}
+        "training_opt_in": False
+    }
 
 
 def test_same_content_without_keys_is_the_same_message(api: ApiClient, db) -> None:
@@ -46,8 +47,9 @@ def test_batch_registration_returns_ids_in_order(api: ApiClient, db) -> None:
     assert result["statusCode"] == 201
     outcomes = json.loads(result["body"])["outcomes"]
     ids = [o["outcome_id"] for o in outcomes]
-    leads = [db.execute("SELECT lead_id FROM outcome_labels WHERE outcome_id = %s", (i,)).fetchone()["lead_id"]
-             for i in ids]
+    leads = [
+        db.execute("SELECT lead_id FROM outcome_labels WHERE outcome_id = %s", (i,)).fetchone()["lead_id"] for i in ids
+    ]
     assert leads == ["lead-200", "lead-201", "lead-202"]
 
 

@@ -77,7 +77,10 @@ def test_create_migrates_and_answers_success_by_put_to_the_presigned_url(empty_d
     assert body["Status"] == "SUCCESS"
     assert body["PhysicalResourceId"] == "flywheel-schema"
     assert (body["StackId"], body["RequestId"], body["LogicalResourceId"]) == (
-        sample["StackId"], sample["RequestId"], "DatabaseMigrations")
+        sample["StackId"],
+        sample["RequestId"],
+        "DatabaseMigrations",
+    )
     assert body["Data"] == {"Applied": ",".join(expected)}
 
 
@@ -92,11 +95,14 @@ def test_update_with_nothing_pending_succeeds_and_keeps_the_physical_id(empty_db
 
 
 def test_a_failing_migration_answers_failed_with_the_error_and_applies_nothing_of_it(
-        empty_db: str, response_url: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty_db: str, response_url: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, received = response_url
     for path in (ROOT / "sql").glob("*.sql"):
         shutil.copy(path, tmp_path / path.name)
-    (tmp_path / "9999_broken.sql").write_text("CREATE TABLE half_done (id int);\nALTER TABLE no_such_table ADD x int;\n")
+    (tmp_path / "9999_broken.sql").write_text(
+        "CREATE TABLE half_done (id int);\nALTER TABLE no_such_table ADD x int;\n"
+    )
     monkeypatch.setenv("FLYWHEEL_SQL_DIR", str(tmp_path))
     result = invoke("MigrateFunction", _request("Update", url, physical_id="flywheel-schema"))
     [put] = received
@@ -119,8 +125,9 @@ def test_delete_is_a_no_op_that_answers_success(empty_db: str, response_url: Any
     assert _versions(empty_db) == before
 
 
-def test_a_rollback_over_a_newer_schema_succeeds(empty_db: str, response_url: Any, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rollback_over_a_newer_schema_succeeds(
+    empty_db: str, response_url: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, received = response_url
     invoke("MigrateFunction", _request("Create", url))
     with psycopg.connect(empty_db, autocommit=True) as conn:  # what a newer release had applied

@@ -33,8 +33,12 @@ def test_applies_all_then_is_a_no_op(empty_db: str) -> None:
         applied = migrate(conn, ROOT / "sql")
         assert applied == sorted(p.name[:4] for p in (ROOT / "sql").glob("*.sql"))
         assert migrate(conn, ROOT / "sql") == []
-        tables = {r["table_name"] for r in conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()}
+        tables = {
+            r["table_name"]
+            for r in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchall()
+        }
         assert {"organizations", "outcome_labels", "outcome_events", "schema_migrations"} <= tables
         checksums = conn.execute("SELECT count(*) AS n FROM schema_migrations WHERE length(checksum) = 64").fetchone()
         assert checksums is not None and checksums["n"] == len(applied)

@@ -61,20 +61,31 @@ def _logs(text: str) -> list[dict[str, Any]]:
 
 
 def test_shallow_health_answers_from_every_api_function_without_touching_data(
-        api: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
     reset_settings()
     served_by = {route.path: route.function for route in api.api.routes if route.path in SHALLOW}
-    assert sorted(set(served_by.values())) == ["MessagesFunction", "RepliesApiFunction", "RoutingFunction",
-                                               "TrainingApiFunction", "WebhooksFunction"]
+    assert sorted(set(served_by.values())) == [
+        "MessagesFunction",
+        "RepliesApiFunction",
+        "RoutingFunction",
+        "TrainingApiFunction",
+        "WebhooksFunction",
+    ]
     for path in SHALLOW:
         assert api.get(path) == (200, {"status": "ok"}), path
 
 
 def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
-        api: Any, db: Any, aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    api: Any,
+    db: Any,
+    aws: dict[str, str],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="flywheel/test/webhooks", SecretString=json.dumps({"sendgrid_public_key": "k"}))["ARN"]
+        Name="flywheel/test/webhooks", SecretString=json.dumps({"sendgrid_public_key": "k"})
+    )["ARN"]
     monkeypatch.setenv("WEBHOOK_SECRETS_ARN", secret)
     monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
     reset_settings()
@@ -87,8 +98,9 @@ def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
     assert checks["database"]["schema_version"] == latest
     assert "sendgrid_public_key" not in json.dumps(body) and '"k"' not in json.dumps(body)  # names, never values
 
-    boto3.client("secretsmanager", region_name="us-east-1").delete_secret(SecretId=secret,
-                                                                          ForceDeleteWithoutRecovery=True)
+    boto3.client("secretsmanager", region_name="us-east-1").delete_secret(
+        SecretId=secret, ForceDeleteWithoutRecovery=True
+    )
     status, body = api.get("/health/webhooks/deep")
     assert status == 503
     assert body["error"] == "unhealthy" and body["message"] == "failing: webhooks_secret"
@@ -97,16 +109,23 @@ def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
     reset_settings()
     status, body = api.get("/health/messages/deep")
-    assert status == 503 and body["checks"]["database"] == {"ok": False, "error": "DependencyUnavailable",
-                                                            "ms": body["checks"]["database"]["ms"]}
+    assert status == 503 and body["checks"]["database"] == {
+        "ok": False,
+        "error": "DependencyUnavailable",
+        "ms": body["checks"]["database"]["ms"],
+    }
 
 
-@pytest.mark.parametrize(("function", "sample"), [
-    ("MessagesFunction", "messages_get.json"),  # an outcome that does not exist: logged as refused
-    ("ReportsApiFunction", "reports_latest_get.json"),  # no report written yet: logged as refused
-])
+@pytest.mark.parametrize(
+    ("function", "sample"),
+    [
+        ("MessagesFunction", "messages_get.json"),  # an outcome that does not exist: logged as refused
+        ("ReportsApiFunction", "reports_latest_get.json"),  # no report written yet: logged as refused
+    ],
+)
 def test_every_log_line_of_an_api_request_carries_its_request_id(
-        db_url: str, log_output: Any, function: str, sample: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    db_url: str, log_output: Any, function: str, sample: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRAINING_BUCKET", "flywheel-no-such-bucket")
     event = load_event(sample)
     result = invoke(function, event, ROOT / "template.yaml")
@@ -117,7 +136,11 @@ def test_every_log_line_of_an_api_request_carries_its_request_id(
 
 
 def test_classifier_log_lines_carry_sqs_message_ids_and_the_fallback_metric_is_written(
-        db: Any, aws: dict[str, str], log_output: Any, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    db: Any,
+    aws: dict[str, str],  # noqa: F811
+    log_output: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # noqa: F811
     outcome_id = register()
     log_output.truncate(0)
     log_output.seek(0)
@@ -135,9 +158,14 @@ def test_classifier_log_lines_carry_sqs_message_ids_and_the_fallback_metric_is_w
 def test_pipeline_log_lines_carry_the_execution_arn(db: Any, log_output: Any) -> None:
     arn = "arn:aws:states:us-east-1:123456789012:execution:weekly-training:run-1"
     # later steps carry the ARN in the state (only the first Task passes it beside the state)
-    invoke("TrainingPipelineFunction", {"step": "record_failure", "state": {
-        "execution_arn": arn, "error": {"Error": "States.Timeout", "Cause": "the job took too long"}}},
-        ROOT / "template.yaml")
+    invoke(
+        "TrainingPipelineFunction",
+        {
+            "step": "record_failure",
+            "state": {"execution_arn": arn, "error": {"Error": "States.Timeout", "Cause": "the job took too long"}},
+        },
+        ROOT / "template.yaml",
+    )
     logs = _logs(log_output.getvalue())
     assert logs
     assert {line.get("correlation_id") for line in logs} == {arn}
@@ -153,8 +181,10 @@ def test_tracer_never_records_responses_or_errors(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv(constants.TRACER_CAPTURE_RESPONSE_ENV, "true")
     monkeypatch.setenv(constants.TRACER_CAPTURE_ERROR_ENV, "true")
     for decorator in (tracer.capture_lambda_handler, tracer.capture_method):
-        for option, env in (("capture_response", constants.TRACER_CAPTURE_RESPONSE_ENV),
-                            ("capture_error", constants.TRACER_CAPTURE_ERROR_ENV)):
+        for option, env in (
+            ("capture_response", constants.TRACER_CAPTURE_RESPONSE_ENV),
+            ("capture_error", constants.TRACER_CAPTURE_ERROR_ENV),
+        ):
             choice = decorator.keywords[option]  # type: ignore[attr-defined,union-attr]
             assert resolve_truthy_env_var_choice(env=os.getenv(env, "true"), choice=choice) is False
 

@@ -112,16 +112,38 @@ def big(db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
 
 
 def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> None:
-    ids = [r["outcome_id"] for r in big.execute(
-        "SELECT outcome_id FROM outcome_labels WHERE dedupe_key IN ('k5', 'k77', 'k1234') ORDER BY 1")]
+    ids = [
+        r["outcome_id"]
+        for r in big.execute(
+            "SELECT outcome_id FROM outcome_labels WHERE dedupe_key IN ('k5', 'k77', 'k1234') ORDER BY 1"
+        )
+    ]
     one: UUID = ids[0]
     now = datetime.now(UTC)
-    message = {"outcome_id": one, "org_id": "org1", "provider_message_id": "pm5", "email_message_id": "msg5@x",
-               "lead_email": "l5@x.example", "sent_at": now.isoformat()}
-    event_row: dict[str, Any] = {"provider": "sendgrid", "event_key": "new-1", "event_type": "open", "occurred_at": now.isoformat(),
-                 "org_id": "org5", "outcome_id": str(one), "status": "applied", "match_outcome_id": None,
-                 "match_provider_message_id": "pm5", "match_email": "l5@x.example", "match_references": None,
-                 "match_window_days": None, "data": {}, "payload": {}}
+    message = {
+        "outcome_id": one,
+        "org_id": "org1",
+        "provider_message_id": "pm5",
+        "email_message_id": "msg5@x",
+        "lead_email": "l5@x.example",
+        "sent_at": now.isoformat(),
+    }
+    event_row: dict[str, Any] = {
+        "provider": "sendgrid",
+        "event_key": "new-1",
+        "event_type": "open",
+        "occurred_at": now.isoformat(),
+        "org_id": "org5",
+        "outcome_id": str(one),
+        "status": "applied",
+        "match_outcome_id": None,
+        "match_provider_message_id": "pm5",
+        "match_email": "l5@x.example",
+        "match_references": None,
+        "match_window_days": None,
+        "data": {},
+        "payload": {},
+    }
     hot: dict[str, Callable[[Any], Any]] = {
         "events_for": lambda c: events_dal.events_for(c, ids),
         "history": lambda c: events_dal.history(c, one),
@@ -136,14 +158,22 @@ def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> Non
         "existing_outcomes": lambda c: outcomes_dal.existing_outcomes(c, ids),
         "by_provider_message_id": lambda c: outcomes_dal.by_column(c, "provider_message_id", ["pm5", "pm6"]),
         "by_email_message_id": lambda c: outcomes_dal.by_column(c, "email_message_id", ["msg5@mail.x.example"]),
-        "latest_for_emails": lambda c: outcomes_dal.latest_for_emails(c, [("org5", "l5@x.example", now.isoformat(),
-                                                                          90)]),
+        "latest_for_emails": lambda c: outcomes_dal.latest_for_emails(
+            c, [("org5", "l5@x.example", now.isoformat(), 90)]
+        ),
         "lead_contacts": lambda c: outcomes_dal.lead_contacts(c, ids),
         "get_outcome": lambda c: outcomes_dal.get_outcome(c, one),
         "icp_scores": lambda c: outcomes_dal.icp_scores(c, ids),
         "update_derived": lambda c: outcomes_dal.update_derived(c, {one: derive_outcome([], now=now).as_row()}),
-        "insert_outcomes": lambda c: outcomes_dal.insert_outcomes(c, [{**message_row(MessageIn(
-            org_id="org1", campaign_id="c", lead_id="l1", body="hello")), "dedupe_key": "k1"}]),
+        "insert_outcomes": lambda c: outcomes_dal.insert_outcomes(
+            c,
+            [
+                {
+                    **message_row(MessageIn(org_id="org1", campaign_id="c", lead_id="l1", body="hello")),
+                    "dedupe_key": "k1",
+                }
+            ],
+        ),
         "meetings_due": lambda c: outcomes_dal.outcomes_with_meetings_due(c, now.isoformat()),
         "reply_contexts": lambda c: outcomes_dal.reply_contexts(c, ids),
         "strategies": lambda c: experiments_dal.strategies(c, "org3", "industry"),
@@ -162,9 +192,12 @@ def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> Non
             pass
         assert recording.statements, name
         for query, params in recording.statements:
-            explained = big.execute(psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + psycopg.sql.SQL(query)
-                                    if isinstance(query, str) else psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + query,
-                                    params).fetchone()
+            explained = big.execute(
+                psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + psycopg.sql.SQL(query)
+                if isinstance(query, str)
+                else psycopg.sql.SQL("EXPLAIN (FORMAT JSON) ") + query,
+                params,
+            ).fetchone()
             assert explained is not None
             plan = explained["QUERY PLAN"][0]["Plan"]
             bad = [t for t in scans(plan) if t in GUARDED]
@@ -188,8 +221,9 @@ def test_rederiving_updates_outcomes_in_place(big: psycopg.Connection[dict[str, 
     try:
         with big.transaction():
             outcomes_dal.update_derived(big, dict.fromkeys(ids, delivered))
-            stats = big.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
-                                "WHERE relname = 'outcome_labels'").fetchone()
+            stats = big.execute(
+                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'outcome_labels'"
+            ).fetchone()
             raise _Rollback
     except _Rollback:
         pass

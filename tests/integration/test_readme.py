@@ -28,7 +28,7 @@ def runnable_blocks(text: str) -> list[str]:
         fence = lines[index + 1].strip() if index + 1 < len(lines) else ""
         assert fence in ("```bash", "```sh"), f"README line {index + 1}: {MARKER} must be right above a ```bash fence"
         end = next(i for i in range(index + 2, len(lines)) if lines[i].strip() == "```")
-        blocks.append("\n".join(lines[index + 2:end]))
+        blocks.append("\n".join(lines[index + 2 : end]))
     return blocks
 
 
@@ -40,8 +40,13 @@ def test_the_readme_has_runnable_blocks() -> None:
 
 def fresh_copy(destination: Path) -> Path:
     """The tracked and untracked-but-not-ignored files, with their times (so make sees .venv as up to date)."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True,
-                            check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
@@ -59,12 +64,17 @@ def test_runnable_blocks_work_as_written(db_url: str, tmp_path: Path) -> None:
     if subprocess.run(["make", "-q", ".venv/.installed"], cwd=checkout, check=False).returncode != 0:
         pytest.skip(".venv is older than pyproject.toml: run `make dev` first")
     # a user's shell: not inside `make test`, no local settings
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("FLYWHEEL_", "WEBHOOK_", "PROVIDER_ORGS", "TRAINING_", "REPLIES_", "VIRTUAL_ENV",
-                                "MAKE", "MFLAGS"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("FLYWHEEL_", "WEBHOOK_", "PROVIDER_ORGS", "TRAINING_", "REPLIES_", "VIRTUAL_ENV", "MAKE", "MFLAGS")
+        )
+    }
     env["DATABASE_URL"] = db_url
     script = "set -euo pipefail\n" + "\n".join(runnable_blocks((ROOT / "README.md").read_text(encoding="utf-8")))
-    done = subprocess.run(["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    done = subprocess.run(
+        ["bash", "-c", script], cwd=checkout, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     assert (checkout / ".flywheel" / "secrets.json").exists()  # the local secrets were created on first use

@@ -52,9 +52,17 @@ def counts(row: list[dict[str, Any]]) -> dict[str, int]:
 
 def test_funnel_numbers_equal_the_database(db, acme) -> None:
     page = parse(acme["html"])
-    expected = {(r["model"], r["arm"] or "—"): {s: r[s] for s in STEPS} for r in db.execute(FUNNEL_SQL.format(
-        keys="coalesce(m.version, o.model_id) AS model, o.experiment_arm AS arm,",
-        where="o.org_id = 'acme' AND o.sent_at >= %s", group="GROUP BY 1, 2"), (acme["now"] - timedelta(days=84),))}
+    expected = {
+        (r["model"], r["arm"] or "—"): {s: r[s] for s in STEPS}
+        for r in db.execute(
+            FUNNEL_SQL.format(
+                keys="coalesce(m.version, o.model_id) AS model, o.experiment_arm AS arm,",
+                where="o.org_id = 'acme' AND o.sent_at >= %s",
+                group="GROUP BY 1, 2",
+            ),
+            (acme["now"] - timedelta(days=84),),
+        )
+    }
     shown = {(r[0]["text"], r[1]["text"]): counts(r) for r in rows(page, "funnel")}
     assert shown == expected
     assert len(expected) == 3  # champion, challenger, and the default model before Flywheel
@@ -79,11 +87,15 @@ def test_campaign_sections_equal_the_api(api, acme) -> None:
             low, high = body["funnel"][step]["interval"]
             assert f"{percent(body['funnel'][step]['rate'])} [{percent(low)} – {percent(high)}]" in cell["text"]
         by_model = {r[0]["text"]: counts(r) for r in rows(page, f"{section}-models")}
-        assert by_model == {(g["version"] or g["model"]): {s: g["funnel"][s]["count"] for s in STEPS}
-                            for g in body["by_model"]}
+        assert by_model == {
+            (g["version"] or g["model"]): {s: g["funnel"][s]["count"] for s in STEPS} for g in body["by_model"]
+        }
         by_strategy = {(r[0]["text"], r[1]["text"]): counts(r) for r in rows(page, f"{section}-strategies")}
-        assert by_strategy == {(g["framework"], g["tone"]): {s: g["funnel"][s]["count"] for s in STEPS}
-                               for g in body["by_strategy"] if g["messages"] >= 30}  # small cells hidden
+        assert by_strategy == {
+            (g["framework"], g["tone"]): {s: g["funnel"][s]["count"] for s in STEPS}
+            for g in body["by_strategy"]
+            if g["messages"] >= 30
+        }  # small cells hidden
         assert f"GET /campaigns/{campaign}/performance?org_id=acme" in acme["html"]
 
 
@@ -92,49 +104,82 @@ def test_strategies_equal_the_insights_api(api, db, acme) -> None:
     for segment, column in (("industry", "lead_industry"), ("role", "lead_role")):
         status, body = api.get(f"/insights/strategies?segment={segment}&org_id=acme&min_sample=30")
         assert status == 200 and body["cells"], body
-        mine = {(r["s"], r["framework"], r["tone"]): r["n"] for r in db.execute(
-            f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
-                  AND {column} IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) >= 30""")}
+        mine = {
+            (r["s"], r["framework"], r["tone"]): r["n"]
+            for r in db.execute(
+                f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
+                  AND {column} IS NOT NULL GROUP BY 1, 2, 3 HAVING count(*) >= 30"""
+            )
+        }
         assert {(c["segment"], c["framework"], c["tone"]): c["reply_rate"]["n"] for c in body["cells"]} == mine
-        shown = {(r[0]["text"], r[1]["text"], r[2]["text"]): (r[3]["text"], r[4]["text"], r[5]["text"])
-                 for r in rows(page, f"strategies-{segment}")}
+        shown = {
+            (r[0]["text"], r[1]["text"], r[2]["text"]): (r[3]["text"], r[4]["text"], r[5]["text"])
+            for r in rows(page, f"strategies-{segment}")
+        }
 
         def rate(cell: dict[str, Any]) -> str:
             return f"{percent(cell['rate'])} [{percent(cell['interval'][0])} – {percent(cell['interval'][1])}]"
 
-        assert shown == {(c["segment"], c["framework"], c["tone"]): (
-            f"{c['reply_rate']['n']:,}", rate(c["positive_reply_rate"]), rate(c["reply_rate"])) for c in body["cells"]}
-        positive = {(r["s"], r["framework"], r["tone"]): r["n"] for r in db.execute(
-            f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
+        assert shown == {
+            (c["segment"], c["framework"], c["tone"]): (
+                f"{c['reply_rate']['n']:,}",
+                rate(c["positive_reply_rate"]),
+                rate(c["reply_rate"]),
+            )
+            for c in body["cells"]
+        }
+        positive = {
+            (r["s"], r["framework"], r["tone"]): r["n"]
+            for r in db.execute(
+                f"""SELECT {column} AS s, framework, tone, count(*) AS n FROM outcome_labels WHERE org_id = 'acme'
                   AND reply_category IN ('interested', 'meeting_request') AND {column} IS NOT NULL
-                GROUP BY 1, 2, 3""")}
-        assert {(c["segment"], c["framework"], c["tone"]): round(c["positive_reply_rate"]["rate"] * c["reply_rate"]["n"])
-                for c in body["cells"]} == {k: positive.get(k, 0) for k in mine}
+                GROUP BY 1, 2, 3"""
+            )
+        }
+        assert {
+            (c["segment"], c["framework"], c["tone"]): round(c["positive_reply_rate"]["rate"] * c["reply_rate"]["n"])
+            for c in body["cells"]
+        } == {k: positive.get(k, 0) for k in mine}
 
 
 def test_replies_training_registry_and_health_equal_the_database(db, acme) -> None:
     page = parse(acme["html"])
     since = acme["now"] - timedelta(days=84)
-    weekly = {str(r["week"]): (r["n"], r["fallback"]) for r in db.execute(
-        """SELECT date_trunc('week', replied_at AT TIME ZONE 'UTC')::date AS week, count(*) AS n,
+    weekly = {
+        str(r["week"]): (r["n"], r["fallback"])
+        for r in db.execute(
+            """SELECT date_trunc('week', replied_at AT TIME ZONE 'UTC')::date AS week, count(*) AS n,
                   count(*) FILTER (WHERE reply_classification_source = 'fallback') AS fallback
-             FROM outcome_labels WHERE org_id = 'acme' AND replied_at >= %s GROUP BY 1""", (since,))}
+             FROM outcome_labels WHERE org_id = 'acme' AND replied_at >= %s GROUP BY 1""",
+            (since,),
+        )
+    }
     assert {r[0]["text"]: (int(r[1]["text"]), int(r[2]["text"])) for r in rows(page, "replies-weekly")} == weekly
-    categories = {r["c"]: r["n"] for r in db.execute(
-        """SELECT coalesce(reply_category, 'unclassified') AS c, count(*) AS n FROM outcome_labels
-            WHERE org_id = 'acme' AND replied_at >= %s GROUP BY 1""", (since,))}
+    categories = {
+        r["c"]: r["n"]
+        for r in db.execute(
+            """SELECT coalesce(reply_category, 'unclassified') AS c, count(*) AS n FROM outcome_labels
+            WHERE org_id = 'acme' AND replied_at >= %s GROUP BY 1""",
+            (since,),
+        )
+    }
     assert {r[0]["text"].replace(" ", "_"): int(r[1]["text"]) for r in rows(page, "reply-categories")} == categories
     history = db.execute("SELECT count(*) AS n FROM model_history WHERE at >= %s", (since,)).fetchone()["n"]
     assert len(rows(page, "registry")) == history >= 5
     health = {r[0]["text"]: (r[1]["text"], r[2]["text"]) for r in rows(page, "health")}
     assert health["Orphan events waiting for their message"] == (
-        "1", "oldest 2.0 d old · + 1 events of no known organisation yet")
+        "1",
+        "oldest 2.0 d old · + 1 events of no known organisation yet",
+    )
     assert health["Replies that matched no message"] == ("0", "+ 1 replies of no known organisation yet")
     assert health["Malformed provider events quarantined in the window"][0] == "1"
     assert health["Malformed provider events quarantined in the window"][1].endswith(
-        "+ 1 events of no known organisation yet")
-    unclassified = db.execute("SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme' "
-                              "AND replied_at IS NOT NULL AND reply_category IS NULL").fetchone()["n"]
+        "+ 1 events of no known organisation yet"
+    )
+    unclassified = db.execute(
+        "SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme' "
+        "AND replied_at IS NOT NULL AND reply_category IS NULL"
+    ).fetchone()["n"]
     assert health["Replies not classified yet"][0] == str(unclassified)
     # the dataset pooled three organisations: acme's report names none of the others
     assert "this organisation 120, 2 other organisations 70" in acme["html"]
@@ -145,8 +190,11 @@ def test_replies_training_registry_and_health_equal_the_database(db, acme) -> No
 def test_experiment_section_draws_the_evaluation_history(db, acme) -> None:
     experiment = db.execute("SELECT * FROM experiments").fetchone()
     e = acme["data"]["experiment"]
-    assert (e["experiment_id"], e["stage"], e["status"]) == (experiment["experiment_id"], experiment["stage"],
-                                                             experiment["status"])
+    assert (e["experiment_id"], e["stage"], e["status"]) == (
+        experiment["experiment_id"],
+        experiment["stage"],
+        experiment["status"],
+    )
     assert e["decision"]["action"] == experiment["last_decision"]["action"]
     page = parse(acme["html"])
     evaluations = db.execute("SELECT * FROM experiment_evaluations ORDER BY evaluated_at DESC").fetchall()
@@ -158,8 +206,10 @@ def test_experiment_section_draws_the_evaluation_history(db, acme) -> None:
     assert lift_chart.count("<circle") == len(measured) >= 8
     latest = measured[0]
     assert charts.signed_percent(latest["primary_lift"]) in shown[0][5]["text"]
-    assert f"[{charts.signed_percent(latest['primary_low'])} – {charts.signed_percent(latest['primary_high'])}]" in (
-        shown[0][5]["text"])
+    assert (
+        f"[{charts.signed_percent(latest['primary_low'])} – {charts.signed_percent(latest['primary_high'])}]"
+        in (shown[0][5]["text"])
+    )
     margins = {name: g["margin"] for name, g in experiment["last_decision"]["guardrails"].items()}
     table = {r[0]["text"].replace(" ", "_"): r[3]["text"] for r in rows(page, "guardrails")}
     assert table == {name: f"{m * 100:+.2f} pp" for name, m in margins.items()}
@@ -199,9 +249,18 @@ def test_every_chart_draws_in_headless_chromium(acme) -> None:
     result = render_in_chromium(acme["html"], str(chromium()))
     drawn = {c["name"]: c for c in result["charts"]}
     assert set(drawn) == set(parse(acme["html"]).charts)
-    assert {"funnel", "funnel-positive-reply", "experiment-lift", "guardrails", "registry-timeline",
-            "training-durations", "replies-per-week", "strategies-industry", "strategies-role",
-            "campaign-0-positive"} <= set(drawn)
+    assert {
+        "funnel",
+        "funnel-positive-reply",
+        "experiment-lift",
+        "guardrails",
+        "registry-timeline",
+        "training-durations",
+        "replies-per-week",
+        "strategies-industry",
+        "strategies-role",
+        "campaign-0-positive",
+    } <= set(drawn)
     for name, chart in drawn.items():
         assert chart["marks"] > 0 and chart["drawn"] == chart["marks"], (name, chart)
         assert chart["width"] > 100 and chart["height"] > 20 and chart["texts"] > 0, (name, chart)
@@ -225,10 +284,14 @@ def test_strategies_win_on_positive_replies_not_on_any_reply(db, db_url) -> None
     table = {r[1]["text"]: r for r in rows(page, "strategies-industry")}
     assert table["SHOUT"][5]["text"].startswith("20.0%") and table["SHOUT"][4]["text"].startswith("0.0%")
     assert table["ASK"][7]["text"] == "wins" and table["SHOUT"][7]["text"] == ""
-    db.execute("UPDATE outcome_labels SET reply_category = 'interested' WHERE org_id = 'shouty' AND "
-               "framework = 'SHOUT' AND replied_at IS NOT NULL AND lead_id IN ('l5', 'l10', 'l15')")
-    db.execute("UPDATE outcome_labels SET framework = 'ASK2' WHERE org_id = 'shouty' AND lead_id IN "
-               "(SELECT 'l' || i FROM generate_series(401, 450) AS i)")
+    db.execute(
+        "UPDATE outcome_labels SET reply_category = 'interested' WHERE org_id = 'shouty' AND "
+        "framework = 'SHOUT' AND replied_at IS NOT NULL AND lead_id IN ('l5', 'l10', 'l15')"
+    )
+    db.execute(
+        "UPDATE outcome_labels SET framework = 'ASK2' WHERE org_id = 'shouty' AND lead_id IN "
+        "(SELECT 'l' || i FROM generate_series(401, 450) AS i)"
+    )
     page = parse(reports.render_html(reports.collect("shouty")))
     assert [r[7]["text"] for r in rows(page, "strategies-industry")].count("highest so far") == 1
 
@@ -258,13 +321,20 @@ def _long_names(db) -> None:
     id, a 256-character model id, and framework, tone and industry of 200 characters that carry
     bidirectional overrides and terminal escape sequences."""
     db.execute("INSERT INTO organizations (org_id) VALUES ('longnames')")
-    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone,
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, framework, tone,
                                               lead_industry, lead_role, sent_at, model_id, replied_at, reply_category)
                   SELECT 'longnames', 'd' || i, %s, 'l' || i, 'hi', %s, %s, %s, '営業担当副社長', now() - interval '1 day',
                          %s, CASE WHEN i %% 4 = 0 THEN now() END, CASE WHEN i %% 4 = 0 THEN 'interested' END
                     FROM generate_series(1, 60) AS i""",
-               ("q" * 128, "PAS\u202e" + "reversed framework " * 10, "\x1b]0;owned\x07\x1b[2J" + "tone " * 39,
-                "Ｆｉｎａｎｃｉａｌ " + "services-and-insurance-" * 8, "ft:gpt-4o-mini-2024-07-18:" + "m" * 230))
+        (
+            "q" * 128,
+            "PAS\u202e" + "reversed framework " * 10,
+            "\x1b]0;owned\x07\x1b[2J" + "tone " * 39,
+            "Ｆｉｎａｎｃｉａｌ " + "services-and-insurance-" * 8,
+            "ft:gpt-4o-mini-2024-07-18:" + "m" * 230,
+        ),
+    )
 
 
 def test_long_and_hostile_names_stay_readable(db, db_url) -> None:
@@ -288,8 +358,12 @@ def test_campaign_performance_is_scoped_to_the_organisation(api, db, acme) -> No
     status, mine = api.get("/campaigns/q4-outbound/performance?org_id=acme")
     status_other, theirs = api.get("/campaigns/q4-outbound/performance?org_id=globex")
     assert status == status_other == 200 and mine["messages"] != theirs["messages"]
-    assert mine["messages"] == db.execute("SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme' "
-                                          "AND campaign_id = 'q4-outbound'").fetchone()["n"]
+    assert (
+        mine["messages"]
+        == db.execute(
+            "SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme' AND campaign_id = 'q4-outbound'"
+        ).fetchone()["n"]
+    )
     assert api.get("/campaigns/q4-outbound/performance?org_id=nobody")[0] == 404
     status, body = api.get("/campaigns/q4-outbound/performance")
     assert status == 422 and body["error"] == "validation_error" and "org_id" in body["message"]
@@ -307,12 +381,26 @@ def test_campaign_performance_is_scoped_to_the_organisation(api, db, acme) -> No
 def test_cli_writes_the_report_and_prints_the_status(db_url, acme, tmp_path) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
     out = tmp_path / "r" / "report.html"
-    done = subprocess.run([sys.executable, "-m", "flywheel.cli", "report", "--org", "acme", "--out", str(out)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", "report", "--org", "acme", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out) and "Flywheel report · acme" in out.read_text()
-    done = subprocess.run([sys.executable, "-m", "flywheel.cli", "status", "--org", "acme"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", "status", "--org", "acme"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "\033[" not in text  # not a terminal: no colour
@@ -320,11 +408,25 @@ def test_cli_writes_the_report_and_prints_the_status(db_url, acme, tmp_path) -> 
         assert any(line.startswith(title) for line in text.splitlines()), title
     funnel = [line for line in text.splitlines() if line.startswith("  v1.")]
     assert len(funnel) == 2 and len({len(line) for line in funnel}) == 1  # aligned columns
-    done = subprocess.run([sys.executable, "-m", "flywheel.cli", "status"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", "status"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2 and "choose one with --org: acme, globex" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "flywheel.cli", "report", "--org", "nobody"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", "report", "--org", "nobody"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 1 and done.stderr.strip() == "flywheel report: no organisation 'nobody'"
     coloured = render_status(acme["data"], color=True)
     assert "\033[1m" in coloured and coloured.replace("\033[", "") != coloured

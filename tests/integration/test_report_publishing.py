@@ -175,8 +175,10 @@ def test_a_refused_announcement_is_logged_and_counted(aws, monkeypatch, caplog) 
     monkeypatch.setenv("EXPERIMENT_EVENTS_BUS", "default")
     reset_settings()
     with Stubber(client("events")) as stub:
-        stub.add_response("put_events", {"FailedEntryCount": 1, "Entries": [
-            {"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]})
+        stub.add_response(
+            "put_events",
+            {"FailedEntryCount": 1, "Entries": [{"ErrorCode": "InternalFailure", "ErrorMessage": "try again"}]},
+        )
         assert announce_evaluation({"action": "continue", "experiment_id": "exp-1"}) is False
         stub.assert_no_pending_responses()
     [record] = [r for r in caplog.records if r.getMessage() == "evaluation not announced"]

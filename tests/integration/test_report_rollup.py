@@ -42,9 +42,11 @@ ORGS = ("a", "b", "c")
 def seeded(db, db_url) -> None:
     """Three orgs' messages over 200 days (final and not), and today's, from two models."""
     for minor in (0, 1):
-        db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+        db.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
                                                   base_model) VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'nova')""",
-                   (f"m-{minor}", f"v1.{minor}.0", minor))
+            (f"m-{minor}", f"v1.{minor}.0", minor),
+        )
     db.execute("INSERT INTO organizations (org_id) VALUES ('a'), ('b'), ('c')")
     db.execute(
         """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, model_registry_id,
@@ -61,13 +63,20 @@ def seeded(db, db_url) -> None:
                   CASE WHEN i %% 16 = 0 THEN now() END,
                   CASE WHEN i %% 32 = 0 THEN 'won' WHEN i %% 48 = 0 THEN 'lost' END,
                   CASE WHEN i %% 32 = 0 THEN 1000 + i END
-             FROM generate_series(1, 3000) AS i""", {"today": TODAY})
+             FROM generate_series(1, 3000) AS i""",
+        {"today": TODAY},
+    )
 
 
 def current(db) -> dict[str, Any]:
-    return {org: {"leaderboard": experiments.leaderboard_with_intervals(training.leaderboard(org)),
-                  "industry": experiments.strategies(org, "industry", 1),
-                  "role": experiments.strategies(org, "role", 1)} for org in ORGS}
+    return {
+        org: {
+            "leaderboard": experiments.leaderboard_with_intervals(training.leaderboard(org)),
+            "industry": experiments.strategies(org, "industry", 1),
+            "role": experiments.strategies(org, "role", 1),
+        }
+        for org in ORGS
+    }
 
 
 def reference(db) -> dict[str, Any]:
@@ -77,12 +86,24 @@ def reference(db) -> dict[str, Any]:
         result[org] = {"leaderboard": experiments.leaderboard_with_intervals(board)}
         for segment, column in (("industry", "lead_industry"), ("role", "lead_role")):
             rows = db.execute(REFERENCE_STRATEGIES.format(column=column), (org,)).fetchall()
-            cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
-                      "reply_rate": experiments._rate(r["replies"], r["messages"]),
-                      "positive_reply_rate": experiments._rate(r["positive_replies"], r["messages"]),
-                      "meeting_rate": experiments._rate(r["meetings"], r["messages"])} for r in rows]
-            result[org][segment] = {"org_id": org, "segment_by": segment, "min_sample": 1, "cells": cells,
-                                    "hidden_cells": 0}
+            cells = [
+                {
+                    "segment": r["segment"],
+                    "framework": r["framework"],
+                    "tone": r["tone"],
+                    "reply_rate": experiments._rate(r["replies"], r["messages"]),
+                    "positive_reply_rate": experiments._rate(r["positive_replies"], r["messages"]),
+                    "meeting_rate": experiments._rate(r["meetings"], r["messages"]),
+                }
+                for r in rows
+            ]
+            result[org][segment] = {
+                "org_id": org,
+                "segment_by": segment,
+                "min_sample": 1,
+                "cells": cells,
+                "hidden_cells": 0,
+            }
     return result
 
 
@@ -100,18 +121,24 @@ def test_reports_match_counting_everything_before_and_after_a_refresh(db, seeded
 def test_recent_days_are_recounted_and_today_is_live(db, seeded) -> None:
     report_counts.refresh_daily_counts(NOW)
     # a reply to a 10-day-old message, and a message sent today
-    db.execute("""UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested'
+    db.execute(
+        """UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested'
                    WHERE outcome_id = (SELECT outcome_id FROM outcome_labels WHERE replied_at IS NULL
                                           AND model_registry_id IS NOT NULL
                                           AND sent_at BETWEEN %s AND %s LIMIT 1)""",
-               (TODAY - timedelta(days=11), TODAY - timedelta(days=9)))
-    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at,
+        (TODAY - timedelta(days=11), TODAY - timedelta(days=9)),
+    )
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at,
                                               model_registry_id, lead_industry, lead_role, framework, tone)
-                  VALUES ('a', 'today', 'c', 'x', 'hi', %s, 'm-1', 'saas', 'cfo', 'PAS', 'warm')""", (NOW,))
+                  VALUES ('a', 'today', 'c', 'x', 'hi', %s, 'm-1', 'saas', 'cfo', 'PAS', 'warm')""",
+        (NOW,),
+    )
     before_refresh, truth = current(db), reference(db)
     assert before_refresh != truth  # the reply waits for the next refresh ...
-    assert [sum(m["messages_sent"] for m in before_refresh[org]["leaderboard"]) for org in ORGS] == \
-        [sum(m["messages_sent"] for m in truth[org]["leaderboard"]) for org in ORGS]  # ... today's counts at once
+    assert [sum(m["messages_sent"] for m in before_refresh[org]["leaderboard"]) for org in ORGS] == [
+        sum(m["messages_sent"] for m in truth[org]["leaderboard"]) for org in ORGS
+    ]  # ... today's counts at once
     again = report_counts.refresh_daily_counts(NOW)
     assert again["from"] == (TODAY - timedelta(days=14)).isoformat() and not again["full"]  # the recent days
     assert current(db) == reference(db)
@@ -119,11 +146,13 @@ def test_recent_days_are_recounted_and_today_is_live(db, seeded) -> None:
 
 def test_days_before_the_recent_ones_are_recounted_once_a_day(db, seeded) -> None:
     report_counts.refresh_daily_counts(NOW)
-    db.execute("""UPDATE outcome_labels SET deal_status = 'won', deal_value = 5000
+    db.execute(
+        """UPDATE outcome_labels SET deal_status = 'won', deal_value = 5000
                    WHERE outcome_id = (SELECT outcome_id FROM outcome_labels WHERE deal_status IS NULL
                                           AND model_registry_id IS NOT NULL AND org_id = 'a'
                                           AND sent_at BETWEEN %s AND %s LIMIT 1)""",
-               (TODAY - timedelta(days=61), TODAY - timedelta(days=59)))
+        (TODAY - timedelta(days=61), TODAY - timedelta(days=59)),
+    )
     hourly = report_counts.refresh_daily_counts(NOW + timedelta(hours=1))
     assert not hourly["full"] and current(db) != reference(db)  # a deal 60 days on waits for the daily recount
     daily = report_counts.refresh_daily_counts(NOW + timedelta(hours=24))

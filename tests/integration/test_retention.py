@@ -46,8 +46,10 @@ def derived(db, outcome_id: str) -> dict[str, Any]:
 
 
 def events(db) -> list[dict[str, Any]]:
-    return db.execute("SELECT event_key, status, event_type, occurred_at, data, match_email, match_provider_message_id,"
-                      " payload FROM outcome_events ORDER BY event_key").fetchall()
+    return db.execute(
+        "SELECT event_key, status, event_type, occurred_at, data, match_email, match_provider_message_id,"
+        " payload FROM outcome_events ORDER BY event_key"
+    ).fetchall()
 
 
 def test_payloads_go_after_final_plus_retention_and_the_facts_stay(api: ApiClient, db, outcome_id: str) -> None:
@@ -64,8 +66,9 @@ def test_payloads_go_after_final_plus_retention_and_the_facts_stay(api: ApiClien
     after = events(db)
     assert all(e["payload"] is None for e in after)
     for old, new in zip(stored, after, strict=True):  # the normalised event is untouched
-        assert {k: v for k, v in old.items() if k not in ("payload", "match_email")} == \
-               {k: v for k, v in new.items() if k not in ("payload", "match_email")}
+        assert {k: v for k, v in old.items() if k not in ("payload", "match_email")} == {
+            k: v for k, v in new.items() if k not in ("payload", "match_email")
+        }
         # an orphan keeps the address it may still be matched by; an applied event does not need it
         assert new["match_email"] == (old["match_email"] if old["status"] == "orphan" else None)
 
@@ -77,9 +80,15 @@ def test_payloads_go_after_final_plus_retention_and_the_facts_stay(api: ApiClien
     assert status == 200 and view["stage"] == "clicked" and view["events"] == history
 
     # an orphan whose message is registered late is still applied from its normalised event
-    status, body = api.post("/messages", {**json.loads(load_event("messages_register_single.json")["body"]),
-                                          "idempotency_key": "late", "provider_message_id": "batchmsg0.dfd.64b469",
-                                          "lead_email": "lee@contoso.example"})
+    status, body = api.post(
+        "/messages",
+        {
+            **json.loads(load_event("messages_register_single.json")["body"]),
+            "idempotency_key": "late",
+            "provider_message_id": "batchmsg0.dfd.64b469",
+            "lead_email": "lee@contoso.example",
+        },
+    )
     assert status == 201
     late = derived(db, str(body["outcomes"][0]["outcome_id"]))
     assert (late["bounce_type"], late["stage"]) == ("blocked", "bounced")
@@ -95,8 +104,9 @@ def test_batches_stop_at_the_time_budget_and_the_next_run_continues(db, outcome_
     assert oldest_first["n"] == 0
 
 
-def test_a_retention_batch_never_makes_ingest_wait(db, db_url: str, outcome_id: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retention_batch_never_makes_ingest_wait(
+    db, db_url: str, outcome_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A batch holds its rows while it runs; ingest of new events for the same outcome, on another
     connection, goes through meanwhile (its lock_timeout would fail it otherwise)."""
     holder = psycopg.connect(db_url, row_factory=dict_row)
@@ -106,9 +116,20 @@ def test_a_retention_batch_never_makes_ingest_wait(db, db_url: str, outcome_id: 
             assert held == 8
             monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=2s")
             close_connection()  # the code under test reconnects with the lock_timeout
-            result = ingest_events([IncomingEvent(
-                provider="sendgrid", event_key="new-open", event_type="open", occurred_at=datetime.now(UTC),
-                payload={"event": "open"}, data={"machine_open": False}, outcome_id=outcome_id)], window_days=90)
+            result = ingest_events(
+                [
+                    IncomingEvent(
+                        provider="sendgrid",
+                        event_key="new-open",
+                        event_type="open",
+                        occurred_at=datetime.now(UTC),
+                        payload={"event": "open"},
+                        data={"machine_open": False},
+                        outcome_id=outcome_id,
+                    )
+                ],
+                window_days=90,
+            )
             assert result.applied == 1
     finally:
         holder.close()
@@ -136,8 +157,10 @@ def test_rows_an_ingest_holds_are_skipped_not_waited_for(db, db_url: str, outcom
 
 
 def test_the_scheduled_function_removes_what_is_due(db, outcome_id: str) -> None:
-    db.execute("UPDATE outcome_events SET received_at = received_at - interval '200 days' "
-               "WHERE event_key IN ('cHJvY2Vzc2VkLTEwMDE', 'ZGVsaXZlcmVkLTEwMDE')")
+    db.execute(
+        "UPDATE outcome_events SET received_at = received_at - interval '200 days' "
+        "WHERE event_key IN ('cHJvY2Vzc2VkLTEwMDE', 'ZGVsaXZlcmVkLTEwMDE')"
+    )
     result = invoke("RetentionFunction", load_event("retention_schedule.json"), ROOT / "template.yaml")
     assert result["removed"] == 2 and result["done"] is True
     assert db.execute("SELECT count(*) AS n FROM outcome_events WHERE payload IS NULL").fetchone()["n"] == 2

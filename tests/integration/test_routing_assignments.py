@@ -20,10 +20,12 @@ LEADS = [f"lead-{i}" for i in range(40)]
 @pytest.fixture
 def experiment(db, db_url) -> Any:
     for version, minor in (("v1.0.0", 0), ("v1.1.0", 1)):
-        db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+        db.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
                                                   provider_model_id, base_model)
                       VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'arn', 'amazon.nova-micro-v1:0:128k')""",
-                   (f"m-{version}", version, minor))
+            (f"m-{version}", version, minor),
+        )
     training.deploy_model("m-v1.0.0", canary_percentage=50, actor="test", reason="first model")
     deployed = training.deploy_model("m-v1.1.0", canary_percentage=50, actor="test", reason="challenger")
     experiments.forget_cache()
@@ -53,8 +55,10 @@ def test_cold_containers_racing_on_first_assignment_record_one_arm_per_lead(db, 
     for p in procs:
         p.join(timeout=30)
         assert p.exitcode == 0
-    stored = {r["lead_id"]: r["arm"] for r in db.execute(
-        "SELECT lead_id, arm FROM assignments WHERE org_id = 'acme'").fetchall()}
+    stored = {
+        r["lead_id"]: r["arm"]
+        for r in db.execute("SELECT lead_id, arm FROM assignments WHERE org_id = 'acme'").fetchall()
+    }
     assert sorted(stored) == sorted(LEADS)  # one row per lead
     for answer in answers:
         assert answer == stored  # every container answered the recorded arm
@@ -63,8 +67,11 @@ def test_cold_containers_racing_on_first_assignment_record_one_arm_per_lead(db, 
 
 def _round_trips(trace: Path) -> list[str]:
     """The statements a libpq trace shows the client sending, one per round trip."""
-    return [line.split("\t", 3)[3].strip() for line in trace.read_text().splitlines()
-            if line.startswith("F\t") and ("\tParse\t" in line or "\tQuery\t" in line)]
+    return [
+        line.split("\t", 3)[3].strip()
+        for line in trace.read_text().splitlines()
+        if line.startswith("F\t") and ("\tParse\t" in line or "\tQuery\t" in line)
+    ]
 
 
 def test_an_assigned_lead_costs_one_primary_key_read_in_a_cold_container(db, experiment, tmp_path) -> None:
@@ -87,8 +94,9 @@ def test_an_assigned_lead_costs_one_primary_key_read_in_a_cold_container(db, exp
     sent = _round_trips(trace)
     assert len(sent) == 5, sent  # one statement per lead: no BEGIN, COMMIT or INSERT
     assert all("SELECT arm FROM assignments WHERE experiment_id = $1" in s for s in sent), sent
-    after = db.execute("SELECT lead_id, arm, xmin::text AS xmin, ctid::text AS ctid FROM assignments "
-                       "WHERE lead_id <> 'another-lead'").fetchall()
+    after = db.execute(
+        "SELECT lead_id, arm, xmin::text AS xmin, ctid::text AS ctid FROM assignments WHERE lead_id <> 'another-lead'"
+    ).fetchall()
     assert after == before  # the rows were not rewritten (an upsert would give them a new xmin)
     assert answers == {r["lead_id"]: r["arm"] for r in before}
 

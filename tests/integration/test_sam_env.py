@@ -17,8 +17,9 @@ from flywheel.settings import Settings
 from tests.conftest import ROOT
 
 
-def test_env_json_has_every_function_and_every_variable_it_declares(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_json_has_every_function_and_every_variable_it_declares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
     out = tmp_path / "env.json"
     assert cli.main(["sam-env", "-o", str(out), "--port", "54399"]) == 0
@@ -27,8 +28,9 @@ def test_env_json_has_every_function_and_every_variable_it_declares(tmp_path: Pa
 
     template = load_template(ROOT / "template.yaml")
     global_vars = template["Globals"]["Function"]["Environment"]["Variables"]
-    functions = {name: r["Properties"] for name, r in template["Resources"].items()
-                 if r["Type"] == "AWS::Serverless::Function"}
+    functions = {
+        name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+    }
     assert set(env) == set(functions)
     password = local_secrets(tmp_path)["database_password"]
     for name, props in functions.items():

@@ -36,8 +36,16 @@ Conn = psycopg.Connection[dict[str, Any]]
 def empty_database(pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Conn]:
     name = f"flywheel_samples_{uuid.uuid4().hex[:10]}"
     url = create_database(pg_admin_url, name)
-    for key in ("WEBHOOK_SECRETS_JSON", "WEBHOOK_SECRETS_ARN", "PROVIDER_ORGS_JSON", "INBOUND_PARSE_DOMAINS",
-                "REPLIES_QUEUE_URL", "TRAINING_BUCKET", "TRAINING_STATE_MACHINE_ARN", "OPENAI_API_KEY"):
+    for key in (
+        "WEBHOOK_SECRETS_JSON",
+        "WEBHOOK_SECRETS_ARN",
+        "PROVIDER_ORGS_JSON",
+        "INBOUND_PARSE_DOMAINS",
+        "REPLIES_QUEUE_URL",
+        "TRAINING_BUCKET",
+        "TRAINING_STATE_MACHINE_ARN",
+        "OPENAI_API_KEY",
+    ):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
@@ -85,6 +93,7 @@ def sample(name: str, target: str) -> Callable[[Check], Check]:
     def register(check: Check) -> Check:
         SAMPLES.append((name, target, check))
         return check
+
     return register
 
 
@@ -157,8 +166,10 @@ def _(result: Any, db: Conn, state: Path) -> None:
 @sample("replies_post.json", "RepliesApiFunction")
 def _(result: Any, db: Conn, state: Path) -> None:
     assert result["statusCode"] == 202 and body(result)["reply_key"] == "api_linkedin:li-msg-88121"
-    classified = db.execute("SELECT count(*) AS n FROM outcome_events WHERE provider = 'classifier' "
-                            "AND event_key = 'api_linkedin:li-msg-88121'").fetchone()
+    classified = db.execute(
+        "SELECT count(*) AS n FROM outcome_events WHERE provider = 'classifier' "
+        "AND event_key = 'api_linkedin:li-msg-88121'"
+    ).fetchone()
     assert classified is not None and classified["n"] == 1
 
 
@@ -229,8 +240,11 @@ def _(result: Any, db: Conn, state: Path) -> None:
     champion = db.execute("SELECT * FROM model_registry WHERE role = 'champion'").fetchone()
     assert champion is not None and champion["status"] == "deployed"
     # Step Functions told the bus, whose rule ran ReportFunction: acme's report is in the bucket
-    [finished] = [e for e in journal(state) if e["detail-type"] == "Step Functions Execution Status Change"
-                  and e["detail"]["status"] == "SUCCEEDED"]
+    [finished] = [
+        e
+        for e in journal(state)
+        if e["detail-type"] == "Step Functions Execution Status Change" and e["detail"]["status"] == "SUCCEEDED"
+    ]
     assert finished["source"] == "aws.states" and finished["detail"]["executionArn"] == result["executionArn"]
     assert report_written("acme")
 

@@ -35,11 +35,22 @@ def _register(db: Any, model_id: str, minor: int, custom_model: str, role: str |
                                       serving_status)
            VALUES (%s, %s, 1, %s, 0, %s, %s, 'bedrock', %s, 'amazon.nova-micro-v1:0:128k', %s, now(), %s, 'on_demand',
                    'creating')""",
-        (model_id, f"v1.{minor}.0", minor, "deployed" if role else "ready", role, custom_model,
-         100 if role == "champion" else 0, served.model_id))
+        (
+            model_id,
+            f"v1.{minor}.0",
+            minor,
+            "deployed" if role else "ready",
+            role,
+            custom_model,
+            100 if role == "champion" else 0,
+            served.model_id,
+        ),
+    )
     if role:
-        db.execute("INSERT INTO model_history (model_id, action, to_role, actor) VALUES (%s, 'deployed', %s, 'test')",
-                   (model_id, role))
+        db.execute(
+            "INSERT INTO model_history (model_id, action, to_role, actor) VALUES (%s, 'deployed', %s, 'test')",
+            (model_id, role),
+        )
     return served.model_id
 
 
@@ -74,8 +85,10 @@ def test_archiving_deletes_the_deployment_and_restoring_creates_a_new_one(db: An
     archived = _model(db, "flywheel-v1.0.0")
     assert (archived["status"], archived["serving_status"]) == ("archived", "deleted")
     assert first not in SERVING.resources and second in SERVING.resources
-    actions = [r["action"] for r in db.execute(
-        "SELECT action FROM model_history WHERE model_id = 'flywheel-v1.0.0' ORDER BY history_id")]
+    actions = [
+        r["action"]
+        for r in db.execute("SELECT action FROM model_history WHERE model_id = 'flywheel-v1.0.0' ORDER BY history_id")
+    ]
     assert actions[-2:] == ["archived", "serving_retired"]
 
     # a rollback restores the archived champion: a new deployment, not usable until active

@@ -55,16 +55,22 @@ def sign(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 
 
 def run_curl(command: str) -> tuple[int, str]:
-    done = subprocess.run(["bash", "-c", command + " -o /dev/stderr -w '%{http_code}'"], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["bash", "-c", command + " -o /dev/stderr -w '%{http_code}'"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return int(done.stdout), done.stderr
 
 
 @needs_curl
 @pytest.mark.parametrize("provider", sorted(SAMPLES))
-def test_the_printed_curl_command_is_accepted(provider: str, local_api: tuple[str, Path],
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_printed_curl_command_is_accepted(
+    provider: str, local_api: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     base, _ = local_api
     command = sign(capsys, provider, str(EVENTS / SAMPLES[provider]), "--curl", "--url", base)
     assert command.startswith("curl ")
@@ -73,8 +79,9 @@ def test_the_printed_curl_command_is_accepted(provider: str, local_api: tuple[st
 
 
 @needs_curl
-def test_a_changed_body_is_refused(local_api: tuple[str, Path], capsys: pytest.CaptureFixture[str],
-                                   tmp_path: Path) -> None:
+def test_a_changed_body_is_refused(
+    local_api: tuple[str, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     base, _ = local_api
     body = tmp_path / "calendly.json"
     body.write_text(json.loads((EVENTS / SAMPLES["calendly"]).read_text())["body"])
@@ -84,8 +91,9 @@ def test_a_changed_body_is_refused(local_api: tuple[str, Path], capsys: pytest.C
     assert status == 401 and "signature does not match" in answer
 
 
-def test_printed_headers_verify_with_our_verifiers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_printed_headers_verify_with_our_verifiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
     body_file = tmp_path / "body.json"
     body = b'[{"eventId": 1, "portalId": 5799819, "subscriptionType": "deal.propertyChange"}]'
@@ -97,21 +105,33 @@ def test_printed_headers_verify_with_our_verifiers(tmp_path: Path, monkeypatch: 
         text = sign(capsys, provider, str(body_file), "--url", url)
         return {k.lower(): v for k, v in (line.split(": ", 1) for line in text.splitlines())}
 
-    signatures.verify_sendgrid(secrets["sendgrid_public_key"], headers("sendgrid")[
-        "x-twilio-email-event-webhook-signature"], headers("sendgrid")["x-twilio-email-event-webhook-timestamp"], body)
+    signatures.verify_sendgrid(
+        secrets["sendgrid_public_key"],
+        headers("sendgrid")["x-twilio-email-event-webhook-signature"],
+        headers("sendgrid")["x-twilio-email-event-webhook-timestamp"],
+        body,
+    )
     signatures.verify_calendly(secrets["calendly_signing_key"], headers("calendly")["calendly-webhook-signature"], body)
-    signatures.verify_hubspot(secrets["hubspot_client_secret"], method="POST", uri=f"{url}/webhooks/crm/hubspot",
-                              body=body, headers=headers("hubspot"))
+    signatures.verify_hubspot(
+        secrets["hubspot_client_secret"],
+        method="POST",
+        uri=f"{url}/webhooks/crm/hubspot",
+        body=body,
+        headers=headers("hubspot"),
+    )
     signatures.verify_standard_webhooks(secrets["crm_webhook_secret"], headers("crm-deals"), body)
-    signatures.verify_basic_auth(headers("pipedrive")["authorization"], secrets["pipedrive_username"],
-                                 secrets["pipedrive_password"])
+    signatures.verify_basic_auth(
+        headers("pipedrive")["authorization"], secrets["pipedrive_username"], secrets["pipedrive_password"]
+    )
     with pytest.raises(signatures.SignatureInvalid):
-        signatures.verify_calendly(secrets["calendly_signing_key"], headers("calendly")["calendly-webhook-signature"],
-                                   body + b" ")
+        signatures.verify_calendly(
+            secrets["calendly_signing_key"], headers("calendly")["calendly-webhook-signature"], body + b" "
+        )
 
 
-def test_the_signed_event_passes_the_handler_as_is(local_api: tuple[str, Path],
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_signed_event_passes_the_handler_as_is(
+    local_api: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     signed = json.loads(sign(capsys, "crm-deals", str(EVENTS / SAMPLES["crm-deals"]), "--event"))
     assert signed["headers"]["webhook-id"] == "msg_2Qv0deal991"  # the sample's id is kept
     assert invoke("WebhooksFunction", signed, ROOT / "template.yaml")["statusCode"] == 200
@@ -119,8 +139,9 @@ def test_the_signed_event_passes_the_handler_as_is(local_api: tuple[str, Path],
     assert invoke("WebhooksFunction", unsigned, ROOT / "template.yaml")["statusCode"] == 401
 
 
-def test_a_multipart_body_without_its_boundary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_multipart_body_without_its_boundary_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
     (tmp_path / "reply.txt").write_text("not multipart")
     assert cli.main(["sign", "sendgrid-inbound", str(tmp_path / "reply.txt")]) == 2

@@ -23,11 +23,20 @@ ORGS = ("acme", "globex")
 
 
 def message(org: str, i: int) -> dict:
-    return {"org_id": org, "campaign_id": f"{org}-camp", "lead_id": f"{org}-lead-{i}",
-            "lead_email": f"lead{i}@{org}-customer.example", "body": f"{org} secret pitch {i}", "framework": "PAS",
-            "tone": "warm", "lead": {"industry": "fintech", "role": "cfo"}, "sent_at": "2026-11-20T09:00:00Z",
-            "provider_message_id": f"{org}{i}.dfd", "route": {"model_registry_id": "flywheel-v1.0.0"},
-            "idempotency_key": f"{org}-{i}"}
+    return {
+        "org_id": org,
+        "campaign_id": f"{org}-camp",
+        "lead_id": f"{org}-lead-{i}",
+        "lead_email": f"lead{i}@{org}-customer.example",
+        "body": f"{org} secret pitch {i}",
+        "framework": "PAS",
+        "tone": "warm",
+        "lead": {"industry": "fintech", "role": "cfo"},
+        "sent_at": "2026-11-20T09:00:00Z",
+        "provider_message_id": f"{org}{i}.dfd",
+        "route": {"model_registry_id": "flywheel-v1.0.0"},
+        "idempotency_key": f"{org}-{i}",
+    }
 
 
 @pytest.fixture
@@ -49,11 +58,27 @@ def two_orgs(api: ApiClient, db, monkeypatch: pytest.MonkeyPatch) -> dict[str, l
         status, body = api.post("/messages", {"messages": [message(org, i) for i in range(40)]})
         assert status == 201, body
         ids[org] = [o["outcome_id"] for o in body["outcomes"]]
-        events = [{"email": f"lead{i}@{org}-customer.example", "timestamp": 1795424400 + i, "event": kind,
-                   "sg_event_id": f"{org}-{kind}-{i}", "sg_message_id": f"{org}{i}.dfd.filter1.0", "org_id": org}
-                  for i in range(40) for kind in ("delivered", "unsubscribe")]
-        events.append({"event": "open", "timestamp": 10**12, "sg_event_id": f"{org}-bad", "org_id": org,
-                       "email": f"quarantined@{org}-customer.example"})
+        events = [
+            {
+                "email": f"lead{i}@{org}-customer.example",
+                "timestamp": 1795424400 + i,
+                "event": kind,
+                "sg_event_id": f"{org}-{kind}-{i}",
+                "sg_message_id": f"{org}{i}.dfd.filter1.0",
+                "org_id": org,
+            }
+            for i in range(40)
+            for kind in ("delivered", "unsubscribe")
+        ]
+        events.append(
+            {
+                "event": "open",
+                "timestamp": 10**12,
+                "sg_event_id": f"{org}-bad",
+                "org_id": org,
+                "email": f"quarantined@{org}-customer.example",
+            }
+        )
         raw = sendgrid_body(events)
         status, body = api.post("/webhooks/sendgrid", body=raw, headers=sendgrid_headers(raw))
         assert status == 200 and body["quarantined"] == 1, body
@@ -86,9 +111,13 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, publis
         org_scoped = "org_id" in params and params["org_id"]["in"] == "query"
         query = "?org_id=acme" if org_scoped else ""
         experiment = db.execute("SELECT experiment_id FROM experiments").fetchone()["experiment_id"]
-        concrete = (path.replace("{outcome_id}", own).replace("{run_id}", "00000000-0000-4000-8000-000000000000")
-                    .replace("{job_id}", "job-1").replace("{experiment_id}", experiment)
-                    .replace("{campaign_id}", "acme-camp"))
+        concrete = (
+            path.replace("{outcome_id}", own)
+            .replace("{run_id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{job_id}", "job-1")
+            .replace("{experiment_id}", experiment)
+            .replace("{campaign_id}", "acme-camp")
+        )
         if path.endswith("/evaluations"):
             query = "?snapshots=true"
         if path == "/route":
@@ -116,8 +145,15 @@ def test_no_read_route_returns_another_organisations_rows(api: ApiClient, publis
     status, _ = api.get(f"/messages/{two_orgs['acme'][0]}")
     assert status == 422  # org_id is required
     # every org-scoped route requires org_id
-    for path in ("/suppressions", "/insights/strategies", "/training/leaderboard", "/training/stats", "/quarantine",
-                 "/reports/latest", "/campaigns/acme-camp/performance"):
+    for path in (
+        "/suppressions",
+        "/insights/strategies",
+        "/training/leaderboard",
+        "/training/stats",
+        "/quarantine",
+        "/reports/latest",
+        "/campaigns/acme-camp/performance",
+    ):
         assert api.get(path)[0] == 422, path
         # an org_id PostgreSQL cannot hold (NUL) is a 4xx, never a 500 (it was on /suppressions)
         joiner = "&" if "?" in path else "?"

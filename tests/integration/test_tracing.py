@@ -47,13 +47,17 @@ def _segments(sock: socket.socket) -> list[str]:
 def test_traces_sent_to_xray_carry_no_response_and_no_personal_data(db_url: str) -> None:
     daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     daemon.bind(("127.0.0.1", 0))
-    env = {**os.environ, "DATABASE_URL": db_url, "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "messages"),
-           "AWS_LAMBDA_FUNCTION_NAME": "MessagesFunction", "POWERTOOLS_TRACE_DISABLED": "false",
-           "_X_AMZN_TRACE_ID": "Root=1-6744a1b0-2f0c4a7d9e8b1c3d5f6a7b8c;Parent=53995c3f42cd8ad8;Sampled=1",
-           "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
-           "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
-    run = subprocess.run([sys.executable, "-c", RUN, str(ROOT)], env=env, capture_output=True, text=True,
-                         timeout=120)
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / "messages"),
+        "AWS_LAMBDA_FUNCTION_NAME": "MessagesFunction",
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "_X_AMZN_TRACE_ID": "Root=1-6744a1b0-2f0c4a7d9e8b1c3d5f6a7b8c;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+        "PYTHONPATH": str(ROOT / "layers" / "flywheel"),
+    }
+    run = subprocess.run([sys.executable, "-c", RUN, str(ROOT)], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     registered, read, outcome_id = json.loads(run.stdout.strip().splitlines()[-1])
     assert (registered, read) == (201, 200)
@@ -65,4 +69,3 @@ def test_traces_sent_to_xray_carry_no_response_and_no_personal_data(db_url: str)
     for secret in (sent["lead_email"], sent["subject"], sent["body"][:20], sent["lead"]["last_name"], outcome_id):
         assert all(secret not in s for s in segments), f"{secret!r} reached X-Ray"
     assert all("handler response" not in s for s in segments)
-

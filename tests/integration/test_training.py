@@ -52,16 +52,29 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
                   VALUES ('flywheel-v1.0.0', 'v1.0.0', 1, 0, 0, 'deployed', 'champion', 'bedrock',
                           'amazon.nova-micro-v1:0:128k', 100, now())""")
     # the weekly schedule's input, with no wait between polls
-    execution, row = run(db, {**load_event("training_weekly_schedule.json"), "wait_seconds": 0},
-                         on_tick=complete_bedrock_jobs)
+    execution, row = run(
+        db, {**load_event("training_weekly_schedule.json"), "wait_seconds": 0}, on_tick=complete_bedrock_jobs
+    )
     assert execution["status"] == "SUCCEEDED", execution
     assert row["status"] == "succeeded" and row["execution_arn"] == execution["executionArn"]
     assert row["job_id"] == f"flywheel-fw-{row['run_id']}" and row["trigger"] == "schedule"
-    assert [h["status"] for h in row["status_history"]] == ["pending", "building", "uploading", "training", "registering",
-                                                            "serving", "smoke_testing", "succeeded"]
+    assert [h["status"] for h in row["status_history"]] == [
+        "pending",
+        "building",
+        "uploading",
+        "training",
+        "registering",
+        "serving",
+        "smoke_testing",
+        "succeeded",
+    ]
     model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
     assert (model["version"], model["status"], model["role"], float(model["traffic_percentage"])) == (
-        "v1.1.0", "deployed", "challenger", 10.0)
+        "v1.1.0",
+        "deployed",
+        "challenger",
+        10.0,
+    )
     assert ":custom-model/amazon.nova-micro-v1:0:128k/" in model["provider_model_id"]
     assert model["dataset_hash"] == row["dataset_hash"]
     # served through an on-demand deployment, which the smoke test went through (the emulation,
@@ -73,8 +86,12 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
     # the dataset and its manifest sit side by side in S3, in Nova's conversation format
     manifest = json.loads(s3_text(row["dataset_uri"] + "/manifest.json"))
     counts = manifest["counts"]
-    assert manifest == row["manifest"] and counts["train"] + counts["validation"] + counts["duplicates_dropped"][
-        "near_duplicate"] == 80 and counts["validation"] > 0 and manifest["residual_scan"]["passed"]
+    assert (
+        manifest == row["manifest"]
+        and counts["train"] + counts["validation"] + counts["duplicates_dropped"]["near_duplicate"] == 80
+        and counts["validation"] > 0
+        and manifest["residual_scan"]["passed"]
+    )
     train = s3_text(row["dataset_uri"] + "/train.jsonl") + s3_text(row["dataset_uri"] + "/validation.jsonl")
     assert json.loads(train.splitlines()[0])["schemaVersion"] == "bedrock-conversation-2024"
     # the seeded outcomes carry names, companies, emails, phones and tracking links: none survives
@@ -82,8 +99,15 @@ def test_success_registers_smoke_tests_and_deploys_a_challenger(db, aws) -> None
         assert planted not in train, planted
     assert manifest["redactions"]["phone"] == 80 and manifest["redactions"]["link"] == 80
     actions = [r["action"] for r in db.execute("SELECT action FROM model_history ORDER BY history_id").fetchall()]
-    assert actions == ["registered", "serving_started", "serving_active", "smoke_test_passed", "traffic_to_challenger",
-                       "deployed_as_challenger", "experiment_started"]
+    assert actions == [
+        "registered",
+        "serving_started",
+        "serving_active",
+        "smoke_test_passed",
+        "traffic_to_challenger",
+        "deployed_as_challenger",
+        "experiment_started",
+    ]
 
 
 def test_a_weekly_model_trained_during_an_experiment_waits_ready(db, aws) -> None:
@@ -95,17 +119,21 @@ def test_a_weekly_model_trained_during_an_experiment_waits_ready(db, aws) -> Non
 
     seed_outcomes(db, 80)
     for model_id, minor in (("flywheel-v1.0.0", 0), ("flywheel-v1.1.0", 1)):
-        db.execute("""INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
+        db.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider, base_model)
                       VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'amazon.nova-micro-v1:0:128k')""",
-                   (model_id, f"v1.{minor}.0", minor))
+            (model_id, f"v1.{minor}.0", minor),
+        )
         training.deploy_model(model_id, canary_percentage=10, actor="test", reason="earlier weeks")
-    execution, row = run(db, {**load_event("training_weekly_schedule.json"), "wait_seconds": 0},
-                         on_tick=complete_bedrock_jobs)
+    execution, row = run(
+        db, {**load_event("training_weekly_schedule.json"), "wait_seconds": 0}, on_tick=complete_bedrock_jobs
+    )
     assert execution["status"] == "SUCCEEDED" and row["status"] == "succeeded", (execution, row)
     model = db.execute("SELECT * FROM model_registry WHERE model_id = %s", (row["model_id"],)).fetchone()
     assert (model["status"], model["role"], model["serving_status"]) == ("ready", None, "active")
-    deferred = db.execute("SELECT reason FROM model_history WHERE model_id = %s AND action = 'deploy_deferred'",
-                          (row["model_id"],)).fetchone()
+    deferred = db.execute(
+        "SELECT reason FROM model_history WHERE model_id = %s AND action = 'deploy_deferred'", (row["model_id"],)
+    ).fetchone()
     assert "flywheel-v1.1.0" in deferred["reason"] and "/training/deploy/" in deferred["reason"]
     roles = {r["model_id"]: r["role"] for r in db.execute("SELECT model_id, role FROM model_registry")}
     assert roles == {"flywheel-v1.0.0": "champion", "flywheel-v1.1.0": "challenger", row["model_id"]: None}
@@ -160,8 +188,12 @@ def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypa
     assert execution["status"] == "FAILED" and row["status"] == "failed" and row["dataset_uri"] is None
     assert "residual scan found personal data" in row["error"] and "415 555" not in row["error"]
     assert row["manifest"]["residual_scan"]["passed"] is False and row["manifest"]["residual_scan"]["hits"] > 0
-    keys = [o["Key"] for o in boto3.client("s3", region_name="us-east-1").list_objects_v2(
-        Bucket="flywheel-training").get("Contents", [])]
+    keys = [
+        o["Key"]
+        for o in boto3.client("s3", region_name="us-east-1")
+        .list_objects_v2(Bucket="flywheel-training")
+        .get("Contents", [])
+    ]
     assert keys and all(k.endswith("manifest.json") for k in keys)
 
 
@@ -197,16 +229,35 @@ class FakeOpenAI:
         self.requests.append((request.method, request.url.path, request.content))
         path = request.url.path
         if path.endswith("/files"):
-            return httpx2.Response(200, json={"id": f"file-{len(self.requests)}", "object": "file", "bytes": 10,
-                                              "created_at": 1, "filename": "train.jsonl", "purpose": "fine-tune",
-                                              "status": "processed"})
+            return httpx2.Response(
+                200,
+                json={
+                    "id": f"file-{len(self.requests)}",
+                    "object": "file",
+                    "bytes": 10,
+                    "created_at": 1,
+                    "filename": "train.jsonl",
+                    "purpose": "fine-tune",
+                    "status": "processed",
+                },
+            )
         if path.endswith("/fine_tuning/jobs") and request.method == "POST":
             if self.refuse:
-                return httpx2.Response(403, json={"error": {"message": "Fine-tuning is not available for this "
-                                                  "organization", "type": "invalid_request_error",
-                                                  "code": "training_not_available"}})
-            created = {**self._job("validating_files"), "id": f"ftjob-{len(self.jobs) + 1}",
-                       "metadata": json.loads(request.content).get("metadata")}
+                return httpx2.Response(
+                    403,
+                    json={
+                        "error": {
+                            "message": "Fine-tuning is not available for this organization",
+                            "type": "invalid_request_error",
+                            "code": "training_not_available",
+                        }
+                    },
+                )
+            created = {
+                **self._job("validating_files"),
+                "id": f"ftjob-{len(self.jobs) + 1}",
+                "metadata": json.loads(request.content).get("metadata"),
+            }
             self.jobs.insert(0, created)  # the list is newest first
             return httpx2.Response(200, json=created)
         if path.endswith("/fine_tuning/jobs"):
@@ -215,19 +266,43 @@ class FakeOpenAI:
             status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
             return httpx2.Response(200, json=self._job(status))
         if path.endswith("/chat/completions"):
-            return httpx2.Response(200, json={"id": "c", "object": "chat.completion", "created": 1,
-                                              "model": "ft:gpt-4.1-mini:acme:fw", "choices": [{
-                                                  "index": 0, "finish_reason": "stop", "message": {
-                                                      "role": "assistant", "content": "Subject: hi"}}]})
+            return httpx2.Response(
+                200,
+                json={
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "ft:gpt-4.1-mini:acme:fw",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "Subject: hi"},
+                        }
+                    ],
+                },
+            )
         return httpx2.Response(404, json={"error": {"message": "nope"}})
 
     @staticmethod
     def _job(status: str) -> dict[str, Any]:
-        return {"id": "ftjob-abc123", "object": "fine_tuning.job", "created_at": 1, "model": "gpt-4.1-mini-2025-04-14",
-                "organization_id": "org-1", "status": status, "training_file": "file-1", "validation_file": None,
-                "hyperparameters": {"n_epochs": 3}, "result_files": [], "seed": 1, "trained_tokens": 12345,
-                "fine_tuned_model": "ft:gpt-4.1-mini:acme:fw:abc" if status == "succeeded" else None,
-                "error": None, "finished_at": None}
+        return {
+            "id": "ftjob-abc123",
+            "object": "fine_tuning.job",
+            "created_at": 1,
+            "model": "gpt-4.1-mini-2025-04-14",
+            "organization_id": "org-1",
+            "status": status,
+            "training_file": "file-1",
+            "validation_file": None,
+            "hyperparameters": {"n_epochs": 3},
+            "result_files": [],
+            "seed": 1,
+            "trained_tokens": 12345,
+            "fine_tuned_model": "ft:gpt-4.1-mini:acme:fw:abc" if status == "succeeded" else None,
+            "error": None,
+            "finished_at": None,
+        }
 
 
 @pytest.fixture
@@ -238,6 +313,7 @@ def openai_fake(aws, monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", "http://fake-openai.local/v1")
         reset_settings()
         return fake
+
     return install
 
 
@@ -269,8 +345,13 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
 
     def call(method: str, path: str, body: Any = None, query: dict | None = None) -> tuple[int, Any]:
         event = json.loads(json.dumps(load_event("training_run_post.json")))
-        event.update(httpMethod=method, path=path, resource=path, body=json.dumps(body) if body is not None else None,
-                     queryStringParameters=query)
+        event.update(
+            httpMethod=method,
+            path=path,
+            resource=path,
+            body=json.dumps(body) if body is not None else None,
+            queryStringParameters=query,
+        )
         event["requestContext"].update(httpMethod=method, path="/dev" + path, resourcePath=path)
         from flywheel.local.server import LocalApi
 
@@ -313,10 +394,10 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
     assert status == 200 and promoted == {"promoted": "flywheel-v1.1.0", "archived": champion, "changed": True}
     status, rolled = call("POST", "/training/rollback", {"reason": "reply rate dropped", "model_id": "flywheel-v1.1.0"})
     assert status == 200 and rolled == {"rolled_back": "flywheel-v1.1.0", "champion": champion, "changed": True}
-    history = db.execute("SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' "
-                         "ORDER BY history_id").fetchall()
-    assert [h["action"] for h in history] == ["deployed_as_challenger", "experiment_started", "promoted",
-                                              "rolled_back"]
+    history = db.execute(
+        "SELECT action, reason, actor FROM model_history WHERE model_id = 'flywheel-v1.1.0' ORDER BY history_id"
+    ).fetchall()
+    assert [h["action"] for h in history] == ["deployed_as_challenger", "experiment_started", "promoted", "rolled_back"]
     assert history[2]["reason"] == "forced: sales ops asked" and history[2]["actor"].startswith("arn:aws:")
     status, stats = call("GET", "/training/stats", query={"min_quality_score": "0.6", "org_id": "acme"})
     assert status == 200 and stats["examples"] == 60 and stats["ready"] and stats["cost_estimate"]["usd"] is not None
@@ -345,10 +426,20 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
                 failed_once.add(name)
                 raise DependencyUnavailable(f"{name}: the answer was lost")
             return answer
+
         return wrapped
 
-    steps = ("check_data", "build", "upload", "start_job", "register", "start_serving", "poll_serving",
-             "smoke_test", "deploy")
+    steps = (
+        "check_data",
+        "build",
+        "upload",
+        "start_job",
+        "register",
+        "start_serving",
+        "poll_serving",
+        "smoke_test",
+        "deploy",
+    )
     for name in steps:
         monkeypatch.setitem(training_service.STEPS, name, after_work(name, training_service.STEPS[name]))
     from flywheel.services import dataset as dataset_service
@@ -368,10 +459,12 @@ def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fak
     real_start, real_smoke = finetune.BedrockFineTuner.start, finetune.BedrockFineTuner.smoke_test
     monkeypatch.setattr(training_service, "_update", update)
     monkeypatch.setattr(dataset_service, "build_dataset", build)  # the build step imports it when it runs
+
     def counted(name: str, real: Any) -> Any:
         def call(self: Any, *args: Any, **kwargs: Any) -> Any:
             counts[name] += 1
             return real(self, *args, **kwargs)
+
         return call
 
     monkeypatch.setattr(finetune.BedrockFineTuner, "start", counted("bedrock_start", real_start))
@@ -404,8 +497,10 @@ def test_stale_runs_are_reconciled_with_their_executions(db, aws, monkeypatch) -
     from flywheel.errors import Conflict, DependencyUnavailable
 
     machine = boto3.client("stepfunctions", region_name="us-east-1").create_state_machine(
-        name="ends-at-once", roleArn="arn:aws:iam::123456789012:role/sfn",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+        name="ends-at-once",
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+    )["stateMachineArn"]
     monkeypatch.setenv("TRAINING_STATE_MACHINE_ARN", machine)
     reset_settings()
     crashed = db.execute("""INSERT INTO training_runs (scope, status, trigger, params) VALUES ('global', 'pending',
@@ -423,8 +518,10 @@ def test_stale_runs_are_reconciled_with_their_executions(db, aws, monkeypatch) -
             break
         time.sleep(0.05)
     run_row = training_service.get_run(started["run_id"])
-    assert (run_row["status"], run_row["error"]) == ("failed", "execution ended SUCCEEDED without recording the "
-                                                               "run's end")
+    assert (run_row["status"], run_row["error"]) == (
+        "failed",
+        "execution ended SUCCEEDED without recording the run's end",
+    )
 
     real_start = stepfunctions.start_execution
 

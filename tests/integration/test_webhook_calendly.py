@@ -26,13 +26,17 @@ def send(envelope: dict, timestamp: int | None = None, signature: str | None = N
     headers = calendly_headers(body, timestamp)
     if signature is not None:
         headers["Calendly-Webhook-Signature"] = signature
-    result = invoke("WebhooksFunction", route_event(load_event("webhooks_calendly_invitee_created.json"), body,
-                                                    **headers), ROOT / "template.yaml")
+    result = invoke(
+        "WebhooksFunction",
+        route_event(load_event("webhooks_calendly_invitee_created.json"), body, **headers),
+        ROOT / "template.yaml",
+    )
     return result["statusCode"], json.loads(result["body"])
 
 
-def booking(outcome_id: str, invitee: str = "INV-1", start: datetime | None = None,
-            created: str = "2026-11-24T10:30:00.000000Z") -> dict:
+def booking(
+    outcome_id: str, invitee: str = "INV-1", start: datetime | None = None, created: str = "2026-11-24T10:30:00.000000Z"
+) -> dict:
     event = json.loads(load_event("webhooks_calendly_invitee_created.json")["body"].replace(str(DANA), outcome_id))
     start = start or datetime.now(UTC) + timedelta(days=3)
     uri = f"https://api.calendly.com/scheduled_events/EV-1/invitees/{invitee}"
@@ -45,9 +49,16 @@ def booking(outcome_id: str, invitee: str = "INV-1", start: datetime | None = No
 
 def mark(kind: str, invitee: str, created: str) -> dict:
     uri = f"https://api.calendly.com/scheduled_events/EV-1/invitees/{invitee}"
-    return {"created_at": created, "created_by": "https://api.calendly.com/users/AAAA-host", "event": kind,
-            "payload": {"uri": f"https://api.calendly.com/invitee_no_shows/{created}", "invitee": uri,
-                        "created_at": created}}
+    return {
+        "created_at": created,
+        "created_by": "https://api.calendly.com/users/AAAA-host",
+        "event": kind,
+        "payload": {
+            "uri": f"https://api.calendly.com/invitee_no_shows/{created}",
+            "invitee": uri,
+            "created_at": created,
+        },
+    }
 
 
 def outcome(db, outcome_id: str) -> dict:
@@ -130,9 +141,15 @@ def test_bad_signature_is_401_and_writes_nothing(db, outcome_id: str, kind: str)
 def test_real_calendly_payload_with_its_signature(db, outcome_id: str, monkeypatch) -> None:
     vector = json.loads((SHARED_FIXTURES / "calendly_synthetic_vector.json").read_text())
     body = (SHARED_FIXTURES / "calendly_invitee_created_realworld_pii_redacted.json").read_bytes()
-    configure(monkeypatch, WEBHOOK_SECRETS_JSON=json.dumps({"calendly_signing_key": vector["signing_key"]}),
-              CALENDLY_TOLERANCE_S=str(int(time.time()) - int(vector["t"]) + 60))
-    event = route_event(load_event("webhooks_calendly_invitee_created.json"), body,
-                        **{"Calendly-Webhook-Signature": vector["header_Calendly-Webhook-Signature"]})
+    configure(
+        monkeypatch,
+        WEBHOOK_SECRETS_JSON=json.dumps({"calendly_signing_key": vector["signing_key"]}),
+        CALENDLY_TOLERANCE_S=str(int(time.time()) - int(vector["t"]) + 60),
+    )
+    event = route_event(
+        load_event("webhooks_calendly_invitee_created.json"),
+        body,
+        **{"Calendly-Webhook-Signature": vector["header_Calendly-Webhook-Signature"]},
+    )
     result = invoke("WebhooksFunction", event, ROOT / "template.yaml")
     assert result["statusCode"] == 200 and json.loads(result["body"])["orphans"] == 1

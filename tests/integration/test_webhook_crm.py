@@ -31,9 +31,14 @@ class FakeCrm:
     def __init__(self) -> None:
         self.calls: list[str] = []
         self.fail_with: int | None = None
-        self.deal_props: dict[str, Any] = {"amount": "42000.50", "dealstage": "closedwon", "closedate":
-                                           "2026-11-26T16:00:00Z", "hs_is_closed_won": "true", "hs_is_closed": "true",
-                                           "deal_currency_code": "USD"}
+        self.deal_props: dict[str, Any] = {
+            "amount": "42000.50",
+            "dealstage": "closedwon",
+            "closedate": "2026-11-26T16:00:00Z",
+            "hs_is_closed_won": "true",
+            "hs_is_closed": "true",
+            "deal_currency_code": "USD",
+        }
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.calls.append(f"{request.method} {request.url.path}")
@@ -42,17 +47,34 @@ class FakeCrm:
         if request.url.path.startswith("/crm/v3/objects/deals/"):
             assert request.headers["authorization"] == "Bearer pat-na1-test"
             assert "contacts" in request.url.params["associations"]
-            return httpx2.Response(200, json={"id": "697680835", "properties": self.deal_props, "associations": {
-                "contacts": {"results": [{"id": "501", "type": "deal_to_contact"}]}}})
+            return httpx2.Response(
+                200,
+                json={
+                    "id": "697680835",
+                    "properties": self.deal_props,
+                    "associations": {"contacts": {"results": [{"id": "501", "type": "deal_to_contact"}]}},
+                },
+            )
         if request.url.path == "/crm/v3/objects/contacts/batch/read":
             ids = [i["id"] for i in json.loads(request.content)["inputs"]]
-            return httpx2.Response(200, json={"results": [
-                {"id": i, "properties": {"email": "Dana.Reyes@northwind.example"}} for i in ids]})
+            return httpx2.Response(
+                200, json={"results": [{"id": i, "properties": {"email": "Dana.Reyes@northwind.example"}} for i in ids]}
+            )
         if request.url.path == "/api/v2/persons/8":
             assert request.headers["x-api-token"] == "pd-api-token"
-            return httpx2.Response(200, json={"success": True, "data": {"id": 8, "emails": [
-                {"value": "old@northwind.example", "primary": False},
-                {"value": "dana.reyes@northwind.example", "primary": True}]}})
+            return httpx2.Response(
+                200,
+                json={
+                    "success": True,
+                    "data": {
+                        "id": 8,
+                        "emails": [
+                            {"value": "old@northwind.example", "primary": False},
+                            {"value": "dana.reyes@northwind.example", "primary": True},
+                        ],
+                    },
+                },
+            )
         return httpx2.Response(404, json={})
 
 
@@ -91,10 +113,18 @@ def hubspot_event(body: bytes | None = None, timestamp_ms: int | None = None) ->
 
 # --- HubSpot ----------------------------------------------------------------------------------
 
+
 def test_hubspot_won_deal_lands_on_the_contacts_outcome(db, crm, outcomes) -> None:
     status, body = run(hubspot_event())
-    assert status == 200 and body == {"received": 2, "stored": 2, "duplicates": 0, "applied": 1, "orphans": 0,
-                                      "ignored": 1, "quarantined": 0}
+    assert status == 200 and body == {
+        "received": 2,
+        "stored": 2,
+        "duplicates": 0,
+        "applied": 1,
+        "orphans": 0,
+        "ignored": 1,
+        "quarantined": 0,
+    }
     row = row_for(db, "dana.reyes@northwind.example")
     assert (row["deal_status"], str(row["deal_value"]), row["deal_currency"]) == ("won", "42000.50", "USD")
     assert (row["training_label"], row["training_weight"], row["stage"]) == ("positive", 10.0, "deal_won")
@@ -158,6 +188,7 @@ def test_hubspot_more_than_100_events_is_422(db, crm) -> None:
 
 # --- Pipedrive --------------------------------------------------------------------------------
 
+
 def test_pipedrive_v2_won_deal_fetches_the_person_email(db, crm, outcomes) -> None:
     status, body = run(load_event("webhooks_pipedrive_deal_won.json"))
     assert status == 200 and body["applied"] == 1
@@ -167,12 +198,29 @@ def test_pipedrive_v2_won_deal_fetches_the_person_email(db, crm, outcomes) -> No
 
 
 def test_pipedrive_v1_payload_with_embedded_person(db, crm, outcomes) -> None:
-    v1 = {"v": 1, "event": "updated.deal", "retry": 0,
-          "meta": {"v": 1, "action": "updated", "object": "deal", "id": 9, "company_id": 8087566,
-                   "timestamp": 1795700000, "timestamp_micro": 1795700000123456},
-          "current": {"id": 9, "status": "lost", "value": 5000, "currency": "EUR", "lost_time": "2026-11-25 10:00:00",
-                      "person_id": {"value": 77, "email": [{"value": "priya@fabrikam.example", "primary": True}]}},
-          "previous": {"status": "open"}}
+    v1 = {
+        "v": 1,
+        "event": "updated.deal",
+        "retry": 0,
+        "meta": {
+            "v": 1,
+            "action": "updated",
+            "object": "deal",
+            "id": 9,
+            "company_id": 8087566,
+            "timestamp": 1795700000,
+            "timestamp_micro": 1795700000123456,
+        },
+        "current": {
+            "id": 9,
+            "status": "lost",
+            "value": 5000,
+            "currency": "EUR",
+            "lost_time": "2026-11-25 10:00:00",
+            "person_id": {"value": 77, "email": [{"value": "priya@fabrikam.example", "primary": True}]},
+        },
+        "previous": {"status": "open"},
+    }
     event = route_event(load_event("webhooks_pipedrive_deal_won.json"), json.dumps(v1))
     status, body = run(event)
     assert status == 200 and body["applied"] == 1 and crm.calls == []
@@ -195,6 +243,7 @@ def test_pipedrive_wrong_credentials_is_401(db, crm) -> None:
 
 # --- Salesforce -------------------------------------------------------------------------------
 
+
 def test_salesforce_won_opportunity_is_acked(db, crm, outcomes) -> None:
     status, body = run(load_event("webhooks_salesforce_opportunity_won.json"))
     assert status == 200 and "<Ack>true</Ack>" in body
@@ -216,12 +265,15 @@ def test_salesforce_real_message_without_close_flags_is_stored_and_acked(db, crm
     assert db.execute("SELECT status FROM outcome_events").fetchone()["status"] == "ignored"
 
 
-@pytest.mark.parametrize(("change", "status"), [
-    (lambda b: b.replace("00D7F00000107XsUAI", "00DXX0000000001AAA"), 403),
-    (lambda b: b[:200], 400),
-    (lambda b: '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>', 400),
-    (lambda b: "<notificationsX/>", 422),
-])
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        (lambda b: b.replace("00D7F00000107XsUAI", "00DXX0000000001AAA"), 403),
+        (lambda b: b[:200], 400),
+        (lambda b: '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>', 400),
+        (lambda b: "<notificationsX/>", 422),
+    ],
+)
 def test_salesforce_rejections(db, crm, change, status: int) -> None:
     event = load_event("webhooks_salesforce_opportunity_won.json")
     got, _ = run(route_event(event, change(event["body"])))
@@ -238,6 +290,7 @@ def test_salesforce_wrong_path_token_is_403(db, crm) -> None:
 
 # --- in-house CRM (Standard Webhooks) ---------------------------------------------------------
 
+
 def signed(name: str, body: str | None = None) -> dict[str, Any]:
     event = load_event(name)
     raw = (body or event["body"]).encode()
@@ -253,12 +306,15 @@ def test_generic_deal_and_meeting(db, crm, outcomes) -> None:
     assert (row["deal_status"], row["deal_currency"], row["meeting_completed_at"] is not None) == ("won", "EUR", True)
 
 
-@pytest.mark.parametrize(("name", "body", "status"), [
-    ("webhooks_crm_deal_won.json", '{"event": "meeting_booked", "lead_email": "a@b.example"}', 422),
-    ("webhooks_crm_deal_won.json", '{"event": "deal_won"}', 422),
-    ("webhooks_crm_deal_won.json", '{"event": "deal_won", "lead_email": "a@b.example", "value": "lots"}', 422),
-    ("webhooks_crm_meeting_booked.json", "not json", 400),
-])
+@pytest.mark.parametrize(
+    ("name", "body", "status"),
+    [
+        ("webhooks_crm_deal_won.json", '{"event": "meeting_booked", "lead_email": "a@b.example"}', 422),
+        ("webhooks_crm_deal_won.json", '{"event": "deal_won"}', 422),
+        ("webhooks_crm_deal_won.json", '{"event": "deal_won", "lead_email": "a@b.example", "value": "lots"}', 422),
+        ("webhooks_crm_meeting_booked.json", "not json", 400),
+    ],
+)
 def test_generic_bad_bodies(db, crm, name: str, body: str, status: int) -> None:
     got, result = run(signed(name, body))
     assert got == status and count(db, "outcome_events") == 0
@@ -271,12 +327,15 @@ def test_generic_unsigned_is_401(db, crm) -> None:
     assert status == 401
 
 
-@pytest.mark.parametrize(("body", "status"), [
-    ('{"data": {"status": "won"}}', 422),
-    ('{"meta": {"id": {"nested": 1}}, "data": {}}', 422),
-    ('[1, 2]', 422),
-    ('{"meta": ', 400),
-])
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ('{"data": {"status": "won"}}', 422),
+        ('{"meta": {"id": {"nested": 1}}, "data": {}}', 422),
+        ("[1, 2]", 422),
+        ('{"meta": ', 400),
+    ],
+)
 def test_pipedrive_bad_bodies(db, crm, body: str, status: int) -> None:
     got, _ = run(route_event(load_event("webhooks_pipedrive_deal_won.json"), body))
     assert got == status and count(db, "outcome_events") == 0

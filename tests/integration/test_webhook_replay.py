@@ -59,9 +59,16 @@ def requests(ids: dict[str, str]) -> list[dict[str, Any]]:
     out.append(route_event(load_event("webhooks_sendgrid_inbound_raw.json")))
     calendly = load_event("webhooks_calendly_invitee_created.json")
     booked = calendly["body"].replace(str(DANA), dana)
-    no_show = json.dumps({"created_at": "2026-12-02T10:00:00Z", "event": "invitee_no_show.created",
-                          "payload": {"uri": "https://api.calendly.com/invitee_no_shows/1",
-                                      "invitee": json.loads(booked)["payload"]["uri"]}})
+    no_show = json.dumps(
+        {
+            "created_at": "2026-12-02T10:00:00Z",
+            "event": "invitee_no_show.created",
+            "payload": {
+                "uri": "https://api.calendly.com/invitee_no_shows/1",
+                "invitee": json.loads(booked)["payload"]["uri"],
+            },
+        }
+    )
     for text in (booked, no_show):
         out.append(route_event(calendly, text, **calendly_headers(text.encode())))
     hub = load_event("webhooks_hubspot_deal_won.json")
@@ -70,8 +77,11 @@ def requests(ids: dict[str, str]) -> list[dict[str, Any]]:
     out.append(load_event("webhooks_salesforce_opportunity_won.json"))
     for name in ("webhooks_crm_deal_won.json", "webhooks_crm_meeting_booked.json"):
         event = load_event(name)
-        out.append(route_event(event, event["body"], **standard_headers(event["body"].encode(),
-                                                                        event["headers"]["webhook-id"])))
+        out.append(
+            route_event(
+                event, event["body"], **standard_headers(event["body"].encode(), event["headers"]["webhook-id"])
+            )
+        )
     return out
 
 
@@ -79,10 +89,14 @@ def database_rows(url: str, more: dict[str, str] | None = None) -> dict[str, lis
     """Outcomes and events (and the rows of `more`'s queries) as data, with ids replaced by what
     they stand for (ids differ between databases)."""
     with psycopg.connect(url, row_factory=dict_row) as conn:
-        keys = {r["outcome_id"]: r["dedupe_key"] for r in conn.execute("SELECT outcome_id, dedupe_key FROM outcome_labels")}
-        found = {"outcomes": conn.execute("SELECT * FROM outcome_labels ORDER BY dedupe_key").fetchall(),
-                 "events": conn.execute("SELECT * FROM outcome_events").fetchall(),
-                 **{name: conn.execute(query).fetchall() for name, query in (more or {}).items()}}
+        keys = {
+            r["outcome_id"]: r["dedupe_key"] for r in conn.execute("SELECT outcome_id, dedupe_key FROM outcome_labels")
+        }
+        found = {
+            "outcomes": conn.execute("SELECT * FROM outcome_labels ORDER BY dedupe_key").fetchall(),
+            "events": conn.execute("SELECT * FROM outcome_events").fetchall(),
+            **{name: conn.execute(query).fetchall() for name, query in (more or {}).items()},
+        }
     for row in found["outcomes"]:
         for volatile in ("outcome_id", "created_at", "updated_at"):
             row.pop(volatile)

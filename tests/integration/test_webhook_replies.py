@@ -108,14 +108,22 @@ def test_reply_to_another_domain_is_403(db, replies_queue, monkeypatch) -> None:
     assert status == 403 and count(db, "outcome_events") == 0
 
 
-@pytest.mark.parametrize(("content_type", "payload", "status"), [
-    ("application/json", b'{"text": "hi"}', 400),
-    ("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhi\r\n--zz--\r\n", 422),
-])
+@pytest.mark.parametrize(
+    ("content_type", "payload", "status"),
+    [
+        ("application/json", b'{"text": "hi"}', 400),
+        (
+            "multipart/form-data; boundary=zz",
+            b'--zz\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--zz--\r\n',
+            422,
+        ),
+    ],
+)
 def test_bad_forms_are_rejected(db, replies_queue, content_type: str, payload: bytes, status: int) -> None:
     event = load_event("webhooks_sendgrid_inbound_parsed.json")
-    result = invoke("WebhooksFunction", route_event(event, payload, **{"Content-Type": content_type}),
-                    ROOT / "template.yaml")
+    result = invoke(
+        "WebhooksFunction", route_event(event, payload, **{"Content-Type": content_type}), ROOT / "template.yaml"
+    )
     assert result["statusCode"] == status
     assert count(db, "outcome_events") == 0
 

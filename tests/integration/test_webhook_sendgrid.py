@@ -42,14 +42,23 @@ def test_sample_batch_applies_to_its_outcome_and_keeps_the_rest(api: ApiClient, 
     result = invoke("WebhooksFunction", signed_sample_event(), ROOT / "template.yaml")
     assert result["statusCode"] == 200, result
     body = json.loads(result["body"])
-    assert body == {"received": 8, "stored": 8, "duplicates": 0, "applied": 5, "orphans": 2, "ignored": 1,
-                    "quarantined": 0}
+    assert body == {
+        "received": 8,
+        "stored": 8,
+        "duplicates": 0,
+        "applied": 5,
+        "orphans": 2,
+        "ignored": 1,
+        "quarantined": 0,
+    }
     row = outcome(db, outcome_id)
     assert row["delivered_at"] is not None and row["open_count"] == 1 and row["machine_open_count"] == 1
     assert row["click_count"] == 1 and row["stage"] == "clicked"
     assert row["quality_score"] == pytest.approx(0.35 + 0.1 * 0.82)
-    statuses = {r["status"]: r["n"] for r in db.execute(
-        "SELECT status, count(*) AS n FROM outcome_events GROUP BY status").fetchall()}
+    statuses = {
+        r["status"]: r["n"]
+        for r in db.execute("SELECT status, count(*) AS n FROM outcome_events GROUP BY status").fetchall()
+    }
     assert statuses == {"applied": 5, "orphan": 2, "ignored": 1}
 
     # the same batch again (SendGrid retries): nothing new, nothing changed
@@ -64,16 +73,25 @@ def test_orphans_attach_when_the_message_is_registered_later(api: ApiClient, db,
     outcome_id = register(api)
     assert outcome(db, outcome_id)["stage"] == "clicked"
     # the blocked bounce's message arrives too
-    blocked_id = register(api, idempotency_key="other", provider_message_id="batchmsg0.dfd.64b469",
-                          lead_email="lee@contoso.example")
+    blocked_id = register(
+        api, idempotency_key="other", provider_message_id="batchmsg0.dfd.64b469", lead_email="lee@contoso.example"
+    )
     row = outcome(db, blocked_id)
     assert (row["bounce_type"], row["stage"], row["training_label"]) == ("blocked", "bounced", "negative")
 
 
 def test_outcome_id_custom_arg_links_directly(api: ApiClient, db, configured) -> None:
     outcome_id = register(api, provider_message_id=None)
-    events = [{"email": "dana.reyes@northwind.example", "timestamp": int(time.time()), "event": "delivered",
-               "sg_event_id": "d-1", "sg_message_id": "zzz.filter1", "outcome_id": outcome_id}]
+    events = [
+        {
+            "email": "dana.reyes@northwind.example",
+            "timestamp": int(time.time()),
+            "event": "delivered",
+            "sg_event_id": "d-1",
+            "sg_message_id": "zzz.filter1",
+            "outcome_id": outcome_id,
+        }
+    ]
     body = sendgrid_body(events)
     status, result = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
     assert status == 200 and result["applied"] == 1
@@ -84,10 +102,14 @@ def test_outcome_id_custom_arg_links_directly(api: ApiClient, db, configured) ->
 def test_official_vector_is_accepted_through_the_route(api: ApiClient, db, monkeypatch: pytest.MonkeyPatch) -> None:
     vector = json.loads((SHARED_FIXTURES / "sendgrid_single.json").read_text())
     configure(monkeypatch)
-    monkeypatch.setenv("WEBHOOK_SECRETS_JSON", json.dumps({"sendgrid_public_key": vector["public_key_base64_der_spki"]}))
+    monkeypatch.setenv(
+        "WEBHOOK_SECRETS_JSON", json.dumps({"sendgrid_public_key": vector["public_key_base64_der_spki"]})
+    )
     body = (SHARED_FIXTURES / vector["payload_file"]).read_bytes()
-    headers = {"X-Twilio-Email-Event-Webhook-Signature": vector["header_X-Twilio-Email-Event-Webhook-Signature"],
-               "X-Twilio-Email-Event-Webhook-Timestamp": vector["header_X-Twilio-Email-Event-Webhook-Timestamp"]}
+    headers = {
+        "X-Twilio-Email-Event-Webhook-Signature": vector["header_X-Twilio-Email-Event-Webhook-Signature"],
+        "X-Twilio-Email-Event-Webhook-Timestamp": vector["header_X-Twilio-Email-Event-Webhook-Timestamp"],
+    }
     from flywheel.webhooks import signatures
 
     # the vector was signed in 2020: outside the freshness window today ...
@@ -104,9 +126,14 @@ def test_official_vector_is_accepted_through_the_route(api: ApiClient, db, monke
     assert count(db, "outcome_events") == 1
 
 
-@pytest.mark.parametrize("headers", [{}, {"X-Twilio-Email-Event-Webhook-Timestamp": "1"},
-                                     {"X-Twilio-Email-Event-Webhook-Signature": "MEUCIQ==",
-                                      "X-Twilio-Email-Event-Webhook-Timestamp": "1"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Twilio-Email-Event-Webhook-Timestamp": "1"},
+        {"X-Twilio-Email-Event-Webhook-Signature": "MEUCIQ==", "X-Twilio-Email-Event-Webhook-Timestamp": "1"},
+    ],
+)
 def test_missing_or_bad_signature_is_401_and_writes_nothing(api: ApiClient, db, configured, headers) -> None:
     body = load_event("webhooks_sendgrid_events.json")["body"].encode()
     status, result = api.post("/webhooks/sendgrid", body=body, headers=headers)
@@ -126,7 +153,7 @@ def test_verification_off_only_by_explicit_setting_and_warns(api: ApiClient, db,
     ("body", "status", "error"),
     [
         (b'[{"event": "delivered", ', 400, "malformed_payload"),
-        (b'[' * 100_000 + b']' * 100_000, 400, "malformed_payload"),
+        (b"[" * 100_000 + b"]" * 100_000, 400, "malformed_payload"),
         (b'[{"event": "open", "timestamp": NaN}]', 400, "malformed_payload"),
         (b'{"event": "delivered"}', 422, "validation_error"),
     ],
@@ -160,8 +187,13 @@ BAD_EVENTS: list[tuple[Any, str]] = [
 
 
 def test_malformed_events_are_quarantined_and_the_rest_stored(api: ApiClient, db, configured) -> None:
-    good = {"email": "dana.reyes@northwind.example", "timestamp": 1795424400, "event": "delivered",
-            "sg_event_id": "good-1", "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.1.0"}
+    good = {
+        "email": "dana.reyes@northwind.example",
+        "timestamp": 1795424400,
+        "event": "delivered",
+        "sg_event_id": "good-1",
+        "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.1.0",
+    }
     raw = [good] + [event for event, _ in BAD_EVENTS]
     body = (json.dumps(raw) + "\r\n").encode()  # NUL and lone surrogates travel as JSON escapes
     status, result = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
@@ -169,8 +201,10 @@ def test_malformed_events_are_quarantined_and_the_rest_stored(api: ApiClient, db
     assert (result["stored"], result["quarantined"], result["received"]) == (1, len(BAD_EVENTS), len(raw))
     rows = db.execute("SELECT reason, raw FROM quarantined_events").fetchall()
     assert len(rows) == len(BAD_EVENTS)
-    by_raw = {json.loads(r["raw"]) if not r["raw"].startswith("{") else json.loads(r["raw"]).get("sg_event_id"): r
-              for r in rows}
+    by_raw = {
+        json.loads(r["raw"]) if not r["raw"].startswith("{") else json.loads(r["raw"]).get("sg_event_id"): r
+        for r in rows
+    }
     for event, expected in BAD_EVENTS:
         row = by_raw[event if isinstance(event, str) else event["sg_event_id"]]
         assert expected in row["reason"], (expected, row)
@@ -183,7 +217,9 @@ def test_malformed_events_are_quarantined_and_the_rest_stored(api: ApiClient, db
 
 def test_body_over_the_limit_is_413(api: ApiClient, db, monkeypatch) -> None:
     configure(monkeypatch, MAX_BODY_BYTES="2048")
-    body = sendgrid_body([{"event": "open", "timestamp": 1, "sg_event_id": f"e{i}", "email": "x@y.z"} for i in range(100)])
+    body = sendgrid_body(
+        [{"event": "open", "timestamp": 1, "sg_event_id": f"e{i}", "email": "x@y.z"} for i in range(100)]
+    )
     status, result = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
     assert status == 413 and result["error"] == "payload_too_large"
     assert count(db, "outcome_events") == 0
@@ -202,10 +238,20 @@ def test_database_down_is_503(api: ApiClient, db, monkeypatch) -> None:
 
 
 def test_five_thousand_events_in_one_batch(api: ApiClient, db, configured) -> None:
-    ids = [register(api, idempotency_key=f"k{i}", provider_message_id=f"msg{i}.dfd", lead_id=f"l{i}") for i in range(50)]
+    ids = [
+        register(api, idempotency_key=f"k{i}", provider_message_id=f"msg{i}.dfd", lead_id=f"l{i}") for i in range(50)
+    ]
     now = int(time.time())
-    events = [{"email": f"lead{i}@x.example", "timestamp": now - i, "event": ["delivered", "open", "click"][i % 3],
-               "sg_event_id": f"evt-{i}", "sg_message_id": f"msg{i % 60}.dfd.filter0001.1"} for i in range(5000)]
+    events = [
+        {
+            "email": f"lead{i}@x.example",
+            "timestamp": now - i,
+            "event": ["delivered", "open", "click"][i % 3],
+            "sg_event_id": f"evt-{i}",
+            "sg_message_id": f"msg{i % 60}.dfd.filter0001.1",
+        }
+        for i in range(5000)
+    ]
     body = sendgrid_body(events)
     status, result = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
     assert status == 200, result
@@ -220,10 +266,23 @@ def test_five_thousand_events_in_one_batch(api: ApiClient, db, configured) -> No
 def test_unsubscribes_and_spam_reports_are_suppressed(api: ApiClient, db, configured) -> None:
     outcome_id = register(api)
     now = int(time.time())
-    events = [{"email": "dana.reyes@northwind.example", "timestamp": now, "event": "spamreport", "sg_event_id": "sp-1",
-               "outcome_id": outcome_id},
-              {"email": "dana.reyes@northwind.example", "timestamp": now, "event": "group_unsubscribe",
-               "sg_event_id": "gu-1", "outcome_id": outcome_id, "asm_group_id": 42}]
+    events = [
+        {
+            "email": "dana.reyes@northwind.example",
+            "timestamp": now,
+            "event": "spamreport",
+            "sg_event_id": "sp-1",
+            "outcome_id": outcome_id,
+        },
+        {
+            "email": "dana.reyes@northwind.example",
+            "timestamp": now,
+            "event": "group_unsubscribe",
+            "sg_event_id": "gu-1",
+            "outcome_id": outcome_id,
+            "asm_group_id": 42,
+        },
+    ]
     body = sendgrid_body(events)
     status, _ = api.post("/webhooks/sendgrid", body=body, headers=sendgrid_headers(body))
     assert status == 200

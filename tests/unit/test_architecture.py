@@ -80,10 +80,16 @@ def test_the_domain_is_pure_and_sql_lives_in_dal() -> None:
     io = ("flywheel.dal", "flywheel.clients", "flywheel.services", "psycopg", "boto3", "openai", "httpx")
     for path in (PACKAGE / "flywheel" / "domain").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
-                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else ([a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            )
             assert not any(n.startswith(io) for n in names), (path.name, names)
     sql = re.compile(r"\b(SELECT .* FROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM)\b")
-    outside = [p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "flywheel").rglob("*.py")
-               if p.parent.name != "dal" and sql.search(p.read_text())]
+    outside = [
+        p.relative_to(PACKAGE).as_posix()
+        for p in (PACKAGE / "flywheel").rglob("*.py")
+        if p.parent.name != "dal" and sql.search(p.read_text())
+    ]
     assert outside == ["flywheel/local/embedded.py"]  # the local runtime creating its database

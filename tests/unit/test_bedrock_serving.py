@@ -44,8 +44,13 @@ def test_on_demand_serving_creates_a_deployment_idempotently_and_waits_for_it(be
     stub = bedrock["bedrock"]
     tuner = BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock", "on_demand")
     # the same name gives the same client request token on a retried step: Bedrock creates one deployment
-    expected = {"modelDeploymentName": "fw-4f2c-run", "modelArn": CUSTOM_MODEL, "description": ANY,
-                "tags": [{"key": "run_id", "value": "4f2c"}], "clientRequestToken": _request_token("fw-4f2c-run")}
+    expected = {
+        "modelDeploymentName": "fw-4f2c-run",
+        "modelArn": CUSTOM_MODEL,
+        "description": ANY,
+        "tags": [{"key": "run_id", "value": "4f2c"}],
+        "clientRequestToken": _request_token("fw-4f2c-run"),
+    }
     stub.add_response("create_custom_model_deployment", {"customModelDeploymentArn": DEPLOYMENT}, expected)
     stub.add_response("create_custom_model_deployment", {"customModelDeploymentArn": DEPLOYMENT}, expected)
     first = tuner.serve(CUSTOM_MODEL, "fw-4f2c-run", {"run_id": "4f2c"})
@@ -53,12 +58,17 @@ def test_on_demand_serving_creates_a_deployment_idempotently_and_waits_for_it(be
     assert (first.model_id, first.kind, first.state) == (DEPLOYMENT, "on_demand", "creating")
     assert again == first
 
-    stub.add_response("get_custom_model_deployment", _deployment("Creating"),
-                      {"customModelDeploymentIdentifier": DEPLOYMENT})
-    stub.add_response("get_custom_model_deployment", _deployment("Active"),
-                      {"customModelDeploymentIdentifier": DEPLOYMENT})
-    stub.add_response("get_custom_model_deployment", _deployment("Failed", "Model is not supported for on-demand"),
-                      {"customModelDeploymentIdentifier": DEPLOYMENT})
+    stub.add_response(
+        "get_custom_model_deployment", _deployment("Creating"), {"customModelDeploymentIdentifier": DEPLOYMENT}
+    )
+    stub.add_response(
+        "get_custom_model_deployment", _deployment("Active"), {"customModelDeploymentIdentifier": DEPLOYMENT}
+    )
+    stub.add_response(
+        "get_custom_model_deployment",
+        _deployment("Failed", "Model is not supported for on-demand"),
+        {"customModelDeploymentIdentifier": DEPLOYMENT},
+    )
     assert tuner.serving_status(DEPLOYMENT, "on_demand").state == "creating"
     assert tuner.serving_status(DEPLOYMENT, "on_demand").state == "active"
     failed = tuner.serving_status(DEPLOYMENT, "on_demand")
@@ -68,17 +78,35 @@ def test_on_demand_serving_creates_a_deployment_idempotently_and_waits_for_it(be
 def test_provisioned_throughput_serving(bedrock: dict[str, Stubber]) -> None:
     stub = bedrock["bedrock"]
     tuner = BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock", "provisioned", model_units=2)
-    stub.add_response("create_provisioned_model_throughput", {"provisionedModelArn": PROVISIONED},
-                      {"modelUnits": 2, "provisionedModelName": "fw-run", "modelId": CUSTOM_MODEL,
-                       "tags": [], "clientRequestToken": ANY})
+    stub.add_response(
+        "create_provisioned_model_throughput",
+        {"provisionedModelArn": PROVISIONED},
+        {
+            "modelUnits": 2,
+            "provisionedModelName": "fw-run",
+            "modelId": CUSTOM_MODEL,
+            "tags": [],
+            "clientRequestToken": ANY,
+        },
+    )
     served = tuner.serve(CUSTOM_MODEL, "fw-run", {})
     assert (served.model_id, served.kind) == (PROVISIONED, "provisioned")
-    stub.add_response("get_provisioned_model_throughput", {
-        "modelUnits": 2, "desiredModelUnits": 2, "provisionedModelName": "fw-run", "provisionedModelArn": PROVISIONED,
-        "modelArn": CUSTOM_MODEL, "desiredModelArn": CUSTOM_MODEL, "foundationModelArn":
-        "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-micro-v1:0", "status": "InService",
-        "creationTime": "2026-11-02T10:00:00Z", "lastModifiedTime": "2026-11-02T10:20:00Z"},
-        {"provisionedModelId": PROVISIONED})
+    stub.add_response(
+        "get_provisioned_model_throughput",
+        {
+            "modelUnits": 2,
+            "desiredModelUnits": 2,
+            "provisionedModelName": "fw-run",
+            "provisionedModelArn": PROVISIONED,
+            "modelArn": CUSTOM_MODEL,
+            "desiredModelArn": CUSTOM_MODEL,
+            "foundationModelArn": "arn:aws:bedrock:us-east-1::foundation-model/amazon.nova-micro-v1:0",
+            "status": "InService",
+            "creationTime": "2026-11-02T10:00:00Z",
+            "lastModifiedTime": "2026-11-02T10:20:00Z",
+        },
+        {"provisionedModelId": PROVISIONED},
+    )
     assert tuner.serving_status(PROVISIONED, "provisioned").state == "active"
     stub.add_response("delete_provisioned_model_throughput", {}, {"provisionedModelId": PROVISIONED})
     tuner.retire(PROVISIONED, "provisioned")
@@ -88,10 +116,18 @@ def test_retiring_deletes_the_deployment_and_tolerates_one_already_gone(bedrock:
     stub = bedrock["bedrock"]
     tuner = BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock")
     stub.add_response("delete_custom_model_deployment", {}, {"customModelDeploymentIdentifier": DEPLOYMENT})
-    stub.add_client_error("delete_custom_model_deployment", "ResourceNotFoundException", http_status_code=404,
-                          expected_params={"customModelDeploymentIdentifier": DEPLOYMENT})
-    stub.add_client_error("delete_custom_model_deployment", "ThrottlingException", http_status_code=429,
-                          expected_params={"customModelDeploymentIdentifier": DEPLOYMENT})
+    stub.add_client_error(
+        "delete_custom_model_deployment",
+        "ResourceNotFoundException",
+        http_status_code=404,
+        expected_params={"customModelDeploymentIdentifier": DEPLOYMENT},
+    )
+    stub.add_client_error(
+        "delete_custom_model_deployment",
+        "ThrottlingException",
+        http_status_code=429,
+        expected_params={"customModelDeploymentIdentifier": DEPLOYMENT},
+    )
     tuner.retire(DEPLOYMENT, "on_demand")
     tuner.retire(DEPLOYMENT, "on_demand")
     with pytest.raises(DependencyUnavailable):
@@ -101,26 +137,39 @@ def test_retiring_deletes_the_deployment_and_tolerates_one_already_gone(bedrock:
 def test_the_smoke_test_invokes_the_deployment_arn(bedrock: dict[str, Stubber]) -> None:
     answer = json.dumps({"output": {"message": {"role": "assistant", "content": [{"text": "Hi {{first_name}}"}]}}})
     bedrock["bedrock-runtime"].add_response(
-        "invoke_model", {"body": StreamingBody(io.BytesIO(answer.encode()), len(answer)),
-                         "contentType": "application/json"},
-        {"modelId": DEPLOYMENT, "body": ANY, "contentType": "application/json", "accept": "application/json"})
+        "invoke_model",
+        {"body": StreamingBody(io.BytesIO(answer.encode()), len(answer)), "contentType": "application/json"},
+        {"modelId": DEPLOYMENT, "body": ANY, "contentType": "application/json", "accept": "application/json"},
+    )
     tuner = BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock")
     assert tuner.smoke_test(DEPLOYMENT, [{"role": "user", "content": "Write to {{first_name}}"}]) == "Hi {{first_name}}"
 
 
 def test_a_refused_deployment_is_a_provider_refusal(bedrock: dict[str, Stubber]) -> None:
-    bedrock["bedrock"].add_client_error("create_custom_model_deployment", "ValidationException",
-                                        "Custom model deployment is not supported for this model",
-                                        expected_params={"modelDeploymentName": "fw-run", "modelArn": CUSTOM_MODEL,
-                                                         "description": ANY, "tags": [], "clientRequestToken": ANY})
+    bedrock["bedrock"].add_client_error(
+        "create_custom_model_deployment",
+        "ValidationException",
+        "Custom model deployment is not supported for this model",
+        expected_params={
+            "modelDeploymentName": "fw-run",
+            "modelArn": CUSTOM_MODEL,
+            "description": ANY,
+            "tags": [],
+            "clientRequestToken": ANY,
+        },
+    )
     with pytest.raises(ProviderRefused, match="not supported"):
         BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock").serve(CUSTOM_MODEL, "fw-run", {})
 
 
 def _deployment(status: str, failure: str | None = None) -> dict[str, Any]:
-    found: dict[str, Any] = {"customModelDeploymentArn": DEPLOYMENT, "modelDeploymentName": "fw-4f2c-run",
-                             "modelArn": CUSTOM_MODEL, "createdAt": "2026-11-02T10:00:00Z", "status": status}
+    found: dict[str, Any] = {
+        "customModelDeploymentArn": DEPLOYMENT,
+        "modelDeploymentName": "fw-4f2c-run",
+        "modelArn": CUSTOM_MODEL,
+        "createdAt": "2026-11-02T10:00:00Z",
+        "status": status,
+    }
     if failure:
         found["failureMessage"] = failure
     return found
-

@@ -24,7 +24,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     reset_settings()
 
 
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str = "") -> tuple[int, str]:
+def run(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *args: str, stdin: str = ""
+) -> tuple[int, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
     code = cli.main(["classify", "--today", "2026-11-27", *args])
     return code, capsys.readouterr().out
@@ -33,15 +35,20 @@ def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *ar
 def test_stdin_gives_one_classification(capsys, monkeypatch) -> None:
     code, out = run(capsys, monkeypatch, stdin="Thanks for your note.\nI'm out of the office until 7 December.\n")
     result = json.loads(out)
-    assert code == 0 and (result["category"], result["return_date"], result["source"]) == ("out_of_office", "2026-12-07",
-                                                                                           "fallback")
+    assert code == 0 and (result["category"], result["return_date"], result["source"]) == (
+        "out_of_office",
+        "2026-12-07",
+        "fallback",
+    )
     code, _ = run(capsys, monkeypatch, stdin="   \n")
     assert code == 2
 
 
 def test_jsonl_keeps_the_order_and_reports_bad_lines_in_place(capsys, monkeypatch, tmp_path: Path) -> None:
     source = tmp_path / "replies.jsonl"
-    source.write_text('{"text": "Unsubscribe me"}\nnot json\n\n{"text": "Tuesday 2pm works, send an invite"}\n{"x": 1}\n')
+    source.write_text(
+        '{"text": "Unsubscribe me"}\nnot json\n\n{"text": "Tuesday 2pm works, send an invite"}\n{"x": 1}\n'
+    )
     code, out = run(capsys, monkeypatch, "--jsonl", str(source))
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 1 and len(lines) == 4
@@ -51,12 +58,17 @@ def test_jsonl_keeps_the_order_and_reports_bad_lines_in_place(capsys, monkeypatc
 
 def test_eval_prints_accuracy_precision_recall_and_the_confusion_matrix(capsys, monkeypatch, tmp_path: Path) -> None:
     source = tmp_path / "labelled.jsonl"
-    source.write_text("\n".join(json.dumps(r) for r in [
-        {"text": "Please remove me from your mailing list", "category": "unsubscribe"},
-        {"text": "Can we talk Thursday at 10?", "category": "meeting_request"},
-        {"text": "Who is this?", "category": "unsubscribe"},  # a deliberate miss
-        {"text": "no label here"},
-    ]))
+    source.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"text": "Please remove me from your mailing list", "category": "unsubscribe"},
+                {"text": "Can we talk Thursday at 10?", "category": "meeting_request"},
+                {"text": "Who is this?", "category": "unsubscribe"},  # a deliberate miss
+                {"text": "no label here"},
+            ]
+        )
+    )
     code, out = run(capsys, monkeypatch, "--eval", str(source), "--json")
     report = json.loads(out)
     assert code == 0 and report["count"] == 3 and report["accuracy"] == pytest.approx(2 / 3, abs=1e-3)
@@ -75,12 +87,17 @@ def test_the_shipped_weights_were_trained_on_this_corpus() -> None:
     assert packaged_model().version == f"linear-ngrams-{digest}"
 
 
-@pytest.mark.parametrize(("content", "error"), [
-    ('{"text": "hi", "category": "intrested"}\n', "bad_labels"),  # a misspelt label is not a silent miss
-    ('{"text": "hi"}\n', "bad_labels"),  # nothing to measure: not "accuracy 0.000"
-    (None, "unreadable_input"),  # no such file: a message, not a traceback
-])
-def test_eval_refuses_what_it_cannot_measure(capsys, monkeypatch, tmp_path: Path, content: str | None, error: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        ('{"text": "hi", "category": "intrested"}\n', "bad_labels"),  # a misspelt label is not a silent miss
+        ('{"text": "hi"}\n', "bad_labels"),  # nothing to measure: not "accuracy 0.000"
+        (None, "unreadable_input"),  # no such file: a message, not a traceback
+    ],
+)
+def test_eval_refuses_what_it_cannot_measure(
+    capsys, monkeypatch, tmp_path: Path, content: str | None, error: str
+) -> None:
     source = tmp_path / "labelled.jsonl"
     if content is not None:
         source.write_text(content)

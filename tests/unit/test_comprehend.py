@@ -42,17 +42,33 @@ def entity(text: str, value: str, kind: str, score: float = 0.99) -> dict:
 
 def test_many_texts_go_in_few_requests_and_entities_map_back(comprehend) -> None:
     stubber, sent = comprehend
-    texts = ["Ask Paul Santos in accounts.", "Nothing here.", "Meet at 123 Any Street, Seattle on 3 May.",
-             "x " * 60_000]
+    texts = [
+        "Ask Paul Santos in accounts.",
+        "Nothing here.",
+        "Meet at 123 Any Street, Seattle on 3 May.",
+        "x " * 60_000,
+    ]
     joined = "\n\n".join(texts[:3])  # the short texts open the first request; the long one is cut in two
-    stubber.add_response("detect_pii_entities", {"Entities": [
-        entity(joined, "Paul Santos", "NAME"), entity(joined, "123 Any Street, Seattle", "ADDRESS"),
-        entity(joined, "3 May", "DATE_TIME"), entity(joined, "accounts", "USERNAME", score=0.2)]}, None)
+    stubber.add_response(
+        "detect_pii_entities",
+        {
+            "Entities": [
+                entity(joined, "Paul Santos", "NAME"),
+                entity(joined, "123 Any Street, Seattle", "ADDRESS"),
+                entity(joined, "3 May", "DATE_TIME"),
+                entity(joined, "accounts", "USERNAME", score=0.2),
+            ]
+        },
+        None,
+    )
     stubber.add_response("detect_pii_entities", {"Entities": []}, None)
     pii = ComprehendPii("en", min_score=0.5)
     found = pii.find(texts)
     assert [apply_spans(t, s) for t, s in zip(texts[:3], found[:3], strict=True)] == [
-        "Ask {{name}} in accounts.", "Nothing here.", "Meet at {{address}} on 3 May."]
+        "Ask {{name}} in accounts.",
+        "Nothing here.",
+        "Meet at {{address}} on 3 May.",
+    ]
     assert len(sent) == 2 and pii.usage.requests == 2 and sent[0].startswith(joined + "\n\nx x")
     assert "".join(sent).count("x") == 60_000  # nothing lost at the cut
     assert pii.usage.units == sum(max(3, -(-len(t) // 100)) for t in sent)
@@ -61,8 +77,9 @@ def test_many_texts_go_in_few_requests_and_entities_map_back(comprehend) -> None
 
 def test_a_failing_call_fails_the_pass_it_is_never_skipped(comprehend) -> None:
     stubber, _ = comprehend
-    stubber.add_client_error("detect_pii_entities", service_error_code="TextSizeLimitExceededException",
-                             http_status_code=400)
+    stubber.add_client_error(
+        "detect_pii_entities", service_error_code="TextSizeLimitExceededException", http_status_code=400
+    )
     with pytest.raises(DependencyUnavailable, match="TextSizeLimitExceededException"):
         ComprehendPii().find(["Paul Santos"])
 

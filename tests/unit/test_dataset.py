@@ -26,18 +26,42 @@ from flywheel.services.dataset import Staged, _plan, residual_scan
 from tests.dedupe_planted import pair_scores, planted
 from tests.provider_rules import nova_line, openai_dpo_line, openai_sft_line
 
-ROW = {"outcome_id": "7d1c", "org_id": "acme", "campaign_id": "abm-northwind-q4", "lead_industry": "fintech",
-       "lead_role": "cfo", "lead_company_size": "201-1000", "framework": "PAS", "tone": "warm",
-       "brief": "close pain at Northwind; Dana's assistant is Tom Becker (+44 20 7946 0958)",
-       "subject": "Dana, Northwind's close",
-       "body": "Hi Dana,\nNorthwind could close faster. Call +44 20 7946 0958 or book calendly.com/sam-lee/30min.\n"
-               "Tom Becker said you own it.\n\nBest,\nSam Lee\nAccount Executive, Acme Robotics\nsam@acme.example",
-       "lead_first_name": "Dana", "lead_last_name": "Reyes", "lead_company": "Northwind", "lead_country": "GB",
-       "lead_context": {"assistant": "Tom Becker"},
-       "sender": {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics", "country": "US"},
-       "training_label": "positive", "quality_score": 0.9}
-PLANTED = ("Dana", "Reyes", "Northwind", "northwind", "7946", "calendly", "Tom", "Becker", "Sam Lee", "Acme",
-           "sam@acme.example", "Account Executive")
+ROW = {
+    "outcome_id": "7d1c",
+    "org_id": "acme",
+    "campaign_id": "abm-northwind-q4",
+    "lead_industry": "fintech",
+    "lead_role": "cfo",
+    "lead_company_size": "201-1000",
+    "framework": "PAS",
+    "tone": "warm",
+    "brief": "close pain at Northwind; Dana's assistant is Tom Becker (+44 20 7946 0958)",
+    "subject": "Dana, Northwind's close",
+    "body": "Hi Dana,\nNorthwind could close faster. Call +44 20 7946 0958 or book calendly.com/sam-lee/30min.\n"
+    "Tom Becker said you own it.\n\nBest,\nSam Lee\nAccount Executive, Acme Robotics\nsam@acme.example",
+    "lead_first_name": "Dana",
+    "lead_last_name": "Reyes",
+    "lead_company": "Northwind",
+    "lead_country": "GB",
+    "lead_context": {"assistant": "Tom Becker"},
+    "sender": {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics", "country": "US"},
+    "training_label": "positive",
+    "quality_score": 0.9,
+}
+PLANTED = (
+    "Dana",
+    "Reyes",
+    "Northwind",
+    "northwind",
+    "7946",
+    "calendly",
+    "Tom",
+    "Becker",
+    "Sam Lee",
+    "Acme",
+    "sam@acme.example",
+    "Account Executive",
+)
 
 
 def test_the_example_carries_no_personal_data_in_prompt_or_target() -> None:
@@ -51,8 +75,11 @@ def test_the_example_carries_no_personal_data_in_prompt_or_target() -> None:
 
 
 def test_a_follow_up_quoting_the_leads_reply_carries_no_outcome_text() -> None:
-    row = {**ROW, "body": "Hi Dana, following up on pricing.\n\nOn Mon, 6 Jan 2025 at 10:00, Dana Reyes "
-                          "<dana@northwind.example> wrote:\n> We signed with a competitor, please stop emailing.\n"}
+    row = {
+        **ROW,
+        "body": "Hi Dana, following up on pricing.\n\nOn Mon, 6 Jan 2025 at 10:00, Dana Reyes "
+        "<dana@northwind.example> wrote:\n> We signed with a competitor, please stop emailing.\n",
+    }
     target = ds.supervised_example(row, Redactor()).targets[0]
     assert "competitor" not in target and "wrote" not in target and target.endswith("following up on pricing.")
 
@@ -64,23 +91,39 @@ def test_the_target_is_the_message_only_never_the_outcome() -> None:
 
 
 def _pair() -> ds.Example:
-    bad = {**ROW, "outcome_id": "9e2f", "lead_first_name": "Jonas", "lead_company": "Müller & Söhne AG",
-           "subject": "Jonas, a question", "body": "Hallo Jonas, Müller & Söhne AG verliert Zeit beim Abschluss."}
+    bad = {
+        **ROW,
+        "outcome_id": "9e2f",
+        "lead_first_name": "Jonas",
+        "lead_company": "Müller & Söhne AG",
+        "subject": "Jonas, a question",
+        "body": "Hallo Jonas, Müller & Söhne AG verliert Zeit beim Abschluss.",
+    }
     return ds.preference_example(ROW, bad, Redactor())
 
 
 def test_each_format_passes_the_independent_validator_and_the_builds_checker() -> None:
     sft, pair = ds.supervised_example(ROW, Redactor()), _pair()
-    lines = {"openai-sft": ds.to_openai(sft), "openai-dpo": ds.to_openai(pair), "nova-sft": ds.to_nova(sft)[0],
-             "nova-dpo": ds.to_nova(pair)[0]}
-    independent = {"openai-sft": openai_sft_line, "openai-dpo": openai_dpo_line,
-                   "nova-sft": lambda x: nova_line(x, False), "nova-dpo": lambda x: nova_line(x, True)}
+    lines = {
+        "openai-sft": ds.to_openai(sft),
+        "openai-dpo": ds.to_openai(pair),
+        "nova-sft": ds.to_nova(sft)[0],
+        "nova-dpo": ds.to_nova(pair)[0],
+    }
+    independent = {
+        "openai-sft": openai_sft_line,
+        "openai-dpo": openai_dpo_line,
+        "nova-sft": lambda x: nova_line(x, False),
+        "nova-dpo": lambda x: nova_line(x, True),
+    }
     for shape, line in lines.items():
         assert independent[shape](line) == [], shape
         assert check_example(line, shape) == [], shape
     nova_dpo = lines["nova-dpo"]["messages"][-1]
     assert nova_dpo["role"] == "assistant" and [c["preferenceLabel"] for c in nova_dpo["candidates"]] == [
-        "preferred", "non-preferred"]
+        "preferred",
+        "non-preferred",
+    ]
     assert "Müller" not in json.dumps(lines["nova-dpo"], ensure_ascii=False)
     # each checker rejects the other provider's shape
     assert check_example(lines["openai-dpo"], "nova-dpo") and nova_line(lines["openai-dpo"], True)
@@ -132,17 +175,22 @@ def test_the_near_duplicate_threshold_holds_on_the_blind_set() -> None:
 
 def _staged(texts: list[str], prompts: list[str], second: list[str] | None = None) -> Staged:
     sides = [nd.signatures(texts)] + ([nd.signatures(second)] if second else [])
-    return Staged(count=len(texts), sides=len(sides), signatures=sides,
-                  prompt_keys=np.array([ds.text_key(p) for p in prompts], dtype=np.int64),
-                  first_ids=[f"outcome-{i}" for i in range(len(texts))])
+    return Staged(
+        count=len(texts),
+        sides=len(sides),
+        signatures=sides,
+        prompt_keys=np.array([ds.text_key(p) for p in prompts], dtype=np.int64),
+        first_ids=[f"outcome-{i}" for i in range(len(texts))],
+    )
 
 
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(0, 3), min_size=4, max_size=40), st.integers(0, 10_000), st.floats(0.1, 0.5))
-def test_plan_keeps_one_per_cluster_and_never_splits_a_cluster_or_a_prompt(prompt_of: list[int], seed: int,
-                                                                           fraction: float) -> None:
+def test_plan_keeps_one_per_cluster_and_never_splits_a_cluster_or_a_prompt(
+    prompt_of: list[int], seed: int, fraction: float
+) -> None:
     texts, groups = planted(blind=False, seed=seed)
-    texts, groups = texts[:len(prompt_of)], groups[:len(prompt_of)]
+    texts, groups = texts[: len(prompt_of)], groups[: len(prompt_of)]
     prompts = [f"prompt {p}" for p in prompt_of]
     plan = _plan(_staged(texts, prompts), fraction)
     kept = np.nonzero(plan.keep)[0]
@@ -173,12 +221,15 @@ def test_dpo_dedupes_both_sides_and_drops_pairs_that_teach_nothing() -> None:
 def test_the_residual_scan_names_examples_never_their_text(tmp_path: Path) -> None:
     context = build_context(lead={"first_name": "Dana", "last_name": "Reyes", "company": "Northwind"}, regions=["US"])
     clean = {"messages": [{"role": "user", "content": "Hi {{first_name}}"}, {"role": "assistant", "content": "ok"}]}
-    leaky = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "call 415 555 0132, Dana"}]}
+    leaky = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "call 415 555 0132, Dana"}]
+    }
     data, scan = tmp_path / "train.jsonl", tmp_path / "train.scan.jsonl"
     data.write_text(json.dumps(clean) + "\n" + json.dumps(leaky) + "\n")
     sidecar = {"regions": list(context.regions), "terms": [list(t) for t in context.terms]}
-    scan.write_text(json.dumps({"ids": ["o-1"], "scan": [sidecar]}) + "\n" + json.dumps({"ids": ["o-2"], "scan": [sidecar]})
-                    + "\n")
+    scan.write_text(
+        json.dumps({"ids": ["o-1"], "scan": [sidecar]}) + "\n" + json.dumps({"ids": ["o-2"], "scan": [sidecar]}) + "\n"
+    )
     report = residual_scan([(data, scan)])
     assert report["passed"] is False and report["hits"] == 1 and report["offending_ids"] == ["o-2"]
     assert report["by_detector"] == {"phone": 1, "known_entity": 1}
@@ -196,8 +247,11 @@ def test_reserved_keywords_inside_words_are_neutralised_too() -> None:
 
 
 def test_a_french_outlook_follow_up_carries_no_outcome_text() -> None:
-    row = {**ROW, "body": "Bonjour Dana,\nvoici le devis.\n\nCordialement,\nSam\n\nDe : Dana Reyes <dana@northwind.example>"
-                          "\nEnvoyé : lundi 6 janvier 2025 10:00\nObjet : RE: devis\n\nNous avons signé avec un concurrent."}
+    row = {
+        **ROW,
+        "body": "Bonjour Dana,\nvoici le devis.\n\nCordialement,\nSam\n\nDe : Dana Reyes <dana@northwind.example>"
+        "\nEnvoyé : lundi 6 janvier 2025 10:00\nObjet : RE: devis\n\nNous avons signé avec un concurrent.",
+    }
     target = ds.supervised_example(row, Redactor()).targets[0]
     assert "concurrent" not in target and "Envoyé" not in target and target.endswith("Cordialement,\n{{signature}}")
 
@@ -205,15 +259,24 @@ def test_a_french_outlook_follow_up_carries_no_outcome_text() -> None:
 def test_the_scan_does_not_flag_our_own_template_words(tmp_path: Path) -> None:
     """A company called "Framework Computer" or a colleague called "Brief" is not found in the
     prompt's labels: the scan reads what came from the data, not the words we put around it."""
-    row = {**ROW, "lead_company": "Framework Computer Inc.", "lead_context": {"assistant": "Tone Brief"},
-           "framework": "PAS", "tone": "warm"}
+    row = {
+        **ROW,
+        "lead_company": "Framework Computer Inc.",
+        "lead_context": {"assistant": "Tone Brief"},
+        "framework": "PAS",
+        "tone": "warm",
+    }
     example = ds.supervised_example(row, Redactor())
     assert "Framework: PAS" in example.prompt and "Tone: warm" in example.prompt
     data, scan = tmp_path / "train.jsonl", tmp_path / "train.scan.jsonl"
     data.write_text(json.dumps(ds.to_openai(example)) + "\n")
     context = ds.context_of(row)
-    scan.write_text(json.dumps({"ids": ["o-1"], "scan": [{"regions": list(context.regions),
-                                                          "terms": [list(t) for t in context.terms]}]}) + "\n")
+    scan.write_text(
+        json.dumps(
+            {"ids": ["o-1"], "scan": [{"regions": list(context.regions), "terms": [list(t) for t in context.terms]}]}
+        )
+        + "\n"
+    )
     assert residual_scan([(data, scan)])["passed"]
     leaky = {**ds.to_openai(example)}
     leaky["messages"][2]["content"] += "\nSay hi to Tone Brief at Framework."

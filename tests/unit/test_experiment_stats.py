@@ -23,8 +23,10 @@ def test_sample_size_is_the_exact_requirement_of_the_tested_estimator() -> None:
     assert ninety_ten == pytest.approx(1_200_000, rel=0.05) and fifty_fifty == pytest.approx(440_000, rel=0.05)
 
 
-@pytest.mark.parametrize(("baseline", "lift", "share"), [
-    (0.03, 0.10, 0.5), (0.012, 0.20, 0.5), (0.03, 0.05, 0.1), (0.01, -0.10, 0.5), (0.2, 0.5, 0.3)])
+@pytest.mark.parametrize(
+    ("baseline", "lift", "share"),
+    [(0.03, 0.10, 0.5), (0.012, 0.20, 0.5), (0.03, 0.05, 0.1), (0.01, -0.10, 0.5), (0.2, 0.5, 0.3)],
+)
 def test_sample_size_gives_80_percent_power_by_statsmodels(baseline: float, lift: float, share: float) -> None:
     """statsmodels' power of a two-sided z-test whose per-unit standard deviation is the relative
     lift estimator's (both arms' variances, (1 + δ)²) at our N: 0.80."""
@@ -91,12 +93,14 @@ def test_srm_and_wilson() -> None:
     assert stats.srm_p_value([5000, 5100], [0.5, 0.5]) > 0.1
     assert stats.srm_p_value([5000, 5600], [0.5, 0.5]) < 0.001
     assert float(stats.srm_p_values(np.array([5000]), np.array([5600]), 0.5)[0]) == pytest.approx(
-        stats.srm_p_value([5000, 5600], [0.5, 0.5]))
+        stats.srm_p_value([5000, 5600], [0.5, 0.5])
+    )
     low, high = stats.wilson_interval(30, 1000)
     assert 0.02 < low < 0.03 < high < 0.045 and stats.wilson_interval(0, 0) == (0.0, 1.0)
 
 
 # --- decide, rule by rule ------------------------------------------------------------------------
+
 
 def arm(n: int, x: int, **guardrails: tuple[int, int]) -> dict:
     out = {"positive_reply": {"units": n, "conversions": x}}
@@ -104,56 +108,98 @@ def arm(n: int, x: int, **guardrails: tuple[int, int]) -> dict:
     return out
 
 
-def segment(number: int, stage: str, champion: dict, challenger: dict, assigned: tuple[int, int] | None = None,
-            **extra: object) -> dict:
+def segment(
+    number: int, stage: str, champion: dict, challenger: dict, assigned: tuple[int, int] | None = None, **extra: object
+) -> dict:
     assigned = assigned or (champion["positive_reply"]["units"], challenger["positive_reply"]["units"])
-    return {"segment": number, "stage": stage, "assigned": {"champion": assigned[0], "challenger": assigned[1]},
-            "arms": {"champion": champion, "challenger": challenger}, **extra}
+    return {
+        "segment": number,
+        "stage": stage,
+        "assigned": {"champion": assigned[0], "challenger": assigned[1]},
+        "arms": {"champion": champion, "challenger": challenger},
+        **extra,
+    }
 
 
-def ab_snapshot(x=(300, 420), n=(10_000, 10_000), days=20.0, unsub=((20_000, 40), (20_000, 40)),
-                assigned=None, planned=40_000, canary_sample=2000) -> dict:
+def ab_snapshot(
+    x=(300, 420),
+    n=(10_000, 10_000),
+    days=20.0,
+    unsub=((20_000, 40), (20_000, 40)),
+    assigned=None,
+    planned=40_000,
+    canary_sample=2000,
+) -> dict:
     canary = segment(1, "canary", arm(1800, 50, unsubscribe_1d=(1800, 2)), arm(200, 6, unsubscribe_1d=(200, 0)))
-    ab = segment(2, "ab", arm(n[0], x[0], unsubscribe=unsub[0], unsubscribe_1d=(20_000, 20)),
-                 arm(n[1], x[1], unsubscribe=unsub[1], unsubscribe_1d=(20_000, 20)), assigned)
-    return {"experiment_id": "exp-1", "stage": "ab", "days_running": days, "days_in_stage": days - 3,
-            "allocation": 0.5, "planned_sample": planned, "canary_sample": canary_sample, "segments": [canary, ab]}
+    ab = segment(
+        2,
+        "ab",
+        arm(n[0], x[0], unsubscribe=unsub[0], unsubscribe_1d=(20_000, 20)),
+        arm(n[1], x[1], unsubscribe=unsub[1], unsubscribe_1d=(20_000, 20)),
+        assigned,
+    )
+    return {
+        "experiment_id": "exp-1",
+        "stage": "ab",
+        "days_running": days,
+        "days_in_stage": days - 3,
+        "allocation": 0.5,
+        "planned_sample": planned,
+        "canary_sample": canary_sample,
+        "segments": [canary, ab],
+    }
 
 
 def canary_snapshot(days=3.0, bounces=(27, 3), units=(1800, 200), assigned=None, canary_sample=2000) -> dict:
-    seg = segment(1, "canary", arm(units[0], 0, bounce_1d=(units[0], bounces[0])),
-                  arm(units[1], 0, bounce_1d=(units[1], bounces[1])), assigned)
-    return {"experiment_id": "exp-1", "stage": "canary", "days_running": days, "days_in_stage": days,
-            "allocation": 0.1, "planned_sample": 40_000, "canary_sample": canary_sample, "segments": [seg]}
+    seg = segment(
+        1,
+        "canary",
+        arm(units[0], 0, bounce_1d=(units[0], bounces[0])),
+        arm(units[1], 0, bounce_1d=(units[1], bounces[1])),
+        assigned,
+    )
+    return {
+        "experiment_id": "exp-1",
+        "stage": "canary",
+        "days_running": days,
+        "days_in_stage": days,
+        "allocation": 0.1,
+        "planned_sample": 40_000,
+        "canary_sample": canary_sample,
+        "segments": [seg],
+    }
 
 
-@pytest.mark.parametrize(("snap", "action"), [
-    # A/B: the primary wins and every guardrail with data is non-inferior
-    (ab_snapshot(), "promote"),
-    (ab_snapshot(days=5), "continue"),  # the minimum runtime comes first
-    (ab_snapshot(x=(420, 300)), "rollback"),  # the primary is clearly worse
-    (ab_snapshot(x=(300, 310), n=(4000, 4000)), "continue"),  # too early to tell
-    (ab_snapshot(x=(300, 310), n=(20_000, 20_000), planned=40_000), "inconclusive"),  # planned sample, no winner
-    (ab_snapshot(x=(300, 310), n=(4000, 4000), days=56), "inconclusive"),  # the maximum runtime
-    # non-inferiority: +0.10 pp unsubscribes, upper bound above the 0.2 pp margin → no promotion yet
-    (ab_snapshot(unsub=((20_000, 40), (20_000, 60))), "continue"),
-    (ab_snapshot(unsub=((20_000, 40), (20_000, 60)), days=56), "inconclusive"),
-    # clear harm (lower bound above 0) rolls back even a primary winner
-    (ab_snapshot(unsub=((20_000, 40), (20_000, 130))), "rollback"),
-    # sample-ratio mismatch: no promotion, but a rollback is never held back
-    (ab_snapshot(assigned=(10_000, 11_000)), "hold"),
-    (ab_snapshot(x=(420, 300), assigned=(10_000, 11_000)), "rollback"),
-    (ab_snapshot(unsub=((20_000, 40), (20_000, 130)), assigned=(10_000, 11_000)), "rollback"),
-    # canary: guardrails only; it advances once it has its planned sample and its minimum days
-    (canary_snapshot(days=1, units=(900, 100), bounces=(13, 1)), "continue"),
-    (canary_snapshot(), "advance"),
-    (canary_snapshot(days=1.5), "continue"),
-    (canary_snapshot(canary_sample=5000), "continue"),
-    (canary_snapshot(bounces=(25, 20)), "rollback"),  # 10 % bounces against 1.4 %: clear harm
-    (canary_snapshot(assigned=(1700, 300)), "hold"),
-    (canary_snapshot(bounces=(25, 20), assigned=(1700, 300)), "rollback"),
-    (canary_snapshot(days=56, canary_sample=5000), "inconclusive"),
-])
+@pytest.mark.parametrize(
+    ("snap", "action"),
+    [
+        # A/B: the primary wins and every guardrail with data is non-inferior
+        (ab_snapshot(), "promote"),
+        (ab_snapshot(days=5), "continue"),  # the minimum runtime comes first
+        (ab_snapshot(x=(420, 300)), "rollback"),  # the primary is clearly worse
+        (ab_snapshot(x=(300, 310), n=(4000, 4000)), "continue"),  # too early to tell
+        (ab_snapshot(x=(300, 310), n=(20_000, 20_000), planned=40_000), "inconclusive"),  # planned sample, no winner
+        (ab_snapshot(x=(300, 310), n=(4000, 4000), days=56), "inconclusive"),  # the maximum runtime
+        # non-inferiority: +0.10 pp unsubscribes, upper bound above the 0.2 pp margin → no promotion yet
+        (ab_snapshot(unsub=((20_000, 40), (20_000, 60))), "continue"),
+        (ab_snapshot(unsub=((20_000, 40), (20_000, 60)), days=56), "inconclusive"),
+        # clear harm (lower bound above 0) rolls back even a primary winner
+        (ab_snapshot(unsub=((20_000, 40), (20_000, 130))), "rollback"),
+        # sample-ratio mismatch: no promotion, but a rollback is never held back
+        (ab_snapshot(assigned=(10_000, 11_000)), "hold"),
+        (ab_snapshot(x=(420, 300), assigned=(10_000, 11_000)), "rollback"),
+        (ab_snapshot(unsub=((20_000, 40), (20_000, 130)), assigned=(10_000, 11_000)), "rollback"),
+        # canary: guardrails only; it advances once it has its planned sample and its minimum days
+        (canary_snapshot(days=1, units=(900, 100), bounces=(13, 1)), "continue"),
+        (canary_snapshot(), "advance"),
+        (canary_snapshot(days=1.5), "continue"),
+        (canary_snapshot(canary_sample=5000), "continue"),
+        (canary_snapshot(bounces=(25, 20)), "rollback"),  # 10 % bounces against 1.4 %: clear harm
+        (canary_snapshot(assigned=(1700, 300)), "hold"),
+        (canary_snapshot(bounces=(25, 20), assigned=(1700, 300)), "rollback"),
+        (canary_snapshot(days=56, canary_sample=5000), "inconclusive"),
+    ],
+)
 def test_decisions(snap: dict, action: str) -> None:
     decision = ex.decide(snap)
     assert decision["action"] == action, decision["reason"]
@@ -163,7 +209,9 @@ def test_decisions(snap: dict, action: str) -> None:
 def test_harm_and_non_inferiority_are_reported() -> None:
     harmed = ex.decide(ab_snapshot(unsub=((20_000, 40), (20_000, 130))))
     g = harmed["guardrails"]["unsubscribe"]
-    assert g["harm"] and g["interval"][0] > 0 and not g["non_inferior"] and "clear harm on unsubscribe" in harmed["reason"]
+    assert (
+        g["harm"] and g["interval"][0] > 0 and not g["non_inferior"] and "clear harm on unsubscribe" in harmed["reason"]
+    )
     fine = ex.decide(ab_snapshot())["guardrails"]
     assert fine["unsubscribe"]["non_inferior"] and fine["unsubscribe"]["interval"][1] < 0.002
     assert fine["unsubscribe_1d"]["units"] == 42_000  # the canary's early signal still counts, stratified
@@ -194,8 +242,15 @@ def test_segments_are_stratified_not_pooled() -> None:
     segment there is no difference."""
     canary = segment(1, "canary", arm(9000, 0, bounce=(9000, 90)), arm(1000, 0, bounce=(1000, 10)))
     ab = segment(2, "ab", arm(10_000, 300, bounce=(10_000, 300)), arm(10_000, 300, bounce=(10_000, 300)))
-    snap = {"stage": "ab", "days_running": 10, "days_in_stage": 7, "allocation": 0.5, "planned_sample": 40_000,
-            "canary_sample": 10_000, "segments": [canary, ab]}
+    snap = {
+        "stage": "ab",
+        "days_running": 10,
+        "days_in_stage": 7,
+        "allocation": 0.5,
+        "planned_sample": 40_000,
+        "canary_sample": 10_000,
+        "segments": [canary, ab],
+    }
     naive_low, _ = stats.sequential_interval(*stats.difference(390, 19_000, 310, 11_000), 30_000, 10_000)
     assert naive_low > 0  # pooling would roll back a harmless challenger
     decision = ex.decide(snap)
@@ -214,26 +269,29 @@ def test_discarded_segments_leave_the_primary() -> None:
     assert decision["primary"]["segments"] == [3] and decision["primary"]["conversions"] == [300, 420]
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda s: s.pop("planned_sample"),
-    lambda s: s.pop("canary_sample"),
-    lambda s: s.pop("days_in_stage"),
-    lambda s: s.update(planned_sample=0),
-    lambda s: s.update(stage="b"),
-    lambda s: s["segments"][1]["arms"]["challenger"].pop("positive_reply"),
-    lambda s: s["segments"][1]["arms"]["champion"]["positive_reply"].pop("units"),
-    lambda s: s["segments"][1]["assigned"].pop("challenger"),
-    lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=True),
-    lambda s: s.update(segments=[]),
-    # values no experiment can have: an error, not a decision
-    lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=20_001),  # > units
-    lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(units=-5),
-    lambda s: s["segments"][0]["arms"]["champion"]["unsubscribe_1d"].update(conversions=-1),
-    lambda s: s["segments"][1]["assigned"].update(champion=-1),
-    lambda s: s.update(allocation=1.5),
-    lambda s: s.update(allocation=0),
-    lambda s: s.update(days_running=-3),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s.pop("planned_sample"),
+        lambda s: s.pop("canary_sample"),
+        lambda s: s.pop("days_in_stage"),
+        lambda s: s.update(planned_sample=0),
+        lambda s: s.update(stage="b"),
+        lambda s: s["segments"][1]["arms"]["challenger"].pop("positive_reply"),
+        lambda s: s["segments"][1]["arms"]["champion"]["positive_reply"].pop("units"),
+        lambda s: s["segments"][1]["assigned"].pop("challenger"),
+        lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=True),
+        lambda s: s.update(segments=[]),
+        # values no experiment can have: an error, not a decision
+        lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(conversions=20_001),  # > units
+        lambda s: s["segments"][1]["arms"]["challenger"]["positive_reply"].update(units=-5),
+        lambda s: s["segments"][0]["arms"]["champion"]["unsubscribe_1d"].update(conversions=-1),
+        lambda s: s["segments"][1]["assigned"].update(champion=-1),
+        lambda s: s.update(allocation=1.5),
+        lambda s: s.update(allocation=0),
+        lambda s: s.update(days_running=-3),
+    ],
+)
 def test_a_missing_field_is_an_error_never_a_default(mutate) -> None:
     snap = ab_snapshot()
     mutate(snap)
@@ -244,9 +302,11 @@ def test_a_missing_field_is_an_error_never_a_default(mutate) -> None:
 def test_seed_score_and_revenue_are_reported_not_decided_on() -> None:
     snap = ab_snapshot(x=(300, 310), n=(20_000, 20_000))
     for i, name in enumerate(("champion", "challenger")):
-        snap["segments"][1]["arms"][name].update(meeting={"units": 20_000, "conversions": 200},
-                                                 close={"units": 20_000, "conversions": 100 * (i + 1)},
-                                                 revenue={"units": 20_000, "sum": 400_000.0 * (i + 1)})
+        snap["segments"][1]["arms"][name].update(
+            meeting={"units": 20_000, "conversions": 200},
+            close={"units": 20_000, "conversions": 100 * (i + 1)},
+            revenue={"units": 20_000, "sum": 400_000.0 * (i + 1)},
+        )
     decision = ex.decide(snap)
     assert decision["secondary"]["revenue_per_message"] == [20.0, 40.0]
     assert decision["secondary"]["seed_composite_score"][1] > decision["secondary"]["seed_composite_score"][0]
@@ -266,8 +326,10 @@ def test_plan_from_volume_and_rates() -> None:
     assert not slow["fits"] and "beyond the 56-day maximum" in slow["warnings"][0] and slow["mde_in_time"] > 0.2
     # at 20,000 a week the production margins cannot be shown in time, whatever the lift: said at deploy
     none = ex.plan(baselines=rates, mde=0.2, canary_share=0.1, weekly_volume=20_000, config=config, source="t")
-    assert none["mde_in_time"] is None and "no lift can be promoted: showing the guardrails non-inferior takes" in \
-        none["warnings"][0]
+    assert (
+        none["mde_in_time"] is None
+        and "no lift can be promoted: showing the guardrails non-inferior takes" in none["warnings"][0]
+    )
     # a large lift: the guardrails, not the primary, set the sample
     large = ex.plan(baselines=rates, mde=1.0, canary_share=0.1, weekly_volume=20_000, config=config, source="t")
     assert large["sequential_sample"] > 4 * large["primary_sample"]
@@ -280,8 +342,17 @@ def test_plan_from_volume_and_rates() -> None:
 
 
 # realistic rates over each guardrail's window (those of bench/experiments.py)
-RATES = {"positive_reply": 0.012, "bounce": 0.015, "unsubscribe": 0.003, "spam_report": 0.0003, "negative_reply": 0.01,
-         "bounce_1d": 0.014, "unsubscribe_1d": 0.0018, "spam_report_1d": 0.00018, "negative_reply_1d": 0.006}
+RATES = {
+    "positive_reply": 0.012,
+    "bounce": 0.015,
+    "unsubscribe": 0.003,
+    "spam_report": 0.0003,
+    "negative_reply": 0.01,
+    "bounce_1d": 0.014,
+    "unsubscribe_1d": 0.0018,
+    "spam_report_1d": 0.00018,
+    "negative_reply_1d": 0.006,
+}
 
 
 @pytest.mark.parametrize("lift", [0.2, 0.4, 1.0])
@@ -301,41 +372,95 @@ def test_at_the_planned_sample_the_winner_is_promoted_80_percent_of_the_time(lif
     counts = {}
     for name, rate in RATES.items():
         treated = rate * (1 + lift) if name == ex.PRIMARY else rate
-        counts[name] = np.stack([rng.binomial(half, rate, sims), np.full(sims, half),
-                                 rng.binomial(half, treated, sims), np.full(sims, half)], axis=1)[..., None]
-    result = ex.assess(counts=counts, in_primary=np.array([True]), canary_segment=np.array([False]),
-                       canary=np.zeros(sims, bool), days=30.0, days_in_stage=25.0,
-                       planned=float(plan["sequential_sample"]), canary_sample=float(plan["canary_sample"]),
-                       srm_p=np.ones(sims), config=config)
+        counts[name] = np.stack(
+            [
+                rng.binomial(half, rate, sims),
+                np.full(sims, half),
+                rng.binomial(half, treated, sims),
+                np.full(sims, half),
+            ],
+            axis=1,
+        )[..., None]
+    result = ex.assess(
+        counts=counts,
+        in_primary=np.array([True]),
+        canary_segment=np.array([False]),
+        canary=np.zeros(sims, bool),
+        days=30.0,
+        days_in_stage=25.0,
+        planned=float(plan["sequential_sample"]),
+        canary_sample=float(plan["canary_sample"]),
+        srm_p=np.ones(sims),
+        config=config,
+    )
     promoted = float(np.mean(result["action"] == ex.PROMOTE))
     assert promoted >= 0.79, (plan["sequential_sample"], promoted)
 
 
 def test_the_smallest_lift_in_time_is_one_the_planner_says_fits() -> None:
     for volume in (10_000, 20_000, 50_000, 100_000):
-        first = ex.plan(baselines=RATES, mde=0.2, canary_share=0.1, weekly_volume=volume, config=ex.Config(),
-                        source="t")
+        first = ex.plan(
+            baselines=RATES, mde=0.2, canary_share=0.1, weekly_volume=volume, config=ex.Config(), source="t"
+        )
         if first["mde_in_time"] is None:
             assert "no lift" in first["warnings"][0]
             continue
-        at = ex.plan(baselines=RATES, mde=first["mde_in_time"], canary_share=0.1, weekly_volume=volume,
-                     config=ex.Config(), source="t")
-        below = ex.plan(baselines=RATES, mde=first["mde_in_time"] * 0.97, canary_share=0.1, weekly_volume=volume,
-                        config=ex.Config(), source="t")
+        at = ex.plan(
+            baselines=RATES,
+            mde=first["mde_in_time"],
+            canary_share=0.1,
+            weekly_volume=volume,
+            config=ex.Config(),
+            source="t",
+        )
+        below = ex.plan(
+            baselines=RATES,
+            mde=first["mde_in_time"] * 0.97,
+            canary_share=0.1,
+            weekly_volume=volume,
+            config=ex.Config(),
+            source="t",
+        )
         assert at["fits"] and not at["warnings"] and not below["fits"], (volume, at, below)
 
 
 def test_cli_plan_and_evaluate() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
-    planned = subprocess.run([sys.executable, "-m", "flywheel.cli", "experiment", "plan", "--baseline", "0.03",
-                              "--mde", "0.10", "--split", "50/50", "--weekly-volume", "20000"],
-                             capture_output=True, text=True, env=env, check=True, cwd=ROOT).stdout
+    planned = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flywheel.cli",
+            "experiment",
+            "plan",
+            "--baseline",
+            "0.03",
+            "--mde",
+            "0.10",
+            "--split",
+            "50/50",
+            "--weekly-volume",
+            "20000",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=ROOT,
+    ).stdout
     assert "fixed-horizon sample: 117,074" in planned and "does NOT fit" in planned and "warning:" in planned
     missing = ab_snapshot()
     missing.pop("planned_sample")
     lines = "\n".join(json.dumps(s) for s in (ab_snapshot(), ab_snapshot(x=(420, 300)), missing)) + "\nnot json\n"
-    done = subprocess.run([sys.executable, "-m", "flywheel.cli", "experiment", "evaluate"], input=lines,
-                          capture_output=True, text=True, env=env, check=False, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", "experiment", "evaluate"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=ROOT,
+    )
     out = [json.loads(line) for line in done.stdout.splitlines()]
     assert [o.get("action") for o in out] == ["promote", "rollback", None, None]
     assert "planned_sample" in out[2]["error"] and out[3]["line"] == 4

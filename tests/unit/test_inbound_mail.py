@@ -14,13 +14,13 @@ from tests import mail_helpers as mh
 
 EXPECTED = {
     "gmail": "Hi Sam,\n\nThis is timely \u2013 we\u2019re re-evaluating our close process this quarter.\n"
-             "Tuesday at 2pm works, send an invite.\n\nDana",
+    "Tuesday at 2pm works, send an invite.\n\nDana",
     "outlook_cp1252": "We\u2019d pay \u20ac5k a year for this if the numbers hold \u2013 send me the pricing sheet.",
     "apple_mail": "Yes, let\u2019s talk. Thursday after 3 works for me.",
     "thunderbird_latin1": "Bonjour Sam,\n\nTr\u00e8s int\u00e9ress\u00e9 par votre proposition. Envoyez-moi une "
-                          "pr\u00e9sentation, s'il vous pla\u00eet.",
+    "pr\u00e9sentation, s'il vous pla\u00eet.",
     "outlook_german_cp1252": "Hallo Herr Lee,\n\nbitte melden Sie sich im Januar wieder \u2013 aktuell haben wir keine "
-                             "Kapazit\u00e4t.",
+    "Kapazit\u00e4t.",
     "russian_base64": "Добрый день, Сэм!\n\nИнтересно. Пришлите, пожалуйста, презентацию и цены.",
     "japanese_base64": "Sam様\n\nご連絡ありがとうございます。資料を送っていただけますか。\n\n佐藤",
     "japanese_iso2022": "了解しました。来週の火曜日にお電話ください。\n\n山田",
@@ -97,10 +97,18 @@ def test_auto_reply_by_headers_is_out_of_office_with_its_return_date(mode: str) 
     assert event.data["category"] == "out_of_office" and event.data["return_date"] == date(2026, 12, 7).isoformat()
 
 
-@pytest.mark.parametrize(("header", "value"), [
-    ("Auto-Submitted", "auto-generated"), ("X-Autoreply", "yes"), ("X-Autorespond", "Out of office"),
-    ("Precedence", "auto_reply"), ("Precedence", "bulk"), ("Precedence", "junk"), ("Return-Path", "<>"),
-])
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Autoreply", "yes"),
+        ("X-Autorespond", "Out of office"),
+        ("Precedence", "auto_reply"),
+        ("Precedence", "bulk"),
+        ("Precedence", "junk"),
+        ("Return-Path", "<>"),
+    ],
+)
 def test_every_auto_reply_header(header: str, value: str) -> None:
     message = mh.gmail()
     message[header] = value
@@ -111,7 +119,9 @@ def test_every_auto_reply_header(header: str, value: str) -> None:
         assert event.data["category"] == "auto_reply"
 
 
-@pytest.mark.parametrize("subject", ["自動応答: ご提案", "自动答复: 提议", "自動回覆: 提議", "Réponse automatique : Idée"])
+@pytest.mark.parametrize(
+    "subject", ["自動応答: ご提案", "自动答复: 提议", "自動回覆: 提議", "Réponse automatique : Idée"]
+)
 def test_outlook_automatic_reply_subjects_without_headers(subject: str) -> None:
     message = mh.gmail()
     message.replace_header("Subject", Header(subject, "utf-8").encode())
@@ -131,10 +141,15 @@ def test_empty_envelope_sender_is_automatic() -> None:
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
-@pytest.mark.parametrize(("status", "action", "kind", "bounce_type"), [
-    ("5.1.1", "failed", "bounce", "bounce"), ("4.4.7", "failed", "bounce", "soft"),
-    ("4.4.1", "delayed", "deferred", "soft"), ("2.0.0", "delivered", "dsn_delivered", None),
-])
+@pytest.mark.parametrize(
+    ("status", "action", "kind", "bounce_type"),
+    [
+        ("5.1.1", "failed", "bounce", "bounce"),
+        ("4.4.7", "failed", "bounce", "soft"),
+        ("4.4.1", "delayed", "deferred", "soft"),
+        ("2.0.0", "delivered", "dsn_delivered", None),
+    ],
+)
 def test_delivery_status_notifications(mode: str, status: str, action: str, kind: str, bounce_type: str | None) -> None:
     mail = parse_mail(*MODES[mode](mh.bounce(status, action, f"smtp; 550 {status} mailbox problem")))
     assert mail.report is not None and mail.report.original_message_id == "send-7f3a-1001@mail.acme.example"
@@ -147,12 +162,15 @@ def test_delivery_status_notifications(mode: str, status: str, action: str, kind
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
-@pytest.mark.parametrize(("dsn", "status", "references"), [
-    ("exchange_ndr", "5.1.10", ["send-7f3a-1001@mail.acme.example"]),
-    ("gmail_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),
-    ("global_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),  # RFC 6533
-    ("forwarded_dsn", "5.2.2", []),  # no original: the lead's address is the Original-Recipient
-])
+@pytest.mark.parametrize(
+    ("dsn", "status", "references"),
+    [
+        ("exchange_ndr", "5.1.10", ["send-7f3a-1001@mail.acme.example"]),
+        ("gmail_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),
+        ("global_dsn", "5.1.1", ["send-7f3a-1001@mail.acme.example"]),  # RFC 6533
+        ("forwarded_dsn", "5.2.2", []),  # no original: the lead's address is the Original-Recipient
+    ],
+)
 def test_delivery_reports_from_exchange_gmail_and_postfix(mode: str, dsn: str, status: str, references: list) -> None:
     mail = parse_mail(*MODES[mode](getattr(mh, dsn)(), "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"))
     [event] = to_events(mail, ["reply.flywheel.example"], datetime(2026, 11, 24, tzinfo=UTC))
@@ -170,13 +188,22 @@ def test_dsn_without_original_headers_is_attributed_by_recipient() -> None:
     assert event.references == [] and event.email == "dana.reyes@northwind.example" and event.event_type == "bounce"
 
 
-@pytest.mark.parametrize(("content_type", "body", "error"), [
-    ("application/json", b"{}", MalformedPayload),
-    ("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhi\r\n--zz--\r\n",
-     InvalidInput),
-    ("multipart/form-data; boundary=zz", b"--zz\r\nContent-Disposition: form-data; name=\"envelope\"\r\n\r\n[1]\r\n--zz--",
-     InvalidInput),
-])
+@pytest.mark.parametrize(
+    ("content_type", "body", "error"),
+    [
+        ("application/json", b"{}", MalformedPayload),
+        (
+            "multipart/form-data; boundary=zz",
+            b'--zz\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--zz--\r\n',
+            InvalidInput,
+        ),
+        (
+            "multipart/form-data; boundary=zz",
+            b'--zz\r\nContent-Disposition: form-data; name="envelope"\r\n\r\n[1]\r\n--zz--',
+            InvalidInput,
+        ),
+    ],
+)
 def test_bad_forms(content_type: str, body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         parse_mail(content_type, body)

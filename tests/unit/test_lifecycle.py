@@ -16,7 +16,9 @@ NOW = T0 + timedelta(days=40)
 
 
 def ev(kind: EventType, minutes: int, key: str | None = None, **data: object) -> OutcomeEvent:
-    return OutcomeEvent(key=key or f"{kind}-{minutes}", type=kind, occurred_at=T0 + timedelta(minutes=minutes), data=data)
+    return OutcomeEvent(
+        key=key or f"{kind}-{minutes}", type=kind, occurred_at=T0 + timedelta(minutes=minutes), data=data
+    )
 
 
 def derive(*events: OutcomeEvent, icp: float | None = None, now: datetime = NOW):
@@ -25,7 +27,12 @@ def derive(*events: OutcomeEvent, icp: float | None = None, now: datetime = NOW)
 
 def test_no_events_is_a_sent_neutral_outcome() -> None:
     state = derive()
-    assert (state.stage, state.training_label, state.training_weight, state.quality_score) == ("sent", "neutral", 1.0, 0.0)
+    assert (state.stage, state.training_label, state.training_weight, state.quality_score) == (
+        "sent",
+        "neutral",
+        1.0,
+        0.0,
+    )
 
 
 def test_open_before_delivered_still_means_delivered_and_counts_once() -> None:
@@ -56,10 +63,32 @@ def test_block_is_not_a_hard_bounce_but_a_hard_bounce_wins() -> None:
     ("events", "label", "weight"),
     [
         ([ev(EventType.DEAL_WON, 50, deal_id="d", value=1000)], "positive", 10.0),
-        ([ev(EventType.MEETING_BOOKED, 20, meeting_id="m", start_time=(T0 + timedelta(days=2)).isoformat(),
-             end_time=(T0 + timedelta(days=2, minutes=30)).isoformat())], "positive", 7.0),
-        ([ev(EventType.MEETING_BOOKED, 20, meeting_id="m", start_time=(NOW + timedelta(days=2)).isoformat(),
-             end_time=(NOW + timedelta(days=2, minutes=30)).isoformat())], "positive", 5.0),
+        (
+            [
+                ev(
+                    EventType.MEETING_BOOKED,
+                    20,
+                    meeting_id="m",
+                    start_time=(T0 + timedelta(days=2)).isoformat(),
+                    end_time=(T0 + timedelta(days=2, minutes=30)).isoformat(),
+                )
+            ],
+            "positive",
+            7.0,
+        ),
+        (
+            [
+                ev(
+                    EventType.MEETING_BOOKED,
+                    20,
+                    meeting_id="m",
+                    start_time=(NOW + timedelta(days=2)).isoformat(),
+                    end_time=(NOW + timedelta(days=2, minutes=30)).isoformat(),
+                )
+            ],
+            "positive",
+            5.0,
+        ),
         ([ev(EventType.REPLY, 10), ev(EventType.REPLY_CLASSIFIED, 11, category="interested")], "positive", 3.0),
         ([ev(EventType.DEAL_LOST, 50, deal_id="d")], "negative", 3.0),
         ([ev(EventType.REPLY, 10), ev(EventType.REPLY_CLASSIFIED, 11, category="objection")], "negative", 2.0),
@@ -81,8 +110,11 @@ def test_strongest_evidence_wins_over_later_weaker_events() -> None:
     state = derive(won, ev(EventType.UNSUBSCRIBE, 200), ev(EventType.SPAM_REPORT, 300))
     assert (state.training_label, state.training_weight) == ("positive", 10.0)
     # a lost deal outranks an interested reply of equal weight: it is deeper in the funnel
-    lost = derive(ev(EventType.REPLY, 1), ev(EventType.REPLY_CLASSIFIED, 2, category="interested"),
-                  ev(EventType.DEAL_LOST, 3, deal_id="d"))
+    lost = derive(
+        ev(EventType.REPLY, 1),
+        ev(EventType.REPLY_CLASSIFIED, 2, category="interested"),
+        ev(EventType.DEAL_LOST, 3, deal_id="d"),
+    )
     assert (lost.training_label, lost.training_weight) == ("negative", 3.0)
 
 
@@ -103,9 +135,17 @@ def test_meeting_canceled_no_show_and_completion_follow_time_and_latest_mark() -
     assert canceled.meeting_canceled_at is not None and canceled.meeting_completed_at is None
     assert canceled.training_weight == 1.0 and canceled.stage == "delivered"
 
-    rebooked = derive(booked, ev(EventType.MEETING_CANCELED, 30, meeting_id="m1"),
-                      ev(EventType.MEETING_BOOKED, 31, meeting_id="m2", start_time=start.isoformat(),
-                         end_time=(end + timedelta(hours=1)).isoformat()))
+    rebooked = derive(
+        booked,
+        ev(EventType.MEETING_CANCELED, 30, meeting_id="m1"),
+        ev(
+            EventType.MEETING_BOOKED,
+            31,
+            meeting_id="m2",
+            start_time=start.isoformat(),
+            end_time=(end + timedelta(hours=1)).isoformat(),
+        ),
+    )
     assert rebooked.meeting_canceled_at is None and rebooked.meeting_completed_at == end + timedelta(hours=1)
 
 
@@ -116,8 +156,10 @@ def test_group_unsubscribe_then_resubscribe_is_subscribed() -> None:
 
 
 def test_deal_uses_latest_word_per_deal_and_won_beats_lost() -> None:
-    state = derive(ev(EventType.DEAL_LOST, 1, deal_id="d1"), ev(EventType.DEAL_WON, 2, deal_id="d1", value="25000.50",
-                                                              currency="EUR", close_date="2026-12-01"))
+    state = derive(
+        ev(EventType.DEAL_LOST, 1, deal_id="d1"),
+        ev(EventType.DEAL_WON, 2, deal_id="d1", value="25000.50", currency="EUR", close_date="2026-12-01"),
+    )
     assert (state.deal_status, str(state.deal_value), state.deal_currency) == ("won", "25000.50", "EUR")
     assert state.deal_closed_at == datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -125,14 +167,22 @@ def test_deal_uses_latest_word_per_deal_and_won_beats_lost() -> None:
 def test_quality_score_follows_the_seed_formula_and_caps_at_one() -> None:
     delivered_opened = derive(ev(EventType.DELIVERED, 0), ev(EventType.OPEN, 1))
     assert delivered_opened.quality_score == pytest.approx(0.2)
-    reply = [ev(EventType.DELIVERED, 0), ev(EventType.REPLY, 2),
-             ev(EventType.REPLY_CLASSIFIED, 3, category="interested", sentiment_score=0.8)]
+    reply = [
+        ev(EventType.DELIVERED, 0),
+        ev(EventType.REPLY, 2),
+        ev(EventType.REPLY_CLASSIFIED, 3, category="interested", sentiment_score=0.8),
+    ]
     assert derive(*reply).quality_score == pytest.approx(0.5)
-    sour = [ev(EventType.DELIVERED, 0), ev(EventType.REPLY, 2),
-            ev(EventType.REPLY_CLASSIFIED, 3, category="objection", sentiment_score=-0.6)]
+    sour = [
+        ev(EventType.DELIVERED, 0),
+        ev(EventType.REPLY, 2),
+        ev(EventType.REPLY_CLASSIFIED, 3, category="objection", sentiment_score=-0.6),
+    ]
     assert derive(*sour).quality_score == pytest.approx(0.2)
     assert derive(ev(EventType.DELIVERED, 0), icp=0.5).quality_score == pytest.approx(0.15)
-    big = derive(ev(EventType.DELIVERED, 0), ev(EventType.CLICK, 1), ev(EventType.DEAL_WON, 9, deal_id="x", value=60000))
+    big = derive(
+        ev(EventType.DELIVERED, 0), ev(EventType.CLICK, 1), ev(EventType.DEAL_WON, 9, deal_id="x", value=60000)
+    )
     assert big.quality_score == 1.0
     mid = derive(ev(EventType.DEAL_WON, 9, deal_id="x", value=20000))
     assert mid.quality_score == pytest.approx(0.6)  # won 0.5 + 0.1 at >= $20k
@@ -140,6 +190,7 @@ def test_quality_score_follows_the_seed_formula_and_caps_at_one() -> None:
 
 
 # --- order and repetition never change the result (property test) ---------------------------
+
 
 def _event_strategy() -> st.SearchStrategy[OutcomeEvent]:
     kinds = st.sampled_from(list(EventType))
@@ -149,20 +200,31 @@ def _event_strategy() -> st.SearchStrategy[OutcomeEvent]:
             type=kind,
             occurred_at=T0 + timedelta(minutes=minute),
             data={
-                "machine_open": flag, "bounce_type": "blocked" if flag else "bounce", "category": cat,
-                "sentiment_score": 0.7 if flag else -0.5, "meeting_id": f"m{n % 2}", "deal_id": f"d{n % 2}",
-                "value": 1000 * n, "start_time": (T0 + timedelta(days=n)).isoformat(),
-                "end_time": (T0 + timedelta(days=n, minutes=30)).isoformat(), "text": f"reply {n}",
+                "machine_open": flag,
+                "bounce_type": "blocked" if flag else "bounce",
+                "category": cat,
+                "sentiment_score": 0.7 if flag else -0.5,
+                "meeting_id": f"m{n % 2}",
+                "deal_id": f"d{n % 2}",
+                "value": 1000 * n,
+                "start_time": (T0 + timedelta(days=n)).isoformat(),
+                "end_time": (T0 + timedelta(days=n, minutes=30)).isoformat(),
+                "text": f"reply {n}",
             },
         ),
-        kinds, st.integers(0, 60 * 24 * 60), st.integers(0, 5), st.booleans(),
+        kinds,
+        st.integers(0, 60 * 24 * 60),
+        st.integers(0, 5),
+        st.booleans(),
         st.sampled_from(["interested", "objection", "question", "unsubscribe", "meeting_request"]),
     )
 
 
 @settings(max_examples=300, deadline=None)
 @given(events=st.lists(_event_strategy(), max_size=25), seed=st.integers(0, 2**32 - 1), icp=st.none() | st.floats(0, 1))
-def test_result_is_independent_of_order_and_duplicates(events: list[OutcomeEvent], seed: int, icp: float | None) -> None:
+def test_result_is_independent_of_order_and_duplicates(
+    events: list[OutcomeEvent], seed: int, icp: float | None
+) -> None:
     rng = random.Random(seed)
     # events with the same key are the same provider event: keep one payload per key
     by_key = {e.key: e for e in events}

@@ -17,8 +17,12 @@ DETECTORS = {d.name: d for d in rd.DEFAULT_DETECTORS}
 
 def context(item: dict) -> rd.RedactionContext:
     c = item["context"]
-    return rd.build_context(lead=c["lead"], colleagues=rd.names_in(c["lead_context"]), sender=c["sender"],
-                            regions=[c["lead_country"], (c["sender"] or {}).get("country")])
+    return rd.build_context(
+        lead=c["lead"],
+        colleagues=rd.names_in(c["lead_context"]),
+        sender=c["sender"],
+        regions=[c["lead_country"], (c["sender"] or {}).get("country")],
+    )
 
 
 def survivors(item: dict, redacted: str) -> list[str]:
@@ -38,7 +42,9 @@ def test_the_planted_corpus_is_broad() -> None:
 def test_each_detector_alone_removes_its_planted_corpus(name: str) -> None:
     redactor = rd.Redactor(detectors=(DETECTORS[name],))
     items = [i for i in CORPUS if i["detector"] == name]
-    missed = [(i["id"], survivors(i, out)) for i in items if survivors(i, out := redactor.redact(i["text"], context(i)))]
+    missed = [
+        (i["id"], survivors(i, out)) for i in items if survivors(i, out := redactor.redact(i["text"], context(i)))
+    ]
     assert items and missed == []
 
 
@@ -57,8 +63,9 @@ def test_clean_text_is_left_alone() -> None:
 
 
 def test_links_get_placeholders_by_kind() -> None:
-    out = rd.Redactor().redact("Book calendly.com/sam-lee/30min, see linkedin.com/in/jdoe or acme.example/case-study.",
-                               rd.RedactionContext())
+    out = rd.Redactor().redact(
+        "Book calendly.com/sam-lee/30min, see linkedin.com/in/jdoe or acme.example/case-study.", rd.RedactionContext()
+    )
     assert out == "Book {{booking_link}}, see {{profile_link}} or {{link}}."
 
 
@@ -85,8 +92,12 @@ def test_phone_regions_come_from_the_lead_and_the_sender() -> None:
 
 
 def test_colleagues_come_from_name_like_keys_of_the_lead_context() -> None:
-    extra = {"champion": {"name": "Ana Silva"}, "assistant": "Tom Becker", "industry_notes": "Series B, 2024",
-             "stack": ["Salesforce", "Slack"]}
+    extra = {
+        "champion": {"name": "Ana Silva"},
+        "assistant": "Tom Becker",
+        "industry_notes": "Series B, 2024",
+        "stack": ["Salesforce", "Slack"],
+    }
     assert sorted(rd.names_in(extra)) == ["Ana Silva", "Tom Becker"]
 
 
@@ -97,8 +108,10 @@ def test_a_signature_block_is_cut_and_its_lines_removed_elsewhere() -> None:
     text, cut = strip_signature(body)
     assert cut and text == "Hi Dana,\nShort question.\n\nBest regards,"
     assert strip_signature("Hi,\nsee below.\n-- \nSam")[0] == "Hi,\nsee below."
-    assert strip_signature("No signature here.\nThanks for the note.") == ("No signature here.\nThanks for the note.",
-                                                                            False)
+    assert strip_signature("No signature here.\nThanks for the note.") == (
+        "No signature here.\nThanks for the note.",
+        False,
+    )
 
 
 def test_comprehend_requests_are_packed_under_the_limit_and_mapped_back() -> None:
@@ -107,7 +120,10 @@ def test_comprehend_requests_are_packed_under_the_limit_and_mapped_back() -> Non
     assert all(len(r.encode()) <= rd.COMPREHEND_MAX_BYTES for r, _ in requests) and len(requests) == 2
     request, layout = requests[0]
     begin = request.index("Paul Santos")
-    spans = list(rd.unpack_entities([{"Type": "NAME", "Score": 0.99, "BeginOffset": begin,
-                                      "EndOffset": begin + 11}], layout, 0.5))
+    spans = list(
+        rd.unpack_entities(
+            [{"Type": "NAME", "Score": 0.99, "BeginOffset": begin, "EndOffset": begin + 11}], layout, 0.5
+        )
+    )
     assert spans == [(1, rd.Span(5, 16, "{{name}}", "comprehend"))]
     assert rd.comprehend_units("x" * 50) == 3 and rd.comprehend_units("x" * 1001) == 11

@@ -11,39 +11,64 @@ import pytest
 
 from flywheel.domain import redaction as rd
 
-SENDER: dict[str, str | None] = {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics GmbH", "country": "GB"}
+SENDER: dict[str, str | None] = {
+    "name": "Sam Lee",
+    "title": "Account Executive",
+    "company": "Acme Robotics GmbH",
+    "country": "GB",
+}
 
 
-def redact(text: str, first: str = "Dana", last: str = "Reyes", company: str = "Northwind Traders Inc.",
-           country: str = "US", extra: dict | None = None) -> str:
-    context = rd.build_context(lead={"first_name": first, "last_name": last, "company": company},
-                               colleagues=rd.names_in(extra or {}), sender=SENDER, regions=[country, "GB"])
+def redact(
+    text: str,
+    first: str = "Dana",
+    last: str = "Reyes",
+    company: str = "Northwind Traders Inc.",
+    country: str = "US",
+    extra: dict | None = None,
+) -> str:
+    context = rd.build_context(
+        lead={"first_name": first, "last_name": last, "company": company},
+        colleagues=rd.names_in(extra or {}),
+        sender=SENDER,
+        regions=[country, "GB"],
+    )
     return rd.Redactor().redact(text, context)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    # "<word> at <domain>/<path>" is a link after a preposition, not an obfuscated address: the
-    # address match used to win the overlap and leave the path ("/jdoe") behind
-    ("Pick a slot at meetings.hubspot.com/jdoe", "Pick a slot at {{booking_link}}"),
-    ("Grab time at calendly.com/dreyes.", "Grab time at {{booking_link}}."),
-    ("Find us at northwind-example.io", "Find us at {{link}}"),
-    ("or write to jane at acme dot com", "or write to {{email}}"),
-    ("or write to j.doe at acme.com", "or write to {{email}}"),
-    # a link holding one of our placeholders used to be skipped whole
-    ("Book: https://calendly.com/acme-ae-7/30min?name={{first_name}}", "Book: {{booking_link}}"),
-    ("Deck: https://acme.example/deck/{{company}}?lead=jdoe-4411 today", "Deck: {{link}} today"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "<word> at <domain>/<path>" is a link after a preposition, not an obfuscated address: the
+        # address match used to win the overlap and leave the path ("/jdoe") behind
+        ("Pick a slot at meetings.hubspot.com/jdoe", "Pick a slot at {{booking_link}}"),
+        ("Grab time at calendly.com/dreyes.", "Grab time at {{booking_link}}."),
+        ("Find us at northwind-example.io", "Find us at {{link}}"),
+        ("or write to jane at acme dot com", "or write to {{email}}"),
+        ("or write to j.doe at acme.com", "or write to {{email}}"),
+        # a link holding one of our placeholders used to be skipped whole
+        ("Book: https://calendly.com/acme-ae-7/30min?name={{first_name}}", "Book: {{booking_link}}"),
+        ("Deck: https://acme.example/deck/{{company}}?lead=jdoe-4411 today", "Deck: {{link}} today"),
+    ],
+)
 def test_links_are_removed_whole(text: str, expected: str) -> None:
     assert redact(text) == expected
 
 
-@pytest.mark.parametrize(("text", "country", "expected"), [
-    ("電話 ０３－１２３４－５６７８ まで", "JP", "電話 {{phone}} まで"),  # full-width digits, as Japanese mail writes them
-    ("Write to dana.reyes＠northwind.example", "US", "Write to {{email}}"),  # full-width at sign
-    ("Hi D\u0430na,", "US", "Hi {{first_name}},"),  # Cyrillic а inside a Latin name
-    ("Hi D\u200bana R\u200deyes,", "US", "Hi {{first_name}} {{last_name}},"),  # zero-width characters
-    ("NORTHWIND TRADERS and Nοrthwind Traders", "US", "{{company}} and {{company}}"),  # Greek omicron
-])
+@pytest.mark.parametrize(
+    ("text", "country", "expected"),
+    [
+        (
+            "電話 ０３－１２３４－５６７８ まで",
+            "JP",
+            "電話 {{phone}} まで",
+        ),  # full-width digits, as Japanese mail writes them
+        ("Write to dana.reyes＠northwind.example", "US", "Write to {{email}}"),  # full-width at sign
+        ("Hi D\u0430na,", "US", "Hi {{first_name}},"),  # Cyrillic а inside a Latin name
+        ("Hi D\u200bana R\u200deyes,", "US", "Hi {{first_name}} {{last_name}},"),  # zero-width characters
+        ("NORTHWIND TRADERS and Nοrthwind Traders", "US", "{{company}} and {{company}}"),  # Greek omicron
+    ],
+)
 def test_look_alike_and_invisible_characters_do_not_hide_personal_data(text: str, country: str, expected: str) -> None:
     assert redact(text, country=country) == expected
 
@@ -52,11 +77,14 @@ def test_decomposed_accents_match_the_composed_name() -> None:
     assert redact("Bonjour Ame\u0301lie,", first="Amélie", last="Dubois") == "Bonjour {{first_name}},"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Northwind's roadmap looked strong.", "{{company}}'s roadmap looked strong."),
-    ("Campaign abm_northwind_q4 and abm-northwind-2026", "Campaign abm_{{company}}_q4 and abm-{{company}}-2026"),
-    ("We met the NORTHWIND team.", "We met the {{company}} team."),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Northwind's roadmap looked strong.", "{{company}}'s roadmap looked strong."),
+        ("Campaign abm_northwind_q4 and abm-northwind-2026", "Campaign abm_{{company}}_q4 and abm-{{company}}-2026"),
+        ("We met the NORTHWIND team.", "We met the {{company}} team."),
+    ],
+)
 def test_a_company_is_also_found_by_its_distinctive_first_word(text: str, expected: str) -> None:
     assert redact(text) == expected
 
@@ -68,45 +96,82 @@ def test_a_company_is_found_without_its_legal_form_in_front_or_its_quotes(compan
 
 
 def test_a_first_word_that_is_an_ordinary_word_is_only_removed_as_a_name() -> None:
-    out = redact("A bright future: Bright's team runs abm-bright-q3.", first="Will", last="Price",
-                 company="Bright Box Ltd")
+    out = redact(
+        "A bright future: Bright's team runs abm-bright-q3.", first="Will", last="Price", company="Bright Box Ltd"
+    )
     assert out == "A bright future: {{company}}'s team runs abm-{{company}}-q3."
     assert redact("General Motors and general terms", company="General Motors Company") == (
-        "{{company}} and general terms")
+        "{{company}} and general terms"
+    )
 
 
-@pytest.mark.parametrize(("first", "last", "text", "expected"), [
-    ("Will", "Price", "Hi Will, I will check the price. Will Price agreed.",
-     "Hi {{first_name}}, I will check the price. {{first_name}} {{last_name}} agreed."),
-    ("Mark", "Long", "Mark, how long until we mark it done?", "{{first_name}}, how long until we mark it done?"),
-    ("Ana", "De La Cruz", "Sra. De La Cruz: la solución de la empresa está lista. Saludos a Ana.",
-     "Sra. {{last_name}}: la solución de la empresa está lista. Saludos a {{first_name}}."),
-    ("Jan", "van Dijk", "We can chat in the van, Jan. Meneer Van Dijk agrees.",
-     "We can chat in the van, {{first_name}}. Meneer {{last_name}} agrees."),
-])
+@pytest.mark.parametrize(
+    ("first", "last", "text", "expected"),
+    [
+        (
+            "Will",
+            "Price",
+            "Hi Will, I will check the price. Will Price agreed.",
+            "Hi {{first_name}}, I will check the price. {{first_name}} {{last_name}} agreed.",
+        ),
+        ("Mark", "Long", "Mark, how long until we mark it done?", "{{first_name}}, how long until we mark it done?"),
+        (
+            "Ana",
+            "De La Cruz",
+            "Sra. De La Cruz: la solución de la empresa está lista. Saludos a Ana.",
+            "Sra. {{last_name}}: la solución de la empresa está lista. Saludos a {{first_name}}.",
+        ),
+        (
+            "Jan",
+            "van Dijk",
+            "We can chat in the van, Jan. Meneer Van Dijk agrees.",
+            "We can chat in the van, {{first_name}}. Meneer {{last_name}} agrees.",
+        ),
+    ],
+)
 def test_names_that_are_also_words_leave_the_words_alone(first: str, last: str, text: str, expected: str) -> None:
     assert redact(text, first=first, last=last) == expected
 
 
 def test_crm_fields_are_not_colleague_names_and_committees_are() -> None:
-    extra = {"account_tier": "Enterprise", "contact_preference": "Email", "decision_stage": "Evaluation",
-             "persona": "Economic Buyer", "team": "Finance", "headquarters": "Berlin", "success_plan": "Growth",
-             "buying_committee": ["Tom Becker", "Ana Silva"], "stakeholders": [{"first": "Lena", "last": "Kraus"}],
-             "referred_by": "Ravi Kumar", "decision_makers": "Olga Petrova", "assistant": {"name": "Jo Park"}}
-    assert sorted(rd.names_in(extra)) == ["Ana Silva", "Jo Park", "Kraus", "Lena", "Olga Petrova", "Ravi Kumar",
-                                          "Tom Becker"]
+    extra = {
+        "account_tier": "Enterprise",
+        "contact_preference": "Email",
+        "decision_stage": "Evaluation",
+        "persona": "Economic Buyer",
+        "team": "Finance",
+        "headquarters": "Berlin",
+        "success_plan": "Growth",
+        "buying_committee": ["Tom Becker", "Ana Silva"],
+        "stakeholders": [{"first": "Lena", "last": "Kraus"}],
+        "referred_by": "Ravi Kumar",
+        "decision_makers": "Olga Petrova",
+        "assistant": {"name": "Jo Park"},
+    }
+    assert sorted(rd.names_in(extra)) == [
+        "Ana Silva",
+        "Jo Park",
+        "Kraus",
+        "Lena",
+        "Olga Petrova",
+        "Ravi Kumar",
+        "Tom Becker",
+    ]
     out = redact("Finance teams at Enterprise accounts use email. Tom Becker and Ana Silva agreed.", extra=extra)
     assert out == "Finance teams at Enterprise accounts use email. {{colleague_name}} and {{colleague_name}} agreed."
 
 
-@pytest.mark.parametrize(("text", "country", "expected"), [
-    ("Büro: Karl-Marx-Straße 12, 10243 Berlin", "DE", "Büro: {{address}}, {{postcode}}"),
-    ("Konrad-Adenauer-Ring 3 ist unser Sitz", "DE", "{{address}} ist unser Sitz"),
-    ("서울특별시 강남구 테헤란로 152", "KR", "서울특별시 {{address}}"),
-    ("Flat 12, MG Road, Bengaluru 560001", "IN", "Flat {{address}}, {{postcode}}"),
-    ("Av. Paulista, 1578 - Bela Vista", "BR", "{{address}} - Bela Vista"),
-    ("1 Infinite Loop, Cupertino", "US", "{{address}}, Cupertino"),
-])
+@pytest.mark.parametrize(
+    ("text", "country", "expected"),
+    [
+        ("Büro: Karl-Marx-Straße 12, 10243 Berlin", "DE", "Büro: {{address}}, {{postcode}}"),
+        ("Konrad-Adenauer-Ring 3 ist unser Sitz", "DE", "{{address}} ist unser Sitz"),
+        ("서울특별시 강남구 테헤란로 152", "KR", "서울특별시 {{address}}"),
+        ("Flat 12, MG Road, Bengaluru 560001", "IN", "Flat {{address}}, {{postcode}}"),
+        ("Av. Paulista, 1578 - Bela Vista", "BR", "{{address}} - Bela Vista"),
+        ("1 Infinite Loop, Cupertino", "US", "{{address}}, Cupertino"),
+    ],
+)
 def test_more_address_layouts(text: str, country: str, expected: str) -> None:
     assert redact(text, country=country) == expected
 
@@ -116,11 +181,24 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
     whose names are also words: none is changed (10 of 440 were, losing "will", "best", "day")."""
     from tests.dedupe_planted import BASES
 
-    leads = [("Will", "Price", "Bright Box Ltd"), ("Mark", "Long", "Square Deal Inc"), ("Grace", "Young", "Monday Labs"),
-             ("Hope", "Hall", "Notion Partners"), ("Bill", "Best", "Open Systems AG"), ("Ana", "De La Cruz", "Cruz SA"),
-             ("Jan", "van Dijk", "Dijk BV"), ("May", "Day", "Summit Group"), ("Chase", "Hunter", "Clear Path LLC"),
-             ("Max", "Power", "Power Grid Co"), ("Dana", "Reyes", "Northwind Traders Inc.")]
+    leads = [
+        ("Will", "Price", "Bright Box Ltd"),
+        ("Mark", "Long", "Square Deal Inc"),
+        ("Grace", "Young", "Monday Labs"),
+        ("Hope", "Hall", "Notion Partners"),
+        ("Bill", "Best", "Open Systems AG"),
+        ("Ana", "De La Cruz", "Cruz SA"),
+        ("Jan", "van Dijk", "Dijk BV"),
+        ("May", "Day", "Summit Group"),
+        ("Chase", "Hunter", "Clear Path LLC"),
+        ("Max", "Power", "Power Grid Co"),
+        ("Dana", "Reyes", "Northwind Traders Inc."),
+    ]
     emails = [e for family in BASES for e in family["emails"]]
-    changed = [(first, e) for first, last, company in leads for e in emails
-               if redact(e, first=first, last=last, company=company) != e]
+    changed = [
+        (first, e)
+        for first, last, company in leads
+        for e in emails
+        if redact(e, first=first, last=last, company=company) != e
+    ]
     assert len(emails) == 40 and changed == []

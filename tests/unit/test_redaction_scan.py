@@ -38,14 +38,18 @@ PROBES = [chr(c) for c in range(0x20, 0x7F)] + list("\n\t\r\x00\u00a0ÄÖÜäö�
 
 # --- what a parsed pattern can consume ------------------------------------------------------------
 
+
 def _is_word(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
 CATEGORIES: dict[Any, Callable[[str], bool]] = {
-    C.CATEGORY_DIGIT: str.isdecimal, C.CATEGORY_NOT_DIGIT: lambda c: not c.isdecimal(),
-    C.CATEGORY_SPACE: str.isspace, C.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
-    C.CATEGORY_WORD: _is_word, C.CATEGORY_NOT_WORD: lambda c: not _is_word(c),
+    C.CATEGORY_DIGIT: str.isdecimal,
+    C.CATEGORY_NOT_DIGIT: lambda c: not c.isdecimal(),
+    C.CATEGORY_SPACE: str.isspace,
+    C.CATEGORY_NOT_SPACE: lambda c: not c.isspace(),
+    C.CATEGORY_WORD: _is_word,
+    C.CATEGORY_NOT_WORD: lambda c: not _is_word(c),
 }
 
 
@@ -58,8 +62,11 @@ def _in_class(items: list[tuple[Any, Any]], ch: str, icase: bool) -> bool:
     hit = False
     for op, av in items[1:] if negate else items:
         for v in _variants(ch, icase):
-            if (op is C.LITERAL and ord(v) == av) or (op is C.RANGE and av[0] <= ord(v) <= av[1]) or (
-                    op is C.CATEGORY and CATEGORIES[av](v)):
+            if (
+                (op is C.LITERAL and ord(v) == av)
+                or (op is C.RANGE and av[0] <= ord(v) <= av[1])
+                or (op is C.CATEGORY and CATEGORIES[av](v))
+            ):
                 hit = True
     return hit != negate
 
@@ -150,23 +157,55 @@ def test_every_match_holds_the_anchor(name: str) -> None:
 def test_a_kept_link_holds_a_dot_with_more_of_the_link_after_it() -> None:
     """The link pattern can match without a dot (`http://localhost`), but `find` drops those: a kept
     link holds a dot that is not its last character (trailing punctuation is cut first)."""
-    for text in ["see http://localhost/x now", "http://a.b/c.", "www.acme.example", "go to acme.io.",
-                 "http://x../y", "e.g. this"]:
-        kept = [text[s.start:s.end] for s in rd.LinkDetector().find(text, rd.RedactionContext())]
+    for text in [
+        "see http://localhost/x now",
+        "http://a.b/c.",
+        "www.acme.example",
+        "go to acme.io.",
+        "http://x../y",
+        "e.g. this",
+    ]:
+        kept = [text[s.start : s.end] for s in rd.LinkDetector().find(text, rd.RedactionContext())]
         assert all(re.search(r"\.[^\s<>\"'`]", k) for k in kept), kept
 
 
 # --- the same results as the plain scans ----------------------------------------------------------
 
-TOKENS = sorted({w for item in CORPUS for w in re.split(r"(\s+)", item["text"])} | set(CLEAN[:40])
-                | {"at", "AT", "dot", "(at)", "[dot]", "@", ".", ",", "\n", " ", "\n\n", "Suite", "4100", "straße",
-                   "http://localhost", "calendly.com/x", "+1", "415", "555", "0132", "\x00"})
+TOKENS = sorted(
+    {w for item in CORPUS for w in re.split(r"(\s+)", item["text"])}
+    | set(CLEAN[:40])
+    | {
+        "at",
+        "AT",
+        "dot",
+        "(at)",
+        "[dot]",
+        "@",
+        ".",
+        ",",
+        "\n",
+        " ",
+        "\n\n",
+        "Suite",
+        "4100",
+        "straße",
+        "http://localhost",
+        "calendly.com/x",
+        "+1",
+        "415",
+        "555",
+        "0132",
+        "\x00",
+    }
+)
 
 
 def texts(seed: int, count: int = 40) -> list[str]:
     rng = random.Random(seed)  # noqa: S311 - test data
-    return ["".join(rng.choice(TOKENS) + rng.choice(["", " ", "", "\n", ", ", "."]) for _ in range(rng.randint(1, 40)))
-            for _ in range(count)]
+    return [
+        "".join(rng.choice(TOKENS) + rng.choice(["", " ", "", "\n", ", ", "."]) for _ in range(rng.randint(1, 40)))
+        for _ in range(count)
+    ]
 
 
 def same(name: str, text: str) -> None:
@@ -195,12 +234,16 @@ def test_segmented_scans_on_the_planted_and_clean_corpora() -> None:
 def test_possessive_runs_match_what_the_greedy_patterns_match() -> None:
     greedy = {
         "plain": re.compile(r"(?:mailto:)?[\w.+%-]+@[\w-]+(?:\.[\w-]+)+"),
-        "obfuscated": re.compile(rd.EmailDetector.obfuscated.pattern.replace("++", "+").replace("*+", "*"),
-                                 re.IGNORECASE),
+        "obfuscated": re.compile(
+            rd.EmailDetector.obfuscated.pattern.replace("++", "+").replace("*+", "*"), re.IGNORECASE
+        ),
         "link": re.compile(rd.LinkDetector.pattern.pattern.replace("++", "+"), re.IGNORECASE),
     }
-    fast = {"plain": rd.EmailDetector.plain.pattern, "obfuscated": rd.EmailDetector.obfuscated,
-            "link": rd.LinkDetector.pattern}
+    fast = {
+        "plain": rd.EmailDetector.plain.pattern,
+        "obfuscated": rd.EmailDetector.obfuscated,
+        "link": rd.LinkDetector.pattern,
+    }
     samples = [i["text"] for i in CORPUS] + CLEAN + texts(7, 400)
     for name, pattern in greedy.items():
         for text in samples:
@@ -209,10 +252,15 @@ def test_possessive_runs_match_what_the_greedy_patterns_match() -> None:
 
 def contexts() -> list[rd.RedactionContext]:
     items = [i for i in CORPUS if i["context"]["lead"]]
-    return [rd.build_context(lead=i["context"]["lead"], colleagues=rd.names_in(i["context"]["lead_context"]),
-                             sender=i["context"]["sender"],
-                             regions=[i["context"]["lead_country"], (i["context"]["sender"] or {}).get("country")])
-            for i in items[::7]]
+    return [
+        rd.build_context(
+            lead=i["context"]["lead"],
+            colleagues=rd.names_in(i["context"]["lead_context"]),
+            sender=i["context"]["sender"],
+            regions=[i["context"]["lead_country"], (i["context"]["sender"] or {}).get("country")],
+        )
+        for i in items[::7]
+    ]
 
 
 @given(st.integers(min_value=0, max_value=10**9))

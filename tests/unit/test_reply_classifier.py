@@ -28,8 +28,9 @@ BLIND = [json.loads(line) for line in (DATA / "replies_blind.jsonl").read_text()
 # (214 replies; the 27 that turned out to repeat or nearly repeat a corpus reply, such as "Pass." and
 # "Sono fuori ufficio fino al 5 maggio.", were taken out by the test below's rule, whatever the
 # classifier made of them)
-REVIEW_BLIND = [json.loads(line) for line in (DATA / "replies_blind_review12.jsonl").read_text().splitlines()
-                if line.strip()]
+REVIEW_BLIND = [
+    json.loads(line) for line in (DATA / "replies_blind_review12.jsonl").read_text().splitlines() if line.strip()
+]
 
 # measured on the blind set (README "Reply classification"): accuracy 0.918 (303/330), unsubscribe
 # recall 0.980 (49/50), return dates 24/24, objection types 20/25. The gates sit just under.
@@ -40,15 +41,20 @@ REVIEW_ACCURACY_GATE = 0.94
 
 
 def report_lines(report: dict) -> list[str]:
-    lines = [f"accuracy {report['accuracy']:.3f} on {report['count']} replies",
-             f"{'category':16s} precision recall support"]
-    lines += [f"{c:16s} {v['precision']:9.3f} {v['recall']:6.3f} {v['support']:7d}"
-              for c, v in report["per_category"].items()]
+    lines = [
+        f"accuracy {report['accuracy']:.3f} on {report['count']} replies",
+        f"{'category':16s} precision recall support",
+    ]
+    lines += [
+        f"{c:16s} {v['precision']:9.3f} {v['recall']:6.3f} {v['support']:7d}" for c, v in report["per_category"].items()
+    ]
     short = [c[:6] for c in report["labels"]]
     lines.append("confusion (rows: truth, columns: predicted)")
     lines.append(" " * 16 + " ".join(f"{s:>6s}" for s in short))
-    lines += [f"{c:16s}" + " ".join(f"{n:6d}" for n in row) for c, row in zip(report["labels"],
-                                                                             report["confusion_matrix"], strict=True)]
+    lines += [
+        f"{c:16s}" + " ".join(f"{n:6d}" for n in row)
+        for c, row in zip(report["labels"], report["confusion_matrix"], strict=True)
+    ]
     return lines
 
 
@@ -93,8 +99,11 @@ def test_blind_set_is_no_copy_or_paraphrase_of_training() -> None:
 
 def test_blind_set_accuracy_and_unsubscribe_recall(blind_predictions: list, capsys: pytest.CaptureFixture[str]) -> None:
     report = evaluate([r["category"] for r in BLIND], [p.category for p in blind_predictions])
-    misses = [f"  {r['category']} -> {p.category}: {r['text'][:70]!r}"
-              for r, p in zip(BLIND, blind_predictions, strict=True) if p.category != r["category"]]
+    misses = [
+        f"  {r['category']} -> {p.category}: {r['text'][:70]!r}"
+        for r, p in zip(BLIND, blind_predictions, strict=True)
+        if p.category != r["category"]
+    ]
     with capsys.disabled():
         print("\noffline classifier on the blind set (tests/data/replies_blind.jsonl)")
         print("\n".join(report_lines(report)))
@@ -110,23 +119,30 @@ def test_the_review_blind_set(capsys: pytest.CaptureFixture[str]) -> None:
     with capsys.disabled():
         print("\noffline classifier on the review's blind set (tests/data/replies_blind_review12.jsonl)")
         print("\n".join(report_lines(report)))
-    misses = [f"{r['category']} -> {p}: {r['text'][:70]!r}" for r, p in zip(REVIEW_BLIND, predictions, strict=True)
-              if p != r["category"]]
+    misses = [
+        f"{r['category']} -> {p}: {r['text'][:70]!r}"
+        for r, p in zip(REVIEW_BLIND, predictions, strict=True)
+        if p != r["category"]
+    ]
     assert report["accuracy"] >= REVIEW_ACCURACY_GATE, misses
     assert report["per_category"]["unsubscribe"]["recall"] == 1.0, misses
     assert report["per_category"]["unsubscribe"]["precision"] == 1.0, misses
 
 
 def test_return_dates_and_referrals_on_the_blind_set(blind_predictions: list) -> None:
-    dated = [(r, p) for r, p in zip(BLIND, blind_predictions, strict=True)
-             if "return_date" in r and p.category == "out_of_office"]
+    dated = [
+        (r, p)
+        for r, p in zip(BLIND, blind_predictions, strict=True)
+        if "return_date" in r and p.category == "out_of_office"
+    ]
     right = sum(p.return_date == date.fromisoformat(r["return_date"]) for r, p in dated)
     assert len(dated) >= 20 and right / len(dated) >= 0.95, [(r["text"], p.return_date) for r, p in dated]
 
 
 def test_objection_types_follow_the_reason(blind_predictions: list) -> None:
-    objections = [(r, p) for r, p in zip(BLIND, blind_predictions, strict=True)
-                  if r["category"] == p.category == "objection"]
+    objections = [
+        (r, p) for r, p in zip(BLIND, blind_predictions, strict=True) if r["category"] == p.category == "objection"
+    ]
     right = sum(p.objection_type == r["objection_type"] for r, p in objections)
     assert len(objections) >= 20 and right / len(objections) >= 0.76
     assert classify_offline("Not now, maybe next year", TODAY).objection_type == "timing"
@@ -153,22 +169,34 @@ def test_deterministic_bounded_and_names_its_model() -> None:
 
 
 def test_unsubscribe_rules_in_every_language_we_read() -> None:
-    for text in ("Unsubcribe me", "Bitte aus dem Verteiler nehmen, keine weiteren E-Mails.", "Je souhaite me désabonner",
-                 "Denme de baja por favor", "Quero me descadastrar", "Disiscrivetemi", "Graag afmelden",
-                 "Отпишите меня", "配信停止を希望します", "请退订"):
+    for text in (
+        "Unsubcribe me",
+        "Bitte aus dem Verteiler nehmen, keine weiteren E-Mails.",
+        "Je souhaite me désabonner",
+        "Denme de baja por favor",
+        "Quero me descadastrar",
+        "Disiscrivetemi",
+        "Graag afmelden",
+        "Отпишите меня",
+        "配信停止を希望します",
+        "请退订",
+    ):
         assert classify_offline(text, TODAY).category == "unsubscribe", text
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("back on 3 January", date(2027, 1, 3)),  # the next occurrence
-    ("I'm on PTO until Dec 14, back Dec 15.", date(2026, 12, 15)),  # the latest date named
-    ("ab dem 14.12. wieder im Büro", date(2026, 12, 14)),
-    ("Estou de férias até 9 de dezembro", date(2026, 12, 9)),
-    ("Я в отпуске до 14 декабря", date(2026, 12, 14)),
-    ("12月10日まで不在です", date(2026, 12, 10)),
-    ("out until 2026-12-01", date(2026, 12, 1)),
-    ("nothing here", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("back on 3 January", date(2027, 1, 3)),  # the next occurrence
+        ("I'm on PTO until Dec 14, back Dec 15.", date(2026, 12, 15)),  # the latest date named
+        ("ab dem 14.12. wieder im Büro", date(2026, 12, 14)),
+        ("Estou de férias até 9 de dezembro", date(2026, 12, 9)),
+        ("Я в отпуске до 14 декабря", date(2026, 12, 14)),
+        ("12月10日まで不在です", date(2026, 12, 10)),
+        ("out until 2026-12-01", date(2026, 12, 1)),
+        ("nothing here", None),
+    ],
+)
 def test_return_dates(text: str, expected: date | None) -> None:
     assert return_date(text, TODAY) == expected
 

@@ -15,11 +15,18 @@ DATA = ROOT / "tests" / "data"
 
 
 def test_the_fast_path_answers_what_parse_reply_answers() -> None:
-    texts = [json.loads(line)["text"] for name in ("replies_labelled.jsonl", "replies_blind.jsonl",
-                                                   "pii_planted.jsonl")
-             for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
-    texts += ["Thanks!\n\nOn Mon, 6 Jan 2025 at 10:00, Dana <d@x.example> wrote:\n> earlier\n> mail",
-              "Best,\nSam\n--\nSam Lee | Acme\nThis e-mail is confidential.", "", "   \n\n"]
+    texts = [
+        json.loads(line)["text"]
+        for name in ("replies_labelled.jsonl", "replies_blind.jsonl", "pii_planted.jsonl")
+        for line in (DATA / name).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
+    texts += [
+        "Thanks!\n\nOn Mon, 6 Jan 2025 at 10:00, Dana <d@x.example> wrote:\n> earlier\n> mail",
+        "Best,\nSam\n--\nSam Lee | Acme\nThis e-mail is confidential.",
+        "",
+        "   \n\n",
+    ]
     library = EmailReplyParser(languages=reply_text.LANGUAGES)
     fast = reply_text._parser()
     assert len(texts) > 400

@@ -10,98 +10,155 @@ import pytest
 from flywheel.domain.reply_text import html_to_text, normalise_newlines, reply_text
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('Sounds good, Tuesday works.\n\nOn Mon, Jan 6, 2025 at 10:00 AM Sam Lee <sam@acme.example> wrote:\n> Hi Dana,\n> quick idea\n',
-     'Sounds good, Tuesday works.'),  # en_gmail
-    ('Sounds good.\n\nOn Mon, Jan 6, 2025 at 10:00 AM Sam Lee <sam@acme.example>\nwrote:\n> Hi\n',
-     'Sounds good.'),  # en_gmail_wrapped
-    ('Not now, thanks.\n\nBest,\nDana\n\n________________________________\nFrom: Sam Lee <sam@acme.example>\nSent: Monday, January 6, 2025 10:00 AM\nTo: Dana Reyes <dana@northwind.example>\nSubject: Quick idea\n\nHi Dana,\n',
-     'Not now, thanks.'),  # en_outlook
-    ('Call me.\n\n-----Original Message-----\nFrom: Sam\nSent: Monday\nHi',
-     'Call me.'),  # en_outlook_orig
-    ('Yes please.\n\nSent from my iPhone\n\n> On 6 Jan 2025, at 10:00, Sam Lee <sam@acme.example> wrote:\n>\n> Hi Dana\n',
-     'Yes please.'),  # en_apple
-    ('Bitte im Januar melden.\n\nAm Mo., 6. Jan. 2025 um 10:00 Uhr schrieb Sam Lee <sam@acme.example>:\n> Hallo\n',
-     'Bitte im Januar melden.'),  # de_gmail
-    ('Kein Interesse.\n\nMit freundlichen Grüßen\nJonas Berg\n\nVon: Sam Lee <sam@acme.example>\nGesendet: Montag, 6. Januar 2025 10:00\nAn: Jonas Berg\nBetreff: Idee\n\nHallo Jonas,',
-     'Kein Interesse.'),  # de_outlook
-    ('Pas pour le moment.\n\nLe lun. 6 janv. 2025 à 10:00, Sam Lee <sam@acme.example> a écrit :\n> Bonjour\n',
-     'Pas pour le moment.'),  # fr_gmail
-    ('Merci, non.\n\nDe : Sam Lee <sam@acme.example>\nEnvoyé : lundi 6 janvier 2025 10:00\nÀ : Claire\nObjet : Idée\n\nBonjour',
-     'Merci, non.'),  # fr_outlook
-    ('Ahora no.\n\nEl lun, 6 ene 2025 a las 10:00, Sam Lee (<sam@acme.example>) escribió:\n> Hola\n',
-     'Ahora no.'),  # es_gmail
-    ('Gracias, no.\n\nDe: Sam Lee <sam@acme.example>\nEnviado: lunes, 6 de enero de 2025 10:00\nPara: Lucía\nAsunto: Idea\n',
-     'Gracias, no.'),  # es_outlook
-    ('Agora não.\n\nEm seg., 6 de jan. de 2025 às 10:00, Sam Lee <sam@acme.example> escreveu:\n> Olá\n',
-     'Agora não.'),  # pt_gmail
-    ('Obrigado.\n\nDe: Sam Lee <sam@acme.example>\nEnviado: segunda-feira, 6 de janeiro de 2025 10:00\nPara: Ana\nAssunto: Ideia\n',
-     'Obrigado.'),  # pt_outlook
-    ('Non ora.\n\nIl giorno lun 6 gen 2025 alle ore 10:00 Sam Lee <sam@acme.example> ha scritto:\n> Ciao\n',
-     'Non ora.'),  # it_gmail
-    ('Grazie, no.\n\nDa: Sam Lee <sam@acme.example>\nInviato: lunedì 6 gennaio 2025 10:00\nA: Marco\nOggetto: Idea\n',
-     'Grazie, no.'),  # it_outlook
-    ('Nu even niet.\n\nOp ma 6 jan. 2025 om 10:00 schreef Sam Lee <sam@acme.example>:\n> Hallo\n',
-     'Nu even niet.'),  # nl_gmail
-    ('Nee dank je.\n\nVan: Sam Lee <sam@acme.example>\nVerzonden: maandag 6 januari 2025 10:00\nAan: Pieter\nOnderwerp: Idee\n',
-     'Nee dank je.'),  # nl_outlook
-    ('Давайте созвонимся.\n\nпн, 6 янв. 2025 г. в 10:00, Sam Lee <sam@acme.example>:\n> Здравствуйте\n',
-     'Давайте созвонимся.'),  # ru_gmail
-    ('Спасибо, нет.\n\nОт: Sam Lee <sam@acme.example>\nОтправлено: 6 января 2025 г. 10:00\nКому: Ольга\nТема: Идея\n',
-     'Спасибо, нет.'),  # ru_outlook
-    ('Интересно.\n\n06.01.2025, 10:00, "Sam Lee" <sam@acme.example>:\n> Здравствуйте\n',
-     'Интересно.'),  # ru_yandex
-    ('資料をお願いします。\n\n2025年1月6日(月) 10:00 Sam Lee <sam@acme.example>:\n> こんにちは\n',
-     '資料をお願いします。'),  # ja_gmail
-    ('検討します。\n\n差出人: Sam Lee <sam@acme.example>\n送信日時: 2025年1月6日 10:00\n宛先: 佐藤\n件名: ご提案\n',
-     '検討します。'),  # ja_outlook
-    ('好的，周二可以。\n\nSam Lee <sam@acme.example> 于2025年1月6日周一 10:00写道：\n> 你好\n',
-     '好的，周二可以。'),  # zh_gmail
-    ('谢谢，不需要。\n\n发件人: Sam Lee <sam@acme.example>\n发送时间: 2025年1月6日 10:00\n收件人: 王\n主题: 想法\n',
-     '谢谢，不需要。'),  # zh_outlook
-    ('Sure, send it.\n\n-- \nDana Reyes\nCFO, Northwind\n+1 555 0100',
-     'Sure, send it.'),  # sig_dashes
-    ('Ja gerne.\n\nVon meinem iPhone gesendet',
-     'Ja gerne.'),  # sig_mobile_de
-    ('Oui.\n\nEnvoyé de mon iPhone',
-     'Oui.'),  # sig_mobile_fr
-    ('OK.\n\nSent from my Galaxy',
-     'OK.'),  # sig_android
-    ('Fine.\n\nGet Outlook for iOS<https://aka.ms/o0ukef>',
-     'Fine.'),  # sig_outlook_mobile
-    ('Yes please\n> quoted line\nsee you then',
-     'Yes please\nsee you then'),  # inline_kept
-    ('Just a plain reply',
-     'Just a plain reply'),  # plain
-    ("Call me.\r\n\r\n-----Original Message-----\r\nFrom: Sam\r\nSent: Monday", "Call me."),
-    ("Thanks,\nDana", "Thanks,\nDana"),  # a closing is only cut when something precedes it
-    ("Thanks, but no - we use a competitor.\n\nDana", "Thanks, but no - we use a competitor.\n\nDana"),
-    ("From: our side the answer is yes.\nCall me.", "From: our side the answer is yes.\nCall me."),
-    # an outside review's cases
-    ("Merci.\n\nDe : Sam Lee <sam@acme.example>\nEnvoyé : lundi 23 novembre 2026 09:00\nObjet : devis\n\nBonjour",
-     "Merci."),
-    ("Sure.\n\nSam Lee wrote:\nHi there", "Sure."),
-    ("Here is what one CFO wrote:\nIt paid back in a month.", "Here is what one CFO wrote:\nIt paid back in a month."),
-    ("See below.\n\n---------- Forwarded message ---------\nFrom: Tom <tom@acme.example>\n\nbudget", "See below."),
-    ("See below.\n\nBegin forwarded message:\n\nFrom: Tom <tom@acme.example>", "See below."),
-    # the review of #12: Thunderbird in Russian, Apple Mail in Japanese and Dutch, Outlook in
-    # Traditional Chinese and Korean, Gmail in Korean, Spark, localised Outlook mobile footers,
-    # Gmail's inline-image placeholder
-    ("Интересно.\n\n23.11.2026 09:00, Sam Lee пишет:\n> Здравствуйте", "Интересно."),
-    ("承知しました。\n\n2026/11/23 9:00、Sam Lee <sam@acme.example>のメール:\n\n佐藤様", "承知しました。"),
-    ("Prima.\n\nOp 23 nov. 2026 om 09:00 heeft Sam Lee <sam@acme.example> het volgende geschreven:\n\nHallo",
-     "Prima."),
-    ("好的。\n\n寄件者: Sam Lee <sam@acme.example>\n寄件日期: 2026年11月23日 上午 09:00\n收件者: 陳\n主旨: 提議\n", "好的。"),
-    ("좋습니다.\n\n보낸 사람: Sam Lee <sam@acme.example>\n보낸 날짜: 2026년 11월 23일 월요일 오전 9:00\n받는 사람: 김\n"
-     "제목: 제안\n", "좋습니다."),
-    ("관심 있습니다.\n\n2026년 11월 23일 (월) 오전 9:00, Sam Lee <sam@acme.example>님이 작성:\n> 안녕하세요", "관심 있습니다."),
-    ("Pricing?\n\nSent with Spark", "Pricing?"),
-    ("Ja.\n\nVerstuurd vanaf mijn iPhone", "Ja."),
-    ("Oui.\n\nObtenir Outlook pour iOS<https://aka.ms/o0ukef>", "Oui."),
-    ("Да.\n\nПолучить Outlook для Android<https://aka.ms/ghei36>", "Да."),
-    ("We use Outlook on iOS and Android.\nCan you integrate?", "We use Outlook on iOS and Android.\nCan you integrate?"),
-    ("Great, Tuesday.\n[image: logo.png]\n\nDana", "Great, Tuesday.\n\nDana"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Sounds good, Tuesday works.\n\nOn Mon, Jan 6, 2025 at 10:00 AM Sam Lee <sam@acme.example> wrote:\n> Hi Dana,\n> quick idea\n",
+            "Sounds good, Tuesday works.",
+        ),  # en_gmail
+        (
+            "Sounds good.\n\nOn Mon, Jan 6, 2025 at 10:00 AM Sam Lee <sam@acme.example>\nwrote:\n> Hi\n",
+            "Sounds good.",
+        ),  # en_gmail_wrapped
+        (
+            "Not now, thanks.\n\nBest,\nDana\n\n________________________________\nFrom: Sam Lee <sam@acme.example>\nSent: Monday, January 6, 2025 10:00 AM\nTo: Dana Reyes <dana@northwind.example>\nSubject: Quick idea\n\nHi Dana,\n",
+            "Not now, thanks.",
+        ),  # en_outlook
+        ("Call me.\n\n-----Original Message-----\nFrom: Sam\nSent: Monday\nHi", "Call me."),  # en_outlook_orig
+        (
+            "Yes please.\n\nSent from my iPhone\n\n> On 6 Jan 2025, at 10:00, Sam Lee <sam@acme.example> wrote:\n>\n> Hi Dana\n",
+            "Yes please.",
+        ),  # en_apple
+        (
+            "Bitte im Januar melden.\n\nAm Mo., 6. Jan. 2025 um 10:00 Uhr schrieb Sam Lee <sam@acme.example>:\n> Hallo\n",
+            "Bitte im Januar melden.",
+        ),  # de_gmail
+        (
+            "Kein Interesse.\n\nMit freundlichen Grüßen\nJonas Berg\n\nVon: Sam Lee <sam@acme.example>\nGesendet: Montag, 6. Januar 2025 10:00\nAn: Jonas Berg\nBetreff: Idee\n\nHallo Jonas,",
+            "Kein Interesse.",
+        ),  # de_outlook
+        (
+            "Pas pour le moment.\n\nLe lun. 6 janv. 2025 à 10:00, Sam Lee <sam@acme.example> a écrit :\n> Bonjour\n",
+            "Pas pour le moment.",
+        ),  # fr_gmail
+        (
+            "Merci, non.\n\nDe : Sam Lee <sam@acme.example>\nEnvoyé : lundi 6 janvier 2025 10:00\nÀ : Claire\nObjet : Idée\n\nBonjour",
+            "Merci, non.",
+        ),  # fr_outlook
+        (
+            "Ahora no.\n\nEl lun, 6 ene 2025 a las 10:00, Sam Lee (<sam@acme.example>) escribió:\n> Hola\n",
+            "Ahora no.",
+        ),  # es_gmail
+        (
+            "Gracias, no.\n\nDe: Sam Lee <sam@acme.example>\nEnviado: lunes, 6 de enero de 2025 10:00\nPara: Lucía\nAsunto: Idea\n",
+            "Gracias, no.",
+        ),  # es_outlook
+        (
+            "Agora não.\n\nEm seg., 6 de jan. de 2025 às 10:00, Sam Lee <sam@acme.example> escreveu:\n> Olá\n",
+            "Agora não.",
+        ),  # pt_gmail
+        (
+            "Obrigado.\n\nDe: Sam Lee <sam@acme.example>\nEnviado: segunda-feira, 6 de janeiro de 2025 10:00\nPara: Ana\nAssunto: Ideia\n",
+            "Obrigado.",
+        ),  # pt_outlook
+        (
+            "Non ora.\n\nIl giorno lun 6 gen 2025 alle ore 10:00 Sam Lee <sam@acme.example> ha scritto:\n> Ciao\n",
+            "Non ora.",
+        ),  # it_gmail
+        (
+            "Grazie, no.\n\nDa: Sam Lee <sam@acme.example>\nInviato: lunedì 6 gennaio 2025 10:00\nA: Marco\nOggetto: Idea\n",
+            "Grazie, no.",
+        ),  # it_outlook
+        (
+            "Nu even niet.\n\nOp ma 6 jan. 2025 om 10:00 schreef Sam Lee <sam@acme.example>:\n> Hallo\n",
+            "Nu even niet.",
+        ),  # nl_gmail
+        (
+            "Nee dank je.\n\nVan: Sam Lee <sam@acme.example>\nVerzonden: maandag 6 januari 2025 10:00\nAan: Pieter\nOnderwerp: Idee\n",
+            "Nee dank je.",
+        ),  # nl_outlook
+        (
+            "Давайте созвонимся.\n\nпн, 6 янв. 2025 г. в 10:00, Sam Lee <sam@acme.example>:\n> Здравствуйте\n",
+            "Давайте созвонимся.",
+        ),  # ru_gmail
+        (
+            "Спасибо, нет.\n\nОт: Sam Lee <sam@acme.example>\nОтправлено: 6 января 2025 г. 10:00\nКому: Ольга\nТема: Идея\n",
+            "Спасибо, нет.",
+        ),  # ru_outlook
+        ('Интересно.\n\n06.01.2025, 10:00, "Sam Lee" <sam@acme.example>:\n> Здравствуйте\n', "Интересно."),  # ru_yandex
+        (
+            "資料をお願いします。\n\n2025年1月6日(月) 10:00 Sam Lee <sam@acme.example>:\n> こんにちは\n",
+            "資料をお願いします。",
+        ),  # ja_gmail
+        (
+            "検討します。\n\n差出人: Sam Lee <sam@acme.example>\n送信日時: 2025年1月6日 10:00\n宛先: 佐藤\n件名: ご提案\n",
+            "検討します。",
+        ),  # ja_outlook
+        (
+            "好的，周二可以。\n\nSam Lee <sam@acme.example> 于2025年1月6日周一 10:00写道：\n> 你好\n",
+            "好的，周二可以。",
+        ),  # zh_gmail
+        (
+            "谢谢，不需要。\n\n发件人: Sam Lee <sam@acme.example>\n发送时间: 2025年1月6日 10:00\n收件人: 王\n主题: 想法\n",
+            "谢谢，不需要。",
+        ),  # zh_outlook
+        ("Sure, send it.\n\n-- \nDana Reyes\nCFO, Northwind\n+1 555 0100", "Sure, send it."),  # sig_dashes
+        ("Ja gerne.\n\nVon meinem iPhone gesendet", "Ja gerne."),  # sig_mobile_de
+        ("Oui.\n\nEnvoyé de mon iPhone", "Oui."),  # sig_mobile_fr
+        ("OK.\n\nSent from my Galaxy", "OK."),  # sig_android
+        ("Fine.\n\nGet Outlook for iOS<https://aka.ms/o0ukef>", "Fine."),  # sig_outlook_mobile
+        ("Yes please\n> quoted line\nsee you then", "Yes please\nsee you then"),  # inline_kept
+        ("Just a plain reply", "Just a plain reply"),  # plain
+        ("Call me.\r\n\r\n-----Original Message-----\r\nFrom: Sam\r\nSent: Monday", "Call me."),
+        ("Thanks,\nDana", "Thanks,\nDana"),  # a closing is only cut when something precedes it
+        ("Thanks, but no - we use a competitor.\n\nDana", "Thanks, but no - we use a competitor.\n\nDana"),
+        ("From: our side the answer is yes.\nCall me.", "From: our side the answer is yes.\nCall me."),
+        # an outside review's cases
+        (
+            "Merci.\n\nDe : Sam Lee <sam@acme.example>\nEnvoyé : lundi 23 novembre 2026 09:00\nObjet : devis\n\nBonjour",
+            "Merci.",
+        ),
+        ("Sure.\n\nSam Lee wrote:\nHi there", "Sure."),
+        (
+            "Here is what one CFO wrote:\nIt paid back in a month.",
+            "Here is what one CFO wrote:\nIt paid back in a month.",
+        ),
+        ("See below.\n\n---------- Forwarded message ---------\nFrom: Tom <tom@acme.example>\n\nbudget", "See below."),
+        ("See below.\n\nBegin forwarded message:\n\nFrom: Tom <tom@acme.example>", "See below."),
+        # the review of #12: Thunderbird in Russian, Apple Mail in Japanese and Dutch, Outlook in
+        # Traditional Chinese and Korean, Gmail in Korean, Spark, localised Outlook mobile footers,
+        # Gmail's inline-image placeholder
+        ("Интересно.\n\n23.11.2026 09:00, Sam Lee пишет:\n> Здравствуйте", "Интересно."),
+        ("承知しました。\n\n2026/11/23 9:00、Sam Lee <sam@acme.example>のメール:\n\n佐藤様", "承知しました。"),
+        (
+            "Prima.\n\nOp 23 nov. 2026 om 09:00 heeft Sam Lee <sam@acme.example> het volgende geschreven:\n\nHallo",
+            "Prima.",
+        ),
+        (
+            "好的。\n\n寄件者: Sam Lee <sam@acme.example>\n寄件日期: 2026年11月23日 上午 09:00\n收件者: 陳\n主旨: 提議\n",
+            "好的。",
+        ),
+        (
+            "좋습니다.\n\n보낸 사람: Sam Lee <sam@acme.example>\n보낸 날짜: 2026년 11월 23일 월요일 오전 9:00\n받는 사람: 김\n"
+            "제목: 제안\n",
+            "좋습니다.",
+        ),
+        (
+            "관심 있습니다.\n\n2026년 11월 23일 (월) 오전 9:00, Sam Lee <sam@acme.example>님이 작성:\n> 안녕하세요",
+            "관심 있습니다.",
+        ),
+        ("Pricing?\n\nSent with Spark", "Pricing?"),
+        ("Ja.\n\nVerstuurd vanaf mijn iPhone", "Ja."),
+        ("Oui.\n\nObtenir Outlook pour iOS<https://aka.ms/o0ukef>", "Oui."),
+        ("Да.\n\nПолучить Outlook для Android<https://aka.ms/ghei36>", "Да."),
+        (
+            "We use Outlook on iOS and Android.\nCan you integrate?",
+            "We use Outlook on iOS and Android.\nCan you integrate?",
+        ),
+        ("Great, Tuesday.\n[image: logo.png]\n\nDana", "Great, Tuesday.\n\nDana"),
+    ],
+)
 def test_reply_text(text: str, expected: str) -> None:
     assert reply_text(text) == expected
     assert reply_text(text.replace("\n", "\r\n")) == expected  # raw MIME line endings
@@ -111,15 +168,25 @@ def test_newlines() -> None:
     assert normalise_newlines("a\r\nb\rc\n") == "a\nb\nc\n"
 
 
-@pytest.mark.parametrize(("html", "expected"), [
-    ("<html><head><title>RE: Idea</title><style>p {margin:0}</style></head><body><p>Yes&nbsp;please &amp; "
-     "thanks</p><blockquote>quoted <blockquote>deeper</blockquote> still quoted</blockquote><p>Dana</p></body></html>",
-     "Yes please & thanks\n\nDana"),
-    ('<div dir="ltr">Sure<div class="gmail_signature">Dana | CFO</div></div><div class="gmail_quote">On Mon, '
-     'Sam wrote:<blockquote class="gmail_quote">Hi</blockquote></div>', "Sure"),
-    ("<p>a < b and <b>bold</b><!-- a comment --> <!DOCTYPE x>end</p><p>unclosed <blockquote><p>q</blockquote>after",
-     "a < b and bold end\n\nunclosed\nafter"),
-])
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        (
+            "<html><head><title>RE: Idea</title><style>p {margin:0}</style></head><body><p>Yes&nbsp;please &amp; "
+            "thanks</p><blockquote>quoted <blockquote>deeper</blockquote> still quoted</blockquote><p>Dana</p></body></html>",
+            "Yes please & thanks\n\nDana",
+        ),
+        (
+            '<div dir="ltr">Sure<div class="gmail_signature">Dana | CFO</div></div><div class="gmail_quote">On Mon, '
+            'Sam wrote:<blockquote class="gmail_quote">Hi</blockquote></div>',
+            "Sure",
+        ),
+        (
+            "<p>a < b and <b>bold</b><!-- a comment --> <!DOCTYPE x>end</p><p>unclosed <blockquote><p>q</blockquote>after",
+            "a < b and bold end\n\nunclosed\nafter",
+        ),
+    ],
+)
 def test_html_to_text(html: str, expected: str) -> None:
     assert html_to_text(html) == expected
 
@@ -143,7 +210,9 @@ def test_hostile_text_is_read_in_linear_time(hostile: str) -> None:
         if hostile == "reply_text":
             reply_text("On " * 20_000 + "\n" + ("On " * 330 + "\n") * 60)
         elif hostile == "html_to_text":
-            html_to_text("<blockquote" * 20_000 + "<style" * 20_000 + "<a" * 20_000 + "<span>" * 20_000 + "</div>" * 20_000)
+            html_to_text(
+                "<blockquote" * 20_000 + "<style" * 20_000 + "<a" * 20_000 + "<span>" * 20_000 + "</div>" * 20_000
+            )
         else:
             classify_offline(("Jan 1 " * 9_000)[:50_000], date(2026, 11, 27))
             classify_offline(("reach out to " * 4_000)[:50_000], date(2026, 11, 27))

@@ -18,10 +18,22 @@ def test_every_documented_event_type_normalises() -> None:
     events = json.loads((SHARED_FIXTURES / "sendgrid_docs_all_event_types_example.json").read_text())
     normalised, quarantined = normalise(events)
     assert quarantined == []
-    assert {e.event_type for e in normalised} >= {t.value for t in (
-        EventType.PROCESSED, EventType.DEFERRED, EventType.DELIVERED, EventType.OPEN, EventType.CLICK,
-        EventType.BOUNCE, EventType.DROPPED, EventType.SPAM_REPORT, EventType.UNSUBSCRIBE,
-        EventType.GROUP_UNSUBSCRIBE, EventType.GROUP_RESUBSCRIBE)}
+    assert {e.event_type for e in normalised} >= {
+        t.value
+        for t in (
+            EventType.PROCESSED,
+            EventType.DEFERRED,
+            EventType.DELIVERED,
+            EventType.OPEN,
+            EventType.CLICK,
+            EventType.BOUNCE,
+            EventType.DROPPED,
+            EventType.SPAM_REPORT,
+            EventType.UNSUBSCRIBE,
+            EventType.GROUP_UNSUBSCRIBE,
+            EventType.GROUP_RESUBSCRIBE,
+        )
+    }
     assert all(e.known for e in normalised)
 
 
@@ -43,10 +55,23 @@ def test_real_blocked_bounce_without_status_is_a_block() -> None:
 
 
 def test_machine_opens_categories_and_ids() -> None:
-    [event], _ = normalise([{"event": "open", "timestamp": 1795424400, "email": "A@B.example", "sg_machine_open": True,
-                          "category": ["a", "b"], "sg_message_id": "abc.dfd.1.filter0001.2.3.0", "new_field": 1}])
+    [event], _ = normalise(
+        [
+            {
+                "event": "open",
+                "timestamp": 1795424400,
+                "email": "A@B.example",
+                "sg_machine_open": True,
+                "category": ["a", "b"],
+                "sg_message_id": "abc.dfd.1.filter0001.2.3.0",
+                "new_field": 1,
+            }
+        ]
+    )
     assert event.data == {"machine_open": True} and event.email == "a@b.example"
     assert event.event_key.startswith("sha256:")  # no sg_event_id: a stable hash of the event
     assert message_id_prefix("abc.dfd.1.filter0001.2.3.0") == "abc.dfd.1"
-    assert message_id_prefix("LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0") == \
-        "LRzXl_NHStOGhQ4kofSm_A"
+    assert (
+        message_id_prefix("LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0")
+        == "LRzXl_NHStOGhQ4kofSm_A"
+    )

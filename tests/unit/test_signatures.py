@@ -70,13 +70,17 @@ def test_hubspot_official_vectors() -> None:
             assert sig.hubspot_v3(v["client_secret"], v["method"], v["uri"], body, v["timestamp"]) == v["expected"]
             headers = {"x-hubspot-signature-v3": v["expected"], "x-hubspot-request-timestamp": v["timestamp"]}
             now = int(v["timestamp"]) / 1000 + 60
-            sig.verify_hubspot(v["client_secret"], method=v["method"], uri=v["uri"], body=body, headers=headers, now=now)
+            sig.verify_hubspot(
+                v["client_secret"], method=v["method"], uri=v["uri"], body=body, headers=headers, now=now
+            )
             with pytest.raises(sig.SignatureInvalid, match="window"):
-                sig.verify_hubspot(v["client_secret"], method=v["method"], uri=v["uri"], body=body, headers=headers,
-                                   now=now + 300)
+                sig.verify_hubspot(
+                    v["client_secret"], method=v["method"], uri=v["uri"], body=body, headers=headers, now=now + 300
+                )
             with pytest.raises(sig.SignatureInvalid, match="does not match"):
-                sig.verify_hubspot(v["client_secret"], method=v["method"], uri=v["uri"] + "x", body=body,
-                                   headers=headers, now=now)
+                sig.verify_hubspot(
+                    v["client_secret"], method=v["method"], uri=v["uri"] + "x", body=body, headers=headers, now=now
+                )
 
 
 def test_hubspot_legacy_signatures_only_when_allowed() -> None:
@@ -85,8 +89,10 @@ def test_hubspot_legacy_signatures_only_when_allowed() -> None:
     with pytest.raises(sig.SignatureInvalid, match="not accepted"):
         sig.verify_hubspot("s3cret", method="POST", uri="https://x/y", body=body, headers=headers)
     sig.verify_hubspot("s3cret", method="POST", uri="https://x/y", body=body, headers=headers, allow_legacy=True)
-    v2 = {"x-hubspot-signature": sig.hubspot_v2("s3cret", "POST", "https://x/y", body),
-          "x-hubspot-signature-version": "v2"}
+    v2 = {
+        "x-hubspot-signature": sig.hubspot_v2("s3cret", "POST", "https://x/y", body),
+        "x-hubspot-signature-version": "v2",
+    }
     sig.verify_hubspot("s3cret", method="POST", uri="https://x/y", body=body, headers=v2, allow_legacy=True)
     with pytest.raises(sig.SignatureInvalid):
         sig.verify_hubspot("s3cret", method="POST", uri="https://x/z", body=body, headers=v2, allow_legacy=True)
@@ -113,14 +119,17 @@ def test_standard_webhooks_vector() -> None:
     body = vector["payload_exact"].encode()
     headers = dict(vector["headers"])
     now = int(headers["webhook-timestamp"]) + 5
-    assert sig.standard_webhooks_signature(vector["secret"], headers["webhook-id"], headers["webhook-timestamp"],
-                                           body) == headers["webhook-signature"]
+    assert (
+        sig.standard_webhooks_signature(vector["secret"], headers["webhook-id"], headers["webhook-timestamp"], body)
+        == headers["webhook-signature"]
+    )
     sig.verify_standard_webhooks(vector["secret"], headers, body, now=now)
     several = {**headers, "webhook-signature": f"{vector['negative']['bad_signature']} {headers['webhook-signature']}"}
     sig.verify_standard_webhooks(vector["secret"], several, body, now=now)
     with pytest.raises(sig.SignatureInvalid):
-        sig.verify_standard_webhooks(vector["secret"], {**headers, "webhook-signature": vector["negative"]["bad_signature"]},
-                                     body, now=now)
+        sig.verify_standard_webhooks(
+            vector["secret"], {**headers, "webhook-signature": vector["negative"]["bad_signature"]}, body, now=now
+        )
     with pytest.raises(sig.SignatureInvalid, match="window"):
         sig.verify_standard_webhooks(vector["secret"], headers, body, now=now + 400)
 

@@ -34,10 +34,15 @@ DEPLOYMENTS = {
     "create, proxy (prod)": {"Stage": "prod", "AlarmEmail": "ops@example.com", "HealthCheck": "route53"},
     "create, no proxy (dev)": {"DatabaseProxyEnabled": "false"},
     "create, proxy, IAM auth": {"DatabaseIamAuth": "true", "NatGateways": "per-az", "PrivateAwsEndpoints": "true"},
-    "existing, in a VPC": {"DatabaseMode": "existing", "SubnetIds": "subnet-1,subnet-2", "SecurityGroupIds": "sg-1",
-                           "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
-                           "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234",
-                           "ReservedConcurrency": "false", "ApiGatewayLoggingRole": "existing"},
+    "existing, in a VPC": {
+        "DatabaseMode": "existing",
+        "SubnetIds": "subnet-1,subnet-2",
+        "SecurityGroupIds": "sg-1",
+        "DatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+        "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234",
+        "ReservedConcurrency": "false",
+        "ApiGatewayLoggingRole": "existing",
+    },
 }
 
 
@@ -94,8 +99,9 @@ def test_every_api_function_answers_health_publicly_and_deep_with_iam() -> None:
 
 
 def test_every_function_has_a_log_group_with_retention() -> None:
-    groups = {r["Properties"]["LogGroupName"]["Fn::Sub"]
-              for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"}
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"] for r in RESOURCES.values() if r["Type"] == "AWS::Logs::LogGroup"
+    }
     for logical_id in FUNCTIONS:
         assert f"/aws/lambda/${{{logical_id}}}" in groups, f"{logical_id} has no log group"
 
@@ -130,7 +136,7 @@ def test_samconfig_has_dev_and_prod() -> None:
     assert {"dev", "prod"} <= set(config)
     prod = config["prod"]["deploy"]["parameters"]
     assert prod["stack_name"] == "flywheel-prod"
-    assert "Stage=\"prod\"" in prod["parameter_overrides"]
+    assert 'Stage="prod"' in prod["parameter_overrides"]
     assert "CAPABILITY_IAM" in prod["capabilities"]  # the stack creates (unnamed) IAM roles
     assert {"build", "deploy"} <= set(config["prod"])
     declared = set(TEMPLATE.body["Parameters"])
@@ -145,38 +151,64 @@ def test_classifier_backend_is_a_parameter_and_bedrock_is_allowed() -> None:
     class Loader(yaml.SafeLoader):
         pass
 
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: (
-        loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node)
-        if isinstance(node, yaml.SequenceNode) else loader.construct_mapping(node)))
+    Loader.add_multi_constructor(
+        "!",
+        lambda loader, suffix, node: (
+            loader.construct_scalar(node)
+            if isinstance(node, yaml.ScalarNode)
+            else loader.construct_sequence(node)
+            if isinstance(node, yaml.SequenceNode)
+            else loader.construct_mapping(node)
+        ),
+    )
     template = yaml.load((ROOT / "template.yaml").read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
     assert set(template["Parameters"]["ClassifierBackend"]["AllowedValues"]) == {
-        "auto", "offline", "openai", "openai_compatible", "bedrock"}
+        "auto",
+        "offline",
+        "openai",
+        "openai_compatible",
+        "bedrock",
+    }
     function = template["Resources"]["ClassifierFunction"]["Properties"]
-    assert set(function["Environment"]["Variables"]) >= {"CLASSIFIER_BACKEND", "CLASSIFIER_MODEL", "CLASSIFIER_BASE_URL"}
+    assert set(function["Environment"]["Variables"]) >= {
+        "CLASSIFIER_BACKEND",
+        "CLASSIFIER_MODEL",
+        "CLASSIFIER_BASE_URL",
+    }
     statements = [s for p in function["Policies"] if isinstance(p, dict) and "Statement" in p for s in p["Statement"]]
     [invoke] = [s for s in statements if s["Action"] == "bedrock:InvokeModel"]
     # what a Converse call is authorised against, for each kind of model id the backend takes
     # (IAM wildcards: * is any run of characters, the empty region of a foundation model included)
     import fnmatch
 
-    patterns = [r.replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", "123456789012")
-                for r in invoke["Resource"]]
-    for arn in ("arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0",
-                "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.amazon.nova-lite-v1:0",
-                "arn:aws:bedrock:eu-west-3::foundation-model/amazon.nova-lite-v1:0",  # a profile's destination
-                "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",  # a global profile's
-                "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3",
-                "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/x1y2z3",
-                "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/p1q2r3"):
+    patterns = [
+        r.replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", "123456789012") for r in invoke["Resource"]
+    ]
+    for arn in (
+        "arn:aws:bedrock:eu-west-1::foundation-model/amazon.nova-lite-v1:0",
+        "arn:aws:bedrock:eu-west-1:123456789012:inference-profile/eu.amazon.nova-lite-v1:0",
+        "arn:aws:bedrock:eu-west-3::foundation-model/amazon.nova-lite-v1:0",  # a profile's destination
+        "arn:aws:bedrock:::foundation-model/anthropic.claude-sonnet-4-5-20250929-v1:0",  # a global profile's
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3",
+        "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/x1y2z3",
+        "arn:aws:bedrock:us-east-1:123456789012:provisioned-model/p1q2r3",
+    ):
         assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), arn
-    assert not any(fnmatch.fnmatchcase("arn:aws:bedrock:us-east-1:999999999999:inference-profile/x", p)
-                   for p in patterns)  # another account's profile
+    assert not any(
+        fnmatch.fnmatchcase("arn:aws:bedrock:us-east-1:999999999999:inference-profile/x", p) for p in patterns
+    )  # another account's profile
 
 
 # --- the template CloudFormation receives -------------------------------------------------------
 
-PSEUDO = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::Partition": "aws",
-          "AWS::StackName": "flywheel-test", "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None}
+PSEUDO = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::Partition": "aws",
+    "AWS::StackName": "flywheel-test",
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::NoValue": None,
+}
 
 
 class _NoManagedPolicies:
@@ -217,7 +249,7 @@ def _condition_values(template: dict[str, Any], params: dict[str, Any]) -> dict[
         return node
 
     def evaluate(node: Any) -> bool:
-        (fn, args), = node.items()
+        ((fn, args),) = node.items()
         if fn == "Condition":
             return condition(args)
         if fn == "Fn::Equals":
@@ -246,8 +278,14 @@ def resolved(deployment: str) -> dict[str, Any]:
     template = copy.deepcopy(transformed())
     params = {name: spec.get("Default", "") for name, spec in template["Parameters"].items()}
     params.update(DEPLOYMENTS[deployment])
-    params = {k: (v.split(",") if template["Parameters"].get(k, {}).get("Type") == "CommaDelimitedList"
-                  and isinstance(v, str) else v) for k, v in params.items()}
+    params = {
+        k: (
+            v.split(",")
+            if template["Parameters"].get(k, {}).get("Type") == "CommaDelimitedList" and isinstance(v, str)
+            else v
+        )
+        for k, v in params.items()
+    }
     params.update(PSEUDO)
     conditions = _condition_values(template, params)
     drop = object()
@@ -265,8 +303,11 @@ def resolved(deployment: str) -> dict[str, Any]:
             return [item for item in (walk(v) for v in node) if item is not drop]
         return node
 
-    template["Resources"] = {name: walk(resource) for name, resource in template["Resources"].items()
-                             if conditions.get(resource.get("Condition", ""), True)}
+    template["Resources"] = {
+        name: walk(resource)
+        for name, resource in template["Resources"].items()
+        if conditions.get(resource.get("Condition", ""), True)
+    }
     template["_conditions"] = conditions
     template["_params"] = params
     return template
@@ -304,8 +345,11 @@ def _dependencies(template: dict[str, Any], name: str) -> set[str]:
     while todo:
         resource = template["Resources"][todo.pop()]
         depends = resource.get("DependsOn", [])
-        direct = (set([depends] if isinstance(depends, str) else depends) | _refs(resource.get("Properties", {}))
-                  | _refs(resource.get("Metadata", {})))
+        direct = (
+            set([depends] if isinstance(depends, str) else depends)
+            | _refs(resource.get("Properties", {}))
+            | _refs(resource.get("Metadata", {}))
+        )
         for dep in direct & set(template["Resources"]) - seen:
             seen.add(dep)
             todo.append(dep)
@@ -323,7 +367,8 @@ def test_the_local_runner_evaluates_conditions_as_cloudformation_does(deployment
     expected = resolved(deployment)["_conditions"]
     params = DEPLOYMENTS[deployment]
     assert {name: TEMPLATE.condition(name, params) for name in TEMPLATE.body["Conditions"]} == {
-        name: expected[name] for name in TEMPLATE.body["Conditions"]}
+        name: expected[name] for name in TEMPLATE.body["Conditions"]
+    }
     roles = set(_of_type(resolved(deployment), "AWS::IAM::Role")) & set(TEMPLATE.body["Resources"])
     assert set(TEMPLATE.resources("AWS::IAM::Role", params)) == roles
     role = TEMPLATE.functions()["TrainingPipelineFunction"].raw_environment["BEDROCK_ROLE_ARN"]
@@ -342,8 +387,10 @@ def test_database_functions_run_in_the_vpc_after_the_migrations(deployment: str)
         assert uses_db, f"{name} does not use the database? then it needs no VPC either"
         vpc = function["Properties"].get("VpcConfig")
         if create:
-            assert vpc == {"SubnetIds": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
-                           "SecurityGroupIds": [{"Ref": "FunctionSecurityGroup"}]}, name
+            assert vpc == {
+                "SubnetIds": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+                "SecurityGroupIds": [{"Ref": "FunctionSecurityGroup"}],
+            }, name
         else:
             assert vpc == {"SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}}, name
         if name != "MigrateFunction":
@@ -367,13 +414,19 @@ def test_only_the_functions_reach_the_database(deployment: str) -> None:
     if not template["_conditions"]["CreateDatabase"]:
         pytest.skip("existing database: your security groups")
     ingress = _of_type(template, "AWS::EC2::SecurityGroupIngress")
-    sources = {r["Properties"]["SourceSecurityGroupId"]["Ref"] for r in ingress.values()
-               if r["Properties"]["GroupId"] == {"Ref": "DatabaseSecurityGroup"}}
+    sources = {
+        r["Properties"]["SourceSecurityGroupId"]["Ref"]
+        for r in ingress.values()
+        if r["Properties"]["GroupId"] == {"Ref": "DatabaseSecurityGroup"}
+    }
     proxy = template["_conditions"]["UseProxy"]
     assert sources == ({"ProxySecurityGroup"} if proxy else {"FunctionSecurityGroup"})
     # and the functions send PostgreSQL to the proxy (or the cluster) only, everything else is HTTPS
-    egress = [r["Properties"] for r in _of_type(template, "AWS::EC2::SecurityGroupEgress").values()
-              if r["Properties"]["GroupId"] == {"Ref": "FunctionSecurityGroup"}]
+    egress = [
+        r["Properties"]
+        for r in _of_type(template, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"] == {"Ref": "FunctionSecurityGroup"}
+    ]
     egress += template["Resources"]["FunctionSecurityGroup"]["Properties"]["SecurityGroupEgress"]
     postgres = [rule.get("DestinationSecurityGroupId") for rule in egress if rule["FromPort"] == 5432]
     assert postgres == [{"Ref": "ProxySecurityGroup" if proxy else "DatabaseSecurityGroup"}]
@@ -418,15 +471,19 @@ def test_no_function_reads_another_functions_secrets(deployment: str) -> None:
         assert _readable_secrets(template, name) == uses, name
         for secret in uses:
             readers.setdefault(secret, set()).add(name)
-    assert readers == {"WebhookSecrets": {"WebhooksFunction"},
-                       "OpenAISecret": {"ClassifierFunction", "TrainingPipelineFunction", "TrainingApiFunction"}}
+    assert readers == {
+        "WebhookSecrets": {"WebhooksFunction"},
+        "OpenAISecret": {"ClassifierFunction", "TrainingPipelineFunction", "TrainingApiFunction"},
+    }
     # the database secret: through the one managed policy, and not at all with IAM authentication
     statements = template["Resources"]["DatabaseAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     actions = {s["Action"] for s in statements}
     if template["_conditions"]["IamAuth"]:
         assert actions == {"rds-db:connect"}
-        assert all(f["Properties"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == ""
-                   for f in _lambda_functions(template).values())
+        assert all(
+            f["Properties"]["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == ""
+            for f in _lambda_functions(template).values()
+        )
     else:
         assert actions == {"secretsmanager:GetSecretValue", "kms:Decrypt"}
 
@@ -436,14 +493,25 @@ def test_provider_secrets_are_never_rewritten_by_a_deploy() -> None:
     # as first deployed (the operator's values live in Secrets Manager), and survive the stack
     webhook = RESOURCES["WebhookSecrets"]
     assert json.loads(webhook["Properties"]["SecretString"]) == {
-        "sendgrid_public_key": "", "inbound_parse_token": "", "calendly_signing_key": "", "hubspot_client_secret": "",
-        "hubspot_access_token": "", "pipedrive_username": "", "pipedrive_password": "", "pipedrive_api_token": "",
-        "salesforce_token": "", "crm_webhook_secret": "", "openai_api_key": ""}
+        "sendgrid_public_key": "",
+        "inbound_parse_token": "",
+        "calendly_signing_key": "",
+        "hubspot_client_secret": "",
+        "hubspot_access_token": "",
+        "pipedrive_username": "",
+        "pipedrive_password": "",
+        "pipedrive_api_token": "",
+        "salesforce_token": "",
+        "crm_webhook_secret": "",
+        "openai_api_key": "",
+    }
     assert webhook["Properties"]["SecretString"].startswith('{"sendgrid_public_key": "", "inbound_parse_token"')
     assert RESOURCES["OpenAISecret"]["Properties"]["SecretString"] == "{}"
     for name in ("WebhookSecrets", "OpenAISecret"):
         assert (RESOURCES[name]["DeletionPolicy"], RESOURCES[name]["UpdateReplacePolicy"]) == (
-            "RetainExceptOnCreate", "Retain")
+            "RetainExceptOnCreate",
+            "Retain",
+        )
         assert "GenerateSecretString" not in RESOURCES[name]["Properties"]
 
 
@@ -456,8 +524,16 @@ def test_every_alarm_notifies_the_alarm_topic(deployment: str) -> None:
     names = set(alarms)
     for function in FUNCTIONS:
         assert {f"{function}ErrorsAlarm", f"{function}ThrottlesAlarm"} <= names
-    required = {"Api5xxAlarm", "ApiLatencyP99Alarm", "TrainingExecutionsFailedAlarm", "TrainingExecutionsTimedOutAlarm",
-                "RepliesDeadLetterAlarm", "ScheduledFailuresAlarm", "FallbackShareAlarm", "OversizedRequestsAlarm"}
+    required = {
+        "Api5xxAlarm",
+        "ApiLatencyP99Alarm",
+        "TrainingExecutionsFailedAlarm",
+        "TrainingExecutionsTimedOutAlarm",
+        "RepliesDeadLetterAlarm",
+        "ScheduledFailuresAlarm",
+        "FallbackShareAlarm",
+        "OversizedRequestsAlarm",
+    }
     if template["_conditions"]["CreateDatabase"]:
         required |= {"DatabaseConnectionsAlarm", "DatabaseCpuAlarm", "DatabaseCapacityAlarm"}
     if template["_conditions"]["UseProxy"]:
@@ -487,8 +563,10 @@ def test_the_readme_cost_table_counts_the_alarms_and_keys_the_dev_config_creates
     template = resolved("create, no proxy (dev)")
     alarms = _of_type(template, "AWS::CloudWatch::Alarm").values()
     # an alarm on a metric math expression is billed per metric it reads
-    metrics = sum(len([m for m in a["Properties"]["Metrics"] if "MetricStat" in m]) if "Metrics" in a["Properties"]
-                  else 1 for a in alarms)
+    metrics = sum(
+        len([m for m in a["Properties"]["Metrics"] if "MetricStat" in m]) if "Metrics" in a["Properties"] else 1
+        for a in alarms
+    )
     keys = len(_of_type(template, "AWS::KMS::Key"))
     readme = (ROOT / "README.md").read_text()
     assert f"({len(alarms)} alarms, {metrics} alarm metrics" in readme
@@ -500,7 +578,8 @@ def test_scheduled_functions_have_a_failure_destination() -> None:
     for name in ("MeetingsRefreshFunction", "ExperimentEvaluatorFunction"):
         config = RESOURCES[name]["Properties"]["EventInvokeConfig"]
         assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
-            "Fn::GetAtt": ["ScheduledFailuresQueue", "Arn"]}
+            "Fn::GetAtt": ["ScheduledFailuresQueue", "Arn"]
+        }
 
 
 def test_the_state_machine_logs_without_execution_data_and_traces() -> None:
@@ -519,9 +598,12 @@ def test_api_has_one_stage_access_logs_and_throttled_public_routes() -> None:
     log_format = json.loads(re.sub(r"\$context\.[\w.]+", "0", stage["Properties"]["AccessLogSetting"]["Format"]))
     assert {"requestId", "status", "resourcePath", "latencyMs"} <= set(log_format)
     settings = {(s["ResourcePath"], s["HttpMethod"]) for s in stage["Properties"]["MethodSettings"]}
-    public = [(e["Properties"]["Path"], e["Properties"]["Method"].upper())
-              for r in RESOURCES.values() for e in (r.get("Properties", {}).get("Events") or {}).values()
-              if e["Type"] == "Api" and (e["Properties"].get("Auth") or {}).get("Authorizer") == "NONE"]
+    public = [
+        (e["Properties"]["Path"], e["Properties"]["Method"].upper())
+        for r in RESOURCES.values()
+        for e in (r.get("Properties", {}).get("Events") or {}).values()
+        if e["Type"] == "Api" and (e["Properties"].get("Auth") or {}).get("Authorizer") == "NONE"
+    ]
     assert public
     for path, method in public:
         assert ("/" + path.replace("/", "~1"), method) in settings, f"{method} {path} is not throttled"
@@ -562,8 +644,12 @@ def test_functions_with_time_to_spare_wait_for_a_paused_cluster_to_resume() -> N
     # a deploy must not fail (and roll back) because the dev cluster was paused, nor the hourly run
     # raise an alarm every hour
     assert _env("MigrateFunction").db_connect_timeout_s >= 2 * RESUME_AFTER_A_DAY_S
-    for name in ("MeetingsRefreshFunction", "ExperimentEvaluatorFunction", "ReportFunction",
-                 "TrainingPipelineFunction"):
+    for name in (
+        "MeetingsRefreshFunction",
+        "ExperimentEvaluatorFunction",
+        "ReportFunction",
+        "TrainingPipelineFunction",
+    ):
         settings = _env(name)
         assert RESUME_AFTER_A_DAY_S < settings.db_connect_timeout_s < TEMPLATE.functions()[name].timeout, name
     for logical_id, spec in TEMPLATE.functions().items():
@@ -597,12 +683,16 @@ def test_classifier_worst_case_fits_its_timeout_and_the_queue_keeps_the_6x_rule(
     source = classifier["Events"]["Replies"]["Properties"]
     rounds = math.ceil(source["BatchSize"] / settings.classifier_concurrency)
     # per reply: every attempt times out, and the SDK honours a Retry-After of up to 60 s between them
-    per_reply = (settings.classifier_max_retries + 1) * settings.classifier_timeout_s + settings.classifier_max_retries * 60
+    per_reply = (
+        settings.classifier_max_retries + 1
+    ) * settings.classifier_timeout_s + settings.classifier_max_retries * 60
     assert rounds * per_reply + settings.db_connect_timeout_s < classifier["Timeout"]
     visibility = RESOURCES["RepliesQueue"]["Properties"]["VisibilityTimeout"]
     assert visibility >= 6 * classifier["Timeout"] + source["MaximumBatchingWindowInSeconds"]
-    assert source["ScalingConfig"]["MaximumConcurrency"] <= RESOURCES["ClassifierFunction"]["Properties"][
-        "ReservedConcurrentExecutions"]["Fn::If"][1]
+    assert (
+        source["ScalingConfig"]["MaximumConcurrency"]
+        <= RESOURCES["ClassifierFunction"]["Properties"]["ReservedConcurrentExecutions"]["Fn::If"][1]
+    )
 
 
 def test_reserved_concurrency_bounds_database_connections_as_the_readme_says() -> None:
@@ -630,12 +720,18 @@ def test_training_bucket_is_versioned_encrypted_tls_only_and_retained() -> None:
 
 
 def test_stateful_resources_survive_deletion_and_replacement() -> None:
-    assert RESOURCES["DatabaseCluster"]["DeletionPolicy"] == RESOURCES["DatabaseCluster"]["UpdateReplacePolicy"] == "Snapshot"
+    assert (
+        RESOURCES["DatabaseCluster"]["DeletionPolicy"]
+        == RESOURCES["DatabaseCluster"]["UpdateReplacePolicy"]
+        == "Snapshot"
+    )
     # kept when the stack is deleted or the resource replaced, but not when the deploy that created
     # them rolls back: a kept named secret would make the retried first deploy fail on its name
     for name in ("DatabaseKey", "TrainingBucket", "WebhookSecrets", "OpenAISecret", "RepliesDeadLetterQueue"):
         assert RESOURCES[name].get("DeletionPolicy") == "RetainExceptOnCreate", name
-        assert RESOURCES[name].get("UpdateReplacePolicy") == "Retain", name  # (RetainExceptOnCreate is not allowed there)
+        assert RESOURCES[name].get("UpdateReplacePolicy") == "Retain", (
+            name
+        )  # (RetainExceptOnCreate is not allowed there)
 
 
 def test_the_stack_can_create_the_bedrock_service_role() -> None:
@@ -649,13 +745,21 @@ def test_the_stack_can_create_the_bedrock_service_role() -> None:
 
 def test_the_functions_that_change_the_registry_can_manage_bedrock_serving() -> None:
     template = resolved("create, proxy (prod)")
-    needed = {"bedrock:CreateCustomModelDeployment", "bedrock:GetCustomModelDeployment",
-              "bedrock:DeleteCustomModelDeployment", "bedrock:CreateProvisionedModelThroughput",
-              "bedrock:GetProvisionedModelThroughput", "bedrock:DeleteProvisionedModelThroughput"}
+    needed = {
+        "bedrock:CreateCustomModelDeployment",
+        "bedrock:GetCustomModelDeployment",
+        "bedrock:DeleteCustomModelDeployment",
+        "bedrock:CreateProvisionedModelThroughput",
+        "bedrock:GetProvisionedModelThroughput",
+        "bedrock:DeleteProvisionedModelThroughput",
+    }
     for name in ("TrainingPipelineFunction", "TrainingApiFunction", "ExperimentEvaluatorFunction"):
-        allowed = {a for policy in function_role(template, name)["Properties"].get("Policies", [])
-                   for statement in policy["PolicyDocument"]["Statement"]
-                   for a in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])}
+        allowed = {
+            a
+            for policy in function_role(template, name)["Properties"].get("Policies", [])
+            for statement in policy["PolicyDocument"]["Statement"]
+            for a in (statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]])
+        }
         assert needed <= allowed, name
         env = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert env["BEDROCK_SERVING"] == {"Ref": "BedrockServing"}

@@ -81,8 +81,11 @@ def error_log(exc: BaseException) -> dict[str, Any]:
     """What an unexpected error logs: its type, SQLSTATE and where it happened, never its message
     (a database error's text can quote the row: lead emails, reply text)."""
     frames = traceback.extract_tb(exc.__traceback__)[-8:]
-    return {"error_type": type(exc).__name__, "sqlstate": getattr(exc, "sqlstate", None),
-            "where": [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in frames]}
+    return {
+        "error_type": type(exc).__name__,
+        "sqlstate": getattr(exc, "sqlstate", None),
+        "where": [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in frames],
+    }
 
 
 class FlywheelResolver(APIGatewayRestResolver):
@@ -109,8 +112,12 @@ def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
     """A refusal decided before routing, as the API Gateway proxy response."""
     metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
     logger.info("rejected request", extra={"reason": code})
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"},
-            "body": json.dumps({"error": code, "message": message}), "isBase64Encoded": False}
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"error": code, "message": message}),
+        "isBase64Encoded": False,
+    }
 
 
 def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
@@ -135,9 +142,7 @@ def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
         metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
         logger.info("rejected request", extra={"reason": "validation", "fields": fields})
         first = fields[0]
-        return error_response(
-            422, "validation_error", f"{first['field']}: {first['message']}", fields=fields
-        )
+        return error_response(422, "validation_error", f"{first['field']}: {first['message']}", fields=fields)
 
     @app.exception_handler(errors.FlywheelError)
     def _domain(exc: errors.FlywheelError) -> Response:

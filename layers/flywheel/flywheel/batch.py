@@ -33,8 +33,9 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(exc)[:300]}"
 
 
-def partial_batch_response(records: Iterable[dict[str, Any]],
-                           handle: Callable[[dict[str, Any]], object]) -> dict[str, list[dict[str, str]]]:
+def partial_batch_response(
+    records: Iterable[dict[str, Any]], handle: Callable[[dict[str, Any]], object]
+) -> dict[str, list[dict[str, str]]]:
     """Run `handle` on each SQS record; the message ids of those that raised are the failures."""
     failures: list[dict[str, str]] = []
     count = 0
@@ -43,8 +44,10 @@ def partial_batch_response(records: Iterable[dict[str, Any]],
         try:
             handle(record)
         except Exception as exc:  # noqa: BLE001 - any failure of one record is that record's: it is redelivered
-            logger.warning("record failed; it will be redelivered",
-                           extra={"message_id": record["messageId"], "error": _describe(exc)})
+            logger.warning(
+                "record failed; it will be redelivered",
+                extra={"message_id": record["messageId"], "error": _describe(exc)},
+            )
             failures.append({"itemIdentifier": record["messageId"]})
     if count and len(failures) == count:
         raise BatchFailed(f"all {count} records failed")

@@ -75,6 +75,7 @@ def _print_json(value: Any) -> None:
 
 # --- the local stack -------------------------------------------------------------------------------
 
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.schema import apply_migrations
@@ -96,23 +97,34 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     machines = template.resources("AWS::Serverless::StateMachine")
     functions = template.functions()
     if args.function not in functions and args.function not in machines:
-        raise CliError(f"no function or state machine {args.function!r} in the template; functions: "
-                       f"{', '.join(sorted(functions))}; state machines: {', '.join(sorted(machines)) or 'none'}")
+        raise CliError(
+            f"no function or state machine {args.function!r} in the template; functions: "
+            f"{', '.join(sorted(functions))}; state machines: {', '.join(sorted(machines)) or 'none'}"
+        )
     event = _read_json(args.event) if args.event else {}
     if not isinstance(event, dict):
         raise CliError(f"{args.event}: an event is a JSON object")
     # MigrateFunction reports what it applies: nothing is migrated before it runs
-    migrates_itself = args.function in functions and "migrate" in function_spec(
-        args.function, root / "template.yaml").handler
+    migrates_itself = (
+        args.function in functions and "migrate" in function_spec(args.function, root / "template.yaml").handler
+    )
     ensure_local_database(root, apply=not migrates_itself)
     with LocalStack(root) as stack, _handler_output():
         result, failed = stack.run(args.function, event, sign=not args.no_sign)
     _print_json(result)
-    machine = next((name for name, props in machines.items() if any(
-        args.function in json.dumps(v) for v in (props.get("DefinitionSubstitutions") or {}).values())), None)
+    machine = next(
+        (
+            name
+            for name, props in machines.items()
+            if any(args.function in json.dumps(v) for v in (props.get("DefinitionSubstitutions") or {}).values())
+        ),
+        None,
+    )
     if failed and machine:
-        _stderr(f"{args.function} runs one step of {machine} per invocation; to run the state machine with this "
-                f"input: flywheel invoke {machine} -e {args.event or 'FILE'}")
+        _stderr(
+            f"{args.function} runs one step of {machine} per invocation; to run the state machine with this "
+            f"input: flywheel invoke {machine} -e {args.event or 'FILE'}"
+        )
     return 1 if failed else 0
 
 
@@ -128,12 +140,15 @@ def cmd_start_api(args: argparse.Namespace) -> int:
     # the keys IAM routes accept: this user's credential chain, read before the emulation starts
     verifier = None if args.no_auth else SigV4Verifier.from_credential_chain()
     try:
-        server = make_server(root / "template.yaml", args.host, args.port, verifier=verifier, log=_stderr,
-                             workers=args.workers)
+        server = make_server(
+            root / "template.yaml", args.host, args.port, verifier=verifier, log=_stderr, workers=args.workers
+        )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise CliError(f"port {args.port} on {args.host} is already in use (another `flywheel start-api`?): "
-                           "stop it, or choose another port with --port") from exc
+            raise CliError(
+                f"port {args.port} on {args.host} is already in use (another `flywheel start-api`?): "
+                "stop it, or choose another port with --port"
+            ) from exc
         raise CliError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from exc
     try:
         ensure_local_database(root)
@@ -147,12 +162,16 @@ def cmd_start_api(args: argparse.Namespace) -> int:
                 _stderr("IAM routes: open (--no-auth)")
             elif verifier.keys:
                 key = next(iter(verifier.keys))
-                _stderr(f"IAM routes: SigV4 signatures by access key {key[:4]}...{key[-4:]} (this user's credential "
-                        "chain); public webhook routes: signed as each provider signs")
+                _stderr(
+                    f"IAM routes: SigV4 signatures by access key {key[:4]}...{key[-4:]} (this user's credential "
+                    "chain); public webhook routes: signed as each provider signs"
+                )
             else:
-                _stderr("IAM routes: no AWS credentials found, so every signed request will be refused; set "
-                        "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values work locally) here and in the "
-                        "client, or start with --no-auth")
+                _stderr(
+                    "IAM routes: no AWS credentials found, so every signed request will be refused; set "
+                    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any values work locally) here and in the "
+                    "client, or start with --no-auth"
+                )
             _stderr(f"API documentation: {url}/docs (OpenAPI: {url}/openapi.json)")
             _stderr(f"local secrets: {stack.state / 'secrets.json'}; published events: `flywheel events tail -f`")
             _stderr("Ctrl-C (or SIGTERM) stops the API and its database")
@@ -178,8 +197,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
     root = _root(args)
     if args.fresh and os.environ.get("DATABASE_URL"):
-        raise CliError("--fresh recreates the embedded database; with DATABASE_URL set, recreate your database "
-                       "yourself")
+        raise CliError(
+            "--fresh recreates the embedded database; with DATABASE_URL set, recreate your database yourself"
+        )
     ensure_local_database(root, fresh=args.fresh)
     log_path = _state(root) / "local.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,8 +270,10 @@ def cmd_sam_env(args: argparse.Namespace) -> int:
     out = Path(args.output) if os.path.isabs(args.output) else root / args.output
     out.write_text(json.dumps(env, indent=2) + "\n")
     out.chmod(0o600)
-    _stderr(f"wrote {out} ({len(env)} functions); it points at the database on {args.db_host}:{port}: keep "
-            f"`flywheel db start --port {port}` running while you use sam local")
+    _stderr(
+        f"wrote {out} ({len(env)} functions); it points at the database on {args.db_host}:{port}: keep "
+        f"`flywheel db start --port {port}` running while you use sam local"
+    )
     print(out)
     return 0
 
@@ -266,12 +288,13 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
         if not line.strip():
             return False
         event = json.loads(line)
-        return (not args.detail_type or event.get("detail-type") == args.detail_type) and \
-            (not args.source or event.get("source") == args.source)
+        return (not args.detail_type or event.get("detail-type") == args.detail_type) and (
+            not args.source or event.get("source") == args.source
+        )
 
     lines = journal.read_text(encoding="utf-8").splitlines() if journal.exists() else []
     shown = [line for line in lines if wanted(line)]
-    for line in shown[-args.lines:] if args.lines else shown:
+    for line in shown[-args.lines :] if args.lines else shown:
         print(line, flush=True)
     if not args.follow:
         if not journal.exists():
@@ -293,10 +316,21 @@ def cmd_events_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_training_run(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {k: v for k, v in {
-        "min_quality_score": args.min_quality_score, "deploy": args.deploy, "canary_percentage": args.canary_percentage,
-        "since_days": args.since_days, "provider": args.provider, "base_model": args.base_model,
-        "method": args.method, "scope": args.scope, "wait_seconds": args.wait_seconds}.items() if v is not None}
+    params: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "min_quality_score": args.min_quality_score,
+            "deploy": args.deploy,
+            "canary_percentage": args.canary_percentage,
+            "since_days": args.since_days,
+            "provider": args.provider,
+            "base_model": args.base_model,
+            "method": args.method,
+            "scope": args.scope,
+            "wait_seconds": args.wait_seconds,
+        }.items()
+        if v is not None
+    }
     if args.api or args.stack:
         return _training_run_remote(args, params)
     from flywheel.local.embedded import ensure_local_database
@@ -308,8 +342,9 @@ def cmd_training_run(args: argparse.Namespace) -> int:
     api = LocalApi(root / "template.yaml")
     out = sys.stdout
     with LocalStack(root) as stack, _handler_output():
-        status, _, payload = api.handle("POST", "/training/run", {"Content-Type": ["application/json"]},
-                                        json.dumps(params).encode())
+        status, _, payload = api.handle(
+            "POST", "/training/run", {"Content-Type": ["application/json"]}, json.dumps(params).encode()
+        )
         started = json.loads(payload)
         if status != 202:
             raise CliError(f"POST /training/run -> {status}: {started.get('message', started)}")
@@ -318,8 +353,16 @@ def cmd_training_run(args: argparse.Namespace) -> int:
         described = stack.wait_execution(started["execution_arn"], log=step_log)
         _, _, run_payload = api.handle("GET", f"/training/runs/{started['run_id']}", {}, b"")
     run = json.loads(run_payload)
-    _print_json({"run_id": run.get("run_id"), "status": run.get("status"), "execution": described["status"],
-                 "model_id": run.get("model_id"), "examples": run.get("examples"), "error": run.get("error")})
+    _print_json(
+        {
+            "run_id": run.get("run_id"),
+            "status": run.get("status"),
+            "execution": described["status"],
+            "model_id": run.get("model_id"),
+            "examples": run.get("examples"),
+            "error": run.get("error"),
+        }
+    )
     return 0 if described["status"] == "SUCCEEDED" else 1
 
 
@@ -397,6 +440,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 # --- organisations, experiments, datasets ---------------------------------------------------------
 
+
 def cmd_org_opt_in(args: argparse.Namespace) -> int:
     from flywheel.local.embedded import ensure_local_database
     from flywheel.services.outcomes import set_training_opt_in
@@ -410,25 +454,43 @@ def cmd_experiment_plan(args: argparse.Namespace) -> int:
     from flywheel.domain import experiments
 
     control, treatment = args.split
-    config = experiments.Config.from_dict({"ab_share": treatment / (control + treatment),
-                                           "max_runtime_days": args.max_days})
-    baselines = {**experiments.TYPICAL_RATES, experiments.PRIMARY: args.baseline,
-                 config.canary_metric: args.bounce_rate}
-    result = experiments.plan(baselines=baselines, mde=args.mde, canary_share=args.canary_share / 100,
-                              weekly_volume=args.weekly_volume, config=config, source="command line")
-    print(f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {control:g}/{treatment:g} "
-          "(champion/challenger)")
+    config = experiments.Config.from_dict(
+        {"ab_share": treatment / (control + treatment), "max_runtime_days": args.max_days}
+    )
+    baselines = {
+        **experiments.TYPICAL_RATES,
+        experiments.PRIMARY: args.baseline,
+        config.canary_metric: args.bounce_rate,
+    }
+    result = experiments.plan(
+        baselines=baselines,
+        mde=args.mde,
+        canary_share=args.canary_share / 100,
+        weekly_volume=args.weekly_volume,
+        config=config,
+        source="command line",
+    )
+    print(
+        f"baseline {args.baseline:.2%}, detectable lift {args.mde:.0%}, split {control:g}/{treatment:g} "
+        "(champion/challenger)"
+    )
     print(f"fixed-horizon sample: {result['fixed_horizon_sample']:,} leads (alpha 0.05, power 80 %)")
-    print(f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads, for the primary to "
-          f"win ({result['primary_sample']:,} alone) and every guardrail to be shown non-inferior "
-          f"({result['guardrail_sample']:,} alone)")
-    print(f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
-          f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)")
+    print(
+        f"sequential sample (daily looks are safe): {result['sequential_sample']:,} leads, for the primary to "
+        f"win ({result['primary_sample']:,} alone) and every guardrail to be shown non-inferior "
+        f"({result['guardrail_sample']:,} alone)"
+    )
+    print(
+        f"canary at {args.canary_share:g} %: {result['canary_sample']:,} leads to catch the 1-day bounce rate "
+        f"going from {args.bounce_rate:.2%} to {result['canary']['detects']:.2%} (power 95 %)"
+    )
     if result["fits"] is not None:
-        print(f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
-              f"days (with the 14-day window, {result['settle_hours']:g} h for late events and the daily look), "
-              f"{result['total_days']} days in all; "
-              f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days")
+        print(
+            f"at {args.weekly_volume:,} leads a week: canary {result['canary_days']} days, A/B {result['ab_days']} "
+            f"days (with the 14-day window, {result['settle_hours']:g} h for late events and the daily look), "
+            f"{result['total_days']} days in all; "
+            f"{'fits' if result['fits'] else 'does NOT fit'} in {args.max_days:g} days"
+        )
         mde = result["mde_in_time"]
         print("smallest lift promotable within the maximum runtime: " + ("none" if mde is None else f"{mde:+.1%}"))
     for warning in result["warnings"]:
@@ -464,13 +526,16 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
     ensure_local_database(_root(args))
     settings = get_settings()
     provider = "bedrock" if args.format == "bedrock" else "openai"
-    spec = DatasetSpec(min_quality=args.min_quality, method=args.method,
-                       since=datetime.now(UTC) - timedelta(days=args.since_days),
-                       dataset_format="bedrock-conversation-2024" if provider == "bedrock" else "openai-chat",
-                       validation_fraction=settings.training_validation_fraction,
-                       # the chosen provider's base model: --format openai never inherits Nova's limits
-                       base_model=args.base_model or settings.base_model_for(provider),
-                       epochs=settings.training_epochs)
+    spec = DatasetSpec(
+        min_quality=args.min_quality,
+        method=args.method,
+        since=datetime.now(UTC) - timedelta(days=args.since_days),
+        dataset_format="bedrock-conversation-2024" if provider == "bedrock" else "openai-chat",
+        validation_fraction=settings.training_validation_fraction,
+        # the chosen provider's base model: --format openai never inherits Nova's limits
+        base_model=args.base_model or settings.base_model_for(provider),
+        epochs=settings.training_epochs,
+    )
     try:
         pii_pass = None
         if args.comprehend or settings.dataset_comprehend_pii:
@@ -483,19 +548,33 @@ def cmd_dataset_build(args: argparse.Namespace) -> int:
         return 2
     (Path(args.out) / "manifest.json").write_text(json.dumps(built.manifest, indent=2))
     failure = built.failure
-    print(json.dumps({"train": str(built.train_path), "validation": str(built.validation_path),
-                      "examples": built.examples, "valid": built.manifest["valid"] and failure is None,
-                      "enough": built.examples >= settings.training_min_examples, "base_model": spec.base_model,
-                      "trainable_on": built.manifest["trainable_on"], "problems": built.manifest["problems"],
-                      "residual_scan": {k: built.manifest["residual_scan"][k]
-                                        for k in ("lines_scanned", "hits", "offending_ids", "passed")},
-                      "cost_estimate": built.manifest["cost_estimate"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "train": str(built.train_path),
+                "validation": str(built.validation_path),
+                "examples": built.examples,
+                "valid": built.manifest["valid"] and failure is None,
+                "enough": built.examples >= settings.training_min_examples,
+                "base_model": spec.base_model,
+                "trainable_on": built.manifest["trainable_on"],
+                "problems": built.manifest["problems"],
+                "residual_scan": {
+                    k: built.manifest["residual_scan"][k] for k in ("lines_scanned", "hits", "offending_ids", "passed")
+                },
+                "cost_estimate": built.manifest["cost_estimate"],
+            },
+            indent=2,
+        )
+    )
     if failure:
         print(f"dataset build failed: {failure}", file=sys.stderr)
     if not built.examples and not opted_in_organizations():
-        print("no organisation has opted in to training, so there was nothing to build from: run "
-              "`flywheel org opt-in ORG_ID` first (`flywheel seed` opts in the sample organisation `acme`)",
-              file=sys.stderr)
+        print(
+            "no organisation has opted in to training, so there was nothing to build from: run "
+            "`flywheel org opt-in ORG_ID` first (`flywheel seed` opts in the sample organisation `acme`)",
+            file=sys.stderr,
+        )
     return 0 if built.manifest["valid"] and failure is None else 1
 
 
@@ -518,9 +597,13 @@ def cmd_dataset_validate(args: argparse.Namespace) -> int:
             report = check_lines(handle, fmt, args.token_limit or limits.example_tokens)
     except OSError as exc:
         raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    problems = (check_dataset(report, DatasetReport(), limits) if args.role == "train"
-                else [f"validation file is {report.bytes} bytes; the limit is {limits.max_validation_bytes}"]
-                if report.bytes > limits.max_validation_bytes else [])
+    problems = (
+        check_dataset(report, DatasetReport(), limits)
+        if args.role == "train"
+        else [f"validation file is {report.bytes} bytes; the limit is {limits.max_validation_bytes}"]
+        if report.bytes > limits.max_validation_bytes
+        else []
+    )
     if args.role == "validation" and report.examples and not limits.validation:
         problems.append(f"{base_model} takes no validation set")
     print(json.dumps({**report.as_dict(), "base_model": base_model, "problems": problems}, indent=2))
@@ -528,6 +611,7 @@ def cmd_dataset_validate(args: argparse.Namespace) -> int:
 
 
 # --- replies ---------------------------------------------------------------------------------------
+
 
 def _days(text: str) -> int:
     return _whole(text, 1, 3650, "a number of days")
@@ -565,8 +649,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         with transaction() as conn:
             active = active_organizations(conn, datetime.now(UTC) - timedelta(days=days))
         if len(active) != 1:
-            print(f"{len(active)} organisations sent in the last {days} days; choose one with --org: "
-                  + ", ".join(active[:20]) + (" ..." if len(active) > 20 else ""), file=sys.stderr)
+            print(
+                f"{len(active)} organisations sent in the last {days} days; choose one with --org: "
+                + ", ".join(active[:20])
+                + (" ..." if len(active) > 20 else ""),
+                file=sys.stderr,
+            )
             return 2
         org = active[0]
     try:
@@ -642,8 +730,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
         unknown = [n for n, row, _ in rows if row and row.get("category") and row["category"] not in CATEGORIES]
         has_labels = any(row and row.get("category") for _, row, _ in rows)
         if unknown or not has_labels:
-            message = (f"lines {unknown[:10]} have a category that is not one of {', '.join(CATEGORIES)}" if unknown
-                       else "no line has both a text and a category")
+            message = (
+                f"lines {unknown[:10]} have a category that is not one of {', '.join(CATEGORIES)}"
+                if unknown
+                else "no line has both a text and a category"
+            )
             print(json.dumps({"error": "bad_labels", "message": message}), file=sys.stderr)
             return 2
     valid = [row for _, row, _ in rows if row is not None]
@@ -676,6 +767,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 # --- input types: a clear message instead of a traceback ------------------------------------------
 
+
 def _number(text: str) -> float:
     try:
         value = float(text.strip().removesuffix("%")) / (100 if text.strip().endswith("%") else 1)
@@ -691,7 +783,8 @@ def rate(text: str) -> float:
     value = _number(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a rate: give a proportion between 0 and 1, e.g. 0.03 (or 3%) for a 3 % rate")
+            f"{text!r} is not a rate: give a proportion between 0 and 1, e.g. 0.03 (or 3%) for a 3 % rate"
+        )
     return value
 
 
@@ -725,8 +818,9 @@ def split(text: str) -> tuple[float, float]:
     except ValueError:
         control = treatment = None
     if control is None or treatment is None or control <= 0 or treatment <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a split: give champion/challenger shares, e.g. 50/50 or "
-                                         "90/10 (both above 0)")
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a split: give champion/challenger shares, e.g. 50/50 or 90/10 (both above 0)"
+        )
     return control, treatment
 
 
@@ -779,8 +873,10 @@ def tcp_port(text: str) -> int:
 
 # --- the parser ------------------------------------------------------------------------------------
 
-def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], help_text: str,
-             description: str | None = None) -> argparse.ArgumentParser:
+
+def _command(
+    sub: Any, name: str, func: Callable[[argparse.Namespace], int], help_text: str, description: str | None = None
+) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=description or help_text)
     parser.set_defaults(func=func)
     return parser
@@ -788,44 +884,69 @@ def _command(sub: Any, name: str, func: Callable[[argparse.Namespace], int], hel
 
 def _group(sub: Any, name: str, help_text: str) -> Any:
     return sub.add_parser(name, help=help_text, description=help_text).add_subparsers(
-        dest=f"{name}_command", required=True, metavar="COMMAND")
+        dest=f"{name}_command", required=True, metavar="COMMAND"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from flywheel.local.signing import PROVIDERS
 
     parser = argparse.ArgumentParser(
-        prog="flywheel", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="flywheel",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Flywheel's local stack (the template's functions in-process, AWS emulated) and the "
-                    "operator's commands.",
+        "operator's commands.",
         epilog="a first session: flywheel seed; flywheel invoke MessagesFunction -e events/messages_get.json; "
-               "flywheel start-api\n`flywheel COMMAND --help` describes each command; `make` lists the make targets")
+        "flywheel start-api\n`flywheel COMMAND --help` describes each command; `make` lists the make targets",
+    )
     parser.add_argument("--template", help="path to template.yaml (default: found from the current folder)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _command(sub, "migrate", cmd_migrate, "apply pending SQL migrations and print what was applied")
 
-    inv = _command(sub, "invoke", cmd_invoke, "invoke a function (or state machine) of the template in-process, "
-                   "like sam local invoke, against the local stack",
-                   "Invoke a function of the template in-process against the local stack (like sam local invoke): "
-                   "the result is JSON on stdout, logs on stderr. Webhook events are authenticated with the local "
-                   "secrets first; what the invocation sets in motion (queued replies, a training run) runs to its "
-                   "end before the command returns. A state machine's logical id runs that state machine with the "
-                   "event as its input.")
-    inv.add_argument("function", help="logical id of a function (e.g. MessagesFunction) or state machine "
-                                      "(e.g. WeeklyTrainingStateMachine)")
+    inv = _command(
+        sub,
+        "invoke",
+        cmd_invoke,
+        "invoke a function (or state machine) of the template in-process, "
+        "like sam local invoke, against the local stack",
+        "Invoke a function of the template in-process against the local stack (like sam local invoke): "
+        "the result is JSON on stdout, logs on stderr. Webhook events are authenticated with the local "
+        "secrets first; what the invocation sets in motion (queued replies, a training run) runs to its "
+        "end before the command returns. A state machine's logical id runs that state machine with the "
+        "event as its input.",
+    )
+    inv.add_argument(
+        "function",
+        help="logical id of a function (e.g. MessagesFunction) or state machine (e.g. WeeklyTrainingStateMachine)",
+    )
     inv.add_argument("-e", "--event", help="JSON event file (`-` reads stdin; default: {})")
-    inv.add_argument("--no-sign", action="store_true",
-                     help="send webhook events as they are, without signing them with the local secrets")
+    inv.add_argument(
+        "--no-sign",
+        action="store_true",
+        help="send webhook events as they are, without signing them with the local secrets",
+    )
 
-    api = _command(sub, "start-api", cmd_start_api, "serve the template's API routes over HTTP (like sam local "
-                   "start-api), with the local stack running behind them")
+    api = _command(
+        sub,
+        "start-api",
+        cmd_start_api,
+        "serve the template's API routes over HTTP (like sam local "
+        "start-api), with the local stack running behind them",
+    )
     api.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     api.add_argument("--port", type=port, default=8081, help="port to listen on (default 8081; 0 picks a free one)")
-    api.add_argument("--no-auth", action="store_true",
-                     help="do not check SigV4 signatures on the IAM routes (they are checked by default)")
-    api.add_argument("--workers", type=positive_int, default=4,
-                     help="requests served side by side, each on its own database connection (default 4)")
+    api.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="do not check SigV4 signatures on the IAM routes (they are checked by default)",
+    )
+    api.add_argument(
+        "--workers",
+        type=positive_int,
+        default=4,
+        help="requests served side by side, each on its own database connection (default 4)",
+    )
 
     _command(sub, "demo", cmd_demo, "run the main job end to end locally")
 
@@ -839,19 +960,29 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--days", type=_days, help="window of messages covered (default REPORT_WINDOW_DAYS, 84)")
 
     seeder = _command(sub, "seed", cmd_seed, "create the records the sample events refer to (fixed ids)")
-    seeder.add_argument("--fresh", action="store_true",
-                        help="drop and recreate the embedded database first (not with DATABASE_URL)")
+    seeder.add_argument(
+        "--fresh", action="store_true", help="drop and recreate the embedded database first (not with DATABASE_URL)"
+    )
 
-    sign = _command(sub, "sign", cmd_sign, "sign a webhook body with the local secrets: headers, a curl "
-                    "command, or a signed event",
-                    "Authenticate a webhook body as its provider would, with the local secrets: prints the headers "
-                    "(the URL on stderr), a ready curl command (--curl), or the signed API Gateway event "
-                    "(--event, for sam local invoke). FILE is the raw body or an events/webhooks_*.json event.")
-    sign.add_argument("provider", choices=sorted(PROVIDERS), metavar="PROVIDER",
-                      help=f"one of: {', '.join(sorted(PROVIDERS))}")
+    sign = _command(
+        sub,
+        "sign",
+        cmd_sign,
+        "sign a webhook body with the local secrets: headers, a curl command, or a signed event",
+        "Authenticate a webhook body as its provider would, with the local secrets: prints the headers "
+        "(the URL on stderr), a ready curl command (--curl), or the signed API Gateway event "
+        "(--event, for sam local invoke). FILE is the raw body or an events/webhooks_*.json event.",
+    )
+    sign.add_argument(
+        "provider", choices=sorted(PROVIDERS), metavar="PROVIDER", help=f"one of: {', '.join(sorted(PROVIDERS))}"
+    )
     sign.add_argument("file", metavar="FILE", help="the request body, or an API Gateway event (`-` reads stdin)")
-    sign.add_argument("--url", default=None, help="base URL of the API (default: FLYWHEEL_API_URL, "
-                                                  "http://127.0.0.1:8081); a deployed stack's ApiUrl works too")
+    sign.add_argument(
+        "--url",
+        default=None,
+        help="base URL of the API (default: FLYWHEEL_API_URL, "
+        "http://127.0.0.1:8081); a deployed stack's ApiUrl works too",
+    )
     mode = sign.add_mutually_exclusive_group()
     mode.add_argument("--curl", action="store_true", help="print a curl command that sends the body")
     mode.add_argument("--event", action="store_true", help="print the signed API Gateway event")
@@ -859,41 +990,67 @@ def build_parser() -> argparse.ArgumentParser:
     sam = _command(sub, "sam-env", cmd_sam_env, "write env.json for sam local invoke/start-api --env-vars")
     sam.add_argument("-o", "--output", default="env.json", help="file to write (default env.json in the checkout)")
     sam.add_argument("--port", type=tcp_port, help="TCP port of the local database (default FLYWHEEL_DB_PORT, 54329)")
-    sam.add_argument("--db-host", default="host.docker.internal",
-                     help="how containers reach this machine (default host.docker.internal)")
+    sam.add_argument(
+        "--db-host",
+        default="host.docker.internal",
+        help="how containers reach this machine (default host.docker.internal)",
+    )
 
     events = _group(sub, "events", "what the functions published on the event bus locally")
     tail = _command(events, "tail", cmd_events_tail, "print the events published locally (JSON lines)")
-    tail.add_argument("-n", "--lines", type=non_negative_int, default=20, metavar="N",
-                      help="how many of the latest events (0: all; default 20)")
+    tail.add_argument(
+        "-n",
+        "--lines",
+        type=non_negative_int,
+        default=20,
+        metavar="N",
+        help="how many of the latest events (0: all; default 20)",
+    )
     tail.add_argument("-f", "--follow", action="store_true", help="keep printing new events until Ctrl-C")
     tail.add_argument("--detail-type", help="only events of this detail-type, e.g. ReplyNeedsAttention")
     tail.add_argument("--source", help="only events from this source, e.g. flywheel.replies")
 
     training = _group(sub, "training", "the weekly training pipeline")
-    run = _command(training, "run", cmd_training_run, "start a training run (POST /training/run)",
-                   "Start a training run as POST /training/run does. Locally the weekly state machine runs in "
-                   "this process to its end; with --api or --stack it starts on a deployed stack.")
-    run.add_argument("--wait", action="store_true",
-                     help="print each step as it happens (deployed: poll the run until it ends)")
-    run.add_argument("--deploy", action="store_true", default=None,
-                     help="deploy the new model (challenger at --canary-percentage, or champion if none)")
-    run.add_argument("--canary-percentage", type=percentage, metavar="PCT",
-                     help="challenger traffic when deployed (default 10)")
-    run.add_argument("--min-quality-score", type=unit_interval, metavar="SCORE",
-                     help="minimum outcome quality (default 0.6)")
-    run.add_argument("--since-days", type=positive_int, metavar="DAYS",
-                     help="outcomes sent within this many days (default 90)")
+    run = _command(
+        training,
+        "run",
+        cmd_training_run,
+        "start a training run (POST /training/run)",
+        "Start a training run as POST /training/run does. Locally the weekly state machine runs in "
+        "this process to its end; with --api or --stack it starts on a deployed stack.",
+    )
+    run.add_argument(
+        "--wait", action="store_true", help="print each step as it happens (deployed: poll the run until it ends)"
+    )
+    run.add_argument(
+        "--deploy",
+        action="store_true",
+        default=None,
+        help="deploy the new model (challenger at --canary-percentage, or champion if none)",
+    )
+    run.add_argument(
+        "--canary-percentage", type=percentage, metavar="PCT", help="challenger traffic when deployed (default 10)"
+    )
+    run.add_argument(
+        "--min-quality-score", type=unit_interval, metavar="SCORE", help="minimum outcome quality (default 0.6)"
+    )
+    run.add_argument(
+        "--since-days", type=positive_int, metavar="DAYS", help="outcomes sent within this many days (default 90)"
+    )
     run.add_argument("--provider", choices=["bedrock", "openai"], help="fine-tuning provider (default: the stack's)")
     run.add_argument("--base-model", metavar="MODEL", help="base model to fine-tune (default: the stack's)")
     run.add_argument("--method", choices=["supervised", "dpo"], help="training method (default supervised)")
     run.add_argument("--scope", help="run scope; one run at a time per scope (default global)")
-    run.add_argument("--wait-seconds", type=non_negative_int, metavar="SECONDS",
-                     help="seconds between job polls (default 600; locally a Wait lasts at most "
-                          "FLYWHEEL_LOCAL_WAIT_S)")
+    run.add_argument(
+        "--wait-seconds",
+        type=non_negative_int,
+        metavar="SECONDS",
+        help="seconds between job polls (default 600; locally a Wait lasts at most FLYWHEEL_LOCAL_WAIT_S)",
+    )
     target = run.add_mutually_exclusive_group()
-    target.add_argument("--api", metavar="URL",
-                        help="a deployed stack's ApiUrl (requests signed with your AWS credentials)")
+    target.add_argument(
+        "--api", metavar="URL", help="a deployed stack's ApiUrl (requests signed with your AWS credentials)"
+    )
     target.add_argument("--stack", help="a deployed stack's name (its ApiUrl output is used)")
 
     db = _group(sub, "db", "the embedded PostgreSQL")
@@ -913,52 +1070,91 @@ def build_parser() -> argparse.ArgumentParser:
     planner = _command(experiment, "plan", cmd_experiment_plan, "sample size and weeks needed to detect a lift")
     planner.add_argument("--baseline", type=rate, required=True, help="baseline rate, e.g. 0.03 (or 3%%)")
     planner.add_argument("--mde", type=lift, required=True, help="relative lift to detect, e.g. 0.10 (or 10%%)")
-    planner.add_argument("--split", type=split, default=(50.0, 50.0),
-                         help="champion/challenger traffic split, e.g. 90/10 (default 50/50)")
+    planner.add_argument(
+        "--split",
+        type=split,
+        default=(50.0, 50.0),
+        help="champion/challenger traffic split, e.g. 90/10 (default 50/50)",
+    )
     planner.add_argument("--weekly-volume", type=positive_int, help="leads messaged a week")
-    planner.add_argument("--canary-share", type=percentage, default=10.0, metavar="PCT",
-                         help="challenger's canary share, percent (default 10)")
-    planner.add_argument("--bounce-rate", type=rate, default=0.014,
-                         help="1-day bounce rate the canary watches (default 0.014)")
+    planner.add_argument(
+        "--canary-share",
+        type=percentage,
+        default=10.0,
+        metavar="PCT",
+        help="challenger's canary share, percent (default 10)",
+    )
+    planner.add_argument(
+        "--bounce-rate", type=rate, default=0.014, help="1-day bounce rate the canary watches (default 0.014)"
+    )
     planner.add_argument("--max-days", type=positive_number, default=56.0, help="maximum runtime in days (default 56)")
     _command(experiment, "evaluate", cmd_experiment_evaluate, "decide on experiment snapshots (JSON lines on stdin)")
 
-    classify = _command(sub, "classify", cmd_classify, "classify replies (offline unless a classifier backend is "
-                        "configured)", "Reply text on stdin -> one JSON classification.")
+    classify = _command(
+        sub,
+        "classify",
+        cmd_classify,
+        "classify replies (offline unless a classifier backend is configured)",
+        "Reply text on stdin -> one JSON classification.",
+    )
     mode = classify.add_mutually_exclusive_group()
     mode.add_argument("--jsonl", metavar="FILE", help="objects with a text field -> one JSON classification per line")
-    mode.add_argument("--eval", metavar="FILE", help="objects with text and category -> accuracy, per-category "
-                                                     "precision/recall and the confusion matrix")
-    mode.add_argument("--export-corrections", action="store_true",
-                      help="print corrected replies from the outcome store as labelled JSONL examples")
+    mode.add_argument(
+        "--eval",
+        metavar="FILE",
+        help="objects with text and category -> accuracy, per-category precision/recall and the confusion matrix",
+    )
+    mode.add_argument(
+        "--export-corrections",
+        action="store_true",
+        help="print corrected replies from the outcome store as labelled JSONL examples",
+    )
     classify.add_argument("--json", action="store_true", help="--eval: print the report as JSON")
-    classify.add_argument("--today", type=iso_date, metavar="YYYY-MM-DD",
-                          help="date that relative return dates are read against (default: today)")
-    classify.add_argument("--since-days", type=positive_int, metavar="DAYS",
-                          help="--export-corrections: only corrections this recent")
+    classify.add_argument(
+        "--today",
+        type=iso_date,
+        metavar="YYYY-MM-DD",
+        help="date that relative return dates are read against (default: today)",
+    )
+    classify.add_argument(
+        "--since-days", type=positive_int, metavar="DAYS", help="--export-corrections: only corrections this recent"
+    )
     classify.add_argument("--org", help="--export-corrections: one organisation (only opted-in ones are ever read)")
 
     dataset = _group(sub, "dataset", "build or validate a fine-tuning dataset")
-    build = _command(dataset, "build", cmd_dataset_build,
-                     "build train/validation JSONL and a manifest from the outcome store")
+    build = _command(
+        dataset, "build", cmd_dataset_build, "build train/validation JSONL and a manifest from the outcome store"
+    )
     build.add_argument("--out", default="dataset", help="output folder (default ./dataset)")
     build.add_argument("--min-quality", type=unit_interval, default=0.6, help="minimum quality score (default 0.6)")
-    build.add_argument("--since-days", type=positive_int, default=90,
-                       help="outcomes sent within this many days (default 90)")
+    build.add_argument(
+        "--since-days", type=positive_int, default=90, help="outcomes sent within this many days (default 90)"
+    )
     build.add_argument("--method", choices=["supervised", "dpo"], default="supervised", help="default supervised")
-    build.add_argument("--format", choices=["openai", "bedrock"], default="openai",
-                       help="openai chat JSONL or bedrock-conversation-2024 (default openai)")
+    build.add_argument(
+        "--format",
+        choices=["openai", "bedrock"],
+        default="openai",
+        help="openai chat JSONL or bedrock-conversation-2024 (default openai)",
+    )
     build.add_argument("--base-model", help="default: the configured base model of the format's provider")
-    build.add_argument("--comprehend", action="store_true",
-                       help="second redaction pass with Amazon Comprehend DetectPiiEntities (needs AWS credentials)")
+    build.add_argument(
+        "--comprehend",
+        action="store_true",
+        help="second redaction pass with Amazon Comprehend DetectPiiEntities (needs AWS credentials)",
+    )
     validate = _command(dataset, "validate", cmd_dataset_validate, "check a JSONL file against a provider's format")
     validate.add_argument("file", help="the JSONL file")
-    validate.add_argument("--format", default="openai-sft",
-                          choices=["openai-sft", "openai-dpo", "nova-sft", "nova-dpo",
-                                   "supervised", "dpo", "bedrock-conversation-2024"], help="default openai-sft")
+    validate.add_argument(
+        "--format",
+        default="openai-sft",
+        choices=["openai-sft", "openai-dpo", "nova-sft", "nova-dpo", "supervised", "dpo", "bedrock-conversation-2024"],
+        help="default openai-sft",
+    )
     validate.add_argument("--base-model", help="whose limits apply (default: the format's provider's base model)")
-    validate.add_argument("--role", choices=["train", "validation"], default="train",
-                          help="which file of a dataset it is (default train)")
+    validate.add_argument(
+        "--role", choices=["train", "validation"], default="train", help="which file of a dataset it is (default train)"
+    )
     validate.add_argument("--token-limit", type=positive_int, help="per-example token limit (overrides the model's)")
     return parser
 

@@ -80,21 +80,35 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 
 class FlywheelClient:
-    def __init__(self, base_url: str, *, region: str | None = None, session: Session | None = None,
-                 timeout_s: float = 30.0, max_attempts: int = 5, batch_size: int = MAX_BATCH,
-                 backoff_base_s: float = 0.5, backoff_cap_s: float = 20.0, max_retry_after_s: float = 120.0,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        region: str | None = None,
+        session: Session | None = None,
+        timeout_s: float = 30.0,
+        max_attempts: int = 5,
+        batch_size: int = MAX_BATCH,
+        backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 20.0,
+        max_retry_after_s: float = 120.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not 1 <= batch_size <= MAX_BATCH:
             raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
         self.base_url = _base_url(base_url)
         self.session = session or Session()
         host = urlsplit(self.base_url).hostname or ""
         found = _API_HOST.match(host)
-        self.region = region or (found.group(1) if found else None) or self.session.get_config_variable(
-            "region") or "us-east-1"
+        self.region = (
+            region or (found.group(1) if found else None) or self.session.get_config_variable("region") or "us-east-1"
+        )
         self.max_attempts, self.batch_size = max_attempts, batch_size
-        self.backoff_base_s, self.backoff_cap_s, self.max_retry_after_s = backoff_base_s, backoff_cap_s, \
-            max_retry_after_s
+        self.backoff_base_s, self.backoff_cap_s, self.max_retry_after_s = (
+            backoff_base_s,
+            backoff_cap_s,
+            max_retry_after_s,
+        )
         self.sleep = sleep
         self.http = URLLib3Session(timeout=timeout_s)  # type: ignore[arg-type]  # urllib3 takes float seconds
 
@@ -105,13 +119,18 @@ class FlywheelClient:
         from botocore.exceptions import ClientError
 
         try:
-            outputs = boto3.client("cloudformation", region_name=region).describe_stacks(
-                StackName=stack_name)["Stacks"][0].get("Outputs", [])
+            outputs = (
+                boto3.client("cloudformation", region_name=region)
+                .describe_stacks(StackName=stack_name)["Stacks"][0]
+                .get("Outputs", [])
+            )
         except ClientError as exc:  # e.g. ValidationError: Stack with id ... does not exist
             error = exc.response.get("Error", {})
-            raise FlywheelError(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0),
-                                str(error.get("Code") or "cloudformation_error"),
-                                f"stack {stack_name}: {error.get('Message') or exc}") from exc
+            raise FlywheelError(
+                exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0),
+                str(error.get("Code") or "cloudformation_error"),
+                f"stack {stack_name}: {error.get('Message') or exc}",
+            ) from exc
         except BotoCoreError as exc:  # no region, no credentials, no connection
             raise FlywheelError(0, "cloudformation_error", f"stack {stack_name}: {exc}") from exc
         url = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "ApiUrl"), None)
@@ -135,25 +154,41 @@ class FlywheelClient:
     def route_info(routed: Mapping[str, Any]) -> dict[str, Any]:
         """The `route` field of a message, from what `route()` answered."""
         model = routed.get("model") or {}
-        return {"model_registry_id": model.get("model_registry_id"), "provider_model_id":
-                model.get("provider_model_id"), "experiment_id": routed.get("experiment_id"), "arm": routed.get("arm")}
+        return {
+            "model_registry_id": model.get("model_registry_id"),
+            "provider_model_id": model.get("provider_model_id"),
+            "experiment_id": routed.get("experiment_id"),
+            "arm": routed.get("arm"),
+        }
 
     def register(self, messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Register sent messages; returns one `{"outcome_id", "created"}` per message, in order."""
         keyed = [{**m, "idempotency_key": m.get("idempotency_key") or idempotency_key(m)} for m in messages]
         outcomes: list[dict[str, Any]] = []
         for start in range(0, len(keyed), self.batch_size):
-            answer = self.request("POST", "/messages", {"messages": keyed[start:start + self.batch_size]})
+            answer = self.request("POST", "/messages", {"messages": keyed[start : start + self.batch_size]})
             outcomes += answer["outcomes"]
         return outcomes
 
-    def submit_reply(self, outcome_id: str, text: str, *, channel: str = "email", external_id: str | None = None,
-                     occurred_at: datetime | None = None, subject: str | None = None) -> dict[str, Any]:
+    def submit_reply(
+        self,
+        outcome_id: str,
+        text: str,
+        *,
+        channel: str = "email",
+        external_id: str | None = None,
+        occurred_at: datetime | None = None,
+        subject: str | None = None,
+    ) -> dict[str, Any]:
         """A reply that came in outside the inbound webhooks (LinkedIn, phone notes, ...), queued for
         the classifier; `external_id` makes re-sending it a no-op."""
         # a fixed time makes the reply's content key stable, so a retried call is a duplicate
-        body: dict[str, Any] = {"outcome_id": outcome_id, "text": text, "channel": channel,
-                                "occurred_at": occurred_at or datetime.now(UTC)}
+        body: dict[str, Any] = {
+            "outcome_id": outcome_id,
+            "text": text,
+            "channel": channel,
+            "occurred_at": occurred_at or datetime.now(UTC),
+        }
         for key, value in (("external_id", external_id), ("subject", subject)):
             if value is not None:
                 body[key] = value
@@ -201,8 +236,9 @@ class FlywheelClient:
         # full jitter: a random wait up to base * 2^(attempt-1), capped
         return random.uniform(0, min(self.backoff_cap_s, self.backoff_base_s * 2 ** (attempt - 1)))  # noqa: S311
 
-    def call(self, method: str, path: str, body: Any = None,
-             params: Mapping[str, Any] | None = None) -> tuple[int, dict[str, str], Any]:
+    def call(
+        self, method: str, path: str, body: Any = None, params: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
         """One signed request, no retries: (status, lower-cased headers, parsed body)."""
         url = self.base_url + path
         if params:
@@ -214,8 +250,12 @@ class FlywheelClient:
     def _send(self, method: str, url: str, data: bytes | None) -> tuple[int, dict[str, str], bytes]:
         credentials = self.session.get_credentials()
         if credentials is None:
-            raise FlywheelError(0, "no_credentials", "no AWS credentials found (environment, ~/.aws, SSO or role): "
-                                                     "requests to Flywheel are signed with SigV4")
+            raise FlywheelError(
+                0,
+                "no_credentials",
+                "no AWS credentials found (environment, ~/.aws, SSO or role): "
+                "requests to Flywheel are signed with SigV4",
+            )
         headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
@@ -229,8 +269,10 @@ def _base_url(url: str) -> str:
     """The API's base URL, checked now rather than as an obscure error on the first request."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ValueError(f"not an API base URL: {url!r} (give e.g. https://abc123.execute-api.us-east-1."
-                         "amazonaws.com/dev or http://127.0.0.1:8081)")
+        raise ValueError(
+            f"not an API base URL: {url!r} (give e.g. https://abc123.execute-api.us-east-1."
+            "amazonaws.com/dev or http://127.0.0.1:8081)"
+        )
     try:
         parts.port  # noqa: B018  # raises on a port that is not a number or out of range
     except ValueError as exc:

@@ -21,10 +21,12 @@ metrics = Metrics(namespace=NAMESPACE)
 tracer = Tracer(patch_modules=["botocore"])
 # every decorator of this tracer is told never to capture (an explicit choice wins over the
 # POWERTOOLS_TRACER_CAPTURE_* environment), so no configuration can turn capturing on
-tracer.capture_lambda_handler = partial(tracer.capture_lambda_handler,  # type: ignore[method-assign]
-                                        capture_response=False, capture_error=False)
-tracer.capture_method = partial(tracer.capture_method,  # type: ignore[method-assign]
-                                capture_response=False, capture_error=False)
+tracer.capture_lambda_handler = partial(  # type: ignore[method-assign]
+    tracer.capture_lambda_handler, capture_response=False, capture_error=False
+)
+tracer.capture_method = partial(  # type: ignore[method-assign]
+    tracer.capture_method, capture_response=False, capture_error=False
+)
 
 
 def count(name: str, value: float = 1, **dimensions: str) -> None:

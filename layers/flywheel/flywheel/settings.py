@@ -178,11 +178,7 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        values = {
-            name: env[name.upper()]
-            for name in cls.model_fields
-            if env.get(name.upper()) not in (None, "")
-        }
+        values = {name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")}
         return cls.model_validate(values)
 
 

@@ -16,9 +16,12 @@ def client(service: str, signature_version: str | None = None) -> Any:
     # API functions get short timeouts and few attempts (AWS_*_TIMEOUT_S, AWS_MAX_ATTEMPTS in the
     # template) so that a slow AWS call still ends inside API Gateway's 29 s
     settings = get_settings()
-    config = Config(retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
-                    connect_timeout=settings.aws_connect_timeout_s, read_timeout=settings.aws_read_timeout_s,
-                    signature_version=signature_version)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": settings.aws_max_attempts},
+        connect_timeout=settings.aws_connect_timeout_s,
+        read_timeout=settings.aws_read_timeout_s,
+        signature_version=signature_version,
+    )
     return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 

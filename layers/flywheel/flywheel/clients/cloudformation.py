@@ -18,11 +18,19 @@ from flywheel.errors import DependencyUnavailable
 MAX_BODY_BYTES = 4096
 
 
-def response_body(request: dict[str, Any], status: str, physical_id: str, reason: str,
-                  data: dict[str, str] | None = None) -> bytes:
-    body = {"Status": status, "PhysicalResourceId": physical_id, "StackId": request["StackId"],
-            "RequestId": request["RequestId"], "LogicalResourceId": request["LogicalResourceId"],
-            "NoEcho": False, "Data": data or {}, "Reason": reason}
+def response_body(
+    request: dict[str, Any], status: str, physical_id: str, reason: str, data: dict[str, str] | None = None
+) -> bytes:
+    body = {
+        "Status": status,
+        "PhysicalResourceId": physical_id,
+        "StackId": request["StackId"],
+        "RequestId": request["RequestId"],
+        "LogicalResourceId": request["LogicalResourceId"],
+        "NoEcho": False,
+        "Data": data or {},
+        "Reason": reason,
+    }
     encoded = json.dumps(body).encode()
     while len(encoded) > MAX_BODY_BYTES:
         body["Reason"] = body["Reason"][: len(body["Reason"]) - (len(encoded) - MAX_BODY_BYTES) - 20] + " [...]"
@@ -30,15 +38,25 @@ def response_body(request: dict[str, Any], status: str, physical_id: str, reason
     return encoded
 
 
-def send_response(request: dict[str, Any], status: str, physical_id: str, reason: str,
-                  data: dict[str, str] | None = None, attempts: int = 3) -> None:
+def send_response(
+    request: dict[str, Any],
+    status: str,
+    physical_id: str,
+    reason: str,
+    data: dict[str, str] | None = None,
+    attempts: int = 3,
+) -> None:
     body = response_body(request, status, physical_id, reason, data)
     url = str(request["ResponseURL"])
     if not url.startswith(("https://", "http://")):
         raise ValueError("ResponseURL is not an HTTP(S) URL")
     # the URL is pre-signed for an empty Content-Type: any other value breaks the signature
-    put = urllib.request.Request(url, data=body, method="PUT",  # noqa: S310 - scheme checked above
-                                 headers={"Content-Type": "", "Content-Length": str(len(body))})
+    put = urllib.request.Request(  # noqa: S310
+        url,
+        data=body,
+        method="PUT",  # noqa: S310 - scheme checked above
+        headers={"Content-Type": "", "Content-Length": str(len(body))},
+    )
     for attempt in range(attempts):
         try:
             with urllib.request.urlopen(put, timeout=10) as answer:  # noqa: S310

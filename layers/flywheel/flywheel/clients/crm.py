@@ -12,21 +12,28 @@ class HubSpotClient:
     def __init__(self, base_url: str, access_token: str, timeout_s: float, budget_s: float | None = None) -> None:
         from flywheel.clients.http import HttpJsonClient  # built here: webhooks/hubspot imports this module
 
-        self.http = HttpJsonClient("HubSpot", base_url, {"Authorization": f"Bearer {access_token}"}, timeout_s,
-                                   budget_s=budget_s)
+        self.http = HttpJsonClient(
+            "HubSpot", base_url, {"Authorization": f"Bearer {access_token}"}, timeout_s, budget_s=budget_s
+        )
 
     def deal(self, deal_id: str, extra_properties: list[str]) -> dict[str, Any] | None:
         props = ",".join([HUBSPOT_DEAL_PROPERTIES, *extra_properties])
         # ids are checked as digits by the webhook adapter; escaped here all the same, so a signed
         # body can never steer our token to another path of the API
-        return self.http.request("GET", f"/crm/v3/objects/deals/{quote(str(deal_id), safe='')}",
-                                 params={"properties": props, "associations": "contacts"})
+        return self.http.request(
+            "GET",
+            f"/crm/v3/objects/deals/{quote(str(deal_id), safe='')}",
+            params={"properties": props, "associations": "contacts"},
+        )
 
     def contact_emails(self, contact_ids: list[str]) -> list[str]:
         if not contact_ids:
             return []
-        body = self.http.request("POST", "/crm/v3/objects/contacts/batch/read",
-                                 json={"properties": ["email"], "inputs": [{"id": c} for c in contact_ids]})
+        body = self.http.request(
+            "POST",
+            "/crm/v3/objects/contacts/batch/read",
+            json={"properties": ["email"], "inputs": [{"id": c} for c in contact_ids]},
+        )
         results = (body or {}).get("results", [])
         emails = [str(r.get("properties", {}).get("email") or "").strip().lower() for r in results]
         return sorted({e for e in emails if e})

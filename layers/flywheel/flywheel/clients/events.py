@@ -16,8 +16,15 @@ SOURCE = "flywheel.replies"
 
 def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]], source: str = SOURCE) -> None:
     for start in range(0, len(details), 10):
-        entries = [{"Source": source, "DetailType": detail_type, "EventBusName": bus_name,
-                    "Detail": json.dumps(d, default=str)} for d in details[start:start + 10]]
+        entries = [
+            {
+                "Source": source,
+                "DetailType": detail_type,
+                "EventBusName": bus_name,
+                "Detail": json.dumps(d, default=str),
+            }
+            for d in details[start : start + 10]
+        ]
         try:
             result = client("events").put_events(Entries=entries)
         except (BotoCoreError, ClientError) as exc:

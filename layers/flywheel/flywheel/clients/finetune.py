@@ -69,8 +69,18 @@ class FineTuneProvider(Protocol):
     dataset_format: str  # the JSONL shape the provider reads
 
     def upload(self, training: Path, validation: Path | None, s3_prefix: str) -> UploadedDataset: ...
-    def start(self, dataset: UploadedDataset, *, base_model: str, suffix: str, seed: int, method: str,
-              metadata: dict[str, str], hyperparameters: dict[str, Any], output_s3: str) -> str: ...
+    def start(
+        self,
+        dataset: UploadedDataset,
+        *,
+        base_model: str,
+        suffix: str,
+        seed: int,
+        method: str,
+        metadata: dict[str, str],
+        hyperparameters: dict[str, Any],
+        output_s3: str,
+    ) -> str: ...
     def find(self, *, run_id: str, suffix: str) -> str | None: ...
     def status(self, job_id: str) -> JobStatus: ...
     def cancel(self, job_id: str) -> None: ...
@@ -93,7 +103,9 @@ def _refusal(exc: openai.APIStatusError) -> ProviderRefused | None:
         return ProviderRefused(
             "OpenAI refused the fine-tuning job (403 training_not_available): this organisation cannot start "
             "new fine-tuning jobs (OpenAI stops new jobs on 2027-01-06). Switch FINETUNE_PROVIDER to 'bedrock' "
-            "(or to an Azure OpenAI deployment) and start the run again.", provider="openai")
+            "(or to an Azure OpenAI deployment) and start the run again.",
+            provider="openai",
+        )
     return None
 
 
@@ -105,15 +117,28 @@ class OpenAIFineTuner:
         self.sdk = sdk
 
     @classmethod
-    def from_settings(cls, api_key: str, base_url: str | None = None, azure_endpoint: str | None = None,
-                      azure_api_version: str | None = None, timeout_s: float = 60) -> OpenAIFineTuner:
+    def from_settings(
+        cls,
+        api_key: str,
+        base_url: str | None = None,
+        azure_endpoint: str | None = None,
+        azure_api_version: str | None = None,
+        timeout_s: float = 60,
+    ) -> OpenAIFineTuner:
         import httpx2
         import openai
 
         http = httpx2.Client(transport=TRANSPORT, timeout=timeout_s) if TRANSPORT else None
         if azure_endpoint:
-            return cls(openai.AzureOpenAI(api_key=api_key, azure_endpoint=azure_endpoint, timeout=timeout_s,
-                                          api_version=azure_api_version or "2025-04-01-preview", http_client=http))
+            return cls(
+                openai.AzureOpenAI(
+                    api_key=api_key,
+                    azure_endpoint=azure_endpoint,
+                    timeout=timeout_s,
+                    api_version=azure_api_version or "2025-04-01-preview",
+                    http_client=http,
+                )
+            )
         return cls(openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, http_client=http))
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -135,13 +160,30 @@ class OpenAIFineTuner:
         def put(path: Path) -> str:
             with path.open("rb") as handle:
                 return str(self._call("file upload", self.sdk.files.create, file=handle, purpose="fine-tune").id)
+
         return UploadedDataset(put(training), put(validation) if validation else None)
 
-    def start(self, dataset: UploadedDataset, *, base_model: str, suffix: str, seed: int, method: str,
-              metadata: dict[str, str], hyperparameters: dict[str, Any], output_s3: str) -> str:
+    def start(
+        self,
+        dataset: UploadedDataset,
+        *,
+        base_model: str,
+        suffix: str,
+        seed: int,
+        method: str,
+        metadata: dict[str, str],
+        hyperparameters: dict[str, Any],
+        output_s3: str,
+    ) -> str:
         job = self._call(
-            "job creation", self.sdk.fine_tuning.jobs.create, model=base_model, training_file=dataset.training,
-            validation_file=dataset.validation, suffix=suffix[:64], seed=seed, metadata=metadata,
+            "job creation",
+            self.sdk.fine_tuning.jobs.create,
+            model=base_model,
+            training_file=dataset.training,
+            validation_file=dataset.validation,
+            suffix=suffix[:64],
+            seed=seed,
+            metadata=metadata,
             method={"type": method, method: {"hyperparameters": hyperparameters}},
         )
         return str(job.id)
@@ -157,9 +199,11 @@ class OpenAIFineTuner:
         error = getattr(job, "error", None)
         return JobStatus(
             state=OPENAI_STATES.get(job.status, "running"),  # validating_files, queued, running, or new ones
-            provider_status=str(job.status), model_id=job.fine_tuned_model,
+            provider_status=str(job.status),
+            model_id=job.fine_tuned_model,
             trained_tokens=getattr(job, "trained_tokens", None),
-            error=getattr(error, "message", None) if error else None, raw=job.model_dump(mode="json"),
+            error=getattr(error, "message", None) if error else None,
+            raw=job.model_dump(mode="json"),
         )
 
     def cancel(self, job_id: str) -> None:
@@ -175,19 +219,35 @@ class OpenAIFineTuner:
         """Nothing to release: the fine-tune stays listed in the OpenAI account (deleting it would be final)."""
 
     def smoke_test(self, model_id: str, messages: list[dict[str, str]]) -> str:
-        answer = self._call("smoke test", self.sdk.chat.completions.create, model=model_id, messages=messages,
-                            max_tokens=400, temperature=0)
+        answer = self._call(
+            "smoke test",
+            self.sdk.chat.completions.create,
+            model=model_id,
+            messages=messages,
+            max_tokens=400,
+            temperature=0,
+        )
         return str(answer.choices[0].message.content or "")
 
 
 # --- Amazon Bedrock model customization ------------------------------------------------------
 
-BEDROCK_STATES = {"Completed": "succeeded", "Failed": "failed", "Stopped": "cancelled", "Stopping": "running",
-                  "InProgress": "running"}
+BEDROCK_STATES = {
+    "Completed": "succeeded",
+    "Failed": "failed",
+    "Stopped": "cancelled",
+    "Stopping": "running",
+    "InProgress": "running",
+}
 # custom model deployments: Creating | Active | Failed; provisioned throughput: Creating | InService |
 # Updating | Failed (an update keeps serving)
-SERVING_STATES = {"Creating": "creating", "Active": "active", "InService": "active", "Updating": "active",
-                  "Failed": "failed"}
+SERVING_STATES = {
+    "Creating": "creating",
+    "Active": "active",
+    "InService": "active",
+    "Updating": "active",
+    "Failed": "failed",
+}
 
 
 def _aws(what: str, fn: Any, **kwargs: Any) -> Any:
@@ -195,8 +255,12 @@ def _aws(what: str, fn: Any, **kwargs: Any) -> Any:
         return fn(**kwargs)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("ValidationException", "AccessDeniedException", "ResourceNotFoundException",
-                    "ServiceQuotaExceededException"):
+        if code in (
+            "ValidationException",
+            "AccessDeniedException",
+            "ResourceNotFoundException",
+            "ServiceQuotaExceededException",
+        ):
             raise ProviderRefused(f"Bedrock rejected {what}: {code}: {exc}") from exc
         raise DependencyUnavailable(f"Bedrock {what} failed: {code}") from exc
     except BotoCoreError as exc:
@@ -222,16 +286,30 @@ class BedrockFineTuner:
         validation_uri = upload_file(validation, f"{s3_prefix}/bedrock/validation.jsonl") if validation else None
         return UploadedDataset(train_uri, validation_uri)
 
-    def start(self, dataset: UploadedDataset, *, base_model: str, suffix: str, seed: int, method: str,
-              metadata: dict[str, str], hyperparameters: dict[str, Any], output_s3: str) -> str:
+    def start(
+        self,
+        dataset: UploadedDataset,
+        *,
+        base_model: str,
+        suffix: str,
+        seed: int,
+        method: str,
+        metadata: dict[str, str],
+        hyperparameters: dict[str, Any],
+        output_s3: str,
+    ) -> str:
         if method != "supervised":
             raise ProviderRefused("Bedrock fine-tuning takes supervised datasets; use method 'supervised'")
         name = f"flywheel-{suffix}"[:63]
         kwargs: dict[str, Any] = {
-            "jobName": name, "customModelName": name, "roleArn": self.role_arn, "baseModelIdentifier": base_model,
+            "jobName": name,
+            "customModelName": name,
+            "roleArn": self.role_arn,
+            "baseModelIdentifier": base_model,
             # the same run asking twice (a retried step) gets the same job, not a second one
             "clientRequestToken": name,
-            "customizationType": "FINE_TUNING", "trainingDataConfig": {"s3Uri": dataset.training},
+            "customizationType": "FINE_TUNING",
+            "trainingDataConfig": {"s3Uri": dataset.training},
             "outputDataConfig": {"s3Uri": output_s3},
             "hyperParameters": {k: str(v) for k, v in hyperparameters.items()},
             "jobTags": [{"key": k, "value": v} for k, v in metadata.items()],
@@ -249,8 +327,9 @@ class BedrockFineTuner:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("ResourceNotFoundException", "ValidationException"):
                 return None
-            raise DependencyUnavailable(f"Bedrock job lookup failed: {exc.response.get('Error', {}).get('Code')}") \
-                from exc
+            raise DependencyUnavailable(
+                f"Bedrock job lookup failed: {exc.response.get('Error', {}).get('Code')}"
+            ) from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"Bedrock job lookup failed: {exc}") from exc
         return name
@@ -258,10 +337,13 @@ class BedrockFineTuner:
     def status(self, job_id: str) -> JobStatus:
         job = _aws("status", client("bedrock").get_model_customization_job, jobIdentifier=job_id)
         state = BEDROCK_STATES.get(job["status"], "running")
-        return JobStatus(state=state, provider_status=job["status"],
-                         model_id=job.get("outputModelArn") if state == "succeeded" else None,
-                         error=job.get("failureMessage") if state == "failed" else None,
-                         raw=json.loads(json.dumps(job, default=str)))
+        return JobStatus(
+            state=state,
+            provider_status=job["status"],
+            model_id=job.get("outputModelArn") if state == "succeeded" else None,
+            error=job.get("failureMessage") if state == "failed" else None,
+            raw=json.loads(json.dumps(job, default=str)),
+        )
 
     def cancel(self, job_id: str) -> None:
         _aws("cancel", client("bedrock").stop_model_customization_job, jobIdentifier=job_id)
@@ -272,23 +354,40 @@ class BedrockFineTuner:
         aws_tags = [{"key": k, "value": v} for k, v in tags.items()]
         if self.serving == "provisioned":
             # no commitment term: billed by the hour until deleted
-            arn = _aws("provisioned throughput", client("bedrock").create_provisioned_model_throughput,
-                       modelUnits=self.model_units, provisionedModelName=name, modelId=model_id, tags=aws_tags,
-                       clientRequestToken=_request_token(name))["provisionedModelArn"]
+            arn = _aws(
+                "provisioned throughput",
+                client("bedrock").create_provisioned_model_throughput,
+                modelUnits=self.model_units,
+                provisionedModelName=name,
+                modelId=model_id,
+                tags=aws_tags,
+                clientRequestToken=_request_token(name),
+            )["provisionedModelArn"]
             return Serving(str(arn), "provisioned", "creating")
-        arn = _aws("custom model deployment", client("bedrock").create_custom_model_deployment,
-                   modelDeploymentName=name, modelArn=model_id, tags=aws_tags,
-                   description="flywheel: on-demand serving of a fine-tuned model",
-                   clientRequestToken=_request_token(name))["customModelDeploymentArn"]
+        arn = _aws(
+            "custom model deployment",
+            client("bedrock").create_custom_model_deployment,
+            modelDeploymentName=name,
+            modelArn=model_id,
+            tags=aws_tags,
+            description="flywheel: on-demand serving of a fine-tuned model",
+            clientRequestToken=_request_token(name),
+        )["customModelDeploymentArn"]
         return Serving(str(arn), "on_demand", "creating")
 
     def serving_status(self, serving_id: str, kind: str) -> Serving:
         if kind == "provisioned":
-            found = _aws("provisioned throughput status", client("bedrock").get_provisioned_model_throughput,
-                         provisionedModelId=serving_id)
+            found = _aws(
+                "provisioned throughput status",
+                client("bedrock").get_provisioned_model_throughput,
+                provisionedModelId=serving_id,
+            )
         else:
-            found = _aws("deployment status", client("bedrock").get_custom_model_deployment,
-                         customModelDeploymentIdentifier=serving_id)
+            found = _aws(
+                "deployment status",
+                client("bedrock").get_custom_model_deployment,
+                customModelDeploymentIdentifier=serving_id,
+            )
         state = SERVING_STATES.get(found["status"], "creating")
         return Serving(serving_id, kind, state, found.get("failureMessage") if state == "failed" else None)
 
@@ -301,19 +400,28 @@ class BedrockFineTuner:
                 client("bedrock").delete_custom_model_deployment(customModelDeploymentIdentifier=serving_id)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-                raise DependencyUnavailable(f"Bedrock could not delete {serving_id}",
-                                            reason=str(exc)) from exc
+                raise DependencyUnavailable(f"Bedrock could not delete {serving_id}", reason=str(exc)) from exc
         except BotoCoreError as exc:
             raise DependencyUnavailable(f"Bedrock could not delete {serving_id}", reason=str(exc)) from exc
 
     def smoke_test(self, model_id: str, messages: list[dict[str, str]]) -> str:
         system = [{"text": m["content"]} for m in messages if m["role"] == "system"]
-        body = {"schemaVersion": "messages-v1", "system": system,
-                "messages": [{"role": m["role"], "content": [{"text": m["content"]}]}
-                             for m in messages if m["role"] != "system"],
-                "inferenceConfig": {"maxTokens": 400, "temperature": 0}}
-        answer = _aws("smoke test", client("bedrock-runtime").invoke_model, modelId=model_id,
-                      body=json.dumps(body), contentType="application/json", accept="application/json")
+        body = {
+            "schemaVersion": "messages-v1",
+            "system": system,
+            "messages": [
+                {"role": m["role"], "content": [{"text": m["content"]}]} for m in messages if m["role"] != "system"
+            ],
+            "inferenceConfig": {"maxTokens": 400, "temperature": 0},
+        }
+        answer = _aws(
+            "smoke test",
+            client("bedrock-runtime").invoke_model,
+            modelId=model_id,
+            body=json.dumps(body),
+            contentType="application/json",
+            accept="application/json",
+        )
         payload = json.loads(answer["body"].read() or b"{}")
         content = payload.get("output", {}).get("message", {}).get("content", [])
         return "".join(part.get("text", "") for part in content)
@@ -325,6 +433,7 @@ def provider_for(name: str, settings: Settings) -> FineTuneProvider:
         key = openai_api_key()
         if not key:
             raise ProviderRefused("no OpenAI API key configured (openai_api_key in the flywheel/<stage>/openai secret)")
-        return OpenAIFineTuner.from_settings(key, settings.openai_base_url, settings.azure_openai_endpoint,
-                                             settings.azure_openai_api_version)
+        return OpenAIFineTuner.from_settings(
+            key, settings.openai_base_url, settings.azure_openai_endpoint, settings.azure_openai_api_version
+        )
     return BedrockFineTuner(settings.bedrock_role_arn or "", settings.bedrock_serving, settings.bedrock_model_units)

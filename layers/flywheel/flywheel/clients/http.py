@@ -16,8 +16,16 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class HttpJsonClient:
-    def __init__(self, name: str, base_url: str, headers: dict[str, str], timeout_s: float,
-                 retries: int = 2, backoff_s: float = 0.2, budget_s: float | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        headers: dict[str, str],
+        timeout_s: float,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        budget_s: float | None = None,
+    ) -> None:
         """`budget_s`: the time every call of this client together may take (one webhook request):
         no attempt starts, nor waits, past it, so a request answers inside API Gateway's 29 s."""
         self.name = name

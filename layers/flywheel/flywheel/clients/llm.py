@@ -49,8 +49,11 @@ class ReplyClassifier(Protocol):
 
 
 def user_message(reply: str, context: dict[str, Any]) -> str:
-    return json.dumps({"original_message": context.get("message"), "lead": context.get("lead"), "reply": reply},
-                      default=str, ensure_ascii=False)
+    return json.dumps(
+        {"original_message": context.get("message"), "lead": context.get("lead"), "reply": reply},
+        default=str,
+        ensure_ascii=False,
+    )
 
 
 def answer_schema() -> dict[str, Any]:
@@ -78,8 +81,16 @@ class OpenAIReplyClassifier:
     `json_mode="json_schema"` asks for strict structured output; `"json_object"` is for compatible
     servers without it: the schema goes into the prompt and the answer is validated the same way."""
 
-    def __init__(self, api_key: str, model: str, *, base_url: str | None = None, timeout_s: float = 20,
-                 max_retries: int = 3, json_mode: str = "json_schema") -> None:
+    def __init__(
+        self,
+        api_key: str,
+        model: str,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = 20,
+        max_retries: int = 3,
+        json_mode: str = "json_schema",
+    ) -> None:
         # the SDK is imported here, not with the module: POST /replies and the offline path never need it
         import httpx2
         import openai
@@ -87,7 +98,10 @@ class OpenAIReplyClassifier:
         self.model, self.json_mode = model, json_mode
         # the SDK retries 408/409/429/5xx and connection errors with exponential backoff and jitter
         self._client = openai.OpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=max_retries,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=max_retries,
             http_client=httpx2.Client(transport=TRANSPORT, timeout=timeout_s) if TRANSPORT else None,
         )
 
@@ -97,22 +111,29 @@ class OpenAIReplyClassifier:
         system = SYSTEM_PROMPT
         if self.json_mode == "json_object":
             system += " Answer with one JSON object that matches this JSON schema: " + json.dumps(answer_schema())
-        messages: Any = [{"role": "system", "content": system},
-                         {"role": "user", "content": user_message(reply, context)}]
+        messages: Any = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user_message(reply, context)},
+        ]
         # strict structured output with our schema (every field required, no extra ones); the answer
         # is validated by `validated`, like every backend's, not by the SDK's parse helper
-        response_format: Any = ({"type": "json_object"} if self.json_mode == "json_object" else
-                                {"type": "json_schema",
-                                 "json_schema": {"name": TOOL_NAME, "strict": True, "schema": answer_schema()}})
+        response_format: Any = (
+            {"type": "json_object"}
+            if self.json_mode == "json_object"
+            else {"type": "json_schema", "json_schema": {"name": TOOL_NAME, "strict": True, "schema": answer_schema()}}
+        )
         try:
             completion: Any = self._client.chat.completions.create(
-                model=self.model, temperature=0, messages=messages, response_format=response_format)
+                model=self.model, temperature=0, messages=messages, response_format=response_format
+            )
         except openai.OpenAIError as exc:  # API errors after the SDK's retries, timeouts
             raise LlmUnavailable(f"{type(exc).__name__}: {exc}") from exc
         choice = completion.choices[0]
         if not choice.message.content:
-            raise LlmUnavailable(f"no answer (finish_reason {choice.finish_reason!r}, "
-                                 f"refusal {getattr(choice.message, 'refusal', None)!r})")
+            raise LlmUnavailable(
+                f"no answer (finish_reason {choice.finish_reason!r}, "
+                f"refusal {getattr(choice.message, 'refusal', None)!r})"
+            )
         return validated(choice.message.content)  # a "length" finish is invalid JSON: unavailable
 
 
@@ -121,8 +142,9 @@ class BedrockReplyClassifier:
     schema is the classification's JSON schema (works with Nova and Claude models, and with the ARN
     of an inference profile or a custom model deployment)."""
 
-    def __init__(self, model_id: str, *, timeout_s: float = 20, max_retries: int = 3,
-                 region: str | None = None) -> None:
+    def __init__(
+        self, model_id: str, *, timeout_s: float = 20, max_retries: int = 3, region: str | None = None
+    ) -> None:
         self.model = model_id
         self._client = BEDROCK_CLIENT or _bedrock_client(timeout_s, max_retries, region)
 
@@ -136,8 +158,15 @@ class BedrockReplyClassifier:
                 messages=[{"role": "user", "content": [{"text": user_message(reply, context)}]}],
                 inferenceConfig={"temperature": 0, "maxTokens": 1024},
                 toolConfig={
-                    "tools": [{"toolSpec": {"name": TOOL_NAME, "description": "Record the reply's classification.",
-                                            "inputSchema": {"json": answer_schema()}}}],
+                    "tools": [
+                        {
+                            "toolSpec": {
+                                "name": TOOL_NAME,
+                                "description": "Record the reply's classification.",
+                                "inputSchema": {"json": answer_schema()},
+                            }
+                        }
+                    ],
                     "toolChoice": {"tool": {"name": TOOL_NAME}},
                 },
             )
@@ -158,6 +187,7 @@ def _bedrock_client(timeout_s: float, max_retries: int, region: str | None) -> A
     from botocore.config import Config
 
     # botocore's max_attempts counts retries (total_max_attempts = max_attempts + 1), like the OpenAI SDK's
-    config = Config(retries={"mode": "standard", "max_attempts": max_retries}, connect_timeout=5,
-                    read_timeout=timeout_s)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_retries}, connect_timeout=5, read_timeout=timeout_s
+    )
     return boto3.client("bedrock-runtime", region_name=region, config=config)  # type: ignore[call-overload]

@@ -14,7 +14,7 @@ from flywheel.errors import DependencyUnavailable
 def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> None:
     """Send in batches of 10; any message SQS refuses fails the call (the caller answers 503)."""
     for start in range(0, len(bodies), 10):
-        chunk = bodies[start:start + 10]
+        chunk = bodies[start : start + 10]
         try:
             result = client("sqs").send_message_batch(
                 QueueUrl=queue_url,
@@ -30,7 +30,8 @@ def depth(queue_url: str) -> int:
     """Messages waiting (approximate), which also proves the queue is reachable with our role."""
     try:
         attributes = client("sqs").get_queue_attributes(
-            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]
     except (BotoCoreError, ClientError) as exc:
         raise DependencyUnavailable("replies queue unavailable", reason=str(exc)) from exc
     return int(attributes["ApproximateNumberOfMessages"])

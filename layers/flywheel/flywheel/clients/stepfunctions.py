@@ -13,8 +13,9 @@ from flywheel.errors import DependencyUnavailable
 
 def start_execution(state_machine_arn: str, name: str, payload: dict[str, Any]) -> str:
     try:
-        result = client("stepfunctions").start_execution(stateMachineArn=state_machine_arn, name=name,
-                                                         input=json.dumps(payload, default=str))
+        result = client("stepfunctions").start_execution(
+            stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload, default=str)
+        )
     except (BotoCoreError, ClientError) as exc:
         raise DependencyUnavailable("could not start the training state machine", reason=str(exc)) from exc
     return str(result["executionArn"])

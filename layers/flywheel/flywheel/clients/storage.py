@@ -26,8 +26,9 @@ def upload_file(path: Path, uri: str) -> str:
 
 def put_json(uri: str, value: Any) -> str:
     bucket, key = split_uri(uri)
-    client("s3").put_object(Bucket=bucket, Key=key, Body=json.dumps(value, indent=2, default=str).encode(),
-                            ContentType="application/json")
+    client("s3").put_object(
+        Bucket=bucket, Key=key, Body=json.dumps(value, indent=2, default=str).encode(), ContentType="application/json"
+    )
     return uri
 
 
@@ -66,5 +67,8 @@ def presigned_get(uri: str, expires_in: int) -> str:
     still produce by default (S3 docs, "Authenticating Requests: Using Query Parameters" / SigV2
     deprecation). A link signed with a Lambda role's session also dies when that session does."""
     bucket, key = split_uri(uri)
-    return str(client("s3", "s3v4").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                                    ExpiresIn=expires_in))
+    return str(
+        client("s3", "s3v4").generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+        )
+    )

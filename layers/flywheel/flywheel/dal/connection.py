@@ -81,16 +81,23 @@ def target(settings: Settings, *, fresh_secret: bool = False) -> Target:
     port = int(settings.database_port or secret.get("port") or 5432)  # type: ignore[call-overload]
     user = settings.database_user or secret.get("username")
     if not host or not user:
-        raise DependencyUnavailable("database host or user unknown: the secret has none and DATABASE_HOST / "
-                                    "DATABASE_USER are not set")
-    info = make_conninfo(host=str(host), port=str(port), user=str(user),
-                         dbname=str(settings.database_name or secret.get("dbname") or "postgres"),
-                         sslmode=str(secret.get("sslmode") or settings.database_sslmode))
+        raise DependencyUnavailable(
+            "database host or user unknown: the secret has none and DATABASE_HOST / DATABASE_USER are not set"
+        )
+    info = make_conninfo(
+        host=str(host),
+        port=str(port),
+        user=str(user),
+        dbname=str(settings.database_name or secret.get("dbname") or "postgres"),
+        sslmode=str(secret.get("sslmode") or settings.database_sslmode),
+    )
     if settings.database_iam_auth:
         from flywheel.clients.aws import client
 
-        return Target(info, lambda: str(client("rds").generate_db_auth_token(
-            DBHostname=str(host), Port=port, DBUsername=str(user))))
+        return Target(
+            info,
+            lambda: str(client("rds").generate_db_auth_token(DBHostname=str(host), Port=port, DBUsername=str(user))),
+        )
     password = secret.get("password")
     return Target(info, lambda: None if password is None else str(password))
 
@@ -114,7 +121,10 @@ def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None 
             connect_timeout=timeout_s,
             application_name="flywheel",
             # notice a dead peer (failover, dropped NAT mapping) in seconds, not at the TCP timeout
-            keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3,
+            keepalives=1,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
         )
     except psycopg.OperationalError as exc:
         raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
@@ -125,8 +135,7 @@ def get_connection() -> Connection:
     settings = get_settings()
     where = target(settings)
     current: Connection | None = getattr(_local, "connection", None)
-    if (current is None or current.closed or current.broken
-            or where.conninfo != getattr(_local, "target", None)):
+    if current is None or current.closed or current.broken or where.conninfo != getattr(_local, "target", None):
         close_connection()
         password = where.password()
         try:
@@ -150,8 +159,9 @@ def get_connection() -> Connection:
 
 def _open(info: str, password: str | None, settings: Settings) -> Connection:
     url = info if password is None else make_conninfo(info, password=password)
-    return connect(url, timeout_s=settings.db_connect_timeout_s,
-                   idle_session_timeout_s=settings.db_idle_session_timeout_s)
+    return connect(
+        url, timeout_s=settings.db_connect_timeout_s, idle_session_timeout_s=settings.db_idle_session_timeout_s
+    )
 
 
 def close_connection() -> None:
@@ -177,8 +187,9 @@ def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
                 raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
             from flywheel.observability import logger  # here: the local runner sets logging up first
 
-            logger.warning("database connection was lost while idle; reconnecting once",
-                           extra={"error": str(exc).strip()[:200]})
+            logger.warning(
+                "database connection was lost while idle; reconnecting once", extra={"error": str(exc).strip()[:200]}
+            )
     raise AssertionError("unreachable")
 
 

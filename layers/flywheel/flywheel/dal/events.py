@@ -21,11 +21,15 @@ _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at t
 _EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcome_id, status,
                     match_outcome_id, match_provider_message_id, match_email, match_references,
                     match_window_days, data, payload"""
+
+
 def _applied(p: str = "") -> str:
     """Columns of an applied event its effects are computed from (data only where effects read it)."""
-    return (f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
-            f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
-            f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data")
+    return (
+        f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
+        f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
+        f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data"
+    )
 
 
 @dataclass
@@ -64,15 +68,19 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
                   FROM new GROUP BY outcome_id, status""",
             {"rows": jsonb(sparse), "effects": sorted(WITH_EFFECTS)},
         ).fetchall()
-    return Inserted([(outcome_id, status, int(n)) for outcome_id, status, n, _ in rows],
-                    [_from_object(effect) for *_, effects in rows for effect in effects or []])
+    return Inserted(
+        [(outcome_id, status, int(n)) for outcome_id, status, n, _ in rows],
+        [_from_object(effect) for *_, effects in rows for effect in effects or []],
+    )
 
 
 def _applied_object() -> str:
     """`_applied()`'s columns as jsonb_build_object arguments."""
-    return ("'event_id', event_id, 'provider', provider, 'event_key', event_key, 'event_type', event_type, "
-            "'occurred_at', occurred_at, 'outcome_id', outcome_id, 'org_id', org_id, 'status', status, "
-            "'meeting_id', data->>'meeting_id', 'data', data")
+    return (
+        "'event_id', event_id, 'provider', provider, 'event_key', event_key, 'event_type', event_type, "
+        "'occurred_at', occurred_at, 'outcome_id', outcome_id, 'org_id', org_id, 'status', status, "
+        "'meeting_id', data->>'meeting_id', 'data', data"
+    )
 
 
 def _from_object(row: dict[str, Any]) -> dict[str, Any]:
@@ -114,10 +122,14 @@ best AS (
 
 
 def _message_params(messages: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"ids": [m["outcome_id"] for m in messages], "orgs": [m["org_id"] for m in messages],
-            "pmids": [m.get("provider_message_id") for m in messages],
-            "msgids": [m.get("email_message_id") for m in messages],
-            "emails": [m.get("lead_email") for m in messages], "sent": [m["sent_at"] for m in messages]}
+    return {
+        "ids": [m["outcome_id"] for m in messages],
+        "orgs": [m["org_id"] for m in messages],
+        "pmids": [m.get("provider_message_id") for m in messages],
+        "msgids": [m.get("email_message_id") for m in messages],
+        "emails": [m.get("lead_email") for m in messages],
+        "sent": [m["sent_at"] for m in messages],
+    }
 
 
 def orphan_meetings_for(conn: Connection, messages: list[dict[str, Any]]) -> list[str]:
@@ -125,9 +137,11 @@ def orphan_meetings_for(conn: Connection, messages: list[dict[str, Any]]) -> lis
     if not messages:
         return []
     rows = conn.execute(
-        _CANDIDATES + """SELECT DISTINCT e.data->>'meeting_id' AS meeting_id
+        _CANDIDATES
+        + """SELECT DISTINCT e.data->>'meeting_id' AS meeting_id
                            FROM best JOIN outcome_events e USING (event_id) WHERE e.data ? 'meeting_id'""",
-        _message_params(messages)).fetchall()
+        _message_params(messages),
+    ).fetchall()
     return [r["meeting_id"] for r in rows]
 
 
@@ -137,12 +151,14 @@ def claim_orphans(conn: Connection, messages: list[dict[str, Any]]) -> list[dict
     if not messages:
         return []
     return conn.execute(
-        _CANDIDATES + f"""UPDATE outcome_events e
+        _CANDIDATES
+        + f"""UPDATE outcome_events e
                               SET outcome_id = best.outcome_id, org_id = best.org_id, status = 'applied'
                              FROM best
                             WHERE e.event_id = best.event_id AND e.status = 'orphan'
                         RETURNING {_applied("e.")}""",
-        _message_params(messages)).fetchall()
+        _message_params(messages),
+    ).fetchall()
 
 
 _COUNTED = sorted(t.value for t in COUNTED)
@@ -181,8 +197,11 @@ def events_for(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, list[Out
     for outcome_id, key, event_type, occurred_at, data, n, last_at, flavour in rows:
         if data is None:
             data = {"machine_open": flavour == "true"} if event_type == EventType.OPEN.value else {}
-        grouped[outcome_id].append(OutcomeEvent(key=key, type=types[event_type], occurred_at=occurred_at, data=data,
-                                                count=int(n), last_at=last_at))
+        grouped[outcome_id].append(
+            OutcomeEvent(
+                key=key, type=types[event_type], occurred_at=occurred_at, data=data, count=int(n), last_at=last_at
+            )
+        )
     return grouped
 
 
@@ -233,7 +252,6 @@ def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
         "SELECT outcome_id FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)
     ).fetchone()
     return row["outcome_id"] if row else None
-
 
 
 def event_data(conn: Connection, provider: str, event_key: str) -> dict[str, Any] | None:

@@ -18,8 +18,9 @@ def running(conn: Connection, *, lock: bool = False) -> dict[str, Any] | None:
 
 
 def get(conn: Connection, experiment_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-    return conn.execute(f"SELECT * FROM experiments WHERE experiment_id = %s{' FOR UPDATE' if lock else ''}",
-                        (experiment_id,)).fetchone()
+    return conn.execute(
+        f"SELECT * FROM experiments WHERE experiment_id = %s{' FOR UPDATE' if lock else ''}", (experiment_id,)
+    ).fetchone()
 
 
 def list_experiments(conn: Connection, limit: int) -> list[dict[str, Any]]:
@@ -29,8 +30,9 @@ def list_experiments(conn: Connection, limit: int) -> list[dict[str, Any]]:
 def create(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
     columns = ", ".join(row)
     values = [jsonb(v) if k in JSON_COLUMNS else v for k, v in row.items()]
-    created = conn.execute(f"INSERT INTO experiments ({columns}) VALUES ({', '.join(['%s'] * len(row))}) RETURNING *",
-                           values).fetchone()
+    created = conn.execute(
+        f"INSERT INTO experiments ({columns}) VALUES ({', '.join(['%s'] * len(row))}) RETURNING *", values
+    ).fetchone()
     assert created is not None
     return created
 
@@ -38,21 +40,25 @@ def create(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
 def update(conn: Connection, experiment_id: str, **fields: Any) -> dict[str, Any]:
     assignments = ", ".join(f"{k} = %s" for k in fields)
     values = [jsonb(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
-    row = conn.execute(f"UPDATE experiments SET {assignments} WHERE experiment_id = %s RETURNING *",
-                       (*values, experiment_id)).fetchone()
+    row = conn.execute(
+        f"UPDATE experiments SET {assignments} WHERE experiment_id = %s RETURNING *", (*values, experiment_id)
+    ).fetchone()
     assert row is not None
     return row
 
 
 def assigned_arm(conn: Connection, experiment_id: str, org_id: str, lead_id: str) -> str | None:
     """The lead's recorded arm, by primary key (no write)."""
-    row = conn.execute("SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s AND lead_id = %s",
-                       (experiment_id, org_id, lead_id)).fetchone()
+    row = conn.execute(
+        "SELECT arm FROM assignments WHERE experiment_id = %s AND org_id = %s AND lead_id = %s",
+        (experiment_id, org_id, lead_id),
+    ).fetchone()
     return None if row is None else str(row["arm"])
 
 
-def assign(conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int,
-           stage: str, segment: int) -> str:
+def assign(
+    conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int, stage: str, segment: int
+) -> str:
     """Record the lead's arm (and its first segment) at first assignment; when a concurrent call
     recorded it first, its arm. A lead keeps both for the whole experiment.
 
@@ -89,8 +95,9 @@ def _hit(event: str, days: int) -> str:
     return f"bool_or({condition} AND {column} <= l.exposed_at + interval '{int(days)} days')"
 
 
-def segment_counts(conn: Connection, experiment_id: str, metrics: dict[str, tuple[str, int]],
-                   now: datetime, settle_hours: float = 0.0) -> list[dict[str, Any]]:
+def segment_counts(
+    conn: Connection, experiment_id: str, metrics: dict[str, tuple[str, int]], now: datetime, settle_hours: float = 0.0
+) -> list[dict[str, Any]]:
     """Per segment and arm: leads assigned, and for each metric (name → (event, window days)) the
     exposed leads whose window has closed at least `settle_hours` ago and those with the event inside
     it. A lead's windows start at its first exposure: its first message in the experiment (messages
@@ -104,7 +111,8 @@ def segment_counts(conn: Connection, experiment_id: str, metrics: dict[str, tupl
     aggregates = ",\n".join(
         f"count(*) FILTER (WHERE {matured(days)}) AS {name}__units, "
         f"count(*) FILTER (WHERE {matured(days)} AND {name}) AS {name}__conversions"
-        for name, (_, days) in metrics.items())
+        for name, (_, days) in metrics.items()
+    )
     sql = f"""
 WITH leads AS (
     SELECT a.segment, a.stage, a.arm, a.org_id, a.lead_id,
@@ -133,8 +141,9 @@ SELECT segment, min(stage) AS stage, arm, count(*) AS assigned,
   FROM per_lead
  GROUP BY segment, arm
  ORDER BY segment, arm"""
-    return conn.execute(sql, {"experiment_id": experiment_id, "now": now,
-                              "settled": now - timedelta(hours=settle_hours)}).fetchall()
+    return conn.execute(
+        sql, {"experiment_id": experiment_id, "now": now, "settled": now - timedelta(hours=settle_hours)}
+    ).fetchall()
 
 
 TRAFFIC_HISTORY = """
@@ -196,8 +205,9 @@ def traffic_history(conn: Connection, now: datetime, days: int) -> dict[str, int
 def record_evaluation(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
     columns = ", ".join(row)
     values = [jsonb(v) if k in ("snapshot", "decision") else v for k, v in row.items()]
-    created = conn.execute(f"INSERT INTO experiment_evaluations ({columns}) VALUES "
-                           f"({', '.join(['%s'] * len(row))}) RETURNING *", values).fetchone()
+    created = conn.execute(
+        f"INSERT INTO experiment_evaluations ({columns}) VALUES ({', '.join(['%s'] * len(row))}) RETURNING *", values
+    ).fetchone()
     assert created is not None
     return created
 
@@ -205,7 +215,9 @@ def record_evaluation(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
 def evaluations(conn: Connection, experiment_id: str, limit: int) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT * FROM experiment_evaluations WHERE experiment_id = %s
-            ORDER BY evaluated_at, evaluation_id LIMIT %s""", (experiment_id, limit)).fetchall()
+            ORDER BY evaluated_at, evaluation_id LIMIT %s""",
+        (experiment_id, limit),
+    ).fetchall()
 
 
 def strategies(conn: Connection, org_id: str, segment: str) -> list[dict[str, Any]]:

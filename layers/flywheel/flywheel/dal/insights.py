@@ -25,15 +25,21 @@ FUNNEL_COUNTS = """count(*) AS sent, count(o.delivered_at) AS delivered, count(o
        min(o.sent_at) AS first_sent_at, max(o.sent_at) AS last_sent_at"""
 
 
-def funnel_counts(conn: Connection, org_id: str, by: tuple[str, ...] = (), *, campaign_id: str | None = None,
-                  since: datetime | None = None) -> list[dict[str, Any]]:
+def funnel_counts(
+    conn: Connection,
+    org_id: str,
+    by: tuple[str, ...] = (),
+    *,
+    campaign_id: str | None = None,
+    since: datetime | None = None,
+) -> list[dict[str, Any]]:
     """Messages of one organisation (optionally one campaign, sent since a time) counted at every
     funnel step, per group; with no grouping, one row (sent = 0 when there is nothing)."""
     columns = [f"{DIMENSIONS[d]} AS {d}" for d in by]
     positions = ", ".join(str(i + 1) for i in range(len(by)))
     group = f"GROUP BY {positions} ORDER BY sent DESC, {positions}" if by else ""
     return conn.execute(
-        f"""SELECT {', '.join([*columns, FUNNEL_COUNTS])}
+        f"""SELECT {", ".join([*columns, FUNNEL_COUNTS])}
               FROM outcome_labels o LEFT JOIN model_registry m ON m.model_id = o.model_registry_id
              WHERE o.org_id = %(org)s
                AND (%(campaign)s::text IS NULL OR o.campaign_id = %(campaign)s)
@@ -56,7 +62,9 @@ def active_organizations(conn: Connection, since: datetime) -> list[str]:
     rows = conn.execute(
         """SELECT org_id FROM organizations g
             WHERE EXISTS (SELECT 1 FROM outcome_labels o WHERE o.org_id = g.org_id AND o.sent_at >= %s)
-            ORDER BY org_id""", (since,)).fetchall()
+            ORDER BY org_id""",
+        (since,),
+    ).fetchall()
     return [r["org_id"] for r in rows]
 
 
@@ -80,7 +88,9 @@ def replies_per_week(conn: Connection, org_id: str, since: datetime) -> list[dic
 def unclassified_replies(conn: Connection, org_id: str) -> dict[str, Any]:
     row = conn.execute(
         """SELECT count(*) AS replies, min(replied_at) AS oldest FROM outcome_labels
-            WHERE org_id = %s AND replied_at IS NOT NULL AND reply_category IS NULL""", (org_id,)).fetchone()
+            WHERE org_id = %s AND replied_at IS NOT NULL AND reply_category IS NULL""",
+        (org_id,),
+    ).fetchone()
     assert row is not None
     return row
 
@@ -95,7 +105,8 @@ def orphan_events(conn: Connection, org_id: str) -> dict[str, Any]:
                   count(*) FILTER (WHERE org_id IS NULL) AS unknown_org,
                   count(*) FILTER (WHERE org_id IS NULL AND event_type = 'reply') AS unknown_org_replies
              FROM outcome_events WHERE status = 'orphan' AND (org_id = %(org)s OR org_id IS NULL)""",
-        {"org": org_id}).fetchone()
+        {"org": org_id},
+    ).fetchone()
     assert row is not None
     return row
 
@@ -107,7 +118,8 @@ def quarantined(conn: Connection, org_id: str, since: datetime) -> dict[str, Any
                   max(received_at) FILTER (WHERE org_id = %(org)s) AS latest,
                   count(*) FILTER (WHERE org_id IS NULL) AS unknown_org
              FROM quarantined_events WHERE received_at >= %(since)s AND (org_id = %(org)s OR org_id IS NULL)""",
-        {"org": org_id, "since": since}).fetchone()
+        {"org": org_id, "since": since},
+    ).fetchone()
     assert row is not None
     return row
 
@@ -120,7 +132,9 @@ def registry_history(conn: Connection, since: datetime) -> list[dict[str, Any]]:
     """Every registry change since a time, oldest first, with the model's version."""
     return conn.execute(
         """SELECT h.*, m.version FROM model_history h JOIN model_registry m USING (model_id)
-            WHERE h.at >= %s ORDER BY h.at, h.history_id""", (since,)).fetchall()
+            WHERE h.at >= %s ORDER BY h.at, h.history_id""",
+        (since,),
+    ).fetchall()
 
 
 def latest_experiment(conn: Connection) -> dict[str, Any] | None:
@@ -129,7 +143,8 @@ def latest_experiment(conn: Connection) -> dict[str, Any] | None:
         """SELECT e.*, c.version AS champion_version, t.version AS challenger_version
              FROM experiments e JOIN model_registry c ON c.model_id = e.champion_model_id
              JOIN model_registry t ON t.model_id = e.challenger_model_id
-            ORDER BY e.status = 'running' DESC, e.started_at DESC LIMIT 1""").fetchone()
+            ORDER BY e.status = 'running' DESC, e.started_at DESC LIMIT 1"""
+    ).fetchone()
 
 
 def registry(conn: Connection) -> list[dict[str, Any]]:

@@ -43,8 +43,9 @@ def try_lock_links(conn: Connection, keys: Iterable[str], held: set[int]) -> boo
     missing = [b for b in link_buckets(keys) if b not in held]
     if not missing:
         return True
-    row = conn.execute("SELECT bool_and(pg_try_advisory_xact_lock(k)) AS ok FROM unnest(%s::bigint[]) AS k",
-                       (missing,)).fetchone()
+    row = conn.execute(
+        "SELECT bool_and(pg_try_advisory_xact_lock(k)) AS ok FROM unnest(%s::bigint[]) AS k", (missing,)
+    ).fetchone()
     if row and row["ok"]:
         held.update(missing)
         return True
@@ -58,6 +59,9 @@ def lock_outcomes(conn: Connection, outcome_ids: Iterable[UUID]) -> dict[UUID, f
     if not ids:
         return {}
     with conn.cursor(row_factory=tuple_row) as cur:
-        rows = cur.execute("SELECT outcome_id, lead_icp_score FROM outcome_labels WHERE outcome_id = ANY(%s) "
-                           "ORDER BY outcome_id FOR UPDATE", (ids,)).fetchall()
+        rows = cur.execute(
+            "SELECT outcome_id, lead_icp_score FROM outcome_labels WHERE outcome_id = ANY(%s) "
+            "ORDER BY outcome_id FOR UPDATE",
+            (ids,),
+        ).fetchall()
     return dict(rows)

@@ -54,8 +54,9 @@ def discover(sql_dir: Path) -> list[Migration]:
     return migrations
 
 
-def migrate(conn: Connection, sql_dir: Path | None = None, *, allow_newer_database: bool = False,
-            lock_timeout_s: int = 120) -> list[str]:
+def migrate(
+    conn: Connection, sql_dir: Path | None = None, *, allow_newer_database: bool = False, lock_timeout_s: int = 120
+) -> list[str]:
     """Apply pending migrations; returns the versions applied (empty when up to date).
 
     `allow_newer_database`: a database that has migrations this code does not know is accepted
@@ -83,8 +84,7 @@ def migrate(conn: Connection, sql_dir: Path | None = None, *, allow_newer_databa
             recorded = applied.get(migration.version)
             if recorded is not None and recorded != migration.checksum:
                 raise MigrationError(
-                    f"migration {migration.path.name} was changed after it was applied; "
-                    "add a new migration instead",
+                    f"migration {migration.path.name} was changed after it was applied; add a new migration instead",
                     version=migration.version,
                 )
         known = {m.version for m in migrations}
@@ -93,8 +93,9 @@ def migrate(conn: Connection, sql_dir: Path | None = None, *, allow_newer_databa
                 raise MigrationError(f"database has migrations this code does not know: {unknown}")
             from flywheel.observability import logger
 
-            logger.warning("database is ahead of this code (expand-only schema: carrying on)",
-                           extra={"unknown_versions": unknown})
+            logger.warning(
+                "database is ahead of this code (expand-only schema: carrying on)", extra={"unknown_versions": unknown}
+            )
         done = []
         for migration in migrations:
             if migration.version in applied:

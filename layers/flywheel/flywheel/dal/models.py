@@ -25,13 +25,15 @@ def insert_model(conn: Connection, model: dict[str, Any]) -> dict[str, Any]:
 
 
 def get_model(conn: Connection, model_id: str, *, lock: bool = False) -> dict[str, Any] | None:
-    return conn.execute(f"SELECT * FROM model_registry WHERE model_id = %s{' FOR UPDATE' if lock else ''}",
-                        (model_id,)).fetchone()
+    return conn.execute(
+        f"SELECT * FROM model_registry WHERE model_id = %s{' FOR UPDATE' if lock else ''}", (model_id,)
+    ).fetchone()
 
 
 def by_role(conn: Connection, role: str, *, lock: bool = False) -> dict[str, Any] | None:
-    return conn.execute(f"SELECT * FROM model_registry WHERE role = %s{' FOR UPDATE' if lock else ''}",
-                        (role,)).fetchone()
+    return conn.execute(
+        f"SELECT * FROM model_registry WHERE role = %s{' FOR UPDATE' if lock else ''}", (role,)
+    ).fetchone()
 
 
 def lock_roles(conn: Connection) -> dict[str, dict[str, Any]]:
@@ -45,25 +47,50 @@ def lock_roles(conn: Connection) -> dict[str, dict[str, Any]]:
 def list_models(conn: Connection, status: str | None) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT * FROM model_registry WHERE (%s::text IS NULL OR status = %s)
-            ORDER BY major DESC, minor DESC, patch DESC""", (status, status)).fetchall()
+            ORDER BY major DESC, minor DESC, patch DESC""",
+        (status, status),
+    ).fetchall()
 
 
-def change(conn: Connection, model_id: str, action: str, *, actor: str, reason: str | None = None,
-           evidence: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+def change(
+    conn: Connection,
+    model_id: str,
+    action: str,
+    *,
+    actor: str,
+    reason: str | None = None,
+    evidence: dict[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
     """Change a model's status / role / traffic and record the change in its history."""
     before = get_model(conn, model_id, lock=True)
     assert before is not None, f"no model {model_id}"
     assignments = ", ".join(f"{name} = %s" for name in fields)
-    after = conn.execute(f"UPDATE model_registry SET {assignments} WHERE model_id = %s RETURNING *",
-                         (*fields.values(), model_id)).fetchone() if fields else before
+    after = (
+        conn.execute(
+            f"UPDATE model_registry SET {assignments} WHERE model_id = %s RETURNING *", (*fields.values(), model_id)
+        ).fetchone()
+        if fields
+        else before
+    )
     assert after is not None
     conn.execute(
         """INSERT INTO model_history (model_id, action, from_status, to_status, from_role, to_role, traffic_from,
                                       traffic_to, reason, evidence, actor)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (model_id, action, before["status"], after["status"], before["role"], after["role"],
-         before["traffic_percentage"], after["traffic_percentage"], reason, jsonb(evidence) if evidence else None,
-         actor),
+        (
+            model_id,
+            action,
+            before["status"],
+            after["status"],
+            before["role"],
+            after["role"],
+            before["traffic_percentage"],
+            after["traffic_percentage"],
+            reason,
+            jsonb(evidence) if evidence else None,
+            actor,
+        ),
     )
     return after
 
@@ -71,7 +98,9 @@ def change(conn: Connection, model_id: str, action: str, *, actor: str, reason: 
 def history(conn: Connection, model_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT * FROM model_history WHERE (%s::text IS NULL OR model_id = %s)
-            ORDER BY at DESC, history_id DESC LIMIT %s""", (model_id, model_id, limit)).fetchall()
+            ORDER BY at DESC, history_id DESC LIMIT %s""",
+        (model_id, model_id, limit),
+    ).fetchall()
 
 
 def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] | None:
@@ -79,7 +108,9 @@ def previous_champion(conn: Connection, current: str | None) -> dict[str, Any] |
     return conn.execute(
         """SELECT m.* FROM model_history h JOIN model_registry m USING (model_id)
             WHERE h.to_role = 'champion' AND (%s::text IS NULL OR h.model_id <> %s) AND m.status <> 'failed'
-            ORDER BY h.at DESC, h.history_id DESC LIMIT 1""", (current, current)).fetchone()
+            ORDER BY h.at DESC, h.history_id DESC LIMIT 1""",
+        (current, current),
+    ).fetchone()
 
 
 def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
@@ -120,4 +151,5 @@ def serving_out_of_step(conn: Connection) -> list[dict[str, Any]]:
             WHERE serving_status IS NOT NULL AND serving_kind <> 'provider'
               AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
                    OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))
-            ORDER BY model_id""").fetchall()
+            ORDER BY model_id"""
+    ).fetchall()

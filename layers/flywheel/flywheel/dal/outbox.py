@@ -12,13 +12,15 @@ def add(conn: Connection, messages: list[tuple[str, str, dict[str, Any]]]) -> in
     if not messages:
         return 0
     rows = [{"topic": t, "dedupe_key": k, "payload": p} for t, k, p in sorted(messages, key=lambda m: m[:2])]
-    return len(conn.execute(
-        """INSERT INTO outbox (topic, dedupe_key, payload)
+    return len(
+        conn.execute(
+            """INSERT INTO outbox (topic, dedupe_key, payload)
            SELECT topic, dedupe_key, payload
              FROM jsonb_to_recordset(%s) AS x(topic text, dedupe_key text, payload jsonb)
            ON CONFLICT (topic, dedupe_key) DO NOTHING RETURNING outbox_id""",
-        (jsonb(rows),),
-    ).fetchall())
+            (jsonb(rows),),
+        ).fetchall()
+    )
 
 
 def claim_pending(conn: Connection, topic: str, limit: int) -> list[dict[str, Any]]:
@@ -33,11 +35,14 @@ def claim_pending(conn: Connection, topic: str, limit: int) -> list[dict[str, An
 
 def mark(conn: Connection, outbox_ids: list[int], error: str | None) -> None:
     if error is None:
-        conn.execute("UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE outbox_id = ANY(%s)",
-                     (outbox_ids,))
+        conn.execute(
+            "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE outbox_id = ANY(%s)", (outbox_ids,)
+        )
     else:
-        conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE outbox_id = ANY(%s)",
-                     (error[:500], outbox_ids))
+        conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE outbox_id = ANY(%s)",
+            (error[:500], outbox_ids),
+        )
 
 
 def pending_count(conn: Connection, topic: str) -> int:

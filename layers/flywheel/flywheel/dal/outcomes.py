@@ -123,9 +123,7 @@ def update_derived(conn: Connection, rows: dict[UUID, dict[str, Any]]) -> None:
         return
     # a column missing from a record is NULL: most derived columns are, and the payload is a third
     payload = [{"outcome_id": str(oid), **{c: v for c, v in row.items() if v is not None}} for oid, row in rows.items()]
-    record = ", ".join(
-        ["outcome_id uuid", *(f"{c} {_derived_type(c)}" for c in DERIVED_COLUMNS)]
-    )
+    record = ", ".join(["outcome_id uuid", *(f"{c} {_derived_type(c)}" for c in DERIVED_COLUMNS)])
     assignments = ", ".join(f"{c} = x.{c}" for c in DERIVED_COLUMNS)
     conn.execute(
         f"""UPDATE outcome_labels o SET {assignments}, updated_at = now()
@@ -182,8 +180,9 @@ def latest_for_emails(conn: Connection, queries: list[tuple[str, str, str, int]]
 def lead_contacts(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
     if not outcome_ids:
         return {}
-    rows = conn.execute("SELECT outcome_id, org_id, lead_email FROM outcome_labels WHERE outcome_id = ANY(%s)",
-                        (outcome_ids,)).fetchall()
+    rows = conn.execute(
+        "SELECT outcome_id, org_id, lead_email FROM outcome_labels WHERE outcome_id = ANY(%s)", (outcome_ids,)
+    ).fetchall()
     return {r["outcome_id"]: r for r in rows}
 
 
@@ -210,7 +209,8 @@ def reply_contexts(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, dict
     ).fetchall()
     return {
         r["outcome_id"]: {
-            "org_id": r["org_id"], "lead_email": r["lead_email"],
+            "org_id": r["org_id"],
+            "lead_email": r["lead_email"],
             "message": {"subject": r["subject"], "body": r["body"], "framework": r["framework"], "tone": r["tone"]},
             "lead": {"industry": r["lead_industry"], "role": r["lead_role"], "company_size": r["lead_company_size"]},
         }
@@ -230,5 +230,7 @@ def set_training_opt_in(conn: Connection, org_id: str, opt_in: bool) -> dict[str
 
 
 def opted_in_organizations(conn: Connection) -> list[str]:
-    return [r["org_id"] for r in conn.execute(
-        "SELECT org_id FROM organizations WHERE training_opt_in ORDER BY org_id").fetchall()]
+    return [
+        r["org_id"]
+        for r in conn.execute("SELECT org_id FROM organizations WHERE training_opt_in ORDER BY org_id").fetchall()
+    ]

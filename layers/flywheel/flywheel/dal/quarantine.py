@@ -12,14 +12,16 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> int:
     """Rows with provider, org_id, reason, field, raw, digest; a provider retry adds nothing twice."""
     if not rows:
         return 0
-    return len(conn.execute(
-        """INSERT INTO quarantined_events (provider, org_id, reason, field, raw, digest)
+    return len(
+        conn.execute(
+            """INSERT INTO quarantined_events (provider, org_id, reason, field, raw, digest)
            SELECT provider, org_id, reason, field, raw, digest
              FROM jsonb_to_recordset(%s) AS x(provider text, org_id text, reason text, field text, raw text,
                                               digest text)
            ON CONFLICT (provider, digest) DO NOTHING RETURNING quarantine_id""",
-        (jsonb(sorted(rows, key=lambda r: r["digest"])),),
-    ).fetchall())
+            (jsonb(sorted(rows, key=lambda r: r["digest"])),),
+        ).fetchall()
+    )
 
 
 def list_for_org(conn: Connection, org_id: str, since: datetime | None, limit: int) -> list[dict[str, Any]]:

@@ -58,16 +58,23 @@ def refresh(conn: Connection, rolled_before: datetime, recount_from: datetime, f
     if lo is None:  # the first refresh counts the whole history
         deleted = conn.execute("DELETE FROM report_daily_counts").rowcount
     else:
-        deleted = conn.execute("DELETE FROM report_daily_counts "
-                               "WHERE day >= (%s::timestamptz AT TIME ZONE 'UTC')::date", (lo,)).rowcount
+        deleted = conn.execute(
+            "DELETE FROM report_daily_counts WHERE day >= (%s::timestamptz AT TIME ZONE 'UTC')::date", (lo,)
+        ).rowcount
     inserted = conn.execute(_REFRESH, {"lo": lo, "hi": rolled_before}).rowcount
-    conn.execute("""INSERT INTO report_rollup_state (rolled_before, full_recount_at) VALUES (%s, now())
+    conn.execute(
+        """INSERT INTO report_rollup_state (rolled_before, full_recount_at) VALUES (%s, now())
                     ON CONFLICT (singleton) DO UPDATE
                     SET rolled_before = EXCLUDED.rolled_before, refreshed_at = now(),
                         full_recount_at = CASE WHEN %s THEN now() ELSE report_rollup_state.full_recount_at END""",
-                 (rolled_before, full or lo is None))
-    return {"from": lo.isoformat() if lo else None, "to": rolled_before.isoformat(), "rows_replaced": deleted,
-            "rows_written": inserted}
+        (rolled_before, full or lo is None),
+    )
+    return {
+        "from": lo.isoformat() if lo else None,
+        "to": rolled_before.isoformat(),
+        "rows_replaced": deleted,
+        "rows_written": inserted,
+    }
 
 
 def full_recount_at(conn: Connection) -> datetime | None:

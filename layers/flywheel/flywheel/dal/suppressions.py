@@ -22,14 +22,18 @@ def suppress_many(conn: Connection, rows: list[tuple[str, str, str, UUID | None]
     """(org, email, reason, outcome) rows; the first reason recorded for a lead stands."""
     if not rows:
         return 0
-    ordered = sorted({(org, email.lower()): (org, email.lower(), reason, oid)
-                      for org, email, reason, oid in rows}.values(), key=lambda r: (r[0], r[1]))
-    return len(conn.execute(
-        """INSERT INTO suppressions (org_id, email, reason, outcome_id)
+    ordered = sorted(
+        {(org, email.lower()): (org, email.lower(), reason, oid) for org, email, reason, oid in rows}.values(),
+        key=lambda r: (r[0], r[1]),
+    )
+    return len(
+        conn.execute(
+            """INSERT INTO suppressions (org_id, email, reason, outcome_id)
            SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::uuid[])
            ON CONFLICT (org_id, email) DO NOTHING RETURNING email""",
-        tuple(list(col) for col in zip(*ordered, strict=True)),
-    ).fetchall())
+            tuple(list(col) for col in zip(*ordered, strict=True)),
+        ).fetchall()
+    )
 
 
 def list_suppressions(conn: Connection, org_id: str, since: datetime | None, limit: int) -> list[dict[str, Any]]:

@@ -23,21 +23,33 @@ def _dataset_filter(for_preferences: bool) -> tuple[str, str]:
     """The WHERE and ORDER BY of a dataset's outcomes. Supervised sets need good messages
     (quality >= min, not negative); preference sets need every outcome, ordered so each
     campaign/segment/framework group arrives together."""
-    where = ["org.training_opt_in", "(%(since)s::timestamptz IS NULL OR o.sent_at >= %(since)s::timestamptz)",
-             "(%(until)s::timestamptz IS NULL OR o.sent_at < %(until)s::timestamptz)"]
+    where = [
+        "org.training_opt_in",
+        "(%(since)s::timestamptz IS NULL OR o.sent_at >= %(since)s::timestamptz)",
+        "(%(until)s::timestamptz IS NULL OR o.sent_at < %(until)s::timestamptz)",
+    ]
     if for_preferences:
         return " AND ".join(where), "o.campaign_id, o.lead_industry, o.lead_role, o.framework, o.outcome_id"
     where += ["o.quality_score >= %(min_quality)s", "o.training_label <> 'negative'"]
     return " AND ".join(where), "o.sent_at, o.outcome_id"
 
 
-def stream_outcomes(conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None,
-                    for_preferences: bool, batch_size: int = 2000) -> Iterator[dict[str, Any]]:
+def stream_outcomes(
+    conn: Connection,
+    *,
+    min_quality: float,
+    since: datetime | None,
+    until: datetime | None,
+    for_preferences: bool,
+    batch_size: int = 2000,
+) -> Iterator[dict[str, Any]]:
     """Outcomes of organisations that opted in, through a server-side cursor (memory stays flat).
     2,000 rows a fetch: against 500 and 10,000 on 200,000 outcomes it read fastest (bench/export.py)."""
     where, order = _dataset_filter(for_preferences)
-    query = (f"SELECT {DATASET_COLUMNS} FROM outcome_labels o JOIN organizations org USING (org_id) "
-             f"WHERE {where} ORDER BY {order}")
+    query = (
+        f"SELECT {DATASET_COLUMNS} FROM outcome_labels o JOIN organizations org USING (org_id) "
+        f"WHERE {where} ORDER BY {order}"
+    )
     params = {"since": since, "until": until, "min_quality": min_quality}
     with conn.transaction(), conn.cursor(name="dataset_export", row_factory=psycopg.rows.dict_row) as cursor:
         cursor.itersize = batch_size
@@ -45,17 +57,21 @@ def stream_outcomes(conn: Connection, *, min_quality: float, since: datetime | N
         yield from cursor
 
 
-def count_outcomes(conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None,
-                   for_preferences: bool) -> int:
+def count_outcomes(
+    conn: Connection, *, min_quality: float, since: datetime | None, until: datetime | None, for_preferences: bool
+) -> int:
     """How many outcomes `stream_outcomes` would stream."""
     where, _ = _dataset_filter(for_preferences)
-    row = conn.execute(f"SELECT count(*) AS n FROM outcome_labels o JOIN organizations org USING (org_id) "
-                       f"WHERE {where}", {"since": since, "until": until, "min_quality": min_quality}).fetchone()
+    row = conn.execute(
+        f"SELECT count(*) AS n FROM outcome_labels o JOIN organizations org USING (org_id) WHERE {where}",
+        {"since": since, "until": until, "min_quality": min_quality},
+    ).fetchone()
     return int(row["n"]) if row else 0
 
 
-def readiness(conn: Connection, min_quality: float, since: datetime | None,
-              org_id: str | None = None) -> list[dict[str, Any]]:
+def readiness(
+    conn: Connection, min_quality: float, since: datetime | None, org_id: str | None = None
+) -> list[dict[str, Any]]:
     return conn.execute(
         """SELECT o.training_label AS label, count(*) AS examples,
                   coalesce(sum(length(coalesce(o.subject, '')) + length(o.body)), 0) AS characters
@@ -68,8 +84,9 @@ def readiness(conn: Connection, min_quality: float, since: datetime | None,
     ).fetchall()
 
 
-def create_run(conn: Connection, scope: str, trigger: str, params: dict[str, Any],
-               execution_arn: str | None = None) -> dict[str, Any] | None:
+def create_run(
+    conn: Connection, scope: str, trigger: str, params: dict[str, Any], execution_arn: str | None = None
+) -> dict[str, Any] | None:
     """A new pending run; None when one is already in flight for the scope."""
     return conn.execute(
         """INSERT INTO training_runs (scope, status, trigger, params, provider, base_model, method, execution_arn,
@@ -79,14 +96,22 @@ def create_run(conn: Connection, scope: str, trigger: str, params: dict[str, Any
            ON CONFLICT (scope) WHERE status IN ('pending', 'building', 'uploading', 'training', 'registering',
                                                 'smoke_testing') DO NOTHING
            RETURNING *""",
-        (scope, trigger, jsonb(params), params.get("provider"), params.get("base_model"), params.get("method"),
-         execution_arn),
+        (
+            scope,
+            trigger,
+            jsonb(params),
+            params.get("provider"),
+            params.get("base_model"),
+            params.get("method"),
+            execution_arn,
+        ),
     ).fetchone()
 
 
 def get_run(conn: Connection, run_id: UUID | str, *, lock: bool = False) -> dict[str, Any] | None:
-    return conn.execute(f"SELECT * FROM training_runs WHERE run_id = %s{' FOR UPDATE' if lock else ''}",
-                        (str(run_id),)).fetchone()
+    return conn.execute(
+        f"SELECT * FROM training_runs WHERE run_id = %s{' FOR UPDATE' if lock else ''}", (str(run_id),)
+    ).fetchone()
 
 
 def run_for_execution(conn: Connection, execution_arn: str) -> dict[str, Any] | None:
@@ -94,8 +119,9 @@ def run_for_execution(conn: Connection, execution_arn: str) -> dict[str, Any] | 
 
 
 def run_for_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM training_runs WHERE job_id = %s ORDER BY started_at DESC LIMIT 1",
-                        (job_id,)).fetchone()
+    return conn.execute(
+        "SELECT * FROM training_runs WHERE job_id = %s ORDER BY started_at DESC LIMIT 1", (job_id,)
+    ).fetchone()
 
 
 def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -106,20 +132,24 @@ def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, 
         assignments.append(f"{name} = %s")
         values.append(jsonb(value) if name in json_fields else value)
     if status:
-        assignments += ["status = %s", "status_history = status_history || jsonb_build_array("
-                        "jsonb_build_object('status', %s::text, 'at', now()))"]
+        assignments += [
+            "status = %s",
+            "status_history = status_history || jsonb_build_array(jsonb_build_object('status', %s::text, 'at', now()))",
+        ]
         values += [status, status]
         if status in ("succeeded", "failed", "cancelled", "insufficient_data"):
             assignments.append("finished_at = now()")
-    row = conn.execute(f"UPDATE training_runs SET {', '.join(assignments)} WHERE run_id = %s RETURNING *",
-                       (*values, str(run_id))).fetchone()
+    row = conn.execute(
+        f"UPDATE training_runs SET {', '.join(assignments)} WHERE run_id = %s RETURNING *", (*values, str(run_id))
+    ).fetchone()
     assert row is not None, f"no training run {run_id}"
     return row
 
 
 def active_run(conn: Connection, scope: str) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM training_runs WHERE scope = %s AND status = ANY(%s)",
-                        (scope, list(ACTIVE))).fetchone()
+    return conn.execute(
+        "SELECT * FROM training_runs WHERE scope = %s AND status = ANY(%s)", (scope, list(ACTIVE))
+    ).fetchone()
 
 
 def close_if_active(conn: Connection, run_id: UUID | str, status: str, error: str) -> dict[str, Any] | None:

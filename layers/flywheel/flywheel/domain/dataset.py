@@ -41,25 +41,42 @@ class Example:
 
 # --- cleaning and redaction ---------------------------------------------------------------------
 
+
 def context_of(row: dict[str, Any]) -> RedactionContext:
     """Everything known about the people of one message: the lead, the sender, colleagues named
     in the lead context, and the regions their phone numbers are written for. Senders and leads
     recur across messages, so contexts are cached by what they are built from."""
-    return _context(row.get("lead_first_name"), row.get("lead_last_name"), row.get("lead_company"),
-                    json.dumps(row.get("lead_context") or {}, sort_keys=True, default=str),
-                    json.dumps(row.get("sender") or {}, sort_keys=True, default=str), row.get("lead_country"))
+    return _context(
+        row.get("lead_first_name"),
+        row.get("lead_last_name"),
+        row.get("lead_company"),
+        json.dumps(row.get("lead_context") or {}, sort_keys=True, default=str),
+        json.dumps(row.get("sender") or {}, sort_keys=True, default=str),
+        row.get("lead_country"),
+    )
 
 
 @lru_cache(maxsize=8192)
-def _context(first: str | None, last: str | None, company: str | None, lead_context_json: str, sender_json: str,
-             country: str | None) -> RedactionContext:
+def _context(
+    first: str | None,
+    last: str | None,
+    company: str | None,
+    lead_context_json: str,
+    sender_json: str,
+    country: str | None,
+) -> RedactionContext:
     sender = json.loads(sender_json)
     lead_context = json.loads(lead_context_json)
     return build_context(
         lead={"first_name": first, "last_name": last, "company": company},
-        colleagues=names_in(lead_context), sender=sender,
-        regions=(country, lead_context.get("country") if isinstance(lead_context, dict) else None,
-                 sender.get("country") if isinstance(sender, dict) else None))
+        colleagues=names_in(lead_context),
+        sender=sender,
+        regions=(
+            country,
+            lead_context.get("country") if isinstance(lead_context, dict) else None,
+            sender.get("country") if isinstance(sender, dict) else None,
+        ),
+    )
 
 
 def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
@@ -73,24 +90,33 @@ def message_body(body: str | None, sender: dict[str, Any] | None) -> str:
 
 
 PROMPT_HEADER = "Write an outbound email to {{first_name}} at {{company}}."
-PROMPT_FIELDS = (("Industry", "lead_industry"), ("Role", "lead_role"), ("Company size", "lead_company_size"),
-                 ("Campaign", "campaign_id"), ("Framework", "framework"), ("Tone", "tone"), ("Brief", "brief"))
+PROMPT_FIELDS = (
+    ("Industry", "lead_industry"),
+    ("Role", "lead_role"),
+    ("Company size", "lead_company_size"),
+    ("Campaign", "campaign_id"),
+    ("Framework", "framework"),
+    ("Tone", "tone"),
+    ("Brief", "brief"),
+)
 # the words we write around the data (header, field labels, "Subject: "): the residual scan reads
 # the data only, so a company called "Framework Computer" does not fail every build
 _LABELS = "|".join(label for label, _ in PROMPT_FIELDS)
 _OUR_WORDS = re.compile(rf"^(?:{re.escape(PROMPT_HEADER)}|(?:{_LABELS}|Subject): )", re.MULTILINE)
 
 
-def prompt_and_target(row: dict[str, Any], redactor: Redactor, context: RedactionContext,
-                      with_prompt: bool = True) -> tuple[str, str]:
+def prompt_and_target(
+    row: dict[str, Any], redactor: Redactor, context: RedactionContext, with_prompt: bool = True
+) -> tuple[str, str]:
     """The request the model learns to answer (lead context and the brief, never the outcome) and
     the message as sent. Every free-text field passes the same redaction, all in one pass (each
     detector scans the fields together: `Redactor.redact_many`)."""
     fields = [(label, str(row[key])) for label, key in PROMPT_FIELDS if row.get(key)] if with_prompt else []
     body = message_body(row.get("body"), row.get("sender"))
     *values, subject, body = redactor.redact_many([v for _, v in fields] + [row.get("subject"), body], context)
-    prompt = PROMPT_HEADER + "\n" + "\n".join(
-        f"{label}: {value}" for (label, _), value in zip(fields, values, strict=True))
+    prompt = (
+        PROMPT_HEADER + "\n" + "\n".join(f"{label}: {value}" for (label, _), value in zip(fields, values, strict=True))
+    )
     return prompt, (f"Subject: {subject}\n\n{body}" if subject else body)
 
 
@@ -107,13 +133,21 @@ def supervised_example(row: dict[str, Any], redactor: Redactor, context: Redacti
     return Example([str(row["outcome_id"])], prompt, [target], meta=_meta(row, redactor, context))
 
 
-def preference_example(good: dict[str, Any], bad: dict[str, Any], redactor: Redactor,
-                       contexts: tuple[RedactionContext, RedactionContext] | None = None) -> Example:
+def preference_example(
+    good: dict[str, Any],
+    bad: dict[str, Any],
+    redactor: Redactor,
+    contexts: tuple[RedactionContext, RedactionContext] | None = None,
+) -> Example:
     good_context, bad_context = contexts or (context_of(good), context_of(bad))
     prompt, preferred = prompt_and_target(good, redactor, good_context)
     _, rejected = prompt_and_target(bad, redactor, bad_context, with_prompt=False)
-    return Example([str(good["outcome_id"]), str(bad["outcome_id"])], prompt, [preferred, rejected],
-                   meta=_meta(good, redactor, good_context))
+    return Example(
+        [str(good["outcome_id"]), str(bad["outcome_id"])],
+        prompt,
+        [preferred, rejected],
+        meta=_meta(good, redactor, good_context),
+    )
 
 
 def _meta(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> dict[str, str]:
@@ -134,10 +168,12 @@ NOVA_RESERVED = re.compile(r"(user|bot|assistant|system|thought)\s*:|\[eos\]|<(i
 
 def neutralise_reserved(text: str) -> tuple[str, int]:
     """`System: x` -> `System - x`, `[EOS]` -> `EOS`, `<image>` -> `image`; and how many."""
+
     def swap(m: re.Match[str]) -> str:
         if m.group(1):
             return f"{m.group(0).rstrip(':').rstrip()} -"
         return m.group(0).strip("[]<>")
+
     return NOVA_RESERVED.subn(swap, text)
 
 
@@ -146,9 +182,11 @@ def to_openai(example: Example) -> dict[str, Any]:
     prompt = [{"role": "system", "content": example.system}, {"role": "user", "content": example.prompt}]
     if len(example.targets) == 1:
         return {"messages": [*prompt, {"role": "assistant", "content": example.targets[0]}]}
-    return {"input": {"messages": prompt},
-            "preferred_output": [{"role": "assistant", "content": example.targets[0]}],
-            "non_preferred_output": [{"role": "assistant", "content": example.targets[1]}]}
+    return {
+        "input": {"messages": prompt},
+        "preferred_output": [{"role": "assistant", "content": example.targets[0]}],
+        "non_preferred_output": [{"role": "assistant", "content": example.targets[1]}],
+    }
 
 
 def to_nova(example: Example) -> tuple[dict[str, Any], int]:
@@ -158,18 +196,28 @@ def to_nova(example: Example) -> tuple[dict[str, Any], int]:
     system, n1 = neutralise_reserved(example.system)
     prompt, n2 = neutralise_reserved(example.prompt)
     targets = [neutralise_reserved(t) for t in example.targets]
-    line: dict[str, Any] = {"schemaVersion": "bedrock-conversation-2024", "system": [{"text": system}],
-                            "messages": [{"role": "user", "content": [{"text": prompt}]}]}
+    line: dict[str, Any] = {
+        "schemaVersion": "bedrock-conversation-2024",
+        "system": [{"text": system}],
+        "messages": [{"role": "user", "content": [{"text": prompt}]}],
+    }
     if len(targets) == 1:
         line["messages"].append({"role": "assistant", "content": [{"text": targets[0][0]}]})
     else:
-        line["messages"].append({"role": "assistant", "candidates": [
-            {"content": [{"text": targets[0][0]}], "preferenceLabel": "preferred"},
-            {"content": [{"text": targets[1][0]}], "preferenceLabel": "non-preferred"}]})
+        line["messages"].append(
+            {
+                "role": "assistant",
+                "candidates": [
+                    {"content": [{"text": targets[0][0]}], "preferenceLabel": "preferred"},
+                    {"content": [{"text": targets[1][0]}], "preferenceLabel": "non-preferred"},
+                ],
+            }
+        )
     return line, n1 + n2 + sum(n for _, n in targets)
 
 
 # --- split -----------------------------------------------------------------------------------------
+
 
 def is_validation(key: str, fraction: float) -> bool:
     """A deterministic split: the same key always lands on the same side."""
@@ -184,6 +232,7 @@ def text_key(text: str) -> int:
 
 
 # --- preference pairs ---------------------------------------------------------------------------
+
 
 def preference_group(row: dict[str, Any]) -> tuple[Any, ...]:
     """Messages written for the same campaign, segment and framework are comparable."""
@@ -203,6 +252,7 @@ def is_rejected(row: dict[str, Any]) -> bool:
 
 def pair_group(rows: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     """Pair each preferred message with a rejected one of the same group, deterministically."""
+
     def order(row: dict[str, Any]) -> str:
         return hashlib.sha256(str(row["outcome_id"]).encode()).hexdigest()
 

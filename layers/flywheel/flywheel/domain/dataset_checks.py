@@ -15,8 +15,12 @@ from flywheel.domain.dataset import NOVA_RESERVED
 ROLES = {"system", "user", "assistant"}
 # the four line shapes; the old names stay accepted
 CHECK_FORMATS = ("openai-sft", "openai-dpo", "nova-sft", "nova-dpo")
-FORMAT_ALIASES = {"supervised": "openai-sft", "dpo": "openai-dpo", "bedrock-conversation-2024": "nova-sft",
-                  "bedrock-preference": "nova-dpo"}
+FORMAT_ALIASES = {
+    "supervised": "openai-sft",
+    "dpo": "openai-dpo",
+    "bedrock-conversation-2024": "nova-sft",
+    "bedrock-preference": "nova-dpo",
+}
 MB = 1024 * 1024
 
 
@@ -42,8 +46,16 @@ class ModelLimits:
 # "training example context length: 65,536"); every file up to 512 MB
 # (https://platform.openai.com/docs/api-reference/files/create); DPO on the same models
 # (https://platform.openai.com/docs/guides/direct-preference-optimization).
-_OPENAI = ModelLimits(provider="openai", example_tokens=65_536, min_train=10, max_records=None, validation=True,
-                      max_train_bytes=512 * MB, max_validation_bytes=512 * MB, methods=frozenset({"supervised", "dpo"}))
+_OPENAI = ModelLimits(
+    provider="openai",
+    example_tokens=65_536,
+    min_train=10,
+    max_records=None,
+    validation=True,
+    max_train_bytes=512 * MB,
+    max_validation_bytes=512 * MB,
+    methods=frozenset({"supervised", "dpo"}),
+)
 # Amazon Nova on Bedrock: 8-20,000 records for Micro, Lite and Pro (the dataset validator that
 # https://docs.aws.amazon.com/nova/latest/userguide/customize-fine-tune-prepare.html links to), a
 # 32k-token record, training file up to 1 GB and validation up to 100 MB
@@ -52,9 +64,17 @@ _OPENAI = ModelLimits(provider="openai", example_tokens=65_536, min_train=10, ma
 # fine-tuning Direct Preference Optimization: Amazon Bedrock No" in
 # https://docs.aws.amazon.com/nova/latest/userguide/customization.html), and only in us-east-1
 # (https://docs.aws.amazon.com/bedrock/latest/userguide/custom-model-fine-tuning.html).
-_NOVA = ModelLimits(provider="bedrock", example_tokens=32_000, min_train=8, max_records=20_000, validation=True,
-                    max_train_bytes=1024 * MB, max_validation_bytes=100 * MB, methods=frozenset({"supervised"}),
-                    regions=("us-east-1",))
+_NOVA = ModelLimits(
+    provider="bedrock",
+    example_tokens=32_000,
+    min_train=8,
+    max_records=20_000,
+    validation=True,
+    max_train_bytes=1024 * MB,
+    max_validation_bytes=100 * MB,
+    methods=frozenset({"supervised"}),
+    regions=("us-east-1",),
+)
 MODEL_LIMITS: dict[str, ModelLimits] = {
     "gpt-4o-mini-2024-07-18": replace(_OPENAI, usd_per_million=3.0),
     "gpt-4o-2024-08-06": replace(_OPENAI, usd_per_million=25.0),
@@ -68,8 +88,9 @@ MODEL_LIMITS: dict[str, ModelLimits] = {
     # (https://docs.aws.amazon.com/bedrock/latest/userguide/nova-2-sft-data-prep.html, "Validation sets")
     "amazon.nova-2-lite-v1:0:256k": replace(_NOVA, min_train=200, validation=False),
 }
-DEFAULT_PRICES = {model: limits.usd_per_million for model, limits in MODEL_LIMITS.items()
-                  if limits.usd_per_million is not None}
+DEFAULT_PRICES = {
+    model: limits.usd_per_million for model, limits in MODEL_LIMITS.items() if limits.usd_per_million is not None
+}
 
 
 def provider_of_format(fmt: str) -> str:
@@ -82,13 +103,16 @@ def limits_for(base_model: str, provider: str) -> ModelLimits:
     if known is not None:
         return known
     same = [m for m in MODEL_LIMITS.values() if m.provider == provider]
-    return ModelLimits(provider=provider, example_tokens=min(m.example_tokens for m in same),
-                       min_train=max(m.min_train for m in same),
-                       max_records=min((m.max_records for m in same if m.max_records), default=None),
-                       validation=all(m.validation for m in same),
-                       max_train_bytes=min(m.max_train_bytes for m in same),
-                       max_validation_bytes=min(m.max_validation_bytes for m in same),
-                       methods=frozenset.intersection(*(m.methods for m in same)))
+    return ModelLimits(
+        provider=provider,
+        example_tokens=min(m.example_tokens for m in same),
+        min_train=max(m.min_train for m in same),
+        max_records=min((m.max_records for m in same if m.max_records), default=None),
+        validation=all(m.validation for m in same),
+        max_train_bytes=min(m.max_train_bytes for m in same),
+        max_validation_bytes=min(m.max_validation_bytes for m in same),
+        methods=frozenset.intersection(*(m.methods for m in same)),
+    )
 
 
 @cache
@@ -240,8 +264,12 @@ def check_example(example: Any, fmt: str) -> list[str]:
             errors.append("input.messages must end with the user's turn")
         for key in ("preferred_output", "non_preferred_output"):
             output = example.get(key)
-            if (not isinstance(output, list) or len(output) != 1 or not isinstance(output[0], dict)
-                    or output[0].get("role") != "assistant"):
+            if (
+                not isinstance(output, list)
+                or len(output) != 1
+                or not isinstance(output[0], dict)
+                or output[0].get("role") != "assistant"
+            ):
                 errors.append(f"{key} must be exactly one assistant message")
             else:
                 errors += _check_chat(output, key)
@@ -272,10 +300,18 @@ class DatasetReport:
         return self.invalid == 0 and self.over_limit == 0 and not self.errors
 
     def as_dict(self) -> dict[str, Any]:
-        return {"examples": self.examples, "invalid": self.invalid, "over_limit": self.over_limit,
-                "total_tokens": self.total_tokens, "min_tokens": self.min_tokens, "max_tokens": self.max_tokens,
-                "mean_tokens": self.mean_tokens, "bytes": self.bytes, "token_method": self.token_method,
-                "errors": self.errors[:20]}
+        return {
+            "examples": self.examples,
+            "invalid": self.invalid,
+            "over_limit": self.over_limit,
+            "total_tokens": self.total_tokens,
+            "min_tokens": self.min_tokens,
+            "max_tokens": self.max_tokens,
+            "mean_tokens": self.mean_tokens,
+            "bytes": self.bytes,
+            "token_method": self.token_method,
+            "errors": self.errors[:20],
+        }
 
     def add(self, number: int, problems: list[str], tokens: int, token_limit: int) -> None:
         """One non-empty line (number counts from 1): its format problems and its tokens."""
@@ -338,5 +374,10 @@ def check_dataset(train: DatasetReport, validation: DatasetReport, limits: Model
 def cost_estimate(total_tokens: int, base_model: str, epochs: int, prices: dict[str, float]) -> dict[str, Any]:
     price = prices.get(base_model)
     billed = total_tokens * epochs
-    return {"base_model": base_model, "epochs": epochs, "billed_tokens": billed,
-            "usd_per_million_tokens": price, "usd": round(billed / 1e6 * price, 2) if price is not None else None}
+    return {
+        "base_model": base_model,
+        "epochs": epochs,
+        "billed_tokens": billed,
+        "usd_per_million_tokens": price,
+        "usd": round(billed / 1e6 * price, 2) if price is not None else None,
+    }

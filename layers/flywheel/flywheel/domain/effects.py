@@ -13,8 +13,10 @@ from typing import Any
 from flywheel.domain.lifecycle import EventType
 
 # a global unsubscribe or a spam complaint means: never email this lead again
-SUPPRESSING = {("sendgrid", EventType.UNSUBSCRIBE.value): "sendgrid_unsubscribe",
-               ("sendgrid", EventType.SPAM_REPORT.value): "sendgrid_spam_report"}
+SUPPRESSING = {
+    ("sendgrid", EventType.UNSUBSCRIBE.value): "sendgrid_unsubscribe",
+    ("sendgrid", EventType.SPAM_REPORT.value): "sendgrid_spam_report",
+}
 NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
 
 
@@ -40,8 +42,16 @@ class Effects:
 
 
 # the event types `effects_of` can find something in (most events have nothing but a re-derivation)
-WITH_EFFECTS = frozenset(t.value for t in (EventType.UNSUBSCRIBE, EventType.SPAM_REPORT, EventType.REPLY,
-                                           EventType.REPLY_CLASSIFIED, EventType.CORRECTION))
+WITH_EFFECTS = frozenset(
+    t.value
+    for t in (
+        EventType.UNSUBSCRIBE,
+        EventType.SPAM_REPORT,
+        EventType.REPLY,
+        EventType.REPLY_CLASSIFIED,
+        EventType.CORRECTION,
+    )
+)
 
 
 def may_have_effects(row: Mapping[str, Any]) -> bool:
@@ -71,15 +81,38 @@ def effects_of(applied: Iterable[Mapping[str, Any]], contexts: Mapping[Any, Mapp
         reply_key = f"{row['provider']}:{row['event_key']}"
         # a person's reply goes to the classifier; an automatic one (known by its headers) is not read
         if kind == EventType.REPLY and data.get("text") and not data.get("automated") and reply_key not in classified:
-            outbox.append(OutboxMessage("replies", reply_key, {
-                "outcome_id": str(row["outcome_id"]), "reply_key": reply_key, "text": data["text"],
-                "subject": data.get("subject"), "from": data.get("from"),
-                "received_at": row["occurred_at"].isoformat()}))
+            outbox.append(
+                OutboxMessage(
+                    "replies",
+                    reply_key,
+                    {
+                        "outcome_id": str(row["outcome_id"]),
+                        "reply_key": reply_key,
+                        "text": data["text"],
+                        "subject": data.get("subject"),
+                        "from": data.get("from"),
+                        "received_at": row["occurred_at"].isoformat(),
+                    },
+                )
+            )
         if kind == EventType.REPLY_CLASSIFIED and data.get("category") in NEEDS_ATTENTION:
             # consumers dedupe on reply_key
-            outbox.append(OutboxMessage("events", f"ReplyNeedsAttention:{data.get('reply_key')}", {
-                "detail_type": "ReplyNeedsAttention",
-                "detail": {"reply_key": data.get("reply_key"), "outcome_id": str(row["outcome_id"]),
-                           "org_id": org_id, "lead_email": email, "category": data.get("category"),
-                           "text": data.get("text"), "reason": data.get("reason")}}))
+            outbox.append(
+                OutboxMessage(
+                    "events",
+                    f"ReplyNeedsAttention:{data.get('reply_key')}",
+                    {
+                        "detail_type": "ReplyNeedsAttention",
+                        "detail": {
+                            "reply_key": data.get("reply_key"),
+                            "outcome_id": str(row["outcome_id"]),
+                            "org_id": org_id,
+                            "lead_email": email,
+                            "category": data.get("category"),
+                            "text": data.get("text"),
+                            "reason": data.get("reason"),
+                        },
+                    },
+                )
+            )
     return Effects(suppressions, outbox)

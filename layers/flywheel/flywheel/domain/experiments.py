@@ -30,21 +30,39 @@ PRIMARY = "positive_reply"
 METRIC_WINDOWS = {"positive_reply": 14, "meeting": 30, "close": 90}
 GUARDRAIL_WINDOWS = {
     # early signals: windows that close inside the canary
-    "bounce_1d": 1, "spam_report_1d": 1, "unsubscribe_1d": 1, "negative_reply_1d": 1,
+    "bounce_1d": 1,
+    "spam_report_1d": 1,
+    "unsubscribe_1d": 1,
+    "negative_reply_1d": 1,
     # the full windows, for non-inferiority at promotion
-    "bounce": 3, "spam_report": 14, "unsubscribe": 14, "negative_reply": 14,
+    "bounce": 3,
+    "spam_report": 14,
+    "unsubscribe": 14,
+    "negative_reply": 14,
 }
 WINDOWS = {**METRIC_WINDOWS, **GUARDRAIL_WINDOWS}
 # non-inferiority margins: the absolute rate difference (challenger − champion) the challenger may
 # not exceed; an early signal gets its metric's margin
-DEFAULT_MARGINS = {"unsubscribe": 0.002, "spam_report": 0.0005, "bounce": 0.005, "negative_reply": 0.005,
-                   "generation_error": 0.005}
-DEFAULT_MARGINS.update({f"{name}_1d": DEFAULT_MARGINS[name] for name in
-                        ("unsubscribe", "spam_report", "bounce", "negative_reply")})
+DEFAULT_MARGINS = {
+    "unsubscribe": 0.002,
+    "spam_report": 0.0005,
+    "bounce": 0.005,
+    "negative_reply": 0.005,
+    "generation_error": 0.005,
+}
+DEFAULT_MARGINS.update(
+    {f"{name}_1d": DEFAULT_MARGINS[name] for name in ("unsubscribe", "spam_report", "bounce", "negative_reply")}
+)
 
 CONTINUE, PROMOTE, ROLLBACK, INCONCLUSIVE, ADVANCE, HOLD = 0, 1, -1, 2, 3, 4
-ACTIONS = {CONTINUE: "continue", PROMOTE: "promote", ROLLBACK: "rollback", INCONCLUSIVE: "inconclusive",
-           ADVANCE: "advance", HOLD: "hold"}
+ACTIONS = {
+    CONTINUE: "continue",
+    PROMOTE: "promote",
+    ROLLBACK: "rollback",
+    INCONCLUSIVE: "inconclusive",
+    ADVANCE: "advance",
+    HOLD: "hold",
+}
 
 
 class SnapshotError(ValueError):
@@ -71,8 +89,19 @@ class Config:
     settle_hours: float = 26.0
     margins: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MARGINS))
 
-    FIELDS = ("canary_min_days", "min_runtime_days", "max_runtime_days", "ab_share", "srm_threshold", "alpha",
-              "power", "canary_metric", "canary_ratio", "canary_power", "settle_hours")
+    FIELDS = (
+        "canary_min_days",
+        "min_runtime_days",
+        "max_runtime_days",
+        "ab_share",
+        "srm_threshold",
+        "alpha",
+        "power",
+        "canary_metric",
+        "canary_ratio",
+        "canary_power",
+        "settle_hours",
+    )
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> Config:
@@ -86,9 +115,17 @@ class Config:
 
 # Rates used when there is too little history to measure them (the plan says so in its warnings):
 # each metric over its own window from first exposure.
-TYPICAL_RATES = {"positive_reply": 0.012, "bounce_1d": 0.014, "unsubscribe_1d": 0.002, "spam_report_1d": 0.0002,
-                 "negative_reply_1d": 0.006, "bounce": 0.015, "unsubscribe": 0.003, "spam_report": 0.0003,
-                 "negative_reply": 0.01}
+TYPICAL_RATES = {
+    "positive_reply": 0.012,
+    "bounce_1d": 0.014,
+    "unsubscribe_1d": 0.002,
+    "spam_report_1d": 0.0002,
+    "negative_reply_1d": 0.006,
+    "bounce": 0.015,
+    "unsubscribe": 0.003,
+    "spam_report": 0.0003,
+    "negative_reply": 0.01,
+}
 # the evaluator looks once a day: a stage's end is acted on up to a day after its data is in
 EVALUATION_INTERVAL_DAYS = 1.0
 MAX_SAMPLE = 2**31 - 1  # leads; a plan beyond this is not an experiment
@@ -96,26 +133,39 @@ MAX_SAMPLE = 2**31 - 1  # leads; a plan beyond this is not an experiment
 
 def _planned_guardrails(baselines: dict[str, float], config: Config) -> dict[str, tuple[float, float]]:
     """The guardrails a promotion must show non-inferior: name → (baseline rate, margin)."""
-    return {name: (baselines[name], margin) for name, margin in config.margins.items()
-            if name in GUARDRAIL_WINDOWS and baselines.get(name)}
+    return {
+        name: (baselines[name], margin)
+        for name, margin in config.margins.items()
+        if name in GUARDRAIL_WINDOWS and baselines.get(name)
+    }
 
 
-def promotion_power(n: float, p: float, lift: float | None, guardrails: dict[str, tuple[float, float]],
-                    canary_sample: float, config: Config) -> float:
+def promotion_power(
+    n: float,
+    p: float,
+    lift: float | None,
+    guardrails: dict[str, tuple[float, float]],
+    canary_sample: float,
+    config: Config,
+) -> float:
     """Probability that after n A/B leads the challenger is promoted when its true lift is `lift` and
     no guardrail differs: the primary's always-valid interval (tuned to n, the planned sample) above
     0, times each guardrail's (tuned to the canary's sample, as the evaluator does) upper bound below
     its margin. `lift` None: the guardrails alone. (Treating the guardrails as independent
     under-states the joint probability: the plan errs on the long side.)"""
-    power = 1.0 if lift is None else stats.sequential_power(
-        lift, stats.lift_unit_variance(p, lift, config.ab_share), n, n, config.alpha)
+    power = (
+        1.0
+        if lift is None
+        else stats.sequential_power(lift, stats.lift_unit_variance(p, lift, config.ab_share), n, n, config.alpha)
+    )
     for rate, margin in guardrails.values():
         power *= stats.non_inferiority_power(rate, margin, n, config.ab_share, canary_sample, config.alpha)
     return power
 
 
-def promotion_sample(p: float, lift: float | None, guardrails: dict[str, tuple[float, float]],
-                     canary_sample: float, config: Config) -> int | None:
+def promotion_sample(
+    p: float, lift: float | None, guardrails: dict[str, tuple[float, float]], canary_sample: float, config: Config
+) -> int | None:
     """The smallest A/B sample (leads in both arms whose windows have closed) with `promotion_power`
     ≥ config.power; None beyond MAX_SAMPLE."""
     if lift is not None and not 0 < p * (1 + lift) < 1:
@@ -135,8 +185,15 @@ def promotion_sample(p: float, lift: float | None, guardrails: dict[str, tuple[f
     return high
 
 
-def plan(*, baselines: dict[str, float], mde: float, canary_share: float, weekly_volume: float | None,
-         config: Config, source: str) -> dict[str, Any]:
+def plan(
+    *,
+    baselines: dict[str, float],
+    mde: float,
+    canary_share: float,
+    weekly_volume: float | None,
+    config: Config,
+    source: str,
+) -> dict[str, Any]:
     """What the experiment needs and whether it fits in the maximum runtime, from the traffic's real
     weekly volume and baseline rates: the canary's sample (to catch `canary_ratio` × the early
     `canary_metric` rate with `canary_power`); the A/B sample at which the planned lift is promoted
@@ -147,36 +204,56 @@ def plan(*, baselines: dict[str, float], mde: float, canary_share: float, weekly
     p = baselines[PRIMARY]
     guard = baselines[config.canary_metric]
     harmful = min(0.999, guard * config.canary_ratio)
-    canary_sample = stats.sequential_sample_size(stats.difference_unit_variance(guard, harmful, canary_share),
-                                                 harmful - guard, config.alpha, config.canary_power)
+    canary_sample = stats.sequential_sample_size(
+        stats.difference_unit_variance(guard, harmful, canary_share), harmful - guard, config.alpha, config.canary_power
+    )
     guardrails = _planned_guardrails(baselines, config)
     planned = promotion_sample(p, mde, guardrails, canary_sample, config)
     if planned is None or canary_sample > MAX_SAMPLE:
         raise ValueError(f"a {mde:+.0%} lift on a {p:.2%} {PRIMARY} rate needs more than {MAX_SAMPLE:,} leads")
     guardrail_sample = promotion_sample(p, None, guardrails, canary_sample, config)
     result: dict[str, Any] = {
-        "source": source, "weekly_volume": weekly_volume, "baselines": baselines, "mde": mde,
+        "source": source,
+        "weekly_volume": weekly_volume,
+        "baselines": baselines,
+        "mde": mde,
         "split": f"{round((1 - config.ab_share) * 100)}/{round(config.ab_share * 100)}",
         "fixed_horizon_sample": stats.sample_size(p, mde, config.ab_share, config.alpha, config.power),
-        "primary_sample": stats.sequential_sample_size(stats.lift_unit_variance(p, mde, config.ab_share), mde,
-                                                       config.alpha, config.power),
+        "primary_sample": stats.sequential_sample_size(
+            stats.lift_unit_variance(p, mde, config.ab_share), mde, config.alpha, config.power
+        ),
         "guardrail_sample": guardrail_sample,
         "margins": {name: margin for name, (_, margin) in guardrails.items()},
-        "sequential_sample": planned, "canary_sample": canary_sample,
-        "canary": {"metric": config.canary_metric, "baseline": guard, "detects": harmful, "power": config.canary_power,
-                   "share": canary_share},
+        "sequential_sample": planned,
+        "canary_sample": canary_sample,
+        "canary": {
+            "metric": config.canary_metric,
+            "baseline": guard,
+            "detects": harmful,
+            "power": config.canary_power,
+            "share": canary_share,
+        },
         "settle_hours": config.settle_hours,
-        "canary_days": None, "ab_days": None, "total_days": None, "fits": None, "mde_in_time": None,
-        "max_runtime_days": config.max_runtime_days, "warnings": [],
+        "canary_days": None,
+        "ab_days": None,
+        "total_days": None,
+        "fits": None,
+        "mde_in_time": None,
+        "max_runtime_days": config.max_runtime_days,
+        "warnings": [],
     }
     if not weekly_volume:
-        result["warnings"].append("weekly volume unknown: cannot tell whether the planned lift is detectable in "
-                                  f"{config.max_runtime_days:.0f} days")
+        result["warnings"].append(
+            "weekly volume unknown: cannot tell whether the planned lift is detectable in "
+            f"{config.max_runtime_days:.0f} days"
+        )
         return result
     daily, settle = weekly_volume / 7, config.settle_hours / 24
     window = max([METRIC_WINDOWS[PRIMARY]] + [GUARDRAIL_WINDOWS[name] for name in guardrails])
-    canary_days = max(config.canary_min_days, canary_sample / daily + WINDOWS[config.canary_metric] + settle) + \
-        EVALUATION_INTERVAL_DAYS
+    canary_days = (
+        max(config.canary_min_days, canary_sample / daily + WINDOWS[config.canary_metric] + settle)
+        + EVALUATION_INTERVAL_DAYS
+    )
     # the A/B leads whose windows can close (and settle) in time for the last evaluation
     room = config.max_runtime_days - canary_days - window - settle - EVALUATION_INTERVAL_DAYS
 
@@ -185,27 +262,34 @@ def plan(*, baselines: dict[str, float], mde: float, canary_share: float, weekly
 
     ab_days = planned / daily + window + settle + EVALUATION_INTERVAL_DAYS
     mde_in_time = _smallest_lift(p, guardrails, canary_sample, config, fits)
-    result.update(canary_days=round(canary_days, 1), ab_days=round(ab_days, 1),
-                  total_days=round(max(config.min_runtime_days, canary_days + ab_days), 1), fits=fits(planned),
-                  mde_in_time=None if mde_in_time is None else math.ceil(mde_in_time * 10_000) / 10_000)
+    result.update(
+        canary_days=round(canary_days, 1),
+        ab_days=round(ab_days, 1),
+        total_days=round(max(config.min_runtime_days, canary_days + ab_days), 1),
+        fits=fits(planned),
+        mde_in_time=None if mde_in_time is None else math.ceil(mde_in_time * 10_000) / 10_000,
+    )
     if not result["fits"]:
         if mde_in_time is not None:
             smallest = f"the smallest lift promotable in time is {mde_in_time:+.0%}"
         elif guardrail_sample is not None and not fits(guardrail_sample):
-            smallest = (f"no lift can be promoted: showing the guardrails non-inferior takes {guardrail_sample:,} "
-                        "A/B leads")
+            smallest = (
+                f"no lift can be promoted: showing the guardrails non-inferior takes {guardrail_sample:,} A/B leads"
+            )
         else:
             smallest = "no lift can be promoted"
         result["warnings"].append(
             f"the planned {mde:+.0%} lift on a {p:.2%} {PRIMARY} rate needs {planned:,} leads in the A/B stage "
             f"({ab_days:.0f} days with the {window}-day window, after a {canary_days:.0f}-day canary) at "
             f"{weekly_volume:,.0f} leads a week: beyond the {config.max_runtime_days:.0f}-day maximum; "
-            f"within it {smallest}")
+            f"within it {smallest}"
+        )
     return result
 
 
-def _smallest_lift(p: float, guardrails: dict[str, tuple[float, float]], canary_sample: float, config: Config,
-                   fits: Any) -> float | None:
+def _smallest_lift(
+    p: float, guardrails: dict[str, tuple[float, float]], canary_sample: float, config: Config, fits: Any
+) -> float | None:
     """The smallest relative lift whose promotion sample fits (bisection); None when none does."""
     high = min(10.0, (1 - 1e-9) / p - 1)
 
@@ -223,6 +307,7 @@ def _smallest_lift(p: float, guardrails: dict[str, tuple[float, float]], canary_
 
 
 # --- the decision --------------------------------------------------------------------------------
+
 
 def _finite(value: Any) -> float | None:
     """JSON has no infinity: an interval with no data yet is reported as null."""
@@ -290,8 +375,20 @@ def _adjusted_variance(x: Any, n: Any, weights: Any) -> Any:
     return stats.stratified_rate(np.asarray(x, dtype=float) + share, np.asarray(n, dtype=float) + 2 * share, w)[1]
 
 
-def rule(*, canary: Any, harm: Any, non_inferior: Any, srm: Any, canary_done: Any, days: Any, primary_low: Any,
-         primary_high: Any, units: Any, planned: Any, config: Config) -> Any:
+def rule(
+    *,
+    canary: Any,
+    harm: Any,
+    non_inferior: Any,
+    srm: Any,
+    canary_done: Any,
+    days: Any,
+    primary_low: Any,
+    primary_high: Any,
+    units: Any,
+    planned: Any,
+    config: Config,
+) -> Any:
     """The decision, for one experiment or (as arrays) many, in order of precedence:
     1. clear harm on any guardrail (its always-valid lower bound above 0) rolls back, at any stage,
        whatever the sample-ratio check says;
@@ -308,19 +405,42 @@ def rule(*, canary: Any, harm: Any, non_inferior: Any, srm: Any, canary_done: An
     out_of_time = days >= config.max_runtime_days
     done = out_of_time | ((np.asarray(units) >= np.asarray(planned)) & ran_enough & ~win)
     return np.select(
-        [harm, canary & out_of_time, canary & srm, canary & np.asarray(canary_done, bool), canary,
-         np.asarray(primary_high) < 0, win & np.asarray(non_inferior, bool) & ~srm, done, srm],
-        [ROLLBACK, INCONCLUSIVE, HOLD, ADVANCE, CONTINUE, ROLLBACK, PROMOTE, INCONCLUSIVE, HOLD], CONTINUE)
+        [
+            harm,
+            canary & out_of_time,
+            canary & srm,
+            canary & np.asarray(canary_done, bool),
+            canary,
+            np.asarray(primary_high) < 0,
+            win & np.asarray(non_inferior, bool) & ~srm,
+            done,
+            srm,
+        ],
+        [ROLLBACK, INCONCLUSIVE, HOLD, ADVANCE, CONTINUE, ROLLBACK, PROMOTE, INCONCLUSIVE, HOLD],
+        CONTINUE,
+    )
 
 
-def assess(*, counts: dict[str, np.ndarray], in_primary: Any, canary_segment: Any, canary: Any, days: Any,
-           days_in_stage: Any, planned: Any, canary_sample: Any, srm_p: Any, config: Config) -> dict[str, Any]:
+def assess(
+    *,
+    counts: dict[str, np.ndarray],
+    in_primary: Any,
+    canary_segment: Any,
+    canary: Any,
+    days: Any,
+    days_in_stage: Any,
+    planned: Any,
+    canary_sample: Any,
+    srm_p: Any,
+    config: Config,
+) -> dict[str, Any]:
     """Every interval and the action, vectorised. `counts[name]` has shape (..., 4, S): champion
     conversions, champion units, challenger conversions, challenger units per segment; `in_primary`
     and `canary_segment` (..., S) say which segments the primary and the canary's sample use."""
     primary = counts[PRIMARY]
-    lift, var, units, p_c, p_t = compare(primary[..., 0, :], primary[..., 1, :], primary[..., 2, :],
-                                         primary[..., 3, :], in_primary, relative=True)
+    lift, var, units, p_c, p_t = compare(
+        primary[..., 0, :], primary[..., 1, :], primary[..., 2, :], primary[..., 3, :], in_primary, relative=True
+    )
     low, high = stats.sequential_interval(lift, var, units, planned, config.alpha)
     everywhere = np.ones(primary.shape[:-2] + primary.shape[-1:], dtype=bool)
     guardrails: dict[str, dict[str, Any]] = {}
@@ -330,15 +450,23 @@ def assess(*, counts: dict[str, np.ndarray], in_primary: Any, canary_segment: An
         if name not in counts:
             continue
         c = counts[name]
-        diff, d_var, d_units, g_c, g_t = compare(c[..., 0, :], c[..., 1, :], c[..., 2, :], c[..., 3, :], everywhere,
-                                                 relative=False)
+        diff, d_var, d_units, g_c, g_t = compare(
+            c[..., 0, :], c[..., 1, :], c[..., 2, :], c[..., 3, :], everywhere, relative=False
+        )
         g_low, g_high = stats.sequential_interval(diff, d_var, d_units, canary_sample, config.alpha)
         has_data = d_units > 0
         g_harm = has_data & (g_low > 0)
         harm |= g_harm
         non_inferior &= ~has_data | (g_high < margin)
-        guardrails[name] = {"difference": diff, "interval": (g_low, g_high), "units": d_units, "rates": (g_c, g_t),
-                            "harm": g_harm, "non_inferior": ~has_data | (g_high < margin), "margin": margin}
+        guardrails[name] = {
+            "difference": diff,
+            "interval": (g_low, g_high),
+            "units": d_units,
+            "rates": (g_c, g_t),
+            "harm": g_harm,
+            "non_inferior": ~has_data | (g_high < margin),
+            "margin": margin,
+        }
     early = counts.get(config.canary_metric)
     if early is None:
         canary_units = np.zeros(np.shape(lift))
@@ -346,11 +474,33 @@ def assess(*, counts: dict[str, np.ndarray], in_primary: Any, canary_segment: An
         canary_units = np.where(canary_segment, early[..., 1, :] + early[..., 3, :], 0).sum(axis=-1)
     canary_done = (canary_units >= np.asarray(canary_sample)) & (np.asarray(days_in_stage) >= config.canary_min_days)
     srm = np.asarray(srm_p) < config.srm_threshold
-    action = rule(canary=canary, harm=harm, non_inferior=non_inferior, srm=srm, canary_done=canary_done, days=days,
-                  primary_low=low, primary_high=high, units=units, planned=planned, config=config)
-    return {"action": action, "lift": lift, "variance": var, "interval": (low, high), "units": units,
-            "rates": (p_c, p_t), "guardrails": guardrails, "harm": harm, "non_inferior": non_inferior, "srm": srm,
-            "canary_units": canary_units, "canary_done": canary_done}
+    action = rule(
+        canary=canary,
+        harm=harm,
+        non_inferior=non_inferior,
+        srm=srm,
+        canary_done=canary_done,
+        days=days,
+        primary_low=low,
+        primary_high=high,
+        units=units,
+        planned=planned,
+        config=config,
+    )
+    return {
+        "action": action,
+        "lift": lift,
+        "variance": var,
+        "interval": (low, high),
+        "units": units,
+        "rates": (p_c, p_t),
+        "guardrails": guardrails,
+        "harm": harm,
+        "non_inferior": non_inferior,
+        "srm": srm,
+        "canary_units": canary_units,
+        "canary_done": canary_done,
+    }
 
 
 def _composite(rates: dict[str, float | None]) -> float | None:
@@ -408,9 +558,18 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
     counts = {name: _counts(segments, name).reshape(4, -1) for name in names}
     in_primary = np.array([seg["stage"] == "ab" and not seg.get("discarded", False) for seg in segments])
     canary_segment = np.array([seg["stage"] == "canary" for seg in segments])
-    result = assess(counts=counts, in_primary=in_primary, canary_segment=canary_segment, canary=stage == "canary",
-                    days=days, days_in_stage=days_in_stage, planned=planned, canary_sample=canary_sample,
-                    srm_p=srm_p, config=config)
+    result = assess(
+        counts=counts,
+        in_primary=in_primary,
+        canary_segment=canary_segment,
+        canary=stage == "canary",
+        days=days,
+        days_in_stage=days_in_stage,
+        planned=planned,
+        canary_sample=canary_sample,
+        srm_p=srm_p,
+        config=config,
+    )
     action = ACTIONS[int(result["action"])]
     p = counts[PRIMARY]
     primary_units = [int(np.where(in_primary, p[1], 0).sum()), int(np.where(in_primary, p[3], 0).sum())]
@@ -419,26 +578,53 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
     fixed = stats.fixed_interval(lift, var, config.alpha)
     low, high = (float(v) for v in result["interval"])
     out: dict[str, Any] = {
-        "experiment_id": snapshot.get("experiment_id"), "stage": stage, "segment": current["segment"],
-        "days_running": days, "days_in_stage": days_in_stage, "allocation": share,
+        "experiment_id": snapshot.get("experiment_id"),
+        "stage": stage,
+        "segment": current["segment"],
+        "days_running": days,
+        "days_in_stage": days_in_stage,
+        "allocation": share,
         "srm_p_value": srm_p,
-        "srm": {"p_value": srm_p, "alarm": bool(result["srm"]), "threshold": config.srm_threshold,
-                "segment": current["segment"], "assigned": assigned, "expected_share": share},
-        "primary": {"metric": PRIMARY, "window_days": METRIC_WINDOWS[PRIMARY], "units": primary_units,
-                    "conversions": primary_hits,
-                    "rates": [_finite(r) if u else None for r, u in zip(result["rates"], primary_units, strict=True)],
-                    "lift": _finite(lift), "fixed_interval": [_finite(fixed[0]), _finite(fixed[1])],
-                    "sequential_interval": [_finite(low), _finite(high)], "planned_sample": int(planned),
-                    "segments": [seg["segment"] for seg, used in zip(segments, in_primary, strict=True) if used]},
-        "canary": {"units": int(result["canary_units"]), "planned_sample": int(canary_sample),
-                   "metric": config.canary_metric, "complete": bool(result["canary_done"])},
+        "srm": {
+            "p_value": srm_p,
+            "alarm": bool(result["srm"]),
+            "threshold": config.srm_threshold,
+            "segment": current["segment"],
+            "assigned": assigned,
+            "expected_share": share,
+        },
+        "primary": {
+            "metric": PRIMARY,
+            "window_days": METRIC_WINDOWS[PRIMARY],
+            "units": primary_units,
+            "conversions": primary_hits,
+            "rates": [_finite(r) if u else None for r, u in zip(result["rates"], primary_units, strict=True)],
+            "lift": _finite(lift),
+            "fixed_interval": [_finite(fixed[0]), _finite(fixed[1])],
+            "sequential_interval": [_finite(low), _finite(high)],
+            "planned_sample": int(planned),
+            "segments": [seg["segment"] for seg, used in zip(segments, in_primary, strict=True) if used],
+        },
+        "canary": {
+            "units": int(result["canary_units"]),
+            "planned_sample": int(canary_sample),
+            "metric": config.canary_metric,
+            "complete": bool(result["canary_done"]),
+        },
     }
     out["guardrails"] = {
-        name: {"window_days": WINDOWS.get(name), "difference": _finite(g["difference"]),
-               "interval": [_finite(g["interval"][0]), _finite(g["interval"][1])], "margin": g["margin"],
-               "units": int(g["units"]), "rates": [_finite(r) for r in g["rates"]],
-               "harm": bool(g["harm"]), "non_inferior": bool(g["non_inferior"])}
-        for name, g in result["guardrails"].items()}
+        name: {
+            "window_days": WINDOWS.get(name),
+            "difference": _finite(g["difference"]),
+            "interval": [_finite(g["interval"][0]), _finite(g["interval"][1])],
+            "margin": g["margin"],
+            "units": int(g["units"]),
+            "rates": [_finite(r) for r in g["rates"]],
+            "harm": bool(g["harm"]),
+            "non_inferior": bool(g["non_inferior"]),
+        }
+        for name, g in result["guardrails"].items()
+    }
     secondary: dict[str, Any] = {}
     rates: dict[str, list[float | None]] = {PRIMARY: out["primary"]["rates"]}
     for name in ("meeting", "close"):
@@ -448,11 +634,15 @@ def decide(snapshot: dict[str, Any]) -> dict[str, Any]:
         s_lift, s_var, s_units, s_c, s_t = compare(c[0], c[1], c[2], c[3], np.ones(len(segments), bool), True)
         s_low, s_high = stats.fixed_interval(s_lift, s_var, config.alpha)
         rates[name] = [_finite(s_c) if s_units else None, _finite(s_t) if s_units else None]
-        secondary[name] = {"window_days": METRIC_WINDOWS[name], "units": int(s_units), "rates": rates[name],
-                           "lift": _finite(s_lift), "fixed_interval": [_finite(s_low), _finite(s_high)]}
+        secondary[name] = {
+            "window_days": METRIC_WINDOWS[name],
+            "units": int(s_units),
+            "rates": rates[name],
+            "lift": _finite(s_lift),
+            "fixed_interval": [_finite(s_low), _finite(s_high)],
+        }
     revenue = _counts(segments, "revenue", "sum").sum(axis=-1)
-    secondary["revenue_per_message"] = [float(revenue[a, 0] / revenue[a, 1]) if revenue[a, 1] else None
-                                        for a in (0, 1)]
+    secondary["revenue_per_message"] = [float(revenue[a, 0] / revenue[a, 1]) if revenue[a, 1] else None for a in (0, 1)]
     secondary["seed_composite_score"] = [_composite({k: v[a] for k, v in rates.items()}) for a in (0, 1)]
     out["secondary"] = secondary
     out["action"], out["reason"] = action, _reason(action, out, config)
@@ -468,22 +658,33 @@ def _reason(action: str, out: dict[str, Any], config: Config) -> str:
     srm = out["srm"]
     if action == "rollback" and harmed:
         worst = guardrails[harmed[0]]
-        return (f"clear harm on {', '.join(harmed)}: {harmed[0]} {worst['difference']:+.2%} (always-valid interval "
-                f"[{worst['interval'][0]:+.2%}, {worst['interval'][1]:+.2%}] above 0)")
+        return (
+            f"clear harm on {', '.join(harmed)}: {harmed[0]} {worst['difference']:+.2%} (always-valid interval "
+            f"[{worst['interval'][0]:+.2%}, {worst['interval'][1]:+.2%}] above 0)"
+        )
     if action == "rollback":
         return f"{PRIMARY} lift {primary['lift']:+.1%}: always-valid interval {interval} is below zero"
     if action == "promote":
-        return (f"{PRIMARY} lift {primary['lift']:+.1%}, always-valid interval {interval} is above zero, and every "
-                "guardrail with data is non-inferior")
+        return (
+            f"{PRIMARY} lift {primary['lift']:+.1%}, always-valid interval {interval} is above zero, and every "
+            "guardrail with data is non-inferior"
+        )
     if action == "advance":
-        return (f"canary clean with {out['canary']['units']:,} of {out['canary']['planned_sample']:,} planned units: "
-                f"move to A/B at {round(config.ab_share * 100)} %")
+        return (
+            f"canary clean with {out['canary']['units']:,} of {out['canary']['planned_sample']:,} planned units: "
+            f"move to A/B at {round(config.ab_share * 100)} %"
+        )
     if action == "hold":
-        return (f"sample ratio mismatch in segment {srm['segment']} (p = {srm['p_value']:.2g}, assigned "
-                f"{srm['assigned']}): no promotion or advance until the stage is restarted with a new salt")
+        return (
+            f"sample ratio mismatch in segment {srm['segment']} (p = {srm['p_value']:.2g}, assigned "
+            f"{srm['assigned']}): no promotion or advance until the stage is restarted with a new salt"
+        )
     if action == "inconclusive":
-        return ("reached the planned sample or the maximum duration without a clear winner" +
-                (f" (not shown non-inferior: {', '.join(not_ni)})" if not_ni else "") + ": the champion stays")
+        return (
+            "reached the planned sample or the maximum duration without a clear winner"
+            + (f" (not shown non-inferior: {', '.join(not_ni)})" if not_ni else "")
+            + ": the champion stays"
+        )
     if out["stage"] == "canary":
         return f"canary: {out['canary']['units']:,} of {out['canary']['planned_sample']:,} units, watching guardrails"
     waiting = f"; not yet shown non-inferior: {', '.join(not_ni)}" if not_ni else ""

@@ -9,8 +9,15 @@ from typing import Any
 from flywheel.domain import stats
 
 STEPS = ("sent", "delivered", "opened", "replied", "positive_reply", "meeting", "won")
-LABELS = {"sent": "sent", "delivered": "delivered", "opened": "human opens", "replied": "replied",
-          "positive_reply": "positive reply", "meeting": "meeting", "won": "won"}
+LABELS = {
+    "sent": "sent",
+    "delivered": "delivered",
+    "opened": "human opens",
+    "replied": "replied",
+    "positive_reply": "positive reply",
+    "meeting": "meeting",
+    "won": "won",
+}
 # replies that count as positive everywhere (leaderboard, experiments, reports)
 POSITIVE_CATEGORIES = ("interested", "meeting_request")
 

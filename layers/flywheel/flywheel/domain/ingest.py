@@ -53,8 +53,12 @@ class IncomingEvent:
 
         A cancellation, no-show or completion names its booking by meeting id; the booking itself
         carries the meeting id as its own identity, not as a reference."""
-        return bool(self.claimed_outcome_id or self.provider_message_id or self.references
-                    or (self.meeting_id and self.event_type != EventType.MEETING_BOOKED.value))
+        return bool(
+            self.claimed_outcome_id
+            or self.provider_message_id
+            or self.references
+            or (self.meeting_id and self.event_type != EventType.MEETING_BOOKED.value)
+        )
 
     @property
     def email_key(self) -> str | None:
@@ -122,8 +126,20 @@ def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str 
         # the raw body was strict UTF-8 JSON without NUL or surrogate escapes: its strings are
         # storable and its numbers finite, and every field here comes from it; only depth is left
         return nested_too_deep(event.payload)
-    return (check_json([event.event_key, event.event_type, event.email, event.outcome_id, event.provider_message_id,
-                        event.references]) or check_json(event.data) or check_json(event.payload))
+    return (
+        check_json(
+            [
+                event.event_key,
+                event.event_type,
+                event.email,
+                event.outcome_id,
+                event.provider_message_id,
+                event.references,
+            ]
+        )
+        or check_json(event.data)
+        or check_json(event.payload)
+    )
 
 
 def email_link(org_id: str, email: str) -> str:
@@ -173,9 +189,14 @@ class Quarantined:
     def as_row(self) -> dict[str, Any]:
         # ASCII JSON: NUL, lone surrogates and NaN survive as escapes in a text column
         text = json.dumps(self.raw, ensure_ascii=True, default=str)
-        return {"provider": self.provider, "org_id": self.org_id, "reason": _printable(self.reason)[:500],
-                "field": _printable(self.field or "")[:200] or None, "raw": text,
-                "digest": hashlib.sha256(text.encode()).hexdigest()}
+        return {
+            "provider": self.provider,
+            "org_id": self.org_id,
+            "reason": _printable(self.reason)[:500],
+            "field": _printable(self.field or "")[:200] or None,
+            "raw": text,
+            "digest": hashlib.sha256(text.encode()).hexdigest(),
+        }
 
 
 def _printable(text: str) -> str:
@@ -196,7 +217,11 @@ class IngestResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "received": self.received, "stored": self.stored, "duplicates": self.duplicates,
-            "applied": self.applied, "orphans": self.orphans, "ignored": self.ignored,
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "applied": self.applied,
+            "orphans": self.orphans,
+            "ignored": self.ignored,
             "quarantined": self.quarantined,
         }

@@ -145,8 +145,14 @@ def email(value: Any) -> str | None:
     if not text:
         return None
     # printable ASCII has none of those categories: only other text is read character by character
-    if len(text) > 320 or not _EMAIL.match(text) or (not (text.isascii() and text.isprintable()) and any(
-            unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text)):
+    if (
+        len(text) > 320
+        or not _EMAIL.match(text)
+        or (
+            not (text.isascii() and text.isprintable())
+            and any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") for c in text)
+        )
+    ):
         raise BadValue("not a valid email address")
     return text
 

@@ -53,8 +53,20 @@ class TrainingLabel(StrEnum):
 
 
 # what a reply is about (the classifier's answer, a person's correction)
-Category = Literal["interested", "meeting_request", "question", "not_now", "objection", "not_interested",
-                   "unsubscribe", "out_of_office", "wrong_person", "referral", "auto_reply", "other"]
+Category = Literal[
+    "interested",
+    "meeting_request",
+    "question",
+    "not_now",
+    "objection",
+    "not_interested",
+    "unsubscribe",
+    "out_of_office",
+    "wrong_person",
+    "referral",
+    "auto_reply",
+    "other",
+]
 CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
 
 INTERESTED_CATEGORIES = frozenset({"interested", "meeting_request"})

@@ -125,9 +125,9 @@ DERIVED_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(OutcomeState))
 
 # Event types whose derived columns need only how many there are, the first one and the latest
 # time (per machine/human flag for opens): the store may hand them over folded (OutcomeEvent.count).
-COUNTED: frozenset[EventType] = frozenset({EventType.PROCESSED, EventType.DELIVERED, EventType.DEFERRED,
-                                            EventType.OPEN, EventType.CLICK})
-
+COUNTED: frozenset[EventType] = frozenset(
+    {EventType.PROCESSED, EventType.DELIVERED, EventType.DEFERRED, EventType.OPEN, EventType.CLICK}
+)
 
 
 def canonical(events: Iterable[OutcomeEvent]) -> list[OutcomeEvent]:
@@ -152,9 +152,7 @@ def _decimal(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-def derive_outcome(
-    events: Iterable[OutcomeEvent], *, now: datetime, icp_score: float | None = None
-) -> OutcomeState:
+def derive_outcome(events: Iterable[OutcomeEvent], *, now: datetime, icp_score: float | None = None) -> OutcomeState:
     """Compute an outcome's derived columns from its events, as of `now`.
 
     `now` matters only for meetings: one counts as completed once its scheduled end has
@@ -263,8 +261,14 @@ def _derive_reply(state: OutcomeState, by_type: dict[EventType, list[OutcomeEven
 
     corrected = corrections(by_type).get("reply_category")
     # a person's category is for "the reply": the lead's first reply, else the first automatic one
-    target = next((r for r in replies if not (r.data.get("automated") or category(r) in AUTOMATED_REPLY_CATEGORIES)),
-                  replies[0]) if corrected else None
+    target = (
+        next(
+            (r for r in replies if not (r.data.get("automated") or category(r) in AUTOMATED_REPLY_CATEGORIES)),
+            replies[0],
+        )
+        if corrected
+        else None
+    )
 
     def effective(reply: OutcomeEvent) -> str | None:
         return str(corrected[0]) if corrected and reply is target else category(reply)
@@ -322,9 +326,7 @@ def _apply_corrections(state: OutcomeState, by_type: dict[EventType, list[Outcom
         state.corrected_at, state.corrected_by = latest.occurred_at, latest.data.get("actor")
 
 
-def _derive_meeting(
-    state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]], now: datetime
-) -> None:
+def _derive_meeting(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]], now: datetime) -> None:
     bookings = by_type.get(EventType.MEETING_BOOKED, [])
     if not bookings:
         return

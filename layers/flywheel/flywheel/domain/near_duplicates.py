@@ -39,7 +39,7 @@ def shingle_hashes(text: str, size: int = 1) -> np.ndarray:
     if len(tokens) < size:
         grams = [" ".join(tokens)] if tokens else []
     else:
-        grams = [" ".join(tokens[i:i + size]) for i in range(len(tokens) - size + 1)]
+        grams = [" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
     return np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
 
 
@@ -76,7 +76,7 @@ def similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
     lefts, rights = [], []
     arange = np.arange(n)
     for band in range(BANDS if n > 1 else 0):
-        chunk = np.ascontiguousarray(sigs[:, band * ROWS:(band + 1) * ROWS])
+        chunk = np.ascontiguousarray(sigs[:, band * ROWS : (band + 1) * ROWS])
         keys = chunk.view(np.uint64).ravel()
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]

@@ -65,15 +65,48 @@ class RedactionContext:
 
 # format characters that render as nothing (zero-width space and joiners, soft hyphen, bidi marks,
 # word joiner, BOM, variation selectors): dropped before detection, so "D\u200bana" is "Dana"
-_INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-                        "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]")
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0]"
+)
 # Cyrillic and Greek letters drawn like Latin ones (after lower-casing), for matching known names:
 # "Dаna" with a Cyrillic а is "Dana" to a reader (Unicode TR 39 confusables, the common subset)
-_CONFUSABLES = str.maketrans({
-    "а": "a", "в": "b", "е": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p", "с": "c", "т": "t",
-    "у": "y", "х": "x", "ѕ": "s", "і": "i", "ј": "j", "һ": "h", "ԁ": "d", "ӏ": "l", "ԛ": "q", "ԝ": "w",
-    "α": "a", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t", "υ": "u", "χ": "x",
-    "ı": "i", "ℓ": "l"})
+_CONFUSABLES = str.maketrans(
+    {
+        "а": "a",
+        "в": "b",
+        "е": "e",
+        "к": "k",
+        "м": "m",
+        "н": "h",
+        "о": "o",
+        "р": "p",
+        "с": "c",
+        "т": "t",
+        "у": "y",
+        "х": "x",
+        "ѕ": "s",
+        "і": "i",
+        "ј": "j",
+        "һ": "h",
+        "ԁ": "d",
+        "ӏ": "l",
+        "ԛ": "q",
+        "ԝ": "w",
+        "α": "a",
+        "ε": "e",
+        "ι": "i",
+        "κ": "k",
+        "ν": "v",
+        "ο": "o",
+        "ρ": "p",
+        "τ": "t",
+        "υ": "u",
+        "χ": "x",
+        "ı": "i",
+        "ℓ": "l",
+    }
+)
 # full-width ASCII and the ideographic space, one character for one
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
@@ -154,8 +187,10 @@ class Segmented:
 
 # --- emails ------------------------------------------------------------------------------------
 
-_TLDS = (r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be|ch|at|se|dk|no|fi|pl|pt|ie|"
-         r"us|ca|au|nz|in|jp|cn|br|mx|ar|cl|sg|hk|kr|tw|za|ru|tr|il|ae|gr|cz|hu|ro|lu|ly|gl|to|so|xyz|online|cloud")
+_TLDS = (
+    r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be|ch|at|se|dk|no|fi|pl|pt|ie|"
+    r"us|ca|au|nz|in|jp|cn|br|mx|ar|cl|sg|hk|kr|tw|za|ru|tr|il|ae|gr|cz|hu|ro|lu|ly|gl|to|so|xyz|online|cloud"
+)
 _AT_MARKED = r"(?:\s*@\s*|\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*)"
 _DOT_WORD = r"(?:\s*[\(\[\{<]\s*dot\s*[\)\]\}>]\s*|\s+dot\s+)"
 _DOT = rf"(?:\s*\.\s*|{_DOT_WORD})"
@@ -173,13 +208,13 @@ class EmailDetector:
     or a digit in it): "find us at acme.com" is a preposition and a link."""
 
     name = "email"
-    plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-",
-                      anchor="@")
+    plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-", anchor="@")
     obfuscated = re.compile(
         rf"(?<![\w.])[\w.+-]++{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
         rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
         rf"|(?<![\w.])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
-        re.IGNORECASE)
+        re.IGNORECASE,
+    )
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -198,11 +233,13 @@ _BOOKING = re.compile(
     r"savvycal\.com|zcal\.co|tidycal\.com|chilipiper\.com|youcanbook\.me|acuityscheduling\.com|doodle\.com|"
     r"koalendar\.com|outlook\.office(?:365)?\.com/(?:owa/calendar|bookwithme|book)|bookings\.|appointlet\.com|"
     r"vyte\.in|oncehub\.com|x\.ai/|reclaim\.ai/|motion\.so/|zoom\.us/(?:j|my)/|meet\.google\.com|teams\.microsoft",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _PROFILE = re.compile(
     r"linkedin\.com/(?:in|pub|profile)/|lnkd\.in/|(?:^|[/.])(?:x|twitter)\.com/|github\.com/|facebook\.com/|"
     r"instagram\.com/|xing\.com/profile|t\.me/|wa\.me/|tiktok\.com/@|threads\.net/@|about\.me/|angel\.co/u/",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _TRAILING = ".,;:!?)]}'\"»”’"
 
 
@@ -217,7 +254,8 @@ class LinkDetector:
         r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+"
         r"|(?<![\w@./-])(?:[\w-]++\.)+[a-z]{2,24}(?::\d{2,5})?/[^\s<>\"'`]*"
         rf"|(?<![\w@./-])(?:[\w-]++\.)+(?:{_TLDS})\b(?![.\w@-])",
-        re.IGNORECASE)
+        re.IGNORECASE,
+    )
     # a link holds no whitespace or quote, and a kept one a dot with more of the link after it
     scan = Segmented(pattern, allowed=r"^\s<>\"'`", anchor=r"\.(?=[^\s<>\"'`])")
 
@@ -230,8 +268,13 @@ class LinkDetector:
             url = m.group(0).rstrip(_TRAILING)
             if not url or "." not in url:
                 continue
-            placeholder = ("{{booking_link}}" if _BOOKING.search(url) else
-                           "{{profile_link}}" if _PROFILE.search(url) else "{{link}}")
+            placeholder = (
+                "{{booking_link}}"
+                if _BOOKING.search(url)
+                else "{{profile_link}}"
+                if _PROFILE.search(url)
+                else "{{link}}"
+            )
             yield Span(m.start(), m.start() + len(url), placeholder, self.name)
 
 
@@ -242,7 +285,8 @@ _DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\d\s().\-/]{5,})\d")
 # the leniency pass for numbers with no region: 3+ digit groups, a bracketed area code, or a long run
 _LOOSE_PHONE = re.compile(
     r"(?<![\w+/.,-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s./-]{1,2}\(?\d{1,8}\)?){1,6}(?![\w/])"
-    r"|(?<![\w+/.,-])\d{9,15}(?![\w/])")
+    r"|(?<![\w+/.,-])\d{9,15}(?![\w/])"
+)
 _GROUP_SEPARATORS = re.compile(r"[\s./()-]+")
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[.,]\d{3})+")
@@ -279,9 +323,9 @@ class PhoneDetector:
         # field of a joined text), not the whole text
         for run in _DIGIT_RUN.finditer(text):
             start, end = max(0, run.start() - 1), run.end() + 1
-            if start and text[start - 1:start + 1] == SEPARATOR[-2:]:
+            if start and text[start - 1 : start + 1] == SEPARATOR[-2:]:
                 start += 1
-            if text[end - 1:end + 1] == SEPARATOR[:2]:
+            if text[end - 1 : end + 1] == SEPARATOR[:2]:
                 end -= 1
             for left, right in _phone_spans(text[start:end], context.regions):
                 yield Span(start + left, start + right, "{{phone}}", self.name)
@@ -314,51 +358,104 @@ def region_code(value: object) -> str | None:
 
 _COUNTRY_ALIASES = {"UK": "GB", "USA": "US", "UAE": "AE"}
 _COUNTRY_NAMES = {
-    "united states": "US", "united states of america": "US", "united kingdom": "GB", "great britain": "GB",
-    "england": "GB", "germany": "DE", "deutschland": "DE", "france": "FR", "spain": "ES", "españa": "ES",
-    "italy": "IT", "italia": "IT", "netherlands": "NL", "the netherlands": "NL", "belgium": "BE",
-    "switzerland": "CH", "schweiz": "CH", "austria": "AT", "österreich": "AT", "ireland": "IE", "portugal": "PT",
-    "sweden": "SE", "norway": "NO", "denmark": "DK", "finland": "FI", "poland": "PL", "india": "IN",
-    "japan": "JP", "china": "CN", "brazil": "BR", "brasil": "BR", "mexico": "MX", "méxico": "MX", "canada": "CA",
-    "australia": "AU", "new zealand": "NZ", "singapore": "SG", "south africa": "ZA", "russia": "RU",
-    "south korea": "KR", "korea": "KR", "israel": "IL", "united arab emirates": "AE",
+    "united states": "US",
+    "united states of america": "US",
+    "united kingdom": "GB",
+    "great britain": "GB",
+    "england": "GB",
+    "germany": "DE",
+    "deutschland": "DE",
+    "france": "FR",
+    "spain": "ES",
+    "españa": "ES",
+    "italy": "IT",
+    "italia": "IT",
+    "netherlands": "NL",
+    "the netherlands": "NL",
+    "belgium": "BE",
+    "switzerland": "CH",
+    "schweiz": "CH",
+    "austria": "AT",
+    "österreich": "AT",
+    "ireland": "IE",
+    "portugal": "PT",
+    "sweden": "SE",
+    "norway": "NO",
+    "denmark": "DK",
+    "finland": "FI",
+    "poland": "PL",
+    "india": "IN",
+    "japan": "JP",
+    "china": "CN",
+    "brazil": "BR",
+    "brasil": "BR",
+    "mexico": "MX",
+    "méxico": "MX",
+    "canada": "CA",
+    "australia": "AU",
+    "new zealand": "NZ",
+    "singapore": "SG",
+    "south africa": "ZA",
+    "russia": "RU",
+    "south korea": "KR",
+    "korea": "KR",
+    "israel": "IL",
+    "united arab emirates": "AE",
 }
 
 
 # --- street addresses and postcodes ------------------------------------------------------------
 
 _CAP = r"[A-ZÄÖÜÉÈÀÇÑ][\w'’.-]*"
-_US_STATES = ("AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
-              "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY")
+_US_STATES = (
+    "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
+    "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
+)
 _ADDRESS_PATTERNS = [
     # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
-    re.compile(rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
-               r"Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|Square|Sq\.?|Parkway|Pkwy\.?|Way|Terrace|"
-               r"Highway|Hwy\.?|Circle|Crescent|Close|Row|Mews|Wharf|Broadway|Gardens|Hill|Walk|Loop|Alley|Trail|"
-               r"Plaza)\b"
-               r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"),
+    re.compile(
+        rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
+        r"Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|Square|Sq\.?|Parkway|Pkwy\.?|Way|Terrace|"
+        r"Highway|Hwy\.?|Circle|Crescent|Close|Row|Mews|Wharf|Broadway|Gardens|Hill|Walk|Loop|Alley|Trail|"
+        r"Plaza)\b"
+        r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"
+    ),
     # Friedrichstraße 123, Musterstr. 5a, Keizersgracht 123, Drottninggatan 5, Hauptplatz 1
     # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised)
-    re.compile(r"\b[A-ZÄÖÜ][\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
-               r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
-               r"(?:\s?[a-zA-Z]\b)?"),
+    re.compile(
+        r"\b[A-ZÄÖÜ][\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
+        r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
+        r"(?:\s?[a-zA-Z]\b)?"
+    ),
     # Unter den Linden 77, Am Sandtorkai 50, An der Alster 1
     re.compile(rf"\b(?:Am|An der|Auf der|Im|In der|Unter den|Zum|Zur)\s+{_CAP}\s+\d{{1,4}}\s?[a-z]?\b"),
     # 12 rue de la Paix, 8 bis avenue Foch, 5 place Vendôme
-    re.compile(r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|quai|allée|impasse|chemin|"
-               r"route|cours|square)\s+[\w'’ -]{2,40}?(?=[,\n]|$|\s\d)", re.IGNORECASE | re.MULTILINE),
+    re.compile(
+        r"\b\d{1,4}(?:\s?(?:bis|ter))?,?\s+(?:rue|avenue|av\.|boulevard|bd|place|quai|allée|impasse|chemin|"
+        r"route|cours|square)\s+[\w'’ -]{2,40}?(?=[,\n]|$|\s\d)",
+        re.IGNORECASE | re.MULTILINE,
+    ),
     # Calle Mayor 5, Via Roma 10, Rua Augusta, 274, Piazza della Signoria 1
-    re.compile(r"\b(?:Calle|C/|Avenida|Avda\.?|Av\.|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
-               r"Praça|Alameda)\s+(?:(?:de|del|della|delle|da|do|dos|das)\s+)?[\w'’ .-]{2,40}?,?\s*\d{1,4}\b"),
+    re.compile(
+        r"\b(?:Calle|C/|Avenida|Avda\.?|Av\.|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
+        r"Praça|Alameda)\s+(?:(?:de|del|della|delle|da|do|dos|das)\s+)?[\w'’ .-]{2,40}?,?\s*\d{1,4}\b"
+    ),
     # ул. Тверская, д. 7 / проспект Мира, дом 12
-    re.compile(r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)\s*"
-               r"[А-ЯЁа-яё0-9 .-]{2,40}?,?\s*(?:д\.|дом)\s*\d+[а-я]?", re.IGNORECASE),
+    re.compile(
+        r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)\s*"
+        r"[А-ЯЁа-яё0-9 .-]{2,40}?,?\s*(?:д\.|дом)\s*\d+[а-я]?",
+        re.IGNORECASE,
+    ),
     # 東京都千代田区丸の内1-1-1
-    re.compile(r"(?:東京都|北海道|(?:京都|大阪)府|[\u4e00-\u9fff]{2,3}県)[\u3040-\u30ff\u4e00-\u9fff]{1,20}?"
-               r"\d+(?:[-−‐ー]\d+)*(?:丁目|番地?|号)?"),
+    re.compile(
+        r"(?:東京都|北海道|(?:京都|大阪)府|[\u4e00-\u9fff]{2,3}県)[\u3040-\u30ff\u4e00-\u9fff]{1,20}?"
+        r"\d+(?:[-−‐ー]\d+)*(?:丁目|番地?|号)?"
+    ),
     # 北京市朝阳区建国路88号
-    re.compile(r"[\u4e00-\u9fff]{2,4}(?:省|市)[\u4e00-\u9fff]{1,10}(?:区|县|市)[\u4e00-\u9fff\d]{1,20}?"
-               r"(?:路|街|道|巷)\d+号"),
+    re.compile(
+        r"[\u4e00-\u9fff]{2,4}(?:省|市)[\u4e00-\u9fff]{1,10}(?:区|县|市)[\u4e00-\u9fff\d]{1,20}?"
+        r"(?:路|街|道|巷)\d+号"
+    ),
     # 강남구 테헤란로 152, 중구 세종대로 110 (district, then road and building number)
     re.compile(r"[가-힣]{1,6}(?:구|군|시)\s[가-힣0-9]{1,12}(?:대로|로|길)\s?\d{1,4}(?:-\d{1,4})?(?:번길\s?\d{1,4})?"),
     re.compile(r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Casella postale)\s+\d+\b", re.IGNORECASE),
@@ -377,8 +474,7 @@ _POSTCODE_PATTERNS = [
     re.compile(r"\b\d{4}-\d{3}\b"),  # Portugal
     re.compile(rf"(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
     re.compile(r"\b\d{5}-\d{3}\b"),  # Brazil CEP
-    re.compile(r"\b(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b",
-               re.IGNORECASE),
+    re.compile(r"\b(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b", re.IGNORECASE),
 ]
 
 
@@ -401,8 +497,10 @@ class AddressDetector:
     addresses = re.compile("|".join(_scoped(p) for p in _ADDRESS_PATTERNS))
     postcodes = re.compile("|".join(_scoped(p) for p in _POSTCODE_PATTERNS))
     _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
-    scans = ((Segmented(addresses, _allowed, r"\d"), "{{address}}"),
-             (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"))
+    scans = (
+        (Segmented(addresses, _allowed, r"\d"), "{{address}}"),
+        (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"),
+    )
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -423,10 +521,16 @@ class AddressDetector:
 
 # --- known people and companies ----------------------------------------------------------------
 
+
 def _is_cjk(char: str) -> bool:
     code = ord(char)
-    return (0x3040 <= code <= 0x30FF or 0x3400 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF
-            or 0xF900 <= code <= 0xFAFF or 0x0E00 <= code <= 0x0E7F)
+    return (
+        0x3040 <= code <= 0x30FF
+        or 0x3400 <= code <= 0x9FFF
+        or 0xAC00 <= code <= 0xD7AF
+        or 0xF900 <= code <= 0xFAFF
+        or 0x0E00 <= code <= 0x0E7F
+    )
 
 
 class KnownEntityDetector:
@@ -446,16 +550,18 @@ class KnownEntityDetector:
             start = folded.find(needle)
             while start != -1:
                 end = start + len(needle)
-                if ((left_free or start == 0 or not folded[start - 1].isalnum())
-                        and (right_free or end == size or not folded[end].isalnum())
-                        and (not strict or text[start].isupper() or _in_slug(text, start, end))):
+                if (
+                    (left_free or start == 0 or not folded[start - 1].isalnum())
+                    and (right_free or end == size or not folded[end].isalnum())
+                    and (not strict or text[start].isupper() or _in_slug(text, start, end))
+                ):
                     yield Span(start, end, placeholder, self.name)
                 start = folded.find(needle, start + 1)
 
 
 def _in_slug(text: str, start: int, end: int) -> bool:
     """Written inside an id, a path or a slug: `abm-bright-q3`, `bright_box`, `/bright/`."""
-    return ((start > 0 and text[start - 1] in _SLUG_JOINERS) or (end < len(text) and text[end] in _SLUG_JOINERS))
+    return (start > 0 and text[start - 1] in _SLUG_JOINERS) or (end < len(text) and text[end] in _SLUG_JOINERS)
 
 
 _SLUG_JOINERS = frozenset("-_/=0123456789")
@@ -470,7 +576,12 @@ def _lower(text: str) -> str:
 
 
 DEFAULT_DETECTORS: tuple[Detector, ...] = (
-    LinkDetector(), EmailDetector(), PhoneDetector(), AddressDetector(), KnownEntityDetector())
+    LinkDetector(),
+    EmailDetector(),
+    PhoneDetector(),
+    AddressDetector(),
+    KnownEntityDetector(),
+)
 
 
 def resolve(spans: Iterable[Span], text: str) -> list[Span]:
@@ -494,8 +605,12 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
         if overlapping:  # merge into the longest one it touches
             keep = overlapping[0]
             taken = [t for t in taken if t not in overlapping]
-            span = Span(min(start, *(t.start for t in overlapping)), max(end, *(t.end for t in overlapping)),
-                        keep.placeholder, keep.detector)
+            span = Span(
+                min(start, *(t.start for t in overlapping)),
+                max(end, *(t.end for t in overlapping)),
+                keep.placeholder,
+                keep.detector,
+            )
         else:
             span = Span(start, end, span.placeholder, span.detector)
         taken.append(span)
@@ -609,7 +724,9 @@ def _joined_find(detector: Detector, texts: list[str], context: RedactionContext
 _LEGAL_SUFFIX = re.compile(
     r"[,\s]+(?:inc\.?|incorporated|llc|l\.l\.c\.|ltd\.?|limited|plc|corp\.?|corporation|co\.?|company|gmbh|"
     r"gmbh & co\.? kg|ag|kg|se|sa|s\.a\.|sas|sarl|s\.r\.l\.|srl|spa|s\.p\.a\.|bv|b\.v\.|nv|n\.v\.|oy|ab|as|a/s|"
-    r"aps|pty\.? ltd\.?|pte\.? ltd\.?|k\.k\.|kk|llp|lp|s\.l\.|sl|oü|sp\. z o\.o\.)$", re.IGNORECASE)
+    r"aps|pty\.? ltd\.?|pte\.? ltd\.?|k\.k\.|kk|llp|lp|s\.l\.|sl|oü|sp\. z o\.o\.)$",
+    re.IGNORECASE,
+)
 # legal forms written before the name (ООО «Ромашка», PT Maju Jaya) and the quotes around it
 _LEGAL_PREFIX = re.compile(r"^(?:ООО|ОАО|ЗАО|ПАО|НАО|АО|ИП|ТОВ|ПрАТ|ПАТ|ТОО|PT|CV|UAB|SIA|OOO)\s+")
 _QUOTES = "\"'«»„“”‘’‹›「」『』"
@@ -628,17 +745,21 @@ _PERSON_KEYS = _wordset(
     "champions referrer boss owner owners founder founders cofounder ceo cfo cto coo cmo cro cio ciso cpo vp svp evp "
     "director directors person people stakeholder stakeholders sponsor sponsors buyer buyers signer signers "
     "signatory introducer cc bcc committee member members attendee attendees participant participants recipient "
-    "recipients approver approvers maker makers influencer influencers rep reps ae sdr bdr csm")
+    "recipients approver approvers maker makers influencer influencers rep reps ae sdr bdr csm"
+)
 _PERSON_VERBS = _wordset("referred introduced reports managed owned sponsored approved signed assigned")
 _NOT_PERSON_NAMES = _wordset(
     "product company account campaign plan stage file host domain brand event project deal tool app team org "
     "organization organisation list field template sequence segment tier industry city country region street job "
-    "role pipeline opportunity opp cadence workspace channel tag category source vendor competitor partner")
+    "role pipeline opportunity opp cadence workspace channel tag category source vendor competitor partner"
+)
 _PART_KEYS = _wordset("first last given family surname middle display full")
 _KEY_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 # name parts that are not names on their own ("de" and "la" of De La Cruz, "van" of van Dijk)
-_PARTICLES = _wordset("de da di du del della delle dei der den des van von la le lo los las el al bin ibn ben "
-                       "bint ter ten te zu zum zur y e dos das do st saint mac")
+_PARTICLES = _wordset(
+    "de da di du del della delle dei der den des van von la le lo los las el al bin ibn ben "
+    "bint ter ten te zu zum zur y e dos das do st saint mac"
+)
 # words that are also names: taken only where written as a name (capital or slug), so "I will
 # check the price" keeps its words for a lead called Will Price
 COMMON_WORDS = _wordset("""
@@ -674,8 +795,15 @@ def _strip_accents(value: str) -> str:
 
 
 def _transliterations(value: str) -> set[str]:
-    german = (value.replace("ä", "ae").replace("ö", "oe").replace("ü", "ue").replace("Ä", "Ae")
-              .replace("Ö", "Oe").replace("Ü", "Ue").replace("ß", "ss"))
+    german = (
+        value.replace("ä", "ae")
+        .replace("ö", "oe")
+        .replace("ü", "ue")
+        .replace("Ä", "Ae")
+        .replace("Ö", "Oe")
+        .replace("Ü", "Ue")
+        .replace("ß", "ss")
+    )
     forms = {value, _strip_accents(value), german}
     if "'" in value or "’" in value:  # O'Brien, D’Angelo: as written in ids and addresses
         forms |= {f.replace("'", sep).replace("’", sep) for f in list(forms) for sep in ("", "-", " ")}
@@ -780,15 +908,23 @@ def signature_lines(signature: str) -> Iterator[str]:
 def _ordinary_words(term: str) -> bool:
     """Whether a term is made of ordinary words only ("Will", "Will Mark", "The Box")."""
     words = re.findall(r"\w+", term)
-    return bool(words) and all(w in COMMON_WORDS or w in _FUNCTION_WORDS for w in words) and any(
-        w in COMMON_WORDS for w in words)
+    return (
+        bool(words)
+        and all(w in COMMON_WORDS or w in _FUNCTION_WORDS for w in words)
+        and any(w in COMMON_WORDS for w in words)
+    )
 
 
 _FUNCTION_WORDS = _wordset("the a an and of for to in on at by")
 
 
-def build_context(*, lead: dict[str, str | None], colleagues: Iterable[str] = (),
-                  sender: dict[str, str | None] | None = None, regions: Iterable[str | None] = ()) -> RedactionContext:
+def build_context(
+    *,
+    lead: dict[str, str | None],
+    colleagues: Iterable[str] = (),
+    sender: dict[str, str | None] | None = None,
+    regions: Iterable[str | None] = (),
+) -> RedactionContext:
     """The redaction context of one message. Longer terms come first, so overlapping names
     (a surname inside the company name) resolve to the longest."""
     placed: dict[str, tuple[str, str, bool]] = {}  # skeleton -> (term, placeholder, strict); the first role wins
@@ -803,8 +939,10 @@ def build_context(*, lead: dict[str, str | None], colleagues: Iterable[str] = ()
     if company:
         add(company_variants(company), "{{company}}")
     if first and last:
-        add(person_variants(f"{first} {last}") - person_variants(first) - person_variants(last),
-            "{{first_name}} {{last_name}}")
+        add(
+            person_variants(f"{first} {last}") - person_variants(first) - person_variants(last),
+            "{{first_name}} {{last_name}}",
+        )
     if first:
         add(person_variants(first), "{{first_name}}")
     if last:
@@ -837,7 +975,7 @@ def apply_spans(text: str, spans: Iterable[Span], counts: Counter[str] | None = 
         return text
     parts, last = [], 0
     for span in resolved:
-        parts += [text[last:span.start], span.placeholder]
+        parts += [text[last : span.start], span.placeholder]
         last = span.end
         if counts is not None:
             counts[span.placeholder.strip("{}")] += 1
@@ -856,8 +994,13 @@ COMPREHEND_LANGUAGES = ("en", "es")
 COMPREHEND_SEPARATOR = "\n\n"
 # entity types kept as they are: dates and ages are not identities and a sales email needs them
 COMPREHEND_IGNORED = frozenset({"DATE_TIME", "AGE"})
-COMPREHEND_PLACEHOLDERS = {"NAME": "{{name}}", "ADDRESS": "{{address}}", "EMAIL": "{{email}}", "PHONE": "{{phone}}",
-                           "URL": "{{link}}"}
+COMPREHEND_PLACEHOLDERS = {
+    "NAME": "{{name}}",
+    "ADDRESS": "{{address}}",
+    "EMAIL": "{{email}}",
+    "PHONE": "{{phone}}",
+    "URL": "{{link}}",
+}
 
 
 @dataclass(frozen=True)
@@ -906,8 +1049,11 @@ def comprehend_units(request_text: str) -> int:
     return max(3, -(-len(request_text) // 100))
 
 
-def unpack_entities(entities: Iterable[dict[str, object]], layout: Layout, min_score: float,
-                    ) -> Iterator[tuple[int, Span]]:
+def unpack_entities(
+    entities: Iterable[dict[str, object]],
+    layout: Layout,
+    min_score: float,
+) -> Iterator[tuple[int, Span]]:
     """Comprehend's entities of one request as spans of the input texts (text index, span)."""
     for entity in entities:
         kind = str(entity.get("Type"))
@@ -918,6 +1064,13 @@ def unpack_entities(entities: Iterable[dict[str, object]], layout: Layout, min_s
         for position, piece in layout:
             if position <= begin < position + len(piece.text):
                 local_end = min(end, position + len(piece.text))
-                yield piece.text_index, Span(piece.offset + begin - position, piece.offset + local_end - position,
-                                             COMPREHEND_PLACEHOLDERS.get(kind, "{{pii}}"), "comprehend")
+                yield (
+                    piece.text_index,
+                    Span(
+                        piece.offset + begin - position,
+                        piece.offset + local_end - position,
+                        COMPREHEND_PLACEHOLDERS.get(kind, "{{pii}}"),
+                        "comprehend",
+                    ),
+                )
                 break

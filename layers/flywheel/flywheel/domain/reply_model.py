@@ -40,14 +40,15 @@ def features(text: str) -> Counter[str]:
     counts.update(f"b:{a} {b}" for a, b in zip(words, words[1:], strict=False))
     padded = f" {norm} "
     for n in (2, 3, 4):
-        counts.update(f"c:{padded[i:i + n]}" for i in range(len(padded) - n + 1))
+        counts.update(f"c:{padded[i : i + n]}" for i in range(len(padded) - n + 1))
     return counts
 
 
 def tfidf_row(counts: Counter[str], vocabulary: dict[str, int], idf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(column indices, values): sublinear tf times idf, L2-normalised; unknown features are dropped."""
-    pairs = sorted((vocabulary[f], (1.0 + math.log(c)) * float(idf[vocabulary[f]]))
-                   for f, c in counts.items() if f in vocabulary)
+    pairs = sorted(
+        (vocabulary[f], (1.0 + math.log(c)) * float(idf[vocabulary[f]])) for f, c in counts.items() if f in vocabulary
+    )
     if not pairs:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     index = np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs))
@@ -74,9 +75,11 @@ class ReplyModel:
         buffer = io.BytesIO()
         ordered = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         np.savez_compressed(
-            buffer, classes=np.frombuffer("\n".join(self.classes).encode(), dtype=np.uint8),
+            buffer,
+            classes=np.frombuffer("\n".join(self.classes).encode(), dtype=np.uint8),
             vocabulary=np.frombuffer("\n".join(ordered).encode(), dtype=np.uint8),
-            idf=self.idf.astype(np.float32), coef=self.coef.astype(np.float32),
+            idf=self.idf.astype(np.float32),
+            coef=self.coef.astype(np.float32),
             intercept=self.intercept.astype(np.float32),
             version=np.frombuffer(self.version.encode(), dtype=np.uint8),
             feature_version=np.array([FEATURE_VERSION]),
@@ -89,10 +92,14 @@ class ReplyModel:
             if int(saved["feature_version"][0]) != FEATURE_VERSION:
                 raise ValueError("reply model was trained with other features; retrain it (make classifier-model)")
             words = saved["vocabulary"].tobytes().decode().split("\n")
-            return cls(classes=tuple(saved["classes"].tobytes().decode().split("\n")),
-                       vocabulary={w: i for i, w in enumerate(words)}, idf=saved["idf"].astype(np.float64),
-                       coef=saved["coef"], intercept=saved["intercept"].astype(np.float64),
-                       version=saved["version"].tobytes().decode())
+            return cls(
+                classes=tuple(saved["classes"].tobytes().decode().split("\n")),
+                vocabulary={w: i for i, w in enumerate(words)},
+                idf=saved["idf"].astype(np.float64),
+                coef=saved["coef"],
+                intercept=saved["intercept"].astype(np.float64),
+                version=saved["version"].tobytes().decode(),
+            )
 
 
 MODEL_FILE = "reply_model.npz"

@@ -24,11 +24,14 @@ LANGUAGES = ["en", "de", "fr", "es", "pt", "it", "nl", "ru", "ja", "zh"]
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 # "On Mon, Jan 6, 2025 at 10:00 AM Sam <sam@x>" + "wrote:" and its translations
 # (Apple Mail: "het volgende geschreven", "のメール"; Thunderbird in Russian: "пишет"; Gmail in Korean)
-_WROTE = (r"wrote|a écrit|schrieb|escribió|ha scritto|schreef|geschreven|escreveu|skrev|написал[аи]?|пишет|"
-          r"kirjoitti|napisał[a]?|写道|寫道|のメッセージ|のメール|님이 작성")
+_WROTE = (
+    r"wrote|a écrit|schrieb|escribió|ha scritto|schreef|geschreven|escreveu|skrev|написал[аи]?|пишет|"
+    r"kirjoitti|napisał[a]?|写道|寫道|のメッセージ|のメール|님이 작성"
+)
 _ATTRIBUTION = [
-    re.compile(rf"^\s*(?:on|le|am|el|il|op|em|den|på|в|il giorno)\b.{{0,220}}(?:{_WROTE})\b.{{0,80}}[:：]\s*$",
-               re.IGNORECASE),
+    re.compile(
+        rf"^\s*(?:on|le|am|el|il|op|em|den|på|в|il giorno)\b.{{0,220}}(?:{_WROTE})\b.{{0,80}}[:：]\s*$", re.IGNORECASE
+    ),
     # "Sam Lee wrote:", or any line with a date or an address before the verb; not "what one CFO
     # wrote:" in the middle of a message
     re.compile(rf"^\s*(?:[A-ZÀ-ÖØ-ÞА-ЯЁ][\w.'’-]*\s+){{1,4}}(?:{_WROTE})\s*[:：]\s*$"),
@@ -38,23 +41,30 @@ _ATTRIBUTION = [
     re.compile(rf"^.{{0,120}}\b{_EMAIL}\s*[:：]\s*$"),
 ]
 _SEPARATORS = [
-    re.compile(r"^\s*-{2,}\s*(?:original message|forwarded message|ursprüngliche nachricht|message d'origine|"
-               r"mensaje original|mensagem original|messaggio originale|oorspronkelijk bericht|"
-               r"исходное сообщение|пересылаемое сообщение|元のメッセージ|原始邮件|weitergeleitete nachricht|"
-               r"message transféré|mensaje reenviado|messaggio inoltrato)\s*-{2,}", re.IGNORECASE),
-    re.compile(r"^\s*(?:begin forwarded message|anfang der weitergeleiteten nachricht|début du message réexpédié)\s*:",
-               re.IGNORECASE),
+    re.compile(
+        r"^\s*-{2,}\s*(?:original message|forwarded message|ursprüngliche nachricht|message d'origine|"
+        r"mensaje original|mensagem original|messaggio originale|oorspronkelijk bericht|"
+        r"исходное сообщение|пересылаемое сообщение|元のメッセージ|原始邮件|weitergeleitete nachricht|"
+        r"message transféré|mensaje reenviado|messaggio inoltrato)\s*-{2,}",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"^\s*(?:begin forwarded message|anfang der weitergeleiteten nachricht|début du message réexpédié)\s*:",
+        re.IGNORECASE,
+    ),
     re.compile(r"^\s*_{10,}\s*$"),
     re.compile(r"^\s*-{5,}\s*$"),
 ]
 # the first line of an Outlook header block, and the lines that must follow it
-_HEADER_FROM = re.compile(r"^\s*\*?(?:from|von|de|van|da|от|差出人|发件人|寄件者|보낸 사람)\s*\*?\s*[:：]\s*\S",
-                          re.IGNORECASE)
+_HEADER_FROM = re.compile(
+    r"^\s*\*?(?:from|von|de|van|da|от|差出人|发件人|寄件者|보낸 사람)\s*\*?\s*[:：]\s*\S", re.IGNORECASE
+)
 _HEADER_NEXT = re.compile(
     r"^\s*\*?(?:sent|date|to|subject|cc|gesendet|datum|an|betreff|envoyé|date|à|objet|enviado|fecha|para|asunto|"
     r"data|assunto|inviato|oggetto|verzonden|aan|onderwerp|отправлено|дата|кому|тема|送信日時|宛先|件名|"
     r"发送时间|收件人|主题|日期|寄件日期|傳送時間|收件者|主旨|副本|보낸 날짜|받는 사람|제목)\s*\*?\s*[:：]",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _MOBILE = re.compile(
     r"^\s*(?:sent from my\b.{0,40}|sent from (?:mail|outlook|yahoo mail|gmail)\b.*|get outlook for (?:ios|android)\b.*|"
     # Outlook mobile's footer in every language carries its link; Spark; Dutch iOS
@@ -63,7 +73,9 @@ _MOBILE = re.compile(
     r"von meinem .{1,40} gesendet|gesendet von meinem .{1,40}|envoyé de mon .{1,40}|enviado desde mi .{1,40}|"
     r"enviado do meu .{1,40}|"
     r"inviato da(?:l mio)? \w+|verzonden (?:vanaf|met) (?:mijn )?\w+|отправлено с (?:моего )?\w+|"
-    r"\w+から送信|发自我的\w+|從我的 ?\w+傳送)\s*$", re.IGNORECASE)
+    r"\w+から送信|发自我的\w+|從我的 ?\w+傳送)\s*$",
+    re.IGNORECASE,
+)
 _CLOSING = re.compile(
     r"^\s*(?:best|best regards|kind regards|warm regards|regards|many thanks|thanks|thank you|cheers|all the best|"
     r"talk soon|"
@@ -71,7 +83,9 @@ _CLOSING = re.compile(
     r"beste grüße|liebe grüße|gruß|grüße|cordialement|bien cordialement|bien à vous|salutations|saludos|"
     r"un saludo|saludos cordiales|atentamente|atenciosamente|cumprimentos|abraços|cordiali saluti|saluti|"
     r"distinti saluti|met vriendelijke groet|vriendelijke groet|groeten|met groet|с уважением|спасибо|"
-    r"всего доброго|よろしくお願いいたします|敬具|以上|此致|祝好|谢谢)\s*[,.!]?\s*$", re.IGNORECASE)
+    r"всего доброго|よろしくお願いいたします|敬具|以上|此致|祝好|谢谢)\s*[,.!]?\s*$",
+    re.IGNORECASE,
+)
 _SIGNATURE_MAX_LINES = 6
 _PARSER_MAX_CHARS, _PARSER_MAX_LINE = 20_000, 1_000
 # Gmail's plain-text stand-in for an inline image
@@ -165,7 +179,7 @@ def normalise_newlines(text: str) -> str:
 def _is_header_block(lines: list[str], i: int) -> bool:
     if not _HEADER_FROM.match(lines[i]):
         return False
-    following = [line for line in lines[i + 1:i + 5] if line.strip()]
+    following = [line for line in lines[i + 1 : i + 5] if line.strip()]
     return sum(1 for line in following[:3] if _HEADER_NEXT.match(line)) >= 2
 
 
@@ -173,8 +187,11 @@ def _cut_quotes(lines: list[str]) -> list[str]:
     kept: list[str] = []
     for i, line in enumerate(lines):
         joined = line + " " + (lines[i + 1].strip() if i + 1 < len(lines) else "")
-        if (any(p.match(line) for p in _ATTRIBUTION + _SEPARATORS) or _is_header_block(lines, i)
-                or (_ATTRIBUTION[0].match(joined) and not line.rstrip().endswith((".", "!", "?")))):
+        if (
+            any(p.match(line) for p in _ATTRIBUTION + _SEPARATORS)
+            or _is_header_block(lines, i)
+            or (_ATTRIBUTION[0].match(joined) and not line.rstrip().endswith((".", "!", "?")))
+        ):
             break
         if line.lstrip().startswith(">") or _IMAGE_PLACEHOLDER.match(line):
             continue
@@ -187,10 +204,14 @@ def _cut_signature(lines: list[str]) -> list[str]:
         if line.rstrip() == "--" or line == "-- " or _MOBILE.match(line):
             return lines[:i]
     content = [i for i, line in enumerate(lines) if line.strip()]
-    for i in content[-(_SIGNATURE_MAX_LINES + 1):]:
-        rest = [line for line in lines[i + 1:] if line.strip()]
-        if (_CLOSING.match(lines[i]) and any(lines[j].strip() for j in range(i)) and len(rest) <= _SIGNATURE_MAX_LINES
-                and all(len(line) <= 60 for line in rest)):
+    for i in content[-(_SIGNATURE_MAX_LINES + 1) :]:
+        rest = [line for line in lines[i + 1 :] if line.strip()]
+        if (
+            _CLOSING.match(lines[i])
+            and any(lines[j].strip() for j in range(i))
+            and len(rest) <= _SIGNATURE_MAX_LINES
+            and all(len(line) <= 60 for line in rest)
+        ):
             return lines[:i]
     return lines
 
@@ -221,6 +242,8 @@ def reply_text(text: str) -> str:
 
 # strip_signature: the RFC 3676 delimiter or an underscore rule starts a signature
 _SIGNATURE_DELIMITER = re.compile(r"^--\s*$|^__+\s*$")
+
+
 def is_closing_line(line: str) -> bool:
     """A sign-off such as "Best," or "Mit freundlichen Grüßen" on a line of its own."""
     return bool(_CLOSING.match(line))
@@ -241,15 +264,14 @@ def strip_signature(text: str, known_signature: str | None = None) -> tuple[str,
             cut = i
             break
     if cut is None and known_signature and known_signature.strip():
-        first = next((ln.strip() for ln in known_signature.splitlines() if ln.strip()
-                      and not _CLOSING.match(ln)), "")
+        first = next((ln.strip() for ln in known_signature.splitlines() if ln.strip() and not _CLOSING.match(ln)), "")
         for i in range(len(lines) - 1, -1, -1):
             if first and lines[i].strip() == first:
                 cut = i
                 break
     if cut is None:
         for i in range(max(0, len(lines) - 8), len(lines)):
-            tail = lines[i + 1:]
+            tail = lines[i + 1 :]
             if _CLOSING.match(lines[i]) and 0 < len(tail) <= 6 and all(len(t.strip()) <= 80 for t in tail):
                 cut = i + 1
                 break

@@ -98,8 +98,7 @@ def sequential_multiplier(n: Any, planned_n: Any, alpha: float = ALPHA) -> Any:
     return np.sqrt(2 * (x + 1) / x * np.log(np.sqrt(x + 1) / alpha))
 
 
-def sequential_interval(estimate: Any, variance: Any, n: Any, planned_n: Any,
-                        alpha: float = ALPHA) -> tuple[Any, Any]:
+def sequential_interval(estimate: Any, variance: Any, n: Any, planned_n: Any, alpha: float = ALPHA) -> tuple[Any, Any]:
     """An always-valid confidence sequence (asymptotic, normal mixture), as GrowthBook uses: safe to
     look at every day. `variance` is the estimator's variance after n units."""
     half = sequential_multiplier(n, planned_n, alpha) * np.sqrt(np.asarray(variance, dtype=float))
@@ -125,12 +124,14 @@ def srm_p_values(n_c: Any, n_t: Any, share_t: Any) -> Any:
     total = n_c + n_t
     e_t = total * share_t
     e_c = total - e_t
-    chi2 = np.where(total > 0, (n_t - e_t) ** 2 / np.maximum(e_t, 1e-12) + (n_c - e_c) ** 2 / np.maximum(e_c, 1e-12),
-                    0.0)
+    chi2 = np.where(
+        total > 0, (n_t - e_t) ** 2 / np.maximum(e_t, 1e-12) + (n_c - e_c) ** 2 / np.maximum(e_c, 1e-12), 0.0
+    )
     return np.vectorize(math.erfc, otypes=[float])(np.sqrt(chi2 / 2))
 
 
 # --- planning ------------------------------------------------------------------------------------
+
 
 def lift_unit_variance(baseline: float, lift: float, share_treatment: float) -> float:
     """Variance of the relative-lift estimator times N (total units): the delta method with both
@@ -147,8 +148,7 @@ def difference_unit_variance(baseline: float, treatment: float, share_treatment:
     return treatment * (1 - treatment) / share_treatment + baseline * (1 - baseline) / (1 - share_treatment)
 
 
-def sample_size(baseline: float, mde: float, share_treatment: float, alpha: float = ALPHA,
-                power: float = 0.8) -> int:
+def sample_size(baseline: float, mde: float, share_treatment: float, alpha: float = ALPHA, power: float = 0.8) -> int:
     """Total units for a fixed-horizon two-sided test of the relative lift `mde` on `baseline`:
     N = (z₁₋α/₂ + z_power)² · Var₁ / δ², Var₁ from `lift_unit_variance` (REFERENCE.md)."""
     k = (z(1 - alpha / 2) + z(power)) ** 2
@@ -179,8 +179,9 @@ def sequential_power(effect: float, unit_variance: float, n: float, tuned_n: flo
     return _NORMAL.cdf(abs(effect) * math.sqrt(n / unit_variance) - m)
 
 
-def non_inferiority_power(rate: float, margin: float, n: float, share_treatment: float, tuned_n: float,
-                          alpha: float = ALPHA) -> float:
+def non_inferiority_power(
+    rate: float, margin: float, n: float, share_treatment: float, tuned_n: float, alpha: float = ALPHA
+) -> float:
     """Probability that after n units (both arms) the always-valid upper bound of the difference
     pT − pC, as the evaluator computes it (Agresti–Caffo variance: one event and one non-event added
     per arm), is below `margin` when both arms have `rate`. The bound is D + M·ŝe with ŝe estimated

@@ -27,17 +27,24 @@ from unittest import mock
 from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
 
-SERVING_OPERATIONS = {"CreateCustomModelDeployment", "GetCustomModelDeployment", "DeleteCustomModelDeployment",
-                      "CreateProvisionedModelThroughput", "GetProvisionedModelThroughput",
-                      "DeleteProvisionedModelThroughput"}
+SERVING_OPERATIONS = {
+    "CreateCustomModelDeployment",
+    "GetCustomModelDeployment",
+    "DeleteCustomModelDeployment",
+    "CreateProvisionedModelThroughput",
+    "GetProvisionedModelThroughput",
+    "DeleteProvisionedModelThroughput",
+}
 
-SMOKE_ANSWER = ("Subject: {{first_name}}, a faster close\n\n"
-                "Hi {{first_name}}, teams like {{company}} close 3 days faster.")
+SMOKE_ANSWER = (
+    "Subject: {{first_name}}, a faster close\n\nHi {{first_name}}, teams like {{company}} close 3 days faster."
+)
 
 
 def _lambda_invoke(template_path: Path) -> Any:
-    def handler(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any,
-                response_headers: Any) -> bytes:
+    def handler(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any
+    ) -> bytes:
         logical_id = function_name.rsplit(":", 1)[-1]
         event = json.loads(body) if body else {}
         try:
@@ -51,8 +58,11 @@ def _lambda_invoke(template_path: Path) -> Any:
 
 
 def _bedrock_answer(self: Any, payload: dict[str, Any], model_id: str) -> dict[str, Any]:
-    return {"output": {"message": {"role": "assistant", "content": [{"text": SMOKE_ANSWER}]}},
-            "stopReason": "end_turn", "usage": {"inputTokens": 20, "outputTokens": 25}}
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": SMOKE_ANSWER}]}},
+        "stopReason": "end_turn",
+        "usage": {"inputTokens": 20, "outputTokens": 25},
+    }
 
 
 def _aws_error(code: str, message: str, operation: str, status: int = 400) -> Exception:
@@ -83,9 +93,13 @@ class BedrockServing:
             pattern = shape.metadata.get("pattern")
             value = params.get(name)
             if pattern and isinstance(value, str) and not re.fullmatch(pattern, value):
-                raise _aws_error("ValidationException", f"1 validation error detected: Value '{value}' at '{name}' "
-                                 f"failed to satisfy constraint: Member must satisfy regular expression pattern: "
-                                 f"{pattern}", model.name)
+                raise _aws_error(
+                    "ValidationException",
+                    f"1 validation error detected: Value '{value}' at '{name}' "
+                    f"failed to satisfy constraint: Member must satisfy regular expression pattern: "
+                    f"{pattern}",
+                    model.name,
+                )
 
     def _new_arn(self, kind: str) -> str:
         import secrets
@@ -120,30 +134,56 @@ class BedrockServing:
             if any(r["name"] == params["modelDeploymentName"] for r in self.resources.values()):
                 raise _aws_error("ConflictException", "a deployment with this name exists", operation, 409)
             arn = self._new_arn("custom-model-deployment")
-            self.resources[arn] = {"kind": "deployment", "name": params["modelDeploymentName"], "token": token,
-                                   "modelArn": params["modelArn"], "status": "Creating"}
+            self.resources[arn] = {
+                "kind": "deployment",
+                "name": params["modelDeploymentName"],
+                "token": token,
+                "modelArn": params["modelArn"],
+                "status": "Creating",
+            }
             return _answer(status=202, parsed={"customModelDeploymentArn": arn})
         if operation == "CreateProvisionedModelThroughput":
             arn = self._new_arn("provisioned-model")
-            self.resources[arn] = {"kind": "provisioned", "name": params["provisionedModelName"],
-                                   "token": params.get("clientRequestToken"), "modelArn": params["modelId"],
-                                   "status": "Creating", "modelUnits": params["modelUnits"]}
+            self.resources[arn] = {
+                "kind": "provisioned",
+                "name": params["provisionedModelName"],
+                "token": params.get("clientRequestToken"),
+                "modelArn": params["modelId"],
+                "status": "Creating",
+                "modelUnits": params["modelUnits"],
+            }
             return _answer(status=201, parsed={"provisionedModelArn": arn})
         if operation == "GetCustomModelDeployment":
             found = self._find(params["customModelDeploymentIdentifier"], "deployment", operation)
             arn = next(a for a, r in self.resources.items() if r is found)
-            return _answer(parsed={
-                "customModelDeploymentArn": arn, "modelDeploymentName": found["name"], "modelArn": found["modelArn"],
-                "status": found["status"], **({"failureMessage": found["failure"]} if found.get("failure") else {})})
+            return _answer(
+                parsed={
+                    "customModelDeploymentArn": arn,
+                    "modelDeploymentName": found["name"],
+                    "modelArn": found["modelArn"],
+                    "status": found["status"],
+                    **({"failureMessage": found["failure"]} if found.get("failure") else {}),
+                }
+            )
         if operation == "GetProvisionedModelThroughput":
             found = self._find(params["provisionedModelId"], "provisioned", operation)
             arn = next(a for a, r in self.resources.items() if r is found)
-            return _answer(parsed={
-                "provisionedModelArn": arn, "provisionedModelName": found["name"], "modelArn": found["modelArn"],
-                "status": found["status"], "modelUnits": found["modelUnits"], "desiredModelUnits": found["modelUnits"],
-                **({"failureMessage": found["failure"]} if found.get("failure") else {})})
-        kind, key = (("deployment", "customModelDeploymentIdentifier") if operation == "DeleteCustomModelDeployment"
-                     else ("provisioned", "provisionedModelId"))
+            return _answer(
+                parsed={
+                    "provisionedModelArn": arn,
+                    "provisionedModelName": found["name"],
+                    "modelArn": found["modelArn"],
+                    "status": found["status"],
+                    "modelUnits": found["modelUnits"],
+                    "desiredModelUnits": found["modelUnits"],
+                    **({"failureMessage": found["failure"]} if found.get("failure") else {}),
+                }
+            )
+        kind, key = (
+            ("deployment", "customModelDeploymentIdentifier")
+            if operation == "DeleteCustomModelDeployment"
+            else ("provisioned", "provisionedModelId")
+        )
         found = self._find(params[key], kind, operation)
         del self.resources[next(a for a, r in self.resources.items() if r is found)]
         return _answer(parsed={})
@@ -154,16 +194,20 @@ class BedrockServing:
             return None
         model_id = str(context["flywheel_params"].get("modelId", ""))
         if ":custom-model/" in model_id:
-            raise _aws_error("ValidationException", "The provided model identifier is invalid: a custom model is "
-                             "invoked through a custom model deployment or provisioned throughput, not its own ARN",
-                             model.name)
+            raise _aws_error(
+                "ValidationException",
+                "The provided model identifier is invalid: a custom model is "
+                "invoked through a custom model deployment or provisioned throughput, not its own ARN",
+                model.name,
+            )
         if ":custom-model-deployment/" in model_id or ":provisioned-model/" in model_id:
             resource = self.resources.get(model_id)
             if resource is None:
                 raise _aws_error("ResourceNotFoundException", f"{model_id} not found", model.name, 404)
             if resource["status"] not in ("Active", "InService"):
-                raise _aws_error("ValidationException", f"{model_id} is {resource['status']}, not ready for "
-                                 "inference", model.name)
+                raise _aws_error(
+                    "ValidationException", f"{model_id} is {resource['status']}, not ready for inference", model.name
+                )
         return None  # moto (patched below) answers
 
     def finish(self, status: str = "Active", failure: str | None = None) -> int:
@@ -204,11 +248,20 @@ def _observed_put_events(listener: EventListener) -> Any:
 
     def put_events(self: Any, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entries = original(self, events)
-        accepted = [(str(event.get("EventBusName") or "default").rsplit("/", 1)[-1],
-                     delivered_event(event.get("Source"), event.get("DetailType"),
-                                     json.loads(event.get("Detail") or "{}"), event_id=entry["EventId"],
-                                     resources=event.get("Resources")))
-                    for event, entry in zip(events, entries, strict=False) if entry.get("EventId")]
+        accepted = [
+            (
+                str(event.get("EventBusName") or "default").rsplit("/", 1)[-1],
+                delivered_event(
+                    event.get("Source"),
+                    event.get("DetailType"),
+                    json.loads(event.get("Detail") or "{}"),
+                    event_id=entry["EventId"],
+                    resources=event.get("Resources"),
+                ),
+            )
+            for event, entry in zip(events, entries, strict=False)
+            if entry.get("EventId")
+        ]
         if accepted:
             listener(accepted)
         return entries
@@ -216,28 +269,40 @@ def _observed_put_events(listener: EventListener) -> Any:
     return mock.patch.object(EventsBackend, "put_events", put_events)
 
 
-def delivered_event(source: Any, detail_type: Any, detail: Any, *, event_id: str | None = None,
-                    resources: list[str] | None = None) -> dict[str, Any]:
+def delivered_event(
+    source: Any, detail_type: Any, detail: Any, *, event_id: str | None = None, resources: list[str] | None = None
+) -> dict[str, Any]:
     """An event as EventBridge hands it to a rule's target
     (https://docs.aws.amazon.com/eventbridge/latest/ref/overiew-event-structure.html)."""
     import uuid
 
-    return {"version": "0", "id": event_id or str(uuid.uuid4()), "detail-type": detail_type, "source": source,
-            "account": "123456789012", "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), "resources": list(resources or []),
-            "detail": detail}
+    return {
+        "version": "0",
+        "id": event_id or str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": "123456789012",
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "resources": list(resources or []),
+        "detail": detail,
+    }
 
 
 @contextmanager
-def local_aws(template_path: Path, region: str = "us-east-1", *, max_wait_s: float | None = None,
-              on_events: EventListener | None = None) -> Iterator[None]:
+def local_aws(
+    template_path: Path,
+    region: str = "us-east-1",
+    *,
+    max_wait_s: float | None = None,
+    on_events: EventListener | None = None,
+) -> Iterator[None]:
     """moto for every service, Lambda invokes run in-process; optionally Wait states compressed to
     `max_wait_s` and every event put on EventBridge handed to `on_events`."""
     from moto import mock_aws
 
     saved = {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_DEFAULT_REGION=region, AWS_ACCESS_KEY_ID="local",
-                      AWS_SECRET_ACCESS_KEY="local")  # noqa: S106 - moto's fake credentials
+    os.environ.update(AWS_DEFAULT_REGION=region, AWS_ACCESS_KEY_ID="local", AWS_SECRET_ACCESS_KEY="local")  # noqa: S106 - moto's fake credentials
     patches = [
         # with use_docker off, moto answers Lambda invokes from its "simple" backend
         mock.patch("moto.awslambda_simple.models.LambdaSimpleBackend.invoke", _lambda_invoke(template_path)),
@@ -277,9 +342,12 @@ def boto3_session() -> Any:
 
 
 def _serving_events() -> list[tuple[str, Any]]:
-    events: list[tuple[str, Any]] = [("before-parameter-build.bedrock", SERVING.keep_params),
-              ("before-parameter-build.bedrock-runtime", SERVING.keep_params),
-              ("before-call.bedrock", SERVING.control), ("before-call.bedrock-runtime", SERVING.runtime)]
+    events: list[tuple[str, Any]] = [
+        ("before-parameter-build.bedrock", SERVING.keep_params),
+        ("before-parameter-build.bedrock-runtime", SERVING.keep_params),
+        ("before-call.bedrock", SERVING.control),
+        ("before-call.bedrock-runtime", SERVING.runtime),
+    ]
     for name, handler in events:
         boto3_session().events.register(name, handler)
     return events
@@ -301,8 +369,9 @@ def complete_bedrock_jobs(status: str = "Completed", failure: str | None = None)
                     # everything before the status: the state machine polls from another thread
                     base = str(job.base_model_identifier).rsplit("foundation-model/", 1)[-1]
                     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12))
-                    job.output_model_arn = (f"arn:aws:bedrock:{job.region_name}:{job.account_id}:custom-model/"
-                                            f"{base}/{suffix}")
+                    job.output_model_arn = (
+                        f"arn:aws:bedrock:{job.region_name}:{job.account_id}:custom-model/{base}/{suffix}"
+                    )
                     if failure:
                         job.failure_message = failure
                     job.status = status
@@ -315,27 +384,34 @@ def complete_bedrock_jobs(status: str = "Completed", failure: str | None = None)
 def weekly_training_definition(root: Path) -> str:
     """The state machine's ASL with its substitution filled in, as `sam deploy` would."""
     asl = (root / "statemachine" / "weekly_training.asl.json").read_text()
-    return asl.replace("${TrainingPipelineFunctionArn}",
-                       "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction")
+    return asl.replace(
+        "${TrainingPipelineFunctionArn}", "arn:aws:lambda:us-east-1:123456789012:function:TrainingPipelineFunction"
+    )
 
 
 def create_weekly_training(root: Path) -> str:
     """The weekly training state machine, created in the emulated Step Functions; returns its ARN."""
     import boto3
 
-    return str(boto3.client("stepfunctions").create_state_machine(
-        name=f"weekly-training-{time.monotonic_ns()}", definition=weekly_training_definition(root),
-        roleArn="arn:aws:iam::123456789012:role/sfn")["stateMachineArn"])
+    return str(
+        boto3.client("stepfunctions").create_state_machine(
+            name=f"weekly-training-{time.monotonic_ns()}",
+            definition=weekly_training_definition(root),
+            roleArn="arn:aws:iam::123456789012:role/sfn",
+        )["stateMachineArn"]
+    )
 
 
-def run_weekly_training(root: Path, payload: dict[str, Any], on_tick: Callable[[], object] | None = None,
-                        timeout_s: float = 60) -> dict[str, Any]:
+def run_weekly_training(
+    root: Path, payload: dict[str, Any], on_tick: Callable[[], object] | None = None, timeout_s: float = 60
+) -> dict[str, Any]:
     """Run one execution to its end (calling `on_tick` while it runs); returns describe_execution."""
     import boto3
 
     sfn = boto3.client("stepfunctions")
-    execution = sfn.start_execution(stateMachineArn=create_weekly_training(root),
-                                    input=json.dumps(payload))["executionArn"]
+    execution = sfn.start_execution(stateMachineArn=create_weekly_training(root), input=json.dumps(payload))[
+        "executionArn"
+    ]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         described: dict[str, Any] = sfn.describe_execution(executionArn=execution)

@@ -70,6 +70,8 @@ class LocalCloudFormation:
         if answer.get("Status") not in ("SUCCESS", "FAILED"):
             return False, f"CloudFormation ignores the answer: Status {answer.get('Status')!r}"
         extra = f" ({len(self.answers) - 1} later answer(s) ignored)" if len(self.answers) > 1 else ""
-        return answer["Status"] == "SUCCESS", (f"CloudFormation received {answer['Status']} for "
-                                               f"{request.get('LogicalResourceId')} "
-                                               f"({answer.get('PhysicalResourceId')}): {answer.get('Reason')}{extra}")
+        return answer["Status"] == "SUCCESS", (
+            f"CloudFormation received {answer['Status']} for "
+            f"{request.get('LogicalResourceId')} "
+            f"({answer.get('PhysicalResourceId')}): {answer.get('Reason')}{extra}"
+        )

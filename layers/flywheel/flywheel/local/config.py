@@ -101,8 +101,10 @@ def effective_config(root: Path, dotenv: dict[str, str]) -> list[tuple[str, str,
             value, source = LOCAL_STACK_VALUES[name], "local stack"
         else:
             default = defaults.get(name.lower())
-            value, source = ("" if default is None else str(default).lower() if isinstance(default, bool)
-                             else str(default)), "default"
+            value, source = (
+                ("" if default is None else str(default).lower() if isinstance(default, bool) else str(default)),
+                "default",
+            )
         if name in SECRET_NAMES and value and source in ("env", ".env"):
             value = "****" + value[-4:] if len(value) > 12 else "****"
         rows.append((name, value, source))

@@ -64,16 +64,32 @@ def _handler(records: CrmRecords) -> type[BaseHTTPRequestHandler]:
                 if deal is None:
                     return self._send(404, {"status": "error", "category": "OBJECT_NOT_FOUND"})
                 properties, contacts = deal
-                return self._send(200, {"id": path.rsplit("/", 1)[1], "properties": properties, "associations": {
-                    "contacts": {"results": [{"id": c, "type": "deal_to_contact"} for c in contacts]}}})
+                return self._send(
+                    200,
+                    {
+                        "id": path.rsplit("/", 1)[1],
+                        "properties": properties,
+                        "associations": {
+                            "contacts": {"results": [{"id": c, "type": "deal_to_contact"} for c in contacts]}
+                        },
+                    },
+                )
             if path.startswith("/api/v2/persons/"):
                 if self.headers.get("x-api-token") != records.pipedrive_token:
                     return self._send(401, {"success": False, "error": "unauthorized access"})
                 emails = records.pipedrive_persons.get(path.rsplit("/", 1)[1])
                 if emails is None:
                     return self._send(404, {"success": False, "error": "Person not found"})
-                return self._send(200, {"success": True, "data": {"id": int(path.rsplit("/", 1)[1]), "emails": [
-                    {"value": e, "primary": i == 0, "label": "work"} for i, e in enumerate(emails)]}})
+                return self._send(
+                    200,
+                    {
+                        "success": True,
+                        "data": {
+                            "id": int(path.rsplit("/", 1)[1]),
+                            "emails": [{"value": e, "primary": i == 0, "label": "work"} for i, e in enumerate(emails)],
+                        },
+                    },
+                )
             return self._send(404, {"message": "not emulated locally"})
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
@@ -83,8 +99,17 @@ def _handler(records: CrmRecords) -> type[BaseHTTPRequestHandler]:
             if self.headers.get("Authorization") != f"Bearer {records.hubspot_token}":
                 return self._send(401, {"status": "error", "category": "INVALID_AUTHENTICATION"})
             ids = [str(item.get("id")) for item in body.get("inputs", [])]
-            return self._send(200, {"status": "COMPLETE", "results": [
-                {"id": i, "properties": {"email": records.contact_email(i)}} for i in ids if records.contact_email(i)]})
+            return self._send(
+                200,
+                {
+                    "status": "COMPLETE",
+                    "results": [
+                        {"id": i, "properties": {"email": records.contact_email(i)}}
+                        for i in ids
+                        if records.contact_email(i)
+                    ],
+                },
+            )
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass

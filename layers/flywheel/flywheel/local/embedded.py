@@ -105,8 +105,15 @@ def local_data_dir(state: Path) -> Path:
     return state / "pgdata"
 
 
-def ensure_local_database(root: Path, database: str = LOCAL_DB, fresh: bool = False, *, apply: bool = True,
-                          state: Path | None = None, report: Callable[[str], None] = _report) -> str:
+def ensure_local_database(
+    root: Path,
+    database: str = LOCAL_DB,
+    fresh: bool = False,
+    *,
+    apply: bool = True,
+    state: Path | None = None,
+    report: Callable[[str], None] = _report,
+) -> str:
     """DATABASE_URL if set; else a database on the embedded server (`fresh` drops it first).
     Migrated unless `apply` is off, saying what was applied. Exports DATABASE_URL either way."""
     from flywheel.local.config import state_dir
@@ -116,8 +123,9 @@ def ensure_local_database(root: Path, database: str = LOCAL_DB, fresh: bool = Fa
         admin = start_embedded(local_data_dir(state or state_dir(root)))
         if fresh:
             with psycopg.connect(admin, autocommit=True) as conn:
-                conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    psycopg.sql.Identifier(database)))
+                conn.execute(
+                    psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(database))
+                )
         url = create_database(admin, database)
         os.environ["DATABASE_URL"] = url
     if apply:
@@ -168,11 +176,16 @@ def start_persistent(state: Path, port: int, password: str) -> dict[str, Any]:
     admin = start_embedded(data_dir)  # initialises the cluster and starts it on its socket
     others = _keep_running(data_dir)
     if others:
-        raise RuntimeError(f"the local database is in use by other flywheel processes (pids {others}): stop them "
-                           "first, then run `flywheel db start` again")
+        raise RuntimeError(
+            f"the local database is in use by other flywheel processes (pids {others}): stop them "
+            "first, then run `flywheel db start` again"
+        )
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
-            psycopg.sql.Identifier(ADMIN_USER), psycopg.sql.Literal(password)))
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE {} WITH PASSWORD {}").format(
+                psycopg.sql.Identifier(ADMIN_USER), psycopg.sql.Literal(password)
+            )
+        )
     info = _postmaster(data_dir)
     (data_dir / "pg_hba.conf").write_text(_HBA)
     _pg_ctl(data_dir, ["-w", "stop"])
@@ -194,8 +207,11 @@ def db_status(state: Path, password: str) -> dict[str, Any]:
     data_dir = local_data_dir(state)
     info = _postmaster(data_dir)
     persistent = _marker(data_dir).exists()
-    status: dict[str, Any] = {"running": info is not None, "kept_running": persistent and info is not None,
-                              "data_dir": str(data_dir)}
+    status: dict[str, Any] = {
+        "running": info is not None,
+        "kept_running": persistent and info is not None,
+        "data_dir": str(data_dir),
+    }
     if info is not None:
         status["url"] = _socket_url(info, LOCAL_DB)
         if persistent:

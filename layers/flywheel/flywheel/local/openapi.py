@@ -17,10 +17,17 @@ from flywheel.models.api import ErrorBody, IngestSummary
 
 TITLE = "Flywheel API"
 VERSION = "1.0.0"
-ERRORS = {400: "malformed body", 401: "signature or credentials do not verify",
-          403: "wrong path token or foreign account", 404: "not found (or another organisation's)",
-          409: "conflict", 413: "body over MAX_BODY_BYTES", 415: "body is not of the route's media type",
-          422: "a field is invalid", 503: "a dependency is down: retry (Retry-After)"}
+ERRORS = {
+    400: "malformed body",
+    401: "signature or credentials do not verify",
+    403: "wrong path token or foreign account",
+    404: "not found (or another organisation's)",
+    409: "conflict",
+    413: "body over MAX_BODY_BYTES",
+    415: "body is not of the route's media type",
+    422: "a field is invalid",
+    503: "a dependency is down: retry (Retry-After)",
+}
 
 
 def _webhook_bodies() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -30,16 +37,36 @@ def _webhook_bodies() -> dict[str, tuple[str, dict[str, Any]]]:
     def array(model: Any) -> dict[str, Any]:
         return {"type": "array", "items": model.model_json_schema(ref_template="#/components/schemas/{model}")}
 
-    form = {"type": "object", "properties": {name: {"type": "string"} for name in (
-        "headers", "from", "to", "cc", "subject", "text", "html", "envelope", "email", "charsets", "SPF", "dkim")}}
+    form = {
+        "type": "object",
+        "properties": {
+            name: {"type": "string"}
+            for name in (
+                "headers",
+                "from",
+                "to",
+                "cc",
+                "subject",
+                "text",
+                "html",
+                "envelope",
+                "email",
+                "charsets",
+                "SPF",
+                "dkim",
+            )
+        },
+    }
     return {
         "/webhooks/sendgrid": ("application/json", array(sendgrid.SendGridEvent)),
         "/webhooks/sendgrid/inbound/{token}": ("multipart/form-data", form),
         "/webhooks/calendly": ("application/json", calendly.Envelope.model_json_schema()),
         "/webhooks/crm/hubspot": ("application/json", {**array(hubspot.HubSpotEvent), "maxItems": hubspot.MAX_EVENTS}),
         "/webhooks/crm/pipedrive": ("application/json", pipedrive.Body.model_json_schema()),
-        "/webhooks/crm/salesforce/{token}": ("text/xml", {"type": "string",
-                                                         "description": "a SOAP Outbound Message (notifications)"}),
+        "/webhooks/crm/salesforce/{token}": (
+            "text/xml",
+            {"type": "string", "description": "a SOAP Outbound Message (notifications)"},
+        ),
         "/webhooks/crm/deals": ("application/json", generic.CrmEvent.model_json_schema()),
         "/webhooks/crm/meetings": ("application/json", generic.CrmEvent.model_json_schema()),
     }
@@ -80,8 +107,11 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
             for concrete in _deployed_paths(path, deployed):
                 copied = json.loads(json.dumps(operations))
                 for operation in copied.values():
-                    params = [p for p in operation.get("parameters", [])
-                              if p.get("in") != "path" or f"{{{p['name']}}}" in concrete]
+                    params = [
+                        p
+                        for p in operation.get("parameters", [])
+                        if p.get("in") != "path" or f"{{{p['name']}}}" in concrete
+                    ]
                     if params:
                         operation["parameters"] = params
                     else:
@@ -103,12 +133,19 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
             responses.pop("422", None)
             if path in bodies:
                 media, schema = bodies[path]
-                operation["requestBody"] = {"required": True,
-                                            "content": {media: {"schema": _inline_defs(schema, schemas)}}}
-                ok = ({"text/xml": {"schema": {"type": "string", "description": "the SOAP Ack"}}} if media == "text/xml"
-                      else {"application/json": {"schema": {"$ref": "#/components/schemas/IngestSummary"}}})
-                responses["200"] = {"description": "stored (duplicates and malformed batch events included)",
-                                    "content": ok}
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {media: {"schema": _inline_defs(schema, schemas)}},
+                }
+                ok = (
+                    {"text/xml": {"schema": {"type": "string", "description": "the SOAP Ack"}}}
+                    if media == "text/xml"
+                    else {"application/json": {"schema": {"$ref": "#/components/schemas/IngestSummary"}}}
+                )
+                responses["200"] = {
+                    "description": "stored (duplicates and malformed batch events included)",
+                    "content": ok,
+                }
                 operation["security"] = []
                 codes: tuple[int, ...] = (400, 401, 403, 413, 415, 422, 503)
             elif path.startswith("/health") and not path.endswith("/deep"):  # public, status only
@@ -118,18 +155,34 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
                 operation["security"] = [{"sigv4": []}]
                 codes = (400, 404, 409, 415, 422, 503) if method == "post" else (404, 422, 503)
             for code in codes:
-                responses.setdefault(str(code), {"description": ERRORS[code], "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+                responses.setdefault(
+                    str(code),
+                    {
+                        "description": ERRORS[code],
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                    },
+                )
     return {
         "openapi": "3.1.0",
-        "info": {"title": TITLE, "version": VERSION,
-                 "description": "Every route of template.yaml. Internal routes are IAM (SigV4) authenticated and "
-                                "read one organisation's data per call (org_id); webhook routes are public and "
-                                "verified the way each provider signs."},
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": "Every route of template.yaml. Internal routes are IAM (SigV4) authenticated and "
+            "read one organisation's data per call (org_id); webhook routes are public and "
+            "verified the way each provider signs.",
+        },
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": dict(sorted(schemas.items())),
-                       "securitySchemes": {"sigv4": {"type": "apiKey", "name": "Authorization", "in": "header",
-                                                     "description": "AWS SigV4 (API Gateway AWS_IAM)"}}},
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "securitySchemes": {
+                "sigv4": {
+                    "type": "apiKey",
+                    "name": "Authorization",
+                    "in": "header",
+                    "description": "AWS SigV4 (API Gateway AWS_IAM)",
+                }
+            },
+        },
     }
 
 
@@ -139,8 +192,13 @@ def swagger_page(spec_url: str = "/openapi.json") -> str:
     from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
     assets = Path(swagger_ui.__file__).parent
-    return generate_swagger_html(json.dumps(build_document()), (assets / "swagger-ui-bundle.min.js").read_text(),
-                                 (assets / "swagger-ui.min.css").read_text(), "", None)
+    return generate_swagger_html(
+        json.dumps(build_document()),
+        (assets / "swagger-ui-bundle.min.js").read_text(),
+        (assets / "swagger-ui.min.css").read_text(),
+        "",
+        None,
+    )
 
 
 def write(path: Path, template_path: Path | None = None) -> None:

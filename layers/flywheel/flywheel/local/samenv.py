@@ -18,8 +18,9 @@ from flywheel.local.secrets import webhook_secrets_json
 from flywheel.local.template import read_template
 
 
-def sam_environment(template_path: Path, secrets: dict[str, str], db_port: int,
-                    host: str = "host.docker.internal") -> dict[str, dict[str, str]]:
+def sam_environment(
+    template_path: Path, secrets: dict[str, str], db_port: int, host: str = "host.docker.internal"
+) -> dict[str, dict[str, str]]:
     from flywheel.local.stack import LOCAL_PARAMETERS
 
     template = read_template(template_path)
@@ -31,8 +32,9 @@ def sam_environment(template_path: Path, secrets: dict[str, str], db_port: int,
     }
     env: dict[str, dict[str, str]] = {}
     for logical_id, spec in sorted(template.functions().items()):
-        env[logical_id] = {name: _value(template, name, raw, local, LOCAL_PARAMETERS)
-                           for name, raw in spec.raw_environment.items()}
+        env[logical_id] = {
+            name: _value(template, name, raw, local, LOCAL_PARAMETERS) for name, raw in spec.raw_environment.items()
+        }
     return env
 
 

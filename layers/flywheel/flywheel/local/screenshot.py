@@ -11,8 +11,17 @@ import tempfile
 from pathlib import Path
 
 # what Debian's Chromium needs to run headless as root on a machine with no network
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-quic",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+]
 
 
 def find_chromium() -> str | None:
@@ -25,8 +34,14 @@ def screenshot(page: Path, out: Path, width: int = 1040, height: int = 2400) -> 
         raise SystemExit("no Chromium found: apt-get install chromium")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="flywheel-shot-") as profile:
-        command = [browser, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}",
-                   f"--screenshot={out.resolve()}", page.resolve().as_uri()]
+        command = [
+            browser,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},{height}",
+            f"--screenshot={out.resolve()}",
+            page.resolve().as_uri(),
+        ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
     if done.returncode != 0 or not out.exists():
         raise SystemExit(f"chromium failed ({done.returncode}): {done.stderr[-1000:]}")

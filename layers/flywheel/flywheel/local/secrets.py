@@ -20,17 +20,25 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 # What the functions read from the webhook secret (the same names as in AWS).
 WEBHOOK_SECRET_NAMES = (
-    "sendgrid_public_key", "inbound_parse_token", "calendly_signing_key", "hubspot_client_secret",
-    "hubspot_access_token", "pipedrive_username", "pipedrive_password", "pipedrive_api_token",
-    "salesforce_token", "crm_webhook_secret",
+    "sendgrid_public_key",
+    "inbound_parse_token",
+    "calendly_signing_key",
+    "hubspot_client_secret",
+    "hubspot_access_token",
+    "pipedrive_username",
+    "pipedrive_password",
+    "pipedrive_api_token",
+    "salesforce_token",
+    "crm_webhook_secret",
 )
 
 
 def _sendgrid_pair() -> dict[str, str]:
     key = ec.generate_private_key(ec.SECP256R1())
     public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     return {"sendgrid_public_key": base64.b64encode(public).decode(), "sendgrid_private_key": private.decode()}
 
 

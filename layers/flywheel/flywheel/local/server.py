@@ -44,14 +44,22 @@ def _is_binary(content_type: str, binary_types: list[str], body: bytes) -> bool:
 
 
 def build_event(
-    method: str, raw_path: str, headers: dict[str, list[str]], body: bytes, route: Route,
-    path_params: dict[str, str], binary_types: list[str], source_ip: str = "127.0.0.1", stage: str = "local",
+    method: str,
+    raw_path: str,
+    headers: dict[str, list[str]],
+    body: bytes,
+    route: Route,
+    path_params: dict[str, str],
+    binary_types: list[str],
+    source_ip: str = "127.0.0.1",
+    stage: str = "local",
     caller: str | None = None,
 ) -> dict[str, Any]:
     url = urlsplit(raw_path)
     query = parse_qs(url.query, keep_blank_values=True)
-    binary = bool(body) and _is_binary(headers.get("Content-Type", headers.get("content-type", [""]))[0],
-                                       binary_types, body)
+    binary = bool(body) and _is_binary(
+        headers.get("Content-Type", headers.get("content-type", [""]))[0], binary_types, body
+    )
     return {
         "resource": route.path,
         "path": url.path,
@@ -74,8 +82,12 @@ def build_event(
             "accountId": "123456789012",
             "apiId": "local",
             "protocol": "HTTP/1.1",
-            "identity": {"sourceIp": source_ip, "userAgent": headers.get("User-Agent", [""])[0],
-                         "accessKey": caller, "caller": caller},
+            "identity": {
+                "sourceIp": source_ip,
+                "userAgent": headers.get("User-Agent", [""])[0],
+                "accessKey": caller,
+                "caller": caller,
+            },
         },
         "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8")) if body else None,
         "isBase64Encoded": binary,
@@ -101,8 +113,15 @@ class LocalApi:
                 return route, found.groupdict()
         return None
 
-    def handle(self, method: str, raw_path: str, headers: dict[str, list[str]], body: bytes,
-               source_ip: str = "127.0.0.1", side_by_side: bool = False) -> tuple[int, dict[str, list[str]], bytes]:
+    def handle(
+        self,
+        method: str,
+        raw_path: str,
+        headers: dict[str, list[str]],
+        body: bytes,
+        source_ip: str = "127.0.0.1",
+        side_by_side: bool = False,
+    ) -> tuple[int, dict[str, list[str]], bytes]:
         """One request; `side_by_side` when the caller set up the shared environment (the server)."""
         matched = self.match(method, urlsplit(raw_path).path)
         if matched is None:
@@ -112,11 +131,13 @@ class LocalApi:
         if route.auth == "AWS_IAM" and self.verifier is not None:
             checked = self.verifier.check(method, raw_path, headers, body)
             if isinstance(checked, AuthFailure):
-                return checked.status, {"Content-Type": ["application/json"], "x-amzn-ErrorType": [
-                    checked.error_type]}, json.dumps({"message": checked.message}).encode()
+                return (
+                    checked.status,
+                    {"Content-Type": ["application/json"], "x-amzn-ErrorType": [checked.error_type]},
+                    json.dumps({"message": checked.message}).encode(),
+                )
             caller = checked.access_key
-        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip,
-                            caller=caller)
+        event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip, caller=caller)
         if side_by_side:
             result = invoke_in_place(function_spec(route.function, self.template_path), event)
         else:
@@ -132,11 +153,12 @@ class LocalApi:
         payload = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
         return int(result.get("statusCode", 200)), out_headers, payload
 
-
     def route_lines(self) -> list[str]:
         width = max((len(r.path) for r in self.routes), default=0)
-        return [f"{r.method:<6} {r.path:<{width}}  {r.function} ({'IAM' if r.auth == 'AWS_IAM' else 'public'})"
-                for r in sorted(self.routes, key=lambda r: (r.path, r.method))]
+        return [
+            f"{r.method:<6} {r.path:<{width}}  {r.function} ({'IAM' if r.auth == 'AWS_IAM' else 'public'})"
+            for r in sorted(self.routes, key=lambda r: (r.path, r.method))
+        ]
 
 
 class LocalApiServer(ThreadingHTTPServer):
@@ -144,8 +166,9 @@ class LocalApiServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi,
-                 workers: int) -> None:
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi, workers: int
+    ) -> None:
         self._saved: dict[str, str | None] | None = None
         self._preparing = threading.Lock()
         self.workers = workers
@@ -184,8 +207,15 @@ def _close_on_worker(gate: threading.Barrier) -> None:
     gate.wait(timeout=30)  # one task per worker thread
 
 
-def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Verifier | None = None,
-                log: Callable[[str], None] | None = None, workers: int = 4) -> LocalApiServer:
+def make_server(
+    template_path: Path,
+    host: str,
+    port: int,
+    *,
+    verifier: SigV4Verifier | None = None,
+    log: Callable[[str], None] | None = None,
+    workers: int = 4,
+) -> LocalApiServer:
     """The HTTP server; `workers` requests run side by side (more wait for a free worker); `log`
     gets one line per request (method, path, status, milliseconds)."""
     api = LocalApi(template_path, verifier)
@@ -208,7 +238,8 @@ def make_server(template_path: Path, host: str, port: int, *, verifier: SigV4Ver
                 assert isinstance(self.server, LocalApiServer)
                 self.server.prepare()
                 status, out_headers, payload = self.server.pool.submit(
-                    api.handle, self.command, self.path, headers, body, self.client_address[0], True).result()
+                    api.handle, self.command, self.path, headers, body, self.client_address[0], True
+                ).result()
             except Exception as exc:  # a crashed handler is a 502 from API Gateway
                 status, out_headers = 502, {"Content-Type": ["application/json"]}
                 payload = json.dumps({"message": "Internal server error", "detail": repr(exc)}).encode()

@@ -31,15 +31,19 @@ class SendGridSigner:
             self.key = key
         else:
             self.key = ec.generate_private_key(ec.SECP256R1())
-        der = self.key.public_key().public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
+        der = self.key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         self.public_key_b64 = base64.b64encode(der).decode()
 
     def headers(self, body: bytes, timestamp: str | None = None) -> dict[str, str]:
         timestamp = timestamp or str(int(time.time()))
         signature = self.key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
-        return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
-                "X-Twilio-Email-Event-Webhook-Timestamp": timestamp, "Content-Type": "application/json"}
+        return {
+            "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
+            "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+            "Content-Type": "application/json",
+        }
 
 
 def calendly_headers(signing_key: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
@@ -49,14 +53,19 @@ def calendly_headers(signing_key: str, body: bytes, timestamp: int | None = None
 
 def hubspot_headers(client_secret: str, body: bytes, url: str, timestamp_ms: int | None = None) -> dict[str, str]:
     ts = str(timestamp_ms or int(time.time() * 1000))
-    return {"X-HubSpot-Signature-v3": signatures.hubspot_v3(client_secret, "POST", url, body, ts),
-            "X-HubSpot-Request-Timestamp": ts}
+    return {
+        "X-HubSpot-Signature-v3": signatures.hubspot_v3(client_secret, "POST", url, body, ts),
+        "X-HubSpot-Request-Timestamp": ts,
+    }
 
 
 def standard_headers(secret: str, body: bytes, msg_id: str, timestamp: int | None = None) -> dict[str, str]:
     t = str(timestamp or int(time.time()))
-    return {"webhook-id": msg_id, "webhook-timestamp": t,
-            "webhook-signature": signatures.standard_webhooks_signature(secret, msg_id, t, body)}
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": t,
+        "webhook-signature": signatures.standard_webhooks_signature(secret, msg_id, t, body),
+    }
 
 
 def basic_auth_header(username: str, password: str) -> dict[str, str]:
@@ -106,19 +115,33 @@ def _standard(secrets: dict[str, str], body: bytes, url: str, given: dict[str, s
     return standard_headers(secrets["crm_webhook_secret"], body, msg_id)
 
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (
-    Provider("sendgrid", "/webhooks/sendgrid", "application/json", "ECDSA signature headers", _sendgrid),
-    Provider("sendgrid-inbound", "/webhooks/sendgrid/inbound/{token}", "multipart/form-data",
-             "secret path token", token_secret="inbound_parse_token"),  # noqa: S106 - a secret's name
-    Provider("calendly", "/webhooks/calendly", "application/json", "Calendly-Webhook-Signature", _calendly),
-    Provider("hubspot", "/webhooks/crm/hubspot", "application/json", "X-HubSpot-Signature-v3", _hubspot),
-    Provider("pipedrive", "/webhooks/crm/pipedrive", "application/json", "HTTP Basic auth", _pipedrive),
-    Provider("salesforce", "/webhooks/crm/salesforce/{token}", "text/xml; charset=utf-8", "secret path token",
-             token_secret="salesforce_token"),  # noqa: S106 - a secret's name
-    Provider("crm-deals", "/webhooks/crm/deals", "application/json", "Standard Webhooks signature", _standard),
-    Provider("crm-meetings", "/webhooks/crm/meetings", "application/json", "Standard Webhooks signature",
-             _standard),
-)}
+PROVIDERS: dict[str, Provider] = {
+    p.name: p
+    for p in (
+        Provider("sendgrid", "/webhooks/sendgrid", "application/json", "ECDSA signature headers", _sendgrid),
+        Provider(
+            "sendgrid-inbound",
+            "/webhooks/sendgrid/inbound/{token}",
+            "multipart/form-data",
+            "secret path token",
+            token_secret="inbound_parse_token",  # noqa: S106
+        ),  # noqa: S106 - a secret's name
+        Provider("calendly", "/webhooks/calendly", "application/json", "Calendly-Webhook-Signature", _calendly),
+        Provider("hubspot", "/webhooks/crm/hubspot", "application/json", "X-HubSpot-Signature-v3", _hubspot),
+        Provider("pipedrive", "/webhooks/crm/pipedrive", "application/json", "HTTP Basic auth", _pipedrive),
+        Provider(
+            "salesforce",
+            "/webhooks/crm/salesforce/{token}",
+            "text/xml; charset=utf-8",
+            "secret path token",
+            token_secret="salesforce_token",  # noqa: S106
+        ),  # noqa: S106 - a secret's name
+        Provider("crm-deals", "/webhooks/crm/deals", "application/json", "Standard Webhooks signature", _standard),
+        Provider(
+            "crm-meetings", "/webhooks/crm/meetings", "application/json", "Standard Webhooks signature", _standard
+        ),
+    )
+}
 
 
 def provider_for_route(resource: str) -> Provider | None:
@@ -143,12 +166,14 @@ def multipart_content_type(body: bytes) -> str:
     return f"multipart/form-data; boundary={first[2:].decode()}"
 
 
-def sign_body(provider: Provider, secrets: dict[str, str], body: bytes, base_url: str,
-              given: dict[str, str] | None = None) -> tuple[str, dict[str, str]]:
+def sign_body(
+    provider: Provider, secrets: dict[str, str], body: bytes, base_url: str, given: dict[str, str] | None = None
+) -> tuple[str, dict[str, str]]:
     """(URL to POST to, headers to send) for a body, authenticated with these secrets."""
     given = given or {}
-    content_type = multipart_content_type(body) if provider.content_type.startswith("multipart/") else \
-        provider.content_type
+    content_type = (
+        multipart_content_type(body) if provider.content_type.startswith("multipart/") else provider.content_type
+    )
     token = provider.token(secrets)
     headers = provider.sign(secrets, body, verifier_url(base_url, provider, token), given)
     return request_url(base_url, provider, token), {"Content-Type": content_type, **headers}

@@ -77,8 +77,7 @@ class SigV4Verifier:
         frozen = credentials.get_frozen_credentials()
         return cls({frozen.access_key: frozen} if frozen.access_key and frozen.secret_key else {})
 
-    def check(self, method: str, raw_path: str, headers: dict[str, list[str]],
-              body: bytes) -> Caller | AuthFailure:
+    def check(self, method: str, raw_path: str, headers: dict[str, list[str]], body: bytes) -> Caller | AuthFailure:
         lowered = {k.lower(): v[-1] for k, v in headers.items()}
         authorization = lowered.get("authorization")
         if not authorization:
@@ -87,20 +86,25 @@ class SigV4Verifier:
         parts = dict(p.strip().partition("=")[::2] for p in found.group(1).split(",")) if found else {}
         missing = [n for n in ("Credential", "SignedHeaders", "Signature") if not parts.get(n)]
         if not found or missing:
-            return AuthFailure("IncompleteSignatureException", " ".join(
-                f"Authorization header requires '{n}' parameter." for n in missing or ["Credential"])
-                + f" Authorization={authorization[:40]}")
+            return AuthFailure(
+                "IncompleteSignatureException",
+                " ".join(f"Authorization header requires '{n}' parameter." for n in missing or ["Credential"])
+                + f" Authorization={authorization[:40]}",
+            )
         scope = parts["Credential"].split("/")
         if len(scope) != 5 or scope[4] != "aws4_request":
             return AuthFailure("IncompleteSignatureException", f"Credential is malformed: {parts['Credential']}")
         access_key, day, region, service = scope[:4]
         if service != SERVICE:
-            return AuthFailure("InvalidSignatureException",
-                               f"Credential should be scoped to correct service: '{SERVICE}'.")
+            return AuthFailure(
+                "InvalidSignatureException", f"Credential should be scoped to correct service: '{SERVICE}'."
+            )
         amz_date = lowered.get("x-amz-date")
         if not amz_date:
-            return AuthFailure("IncompleteSignatureException",
-                               "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
+            return AuthFailure(
+                "IncompleteSignatureException",
+                "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.",
+            )
         try:
             signed_at = datetime.strptime(amz_date, _DATE).replace(tzinfo=UTC).timestamp()
         except ValueError:
@@ -109,34 +113,47 @@ class SigV4Verifier:
         if expiry:
             return expiry
         if not amz_date.startswith(day):
-            return AuthFailure("InvalidSignatureException",
-                               f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
-                               f"from HTTP: '{day}' != '{amz_date[:8]}', from '{amz_date}'.")
+            return AuthFailure(
+                "InvalidSignatureException",
+                f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
+                f"from HTTP: '{day}' != '{amz_date[:8]}', from '{amz_date}'.",
+            )
         signed = [h.strip().lower() for h in parts["SignedHeaders"].split(";")]
         if "host" not in signed:
             return AuthFailure("InvalidSignatureException", "'Host' must be a signed header.")
         known = self.keys.get(access_key)
         if known is None or (known.token and lowered.get("x-amz-security-token") != known.token):
             return AuthFailure("UnrecognizedClientException", "The security token included in the request is invalid.")
-        request = AWSRequest(method=method, url=f"http://{lowered.get('host', '')}{raw_path}", data=body,
-                             headers={k: v for k, v in lowered.items() if k in signed})
+        request = AWSRequest(
+            method=method,
+            url=f"http://{lowered.get('host', '')}{raw_path}",
+            data=body,
+            headers={k: v for k, v in lowered.items() if k in signed},
+        )
         request.context["timestamp"] = amz_date
         signer = _Recompute(Credentials(access_key, known.secret_key or "", known.token), region, signed)
         expected = signer.signature(signer.string_to_sign(request, signer.canonical_request(request)), request)
         if not hmac.compare_digest(expected, parts["Signature"]):
-            return AuthFailure("InvalidSignatureException",
-                               "The request signature we calculated does not match the signature you provided. "
-                               "Check your AWS Secret Access Key and signing method. Consult the service "
-                               "documentation for details.")
+            return AuthFailure(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your AWS Secret Access Key and signing method. Consult the service "
+                "documentation for details.",
+            )
         return Caller(access_key)
 
     def _expiry(self, signed_at: float, amz_date: str) -> AuthFailure | None:
         now = self.now()
         fmt = lambda t: datetime.fromtimestamp(t, UTC).strftime(_DATE)  # noqa: E731
         if signed_at < now - MAX_SKEW_S:
-            return AuthFailure("InvalidSignatureException", f"Signature expired: {amz_date} is now earlier than "
-                                                            f"{fmt(now - MAX_SKEW_S)} ({fmt(now)} - 5 min.)")
+            return AuthFailure(
+                "InvalidSignatureException",
+                f"Signature expired: {amz_date} is now earlier than {fmt(now - MAX_SKEW_S)} ({fmt(now)} - 5 min.)",
+            )
         if signed_at > now + MAX_SKEW_S:
-            return AuthFailure("InvalidSignatureException", f"Signature not yet current: {amz_date} is still later "
-                                                            f"than {fmt(now + MAX_SKEW_S)} ({fmt(now)} + 5 min.)")
+            return AuthFailure(
+                "InvalidSignatureException",
+                f"Signature not yet current: {amz_date} is still later "
+                f"than {fmt(now + MAX_SKEW_S)} ({fmt(now)} + 5 min.)",
+            )
         return None

@@ -64,8 +64,13 @@ LOCAL_PARAMETERS = {
     "DatabaseMode": "existing",
 }
 Log = Callable[[str], None]
-QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "MaximumMessageSize",
-                    "ReceiveMessageWaitTimeSeconds")
+QUEUE_ATTRIBUTES = (
+    "VisibilityTimeout",
+    "MessageRetentionPeriod",
+    "DelaySeconds",
+    "MaximumMessageSize",
+    "ReceiveMessageWaitTimeSeconds",
+)
 
 
 def stderr_log(line: str) -> None:
@@ -103,8 +108,7 @@ class Delivery:
 
 
 class LocalStack:
-    def __init__(self, root: Path, *, state: Path | None = None, log: Log = stderr_log,
-                 journal: bool = True) -> None:
+    def __init__(self, root: Path, *, state: Path | None = None, log: Log = stderr_log, journal: bool = True) -> None:
         self.root = root
         self.template_path = root / "template.yaml"
         self.template: Template = read_template(self.template_path)
@@ -138,13 +142,19 @@ class LocalStack:
         moto_log.setLevel(logging.CRITICAL)
         try:
             self.secrets = local_secrets(self.state, self.log)
-            self._exit.enter_context(local_aws(
-                self.template_path, max_wait_s=float(local_setting("FLYWHEEL_LOCAL_WAIT_S")), on_events=self.publish))
+            self._exit.enter_context(
+                local_aws(
+                    self.template_path, max_wait_s=float(local_setting("FLYWHEEL_LOCAL_WAIT_S")), on_events=self.publish
+                )
+            )
             # made once: creating a client reads the whole environment, which the functions'
             # invocations change on other threads
             self.sqs, self.sfn = boto3.client("sqs"), boto3.client("stepfunctions")
-            self.crm = self._exit.enter_context(LocalCrm(seed.sample_crm_records(
-                self.secrets["hubspot_access_token"], self.secrets["pipedrive_api_token"])))
+            self.crm = self._exit.enter_context(
+                LocalCrm(
+                    seed.sample_crm_records(self.secrets["hubspot_access_token"], self.secrets["pipedrive_api_token"])
+                )
+            )
             self.extra_env = {"HUBSPOT_API_BASE": self.crm.base_url, "PIPEDRIVE_API_BASE": self.crm.base_url}
             self._provision()
             self._exit.enter_context(environment_source(self))
@@ -177,16 +187,20 @@ class LocalStack:
                 # moto's interpreter thread must have begun the execution before it can be stopped,
                 # and reflects the stop in the execution's status a moment later
                 self._until(lambda: bool(self.sfn.get_execution_history(executionArn=arn, maxResults=1)["events"]))  # noqa: B023
-                self.sfn.stop_execution(executionArn=arn, error="LocalStackStopped",
-                                        cause="the local stack stopped before the execution ended")
+                self.sfn.stop_execution(
+                    executionArn=arn,
+                    error="LocalStackStopped",
+                    cause="the local stack stopped before the execution ended",
+                )
                 self._until(lambda: self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")  # noqa: B023
                 run_id = json.loads(self.sfn.describe_execution(executionArn=arn).get("input") or "{}").get("run_id")
                 if run_id:
-                    status, _, payload = LocalApi(self.template_path).handle(
-                        "GET", f"/training/runs/{run_id}", {}, b"")
+                    status, _, payload = LocalApi(self.template_path).handle("GET", f"/training/runs/{run_id}", {}, b"")
                     run = json.loads(payload) if status == 200 else {}
-                    self.log(f"{arn.rsplit(':', 1)[-1]}: aborted with the local stack; training run {run_id} "
-                             f"{run.get('status', f'not reconciled ({status})')}")
+                    self.log(
+                        f"{arn.rsplit(':', 1)[-1]}: aborted with the local stack; training run {run_id} "
+                        f"{run.get('status', f'not reconciled ({status})')}"
+                    )
             except Exception as exc:  # stopping must go on: the next execution, then the stack itself
                 self.log(f"local stack: could not abort {arn}: {type(exc).__name__}: {exc}")
 
@@ -198,6 +212,7 @@ class LocalStack:
 
     def start_background(self, interval_s: float = 0.5) -> None:
         """Deliver queued messages and report state machine steps as they happen (start-api)."""
+
         def loop() -> None:
             while not self._stop.wait(interval_s):
                 try:
@@ -224,15 +239,24 @@ class LocalStack:
             name = self._name(logical_id)
             attributes: dict[Any, str] = {k: str(props[k]) for k in QUEUE_ATTRIBUTES if k in props}
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
-            self.known.update({logical_id: url, f"{logical_id}.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
-                               f"{logical_id}.QueueName": name, f"{logical_id}.QueueUrl": url})
+            self.known.update(
+                {
+                    logical_id: url,
+                    f"{logical_id}.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
+                    f"{logical_id}.QueueName": name,
+                    f"{logical_id}.QueueUrl": url,
+                }
+            )
         for logical_id, props in queues.items():
             redrive = props.get("RedrivePolicy")
             if redrive:
-                policy = {"deadLetterTargetArn": template.resolve(redrive["deadLetterTargetArn"], self.known),
-                          "maxReceiveCount": int(redrive["maxReceiveCount"])}
-                sqs.set_queue_attributes(QueueUrl=self.known[logical_id],
-                                         Attributes={"RedrivePolicy": json.dumps(policy)})
+                policy = {
+                    "deadLetterTargetArn": template.resolve(redrive["deadLetterTargetArn"], self.known),
+                    "maxReceiveCount": int(redrive["maxReceiveCount"]),
+                }
+                sqs.set_queue_attributes(
+                    QueueUrl=self.known[logical_id], Attributes={"RedrivePolicy": json.dumps(policy)}
+                )
         iam = boto3.client("iam")
         for logical_id, props in self._resources("AWS::IAM::Role").items():
             # the roles the stack creates with these parameters (e.g. Bedrock's service role)
@@ -278,15 +302,22 @@ class LocalStack:
                     definition = definition.replace("${" + key + "}", self.template.resolve(value, self.known) or "")
                 name = self._name(logical_id)
                 self.state_machines[logical_id] = self.sfn.create_state_machine(
-                    name=name, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/{name}")["stateMachineArn"]
+                    name=name, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/{name}"
+                )["stateMachineArn"]
             return self.state_machines[logical_id]
 
     def _provision_secrets(self) -> None:
         """The webhook secret (the one WEBHOOK_SECRETS_ARN names) holds the local secrets (or
         WEBHOOK_SECRETS_JSON when you set it); others keep the template's SecretString."""
-        webhook_secret = next((v["Ref"] for spec in self.template.functions().values()
-                               for k, v in spec.raw_environment.items()
-                               if k == "WEBHOOK_SECRETS_ARN" and isinstance(v, dict) and "Ref" in v), None)
+        webhook_secret = next(
+            (
+                v["Ref"]
+                for spec in self.template.functions().values()
+                for k, v in spec.raw_environment.items()
+                if k == "WEBHOOK_SECRETS_ARN" and isinstance(v, dict) and "Ref" in v
+            ),
+            None,
+        )
         client = boto3.client("secretsmanager")
         for logical_id, props in self._resources("AWS::SecretsManager::Secret").items():
             name = self.template.resolve(props.get("Name"), self.known) or self._name(logical_id)
@@ -310,10 +341,16 @@ class LocalStack:
                 arn = self.template.resolve(props.get("Queue"), self.known) or ""
                 if arn in by_arn:
                     queue = by_arn[arn]
-                    mappings.append(QueueMapping(
-                        function=spec.logical_id, queue=queue, url=self.known[queue], arn=arn,
-                        batch_size=int(props.get("BatchSize", 10)),
-                        partial_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])))
+                    mappings.append(
+                        QueueMapping(
+                            function=spec.logical_id,
+                            queue=queue,
+                            url=self.known[queue],
+                            arn=arn,
+                            batch_size=int(props.get("BatchSize", 10)),
+                            partial_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                        )
+                    )
         return mappings
 
     def _rule_targets(self) -> list[RuleTarget]:
@@ -361,10 +398,23 @@ class LocalStack:
             if self._journal:
                 self.journal_path.parent.mkdir(parents=True, exist_ok=True)
                 with self.journal_path.open("a", encoding="utf-8") as handle:
-                    handle.write("".join(json.dumps({
-                        "id": e["id"], "time": e["time"], "bus": bus, "source": e["source"],
-                        "detail-type": e["detail-type"], "detail": e["detail"]}, default=str) + "\n"
-                        for bus, e in events))
+                    handle.write(
+                        "".join(
+                            json.dumps(
+                                {
+                                    "id": e["id"],
+                                    "time": e["time"],
+                                    "bus": bus,
+                                    "source": e["source"],
+                                    "detail-type": e["detail-type"],
+                                    "detail": e["detail"],
+                                },
+                                default=str,
+                            )
+                            + "\n"
+                            for bus, e in events
+                        )
+                    )
 
     def _deliver_events(self) -> None:
         """Each waiting event to every function whose rule matches it, as an asynchronous invoke."""
@@ -390,61 +440,106 @@ class LocalStack:
                 self.log(traceback.format_exc().rstrip())
                 error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
         destination = self.template.resolve(
-            ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"), self.known)
-        queue = next((q for q in self._resources("AWS::SQS::Queue") if self.known.get(f"{q}.Arn") == destination),
-                     None)
+            ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"), self.known
+        )
+        queue = next((q for q in self._resources("AWS::SQS::Queue") if self.known.get(f"{q}.Arn") == destination), None)
         if queue is not None:  # the record Lambda sends to an on-failure destination
-            self.sqs.send_message(QueueUrl=self.known[queue], MessageBody=json.dumps({
-                "version": "1.0", "timestamp": datetime.now(UTC).isoformat(),
-                "requestContext": {"requestId": str(uuid.uuid4()), "condition": "RetriesExhausted",
-                                   "functionArn": self.known[f"{target.function}.Arn"] + ":$LATEST",
-                                   "approximateInvokeCount": attempts},
-                "requestPayload": event,
-                "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-                "responsePayload": error}))
-        self.log(f"{event['detail-type']} -> {target.function} failed {attempts} times ({error.get('errorType')}: "
-                 f"{error.get('errorMessage')}){f'; sent to {queue}' if queue else ''}")
+            self.sqs.send_message(
+                QueueUrl=self.known[queue],
+                MessageBody=json.dumps(
+                    {
+                        "version": "1.0",
+                        "timestamp": datetime.now(UTC).isoformat(),
+                        "requestContext": {
+                            "requestId": str(uuid.uuid4()),
+                            "condition": "RetriesExhausted",
+                            "functionArn": self.known[f"{target.function}.Arn"] + ":$LATEST",
+                            "approximateInvokeCount": attempts,
+                        },
+                        "requestPayload": event,
+                        "responseContext": {
+                            "statusCode": 200,
+                            "executedVersion": "$LATEST",
+                            "functionError": "Unhandled",
+                        },
+                        "responsePayload": error,
+                    }
+                ),
+            )
+        self.log(
+            f"{event['detail-type']} -> {target.function} failed {attempts} times ({error.get('errorType')}: "
+            f"{error.get('errorMessage')}){f'; sent to {queue}' if queue else ''}"
+        )
 
     def _deliver(self, mapping: QueueMapping) -> Delivery | None:
         sqs = self.sqs
-        received = sqs.receive_message(QueueUrl=mapping.url, MaxNumberOfMessages=min(10, mapping.batch_size),
-                                       AttributeNames=["All"], MessageAttributeNames=["All"]).get("Messages", [])
+        received = sqs.receive_message(
+            QueueUrl=mapping.url,
+            MaxNumberOfMessages=min(10, mapping.batch_size),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
         if not received:
             return None
-        records = [{
-            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-            "attributes": m.get("Attributes", {}), "md5OfBody": m.get("MD5OfBody", ""),
-            "messageAttributes": {k: {k2[0].lower() + k2[1:]: v2 for k2, v2 in v.items()}
-                                  for k, v in (m.get("MessageAttributes") or {}).items()},
-            "eventSource": "aws:sqs", "eventSourceARN": mapping.arn, "awsRegion": REGION,
-        } for m in received]
+        records = [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "messageAttributes": {
+                    k: {k2[0].lower() + k2[1:]: v2 for k2, v2 in v.items()}
+                    for k, v in (m.get("MessageAttributes") or {}).items()
+                },
+                "eventSource": "aws:sqs",
+                "eventSourceARN": mapping.arn,
+                "awsRegion": REGION,
+            }
+            for m in received
+        ]
         error = None
         try:
             result = invoke(mapping.function, {"Records": records}, self.template_path)
-            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])} \
-                if mapping.partial_failures else set()
+            failed = (
+                {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+                if mapping.partial_failures
+                else set()
+            )
         except Exception as exc:  # the whole batch failed: SQS redelivers every message
             failed, error = {r["messageId"] for r in records}, f"{type(exc).__name__}: {exc}"
-        done: list[Any] = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(received)
-                if m["MessageId"] not in failed]
+        done: list[Any] = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+            for i, m in enumerate(received)
+            if m["MessageId"] not in failed
+        ]
         if done:
             sqs.delete_message_batch(QueueUrl=mapping.url, Entries=done)
         delivery = Delivery(mapping, len(records), len(failed), error)
         note = f" ({error})" if error else ""
         retry = "; failed messages come back after the visibility timeout, then go to the DLQ" if failed else ""
-        self.log(f"{mapping.queue} -> {mapping.function}: {len(records)} message(s), {len(failed)} failed{note}"
-                 f"{retry}")
+        self.log(f"{mapping.queue} -> {mapping.function}: {len(records)} message(s), {len(failed)} failed{note}{retry}")
         return delivery
 
     def running_executions(self) -> list[str]:
         sfn = self.sfn
-        return [e["executionArn"] for arn in list(self.state_machines.values())
-                for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]]
+        return [
+            e["executionArn"]
+            for arn in list(self.state_machines.values())
+            for e in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+        ]
 
     def _report_executions(self, only: str | None = None, log: Log | None = None) -> None:
         sfn = self.sfn
-        arns = [only] if only else [e["executionArn"] for sm in list(self.state_machines.values())
-                                    for e in sfn.list_executions(stateMachineArn=sm)["executions"]]
+        arns = (
+            [only]
+            if only
+            else [
+                e["executionArn"]
+                for sm in list(self.state_machines.values())
+                for e in sfn.list_executions(stateMachineArn=sm)["executions"]
+            ]
+        )
         for arn in arns:
             if arn in self._finished:
                 continue
@@ -469,12 +564,30 @@ class LocalStack:
         def epoch_ms(key: str) -> int | None:
             return int(described[key].timestamp() * 1000) if described.get(key) else None
 
-        self.publish([("default", delivered_event("aws.states", "Step Functions Execution Status Change", {
-            "executionArn": execution_arn, "stateMachineArn": described["stateMachineArn"],
-            "name": described["name"], "status": status, "startDate": epoch_ms("startDate"),
-            "stopDate": epoch_ms("stopDate") if final else None, "input": described.get("input"),
-            "output": described.get("output") if final else None,
-            "inputDetails": {"included": True}, "outputDetails": {"included": final}}, resources=[execution_arn]))])
+        self.publish(
+            [
+                (
+                    "default",
+                    delivered_event(
+                        "aws.states",
+                        "Step Functions Execution Status Change",
+                        {
+                            "executionArn": execution_arn,
+                            "stateMachineArn": described["stateMachineArn"],
+                            "name": described["name"],
+                            "status": status,
+                            "startDate": epoch_ms("startDate"),
+                            "stopDate": epoch_ms("stopDate") if final else None,
+                            "input": described.get("input"),
+                            "output": described.get("output") if final else None,
+                            "inputDetails": {"included": True},
+                            "outputDetails": {"included": final},
+                        },
+                        resources=[execution_arn],
+                    ),
+                )
+            ]
+        )
 
     def settle(self, timeout_s: float = 600) -> None:
         """Run what the invocation set in motion to its end: queued messages delivered (until only
@@ -503,9 +616,13 @@ class LocalStack:
         machines = self._resources("AWS::Serverless::StateMachine")
         if logical_id not in machines:
             raise KeyError(f"no state machine {logical_id!r} in the template; known: {', '.join(sorted(machines))}")
-        return str(self.sfn.start_execution(
-            stateMachineArn=self._state_machine(logical_id), name=f"local-{uuid.uuid4().hex[:12]}",
-            input=json.dumps(payload))["executionArn"])
+        return str(
+            self.sfn.start_execution(
+                stateMachineArn=self._state_machine(logical_id),
+                name=f"local-{uuid.uuid4().hex[:12]}",
+                input=json.dumps(payload),
+            )["executionArn"]
+        )
 
     def run(self, target: str, event: dict[str, Any], *, sign: bool = True) -> tuple[Any, bool]:
         """What `flywheel invoke` does: a function (its webhook event authenticated with the local
@@ -515,16 +632,21 @@ class LocalStack:
         in the log."""
         if target in self._resources("AWS::Serverless::StateMachine"):
             described = self.wait_execution(self.start_execution(target, event))
-            result = {k: described.get(k) for k in ("executionArn", "status", "startDate", "stopDate", "error",
-                                                    "cause") if described.get(k) is not None}
+            result = {
+                k: described.get(k)
+                for k in ("executionArn", "status", "startDate", "stopDate", "error", "cause")
+                if described.get(k) is not None
+            }
             if described.get("output"):
                 result["output"] = json.loads(described["output"])
             return result, described["status"] != "SUCCEEDED"
         if sign:
             event, provider = sign_event(event, self.secrets)
             if provider is not None:
-                self.log(f"authenticated as {provider.name} does ({provider.scheme}) with the local secrets in "
-                         f"{self.state / 'secrets.json'}")
+                self.log(
+                    f"authenticated as {provider.name} does ({provider.scheme}) with the local secrets in "
+                    f"{self.state / 'secrets.json'}"
+                )
         if is_custom_resource_request(event):
             # the answer goes to the local CloudFormation, not to the sample's pre-signed S3 URL
             with LocalCloudFormation() as cloudformation:

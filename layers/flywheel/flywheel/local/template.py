@@ -10,8 +10,13 @@ from typing import Any
 
 import yaml
 
-PSEUDO_PARAMETERS = {"AWS::Region": "us-east-1", "AWS::AccountId": "123456789012", "AWS::StackName": "flywheel-local",
-                     "AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
+PSEUDO_PARAMETERS = {
+    "AWS::Region": "us-east-1",
+    "AWS::AccountId": "123456789012",
+    "AWS::StackName": "flywheel-local",
+    "AWS::Partition": "aws",
+    "AWS::URLSuffix": "amazonaws.com",
+}
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -124,7 +129,7 @@ class Template:
             return self.resolve(node, known) or ""
 
         def evaluate(node: dict[str, Any]) -> bool:
-            (function, args), = node.items()
+            ((function, args),) = node.items()
             if function in ("Condition", "Fn::Condition"):  # the short form !Condition reads as Fn::Condition
                 return self.condition(args, known)
             if function == "Fn::Equals":
@@ -146,9 +151,12 @@ class Template:
         """Logical id -> properties of every resource of this type that the stack creates with the
         parameter values in `known` (the defaults otherwise): a resource whose Condition is false
         is left out, as CloudFormation does."""
-        return {name: resource.get("Properties") or {} for name, resource in self.body.get("Resources", {}).items()
-                if resource.get("Type") == resource_type
-                and ("Condition" not in resource or self.condition(resource["Condition"], known))}
+        return {
+            name: resource.get("Properties") or {}
+            for name, resource in self.body.get("Resources", {}).items()
+            if resource.get("Type") == resource_type
+            and ("Condition" not in resource or self.condition(resource["Condition"], known))
+        }
 
     def default_authorizer(self) -> str:
         for props in self.resources("AWS::Serverless::Api").values():

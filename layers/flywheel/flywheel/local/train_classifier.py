@@ -74,12 +74,18 @@ def _fit(x: Any, y: list[str], c: float) -> Any:
     return LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(x, y)
 
 
-def _export(fitted: Any, classes: tuple[str, ...], vocabulary: dict[str, int], idf: np.ndarray,
-            version: str) -> ReplyModel:
+def _export(
+    fitted: Any, classes: tuple[str, ...], vocabulary: dict[str, int], idf: np.ndarray, version: str
+) -> ReplyModel:
     order = [list(fitted.classes_).index(c) for c in classes]
-    return ReplyModel(classes=classes, vocabulary=vocabulary, idf=idf,
-                      coef=np.asarray(fitted.coef_)[order].astype(np.float32),
-                      intercept=np.asarray(fitted.intercept_)[order], version=version)
+    return ReplyModel(
+        classes=classes,
+        vocabulary=vocabulary,
+        idf=idf,
+        coef=np.asarray(fitted.coef_)[order].astype(np.float32),
+        intercept=np.asarray(fitted.intercept_)[order],
+        version=version,
+    )
 
 
 def _fit_all(texts: list[str], labels: list[str], classes: tuple[str, ...], c: float, version: str) -> ReplyModel:
@@ -109,12 +115,20 @@ def evaluate(truth: list[str], predicted: list[str]) -> dict[str, Any]:
         tp = sum(p == t == category for p, t in pairs)
         fp = sum(p == category != t for p, t in pairs)
         fn = sum(t == category != p for p, t in pairs)
-        per[category] = {"precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
-                         "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0, "support": tp + fn}
+        per[category] = {
+            "precision": round(tp / (tp + fp), 4) if tp + fp else 0.0,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0,
+            "support": tp + fn,
+        }
     confusion = [[sum(t == row and p == col for p, t in pairs) for col in CATEGORIES] for row in CATEGORIES]
     accuracy = sum(p == t for p, t in pairs) / len(pairs) if pairs else 0.0
-    return {"count": len(pairs), "accuracy": round(accuracy, 4), "per_category": per,
-            "labels": list(CATEGORIES), "confusion_matrix": confusion}
+    return {
+        "count": len(pairs),
+        "accuracy": round(accuracy, 4),
+        "per_category": per,
+        "labels": list(CATEGORIES),
+        "confusion_matrix": confusion,
+    }
 
 
 def train(rows: list[dict[str, Any]], log: Any = sys.stderr) -> tuple[ReplyModel, ReplyModel]:
@@ -136,21 +150,33 @@ def _train(rows: list[dict[str, Any]], log: Any) -> tuple[ReplyModel, ReplyModel
     for c in C_GRID:
         print(f"C={c:<5} model alone, 5-fold accuracy {accuracy[c]:.3f}{'  <- chosen' if c == best else ''}", file=log)
     report = evaluate(labels, [decide(t, p)[0] for t, p in zip(texts, folds[best], strict=True)])
-    print(f"model + rules, 5-fold accuracy {report['accuracy']:.3f}, unsubscribe recall "
-          f"{report['per_category']['unsubscribe']['recall']:.3f}", file=log)
+    print(
+        f"model + rules, 5-fold accuracy {report['accuracy']:.3f}, unsubscribe recall "
+        f"{report['per_category']['unsubscribe']['recall']:.3f}",
+        file=log,
+    )
     digest = hashlib.sha256("\n".join(f"{r['category']}\t{r['text']}" for r in rows).encode()).hexdigest()[:12]
     model = _fit_all(texts, labels, CATEGORIES, best, f"linear-ngrams-{digest}")
     objections = [r for r in rows if r["category"] == "objection" and r.get("objection_type") in OBJECTION_TYPES]
-    objection_model = _fit_all([r["text"] for r in objections], [r["objection_type"] for r in objections],
-                               OBJECTION_TYPES, best, f"objections-{digest}")
+    objection_model = _fit_all(
+        [r["text"] for r in objections],
+        [r["objection_type"] for r in objections],
+        OBJECTION_TYPES,
+        best,
+        f"objections-{digest}",
+    )
     print(f"{len(rows)} replies, {len(model.vocabulary)} features; {len(objections)} objections", file=log)
     return model, objection_model
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, action="append",
-                        help="labelled JSONL (text, category); repeatable, e.g. exported corrections")
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        help="labelled JSONL (text, category); repeatable, e.g. exported corrections",
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     model, objection_model = train(load_corpus(args.corpus or [DEFAULT_CORPUS]))

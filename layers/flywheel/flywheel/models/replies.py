@@ -61,8 +61,9 @@ class CorrectionIn(Clean):
     training_weight: float | None = Field(default=None, ge=0, le=10)
     reason: str = Field(min_length=1, max_length=1000)
     actor: str = Field(min_length=1, max_length=200, description="who corrects: an email or a user id")
-    correction_id: str | None = Field(default=None, min_length=1, max_length=200,
-                                      description="idempotency key (per outcome)")
+    correction_id: str | None = Field(
+        default=None, min_length=1, max_length=200, description="idempotency key (per outcome)"
+    )
     occurred_at: AwareDatetime | None = Field(default=None, description="when it was decided (not in the future)")
 
     @field_validator("occurred_at")

@@ -27,8 +27,10 @@ def llm_classifier() -> ReplyClassifier | None:
     """The configured LLM backend, or None for the offline classifier."""
     settings = get_settings()
     backend, model = settings.classifier_backend, settings.classifier_model_id
-    common: dict[str, Any] = {"timeout_s": settings.classifier_timeout_s,
-                              "max_retries": settings.classifier_max_retries}
+    common: dict[str, Any] = {
+        "timeout_s": settings.classifier_timeout_s,
+        "max_retries": settings.classifier_max_retries,
+    }
     if backend == "offline":
         return None
     if backend == "bedrock":
@@ -39,15 +41,17 @@ def llm_classifier() -> ReplyClassifier | None:
             raise DependencyUnavailable("CLASSIFIER_BACKEND=openai_compatible needs CLASSIFIER_BASE_URL")
         # local servers (vLLM, Ollama) take no key, but the SDK wants a non-empty one
         compatible_key = settings.classifier_api_key or llm_secret("classifier_api_key") or "unused"
-        return OpenAIReplyClassifier(compatible_key, model, base_url=base_url, json_mode=settings.classifier_json_mode,
-                                     **common)
+        return OpenAIReplyClassifier(
+            compatible_key, model, base_url=base_url, json_mode=settings.classifier_json_mode, **common
+        )
     key = openai_api_key()
     if not key:
         if backend == "openai":
             logger.error("CLASSIFIER_BACKEND=openai but no OpenAI key is configured; using the offline classifier")
         return None
-    return OpenAIReplyClassifier(key, model, base_url=settings.openai_base_url,
-                                 json_mode=settings.classifier_json_mode, **common)
+    return OpenAIReplyClassifier(
+        key, model, base_url=settings.openai_base_url, json_mode=settings.classifier_json_mode, **common
+    )
 
 
 def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any], today: date) -> Classification:
@@ -74,8 +78,9 @@ def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
     llm = llm_classifier()
 
     def one(job: ReplyJob) -> Classification:
-        return classify_text(llm, job.text, contexts.get(job.outcome_id, {}),
-                             (job.received_at or datetime.now(UTC)).date())
+        return classify_text(
+            llm, job.text, contexts.get(job.outcome_id, {}), (job.received_at or datetime.now(UTC)).date()
+        )
 
     with ThreadPoolExecutor(max_workers=min(len(jobs), get_settings().classifier_concurrency)) as pool:
         return list(pool.map(one, jobs))
@@ -92,22 +97,33 @@ def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any
             raise NotFound(f"no outcome {job.outcome_id}")
     provider, _, key = job.reply_key.partition(":")
     reply = IncomingEvent(
-        provider=provider, event_key=key, event_type=EventType.REPLY.value,
-        occurred_at=job.received_at or datetime.now(UTC), payload=job.model_dump(mode="json", by_alias=True),
-        data={"text": job.text, "subject": job.subject, "from": job.sender}, outcome_id=str(job.outcome_id),
+        provider=provider,
+        event_key=key,
+        event_type=EventType.REPLY.value,
+        occurred_at=job.received_at or datetime.now(UTC),
+        payload=job.model_dump(mode="json", by_alias=True),
+        data={"text": job.text, "subject": job.subject, "from": job.sender},
+        outcome_id=str(job.outcome_id),
     )
     event = IncomingEvent(
-        provider="classifier", event_key=job.reply_key, event_type=EventType.REPLY_CLASSIFIED.value,
-        occurred_at=datetime.now(UTC), payload=result.model_dump(mode="json"),
-        data={"reply_key": job.reply_key, **result.model_dump(mode="json"),
-              **({"text": job.text[:2000]} if result.category in NEEDS_ATTENTION else {})},
+        provider="classifier",
+        event_key=job.reply_key,
+        event_type=EventType.REPLY_CLASSIFIED.value,
+        occurred_at=datetime.now(UTC),
+        payload=result.model_dump(mode="json"),
+        data={
+            "reply_key": job.reply_key,
+            **result.model_dump(mode="json"),
+            **({"text": job.text[:2000]} if result.category in NEEDS_ATTENTION else {}),
+        },
         outcome_id=str(job.outcome_id),
     )
     stored = ingest_events([reply, event], window_days=get_settings().attribution_window_days)
     if stored.outbox:
         flush_after_commit(["events"])
-    logger.info("reply classified", extra={"reply_key": job.reply_key, "category": result.category,
-                                           "source": result.source})
+    logger.info(
+        "reply classified", extra={"reply_key": job.reply_key, "category": result.category, "source": result.source}
+    )
     count("ReplyClassified", category=result.category, source=result.source)
     count("ReplyClassifiedBySource", source=result.source)  # the fallback-share alarm reads this one
     return {**stored.as_dict(), "category": result.category, "source": result.source}

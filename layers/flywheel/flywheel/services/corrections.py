@@ -37,23 +37,47 @@ def correct_outcome(outcome_id: UUID, org_id: str, correction: CorrectionIn) -> 
             raise Conflict("this outcome has no reply whose category could be corrected", outcome_id=str(outcome_id))
     correction_id = correction.correction_id or str(uuid.uuid4())
     key = f"{outcome_id}:{correction_id}"
-    data = {"fields": correction.fields, **{name: getattr(correction, name) for name in correction.fields},
-            "reason": correction.reason, "actor": correction.actor}
-    event = IncomingEvent(provider=PROVIDER, event_key=key, event_type=EventType.CORRECTION.value,
-                          occurred_at=correction.occurred_at or datetime.now(UTC),
-                          payload=correction.model_dump(mode="json", exclude_unset=True), data=data,
-                          outcome_id=str(outcome_id))
+    data = {
+        "fields": correction.fields,
+        **{name: getattr(correction, name) for name in correction.fields},
+        "reason": correction.reason,
+        "actor": correction.actor,
+    }
+    event = IncomingEvent(
+        provider=PROVIDER,
+        event_key=key,
+        event_type=EventType.CORRECTION.value,
+        occurred_at=correction.occurred_at or datetime.now(UTC),
+        payload=correction.model_dump(mode="json", exclude_unset=True),
+        data=data,
+        outcome_id=str(outcome_id),
+    )
     # an unsubscribe correction suppresses the lead in the same transaction (domain.effects)
     summary = ingest_events([event], window_days=get_settings().attribution_window_days)
     with transaction() as conn:
         if summary.duplicates and events_dal.event_data(conn, PROVIDER, key) != data:
-            raise Conflict(f"correction_id {correction_id!r} was already used for another correction",
-                           outcome_id=str(outcome_id))
+            raise Conflict(
+                f"correction_id {correction_id!r} was already used for another correction", outcome_id=str(outcome_id)
+            )
         row = outcomes_dal.get_outcome(conn, outcome_id) or {}
-    return {"outcome_id": str(outcome_id), "correction_id": correction_id, "duplicate": summary.duplicates == 1,
-            "outcome": {k: row.get(k) for k in ("reply_category", "reply_classification_source", "auto_reply_category",
-                                                "training_label", "training_weight", "stage", "corrected_at",
-                                                "corrected_by")}}
+    return {
+        "outcome_id": str(outcome_id),
+        "correction_id": correction_id,
+        "duplicate": summary.duplicates == 1,
+        "outcome": {
+            k: row.get(k)
+            for k in (
+                "reply_category",
+                "reply_classification_source",
+                "auto_reply_category",
+                "training_label",
+                "training_weight",
+                "stage",
+                "corrected_at",
+                "corrected_by",
+            )
+        },
+    }
 
 
 def export_corrections(since: datetime | None = None, org_id: str | None = None) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ class PiiPass(Protocol):
 
     def find(self, texts: Sequence[str]) -> list[list[Span]]: ...
 
+
 COMPREHEND_BATCH_BYTES = 90_000
 
 
@@ -101,8 +102,10 @@ class BuiltDataset:
         """Why this dataset must not be uploaded (None when it may)."""
         scan = self.manifest["residual_scan"]
         if not scan["passed"]:
-            return (f"residual scan found personal data in {scan['hits']} example(s) after redaction: "
-                    f"outcome ids {', '.join(scan['offending_ids'][:20])}")
+            return (
+                f"residual scan found personal data in {scan['hits']} example(s) after redaction: "
+                f"outcome ids {', '.join(scan['offending_ids'][:20])}"
+            )
         if self.manifest["problems"]:
             return "; ".join(self.manifest["problems"][:5])
         return None
@@ -138,8 +141,11 @@ class TimeBudget:
                 f"the dataset cannot be built in time: {rows} outcomes need about {needed + elapsed:.0f} s "
                 f"at {1 / rate:,.1f} outcomes/s with {self.workers} worker(s), and this run has {left:.0f} s left "
                 "before its upload; narrow it (since_days, min_quality_score) or give TrainingPipelineFunction "
-                "more memory (every 1,769 MB is another vCPU, another worker)", outcomes=rows,
-                projected_s=round(needed + elapsed), available_s=round(left))
+                "more memory (every 1,769 MB is another vCPU, another worker)",
+                outcomes=rows,
+                projected_s=round(needed + elapsed),
+                available_s=round(left),
+            )
 
 
 def check_spec(spec: DatasetSpec) -> ModelLimits:
@@ -150,13 +156,21 @@ def check_spec(spec: DatasetSpec) -> ModelLimits:
         raise InvalidInput(f"unknown method {spec.method!r}")
     limits = limits_for(spec.base_model, spec.provider)
     if limits.provider != spec.provider:
-        raise InvalidInput(f"base model {spec.base_model!r} is a {limits.provider} model; the "
-                           f"{spec.dataset_format} format is for {spec.provider}")
+        raise InvalidInput(
+            f"base model {spec.base_model!r} is a {limits.provider} model; the "
+            f"{spec.dataset_format} format is for {spec.provider}"
+        )
     return limits
 
 
-def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass: PiiPass | None = None,
-                  redactor: Redactor | None = None, deadline: float | None = None) -> BuiltDataset:
+def build_dataset(
+    spec: DatasetSpec,
+    out_dir: Path,
+    settings: Settings,
+    pii_pass: PiiPass | None = None,
+    redactor: Redactor | None = None,
+    deadline: float | None = None,
+) -> BuiltDataset:
     """Stream the outcomes into redacted, de-duplicated, split and checked JSONL files. The
     residual scan always runs every default detector, whatever `redactor` redacted with. With a
     `deadline` (time.monotonic()), a build that cannot finish by then fails first, with the reason."""
@@ -173,52 +187,87 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
         preferences = spec.method == "dpo"
         expected = 0
         if budget:
-            expected = training_dal.count_outcomes(conn, min_quality=spec.min_quality, since=spec.since,
-                                                   until=spec.until, for_preferences=preferences)
+            expected = training_dal.count_outcomes(
+                conn, min_quality=spec.min_quality, since=spec.since, until=spec.until, for_preferences=preferences
+            )
             budget.check(expected)
-        rows = training_dal.stream_outcomes(conn, min_quality=spec.min_quality, since=spec.since, until=spec.until,
-                                            for_preferences=preferences)
-        staged = _stage(rows, spec, redactor, stage, pii_pass, workers,
-                        (lambda done, elapsed: budget.check(expected, done, elapsed)) if budget else None)
+        rows = training_dal.stream_outcomes(
+            conn, min_quality=spec.min_quality, since=spec.since, until=spec.until, for_preferences=preferences
+        )
+        staged = _stage(
+            rows,
+            spec,
+            redactor,
+            stage,
+            pii_pass,
+            workers,
+            (lambda done, elapsed: budget.check(expected, done, elapsed)) if budget else None,
+        )
         plan = _plan(staged, fraction)
         written = _write(stage, plan, train_path, validation_path, staged.token_method, limits.example_tokens)
     train_report, validation_report, scan = written.train_report, written.validation_report, written.scan
     problems = check_dataset(train_report, validation_report, limits)
     for name, report in (("training", train_report), ("validation", validation_report)):
         if not report.ok:
-            problems.append(f"{name} file: {report.invalid} invalid line(s), {report.over_limit} over the token limit "
-                            f"({'; '.join(report.errors[:3])})")
+            problems.append(
+                f"{name} file: {report.invalid} invalid line(s), {report.over_limit} over the token limit "
+                f"({'; '.join(report.errors[:3])})"
+            )
     if staged.comprehend["enabled"]:
         staged.comprehend["usd"] = round(staged.comprehend["units"] * settings.dataset_comprehend_usd_per_unit, 4)
     prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
     all_tokens = train_report.total_tokens
     manifest = {
-        "spec": {"min_quality": spec.min_quality, "since": spec.since, "until": spec.until, "method": spec.method,
-                 "format": spec.dataset_format, "line_shape": spec.check_format,
-                 "validation_fraction": fraction, "base_model": spec.base_model},
+        "spec": {
+            "min_quality": spec.min_quality,
+            "since": spec.since,
+            "until": spec.until,
+            "method": spec.method,
+            "format": spec.dataset_format,
+            "line_shape": spec.check_format,
+            "validation_fraction": fraction,
+            "base_model": spec.base_model,
+        },
         "trainable_on": _trainable_on(spec, limits),
-        "counts": {"candidates": staged.count, "train": written.counts["train"],
-                   "validation": written.counts["validation"], "duplicates_dropped": plan.dropped,
-                   "split_groups": plan.groups},
-        "by_label": dict(written.by_label), "by_org": dict(written.by_org),
+        "counts": {
+            "candidates": staged.count,
+            "train": written.counts["train"],
+            "validation": written.counts["validation"],
+            "duplicates_dropped": plan.dropped,
+            "split_groups": plan.groups,
+        },
+        "by_label": dict(written.by_label),
+        "by_org": dict(written.by_org),
         "by_framework": dict(written.by_framework),
         "redactions": dict(redactor.counts),
         "comprehend": staged.comprehend,
         "reserved_keywords_neutralised": written.reserved,
-        "dedupe": {"method": f"MinHash ({nd.PERMUTATIONS} permutations) over word sets, LSH "
-                             f"{nd.BANDS}x{nd.ROWS}", "duplicate_threshold": nd.DUPLICATE_THRESHOLD,
-                   "split": "near-duplicate clusters and identical prompts stay on one side"},
-        "tokens": {"train": train_report.as_dict(), "validation": validation_report.as_dict(),
-                   "example_limit": limits.example_tokens},
-        "limits": {"provider": limits.provider, "min_train": limits.min_train, "max_records": limits.max_records,
-                   "validation": limits.validation, "max_train_bytes": limits.max_train_bytes,
-                   "max_validation_bytes": limits.max_validation_bytes, "methods": sorted(limits.methods),
-                   "regions": list(limits.regions)},
+        "dedupe": {
+            "method": f"MinHash ({nd.PERMUTATIONS} permutations) over word sets, LSH {nd.BANDS}x{nd.ROWS}",
+            "duplicate_threshold": nd.DUPLICATE_THRESHOLD,
+            "split": "near-duplicate clusters and identical prompts stay on one side",
+        },
+        "tokens": {
+            "train": train_report.as_dict(),
+            "validation": validation_report.as_dict(),
+            "example_limit": limits.example_tokens,
+        },
+        "limits": {
+            "provider": limits.provider,
+            "min_train": limits.min_train,
+            "max_records": limits.max_records,
+            "validation": limits.validation,
+            "max_train_bytes": limits.max_train_bytes,
+            "max_validation_bytes": limits.max_validation_bytes,
+            "methods": sorted(limits.methods),
+            "regions": list(limits.regions),
+        },
         "problems": problems,
         "residual_scan": scan,
         "valid": not problems and scan["passed"],
-        "cost_estimate": cost_estimate(all_tokens, spec.base_model, spec.epochs,
-                                       {k: float(v) for k, v in prices.items() if v is not None}),
+        "cost_estimate": cost_estimate(
+            all_tokens, spec.base_model, spec.epochs, {k: float(v) for k, v in prices.items() if v is not None}
+        ),
         "dataset_hash": written.digest,
     }
     smoke_prompt = smoke_prompt_from(validation_path) or smoke_prompt_from(train_path)
@@ -227,14 +276,17 @@ def build_dataset(spec: DatasetSpec, out_dir: Path, settings: Settings, pii_pass
 
 def _trainable_on(spec: DatasetSpec, limits: ModelLimits) -> str:
     if spec.provider == "bedrock" and spec.method == "dpo":
-        return ("Amazon Nova DPO recipes on SageMaker AI; Amazon Bedrock model customization does not run DPO "
-                "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html)")
+        return (
+            "Amazon Nova DPO recipes on SageMaker AI; Amazon Bedrock model customization does not run DPO "
+            "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html)"
+        )
     if spec.provider == "bedrock":
         return f"Amazon Bedrock model customization in {', '.join(limits.regions) or 'any Region'}"
     return "OpenAI (or Azure OpenAI) fine-tuning"
 
 
 # --- pass 1: stage ------------------------------------------------------------------------------
+
 
 @dataclass
 class Staged:
@@ -294,8 +346,14 @@ class _Builder:
         return out
 
     def finish(self, examples: list[tuple[ds.Example, RedactionContext]]) -> Batch:
-        batch = Batch(signatures=[nd.signatures([_body(e.targets[side]) for e, _ in examples])
-                                  for side in range(len(examples[0][0].targets))] if examples else [])
+        batch = Batch(
+            signatures=[
+                nd.signatures([_body(e.targets[side]) for e, _ in examples])
+                for side in range(len(examples[0][0].targets))
+            ]
+            if examples
+            else []
+        )
         for example, context in examples:
             batch.prompt_keys.append(ds.text_key(example.prompt))
             batch.first_ids.append(example.outcome_ids[0])
@@ -304,14 +362,23 @@ class _Builder:
             else:
                 payload, neutralised = ds.to_openai(example), 0
             # the data only: our own words (system prompt, field labels) are blanked first
-            found = [s.detector for spans in self.scanner.find_many([ds.data_only(t) for t in record_texts(payload)],
-                                                                    context) for s in spans]
-            meta = {"ids": example.outcome_ids, **example.meta, "reserved": neutralised, "found": found,
-                    "problems": check_example(payload, self.spec.check_format),
-                    "tokens": record_tokens(payload, self.count)}
+            found = [
+                s.detector
+                for spans in self.scanner.find_many([ds.data_only(t) for t in record_texts(payload)], context)
+                for s in spans
+            ]
+            meta = {
+                "ids": example.outcome_ids,
+                **example.meta,
+                "reserved": neutralised,
+                "found": found,
+                "problems": check_example(payload, self.spec.check_format),
+                "tokens": record_tokens(payload, self.count),
+            }
             # the meta line holds no raw tab (JSON escapes it): the first tab starts the written line
-            batch.lines.append(f"{json.dumps(meta, ensure_ascii=False)}\t"
-                               f"{json.dumps(payload, ensure_ascii=False, sort_keys=True)}\n")
+            batch.lines.append(
+                f"{json.dumps(meta, ensure_ascii=False)}\t{json.dumps(payload, ensure_ascii=False, sort_keys=True)}\n"
+            )
         return batch
 
     def build(self, items: Sequence[Item]) -> Batch:
@@ -321,8 +388,9 @@ class _Builder:
         return batch
 
 
-def _in_process(items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None,
-                comprehend_counts: Counter[str]) -> Iterator[Batch]:
+def _in_process(
+    items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None, comprehend_counts: Counter[str]
+) -> Iterator[Batch]:
     """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them."""
     buffer: list[tuple[ds.Example, RedactionContext]] = []
     size = 0
@@ -336,8 +404,12 @@ def _in_process(items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | No
         yield _finish(buffer, builder, pii_pass, comprehend_counts)
 
 
-def _finish(buffer: list[tuple[ds.Example, RedactionContext]], builder: _Builder, pii_pass: PiiPass | None,
-            comprehend_counts: Counter[str]) -> Batch:
+def _finish(
+    buffer: list[tuple[ds.Example, RedactionContext]],
+    builder: _Builder,
+    pii_pass: PiiPass | None,
+    comprehend_counts: Counter[str],
+) -> Batch:
     if pii_pass is not None:
         _second_pass([e for e, _ in buffer], pii_pass, comprehend_counts)
     return builder.finish(buffer)
@@ -411,9 +483,15 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
                 process.kill()
 
 
-def _stage(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor, stage: Path,
-           pii_pass: PiiPass | None, workers: int = 1,
-           on_progress: Callable[[int, float], None] | None = None) -> Staged:
+def _stage(
+    rows: Iterator[dict[str, Any]],
+    spec: DatasetSpec,
+    redactor: Redactor,
+    stage: Path,
+    pii_pass: PiiPass | None,
+    workers: int = 1,
+    on_progress: Callable[[int, float], None] | None = None,
+) -> Staged:
     """Pass 1: every item becomes a staged line (see `_Builder`) plus its near-duplicate signature
     and prompt key; the next passes copy lines, never parse them. With several workers (and no
     Comprehend pass, which is batched over the network) the items are built in parallel, in order."""
@@ -425,8 +503,11 @@ def _stage(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor
     comprehend_counts: Counter[str] = Counter()
     counted = _Counted(rows)
     items = _items(iter(counted), spec)
-    batches = (_in_workers(items, builder, workers) if workers > 1 and pii_pass is None
-               else _in_process(items, builder, pii_pass, comprehend_counts))
+    batches = (
+        _in_workers(items, builder, workers)
+        if workers > 1 and pii_pass is None
+        else _in_process(items, builder, pii_pass, comprehend_counts)
+    )
     started = time.monotonic()
     with stage.open("w", encoding="utf-8") as handle:
         for batch in batches:
@@ -444,8 +525,13 @@ def _stage(rows: Iterator[dict[str, Any]], spec: DatasetSpec, redactor: Redactor
     staged.prompt_keys = np.array(prompt_keys, dtype=np.int64)
     if pii_pass is not None:
         usage = pii_pass.usage
-        staged.comprehend = {"enabled": True, "replaced": dict(comprehend_counts), "requests": usage.requests,
-                             "characters": usage.characters, "units": usage.units}
+        staged.comprehend = {
+            "enabled": True,
+            "replaced": dict(comprehend_counts),
+            "requests": usage.requests,
+            "characters": usage.characters,
+            "units": usage.units,
+        }
     return staged
 
 
@@ -466,7 +552,8 @@ def merge_contexts(contexts: Iterable[RedactionContext]) -> RedactionContext:
     contexts = list(contexts)
     return RedactionContext(
         tuple(dict.fromkeys(r for c in contexts for r in c.regions)),
-        tuple(sorted({t for c in contexts for t in c.terms}, key=lambda t: (-len(t[0]), t[0]))))
+        tuple(sorted({t for c in contexts for t in c.terms}, key=lambda t: (-len(t[0]), t[0]))),
+    )
 
 
 def _body(target: str) -> str:
@@ -488,6 +575,7 @@ def _second_pass(examples: list[ds.Example], pii_pass: PiiPass, counts: Counter[
 
 
 # --- pass 2: plan ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Plan:
@@ -518,8 +606,15 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     kept_of = np.full(n, -1)
     kept_of[clusters[keep]] = np.nonzero(keep)[0]
     dropped_dup = np.nonzero(~keep & ~degenerate)[0]
-    identical = int((staged.signatures[0][dropped_dup] == staged.signatures[0][kept_of[clusters[dropped_dup]]]).all(
-        axis=1).sum()) if len(dropped_dup) else 0
+    identical = (
+        int(
+            (staged.signatures[0][dropped_dup] == staged.signatures[0][kept_of[clusters[dropped_dup]]])
+            .all(axis=1)
+            .sum()
+        )
+        if len(dropped_dup)
+        else 0
+    )
     # among the kept examples (one per near-duplicate cluster, so clusters cannot straddle),
     # identical prompts form one group; a group's side is a hash of its first outcome id
     kept = np.nonzero(keep)[0]
@@ -527,8 +622,11 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     same = staged.prompt_keys[order][1:] == staged.prompt_keys[order][:-1]
     groups = nd.components(n, [(order[:-1][same], order[1:][same])])
     validation = _assign_sides(groups, kept, staged.first_ids, fraction)
-    dropped = {"near_duplicate": len(dropped_dup), "of_which_identical": identical,
-               "degenerate_pair": int(degenerate.sum())}
+    dropped = {
+        "near_duplicate": len(dropped_dup),
+        "of_which_identical": identical,
+        "degenerate_pair": int(degenerate.sum()),
+    }
     return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
 
 
@@ -554,6 +652,7 @@ def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fr
 
 # --- pass 3: write ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Written:
     counts: Counter[str] = field(default_factory=Counter)
@@ -567,18 +666,24 @@ class Written:
     scan: dict[str, Any] = field(default_factory=dict)
 
 
-def _write(stage: Path, plan: Plan, train_path: Path, validation_path: Path, token_method: str,
-           token_limit: int) -> Written:
+def _write(
+    stage: Path, plan: Plan, train_path: Path, validation_path: Path, token_method: str, token_limit: int
+) -> Written:
     """Pass 3: the kept lines, copied as staged, into their files; the per-file reports (format,
     tokens, bytes, line numbers) and the residual scan's result gathered from what pass 1 found."""
-    written = Written(train_report=DatasetReport(token_method=token_method),
-                      validation_report=DatasetReport(token_method=token_method))
+    written = Written(
+        train_report=DatasetReport(token_method=token_method),
+        validation_report=DatasetReport(token_method=token_method),
+    )
     digest = hashlib.sha256()
     hits: tuple[list[str], list[str]] = ([], [])  # offending outcome ids, training file first
     by_detector: Counter[str] = Counter()
     lines = hit_lines = 0
-    with (stage.open(encoding="utf-8") as source, train_path.open("w", encoding="utf-8") as train,
-          validation_path.open("w", encoding="utf-8") as val):
+    with (
+        stage.open(encoding="utf-8") as source,
+        train_path.open("w", encoding="utf-8") as train,
+        validation_path.open("w", encoding="utf-8") as val,
+    ):
         for index, line in enumerate(source):
             if not plan.keep[index]:
                 continue
@@ -608,9 +713,16 @@ def _write(stage: Path, plan: Plan, train_path: Path, validation_path: Path, tok
 
 # --- residual scan ----------------------------------------------------------------------------------
 
+
 def _scan_result(lines: int, hits: int, offending: list[str], by_detector: Counter[str]) -> dict[str, Any]:
-    return {"detectors": [d.name for d in DEFAULT_DETECTORS], "lines_scanned": lines, "hits": hits,
-            "by_detector": dict(by_detector), "offending_ids": offending[:100], "passed": hits == 0}
+    return {
+        "detectors": [d.name for d in DEFAULT_DETECTORS],
+        "lines_scanned": lines,
+        "hits": hits,
+        "by_detector": dict(by_detector),
+        "offending_ids": offending[:100],
+        "passed": hits == 0,
+    }
 
 
 def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None = None) -> dict[str, Any]:
@@ -627,10 +739,16 @@ def residual_scan(files: Sequence[tuple[Path, Path]], redactor: Redactor | None 
             for data_line, scan_line in zip(data, scan, strict=True):
                 lines += 1
                 info = json.loads(scan_line)
-                context = merge_contexts(RedactionContext(tuple(c["regions"]), tuple(tuple(t) for t in c["terms"]))
-                                         for c in info["scan"])
-                found = [s.detector for spans in redactor.find_many(
-                    [ds.data_only(t) for t in record_texts(json.loads(data_line))], context) for s in spans]
+                context = merge_contexts(
+                    RedactionContext(tuple(c["regions"]), tuple(tuple(t) for t in c["terms"])) for c in info["scan"]
+                )
+                found = [
+                    s.detector
+                    for spans in redactor.find_many(
+                        [ds.data_only(t) for t in record_texts(json.loads(data_line))], context
+                    )
+                    for s in spans
+                ]
                 if found:
                     hits += 1
                     offending += info["ids"]
@@ -647,8 +765,9 @@ def smoke_prompt_from(path: Path) -> list[dict[str, str]]:
     example = json.loads(line)
     if "schemaVersion" in example:  # bedrock-conversation-2024
         system = [{"role": "system", "content": s["text"]} for s in example.get("system", [])]
-        users = [{"role": "user", "content": m["content"][0]["text"]}
-                 for m in example["messages"] if m["role"] == "user"]
+        users = [
+            {"role": "user", "content": m["content"][0]["text"]} for m in example["messages"] if m["role"] == "user"
+        ]
         return system + users[:1]
     messages = example["messages"] if "messages" in example else example["input"]["messages"]
     return [m for m in messages if m["role"] != "assistant"]

@@ -25,8 +25,9 @@ MIN_HISTORY_LEADS = 1000  # fewer matured leads than this: the rates are too noi
 EVENT_SOURCE = "flywheel.experiments"
 
 
-def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) -> tuple[dict[str, float],
-                                                                                      float | None, str, list[str]]:
+def _history_figures(
+    conn: Connection, config: dict[str, Any], now: datetime
+) -> tuple[dict[str, float], float | None, str, list[str]]:
     """Weekly volume and baseline rates from the last weeks of outcomes; the configured figures
     (or typical rates) only where history is too thin, and the plan says so."""
     history = experiments_dal.traffic_history(conn, now, HISTORY_DAYS)
@@ -39,9 +40,11 @@ def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) ->
         baselines[domain.PRIMARY] = max(history["positive_reply"], 1) / history["primary_units"]
         measured.append(domain.PRIMARY)
     else:
-        notes.append(f"only {history['primary_units']} leads with a closed 14-day window in the last "
-                     f"{HISTORY_DAYS + 14} days: {domain.PRIMARY} baseline {baselines[domain.PRIMARY]:.2%} is "
-                     "configured, not measured")
+        notes.append(
+            f"only {history['primary_units']} leads with a closed 14-day window in the last "
+            f"{HISTORY_DAYS + 14} days: {domain.PRIMARY} baseline {baselines[domain.PRIMARY]:.2%} is "
+            "configured, not measured"
+        )
     if history["early_units"] >= MIN_HISTORY_LEADS:
         for name in ("bounce_1d", "unsubscribe_1d", "spam_report_1d", "negative_reply_1d"):
             # a rate of 0 in history would plan an infinite canary: floor it at one event
@@ -57,15 +60,24 @@ def _history_figures(conn: Connection, config: dict[str, Any], now: datetime) ->
     if volume is None:
         configured = config.get("weekly_volume")
         volume = float(configured) if configured else None
-        notes.append(f"only {history['leads']} leads messaged in the last {HISTORY_DAYS} days: weekly volume "
-                     + (f"{volume:,.0f} is configured, not measured" if volume else "unknown"))
+        notes.append(
+            f"only {history['leads']} leads messaged in the last {HISTORY_DAYS} days: weekly volume "
+            + (f"{volume:,.0f} is configured, not measured" if volume else "unknown")
+        )
     source = "history" if len(measured) == 2 and not notes else ("configured" if not measured else "mixed")
     return baselines, volume, source, notes
 
 
-def start(conn: Connection, champion_id: str, challenger_id: str, canary_percentage: float,
-          config: dict[str, Any] | None = None, *, actor: str = "system",
-          now: datetime | None = None) -> dict[str, Any]:
+def start(
+    conn: Connection,
+    champion_id: str,
+    challenger_id: str,
+    canary_percentage: float,
+    config: dict[str, Any] | None = None,
+    *,
+    actor: str = "system",
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """A new experiment with a new salt, in its canary stage (called when a challenger is deployed),
     planned from the real traffic; a planned lift that cannot be detected within the maximum runtime
     is a warning on the experiment (and in the deploy answer), not a surprise at the end."""
@@ -75,24 +87,49 @@ def start(conn: Connection, champion_id: str, challenger_id: str, canary_percent
     baselines, volume, source, notes = _history_figures(conn, raw, now)
     share = canary_percentage / 100
     try:
-        plan = domain.plan(baselines=baselines, mde=float(raw.get("mde", 0.10)), canary_share=share,
-                           weekly_volume=volume, config=settings, source=source)
+        plan = domain.plan(
+            baselines=baselines,
+            mde=float(raw.get("mde", 0.10)),
+            canary_share=share,
+            weekly_volume=volume,
+            config=settings,
+            source=source,
+        )
     except ValueError as exc:  # a lift the baseline cannot take, or one no sample could detect
         raise InvalidInput(f"the experiment cannot be planned: {exc}", field="experiment_config") from exc
     plan["notes"] = notes
-    experiment = experiments_dal.create(conn, {
-        "experiment_id": f"exp-{secrets.token_hex(6)}", "champion_model_id": champion_id,
-        "challenger_model_id": challenger_id, "salt": secrets.token_hex(8), "stage": "canary", "status": "running",
-        "allocation": Decimal(str(share)), "planned_sample": plan["sequential_sample"],
-        "canary_sample": plan["canary_sample"], "config": raw, "plan": plan, "warnings": plan["warnings"],
-        "started_at": now, "stage_started_at": now,
-    })
-    models_dal.change(conn, challenger_id, "experiment_started", actor=actor,
-                      reason="; ".join(plan["warnings"]) or "planned lift fits in the maximum runtime",
-                      evidence={"experiment_id": experiment["experiment_id"], "plan": plan})
+    experiment = experiments_dal.create(
+        conn,
+        {
+            "experiment_id": f"exp-{secrets.token_hex(6)}",
+            "champion_model_id": champion_id,
+            "challenger_model_id": challenger_id,
+            "salt": secrets.token_hex(8),
+            "stage": "canary",
+            "status": "running",
+            "allocation": Decimal(str(share)),
+            "planned_sample": plan["sequential_sample"],
+            "canary_sample": plan["canary_sample"],
+            "config": raw,
+            "plan": plan,
+            "warnings": plan["warnings"],
+            "started_at": now,
+            "stage_started_at": now,
+        },
+    )
+    models_dal.change(
+        conn,
+        challenger_id,
+        "experiment_started",
+        actor=actor,
+        reason="; ".join(plan["warnings"]) or "planned lift fits in the maximum runtime",
+        evidence={"experiment_id": experiment["experiment_id"], "plan": plan},
+    )
     if plan["warnings"]:
-        logger.warning("experiment cannot detect its planned lift in time",
-                       extra={"experiment_id": experiment["experiment_id"], "warnings": plan["warnings"]})
+        logger.warning(
+            "experiment cannot detect its planned lift in time",
+            extra={"experiment_id": experiment["experiment_id"], "warnings": plan["warnings"]},
+        )
     return experiment
 
 
@@ -108,10 +145,17 @@ def snapshot(experiment: dict[str, Any], rows: list[dict[str, Any]], now: dateti
     discarded = set(experiment["discarded_segments"] or [])
     segments: dict[int, dict[str, Any]] = {}
     for row in rows:
-        seg = segments.setdefault(row["segment"], {
-            "segment": row["segment"], "stage": row["stage"], "discarded": row["segment"] in discarded,
-            "allocation": float(experiment["allocation"]) if row["segment"] == experiment["segment"] else None,
-            "assigned": {"champion": 0, "challenger": 0}, "arms": {"champion": {}, "challenger": {}}})
+        seg = segments.setdefault(
+            row["segment"],
+            {
+                "segment": row["segment"],
+                "stage": row["stage"],
+                "discarded": row["segment"] in discarded,
+                "allocation": float(experiment["allocation"]) if row["segment"] == experiment["segment"] else None,
+                "assigned": {"champion": 0, "challenger": 0},
+                "arms": {"champion": {}, "challenger": {}},
+            },
+        )
         seg["assigned"][row["arm"]] = int(row["assigned"])
         arm = seg["arms"][row["arm"]]
         for name in metric_windows():
@@ -120,9 +164,13 @@ def snapshot(experiment: dict[str, Any], rows: list[dict[str, Any]], now: dateti
     if experiment["segment"] not in segments:  # the current segment has no lead yet
         empty = {name: {"units": 0, "conversions": 0} for name in metric_windows()}
         segments[experiment["segment"]] = {
-            "segment": experiment["segment"], "stage": experiment["stage"], "discarded": False,
-            "allocation": float(experiment["allocation"]), "assigned": {"champion": 0, "challenger": 0},
-            "arms": {"champion": dict(empty), "challenger": dict(empty)}}
+            "segment": experiment["segment"],
+            "stage": experiment["stage"],
+            "discarded": False,
+            "allocation": float(experiment["allocation"]),
+            "assigned": {"champion": 0, "challenger": 0},
+            "arms": {"champion": dict(empty), "challenger": dict(empty)},
+        }
     canary_share = ((experiment["plan"] or {}).get("canary") or {}).get("share")
     for seg in segments.values():
         if seg["allocation"] is None:  # an earlier segment: its split, when known
@@ -131,39 +179,53 @@ def snapshot(experiment: dict[str, Any], rows: list[dict[str, Any]], now: dateti
             if not seg["arms"][arm]:
                 seg["arms"][arm] = {name: {"units": 0, "conversions": 0} for name in metric_windows()}
     return {
-        "experiment_id": experiment["experiment_id"], "stage": experiment["stage"],
-        "allocation": float(experiment["allocation"]), "planned_sample": experiment["planned_sample"],
+        "experiment_id": experiment["experiment_id"],
+        "stage": experiment["stage"],
+        "allocation": float(experiment["allocation"]),
+        "planned_sample": experiment["planned_sample"],
         # experiments started by the previous release (during a deploy) have no canary sample yet
         "canary_sample": experiment["canary_sample"] or experiment["planned_sample"],
         "days_running": (now - experiment["started_at"]).total_seconds() / 86400,
         "days_in_stage": (now - experiment["stage_started_at"]).total_seconds() / 86400,
-        "config": experiment["config"], "segments": [segments[k] for k in sorted(segments)],
+        "config": experiment["config"],
+        "segments": [segments[k] for k in sorted(segments)],
     }
 
 
-def _apply(conn: Connection, experiment: dict[str, Any], decision: dict[str, Any], actor: str,
-           now: datetime) -> dict[str, Any]:
+def _apply(
+    conn: Connection, experiment: dict[str, Any], decision: dict[str, Any], actor: str, now: datetime
+) -> dict[str, Any]:
     """The decision's registry change and the experiment's new state, in the caller's transaction."""
     action, exp_id = decision["action"], experiment["experiment_id"]
     champion, challenger = experiment["champion_model_id"], experiment["challenger_model_id"]
-    evidence: dict[str, Any] = {"experiment_id": exp_id, **{k: decision[k] for k in (
-        "primary", "guardrails", "srm", "days_running", "segment") if k in decision}}
+    evidence: dict[str, Any] = {
+        "experiment_id": exp_id,
+        **{k: decision[k] for k in ("primary", "guardrails", "srm", "days_running", "segment") if k in decision},
+    }
     fields: dict[str, Any] = {"last_decision": decision}
     applied: dict[str, Any] = {"action": action}
     if action == "advance":
         share = domain.Config.from_dict(experiment["config"]).ab_share
-        registry.set_split_in(conn, champion, challenger, share, actor=actor, reason=decision["reason"],
-                              evidence=evidence)
-        fields.update(stage="ab", allocation=Decimal(str(share)), stage_started_at=now,
-                      segment=experiment["segment"] + 1)
+        registry.set_split_in(
+            conn, champion, challenger, share, actor=actor, reason=decision["reason"], evidence=evidence
+        )
+        fields.update(
+            stage="ab", allocation=Decimal(str(share)), stage_started_at=now, segment=experiment["segment"] + 1
+        )
         applied.update(stage="ab", allocation=share, segment=experiment["segment"] + 1)
     elif action == "promote":
-        applied.update(registry.promote_in(conn, challenger, actor=actor, reason=decision["reason"],
-                                           evidence=evidence))
+        applied.update(registry.promote_in(conn, challenger, actor=actor, reason=decision["reason"], evidence=evidence))
     elif action in ("rollback", "inconclusive"):
-        applied.update(registry.withdraw_in(conn, challenger, actor=actor, reason=decision["reason"],
-                                            evidence=evidence,
-                                            action="rolled_back" if action == "rollback" else "ended_inconclusive"))
+        applied.update(
+            registry.withdraw_in(
+                conn,
+                challenger,
+                actor=actor,
+                reason=decision["reason"],
+                evidence=evidence,
+                action="rolled_back" if action == "rollback" else "ended_inconclusive",
+            )
+        )
     ended = {"promote": "promoted", "rollback": "rolled_back", "inconclusive": "inconclusive"}
     if action in ended:
         fields.update(status=ended[action], ended_at=now)
@@ -172,18 +234,38 @@ def _apply(conn: Connection, experiment: dict[str, Any], decision: dict[str, Any
     return applied
 
 
-def _record(conn: Connection, experiment: dict[str, Any], snap: dict[str, Any] | None, decision: dict[str, Any],
-            actor: str, applied: bool, now: datetime) -> None:
+def _record(
+    conn: Connection,
+    experiment: dict[str, Any],
+    snap: dict[str, Any] | None,
+    decision: dict[str, Any],
+    actor: str,
+    applied: bool,
+    now: datetime,
+) -> None:
     primary = decision.get("primary", {})
     interval = primary.get("sequential_interval") or [None, None]
-    experiments_dal.record_evaluation(conn, {
-        "experiment_id": experiment["experiment_id"], "evaluated_at": now, "actor": actor,
-        "stage": decision.get("stage", experiment["stage"]), "segment": decision.get("segment", experiment["segment"]),
-        "action": decision["action"], "applied": applied, "reason": decision["reason"],
-        "days_running": decision.get("days_running"), "primary_units": sum(primary.get("units") or [0]),
-        "primary_lift": primary.get("lift"), "primary_low": interval[0], "primary_high": interval[1],
-        "srm_p_value": decision.get("srm_p_value"), "snapshot": snap, "decision": decision,
-    })
+    experiments_dal.record_evaluation(
+        conn,
+        {
+            "experiment_id": experiment["experiment_id"],
+            "evaluated_at": now,
+            "actor": actor,
+            "stage": decision.get("stage", experiment["stage"]),
+            "segment": decision.get("segment", experiment["segment"]),
+            "action": decision["action"],
+            "applied": applied,
+            "reason": decision["reason"],
+            "days_running": decision.get("days_running"),
+            "primary_units": sum(primary.get("units") or [0]),
+            "primary_lift": primary.get("lift"),
+            "primary_low": interval[0],
+            "primary_high": interval[1],
+            "srm_p_value": decision.get("srm_p_value"),
+            "snapshot": snap,
+            "decision": decision,
+        },
+    )
 
 
 def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str | None = None) -> dict[str, Any]:
@@ -201,15 +283,23 @@ def evaluate(actor: str = "evaluator", now: datetime | None = None, *, only: str
         snap = snapshot(experiment, rows, now)
         decision = domain.decide(snap)
         if only is not None and decision["action"] != only:
-            raise Conflict(f"the evaluator does not {only}: {decision['action']} ({decision['reason']}); "
-                           "nothing was changed", decision=decision)
+            raise Conflict(
+                f"the evaluator does not {only}: {decision['action']} ({decision['reason']}); nothing was changed",
+                decision=decision,
+            )
         decision["applied"] = _apply(conn, experiment, decision, actor, now)
         _record(conn, experiment, snap, decision, actor, True, now)
     if decision["action"] in ("promote", "rollback", "inconclusive"):
         serving.sync(actor=actor)  # the archived model's deployment is deleted
-    logger.info("experiment evaluated", extra={"experiment_id": experiment["experiment_id"],
-                                               "action": decision["action"], "reason": decision["reason"],
-                                               "srm_p_value": decision["srm_p_value"]})
+    logger.info(
+        "experiment evaluated",
+        extra={
+            "experiment_id": experiment["experiment_id"],
+            "action": decision["action"],
+            "reason": decision["reason"],
+            "srm_p_value": decision["srm_p_value"],
+        },
+    )
     return decision
 
 
@@ -224,8 +314,9 @@ def announce_evaluation(decision: dict[str, Any]) -> bool:
     try:
         event_bus.publish(bus, "ExperimentEvaluated", [detail], source=EVENT_SOURCE)
     except DependencyUnavailable as exc:
-        logger.error("evaluation not announced", extra={**detail, "error": exc.message,
-                                                         "cause": exc.details.get("reason")})
+        logger.error(
+            "evaluation not announced", extra={**detail, "error": exc.message, "cause": exc.details.get("reason")}
+        )
         metrics.add_metric(name="ExperimentEvaluationNotAnnounced", unit="Count", value=1)
         return False
     return True
@@ -243,18 +334,39 @@ def restart_stage(experiment_id: str, *, actor: str, reason: str, now: datetime 
         if experiment["status"] != "running":
             raise Conflict(f"experiment {experiment_id} is {experiment['status']}, not running")
         old, new = experiment["segment"], experiment["segment"] + 1
-        updated = experiments_dal.update(conn, experiment_id, salt=secrets.token_hex(8), segment=new,
-                                         stage_started_at=now,
-                                         discarded_segments=[*(experiment["discarded_segments"] or []), old])
-        decision = {"action": "restart", "reason": reason, "stage": experiment["stage"], "segment": new,
-                    "discarded_segment": old, "srm": (experiment["last_decision"] or {}).get("srm")}
+        updated = experiments_dal.update(
+            conn,
+            experiment_id,
+            salt=secrets.token_hex(8),
+            segment=new,
+            stage_started_at=now,
+            discarded_segments=[*(experiment["discarded_segments"] or []), old],
+        )
+        decision = {
+            "action": "restart",
+            "reason": reason,
+            "stage": experiment["stage"],
+            "segment": new,
+            "discarded_segment": old,
+            "srm": (experiment["last_decision"] or {}).get("srm"),
+        }
         _record(conn, experiment, None, decision, actor, True, now)
-        models_dal.change(conn, experiment["challenger_model_id"], "experiment_stage_restarted", actor=actor,
-                          reason=reason, evidence={"experiment_id": experiment_id, "discarded_segment": old,
-                                                   "segment": new})
+        models_dal.change(
+            conn,
+            experiment["challenger_model_id"],
+            "experiment_stage_restarted",
+            actor=actor,
+            reason=reason,
+            evidence={"experiment_id": experiment_id, "discarded_segment": old, "segment": new},
+        )
     forget_cache()
-    return {"experiment_id": experiment_id, "stage": updated["stage"], "segment": new, "discarded_segments":
-            updated["discarded_segments"], "stage_started_at": updated["stage_started_at"]}
+    return {
+        "experiment_id": experiment_id,
+        "stage": updated["stage"],
+        "segment": new,
+        "discarded_segments": updated["discarded_segments"],
+        "stage_started_at": updated["stage_started_at"],
+    }
 
 
 def get_experiment(experiment_id: str) -> dict[str, Any]:
@@ -282,17 +394,32 @@ def evaluation_history(experiment_id: str, *, include_snapshots: bool = False, l
             raise NotFound(f"no experiment {experiment_id}")
         rows = experiments_dal.evaluations(conn, experiment_id, limit)
     return {
-        "experiment_id": experiment_id, "status": experiment["status"], "plan": experiment["plan"],
+        "experiment_id": experiment_id,
+        "status": experiment["status"],
+        "plan": experiment["plan"],
         "warnings": experiment["warnings"],
-        "evaluations": [{
-            "evaluation_id": r["evaluation_id"], "evaluated_at": r["evaluated_at"], "actor": r["actor"],
-            "stage": r["stage"], "segment": r["segment"], "action": r["action"], "applied": r["applied"],
-            "reason": r["reason"], "days_running": r["days_running"], "primary_units": r["primary_units"],
-            "primary_lift": r["primary_lift"], "primary_interval": [r["primary_low"], r["primary_high"]],
-            "srm_p_value": r["srm_p_value"], "guardrails": r["decision"].get("guardrails"),
-            "canary": r["decision"].get("canary"), "srm": r["decision"].get("srm"),
-            **({"snapshot": r["snapshot"], "decision": r["decision"]} if include_snapshots else {}),
-        } for r in rows],
+        "evaluations": [
+            {
+                "evaluation_id": r["evaluation_id"],
+                "evaluated_at": r["evaluated_at"],
+                "actor": r["actor"],
+                "stage": r["stage"],
+                "segment": r["segment"],
+                "action": r["action"],
+                "applied": r["applied"],
+                "reason": r["reason"],
+                "days_running": r["days_running"],
+                "primary_units": r["primary_units"],
+                "primary_lift": r["primary_lift"],
+                "primary_interval": [r["primary_low"], r["primary_high"]],
+                "srm_p_value": r["srm_p_value"],
+                "guardrails": r["decision"].get("guardrails"),
+                "canary": r["decision"].get("canary"),
+                "srm": r["decision"].get("srm"),
+                **({"snapshot": r["snapshot"], "decision": r["decision"]} if include_snapshots else {}),
+            }
+            for r in rows
+        ],
     }
 
 
@@ -302,8 +429,15 @@ def lock_running(conn: Connection) -> dict[str, Any] | None:
     return experiments_dal.running(conn, lock=True)
 
 
-def end_running(conn: Connection, experiment: dict[str, Any] | None, status: str, *, actor: str, reason: str,
-                now: datetime | None = None) -> None:
+def end_running(
+    conn: Connection,
+    experiment: dict[str, Any] | None,
+    status: str,
+    *,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
+) -> None:
     """A manual promotion or rollback ends the running experiment (locked by the caller with
     `lock_running`) too, recorded in its history."""
     now = now or datetime.now(UTC)
@@ -318,8 +452,12 @@ def shift_clock(days: float) -> None:
         experiment = experiments_dal.running(conn, lock=True)
         if experiment is not None:
             delta = timedelta(days=days)
-            experiments_dal.update(conn, experiment["experiment_id"], started_at=experiment["started_at"] - delta,
-                                   stage_started_at=experiment["stage_started_at"] - delta)
+            experiments_dal.update(
+                conn,
+                experiment["experiment_id"],
+                started_at=experiment["started_at"] - delta,
+                stage_started_at=experiment["stage_started_at"] - delta,
+            )
 
 
 # --- reports -----------------------------------------------------------------------------------
@@ -328,24 +466,43 @@ _rate = stats.proportion
 
 
 def leaderboard_with_intervals(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{
-        "model_id": r["model_id"], "version": r["version"], "status": r["status"], "role": r["role"],
-        "traffic_percentage": float(r["traffic_percentage"]), "messages_sent": int(r["messages_sent"]),
-        "reply_rate": _rate(r["replies"], r["messages_sent"]),
-        "positive_reply_rate": _rate(r["positive_replies"], r["messages_sent"]),
-        "meeting_rate": _rate(r["meetings"], r["messages_sent"]),
-        "close_rate": _rate(r["deals_won"], r["messages_sent"]),
-        "revenue_per_message": float(r["revenue"]) / int(r["messages_sent"]) if r["messages_sent"] else None,
-    } for r in rows]
+    return [
+        {
+            "model_id": r["model_id"],
+            "version": r["version"],
+            "status": r["status"],
+            "role": r["role"],
+            "traffic_percentage": float(r["traffic_percentage"]),
+            "messages_sent": int(r["messages_sent"]),
+            "reply_rate": _rate(r["replies"], r["messages_sent"]),
+            "positive_reply_rate": _rate(r["positive_replies"], r["messages_sent"]),
+            "meeting_rate": _rate(r["meetings"], r["messages_sent"]),
+            "close_rate": _rate(r["deals_won"], r["messages_sent"]),
+            "revenue_per_message": float(r["revenue"]) / int(r["messages_sent"]) if r["messages_sent"] else None,
+        }
+        for r in rows
+    ]
 
 
 def strategies(org_id: str, segment: str, min_sample: int) -> dict[str, Any]:
     with transaction() as conn:
         rows = experiments_dal.strategies(conn, org_id, segment)
-    cells = [{"segment": r["segment"], "framework": r["framework"], "tone": r["tone"],
-              "reply_rate": _rate(r["replies"], r["messages"]),
-              "positive_reply_rate": _rate(r["positive_replies"], r["messages"]),
-              "meeting_rate": _rate(r["meetings"], r["messages"])}
-             for r in rows if r["messages"] >= min_sample]
-    return {"org_id": org_id, "segment_by": segment, "min_sample": min_sample, "cells": cells,
-            "hidden_cells": sum(1 for r in rows if r["messages"] < min_sample)}
+    cells = [
+        {
+            "segment": r["segment"],
+            "framework": r["framework"],
+            "tone": r["tone"],
+            "reply_rate": _rate(r["replies"], r["messages"]),
+            "positive_reply_rate": _rate(r["positive_replies"], r["messages"]),
+            "meeting_rate": _rate(r["meetings"], r["messages"]),
+        }
+        for r in rows
+        if r["messages"] >= min_sample
+    ]
+    return {
+        "org_id": org_id,
+        "segment_by": segment,
+        "min_sample": min_sample,
+        "cells": cells,
+        "hidden_cells": sum(1 for r in rows if r["messages"] < min_sample),
+    }

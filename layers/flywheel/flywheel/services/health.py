@@ -45,8 +45,11 @@ def deep() -> tuple[bool, dict[str, Any]]:
     if settings.replies_queue_url:
         url = settings.replies_queue_url
         checks["replies_queue"] = _timed(lambda: {"visible": queue.depth(url)})
-    secrets = {"database": settings.database_secret_arn, "webhooks": settings.webhook_secrets_arn,
-               "openai": settings.openai_secret_arn}
+    secrets = {
+        "database": settings.database_secret_arn,
+        "webhooks": settings.webhook_secrets_arn,
+        "openai": settings.openai_secret_arn,
+    }
     for name, arn in secrets.items():
         if arn:
             checks[f"{name}_secret"] = _timed(lambda arn=arn: _readable(arn))  # type: ignore[misc]

@@ -27,20 +27,35 @@ def _lookups(conn: Connection, events: list[IncomingEvent], found: Lookups | Non
     refs = sorted({r for e in events for r in e.references})
     meetings = sorted({e.meeting_id for e in events if e.meeting_id})
     found.outcomes.update(outcomes_dal.existing_outcomes(conn, claimed))
-    found.provider_message_ids.update({k: Match(*v) for k, v in outcomes_dal.by_column(
-        conn, "provider_message_id", pmids).items()})
-    found.email_message_ids.update({k: Match(*v) for k, v in outcomes_dal.by_column(
-        conn, "email_message_id", refs).items()})
+    found.provider_message_ids.update(
+        {k: Match(*v) for k, v in outcomes_dal.by_column(conn, "provider_message_id", pmids).items()}
+    )
+    found.email_message_ids.update(
+        {k: Match(*v) for k, v in outcomes_dal.by_column(conn, "email_message_id", refs).items()}
+    )
     found.meetings.update({k: Match(*v) for k, v in events_dal.outcomes_for_meetings(conn, meetings).items()})
     return found
 
 
 def _email_lookups(conn: Connection, events: list[IncomingEvent], positions: list[int], found: Lookups) -> None:
     """Email attribution for the events that name no message and resolve no other way."""
-    wanted = [i for i in positions if not events[i].names_message and events[i].email_key
-              and events[i].window_days and choose_match(i, events[i], found) is None]
-    queries = [(str(events[i].org_id), str(events[i].email), events[i].occurred_at.isoformat(),
-                int(events[i].window_days or 0)) for i in wanted]
+    wanted = [
+        i
+        for i in positions
+        if not events[i].names_message
+        and events[i].email_key
+        and events[i].window_days
+        and choose_match(i, events[i], found) is None
+    ]
+    queries = [
+        (
+            str(events[i].org_id),
+            str(events[i].email),
+            events[i].occurred_at.isoformat(),
+            int(events[i].window_days or 0),
+        )
+        for i in wanted
+    ]
     for pos, match in outcomes_dal.latest_for_emails(conn, queries).items():
         found.emails[wanted[pos]] = Match(*match)
 
@@ -66,8 +81,13 @@ def _row(event: IncomingEvent, match: Match | None) -> dict[str, Any]:
     }
 
 
-def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetime | None = None,
-                  quarantined: list[Quarantined] | None = None) -> IngestResult:
+def ingest_events(
+    events: list[IncomingEvent],
+    *,
+    window_days: int,
+    now: datetime | None = None,
+    quarantined: list[Quarantined] | None = None,
+) -> IngestResult:
     """Store every new event once (known keys are skipped), quarantine the malformed ones of the
     batch, and re-derive the outcomes the events touch."""
     result = IngestResult(received=len(events) + len(quarantined or []))
@@ -80,8 +100,9 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
     with transaction() as conn:
         # organisations first, like a registration, before any link lock: a registration creating
         # an organisation and an event naming it must not each wait for the other
-        outcomes_dal.ensure_organizations(conn, [o for o in (*(e.org_id for e in unique),
-                                                             *(q.org_id for q in quarantined or [])) if o])
+        outcomes_dal.ensure_organizations(
+            conn, [o for o in (*(e.org_id for e in unique), *(q.org_id for q in quarantined or [])) if o]
+        )
         if quarantined:
             result.quarantined = quarantine_dal.add(conn, [q.as_row() for q in quarantined])
         found = _lookups(conn, unique)
@@ -90,8 +111,9 @@ def ingest_events(events: list[IncomingEvent], *, window_days: int, now: datetim
         # meeting: take their link keys, then look them up again (a registration or another
         # event that raced them has committed by then)
         matches = [choose_match(i, e, found) for i, e in enumerate(unique)]
-        racing = [i for i, e in enumerate(unique) if e.known and (
-            e.meeting_id or matches[i] is None or i in found.emails)]
+        racing = [
+            i for i, e in enumerate(unique) if e.known and (e.meeting_id or matches[i] is None or i in found.emails)
+        ]
         if lock_links(conn, [k for i in racing for k in unique[i].link_keys()]):
             found.emails = {i: m for i, m in found.emails.items() if i not in racing}
             found = _lookups(conn, [unique[i] for i in racing], found)

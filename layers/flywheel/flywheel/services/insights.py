@@ -12,8 +12,9 @@ from flywheel.domain.funnel import funnel
 from flywheel.errors import NotFound
 
 
-def funnel_groups(conn: Connection, org_id: str, by: tuple[str, ...], *, campaign_id: str | None = None,
-                  since: datetime | None = None) -> list[dict[str, Any]]:
+def funnel_groups(
+    conn: Connection, org_id: str, by: tuple[str, ...], *, campaign_id: str | None = None, since: datetime | None = None
+) -> list[dict[str, Any]]:
     """One entry per group: its keys, the messages sent and the funnel with intervals."""
     rows = insights_dal.funnel_counts(conn, org_id, by, campaign_id=campaign_id, since=since)
     return [{**{d: r[d] for d in by}, "messages": int(r["sent"]), "funnel": funnel(r)} for r in rows]
@@ -24,8 +25,11 @@ def campaign_performance_in(conn: Connection, org_id: str, campaign_id: str) -> 
     if not total["sent"]:
         raise NotFound(f"organisation {org_id!r} has no campaign {campaign_id!r}", campaign_id=campaign_id)
     return {
-        "org_id": org_id, "campaign_id": campaign_id, "messages": int(total["sent"]),
-        "first_sent_at": total["first_sent_at"], "last_sent_at": total["last_sent_at"],
+        "org_id": org_id,
+        "campaign_id": campaign_id,
+        "messages": int(total["sent"]),
+        "first_sent_at": total["first_sent_at"],
+        "last_sent_at": total["last_sent_at"],
         "funnel": funnel(total),
         "by_model": funnel_groups(conn, org_id, ("model", "version"), campaign_id=campaign_id),
         "by_strategy": funnel_groups(conn, org_id, ("framework", "tone"), campaign_id=campaign_id),

@@ -28,8 +28,9 @@ def _send(topic: str, payloads: list[dict[str, Any]]) -> bool:
         queue.send_messages(settings.replies_queue_url, payloads)
     else:
         for detail_type in sorted({p["detail_type"] for p in payloads}):
-            event_bus.publish(settings.event_bus_name, detail_type,
-                              [p["detail"] for p in payloads if p["detail_type"] == detail_type])
+            event_bus.publish(
+                settings.event_bus_name, detail_type, [p["detail"] for p in payloads if p["detail_type"] == detail_type]
+            )
     return True
 
 

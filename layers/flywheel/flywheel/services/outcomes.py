@@ -42,8 +42,12 @@ def apply_effects(conn: Connection, applied: Iterable[dict[str, Any]]) -> int:
     return outbox_dal.add(conn, [(m.topic, m.dedupe_key, m.payload) for m in effects.outbox])
 
 
-def recompute(conn: Connection, outcome_ids: set[UUID] | list[UUID], now: datetime | None = None,
-              icp: dict[UUID, float | None] | None = None) -> None:
+def recompute(
+    conn: Connection,
+    outcome_ids: set[UUID] | list[UUID],
+    now: datetime | None = None,
+    icp: dict[UUID, float | None] | None = None,
+) -> None:
     """Re-derive the lifecycle columns of these outcomes from all their events, in bulk.
 
     The caller holds the outcomes' row locks (dal.locks; `icp` is what taking them read), so every
@@ -104,8 +108,9 @@ def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None 
     return RegistrationResult(outcomes=results, created=created_count, existing=len(results) - created_count)
 
 
-def _register(unique: list[dict[str, Any]], extra: list[str], wait: bool = False
-              ) -> tuple[dict[tuple[str, str], tuple[UUID, bool]], int]:
+def _register(
+    unique: list[dict[str, Any]], extra: list[str], wait: bool = False
+) -> tuple[dict[tuple[str, str], tuple[UUID, bool]], int]:
     with transaction() as conn:
         outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in unique])
         # the orphans these messages may claim, and the meetings those orphans are about, are
@@ -114,8 +119,11 @@ def _register(unique: list[dict[str, Any]], extra: list[str], wait: bool = False
         meetings = [f"meeting:{m}" for m in events_dal.orphan_meetings_for(conn, probe)]
         held = set(lock_links(conn, _link_keys(unique) + meetings + extra))
         ids = outcomes_dal.insert_outcomes(conn, unique)
-        new = [{**r, "outcome_id": ids[(r["org_id"], r["dedupe_key"])][0]}
-               for r in unique if ids[(r["org_id"], r["dedupe_key"])][1]]
+        new = [
+            {**r, "outcome_id": ids[(r["org_id"], r["dedupe_key"])][0]}
+            for r in unique
+            if ids[(r["org_id"], r["dedupe_key"])][1]
+        ]
         claimed = events_dal.claim_orphans(conn, new)
         late = [f"meeting:{r['meeting_id']}" for r in claimed if r["meeting_id"]]
         if late and not wait and not try_lock_links(conn, late, held):

@@ -20,8 +20,7 @@ from flywheel.dal.connection import Connection, transaction
 from flywheel.errors import Conflict, NotFound
 
 
-def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, actor: str,
-              reason: str) -> dict[str, Any]:
+def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, actor: str, reason: str) -> dict[str, Any]:
     """A ready (or archived) model becomes the challenger at the canary share, or the champion when
     there is none. Returns the model row, its role and the champion's id."""
     roles = models_dal.lock_roles(conn)
@@ -33,41 +32,88 @@ def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, acto
     champion = roles.get("champion")
     now = datetime.now(UTC)
     if champion is None:
-        row = models_dal.change(conn, model_id, "deployed_as_champion", actor=actor, reason=reason,
-                                status="deployed", role="champion", traffic_percentage=Decimal(100),
-                                deployed_at=now, archived_at=None)
+        row = models_dal.change(
+            conn,
+            model_id,
+            "deployed_as_champion",
+            actor=actor,
+            reason=reason,
+            status="deployed",
+            role="champion",
+            traffic_percentage=Decimal(100),
+            deployed_at=now,
+            archived_at=None,
+        )
         return {"model": row, "role": "champion", "champion_id": model_id}
     if roles.get("challenger"):
         raise Conflict("a challenger is already deployed; promote or roll it back first")
     share = Decimal(str(canary_percentage))
-    models_dal.change(conn, champion["model_id"], "traffic_to_challenger", actor=actor, reason=reason,
-                      traffic_percentage=Decimal(100) - share)
-    row = models_dal.change(conn, model_id, "deployed_as_challenger", actor=actor, reason=reason, status="deployed",
-                            role="challenger", traffic_percentage=share, deployed_at=now, archived_at=None)
+    models_dal.change(
+        conn,
+        champion["model_id"],
+        "traffic_to_challenger",
+        actor=actor,
+        reason=reason,
+        traffic_percentage=Decimal(100) - share,
+    )
+    row = models_dal.change(
+        conn,
+        model_id,
+        "deployed_as_challenger",
+        actor=actor,
+        reason=reason,
+        status="deployed",
+        role="challenger",
+        traffic_percentage=share,
+        deployed_at=now,
+        archived_at=None,
+    )
     return {"model": row, "role": "challenger", "champion_id": champion["model_id"]}
 
 
-def set_split_in(conn: Connection, champion_id: str, challenger_id: str, challenger_share: float, *, actor: str,
-                 reason: str, evidence: dict[str, Any] | None = None) -> None:
+def set_split_in(
+    conn: Connection,
+    champion_id: str,
+    challenger_id: str,
+    challenger_share: float,
+    *,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any] | None = None,
+) -> None:
     """The experiment's split changed (canary → A/B): both models' traffic follows."""
     models_dal.lock_roles(conn)
     share = Decimal(str(round(challenger_share * 100, 2)))
-    models_dal.change(conn, challenger_id, "traffic_to_ab", actor=actor, reason=reason, evidence=evidence,
-                      traffic_percentage=share)
-    models_dal.change(conn, champion_id, "traffic_to_ab", actor=actor, reason=reason,
-                      traffic_percentage=Decimal(100) - share)
+    models_dal.change(
+        conn, challenger_id, "traffic_to_ab", actor=actor, reason=reason, evidence=evidence, traffic_percentage=share
+    )
+    models_dal.change(
+        conn, champion_id, "traffic_to_ab", actor=actor, reason=reason, traffic_percentage=Decimal(100) - share
+    )
 
 
-def archive_in(conn: Connection, model_id: str, *, action: str, actor: str, reason: str,
-               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def archive_in(
+    conn: Connection, model_id: str, *, action: str, actor: str, reason: str, evidence: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The one way a model leaves service: archived, no role, no traffic. (Anything serving the model
     — e.g. a provider-side deployment — is released here, so every path that retires a model does it.)"""
-    return models_dal.change(conn, model_id, action, actor=actor, reason=reason, evidence=evidence, status="archived",
-                             role=None, traffic_percentage=Decimal(0), archived_at=datetime.now(UTC))
+    return models_dal.change(
+        conn,
+        model_id,
+        action,
+        actor=actor,
+        reason=reason,
+        evidence=evidence,
+        status="archived",
+        role=None,
+        traffic_percentage=Decimal(0),
+        archived_at=datetime.now(UTC),
+    )
 
 
-def promote_in(conn: Connection, model_id: str, *, actor: str, reason: str,
-               evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def promote_in(
+    conn: Connection, model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The challenger becomes champion at 100 %; the old champion is archived. Promoting the model
     that is already champion changes nothing."""
     roles = models_dal.lock_roles(conn)
@@ -78,13 +124,22 @@ def promote_in(conn: Connection, model_id: str, *, actor: str, reason: str,
         raise Conflict(f"{model_id} is not the current challenger")
     if champion is not None:
         archive_in(conn, champion["model_id"], action="archived", actor=actor, reason=reason, evidence=evidence)
-    models_dal.change(conn, model_id, "promoted", actor=actor, reason=reason, evidence=evidence, role="champion",
-                      traffic_percentage=Decimal(100))
+    models_dal.change(
+        conn,
+        model_id,
+        "promoted",
+        actor=actor,
+        reason=reason,
+        evidence=evidence,
+        role="champion",
+        traffic_percentage=Decimal(100),
+    )
     return {"promoted": model_id, "archived": champion["model_id"] if champion else None, "changed": True}
 
 
-def withdraw_in(conn: Connection, model_id: str, *, action: str, actor: str, reason: str,
-                evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def withdraw_in(
+    conn: Connection, model_id: str, *, action: str, actor: str, reason: str, evidence: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The challenger `model_id` is archived and the champion gets all traffic back. When that model
     is no longer the challenger (already withdrawn or promoted) nothing changes: a repeated rollback
     never demotes a champion."""
@@ -94,8 +149,9 @@ def withdraw_in(conn: Connection, model_id: str, *, action: str, actor: str, rea
         return {"withdrawn": None, "champion": champion["model_id"] if champion else None, "changed": False}
     archive_in(conn, model_id, action=action, actor=actor, reason=reason, evidence=evidence)
     if champion is not None:
-        models_dal.change(conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason,
-                          traffic_percentage=Decimal(100))
+        models_dal.change(
+            conn, champion["model_id"], "traffic_restored", actor=actor, reason=reason, traffic_percentage=Decimal(100)
+        )
     return {"withdrawn": model_id, "champion": champion["model_id"] if champion else None, "changed": True}
 
 
@@ -109,14 +165,18 @@ def rollback_in(conn: Connection, *, actor: str, reason: str, expected_model_id:
     challenger, champion = roles.get("challenger"), roles.get("champion")
     if expected_model_id is None:
         if challenger is None:
-            raise Conflict("no challenger is running; to restore the previous champion, name the current champion "
-                           "(model_id), so that a retried rollback changes nothing")
+            raise Conflict(
+                "no challenger is running; to restore the previous champion, name the current champion "
+                "(model_id), so that a retried rollback changes nothing"
+            )
         expected_model_id = challenger["model_id"]
     current = challenger or champion
     if current is None or current["model_id"] != expected_model_id:
         if challenger is not None and champion is not None and champion["model_id"] == expected_model_id:
-            raise Conflict(f"{expected_model_id} is the champion while {challenger['model_id']} is the "
-                           "challenger: a rollback withdraws the challenger first")
+            raise Conflict(
+                f"{expected_model_id} is the champion while {challenger['model_id']} is the "
+                "challenger: a rollback withdraws the challenger first"
+            )
         return {"rolled_back": None, "champion": champion["model_id"] if champion else None, "changed": False}
     if challenger is not None:
         done = withdraw_in(conn, challenger["model_id"], action="rolled_back", actor=actor, reason=reason)
@@ -126,10 +186,22 @@ def rollback_in(conn: Connection, *, actor: str, reason: str, expected_model_id:
         raise Conflict("nothing to roll back to")
     if champion is not None:
         archive_in(conn, champion["model_id"], action="rolled_back", actor=actor, reason=reason)
-    models_dal.change(conn, previous["model_id"], "restored_as_champion", actor=actor, reason=reason,
-                      status="deployed", role="champion", traffic_percentage=Decimal(100), archived_at=None)
-    return {"rolled_back": champion["model_id"] if champion else None, "champion": previous["model_id"],
-            "changed": True}
+    models_dal.change(
+        conn,
+        previous["model_id"],
+        "restored_as_champion",
+        actor=actor,
+        reason=reason,
+        status="deployed",
+        role="champion",
+        traffic_percentage=Decimal(100),
+        archived_at=None,
+    )
+    return {
+        "rolled_back": champion["model_id"] if champion else None,
+        "champion": previous["model_id"],
+        "changed": True,
+    }
 
 
 def archive(model_id: str, *, actor: str, reason: str) -> dict[str, Any]:

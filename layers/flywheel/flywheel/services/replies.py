@@ -27,19 +27,27 @@ def submit_reply(reply: ReplyIn) -> dict[str, Any]:
         if not outcomes_dal.existing_outcomes(conn, [reply.outcome_id]):
             raise NotFound(f"no outcome {reply.outcome_id}", outcome_id=str(reply.outcome_id))
     occurred = reply.occurred_at or datetime.now(UTC)
-    key = reply.external_id or content_key({"outcome_id": str(reply.outcome_id), "text": reply.text,
-                                            "occurred_at": occurred.isoformat()})
+    key = reply.external_id or content_key(
+        {"outcome_id": str(reply.outcome_id), "text": reply.text, "occurred_at": occurred.isoformat()}
+    )
     event = IncomingEvent(
-        provider=f"api_{reply.channel}", event_key=key, event_type=EventType.REPLY.value, occurred_at=occurred,
-        payload=reply.model_dump(mode="json"), data={"text": reply.text, "subject": reply.subject,
-                                                     "channel": reply.channel},
+        provider=f"api_{reply.channel}",
+        event_key=key,
+        event_type=EventType.REPLY.value,
+        occurred_at=occurred,
+        payload=reply.model_dump(mode="json"),
+        data={"text": reply.text, "subject": reply.subject, "channel": reply.channel},
         outcome_id=str(reply.outcome_id),
     )
     stored = ingest_events([event], window_days=settings.reply_window_days)
     # the reply went to the outbox with the event; send it now (the sweep retries a failure)
     flush_after_commit(["replies"])
-    return {"reply_key": f"{event.provider}:{key}", "outcome_id": str(reply.outcome_id), "queued": True,
-            "duplicate": stored.duplicates == 1}
+    return {
+        "reply_key": f"{event.provider}:{key}",
+        "outcome_id": str(reply.outcome_id),
+        "queued": True,
+        "duplicate": stored.duplicates == 1,
+    }
 
 
 def list_suppressions(org_id: str, since: datetime | None, limit: int) -> dict[str, Any]:

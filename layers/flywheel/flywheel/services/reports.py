@@ -29,6 +29,7 @@ TRAINING_RUNS_SHOWN = 5
 
 # --- collecting -------------------------------------------------------------------------------------
 
+
 def collect(org_id: str, *, now: datetime | None = None, days: int | None = None) -> dict[str, Any]:
     """Everything the report shows for one organisation, as plain data (JSON-able)."""
     # here, not at import: ReportsApiFunction serves links (latest_url) and never builds a report
@@ -44,7 +45,9 @@ def collect(org_id: str, *, now: datetime | None = None, days: int | None = None
         if not insights_dal.organization_exists(conn, org_id):
             raise NotFound(f"no organisation {org_id!r}", org_id=org_id)
         data: dict[str, Any] = {
-            "org_id": org_id, "generated_at": now, "window": {"days": days, "since": since, "until": now},
+            "org_id": org_id,
+            "generated_at": now,
+            "window": {"days": days, "since": since, "until": now},
             "funnel": {
                 "total": insights.funnel_groups(conn, org_id, (), since=since)[0],
                 "by_model_arm": insights.funnel_groups(conn, org_id, ("model", "version", "arm"), since=since),
@@ -53,8 +56,10 @@ def collect(org_id: str, *, now: datetime | None = None, days: int | None = None
             "registry": _registry(conn, since),
             "training": _training(conn, org_id),
             "replies": _replies(conn, org_id, since, now),
-            "strategies": {segment: experiments.strategies(org_id, segment, settings.report_min_sample)
-                           for segment in ("industry", "role")},
+            "strategies": {
+                segment: experiments.strategies(org_id, segment, settings.report_min_sample)
+                for segment in ("industry", "role")
+            },
             "campaigns": _campaigns(conn, org_id, since, settings.report_campaigns, settings.report_min_sample),
             "health": _health(conn, org_id, since),
         }
@@ -64,8 +69,12 @@ def collect(org_id: str, *, now: datetime | None = None, days: int | None = None
 
 def _campaigns(conn: Connection, org_id: str, since: datetime, limit: int, min_sample: int) -> dict[str, Any]:
     active = insights_dal.active_campaigns(conn, org_id, since, limit + 1)
-    return {"shown": [insights.campaign_performance_in(conn, org_id, c["campaign_id"]) for c in active[:limit]],
-            "more": len(active) > limit, "limit": limit, "min_sample": min_sample}
+    return {
+        "shown": [insights.campaign_performance_in(conn, org_id, c["campaign_id"]) for c in active[:limit]],
+        "more": len(active) > limit,
+        "limit": limit,
+        "min_sample": min_sample,
+    }
 
 
 def _experiment(conn: Connection, now: datetime) -> dict[str, Any] | None:
@@ -86,53 +95,114 @@ def _experiment(conn: Connection, now: datetime) -> dict[str, Any] | None:
     srm = decision.get("srm") or {}
     plan = row["plan"] or {}
     return {
-        "experiment_id": row["experiment_id"], "status": row["status"], "stage": row["stage"],
-        "segment": row["segment"], "allocation": float(row["allocation"]), "champion": row["champion_version"],
-        "challenger": row["challenger_version"], "started_at": row["started_at"], "ended_at": row["ended_at"],
+        "experiment_id": row["experiment_id"],
+        "status": row["status"],
+        "stage": row["stage"],
+        "segment": row["segment"],
+        "allocation": float(row["allocation"]),
+        "champion": row["champion_version"],
+        "challenger": row["challenger_version"],
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
         "days_running": days_running,
         "days_left": max(0.0, config.max_runtime_days - days_running) if row["status"] == "running" else 0.0,
-        "max_runtime_days": config.max_runtime_days, "min_runtime_days": config.min_runtime_days,
-        "planned_sample": row["planned_sample"], "units": sum(primary.get("units") or [0]),
+        "max_runtime_days": config.max_runtime_days,
+        "min_runtime_days": config.min_runtime_days,
+        "planned_sample": row["planned_sample"],
+        "units": sum(primary.get("units") or [0]),
         "canary": {"units": canary.get("units"), "planned": row["canary_sample"], "complete": canary.get("complete")},
         "decision": {"action": decision.get("action"), "reason": decision.get("reason")},
-        "primary": {"metric": primary.get("metric"), "lift": primary.get("lift"),
-                    "interval": primary.get("sequential_interval"), "rates": primary.get("rates"),
-                    "units": primary.get("units")},
-        "history": [{"at": e["evaluated_at"], "day": e["days_running"], "stage": e["stage"], "segment": e["segment"],
-                     "action": e["action"], "reason": e["reason"], "actor": e["actor"], "units": e["primary_units"],
-                     # an evaluation before any reply window closed measured nothing
-                     "estimate": e["primary_lift"] if e["primary_units"] else None,
-                     "low": e["primary_interval"][0], "high": e["primary_interval"][1],
-                     "srm_p_value": e["srm_p_value"]} for e in history],
-        "guardrails": [{"name": name, "difference": g.get("difference"), "low": (g.get("interval") or [None])[0],
-                        "high": (g.get("interval") or [None, None])[1], "margin": g.get("margin"),
-                        "units": g.get("units") or 0, "harm": bool(g.get("harm")),
-                        "non_inferior": bool(g.get("non_inferior"))}
-                       for name, g in sorted((decision.get("guardrails") or {}).items())],
-        "srm": {"p_value": srm.get("p_value"), "threshold": srm.get("threshold", config.srm_threshold),
-                "flagged": bool(srm.get("alarm")), "assigned": srm.get("assigned"),
-                "expected_share": srm.get("expected_share")},
-        "plan": plan, "warnings": row["warnings"] or [],
+        "primary": {
+            "metric": primary.get("metric"),
+            "lift": primary.get("lift"),
+            "interval": primary.get("sequential_interval"),
+            "rates": primary.get("rates"),
+            "units": primary.get("units"),
+        },
+        "history": [
+            {
+                "at": e["evaluated_at"],
+                "day": e["days_running"],
+                "stage": e["stage"],
+                "segment": e["segment"],
+                "action": e["action"],
+                "reason": e["reason"],
+                "actor": e["actor"],
+                "units": e["primary_units"],
+                # an evaluation before any reply window closed measured nothing
+                "estimate": e["primary_lift"] if e["primary_units"] else None,
+                "low": e["primary_interval"][0],
+                "high": e["primary_interval"][1],
+                "srm_p_value": e["srm_p_value"],
+            }
+            for e in history
+        ],
+        "guardrails": [
+            {
+                "name": name,
+                "difference": g.get("difference"),
+                "low": (g.get("interval") or [None])[0],
+                "high": (g.get("interval") or [None, None])[1],
+                "margin": g.get("margin"),
+                "units": g.get("units") or 0,
+                "harm": bool(g.get("harm")),
+                "non_inferior": bool(g.get("non_inferior")),
+            }
+            for name, g in sorted((decision.get("guardrails") or {}).items())
+        ],
+        "srm": {
+            "p_value": srm.get("p_value"),
+            "threshold": srm.get("threshold", config.srm_threshold),
+            "flagged": bool(srm.get("alarm")),
+            "assigned": srm.get("assigned"),
+            "expected_share": srm.get("expected_share"),
+        },
+        "plan": plan,
+        "warnings": row["warnings"] or [],
     }
 
 
-KEY_ACTIONS = {"registered": "training", "smoke_test_failed": "failure", "failed": "failure",
-               "deployed_as_champion": "deployment", "deployed_as_challenger": "deployment",
-               "traffic_to_ab": "deployment", "promoted": "promotion", "rolled_back": "rollback",
-               "ended_inconclusive": "rollback", "restored_as_champion": "rollback",
-               "experiment_stage_restarted": "restart"}
+KEY_ACTIONS = {
+    "registered": "training",
+    "smoke_test_failed": "failure",
+    "failed": "failure",
+    "deployed_as_champion": "deployment",
+    "deployed_as_challenger": "deployment",
+    "traffic_to_ab": "deployment",
+    "promoted": "promotion",
+    "rolled_back": "rollback",
+    "ended_inconclusive": "rollback",
+    "restored_as_champion": "rollback",
+    "experiment_stage_restarted": "restart",
+}
 
 
 def _registry(conn: Connection, since: datetime) -> dict[str, Any]:
     """Registry changes in the window, each with its evidence in a sentence, and the current roles."""
     events = []
     for h in insights_dal.registry_history(conn, since):
-        events.append({"at": h["at"], "model": h["model_id"], "version": h["version"], "action": h["action"],
-                       "kind": KEY_ACTIONS.get(h["action"], "change"), "actor": h["actor"], "reason": h["reason"],
-                       "traffic": [_float(h["traffic_from"]), _float(h["traffic_to"])],
-                       "evidence": evidence_summary(h["evidence"])})
-    roles = {m["role"]: {"model": m["model_id"], "version": m["version"], "traffic": float(m["traffic_percentage"]),
-                         "deployed_at": m["deployed_at"]} for m in insights_dal.registry(conn)}
+        events.append(
+            {
+                "at": h["at"],
+                "model": h["model_id"],
+                "version": h["version"],
+                "action": h["action"],
+                "kind": KEY_ACTIONS.get(h["action"], "change"),
+                "actor": h["actor"],
+                "reason": h["reason"],
+                "traffic": [_float(h["traffic_from"]), _float(h["traffic_to"])],
+                "evidence": evidence_summary(h["evidence"]),
+            }
+        )
+    roles = {
+        m["role"]: {
+            "model": m["model_id"],
+            "version": m["version"],
+            "traffic": float(m["traffic_percentage"]),
+            "deployed_at": m["deployed_at"],
+        }
+        for m in insights_dal.registry(conn)
+    }
     return {"events": events, "roles": roles}
 
 
@@ -148,7 +218,7 @@ def evidence_summary(evidence: dict[str, Any] | None) -> str:
     primary = evidence.get("primary") or {}
     if primary.get("lift") is not None:
         low, high = (primary.get("sequential_interval") or [None, None])[:2]
-        interval = (f" [{low * 100:+.1f}%, {high * 100:+.1f}%]" if low is not None and high is not None else "")
+        interval = f" [{low * 100:+.1f}%, {high * 100:+.1f}%]" if low is not None and high is not None else ""
         parts.append(f"{primary.get('metric', 'primary')} lift {primary['lift'] * 100:+.1f}%{interval}")
     harmed = [name for name, g in (evidence.get("guardrails") or {}).items() if g.get("harm") or g.get("breached")]
     if harmed:
@@ -158,8 +228,14 @@ def evidence_summary(evidence: dict[str, Any] | None) -> str:
         parts.append(f"SRM p = {srm:.2g}")
     plan = evidence.get("plan") or {}
     if plan.get("mde") is not None:
-        parts.append(f"planned lift {plan['mde']:+.0%} " + ("fits in time" if plan.get("fits") else (
-            "does not fit in time" if plan.get("fits") is False else "(volume unknown)")))
+        parts.append(
+            f"planned lift {plan['mde']:+.0%} "
+            + (
+                "fits in time"
+                if plan.get("fits")
+                else ("does not fit in time" if plan.get("fits") is False else "(volume unknown)")
+            )
+        )
     if evidence.get("days_running") is not None:
         parts.append(f"day {evidence['days_running']:.0f}")
     if evidence.get("experiment_id"):
@@ -187,22 +263,39 @@ def _training(conn: Connection, org_id: str) -> list[dict[str, Any]]:
         others = {k: v for k, v in by_org.items() if k != org_id}
         tokens = manifest.get("tokens") or {}
         cost = manifest.get("cost_estimate") or {}
-        runs.append({
-            "run_id": str(r["run_id"]), "status": r["status"], "trigger": r["trigger"], "provider": r["provider"],
-            "base_model": r["base_model"], "method": r["method"], "started_at": r["started_at"],
-            "finished_at": r["finished_at"], "model_id": r["model_id"], "error": r["error"],
-            "steps": step_durations(r["status_history"] or [], r["finished_at"] or r["updated_at"]),
-            "examples": {"train": (manifest.get("counts") or {}).get("train"),
-                         "validation": (manifest.get("counts") or {}).get("validation")},
-            "by_label": manifest.get("by_label") or {},
-            "by_org": {"this organisation": by_org.get(org_id, 0), "other organisations": sum(others.values()),
-                       "other organisations count": len(others)},
-            "redactions": manifest.get("redactions") or {},
-            "residual_scan_passed": (manifest.get("residual_scan") or {}).get("passed"),
-            "tokens": sum(int((tokens.get(part) or {}).get("total_tokens") or 0) for part in ("train", "validation")),
-            "token_method": (tokens.get("train") or {}).get("token_method"),
-            "cost_usd": cost.get("usd"), "billed_tokens": cost.get("billed_tokens"),
-        })
+        runs.append(
+            {
+                "run_id": str(r["run_id"]),
+                "status": r["status"],
+                "trigger": r["trigger"],
+                "provider": r["provider"],
+                "base_model": r["base_model"],
+                "method": r["method"],
+                "started_at": r["started_at"],
+                "finished_at": r["finished_at"],
+                "model_id": r["model_id"],
+                "error": r["error"],
+                "steps": step_durations(r["status_history"] or [], r["finished_at"] or r["updated_at"]),
+                "examples": {
+                    "train": (manifest.get("counts") or {}).get("train"),
+                    "validation": (manifest.get("counts") or {}).get("validation"),
+                },
+                "by_label": manifest.get("by_label") or {},
+                "by_org": {
+                    "this organisation": by_org.get(org_id, 0),
+                    "other organisations": sum(others.values()),
+                    "other organisations count": len(others),
+                },
+                "redactions": manifest.get("redactions") or {},
+                "residual_scan_passed": (manifest.get("residual_scan") or {}).get("passed"),
+                "tokens": sum(
+                    int((tokens.get(part) or {}).get("total_tokens") or 0) for part in ("train", "validation")
+                ),
+                "token_method": (tokens.get("train") or {}).get("token_method"),
+                "cost_usd": cost.get("usd"),
+                "billed_tokens": cost.get("billed_tokens"),
+            }
+        )
     return runs
 
 
@@ -245,21 +338,32 @@ def _replies(conn: Connection, org_id: str, since: datetime, now: datetime) -> d
     for w in rows:
         for category, n in w["categories"].items():
             totals[category] = totals.get(category, 0) + n
-    return {"weeks": rows, "total": total, "classified": classified, "fallback": fallback,
-            "fallback_share": fallback / classified if classified else None,
-            "by_category": dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0])))}
+    return {
+        "weeks": rows,
+        "total": total,
+        "classified": classified,
+        "fallback": fallback,
+        "fallback_share": fallback / classified if classified else None,
+        "by_category": dict(sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
 
 
 def _health(conn: Connection, org_id: str, since: datetime) -> dict[str, Any]:
     orphans = insights_dal.orphan_events(conn, org_id)
     unclassified = insights_dal.unclassified_replies(conn, org_id)
     quarantine = insights_dal.quarantined(conn, org_id, since)
-    return {"orphan_events": int(orphans["events"]), "oldest_orphan": orphans["oldest"],
-            "unmatched_replies": int(orphans["replies"]), "orphans_unknown_org": int(orphans["unknown_org"]),
-            "unmatched_replies_unknown_org": int(orphans["unknown_org_replies"]),
-            "unclassified_replies": int(unclassified["replies"]), "oldest_unclassified": unclassified["oldest"],
-            "quarantined": int(quarantine["events"]), "latest_quarantined": quarantine["latest"],
-            "quarantined_unknown_org": int(quarantine["unknown_org"])}
+    return {
+        "orphan_events": int(orphans["events"]),
+        "oldest_orphan": orphans["oldest"],
+        "unmatched_replies": int(orphans["replies"]),
+        "orphans_unknown_org": int(orphans["unknown_org"]),
+        "unmatched_replies_unknown_org": int(orphans["unknown_org_replies"]),
+        "unclassified_replies": int(unclassified["replies"]),
+        "oldest_unclassified": unclassified["oldest"],
+        "quarantined": int(quarantine["events"]),
+        "latest_quarantined": quarantine["latest"],
+        "quarantined_unknown_org": int(quarantine["unknown_org"]),
+    }
 
 
 def _queue_depths() -> dict[str, Any]:
@@ -279,6 +383,7 @@ def _queue_depths() -> dict[str, Any]:
 
 
 # --- drawing and publishing ----------------------------------------------------------------------
+
 
 def render_html(data: dict[str, Any]) -> str:
     from flywheel.views.report_html import render
@@ -338,5 +443,9 @@ def latest_url(org_id: str) -> dict[str, Any]:
     head = storage.head(uri)
     if head is None:
         raise NotFound(f"no report yet for organisation {org_id!r}", org_id=org_id)
-    return {"org_id": org_id, "url": storage.presigned_get(uri, settings.report_url_ttl_s),
-            "expires_in": settings.report_url_ttl_s, "generated_at": head["LastModified"]}
+    return {
+        "org_id": org_id,
+        "url": storage.presigned_get(uri, settings.report_url_ttl_s),
+        "expires_in": settings.report_url_ttl_s,
+        "generated_at": head["LastModified"],
+    }

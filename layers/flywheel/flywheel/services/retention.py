@@ -18,8 +18,9 @@ def raw_payload_cutoff(now: datetime) -> datetime:
     return now - timedelta(days=settings.outcome_final_days + settings.raw_event_retention_days)
 
 
-def remove_raw_payloads(now: datetime | None = None, *, time_budget_s: float,
-                        batch_size: int | None = None) -> dict[str, Any]:
+def remove_raw_payloads(
+    now: datetime | None = None, *, time_budget_s: float, batch_size: int | None = None
+) -> dict[str, Any]:
     """Batches of one short transaction each, until nothing is due or the time budget is spent (the
     next scheduled run continues). Returns how many payloads went and whether the backlog is done."""
     cutoff = raw_payload_cutoff(now or datetime.now(UTC))

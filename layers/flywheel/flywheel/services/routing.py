@@ -25,9 +25,12 @@ def _registry(now: float) -> dict[str, Any]:
     """Champion, challenger and running experiment, cached per container for a short TTL."""
     if now - _SNAPSHOT["at"] > SNAPSHOT_TTL_S:
         with transaction() as conn:
-            _SNAPSHOT.update(at=now, champion=models_dal.by_role(conn, "champion"),
-                             challenger=models_dal.by_role(conn, "challenger"),
-                             experiment=experiments_dal.running(conn))
+            _SNAPSHOT.update(
+                at=now,
+                champion=models_dal.by_role(conn, "champion"),
+                challenger=models_dal.by_role(conn, "challenger"),
+                experiment=experiments_dal.running(conn),
+            )
     return _SNAPSHOT
 
 
@@ -43,8 +46,13 @@ def _model(row: dict[str, Any]) -> dict[str, Any]:
     serving = row.get("serving_model_id") if row.get("serving_status") == "active" else None
     if serving is None and row["provider"] != "bedrock" and row.get("serving_status") is None:
         serving = row["provider_model_id"]  # registered before serving was recorded
-    return {"model_registry_id": row["model_id"], "provider": row["provider"],
-            "provider_model_id": row["provider_model_id"], "serving_model_id": serving, "version": row["version"]}
+    return {
+        "model_registry_id": row["model_id"],
+        "provider": row["provider"],
+        "provider_model_id": row["provider_model_id"],
+        "serving_model_id": serving,
+        "version": row["version"],
+    }
 
 
 def route(org_id: str, lead_id: str) -> dict[str, Any]:
@@ -68,5 +76,8 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
         if len(_ASSIGNED) >= _ASSIGNED_MAX:
             _ASSIGNED.clear()
         _ASSIGNED[key] = arm
-    return {"model": _model(challenger if arm == "challenger" else champion),
-            "experiment_id": experiment["experiment_id"], "arm": arm}
+    return {
+        "model": _model(challenger if arm == "challenger" else champion),
+        "experiment_id": experiment["experiment_id"],
+        "arm": arm,
+    }

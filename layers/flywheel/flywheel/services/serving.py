@@ -32,25 +32,41 @@ def sync(actor: str = "serving") -> dict[str, list[str]]:
             provider = provider_for(model["provider"], settings)
             if model["status"] in ("archived", "failed"):
                 provider.retire(model["serving_model_id"], model["serving_kind"])
-                _record(model, "serving_retired", actor, f"{model['status']}: deployment deleted",
-                        serving_status="deleted")
+                _record(
+                    model, "serving_retired", actor, f"{model['status']}: deployment deleted", serving_status="deleted"
+                )
                 done["retired"].append(model["model_id"])
             elif model["serving_status"] == "deleted":
                 # a new name (and so a new request token) for each restore: the old one may be taken
-                serving = provider.serve(model["provider_model_id"], f"fw-{model['model_id']}-{int(time.time())}",
-                                         {"model_id": model["model_id"]})
-                _record(model, "serving_restoring", actor, "deployed again: deployment re-created",
-                        serving_model_id=serving.model_id, serving_status=serving.state, serving_error=None)
+                serving = provider.serve(
+                    model["provider_model_id"],
+                    f"fw-{model['model_id']}-{int(time.time())}",
+                    {"model_id": model["model_id"]},
+                )
+                _record(
+                    model,
+                    "serving_restoring",
+                    actor,
+                    "deployed again: deployment re-created",
+                    serving_model_id=serving.model_id,
+                    serving_status=serving.state,
+                    serving_error=None,
+                )
                 done["restoring"].append(model["model_id"])
             else:  # creating: has it become active?
                 serving = provider.serving_status(model["serving_model_id"], model["serving_kind"])
                 if serving.state != "creating":
-                    _record(model, f"serving_{serving.state}", actor, serving.error or "deployment active",
-                            serving_status=serving.state, serving_error=serving.error)
+                    _record(
+                        model,
+                        f"serving_{serving.state}",
+                        actor,
+                        serving.error or "deployment active",
+                        serving_status=serving.state,
+                        serving_error=serving.error,
+                    )
                     done[serving.state].append(model["model_id"])
         except FlywheelError as exc:  # one model's trouble must not stop the others; retried next time
-            logger.error("serving sync failed for a model", extra={"model_id": model["model_id"],
-                                                                  "error": exc.message})
+            logger.error("serving sync failed for a model", extra={"model_id": model["model_id"], "error": exc.message})
             done["errors"].append(model["model_id"])
     if any(done.values()):
         logger.info("serving synced", extra=done)

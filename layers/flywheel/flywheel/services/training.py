@@ -30,14 +30,34 @@ from flywheel.settings import Settings, get_settings
 if TYPE_CHECKING:
     from flywheel.services.dataset import DatasetSpec
 
-DEFAULT_PARAMS: dict[str, Any] = {"min_quality_score": 0.6, "deploy": False, "canary_percentage": 10,
-                                  "since_days": 90, "wait_seconds": 600}
+DEFAULT_PARAMS: dict[str, Any] = {
+    "min_quality_score": 0.6,
+    "deploy": False,
+    "canary_percentage": 10,
+    "since_days": 90,
+    "wait_seconds": 600,
+}
 
 
 def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    params = {**DEFAULT_PARAMS, **{k: v for k, v in state.items() if k in DEFAULT_PARAMS or k in (
-        "provider", "base_model", "method", "max_wait_seconds", "scope", "serving_wait_seconds",
-        "serving_max_wait_seconds")}}
+    params = {
+        **DEFAULT_PARAMS,
+        **{
+            k: v
+            for k, v in state.items()
+            if k in DEFAULT_PARAMS
+            or k
+            in (
+                "provider",
+                "base_model",
+                "method",
+                "max_wait_seconds",
+                "scope",
+                "serving_wait_seconds",
+                "serving_max_wait_seconds",
+            )
+        },
+    }
     params.setdefault("provider", settings.finetune_provider)
     params.setdefault("base_model", settings.base_model_for(params["provider"]))
     params.setdefault("method", settings.finetune_method)
@@ -53,6 +73,7 @@ def _update(run_id: str, status: str | None = None, **fields: Any) -> dict[str, 
 
 # --- steps -------------------------------------------------------------------------------------
 
+
 def check_data(state: dict[str, Any]) -> dict[str, Any]:
     """Open (or attach to) the run and count what could be trained on."""
     settings = get_settings()
@@ -66,17 +87,23 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
                 training_dal.update_run(conn, run["run_id"], execution_arn=state["execution_arn"])
         else:
             # a retried first step finds the run its first attempt created for this execution
-            run = (training_dal.run_for_execution(conn, state["execution_arn"]) if state.get("execution_arn")
-                   else None) or training_dal.create_run(conn, params["scope"], "schedule", params,
-                                                           state.get("execution_arn"))
+            run = (
+                training_dal.run_for_execution(conn, state["execution_arn"]) if state.get("execution_arn") else None
+            ) or training_dal.create_run(conn, params["scope"], "schedule", params, state.get("execution_arn"))
             if run is None:
                 raise Conflict(f"a training run is already in progress for scope {params['scope']!r}")
         since = datetime.now(UTC) - timedelta(days=int(params["since_days"]))
         ready = training_dal.readiness(conn, float(params["min_quality_score"]), since)
         training_dal.update_run(conn, run["run_id"], "building")
     available = sum(int(r["examples"]) for r in ready)
-    return {**state, **params, "run_id": str(run["run_id"]), "examples_available": available,
-            "sufficient": available >= settings.training_min_examples, "elapsed_seconds": 0}
+    return {
+        **state,
+        **params,
+        "run_id": str(run["run_id"]),
+        "examples_available": available,
+        "sufficient": available >= settings.training_min_examples,
+        "elapsed_seconds": 0,
+    }
 
 
 def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
@@ -90,8 +117,11 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
     if run["dataset_uri"]:  # a retry: the dataset was built and stored (the answer was lost)
         return _built_state(state, run)
     if not state.get("sufficient", True):
-        _update(run_id, "insufficient_data", error=f"{state.get('examples_available', 0)} examples available, "
-                                                   f"{settings.training_min_examples} needed")
+        _update(
+            run_id,
+            "insufficient_data",
+            error=f"{state.get('examples_available', 0)} examples available, {settings.training_min_examples} needed",
+        )
         count("TrainingRunFinished", status="insufficient_data")
         return {**state, "sufficient": False, "reason": "insufficient data"}
     # NumPy and the dataset builder: only this step needs them, so they load here (cold starts)
@@ -100,16 +130,23 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
     provider = provider_for(state["provider"], settings)
     spec = DatasetSpec(
         min_quality=float(state["min_quality_score"]),
-        since=datetime.now(UTC) - timedelta(days=int(state["since_days"])), method=state["method"],
-        dataset_format="bedrock-conversation-2024" if provider.dataset_format == "bedrock-conversation-2024"
-        else "openai-chat", validation_fraction=settings.training_validation_fraction,
-        base_model=state["base_model"], epochs=settings.training_epochs,
+        since=datetime.now(UTC) - timedelta(days=int(state["since_days"])),
+        method=state["method"],
+        dataset_format="bedrock-conversation-2024"
+        if provider.dataset_format == "bedrock-conversation-2024"
+        else "openai-chat",
+        validation_fraction=settings.training_validation_fraction,
+        base_model=state["base_model"],
+        epochs=settings.training_epochs,
     )
     _refuse_unsupported(spec)  # decided before a single row is read
     from flywheel.clients.comprehend import ComprehendPii  # loads the redaction rules: this step only
 
-    pii_pass = (ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
-                if settings.dataset_comprehend_pii else None)
+    pii_pass = (
+        ComprehendPii(settings.dataset_comprehend_language, settings.dataset_comprehend_min_score)
+        if settings.dataset_comprehend_pii
+        else None
+    )
     with tempfile.TemporaryDirectory() as tmp:
         try:
             built = build_dataset(spec, Path(tmp), settings, pii_pass, deadline=deadline)
@@ -124,8 +161,12 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
                 _update(run_id, "failed", manifest=built.manifest, error=failure)
                 raise ResidualPersonalData(str(failure))
             if built.examples < settings.training_min_examples:
-                _update(run_id, "insufficient_data", manifest=built.manifest,
-                        error=f"insufficient data: {built.examples} examples after cleaning")
+                _update(
+                    run_id,
+                    "insufficient_data",
+                    manifest=built.manifest,
+                    error=f"insufficient data: {built.examples} examples after cleaning",
+                )
                 count("TrainingRunFinished", status="insufficient_data")
                 return {**state, "sufficient": False, "reason": "insufficient data"}
             _update(run_id, "failed", manifest=built.manifest, error=f"dataset failed validation: {failure}")
@@ -134,8 +175,14 @@ def build(state: dict[str, Any], remaining_s: float | None = None) -> dict[str, 
         upload_file(built.validation_path, f"{prefix}/validation.jsonl")
         put_json(f"{prefix}/manifest.json", built.manifest)
     _update(run_id, dataset_uri=prefix, manifest=built.manifest, dataset_hash=built.manifest["dataset_hash"])
-    return {**state, "sufficient": True, "dataset_uri": prefix, "examples": built.examples,
-            "has_validation": built.manifest["counts"]["validation"] > 0, "smoke_prompt": built.smoke_prompt}
+    return {
+        **state,
+        "sufficient": True,
+        "dataset_uri": prefix,
+        "examples": built.examples,
+        "has_validation": built.manifest["counts"]["validation"] > 0,
+        "smoke_prompt": built.smoke_prompt,
+    }
 
 
 def _built_state(state: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
@@ -148,9 +195,14 @@ def _built_state(state: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         name = "validation.jsonl" if has_validation else "train.jsonl"
         prompt = smoke_prompt_from(download_file(f"{run['dataset_uri']}/{name}", Path(tmp) / name))
-    return {**state, "sufficient": True, "dataset_uri": run["dataset_uri"],
-            "examples": int(counts.get("train", 0)) + int(counts.get("validation", 0)),
-            "has_validation": has_validation, "smoke_prompt": prompt}
+    return {
+        **state,
+        "sufficient": True,
+        "dataset_uri": run["dataset_uri"],
+        "examples": int(counts.get("train", 0)) + int(counts.get("validation", 0)),
+        "has_validation": has_validation,
+        "smoke_prompt": prompt,
+    }
 
 
 def _refuse_unsupported(spec: DatasetSpec) -> None:
@@ -161,15 +213,22 @@ def _refuse_unsupported(spec: DatasetSpec) -> None:
     if spec.method not in limits.methods:
         raise ProviderRefused(
             f"{spec.base_model} cannot be fine-tuned with {spec.method!r} on {limits.provider}"
-            + (": Amazon Bedrock runs supervised fine-tuning of Amazon Nova only; Nova DPO runs on SageMaker AI "
-               "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html); use method 'supervised' "
-               "with bedrock, or provider 'openai' for DPO" if limits.provider == "bedrock" else ""))
+            + (
+                ": Amazon Bedrock runs supervised fine-tuning of Amazon Nova only; Nova DPO runs on SageMaker AI "
+                "(https://docs.aws.amazon.com/nova/latest/userguide/customization.html); use method 'supervised' "
+                "with bedrock, or provider 'openai' for DPO"
+                if limits.provider == "bedrock"
+                else ""
+            )
+        )
     if limits.regions:
         region = client("bedrock").meta.region_name
         if region not in limits.regions:
-            raise ProviderRefused(f"Amazon Bedrock fine-tunes {spec.base_model} only in {', '.join(limits.regions)}, "
-                                  f"not {region} (https://docs.aws.amazon.com/bedrock/latest/userguide/"
-                                  "custom-model-fine-tuning.html)")
+            raise ProviderRefused(
+                f"Amazon Bedrock fine-tunes {spec.base_model} only in {', '.join(limits.regions)}, "
+                f"not {region} (https://docs.aws.amazon.com/bedrock/latest/userguide/"
+                "custom-model-fine-tuning.html)"
+            )
 
 
 def upload(state: dict[str, Any]) -> dict[str, Any]:
@@ -180,13 +239,17 @@ def upload(state: dict[str, Any]) -> dict[str, Any]:
     provider = provider_for(state["provider"], settings)
     prefix = state["dataset_uri"]
     if isinstance(provider, BedrockFineTuner):  # Bedrock reads the dataset where it already is
-        files = UploadedDataset(f"{prefix}/train.jsonl",
-                                f"{prefix}/validation.jsonl" if state.get("has_validation") else None)
+        files = UploadedDataset(
+            f"{prefix}/train.jsonl", f"{prefix}/validation.jsonl" if state.get("has_validation") else None
+        )
     else:
         with tempfile.TemporaryDirectory() as tmp:
             train = download_file(f"{prefix}/train.jsonl", Path(tmp) / "train.jsonl")
-            validation = (download_file(f"{prefix}/validation.jsonl", Path(tmp) / "validation.jsonl")
-                          if state.get("has_validation") else None)
+            validation = (
+                download_file(f"{prefix}/validation.jsonl", Path(tmp) / "validation.jsonl")
+                if state.get("has_validation")
+                else None
+            )
             files = provider.upload(train, validation, prefix)
     _update(state["run_id"], "uploading", provider_files={"training": files.training, "validation": files.validation})
     return {**state, "provider_files": {"training": files.training, "validation": files.validation}}
@@ -210,14 +273,23 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
         return {**state, "job_id": run["job_id"], "job_state": "running"}
     provider = provider_for(state["provider"], settings)
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
-    hyper: dict[str, Any] = {"n_epochs": settings.training_epochs} if provider.name == "openai" else {
-        "epochCount": settings.training_epochs}
+    hyper: dict[str, Any] = (
+        {"n_epochs": settings.training_epochs}
+        if provider.name == "openai"
+        else {"epochCount": settings.training_epochs}
+    )
     # a retry after the job was started but before it was recorded (the database blinked, the
     # function timed out) finds that job instead of paying for a second one
     job_id = provider.find(run_id=run_id, suffix=f"fw-{run_id}") or provider.start(
-        files, base_model=state["base_model"], suffix=f"fw-{run_id}", seed=int(UUID(run_id).int % 2**31),
-        method=state["method"], metadata={"run_id": run_id, "scope": state["scope"]}, hyperparameters=hyper,
-        output_s3=f"s3://{_bucket(settings)}/models/{run_id}/")
+        files,
+        base_model=state["base_model"],
+        suffix=f"fw-{run_id}",
+        seed=int(UUID(run_id).int % 2**31),
+        method=state["method"],
+        metadata={"run_id": run_id, "scope": state["scope"]},
+        hyperparameters=hyper,
+        output_s3=f"s3://{_bucket(settings)}/models/{run_id}/",
+    )
     _update(run_id, "training", job_id=job_id, job_status="started")
     return {**state, "job_id": job_id, "job_state": "running"}
 
@@ -230,14 +302,24 @@ def poll(state: dict[str, Any]) -> dict[str, Any]:
     if job_state == "running" and elapsed >= int(state["max_wait_seconds"]):
         job_state = "timed_out"
     _update(state["run_id"], job_status=status.provider_status)
-    return {**state, "job_state": job_state, "elapsed_seconds": elapsed, "provider_model_id": status.model_id,
-            "trained_tokens": status.trained_tokens, "job_error": status.error}
+    return {
+        **state,
+        "job_state": job_state,
+        "elapsed_seconds": elapsed,
+        "provider_model_id": status.model_id,
+        "trained_tokens": status.trained_tokens,
+        "job_error": status.error,
+    }
 
 
 def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
     provider_for(state["provider"], get_settings()).cancel(state["job_id"])
-    _update(state["run_id"], "cancelled", job_status="cancelled",
-            error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s): cancelled")
+    _update(
+        state["run_id"],
+        "cancelled",
+        job_status="cancelled",
+        error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s): cancelled",
+    )
     return {**state, "job_state": "cancelled"}
 
 
@@ -252,13 +334,25 @@ def register(state: dict[str, Any]) -> dict[str, Any]:
             return {**state, "model_id": existing["model_id"], "version": existing["version"]}
         major, minor, patch = models_dal.next_version(conn)
         version = f"v{major}.{minor}.{patch}"
-        model = models_dal.insert_model(conn, {
-            "model_id": f"flywheel-{version}", "version": version, "major": major, "minor": minor, "patch": patch,
-            "status": "ready", "provider": state["provider"], "provider_model_id": state["provider_model_id"],
-            "base_model": state["base_model"], "run_id": run_id, "dataset_hash": run["dataset_hash"],
-            "example_count": state.get("examples"), "trained_tokens": state.get("trained_tokens"),
-            "notes": {"job_id": state["job_id"]},
-        })
+        model = models_dal.insert_model(
+            conn,
+            {
+                "model_id": f"flywheel-{version}",
+                "version": version,
+                "major": major,
+                "minor": minor,
+                "patch": patch,
+                "status": "ready",
+                "provider": state["provider"],
+                "provider_model_id": state["provider_model_id"],
+                "base_model": state["base_model"],
+                "run_id": run_id,
+                "dataset_hash": run["dataset_hash"],
+                "example_count": state.get("examples"),
+                "trained_tokens": state.get("trained_tokens"),
+                "notes": {"job_id": state["job_id"]},
+            },
+        )
         models_dal.change(conn, model["model_id"], "registered", actor="training", reason=f"run {run_id}")
         training_dal.update_run(conn, run_id, "registering", model_id=model["model_id"], job_status="succeeded")
     return {**state, "model_id": model["model_id"], "version": version}
@@ -274,67 +368,104 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
         serving = Serving(model["serving_model_id"], model["serving_kind"], model["serving_status"])
     else:
         _update(state["run_id"], "serving")
-        serving = provider.serve(state["provider_model_id"], f"fw-{state['run_id']}",
-                                 {"run_id": state["run_id"], "model_id": state["model_id"]})
+        serving = provider.serve(
+            state["provider_model_id"],
+            f"fw-{state['run_id']}",
+            {"run_id": state["run_id"], "model_id": state["model_id"]},
+        )
         with transaction() as conn:
-            models_dal.change(conn, state["model_id"], "serving_started", actor="training", reason=serving.kind,
-                              evidence={"serving_model_id": serving.model_id}, serving_model_id=serving.model_id,
-                              serving_kind=serving.kind, serving_status=serving.state)
-    return {**state, "serving_model_id": serving.model_id, "serving_kind": serving.kind,
-            "serving_state": serving.state, "serving_elapsed_seconds": 0,
-            # poll the deployment every minute at most (it takes minutes), never slower than the job
-            "serving_wait_seconds": int(state.get("serving_wait_seconds", min(60, int(state.get("wait_seconds", 60)))))}
+            models_dal.change(
+                conn,
+                state["model_id"],
+                "serving_started",
+                actor="training",
+                reason=serving.kind,
+                evidence={"serving_model_id": serving.model_id},
+                serving_model_id=serving.model_id,
+                serving_kind=serving.kind,
+                serving_status=serving.state,
+            )
+    return {
+        **state,
+        "serving_model_id": serving.model_id,
+        "serving_kind": serving.kind,
+        "serving_state": serving.state,
+        "serving_elapsed_seconds": 0,
+        # poll the deployment every minute at most (it takes minutes), never slower than the job
+        "serving_wait_seconds": int(state.get("serving_wait_seconds", min(60, int(state.get("wait_seconds", 60))))),
+    }
 
 
 def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
-    serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"],
-                                                                         state["serving_kind"])
+    serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"], state["serving_kind"])
     elapsed = int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0))
     serving_state = serving.state
-    if serving_state == "creating" and elapsed >= int(state.get("serving_max_wait_seconds",
-                                                                settings.serving_max_wait_s)):
+    if serving_state == "creating" and elapsed >= int(
+        state.get("serving_max_wait_seconds", settings.serving_max_wait_s)
+    ):
         serving_state = "timed_out"
     if serving.state != "creating":
         with transaction() as conn:
             model = models_dal.get_model(conn, state["model_id"], lock=True)
             if model and model["serving_status"] != serving.state:  # else a retry: recorded already
-                models_dal.change(conn, state["model_id"], f"serving_{serving.state}", actor="training",
-                                  reason=serving.error or "deployment active", serving_status=serving.state,
-                                  serving_error=serving.error)
+                models_dal.change(
+                    conn,
+                    state["model_id"],
+                    f"serving_{serving.state}",
+                    actor="training",
+                    reason=serving.error or "deployment active",
+                    serving_status=serving.state,
+                    serving_error=serving.error,
+                )
     result = {**state, "serving_state": serving_state, "serving_elapsed_seconds": elapsed}
     if serving_state in ("failed", "timed_out"):
-        result["error"] = {"Error": "ServingFailed", "Cause": serving.error or
-                           f"the deployment was not active after {elapsed} s"}
+        result["error"] = {
+            "Error": "ServingFailed",
+            "Cause": serving.error or f"the deployment was not active after {elapsed} s",
+        }
     return result
 
 
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
     """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
     with transaction() as conn:
-        verdict = next((h for h in models_dal.history(conn, state["model_id"])  # newest first
-                        if h["action"] in ("smoke_test_passed", "smoke_test_failed")), None)
+        verdict = next(
+            (
+                h
+                for h in models_dal.history(conn, state["model_id"])  # newest first
+                if h["action"] in ("smoke_test_passed", "smoke_test_failed")
+            ),
+            None,
+        )
     if verdict:  # a retry: the model was tested already, its verdict stands
         ok = verdict["action"] == "smoke_test_passed"
-        return {**state, "smoke_ok": ok, **({} if ok else {"error": {"Error": "SmokeTestFailed",
-                                                                       "Cause": verdict["reason"]}})}
+        return {
+            **state,
+            "smoke_ok": ok,
+            **({} if ok else {"error": {"Error": "SmokeTestFailed", "Cause": verdict["reason"]}}),
+        }
     provider = provider_for(state["provider"], get_settings())
     _update(state["run_id"], "smoke_testing")
     try:
-        answer = provider.smoke_test(state.get("serving_model_id") or state["provider_model_id"],
-                                     state.get("smoke_prompt") or [
-            {"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}])
+        answer = provider.smoke_test(
+            state.get("serving_model_id") or state["provider_model_id"],
+            state.get("smoke_prompt")
+            or [{"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}],
+        )
         problem = None if answer.strip() else "empty answer"
     except (ProviderRefused, DependencyUnavailable) as exc:
         answer, problem = "", exc.message
     if problem:
         with transaction() as conn:
-            models_dal.change(conn, state["model_id"], "smoke_test_failed", actor="training", reason=problem,
-                              status="failed")
+            models_dal.change(
+                conn, state["model_id"], "smoke_test_failed", actor="training", reason=problem, status="failed"
+            )
         return {**state, "smoke_ok": False, "error": {"Error": "SmokeTestFailed", "Cause": problem}}
     with transaction() as conn:
-        models_dal.change(conn, state["model_id"], "smoke_test_passed", actor="training",
-                          evidence={"answer": answer[:500]})
+        models_dal.change(
+            conn, state["model_id"], "smoke_test_passed", actor="training", evidence={"answer": answer[:500]}
+        )
     return {**state, "smoke_ok": True}
 
 
@@ -347,13 +478,21 @@ def deploy(state: dict[str, Any]) -> dict[str, Any]:
             return {**state, "deployed": bool(state.get("deploy"))}
         deferred = _deploy_deferred(conn, state["model_id"]) if state.get("deploy") else None
         if state.get("deploy") and deferred is None:
-            deploy_in(conn, state["model_id"], canary_percentage=float(state.get("canary_percentage", 10)),
-                      actor="training", reason=f"weekly run {state['run_id']}",
-                      experiment_config=state.get("experiment_config"))
+            deploy_in(
+                conn,
+                state["model_id"],
+                canary_percentage=float(state.get("canary_percentage", 10)),
+                actor="training",
+                reason=f"weekly run {state['run_id']}",
+                experiment_config=state.get("experiment_config"),
+            )
         training_dal.update_run(conn, state["run_id"], "succeeded")
     count("TrainingRunFinished", status="succeeded")
-    return {**state, "deployed": bool(state.get("deploy")) and deferred is None,
-            **({"deploy_deferred": deferred} if deferred else {})}
+    return {
+        **state,
+        "deployed": bool(state.get("deploy")) and deferred is None,
+        **({"deploy_deferred": deferred} if deferred else {}),
+    }
 
 
 def _deploy_deferred(conn: Connection, model_id: str) -> str | None:
@@ -365,12 +504,16 @@ def _deploy_deferred(conn: Connection, model_id: str) -> str | None:
     if running is None and challenger is None:
         return None
     holder = challenger["model_id"] if challenger else running["challenger_model_id"]  # type: ignore[index]
-    reason = (f"not deployed: {holder} is the challenger"
-              + (f" in experiment {running['experiment_id']}" if running else "")
-              + f"; deploy this model when it ends (POST /training/deploy/{model_id})")
+    reason = (
+        f"not deployed: {holder} is the challenger"
+        + (f" in experiment {running['experiment_id']}" if running else "")
+        + f"; deploy this model when it ends (POST /training/deploy/{model_id})"
+    )
     models_dal.change(conn, model_id, "deploy_deferred", actor="training", reason=reason)
-    logger.info("weekly model left ready: a challenger is still in its experiment",
-                extra={"model_id": model_id, "challenger": holder})
+    logger.info(
+        "weekly model left ready: a challenger is still in its experiment",
+        extra={"model_id": model_id, "challenger": holder},
+    )
     return reason
 
 
@@ -394,8 +537,9 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
                 model = models_dal.get_model(conn, state["model_id"])
                 # a model that is serving traffic (or was) is never failed by a pipeline error
                 if model is not None and model["status"] in ("training", "ready"):
-                    models_dal.change(conn, state["model_id"], "failed", actor="training", reason=str(message)[:500],
-                                      status="failed")
+                    models_dal.change(
+                        conn, state["model_id"], "failed", actor="training", reason=str(message)[:500], status="failed"
+                    )
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
     count("TrainingRunFinished", status="failed")
     if state.get("model_id"):
@@ -404,9 +548,19 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
 
 
 STEPS: dict[str, Callable[..., dict[str, Any]]] = {
-    "check_data": check_data, "build": build, "upload": upload, "start_job": start_job, "poll": poll,
-    "cancel_job": cancel_job, "register": register, "start_serving": start_serving,
-    "poll_serving": poll_serving, "smoke_test": smoke_test, "deploy": deploy, "record_failure": record_failure}
+    "check_data": check_data,
+    "build": build,
+    "upload": upload,
+    "start_job": start_job,
+    "poll": poll,
+    "cancel_job": cancel_job,
+    "register": register,
+    "start_serving": start_serving,
+    "poll_serving": poll_serving,
+    "smoke_test": smoke_test,
+    "deploy": deploy,
+    "record_failure": record_failure,
+}
 
 
 def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None) -> dict[str, Any]:
@@ -426,31 +580,50 @@ def _bucket(settings: Settings) -> str:
 
 # --- registry operations (training API; the registry service does the work) -------------------------
 
-def deploy_model(model_id: str, *, canary_percentage: float, actor: str, reason: str,
-                 experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
+
+def deploy_model(
+    model_id: str, *, canary_percentage: float, actor: str, reason: str, experiment_config: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A ready model becomes the challenger at the canary share and an experiment starts (its plan
     and any warning that the planned lift cannot be detected in time come back in the answer), or
     the model becomes champion when there is none. An archived model deployed again gets its
     deployment back (serving.sync)."""
     with transaction() as conn:
-        result = deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason,
-                           experiment_config=experiment_config)
+        result = deploy_in(
+            conn,
+            model_id,
+            canary_percentage=canary_percentage,
+            actor=actor,
+            reason=reason,
+            experiment_config=experiment_config,
+        )
     if result.get("serving_status") == "deleted":
         serving.sync(actor=actor)
     return result
 
 
-def deploy_in(conn: Connection, model_id: str, *, canary_percentage: float, actor: str, reason: str,
-              experiment_config: dict[str, Any] | None = None) -> dict[str, Any]:
+def deploy_in(
+    conn: Connection,
+    model_id: str,
+    *,
+    canary_percentage: float,
+    actor: str,
+    reason: str,
+    experiment_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """deploy_model inside the caller's transaction (the pipeline's Deploy step marks its run in it)."""
     deployed = registry.deploy_in(conn, model_id, canary_percentage=canary_percentage, actor=actor, reason=reason)
     if deployed["role"] != "challenger":
         return {**deployed["model"], "experiment": None, "warnings": []}
-    experiment = experiments.start(conn, deployed["champion_id"], model_id, canary_percentage, experiment_config,
-                                   actor=actor)
-    return {**deployed["model"], "experiment_id": experiment["experiment_id"],
-            "experiment": {"experiment_id": experiment["experiment_id"], "plan": experiment["plan"]},
-            "warnings": experiment["warnings"]}
+    experiment = experiments.start(
+        conn, deployed["champion_id"], model_id, canary_percentage, experiment_config, actor=actor
+    )
+    return {
+        **deployed["model"],
+        "experiment_id": experiment["experiment_id"],
+        "experiment": {"experiment_id": experiment["experiment_id"], "plan": experiment["plan"]},
+        "warnings": experiment["warnings"],
+    }
 
 
 def promote(model_id: str, *, actor: str, reason: str, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -488,8 +661,9 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
         raise Conflict(f"a training run is already in progress for scope {scope!r}")
     run_id = str(run["run_id"])
     try:
-        arn = stepfunctions.start_execution(settings.training_state_machine_arn, f"run-{run_id}",
-                                            {**params, "run_id": run_id, "scope": scope})
+        arn = stepfunctions.start_execution(
+            settings.training_state_machine_arn, f"run-{run_id}", {**params, "run_id": run_id, "scope": scope}
+        )
     except DependencyUnavailable:
         # the call may have failed after Step Functions started the execution (a timeout on the
         # answer): the execution's deterministic name tells
@@ -532,8 +706,10 @@ def reconcile_run(run_id: UUID | str) -> dict[str, Any]:
         return run
     with transaction() as conn:
         closed = training_dal.close_if_active(conn, run["run_id"], ended, error)
-    logger.warning("stale training run reconciled", extra={"run_id": str(run["run_id"]), "status": ended,
-                                                            "execution_status": status})
+    logger.warning(
+        "stale training run reconciled",
+        extra={"run_id": str(run["run_id"]), "status": ended, "execution_status": status},
+    )
     return closed or run
 
 
@@ -552,8 +728,14 @@ def job_status(job_id: str) -> dict[str, Any]:
     if run is None:
         raise NotFound(f"no training run has job {job_id}")
     status = provider_for(run["provider"] or get_settings().finetune_provider, get_settings()).status(job_id)
-    return {"job_id": job_id, "run_id": str(run["run_id"]), "state": status.state,
-            "provider_status": status.provider_status, "model": status.model_id, "error": status.error}
+    return {
+        "job_id": job_id,
+        "run_id": str(run["run_id"]),
+        "state": status.state,
+        "provider_status": status.provider_status,
+        "model": status.model_id,
+        "error": status.error,
+    }
 
 
 def list_models(status: str | None) -> list[dict[str, Any]]:
@@ -574,10 +756,15 @@ def training_stats(min_quality: float, since_days: int, org_id: str | None = Non
     from flywheel.domain.dataset_checks import DEFAULT_PRICES, cost_estimate  # the dataset rules: this route only
 
     prices = {**DEFAULT_PRICES, **json.loads(settings.training_prices_json or "{}")}
-    return {"examples": examples, "by_label": {r["label"]: int(r["examples"]) for r in rows},
-            "minimum": settings.training_min_examples, "ready": examples >= settings.training_min_examples,
-            "estimated_tokens": tokens, "token_method": "estimate:chars/4+prompt",
-            "cost_estimate": cost_estimate(tokens, settings.base_model, settings.training_epochs, prices)}
+    return {
+        "examples": examples,
+        "by_label": {r["label"]: int(r["examples"]) for r in rows},
+        "minimum": settings.training_min_examples,
+        "ready": examples >= settings.training_min_examples,
+        "estimated_tokens": tokens,
+        "token_method": "estimate:chars/4+prompt",
+        "cost_estimate": cost_estimate(tokens, settings.base_model, settings.training_epochs, prices),
+    }
 
 
 def leaderboard(org_id: str) -> list[dict[str, Any]]:

@@ -50,8 +50,13 @@ def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **
         raise error(f"{provider}: {exc}", provider=provider) from exc
 
 
-def _store(provider: str, events: list[IncomingEvent], window_days: int,
-           quarantined: list[Quarantined] | None = None, body: bytes | None = None) -> dict[str, Any]:
+def _store(
+    provider: str,
+    events: list[IncomingEvent],
+    window_days: int,
+    quarantined: list[Quarantined] | None = None,
+    body: bytes | None = None,
+) -> dict[str, Any]:
     """Store a request's events. `quarantined` is given for batch providers: an event the store
     cannot hold joins it; for a single-event request the same problem is a 422 and nothing is written."""
     good = []
@@ -64,8 +69,15 @@ def _store(provider: str, events: list[IncomingEvent], window_days: int,
         elif quarantined is None:
             raise InvalidInput(f"{provider}: {problem}")
         else:
-            quarantined.append(Quarantined(provider, problem, event.payload, None, event.org_id
-                                           if event.org_id and IDENTIFIER.match(event.org_id) else None))
+            quarantined.append(
+                Quarantined(
+                    provider,
+                    problem,
+                    event.payload,
+                    None,
+                    event.org_id if event.org_id and IDENTIFIER.match(event.org_id) else None,
+                )
+            )
     events = good
     result = ingest_events(events, window_days=window_days, quarantined=quarantined)
     summary = result.as_dict()
@@ -74,8 +86,14 @@ def _store(provider: str, events: list[IncomingEvent], window_days: int,
             count(f"Webhook{name.capitalize()}", summary[name], provider=provider)
     if quarantined:
         # the reasons name fields, never values: no personal data in the log
-        logger.warning("malformed events quarantined", extra={
-            "provider": provider, "count": len(quarantined), "reasons": sorted({q.reason for q in quarantined})[:10]})
+        logger.warning(
+            "malformed events quarantined",
+            extra={
+                "provider": provider,
+                "count": len(quarantined),
+                "reasons": sorted({q.reason for q in quarantined})[:10],
+            },
+        )
     logger.info("webhook received", extra={"provider": provider, **summary})
     if result.outbox:
         flush_after_commit(["replies"])
@@ -88,15 +106,21 @@ def _now() -> datetime:
 
 # --- SendGrid ---------------------------------------------------------------------------------
 
+
 def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import sendgrid
 
     settings = get_settings()
     if settings.sendgrid_verify_signature:
-        _verified("sendgrid", verify_sendgrid, _secret("sendgrid_public_key"),
-                  request.header("X-Twilio-Email-Event-Webhook-Signature"),
-                  request.header("X-Twilio-Email-Event-Webhook-Timestamp"), request.body,
-                  max_age_s=settings.sendgrid_max_age_s)
+        _verified(
+            "sendgrid",
+            verify_sendgrid,
+            _secret("sendgrid_public_key"),
+            request.header("X-Twilio-Email-Event-Webhook-Signature"),
+            request.header("X-Twilio-Email-Event-Webhook-Timestamp"),
+            request.body,
+            max_age_s=settings.sendgrid_max_age_s,
+        )
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
     events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), settings.provider_org("sendgrid", "*"))
@@ -114,8 +138,10 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
         raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
     events = inbound.to_events(mail, domains, _now())
     # the organisation of the parse domain the mail was sent to (for replies known only by sender)
-    org_id = next((org for d in sorted(inbound.recipient_domains(mail))
-                   if (org := settings.provider_org("sendgrid_inbound", d))), None)
+    org_id = next(
+        (org for d in sorted(inbound.recipient_domains(mail)) if (org := settings.provider_org("sendgrid_inbound", d))),
+        None,
+    )
     for event in events:
         event.org_id = org_id
     # a person's reply is queued for the classifier in the same transaction (outbox) when it is
@@ -129,12 +155,19 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
 
 # --- Calendly ---------------------------------------------------------------------------------
 
+
 def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import calendly
 
     settings = get_settings()
-    _verified("calendly", verify_calendly, _secret("calendly_signing_key"),
-              request.header("Calendly-Webhook-Signature"), request.body, tolerance_s=settings.calendly_tolerance_s)
+    _verified(
+        "calendly",
+        verify_calendly,
+        _secret("calendly_signing_key"),
+        request.header("Calendly-Webhook-Signature"),
+        request.body,
+        tolerance_s=settings.calendly_tolerance_s,
+    )
     raw, envelope = calendly.parse(request.body)
     try:
         event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
@@ -145,21 +178,31 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
 
 # --- HubSpot ----------------------------------------------------------------------------------
 
+
 def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import hubspot
 
     settings = get_settings()
-    _verified("hubspot", verify_hubspot, _secret("hubspot_client_secret"), method=request.method,
-              uri=settings.hubspot_webhook_url or request.url, body=request.body, headers=request.headers,
-              tolerance_s=settings.hubspot_tolerance_s, allow_legacy=settings.hubspot_allow_legacy_signatures)
+    _verified(
+        "hubspot",
+        verify_hubspot,
+        _secret("hubspot_client_secret"),
+        method=request.method,
+        uri=settings.hubspot_webhook_url or request.url,
+        body=request.body,
+        headers=request.headers,
+        tolerance_s=settings.hubspot_tolerance_s,
+        allow_legacy=settings.hubspot_allow_legacy_signatures,
+    )
     parsed, quarantined = hubspot.parse(request.body, lambda portal: settings.provider_org("hubspot", portal))
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
         from flywheel.clients.crm import HubSpotClient  # the HTTP client: only the CRM routes load it
 
-        client = HubSpotClient(settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s,
-                               settings.crm_budget_s)
+        client = HubSpotClient(
+            settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s, settings.crm_budget_s
+        )
         outcome_field = settings.hubspot_outcome_property
 
         def fetch(deal_id: str) -> tuple[str, tuple[dict[str, Any] | None, list[str]]]:
@@ -187,12 +230,18 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
 
 # --- Pipedrive --------------------------------------------------------------------------------
 
+
 def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import pipedrive
 
     settings = get_settings()
-    _verified("pipedrive", verify_basic_auth, request.header("Authorization"), _secret("pipedrive_username"),
-              _secret("pipedrive_password"))
+    _verified(
+        "pipedrive",
+        verify_basic_auth,
+        request.header("Authorization"),
+        _secret("pipedrive_username"),
+        _secret("pipedrive_password"),
+    )
     delivery = pipedrive.parse(request.body)
     try:
         emails: list[str] = []
@@ -202,8 +251,12 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
             if not emails and person_id:
                 from flywheel.clients.crm import PipedriveClient
 
-                client = PipedriveClient(settings.pipedrive_api_base, _secret("pipedrive_api_token"),
-                                         settings.http_timeout_s, settings.crm_budget_s)
+                client = PipedriveClient(
+                    settings.pipedrive_api_base,
+                    _secret("pipedrive_api_token"),
+                    settings.http_timeout_s,
+                    settings.crm_budget_s,
+                )
                 try:
                     emails = client.person_emails(person_id)[:1]
                 finally:
@@ -217,39 +270,65 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
 
 # --- Salesforce -------------------------------------------------------------------------------
 
+
 def receive_salesforce(request: WebhookRequest, token: str) -> str:
     from flywheel.webhooks import salesforce
 
     settings = get_settings()
     _verified("salesforce", verify_token, token, _secret("salesforce_token"), forbidden=True)
     message = salesforce.parse(request.body)
-    org_id = next((org for key, org in settings.provider_orgs.items() if key.startswith("salesforce:")
-                   and salesforce.allowed(message.organization_id, [key.split(":", 1)[1]])), None)
+    org_id = next(
+        (
+            org
+            for key, org in settings.provider_orgs.items()
+            if key.startswith("salesforce:") and salesforce.allowed(message.organization_id, [key.split(":", 1)[1]])
+        ),
+        None,
+    )
     if org_id is None:
         raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
     received = _now()
     events = []
-    quarantined = [Quarantined("salesforce", "Notification needs an Id and an sObject", {"Notification": xml}, None,
-                               org_id) for xml in message.malformed]
+    quarantined = [
+        Quarantined("salesforce", "Notification needs an Id and an sObject", {"Notification": xml}, None, org_id)
+        for xml in message.malformed
+    ]
     for note in message.notifications:
         try:
-            events.append(salesforce.to_event(message, note, settings.salesforce_outcome_field,
-                                              settings.salesforce_email_field, org_id, received))
+            events.append(
+                salesforce.to_event(
+                    message, note, settings.salesforce_outcome_field, settings.salesforce_email_field, org_id, received
+                )
+            )
         except BadValue as exc:  # one bad Opportunity must not make Salesforce retry the other 99
-            quarantined.append(Quarantined("salesforce", str(exc), {"NotificationId": note.notification_id,
-                                                                    "fields": note.fields}, None, org_id))
+            quarantined.append(
+                Quarantined(
+                    "salesforce",
+                    str(exc),
+                    {"NotificationId": note.notification_id, "fields": note.fields},
+                    None,
+                    org_id,
+                )
+            )
     _store("salesforce", events, settings.attribution_window_days, quarantined)
     return salesforce.ACK
 
 
 # --- in-house CRM (Standard Webhooks) ---------------------------------------------------------
 
+
 def receive_generic(request: WebhookRequest, kind: str) -> dict[str, Any]:
     from flywheel.webhooks import generic
 
     settings: Settings = get_settings()
-    _verified("crm", verify_standard_webhooks, _secret("crm_webhook_secret"), request.headers, request.body,
-              tolerance_s=settings.standard_webhooks_tolerance_s)
+    _verified(
+        "crm",
+        verify_standard_webhooks,
+        _secret("crm_webhook_secret"),
+        request.headers,
+        request.body,
+        tolerance_s=settings.standard_webhooks_tolerance_s,
+    )
     allowed = generic.DEAL_EVENTS if kind == "deals" else generic.MEETING_EVENTS
     raw, event = generic.parse(request.body, allowed)
     incoming = generic.to_event(raw, event, str(request.header("webhook-id")), _now())

@@ -73,8 +73,18 @@ def _num(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
 
 
-def _text(x: float, y: float, content: object, *, anchor: str = "start", size: int = FONT_PX, fill: str = INK,
-          weight: str = "normal", cls: str = "", width: float | None = None) -> str:
+def _text(
+    x: float,
+    y: float,
+    content: object,
+    *,
+    anchor: str = "start",
+    size: int = FONT_PX,
+    fill: str = INK,
+    weight: str = "normal",
+    cls: str = "",
+    width: float | None = None,
+) -> str:
     """A label; with `width`, cut to fit it (the whole text stays in its tooltip)."""
     klass = f' class="{cls}"' if cls else ""
     bold = ' font-weight="bold"' if weight == "bold" else ""
@@ -84,33 +94,44 @@ def _text(x: float, y: float, content: object, *, anchor: str = "start", size: i
         # a cut label fills its room: its glyphs are fitted to it, as wide glyphs (m, W, CJK) would overflow
         tip = f"<title>{esc(content)}</title>"
         squeeze = f' textLength="{_num(columns(shown) * CHAR_PX * size / FONT_PX)}" lengthAdjust="spacingAndGlyphs"'
-    return (f'<text x="{_num(x)}" y="{_num(y)}" text-anchor="{anchor}" font-size="{size}" fill="{fill}"{bold}'
-            f'{klass}{squeeze}>{tip}{escape(shown, quote=True)}</text>')
+    return (
+        f'<text x="{_num(x)}" y="{_num(y)}" text-anchor="{anchor}" font-size="{size}" fill="{fill}"{bold}'
+        f"{klass}{squeeze}>{tip}{escape(shown, quote=True)}</text>"
+    )
 
 
-def _line(x1: float, y1: float, x2: float, y2: float, stroke: str = GRID, width: float = 1, *, dash: str = "",
-          cls: str = "") -> str:
+def _line(
+    x1: float, y1: float, x2: float, y2: float, stroke: str = GRID, width: float = 1, *, dash: str = "", cls: str = ""
+) -> str:
     extra = (f' stroke-dasharray="{dash}"' if dash else "") + (f' class="{cls}"' if cls else "")
-    return (f'<line x1="{_num(x1)}" y1="{_num(y1)}" x2="{_num(x2)}" y2="{_num(y2)}" stroke="{stroke}" '
-            f'stroke-width="{_num(width)}"{extra}/>')
+    return (
+        f'<line x1="{_num(x1)}" y1="{_num(y1)}" x2="{_num(x2)}" y2="{_num(y2)}" stroke="{stroke}" '
+        f'stroke-width="{_num(width)}"{extra}/>'
+    )
 
 
 def _rect(x: float, y: float, w: float, h: float, fill: str, *, cls: str = "mark", title: str = "") -> str:
     tip = f"<title>{esc(title)}</title>" if title else ""
-    return (f'<rect x="{_num(x)}" y="{_num(y)}" width="{_num(max(w, 0))}" height="{_num(max(h, 0))}" '
-            f'fill="{fill}" class="{cls}">{tip}</rect>')
+    return (
+        f'<rect x="{_num(x)}" y="{_num(y)}" width="{_num(max(w, 0))}" height="{_num(max(h, 0))}" '
+        f'fill="{fill}" class="{cls}">{tip}</rect>'
+    )
 
 
 def _circle(x: float, y: float, r: float, fill: str, *, title: str = "", stroke: str = "none") -> str:
     tip = f"<title>{esc(title)}</title>" if title else ""
-    return (f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{fill}" stroke="{stroke}" '
-            f'class="mark">{tip}</circle>')
+    return (
+        f'<circle cx="{_num(x)}" cy="{_num(y)}" r="{_num(r)}" fill="{fill}" stroke="{stroke}" '
+        f'class="mark">{tip}</circle>'
+    )
 
 
 def svg(name: str, height: float, body: str, label: str, width: int = WIDTH) -> str:
     h = math.ceil(height)
-    return (f'<svg class="chart" data-chart="{esc(name)}" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
-            f'role="img" aria-label="{esc(label)}"><title>{esc(label)}</title>{body}</svg>')
+    return (
+        f'<svg class="chart" data-chart="{esc(name)}" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
+        f'role="img" aria-label="{esc(label)}"><title>{esc(label)}</title>{body}</svg>'
+    )
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
@@ -153,13 +174,23 @@ def _label_width(labels: Sequence[str], limit: int = 260) -> float:
 
 # --- rates and intervals ---------------------------------------------------------------------------
 
-def intervals(name: str, rows: Sequence[dict[str, Any]], *, label: str, fmt: Fmt = percent,
-              reference: float | None = None, margin: float | None = None, margin_label: str = "margin") -> str:
+
+def intervals(
+    name: str,
+    rows: Sequence[dict[str, Any]],
+    *,
+    label: str,
+    fmt: Fmt = percent,
+    reference: float | None = None,
+    margin: float | None = None,
+    margin_label: str = "margin",
+) -> str:
     """A forest plot: per row, the estimate as a dot and its interval as a bar.
 
     rows: {"label", "estimate", "low", "high", "color"?, "note"?}; a row with no estimate shows "no data"."""
-    values = [v for r in rows for v in (r.get("low"), r.get("high"), r.get("estimate")) if v is not None
-              and math.isfinite(v)]
+    values = [
+        v for r in rows for v in (r.get("low"), r.get("high"), r.get("estimate")) if v is not None and math.isfinite(v)
+    ]
     values += [v for v in (reference, margin) if v is not None]
     if not values:
         return ""
@@ -173,8 +204,10 @@ def intervals(name: str, rows: Sequence[dict[str, Any]], *, label: str, fmt: Fmt
         return plot_l + (v - lo) / (hi - lo or 1) * (plot_r - plot_l)
 
     bottom = top + row_h * len(rows)
-    body = [_line(x(t), top - 6, x(t), bottom, GRID) + _text(x(t), bottom + 14, fmt(t), anchor="middle", fill=MUTED)
-            for t in ticks]
+    body = [
+        _line(x(t), top - 6, x(t), bottom, GRID) + _text(x(t), bottom + 14, fmt(t), anchor="middle", fill=MUTED)
+        for t in ticks
+    ]
     if reference is not None:
         body.append(_line(x(reference), top - 8, x(reference), bottom, MUTED, 1.2, dash="4 3"))
     if margin is not None:
@@ -189,8 +222,9 @@ def intervals(name: str, rows: Sequence[dict[str, Any]], *, label: str, fmt: Fmt
             body.append(_text(plot_l + 4, cy + 4, "no data yet", fill=MUTED))
             continue
         if low is not None and high is not None and _finite(low) and _finite(high):
-            body.append(_rect(x(low), cy - 2.5, max(x(high) - x(low), 1.5), 5, color,
-                              title=f"{fmt(low)} to {fmt(high)}"))
+            body.append(
+                _rect(x(low), cy - 2.5, max(x(high) - x(low), 1.5), 5, color, title=f"{fmt(low)} to {fmt(high)}")
+            )
         body.append(_circle(x(est), cy, 4.5, color, title=str(r["label"]), stroke="#ffffff"))
         body.append(_text(plot_r + 10, cy + 4, _value_text(r, fmt), fill=MUTED))
     return svg(name, bottom + 22, "".join(body), label)
@@ -210,8 +244,15 @@ def _value_text(row: dict[str, Any], fmt: Fmt) -> str:
     return f"{fmt(row['estimate'])} (no interval yet)"
 
 
-def interval_series(name: str, points: Sequence[dict[str, Any]], *, label: str, fmt: Fmt = signed_percent,
-                    reference: float | None = 0.0, markers: Sequence[tuple[datetime, str]] = ()) -> str:
+def interval_series(
+    name: str,
+    points: Sequence[dict[str, Any]],
+    *,
+    label: str,
+    fmt: Fmt = signed_percent,
+    reference: float | None = 0.0,
+    markers: Sequence[tuple[datetime, str]] = (),
+) -> str:
     """An estimate over time with its interval as a band (e.g. the primary lift, one point per daily
     evaluation). points: {"at": datetime, "estimate", "low", "high"} in time order."""
     points = [p for p in points if p.get("estimate") is not None]
@@ -219,14 +260,23 @@ def interval_series(name: str, points: Sequence[dict[str, Any]], *, label: str, 
         return ""
     # the scale follows the later half of the intervals (the first looks are very wide); earlier bands
     # are cut at the edge, and the chart says so
-    later = points[len(points) // 2:]
+    later = points[len(points) // 2 :]
     finite = [float(v) for p in later for v in (p.get("low"), p.get("high")) if v is not None and _finite(v)]
     values = finite + [p["estimate"] for p in points] + ([reference] if reference is not None else [])
     ticks = nice_ticks(min(values), max(values))
     lo, hi = ticks[0], ticks[-1]
     cut = any(_finite(p.get("low")) and p["low"] < lo or _finite(p.get("high")) and p["high"] > hi for p in points)
-    points = [{**p, **({"low": max(p["low"], lo), "high": min(p["high"], hi)} if _finite(p.get("low"))
-                       and _finite(p.get("high")) else {})} for p in points]
+    points = [
+        {
+            **p,
+            **(
+                {"low": max(p["low"], lo), "high": min(p["high"], hi)}
+                if _finite(p.get("low")) and _finite(p.get("high"))
+                else {}
+            ),
+        }
+        for p in points
+    ]
     times = [p["at"] for p in points]
     t0, t1 = min(times), max(times)
     if t1 == t0:
@@ -239,17 +289,27 @@ def interval_series(name: str, points: Sequence[dict[str, Any]], *, label: str, 
     def y(v: float) -> float:
         return bottom - (v - lo) / (hi - lo or 1) * (bottom - top)
 
-    body = [_line(plot_l, y(t), plot_r, y(t), GRID) + _text(plot_l - 6, y(t) + 4, fmt(t), anchor="end", fill=MUTED)
-            for t in ticks]
+    body = [
+        _line(plot_l, y(t), plot_r, y(t), GRID) + _text(plot_l - 6, y(t) + 4, fmt(t), anchor="end", fill=MUTED)
+        for t in ticks
+    ]
     for tick in _time_ticks(t0, t1):
         body.append(_text(x(tick), bottom + 16, f"{tick:%b %d}", anchor="middle", fill=MUTED))
-    banded = [p for p in points if p.get("low") is not None and p.get("high") is not None
-              and math.isfinite(p["low"]) and math.isfinite(p["high"])]
+    banded = [
+        p
+        for p in points
+        if p.get("low") is not None
+        and p.get("high") is not None
+        and math.isfinite(p["low"])
+        and math.isfinite(p["high"])
+    ]
     if len(banded) >= 2:
         outline = [(x(p["at"]), y(p["high"])) for p in banded] + [(x(p["at"]), y(p["low"])) for p in reversed(banded)]
         path = " ".join(f"{_num(a)},{_num(b)}" for a, b in outline)
-        body.append(f'<polygon points="{path}" fill="{PALETTE[0]}" fill-opacity="0.18" stroke="none" class="mark">'
-                    f'<title>95% always-valid interval</title></polygon>')
+        body.append(
+            f'<polygon points="{path}" fill="{PALETTE[0]}" fill-opacity="0.18" stroke="none" class="mark">'
+            f"<title>95% always-valid interval</title></polygon>"
+        )
     for p in banded:
         body.append(_line(x(p["at"]), y(p["low"]), x(p["at"]), y(p["high"]), PALETTE[0], 1.5, cls="mark"))
     if reference is not None:
@@ -262,12 +322,27 @@ def interval_series(name: str, points: Sequence[dict[str, Any]], *, label: str, 
         path = " ".join(f"{_num(x(p['at']))},{_num(y(p['estimate']))}" for p in points)
         body.append(f'<polyline points="{path}" fill="none" stroke="{PALETTE[0]}" stroke-width="2" class="mark"/>')
     for p in points:
-        interval = (f" [{fmt(p['low'])}, {fmt(p['high'])}]" if p in banded else "")
-        body.append(_circle(x(p["at"]), y(p["estimate"]), 3.5, p.get("color") or PALETTE[0],
-                            title=f"{p['at']:%Y-%m-%d}: {fmt(p['estimate'])}{interval}"))
+        interval = f" [{fmt(p['low'])}, {fmt(p['high'])}]" if p in banded else ""
+        body.append(
+            _circle(
+                x(p["at"]),
+                y(p["estimate"]),
+                3.5,
+                p.get("color") or PALETTE[0],
+                title=f"{p['at']:%Y-%m-%d}: {fmt(p['estimate'])}{interval}",
+            )
+        )
     if cut:
-        body.append(_text(plot_r, top - 4, "earlier, wider intervals are cut at the chart's edge", anchor="end",
-                          size=10, fill=MUTED))
+        body.append(
+            _text(
+                plot_r,
+                top - 4,
+                "earlier, wider intervals are cut at the chart's edge",
+                anchor="end",
+                size=10,
+                fill=MUTED,
+            )
+        )
     return svg(name, bottom + 26, "".join(body), label)
 
 
@@ -286,6 +361,7 @@ def _time_ticks(t0: datetime, t1: datetime, count: int = 6) -> list[datetime]:
 
 # --- funnels and counts ------------------------------------------------------------------------------
 
+
 def funnel_bars(name: str, groups: Sequence[dict[str, Any]], steps: Sequence[tuple[str, str]], *, label: str) -> str:
     """Per funnel step after "sent", one bar per group: the share of that group's messages that reached it.
 
@@ -294,8 +370,9 @@ def funnel_bars(name: str, groups: Sequence[dict[str, Any]], steps: Sequence[tup
     if not groups:
         return ""
     colors = [PALETTE[i % len(PALETTE)] for i in range(len(groups))]
-    head, head_h = legend([(f"{g['label']} ({g['funnel']['sent']['count']:,} sent)", c)
-                           for g, c in zip(groups, colors, strict=True)], 4)
+    head, head_h = legend(
+        [(f"{g['label']} ({g['funnel']['sent']['count']:,} sent)", c) for g, c in zip(groups, colors, strict=True)], 4
+    )
     left, bar_h, gap = 110, 11, 3
     plot_r = WIDTH - 130
     body, y = [head], head_h + 10
@@ -308,16 +385,16 @@ def funnel_bars(name: str, groups: Sequence[dict[str, Any]], steps: Sequence[tup
             w = max(rate * (plot_r - left), 1.5 if cell["count"] else 0)
             if w:
                 body.append(_rect(left, y, w, bar_h, color, title=f"{g['label']}: {cell['count']:,} ({percent(rate)})"))
-            body.append(_text(left + w + 6, y + bar_h - 2, f"{percent(rate)} · {cell['count']:,}", size=10,
-                              fill=MUTED))
+            body.append(_text(left + w + 6, y + bar_h - 2, f"{percent(rate)} · {cell['count']:,}", size=10, fill=MUTED))
             y += bar_h + gap
         y += 8
     body.append(_line(left, head_h + 6, left, y - 6, INK))
     return svg(name, y + 4, "".join(body), label)
 
 
-def stacked_columns(name: str, columns: Sequence[dict[str, Any]], categories: Sequence[tuple[str, str]], *,
-                    label: str) -> str:
+def stacked_columns(
+    name: str, columns: Sequence[dict[str, Any]], categories: Sequence[tuple[str, str]], *, label: str
+) -> str:
     """Columns stacked by category (e.g. replies per week), with an optional note above each column.
 
     columns: {"label", "values": {category: count}, "note"?}; categories: (key, colour), bottom first."""
@@ -330,8 +407,10 @@ def stacked_columns(name: str, columns: Sequence[dict[str, Any]], categories: Se
     def y(v: float) -> float:
         return bottom - v / ticks[-1] * (bottom - top)
 
-    body = [_line(plot_l, y(t), plot_r, y(t), GRID) + _text(plot_l - 6, y(t) + 4, f"{t:g}", anchor="end", fill=MUTED)
-            for t in ticks]
+    body = [
+        _line(plot_l, y(t), plot_r, y(t), GRID) + _text(plot_l - 6, y(t) + 4, f"{t:g}", anchor="end", fill=MUTED)
+        for t in ticks
+    ]
     slot = (plot_r - plot_l) / len(columns)
     width = min(slot * 0.7, 48)
     for i, column in enumerate(columns):
@@ -340,8 +419,16 @@ def stacked_columns(name: str, columns: Sequence[dict[str, Any]], categories: Se
         for key, color in categories:
             n = column["values"].get(key, 0)
             if n:
-                body.append(_rect(cx - width / 2, y(level + n), width, y(level) - y(level + n), color,
-                                  title=f"{column['label']}: {n} {key}"))
+                body.append(
+                    _rect(
+                        cx - width / 2,
+                        y(level + n),
+                        width,
+                        y(level) - y(level + n),
+                        color,
+                        title=f"{column['label']}: {n} {key}",
+                    )
+                )
                 level += n
         body.append(_text(cx, bottom + 14, column["label"], anchor="middle", size=10, fill=MUTED))
         if column.get("note") and level:
@@ -354,8 +441,16 @@ def stacked_columns(name: str, columns: Sequence[dict[str, Any]], categories: Se
 
 # --- time --------------------------------------------------------------------------------------------
 
-def timeline(name: str, events: Sequence[dict[str, Any]], kinds: dict[str, str], *, label: str,
-             start: datetime | None = None, end: datetime | None = None) -> str:
+
+def timeline(
+    name: str,
+    events: Sequence[dict[str, Any]],
+    kinds: dict[str, str],
+    *,
+    label: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
     """Events on a time axis, a marker per event coloured by kind, labels set in lanes so they do not
     overlap. events: {"at": datetime, "kind", "text"}; kinds: kind -> colour."""
     if not events:
@@ -393,8 +488,17 @@ def timeline(name: str, events: Sequence[dict[str, Any]], kinds: dict[str, str],
         ly = 18 + lane_h * lane
         body.append(_line(ex, ly + 3, ex, axis_y, color, 1, dash="2 2"))
         body.append(_circle(ex, axis_y, 5, color, title=f"{e['at']:%Y-%m-%d %H:%M} {e['text']}", stroke="#ffffff"))
-        body.append(_text(ex - 6 if anchor_left else ex + 4, ly, e["text"], anchor="end" if anchor_left else "start",
-                          size=10, fill=color, width=(ex - plot_l - 6) if anchor_left else (plot_r - ex - 4)))
+        body.append(
+            _text(
+                ex - 6 if anchor_left else ex + 4,
+                ly,
+                e["text"],
+                anchor="end" if anchor_left else "start",
+                size=10,
+                fill=color,
+                width=(ex - plot_l - 6) if anchor_left else (plot_r - ex - 4),
+            )
+        )
     foot, foot_h = legend([(k, c) for k, c in kinds.items() if any(e["kind"] == k for e in events)], axis_y + 28, 12)
     body.append(foot)
     return svg(name, axis_y + 28 + foot_h, "".join(body), label)
@@ -417,8 +521,9 @@ def duration_bars(name: str, rows: Sequence[dict[str, Any]], steps: dict[str, st
             w = seconds / longest * (plot_r - left)
             if seconds > 0:
                 w = max(w, 2)
-                body.append(_rect(x, y, w, row_h - 8, steps.get(step, MUTED),
-                                  title=f"{step}: {format_seconds(seconds)}"))
+                body.append(
+                    _rect(x, y, w, row_h - 8, steps.get(step, MUTED), title=f"{step}: {format_seconds(seconds)}")
+                )
                 x += w
         body.append(_text(left - 8, y + row_h / 2, r["label"], anchor="end", size=10, width=left - 12))
         body.append(_text(x + 6, y + row_h / 2, format_seconds(sum(s for _, s in r["steps"])), size=10, fill=MUTED))

@@ -9,9 +9,22 @@ from typing import Any
 from flywheel.views.charts import clean, format_seconds, percent, signed_percent
 
 RESET, BOLD, DIM, GREEN, YELLOW, RED = "\033[0m", "\033[1m", "\033[2m", "\033[32m", "\033[33m", "\033[31m"
-TONE = {"promote": GREEN, "promoted": GREEN, "advance": GREEN, "succeeded": GREEN, "ok": GREEN,
-        "hold": YELLOW, "inconclusive": YELLOW, "insufficient_data": YELLOW, "look": YELLOW,
-        "rollback": RED, "rolled_back": RED, "failed": RED, "cancelled": RED, "act": RED}
+TONE = {
+    "promote": GREEN,
+    "promoted": GREEN,
+    "advance": GREEN,
+    "succeeded": GREEN,
+    "ok": GREEN,
+    "hold": YELLOW,
+    "inconclusive": YELLOW,
+    "insufficient_data": YELLOW,
+    "look": YELLOW,
+    "rollback": RED,
+    "rolled_back": RED,
+    "failed": RED,
+    "cancelled": RED,
+    "act": RED,
+}
 LABEL_WIDTH = 12
 NAME_WIDTH = 40  # a model name longer than this is cut (model ids are whatever the sender wrote)
 
@@ -22,7 +35,7 @@ def use_color(stream: Any, environ: dict[str, str]) -> bool:
 
 
 def _short(name: str) -> str:
-    return name if len(name) <= NAME_WIDTH else name[:NAME_WIDTH - 1] + "…"
+    return name if len(name) <= NAME_WIDTH else name[: NAME_WIDTH - 1] + "…"
 
 
 def _cleaned(value: Any) -> Any:
@@ -51,15 +64,26 @@ class Painter:
 def _columns(rows: Sequence[Sequence[str]], right: set[int], indent: str = "  ") -> list[str]:
     """Rows as aligned columns (widths from the longest cell; `right` columns right-aligned)."""
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return [indent + "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(
-        zip(row, widths, strict=True))).rstrip() for row in rows]
+    return [
+        indent
+        + "  ".join(
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
 
 
 def render(data: dict[str, Any], *, color: bool = False) -> str:
     data = _cleaned(data)
     p = Painter(color)
-    lines = [p(f"Flywheel · {data['org_id']} · {data['generated_at']:%Y-%m-%d %H:%M} UTC · messages sent in the last "
-               f"{data['window']['days']} days", BOLD), ""]
+    lines = [
+        p(
+            f"Flywheel · {data['org_id']} · {data['generated_at']:%Y-%m-%d %H:%M} UTC · messages sent in the last "
+            f"{data['window']['days']} days",
+            BOLD,
+        ),
+        "",
+    ]
 
     def section(title: str, first: str, rest: Sequence[str] = ()) -> None:
         lines.append(p(title.ljust(LABEL_WIDTH), BOLD) + first)
@@ -72,10 +96,16 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
             f = g["funnel"]
             name = _short(str(g.get("version") or g.get("model"))) + (f" · {g['arm']}" if g.get("arm") else "")
             low, high = f["positive_reply"]["interval"]
-            table.append([name, f"{f['sent']['count']:,}", *(percent(f[s]["rate"] or 0) for s in
-                                                              ("delivered", "opened", "replied")),
-                          f"{percent(f['positive_reply']['rate'] or 0)} [{percent(low)}–{percent(high)}]",
-                          percent(f["meeting"]["rate"] or 0), percent(f["won"]["rate"] or 0)])
+            table.append(
+                [
+                    name,
+                    f"{f['sent']['count']:,}",
+                    *(percent(f[s]["rate"] or 0) for s in ("delivered", "opened", "replied")),
+                    f"{percent(f['positive_reply']['rate'] or 0)} [{percent(low)}–{percent(high)}]",
+                    percent(f["meeting"]["rate"] or 0),
+                    percent(f["won"]["rate"] or 0),
+                ]
+            )
         header, *body = _columns(table, set(range(1, 8)))
         lines.append(p("Funnel", BOLD))
         lines.extend([p(header, DIM), *body])
@@ -88,24 +118,32 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
     else:
         primary, srm = e["primary"], e["srm"]
         running = e["status"] == "running"
-        head = (f"{e['experiment_id']} {p.word(e['status'])} · {e['stage']} · challenger "
-                f"{e['allocation'] * 100:.0f}%{'' if running else ' at the end'} · day {e['days_running']:.1f}"
-                + (f", ≤{e['days_left']:.1f} left" if running else ""))
+        head = (
+            f"{e['experiment_id']} {p.word(e['status'])} · {e['stage']} · challenger "
+            f"{e['allocation'] * 100:.0f}%{'' if running else ' at the end'} · day {e['days_running']:.1f}"
+            + (f", ≤{e['days_left']:.1f} left" if running else "")
+        )
         rest = []
         if primary.get("lift") is not None and primary.get("interval"):
             low, high = primary["interval"]
-            rest.append(f"  lift {primary['metric']} {signed_percent(primary['lift'])} "
-                        f"[{signed_percent(low)}, {signed_percent(high)}] (always-valid 95%)")
+            rest.append(
+                f"  lift {primary['metric']} {signed_percent(primary['lift'])} "
+                f"[{signed_percent(low)}, {signed_percent(high)}] (always-valid 95%)"
+            )
         action = e["decision"]["action"]
-        rest.append(f"  decision {p.word(action) if action else 'not evaluated yet'}"
-                    + (f": {e['decision']['reason']}" if e["decision"]["reason"] else ""))
+        rest.append(
+            f"  decision {p.word(action) if action else 'not evaluated yet'}"
+            + (f": {e['decision']['reason']}" if e["decision"]["reason"] else "")
+        )
         if e["guardrails"]:
             harm = [g["name"] for g in e["guardrails"] if g["harm"]]
             ok = [g["name"] for g in e["guardrails"] if g["non_inferior"] and not g["harm"]]
             waiting = [g["name"] for g in e["guardrails"] if g["name"] not in harm + ok]
-            rest.append(f"  guardrails {p(f'{len(ok)} non-inferior', GREEN if ok else '')}"
-                        + (f", {p('clear harm: ' + ', '.join(harm), RED)}" if harm else "")
-                        + (f", not yet shown: {', '.join(waiting)}" if waiting else ""))
+            rest.append(
+                f"  guardrails {p(f'{len(ok)} non-inferior', GREEN if ok else '')}"
+                + (f", {p('clear harm: ' + ', '.join(harm), RED)}" if harm else "")
+                + (f", not yet shown: {', '.join(waiting)}" if waiting else "")
+            )
         if srm["p_value"] is not None:
             verdict = p("MISMATCH", RED) if srm["flagged"] else p("ok", GREEN)
             rest.append(f"  sample ratio p = {srm['p_value']:.3g} {verdict}")
@@ -113,20 +151,28 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         if plan:
             mdl = plan.get("mde_in_time")
             fit = {True: p("fits", GREEN), False: p("does not fit", YELLOW)}.get(plan.get("fits"), "unknown fit")
-            rest.append(f"  plan {plan.get('mde', 0):+.0%} lift {fit} in {plan.get('max_runtime_days', 56):.0f} days; "
-                        f"minimum detectable lift {f'{mdl:+.1%}' if mdl is not None else 'unknown'}")
+            rest.append(
+                f"  plan {plan.get('mde', 0):+.0%} lift {fit} in {plan.get('max_runtime_days', 56):.0f} days; "
+                f"minimum detectable lift {f'{mdl:+.1%}' if mdl is not None else 'unknown'}"
+            )
         last = e["history"][-1] if e["history"] else None
-        rest.append(f"  {len(e['history'])} evaluations"
-                    + (f", last {last['at']:%Y-%m-%d} (day {last['day'] or 0:.0f})" if last else ""))
+        rest.append(
+            f"  {len(e['history'])} evaluations"
+            + (f", last {last['at']:%Y-%m-%d} (day {last['day'] or 0:.0f})" if last else "")
+        )
         section("Experiment", head, rest)
 
     roles = data["registry"]["roles"]
     now_line = " · ".join(f"{role} {m['version']} {m['traffic']:.0f}%" for role, m in sorted(roles.items()))
     events = data["registry"]["events"]
     last = events[-1] if events else None
-    section("Registry", now_line or "no model", [
-        f"  last change {last['at']:%Y-%m-%d} {last['version']} {last['action'].replace('_', ' ')} ({last['actor']})"
-    ] if last else [])
+    section(
+        "Registry",
+        now_line or "no model",
+        [f"  last change {last['at']:%Y-%m-%d} {last['version']} {last['action'].replace('_', ' ')} ({last['actor']})"]
+        if last
+        else [],
+    )
 
     runs = data["training"]
     if runs:
@@ -134,9 +180,16 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
         for r in runs[:3]:
             examples = (r["examples"]["train"] or 0) + (r["examples"]["validation"] or 0)
             # the coloured word goes last: escape codes would upset the alignment of what follows
-            rows.append([r["run_id"][:8], f"{r['started_at']:%Y-%m-%d}", f"{examples:,} examples",
-                         f"${r['cost_usd']:,.2f}" if r["cost_usd"] is not None else "no cost",
-                         format_seconds(sum(s for _, s in r["steps"])), p.word(r["status"])])
+            rows.append(
+                [
+                    r["run_id"][:8],
+                    f"{r['started_at']:%Y-%m-%d}",
+                    f"{examples:,} examples",
+                    f"${r['cost_usd']:,.2f}" if r["cost_usd"] is not None else "no cost",
+                    format_seconds(sum(s for _, s in r["steps"])),
+                    p.word(r["status"]),
+                ]
+            )
         first, *rest = _columns(rows, {2, 3, 4}, indent="")
         section("Training", first, ["".ljust(LABEL_WIDTH) + line for line in rest])
     else:
@@ -146,9 +199,13 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
     weeks = [w for w in replies["weeks"] if w["replies"]]
     top = ", ".join(f"{c.replace('_', ' ')} {n}" for c, n in list(replies["by_category"].items())[:3])
     share = replies["fallback_share"]
-    section("Replies", f"{replies['total']:,} in the window"
-            + (f" · latest week {weeks[-1]['replies']}" if weeks else "")
-            + (f" · {percent(share)} by the fallback" if share is not None else ""), [f"  {top}"] if top else [])
+    section(
+        "Replies",
+        f"{replies['total']:,} in the window"
+        + (f" · latest week {weeks[-1]['replies']}" if weeks else "")
+        + (f" · {percent(share)} by the fallback" if share is not None else ""),
+        [f"  {top}"] if top else [],
+    )
 
     h = data["health"]
     queues = h.get("queues", {})
@@ -160,7 +217,10 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
     def flag(n: int) -> str:
         return p(f"{n:,}", YELLOW) if n else p("0", GREEN)
 
-    section("Data health", f"orphans {flag(h['orphan_events'])} · unmatched replies {flag(h['unmatched_replies'])} · "
-                           f"unclassified {flag(h['unclassified_replies'])} · quarantined {flag(h['quarantined'])}",
-            [f"  replies queue {queue('replies_queue')} · dead-letter queue {queue('dead_letter_queue')}"])
+    section(
+        "Data health",
+        f"orphans {flag(h['orphan_events'])} · unmatched replies {flag(h['unmatched_replies'])} · "
+        f"unclassified {flag(h['unclassified_replies'])} · quarantined {flag(h['quarantined'])}",
+        [f"  replies queue {queue('replies_queue')} · dead-letter queue {queue('dead_letter_queue')}"],
+    )
     return "\n".join(lines) + "\n"

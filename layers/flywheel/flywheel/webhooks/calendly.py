@@ -82,8 +82,10 @@ def to_event(raw: dict[str, Any], envelope: Envelope, org_id: str | None) -> Inc
         event_type=kind.value if kind else envelope.event,
         occurred_at=envelope.created_at,
         payload=raw,
-        data={"meeting_id": meeting_id, **{k: v.isoformat() if isinstance(v, datetime) else v
-                                           for k, v in data.items() if v is not None}},
+        data={
+            "meeting_id": meeting_id,
+            **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in data.items() if v is not None},
+        },
         org_id=org_id,
         outcome_id=tracking.utm_content,
         email=email(payload.email),

@@ -16,15 +16,27 @@ from flywheel.webhooks.common import load_json, validate
 
 PROVIDER = "crm"
 DEAL_EVENTS = ("deal_won", "deal_lost")
-MEETING_EVENTS = ("meeting_booked", "meeting_completed", "meeting_canceled", "meeting_no_show",
-                  "meeting_no_show_cleared")
+MEETING_EVENTS = (
+    "meeting_booked",
+    "meeting_completed",
+    "meeting_canceled",
+    "meeting_no_show",
+    "meeting_no_show_cleared",
+)
 
 
 class CrmEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    event: Literal["deal_won", "deal_lost", "meeting_booked", "meeting_completed", "meeting_canceled",
-                   "meeting_no_show", "meeting_no_show_cleared"]
+    event: Literal[
+        "deal_won",
+        "deal_lost",
+        "meeting_booked",
+        "meeting_completed",
+        "meeting_canceled",
+        "meeting_no_show",
+        "meeting_no_show_cleared",
+    ]
     outcome_id: str | None = Field(default=None, max_length=64)
     lead_email: str | None = Field(default=None, max_length=320)
     org_id: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
@@ -79,8 +91,13 @@ def to_event(raw: dict[str, Any], event: CrmEvent, webhook_id: str, received_at:
         "end_time": event.end_time.astimezone(UTC).isoformat() if event.end_time else None,
     }
     return IncomingEvent(
-        provider=PROVIDER, event_key=webhook_id, event_type=EventType(event.event).value,
-        occurred_at=event.occurred_at or received_at, payload=raw,
-        data={k: v for k, v in data.items() if v is not None}, org_id=event.org_id,
-        outcome_id=event.outcome_id, email=event.lead_email,
+        provider=PROVIDER,
+        event_key=webhook_id,
+        event_type=EventType(event.event).value,
+        occurred_at=event.occurred_at or received_at,
+        payload=raw,
+        data={k: v for k, v in data.items() if v is not None},
+        org_id=event.org_id,
+        outcome_id=event.outcome_id,
+        email=event.lead_email,
     )

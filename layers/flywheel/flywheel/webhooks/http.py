@@ -33,5 +33,10 @@ class WebhookRequest:
         path = context.get("path") or event.get("path") or "/"
         query = event.get("queryStringParameters") or {}
         url = f"https://{host}{path}" + (f"?{urlencode(query)}" if query else "")
-        return cls(method=str(event.get("httpMethod", "POST")).upper(), url=url, headers=headers, body=body,
-                   path_params=dict(event.get("pathParameters") or {}))
+        return cls(
+            method=str(event.get("httpMethod", "POST")).upper(),
+            url=url,
+            headers=headers,
+            body=body,
+            path_params=dict(event.get("pathParameters") or {}),
+        )

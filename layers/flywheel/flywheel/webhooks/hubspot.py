@@ -44,8 +44,9 @@ class HubSpotEvent(BaseModel):
         return from_epoch(self.occurredAt / 1000, "occurredAt")
 
 
-def parse(body: bytes, org_of: Callable[[Any], str | None]) -> tuple[list[tuple[dict[str, Any], HubSpotEvent]],
-                                                                     list[Quarantined]]:
+def parse(
+    body: bytes, org_of: Callable[[Any], str | None]
+) -> tuple[list[tuple[dict[str, Any], HubSpotEvent]], list[Quarantined]]:
     """The batch's well-formed events, and the malformed ones quarantined (HubSpot retries a whole
     batch for a day on any error, so one bad event must not hold up the rest)."""
     raw = load_json(body)
@@ -73,8 +74,9 @@ def parse(body: bytes, org_of: Callable[[Any], str | None]) -> tuple[list[tuple[
     return good, bad
 
 
-def deal_outcome(deal: dict[str, Any], event: HubSpotEvent, won_stages: list[str],
-                 lost_stages: list[str]) -> EventType | None:
+def deal_outcome(
+    deal: dict[str, Any], event: HubSpotEvent, won_stages: list[str], lost_stages: list[str]
+) -> EventType | None:
     """Won or lost from the deal's own closed flags; configured stage ids when the flags are absent."""
     props = deal.get("properties") or {}
     won, closed = props.get("hs_is_closed_won"), props.get("hs_is_closed")
@@ -88,9 +90,16 @@ def deal_outcome(deal: dict[str, Any], event: HubSpotEvent, won_stages: list[str
     return EventType.DEAL_LOST if stage in lost_stages else None
 
 
-def to_events(raw: dict[str, Any], event: HubSpotEvent, deal: dict[str, Any] | None, emails: list[str],
-              outcome_field: str | None, won_stages: list[str], lost_stages: list[str],
-              org_id: str | None) -> list[IncomingEvent]:
+def to_events(
+    raw: dict[str, Any],
+    event: HubSpotEvent,
+    deal: dict[str, Any] | None,
+    emails: list[str],
+    outcome_field: str | None,
+    won_stages: list[str],
+    lost_stages: list[str],
+    org_id: str | None,
+) -> list[IncomingEvent]:
     """One event per contact of the deal (each lead's outcome gets the deal); one ignored otherwise."""
     base: dict[str, Any] = {"provider": PROVIDER, "occurred_at": event.occurred, "payload": raw, "org_id": org_id}
     kind = deal_outcome(deal, event, won_stages, lost_stages) if deal and event.is_deal_stage_change else None
@@ -98,13 +107,27 @@ def to_events(raw: dict[str, Any], event: HubSpotEvent, deal: dict[str, Any] | N
         return [IncomingEvent(event_key=str(event.eventId), event_type=event.kind, **base)]
     props = deal.get("properties") or {}
     close = parse_time(props.get("closedate"), "closedate")  # BadValue: quarantined by the caller
-    data = {"deal_id": f"hubspot:{event.objectId}", "value": money(props.get("amount")),
-            "currency": props.get("deal_currency_code"), "close_date": close.isoformat() if close else None,
-            "contact_ids": hubspot_contact_ids(deal)}
+    data = {
+        "deal_id": f"hubspot:{event.objectId}",
+        "value": money(props.get("amount")),
+        "currency": props.get("deal_currency_code"),
+        "close_date": close.isoformat() if close else None,
+        "contact_ids": hubspot_contact_ids(deal),
+    }
     data = {k: v for k, v in data.items() if v not in (None, [])}
     outcome_id = props.get(outcome_field) if outcome_field else None
     if not emails:
-        return [IncomingEvent(event_key=str(event.eventId), event_type=kind.value, data=data,
-                              outcome_id=outcome_id, **base)]
-    return [IncomingEvent(event_key=f"{event.eventId}:{email}", event_type=kind.value, data=data, email=email,
-                          outcome_id=outcome_id, **base) for email in emails]
+        return [
+            IncomingEvent(event_key=str(event.eventId), event_type=kind.value, data=data, outcome_id=outcome_id, **base)
+        ]
+    return [
+        IncomingEvent(
+            event_key=f"{event.eventId}:{email}",
+            event_type=kind.value,
+            data=data,
+            email=email,
+            outcome_id=outcome_id,
+            **base,
+        )
+        for email in emails
+    ]

@@ -40,7 +40,8 @@ _AUTO_SUBJECT = re.compile(
     r"abwesenheitsnotiz|abwesend|automatische antwort|réponse automatique|absence|respuesta automática|"
     r"fuera de la oficina|resposta automática|ausência|risposta automatica|fuori ufficio|automatisch antwoord|"
     r"afwezig|автоответ|автоматический ответ|自動返信|自動応答|自动回复|自动答复|自動回覆|不在|자동 회신)\s*[:：]",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 
 
@@ -130,9 +131,18 @@ class InboundMail:
 # Encoding Standard reads them the same way): Outlook labels windows-1252 as ISO-8859-1, Windows
 # labels cp932 (①, ～, NEC and IBM extensions) as Shift_JIS and GBK as GB2312, Big5 mail carries
 # HKSCS characters, and EUC-KR mail carries the Unified Hangul Code (cp949).
-_SUPERSETS = {"iso8859-1": "windows-1252", "ascii": "windows-1252", "iso8859-9": "cp1254", "iso8859-11": "cp874",
-              "tis-620": "cp874", "shift_jis": "cp932", "gb2312": "gb18030", "gbk": "gb18030",
-              "big5": "big5hkscs", "euc_kr": "cp949"}
+_SUPERSETS = {
+    "iso8859-1": "windows-1252",
+    "ascii": "windows-1252",
+    "iso8859-9": "cp1254",
+    "iso8859-11": "cp874",
+    "tis-620": "cp874",
+    "shift_jis": "cp932",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "big5": "big5hkscs",
+    "euc_kr": "cp949",
+}
 
 
 def _codec(charset: str) -> codecs.CodecInfo | None:
@@ -194,8 +204,10 @@ def _form_parts(content_type: str, body: bytes) -> dict[str, _Part]:
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):  # message/* file parts are parsed as messages: keep their bytes
             inner = part.get_payload()
-            payload = b"".join(m.as_bytes() if isinstance(m, Message) else str(m).encode()
-                               for m in (inner if isinstance(inner, list) else [inner]))
+            payload = b"".join(
+                m.as_bytes() if isinstance(m, Message) else str(m).encode()
+                for m in (inner if isinstance(inner, list) else [inner])
+            )
         parts[str(name)] = _Part(payload, part.get_content_type(), part.get_filename())
     if not parts:
         raise MalformedPayload("multipart body has no fields")
@@ -240,6 +252,7 @@ def _header_value(value: Any) -> str:
 
 # --- delivery status notifications (RFC 3464) ------------------------------------------------------
 
+
 def _field_blocks(text: str) -> list[Message]:
     blocks = re.split(r"\n\s*\n", normalise_newlines(text).strip())
     return [HeaderParser().parsestr(block.strip() + "\n") for block in blocks if block.strip()]
@@ -268,14 +281,20 @@ def parse_delivery_status(status_text: str, original_headers: str | None) -> Del
         if not recipient and not action:
             continue
         status_match = _STATUS.search(block.get("Status") or "") or _STATUS.search(block.get("Diagnostic-Code") or "")
-        bounces.append(Bounce(recipient=recipient, action=action or "failed",
-                              status=status_match.group(0) if status_match else None,
-                              diagnostic=_typed(block.get("Diagnostic-Code")),
-                              original_recipient=first if first != recipient else None))
+        bounces.append(
+            Bounce(
+                recipient=recipient,
+                action=action or "failed",
+                status=status_match.group(0) if status_match else None,
+                diagnostic=_typed(block.get("Diagnostic-Code")),
+                original_recipient=first if first != recipient else None,
+            )
+        )
     original = HeaderParser().parsestr(normalise_newlines(original_headers)) if original_headers else Message()
     message_id = next(iter(_ids(original.get("Message-ID"))), None)
-    return DeliveryReport(original_message_id=message_id, bounces=bounces,
-                          reporting_mta=_typed(per_message.get("Reporting-MTA")))
+    return DeliveryReport(
+        original_message_id=message_id, bounces=bounces, reporting_mta=_typed(per_message.get("Reporting-MTA"))
+    )
 
 
 # RFC 3464, and RFC 6533's internationalised forms (Postfix and Exchange send them for SMTPUTF8 mail)
@@ -289,6 +308,7 @@ def _is_report(content_type: str | None) -> bool:
 
 
 # --- raw mode ----------------------------------------------------------------------------------------
+
 
 def _part_text(part: Message) -> str:
     payload = part.get_payload(decode=True)
@@ -305,8 +325,9 @@ def _raw_report(message: EmailMessage) -> DeliveryReport | None:
         if kind in _STATUS_TYPES:
             blocks = part.get_payload()
             status_text = "\n\n".join(
-                b.as_string() if isinstance(b, Message) else str(b) for b in (blocks if isinstance(blocks, list)
-                                                                              else [blocks]))
+                b.as_string() if isinstance(b, Message) else str(b)
+                for b in (blocks if isinstance(blocks, list) else [blocks])
+            )
         elif kind in ("message/rfc822", "message/global", "message/global-headers") and original is None:
             inner = part.get_payload()
             first = inner[0] if isinstance(inner, list) and inner else inner
@@ -326,21 +347,33 @@ def _from_mime(raw: bytes) -> InboundMail:
         text = _part_text(body)
         if body.get_content_subtype() == "html":
             markup, text = text, html_to_text(text)
-    attachments = [AttachmentInfo(p.get_filename(), p.get_content_type(), len(p.get_payload(decode=True) or b""))
-                   for p in message.walk() if p.get_filename() and not p.is_multipart()]
+    attachments = [
+        AttachmentInfo(p.get_filename(), p.get_content_type(), len(p.get_payload(decode=True) or b""))
+        for p in message.walk()
+        if p.get_filename() and not p.is_multipart()
+    ]
     return InboundMail(
-        mode="raw", sender=_address(message.get("from")),
-        recipients=[a.lower() for _, a in getaddresses([str(v) for v in message.get_all("to", [])
-                                                        + message.get_all("cc", [])]) if a],
+        mode="raw",
+        sender=_address(message.get("from")),
+        recipients=[
+            a.lower()
+            for _, a in getaddresses([str(v) for v in message.get_all("to", []) + message.get_all("cc", [])])
+            if a
+        ],
         subject=_header_value(message.get("subject")) if message.get("subject") is not None else None,
-        full_text=normalise_newlines(text), message_id=next(iter(_ids(message.get("message-id"))), None),
+        full_text=normalise_newlines(text),
+        message_id=next(iter(_ids(message.get("message-id"))), None),
         references=_ids(message.get("in-reply-to")) + _ids(message.get("references")),
-        sent_at=_date(message.get("date")), headers=[(k, _header_value(v)) for k, v in message.items()],
-        html=markup, attachments=attachments, report=_raw_report(message),
+        sent_at=_date(message.get("date")),
+        headers=[(k, _header_value(v)) for k, v in message.items()],
+        html=markup,
+        attachments=attachments,
+        report=_raw_report(message),
     )
 
 
 # --- parsed mode -------------------------------------------------------------------------------------
+
 
 def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMail:
     def text_field(name: str) -> str:
@@ -349,29 +382,45 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
     headers = HeaderParser(policy=policy.default).parsestr(text_field("headers"))
     markup = text_field("html") or None
     body = text_field("text") or (html_to_text(markup) if markup else "")
-    files = {name: p for name, p in parts.items() if p.filename is not None or name.startswith("attachment")
-             and name[10:].isdigit()}
+    files = {
+        name: p
+        for name, p in parts.items()
+        if p.filename is not None or name.startswith("attachment") and name[10:].isdigit()
+    }
     info = _json_field(parts, "attachment-info")
-    attachments = [AttachmentInfo(p.filename or info.get(name, {}).get("filename"),
-                                  info.get(name, {}).get("type") or p.content_type, len(p.raw))
-                   for name, p in sorted(files.items())]
+    attachments = [
+        AttachmentInfo(
+            p.filename or info.get(name, {}).get("filename"),
+            info.get(name, {}).get("type") or p.content_type,
+            len(p.raw),
+        )
+        for name, p in sorted(files.items())
+    ]
     report = None
     if _is_report(headers.get("content-type")):
         kinds = {name: (info.get(name, {}).get("type") or p.content_type).lower() for name, p in files.items()}
         status = next((files[n].raw for n, k in kinds.items() if k in _STATUS_TYPES), b"")
         original = next((files[n].raw for n, k in kinds.items() if k in _ORIGINAL_TYPES), None)
         # without the machine-readable part, the human-readable text usually repeats its fields
-        report = parse_delivery_status(_decode(status, "utf-8") if status else body,
-                                       _decode(original, "utf-8").split("\n\n", 1)[0] if original else None)
+        report = parse_delivery_status(
+            _decode(status, "utf-8") if status else body,
+            _decode(original, "utf-8").split("\n\n", 1)[0] if original else None,
+        )
     sender = _address(text_field("from")) or _address(headers.get("from"))
     return InboundMail(
-        mode="parsed", sender=sender,
+        mode="parsed",
+        sender=sender,
         recipients=[a.lower() for _, a in getaddresses([text_field("to"), text_field("cc")]) if a],
-        subject=" ".join(text_field("subject").split()) or None, full_text=body,
+        subject=" ".join(text_field("subject").split()) or None,
+        full_text=body,
         message_id=next(iter(_ids(headers.get("message-id"))), None),
         references=_ids(headers.get("in-reply-to")) + _ids(headers.get("references")),
-        sent_at=_date(headers.get("date")), headers=[(k, _header_value(v)) for k, v in headers.items()],
-        html=markup, attachments=attachments, charsets=charsets, report=report,
+        sent_at=_date(headers.get("date")),
+        headers=[(k, _header_value(v)) for k, v in headers.items()],
+        html=markup,
+        attachments=attachments,
+        charsets=charsets,
+        report=report,
     )
 
 
@@ -410,10 +459,20 @@ def recipient_domains(mail: InboundMail) -> set[str]:
 
 def _payload(mail: InboundMail) -> dict[str, Any]:
     """What is kept of the provider's post: headers, the full decoded text, attachment metadata."""
-    return {"mode": mail.mode, "from": mail.sender, "to": mail.recipients, "subject": mail.subject,
-            "message_id": mail.message_id, "references": mail.references, "headers": mail.headers,
-            "text": mail.full_text, "html": mail.html, "envelope": mail.envelope, "charsets": mail.charsets,
-            "attachments": [a.__dict__ for a in mail.attachments]}
+    return {
+        "mode": mail.mode,
+        "from": mail.sender,
+        "to": mail.recipients,
+        "subject": mail.subject,
+        "message_id": mail.message_id,
+        "references": mail.references,
+        "headers": mail.headers,
+        "text": mail.full_text,
+        "html": mail.html,
+        "envelope": mail.envelope,
+        "charsets": mail.charsets,
+        "attachments": [a.__dict__ for a in mail.attachments],
+    }
 
 
 def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> list[IncomingEvent]:
@@ -423,20 +482,31 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
         return _bounce_events(mail, domains, occurred)
     payload = _payload(mail)
     text = mail.text
-    data: dict[str, Any] = {"text": text, "full_text": mail.full_text, "subject": mail.subject,
-                            "from": mail.sender}
+    data: dict[str, Any] = {"text": text, "full_text": mail.full_text, "subject": mail.subject, "from": mail.sender}
     why = mail.automated
     if why is not None:
         out_of_office = bool(OUT_OF_OFFICE.search(f"{mail.subject or ''}\n{text}"))
         back: date | None = return_date(text, occurred.date()) if out_of_office else None
-        data.update(automated=True, category="out_of_office" if out_of_office else "auto_reply", detected_by=why,
-                    return_date=back.isoformat() if back else None)
+        data.update(
+            automated=True,
+            category="out_of_office" if out_of_office else "auto_reply",
+            detected_by=why,
+            return_date=back.isoformat() if back else None,
+        )
     key = mail.message_id or content_key({"from": mail.sender, "subject": mail.subject, "text": text})
-    return [IncomingEvent(
-        provider=PROVIDER, event_key=key, event_type=EventType.REPLY.value, occurred_at=occurred,
-        payload=payload, data=data, outcome_id=addressed_outcome(mail, domains), references=mail.references,
-        email=mail.sender,
-    )]
+    return [
+        IncomingEvent(
+            provider=PROVIDER,
+            event_key=key,
+            event_type=EventType.REPLY.value,
+            occurred_at=occurred,
+            payload=payload,
+            data=data,
+            outcome_id=addressed_outcome(mail, domains),
+            references=mail.references,
+            email=mail.sender,
+        )
+    ]
 
 
 def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) -> list[IncomingEvent]:
@@ -445,8 +515,16 @@ def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) ->
     payload = _payload(mail)
     base = mail.message_id or content_key({"from": mail.sender, "text": mail.full_text})
     if not report.bounces:  # a report we cannot read is kept (ignored), never dropped
-        return [IncomingEvent(provider=PROVIDER, event_key=f"dsn:{base}", event_type="dsn_unreadable",
-                              occurred_at=occurred, payload=payload, email=mail.sender)]
+        return [
+            IncomingEvent(
+                provider=PROVIDER,
+                event_key=f"dsn:{base}",
+                event_type="dsn_unreadable",
+                occurred_at=occurred,
+                payload=payload,
+                email=mail.sender,
+            )
+        ]
     events = []
     for bounce in report.bounces:
         if bounce.action in ("delivered", "relayed", "expanded"):
@@ -455,16 +533,29 @@ def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) ->
             kind = EventType.DEFERRED.value  # the MTA is still retrying
         else:
             kind = EventType.BOUNCE.value
-        events.append(IncomingEvent(
-            provider=PROVIDER, event_key=f"dsn:{base}:{bounce.recipient}", event_type=kind, occurred_at=occurred,
-            payload=payload,
-            data={k: v for k, v in {"bounce_type": "bounce" if bounce.hard else "soft", "status": bounce.status,
-                                    "reason": bounce.diagnostic or f"DSN action {bounce.action}",
-                                    "recipient": bounce.recipient, "original_recipient": bounce.original_recipient,
-                                    "source": "dsn"}.items() if v is not None},
-            # a DSN sent back to a reply+<outcome_id> return path names its message like a reply does
-            outcome_id=addressed_outcome(mail, domains),
-            references=[report.original_message_id] if report.original_message_id else [],
-            email=bounce.lead_address,
-        ))
+        events.append(
+            IncomingEvent(
+                provider=PROVIDER,
+                event_key=f"dsn:{base}:{bounce.recipient}",
+                event_type=kind,
+                occurred_at=occurred,
+                payload=payload,
+                data={
+                    k: v
+                    for k, v in {
+                        "bounce_type": "bounce" if bounce.hard else "soft",
+                        "status": bounce.status,
+                        "reason": bounce.diagnostic or f"DSN action {bounce.action}",
+                        "recipient": bounce.recipient,
+                        "original_recipient": bounce.original_recipient,
+                        "source": "dsn",
+                    }.items()
+                    if v is not None
+                },
+                # a DSN sent back to a reply+<outcome_id> return path names its message like a reply does
+                outcome_id=addressed_outcome(mail, domains),
+                references=[report.original_message_id] if report.original_message_id else [],
+                email=bounce.lead_address,
+            )
+        )
     return events

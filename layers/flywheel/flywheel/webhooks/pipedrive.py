@@ -75,8 +75,11 @@ class PipedriveDelivery:
 
     @property
     def occurred_at(self) -> datetime:
-        return (_time(self.meta.get("timestamp"), "meta.timestamp")
-                or _time(self.deal.get("update_time"), "update_time") or datetime.now(UTC))
+        return (
+            _time(self.meta.get("timestamp"), "meta.timestamp")
+            or _time(self.deal.get("update_time"), "update_time")
+            or datetime.now(UTC)
+        )
 
     @property
     def status(self) -> str | None:
@@ -111,21 +114,37 @@ def parse(body: bytes) -> PipedriveDelivery:
     return PipedriveDelivery(raw)
 
 
-def to_events(delivery: PipedriveDelivery, emails: list[str], outcome_field: str | None,
-              org_id: str | None) -> list[IncomingEvent]:
-    base: dict[str, Any] = {"provider": PROVIDER, "occurred_at": delivery.occurred_at, "payload": delivery.raw,
-                            "org_id": org_id}
+def to_events(
+    delivery: PipedriveDelivery, emails: list[str], outcome_field: str | None, org_id: str | None
+) -> list[IncomingEvent]:
+    base: dict[str, Any] = {
+        "provider": PROVIDER,
+        "occurred_at": delivery.occurred_at,
+        "payload": delivery.raw,
+        "org_id": org_id,
+    }
     status = delivery.status
     if status not in ("won", "lost") or delivery.action in ("delete", "deleted"):
         return [IncomingEvent(event_key=delivery.key, event_type=f"{delivery.entity}.{delivery.action}", **base)]
     deal = delivery.deal
     closed = deal.get("won_time") if status == "won" else deal.get("lost_time")
-    data = {"deal_id": f"pipedrive:{deal.get('id')}", "value": money(deal.get("value")),
-            "currency": deal.get("currency"), "close_date": (_time(closed or deal.get("close_time"), "close time") or
-                                                             delivery.occurred_at).isoformat()}
+    data = {
+        "deal_id": f"pipedrive:{deal.get('id')}",
+        "value": money(deal.get("value")),
+        "currency": deal.get("currency"),
+        "close_date": (_time(closed or deal.get("close_time"), "close time") or delivery.occurred_at).isoformat(),
+    }
     kind = EventType.DEAL_WON if status == "won" else EventType.DEAL_LOST
     outcome_id = delivery.custom_field(outcome_field)
     targets: list[str | None] = list(emails) or [None]
-    return [IncomingEvent(event_key=delivery.key if email is None else f"{delivery.key}:{email}",
-                          event_type=kind.value, data={k: v for k, v in data.items() if v is not None},
-                          email=email, outcome_id=outcome_id, **base) for email in targets]
+    return [
+        IncomingEvent(
+            event_key=delivery.key if email is None else f"{delivery.key}:{email}",
+            event_type=kind.value,
+            data={k: v for k, v in data.items() if v is not None},
+            email=email,
+            outcome_id=outcome_id,
+            **base,
+        )
+        for email in targets
+    ]

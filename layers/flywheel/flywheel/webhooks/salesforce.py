@@ -84,14 +84,29 @@ def allowed(organization_id: str, allow_list: list[str]) -> bool:
     return organization_id[:15] in {a[:15] for a in allow_list}
 
 
-def to_event(message: OutboundMessage, note: Notification, outcome_field: str, email_field: str,
-             org_id: str | None, received_at: datetime) -> IncomingEvent:
+def to_event(
+    message: OutboundMessage,
+    note: Notification,
+    outcome_field: str,
+    email_field: str,
+    org_id: str | None,
+    received_at: datetime,
+) -> IncomingEvent:
     f = note.fields
-    payload: dict[str, Any] = {"OrganizationId": message.organization_id, "NotificationId": note.notification_id,
-                               "sObjectType": note.sobject_type, "fields": f}
-    base: dict[str, Any] = {"provider": PROVIDER, "event_key": note.notification_id, "payload": payload,
-                            "org_id": org_id, "outcome_id": f.get(outcome_field),
-                            "email": email_or_none(f.get(email_field))}
+    payload: dict[str, Any] = {
+        "OrganizationId": message.organization_id,
+        "NotificationId": note.notification_id,
+        "sObjectType": note.sobject_type,
+        "fields": f,
+    }
+    base: dict[str, Any] = {
+        "provider": PROVIDER,
+        "event_key": note.notification_id,
+        "payload": payload,
+        "org_id": org_id,
+        "outcome_id": f.get(outcome_field),
+        "email": email_or_none(f.get(email_field)),
+    }
     if len(note.notification_id) > 64:
         raise BadValue("Notification Id is longer than 64 characters")
     closed, won = f.get("IsClosed", "").lower() == "true", f.get("IsWon", "").lower() == "true"
@@ -99,7 +114,15 @@ def to_event(message: OutboundMessage, note: Notification, outcome_field: str, e
     occurred = parse_time(close_date, "CloseDate") or received_at
     if note.sobject_type != "Opportunity" or not (closed or won):
         return IncomingEvent(event_type=f"{note.sobject_type or 'sObject'}.updated", occurred_at=occurred, **base)
-    data = {"deal_id": f"salesforce:{f.get('Id')}", "value": money(f.get("Amount")),
-            "currency": f.get("CurrencyIsoCode"), "close_date": close_date}
-    return IncomingEvent(event_type=(EventType.DEAL_WON if won else EventType.DEAL_LOST).value, occurred_at=occurred,
-                         data={k: v for k, v in data.items() if v is not None}, **base)
+    data = {
+        "deal_id": f"salesforce:{f.get('Id')}",
+        "value": money(f.get("Amount")),
+        "currency": f.get("CurrencyIsoCode"),
+        "close_date": close_date,
+    }
+    return IncomingEvent(
+        event_type=(EventType.DEAL_WON if won else EventType.DEAL_LOST).value,
+        occurred_at=occurred,
+        data={k: v for k, v in data.items() if v is not None},
+        **base,
+    )

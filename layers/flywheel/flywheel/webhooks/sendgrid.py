@@ -79,8 +79,15 @@ def normalise(raw_events: list[Any], default_org: str | None = None) -> tuple[li
             events.append(_to_incoming(raw, validate(SendGridEvent, raw, prefix=f"{index}."), default_org))
         except InvalidInput as exc:
             org = raw.get("org_id") if isinstance(raw, dict) else None
-            quarantined.append(Quarantined(PROVIDER, exc.message, raw, exc.details.get("field"),
-                                           org if isinstance(org, str) and IDENTIFIER.match(org) else default_org))
+            quarantined.append(
+                Quarantined(
+                    PROVIDER,
+                    exc.message,
+                    raw,
+                    exc.details.get("field"),
+                    org if isinstance(org, str) and IDENTIFIER.match(org) else default_org,
+                )
+            )
     return events, quarantined
 
 
@@ -88,8 +95,11 @@ def _to_incoming(raw: dict[str, Any], event: SendGridEvent, default_org: str | N
     kind = _TYPES.get(event.event)
     data: dict[str, Any] = {}
     if kind == EventType.BOUNCE:
-        data = {"bounce_type": "blocked" if event.type == "blocked" else "bounce", "reason": event.reason,
-                "status": event.status}
+        data = {
+            "bounce_type": "blocked" if event.type == "blocked" else "bounce",
+            "reason": event.reason,
+            "status": event.status,
+        }
     elif kind == EventType.DROPPED:
         data = {"reason": event.reason}
     elif kind == EventType.OPEN:

@@ -35,8 +35,16 @@ def _b64(value: str) -> bytes:
 
 # --- SendGrid Signed Event Webhook: ECDSA P-256 / SHA-256 over timestamp + body --------------
 
-def verify_sendgrid(public_key_b64: str, signature_b64: str | None, timestamp: str | None, body: bytes, *,
-                    max_age_s: float | None = None, now: float | None = None) -> None:
+
+def verify_sendgrid(
+    public_key_b64: str,
+    signature_b64: str | None,
+    timestamp: str | None,
+    body: bytes,
+    *,
+    max_age_s: float | None = None,
+    now: float | None = None,
+) -> None:
     """`max_age_s`: refuse signatures older than this (SendGrid retries for 24 h and may reuse the
     timestamp, so it must stay above a day) or more than 5 minutes in the future."""
     if not signature_b64 or not timestamp:
@@ -67,6 +75,7 @@ def verify_sendgrid(public_key_b64: str, signature_b64: str | None, timestamp: s
 
 # --- HubSpot v1 / v2 / v3 --------------------------------------------------------------------
 
+
 def hubspot_v1(secret: str, body: bytes) -> str:
     return hashlib.sha256(secret.encode() + body).hexdigest()
 
@@ -81,8 +90,15 @@ def hubspot_v3(secret: str, method: str, uri: str, body: bytes, timestamp_ms: st
 
 
 def verify_hubspot(
-    secret: str, *, method: str, uri: str, body: bytes, headers: dict[str, str],
-    tolerance_s: float = 300, allow_legacy: bool = False, now: float | None = None,
+    secret: str,
+    *,
+    method: str,
+    uri: str,
+    body: bytes,
+    headers: dict[str, str],
+    tolerance_s: float = 300,
+    allow_legacy: bool = False,
+    now: float | None = None,
 ) -> None:
     v3 = headers.get("x-hubspot-signature-v3")
     if v3:
@@ -106,12 +122,14 @@ def verify_hubspot(
 
 # --- Calendly: t=<unix>,v1=<hex HMAC-SHA256(key, t + "." + body)> -----------------------------
 
+
 def calendly_signature(signing_key: str, timestamp: str, body: bytes) -> str:
     return hmac.new(signing_key.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-def verify_calendly(signing_key: str, header: str | None, body: bytes, *, tolerance_s: float = 180,
-                    now: float | None = None) -> None:
+def verify_calendly(
+    signing_key: str, header: str | None, body: bytes, *, tolerance_s: float = 180, now: float | None = None
+) -> None:
     if not header:
         raise SignatureInvalid("missing Calendly-Webhook-Signature")
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
@@ -125,14 +143,16 @@ def verify_calendly(signing_key: str, header: str | None, body: bytes, *, tolera
 
 # --- Standard Webhooks (webhook-id, webhook-timestamp, webhook-signature) ---------------------
 
+
 def standard_webhooks_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     key = _b64(secret.removeprefix("whsec_"))
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
 
-def verify_standard_webhooks(secret: str, headers: dict[str, str], body: bytes, *, tolerance_s: float = 300,
-                             now: float | None = None) -> None:
+def verify_standard_webhooks(
+    secret: str, headers: dict[str, str], body: bytes, *, tolerance_s: float = 300, now: float | None = None
+) -> None:
     msg_id, timestamp = headers.get("webhook-id"), headers.get("webhook-timestamp", "")
     signatures = headers.get("webhook-signature", "").split()
     if not msg_id or not timestamp or not signatures:
@@ -146,6 +166,7 @@ def verify_standard_webhooks(secret: str, headers: dict[str, str], body: bytes, 
 
 
 # --- shared secrets (HTTP Basic auth, secret path tokens) --------------------------------------
+
 
 def verify_basic_auth(header: str | None, username: str, password: str) -> None:
     if not header or not header.lower().startswith("basic "):
