@@ -139,6 +139,7 @@ def test_training_run_wait_prints_each_step_of_the_state_machine(state: Path, db
     ]
     result = json.loads(out[-1])
     assert result["status"] == "succeeded" and result["execution"] == "SUCCEEDED"
+    assert isinstance(result["examples"], int) and result["examples"] > 0  # the built dataset's size
     model = db.execute(
         "SELECT role, status, serving_kind, serving_status, serving_model_id FROM model_registry"
     ).fetchone()

@@ -353,13 +353,14 @@ def cmd_training_run(args: argparse.Namespace) -> int:
         described = stack.wait_execution(started["execution_arn"], log=step_log)
         _, _, run_payload = api.handle("GET", f"/training/runs/{started['run_id']}", {}, b"")
     run = json.loads(run_payload)
+    counts = (run.get("manifest") or {}).get("counts") or {}  # the run keeps its dataset's size in the manifest
     _print_json(
         {
             "run_id": run.get("run_id"),
             "status": run.get("status"),
             "execution": described["status"],
             "model_id": run.get("model_id"),
-            "examples": run.get("examples"),
+            "examples": int(counts.get("train", 0)) + int(counts.get("validation", 0)) if counts else None,
             "error": run.get("error"),
         }
     )
