@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 from _harness import ROOT, fresh_database, timed
 
+from flywheel.domain.labels import CATEGORIES as REPLY_CATEGORIES  # the weights below follow its order
+
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 DAYS = 180
 ORGS = 300
@@ -70,20 +72,6 @@ TONES = ["professional", "casual", "direct", "friendly"]
 SIZES = ["1-10", "11-50", "51-200", "201-1000", "1000+"]
 AGENTS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 MACHINE_AGENT = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
-REPLY_CATEGORIES = [
-    "interested",
-    "meeting_request",
-    "question",
-    "not_now",
-    "objection",
-    "not_interested",
-    "unsubscribe",
-    "out_of_office",
-    "wrong_person",
-    "referral",
-    "auto_reply",
-    "other",
-]
 REPLY_WEIGHTS = [0.12, 0.05, 0.08, 0.1, 0.08, 0.17, 0.06, 0.2, 0.05, 0.02, 0.05, 0.02]
 
 LABEL_COLUMNS = (

@@ -18,28 +18,35 @@ from _harness import fresh_database, timed
 N_EVENTS, N_MESSAGES = 1000, 200
 
 
+def register(n: int, sent: datetime) -> None:
+    """n messages l0..l{n-1} of org `bench`, registered in batches of 500 (the API's maximum)."""
+    from flywheel.models.messages import MessageIn
+    from flywheel.services.outcomes import register_messages
+
+    for start in range(0, n, 500):
+        register_messages(
+            [
+                MessageIn(
+                    org_id="bench",
+                    campaign_id="c",
+                    lead_id=f"l{i}",
+                    lead_email=f"l{i}@x.example",
+                    body="hello",
+                    provider_message_id=f"m{i}.dfd",
+                    sent_at=sent,
+                )
+                for i in range(start, min(n, start + 500))
+            ]
+        )
+
+
 def setup() -> list:
     """A fresh database with registered messages; returns the normalised events to apply."""
     fresh_database()
-    from flywheel.models.messages import MessageIn
-    from flywheel.services.outcomes import register_messages
     from flywheel.webhooks import sendgrid
 
     sent = datetime.now(UTC) - timedelta(days=1)
-    register_messages(
-        [
-            MessageIn(
-                org_id="bench",
-                campaign_id="c",
-                lead_id=f"l{i}",
-                lead_email=f"l{i}@x.example",
-                body="hello",
-                provider_message_id=f"m{i}.dfd",
-                sent_at=sent,
-            )
-            for i in range(N_MESSAGES)
-        ]
-    )
+    register(N_MESSAGES, sent)
     rng = random.Random(1)  # noqa: S311 - synthetic data
     kinds = ["processed", "delivered", "open", "open", "click", "deferred", "bounce", "unsubscribe"]
     raw = [
@@ -63,8 +70,6 @@ def max_batch(n_outcomes: int, limit: int) -> tuple[int, float]:
     fresh_database()
     from flywheel.local.invoke import invoke
     from flywheel.local.signing import SendGridSigner
-    from flywheel.models.messages import MessageIn
-    from flywheel.services.outcomes import register_messages
     from flywheel.settings import reset_settings
 
     signer = SendGridSigner()
@@ -72,21 +77,7 @@ def max_batch(n_outcomes: int, limit: int) -> tuple[int, float]:
     os.environ["MAX_BODY_BYTES"] = str(limit)  # over the template's value
     reset_settings()
     sent = datetime.now(UTC) - timedelta(days=1)
-    for start in range(0, n_outcomes, 500):
-        register_messages(
-            [
-                MessageIn(
-                    org_id="bench",
-                    campaign_id="c",
-                    lead_id=f"l{i}",
-                    lead_email=f"l{i}@x.example",
-                    body="hello",
-                    provider_message_id=f"m{i}.dfd",
-                    sent_at=sent,
-                )
-                for i in range(start, min(n_outcomes, start + 500))
-            ]
-        )
+    register(n_outcomes, sent)
     kinds = ["processed", "delivered", "open", "open", "click", "deferred", "open"]
     events, size, i = [], 2, 0
     while True:  # realistic events, as SendGrid sends them, until the body limit
