@@ -105,7 +105,23 @@ def _parser() -> Any:
             return [], ""
 
     languages = EmailReplyParser(languages=LANGUAGES).languages
-    return lambda text: _Parts(text=text, languages=languages).read().latest_reply
+
+    def parse(text: str) -> str | None:
+        message = _Parts(text=text, languages=languages)  # its constructor normalises the text
+        if not _HEADER_CUE.search(message.text):  # no header can match: the whole text is the reply
+            return message.text.strip()
+        return message.read().latest_reply  # type: ignore[no-any-return]
+
+    return parse
+
+
+# Every alternative of the parser's header pattern (its "wrote:" lines in every language, its
+# From/Sent/To header lines, "-----Original Message-----") needs a line ending in a colon, a line
+# whose first word (after `>`, `*` and spaces) is followed by a colon, or five dashes; a text
+# without any of these cannot match it, and the parser then answers the whole (normalised) text.
+# Most outbound bodies have none, and the header pattern costs ~0.4 ms over one.
+# tests/unit/test_reply_parser_fast_path.py holds the two answers equal.
+_HEADER_CUE = re.compile(r"[:：][^\S\n]*$|^[^\S\n]*[>* ]*(?:\w{1,24}[^\S\n]?)?[:：]|-{5,}", re.MULTILINE)
 
 
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]*)([^<>]*)>")
