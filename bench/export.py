@@ -390,6 +390,8 @@ def side(mode: str) -> None:
                 "seconds": seconds,
                 "peak_mb": peak_mb,
                 "workers": workers,
+                "own_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
                 "parent_cpu_s": own.ru_utime + own.ru_stime,
                 "workers_cpu_s": children.ru_utime + children.ru_stime,
                 **extra,
@@ -440,7 +442,9 @@ def main() -> None:
             f"{mode}: {r['rows']} rows in {r['seconds']:.1f} s ({r['rows'] / r['seconds']:.0f} rows/s), "
             f"CPU a row: {r['parent_cpu_s'] / r['rows'] * 1e6:.0f} us in the streaming process, "
             f"{r['workers_cpu_s'] / r['rows'] * 1e6:.0f} us in {r['workers']} worker(s); peak RSS "
-            f"{r['peak_mb']:.0f} MB{detail}"
+            f"{r['peak_mb']:.0f} MB (streaming process {r['own_mb']:.0f} MB"
+            + (f" + {r['workers']} x largest worker {r['worker_mb']:.0f} MB)" if r["workers"] else ")")
+            + detail
         )
     s, f, raw = results["streaming"], results["fetch-all"], results["raw-read"]
     print(

@@ -296,3 +296,20 @@ def test_the_manifest_counts_frameworks_without_the_free_text_of_the_row() -> No
     row = {**ROW, "framework": "Challenger for Dana Reyes"}
     example = ds.supervised_example(row, Redactor())
     assert example.meta["framework"] == "Challenger for {{first_name}} {{last_name}}"
+
+
+def test_minhash_signatures_are_the_minimum_of_each_permutation_over_the_word_set() -> None:
+    """The batched signatures equal the definition, computed text by text in plain Python:
+    for each permutation (a*x + b mod 2^64, top 32 bits), the minimum over the crc32 of the
+    text's distinct lower-cased words; an empty text gets the all-ones signature."""
+    import re
+    import zlib
+
+    texts = ["Hi {{first_name}}, close takes 11 days.", "hi HI hi", "", "Ünïcode wörds, ünïcode!", "a b c d e"]
+    got = nd.signatures(texts)
+    for text, row in zip(texts, got, strict=True):
+        words = {w for w in re.findall(r"\{\{\w+\}\}|\w+", text.lower())}
+        for k in range(nd.PERMUTATIONS):
+            a, b = int(nd._A[k]), int(nd._B[k])
+            want = min(((a * zlib.crc32(w.encode()) + b) % 2**64) >> 32 for w in words) if words else 2**32 - 1
+            assert int(row[k]) == want

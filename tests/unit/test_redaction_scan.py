@@ -231,6 +231,33 @@ def test_segmented_scans_on_the_planted_and_clean_corpora() -> None:
             same(name, text)
 
 
+def cue_holds(samples: list[str]) -> None:
+    detector = rd.EmailDetector()
+    for text in samples:
+        if detector.obfuscated.search(text):
+            assert detector.obfuscated_cue.search(text), text
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=40, deadline=None)
+def test_a_text_the_obfuscated_email_pattern_matches_always_has_its_cue(seed: int) -> None:
+    cue_holds(texts(seed, 10))
+
+
+def test_the_obfuscated_email_cue_on_the_corpora_and_each_obfuscation() -> None:
+    obfuscations = [
+        "jane at acme dot com",
+        "jane(at)acme(dot)com",
+        "jane [AT] acme [dot] co [dot] uk",
+        "j.doe at acme.com",
+        "jane @ acme . io",
+        "jane < at > acme < dot > de",
+        "x_1 at y\n.com",
+    ]
+    assert all(rd.EmailDetector.obfuscated.search(t) for t in obfuscations)
+    cue_holds(obfuscations + [i["text"] for i in CORPUS] + CLEAN)
+
+
 def test_possessive_runs_match_what_the_greedy_patterns_match() -> None:
     greedy = {
         "plain": re.compile(r"(?:mailto:)?[\w.+%-]+@[\w-]+(?:\.[\w-]+)+"),

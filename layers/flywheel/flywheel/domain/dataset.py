@@ -56,7 +56,7 @@ def context_of(row: dict[str, Any]) -> RedactionContext:
     )
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=2048)  # a lead's messages (a sequence's steps) come close together
 def _context(
     first: str | None,
     last: str | None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,23 +30,16 @@ _WORD = re.compile(r"\{\{\w+\}\}|\w+")
 _EMPTY = np.full(PERMUTATIONS, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def shingle_hashes(text: str, size: int = 1) -> np.ndarray:
-    """crc32 of each run of `size` words (by default each word: the text's word set)."""
-    tokens = words(text)
-    if len(tokens) < size:
-        grams = [" ".join(tokens)] if tokens else []
-    else:
-        grams = [" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
-    return np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+@lru_cache(maxsize=262_144)
+def _word_hash(word: str) -> int:
+    return zlib.crc32(word.encode())
 
 
 def signatures(texts: Sequence[str]) -> np.ndarray:
-    """MinHash signatures, shape (len(texts), 64), uint32; a batch is hashed in one numpy pass."""
-    parts = [shingle_hashes(t) for t in texts]
+    """MinHash signatures, shape (len(texts), 64), uint32; a batch is hashed in one numpy pass.
+    A text's set is its lower-cased words (placeholders such as `{{phone}}` are one word), each
+    hashed with crc32 once per process (a vocabulary recurs across messages)."""
+    parts = [np.fromiter(map(_word_hash, set(_WORD.findall(t.lower()))), dtype=np.uint64) for t in texts]
     sizes = np.array([len(p) for p in parts])
     out = np.tile(_EMPTY, (len(texts), 1))
     nonempty = sizes > 0

@@ -55,7 +55,7 @@ class RedactionContext:
         """(skeleton of the term, placeholder, free on the left, free on the right, strict), computed once."""
         out = []
         for term, placeholder, strict in self.terms:
-            needle = skeleton(normalized(term)[0])
+            needle = _skeleton_of(term)
             if needle:
                 out.append((needle, placeholder, _is_cjk(needle[0]), _is_cjk(needle[-1]), strict))
         return tuple(out)
@@ -167,15 +167,12 @@ class Segmented:
         self.barrier = re.compile(f"[{allowed[1:]}]" if allowed.startswith("^") else f"[^{allowed}]")
 
     def finditer(self, text: str) -> Iterator[re.Match[str]]:
-        anchors = self.anchor.finditer(text)
-        first = next(anchors, None)
-        if first is None:
+        anchor = self.anchor.search(text)
+        if anchor is None:
             return
-        size, reverse, covered = len(text), text[::-1], -1
-        for anchor in (first, *anchors):
+        size, reverse = len(text), text[::-1]
+        while anchor is not None:  # one anchor a run: the next is searched for past the run
             position = anchor.start()
-            if position < covered:
-                continue
             after = self.barrier.search(text, position)
             before = self.barrier.search(reverse, size - position)  # the nearest barrier before it
             start, covered = (size - before.start() if before else 0), (after.start() if after else size)
@@ -183,6 +180,7 @@ class Segmented:
                 if m.start() >= covered:
                     break
                 yield m
+            anchor = self.anchor.search(text, max(covered, position + 1))
 
 
 # --- emails ------------------------------------------------------------------------------------
@@ -216,13 +214,20 @@ class EmailDetector:
         re.IGNORECASE,
     )
 
+    # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
+    # domain ending in a known top-level domain: a text without one skips the slow pattern, which
+    # tries each of its alternatives at every word
+    obfuscated_cue = re.compile(rf"(?:@|\bat\b)\s*[\)\]\}}>]?\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}", re.IGNORECASE)
+
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
         return ()  # what it finds depends on the text alone
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        for matches in (self.plain.finditer(text), self.obfuscated.finditer(text)):
-            for m in matches:
+        for m in self.plain.finditer(text):
+            yield Span(m.start(), m.end(), "{{email}}", self.name)
+        if self.obfuscated_cue.search(text):
+            for m in self.obfuscated.finditer(text):
                 yield Span(m.start(), m.end(), "{{email}}", self.name)
 
 
@@ -625,6 +630,11 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
 SEPARATOR = "\n\x00\n"
 
 
+# What a Redactor remembers: short texts only (field values, subjects, the system prompt: they
+# recur), never message bodies (they rarely do, and would hold megabytes a worker)
+CACHED_TEXT, CACHED_TEXTS = 300, 8192
+
+
 @dataclass
 class Redactor:
     """Runs the detectors and replaces what they find; counts replacements by placeholder.
@@ -677,7 +687,7 @@ class Redactor:
             if key is not None:
                 missed = []
                 for i in chosen:
-                    known = self._cache.get((detector.name, key, views[i]))
+                    known = self._cache.get((detector.name, key, views[i])) if len(views[i]) <= CACHED_TEXT else None
                     if known is None:
                         missed.append(i)
                     else:
@@ -689,8 +699,8 @@ class Redactor:
                 found = _joined_find(detector, [views[i] for i in chosen], context) if chosen else []
             for i, spans in zip(chosen, found, strict=True):
                 per_view[i] += spans
-                if key is not None:
-                    if len(self._cache) >= 50_000:
+                if key is not None and len(views[i]) <= CACHED_TEXT:
+                    if len(self._cache) >= CACHED_TEXTS:
                         self._cache.clear()
                     self._cache[(detector.name, key, views[i])] = tuple(spans)
         return [_to_original(spans, where) for spans, (_, where) in zip(per_view, normal, strict=True)]
@@ -918,6 +928,19 @@ def _ordinary_words(term: str) -> bool:
 _FUNCTION_WORDS = _wordset("the a an and of for to in on at by")
 
 
+@lru_cache(maxsize=65_536)
+def _skeleton_of(term: str) -> str:
+    """A name's skeleton as the detectors compare it; names recur across messages."""
+    return skeleton(normalized(term)[0])
+
+
+@lru_cache(maxsize=65_536)
+def _term_key(term: str) -> tuple[str, bool]:
+    """A name's skeleton, and whether it is made of ordinary words only."""
+    key = _skeleton_of(term)
+    return key, _ordinary_words(key)
+
+
 def build_context(
     *,
     lead: dict[str, str | None],
@@ -931,8 +954,8 @@ def build_context(
 
     def add(variants: Iterable[str], placeholder: str, strict: bool = False) -> None:
         for v in variants:
-            key = skeleton(normalized(v)[0])
-            placed.setdefault(key, (v, placeholder, strict or _ordinary_words(key)))
+            key, ordinary = _term_key(v)
+            placed.setdefault(key, (v, placeholder, strict or ordinary))
 
     first, last = (lead.get("first_name") or "").strip(), (lead.get("last_name") or "").strip()
     company = (lead.get("company") or "").strip()
@@ -970,6 +993,9 @@ def build_context(
 
 def apply_spans(text: str, spans: Iterable[Span], counts: Counter[str] | None = None) -> str:
     """Replace resolved spans (from any detector, local or Comprehend) by their placeholders."""
+    spans = list(spans)
+    if not spans:
+        return text
     resolved = resolve(spans, text)
     if not resolved:
         return text

@@ -55,6 +55,10 @@ _SEPARATORS = [
     re.compile(r"^\s*_{10,}\s*$"),
     re.compile(r"^\s*-{5,}\s*$"),
 ]
+# any of them, in one match a line (each keeps its own flags)
+_QUOTE_START = re.compile(
+    "|".join(f"(?{'i' if p.flags & re.IGNORECASE else ''}:{p.pattern})" for p in _ATTRIBUTION + _SEPARATORS)
+)
 # the first line of an Outlook header block, and the lines that must follow it
 _HEADER_FROM = re.compile(
     r"^\s*\*?(?:from|von|de|van|da|от|差出人|发件人|寄件者|보낸 사람)\s*\*?\s*[:：]\s*\S", re.IGNORECASE
@@ -202,11 +206,13 @@ def _is_header_block(lines: list[str], i: int) -> bool:
 def _cut_quotes(lines: list[str]) -> list[str]:
     kept: list[str] = []
     for i, line in enumerate(lines):
-        joined = line + " " + (lines[i + 1].strip() if i + 1 < len(lines) else "")
         if (
-            any(p.match(line) for p in _ATTRIBUTION + _SEPARATORS)
+            _QUOTE_START.match(line)
             or _is_header_block(lines, i)
-            or (_ATTRIBUTION[0].match(joined) and not line.rstrip().endswith((".", "!", "?")))
+            or (
+                not line.rstrip().endswith((".", "!", "?"))
+                and _ATTRIBUTION[0].match(line + " " + (lines[i + 1].strip() if i + 1 < len(lines) else ""))
+            )
         ):
             break
         if line.lstrip().startswith(">") or _IMAGE_PLACEHOLDER.match(line):
