@@ -114,22 +114,27 @@ def must_consume(items: Iterable[tuple[Any, Any]], wanted: Callable[[str], bool]
     return False
 
 
-def lookahead_reach(items: Iterable[tuple[Any, Any]]) -> int:
-    """The farthest a look-ahead (or `\\b`, `$`) reads past where it is checked."""
+def lookahead_reach(items: Iterable[tuple[Any, Any]], barriers: list[str] = (), icase: bool = False) -> int:  # type: ignore[assignment]
+    """The farthest a look-ahead (or `\\b`, `$`) reads past where it is checked, or past the end
+    of the run: a look-ahead that cannot consume a barrier stops at the run's first barrier."""
     reach = 0
     for op, av in items:
         if op in (C.ASSERT, C.ASSERT_NOT) and av[0] == 1:
-            reach = max(reach, _parser.SubPattern(av[1].state, av[1].data).getwidth()[1])
+            inside = _parser.SubPattern(av[1].state, av[1].data)
+            bounded = barriers and not any(can_consume(inside, ch, icase) for ch in barriers)
+            reach = max(reach, 1 if bounded else inside.getwidth()[1])
         elif op is C.AT:
             reach = max(reach, 1)
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
-            reach = max(reach, lookahead_reach(av[2]))
+            reach = max(reach, lookahead_reach(av[2], barriers, icase))
         elif op is C.SUBPATTERN:
-            reach = max(reach, lookahead_reach(av[3]))
+            _, add, remove, sub = av
+            inner = (icase or bool(add & re.IGNORECASE)) and not remove & re.IGNORECASE
+            reach = max(reach, lookahead_reach(sub, barriers, inner))
         elif op is C.ATOMIC_GROUP:
-            reach = max(reach, lookahead_reach(av))
+            reach = max(reach, lookahead_reach(av, barriers, icase))
         elif op is C.BRANCH:
-            reach = max([reach, *(lookahead_reach(b) for b in av[1])])
+            reach = max([reach, *(lookahead_reach(b, barriers, icase) for b in av[1])])
     return reach
 
 
@@ -144,7 +149,7 @@ def test_no_match_can_consume_a_barrier(name: str) -> None:
     barriers = [ch for ch in PROBES if scan.barrier.fullmatch(ch)]
     assert barriers, "a segmented scan needs characters that end a run"
     assert [ch for ch in barriers if can_consume(tree, ch, icase)] == []
-    assert lookahead_reach(tree) + 2 <= scan.lookahead
+    assert lookahead_reach(tree, barriers, icase) + 2 <= scan.lookahead
 
 
 @pytest.mark.parametrize("name", ["email (plain)", "street address", "postcode"])
@@ -311,3 +316,46 @@ def test_cached_results_are_the_results() -> None:
     first = redactor.find_many(fields, context)
     assert redactor._cache  # something was remembered
     assert redactor.find_many(fields, context) == first == [rd.Redactor().find(t, context) for t in fields]
+
+
+# --- layouts of one script, left out for texts without it ----------------------------------------
+
+
+def test_a_layout_left_out_for_a_script_needs_a_letter_of_that_script() -> None:
+    assert rd._SCRIPT_OF
+    for pattern, script in rd._SCRIPT_OF.items():
+        tree, _ = parsed(pattern)
+        assert must_consume(tree, lambda ch, s=script: rd._SCRIPTS[s].fullmatch(ch) is not None), pattern.pattern
+
+
+def scripts_agree(samples: list[str]) -> None:
+    detector = rd.AddressDetector()
+    for text in samples:
+        every = [(m.span(), ph) for scan, ph in detector.scans for m in scan.finditer(text)]
+        assert [((s.start, s.end), s.placeholder) for s in detector.find(text, rd.RedactionContext())] == every
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=20, deadline=None)
+def test_the_scans_for_a_texts_scripts_find_what_every_layout_finds(seed: int) -> None:
+    scripts_agree(texts(seed, 10))
+
+
+def test_the_scans_for_a_texts_scripts_on_the_corpora() -> None:
+    extra = ["ул. Тверская, д. 7, 〒100-0005 東京都千代田区丸の内1-1-1", "강남구 테헤란로 152, 10117 Berlin"]
+    scripts_agree(extra + [i["text"] for i in CORPUS] + CLEAN)
+
+
+# --- resolving spans: the shortcut for spans that do not overlap ----------------------------------
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 60), st.integers(0, 12), st.sampled_from(["{{a}}", "{{b}}"])), max_size=12),
+    st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_resolving_answers_what_the_general_merge_answers(raw: list[tuple[int, int, str]], placeholder: bool) -> None:
+    text = "x" * 30 + ("{{first_name}}" if placeholder else "y" * 14) + "z" * 30
+    spans = [rd.Span(start, start + size, ph, f"d{k % 3}") for k, (start, size, ph) in enumerate(raw)]
+    protected = [(m.start(), m.end()) for m in rd.PLACEHOLDER.finditer(text)]
+    assert rd.resolve(spans, text) == rd._merged(spans, protected)

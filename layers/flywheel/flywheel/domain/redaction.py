@@ -428,7 +428,7 @@ _ADDRESS_PATTERNS = [
     # Friedrichstraße 123, Musterstr. 5a, Keizersgracht 123, Drottninggatan 5, Hauptplatz 1
     # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised)
     re.compile(
-        r"\b[A-ZÄÖÜ][\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
+        r"\b[A-ZÄÖÜ](?=[\w.-]*+\s+\d)[\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
         r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
         r"(?:\s?[a-zA-Z]\b)?"
     ),
@@ -463,7 +463,7 @@ _ADDRESS_PATTERNS = [
     ),
     # 강남구 테헤란로 152, 중구 세종대로 110 (district, then road and building number)
     re.compile(r"[가-힣]{1,6}(?:구|군|시)\s[가-힣0-9]{1,12}(?:대로|로|길)\s?\d{1,4}(?:-\d{1,4})?(?:번길\s?\d{1,4})?"),
-    re.compile(r"\b(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Casella postale)\s+\d+\b", re.IGNORECASE),
+    re.compile(r"\b(?=[pPaAcC])(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Casella postale)\s+\d+\b", re.IGNORECASE),
 ]
 _POSTCODE_PATTERNS = [
     re.compile(r"\b(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})\b"),  # UK
@@ -471,19 +471,36 @@ _POSTCODE_PATTERNS = [
     re.compile(rf"\b(?:{_US_STATES}),?\s+\d{{5}}(?:-\d{{4}})?\b"),  # US state + ZIP
     re.compile(r"\b(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)\s+\d{4}\b"),  # Australia
     # 10117 Berlin, 75008 Paris, D-80331 München: at the start of a line or after a comma
-    re.compile(rf"(?:^|(?<=,)|(?<=,\s)|(?<=\b[A-Z]-))\d{{5}}\s+{_CAP}", re.MULTILINE),
+    re.compile(rf"(?=\d{{5}}\s)(?:^|(?<=,)|(?<=,\s)|(?<=\b[A-Z]-))\d{{5}}\s+{_CAP}", re.MULTILINE),
     # 8001 Zürich, 1012 AB Amsterdam, A-1010 Wien: after a comma or a country prefix
-    re.compile(rf"(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-))\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"),
+    re.compile(rf"(?=\d{{4}})(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-))\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"),
     re.compile(r"〒\s?\d{3}-?\d{4}"),  # Japan
-    re.compile(r"\b[A-Z][a-z]{2,}\s?[-–]?\s?[1-9]\d{5}\b"),  # India: Bengaluru 560001, Mumbai - 400001
+    re.compile(r"\b[A-Z][a-z]{2,}+\s?[-–]?\s?[1-9]\d{5}\b"),  # India: Bengaluru 560001, Mumbai - 400001
     re.compile(r"\b\d{4}-\d{3}\b"),  # Portugal
-    re.compile(rf"(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
+    re.compile(rf"(?=\d{{3}}\s)(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
     re.compile(r"\b\d{5}-\d{3}\b"),  # Brazil CEP
-    re.compile(r"\b(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b", re.IGNORECASE),
+    re.compile(
+        r"\b(?=[pPzZcCиИ])(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b",
+        re.IGNORECASE,
+    ),
 ]
 
 
 _ANY_DIGIT = re.compile(r"\d")
+# the layouts written in one script, and a letter every match of each holds
+_SCRIPTS = {
+    "cyrillic": re.compile("[\u0400-\u04ff]"),
+    "cjk": re.compile("[\u4e00-\u9fff]"),
+    "hangul": re.compile("[\uac00-\ud7af]"),
+    "postal mark": re.compile("〒"),
+}
+_SCRIPT_OF = {
+    _ADDRESS_PATTERNS[5]: "cyrillic",  # ул. Тверская, д. 7
+    _ADDRESS_PATTERNS[6]: "cjk",  # 東京都千代田区丸の内1-1-1
+    _ADDRESS_PATTERNS[7]: "cjk",  # 北京市朝阳区建国路88号
+    _ADDRESS_PATTERNS[8]: "hangul",  # 강남구 테헤란로 152
+    _POSTCODE_PATTERNS[6]: "postal mark",  # 〒100-0005
+}
 
 
 def _scoped(pattern: re.Pattern[str]) -> str:
@@ -508,6 +525,26 @@ class AddressDetector:
     )
 
     @staticmethod
+    @lru_cache(maxsize=32)
+    def scans_for(scripts: frozenset[str]) -> tuple[tuple[Segmented, str], ...]:
+        """The scans without the layouts of scripts a text does not hold (each of those matches
+        only text with a letter of its script): the same matches, without trying those layouts
+        at every position."""
+        if scripts == frozenset(_SCRIPTS):
+            return AddressDetector.scans
+        return tuple(
+            (
+                Segmented(
+                    re.compile("|".join(_scoped(p) for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts})),
+                    AddressDetector._allowed,
+                    r"\d",
+                ),
+                placeholder,
+            )
+            for patterns, placeholder in ((_ADDRESS_PATTERNS, "{{address}}"), (_POSTCODE_PATTERNS, "{{postcode}}"))
+        )
+
+    @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
         return ()  # what it finds depends on the text alone
 
@@ -519,7 +556,8 @@ class AddressDetector:
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         if not self.wanted(text):
             return
-        for scan, placeholder in self.scans:
+        scripts = frozenset() if text.isascii() else frozenset(k for k, probe in _SCRIPTS.items() if probe.search(text))
+        for scan, placeholder in self.scans_for(scripts):
             for m in scan.finditer(text):
                 yield Span(m.start(), m.end(), placeholder, self.name)
 
@@ -596,6 +634,16 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
     placeholder with it (a link ending in `?name={{first_name}}` is still a link). Spans inside a
     placeholder are the placeholder itself and are left alone."""
     protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if "{{" in text else []
+    if not protected:  # the common case: spans that do not overlap are kept as they are
+        ordered = sorted((s for s in spans if s.end > s.start), key=lambda s: s.start)
+        if all(a.end <= b.start for a, b in zip(ordered, ordered[1:])):
+            return ordered
+        spans = ordered
+    return _merged(spans, protected)
+
+
+def _merged(spans: Iterable[Span], protected: list[tuple[int, int]]) -> list[Span]:
+    """`resolve` in general: longest first, merging partial overlaps, around placeholders."""
     taken: list[Span] = []
     for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
         start, end = span.start, span.end

@@ -206,16 +206,18 @@ def _is_header_block(lines: list[str], i: int) -> bool:
 def _cut_quotes(lines: list[str]) -> list[str]:
     kept: list[str] = []
     for i, line in enumerate(lines):
-        if (
-            _QUOTE_START.match(line)
-            or _is_header_block(lines, i)
-            or (
-                not line.rstrip().endswith((".", "!", "?"))
-                and _ATTRIBUTION[0].match(line + " " + (lines[i + 1].strip() if i + 1 < len(lines) else ""))
-            )
+        # every attribution, header line and image placeholder holds a colon, and every separator
+        # "--" or "__": a line with none of them (most lines) skips those patterns
+        colon = ":" in line or "：" in line
+        if (colon or "--" in line or "__" in line) and (
+            _QUOTE_START.match(line) or (colon and _is_header_block(lines, i))
         ):
             break
-        if line.lstrip().startswith(">") or _IMAGE_PLACEHOLDER.match(line):
+        if not line.rstrip().endswith((".", "!", "?")):
+            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+            if (colon or ":" in following or "：" in following) and _ATTRIBUTION[0].match(line + " " + following):
+                break
+        if line.lstrip().startswith(">") or (colon and _IMAGE_PLACEHOLDER.match(line)):
             continue
         kept.append(line)
     return kept
