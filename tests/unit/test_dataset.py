@@ -22,7 +22,7 @@ from flywheel.domain.dataset_checks import (
     record_texts,
 )
 from flywheel.domain.redaction import Redactor, build_context
-from flywheel.services.dataset import Staged, _plan, residual_scan
+from flywheel.services.dataset import Staged, _plan, residual_scan, split_key
 from tests.dedupe_planted import pair_scores, planted
 from tests.provider_rules import nova_line, openai_dpo_line, openai_sft_line
 
@@ -180,7 +180,7 @@ def _staged(texts: list[str], prompts: list[str], second: list[str] | None = Non
         sides=len(sides),
         signatures=sides,
         prompt_keys=np.array([ds.text_key(p) for p in prompts], dtype=np.int64),
-        first_ids=[f"outcome-{i}" for i in range(len(texts))],
+        split_keys=np.array([split_key(f"outcome-{i}") for i in range(len(texts))], dtype=np.uint64),
     )
 
 
@@ -313,3 +313,15 @@ def test_minhash_signatures_are_the_minimum_of_each_permutation_over_the_word_se
             a, b = int(nd._A[k]), int(nd._B[k])
             want = min(((a * zlib.crc32(w.encode()) + b) % 2**64) >> 32 for w in words) if words else 2**32 - 1
             assert int(row[k]) == want
+
+
+def test_the_split_key_puts_an_example_where_is_validation_says() -> None:
+    import hashlib
+
+    ids = [f"outcome-{i}" for i in range(2000)]
+    for fraction in (0.05, 0.1, 0.5):
+        assert [((split_key(i) >> 32) % 10_000 < fraction * 10_000) for i in ids] == [
+            ds.is_validation(i, fraction) for i in ids
+        ]
+    by_key = sorted(ids, key=split_key)
+    assert by_key == sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())

@@ -13,6 +13,7 @@ that is deleted when the build ends; only the redacted files and the manifest ar
 
 from __future__ import annotations
 
+import array
 import contextlib
 import hashlib
 import itertools
@@ -294,7 +295,7 @@ class Staged:
     sides: int = 1
     signatures: list[np.ndarray] = field(default_factory=list)  # per side, (n, 64) uint32
     prompt_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    first_ids: list[str] = field(default_factory=list)
+    split_keys: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))  # see `split_key`
     comprehend: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
     token_method: str = ""
 
@@ -319,7 +320,7 @@ class Batch:
     lines: list[str] = field(default_factory=list)
     signatures: list[np.ndarray] = field(default_factory=list)  # per side
     prompt_keys: list[int] = field(default_factory=list)
-    first_ids: list[str] = field(default_factory=list)
+    split_keys: list[int] = field(default_factory=list)
     redactions: Counter[str] = field(default_factory=Counter)
 
 
@@ -356,7 +357,7 @@ class _Builder:
         )
         for example, context in examples:
             batch.prompt_keys.append(ds.text_key(example.prompt))
-            batch.first_ids.append(example.outcome_ids[0])
+            batch.split_keys.append(split_key(example.outcome_ids[0]))
             if self.spec.provider == "bedrock":
                 payload, neutralised = ds.to_nova(example)
             else:
@@ -498,8 +499,10 @@ def _stage(
     staged = Staged(sides=2 if spec.method == "dpo" else 1)
     builder = _Builder(spec, redactor)
     staged.token_method = builder.token_method
-    sides: list[list[np.ndarray]] = [[] for _ in range(staged.sides)]
-    prompt_keys: list[int] = []
+    # signatures go to private files as they come (read back once: no chunk list and its copy),
+    # the keys into typed arrays (8 bytes an example, not a Python int)
+    sig_paths = [stage.with_name(f"signatures-{side}.bin") for side in range(staged.sides)]
+    prompt_keys, split_keys = array.array("q"), array.array("Q")
     comprehend_counts: Counter[str] = Counter()
     counted = _Counted(rows)
     items = _items(iter(counted), spec)
@@ -509,20 +512,22 @@ def _stage(
         else _in_process(items, builder, pii_pass, comprehend_counts)
     )
     started = time.monotonic()
-    with stage.open("w", encoding="utf-8") as handle:
+    with stage.open("w", encoding="utf-8") as handle, contextlib.ExitStack() as files:
+        sig_files = [files.enter_context(path.open("wb")) for path in sig_paths]
         for batch in batches:
             if on_progress is not None:
                 on_progress(counted.done, time.monotonic() - started)
             handle.write("".join(batch.lines))
             for side, signatures in enumerate(batch.signatures):
-                sides[side].append(signatures)
-            prompt_keys += batch.prompt_keys
-            staged.first_ids += batch.first_ids
+                sig_files[side].write(np.ascontiguousarray(signatures, dtype=np.uint32).tobytes())
+            prompt_keys.extend(batch.prompt_keys)
+            split_keys.extend(batch.split_keys)
             staged.count += len(batch.lines)
             if workers > 1 and pii_pass is None:
                 redactor.counts.update(batch.redactions)
-    staged.signatures = [np.concatenate(s) if s else np.zeros((0, nd.PERMUTATIONS), np.uint32) for s in sides]
-    staged.prompt_keys = np.array(prompt_keys, dtype=np.int64)
+    staged.signatures = [np.fromfile(path, dtype=np.uint32).reshape(-1, nd.PERMUTATIONS) for path in sig_paths]
+    staged.prompt_keys = np.frombuffer(prompt_keys, dtype=np.int64)
+    staged.split_keys = np.frombuffer(split_keys, dtype=np.uint64)
     if pii_pass is not None:
         usage = pii_pass.usage
         staged.comprehend = {
@@ -592,7 +597,7 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     n = staged.count
     # for DPO both sides are compared with each other too: a text preferred in one pair and
     # rejected (or a near-duplicate of it rejected) in another teaches the model both ways
-    sigs = np.concatenate(staged.signatures) if n else np.zeros((0, nd.PERMUTATIONS), np.uint32)
+    sigs = staged.signatures[0] if staged.sides == 1 else np.concatenate(staged.signatures)
     left, right, _ = nd.similar_pairs(sigs, nd.DUPLICATE_THRESHOLD)
     clusters = nd.components(n, [(left % max(n, 1), right % max(n, 1))])
     degenerate = np.zeros(n, dtype=bool)
@@ -621,7 +626,7 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     order = kept[np.argsort(staged.prompt_keys[kept], kind="stable")]
     same = staged.prompt_keys[order][1:] == staged.prompt_keys[order][:-1]
     groups = nd.components(n, [(order[:-1][same], order[1:][same])])
-    validation = _assign_sides(groups, kept, staged.first_ids, fraction)
+    validation = _assign_sides(groups, kept, staged.split_keys, fraction)
     dropped = {
         "near_duplicate": len(dropped_dup),
         "of_which_identical": identical,
@@ -630,7 +635,13 @@ def _plan(staged: Staged, fraction: float) -> Plan:
     return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
 
 
-def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fraction: float) -> np.ndarray:
+def split_key(outcome_id: str) -> int:
+    """The first 8 bytes of the SHA-256 of an example's first outcome id: its top 32 bits are the
+    bucket of `ds.is_validation`, and groups are taken in its order (as by the digest's hex)."""
+    return int.from_bytes(hashlib.sha256(outcome_id.encode()).digest()[:8], "big")
+
+
+def _assign_sides(groups: np.ndarray, kept: np.ndarray, split_keys: np.ndarray, fraction: float) -> np.ndarray:
     """A group goes to validation when the hash of its first outcome id says so, unless that
     would take validation past twice its share: with few, large groups (many examples sharing
     one prompt) the training side is never emptied into validation. When the hash picks no group
@@ -640,9 +651,9 @@ def _assign_sides(groups: np.ndarray, kept: np.ndarray, first_ids: list[str], fr
         sizes[g] = sizes.get(g, 0) + 1
     budget = min(int(np.ceil(2 * fraction * len(kept))), len(kept) - 1)
     chosen: set[int] = set()
-    ordered = sorted(sizes, key=lambda g: hashlib.sha256(first_ids[g].encode()).hexdigest())
+    ordered = sorted(sizes, key=lambda g: (int(split_keys[g]), g))
     for g in ordered:
-        if ds.is_validation(first_ids[g], fraction) and sizes[g] <= budget:
+        if (int(split_keys[g]) >> 32) % 10_000 < fraction * 10_000 and sizes[g] <= budget:
             chosen.add(g)
             budget -= sizes[g]
     if not chosen and fraction > 0 and len(sizes) > 1:  # few groups: still hold one out, the first that fits
