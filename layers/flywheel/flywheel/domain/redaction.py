@@ -55,9 +55,9 @@ class RedactionContext:
         """(skeleton of the term, placeholder, free on the left, free on the right, strict), computed once."""
         out = []
         for term, placeholder, strict in self.terms:
-            needle = _skeleton_of(term)
+            needle, left_free, right_free = _needle(term)
             if needle:
-                out.append((needle, placeholder, _is_cjk(needle[0]), _is_cjk(needle[-1]), strict))
+                out.append((needle, placeholder, left_free, right_free, strict))
         return tuple(out)
 
 
@@ -896,6 +896,7 @@ def company_variants(name: str) -> frozenset[str]:
     return frozenset(v for v in variants if len(v) >= 2)
 
 
+@lru_cache(maxsize=16_384)
 def company_first_word(name: str) -> str | None:
     """The distinctive first word of a company name of several words, as people shorten it
     ("Northwind's roadmap" for Northwind Traders Inc., `abm-northwind-q4`); None for a generic one."""
@@ -963,6 +964,11 @@ def signature_lines(signature: str) -> Iterator[str]:
             yield line
 
 
+@lru_cache(maxsize=4096)
+def _signature_terms(signature: str) -> frozenset[str]:
+    return frozenset(signature_lines(signature))
+
+
 def _ordinary_words(term: str) -> bool:
     """Whether a term is made of ordinary words only ("Will", "Will Mark", "The Box")."""
     words = re.findall(r"\w+", term)
@@ -983,10 +989,28 @@ def _skeleton_of(term: str) -> str:
 
 
 @lru_cache(maxsize=65_536)
+def _needle(term: str) -> tuple[str, bool, bool]:
+    """A name's skeleton, and whether it may touch letters on its left and right (CJK scripts)."""
+    needle = _skeleton_of(term)
+    return (needle, _is_cjk(needle[0]), _is_cjk(needle[-1])) if needle else ("", False, False)
+
+
+@lru_cache(maxsize=65_536)
 def _term_key(term: str) -> tuple[str, bool]:
     """A name's skeleton, and whether it is made of ordinary words only."""
     key = _skeleton_of(term)
     return key, _ordinary_words(key)
+
+
+@lru_cache(maxsize=65_536)
+def _placed(variants: frozenset[str], placeholder: str, strict: bool) -> tuple[tuple[str, tuple[str, str, bool]], ...]:
+    """One role's names as (skeleton, (term, placeholder, strict)): people, companies and
+    senders recur across messages, so each role is worked out once."""
+    out = []
+    for v in variants:
+        key, ordinary = _term_key(v)
+        out.append((key, (v, placeholder, strict or ordinary)))
+    return tuple(out)
 
 
 def build_context(
@@ -998,12 +1022,10 @@ def build_context(
 ) -> RedactionContext:
     """The redaction context of one message. Longer terms come first, so overlapping names
     (a surname inside the company name) resolve to the longest."""
-    placed: dict[str, tuple[str, str, bool]] = {}  # skeleton -> (term, placeholder, strict); the first role wins
+    parts: list[tuple[tuple[str, tuple[str, str, bool]], ...]] = []  # in order of precedence
 
-    def add(variants: Iterable[str], placeholder: str, strict: bool = False) -> None:
-        for v in variants:
-            key, ordinary = _term_key(v)
-            placed.setdefault(key, (v, placeholder, strict or ordinary))
+    def add(variants: frozenset[str], placeholder: str, strict: bool = False) -> None:
+        parts.append(_placed(variants, placeholder, strict))
 
     first, last = (lead.get("first_name") or "").strip(), (lead.get("last_name") or "").strip()
     company = (lead.get("company") or "").strip()
@@ -1024,16 +1046,21 @@ def build_context(
     if sender.get("name"):
         add(person_variants(str(sender["name"])), "{{sender_name}}")
     if sender.get("title"):
-        add({" ".join(str(sender["title"]).split())}, "{{sender_title}}")
+        add(frozenset({" ".join(str(sender["title"]).split())}), "{{sender_title}}")
     if sender.get("signature"):
-        add(signature_lines(str(sender["signature"])), "{{signature}}")
+        add(_signature_terms(str(sender["signature"])), "{{signature}}")
     for name in colleagues:
         add(person_variants(name), "{{colleague_name}}")
     # a company's first word last: a person or a full name that is the same word keeps its role
     for name, placeholder in ((company, "{{company}}"), (str(sender.get("company") or ""), "{{sender_company}}")):
         word = company_first_word(name)
         if word:
-            add(_transliterations(word), placeholder, strict=True)
+            add(frozenset(_transliterations(word)), placeholder, strict=True)
+    # skeleton -> (term, placeholder, strict): the first role wins (the parts from last to first,
+    # each one's later entries overwritten by its earlier ones)
+    placed: dict[str, tuple[str, str, bool]] = {}
+    for part in reversed(parts):
+        placed.update(reversed(part))
     terms = sorted(placed.values(), key=lambda t: (-len(t[0]), t[0]))
     codes = tuple(dict.fromkeys(c for c in (region_code(r) for r in regions) if c))
     return RedactionContext(regions=codes, terms=tuple(terms))
