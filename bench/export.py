@@ -356,7 +356,7 @@ def _pss_kb(pid: int) -> int:
 
 
 class TreeMemory:
-    """The peak of the summed PSS of this process and its children, sampled every 20 ms: the
+    """The peak of the summed PSS of this process and its children, sampled every 200 ms: the
     memory the build holds as the kernel (and a Lambda's memory limit) counts it."""
 
     def __init__(self) -> None:
@@ -368,7 +368,7 @@ class TreeMemory:
 
     def _run(self) -> None:
         me = os.getpid()
-        while not self._stop.wait(0.02):
+        while not self._stop.wait(0.2):
             try:
                 with open(f"/proc/{me}/task/{me}/children") as f:
                     children = [int(pid) for pid in f.read().split()]
