@@ -16,6 +16,7 @@ Pure: no I/O. Patterns are compiled once at import; nothing is compiled per row.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -636,7 +637,7 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
     protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if "{{" in text else []
     if not protected:  # the common case: spans that do not overlap are kept as they are
         ordered = sorted((s for s in spans if s.end > s.start), key=lambda s: s.start)
-        if all(a.end <= b.start for a, b in zip(ordered, ordered[1:])):
+        if all(a.end <= b.start for a, b in itertools.pairwise(ordered)):
             return ordered
         spans = ordered
     return _merged(spans, protected)
