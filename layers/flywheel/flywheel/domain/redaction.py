@@ -218,7 +218,10 @@ class EmailDetector:
     # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
     # domain ending in a known top-level domain: a text without one skips the slow pattern, which
     # tries each of its alternatives at every word
-    obfuscated_cue = re.compile(rf"(?:@|\bat\b)\s*[\)\]\}}>]?\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}", re.IGNORECASE)
+    # (possessive spaces: a long run of them after an "at" is read once, not split every way)
+    obfuscated_cue = re.compile(
+        rf"(?:@|\bat\b)\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}", re.IGNORECASE
+    )
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
