@@ -507,7 +507,8 @@ def main() -> None:
     s, f, raw = results["streaming"], results["fetch-all"], results["raw-read"]
     print(
         f"fastest rounds: raw read {raw['seconds']:.1f} s, streaming {s['seconds']:.1f} s "
-        f"({s['rows'] / s['seconds']:.0f} rows/s), fetch-all {f['seconds']:.1f} s ({f['rows'] / f['seconds']:.0f} rows/s)"
+        f"({s['rows'] / s['seconds']:.0f} rows/s), fetch-all {f['seconds']:.1f} s "
+        f"({f['rows'] / f['seconds']:.0f} rows/s)"
     )
     print(
         f"streaming: {s['rows'] / s['seconds']:.0f} rows/s, peak {s['peak_mb']:.0f} MB; "
