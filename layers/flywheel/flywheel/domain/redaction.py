@@ -491,6 +491,35 @@ _POSTCODE_PATTERNS = [
 
 
 _ANY_DIGIT = re.compile(r"\d")
+# The Latin layouts by what a match starts with: a digit at a word's start (a house number, a
+# postcode) or a letter at a word's start (a street word, a town, a label).
+_DIGIT_LED = {*_ADDRESS_PATTERNS[0:1], _ADDRESS_PATTERNS[3], *_POSTCODE_PATTERNS[4:6], *_POSTCODE_PATTERNS[8:11]}
+_LETTER_LED = {
+    *_ADDRESS_PATTERNS[1:3],
+    _ADDRESS_PATTERNS[4],
+    _ADDRESS_PATTERNS[9],
+    *_POSTCODE_PATTERNS[0:4],
+    _POSTCODE_PATTERNS[7],
+    _POSTCODE_PATTERNS[11],
+}
+
+
+def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """The layouts as one pattern, each with its own flags, grouped behind what their matches start
+    with: at most positions (inside a word, a space) one check fails where each of fifteen
+    alternatives would be tried. At a position only one group can match, and within a group the
+    layouts keep their order, so the first layout to match is the one the plain alternation of
+    them all would take (tests/unit/test_redaction_scan.py compares the two)."""
+    digit = [p for p in patterns if p in _DIGIT_LED]
+    letter = [p for p in patterns if p in _LETTER_LED]
+    parts = [
+        *([rf"\b(?=\d)(?:{'|'.join(_scoped(p) for p in digit)})"] if digit else []),
+        *([rf"\b(?=[^\W\d_])(?:{'|'.join(_scoped(p) for p in letter)})"] if letter else []),
+        *(_scoped(p) for p in patterns if p not in _DIGIT_LED and p not in _LETTER_LED),
+    ]
+    return re.compile("|".join(parts))
+
+
 # the layouts written in one script, and a letter every match of each holds
 _SCRIPTS = {
     "cyrillic": re.compile("[\u0400-\u04ff]"),
@@ -520,8 +549,8 @@ class AddressDetector:
     name = "address"
     # one scan per kind instead of one per pattern (each keeps its own flags), and only over the
     # stretches of text that hold a digit and none of the characters no address contains
-    addresses = re.compile("|".join(_scoped(p) for p in _ADDRESS_PATTERNS))
-    postcodes = re.compile("|".join(_scoped(p) for p in _POSTCODE_PATTERNS))
+    addresses = _alternation(_ADDRESS_PATTERNS)
+    postcodes = _alternation(_POSTCODE_PATTERNS)
     _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
     scans = (
         (Segmented(addresses, _allowed, r"\d"), "{{address}}"),
@@ -539,7 +568,7 @@ class AddressDetector:
         return tuple(
             (
                 Segmented(
-                    re.compile("|".join(_scoped(p) for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts})),
+                    _alternation([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}]),
                     AddressDetector._allowed,
                     r"\d",
                 ),
