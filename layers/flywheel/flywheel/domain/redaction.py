@@ -108,6 +108,7 @@ _CONFUSABLES = str.maketrans(
         "ℓ": "l",
     }
 )
+_CONFUSABLE = re.compile("[" + "".join(chr(code) for code in _CONFUSABLES) + "]")
 # full-width ASCII and the ideographic space, one character for one
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
@@ -140,7 +141,10 @@ def normalized(text: str) -> tuple[str, list[int] | None]:
 
 def skeleton(text: str) -> str:
     """Lower case with look-alike letters folded; one character for one (offsets are kept)."""
-    return _lower(text).translate(_CONFUSABLES)
+    lowered = _lower(text)
+    if lowered.isascii() or not _CONFUSABLE.search(lowered):  # nothing to fold (most texts)
+        return lowered
+    return lowered.translate(_CONFUSABLES)
 
 
 class Detector(Protocol):
