@@ -222,9 +222,10 @@ class EmailDetector:
     # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
     # domain ending in a known top-level domain: a text without one skips the slow pattern, which
     # tries each of its alternatives at every word
-    # (possessive spaces: a long run of them after an "at" is read once, not split every way)
+    # (possessive spaces: a long run of them after an "at" is read once, not split every way; it
+    # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start)
     obfuscated_cue = re.compile(
-        rf"(?:@|\bat\b)\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}", re.IGNORECASE
+        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT]\b)(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
     )
 
     @staticmethod
