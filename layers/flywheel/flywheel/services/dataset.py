@@ -428,27 +428,38 @@ def build_workers(settings: Settings) -> int:
     return max(1, min(cpus, int(memory) // 1769)) if memory else cpus
 
 
-def _worker(channel: Connection, builder: _Builder) -> None:
+def _worker(channel: Connection, builder: _Builder, inherited: Sequence[Connection]) -> None:
     """A forked process: builds the batches it is sent until it is sent None. A thread takes them
     off the pipe as they arrive (the parent keeps two in flight), so the parent's send of the next
     batch never waits for this process's send of a result, and no pipe can fill both ways."""
+    for end in inherited:  # the parent's ends of the pipes (forked with it): with this process's copies
+        end.close()  # closed, a parent that is gone or stopped reading is seen at once (EOF, EPIPE)
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def receive() -> None:
         items: Any = True
-        while items is not None:
+        while items is not None and not isinstance(items, Exception):
             try:
                 items = channel.recv()
             except (EOFError, OSError):  # the parent is gone
                 items = None
+            except Exception as exc:  # a batch that cannot be read back: the build fails with why
+                items = exc
             inbox.put(items)
 
     threading.Thread(target=receive, daemon=True).start()
     while (items := inbox.get()) is not None:
         try:
-            channel.send((True, builder.build(items)))
+            if isinstance(items, Exception):
+                raise items
+            answer = (True, builder.build(items))
         except Exception as exc:  # the parent raises it
-            channel.send((False, f"{type(exc).__name__}: {exc}"))
+            answer = (False, f"{type(exc).__name__}: {exc}")
+        try:
+            channel.send(answer)
+        except OSError:  # the parent stopped reading (it failed, or stopped early): nobody to tell
+            return
+        if not answer[0]:
             return
 
 
@@ -466,7 +477,7 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
     try:
         for _ in range(workers):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_worker, args=(theirs, builder), daemon=True)
+            process = context.Process(target=_worker, args=(theirs, builder, [*channels, mine]), daemon=True)
             process.start()
             theirs.close()
             channels.append(mine)
@@ -475,11 +486,29 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
         pending: deque[int] = deque()  # which worker holds each batch sent, oldest first
         exhausted = False
 
+        def failure(worker: int) -> RuntimeError:
+            """Why a worker stopped answering: its own last word when it left one, else how it ended."""
+            with contextlib.suppress(EOFError, OSError):
+                while channels[worker].poll():
+                    ok, result = channels[worker].recv()
+                    if not ok:
+                        return RuntimeError(f"dataset build worker failed: {result}")
+            processes[worker].join(timeout=5)
+            code = processes[worker].exitcode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return RuntimeError(
+                f"dataset build worker {worker} ended without an answer ({how}; a worker killed by signal 9 "
+                "most likely ran out of memory)"
+            )
+
         def send_next(worker: int) -> None:
             nonlocal exhausted
             chunk = [] if exhausted else next(chunks)
             if chunk:
-                channels[worker].send(chunk)
+                try:
+                    channels[worker].send(chunk)
+                except OSError:
+                    raise failure(worker) from None
                 pending.append(worker)
             else:
                 exhausted = True
@@ -489,7 +518,10 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
                 send_next(worker)
         while pending:
             worker = pending.popleft()  # a worker answers in the order it was sent its batches
-            ok, result = channels[worker].recv()
+            try:
+                ok, result = channels[worker].recv()
+            except (EOFError, OSError):
+                raise failure(worker) from None
             if not ok:
                 raise RuntimeError(f"dataset build worker failed: {result}")
             send_next(worker)  # before handing the result on: the worker starts on it meanwhile
@@ -534,6 +566,7 @@ def _stage(
     )
     started = time.monotonic()
     with stage.open("w", encoding="utf-8") as handle, contextlib.ExitStack() as files:
+        files.enter_context(contextlib.closing(batches))  # an error here stops the workers at once
         sig_files = [files.enter_context(path.open("wb")) for path in sig_paths]
         for batch in batches:
             if on_progress is not None:
