@@ -212,20 +212,27 @@ class EmailDetector:
 
     name = "email"
     plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-", anchor="@")
+    # (the second form's name holds a dot, `_`, `+` or a digit: looked for ahead, in one read, where
+    # `[\w+-]*[._+\d][\w.+-]*` tried every split of a long name)
     obfuscated = re.compile(
         rf"(?<![\w.])[\w.+-]++{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
-        rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"|(?<![\w.])(?=[\w.+-]*?[._+\d])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
         rf"|(?<![\w.])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
         re.IGNORECASE,
     )
+    _name_start = re.compile(r"(?<![\w.])[\w.+-]")  # where the pattern may start a match
+    _run_start = re.compile(r"(?<![\w.+-])[\w.+-]")  # where a run of name characters starts
 
     # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
     # domain ending in a known top-level domain: a text without one skips the slow pattern, which
     # tries each of its alternatives at every word
     # (possessive spaces: a long run of them after an "at" is read once, not split every way; it
-    # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start)
+    # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start;
+    # an "at" is followed by a space or a closing bracket in every form, so "at-at-at-…" does not
+    # read the rest of the word from each "at")
     obfuscated_cue = re.compile(
-        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT]\b)(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
+        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT](?=[\s\)\]\}}>]))"
+        rf"(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
     )
 
     @staticmethod
@@ -236,8 +243,24 @@ class EmailDetector:
         for m in self.plain.finditer(text):
             yield Span(m.start(), m.end(), "{{email}}", self.name)
         if self.obfuscated_cue.search(text):
-            for m in self.obfuscated.finditer(text):
+            for m in self._obfuscated(text):
                 yield Span(m.start(), m.end(), "{{email}}", self.name)
+
+    def _obfuscated(self, text: str) -> Iterator[re.Match[str]]:
+        """`obfuscated.finditer(text)`, tried once a run of name characters (letters, digits, `.+-_`): every form
+        reads the run to its end from wherever it starts, so a later start in the run (after a `+`
+        or a `-`) finds nothing the run's first start does not find first. Trying each took cubic
+        time on "+-+-…" (tests/unit/test_redaction_scan.py compares the two)."""
+        pos = 0
+        while (first := self._name_start.search(text, pos)) is not None:
+            start = first.start()  # the first start in its run at or after `pos` (a match may end mid-run)
+            while (m := self.obfuscated.match(text, start)) is None:
+                run = self._run_start.search(text, start + 1)
+                if run is None:
+                    return
+                start = run.start()
+            yield m
+            pos = m.end()
 
 
 # --- links -------------------------------------------------------------------------------------
@@ -425,6 +448,11 @@ _US_STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
     "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
 )
+# the street words of the German, Dutch and Nordic layout ("str." aside)
+_STREET_WORDS = (
+    "straße strasse weg allee platz gasse ring damm ufer chaussee markt straat laan gracht plein kade dijk gatan "
+    "vägen gade vej veien gata tie katu"
+).split()
 _ADDRESS_PATTERNS = [
     # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
     re.compile(
@@ -435,11 +463,13 @@ _ADDRESS_PATTERNS = [
         r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"
     ),
     # Friedrichstraße 123, Musterstr. 5a, Keizersgracht 123, Drottninggatan 5, Hauptplatz 1
-    # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised)
+    # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised).
+    # The word is read once and its street word checked by looking back (not tried at every split
+    # of a long word); the street word comes after the capital, so a word that is only a street word
+    # ("Ring 5") is not one (no street word ends in another past its first letter)
     re.compile(
-        r"\b[A-ZÄÖÜ](?=[\w.-]*+\s+\d)[\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
-        r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
-        r"(?:\s?[a-zA-Z]\b)?"
+        rf"\b(?!(?i:{'|'.join(_STREET_WORDS)}|str\.)(?![\w-]))[A-ZÄÖÜ][\w-]*+"
+        rf"(?i:{'|'.join(f'(?<={word})' for word in _STREET_WORDS)}|(?<=str)\.)\s+\d{{1,4}}(?:\s?[a-zA-Z]\b)?"
     ),
     # Unter den Linden 77, Am Sandtorkai 50, An der Alster 1
     re.compile(rf"\b(?:Am|An der|Auf der|Im|In der|Unter den|Zum|Zur)\s+{_CAP}\s+\d{{1,4}}\s?[a-z]?\b"),
