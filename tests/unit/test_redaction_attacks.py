@@ -228,7 +228,7 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
         "1.A" * 66_000,
         # a long hyphenated word before a number: every street word tried at every split, from every
         # capital after a hyphen
-        "A-" * 10_000 + " 1",
+        "A-" * 100_000 + " 1",
     ],
     ids=lambda text: repr(text[:12]),
 )

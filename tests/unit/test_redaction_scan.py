@@ -491,3 +491,24 @@ def test_no_street_word_ends_another_one_past_its_first_letter() -> None:
     ("Ring 5") never ends in another street word after its capital."""
     words = [*rd._STREET_WORDS, "str"]
     assert [(a, b) for a in words for b in words if a[1:].endswith(b)] == []
+
+
+LAYOUT_PARTS = [*STREET_PARTS, "1 Main Street", "Street-", "Am ", "Calle ", "Via ", "PO Box ", "12 rue ", "10117 ", "-", "-"]
+
+
+def test_the_street_layout_found_apart_gives_the_alternations_matches() -> None:
+    """`AddressDetector` finds the German street layout apart from the other layouts (once a run of
+    a hyphenated word) and merges the two as their alternation would: leftmost first, the street's
+    on a tie; after a match that ends inside a hyphenated word, the next capital in it is tried."""
+    samples = [
+        "1 Main Street-Ab-Straße 5",
+        "ab-Cd-Straße 1, Am Markt-Ring 5",
+        "Via Roma-Weg 5 Calle Mayor-Straße 7",
+        "A-" * 50 + "Ring 3 and A-B-C 4",
+        *STREETS,
+        *alphabet_texts(9, LAYOUT_PARTS, 3000),
+    ]
+    scans = [rd.AddressDetector.scans[0][0], rd.AddressDetector.scans_for(frozenset())[0][0]]
+    for scan in scans:
+        for text in samples:
+            assert [m.span() for m in scan.finditer(text)] == [m.span() for m in scan.pattern.finditer(text)], text

@@ -20,9 +20,9 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import Protocol
 
 import phonenumbers
@@ -165,8 +165,16 @@ class Segmented:
     tests/unit/test_redaction_scan.py checks these facts on the parsed patterns and compares the
     results with a plain `finditer`, so a pattern edit that breaks one fails there."""
 
-    def __init__(self, pattern: re.Pattern[str], allowed: str, anchor: str, lookahead: int = 8) -> None:
+    def __init__(
+        self,
+        pattern: re.Pattern[str],
+        allowed: str,
+        anchor: str,
+        lookahead: int = 8,
+        scan: Callable[[str, int, int], Iterator[re.Match[str]]] | None = None,
+    ) -> None:
         self.pattern, self.allowed, self.lookahead = pattern, allowed, lookahead
+        self.scan = scan or pattern.finditer  # how a run is scanned: `pattern.finditer`, or its matches found faster
         self.anchor = re.compile(anchor)  # starts with a literal or a class: found by a fast scan
         # a character no match consumes (`allowed` may itself be a negated class body)
         self.barrier = re.compile(f"[{allowed[1:]}]" if allowed.startswith("^") else f"[^{allowed}]")
@@ -181,7 +189,7 @@ class Segmented:
             after = self.barrier.search(text, position)
             before = self.barrier.search(reverse, size - position)  # the nearest barrier before it
             start, covered = (size - before.start() if before else 0), (after.start() if after else size)
-            for m in self.pattern.finditer(text, start, min(size, covered + self.lookahead)):
+            for m in self.scan(text, start, min(size, covered + self.lookahead)):
                 if m.start() >= covered:
                     break
                 yield m
@@ -555,6 +563,51 @@ def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+_STREET = _ADDRESS_PATTERNS[1]  # Friedrichstraße 123, Karl-Marx-Straße 12
+_CAPITAL = re.compile(r"\b[A-ZÄÖÜ]")  # where it may start
+_WORD_RUN = re.compile(r"(?<![\w-])[\w-]")  # where a run of word characters and hyphens starts
+
+
+def _streets(text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+    """`_STREET.finditer(text, pos, endpos)`, tried at one capital a run of word characters and
+    hyphens: a match reads its run to the end from wherever it starts, so a later capital in the
+    run (after a hyphen) finds nothing the first one does not find first. Trying each took
+    quadratic time on a long hyphenated word ("A-A-A-…": a minute for 200 KB)."""
+    while (first := _CAPITAL.search(text, pos, endpos)) is not None:
+        start = first.start()  # the first capital at or after `pos` (a match may end inside a run)
+        while (m := _STREET.match(text, start, endpos)) is None:
+            run = _WORD_RUN.search(text, start + 1, endpos)
+            capital = _CAPITAL.search(text, run.start(), endpos) if run else None
+            if capital is None:
+                return
+            start = capital.start()
+        yield m
+        pos = m.end()
+
+
+def _street_apart(others: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+    """The matches of the alternation of the street layout and `others` (the layouts after it), found
+    as that alternation finds them: the leftmost match of either, the street's on a tie (no layout
+    before it in the alternation starts with a capital)."""
+    other, street = others.search(text, pos, endpos), next(_streets(text, pos, endpos), None)
+    while other or street:
+        m = street if street and (other is None or street.start() <= other.start()) else other
+        assert m is not None
+        yield m
+        pos = m.end()
+        if other and other.start() < pos:
+            other = others.search(text, pos, endpos)
+        if street and street.start() < pos:
+            street = next(_streets(text, pos, endpos), None)
+
+
+def _scan(patterns: Sequence[re.Pattern[str]]) -> Callable[[str, int, int], Iterator[re.Match[str]]] | None:
+    """How a run is scanned for `patterns`: their alternation, with the street layout found apart."""
+    if _STREET not in patterns:
+        return None
+    return partial(_street_apart, _alternation([p for p in patterns if p is not _STREET]))
+
+
 # the layouts written in one script, and a letter every match of each holds
 _SCRIPTS = {
     "cyrillic": re.compile("[\u0400-\u04ff]"),
@@ -588,7 +641,7 @@ class AddressDetector:
     postcodes = _alternation(_POSTCODE_PATTERNS)
     _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
     scans = (
-        (Segmented(addresses, _allowed, r"\d"), "{{address}}"),
+        (Segmented(addresses, _allowed, r"\d", scan=_scan(_ADDRESS_PATTERNS)), "{{address}}"),
         (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"),
     )
 
@@ -600,16 +653,13 @@ class AddressDetector:
         at every position."""
         if scripts == frozenset(_SCRIPTS):
             return AddressDetector.scans
-        return tuple(
-            (
-                Segmented(
-                    _alternation([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}]),
-                    AddressDetector._allowed,
-                    r"\d",
-                ),
-                placeholder,
-            )
+        kept = [
+            ([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}], placeholder)
             for patterns, placeholder in ((_ADDRESS_PATTERNS, "{{address}}"), (_POSTCODE_PATTERNS, "{{postcode}}"))
+        ]
+        return tuple(
+            (Segmented(_alternation(layouts), AddressDetector._allowed, r"\d", scan=_scan(layouts)), placeholder)
+            for layouts, placeholder in kept
         )
 
     @staticmethod
