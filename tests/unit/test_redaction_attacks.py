@@ -222,6 +222,8 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
         "-" * 100_000 + " sam@acme.com",
         "_" * 100_000 + " sam@acme.com",
         "at-" * 60_000 + " jane at acme.com",  # and its cue read the rest of the word from each "at"
+        "a" * 100_000 + "@acme",  # the plain address read the rest of the name from every letter of it
+        "@" + "a." * 60_000,
         # a long word of dotted capitals: the German street layout's look-ahead read past every dot
         # from every capital (quadratic; the layout itself stops at a dot)
         "A." * 90_000 + " 1",

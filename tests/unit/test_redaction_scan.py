@@ -512,3 +512,17 @@ def test_the_street_layout_found_apart_gives_the_alternations_matches() -> None:
     for scan in scans:
         for text in samples:
             assert [m.span() for m in scan.finditer(text)] == [m.span() for m in scan.pattern.finditer(text)], text
+
+
+def test_the_plain_address_scan_tried_once_a_name_finds_what_the_pattern_finds() -> None:
+    scan = rd.EmailDetector.plain
+    samples = [
+        "xmailto:a@b.co",
+        "mailto:mailto:a@b.co mailtox:a@b.co",
+        "a@b.co.mailto:c@d.io, a@b.c+d@e.fg",
+        "jane.doe+x@acme.co.uk.jane@acme.io",
+        "%%a@b.c@d.e",
+        *alphabet_texts(17, ["a", ".", "+", "%", "-", "@", ":", "mailto:", "mailto", "co", " ", "\n"], 3000),
+    ]
+    for text in samples:
+        assert [m.span() for m in scan.finditer(text)] == [m.span() for m in scan.pattern.finditer(text)], text
