@@ -219,7 +219,27 @@ class EmailDetector:
     or a digit in it): "find us at acme.com" is a preposition and a link."""
 
     name = "email"
-    plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-", anchor="@")
+    _plain = re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+")
+    _local = re.compile(r"[\w.+%-]++")  # a run of name characters
+
+    @staticmethod
+    def _plains(text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+        """`_plain.finditer(text, pos, endpos)`, tried at the first of a run of name characters (and
+        at a "mailto:" ending it): from any other letter of the run the name reads to the same end.
+        Trying each took quadratic time on a long name ("aaaa…@")."""
+        plain, local = EmailDetector._plain, EmailDetector._local
+        while (run := local.search(text, pos, endpos)) is not None:
+            start, end = run.span()
+            m = plain.match(text, start, endpos)
+            if m is None and end - 6 > start and text.startswith("mailto:", end - 6, endpos):
+                m = plain.match(text, end - 6, endpos)
+            if m is None:
+                pos = end
+                continue
+            yield m
+            pos = m.end()
+
+    plain = Segmented(_plain, allowed=r"\w.+%@:-", anchor="@", scan=_plains)
     # (the second form's name holds a dot, `_`, `+` or a digit: looked for ahead, in one read, where
     # `[\w+-]*[._+\d][\w.+-]*` tried every split of a long name)
     obfuscated = re.compile(
