@@ -686,7 +686,7 @@ def _plan(staged: Staged, fraction: float) -> Plan:
         "of_which_identical": identical,
         "degenerate_pair": int(degenerate.sum()),
     }
-    return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
+    return Plan(keep, validation, dropped, len(np.unique(groups[kept])))
 
 
 def split_key(outcome_id: str) -> int:
@@ -700,19 +700,19 @@ def _assign_sides(groups: np.ndarray, kept: np.ndarray, split_keys: np.ndarray, 
     would take validation past twice its share: with few, large groups (many examples sharing
     one prompt) the training side is never emptied into validation. When the hash picks no group
     at all, the first group (in hash order) that fits is held out, so there is a validation set."""
-    sizes: dict[int, int] = {}
-    for g in groups[kept].tolist():
-        sizes[g] = sizes.get(g, 0) + 1
+    labels, sizes = np.unique(groups[kept], return_counts=True)
+    order = np.lexsort((labels, split_keys[labels]))  # by split key (the hash order), then label
+    labels, sizes = labels[order], sizes[order]
+    wanted = (split_keys[labels] >> np.uint64(32)) % np.uint64(10_000) < fraction * 10_000
     budget = min(int(np.ceil(2 * fraction * len(kept))), len(kept) - 1)
-    chosen: set[int] = set()
-    ordered = sorted(sizes, key=lambda g: (int(split_keys[g]), g))
-    for g in ordered:
-        if (int(split_keys[g]) >> 32) % 10_000 < fraction * 10_000 and sizes[g] <= budget:
-            chosen.add(g)
-            budget -= sizes[g]
-    if not chosen and fraction > 0 and len(sizes) > 1:  # few groups: still hold one out, the first that fits
-        chosen = set([g for g in ordered if sizes[g] <= budget][:1])
-    return np.isin(groups, list(chosen))
+    chosen: list[int] = []
+    for g, size in zip(labels[wanted].tolist(), sizes[wanted].tolist(), strict=True):  # the few the hash picks
+        if size <= budget:
+            chosen.append(g)
+            budget -= size
+    if not chosen and fraction > 0 and len(labels) > 1:  # few groups: still hold one out, the first that fits
+        chosen = labels[sizes <= budget][:1].tolist()
+    return np.isin(groups, chosen)
 
 
 # --- pass 3: write ----------------------------------------------------------------------------------
