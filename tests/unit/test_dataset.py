@@ -325,3 +325,16 @@ def test_the_split_key_puts_an_example_where_is_validation_says() -> None:
         ]
     by_key = sorted(ids, key=split_key)
     assert by_key == sorted(ids, key=lambda i: hashlib.sha256(i.encode()).hexdigest())
+
+
+def test_the_similarity_shortcut_keeps_exactly_the_pairs_at_the_threshold() -> None:
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 2**32, (50, nd.PERMUTATIONS), dtype=np.uint64).astype(np.uint32)
+    sigs = base[rng.integers(0, 50, 4000)]
+    flip = rng.random(sigs.shape) < rng.choice([0.02, 0.1, 0.15, 0.2, 0.5, 0.9], (len(sigs), 1))
+    sigs = np.where(flip, rng.integers(0, 2**32, sigs.shape, dtype=np.uint64).astype(np.uint32), sigs)
+    left, right = rng.integers(0, len(sigs), 60_000), rng.integers(0, len(sigs), 60_000)
+    for threshold in (nd.DUPLICATE_THRESHOLD, 0.5, 0.9, 1.0):
+        want = nd.similarity(sigs, left, right) >= threshold
+        assert want.any() and not want.all()
+        assert (nd.at_least(sigs, left, right, threshold) == want).all()

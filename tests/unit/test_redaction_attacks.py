@@ -202,3 +202,36 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
         if redact(e, first=first, last=last, company=company) != e
     ]
     assert len(emails) == 40 and changed == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "jane at" + " " * 50_000 + "x",
+        "jane (at" + " " * 50_000 + ")" + " " * 50_000,
+        "@" + " \t" * 30_000,
+        "jane at acme ." + " " * 50_000 + "x",
+        "1 " * 50_000,
+        ("x" * 20 + ":") * 5_000,
+        "  >>> ** word :\n" * 5_000,
+        "Strasse" * 20_000 + " 1",
+    ],
+    ids=lambda text: repr(text[:12]),
+)
+def test_hostile_text_is_redacted_in_bounded_time(hostile: str) -> None:
+    """The fast paths' cue patterns never split a long run of spaces every way (one did: an "at"
+    followed by 50,000 spaces took a minute)."""
+    import signal
+
+    from flywheel.domain.dataset import message_body
+
+    def timeout(*_: object) -> None:
+        raise TimeoutError(hostile[:40])
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    signal.alarm(15)
+    try:
+        rd.Redactor().redact_many([message_body(hostile, None), hostile], rd.RedactionContext(regions=("US",)))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -325,7 +325,12 @@ def test_a_layout_left_out_for_a_script_needs_a_letter_of_that_script() -> None:
     assert rd._SCRIPT_OF
     for pattern, script in rd._SCRIPT_OF.items():
         tree, _ = parsed(pattern)
-        assert must_consume(tree, lambda ch, s=script: rd._SCRIPTS[s].fullmatch(ch) is not None), pattern.pattern
+        probe = rd._SCRIPTS[script]
+
+        def of_script(ch: str, probe: re.Pattern[str] = probe) -> bool:
+            return probe.fullmatch(ch) is not None
+
+        assert must_consume(tree, of_script), pattern.pattern
 
 
 def scripts_agree(samples: list[str]) -> None:
@@ -359,3 +364,57 @@ def test_resolving_answers_what_the_general_merge_answers(raw: list[tuple[int, i
     spans = [rd.Span(start, start + size, ph, f"d{k % 3}") for k, (start, size, ph) in enumerate(raw)]
     protected = [(m.start(), m.end()) for m in rd.PLACEHOLDER.finditer(text)]
     assert rd.resolve(spans, text) == rd._merged(spans, protected)
+
+
+# --- the address layouts grouped by what their matches start with ---------------------------------
+
+GROUP_SAMPLES = [
+    "ул. Тверская, д. 7, 〒100-0005 東京都千代田区丸の内1-1-1",
+    "강남구 테헤란로 152, 10117 Berlin",
+    "Индекс 123456, D-80331 München, 1012 AB Amsterdam, 8001 Zürich",
+    "PO Box 12, Postfach 7, 350 Fifth Avenue, Suite 4100, New York, NY 10118",
+    "Unter den Linden 77, Calle Mayor 5, 12 rue de la Paix, 75002 Paris, Friedrichstraße 123",
+    "SW1A 1AA, K1A 0B1, NSW 2000, Bengaluru 560001, 1100-148 Lisboa, 01310-100, 111 51 Stockholm, ZIP: 94107",
+]
+
+
+def plain_alternation(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
+    return re.compile("|".join(rd._scoped(p) for p in patterns))
+
+
+def test_each_layout_starts_where_its_group_says() -> None:
+    """A digit-led layout only ever starts a match on a digit at a word's start, a letter-led one
+    on a letter at a word's start: the groups' guards never turn a match away."""
+    # every layout not of one script is in exactly one group (a new layout must be put in one)
+    for pattern in rd._ADDRESS_PATTERNS + rd._POSTCODE_PATTERNS:
+        assert (pattern in rd._SCRIPT_OF) + (pattern in rd._DIGIT_LED) + (pattern in rd._LETTER_LED) == 1
+    boundary = re.compile(r"\b")
+    samples = GROUP_SAMPLES + [i["text"] for i in CORPUS] + CLEAN + [x for seed in range(40) for x in texts(seed, 10)]
+    for pattern in rd._DIGIT_LED | rd._LETTER_LED:
+        digit = pattern in rd._DIGIT_LED
+        assert any(pattern.search(text) for text in samples), f"no sample for {pattern.pattern[:40]}"
+        for text in samples:
+            for position in range(len(text)):
+                if pattern.match(text, position):
+                    char = text[position]
+                    assert char.isdecimal() if digit else char.isalpha(), (pattern.pattern[:30], text)
+                    assert boundary.match(text, position), (pattern.pattern[:30], text)
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=30, deadline=None)
+def test_the_grouped_alternation_matches_the_plain_one(seed: int) -> None:
+    grouped_equals_plain(texts(seed, 10))
+
+
+def test_the_grouped_alternation_on_the_corpora() -> None:
+    grouped_equals_plain(GROUP_SAMPLES + [i["text"] for i in CORPUS] + CLEAN)
+
+
+def grouped_equals_plain(samples: list[str]) -> None:
+    for patterns in (rd._ADDRESS_PATTERNS, rd._POSTCODE_PATTERNS):
+        latin = [p for p in patterns if p not in rd._SCRIPT_OF]
+        for subset in (patterns, latin):
+            grouped, plain = rd._alternation(subset), plain_alternation(subset)
+            for text in samples:
+                assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in plain.finditer(text)], text

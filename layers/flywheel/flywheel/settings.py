@@ -123,7 +123,7 @@ class Settings(BaseModel):
     # CPU seconds one worker spends on an outcome (bench/export.py: 0.9 ms on a quiet 2-core x86
     # host, 2.1 ms on the same host under load 8), and the time kept for the upload after it; during
     # the build the rate it really reaches is used
-    dataset_build_seconds_per_row: float = Field(default=0.002, gt=0)
+    dataset_build_seconds_per_row: float = Field(default=0.0012, gt=0)
     dataset_upload_margin_s: float = Field(default=90, ge=0)
 
     # retention (see README "Scale"): an outcome is final once its longest outcome window has

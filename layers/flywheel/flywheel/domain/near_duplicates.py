@@ -63,6 +63,20 @@ def similarity(sigs: np.ndarray, left: np.ndarray, right: np.ndarray, chunk: int
     return out
 
 
+def at_least(sigs: np.ndarray, left: np.ndarray, right: np.ndarray, threshold: float, head: int = 16) -> np.ndarray:
+    """`similarity(...) >= threshold` for each pair, reading most pairs' first `head` values only:
+    a pair that agrees on too few of them to reach the threshold even if every other value agreed
+    cannot reach it (a band's candidates are mostly texts that share a template's common words)."""
+    width = sigs.shape[1]
+    keep = np.zeros(len(left), dtype=bool)
+    for start in range(0, len(left), 16_384):
+        a, b = left[start : start + 16_384], right[start : start + 16_384]
+        agree = np.count_nonzero(sigs[a, :head] == sigs[b, :head], axis=1)
+        possible = np.nonzero((agree + (width - head)) / width >= threshold)[0]
+        keep[start + possible] = similarity(sigs, a[possible], b[possible]) >= threshold
+    return keep
+
+
 def similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs (left < right) whose estimated Jaccard is at least `threshold`, with that estimate.
 
@@ -84,7 +98,7 @@ def similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nd
         members = np.nonzero(group_start != arange)[0]
         left = np.concatenate((order[:-1][same], order[group_start[members]]))
         right = np.concatenate((order[1:][same], order[members]))
-        keep = similarity(sigs, left, right) >= threshold
+        keep = at_least(sigs, left, right, threshold)
         lefts.append(np.minimum(left[keep], right[keep]))
         rights.append(np.maximum(left[keep], right[keep]))
     if not lefts:

@@ -16,6 +16,7 @@ Pure: no I/O. Patterns are compiled once at import; nothing is compiled per row.
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import unicodedata
 from collections import Counter
@@ -107,6 +108,7 @@ _CONFUSABLES = str.maketrans(
         "ℓ": "l",
     }
 )
+_CONFUSABLE = re.compile("[" + "".join(chr(code) for code in _CONFUSABLES) + "]")
 # full-width ASCII and the ideographic space, one character for one
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 
@@ -139,7 +141,10 @@ def normalized(text: str) -> tuple[str, list[int] | None]:
 
 def skeleton(text: str) -> str:
     """Lower case with look-alike letters folded; one character for one (offsets are kept)."""
-    return _lower(text).translate(_CONFUSABLES)
+    lowered = _lower(text)
+    if lowered.isascii() or not _CONFUSABLE.search(lowered):  # nothing to fold (most texts)
+        return lowered
+    return lowered.translate(_CONFUSABLES)
 
 
 class Detector(Protocol):
@@ -217,7 +222,11 @@ class EmailDetector:
     # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
     # domain ending in a known top-level domain: a text without one skips the slow pattern, which
     # tries each of its alternatives at every word
-    obfuscated_cue = re.compile(rf"(?:@|\bat\b)\s*[\)\]\}}>]?\s*{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}", re.IGNORECASE)
+    # (possessive spaces: a long run of them after an "at" is read once, not split every way; it
+    # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start)
+    obfuscated_cue = re.compile(
+        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT]\b)(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
+    )
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -487,6 +496,35 @@ _POSTCODE_PATTERNS = [
 
 
 _ANY_DIGIT = re.compile(r"\d")
+# The Latin layouts by what a match starts with: a digit at a word's start (a house number, a
+# postcode) or a letter at a word's start (a street word, a town, a label).
+_DIGIT_LED = {*_ADDRESS_PATTERNS[0:1], _ADDRESS_PATTERNS[3], *_POSTCODE_PATTERNS[4:6], *_POSTCODE_PATTERNS[8:11]}
+_LETTER_LED = {
+    *_ADDRESS_PATTERNS[1:3],
+    _ADDRESS_PATTERNS[4],
+    _ADDRESS_PATTERNS[9],
+    *_POSTCODE_PATTERNS[0:4],
+    _POSTCODE_PATTERNS[7],
+    _POSTCODE_PATTERNS[11],
+}
+
+
+def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    """The layouts as one pattern, each with its own flags, grouped behind what their matches start
+    with: at most positions (inside a word, a space) one check fails where each of fifteen
+    alternatives would be tried. At a position only one group can match, and within a group the
+    layouts keep their order, so the first layout to match is the one the plain alternation of
+    them all would take (tests/unit/test_redaction_scan.py compares the two)."""
+    digit = [p for p in patterns if p in _DIGIT_LED]
+    letter = [p for p in patterns if p in _LETTER_LED]
+    parts = [
+        *([rf"\b(?=\d)(?:{'|'.join(_scoped(p) for p in digit)})"] if digit else []),
+        *([rf"\b(?=[^\W\d_])(?:{'|'.join(_scoped(p) for p in letter)})"] if letter else []),
+        *(_scoped(p) for p in patterns if p not in _DIGIT_LED and p not in _LETTER_LED),
+    ]
+    return re.compile("|".join(parts))
+
+
 # the layouts written in one script, and a letter every match of each holds
 _SCRIPTS = {
     "cyrillic": re.compile("[\u0400-\u04ff]"),
@@ -516,8 +554,8 @@ class AddressDetector:
     name = "address"
     # one scan per kind instead of one per pattern (each keeps its own flags), and only over the
     # stretches of text that hold a digit and none of the characters no address contains
-    addresses = re.compile("|".join(_scoped(p) for p in _ADDRESS_PATTERNS))
-    postcodes = re.compile("|".join(_scoped(p) for p in _POSTCODE_PATTERNS))
+    addresses = _alternation(_ADDRESS_PATTERNS)
+    postcodes = _alternation(_POSTCODE_PATTERNS)
     _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
     scans = (
         (Segmented(addresses, _allowed, r"\d"), "{{address}}"),
@@ -535,7 +573,7 @@ class AddressDetector:
         return tuple(
             (
                 Segmented(
-                    re.compile("|".join(_scoped(p) for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts})),
+                    _alternation([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}]),
                     AddressDetector._allowed,
                     r"\d",
                 ),
@@ -636,7 +674,7 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
     protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if "{{" in text else []
     if not protected:  # the common case: spans that do not overlap are kept as they are
         ordered = sorted((s for s in spans if s.end > s.start), key=lambda s: s.start)
-        if all(a.end <= b.start for a, b in zip(ordered, ordered[1:])):
+        if all(a.end <= b.start for a, b in itertools.pairwise(ordered)):
             return ordered
         spans = ordered
     return _merged(spans, protected)

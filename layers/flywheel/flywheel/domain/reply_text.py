@@ -112,9 +112,10 @@ def _parser() -> Any:
 
     def parse(text: str) -> str | None:
         message = _Parts(text=text, languages=languages)  # its constructor normalises the text
-        if not _HEADER_CUE.search(message.text):  # no header can match: the whole text is the reply
-            return message.text.strip()
-        return message.read().latest_reply  # type: ignore[no-any-return]
+        normal = message.text
+        if ("-----" in normal or ":" in normal or "：" in normal) and _HEADER_CUE.search(normal):
+            return message.read().latest_reply  # type: ignore[no-any-return]
+        return normal.strip()  # no header can match: the whole text is the reply
 
     return parse
 

@@ -20,7 +20,9 @@ import itertools
 import json
 import multiprocessing
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -427,8 +429,22 @@ def build_workers(settings: Settings) -> int:
 
 
 def _worker(channel: Connection, builder: _Builder) -> None:
-    """A forked process: builds the batches it is sent until it is sent None."""
-    while (items := channel.recv()) is not None:
+    """A forked process: builds the batches it is sent until it is sent None. A thread takes them
+    off the pipe as they arrive (the parent keeps two in flight), so the parent's send of the next
+    batch never waits for this process's send of a result, and no pipe can fill both ways."""
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def receive() -> None:
+        items: Any = True
+        while items is not None:
+            try:
+                items = channel.recv()
+            except (EOFError, OSError):  # the parent is gone
+                items = None
+            inbox.put(items)
+
+    threading.Thread(target=receive, daemon=True).start()
+    while (items := inbox.get()) is not None:
         try:
             channel.send((True, builder.build(items)))
         except Exception as exc:  # the parent raises it
@@ -436,11 +452,14 @@ def _worker(channel: Connection, builder: _Builder) -> None:
             return
 
 
+IN_FLIGHT = 2  # batches sent to a worker and not yet read back: one building, one waiting
+
+
 def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: int = 128) -> Iterator[Batch]:
-    """Batches built by `workers` forked processes, returned in item order. Each worker holds one
-    batch at a time (sent only once its last result was read, so neither side can block the other
-    on a full pipe), so memory stays bounded however many rows stream in; workers talk over pipes
-    only (no shared-memory queues, which Lambda does not provide)."""
+    """Batches built by `workers` forked processes, returned in item order. Each worker holds at
+    most two batches (the next waits while one is built, so a worker never idles while the parent
+    reads a result, writes it and fetches rows), so memory stays bounded however many rows stream
+    in; workers talk over pipes only (no shared-memory queues, which Lambda does not provide)."""
     context = multiprocessing.get_context("fork")
     channels: list[Connection] = []
     processes = []
@@ -454,25 +473,27 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
             processes.append(process)
         chunks = (list(itertools.islice(items, size)) for _ in itertools.count())
         pending: deque[int] = deque()  # which worker holds each batch sent, oldest first
-        for worker in range(workers):
-            chunk = next(chunks)
-            if not chunk:
-                break
-            channels[worker].send(chunk)
-            pending.append(worker)
-        exhausted = len(pending) < workers
-        while pending:
-            worker = pending.popleft()
-            ok, result = channels[worker].recv()
-            if not ok:
-                raise RuntimeError(f"dataset build worker failed: {result}")
-            yield result
+        exhausted = False
+
+        def send_next(worker: int) -> None:
+            nonlocal exhausted
             chunk = [] if exhausted else next(chunks)
             if chunk:
                 channels[worker].send(chunk)
                 pending.append(worker)
             else:
                 exhausted = True
+
+        for _ in range(IN_FLIGHT):
+            for worker in range(workers):
+                send_next(worker)
+        while pending:
+            worker = pending.popleft()  # a worker answers in the order it was sent its batches
+            ok, result = channels[worker].recv()
+            if not ok:
+                raise RuntimeError(f"dataset build worker failed: {result}")
+            send_next(worker)  # before handing the result on: the worker starts on it meanwhile
+            yield result
     finally:
         for channel in channels:
             with contextlib.suppress(OSError):
