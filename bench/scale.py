@@ -775,14 +775,14 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         )
     ]
     # a weekday a month back: what the safety net re-counts per step
-    recount_day = next(
-        d for d in ((NOW - timedelta(days=30 + k)).date() for k in range(7)) if d.weekday() < 5
-    )  # fmt: skip
+    recount_day = next(d for d in ((NOW - timedelta(days=30 + k)).date() for k in range(7)) if d.weekday() < 5)
     day_messages = conn.execute(
         "SELECT count(*) AS n FROM outcome_labels WHERE sent_at >= %s AND sent_at < %s",
-        (datetime.combine(recount_day, datetime.min.time(), UTC),
-         datetime.combine(recount_day, datetime.min.time(), UTC) + timedelta(days=1)),
-    ).fetchone()["n"]  # fmt: skip
+        (
+            datetime.combine(recount_day, datetime.min.time(), UTC),
+            datetime.combine(recount_day, datetime.min.time(), UTC) + timedelta(days=1),
+        ),
+    ).fetchone()["n"]
 
     def change_outcomes() -> None:
         """An hour's worth of outcome changes on past days (replies arriving or corrected away)."""

@@ -69,6 +69,23 @@ INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent
                             deal_value)
 VALUES (%(org)s, %(key)s, 'c', %(key)s, 'hi', %(sent)s, %(model)s, %(industry)s, %(role)s, %(framework)s, %(tone)s,
         %(replied)s, %(category)s, %(meeting)s, %(deal)s, %(value)s)"""
+A_MESSAGE = {
+    "org": "a",
+    "model": "m-1",
+    "industry": "saas",
+    "role": "cfo",
+    "framework": "PAS",
+    "tone": "warm",
+    "replied": None,
+    "category": None,
+    "meeting": None,
+    "deal": None,
+    "value": None,
+}
+
+
+def insert(db: Any, key: str, sent: datetime, **fields: Any) -> None:
+    db.execute(INSERT_MESSAGE, {**A_MESSAGE, "key": key, "sent": sent, **fields})
 
 
 @pytest.fixture
@@ -187,17 +204,31 @@ def test_changes_on_past_days_are_added_by_the_next_refresh(db, seeded) -> None:
     # one registered late for a past day, and one sent today
     db.execute(
         "UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested' WHERE outcome_id = %s",
-        (one(db, "replied_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
-             TODAY - timedelta(days=11), TODAY - timedelta(days=9)),),
-    )  # fmt: skip
+        (
+            one(
+                db,
+                "replied_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
+                TODAY - timedelta(days=11),
+                TODAY - timedelta(days=9),
+            ),
+        ),
+    )
     for since in (TODAY - timedelta(days=61), old):
         db.execute(
             "UPDATE outcome_labels SET deal_status = 'won', deal_value = 5000 WHERE outcome_id = %s",
-            (one(db, "deal_status IS NULL AND org_id = 'a' AND sent_at BETWEEN %s AND %s", since,
-                 since + timedelta(days=2)),),
-        )  # fmt: skip
-    db.execute("UPDATE outcome_labels SET reply_category = 'objection' WHERE outcome_id = %s",
-               (one(db, "reply_category = 'interested' AND sent_at < %s", old),))  # fmt: skip
+            (
+                one(
+                    db,
+                    "deal_status IS NULL AND org_id = 'a' AND sent_at BETWEEN %s AND %s",
+                    since,
+                    since + timedelta(days=2),
+                ),
+            ),
+        )
+    db.execute(
+        "UPDATE outcome_labels SET reply_category = 'objection' WHERE outcome_id = %s",
+        (one(db, "reply_category = 'interested' AND sent_at < %s", old),),
+    )
     db.execute(
         "UPDATE outcome_labels SET model_registry_id = 'm-1', sent_at = sent_at - interval '3 days' "
         "WHERE outcome_id = %s",
@@ -205,9 +236,7 @@ def test_changes_on_past_days_are_added_by_the_next_refresh(db, seeded) -> None:
     )
     db.execute("DELETE FROM outcome_labels WHERE outcome_id = %s", (one(db, "deal_status = 'won' AND org_id = 'b'"),))
     for key, sent in (("late", TODAY - timedelta(days=40, hours=-3)), ("today", NOW)):
-        db.execute(INSERT_MESSAGE, {"org": "a", "key": key, "sent": sent, "model": "m-1", "industry": "saas",
-                                    "role": "cfo", "framework": "PAS", "tone": "warm", "replied": None,
-                                    "category": None, "meeting": None, "deal": None, "value": None})  # fmt: skip
+        insert(db, key, sent)
     before_refresh, truth = current(db), reference(db)
     assert before_refresh != truth  # the past days' changes wait for the next refresh; today's message
     assert sent_total(before_refresh, "a") + 1 == sent_total(truth, "a")  # counts at once, the late one waits
@@ -221,21 +250,32 @@ def test_changes_on_past_days_are_added_by_the_next_refresh(db, seeded) -> None:
 
 def random_change(db, rng: random.Random, day: date, serial: int) -> None:
     """One random change of any kind on any day of the last 200 (old, recent, today's), or none."""
-    kind = rng.choice(["reply", "unreply", "category", "meeting", "deal", "dimension", "move", "insert", "delete",
-                       "open"])  # fmt: skip
+    kind = rng.choice(
+        ["reply", "unreply", "category", "meeting", "deal", "dimension", "move", "insert", "delete", "open"]
+    )
     sent = datetime.combine(day, datetime.min.time(), UTC) - timedelta(hours=rng.randrange(-20, 200 * 24))
     row = db.execute(
         "SELECT outcome_id FROM outcome_labels WHERE sent_at <= %s ORDER BY sent_at DESC LIMIT 1", (sent,)
     ).fetchone()
     if kind == "insert" or row is None:
-        db.execute(INSERT_MESSAGE, {
-            "org": rng.choice(ORGS), "key": f"r{serial}-{rng.random()}", "sent": sent,
-            "model": rng.choice(["m-0", "m-1", None]), "industry": rng.choice(["saas", "retail", None]),
-            "role": rng.choice(["cfo", "cto"]), "framework": rng.choice(["PAS", "AIDA"]),
-            "tone": rng.choice(["warm", None]), "replied": rng.choice([None, sent]),
-            "category": rng.choice([None, "interested", "objection"]), "meeting": rng.choice([None, sent]),
-            "deal": rng.choice([None, "won", "lost"]), "value": rng.choice([None, 1200, 99.5]),
-        })  # fmt: skip
+        db.execute(
+            INSERT_MESSAGE,
+            {
+                "org": rng.choice(ORGS),
+                "key": f"r{serial}-{rng.random()}",
+                "sent": sent,
+                "model": rng.choice(["m-0", "m-1", None]),
+                "industry": rng.choice(["saas", "retail", None]),
+                "role": rng.choice(["cfo", "cto"]),
+                "framework": rng.choice(["PAS", "AIDA"]),
+                "tone": rng.choice(["warm", None]),
+                "replied": rng.choice([None, sent]),
+                "category": rng.choice([None, "interested", "objection"]),
+                "meeting": rng.choice([None, sent]),
+                "deal": rng.choice([None, "won", "lost"]),
+                "value": rng.choice([None, 1200, 99.5]),
+            },
+        )
         return
     outcome = row["outcome_id"]
     statements: dict[str, tuple[str, tuple[Any, ...]]] = {
@@ -244,9 +284,14 @@ def random_change(db, rng: random.Random, day: date, serial: int) -> None:
         "category": ("reply_category = %s", (rng.choice(["interested", "not_interested", "objection"]),)),
         "meeting": ("meeting_booked_at = CASE WHEN meeting_booked_at IS NULL THEN now() END", ()),
         "deal": ("deal_status = %s, deal_value = %s", (rng.choice(["won", "lost", None]), rng.choice([None, 700, 5]))),
-        "dimension": ("model_registry_id = %s, lead_industry = %s, tone = %s",
-                      (rng.choice(["m-0", "m-1", None]), rng.choice(["saas", "fintech", None]),
-                       rng.choice(["warm", "cold", None]))),  # fmt: skip
+        "dimension": (
+            "model_registry_id = %s, lead_industry = %s, tone = %s",
+            (
+                rng.choice(["m-0", "m-1", None]),
+                rng.choice(["saas", "fintech", None]),
+                rng.choice(["warm", "cold", None]),
+            ),
+        ),
         "move": ("sent_at = sent_at + make_interval(hours => %s)", (rng.randrange(-72, 72),)),
         "open": ("open_count = coalesce(open_count, 0) + 1, delivered_at = now()", ()),
     }
@@ -293,9 +338,15 @@ def test_updates_that_change_no_count_write_no_change_rows(db, seeded) -> None:
     sent = TODAY - timedelta(days=1)
 
     def event(key: str, kind: str, outcome: Any, **extra: Any) -> IncomingEvent:
-        return IncomingEvent(provider="sendgrid" if kind != "meeting_booked" else "calendly", event_key=key,
-                             event_type=kind, occurred_at=sent + timedelta(hours=1), payload={"raw": key},
-                             outcome_id=str(outcome), **extra)  # fmt: skip
+        return IncomingEvent(
+            provider="sendgrid" if kind != "meeting_booked" else "calendly",
+            event_key=key,
+            event_type=kind,
+            occurred_at=sent + timedelta(hours=1),
+            payload={"raw": key},
+            outcome_id=str(outcome),
+            **extra,
+        )
 
     result = ingest_events(
         [event(f"{kind}-{i}", kind, o) for i, o in enumerate(ids) for kind in ("delivered", "open", "click")],
@@ -316,9 +367,15 @@ def test_the_incremental_refresh_works_in_proportion_to_the_changes(db, seeded) 
     report_counts.refresh_daily_counts(NOW)
     versions = {r["ctid"]: r["xmin"] for r in db.execute("SELECT ctid::text, xmin::text FROM report_daily_counts")}
     assert len(versions) > 2000
-    changed = [one(db, "replied_at IS NULL AND model_registry_id IS NOT NULL AND sent_at < %s AND org_id = %s",
-                   TODAY - timedelta(days=d), org)
-               for d, org in ((5, "a"), (70, "b"), (150, "c"))]  # fmt: skip
+    changed = [
+        one(
+            db,
+            "replied_at IS NULL AND model_registry_id IS NOT NULL AND sent_at < %s AND org_id = %s",
+            TODAY - timedelta(days=d),
+            org,
+        )
+        for d, org in ((5, "a"), (70, "b"), (150, "c"))
+    ]
     db.execute("UPDATE outcome_labels SET replied_at = now() WHERE outcome_id = ANY(%s)", (changed,))
     with recorded() as statements:
         result = report_counts.refresh_daily_counts(NOW)
@@ -351,7 +408,7 @@ class ReadCommitted:
         return self.conn.execute(query, params)
 
 
-def roll_yesterday_while(db_url: str, commit_writer: Callable[[], None], when: str, isolation: str) -> None:
+def roll_yesterday_while(db_url: str, commit_writer: Callable[[], object], when: str, isolation: str) -> None:
     """A refresh step that rolls yesterday up, with another transaction committing `when`."""
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as raw, raw.transaction():
         conn: Any = raw if isolation == "repeatable read" else ReadCommitted(raw)
@@ -368,9 +425,7 @@ def roll_yesterday_while(db_url: str, commit_writer: Callable[[], None], when: s
             commit_writer()
 
 
-@pytest.mark.parametrize(
-    "when", ["after the snapshot", "between applying and counting", "before the step commits"]
-)  # fmt: skip
+@pytest.mark.parametrize("when", ["after the snapshot", "between applying and counting", "before the step commits"])
 def test_a_change_committed_while_a_refresh_runs_is_counted_once(db, db_url, seeded, when: str) -> None:
     """A writer's transaction starts before the refresh step and commits at each point inside it:
     its reply on an old day and its message for the day being rolled up are counted once each, by
@@ -382,10 +437,7 @@ def test_a_change_committed_while_a_refresh_runs_is_counted_once(db, db_url, see
             "UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested' WHERE outcome_id = %s",
             (one(db, "replied_at IS NULL AND sent_at < %s", TODAY - timedelta(days=30)),),
         )
-        writer.execute(INSERT_MESSAGE, {"org": "a", "key": "race", "sent": TODAY - timedelta(hours=5),
-                                        "model": "m-1", "industry": "saas", "role": "cfo", "framework": "PAS",
-                                        "tone": "warm", "replied": NOW, "category": "interested", "meeting": None,
-                                        "deal": None, "value": None})  # fmt: skip
+        insert(writer, "race", TODAY - timedelta(hours=5), replied=NOW, category="interested")
         roll_yesterday_while(db_url, lambda: writer.execute("COMMIT"), when, "repeatable read")
     report_counts.refresh_daily_counts(NOW)
     assert pending(db) == 0
@@ -399,11 +451,10 @@ def test_without_one_snapshot_per_step_the_same_race_counts_twice(db, db_url, se
     report_counts.refresh_daily_counts(NOW - timedelta(days=1))
     with psycopg.connect(db_url, autocommit=True) as writer:
         writer.execute("BEGIN")
-        writer.execute(INSERT_MESSAGE, {"org": "a", "key": "race", "sent": TODAY - timedelta(hours=5),
-                                        "model": "m-1", "industry": "saas", "role": "cfo", "framework": "PAS",
-                                        "tone": "warm", "replied": None, "category": None, "meeting": None,
-                                        "deal": None, "value": None})  # fmt: skip
-        roll_yesterday_while(db_url, lambda: writer.execute("COMMIT"), "between applying and counting", "read committed")
+        insert(writer, "race", TODAY - timedelta(hours=5))
+        roll_yesterday_while(
+            db_url, lambda: writer.execute("COMMIT"), "between applying and counting", "read committed"
+        )
     report_counts.refresh_daily_counts(NOW)
     assert sent_total(current(db), "a") == sent_total(reference(db), "a") + 1
 
@@ -501,8 +552,10 @@ def test_the_safety_net_corrects_what_the_triggers_did_not_see(db, db_url, seede
     report_counts.refresh_daily_counts(NOW)
     with psycopg.connect(db_url, autocommit=True) as bypass:  # as a logical-replication apply or a bulk load
         bypass.execute("SET session_replication_role = replica")
-        bypass.execute("UPDATE outcome_labels SET replied_at = NULL WHERE sent_at BETWEEN %s AND %s",
-                       (TODAY - timedelta(days=30), TODAY - timedelta(days=20)))  # fmt: skip
+        bypass.execute(
+            "UPDATE outcome_labels SET replied_at = NULL WHERE sent_at BETWEEN %s AND %s",
+            (TODAY - timedelta(days=30), TODAY - timedelta(days=20)),
+        )
     assert pending(db) == 0 and current(db) != reference(db)
     assert report_counts.refresh_daily_counts(NOW + timedelta(hours=1))["days_recounted"] == 0  # counted < 24 h ago
     stopped = report_counts.refresh_daily_counts(NOW + timedelta(hours=25), time_budget_s=0)
@@ -517,9 +570,17 @@ def test_a_refresh_by_the_previous_release_makes_every_day_due(db, db_url, seede
     """During a deploy the previous release may still re-count days whole, without consuming the
     change rows of the changes it counted; those rows must not be added a second time."""
     report_counts.refresh_daily_counts(NOW)
-    db.execute("UPDATE outcome_labels SET meeting_booked_at = now() WHERE outcome_id = %s",
-               (one(db, "meeting_booked_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
-                    TODAY - timedelta(days=10), TODAY - timedelta(days=3)),))  # fmt: skip
+    db.execute(
+        "UPDATE outcome_labels SET meeting_booked_at = now() WHERE outcome_id = %s",
+        (
+            one(
+                db,
+                "meeting_booked_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
+                TODAY - timedelta(days=10),
+                TODAY - timedelta(days=3),
+            ),
+        ),
+    )
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as old, old.transaction():
         counts_dal.count_days(old, DAY - timedelta(days=14), DAY, NOW)  # what it did: its days, counted whole
         old.execute("UPDATE report_rollup_state SET refreshed_at = now()")
@@ -530,8 +591,10 @@ def test_a_refresh_by_the_previous_release_makes_every_day_due(db, db_url, seede
 
 def test_a_refresh_in_flight_never_shows_half_counts(db, db_url: str, seeded) -> None:
     report_counts.refresh_daily_counts(NOW - timedelta(days=40))
-    db.execute("UPDATE outcome_labels SET replied_at = now() WHERE sent_at < %s AND replied_at IS NULL",
-               (TODAY - timedelta(days=100),))  # fmt: skip
+    db.execute(
+        "UPDATE outcome_labels SET replied_at = now() WHERE sent_at < %s AND replied_at IS NULL",
+        (TODAY - timedelta(days=100),),
+    )
     truth = reference(db)
     stale = current(db)
     assert stale != truth

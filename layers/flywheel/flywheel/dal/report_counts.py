@@ -21,11 +21,12 @@ POSITIVE = "(" + ", ".join(f"'{category}'" for category in POSITIVE_CATEGORIES) 
 LIVE = "sent_at >= coalesce(%(before)s::timestamptz, '-infinity')"
 ROLLED = "day < (%(before)s::timestamptz AT TIME ZONE 'UTC')::date"
 
-_KEY = "dimension, org_id, value, framework, tone, day"
+_KEYS = ("dimension", "org_id", "value", "framework", "tone", "day")  # report_daily_counts' primary key
+_KEY = ", ".join(_KEYS)
 _SUMS = "messages, replies, positive_replies, meetings, deals_won, revenue"
 # the cells one source row adds to (a model cell; industry and role cells need a framework and a
 # tone), from `src` with per-row contributions: messages, replies, positive, meetings, won, revenue
-_CELLS = f"""
+_CELLS = """
 cells AS (
     SELECT c.dimension, src.org_id, c.value, c.framework, c.tone, src.day, sum(src.messages) AS messages,
            sum(src.replies) AS replies, sum(src.positive) AS positive_replies, sum(src.meetings) AS meetings,
@@ -33,10 +34,15 @@ cells AS (
       FROM src
      CROSS JOIN LATERAL (VALUES ('model', src.model_registry_id, '', ''),
                                 ('industry', src.lead_industry, src.framework, src.tone),
-                                ('role', src.lead_role, src.framework, src.tone)) AS c(dimension, value, framework, tone)
+                                ('role', src.lead_role, src.framework, src.tone))
+           AS c(dimension, value, framework, tone)
      WHERE c.value IS NOT NULL AND c.framework IS NOT NULL AND c.tone IS NOT NULL
      GROUP BY c.dimension, src.org_id, c.value, c.framework, c.tone, src.day)"""
-_SAME_KEY = "({a}.dimension, {a}.org_id, {a}.value, {a}.framework, {a}.tone, {a}.day) = ({b}.dimension, {b}.org_id, {b}.value, {b}.framework, {b}.tone, {b}.day)"  # noqa: E501
+
+
+def _same_key(a: str, b: str) -> str:
+    return f"({', '.join(f'{a}.{k}' for k in _KEYS)}) = ({', '.join(f'{b}.{k}' for k in _KEYS)})"
+
 
 # Consume the change rows this transaction's snapshot sees (`limit` of them, or all): add those of
 # days before the boundary to their cells (a cell that reaches no message goes), discard the rest
@@ -57,12 +63,12 @@ delta AS (
     SELECT * FROM cells WHERE ({_SUMS}) <> (0, 0, 0, 0, 0, 0)),
 emptied AS (
     DELETE FROM report_daily_counts r USING delta d
-     WHERE {_SAME_KEY.format(a="r", b="d")} AND r.messages + d.messages = 0
+     WHERE {_same_key("r", "d")} AND r.messages + d.messages = 0
     RETURNING r.*),
 written AS (
     INSERT INTO report_daily_counts AS r ({_KEY}, {_SUMS})
     SELECT {_KEY}, {_SUMS} FROM delta d
-     WHERE NOT EXISTS (SELECT 1 FROM emptied e WHERE {_SAME_KEY.format(a="e", b="d")})
+     WHERE NOT EXISTS (SELECT 1 FROM emptied e WHERE {_same_key("e", "d")})
     ON CONFLICT ({_KEY}) DO UPDATE
        SET messages = r.messages + EXCLUDED.messages, replies = r.replies + EXCLUDED.replies,
            positive_replies = r.positive_replies + EXCLUDED.positive_replies,
@@ -88,7 +94,7 @@ WITH src AS (
 stale AS (
     DELETE FROM report_daily_counts r
      WHERE r.day >= coalesce(%(lo)s::date, '-infinity') AND r.day < %(hi)s::date
-       AND NOT EXISTS (SELECT 1 FROM cells c WHERE {_SAME_KEY.format(a="r", b="c")})
+       AND NOT EXISTS (SELECT 1 FROM cells c WHERE {_same_key("r", "c")})
     RETURNING 1),
 written AS (
     INSERT INTO report_daily_counts AS r ({_KEY}, {_SUMS})
@@ -137,9 +143,7 @@ def count_days(conn: Connection, lo: date | None, hi: date, at: datetime) -> dic
     """Count the days from `lo` (None: the beginning) to `hi` whole, in the step's snapshot (call
     apply_changes first in the same step: the change rows of these days are then consumed with it),
     and record when. Returns the messages read and the cells written."""
-    row = conn.execute(
-        _COUNT_DAYS, {"lo": None if lo is None else midnight(lo), "hi": midnight(hi)}
-    ).fetchone()
+    row = conn.execute(_COUNT_DAYS, {"lo": None if lo is None else midnight(lo), "hi": midnight(hi)}).fetchone()
     assert row is not None
     conn.execute(
         """INSERT INTO report_rollup_days (day, counted_at)
