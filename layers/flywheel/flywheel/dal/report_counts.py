@@ -188,11 +188,6 @@ def finish_step(conn: Connection, rolled_before: date) -> None:
     )
 
 
-def pending_changes(conn: Connection) -> int:
-    row = conn.execute("SELECT count(*) AS n FROM report_count_changes").fetchone()
-    return 0 if row is None else int(row["n"])
-
-
 def rolled_before(conn: Connection) -> datetime | None:
     """Where the rollup ends and live counting starts (None: never refreshed, everything is live)."""
     row = conn.execute("SELECT rolled_before FROM report_rollup_state").fetchone()

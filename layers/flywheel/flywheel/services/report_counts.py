@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flywheel.dal import report_counts as counts_dal
-from flywheel.dal.connection import transaction
+from flywheel.dal.connection import Connection, transaction
 from flywheel.settings import get_settings
 
 # change rows consumed per transaction: a backlog (the function stopped for a day) is worked off in
@@ -61,7 +61,7 @@ def refresh_daily_counts(now: datetime | None = None, *, time_budget_s: float | 
         "days_due": 0,
     }
 
-    def applied(conn: Any, rolled: date | None, limit: int | None) -> int:
+    def applied(conn: Connection, rolled: date | None, limit: int | None) -> int:
         result = counts_dal.apply_changes(conn, rolled, limit)
         out["changes"] += result["consumed"]
         out["changes_applied"] += result["applied"]
