@@ -56,29 +56,19 @@ CREATE TABLE report_rollup_days (
 -- only refreshed_at
 ALTER TABLE report_rollup_state ADD COLUMN changes_applied_at timestamptz;
 
--- a registration batch: one row per (organisation, day, cell) it adds to, not one per message
-CREATE FUNCTION report_count_rows_added() RETURNS trigger LANGUAGE plpgsql AS $$
+-- a registration batch (or a DELETE): one row per (organisation, day, cell) it adds to (takes from),
+-- not one per message; both triggers name their transition table changed_rows
+CREATE FUNCTION report_count_rows_added_or_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    direction integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
 BEGIN
     INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework, tone,
                                       reply_category, messages, replies, meetings, deals_won, revenue)
     SELECT org_id, (sent_at AT TIME ZONE 'UTC')::date, model_registry_id, lead_industry, lead_role, framework,
-           tone, reply_category, count(*), count(replied_at), count(meeting_booked_at),
-           count(*) FILTER (WHERE deal_status = 'won'),
-           coalesce(sum(deal_value) FILTER (WHERE deal_status = 'won'), 0)
-      FROM added
-     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION report_count_rows_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework, tone,
-                                      reply_category, messages, replies, meetings, deals_won, revenue)
-    SELECT org_id, (sent_at AT TIME ZONE 'UTC')::date, model_registry_id, lead_industry, lead_role, framework,
-           tone, reply_category, -count(*), -count(replied_at), -count(meeting_booked_at),
-           -count(*) FILTER (WHERE deal_status = 'won'),
-           -coalesce(sum(deal_value) FILTER (WHERE deal_status = 'won'), 0)
-      FROM removed
+           tone, reply_category, direction * count(*), direction * count(replied_at), direction * count(meeting_booked_at),
+           direction * count(*) FILTER (WHERE deal_status = 'won'),
+           direction * coalesce(sum(deal_value) FILTER (WHERE deal_status = 'won'), 0)
+      FROM changed_rows
      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
     RETURN NULL;
 END $$;
@@ -110,9 +100,9 @@ BEGIN
 END $$;
 
 CREATE TRIGGER outcome_labels_report_rows_added AFTER INSERT ON outcome_labels
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION report_count_rows_added();
+    REFERENCING NEW TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION report_count_rows_added_or_removed();
 CREATE TRIGGER outcome_labels_report_rows_removed AFTER DELETE ON outcome_labels
-    REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION report_count_rows_removed();
+    REFERENCING OLD TABLE AS changed_rows FOR EACH STATEMENT EXECUTE FUNCTION report_count_rows_added_or_removed();
 -- The ingest hot path re-derives outcomes on every delivery, open and click: those updates change
 -- no count, the WHEN condition is false, and nothing is queued or written (a row-level trigger with
 -- WHEN costs the comparison; a statement-level one with transition tables would copy every row).

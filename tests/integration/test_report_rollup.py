@@ -175,6 +175,11 @@ def pending(db) -> int:
     return int(db.execute("SELECT count(*) AS n FROM report_count_changes").fetchone()["n"])
 
 
+def update_one(db, assignment: str, where: str, *params: Any) -> None:
+    """Change the first outcome (by dedupe key) that `where` selects."""
+    db.execute(f"UPDATE outcome_labels SET {assignment} WHERE outcome_id = %s", (one(db, where, *params),))
+
+
 def one(db, where: str, *params: Any) -> Any:
     row = db.execute(f"SELECT outcome_id FROM outcome_labels WHERE {where} ORDER BY dedupe_key LIMIT 1", params)
     return row.fetchone()["outcome_id"]
@@ -202,37 +207,27 @@ def test_changes_on_past_days_are_added_by_the_next_refresh(db, seeded) -> None:
     # a reply 10 days on, a deal 60 days on, a deal on a final day, a correction from positive to an
     # objection, a message re-attributed to another model and moved to another day, one removed,
     # one registered late for a past day, and one sent today
-    db.execute(
-        "UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested' WHERE outcome_id = %s",
-        (
-            one(
-                db,
-                "replied_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
-                TODAY - timedelta(days=11),
-                TODAY - timedelta(days=9),
-            ),
-        ),
+    update_one(
+        db,
+        "replied_at = now(), reply_category = 'interested'",
+        "replied_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
+        TODAY - timedelta(days=11),
+        TODAY - timedelta(days=9),
     )
     for since in (TODAY - timedelta(days=61), old):
-        db.execute(
-            "UPDATE outcome_labels SET deal_status = 'won', deal_value = 5000 WHERE outcome_id = %s",
-            (
-                one(
-                    db,
-                    "deal_status IS NULL AND org_id = 'a' AND sent_at BETWEEN %s AND %s",
-                    since,
-                    since + timedelta(days=2),
-                ),
-            ),
+        update_one(
+            db,
+            "deal_status = 'won', deal_value = 5000",
+            "deal_status IS NULL AND org_id = 'a' AND sent_at BETWEEN %s AND %s",
+            since,
+            since + timedelta(days=2),
         )
-    db.execute(
-        "UPDATE outcome_labels SET reply_category = 'objection' WHERE outcome_id = %s",
-        (one(db, "reply_category = 'interested' AND sent_at < %s", old),),
-    )
-    db.execute(
-        "UPDATE outcome_labels SET model_registry_id = 'm-1', sent_at = sent_at - interval '3 days' "
-        "WHERE outcome_id = %s",
-        (one(db, "model_registry_id = 'm-0' AND sent_at < %s", TODAY - timedelta(days=5)),),
+    update_one(db, "reply_category = 'objection'", "reply_category = 'interested' AND sent_at < %s", old)
+    update_one(
+        db,
+        "model_registry_id = 'm-1', sent_at = sent_at - interval '3 days'",
+        "model_registry_id = 'm-0' AND sent_at < %s",
+        TODAY - timedelta(days=5),
     )
     db.execute("DELETE FROM outcome_labels WHERE outcome_id = %s", (one(db, "deal_status = 'won' AND org_id = 'b'"),))
     for key, sent in (("late", TODAY - timedelta(days=40, hours=-3)), ("today", NOW)):
@@ -431,11 +426,13 @@ def test_a_change_committed_while_a_refresh_runs_is_counted_once(db, db_url, see
     its reply on an old day and its message for the day being rolled up are counted once each, by
     this step or the next — never lost (a watermark would lose them), never twice."""
     report_counts.refresh_daily_counts(NOW - timedelta(days=1))  # yesterday is still live
-    with psycopg.connect(db_url, autocommit=True) as writer:
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as writer:
         writer.execute("BEGIN")
-        writer.execute(
-            "UPDATE outcome_labels SET replied_at = now(), reply_category = 'interested' WHERE outcome_id = %s",
-            (one(db, "replied_at IS NULL AND sent_at < %s", TODAY - timedelta(days=30)),),
+        update_one(
+            writer,
+            "replied_at = now(), reply_category = 'interested'",
+            "replied_at IS NULL AND sent_at < %s",
+            TODAY - timedelta(days=30),
         )
         insert(writer, "race", TODAY - timedelta(hours=5), replied=NOW, category="interested")
         roll_yesterday_while(db_url, lambda: writer.execute("COMMIT"), when, "repeatable read")
@@ -449,7 +446,7 @@ def test_without_one_snapshot_per_step_the_same_race_counts_twice(db, db_url, se
     counts the message committed between applying and counting in the day's count and again from
     its change row. The tests above would catch that."""
     report_counts.refresh_daily_counts(NOW - timedelta(days=1))
-    with psycopg.connect(db_url, autocommit=True) as writer:
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as writer:
         writer.execute("BEGIN")
         insert(writer, "race", TODAY - timedelta(hours=5))
         roll_yesterday_while(
@@ -570,16 +567,12 @@ def test_a_refresh_by_the_previous_release_makes_every_day_due(db, db_url, seede
     """During a deploy the previous release may still re-count days whole, without consuming the
     change rows of the changes it counted; those rows must not be added a second time."""
     report_counts.refresh_daily_counts(NOW)
-    db.execute(
-        "UPDATE outcome_labels SET meeting_booked_at = now() WHERE outcome_id = %s",
-        (
-            one(
-                db,
-                "meeting_booked_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
-                TODAY - timedelta(days=10),
-                TODAY - timedelta(days=3),
-            ),
-        ),
+    update_one(
+        db,
+        "meeting_booked_at = now()",
+        "meeting_booked_at IS NULL AND model_registry_id IS NOT NULL AND sent_at BETWEEN %s AND %s",
+        TODAY - timedelta(days=10),
+        TODAY - timedelta(days=3),
     )
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as old, old.transaction():
         counts_dal.count_days(old, DAY - timedelta(days=14), DAY, NOW)  # what it did: its days, counted whole
