@@ -65,8 +65,8 @@ BEGIN
     INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework, tone,
                                       reply_category, messages, replies, meetings, deals_won, revenue)
     SELECT org_id, (sent_at AT TIME ZONE 'UTC')::date, model_registry_id, lead_industry, lead_role, framework,
-           tone, reply_category, direction * count(*), direction * count(replied_at), direction * count(meeting_booked_at),
-           direction * count(*) FILTER (WHERE deal_status = 'won'),
+           tone, reply_category, direction * count(*), direction * count(replied_at),
+           direction * count(meeting_booked_at), direction * count(*) FILTER (WHERE deal_status = 'won'),
            direction * coalesce(sum(deal_value) FILTER (WHERE deal_status = 'won'), 0)
       FROM changed_rows
      GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
