@@ -50,6 +50,7 @@ MODELS = 26  # one weekly model over the six months
 RUNNING_EXPERIMENT_DAYS = 28
 SMALL_EVENTS = 100_000
 CHANGED_PER_REFRESH = 1_000  # outcomes whose counts change between two rollup refreshes
+REGISTERED_PER_REFRESH = 50_000  # change rows of messages registered between two refreshes
 CHUNK = 2_000  # messages per generated COPY chunk (about 10,000 events)
 FIRST = ["dana", "sam", "alex", "maria", "li", "omar", "eva", "john", "priya", "kenji", "sara", "luca"]
 LAST = ["reyes", "smith", "garcia", "chen", "novak", "okafor", "rossi", "kim", "muller", "silva"]
@@ -784,6 +785,17 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         ),
     ).fetchone()["n"]
 
+    def registration_rows() -> None:
+        """The change rows a peak hour's registrations leave (one a message: diverse leads), for today."""
+        conn.execute(
+            """INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework,
+                                                 tone, reply_category, messages, replies, meetings, deals_won, revenue)
+               SELECT 'org-' || lpad((i %% 300)::text, 3, '0'), %s, 'flywheel-v1.25.0', 'saas', 'cfo', 'PAS', 'direct',
+                      NULL, 1, 0, 0, 0, 0
+                 FROM generate_series(1, %s) AS i""",
+            (NOW.date(), REGISTERED_PER_REFRESH),
+        )
+
     def change_outcomes() -> None:
         """An hour's worth of outcome changes on past days (replies arriving or corrected away)."""
         k = next(unique) % 12
@@ -853,6 +865,13 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
             6,
             prepare=change_outcomes,
             units=(CHANGED_PER_REFRESH, "changed outcome"),
+        ),
+        Case(
+            f"report rollup refresh ({REGISTERED_PER_REFRESH // 1000}k registration rows)",
+            lambda: report_counts.refresh_daily_counts(NOW),
+            3,
+            prepare=registration_rows,
+            units=(REGISTERED_PER_REFRESH, "change row of a registration (a live day: discarded)"),
         ),
         Case(
             "report rollup: re-count one day (safety net)",
@@ -1031,7 +1050,7 @@ def main() -> None:
             if case.units:
                 n, unit = case.units
                 seconds = statistics.median(samples[(side, case.name)])
-                print(f"   {case.name} at {rows[side]:,}: {seconds * 1e6 / n:.0f} us per {unit} ({n:,})")
+                print(f"   {case.name} at {rows[side]:,}: {seconds * 1e6 / n:.1f} us per {unit} ({n:,})")
     use(urls["large"])
     footprint(conns["large"])
     database_cpu(cases["large"][0])
