@@ -45,8 +45,10 @@ def _same_key(a: str, b: str) -> str:
 
 
 # Consume the change rows this transaction's snapshot sees (`limit` of them, or all): add those of
-# days before the boundary to their cells (a cell that reaches no message goes), discard the rest
-# (days still live are counted whole when the boundary passes them).
+# days before the boundary to their cells (a cell whose sums all reach zero goes), discard the rest
+# (days still live are counted whole when the boundary passes them). A batch of `limit` rows, taken
+# in heap order (not commit order), may hold an outcome's later change without its earlier one, so a
+# cell can pass through 0 messages while still holding replies or revenue: only all-zero cells go.
 _APPLY_CHANGES = f"""
 WITH consumed AS (
     DELETE FROM report_count_changes
@@ -63,7 +65,9 @@ delta AS (
     SELECT * FROM cells WHERE ({_SUMS}) <> (0, 0, 0, 0, 0, 0)),
 emptied AS (
     DELETE FROM report_daily_counts r USING delta d
-     WHERE {_same_key("r", "d")} AND r.messages + d.messages = 0
+     WHERE {_same_key("r", "d")}
+       AND (r.messages + d.messages, r.replies + d.replies, r.positive_replies + d.positive_replies,
+            r.meetings + d.meetings, r.deals_won + d.deals_won, r.revenue + d.revenue) = (0, 0, 0, 0, 0, 0)
     RETURNING r.*),
 written AS (
     INSERT INTO report_daily_counts AS r ({_KEY}, {_SUMS})
