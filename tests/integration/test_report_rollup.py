@@ -639,3 +639,36 @@ def test_a_backlog_taken_in_batches_in_any_physical_order_adds_up(db, seeded, mo
     result = report_counts.refresh_daily_counts(NOW)
     assert result["changes"] == 5 and result["done"], result
     assert_exact(db)
+
+
+def test_a_step_longer_than_the_forecast_stops_at_the_time_budget(db, db_url, seeded) -> None:
+    """The budget forecasts a step by the longest so far; a step that takes longer (a day bigger
+    than the ones before it, a wait for the refresh lock held by the previous release's refresh, a
+    hand-run recount_day or a TRUNCATE) must still end by the deadline (the function stops 30 s
+    before Lambda's timeout kills it mid-transaction) and leave the rest to the next run."""
+    report_counts.refresh_daily_counts(NOW - timedelta(days=2))
+    insert(db, "late", TODAY - timedelta(days=20))
+    release = threading.Event()
+
+    def hold_the_lock() -> None:
+        with psycopg.connect(db_url, autocommit=True) as other, other.transaction():
+            other.execute("LOCK TABLE report_rollup_state IN ROW EXCLUSIVE MODE")
+            held.set()
+            release.wait(10)
+
+    held = threading.Event()
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        result = report_counts.refresh_daily_counts(NOW, time_budget_s=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(10)
+    assert elapsed < 3, elapsed
+    assert result["done"] is False and result["changes"] == 0
+    again = report_counts.refresh_daily_counts(NOW)  # the next run continues
+    assert again["done"] and again["days_rolled"] == 2 and again["changes_applied"] == 1
+    assert_exact(db)
