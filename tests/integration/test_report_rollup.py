@@ -623,14 +623,14 @@ def test_a_backlog_taken_in_batches_in_any_physical_order_adds_up(db, seeded, mo
     cell = {"model": None, "industry": "zeta", "role": "zrole"}
     insert(db, "m1", sent, **cell)
     report_counts.refresh_daily_counts(NOW)  # m1 rolled up: the cell holds 1 message, no reply
-    batches = []
+    batches: list[str] = []
     for change in (
         lambda: update_one(db, "replied_at = now()", "dedupe_key = 'm1'"),  # out (1, 0), in (1, 1)
         lambda: update_one(db, "framework = 'AIDA'", "dedupe_key = 'm1'"),  # out (1, 1) to another cell
         lambda: insert(db, "m2", sent, **cell),  # in (1, 0): the cell ends with m2 only
     ):
         change()
-        db.execute("CREATE TEMP TABLE batch_{} AS SELECT * FROM report_count_changes".format(len(batches)))
+        db.execute(f"CREATE TEMP TABLE batch_{len(batches)} AS SELECT * FROM report_count_changes")
         db.execute("DELETE FROM report_count_changes")
         batches.append(f"batch_{len(batches)}")
     for name in (batches[1], batches[2], batches[0]):  # the heap order a reused page can give

@@ -117,15 +117,26 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def begin_step(conn: Connection) -> dict[str, Any] | None:
+STATEMENT_LIMIT_S = 600.0  # no statement of a step runs longer than this, whatever the budget
+
+
+def limit_statement_time(conn: Connection, seconds: float | None) -> None:
+    """Cancel the step's next statements when one runs longer than `seconds` (None: the general
+    limit): the caller passes what is left of its time budget, so a step ends by its deadline."""
+    limit = STATEMENT_LIMIT_S if seconds is None else min(STATEMENT_LIMIT_S, seconds)
+    conn.execute(f"SET LOCAL statement_timeout = {max(1, int(limit * 1000))}")
+
+
+def begin_step(conn: Connection, seconds: float | None = None) -> dict[str, Any] | None:
     """Start a refresh step in the caller's (just begun) transaction: REPEATABLE READ, so every
     statement of the step sees one snapshot, taken only after the lock (LOCK TABLE takes none): a
-    step never starts from a snapshot older than the previous step's commit. Reports read the state
+    step never starts from a snapshot older than the previous step's commit; `seconds` limits each
+    statement (limit_statement_time). Reports read the state
     and the counts meanwhile (ACCESS SHARE does not conflict). Returns the state (None: never
     refreshed) with `rolled_before` as a UTC date; a refresh by the previous release since the last
     step (it re-counted days the change rows also cover) makes every day due for a re-count."""
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    conn.execute("SET LOCAL statement_timeout = '10min'")
+    limit_statement_time(conn, seconds)  # the lock wait counts too
     conn.execute("LOCK TABLE report_rollup_state IN EXCLUSIVE MODE")
     state = conn.execute("SELECT rolled_before, refreshed_at, changes_applied_at FROM report_rollup_state").fetchone()
     if state is None:
