@@ -672,3 +672,24 @@ def test_a_step_longer_than_the_forecast_stops_at_the_time_budget(db, db_url, se
     again = report_counts.refresh_daily_counts(NOW)  # the next run continues
     assert again["done"] and again["days_rolled"] == 2 and again["changes_applied"] == 1
     assert_exact(db)
+
+
+def test_a_change_the_previous_release_counted_on_a_day_leaving_the_window_is_not_added_again(db, db_url, seeded):
+    """The previous release re-counted its window ([today - OUTCOME_FINAL_DAYS, today)) whole,
+    change included, without consuming the change rows. When this release's next step runs after
+    midnight (a deploy near midnight, or a rollback to the previous release for days), the oldest
+    of those days has left the safety net's window: its change rows must not be added again there."""
+    report_counts.refresh_daily_counts(NOW)
+    oldest = TODAY - timedelta(days=90)
+    update_one(
+        db,
+        "replied_at = now(), reply_category = 'interested'",
+        "replied_at IS NULL AND sent_at BETWEEN %s AND %s",
+        oldest,
+        oldest + timedelta(days=1),
+    )
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as old, old.transaction():
+        counts_dal.count_days(old, oldest.date(), DAY, NOW)  # its window, counted whole, change included
+        old.execute("UPDATE report_rollup_state SET refreshed_at = now()")
+    report_counts.refresh_daily_counts(NOW + timedelta(days=1))
+    assert_exact(db)
