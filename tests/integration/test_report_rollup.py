@@ -674,11 +674,15 @@ def test_a_step_longer_than_the_forecast_stops_at_the_time_budget(db, db_url, se
     assert_exact(db)
 
 
-def test_a_change_the_previous_release_counted_on_a_day_leaving_the_window_is_not_added_again(db, db_url, seeded):
+@pytest.mark.parametrize("recount_hours", ["24", "0"])
+def test_a_change_the_previous_release_counted_on_a_day_leaving_the_window_is_not_added_again(
+    db, db_url, seeded, monkeypatch, recount_hours: str
+) -> None:
     """The previous release re-counted its window ([today - OUTCOME_FINAL_DAYS, today)) whole,
     change included, without consuming the change rows. When this release's next step runs after
     midnight (a deploy near midnight, or a rollback to the previous release for days), the oldest
-    of those days has left the safety net's window: its change rows must not be added again there."""
+    of those days has left the safety net's window: its change rows must not be added again there
+    (nor in the window when the safety net is off)."""
     report_counts.refresh_daily_counts(NOW)
     oldest = TODAY - timedelta(days=90)
     update_one(
@@ -691,5 +695,8 @@ def test_a_change_the_previous_release_counted_on_a_day_leaving_the_window_is_no
     with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as old, old.transaction():
         counts_dal.count_days(old, oldest.date(), DAY, NOW)  # its window, counted whole, change included
         old.execute("UPDATE report_rollup_state SET refreshed_at = now()")
-    report_counts.refresh_daily_counts(NOW + timedelta(days=1))
+    monkeypatch.setenv("REPORT_RECOUNT_HOURS", recount_hours)
+    reset_settings()
+    result = report_counts.refresh_daily_counts(NOW + timedelta(days=1))
+    assert result["done"] and result["changes_applied"] == 0, result  # its rows discarded, its day re-counted
     assert_exact(db)

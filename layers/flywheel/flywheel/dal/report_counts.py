@@ -59,7 +59,8 @@ src AS (
            CASE WHEN reply_category IN {POSITIVE} THEN messages ELSE 0 END AS positive, meetings,
            deals_won AS won, revenue
       FROM consumed
-     WHERE day < %(before)s::date),
+     WHERE day < %(before)s::date
+       AND NOT EXISTS (SELECT 1 FROM report_rollup_days t WHERE t.day = consumed.day AND t.counted_at = '-infinity')),
 {_CELLS},
 delta AS (
     SELECT * FROM cells WHERE ({_SUMS}) <> (0, 0, 0, 0, 0, 0)),
@@ -117,6 +118,8 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
+# report_rollup_days.counted_at of a day whose change rows must not be added (begin_step)
+TAINTED = "-infinity"
 STATEMENT_LIMIT_S = 600.0  # no statement of a step runs longer than this, whatever the budget
 
 
@@ -141,9 +144,19 @@ def begin_step(conn: Connection, seconds: float | None = None) -> dict[str, Any]
     state = conn.execute("SELECT rolled_before, refreshed_at, changes_applied_at FROM report_rollup_state").fetchone()
     if state is None:
         return None
+    day = state["rolled_before"].astimezone(UTC).date()
     if state["refreshed_at"] != state["changes_applied_at"]:
+        # The previous release re-counted its window whole, with some of the pending changes in it:
+        # every day of the window is due, and each rolled-up day a pending change touches (however
+        # old: its window moved on since) is marked TAINTED, its change rows discarded until it is
+        # counted whole again, whatever REPORT_RECOUNT_HOURS says (days_due lists it first).
         conn.execute("DELETE FROM report_rollup_days")
-    return {**state, "day": state["rolled_before"].astimezone(UTC).date()}
+        conn.execute(
+            f"""INSERT INTO report_rollup_days (day, counted_at)
+                SELECT DISTINCT day, '{TAINTED}'::timestamptz FROM report_count_changes WHERE day < %s""",
+            (day,),
+        )
+    return {**state, "day": day}
 
 
 def apply_changes(conn: Connection, rolled_before: date | None, limit: int | None) -> dict[str, int]:
@@ -179,14 +192,19 @@ def next_day_with_messages(conn: Connection, after: date | None, before: date) -
     return None if row is None else row["day"]
 
 
-def days_due(conn: Connection, lo: date, hi: date, counted_before: datetime) -> list[date]:
-    """Rolled-up days in [lo, hi) not counted whole since `counted_before`, the oldest count first
-    (never counted by this release first; the latest day first among equals)."""
+def days_due(conn: Connection, lo: date, hi: date, counted_before: datetime | None) -> list[date]:
+    """Rolled-up days in [lo, hi) not counted whole since `counted_before` (None: none of them), and
+    the TAINTED days before `hi` whatever their age, the oldest count first (never counted by this
+    release first; the latest day first among equals)."""
     rows = conn.execute(
-        """SELECT d::date AS day FROM generate_series(%(lo)s::date, %(hi)s::date - 1, interval '1 day') AS d
-             LEFT JOIN report_rollup_days r ON r.day = d::date
-            WHERE r.counted_at IS NULL OR r.counted_at < %(before)s
-            ORDER BY r.counted_at NULLS FIRST, d DESC""",
+        f"""SELECT day FROM (
+                SELECT d::date AS day, r.counted_at
+                  FROM generate_series(%(lo)s::date, %(hi)s::date - 1, interval '1 day') AS d
+                  LEFT JOIN report_rollup_days r ON r.day = d::date
+                 WHERE %(before)s::timestamptz IS NOT NULL AND (r.counted_at IS NULL OR r.counted_at < %(before)s)
+                UNION
+                SELECT day, counted_at FROM report_rollup_days WHERE counted_at = '{TAINTED}' AND day < %(hi)s) due
+            ORDER BY counted_at NULLS FIRST, day DESC""",
         {"lo": lo, "hi": hi, "before": counted_before},
     ).fetchall()
     return [r["day"] for r in rows]

@@ -126,9 +126,9 @@ def refresh_daily_counts(now: datetime | None = None, *, time_budget_s: float | 
             out["cells_updated"] += counted["cells"]
             rolled = upto
 
-        # 3. the safety net
-        if settings.report_recount_hours <= 0:
-            return finish(True, rolled)
+        # 3. the safety net (with REPORT_RECOUNT_HOURS 0, only the days a refresh by the previous
+        # release left tainted: their change rows are discarded until they are counted whole)
+        recount = settings.report_recount_hours > 0
         while True:
             if not budget.another():
                 return finish(False, rolled)
@@ -140,7 +140,7 @@ def refresh_daily_counts(now: datetime | None = None, *, time_budget_s: float | 
                     conn,
                     rolled - timedelta(days=settings.outcome_final_days),
                     rolled,
-                    now - timedelta(hours=settings.report_recount_hours),
+                    now - timedelta(hours=settings.report_recount_hours) if recount else None,
                 )
                 out["days_due"] = len(due)
                 if not due:
