@@ -610,3 +610,93 @@ def test_the_scheduled_function_refreshes(db, seeded) -> None:
     result = invoke("ReportRollupFunction", load_event("report_rollup_schedule.json"), ROOT / "template.yaml")
     assert result["days_rolled"] == 200 and result["done"] is True
     assert_exact(db)
+
+
+def test_a_backlog_taken_in_batches_in_any_physical_order_adds_up(db, seeded, monkeypatch) -> None:
+    """A backlog is consumed CHANGES_PER_STEP rows a step, in the order the rows lie in the heap: a
+    heap insert goes to whichever page has room (the free space map after a refresh's DELETE and a
+    vacuum), so a later transaction's rows can lie before an earlier one's. A batch may then hold
+    an outcome's later change without its earlier one, and a cell's messages can pass through 0
+    while its other sums do not: such a cell must not be dropped with what it still holds."""
+    report_counts.refresh_daily_counts(NOW)
+    sent = TODAY - timedelta(days=5, hours=-10)
+    cell = {"model": None, "industry": "zeta", "role": "zrole"}
+    insert(db, "m1", sent, **cell)
+    report_counts.refresh_daily_counts(NOW)  # m1 rolled up: the cell holds 1 message, no reply
+    batches: list[str] = []
+    for change in (
+        lambda: update_one(db, "replied_at = now()", "dedupe_key = 'm1'"),  # out (1, 0), in (1, 1)
+        lambda: update_one(db, "framework = 'AIDA'", "dedupe_key = 'm1'"),  # out (1, 1) to another cell
+        lambda: insert(db, "m2", sent, **cell),  # in (1, 0): the cell ends with m2 only
+    ):
+        change()
+        db.execute(f"CREATE TEMP TABLE batch_{len(batches)} AS SELECT * FROM report_count_changes")
+        db.execute("DELETE FROM report_count_changes")
+        batches.append(f"batch_{len(batches)}")
+    for name in (batches[1], batches[2], batches[0]):  # the heap order a reused page can give
+        db.execute(f"INSERT INTO report_count_changes SELECT * FROM {name}")
+    monkeypatch.setattr(report_counts, "CHANGES_PER_STEP", 1)
+    result = report_counts.refresh_daily_counts(NOW)
+    assert result["changes"] == 5 and result["done"], result
+    assert_exact(db)
+
+
+def test_a_step_longer_than_the_forecast_stops_at_the_time_budget(db, db_url, seeded) -> None:
+    """The budget forecasts a step by the longest so far; a step that takes longer (a day bigger
+    than the ones before it, a wait for the refresh lock held by the previous release's refresh, a
+    hand-run recount_day or a TRUNCATE) must still end by the deadline (the function stops 30 s
+    before Lambda's timeout kills it mid-transaction) and leave the rest to the next run."""
+    report_counts.refresh_daily_counts(NOW - timedelta(days=2))
+    insert(db, "late", TODAY - timedelta(days=20))
+    release = threading.Event()
+
+    def hold_the_lock() -> None:
+        with psycopg.connect(db_url, autocommit=True) as other, other.transaction():
+            other.execute("LOCK TABLE report_rollup_state IN ROW EXCLUSIVE MODE")
+            held.set()
+            release.wait(10)
+
+    held = threading.Event()
+    holder = threading.Thread(target=hold_the_lock)
+    holder.start()
+    try:
+        assert held.wait(10)
+        started = time.monotonic()
+        result = report_counts.refresh_daily_counts(NOW, time_budget_s=1.5)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join(10)
+    assert elapsed < 3, elapsed
+    assert result["done"] is False and result["changes"] == 0
+    again = report_counts.refresh_daily_counts(NOW)  # the next run continues
+    assert again["done"] and again["days_rolled"] == 2 and again["changes_applied"] == 1
+    assert_exact(db)
+
+
+@pytest.mark.parametrize("recount_hours", ["24", "0"])
+def test_a_change_the_previous_release_counted_on_a_day_leaving_the_window_is_not_added_again(
+    db, db_url, seeded, monkeypatch, recount_hours: str
+) -> None:
+    """The previous release re-counted its window ([today - OUTCOME_FINAL_DAYS, today)) whole,
+    change included, without consuming the change rows. When this release's next step runs after
+    midnight (a deploy near midnight, or a rollback to the previous release for days), the oldest
+    of those days has left the safety net's window: its change rows must not be added again there
+    (nor in the window when the safety net is off)."""
+    report_counts.refresh_daily_counts(NOW)
+    oldest = TODAY - timedelta(days=90)
+    update_one(
+        db,
+        "replied_at = now(), reply_category = 'interested'",
+        "replied_at IS NULL AND sent_at BETWEEN %s AND %s",
+        oldest,
+        oldest + timedelta(days=1),
+    )
+    with psycopg.connect(db_url, autocommit=True, row_factory=dict_row) as old, old.transaction():
+        counts_dal.count_days(old, oldest.date(), DAY, NOW)  # its window, counted whole, change included
+        old.execute("UPDATE report_rollup_state SET refreshed_at = now()")
+    monkeypatch.setenv("REPORT_RECOUNT_HOURS", recount_hours)
+    reset_settings()
+    result = report_counts.refresh_daily_counts(NOW + timedelta(days=1))
+    assert result["done"] and result["changes_applied"] == 0, result  # its rows discarded, its day re-counted
+    assert_exact(db)

@@ -45,8 +45,10 @@ def _same_key(a: str, b: str) -> str:
 
 
 # Consume the change rows this transaction's snapshot sees (`limit` of them, or all): add those of
-# days before the boundary to their cells (a cell that reaches no message goes), discard the rest
-# (days still live are counted whole when the boundary passes them).
+# days before the boundary to their cells (a cell whose sums all reach zero goes), discard the rest
+# (days still live are counted whole when the boundary passes them). A batch of `limit` rows, taken
+# in heap order (not commit order), may hold an outcome's later change without its earlier one, so a
+# cell can pass through 0 messages while still holding replies or revenue: only all-zero cells go.
 _APPLY_CHANGES = f"""
 WITH consumed AS (
     DELETE FROM report_count_changes
@@ -57,13 +59,16 @@ src AS (
            CASE WHEN reply_category IN {POSITIVE} THEN messages ELSE 0 END AS positive, meetings,
            deals_won AS won, revenue
       FROM consumed
-     WHERE day < %(before)s::date),
+     WHERE day < %(before)s::date
+       AND NOT EXISTS (SELECT 1 FROM report_rollup_days t WHERE t.day = consumed.day AND t.counted_at = '-infinity')),
 {_CELLS},
 delta AS (
     SELECT * FROM cells WHERE ({_SUMS}) <> (0, 0, 0, 0, 0, 0)),
 emptied AS (
     DELETE FROM report_daily_counts r USING delta d
-     WHERE {_same_key("r", "d")} AND r.messages + d.messages = 0
+     WHERE {_same_key("r", "d")}
+       AND (r.messages + d.messages, r.replies + d.replies, r.positive_replies + d.positive_replies,
+            r.meetings + d.meetings, r.deals_won + d.deals_won, r.revenue + d.revenue) = (0, 0, 0, 0, 0, 0)
     RETURNING r.*),
 written AS (
     INSERT INTO report_daily_counts AS r ({_KEY}, {_SUMS})
@@ -113,22 +118,45 @@ def midnight(day: date) -> datetime:
     return datetime.combine(day, time(), UTC)
 
 
-def begin_step(conn: Connection) -> dict[str, Any] | None:
+# report_rollup_days.counted_at of a day whose change rows must not be added (begin_step)
+TAINTED = "-infinity"
+STATEMENT_LIMIT_S = 600.0  # no statement of a step runs longer than this, whatever the budget
+
+
+def limit_statement_time(conn: Connection, seconds: float | None) -> None:
+    """Cancel the step's next statements when one runs longer than `seconds` (None: the general
+    limit): the caller passes what is left of its time budget, so a step ends by its deadline."""
+    limit = STATEMENT_LIMIT_S if seconds is None else min(STATEMENT_LIMIT_S, seconds)
+    conn.execute(f"SET LOCAL statement_timeout = {max(1, int(limit * 1000))}")
+
+
+def begin_step(conn: Connection, seconds: float | None = None) -> dict[str, Any] | None:
     """Start a refresh step in the caller's (just begun) transaction: REPEATABLE READ, so every
     statement of the step sees one snapshot, taken only after the lock (LOCK TABLE takes none): a
-    step never starts from a snapshot older than the previous step's commit. Reports read the state
+    step never starts from a snapshot older than the previous step's commit; `seconds` limits each
+    statement (limit_statement_time). Reports read the state
     and the counts meanwhile (ACCESS SHARE does not conflict). Returns the state (None: never
     refreshed) with `rolled_before` as a UTC date; a refresh by the previous release since the last
     step (it re-counted days the change rows also cover) makes every day due for a re-count."""
     conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    conn.execute("SET LOCAL statement_timeout = '10min'")
+    limit_statement_time(conn, seconds)  # the lock wait counts too
     conn.execute("LOCK TABLE report_rollup_state IN EXCLUSIVE MODE")
     state = conn.execute("SELECT rolled_before, refreshed_at, changes_applied_at FROM report_rollup_state").fetchone()
     if state is None:
         return None
+    day = state["rolled_before"].astimezone(UTC).date()
     if state["refreshed_at"] != state["changes_applied_at"]:
+        # The previous release re-counted its window whole, with some of the pending changes in it:
+        # every day of the window is due, and each rolled-up day a pending change touches (however
+        # old: its window moved on since) is marked TAINTED, its change rows discarded until it is
+        # counted whole again, whatever REPORT_RECOUNT_HOURS says (days_due lists it first).
         conn.execute("DELETE FROM report_rollup_days")
-    return {**state, "day": state["rolled_before"].astimezone(UTC).date()}
+        conn.execute(
+            f"""INSERT INTO report_rollup_days (day, counted_at)
+                SELECT DISTINCT day, '{TAINTED}'::timestamptz FROM report_count_changes WHERE day < %s""",
+            (day,),
+        )
+    return {**state, "day": day}
 
 
 def apply_changes(conn: Connection, rolled_before: date | None, limit: int | None) -> dict[str, int]:
@@ -164,14 +192,19 @@ def next_day_with_messages(conn: Connection, after: date | None, before: date) -
     return None if row is None else row["day"]
 
 
-def days_due(conn: Connection, lo: date, hi: date, counted_before: datetime) -> list[date]:
-    """Rolled-up days in [lo, hi) not counted whole since `counted_before`, the oldest count first
-    (never counted by this release first; the latest day first among equals)."""
+def days_due(conn: Connection, lo: date, hi: date, counted_before: datetime | None) -> list[date]:
+    """Rolled-up days in [lo, hi) not counted whole since `counted_before` (None: none of them), and
+    the TAINTED days before `hi` whatever their age, the oldest count first (never counted by this
+    release first; the latest day first among equals)."""
     rows = conn.execute(
-        """SELECT d::date AS day FROM generate_series(%(lo)s::date, %(hi)s::date - 1, interval '1 day') AS d
-             LEFT JOIN report_rollup_days r ON r.day = d::date
-            WHERE r.counted_at IS NULL OR r.counted_at < %(before)s
-            ORDER BY r.counted_at NULLS FIRST, d DESC""",
+        f"""SELECT day FROM (
+                SELECT d::date AS day, r.counted_at
+                  FROM generate_series(%(lo)s::date, %(hi)s::date - 1, interval '1 day') AS d
+                  LEFT JOIN report_rollup_days r ON r.day = d::date
+                 WHERE %(before)s::timestamptz IS NOT NULL AND (r.counted_at IS NULL OR r.counted_at < %(before)s)
+                UNION
+                SELECT day, counted_at FROM report_rollup_days WHERE counted_at = '{TAINTED}' AND day < %(hi)s) due
+            ORDER BY counted_at NULLS FIRST, day DESC""",
         {"lo": lo, "hi": hi, "before": counted_before},
     ).fetchall()
     return [r["day"] for r in rows]

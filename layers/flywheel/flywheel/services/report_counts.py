@@ -8,8 +8,11 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+import psycopg
+
 from flywheel.dal import report_counts as counts_dal
 from flywheel.dal.connection import Connection, transaction
+from flywheel.errors import DependencyUnavailable
 from flywheel.settings import get_settings
 
 # change rows consumed per transaction: a backlog (the function stopped for a day) is worked off in
@@ -17,8 +20,14 @@ from flywheel.settings import get_settings
 CHANGES_PER_STEP = 50_000
 
 
+class _OutOfTime(Exception):
+    """A step was cancelled at the deadline (rolled back: the next run does it again)."""
+
+
 class _Budget:
-    """Whether another step fits: the longest step so far must still fit before the deadline."""
+    """Whether another step fits: the longest step so far must still fit before the deadline. That
+    is a forecast (the next day may be bigger, the lock may be held), so each statement of a step is
+    also limited to the time left (`left`): a step that overruns is cancelled at the deadline."""
 
     def __init__(self, seconds: float | None) -> None:
         self.deadline = None if seconds is None else time.monotonic() + seconds
@@ -27,10 +36,19 @@ class _Budget:
     def another(self) -> bool:
         return self.deadline is None or time.monotonic() + self.longest < self.deadline
 
+    def left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
     @contextmanager
     def step(self) -> Iterator[None]:
         start = time.monotonic()
-        yield
+        try:
+            yield
+        except DependencyUnavailable as exc:
+            cancelled = isinstance(exc.__cause__, psycopg.errors.QueryCanceled)
+            if cancelled and self.deadline is not None and time.monotonic() >= self.deadline - 1.0:
+                raise _OutOfTime from exc
+            raise
         self.longest = max(self.longest, time.monotonic() - start)
 
 
@@ -44,8 +62,9 @@ def refresh_daily_counts(now: datetime | None = None, *, time_budget_s: float | 
     3. safety net: re-count whole, one day per step, each day whose outcomes can still change
        (OUTCOME_FINAL_DAYS) not counted for REPORT_RECOUNT_HOURS; cells it has to correct are drift
        (changes the triggers did not see), reported as `cells_corrected`.
-    Steps stop when the next one would not fit `time_budget_s` (None: no limit); the next run
-    continues (`done` false). A day's messages sent today stay live."""
+    Steps stop when the next one would not fit `time_budget_s` (None: no limit), and a step that
+    overruns the forecast is cancelled at the deadline; the next run continues (`done` false). A
+    day's messages sent today stay live."""
     settings = get_settings()
     now = now or datetime.now(UTC)
     today = now.astimezone(UTC).date()
@@ -62,6 +81,7 @@ def refresh_daily_counts(now: datetime | None = None, *, time_budget_s: float | 
     }
 
     def applied(conn: Connection, rolled: date | None, limit: int | None) -> int:
+        counts_dal.limit_statement_time(conn, budget.left())
         result = counts_dal.apply_changes(conn, rolled, limit)
         out["changes"] += result["consumed"]
         out["changes_applied"] += result["applied"]
@@ -71,65 +91,71 @@ def refresh_daily_counts(now: datetime | None = None, *, time_budget_s: float | 
     def finish(done: bool, rolled: date | None) -> dict[str, Any]:
         return {**out, "rolled_before": None if rolled is None else rolled.isoformat(), "done": done}
 
-    # 1. what changed
-    while True:
-        with budget.step(), transaction() as conn:
-            state = counts_dal.begin_step(conn)
-            rolled = state["day"] if state else None
-            consumed = applied(conn, rolled, CHANGES_PER_STEP)
-            if rolled is not None:
+    rolled: date | None = None
+    try:
+        # 1. what changed
+        while True:
+            with budget.step(), transaction() as conn:
+                state = counts_dal.begin_step(conn, budget.left())
+                rolled = state["day"] if state else None
+                consumed = applied(conn, rolled, CHANGES_PER_STEP)
+                if rolled is not None:
+                    counts_dal.finish_step(conn, rolled)
+            if consumed < CHANGES_PER_STEP:
+                break
+            if not budget.another():
+                return finish(False, rolled)
+
+        # 2. the boundary to today
+        while rolled is None or rolled < today:
+            if not budget.another():
+                return finish(False, rolled)
+            with budget.step(), transaction() as conn:
+                state = counts_dal.begin_step(conn, budget.left())
+                rolled = state["day"] if state else None
+                if rolled is not None and rolled >= today:
+                    break
+                applied(conn, rolled, None)
+                day = counts_dal.next_day_with_messages(conn, rolled, today)
+                upto = today if day is None else day + timedelta(days=1)
+                counts_dal.limit_statement_time(conn, budget.left())
+                counted = counts_dal.count_days(conn, rolled, upto, now)
+                counts_dal.finish_step(conn, upto)
+            out["days_rolled"] += (upto - (rolled if rolled is not None else day or upto)).days
+            out["messages_counted"] += counted["messages"]
+            out["cells_updated"] += counted["cells"]
+            rolled = upto
+
+        # 3. the safety net (with REPORT_RECOUNT_HOURS 0, only the days a refresh by the previous
+        # release left tainted: their change rows are discarded until they are counted whole)
+        recount = settings.report_recount_hours > 0
+        while True:
+            if not budget.another():
+                return finish(False, rolled)
+            with budget.step(), transaction() as conn:
+                state = counts_dal.begin_step(conn, budget.left())
+                assert state is not None  # step 2 left a boundary
+                rolled = state["day"]
+                due = counts_dal.days_due(
+                    conn,
+                    rolled - timedelta(days=settings.outcome_final_days),
+                    rolled,
+                    now - timedelta(hours=settings.report_recount_hours) if recount else None,
+                )
+                out["days_due"] = len(due)
+                if not due:
+                    break
+                applied(conn, rolled, None)
+                counts_dal.limit_statement_time(conn, budget.left())
+                counted = counts_dal.count_days(conn, due[0], due[0] + timedelta(days=1), now)
                 counts_dal.finish_step(conn, rolled)
-        if consumed < CHANGES_PER_STEP:
-            break
-        if not budget.another():
-            return finish(False, rolled)
-
-    # 2. the boundary to today
-    while rolled is None or rolled < today:
-        if not budget.another():
-            return finish(False, rolled)
-        with budget.step(), transaction() as conn:
-            state = counts_dal.begin_step(conn)
-            rolled = state["day"] if state else None
-            if rolled is not None and rolled >= today:
-                break
-            applied(conn, rolled, None)
-            day = counts_dal.next_day_with_messages(conn, rolled, today)
-            upto = today if day is None else day + timedelta(days=1)
-            counted = counts_dal.count_days(conn, rolled, upto, now)
-            counts_dal.finish_step(conn, upto)
-        out["days_rolled"] += (upto - (rolled if rolled is not None else day or upto)).days
-        out["messages_counted"] += counted["messages"]
-        out["cells_updated"] += counted["cells"]
-        rolled = upto
-
-    # 3. the safety net
-    if settings.report_recount_hours <= 0:
+            out["days_recounted"] += 1
+            out["days_due"] -= 1
+            out["messages_counted"] += counted["messages"]
+            out["cells_corrected"] += counted["cells"]
         return finish(True, rolled)
-    while True:
-        if not budget.another():
-            return finish(False, rolled)
-        with budget.step(), transaction() as conn:
-            state = counts_dal.begin_step(conn)
-            assert state is not None  # step 2 left a boundary
-            rolled = state["day"]
-            due = counts_dal.days_due(
-                conn,
-                rolled - timedelta(days=settings.outcome_final_days),
-                rolled,
-                now - timedelta(hours=settings.report_recount_hours),
-            )
-            out["days_due"] = len(due)
-            if not due:
-                break
-            applied(conn, rolled, None)
-            counted = counts_dal.count_days(conn, due[0], due[0] + timedelta(days=1), now)
-            counts_dal.finish_step(conn, rolled)
-        out["days_recounted"] += 1
-        out["days_due"] -= 1
-        out["messages_counted"] += counted["messages"]
-        out["cells_corrected"] += counted["cells"]
-    return finish(True, rolled)
+    except _OutOfTime:  # the step in flight was rolled back at the deadline: the next run redoes it
+        return finish(False, rolled)
 
 
 def recount_day(day: date, now: datetime | None = None) -> dict[str, Any]:
