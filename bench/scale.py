@@ -49,6 +49,8 @@ CAMPAIGNS_PER_ORG = 20
 MODELS = 26  # one weekly model over the six months
 RUNNING_EXPERIMENT_DAYS = 28
 SMALL_EVENTS = 100_000
+CHANGED_PER_REFRESH = 1_000  # outcomes whose counts change between two rollup refreshes
+REGISTERED_PER_REFRESH = 50_000  # change rows of messages registered between two refreshes
 CHUNK = 2_000  # messages per generated COPY chunk (about 10,000 events)
 FIRST = ["dana", "sam", "alex", "maria", "li", "omar", "eva", "john", "priya", "kenji", "sara", "luca"]
 LAST = ["reyes", "smith", "garcia", "chen", "novak", "okafor", "rossi", "kim", "muller", "silva"]
@@ -725,6 +727,8 @@ class Case:
     name: str
     run: Callable[[], object]
     repeats: int
+    prepare: Callable[[], object] | None = None  # before each measured call, not measured
+    units: tuple[int, str] | None = None  # what one call processes, for the per-unit cost printed
 
 
 def use(url: str) -> None:
@@ -763,6 +767,45 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         )
     ]
     unique = itertools.count()  # every call writes new keys, in every round and on both sides
+    # outcomes of the last 90 days before today whose replies come and go before each refresh
+    replied = [
+        r["outcome_id"]
+        for r in conn.execute(
+            "SELECT outcome_id FROM outcome_labels WHERE sent_at >= %s AND sent_at < %s ORDER BY random() LIMIT %s",
+            (NOW - timedelta(days=90), NOW.replace(hour=0) - timedelta(days=1), CHANGED_PER_REFRESH * 12),
+        )
+    ]
+    # a weekday a month back: what the safety net re-counts per step
+    recount_day = next(d for d in ((NOW - timedelta(days=30 + k)).date() for k in range(7)) if d.weekday() < 5)
+    day_messages = conn.execute(
+        "SELECT count(*) AS n FROM outcome_labels WHERE sent_at >= %s AND sent_at < %s",
+        (
+            datetime.combine(recount_day, datetime.min.time(), UTC),
+            datetime.combine(recount_day, datetime.min.time(), UTC) + timedelta(days=1),
+        ),
+    ).fetchone()["n"]
+
+    def registration_rows() -> None:
+        """The change rows a peak hour's registrations leave (one a message: diverse leads), for today."""
+        conn.execute(
+            """INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework,
+                                                 tone, reply_category, messages, replies, meetings, deals_won, revenue)
+               SELECT 'org-' || lpad((i %% 300)::text, 3, '0'), %s, 'flywheel-v1.25.0', 'saas', 'cfo', 'PAS', 'direct',
+                      NULL, 1, 0, 0, 0, 0
+                 FROM generate_series(1, %s) AS i""",
+            (NOW.date(), REGISTERED_PER_REFRESH),
+        )
+
+    def change_outcomes() -> None:
+        """An hour's worth of outcome changes on past days (replies arriving or corrected away)."""
+        k = next(unique) % 12
+        conn.execute(
+            """UPDATE outcome_labels
+                  SET replied_at = CASE WHEN replied_at IS NULL THEN sent_at + interval '1 day' END,
+                      reply_category = CASE WHEN replied_at IS NULL THEN 'interested' END
+                WHERE outcome_id = ANY(%s)""",
+            (replied[k * CHANGED_PER_REFRESH : (k + 1) * CHANGED_PER_REFRESH],),
+        )
 
     def apply() -> None:
         raw = sendgrid_batch(pool, seed=next(unique))
@@ -816,7 +859,26 @@ def hot_paths(conn: Any, api: Any) -> list[Case]:
         Case("route a new lead (first assignment)", lambda: experiments.route("org-001", f"fresh-{next(unique)}"), 240),
         Case(f"experiment snapshot ({assigned:,} assigned leads)", snapshot, 6),
         Case("retention: one batch of 5,000 payloads", lambda: retention.remove_raw_payloads(NOW, time_budget_s=0), 3),
-        Case("report rollup refresh (hourly job, last 90 days)", lambda: report_counts.refresh_daily_counts(NOW), 3),
+        Case(
+            f"report rollup refresh ({CHANGED_PER_REFRESH:,} outcomes changed)",
+            lambda: report_counts.refresh_daily_counts(NOW),
+            6,
+            prepare=change_outcomes,
+            units=(CHANGED_PER_REFRESH, "changed outcome"),
+        ),
+        Case(
+            f"report rollup refresh ({REGISTERED_PER_REFRESH // 1000}k registration rows)",
+            lambda: report_counts.refresh_daily_counts(NOW),
+            3,
+            prepare=registration_rows,
+            units=(REGISTERED_PER_REFRESH, "change row of a registration (a live day: discarded)"),
+        ),
+        Case(
+            "report rollup: re-count one day (safety net)",
+            lambda: report_counts.recount_day(recount_day, NOW),
+            3,
+            units=(day_messages, "message re-counted"),
+        ),
         Case(
             "strategies (industry, largest organisation)", lambda: experiments.strategies("org-000", "industry", 30), 3
         ),
@@ -865,6 +927,40 @@ def footprint(conn: Any) -> None:
         "SELECT avg(pg_column_size(payload)) AS b FROM outcome_events TABLESAMPLE SYSTEM (2) WHERE payload IS NOT NULL"
     ).fetchone()["b"]
     print(f"   raw payload (what retention removes): {float(payload or 0):.0f} bytes an event")
+
+
+ROLLUP_TRIGGERS = ("outcome_labels_report_rows_added", "outcome_labels_report_row_changed")
+
+
+def trigger_overhead(conn: Any, cases: list[Case], rounds: int = 9) -> None:
+    """What the report rollup's change tracking (sql/0016) costs the write paths: the same calls with
+    its triggers on and off, in alternating rounds on the same store (medians)."""
+    timings: dict[tuple[str, bool], list[float]] = defaultdict(list)
+    written: dict[str, list[int]] = defaultdict(list)
+    measured = [c for c in cases if c.name in ("apply 1k SendGrid events", "register a 500-message batch")]
+
+    def pending() -> int:
+        return int(conn.execute("SELECT count(*) AS n FROM report_count_changes").fetchone()["n"])
+
+    try:
+        for round_no in range(2 * rounds):
+            enabled = round_no % 2 == 0
+            for trigger in ROLLUP_TRIGGERS:
+                conn.execute(f"ALTER TABLE outcome_labels {'ENABLE' if enabled else 'DISABLE'} TRIGGER {trigger}")
+            for case in measured:
+                before = pending()
+                timings[(case.name, enabled)].append(timed(case.run))
+                if enabled:
+                    written[case.name].append(pending() - before)
+    finally:
+        for trigger in ROLLUP_TRIGGERS:
+            conn.execute(f"ALTER TABLE outcome_labels ENABLE TRIGGER {trigger}")
+    for case in measured:
+        on, off = (statistics.median(timings[(case.name, flag)]) * 1000 for flag in (True, False))
+        print(
+            f"   {case.name}: {on:.0f} ms with the rollup's triggers, {off:.0f} ms without ({on / off:.2f}x); "
+            f"change rows written a call: {statistics.median(written[case.name]):.0f}"
+        )
 
 
 def database_cpu(apply: Case) -> None:
@@ -941,15 +1037,24 @@ def main() -> None:
             cases[side][0].run()  # first plans and caches of this connection: not measured
             for case in cases[side]:
                 for _ in range(max(1, -(-case.repeats // args.rounds))):
+                    if case.prepare:
+                        case.prepare()
                     samples[(side, case.name)].append(timed(case.run))
     print(f"{'':52}{rows['small']:>14,} rows{rows['large']:>14,} rows   growth")
     for case in cases["large"]:
         small, large = (statistics.median(samples[(side, case.name)]) * 1000 for side in ("small", "large"))
         print(f"   {case.name:49}{small:>14.1f} ms{large:>14.1f} ms{large / small:>8.2f}x")
     print(f"-- the capacity model's inputs, at {rows['large']:,} outcome_events")
+    for side in ("small", "large"):
+        for case in cases[side]:
+            if case.units:
+                n, unit = case.units
+                seconds = statistics.median(samples[(side, case.name)])
+                print(f"   {case.name} at {rows[side]:,}: {seconds * 1e6 / n:.1f} us per {unit} ({n:,})")
     use(urls["large"])
     footprint(conns["large"])
     database_cpu(cases["large"][0])
+    trigger_overhead(conns["large"], cases["large"])
     print(f"-- EXPLAIN of every statement the hot paths send, at {rows['large']:,} outcome_events")
     explain_hot_paths(conns["large"], cases["large"])
     for conn in conns.values():

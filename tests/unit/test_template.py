@@ -533,6 +533,7 @@ def test_every_alarm_notifies_the_alarm_topic(deployment: str) -> None:
         "ScheduledFailuresAlarm",
         "FallbackShareAlarm",
         "OversizedRequestsAlarm",
+        "ReportCountDriftAlarm",
     }
     if template["_conditions"]["CreateDatabase"]:
         required |= {"DatabaseConnectionsAlarm", "DatabaseCpuAlarm", "DatabaseCapacityAlarm"}

@@ -132,9 +132,9 @@ class Settings(BaseModel):
     outcome_final_days: int = Field(default=90, ge=1, le=3650)
     raw_event_retention_days: int = Field(default=30, ge=0, le=3650)
     retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
-    # the reports' daily counts (ReportRollupFunction): the days re-counted every run (the whole
-    # outcome window once a day)
-    report_recount_days: int = Field(default=14, ge=1, le=3650)
+    # the reports' daily counts (ReportRollupFunction) follow the changes; as a safety net each day
+    # whose outcomes can still change is also re-counted whole once this many hours (0: never)
+    report_recount_hours: float = Field(default=24, ge=0, le=24 * 365)
 
     # reports (see README "Report"): the window they cover, how many campaigns they detail, the
     # smallest strategy cell they show, how long a GET /reports/latest link works
