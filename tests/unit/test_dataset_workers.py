@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -62,6 +62,7 @@ def deadline(seconds: int) -> Iterator[None]:
 def built(items: list[Any], builder: Any, workers: int, size: int) -> list[Any]:
     out: list[Any] = []
     with deadline(30):
+        batch: Any
         for batch in dataset_service._in_workers(iter(items), builder, workers, size=size):
             out += batch
     return out
@@ -95,7 +96,7 @@ def test_a_build_stopped_early_lets_its_workers_end_at_once() -> None:
     import multiprocessing
 
     rows = ["x" * 300_000 for _ in range(100)]  # each answer is larger than a pipe holds
-    batches = dataset_service._in_workers(iter(rows), Echo(seconds=0.2), 2, size=4)
+    batches = dataset_service._in_workers(iter(rows), cast(Any, Echo(seconds=0.2)), 2, size=4)
     with deadline(60):
         next(batches)
         workers = multiprocessing.active_children()

@@ -467,7 +467,25 @@ def alphabet_texts(seed: int, alphabet: list[str], count: int = 200) -> list[str
 
 
 NAME_PARTS = ["a", "J", "1", ".", "+", "-", "_", " ", "at", " at ", "AT", "@", " dot ", "(dot)", "com", "io", "\n"]
-STREET_PARTS = ["A", "Ä", "b", "-", ".", " ", "1", "5a", "str", "Str.", "straße", "Ring", "ring", "weg", "gata", "tie", ","]
+STREET_PARTS = [
+    "A",
+    "Ä",
+    "b",
+    "-",
+    ".",
+    " ",
+    "1",
+    "5a",
+    "str",
+    "Str.",
+    "straße",
+    "Ring",
+    "ring",
+    "weg",
+    "gata",
+    "tie",
+    ",",
+]
 
 
 def test_the_obfuscated_email_scan_finds_what_the_pattern_as_first_written_finds() -> None:
@@ -493,7 +511,19 @@ def test_no_street_word_ends_another_one_past_its_first_letter() -> None:
     assert [(a, b) for a in words for b in words if a[1:].endswith(b)] == []
 
 
-LAYOUT_PARTS = [*STREET_PARTS, "1 Main Street", "Street-", "Am ", "Calle ", "Via ", "PO Box ", "12 rue ", "10117 ", "-", "-"]
+LAYOUT_PARTS = [
+    *STREET_PARTS,
+    "1 Main Street",
+    "Street-",
+    "Am ",
+    "Calle ",
+    "Via ",
+    "PO Box ",
+    "12 rue ",
+    "10117 ",
+    "-",
+    "-",
+]
 
 
 def test_the_street_layout_found_apart_gives_the_alternations_matches() -> None:

@@ -477,10 +477,33 @@ _US_STATES = (
     "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
 )
 # the street words of the German, Dutch and Nordic layout ("str." aside)
-_STREET_WORDS = (
-    "straße strasse weg allee platz gasse ring damm ufer chaussee markt straat laan gracht plein kade dijk gatan "
-    "vägen gade vej veien gata tie katu"
-).split()
+_STREET_WORDS = [
+    "straße",
+    "strasse",
+    "weg",
+    "allee",
+    "platz",
+    "gasse",
+    "ring",
+    "damm",
+    "ufer",
+    "chaussee",
+    "markt",
+    "straat",
+    "laan",
+    "gracht",
+    "plein",
+    "kade",
+    "dijk",
+    "gatan",
+    "vägen",
+    "gade",
+    "vej",
+    "veien",
+    "gata",
+    "tie",
+    "katu",
+]
 _ADDRESS_PATTERNS = [
     # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
     re.compile(

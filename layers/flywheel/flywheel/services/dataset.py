@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -393,7 +393,7 @@ class _Builder:
 
 def _in_process(
     items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None, comprehend_counts: Counter[str]
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them."""
     buffer: list[tuple[ds.Example, RedactionContext]] = []
     size = 0
@@ -452,7 +452,7 @@ def _worker(channel: Connection, builder: _Builder, inherited: Sequence[Connecti
         try:
             if isinstance(items, Exception):
                 raise items
-            answer = (True, builder.build(items))
+            answer: tuple[bool, Any] = (True, builder.build(items))
         except Exception as exc:  # the parent raises it
             answer = (False, f"{type(exc).__name__}: {exc}")
         try:
@@ -466,7 +466,9 @@ def _worker(channel: Connection, builder: _Builder, inherited: Sequence[Connecti
 IN_FLIGHT = 2  # batches sent to a worker and not yet read back: one building, one waiting
 
 
-def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: int = 128) -> Iterator[Batch]:
+def _in_workers(
+    items: Iterator[Item], builder: _Builder, workers: int, size: int = 128
+) -> Generator[Batch, None, None]:
     """Batches built by `workers` forked processes, returned in item order. Each worker holds at
     most two batches (the next waits while one is built, so a worker never idles while the parent
     reads a result, writes it and fetches rows), so memory stays bounded however many rows stream
