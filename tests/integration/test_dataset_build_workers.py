@@ -118,3 +118,31 @@ def test_the_pipeline_step_records_why_the_run_failed(
         training.run_step("build", state, remaining_s=200)
     row = db.execute("SELECT status, error FROM training_runs WHERE run_id = %s", (run["run_id"],)).fetchone()
     assert row["status"] == "failed" and "cannot be built in time" in row["error"]
+
+
+def test_a_build_stopped_by_the_time_check_stops_its_workers(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The progress check fails the build from the streaming process's loop: the workers stop then,
+    not whenever the failure (and the traceback holding the build's frames) is let go."""
+    import multiprocessing
+
+    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
+                                              training_label, stage)
+                  SELECT 'acme', 'bulk-' || i, 'c', 'l' || i, 'Hello there, a note number ' || i, now(), 0.9,
+                         'positive', 'replied' FROM generate_series(1, 3000) AS i""")
+    settings = get_settings().model_copy(update={"dataset_build_seconds_per_row": 1e-6, "dataset_build_workers": 2})
+    real = dataset_service._Builder.examples
+
+    def slow(self: dataset_service._Builder, items: list[object]) -> object:
+        time.sleep(0.003 * len(items))  # in the workers too (forked after this): ~2 s before 2,000 are read
+        return real(self, items)
+
+    monkeypatch.setattr(dataset_service._Builder, "examples", slow)
+    with pytest.raises(DatasetTooLarge, match="cannot be built in time") as failure:
+        build_dataset(DatasetSpec(), tmp_path, settings, deadline=time.monotonic() + 1)
+    assert failure.traceback  # still held here, with the build's frames
+    assert multiprocessing.active_children() == []

@@ -22,7 +22,7 @@ from flywheel.domain.dataset_checks import (
     record_texts,
 )
 from flywheel.domain.redaction import Redactor, build_context
-from flywheel.services.dataset import Staged, _plan, residual_scan, split_key
+from flywheel.services.dataset import Staged, _assign_sides, _plan, residual_scan, split_key
 from tests.dedupe_planted import pair_scores, planted
 from tests.provider_rules import nova_line, openai_dpo_line, openai_sft_line
 
@@ -338,3 +338,91 @@ def test_the_similarity_shortcut_keeps_exactly_the_pairs_at_the_threshold() -> N
         want = nd.similarity(sigs, left, right) >= threshold
         assert want.any() and not want.all()
         assert (nd.at_least(sigs, left, right, threshold) == want).all()
+
+
+def plain_similar_pairs(sigs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`nd.similar_pairs` as first written: every band's kept pairs gathered, then made unique."""
+    n, lefts, rights = len(sigs), [], []
+    arange = np.arange(n)
+    for band in range(nd.BANDS if n > 1 else 0):
+        keys = np.ascontiguousarray(sigs[:, band * nd.ROWS : (band + 1) * nd.ROWS]).view(np.uint64).ravel()
+        order = np.argsort(keys, kind="stable")
+        same = keys[order][1:] == keys[order][:-1]
+        if not same.any():
+            continue
+        group_start = np.maximum.accumulate(np.where(np.concatenate(([True], ~same)), arange, 0))
+        members = np.nonzero(group_start != arange)[0]
+        left = np.concatenate((order[:-1][same], order[group_start[members]]))
+        right = np.concatenate((order[1:][same], order[members]))
+        keep = nd.similarity(sigs, left, right) >= threshold
+        lefts.append(np.minimum(left[keep], right[keep]))
+        rights.append(np.maximum(left[keep], right[keep]))
+    if not lefts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0)
+    pairs = np.unique(np.stack([np.concatenate(lefts), np.concatenate(rights)], axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    return pairs[:, 0], pairs[:, 1], nd.similarity(sigs, pairs[:, 0], pairs[:, 1])
+
+
+def plain_assign_sides(groups: np.ndarray, kept: np.ndarray, split_keys: np.ndarray, fraction: float) -> np.ndarray:
+    """`_assign_sides` as first written, group by group in Python."""
+    sizes: dict[int, int] = {}
+    for g in groups[kept].tolist():
+        sizes[g] = sizes.get(g, 0) + 1
+    budget = min(int(np.ceil(2 * fraction * len(kept))), len(kept) - 1)
+    chosen: set[int] = set()
+    ordered = sorted(sizes, key=lambda g: (int(split_keys[g]), g))
+    for g in ordered:
+        if (int(split_keys[g]) >> 32) % 10_000 < fraction * 10_000 and sizes[g] <= budget:
+            chosen.add(g)
+            budget -= sizes[g]
+    if not chosen and fraction > 0 and len(sizes) > 1:
+        chosen = set([g for g in ordered if sizes[g] <= budget][:1])
+    return np.isin(groups, list(chosen))
+
+
+def templated(n: int, seed: int) -> np.ndarray:
+    """Signatures of a templated dataset: copies and near-copies of a few hundred texts."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 2**32, (max(n // 8, 1), nd.PERMUTATIONS), dtype=np.uint64).astype(np.uint32)
+    sigs = base[rng.integers(0, len(base), n)]
+    flip = rng.random(sigs.shape) < rng.choice([0.0, 0.02, 0.1, 0.3, 1.0], (n, 1))
+    return np.where(flip, rng.integers(0, 2**32, sigs.shape, dtype=np.uint64).astype(np.uint32), sigs)
+
+
+def test_similar_pairs_and_the_split_are_what_the_plain_versions_give() -> None:
+    for n, seed in [(0, 1), (1, 1), (2, 1), (50, 2), (3000, 3), (3000, 4)]:
+        sigs = templated(n, seed)
+        for threshold in (nd.DUPLICATE_THRESHOLD, 0.5):
+            got, want = nd.similar_pairs(sigs, threshold), plain_similar_pairs(sigs, threshold)
+            assert all(np.array_equal(a, b) and a.dtype == b.dtype for a, b in zip(got, want, strict=True))
+        rng = np.random.default_rng(seed)
+        groups = nd.components(n, [(rng.integers(0, max(n, 1), n // 3), rng.integers(0, max(n, 1), n // 3))])
+        keys = rng.integers(0, 2**63, n, dtype=np.uint64)
+        for kept in (np.arange(n), np.nonzero(rng.random(n) < 0.7)[0]):
+            for fraction in (0.0, 0.1, 0.5):
+                assert np.array_equal(
+                    _assign_sides(groups, kept, keys, fraction), plain_assign_sides(groups, kept, keys, fraction)
+                )
+
+
+def test_the_plan_holds_the_similar_pairs_not_every_bands_candidates() -> None:
+    """A templated dataset (half the examples copies of another) makes each of the 32 bands pair most
+    examples; the plan keeps only the similar pairs found so far, not every band's candidates."""
+    import tracemalloc
+
+    n = 100_000
+    sigs = templated(n, 7)
+    staged = Staged(
+        count=n,
+        signatures=[sigs],
+        prompt_keys=np.arange(n, dtype=np.int64),
+        split_keys=np.random.default_rng(7).integers(0, 2**63, n, dtype=np.uint64),
+    )
+    tracemalloc.start()
+    try:
+        _plan(staged, 0.1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / n < 400, f"{peak / n:.0f} bytes an example"

@@ -215,6 +215,22 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
         ("x" * 20 + ":") * 5_000,
         "  >>> ** word :\n" * 5_000,
         "Strasse" * 20_000 + " 1",
+        # a long name before an address: the obfuscated-email pattern tried every split of the name
+        # at every start inside it (cubic: 6 KB of "+-" took minutes), and any plain address in the
+        # text (" sam@acme.com") passes its cue
+        "+-" * 3_000 + " jane at acme.com",
+        "-" * 100_000 + " sam@acme.com",
+        "_" * 100_000 + " sam@acme.com",
+        "at-" * 60_000 + " jane at acme.com",  # and its cue read the rest of the word from each "at"
+        "a" * 100_000 + "@acme",  # the plain address read the rest of the name from every letter of it
+        "@" + "a." * 60_000,
+        # a long word of dotted capitals: the German street layout's look-ahead read past every dot
+        # from every capital (quadratic; the layout itself stops at a dot)
+        "A." * 90_000 + " 1",
+        "1.A" * 66_000,
+        # a long hyphenated word before a number: every street word tried at every split, from every
+        # capital after a hyphen
+        "A-" * 100_000 + " 1",
     ],
     ids=lambda text: repr(text[:12]),
 )

@@ -418,3 +418,141 @@ def grouped_equals_plain(samples: list[str]) -> None:
             grouped, plain = rd._alternation(subset), plain_alternation(subset)
             for text in samples:
                 assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in plain.finditer(text)], text
+
+
+# --- the obfuscated-email scan and the German street layout, against the patterns as first written --
+
+FIRST_OBFUSCATED = re.compile(
+    rf"(?<![\w.])[\w.+-]++{rd._AT_MARKED}{rd._LABEL}(?:{rd._DOT}{rd._LABEL})*{rd._DOT}{rd._END}"
+    rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{rd._LABEL}(?:{rd._DOT}{rd._LABEL})*{rd._DOT}{rd._END}"
+    rf"|(?<![\w.])[\w.+-]++\s+at\s+{rd._LABEL}(?:{rd._DOT_WORD}{rd._LABEL})*{rd._DOT_WORD}{rd._END}",
+    re.IGNORECASE,
+)
+FIRST_STREET = re.compile(
+    r"\b[A-ZÄÖÜ][\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
+    r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
+    r"(?:\s?[a-zA-Z]\b)?"
+)
+# where one start inside a run of name characters matters: after a match that ends at a "." or "+"
+RUNS = [
+    "jane at acme.com.x+b.ob at acme.com",
+    "a@b.com+c.d at e.io, f.g at h.de.+i_j at k.uk",
+    "x+y at acme dot com-z.w at a.co",
+    "+-+-j.ane at acme.com",
+    "-- jane.doe at acme.com --",
+    "jane at acme.com.j.doe at acme.com",
+    "JANE AT ACME DOT COM",
+    "j_1 at x dot io dot uk.k_2 at y.io",
+]
+STREETS = [
+    "Ring 5",
+    "Konrad-Adenauer-Ring 3",
+    "x-Ring 5",
+    "Str. 5",
+    "Astr. 5",
+    "Hauptweg. 5",
+    "ab-Cd-Straße 1",
+    "Musterstr. 5a, Karl-Marx-Straße 12",
+    "Straße 5, STRASSE 7, Hauptstrasse 9 b",
+    "Gata 1 Storgata 1 Drottninggatan 5 Ä-Gade 3",
+    "Tie 4, Mannerheimintie 4, A-tie 4",
+    "Hauptstr.-Ecke 5",
+    "Ab-Cd-Ef 5 Ab-Cd-Weg-Gh 6",
+]
+
+
+def alphabet_texts(seed: int, alphabet: list[str], count: int = 200) -> list[str]:
+    rng = random.Random(seed)  # noqa: S311 - test data
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30))) for _ in range(count)]
+
+
+NAME_PARTS = ["a", "J", "1", ".", "+", "-", "_", " ", "at", " at ", "AT", "@", " dot ", "(dot)", "com", "io", "\n"]
+STREET_PARTS = [
+    "A",
+    "Ä",
+    "b",
+    "-",
+    ".",
+    " ",
+    "1",
+    "5a",
+    "str",
+    "Str.",
+    "straße",
+    "Ring",
+    "ring",
+    "weg",
+    "gata",
+    "tie",
+    ",",
+]
+
+
+def test_the_obfuscated_email_scan_finds_what_the_pattern_as_first_written_finds() -> None:
+    detector = rd.EmailDetector()
+    samples = RUNS + [i["text"] for i in CORPUS] + CLEAN + texts(11, 200) + alphabet_texts(3, NAME_PARTS, 3000)
+    for text in samples:
+        expected = [m.span() for m in FIRST_OBFUSCATED.finditer(text)]
+        assert [m.span() for m in detector.obfuscated.finditer(text)] == expected, text
+        assert [m.span() for m in detector._obfuscated(text)] == expected, text
+
+
+def test_the_german_street_layout_finds_what_it_found_as_first_written() -> None:
+    street = rd._ADDRESS_PATTERNS[1]
+    samples = STREETS + [i["text"] for i in CORPUS] + CLEAN + texts(13, 200) + alphabet_texts(5, STREET_PARTS, 3000)
+    for text in samples:
+        assert [m.span() for m in street.finditer(text)] == [m.span() for m in FIRST_STREET.finditer(text)], text
+
+
+def test_no_street_word_ends_another_one_past_its_first_letter() -> None:
+    """What the German layout's look-ahead relies on: a word that is a street word and nothing more
+    ("Ring 5") never ends in another street word after its capital."""
+    words = [*rd._STREET_WORDS, "str"]
+    assert [(a, b) for a in words for b in words if a[1:].endswith(b)] == []
+
+
+LAYOUT_PARTS = [
+    *STREET_PARTS,
+    "1 Main Street",
+    "Street-",
+    "Am ",
+    "Calle ",
+    "Via ",
+    "PO Box ",
+    "12 rue ",
+    "10117 ",
+    "-",
+    "-",
+]
+
+
+def test_the_street_layout_found_apart_gives_the_alternations_matches() -> None:
+    """`AddressDetector` finds the German street layout apart from the other layouts (once a run of
+    a hyphenated word) and merges the two as their alternation would: leftmost first, the street's
+    on a tie; after a match that ends inside a hyphenated word, the next capital in it is tried."""
+    samples = [
+        "1 Main Street-Ab-Straße 5",
+        "ab-Cd-Straße 1, Am Markt-Ring 5",
+        "Via Roma-Weg 5 Calle Mayor-Straße 7",
+        "A-" * 50 + "Ring 3 and A-B-C 4",
+        *STREETS,
+        *alphabet_texts(9, LAYOUT_PARTS, 3000),
+    ]
+    scans = [rd.AddressDetector.scans[0][0], rd.AddressDetector.scans_for(frozenset())[0][0]]
+    for scan in scans:
+        for text in samples:
+            assert [m.span() for m in scan.finditer(text)] == [m.span() for m in scan.pattern.finditer(text)], text
+
+
+def test_the_plain_address_scan_tried_once_a_name_finds_what_the_pattern_finds() -> None:
+    scan = rd.EmailDetector.plain
+    samples = [
+        "xmailto:a@b.co",
+        "mailto:mailto:a@b.co mailtox:a@b.co",
+        "a@b.co.mailto:c@d.io, a@b.c+d@e.fg",
+        "jane.doe+x@acme.co.uk.jane@acme.io",
+        "%%a@b.c@d.e",
+        *alphabet_texts(17, ["a", ".", "+", "%", "-", "@", ":", "mailto:", "mailto", "co", " ", "\n"], 3000),
+    ]
+    for text in samples:
+        assert [m.span() for m in scan.finditer(text)] == [m.span() for m in scan.pattern.finditer(text)], text

@@ -20,9 +20,9 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property, lru_cache, partial
 from typing import Protocol
 
 import phonenumbers
@@ -165,8 +165,16 @@ class Segmented:
     tests/unit/test_redaction_scan.py checks these facts on the parsed patterns and compares the
     results with a plain `finditer`, so a pattern edit that breaks one fails there."""
 
-    def __init__(self, pattern: re.Pattern[str], allowed: str, anchor: str, lookahead: int = 8) -> None:
+    def __init__(
+        self,
+        pattern: re.Pattern[str],
+        allowed: str,
+        anchor: str,
+        lookahead: int = 8,
+        scan: Callable[[str, int, int], Iterator[re.Match[str]]] | None = None,
+    ) -> None:
         self.pattern, self.allowed, self.lookahead = pattern, allowed, lookahead
+        self.scan = scan or pattern.finditer  # how a run is scanned: `pattern.finditer`, or its matches found faster
         self.anchor = re.compile(anchor)  # starts with a literal or a class: found by a fast scan
         # a character no match consumes (`allowed` may itself be a negated class body)
         self.barrier = re.compile(f"[{allowed[1:]}]" if allowed.startswith("^") else f"[^{allowed}]")
@@ -181,7 +189,7 @@ class Segmented:
             after = self.barrier.search(text, position)
             before = self.barrier.search(reverse, size - position)  # the nearest barrier before it
             start, covered = (size - before.start() if before else 0), (after.start() if after else size)
-            for m in self.pattern.finditer(text, start, min(size, covered + self.lookahead)):
+            for m in self.scan(text, start, min(size, covered + self.lookahead)):
                 if m.start() >= covered:
                     break
                 yield m
@@ -211,21 +219,48 @@ class EmailDetector:
     or a digit in it): "find us at acme.com" is a preposition and a link."""
 
     name = "email"
-    plain = Segmented(re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+"), allowed=r"\w.+%@:-", anchor="@")
+    _plain = re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+")
+    _local = re.compile(r"[\w.+%-]++")  # a run of name characters
+
+    @staticmethod
+    def _plains(text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+        """`_plain.finditer(text, pos, endpos)`, tried at the first of a run of name characters (and
+        at a "mailto:" ending it): from any other letter of the run the name reads to the same end.
+        Trying each took quadratic time on a long name ("aaaa…@")."""
+        plain, local = EmailDetector._plain, EmailDetector._local
+        while (run := local.search(text, pos, endpos)) is not None:
+            start, end = run.span()
+            m = plain.match(text, start, endpos)
+            if m is None and end - 6 > start and text.startswith("mailto:", end - 6, endpos):
+                m = plain.match(text, end - 6, endpos)
+            if m is None:
+                pos = end
+                continue
+            yield m
+            pos = m.end()
+
+    plain = Segmented(_plain, allowed=r"\w.+%@:-", anchor="@", scan=_plains)
+    # (the second form's name holds a dot, `_`, `+` or a digit: looked for ahead, in one read, where
+    # `[\w+-]*[._+\d][\w.+-]*` tried every split of a long name)
     obfuscated = re.compile(
         rf"(?<![\w.])[\w.+-]++{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
-        rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"|(?<![\w.])(?=[\w.+-]*?[._+\d])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
         rf"|(?<![\w.])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
         re.IGNORECASE,
     )
+    _name_start = re.compile(r"(?<![\w.])[\w.+-]")  # where the pattern may start a match
+    _run_start = re.compile(r"(?<![\w.+-])[\w.+-]")  # where a run of name characters starts
 
     # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
     # domain ending in a known top-level domain: a text without one skips the slow pattern, which
     # tries each of its alternatives at every word
     # (possessive spaces: a long run of them after an "at" is read once, not split every way; it
-    # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start)
+    # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start;
+    # an "at" is followed by a space or a closing bracket in every form, so "at-at-at-…" does not
+    # read the rest of the word from each "at")
     obfuscated_cue = re.compile(
-        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT]\b)(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
+        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT](?=[\s\)\]\}}>]))"
+        rf"(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
     )
 
     @staticmethod
@@ -236,8 +271,24 @@ class EmailDetector:
         for m in self.plain.finditer(text):
             yield Span(m.start(), m.end(), "{{email}}", self.name)
         if self.obfuscated_cue.search(text):
-            for m in self.obfuscated.finditer(text):
+            for m in self._obfuscated(text):
                 yield Span(m.start(), m.end(), "{{email}}", self.name)
+
+    def _obfuscated(self, text: str) -> Iterator[re.Match[str]]:
+        """`obfuscated.finditer(text)`, tried once a run of name characters (letters, digits, `.+-_`): every form
+        reads the run to its end from wherever it starts, so a later start in the run (after a `+`
+        or a `-`) finds nothing the run's first start does not find first. Trying each took cubic
+        time on "+-+-…" (tests/unit/test_redaction_scan.py compares the two)."""
+        pos = 0
+        while (first := self._name_start.search(text, pos)) is not None:
+            start = first.start()  # the first start in its run at or after `pos` (a match may end mid-run)
+            while (m := self.obfuscated.match(text, start)) is None:
+                run = self._run_start.search(text, start + 1)
+                if run is None:
+                    return
+                start = run.start()
+            yield m
+            pos = m.end()
 
 
 # --- links -------------------------------------------------------------------------------------
@@ -425,6 +476,34 @@ _US_STATES = (
     "AL|AK|AZ|AR|CA|CO|CT|DE|DC|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|NV|NH|NJ|NM|"
     "NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY"
 )
+# the street words of the German, Dutch and Nordic layout ("str." aside)
+_STREET_WORDS = [
+    "straße",
+    "strasse",
+    "weg",
+    "allee",
+    "platz",
+    "gasse",
+    "ring",
+    "damm",
+    "ufer",
+    "chaussee",
+    "markt",
+    "straat",
+    "laan",
+    "gracht",
+    "plein",
+    "kade",
+    "dijk",
+    "gatan",
+    "vägen",
+    "gade",
+    "vej",
+    "veien",
+    "gata",
+    "tie",
+    "katu",
+]
 _ADDRESS_PATTERNS = [
     # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
     re.compile(
@@ -435,11 +514,13 @@ _ADDRESS_PATTERNS = [
         r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"
     ),
     # Friedrichstraße 123, Musterstr. 5a, Keizersgracht 123, Drottninggatan 5, Hauptplatz 1
-    # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised)
+    # (Karl-Marx-Straße 12, Konrad-Adenauer-Ring 3: after a hyphen the street word is capitalised).
+    # The word is read once and its street word checked by looking back (not tried at every split
+    # of a long word); the street word comes after the capital, so a word that is only a street word
+    # ("Ring 5") is not one (no street word ends in another past its first letter)
     re.compile(
-        r"\b[A-ZÄÖÜ](?=[\w.-]*+\s+\d)[\wäöüß-]*(?i:straße|strasse|str\.|weg|allee|platz|gasse|ring|damm|ufer|chaussee|"
-        r"markt|straat|laan|gracht|plein|kade|dijk|gatan|vägen|gade|vej|veien|gata|tie|katu)\s+\d{1,4}"
-        r"(?:\s?[a-zA-Z]\b)?"
+        rf"\b(?!(?i:{'|'.join(_STREET_WORDS)}|str\.)(?![\w-]))[A-ZÄÖÜ][\w-]*+"
+        rf"(?i:{'|'.join(f'(?<={word})' for word in _STREET_WORDS)}|(?<=str)\.)\s+\d{{1,4}}(?:\s?[a-zA-Z]\b)?"
     ),
     # Unter den Linden 77, Am Sandtorkai 50, An der Alster 1
     re.compile(rf"\b(?:Am|An der|Auf der|Im|In der|Unter den|Zum|Zur)\s+{_CAP}\s+\d{{1,4}}\s?[a-z]?\b"),
@@ -525,6 +606,51 @@ def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+_STREET = _ADDRESS_PATTERNS[1]  # Friedrichstraße 123, Karl-Marx-Straße 12
+_CAPITAL = re.compile(r"\b[A-ZÄÖÜ]")  # where it may start
+_WORD_RUN = re.compile(r"(?<![\w-])[\w-]")  # where a run of word characters and hyphens starts
+
+
+def _streets(text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+    """`_STREET.finditer(text, pos, endpos)`, tried at one capital a run of word characters and
+    hyphens: a match reads its run to the end from wherever it starts, so a later capital in the
+    run (after a hyphen) finds nothing the first one does not find first. Trying each took
+    quadratic time on a long hyphenated word ("A-A-A-…": a minute for 200 KB)."""
+    while (first := _CAPITAL.search(text, pos, endpos)) is not None:
+        start = first.start()  # the first capital at or after `pos` (a match may end inside a run)
+        while (m := _STREET.match(text, start, endpos)) is None:
+            run = _WORD_RUN.search(text, start + 1, endpos)
+            capital = _CAPITAL.search(text, run.start(), endpos) if run else None
+            if capital is None:
+                return
+            start = capital.start()
+        yield m
+        pos = m.end()
+
+
+def _street_apart(others: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+    """The matches of the alternation of the street layout and `others` (the layouts after it), found
+    as that alternation finds them: the leftmost match of either, the street's on a tie (no layout
+    before it in the alternation starts with a capital)."""
+    other, street = others.search(text, pos, endpos), next(_streets(text, pos, endpos), None)
+    while other or street:
+        m = street if street and (other is None or street.start() <= other.start()) else other
+        assert m is not None
+        yield m
+        pos = m.end()
+        if other and other.start() < pos:
+            other = others.search(text, pos, endpos)
+        if street and street.start() < pos:
+            street = next(_streets(text, pos, endpos), None)
+
+
+def _scan(patterns: Sequence[re.Pattern[str]]) -> Callable[[str, int, int], Iterator[re.Match[str]]] | None:
+    """How a run is scanned for `patterns`: their alternation, with the street layout found apart."""
+    if _STREET not in patterns:
+        return None
+    return partial(_street_apart, _alternation([p for p in patterns if p is not _STREET]))
+
+
 # the layouts written in one script, and a letter every match of each holds
 _SCRIPTS = {
     "cyrillic": re.compile("[\u0400-\u04ff]"),
@@ -558,7 +684,7 @@ class AddressDetector:
     postcodes = _alternation(_POSTCODE_PATTERNS)
     _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
     scans = (
-        (Segmented(addresses, _allowed, r"\d"), "{{address}}"),
+        (Segmented(addresses, _allowed, r"\d", scan=_scan(_ADDRESS_PATTERNS)), "{{address}}"),
         (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"),
     )
 
@@ -570,16 +696,13 @@ class AddressDetector:
         at every position."""
         if scripts == frozenset(_SCRIPTS):
             return AddressDetector.scans
-        return tuple(
-            (
-                Segmented(
-                    _alternation([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}]),
-                    AddressDetector._allowed,
-                    r"\d",
-                ),
-                placeholder,
-            )
+        kept = [
+            ([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}], placeholder)
             for patterns, placeholder in ((_ADDRESS_PATTERNS, "{{address}}"), (_POSTCODE_PATTERNS, "{{postcode}}"))
+        ]
+        return tuple(
+            (Segmented(_alternation(layouts), AddressDetector._allowed, r"\d", scan=_scan(layouts)), placeholder)
+            for layouts, placeholder in kept
         )
 
     @staticmethod

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
@@ -393,7 +393,7 @@ class _Builder:
 
 def _in_process(
     items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None, comprehend_counts: Counter[str]
-) -> Iterator[Batch]:
+) -> Generator[Batch, None, None]:
     """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them."""
     buffer: list[tuple[ds.Example, RedactionContext]] = []
     size = 0
@@ -428,34 +428,47 @@ def build_workers(settings: Settings) -> int:
     return max(1, min(cpus, int(memory) // 1769)) if memory else cpus
 
 
-def _worker(channel: Connection, builder: _Builder) -> None:
+def _worker(channel: Connection, builder: _Builder, inherited: Sequence[Connection]) -> None:
     """A forked process: builds the batches it is sent until it is sent None. A thread takes them
     off the pipe as they arrive (the parent keeps two in flight), so the parent's send of the next
     batch never waits for this process's send of a result, and no pipe can fill both ways."""
+    for end in inherited:  # the parent's ends of the pipes (forked with it): with this process's copies
+        end.close()  # closed, a parent that is gone or stopped reading is seen at once (EOF, EPIPE)
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def receive() -> None:
         items: Any = True
-        while items is not None:
+        while items is not None and not isinstance(items, Exception):
             try:
                 items = channel.recv()
             except (EOFError, OSError):  # the parent is gone
                 items = None
+            except Exception as exc:  # a batch that cannot be read back: the build fails with why
+                items = exc
             inbox.put(items)
 
     threading.Thread(target=receive, daemon=True).start()
     while (items := inbox.get()) is not None:
         try:
-            channel.send((True, builder.build(items)))
+            if isinstance(items, Exception):
+                raise items
+            answer: tuple[bool, Any] = (True, builder.build(items))
         except Exception as exc:  # the parent raises it
-            channel.send((False, f"{type(exc).__name__}: {exc}"))
+            answer = (False, f"{type(exc).__name__}: {exc}")
+        try:
+            channel.send(answer)
+        except OSError:  # the parent stopped reading (it failed, or stopped early): nobody to tell
+            return
+        if not answer[0]:
             return
 
 
 IN_FLIGHT = 2  # batches sent to a worker and not yet read back: one building, one waiting
 
 
-def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: int = 128) -> Iterator[Batch]:
+def _in_workers(
+    items: Iterator[Item], builder: _Builder, workers: int, size: int = 128
+) -> Generator[Batch, None, None]:
     """Batches built by `workers` forked processes, returned in item order. Each worker holds at
     most two batches (the next waits while one is built, so a worker never idles while the parent
     reads a result, writes it and fetches rows), so memory stays bounded however many rows stream
@@ -466,7 +479,7 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
     try:
         for _ in range(workers):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_worker, args=(theirs, builder), daemon=True)
+            process = context.Process(target=_worker, args=(theirs, builder, [*channels, mine]), daemon=True)
             process.start()
             theirs.close()
             channels.append(mine)
@@ -475,11 +488,29 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
         pending: deque[int] = deque()  # which worker holds each batch sent, oldest first
         exhausted = False
 
+        def failure(worker: int) -> RuntimeError:
+            """Why a worker stopped answering: its own last word when it left one, else how it ended."""
+            with contextlib.suppress(EOFError, OSError):
+                while channels[worker].poll():
+                    ok, result = channels[worker].recv()
+                    if not ok:
+                        return RuntimeError(f"dataset build worker failed: {result}")
+            processes[worker].join(timeout=5)
+            code = processes[worker].exitcode
+            how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+            return RuntimeError(
+                f"dataset build worker {worker} ended without an answer ({how}; a worker killed by signal 9 "
+                "most likely ran out of memory)"
+            )
+
         def send_next(worker: int) -> None:
             nonlocal exhausted
             chunk = [] if exhausted else next(chunks)
             if chunk:
-                channels[worker].send(chunk)
+                try:
+                    channels[worker].send(chunk)
+                except OSError:
+                    raise failure(worker) from None
                 pending.append(worker)
             else:
                 exhausted = True
@@ -489,7 +520,10 @@ def _in_workers(items: Iterator[Item], builder: _Builder, workers: int, size: in
                 send_next(worker)
         while pending:
             worker = pending.popleft()  # a worker answers in the order it was sent its batches
-            ok, result = channels[worker].recv()
+            try:
+                ok, result = channels[worker].recv()
+            except (EOFError, OSError):
+                raise failure(worker) from None
             if not ok:
                 raise RuntimeError(f"dataset build worker failed: {result}")
             send_next(worker)  # before handing the result on: the worker starts on it meanwhile
@@ -534,6 +568,7 @@ def _stage(
     )
     started = time.monotonic()
     with stage.open("w", encoding="utf-8") as handle, contextlib.ExitStack() as files:
+        files.enter_context(contextlib.closing(batches))  # an error here stops the workers at once
         sig_files = [files.enter_context(path.open("wb")) for path in sig_paths]
         for batch in batches:
             if on_progress is not None:
@@ -653,7 +688,7 @@ def _plan(staged: Staged, fraction: float) -> Plan:
         "of_which_identical": identical,
         "degenerate_pair": int(degenerate.sum()),
     }
-    return Plan(keep, validation, dropped, len(set(groups[kept].tolist())))
+    return Plan(keep, validation, dropped, len(np.unique(groups[kept])))
 
 
 def split_key(outcome_id: str) -> int:
@@ -667,19 +702,19 @@ def _assign_sides(groups: np.ndarray, kept: np.ndarray, split_keys: np.ndarray, 
     would take validation past twice its share: with few, large groups (many examples sharing
     one prompt) the training side is never emptied into validation. When the hash picks no group
     at all, the first group (in hash order) that fits is held out, so there is a validation set."""
-    sizes: dict[int, int] = {}
-    for g in groups[kept].tolist():
-        sizes[g] = sizes.get(g, 0) + 1
+    labels, sizes = np.unique(groups[kept], return_counts=True)
+    order = np.lexsort((labels, split_keys[labels]))  # by split key (the hash order), then label
+    labels, sizes = labels[order], sizes[order]
+    wanted = (split_keys[labels] >> np.uint64(32)) % np.uint64(10_000) < fraction * 10_000
     budget = min(int(np.ceil(2 * fraction * len(kept))), len(kept) - 1)
-    chosen: set[int] = set()
-    ordered = sorted(sizes, key=lambda g: (int(split_keys[g]), g))
-    for g in ordered:
-        if (int(split_keys[g]) >> 32) % 10_000 < fraction * 10_000 and sizes[g] <= budget:
-            chosen.add(g)
-            budget -= sizes[g]
-    if not chosen and fraction > 0 and len(sizes) > 1:  # few groups: still hold one out, the first that fits
-        chosen = set([g for g in ordered if sizes[g] <= budget][:1])
-    return np.isin(groups, list(chosen))
+    chosen: list[int] = []
+    for g, size in zip(labels[wanted].tolist(), sizes[wanted].tolist(), strict=True):  # the few the hash picks
+        if size <= budget:
+            chosen.append(g)
+            budget -= size
+    if not chosen and fraction > 0 and len(labels) > 1:  # few groups: still hold one out, the first that fits
+        chosen = labels[sizes <= budget][:1].tolist()
+    return np.isin(groups, chosen)
 
 
 # --- pass 3: write ----------------------------------------------------------------------------------
