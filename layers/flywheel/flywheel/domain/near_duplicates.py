@@ -30,7 +30,7 @@ _WORD = re.compile(r"\{\{\w+\}\}|\w+")
 _EMPTY = np.full(PERMUTATIONS, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=65_536)
 def _word_hash(word: str) -> int:
     return zlib.crc32(word.encode())
 

@@ -396,7 +396,7 @@ class PhoneDetector:
                 yield Span(start + left, start + right, "{{phone}}", self.name)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=16_384)
 def _phone_spans(window: str, regions: tuple[str, ...]) -> tuple[tuple[int, int], ...]:
     """Phone spans in one window: the slow matchers run once per distinct window (a sender's
     signature number recurs in every message of that sender)."""
@@ -1029,7 +1029,7 @@ def _transliterations(value: str) -> set[str]:
     return forms
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=8192)
 def company_variants(name: str) -> frozenset[str]:
     """The name as written, without its legal form, accent-free, and as slugs (`acme-robotics`,
     `acme_robotics`, `acmerobotics`) as it appears in campaign ids, URLs and addresses."""
@@ -1057,7 +1057,7 @@ def company_variants(name: str) -> frozenset[str]:
     return frozenset(v for v in variants if len(v) >= 2)
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=8192)
 def company_first_word(name: str) -> str | None:
     """The distinctive first word of a company name of several words, as people shorten it
     ("Northwind's roadmap" for Northwind Traders Inc., `abm-northwind-q4`); None for a generic one."""
@@ -1073,7 +1073,7 @@ def company_first_word(name: str) -> str | None:
     return first
 
 
-@lru_cache(maxsize=16_384)
+@lru_cache(maxsize=8192)
 def person_variants(name: str) -> frozenset[str]:
     """A person's full name and its parts (3+ letters, or 2 for the short surnames Li, Wu, Ng);
     particles ("De" and "La" of De La Cruz) are parts of the full name only."""
@@ -1143,27 +1143,27 @@ def _ordinary_words(term: str) -> bool:
 _FUNCTION_WORDS = _wordset("the a an and of for to in on at by")
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def _skeleton_of(term: str) -> str:
     """A name's skeleton as the detectors compare it; names recur across messages."""
     return skeleton(normalized(term)[0])
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def _needle(term: str) -> tuple[str, bool, bool]:
     """A name's skeleton, and whether it may touch letters on its left and right (CJK scripts)."""
     needle = _skeleton_of(term)
     return (needle, _is_cjk(needle[0]), _is_cjk(needle[-1])) if needle else ("", False, False)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def _term_key(term: str) -> tuple[str, bool]:
     """A name's skeleton, and whether it is made of ordinary words only."""
     key = _skeleton_of(term)
     return key, _ordinary_words(key)
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=8192)
 def _placed(variants: frozenset[str], placeholder: str, strict: bool) -> tuple[tuple[str, tuple[str, str, bool]], ...]:
     """One role's names as (skeleton, (term, placeholder, strict)): people, companies and
     senders recur across messages, so each role is worked out once."""
