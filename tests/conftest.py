@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +25,23 @@ from flywheel.settings import reset_settings
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "providers"
+
+
+@contextmanager
+def deadline(seconds: int, what: str) -> Iterator[None]:
+    """Fails with TimeoutError naming `what` when the block takes longer than `seconds` (SIGALRM):
+    for code that could hang or take minutes on hostile input."""
+
+    def expired(*_: object) -> None:
+        raise TimeoutError(what)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
 
 from flywheel.services import dataset as dataset_service
-from tests.conftest import ROOT
+from tests.conftest import ROOT, deadline
 
 
 class Echo:
@@ -45,23 +44,9 @@ def _refuse() -> None:
     raise ValueError("this item cannot be read back")
 
 
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    def expired(*_: object) -> None:
-        raise TimeoutError("the build hung")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def built(items: list[Any], builder: Any, workers: int, size: int) -> list[Any]:
     out: list[Any] = []
-    with deadline(30):
+    with deadline(30, "the build hung"):
         batch: Any
         for batch in dataset_service._in_workers(iter(items), builder, workers, size=size):
             out += batch
@@ -97,7 +82,7 @@ def test_a_build_stopped_early_lets_its_workers_end_at_once() -> None:
 
     rows = ["x" * 300_000 for _ in range(100)]  # each answer is larger than a pipe holds
     batches = dataset_service._in_workers(iter(rows), cast(Any, Echo(seconds=0.2)), 2, size=4)
-    with deadline(60):
+    with deadline(60, "the build hung"):
         next(batches)
         workers = multiprocessing.active_children()
         assert len(workers) == 2

@@ -237,17 +237,8 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
 def test_hostile_text_is_redacted_in_bounded_time(hostile: str) -> None:
     """The fast paths' cue patterns never split a long run of spaces every way (one did: an "at"
     followed by 50,000 spaces took a minute)."""
-    import signal
-
     from flywheel.domain.dataset import message_body
+    from tests.conftest import deadline
 
-    def timeout(*_: object) -> None:
-        raise TimeoutError(hostile[:40])
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(15)
-    try:
+    with deadline(15, hostile[:40]):
         rd.Redactor().redact_many([message_body(hostile, None), hostile], rd.RedactionContext(regions=("US",)))
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)

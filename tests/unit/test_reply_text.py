@@ -196,17 +196,12 @@ def test_hostile_text_is_read_in_linear_time(hostile: str) -> None:
     """Before the review of #12, 60 KB of "On " took 222 s in mail-parser-reply, 220 KB of unclosed
     "<blockquote" 43 s in the HTML regex, 50 KB of "Jan 1 " 8 s in the date reader: a webhook or
     classifier Lambda timing out, retried for days. Each now takes well under a second."""
-    import signal
     from datetime import date
 
     from flywheel.domain.reply_rules import classify_offline
+    from tests.conftest import deadline
 
-    def timeout(*_: object) -> None:
-        raise TimeoutError(hostile)
-
-    previous = signal.signal(signal.SIGALRM, timeout)
-    signal.alarm(15)
-    try:
+    with deadline(15, hostile):
         if hostile == "reply_text":
             reply_text("On " * 20_000 + "\n" + ("On " * 330 + "\n") * 60)
         elif hostile == "html_to_text":
@@ -216,6 +211,3 @@ def test_hostile_text_is_read_in_linear_time(hostile: str) -> None:
         else:
             classify_offline(("Jan 1 " * 9_000)[:50_000], date(2026, 11, 27))
             classify_offline(("reach out to " * 4_000)[:50_000], date(2026, 11, 27))
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
