@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,11 @@ from flywheel.settings import reset_settings
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 SHARED_FIXTURES = ROOT.parent / "shared" / "fixtures" / "providers"
+
+
+def run_command(args: list[str], env: dict[str, str], timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """A command run from the project's root, its output captured as text (the caller checks it)."""
+    return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @contextmanager

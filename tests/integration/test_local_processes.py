@@ -25,9 +25,9 @@ from botocore.session import Session
 
 from flywheel.client import FlywheelClient
 from flywheel.local.config import setting_names
+from tests.conftest import ROOT, run_command
 
 FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def environment(state: Path) -> dict[str, str]:
@@ -117,15 +117,7 @@ def test_start_api_lists_routes_logs_requests_and_stops_its_database(state: Path
         lines.until(r"^GET /route\?org_id=acme&lead_id=lead-1 404 \d+ ms$")
 
         port = url.rsplit(":", 1)[1]
-        busy = subprocess.run(
-            [*FLYWHEEL, "start-api", "--port", port],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        busy = run_command([*FLYWHEEL, "start-api", "--port", port], env)
         assert busy.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in busy.stderr
         assert "Traceback" not in busy.stderr
 
@@ -144,9 +136,7 @@ def test_db_start_keeps_the_database_up_on_tcp_for_containers(state: Path) -> No
     env, port = environment(state), free_port()
 
     def flywheel(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*FLYWHEEL, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
-        )
+        return run_command([*FLYWHEEL, *args], env, timeout=180)
 
     try:
         started = flywheel("db", "start", "--port", str(port))

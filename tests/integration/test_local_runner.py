@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -15,22 +14,14 @@ from pathlib import Path
 import psycopg
 
 from flywheel.local.server import make_server
-from tests.conftest import ROOT, count
+from tests.conftest import ROOT, count, run_command
 
 FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
 
 
 def test_invoke_prints_the_handler_result_as_json(db_url: str, db) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
-    done = subprocess.run(
-        [*FLYWHEEL, "invoke", "MessagesFunction", "-e", "events/messages_register_single.json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([*FLYWHEEL, "invoke", "MessagesFunction", "-e", "events/messages_register_single.json"], env)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # stdout holds only the result; logs went to stderr
     assert result["statusCode"] == 201
@@ -40,15 +31,7 @@ def test_invoke_prints_the_handler_result_as_json(db_url: str, db) -> None:
 
 def test_invoke_unknown_function_fails_clearly(db_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
-    done = subprocess.run(
-        [*FLYWHEEL, "invoke", "NoSuchFunction", "-e", "events/migrate.json"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([*FLYWHEEL, "invoke", "NoSuchFunction", "-e", "events/migrate.json"], env)
     assert done.returncode != 0 and "NoSuchFunction" in done.stderr
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from flywheel.services import reports
 from flywheel.views import charts
 from flywheel.views.charts import percent
 from flywheel.views.status_text import render as render_status
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, load_event, run_command
 from tests.report_helpers import seeded_db_url, seeded_template  # noqa: F401 - fixtures
 from tests.report_helpers_html import chromium, parse, render_in_chromium, rows
 
@@ -381,26 +380,10 @@ def test_campaign_performance_is_scoped_to_the_organisation(api, db, acme) -> No
 def test_cli_writes_the_report_and_prints_the_status(db_url, acme, tmp_path) -> None:
     env = {**os.environ, "DATABASE_URL": db_url, "PYTHONPATH": str(ROOT / "layers" / "flywheel")}
     out = tmp_path / "r" / "report.html"
-    done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "report", "--org", "acme", "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", "flywheel.cli", "report", "--org", "acme", "--out", str(out)], env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out) and "Flywheel report · acme" in out.read_text()
-    done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "status", "--org", "acme"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", "flywheel.cli", "status", "--org", "acme"], env)
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "\033[" not in text  # not a terminal: no colour
@@ -408,25 +391,9 @@ def test_cli_writes_the_report_and_prints_the_status(db_url, acme, tmp_path) -> 
         assert any(line.startswith(title) for line in text.splitlines()), title
     funnel = [line for line in text.splitlines() if line.startswith("  v1.")]
     assert len(funnel) == 2 and len({len(line) for line in funnel}) == 1  # aligned columns
-    done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "status"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", "flywheel.cli", "status"], env)
     assert done.returncode == 2 and "choose one with --org: acme, globex" in done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "flywheel.cli", "report", "--org", "nobody"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_command([sys.executable, "-m", "flywheel.cli", "report", "--org", "nobody"], env)
     assert done.returncode == 1 and done.stderr.strip() == "flywheel report: no organisation 'nobody'"
     coloured = render_status(acme["data"], color=True)
     assert "\033[1m" in coloured and coloured.replace("\033[", "") != coloured
