@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable
 from re import _constants as C  # noqa: N812 - the parser's own names
 from re import _parser
@@ -306,6 +307,28 @@ def test_joined_scanning_finds_and_redacts_what_text_by_text_does(seed: int) -> 
     assert joined.find_many(fields, context) == [one_by_one.find(t, context) for t in fields]
     assert joined.redact_many(fields, context) == [one_by_one.redact(t, context) for t in fields]
     assert joined.counts == one_by_one.counts
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=30, deadline=None)
+def test_texts_of_many_messages_scanned_together_give_each_text_its_own_answer(seed: int) -> None:
+    """`find_each` / `redact_each` join the texts of many messages (a build's batch), each read
+    with its own context: the same answers as each text alone, the same counts."""
+    rng = random.Random(seed)  # noqa: S311 - test data
+    known = contexts()
+    pairs = [
+        (text, rng.choice(known) if rng.random() < 0.8 else rd.RedactionContext(regions=(rng.choice(["US", "DE"]),)))
+        for text in texts(seed, rng.randint(3, 30)) + [rng.choice(CORPUS)["text"] for _ in range(rng.randint(0, 8))]
+    ]
+    pairs.insert(rng.randrange(len(pairs)), ("", known[0]))
+    rng.shuffle(pairs)
+    one_by_one, together = rd.Redactor(), rd.Redactor()
+    assert together.find_each(pairs) == [one_by_one.find(t, c) for t, c in pairs]
+    assert together.redact_each(pairs) == [one_by_one.redact(t, c) for t, c in pairs]
+    assert together.counts == one_by_one.counts
+    before = Counter(together.counts)
+    together.redact_each(pairs, count=False)
+    assert together.counts == before
 
 
 def test_cached_results_are_the_results() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -105,19 +105,63 @@ _LABELS = "|".join(label for label, _ in PROMPT_FIELDS)
 _OUR_WORDS = re.compile(rf"^(?:{re.escape(PROMPT_HEADER)}|(?:{_LABELS}|Subject): )", re.MULTILINE)
 
 
-def prompt_and_target(
-    row: dict[str, Any], redactor: Redactor, context: RedactionContext, with_prompt: bool = True
-) -> tuple[str, str]:
-    """The request the model learns to answer (lead context and the brief, never the outcome) and
-    the message as sent. Every free-text field passes the same redaction, all in one pass (each
-    detector scans the fields together: `Redactor.redact_many`)."""
-    fields = [(label, str(row[key])) for label, key in PROMPT_FIELDS if row.get(key)] if with_prompt else []
-    body = message_body(row.get("body"), row.get("sender"))
-    *values, subject, body = redactor.redact_many([v for _, v in fields] + [row.get("subject"), body], context)
-    prompt = (
-        PROMPT_HEADER + "\n" + "\n".join(f"{label}: {value}" for (label, _), value in zip(fields, values, strict=True))
+def examples_of(
+    items: Sequence[tuple[dict[str, Any], ...]], redactor: Redactor, contexts: Sequence[tuple[RedactionContext, ...]]
+) -> list[Example]:
+    """An example of each item: a row (supervised) or a (preferred, non-preferred) pair of rows
+    (DPO), read with its context(s). Each prompt is the request the model learns to answer (lead
+    context and the brief, never the outcome), each target the message as sent. Every free-text
+    field of every item passes the same redaction in one pass (each detector scans the texts of
+    many messages together: `Redactor.redact_each`)."""
+    requests = [
+        (row, context, side == 0)
+        for item, item_contexts in zip(items, contexts, strict=True)
+        for side, (row, context) in enumerate(zip(item, item_contexts, strict=True))
+    ]
+    fields = [_fields(row) if with_prompt else [] for row, _, with_prompt in requests]
+    texts = [
+        (
+            [value for _, value in row_fields] + [row.get("subject"), message_body(row.get("body"), row.get("sender"))],
+            context,
+        )
+        for row_fields, (row, context, _) in zip(fields, requests, strict=True)
+    ]
+    redacted = iter(redactor.redact_each([(text, context) for row_texts, context in texts for text in row_texts]))
+    written = []
+    for row_fields, (row_texts, _) in zip(fields, texts, strict=True):
+        *values, subject, body = (next(redacted) for _ in row_texts)
+        prompt = (
+            PROMPT_HEADER
+            + "\n"
+            + "\n".join(f"{label}: {value}" for (label, _), value in zip(row_fields, values, strict=True))
+        )
+        written.append((prompt, f"Subject: {subject}\n\n{body}" if subject else body))
+    # counted in the manifest, which leaves the build: the framework is free text, so redacted
+    # (not counted among the redactions: it is not written)
+    frameworks = redactor.redact_each(
+        [(item[0].get("framework"), c[0]) for item, c in zip(items, contexts)], count=False
     )
-    return prompt, (f"Subject: {subject}\n\n{body}" if subject else body)
+    out, at = [], 0
+    for item, framework in zip(items, frameworks, strict=True):
+        first = item[0]
+        out.append(
+            Example(
+                [str(row["outcome_id"]) for row in item],
+                written[at][0],
+                [target for _, target in written[at : at + len(item)]],
+                meta={
+                    "label": str(first.get("training_label")),
+                    "org": str(first.get("org_id")),
+                    "framework": framework or "none",
+                },
+            )
+        )
+        at += len(item)
+    return out
+
+
+def _fields(row: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(label, str(row[key])) for label, key in PROMPT_FIELDS if row.get(key)]
 
 
 def data_only(text: str) -> str:
@@ -128,9 +172,7 @@ def data_only(text: str) -> str:
 
 
 def supervised_example(row: dict[str, Any], redactor: Redactor, context: RedactionContext | None = None) -> Example:
-    context = context or context_of(row)
-    prompt, target = prompt_and_target(row, redactor, context)
-    return Example([str(row["outcome_id"])], prompt, [target], meta=_meta(row, redactor, context))
+    return examples_of([(row,)], redactor, [(context or context_of(row),)])[0]
 
 
 def preference_example(
@@ -139,21 +181,7 @@ def preference_example(
     redactor: Redactor,
     contexts: tuple[RedactionContext, RedactionContext] | None = None,
 ) -> Example:
-    good_context, bad_context = contexts or (context_of(good), context_of(bad))
-    prompt, preferred = prompt_and_target(good, redactor, good_context)
-    _, rejected = prompt_and_target(bad, redactor, bad_context, with_prompt=False)
-    return Example(
-        [str(good["outcome_id"]), str(bad["outcome_id"])],
-        prompt,
-        [preferred, rejected],
-        meta=_meta(good, redactor, good_context),
-    )
-
-
-def _meta(row: dict[str, Any], redactor: Redactor, context: RedactionContext) -> dict[str, str]:
-    """Counted in the manifest, which leaves the build: the framework is free text, so redacted."""
-    framework = Redactor(redactor.detectors).redact(row.get("framework"), context) or "none"
-    return {"label": str(row.get("training_label")), "org": str(row.get("org_id")), "framework": framework}
+    return examples_of([(good, bad)], redactor, [contexts or (context_of(good), context_of(bad))])[0]
 
 
 # --- provider formats -----------------------------------------------------------------------------

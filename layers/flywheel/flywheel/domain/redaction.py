@@ -872,16 +872,30 @@ class Redactor:
         return apply_spans(text, self.spans(text, context), self.counts)
 
     def find_many(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
-        raw = self._raw_spans(texts, context)
-        return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
+        return self.find_each([(text, context) for text in texts])
 
     def redact_many(self, texts: Sequence[str | None], context: RedactionContext) -> list[str]:
         """`redact` of each text (None and empty give "")."""
-        plain = [t or "" for t in texts]
-        raw = self._raw_spans(plain, context)
-        return [apply_spans(text, spans, self.counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
+        return self.redact_each([(text, context) for text in texts])
 
-    def _raw_spans(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
+    def find_each(self, pairs: Sequence[tuple[str, RedactionContext]]) -> list[list[Span]]:
+        """`find` of each text with its own context (the texts of many messages at once)."""
+        texts = [text for text, _ in pairs]
+        raw = self._raw_spans(texts, [context for _, context in pairs])
+        return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
+
+    def redact_each(self, pairs: Sequence[tuple[str | None, RedactionContext]], count: bool = True) -> list[str]:
+        """`redact` of each text with its own context (None and empty give ""); `count=False` leaves
+        `counts` as it was."""
+        plain = [text or "" for text, _ in pairs]
+        raw = self._raw_spans(plain, [context for _, context in pairs])
+        counts = self.counts if count else None
+        return [apply_spans(text, spans, counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
+
+    def _raw_spans(self, texts: Sequence[str], contexts: Sequence[RedactionContext]) -> list[list[Span]]:
+        """Each detector's spans in each text (read with its own context), unresolved. A detector
+        scans the texts it reads the same way (the same context, or the same `cache_key` of their
+        contexts) together, joined: one call for many texts, whatever message each came from."""
         normal = [normalized(t) if t else ("", None) for t in texts]
         views = [view for view, _ in normal]
         per_view: list[list[Span]] = [[] for _ in texts]
@@ -889,29 +903,32 @@ class Redactor:
             # a detector that can tell a text holds nothing for it (an address needs a digit) only
             # sees the texts that may, as it would text by text
             wanted = getattr(detector, "wanted", None)
-            chosen = [i for i, view in enumerate(views) if view and (wanted is None or wanted(view))]
-            # what a detector finds in a text that depends on nothing else (or only on the regions)
-            # is remembered: the system prompt, the prompt lines and many briefs recur
-            key = detector.cache_key(context) if hasattr(detector, "cache_key") else None
-            if key is not None:
-                missed = []
-                for i in chosen:
-                    known = self._cache.get((detector.name, key, views[i])) if len(views[i]) <= CACHED_TEXT else None
-                    if known is None:
-                        missed.append(i)
-                    else:
-                        per_view[i] += known
-                chosen = missed
-            if len(chosen) == 1:
-                found = [list(detector.find(views[chosen[0]], context))]
-            else:
-                found = _joined_find(detector, [views[i] for i in chosen], context) if chosen else []
-            for i, spans in zip(chosen, found, strict=True):
-                per_view[i] += spans
-                if key is not None and len(views[i]) <= CACHED_TEXT:
-                    if len(self._cache) >= CACHED_TEXTS:
-                        self._cache.clear()
-                    self._cache[(detector.name, key, views[i])] = tuple(spans)
+            cache_key = getattr(detector, "cache_key", None)
+            groups: dict[tuple[bool, Hashable], list[int]] = {}  # (keyed, key or context id) -> texts
+            for i, view in enumerate(views):
+                if not view or (wanted is not None and not wanted(view)):
+                    continue
+                key = cache_key(contexts[i]) if cache_key is not None else None
+                if key is None:  # read with this very context
+                    groups.setdefault((False, id(contexts[i])), []).append(i)
+                # what a detector finds in a text that depends on nothing else (or only on the
+                # regions) is remembered: the system prompt, the prompt lines and many briefs recur
+                elif len(view) <= CACHED_TEXT and (known := self._cache.get((detector.name, key, view))) is not None:
+                    per_view[i] += known
+                else:
+                    groups.setdefault((True, key), []).append(i)
+            for (keyed, key), chosen in groups.items():
+                context = contexts[chosen[0]]  # what the group's texts are read with
+                if len(chosen) == 1:
+                    found = [list(detector.find(views[chosen[0]], context))]
+                else:
+                    found = _joined_find(detector, [views[i] for i in chosen], context)
+                for i, spans in zip(chosen, found, strict=True):
+                    per_view[i] += spans
+                    if keyed and len(views[i]) <= CACHED_TEXT:
+                        if len(self._cache) >= CACHED_TEXTS:
+                            self._cache.clear()
+                        self._cache[(detector.name, key, views[i])] = tuple(spans)
         return [_to_original(spans, where) for spans, (_, where) in zip(per_view, normal, strict=True)]
 
 

@@ -337,16 +337,15 @@ class _Builder:
         self.count, self.token_method = token_counter()
 
     def examples(self, items: Sequence[Item]) -> list[tuple[ds.Example, RedactionContext]]:
-        out = []
-        for item in items:
-            if self.spec.method == "dpo":
-                good, bad = item
-                pair = (ds.context_of(good), ds.context_of(bad))
-                out.append((ds.preference_example(good, bad, self.redactor, pair), merge_contexts(pair)))
-            else:
-                context = ds.context_of(item)
-                out.append((ds.supervised_example(item, self.redactor, context), context))
-        return out
+        """The examples of consecutive items, redacted together, each with the context its
+        written line is scanned with (a pair's two contexts merged)."""
+        if self.spec.method == "dpo":
+            rows = [tuple(item) for item in items]
+        else:
+            rows = [(item,) for item in items]
+        contexts = [tuple(ds.context_of(row) for row in item) for item in rows]
+        examples = ds.examples_of(rows, self.redactor, contexts)
+        return [(e, c[0] if len(c) == 1 else merge_contexts(c)) for e, c in zip(examples, contexts, strict=True)]
 
     def finish(self, examples: list[tuple[ds.Example, RedactionContext]]) -> Batch:
         batch = Batch(
@@ -357,24 +356,21 @@ class _Builder:
             if examples
             else []
         )
-        for example, context in examples:
+        payloads = []
+        for example, _ in examples:
             batch.prompt_keys.append(ds.text_key(example.prompt))
             batch.split_keys.append(split_key(example.outcome_ids[0]))
-            if self.spec.provider == "bedrock":
-                payload, neutralised = ds.to_nova(example)
-            else:
-                payload, neutralised = ds.to_openai(example), 0
-            # the data only: our own words (system prompt, field labels) are blanked first
-            found = [
-                s.detector
-                for spans in self.scanner.find_many([ds.data_only(t) for t in record_texts(payload)], context)
-                for s in spans
-            ]
+            payloads.append(ds.to_nova(example) if self.spec.provider == "bedrock" else (ds.to_openai(example), 0))
+        # every written text of the batch scanned together; the data only: our own words (system
+        # prompt, field labels) are blanked first
+        texts = [[ds.data_only(t) for t in record_texts(payload)] for payload, _ in payloads]
+        found = iter(self.scanner.find_each([(t, c) for (_, c), ts in zip(examples, texts, strict=True) for t in ts]))
+        for (payload, neutralised), (example, _), scanned in zip(payloads, examples, texts, strict=True):
             meta = {
                 "ids": example.outcome_ids,
                 **example.meta,
                 "reserved": neutralised,
-                "found": found,
+                "found": [s.detector for _ in scanned for s in next(found)],
                 "problems": check_example(payload, self.spec.check_format),
                 "tokens": record_tokens(payload, self.count),
             }
