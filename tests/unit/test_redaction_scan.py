@@ -327,7 +327,7 @@ def test_texts_of_many_messages_scanned_together_give_each_text_its_own_answer(s
     assert together.redact_each(pairs) == [one_by_one.redact(t, c) for t, c in pairs]
     assert together.counts == one_by_one.counts
     before = Counter(together.counts)
-    together.redact_each(pairs, count=False)
+    together.redact_each(pairs, counted=[False] * len(pairs))
     assert together.counts == before
 
 

@@ -120,15 +120,16 @@ def examples_of(
     ]
     fields = [_fields(row) if with_prompt else [] for row, _, with_prompt in requests]
     texts = [
-        (
-            [value for _, value in row_fields] + [row.get("subject"), message_body(row.get("body"), row.get("sender"))],
-            context,
-        )
-        for row_fields, (row, context, _) in zip(fields, requests, strict=True)
+        [value for _, value in row_fields] + [row.get("subject"), message_body(row.get("body"), row.get("sender"))]
+        for row_fields, (row, _, _) in zip(fields, requests, strict=True)
     ]
-    redacted = iter(redactor.redact_each([(text, context) for row_texts, context in texts for text in row_texts]))
+    pairs = [(text, context) for row_texts, (_, context, _) in zip(texts, requests, strict=True) for text in row_texts]
+    # the framework is counted in the manifest, which leaves the build: it is free text, so it is
+    # redacted too (with the item's first context; not counted among the redactions: not written)
+    pairs += [(item[0].get("framework"), item_contexts[0]) for item, item_contexts in zip(items, contexts, strict=True)]
+    redacted = iter(redactor.redact_each(pairs, counted=[True] * (len(pairs) - len(items)) + [False] * len(items)))
     written = []
-    for row_fields, (row_texts, _) in zip(fields, texts, strict=True):
+    for row_fields, row_texts in zip(fields, texts, strict=True):
         *values, subject, body = (next(redacted) for _ in row_texts)
         prompt = (
             PROMPT_HEADER
@@ -136,11 +137,7 @@ def examples_of(
             + "\n".join(f"{label}: {value}" for (label, _), value in zip(row_fields, values, strict=True))
         )
         written.append((prompt, f"Subject: {subject}\n\n{body}" if subject else body))
-    # counted in the manifest, which leaves the build: the framework is free text, so redacted
-    # (not counted among the redactions: it is not written)
-    frameworks = redactor.redact_each(
-        [(item[0].get("framework"), c[0]) for item, c in zip(items, contexts)], count=False
-    )
+    frameworks = list(redacted)
     out, at = [], 0
     for item, framework in zip(items, frameworks, strict=True):
         first = item[0]

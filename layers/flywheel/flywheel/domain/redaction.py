@@ -884,13 +884,18 @@ class Redactor:
         raw = self._raw_spans(texts, [context for _, context in pairs])
         return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
 
-    def redact_each(self, pairs: Sequence[tuple[str | None, RedactionContext]], count: bool = True) -> list[str]:
-        """`redact` of each text with its own context (None and empty give ""); `count=False` leaves
-        `counts` as it was."""
+    def redact_each(
+        self, pairs: Sequence[tuple[str | None, RedactionContext]], counted: Sequence[bool] | None = None
+    ) -> list[str]:
+        """`redact` of each text with its own context (None and empty give ""); what is replaced in
+        a text whose `counted` entry is False is left out of `counts`."""
         plain = [text or "" for text, _ in pairs]
         raw = self._raw_spans(plain, [context for _, context in pairs])
-        counts = self.counts if count else None
-        return [apply_spans(text, spans, counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
+        counted = counted if counted is not None else [True] * len(plain)
+        return [
+            apply_spans(text, spans, self.counts if count else None) if text else ""
+            for spans, text, count in zip(raw, plain, counted, strict=True)
+        ]
 
     def _raw_spans(self, texts: Sequence[str], contexts: Sequence[RedactionContext]) -> list[list[Span]]:
         """Each detector's spans in each text (read with its own context), unresolved. A detector
