@@ -60,6 +60,28 @@ def test_every_item_comes_back_once_in_order(rows: int, workers: int) -> None:
     assert built(items, Echo(), workers, 2) == items
 
 
+class FrozenCount:
+    """A builder that answers with how many objects its process's garbage collector skips."""
+
+    def build(self, items: Sequence[Any]) -> list[Any]:
+        import gc
+
+        return [gc.get_freeze_count()] * len(items)
+
+
+def test_workers_skip_what_they_inherit_in_collections_and_the_streaming_process_is_left_as_it_was() -> None:
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    answers = built(list(range(6)), FrozenCount(), 2, 2)
+    assert min(answers) > 10_000  # the modules, classes and caches forked with the worker
+    assert gc.get_freeze_count() == 0  # frozen while building, and only then
+    batches = dataset_service._in_workers(iter(range(40)), cast(Any, Echo(fail_on=3)), 2, size=1)
+    with pytest.raises(RuntimeError):
+        list(batches)
+    assert gc.get_freeze_count() == 0  # a failed build too
+
+
 def test_a_failing_worker_fails_the_build_with_its_reason() -> None:
     with pytest.raises(RuntimeError, match="dataset build worker failed: ValueError: cannot build 25"):
         built(list(range(40)), Echo(fail_on=25), 2, 8)

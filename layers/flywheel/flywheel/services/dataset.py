@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import gc
 import hashlib
 import itertools
 import json
@@ -339,10 +340,7 @@ class _Builder:
     def examples(self, items: Sequence[Item]) -> list[tuple[ds.Example, RedactionContext]]:
         """The examples of consecutive items, redacted together, each with the context its
         written line is scanned with (a pair's two contexts merged)."""
-        if self.spec.method == "dpo":
-            rows = [tuple(item) for item in items]
-        else:
-            rows = [(item,) for item in items]
+        rows = [tuple(item) for item in items] if self.spec.method == "dpo" else [(item,) for item in items]
         contexts = [tuple(ds.context_of(row) for row in item) for item in rows]
         examples = ds.examples_of(rows, self.redactor, contexts)
         return [(e, c[0] if len(c) == 1 else merge_contexts(c)) for e, c in zip(examples, contexts, strict=True)]
@@ -473,6 +471,10 @@ def _in_workers(
     channels: list[Connection] = []
     processes = []
     try:
+        # what this process holds is frozen while it builds (and so in the workers it forks): garbage
+        # collections skip those objects (modules, caches: most of what a process holds) instead of
+        # walking them again and again, and leave their pages shared (Python's gc.freeze documentation)
+        gc.freeze()
         for _ in range(workers):
             mine, theirs = context.Pipe()
             process = context.Process(target=_worker, args=(theirs, builder, [*channels, mine]), daemon=True)
@@ -533,6 +535,7 @@ def _in_workers(
             process.join(timeout=5)
             if process.is_alive():
                 process.kill()
+        gc.unfreeze()  # collected as before from now on
 
 
 def _stage(
