@@ -331,6 +331,28 @@ def test_texts_of_many_messages_scanned_together_give_each_text_its_own_answer(s
     assert together.counts == before
 
 
+SOFOS = {"lead_first_name": "Σοφος", "lead_last_name": "Smith", "lead_company": "Acme", "brief": "x"}
+
+
+def test_a_dotted_capital_i_in_one_text_changes_nothing_in_the_texts_joined_with_it() -> None:
+    """İ lowers to two characters, so texts holding one are lowered apart from it: a final Σ of a
+    name in another text (or in the same one) still lowers to ς and the name is found."""
+    from flywheel.domain import dataset as ds
+
+    context = ds.context_of(SOFOS)
+    pairs = [("Greetings from İstanbul", context), ("Dear ΣΟΦΟΣ, see you", context), ("İ ΣΟΦΟΣ İ", context)]
+    assert rd.Redactor().find_each(pairs) == [rd.Redactor().find(t, c) for t, c in pairs]
+    assert rd.Redactor().redact_each(pairs)[1:] == ["Dear {{first_name}}, see you", "İ {{first_name}} İ"]
+    assert rd._lower("İSTANBUL ΣΟΦΟΣ") == "İstanbul σοφος"  # one character for one, final sigma kept
+    a = dict(SOFOS, outcome_id="a", subject="Hi", body="Greetings from İstanbul", framework="f")
+    b = dict(SOFOS, outcome_id="b", subject="İ", body="Dear ΣΟΦΟΣ, see you", framework="ΣΟΦΟΣ method")
+    together = ds.examples_of([(a,), (b,)], rd.Redactor(), [(ds.context_of(a),), (ds.context_of(b),)])
+    alone = [ds.supervised_example(row, rd.Redactor()) for row in (a, b)]
+    assert [(e.targets, e.meta) for e in together] == [(e.targets, e.meta) for e in alone]
+    assert together[1].targets == ["Subject: İ\n\nDear {{first_name}}, see you"]
+    assert together[1].meta["framework"] == "{{first_name}} method"
+
+
 def test_cached_results_are_the_results() -> None:
     """A detector's remembered answer for a text (and its regions) is what it finds again."""
     redactor = rd.Redactor()

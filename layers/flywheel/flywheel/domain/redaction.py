@@ -770,12 +770,19 @@ def _in_slug(text: str, start: int, end: int) -> bool:
 _SLUG_JOINERS = frozenset("-_/=0123456789")
 
 
+# the one character whose lower case is two characters (İ lowers to i + a combining dot)
+_LOWERS_TO_TWO = "\u0130"
+_NOT_LOWERING_TO_TWO = re.compile(f"[^{_LOWERS_TO_TWO}]+")
+
+
 def _lower(text: str) -> str:
-    """Lower case with the offsets of the original (a few characters lower to two, like İ)."""
-    lowered = text.lower()
-    if len(lowered) != len(text):
-        lowered = "".join(c.lower() if len(c.lower()) == 1 else c for c in text)
-    return lowered
+    """Lower case with the offsets of the original: an İ is kept as it is, and each stretch between
+    them is lowered whole, so a final Σ still lowers to ς and a text lowers the same however it is
+    joined with others (lowering it character by character lost the final sigma of every text
+    joined with one that held an İ)."""
+    if _LOWERS_TO_TWO not in text:
+        return text.lower()
+    return _NOT_LOWERING_TO_TWO.sub(lambda m: m.group(0).lower(), text)
 
 
 DEFAULT_DETECTORS: tuple[Detector, ...] = (

@@ -527,15 +527,17 @@ def _in_workers(
             send_next(worker)  # before handing the result on: the worker starts on it meanwhile
             yield result
     finally:
-        for channel in channels:
-            with contextlib.suppress(OSError):
-                channel.send(None)
-            channel.close()
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-        gc.unfreeze()  # collected as before from now on
+        try:
+            for channel in channels:
+                with contextlib.suppress(OSError):
+                    channel.send(None)
+                channel.close()
+            for process in processes:
+                process.join(timeout=5)
+                if process.is_alive():
+                    process.kill()
+        finally:
+            gc.unfreeze()  # collected as before from now on, however the clean-up went
 
 
 def _stage(
