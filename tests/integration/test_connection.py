@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from flywheel.clients.aws import reset_clients
 from flywheel.dal import connection
-from flywheel.errors import DependencyUnavailable
+from flywheel.errors import DependencyUnavailable, StatementCancelled
 from flywheel.settings import get_settings, reset_settings
 
 pytestmark = pytest.mark.integration
@@ -132,6 +132,19 @@ def test_a_connection_lost_inside_a_transaction_is_not_replayed(db_url: str, db:
     assert db.execute("SELECT to_regclass('half_done') IS NULL AS gone").fetchone() == {"gone": True}
     with connection.transaction() as conn:  # and the next request reconnects
         assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+
+
+def test_a_statement_the_server_cancels_is_told_apart_and_rolled_back(db_url: str, db: psycopg.Connection[Any]) -> None:
+    with pytest.raises(StatementCancelled) as cancelled, connection.transaction() as conn:
+        conn.execute("CREATE TABLE half_done (id int)")
+        conn.execute("SET LOCAL statement_timeout = 50")
+        conn.execute("SELECT pg_sleep(2)")
+    assert isinstance(cancelled.value, DependencyUnavailable)  # still a 503 to a client
+    assert db.execute("SELECT to_regclass('half_done') IS NULL AS gone").fetchone() == {"gone": True}
+    with pytest.raises(DependencyUnavailable) as lost, connection.transaction() as conn:
+        db.execute("SELECT pg_terminate_backend(%s)", (_backend_pid(conn),))
+        conn.execute("SELECT 1")
+    assert not isinstance(lost.value, StatementCancelled)
 
 
 def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str, pg_admin_url: str) -> None:

@@ -52,6 +52,11 @@ class DependencyUnavailable(FlywheelError):
     code = "service_unavailable"
 
 
+class StatementCancelled(DependencyUnavailable):
+    """The database cancelled a statement (its statement_timeout, or a cancel request); the
+    transaction is rolled back and the caller may retry."""
+
+
 class ProviderRefused(FlywheelError):
     """A fine-tuning provider will not run this job, or is not configured for it (not retryable)."""
 

@@ -34,7 +34,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from flywheel.errors import DependencyUnavailable
+from flywheel.errors import DependencyUnavailable, StatementCancelled
 from flywheel.settings import Settings, get_settings
 
 Connection = psycopg.Connection[dict]
@@ -127,7 +127,14 @@ def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None 
             keepalives_count=3,
         )
     except psycopg.OperationalError as exc:
-        raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+        raise unavailable(exc) from exc
+
+
+def unavailable(exc: psycopg.OperationalError) -> DependencyUnavailable:
+    """The error a lost connection or a failed statement surfaces as (503-able); a statement the
+    server cancelled (statement_timeout) as `StatementCancelled`."""
+    kind = StatementCancelled if isinstance(exc, psycopg.errors.QueryCanceled) else DependencyUnavailable
+    return kind("database unavailable", reason=str(exc).strip())
 
 
 def get_connection() -> Connection:
@@ -184,7 +191,7 @@ def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
         except psycopg.OperationalError as exc:
             close_connection()
             if attempt == 2:
-                raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+                raise unavailable(exc) from exc
             from flywheel.observability import logger  # here: the local runner sets logging up first
 
             logger.warning(
@@ -203,17 +210,17 @@ def transaction() -> Iterator[Connection]:
         try:
             suppressed = tx.__exit__(*sys.exc_info())
         except psycopg.OperationalError as exc:
-            raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+            raise unavailable(exc) from exc
         if not suppressed:
             exc_value = sys.exc_info()[1]
             if isinstance(exc_value, psycopg.OperationalError):
-                raise DependencyUnavailable("database unavailable", reason=str(exc_value).strip()) from exc_value
+                raise unavailable(exc_value) from exc_value
             raise
     else:
         try:
             tx.__exit__(None, None, None)
         except psycopg.OperationalError as exc:
-            raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+            raise unavailable(exc) from exc
 
 
 T = TypeVar("T")
@@ -231,7 +238,7 @@ def read_once(read: Callable[[Connection], T]) -> T:
     try:
         return read(get_connection())
     except psycopg.OperationalError as exc:
-        raise DependencyUnavailable("database unavailable", reason=str(exc).strip()) from exc
+        raise unavailable(exc) from exc
 
 
 def jsonb(value: object) -> Jsonb:

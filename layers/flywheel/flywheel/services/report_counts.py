@@ -8,11 +8,9 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import psycopg
-
 from flywheel.dal import report_counts as counts_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.errors import DependencyUnavailable
+from flywheel.errors import StatementCancelled
 from flywheel.settings import get_settings
 
 # change rows consumed per transaction: a backlog (the function stopped for a day) is worked off in
@@ -44,9 +42,8 @@ class _Budget:
         start = time.monotonic()
         try:
             yield
-        except DependencyUnavailable as exc:
-            cancelled = isinstance(exc.__cause__, psycopg.errors.QueryCanceled)
-            if cancelled and self.deadline is not None and time.monotonic() >= self.deadline - 1.0:
+        except StatementCancelled as exc:
+            if self.deadline is not None and time.monotonic() >= self.deadline - 1.0:
                 raise _OutOfTime from exc
             raise
         self.longest = max(self.longest, time.monotonic() - start)
