@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,27 @@ def deadline(seconds: int, what: str) -> Iterator[None]:
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def in_processes(
+    targets: list[tuple[Callable[..., None], tuple[Any, ...]]], timeout: float
+) -> tuple[list[str], list[int | None]]:
+    """Each target run in a forked process of its own, side by side (each is given an error queue as
+    its last argument, for the tracebacks it catches); returns those tracebacks and the exit codes."""
+    import multiprocessing
+
+    close_connection()  # children must not share the parent's socket
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    workers = [context.Process(target=target, args=(*args, errors)) for target, args in targets]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=timeout)
+    found = []
+    while not errors.empty():
+        found.append(errors.get())
+    return found, [worker.exitcode for worker in workers]
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,6 @@ outbox message is there once, and nothing deadlocks."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import random
 import threading
 import time
@@ -35,7 +34,7 @@ from flywheel.dal.connection import close_connection
 from flywheel.local.embedded import create_database
 from flywheel.local.invoke import invoke
 from flywheel.settings import reset_settings
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, in_processes, load_event
 from tests.integration.test_webhook_replay import database_rows
 from tests.mail_helpers import _field, _form
 from tests.webhook_helpers import (
@@ -433,18 +432,8 @@ def _deliver(url: str, stream: list[dict[str, Any]], errors: Any) -> None:
 
 
 def run_concurrently(url: str, streams: list[list[dict[str, Any]]]) -> list[str]:
-    close_connection()  # children must not share the parent's socket
-    context = multiprocessing.get_context("fork")
-    errors = context.Queue()
-    workers = [context.Process(target=_deliver, args=(url, stream, errors)) for stream in streams]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=300)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    assert all(w.exitcode == 0 for w in workers), [w.exitcode for w in workers]
+    found, exit_codes = in_processes([(_deliver, (url, stream)) for stream in streams], timeout=300)
+    assert all(code == 0 for code in exit_codes), exit_codes
     return found
 
 

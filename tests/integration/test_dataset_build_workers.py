@@ -20,6 +20,25 @@ def built(tmp_path: Path, name: str, spec: DatasetSpec) -> tuple[bytes, bytes, d
     return out.train_path.read_bytes(), out.validation_path.read_bytes(), out.manifest
 
 
+def slow_build_of(db, outcomes: int, seconds_each: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`outcomes` more outcomes, each built `seconds_each` slower than it is (in workers forked
+    after this too): a build that falls behind its plan."""
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
+                                       training_label, stage)
+           SELECT 'acme', 'bulk-' || i, 'c', 'l' || i, 'Hello there, a note number ' || i, now(), 0.9,
+                  'positive', 'replied' FROM generate_series(1, %s) AS i""",
+        (outcomes,),
+    )
+    real = dataset_service._Builder.examples
+
+    def slow(self: dataset_service._Builder, items: list[object]) -> object:
+        time.sleep(seconds_each * len(items))
+        return real(self, items)
+
+    monkeypatch.setattr(dataset_service._Builder, "examples", slow)
+
+
 @pytest.mark.parametrize(
     ("method", "dataset_format"),
     [("supervised", "openai-chat"), ("dpo", "openai-chat"), ("supervised", "bedrock-conversation-2024")],
@@ -70,18 +89,8 @@ def test_a_build_slower_than_planned_stops_when_it_sees_it_will_not_finish(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # many outcomes, planned as fast: the check before passes, the progress check stops it
-    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
-                                              training_label, stage)
-                  SELECT 'acme', 'bulk-' || i, 'c', 'l' || i, 'Hello there, a note number ' || i, now(), 0.9,
-                         'positive', 'replied' FROM generate_series(1, 6000) AS i""")
+    slow_build_of(db, 6000, 0.006, monkeypatch)  # 36 s for the 6,040 outcomes
     settings = get_settings().model_copy(update={"dataset_build_seconds_per_row": 1e-6, "dataset_build_workers": 1})
-    real = dataset_service._Builder.examples
-
-    def slow(self: dataset_service._Builder, items: list[object]) -> object:
-        time.sleep(0.006 * len(items))  # 36 s for the 6,040 outcomes
-        return real(self, items)
-
-    monkeypatch.setattr(dataset_service._Builder, "examples", slow)
     started = time.monotonic()
     with pytest.raises(DatasetTooLarge, match="cannot be built in time"):
         build_dataset(DatasetSpec(), tmp_path, settings, deadline=time.monotonic() + 30)
@@ -130,18 +139,8 @@ def test_a_build_stopped_by_the_time_check_stops_its_workers(
     not whenever the failure (and the traceback holding the build's frames) is let go."""
     import multiprocessing
 
-    db.execute("""INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
-                                              training_label, stage)
-                  SELECT 'acme', 'bulk-' || i, 'c', 'l' || i, 'Hello there, a note number ' || i, now(), 0.9,
-                         'positive', 'replied' FROM generate_series(1, 3000) AS i""")
+    slow_build_of(db, 3000, 0.003, monkeypatch)  # ~2 s before 2,000 are read
     settings = get_settings().model_copy(update={"dataset_build_seconds_per_row": 1e-6, "dataset_build_workers": 2})
-    real = dataset_service._Builder.examples
-
-    def slow(self: dataset_service._Builder, items: list[object]) -> object:
-        time.sleep(0.003 * len(items))  # in the workers too (forked after this): ~2 s before 2,000 are read
-        return real(self, items)
-
-    monkeypatch.setattr(dataset_service._Builder, "examples", slow)
     with pytest.raises(DatasetTooLarge, match="cannot be built in time") as failure:
         build_dataset(DatasetSpec(), tmp_path, settings, deadline=time.monotonic() + 1)
     assert failure.traceback  # still held here, with the build's frames

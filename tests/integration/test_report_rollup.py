@@ -5,7 +5,6 @@ proportion to what changed, not to the days it covers or the table."""
 
 from __future__ import annotations
 
-import multiprocessing
 import random
 import threading
 import time
@@ -25,7 +24,7 @@ from flywheel.local.invoke import invoke
 from flywheel.services import experiments, report_counts, training
 from flywheel.services.ingest import ingest_events
 from flywheel.settings import reset_settings
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, in_processes, load_event
 
 NOW = datetime.now(UTC)
 TODAY = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -523,20 +522,12 @@ def _refresh_repeatedly(url: str, until: float, errors: Any) -> None:
 
 def test_changes_from_several_processes_during_refreshes_are_never_lost_or_doubled(db, db_url, seeded) -> None:
     report_counts.refresh_daily_counts(NOW - timedelta(days=2))
-    close_connection()  # children must not share the parent's socket
-    context = multiprocessing.get_context("fork")
-    errors = context.Queue()
     until = time.monotonic() + 4
-    workers = [context.Process(target=_write_randomly, args=(db_url, seed, until, errors)) for seed in range(3)]
-    workers.append(context.Process(target=_refresh_repeatedly, args=(db_url, until, errors)))
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=60)
-    found = []
-    while not errors.empty():
-        found.append(errors.get())
-    assert not found and all(w.exitcode == 0 for w in workers), found
+    found, exit_codes = in_processes(
+        [(_write_randomly, (db_url, seed, until)) for seed in range(3)] + [(_refresh_repeatedly, (db_url, until))],
+        timeout=60,
+    )
+    assert not found and all(code == 0 for code in exit_codes), found
     rolled = db.execute("SELECT rolled_before FROM report_rollup_state").fetchone()["rolled_before"]
     assert rolled > TODAY - timedelta(days=2)  # the race rolled days up
     assert db.execute("SELECT count(*) AS n FROM outcome_labels WHERE dedupe_key LIKE 'r%'").fetchone()["n"] > 20
