@@ -75,6 +75,19 @@ def test_longest_match_first_keeps_company_names_whole() -> None:
     assert out == "{{first_name}} {{last_name}} leads {{company}} ({{link}}, abm-{{company}})."
 
 
+def test_a_built_context_brings_the_needles_its_terms_give() -> None:
+    """build_context works the needles out with the terms; they are the ones the terms alone give,
+    in the same order, for every context of the planted corpus (CJK names and all)."""
+    ordinary = rd.build_context(
+        lead={"first_name": "Will", "last_name": "Price", "company": "Bright Box Ltd"},
+        colleagues=["Amélie Haddad", "山田太郎", "山田Taro"],
+        sender={"name": "Mark Wood", "company": "株式会社山田製作所", "signature": "Mark Wood\nBright Ideas"},
+    )
+    for built in [ordinary, *(context(item) for item in CORPUS)]:
+        assert built.known_needles is not None
+        assert built.needles == rd.RedactionContext(built.regions, built.terms).needles, built.terms
+
+
 def test_existing_placeholders_are_never_touched() -> None:
     ctx = rd.build_context(lead={"first_name": "Name", "last_name": None, "company": "Link"})
     assert rd.Redactor().redact("Hi {{first_name}}, {{booking_link}}", ctx) == "Hi {{first_name}}, {{booking_link}}"

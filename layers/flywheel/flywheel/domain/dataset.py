@@ -44,37 +44,23 @@ class Example:
 
 def context_of(row: dict[str, Any]) -> RedactionContext:
     """Everything known about the people of one message: the lead, the sender, colleagues named
-    in the lead context, and the regions their phone numbers are written for. Senders and leads
-    recur across messages, so contexts are cached by what they are built from."""
-    return _context(
-        row.get("lead_first_name"),
-        row.get("lead_last_name"),
-        row.get("lead_company"),
-        json.dumps(row.get("lead_context") or {}, sort_keys=True, default=str),
-        json.dumps(row.get("sender") or {}, sort_keys=True, default=str),
-        row.get("lead_country"),
-    )
-
-
-@lru_cache(maxsize=2048)  # a lead's messages (a sequence's steps) come close together
-def _context(
-    first: str | None,
-    last: str | None,
-    company: str | None,
-    lead_context_json: str,
-    sender_json: str,
-    country: str | None,
-) -> RedactionContext:
-    sender = json.loads(sender_json)
-    lead_context = json.loads(lead_context_json)
+    in the lead context, and the regions their phone numbers are written for. What is worked out
+    from a name (its variants, skeletons) is cached by `build_context`: senders, companies and
+    first names recur across messages, whole leads rarely do (the build reads in order of sending)."""
+    sender, lead_context = row.get("sender") or {}, row.get("lead_context") or {}
+    sender = sender if isinstance(sender, dict) else {}
     return build_context(
-        lead={"first_name": first, "last_name": last, "company": company},
+        lead={
+            "first_name": row.get("lead_first_name"),
+            "last_name": row.get("lead_last_name"),
+            "company": row.get("lead_company"),
+        },
         colleagues=names_in(lead_context),
         sender=sender,
         regions=(
-            country,
+            row.get("lead_country"),
             lead_context.get("country") if isinstance(lead_context, dict) else None,
-            sender.get("country") if isinstance(sender, dict) else None,
+            sender.get("country"),
         ),
     )
 

@@ -33,6 +33,9 @@ from flywheel.domain.reply_text import is_closing_line
 PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}")
 
 
+Needle = tuple[str, str, bool, bool, bool]  # see RedactionContext.needles
+
+
 class Span(NamedTuple):  # a tuple: made several times per name found, at half a frozen dataclass's cost
     start: int
     end: int
@@ -49,10 +52,14 @@ class RedactionContext:
 
     regions: tuple[str, ...] = ()
     terms: tuple[tuple[str, str, bool], ...] = ()
+    # `needles`, when whoever built the context has worked them out already (`build_context`)
+    known_needles: tuple[Needle, ...] | None = field(default=None, compare=False, repr=False)
 
     @cached_property
-    def needles(self) -> tuple[tuple[str, str, bool, bool, bool], ...]:
+    def needles(self) -> tuple[Needle, ...]:
         """(skeleton of the term, placeholder, free on the left, free on the right, strict), computed once."""
+        if self.known_needles is not None:
+            return self.known_needles
         out = []
         for term, placeholder, strict in self.terms:
             needle, left_free, right_free = _needle(term)
@@ -1191,15 +1198,30 @@ def _term_key(term: str) -> tuple[str, bool]:
     return key, _ordinary_words(key)
 
 
+# one name of a role: (its place in `terms`: longer first, then by term), its entry in `terms`,
+# its entry in `needles` (None when its skeleton is empty)
+Placed = tuple[tuple[int, str], tuple[str, str, bool], Needle | None]
+
+
 @lru_cache(maxsize=8192)
-def _placed(variants: frozenset[str], placeholder: str, strict: bool) -> tuple[tuple[str, tuple[str, str, bool]], ...]:
-    """One role's names as (skeleton, (term, placeholder, strict)): people, companies and
-    senders recur across messages, so each role is worked out once."""
+def _placed(variants: frozenset[str], placeholder: str, strict: bool) -> tuple[tuple[str, Placed], ...]:
+    """One role's names as (skeleton, what is placed): people, companies and senders recur across
+    messages, so each role is worked out once."""
     out = []
     for v in variants:
         key, ordinary = _term_key(v)
-        out.append((key, (v, placeholder, strict or ordinary)))
+        needle, left_free, right_free = _needle(v)
+        term = (v, placeholder, strict or ordinary)
+        out.append(
+            (key, ((-len(v), v), term, (needle, placeholder, left_free, right_free, term[2]) if needle else None))
+        )
     return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def _first_word_variants(name: str) -> frozenset[str]:
+    word = company_first_word(name)
+    return frozenset(_transliterations(word)) if word else frozenset()
 
 
 def build_context(
@@ -1211,7 +1233,7 @@ def build_context(
 ) -> RedactionContext:
     """The redaction context of one message. Longer terms come first, so overlapping names
     (a surname inside the company name) resolve to the longest."""
-    parts: list[tuple[tuple[str, tuple[str, str, bool]], ...]] = []  # in order of precedence
+    parts: list[tuple[tuple[str, Placed], ...]] = []  # in order of precedence
 
     def add(variants: frozenset[str], placeholder: str, strict: bool = False) -> None:
         parts.append(_placed(variants, placeholder, strict))
@@ -1242,17 +1264,21 @@ def build_context(
         add(person_variants(name), "{{colleague_name}}")
     # a company's first word last: a person or a full name that is the same word keeps its role
     for name, placeholder in ((company, "{{company}}"), (str(sender.get("company") or ""), "{{sender_company}}")):
-        word = company_first_word(name)
-        if word:
-            add(frozenset(_transliterations(word)), placeholder, strict=True)
-    # skeleton -> (term, placeholder, strict): the first role wins (the parts from last to first,
-    # each one's later entries overwritten by its earlier ones)
-    placed: dict[str, tuple[str, str, bool]] = {}
+        words = _first_word_variants(name)
+        if words:
+            add(words, placeholder, strict=True)
+    # skeleton -> what is placed: the first role wins (the parts from last to first, each one's
+    # later entries overwritten by its earlier ones)
+    placed: dict[str, Placed] = {}
     for part in reversed(parts):
         placed.update(reversed(part))
-    terms = sorted(placed.values(), key=lambda t: (-len(t[0]), t[0]))
+    ordered = sorted(placed.values())  # by place: no two names share one
     codes = tuple(dict.fromkeys(c for c in (region_code(r) for r in regions) if c))
-    return RedactionContext(regions=codes, terms=tuple(terms))
+    return RedactionContext(
+        regions=codes,
+        terms=tuple(term for _, term, _ in ordered),
+        known_needles=tuple(needle for _, _, needle in ordered if needle is not None),
+    )
 
 
 def apply_spans(text: str, spans: Iterable[Span], counts: Counter[str] | None = None) -> str:
