@@ -8,11 +8,9 @@ or a preferred/non-preferred pair) and written in a provider's format only at th
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from flywheel.domain.redaction import RedactionContext, Redactor, build_context, names_in
