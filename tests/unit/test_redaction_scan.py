@@ -542,6 +542,16 @@ def test_the_obfuscated_email_scan_finds_what_the_pattern_as_first_written_finds
         assert [m.span() for m in detector._obfuscated(text)] == expected, text
 
 
+FIRST_DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\d\s().\-/]{5,})\d")
+DIGIT_PARTS = list("+()0123456789 .-/\nx") + ["+1 ", "(0)", "+(", "(+", rd.SEPARATOR]
+
+
+def test_the_digit_runs_are_where_the_pattern_as_first_written_matches() -> None:
+    samples = [i["text"] for i in CORPUS] + CLEAN + texts(17, 200) + alphabet_texts(7, DIGIT_PARTS, 20000)
+    for text in samples:
+        assert list(rd.digit_runs(text)) == [m.span() for m in FIRST_DIGIT_RUN.finditer(text)], text
+
+
 def test_the_german_street_layout_finds_what_it_found_as_first_written() -> None:
     street = rd._ADDRESS_PATTERNS[1]
     samples = STREETS + [i["text"] for i in CORPUS] + CLEAN + texts(13, 200) + alphabet_texts(5, STREET_PARTS, 3000)

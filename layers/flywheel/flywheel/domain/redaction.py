@@ -351,8 +351,24 @@ class LinkDetector:
 
 # --- phone numbers -----------------------------------------------------------------------------
 
-# cheap pre-filter: a run that could hold 7+ digits; texts without one skip the matchers
-_DIGIT_RUN = re.compile(r"\+?\(?\d(?:[\d\s().\-/]{5,})\d")
+# cheap pre-filter: a run that could hold 7+ digits; texts without one skip the matchers. Written
+# digits first: a pattern that starts with a class is searched for by a fast loop, while one with
+# an optional `+` and `(` in front is tried at every character (3x slower on a message)
+_DIGITS_FIRST = re.compile(r"\d[\d\s().\-/]{5,}\d")
+
+
+def digit_runs(text: str) -> Iterator[tuple[int, int]]:
+    """Where `\+?\(?\d(?:[\d\s().\-/]{5,})\d` matches (tests/unit/test_redaction_scan.py compares
+    them): the digits-first run, with the `(` and then the `+` just before it."""
+    for m in _DIGITS_FIRST.finditer(text):
+        start = m.start()
+        if start and text[start - 1] == "(":
+            start -= 1
+        if start and text[start - 1] == "+":
+            start -= 1
+        yield start, m.end()
+
+
 # the leniency pass for numbers with no region: 3+ digit groups, a bracketed area code, or a long run
 _LOOSE_PHONE = re.compile(
     r"(?<![\w+/.,-])(?:\+\s?)?(?:\(\d{1,5}\)\s?)?\d{1,5}(?:[\s./-]{1,2}\(?\d{1,8}\)?){1,6}(?![\w/])"
@@ -392,8 +408,8 @@ class PhoneDetector:
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         # the matchers only see the digit runs (plus one character each side, never a neighbouring
         # field of a joined text), not the whole text
-        for run in _DIGIT_RUN.finditer(text):
-            start, end = max(0, run.start() - 1), run.end() + 1
+        for run_start, run_end in digit_runs(text):
+            start, end = max(0, run_start - 1), run_end + 1
             if start and text[start - 1 : start + 1] == SEPARATOR[-2:]:
                 start += 1
             if text[end - 1 : end + 1] == SEPARATOR[:2]:
