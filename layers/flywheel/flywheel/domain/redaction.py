@@ -358,8 +358,8 @@ _DIGITS_FIRST = re.compile(r"\d[\d\s().\-/]{5,}\d")
 
 
 def digit_runs(text: str) -> Iterator[tuple[int, int]]:
-    """Where `\+?\(?\d(?:[\d\s().\-/]{5,})\d` matches (tests/unit/test_redaction_scan.py compares
-    them): the digits-first run, with the `(` and then the `+` just before it."""
+    """The runs, each with the `(` and then the `+` just before it: where the pattern with its
+    optional prefix matches (`FIRST_DIGIT_RUN` in tests/unit/test_redaction_scan.py compares them)."""
     for m in _DIGITS_FIRST.finditer(text):
         start = m.start()
         if start and text[start - 1] == "(":
