@@ -19,7 +19,7 @@ from re import _parser
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flywheel.domain import redaction as rd
@@ -403,6 +403,9 @@ def test_the_scans_for_a_texts_scripts_on_the_corpora() -> None:
     st.lists(st.tuples(st.integers(0, 60), st.integers(0, 12), st.sampled_from(["{{a}}", "{{b}}"])), max_size=12),
     st.booleans(),
 )
+@example([(43, 5, "{{a}}")], True)  # from the placeholder's last character
+@example([(25, 6, "{{a}}"), (50, 2, "{{b}}")], True)  # to its first character
+@example([(20, 10, "{{a}}"), (44, 3, "{{b}}")], True)  # up to it and from just after it
 @settings(max_examples=300, deadline=None)
 def test_resolving_answers_what_the_general_merge_answers(raw: list[tuple[int, int, str]], placeholder: bool) -> None:
     text = "x" * 30 + ("{{first_name}}" if placeholder else "y" * 14) + "z" * 30

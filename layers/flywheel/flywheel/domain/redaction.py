@@ -824,12 +824,22 @@ def resolve(spans: Iterable[Span], text: str) -> list[Span]:
     placeholder with it (a link ending in `?name={{first_name}}` is still a link). Spans inside a
     placeholder are the placeholder itself and are left alone."""
     protected = [(m.start(), m.end()) for m in PLACEHOLDER.finditer(text)] if "{{" in text else []
-    if not protected:  # the common case: spans that do not overlap are kept as they are
-        ordered = sorted((s for s in spans if s.end > s.start), key=lambda s: s.start)
-        if all(a.end <= b.start for a, b in itertools.pairwise(ordered)):
-            return ordered
-        spans = ordered
-    return _merged(spans, protected)
+    # the common case: spans that overlap neither each other nor a placeholder are kept as they are
+    ordered = sorted((s for s in spans if s.end > s.start), key=lambda s: s.start)
+    if all(a.end <= b.start for a, b in itertools.pairwise(ordered)) and not _touching(ordered, protected):
+        return ordered
+    return _merged(ordered, protected)
+
+
+def _touching(ordered: list[Span], protected: list[tuple[int, int]]) -> bool:
+    """Whether a span (ordered, none overlapping) overlaps a placeholder (in order too)."""
+    i = 0
+    for p_start, p_end in protected:
+        while i < len(ordered) and ordered[i].end <= p_start:
+            i += 1
+        if i < len(ordered) and ordered[i].start < p_end:
+            return True
+    return False
 
 
 def _merged(spans: Iterable[Span], protected: list[tuple[int, int]]) -> list[Span]:
