@@ -772,6 +772,9 @@ class KnownEntityDetector:
             return
         folded = skeleton(text)
         size = len(folded)
+        # a name inside one already found ("Aisha" in "Aisha Smith") is left out: resolving would
+        # drop it, and without it most texts' spans overlap nowhere (`resolve`'s shortcut)
+        found: list[tuple[int, int]] = []
         for needle, placeholder, left_free, right_free, strict in context.needles:
             start = folded.find(needle)
             while start != -1:
@@ -780,7 +783,9 @@ class KnownEntityDetector:
                     (left_free or start == 0 or not folded[start - 1].isalnum())
                     and (right_free or end == size or not folded[end].isalnum())
                     and (not strict or text[start].isupper() or _in_slug(text, start, end))
+                    and not any(outer_start <= start and end <= outer_end for outer_start, outer_end in found)
                 ):
+                    found.append((start, end))
                     yield Span(start, end, placeholder, self.name)
                 start = folded.find(needle, start + 1)
 
