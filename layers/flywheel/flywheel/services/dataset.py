@@ -385,18 +385,24 @@ class _Builder:
         return batch
 
 
+IN_PROCESS_CHUNK = 64
+
+
 def _in_process(
     items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None, comprehend_counts: Counter[str]
 ) -> Generator[Batch, None, None]:
-    """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them."""
+    """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them.
+    Items are redacted IN_PROCESS_CHUNK at a time (one redaction pass over all their texts, as in
+    the workers), and the examples join the batch one by one."""
     buffer: list[tuple[ds.Example, RedactionContext]] = []
     size = 0
-    for item in items:
-        buffer += builder.examples([item])
-        size += sum(len(t) for t in buffer[-1][0].texts())
-        if size >= COMPREHEND_BATCH_BYTES or len(buffer) >= 512:
-            yield _finish(buffer, builder, pii_pass, comprehend_counts)
-            buffer, size = [], 0
+    while chunk := list(itertools.islice(items, IN_PROCESS_CHUNK)):
+        for built in builder.examples(chunk):
+            buffer.append(built)
+            size += sum(len(t) for t in built[0].texts())
+            if size >= COMPREHEND_BATCH_BYTES or len(buffer) >= 512:
+                yield _finish(buffer, builder, pii_pass, comprehend_counts)
+                buffer, size = [], 0
     if buffer:
         yield _finish(buffer, builder, pii_pass, comprehend_counts)
 
