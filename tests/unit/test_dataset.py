@@ -294,8 +294,14 @@ def test_dpo_drops_a_pair_whose_preferred_text_is_rejected_in_another_pair() -> 
 
 def test_the_manifest_counts_frameworks_without_the_free_text_of_the_row() -> None:
     row = {**ROW, "framework": "Challenger for Dana Reyes"}
-    example = ds.supervised_example(row, Redactor())
+    redactor = Redactor()
+    example = ds.supervised_example(row, redactor)
     assert example.meta["framework"] == "Challenger for {{first_name}} {{last_name}}"
+    # counted once, where it is written (the prompt's Framework line), not again for the manifest
+    plain = Redactor()
+    ds.supervised_example(ROW, plain)
+    assert sum((redactor.counts - plain.counts).values()) == 1
+    assert ds.supervised_example({**row, "framework": None}, Redactor()).meta["framework"] == "none"
 
 
 def test_minhash_signatures_are_the_minimum_of_each_permutation_over_the_word_set() -> None:

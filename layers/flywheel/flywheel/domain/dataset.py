@@ -108,11 +108,8 @@ def examples_of(
         for row_fields, (row, _, _) in zip(fields, requests, strict=True)
     ]
     pairs = [(text, context) for row_texts, (_, context, _) in zip(texts, requests, strict=True) for text in row_texts]
-    # the framework is counted in the manifest, which leaves the build: it is free text, so it is
-    # redacted too (with the item's first context; not counted among the redactions: not written)
-    pairs += [(item[0].get("framework"), item_contexts[0]) for item, item_contexts in zip(items, contexts, strict=True)]
-    redacted = iter(redactor.redact_each(pairs, counted=[True] * (len(pairs) - len(items)) + [False] * len(items)))
-    written = []
+    redacted = iter(redactor.redact_each(pairs))
+    written, frameworks = [], []
     for row_fields, row_texts in zip(fields, texts, strict=True):
         *values, subject, body = (next(redacted) for _ in row_texts)
         prompt = (
@@ -121,9 +118,13 @@ def examples_of(
             + "\n".join(f"{label}: {value}" for (label, _), value in zip(row_fields, values, strict=True))
         )
         written.append((prompt, f"Subject: {subject}\n\n{body}" if subject else body))
-    frameworks = list(redacted)
+        # the framework is counted in the manifest, which leaves the build: it is free text, so it
+        # is the prompt's redacted value (an item's first row is the one with a prompt)
+        frameworks.append(
+            next((v for (label, _), v in zip(row_fields, values, strict=True) if label == "Framework"), "")
+        )
     out, at = [], 0
-    for item, framework in zip(items, frameworks, strict=True):
+    for item in items:
         first = item[0]
         out.append(
             Example(
@@ -133,7 +134,7 @@ def examples_of(
                 meta={
                     "label": str(first.get("training_label")),
                     "org": str(first.get("org_id")),
-                    "framework": framework or "none",
+                    "framework": frameworks[at] or "none",
                 },
             )
         )

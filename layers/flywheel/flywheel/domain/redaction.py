@@ -928,18 +928,11 @@ class Redactor:
         raw = self._raw_spans(texts, [context for _, context in pairs])
         return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
 
-    def redact_each(
-        self, pairs: Sequence[tuple[str | None, RedactionContext]], counted: Sequence[bool] | None = None
-    ) -> list[str]:
-        """`redact` of each text with its own context (None and empty give ""); what is replaced in
-        a text whose `counted` entry is False is left out of `counts`."""
+    def redact_each(self, pairs: Sequence[tuple[str | None, RedactionContext]]) -> list[str]:
+        """`redact` of each text with its own context (None and empty give "")."""
         plain = [text or "" for text, _ in pairs]
         raw = self._raw_spans(plain, [context for _, context in pairs])
-        counted = counted if counted is not None else [True] * len(plain)
-        return [
-            apply_spans(text, spans, self.counts if count else None) if text else ""
-            for spans, text, count in zip(raw, plain, counted, strict=True)
-        ]
+        return [apply_spans(text, spans, self.counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
 
     def _raw_spans(self, texts: Sequence[str], contexts: Sequence[RedactionContext]) -> list[list[Span]]:
         """Each detector's spans in each text (read with its own context), unresolved. A detector
