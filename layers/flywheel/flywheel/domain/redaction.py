@@ -1149,6 +1149,7 @@ def person_variants(name: str) -> frozenset[str]:
     return frozenset(v for v in variants if len(v) >= 2 or (v and _is_cjk(v[0])))
 
 
+@lru_cache(maxsize=4096)  # a CRM's keys recur in every lead's context
 def _is_person_key(key: str) -> bool:
     words = [w.lower() for w in _KEY_WORD.findall(key)]
     if not words:
