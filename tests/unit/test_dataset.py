@@ -321,6 +321,45 @@ def test_minhash_signatures_are_the_minimum_of_each_permutation_over_the_word_se
             assert int(row[k]) == want
 
 
+WORD_PIECES = [
+    "a",
+    "Z",
+    "é",
+    "İ",
+    "ß",
+    "Σ",
+    "東",
+    "7",
+    "_",
+    "{",
+    "}",
+    "{{",
+    "}}",
+    "{{x}}",
+    " ",
+    "\n",
+    ".",
+    "-",
+    "’",
+    "\xa0",
+    "\u2003",
+    "\x1f",
+]
+
+
+@given(st.lists(st.sampled_from(WORD_PIECES), max_size=40))
+@settings(max_examples=500, deadline=None)
+def test_the_words_of_a_text_are_what_the_word_pattern_finds(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert nd.words(text) == {w.encode() for w in nd._WORD.findall(text.lower())}
+
+
+def test_the_words_of_the_planted_texts_are_what_the_word_pattern_finds() -> None:
+    texts, _ = planted(blind=True)
+    for text in [*texts, ROW["body"], ROW["brief"], "Grüße aus Köln, {{first_name}}_x {{a}} {{ b }}"]:
+        assert nd.words(text) == {w.encode() for w in nd._WORD.findall(text.lower())}, text
+
+
 def test_the_split_key_puts_an_example_where_is_validation_says() -> None:
     import hashlib
 
