@@ -356,7 +356,7 @@ def test_the_words_of_a_text_are_what_the_word_pattern_finds(pieces: list[str]) 
 
 def test_the_words_of_the_planted_texts_are_what_the_word_pattern_finds() -> None:
     texts, _ = planted(blind=True)
-    for text in [*texts, ROW["body"], ROW["brief"], "Grüße aus Köln, {{first_name}}_x {{a}} {{ b }}"]:
+    for text in [*texts, str(ROW["body"]), str(ROW["brief"]), "Grüße aus Köln, {{first_name}}_x {{a}} {{ b }}"]:
         assert nd.words(text) == {w.encode() for w in nd._WORD.findall(text.lower())}, text
 
 
