@@ -783,10 +783,13 @@ class KnownEntityDetector:
                     (left_free or start == 0 or not folded[start - 1].isalnum())
                     and (right_free or end == size or not folded[end].isalnum())
                     and (not strict or text[start].isupper() or _in_slug(text, start, end))
-                    and not any(outer_start <= start and end <= outer_end for outer_start, outer_end in found)
                 ):
-                    found.append((start, end))
-                    yield Span(start, end, placeholder, self.name)
+                    for outer_start, outer_end in found:
+                        if outer_start <= start and end <= outer_end:
+                            break
+                    else:
+                        found.append((start, end))
+                        yield Span(start, end, placeholder, self.name)
                 start = folded.find(needle, start + 1)
 
 
