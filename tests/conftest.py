@@ -33,6 +33,19 @@ def run_command(args: list[str], env: dict[str, str], timeout: int = 120) -> sub
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def planted_context(item: dict[str, Any]) -> Any:
+    """The redaction context of an item of tests/data/pii_planted.jsonl."""
+    from flywheel.domain import redaction as rd
+
+    c = item["context"]
+    return rd.build_context(
+        lead=c["lead"],
+        colleagues=rd.names_in(c["lead_context"]),
+        sender=c["sender"],
+        regions=[c["lead_country"], (c["sender"] or {}).get("country")],
+    )
+
+
 @contextmanager
 def deadline(seconds: int, what: str) -> Iterator[None]:
     """Fails with TimeoutError naming `what` when the block takes longer than `seconds` (SIGALRM):

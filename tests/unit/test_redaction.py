@@ -8,21 +8,11 @@ from collections import Counter
 import pytest
 
 from flywheel.domain import redaction as rd
-from tests.conftest import ROOT
+from tests.conftest import ROOT, planted_context
 
 CORPUS = [json.loads(line) for line in (ROOT / "tests" / "data" / "pii_planted.jsonl").read_text().splitlines()]
 CLEAN = [line for line in (ROOT / "tests" / "data" / "pii_clean.txt").read_text().splitlines() if line]
 DETECTORS = {d.name: d for d in rd.DEFAULT_DETECTORS}
-
-
-def context(item: dict) -> rd.RedactionContext:
-    c = item["context"]
-    return rd.build_context(
-        lead=c["lead"],
-        colleagues=rd.names_in(c["lead_context"]),
-        sender=c["sender"],
-        regions=[c["lead_country"], (c["sender"] or {}).get("country")],
-    )
 
 
 def survivors(item: dict, redacted: str) -> list[str]:
@@ -43,14 +33,16 @@ def test_each_detector_alone_removes_its_planted_corpus(name: str) -> None:
     redactor = rd.Redactor(detectors=(DETECTORS[name],))
     items = [i for i in CORPUS if i["detector"] == name]
     missed = [
-        (i["id"], survivors(i, out)) for i in items if survivors(i, out := redactor.redact(i["text"], context(i)))
+        (i["id"], survivors(i, out))
+        for i in items
+        if survivors(i, out := redactor.redact(i["text"], planted_context(i)))
     ]
     assert items and missed == []
 
 
 def test_the_pipeline_leaves_zero_survivors_in_the_whole_corpus() -> None:
     redactor = rd.Redactor()
-    missed = [i["id"] for i in CORPUS if survivors(i, redactor.redact(i["text"], context(i)))]
+    missed = [i["id"] for i in CORPUS if survivors(i, redactor.redact(i["text"], planted_context(i)))]
     assert missed == []
     assert redactor.counts["phone"] >= 60 and redactor.counts["email"] >= 15
 
@@ -83,7 +75,7 @@ def test_a_built_context_brings_the_needles_its_terms_give() -> None:
         colleagues=["Amélie Haddad", "山田太郎", "山田Taro"],
         sender={"name": "Mark Wood", "company": "株式会社山田製作所", "signature": "Mark Wood\nBright Ideas"},
     )
-    for built in [ordinary, *(context(item) for item in CORPUS)]:
+    for built in [ordinary, *(planted_context(item) for item in CORPUS)]:
         assert built.known_needles is not None
         assert built.needles == rd.RedactionContext(built.regions, built.terms).needles, built.terms
 

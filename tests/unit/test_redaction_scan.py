@@ -22,7 +22,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flywheel.domain import redaction as rd
-from tests.conftest import ROOT
+from tests.conftest import ROOT, planted_context
 
 CORPUS = [json.loads(line) for line in (ROOT / "tests" / "data" / "pii_planted.jsonl").read_text().splitlines()]
 CLEAN = [line for line in (ROOT / "tests" / "data" / "pii_clean.txt").read_text().splitlines() if line]
@@ -282,18 +282,8 @@ def test_possessive_runs_match_what_the_greedy_patterns_match() -> None:
             assert [m.span() for m in fast[name].finditer(text)] == [m.span() for m in pattern.finditer(text)], name
 
 
-def context_of(item: dict[str, Any]) -> rd.RedactionContext:
-    c = item["context"]
-    return rd.build_context(
-        lead=c["lead"],
-        colleagues=rd.names_in(c["lead_context"]),
-        sender=c["sender"],
-        regions=[c["lead_country"], (c["sender"] or {}).get("country")],
-    )
-
-
 def contexts() -> list[rd.RedactionContext]:
-    return [context_of(i) for i in [i for i in CORPUS if i["context"]["lead"]][::7]]
+    return [planted_context(i) for i in [i for i in CORPUS if i["context"]["lead"]][::7]]
 
 
 @given(st.integers(min_value=0, max_value=10**9))
@@ -352,7 +342,7 @@ def test_leaving_out_the_names_inside_others_resolves_to_the_same_spans() -> Non
     )
     samples = [
         ("Bright Box Co, Box Co and Bright Box", overlapping),
-        *((i["text"], context_of(i)) for i in CORPUS),
+        *((i["text"], planted_context(i)) for i in CORPUS),
         *((t, c) for c in known for t in texts(19, 30)),
     ]
     left_out = 0
