@@ -82,6 +82,26 @@ def test_a_build_that_cannot_finish_in_time_fails_before_it_starts(
     assert not (tmp_path / "train.jsonl").exists()  # nothing was built
 
 
+def test_the_check_counts_the_passes_after_the_workers(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Pass 1 alone would fit: de-duplicating and writing the 30 outcomes afterwards (in the
+    streaming process alone) would not, so the build fails before it starts, saying why."""
+    fast = {"dataset_build_seconds_per_row": 1e-6, "dataset_build_workers": 1}
+    settings = get_settings().model_copy(update={**fast, "dataset_finish_seconds_per_row": 1.0})
+    with pytest.raises(DatasetTooLarge) as failure:
+        build_dataset(DatasetSpec(), tmp_path / "slow", settings, deadline=time.monotonic() + 20)
+    assert "30 outcomes need about 30 s" in failure.value.message
+    assert "and 30 s to de-duplicate and write them" in failure.value.message
+    assert not (tmp_path / "slow" / "train.jsonl").exists()
+    # with the passes after the workers as fast as configured by default, the same build runs
+    fits = get_settings().model_copy(update=fast)
+    done = build_dataset(DatasetSpec(), tmp_path / "fits", fits, deadline=time.monotonic() + 20)
+    assert done.examples > 0 and set(done.seconds) == {"stage", "plan", "write"}
+    assert all(0 <= s < 20 for s in done.seconds.values())
+
+
 def test_a_build_slower_than_planned_stops_when_it_sees_it_will_not_finish(
     planted: list[str],  # noqa: F811
     tmp_path: Path,

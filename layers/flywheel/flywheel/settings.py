@@ -124,6 +124,9 @@ class Settings(BaseModel):
     # three times bench/export.py's 0.38 ms on a shared 2-core x86 host: room for slower hosts and data),
     # and the time kept for the upload after it; during the build the rate it really reaches is used
     dataset_build_seconds_per_row: float = Field(default=0.0012, gt=0)
+    # seconds an outcome costs in passes 2 and 3 (de-duplicate, split, write), which run after pass 1
+    # in the streaming process alone (about twice bench/export.py's 25 us on 200,000 outcomes)
+    dataset_finish_seconds_per_row: float = Field(default=0.00005, ge=0)
     dataset_upload_margin_s: float = Field(default=90, ge=0)
 
     # retention (see README "Scale"): an outcome is final once its longest outcome window has

@@ -96,6 +96,9 @@ class BuiltDataset:
     validation_path: Path
     manifest: dict[str, Any]
     smoke_prompt: list[dict[str, str]] = field(default_factory=list)
+    # wall seconds of each pass (stage, plan, write): not in the manifest, which is the same
+    # however fast the build went
+    seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def examples(self) -> int:
@@ -133,19 +136,23 @@ class TimeBudget:
     """When the build must be done (time.monotonic()) and how fast it is expected to go."""
 
     deadline: float
-    seconds_per_row: float
+    seconds_per_row: float  # pass 1, one worker
     workers: int
+    finish_seconds_per_row: float = 0.0  # passes 2 and 3 (de-duplicate, split, write), after pass 1
 
     def check(self, rows: int, done: int = 0, elapsed: float = 0.0) -> None:
-        """Before the build (`done` 0: the configured rate) or during it (the rate seen so far)."""
+        """Before the build (`done` 0: the configured rate) or during it (pass 1's rate seen so far);
+        passes 2 and 3 run after pass 1, in the streaming process alone, at the configured rate."""
         rate = elapsed / done if done >= 2000 else self.seconds_per_row / self.workers
-        needed, left = (rows - done) * rate, self.deadline - time.monotonic()
+        finish = rows * self.finish_seconds_per_row
+        needed, left = (rows - done) * rate + finish, self.deadline - time.monotonic()
         if needed > left:
             raise DatasetTooLarge(
                 f"the dataset cannot be built in time: {rows} outcomes need about {needed + elapsed:.0f} s "
-                f"at {1 / rate:,.1f} outcomes/s with {self.workers} worker(s), and this run has {left:.0f} s left "
-                "before its upload; narrow it (since_days, min_quality_score) or give TrainingPipelineFunction "
-                "more memory (every 1,769 MB is another vCPU, another worker)",
+                f"at {1 / rate:,.1f} outcomes/s with {self.workers} worker(s) and {finish:.0f} s to de-duplicate "
+                f"and write them, and this run has {left:.0f} s left before its upload; narrow it (since_days, "
+                "min_quality_score) or give TrainingPipelineFunction more memory (every 1,769 MB is another "
+                "vCPU, another worker)",
                 outcomes=rows,
                 projected_s=round(needed + elapsed),
                 available_s=round(left),
@@ -180,7 +187,11 @@ def build_dataset(
     `deadline` (time.monotonic()), a build that cannot finish by then fails first, with the reason."""
     limits = check_spec(spec)
     workers = 1 if pii_pass is not None else build_workers(settings)
-    budget = TimeBudget(deadline, settings.dataset_build_seconds_per_row, workers) if deadline else None
+    budget = (
+        TimeBudget(deadline, settings.dataset_build_seconds_per_row, workers, settings.dataset_finish_seconds_per_row)
+        if deadline
+        else None
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     train_path, validation_path = out_dir / "train.jsonl", out_dir / "validation.jsonl"
     fraction = spec.validation_fraction if limits.validation else 0.0
@@ -198,6 +209,7 @@ def build_dataset(
         rows = training_dal.stream_outcomes(
             conn, min_quality=spec.min_quality, since=spec.since, until=spec.until, for_preferences=preferences
         )
+        started = time.monotonic()
         staged = _stage(
             rows,
             spec,
@@ -207,8 +219,15 @@ def build_dataset(
             workers,
             (lambda done, elapsed: budget.check(expected, done, elapsed)) if budget else None,
         )
+        staged_at = time.monotonic()
         plan = _plan(staged, fraction)
+        planned_at = time.monotonic()
         written = _write(stage, plan, train_path, validation_path, staged.token_method, limits.example_tokens)
+        seconds = {
+            "stage": staged_at - started,
+            "plan": planned_at - staged_at,
+            "write": time.monotonic() - planned_at,
+        }
     train_report, validation_report, scan = written.train_report, written.validation_report, written.scan
     problems = check_dataset(train_report, validation_report, limits)
     for name, report in (("training", train_report), ("validation", validation_report)):
@@ -275,7 +294,9 @@ def build_dataset(
         "dataset_hash": written.digest,
     }
     smoke_prompt = smoke_prompt_from(validation_path) or smoke_prompt_from(train_path)
-    return BuiltDataset(train_path, validation_path, json.loads(json.dumps(manifest, default=str)), smoke_prompt)
+    return BuiltDataset(
+        train_path, validation_path, json.loads(json.dumps(manifest, default=str)), smoke_prompt, seconds
+    )
 
 
 def _trainable_on(spec: DatasetSpec, limits: ModelLimits) -> str:
