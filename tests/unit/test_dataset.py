@@ -8,6 +8,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -292,6 +293,28 @@ def test_dpo_drops_a_pair_whose_preferred_text_is_rejected_in_another_pair() -> 
     assert plan.keep.tolist() == [True, False]
 
 
+def test_names_in_a_context_are_read_whatever_python_shape_holds_them() -> None:
+    """A lead context or a sender from a Python caller (tuples, sets, a Mapping that is not a dict)
+    is read as JSON would be; a sender that is not an object at all fails the build rather than
+    leave its name in the text."""
+    from collections import UserDict
+
+    row = {
+        **ROW,
+        "brief": "ask Jane Doe and Bob Roe, cc Kim Li",
+        "lead_context": {"assistant": ("Jane Doe", "Bob Roe"), "colleagues": ({"name": "Kim Li"},)},
+        "sender": UserDict(ROW["sender"]),  # type: ignore[call-overload]
+    }
+    example = ds.supervised_example(row, Redactor())
+    for name in ("Jane", "Doe", "Bob", "Roe", "Kim", "Sam Lee"):
+        assert name not in example.prompt + example.targets[0], name
+    with_set = ds.supervised_example({**row, "lead_context": {"assistant": {"Jane Doe"}}}, Redactor())
+    assert "Jane" not in with_set.prompt
+    for sender in ("Sam Lee", ["Sam Lee"]):
+        with pytest.raises(TypeError, match="not an object"):
+            ds.context_of({**row, "sender": sender})
+
+
 def test_the_manifest_counts_frameworks_without_the_free_text_of_the_row() -> None:
     row = {**ROW, "framework": "Challenger for Dana Reyes"}
     redactor = Redactor()
@@ -344,6 +367,7 @@ WORD_PIECES = [
     "\xa0",
     "\u2003",
     "\x1f",
+    "\ud800",  # a lone surrogate is no word (and no error)
 ]
 
 

@@ -242,3 +242,21 @@ def test_hostile_text_is_redacted_in_bounded_time(hostile: str) -> None:
 
     with deadline(15, hostile[:40]):
         rd.Redactor().redact_many([message_body(hostile, None), hostile], rd.RedactionContext(regions=("US",)))
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "Dana " * 80_000,  # each name found was compared with every one found before it (minutes)
+        "Dana Reyes, " * 20_000,  # a name inside each full name
+        "山田" * 100_000,  # a name in a script written without spaces: found at every character pair
+        "Dana Reyes of Northwind Traders with Sam Lee at Acme Robotics; " * 4_000,  # every needle, often
+    ],
+    ids=lambda text: repr(text[:12]),
+)
+def test_a_text_full_of_known_names_is_redacted_in_bounded_time(hostile: str) -> None:
+    from tests.conftest import deadline
+
+    with deadline(15, hostile[:40]):
+        out = redact(hostile, extra={"colleague": "山田"})
+    assert "Dana" not in out and "山田" not in out

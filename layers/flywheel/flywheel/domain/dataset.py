@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,8 @@ def context_of(row: dict[str, Any]) -> RedactionContext:
     from a name (its variants, skeletons) is cached by `build_context`: senders, companies and
     first names recur across messages, whole leads rarely do (the build reads in order of sending)."""
     sender, lead_context = row.get("sender") or {}, row.get("lead_context") or {}
-    sender = sender if isinstance(sender, dict) else {}
+    if not isinstance(sender, Mapping):  # not read as anyone: its name would be left in the text
+        raise TypeError(f"the sender of outcome {row.get('outcome_id')} is not an object: {type(sender).__name__}")
     return build_context(
         lead={
             "first_name": row.get("lead_first_name"),
@@ -57,7 +58,7 @@ def context_of(row: dict[str, Any]) -> RedactionContext:
         sender=sender,
         regions=(
             row.get("lead_country"),
-            lead_context.get("country") if isinstance(lead_context, dict) else None,
+            lead_context.get("country") if isinstance(lead_context, Mapping) else None,
             sender.get("country"),
         ),
     )

@@ -20,10 +20,10 @@ import itertools
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache, partial
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberMatcher
@@ -772,10 +772,16 @@ class KnownEntityDetector:
             return
         folded = skeleton(text)
         size = len(folded)
-        # a name inside one already found ("Aisha" in "Aisha Smith") is left out: resolving would
-        # drop it, and without it most texts' spans overlap nowhere (`resolve`'s shortcut)
-        found: list[tuple[int, int]] = []
+        # a name inside one found for an earlier needle ("Aisha" in "Aisha Smith") is left out:
+        # resolving would drop it, and without it most texts' spans overlap nowhere (`resolve`'s
+        # shortcut). The earlier needles' names by start, with the furthest end reached up to each:
+        # a name is inside one of them when that end, for the last of them starting at or before
+        # it, reaches its end (a lookup, not a walk: "Dana " 40,000 times stays linear)
+        earlier: list[tuple[int, int]] = []
+        starts: list[int] = []
+        reach: list[int] = []
         for needle, placeholder, left_free, right_free, strict in context.needles:
+            found = []
             start = folded.find(needle)
             while start != -1:
                 end = start + len(needle)
@@ -784,13 +790,15 @@ class KnownEntityDetector:
                     and (right_free or end == size or not folded[end].isalnum())
                     and (not strict or text[start].isupper() or _in_slug(text, start, end))
                 ):
-                    for outer_start, outer_end in found:
-                        if outer_start <= start and end <= outer_end:
-                            break
-                    else:
+                    at = bisect.bisect_right(starts, start)
+                    if not at or reach[at - 1] < end:
                         found.append((start, end))
                         yield Span(start, end, placeholder, self.name)
                 start = folded.find(needle, start + 1)
+            if found:  # one needle's names never hold each other (the same length, other starts)
+                earlier = sorted(earlier + found)
+                starts = [s for s, _ in earlier]
+                reach = list(itertools.accumulate((e for _, e in earlier), max))
 
 
 def _in_slug(text: str, start: int, end: int) -> bool:
@@ -1166,11 +1174,11 @@ def _is_person_key(key: str) -> bool:
 def names_in(value: object, key: str = "", person: bool = False) -> Iterator[str]:
     """Person names in a lead context (`extra`): string values under keys that name people
     (`assistant`, `buying_committee`, `referred_by`, `champion.name`, `stakeholders[].first`)."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         for k, v in value.items():
             child = str(k)
             yield from names_in(v, child, _is_person_key(child) or (person and child.lower() in _PART_KEYS))
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple | set | frozenset):  # JSON arrays, and what a Python caller passes
         for item in value:
             yield from names_in(item, key, person)
     elif isinstance(value, str) and person:
@@ -1256,7 +1264,7 @@ def build_context(
     *,
     lead: dict[str, str | None],
     colleagues: Iterable[str] = (),
-    sender: dict[str, str | None] | None = None,
+    sender: Mapping[str, Any] | None = None,
     regions: Iterable[str | None] = (),
 ) -> RedactionContext:
     """The redaction context of one message. Longer terms come first, so overlapping names
