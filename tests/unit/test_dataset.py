@@ -313,6 +313,9 @@ def test_names_in_a_context_are_read_whatever_python_shape_holds_them() -> None:
     for sender in ("Sam Lee", ["Sam Lee"]):
         with pytest.raises(TypeError, match="not an object"):
             ds.context_of({**row, "sender": sender})
+    for field in ds.SENDER_FIELDS:
+        with pytest.raises(TypeError, match=f"sender's {field} .* is not text"):
+            ds.context_of({**row, "sender": {**ROW["sender"], field: ["Zeta Labs"]}})  # type: ignore[dict-item]
 
 
 def test_the_manifest_counts_frameworks_without_the_free_text_of_the_row() -> None:

@@ -260,3 +260,15 @@ def test_a_text_full_of_known_names_is_redacted_in_bounded_time(hostile: str) ->
     with deadline(15, hostile[:40]):
         out = redact(hostile, extra={"colleague": "山田"})
     assert "Dana" not in out and "山田" not in out
+
+
+def test_a_text_of_thousands_of_distinct_known_names_is_redacted_in_bounded_time() -> None:
+    """A buying committee of thousands, each named in the text: every needle with a name used to
+    re-sort all the names kept before it (16,000 names took 21 s)."""
+    from tests.conftest import deadline
+
+    names = ["Nm" + "".join(chr(97 + (i // 26**k) % 26) for k in range(4)) for i in range(16_000)]
+    context = rd.RedactionContext(terms=tuple((name, "{{colleague_name}}", False) for name in names))
+    with deadline(15, "16,000 distinct names"):
+        out = rd.Redactor().redact(" ".join(names), context)
+    assert out == " ".join(["{{colleague_name}}"] * len(names))

@@ -345,6 +345,20 @@ def kept_names(text: str, context: rd.RedactionContext) -> list[rd.Span]:
     return kept
 
 
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 12)), max_size=60), st.integers(0, 40))
+@settings(max_examples=300, deadline=None)
+def test_the_reach_of_the_kept_names_is_the_furthest_end_of_those_starting_before(
+    names: list[tuple[int, int]], probe: int
+) -> None:
+    reach = rd._Reach(60)
+    added: list[tuple[int, int]] = []
+    for start, length in names:
+        reach.add(start, start + length)
+        added.append((start, start + length))
+        for position in (probe, start, max(0, start - 1)):
+            assert reach.furthest(position) == max((e for s, e in added if s <= position), default=0)
+
+
 def test_leaving_out_the_names_inside_others_resolves_to_the_same_spans() -> None:
     detector, known = rd.KnownEntityDetector(), contexts()
     overlapping = rd.RedactionContext(

@@ -40,14 +40,22 @@ class Example:
 # --- cleaning and redaction ---------------------------------------------------------------------
 
 
+SENDER_FIELDS = ("name", "title", "company", "signature", "country")  # what a context reads of a sender
+
+
 def context_of(row: dict[str, Any]) -> RedactionContext:
     """Everything known about the people of one message: the lead, the sender, colleagues named
     in the lead context, and the regions their phone numbers are written for. What is worked out
     from a name (its variants, skeletons) is cached by `build_context`: senders, companies and
     first names recur across messages, whole leads rarely do (the build reads in order of sending)."""
     sender, lead_context = row.get("sender") or {}, row.get("lead_context") or {}
-    if not isinstance(sender, Mapping):  # not read as anyone: its name would be left in the text
+    # a sender that is not an object, or whose fields are not text, is not read as anyone: its
+    # name would be left in the text, so the build fails instead
+    if not isinstance(sender, Mapping):
         raise TypeError(f"the sender of outcome {row.get('outcome_id')} is not an object: {type(sender).__name__}")
+    for key in SENDER_FIELDS:
+        if not isinstance(sender.get(key), str | None):
+            raise TypeError(f"the sender's {key} of outcome {row.get('outcome_id')} is not text")
     return build_context(
         lead={
             "first_name": row.get("lead_first_name"),

@@ -772,15 +772,13 @@ class KnownEntityDetector:
             return
         folded = skeleton(text)
         size = len(folded)
-        # a name inside one found for an earlier needle ("Aisha" in "Aisha Smith") is left out:
+        # a name inside one kept for an earlier needle ("Aisha" in "Aisha Smith") is left out:
         # resolving would drop it, and without it most texts' spans overlap nowhere (`resolve`'s
-        # shortcut). Few names found: each is compared with them; many (a text that repeats a name
-        # thousands of times): they are kept by start with the furthest end reached up to each, and
-        # a name is inside one when that end, for the last to start at or before it, reaches its end
-        earlier: list[tuple[int, int]] = []
-        found: list[tuple[int, int]] = []  # the names of the needle being searched for
-        starts: list[int] = []
-        reach: list[int] = []
+        # shortcut). A needle's own names never hold each other (the same length, other starts), so
+        # each name is compared with every name kept so far: one by one while they are few, then
+        # through `_Reach` (a text repeating names thousands of times stays near-linear)
+        kept: list[tuple[int, int]] = []
+        reach: _Reach | None = None
         for needle, placeholder, left_free, right_free, strict in context.needles:
             start = folded.find(needle)
             while start != -1:
@@ -790,30 +788,52 @@ class KnownEntityDetector:
                     and (right_free or end == size or not folded[end].isalnum())
                     and (not strict or text[start].isupper() or _in_slug(text, start, end))
                 ):
-                    if starts:
-                        at = bisect.bisect_right(starts, start)
-                        inside = at > 0 and reach[at - 1] >= end
+                    if reach is not None:
+                        inside = reach.furthest(start) >= end
                     else:
-                        for outer_start, outer_end in earlier:
+                        for outer_start, outer_end in kept:
                             if outer_start <= start and end <= outer_end:
                                 inside = True
                                 break
                         else:
                             inside = False
                     if not inside:
-                        found.append((start, end))
                         yield Span(start, end, placeholder, self.name)
+                        if reach is not None:
+                            reach.add(start, end)
+                        else:
+                            kept.append((start, end))
+                            if len(kept) > _FEW_NAMES:
+                                reach = _Reach(size)
+                                for kept_start, kept_end in kept:
+                                    reach.add(kept_start, kept_end)
                 start = folded.find(needle, start + 1)
-            if found:  # one needle's names never hold each other (the same length, other starts)
-                earlier += found
-                found.clear()
-                if len(earlier) > _FEW_NAMES:
-                    earlier.sort()
-                    starts = [s for s, _ in earlier]
-                    reach = list(itertools.accumulate((e for _, e in earlier), max))
 
 
-_FEW_NAMES = 16  # names found in a text, compared one by one; past that, looked up
+_FEW_NAMES = 16  # names kept in a text, compared one by one; past that, looked up in a _Reach
+
+
+class _Reach:
+    """The furthest end among the names starting at or before a position, as names are added (a
+    Fenwick tree of maxima over start positions: both in O(log n))."""
+
+    def __init__(self, size: int) -> None:
+        self.tree = [0] * (size + 1)
+
+    def add(self, start: int, end: int) -> None:
+        i, tree = start + 1, self.tree
+        while i < len(tree):
+            if tree[i] < end:
+                tree[i] = end
+            i += i & -i
+
+    def furthest(self, start: int) -> int:
+        i, tree, best = start + 1, self.tree, 0
+        while i > 0:
+            if tree[i] > best:
+                best = tree[i]
+            i -= i & -i
+        return best
 
 
 def _in_slug(text: str, start: int, end: int) -> bool:
