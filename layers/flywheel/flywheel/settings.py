@@ -121,7 +121,7 @@ class Settings(BaseModel):
     dataset_build_workers: int = Field(default=0, ge=0, le=64)
     # the build refuses to start (and stops) when it cannot finish in the invocation's time:
     # CPU seconds one worker spends on an outcome as the build plans it before it starts (more than
-    # three times bench/export.py's 0.38 ms on a shared 2-core x86 host: room for slower hosts and data),
+    # three times bench/export.py's 0.39 ms on a shared 2-core x86 host: room for slower hosts and data),
     # and the time kept for the upload after it; during the build the rate it really reaches is used
     dataset_build_seconds_per_row: float = Field(default=0.0012, gt=0)
     # seconds an outcome costs in passes 2 and 3 (de-duplicate, split, write), which run after pass 1
