@@ -251,6 +251,9 @@ def test_hostile_text_is_redacted_in_bounded_time(hostile: str) -> None:
         "Dana Reyes, " * 20_000,  # a name inside each full name
         "山田" * 100_000,  # a name in a script written without spaces: found at every character pair
         "Dana Reyes of Northwind Traders with Sam Lee at Acme Robotics; " * 4_000,  # every needle, often
+        # names that overlap in part, each overlap merged: every span was compared with every one
+        # taken before it (390 KB took 41 s)
+        "Dana Reyes Dana. " * 24_000,
     ],
     ids=lambda text: repr(text[:12]),
 )
@@ -258,7 +261,7 @@ def test_a_text_full_of_known_names_is_redacted_in_bounded_time(hostile: str) ->
     from tests.conftest import deadline
 
     with deadline(15, hostile[:40]):
-        out = redact(hostile, extra={"colleague": "山田"})
+        out = redact(hostile, extra={"colleague": "山田", "champion": "Reyes Dana"})
     assert "Dana" not in out and "山田" not in out
 
 

@@ -470,6 +470,46 @@ def test_resolving_answers_what_the_general_merge_answers(raw: list[tuple[int, i
     assert rd.resolve(spans, text) == rd._merged(spans, protected)
 
 
+def first_merged(spans: list[rd.Span], protected: list[tuple[int, int]]) -> list[rd.Span]:
+    """`_merged` as first written: every span compared with every one taken and every placeholder."""
+    taken: list[rd.Span] = []
+    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
+        start, end = span.start, span.end
+        if end <= start or any(p_start <= start and end <= p_end for p_start, p_end in protected):
+            continue
+        for p_start, p_end in protected:
+            if start < p_end and p_start < end:
+                start, end = min(start, p_start), max(end, p_end)
+        overlapping = [t for t in taken if start < t.end and t.start < end]
+        if any(t.start <= start and end <= t.end for t in overlapping):
+            continue
+        if overlapping:
+            keep = overlapping[0]
+            taken = [t for t in taken if t not in overlapping]
+            span = rd.Span(
+                min(start, *(t.start for t in overlapping)),
+                max(end, *(t.end for t in overlapping)),
+                keep.placeholder,
+                keep.detector,
+            )
+        else:
+            span = rd.Span(start, end, span.placeholder, span.detector)
+        taken.append(span)
+    return sorted(taken, key=lambda s: s.start)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 80), st.integers(0, 14), st.sampled_from("abc")), max_size=40),
+    st.lists(st.sampled_from(["xxxx", "{{p}}", "{{ q }}", "y"]), min_size=1, max_size=16),
+)
+@settings(max_examples=500, deadline=None)
+def test_merging_answers_what_comparing_every_pair_answers(raw: list[tuple[int, int, str]], parts: list[str]) -> None:
+    text = "".join(parts)
+    spans = [rd.Span(start, start + size, "{{" + ph + "}}", f"d{k % 3}") for k, (start, size, ph) in enumerate(raw)]
+    protected = [(m.start(), m.end()) for m in rd.PLACEHOLDER.finditer(text)]
+    assert rd._merged(spans, protected) == first_merged(spans, protected)
+
+
 # --- the address layouts grouped by what their matches start with ---------------------------------
 
 GROUP_SAMPLES = [

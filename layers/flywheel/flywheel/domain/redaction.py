@@ -894,31 +894,40 @@ def _touching(ordered: list[Span], protected: list[tuple[int, int]]) -> bool:
 
 
 def _merged(spans: Iterable[Span], protected: list[tuple[int, int]]) -> list[Span]:
-    """`resolve` in general: longest first, merging partial overlaps, around placeholders."""
-    taken: list[Span] = []
-    for span in sorted(spans, key=lambda s: (s.start - s.end, s.start)):
+    """`resolve` in general: longest first, merging partial overlaps, around placeholders.
+
+    The spans taken so far never overlap, so they are kept by start (their ends in the same
+    order), and what a span overlaps, of them or of the placeholders (`protected`, in order, apart),
+    is a slice found by bisection: a text with thousands of overlapping names stays near-linear
+    (comparing each span with every one taken took 41 s for 390 KB). A span that overlaps several
+    taken ones is merged into the one taken first (`seq`), as the longest (tests/unit/
+    test_redaction_scan.py compares this with the version that compared every pair)."""
+    p_starts, p_ends = [p for p, _ in protected], [e for _, e in protected]
+    starts: list[int] = []
+    ends: list[int] = []
+    taken: list[tuple[int, Span]] = []  # (when it was taken, the span), by start
+    for seq, span in enumerate(sorted(spans, key=lambda s: (s.start - s.end, s.start))):
         start, end = span.start, span.end
-        if end <= start or any(p_start <= start and end <= p_end for p_start, p_end in protected):
+        if end <= start:
             continue
-        for p_start, p_end in protected:
-            if start < p_end and p_start < end:
-                start, end = min(start, p_start), max(end, p_end)
-        overlapping = [t for t in taken if start < t.end and t.start < end]
-        if any(t.start <= start and end <= t.end for t in overlapping):
-            continue
-        if overlapping:  # merge into the longest one it touches
-            keep = overlapping[0]
-            taken = [t for t in taken if t not in overlapping]
-            span = Span(
-                min(start, *(t.start for t in overlapping)),
-                max(end, *(t.end for t in overlapping)),
-                keep.placeholder,
-                keep.detector,
-            )
+        first, last = bisect.bisect_right(p_ends, start), bisect.bisect_left(p_starts, end)
+        if first < last:  # placeholders it reaches into: inside one, it is that placeholder
+            if p_starts[first] <= start and end <= p_ends[first]:
+                continue
+            start, end = min(start, p_starts[first]), max(end, p_ends[last - 1])
+        lo, hi = bisect.bisect_right(ends, start), bisect.bisect_left(starts, end)
+        if lo < hi:
+            if hi - lo == 1 and starts[lo] <= start and end <= ends[lo]:
+                continue  # inside one taken
+            keep = min(taken[lo:hi])[1]
+            span = Span(min(start, starts[lo]), max(end, ends[hi - 1]), keep.placeholder, keep.detector)
+            del starts[lo:hi], ends[lo:hi], taken[lo:hi]
         else:
             span = Span(start, end, span.placeholder, span.detector)
-        taken.append(span)
-    return sorted(taken, key=lambda s: s.start)
+        starts.insert(lo, span.start)
+        ends.insert(lo, span.end)
+        taken.insert(lo, (seq, span))
+    return [span for _, span in taken]
 
 
 # Joins the texts of one message (or one written line) so each detector scans them in one call.
