@@ -40,36 +40,28 @@ class Example:
 # --- cleaning and redaction ---------------------------------------------------------------------
 
 
-SENDER_FIELDS = ("name", "title", "company", "signature", "country")  # what a context reads of a sender
-
-
 def context_of(row: dict[str, Any]) -> RedactionContext:
     """Everything known about the people of one message: the lead, the sender, colleagues named
     in the lead context, and the regions their phone numbers are written for. What is worked out
     from a name (its variants, skeletons) is cached by `build_context`: senders, companies and
     first names recur across messages, whole leads rarely do (the build reads in order of sending)."""
-    sender, lead_context = row.get("sender") or {}, row.get("lead_context") or {}
-    # a sender that is not an object, or whose fields are not text, is not read as anyone: its
-    # name would be left in the text, so the build fails instead
-    if not isinstance(sender, Mapping):
-        raise TypeError(f"the sender of outcome {row.get('outcome_id')} is not an object: {type(sender).__name__}")
-    for key in SENDER_FIELDS:
-        if not isinstance(sender.get(key), str | None):
-            raise TypeError(f"the sender's {key} of outcome {row.get('outcome_id')} is not text")
-    return build_context(
-        lead={
-            "first_name": row.get("lead_first_name"),
-            "last_name": row.get("lead_last_name"),
-            "company": row.get("lead_company"),
-        },
-        colleagues=names_in(lead_context),
-        sender=sender,
-        regions=(
-            row.get("lead_country"),
-            lead_context.get("country") if isinstance(lead_context, Mapping) else None,
-            sender.get("country"),
-        ),
-    )
+    lead_context = row.get("lead_context") or {}
+    try:
+        return build_context(
+            lead={
+                "first_name": row.get("lead_first_name"),
+                "last_name": row.get("lead_last_name"),
+                "company": row.get("lead_company"),
+            },
+            colleagues=names_in(lead_context),
+            sender=row.get("sender"),
+            regions=(
+                row.get("lead_country"),
+                lead_context.get("country") if isinstance(lead_context, Mapping) else None,
+            ),
+        )
+    except TypeError as exc:  # a sender build_context cannot read: the build fails, saying which
+        raise TypeError(f"outcome {row.get('outcome_id')}: {exc}") from exc
 
 
 def message_body(body: str | None, sender: dict[str, Any] | None) -> str:

@@ -1304,6 +1304,9 @@ def _first_word_variants(name: str) -> frozenset[str]:
     return frozenset(_transliterations(word)) if word else frozenset()
 
 
+SENDER_FIELDS = ("name", "title", "company", "signature", "country")  # what a context reads of a sender
+
+
 def build_context(
     *,
     lead: dict[str, str | None],
@@ -1312,7 +1315,15 @@ def build_context(
     regions: Iterable[str | None] = (),
 ) -> RedactionContext:
     """The redaction context of one message. Longer terms come first, so overlapping names
-    (a surname inside the company name) resolve to the longest."""
+    (a surname inside the company name) resolve to the longest. The sender's country is one of
+    the regions. A sender that is not an object, or whose fields are not text, raises TypeError:
+    it would not be read as anyone, and its name would be left in the text."""
+    sender = sender or {}
+    if not isinstance(sender, Mapping):
+        raise TypeError(f"the sender is not an object: {type(sender).__name__}")
+    for key in SENDER_FIELDS:
+        if not isinstance(sender.get(key), str | None):
+            raise TypeError(f"the sender's {key} is not text: {type(sender.get(key)).__name__}")
     parts: list[tuple[tuple[str, Placed], ...]] = []  # in order of precedence
 
     def add(variants: frozenset[str], placeholder: str, strict: bool = False) -> None:
@@ -1331,19 +1342,18 @@ def build_context(
         add(person_variants(first), "{{first_name}}")
     if last:
         add(person_variants(last), "{{last_name}}")
-    sender = sender or {}
     if sender.get("company"):
-        add(company_variants(str(sender["company"])), "{{sender_company}}")
+        add(company_variants(sender["company"]), "{{sender_company}}")
     if sender.get("name"):
-        add(person_variants(str(sender["name"])), "{{sender_name}}")
+        add(person_variants(sender["name"]), "{{sender_name}}")
     if sender.get("title"):
-        add(frozenset({" ".join(str(sender["title"]).split())}), "{{sender_title}}")
+        add(frozenset({" ".join(sender["title"].split())}), "{{sender_title}}")
     if sender.get("signature"):
-        add(_signature_terms(str(sender["signature"])), "{{signature}}")
+        add(_signature_terms(sender["signature"]), "{{signature}}")
     for name in colleagues:
         add(person_variants(name), "{{colleague_name}}")
     # a company's first word last: a person or a full name that is the same word keeps its role
-    for name, placeholder in ((company, "{{company}}"), (str(sender.get("company") or ""), "{{sender_company}}")):
+    for name, placeholder in ((company, "{{company}}"), (sender.get("company") or "", "{{sender_company}}")):
         words = _first_word_variants(name)
         if words:
             add(words, placeholder, strict=True)
@@ -1353,7 +1363,7 @@ def build_context(
     for part in reversed(parts):
         placed.update(reversed(part))
     ordered = sorted(placed.values())  # by place: no two names share one
-    codes = tuple(dict.fromkeys(c for c in (region_code(r) for r in regions) if c))
+    codes = tuple(dict.fromkeys(c for c in (region_code(r) for r in (*regions, sender.get("country"))) if c))
     return RedactionContext(
         regions=codes,
         terms=tuple(term for _, term, _ in ordered),
