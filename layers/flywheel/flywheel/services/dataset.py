@@ -138,7 +138,7 @@ class TimeBudget:
     deadline: float
     seconds_per_row: float  # pass 1, one worker
     workers: int
-    finish_seconds_per_row: float = 0.0  # passes 2 and 3 (de-duplicate, split, write), after pass 1
+    finish_seconds_per_row: float  # passes 2 and 3 (de-duplicate, split, write), after pass 1
 
     def check(self, rows: int, done: int = 0, elapsed: float = 0.0) -> None:
         """Before the build (`done` 0: the configured rate) or during it (pass 1's rate seen so far);
