@@ -127,6 +127,10 @@ class Settings(BaseModel):
     # seconds an outcome costs in passes 2 and 3 (de-duplicate, split, write), which run after pass 1
     # in the streaming process alone (about twice bench/export.py's 25 us on 200,000 outcomes)
     dataset_finish_seconds_per_row: float = Field(default=0.00005, ge=0)
+    # pass 1 keeps what it made of each outcome (sql/0017_dataset_line_cache.sql): the next build reads
+    # an unchanged outcome's line back for about this many worker seconds (bench/export.py measures)
+    dataset_line_cache: bool = True
+    dataset_cached_seconds_per_row: float = Field(default=0.0002, gt=0)
     dataset_upload_margin_s: float = Field(default=90, ge=0)
 
     # retention (see README "Scale"): an outcome is final once its longest outcome window has
@@ -135,6 +139,9 @@ class Settings(BaseModel):
     outcome_final_days: int = Field(default=90, ge=1, le=3650)
     raw_event_retention_days: int = Field(default=30, ge=0, le=3650)
     retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # the dataset line cache keeps an outcome's lines this many days after it was sent (a build's
+    # window is since_days, 90 by default; the cache of an older outcome is rebuilt if it is read)
+    dataset_cache_days: int = Field(default=180, ge=1, le=3650)
     # the reports' daily counts (ReportRollupFunction) follow the changes; as a safety net each day
     # whose outcomes can still change is also re-counted whole once this many hours (0: never)
     report_recount_hours: float = Field(default=24, ge=0, le=24 * 365)

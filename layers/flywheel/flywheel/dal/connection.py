@@ -164,6 +164,14 @@ def get_connection() -> Connection:
     return current
 
 
+def new_connection() -> Connection:
+    """A connection of its own to the configured database (not this thread's shared one), for work
+    that must commit apart from the thread's transaction; the caller closes it."""
+    settings = get_settings()
+    where = target(settings)
+    return _open(where.conninfo, where.password(), settings)
+
+
 def _open(info: str, password: str | None, settings: Settings) -> Connection:
     url = info if password is None else make_conninfo(info, password=password)
     return connect(

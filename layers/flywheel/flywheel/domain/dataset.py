@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,7 @@ class Example:
     targets: list[str]  # [target] for supervised, [preferred, non_preferred] for DPO
     system: str = SYSTEM_PROMPT
     meta: dict[str, str] = field(default_factory=dict)
+    redactions: Counter[str] = field(default_factory=Counter)  # this example's replacements by placeholder
 
     def texts(self) -> list[str]:
         return [self.system, self.prompt, *self.targets]
@@ -97,19 +99,26 @@ def examples_of(
     (DPO), read with its context(s). Each prompt is the request the model learns to answer (lead
     context and the brief, never the outcome), each target the message as sent. Every free-text
     field of every item passes the same redaction in one pass (each detector scans the texts of
-    many messages together: `Redactor.redact_each`)."""
+    many messages together: `Redactor.redact_each`). Each example counts its own replacements
+    (`Example.redactions`); the redactor counts them all, as always."""
+    counts = [Counter[str]() for _ in items]
     requests = [
-        (row, context, side == 0)
-        for item, item_contexts in zip(items, contexts, strict=True)
+        (row, context, side == 0, counts[at])
+        for at, (item, item_contexts) in enumerate(zip(items, contexts, strict=True))
         for side, (row, context) in enumerate(zip(item, item_contexts, strict=True))
     ]
-    fields = [_fields(row) if with_prompt else [] for row, _, with_prompt in requests]
+    fields = [_fields(row) if with_prompt else [] for row, _, with_prompt, _ in requests]
     texts = [
         [value for _, value in row_fields] + [row.get("subject"), message_body(row.get("body"), row.get("sender"))]
-        for row_fields, (row, _, _) in zip(fields, requests, strict=True)
+        for row_fields, (row, _, _, _) in zip(fields, requests, strict=True)
     ]
-    pairs = [(text, context) for row_texts, (_, context, _) in zip(texts, requests, strict=True) for text in row_texts]
-    redacted = iter(redactor.redact_each(pairs))
+    pairs, each = [], []
+    for row_texts, (_, context, _, item_counts) in zip(texts, requests, strict=True):
+        pairs += [(text, context) for text in row_texts]
+        each += [item_counts] * len(row_texts)
+    redacted = iter(redactor.redact_each(pairs, each))
+    for item_counts in counts:
+        redactor.counts.update(item_counts)
     written, frameworks = [], []
     for row_fields, row_texts in zip(fields, texts, strict=True):
         *values, subject, body = (next(redacted) for _ in row_texts)
@@ -125,7 +134,7 @@ def examples_of(
             next((v for (label, _), v in zip(row_fields, values, strict=True) if label == "Framework"), "")
         )
     out, at = [], 0
-    for item in items:
+    for item, item_counts in zip(items, counts, strict=True):
         first = item[0]
         out.append(
             Example(
@@ -137,6 +146,7 @@ def examples_of(
                     "org": str(first.get("org_id")),
                     "framework": frameworks[at] or "none",
                 },
+                redactions=item_counts,
             )
         )
         at += len(item)

@@ -983,11 +983,19 @@ class Redactor:
         raw = self._raw_spans(texts, [context for _, context in pairs])
         return [resolve(spans, text) if text else [] for spans, text in zip(raw, texts, strict=True)]
 
-    def redact_each(self, pairs: Sequence[tuple[str | None, RedactionContext]]) -> list[str]:
-        """`redact` of each text with its own context (None and empty give "")."""
+    def redact_each(
+        self, pairs: Sequence[tuple[str | None, RedactionContext]], counts: Sequence[Counter[str]] | None = None
+    ) -> list[str]:
+        """`redact` of each text with its own context (None and empty give ""). With `counts` (one
+        per text, the same one for texts counted together), each text's replacements are counted
+        there instead of in `self.counts`."""
         plain = [text or "" for text, _ in pairs]
         raw = self._raw_spans(plain, [context for _, context in pairs])
-        return [apply_spans(text, spans, self.counts) if text else "" for spans, text in zip(raw, plain, strict=True)]
+        tally = counts if counts is not None else itertools.repeat(self.counts)
+        return [
+            apply_spans(text, spans, counted) if text else ""
+            for spans, text, counted in zip(raw, plain, tally, strict=counts is not None)
+        ]
 
     def _raw_spans(self, texts: Sequence[str], contexts: Sequence[RedactionContext]) -> list[list[Span]]:
         """Each detector's spans in each text (read with its own context), unresolved. A detector

@@ -15,16 +15,21 @@ from __future__ import annotations
 
 import array
 import contextlib
+import dataclasses
+import functools
 import gc
 import hashlib
+import importlib.metadata
 import itertools
 import json
 import multiprocessing
 import os
 import queue
 import tempfile
+import sys
 import threading
 import time
+import unicodedata
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +40,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+import flywheel
+from flywheel.dal import dataset_cache as cache_dal
 from flywheel.dal import training as training_dal
-from flywheel.dal.connection import get_connection
+from flywheel.dal.connection import get_connection, new_connection
 from flywheel.domain import dataset as ds
 from flywheel.domain import near_duplicates as nd
 from flywheel.domain.dataset_checks import (
@@ -139,18 +146,26 @@ class TimeBudget:
     seconds_per_row: float  # pass 1, one worker
     workers: int
     finish_seconds_per_row: float  # passes 2 and 3 (de-duplicate, split, write), after pass 1
+    cached_seconds_per_row: float  # pass 1, one worker, an outcome whose line is cached
 
-    def check(self, rows: int, done: int = 0, elapsed: float = 0.0) -> None:
-        """Before the build (`done` 0: the configured rate) or during it (pass 1's rate seen so far);
-        passes 2 and 3 run after pass 1, in the streaming process alone, at the configured rate."""
-        rate = elapsed / done if done >= 2000 else self.seconds_per_row / self.workers
+    def check(self, rows: int, done: int = 0, elapsed: float = 0.0, cached: int = 0) -> None:
+        """Before the build (`done` 0: the configured rates, `cached` of the rows at the cached rate)
+        or during it (pass 1's rate seen so far); passes 2 and 3 run after pass 1, in the streaming
+        process alone, at the configured rate."""
+        if done >= 2000:
+            pass_one = (rows - done) * elapsed / done
+        else:
+            pass_one = ((rows - cached) * self.seconds_per_row + cached * self.cached_seconds_per_row) / self.workers
         finish = rows * self.finish_seconds_per_row
-        needed, left = (rows - done) * rate + finish, self.deadline - time.monotonic()
+        needed, left = pass_one + finish, self.deadline - time.monotonic()
         if needed > left:
+            speed = (rows - done) / pass_one if pass_one else 0.0
             raise DatasetTooLarge(
-                f"the dataset cannot be built in time: {rows} outcomes need about {needed + elapsed:.0f} s "
-                f"at {1 / rate:,.1f} outcomes/s with {self.workers} worker(s) and {finish:.0f} s to de-duplicate "
-                f"and write them, and this run has {left:.0f} s left before its upload; narrow it (since_days, "
+                f"the dataset cannot be built in time: {rows} outcomes"
+                + (f" ({cached} of them with a cached line)" if cached else "")
+                + f" need about {needed + elapsed:.0f} s at {speed:,.1f} outcomes/s with {self.workers} worker(s) "
+                f"and {finish:.0f} s to de-duplicate and write them, and this run has {left:.0f} s left before "
+                "its upload; narrow it (since_days, "
                 "min_quality_score) or give TrainingPipelineFunction more memory (every 1,769 MB is another "
                 "vCPU, another worker)",
                 outcomes=rows,
@@ -187,8 +202,17 @@ def build_dataset(
     `deadline` (time.monotonic()), a build that cannot finish by then fails first, with the reason."""
     limits = check_spec(spec)
     workers = 1 if pii_pass is not None else build_workers(settings)
+    # lines are kept for the next build when they are the default redaction's, whole (a Comprehend
+    # pass is a paid call whose answers may change): see LineCache
+    cache = settings.dataset_line_cache and redactor is None and pii_pass is None
     budget = (
-        TimeBudget(deadline, settings.dataset_build_seconds_per_row, workers, settings.dataset_finish_seconds_per_row)
+        TimeBudget(
+            deadline,
+            settings.dataset_build_seconds_per_row,
+            workers,
+            settings.dataset_finish_seconds_per_row,
+            settings.dataset_cached_seconds_per_row,
+        )
         if deadline
         else None
     )
@@ -202,10 +226,15 @@ def build_dataset(
         preferences = spec.method == "dpo"
         expected = 0
         if budget:
-            expected = training_dal.count_outcomes(
-                conn, min_quality=spec.min_quality, since=spec.since, until=spec.until, for_preferences=preferences
+            expected, cached = training_dal.count_outcomes(
+                conn,
+                min_quality=spec.min_quality,
+                since=spec.since,
+                until=spec.until,
+                for_preferences=preferences,
+                cache_kind=LineCache.kind_of(spec) if cache else None,
             )
-            budget.check(expected)
+            budget.check(expected, cached=cached)
         rows = training_dal.stream_outcomes(
             conn, min_quality=spec.min_quality, since=spec.since, until=spec.until, for_preferences=preferences
         )
@@ -218,6 +247,7 @@ def build_dataset(
             pii_pass,
             workers,
             (lambda done, elapsed: budget.check(expected, done, elapsed)) if budget else None,
+            cache,
         )
         staged_at = time.monotonic()
         plan = _plan(staged, fraction)
@@ -339,29 +369,35 @@ def _items(rows: Iterator[dict[str, Any]], spec: DatasetSpec) -> Iterator[Item]:
 
 @dataclass
 class Batch:
-    """Pass 1's output for consecutive items, in their order."""
+    """Pass 1's output for consecutive items, in their order: a line, signature(s), keys and
+    redaction counts each."""
 
     lines: list[str] = field(default_factory=list)
-    signatures: list[np.ndarray] = field(default_factory=list)  # per side
+    signatures: list[np.ndarray] = field(default_factory=list)  # per side, (n, 64) uint32
     prompt_keys: list[int] = field(default_factory=list)
     split_keys: list[int] = field(default_factory=list)
-    redactions: Counter[str] = field(default_factory=Counter)
+    redactions: list[Counter[str]] = field(default_factory=list)
+    clean: list[bool] = field(default_factory=list)  # the residual scan found nothing in the line
 
 
 class _Builder:
     """Turns items into staged lines: redacted examples in the provider's format, each checked
     (format, tokens) and scanned by every default detector once more, exactly as it will be
-    written. Used in-process and in the worker processes."""
+    written; with a `LineCache`, an item built before with the same rows and recipe is read back
+    instead. Used in-process and in the worker processes."""
 
-    def __init__(self, spec: DatasetSpec, redactor: Redactor) -> None:
+    def __init__(self, spec: DatasetSpec, redactor: Redactor, cache: bool = False) -> None:
         self.spec, self.redactor = spec, redactor
         self.scanner = Redactor()  # the residual scan: every default detector, whatever `redactor` is
         self.count, self.token_method = token_counter()
+        self.cache = LineCache(spec, self.token_method) if cache else None
 
-    def examples(self, items: Sequence[Item]) -> list[tuple[ds.Example, RedactionContext]]:
-        """The examples of consecutive items, redacted together, each with the context its
-        written line is scanned with (a pair's two contexts merged)."""
-        rows = [tuple(item) for item in items] if self.spec.method == "dpo" else [(item,) for item in items]
+    def rows(self, items: Sequence[Item]) -> list[tuple[dict[str, Any], ...]]:
+        return [tuple(item) for item in items] if self.spec.method == "dpo" else [(item,) for item in items]
+
+    def examples(self, rows: Sequence[tuple[dict[str, Any], ...]]) -> list[tuple[ds.Example, RedactionContext]]:
+        """The examples of consecutive items (their rows), redacted together, each with the context
+        its written line is scanned with (a pair's two contexts merged)."""
         contexts = [tuple(ds.context_of(row) for row in item) for item in rows]
         examples = ds.examples_of(rows, self.redactor, contexts)
         return [(e, c[0] if len(c) == 1 else merge_contexts(c)) for e, c in zip(examples, contexts, strict=True)]
@@ -373,7 +409,8 @@ class _Builder:
                 for side in range(len(examples[0][0].targets))
             ]
             if examples
-            else []
+            else [],
+            redactions=[e.redactions for e, _ in examples],
         )
         payloads = []
         for example, _ in examples:
@@ -393,6 +430,7 @@ class _Builder:
                 "problems": check_example(payload, self.spec.check_format),
                 "tokens": record_tokens(payload, self.count),
             }
+            batch.clean.append(not meta["found"])
             # the meta line holds no raw tab (JSON escapes it): the first tab starts the written line
             batch.lines.append(
                 f"{json.dumps(meta, ensure_ascii=False)}\t{json.dumps(payload, ensure_ascii=False, sort_keys=True)}\n"
@@ -400,43 +438,147 @@ class _Builder:
         return batch
 
     def build(self, items: Sequence[Item]) -> Batch:
-        before = Counter(self.redactor.counts)
-        batch = self.finish(self.examples(items))
-        batch.redactions = self.redactor.counts - before
+        rows = self.rows(items)
+        if self.cache is None:
+            return self.finish(self.examples(rows))
+        return self.cache.build(rows, lambda todo: self.finish(self.examples(todo)))
+
+    def close(self) -> None:
+        if self.cache is not None:
+            self.cache.close()
+
+
+MASK64 = (1 << 64) - 1  # a uint64 split key is stored as the int64 of the same bits
+
+
+@functools.cache
+def _code_digest() -> bytes:
+    """What every cached line was made with: the flywheel package's source, and the Python, Unicode
+    and library versions that detectors, token counts and signatures depend on."""
+    package = Path(flywheel.__file__).parent
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    versions = [sys.version, unicodedata.unidata_version]
+    for name in ("numpy", "phonenumbers", "tiktoken"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{name} {importlib.metadata.version(name)}")
+    digest.update(repr(versions).encode())
+    return digest.digest()
+
+
+class LineCache:
+    """Pass 1's lines kept between builds (sql/0017_dataset_line_cache.sql), read back when an
+    item's digest matches: a hash of its rows as read and of the recipe, which is everything else a
+    line depends on (the flywheel package's code; Python, its Unicode tables and the libraries that
+    shape a line; how tokens are counted; the method and format). A line the residual scan flagged
+    is never kept. Talks to the database over a connection of its own (autocommit: what a build
+    stored stays stored if it fails later), opened in the process that uses it."""
+
+    def __init__(self, spec: DatasetSpec, token_method: str) -> None:
+        self.kind = self.kind_of(spec)
+        self.recipe = _code_digest() + f"{self.kind} {token_method}".encode()
+        self._conn: Any = None
+        self._pid = 0
+
+    @staticmethod
+    def kind_of(spec: DatasetSpec) -> str:
+        return f"{spec.method}:{spec.dataset_format}"
+
+    def key(self, rows: tuple[dict[str, Any], ...]) -> tuple[str, bytes]:
+        """An item's id (its outcome ids) and digest."""
+        digest = hashlib.blake2b(self.recipe, digest_size=16)
+        digest.update(json.dumps(rows, sort_keys=True, default=str).encode())
+        return "/".join(str(row["outcome_id"]) for row in rows), digest.digest()
+
+    def connection(self) -> Any:
+        if self._conn is None or self._pid != os.getpid() or self._conn.closed:
+            self._conn, self._pid = new_connection(), os.getpid()
+        return self._conn
+
+    def build(
+        self, rows: list[tuple[dict[str, Any], ...]], make: Callable[[list[tuple[dict[str, Any], ...]]], Batch]
+    ) -> Batch:
+        """The batch of these items: the cached ones read back, the rest made (`make`) and stored."""
+        keys = [self.key(item) for item in rows]
+        entries = cache_dal.lookup(self.connection(), self.kind, [item for item, _ in keys])
+        todo = [
+            at for at, (item, digest) in enumerate(keys) if (e := entries.get(item)) is None or e["digest"] != digest
+        ]
+        made = make([rows[at] for at in todo]) if todo else Batch()
+        sides = len(rows[0]) if rows else 1
+        cache_dal.store(
+            self.connection(),
+            self.kind,
+            [
+                {
+                    "item": keys[at][0],
+                    "outcome_id": rows[at][0]["outcome_id"],
+                    "partner_id": rows[at][1]["outcome_id"] if sides == 2 else None,
+                    "digest": keys[at][1],
+                    "line": made.lines[j],
+                    "signatures": np.stack([made.signatures[side][j] for side in range(sides)]).astype("<u4").tobytes(),
+                    "prompt_key": made.prompt_keys[j],
+                    "split_key": made.split_keys[j] - (1 << 64) if made.split_keys[j] > MASK64 >> 1 else made.split_keys[j],
+                    "redactions": json.dumps(made.redactions[j]),
+                }
+                for j, at in enumerate(todo)
+                if made.clean[j]
+            ],
+        )
+        if len(todo) == len(rows):
+            return made
+        batch = Batch(signatures=[np.empty((len(rows), nd.PERMUTATIONS), dtype=np.uint32) for _ in range(sides)])
+        made_at = {at: j for j, at in enumerate(todo)}
+        for at, (item, _) in enumerate(keys):
+            if (j := made_at.get(at)) is not None:
+                batch.lines.append(made.lines[j])
+                batch.prompt_keys.append(made.prompt_keys[j])
+                batch.split_keys.append(made.split_keys[j])
+                batch.redactions.append(made.redactions[j])
+                batch.clean.append(made.clean[j])
+                signatures = [made.signatures[side][j] for side in range(sides)]
+            else:
+                e = entries[item]
+                batch.lines.append(e["line"])
+                batch.prompt_keys.append(e["prompt_key"])
+                batch.split_keys.append(e["split_key"] & MASK64)
+                batch.redactions.append(Counter(e["redactions"]))
+                batch.clean.append(True)
+                signatures = list(np.frombuffer(e["signatures"], dtype="<u4").reshape(sides, nd.PERMUTATIONS))
+            for side in range(sides):
+                batch.signatures[side][at] = signatures[side]
         return batch
+
+    def close(self) -> None:
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
 
 
 IN_PROCESS_CHUNK = 64
+CHUNK = 128  # items built together (sent to a worker together)
 
 
-def _in_process(
-    items: Iterator[Item], builder: _Builder, pii_pass: PiiPass | None, comprehend_counts: Counter[str]
+def _with_second_pass(
+    items: Iterator[Item], builder: _Builder, pii_pass: PiiPass, comprehend_counts: Counter[str]
 ) -> Generator[Batch, None, None]:
-    """Batches of up to 512 examples, or ~90 kB of text when a Comprehend pass is batched over them.
-    Items are redacted IN_PROCESS_CHUNK at a time (one redaction pass over all their texts, as in
-    the workers), and the examples join the batch one by one."""
+    """In this process, with a Comprehend pass: batches of up to 512 examples or ~90 kB of text, the
+    pass batched over each. Items are redacted IN_PROCESS_CHUNK at a time (one redaction pass over
+    all their texts, as in the workers), and the examples join the batch one by one."""
     buffer: list[tuple[ds.Example, RedactionContext]] = []
     size = 0
     while chunk := list(itertools.islice(items, IN_PROCESS_CHUNK)):
-        for built in builder.examples(chunk):
+        for built in builder.examples(builder.rows(chunk)):
             buffer.append(built)
             size += sum(len(t) for t in built[0].texts())
             if size >= COMPREHEND_BATCH_BYTES or len(buffer) >= 512:
-                yield _finish(buffer, builder, pii_pass, comprehend_counts)
+                _second_pass([e for e, _ in buffer], pii_pass, comprehend_counts)
+                yield builder.finish(buffer)
                 buffer, size = [], 0
     if buffer:
-        yield _finish(buffer, builder, pii_pass, comprehend_counts)
-
-
-def _finish(
-    buffer: list[tuple[ds.Example, RedactionContext]],
-    builder: _Builder,
-    pii_pass: PiiPass | None,
-    comprehend_counts: Counter[str],
-) -> Batch:
-    if pii_pass is not None:
         _second_pass([e for e, _ in buffer], pii_pass, comprehend_counts)
-    return builder.finish(buffer)
+        yield builder.finish(buffer)
 
 
 def build_workers(settings: Settings) -> int:
@@ -469,6 +611,11 @@ def _worker(channel: Connection, builder: _Builder, inherited: Sequence[Connecti
             inbox.put(items)
 
     threading.Thread(target=receive, daemon=True).start()
+    with contextlib.closing(builder):
+        _serve(channel, builder, inbox)
+
+
+def _serve(channel: Connection, builder: _Builder, inbox: queue.SimpleQueue[Any]) -> None:
     while (items := inbox.get()) is not None:
         try:
             if isinstance(items, Exception):
@@ -488,7 +635,7 @@ IN_FLIGHT = 2  # batches sent to a worker and not yet read back: one building, o
 
 
 def _in_workers(
-    items: Iterator[Item], builder: _Builder, workers: int, size: int = 128
+    items: Iterator[Item], builder: _Builder, workers: int, size: int = CHUNK
 ) -> Generator[Batch, None, None]:
     """Batches built by `workers` forked processes, returned in item order. Each worker holds at
     most two batches (the next waits while one is built, so a worker never idles while the parent
@@ -575,12 +722,15 @@ def _stage(
     pii_pass: PiiPass | None,
     workers: int = 1,
     on_progress: Callable[[int, float], None] | None = None,
+    cache: bool = False,
 ) -> Staged:
     """Pass 1: every item becomes a staged line (see `_Builder`) plus its near-duplicate signature
     and prompt key; the next passes copy lines, never parse them. With several workers (and no
     Comprehend pass, which is batched over the network) the items are built in parallel, in order."""
     staged = Staged(sides=2 if spec.method == "dpo" else 1)
-    builder = _Builder(spec, redactor)
+    # the builder counts its own replacements (in a worker, a cached line's are read back): they
+    # come back with each batch and are added to `redactor.counts` here
+    builder = _Builder(spec, dataclasses.replace(redactor, counts=Counter()), cache)
     staged.token_method = builder.token_method
     # signatures go to private files as they come (read back once: no chunk list and its copy),
     # the keys into typed arrays (8 bytes an example, not a Python int)
@@ -589,13 +739,15 @@ def _stage(
     comprehend_counts: Counter[str] = Counter()
     counted = _Counted(rows)
     items = _items(iter(counted), spec)
-    batches = (
-        _in_workers(items, builder, workers)
-        if workers > 1 and pii_pass is None
-        else _in_process(items, builder, pii_pass, comprehend_counts)
-    )
+    if pii_pass is not None:
+        batches = _with_second_pass(items, builder, pii_pass, comprehend_counts)
+    elif workers > 1:
+        batches = _in_workers(items, builder, workers)
+    else:
+        batches = (builder.build(chunk) for chunk in iter(lambda: list(itertools.islice(items, CHUNK)), []))
     started = time.monotonic()
     with stage.open("w", encoding="utf-8") as handle, contextlib.ExitStack() as files:
+        files.callback(builder.close)
         files.enter_context(contextlib.closing(batches))  # an error here stops the workers at once
         sig_files = [files.enter_context(path.open("wb")) for path in sig_paths]
         for batch in batches:
@@ -607,8 +759,8 @@ def _stage(
             prompt_keys.extend(batch.prompt_keys)
             split_keys.extend(batch.split_keys)
             staged.count += len(batch.lines)
-            if workers > 1 and pii_pass is None:
-                redactor.counts.update(batch.redactions)
+            for counts in batch.redactions:
+                redactor.counts.update(counts)
     staged.signatures = [np.fromfile(path, dtype=np.uint32).reshape(-1, nd.PERMUTATIONS) for path in sig_paths]
     staged.prompt_keys = np.frombuffer(prompt_keys, dtype=np.int64)
     staged.split_keys = np.frombuffer(split_keys, dtype=np.uint64)
