@@ -17,7 +17,6 @@
 CREATE TABLE dataset_line_cache (
     kind        text NOT NULL,  -- the line shape: method and format (an item builds a line per shape)
     item        text NOT NULL,  -- the outcome id, or "preferred/rejected" for a pair
-    org_id      text NOT NULL,
     outcome_id  uuid NOT NULL REFERENCES outcome_labels (outcome_id) ON DELETE CASCADE,
     partner_id  uuid REFERENCES outcome_labels (outcome_id) ON DELETE CASCADE,
     sent_at     timestamptz NOT NULL,  -- the item's first message's; retention goes by it
@@ -30,16 +29,18 @@ CREATE TABLE dataset_line_cache (
     built_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (kind, item)
 );
--- the cascades' lookups, the opt-out's and retention's
+-- the cascades' lookups (and the opt-out's, through the outcomes of the organisation), retention's
 CREATE INDEX dataset_line_cache_outcome ON dataset_line_cache (outcome_id);
 CREATE INDEX dataset_line_cache_partner ON dataset_line_cache (partner_id) WHERE partner_id IS NOT NULL;
-CREATE INDEX dataset_line_cache_org ON dataset_line_cache (org_id);
 CREATE INDEX dataset_line_cache_sent ON dataset_line_cache (sent_at);
 
 -- an organisation that stops opting in takes its cached lines with it, in the same transaction
 CREATE FUNCTION dataset_line_cache_opt_out() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    DELETE FROM dataset_line_cache WHERE org_id = NEW.org_id;
+    DELETE FROM dataset_line_cache c USING outcome_labels o
+     WHERE o.org_id = NEW.org_id AND c.outcome_id = o.outcome_id;
+    DELETE FROM dataset_line_cache c USING outcome_labels o  -- a pair whose other message is theirs
+     WHERE o.org_id = NEW.org_id AND c.partner_id = o.outcome_id;
     RETURN NULL;
 END $$;
 

@@ -10,47 +10,59 @@ import psycopg
 
 from flywheel.dal.connection import Connection
 
-ENTRY_COLUMNS = "item, digest, line, signatures, prompt_key, split_key, redactions"
+# what `store` takes of each entry, in the order of the incoming table's columns
+ENTRY_FIELDS = ("item", "outcome_id", "partner_id", "digest", "line", "signatures", "prompt_key", "split_key", "redactions")
 
 
-def lookup(conn: Connection, kind: str, items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The entries of these items (whatever their digest), by item: one primary-key probe each."""
+def lookup(conn: Connection, kind: str, keys: Sequence[tuple[str, bytes]]) -> dict[str, dict[str, Any]]:
+    """The entries of these (item, digest) keys whose digest is current, by item; their redaction
+    counts as JSON text. One primary-key probe each."""
     rows = conn.execute(
-        f"SELECT {ENTRY_COLUMNS} FROM dataset_line_cache WHERE kind = %s AND item = ANY(%s)", (kind, list(items))
+        """SELECT c.item, c.line, c.signatures, c.prompt_key, c.split_key, c.redactions::text AS redactions
+             FROM unnest(%s::text[], %s::bytea[]) AS k(item, digest)
+             JOIN dataset_line_cache c ON c.kind = %s AND c.item = k.item AND c.digest = k.digest""",
+        ([item for item, _ in keys], [digest for _, digest in keys], kind),
     ).fetchall()
     return {row["item"]: row for row in rows}
 
 
 def store(conn: Connection, kind: str, entries: Sequence[dict[str, Any]]) -> int:
-    """Insert or replace entries (keys: item, outcome_id, partner_id, digest, line, signatures,
-    prompt_key, split_key, redactions as JSON text), in item order (two builds storing the same items
-    take their row locks in the same order). The organisation and send time are the outcome's; an
-    entry whose outcome is gone is not stored. Returns how many were."""
-    entries = sorted(entries, key=lambda e: e["item"])
+    """Insert or replace entries (keys: ENTRY_FIELDS; redactions as JSON text) in one transaction:
+    COPY into a temporary table (a tenth of the client CPU of array parameters), then one upsert in
+    item order (two builds storing the same items take their row locks in the same order). The send
+    time is the outcome's; an entry whose outcome is gone is not stored. Returns how many were.
+    The temporary table pins the connection to its session behind RDS Proxy: `conn` is the build's own."""
     if not entries:
         return 0
-    columns = ("item", "outcome_id", "partner_id", "digest", "line", "signatures", "prompt_key", "split_key")
-    arrays = [[e[c] for e in entries] for c in columns] + [[e["redactions"] for e in entries]]
-    statement = """INSERT INTO dataset_line_cache
-                  (kind, item, org_id, outcome_id, partner_id, sent_at, digest, line, signatures, prompt_key,
-                   split_key, redactions)
-           SELECT %s, u.item, o.org_id, u.outcome_id, u.partner_id, o.sent_at, u.digest, u.line, u.signatures,
-                  u.prompt_key, u.split_key, u.redactions::jsonb
-             FROM unnest(%s::text[], %s::uuid[], %s::uuid[], %s::bytea[], %s::text[], %s::bytea[], %s::int8[],
-                         %s::int8[], %s::text[])
-                  AS u(item, outcome_id, partner_id, digest, line, signatures, prompt_key, split_key, redactions)
-             JOIN outcome_labels o ON o.outcome_id = u.outcome_id
-            ORDER BY u.item
-           ON CONFLICT (kind, item) DO UPDATE
-              SET org_id = EXCLUDED.org_id, outcome_id = EXCLUDED.outcome_id, partner_id = EXCLUDED.partner_id,
-                  sent_at = EXCLUDED.sent_at, digest = EXCLUDED.digest, line = EXCLUDED.line,
-                  signatures = EXCLUDED.signatures, prompt_key = EXCLUDED.prompt_key,
-                  split_key = EXCLUDED.split_key, redactions = EXCLUDED.redactions, built_at = now()"""
-    try:
-        return conn.execute(statement, (kind, *arrays)).rowcount
-    except psycopg.errors.ForeignKeyViolation:
-        # an outcome deleted between the join and the insert: once more, and the join leaves it out
-        return conn.execute(statement, (kind, *arrays)).rowcount
+    upsert = """INSERT INTO dataset_line_cache
+                       (kind, item, outcome_id, partner_id, sent_at, digest, line, signatures, prompt_key,
+                        split_key, redactions)
+                SELECT %s, u.item, u.outcome_id, u.partner_id, o.sent_at, u.digest, u.line, u.signatures,
+                       u.prompt_key, u.split_key, u.redactions
+                  FROM dataset_line_cache_incoming u JOIN outcome_labels o ON o.outcome_id = u.outcome_id
+                 ORDER BY u.item
+                ON CONFLICT (kind, item) DO UPDATE
+                   SET outcome_id = EXCLUDED.outcome_id, partner_id = EXCLUDED.partner_id,
+                       sent_at = EXCLUDED.sent_at, digest = EXCLUDED.digest, line = EXCLUDED.line,
+                       signatures = EXCLUDED.signatures, prompt_key = EXCLUDED.prompt_key,
+                       split_key = EXCLUDED.split_key, redactions = EXCLUDED.redactions, built_at = now()"""
+    for attempt in (1, 2):
+        try:
+            with conn.transaction():
+                conn.execute(
+                    """CREATE TEMPORARY TABLE IF NOT EXISTS dataset_line_cache_incoming (
+                           item text, outcome_id uuid, partner_id uuid, digest bytea, line text, signatures bytea,
+                           prompt_key int8, split_key int8, redactions jsonb) ON COMMIT DELETE ROWS"""
+                )
+                with conn.cursor().copy("COPY dataset_line_cache_incoming FROM STDIN") as copy:
+                    for entry in entries:
+                        copy.write_row([entry[f] for f in ENTRY_FIELDS])
+                return conn.execute(upsert, (kind,)).rowcount
+        except psycopg.errors.ForeignKeyViolation:
+            # an outcome deleted between the join and the insert: once more, and the join leaves it out
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 def remove_before(conn: Connection, sent_before: datetime, limit: int) -> int:

@@ -152,14 +152,18 @@ class TimeBudget:
         """Before the build (`done` 0: the configured rates, `cached` of the rows at the cached rate)
         or during it (pass 1's rate seen so far); passes 2 and 3 run after pass 1, in the streaming
         process alone, at the configured rate."""
+        left_rows = rows - done
         if done >= 2000:
-            pass_one = (rows - done) * elapsed / done
-        else:
-            pass_one = ((rows - cached) * self.seconds_per_row + cached * self.cached_seconds_per_row) / self.workers
+            pass_one = left_rows * elapsed / done
+        else:  # the rows done taken as cached ones: the rest is not underestimated
+            cached_left = max(0, cached - done)
+            pass_one = (
+                (left_rows - cached_left) * self.seconds_per_row + cached_left * self.cached_seconds_per_row
+            ) / self.workers
         finish = rows * self.finish_seconds_per_row
         needed, left = pass_one + finish, self.deadline - time.monotonic()
         if needed > left:
-            speed = (rows - done) / pass_one if pass_one else 0.0
+            speed = left_rows / pass_one if pass_one else 0.0
             raise DatasetTooLarge(
                 f"the dataset cannot be built in time: {rows} outcomes"
                 + (f" ({cached} of them with a cached line)" if cached else "")
@@ -224,7 +228,7 @@ def build_dataset(
         stage = Path(private) / "stage.jsonl"
         conn = get_connection()
         preferences = spec.method == "dpo"
-        expected = 0
+        expected = cached = 0
         if budget:
             expected, cached = training_dal.count_outcomes(
                 conn,
@@ -246,7 +250,7 @@ def build_dataset(
             stage,
             pii_pass,
             workers,
-            (lambda done, elapsed: budget.check(expected, done, elapsed)) if budget else None,
+            (lambda done, elapsed: budget.check(expected, done, elapsed, cached)) if budget else None,
             cache,
         )
         staged_at = time.monotonic()
@@ -488,7 +492,10 @@ class LineCache:
     def key(self, rows: tuple[dict[str, Any], ...]) -> tuple[str, bytes]:
         """An item's id (its outcome ids) and digest."""
         digest = hashlib.blake2b(self.recipe, digest_size=16)
-        digest.update(json.dumps(rows, sort_keys=True, default=str).encode())
+        # the rows' repr: every column, in the query's order, each value unambiguous (strings quoted,
+        # jsonb as the dicts and lists it decodes to, in the order Postgres keeps its keys); twice as
+        # fast as sorted JSON. Equal rows make equal reprs, whatever process reads them
+        digest.update(repr(rows).encode("utf-8", "surrogatepass"))
         return "/".join(str(row["outcome_id"]) for row in rows), digest.digest()
 
     def connection(self) -> Any:
@@ -501,10 +508,8 @@ class LineCache:
     ) -> Batch:
         """The batch of these items: the cached ones read back, the rest made (`make`) and stored."""
         keys = [self.key(item) for item in rows]
-        entries = cache_dal.lookup(self.connection(), self.kind, [item for item, _ in keys])
-        todo = [
-            at for at, (item, digest) in enumerate(keys) if (e := entries.get(item)) is None or e["digest"] != digest
-        ]
+        entries = cache_dal.lookup(self.connection(), self.kind, keys)
+        todo = [at for at, (item, _) in enumerate(keys) if item not in entries]
         made = make([rows[at] for at in todo]) if todo else Batch()
         sides = len(rows[0]) if rows else 1
         cache_dal.store(
@@ -543,7 +548,7 @@ class LineCache:
                 batch.lines.append(e["line"])
                 batch.prompt_keys.append(e["prompt_key"])
                 batch.split_keys.append(e["split_key"] & MASK64)
-                batch.redactions.append(Counter(e["redactions"]))
+                batch.redactions.append(Counter(json.loads(e["redactions"])))
                 batch.clean.append(True)
                 signatures = list(np.frombuffer(e["signatures"], dtype="<u4").reshape(sides, nd.PERMUTATIONS))
             for side in range(sides):

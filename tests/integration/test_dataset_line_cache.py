@@ -1,0 +1,228 @@
+"""The dataset line cache (sql/0017_dataset_line_cache.sql): a build reads back what an earlier build
+made of an unchanged outcome and writes exactly the files and manifest a build without the cache
+writes; an outcome that changed, or a build with other code, builds again; the cache goes with its
+outcome, with its organisation's opt-out and after DATASET_CACHE_DAYS; builds side by side in
+several processes store and read it without a difference."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flywheel.domain import dataset as ds
+from flywheel.services import dataset as dataset_service
+from flywheel.services import retention
+from flywheel.services.dataset import DatasetSpec, DatasetTooLarge, build_dataset
+from flywheel.settings import get_settings, reset_settings
+from tests.conftest import in_processes
+from tests.integration.test_dataset_cli import planted  # noqa: F401 - the fixture: 40 messages with planted PII
+
+SPECS = [
+    DatasetSpec(),
+    DatasetSpec(method="dpo"),
+    DatasetSpec(dataset_format="bedrock-conversation-2024", base_model="amazon.nova-micro-v1:0:128k"),
+]
+Built = tuple[bytes, bytes, dict[str, Any]]
+
+
+def build(tmp_path: Path, name: str, spec: DatasetSpec, **settings: Any) -> Built:
+    out = build_dataset(spec, tmp_path / name, get_settings().model_copy(update=settings))
+    return out.train_path.read_bytes(), out.validation_path.read_bytes(), out.manifest
+
+
+def entries(db, kind: str = "supervised:openai-chat") -> dict[str, dict[str, Any]]:
+    rows = db.execute(
+        "SELECT item, digest, built_at, outcome_id, partner_id FROM dataset_line_cache WHERE kind = %s",
+        (kind,),
+    ).fetchall()
+    return {row["item"]: row for row in rows}
+
+
+class BuildCounter:
+    """How many items this process builds (not read back): `examples_of` is where each is redacted."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, refuse: bool = False) -> None:
+        self.items = 0
+        real = ds.examples_of
+
+        def counted(items: Any, *args: Any) -> Any:
+            if refuse:
+                raise AssertionError("an item was built, not read back")
+            self.items += len(items)
+            return real(items, *args)
+
+        monkeypatch.setattr(ds, "examples_of", counted)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=["openai-sft", "openai-dpo", "nova-sft"])
+def test_a_second_build_reads_every_line_back_and_writes_the_same_files(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+    spec: DatasetSpec,
+) -> None:
+    kind = f"{spec.method}:{spec.dataset_format}"
+    uncached = build(tmp_path, "uncached", spec, dataset_line_cache=False)
+    assert entries(db, kind) == {}  # the cache off: nothing kept
+    first = build(tmp_path, "first", spec, dataset_build_workers=2)  # workers store what they build
+    assert first == uncached
+    kept = entries(db, kind)
+    assert len(kept) == uncached[2]["counts"]["candidates"] > 0
+    if spec.method == "dpo":  # a pair is kept under both its outcomes
+        assert all(e["partner_id"] is not None and k == f"{e['outcome_id']}/{e['partner_id']}" for k, e in kept.items())
+    # a build that would have to build anything fails: in workers, and in this process
+    BuildCounter(monkeypatch, refuse=True)
+    assert build(tmp_path, "workers", spec, dataset_build_workers=2) == uncached
+    assert build(tmp_path, "alone", spec, dataset_build_workers=1) == uncached
+    assert entries(db, kind) == kept  # read, not written again
+    assert [p for p in planted if p.encode() in b"".join(e["line"].encode() for e in _lines(db))] == []
+
+
+def _lines(db) -> list[dict[str, Any]]:
+    return db.execute("SELECT line FROM dataset_line_cache").fetchall()
+
+
+def test_what_changed_is_built_again_and_only_that(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = DatasetSpec()
+    build(tmp_path, "first", spec)
+    before = entries(db)
+    changed = next(iter(sorted(before)))
+    db.execute("UPDATE outcome_labels SET brief = 'A new brief, for the follow-up' WHERE outcome_id = %s", (changed,))
+    # a score that the lines do not read changes nothing
+    db.execute("UPDATE outcome_labels SET quality_score = 0.95 WHERE outcome_id <> %s", (changed,))
+    counter = BuildCounter(monkeypatch)
+    again = build(tmp_path, "again", spec, dataset_build_workers=1)
+    assert counter.items == 1
+    after = entries(db)
+    assert after[changed]["digest"] != before[changed]["digest"]
+    assert after[changed]["built_at"] > before[changed]["built_at"]
+    assert {k: v for k, v in after.items() if k != changed} == {k: v for k, v in before.items() if k != changed}
+    assert again == build(tmp_path, "uncached", spec, dataset_line_cache=False)
+    assert "A new brief, for the follow-up" in again[0].decode() + again[1].decode()
+
+
+def test_other_code_builds_every_line_again(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = DatasetSpec()
+    first = build(tmp_path, "first", spec)
+    before = entries(db)
+    # a release with any change to the package (or to Python, Unicode or a library the lines
+    # depend on) makes another code digest
+    monkeypatch.setattr(dataset_service, "_code_digest", lambda: b"another release".ljust(16, b"\0"))
+    counter = BuildCounter(monkeypatch)
+    assert build(tmp_path, "again", spec, dataset_build_workers=1) == first
+    assert counter.items == len(before)
+    after = entries(db)
+    assert after.keys() == before.keys()  # replaced, one entry an item
+    assert all(after[k]["digest"] != before[k]["digest"] for k in before)
+
+
+def test_a_line_the_residual_scan_flagged_is_never_kept(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = dataset_service._Builder.finish
+
+    def one_flagged(self: Any, examples: Any) -> Any:
+        batch = real(self, examples)
+        batch.clean[0] = False
+        return batch
+
+    monkeypatch.setattr(dataset_service._Builder, "finish", one_flagged)
+    first = build(tmp_path, "first", DatasetSpec(), dataset_build_workers=1)
+    assert len(entries(db)) == first[2]["counts"]["candidates"] - 1
+    monkeypatch.setattr(dataset_service._Builder, "finish", real)
+    counter = BuildCounter(monkeypatch)
+    build(tmp_path, "again", DatasetSpec(), dataset_build_workers=1)
+    assert counter.items == 1
+    assert len(entries(db)) == first[2]["counts"]["candidates"]
+
+
+def test_the_cache_goes_with_its_outcome_its_opt_out_and_its_age(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+) -> None:
+    build(tmp_path, "sft", DatasetSpec())
+    build(tmp_path, "dpo", DatasetSpec(method="dpo"))
+    sft, pairs = entries(db), entries(db, "dpo:openai-chat")
+    assert sft and pairs
+    # an outcome deleted takes its line, and every pair it is in, either side
+    pair = next(iter(pairs.values()))
+    db.execute("DELETE FROM outcome_labels WHERE outcome_id = %s", (pair["partner_id"],))
+    assert str(pair["partner_id"]) not in entries(db) and pair["item"] not in entries(db, "dpo:openai-chat")
+    # retention: lines of outcomes sent before DATASET_CACHE_DAYS go, in batches
+    old = sorted(entries(db))[:7]
+    db.execute("UPDATE dataset_line_cache SET sent_at = now() - interval '200 days' WHERE item = ANY(%s)", (old,))
+    first = retention.remove_cached_lines(time_budget_s=0, batch_size=3)
+    assert first["removed"] == 3 and not first["done"]
+    rest = retention.remove_cached_lines(time_budget_s=5, batch_size=3)
+    assert rest["removed"] == 4 and rest["done"]
+    gone_with_partner = 1 if str(pair["partner_id"]) in sft else 0  # a rejected message may be in no SFT set
+    assert not set(old) & set(entries(db)) and len(entries(db)) == len(sft) - gone_with_partner - 7
+    assert retention.remove_cached_lines(datetime.now(UTC) + timedelta(days=150), time_budget_s=5)["removed"] == 0
+    # an organisation that stops opting in takes its lines with it
+    db.execute("UPDATE organizations SET training_opt_in = false WHERE org_id = 'acme'")
+    assert db.execute("SELECT count(*) AS n FROM dataset_line_cache").fetchone()["n"] == 0
+
+
+def _build_in_a_process(out: str, spec: DatasetSpec, errors: Any) -> None:
+    import traceback
+
+    try:
+        reset_settings()
+        build_dataset(spec, Path(out), get_settings().model_copy(update={"dataset_build_workers": 2}))
+    except BaseException:
+        errors.put(traceback.format_exc())
+        raise
+
+
+def test_builds_side_by_side_store_and_read_the_cache_without_a_difference(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    db_url: str,
+) -> None:
+    spec = DatasetSpec()
+    uncached = build(tmp_path, "uncached", spec, dataset_line_cache=False)
+    for round_ in range(2):  # from an empty cache, then from a full one
+        outs = [tmp_path / f"{round_}-{i}" for i in range(3)]
+        errors, codes = in_processes([(_build_in_a_process, (str(out), spec)) for out in outs], timeout=120)
+        assert errors == [] and codes == [0, 0, 0]
+        for out in outs:
+            assert ((out / "train.jsonl").read_bytes(), (out / "validation.jsonl").read_bytes()) == uncached[:2]
+        assert len(entries(db)) == uncached[2]["counts"]["candidates"]
+
+
+def test_the_time_check_counts_cached_outcomes_at_their_own_rate(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    slow = {"dataset_build_seconds_per_row": 2.0, "dataset_build_workers": 1}
+    settings = get_settings().model_copy(update=slow)
+    with pytest.raises(DatasetTooLarge, match="30 outcomes need about 60 s"):
+        build_dataset(DatasetSpec(), tmp_path / "cold", settings, deadline=time.monotonic() + 30)
+    build(tmp_path, "fill", DatasetSpec())
+    # every outcome cached: 30 at the cached rate fit
+    done = build_dataset(DatasetSpec(), tmp_path / "warm", settings, deadline=time.monotonic() + 30)
+    assert done.examples > 0
+    # a cached rate too slow for the time left is said so
+    slower = settings.model_copy(update={"dataset_cached_seconds_per_row": 2.0})
+    with pytest.raises(DatasetTooLarge, match=r"30 outcomes \(30 of them with a cached line\) need about 60 s"):
+        build_dataset(DatasetSpec(), tmp_path / "slower", slower, deadline=time.monotonic() + 30)
