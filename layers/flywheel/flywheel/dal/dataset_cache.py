@@ -16,14 +16,15 @@ ENTRY_FIELDS = ("item", "outcome_id", "partner_id", "digest", "line", "signature
 
 def lookup(conn: Connection, kind: str, keys: Sequence[tuple[str, bytes]]) -> dict[str, dict[str, Any]]:
     """The entries of these (item, digest) keys whose digest is current, by item; their redaction
-    counts as JSON text. One primary-key probe each."""
+    counts as JSON text. A probe of the primary key each (`item = ANY`: a join with the keys was
+    planned as a scan of the whole kind while the table had no statistics)."""
+    wanted = dict(keys)
     rows = conn.execute(
-        """SELECT c.item, c.line, c.signatures, c.prompt_key, c.split_key, c.redactions::text AS redactions
-             FROM unnest(%s::text[], %s::bytea[]) AS k(item, digest)
-             JOIN dataset_line_cache c ON c.kind = %s AND c.item = k.item AND c.digest = k.digest""",
-        ([item for item, _ in keys], [digest for _, digest in keys], kind),
+        """SELECT item, digest, line, signatures, prompt_key, split_key, redactions::text AS redactions
+             FROM dataset_line_cache WHERE kind = %s AND item = ANY(%s) AND digest = ANY(%s)""",
+        (kind, list(wanted), list(wanted.values())),
     ).fetchall()
-    return {row["item"]: row for row in rows}
+    return {row["item"]: row for row in rows if wanted[row["item"]] == row["digest"]}
 
 
 def store(conn: Connection, kind: str, entries: Sequence[dict[str, Any]]) -> int:
@@ -49,6 +50,10 @@ def store(conn: Connection, kind: str, entries: Sequence[dict[str, Any]]) -> int
     for attempt in (1, 2):
         try:
             with conn.transaction():
+                # a lost entry is built again (the digest decides), so a commit need not wait for its
+                # WAL to reach the disk; a crash loses the last ones whole, never half of one (PostgreSQL
+                # documentation, "Asynchronous Commit")
+                conn.execute("SET LOCAL synchronous_commit = off")
                 conn.execute(
                     """CREATE TEMPORARY TABLE IF NOT EXISTS dataset_line_cache_incoming (
                            item text, outcome_id uuid, partner_id uuid, digest bytea, line text, signatures bytea,
