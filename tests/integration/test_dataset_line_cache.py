@@ -7,6 +7,7 @@ several processes store and read it without a difference."""
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -176,7 +177,7 @@ def test_the_cache_goes_with_its_outcome_its_opt_out_and_its_age(
     assert rest["removed"] == 4 and rest["done"]
     gone_with_partner = 1 if str(pair["partner_id"]) in sft else 0  # a rejected message may be in no SFT set
     assert not set(old) & set(entries(db)) and len(entries(db)) == len(sft) - gone_with_partner - 7
-    assert retention.remove_cached_lines(datetime.now(UTC) + timedelta(days=150), time_budget_s=5)["removed"] == 0
+    assert retention.remove_cached_lines(time_budget_s=5)["removed"] == 0  # the rest is recent
     # an organisation that stops opting in takes its lines with it
     db.execute("UPDATE organizations SET training_opt_in = false WHERE org_id = 'acme'")
     assert db.execute("SELECT count(*) AS n FROM dataset_line_cache").fetchone()["n"] == 0
@@ -226,3 +227,50 @@ def test_the_time_check_counts_cached_outcomes_at_their_own_rate(
     slower = settings.model_copy(update={"dataset_cached_seconds_per_row": 2.0})
     with pytest.raises(DatasetTooLarge, match=r"30 outcomes \(30 of them with a cached line\) need about 60 s"):
         build_dataset(DatasetSpec(), tmp_path / "slower", slower, deadline=time.monotonic() + 30)
+
+
+def test_the_cache_is_read_written_and_trimmed_through_indexes(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+) -> None:
+    """EXPLAIN evidence (as tests/integration/test_hot_query_plans.py, with the cache as a growing
+    table): a build's lookups and upserts, retention, the opt-out trigger's deletes and the
+    cascade from a deleted outcome each find their rows through an index."""
+    from tests.integration import test_hot_query_plans as plans
+
+    build(tmp_path, "fill", DatasetSpec(), dataset_build_workers=1)
+    db.execute("ANALYZE dataset_line_cache")
+    db.execute("UPDATE outcome_labels SET brief = 'changed' WHERE outcome_id = (SELECT outcome_id FROM outcome_labels ORDER BY outcome_id LIMIT 1)")
+    growing = {*plans.GROWING, "dataset_line_cache"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plans, "GROWING", growing)
+        with plans.recorded() as statements:
+            build(tmp_path, "again", DatasetSpec(), dataset_build_workers=1)  # lookups, and one upsert
+            retention.remove_cached_lines(datetime.now(UTC) + timedelta(days=400), time_budget_s=5, batch_size=5)
+        # the upsert reads a temporary table of the build's session: explained below, with one of its own
+        assert plans.check_plans(db, [s for s in statements if "dataset_line_cache_incoming" not in str(s[0])]) >= 3
+        upsert = next(str(q) for q, _ in statements if "INSERT INTO dataset_line_cache" in str(q))
+        with db.transaction():
+            db.execute(
+                "CREATE TEMPORARY TABLE dataset_line_cache_incoming ON COMMIT DROP AS "
+                "SELECT item, outcome_id, partner_id, digest, line, signatures, prompt_key, split_key, redactions "
+                "FROM dataset_line_cache LIMIT 5"
+            )
+            others = [
+                (upsert, ("supervised:openai-chat",)),
+                # what the trigger and the foreign keys' cascades run
+                (
+                    "DELETE FROM dataset_line_cache c USING outcome_labels o "
+                    "WHERE o.org_id = %s AND c.outcome_id = o.outcome_id",
+                    ("acme",),
+                ),
+                (
+                    "DELETE FROM dataset_line_cache c USING outcome_labels o "
+                    "WHERE o.org_id = %s AND c.partner_id = o.outcome_id",
+                    ("acme",),
+                ),
+                ("DELETE FROM ONLY dataset_line_cache WHERE outcome_id = %s", (str(uuid.uuid4()),)),
+                ("DELETE FROM ONLY dataset_line_cache WHERE partner_id = %s", (str(uuid.uuid4()),)),
+            ]
+            assert plans.check_plans(db, others) == len(others)

@@ -140,8 +140,8 @@ class Settings(BaseModel):
     raw_event_retention_days: int = Field(default=30, ge=0, le=3650)
     retention_batch_size: int = Field(default=5000, ge=1, le=100_000)
     # the dataset line cache keeps an outcome's lines this many days after it was sent (a build's
-    # window is since_days, 90 by default; the cache of an older outcome is rebuilt if it is read)
-    dataset_cache_days: int = Field(default=180, ge=1, le=3650)
+    # window is since_days, 90 by default: a month more for a wider run; an older outcome is built again)
+    dataset_cache_days: int = Field(default=120, ge=1, le=3650)
     # the reports' daily counts (ReportRollupFunction) follow the changes; as a safety net each day
     # whose outcomes can still change is also re-counted whole once this many hours (0: never)
     report_recount_hours: float = Field(default=24, ge=0, le=24 * 365)
