@@ -52,7 +52,9 @@ def test_worker_processes_build_exactly_what_one_process_builds(
 ) -> None:
     base = "amazon.nova-micro-v1:0:128k" if dataset_format != "openai-chat" else "gpt-4.1-mini-2025-04-14"
     spec = DatasetSpec(method=method, dataset_format=dataset_format, base_model=base)
-    monkeypatch.setenv("DATASET_LINE_CACHE", "false")  # both builds build every line (tests of the cache: test_dataset_line_cache.py)
+    monkeypatch.setenv(
+        "DATASET_LINE_CACHE", "false"
+    )  # both builds build every line (tests of the cache: test_dataset_line_cache.py)
     monkeypatch.setenv("DATASET_BUILD_WORKERS", "1")
     reset_settings()
     alone = built(tmp_path, "one", spec)

@@ -225,6 +225,7 @@ def _(result: Any, db: Conn, state: Path) -> None:
 def _(result: Any, db: Conn, state: Path) -> None:
     # the seeded history is recent: nothing is due yet, one batch looked and the backlog is done
     assert result["removed"] == 0 and result["batches"] == 1 and result["done"] is True
+    assert result["dataset_cache"]["removed"] == 0 and result["dataset_cache"]["done"] is True
 
 
 @sample("report_rollup_schedule.json", "ReportRollupFunction")

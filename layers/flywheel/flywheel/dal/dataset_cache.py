@@ -10,64 +10,78 @@ import psycopg
 
 from flywheel.dal.connection import Connection
 
-# what `store` takes of each entry, in the order of the incoming table's columns
-ENTRY_FIELDS = ("item", "outcome_id", "partner_id", "digest", "line", "signatures", "prompt_key", "split_key", "redactions")
+# an entry as `store` takes it: a tuple of these, in this order (the COPY's columns after kind)
+ENTRY = (
+    "item",
+    "outcome_id",
+    "partner_id",
+    "sent_at",
+    "digest",
+    "line",
+    "signatures",
+    "prompt_key",
+    "split_key",
+    "redactions",
+)
+_TYPES = ["text", "text", "uuid", "uuid", "timestamptz", "bytea", "text", "bytea", "int8", "int8", "jsonb"]
+_COPY = f"COPY dataset_line_cache (kind, {', '.join(ENTRY)}) FROM STDIN (FORMAT BINARY)"
 
 
 def lookup(conn: Connection, kind: str, keys: Sequence[tuple[str, bytes]]) -> dict[str, dict[str, Any]]:
-    """The entries of these (item, digest) keys whose digest is current, by item; their redaction
-    counts as JSON text. A probe of the primary key each (`item = ANY`: a join with the keys was
-    planned as a scan of the whole kind while the table had no statistics)."""
+    """The entries these items have, by item: `digest`, and for an entry whose digest is the one
+    asked for, its line, signatures, keys and redaction counts (JSON text; None for a stale entry,
+    whose line is not sent). A probe of the primary key each (`item = ANY`: a join with the keys
+    was planned as a scan of the whole kind while the table had no statistics)."""
     wanted = dict(keys)
     rows = conn.execute(
-        """SELECT item, digest, line, signatures, prompt_key, split_key, redactions::text AS redactions
-             FROM dataset_line_cache WHERE kind = %s AND item = ANY(%s) AND digest = ANY(%s)""",
-        (kind, list(wanted), list(wanted.values())),
+        """SELECT item, digest, CASE WHEN digest = ANY(%(digests)s) THEN line END AS line, signatures, prompt_key,
+                  split_key, redactions::text AS redactions
+             FROM dataset_line_cache WHERE kind = %(kind)s AND item = ANY(%(items)s)""",
+        {"kind": kind, "items": list(wanted), "digests": list(wanted.values())},
     ).fetchall()
-    return {row["item"]: row for row in rows if wanted[row["item"]] == row["digest"]}
+    for row in rows:
+        if row["line"] is not None and wanted[row["item"]] != row["digest"]:
+            row["line"] = None  # another item's digest (never seen: a digest hashes its item's ids)
+    return {row["item"]: row for row in rows}
 
 
-def store(conn: Connection, kind: str, entries: Sequence[dict[str, Any]]) -> int:
-    """Insert or replace entries (keys: ENTRY_FIELDS; redactions as JSON text) in one transaction:
-    COPY into a temporary table (a tenth of the client CPU of array parameters), then one upsert in
-    item order (two builds storing the same items take their row locks in the same order). The send
-    time is the outcome's; an entry whose outcome is gone is not stored. Returns how many were.
-    The temporary table pins the connection to its session behind RDS Proxy: `conn` is the build's own."""
-    if not entries:
-        return 0
-    upsert = """INSERT INTO dataset_line_cache
-                       (kind, item, outcome_id, partner_id, sent_at, digest, line, signatures, prompt_key,
-                        split_key, redactions)
-                SELECT %s, u.item, u.outcome_id, u.partner_id, o.sent_at, u.digest, u.line, u.signatures,
-                       u.prompt_key, u.split_key, u.redactions
-                  FROM dataset_line_cache_incoming u JOIN outcome_labels o ON o.outcome_id = u.outcome_id
-                 ORDER BY u.item
-                ON CONFLICT (kind, item) DO UPDATE
-                   SET outcome_id = EXCLUDED.outcome_id, partner_id = EXCLUDED.partner_id,
-                       sent_at = EXCLUDED.sent_at, digest = EXCLUDED.digest, line = EXCLUDED.line,
-                       signatures = EXCLUDED.signatures, prompt_key = EXCLUDED.prompt_key,
-                       split_key = EXCLUDED.split_key, redactions = EXCLUDED.redactions, built_at = now()"""
-    for attempt in (1, 2):
+def store(conn: Connection, kind: str, entries: Sequence[tuple[Any, ...]], replace: Sequence[str] = ()) -> None:
+    """Write entries (tuples in ENTRY's order) in one transaction: the entries of `replace` (items
+    whose entry is stale) deleted, then one binary COPY (half the database time of an upsert through
+    a temporary table). Committed without waiting for the WAL flush: an entry a crash loses is
+    built again (PostgreSQL documentation, "Asynchronous Commit"). Another build that stored some of
+    these items meanwhile (a unique key taken, or a deadlock on them) is answered by replacing all
+    of them; an outcome deleted meanwhile (a foreign key) by leaving its entries out."""
+    items = sorted({entry[0] for entry in entries} | set(replace))
+    for attempt in range(4):
         try:
             with conn.transaction():
-                # a lost entry is built again (the digest decides), so a commit need not wait for its
-                # WAL to reach the disk; a crash loses the last ones whole, never half of one (PostgreSQL
-                # documentation, "Asynchronous Commit")
                 conn.execute("SET LOCAL synchronous_commit = off")
-                conn.execute(
-                    """CREATE TEMPORARY TABLE IF NOT EXISTS dataset_line_cache_incoming (
-                           item text, outcome_id uuid, partner_id uuid, digest bytea, line text, signatures bytea,
-                           prompt_key int8, split_key int8, redactions jsonb) ON COMMIT DELETE ROWS"""
-                )
-                with conn.cursor().copy("COPY dataset_line_cache_incoming FROM STDIN") as copy:
-                    for entry in entries:
-                        copy.write_row([entry[f] for f in ENTRY_FIELDS])
-                return conn.execute(upsert, (kind,)).rowcount
-        except psycopg.errors.ForeignKeyViolation:
-            # an outcome deleted between the join and the insert: once more, and the join leaves it out
-            if attempt == 2:
+                if replace:
+                    conn.execute(
+                        "DELETE FROM dataset_line_cache WHERE kind = %s AND item = ANY(%s)", (kind, sorted(replace))
+                    )
+                if entries:
+                    with conn.cursor().copy(_COPY) as copy:
+                        copy.set_types(_TYPES)
+                        for entry in entries:
+                            copy.write_row((kind, *entry))
+            return
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            if attempt == 3:
                 raise
-    raise AssertionError("unreachable")
+            replace = items
+        except psycopg.errors.ForeignKeyViolation:
+            if attempt == 3:
+                raise
+            ids = list({str(e[1]) for e in entries} | {str(e[2]) for e in entries if e[2] is not None})
+            present = {
+                str(row["outcome_id"])
+                for row in conn.execute(
+                    "SELECT outcome_id FROM outcome_labels WHERE outcome_id = ANY(%s::uuid[])", (ids,)
+                ).fetchall()
+            }
+            entries = [e for e in entries if str(e[1]) in present and (e[2] is None or str(e[2]) in present)]
 
 
 def remove_before(conn: Connection, sent_before: datetime, limit: int) -> int:

@@ -15,7 +15,8 @@ from flywheel.dal.connection import Connection, jsonb
 # which is how the build uses it (a uuid.UUID per row costs more to make and to send to a worker)
 DATASET_COLUMNS = """o.outcome_id::text AS outcome_id, o.org_id, o.campaign_id, o.lead_industry, o.lead_role,
     o.lead_company_size, o.framework, o.tone, o.brief, o.subject, o.body, o.lead_first_name, o.lead_last_name,
-    o.lead_company, o.lead_country, o.lead_context, o.sender, o.training_label, o.replied_at, o.delivered_at"""
+    o.lead_company, o.lead_country, o.lead_context, o.sender, o.training_label, o.replied_at, o.delivered_at,
+    o.sent_at"""
 
 ACTIVE = ("pending", "building", "uploading", "training", "registering", "smoke_testing")
 

@@ -14,6 +14,7 @@ that is deleted when the build ends; only the redacted files and the manifest ar
 from __future__ import annotations
 
 import array
+import ast
 import contextlib
 import dataclasses
 import functools
@@ -30,6 +31,7 @@ import sys
 import threading
 import time
 import unicodedata
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -457,11 +459,14 @@ MASK64 = (1 << 64) - 1  # a uint64 split key is stored as the int64 of the same 
 
 @functools.cache
 def _code_digest() -> bytes:
-    """What every cached line was made with: the flywheel package's source, and the Python, Unicode
-    and library versions that detectors, token counts and signatures depend on."""
-    package = Path(flywheel.__file__).parent
+    """What every cached line was made with: the source of the code that makes a line, and the
+    Python, Unicode and library versions that detectors, token counts and signatures depend on. The
+    code is this module and the domain modules it builds with, with every flywheel module they
+    import, however deep and wherever the import sits (`line_code`); a release that changes only
+    webhooks, reports or the database layer keeps the cache."""
     digest = hashlib.blake2b(digest_size=16)
-    for path in sorted(package.rglob("*.py")):
+    package = Path(flywheel.__file__).parent
+    for path in line_code():
         digest.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     versions = [sys.version, unicodedata.unidata_version]
     for name in ("numpy", "phonenumbers", "tiktoken"):
@@ -471,11 +476,44 @@ def _code_digest() -> bytes:
     return digest.digest()
 
 
+def line_code() -> list[Path]:
+    """The source files whose code makes a staged line: this module, the flywheel.domain modules it
+    imports, and every flywheel module those import (read from their syntax trees, imports inside
+    functions too), with the packages' __init__ files on the way; sorted."""
+    package = Path(flywheel.__file__).parent
+
+    def files(module: str) -> list[Path]:
+        parts = module.split(".")[1:]
+        found = [package.joinpath(*parts[:depth], "__init__.py") for depth in range(len(parts) + 1)]
+        found.append(package.joinpath(*parts).with_suffix(".py"))
+        return [path for path in found if path.is_file()]
+
+    def imported(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                # `from flywheel.domain import stats` imports a module too
+                names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        return {name for name in names if name == "flywheel" or name.startswith("flywheel.")}
+
+    here = Path(__file__)
+    seen = set(files(__name__))
+    todo = [path for name in imported(here) if name.startswith("flywheel.domain") for path in files(name)]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo += [found for name in imported(path) for found in files(name)]
+    return sorted(seen)
+
+
 class LineCache:
     """Pass 1's lines kept between builds (sql/0017_dataset_line_cache.sql), read back when an
     item's digest matches: a hash of its rows as read and of the recipe, which is everything else a
-    line depends on (the flywheel package's code; Python, its Unicode tables and the libraries that
-    shape a line; how tokens are counted; the method and format). A line the residual scan flagged
+    line depends on (the code that makes it, `_code_digest`; how tokens are counted; the method and
+    format). A line the residual scan flagged
     is never kept. Talks to the database over a connection of its own (autocommit: what a build
     stored stays stored if it fails later), opened in the process that uses it."""
 
@@ -506,31 +544,37 @@ class LineCache:
     def build(
         self, rows: list[tuple[dict[str, Any], ...]], make: Callable[[list[tuple[dict[str, Any], ...]]], Batch]
     ) -> Batch:
-        """The batch of these items: the cached ones read back, the rest made (`make`) and stored."""
+        """The batch of these items: the cached ones read back, the rest made (`make`) and stored
+        (an item whose entry is stale has it replaced)."""
         keys = [self.key(item) for item in rows]
         entries = cache_dal.lookup(self.connection(), self.kind, keys)
-        todo = [at for at, (item, _) in enumerate(keys) if item not in entries]
+        todo = [at for at, (item, _) in enumerate(keys) if (e := entries.get(item)) is None or e["line"] is None]
         made = make([rows[at] for at in todo]) if todo else Batch()
         sides = len(rows[0]) if rows else 1
-        cache_dal.store(
-            self.connection(),
-            self.kind,
-            [
-                {
-                    "item": keys[at][0],
-                    "outcome_id": rows[at][0]["outcome_id"],
-                    "partner_id": rows[at][1]["outcome_id"] if sides == 2 else None,
-                    "digest": keys[at][1],
-                    "line": made.lines[j],
-                    "signatures": np.stack([made.signatures[side][j] for side in range(sides)]).astype("<u4").tobytes(),
-                    "prompt_key": made.prompt_keys[j],
-                    "split_key": made.split_keys[j] - (1 << 64) if made.split_keys[j] > MASK64 >> 1 else made.split_keys[j],
-                    "redactions": json.dumps(made.redactions[j]),
-                }
-                for j, at in enumerate(todo)
-                if made.clean[j]
-            ],
-        )
+        if todo:
+            # each item's signature(s) as the bytes of one (sides, 64) little-endian block
+            signatures = np.stack(made.signatures, axis=1).astype("<u4", copy=False)
+            cache_dal.store(
+                self.connection(),
+                self.kind,
+                [
+                    (
+                        keys[at][0],
+                        uuid.UUID(rows[at][0]["outcome_id"]),
+                        uuid.UUID(rows[at][1]["outcome_id"]) if sides == 2 else None,
+                        rows[at][0]["sent_at"],
+                        keys[at][1],
+                        made.lines[j],
+                        signatures[j].tobytes(),
+                        made.prompt_keys[j],
+                        made.split_keys[j] - (1 << 64) if made.split_keys[j] > MASK64 >> 1 else made.split_keys[j],
+                        made.redactions[j],
+                    )
+                    for j, at in enumerate(todo)
+                    if made.clean[j]
+                ],
+                replace=[keys[at][0] for at in todo if keys[at][0] in entries],
+            )
         if len(todo) == len(rows):
             return made
         batch = Batch(signatures=[np.empty((len(rows), nd.PERMUTATIONS), dtype=np.uint32) for _ in range(sides)])
@@ -542,7 +586,8 @@ class LineCache:
                 batch.split_keys.append(made.split_keys[j])
                 batch.redactions.append(made.redactions[j])
                 batch.clean.append(made.clean[j])
-                signatures = [made.signatures[side][j] for side in range(sides)]
+                for side in range(sides):
+                    batch.signatures[side][at] = made.signatures[side][j]
             else:
                 e = entries[item]
                 batch.lines.append(e["line"])
@@ -550,9 +595,9 @@ class LineCache:
                 batch.split_keys.append(e["split_key"] & MASK64)
                 batch.redactions.append(Counter(json.loads(e["redactions"])))
                 batch.clean.append(True)
-                signatures = list(np.frombuffer(e["signatures"], dtype="<u4").reshape(sides, nd.PERMUTATIONS))
-            for side in range(sides):
-                batch.signatures[side][at] = signatures[side]
+                cached = np.frombuffer(e["signatures"], dtype="<u4").reshape(sides, nd.PERMUTATIONS)
+                for side in range(sides):
+                    batch.signatures[side][at] = cached[side]
         return batch
 
     def close(self) -> None:

@@ -28,7 +28,9 @@ def remove_raw_payloads(
     next scheduled run continues). Returns how many payloads went and whether the backlog is done."""
     cutoff = raw_payload_cutoff(now or datetime.now(UTC))
     return {
-        **_in_batches(lambda conn, limit: events_dal.remove_raw_payloads(conn, cutoff, limit), time_budget_s, batch_size),
+        **_in_batches(
+            lambda conn, limit: events_dal.remove_raw_payloads(conn, cutoff, limit), time_budget_s, batch_size
+        ),
         "cutoff": cutoff.isoformat(),
     }
 
@@ -44,7 +46,9 @@ def remove_cached_lines(
     }
 
 
-def _in_batches(remove: Callable[[Connection, int], int], time_budget_s: float, batch_size: int | None) -> dict[str, Any]:
+def _in_batches(
+    remove: Callable[[Connection, int], int], time_budget_s: float, batch_size: int | None
+) -> dict[str, Any]:
     limit = batch_size or get_settings().retention_batch_size
     deadline = time.monotonic() + time_budget_s
     removed = batches = 0
