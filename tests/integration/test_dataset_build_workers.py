@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ def slow_build_of(db, outcomes: int, seconds_each: float, monkeypatch: pytest.Mo
     )
     real = dataset_service._Builder.examples
 
-    def slow(self: dataset_service._Builder, items: list[object]) -> object:
+    def slow(self: dataset_service._Builder, items: list[Any]) -> object:
         time.sleep(seconds_each * len(items))
         return real(self, items)
 

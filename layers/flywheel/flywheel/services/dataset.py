@@ -26,8 +26,8 @@ import json
 import multiprocessing
 import os
 import queue
-import tempfile
 import sys
+import tempfile
 import threading
 import time
 import unicodedata

@@ -4,8 +4,8 @@ outcomes, removed in short batches."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel.dal import dataset_cache as cache_dal
