@@ -314,3 +314,31 @@ def test_comprehend_second_pass_is_batched_and_priced(
     assert info["units"] == sum(max(3, -(-len(r) // 100)) for r in requests)
     assert info["usd"] == round(info["units"] * 0.0001, 4) and info["replaced"] == {"name": 1}
     assert built.manifest["residual_scan"]["passed"]
+
+
+def test_preference_pairs_never_cross_organisations(planted: list[str], db) -> None:
+    """Campaign ids are each sender's own names: another organisation's "q4-close" messages for the
+    same segment and framework are not comparable with acme's, and are paired among themselves."""
+    from flywheel.dal import training as training_dal
+    from flywheel.dal.connection import get_connection
+    from flywheel.domain import dataset as ds
+
+    def pairs() -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        rows = training_dal.stream_outcomes(
+            get_connection(), min_quality=0.0, since=None, until=None, for_preferences=True
+        )
+        return [pair for group in ds.grouped(rows) for pair in ds.pair_group(group)]
+
+    alone = pairs()
+    assert alone and all(a["org_id"] == b["org_id"] == "acme" for a, b in alone)
+    db.execute("INSERT INTO organizations (org_id, training_opt_in) VALUES ('globex', true)")
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
+                                       training_label, stage, lead_industry, lead_role, framework)
+           SELECT 'globex', 'copy-' || dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
+                  training_label, stage, lead_industry, lead_role, framework
+             FROM outcome_labels WHERE org_id = 'acme'"""
+    )
+    both = pairs()
+    assert all(a["org_id"] == b["org_id"] for a, b in both)
+    assert sum(a["org_id"] == "globex" for a, _ in both) == len(alone)  # globex pairs among its own

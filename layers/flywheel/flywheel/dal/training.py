@@ -24,14 +24,14 @@ ACTIVE = ("pending", "building", "uploading", "training", "registering", "smoke_
 def _dataset_filter(for_preferences: bool) -> tuple[str, str]:
     """The WHERE and ORDER BY of a dataset's outcomes. Supervised sets need good messages
     (quality >= min, not negative); preference sets need every outcome, ordered so each
-    campaign/segment/framework group arrives together."""
+    organisation's campaign/segment/framework group arrives together."""
     where = [
         "org.training_opt_in",
         "(%(since)s::timestamptz IS NULL OR o.sent_at >= %(since)s::timestamptz)",
         "(%(until)s::timestamptz IS NULL OR o.sent_at < %(until)s::timestamptz)",
     ]
     if for_preferences:
-        return " AND ".join(where), "o.campaign_id, o.lead_industry, o.lead_role, o.framework, o.outcome_id"
+        return " AND ".join(where), "o.org_id, o.campaign_id, o.lead_industry, o.lead_role, o.framework, o.outcome_id"
     where += ["o.quality_score >= %(min_quality)s", "o.training_label <> 'negative'"]
     return " AND ".join(where), "o.sent_at, o.outcome_id"
 

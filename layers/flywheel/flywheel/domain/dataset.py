@@ -256,8 +256,15 @@ def text_key(text: str) -> int:
 
 
 def preference_group(row: dict[str, Any]) -> tuple[Any, ...]:
-    """Messages written for the same campaign, segment and framework are comparable."""
-    return (row.get("campaign_id"), row.get("lead_industry"), row.get("lead_role"), row.get("framework"))
+    """Messages written for the same campaign, segment and framework are comparable: within one
+    organisation (campaign ids are the sender's own names; two organisations may both have "q4")."""
+    return (
+        row.get("org_id"),
+        row.get("campaign_id"),
+        row.get("lead_industry"),
+        row.get("lead_role"),
+        row.get("framework"),
+    )
 
 
 def is_preferred(row: dict[str, Any]) -> bool:
