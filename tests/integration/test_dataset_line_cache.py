@@ -242,7 +242,8 @@ def test_the_cache_is_read_written_and_trimmed_through_indexes(
     build(tmp_path, "fill", DatasetSpec(), dataset_build_workers=1)
     db.execute("ANALYZE dataset_line_cache")
     db.execute(
-        "UPDATE outcome_labels SET brief = 'changed' WHERE outcome_id = (SELECT outcome_id FROM outcome_labels ORDER BY outcome_id LIMIT 1)"
+        "UPDATE outcome_labels SET brief = 'changed' "
+        "WHERE outcome_id = (SELECT outcome_id FROM dataset_line_cache ORDER BY item LIMIT 1)"
     )
     growing = {*plans.GROWING, "dataset_line_cache"}
     with pytest.MonkeyPatch.context() as patch:
