@@ -513,9 +513,9 @@ class LineCache:
     """Pass 1's lines kept between builds (sql/0017_dataset_line_cache.sql), read back when an
     item's digest matches: a hash of its rows as read and of the recipe, which is everything else a
     line depends on (the code that makes it, `_code_digest`; how tokens are counted; the method and
-    format). A line the residual scan flagged
-    is never kept. Talks to the database over a connection of its own (autocommit: what a build
-    stored stays stored if it fails later), opened in the process that uses it."""
+    format). A line the residual scan flagged is never kept. Talks to the database over a connection
+    of its own (autocommit: what a build stored stays stored if it fails later), opened in the
+    process that uses it."""
 
     def __init__(self, spec: DatasetSpec, token_method: str) -> None:
         self.kind = self.kind_of(spec)
