@@ -361,20 +361,27 @@ CHANGED = 0.15
 
 def prepare_cache(url: str, mode: str) -> None:
     """The line cache a side starts with: empty for a first build; for the weekly rebuild, the one the
-    streaming side just filled, less the lines of the newest 10% of outcomes and of 5% of the rest
-    (those are built again, as new and changed outcomes are)."""
+    streaming side just filled, less the lines of the newest 10% of outcomes (new ones), with 5% of
+    the rest changed (their lines stale): those are built again."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         if mode in ("streaming", "fetch-all"):
             conn.execute("TRUNCATE dataset_line_cache")
         elif mode == "weekly":
+            # new since the last build: the newest 10 % of outcomes have no line yet
             conn.execute(
                 """WITH ranked AS (
                        SELECT item, percent_rank() OVER (ORDER BY sent_at DESC, item) AS newest FROM dataset_line_cache)
-                   DELETE FROM dataset_line_cache c USING ranked r
-                    WHERE c.item = r.item AND (r.newest < 0.10 OR (hashtext(r.item) & 1023) < 51)"""
+                   DELETE FROM dataset_line_cache c USING ranked r WHERE c.item = r.item AND r.newest < 0.10"""
             )
+            # changed since: 5 % of the others have a new brief (their lines are stale and replaced)
+            conn.execute(
+                """UPDATE outcome_labels SET brief = coalesce(brief, '') || ' (follow-up)'
+                    WHERE outcome_id IN (SELECT outcome_id FROM dataset_line_cache
+                                          WHERE (hashtext(item) & 1023) < 54)"""
+            )
+            conn.execute("VACUUM (ANALYZE) outcome_labels")
         else:
             return
         conn.execute("VACUUM (ANALYZE) dataset_line_cache")

@@ -3,14 +3,17 @@
 -- weekly build re-reads every outcome of its window, and most of them were built the week before.
 --
 -- An entry is used only when its digest matches: a hash of the item's rows exactly as the build
--- reads them and of the recipe (the code of the flywheel package, the library versions and the
--- line shape; services.dataset.LineCache). Anything that could change the line changes the digest,
--- and a changed item's entry is replaced, so there is at most one entry per item and kind.
+-- reads them and of the recipe (the source of the code that makes a line, the Python, Unicode and
+-- library versions and the line shape; services.dataset.LineCache). Anything that could change the
+-- line changes the digest, and a changed item's entry is replaced, so there is at most one entry
+-- per item and kind. The recipe is kept apart too, for the build's time check to count the entries
+-- still current.
 --
 -- The lines are redacted text that passed the residual scan (a line the scan flagged is never
--- kept). They go with their outcome (ON DELETE CASCADE), with their organisation's opt-out (the
--- trigger below), and once the outcome is older than DATASET_CACHE_DAYS (RetentionFunction, in
--- short batches).
+-- kept). They go with their outcome (ON DELETE CASCADE, either message of a pair), with their
+-- organisation's opt-out (the trigger below; a build storing meanwhile holds the organisation FOR
+-- SHARE, dal/dataset_cache.store), and once their earliest message is older than DATASET_CACHE_DAYS
+-- (RetentionFunction, in short batches).
 --
 -- Expand-only: a new table, trigger and function; the previous release ignores them.
 
@@ -19,7 +22,8 @@ CREATE TABLE dataset_line_cache (
     item        text NOT NULL,  -- the outcome id, or "preferred/rejected" for a pair
     outcome_id  uuid NOT NULL REFERENCES outcome_labels (outcome_id) ON DELETE CASCADE,
     partner_id  uuid REFERENCES outcome_labels (outcome_id) ON DELETE CASCADE,
-    sent_at     timestamptz NOT NULL,  -- the item's first message's; retention goes by it
+    sent_at     timestamptz NOT NULL,  -- the earliest of the item's messages; retention goes by it
+    recipe      bytea NOT NULL,  -- the code and versions the line was made with (part of the digest)
     digest      bytea NOT NULL,
     line        text NOT NULL,  -- the staged line: meta, a tab, the record
     signatures  bytea NOT NULL,  -- MinHash signature(s), uint32 little-endian

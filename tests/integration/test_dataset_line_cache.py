@@ -269,3 +269,96 @@ def test_the_cache_is_read_written_and_trimmed_through_indexes(
             ("DELETE FROM ONLY dataset_line_cache WHERE partner_id = %s", (str(uuid.uuid4()),)),
         ]
         assert plans.check_plans(db, others) == len(others)
+
+
+def _on_first_build(monkeypatch: pytest.MonkeyPatch, db_url: str, statement: str, params: tuple[Any, ...]) -> None:
+    """Run `statement` on a connection of its own when the build first builds anything (in this
+    process or a worker forked after this), after the rows were read and before any line is stored."""
+    import psycopg
+
+    real, done = dataset_service._Builder.examples, list[bool]()
+
+    def examples(self: Any, rows: Any) -> Any:
+        if not done:
+            done.append(True)
+            with psycopg.connect(db_url, autocommit=True) as other:
+                other.execute(statement, params)
+        return real(self, rows)
+
+    monkeypatch.setattr(dataset_service._Builder, "examples", examples)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_opt_out_while_a_build_runs_leaves_no_line_of_the_organisation(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    workers: int,
+) -> None:
+    _on_first_build(
+        monkeypatch, db_url, "UPDATE organizations SET training_opt_in = false WHERE org_id = %s", ("acme",)
+    )
+    build(tmp_path, "during", DatasetSpec(), dataset_build_workers=workers)
+    assert db.execute("SELECT count(*) AS n FROM dataset_line_cache").fetchone()["n"] == 0
+
+
+def test_an_outcome_deleted_while_a_build_runs_leaves_no_entry_and_the_rest_are_kept(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gone = db.execute(
+        "SELECT outcome_id FROM outcome_labels WHERE training_label = 'positive' ORDER BY sent_at DESC LIMIT 1"
+    ).fetchone()["outcome_id"]
+    _on_first_build(monkeypatch, db_url, "DELETE FROM outcome_labels WHERE outcome_id = %s", (gone,))
+    built = build(tmp_path, "during", DatasetSpec(), dataset_build_workers=2)
+    kept = entries(db)
+    assert str(gone) not in kept and len(kept) == built[2]["counts"]["candidates"] - 1
+
+
+def test_a_changed_rejected_message_builds_its_pair_again(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = DatasetSpec(method="dpo")
+    build(tmp_path, "first", spec)
+    pair = next(iter(entries(db, "dpo:openai-chat").values()))
+    db.execute("UPDATE outcome_labels SET subject = 'Changed subject' WHERE outcome_id = %s", (pair["partner_id"],))
+    counter = BuildCounter(monkeypatch)
+    again = build(tmp_path, "again", spec, dataset_build_workers=1)
+    assert counter.items == 1
+    assert again == build(tmp_path, "uncached", spec, dataset_line_cache=False)
+
+
+def test_entries_of_other_code_are_not_counted_as_cached_by_the_time_check(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    build(tmp_path, "fill", DatasetSpec())
+    monkeypatch.setattr(dataset_service, "_code_digest", lambda: b"another release".ljust(16, b"\0"))
+    slow = get_settings().model_copy(update={"dataset_build_seconds_per_row": 2.0, "dataset_build_workers": 1})
+    with pytest.raises(DatasetTooLarge, match="30 outcomes need about 60 s"):  # none counted as cached
+        build_dataset(DatasetSpec(), tmp_path / "stale", slow, deadline=time.monotonic() + 30)
+
+
+def test_code_changed_on_disk_after_the_process_started_builds_without_the_cache(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import flywheel
+
+    uncached = build(tmp_path, "uncached", DatasetSpec(), dataset_line_cache=False)
+    # as if the process had loaded flywheel before the line-making files were last written
+    monkeypatch.setattr(flywheel, "LOADED_AT", 0.0)
+    assert not dataset_service.code_is_loaded()
+    assert build(tmp_path, "stale-process", DatasetSpec()) == uncached
+    assert entries(db) == {}

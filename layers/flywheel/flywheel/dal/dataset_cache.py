@@ -4,27 +4,34 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
+from uuid import UUID
 
 import psycopg
 
 from flywheel.dal.connection import Connection
 
-# an entry as `store` takes it: a tuple of these, in this order (the COPY's columns after kind)
-ENTRY = (
-    "item",
-    "outcome_id",
-    "partner_id",
-    "sent_at",
-    "digest",
-    "line",
-    "signatures",
-    "prompt_key",
-    "split_key",
-    "redactions",
-)
-_TYPES = ["text", "text", "uuid", "uuid", "timestamptz", "bytea", "text", "bytea", "int8", "int8", "jsonb"]
-_COPY = f"COPY dataset_line_cache (kind, {', '.join(ENTRY)}) FROM STDIN (FORMAT BINARY)"
+
+class Entry(NamedTuple):
+    """What a build stores for an item: the fields after `org_id` are the table's columns."""
+
+    org_id: str  # the organisation of the item's outcomes (a pair's two are of one organisation)
+    item: str
+    outcome_id: UUID
+    partner_id: UUID | None
+    sent_at: datetime  # the earliest of the item's messages: retention goes by it
+    recipe: bytes
+    digest: bytes
+    line: str
+    signatures: bytes
+    prompt_key: int
+    split_key: int
+    redactions: dict[str, int]
+
+
+_COLUMNS = Entry._fields[1:]
+_TYPES = ["text", "text", "uuid", "uuid", "timestamptz", "bytea", "bytea", "text", "bytea", "int8", "int8", "jsonb"]
+_COPY = f"COPY dataset_line_cache (kind, {', '.join(_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 def lookup(conn: Connection, kind: str, keys: Sequence[tuple[str, bytes]]) -> dict[str, dict[str, Any]]:
@@ -45,48 +52,66 @@ def lookup(conn: Connection, kind: str, keys: Sequence[tuple[str, bytes]]) -> di
     return {row["item"]: row for row in rows}
 
 
-def store(conn: Connection, kind: str, entries: Sequence[tuple[Any, ...]], replace: Sequence[str] = ()) -> None:
-    """Write entries (tuples in ENTRY's order) in one transaction: the entries of `replace` (items
-    whose entry is stale) deleted, then one binary COPY (half the database time of an upsert through
-    a temporary table). Committed without waiting for the WAL flush: an entry a crash loses is
-    built again (PostgreSQL documentation, "Asynchronous Commit"). Another build that stored some of
-    these items meanwhile (a unique key taken, or a deadlock on them) is answered by replacing all
-    of them; an outcome deleted meanwhile (a foreign key) by leaving its entries out."""
-    items = sorted({entry[0] for entry in entries} | set(replace))
+def store(conn: Connection, kind: str, entries: Sequence[Entry], replace: Sequence[str] = ()) -> int:
+    """Write entries in one transaction; returns how many were written. First the locks, in the
+    order every writer of outcome data follows (dal/locks.py): the organisations FOR SHARE (an
+    opt-out, whose trigger deletes the organisation's entries, waits for this transaction or this
+    one waits for it and sees it: an entry of an organisation that no longer opts in is not written),
+    then the outcomes FOR KEY SHARE in id order (an outcome deleted meanwhile is left out; one that
+    is there stays until the commit, so the foreign keys hold). Then the entries of `replace`
+    (stale ones) are deleted and the rest written by one binary COPY, committed without waiting for
+    the WAL flush: an entry a crash loses is built again (PostgreSQL documentation, "Asynchronous
+    Commit"). Another build storing some of the same items (a unique key taken, or a deadlock over
+    them) is answered by replacing all of them."""
+    items = sorted({entry.item for entry in entries} | set(replace))
     for attempt in range(4):
         try:
             with conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
+                opted_in = {
+                    row["org_id"]
+                    for row in conn.execute(
+                        """SELECT org_id FROM organizations WHERE org_id = ANY(%s) AND training_opt_in
+                            ORDER BY org_id FOR SHARE""",
+                        (sorted({entry.org_id for entry in entries}),),
+                    )
+                }
+                ids = {entry.outcome_id for entry in entries} | {e.partner_id for e in entries if e.partner_id}
+                present = {
+                    row["outcome_id"]
+                    for row in conn.execute(
+                        """SELECT outcome_id FROM outcome_labels WHERE outcome_id = ANY(%s)
+                            ORDER BY outcome_id FOR KEY SHARE""",
+                        (sorted(ids),),
+                    )
+                }
+                kept = [
+                    entry
+                    for entry in entries
+                    if entry.org_id in opted_in
+                    and entry.outcome_id in present
+                    and (entry.partner_id is None or entry.partner_id in present)
+                ]
                 if replace:
                     conn.execute(
                         "DELETE FROM dataset_line_cache WHERE kind = %s AND item = ANY(%s)", (kind, sorted(replace))
                     )
-                if entries:
+                if kept:
                     with conn.cursor().copy(_COPY) as copy:
                         copy.set_types(_TYPES)
-                        for entry in entries:
-                            copy.write_row((kind, *entry))
-            return
+                        for entry in kept:
+                            copy.write_row((kind, *entry[1:]))
+            return len(kept)
         except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
             if attempt == 3:
                 raise
             replace = items
-        except psycopg.errors.ForeignKeyViolation:
-            if attempt == 3:
-                raise
-            ids = list({str(e[1]) for e in entries} | {str(e[2]) for e in entries if e[2] is not None})
-            present = {
-                str(row["outcome_id"])
-                for row in conn.execute(
-                    "SELECT outcome_id FROM outcome_labels WHERE outcome_id = ANY(%s::uuid[])", (ids,)
-                ).fetchall()
-            }
-            entries = [e for e in entries if str(e[1]) in present and (e[2] is None or str(e[2]) in present)]
+    raise AssertionError("unreachable")
 
 
 def remove_before(conn: Connection, sent_before: datetime, limit: int) -> int:
-    """Retention, one batch: up to `limit` entries whose outcome was sent before the cutoff, skipping
-    rows a build is writing (it is never made to wait on us)."""
+    """Retention, one batch: up to `limit` entries whose earliest message was sent before the cutoff,
+    skipping rows a build is writing (it is never made to wait on us)."""
     return conn.execute(
         """WITH due AS (
                SELECT kind, item FROM dataset_line_cache WHERE sent_at < %s LIMIT %s FOR UPDATE SKIP LOCKED)

@@ -66,23 +66,24 @@ def count_outcomes(
     since: datetime | None,
     until: datetime | None,
     for_preferences: bool,
-    cache_kind: str | None = None,
+    cache: tuple[str, bytes] | None = None,
 ) -> tuple[int, int]:
     """How many outcomes `stream_outcomes` would stream, and how many of them have an entry in the
-    line cache of `cache_kind` (as the item or a pair's partner; whether it is still current is only
-    known once the row is read)."""
+    line cache made with this (kind, recipe) (as the item or a pair's partner; whether the row is
+    unchanged since is only known once it is read)."""
     where, _ = _dataset_filter(for_preferences)
     cached = (
         "count(*) FILTER (WHERE EXISTS (SELECT 1 FROM dataset_line_cache c WHERE c.kind = %(kind)s "
-        "AND c.outcome_id = o.outcome_id) OR EXISTS (SELECT 1 FROM dataset_line_cache c WHERE c.kind = %(kind)s "
-        "AND c.partner_id = o.outcome_id))"
-        if cache_kind
+        "AND c.recipe = %(recipe)s AND c.outcome_id = o.outcome_id) OR EXISTS (SELECT 1 FROM dataset_line_cache c "
+        "WHERE c.kind = %(kind)s AND c.recipe = %(recipe)s AND c.partner_id = o.outcome_id))"
+        if cache
         else "0"
     )
+    kind, recipe = cache or (None, None)
     row = conn.execute(
         f"SELECT count(*) AS n, {cached} AS cached FROM outcome_labels o JOIN organizations org USING (org_id) "
         f"WHERE {where}",
-        {"since": since, "until": until, "min_quality": min_quality, "kind": cache_kind},
+        {"since": since, "until": until, "min_quality": min_quality, "kind": kind, "recipe": recipe},
     ).fetchone()
     return (int(row["n"]), int(row["cached"])) if row else (0, 0)
 

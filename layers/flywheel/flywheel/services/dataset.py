@@ -210,7 +210,7 @@ def build_dataset(
     workers = 1 if pii_pass is not None else build_workers(settings)
     # lines are kept for the next build when they are the default redaction's, whole (a Comprehend
     # pass is a paid call whose answers may change): see LineCache
-    cache = settings.dataset_line_cache and redactor is None and pii_pass is None
+    cache = settings.dataset_line_cache and redactor is None and pii_pass is None and code_is_loaded()
     budget = (
         TimeBudget(
             deadline,
@@ -238,7 +238,7 @@ def build_dataset(
                 since=spec.since,
                 until=spec.until,
                 for_preferences=preferences,
-                cache_kind=LineCache.kind_of(spec) if cache else None,
+                cache=(LineCache.kind_of(spec), LineCache.recipe_of(spec)) if cache else None,
             )
             budget.check(expected, cached=cached)
         rows = training_dal.stream_outcomes(
@@ -396,7 +396,7 @@ class _Builder:
         self.spec, self.redactor = spec, redactor
         self.scanner = Redactor()  # the residual scan: every default detector, whatever `redactor` is
         self.count, self.token_method = token_counter()
-        self.cache = LineCache(spec, self.token_method) if cache else None
+        self.cache = LineCache(spec) if cache else None
 
     def rows(self, items: Sequence[Item]) -> list[tuple[dict[str, Any], ...]]:
         return [tuple(item) for item in items] if self.spec.method == "dpo" else [(item,) for item in items]
@@ -476,6 +476,22 @@ def _code_digest() -> bytes:
     return digest.digest()
 
 
+def code_is_loaded() -> bool:
+    """Whether the source of the code that makes a line is the code this process runs: no file of
+    it changed after the process loaded flywheel (a local server still running after a pull would
+    otherwise store its old lines under the new code's recipe). In Lambda the code never changes
+    under a process."""
+    changed = [path for path in line_code() if path.stat().st_mtime > flywheel.LOADED_AT]
+    if changed:
+        from flywheel.observability import logger  # here: the CLI sets logging up first
+
+        logger.warning(
+            "line-making code changed on disk after this process started: building without the line cache",
+            extra={"changed": [path.name for path in changed]},
+        )
+    return not changed
+
+
 def line_code() -> list[Path]:
     """The source files whose code makes a staged line: this module, the flywheel.domain modules it
     imports, and every flywheel module those import (read from their syntax trees, imports inside
@@ -517,15 +533,22 @@ class LineCache:
     of its own (autocommit: what a build stored stays stored if it fails later), opened in the
     process that uses it."""
 
-    def __init__(self, spec: DatasetSpec, token_method: str) -> None:
-        self.kind = self.kind_of(spec)
-        self.recipe = _code_digest() + f"{self.kind} {token_method}".encode()
+    def __init__(self, spec: DatasetSpec) -> None:
+        self.kind, self.recipe = self.kind_of(spec), self.recipe_of(spec)
         self._conn: Any = None
         self._pid = 0
 
     @staticmethod
     def kind_of(spec: DatasetSpec) -> str:
         return f"{spec.method}:{spec.dataset_format}"
+
+    @staticmethod
+    def recipe_of(spec: DatasetSpec) -> bytes:
+        """Everything a line depends on besides its rows: the code and versions, how tokens are
+        counted, the line's shape."""
+        _, token_method = token_counter()
+        extra = f"{LineCache.kind_of(spec)} {token_method}".encode()
+        return hashlib.blake2b(_code_digest() + extra, digest_size=16).digest()
 
     def key(self, rows: tuple[dict[str, Any], ...]) -> tuple[str, bytes]:
         """An item's id (its outcome ids) and digest."""
@@ -558,11 +581,13 @@ class LineCache:
                 self.connection(),
                 self.kind,
                 [
-                    (
+                    cache_dal.Entry(
+                        rows[at][0]["org_id"],
                         keys[at][0],
                         uuid.UUID(rows[at][0]["outcome_id"]),
                         uuid.UUID(rows[at][1]["outcome_id"]) if sides == 2 else None,
-                        rows[at][0]["sent_at"],
+                        min(row["sent_at"] for row in rows[at]),
+                        self.recipe,
                         keys[at][1],
                         made.lines[j],
                         signatures[j].tobytes(),
