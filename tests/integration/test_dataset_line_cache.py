@@ -120,7 +120,7 @@ def test_other_code_builds_every_line_again(
     spec = DatasetSpec()
     first = build(tmp_path, "first", spec)
     before = entries(db)
-    # a release with any change to the package (or to Python, Unicode or a library the lines
+    # a release that changes the code that makes a line (or Python, Unicode or a library the lines
     # depend on) makes another code digest
     monkeypatch.setattr(dataset_service, "_code_digest", lambda: b"another release".ljust(16, b"\0"))
     counter = BuildCounter(monkeypatch)
