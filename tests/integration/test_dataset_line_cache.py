@@ -6,6 +6,7 @@ several processes store and read it without a difference."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -68,18 +69,38 @@ def test_a_second_build_reads_every_line_back_and_writes_the_same_files(
     spec: DatasetSpec,
 ) -> None:
     kind = f"{spec.method}:{spec.dataset_format}"
+    # the planted messages were all sent at one time: spread them, so a pair's two times differ
+    db.execute(
+        "UPDATE outcome_labels SET sent_at = sent_at - make_interval(hours => substring(lead_id from '[0-9]+$')::int)"
+    )
     uncached = build(tmp_path, "uncached", spec, dataset_line_cache=False)
     assert entries(db, kind) == {}  # the cache off: nothing kept
     first = build(tmp_path, "first", spec, dataset_build_workers=2)  # workers store what they build
     assert first == uncached
     kept = entries(db, kind)
     assert len(kept) == uncached[2]["counts"]["candidates"] > 0
-    if spec.method == "dpo":  # a pair is kept under both its outcomes
+    if spec.method == "dpo":  # a pair is kept under both its outcomes, and retained by the earlier one
         assert all(e["partner_id"] is not None and k == f"{e['outcome_id']}/{e['partner_id']}" for k, e in kept.items())
+        earliest = db.execute(
+            """SELECT count(*) FILTER (WHERE c.sent_at = least(a.sent_at, b.sent_at)) AS ok, count(*) AS n
+                 FROM dataset_line_cache c JOIN outcome_labels a ON a.outcome_id = c.outcome_id
+                 JOIN outcome_labels b ON b.outcome_id = c.partner_id"""
+        ).fetchone()
+        assert earliest["ok"] == earliest["n"] > 0
+        assert (
+            db.execute(
+                "SELECT count(*) AS n FROM dataset_line_cache c JOIN outcome_labels a ON a.outcome_id = c.outcome_id "
+                "JOIN outcome_labels b ON b.outcome_id = c.partner_id WHERE a.sent_at <> b.sent_at"
+            ).fetchone()["n"]
+            > 0
+        )  # the two times differ somewhere: the earliest is a choice
     # a build that would have to build anything fails: in workers, and in this process
     BuildCounter(monkeypatch, refuse=True)
-    assert build(tmp_path, "workers", spec, dataset_build_workers=2) == uncached
-    assert build(tmp_path, "alone", spec, dataset_build_workers=1) == uncached
+    workers = build(tmp_path, "workers", spec, dataset_build_workers=2)
+    alone = build(tmp_path, "alone", spec, dataset_build_workers=1)
+    assert workers == alone == uncached
+    # the manifest as written, key order included (jsonb keeps the read-back counts in its own order)
+    assert {json.dumps(b[2]) for b in (first, workers, alone)} == {json.dumps(uncached[2])}
     assert entries(db, kind) == kept  # read, not written again
     # what is kept is redacted: no planted item in any cached record (a line's meta, before its first
     # tab, holds ids and counts, whose digits may spell a planted number)
@@ -265,6 +286,12 @@ def test_the_cache_is_read_written_and_trimmed_through_indexes(
                 "WHERE o.org_id = %s AND c.partner_id = o.outcome_id",
                 ("acme",),
             ),
+            # a pair's store: the entries of earlier pairs of its messages
+            (
+                "DELETE FROM dataset_line_cache WHERE kind = %(kind)s AND item <> ALL(%(items)s) "
+                "AND (outcome_id = ANY(%(ids)s) OR partner_id = ANY(%(ids)s))",
+                {"kind": "dpo:openai-chat", "items": ["a/b"], "ids": [uuid.uuid4(), uuid.uuid4()]},
+            ),
             ("DELETE FROM ONLY dataset_line_cache WHERE outcome_id = %s", (str(uuid.uuid4()),)),
             ("DELETE FROM ONLY dataset_line_cache WHERE partner_id = %s", (str(uuid.uuid4()),)),
         ]
@@ -357,8 +384,99 @@ def test_code_changed_on_disk_after_the_process_started_builds_without_the_cache
     import flywheel
 
     uncached = build(tmp_path, "uncached", DatasetSpec(), dataset_line_cache=False)
-    # as if the process had loaded flywheel before the line-making files were last written
-    monkeypatch.setattr(flywheel, "LOADED_AT", 0.0)
+    # as if domain/redaction.py had read otherwise when this process loaded flywheel (a pull, or a
+    # copy that kept the files' times, while it ran): its lines may not be the files' code
+    loaded = {**flywheel.LOADED_SOURCES, "domain/redaction.py": b"\0" * 16}
+    monkeypatch.setattr(flywheel, "LOADED_SOURCES", loaded)
     assert not dataset_service.code_is_loaded()
     assert build(tmp_path, "stale-process", DatasetSpec()) == uncached
     assert entries(db) == {}
+
+
+@pytest.mark.parametrize("writer", ["opt-out", "delete"])
+def test_a_writer_meeting_a_store_under_way_waits_for_it_and_then_removes_what_it_stored(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    db_url: str,
+    writer: str,
+) -> None:
+    """The store holds the organisations FOR SHARE and the outcomes FOR KEY SHARE from before its
+    COPY: an opt-out or a delete that comes while it writes waits for its commit, then its trigger
+    or cascade sees the entries and removes them (without those locks the opt-out's trigger would
+    find nothing yet, and the delete would leave the COPY a foreign key to a deleted row)."""
+    import threading
+
+    import psycopg
+
+    # every store pauses a second before its rows go in, its locks held
+    db.execute(
+        "CREATE FUNCTION pause_store() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); "
+        "RETURN NULL; END $$"
+    )
+    db.execute(
+        "CREATE TRIGGER pause_store BEFORE INSERT ON dataset_line_cache FOR EACH STATEMENT "
+        "EXECUTE FUNCTION pause_store()"
+    )
+    target = db.execute(
+        "SELECT outcome_id FROM outcome_labels WHERE training_label = 'positive' ORDER BY outcome_id LIMIT 1"
+    ).fetchone()["outcome_id"]
+    waited: list[float] = []
+
+    def write() -> None:
+        with psycopg.connect(db_url, autocommit=True) as other:
+            deadline = time.monotonic() + 30
+            while (
+                time.monotonic() < deadline
+                and not other.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'").fetchone()
+            ):
+                time.sleep(0.02)
+            started = time.monotonic()
+            if writer == "opt-out":
+                other.execute("UPDATE organizations SET training_opt_in = false WHERE org_id = 'acme'")
+            else:
+                other.execute("DELETE FROM outcome_labels WHERE outcome_id = %s", (target,))
+            waited.append(time.monotonic() - started)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    build(tmp_path, "meanwhile", DatasetSpec(), dataset_build_workers=1)
+    thread.join()
+    assert waited and waited[0] > 0.3  # it waited for the store
+    if writer == "opt-out":
+        assert db.execute("SELECT count(*) AS n FROM dataset_line_cache").fetchone()["n"] == 0
+    else:
+        kept = entries(db)
+        assert str(target) not in kept and len(kept) > 0
+
+
+def test_pairs_a_new_message_re_pairs_leave_no_unreadable_entries(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+) -> None:
+    """One new preferred message in a group re-pairs the messages after it (pairs are made in hash
+    order): their old pairs' entries can never be read again, and go when the new pairs are stored."""
+    spec = DatasetSpec(method="dpo")
+    first = build(tmp_path, "first", spec)
+    assert len(entries(db, "dpo:openai-chat")) == first[2]["counts"]["candidates"]
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
+                                       training_label, stage, lead_industry, lead_role, framework)
+           SELECT org_id, 'again-' || dedupe_key, campaign_id, lead_id, body || ' Again.', sent_at, quality_score,
+                  training_label, stage, lead_industry, lead_role, framework
+             FROM outcome_labels WHERE campaign_id = 'q4-close' AND training_label = 'positive' LIMIT 3"""
+    )
+    again = build(tmp_path, "again", spec)
+    assert again == build(tmp_path, "uncached", spec, dataset_line_cache=False)
+    from flywheel.dal import training as training_dal
+    from flywheel.dal.connection import get_connection
+
+    rows = training_dal.stream_outcomes(get_connection(), min_quality=0.6, since=None, until=None, for_preferences=True)
+    pairs = {f"{a['outcome_id']}/{b['outcome_id']}" for group in ds.grouped(rows) for a, b in ds.pair_group(group)}
+    kept = entries(db, "dpo:openai-chat")
+    stored = set(kept) & pairs
+    assert len(stored) >= len(pairs) - again[2]["residual_scan"]["hits"]  # every pair not flagged is stored
+    in_stored = {i for item in stored for i in item.split("/")}
+    # what is left of the old pairs shares no message with a pair stored now
+    assert [item for item in set(kept) - pairs if set(item.split("/")) & in_stored] == []

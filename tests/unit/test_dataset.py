@@ -498,3 +498,16 @@ def test_the_plan_holds_the_similar_pairs_not_every_bands_candidates() -> None:
     finally:
         tracemalloc.stop()
     assert peak / n < 400, f"{peak / n:.0f} bytes an example"
+
+
+def test_two_organisations_with_one_campaign_id_form_two_preference_groups() -> None:
+    """Adjacent rows of the same campaign, segment and framework but of two organisations (the query
+    orders by organisation first, so one's last group can meet the other's first) are never one
+    group: their messages are not comparable."""
+    key = {"campaign_id": "q4", "lead_industry": "saas", "lead_role": "cfo", "framework": "PAS"}
+    rows = [
+        {**key, "org_id": "acme", "outcome_id": "a1", "training_label": "positive"},
+        {**key, "org_id": "globex", "outcome_id": "g1", "training_label": "negative"},
+    ]
+    assert [[r["org_id"] for r in group] for group in ds.grouped(rows)] == [["acme"], ["globex"]]
+    assert [pair for group in ds.grouped(rows) for pair in ds.pair_group(group)] == []

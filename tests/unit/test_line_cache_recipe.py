@@ -34,8 +34,9 @@ for item in ([row], [row, bad]):
         Redactor().find_each([(ds.data_only(t), contexts[0]) for t in record_texts(payload)])
     nd.signatures([example.targets[0]])
 loaded = sorted(name for name in sys.modules if name == "flywheel" or name.startswith("flywheel."))
+import flywheel
 from flywheel.services.dataset import line_code
-print(json.dumps({"loaded": loaded, "recipe": [str(p) for p in line_code()]}))
+print(json.dumps({"loaded": loaded, "recipe": [str(p) for p in line_code()], "watched": sorted(flywheel.LOADED_SOURCES)}))
 """
 
 
@@ -58,3 +59,5 @@ def test_the_recipe_holds_every_module_that_making_a_line_loads_and_not_the_rest
         assert as_file in recipe or as_package in recipe, f"{module} makes lines but is not in the recipe"
     assert {"services/dataset.py", "domain/redaction.py", "domain/reply_text.py", "domain/near_duplicates.py"} <= recipe
     assert not {"dal/connection.py", "dal/training.py", "settings.py", "services/ingest.py"} & recipe
+    # every file of it is one whose source the process notes when it loads flywheel (code_is_loaded)
+    assert recipe <= set(found["watched"])

@@ -59,7 +59,8 @@ def store(conn: Connection, kind: str, entries: Sequence[Entry], replace: Sequen
     one waits for it and sees it: an entry of an organisation that no longer opts in is not written),
     then the outcomes FOR KEY SHARE in id order (an outcome deleted meanwhile is left out; one that
     is there stays until the commit, so the foreign keys hold). Then the entries of `replace`
-    (stale ones) are deleted and the rest written by one binary COPY, committed without waiting for
+    (stale ones) are deleted, and those of earlier pairs of a message paired anew, and the rest
+    written by one binary COPY, committed without waiting for
     the WAL flush: an entry a crash loses is built again (PostgreSQL documentation, "Asynchronous
     Commit"). Another build storing some of the same items (a unique key taken, or a deadlock over
     them) is answered by replacing all of them."""
@@ -95,6 +96,22 @@ def store(conn: Connection, kind: str, entries: Sequence[Entry], replace: Sequen
                 if replace:
                     conn.execute(
                         "DELETE FROM dataset_line_cache WHERE kind = %s AND item = ANY(%s)", (kind, sorted(replace))
+                    )
+                pairs = [entry for entry in kept if entry.partner_id is not None]
+                if pairs:
+                    # a message paired anew leaves its old pair's entry unreadable (the pair is gone):
+                    # deleted, so the cache holds about one entry a message
+                    conn.execute(
+                        """DELETE FROM dataset_line_cache
+                            WHERE kind = %(kind)s AND item <> ALL(%(items)s)
+                              AND (outcome_id = ANY(%(ids)s) OR partner_id = ANY(%(ids)s))""",
+                        {
+                            "kind": kind,
+                            "items": [entry.item for entry in pairs],
+                            "ids": sorted(
+                                {e.outcome_id for e in pairs} | {e.partner_id for e in pairs if e.partner_id}
+                            ),
+                        },
                     )
                 if kept:
                     with conn.cursor().copy(_COPY) as copy:

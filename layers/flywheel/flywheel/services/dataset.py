@@ -238,7 +238,9 @@ def build_dataset(
                 since=spec.since,
                 until=spec.until,
                 for_preferences=preferences,
-                cache=(LineCache.kind_of(spec), LineCache.recipe_of(spec)) if cache else None,
+                # a pair is only read back while its two messages are still paired, and one new message in
+                # a group re-pairs the rest of it: preference builds count nothing as cached
+                cache=(LineCache.kind_of(spec), LineCache.recipe_of(spec)) if cache and not preferences else None,
             )
             budget.check(expected, cached=cached)
         rows = training_dal.stream_outcomes(
@@ -298,7 +300,7 @@ def build_dataset(
         "by_label": dict(written.by_label),
         "by_org": dict(written.by_org),
         "by_framework": dict(written.by_framework),
-        "redactions": dict(redactor.counts),
+        "redactions": dict(sorted(redactor.counts.items())),  # in one order, however the counts came
         "comprehend": staged.comprehend,
         "reserved_keywords_neutralised": written.reserved,
         "dedupe": {
@@ -477,17 +479,23 @@ def _code_digest() -> bytes:
 
 
 def code_is_loaded() -> bool:
-    """Whether the source of the code that makes a line is the code this process runs: no file of
-    it changed after the process loaded flywheel (a local server still running after a pull would
-    otherwise store its old lines under the new code's recipe). In Lambda the code never changes
-    under a process."""
-    changed = [path for path in line_code() if path.stat().st_mtime > flywheel.LOADED_AT]
+    """Whether the files of the code that makes a line still read as they did when this process
+    loaded flywheel, so the recipe hashed from them is the code that runs. A file changed since (a
+    local server still running after a pull or a copy, whatever the files' times) turns the cache
+    off for this process. In Lambda the code never changes under a process."""
+    package = Path(flywheel.__file__).parent
+    now = flywheel.source_digests()
+    changed = [
+        name
+        for name in (path.relative_to(package).as_posix() for path in line_code())
+        if name not in flywheel.LOADED_SOURCES or now.get(name) != flywheel.LOADED_SOURCES[name]
+    ]
     if changed:
         from flywheel.observability import logger  # here: the CLI sets logging up first
 
         logger.warning(
             "line-making code changed on disk after this process started: building without the line cache",
-            extra={"changed": [path.name for path in changed]},
+            extra={"changed": changed},
         )
     return not changed
 
