@@ -60,10 +60,10 @@ def store(conn: Connection, kind: str, entries: Sequence[Entry], replace: Sequen
     then the outcomes FOR KEY SHARE in id order (an outcome deleted meanwhile is left out; one that
     is there stays until the commit, so the foreign keys hold). Then the entries of `replace`
     (stale ones) are deleted, and those of earlier pairs of a message paired anew, and the rest
-    written by one binary COPY, committed without waiting for
-    the WAL flush: an entry a crash loses is built again (PostgreSQL documentation, "Asynchronous
-    Commit"). Another build storing some of the same items (a unique key taken, or a deadlock over
-    them) is answered by replacing all of them."""
+    written by one binary COPY, committed without waiting for the WAL flush: an entry a crash loses
+    is built again (PostgreSQL documentation, "Asynchronous Commit"). Another build storing some of
+    the same items (a unique key taken, or a deadlock over them) is answered by replacing all of
+    them."""
     items = sorted({entry.item for entry in entries} | set(replace))
     for attempt in range(4):
         try:
