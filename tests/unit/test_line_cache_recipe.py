@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # in a fresh interpreter: what making lines (redaction, both formats, tokens, signatures, the
@@ -61,3 +63,20 @@ def test_the_recipe_holds_every_module_that_making_a_line_loads_and_not_the_rest
     assert not {"dal/connection.py", "dal/training.py", "settings.py", "services/ingest.py"} & recipe
     # every file of it is one whose source the process notes when it loads flywheel (code_is_loaded)
     assert recipe <= set(found["watched"])
+
+
+def test_a_package_without_its_sources_imports_and_builds_without_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every function imports flywheel: a source it cannot read (installed without sources) is left
+    out of what it notes, never an import error; the build then does not use the line cache."""
+    import flywheel
+    from flywheel.services import dataset as dataset_service
+
+    monkeypatch.setattr(flywheel, "_LINE_SOURCES", ("", "no-such-folder", "services/no_such_module.py"))
+    noted = flywheel.source_digests()
+    assert "__init__.py" in noted and not any(name.startswith(("no-such", "services/no_such")) for name in noted)
+
+    def unreadable() -> list[Path]:
+        raise FileNotFoundError("services/dataset.py")
+
+    monkeypatch.setattr(dataset_service, "line_code", unreadable)
+    assert dataset_service.code_is_loaded() is False

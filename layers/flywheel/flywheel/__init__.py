@@ -11,19 +11,27 @@ _LINE_SOURCES = ("", "domain", "models", "services/__init__.py", "services/datas
 
 
 def source_digests() -> dict[str, bytes]:
-    """A digest of each of those source files, by path within the package."""
+    """A digest of each of those source files that can be read, by path within the package. One that
+    cannot (a package installed without its sources) is left out: the line cache is then not used,
+    and says why (services.dataset.code_is_loaded); importing flywheel never fails for it."""
     root = _os.path.dirname(__file__)
     names = []
     for place in _LINE_SOURCES:
         if place.endswith(".py"):
             names.append(place)
         else:
-            folder = _os.path.join(root, place)
-            names += [f"{place}/{n}" if place else n for n in _os.listdir(folder) if n.endswith(".py")]
+            try:
+                listed = _os.listdir(_os.path.join(root, place))
+            except OSError:
+                continue
+            names += [f"{place}/{n}" if place else n for n in listed if n.endswith(".py")]
     found = {}
     for name in names:
-        with open(_os.path.join(root, name), "rb") as source:
-            found[name] = _hashlib.blake2b(source.read(), digest_size=16).digest()
+        try:
+            with open(_os.path.join(root, name), "rb") as source:
+                found[name] = _hashlib.blake2b(source.read(), digest_size=16).digest()
+        except OSError:
+            continue
     return found
 
 

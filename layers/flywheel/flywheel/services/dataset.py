@@ -485,16 +485,17 @@ def code_is_loaded() -> bool:
     off for this process. In Lambda the code never changes under a process."""
     package = Path(flywheel.__file__).parent
     now = flywheel.source_digests()
-    changed = [
-        name
-        for name in (path.relative_to(package).as_posix() for path in line_code())
-        if name not in flywheel.LOADED_SOURCES or now.get(name) != flywheel.LOADED_SOURCES[name]
-    ]
+    try:
+        names = [path.relative_to(package).as_posix() for path in line_code()]
+    except OSError as exc:  # installed without its sources: nothing to hash, so nothing to trust
+        changed = [f"unreadable: {exc}"]
+    else:
+        changed = [n for n in names if n not in flywheel.LOADED_SOURCES or now.get(n) != flywheel.LOADED_SOURCES[n]]
     if changed:
         from flywheel.observability import logger  # here: the CLI sets logging up first
 
         logger.warning(
-            "line-making code changed on disk after this process started: building without the line cache",
+            "line-making code changed or unreadable since this process started: building without the line cache",
             extra={"changed": changed},
         )
     return not changed
