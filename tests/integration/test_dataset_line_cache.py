@@ -409,9 +409,9 @@ def test_a_writer_meeting_a_store_under_way_waits_for_it_and_then_removes_what_i
 
     import psycopg
 
-    # every store pauses a second before its rows go in, its locks held
+    # every store pauses three seconds before its rows go in, its locks held
     db.execute(
-        "CREATE FUNCTION pause_store() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1); "
+        "CREATE FUNCTION pause_store() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(3); "
         "RETURN NULL; END $$"
     )
     db.execute(
@@ -426,11 +426,11 @@ def test_a_writer_meeting_a_store_under_way_waits_for_it_and_then_removes_what_i
     def write() -> None:
         with psycopg.connect(db_url, autocommit=True) as other:
             deadline = time.monotonic() + 30
-            while (
-                time.monotonic() < deadline
-                and not other.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep'").fetchone()
-            ):
+            paused = "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE 'COPY%%'"
+            while time.monotonic() < deadline and not other.execute(paused).fetchone():
                 time.sleep(0.02)
+            if time.monotonic() >= deadline:
+                return  # never saw the store pause: `waited` stays empty and the test fails
             started = time.monotonic()
             if writer == "opt-out":
                 other.execute("UPDATE organizations SET training_opt_in = false WHERE org_id = 'acme'")
@@ -442,7 +442,7 @@ def test_a_writer_meeting_a_store_under_way_waits_for_it_and_then_removes_what_i
     thread.start()
     build(tmp_path, "meanwhile", DatasetSpec(), dataset_build_workers=1)
     thread.join()
-    assert waited and waited[0] > 0.3  # it waited for the store
+    assert waited and waited[0] > 0.5  # it waited for the store
     if writer == "opt-out":
         assert db.execute("SELECT count(*) AS n FROM dataset_line_cache").fetchone()["n"] == 0
     else:

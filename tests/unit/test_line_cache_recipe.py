@@ -80,3 +80,16 @@ def test_a_package_without_its_sources_imports_and_builds_without_the_cache(monk
 
     monkeypatch.setattr(dataset_service, "line_code", unreadable)
     assert dataset_service.code_is_loaded() is False
+
+
+def test_a_file_that_read_otherwise_when_the_line_code_loaded_turns_the_cache_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A checkout, the first build's import of the line code, and a checkout back: the files read now
+    as when flywheel loaded, but the modules running were loaded from other text."""
+    from flywheel.services import dataset as dataset_service
+
+    assert dataset_service.code_is_loaded()
+    at_import = {**dataset_service._SOURCES_AT_IMPORT, "domain/reply_text.py": b"\0" * 16}
+    monkeypatch.setattr(dataset_service, "_SOURCES_AT_IMPORT", at_import)
+    assert not dataset_service.code_is_loaded()

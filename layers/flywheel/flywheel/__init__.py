@@ -7,7 +7,7 @@ __version__ = "0.1.0"
 
 # where the dataset build's line-making code may come from (services.dataset.line_code): a test
 # checks that every file of it is among these
-_LINE_SOURCES = ("", "domain", "models", "services/__init__.py", "services/dataset.py")
+_LINE_SOURCES = ("__init__.py", "domain", "services/__init__.py", "services/dataset.py")
 
 
 def source_digests() -> dict[str, bytes]:

@@ -101,10 +101,16 @@ def store(conn: Connection, kind: str, entries: Sequence[Entry], replace: Sequen
                 if pairs:
                     # a message paired anew leaves its old pair's entry unreadable (the pair is gone):
                     # deleted, so the cache holds about one entry a message
+                    # (only tidying: rows another build holds are skipped, never waited for, so two
+                    # builds re-pairing the same messages cannot deadlock here)
                     conn.execute(
-                        """DELETE FROM dataset_line_cache
-                            WHERE kind = %(kind)s AND item <> ALL(%(items)s)
-                              AND (outcome_id = ANY(%(ids)s) OR partner_id = ANY(%(ids)s))""",
+                        """WITH gone AS (
+                               SELECT kind, item FROM dataset_line_cache
+                                WHERE kind = %(kind)s AND item <> ALL(%(items)s)
+                                  AND (outcome_id = ANY(%(ids)s) OR partner_id = ANY(%(ids)s))
+                                ORDER BY kind, item FOR UPDATE SKIP LOCKED)
+                           DELETE FROM dataset_line_cache c USING gone
+                            WHERE c.kind = gone.kind AND c.item = gone.item""",
                         {
                             "kind": kind,
                             "items": [entry.item for entry in pairs],

@@ -478,10 +478,15 @@ def _code_digest() -> bytes:
     return digest.digest()
 
 
+# the line-making files as they read when this module (and the domain modules it imports) loaded
+_SOURCES_AT_IMPORT = flywheel.source_digests()
+
+
 def code_is_loaded() -> bool:
-    """Whether the files of the code that makes a line still read as they did when this process
-    loaded flywheel, so the recipe hashed from them is the code that runs. A file changed since (a
-    local server still running after a pull or a copy, whatever the files' times) turns the cache
+    """Whether the files of the code that makes a line read now as they did when this process loaded
+    flywheel and when it loaded this module (and with it the domain modules), so the recipe hashed
+    from them is the code that runs. A file changed in between or since (a local server still
+    running after a pull, a copy, a checkout and back; whatever the files' times) turns the cache
     off for this process. In Lambda the code never changes under a process."""
     package = Path(flywheel.__file__).parent
     now = flywheel.source_digests()
@@ -490,7 +495,12 @@ def code_is_loaded() -> bool:
     except OSError as exc:  # installed without its sources: nothing to hash, so nothing to trust
         changed = [f"unreadable: {exc}"]
     else:
-        changed = [n for n in names if n not in flywheel.LOADED_SOURCES or now.get(n) != flywheel.LOADED_SOURCES[n]]
+        changed = [
+            n
+            for n in names
+            if n not in flywheel.LOADED_SOURCES
+            or not now.get(n) == _SOURCES_AT_IMPORT.get(n) == flywheel.LOADED_SOURCES[n]
+        ]
     if changed:
         from flywheel.observability import logger  # here: the CLI sets logging up first
 
