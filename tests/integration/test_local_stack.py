@@ -163,8 +163,12 @@ def test_a_run_cut_short_by_the_process_ending_does_not_block_the_next(state: Pa
         status, started = post(LocalApi(ROOT / "template.yaml"), "/training/run", {})
         assert status == 202
     run = db.execute("SELECT status, error FROM training_runs WHERE run_id = %s", (started["run_id"],)).fetchone()
-    assert run["status"] == "cancelled" and "ABORTED" in run["error"], (run, logged)
-    assert any(f"training run {started['run_id']} cancelled" in line for line in logged)
+    # closed, not in flight: as cancelled (the execution ABORTED), or, when moto's interpreter ends a
+    # stopped execution in the middle of a task as FAILED (seen about once in three full runs on a
+    # busy host), as failed, with that reason
+    closed = {"cancelled": "ABORTED", "failed": "execution ended FAILED"}
+    assert run["status"] in closed and closed[run["status"]] in run["error"], (run, logged)
+    assert any(f"training run {started['run_id']} {run['status']}" in line for line in logged)
     with LocalStack(ROOT, state=state, log=lambda line: None) as stack:
         status, again = post(LocalApi(ROOT / "template.yaml"), "/training/run", {})
         assert status == 202, again
