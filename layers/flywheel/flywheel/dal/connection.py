@@ -144,23 +144,8 @@ def get_connection() -> Connection:
     current: Connection | None = getattr(_local, "connection", None)
     if current is None or current.closed or current.broken or where.conninfo != getattr(_local, "target", None):
         close_connection()
-        password = where.password()
-        try:
-            current = _open(where.conninfo, password, settings)
-        except DependencyUnavailable:
-            if not settings.database_secret_arn or settings.database_iam_auth:
-                raise
-            # the cached secret may predate a rotation: read it again, and retry once if it changed
-            used = (where.conninfo, password)
-            where = target(settings, fresh_secret=True)
-            password = where.password()
-            if (where.conninfo, password) == used:
-                raise
-            from flywheel.observability import logger  # here: the local runner sets logging up first
-
-            logger.warning("database credentials changed (secret rotated); connecting with the new ones")
-            current = _open(where.conninfo, password, settings)
-        _local.connection, _local.target = current, where.conninfo
+        current, conninfo = _connect(settings, where)
+        _local.connection, _local.target = current, conninfo
     return current
 
 
@@ -168,8 +153,27 @@ def new_connection() -> Connection:
     """A connection of its own to the configured database (not this thread's shared one), for work
     that must commit apart from the thread's transaction; the caller closes it."""
     settings = get_settings()
-    where = target(settings)
-    return _open(where.conninfo, where.password(), settings)
+    return _connect(settings, target(settings))[0]
+
+
+def _connect(settings: Settings, where: Target) -> tuple[Connection, str]:
+    """A new connection to `where`, and the target it reached. A connect that fails re-reads the
+    secret, which may predate a rotation, and tries once more when the password changed."""
+    password = where.password()
+    try:
+        return _open(where.conninfo, password, settings), where.conninfo
+    except DependencyUnavailable:
+        if not settings.database_secret_arn or settings.database_iam_auth:
+            raise
+        used = (where.conninfo, password)
+        where = target(settings, fresh_secret=True)
+        password = where.password()
+        if (where.conninfo, password) == used:
+            raise
+        from flywheel.observability import logger  # here: the local runner sets logging up first
+
+        logger.warning("database credentials changed (secret rotated); connecting with the new ones")
+        return _open(where.conninfo, password, settings), where.conninfo
 
 
 def _open(info: str, password: str | None, settings: Settings) -> Connection:
