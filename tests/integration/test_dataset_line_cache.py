@@ -249,6 +249,52 @@ def test_the_time_check_counts_cached_outcomes_at_their_own_rate(
         build_dataset(DatasetSpec(), tmp_path / "slower", slower, deadline=time.monotonic() + 30)
 
 
+def test_the_check_during_a_weekly_build_sees_its_new_outcomes_coming(
+    planted: list[str],  # noqa: F811
+    tmp_path: Path,
+    db,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A weekly build reads its oldest (cached) outcomes first and its new ones last. The pace of
+    the cached ones must not promise the new ones: the check weighs the rows left by their kind, and
+    stops the build as soon as the new ones show they will not fit, well before the deadline (the
+    pace of the rows seen so far alone would have let it run on past it)."""
+    from tests.integration.test_dataset_build_workers import slow_build_of
+
+    db.execute(
+        """INSERT INTO outcome_labels (org_id, dedupe_key, campaign_id, lead_id, body, sent_at, quality_score,
+                                       training_label, stage)
+           SELECT 'acme', 'old-' || i, 'c', 'o' || i, 'Hello there, an older note number ' || i,
+                  now() - interval '3 days', 0.9, 'positive', 'replied' FROM generate_series(1, 3000) AS i"""
+    )
+    build(tmp_path, "fill", DatasetSpec(), dataset_build_workers=1)  # last week's build
+    slow_build_of(db, 1000, 0.03, monkeypatch)  # this week's 1,000 new outcomes: 30 s to build them
+    settings = get_settings().model_copy(
+        update={
+            "dataset_build_workers": 1,
+            "dataset_build_seconds_per_row": 1e-3,
+            "dataset_cached_seconds_per_row": 1e-4,
+        }
+    )
+    seen: list[tuple[int, float]] = []
+    check = dataset_service.TimeBudget.check
+
+    def recorded(self: dataset_service.TimeBudget, rows: int, done: int = 0, *args: Any, **kwargs: Any) -> None:
+        seen.append((done, time.monotonic()))
+        check(self, rows, done, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_service.TimeBudget, "check", recorded)
+    started = time.monotonic()
+    with pytest.raises(DatasetTooLarge, match=r"\(3030 of them with a cached line\)"):
+        # planned, 1.3 s (3,030 cached, 1,000 new): the check before the build lets it start
+        build_dataset(DatasetSpec(), tmp_path / "weekly", settings, deadline=started + 12)
+    stopped_at, stopped = seen[-1]
+    # stopped by the check during the build (from 2,000 rows on) after about 100 of the new ones (the
+    # pace of all the rows seen would have gone on to about 300, 10 s in)
+    assert 2000 <= stopped_at < 3030 + 200, seen
+    assert stopped - started < 8
+
+
 def test_the_cache_is_read_written_and_trimmed_through_indexes(
     planted: list[str],  # noqa: F811
     tmp_path: Path,

@@ -150,13 +150,21 @@ class TimeBudget:
     finish_seconds_per_row: float  # passes 2 and 3 (de-duplicate, split, write), after pass 1
     cached_seconds_per_row: float  # pass 1, one worker, an outcome whose line is cached
 
-    def check(self, rows: int, done: int = 0, elapsed: float = 0.0, cached: int = 0) -> None:
+    def check(self, rows: int, done: int = 0, elapsed: float = 0.0, cached: int = 0, read_back: float = 0.0) -> None:
         """Before the build (`done` 0: the configured rates, `cached` of the rows at the cached rate)
-        or during it (pass 1's rate seen so far); passes 2 and 3 run after pass 1, in the streaming
-        process alone, at the configured rate."""
+        or during it (pass 1's pace seen so far, `read_back` the share of the items done so far that
+        were read from the cache); passes 2 and 3 run after pass 1, in the streaming process alone,
+        at the configured rate."""
         left_rows = rows - done
         if done >= 2000:
-            pass_one = left_rows * elapsed / done
+            # the pace seen so far, per row built: a cached row counts as the configured rates' ratio
+            # of one. A weekly build reads its new (uncached) outcomes last, so the rate of its first
+            # rows, most of them cached, would promise the rest far too soon
+            cached_done = min(round(done * read_back), cached)
+            cached_left = max(0, cached - cached_done)
+            ratio = self.cached_seconds_per_row / self.seconds_per_row
+            done_work = done - cached_done + cached_done * ratio
+            pass_one = elapsed * (left_rows - cached_left + cached_left * ratio) / done_work
         else:  # the rows done taken as cached ones: the rest is not underestimated
             cached_left = max(0, cached - done)
             pass_one = (
@@ -254,7 +262,9 @@ def build_dataset(
             stage,
             pii_pass,
             workers,
-            (lambda done, elapsed: budget.check(expected, done, elapsed, cached)) if budget else None,
+            (lambda done, elapsed, read_back: budget.check(expected, done, elapsed, cached, read_back))
+            if budget
+            else None,
             cache,
         )
         staged_at = time.monotonic()
@@ -386,6 +396,7 @@ class Batch:
     split_keys: list[int] = field(default_factory=list)
     redactions: list[Counter[str]] = field(default_factory=list)
     clean: list[bool] = field(default_factory=list)  # the residual scan found nothing in the line
+    read_back: int = 0  # items read from the line cache, not made
 
 
 class _Builder:
@@ -623,7 +634,10 @@ class LineCache:
             )
         if len(todo) == len(rows):
             return made
-        batch = Batch(signatures=[np.empty((len(rows), nd.PERMUTATIONS), dtype=np.uint32) for _ in range(sides)])
+        batch = Batch(
+            signatures=[np.empty((len(rows), nd.PERMUTATIONS), dtype=np.uint32) for _ in range(sides)],
+            read_back=len(rows) - len(todo),
+        )
         made_at = {at: j for j, at in enumerate(todo)}
         for at, (item, _) in enumerate(keys):
             if (j := made_at.get(at)) is not None:
@@ -817,7 +831,7 @@ def _stage(
     stage: Path,
     pii_pass: PiiPass | None,
     workers: int = 1,
-    on_progress: Callable[[int, float], None] | None = None,
+    on_progress: Callable[[int, float, float], None] | None = None,
     cache: bool = False,
 ) -> Staged:
     """Pass 1: every item becomes a staged line (see `_Builder`) plus its near-duplicate signature
@@ -833,6 +847,7 @@ def _stage(
     sig_paths = [stage.with_name(f"signatures-{side}.bin") for side in range(staged.sides)]
     prompt_keys, split_keys = array.array("q"), array.array("Q")
     comprehend_counts: Counter[str] = Counter()
+    read_back = 0  # items read from the line cache
     counted = _Counted(rows)
     items = _items(iter(counted), spec)
     if pii_pass is not None:
@@ -847,8 +862,11 @@ def _stage(
         files.enter_context(contextlib.closing(batches))  # an error here stops the workers at once
         sig_files = [files.enter_context(path.open("wb")) for path in sig_paths]
         for batch in batches:
+            read_back += batch.read_back
             if on_progress is not None:
-                on_progress(counted.done, time.monotonic() - started)
+                on_progress(
+                    counted.done, time.monotonic() - started, read_back / max(1, staged.count + len(batch.lines))
+                )
             handle.write("".join(batch.lines))
             for side, signatures in enumerate(batch.signatures):
                 sig_files[side].write(np.ascontiguousarray(signatures, dtype=np.uint32).tobytes())
