@@ -329,6 +329,7 @@ def sendgrid_cases() -> list[Case]:
         "ts_string": {**base, "timestamp": "yesterday"},
         "ts_missing": {k: v for k, v in base.items() if k != "timestamp"},
         "ts_1e20_float": {**base, "timestamp": 1e20},
+        "ts_400_digits": {**base, "timestamp": 10**400},
         "ts_bool": {**base, "timestamp": True},
         "event_missing": {k: v for k, v in base.items() if k != "event"},
         "event_number": {**base, "event": 5},
@@ -572,6 +573,7 @@ def hubspot_cases() -> list[Case]:
     }
     bad: dict[str, Any] = {
         "occurred_1e20": {**base, "occurredAt": 10**20},
+        "occurred_400_digits": {**base, "occurredAt": 10**400},
         "occurred_negative": {**base, "occurredAt": -1},
         "occurred_seconds": {**base, "occurredAt": T0 - 10**9},
         "occurred_string": {**base, "occurredAt": "now"},
@@ -634,6 +636,7 @@ def pipedrive_cases() -> list[Case]:
                 }
             ),
             "meta_ts_1e20": pipedrive("meta", timestamp=10**20),
+            "meta_ts_400_digits": pipedrive("meta", timestamp=10**400),
             "meta_ts_negative": pipedrive("meta", timestamp=-5),
             "meta_ts_text": pipedrive("meta", timestamp="yesterday"),
             "person_path": pipedrive("data", person_id="../../users"),
@@ -647,6 +650,17 @@ def pipedrive_cases() -> list[Case]:
             "meta_list": js({**PIPEDRIVE, "meta": []}),
             "array_body": js([PIPEDRIVE]),
             "nan_token": raw_json(json.dumps(PIPEDRIVE)[:-1] + ', "x": NaN}'),
+        }.items()
+    ]
+    # a CRM's odd field shapes are read leniently: the deal is kept without them
+    cases += [
+        Case(f"pipedrive.{name}", "POST", "/webhooks/crm/pipedrive", body, expect="accepted")
+        for name, body in {
+            "person_email_number": pipedrive("data", person_id={"value": 8, "email": 5}),
+            "person_email_object": pipedrive("data", person_id={"value": 8, "email": {"value": "d@x.example"}}),
+            "custom_fields_list": pipedrive("data", custom_fields=[1, 2]),
+            "currency_object": pipedrive("data", currency={"x": 1}),
+            "currency_huge": pipedrive("data", currency="E" * 100_000),
         }.items()
     ]
     cases.append(
@@ -681,6 +695,7 @@ def salesforce_cases() -> list[Case]:
         "amount_infinity": "<sf:Amount>Infinity</sf:Amount>",
         "amount_abc": "<sf:Amount>abc</sf:Amount>",
         "amount_1e15": "<sf:Amount>1e15</sf:Amount>",
+        "amount_rounds_to_1e12": "<sf:Amount>999999999999.995</sf:Amount>",
         "close_month_13": "<sf:CloseDate>2026-13-45</sf:CloseDate>",
         "close_9999": "<sf:CloseDate>9999-12-31</sf:CloseDate>",
         "id_long": "<sf:Amount>1</sf:Amount>",
@@ -762,6 +777,8 @@ CRM_DEAL = {
 
 CRM_CHANGES: dict[str, dict[str, Any]] = {
     "value_1e12": {"value": "1000000000000"},
+    "value_rounds_to_1e12": {"value": "999999999999.995"},
+    "value_rounds_to_1e12_thousandths": {"value": "999999999999.999"},
     "value_negative": {"value": "-1"},
     "value_abc": {"value": "abc"},
     "value_nan_string": {"value": "NaN"},
@@ -819,6 +836,66 @@ def crm_cases() -> list[Case]:
     return cases
 
 
+def header_cases() -> list[Case]:
+    """Signature headers no provider writes, on requests nobody signed: each a 401. Digits `int`
+    refuses ("²" is a digit to `str.isdigit`), numbers of thousands of digits, and signatures that
+    are not ASCII (`hmac.compare_digest` refuses to compare those as str)."""
+    huge, sup2, accent = "9" * 5000, "\u00b2", "\u00e9"
+    now = str(T0)
+    cases = [
+        Case(f"headers.hubspot_{name}", "POST", "/webhooks/crm/hubspot", js([HUBSPOT_GOOD]), headers, sign=False)
+        for name, headers in {
+            "ts_5000_digits": {"X-HubSpot-Signature-v3": "abc", "X-HubSpot-Request-Timestamp": huge},
+            "ts_400_digits": {"X-HubSpot-Signature-v3": "abc", "X-HubSpot-Request-Timestamp": "9" * 400},
+            "ts_superscript": {"X-HubSpot-Signature-v3": "abc", "X-HubSpot-Request-Timestamp": sup2},
+            "signature_accent": {"X-HubSpot-Signature-v3": accent, "X-HubSpot-Request-Timestamp": now + "000"},
+        }.items()
+    ]
+    cases += [
+        Case(
+            f"headers.calendly_{name}",
+            "POST",
+            "/webhooks/calendly",
+            calendly(),
+            {"Calendly-Webhook-Signature": h},
+            sign=False,
+        )
+        for name, h in {
+            "ts_5000_digits": f"t={huge},v1=ab",
+            "ts_superscript": f"t={sup2},v1=ab",
+            "signature_accent": f"t={now},v1={accent}",
+        }.items()
+    ]
+    cases += [
+        Case(f"headers.crm_{name}", "POST", "/webhooks/crm/deals", js(CRM_DEAL), headers, sign=False)
+        for name, headers in {
+            "ts_5000_digits": {"webhook-id": "m", "webhook-timestamp": huge, "webhook-signature": "v1,abc"},
+            "ts_superscript": {"webhook-id": "m", "webhook-timestamp": sup2, "webhook-signature": "v1,abc"},
+            "signature_accent": {"webhook-id": "m", "webhook-timestamp": now, "webhook-signature": "v1," + accent},
+        }.items()
+    ]
+    cases += [
+        Case(
+            "headers.sendgrid_ts_superscript",
+            "POST",
+            "/webhooks/sendgrid",
+            sendgrid_batch(GOOD_SG),
+            {
+                "X-Twilio-Email-Event-Webhook-Signature": "MEUCIQ==",
+                "X-Twilio-Email-Event-Webhook-Timestamp": sup2,
+            },
+            sign=False,
+        ),
+        Case(
+            "headers.inbound_token_accent",
+            "POST",
+            f"/webhooks/sendgrid/inbound/{accent}",
+            *inbound_form(("email", MIME)),
+        ),
+    ]
+    return cases
+
+
 def all_cases() -> list[Case]:
     return [
         *message_cases(),
@@ -831,6 +908,7 @@ def all_cases() -> list[Case]:
         *pipedrive_cases(),
         *salesforce_cases(),
         *crm_cases(),
+        *header_cases(),
     ]
 
 

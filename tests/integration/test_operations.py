@@ -204,3 +204,16 @@ def test_crm_calls_of_one_request_stop_at_their_time_budget(monkeypatch: pytest.
     # the Retry-After of 2 s is cut to the budget: the request gives up in time, the provider retries
     assert time.monotonic() - started < 1.0
     assert len(calls) >= 1
+
+
+def test_a_retry_after_that_is_no_number_is_an_ordinary_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "²" is a digit to `str.isdigit` and no number to `float`: the CRM call backs off as usual
+    and ends as DependencyUnavailable (a 503 the provider retries), not a ValueError."""
+    monkeypatch.setattr(
+        http,
+        "TRANSPORT",
+        httpx2.MockTransport(lambda request: httpx2.Response(503, headers={b"retry-after": "²".encode("latin-1")})),
+    )
+    client = HttpJsonClient("HubSpot", "https://api.hubapi.test", {}, timeout_s=4, retries=2, budget_s=0.5)
+    with pytest.raises(DependencyUnavailable):
+        client.request("GET", "/crm/v3/objects/deals/1")

@@ -339,3 +339,76 @@ def test_generic_unsigned_is_401(db, crm) -> None:
 def test_pipedrive_bad_bodies(db, crm, body: str, status: int) -> None:
     got, _ = run(route_event(load_event("webhooks_pipedrive_deal_won.json"), body))
     assert got == status and count(db, "outcome_events") == 0
+
+
+# --- values that pass the adapters must be storable (an outside review's findings) ------------
+
+
+def deal_body(**changes: Any) -> str:
+    body = json.loads(load_event("webhooks_crm_deal_won.json")["body"])
+    return json.dumps({**body, **changes})
+
+
+def test_a_deal_the_store_could_not_hold_is_refused_not_kept_to_break_a_registration(db, crm) -> None:
+    """999999999999.999 is below 10^12 but numeric(14, 2) rounds it to 10^12: refused with a 422.
+    A close date written with spaces around it is kept as the date it is: the orphan it makes is
+    claimed by the message's registration later (a 500 on every retry of that registration before)."""
+    lead = "poison@tailspin.example"
+    for value in ("999999999999.999", "999999999999.995", "-0.001e15"):
+        status, body = run(signed("webhooks_crm_deal_won.json", deal_body(lead_email=lead, value=value)))
+        assert status == 422 and count(db, "outcome_events") == 0, (value, body)
+    status, body = run(
+        signed(
+            "webhooks_crm_deal_won.json",
+            deal_body(lead_email=lead, value="999999999999.994", close_date=" 2026-11-26\t"),
+        )
+    )
+    assert status == 200 and body["orphans"] == 1
+    stored = db.execute("SELECT data FROM outcome_events").fetchone()["data"]
+    assert stored["close_date"] == "2026-11-26T00:00:00+00:00"
+    registration = load_event("messages_register_single.json")
+    registration["body"] = json.dumps(
+        {**json.loads(registration["body"]), "lead_email": lead, "lead_id": "lead-poison"}
+    )
+    result = invoke("MessagesFunction", registration, ROOT / "template.yaml")
+    assert result["statusCode"] in (200, 201), result["body"]
+    row = row_for(db, lead)
+    assert (row["deal_status"], str(row["deal_value"])) == ("won", "999999999999.99")
+    assert row["deal_closed_at"].isoformat() == "2026-11-26T00:00:00+00:00"
+
+
+def test_crm_currencies_are_iso_codes_or_none(db, crm, outcomes) -> None:
+    """A deal's currency is three letters, upper-cased; any other shape a CRM sends is no currency,
+    and the deal is kept (Pipedrive here: a currency object, before stored as its JSON text)."""
+    event = load_event("webhooks_pipedrive_deal_won.json")
+    body = json.loads(event["body"])
+    body["data"]["currency"] = {"x": 1}
+    status, _ = run(route_event(event, json.dumps(body)))
+    assert status == 200
+    row = row_for(db, "dana.reyes@northwind.example")
+    assert (row["deal_status"], row["deal_currency"]) == ("won", None)
+    sf = load_event("webhooks_salesforce_opportunity_won.json")
+    status, _ = run(route_event(sf, sf["body"].replace(">USD<", ">eur<")))
+    assert status == 200 and row_for(db, "priya@fabrikam.example")["deal_currency"] == "EUR"
+
+
+def test_hubspot_event_ids_are_keyed_within_their_account(db, crm, outcomes, monkeypatch) -> None:
+    """The same eventId from another HubSpot account is another event; from the same account, a
+    redelivery."""
+    event = {
+        "eventId": 424242,
+        "subscriptionId": 1,
+        "portalId": 5799819,
+        "appId": 1,
+        "occurredAt": int(time.time() * 1000),
+        "subscriptionType": "contact.creation",
+        "attemptNumber": 0,
+        "objectId": 1,
+    }
+    status, body = run(hubspot_event(json.dumps([event]).encode()))
+    assert status == 200 and body["stored"] == 1
+    status, body = run(hubspot_event(json.dumps([{**event, "attemptNumber": 1}]).encode()))
+    assert body["duplicates"] == 1
+    status, body = run(hubspot_event(json.dumps([{**event, "portalId": 999, "objectId": 2}]).encode()))
+    assert status == 200 and body["stored"] == 1 and body["duplicates"] == 0
+    assert count(db, "outcome_events") == 2

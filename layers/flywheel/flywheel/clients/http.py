@@ -54,7 +54,7 @@ class HttpJsonClient:
                     # the body is not logged: a CRM's error text can quote contact data
                     raise DependencyUnavailable(f"{self.name} answered {response.status_code}")
                 retry_after = response.headers.get("retry-after", "")
-                if retry_after.isdigit():
+                if retry_after.isascii() and retry_after.isdigit():
                     time.sleep(min(float(retry_after), 2.0, self._remaining()))
                     continue
             time.sleep(min(self.backoff_s * (2**attempt) * (0.5 + random.random()), self._remaining()))  # noqa: S311

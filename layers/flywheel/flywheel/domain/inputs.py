@@ -11,11 +11,12 @@ import math
 import re
 import unicodedata
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 MAX_DEPTH = 32
-MAX_AMOUNT = Decimal(10) ** 12  # numeric(14, 2)
+MAX_AMOUNT = Decimal(10) ** 12  # numeric(14, 2): below this once rounded to cents
+CENT = Decimal("0.01")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,127}$")
@@ -94,9 +95,24 @@ def amount(value: Any) -> str | None:
         raise BadValue("amount is not a number") from exc
     if not number.is_finite():
         raise BadValue("amount is not finite")
-    if abs(number) >= MAX_AMOUNT:
+    if not storable_amount(number):
         raise BadValue("amount is out of range")
     return str(number)
+
+
+def storable_amount(number: Decimal) -> bool:
+    """numeric(14, 2) holds it: below 10^12 once rounded to cents as PostgreSQL rounds (half away
+    from zero), so 999999999999.995 is refused, not an error when the row is written."""
+    return abs(number) < MAX_AMOUNT and abs(number.quantize(CENT, ROUND_HALF_UP)) < MAX_AMOUNT
+
+
+def currency(value: Any) -> str | None:
+    """An ISO 4217 code as three ASCII letters, upper-cased; anything else is no currency (a CRM's
+    amount keeps its facts without one)."""
+    if not isinstance(value, str):
+        return None
+    code = value.strip()
+    return code.upper() if len(code) == 3 and code.isascii() and code.isalpha() else None
 
 
 def plausible(moment: datetime, what: str = "timestamp") -> datetime:
@@ -112,7 +128,10 @@ def plausible(moment: datetime, what: str = "timestamp") -> datetime:
 
 
 def from_epoch(seconds: float, what: str = "timestamp") -> datetime:
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not math.isfinite(seconds):
+    """Epoch seconds (an int of any size, or a float) between 2000 and 2100."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise BadValue(f"{what} is not a number")
+    if isinstance(seconds, float) and not math.isfinite(seconds):  # isfinite overflows on a huge int
         raise BadValue(f"{what} is not a number")
     if not EARLIEST.timestamp() <= seconds < LATEST.timestamp():
         raise BadValue(f"{what} is out of range (2000-2099)")

@@ -141,7 +141,7 @@ def canonical(events: Iterable[OutcomeEvent]) -> list[OutcomeEvent]:
 def _parse_time(value: Any) -> datetime | None:
     if value is None:
         return None
-    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
     # providers send dates without a zone (a close date): read them as UTC
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flywheel.domain.ingest import IncomingEvent
-from flywheel.domain.inputs import IDENTIFIER, MAX_AMOUNT, email, parse_time, plausible
+from flywheel.domain.inputs import IDENTIFIER, MAX_AMOUNT, email, parse_time, plausible, storable_amount
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import load_json, validate
@@ -57,7 +57,15 @@ class CrmEvent(BaseModel):
     @field_validator("close_date")
     @classmethod
     def _date(cls, value: str | None) -> str | None:
-        parse_time(value, "close_date")
+        """Kept as read (" 2026-11-26" is stored as 2026-11-26T00:00:00+00:00)."""
+        parsed = parse_time(value, "close_date")
+        return parsed.isoformat() if parsed else None
+
+    @field_validator("value")
+    @classmethod
+    def _storable(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and not storable_amount(value):
+            raise ValueError("value is out of range once rounded to cents")
         return value
 
     @field_validator("lead_email")

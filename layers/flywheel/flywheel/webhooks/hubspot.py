@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.clients.crm import hubspot_contact_ids
 from flywheel.domain.ingest import IncomingEvent, Quarantined
-from flywheel.domain.inputs import BadValue, digits, from_epoch, parse_time
+from flywheel.domain.inputs import BadValue, currency, digits, from_epoch, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import load_json, money, validate
@@ -24,7 +24,7 @@ class HubSpotEvent(BaseModel):
 
     eventId: int | str  # noqa: N815 - HubSpot's field names
     portalId: int | str | None = None  # noqa: N815
-    occurredAt: int = Field(ge=0)  # noqa: N815
+    occurredAt: int = Field(ge=0, lt=10**15)  # noqa: N815 - milliseconds (10^15: the year 33658)
     subscriptionType: str | None = None  # noqa: N815
     eventType: str | None = None  # noqa: N815 - older docs' name for subscriptionType
     objectId: int | str | None = None  # noqa: N815
@@ -38,6 +38,12 @@ class HubSpotEvent(BaseModel):
     @property
     def is_deal_stage_change(self) -> bool:
         return self.kind == "deal.propertyChange" and self.propertyName == "dealstage" and self.objectId is not None
+
+    @property
+    def key(self) -> str:
+        """What a redelivery repeats: the event id within its account (HubSpot documents eventId as
+        not guaranteed unique; two accounts' events must not de-duplicate each other)."""
+        return str(self.eventId) if self.portalId in (None, "") else f"{self.portalId}:{self.eventId}"
 
     @property
     def occurred(self) -> datetime:
@@ -63,6 +69,8 @@ def parse(
             event.occurred  # noqa: B018 - range check
             if len(str(event.eventId)) > 128:
                 raise InvalidInput("eventId is longer than 128 characters", field=f"{i}.eventId")
+            if len(str(event.portalId)) > 32:
+                raise InvalidInput("portalId is longer than 32 characters", field=f"{i}.portalId")
             if event.is_deal_stage_change:
                 digits(event.objectId, "objectId")  # it goes into the API path
             good.append((item, event))
@@ -104,25 +112,23 @@ def to_events(
     base: dict[str, Any] = {"provider": PROVIDER, "occurred_at": event.occurred, "payload": raw, "org_id": org_id}
     kind = deal_outcome(deal, event, won_stages, lost_stages) if deal and event.is_deal_stage_change else None
     if kind is None or deal is None:
-        return [IncomingEvent(event_key=str(event.eventId), event_type=event.kind, **base)]
+        return [IncomingEvent(event_key=event.key, event_type=event.kind, **base)]
     props = deal.get("properties") or {}
     close = parse_time(props.get("closedate"), "closedate")  # BadValue: quarantined by the caller
     data = {
         "deal_id": f"hubspot:{event.objectId}",
         "value": money(props.get("amount")),
-        "currency": props.get("deal_currency_code"),
+        "currency": currency(props.get("deal_currency_code")),
         "close_date": close.isoformat() if close else None,
         "contact_ids": hubspot_contact_ids(deal),
     }
     data = {k: v for k, v in data.items() if v not in (None, [])}
     outcome_id = props.get(outcome_field) if outcome_field else None
     if not emails:
-        return [
-            IncomingEvent(event_key=str(event.eventId), event_type=kind.value, data=data, outcome_id=outcome_id, **base)
-        ]
+        return [IncomingEvent(event_key=event.key, event_type=kind.value, data=data, outcome_id=outcome_id, **base)]
     return [
         IncomingEvent(
-            event_key=f"{event.eventId}:{email}",
+            event_key=f"{event.key}:{email}",
             event_type=kind.value,
             data=data,
             email=email,

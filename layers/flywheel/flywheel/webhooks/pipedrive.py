@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from flywheel.domain.ingest import IncomingEvent, content_key
-from flywheel.domain.inputs import digits, from_epoch, parse_time
+from flywheel.domain.inputs import currency, digits, from_epoch, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import email_or_none, load_json, money, validate
@@ -96,13 +96,16 @@ class PipedriveDelivery:
     def embedded_emails(self) -> list[str]:
         """v1 sometimes embeds the person; use its emails and skip the API call."""
         person = self.deal.get("person_id")
-        emails = person.get("email", []) if isinstance(person, dict) else []
+        emails = person.get("email") if isinstance(person, dict) else None
+        if not isinstance(emails, list):
+            return []
         return [e for e in (email_or_none(x.get("value")) for x in emails if isinstance(x, dict)) if e]
 
     def custom_field(self, key: str | None) -> str | None:
         if not key:
             return None
-        value = (self.deal.get("custom_fields") or {}).get(key, self.deal.get(key))
+        fields = self.deal.get("custom_fields")
+        value = (fields if isinstance(fields, dict) else {}).get(key, self.deal.get(key))
         value = value.get("value") if isinstance(value, dict) else value
         return str(value) if value else None
 
@@ -131,7 +134,7 @@ def to_events(
     data = {
         "deal_id": f"pipedrive:{deal.get('id')}",
         "value": money(deal.get("value")),
-        "currency": deal.get("currency"),
+        "currency": currency(deal.get("currency")),
         "close_date": (_time(closed or deal.get("close_time"), "close time") or delivery.occurred_at).isoformat(),
     }
     kind = EventType.DEAL_WON if status == "won" else EventType.DEAL_LOST

@@ -11,7 +11,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
 from flywheel.domain.ingest import IncomingEvent
-from flywheel.domain.inputs import BadValue, parse_time
+from flywheel.domain.inputs import BadValue, currency, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput, MalformedPayload
 from flywheel.webhooks.common import email_or_none, money
@@ -110,15 +110,15 @@ def to_event(
     if len(note.notification_id) > 64:
         raise BadValue("Notification Id is longer than 64 characters")
     closed, won = f.get("IsClosed", "").lower() == "true", f.get("IsWon", "").lower() == "true"
-    close_date = f.get("CloseDate")
-    occurred = parse_time(close_date, "CloseDate") or received_at
+    close_date = parse_time(f.get("CloseDate"), "CloseDate")
+    occurred = close_date or received_at
     if note.sobject_type != "Opportunity" or not (closed or won):
         return IncomingEvent(event_type=f"{note.sobject_type or 'sObject'}.updated", occurred_at=occurred, **base)
     data = {
         "deal_id": f"salesforce:{f.get('Id')}",
         "value": money(f.get("Amount")),
-        "currency": f.get("CurrencyIsoCode"),
-        "close_date": close_date,
+        "currency": currency(f.get("CurrencyIsoCode")),
+        "close_date": close_date.isoformat() if close_date else None,
     }
     return IncomingEvent(
         event_type=(EventType.DEAL_WON if won else EventType.DEAL_LOST).value,

@@ -26,6 +26,18 @@ def _check_window(timestamp_s: float, tolerance_s: float, now: float | None) -> 
         raise SignatureInvalid("timestamp outside the allowed window")
 
 
+def _digits(value: str | None, most: int) -> bool:
+    """A timestamp header as providers write it: 1 to `most` ASCII digits (`str.isdigit` alone
+    takes "²" and other digits `int` refuses, and a number of thousands of digits is no time)."""
+    return value is not None and 0 < len(value) <= most and value.isascii() and value.isdigit()
+
+
+def _same(expected: str, given: str) -> bool:
+    """Constant-time comparison of a signature with a header's value, whatever characters that
+    holds (`hmac.compare_digest` refuses two str unless both are ASCII)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "surrogatepass"))
+
+
 def _b64(value: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
@@ -49,7 +61,7 @@ def verify_sendgrid(
     timestamp, so it must stay above a day) or more than 5 minutes in the future."""
     if not signature_b64 or not timestamp:
         raise SignatureInvalid("missing signature headers")
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    if not _digits(timestamp, 12):
         raise SignatureInvalid("bad X-Twilio-Email-Event-Webhook-Timestamp")
     if max_age_s is not None:
         age = (_now() if now is None else now) - int(timestamp)
@@ -103,10 +115,10 @@ def verify_hubspot(
     v3 = headers.get("x-hubspot-signature-v3")
     if v3:
         timestamp = headers.get("x-hubspot-request-timestamp", "")
-        if not timestamp.isdigit():
+        if not _digits(timestamp, 15):  # milliseconds
             raise SignatureInvalid("missing or bad X-HubSpot-Request-Timestamp")
         _check_window(int(timestamp) / 1000, tolerance_s, now)
-        if not hmac.compare_digest(hubspot_v3(secret, method, uri, body, timestamp), v3):
+        if not _same(hubspot_v3(secret, method, uri, body, timestamp), v3):
             raise SignatureInvalid("signature does not match")
         return
     legacy = headers.get("x-hubspot-signature")
@@ -116,7 +128,7 @@ def verify_hubspot(
         raise SignatureInvalid("v1/v2 signatures are not accepted (set HUBSPOT_ALLOW_LEGACY_SIGNATURES)")
     version = headers.get("x-hubspot-signature-version", "v1").lower()
     expected = hubspot_v2(secret, method, uri, body) if version == "v2" else hubspot_v1(secret, body)
-    if not hmac.compare_digest(expected, legacy.lower()):
+    if not _same(expected, legacy.lower()):
         raise SignatureInvalid("signature does not match")
 
 
@@ -134,10 +146,10 @@ def verify_calendly(
         raise SignatureInvalid("missing Calendly-Webhook-Signature")
     parts = dict(item.split("=", 1) for item in header.split(",") if "=" in item)
     timestamp, signature = parts.get("t", "").strip(), parts.get("v1", "").strip()
-    if not timestamp.isdigit() or not signature:
+    if not _digits(timestamp, 12) or not signature:
         raise SignatureInvalid("malformed Calendly-Webhook-Signature")
     _check_window(int(timestamp), tolerance_s, now)
-    if not hmac.compare_digest(calendly_signature(signing_key, timestamp, body), signature):
+    if not _same(calendly_signature(signing_key, timestamp, body), signature):
         raise SignatureInvalid("signature does not match")
 
 
@@ -157,11 +169,11 @@ def verify_standard_webhooks(
     signatures = headers.get("webhook-signature", "").split()
     if not msg_id or not timestamp or not signatures:
         raise SignatureInvalid("missing webhook-id, webhook-timestamp or webhook-signature")
-    if not timestamp.isdigit():
+    if not _digits(timestamp, 12):
         raise SignatureInvalid("bad webhook-timestamp")
     _check_window(int(timestamp), tolerance_s, now)
     expected = standard_webhooks_signature(secret, msg_id, timestamp, body)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in signatures):
+    if not any(_same(expected, candidate) for candidate in signatures):
         raise SignatureInvalid("signature does not match")
 
 
@@ -180,5 +192,5 @@ def verify_basic_auth(header: str | None, username: str, password: str) -> None:
 
 
 def verify_token(given: str | None, expected: str) -> None:
-    if not given or not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    if not given or not expected or not _same(expected, given):
         raise SignatureInvalid("wrong token")
