@@ -226,3 +226,36 @@ def test_post_reply_validation(db, aws) -> None:
     result = invoke("RepliesApiFunction", bad, ROOT / "template.yaml")
     assert result["statusCode"] == 422 and json.loads(result["body"])["fields"][0]["field"] == "outcome_id"
     assert count(db, "outcome_events") == 0 and drain(aws["replies"]) == []
+
+
+LEAP_REPLY = "I am out of the office until 29 February with limited access to email."
+
+
+def batch_with(outcome_id: str, *extra: tuple[str, str, str]) -> dict[str, Any]:
+    """The sample batch (a good reply, a malformed body) plus one record per (message id, reply key, text)."""
+    event = sqs_event(outcome_id)
+    template = event["Records"][0]
+    for message_id, reply_key, text in extra:
+        body = {"outcome_id": outcome_id, "reply_key": reply_key, "text": text, "received_at": "2024-03-05T10:00:00Z"}
+        event["Records"].append({**template, "messageId": message_id, "body": json.dumps(body)})
+    return event
+
+
+def classified(db, outcome_id: str) -> dict[str, dict]:
+    rows = db.execute(
+        "SELECT event_key, payload FROM outcome_events WHERE provider = 'classifier' AND outcome_id = %s",
+        (outcome_id,),
+    ).fetchall()
+    return {r["event_key"]: r["payload"] for r in rows}
+
+
+def test_the_leap_day_out_of_office_is_classified_with_the_batch(db, aws) -> None:
+    # the review's batch: a good reply, a malformed body, and an out-of-office naming 29 February
+    # sent on 5 March 2024 (it raised ValueError and failed the whole invocation)
+    outcome_id = register()
+    event = batch_with(outcome_id, ("leap-1", "api_linkedin:leap-1", LEAP_REPLY))
+    result = invoke("ClassifierFunction", event, ROOT / "template.yaml")
+    assert result == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
+    assert outcome(db, outcome_id)["reply_category"] == "meeting_request"
+    leap = classified(db, outcome_id)["api_linkedin:leap-1"]
+    assert (leap["category"], leap["return_date"]) == ("out_of_office", "2024-02-29")
