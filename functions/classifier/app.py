@@ -29,14 +29,20 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     jobs = _jobs(event["Records"])
     logger.set_correlation_id(",".join(jobs))  # the batch's SQS message ids, until each record is stored
     valid = {mid: job for mid, job in jobs.items() if isinstance(job, ReplyJob)}
-    # the whole batch is classified side by side before any record is stored
-    results: dict[str, Classification] = dict(zip(valid, classify_replies(list(valid.values())), strict=True))
+    # the whole batch is classified side by side before any record is stored; a record whose
+    # classification raised holds its exception and fails alone below
+    results: dict[str, Classification | Exception] = dict(
+        zip(valid, classify_replies(list(valid.values())), strict=True)
+    )
 
     def store(record: dict[str, Any]) -> dict[str, Any]:
         logger.set_correlation_id(record["messageId"])
         job = jobs[record["messageId"]]
         if isinstance(job, ValidationError):
             raise job
-        return store_classification(job, results[record["messageId"]])
+        result = results[record["messageId"]]
+        if isinstance(result, Exception):
+            raise result
+        return store_classification(job, result)
 
     return partial_batch_response(event["Records"], store)

@@ -226,3 +226,86 @@ def test_post_reply_validation(db, aws) -> None:
     result = invoke("RepliesApiFunction", bad, ROOT / "template.yaml")
     assert result["statusCode"] == 422 and json.loads(result["body"])["fields"][0]["field"] == "outcome_id"
     assert count(db, "outcome_events") == 0 and drain(aws["replies"]) == []
+
+
+LEAP_REPLY = "I am out of the office until 29 February with limited access to email."
+
+
+def batch_with(outcome_id: str, *extra: tuple[str, str, str]) -> dict[str, Any]:
+    """The sample batch (a good reply, a malformed body) plus one record per (message id, reply key, text)."""
+    event = sqs_event(outcome_id)
+    template = event["Records"][0]
+    for message_id, reply_key, text in extra:
+        body = {"outcome_id": outcome_id, "reply_key": reply_key, "text": text, "received_at": "2024-03-05T10:00:00Z"}
+        event["Records"].append({**template, "messageId": message_id, "body": json.dumps(body)})
+    return event
+
+
+def classified(db, outcome_id: str) -> dict[str, dict]:
+    rows = db.execute(
+        "SELECT event_key, payload FROM outcome_events WHERE provider = 'classifier' AND outcome_id = %s",
+        (outcome_id,),
+    ).fetchall()
+    return {r["event_key"]: r["payload"] for r in rows}
+
+
+def test_the_leap_day_out_of_office_is_classified_with_the_batch(db, aws) -> None:
+    # the review's batch: a good reply, a malformed body, and an out-of-office naming 29 February
+    # sent on 5 March 2024 (it raised ValueError and failed the whole invocation)
+    outcome_id = register()
+    event = batch_with(outcome_id, ("leap-1", "api_linkedin:leap-1", LEAP_REPLY))
+    result = invoke("ClassifierFunction", event, ROOT / "template.yaml")
+    assert result == {"batchItemFailures": [{"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"}]}
+    assert outcome(db, outcome_id)["reply_category"] == "meeting_request"
+    leap = classified(db, outcome_id)["api_linkedin:leap-1"]
+    assert (leap["category"], leap["return_date"]) == ("out_of_office", "2024-02-29")
+
+
+def test_a_record_whose_classification_raises_fails_alone(db, aws, monkeypatch) -> None:
+    # whatever one reply's classification raises (here a planted bug in the offline rules), that
+    # record alone is reported for redelivery; the others are classified side by side and stored
+    from flywheel.domain import reply_rules
+
+    real = reply_rules.classify_offline
+
+    def flaky(text: str, today: Any, model: Any = None) -> Any:
+        if "PLANTED" in text:
+            raise ValueError("day is out of range for month")
+        return real(text, today, model)
+
+    monkeypatch.setattr(reply_rules, "classify_offline", flaky)
+    outcome_id = register()
+    event = batch_with(
+        outcome_id,
+        ("bad-1", "api_linkedin:bad-1", "PLANTED: I am away until 29 February"),
+        ("good-2", "api_linkedin:good-2", "Please remove me from your list."),
+    )
+    result = invoke("ClassifierFunction", event, ROOT / "template.yaml")
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == [
+        "2e1424d4-f796-459a-8184-9c92662be6da",
+        "bad-1",
+    ]
+    stored = classified(db, outcome_id)
+    assert set(stored) == {"sendgrid_inbound:caf=dana.reply.1@mail.northwind.example", "api_linkedin:good-2"}
+    assert stored["api_linkedin:good-2"]["category"] == "unsubscribe"
+    # redelivered once the bug is gone, the failed record is classified like the others
+    monkeypatch.setattr(reply_rules, "classify_offline", real)
+    retry = {"Records": [r for r in event["Records"] if r["messageId"] == "bad-1"]}
+    assert invoke("ClassifierFunction", retry, ROOT / "template.yaml") == {"batchItemFailures": []}
+    assert "api_linkedin:bad-1" in classified(db, outcome_id)
+
+
+def test_a_database_outage_before_classifying_fails_the_whole_batch(db, aws, monkeypatch) -> None:
+    # what every record needs (the replies' contexts) is unavailable: the invocation fails and SQS
+    # redelivers the whole batch, as it did before records were isolated
+    from flywheel.dal import outcomes as outcomes_dal
+    from flywheel.errors import DependencyUnavailable
+
+    def down(*_: Any) -> Any:
+        raise DependencyUnavailable("database unavailable")
+
+    outcome_id = register()
+    monkeypatch.setattr(outcomes_dal, "reply_contexts", down)
+    with pytest.raises(DependencyUnavailable):
+        invoke("ClassifierFunction", sqs_event(outcome_id), ROOT / "template.yaml")
+    assert classified(db, outcome_id) == {} and outcome(db, outcome_id)["reply_category"] is None

@@ -127,3 +127,30 @@ def test_an_auto_reply_recognised_by_content_is_not_engagement_either(db, replie
     row = reply_row(db, outcome_id)
     assert (row["stage"], row["auto_reply_category"], row["replied_at"]) == ("auto_replied", "out_of_office", None)
     assert row["lead_returns_on"] == date(2026, 12, 14)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(
+    ("sent", "expected"),
+    [
+        ("Tue, 05 Mar 2024 10:00:00 +0000", "2024-02-29"),
+        ("Sun, 05 Mar 2028 10:00:00 +0000", "2028-02-29"),
+        ("Wed, 05 Mar 2025 10:00:00 +0000", None),
+    ],
+)
+def test_an_out_of_office_naming_29_february_is_stored(
+    db,
+    replies_queue,  # noqa: F811
+    mode: str,
+    sent: str,
+    expected: str | None,
+) -> None:
+    # the review's auto-reply: sent after a leap day, it names that leap day (it was a 500)
+    register()
+    message = mh.out_of_office()
+    message.set_payload("I am out of the office until 29 February with limited access to email.\n")
+    message.replace_header("Date", sent)
+    status, body = post(message, mode)
+    assert status == 200 and body["kind"] == "auto_reply"
+    [data] = db.execute("SELECT data FROM outcome_events WHERE provider = 'sendgrid_inbound'").fetchone().values()
+    assert (data["category"], data["return_date"]) == ("out_of_office", expected)

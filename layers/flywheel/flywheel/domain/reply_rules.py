@@ -14,7 +14,7 @@ Sentiment comes from VADER; objection types from a second small model trained on
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -424,14 +424,28 @@ _DATE_PATTERNS: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+# A date named without a year is its first occurrence on or after this many days before the reply:
+# an auto-reply left on after its return ("until 2 January", sent on 5 January) names a day just
+# past, the lead is back; rolling it a whole year ahead would mark them away for a year.
+STALE_DAYS = 30
+
+
 def _build(year: int | None, month: int, day: int, today: date) -> date | None:
+    """The date a reply names, or None when it names no calendar day (31 April, 29 February of a
+    year that has none, a year beyond the calendar's)."""
+    if year is None:
+        try:
+            earliest = today - timedelta(days=STALE_DAYS)
+        except OverflowError:  # a reply dated in the calendar's first month
+            earliest = date.min
+        # the one year in which the named day falls within [earliest, earliest + 1 year): never a
+        # search for a year where it exists, so "29 February" outside a leap February is no date
+        # (not 29 February four years on, and not a guessed 28 February / 1 March)
+        year = earliest.year if (month, day) >= (earliest.month, earliest.day) else earliest.year + 1
     try:
-        candidate = date(year or today.year, month, day)
+        return date(year, month, day)
     except ValueError:
         return None
-    if year is None and candidate < today:
-        candidate = candidate.replace(year=candidate.year + 1)
-    return candidate
 
 
 def _read(kind: str, g: tuple[str, ...], text: str, today: date) -> date | None:
@@ -453,7 +467,10 @@ def _read(kind: str, g: tuple[str, ...], text: str, today: date) -> date | None:
 
 def return_date(text: str, today: date) -> date | None:
     """When an out-of-office lead is back: the latest date the reply names ("until 14 Dec, back
-    15 Dec" -> 15 Dec; "from 23 Dec until 4 Jan" -> 4 Jan), read the way its language writes dates."""
+    15 Dec" -> 15 Dec; "from 23 Dec until 4 Jan" -> 4 Jan), read the way its language writes dates.
+    A date written without its year is the one in the year from STALE_DAYS before `today` (the
+    reply's date); a day that year does not have (29 February, 31 April) is no date. Weekday names
+    are not read."""
     text = text[:_DETAIL_CHARS]  # an out-of-office names its date near the top
     taken: list[tuple[int, int]] = []
     found: list[date] = []

@@ -69,18 +69,25 @@ def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any
     return classify_offline(text, today)
 
 
-def classify_replies(jobs: list[ReplyJob]) -> list[Classification]:
-    """Classify a batch side by side: the LLM when configured, the offline classifier otherwise or on failure."""
+def classify_replies(jobs: list[ReplyJob]) -> list[Classification | Exception]:
+    """Classify a batch side by side: the LLM when configured, the offline classifier otherwise or on failure.
+
+    A reply whose classification raises gets its exception in its place, so it fails alone and the
+    others are stored. What the whole batch needs (the replies' contexts from the database, the LLM
+    client) still raises: the invocation fails and SQS redelivers the whole batch."""
     if not jobs:
         return []
     with transaction() as conn:
         contexts = outcomes_dal.reply_contexts(conn, [j.outcome_id for j in jobs])
     llm = llm_classifier()
 
-    def one(job: ReplyJob) -> Classification:
-        return classify_text(
-            llm, job.text, contexts.get(job.outcome_id, {}), (job.received_at or datetime.now(UTC)).date()
-        )
+    def one(job: ReplyJob) -> Classification | Exception:
+        try:
+            return classify_text(
+                llm, job.text, contexts.get(job.outcome_id, {}), (job.received_at or datetime.now(UTC)).date()
+            )
+        except Exception as exc:  # noqa: BLE001 - one reply's failure is that reply's (it is redelivered alone)
+            return exc
 
     with ThreadPoolExecutor(max_workers=min(len(jobs), get_settings().classifier_concurrency)) as pool:
         return list(pool.map(one, jobs))
