@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -28,3 +29,14 @@ def client(service: str, signature_version: str | None = None) -> Any:
 def reset_clients() -> None:
     """Forget cached clients (tests and the local runtime switch AWS emulation on and off)."""
     client.cache_clear()
+
+
+@dataclass
+class Delivery:
+    """What became of a list of messages sent in batches (by index): sent, refused for what they
+    are (sending them again as they are cannot succeed), or neither: the service was unavailable
+    (`unavailable` says why) and they may be sent later."""
+
+    sent: list[int] = field(default_factory=list)
+    refused: dict[int, str] = field(default_factory=dict)
+    unavailable: str | None = None

@@ -23,17 +23,21 @@ def add(conn: Connection, messages: list[tuple[str, str, dict[str, Any]]]) -> in
     )
 
 
-def claim_pending(conn: Connection, topic: str, limit: int) -> list[dict[str, Any]]:
-    """Unsent messages of a topic, oldest first, locked so concurrent senders take different ones."""
+def claim_pending(conn: Connection, topic: str, limit: int, skip: list[int] | None = None) -> list[dict[str, Any]]:
+    """Unsent messages of a topic, oldest first, locked so concurrent senders take different ones.
+    Parked messages are left out, and so are `skip` (those this sender already tried)."""
     return conn.execute(
         """SELECT outbox_id, dedupe_key, payload FROM outbox
-            WHERE topic = %s AND sent_at IS NULL ORDER BY created_at, outbox_id
+            WHERE topic = %s AND sent_at IS NULL AND parked_at IS NULL AND outbox_id <> ALL(%s)
+            ORDER BY created_at, outbox_id
             LIMIT %s FOR UPDATE SKIP LOCKED""",
-        (topic, limit),
+        (topic, skip or [], limit),
     ).fetchall()
 
 
 def mark(conn: Connection, outbox_ids: list[int], error: str | None) -> None:
+    if not outbox_ids:
+        return
     if error is None:
         conn.execute(
             "UPDATE outbox SET sent_at = now(), attempts = attempts + 1 WHERE outbox_id = ANY(%s)", (outbox_ids,)
@@ -45,6 +49,26 @@ def mark(conn: Connection, outbox_ids: list[int], error: str | None) -> None:
         )
 
 
+def refuse(conn: Connection, reasons: dict[int, str], park_after: int) -> list[dict[str, Any]]:
+    """Messages the receiver refused for what they are (`outbox_id` → reason): each refusal is
+    counted, and a message refused `park_after` times is parked (`parked_at` set). Returns the
+    refused rows."""
+    if not reasons:
+        return []
+    rows = [{"outbox_id": i, "reason": r[:500]} for i, r in sorted(reasons.items())]
+    return conn.execute(
+        """UPDATE outbox o
+              SET attempts = o.attempts + 1, refusals = o.refusals + 1, last_error = x.reason,
+                  parked_at = CASE WHEN o.refusals + 1 >= %s THEN now() END
+             FROM jsonb_to_recordset(%s) AS x(outbox_id bigint, reason text)
+            WHERE o.outbox_id = x.outbox_id
+        RETURNING o.outbox_id, o.topic, o.dedupe_key, o.refusals, o.last_error, o.parked_at""",
+        (park_after, jsonb(rows)),
+    ).fetchall()
+
+
 def pending_count(conn: Connection, topic: str) -> int:
-    row = conn.execute("SELECT count(*) AS n FROM outbox WHERE topic = %s AND sent_at IS NULL", (topic,)).fetchone()
+    row = conn.execute(
+        "SELECT count(*) AS n FROM outbox WHERE topic = %s AND sent_at IS NULL AND parked_at IS NULL", (topic,)
+    ).fetchone()
     return int(row["n"]) if row else 0

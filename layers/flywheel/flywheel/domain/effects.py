@@ -6,7 +6,7 @@ message, so a claimed orphan has exactly the effects it would have had live.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,10 @@ SUPPRESSING = {
     ("sendgrid", EventType.SPAM_REPORT.value): "sendgrid_spam_report",
 }
 NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
+# the classifier's job takes at most this much text (models.replies.ReplyJob): a longer one would
+# fail there on every delivery; a header (subject, sender) is a line of at most 998 (RFC 5322)
+REPLY_JOB_TEXT_CHARS = 50_000
+REPLY_JOB_HEADER_CHARS = 998
 
 
 @dataclass(frozen=True)
@@ -116,3 +120,25 @@ def effects_of(applied: Iterable[Mapping[str, Any]], contexts: Mapping[Any, Mapp
                 )
             )
     return Effects(suppressions, outbox)
+
+
+def fit_reply_job(payload: Mapping[str, Any], max_size: int, size: Callable[[dict[str, Any]], int]) -> dict[str, Any]:
+    """The classifier's job for a queued reply, made to fit: the text cut to what the job takes and
+    then, when the message would still be over `max_size` (as measured by `size`), to the longest
+    start that fits. The whole reply stays in `outcome_events`; the classifier reads a reply's top."""
+    job = dict(payload)
+    for name in ("subject", "from"):
+        if isinstance(job.get(name), str):
+            job[name] = job[name][:REPLY_JOB_HEADER_CHARS]
+    text = str(job.get("text") or "")[:REPLY_JOB_TEXT_CHARS]
+    job["text"] = text
+    if size(job) <= max_size:
+        return job
+    fits, over = 0, len(text)  # the longest start that fits: within [fits, over)
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if size({**job, "text": text[:middle]}) <= max_size:
+            fits = middle
+        else:
+            over = middle
+    return {**job, "text": text[: max(fits, 1)]}

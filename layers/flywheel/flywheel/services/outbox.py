@@ -2,7 +2,9 @@
 
 A failed send leaves its messages pending; the next request, or the hourly sweep, sends them.
 Delivery is at least once (the classifier stores one classification per reply; EventBridge
-consumers dedupe on `reply_key`).
+consumers dedupe on `reply_key`). A message the receiver refuses for what it is (too large,
+invalid) does not hold up the others: it is retried alone, and parked after PARK_AFTER refusals
+with its reason (metric OutboxParked); an outage, when nothing is at fault, parks nothing.
 """
 
 from __future__ import annotations
@@ -11,53 +13,84 @@ from typing import Any
 
 from flywheel.clients import events as event_bus
 from flywheel.clients import queue
+from flywheel.clients.aws import Delivery
 from flywheel.dal import outbox as outbox_dal
 from flywheel.dal.connection import transaction
+from flywheel.domain.effects import fit_reply_job
 from flywheel.errors import DependencyUnavailable
 from flywheel.observability import logger, metrics
 from flywheel.settings import get_settings
 
 TOPICS = ("replies", "events")
+# a reply's job stays within the 256 KiB that SQS queues allowed per message before 2025 (and that
+# a queue's MaximumMessageSize may still say), so four go in one 1 MiB batch
+MAX_REPLY_JOB_BYTES = 262_144
+PARK_AFTER = 3  # refusals of the same message, each in a different flush
 
 
-def _send(topic: str, payloads: list[dict[str, Any]]) -> bool:
+def _reply_job_size(job: dict[str, Any]) -> int:
+    return len(queue.encode(job).encode())
+
+
+def _send(topic: str, payloads: list[dict[str, Any]]) -> Delivery | None:
+    """None when the topic has nowhere to go (no queue configured)."""
     settings = get_settings()
     if topic == "replies":
         if not settings.replies_queue_url:
-            return False
-        queue.send_messages(settings.replies_queue_url, payloads)
-    else:
-        for detail_type in sorted({p["detail_type"] for p in payloads}):
-            event_bus.publish(
-                settings.event_bus_name, detail_type, [p["detail"] for p in payloads if p["detail_type"] == detail_type]
-            )
-    return True
+            return None
+        jobs = [fit_reply_job(p, MAX_REPLY_JOB_BYTES, _reply_job_size) for p in payloads]
+        return queue.send_messages(settings.replies_queue_url, jobs)
+    delivery = Delivery()
+    for detail_type in sorted({p["detail_type"] for p in payloads}):
+        indexes = [i for i, p in enumerate(payloads) if p["detail_type"] == detail_type]
+        part = event_bus.put_events(settings.event_bus_name, detail_type, [payloads[i]["detail"] for i in indexes])
+        delivery.sent.extend(indexes[i] for i in part.sent)
+        delivery.refused.update({indexes[i]: reason for i, reason in part.refused.items()})
+        if part.unavailable:
+            delivery.unavailable = part.unavailable
+            break
+    return delivery
 
 
 def flush(topics: tuple[str, ...] | list[str] = TOPICS, batch: int = 100, max_batches: int = 20) -> dict[str, int]:
     """Send pending messages of these topics; returns how many were sent per topic."""
     sent = dict.fromkeys(topics, 0)
+    parked = 0
     for topic in topics:
+        tried: list[int] = []  # a message not sent is tried again by a later flush, not by this one
         for _ in range(max_batches):
             with transaction() as conn:
-                rows = outbox_dal.claim_pending(conn, topic, batch)
+                rows = outbox_dal.claim_pending(conn, topic, batch, tried)
                 if not rows:
                     break
                 ids = [r["outbox_id"] for r in rows]
-                try:
-                    delivered = _send(topic, [r["payload"] for r in rows])
-                except DependencyUnavailable as exc:
-                    outbox_dal.mark(conn, ids, exc.message)
-                    logger.warning("outbox send failed; will retry", extra={"topic": topic, "count": len(ids)})
+                tried.extend(ids)
+                delivery = _send(topic, [r["payload"] for r in rows])
+                if delivery is None:
                     break
-                if not delivered:
-                    break
-                outbox_dal.mark(conn, ids, None)
-                sent[topic] += len(ids)
+                outbox_dal.mark(conn, [ids[i] for i in delivery.sent], None)
+                refused = outbox_dal.refuse(
+                    conn, {ids[i]: reason for i, reason in delivery.refused.items()}, PARK_AFTER
+                )
+                done = set(delivery.sent) | set(delivery.refused)
+                unsent = [ids[i] for i in range(len(ids)) if i not in done]
+                outbox_dal.mark(conn, unsent, delivery.unavailable or "not accepted; will retry")
+            sent[topic] += len(delivery.sent)
+            for row in refused:
+                parked += row["parked_at"] is not None
+                logger.warning(
+                    "outbox message parked" if row["parked_at"] else "outbox message refused; will retry",
+                    extra={k: row[k] for k in ("outbox_id", "topic", "dedupe_key", "refusals", "last_error")},
+                )
+            if delivery.unavailable:
+                logger.warning("outbox send failed; will retry", extra={"topic": topic, "count": len(unsent)})
+                break
             if len(rows) < batch:
                 break
     if any(sent.values()):
         metrics.add_metric(name="OutboxSent", unit="Count", value=sum(sent.values()))
+    if parked:
+        metrics.add_metric(name="OutboxParked", unit="Count", value=parked)  # OutboxParkedAlarm
     return sent
 
 
