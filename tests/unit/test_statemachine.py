@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import json
+import math
 
-from flywheel.services.training import STEPS
+from pydantic import BaseModel
+
+from flywheel.models.training import RunRequest
+from flywheel.services.training import DEFAULT_PARAMS, STEPS
+from flywheel.settings import Settings
 from tests.conftest import ROOT
 
 ASL = json.loads((ROOT / "statemachine" / "weekly_training.asl.json").read_text())
 STATES = ASL["States"]
+
+
+# https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html
+AWS_RECOMMENDED_RETRIES = {
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+}
 
 
 def _targets(state: dict) -> set[str]:
@@ -38,7 +52,8 @@ def test_every_task_retries_transient_errors_and_records_failures() -> None:
         if state["Type"] != "Task":
             continue
         retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
-        assert {"Lambda.ServiceException", "Lambda.TooManyRequestsException", "DependencyUnavailable"} <= retried
+        assert {"Lambda.TooManyRequestsException", "DependencyUnavailable"} <= retried
+        assert retried >= AWS_RECOMMENDED_RETRIES, name
         [catch] = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"] and catch["ResultPath"] == "$.error"
         assert catch["Next"] == ("Failed" if name == "RecordFailure" else "RecordFailure")
@@ -70,3 +85,32 @@ def test_the_template_wires_the_definition_and_the_monday_schedule() -> None:
     weekly = machine["Events"]["Weekly"]["Properties"]
     assert weekly["Schedule"] == "cron(0 2 ? * MON *)"
     assert json.loads(weekly["Input"]) == {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10}
+
+
+def _upper_bound(model: type[BaseModel], field: str) -> int:
+    [bound] = [m.le for m in model.model_fields[field].metadata if hasattr(m, "le")]
+    return int(bound)
+
+
+def test_an_execution_times_out_above_its_longest_legitimate_run_and_before_the_next_weekly_one() -> None:
+    """Without TimeoutSeconds an execution that hangs runs for a year and TrainingExecutionsTimedOutAlarm
+    never fires; with one below the longest run the limits allow, a slow but healthy run is cut off
+    (and its provider job is not cancelled)."""
+    from flywheel.local.template import read_template
+
+    function = read_template(ROOT / "template.yaml").body["Resources"]["TrainingPipelineFunction"]["Properties"]
+    tasks = [s for s in STATES.values() if s["Type"] == "Task"]
+    attempts = 1 + max(r["MaxAttempts"] for s in tasks for r in s["Retry"])
+    max_wait = max(_upper_bound(RunRequest, "max_wait_seconds"), _upper_bound(Settings, "training_max_wait_s"))
+    # polling stops at the first poll past max_wait: at most one wait (wait_seconds) beyond it
+    job = max_wait + _upper_bound(RunRequest, "wait_seconds")
+    serving_wait = 60  # start_serving: min(60, wait_seconds)
+    serving_max = _upper_bound(Settings, "serving_max_wait_s")
+    # every Task at its worst once (each attempt running the function's whole timeout), and each
+    # poll (at the default interval) up to 60 s (a paused cluster's resume, one provider call)
+    polls = math.ceil(max_wait / DEFAULT_PARAMS["wait_seconds"]) + math.ceil(serving_max / serving_wait)
+    longest = job + serving_max + serving_wait + len(tasks) * attempts * function["Timeout"] + polls * 60
+    assert longest == 239_100  # the README's sum ("Timeouts and limits")
+    assert longest < ASL["TimeoutSeconds"] < 7 * 86_400
+    readme = (ROOT / "README.md").read_text()
+    assert f"{ASL['TimeoutSeconds']:,} s ({ASL['TimeoutSeconds'] // 3600} h)" in readme

@@ -128,7 +128,20 @@ def test_the_layer_ships_precompiled_bytecode() -> None:
     assert layer["Metadata"]["BuildMethod"] == "makefile"
     makefile = (ROOT / "layers" / "flywheel" / "Makefile").read_text()
     assert "build-FlywheelLayer:" in makefile
-    assert "compileall" in makefile and "--python-version 3.13" in makefile and "manylinux2014_aarch64" in makefile
+    assert "compileall" in makefile and "--python-version 3.13" in makefile
+    # pip matches each --platform exactly: manylinux2014 alone takes the last release of a project
+    # still tagged so (numpy 2.2.6), not one built on glibc 2.28. Every tag the python3.13 runtime
+    # (Amazon Linux 2023, glibc 2.34) runs, and none it does not.
+    platforms = re.findall(r"--platform (\S+)", makefile)
+    glibc = {2014: (2, 17)}
+    versions = {
+        p: glibc[int(m[1])] if m[1] else (int(m[2]), int(m[3]))
+        for p in platforms
+        if (m := re.fullmatch(r"manylinux(?:(2014)|_(\d+)_(\d+))_aarch64", p))
+    }
+    assert set(versions) == set(platforms)
+    assert {(2, 17), (2, 28)} <= set(versions.values())
+    assert max(versions.values()) <= (2, 34)
 
 
 def test_samconfig_has_dev_and_prod() -> None:
@@ -486,6 +499,163 @@ def test_no_function_reads_another_functions_secrets(deployment: str) -> None:
         )
     else:
         assert actions == {"secretsmanager:GetSecretValue", "kms:Decrypt"}
+
+
+def _statements(template: dict[str, Any], function: str) -> list[dict[str, Any]]:
+    """Every statement the function's role is given: its inline policies and the stack's managed ones."""
+    role = function_role(template, function)["Properties"]
+    statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+    for arn in role.get("ManagedPolicyArns", []):
+        if isinstance(arn, dict) and arn.get("Ref") in template["Resources"]:
+            statements += template["Resources"][arn["Ref"]]["Properties"]["PolicyDocument"]["Statement"]
+    return statements
+
+
+def _allows(statements: list[dict[str, Any]], action: str, resource: Any) -> bool:
+    """An Allow statement for the action (IAM wildcards) on "*" or on what `resource` refers to."""
+    import fnmatch
+
+    for statement in statements:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if statement["Effect"] != "Allow" or not any(fnmatch.fnmatchcase(action, a) for a in actions):
+            continue
+        if "*" in resources or any(_named(r) == _named(resource) and _named(r) for r in resources):
+            return True
+    return False
+
+
+def _named(node: Any) -> set[str]:
+    """The stack's resources and parameters a node refers to (not the pseudo parameters of an ARN)."""
+    return {r for r in _refs(node) if not r.startswith("AWS::")}
+
+
+def _function_settings(template: dict[str, Any], function: str) -> tuple[Settings, dict[str, Any]]:
+    """The function's settings as deployed: parameters resolved, every other reference (a queue's
+    URL, a secret's ARN) a placeholder naming it; and what each placeholder stands for."""
+    variables = template["Resources"][function]["Properties"]["Environment"]["Variables"]
+    stands_for: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    for name, value in variables.items():
+        if isinstance(value, dict) and value.get("Ref") in template["Parameters"]:
+            parameter = template["_params"][value["Ref"]]
+            env[name] = ",".join(parameter) if isinstance(parameter, list) else str(parameter)
+            if env[name]:
+                stands_for[env[name]] = value  # a parameter's ARN (an existing database's secret)
+        elif isinstance(value, dict):
+            env[name] = f"placeholder-{name.lower()}"
+            stands_for[env[name]] = value
+        else:
+            env[name] = str(value)
+    return Settings.from_env(env), stands_for
+
+
+# what each AWS call a deep health check makes needs (services/health.py)
+HEALTH_CALLS = {"queue_depth": "sqs:GetQueueAttributes", "secret": "secretsmanager:GetSecretValue"}
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_every_call_of_a_deep_health_check_is_allowed_to_its_function(
+    deployment: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`GET /health/<name>/deep` answers 503 when a check fails: on a correct deploy each check must
+    be one the function's role allows (moto does not enforce IAM, so this reads the policies)."""
+    from types import SimpleNamespace
+
+    from flywheel.services import health
+
+    template = resolved(deployment)
+    checked = 0
+    for name in FUNCTIONS:
+        if not any(route.path.endswith("/deep") for route in TEMPLATE.functions()[name].routes):
+            continue
+        settings, stands_for = _function_settings(template, name)
+        calls: list[tuple[str, str]] = []
+        monkeypatch.setattr(health, "get_settings", lambda settings=settings: settings)
+        monkeypatch.setattr(health, "_database", lambda calls=calls: calls.append(("database", "")))
+        monkeypatch.setattr(
+            health, "queue", SimpleNamespace(depth=lambda url, calls=calls: calls.append(("queue_depth", url)) or 0)
+        )
+        monkeypatch.setattr(health, "get_secret", lambda arn, fresh, calls=calls: calls.append(("secret", arn)) or "")
+        healthy, _ = health.deep()
+        assert healthy, name
+        statements = _statements(template, name)
+        for call, target in calls:
+            if call == "database":  # the connection: its secret or IAM token (test_no_function_reads...)
+                assert {"Ref": "DatabaseAccessPolicy"} in function_role(template, name)["Properties"][
+                    "ManagedPolicyArns"
+                ], name
+                continue
+            resource = stands_for[target]
+            if call == "queue_depth":  # a queue's URL (Ref) and its ARN (GetAtt .Arn) name the same queue
+                resource = {"Fn::GetAtt": [resource["Ref"], "Arn"]}
+            assert _allows(statements, HEALTH_CALLS[call], resource), f"{name}: {HEALTH_CALLS[call]} on {resource}"
+            checked += 1
+    assert checked  # the checks above ran
+
+
+# the functions whose code sends to the replies queue or reads its depth (everywhere else the
+# variable would only make the deep health check read a queue the function does not use)
+REPLIES_QUEUE_USERS = {
+    "WebhooksFunction": "stored replies, through the outbox (services/webhooks.py)",
+    "MessagesFunction": "replies claimed by a registration, through the outbox (services/outcomes.py)",
+    "RepliesApiFunction": "POST /replies (services/replies.py)",
+    "MeetingsRefreshFunction": "the hourly outbox sweep (services/outbox.py flush)",
+    "ReportFunction": "the report's queue depths (services/reports.py)",
+}
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_only_the_functions_that_use_the_replies_queue_are_told_its_url(deployment: str) -> None:
+    template = resolved(deployment)
+    told = set()
+    for name, function in _lambda_functions(template).items():
+        variables = function["Properties"]["Environment"]["Variables"]
+        if "REPLIES_QUEUE_URL" not in variables:
+            continue
+        told.add(name)
+        assert variables["REPLIES_QUEUE_URL"] == {"Ref": "RepliesQueue"}, name
+        statements = _statements(template, name)
+        queue = {"Fn::GetAtt": ["RepliesQueue", "Arn"]}
+        assert _allows(statements, "sqs:SendMessage", queue) or _allows(statements, "sqs:GetQueueAttributes", queue)
+    assert told == set(REPLIES_QUEUE_USERS)
+    assert "REPLIES_QUEUE_URL" not in TEMPLATE.body["Globals"]["Function"]["Environment"]["Variables"]
+
+
+NEW_ACCOUNT_MEMORY_MB = 3008  # "New AWS accounts have reduced concurrency and memory quotas"
+
+
+@pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
+def test_every_function_fits_a_new_accounts_memory_quota_by_default(deployment: str) -> None:
+    """A function above the quota is refused when CloudFormation creates it, after the database and
+    the migrations: the first deploy would fail 20 minutes in and roll back."""
+    template = resolved(deployment)
+    for name, function in _lambda_functions(template).items():
+        memory = function["Properties"]["MemorySize"]
+        if isinstance(memory, dict):
+            memory = template["_params"][memory["Ref"]]
+        assert int(memory) <= NEW_ACCOUNT_MEMORY_MB, name
+    parameter = TEMPLATE.body["Parameters"]["TrainingPipelineMemory"]
+    assert parameter["MaxValue"] == 10240  # Lambda's largest, once the account's quota allows it
+    assert parameter["MinValue"] >= 1769  # a full vCPU: the dataset build needs one
+    readme = (ROOT / "README.md").read_text()
+    assert "must have value less than or equal to\n   3008" in readme  # README "Account checks"
+    assert 'TrainingPipelineMemory=\\"10240\\"' in readme
+
+
+@pytest.mark.parametrize("provider", ["bedrock", "openai"])
+def test_choosing_the_fine_tuning_provider_alone_gives_a_base_model_of_that_provider(provider: str) -> None:
+    """FineTuneBaseModel applies to FineTuneProvider: a Nova default would make every openai run fail
+    at the build ("base model ... is a bedrock model")."""
+    from flywheel.domain.dataset_checks import limits_for
+
+    for name in ("TrainingPipelineFunction", "TrainingApiFunction"):
+        spec = TEMPLATE.functions()[name]
+        resolved_env = {k: TEMPLATE.resolve(v, {"FineTuneProvider": provider}) for k, v in spec.raw_environment.items()}
+        settings = Settings.from_env({k: v for k, v in resolved_env.items() if v is not None})
+        assert settings.finetune_provider == provider
+        model = settings.base_model_for(provider)
+        assert limits_for(model, provider).provider == provider, (name, model)
 
 
 def test_provider_secrets_are_never_rewritten_by_a_deploy() -> None:

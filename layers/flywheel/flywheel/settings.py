@@ -108,8 +108,9 @@ class Settings(BaseModel):
     training_validation_fraction: float = Field(default=0.1, ge=0, le=0.5)
     training_epochs: int = Field(default=3, ge=1, le=20)
     training_prices_json: str | None = None
-    training_max_wait_s: int = Field(default=86_400, ge=60)
-    serving_max_wait_s: int = Field(default=3_600, ge=60)
+    # bounded: the training state machine's TimeoutSeconds (72 h) is above the longest run these allow
+    training_max_wait_s: int = Field(default=86_400, ge=60, le=86_400)
+    serving_max_wait_s: int = Field(default=3_600, ge=60, le=7_200)
     # optional second redaction pass with Amazon Comprehend DetectPiiEntities (README "Dataset")
     dataset_comprehend_pii: bool = False
     dataset_comprehend_language: str = Field(default="en", pattern="^(en|es)$")

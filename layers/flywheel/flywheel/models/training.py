@@ -54,7 +54,8 @@ class RunRequest(Clean):
     base_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{2,199}$")
     method: Literal["supervised", "dpo"] | None = None
     wait_seconds: int = Field(default=600, ge=0, le=86_400)
-    max_wait_seconds: int | None = Field(default=None, ge=0)
+    # at most a day, as TRAINING_MAX_WAIT_S: the state machine's TimeoutSeconds is above the longest run
+    max_wait_seconds: int | None = Field(default=None, ge=0, le=86_400)
     scope: str = Field(default="global", pattern=r"^[a-z0-9_-]{1,64}$")
     experiment_config: ExperimentSettings | None = None
 
