@@ -4,8 +4,10 @@ in both Inbound Parse modes, on real PostgreSQL and moto SQS."""
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from email.message import Message
+from email.utils import format_datetime
+from typing import Any
 
 import pytest
 
@@ -134,7 +136,9 @@ def test_an_auto_reply_recognised_by_content_is_not_engagement_either(db, replie
     ("sent", "expected"),
     [
         ("Tue, 05 Mar 2024 10:00:00 +0000", "2024-02-29"),
-        ("Sun, 05 Mar 2028 10:00:00 +0000", "2028-02-29"),
+        # a Date header over a day ahead of its arrival is not believed (the time received is used:
+        # November 2026, and February 2027 has no 29th); tests/unit/test_reply_dates.py reads 2028
+        ("Sun, 05 Mar 2028 10:00:00 +0000", None),
         ("Wed, 05 Mar 2025 10:00:00 +0000", None),
     ],
 )
@@ -154,3 +158,176 @@ def test_an_out_of_office_naming_29_february_is_stored(
     assert status == 200 and body["kind"] == "auto_reply"
     [data] = db.execute("SELECT data FROM outcome_events WHERE provider = 'sendgrid_inbound'").fetchone().values()
     assert (data["category"], data["return_date"]) == ("out_of_office", expected)
+
+
+# --- hostile and unusual mail: never a 500, the reply kept ----------------------------------------
+
+HOSTILE_TEXT = "Caf\u00e9 at 3 works. Our API sends \\u0000 for an empty field, ignore it.\n\nDana\n"
+ENVELOPE_TO = b'{"to": ["reply+OUTCOME@reply.flywheel.example"]'
+ENVELOPE_FROM = b'"from": "dana.reyes@northwind.example"}'
+ATTACHMENT_INFO = b'{"attachment1": {"filename": "contract 2026.pdf", "type": "application/pdf"}}'
+
+
+def hostile_reply() -> Message:
+    """Gmail's reply with a PDF attached, its text non-ASCII and quoting a JSON escape."""
+    message = mh.with_attachment()
+    parts = message.get_payload()
+    assert isinstance(parts, list)
+    parts[0] = mh._text(HOSTILE_TEXT, "utf-8", "quoted-printable")
+    return message
+
+
+def _header_line(new: bytes, before: bytes = b"In-Reply-To:"):
+    """Add a header line in front of another, with the line ending of the block (CRLF raw, LF parsed)."""
+
+    def insert(body: bytes, mode: str) -> bytes:
+        return body.replace(before, new + (b"\r\n" if mode == "raw" else b"\n") + before, 1)
+
+    return insert
+
+
+def _swap(old: bytes, new: bytes):
+    def swap(body: bytes, mode: str) -> bytes:
+        assert old in body, (old, mode)
+        return body.replace(old, new)
+
+    return swap
+
+
+def _charset(name: str):
+    """The text declared in a charset that is no text encoding (or no mail charset)."""
+
+    def declare(body: bytes, mode: str) -> bytes:
+        old, new = (
+            (b'charset="utf-8"', f'charset="{name}"'.encode())
+            if mode == "raw"
+            else (b'"text": "utf-8"', f'"text": "{name}"'.encode())
+        )
+        assert old in body, mode
+        return body.replace(old, new, 1)
+
+    return declare
+
+
+HOSTILE: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "envelope_to_null": (_swap(ENVELOPE_TO, b'{"to": null'), ("raw", "parsed")),
+    "envelope_to_number": (_swap(ENVELOPE_TO, b'{"to": 5'), ("raw", "parsed")),
+    "envelope_to_numbers": (_swap(ENVELOPE_TO, b'{"to": [5, null, {"a": 1}]'), ("raw", "parsed")),
+    "envelope_from_object": (_swap(ENVELOPE_FROM, b'"from": {"address": 1}}'), ("raw", "parsed")),
+    "attachment_info_strings": (_swap(ATTACHMENT_INFO, b'{"attachment1": "x"}'), ("parsed",)),
+    "attachment_info_numbers": (_swap(ATTACHMENT_INFO, b'{"attachment1": {"filename": 5, "type": 7}}'), ("parsed",)),
+    "charsets_not_strings": (_swap(b'"text": "utf-8"', b'"text": {"name": "utf-8"}'), ("parsed",)),
+    "message_id_at_only": (
+        _swap(b"Message-ID: <CAF=dana.attach.1@mail.gmail.com>", b"Message-ID: <@>"),
+        ("raw", "parsed"),
+    ),
+    "message_id_empty": (
+        _swap(b"Message-ID: <CAF=dana.attach.1@mail.gmail.com>", b"Message-ID: <>"),
+        ("raw", "parsed"),
+    ),
+    # the parsed-mode `from` field stays fine: only the header block's From is broken
+    "from_broken_encoded_word": (
+        _swap(b"From: Dana Reyes <dana.reyes@northwind.example>", b"From: =?utf-8?q?=E2?= <"),
+        ("raw", "parsed"),
+    ),
+    "cc_broken_encoded_word": (_header_line(b"Cc: =?utf-8?q?=E2?= <"), ("raw", "parsed")),
+    "attachment_name_undefined_charset": (
+        _swap(b'filename="contract 2026.pdf"', b"filename*=undefined''contract.pdf"),
+        ("raw", "parsed"),
+    ),
+    **{
+        f"charset_{name}": (_charset(name), ("raw", "parsed"))
+        for name in (
+            "base64",
+            "x-base64",
+            "zlib",
+            "hex",
+            "rot13",
+            "unicode_escape",
+            "raw_unicode_escape",
+            "punycode",
+            "undefined",
+        )
+    },
+}
+
+
+@pytest.mark.parametrize(("case", "mode"), [(case, mode) for case in sorted(HOSTILE) for mode in HOSTILE[case][1]])
+def test_malformed_or_unusual_mail_keeps_the_reply(db, replies_queue, case: str, mode: str) -> None:  # noqa: F811
+    """Headers CPython's email package cannot read, envelope / attachment-info / charsets members of
+    another shape and charsets that name no text encoding: never a 500 (SendGrid would retry and
+    finally drop the reply), and the reply is stored with its text readable."""
+    change = HOSTILE[case][0]
+    [outcome_id] = register()
+    content_type, body = MODES[mode](hostile_reply(), outcome_id)
+    body = change(body.replace(outcome_id.encode(), b"OUTCOME"), mode).replace(b"OUTCOME", outcome_id.encode())
+    result = invoke("WebhooksFunction", mh.api_event(content_type, body), ROOT / "template.yaml")
+    status, answer = result["statusCode"], json.loads(result["body"])
+    assert status == 200, answer
+    assert answer["outcome_id"] == outcome_id and answer["kind"] == "reply" and answer["stored"] == 1
+    row = reply_row(db, outcome_id)
+    assert row["stage"] == "replied"
+    assert row["reply_text"].startswith("Caf\u00e9 at 3 works. Our API sends \\u0000 for an empty field")
+    [job] = queued(replies_queue)
+    assert job["text"] == row["reply_text"]
+
+
+def test_a_dsn_whose_attachment_info_is_of_another_shape_still_bounces(db, replies_queue) -> None:  # noqa: F811
+    """The file parts name their own media types: attachment-info members that are no strings say nothing."""
+    [outcome_id] = register()
+    content_type, body = mh.parsed_post(mh.bounce())
+    start = body.index(b'{"attachment1"')
+    info = json.loads(body[start : body.index(b"\r\n", start)])
+    body = body.replace(json.dumps(info).encode(), json.dumps({k: {"type": 7, "filename": 1} for k in info}).encode())
+    result = invoke("WebhooksFunction", mh.api_event(content_type, body), ROOT / "template.yaml")
+    answer = json.loads(result["body"])
+    assert result["statusCode"] == 200 and answer["kind"] == "bounce" and answer["applied"] == 1, answer
+    assert reply_row(db, outcome_id)["bounce_status"] == "5.1.1"
+
+
+def test_replies_whose_message_id_names_no_message_are_not_taken_for_one_another(db, replies_queue) -> None:  # noqa: F811
+    """`Message-ID: <@>` is no key: two different replies carrying it are both kept."""
+    [outcome_id] = register()
+    for text in ("Yes, call me on Tuesday.", "Sorry, Wednesday is better."):
+        message = mh.apple_mail()
+        message.replace_header("Message-ID", "<@>")
+        message.set_payload(text + "\n")
+        status, body = post(message, "raw", outcome_id)
+        assert status == 200 and body["stored"] == 1 and body["duplicates"] == 0, body
+    keys = [r["event_key"] for r in db.execute("SELECT event_key FROM outcome_events ORDER BY event_key")]
+    assert len(keys) == 2 and all(k.startswith("sha256:") for k in keys)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [
+        "Thu, 01 Jan 1970 00:00:00 +0000",  # a device whose clock was reset
+        "Mon, 31 Dec 1999 23:00:00 +0000",
+        "Tue, 01 Jan 2150 00:00:00 +0000",
+        "Fri, 31 Dec 9999 23:59:59 +0000",
+        "Wed, 01 Jan 2098 00:00:00 +0000",  # in range, but decades after it arrived
+    ],
+)
+def test_a_reply_with_an_impossible_date_is_stored_as_received(db, replies_queue, sent: str) -> None:  # noqa: F811
+    [outcome_id] = register()
+    message = mh.apple_mail()
+    message.replace_header("Date", sent)
+    before = datetime.now(UTC)
+    status, body = post(message, "raw", outcome_id)
+    assert status == 200 and body["stored"] == 1, body
+    replied_at = reply_row(db, outcome_id)["replied_at"]
+    assert before <= replied_at <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize("ahead", [None, timedelta(hours=6)])
+def test_a_reply_keeps_its_own_date_when_it_is_a_possible_one(db, replies_queue, ahead: timedelta | None) -> None:  # noqa: F811
+    """Written before it arrived, or by a clock a few hours fast: the Date header is believed."""
+    [outcome_id] = register()
+    message = mh.apple_mail()  # written 2026-11-24 10:12 UTC
+    written = datetime(2026, 11, 24, 10, 12, tzinfo=UTC)
+    if ahead is not None:
+        written = (datetime.now(UTC) + ahead).replace(microsecond=0)
+        message.replace_header("Date", format_datetime(written))
+    status, body = post(message, "raw", outcome_id)
+    assert status == 200 and body["stored"] == 1, body
+    assert reply_row(db, outcome_id)["replied_at"] == written

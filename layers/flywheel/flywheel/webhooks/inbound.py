@@ -17,14 +17,17 @@ import codecs
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from email import _header_value_parser as header_tokens
 from email import policy
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
 from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.inputs import BadValue, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.registration import normalise_message_id
 from flywheel.domain.reply_rules import OUT_OF_OFFICE, return_date
@@ -125,6 +128,65 @@ class InboundMail:
         return None
 
 
+# --- headers ---------------------------------------------------------------------------------------
+
+
+class _Verbatim:
+    """A header value kept as it was sent (undecodable bytes replaced): the last fallback."""
+
+    max_count = None
+
+    @classmethod
+    def parse(cls, value: str, kwds: dict[str, Any]) -> None:
+        kwds["decoded"] = value
+        kwds["parse_tree"] = header_tokens.UnstructuredTokenList([header_tokens.ValueTerminal(value, "vtext")])
+
+
+# MIME headers the email package reads attributes of (`is_attachment` reads `content_disposition`)
+_MIME_HEADERS = frozenset({"content-type", "content-disposition", "content-transfer-encoding", "mime-version"})
+
+
+class _LenientHeaders(HeaderRegistry):
+    """The standard header factory, except that a value its parser cannot read is never an error.
+
+    CPython's structured header parsers raise on some malformed values (`Message-ID: <@>` and
+    `From: =?utf-8?q?=E2?= <` raise IndexError when the header is read, an encoded word in the
+    `undefined` charset raises UnicodeError), and they run whenever a header is read. Such a header
+    reads as unstructured text (the address and Message-ID readers here work on its text), or when
+    even that parser cannot read it, as sent; an unreadable MIME header reads as absent (RFC 2045:
+    text/plain, 7bit, inline)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._unstructured = self["X-Unparseable"]
+        self._verbatim = type("_VerbatimHeader", (_Verbatim, BaseHeader), {})
+
+    def __call__(self, name: str, value: str) -> Any:
+        header_class = self[name]
+        try:
+            return header_class(name, value)
+        except Exception:  # IndexError, ValueError, UnicodeError ...: whatever the parser trips on
+            if name.lower() in _MIME_HEADERS:
+                return header_class(name, "")
+        try:
+            return self._unstructured(name, value)
+        except Exception:
+            return self._verbatim(name, value)
+
+
+# the policies every mail, header block and form of a request is read with
+_MAIL_POLICY = policy.default.clone(header_factory=_LenientHeaders())
+_FORM_POLICY = policy.HTTP.clone(header_factory=_LenientHeaders())
+
+
+def _filename(part: Message) -> str | None:
+    """The part's file name; one in an RFC 2231 charset no codec can read (`undefined`) is none."""
+    try:
+        return part.get_filename()
+    except (LookupError, UnicodeError):
+        return None
+
+
 # --- decoding --------------------------------------------------------------------------------------
 
 # Labels that mail clients put on text written in a superset of the labelled charset (the WHATWG
@@ -145,12 +207,20 @@ _SUPERSETS = {
 }
 
 
+# Codecs that turn bytes into text but are no charset: unicode_escape makes a NUL of the six
+# characters `\u0000`, punycode and idna read host names, `undefined` always fails. Like the bytes
+# codecs (base64, zlib, rot13 ...: not text encodings at all) they read as an unknown charset.
+_NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "punycode", "idna", "undefined", "charmap"})
+
+
 def _codec(charset: str) -> codecs.CodecInfo | None:
     label = charset.strip().strip('"').lower()
     for name in (label, label.removeprefix("x-")):  # x-mac-cyrillic, x-sjis ...
         try:
             found = codecs.lookup(name)
         except LookupError:
+            continue
+        if not getattr(found, "_is_text_encoding", True) or found.name in _NOT_CHARSETS:
             continue
         superset = _SUPERSETS.get(found.name)
         return codecs.lookup(superset) if superset else found
@@ -173,7 +243,7 @@ def _decode(raw: bytes, charset: str | None) -> str:
             continue
         try:
             return raw.decode(candidate.name)
-        except UnicodeDecodeError:
+        except UnicodeError:
             continue
     return raw.decode("windows-1252", "replace")
 
@@ -192,8 +262,8 @@ class _Part:
 def _form_parts(content_type: str, body: bytes) -> dict[str, _Part]:
     if "multipart/form-data" not in content_type.lower():
         raise MalformedPayload("expected multipart/form-data from SendGrid Inbound Parse")
-    envelope = b"Content-Type: " + content_type.encode() + b"\r\nMIME-Version: 1.0\r\n\r\n" + body
-    message = BytesParser(policy=policy.HTTP).parsebytes(envelope)
+    envelope = b"Content-Type: " + content_type.encode(errors="replace") + b"\r\nMIME-Version: 1.0\r\n\r\n" + body
+    message = BytesParser(policy=_FORM_POLICY).parsebytes(envelope)
     if not message.is_multipart():
         raise MalformedPayload("multipart body could not be parsed")
     parts: dict[str, _Part] = {}
@@ -208,7 +278,7 @@ def _form_parts(content_type: str, body: bytes) -> dict[str, _Part]:
                 m.as_bytes() if isinstance(m, Message) else str(m).encode()
                 for m in (inner if isinstance(inner, list) else [inner])
             )
-        parts[str(name)] = _Part(payload, part.get_content_type(), part.get_filename())
+        parts[str(name)] = _Part(payload, part.get_content_type(), _filename(part))
     if not parts:
         raise MalformedPayload("multipart body has no fields")
     return parts
@@ -219,7 +289,7 @@ def _json_field(parts: dict[str, _Part], name: str) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(_decode(parts[name].raw, "utf-8"))
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise InvalidInput(f"{name} is not JSON", field=name) from exc
     if not isinstance(value, dict):
         raise InvalidInput(f"{name} must be a JSON object", field=name)
@@ -228,7 +298,13 @@ def _json_field(parts: dict[str, _Part], name: str) -> dict[str, Any]:
 
 def _ids(value: str | None) -> list[str]:
     found = _MESSAGE_IDS.findall(value or "") or ([value.strip()] if value and value.strip() else [])
-    return [mid for mid in (normalise_message_id(v) for v in found) if mid]
+    return [mid for mid in (normalise_message_id(v) for v in found) if mid and _names_a_message(mid)]
+
+
+def _names_a_message(message_id: str) -> bool:
+    """`<@>`, `<x@>` name no message: keyed by one, the replies of different people would be taken
+    for the same reply (and all but the first dropped as duplicates)."""
+    return all(any(c.isalnum() for c in side) for side in message_id.split("@", 1))
 
 
 def _address(value: str | None) -> str | None:
@@ -241,7 +317,7 @@ def _date(value: str | None) -> datetime | None:
         return None
     try:
         parsed = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -316,6 +392,23 @@ def _part_text(part: Message) -> str:
     return _decode(raw, part.get_content_charset())
 
 
+def _header_block(message: Message) -> str:
+    """The fields of a header block as they were sent (no parser, no refolding: neither can fail)."""
+    return "".join(f"{k}: {_sanitized(v)}\n" for k, v in message.raw_items())
+
+
+def _as_text(message: Message) -> str:
+    """A message as it was sent: its header block, then its body when it is text (the per-recipient
+    fields of a message/global-delivery-status part are read as the body of its first block)."""
+    payload = message.get_payload()
+    return _header_block(message) + ("\n" + _sanitized(payload) if isinstance(payload, str) and payload else "")
+
+
+def _sanitized(value: Any) -> str:
+    """Undecodable bytes (kept by the parser as surrogate escapes) read as U+FFFD."""
+    return str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _raw_report(message: EmailMessage) -> DeliveryReport | None:
     if not _is_report(message.get("content-type")):
         return None
@@ -325,21 +418,21 @@ def _raw_report(message: EmailMessage) -> DeliveryReport | None:
         if kind in _STATUS_TYPES:
             blocks = part.get_payload()
             status_text = "\n\n".join(
-                b.as_string() if isinstance(b, Message) else str(b)
+                _as_text(b) if isinstance(b, Message) else str(b)
                 for b in (blocks if isinstance(blocks, list) else [blocks])
             )
         elif kind in ("message/rfc822", "message/global", "message/global-headers") and original is None:
             inner = part.get_payload()
             first = inner[0] if isinstance(inner, list) and inner else inner
             if isinstance(first, Message):
-                original = "".join(f"{k}: {v}\n" for k, v in first.items())
+                original = _header_block(first)
         elif kind == "text/rfc822-headers" and original is None:
             original = _part_text(part)
     return parse_delivery_status(status_text, original)
 
 
 def _from_mime(raw: bytes) -> InboundMail:
-    message = BytesParser(policy=policy.default).parsebytes(raw)
+    message = BytesParser(policy=_MAIL_POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
     body = message.get_body(preferencelist=("plain", "html"))
     text, markup = "", None
@@ -348,9 +441,9 @@ def _from_mime(raw: bytes) -> InboundMail:
         if body.get_content_subtype() == "html":
             markup, text = text, html_to_text(text)
     attachments = [
-        AttachmentInfo(p.get_filename(), p.get_content_type(), len(p.get_payload(decode=True) or b""))
+        AttachmentInfo(name, p.get_content_type(), len(p.get_payload(decode=True) or b""))
         for p in message.walk()
-        if p.get_filename() and not p.is_multipart()
+        if (name := _filename(p)) and not p.is_multipart()
     ]
     return InboundMail(
         mode="raw",
@@ -375,11 +468,21 @@ def _from_mime(raw: bytes) -> InboundMail:
 # --- parsed mode -------------------------------------------------------------------------------------
 
 
+def _attachment_info(parts: dict[str, _Part]) -> dict[str, dict[str, str]]:
+    """`{"attachment1": {"filename": ..., "type": ...}}`; an entry or a member of another shape says
+    nothing (the file part itself still names its file and type)."""
+    return {
+        name: {k: v for k, v in entry.items() if k in ("filename", "type") and isinstance(v, str)}
+        for name, entry in _json_field(parts, "attachment-info").items()
+        if isinstance(entry, dict)
+    }
+
+
 def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMail:
     def text_field(name: str) -> str:
         return normalise_newlines(_decode(parts[name].raw, charsets.get(name))) if name in parts else ""
 
-    headers = HeaderParser(policy=policy.default).parsestr(text_field("headers"))
+    headers = HeaderParser(policy=_MAIL_POLICY).parsestr(text_field("headers"))
     markup = text_field("html") or None
     body = text_field("text") or (html_to_text(markup) if markup else "")
     files = {
@@ -387,7 +490,7 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
         for name, p in parts.items()
         if p.filename is not None or name.startswith("attachment") and name[10:].isdigit()
     }
-    info = _json_field(parts, "attachment-info")
+    info = _attachment_info(parts)
     attachments = [
         AttachmentInfo(
             p.filename or info.get(name, {}).get("filename"),
@@ -427,20 +530,28 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
 def parse_mail(content_type: str, body: bytes) -> InboundMail:
     parts = _form_parts(content_type, body)
     envelope = _json_field(parts, "envelope")
-    charsets = {str(k): str(v) for k, v in _json_field(parts, "charsets").items()}
+    # SendGrid's envelope is {"to": [addresses], "from": address} and its charsets {field: charset}:
+    # a member of another shape is ignored (the headers and the fields still say who and how)
+    charsets = {str(k): v for k, v in _json_field(parts, "charsets").items() if isinstance(v, str)}
+    envelope_from = envelope.get("from") if isinstance(envelope.get("from"), str) else None
+    to = envelope.get("to")
+    envelope_to = [
+        a.lower()
+        for a in ([to] if isinstance(to, str) else to if isinstance(to, list) else [])
+        if a and isinstance(a, str)
+    ]
     if "email" in parts:  # "POST the raw, full MIME message" is on
         mail = _from_mime(parts["email"].raw)
     else:
         mail = _from_fields(parts, charsets)
-        if not (mail.sender or envelope.get("from") or mail.report):
+        if not (mail.sender or envelope_from or mail.report):
             raise InvalidInput("reply has no sender", field="from")
     mail.envelope = envelope
     mail.charsets = charsets
     # the SMTP envelope names the parse address even when the To header does not
-    envelope_to = [str(a).lower() for a in envelope.get("to", []) if a]
     mail.recipients = list(dict.fromkeys(mail.recipients + envelope_to))
-    if mail.sender is None and envelope.get("from"):
-        mail.sender = str(envelope["from"]).lower()
+    if mail.sender is None and envelope_from:
+        mail.sender = envelope_from.lower()
     return mail
 
 
@@ -475,9 +586,26 @@ def _payload(mail: InboundMail) -> dict[str, Any]:
     }
 
 
+# how far ahead of our clock a sender's may run (time zones stamped as UTC, unsynchronised clocks)
+_CLOCK_SKEW = timedelta(days=1)
+
+
+def _occurred(sent_at: datetime | None, received_at: datetime) -> datetime:
+    """When the mail was written: its Date header, unless that is missing, unreadable or one no
+    mail can carry (before 2000 - a device whose clock was reset to 1970 - or a day or more after
+    it arrived): then when it arrived. A broken clock must not cost the reply."""
+    if sent_at is None:
+        return received_at
+    try:
+        written = plausible(sent_at)
+    except BadValue:
+        return received_at
+    return written if written <= received_at + _CLOCK_SKEW else received_at
+
+
 def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> list[IncomingEvent]:
     """A reply (a person's or an automatic one) -> one reply event; a DSN -> one event per recipient."""
-    occurred = mail.sent_at or received_at
+    occurred = _occurred(mail.sent_at, received_at)
     if mail.report is not None:
         return _bounce_events(mail, domains, occurred)
     payload = _payload(mail)
