@@ -39,4 +39,5 @@ class Delivery:
 
     sent: list[int] = field(default_factory=list)
     refused: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)  # not taken, through no fault of their own
     unavailable: str | None = None

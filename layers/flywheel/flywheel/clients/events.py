@@ -43,6 +43,8 @@ def put_events(bus_name: str, detail_type: str, details: list[dict[str, Any]], s
                 delivery.sent.append(start + offset)
             elif code in _ENTRY_REFUSALS:
                 delivery.refused[start + offset] = f"{code}: {entry.get('ErrorMessage', '')}"
+            else:
+                delivery.failed[start + offset] = f"{code}: {entry.get('ErrorMessage', '')}"
     return delivery
 
 
@@ -52,4 +54,4 @@ def publish(bus_name: str, detail_type: str, details: list[dict[str, Any]], sour
     if delivery.unavailable:
         raise DependencyUnavailable("event bus unavailable", reason=delivery.unavailable)
     if len(delivery.sent) < len(details):
-        raise DependencyUnavailable("event bus refused events", reason=str(delivery.refused))
+        raise DependencyUnavailable("event bus refused events", reason=str({**delivery.refused, **delivery.failed}))

@@ -71,8 +71,8 @@ def _send_batch(queue_url: str, entries: list[tuple[int, str]], delivery: Delive
     delivery.sent.extend(int(entry["Id"]) for entry in result.get("Successful", []))
     for failed in result.get("Failed", []):
         # a failure that is not the sender's (an SQS fault) is retried later like an outage
-        if failed.get("SenderFault"):
-            delivery.refused[int(failed["Id"])] = f"{failed.get('Code')}: {failed.get('Message', '')}"
+        reason = f"{failed.get('Code')}: {failed.get('Message', '')}"
+        (delivery.refused if failed.get("SenderFault") else delivery.failed)[int(failed["Id"])] = reason
 
 
 def send_messages(queue_url: str, bodies: list[dict[str, Any]]) -> Delivery:

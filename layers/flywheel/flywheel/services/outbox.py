@@ -46,6 +46,7 @@ def _send(topic: str, payloads: list[dict[str, Any]]) -> Delivery | None:
         part = event_bus.put_events(settings.event_bus_name, detail_type, [payloads[i]["detail"] for i in indexes])
         delivery.sent.extend(indexes[i] for i in part.sent)
         delivery.refused.update({indexes[i]: reason for i, reason in part.refused.items()})
+        delivery.failed.update({indexes[i]: reason for i, reason in part.failed.items()})
         if part.unavailable:
             delivery.unavailable = part.unavailable
             break
@@ -74,7 +75,8 @@ def flush(topics: tuple[str, ...] | list[str] = TOPICS, batch: int = 100, max_ba
                 )
                 done = set(delivery.sent) | set(delivery.refused)
                 unsent = [ids[i] for i in range(len(ids)) if i not in done]
-                outbox_dal.mark(conn, unsent, delivery.unavailable or "not accepted; will retry")
+                why = delivery.unavailable or next(iter(delivery.failed.values()), "not accepted; will retry")
+                outbox_dal.mark(conn, unsent, why)
             sent[topic] += len(delivery.sent)
             for row in refused:
                 parked += row["parked_at"] is not None
