@@ -126,3 +126,58 @@ def test_a_connection_the_server_closed_while_idle_is_reopened_for_the_read(db, 
     assert backend is not None
     db.execute("SELECT pg_terminate_backend(%s)", (backend["pid"],))  # what idle_session_timeout does
     assert experiments.route("acme", "idle-lead")["arm"] == first["arm"]  # read again, not a 503
+
+
+def _promote_elsewhere(errors: Any) -> None:
+    """Another container ends the experiment (its own process: this one's snapshot stays as it was)."""
+    try:
+        training.promote_winner(force=True, reason="ops call", actor="op")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        errors.put(repr(exc))
+
+
+def test_a_lead_met_after_another_container_ended_the_experiment_is_not_assigned_to_it(db, experiment) -> None:
+    """A warm container's registry snapshot is up to 30 s old. A lead it meets first after another
+    container promoted the challenger is routed as the registry now stands (the new champion, no
+    experiment), and nothing is recorded in the ended experiment."""
+    from tests.conftest import in_processes
+
+    experiments.route("acme", "lead-before")  # this container's snapshot: the experiment running
+    errors, codes = in_processes([(_promote_elsewhere, ())], timeout=60)
+    assert errors == [] and codes == [0]
+    assert (
+        db.execute("SELECT status FROM experiments WHERE experiment_id = %s", (experiment,)).fetchone()["status"]
+        != "running"
+    )
+    after = experiments.route("acme", "lead-after")
+    assert after["experiment_id"] is None and after["model"]["model_registry_id"] == "m-v1.1.0", after
+    assert db.execute("SELECT count(*) AS n FROM assignments WHERE lead_id = 'lead-after'").fetchone()["n"] == 0
+    # a lead assigned while it ran keeps its arm in it (the read path is unchanged)
+    assert db.execute("SELECT count(*) AS n FROM assignments WHERE lead_id = 'lead-before'").fetchone()["n"] == 1
+
+
+def test_an_assignment_waits_for_an_experiment_being_ended_and_then_records_nothing(db, db_url, experiment) -> None:
+    """The evaluator ends an experiment holding its row FOR UPDATE: a first assignment made meanwhile
+    waits, then sees it ended and records nothing (before, it was recorded in the ended one)."""
+    import threading
+
+    from flywheel.dal import experiments as experiments_dal
+    from flywheel.dal.connection import transaction
+
+    with psycopg.connect(db_url, autocommit=False) as ender:
+        ender.execute("SELECT 1 FROM experiments WHERE experiment_id = %s FOR UPDATE", (experiment,))
+        got: dict[str, Any] = {}
+
+        def assign() -> None:
+            with transaction() as conn:
+                got["arm"] = experiments_dal.assign(conn, experiment, "acme", "lead-waits", "challenger", 1, "s", 0)
+
+        waiting = threading.Thread(target=assign)
+        waiting.start()
+        waiting.join(timeout=1.5)
+        assert waiting.is_alive()  # it waits for the ender's lock
+        ender.execute("UPDATE experiments SET status = 'promoted' WHERE experiment_id = %s", (experiment,))
+        ender.commit()
+        waiting.join(timeout=10)
+    assert got == {"arm": None}
+    assert db.execute("SELECT count(*) AS n FROM assignments WHERE lead_id = 'lead-waits'").fetchone()["n"] == 0

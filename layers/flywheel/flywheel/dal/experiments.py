@@ -58,24 +58,27 @@ def assigned_arm(conn: Connection, experiment_id: str, org_id: str, lead_id: str
 
 def assign(
     conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int, stage: str, segment: int
-) -> str:
+) -> str | None:
     """Record the lead's arm (and its first segment) at first assignment; when a concurrent call
-    recorded it first, its arm. A lead keeps both for the whole experiment.
+    recorded it first, its arm. A lead keeps both for the whole experiment. None when the
+    experiment is no longer running (a container's registry snapshot can be up to its TTL old):
+    nothing is recorded then.
 
-    Under READ COMMITTED the INSERT waits for a concurrent insert of the same key and then does
-    nothing; the next statement's snapshot sees the winner's committed row."""
+    The experiment's row is read FOR SHARE: an evaluation or an operator that ends it (FOR UPDATE)
+    either waits for this assignment or is waited for, and then no assignment is made. Under READ
+    COMMITTED the INSERT waits for a concurrent insert of the same key and then does nothing; the
+    next statement's snapshot sees the winner's committed row."""
     row = conn.execute(
         """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
-           VALUES (%s, %s, %s, %s, %s, %s, %s)
+           SELECT experiment_id, %s, %s, %s, %s, %s, %s FROM experiments
+            WHERE experiment_id = %s AND status = 'running' FOR SHARE
            ON CONFLICT (experiment_id, org_id, lead_id) DO NOTHING
            RETURNING arm""",
-        (experiment_id, org_id, lead_id, arm, bucket, stage, segment),
+        (org_id, lead_id, arm, bucket, stage, segment, experiment_id),
     ).fetchone()
     if row is not None:
         return str(row["arm"])
-    recorded = assigned_arm(conn, experiment_id, org_id, lead_id)
-    assert recorded is not None, "an assignment that conflicted must exist"
-    return recorded
+    return assigned_arm(conn, experiment_id, org_id, lead_id)
 
 
 # what each metric counts: (timestamp of the event, condition on the outcome row)

@@ -55,8 +55,12 @@ def _model(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def route(org_id: str, lead_id: str) -> dict[str, Any]:
-    """The model to write to this lead with, and the experiment arm, sticky for the experiment."""
+def route(org_id: str, lead_id: str, *, fresh: bool = False) -> dict[str, Any]:
+    """The model to write to this lead with, and the experiment arm, sticky for the experiment.
+    A lead met first after its experiment ended (this container's snapshot is older) is routed
+    again on a fresh snapshot, with nothing recorded."""
+    if fresh:
+        _SNAPSHOT["at"] = 0.0
     registry = _registry(time.monotonic())
     champion, challenger, experiment = registry["champion"], registry["challenger"], registry["experiment"]
     if champion is None:
@@ -73,6 +77,10 @@ def route(org_id: str, lead_id: str) -> dict[str, Any]:
             wanted = routing.arm_for(value, float(experiment["allocation"]))
             with transaction() as conn:
                 arm = experiments_dal.assign(conn, *key, wanted, value, experiment["stage"], experiment["segment"])
+            if arm is None:  # the experiment ended since this container's snapshot
+                if fresh:  # ended between the fresh snapshot and the assignment: no experiment now
+                    return {"model": _model(champion), "experiment_id": None, "arm": "champion"}
+                return route(org_id, lead_id, fresh=True)
         if len(_ASSIGNED) >= _ASSIGNED_MAX:
             _ASSIGNED.clear()
         _ASSIGNED[key] = arm
