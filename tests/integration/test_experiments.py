@@ -132,7 +132,7 @@ def test_concurrent_first_calls_record_one_assignment(db, db_url, models) -> Non
 
     from flywheel.dal import experiments as experiments_dal
 
-    results: list[str] = []
+    results: list[str | None] = []
     barrier = threading.Barrier(8)
 
     def call(i: int) -> None:
