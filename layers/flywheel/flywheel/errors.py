@@ -34,6 +34,13 @@ class Conflict(FlywheelError):
     code = "conflict"
 
 
+class RunClosed(Conflict):
+    """A training run has ended (an operator cancelled it, its execution ended) while one of its
+    steps was running: the step stops and starts nothing more (not retryable)."""
+
+    code = "run_closed"
+
+
 class PayloadTooLarge(FlywheelError):
     code = "payload_too_large"
 

@@ -18,7 +18,12 @@ DATASET_COLUMNS = """o.outcome_id::text AS outcome_id, o.org_id, o.campaign_id, 
     o.lead_company, o.lead_country, o.lead_context, o.sender, o.training_label, o.replied_at, o.delivered_at,
     o.sent_at"""
 
-ACTIVE = ("pending", "building", "uploading", "training", "registering", "smoke_testing")
+# a run in one of these is in flight: it holds its scope's one slot (the partial unique index
+# training_runs_one_active, sql/0019, has this list as its predicate) and only it may move on
+ACTIVE = ("pending", "building", "uploading", "training", "registering", "serving", "smoke_testing")
+ENDED = ("succeeded", "failed", "cancelled", "insufficient_data")
+# the index's predicate, for ON CONFLICT to find the index by (constants, not input)
+_ACTIVE_SQL = ", ".join(f"'{status}'" for status in ACTIVE)
 
 
 def _dataset_filter(for_preferences: bool) -> tuple[str, str]:
@@ -108,13 +113,12 @@ def create_run(
 ) -> dict[str, Any] | None:
     """A new pending run; None when one is already in flight for the scope."""
     return conn.execute(
-        """INSERT INTO training_runs (scope, status, trigger, params, provider, base_model, method, execution_arn,
-                                      status_history)
-           VALUES (%s, 'pending', %s, %s, %s, %s, %s, %s, jsonb_build_array(jsonb_build_object(
-                   'status', 'pending', 'at', now())))
-           ON CONFLICT (scope) WHERE status IN ('pending', 'building', 'uploading', 'training', 'registering',
-                                                'smoke_testing') DO NOTHING
-           RETURNING *""",
+        f"""INSERT INTO training_runs (scope, status, trigger, params, provider, base_model, method, execution_arn,
+                                       status_history)
+            VALUES (%s, 'pending', %s, %s, %s, %s, %s, %s, jsonb_build_array(jsonb_build_object(
+                    'status', 'pending', 'at', now())))
+            ON CONFLICT (scope) WHERE status IN ({_ACTIVE_SQL}) DO NOTHING
+            RETURNING *""",
         (
             scope,
             trigger,
@@ -143,8 +147,10 @@ def run_for_job(conn: Connection, job_id: str) -> dict[str, Any] | None:
     ).fetchone()
 
 
-def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, **fields: Any) -> dict[str, Any]:
-    """Set fields (JSON ones as jsonb) and, when given, a new status appended to the history."""
+def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, **fields: Any) -> dict[str, Any] | None:
+    """Set fields (JSON ones as jsonb) and, when given, a new status appended to the history, on a
+    run that is still in flight; None when it has ended (or there is none): a run that ended, e.g.
+    cancelled by an operator while a step was running, never moves again."""
     json_fields = {"manifest", "provider_files", "params"}
     assignments, values = ["updated_at = now()"], []
     for name, value in fields.items():
@@ -156,13 +162,20 @@ def update_run(conn: Connection, run_id: UUID | str, status: str | None = None, 
             "status_history = status_history || jsonb_build_array(jsonb_build_object('status', %s::text, 'at', now()))",
         ]
         values += [status, status]
-        if status in ("succeeded", "failed", "cancelled", "insufficient_data"):
+        if status in ENDED:
             assignments.append("finished_at = now()")
-    row = conn.execute(
-        f"UPDATE training_runs SET {', '.join(assignments)} WHERE run_id = %s RETURNING *", (*values, str(run_id))
+    return conn.execute(
+        f"UPDATE training_runs SET {', '.join(assignments)} WHERE run_id = %s AND status = ANY(%s) RETURNING *",
+        (*values, str(run_id), list(ACTIVE)),
     ).fetchone()
-    assert row is not None, f"no training run {run_id}"
-    return row
+
+
+def record_execution(conn: Connection, run_id: UUID | str, execution_arn: str) -> dict[str, Any] | None:
+    """The run's execution, whatever the run's status (the run may have ended before it is known)."""
+    return conn.execute(
+        "UPDATE training_runs SET execution_arn = %s, updated_at = now() WHERE run_id = %s RETURNING *",
+        (execution_arn, str(run_id)),
+    ).fetchone()
 
 
 def active_run(conn: Connection, scope: str) -> dict[str, Any] | None:

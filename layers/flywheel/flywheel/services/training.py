@@ -22,7 +22,7 @@ from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.errors import Conflict, DependencyUnavailable, InvalidInput, NotFound
+from flywheel.errors import Conflict, DependencyUnavailable, FlywheelError, InvalidInput, NotFound, RunClosed
 from flywheel.observability import count, logger
 from flywheel.services import experiments, registry, serving
 from flywheel.settings import Settings, get_settings
@@ -67,8 +67,20 @@ def _params(state: dict[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def _update(run_id: str, status: str | None = None, **fields: Any) -> dict[str, Any]:
+    """Record on a run still in flight; RunClosed when it has ended meanwhile."""
     with transaction() as conn:
-        return training_dal.update_run(conn, run_id, status, **fields)
+        run = training_dal.update_run(conn, run_id, status, **fields)
+        if run is None:
+            raise _closed(conn, run_id)
+    return run
+
+
+def _closed(conn: Connection, run_id: str) -> FlywheelError:
+    """The error for a step whose run is no longer in flight (or does not exist)."""
+    run = training_dal.get_run(conn, run_id)
+    if run is None:
+        return NotFound(f"no training run {run_id}")
+    return RunClosed(f"training run {run_id} has ended ({run['status']}): the step stops", status=run["status"])
 
 
 # --- steps -------------------------------------------------------------------------------------
@@ -83,8 +95,6 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
             run = training_dal.get_run(conn, state["run_id"])
             if run is None:
                 raise NotFound(f"no training run {state['run_id']}")
-            if state.get("execution_arn"):
-                training_dal.update_run(conn, run["run_id"], execution_arn=state["execution_arn"])
         else:
             # a retried first step finds the run its first attempt created for this execution
             run = (
@@ -94,7 +104,9 @@ def check_data(state: dict[str, Any]) -> dict[str, Any]:
                 raise Conflict(f"a training run is already in progress for scope {params['scope']!r}")
         since = datetime.now(UTC) - timedelta(days=int(params["since_days"]))
         ready = training_dal.readiness(conn, float(params["min_quality_score"]), since)
-        training_dal.update_run(conn, run["run_id"], "building")
+        arn = {"execution_arn": state["execution_arn"]} if state.get("run_id") and state.get("execution_arn") else {}
+        if training_dal.update_run(conn, run["run_id"], "building", **arn) is None:
+            raise _closed(conn, str(run["run_id"]))  # e.g. cancelled before its execution got here
     available = sum(int(r["examples"]) for r in ready)
     return {
         **state,
@@ -256,10 +268,11 @@ def upload(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recorded(run_id: str) -> dict[str, Any]:
+    """The run as recorded, while it is in flight (RunClosed once it has ended)."""
     with transaction() as conn:
         run = training_dal.get_run(conn, run_id)
-    if run is None:
-        raise NotFound(f"no training run {run_id}")
+        if run is None or run["status"] not in training_dal.ACTIVE:
+            raise _closed(conn, run_id)
     return run
 
 
@@ -290,7 +303,11 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
         hyperparameters=hyper,
         output_s3=f"s3://{_bucket(settings)}/models/{run_id}/",
     )
-    _update(run_id, "training", job_id=job_id, job_status="started")
+    try:
+        _update(run_id, "training", job_id=job_id, job_status="started")
+    except RunClosed:  # closed while the job was being started: nobody would ever use it
+        _cancel_job(state["provider"], job_id, run_id)
+        raise
     return {**state, "job_id": job_id, "job_state": "running"}
 
 
@@ -301,7 +318,12 @@ def poll(state: dict[str, Any]) -> dict[str, Any]:
     job_state = status.state
     if job_state == "running" and elapsed >= int(state["max_wait_seconds"]):
         job_state = "timed_out"
-    _update(state["run_id"], job_status=status.provider_status)
+    try:
+        _update(state["run_id"], job_status=status.provider_status)
+    except RunClosed:
+        if status.state == "running":  # the run was closed while its job trains: the job is stopped
+            _cancel_job(state["provider"], state["job_id"], state["run_id"])
+        raise
     return {
         **state,
         "job_state": job_state,
@@ -327,7 +349,8 @@ def register(state: dict[str, Any]) -> dict[str, Any]:
     run_id = state["run_id"]
     with transaction() as conn:
         run = training_dal.get_run(conn, run_id, lock=True)
-        assert run is not None
+        if run is None or run["status"] not in training_dal.ACTIVE:  # the lock holds it in flight until commit
+            raise _closed(conn, run_id)
         if run["model_id"]:  # a retry: registered in the same transaction as the model row
             existing = models_dal.get_model(conn, run["model_id"])
             assert existing is not None
@@ -362,6 +385,7 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
     """Make the new model invocable: a Bedrock on-demand deployment (or provisioned throughput),
     which the state machine then waits for; an OpenAI fine-tune is served as it is."""
     provider = provider_for(state["provider"], get_settings())
+    _recorded(state["run_id"])
     with transaction() as conn:
         model = models_dal.get_model(conn, state["model_id"])
     if model and model["serving_model_id"]:  # a retry: serving was started and recorded
@@ -385,6 +409,7 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
                 serving_kind=serving.kind,
                 serving_status=serving.state,
             )
+        _recorded(state["run_id"])  # closed while the deployment was started: run_step winds it down
     return {
         **state,
         "serving_model_id": serving.model_id,
@@ -398,6 +423,7 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
 
 def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
+    _recorded(state["run_id"])
     serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"], state["serving_kind"])
     elapsed = int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0))
     serving_state = serving.state
@@ -429,6 +455,7 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
 
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
     """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
+    _recorded(state["run_id"])
     with transaction() as conn:
         verdict = next(
             (
@@ -470,12 +497,15 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def deploy(state: dict[str, Any]) -> dict[str, Any]:
-    """Deploy and mark the run succeeded in one transaction; a retry after that is a no-op."""
+    """Deploy and mark the run succeeded in one transaction; a retry after that is a no-op. The run's
+    row lock, taken first, holds it in flight until the commit: a cancel (reconcile_run) either
+    closed it before (nothing is deployed) or waits and then finds it succeeded."""
     with transaction() as conn:
         run = training_dal.get_run(conn, state["run_id"], lock=True)
-        assert run is not None
-        if run["status"] == "succeeded":
+        if run is not None and run["status"] == "succeeded":
             return {**state, "deployed": bool(state.get("deploy"))}
+        if run is None or run["status"] not in training_dal.ACTIVE:
+            raise _closed(conn, state["run_id"])
         deferred = _deploy_deferred(conn, state["model_id"]) if state.get("deploy") else None
         if state.get("deploy") and deferred is None:
             deploy_in(
@@ -527,12 +557,12 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         message = cause
     message = message or state.get("job_error") or f"job ended as {state.get('job_state')}"
+    closed = None
     if state.get("run_id"):
         with transaction() as conn:
-            run = training_dal.get_run(conn, state["run_id"])
-            # a run that already ended (a step's retry failed after its work was done) keeps its end
-            if run is not None and run["status"] in training_dal.ACTIVE:
-                training_dal.update_run(conn, state["run_id"], "failed", error=str(message)[:2000])
+            # a run that already ended (a step's retry failed after its work was done, an operator
+            # cancelled it) keeps its end
+            closed = training_dal.close_if_active(conn, state["run_id"], "failed", str(message)[:2000])
             if state.get("model_id"):
                 model = models_dal.get_model(conn, state["model_id"])
                 # a model that is serving traffic (or was) is never failed by a pipeline error
@@ -541,7 +571,8 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
                         conn, state["model_id"], "failed", actor="training", reason=str(message)[:500], status="failed"
                     )
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
-    count("TrainingRunFinished", status="failed")
+    if closed is not None or not state.get("run_id"):  # a run that had ended was counted then
+        count("TrainingRunFinished", status="failed")
     if state.get("model_id"):
         serving.sync(actor="training")  # a failed model's deployment is deleted (retried daily if this fails)
     return {**state, "failure": str(message)}
@@ -567,9 +598,43 @@ def run_step(step: str, state: dict[str, Any], remaining_s: float | None = None)
     """One step; `remaining_s` is the invocation's time left (the build plans with it)."""
     if step not in STEPS:
         raise InvalidInput(f"unknown step {step!r}")
-    if step == "build":
-        return STEPS["build"](state, remaining_s)
-    return STEPS[step](state)
+    try:
+        if step == "build":
+            return STEPS["build"](state, remaining_s)
+        return STEPS[step](state)
+    except RunClosed as exc:  # the run ended while this step ran: what it started is wound down
+        _wind_down(state.get("model_id"), exc.message)
+        raise
+
+
+def _cancel_job(provider: str | None, job_id: str, run_id: str) -> None:
+    """Stop the provider job of a run that has ended (best effort: a job that has just finished
+    cannot be cancelled, and is left as it is)."""
+    try:
+        settings = get_settings()
+        provider_for(provider or settings.finetune_provider, settings).cancel(job_id)
+    except FlywheelError as exc:
+        logger.warning(
+            "could not cancel the job of an ended run", extra={"run_id": run_id, "job_id": job_id, "error": exc.message}
+        )
+    else:
+        logger.info("cancelled the job of an ended run", extra={"run_id": run_id, "job_id": job_id})
+
+
+def _wind_down(model_id: str | None, reason: str) -> None:
+    """The model of a run that ended before it was deployed is never used: it fails with the reason
+    (unless it serves traffic already) and its deployment is deleted (the daily sync retries that)."""
+    if not model_id:
+        return
+    with transaction() as conn:
+        model = models_dal.get_model(conn, model_id, lock=True)
+        if model is not None and model["status"] in ("training", "ready"):
+            models_dal.change(conn, model_id, "failed", actor="training", reason=reason[:500], status="failed")
+    if model is not None and model["serving_model_id"]:
+        try:
+            serving.sync(actor="training")
+        except FlywheelError as exc:
+            logger.warning("serving sync after an ended run failed", extra={"model_id": model_id, "error": exc.message})
 
 
 def _bucket(settings: Settings) -> str:
@@ -669,9 +734,11 @@ def start_run(params: dict[str, Any], scope: str) -> dict[str, Any]:
         # answer): the execution's deterministic name tells
         arn = stepfunctions.execution_arn(settings.training_state_machine_arn, f"run-{run_id}")
         if stepfunctions.execution_status(arn) is None:
-            _update(run_id, "failed", error="could not start the state machine")
+            with transaction() as conn:
+                training_dal.close_if_active(conn, run_id, "failed", "could not start the state machine")
             raise
-    _update(run_id, execution_arn=arn)
+    with transaction() as conn:
+        training_dal.record_execution(conn, run_id, arn)
     return {"run_id": run_id, "execution_arn": arn, "status": "pending"}
 
 
@@ -702,15 +769,23 @@ def reconcile_run(run_id: UUID | str) -> dict[str, Any]:
     else:
         if run["execution_arn"] is None:
             with transaction() as conn:
-                return training_dal.update_run(conn, run["run_id"], execution_arn=arn)
+                return training_dal.record_execution(conn, run["run_id"], arn) or run
         return run
     with transaction() as conn:
         closed = training_dal.close_if_active(conn, run["run_id"], ended, error)
+    if closed is None:  # a step recorded the run's end first
+        with transaction() as conn:
+            return training_dal.get_run(conn, run["run_id"]) or run
     logger.warning(
         "stale training run reconciled",
         extra={"run_id": str(run["run_id"]), "status": ended, "execution_status": status},
     )
-    return closed or run
+    # what its execution had started and no step will finish: a job without a model is stopped,
+    # a model not yet deployed is failed (a step still running finds the run closed and stops)
+    if closed["job_id"] and not closed["model_id"]:
+        _cancel_job(closed["provider"], closed["job_id"], str(closed["run_id"]))
+    _wind_down(closed["model_id"], f"run {closed['run_id']} {ended}: {error}")
+    return closed
 
 
 def get_run(run_id: UUID) -> dict[str, Any]:
