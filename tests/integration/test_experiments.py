@@ -326,7 +326,7 @@ def test_a_harmless_canary_advances_then_a_better_challenger_is_promoted(db, api
     assert evaluate() == {
         "action": "none",
         "reason": "no experiment is running",
-        "serving": {"retired": [], "restoring": [], "active": [], "failed": [], "errors": []},
+        "serving": {"retired": [], "restoring": [], "active": [], "failed": [], "errors": [], "busy": []},
     }
     actions = [r["action"] for r in db.execute("SELECT action FROM experiment_evaluations ORDER BY evaluation_id")]
     assert actions == ["advance", "continue", "promote"]

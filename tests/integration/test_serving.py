@@ -110,4 +110,4 @@ def test_a_failed_model_loses_its_deployment(db: Any, aws: None) -> None:
     db.execute("UPDATE model_registry SET status = 'failed' WHERE model_id = 'flywheel-v1.0.0'")
     assert serving.sync()["retired"] == ["flywheel-v1.0.0"]
     assert deployment not in SERVING.resources
-    assert serving.sync() == {"retired": [], "restoring": [], "active": [], "failed": [], "errors": []}  # idempotent
+    assert serving.sync() == {"retired": [], "restoring": [], "active": [], "failed": [], "errors": [], "busy": []}

@@ -349,47 +349,65 @@ class BedrockFineTuner:
         _aws("cancel", client("bedrock").stop_model_customization_job, jobIdentifier=job_id)
 
     def serve(self, model_id: str, name: str, tags: dict[str, str]) -> Serving:
-        """Start serving a custom model; `serving_status` says when it is active (minutes)."""
+        """Start serving a custom model; `serving_status` says when it is active (minutes).
+
+        Idempotent by `name`: the request token is derived from it, and Bedrock answers a repeated
+        token with the resource it made; should it no longer remember the token, the name is taken
+        (ConflictException) by the resource an earlier call made, which is looked up by name."""
         name = re.sub(r"[^0-9a-zA-Z]+", "-", name).strip("-")[:63]
         aws_tags = [{"key": k, "value": v} for k, v in tags.items()]
-        if self.serving == "provisioned":
-            # no commitment term: billed by the hour until deleted
+        try:
+            if self.serving == "provisioned":
+                # no commitment term: billed by the hour until deleted
+                arn = _aws(
+                    "provisioned throughput",
+                    client("bedrock").create_provisioned_model_throughput,
+                    modelUnits=self.model_units,
+                    provisionedModelName=name,
+                    modelId=model_id,
+                    tags=aws_tags,
+                    clientRequestToken=_request_token(name),
+                )["provisionedModelArn"]
+                return Serving(str(arn), "provisioned", "creating")
             arn = _aws(
-                "provisioned throughput",
-                client("bedrock").create_provisioned_model_throughput,
-                modelUnits=self.model_units,
-                provisionedModelName=name,
-                modelId=model_id,
+                "custom model deployment",
+                client("bedrock").create_custom_model_deployment,
+                modelDeploymentName=name,
+                modelArn=model_id,
                 tags=aws_tags,
+                description="flywheel: on-demand serving of a fine-tuned model",
                 clientRequestToken=_request_token(name),
-            )["provisionedModelArn"]
-            return Serving(str(arn), "provisioned", "creating")
-        arn = _aws(
-            "custom model deployment",
-            client("bedrock").create_custom_model_deployment,
-            modelDeploymentName=name,
-            modelArn=model_id,
-            tags=aws_tags,
-            description="flywheel: on-demand serving of a fine-tuned model",
-            clientRequestToken=_request_token(name),
-        )["customModelDeploymentArn"]
-        return Serving(str(arn), "on_demand", "creating")
+            )["customModelDeploymentArn"]
+            return Serving(str(arn), "on_demand", "creating")
+        except DependencyUnavailable as exc:
+            cause = exc.__cause__
+            if not (
+                isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "ConflictException"
+            ):
+                raise
+            return self._serving("provisioned" if self.serving == "provisioned" else "on_demand", name)
 
     def serving_status(self, serving_id: str, kind: str) -> Serving:
+        return self._serving(kind, serving_id)
+
+    def _serving(self, kind: str, identifier: str) -> Serving:
+        """The deployment (or provisioned throughput) by ARN or name: its ARN and state."""
         if kind == "provisioned":
             found = _aws(
                 "provisioned throughput status",
                 client("bedrock").get_provisioned_model_throughput,
-                provisionedModelId=serving_id,
+                provisionedModelId=identifier,
             )
+            arn = found.get("provisionedModelArn", identifier)
         else:
             found = _aws(
                 "deployment status",
                 client("bedrock").get_custom_model_deployment,
-                customModelDeploymentIdentifier=serving_id,
+                customModelDeploymentIdentifier=identifier,
             )
+            arn = found.get("customModelDeploymentArn", identifier)
         state = SERVING_STATES.get(found["status"], "creating")
-        return Serving(serving_id, kind, state, found.get("failureMessage") if state == "failed" else None)
+        return Serving(str(arn), kind, state, found.get("failureMessage") if state == "failed" else None)
 
     def retire(self, serving_id: str, kind: str) -> None:
         """Delete the deployment (or provisioned throughput); one already gone is fine."""

@@ -142,14 +142,63 @@ def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-def serving_out_of_step(conn: Connection) -> list[dict[str, Any]]:
+_OUT_OF_STEP = """serving_status IS NOT NULL AND serving_kind <> 'provider'
+              AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
+                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))"""
+
+
+def serving_out_of_step(conn: Connection) -> list[str]:
     """Models whose serving does not match their status: archived or failed ones still holding a
     deployment, deployed ones whose deployment was deleted (restored by a rollback) or is still
-    being created."""
+    being created. Read without locks: each is claimed on its own (`claim_serving`)."""
+    rows = conn.execute(f"SELECT model_id FROM model_registry WHERE {_OUT_OF_STEP} ORDER BY model_id").fetchall()
+    return [row["model_id"] for row in rows]
+
+
+def claim_serving(
+    conn: Connection, model_id: str, owner: str, lease_s: float
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Claim one out-of-step model for `owner` for `lease_s` seconds: (its row, None); or (None, the
+    sync that holds a live claim on it); or (None, None) when it is in step now. One row locked per
+    transaction: the registry's writers lock several model rows (roles first), a sync only ever one,
+    so the two never wait on each other in a cycle."""
+    row = conn.execute(
+        f"""SELECT serving_claimed_by, serving_claimed_until >= now() AS held FROM model_registry
+             WHERE model_id = %s AND {_OUT_OF_STEP} FOR UPDATE""",
+        (model_id,),
+    ).fetchone()
+    if row is None:
+        return None, None
+    if row["held"] and row["serving_claimed_by"] != owner:
+        return None, row["serving_claimed_by"]
+    claimed_row = conn.execute(
+        """UPDATE model_registry
+              SET serving_claimed_by = %s, serving_claimed_until = now() + %s * interval '1 second'
+            WHERE model_id = %s RETURNING *""",
+        (owner, lease_s, model_id),
+    ).fetchone()
+    return claimed_row, None
+
+
+def claimed(conn: Connection, model_id: str, owner: str) -> dict[str, Any] | None:
+    """The model's row, locked, while `owner` still holds its serving claim; else None."""
     return conn.execute(
-        """SELECT * FROM model_registry
-            WHERE serving_status IS NOT NULL AND serving_kind <> 'provider'
-              AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
-                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))
-            ORDER BY model_id"""
-    ).fetchall()
+        "SELECT * FROM model_registry WHERE model_id = %s AND serving_claimed_by = %s FOR UPDATE",
+        (model_id, owner),
+    ).fetchone()
+
+
+def extend_claim(conn: Connection, model_id: str, owner: str, lease_s: float) -> None:
+    conn.execute(
+        """UPDATE model_registry SET serving_claimed_until = now() + %s * interval '1 second'
+            WHERE model_id = %s AND serving_claimed_by = %s""",
+        (lease_s, model_id, owner),
+    )
+
+
+def release_claim(conn: Connection, model_id: str, owner: str) -> None:
+    conn.execute(
+        """UPDATE model_registry SET serving_claimed_by = NULL, serving_claimed_until = NULL
+            WHERE model_id = %s AND serving_claimed_by = %s""",
+        (model_id, owner),
+    )

@@ -143,6 +143,12 @@ class BedrockServing:
             }
             return _answer(status=202, parsed={"customModelDeploymentArn": arn})
         if operation == "CreateProvisionedModelThroughput":
+            token = params.get("clientRequestToken")
+            for arn, resource in self.resources.items():  # same token: the same throughput (idempotent)
+                if token and resource.get("token") == token:
+                    return _answer(parsed={"provisionedModelArn": arn})
+            if any(r["name"] == params["provisionedModelName"] for r in self.resources.values()):
+                raise _aws_error("ConflictException", "a provisioned throughput with this name exists", operation, 409)
             arn = self._new_arn("provisioned-model")
             self.resources[arn] = {
                 "kind": "provisioned",

@@ -4,11 +4,23 @@ A Bedrock custom model is invoked through an on-demand deployment (or provisione
 that costs money while it exists: archiving or failing a model deletes it, and restoring an
 archived model (a rollback) creates it again. `sync` does both, after every registry change and
 daily; it is idempotent, so a failed call is simply done by the next one.
+
+Syncs run side by side (the training API's after a rollback, the evaluator's daily one) and the
+registry changes while a provider call takes seconds, so a sync never acts on a row it merely read:
+- it first claims the out-of-step rows (`serving_claimed_by`, for `CLAIM_S`); another sync skips a
+  claimed row, so one deployment is created per restore, not one per sync;
+- no transaction stays open across a provider call; after each call the row is read again, locked,
+  and the call's result recorded with it — and if the registry changed meanwhile (the model it was
+  retiring became champion again), the sync acts again on what the row now asks for;
+- a sync that dies mid-call (a Lambda at its timeout) leaves a claim that expires after `CLAIM_S`,
+  longer than any Lambda runs: the next sync (at the latest the daily one) repairs the model. A
+  restore is named after the model and its generation, not the clock, so its retry asks the
+  provider for the same deployment (same request token) instead of creating a second one.
 """
 
 from __future__ import annotations
 
-import time
+import uuid
 from typing import Any
 
 from flywheel.dal import models as models_dal
@@ -17,62 +29,138 @@ from flywheel.errors import FlywheelError
 from flywheel.observability import logger
 from flywheel.settings import get_settings
 
+# a claim outlives any sync that still runs: Lambda's maximum timeout is 900 s
+CLAIM_S = 900
+# provider calls for one model in one sync: retire, then restore if it became champion meanwhile
+# (or restore, then retire if it was archived meanwhile), then one more; the rest is the next sync's
+MAX_CALLS = 3
+
 
 def sync(actor: str = "serving") -> dict[str, list[str]]:
-    # the fine-tuning clients (and the secrets client under them) load here: every function that
-    # reads experiments imports this module, and only a sync calls a provider
-    from flywheel.clients.finetune import provider_for
-
-    settings = get_settings()
-    done: dict[str, list[str]] = {"retired": [], "restoring": [], "active": [], "failed": [], "errors": []}
+    owner = f"{actor}:{uuid.uuid4().hex}"
+    done: dict[str, list[str]] = {
+        "retired": [],
+        "restoring": [],
+        "active": [],
+        "failed": [],
+        "errors": [],
+        "busy": [],  # out of step, but another sync is acting on them
+    }
     with transaction() as conn:
-        rows = models_dal.serving_out_of_step(conn)
-    for model in rows:
+        candidates = models_dal.serving_out_of_step(conn)
+    for model_id in candidates:
+        with transaction() as conn:  # claimed just before acting: the row as it is now
+            model, holder = models_dal.claim_serving(conn, model_id, owner, CLAIM_S)
+        if model is None:
+            if holder is not None:
+                done["busy"].append(model_id)
+            continue
         try:
-            provider = provider_for(model["provider"], settings)
-            if model["status"] in ("archived", "failed"):
-                provider.retire(model["serving_model_id"], model["serving_kind"])
-                _record(
-                    model, "serving_retired", actor, f"{model['status']}: deployment deleted", serving_status="deleted"
-                )
-                done["retired"].append(model["model_id"])
-            elif model["serving_status"] == "deleted":
-                # a new name (and so a new request token) for each restore: the old one may be taken
-                serving = provider.serve(
-                    model["provider_model_id"],
-                    f"fw-{model['model_id']}-{int(time.time())}",
-                    {"model_id": model["model_id"]},
-                )
-                _record(
-                    model,
-                    "serving_restoring",
-                    actor,
-                    "deployed again: deployment re-created",
-                    serving_model_id=serving.model_id,
-                    serving_status=serving.state,
-                    serving_error=None,
-                )
-                done["restoring"].append(model["model_id"])
-            else:  # creating: has it become active?
-                serving = provider.serving_status(model["serving_model_id"], model["serving_kind"])
-                if serving.state != "creating":
-                    _record(
-                        model,
-                        f"serving_{serving.state}",
-                        actor,
-                        serving.error or "deployment active",
-                        serving_status=serving.state,
-                        serving_error=serving.error,
-                    )
-                    done[serving.state].append(model["model_id"])
+            _bring_in_step(model, owner, actor, done)
         except FlywheelError as exc:  # one model's trouble must not stop the others; retried next time
-            logger.error("serving sync failed for a model", extra={"model_id": model["model_id"], "error": exc.message})
-            done["errors"].append(model["model_id"])
+            logger.error("serving sync failed for a model", extra={"model_id": model_id, "error": exc.message})
+            done["errors"].append(model_id)
+        finally:  # a sync that failed gives the model back at once (a killed one, after CLAIM_S)
+            with transaction() as conn:
+                models_dal.release_claim(conn, model_id, owner)
     if any(done.values()):
         logger.info("serving synced", extra=done)
     return done
 
 
-def _record(model: dict[str, Any], action: str, actor: str, reason: str, **fields: Any) -> None:
-    with transaction() as conn:
-        models_dal.change(conn, model["model_id"], action, actor=actor, reason=reason, **fields)
+def _next_call(model: dict[str, Any], called: set[str]) -> str | None:
+    """What the row asks of the provider now: retire, serve, poll — or nothing. A deployment this
+    sync has just created or polled is not polled again (it takes minutes to become active)."""
+    if model["serving_status"] is None or model["serving_kind"] == "provider":
+        return None
+    if model["status"] in ("archived", "failed"):
+        return "retire" if model["serving_status"] != "deleted" else None
+    if model["status"] != "deployed":
+        return None
+    if model["serving_status"] == "deleted":
+        return "serve"
+    if model["serving_status"] == "creating" and not called & {"serve", "poll"}:
+        return "poll"
+    return None
+
+
+def _bring_in_step(model: dict[str, Any], owner: str, actor: str, done: dict[str, list[str]]) -> None:
+    """Act on one claimed model until its row asks for nothing more (or MAX_CALLS)."""
+    # the fine-tuning clients (and the secrets client under them) load here: every function that
+    # reads experiments imports this module, and only a sync calls a provider
+    from flywheel.clients.finetune import provider_for
+
+    model_id = model["model_id"]
+    called: set[str] = set()
+    for _ in range(MAX_CALLS):
+        call = _next_call(model, called)
+        if call is None:
+            return
+        provider = provider_for(model["provider"], get_settings())
+        acted_on = model["serving_model_id"]
+        if call == "retire":
+            provider.retire(acted_on, model["serving_kind"])
+        elif call == "serve":
+            served = provider.serve(
+                model["provider_model_id"],
+                # the model and its generation, not the clock: a retried restore gets the same
+                # name and request token, so the provider answers with the deployment it made
+                f"fw-{model_id}-r{model['serving_generation']}",
+                {"model_id": model_id},
+            )
+        else:
+            polled = provider.serving_status(acted_on, model["serving_kind"])
+        called.add(call)
+        with transaction() as conn:
+            fresh = models_dal.claimed(conn, model_id, owner)
+            if fresh is None:  # our claim expired and another sync took the model: it acts now
+                logger.warning(
+                    "serving claim lost during a provider call",
+                    extra={"model_id": model_id, "call": call, "serving_model_id": acted_on},
+                )
+                return
+            if fresh["serving_model_id"] != acted_on:  # not the deployment we acted on: record nothing
+                logger.warning(
+                    "serving changed during a provider call; its result is not recorded",
+                    extra={"model_id": model_id, "call": call, "acted_on": acted_on, "now": fresh["serving_model_id"]},
+                )
+                model = fresh
+                continue
+            if call == "retire":
+                model = models_dal.change(
+                    conn,
+                    model_id,
+                    "serving_retired",
+                    actor=actor,
+                    reason=f"{model['status']}: deployment deleted",
+                    serving_status="deleted",
+                    serving_generation=fresh["serving_generation"] + 1,
+                )
+                done["retired"].append(model_id)
+            elif call == "serve":
+                model = models_dal.change(
+                    conn,
+                    model_id,
+                    "serving_restoring",
+                    actor=actor,
+                    reason="deployed again: deployment re-created",
+                    serving_model_id=served.model_id,
+                    serving_kind=served.kind,
+                    serving_status=served.state,
+                    serving_error=None,
+                )
+                done["restoring"].append(model_id)
+            elif polled.state != "creating" and fresh["serving_status"] == "creating":
+                model = models_dal.change(
+                    conn,
+                    model_id,
+                    f"serving_{polled.state}",
+                    actor=actor,
+                    reason=polled.error or "deployment active",
+                    serving_status=polled.state,
+                    serving_error=polled.error,
+                )
+                done[polled.state].append(model_id)
+            else:
+                model = fresh
+            models_dal.extend_claim(conn, model_id, owner, CLAIM_S)
