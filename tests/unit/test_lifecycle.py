@@ -234,3 +234,23 @@ def test_result_is_independent_of_order_and_duplicates(
     assert derive_outcome(replayed, now=NOW, icp_score=icp) == derive_outcome(unique, now=NOW, icp_score=icp)
     state = derive_outcome(unique, now=NOW, icp_score=icp)
     assert 0.0 <= state.quality_score <= 1.0
+
+
+def test_a_reply_without_text_of_its_own_is_other_not_unclassified_for_ever() -> None:
+    """An attachment or a bare "Sent from my iPhone" above the quote: the reply text is empty and is
+    never queued for the classifier, so the reply is "other" (a neutral reply), unless what the
+    lead wrote next was classified."""
+    empty = ev(EventType.REPLY, 10, key="r1", text="", full_text="On Tue, Sam wrote:\n> Hi Dana")
+    state = derive(empty)
+    assert (state.replied_at, state.reply_text, state.reply_category) == (T0 + timedelta(minutes=10), "", "other")
+    assert (state.reply_classification_source, state.training_label, state.training_weight) == ("empty", "neutral", 1.0)
+    later = ev(EventType.REPLY, 20, key="r2", text="Forgot to say: Tuesday at 2pm works.")
+    classified = ev(EventType.REPLY_CLASSIFIED, 21, key="c2", reply_key="r2", category="meeting_request", source="llm")
+    state = derive(classified, later, empty)
+    assert (state.replied_at, state.reply_category, state.training_label) == (
+        T0 + timedelta(minutes=10),
+        "meeting_request",
+        "positive",
+    )
+    # a reply with text waits for its classification
+    assert derive(later).reply_category is None

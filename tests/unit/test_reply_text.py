@@ -211,3 +211,208 @@ def test_hostile_text_is_read_in_linear_time(hostile: str) -> None:
         else:
             classify_offline(("Jan 1 " * 9_000)[:50_000], date(2026, 11, 27))
             classify_offline(("reach out to " * 4_000)[:50_000], date(2026, 11, 27))
+
+
+# an outside review of the stored reply text: our own pitch must never be stored, classified or
+# trained on as the lead's words
+PITCH = (
+    "> Hi Dana,\n>\n> Finance teams at companies like Northwind cut month-end close by three days with Acme.\n"
+    "> Would you be open to a 15-minute call next week to see how?\n>\n> Best,\n> Sam\n"
+)
+GMAIL_ATTRIBUTION = "On Tue, 24 Nov 2026 at 10:12, Sam Lee <sam@acme.example> wrote:"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n\n" + GMAIL_ATTRIBUTION + "\n\n" + PITCH,  # Gmail: only an attachment above the quote
+        "\n\nSent from my iPhone\n\n> On 24 Nov 2026, at 10:12, Sam Lee <sam@acme.example> wrote:\n>\n" + PITCH,
+        "Von meinem iPhone gesendet\n\n> Am 24.11.2026 um 10:12 schrieb Sam Lee <sam@acme.example>:\n>\n" + PITCH,
+        "\n\n-----Original Message-----\nFrom: Sam Lee <sam@acme.example>\nSent: Tuesday\nTo: Dana\nSubject: idea\n\n"
+        + PITCH.replace("> ", ""),
+    ],
+    ids=["gmail_attachment_only", "iphone_signature_only", "iphone_signature_only_de", "outlook_empty"],
+)
+def test_a_reply_without_text_of_its_own_is_empty_never_our_pitch(text: str) -> None:
+    from datetime import date
+
+    from flywheel.domain.reply_rules import classify_offline
+
+    assert reply_text(text) == ""
+    # the classifier reads nothing into it either (it used to read our pitch: meeting_request)
+    assert classify_offline(text, date(2026, 11, 24)).category == "other"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (  # Thunderbird, bottom-posting
+            "On 24/11/2026 10:12, Sam Lee wrote:\n"
+            + PITCH
+            + "\nNot interested, we just signed with a competitor.\n\nDana\n",
+            "Not interested, we just signed with a competitor.\n\nDana",
+        ),
+        (  # Thunderbird in German, the lead signs off below
+            "Am 24.11.2026 um 10:12 schrieb Sam Lee:\n" + PITCH + "\nKein Bedarf, danke.\n\nViele Grüße\nJonas\n",
+            "Kein Bedarf, danke.",
+        ),
+        (  # answers inline
+            "Hi Sam, answers inline.\n\n"
+            + GMAIL_ATTRIBUTION
+            + "\n\n> Would you be open to a 15-minute call next week?\n\n"
+            "No. We already use BlackLine and are happy with it.\n\n> Is month-end close a priority?\n\nNot this year.\n",
+            "Hi Sam, answers inline.\n\nNo. We already use BlackLine and are happy with it.\n\nNot this year.",
+        ),
+        (  # an answer typed straight under a short quoted question
+            GMAIL_ATTRIBUTION + "\n> Would you be open to a call?\nYes.\n> Which day?\nTuesday.\n",
+            "Yes.\nTuesday.",
+        ),
+        (  # a long quoted line the client wrapped without its ">": the tail is ours, not the lead's
+            "On 24/11/2026 10:12, Sam Lee wrote:\n> Finance teams at companies like Northwind cut month-end close by\n"
+            "three days with Acme.\n> Would you be open to a call?\n\nNo thanks.\n",
+            "No thanks.",
+        ),
+        (  # below the marked quote, an older message in an unmarked Outlook block is history again
+            GMAIL_ATTRIBUTION
+            + "\n> Would you be open to a call?\n\nMaybe in March.\n\nFrom: Sam Lee <sam@acme.example>\n"
+            "Sent: Monday, November 2, 2026 09:00\nTo: Dana Reyes\nSubject: idea\n\nFinance teams at companies like ours\n",
+            "Maybe in March.",
+        ),
+        (  # top-posted above an unmarked quote (Yahoo's indented one): everything below is history
+            "Interested.\n\n    " + GMAIL_ATTRIBUTION + "\n\n Hi Dana,\n Finance teams at companies like Northwind\n",
+            "Interested.",
+        ),
+        (  # a server disclaimer appended under the whole thread
+            "Sounds good.\n\n"
+            + GMAIL_ATTRIBUTION
+            + "\n"
+            + PITCH
+            + "\nThis e-mail and any attachments are confidential "
+            "and intended solely for the addressee. If you have received this email in error, please delete it.\n",
+            "Sounds good.",
+        ),
+    ],
+    ids=[
+        "bottom_posted",
+        "bottom_posted_de",
+        "inline",
+        "inline_tight",
+        "wrapped_quote",
+        "outlook_below",
+        "yahoo",
+        "footer",
+    ],
+)
+def test_the_leads_lines_below_and_between_marked_quotes_are_the_reply(text: str, expected: str) -> None:
+    assert reply_text(text) == expected
+    assert reply_text(text.replace("\n", "\r\n")) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Hi Sam,\n\nThanks!\nLet's talk Tuesday at 2pm.\nSend me an invite.\n\nDana\n",
+            "Hi Sam,\n\nThanks!\nLet's talk Tuesday at 2pm.\nSend me an invite.\n\nDana",
+        ),
+        ("Hello,\n\nThank you.\nWe're not interested.\n", "Hello,\n\nThank you.\nWe're not interested."),
+        ("Hi Sam,\n\nThanks!\nWhat does it cost\n", "Hi Sam,\n\nThanks!\nWhat does it cost"),
+        (
+            "Hallo,\n\nDanke.\nSpasibo!\n\nСпасибо\nНе интересно.",
+            "Hallo,\n\nDanke.\nSpasibo!\n\nСпасибо\nНе интересно.",
+        ),
+        # still a sign-off: a name, a title, a company, a phone number after it
+        ("Not now.\n\nThanks!\nDana Reyes\nCFO | Northwind Traders Inc.\n+1 555 0100", "Not now."),
+        ("Send the deck.\n\nBest regards,\nDana\nHead of Finance", "Send the deck."),
+    ],
+)
+def test_a_thanks_line_followed_by_sentences_is_not_the_sign_off(text: str, expected: str) -> None:
+    assert reply_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "disclaimer",
+    [
+        "This message is intended only for the addressee. If you have received this email in error, please notify the "
+        "sender and delete it from your system. You must not copy, forward or disclose its contents.",
+        "CONFIDENTIALITY NOTICE: This e-mail message, including any attachments, is for the sole use of the intended "
+        "recipient(s). If you are not the intended recipient, please contact the sender and destroy all copies.",
+        "Diese E-Mail enthält vertrauliche Informationen. Wenn Sie nicht der richtige Adressat sind oder diese E-Mail "
+        "irrtümlich erhalten haben, informieren Sie bitte sofort den Absender.",
+        "Ce message et toutes les pièces jointes sont confidentiels. Si vous avez reçu ce message par erreur, merci "
+        "d'en avertir immédiatement l'émetteur.",
+        "Este mensaje es confidencial. Si usted ha recibido este mensaje por error, le rogamos que lo comunique al "
+        "remitente y lo elimine.",
+        "Esta mensagem pode conter informação confidencial. Se você recebeu esta mensagem por engano, avise o "
+        "remetente e apague-a.",
+        "Questo messaggio e i suoi allegati sono riservati. Se avete ricevuto questo messaggio per errore, vi "
+        "preghiamo di avvisare il mittente.",
+        "Dit bericht is uitsluitend bestemd voor de geadresseerde. Indien u dit bericht ten onrechte ontvangt, "
+        "verzoeken wij u de afzender te informeren.",
+        "Это сообщение и любые приложения к нему конфиденциальны. Если вы получили это сообщение по ошибке, "
+        "пожалуйста, сообщите отправителю.",
+        "本メールは機密情報を含む場合があります。誤って受信された場合は、送信者にご連絡の上、削除してください。お手数ですがよろしくお願いします。",
+    ],
+)
+def test_a_disclaimer_at_the_end_is_cut(disclaimer: str) -> None:
+    reply = "Not right now, maybe next quarter.\n\nDana Reyes\nCFO | Northwind"
+    assert reply_text(f"{reply}\n\n{disclaimer}\n") == reply
+    # straight under the signature, without a blank line
+    assert reply_text(f"{reply}\n{disclaimer}\n") == reply
+
+
+def test_a_reply_about_confidentiality_is_kept() -> None:
+    text = "Happy to talk.\n\nIs this confidential? We would need an NDA before we share any numbers with you."
+    assert reply_text(text) == text
+    assert reply_text("This message is confidential.") == "This message is confidential."
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Ja, ring mig.\n\nFrån: Sam Lee <sam@acme.example>\nSkickat: den 24 november 2026 10:12\nTill: Dana\n"
+            "Ämne: Idé\n\nFinance teams at companies like Northwind cut month-end close.\n",
+            "Ja, ring mig.",
+        ),  # sv_outlook
+        (
+            "Tak, proszę dzwonić.\n\nOd: Sam Lee <sam@acme.example>\nWysłano: wtorek, 24 listopada 2026 10:12\nDo: Dana\n"
+            "Temat: Pomysł\n\nFinance teams at companies like Northwind cut month-end close.\n",
+            "Tak, proszę dzwonić.",
+        ),  # pl_outlook
+        (
+            "Evet.\n\nKimden: Sam Lee <sam@acme.example>\nGönderildi: 24 Kasım 2026 Salı 10:12\nKime: Dana\nKonu: Fikir\n\n"
+            "Finance teams\n",
+            "Evet.",
+        ),  # tr_outlook
+        (
+            "Ja tak.\n\nFra: Sam Lee <sam@acme.example>\nSendt: 24. november 2026 10:12\nTil: Dana\nEmne: Idé\n\nFinance\n",
+            "Ja tak.",
+        ),  # da_outlook
+        (
+            "Tak, zadzwoń we wtorek.\n\nwt., 24 lis 2026 o 10:12 Sam Lee <sam@acme.example> napisał(a):\n" + PITCH,
+            "Tak, zadzwoń we wtorek.",
+        ),  # pl_gmail
+        (
+            "Evet, salı arayın.\n\nSam Lee <sam@acme.example>, 24 Kas 2026 Sal, 10:12 tarihinde şunu yazdı:\n" + PITCH,
+            "Evet, salı arayın.",
+        ),  # tr_gmail
+        ("Ja, gärna.\n\nDen tis 24 nov. 2026 kl 10:12 skrev Sam Lee <sam@acme.example>:\n" + PITCH, "Ja, gärna."),
+        (
+            "Ja, gärna.\n\nSkickat från min iPhone\n\n> 24 nov. 2026 kl. 10:12 skrev Sam Lee <sam@acme.example>:\n"
+            + PITCH,
+            "Ja, gärna.",
+        ),  # sv_apple
+        (
+            "Tak.\n\nWysłane z iPhone'a\n\n> Wiadomość napisana przez Sam Lee <sam@acme.example> w dniu 24.11.2026, o "
+            "godz. 10:12:\n" + PITCH,
+            "Tak.",
+        ),  # pl_apple
+        ("Evet.\n\niPhone'umdan gönderildi", "Evet."),
+        ("네 좋습니다.\n\n나의 iPhone에서 보냄", "네 좋습니다."),
+        ("Ja, ring mig.\n\nMed vänliga hälsningar\nDana Reyes", "Ja, ring mig."),
+        ("Tak, proszę dzwonić.\n\nPozdrawiam\nDana", "Tak, proszę dzwonić."),
+    ],
+)
+def test_quote_headers_and_signatures_in_more_languages(text: str, expected: str) -> None:
+    assert reply_text(text) == expected

@@ -298,6 +298,15 @@ def _derive_reply(state: OutcomeState, by_type: dict[EventType, list[OutcomeEven
     keys = {r.key for r in replies}
     unowned = [c for c in classifications if c.data.get("reply_key") not in keys]
     chosen = classification(reply) or (unowned[-1] if unowned else None)
+    if chosen is None and not str(reply.data.get("text") or "").strip():
+        # a reply with no text of its own (an attachment, a bare "Sent from my iPhone" above the
+        # quote) is never queued for the classifier: what the lead wrote next answers for it,
+        # else it is "other" - not a reply left unclassified for ever
+        chosen = next((found for later in human[1:] if (found := classification(later))), None)
+        if chosen is None:
+            state.reply_category = "other"
+            state.reply_classification_source = "empty"
+            state.reply_classified_at = reply.occurred_at
     if chosen is not None:
         data = chosen.data
         state.reply_category = data.get("category")

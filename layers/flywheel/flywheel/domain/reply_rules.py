@@ -558,7 +558,7 @@ def classify_offline(text: str, today: date, model: ReplyModel | None = None) ->
     """Classify a reply without any network call."""
     from flywheel.domain.reply_model import packaged_model
 
-    clean = reply_text(text) or text.strip()
+    clean = reply_text(text)  # empty when only quoted history is left: that is never the reply
     model = model or packaged_model()
     category, confidence, reason = decide(clean, model.probabilities(clean))
     # tone, dates and contacts are read near the top: VADER and the date reader slow down

@@ -8,7 +8,11 @@ Our own rules then cover what it misses (measured in tests/unit/test_reply_text.
 - Outlook header blocks (From/Sent/To/Subject) in Russian, Japanese and the other languages;
 - separator lines, and `>`-quoted lines in between new text;
 - signatures: the "-- " delimiter, "Sent from my iPhone" in every language we read, and a closing
-  ("Best regards", "Mit freundlichen Grüßen", "С уважением", ...) followed by a few short lines.
+  ("Best regards", "Mit freundlichen Grüßen", "С уважением", ...) followed by a few short lines
+  that read as a signature, not as sentences;
+- a corporate disclaimer at the end;
+- history quoted line by line (`>`) with the lead's lines below or between the quotes.
+The quoted history is never the reply: a reply with nothing of its own is empty.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 # (Apple Mail: "het volgende geschreven", "のメール"; Thunderbird in Russian: "пишет"; Gmail in Korean)
 _WROTE = (
     r"wrote|a écrit|schrieb|escribió|ha scritto|schreef|geschreven|escreveu|skrev|написал[аи]?|пишет|"
-    r"kirjoitti|napisał[a]?|写道|寫道|のメッセージ|のメール|님이 작성"
+    r"kirjoitti|napisał\(a\)|napisał[a]?|napsal\(a\)|napsal[a]?|şunu yazdı|yazdı|"
+    r"写道|寫道|のメッセージ|のメール|님이 작성"
 )
 _ATTRIBUTION = [
     re.compile(
@@ -61,12 +66,16 @@ _QUOTE_START = re.compile(
 )
 # the first line of an Outlook header block, and the lines that must follow it
 _HEADER_FROM = re.compile(
-    r"^\s*\*?(?:from|von|de|van|da|от|差出人|发件人|寄件者|보낸 사람)\s*\*?\s*[:：]\s*\S", re.IGNORECASE
+    r"^\s*\*?(?:from|von|de|van|da|от|från|od|fra|kimden|差出人|发件人|寄件者|보낸 사람)\s*\*?\s*[:：]\s*\S",
+    re.IGNORECASE,
 )
 _HEADER_NEXT = re.compile(
     r"^\s*\*?(?:sent|date|to|subject|cc|gesendet|datum|an|betreff|envoyé|date|à|objet|enviado|fecha|para|asunto|"
     r"data|assunto|inviato|oggetto|verzonden|aan|onderwerp|отправлено|дата|кому|тема|送信日時|宛先|件名|"
-    r"发送时间|收件人|主题|日期|寄件日期|傳送時間|收件者|主旨|副本|보낸 날짜|받는 사람|제목)\s*\*?\s*[:：]",
+    r"发送时间|收件人|主题|日期|寄件日期|傳送時間|收件者|主旨|副本|보낸 날짜|받는 사람|제목|"
+    # Swedish, Polish, Danish/Norwegian, Czech, Turkish Outlook
+    r"skickat|till|ämne|kopia|wysłano|do|temat|dw|sendt|til|emne|odesláno|komu|předmět|kime|konu|tarih|"
+    r"gönderildi|bilgi)\s*\*?\s*[:：]",
     re.IGNORECASE,
 )
 _MOBILE = re.compile(
@@ -77,7 +86,9 @@ _MOBILE = re.compile(
     r"von meinem .{1,40} gesendet|gesendet von meinem .{1,40}|envoyé de mon .{1,40}|enviado desde mi .{1,40}|"
     r"enviado do meu .{1,40}|"
     r"inviato da(?:l mio)? \w+|verzonden (?:vanaf|met) (?:mijn )?\w+|отправлено с (?:моего )?\w+|"
-    r"\w+から送信|发自我的\w+|從我的 ?\w+傳送)\s*$",
+    r"\w+から送信|发自我的\w+|從我的 ?\w+傳送|"
+    r"skickat från min .{1,40}|sendt fra min .{1,40}|wysłan[eo] z (?:mojego )?.{1,40}|odesláno z (?:mého )?.{1,40}|"
+    r".{1,40}['’]?(?:u|ü|i|ı)mdan gönderildi|나의 .{1,40}에서 보냄)\s*$",
     re.IGNORECASE,
 )
 _CLOSING = re.compile(
@@ -87,7 +98,9 @@ _CLOSING = re.compile(
     r"beste grüße|liebe grüße|gruß|grüße|cordialement|bien cordialement|bien à vous|salutations|saludos|"
     r"un saludo|saludos cordiales|atentamente|atenciosamente|cumprimentos|abraços|cordiali saluti|saluti|"
     r"distinti saluti|met vriendelijke groet|vriendelijke groet|groeten|met groet|с уважением|спасибо|"
-    r"всего доброго|よろしくお願いいたします|敬具|以上|此致|祝好|谢谢)\s*[,.!]?\s*$",
+    r"всего доброго|よろしくお願いいたします|敬具|以上|此致|祝好|谢谢|"
+    r"med vänliga hälsningar|vänliga hälsningar|hälsningar|mvh|pozdrawiam|pozdrawiam serdecznie|z poważaniem|"
+    r"saygılarımla|iyi çalışmalar|teşekkürler|감사합니다)\s*[,.!]?\s*$",
     re.IGNORECASE,
 )
 _SIGNATURE_MAX_LINES = 6
@@ -204,47 +217,101 @@ def _is_header_block(lines: list[str], i: int) -> bool:
     return sum(1 for line in following[:3] if _HEADER_NEXT.match(line)) >= 2
 
 
+def _quote_start(lines: list[str], i: int) -> int:
+    """How many lines the first line of quoted history at `i` takes (an attribution line, a
+    separator, an Outlook header block; two for an attribution wrapped over two lines); 0 if none."""
+    line = lines[i]
+    # every attribution, header line and image placeholder holds a colon, and every separator
+    # "--" or "__": a line with none of them (most lines) skips those patterns
+    colon = ":" in line or "：" in line
+    if (colon or "--" in line or "__" in line) and (_QUOTE_START.match(line) or (colon and _is_header_block(lines, i))):
+        return 1
+    if not line.rstrip().endswith((".", "!", "?")):
+        following = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if (colon or ":" in following or "：" in following) and _ATTRIBUTION[0].match(line + " " + following):
+            return 2
+    return 0
+
+
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _is_image_placeholder(line: str) -> bool:
+    return (":" in line) and bool(_IMAGE_PLACEHOLDER.match(line))
+
+
 def _cut_quotes(lines: list[str]) -> list[str]:
     kept: list[str] = []
     for i, line in enumerate(lines):
-        # every attribution, header line and image placeholder holds a colon, and every separator
-        # "--" or "__": a line with none of them (most lines) skips those patterns
-        colon = ":" in line or "：" in line
-        if (colon or "--" in line or "__" in line) and (
-            _QUOTE_START.match(line) or (colon and _is_header_block(lines, i))
-        ):
+        if _quote_start(lines, i):
             break
-        if not line.rstrip().endswith((".", "!", "?")):
-            following = lines[i + 1].strip() if i + 1 < len(lines) else ""
-            if (colon or ":" in following or "：" in following) and _ATTRIBUTION[0].match(line + " " + following):
-                break
-        if line.lstrip().startswith(">") or (colon and _IMAGE_PLACEHOLDER.match(line)):
+        if _is_quoted(line) or _is_image_placeholder(line):
             continue
         kept.append(line)
     return kept
 
 
-def _cut_signature(lines: list[str]) -> list[str]:
+def _next_content(lines: list[str], start: int) -> int | None:
+    return next((j for j in range(start, len(lines)) if lines[j].strip()), None)
+
+
+# a quoted line this long may have been wrapped by the client, its tail left without its ">"
+_WRAPPED_QUOTE = 60
+
+
+def _below_marked_quotes(lines: list[str], start: int) -> list[str]:
+    """The lead's own lines from `start` on, where the quoted history is marked line by line
+    (bottom-posting, inline answers): `>` lines and the attribution lines that introduce them
+    are dropped, the lines between and after them kept, up to quoted history that is not
+    marked (an Outlook header block, a separator, an attribution with unquoted text below):
+    everything from there on is history."""
+    kept: list[str] = []
+    i, size = start, len(lines)
+    while i < size:
+        line = lines[i]
+        if _is_quoted(line) or _is_image_placeholder(line):
+            i += 1
+            continue
+        taken = _quote_start(lines, i)
+        if taken:
+            following = _next_content(lines, i + taken)
+            if following is None or not _is_quoted(lines[following]):
+                break
+            i += taken  # the attribution of a marked quote
+            continue
+        previous = lines[i - 1] if i else ""
+        if line.strip() and _is_quoted(previous) and len(previous.lstrip(" >")) >= _WRAPPED_QUOTE:
+            # a run of lines wedged between two quoted lines, without a blank line on either
+            # side, under a long quoted line: the tail of a quoted line the client wrapped
+            end = i
+            while end < size and lines[end].strip() and not _is_quoted(lines[end]):
+                end += 1
+            if end < size and _is_quoted(lines[end]):
+                i = end
+                continue
+        kept.append(line)
+        i += 1
+    return kept
+
+
+def _marked_history(lines: list[str]) -> int | None:
+    """Where the quoted history starts when it is marked line by line (`>` quoting) and the lead
+    wrote below it; None when the lead wrote above it only, or the history is unmarked."""
     for i, line in enumerate(lines):
-        if line.rstrip() == "--" or line == "-- " or _MOBILE.match(line):
-            return lines[:i]
-    content = [i for i, line in enumerate(lines) if line.strip()]
-    for i in content[-(_SIGNATURE_MAX_LINES + 1) :]:
-        rest = [line for line in lines[i + 1 :] if line.strip()]
-        if (
-            _CLOSING.match(lines[i])
-            and any(lines[j].strip() for j in range(i))
-            and len(rest) <= _SIGNATURE_MAX_LINES
-            and all(len(line) <= 60 for line in rest)
-        ):
-            return lines[:i]
-    return lines
+        if not _is_quoted(line):
+            taken = _quote_start(lines, i)
+            if not taken:
+                continue
+            following = _next_content(lines, i + taken)
+            if following is None or not _is_quoted(lines[following]):
+                return None  # an Outlook block, a separator: everything below is history
+        below = _below_marked_quotes(lines, i)
+        return i if any(line.strip() for line in below) else None
+    return None
 
 
-def strip_quotes(text: str) -> str:
-    """The text without its quoted history (attribution lines, header blocks, `>` quotes); the
-    signature stays. Newlines normalised."""
-    normalised = normalise_newlines(text)
+def _strip_history(normalised: str) -> str:
     first_pass = normalised
     # mail-parser-reply's header patterns backtrack polynomially on long lines (60 KB of "On On On"
     # take minutes): it reads bounded text only, our own rules below read everything
@@ -257,11 +324,132 @@ def strip_quotes(text: str) -> str:
     return "\n".join(line.rstrip() for line in lines).strip()
 
 
+def strip_quotes(text: str) -> str:
+    """The text without its quoted history (attribution lines, header blocks, `>` quotes); the
+    signature stays. Newlines normalised.
+
+    When the history is marked line by line and the lead wrote below or between the quoted
+    lines (bottom-posting, Thunderbird's default; inline answers), those lines are the reply too."""
+    normalised = normalise_newlines(text)
+    lines = normalised.split("\n")
+    start = _marked_history(lines)
+    if start is None:
+        return _strip_history(normalised)
+    above = _strip_history("\n".join(lines[:start]))
+    kept = _below_marked_quotes(lines, start)
+    below = _strip_history(re.sub(r"\n{3,}", "\n\n", "\n".join(kept)))
+    # a paragraph break between them where the lead left one
+    apart = not lines[start - 1].strip() if start else True
+    apart = apart or not kept[0].strip()
+    return ("\n\n" if apart else "\n").join(part for part in (above, below) if part)
+
+
+# corporate disclaimers: the confidentiality / "received this in error" / "intended recipient"
+# families, in the languages we read
+_DISCLAIMER = re.compile(
+    r"received this (?:e-?mail|message|communication|transmission)(?: \w+){0,3} (?:in error|by mistake)|"
+    r"not the intended recipient|intended (?:only |solely |exclusively )?for the (?:use of the )?"
+    r"(?:addressee|intended recipient|named recipient|individual|person|recipient)|"
+    r"(?:confidentiality|legal) (?:notice|disclaimer)|\bdisclaimer\s*:|"
+    r"(?:e-?mail|message)(?: and any (?:attachments|files)[^.]{0,40})? (?:is|are|may be|may contain|contains?) "
+    r"(?:strictly )?(?:confidential|privileged)|"
+    r"irrtümlich erhalten|nicht der (?:richtige|beabsichtigte|vorgesehene) (?:adressat|empfänger)|"
+    r"ausschließlich für den (?:adressaten|empfänger)|vertrauliche informationen|vertraulichkeitshinweis|"
+    r"reçu ce (?:message|courriel|e-?mail) par erreur|n'êtes pas (?:le )?destinataire|"
+    r"(?:message|courriel)[^.]{0,60} (?:est |sont )?(?:strictement )?confidentiel|"
+    r"recibido este (?:mensaje|correo)[^.]{0,30} por error|no (?:es|sea) (?:usted )?el destinatario|"
+    r"(?:mensaje|correo)[^.]{0,60} (?:es |son |contiene )?(?:información )?confidencial|"
+    r"recebeu esta (?:mensagem|e-?mail)[^.]{0,30} por (?:engano|erro)|não (?:é|for) o destinatário|"
+    r"(?:mensagem|e-?mail)[^.]{0,60} (?:é |pode conter )?(?:informaç(?:ão|ões) )?confidencia|"
+    r"ricevuto questo (?:messaggio|e-?mail)[^.]{0,30} per errore|non (?:è|siete|sia) (?:il )?destinatario|"
+    r"(?:messaggio|e-?mail)[^.]{0,60} (?:è |sono |contiene )?(?:informazioni )?riservat|"
+    r"(?:dit bericht|deze e-?mail)[^.]{0,60} (?:ten onrechte|per abuis|onterecht)|"
+    r"uitsluitend bestemd voor de geadresseerde|vertrouwelijk|"
+    r"получили это (?:сообщение|письмо) по ошибке|не являетесь (?:его )?(?:адресатом|получателем)|"
+    r"(?:сообщение|письмо)[^.]{0,60} конфиденциальн|"
+    r"誤って|誤送信|機密情報|秘密情報|误收|保密|如果您不是|機密|"
+    r"mottagit (?:detta|det här) (?:e-?postmeddelande|meddelande|mejl) av misstag|konfidentiell|"
+    r"otrzymał(?:a|\(a\))? (?:tę|tą) wiadomość (?:przez pomyłkę|omyłkowo)|poufn|"
+    r"yanlışlıkla (?:size )?ulaştıysa|gizli (?:bilgi|olup)",
+    re.IGNORECASE,
+)
+_DISCLAIMER_MIN_CHARS = 60
+_SIGNATURE_LINE_CHARS = 60
+
+
+def _is_disclaimer(text: str) -> bool:
+    # two of its phrases: "I'm not the intended recipient of this, try Bob" is the lead's answer
+    found = {match.group(0).lower() for match in _DISCLAIMER.finditer(text)}
+    return len(text) >= _DISCLAIMER_MIN_CHARS and len(found) >= 2
+
+
+def _cut_disclaimer(lines: list[str]) -> list[str]:
+    """Without the disclaimer paragraphs at the end: from the paragraph's first line that is long or
+    holds a disclaimer phrase (the short lines above it are the signature), when the rest of the
+    paragraph reads as one and the lead wrote something before it."""
+    while True:
+        end = len(lines)
+        while end and not lines[end - 1].strip():
+            end -= 1
+        start = end
+        while start and lines[start - 1].strip():
+            start -= 1
+        begin = next(
+            (
+                i
+                for i in range(start, end)
+                if len(lines[i].strip()) >= _SIGNATURE_LINE_CHARS or _DISCLAIMER.search(lines[i])
+            ),
+            None,
+        )
+        if begin is None or not any(line.strip() for line in lines[:begin]):
+            return lines
+        if not _is_disclaimer(" ".join(line.strip() for line in lines[begin:end])):
+            return lines
+        lines = lines[:begin]
+
+
+_SENTENCE_END = (".", "!", "?", "。", "！", "？")
+_ABBREVIATION = re.compile(r"\b(?:inc|ltd|co|corp|llc|gmbh|plc|jr|sr|dr|st)\.$", re.IGNORECASE)
+
+
+def _is_sentence(line: str) -> bool:
+    """Whether a line reads as a sentence of the message rather than a signature line (a name,
+    a title, a company, a phone number): a question, or words in lower case ending in a full stop."""
+    text = line.strip()
+    if "?" in text or "？" in text:
+        return True
+    lower = sum(1 for word in text.split() if word[:1].islower())
+    if text.endswith(_SENTENCE_END) and not _ABBREVIATION.search(text):
+        return lower >= 2 or (len(text) >= 6 and not any(ch.isascii() and ch.isalpha() for ch in text))
+    return lower >= 3
+
+
+def _cut_signature(lines: list[str]) -> list[str]:
+    for i, line in enumerate(lines):
+        if line.rstrip() == "--" or line == "-- " or _MOBILE.match(line):
+            return lines[:i]
+    content = [i for i, line in enumerate(lines) if line.strip()]
+    for i in content[-(_SIGNATURE_MAX_LINES + 1) :]:
+        rest = [line for line in lines[i + 1 :] if line.strip()]
+        # "Thanks!" followed by "Let's talk Tuesday." is the message, not its sign-off
+        if (
+            _CLOSING.match(lines[i])
+            and any(lines[j].strip() for j in range(i))
+            and len(rest) <= _SIGNATURE_MAX_LINES
+            and all(len(line) <= _SIGNATURE_LINE_CHARS and not _is_sentence(line) for line in rest)
+        ):
+            return lines[:i]
+    return lines
+
+
 def reply_text(text: str) -> str:
-    """The new text of a reply: quoted history, quoted lines and the signature are cut off.
+    """The new text of a reply: quoted history, quoted lines, a closing disclaimer and the
+    signature are cut off. Empty when the lead wrote nothing of their own (an attachment or a
+    "Sent from my iPhone" above the quote): the quoted history is never the reply.
 
     A stable, pure function (the dataset builder uses the same rules on outbound bodies)."""
-    lines = _cut_signature(strip_quotes(text).split("\n"))
+    lines = _cut_signature(_cut_disclaimer(strip_quotes(text).split("\n")))
     return "\n".join(lines).strip()
 
 

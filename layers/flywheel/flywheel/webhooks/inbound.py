@@ -102,8 +102,10 @@ class InboundMail:
 
     @property
     def text(self) -> str:
-        """What the lead wrote: quoted history and signature cut off."""
-        return reply_text(self.full_text) or self.full_text.strip()
+        """What the lead wrote: quoted history and signature cut off. Empty when they wrote
+        nothing of their own (an attachment, "Sent from my iPhone" above the quote): the quoted
+        history - our own message - is never stored or classified as theirs."""
+        return reply_text(self.full_text)
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
