@@ -582,6 +582,173 @@ def global_dsn() -> Message:
     )
 
 
+# --- read receipts, plain-text bounces, charset labels, calendar answers (outside review 5, 7, 8, 11)
+
+
+def _receipt(human: str, user_agent: str, subject: str, message_id: str) -> Message:
+    """An RFC 8098 message disposition notification: multipart/report; report-type=disposition-notification,
+    the human text, then message/disposition-notification (its fields), as Thunderbird and Exchange send it."""
+    from email import message_from_string
+
+    msg = MIMEMultipart("report", report_type="disposition-notification")
+    msg.attach(MIMEText(human, "plain", "utf-8"))
+    fields = MIMEBase("message", "disposition-notification")
+    fields.set_payload(
+        [
+            message_from_string(
+                f"Reporting-UA: northwind.example; {user_agent}\nFinal-Recipient: rfc822;dana.reyes@northwind.example\n"
+                f"Original-Message-ID: {SENT}\nDisposition: manual-action/MDN-sent-manually; displayed\n"
+            )
+        ]
+    )
+    msg.attach(fields)
+    return _headers(msg, subject, message_id)
+
+
+def read_receipt_thunderbird() -> Message:
+    return _receipt(
+        "This is a Return Receipt for the mail that you sent to dana.reyes@northwind.example.\n\nNote: This Return "
+        "Receipt only acknowledges that the message was displayed on the recipient's computer.\n",
+        "Thunderbird 128.5.0",
+        "Return Receipt (displayed) - Dana, closing the books 3 days faster",
+        "<mdn.tb@northwind.example>",
+    )
+
+
+def read_receipt_outlook() -> Message:
+    return _receipt(
+        "Your message\n\n  To: Dana Reyes\n  Subject: Dana, closing the books 3 days faster\n\nwas read on "
+        "Tuesday, November 24, 2026 11:02:13 AM (UTC+00:00).\n",
+        "Microsoft Exchange Server",
+        "Read: Dana, closing the books 3 days faster",
+        "<mdn.ol@northwind.example>",
+    )
+
+
+_RETURNED = (
+    f"From: Sam Lee <sam@acme.example>\nTo: {LEAD}\nSubject: Dana, closing the books 3 days faster\n"
+    f"Message-ID: {SENT}\n\nHi Dana,\n"
+)
+
+
+def _text_bounce(text: str, sender: str, subject: str, message_id: str) -> Message:
+    msg = MIMEText(text, "plain", "us-ascii")
+    msg["From"], msg["To"], msg["Subject"] = sender, PARSE_TO, subject
+    msg["Date"], msg["Message-ID"] = DATE, message_id
+    return msg
+
+
+def qmail_bounce() -> Message:
+    """qmail's bounce: plain text from MAILER-DAEMON, no RFC 3464 report."""
+    return _text_bounce(
+        "Hi. This is the qmail-send program at mail.northwind.example.\nI'm afraid I wasn't able to deliver your "
+        "message to the following addresses.\nThis is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        "<dana.reyes@northwind.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+        "--- Below this line is a copy of the message.\n\n" + _RETURNED,
+        "MAILER-DAEMON@mail.northwind.example",
+        "failure notice",
+        "<qm.1@mail.northwind.example>",
+    )
+
+
+def yahoo_bounce() -> Message:
+    """Yahoo's "Failure Notice" (qmail's layout)."""
+    return _text_bounce(
+        "Sorry, we were unable to deliver your message to the following address.\n\n<dana.reyes@northwind.example>:\n"
+        "550: 5.1.1 <dana.reyes@northwind.example>: Recipient address rejected: User unknown\n\n"
+        "--- Below this line is a copy of the message.\n\nReceived: from [127.0.0.1] by mail.acme.example\n"
+        + _RETURNED,
+        "MAILER-DAEMON@yahoo.com",
+        "Failure Notice",
+        "<yb.1@yahoo.com>",
+    )
+
+
+def exim_bounce() -> Message:
+    """Exim's bounce (its default: no RFC 3464 report)."""
+    return _text_bounce(
+        "This message was created automatically by mail delivery software.\n\nA message that you sent could not be "
+        "delivered to one or more of its\nrecipients. This is a permanent error. The following address(es) failed:\n\n"
+        "  dana.reyes@northwind.example\n    host mx.northwind.example [203.0.113.5]\n    SMTP error from remote mail "
+        "server after RCPT TO:<dana.reyes@northwind.example>:\n    550 5.1.1 User unknown\n\n"
+        "------ This is a copy of the message, including all the headers. ------\n\n" + _RETURNED,
+        "Mail Delivery System <Mailer-Daemon@mx.northwind.example>",
+        "Mail delivery failed: returning message to sender",
+        "<ex.1@mx.northwind.example>",
+    )
+
+
+def forwarded_bounce_from_a_person() -> Message:
+    """The lead forwards a bounce they got ("why did this bounce?"): a person's reply, not a bounce."""
+    return _headers(
+        _text(
+            "Sam, your colleague's mail to our old address bounced - use this one.\n\n"
+            "---------- Forwarded message ---------\nFrom: MAILER-DAEMON@mail.northwind.example\nSubject: failure notice\n\n"
+            "<dana.old@northwind.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n",
+            "utf-8",
+            "quoted-printable",
+        ),
+        "Fwd: failure notice",
+        "<fwd.bounce@northwind.example>",
+    )
+
+
+def iso2022_nec() -> Message:
+    """Japanese Outlook on Windows: ISO-2022-JP holding NEC row 13 characters (㈱ ① ②), which
+    Python's JIS X 0208 codec refuses."""
+
+    def nec(pair: bytes) -> bytes:
+        return b"\x1b$B" + pair + b"\x1b(B"
+
+    body = (
+        "ご連絡ありがとうございます。".encode("iso2022_jp")
+        + nec(b"-j")
+        + "ノースウィンドの佐藤です。".encode("iso2022_jp")
+        + nec(b"-!")
+        + "資料 ".encode("iso2022_jp")
+        + nec(b'-"')
+        + "お見積りをお送りください。\n".encode("iso2022_jp")
+    )
+    return _headers(_encoded(body, "iso-2022-jp", "7bit"), "Re: ご提案", "<nec@northwind.example.jp>")
+
+
+def windows_31j() -> Message:
+    """JavaMail's name for cp932 (WHATWG: a Shift_JIS label)."""
+    text = "資料を送ってください。来週火曜日は空いています。\n"
+    return _headers(
+        _encoded(text.encode("cp932"), "Windows-31J", "base64"), "Re: ご提案", "<w31j@northwind.example.jp>"
+    )
+
+
+def hebrew_logical() -> Message:
+    """ISO-8859-8-I: Hebrew in logical order (WHATWG: decoded as ISO-8859-8)."""
+    text = "תודה, אני מעוניין. שלח לי הצעת מחיר.\n"
+    return _headers(
+        _encoded(text.encode("iso-8859-8"), "iso-8859-8-i", "quoted-printable"), "Re: idea", "<he@northwind.example>"
+    )
+
+
+def calendar_answer(partstat: str, comment: str = "", uid: str = "040000008200E00074C5B7101A82E008") -> Message:
+    """Outlook's answer to a meeting invitation: multipart/alternative, the comment (usually empty)
+    as text/plain, and text/calendar; method=REPLY naming the attendee's PARTSTAT."""
+    ics = (
+        "BEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nPRODID:Microsoft Exchange Server 2010\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\n"
+        f"ATTENDEE;PARTSTAT={partstat};CN=Dana Reyes:mailto:dana.reyes@northwind.example\r\n"
+        "ORGANIZER;CN=Sam Lee:mailto:sam@acme.example\r\nSUMMARY;LANGUAGE=en-US:Acme / Northwind\r\n"
+        "  intro\r\nDTSTART:20261201T140000Z\r\nDTEND:20261201T143000Z\r\n"
+        f"UID:{uid}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    msg = MIMEMultipart("alternative")
+    msg.attach(_text(comment, "utf-8", "7bit" if not comment else "quoted-printable"))
+    calendar = MIMEText(ics, "calendar", "utf-8")
+    calendar.set_param("method", "REPLY")
+    msg.attach(calendar)
+    label = {"ACCEPTED": "Accepted", "DECLINED": "Declined", "TENTATIVE": "Tentative"}.get(partstat, partstat.title())
+    return _headers(
+        msg, f"{label}: Acme / Northwind intro", f"<cal.{partstat.lower()}.{len(comment)}@northwind.example>"
+    )
+
+
 CLIENTS = {
     "gmail": gmail,
     "outlook_cp1252": outlook_cp1252,
@@ -659,6 +826,9 @@ def parsed_post(msg: Message, outcome_id: str = "OUTCOME_ID", envelope_from: str
             if kind in ("message/delivery-status", "message/global-delivery-status"):
                 payload = "".join(str(p) for p in part.get_payload()).encode()  # the field blocks as sent
                 files.append(("details.txt", kind, payload))
+            elif kind in ("message/disposition-notification", "message/global-disposition-notification"):
+                mdn_fields = "".join(m.as_string() if isinstance(m, Message) else str(m) for m in part.get_payload())
+                files.append(("MDNPart2.txt", kind, mdn_fields.encode()))  # the fields, as Thunderbird names them
             elif part.get_content_maintype() == "message":  # a returned original: the bytes of the message
                 files.append(
                     (

@@ -20,8 +20,9 @@ from tests.unit.test_inbound_mail import EXPECTED
 MODES = {"raw": mh.raw_post, "parsed": mh.parsed_post}
 
 
-def post(message, mode: str, outcome_id: str = "OUTCOME_ID") -> tuple[int, dict]:
-    result = invoke("WebhooksFunction", mh.api_event(*MODES[mode](message, outcome_id)), ROOT / "template.yaml")
+def post(message, mode: str, outcome_id: str = "OUTCOME_ID", envelope_from: str | None = None) -> tuple[int, dict]:
+    event = mh.api_event(*MODES[mode](message, outcome_id, envelope_from))
+    result = invoke("WebhooksFunction", event, ROOT / "template.yaml")
     return result["statusCode"], json.loads(result["body"])
 
 
@@ -331,3 +332,125 @@ def test_a_reply_keeps_its_own_date_when_it_is_a_possible_one(db, replies_queue,
     status, body = post(message, "raw", outcome_id)
     assert status == 200 and body["stored"] == 1, body
     assert reply_row(db, outcome_id)["replied_at"] == written
+
+
+def _events(db) -> list[dict]:
+    return db.execute(
+        "SELECT event_type, status, data FROM outcome_events WHERE provider = 'sendgrid_inbound' ORDER BY event_type"
+    ).fetchall()
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("client", ["read_receipt_thunderbird", "read_receipt_outlook"])
+def test_a_read_receipt_is_kept_and_is_no_reply(db, replies_queue, mode: str, client: str) -> None:  # noqa: F811
+    """RFC 8098: "the message was displayed" is neither a reply (nobody wrote) nor engagement."""
+    [outcome_id] = register()
+    status, body = post(getattr(mh, client)(), mode, outcome_id)
+    assert status == 200 and body["kind"] == "receipt" and body["ignored"] == 1, body
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["replied_at"], row["auto_replied_at"], row["reply_category"]) == (
+        "sent",
+        None,
+        None,
+        None,
+    )
+    assert (row["training_label"], row["training_weight"]) == ("neutral", 1.0) and queued(replies_queue) == []
+    [event] = _events(db)
+    assert (event["event_type"], event["status"]) == ("mdn_displayed", "ignored")
+    assert event["data"]["disposition"] == "manual-action/MDN-sent-manually; displayed"
+    assert event["data"]["original_message_id"] == "send-7f3a-1001@mail.acme.example"
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(
+    ("bounce", "envelope_from"),
+    [("qmail_bounce", ""), ("yahoo_bounce", ""), ("exim_bounce", None), ("qmail_bounce", None)],
+)
+@pytest.mark.parametrize("addressed", [True, False])
+def test_plain_text_bounces_are_hard_bounces(
+    db,
+    replies_queue,  # noqa: F811
+    mode: str,
+    bounce: str,
+    envelope_from: str | None,
+    addressed: bool,
+) -> None:
+    """qmail, Yahoo and Exim bounce without an RFC 3464 report: the text names the failed recipient
+    and a 5.x.x status; attributed by reply+<outcome_id>, else by the returned copy's Message-ID."""
+    [outcome_id] = register()
+    status, body = post(getattr(mh, bounce)(), mode, outcome_id if addressed else "OUTCOME_ID", envelope_from)
+    assert status == 200 and body["kind"] == "bounce" and body["applied"] == 1, body
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["bounce_type"], row["bounce_status"]) == ("bounced", "bounce", "5.1.1")
+    assert row["replied_at"] is None and row["auto_replied_at"] is None and queued(replies_queue) == []
+    [event] = _events(db)
+    assert event["data"]["recipient"] == "dana.reyes@northwind.example" and event["data"]["source"] == "bounce_text"
+
+
+def test_a_person_forwarding_a_bounce_is_a_reply(db, replies_queue) -> None:  # noqa: F811
+    [outcome_id] = register()
+    status, body = post(mh.forwarded_bounce_from_a_person(), "raw", outcome_id)
+    assert status == 200 and body["kind"] == "reply"
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["bounce_type"]) == ("replied", None)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize(
+    ("client", "expected"),
+    [
+        ("iso2022_nec", "ご連絡ありがとうございます。㈱ノースウィンドの佐藤です。①資料 ②お見積りをお送りください。"),
+        ("windows_31j", "資料を送ってください。来週火曜日は空いています。"),
+        ("hebrew_logical", "תודה, אני מעוניין. שלח לי הצעת מחיר."),
+    ],
+)
+def test_charsets_as_windows_and_java_label_them(db, replies_queue, mode: str, client: str, expected: str) -> None:  # noqa: F811
+    [outcome_id] = register()
+    status, _ = post(getattr(mh, client)(), mode, outcome_id)
+    row = reply_row(db, outcome_id)
+    assert status == 200 and row["reply_text"] == expected and "\x1b" not in row["reply_original_text"]
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_declined_invitation_is_a_not_now_answer(db, replies_queue, mode: str) -> None:  # noqa: F811
+    """Outlook's "Declined:" has an empty text part: it is the lead's answer, classified by what the
+    iCalendar REPLY says, never a reply without a category."""
+    [outcome_id] = register()
+    status, body = post(mh.calendar_answer("DECLINED"), mode, outcome_id)
+    assert status == 200 and body["kind"] == "calendar", body
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["reply_category"], row["reply_classification_source"]) == (
+        "replied",
+        "not_now",
+        "calendar",
+    )
+    assert row["training_label"] == "neutral" and queued(replies_queue) == []
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_an_accepted_invitation_books_the_meeting_and_a_decline_cancels_it(db, replies_queue, mode: str) -> None:  # noqa: F811
+    [outcome_id] = register()
+    status, body = post(mh.calendar_answer("ACCEPTED"), mode, outcome_id)
+    assert status == 200 and body["kind"] == "calendar" and body["applied"] == 1, body
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["replied_at"], row["training_label"]) == ("meeting_booked", None, "positive")
+    assert row["meeting_scheduled_start"] == datetime(2026, 12, 1, 14, 0, tzinfo=UTC)
+    assert queued(replies_queue) == []
+    declined = mh.calendar_answer("DECLINED")
+    declined.replace_header("Date", format_datetime(datetime(2026, 11, 25, 9, 0, tzinfo=UTC)))
+    post(declined, mode, outcome_id)
+    row = reply_row(db, outcome_id)
+    assert row["meeting_canceled_at"] is not None and row["stage"] == "replied" and row["reply_category"] == "not_now"
+
+
+def test_a_tentative_answer_is_interested_and_a_comment_is_read_by_the_classifier(db, replies_queue) -> None:  # noqa: F811
+    [outcome_id] = register()
+    post(mh.calendar_answer("TENTATIVE"), "raw", outcome_id)
+    row = reply_row(db, outcome_id)
+    assert (row["stage"], row["reply_category"], row["training_label"]) == ("replied", "interested", "positive")
+    [other] = register()
+    status, body = post(mh.calendar_answer("DECLINED", "Can't make Tuesday - could we do Thursday?\n"), "parsed", other)
+    assert status == 200 and body["kind"] == "reply"
+    [job] = queued(replies_queue)
+    assert job["outcome_id"] == other and job["text"].startswith("Can't make Tuesday")
+    assert reply_row(db, other)["reply_category"] is None  # the classifier's to say

@@ -214,3 +214,34 @@ def test_an_unreadable_report_is_kept_not_dropped() -> None:
     message.set_payload(list(message.get_payload())[:1])  # the human-readable part only
     [event] = to_events(parse_mail(*mh.raw_post(message)), [], datetime(2026, 11, 24, tzinfo=UTC))
     assert event.event_type == "dsn_unreadable" and not event.known and event.payload["text"]
+
+
+@pytest.mark.parametrize(
+    ("label", "text"),
+    [  # labels of the WHATWG Encoding Standard's table that Python's registry does not know
+        ("Windows-31J", "資料①"),
+        ("ISO-8859-8-I", "תודה"),
+        ("logical", "תודה"),
+        ("ks_c_5601-1989", "관심"),
+        ("windows-949", "관심"),
+        ("x-mac-ukrainian", "Дякую"),
+        ("cn-big5", "資料"),
+        ("iso88592", "Dziękuję"),
+        ("unicode-1-1-utf-8", "Grüße"),
+    ],
+)
+def test_whatwg_labels(label: str, text: str) -> None:
+    from flywheel.webhooks.inbound import _codec, _decode
+
+    codec = _codec(label)
+    assert codec is not None and _decode(text.encode(codec.name), label) == text
+
+
+@pytest.mark.parametrize("label", ["iso-2022-jp", "ISO-2022-JP-2", "utf-8", None, "x-unknown"])
+def test_iso_2022_jp_with_windows_characters_is_never_read_as_utf8(label: str | None) -> None:
+    """NEC row 13 (㈱ ①), which Python's JIS X 0208 codecs refuse, read as the WHATWG jis0208 index
+    does; 7-bit text with ISO-2022 escapes is never taken for UTF-8 (it would keep the escapes)."""
+    from flywheel.webhooks.inbound import _decode
+
+    raw = "佐藤".encode("iso2022_jp") + b"\x1b$B-j-!\x1b(B ok"
+    assert _decode(raw, label) == "佐藤㈱① ok"

@@ -147,10 +147,9 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     # a person's reply is queued for the classifier in the same transaction (outbox) when it is
     # applied; automatic replies and bounces are not (flywheel.domain.effects)
     summary = _store("sendgrid_inbound", events, settings.reply_window_days)
-    reply = events[0] if len(events) == 1 and events[0].event_type == "reply" else None
+    reply = next((e for e in events if e.event_type == "reply"), None) if not mail.report else None
     outcome_id = linked_outcome(reply.provider, reply.event_key) if reply else None
-    kind = "bounce" if mail.report else ("auto_reply" if reply and reply.data.get("automated") else "reply")
-    return {**summary, "outcome_id": outcome_id, "kind": kind}
+    return {**summary, "outcome_id": outcome_id, "kind": inbound.kind(mail, events)}
 
 
 # --- Calendly ---------------------------------------------------------------------------------

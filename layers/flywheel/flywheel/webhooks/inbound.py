@@ -8,7 +8,10 @@ mode the parse host uses:
 - newlines are normalised (raw MIME has CRLF), the new text is cut from the quoted history and the
   signature (`flywheel.domain.reply_text`), and the full original is kept beside it;
 - auto-replies are recognised by their headers (RFC 3834 and the common vendor headers) and subject,
-  and delivery status notifications (RFC 3464) become bounce events for the original message.
+  and delivery status notifications (RFC 3464, and the plain-text bounces of qmail, Yahoo and Exim)
+  become bounce events for the original message;
+- read receipts (RFC 8098) are kept, never applied, and answers to meeting invitations (iCalendar
+  REPLY) book, cancel or answer by their PARTSTAT.
 """
 
 from __future__ import annotations
@@ -81,6 +84,34 @@ class DeliveryReport:
     original_message_id: str | None
     bounces: list[Bounce]
     reporting_mta: str | None = None
+    source: str = "dsn"  # "dsn" (RFC 3464) or "bounce_text" (a plain-text bounce: qmail, Yahoo, Exim)
+
+
+@dataclass
+class Receipt:
+    """A message disposition notification (RFC 8098 read receipt): "the message was displayed"."""
+
+    disposition: str | None  # `manual-action/MDN-sent-manually; displayed`
+    original_message_id: str | None
+    recipient: str | None  # Final-Recipient: the reader
+
+    @property
+    def kind(self) -> str:
+        """`displayed`, `deleted`, `dispatched`, `processed` (RFC 8098 disposition types)."""
+        found = re.search(r";\s*([a-z-]+)", (self.disposition or "").lower())
+        return found.group(1) if found else "unknown"
+
+
+@dataclass
+class CalendarReply:
+    """An iCalendar REPLY (RFC 5546): an attendee's answer to an invitation (Outlook's "Accepted:",
+    "Declined:", "Tentative:"; Google Calendar's and Apple's alike)."""
+
+    partstat: str  # ACCEPTED, DECLINED, TENTATIVE, DELEGATED ...
+    uid: str | None
+    start: str | None
+    end: str | None
+    summary: str | None
 
 
 @dataclass
@@ -99,6 +130,8 @@ class InboundMail:
     envelope: dict[str, Any] = field(default_factory=dict)
     charsets: dict[str, str] = field(default_factory=dict)
     report: DeliveryReport | None = None
+    receipt: Receipt | None = None
+    calendar: CalendarReply | None = None
 
     @property
     def text(self) -> str:
@@ -194,7 +227,8 @@ def _filename(part: Message) -> str | None:
 # Labels that mail clients put on text written in a superset of the labelled charset (the WHATWG
 # Encoding Standard reads them the same way): Outlook labels windows-1252 as ISO-8859-1, Windows
 # labels cp932 (①, ～, NEC and IBM extensions) as Shift_JIS and GBK as GB2312, Big5 mail carries
-# HKSCS characters, and EUC-KR mail carries the Unified Hangul Code (cp949).
+# HKSCS characters, and EUC-KR mail carries the Unified Hangul Code (cp949). ISO-2022-JP is read
+# with JIS X 0201 katakana (`iso2022_jp_ext`) and, see `_jis_windows`, the NEC characters.
 _SUPERSETS = {
     "iso8859-1": "windows-1252",
     "ascii": "windows-1252",
@@ -206,6 +240,36 @@ _SUPERSETS = {
     "gbk": "gb18030",
     "big5": "big5hkscs",
     "euc_kr": "cp949",
+    "iso2022_jp": "iso2022_jp_ext",
+}
+
+# The labels of the WHATWG Encoding Standard's table (https://encoding.spec.whatwg.org/#names-and-labels)
+# that Python's codec registry does not know, with the encoding the standard reads them as. Java's
+# and Windows' names among them are real mail labels: `Windows-31J` (JavaMail's Shift_JIS),
+# `ISO-8859-8-I` (Hebrew in logical order: the same bytes as ISO-8859-8), `ks_c_5601-1989`.
+# The labels the standard reads as `replacement` (ISO-2022-KR, ISO-2022-CN, HZ) stay Python's codecs:
+# a browser refuses them for script-injection reasons that do not apply to stored text.
+_WHATWG_LABELS = {
+    **dict.fromkeys(("unicode-1-1-utf-8", "unicode11utf8", "unicode20utf8", "x-unicode20utf8"), "utf-8"),
+    **{f"iso8859{n}": f"iso8859-{n}" for n in (2, 3, 4, 5, 6, 7, 8, 10, 13, 14, 15)},
+    **dict.fromkeys(("iso-8859-6-e", "iso-8859-6-i", "csiso88596e", "csiso88596i"), "iso8859-6"),
+    "sun_eu_greek": "iso8859-7",
+    **dict.fromkeys(("iso-8859-8-e", "iso-8859-8-i", "csiso88598e", "csiso88598i", "visual", "logical"), "iso8859-8"),
+    "csisolatin9": "iso8859-15",
+    **dict.fromkeys(("koi", "koi8"), "koi8-r"),
+    "koi8-ru": "koi8-u",
+    **dict.fromkeys(("mac", "csmacintosh"), "mac-roman"),
+    "x-mac-ukrainian": "mac-cyrillic",
+    **dict.fromkeys(("windows-874", "dos-874", "iso885911"), "cp874"),
+    "iso88591": "windows-1252",
+    "iso88599": "cp1254",
+    **dict.fromkeys(("csgb2312", "gb_2312", "gb_2312-80"), "gb18030"),
+    **dict.fromkeys(("cn-big5", "x-x-big5"), "big5hkscs"),
+    "cseucpkdfmtjapanese": "euc_jp",
+    "windows-31j": "cp932",
+    **dict.fromkeys(("cseuckr", "csksc56011987", "iso-ir-149", "ks_c_5601-1989", "ksc_5601", "windows-949"), "cp949"),
+    "unicodefffe": "utf-16-be",
+    **dict.fromkeys(("csunicode", "iso-10646-ucs-2", "ucs-2", "unicode", "unicodefeff"), "utf-16-le"),
 }
 
 
@@ -217,6 +281,7 @@ _NOT_CHARSETS = frozenset({"unicode-escape", "raw-unicode-escape", "punycode", "
 
 def _codec(charset: str) -> codecs.CodecInfo | None:
     label = charset.strip().strip('"').lower()
+    label = _WHATWG_LABELS.get(label, label)
     for name in (label, label.removeprefix("x-")):  # x-mac-cyrillic, x-sjis ...
         try:
             found = codecs.lookup(name)
@@ -233,8 +298,15 @@ def _decode(raw: bytes, charset: str | None) -> str:
     """Bytes in their declared charset (read as the superset clients really write in); UTF-8
     mislabelled as a single-byte charset (a valid multi-byte UTF-8 sequence is next to impossible
     in real Latin-1 or Cyrillic text) and undeclared or unknown charsets are read as UTF-8, else as
-    windows-1252 (what clients that forget to declare it send); never raises."""
+    windows-1252 (what clients that forget to declare it send); never raises.
+
+    Text with ISO-2022-JP escape sequences is never read as UTF-8 (its bytes are 7-bit, so UTF-8
+    "succeeds" and keeps the escapes): undeclared, it is read as ISO-2022-JP."""
     codec = _codec(charset) if charset else None
+    if (codec is None or codec.name == "utf-8") and _JIS_ESCAPE.search(raw) and raw.isascii():
+        codec = codecs.lookup("iso2022_jp_ext")
+    if codec is not None and codec.name.startswith("iso2022_jp") and _JIS_ESCAPE.search(raw):
+        return raw.decode(codec.name, _JIS_WINDOWS)  # never fails: the last resort is U+FFFD
     if codec is not None and codec.name != "utf-8" and _single_byte(codec) and not raw.isascii():
         try:
             return raw.decode("utf-8")
@@ -248,6 +320,35 @@ def _decode(raw: bytes, charset: str | None) -> str:
         except UnicodeError:
             continue
     return raw.decode("windows-1252", "replace")
+
+
+# the designations of ISO-2022-JP (RFC 1468) and its extensions: ASCII, JIS X 0201, JIS X 0208, JIS X 0212
+_JIS_ESCAPE = re.compile(rb"\x1b(?:\$[@B]|\([BJI]|\$\(D)")
+_JIS_WINDOWS = "flywheel-jis-windows"
+
+
+def _jis_windows(error: UnicodeError) -> tuple[str, int]:
+    """Python's ISO-2022-JP codecs read JIS X 0208 only; Windows writes its own characters into
+    ISO-2022-JP too (CP50220: NEC row 13 ① ㈱ №, the NEC-selected IBM rows 89-92), and the WHATWG
+    Encoding Standard's jis0208 index reads them. A pair the codec refuses is read as that index
+    does: the same JIS row and cell in cp932 (Windows' Shift_JIS, whose index it is). The decoder
+    stays in its two-byte state; anything else is U+FFFD."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    pair = error.object[error.start : error.start + 2]
+    if len(pair) == 2 and all(0x21 <= b <= 0x7E for b in pair):
+        row, cell = pair
+        lead = (row + 1) // 2 + (0x70 if row <= 0x5E else 0xB0)
+        trail = cell + (0x1F if row % 2 else 0x7D)
+        trail += 1 if row % 2 and trail >= 0x7F else 0
+        try:
+            return bytes((lead, trail)).decode("cp932"), error.start + 2
+        except UnicodeDecodeError:
+            pass
+    return "\ufffd", error.end
+
+
+codecs.register_error(_JIS_WINDOWS, _jis_windows)
 
 
 def _single_byte(codec: codecs.CodecInfo) -> bool:
@@ -385,6 +486,158 @@ def _is_report(content_type: str | None) -> bool:
     return "multipart/report" in value and "delivery-status" in value
 
 
+# --- read receipts (RFC 8098 message disposition notifications) -----------------------------------
+
+_MDN_TYPES = ("message/disposition-notification", "message/global-disposition-notification")  # RFC 6533
+
+
+def _is_receipt(content_type: str | None) -> bool:
+    value = (content_type or "").lower()
+    return "multipart/report" in value and "disposition-notification" in value
+
+
+def parse_receipt(fields_text: str) -> Receipt:
+    blocks = _field_blocks(fields_text)
+    fields = blocks[0] if blocks else Message()
+    return Receipt(
+        disposition=" ".join((fields.get("Disposition") or "").split()) or None,
+        original_message_id=next(iter(_ids(fields.get("Original-Message-ID"))), None),
+        recipient=_address_field(fields.get("Final-Recipient") or fields.get("Original-Recipient")),
+    )
+
+
+# --- plain-text bounces (qmail, Yahoo, Exim: no RFC 3464 report) -----------------------------------
+
+# who sends bounces: the null sender (RFC 5321 4.5.5) or a mailer daemon
+_DAEMONS = frozenset({"mailer-daemon", "mailer_daemon", "mail-daemon", "maildaemon", "postmaster"})
+# the subjects of the bounces that are no RFC 3464 report (anchored: "Re:"/"Fwd:" of one is a person)
+_BOUNCE_SUBJECT = re.compile(
+    r"^\s*(?:failure notice|mail delivery failed|undeliver(?:ed|able)(?: mail)?\b|delivery (?:status notification "
+    r"\(failure\)|failure|has failed)|returned mail|mail system error|non-?delivery|message not delivered|"
+    r"warning: could not send message)",
+    re.IGNORECASE,
+)
+# where the returned copy of our message starts (qmail/Yahoo, Exim, Sendmail/others)
+_RETURNED_COPY = re.compile(
+    r"^-+ ?(?:below this line is a copy of the message|this is a copy of the message|original message|"
+    r"the header of the original message is following).*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# qmail and Yahoo: `<address>:` on its own line, then the reason until a blank line
+_QMAIL_RECIPIENT = re.compile(r"^<([^<>\s@]+@[^<>\s]+)>:[ \t]*\n((?:[ \t]*\S.*(?:\n|$))*)", re.MULTILINE)
+# Exim: "The following address(es) failed:", a blank line, the address indented, the reason indented deeper
+_EXIM_RECIPIENT = re.compile(
+    r"^[ \t]{1,3}<?([^<>\s@]+@[^<>\s:]+?)>?:?[ \t]*\n((?:[ \t]{4,}\S.*(?:\n|$))*)", re.MULTILINE
+)
+_EXIM_FAILED = re.compile(r"following address(?:es|\(es\))? failed:", re.IGNORECASE)
+_SMTP_REPLY = re.compile(r"(?:^|[\s:(])([45])\d\d(?=[\s:-])")
+_PERMANENT = re.compile(r"permanent (?:error|failure)|user unknown|no (?:such user|mailbox)", re.IGNORECASE)
+_TEMPORARY = re.compile(r"temporary (?:error|failure)|too long in the queue", re.IGNORECASE)
+
+
+def _from_a_daemon(mail: InboundMail) -> bool:
+    return_path = mail.header("Return-Path")
+    local = (mail.sender or "").rsplit("@", 1)[0]
+    return (
+        (return_path is not None and return_path.strip() in ("<>", ""))
+        or mail.envelope.get("from") in ("", "<>")
+        or local in _DAEMONS
+    )
+
+
+def _text_status(reason: str, whole: str) -> str | None:
+    """The status a plain-text bounce gives a recipient: its enhanced code (RFC 3463) when it has
+    one, else the class of its SMTP reply code or of what the text says (`x.0.0`); None when it
+    says neither (a failure of unknown severity counts as soft: no address is marked dead on a guess)."""
+    if found := _STATUS.search(reason):
+        return found.group(0)
+    if found := _SMTP_REPLY.search(reason):
+        return f"{found.group(1)}.0.0"
+    if _PERMANENT.search(reason) or _PERMANENT.search(whole):
+        return "5.0.0"
+    if _TEMPORARY.search(reason) or _TEMPORARY.search(whole):
+        return "4.0.0"
+    return None
+
+
+def parse_text_bounce(mail: InboundMail) -> DeliveryReport | None:
+    """A bounce that is no multipart/report: one from a mailer daemon or the null sender, or with a
+    bounce subject, whose text names the failed recipients the way qmail (and Yahoo, its heir) or
+    Exim write them. A person's reply quoting a bounce is neither: it comes from the person, under
+    "Re:"/"Fwd:"."""
+    if not (_from_a_daemon(mail) or (mail.subject and _BOUNCE_SUBJECT.match(mail.subject))):
+        return None
+    text = normalise_newlines(mail.full_text)
+    copy = _RETURNED_COPY.search(text)
+    notice, returned = (text[: copy.start()], text[copy.end() :]) if copy else (text, "")
+    found = _QMAIL_RECIPIENT.findall(notice)
+    if not found and (failed := _EXIM_FAILED.search(notice)):
+        found = _EXIM_RECIPIENT.findall(notice[failed.end() :])
+    bounces = []
+    for address, reason_lines in found:
+        reason = " ".join(reason_lines.split()) or None
+        status = _text_status(reason or "", notice)
+        bounces.append(Bounce(recipient=address.lower(), action="failed", status=status, diagnostic=reason))
+    if not bounces and not (_from_a_daemon(mail) and mail.subject and _BOUNCE_SUBJECT.match(mail.subject)):
+        return None  # not a bounce we know: read as any other (automatic) mail
+    original = HeaderParser().parsestr(returned.lstrip("\n").split("\n\n", 1)[0] + "\n")
+    return DeliveryReport(
+        original_message_id=next(iter(_ids(original.get("Message-ID"))), None),
+        bounces=bounces,
+        source="bounce_text",
+    )
+
+
+# --- calendar replies (RFC 5545 / RFC 5546 iTIP) --------------------------------------------------
+
+
+def parse_calendar_reply(ics: str) -> CalendarReply | None:
+    """The attendee's answer in an iCalendar `METHOD:REPLY` (None for any other calendar: an
+    invitation, a cancellation). Lines are unfolded (RFC 5545 3.1); the first VEVENT is read."""
+    lines = re.sub(r"\n[ \t]", "", normalise_newlines(ics)).split("\n")
+    method, in_event = None, False
+    event: dict[str, str] = {}
+    partstat = None
+    for line in lines:
+        name_params, _, value = line.partition(":")
+        name, *params = name_params.split(";")
+        name = name.strip().upper()
+        if name == "METHOD":
+            method = value.strip().upper()
+        elif name == "BEGIN" and value.strip().upper() == "VEVENT":
+            in_event = True
+        elif name == "END" and value.strip().upper() == "VEVENT":
+            break
+        elif in_event and name == "ATTENDEE" and partstat is None:
+            stated = [p.split("=", 1)[1] for p in params if p.upper().startswith("PARTSTAT=")]
+            partstat = stated[0].strip().strip('"').upper() if stated else None
+        elif in_event and name in ("UID", "DTSTART", "DTEND", "SUMMARY"):
+            event.setdefault(name, value.strip())
+    if method != "REPLY" or partstat is None:
+        return None
+    return CalendarReply(
+        partstat=partstat,
+        uid=event.get("UID") or None,
+        start=_ical_time(event.get("DTSTART")),
+        end=_ical_time(event.get("DTEND")),
+        summary=event.get("SUMMARY") or None,
+    )
+
+
+def _ical_time(value: str | None) -> str | None:
+    """`20261201T140000Z` -> ISO 8601 UTC; a floating or zoned local time is kept without a zone
+    (read as UTC downstream, like a CRM's date); a date alone is midnight."""
+    found = re.fullmatch(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})(Z?))?", (value or "").strip())
+    if not found:
+        return None
+    y, mo, d, h, mi, sec, utc = found.groups()
+    try:
+        moment = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
+    except ValueError:
+        return None
+    return (moment.replace(tzinfo=UTC) if utc else moment).isoformat()
+
+
 # --- raw mode ----------------------------------------------------------------------------------------
 
 
@@ -433,6 +686,27 @@ def _raw_report(message: EmailMessage) -> DeliveryReport | None:
     return parse_delivery_status(status_text, original)
 
 
+def _raw_receipt(message: EmailMessage) -> Receipt | None:
+    if not _is_receipt(message.get("content-type")):
+        return None
+    for part in message.walk():
+        if part.get_content_type() in _MDN_TYPES:
+            inner = part.get_payload()  # the parser reads message/* as an embedded message: the fields
+            first = inner[0] if isinstance(inner, list) and inner else inner
+            return parse_receipt(_as_text(first) if isinstance(first, Message) else _sanitized(first))
+    return Receipt(disposition=None, original_message_id=None, recipient=None)
+
+
+_CALENDAR_TYPES = ("text/calendar", "application/ics")
+
+
+def _raw_calendar(message: EmailMessage) -> CalendarReply | None:
+    for part in message.walk():
+        if part.get_content_type() in _CALENDAR_TYPES and (found := parse_calendar_reply(_part_text(part))):
+            return found
+    return None
+
+
 def _from_mime(raw: bytes) -> InboundMail:
     message = BytesParser(policy=_MAIL_POLICY).parsebytes(raw)
     assert isinstance(message, EmailMessage)
@@ -464,6 +738,8 @@ def _from_mime(raw: bytes) -> InboundMail:
         html=markup,
         attachments=attachments,
         report=_raw_report(message),
+        receipt=_raw_receipt(message),
+        calendar=_raw_calendar(message),
     )
 
 
@@ -511,6 +787,20 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
             _decode(status, "utf-8") if status else body,
             _decode(original, "utf-8").split("\n\n", 1)[0] if original else None,
         )
+    receipt = None
+    if _is_receipt(headers.get("content-type")):
+        kinds = {name: (info.get(name, {}).get("type") or p.content_type).lower() for name, p in files.items()}
+        fields = next((files[n].raw for n, k in kinds.items() if k in _MDN_TYPES), b"")
+        receipt = parse_receipt(_decode(fields, "utf-8") if fields else "")
+    calendar = next(
+        (
+            found
+            for name, p in sorted(files.items())
+            if (info.get(name, {}).get("type") or p.content_type).lower() in _CALENDAR_TYPES
+            and (found := parse_calendar_reply(_decode(p.raw, "utf-8")))
+        ),
+        None,
+    )
     sender = _address(text_field("from")) or _address(headers.get("from"))
     return InboundMail(
         mode="parsed",
@@ -526,6 +816,8 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
         attachments=attachments,
         charsets=charsets,
         report=report,
+        receipt=receipt,
+        calendar=calendar,
     )
 
 
@@ -546,7 +838,7 @@ def parse_mail(content_type: str, body: bytes) -> InboundMail:
         mail = _from_mime(parts["email"].raw)
     else:
         mail = _from_fields(parts, charsets)
-        if not (mail.sender or envelope_from or mail.report):
+        if not (mail.sender or envelope_from or mail.report or mail.receipt):
             raise InvalidInput("reply has no sender", field="from")
     mail.envelope = envelope
     mail.charsets = charsets
@@ -554,7 +846,21 @@ def parse_mail(content_type: str, body: bytes) -> InboundMail:
     mail.recipients = list(dict.fromkeys(mail.recipients + envelope_to))
     if mail.sender is None and envelope_from:
         mail.sender = envelope_from.lower()
+    if mail.report is None and mail.receipt is None:
+        mail.report = parse_text_bounce(mail)  # needs the envelope: who sent it
     return mail
+
+
+def kind(mail: InboundMail, events: list[IncomingEvent]) -> str:
+    """What the mail was, for the webhook's answer: bounce, receipt, calendar, auto_reply or reply."""
+    if mail.report is not None:
+        return "bounce"
+    if mail.receipt is not None:
+        return "receipt"
+    replies = [e for e in events if e.event_type == EventType.REPLY.value]
+    if mail.calendar is not None and not any(e.data.get("text") for e in replies):
+        return "calendar"
+    return "auto_reply" if replies and replies[0].data.get("automated") else "reply"
 
 
 def addressed_outcome(mail: InboundMail, domains: list[str]) -> str | None:
@@ -610,6 +916,8 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
     occurred = _occurred(mail.sent_at, received_at)
     if mail.report is not None:
         return _bounce_events(mail, domains, occurred)
+    if mail.receipt is not None:
+        return [_receipt_event(mail, domains, occurred)]
     payload = _payload(mail)
     text = mail.text
     data: dict[str, Any] = {"text": text, "full_text": mail.full_text, "subject": mail.subject, "from": mail.sender}
@@ -624,19 +932,119 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
             return_date=back.isoformat() if back else None,
         )
     key = mail.message_id or content_key({"from": mail.sender, "subject": mail.subject, "text": text})
-    return [
-        IncomingEvent(
+    reply = IncomingEvent(
+        provider=PROVIDER,
+        event_key=key,
+        event_type=EventType.REPLY.value,
+        occurred_at=occurred,
+        payload=payload,
+        data=data,
+        outcome_id=addressed_outcome(mail, domains),
+        references=mail.references,
+        email=mail.sender,
+    )
+    if mail.calendar is not None and why is None:
+        return _calendar_events(mail, reply)
+    return [reply]
+
+
+def _receipt_event(mail: InboundMail, domains: list[str], occurred: datetime) -> IncomingEvent:
+    """A read receipt is kept, never applied: it is no reply (nobody wrote anything), and no open
+    either - a client sends it only when asked to and the reader agrees (or automatically, read or
+    not), so it measures neither reading nor interest; the message was delivered, which SendGrid's
+    own `delivered` event records."""
+    receipt = mail.receipt
+    assert receipt is not None
+    base = mail.message_id or content_key({"from": mail.sender, "text": mail.full_text})
+    return IncomingEvent(
+        provider=PROVIDER,
+        event_key=f"mdn:{base}",
+        event_type=f"mdn_{receipt.kind}",  # no EventType: stored as `ignored`
+        occurred_at=occurred,
+        payload=_payload(mail),
+        data={
+            k: v
+            for k, v in {
+                "disposition": receipt.disposition,
+                "recipient": receipt.recipient,
+                "original_message_id": receipt.original_message_id,
+                "source": "mdn",
+            }.items()
+            if v is not None
+        },
+        outcome_id=addressed_outcome(mail, domains),
+        references=[receipt.original_message_id] if receipt.original_message_id else mail.references,
+        email=receipt.recipient or mail.sender,
+    )
+
+
+# what an attendee's answer says, when it says nothing else (the classifier's fields, source "calendar")
+_CALENDAR_ANSWERS = {
+    "DECLINED": {
+        "category": "not_now",
+        "sentiment_score": -0.2,
+        "interest_level": "low",
+        "objection_type": "timing",
+        "reason": "declined the meeting invitation",
+    },
+    "TENTATIVE": {
+        "category": "interested",
+        "sentiment_score": 0.4,
+        "interest_level": "medium",
+        "objection_type": "none",
+        "reason": "tentatively accepted the meeting invitation",
+    },
+}
+
+
+def _calendar_events(mail: InboundMail, reply: IncomingEvent) -> list[IncomingEvent]:
+    """An answer to a meeting invitation (RFC 5546 REPLY):
+    - ACCEPTED books the meeting (`meeting_booked`, as a Calendly booking does; the meeting is the
+      invitation's UID for this attendee, so a later DECLINED of the same invitation cancels it);
+    - DECLINED cancels that meeting, and is the lead's answer: a reply, `not_now` (it turns down a
+      time, not necessarily the offer);
+    - TENTATIVE is a reply, `interested` (a rep should confirm it);
+    - any other answer (DELEGATED ...) is kept, not applied.
+    Outlook sends the answer with an empty text part: an answer without a comment is classified by
+    what it says (source `calendar`), one with a comment is a reply the classifier reads as usual."""
+    calendar = mail.calendar
+    assert calendar is not None
+    wrote = bool(reply.data.get("text"))
+    meeting_id = f"ical:{calendar.uid or reply.event_key}:{mail.sender or ''}"
+
+    def about_it(prefix: str, event_type: str, data: dict[str, Any]) -> IncomingEvent:
+        """An event of the same mail, found the way its reply is."""
+        return IncomingEvent(
             provider=PROVIDER,
-            event_key=key,
-            event_type=EventType.REPLY.value,
-            occurred_at=occurred,
-            payload=payload,
+            event_key=f"{prefix}:{reply.event_key}",
+            event_type=event_type,
+            occurred_at=reply.occurred_at,
+            payload=reply.payload,
             data=data,
-            outcome_id=addressed_outcome(mail, domains),
-            references=mail.references,
-            email=mail.sender,
+            outcome_id=reply.outcome_id,
+            references=reply.references,
+            email=reply.email,
         )
-    ]
+
+    answer = {"partstat": calendar.partstat, "summary": calendar.summary, "meeting_id": meeting_id}
+    reply.data.update(calendar=answer)
+    events = [reply] if wrote or calendar.partstat in _CALENDAR_ANSWERS else []
+    if calendar.partstat == "ACCEPTED":
+        booked = {"start_time": calendar.start, "end_time": calendar.end, "source": "calendar_reply", **answer}
+        events.append(about_it("ical", EventType.MEETING_BOOKED.value, booked))
+    elif calendar.partstat == "DECLINED":
+        events.append(about_it("ical", EventType.MEETING_CANCELED.value, {"source": "calendar_reply", **answer}))
+    elif calendar.partstat not in _CALENDAR_ANSWERS:
+        events.append(about_it("ical", "calendar_reply", answer))  # DELEGATED ...: kept, not applied
+    if not wrote and calendar.partstat in _CALENDAR_ANSWERS:
+        said = {
+            "reply_key": f"{PROVIDER}:{reply.event_key}",
+            **_CALENDAR_ANSWERS[calendar.partstat],
+            "confidence": 1.0,
+            "source": "calendar",
+        }
+        events.append(about_it("ical-answer", EventType.REPLY_CLASSIFIED.value, said))
+    return events
 
 
 def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) -> list[IncomingEvent]:
@@ -678,7 +1086,7 @@ def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) ->
                         "reason": bounce.diagnostic or f"DSN action {bounce.action}",
                         "recipient": bounce.recipient,
                         "original_recipient": bounce.original_recipient,
-                        "source": "dsn",
+                        "source": report.source,
                     }.items()
                     if v is not None
                 },
