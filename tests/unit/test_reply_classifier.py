@@ -17,7 +17,15 @@ import pytest
 
 from flywheel.domain.labels import CATEGORIES
 from flywheel.domain.reply_model import ReplyModel, features, packaged_model
-from flywheel.domain.reply_rules import classify_offline, referral_contact, return_date
+from flywheel.domain.reply_rules import (
+    MODEL_UNSUBSCRIBE_THRESHOLD,
+    classify_offline,
+    contact_request,
+    decide,
+    referral_contact,
+    return_date,
+    without_disclaimers,
+)
 from flywheel.local.train_classifier import evaluate
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -32,12 +40,27 @@ REVIEW_BLIND = [
     json.loads(line) for line in (DATA / "replies_blind_review12.jsonl").read_text().splitlines() if line.strip()
 ]
 
-# measured on the blind set (README "Reply classification"): accuracy 0.918 (303/330), unsubscribe
+# requests to be contacted and politely worded opt-outs in the 13 languages, written before the rules
+# and the model were changed for them (HELD_OUT_B also before it was looked at; see tests/data/README)
+HELD_OUT = [
+    json.loads(line)
+    for name in ("replies_heldout_contact_optout.jsonl", "replies_heldout_contact_optout_b.jsonl")
+    for line in (DATA / name).read_text().splitlines()
+    if line.strip()
+]
+
+# measured on the blind set (README "Reply classification"): accuracy 0.927 (306/330), unsubscribe
 # recall 0.980 (49/50), return dates 24/24, objection types 20/25. The gates sit just under.
-BLIND_ACCURACY_GATE = 0.91
+BLIND_ACCURACY_GATE = 0.92
 UNSUBSCRIBE_RECALL_GATE = 0.98
-# the review's set: accuracy 0.947 (177/187), unsubscribe recall 1.000 (26/26) and precision 1.000
-REVIEW_ACCURACY_GATE = 0.94
+# the review's set: accuracy 0.952 (178/187), unsubscribe recall 0.923 (24/26) and precision 1.000
+# (recall was 26/26 when the model alone suppressed from P=0.3; two opt-outs the model reads at
+# 0.55-0.58 with no opt-out expression a rule knows are the price of never suppressing on the model's
+# word below 0.7: see README)
+REVIEW_ACCURACY_GATE = 0.95
+REVIEW_UNSUBSCRIBE_RECALL_GATE = 0.92
+# the held-out sets: contact requests 85/95 (none suppressed; before: 23/95, 49 suppressed), opt-outs 46/46
+HELD_OUT_CONTACT_ACCURACY_GATE = 0.87
 
 
 def report_lines(report: dict) -> list[str]:
@@ -73,7 +96,7 @@ def test_blind_set_is_no_copy_or_paraphrase_of_training() -> None:
     """No blind reply repeats a training reply, and none of 30+ characters is a near-paraphrase of one
     (character n-gram cosine >= 0.75); within the corpus, no two longer replies are templated copies."""
     train_texts = {r["text"].strip().lower() for r in TRAIN}
-    assert not [r["text"] for r in BLIND + REVIEW_BLIND if r["text"].strip().lower() in train_texts]
+    assert not [r["text"] for r in BLIND + REVIEW_BLIND + HELD_OUT if r["text"].strip().lower() in train_texts]
 
     def vectors(rows: list[dict]) -> tuple[list[str], np.ndarray]:
         texts = [r["text"] for r in rows if len(r["text"]) >= 30]
@@ -86,11 +109,12 @@ def test_blind_set_is_no_copy_or_paraphrase_of_training() -> None:
         matrix *= np.log((1 + len(texts)) / (1 + (matrix > 0).sum(axis=0))) + 1  # tf-idf: shared n-grams count less
         return texts, matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
-    texts, both = vectors(BLIND + REVIEW_BLIND + TRAIN)
-    blind_count = sum(1 for r in BLIND + REVIEW_BLIND if len(r["text"]) >= 30)
-    cross = both[:blind_count] @ both[blind_count:].T
-    worst = np.unravel_index(cross.argmax(), cross.shape)
-    assert cross.max() < 0.75, (texts[worst[0]], texts[blind_count + worst[1]])
+    for held in (BLIND + REVIEW_BLIND, HELD_OUT):  # each measured against the corpus on its own
+        texts, both = vectors(held + TRAIN)
+        blind_count = sum(1 for r in held if len(r["text"]) >= 30)
+        cross = both[:blind_count] @ both[blind_count:].T
+        worst = np.unravel_index(cross.argmax(), cross.shape)
+        assert cross.max() < 0.75, (texts[worst[0]], texts[blind_count + worst[1]])
     within = both[blind_count:] @ both[blind_count:].T
     np.fill_diagonal(within, 0)
     worst = np.unravel_index(within.argmax(), within.shape)
@@ -125,8 +149,80 @@ def test_the_review_blind_set(capsys: pytest.CaptureFixture[str]) -> None:
         if p != r["category"]
     ]
     assert report["accuracy"] >= REVIEW_ACCURACY_GATE, misses
-    assert report["per_category"]["unsubscribe"]["recall"] == 1.0, misses
+    assert report["per_category"]["unsubscribe"]["recall"] >= REVIEW_UNSUBSCRIBE_RECALL_GATE, misses
     assert report["per_category"]["unsubscribe"]["precision"] == 1.0, misses
+
+
+def test_held_out_contact_requests_are_never_suppressed_and_polite_opt_outs_are() -> None:
+    """Suppressing a lead who asked to be called is the costliest mistake: not one of the held-out
+    requests to be contacted may be `unsubscribe` (before: 49 of 95 were), and every politely worded
+    opt-out still is (before: 40 of 46)."""
+    predicted = [(r, classify_offline(r["text"], TODAY)) for r in HELD_OUT]
+    contact = [(r, p) for r, p in predicted if r["category"] in ("interested", "meeting_request")]
+    opt_outs = [(r, p) for r, p in predicted if r["category"] == "unsubscribe"]
+    assert len(contact) >= 90 and len(opt_outs) >= 45
+    assert not [r["text"] for r, p in contact if p.category == "unsubscribe"]
+    right = sum(p.category == r["category"] for r, p in contact)
+    assert right / len(contact) >= HELD_OUT_CONTACT_ACCURACY_GATE, [
+        (r["text"], p.category) for r, p in contact if p.category != r["category"]
+    ]
+    assert not [(r["text"], p.category) for r, p in opt_outs if p.category != "unsubscribe"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please call me.",
+        "Sí, por favor llámame.",
+        "Bitte rufen Sie mich an.",
+        "Merci, appelez-moi demain.",
+        "Merci, envoyez-moi les tarifs.",
+        "Graag, stuur de prijzen.",
+        "Sim, por favor me ligue.",
+        "Per favore, mandatemi il listino.",
+        "Bitte senden Sie mir die Preise.",
+    ],
+)
+def test_a_request_to_be_contacted_is_not_an_opt_out(text: str) -> None:
+    """The review's cases: each was `unsubscribe` (the model alone, at 0.23-0.79)."""
+    assert classify_offline(text, TODAY).category in ("interested", "meeting_request")
+
+
+def test_the_model_alone_cannot_suppress_a_contact_request_or_on_a_weak_probability() -> None:
+    """The decision rule itself, whatever the weights: a request to be contacted with no opt-out
+    expression is never `unsubscribe`, even with the model certain; without one the model must be
+    at least MODEL_UNSUBSCRIBE_THRESHOLD sure; an explicit expression still wins over a contact
+    request."""
+    sure = dict.fromkeys(CATEGORIES, 0.005) | {"unsubscribe": 0.945}
+    for text in ("Please call me tomorrow.", "Bitte schicken Sie mir die Preisliste.", "请给我打电话。"):
+        assert decide(text, sure)[0] == ("interested" if "schicken" in text else "meeting_request"), text
+    weak = dict.fromkeys(CATEGORIES, 0.04) | {"unsubscribe": 0.5, "other": 0.06}
+    assert decide("Thanks, noted.", weak)[0] == "other"
+    assert decide("Thanks, noted.", sure) == ("unsubscribe", 0.945, "reads like an opt-out request (model)")
+    assert MODEL_UNSUBSCRIBE_THRESHOLD >= 0.7
+    unsure = dict.fromkeys(CATEGORIES, 0.005) | {"interested": 0.945}
+    for text in (
+        "Please remove me, and don't call me either.",
+        "Bitte nicht mehr kontaktieren.",
+        "Please call me - no, remove me.",
+    ):
+        assert decide(text, unsure)[0] == "unsubscribe", text
+    assert contact_request("Please don't call me.") is None and contact_request("Rufen Sie mich nicht an.") is None
+
+
+def test_a_legal_disclaimer_does_not_make_a_reply_automatic() -> None:
+    """The review's case: a person's reply above a disclaimer was `auto_reply`; the decision leaves
+    boilerplate out whether or not the text was cut before."""
+    text = (
+        "Not right now, maybe next quarter.\n\nDana Reyes\nCFO | Northwind\n\n"
+        "This message is intended only for the addressee. If you have received this email in error, please notify "
+        "the sender and delete it from your system. You must not copy, forward or disclose its contents.\n"
+    )
+    assert classify_offline(text, TODAY).category == "not_now"
+    assert without_disclaimers(text).startswith("Not right now") and "notify" not in without_disclaimers(text)
+    assert without_disclaimers("Please do not reply to this address.") == "Please do not reply to this address."
+    only = "If you have received this email in error, please notify the sender."
+    assert without_disclaimers(only) == only  # nothing else would remain
 
 
 def test_return_dates_and_referrals_on_the_blind_set(blind_predictions: list) -> None:
@@ -180,6 +276,16 @@ def test_unsubscribe_rules_in_every_language_we_read() -> None:
         "Отпишите меня",
         "配信停止を希望します",
         "请退订",
+        "Please remove me, thank you.",
+        "Bitte nicht mehr kontaktieren.",
+        "Merci de ne plus me contacter.",
+        "Per favore, non contattatemi più.",
+        "Graag niet meer contacteren.",
+        "Пожалуйста, больше не пишите мне.",
+        "请不要再联系我。",
+        "Kontakta mig inte igen, tack.",
+        "Kontakt mig venligst ikke igen.",
+        "Proszę więcej do mnie nie pisać.",
     ):
         assert classify_offline(text, TODAY).category == "unsubscribe", text
 

@@ -3,8 +3,9 @@
 Deterministic and network-free. The model (`flywheel.domain.reply_model`, trained on the labelled
 corpus) decides the category; rules that are right almost every time they fire take precedence
 where a miss is costly or the model is weak:
-- an opt-out request in any of the languages below is `unsubscribe` (missing one is a compliance
-  failure, so the model's own unsubscribe probability also counts above a low threshold);
+- an opt-out request in any of the languages below is `unsubscribe`; without one, only a very
+  confident model makes a reply `unsubscribe`, and a request to be contacted never is;
+- legal boilerplate under a reply is left out of the decision;
 - out-of-office wording is `out_of_office`, with the return date read from the text;
 - automated acknowledgements are `auto_reply`;
 - a named person or address to talk to turns "not me" into `referral`, with the contact extracted.
@@ -24,10 +25,14 @@ from flywheel.models.classification import Classification
 if TYPE_CHECKING:
     from flywheel.domain.reply_model import ReplyModel
 
-FALLBACK_MODEL = "linear-ngrams+rules-v2"
-# P(unsubscribe) above this makes a reply `unsubscribe` even when another category scores higher
-# (chosen by cross-validation on the training corpus: recall first, see train_classifier)
-UNSUBSCRIBE_THRESHOLD = 0.3
+FALLBACK_MODEL = "linear-ngrams+rules-v3"
+# Suppressing a lead who asked to be called is the costliest mistake this classifier can make, so
+# `unsubscribe` rests on an explicit opt-out expression (UNSUBSCRIBE below) or, with none in the
+# text, on a model this sure of it; a request to be contacted is never `unsubscribe` without an
+# explicit expression, whatever the model says. Politeness ("please", "bitte", "por favor") is
+# no evidence either way: the corpus's polite replies are mostly opt-outs, so the model leans on it.
+# (chosen by cross-validation on the training corpus, see train_classifier; never on a blind set)
+MODEL_UNSUBSCRIBE_THRESHOLD = 0.7
 _DETAIL_CHARS = 5_000
 
 
@@ -143,6 +148,40 @@ UNSUBSCRIBE = _any(
     r"\bavregistrera\b",
     r"\bafmeld\b",
     r"usunąć mój adres",
+    # "do not contact / write to me (any more)", "take me off", "no more e-mails" in each language
+    # above, written per language (not per case) when the model stopped counting alone
+    r"\bnicht (?:mehr|länger|weiter) (?:kontaktieren|anschreiben|anrufen|schreiben|mailen)\b",
+    r"\b(?:kontaktieren|schreiben|mailen) sie mich (?:bitte |künftig |zukünftig |)"
+    r"(?:nicht mehr|nie wieder|nicht weiter)\b",
+    r"\b(?:keine|nicht) (?:e-?mails?|mails|nachrichten|post|kontakt) mehr\b",
+    r"\b(?:schreiben|senden|schicken|mailen) sie mir (?:bitte |künftig |zukünftig |)(?:nicht mehr|nichts mehr|keine)\b",
+    r"\bne (?:plus|jamais) (?:m'écrire|me (?:solliciter|relancer|contacter|recontacter|joindre))\b",
+    r"\b(?:retirez|supprimez|enlevez|rayez)[- ]moi\b",
+    r"\bno (?:me )?(?:vuelvan a |)(?:contacten|escriban|env[ií]en|manden|llamen)\b.{0,30}\bm[aá]s\b",
+    r"\b(?:b[oó]rr(?:en|eme|enme)|s[aá]qu(?:en|enme)|qu[ií]t(?:en|enme))\b.{0,20}\b(?:lista|base)\b",
+    r"\bnão (?:me )?(?:contactem|contatem|enviem|mandem|escrevam|liguem)\b.{0,30}\bmais\b",
+    r"\b(?:retirem|tirem|removam|apaguem)\b.{0,30}\b(?:lista|contacto|contato|e-?mail)\b",
+    r"\bnon (?:mi |ci )?(?:contattate|scrivete|scrivetemi|inviate|mandate)\w* più\b",
+    r"\b(?:toglietemi|rimuovetemi|cancellatemi|eliminatemi)\b",
+    r"\bniet (?:meer|langer) (?:contacteren|mailen|benaderen|e-?mailen|bellen|schrijven)\b",
+    r"\b(?:neem|neemt) (?:geen|niet meer) contact\b",
+    r"\bhaal (?:mij|me|mijn \w+)\b.{0,30}\b(?:lijst|bestand)\b",
+    r"больше не (?:пишите|присылайте|отправляйте|звоните|беспокойте|связывайтесь)",
+    r"не (?:надо|нужно) (?:мне |)(?:больше |)(?:писать|присылать|звонить)",
+    r"удалите\b.{0,30}\b(?:рассылк|списк|базы)",
+    r"(?:ご連絡|連絡|メール|ご案内)(?:は|を)?(?:今後|もう)?(?:一切)?(?:不要|結構|ご遠慮|お控え)",
+    r"(?:送信|配信|連絡)を?(?:停止|中止|やめて|止めて)",
+    r"不要再.{0,4}(?:联系|聯繫|打扰|打擾)",
+    r"(?:别|別)再.{0,4}(?:联系|聯繫|打扰|打擾)",
+    r"\b(?:kontakta|mejla|maila|skriv till) (?:mig|oss) inte\b",
+    r"\bta bort mig\b",
+    r"\binga (?:fler|mer) (?:mejl|mail|e-?post|utskick)\b",
+    r"\b(?:kontakt|skriv til|ring til) (?:mig|os) (?:\w+ )?ikke\b",
+    r"\bfjern mig\b",
+    r"\bikke (?:flere|mere) (?:mails|e-?mails|henvendelser)\b",
+    r"\b(?:usu[nń]\w* mnie|wypisz\w*|wypisa[cć])\b",
+    r"\bwi[eę]cej (?:do mnie |)nie (?:pisa[cć]|kontaktowa[cć]|wysy[lł]a[cć])\b",
+    r"\bnie (?:pisa[cć]|kontaktowa[cć]|wysy[lł]a[cć])\b.{0,30}\bwi[eę]cej\b",
     # the review of #12: opt-outs written in the training corpus that no rule read
     r"^\W*(?:please\W+)?stop(?:\W+(?:it|now|please|pls))?\W*$",
     r"\bplease stop\W*$",
@@ -300,6 +339,185 @@ REFERRAL_ROUTING = _any(
     r"\bthey (?:decide|handle|own)\b",
     r"\bwho runs\b",
 )
+# A request to be contacted: never `unsubscribe` without an explicit opt-out expression. Asking to
+# be called, to talk, to meet or to book is `meeting_request`; asking to be sent something is
+# `interested` (the corpus's conventions). Negated forms ("don't call me") do not count.
+CALL_REQUEST = _any(
+    r"\b(?:call|ring|phone) (?:me|us)\b",
+    r"\bgive (?:me|us) a (?:call|ring|buzz)\b",
+    r"\b(?:let'?s|can we|could we|shall we) (?:please )?(?:talk|chat|speak|meet|hop on|jump on|set up|schedule|book)\b",
+    r"\b(?:book|schedule|set up|arrange|find) (?:a |an |some )?(?:call|meeting|demo|time|chat|slot)\b",
+    r"\bsend (?:me |us )?(?:an? |the )?(?:calendar |meeting )?invite\b",
+    r"\b(?:contact|reach) (?:me|us) (?:at|on|by|via|tomorrow|today|next|this)\b",
+    r"\bget in touch (?:by|via|on) (?:phone|telephone)\b",
+    # German
+    r"\b(?:rufen sie|ruf|ruft) (?:mich|uns)\b",
+    r"\b(?:bitte um |)rückruf\b",
+    r"\b(?:lassen sie uns|lass uns|können wir) (?:\w+ )?(?:telefonieren|sprechen|reden|treffen)\b",
+    r"\bmelden sie sich\b.{0,30}\b(?:telefonisch|bei mir|bei uns)\b",
+    r"\btermin (?:vorschlagen|vereinbaren|ausmachen)\b",
+    # French
+    r"\b(?:r?appele[zr])[- ](?:moi|nous)\b",
+    r"\bm'(?:r?appeler|appelle[rz]?)\b",
+    r"\b(?:on peut|pouvons-nous|nous pouvons) (?:en )?(?:parler|discuter|échanger)\b",
+    r"\b(?:proposez|proposer)[- ]moi un créneau\b",
+    r"\bprenons (?:rendez-vous|un rendez-vous)\b",
+    # Spanish
+    r"\bll[aá]m(?:ame|eme|enme)\b",
+    r"\b(?:puede|podr[ií]a|puedes) llamarme\b",
+    r"\bme (?:puede|podr[ií]a|puedes) llamar\b",
+    r"\bhablemos\b",
+    r"\bagend(?:emos|ar|e)\b.{0,20}\b(?:llamada|reuni[oó]n|cita)\b",
+    r"\bcont[aá]cte(?:me|nme)\b",
+    # Portuguese
+    r"\b(?:me lig(?:ue|a|ar|uem)|lig(?:ue|a|ar|uem)-me)\b",
+    r"\bvamos conversar\b",
+    r"\bmarcar (?:uma )?(?:reuni[aã]o|conversa|chamada)\b",
+    r"\bentre em conta(?:c)?to comigo\b",
+    # Italian
+    r"\b(?:chiamatemi|chiamami|mi chiami|chiamarmi|mi può chiamare|ricontattatemi)\b",
+    r"\bsentiamoci\b",
+    r"\bfissiamo (?:una |un )?(?:chiamata|call|incontro|riunione)\b",
+    # Dutch
+    r"\bbel (?:me|mij|ons)\b",
+    r"\b(?:terugbellen|bel (?:me|mij) terug)\b",
+    r"\blaten we (?:even )?(?:bellen|praten|afspreken|overleggen)\b",
+    r"\bplan (?:maar |gerust |)(?:een )?(?:afspraak|gesprek|call)\b",
+    r"\bneem\b.{0,20}\btelefonisch contact\b",
+    # Russian
+    r"(?:позвоните|позвони|перезвоните|наберите) (?:мне|нам)",
+    r"(?:мне|нам),? (?:позвоните|перезвоните)",
+    r"созвонимся|созвониться",
+    r"давайте (?:обсудим|встретимся|поговорим)",
+    # Japanese
+    r"お電話(?:を|ください|いただけ|下さい|お願い)",
+    r"電話(?:して|ください|をください)",
+    r"お話し(?:しましょう|させて|できれば|したい)",
+    r"(?:打ち合わせ|ミーティング|面談)(?:を|の)?(?:お願い|設定|しましょう|可能|させて)",
+    # Chinese
+    r"(?:给|給)我(?:打|回)(?:个|個)?(?:电话|電話)",
+    r"回(?:个|個)(?:电话|電話)",
+    r"约(?:个|個)时间",
+    r"(?:聊聊|通个电话|开个会)",
+    # Swedish, Danish, Polish
+    r"\bring(?:a)? (?:mig|oss)\b",
+    r"\bta ett samtal\b",
+    r"\bboka (?:ett |en )?(?:möte|samtal)\b",
+    r"\bring(?:e)? (?:til )?(?:mig|os)\b",
+    r"\bring (?:mig|os) op\b",
+    r"\blad os (?:tage en snak|tale|mødes)\b",
+    r"\bzadzwo[nń]\w*\b",
+    r"\bproszę o (?:telefon|kontakt telefoniczny)\b",
+    r"\bporozmawiajmy\b",
+    r"\bum[oó]wmy\b",
+)
+SEND_REQUEST = _any(
+    r"\b(?:please |could you |can you |pls )?send (?:me|us|over|through)\b",
+    r"\b(?:please |could you |can you )send\b",
+    r"\be-?mail (?:me|us) (?:the|a|an|some|more|your)\b",
+    # German
+    r"\b(?:schicken|senden|mailen|übermitteln) sie (?:mir|uns)\b",
+    r"\b(?:schick|schickt|sende|sendet) (?:mir|uns)\b",
+    r"\bbitte um (?:zusendung|ein angebot|unterlagen|informationen|die preise)\b",
+    # French
+    r"\benvoye[zr][- ](?:moi|nous)\b",
+    r"\bm'envoyer\b",
+    r"\bfaites[- ]moi (?:parvenir|suivre)\b",
+    # Spanish
+    r"\benv[ií](?:e|a|en|ad)(?:me|nos)\b",
+    r"\bm[aá]nd(?:a|e|en|ad)(?:me|nos)\b",
+    r"\bme (?:puede|podr[ií]a|puedes) (?:enviar|mandar)\b",
+    # Portuguese
+    r"\b(?:envi(?:e|a|em)|mand(?:e|a|em))-(?:me|nos)\b",
+    r"\bme (?:envie|envia|mande|manda|enviem|mandem)\b",
+    # Italian
+    r"\b(?:inviatemi|mandatemi|inviami|mandami|mi (?:invii|mandi|inviate|mandate|può inviare))\b",
+    # Dutch
+    r"\bstuur (?:me|mij|ons)\b",
+    r"\b(?:graag|stuur)\b.{0,25}\b(?:prijzen|prijslijst|informatie|offerte|brochure)\b",
+    # Russian
+    r"(?:пришлите|вышлите|отправьте|скиньте|пришли|отправь)",
+    # Japanese
+    r"(?:資料|料金|見積|価格|詳細|カタログ).{0,12}(?:送って|お送り|送付|ください|いただけ)",
+    # Chinese
+    r"(?:发|發)(?:一份|给我|給我|过来|過來)",
+    r"(?:报价|報價|资料|資料|价格|價格|详细|詳細).{0,8}(?:发|發)",
+    # Swedish, Danish, Polish
+    r"\bskicka\b",
+    r"\bsend (?:mig|os)\b",
+    r"\bprze[sś]l\w*\b",
+    r"\bprzesła[cć]\b",
+    r"\bwy[sś]lij\w*\b",
+    r"\bproszę o (?:przesłanie|ofert|cennik)",
+)
+# a negation in the same clause just before (or, for languages that negate after the verb, just
+# after) a contact request cancels it: "don't call me", "rufen Sie mich nicht an", "ring inte"
+_NEGATION_BEFORE = re.compile(
+    r"(?:\bnot?\b|n'?t\b|\bnever\b|\bnicht\b|\bkein\w*|\bne\b|\bnão\b|\bnon\b|\bniet\b|\bgeen\b|\bnie\b|"
+    r"(?<!\w)не(?!\w)|不|别|別|\bstop\b)[^.,;:!?\n]{0,20}$",
+    re.IGNORECASE,
+)
+_NEGATION_AFTER = re.compile(r"^[^.,;:!?\n]{0,15}\b(?:nicht|inte|ikke|niet|not)\b", re.IGNORECASE)
+
+
+def contact_request(text: str) -> str | None:
+    """`meeting_request` or `interested` when the reply asks to be called / met or sent something
+    (not negated), else None."""
+    for pattern, category in ((CALL_REQUEST, "meeting_request"), (SEND_REQUEST, "interested")):
+        for match in pattern.finditer(text):
+            before, after = text[max(0, match.start() - 40) : match.start()], text[match.end() : match.end() + 30]
+            if not _NEGATION_BEFORE.search(before) and not _NEGATION_AFTER.search(after):
+                return category
+    return None
+
+
+# Legal boilerplate under a reply ("If you have received this email in error, please notify the
+# sender and delete it") is no evidence of what the person wrote: its sentences are left out of the
+# decision, so they neither make a reply automatic nor read as an opt-out.
+DISCLAIMER = _any(
+    r"\b(?:confidentiality|legal|privacy) (?:notice|disclaimer|statement)\b",
+    r"\bdisclaimer\b",
+    r"\bintended (?:only |solely |exclusively |)(?:for|to be read by) (?:the )?(?:use of |)(?:the )?(?:addressee|"
+    r"named|individual|person|recipient|entity)",
+    r"\b(?:not|n't) the intended recipient\b",
+    r"\breceived (?:it|this|the) (?:e-?mail |message |communication |transmission |)(?:in error|by mistake)\b",
+    r"\breceived (?:this|the) (?:e-?mail|message|communication|transmission)\b.{0,30}\b(?:in error|by mistake)\b",
+    r"\b(?:in error|by mistake),? please (?:notify|inform|contact|let)\b",
+    r"\bplease (?:notify|inform) (?:the sender|us) (?:immediately|at once|by)\b",
+    r"\b(?:delete|destroy|remove) (?:it|this (?:e-?mail|message)|the (?:e-?mail|message)|all copies)\b.{0,20}"
+    r"\b(?:from your system|and any (?:copies|attachments)|immediately|permanently)\b",
+    r"\b(?:copy|copying|forward|forwarding|disclos\w+|distribut\w+|dissemination|use)\b.{0,60}"
+    r"\b(?:prohibited|not permitted|unauthori[sz]ed|strictly)\b",
+    r"\bmust not (?:copy|forward|disclose|distribute|use)\b",
+    r"\b(?:may )?contain(?:s)? (?:confidential|privileged|proprietary)\b",
+    r"\b(?:confidential|privileged) (?:and|or|&) (?:confidential|privileged|proprietary)\b",
+    r"\bthis (?:e-?mail|message) (?:and any attachments )?(?:is|are) confidential\b",
+    r"\bviews (?:or opinions )?expressed\b",
+    r"\b(?:virus(?:es)?|malware)\b.{0,40}\b(?:free|check|scan|responsib)",
+    # German, French, Spanish, Portuguese, Italian, Dutch
+    r"\b(?:irrtümlich|versehentlich|fälschlicherweise) erhalten\b",
+    r"\bvertrauliche (?:und/oder rechtlich geschützte )?informationen\b",
+    r"\bnicht der (?:richtige|beabsichtigte) (?:adressat|empfänger)\b",
+    r"\b(?:informieren|benachrichtigen) sie (?:bitte )?(?:sofort |umgehend )?den absender\b",
+    r"\breçu (?:ce|cet) (?:message|e-?mail|courriel) par erreur\b",
+    r"\b(?:destiné|réservé) exclusivement\b",
+    r"\brecibido (?:este|esta) (?:mensaje|correo)\b.{0,20}\bpor error\b",
+    r"\brecebeu (?:esta|este) (?:mensagem|e-?mail)\b.{0,20}\bpor engano\b",
+    r"\bricevuto (?:questo|questa) (?:messaggio|e-?mail|comunicazione)\b.{0,20}\bper errore\b",
+    r"\b(?:ten onrechte|per vergissing) ontvangen\b",
+)
+_SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+
+
+def without_disclaimers(text: str) -> str:
+    """The text the decision reads: every sentence of legal boilerplate left out, or the text as it
+    is when nothing else would remain."""
+    if not DISCLAIMER.search(text):
+        return text
+    kept = "".join(s for s in _SENTENCE.findall(text) if not DISCLAIMER.search(s))
+    return kept.strip() or text
+
+
 _NAME = r"(?:[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)"
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 _CONTACT_PATTERNS = [
@@ -517,13 +735,24 @@ def rule_category(text: str) -> tuple[str, str] | None:
 
 
 def decide(text: str, probabilities: dict[str, float]) -> tuple[str, float, str]:
-    """(category, confidence, reason): the rules, then the model, then the referral check."""
+    """(category, confidence, reason): the rules, then the model, then the referral check.
+
+    `unsubscribe` needs an explicit opt-out expression, or a model at least
+    MODEL_UNSUBSCRIBE_THRESHOLD sure with no request to be contacted in the text; otherwise the
+    model's best other category stands (the contact request's own when the model's best was
+    `unsubscribe`)."""
     ruled = rule_category(text)
     if ruled is not None:
         return ruled[0], max(0.9, probabilities[ruled[0]]), ruled[1]
-    if probabilities["unsubscribe"] >= UNSUBSCRIBE_THRESHOLD:
-        return "unsubscribe", probabilities["unsubscribe"], "reads like an opt-out request (model)"
     category = max(probabilities, key=lambda c: (probabilities[c], c))
+    if category == "unsubscribe":
+        asked = contact_request(text)
+        if asked is not None:
+            return asked, probabilities[asked], "asks to be contacted"
+        if probabilities["unsubscribe"] >= MODEL_UNSUBSCRIBE_THRESHOLD:
+            return "unsubscribe", probabilities["unsubscribe"], "reads like an opt-out request (model)"
+        others = {c: p for c, p in probabilities.items() if c != "unsubscribe"}
+        category = max(others, key=lambda c: (others[c], c))
     if category == "wrong_person" and REFERRAL_ROUTING.search(text) and referral_contact(text):
         return "referral", probabilities["referral"], f"points to {referral_contact(text)}"
     return category, probabilities[category], f"model: {category.replace('_', ' ')}"
@@ -560,6 +789,7 @@ def classify_offline(text: str, today: date, model: ReplyModel | None = None) ->
 
     clean = reply_text(text)  # empty when only quoted history is left: that is never the reply
     model = model or packaged_model()
+    clean = without_disclaimers(clean)
     category, confidence, reason = decide(clean, model.probabilities(clean))
     # tone, dates and contacts are read near the top: VADER and the date reader slow down
     # quadratically on long hostile text (50 KB of "Jan 1 " took 8 s), the category reads all of it

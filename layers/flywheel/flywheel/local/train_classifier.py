@@ -141,20 +141,38 @@ def train(rows: list[dict[str, Any]], log: Any = sys.stderr) -> tuple[ReplyModel
 
 
 def _train(rows: list[dict[str, Any]], log: Any) -> tuple[ReplyModel, ReplyModel]:
-    from flywheel.domain.reply_rules import decide
+    from flywheel.domain import reply_rules
+    from flywheel.domain.reply_rules import decide, without_disclaimers
 
-    texts, labels = [r["text"] for r in rows], [r["category"] for r in rows]
+    texts, labels = [without_disclaimers(r["text"]) for r in rows], [r["category"] for r in rows]
     folds = {c: out_of_fold(texts, labels, c) for c in C_GRID}
     accuracy = {c: evaluate(labels, [max(p, key=p.__getitem__) for p in folds[c]])["accuracy"] for c in C_GRID}
     best = max(C_GRID, key=lambda c: (round(accuracy[c], 3), -c))
     for c in C_GRID:
         print(f"C={c:<5} model alone, 5-fold accuracy {accuracy[c]:.3f}{'  <- chosen' if c == best else ''}", file=log)
     report = evaluate(labels, [decide(t, p)[0] for t, p in zip(texts, folds[best], strict=True)])
+    unsubscribe = report["per_category"]["unsubscribe"]
     print(
         f"model + rules, 5-fold accuracy {report['accuracy']:.3f}, unsubscribe recall "
-        f"{report['per_category']['unsubscribe']['recall']:.3f}",
+        f"{unsubscribe['recall']:.3f}, precision {unsubscribe['precision']:.3f}",
         file=log,
     )
+    # how sure the model alone must be to suppress (reply_rules.MODEL_UNSUBSCRIBE_THRESHOLD): the
+    # lowest threshold at which no reply of another category is suppressed in cross-validation
+    chosen = reply_rules.MODEL_UNSUBSCRIBE_THRESHOLD
+    try:
+        for threshold in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+            reply_rules.MODEL_UNSUBSCRIBE_THRESHOLD = threshold
+            predicted = [decide(t, p)[0] for t, p in zip(texts, folds[best], strict=True)]
+            pairs = list(zip(predicted, labels, strict=True))
+            wrong = sum(p == "unsubscribe" != t for p, t in pairs)
+            missed = sum(t == "unsubscribe" != p for p, t in pairs)
+            marker = "  <- in use" if threshold == chosen else ""
+            print(
+                f"model-only opt-out from P={threshold}: {wrong} false suppressions, {missed} missed{marker}", file=log
+            )
+    finally:
+        reply_rules.MODEL_UNSUBSCRIBE_THRESHOLD = chosen
     digest = hashlib.sha256("\n".join(f"{r['category']}\t{r['text']}" for r in rows).encode()).hexdigest()[:12]
     model = _fit_all(texts, labels, CATEGORIES, best, f"linear-ngrams-{digest}")
     objections = [r for r in rows if r["category"] == "objection" and r.get("objection_type") in OBJECTION_TYPES]
