@@ -257,3 +257,60 @@ def test_a_restore_retried_after_its_result_was_lost_creates_nothing_new(
     assert serving.sync()["restoring"] == ["flywheel-v1.0.0"]
     assert list(SERVING.resources) == [made]
     assert db.execute("SELECT serving_model_id FROM model_registry").fetchone()["serving_model_id"] == made
+
+
+def _sync_alone(errors: Any) -> None:
+    try:
+        serving.sync(actor="evaluator")
+        close_connection()
+    except Exception:
+        errors.put(traceback.format_exc())
+
+
+def _rollback_after(acted: Any, rolled: Any, errors: Any) -> None:
+    try:
+        assert acted.wait(30), "the first sync never recorded its retire"
+        training.rollback(actor="operator", reason="a bad week", model_id="flywheel-v1.1.0")  # its own sync too
+        close_connection()
+    except Exception:
+        errors.put(traceback.format_exc())
+    finally:
+        rolled.set()
+
+
+def test_a_rollback_after_a_syncs_last_result_but_before_it_lets_go_is_still_served(
+    db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(An outside review's case.) A sync has recorded its retire of v1.0.0 and still holds the claim
+    when an operator rolls back to v1.0.0: the rollback's own sync finds the model claimed and skips
+    it. The first sync lets go only in the transaction that finds nothing more to do, so it sees
+    the rollback and restores the champion's deployment (before, it let go without looking, and the
+    champion stayed without a deployment until the daily sync)."""
+    fake = SlowProvider(tmp_path / "calls.log", seconds=0.05)
+    monkeypatch.setattr(finetune, "provider_for", lambda name, settings: fake)
+    acted, rolled = FORK.Event(), FORK.Event()
+    original = serving._bring_in_step
+
+    def paused(model: dict[str, Any], owner: str, actor: str, done: dict[str, list[str]]) -> None:
+        original(model, owner, actor, done)
+        if model["model_id"] == "flywheel-v1.0.0" and actor == "evaluator" and not acted.is_set():
+            acted.set()  # its result is committed, the claim still held
+            rolled.wait(30)
+
+    monkeypatch.setattr(serving, "_bring_in_step", paused)
+    insert(db, "flywheel-v1.0.0", 0, "archived", None, "active")
+    db.execute(
+        """INSERT INTO model_history (model_id, action, to_status, to_role, actor, at)
+           VALUES ('flywheel-v1.0.0', 'deployed', 'deployed', 'champion', 'test', now() - interval '1 day')"""
+    )
+    insert(db, "flywheel-v1.1.0", 1, "deployed", "champion", "active")
+    db.execute(
+        """INSERT INTO model_history (model_id, action, to_status, to_role, actor)
+           VALUES ('flywheel-v1.1.0', 'promoted', 'deployed', 'champion', 'test')"""
+    )
+    errors, codes = in_processes([(_sync_alone, ()), (_rollback_after, (acted, rolled))], timeout=60)
+    assert not errors and codes == [0, 0], (errors, codes)
+    model = db.execute("SELECT * FROM model_registry WHERE model_id = 'flywheel-v1.0.0'").fetchone()
+    assert (model["status"], model["role"]) == ("deployed", "champion")
+    assert model["serving_status"] in ("creating", "active") and model["serving_claimed_by"] is None, model
+    assert [c.split()[0] for c in fake.calls()].count("serve") == 1, fake.calls()

@@ -56,7 +56,17 @@ def sync(actor: str = "serving") -> dict[str, list[str]]:
                 done["busy"].append(model_id)
             continue
         try:
-            _bring_in_step(model, owner, actor, done)
+            for _ in range(MAX_CALLS):
+                _bring_in_step(model, owner, actor, done)
+                # given back only in the transaction that finds it needs nothing more: a rollback that
+                # committed since the last result was recorded saw the model claimed and left it to
+                # this sync (its own sync skipped it as busy), so this sync acts on it again
+                with transaction() as conn:
+                    fresh = models_dal.claimed(conn, model_id, owner)
+                    if fresh is None or _next_call(fresh, {"poll"}) is None:
+                        models_dal.release_claim(conn, model_id, owner)
+                        break
+                model = fresh
         except FlywheelError as exc:  # one model's trouble must not stop the others; retried next time
             logger.error("serving sync failed for a model", extra={"model_id": model_id, "error": exc.message})
             done["errors"].append(model_id)
