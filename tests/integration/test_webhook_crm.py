@@ -412,3 +412,16 @@ def test_hubspot_event_ids_are_keyed_within_their_account(db, crm, outcomes, mon
     status, body = run(hubspot_event(json.dumps([{**event, "portalId": 999, "objectId": 2}]).encode()))
     assert status == 200 and body["stored"] == 1 and body["duplicates"] == 0
     assert count(db, "outcome_events") == 2
+
+
+def test_a_redelivery_of_events_stored_before_keys_named_the_portal_is_a_duplicate(db, crm, outcomes) -> None:
+    """(An outside review's case.) HubSpot retries a delivery for up to a day: one stored by the
+    release before (keys without the portal) and redelivered after this one is a duplicate."""
+    status, body = run(hubspot_event())
+    assert status == 200 and body["stored"] == 2
+    db.execute(
+        "UPDATE outcome_events SET event_key = regexp_replace(event_key, '^[0-9]+:', '') WHERE provider = 'hubspot'"
+    )
+    status, again = run(hubspot_event())
+    assert status == 200 and (again["received"], again["duplicates"], again["stored"]) == (2, 2, 0), again
+    assert count(db, "outcome_events") == 2

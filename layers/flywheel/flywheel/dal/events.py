@@ -254,6 +254,14 @@ def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
     return row["outcome_id"] if row else None
 
 
+def known_keys(conn: Connection, provider: str, event_keys: list[str]) -> set[str]:
+    """Which of these keys are stored (the unique index on (provider, event_key))."""
+    rows = conn.execute(
+        "SELECT event_key FROM outcome_events WHERE provider = %s AND event_key = ANY(%s)", (provider, event_keys)
+    ).fetchall()
+    return {row["event_key"] for row in rows}
+
+
 def event_data(conn: Connection, provider: str, event_key: str) -> dict[str, Any] | None:
     row = conn.execute(
         "SELECT data FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)

@@ -143,3 +143,11 @@ def linked_outcome(provider: str, event_key: str) -> str | None:
     with transaction() as conn:
         found = events_dal.outcome_of(conn, provider, event_key)
     return str(found) if found else None
+
+
+def known_keys(provider: str, event_keys: list[str]) -> set[str]:
+    """Which of these event keys are stored already."""
+    if not event_keys:
+        return set()
+    with transaction() as conn:
+        return events_dal.known_keys(conn, provider, event_keys)

@@ -19,7 +19,7 @@ from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
 from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
 from flywheel.observability import count, logger
-from flywheel.services.ingest import ingest_events, linked_outcome
+from flywheel.services.ingest import ingest_events, known_keys, linked_outcome
 from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import Settings, get_settings
 from flywheel.webhooks.http import WebhookRequest
@@ -216,15 +216,25 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
         finally:
             client.http.close()
     won, lost = settings.split(settings.hubspot_won_stages), settings.split(settings.hubspot_lost_stages)
-    events = []
+    events, legacy = [], []
     for raw, event in parsed:
         deal, emails = deals.get(str(event.objectId), (None, []))
         org_id = settings.provider_org("hubspot", event.portalId)
         try:
-            events += hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost, org_id)
+            made = hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost, org_id)
         except BadValue as exc:  # the deal the API returned has an amount or date we cannot store
             quarantined.append(Quarantined("hubspot", f"deal {exc}", raw, None, org_id))
-    return _store("hubspot", events, settings.attribution_window_days, quarantined)
+            continue
+        events += made
+        legacy += [event.legacy_key(e.event_key) for e in made]
+    # an event stored under its key of the release before (no portal) is a duplicate, not a new one
+    stored_before = known_keys("hubspot", [old for old, e in zip(legacy, events, strict=True) if old != e.event_key])
+    kept = [e for old, e in zip(legacy, events, strict=True) if old == e.event_key or old not in stored_before]
+    summary = _store("hubspot", kept, settings.attribution_window_days, quarantined)
+    if len(kept) < len(events):
+        summary["received"] += len(events) - len(kept)
+        summary["duplicates"] += len(events) - len(kept)
+    return summary
 
 
 # --- Pipedrive --------------------------------------------------------------------------------

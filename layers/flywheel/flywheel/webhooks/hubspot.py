@@ -45,6 +45,11 @@ class HubSpotEvent(BaseModel):
         not guaranteed unique; two accounts' events must not de-duplicate each other)."""
         return str(self.eventId) if self.portalId in (None, "") else f"{self.portalId}:{self.eventId}"
 
+    def legacy_key(self, event_key: str) -> str:
+        """The key an event of this delivery was stored under before keys named the portal: a
+        delivery HubSpot retries across that release is then still known."""
+        return event_key.removeprefix(f"{self.portalId}:") if self.portalId not in (None, "") else event_key
+
     @property
     def occurred(self) -> datetime:
         return from_epoch(self.occurredAt / 1000, "occurredAt")
