@@ -1,12 +1,13 @@
 """MeetingsRefreshFunction (hourly): meetings whose end has passed become completed, and outbox
-messages a request could not send (queue or event bus down) are sent."""
+messages a request could not send (queue or event bus down) are sent; those still waiting an hour
+on are counted (OutboxStale)."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.outbox import flush
+from flywheel.services.outbox import flush, report_stale
 from flywheel.services.outcomes import refresh_due_meetings
 
 
@@ -16,4 +17,5 @@ from flywheel.services.outcomes import refresh_due_meetings
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refreshed = refresh_due_meetings()
     metrics.add_metric(name="MeetingsCompleted", unit="Count", value=refreshed)
-    return {"refreshed": refreshed, "outbox_sent": flush()}
+    sent = flush()
+    return {"refreshed": refreshed, "outbox_sent": sent, "outbox_stale": report_stale()}

@@ -258,3 +258,27 @@ def test_concurrent_senders_send_each_message_once(db, sqs) -> None:
     assert len(keys) == len(set(keys)) == n + 1
     rows = outbox_rows(db).values()
     assert all(r["sent_at"] is not None and r["attempts"] == 1 for r in rows)
+
+
+def test_messages_that_fail_through_no_fault_of_their_own_are_reported_when_stale(db, monkeypatch) -> None:
+    """(An outside review's finding.) A message every send fails for a reason that is not its own
+    (no queue configured here; an event bus that refuses the role in production) is never parked:
+    the hourly sweep counts those pending over an hour (OutboxStale, OutboxStaleAlarm)."""
+    from flywheel.local.invoke import invoke
+    from tests.conftest import ROOT
+
+    published: list[float] = []
+    monkeypatch.setattr(
+        outbox.metrics,
+        "add_metric",
+        lambda name, unit, value: published.append(value) if name == "OutboxStale" else None,
+    )
+    queue_replies([reply("old", "still waiting"), reply("new", "just arrived"), reply("sent", "gone")])
+    db.execute("UPDATE outbox SET created_at = now() - interval '2 hours' WHERE dedupe_key <> 'sendgrid_inbound:new'")
+    db.execute("UPDATE outbox SET sent_at = now() WHERE dedupe_key = 'sendgrid_inbound:sent'")
+    assert outbox.report_stale() == 1 and published == [1]
+    db.execute("UPDATE outbox SET parked_at = now() WHERE dedupe_key = 'sendgrid_inbound:old'")  # parked: its own alarm
+    assert outbox.report_stale() == 0 and published == [1, 0]
+    db.execute("UPDATE outbox SET parked_at = NULL WHERE dedupe_key = 'sendgrid_inbound:old'")
+    event = {"id": "sweep", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    assert invoke("MeetingsRefreshFunction", event, ROOT / "template.yaml")["outbox_stale"] == 1

@@ -72,3 +72,14 @@ def pending_count(conn: Connection, topic: str) -> int:
         "SELECT count(*) AS n FROM outbox WHERE topic = %s AND sent_at IS NULL AND parked_at IS NULL", (topic,)
     ).fetchone()
     return int(row["n"]) if row else 0
+
+
+def stale_count(conn: Connection, older_than_s: float) -> int:
+    """Messages neither sent nor parked that have waited longer than `older_than_s` (the request
+    path and the hourly sweep have both failed to send them)."""
+    row = conn.execute(
+        """SELECT count(*) AS n FROM outbox
+            WHERE sent_at IS NULL AND parked_at IS NULL AND created_at < now() - %s * interval '1 second'""",
+        (older_than_s,),
+    ).fetchone()
+    return int(row["n"]) if row else 0

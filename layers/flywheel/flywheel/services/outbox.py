@@ -96,6 +96,21 @@ def flush(topics: tuple[str, ...] | list[str] = TOPICS, batch: int = 100, max_ba
     return sent
 
 
+STALE_AFTER_S = 3600  # a message still pending after this: the sweep has tried it at least once
+
+
+def report_stale() -> int:
+    """Messages still pending after STALE_AFTER_S, as the metric OutboxStale (OutboxStaleAlarm): a
+    message whose every send fails through no fault of its own (an event bus that refuses the
+    role, a queue that keeps failing) is never parked, and would otherwise wait unseen."""
+    with transaction() as conn:
+        stale = outbox_dal.stale_count(conn, STALE_AFTER_S)
+    metrics.add_metric(name="OutboxStale", unit="Count", value=stale)
+    if stale:
+        logger.warning("outbox messages still pending after an hour", extra={"count": stale})
+    return stale
+
+
 def flush_after_commit(topics: list[str]) -> None:
     """Best effort right after a request's commit: what cannot be sent now stays for the sweep."""
     try:
