@@ -911,3 +911,21 @@ def api_event(content_type: str, body: bytes, token: str = "inbound-token-123") 
         "body": base64.b64encode(body).decode(),
         "isBase64Encoded": True,
     }
+
+
+def classifier_records(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The SQS records ClassifierFunction receives for these queued reply jobs."""
+    return [
+        {
+            "messageId": f"m-{i}",
+            "receiptHandle": "r",
+            "body": json.dumps(job),
+            "attributes": {},
+            "messageAttributes": {},
+            "md5OfBody": "",
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:replies",
+            "awsRegion": "us-east-1",
+        }
+        for i, job in enumerate(jobs, start=1)
+    ]

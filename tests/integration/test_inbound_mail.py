@@ -115,18 +115,8 @@ def test_an_auto_reply_recognised_by_content_is_not_engagement_either(db, replie
     message.set_payload("I'm on annual leave until 14 December and not checking email.\n")
     status, _ = post(message, "raw")
     [job] = queued(replies_queue)
-    record = {
-        "messageId": "m-1",
-        "receiptHandle": "r",
-        "body": json.dumps(job),
-        "attributes": {},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:replies",
-        "awsRegion": "us-east-1",
-    }
-    assert invoke("ClassifierFunction", {"Records": [record]}, ROOT / "template.yaml") == {"batchItemFailures": []}
+    records = mh.classifier_records([job])
+    assert invoke("ClassifierFunction", {"Records": records}, ROOT / "template.yaml") == {"batchItemFailures": []}
     row = reply_row(db, outcome_id)
     assert (row["stage"], row["auto_reply_category"], row["replied_at"]) == ("auto_replied", "out_of_office", None)
     assert row["lead_returns_on"] == date(2026, 12, 14)

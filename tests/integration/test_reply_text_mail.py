@@ -7,7 +7,6 @@ Our own message, quoted back, must never be stored, classified or trained on as 
 
 from __future__ import annotations
 
-import json
 from email.encoders import encode_base64
 from email.message import Message
 from email.mime.base import MIMEBase
@@ -103,20 +102,7 @@ def through(db, url: str, message: Message, mode: str) -> tuple[dict, list[dict]
     result = invoke("WebhooksFunction", mh.api_event(*MODES[mode](message, outcome_id)), ROOT / "template.yaml")
     assert result["statusCode"] == 200, result["body"]
     jobs = queued(url)
-    records = [
-        {
-            "messageId": f"m-{i}",
-            "receiptHandle": "r",
-            "body": json.dumps(job),
-            "attributes": {},
-            "messageAttributes": {},
-            "md5OfBody": "",
-            "eventSource": "aws:sqs",
-            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:replies",
-            "awsRegion": "us-east-1",
-        }
-        for i, job in enumerate(jobs)
-    ]
+    records = mh.classifier_records(jobs)
     if records:
         assert invoke("ClassifierFunction", {"Records": records}, ROOT / "template.yaml") == {"batchItemFailures": []}
     return reply_row(db, outcome_id), jobs

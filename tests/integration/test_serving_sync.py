@@ -89,6 +89,21 @@ def insert(db: Any, model_id: str, minor: int, status: str, role: str | None, se
     )
 
 
+def promoted_over_v1_0_0(db: Any) -> None:
+    """v1.1.0 was promoted over v1.0.0, whose deployment is still there (its deletion pending): a
+    rollback to v1.0.0 is possible."""
+    insert(db, "flywheel-v1.0.0", 0, "archived", None, "active")
+    db.execute(
+        """INSERT INTO model_history (model_id, action, to_status, to_role, actor, at)
+           VALUES ('flywheel-v1.0.0', 'deployed', 'deployed', 'champion', 'test', now() - interval '1 day')"""
+    )
+    insert(db, "flywheel-v1.1.0", 1, "deployed", "champion", "active")
+    db.execute(
+        """INSERT INTO model_history (model_id, action, to_status, to_role, actor)
+           VALUES ('flywheel-v1.1.0', 'promoted', 'deployed', 'champion', 'test')"""
+    )
+
+
 def history(db: Any, model_id: str) -> list[str]:
     rows = db.execute("SELECT action FROM model_history WHERE model_id = %s ORDER BY history_id", (model_id,))
     return [row["action"] for row in rows]
@@ -137,16 +152,7 @@ def test_a_rollback_during_a_slow_retire_leaves_the_restored_champion_served(db:
     starts deleting it; while Bedrock works, an operator rolls v1.1.0 back, which restores v1.0.0
     as champion — and the rollback's own sync sees v1.0.0 still active. v1.0.0 must end served:
     the first sync records the deletion, sees the champion it just unserved, and serves it again."""
-    insert(db, "flywheel-v1.0.0", 0, "archived", None, "active")
-    db.execute(
-        """INSERT INTO model_history (model_id, action, to_status, to_role, actor, at)
-           VALUES ('flywheel-v1.0.0', 'deployed', 'deployed', 'champion', 'test', now() - interval '1 day')"""
-    )
-    insert(db, "flywheel-v1.1.0", 1, "deployed", "champion", "active")
-    db.execute(
-        """INSERT INTO model_history (model_id, action, to_status, to_role, actor)
-           VALUES ('flywheel-v1.1.0', 'promoted', 'deployed', 'champion', 'test')"""
-    )
+    promoted_over_v1_0_0(db)
     errors, codes = in_processes([(_sync, ("evaluator", FORK.Barrier(1))), (_rollback, (slow,))], timeout=60)
     assert not errors and codes == [0, 0], (errors, codes)
 
@@ -298,16 +304,7 @@ def test_a_rollback_after_a_syncs_last_result_but_before_it_lets_go_is_still_ser
             rolled.wait(30)
 
     monkeypatch.setattr(serving, "_bring_in_step", paused)
-    insert(db, "flywheel-v1.0.0", 0, "archived", None, "active")
-    db.execute(
-        """INSERT INTO model_history (model_id, action, to_status, to_role, actor, at)
-           VALUES ('flywheel-v1.0.0', 'deployed', 'deployed', 'champion', 'test', now() - interval '1 day')"""
-    )
-    insert(db, "flywheel-v1.1.0", 1, "deployed", "champion", "active")
-    db.execute(
-        """INSERT INTO model_history (model_id, action, to_status, to_role, actor)
-           VALUES ('flywheel-v1.1.0', 'promoted', 'deployed', 'champion', 'test')"""
-    )
+    promoted_over_v1_0_0(db)
     errors, codes = in_processes([(_sync_alone, ()), (_rollback_after, (acted, rolled))], timeout=60)
     assert not errors and codes == [0, 0], (errors, codes)
     model = db.execute("SELECT * FROM model_registry WHERE model_id = 'flywheel-v1.0.0'").fetchone()

@@ -108,6 +108,36 @@ class BedrockServing:
         suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(12))
         return f"arn:aws:bedrock:{os.environ.get('AWS_DEFAULT_REGION', 'us-east-1')}:123456789012:{kind}/{suffix}"
 
+    def _create(
+        self,
+        operation: str,
+        kind: str,
+        name: str,
+        params: dict[str, Any],
+        model_arn: str,
+        status: int,
+        extra: dict[str, Any],
+    ) -> Any:
+        """A deployment or a provisioned throughput, as Bedrock makes them: the same request token
+        answers the one it made (idempotent); another request for a name in use is a conflict."""
+        answer_key = "customModelDeploymentArn" if kind == "deployment" else "provisionedModelArn"
+        token = params.get("clientRequestToken")
+        for arn, resource in self.resources.items():
+            if token and resource.get("token") == token:
+                return _answer(parsed={answer_key: arn})
+        if any(r["name"] == name for r in self.resources.values()):
+            raise _aws_error("ConflictException", f"a {kind} resource with this name exists", operation, 409)
+        arn = self._new_arn("custom-model-deployment" if kind == "deployment" else "provisioned-model")
+        self.resources[arn] = {
+            "kind": kind,
+            "name": name,
+            "token": token,
+            "modelArn": model_arn,
+            "status": "Creating",
+            **extra,
+        }
+        return _answer(status=status, parsed={answer_key: arn})
+
     def _find(self, identifier: str, kind: str, operation: str) -> dict[str, Any]:
         for arn, resource in self.resources.items():
             if resource["kind"] == kind and identifier in (arn, resource["name"]):
@@ -127,38 +157,19 @@ class BedrockServing:
         params = context["flywheel_params"]
         self._check_patterns(model, params)
         if operation == "CreateCustomModelDeployment":
-            token = params.get("clientRequestToken")
-            for arn, resource in self.resources.items():  # same token: the same deployment (idempotent)
-                if token and resource.get("token") == token:
-                    return _answer(parsed={"customModelDeploymentArn": arn})
-            if any(r["name"] == params["modelDeploymentName"] for r in self.resources.values()):
-                raise _aws_error("ConflictException", "a deployment with this name exists", operation, 409)
-            arn = self._new_arn("custom-model-deployment")
-            self.resources[arn] = {
-                "kind": "deployment",
-                "name": params["modelDeploymentName"],
-                "token": token,
-                "modelArn": params["modelArn"],
-                "status": "Creating",
-            }
-            return _answer(status=202, parsed={"customModelDeploymentArn": arn})
+            return self._create(
+                operation, "deployment", params["modelDeploymentName"], params, params["modelArn"], 202, {}
+            )
         if operation == "CreateProvisionedModelThroughput":
-            token = params.get("clientRequestToken")
-            for arn, resource in self.resources.items():  # same token: the same throughput (idempotent)
-                if token and resource.get("token") == token:
-                    return _answer(parsed={"provisionedModelArn": arn})
-            if any(r["name"] == params["provisionedModelName"] for r in self.resources.values()):
-                raise _aws_error("ConflictException", "a provisioned throughput with this name exists", operation, 409)
-            arn = self._new_arn("provisioned-model")
-            self.resources[arn] = {
-                "kind": "provisioned",
-                "name": params["provisionedModelName"],
-                "token": params.get("clientRequestToken"),
-                "modelArn": params["modelId"],
-                "status": "Creating",
-                "modelUnits": params["modelUnits"],
-            }
-            return _answer(status=201, parsed={"provisionedModelArn": arn})
+            return self._create(
+                operation,
+                "provisioned",
+                params["provisionedModelName"],
+                params,
+                params["modelId"],
+                201,
+                {"modelUnits": params["modelUnits"]},
+            )
         if operation == "GetCustomModelDeployment":
             found = self._find(params["customModelDeploymentIdentifier"], "deployment", operation)
             arn = next(a for a, r in self.resources.items() if r is found)
