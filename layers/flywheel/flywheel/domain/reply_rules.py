@@ -64,7 +64,7 @@ UNSUBSCRIBE = _any(
     r"\bdesist\b",
     r"\bdelete (?:my|me|our)\b",
     r"\berase (?:all )?(?:my|the) (?:data|details)\b",
-    r"^[^?]*\b(?:gdpr|ccpa)\b[^?]*$",
+    r"^[^?]*\b(?:gdpr|ccpa|dsgvo|rgpd|lgpd)\b[^?]*$",
     r"\bdo[- ]not[- ]contact\b",
     r"\bsuppression list\b",
     r"\bleave me alone\b",
@@ -197,6 +197,79 @@ UNSUBSCRIBE = _any(
     r"别再.{0,6}发",
     r"(?:名单|名單|列表).{0,6}(?:移除|删除|刪除)",
     r"(?:移除|刪除).{0,12}(?:名單|郵箱|列表)",
+    # indirect, polite and angry opt-outs in each language (asking to cease, refrain, not be
+    # contacted again, to have one's data erased, threatening a complaint), written per language
+    # when the model stopped counting alone (outside review of 1d80301)
+    r"\b(?:refrain|desist|abstain) from (?:contacting|e-?mailing|messaging|writing|sending|calling|reaching)",
+    r"\b(?:cease|discontinue|end|halt) (?:all |any |further |these |your )*(?:contact|communications?|"
+    r"correspondence|e-?mails?|messages|e-?mailing|contacting|sending|writing|outreach)\b",
+    r"\b(?:do not|don'?t|never|didn'?t|not to) (?:ever )?(?:reach out|get in touch|contact|call|phone|ring|e-?mail|"
+    r"message|write|text|bother)\b(?: (?:to |with )?(?:me|us))?\W*(?:\w+\W+){0,2}(?:again|anymore|any more|ever)\b",
+    r"\b(?:do not|don'?t|never) want to hear from (?:you|your \w+)\b",
+    r"\b(?:prefer|like|want|wish|ask) not to (?:receive|get|hear|be (?:contacted|e-?mailed|called))\b",
+    r"\b(?:do not|don'?t|never) (?:wish|want|consent|agree) to (?:receive|receiving|be contacted|being contacted|"
+    r"be e-?mailed|get|your|marketing)\b",
+    r"\b(?:object|objection) to (?:direct |your |)marketing\b",
+    r"\bright (?:to object|to erasure|to be forgotten)\b",
+    r"\b(?:erase|delete|remove|purge|wipe)\b.{0,30}\b(?:my|our) (?:personal )?(?:data|information|info|details|"
+    r"records?|contact details)\b",
+    r"\b(?:my|our) (?:personal )?(?:data|information|details)\b.{0,30}\b(?:erased|deleted|removed|purged)\b",
+    r"\bdo not (?:process|store|keep|use) (?:my|our) (?:personal )?(?:data|information|details)\b",
+    r"\blose my (?:number|e-?mail|address|details|contact)",
+    r"\b(?:again|one more time|once more|further)\b.{0,50}\b(?:report(?:ing)?|sue|complain\w*|block\w*|"
+    r"mark(?:ing)? (?:it|this|you) as spam)\b",
+    r"\b(?:i'?ll|i will|i'?m going to|i am going to|i'?m) (?:report(?:ing)?|sue|suing) you\b",
+    r"\b(?:sehen sie|absehen)\b.{0,40}\b(?:kontakt\w*|e-?mails|nachrichten|anrufen|zusendungen|werbung)\b.{0,10}"
+    r"\bab\b",
+    r"\bunterlassen sie\b.{0,30}\b(?:kontakt|e-?mail|nachricht|anruf|zusendung|werbung)",
+    r"\bhören sie auf\b.{0,20}\b(?:zu schreiben|zu mailen|zu kontaktieren|anzurufen|mir|mich)\b",
+    r"\b(?:löschen|entfernen) sie\b.{0,25}\b(?:mich|meine)\b",
+    r"\bverbitte mir\b",
+    r"\b(?:ruf|rufen sie|schreib|schreiben sie|kontaktier\w*|mail|mailen sie) (?:mir|mich|uns) (?:bitte )?"
+    r"(?:nie wieder|nie mehr|nicht mehr)\b",
+    r"\bkeinen (?:weiteren )?kontakt\b",
+    r"\b(?:cesse[rz]?|arr[êe]te[rz]?) (?:imm[ée]diatement |donc |)(?:de |d')(?:m'|me |nous |)"
+    r"(?:envoy|contact|[ée]cri|appel|sollicit|relanc)",
+    r"\barr[êe]te[rz]? (?:imm[ée]diatement |)(?:vos|les|ces) (?:envois|mails|e-mails|messages|relances|"
+    r"sollicitations|appels)\b",
+    r"\bne (?:souhaite|veux|désire) (?:plus|pas) (?:être (?:contacté|sollicité|relancé)|recevoir)",
+    r"\bne m'(?:appelez|écrivez|contactez|envoyez|relancez) (?:plus|jamais)\b",
+    r"\bsupprime[rz]? (?:\w+ ){0,3}(?:mes|nos) (?:données|coordonnées|informations)\b",
+    r"\bdej(?:en|e|ar) de (?:contactar|escribir|enviar|mandar|llamar|molestar)",
+    r"\babst[ée]n(?:ganse|gase|erse) de (?:contactar|escribir|enviar|mandar|llamar)",
+    r"\bno\b.{0,25}\bvuelvan? a (?:contactar|escribir|llamar|enviar|mandar)",
+    r"\bno (?:me |nos )?(?:llamen|llame|escriba|contacte)\w* (?:nunca )?(?:más|nunca)\b",
+    r"\b(?:elimin|borr|suprim)\w* (?:\w+ ){0,2}(?:mis|nuestros) datos\b",
+    r"\b(?:par|deix)(?:em|e|ar) de (?:me |nos )?(?:contactar|contatar|enviar|mandar|escrever|ligar)",
+    r"\bnão (?:quero|desejo) (?:mais )?(?:receber|ser contactad|ser contatad)",
+    r"\b(?:apag|elimin|exclu|remov)\w* (?:\w+ ){0,2}(?:os )?(?:meus|nossos) dados\b",
+    r"\bnon (?:desidero|voglio) (?:più )?(?:ricevere|essere contattat)",
+    r"\bsmett\w* di (?:scriver|contattar|inviar|mandar|chiamar)",
+    r"\b(?:cancellazione|eliminazione|rimozione) dei (?:miei|nostri) dati\b",
+    r"\b(?:cancell|elimin|rimuov)\w* (?:\w+ ){0,2}(?:i )?(?:miei|nostri) dati\b",
+    r"\bnon (?:mi |ci )?(?:chiamate|chiamatemi|contattatemi|scrivetemi|cercatemi)\w* (?:mai )?più\b",
+    r"\bniet (?:meer|langer) (?:te )?(?:contacteren|mailen|benaderen|e-?mailen|bellen|schrijven)\b",
+    r"\bstop\b.{0,20}\bmet (?:mailen|e-?mailen|bellen|berichten|contact)",
+    r"\bbel (?:me|mij) (?:nooit|niet) meer\b",
+    r"(?:больше|впредь) не (?:связывайтесь|звоните|пишите|беспокойте|присылайте)",
+    r"не (?:связывайтесь|звоните|пишите|беспокойте) (?:мне |со мной |нам |)больше",
+    r"прекрат\w* (?:отправк|рассылк|присылать|писать|звонить|связ|контакт)",
+    r"удалите\W+(?:пожалуйста\W+)?(?:меня|мой|мою|мои|нас|наши)",
+    r"не (?:хочу|желаю) (?:больше )?получать",
+    r"受け取りたくありません|受信(?:を)?(?:拒否|希望しません)",
+    r"(?:個人情報|データ|アドレス).{0,8}(?:削除|消去)",
+    r"(?:停止|不要|别|別).{0,3}(?:联系|聯繫|联络|聯絡|打扰|打擾)",
+    r"(?:删除|刪除).{0,8}(?:个人信息|個人資料|数据|數據|资料|資料|信息)",
+    r"不想再.{0,4}(?:收到|接到|被联系)",
+    r"\bsluta (?:att )?(?:kontakta|mejla|maila|skicka|skriva|ringa)",
+    r"\b(?:vill|önskar) inte (?:få|ha|bli kontaktad)\b.{0,20}\b(?:fler|mer|mejl|mail|kontakt)",
+    r"\bradera\b.{0,20}\b(?:mina|mig|min)\b",
+    r"\bstop\b.{0,20}\bmed at (?:skrive|sende|kontakte|ringe|maile)",
+    r"\b(?:vil|ønsker) ikke (?:at )?(?:kontaktes|modtage|blive kontaktet)",
+    r"\bslet\b.{0,20}\b(?:mine|mig|min)\b",
+    r"\bprzesta\w* (?:do mnie |mi )?(?:pisa|kontaktowa|wysyła|dzwoni)",
+    r"\bnie (?:życzę sobie|chcę)\b.{0,30}\b(?:kontakt|wiadomo|maili|e-?maili|telefon)",
+    r"\busu[nń]\w*\b.{0,20}\bmoje dane\b",
 )
 OUT_OF_OFFICE = _any(
     r"\bout of (?:the )?office\b",
@@ -472,8 +545,10 @@ def contact_request(text: str) -> str | None:
 
 
 # Legal boilerplate under a reply ("If you have received this email in error, please notify the
-# sender and delete it") is no evidence of what the person wrote: its sentences are left out of the
-# decision, so they neither make a reply automatic nor read as an opt-out.
+# sender and delete it") is no evidence of what the person wrote: a closing block of it is left out
+# of the decision, so it neither makes a reply automatic nor reads as an opt-out. Only a block at the
+# end whose sentences all read as boilerplate and that holds at least two different cues: a lead's
+# own sentence ("this use of my address is unauthorized", "delete it immediately") is never dropped.
 DISCLAIMER = _any(
     r"\b(?:confidentiality|legal|privacy) (?:notice|disclaimer|statement)\b",
     r"\bdisclaimer\b",
@@ -507,15 +582,25 @@ DISCLAIMER = _any(
     r"\b(?:ten onrechte|per vergissing) ontvangen\b",
 )
 _SENTENCE = re.compile(r"[^.!?\n]*(?:[.!?]+|\n|$)")
+_DISCLAIMER_CUES = 2
+_DISCLAIMER_MIN_CHARS = 60
 
 
 def without_disclaimers(text: str) -> str:
-    """The text the decision reads: every sentence of legal boilerplate left out, or the text as it
-    is when nothing else would remain."""
+    """The text the decision reads: without a closing block of legal boilerplate (every sentence of
+    it boilerplate, two different cues or more, 60 characters or more), or the text as it is."""
     if not DISCLAIMER.search(text):
         return text
-    kept = "".join(s for s in _SENTENCE.findall(text) if not DISCLAIMER.search(s))
-    return kept.strip() or text
+    sentences = _SENTENCE.findall(text)
+    start = len(sentences)
+    while start and (not sentences[start - 1].strip() or DISCLAIMER.search(sentences[start - 1])):
+        start -= 1
+    block = "".join(sentences[start:])
+    cues = {match.group(0).lower() for match in DISCLAIMER.finditer(block)}
+    kept = "".join(sentences[:start]).strip()
+    if len(cues) < _DISCLAIMER_CUES or len(block.strip()) < _DISCLAIMER_MIN_CHARS or not kept:
+        return text
+    return kept
 
 
 _NAME = r"(?:[A-Z][a-z]+(?:\s[A-Z][a-z]+)?)"
