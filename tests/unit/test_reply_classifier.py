@@ -48,19 +48,26 @@ HELD_OUT = [
     for line in (DATA / name).read_text().splitlines()
     if line.strip()
 ]
+# set C: polite, indirect and angry opt-outs and requests to be contacted with a negation nearby,
+# written and committed before the fix for the opt-outs 1d80301 stopped catching
+HELD_OUT_C = [
+    json.loads(line) for line in (DATA / "replies_heldout_optout_c.jsonl").read_text().splitlines() if line.strip()
+]
 
 # measured on the blind set (README "Reply classification"): accuracy 0.927 (306/330), unsubscribe
 # recall 0.980 (49/50), return dates 24/24, objection types 20/25. The gates sit just under.
 BLIND_ACCURACY_GATE = 0.92
 UNSUBSCRIBE_RECALL_GATE = 0.98
-# the review's set: accuracy 0.952 (178/187), unsubscribe recall 0.923 (24/26) and precision 1.000
-# (recall was 26/26 when the model alone suppressed from P=0.3; two opt-outs the model reads at
-# 0.55-0.58 with no opt-out expression a rule knows are the price of never suppressing on the model's
-# word below 0.7: see README)
-REVIEW_ACCURACY_GATE = 0.95
-REVIEW_UNSUBSCRIBE_RECALL_GATE = 0.92
-# the held-out sets: contact requests 85/95 (none suppressed; before: 23/95, 49 suppressed), opt-outs 46/46
-HELD_OUT_CONTACT_ACCURACY_GATE = 0.87
+# the review's set: accuracy 0.963 (180/187), unsubscribe recall 1.000 (26/26) and precision 1.000
+# (at 1d80301, with the model alone suppressing only from 0.7: 0.952, recall 24/26)
+REVIEW_ACCURACY_GATE = 0.96
+REVIEW_UNSUBSCRIBE_RECALL_GATE = 1.0
+# the held-out sets A and B: contact requests 86/95 (none suppressed; at 59f1de8: 23/95, 49 suppressed),
+# opt-outs 46/46
+HELD_OUT_CONTACT_ACCURACY_GATE = 0.9
+# set C: opt-outs 70/70 (at 1d80301: 31/70; at 59f1de8: 51/70), contact requests 39/48 exact and none
+# suppressed (at 59f1de8: 19 suppressed)
+HELD_OUT_C_CONTACT_ACCURACY_GATE = 0.8
 
 
 def report_lines(report: dict) -> list[str]:
@@ -96,7 +103,9 @@ def test_blind_set_is_no_copy_or_paraphrase_of_training() -> None:
     """No blind reply repeats a training reply, and none of 30+ characters is a near-paraphrase of one
     (character n-gram cosine >= 0.75); within the corpus, no two longer replies are templated copies."""
     train_texts = {r["text"].strip().lower() for r in TRAIN}
-    assert not [r["text"] for r in BLIND + REVIEW_BLIND + HELD_OUT if r["text"].strip().lower() in train_texts]
+    assert not [
+        r["text"] for r in BLIND + REVIEW_BLIND + HELD_OUT + HELD_OUT_C if r["text"].strip().lower() in train_texts
+    ]
 
     def vectors(rows: list[dict]) -> tuple[list[str], np.ndarray]:
         texts = [r["text"] for r in rows if len(r["text"]) >= 30]
@@ -109,7 +118,7 @@ def test_blind_set_is_no_copy_or_paraphrase_of_training() -> None:
         matrix *= np.log((1 + len(texts)) / (1 + (matrix > 0).sum(axis=0))) + 1  # tf-idf: shared n-grams count less
         return texts, matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
 
-    for held in (BLIND + REVIEW_BLIND, HELD_OUT):  # each measured against the corpus on its own
+    for held in (BLIND + REVIEW_BLIND, HELD_OUT + HELD_OUT_C):  # each measured against the corpus on its own
         texts, both = vectors(held + TRAIN)
         blind_count = sum(1 for r in held if len(r["text"]) >= 30)
         cross = both[:blind_count] @ both[blind_count:].T
@@ -190,24 +199,106 @@ def test_a_request_to_be_contacted_is_not_an_opt_out(text: str) -> None:
 
 def test_the_model_alone_cannot_suppress_a_contact_request_or_on_a_weak_probability() -> None:
     """The decision rule itself, whatever the weights: a request to be contacted with no opt-out
-    expression is never `unsubscribe`, even with the model certain; without one the model must be
-    at least MODEL_UNSUBSCRIBE_THRESHOLD sure; an explicit expression still wins over a contact
-    request."""
+    expression is never `unsubscribe`, even with the model certain; without one any other reply is
+    `unsubscribe` from MODEL_UNSUBSCRIBE_THRESHOLD, even when another category scores higher; an
+    explicit expression wins over a contact request."""
     sure = dict.fromkeys(CATEGORIES, 0.005) | {"unsubscribe": 0.945}
     for text in ("Please call me tomorrow.", "Bitte schicken Sie mir die Preisliste.", "请给我打电话。"):
         assert decide(text, sure)[0] == ("interested" if "schicken" in text else "meeting_request"), text
-    weak = dict.fromkeys(CATEGORIES, 0.04) | {"unsubscribe": 0.5, "other": 0.06}
+    weak = dict.fromkeys(CATEGORIES, 0.04) | {"unsubscribe": 0.3, "other": 0.26}
     assert decide("Thanks, noted.", weak)[0] == "other"
     assert decide("Thanks, noted.", sure) == ("unsubscribe", 0.945, "reads like an opt-out request (model)")
-    assert MODEL_UNSUBSCRIBE_THRESHOLD >= 0.7
+    # polite and indirect opt-outs the rules do not know score 0.34-0.68: not the top category is enough
+    second = dict.fromkeys(CATEGORIES, 0.02) | {"unsubscribe": 0.41, "not_interested": 0.45}
+    assert decide("Thanks, noted.", second)[0] == "unsubscribe"
+    assert decide("Please call me tomorrow.", second | {"meeting_request": 0.3})[0] != "unsubscribe"
+    assert 0.3 <= MODEL_UNSUBSCRIBE_THRESHOLD <= 0.5
     unsure = dict.fromkeys(CATEGORIES, 0.005) | {"interested": 0.945}
     for text in (
         "Please remove me, and don't call me either.",
         "Bitte nicht mehr kontaktieren.",
         "Please call me - no, remove me.",
+        "Call me and I'll tell you again: take me off your list.",
+        "Send me nothing. Unsubscribe.",
     ):
         assert decide(text, unsure)[0] == "unsubscribe", text
     assert contact_request("Please don't call me.") is None and contact_request("Rufen Sie mich nicht an.") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Please don't ever call me again, thanks.",
+        "Stop. Ring me one more time and I will report you.",
+        "Ne m'appelez plus jamais, merci.",
+        "Bitte rufen Sie mich nie wieder an.",
+        "Veuillez arrêter de m'envoyer vos offres.",
+        "Stop sending me brochures.",
+        "Прекратите мне звонить.",
+        "Bel me niet meer, alstublieft.",
+    ],
+)
+def test_a_negation_or_cessation_anywhere_in_the_clause_cancels_a_contact_request(text: str) -> None:
+    """Not only in a 20-character window before it: "cesser de m'envoyer", "call me again and I'll
+    report you" (the review of 1d80301) were read as requests to be contacted."""
+    assert contact_request(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("Don't email, just call me.", "meeting_request"),
+        ("No need to write back; please give me a ring tomorrow.", "meeting_request"),
+        ("Not the brochure again, but send me the contract.", "interested"),
+        ("Stop emailing me and call me instead, it's quicker.", "meeting_request"),
+        ("Keine E-Mails mehr bitte, rufen Sie mich lieber an.", "meeting_request"),
+        ("Niet mailen, bel me liever.", "meeting_request"),
+    ],
+)
+def test_a_negation_in_another_clause_leaves_the_request_and_email_only_refusals_change_channel(
+    text: str, category: str
+) -> None:
+    """A negation that governs something else does not cancel the request; an opt-out that refuses
+    only e-mail beside a request to be called is a change of channel, never a suppression."""
+    assert contact_request(text) == category
+    assert classify_offline(text, TODAY).category == category
+
+
+# The outside review of 1d80301: each was `unsubscribe` at 59f1de8 and something else at 1d80301
+# (a regression test, not a measure: the rules were written knowing them)
+REVIEWED_OPT_OUTS = [
+    "Please don't reach out to me again.",
+    "Kindly refrain from contacting me further.",
+    "Please cease all communication with me.",
+    "Stop. Call me again and I'll report you.",
+    "Veuillez cesser de m'envoyer des messages.",
+    "I never agreed to the use of my email address, this is unauthorized, so take me off your list. Thanks.",
+    "Hi. Under GDPR I want my personal data erased: delete it immediately. Regards.",
+    "Bitte sehen Sie von weiteren Kontaktaufnahmen ab.",
+    "Non desidero ricevere altre email.",
+    "Gelieve mij niet meer te contacteren.",
+    "Jeg ønsker ikke at modtage flere e-mails.",
+]
+
+
+@pytest.mark.parametrize("text", REVIEWED_OPT_OUTS)
+def test_the_reviewed_opt_outs_are_unsubscribe(text: str) -> None:
+    classified = classify_offline(text, date(2025, 3, 3))
+    assert classified.category == "unsubscribe", (classified.category, classified.reason)
+
+
+def test_held_out_set_c() -> None:
+    """Set C (written before this fix): every opt-out is `unsubscribe` and no request to be contacted is."""
+    predicted = [(r, classify_offline(r["text"], TODAY).category) for r in HELD_OUT_C]
+    contact = [(r, p) for r, p in predicted if r["category"] in ("interested", "meeting_request")]
+    opt_outs = [(r, p) for r, p in predicted if r["category"] == "unsubscribe"]
+    assert len(opt_outs) >= 60 and len(contact) >= 40
+    assert not [(r["text"], p) for r, p in opt_outs if p != "unsubscribe"]
+    assert not [r["text"] for r, p in contact if p == "unsubscribe"]
+    right = sum(p == r["category"] for r, p in contact)
+    assert right / len(contact) >= HELD_OUT_C_CONTACT_ACCURACY_GATE, [
+        (r["text"], p) for r, p in contact if p != r["category"]
+    ]
 
 
 def test_a_legal_disclaimer_does_not_make_a_reply_automatic() -> None:
@@ -223,6 +314,21 @@ def test_a_legal_disclaimer_does_not_make_a_reply_automatic() -> None:
     assert without_disclaimers("Please do not reply to this address.") == "Please do not reply to this address."
     only = "If you have received this email in error, please notify the sender."
     assert without_disclaimers(only) == only  # nothing else would remain
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I never agreed to the use of my email address, this is unauthorized, so take me off your list. Thanks.",
+        "Hi. Under GDPR I want my personal data erased: delete it immediately. Regards.",
+        "Thanks for the note.\nPlease delete it immediately and any copies you hold of my details.",
+        "We spoke last year. Any use of my data since then is unauthorized.",
+    ],
+)
+def test_a_leads_own_sentence_is_never_dropped_as_a_disclaimer(text: str) -> None:
+    """Only a closing block of boilerplate with two different cues goes: a lone sentence of the
+    lead's that reads like one ("use ... unauthorized", "delete it ... immediately") stays."""
+    assert without_disclaimers(text) == text
 
 
 def test_return_dates_and_referrals_on_the_blind_set(blind_predictions: list) -> None:
