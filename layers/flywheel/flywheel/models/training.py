@@ -44,18 +44,21 @@ class ExperimentSettings(Clean):
 
 
 class RunRequest(Clean):
+    """Numbers and flags are taken as JSON numbers and booleans only (strict): `true` is no day
+    count and "0.5" no score."""
+
     model_config = ConfigDict(extra="forbid")
 
-    min_quality_score: float = Field(default=0.6, ge=0, le=1)
-    deploy: bool = False
-    canary_percentage: float = Field(default=10, gt=0, le=50)
-    since_days: int = Field(default=90, ge=1, le=3650)
+    min_quality_score: float = Field(default=0.6, ge=0, le=1, strict=True)
+    deploy: bool = Field(default=False, strict=True)
+    canary_percentage: float = Field(default=10, gt=0, le=50, strict=True)
+    since_days: int = Field(default=90, ge=1, le=3650, strict=True)
     provider: Literal["openai", "bedrock"] | None = None
     base_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{2,199}$")
     method: Literal["supervised", "dpo"] | None = None
-    wait_seconds: int = Field(default=600, ge=0, le=86_400)
+    wait_seconds: int = Field(default=600, ge=0, le=86_400, strict=True)
     # at most a day, as TRAINING_MAX_WAIT_S: the state machine's TimeoutSeconds is above the longest run
-    max_wait_seconds: int | None = Field(default=None, ge=0, le=86_400)
+    max_wait_seconds: int | None = Field(default=None, ge=0, le=86_400, strict=True)
     scope: str = Field(default="global", pattern=r"^[a-z0-9_-]{1,64}$")
     experiment_config: ExperimentSettings | None = None
 
@@ -63,7 +66,7 @@ class RunRequest(Clean):
 class DeployRequest(Clean):
     model_config = ConfigDict(extra="forbid")
 
-    canary_percentage: float = Field(default=10, gt=0, le=50)
+    canary_percentage: float = Field(default=10, gt=0, le=50, strict=True)
     reason: str = Field(default="manual deploy", min_length=3, max_length=500)
     experiment_config: ExperimentSettings | None = None
 

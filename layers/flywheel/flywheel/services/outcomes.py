@@ -82,8 +82,12 @@ def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None 
     if outcome_ids is not None:
         for row, outcome_id in zip(rows, outcome_ids, strict=True):
             row["outcome_id"] = str(outcome_id)
-    # the same message twice in one request is one message
-    unique = list({(r["org_id"], r["dedupe_key"]): r for r in rows}.values())
+    # the same message twice in one request is one message, and its first copy stands (as across
+    # requests, and as on every webhook): a later copy with other content changes nothing
+    firsts: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        firsts.setdefault((row["org_id"], row["dedupe_key"]), row)
+    unique = list(firsts.values())
     extra: list[str] = []
     for _attempt in range(3):
         try:

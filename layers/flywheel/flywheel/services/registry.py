@@ -172,6 +172,8 @@ def rollback_in(conn: Connection, *, actor: str, reason: str, expected_model_id:
         expected_model_id = challenger["model_id"]
     current = challenger or champion
     if current is None or current["model_id"] != expected_model_id:
+        if models_dal.get_model(conn, expected_model_id) is None:  # a mistyped id is no retried rollback
+            raise NotFound(f"no model {expected_model_id}")
         if challenger is not None and champion is not None and champion["model_id"] == expected_model_id:
             raise Conflict(
                 f"{expected_model_id} is the champion while {challenger['model_id']} is the "

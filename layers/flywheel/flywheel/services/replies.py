@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
-from flywheel.errors import DependencyUnavailable, NotFound
+from flywheel.errors import Conflict, DependencyUnavailable, NotFound
 from flywheel.models.replies import ReplyIn
 from flywheel.services.ingest import ingest_events
 from flywheel.services.outbox import flush_after_commit
@@ -27,8 +28,12 @@ def submit_reply(reply: ReplyIn) -> dict[str, Any]:
         if not outcomes_dal.existing_outcomes(conn, [reply.outcome_id]):
             raise NotFound(f"no outcome {reply.outcome_id}", outcome_id=str(reply.outcome_id))
     occurred = reply.occurred_at or datetime.now(UTC)
-    key = reply.external_id or content_key(
-        {"outcome_id": str(reply.outcome_id), "text": reply.text, "occurred_at": occurred.isoformat()}
+    # an external id names a reply within its outcome (two outcomes', or two organisations', replies
+    # may carry the same one): the same id again is a retry, with other content a conflict
+    key = (
+        f"{reply.outcome_id}:{reply.external_id}"
+        if reply.external_id
+        else content_key({"outcome_id": str(reply.outcome_id), "text": reply.text, "occurred_at": occurred.isoformat()})
     )
     event = IncomingEvent(
         provider=f"api_{reply.channel}",
@@ -40,6 +45,14 @@ def submit_reply(reply: ReplyIn) -> dict[str, Any]:
         outcome_id=str(reply.outcome_id),
     )
     stored = ingest_events([event], window_days=settings.reply_window_days)
+    if stored.duplicates:
+        with transaction() as conn:
+            first = events_dal.event_data(conn, event.provider, key)
+        if first is not None and (first.get("text"), first.get("subject")) != (reply.text, reply.subject):
+            raise Conflict(
+                f"external_id {reply.external_id} already names another reply of this outcome",
+                field="external_id",
+            )
     # the reply went to the outbox with the event; send it now (the sweep retries a failure)
     flush_after_commit(["replies"])
     return {
