@@ -84,7 +84,12 @@ def test_route_submit_reply_and_read_back(local: dict[str, Any], db) -> None:
     queued = api.submit_reply(
         str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9"
     )
-    assert queued == {"reply_key": f"api_linkedin:{DANA}:li-9", "outcome_id": str(DANA), "queued": True, "duplicate": False}
+    assert queued == {
+        "reply_key": f"api_linkedin:{DANA}:li-9",
+        "outcome_id": str(DANA),
+        "queued": True,
+        "duplicate": False,
+    }
     assert (
         api.submit_reply(str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9")[
             "duplicate"
