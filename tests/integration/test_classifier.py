@@ -124,7 +124,7 @@ def test_reply_and_classification_give_the_label(db, aws) -> None:
     assert status["statusCode"] == 202
     [queued] = drain(aws["replies"])
     job = json.loads(queued["Body"])
-    assert job["reply_key"] == "api_linkedin:li-msg-88121"
+    assert job["reply_key"] == f"api_linkedin:{outcome_id}:li-msg-88121"
     record = {**sqs_event(outcome_id)["Records"][0], "body": queued["Body"], "messageId": queued["MessageId"]}
     assert invoke("ClassifierFunction", {"Records": [record]}, ROOT / "template.yaml") == {"batchItemFailures": []}
     row = outcome(db, outcome_id)

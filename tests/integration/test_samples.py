@@ -165,10 +165,11 @@ def _(result: Any, db: Conn, state: Path) -> None:
 
 @sample("replies_post.json", "RepliesApiFunction")
 def _(result: Any, db: Conn, state: Path) -> None:
-    assert result["statusCode"] == 202 and body(result)["reply_key"] == "api_linkedin:li-msg-88121"
+    # an external id names a reply within its outcome (the sample's)
+    key = "api_linkedin:1d3c5e7a-0b2f-4c6e-8a1d-3f5b7c9e0a12:li-msg-88121"
+    assert result["statusCode"] == 202 and body(result)["reply_key"] == key
     classified = db.execute(
-        "SELECT count(*) AS n FROM outcome_events WHERE provider = 'classifier' "
-        "AND event_key = 'api_linkedin:li-msg-88121'"
+        "SELECT count(*) AS n FROM outcome_events WHERE provider = 'classifier' AND event_key = %s", (key,)
     ).fetchone()
     assert classified is not None and classified["n"] == 1
 
