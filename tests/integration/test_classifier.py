@@ -309,3 +309,23 @@ def test_a_database_outage_before_classifying_fails_the_whole_batch(db, aws, mon
     with pytest.raises(DependencyUnavailable):
         invoke("ClassifierFunction", sqs_event(outcome_id), ROOT / "template.yaml")
     assert classified(db, outcome_id) == {} and outcome(db, outcome_id)["reply_category"] is None
+
+
+def test_a_lead_who_refuses_email_and_asks_for_a_call_is_called_and_not_emailed_again(db, aws) -> None:
+    """ "Don't email me, call me" is a request to be called (the category, and the alert to a rep)
+    and a refusal of e-mail, which is honoured: the lead's address is suppressed (before, only the
+    category was kept, and the sender went on e-mailing someone who asked it to stop)."""
+    outcome_id = register()
+    classify(outcome_id, "Please stop emailing me. Just call me on Tuesday instead.")
+    row = outcome(db, outcome_id)
+    assert row["reply_category"] == "meeting_request"
+    [suppression] = db.execute("SELECT email, reason FROM suppressions").fetchall()
+    assert (suppression["email"], suppression["reason"]) == ("dana.reyes@northwind.example", "reply_email_opt_out")
+    assert len(drain(aws["attention"])) == 1  # a rep is told to call
+
+
+def test_a_request_to_be_called_alone_suppresses_nothing(db, aws) -> None:
+    outcome_id = register()
+    classify(outcome_id, "Sounds good, please call me on Tuesday.")
+    assert outcome(db, outcome_id)["reply_category"] == "meeting_request"
+    assert db.execute("SELECT count(*) AS n FROM suppressions").fetchone()["n"] == 0

@@ -78,6 +78,8 @@ def effects_of(applied: Iterable[Mapping[str, Any]], contexts: Mapping[Any, Mapp
         reason = SUPPRESSING.get((row["provider"], kind))
         if kind == EventType.REPLY_CLASSIFIED and data.get("category") == "unsubscribe":
             reason = "reply_unsubscribe"
+        elif kind == EventType.REPLY_CLASSIFIED and data.get("email_opt_out"):
+            reason = "reply_email_opt_out"  # "don't email me, call me": called, and never emailed again
         if kind == EventType.CORRECTION and data.get("reply_category") == "unsubscribe":
             reason = "reply_unsubscribe"  # an opt-out a person spotted is an opt-out
         if reason and org_id and email:

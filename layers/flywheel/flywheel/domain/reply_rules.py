@@ -599,6 +599,11 @@ _ANY_CHANNEL = re.compile(
 )
 
 
+def email_opt_out(text: str) -> bool:
+    """The reply (its own words) refuses e-mail only: a change of channel, honoured as a suppression."""
+    return opt_out(reply_text(text)) == "email"
+
+
 def opt_out(text: str) -> str | None:
     """ "email" when every opt-out expression in the reply refuses only e-mail, "all" when another
     one is there, None when there is none."""
@@ -966,5 +971,6 @@ def classify_offline(text: str, today: date, model: ReplyModel | None = None) ->
             "reason": reason[:300],
             "source": "fallback",
             "model": f"{FALLBACK_MODEL}:{model.version}",
+            "email_opt_out": category != "unsubscribe" and opt_out(clean) == "email",
         }
     )

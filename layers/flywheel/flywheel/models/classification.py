@@ -31,3 +31,7 @@ class LlmClassification(BaseModel):
 class Classification(LlmClassification):
     source: Literal["llm", "fallback"]
     model: str
+    # set from the reply's text by a rule, whichever classifier answered: "Don't email me, call me"
+    # is a request to be called (its category) and a refusal of e-mail, which is honoured (the lead's
+    # address is suppressed, reason reply_email_opt_out)
+    email_opt_out: bool = False

@@ -59,7 +59,14 @@ def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any
     if llm is not None:
         try:
             answer = llm.classify(text, context)
-            return Classification(**answer.model_dump(), source="llm", model=llm.model)
+            from flywheel.domain.reply_rules import email_opt_out
+
+            return Classification(
+                **answer.model_dump(),
+                source="llm",
+                model=llm.model,
+                email_opt_out=answer.category != "unsubscribe" and email_opt_out(text),
+            )
         except LlmUnavailable as exc:
             logger.warning("LLM classification failed; using the offline classifier", extra={"error": str(exc)})
     # the offline classifier's rules (a few hundred patterns) compile on its first use: with an LLM
