@@ -11,11 +11,16 @@ from pydantic import Discriminator, Tag
 
 from flywheel.api import make_resolver
 from flywheel.domain.inputs import IDENTIFIER
+from flywheel.domain.paging import CURSOR_PATTERN, MAX_CURSOR_LENGTH
+from flywheel.models.api import CURSOR_DESCRIPTION as CURSOR
+from flywheel.models.api import SINCE_DESCRIPTION as SINCE
+from flywheel.models.api import QuarantinePage
 from flywheel.models.messages import MessageBatch, MessageIn
 from flywheel.models.replies import CorrectionIn
 from flywheel.observability import logger, metrics, tracer
 from flywheel.services.corrections import correct_outcome
-from flywheel.services.outcomes import list_quarantine, outcome_view, register_messages
+from flywheel.services.outcomes import outcome_view, register_messages
+from flywheel.services.quarantine import list_quarantine
 
 app = make_resolver()
 
@@ -45,9 +50,14 @@ def get_message(outcome_id: Annotated[UUID, Path()], org_id: OrgId) -> dict[str,
 
 @app.get("/quarantine")
 def get_quarantine(
-    org_id: OrgId, since: Annotated[datetime | None, Query()] = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
-) -> dict[str, Any]:
-    return list_quarantine(org_id, since, limit)
+    org_id: OrgId,
+    since: Annotated[datetime | None, Query(description=SINCE)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, max_length=MAX_CURSOR_LENGTH, description=CURSOR)
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> QuarantinePage:
+    return list_quarantine(org_id, since, cursor, limit)
 
 
 @app.post("/outcomes/<outcome_id>/corrections")

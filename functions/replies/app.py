@@ -9,9 +9,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.api import make_resolver
 from flywheel.domain.inputs import IDENTIFIER
+from flywheel.domain.paging import CURSOR_PATTERN, MAX_CURSOR_LENGTH
+from flywheel.models.api import CURSOR_DESCRIPTION as CURSOR
+from flywheel.models.api import SINCE_DESCRIPTION as SINCE
+from flywheel.models.api import SuppressionPage
 from flywheel.models.replies import ReplyIn
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.replies import list_suppressions, submit_reply
+from flywheel.services.replies import submit_reply
+from flywheel.services.suppressions import list_suppressions
 
 app = make_resolver()
 
@@ -24,10 +29,13 @@ def post_reply(reply: Annotated[ReplyIn, Body()]) -> tuple[dict[str, Any], int]:
 @app.get("/suppressions")
 def get_suppressions(
     org_id: Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")],
-    since: Annotated[datetime | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description=SINCE)] = None,
+    cursor: Annotated[
+        str | None, Query(pattern=CURSOR_PATTERN, max_length=MAX_CURSOR_LENGTH, description=CURSOR)
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-) -> dict[str, Any]:
-    return list_suppressions(org_id, since, limit)
+) -> SuppressionPage:
+    return list_suppressions(org_id, since, cursor, limit)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,41 @@ def test_the_example_sender_explains_bad_input_without_a_traceback(args: list[st
         check=False,
     )
     assert done.returncode != 0 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_listings_follow_next_to_the_last_page(local: dict[str, Any], db) -> None:
+    """150 suppressions and 150 quarantined events, each written by one batch (one transaction, one
+    time), read 100 per request: the client follows `next` and returns every row exactly once."""
+    from flywheel.dal import quarantine as quarantine_dal
+    from flywheel.dal import suppressions as suppressions_dal
+    from flywheel.dal.connection import transaction
+
+    with transaction() as conn:
+        conn.execute("INSERT INTO organizations (org_id) VALUES ('acme') ON CONFLICT DO NOTHING")
+        suppressions_dal.suppress_many(conn, [("acme", f"lead{i}@x.example", "unsubscribe", None) for i in range(150)])
+        quarantine_dal.add(
+            conn,
+            [
+                {
+                    "provider": "sendgrid",
+                    "org_id": "acme",
+                    "reason": "bad",
+                    "field": "timestamp",
+                    "raw": "{}",
+                    "digest": f"d{i}",
+                }
+                for i in range(150)
+            ],
+        )
+    api = client(local["url"])
+    suppressed = api.suppressions("acme", limit=100)
+    assert sorted(r["email"] for r in suppressed) == sorted(f"lead{i}@x.example" for i in range(150))
+    assert len(suppressed) == 150
+    events = api.quarantine("acme", limit=100)
+    assert len({e["quarantine_id"] for e in events}) == len(events) == 150
+    gets = [line.split()[:2] for line in local["log"] if line.startswith("GET")]
+    assert [path.split("?")[0] for _, path in gets] == ["/suppressions"] * 2 + ["/quarantine"] * 2
+    # `since` is where the listing starts; the client still reads on to the end
+    start = datetime.fromisoformat(suppressed[0]["created_at"])
+    assert [r["email"] for r in api.suppressions("acme", since=start, limit=100)] == [r["email"] for r in suppressed]
+    assert api.suppressions("acme", since=start + timedelta(seconds=1)) == []

@@ -24,7 +24,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -199,10 +199,31 @@ class FlywheelClient:
         return dict(self.request("GET", f"/messages/{quote(outcome_id, safe='')}", params={"org_id": org_id}))
 
     def suppressions(self, org_id: str, since: datetime | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """The whole suppression list from `since` (every lead who must not be emailed again),
+        read `limit` per request, following each page's `next` cursor to the last page."""
+        return list(self.pages("/suppressions", "suppressions", org_id, since, limit))
+
+    def quarantine(self, org_id: str, since: datetime | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Every malformed provider event quarantined for this organisation from `since`, read
+        `limit` per request, following each page's `next` cursor to the last page."""
+        return list(self.pages("/quarantine", "events", org_id, since, limit))
+
+    def pages(self, path: str, key: str, org_id: str, since: datetime | None, limit: int) -> Iterator[dict[str, Any]]:
+        """The rows of a paged listing, page after page. `since` only sets where the listing starts:
+        a time cannot say where a page ended when one batch wrote many rows at that time, so each
+        next page is asked for with the cursor the previous page returned."""
         params: dict[str, Any] = {"org_id": org_id, "limit": limit}
         if since is not None:
             params["since"] = _json_default(since)
-        return list(self.request("GET", "/suppressions", params=params)["suppressions"])
+        while True:
+            page = self.request("GET", path, params=params)
+            yield from page[key]
+            cursor = page.get("next")
+            if cursor is None:
+                return
+            if cursor == params.get("cursor"):  # a server that does not advance would loop forever
+                raise FlywheelError(0, "cursor_not_advancing", f"{path} returned the cursor it was given")
+            params["cursor"] = cursor
 
     def start_training_run(self, **params: Any) -> dict[str, Any]:
         return dict(self.request("POST", "/training/run", params))

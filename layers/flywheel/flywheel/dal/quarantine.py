@@ -24,10 +24,22 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> int:
     )
 
 
-def list_for_org(conn: Connection, org_id: str, since: datetime | None, limit: int) -> list[dict[str, Any]]:
+def list_for_org(
+    conn: Connection, org_id: str, since: datetime | None, limit: int, *, after: tuple[datetime, int] | None = None
+) -> list[dict[str, Any]]:
+    """Up to `limit` events in (received_at, quarantine_id) order (the index's order: a range, no
+    sort), from `since` and strictly after the `after` position (the last row of the previous page)."""
+    where = ["org_id = %s"]
+    params: list[Any] = [org_id]
+    if since is not None:
+        where.append("received_at >= %s::timestamptz")
+        params.append(since)
+    if after is not None:
+        where.append("(received_at, quarantine_id) > (%s::timestamptz, %s::bigint)")
+        params.extend(after)
     return conn.execute(
-        """SELECT quarantine_id, provider, reason, field, raw, received_at FROM quarantined_events
-            WHERE org_id = %s AND (%s::timestamptz IS NULL OR received_at >= %s::timestamptz)
-            ORDER BY received_at, quarantine_id LIMIT %s""",
-        (org_id, since, since, limit),
+        f"""SELECT quarantine_id, provider, reason, field, raw, received_at FROM quarantined_events
+            WHERE {" AND ".join(where)}
+            ORDER BY received_at, quarantine_id LIMIT %s""",  # fixed fragments only; every value is a parameter
+        (*params, limit),
     ).fetchall()

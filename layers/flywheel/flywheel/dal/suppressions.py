@@ -36,10 +36,22 @@ def suppress_many(conn: Connection, rows: list[tuple[str, str, str, UUID | None]
     )
 
 
-def list_suppressions(conn: Connection, org_id: str, since: datetime | None, limit: int) -> list[dict[str, Any]]:
+def list_suppressions(
+    conn: Connection, org_id: str, since: datetime | None, limit: int, *, after: tuple[datetime, str] | None = None
+) -> list[dict[str, Any]]:
+    """Up to `limit` suppressions in (created_at, email) order (the index's order: a range, no sort),
+    from `since` and strictly after the `after` position (the last row of the previous page)."""
+    where = ["org_id = %s"]
+    params: list[Any] = [org_id]
+    if since is not None:
+        where.append("created_at >= %s::timestamptz")
+        params.append(since)
+    if after is not None:
+        where.append("(created_at, email) > (%s::timestamptz, %s::text)")
+        params.extend(after)
     return conn.execute(
-        """SELECT email, reason, outcome_id, created_at FROM suppressions
-            WHERE org_id = %s AND (%s::timestamptz IS NULL OR created_at >= %s::timestamptz)
-            ORDER BY created_at, email LIMIT %s""",
-        (org_id, since, since, limit),
+        f"""SELECT email, reason, outcome_id, created_at FROM suppressions
+            WHERE {" AND ".join(where)}
+            ORDER BY created_at, email LIMIT %s""",  # fixed fragments only; every value is a parameter
+        (*params, limit),
     ).fetchall()
