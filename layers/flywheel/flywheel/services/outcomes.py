@@ -11,7 +11,6 @@ from uuid import UUID
 from flywheel.dal import events as events_dal
 from flywheel.dal import outbox as outbox_dal
 from flywheel.dal import outcomes as outcomes_dal
-from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
@@ -151,14 +150,6 @@ def outcome_view(outcome_id: UUID, org_id: str) -> dict[str, Any]:
         row["events"] = events_dal.history(conn, outcome_id)
     row.pop("dedupe_key", None)
     return row
-
-
-def list_quarantine(org_id: str, since: datetime | None, limit: int) -> dict[str, Any]:
-    """Malformed provider events attributed to this organisation (by its provider account or the
-    event's own org_id), newest last."""
-    with transaction() as conn:
-        rows = quarantine_dal.list_for_org(conn, org_id, since, limit)
-    return {"org_id": org_id, "events": rows, "count": len(rows)}
 
 
 def refresh_due_meetings(now: datetime | None = None) -> int:

@@ -8,7 +8,6 @@ from typing import Any
 
 from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
-from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.ingest import IncomingEvent, content_key
 from flywheel.domain.lifecycle import EventType
@@ -61,9 +60,3 @@ def submit_reply(reply: ReplyIn) -> dict[str, Any]:
         "queued": True,
         "duplicate": stored.duplicates == 1,
     }
-
-
-def list_suppressions(org_id: str, since: datetime | None, limit: int) -> dict[str, Any]:
-    with transaction() as conn:
-        rows = suppressions_dal.list_suppressions(conn, org_id, since, limit)
-    return {"org_id": org_id, "suppressions": rows, "count": len(rows)}
