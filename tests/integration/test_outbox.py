@@ -152,7 +152,7 @@ def test_replies_of_50000_cjk_characters_are_sent_when_the_queue_is_back(db, sqs
     configure(monkeypatch, REPLIES_QUEUE_URL=sqs["url"])
     assert outbox.flush() == {"replies": 5, "events": 0}  # the sweep
     jobs = sorted(received(sqs["inner"], sqs["url"]), key=lambda j: j["reply_key"])
-    assert [j["reply_key"] for j in jobs] == [f"api_linkedin:li-{i}" for i in range(5)]
+    assert [j["reply_key"] for j in jobs] == [f"api_linkedin:{outcome_id}:li-{i}" for i in range(5)]
     for job, text in zip(jobs, texts, strict=True):
         assert 40_000 < len(job["text"]) < 50_000 and text.startswith(job["text"])
         assert len(queue_client.encode(job)) <= outbox.MAX_REPLY_JOB_BYTES
@@ -162,7 +162,8 @@ def test_replies_of_50000_cjk_characters_are_sent_when_the_queue_is_back(db, sqs
     record = {**sqs_event(outcome_id)["Records"][0], "body": json.dumps(jobs[0]), "messageId": "m-1"}
     assert invoke("ClassifierFunction", {"Records": [record]}, ROOT / "template.yaml") == {"batchItemFailures": []}
     stored = db.execute(
-        "SELECT data->>'text' AS text FROM outcome_events WHERE provider = 'api_linkedin' AND event_key = 'li-0'"
+        "SELECT data->>'text' AS text FROM outcome_events WHERE provider = 'api_linkedin' AND event_key = %s",
+        (f"{outcome_id}:li-0",),
     ).fetchone()
     assert stored["text"] == texts[0]
 
