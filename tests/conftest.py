@@ -16,6 +16,10 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+# the suites read what they just wrote: GET /suppressions and /quarantine list rows at once here
+# (production waits LISTING_SETTLE_S; tests/integration/test_paging.py tests that wait itself)
+os.environ.setdefault("LISTING_SETTLE_S", "0")
+
 from flywheel.dal.connection import close_connection
 from flywheel.dal.migrations import migrate
 from flywheel.local.embedded import create_database, throwaway_server

@@ -175,11 +175,11 @@ PLAN_SEED = """
 INSERT INTO organizations (org_id) SELECT 'org' || g FROM generate_series(0, 9) g ON CONFLICT DO NOTHING;
 INSERT INTO suppressions (org_id, email, reason, created_at)
 SELECT 'org' || (g % 10), 'l' || g || '@x.example', 'unsubscribe',
-       timestamptz '2030-01-01' + make_interval(mins => g / 500)
+       timestamptz '2026-01-01' + make_interval(mins => g / 500)
   FROM generate_series(1, 50000) g;
 INSERT INTO quarantined_events (provider, org_id, reason, raw, digest, received_at)
 SELECT 'sendgrid', 'org' || (g % 10), 'bad timestamp', '{}', 'd' || g,
-       timestamptz '2030-01-01' + make_interval(mins => g / 500)
+       timestamptz '2026-01-01' + make_interval(mins => g / 500)
   FROM generate_series(1, 50000) g;
 ANALYZE suppressions, quarantined_events;
 """
@@ -197,7 +197,7 @@ def test_a_page_is_one_ordered_index_range(db) -> None:
     from flywheel.dal import suppressions as suppressions_dal
 
     db.execute(PLAN_SEED)
-    at = datetime(2030, 1, 1, 0, 30, tzinfo=UTC)
+    at = datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
     calls = {
         "suppressions_org_created_email": [
             lambda c: suppressions_dal.list_suppressions(c, "org3", None, 101, after=(at, "l15003@x.example")),
@@ -232,3 +232,39 @@ def test_a_page_is_one_ordered_index_range(db) -> None:
             assert "org_id" in scan["Index Cond"], scan
             if len(params) > 2:  # since or cursor: the start of the range is in the index condition
                 assert ("created_at" in scan["Index Cond"]) or ("received_at" in scan["Index Cond"]), scan
+
+
+def test_a_suppression_committed_late_with_an_earlier_date_is_still_listed(
+    api: ApiClient, db, db_url, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(An outside review's case.) A row is dated when its transaction begins and seen when it
+    commits: a long transaction's suppression can commit after younger ones were listed. Rows are
+    listed once LISTING_SETTLE_S old (above the longest transaction that writes them), so a sender
+    following `next` from the start, or polling on, reads it (before, it was never returned)."""
+    import time
+
+    import psycopg
+
+    from flywheel.settings import reset_settings
+
+    monkeypatch.setenv("LISTING_SETTLE_S", "2")
+    reset_settings()
+    db.execute("INSERT INTO organizations (org_id) VALUES ('acme') ON CONFLICT DO NOTHING")
+    with psycopg.connect(db_url) as slow:  # a longer transaction (a big provider batch) began first
+        slow.execute("INSERT INTO suppressions (org_id, email, reason) VALUES ('acme', 'slow@x.example', 'r')")
+        for name in ("a", "b", "c"):
+            db.execute(
+                "INSERT INTO suppressions (org_id, email, reason) VALUES ('acme', %s, 'r')", (f"{name}@x.example",)
+            )
+        status, page = api.get("/suppressions?org_id=acme&limit=2")
+        assert status == 200 and page["suppressions"] == [], page  # nothing has settled yet
+        slow.commit()
+    time.sleep(2.2)
+    seen, cursor = [], None
+    while True:
+        status, page = api.get("/suppressions?org_id=acme&limit=2" + (f"&cursor={quote(cursor)}" if cursor else ""))
+        seen += [row["email"] for row in page["suppressions"]]
+        if not (cursor := page["next"]):
+            break
+    assert seen == ["slow@x.example", "a@x.example", "b@x.example", "c@x.example"]
+    reset_settings()

@@ -143,6 +143,11 @@ class Settings(BaseModel):
     # the dataset line cache keeps an outcome's lines this many days after it was sent (a build's
     # window is since_days, 90 by default: a month more for a wider run; an older outcome is built again)
     dataset_cache_days: int = Field(default=120, ge=1, le=3650)
+    # GET /suppressions and GET /quarantine list a row once it is this old: a row is dated when its
+    # transaction began (now()) but seen when it commits, so a listing that went past a younger row
+    # would never return an older one committed later. Above the longest transaction that writes
+    # them (ClassifierFunction's 180 s timeout: a Lambda's transaction ends with it)
+    listing_settle_s: int = Field(default=240, ge=0, le=3600)
     # the reports' daily counts (ReportRollupFunction) follow the changes; as a safety net each day
     # whose outcomes can still change is also re-counted whole once this many hours (0: never)
     report_recount_hours: float = Field(default=24, ge=0, le=24 * 365)

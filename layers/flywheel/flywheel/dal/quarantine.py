@@ -25,12 +25,19 @@ def add(conn: Connection, rows: list[dict[str, Any]]) -> int:
 
 
 def list_for_org(
-    conn: Connection, org_id: str, since: datetime | None, limit: int, *, after: tuple[datetime, int] | None = None
+    conn: Connection,
+    org_id: str,
+    since: datetime | None,
+    limit: int,
+    *,
+    after: tuple[datetime, int] | None = None,
+    settle_s: float = 0,
 ) -> list[dict[str, Any]]:
     """Up to `limit` events in (received_at, quarantine_id) order (the index's order: a range, no
     sort), from `since` and strictly after the `after` position (the last row of the previous page)."""
-    where = ["org_id = %s"]
-    params: list[Any] = [org_id]
+    # only rows older than `settle_s`: no transaction still open can commit one dated before them
+    where = ["org_id = %s", "received_at < now() - %s * interval '1 second'"]
+    params: list[Any] = [org_id, settle_s]
     if since is not None:
         where.append("received_at >= %s::timestamptz")
         params.append(since)

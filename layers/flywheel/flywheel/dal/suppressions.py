@@ -37,12 +37,19 @@ def suppress_many(conn: Connection, rows: list[tuple[str, str, str, UUID | None]
 
 
 def list_suppressions(
-    conn: Connection, org_id: str, since: datetime | None, limit: int, *, after: tuple[datetime, str] | None = None
+    conn: Connection,
+    org_id: str,
+    since: datetime | None,
+    limit: int,
+    *,
+    after: tuple[datetime, str] | None = None,
+    settle_s: float = 0,
 ) -> list[dict[str, Any]]:
     """Up to `limit` suppressions in (created_at, email) order (the index's order: a range, no sort),
     from `since` and strictly after the `after` position (the last row of the previous page)."""
-    where = ["org_id = %s"]
-    params: list[Any] = [org_id]
+    # only rows older than `settle_s`: no transaction still open can commit one dated before them
+    where = ["org_id = %s", "created_at < now() - %s * interval '1 second'"]
+    params: list[Any] = [org_id, settle_s]
     if since is not None:
         where.append("created_at >= %s::timestamptz")
         params.append(since)

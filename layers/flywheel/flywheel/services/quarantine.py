@@ -8,6 +8,7 @@ from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.paging import decode_cursor, encode_cursor
 from flywheel.models.api import QuarantinePage
+from flywheel.settings import get_settings
 
 LISTING = "quarantine"
 
@@ -19,7 +20,9 @@ def list_quarantine(org_id: str, since: datetime | None, cursor: str | None, lim
     after = decode_cursor(LISTING, cursor, int) if cursor is not None else None
     with transaction() as conn:
         # one row more than the page says whether another page follows
-        rows = quarantine_dal.list_for_org(conn, org_id, since, limit + 1, after=after)
+        rows = quarantine_dal.list_for_org(
+            conn, org_id, since, limit + 1, after=after, settle_s=get_settings().listing_settle_s
+        )
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if more else None
     return QuarantinePage.model_validate(

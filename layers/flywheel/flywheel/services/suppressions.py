@@ -8,6 +8,7 @@ from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import transaction
 from flywheel.domain.paging import decode_cursor, encode_cursor
 from flywheel.models.api import SuppressionPage
+from flywheel.settings import get_settings
 
 LISTING = "suppressions"
 
@@ -18,7 +19,9 @@ def list_suppressions(org_id: str, since: datetime | None, cursor: str | None, l
     after = decode_cursor(LISTING, cursor, str) if cursor is not None else None
     with transaction() as conn:
         # one row more than the page says whether another page follows
-        rows = suppressions_dal.list_suppressions(conn, org_id, since, limit + 1, after=after)
+        rows = suppressions_dal.list_suppressions(
+            conn, org_id, since, limit + 1, after=after, settle_s=get_settings().listing_settle_s
+        )
     page, more = rows[:limit], len(rows) > limit
     last = page[-1] if more else None
     return SuppressionPage.model_validate(
