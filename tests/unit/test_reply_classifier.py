@@ -281,6 +281,25 @@ REVIEWED_OPT_OUTS = [
 ]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Stop emailing me and call me instead, it's quicker.",
+        "Keine E-Mails mehr bitte, rufen Sie mich lieber an.",
+        # the last review's case: Portuguese's singular imperative was no opt-out, so nothing was suppressed
+        "Por favor, não me mande mais e-mails, me ligue.",
+    ],
+)
+def test_an_email_only_refusal_beside_a_call_request_is_a_meeting_request_that_suppresses_email(text: str) -> None:
+    classified = classify_offline(text, TODAY)
+    assert (classified.category, classified.email_opt_out) == ("meeting_request", True)
+
+
+@pytest.mark.parametrize("text", ["Não me envie mais mensagens.", "Por favor não me contate mais."])
+def test_portuguese_singular_opt_outs_are_unsubscribe(text: str) -> None:
+    assert classify_offline(text, TODAY).category == "unsubscribe"
+
+
 @pytest.mark.parametrize("text", REVIEWED_OPT_OUTS)
 def test_the_reviewed_opt_outs_are_unsubscribe(text: str) -> None:
     classified = classify_offline(text, date(2025, 3, 3))

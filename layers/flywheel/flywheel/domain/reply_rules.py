@@ -111,6 +111,7 @@ UNSUBSCRIBE = _any(
     r"\bremov\w* (?:o |)(?:meu|minha)",
     r"\bnão (?:quero|desejo) receber",
     r"\bpar(?:em|e) de (?:me )?(?:enviar|mandar)",
+    r"\bnão me (?:enviem|contactem|contatem|mandem|envie|contacte|contate|mande)\b.{0,30}\bmais\b",
     r"\bnão me (?:enviem|contactem|contatem|mandem)",
     # Italian
     r"\bcancellar(?:mi|e) dalla\b",
@@ -163,7 +164,8 @@ UNSUBSCRIBE = _any(
     r"\b(?:retirez|supprimez|enlevez|rayez)[- ]moi\b",
     r"\bno (?:me )?(?:vuelvan a |)(?:contacten|escriban|env[ií]en|manden|llamen)\b.{0,30}\bm[aá]s\b",
     r"\b(?:b[oó]rr(?:en|eme|enme)|s[aá]qu(?:en|enme)|qu[ií]t(?:en|enme))\b.{0,20}\b(?:lista|base)\b",
-    r"\bnão (?:me )?(?:contactem|contatem|enviem|mandem|escrevam|liguem)\b.{0,30}\bmais\b",
+    r"\bnão (?:me )?(?:contactem|contatem|enviem|mandem|escrevam|liguem|contacte|contate|envie|mande|escreva|ligue)\b"
+    r".{0,30}\bmais\b",
     r"\b(?:retirem|tirem|removam|apaguem)\b.{0,30}\b(?:lista|contacto|contato|e-?mail)\b",
     r"\bnon (?:mi |ci )?(?:contattate|scrivete|scrivetemi|inviate|mandate)\w* più\b",
     r"\b(?:toglietemi|rimuovetemi|cancellatemi|eliminatemi)\b",
