@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import json
 from datetime import datetime
-from typing import overload
+from typing import Any, overload
 
 from flywheel.errors import InvalidInput
 
@@ -60,6 +60,15 @@ def decode_cursor(listing: str, token: str, key_type: type[str] | type[int]) -> 
             "cursor: not a cursor this listing issued (pass `next` back unchanged)", field="cursor"
         ) from None
     return at, key
+
+
+def page_of(
+    rows: list[dict[str, Any]], limit: int, listing: str, at: str, key: str
+) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of `limit` rows from `limit + 1` read (one more says whether another page follows),
+    and the cursor of the next page (None when this one is the last)."""
+    page = rows[:limit]
+    return page, encode_cursor(listing, page[-1][at], page[-1][key]) if len(rows) > limit else None
 
 
 def _valid_key(key: object, key_type: type[str] | type[int]) -> bool:

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal.connection import transaction
-from flywheel.domain.paging import decode_cursor, encode_cursor
+from flywheel.domain.paging import decode_cursor, page_of
 from flywheel.models.api import QuarantinePage
 from flywheel.settings import get_settings
 
@@ -18,18 +18,9 @@ def list_quarantine(org_id: str, since: datetime | None, cursor: str | None, lim
     event's own org_id), oldest first: up to `limit` from `since` (inclusive) and after `cursor`;
     `next` is the cursor of the following page, None when this page is the last."""
     after = decode_cursor(LISTING, cursor, int) if cursor is not None else None
-    with transaction() as conn:
-        # one row more than the page says whether another page follows
+    with transaction() as conn:  # one row more than a page: whether another follows
         rows = quarantine_dal.list_for_org(
             conn, org_id, since, limit + 1, after=after, settle_s=get_settings().listing_settle_s
         )
-    page, more = rows[:limit], len(rows) > limit
-    last = page[-1] if more else None
-    return QuarantinePage.model_validate(
-        {
-            "org_id": org_id,
-            "events": page,
-            "count": len(page),
-            "next": encode_cursor(LISTING, last["received_at"], last["quarantine_id"]) if last else None,
-        }
-    )
+    page, after_page = page_of(rows, limit, LISTING, "received_at", "quarantine_id")
+    return QuarantinePage.model_validate({"org_id": org_id, "events": page, "count": len(page), "next": after_page})
