@@ -295,6 +295,14 @@ def test_an_email_only_refusal_beside_a_call_request_is_a_meeting_request_that_s
     assert (classified.category, classified.email_opt_out) == ("meeting_request", True)
 
 
+@pytest.mark.parametrize("text", ["Please don't call me, email me instead.", "Please no more calls, email only."])
+def test_a_refusal_of_calls_that_asks_for_email_suppresses_nothing(text: str) -> None:
+    """(The last review's case.) The model read these as opt-outs (0.68-0.78) and the lead, who asked
+    to be e-mailed, was suppressed: asking for e-mail is a request to be contacted."""
+    classified = classify_offline(text, TODAY)
+    assert classified.category == "interested" and not classified.email_opt_out
+
+
 @pytest.mark.parametrize("text", ["Não me envie mais mensagens.", "Por favor não me contate mais."])
 def test_portuguese_singular_opt_outs_are_unsubscribe(text: str) -> None:
     assert classify_offline(text, TODAY).category == "unsubscribe"

@@ -506,6 +506,9 @@ SEND_REQUEST = _any(
     r"\b(?:please |could you |can you |pls )?send (?:me|us|over|through)\b",
     r"\b(?:please |could you |can you )send\b",
     r"\be-?mail (?:me|us) (?:the|a|an|some|more|your)\b",
+    # e-mail asked for instead of calls ("don't call me, email me instead"): no opt-out from e-mail
+    r"\be-?mail (?:me|us) (?:instead|only|rather|directly)\b",
+    r"\b(?:by |via |over |)e-?mail only\b",
     # German
     r"\b(?:schicken|senden|mailen|übermitteln) sie (?:mir|uns)\b",
     r"\b(?:schick|schickt|sende|sendet) (?:mir|uns)\b",
