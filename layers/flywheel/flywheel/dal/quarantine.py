@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from flywheel.dal import keyset
 from flywheel.dal.connection import Connection, jsonb
 
 
@@ -33,20 +34,15 @@ def list_for_org(
     after: tuple[datetime, int] | None = None,
     settle_s: float = 0,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` events in (received_at, quarantine_id) order (the index's order: a range, no
-    sort), from `since` and strictly after the `after` position (the last row of the previous page)."""
-    # only rows older than `settle_s`: no transaction still open can commit one dated before them
-    where = ["org_id = %s", "received_at < now() - %s * interval '1 second'"]
-    params: list[Any] = [org_id, settle_s]
-    if since is not None:
-        where.append("received_at >= %s::timestamptz")
-        params.append(since)
-    if after is not None:
-        where.append("(received_at, quarantine_id) > (%s::timestamptz, %s::bigint)")
-        params.extend(after)
-    return conn.execute(
-        f"""SELECT quarantine_id, provider, reason, field, raw, received_at FROM quarantined_events
-            WHERE {" AND ".join(where)}
-            ORDER BY received_at, quarantine_id LIMIT %s""",  # fixed fragments only; every value is a parameter
-        (*params, limit),
-    ).fetchall()
+    """Up to `limit` rows in (received_at, quarantine_id) order: see `keyset.page`."""
+    return keyset.page(
+        conn,
+        "SELECT quarantine_id, provider, reason, field, raw, received_at FROM quarantined_events",
+        "received_at",
+        ("quarantine_id", "bigint"),
+        org_id,
+        since,
+        limit,
+        after,
+        settle_s,
+    )

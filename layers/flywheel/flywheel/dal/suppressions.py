@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from flywheel.dal import keyset
 from flywheel.dal.connection import Connection
 
 
@@ -45,20 +46,15 @@ def list_suppressions(
     after: tuple[datetime, str] | None = None,
     settle_s: float = 0,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` suppressions in (created_at, email) order (the index's order: a range, no sort),
-    from `since` and strictly after the `after` position (the last row of the previous page)."""
-    # only rows older than `settle_s`: no transaction still open can commit one dated before them
-    where = ["org_id = %s", "created_at < now() - %s * interval '1 second'"]
-    params: list[Any] = [org_id, settle_s]
-    if since is not None:
-        where.append("created_at >= %s::timestamptz")
-        params.append(since)
-    if after is not None:
-        where.append("(created_at, email) > (%s::timestamptz, %s::text)")
-        params.extend(after)
-    return conn.execute(
-        f"""SELECT email, reason, outcome_id, created_at FROM suppressions
-            WHERE {" AND ".join(where)}
-            ORDER BY created_at, email LIMIT %s""",  # fixed fragments only; every value is a parameter
-        (*params, limit),
-    ).fetchall()
+    """Up to `limit` rows in (created_at, email) order: see `keyset.page`."""
+    return keyset.page(
+        conn,
+        "SELECT email, reason, outcome_id, created_at FROM suppressions",
+        "created_at",
+        ("email", "text"),
+        org_id,
+        since,
+        limit,
+        after,
+        settle_s,
+    )
