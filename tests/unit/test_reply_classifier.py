@@ -303,6 +303,43 @@ def test_a_refusal_of_calls_that_asks_for_email_suppresses_nothing(text: str) ->
     assert classified.category == "interested" and not classified.email_opt_out
 
 
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("Don't remove me from the list, call me", "meeting_request"),
+        ("I was about to unsubscribe but this looks interesting, call me", "meeting_request"),
+        ("No need to take me off your list - send me pricing", "interested"),
+        ("Please don't stop emailing me, send me the case study", "interested"),
+    ],
+)
+def test_an_opt_out_the_reply_itself_refuses_is_none(text: str, category: str) -> None:
+    """(A leftover of the last session.) "Don't remove me from the list, call me" was `unsubscribe`
+    and the lead, who asked to be called, was suppressed."""
+    classified = classify_offline(text, TODAY)
+    assert (classified.category, classified.email_opt_out) == (category, False)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Why don't you remove me from your list",
+        "Don't forget to remove me from your list",
+        "Don't unsubscribe me. Actually yes, unsubscribe me.",
+        "I don't want these, unsubscribe me",
+    ],
+)
+def test_only_words_that_refuse_the_opt_out_itself_cancel_it(text: str) -> None:
+    assert classify_offline(text, TODAY).category == "unsubscribe"
+
+
+def test_a_french_refusal_of_email_beside_a_call_request_changes_channel() -> None:
+    """(A leftover of the last session.) "Arrêtez de m'envoyer des e-mails, appelez-moi" was a full
+    unsubscribe: the opt-out matched without its verb, so it did not read as refusing e-mail only."""
+    classified = classify_offline("Arrêtez de m'envoyer des e-mails, appelez-moi.", TODAY)
+    assert (classified.category, classified.email_opt_out) == ("meeting_request", True)
+    assert classify_offline("Arrêtez de m'appeler.", TODAY).category == "unsubscribe"
+
+
 @pytest.mark.parametrize("text", ["Não me envie mais mensagens.", "Por favor não me contate mais."])
 def test_portuguese_singular_opt_outs_are_unsubscribe(text: str) -> None:
     assert classify_offline(text, TODAY).category == "unsubscribe"

@@ -94,7 +94,7 @@ UNSUBSCRIBE = _any(
     r"\b(?:retirer|supprimer)\b.{0,30}\bliste\b",
     r"\bne (?:plus|pas) (?:m'envoyer|me contacter|recevoir)",
     r"\bne souhaite plus recevoir\b",
-    r"\barr[êe]tez de m'",
+    r"\barr[êe]tez de m'\w*",  # with its verb: "arrêtez de m'envoyer" refuses e-mail only
     r"\bplus de (?:mails|e-mails|messages)\b",
     # Spanish
     r"\bdar(?:me)? de baja\b",
@@ -609,10 +609,25 @@ def email_opt_out(text: str) -> bool:
     return opt_out(reply_text(text)) == "email"
 
 
+# An opt-out expression right after words that refuse or put off the opt-out itself is not one:
+# "Don't remove me from the list", "I was about to unsubscribe but...", "no need to take me off".
+# Only these words, directly before it: "why don't you remove me" and "don't forget to unsubscribe
+# me" stay opt-outs, and anything less clear is read as one (the safe direction).
+_OPT_OUT_REFUSED = re.compile(
+    r"(?<!\bwhy )\b(?:please )?(?:don'?t|do not|no need to|hate to|(?:was|were|am|i'm) about to|almost|nearly)\s+$",
+    re.IGNORECASE,
+)
+
+
+def opt_out_phrases(text: str) -> list[str]:
+    """The reply's opt-out expressions, without those it refuses ("don't remove me")."""
+    return [m.group(0) for m in UNSUBSCRIBE.finditer(text) if not _OPT_OUT_REFUSED.search(text, 0, m.start())]
+
+
 def opt_out(text: str) -> str | None:
     """ "email" when every opt-out expression in the reply refuses only e-mail, "all" when another
     one is there, None when there is none."""
-    found = [m.group(0) for m in UNSUBSCRIBE.finditer(text)]
+    found = opt_out_phrases(text)
     if not found:
         return None
     email_only = all(_EMAIL_CHANNEL.search(f) and not _ANY_CHANNEL.search(f) for f in found)
@@ -885,7 +900,7 @@ def _objection_model() -> ReplyModel:
 
 def rule_category(text: str) -> tuple[str, str] | None:
     """(category, reason) when a high-precision rule fires, else None."""
-    if UNSUBSCRIBE.search(text):
+    if opt_out_phrases(text):
         return "unsubscribe", "asks to be removed"
     if OUT_OF_OFFICE.search(text):
         return "out_of_office", "out-of-office wording"
