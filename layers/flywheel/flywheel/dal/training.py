@@ -10,6 +10,7 @@ from uuid import UUID
 import psycopg
 
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.domain.effects import EMAIL_ONLY_OPT_OUT
 
 # what a build reads of each outcome (the filters read the rest in the server); the id as text,
 # which is how the build uses it (a uuid.UUID per row costs more to make and to send to a worker)
@@ -32,6 +33,10 @@ def _dataset_filter(for_preferences: bool) -> tuple[str, str]:
     organisation's campaign/segment/framework group arrives together."""
     where = [
         "org.training_opt_in",
+        # a lead who opted out (unsubscribe, spam report, an opt-out or erasure request by reply) is
+        # left out of every dataset; one who only refused e-mail for calls is not (reply_email_opt_out)
+        "NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.org_id = o.org_id AND s.email = o.lead_email"
+        f" AND s.reason <> '{EMAIL_ONLY_OPT_OUT}')",
         "(%(since)s::timestamptz IS NULL OR o.sent_at >= %(since)s::timestamptz)",
         "(%(until)s::timestamptz IS NULL OR o.sent_at < %(until)s::timestamptz)",
     ]

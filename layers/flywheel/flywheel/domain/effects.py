@@ -17,6 +17,8 @@ SUPPRESSING = {
     ("sendgrid", EventType.UNSUBSCRIBE.value): "sendgrid_unsubscribe",
     ("sendgrid", EventType.SPAM_REPORT.value): "sendgrid_spam_report",
 }
+# "don't email me, call me": a change of channel, not an objection to the lead's data being used
+EMAIL_ONLY_OPT_OUT = "reply_email_opt_out"
 NEEDS_ATTENTION = frozenset({"interested", "meeting_request"})
 # the classifier's job takes at most this much text (models.replies.ReplyJob): a longer one would
 # fail there on every delivery; a header (subject, sender) is a line of at most 998 (RFC 5322)
@@ -79,7 +81,7 @@ def effects_of(applied: Iterable[Mapping[str, Any]], contexts: Mapping[Any, Mapp
         if kind == EventType.REPLY_CLASSIFIED and data.get("category") == "unsubscribe":
             reason = "reply_unsubscribe"
         elif kind == EventType.REPLY_CLASSIFIED and data.get("email_opt_out"):
-            reason = "reply_email_opt_out"  # "don't email me, call me": called, and never emailed again
+            reason = EMAIL_ONLY_OPT_OUT  # "don't email me, call me": called, and never emailed again
         if kind == EventType.CORRECTION and data.get("reply_category") == "unsubscribe":
             reason = "reply_unsubscribe"  # an opt-out a person spotted is an opt-out
         if reason and org_id and email:
