@@ -457,7 +457,7 @@ def side(mode: str) -> None:
             "examples": built.examples,
             "scanned": built.manifest["residual_scan"]["lines_scanned"],
             "scan_hits": built.manifest["residual_scan"]["hits"],
-            "redactions": sum(built.manifest["redactions"].values()),
+            "redactions": sum(built.manifest["redactions_in_candidates"].values()),
             "plan_s": built.seconds["plan"],
             "write_s": built.seconds["write"],
         }

@@ -310,7 +310,10 @@ def build_dataset(
         "by_label": dict(written.by_label),
         "by_org": dict(written.by_org),
         "by_framework": dict(written.by_framework),
-        "redactions": dict(sorted(redactor.counts.items())),  # in one order, however the counts came
+        # in one order, however the counts came: those in the written files, and those made in every
+        # candidate (near-duplicates and pairs left out included)
+        "redactions": dict(sorted(written.redactions.items())),
+        "redactions_in_candidates": dict(sorted(redactor.counts.items())),
         "comprehend": staged.comprehend,
         "reserved_keywords_neutralised": written.reserved,
         "dedupe": {
@@ -446,6 +449,7 @@ class _Builder:
                 **example.meta,
                 "reserved": neutralised,
                 "found": [s.detector for _ in scanned for s in next(found)],
+                "redactions": example.redactions,
                 "problems": check_example(payload, self.spec.check_format),
                 "tokens": record_tokens(payload, self.count),
             }
@@ -1021,6 +1025,7 @@ class Written:
     by_org: Counter[str] = field(default_factory=Counter)
     by_framework: Counter[str] = field(default_factory=Counter)
     reserved: int = 0
+    redactions: Counter[str] = field(default_factory=Counter)
     digest: str = ""
     train_report: DatasetReport = field(default_factory=DatasetReport)
     validation_report: DatasetReport = field(default_factory=DatasetReport)
@@ -1067,6 +1072,7 @@ def _write(
             written.by_org[meta["org"]] += 1
             written.by_framework[meta["framework"]] += 1
             written.reserved += meta["reserved"]
+            written.redactions.update(meta["redactions"])
     written.digest = digest.hexdigest()
     written.scan = _scan_result(lines, hit_lines, hits[0] + hits[1], by_detector)
     return written
