@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
     messages = []
     for lead in leads:
         routed = client.route(args.org, lead["lead_id"])  # None until a model is deployed
-        model_id = routed["model"]["provider_model_id"] if routed else "your-default-model"
+        # what to invoke: a Bedrock custom model's own ARN is refused by InvokeModel; null while a
+        # restored model's deployment is being re-created
+        model_id = (routed and routed["model"]["serving_model_id"]) or "your-default-model"
         message = generate(lead, model_id)
         messages.append(
             {

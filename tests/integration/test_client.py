@@ -240,6 +240,37 @@ def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db
     assert count(db, "outcome_labels") == 2
 
 
+def test_the_example_sender_invokes_the_models_serving_id(local: dict[str, Any], db) -> None:
+    """(An outside review.) The example, and the README's loop, generated with the champion's
+    `provider_model_id`: a Bedrock custom model's own ARN, which InvokeModel refuses."""
+    from flywheel.services import experiments
+
+    deployment = "arn:aws:bedrock:us-east-1:123456789012:custom-model-deployment/abc123"
+    db.execute(
+        """INSERT INTO model_registry (model_id, version, major, minor, patch, status, role, provider, provider_model_id,
+                                      base_model, traffic_percentage, deployed_at, serving_model_id, serving_kind,
+                                      serving_status)
+           VALUES ('flywheel-v1.0.0', 'v1.0.0', 1, 0, 0, 'deployed', 'champion', 'bedrock',
+                   'arn:aws:bedrock:us-east-1:123456789012:custom-model/amazon.nova-micro-v1:0:128k/x1',
+                   'amazon.nova-micro-v1:0:128k', 100, now(), %s, 'on_demand', 'active')""",
+        (deployment,),
+    )
+    experiments.forget_cache()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+    env.pop("AWS_SESSION_TOKEN", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sender.py"), "--url", local["url"], "--leads", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    experiments.forget_cache()
+    assert done.returncode == 0, done.stderr
+    assert f"example-0: champion -> {deployment}" in done.stderr
+
+
 @pytest.mark.parametrize(
     "url",
     [

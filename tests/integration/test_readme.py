@@ -38,6 +38,28 @@ def test_the_readme_has_runnable_blocks() -> None:
     assert runnable_blocks(f"text\n{MARKER}\n```bash\necho one\n```\n```bash\necho two\n```") == ["echo one"]
 
 
+def unclosed_fences(text: str) -> list[str]:
+    """Headings that a fence left open swallows (rendered as code), and an unclosed last fence."""
+    inside, swallowed = False, []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("```") and not inside:
+            inside = True
+        elif stripped == "```":
+            inside = False
+        elif inside and line.startswith("## "):
+            swallowed.append(line)
+    return swallowed + (["(a fence is never closed)"] if inside else [])
+
+
+def test_every_code_block_of_the_readme_is_closed() -> None:
+    """(An outside review.) An unclosed ```bash fence turned "Local development" and what follows
+    into one code block."""
+    assert unclosed_fences((ROOT / "README.md").read_text(encoding="utf-8")) == []
+    assert unclosed_fences("```bash\necho\n## Next\n```\n") == ["## Next"]
+    assert unclosed_fences("```bash\necho\n") == ["(a fence is never closed)"]
+
+
 def fresh_copy(destination: Path) -> Path:
     """The tracked and untracked-but-not-ignored files, with their times (so make sees .venv as up to date)."""
     listed = (

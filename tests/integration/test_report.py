@@ -3,6 +3,8 @@ chart drawn in a real browser; `GET /campaigns/{id}/performance`, `flywheel repo
 
 from __future__ import annotations
 
+import copy
+
 import json
 import os
 import sys
@@ -215,6 +217,17 @@ def test_experiment_section_draws_the_evaluation_history(db, acme) -> None:
     plan = experiment["plan"]
     assert f"{plan['mde_in_time']:+.1%} within 56 days" in acme["html"]
     assert f"canary {plan['canary_sample']:,} leads" in acme["html"] and "Pearson χ² p =" in acme["html"]
+
+
+def test_status_of_an_experiment_with_no_measurement_yet(acme) -> None:
+    """(An outside review.) In an experiment's first 14 days the evaluator stores no interval
+    ([null, null]) and `flywheel status` crashed on it with a TypeError."""
+    data = copy.deepcopy(acme["data"])
+    data["experiment"]["primary"].update(lift=0.0, interval=[None, None])
+    status = render_status(data)
+    assert f"lift {data['experiment']['primary']['metric']}: no measurement yet" in status
+    data["experiment"]["primary"].update(lift=0.021, interval=[-0.01, 0.05])
+    assert "+2.1% [-1.0%, +5.0%] (always-valid 95%)" in render_status(data)
 
 
 def test_the_page_references_nothing_outside_itself(acme) -> None:

@@ -124,12 +124,14 @@ def render(data: dict[str, Any], *, color: bool = False) -> str:
             + (f", ≤{e['days_left']:.1f} left" if running else "")
         )
         rest = []
-        if primary.get("lift") is not None and primary.get("interval"):
-            low, high = primary["interval"]
+        interval = primary.get("interval") or [None, None]
+        if primary.get("lift") is not None and None not in interval:
             rest.append(
                 f"  lift {primary['metric']} {signed_percent(primary['lift'])} "
-                f"[{signed_percent(low)}, {signed_percent(high)}] (always-valid 95%)"
+                f"[{signed_percent(interval[0])}, {signed_percent(interval[1])}] (always-valid 95%)"
             )
+        else:  # until a lead of each arm has seen its outcome window close, there is no interval
+            rest.append(f"  lift {primary.get('metric') or 'primary'}: no measurement yet")
         action = e["decision"]["action"]
         rest.append(
             f"  decision {p.word(action) if action else 'not evaluated yet'}"
