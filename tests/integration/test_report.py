@@ -4,7 +4,6 @@ chart drawn in a real browser; `GET /campaigns/{id}/performance`, `flywheel repo
 from __future__ import annotations
 
 import copy
-
 import json
 import os
 import sys
