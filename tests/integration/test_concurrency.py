@@ -128,6 +128,51 @@ def race_messages() -> list[dict[str, Any]]:
     ]
 
 
+FOLLOW_UP = N  # a lead of its own, e-mailed twice (late messages), with a follow-up between two events of one deal
+
+
+def follow_ups() -> list[dict[str, Any]]:
+    """The sequence's two messages to lead FOLLOW_UP, the second sent between the deal's close and its
+    update: the deal stays with the first (services.deals), whichever registers or arrives first."""
+    first = {
+        **race_messages()[0],
+        "lead_id": f"race-{FOLLOW_UP}",
+        "lead_email": lead(FOLLOW_UP),
+        "body": f"Hi {FOLLOW_UP}",
+        "provider_message_id": None,
+        "email_message_id": None,
+        "idempotency_key": f"race-{FOLLOW_UP}",
+    }
+    return [
+        first,
+        {
+            **first,
+            "body": "following up",
+            "sent_at": (SENT + timedelta(days=4)).isoformat(),
+            "idempotency_key": f"race-{FOLLOW_UP}-2",
+        },
+    ]
+
+
+def follow_up_deal() -> list[dict[str, Any]]:
+    return [
+        crm_request(
+            "webhooks_crm_deal_won.json",
+            {
+                "event": "deal_won",
+                "lead_email": lead(FOLLOW_UP),
+                "org_id": "acme",
+                "deal_id": f"F-{FOLLOW_UP}",
+                "value": value,
+                "currency": "USD",
+                "occurred_at": (SENT + timedelta(days=day)).isoformat(),
+            },
+            f"msg_race_follow_up_{day}",
+        )
+        for day, value in ((3, "700.00"), (5, "900.00"))
+    ]
+
+
 def sendgrid_request(events: list[dict[str, Any]]) -> dict[str, Any]:
     body = sendgrid_body(events)
     return webhook(route_event(load_event("webhooks_sendgrid_events.json"), body, **sendgrid_headers(body)))
@@ -295,6 +340,7 @@ def event_groups() -> list[list[dict[str, Any]]]:
         if i % 7 == 3:  # a DSN naming the message by its Message-ID in the returned headers
             out.append(dsn(i))
         groups.append(out)
+    groups.append(follow_up_deal())
     return groups
 
 
@@ -462,7 +508,7 @@ def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin
                 }
             ),
         )
-        messages = race_messages()
+        messages = [*race_messages(), *follow_ups()]
         early, late = messages[: N // 2], messages[N // 2 :]
         groups = event_groups()
 
@@ -475,6 +521,11 @@ def test_concurrent_shuffled_replays_equal_one_ordered_delivery(db_url, pg_admin
         deliver_in_order(db_url, [r for g in [*groups, *corrections(db_url), globex_events()] for r in g], monkeypatch)
         expected = snapshot(db_url)
         assert not [e for e in expected["events"] if e["status"] == "orphan"]
+        deal = [(o["body"], o["deal_status"], o["deal_value"]) for o in expected["outcomes"] if o["org_id"] == "acme"]
+        assert [d for d in deal if d[0] in (f"Hi {FOLLOW_UP}", "following up")] == [
+            (f"Hi {FOLLOW_UP}", "won", "900.00"),
+            ("following up", None, None),
+        ]
         assert {o["stage"] for o in expected["outcomes"]} >= {
             "deal_won",
             "deal_lost",

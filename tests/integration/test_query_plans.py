@@ -1,5 +1,5 @@
 """Every hot-path query in dal/ uses an index: the real dal functions run against tables of a
-realistic size (20,000 outcomes, 120,000 events, orphans and meetings), each statement they send is
+realistic size (20,000 outcomes, 120,000 events, orphans, meetings and deals), each statement they send is
 EXPLAINed with its own parameters, and a sequential scan of outcome_events or outcome_labels fails."""
 
 from __future__ import annotations
@@ -48,6 +48,11 @@ INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, org_id
 SELECT 'calendly', 'm' || g, 'meeting_booked', now(), o.org_id, o.outcome_id, 'applied',
        jsonb_build_object('meeting_id', 'meet-' || g), '{}'
   FROM generate_series(1, 2000) g JOIN outcome_labels o ON o.dedupe_key = 'k' || (1 + g * 7 % 20000);
+INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, org_id, outcome_id, status, match_email,
+                            match_window_days, data, payload)
+SELECT 'hubspot', 'd' || g, (ARRAY['deal_won', 'deal_lost', 'deal_reopened'])[1 + g % 3], now(), o.org_id,
+       o.outcome_id, 'applied', o.lead_email, 90, jsonb_build_object('deal_id', 'hubspot:' || (g / 2)), '{}'
+  FROM generate_series(1, 3000) g JOIN outcome_labels o ON o.dedupe_key = 'k' || (1 + g * 3 % 20000);
 INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, org_id, status, match_outcome_id,
                             match_provider_message_id, match_email, match_references, match_window_days, data,
                             payload)
@@ -152,6 +157,12 @@ def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> Non
         "orphan_meetings_for": lambda c: events_dal.orphan_meetings_for(c, [message]),
         "claim_orphans": lambda c: events_dal.claim_orphans(c, [message]),
         "insert_events": lambda c: events_dal.insert_events(c, [event_row]),
+        "deal_events": lambda c: events_dal.deal_events(
+            c, [("hubspot", "org4", "hubspot:7", "l22@x.example"), ("hubspot", "org1", "hubspot:9", "o@x.example")]
+        ),
+        "move_events": lambda c: events_dal.move_events(
+            c, [(5, one, "applied", "l5@x.example"), (9, None, "orphan", "x")]
+        ),
         "outcome_of": lambda c: events_dal.outcome_of(c, "sendgrid", "e5"),
         "has_reply": lambda c: events_dal.has_reply(c, one),
         "lock_outcomes": lambda c: lock_outcomes(c, ids),

@@ -164,6 +164,18 @@ def test_deal_uses_latest_word_per_deal_and_won_beats_lost() -> None:
     assert state.deal_closed_at == datetime(2026, 12, 1, tzinfo=UTC)
 
 
+def test_a_deal_reopened_after_it_closed_is_neither_won_nor_lost_until_it_closes_again() -> None:
+    won = ev(EventType.DEAL_WON, 1, deal_id="d1", value=900)
+    reopened = ev(EventType.DEAL_REOPENED, 2, deal_id="d1")
+    state = derive(won, reopened)
+    assert (state.deal_status, state.deal_value, state.stage, state.training_label) == (None, None, "sent", "neutral")
+    again = derive(won, reopened, ev(EventType.DEAL_LOST, 3, deal_id="d1"))
+    assert (again.deal_status, again.stage) == ("lost", "deal_lost")
+    # a reopening older than the close says nothing; another deal of the lead still counts
+    assert derive(ev(EventType.DEAL_REOPENED, 0, deal_id="d1"), won).deal_status == "won"
+    assert derive(won, reopened, ev(EventType.DEAL_WON, 0, deal_id="d2", value=5)).deal_value == 5
+
+
 def test_quality_score_follows_the_seed_formula_and_caps_at_one() -> None:
     delivered_opened = derive(ev(EventType.DELIVERED, 0), ev(EventType.OPEN, 1))
     assert delivered_opened.quality_score == pytest.approx(0.2)

@@ -12,7 +12,7 @@ from psycopg.rows import tuple_row
 
 from flywheel.dal.connection import Connection, jsonb
 from flywheel.domain.effects import WITH_EFFECTS
-from flywheel.domain.lifecycle import COUNTED, EventType, OutcomeEvent
+from flywheel.domain.lifecycle import COUNTED, DEAL_EVENTS, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
                    org_id text, outcome_id uuid, status text, match_outcome_id uuid,
@@ -27,7 +27,7 @@ def _applied(p: str = "") -> str:
     """Columns of an applied event its effects are computed from (data only where effects read it)."""
     return (
         f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
-        f"{p}status, {p}data->>'meeting_id' AS meeting_id, "
+        f"{p}status, {p}data->>'meeting_id' AS meeting_id, {p}data->>'deal_id' AS deal_id, "
         f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data"
     )
 
@@ -227,6 +227,52 @@ def outcomes_for_meetings(conn: Connection, meeting_ids: list[str]) -> dict[tupl
         (meeting_ids,),
     ).fetchall()
     return {(r["meeting_id"], r["org_id"]): (r["outcome_id"], r["org_id"]) for r in rows}
+
+
+_DEALS = sorted(t.value for t in DEAL_EVENTS)
+
+
+def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> dict[int, list[dict[str, Any]]]:
+    """The stored events of each (provider, org, deal id, lead email) that were linked by email
+    alone, by position in `groups`: those applied to a message to that lead, and those waiting
+    (orphans, ignored reopenings) for that email. An applied event's own email may be gone
+    (retention): its message's lead says whose it is."""
+    if not groups:
+        return {}
+    rows = conn.execute(
+        """SELECT g.i, e.event_id, e.provider, e.event_key, e.event_type, e.occurred_at, e.status, e.outcome_id,
+                  e.org_id
+             FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS g(provider, org_id,
+                                                                                             deal_id, email, i)
+             JOIN outcome_events e
+               ON e.data ? 'deal_id' AND e.data->>'deal_id' = g.deal_id AND e.provider = g.provider
+              AND e.org_id = g.org_id AND e.event_type = ANY(%s) AND e.match_window_days IS NOT NULL
+             LEFT JOIN outcome_labels o ON o.outcome_id = e.outcome_id
+            WHERE CASE WHEN e.status = 'applied' THEN o.lead_email = g.email
+                       ELSE e.status IN ('orphan', 'ignored') AND e.match_email = g.email END""",
+        (*(list(col) for col in zip(*groups, strict=True)), _DEALS),
+    ).fetchall()
+    found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        found[int(row["i"]) - 1].append(row)
+    return found
+
+
+def move_events(conn: Connection, moves: list[tuple[int, UUID | None, str, str]]) -> None:
+    """Re-link stored events: (event id, outcome or None, status, lead email). An event moved back
+    to waiting gets its lead's email again, which retention may have removed."""
+    if not moves:
+        return
+    ids, outcomes, statuses, emails = (list(col) for col in zip(*sorted(moves, key=lambda m: m[0]), strict=True))
+    conn.execute(
+        """UPDATE outcome_events e
+              SET outcome_id = m.outcome_id, status = m.status,
+                  match_email = CASE WHEN m.status = 'applied' THEN e.match_email ELSE coalesce(e.match_email, m.email)
+                                END
+             FROM unnest(%s::bigint[], %s::uuid[], %s::text[], %s::text[]) AS m(event_id, outcome_id, status, email)
+            WHERE e.event_id = m.event_id""",
+        (ids, outcomes, statuses, emails),
+    )
 
 
 def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict[str, Any]]:

@@ -10,9 +10,14 @@ from typing import Any
 from uuid import UUID
 
 from flywheel.domain.inputs import IDENTIFIER, BadValue, check_json, nested_too_deep, plausible
-from flywheel.domain.lifecycle import EventType
+from flywheel.domain.lifecycle import DEAL_CLOSES, DEAL_EVENTS, EventType
 
 KNOWN_TYPES = frozenset(t.value for t in EventType)
+_DEAL_TYPES = frozenset(t.value for t in DEAL_EVENTS)
+_CLOSE_TYPES = frozenset(t.value for t in DEAL_CLOSES)
+
+# one lead's deal in one organisation, as a CRM names it: (provider, org, deal id, lead email)
+DealGroup = tuple[str, str, str, str]
 
 
 @dataclass
@@ -64,6 +69,15 @@ class IncomingEvent:
     def email_key(self) -> str | None:
         """Email attribution stays inside one organisation: no org, no email attribution."""
         return email_link(self.org_id, self.email) if self.email and self.org_id else None
+
+    @property
+    def deal_group(self) -> DealGroup | None:
+        """The deal this event is about, when it is attributed by the lead's email: every event of
+        one lead's deal goes to one message (`deal_home`), not each to the lead's latest."""
+        deal_id = self.data.get("deal_id")
+        if self.event_type not in _DEAL_TYPES or not deal_id or self.names_message or not self.email_key:
+            return None
+        return (self.provider, str(self.org_id), str(deal_id), str(self.email))
 
     def link_keys(self) -> list[str]:
         """Everything that can link this event to a message; a registration of that message, or
@@ -168,6 +182,30 @@ def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | No
     if not event.names_message and index in found.emails:
         candidates.append(found.emails[index])
     return next((m for m in candidates if event.org_id is None or m.org_id == event.org_id), None)
+
+
+@dataclass(frozen=True)
+class DealEvent:
+    """One event of a deal: `home` is where a stored one is applied (None while it waits), or the
+    message a new one's email is attributed to."""
+
+    key: str  # provider:event_key, the lifecycle's tie-break
+    event_type: str
+    occurred_at: datetime
+    home: Match | None
+
+
+def deal_home(events: list[DealEvent]) -> tuple[Match | None, str]:
+    """Where every event of one lead's deal belongs, and with which status: the message its first
+    close (won or lost) is attributed to, so a follow-up sent after the deal closed never gets it,
+    and the CRM's latest word about the deal lands where its first one did. A deal whose first close
+    has no message (before any was sent, or outside the window) waits, all of it, as orphans; one
+    never closed (only reopenings) is ignored until it closes."""
+    closes = [e for e in events if e.event_type in _CLOSE_TYPES]
+    if not closes:
+        return None, "ignored"
+    first = min(closes, key=lambda e: (e.occurred_at, e.key))
+    return (first.home, "applied") if first.home else (None, "orphan")
 
 
 def content_key(payload: Any) -> str:

@@ -37,8 +37,14 @@ class EventType(StrEnum):
     MEETING_NO_SHOW_CLEARED = "meeting_no_show_cleared"
     DEAL_WON = "deal_won"
     DEAL_LOST = "deal_lost"
+    # the CRM says the deal is open again (reopened, or deleted): no status until it closes again
+    DEAL_REOPENED = "deal_reopened"
     CORRECTION = "correction"  # a person's corrected reply category and/or training label
 
+
+# What a CRM says about a deal; the latest one per deal is the deal's status (`_derive_deal`).
+DEAL_EVENTS: frozenset[EventType] = frozenset({EventType.DEAL_WON, EventType.DEAL_LOST, EventType.DEAL_REOPENED})
+DEAL_CLOSES: frozenset[EventType] = frozenset({EventType.DEAL_WON, EventType.DEAL_LOST})
 
 # Events that only a delivered message can produce: they imply delivery even when the
 # `delivered` event itself is late or lost.
@@ -372,13 +378,16 @@ def _derive_meeting(state: OutcomeState, by_type: dict[EventType, list[OutcomeEv
 def _derive_deal(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
     latest_by_deal: dict[Any, OutcomeEvent] = {}
     for event in sorted(
-        by_type.get(EventType.DEAL_WON, []) + by_type.get(EventType.DEAL_LOST, []),
+        [e for kind in DEAL_EVENTS for e in by_type.get(kind, [])],
         key=lambda e: (e.occurred_at, e.key),
     ):
         latest_by_deal[event.data.get("deal_id")] = event  # the CRM's latest word per deal
-    if not latest_by_deal:
+    # a deal reopened (or deleted) since it closed is neither won nor lost
+    deals = sorted(
+        (e for e in latest_by_deal.values() if e.type != EventType.DEAL_REOPENED), key=lambda e: (e.occurred_at, e.key)
+    )
+    if not deals:
         return
-    deals = sorted(latest_by_deal.values(), key=lambda e: (e.occurred_at, e.key))
     won = [d for d in deals if d.type == EventType.DEAL_WON]
     deal = won[-1] if won else deals[-1]
     state.deal_status = "won" if won else "lost"

@@ -16,7 +16,18 @@ from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.dal.locks import lock_links, lock_outcomes
-from flywheel.domain.ingest import IncomingEvent, IngestResult, Lookups, Match, Quarantined, choose_match
+from flywheel.domain.ingest import (
+    DealEvent,
+    DealGroup,
+    IncomingEvent,
+    IngestResult,
+    Lookups,
+    Match,
+    Quarantined,
+    choose_match,
+)
+from flywheel.domain.lifecycle import EventType
+from flywheel.services.deals import DealPlan, plan_deals
 from flywheel.services.outcomes import apply_effects, recompute
 
 
@@ -60,8 +71,24 @@ def _email_lookups(conn: Connection, events: list[IncomingEvent], positions: lis
         found.emails[wanted[pos]] = Match(*match)
 
 
-def _row(event: IncomingEvent, match: Match | None) -> dict[str, Any]:
-    status = "ignored" if not event.known else ("applied" if match else "orphan")
+def _deals(conn: Connection, events: list[IncomingEvent], matches: list[Match | None]) -> DealPlan:
+    """A deal event linked by email goes where its deal is (see services.deals): `matches` holds
+    each one's own email attribution, and is updated in place."""
+    new: dict[DealGroup, list[tuple[int, DealEvent]]] = {}
+    for i, event in enumerate(events):
+        if event.known and (group := event.deal_group):
+            key = f"{event.provider}:{event.event_key}"
+            new.setdefault(group, []).append((i, DealEvent(key, event.event_type, event.occurred_at, matches[i])))
+    plan = plan_deals(conn, new) if new else DealPlan()
+    for i, (home, _) in plan.placed.items():
+        matches[i] = home
+    return plan
+
+
+def _row(event: IncomingEvent, match: Match | None, status: str | None = None) -> dict[str, Any]:
+    # a deal reopened that names no message and is no lead's deal has nothing to wait for
+    stray = event.event_type == EventType.DEAL_REOPENED.value and not event.names_message and not event.deal_group
+    status = status or ("ignored" if not event.known or (stray and not match) else ("applied" if match else "orphan"))
     email_only = not event.names_message and event.email_key is not None
     return {
         "provider": event.provider,
@@ -112,7 +139,9 @@ def ingest_events(
         # event that raced them has committed by then)
         matches = [choose_match(i, e, found) for i, e in enumerate(unique)]
         racing = [
-            i for i, e in enumerate(unique) if e.known and (e.meeting_id or matches[i] is None or i in found.emails)
+            i
+            for i, e in enumerate(unique)
+            if e.known and (e.meeting_id or e.deal_group or matches[i] is None or i in found.emails)
         ]
         if lock_links(conn, [k for i in racing for k in unique[i].link_keys()]):
             found.emails = {i: m for i, m in found.emails.items() if i not in racing}
@@ -120,10 +149,16 @@ def ingest_events(
             _email_lookups(conn, unique, racing, found)
             for i in racing:
                 matches[i] = choose_match(i, unique[i], found)
-        rows = [_row(e, matches[i]) for i, e in enumerate(unique)]
-        icp = lock_outcomes(conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]})
+        # a deal's events all go where its first close went (the link lock of the lead's email,
+        # held since lock_links, keeps the deal's stored events still while this decides)
+        deals = _deals(conn, unique, matches)
+        rows = [_row(e, matches[i], deals.placed.get(i, (None, None))[1]) for i, e in enumerate(unique)]
+        icp = lock_outcomes(
+            conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]} | deals.outcomes
+        )
         inserted = events_dal.insert_events(conn, rows)
         touched = {outcome_id for outcome_id, status, _ in inserted.counts if outcome_id and status == "applied"}
+        touched |= deals.apply(conn)
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in meeting_claims}
         result.outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])

@@ -19,6 +19,7 @@ from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
 from flywheel.domain.registration import message_row
 from flywheel.errors import NotFound
+from flywheel.services.deals import settle_claimed
 
 if TYPE_CHECKING:  # the webhook, reply and classifier paths apply events here but register nothing
     from flywheel.models.messages import MessageIn, RegistrationResult
@@ -134,6 +135,9 @@ def _register(
         touched = {r["outcome_id"] for r in claimed}
         claimed += events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in claimed}
+        # each claimed orphan went to its own latest message: a deal's events go where its first
+        # close went, or wait together (the leads' email keys are held)
+        touched |= settle_claimed(conn, claimed, {r["outcome_id"]: r["lead_email"] for r in new}).apply(conn)
         icp = lock_outcomes(conn, touched)
         pending = apply_effects(conn, claimed)
         recompute(conn, touched, icp=icp)

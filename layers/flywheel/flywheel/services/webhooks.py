@@ -254,7 +254,7 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     delivery = pipedrive.parse(request.body)
     try:
         emails: list[str] = []
-        if delivery.status in ("won", "lost"):
+        if delivery.kind is not None:  # a deal closed, or reopened after it closed
             emails = delivery.embedded_emails
             person_id = delivery.person_id  # checked before it goes into the API path
             if not emails and person_id:

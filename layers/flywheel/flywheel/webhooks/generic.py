@@ -15,7 +15,7 @@ from flywheel.errors import InvalidInput
 from flywheel.webhooks.common import load_json, validate
 
 PROVIDER = "crm"
-DEAL_EVENTS = ("deal_won", "deal_lost")
+DEAL_EVENTS = ("deal_won", "deal_lost", "deal_reopened")
 MEETING_EVENTS = (
     "meeting_booked",
     "meeting_completed",
@@ -31,6 +31,7 @@ class CrmEvent(BaseModel):
     event: Literal[
         "deal_won",
         "deal_lost",
+        "deal_reopened",
         "meeting_booked",
         "meeting_completed",
         "meeting_canceled",

@@ -1,4 +1,5 @@
-"""HubSpot webhooks: deal stage changes to won or lost, enriched with the deal and its contacts."""
+"""HubSpot webhooks: deal stage changes to won, lost or an open stage (a deal reopened), enriched with
+the deal and its contacts."""
 
 from __future__ import annotations
 
@@ -87,20 +88,20 @@ def parse(
     return good, bad
 
 
-def deal_outcome(
-    deal: dict[str, Any], event: HubSpotEvent, won_stages: list[str], lost_stages: list[str]
-) -> EventType | None:
-    """Won or lost from the deal's own closed flags; configured stage ids when the flags are absent."""
+def deal_outcome(deal: dict[str, Any], event: HubSpotEvent, won_stages: list[str], lost_stages: list[str]) -> EventType:
+    """Won or lost from the deal's own closed flags; configured stage ids when the flags are absent.
+    A deal in any other stage is open: reopened, should it have been won or lost before (a deal
+    that never closed ignores it)."""
     props = deal.get("properties") or {}
     won, closed = props.get("hs_is_closed_won"), props.get("hs_is_closed")
     if won is not None or closed is not None:
         if str(won).lower() == "true":
             return EventType.DEAL_WON
-        return EventType.DEAL_LOST if str(closed).lower() == "true" else None
+        return EventType.DEAL_LOST if str(closed).lower() == "true" else EventType.DEAL_REOPENED
     stage = props.get("dealstage") or event.propertyValue
     if stage in won_stages:
         return EventType.DEAL_WON
-    return EventType.DEAL_LOST if stage in lost_stages else None
+    return EventType.DEAL_LOST if stage in lost_stages else EventType.DEAL_REOPENED
 
 
 def to_events(
@@ -119,14 +120,14 @@ def to_events(
     if kind is None or deal is None:
         return [IncomingEvent(event_key=event.key, event_type=event.kind, **base)]
     props = deal.get("properties") or {}
-    close = parse_time(props.get("closedate"), "closedate")  # BadValue: quarantined by the caller
-    data = {
-        "deal_id": f"hubspot:{event.objectId}",
-        "value": money(props.get("amount")),
-        "currency": currency(props.get("deal_currency_code")),
-        "close_date": close.isoformat() if close else None,
-        "contact_ids": hubspot_contact_ids(deal),
-    }
+    data: dict[str, Any] = {"deal_id": f"hubspot:{event.objectId}", "contact_ids": hubspot_contact_ids(deal)}
+    if kind != EventType.DEAL_REOPENED:  # an open deal's amount and expected close say nothing yet
+        close = parse_time(props.get("closedate"), "closedate")  # BadValue: quarantined by the caller
+        data |= {
+            "value": money(props.get("amount")),
+            "currency": currency(props.get("deal_currency_code")),
+            "close_date": close.isoformat() if close else None,
+        }
     data = {k: v for k, v in data.items() if v not in (None, [])}
     outcome_id = props.get(outcome_field) if outcome_field else None
     if not emails:

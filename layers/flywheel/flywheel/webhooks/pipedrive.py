@@ -1,4 +1,5 @@
-"""Pipedrive webhooks (v1 and v2 payloads): deals that become won or lost."""
+"""Pipedrive webhooks (v1 and v2 payloads): deals that become won or lost, and won or lost deals
+that are reopened or deleted."""
 
 from __future__ import annotations
 
@@ -57,6 +58,9 @@ class PipedriveDelivery:
         self.meta = meta
         self.v2 = str(meta.get("version", "")).startswith("2") or "data" in raw
         deal = raw.get("data") if self.v2 else raw.get("current")
+        previous = raw.get("previous")
+        # v2 sends the fields a change changed; v1 the whole deal before it
+        self.previous: dict[str, Any] = previous if isinstance(previous, dict) else {}
         self.deal: dict[str, Any] = deal if isinstance(deal, dict) else {}
         if self.v2:
             self.entity = str(meta.get("entity", ""))
@@ -65,6 +69,9 @@ class PipedriveDelivery:
             event = str(raw.get("event", ""))
             self.entity = str(meta.get("object") or event.partition(".")[2])
             self.action = str(meta.get("action") or event.partition(".")[0])
+        self.deleted = self.action in ("delete", "deleted")
+        if self.deleted and not self.deal:
+            self.deal = self.previous  # a deletion's deal is what it was before
 
     @property
     def key(self) -> str:
@@ -84,6 +91,19 @@ class PipedriveDelivery:
     @property
     def status(self) -> str | None:
         return self.deal.get("status") if self.entity == "deal" else None
+
+    @property
+    def kind(self) -> EventType | None:
+        """What this delivery says about the deal: won, lost, or open again (reopened, or deleted)
+        after it was won or lost; None for anything else (an open deal edited, another entity)."""
+        if self.entity != "deal":
+            return None
+        closed = ("won", "lost")
+        if self.deleted:
+            return EventType.DEAL_REOPENED if self.status in closed or self.previous.get("status") in closed else None
+        if self.status in closed:
+            return EventType.DEAL_WON if self.status == "won" else EventType.DEAL_LOST
+        return EventType.DEAL_REOPENED if self.previous.get("status") in closed else None
 
     @property
     def person_id(self) -> str | None:
@@ -126,18 +146,18 @@ def to_events(
         "payload": delivery.raw,
         "org_id": org_id,
     }
-    status = delivery.status
-    if status not in ("won", "lost") or delivery.action in ("delete", "deleted"):
+    kind = delivery.kind
+    if kind is None:
         return [IncomingEvent(event_key=delivery.key, event_type=f"{delivery.entity}.{delivery.action}", **base)]
     deal = delivery.deal
-    closed = deal.get("won_time") if status == "won" else deal.get("lost_time")
-    data = {
-        "deal_id": f"pipedrive:{deal.get('id')}",
-        "value": money(deal.get("value")),
-        "currency": currency(deal.get("currency")),
-        "close_date": (_time(closed or deal.get("close_time"), "close time") or delivery.occurred_at).isoformat(),
-    }
-    kind = EventType.DEAL_WON if status == "won" else EventType.DEAL_LOST
+    data: dict[str, Any] = {"deal_id": f"pipedrive:{deal.get('id') or delivery.meta.get('entity_id')}"}
+    if kind != EventType.DEAL_REOPENED:
+        closed = deal.get("won_time") if kind == EventType.DEAL_WON else deal.get("lost_time")
+        data |= {
+            "value": money(deal.get("value")),
+            "currency": currency(deal.get("currency")),
+            "close_date": (_time(closed or deal.get("close_time"), "close time") or delivery.occurred_at).isoformat(),
+        }
     outcome_id = delivery.custom_field(outcome_field)
     targets: list[str | None] = list(emails) or [None]
     return [

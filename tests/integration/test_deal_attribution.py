@@ -1,0 +1,299 @@
+"""One lead's CRM deal lives on one message (outside review): the lead was e-mailed again between two
+of the deal's events (a sequence follow-up), and email attribution sent each event to the lead's
+latest message, so the deal was counted on both (revenue twice, a lost deal still won, a positive
+label for a follow-up sent after the deal closed). Now every event of the deal goes where its first
+close went, whatever order the events and the registrations arrive in. And a deal the CRM reopens
+or deletes after it closed is neither won nor lost any more (it stayed won)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx2
+import pytest
+
+from flywheel.clients import http as http_client
+from flywheel.local.invoke import invoke
+from flywheel.services import report_counts
+from tests.conftest import ROOT, load_event
+from tests.integration import test_concurrency as race
+from tests.webhook_helpers import configure, hubspot_headers, public_url, route_event
+
+SENT = (datetime.now(UTC) - timedelta(days=20)).replace(hour=9, minute=0, second=0, microsecond=0)
+LEAD = race.lead(3)  # Pipedrive person 3 is this lead (race.Crm)
+
+
+def message(key: str, sent: datetime) -> dict[str, Any]:
+    return {
+        "org_id": "acme",
+        "campaign_id": "seq",
+        "lead_id": "lead-3",
+        "lead_email": LEAD,
+        "body": f"step {key}",
+        "framework": "AIDA",
+        "tone": "casual",
+        "lead": {"industry": "saas", "role": "cfo"},
+        "sent_at": sent.isoformat(),
+        "idempotency_key": key,
+    }
+
+
+def run(request: dict[str, Any]) -> dict[str, Any]:
+    result = invoke(request["function"], request["event"], ROOT / "template.yaml")
+    assert result["statusCode"] in (200, 201), result
+    return json.loads(result["body"])
+
+
+def in_house_deal(event: str, value: str, at: datetime, msg_id: str) -> dict[str, Any]:
+    return race.crm_request(
+        "webhooks_crm_deal_won.json",
+        {
+            "event": event,
+            "lead_email": LEAD,
+            "org_id": "acme",
+            "deal_id": "D-1",
+            "value": value,
+            "currency": "USD",
+            "occurred_at": at.isoformat(),
+        },
+        msg_id,
+    )
+
+
+def pipedrive_deal(
+    status: str, value: int, at: datetime, delivery: str, previous: str = "open", action: str = "change"
+) -> dict[str, Any]:
+    """A v2 deal webhook: `previous` is the status before the change (v2 sends the changed fields);
+    a deletion has no data, and the deal as it was in `previous`."""
+    template = load_event("webhooks_pipedrive_deal_won.json")
+    raw = json.loads(template["body"])
+    stamp = at.isoformat().replace("+00:00", "Z")
+    raw["data"].update(id=77, person_id=3, status=status, value=value, won_time=stamp, update_time=stamp)
+    raw["previous"] = {"status": previous}
+    if action == "delete":
+        raw["previous"], raw["data"] = raw["data"], None
+    raw["meta"].update(id=delivery, entity_id="77", timestamp=stamp, action=action)
+    return race.webhook(route_event(template, json.dumps(raw)))
+
+
+def deals(db) -> list[tuple[str, Any, Any]]:
+    return [
+        (r["body"], r["deal_status"], r["deal_value"])
+        for r in db.execute("SELECT body, deal_status, deal_value FROM outcome_labels ORDER BY sent_at").fetchall()
+    ]
+
+
+def rolled_deals(db) -> tuple[int, Any]:
+    report_counts.refresh_daily_counts()
+    row = db.execute(
+        "SELECT sum(deals_won) AS won, sum(revenue) AS revenue FROM report_daily_counts WHERE dimension = 'industry'"
+    ).fetchone()
+    return int(row["won"]), row["revenue"]
+
+
+@pytest.fixture
+def setup(db_url, monkeypatch) -> None:
+    monkeypatch.setattr(http_client, "TRANSPORT", httpx2.MockTransport(race.Crm()))
+    configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps({"pipedrive:8087566": "acme"}))
+
+
+def message_of(db, event_key: str) -> tuple[str | None, str]:
+    row = db.execute(
+        "SELECT o.body, e.status FROM outcome_events e LEFT JOIN outcome_labels o USING (outcome_id)"
+        " WHERE e.event_key = %s",
+        (event_key,),
+    ).fetchone()
+    return row["body"], row["status"]
+
+
+# --- one deal, one message ---------------------------------------------------------------------
+
+
+def test_in_house_deal_updated_after_a_follow_up_stays_on_the_first_message(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))  # the sequence's follow-up
+    # the CRM corrects the deal's amount: the same deal, won, its latest word
+    run(in_house_deal("deal_won", "1200.00", SENT + timedelta(days=6), "msg_d2"))
+    assert deals(db) == [("step step1", "won", Decimal("1200.00")), ("step step2", None, None)]
+    assert rolled_deals(db) == (1, 1200)
+    # the follow-up, sent after the deal was won, is no positive example
+    labels = db.execute("SELECT body, training_label FROM outcome_labels ORDER BY sent_at").fetchall()
+    assert [r["training_label"] for r in labels] == ["positive", "neutral"]
+
+
+def test_in_house_deal_lost_after_a_follow_up_is_lost(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))
+    run(in_house_deal("deal_lost", "1000.00", SENT + timedelta(days=6), "msg_d2"))  # the CRM's latest word
+    assert [d[1] for d in deals(db)] == ["lost", None]
+    assert rolled_deals(db)[0] == 0
+
+
+def test_pipedrive_deal_edited_after_a_follow_up_is_counted_once(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(pipedrive_deal("won", 42000, SENT + timedelta(days=3), "pd-1"))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))
+    # Pipedrive sends a change for any later edit of the won deal (a note, the owner, the value)
+    run(pipedrive_deal("won", 42000, SENT + timedelta(days=6), "pd-2", previous="won"))
+    assert rolled_deals(db) == (1, 42000)
+    assert message_of(db, "pd-2:" + LEAD) == ("step step1", "applied")
+
+
+def test_a_late_first_close_takes_the_deal_to_its_message(db, setup) -> None:
+    """Both messages registered, the deal's events delivered newest first: the update first lands
+    on the follow-up (the deal's first word so far), then its earlier close moves the deal."""
+    run(race.registration([message("step1", SENT), message("step2", SENT + timedelta(days=5))]))
+    run(in_house_deal("deal_won", "1200.00", SENT + timedelta(days=6), "msg_d2"))
+    assert deals(db) == [("step step1", None, None), ("step step2", "won", Decimal("1200.00"))]
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    assert deals(db) == [("step step1", "won", Decimal("1200.00")), ("step step2", None, None)]
+    assert rolled_deals(db) == (1, 1200)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-batch", "follow-up-first"])
+def test_orphaned_deal_events_are_claimed_as_one_deal(db, setup, together: bool) -> None:
+    """The deal's events arrive before the messages register (late registration): they wait, and
+    go to the message the first close belongs to, whichever registers first."""
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    run(in_house_deal("deal_won", "1200.00", SENT + timedelta(days=6), "msg_d2"))
+    if together:
+        run(race.registration([message("step1", SENT), message("step2", SENT + timedelta(days=5))]))
+    else:
+        run(race.registration([message("step2", SENT + timedelta(days=5))]))
+        # the update alone would be the follow-up's; the deal's first close is not: both wait
+        assert [message_of(db, k) for k in ("msg_d1", "msg_d2")] == [(None, "orphan")] * 2
+        assert deals(db) == [("step step2", None, None)]
+        run(race.registration([message("step1", SENT)]))
+    assert [message_of(db, k) for k in ("msg_d1", "msg_d2")] == [("step step1", "applied")] * 2
+    assert deals(db) == [("step step1", "won", Decimal("1200.00")), ("step step2", None, None)]
+
+
+def test_a_deal_closed_before_any_message_is_not_credited_to_a_later_one(db, setup) -> None:
+    run(in_house_deal("deal_won", "1000.00", SENT - timedelta(days=1), "msg_d0"))  # won before we wrote
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))  # an edit of that deal
+    assert deals(db) == [("step step1", None, None)]
+    assert [message_of(db, k) for k in ("msg_d0", "msg_d1")] == [(None, "orphan")] * 2
+
+
+def test_an_early_close_arriving_late_takes_the_deal_away_from_a_message_sent_after_it(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    assert deals(db) == [("step step1", "won", Decimal("1000.00"))]
+    run(in_house_deal("deal_won", "1000.00", SENT - timedelta(days=1), "msg_d0"))
+    assert deals(db) == [("step step1", None, None)]
+    assert [message_of(db, k) for k in ("msg_d0", "msg_d1")] == [(None, "orphan")] * 2
+
+
+def test_two_deals_of_one_lead_each_stay_where_they_closed(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))
+    second = json.loads(in_house_deal("deal_won", "500.00", SENT + timedelta(days=6), "x")["event"]["body"])
+    second["deal_id"] = "D-2"
+    run(race.crm_request("webhooks_crm_deal_won.json", second, "msg_other"))
+    assert deals(db) == [("step step1", "won", Decimal("1000.00")), ("step step2", "won", Decimal("500.00"))]
+
+
+# --- a deal reopened or deleted in the CRM -----------------------------------------------------
+
+
+def test_pipedrive_deal_reopened_is_no_longer_won(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(pipedrive_deal("won", 42000, SENT + timedelta(days=3), "pd-1"))
+    run(pipedrive_deal("open", 42000, SENT + timedelta(days=4), "pd-2", previous="won"))  # reopened
+    assert deals(db) == [("step step1", None, None)]
+    assert rolled_deals(db)[0] == 0
+    run(pipedrive_deal("won", 40000, SENT + timedelta(days=5), "pd-3"))  # and won again
+    assert deals(db) == [("step step1", "won", Decimal("40000.00"))]
+
+
+def test_pipedrive_deal_deleted_is_no_longer_won(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(pipedrive_deal("won", 42000, SENT + timedelta(days=3), "pd-1"))
+    run(pipedrive_deal("won", 42000, SENT + timedelta(days=4), "pd-2", action="delete"))
+    assert deals(db) == [("step step1", None, None)]
+    assert message_of(db, "pd-2:" + LEAD) == ("step step1", "applied")
+
+
+def test_pipedrive_open_deal_edits_stay_ignored(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    out = run(pipedrive_deal("open", 100, SENT + timedelta(days=3), "pd-1"))  # an open deal edited
+    assert (out["ignored"], out["orphans"]) == (1, 0)
+    assert db.execute("SELECT event_type FROM outcome_events").fetchone()["event_type"] == "deal.change"
+
+
+def test_in_house_deal_reopened_before_its_close_arrives(db, setup) -> None:
+    """Delivered out of order: the reopening waits (ignored: the deal never closed) and still
+    counts once the close it followed arrives."""
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_reopened", "1000.00", SENT + timedelta(days=4), "msg_r"))
+    assert message_of(db, "msg_r") == (None, "ignored")
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "msg_d1"))
+    assert message_of(db, "msg_r") == ("step step1", "applied")
+    assert deals(db) == [("step step1", None, None)]
+
+
+class HubSpotDeals(race.Crm):
+    """HubSpot deal 5 (lead 5; leads 5 and 6 with `both`) in the stage the test sets."""
+
+    def __init__(self, both: bool = False) -> None:
+        self.won, self.both = True, both
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        response = super().__call__(request)
+        if request.url.path.startswith("/crm/v3/objects/deals/"):
+            body = response.json()
+            if not self.won:
+                body["properties"].update(dealstage="contractsent", hs_is_closed_won="false", hs_is_closed="false")
+            if self.both:
+                body["associations"]["contacts"]["results"] = [
+                    {"id": "5", "type": "deal_to_contact"},
+                    {"id": "6", "type": "deal_to_contact"},
+                ]
+            return httpx2.Response(200, json=body)
+        return response
+
+
+def hubspot_change(event_id: int, at: datetime) -> dict[str, Any]:
+    request = race.hubspot(5)
+    body = json.loads(request["event"]["body"])
+    body[0].update(eventId=event_id, occurredAt=int(at.timestamp() * 1000))
+    template = load_event("webhooks_hubspot_deal_won.json")
+    raw = json.dumps(body)
+    return race.webhook(route_event(template, raw, **hubspot_headers(raw.encode(), public_url(template))))
+
+
+def lead_message(i: int) -> dict[str, Any]:
+    return {**message(f"c{i}", SENT), "lead_id": f"lead-{i}", "lead_email": race.lead(i), "body": f"to {i}"}
+
+
+def test_hubspot_deal_moved_back_to_an_open_stage_is_no_longer_won(db, db_url, monkeypatch) -> None:
+    crm = HubSpotDeals()
+    monkeypatch.setattr(http_client, "TRANSPORT", httpx2.MockTransport(crm))
+    configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps({"hubspot:5799819": "acme"}))
+    run(race.registration([lead_message(5)]))
+    run(hubspot_change(1, SENT + timedelta(days=3)))
+    assert deals(db) == [("to 5", "won", Decimal("500.50"))]
+    crm.won = False
+    run(hubspot_change(2, SENT + timedelta(days=4)))
+    assert deals(db) == [("to 5", None, None)]
+
+
+def test_hubspot_deal_of_two_contacts_is_each_contacts_deal(db, db_url, monkeypatch) -> None:
+    """Documented (README, Attribution): each e-mailed contact's message gets the deal, so the
+    report counts it once per contact; the CRM's latest word reaches both."""
+    crm = HubSpotDeals(both=True)
+    monkeypatch.setattr(http_client, "TRANSPORT", httpx2.MockTransport(crm))
+    configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps({"hubspot:5799819": "acme"}))
+    run(race.registration([lead_message(5), lead_message(6)]))
+    run(hubspot_change(1, SENT + timedelta(days=3)))
+    assert sorted(deals(db)) == [("to 5", "won", Decimal("500.50")), ("to 6", "won", Decimal("500.50"))]
+    crm.won = False
+    run(hubspot_change(2, SENT + timedelta(days=4)))
+    assert sorted(deals(db)) == [("to 5", None, None), ("to 6", None, None)]
