@@ -533,3 +533,184 @@ def test_stale_runs_are_reconciled_with_their_executions(db, aws, monkeypatch) -
     third = training_service.start_run({"wait_seconds": 0, "deploy": False}, "global")
     row = db.execute("SELECT status, execution_arn FROM training_runs WHERE run_id = %s", (third["run_id"],)).fetchone()
     assert row["status"] != "failed" and row["execution_arn"] == third["execution_arn"]
+
+
+# --- transient provider errors (throttling, 5xx) during a long run ----------------------------------
+
+
+@pytest.fixture
+def fast_retries(aws):
+    """A Task's Retry pauses at most 10 ms (the SmokeTest's waits minutes in AWS)."""
+    from flywheel.local.aws import compressed_retries
+
+    with compressed_retries(0.01):
+        yield
+
+
+def _bedrock_answers(operation: str, code: str, times: int = 10**6, after: int = 0, status: int = 429) -> Any:
+    """Bedrock answers `times` calls of `operation` (after the first `after`) with `code`, as a busy
+    account sees ThrottlingException after botocore's own retries: the error takes the production
+    path through the client. A context manager yielding the count of calls seen."""
+    from contextlib import contextmanager
+
+    from flywheel.local.aws import _aws_error, boto3_session
+
+    @contextmanager
+    def answering() -> Any:
+        seen = {"n": 0, "refused": 0}
+
+        def handler(model: Any, **_: Any) -> None:
+            if model.name == operation:
+                seen["n"] += 1
+                if after < seen["n"] <= after + times:
+                    seen["refused"] += 1
+                    raise _aws_error(code, "Rate exceeded", operation, status)
+
+        service = "bedrock-runtime" if operation == "InvokeModel" else "bedrock"
+        event = f"before-call.{service}.{operation}"
+        boto3_session().events.register_first(event, handler)
+        try:
+            yield seen
+        finally:
+            boto3_session().events.unregister(event, handler)
+
+    return answering()
+
+
+def _bedrock_job(job_id: str) -> dict[str, Any]:
+    return boto3.client("bedrock", region_name="us-east-1").get_model_customization_job(jobIdentifier=job_id)
+
+
+def test_a_throttling_burst_while_the_job_trains_is_polled_through(db, aws) -> None:
+    """Ten throttled polls (an outage far longer than a Task's three quick retries) leave the job
+    running: the run keeps polling, then registers and serves its model. (It used to fail after
+    four throttled polls, leaving the Bedrock job training, billed, its model never registered.)"""
+    seed_outcomes(db, 60)
+    # start_job's lookup of an earlier job is the first call: the polls after it are throttled
+    with _bedrock_answers("GetModelCustomizationJob", "ThrottlingException", times=10, after=1) as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    assert seen["refused"] == 10 and seen["n"] > 11
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    model = db.execute("SELECT status, serving_status FROM model_registry").fetchone()
+    assert model == {"status": "ready", "serving_status": "active"}
+    assert _bedrock_job(row["job_id"])["status"] == "Completed"
+
+
+def test_a_provider_unreachable_past_max_wait_cancels_the_job(db, aws) -> None:
+    """An outage that outlasts max_wait_seconds ends the run as a slow job does: the job is
+    cancelled, and the run says the provider did not answer."""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("GetModelCustomizationJob", "ServiceUnavailableException", after=1, status=503) as seen:
+        execution, row = run(db, {"deploy": False, "wait_seconds": 1, "max_wait_seconds": 2})
+    assert execution["status"] == "FAILED" and seen["refused"] == 2  # one poll a second, for two seconds
+    assert row["status"] == "cancelled" and "the provider did not answer the last 2 polls" in row["error"]
+    assert "ServiceUnavailableException" in row["error"]
+    assert _bedrock_job(row["job_id"])["status"] == "Stopped"
+
+
+def test_a_refused_poll_fails_the_run_and_stops_its_job(db, aws) -> None:
+    """A poll Bedrock refuses (not transient) fails the run at once; RecordFailure stops the job it
+    leaves behind rather than let it train, billed, for a run that has ended."""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("GetModelCustomizationJob", "AccessDeniedException", after=1, status=403):
+        execution, row = run(db, {"deploy": False})
+    assert execution["status"] == "FAILED"
+    assert row["status"] == "failed" and "AccessDeniedException" in row["error"] and row["model_id"] is None
+    assert _bedrock_job(row["job_id"])["status"] == "Stopped"
+
+
+def test_a_throttled_smoke_test_is_retried_not_failed(db, aws, fast_retries) -> None:
+    """One ThrottlingException on the smoke test's InvokeModel says nothing about the model: the
+    SmokeTest Task's Retry tries again and the run succeeds. (The step used to record it as a failed
+    smoke test: the model failed for good and its deployment deleted.)"""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("InvokeModel", "ThrottlingException", times=1) as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    assert seen == {"n": 2, "refused": 1}
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    model = db.execute("SELECT status, serving_status FROM model_registry").fetchone()
+    assert model == {"status": "ready", "serving_status": "active"}
+    actions = [h["action"] for h in db.execute("SELECT action FROM model_history ORDER BY history_id")]
+    assert actions.count("smoke_test_passed") == 1 and "smoke_test_failed" not in actions
+    assert [h["status"] for h in row["status_history"]].count("smoke_testing") == 1
+
+
+def test_a_smoke_test_that_never_reaches_the_provider_says_so(db, aws, fast_retries) -> None:
+    """Bedrock throttles the smoke test through all of the Task's retries: the run fails saying the
+    provider could not be reached (no smoke-test verdict is recorded), and the model, whose run has
+    ended, is failed with that reason and its deployment deleted, as for any ended run."""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("InvokeModel", "ThrottlingException") as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    retries = next(r for r in STATES_SMOKE_RETRY if "DependencyUnavailable" in r["ErrorEquals"])["MaxAttempts"]
+    assert seen["n"] == 1 + retries
+    assert execution["status"] == "FAILED" and row["status"] == "failed"
+    assert row["error"].startswith("the smoke test could not reach the provider: ")
+    assert "ThrottlingException" in row["error"] and "retries exhausted" in row["error"]
+    model = db.execute("SELECT * FROM model_registry").fetchone()
+    assert model["status"] == "failed" and model["serving_status"] == "deleted"
+    history = db.execute("SELECT action, reason FROM model_history ORDER BY history_id").fetchall()
+    assert not {"smoke_test_failed", "smoke_test_passed"} & {h["action"] for h in history}
+    failed = next(h for h in history if h["action"] == "failed")
+    assert failed["reason"].startswith("the smoke test could not reach the provider")
+
+
+STATES_SMOKE_RETRY = json.loads((ROOT / "statemachine" / "weekly_training.asl.json").read_text())["States"][
+    "SmokeTest"
+]["Retry"]
+
+
+FAST_RETRY = {"retry-after-ms": "1"}  # the SDK's own retries come at once
+
+
+def test_openai_5xx_on_the_smoke_test_is_retried(db, openai_fake, fast_retries) -> None:
+    """OpenAI answers the smoke test's chat completion 503 three times (the SDK's first try and its
+    two retries): the Task's Retry tries again and the run succeeds."""
+
+    class Overloaded(FakeOpenAI):
+        def __init__(self) -> None:
+            super().__init__(statuses=("running", "succeeded"))
+            self.chat_failures = 3
+
+        def __call__(self, request: httpx2.Request) -> httpx2.Response:
+            if request.url.path.endswith("/chat/completions") and self.chat_failures:
+                self.chat_failures -= 1
+                self.requests.append((request.method, request.url.path, request.content))
+                return httpx2.Response(
+                    503,
+                    headers=FAST_RETRY,
+                    json={"error": {"message": "The server is overloaded", "type": "server_error"}},
+                )
+            return super().__call__(request)
+
+    fake = openai_fake(Overloaded())
+    seed_outcomes(db, 60)
+    execution, row = run(db, {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14", "deploy": False})
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert fake.chat_failures == 0 and sum(p.endswith("/chat/completions") for _, p, _ in fake.requests) == 4
+    assert db.execute("SELECT status FROM model_registry").fetchone()["status"] == "ready"
+
+
+def test_openai_5xx_while_polling_keeps_the_job(db, openai_fake) -> None:
+    """OpenAI answers five job polls 500 (each after the SDK's own retries), more than PollJob's
+    Retry would absorb: the job is taken as still running and the run polls on."""
+
+    class Flaky(FakeOpenAI):
+        def __init__(self) -> None:
+            super().__init__(statuses=("running", "succeeded"))
+            self.poll_failures = 15  # five polls, each the SDK's try and its two retries
+
+        def __call__(self, request: httpx2.Request) -> httpx2.Response:
+            if "/fine_tuning/jobs/" in request.url.path and request.method == "GET" and self.poll_failures:
+                self.poll_failures -= 1
+                return httpx2.Response(
+                    500, headers=FAST_RETRY, json={"error": {"message": "internal error", "type": "server_error"}}
+                )
+            return super().__call__(request)
+
+    fake = openai_fake(Flaky())
+    seed_outcomes(db, 60)
+    execution, row = run(db, {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14", "deploy": False})
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert fake.poll_failures == 0
+    assert db.execute("SELECT status FROM model_registry").fetchone()["status"] == "ready"

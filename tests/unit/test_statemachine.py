@@ -87,6 +87,25 @@ def test_the_template_wires_the_definition_and_the_monday_schedule() -> None:
     assert json.loads(weekly["Input"]) == {"min_quality_score": 0.6, "deploy": True, "canary_percentage": 10}
 
 
+def _retry_delays(retrier: dict) -> float:
+    """The longest a retrier waits in all: each interval grows by BackoffRate, capped at
+    MaxDelaySeconds (jitter only shortens it)."""
+    interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+    cap = retrier.get("MaxDelaySeconds", math.inf)
+    return sum(min(interval * rate**n, cap) for n in range(retrier.get("MaxAttempts", 3)))
+
+
+def test_a_smoke_test_that_cannot_reach_the_provider_is_retried_for_minutes() -> None:
+    """A throttled or overloaded provider says nothing about the model: SmokeTest retries
+    DependencyUnavailable on its own retrier (Step Functions uses the first retrier that matches),
+    long enough for a fresh deployment to take traffic, before RecordFailure."""
+    retriers = STATES["SmokeTest"]["Retry"]
+    [provider] = [r for r in retriers if "DependencyUnavailable" in r["ErrorEquals"]]
+    assert provider["ErrorEquals"] == ["DependencyUnavailable"]
+    assert "JitterStrategy" not in provider  # the full backoff, not a random share of it
+    assert 300 <= _retry_delays(provider) <= 900 and provider["MaxAttempts"] >= 5
+
+
 def _upper_bound(model: type[BaseModel], field: str) -> int:
     [bound] = [m.le for m in model.model_fields[field].metadata if hasattr(m, "le")]
     return int(bound)
@@ -100,7 +119,10 @@ def test_an_execution_times_out_above_its_longest_legitimate_run_and_before_the_
 
     function = read_template(ROOT / "template.yaml").body["Resources"]["TrainingPipelineFunction"]["Properties"]
     tasks = [s for s in STATES.values() if s["Type"] == "Task"]
-    attempts = 1 + max(r["MaxAttempts"] for s in tasks for r in s["Retry"])
+    # each retrier counts its own attempts: a Task runs at most once plus every retrier's maximum,
+    # and waits (jitter at most) every retrier's full backoff
+    attempts = sum(1 + sum(r["MaxAttempts"] for r in s["Retry"]) for s in tasks)
+    backoff = sum(_retry_delays(r) for s in tasks for r in s["Retry"])
     max_wait = max(_upper_bound(RunRequest, "max_wait_seconds"), _upper_bound(Settings, "training_max_wait_s"))
     # polling stops at the first poll past max_wait: at most one wait (wait_seconds) beyond it
     job = max_wait + _upper_bound(RunRequest, "wait_seconds")
@@ -109,8 +131,9 @@ def test_an_execution_times_out_above_its_longest_legitimate_run_and_before_the_
     # every Task at its worst once (each attempt running the function's whole timeout), and each
     # poll (at the default interval) up to 60 s (a paused cluster's resume, one provider call)
     polls = math.ceil(max_wait / DEFAULT_PARAMS["wait_seconds"]) + math.ceil(serving_max / serving_wait)
-    longest = job + serving_max + serving_wait + len(tasks) * attempts * function["Timeout"] + polls * 60
-    assert longest == 239_100  # the README's sum ("Timeouts and limits")
+    longest = job + serving_max + serving_wait + attempts * function["Timeout"] + backoff + polls * 60
+    assert (attempts, backoff) == (54, 633)  # the README's terms
+    assert longest == 245_133  # the README's sum ("Timeouts and limits")
     assert longest < ASL["TimeoutSeconds"] < 7 * 86_400
     readme = (ROOT / "README.md").read_text()
     assert f"{ASL['TimeoutSeconds']:,} s ({ASL['TimeoutSeconds'] // 3600} h)" in readme

@@ -253,6 +253,19 @@ def _compressed_wait(max_wait_s: float) -> Any:
     return mock.patch.object(WaitFunction, "_wait_interval", wait)
 
 
+def compressed_retries(max_interval_s: float) -> Any:
+    """A Task's Retry waits at most `max_interval_s` real seconds between attempts (local time
+    compression; moto sleeps the whole interval)."""
+    import types
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    def sleep(seconds: float) -> None:
+        time.sleep(min(seconds, max_interval_s))
+
+    return mock.patch.object(retrier_decl, "time", types.SimpleNamespace(sleep=sleep))
+
+
 EventListener = Callable[[list[tuple[str, dict[str, Any]]]], None]
 
 
@@ -314,8 +327,9 @@ def local_aws(
     max_wait_s: float | None = None,
     on_events: EventListener | None = None,
 ) -> Iterator[None]:
-    """moto for every service, Lambda invokes run in-process; optionally Wait states compressed to
-    `max_wait_s` and every event put on EventBridge handed to `on_events`."""
+    """moto for every service, Lambda invokes run in-process; optionally Wait states (and the
+    intervals between a Task's retries) compressed to `max_wait_s` and every event put on
+    EventBridge handed to `on_events`."""
     from moto import mock_aws
 
     saved = {k: os.environ.get(k) for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
@@ -326,7 +340,7 @@ def local_aws(
         mock.patch("moto.bedrockruntime.models.BedrockRuntimeBackend.invoke_model", _bedrock_answer),
     ]
     if max_wait_s is not None:
-        patches.append(_compressed_wait(max_wait_s))
+        patches += [_compressed_wait(max_wait_s), compressed_retries(max_wait_s)]
     if on_events is not None:
         patches.append(_observed_put_events(on_events))
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):

@@ -15,8 +15,9 @@ paths are the deployed ones. Around them:
   tail`) and delivered to the functions whose EventBridgeRule matches it (the training run or the
   evaluation -> ReportFunction), invoked asynchronously as EventBridge does: a failure is retried
   `MaximumRetryAttempts` times, then goes to the function's on-failure queue;
-- Wait states last at most FLYWHEEL_LOCAL_WAIT_S real seconds; the emulated Bedrock finishes
-  fine-tuning jobs and custom model deployments on the next round (flywheel.local.aws);
+- Wait states (and the pauses between a Task's retries) last at most FLYWHEEL_LOCAL_WAIT_S real
+  seconds; the emulated Bedrock finishes fine-tuning jobs and custom model deployments on the next
+  round (flywheel.local.aws);
 - the template's conditions are evaluated with LOCAL_PARAMETERS, and the IAM roles it creates
   exist in moto;
 - a CloudFormation custom resource request is answered to a local CloudFormation;

@@ -312,9 +312,15 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def poll(state: dict[str, Any]) -> dict[str, Any]:
-    provider = provider_for(state["provider"], get_settings())
-    status = provider.status(state["job_id"])
+    """The job's state. A provider that cannot be reached now (throttling, a 5xx, a timeout: what
+    the client raises as DependencyUnavailable) leaves the job as it was, running: the state machine
+    waits and polls again, and `max_wait_seconds` bounds an outage as it bounds a slow job (the job
+    is then cancelled). A refusal (access denied, no such job) fails the run."""
     elapsed = int(state.get("elapsed_seconds", 0)) + int(state.get("wait_seconds", 0))
+    try:
+        status = provider_for(state["provider"], get_settings()).status(state["job_id"])
+    except DependencyUnavailable as exc:
+        return _unanswered_poll(state, elapsed, exc)
     job_state = status.state
     if job_state == "running" and elapsed >= int(state["max_wait_seconds"]):
         job_state = "timed_out"
@@ -331,16 +337,47 @@ def poll(state: dict[str, Any]) -> dict[str, Any]:
         "provider_model_id": status.model_id,
         "trained_tokens": status.trained_tokens,
         "job_error": status.error,
+        "poll_errors": 0,
+        "poll_error": None,
+    }
+
+
+def _unanswered_poll(state: dict[str, Any], elapsed: int, exc: DependencyUnavailable) -> dict[str, Any]:
+    """A poll the provider did not answer: the job is taken to be still running (the error noted
+    in the state) unless `max_wait_seconds` has passed, which times it out as usual."""
+    try:
+        _recorded(state["run_id"])
+    except RunClosed:  # the run was closed meanwhile: its job, whatever its state, is stopped
+        _cancel_job(state["provider"], state["job_id"], state["run_id"])
+        raise
+    errors = int(state.get("poll_errors", 0)) + 1
+    logger.warning(
+        "the provider did not answer a job poll; polling again",
+        extra={"run_id": state["run_id"], "job_id": state["job_id"], "error": exc.message, "consecutive": errors},
+    )
+    timed_out = elapsed >= int(state["max_wait_seconds"])
+    return {
+        **state,
+        "job_state": "timed_out" if timed_out else "running",
+        "elapsed_seconds": elapsed,
+        "poll_errors": errors,
+        "poll_error": exc.message,
     }
 
 
 def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
     provider_for(state["provider"], get_settings()).cancel(state["job_id"])
+    unanswered = (
+        f"; the provider did not answer the last {state['poll_errors']} polls ({state.get('poll_error')})"
+        if state.get("poll_errors")
+        else ""
+    )
     _update(
         state["run_id"],
         "cancelled",
         job_status="cancelled",
-        error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s): cancelled",
+        error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s): cancelled"
+        + unanswered,
     )
     return {**state, "job_state": "cancelled"}
 
@@ -454,8 +491,10 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
-    """One inference on a validation prompt, through what serves the model; a failure marks it failed."""
-    _recorded(state["run_id"])
+    """One inference on a validation prompt, through what serves the model; an empty answer or a
+    refusal marks it failed. A provider that cannot be reached (throttling, a 5xx, a timeout) says
+    nothing about the model: the error goes to the state machine, whose Retry tries again."""
+    run = _recorded(state["run_id"])
     with transaction() as conn:
         verdict = next(
             (
@@ -473,7 +512,8 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
             **({} if ok else {"error": {"Error": "SmokeTestFailed", "Cause": verdict["reason"]}}),
         }
     provider = provider_for(state["provider"], get_settings())
-    _update(state["run_id"], "smoke_testing")
+    if run["status"] != "smoke_testing":  # a retry after the provider was unreachable is recorded once
+        _update(state["run_id"], "smoke_testing")
     try:
         answer = provider.smoke_test(
             state.get("serving_model_id") or state["provider_model_id"],
@@ -481,8 +521,10 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
             or [{"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}],
         )
         problem = None if answer.strip() else "empty answer"
-    except (ProviderRefused, DependencyUnavailable) as exc:
+    except ProviderRefused as exc:
         answer, problem = "", exc.message
+    except DependencyUnavailable as exc:  # no verdict: the state machine retries the step
+        raise DependencyUnavailable(f"the smoke test could not reach the provider: {exc.message}") from exc
     if problem:
         with transaction() as conn:
             models_dal.change(
@@ -548,7 +590,8 @@ def _deploy_deferred(conn: Connection, model_id: str) -> str | None:
 
 
 def record_failure(state: dict[str, Any]) -> dict[str, Any]:
-    """The Catch of every Task lands here: the run keeps the error; a registered model is failed."""
+    """The Catch of every Task lands here: the run keeps the error; a registered model is failed
+    (and its deployment deleted); a provider job still training for it is cancelled."""
     error = state.get("error") or {}
     cause = error.get("Cause") if isinstance(error, dict) else str(error)
     try:  # Lambda errors arrive as a JSON string in Cause
@@ -557,6 +600,8 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         message = cause
     message = message or state.get("job_error") or f"job ended as {state.get('job_state')}"
+    if isinstance(error, dict) and error.get("Error") == "DependencyUnavailable":
+        message = f"{message} (a dependency could not be reached, retries exhausted)"
     closed = None
     if state.get("run_id"):
         with transaction() as conn:
@@ -573,6 +618,15 @@ def record_failure(state: dict[str, Any]) -> dict[str, Any]:
     logger.error("training run failed", extra={"run_id": state.get("run_id"), "error": message})
     if closed is not None or not state.get("run_id"):  # a run that had ended was counted then
         count("TrainingRunFinished", status="failed")
+    # a job of this run that may still be training (billed) and whose model nobody will register
+    # is stopped, as reconcile_run does for a run it closes (a job that has ended is left alone)
+    if (
+        closed is not None
+        and closed["job_id"]
+        and not closed["model_id"]
+        and state.get("job_state") not in ("succeeded", "failed", "cancelled")
+    ):
+        _cancel_job(closed["provider"] or state.get("provider"), closed["job_id"], state["run_id"])
     if state.get("model_id"):
         serving.sync(actor="training")  # a failed model's deployment is deleted (retried daily if this fails)
     return {**state, "failure": str(message)}
