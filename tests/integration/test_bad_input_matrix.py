@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
@@ -110,6 +111,8 @@ def message_cases() -> list[Case]:
         "sent_1999": {"sent_at": "1999-12-31T23:59:59Z"},
         "sent_text": {"sent_at": "yesterday"},
         "sent_negative_epoch": {"sent_at": -1},
+        "sent_next_month": {"sent_at": (datetime.now(UTC) + timedelta(days=30)).isoformat()},
+        "lead_extra_huge": {"lead": {"extra": {"stakeholders": [f"Person Number{i}" for i in range(2000)]}}},
         "icp_negative": {"lead": {"icp_score": -0.5}},
         "icp_two": {"lead": {"icp_score": 2}},
         "icp_string": {"lead": {"icp_score": "high"}},

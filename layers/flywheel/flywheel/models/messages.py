@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -12,6 +13,11 @@ from flywheel.domain.inputs import IDENTIFIER, email, plausible
 from flywheel.models.base import Strict
 
 MAX_BATCH = 500
+# a sender's clock may run ahead, or a time zone be mislabelled: beyond this a send time is a bug
+SENT_AT_SKEW = timedelta(days=1)
+# `lead.extra` goes into every training prompt's context and its names into redaction's known
+# terms: a CRM record's custom fields fit, a pasted org chart does not
+MAX_LEAD_EXTRA_BYTES = 16_000
 _ID = IDENTIFIER.pattern
 
 
@@ -42,6 +48,13 @@ class LeadContext(Strict):
     country: Annotated[str, Field(pattern=r"^[A-Za-z]{2}$")] | None = None
     icp_score: float | None = Field(default=None, ge=0, le=1)
     extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("extra")
+    @classmethod
+    def _small_extra(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, ensure_ascii=False, default=str).encode()) > MAX_LEAD_EXTRA_BYTES:
+            raise ValueError(f"lead.extra is larger than {MAX_LEAD_EXTRA_BYTES // 1000} kB of JSON")
+        return value
 
 
 class SenderInfo(Strict):
@@ -85,6 +98,13 @@ class MessageIn(Strict):
     # the RFC 5322 Message-ID header it was sent with, so replies can be linked by In-Reply-To
     email_message_id: str | None = Field(default=None, min_length=3, max_length=998)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @field_validator("sent_at")
+    @classmethod
+    def _not_ahead(cls, value: datetime) -> datetime:
+        if value > datetime.now(UTC) + SENT_AT_SKEW:
+            raise ValueError("sent_at is more than a day in the future: register a message once it is sent")
+        return value
 
     @field_validator("agent_decisions")
     @classmethod
