@@ -519,6 +519,8 @@ GROUP_SAMPLES = [
     "PO Box 12, Postfach 7, 350 Fifth Avenue, Suite 4100, New York, NY 10118",
     "Unter den Linden 77, Calle Mayor 5, 12 rue de la Paix, 75002 Paris, Friedrichstraße 123",
     "SW1A 1AA, K1A 0B1, NSW 2000, Bengaluru 560001, 1100-148 Lisboa, 01310-100, 111 51 Stockholm, ZIP: 94107",
+    "Berliner Straße 12, 55 West 42nd Street, 1600 pennsylvania avenue, Atatürk Cad. No:12",
+    "ul. Marszałkowska 10/12, 00-590 Warszawa, On March 3, 2025 Gartner, 2025 Gartner",
 ]
 
 

@@ -312,6 +312,8 @@ _PROFILE = re.compile(
     re.IGNORECASE,
 )
 _TRAILING = ".,;:!?)]}'\"»”’"
+# software written like a bare domain: a product, not a link to anyone
+_NAMED_LIKE_DOMAINS = frozenset({"asp.net", "ado.net", "vb.net", "socket.io"})
 
 
 class LinkDetector:
@@ -337,7 +339,7 @@ class LinkDetector:
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         for m in self.scan.finditer(text):
             url = m.group(0).rstrip(_TRAILING)
-            if not url or "." not in url:
+            if not url or "." not in url or url.lower() in _NAMED_LIKE_DOMAINS:
                 continue
             placeholder = (
                 "{{booking_link}}"
@@ -393,6 +395,24 @@ def _looks_like_phone(candidate: str) -> bool:
     return len(groups) != 2 or stripped.startswith(("+", "(", "0"))
 
 
+# thousands grouped by spaces (10 000 000, 12 500 000 €): an amount where a currency is next to it
+# or its last group is 000; a phone number otherwise ("612 345 678")
+_SPACED_THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[ \u00a0\u202f]\d{3})+")
+_CURRENCIES = r"[$€£¥₹₽]|USD|EUR|GBP|CHF|JPY|INR|RUB|PLN|SEK|NOK|DKK|CAD|AUD"
+_CURRENCY_BEFORE = re.compile(rf"(?:{_CURRENCIES}|Rs\.?)[ \u00a0]?$")
+_CURRENCY_AFTER = re.compile(rf"[ \u00a0]?(?:[$€£¥₹₽]|(?:{_CURRENCIES}|euros?|dollars?|zł|kr|руб)\b)")
+
+
+def _is_amount(text: str, start: int, end: int) -> bool:
+    if not _SPACED_THOUSANDS.fullmatch(text, start, end):
+        return False
+    return (
+        text.endswith("000", start, end)
+        or _CURRENCY_BEFORE.search(text, max(0, start - 4), start) is not None
+        or _CURRENCY_AFTER.match(text, end) is not None
+    )
+
+
 class PhoneDetector:
     """`phonenumbers`' matcher with the lead's and the sender's regions (valid numbers), then a
     leniency pass for numbers no region vouches for: any `+` number that is possible, and local
@@ -415,7 +435,8 @@ class PhoneDetector:
             if text[end - 1 : end + 1] == SEPARATOR[:2]:
                 end -= 1
             for left, right in _phone_spans(text[start:end], context.regions):
-                yield Span(start + left, start + right, "{{phone}}", self.name)
+                if not _is_amount(text, start + left, start + right):
+                    yield Span(start + left, start + right, "{{phone}}", self.name)
 
 
 @lru_cache(maxsize=16_384)
@@ -526,11 +547,19 @@ _STREET_WORDS = [
     "tie",
     "katu",
 ]
+# "Drive" that ends a product's name: "your 10 Google Drive folders" is no address
+_NOT_A_PRODUCT = "".join(
+    f"(?<!{word} )" for word in ("Google", "Hard", "Flash", "Test", "Disk", "Shared", "Team", "USB")
+)
+# the first word of a German street of two words (Berliner Straße, Frankfurter Allee, Neue Straße)
+_STREET_ADJECTIVE = r"(?<![\w-])(?!The\s)[A-ZÄÖÜ][\w-]*+(?:(?<=er)|(?<=e)|(?<=es)|(?<=en))"
+_PL_CAP = r"[A-ZĄĆĘŁŃÓŚŹŻ][\w-]*+\.?"
+_TR_CAP = r"[A-ZÇĞİÖŞÜ][\w-]*+"
 _ADDRESS_PATTERNS = [
-    # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100
+    # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100, 55 West 42nd Street
     re.compile(
-        rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:{_CAP}\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
-        r"Blvd\.?|Lane|Ln\.?|Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|Square|Sq\.?|Parkway|Pkwy\.?|Way|Terrace|"
+        rf"\b\d{{1,5}}[A-Za-z]?,?\s+(?:(?:{_CAP}|\d{{1,3}}(?:st|nd|rd|th))\s+){{0,4}}(?:Street|St\.?|Avenue|Ave\.?|Road|Rd\.?|Boulevard|"
+        rf"Blvd\.?|Lane|Ln\.?|{_NOT_A_PRODUCT}Drive|Dr\.?|Court|Ct\.?|Place|Pl\.?|Square|Sq\.?|Parkway|Pkwy\.?|Way|Terrace|"
         r"Highway|Hwy\.?|Circle|Crescent|Close|Row|Mews|Wharf|Broadway|Gardens|Hill|Walk|Loop|Alley|Trail|"
         r"Plaza)\b"
         r"(?:,?\s+(?:Suite|Ste\.?|Apt\.?|Unit|Floor|Fl\.?)\s*[\w-]+)?"
@@ -576,7 +605,58 @@ _ADDRESS_PATTERNS = [
     # 강남구 테헤란로 152, 중구 세종대로 110 (district, then road and building number)
     re.compile(r"[가-힣]{1,6}(?:구|군|시)\s[가-힣0-9]{1,12}(?:대로|로|길)\s?\d{1,4}(?:-\d{1,4})?(?:번길\s?\d{1,4})?"),
     re.compile(r"\b(?=[pPaAcC])(?:P\.?\s?O\.?\s?Box|Postfach|Apartado|Casella postale)\s+\d+\b", re.IGNORECASE),
+    # Berliner Straße 12, Frankfurter Allee 111, Kärntner Straße 12
+    re.compile(
+        rf"{_STREET_ADJECTIVE}\s+(?:Straße|Strasse|Str\.|Allee|Weg|Platz|Ring|Damm|Ufer|Chaussee|Markt|Gasse|Steig|"
+        r"Graben|Tor|Berg)\s+\d{1,4}(?:\s?[a-zA-Z]\b)?"
+    ),
+    # 1600 pennsylvania avenue, 12 main st (a lower-case name of one or two words, not "the" or "on")
+    re.compile(
+        r"\b\d{1,5}\s+(?:(?!(?:the|and|for|from|with|our|your|their|his|her|its|per|new|more|over|all)\b)"
+        r"[a-z]{3,}+\s+){1,2}(?:street|st\.|avenue|ave\.?|road|rd\.|boulevard|blvd\.?|lane|parkway|highway)\b"
+    ),
+    # ul. Marszałkowska 10/12, al. Jana Pawła II 27, pl. Defilad 1
+    re.compile(
+        rf"\b(?:ul\.|ulica|al\.(?<!\bet\sal\.)|aleja|aleje|pl\.|plac|os\.|osiedle)\s*{_PL_CAP}(?:\s+{_PL_CAP}){{0,3}}"
+        r"\s+\d{1,4}[a-zA-Z]?(?:\s?/\s?\d{1,4}[a-zA-Z]?)?"
+    ),
+    # Atatürk Cad. No:12, İstiklal Caddesi No: 5/3, Gül Sok. No 4
+    re.compile(
+        rf"(?<![\w-]){_TR_CAP}(?:\s+{_TR_CAP}){{0,2}}\s+(?:Caddesi|Cad\.|Cd\.|Sokak|Sokağı|Sok\.|Sk\.|Bulvarı|Blv\.|"
+        r"Mahallesi|Mah\.|Mh\.)\s*,?\s*(?:No|Nr)\s*[:.]?\s*\d{1,4}(?:/\d{1,4})?"
+    ),
 ]
+_INDIAN_PLACES = (
+    "Mumbai|Delhi|Bengaluru|Bangalore|Chennai|Madras|Kolkata|Calcutta|Hyderabad|Pune|Ahmedabad|Jaipur|Surat|Lucknow|"
+    "Kanpur|Nagpur|Indore|Thane|Bhopal|Visakhapatnam|Patna|Vadodara|Ghaziabad|Ludhiana|Agra|Nashik|Faridabad|Rajkot|"
+    "Varanasi|Srinagar|Aurangabad|Amritsar|Ranchi|Coimbatore|Madurai|Jodhpur|Raipur|Kochi|Cochin|Chandigarh|Mysuru|"
+    "Mysore|Gurugram|Gurgaon|Noida|Thiruvananthapuram|Trivandrum|Bhubaneswar|Dehradun|Guwahati|Mangaluru|Mangalore|"
+    "Goa|Panaji|Puducherry|Pondicherry|Navi|Maharashtra|Karnataka|Kerala|Gujarat|Rajasthan|Punjab|Haryana|Telangana|"
+    "Odisha|Bihar|Assam|Uttarakhand|Jharkhand|Chhattisgarh|Nadu|Pradesh|Bengal"
+)
+_MONTHS = [
+    *("January", "February", "March", "April", "May", "June", "July", "August", "September", "October"),
+    *("November", "December", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov", "Dec"),
+]
+
+
+def _not_after_a_date() -> str:
+    """Look-behinds refusing what follows a date and a comma ("March 3, ", "Jan. 21st,", "January
+    2024, "): one for each width the date can have (a look-behind's alternatives have one width)."""
+    by_width: dict[int, list[str]] = {}
+    for month in _MONTHS:
+        for dot in ("", ".") if len(month) <= 4 else ("",):
+            for digits in (1, 2, 4):
+                for ordinal in ("", "st", "nd", "rd", "th") if digits < 4 else ("",):
+                    for space in ("", " "):
+                        width = len(month) + len(dot) + 1 + digits + len(ordinal) + 1 + len(space)
+                        date = f"{month}{re.escape(dot)} " + r"\d" * digits + f"{ordinal},{space}"
+                        by_width.setdefault(width, []).append(date)
+    return "".join(f"(?<!{'|'.join(dates)})" for _, dates in sorted(by_width.items()))
+
+
+# a 4-digit number after a comma is not a postcode after a date ("On March 3, 2025 Gartner")
+_NOT_AFTER_A_DATE = _not_after_a_date()
 _POSTCODE_PATTERNS = [
     re.compile(r"\b(?:GIR ?0AA|[A-PR-UWYZ][A-HK-Y]?\d[A-Z\d]? ?\d[ABD-HJLNP-UW-Z]{2})\b"),  # UK
     re.compile(r"\b[ABCEGHJ-NPRSTVXY]\d[ABCEGHJ-NPRSTV-Z] ?\d[ABCEGHJ-NPRSTV-Z]\d\b"),  # Canada
@@ -584,28 +664,44 @@ _POSTCODE_PATTERNS = [
     re.compile(r"\b(?:NSW|VIC|QLD|WA|SA|TAS|ACT|NT)\s+\d{4}\b"),  # Australia
     # 10117 Berlin, 75008 Paris, D-80331 München: at the start of a line or after a comma
     re.compile(rf"(?=\d{{5}}\s)(?:^|(?<=,)|(?<=,\s)|(?<=\b[A-Z]-))\d{{5}}\s+{_CAP}", re.MULTILINE),
-    # 8001 Zürich, 1012 AB Amsterdam, A-1010 Wien: after a comma or a country prefix
-    re.compile(rf"(?=\d{{4}})(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-))\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"),
+    # 8001 Zürich, 1012 AB Amsterdam, A-1010 Wien: after a comma or a country prefix, not after a
+    # date ("On March 3, 2025 Gartner", "Since January 2024, 3000 Finance teams")
+    re.compile(
+        rf"(?=\d{{4}})(?:(?<=,)|(?<=,\s)|(?<=\b[A-Z]-)|(?<=\b[A-Z]{{2}}-)){_NOT_AFTER_A_DATE}"
+        rf"\d{{4}}\s?(?:[A-Z]{{2}}\s+)?{_CAP}"
+    ),
     re.compile(r"〒\s?\d{3}-?\d{4}"),  # Japan
-    re.compile(r"\b[A-Z][a-z]{2,}+\s?[-–]?\s?[1-9]\d{5}\b"),  # India: Bengaluru 560001, Mumbai - 400001
-    re.compile(r"\b\d{4}-\d{3}\b"),  # Portugal
+    # India: Bengaluru 560001, Mumbai - 400001 (a known town or state: "Over 250000" is a number)
+    re.compile(rf"\b(?:{_INDIAN_PLACES})\s?[-–]?\s?[1-9]\d{{5}}\b"),
+    re.compile(rf"\b\d{{4}}-\d{{3}}\s+{_CAP}"),  # Portugal: 1100-053 Lisboa (not "ref 2024-117")
     re.compile(rf"(?=\d{{3}}\s)(?:(?<=,)|(?<=,\s))\d{{3}}\s\d{{2}}\s+{_CAP}"),  # Sweden: 111 51 Stockholm
     re.compile(r"\b\d{5}-\d{3}\b"),  # Brazil CEP
+    # labelled, as a label is written ("zip 2025 pack" is a file; "zip: 94107" and "ZIP 94107" are codes)
     re.compile(
-        r"\b(?=[pPzZcCиИ])(?:PIN|Pin ?code|Postcode|Post code|ZIP|PLZ|CP|CEP|Индекс)\s*:?\s*\d[\d -]{2,8}\d\b",
-        re.IGNORECASE,
+        r"\b(?=[pPzZcCиИ])(?:PIN|P[Ii]n ?[Cc]ode|[Pp]ost ?[Cc]ode|[Pp]ostal [Cc]ode|ZIP|ZIP [Cc]ode|Zip(?: ?[Cc]ode)?|"
+        r"zip ?code|zip(?=\s*:)|PLZ|CP|CEP|Индекс|индекс)\s*:?\s*\d[\d -]{2,8}\d\b"
     ),
+    re.compile(rf"(?=\d\d-)(?:^|(?<=,)|(?<=,\s))\d\d-\d{{3}}\s+{_PL_CAP}", re.MULTILINE),  # Poland: 00-590 Warszawa
 ]
 
 
 _ANY_DIGIT = re.compile(r"\d")
 # The Latin layouts by what a match starts with: a digit at a word's start (a house number, a
 # postcode) or a letter at a word's start (a street word, a town, a label).
-_DIGIT_LED = {*_ADDRESS_PATTERNS[0:1], _ADDRESS_PATTERNS[3], *_POSTCODE_PATTERNS[4:6], *_POSTCODE_PATTERNS[8:11]}
+_DIGIT_LED = {
+    *_ADDRESS_PATTERNS[0:1],
+    _ADDRESS_PATTERNS[3],
+    _ADDRESS_PATTERNS[11],
+    *_POSTCODE_PATTERNS[4:6],
+    *_POSTCODE_PATTERNS[8:11],
+    _POSTCODE_PATTERNS[12],
+}
 _LETTER_LED = {
     *_ADDRESS_PATTERNS[1:3],
     _ADDRESS_PATTERNS[4],
     _ADDRESS_PATTERNS[9],
+    _ADDRESS_PATTERNS[10],
+    *_ADDRESS_PATTERNS[12:14],
     *_POSTCODE_PATTERNS[0:4],
     _POSTCODE_PATTERNS[7],
     _POSTCODE_PATTERNS[11],
@@ -696,8 +792,9 @@ def _scoped(pattern: re.Pattern[str]) -> str:
 
 class AddressDetector:
     """Street addresses (English, German, Dutch, Nordic, French, Spanish, Italian, Portuguese,
-    Russian, Japanese and Chinese layouts, PO boxes) and postcodes (UK, Canada, US state + ZIP,
-    Australia, 4-5 digit codes followed by a town in address position, Japan, Brazil, labelled)."""
+    Polish, Turkish, Russian, Japanese and Chinese layouts, PO boxes) and postcodes (UK, Canada,
+    US state + ZIP, Australia, 4-5 digit codes followed by a town in address position, Japan,
+    Brazil, Poland, labelled)."""
 
     name = "address"
     # one scan per kind instead of one per pattern (each keeps its own flags), and only over the
@@ -772,6 +869,7 @@ class KnownEntityDetector:
             return
         folded = skeleton(text)
         size = len(folded)
+        plain = folded.isascii()  # a name with any other letter cannot be in it (Иванова, Müller)
         # a name inside one kept for an earlier needle ("Aisha" in "Aisha Smith") is left out:
         # resolving would drop it, and without it most texts' spans overlap nowhere (`resolve`'s
         # shortcut). A needle's own names never hold each other (the same length, other starts), so
@@ -780,6 +878,8 @@ class KnownEntityDetector:
         kept: list[tuple[int, int]] = []
         reach: _Reach | None = None
         for needle, placeholder, left_free, right_free, strict in context.needles:
+            if plain and not needle.isascii():
+                continue
             start = folded.find(needle)
             while start != -1:
                 end = start + len(needle)
@@ -1148,7 +1248,200 @@ def _transliterations(value: str) -> set[str]:
     forms = {value, _strip_accents(value), german}
     if "'" in value or "’" in value:  # O'Brien, D’Angelo: as written in ids and addresses
         forms |= {f.replace("'", sep).replace("’", sep) for f in list(forms) for sep in ("", "-", " ")}
+    forms.update(romanizations(value))  # Ольга as Olga, Ol'ga, Olha
     return forms
+
+
+# --- names stored in Cyrillic or Greek, written in Latin letters ---------------------------------
+# Each system is one way of romanising, letter by letter: a key of two letters (ия, ου) is tried
+# before one letter, "^" marks the start of a word and "$" its end. A name gets at most
+# _MAX_ROMANIZATIONS spellings (the first systems first): the spellings people and passports use,
+# not every combination of every letter's choices.
+_CYRILLIC_BASE = {
+    **dict(zip("абвгдезиклмнопрстуфы", "abvgdeziklmnoprstufy", strict=True)),
+    **{"ё": "e", "ж": "zh", "й": "y", "х": "kh", "ц": "ts", "ч": "ch", "ш": "sh", "щ": "shch", "ъ": "", "ь": ""},
+    **{"э": "e", "ю": "yu", "я": "ya", "і": "i", "ї": "yi", "є": "ye", "ґ": "g", "ў": "u"},
+    **{"ђ": "dj", "ј": "j", "љ": "lj", "њ": "nj", "ћ": "c", "џ": "dz", "ѓ": "gj", "ќ": "kj", "ѕ": "dz"},
+}
+_VOWELS_YE = {
+    v + "е": r + "ye"
+    for v, r in zip("аоуиыэюяеъь", ["a", "o", "u", "i", "y", "e", "yu", "ya", "e", "", "'"], strict=True)
+}
+_CYRILLIC_SYSTEMS: tuple[dict[str, str], ...] = (
+    # the common English spelling (Olga, Yulia, Dmitry, Fyodor)
+    {**_CYRILLIC_BASE, "ё": "yo", "ия": "ia", "ий$": "y", "ый$": "y"},
+    # BGN/PCGN (Ol'ga, Yelena, Dmitriy, Yuliya)
+    {**_CYRILLIC_BASE, **_VOWELS_YE, "ь": "'", "^е": "ye", "ия": "iya", "ий$": "iy", "ый$": "yy"},
+    # the passport (ICAO 9303) spelling (Iuliia, Dmitrii)
+    {**_CYRILLIC_BASE, "й": "i", "ю": "iu", "я": "ia", "ъ": "ie", "є": "ie", "ї": "i", "ий$": "ii", "ия": "iia"},
+    # Ukrainian national (Olha, Yuliia, Hryhorii)
+    {
+        **_CYRILLIC_BASE,
+        **{"г": "h", "и": "y", "ї": "i", "^ї": "yi", "є": "ie", "^є": "ye", "й": "i", "^й": "y"},
+        **{"ю": "iu", "^ю": "yu", "я": "ia", "^я": "ya", "зг": "zgh"},
+    },
+    # the j-spellings of German, Polish and ISO 9 simplified (Julia, Jurij, Chruschtschow aside)
+    {
+        **_CYRILLIC_BASE,
+        "й": "j",
+        "ю": "ju",
+        "я": "ja",
+        "х": "h",
+        "ц": "c",
+        "є": "je",
+        "ї": "ji",
+        "ия": "ia",
+        "ий$": "ij",
+    },
+    # Bulgarian (Georgi Stoyanov, Hristo, Shtilyanov)
+    {**_CYRILLIC_BASE, "х": "h", "щ": "sht", "ъ": "a", "ьо": "yo", "ия$": "ia"},
+    # Serbian Latin, with its letters (its accent-free form is added after)
+    {
+        **_CYRILLIC_BASE,
+        **{"ж": "ž", "ч": "č", "ћ": "ć", "ш": "š", "ђ": "đ", "џ": "dž", "х": "h", "ц": "c", "й": "j"},
+        **{"ю": "ju", "я": "ja"},
+    },
+)
+_GREEK_BASE = {
+    **dict(zip("αβγδεζηικλμνξοπρστυφω", "avgdeziiklmnxoprstyfo", strict=True)),
+    **{"ς": "s", "θ": "th", "χ": "ch", "ψ": "ps", "ου": "ou", "αυ": "av", "ευ": "ev", "ηυ": "iv"},
+    **{"γγ": "ng", "γκ": "gk", "^γκ": "g", "μπ": "mp", "^μπ": "b", "ντ": "nt", "^ντ": "d"},
+    **{"αι": "ai", "ει": "ei", "οι": "oi"},
+}
+_GREEK_SOUNDS = {"γι": "yi", "γε": "ye", "γη": "yi", "γυ": "yi", "χ": "h", "υ": "i", "αι": "e", "ει": "i", "οι": "i"}
+_GREEK_SYSTEMS: tuple[dict[str, str], ...] = (
+    _GREEK_BASE,  # ELOT 743 (Giorgos Papadopoulos, Vasileios)
+    {**_GREEK_BASE, **_GREEK_SOUNDS, "μπ": "b", "ντ": "d", "γκ": "g"},  # as said (Yiorgos, Hristos)
+    {**_GREEK_BASE, "ου": "u", "χ": "kh"},  # Papadopulos, Khristos
+    {**_GREEK_BASE, **_GREEK_SOUNDS, "ου": "u"},  # Yiorgos Papadopulos
+    {**_GREEK_BASE, "β": "b", "η": "e", "φ": "ph", "υ": "y"},  # older (Basileios, Demetrios, Christophoros)
+    {**_GREEK_BASE, "χ": "h", "η": "i", "υ": "i", "δ": "dh"},  # Dhimitris, Hristos
+)
+_MAX_ROMANIZATIONS = 8
+_CYRILLIC_LETTER = re.compile("[\u0400-\u04ff]")
+_GREEK_LETTER = re.compile("[\u0370-\u03ff\u1f00-\u1fff]")
+_WORD = re.compile(r"\w+")
+
+
+def _romanized_word(word: str, system: Mapping[str, str]) -> str:
+    low, out, i = word.lower(), [], 0
+    while i < len(low):
+        pair = low[i : i + 2]
+        for key in (
+            *((pair + "$",) if len(pair) == 2 and i + 2 == len(low) else ()),
+            *(("^" + pair,) if i == 0 and len(pair) == 2 else ()),
+            *((pair,) if len(pair) == 2 else ()),
+        ):
+            if key in system:
+                out.append(system[key])
+                i += 2
+                break
+        else:
+            char = low[i]
+            single = (
+                ("^" + char)
+                if i == 0 and ("^" + char) in system
+                else (char + "$")
+                if i == len(low) - 1 and (char + "$") in system
+                else char
+            )
+            out.append(system.get(single, char))
+            i += 1
+    roman = "".join(out)
+    if word[:1].isupper():
+        roman = roman.upper() if word.isupper() and len(word) > 1 else roman[:1].upper() + roman[1:]
+    return roman
+
+
+def _romanized_match(system: Mapping[str, str], m: re.Match[str]) -> str:
+    return _romanized_word(m.group(0), system)
+
+
+@lru_cache(maxsize=8192)
+def romanizations(value: str) -> tuple[str, ...]:
+    """A name written in Cyrillic or Greek as it is spelled in Latin letters: `Ольга Иванова` as
+    Olga / Ol'ga / Olha Ivanova, `Юлия` as Yulia / Yuliya / Iuliia / Julia, `Γιώργος Παπαδόπουλος` as
+    Giorgos / Yiorgos Papadopoulos / Papadopulos; at most _MAX_ROMANIZATIONS spellings. Letter by
+    letter only: what a name becomes in another language (Georgios for Giorgos, Yamada for 山田)
+    is not spelling and is not found."""
+    if value.isascii():
+        return ()
+    if _CYRILLIC_LETTER.search(value):
+        systems, text = _CYRILLIC_SYSTEMS, value
+    elif _GREEK_LETTER.search(value):
+        systems, text = _GREEK_SYSTEMS, _strip_accents(value)  # tonos and dialytika: one spelling
+    else:
+        return ()
+    spellings: dict[str, None] = {}
+    for system in systems:
+        spelled = _WORD.sub(partial(_romanized_match, system), text)
+        spellings[spelled] = None
+        plain = _strip_accents(spelled).replace("đ", "dj").replace("Đ", "Dj")
+        spellings[plain] = None
+    return tuple(s for s in spellings if s != value)[:_MAX_ROMANIZATIONS]
+
+
+# --- Slavic names as declined in a sentence ("Пишу Ирине Петровой", "Pani Anno", "pane Nováku") ---
+# (what a name ends in, lower case; how many of its last letters the case endings replace; the
+# endings): the first row whose ending the name has applies. Only names of at least 4 letters
+# whose stem keeps 3 are declined, and only those of a lead who is Slavic by the script of the
+# name, its letters or endings, or the lead's country; the forms are taken only where written
+# with a capital (a name in a sentence), so "anno" or "marke" in running text stay.
+_CYRILLIC_CASES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("ий", 2, ("ия", "ию", "ием", "ии", "ого", "ому", "им", "ом")),  # Дмитрий, Достоевский
+    ("ый", 2, ("ого", "ому", "ым", "ом")),
+    ("ой", 2, ("ого", "ому", "ым", "ом")),  # Толстой
+    ("ая", 2, ("ой", "ую", "ою")),  # Достоевская
+    ("я", 1, ("и", "е", "ю", "ей", "ею", "і")),  # Мария, Наталья
+    ("а", 1, ("ы", "и", "е", "у", "ой", "ою", "о", "і")),  # Ирина, Петрова
+    ("й", 1, ("я", "ю", "ем", "е")),  # Андрей, Сергей
+    ("ь", 1, ("я", "ю", "ем", "е", "і")),  # Игорь
+)
+_CYRILLIC_CONSONANT_CASES = ("а", "у", "ом", "ем", "е", "ым", "им", "ові")  # Иван, Петров
+_LATIN_CASES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("ska", 1, ("iej", "ą")),  # Kowalska
+    ("cka", 1, ("iej", "ą")),
+    ("ová", 1, ("é", "ou")),  # Nováková
+    ("ski", 1, ("iego", "iemu", "im")),  # Kowalski
+    ("cki", 1, ("iego", "iemu", "im")),
+    ("ý", 1, ("ého", "ému", "ým", "ém")),  # Dvorský
+    ("ek", 2, ("ka", "ku", "kiem", "kowi")),  # Marek, Jacek
+    ("a", 1, ("o", "y", "i", "ie", "ę", "ą", "u", "e", "ě", "ou")),  # Anna, Jolanta
+)
+_LATIN_CONSONANT_CASES = ("a", "u", "e", "em", "ovi", "owi", "ie", "om")  # Novák, Piotr
+_SLAVIC_REGIONS = frozenset({"RU", "UA", "BY", "BG", "RS", "PL", "CZ", "SK", "SI", "HR", "BA", "ME", "MK", "KZ"})
+_SLAVIC_LOOK = re.compile(
+    r"[\u0400-\u04ffčćďěňřšťůžźżłńśąęđ]|(?:ová|ski|ska|cki|cka|ský|ská|ić|vić|enko|czyk|wicz|ów)\b", re.IGNORECASE
+)
+
+
+@lru_cache(maxsize=1024)
+def _slavic_region(value: str) -> bool:
+    return region_code(value) in _SLAVIC_REGIONS
+
+
+def _declined_word(word: str) -> Iterator[str]:
+    if len(word) < 4 or not word.isalpha():
+        return
+    low = word.lower()
+    cyrillic = _CYRILLIC_LETTER.search(word) is not None
+    rule = next((r for r in (_CYRILLIC_CASES if cyrillic else _LATIN_CASES) if low.endswith(r[0])), None)
+    if rule is not None:
+        _, cut, endings = rule
+    elif low[-1] in ("аеёиоуыэюяіїє" if cyrillic else "aeiouyáéíóúýěů"):
+        return  # indeclinable here (Шевченко, Bruno)
+    else:
+        cut, endings = 0, _CYRILLIC_CONSONANT_CASES if cyrillic else _LATIN_CONSONANT_CASES
+    stem = word[: len(word) - cut]
+    if len(stem) >= 3:
+        yield from (stem + e for e in endings if e != low[len(low) - cut :])
+
+
+@lru_cache(maxsize=8192)
+def declined_variants(name: str) -> frozenset[str]:
+    """The declined forms of each word of a name (Ирина: Ирины, Ирине, Ирину, Ириной; Anna: Anno,
+    Anny, Annę; Novák: Nováka, Nováku, Novákem), itself left out."""
+    return frozenset(form for word in name.split() for form in _declined_word(word))
 
 
 @lru_cache(maxsize=8192)
@@ -1327,6 +1620,7 @@ def build_context(
     the regions. A sender that is not an object, or whose fields are not text, raises TypeError:
     it would not be read as anyone, and its name would be left in the text."""
     sender = sender or {}
+    regions = tuple(regions)  # read twice: for the lead's country and as the phone regions
     if not isinstance(sender, Mapping):
         raise TypeError(f"the sender is not an object: {type(sender).__name__}")
     for key in SENDER_FIELDS:
@@ -1360,6 +1654,17 @@ def build_context(
         add(_signature_terms(sender["signature"]), "{{signature}}")
     for name in colleagues:
         add(person_variants(name), "{{colleague_name}}")
+    # the lead's names as declined in a sentence (Ирине, Pani Anno), for a Slavic lead
+    slavic_country: bool | None = None  # worked out when a name does not tell
+    for name, placeholder in ((first, "{{first_name}}"), (last, "{{last_name}}")):
+        if not name:
+            continue
+        if _SLAVIC_LOOK.search(name) is None:
+            if slavic_country is None:
+                slavic_country = any(isinstance(r, str) and _slavic_region(r) for r in regions)
+            if not slavic_country:
+                continue
+        add(declined_variants(name), placeholder, strict=True)
     # a company's first word last: a person or a full name that is the same word keeps its role
     for name, placeholder in ((company, "{{company}}"), (sender.get("company") or "", "{{sender_company}}")):
         words = _first_word_variants(name)
