@@ -1,7 +1,7 @@
 """Concurrent delivery: N processes, each with its own connection, replay shuffled, duplicated
 streams of every provider's events at the same time — SendGrid (by message id, and by email only),
-replies (by In-Reply-To, and by sender only), DSN bounces, Calendly bookings with their no-shows and
-cancellations, HubSpot, Pipedrive and Salesforce deals, in-house CRM deals, human corrections, and a
+replies (by In-Reply-To, and by sender only), DSN bounces, Calendly bookings with their no-shows,
+cancellations and reschedules, HubSpot, Pipedrive and Salesforce deals, in-house CRM deals, human corrections, and a
 second organisation writing to the same leads — while the late messages register, twice, mid-way.
 The database must end exactly as one ordered delivery leaves it: derived rows equal the function of
 their events, no orphan is left behind by a registration that raced it, every suppression and
@@ -207,15 +207,21 @@ def reply(i: int, text: str, in_reply_to: bool, n: int = 0) -> dict[str, Any]:
     return inbound(msg)
 
 
-def calendly(kind: str, i: int, day: int) -> dict[str, Any]:
+def invitee_uri(i: int, suffix: str = "") -> str:
+    return f"https://api.calendly.com/scheduled_events/EV-{i}{suffix}/invitees/INV-{i}{suffix}"
+
+
+def calendly(kind: str, i: int, day: int, suffix: str = "", **reschedule: Any) -> dict[str, Any]:
+    """`suffix` names a rescheduled booking; `reschedule` sets rescheduled, old_invitee, new_invitee."""
     template = load_event("webhooks_calendly_invitee_created.json")
-    uri = f"https://api.calendly.com/scheduled_events/EV-{i}/invitees/INV-{i}"
+    uri = invitee_uri(i, suffix)
     created = (SENT + timedelta(days=day)).isoformat().replace("+00:00", "Z")
     if kind == "invitee.created" or kind == "invitee.canceled":
         payload = {
             "uri": uri,
             "email": lead(i),
             "rescheduled": False,
+            **reschedule,
             "scheduled_event": {
                 "uri": f"https://api.calendly.com/scheduled_events/EV-{i}",
                 "start_time": "2026-11-25T14:00:00Z",
@@ -315,6 +321,12 @@ def event_groups() -> list[list[dict[str, Any]]]:
             out += [calendly("invitee.created", i, 1), calendly("invitee_no_show.created", i, 6)]
         if i % 3 == 2:
             out += [calendly("invitee.created", i, 1), calendly("invitee.canceled", i, 2)]
+        if i % 6 == 0:  # rescheduled (one early, one late message): the old invitee canceled, a new one booked
+            out += [
+                calendly("invitee.created", i, 1),
+                calendly("invitee.canceled", i, 3, rescheduled=True, new_invitee=invitee_uri(i, "r")),
+                calendly("invitee.created", i, 3, "r", old_invitee=invitee_uri(i)),
+            ]
         if i % 4 == 2:
             out.append(hubspot(i))
         if i % 4 == 3:

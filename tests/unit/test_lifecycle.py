@@ -149,6 +149,24 @@ def test_meeting_canceled_no_show_and_completion_follow_time_and_latest_mark() -
     assert rebooked.meeting_canceled_at is None and rebooked.meeting_completed_at == end + timedelta(hours=1)
 
 
+def test_a_meeting_counts_while_a_booking_stands_and_a_reschedule_keeps_it() -> None:
+    """One definition for the label, the stage and every count (`meeting_booked_at IS NOT NULL`):
+    a booking that is not canceled. A reschedule's new booking keeps the meeting and its date."""
+    booked = ev(EventType.MEETING_BOOKED, 10, meeting_id="a")
+    moved = ev(EventType.MEETING_CANCELED, 30, meeting_id="a", rescheduled=True, rescheduled_to="b")
+    rebooked = ev(EventType.MEETING_BOOKED, 30, meeting_id="b", rescheduled_from="a")
+    for state in (derive(booked), derive(booked, moved, rebooked), derive(rebooked, booked, moved)):
+        assert state.meeting_booked_at == T0 + timedelta(minutes=10) and state.meeting_canceled_at is None
+        assert state.has_live_meeting and (state.training_label, state.training_weight) == ("positive", 5.0)
+    for gone in (
+        derive(booked, ev(EventType.MEETING_CANCELED, 20, meeting_id="a")),
+        derive(booked, moved, rebooked, ev(EventType.MEETING_CANCELED, 40, meeting_id="b")),
+        derive(booked, moved),  # the new booking not (yet) here: nothing stands on this message
+    ):
+        assert gone.meeting_booked_at is None and gone.meeting_canceled_at is not None
+        assert not gone.has_live_meeting and gone.stage == "delivered" and gone.training_weight == 1.0
+
+
 def test_group_unsubscribe_then_resubscribe_is_subscribed() -> None:
     unsub, resub = ev(EventType.GROUP_UNSUBSCRIBE, 1), ev(EventType.GROUP_RESUBSCRIBE, 2)
     assert derive(unsub, resub).unsubscribed_at is None

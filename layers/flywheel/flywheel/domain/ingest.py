@@ -53,6 +53,15 @@ class IncomingEvent:
         return str(value) if value else None
 
     @property
+    def meeting_links(self) -> list[str]:
+        """The meeting ids this event can be linked through, its own first: a rescheduled booking
+        also names the booking it replaces (Calendly's `old_invitee`), and a cancellation by a
+        reschedule the booking that replaces it (`new_invitee`). The bookings of one reschedule
+        chain are one meeting, and belong to one message."""
+        links = [self.meeting_id, self.data.get("rescheduled_from"), self.data.get("rescheduled_to")]
+        return list(dict.fromkeys(str(m) for m in links if m))
+
+    @property
     def names_message(self) -> bool:
         """The event says which message (or booking) it is about: it never falls back to email.
 
@@ -86,8 +95,7 @@ class IncomingEvent:
         if self.provider_message_id:
             keys.append(f"pmid:{self.provider_message_id}")
         keys += [f"msgid:{r}" for r in self.references]
-        if self.meeting_id:
-            keys.append(f"meeting:{self.meeting_id}")
+        keys += [f"meeting:{m}" for m in self.meeting_links]
         if self.email_key and not self.names_message:
             keys.append(self.email_key)
         return keys
@@ -162,8 +170,9 @@ def email_link(org_id: str, email: str) -> str:
 
 def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | None:
     """The strongest link that resolves: outcome id, provider message id, Message-ID, the meeting
-    it is about; the lead's email only for events that name no message (an event that names one
-    waits as an orphan for it rather than landing on another message to the same lead).
+    it is about (then the booking it replaces in a reschedule, or that replaces it); the lead's email
+    only for events that name no message (an event that names one waits as an orphan for it rather
+    than landing on another message to the same lead).
 
     An event never lands in another organisation than its own (when it has one: from the payload
     or the provider account): a reference to another organisation's message leaves it an orphan."""
@@ -174,8 +183,7 @@ def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | No
     if event.provider_message_id and event.provider_message_id in found.provider_message_ids:
         candidates.append(found.provider_message_ids[event.provider_message_id])
     candidates += [found.email_message_ids[r] for r in event.references if r in found.email_message_ids]
-    meeting_id = event.meeting_id
-    if meeting_id:
+    for meeting_id in event.meeting_links:  # its own meeting first, then the one it replaces
         bookings = [m for (mid, _), m in sorted(found.meetings.items()) if mid == meeting_id]
         # a meeting id is only unique within one organisation
         candidates += bookings if event.org_id or len(bookings) == 1 else []

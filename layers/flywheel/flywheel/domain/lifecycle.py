@@ -120,8 +120,10 @@ class OutcomeState:
 
     @property
     def has_live_meeting(self) -> bool:
-        """Booked and not (entirely) canceled; a no-show still counts as booked."""
-        return self.meeting_booked_at is not None and self.meeting_canceled_at is None
+        """A meeting stands: one of its bookings is not canceled (a no-show still counts as booked).
+        `meeting_booked_at` is set exactly then, so the reports' `meeting_booked_at IS NOT NULL`
+        counts the same meetings as the label and the stage."""
+        return self.meeting_booked_at is not None
 
     def as_row(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in DERIVED_COLUMNS}
@@ -342,15 +344,19 @@ def _apply_corrections(state: OutcomeState, by_type: dict[EventType, list[Outcom
 
 
 def _derive_meeting(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]], now: datetime) -> None:
+    """A meeting is a booking that is not canceled. A reschedule cancels the old booking and books a
+    new one, linked to the same message (domain.ingest): the meeting stands, counted once. Once
+    every booking is canceled there is no meeting: `meeting_booked_at` stays empty (every report
+    counts `meeting_booked_at IS NOT NULL`) and `meeting_canceled_at` says when."""
     bookings = by_type.get(EventType.MEETING_BOOKED, [])
     if not bookings:
         return
-    state.meeting_booked_at = bookings[0].occurred_at
     canceled = {e.data.get("meeting_id"): e for e in by_type.get(EventType.MEETING_CANCELED, [])}
     active = [b for b in bookings if b.data.get("meeting_id") not in canceled]
     if not active:
         state.meeting_canceled_at = max(e.occurred_at for e in canceled.values())
         return
+    state.meeting_booked_at = bookings[0].occurred_at  # first booked (a reschedule keeps the date)
     meeting = active[-1]  # the most recent live booking (a reschedule replaces the old one)
     meeting_id = meeting.data.get("meeting_id")
     state.meeting_scheduled_start = _parse_time(meeting.data.get("start_time"))

@@ -36,7 +36,7 @@ def _lookups(conn: Connection, events: list[IncomingEvent], found: Lookups | Non
     claimed = sorted({e.claimed_outcome_id for e in events if e.claimed_outcome_id is not None})
     pmids = sorted({e.provider_message_id for e in events if e.provider_message_id})
     refs = sorted({r for e in events for r in e.references})
-    meetings = sorted({e.meeting_id for e in events if e.meeting_id})
+    meetings = sorted({m for e in events for m in e.meeting_links})
     found.outcomes.update(outcomes_dal.existing_outcomes(conn, claimed))
     found.provider_message_ids.update(
         {k: Match(*v) for k, v in outcomes_dal.by_column(conn, "provider_message_id", pmids).items()}

@@ -36,6 +36,10 @@ class Payload(_Loose):
     email: str | None = None
     invitee: str | None = None  # on no-show events: the invitee the mark is about
     rescheduled: bool | None = None
+    # a reschedule: the new invitee's invitee.created names the invitee it replaces, and the old
+    # invitee's invitee.canceled (rescheduled: true) the one that replaces it
+    old_invitee: str | None = None
+    new_invitee: str | None = None
     scheduled_event: ScheduledEvent | None = None
     tracking: Tracking | None = None
 
@@ -60,16 +64,23 @@ def to_event(raw: dict[str, Any], envelope: Envelope, org_id: str | None) -> Inc
         for moment in (payload.scheduled_event.start_time, payload.scheduled_event.end_time):
             if moment is not None:
                 plausible(moment, "scheduled_event time")
-    if len(payload.uri) > 400 or len(payload.invitee or "") > 400:
+    if any(len(uri or "") > 400 for uri in (payload.uri, payload.invitee, payload.old_invitee, payload.new_invitee)):
         raise BadValue("invitee URI is longer than 400 characters")
     kind: EventType | None
     data: dict[str, Any]
     if envelope.event == "invitee.created":
         scheduled = payload.scheduled_event or ScheduledEvent()
         kind, meeting_id = EventType.MEETING_BOOKED, payload.uri
-        data = {"start_time": scheduled.start_time, "end_time": scheduled.end_time, "event_uri": scheduled.uri}
+        data = {
+            "start_time": scheduled.start_time,
+            "end_time": scheduled.end_time,
+            "event_uri": scheduled.uri,
+            # the booking this one replaces: its outcome is this booking's (domain.ingest)
+            "rescheduled_from": payload.old_invitee,
+        }
     elif envelope.event == "invitee.canceled":
-        kind, meeting_id, data = EventType.MEETING_CANCELED, payload.uri, {"rescheduled": bool(payload.rescheduled)}
+        kind, meeting_id = EventType.MEETING_CANCELED, payload.uri
+        data = {"rescheduled": bool(payload.rescheduled), "rescheduled_to": payload.new_invitee}
     elif envelope.event in ("invitee_no_show.created", "invitee_no_show.deleted"):
         kind = EventType.MEETING_NO_SHOW if envelope.event.endswith("created") else EventType.MEETING_NO_SHOW_CLEARED
         meeting_id, data = payload.invitee or payload.uri, {}
