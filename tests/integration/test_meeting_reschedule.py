@@ -163,9 +163,9 @@ def test_a_canceled_booking_is_no_meeting_in_the_label_the_reports_and_after_the
     assert rolled_meetings(db) == live_meetings(db) == 0
 
     # a row the previous release derived (the canceled booking kept its meeting_booked_at) is brought
-    # to the one definition by sql/0024, and the rollup follows
+    # to the one definition by sql/0023, and the rollup follows
     db.execute("UPDATE outcome_labels SET meeting_booked_at = %s", (booked_at,))
     assert rolled_meetings(db) == 1
-    db.execute((ROOT / "sql" / "0024_canceled_meeting_is_no_meeting.sql").read_text())
+    db.execute((ROOT / "sql" / "0023_canceled_meeting_is_no_meeting.sql").read_text())
     assert outcomes(db)[0]["meeting_booked_at"] is None
     assert rolled_meetings(db) == live_meetings(db) == 0
