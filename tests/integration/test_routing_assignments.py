@@ -181,3 +181,30 @@ def test_an_assignment_waits_for_an_experiment_being_ended_and_then_records_noth
         waiting.join(timeout=10)
     assert got == {"arm": None}
     assert db.execute("SELECT count(*) AS n FROM assignments WHERE lead_id = 'lead-waits'").fetchone()["n"] == 0
+
+
+def test_a_recorded_arm_outlives_a_change_of_the_bucketing_hash(db, experiment) -> None:
+    """The bucketing hash changed (FNV-1a 32 → SHA-256) under running experiments. A lead already
+    routed keeps the arm recorded for it, whatever the current hash would choose: routing reads the
+    recorded arm and never re-derives it (the evaluator counts arms from `assignments` too). Here
+    every lead is recorded in the arm the current hash would NOT choose; only a lead never routed is
+    bucketed by the current hash."""
+    from flywheel.domain import routing
+
+    row = db.execute("SELECT salt, allocation, stage, segment FROM experiments WHERE experiment_id = %s", (experiment,))
+    exp = row.fetchone()
+    recorded = {}
+    for lead in LEADS:
+        wanted = routing.arm_for(routing.bucket(exp["salt"], f"acme:{lead}"), float(exp["allocation"]))
+        recorded[lead] = "champion" if wanted == "challenger" else "challenger"
+        db.execute(
+            """INSERT INTO assignments (experiment_id, org_id, lead_id, arm, bucket, stage, segment)
+               VALUES (%s, 'acme', %s, %s, 0, %s, %s)""",
+            (experiment, lead, recorded[lead], exp["stage"], exp["segment"]),
+        )
+    experiments.forget_cache()
+    assert {lead: experiments.route("acme", lead)["arm"] for lead in LEADS} == recorded
+    stored = db.execute("SELECT lead_id, arm FROM assignments WHERE org_id = 'acme' AND lead_id = ANY(%s)", (LEADS,))
+    assert {r["lead_id"]: r["arm"] for r in stored} == recorded
+    fresh = experiments.route("acme", "never-routed")["arm"]
+    assert fresh == routing.arm_for(routing.bucket(exp["salt"], "acme:never-routed"), float(exp["allocation"]))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flywheel.domain import stats
-from flywheel.domain.routing import BUCKETS, arm_for, bucket, fnv1a_32  # noqa: F401 - re-exported
+from flywheel.domain.routing import BUCKETS, arm_for, bucket  # noqa: F401 - re-exported
 from flywheel.lazy import LazyModule
 
 if TYPE_CHECKING:
@@ -354,25 +354,23 @@ def compare(x_c: Any, n_c: Any, x_t: Any, n_t: Any, mask: Any, relative: bool) -
     mask = np.asarray(mask, dtype=bool)
     n_c, n_t = np.where(mask, n_c, 0), np.where(mask, n_t, 0)
     weights = stats.stratum_weights(n_c, n_t)
-    p_c, var_c = stats.stratified_rate(x_c, n_c, weights)
-    p_t, var_t = stats.stratified_rate(x_t, n_t, weights)
+    p_c = stats.stratified_rate(x_c, n_c, weights)[0]
+    p_t = stats.stratified_rate(x_t, n_t, weights)[0]
     if relative:
+        # no conversion yet in an arm is no proof either: its rate's variance is never below the
+        # pseudo-count one (a plain binomial variance of 0 made the interval the point −100 %)
+        var_c = stats.lift_rate_variance(x_c, n_c, weights)
+        var_t = stats.lift_rate_variance(x_t, n_t, weights)
         estimate, var = stats.lift_from_rates(p_c, var_c, p_t, var_t)
     else:
         # the variance of a difference of (often tiny) guardrail rates, Agresti–Caffo style (one event
         # and one non-event added per arm, shared among segments by weight, so a small segment is not
         # inflated), so that no events is no proof of no difference
-        var_c = _adjusted_variance(x_c, n_c, weights)
-        var_t = _adjusted_variance(x_t, n_t, weights)
+        var_c = stats.adjusted_variance(x_c, n_c, weights)
+        var_t = stats.adjusted_variance(x_t, n_t, weights)
         estimate, var = p_t - p_c, var_c + var_t
     units = (n_c + n_t).sum(axis=-1) * (weights.sum(axis=-1) > 0)
     return estimate, np.where(units > 0, var, np.inf), units, p_c, p_t
-
-
-def _adjusted_variance(x: Any, n: Any, weights: Any) -> Any:
-    w = np.asarray(weights, dtype=float)
-    share = w / np.maximum(w.sum(axis=-1, keepdims=True), 1e-12)
-    return stats.stratified_rate(np.asarray(x, dtype=float) + share, np.asarray(n, dtype=float) + 2 * share, w)[1]
 
 
 def rule(

@@ -44,6 +44,25 @@ def stratified_rate(conversions: Any, units: Any, weights: Any) -> tuple[Any, An
     return rate, var
 
 
+def adjusted_variance(conversions: Any, units: Any, weights: Any) -> Any:
+    """The variance of one arm's stratified rate with one event and one non-event added to the arm
+    (Agresti–Caffo style), shared among strata by weight so that a small stratum is not inflated:
+    with no events (or only events) it is not 0, so that no events is no proof of no difference."""
+    w = np.asarray(weights, dtype=float)
+    share = w / np.maximum(w.sum(axis=-1, keepdims=True), 1e-12)
+    x, n = np.asarray(conversions, dtype=float), np.asarray(units, dtype=float)
+    return stratified_rate(x + share, n + 2 * share, w)[1]
+
+
+def lift_rate_variance(conversions: Any, units: Any, weights: Any) -> Any:
+    """The variance of one arm's stratified rate as the relative lift uses it: the larger of the
+    plain binomial variance and the pseudo-count one (`adjusted_variance`). The plain one is 0 for
+    an arm with no conversion yet, which made the lift's interval the single point −100 % (one
+    reply against none "proved" harm); taking the larger never narrows an interval."""
+    plain = stratified_rate(conversions, units, weights)[1]
+    return np.maximum(plain, adjusted_variance(conversions, units, weights))
+
+
 def stratum_weights(n_c: Any, n_t: Any) -> Any:
     """Weights of strata for a comparison: each stratum's share of the units it holds in both arms;
     a stratum with no units in one arm cannot compare the arms and gets none."""
@@ -53,7 +72,8 @@ def stratum_weights(n_c: Any, n_t: Any) -> Any:
 
 def lift_from_rates(p_c: Any, var_c: Any, p_t: Any, var_t: Any) -> tuple[Any, Any]:
     """Relative lift pT/pC − 1 and its delta-method variance (pT/pC)² · (Var pT/pT² + Var pC/pC²)
-    = Var pT/pC² + pT² Var pC/pC⁴ (written this way it stays defined when pT = 0)."""
+    = Var pT/pC² + pT² Var pC/pC⁴ (written this way it stays defined when pT = 0). With pT = 0 it
+    is Var pT/pC²: pass a Var pT that is not 0 there (`lift_rate_variance`)."""
     p_c, p_t = np.asarray(p_c, dtype=float), np.asarray(p_t, dtype=float)
     safe_c = np.where(p_c > 0, p_c, np.nan)
     ratio = p_t / safe_c
@@ -63,10 +83,13 @@ def lift_from_rates(p_c: Any, var_c: Any, p_t: Any, var_t: Any) -> tuple[Any, An
 
 
 def relative_lift(conv_c: Any, n_c: Any, conv_t: Any, n_t: Any) -> tuple[Any, Any]:
-    """Relative lift of one stratum's counts (see `lift_from_rates`)."""
-    p_c = np.asarray(conv_c, dtype=float) / np.maximum(n_c, 1)
-    p_t = np.asarray(conv_t, dtype=float) / np.maximum(n_t, 1)
-    lift, var = lift_from_rates(p_c, p_c * (1 - p_c) / np.maximum(n_c, 1), p_t, p_t * (1 - p_t) / np.maximum(n_t, 1))
+    """Relative lift of one stratum's counts (see `lift_from_rates`; each arm's variance from
+    `lift_rate_variance`, as the evaluator computes it)."""
+    x_c, x_t = np.asarray(conv_c, dtype=float)[..., None], np.asarray(conv_t, dtype=float)[..., None]
+    u_c, u_t = np.asarray(n_c, dtype=float)[..., None], np.asarray(n_t, dtype=float)[..., None]
+    one = np.ones_like(u_c + u_t)
+    p_c, p_t = stratified_rate(x_c, u_c, one)[0], stratified_rate(x_t, u_t, one)[0]
+    lift, var = lift_from_rates(p_c, lift_rate_variance(x_c, u_c, one), p_t, lift_rate_variance(x_t, u_t, one))
     no_data = (np.asarray(n_c) == 0) | (np.asarray(n_t) == 0)
     return np.where(no_data, 0.0, lift), np.where(no_data, np.inf, var)
 
