@@ -147,6 +147,21 @@ def test_syncs_in_three_processes_restore_a_deleted_deployment_once(db: Any, slo
     assert history(db, "flywheel-v1.0.0") == ["serving_restoring"]
 
 
+def test_syncs_in_three_processes_retire_an_idle_ready_models_throughput_once(db: Any, slow: SlowProvider) -> None:
+    """A ready model past its grace period (its provisioned throughput billed by the hour for no
+    traffic): syncs running at once delete it once, and only one records it."""
+    insert(db, "flywheel-v1.0.0", 0, "ready", None, "active")
+    db.execute("UPDATE model_registry SET created_at = now() - interval '2 hours'")
+    start = FORK.Barrier(3)
+    errors, codes = in_processes([(_sync, (actor, start)) for actor in ("api", "evaluator", "training")], timeout=60)
+    assert not errors and codes == [0, 0, 0], (errors, codes)
+    assert slow.calls() == ["retire arn:pt/flywheel-v1.0.0-first"]
+    model = db.execute("SELECT * FROM model_registry").fetchone()
+    assert (model["status"], model["serving_status"], model["serving_generation"]) == ("ready", "deleted", 1)
+    assert model["serving_claimed_by"] is None
+    assert history(db, "flywheel-v1.0.0") == ["serving_retired"]
+
+
 def test_a_rollback_during_a_slow_retire_leaves_the_restored_champion_served(db: Any, slow: SlowProvider) -> None:
     """v1.1.0 was promoted over v1.0.0, whose deployment is still there (its deletion pending). A sync
     starts deleting it; while Bedrock works, an operator rolls v1.1.0 back, which restores v1.0.0

@@ -111,6 +111,13 @@ class Settings(BaseModel):
     # bounded: the training state machine's TimeoutSeconds (72 h) is above the longest run these allow
     training_max_wait_s: int = Field(default=86_400, ge=60, le=86_400)
     serving_max_wait_s: int = Field(default=3_600, ge=60, le=7_200)
+    # how long a ready model (no role: it serves no traffic) keeps what serves it once its run has
+    # ended; then serving.sync deletes it, and deploying the model creates it again. Provisioned
+    # throughput is billed by the hour, so an hour; an on-demand deployment is billed per token
+    # (nothing while idle), so a week: the deferred weekly model waits for the running experiment
+    # without a re-creation when deployed, and is retired once next week's model supersedes it
+    serving_idle_provisioned_s: int = Field(default=3_600, ge=0)
+    serving_idle_on_demand_s: int = Field(default=604_800, ge=0)
     # optional second redaction pass with Amazon Comprehend DetectPiiEntities (README "Dataset")
     dataset_comprehend_pii: bool = False
     dataset_comprehend_language: str = Field(default="en", pattern="^(en|es)$")

@@ -6,6 +6,7 @@ from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
 from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
+from flywheel.dal.training import ACTIVE as _RUNS_IN_FLIGHT
 
 
 def next_version(conn: Connection) -> tuple[int, int, int]:
@@ -142,49 +143,76 @@ def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
     ).fetchall()
 
 
-_OUT_OF_STEP = """serving_status IS NOT NULL AND serving_kind <> 'provider'
+_ACTIVE_RUNS = ", ".join(f"'{status}'" for status in _RUNS_IN_FLIGHT)
+
+# A ready model serves no traffic (routing reads only the champion and the challenger): once its run
+# has ended and it has waited the grace period of its serving kind, its deployment is retired. A run
+# still in flight (its smoke test, its Deploy step) keeps its model's deployment whatever the time.
+_IDLE_READY = f"""(status = 'ready' AND role IS NULL
+              AND NOT EXISTS (SELECT 1 FROM training_runs r
+                               WHERE r.run_id = model_registry.run_id AND r.status IN ({_ACTIVE_RUNS}))
+              AND coalesce((SELECT r.finished_at FROM training_runs r WHERE r.run_id = model_registry.run_id),
+                           model_registry.created_at)
+                  <= now() - CASE serving_kind WHEN 'provisioned' THEN %(idle_provisioned_s)s
+                                               ELSE %(idle_on_demand_s)s END * interval '1 second')"""
+
+_OUT_OF_STEP = f"""serving_status IS NOT NULL AND serving_kind <> 'provider'
               AND ((status IN ('archived', 'failed') AND serving_status <> 'deleted')
-                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating')))"""
+                   OR (status = 'deployed' AND serving_status IN ('deleted', 'creating'))
+                   OR (serving_status <> 'deleted' AND {_IDLE_READY}))"""
 
 
-def serving_out_of_step(conn: Connection) -> list[str]:
+def _grace(idle_s: dict[str, float]) -> dict[str, float]:
+    """The grace periods by serving kind (`provisioned`, `on_demand`), as the queries take them."""
+    return {"idle_provisioned_s": idle_s["provisioned"], "idle_on_demand_s": idle_s["on_demand"]}
+
+
+def serving_out_of_step(conn: Connection, idle_s: dict[str, float]) -> list[str]:
     """Models whose serving does not match their status: archived or failed ones still holding a
     deployment, deployed ones whose deployment was deleted (restored by a rollback) or is still
-    being created. Read without locks: each is claimed on its own (`claim_serving`)."""
-    rows = conn.execute(f"SELECT model_id FROM model_registry WHERE {_OUT_OF_STEP} ORDER BY model_id").fetchall()
+    being created, ready ones that have served no traffic for `idle_s[kind]` seconds since their
+    run ended and still hold a deployment. Read without locks: each is claimed on its own
+    (`claim_serving`)."""
+    rows = conn.execute(
+        f"SELECT model_id FROM model_registry WHERE {_OUT_OF_STEP} ORDER BY model_id", _grace(idle_s)
+    ).fetchall()
     return [row["model_id"] for row in rows]
 
 
 def claim_serving(
-    conn: Connection, model_id: str, owner: str, lease_s: float
+    conn: Connection, model_id: str, owner: str, lease_s: float, idle_s: dict[str, float]
 ) -> tuple[dict[str, Any] | None, str | None]:
     """Claim one out-of-step model for `owner` for `lease_s` seconds: (its row, None); or (None, the
     sync that holds a live claim on it); or (None, None) when it is in step now. One row locked per
     transaction: the registry's writers lock several model rows (roles first), a sync only ever one,
-    so the two never wait on each other in a cycle."""
+    so the two never wait on each other in a cycle. The row carries `serving_idle`: whether it is a
+    ready model past its grace period (`claimed`)."""
     row = conn.execute(
         f"""SELECT serving_claimed_by, serving_claimed_until >= now() AS held FROM model_registry
-             WHERE model_id = %s AND {_OUT_OF_STEP} FOR UPDATE""",
-        (model_id,),
+             WHERE model_id = %(model_id)s AND {_OUT_OF_STEP} FOR UPDATE""",
+        {"model_id": model_id, **_grace(idle_s)},
     ).fetchone()
     if row is None:
         return None, None
     if row["held"] and row["serving_claimed_by"] != owner:
         return None, row["serving_claimed_by"]
     claimed_row = conn.execute(
-        """UPDATE model_registry
-              SET serving_claimed_by = %s, serving_claimed_until = now() + %s * interval '1 second'
-            WHERE model_id = %s RETURNING *""",
-        (owner, lease_s, model_id),
+        f"""UPDATE model_registry
+              SET serving_claimed_by = %(owner)s,
+                  serving_claimed_until = now() + %(lease_s)s * interval '1 second'
+            WHERE model_id = %(model_id)s RETURNING *, {_IDLE_READY} AS serving_idle""",
+        {"owner": owner, "lease_s": lease_s, "model_id": model_id, **_grace(idle_s)},
     ).fetchone()
     return claimed_row, None
 
 
-def claimed(conn: Connection, model_id: str, owner: str) -> dict[str, Any] | None:
-    """The model's row, locked, while `owner` still holds its serving claim; else None."""
+def claimed(conn: Connection, model_id: str, owner: str, idle_s: dict[str, float]) -> dict[str, Any] | None:
+    """The model's row, locked, while `owner` still holds its serving claim; else None. With
+    `serving_idle`: a ready model past its grace period, whose deployment is to be retired."""
     return conn.execute(
-        "SELECT * FROM model_registry WHERE model_id = %s AND serving_claimed_by = %s FOR UPDATE",
-        (model_id, owner),
+        f"""SELECT *, {_IDLE_READY} AS serving_idle FROM model_registry
+             WHERE model_id = %(model_id)s AND serving_claimed_by = %(owner)s FOR UPDATE OF model_registry""",
+        {"model_id": model_id, "owner": owner, **_grace(idle_s)},
     ).fetchone()
 
 

@@ -1,9 +1,12 @@
 """Serving: keeping each registered model's inference endpoint in step with the registry.
 
-A Bedrock custom model is invoked through an on-demand deployment (or provisioned throughput)
-that costs money while it exists: archiving or failing a model deletes it, and restoring an
-archived model (a rollback) creates it again. `sync` does both, after every registry change and
-daily; it is idempotent, so a failed call is simply done by the next one.
+A Bedrock custom model is invoked through an on-demand deployment (or provisioned throughput,
+billed by the hour while it exists): archiving or failing a model deletes it, and so does a `ready`
+model's wait — no traffic goes to a model without a role — once its run has ended and its serving
+kind's grace period has passed (`SERVING_IDLE_PROVISIONED_S`, `SERVING_IDLE_ON_DEMAND_S`).
+Deploying the model later (`POST /training/deploy`, a rollback to an archived champion) creates it
+again. `sync` does all of this, after every registry change and daily; it is idempotent, so a
+failed call is simply done by the next one.
 
 Syncs run side by side (the training API's after a rollback, the evaluator's daily one) and the
 registry changes while a provider call takes seconds, so a sync never acts on a row it merely read:
@@ -38,6 +41,7 @@ MAX_CALLS = 3
 
 def sync(actor: str = "serving") -> dict[str, list[str]]:
     owner = f"{actor}:{uuid.uuid4().hex}"
+    idle_s = _idle_grace()
     done: dict[str, list[str]] = {
         "retired": [],
         "restoring": [],
@@ -47,10 +51,10 @@ def sync(actor: str = "serving") -> dict[str, list[str]]:
         "busy": [],  # out of step, but another sync is acting on them
     }
     with transaction() as conn:
-        candidates = models_dal.serving_out_of_step(conn)
+        candidates = models_dal.serving_out_of_step(conn, idle_s)
     for model_id in candidates:
         with transaction() as conn:  # claimed just before acting: the row as it is now
-            model, holder = models_dal.claim_serving(conn, model_id, owner, CLAIM_S)
+            model, holder = models_dal.claim_serving(conn, model_id, owner, CLAIM_S, idle_s)
         if model is None:
             if holder is not None:
                 done["busy"].append(model_id)
@@ -62,7 +66,7 @@ def sync(actor: str = "serving") -> dict[str, list[str]]:
                 # committed since the last result was recorded saw the model claimed and left it to
                 # this sync (its own sync skipped it as busy), so this sync acts on it again
                 with transaction() as conn:
-                    fresh = models_dal.claimed(conn, model_id, owner)
+                    fresh = models_dal.claimed(conn, model_id, owner, idle_s)
                     if fresh is None or _next_call(fresh, {"poll"}) is None:
                         models_dal.release_claim(conn, model_id, owner)
                         break
@@ -78,6 +82,12 @@ def sync(actor: str = "serving") -> dict[str, list[str]]:
     return done
 
 
+def _idle_grace() -> dict[str, float]:
+    """How long a ready model keeps what serves it once its run has ended, by serving kind."""
+    settings = get_settings()
+    return {"provisioned": settings.serving_idle_provisioned_s, "on_demand": settings.serving_idle_on_demand_s}
+
+
 def _next_call(model: dict[str, Any], called: set[str]) -> str | None:
     """What the row asks of the provider now: retire, serve, poll — or nothing. A deployment this
     sync has just created or polled is not polled again (it takes minutes to become active)."""
@@ -85,6 +95,8 @@ def _next_call(model: dict[str, Any], called: set[str]) -> str | None:
         return None
     if model["status"] in ("archived", "failed"):
         return "retire" if model["serving_status"] != "deleted" else None
+    if model["status"] == "ready":  # serves no traffic; retired once idle past its grace period
+        return "retire" if model.get("serving_idle") and model["serving_status"] != "deleted" else None
     if model["status"] != "deployed":
         return None
     if model["serving_status"] == "deleted":
@@ -101,6 +113,7 @@ def _bring_in_step(model: dict[str, Any], owner: str, actor: str, done: dict[str
     from flywheel.clients.finetune import provider_for
 
     model_id = model["model_id"]
+    idle_s = _idle_grace()
     called: set[str] = set()
     for _ in range(MAX_CALLS):
         call = _next_call(model, called)
@@ -122,7 +135,7 @@ def _bring_in_step(model: dict[str, Any], owner: str, actor: str, done: dict[str
             polled = provider.serving_status(acted_on, model["serving_kind"])
         called.add(call)
         with transaction() as conn:
-            fresh = models_dal.claimed(conn, model_id, owner)
+            fresh = models_dal.claimed(conn, model_id, owner, idle_s)
             if fresh is None:  # our claim expired and another sync took the model: it acts now
                 logger.warning(
                     "serving claim lost during a provider call",
@@ -142,7 +155,12 @@ def _bring_in_step(model: dict[str, Any], owner: str, actor: str, done: dict[str
                     model_id,
                     "serving_retired",
                     actor=actor,
-                    reason=f"{model['status']}: deployment deleted",
+                    reason=(
+                        f"{fresh['status']}: deployment deleted"
+                        if fresh["status"] != "ready"
+                        else f"ready, serving no traffic {_grace_text(fresh, idle_s)} after its run ended: "
+                        "deployment deleted (created again when the model is deployed)"
+                    ),
                     serving_status="deleted",
                     serving_generation=fresh["serving_generation"] + 1,
                 )
@@ -174,3 +192,8 @@ def _bring_in_step(model: dict[str, Any], owner: str, actor: str, done: dict[str
             else:
                 model = fresh
             models_dal.extend_claim(conn, model_id, owner, CLAIM_S)
+
+
+def _grace_text(model: dict[str, Any], idle_s: dict[str, float]) -> str:
+    seconds = int(idle_s["provisioned" if model["serving_kind"] == "provisioned" else "on_demand"])
+    return f"{seconds // 3600} h" if seconds >= 3600 and seconds % 3600 == 0 else f"{seconds} s"
