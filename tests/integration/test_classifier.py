@@ -143,6 +143,42 @@ def test_unsubscribe_is_suppressed_and_listed(db, aws) -> None:
     assert body["suppressions"][0]["reason"] == "reply_unsubscribe"
 
 
+# What strict structured output accepts (platform.openai.com/docs/guides/structured-outputs,
+# "Supported schemas"): every object closed (additionalProperties false) with every property
+# required, and only these keywords; OpenAI answers anything else with a 400.
+OPENAI_STRICT_KEYWORDS = {
+    *("type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "$defs", "$ref"),
+    *("description", "title", "pattern", "format", "multipleOf", "minimum", "maximum", "exclusiveMinimum"),
+    *("exclusiveMaximum", "minItems", "maxItems"),
+}
+
+
+def strict_schema_problem(response_format: dict[str, Any]) -> str | None:
+    if response_format.get("type") != "json_schema" or not response_format["json_schema"].get("strict"):
+        return None
+
+    def check(node: Any, where: tuple[str, ...]) -> str | None:
+        if isinstance(node, list):
+            return next((p for i, sub in enumerate(node) if (p := check(sub, (*where, str(i))))), None)
+        if not isinstance(node, dict):
+            return None
+        if unknown := sorted(set(node) - OPENAI_STRICT_KEYWORDS):
+            return f"In context={where}, '{unknown[0]}' is not permitted."
+        if node.get("type") == "object":
+            if node.get("additionalProperties") is not False:
+                return f"In context={where}, 'additionalProperties' is required to be supplied and to be false."
+            if set(node.get("required", [])) != set(node.get("properties", {})):
+                return f"In context={where}, 'required' is required to be supplied and to be an array including every key in properties."
+        for key, sub in node.items():
+            subs = sub.items() if key in ("properties", "$defs") else [(None, sub)]
+            for name, value in subs:
+                if problem := check(value, (*where, key, *([name] if name else []))):
+                    return problem
+        return None
+
+    return check(response_format["json_schema"]["schema"], ())
+
+
 class FakeOpenAI:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
@@ -151,6 +187,18 @@ class FakeOpenAI:
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         body = json.loads(request.content)
         self.requests.append(body)
+        if refused := strict_schema_problem(body.get("response_format") or {}):
+            return httpx2.Response(
+                400,
+                json={
+                    "error": {
+                        "message": f"Invalid schema for response_format '{llm.TOOL_NAME}': {refused}",
+                        "type": "invalid_request_error",
+                        "param": "response_format",
+                        "code": None,
+                    }
+                },
+            )
         if self.mode == "down":
             return httpx2.Response(500, json={"error": {"message": "overloaded", "type": "server_error"}})
         content = {

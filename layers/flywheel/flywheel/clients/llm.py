@@ -56,8 +56,30 @@ def user_message(reply: str, context: dict[str, Any]) -> str:
     )
 
 
+# The keywords OpenAI's strict structured output accepts (platform.openai.com/docs/guides/
+# structured-outputs, "Supported schemas": strings pattern and format, numbers multipleOf and the
+# bounds, arrays minItems and maxItems; the structure and annotations). Another one (the reason's
+# maxLength) refuses the request with a 400, so it is left out: `validated` shortens the reason.
+STRICT_KEYWORDS = frozenset(
+    {"type", "properties", "required", "additionalProperties", "items", "enum", "const", "anyOf", "$defs", "$ref"}
+    | {"description", "title", "pattern", "format", "multipleOf", "minimum", "maximum", "exclusiveMinimum"}
+    | {"exclusiveMaximum", "minItems", "maxItems"}
+)
+
+
+def _strict(schema: Any, keyword: str = "") -> Any:
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if keyword in ("properties", "$defs"):  # names, not keywords
+        return {name: _strict(sub) for name, sub in schema.items()}
+    return {k: _strict(v, k) for k, v in schema.items() if k in STRICT_KEYWORDS}
+
+
 def answer_schema() -> dict[str, Any]:
-    return LlmClassification.model_json_schema()
+    """The classification's JSON schema, in the subset every backend accepts (OpenAI strict mode)."""
+    return _strict(LlmClassification.model_json_schema())
 
 
 def validated(answer: Any) -> LlmClassification:
