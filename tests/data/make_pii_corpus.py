@@ -167,6 +167,72 @@ ADDRESS_SENTENCES = [
     "The workshop will be held at {x}.",
 ]
 
+# card numbers (test numbers of each network, Luhn-valid), IBANs (the registry's examples) and
+# secrets (the issuers' documented formats, with made-up values)
+CARDS = [
+    "4111 1111 1111 1111",
+    "4111-1111-1111-1111",
+    "5555555555554444",
+    "3782 822463 10005",
+    "6011 1111 1111 1117",
+    "2223 0031 2200 3222",
+    "3566 0020 2036 0505",
+    "4222222222222",
+]
+CARD_SENTENCES = ["Paid with card {x} last week.", "Card number: {x}, exp 12/27", "please charge {x} for the pilot"]
+IBANS = [
+    "DE89 3704 0044 0532 0130 00",
+    "GB82 WEST 1234 5698 7654 32",
+    "FR14 2004 1010 0505 0001 3M02 606",
+    "NL91ABNA0417164300",
+    "ES91 2100 0418 4502 0005 1332",
+    "CH93 0076 2011 6238 5295 7",
+    "IT60 X054 2811 1010 0000 0123 456",
+    "BE68 5390 0754 7034",
+]
+IBAN_SENTENCES = ["Bitte überweisen an {x}.", "IBAN: {x} (BIC on the invoice)", "Our account is {x}, thanks"]
+SECRETS = [
+    "sk-proj-4f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c",
+    "sk-ant-api03-Zx8vQ2mN7bL4kJ9hG3fD5sA1pO6iU0yT",
+    "AKIAIOSFODNN7EXAMPLE",
+    "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789",
+    "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+    "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    "sk_live_51H8abcdefghijklmnopqrstuv",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+]
+SECRET_SENTENCES = ["their sandbox key {x}", "Use this token: {x}", "(we shared {x} by mistake)"]
+LABELLED_SECRETS = [
+    "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "API key: 9aF3kL0pQ7xZ2mN8vB4c",
+    "password is Xq7!Lm2#Rt9$Vb4Wk8Zp",
+]
+# what the outside review of the dataset found leaking, by the detector meant to catch it
+LATER = [
+    ("phone", "US", "Call me on 415–555–0132 any time.", "415–555–0132"),
+    ("phone", "DE", "Mobil: 0049‑170‑1234567", "0049‑170‑1234567"),
+    ("phone", "GB", "her direct line is 020−7946−0958", "020−7946−0958"),
+    ("phone", "GB", "Tel. +44 20 7946–0958 (office)", "+44 20 7946–0958"),
+    (
+        "email",
+        "any",
+        "Or write to peter.schmidt [at] bigcorp [dot] vn directly.",
+        "peter.schmidt [at] bigcorp [dot] vn",
+    ),
+    (
+        "email",
+        "any",
+        "Mail peter.schmidt (at) bigcorp (dot) photography today",
+        "peter.schmidt (at) bigcorp (dot) photography",
+    ),
+    ("email", "any", "My assistant is maria.gonzalez&#64;iberiatex.es if easier.", "maria.gonzalez&#64;iberiatex.es"),
+    ("email", "any", "cc: kwame.boateng%40accra-agro.com", "kwame.boateng%40accra-agro.com"),
+    ("email", "any", "Write to erik dot lindqvist at nordicpaper dot se please.", "erik dot lindqvist"),
+    ("email", "any", "Or peter . schmidt @ bigcorp . de works too", "peter . schmidt"),
+    ("link", "any", "You can see my work at peterschmidt.dev.", "peterschmidt.dev"),
+    ("link", "any", "Our distributor's site is somchai-trading.co.th", "somchai-trading.co.th"),
+]
+
 
 def items() -> list[dict]:
     out: list[dict] = []
@@ -286,6 +352,17 @@ def items() -> list[dict]:
         lead=LEADS[1],
     )
     add("known_entity", "DE", "Mueller & Soehne AG and Jonas Mueller", ["Mueller", "Soehne", "Jonas"], lead=LEADS[1])
+    for i, card in enumerate(CARDS):
+        add("card", "any", CARD_SENTENCES[i % len(CARD_SENTENCES)].format(x=card), [card])
+    for i, iban in enumerate(IBANS):
+        add("iban", iban[:2], IBAN_SENTENCES[i % len(IBAN_SENTENCES)].format(x=iban), [iban, iban[4:14]])
+    for i, secret in enumerate(SECRETS):
+        add("secret", "any", SECRET_SENTENCES[i % len(SECRET_SENTENCES)].format(x=secret), [secret, secret[-12:]])
+    for text in LABELLED_SECRETS:
+        add("secret", "any", f"For the pilot: {text}", [text.split()[-1]])
+    for detector, country, text, planted in LATER:
+        lead = next((lead for lead in LEADS if lead[3] == country), LEADS[0])
+        add(detector, country, text, [planted], lead=lead)
     return out
 
 

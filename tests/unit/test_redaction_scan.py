@@ -569,9 +569,10 @@ def grouped_equals_plain(samples: list[str]) -> None:
 # --- the obfuscated-email scan and the German street layout, against the patterns as first written --
 
 FIRST_OBFUSCATED = re.compile(
-    rf"(?<![\w.])[\w.+-]++{rd._AT_MARKED}{rd._LABEL}(?:{rd._DOT}{rd._LABEL})*{rd._DOT}{rd._END}"
+    rf"(?<![\w.]){rd._LOCAL}{rd._AT_BRACKETED}{rd._DOMAIN}(?:{rd._DOT}{rd._END}|{rd._TIGHT_DOT}{rd._ANY_END})"
+    rf"|(?<![\w.]){rd._LOCAL}\s*@\s*{rd._DOMAIN}(?:{rd._DOT}{rd._END}|{rd._DOT_WORD}{rd._ANY_END})"
     rf"|(?<![\w.])[\w+-]*[._+\d][\w.+-]*+\s+at\s+{rd._LABEL}(?:{rd._DOT}{rd._LABEL})*{rd._DOT}{rd._END}"
-    rf"|(?<![\w.])[\w.+-]++\s+at\s+{rd._LABEL}(?:{rd._DOT_WORD}{rd._LABEL})*{rd._DOT_WORD}{rd._END}",
+    rf"|(?<![\w.]){rd._LOCAL}\s+at\s+{rd._LABEL}(?:{rd._DOT_WORD}{rd._LABEL})*{rd._DOT_WORD}{rd._END}",
     re.IGNORECASE,
 )
 FIRST_STREET = re.compile(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
 import unicodedata
 from collections import Counter
@@ -121,8 +122,44 @@ _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000:
 
 def normalized(text: str) -> tuple[str, list[int] | None]:
     """The text as detectors read it: each character in NFKC (full-width `０３－１２` and `＠` become
-    ASCII, decomposed accents compose), invisible format characters dropped. Returns the text and,
-    when its offsets differ, the index in the original of each of its characters (None: same offsets)."""
+    ASCII, decomposed accents compose), invisible format characters dropped, an at sign or a dot
+    written as an HTML entity or percent- or quoted-printable-encoded decoded (`&#64;`, `%40`,
+    `=40`, `&#x2E;`) and a doubled at sign made one. Returns the text and, when its offsets differ,
+    the index in the original of each of its characters (None: same offsets)."""
+    view, where = _folded(text)
+    if _ENCODED.search(view) is None:
+        return view, where
+    return _decoded(view, where)
+
+
+# an at sign or a dot as an HTML entity (`&#64;`, `&#x40;`, `&commat;`, `&#46;`, `&period;`),
+# percent-encoded or quoted-printable (`%40`, `=40`: before a name character, as in an address),
+# and a run of at signs ("peter@@bigcorp.de"): what is left of an address copied out of HTML or a
+# URL, or mistyped. Read as the character it stands for, so the e-mail patterns see the address.
+# (it starts with a character class, which sre scans for fast, and each form is checked behind it)
+_ENCODED = re.compile(
+    r"[&%=@](?:(?<=&)(?:#(?:0*64|x0*40|0*46|x0*2e);|commat;|period;)|(?<=[%=])40(?=[\w.+-])|(?<=@)@+)",
+    re.IGNORECASE,
+)
+
+
+def _decoded(view: str, where: list[int] | None) -> tuple[str, list[int]]:
+    """`view` with each `_ENCODED` as its one character, and where each character came from."""
+    parts: list[str] = []
+    index: list[int] = []
+    last = 0
+    for m in _ENCODED.finditer(view):
+        start = m.start()
+        parts += (view[last:start], "." if m.group(0)[-3:].lower() in ("46;", "2e;", "od;") else "@")
+        index += range(last, start + 1)  # the character stands where its encoding starts
+        last = m.end()
+    parts.append(view[last:])
+    index += range(last, len(view))
+    return "".join(parts), index if where is None else [where[i] for i in index]
+
+
+def _folded(text: str) -> tuple[str, list[int] | None]:
+    """`normalized` before the encoded characters are decoded."""
     if text.isascii():
         return text, None
     if not _INVISIBLE.search(text):
@@ -206,23 +243,43 @@ class Segmented:
 
 _TLDS = (
     r"com|net|org|io|co|ai|app|dev|tech|biz|info|me|eu|de|uk|fr|es|it|nl|be|ch|at|se|dk|no|fi|pl|pt|ie|"
-    r"us|ca|au|nz|in|jp|cn|br|mx|ar|cl|sg|hk|kr|tw|za|ru|tr|il|ae|gr|cz|hu|ro|lu|ly|gl|to|so|xyz|online|cloud"
+    r"us|ca|au|nz|in|jp|cn|br|mx|ar|cl|sg|hk|kr|tw|za|ru|tr|il|ae|gr|cz|hu|ro|lu|ly|gl|to|so|xyz|online|cloud|"
+    r"vn|th|ph|pk|ng|ke|eg|qa|ua|kz|rs|hr|si|sk|bg|lt|lv|ee|pe|ve|uy|ec|ma|lk|bd|np|pro|"
+    # top-level domains that are also words, in lower case only: "the team.Today" is a missing space
+    r"(?-i:email|consulting|photography|agency|studio|design|digital|solutions|services|media|marketing|"
+    r"software|systems|network|store|shop|site|website|space|life|live|world|global|today|news|blog|page|"
+    r"expert|partners|ventures|capital|finance|legal|law|health|travel|events|works|zone|academy|energy|"
+    r"group|team|company)"
 )
-_AT_MARKED = r"(?:\s*@\s*|\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*)"
+# a second-level label under which any country's code is a domain: somchai-trading.co.th, acme.com.my
+_SECOND_LEVEL = r"(?:co|com|org|net|ac|gov|edu)"
+_AT_BRACKETED = r"\s*[\(\[\{<]\s*at\s*[\)\]\}>]\s*"
 _DOT_WORD = r"(?:\s*[\(\[\{<]\s*dot\s*[\)\]\}>]\s*|\s+dot\s+)"
 _DOT = rf"(?:\s*\.\s*|{_DOT_WORD})"
+_TIGHT_DOT = rf"(?:\.|{_DOT_WORD})"  # a dot not spaced as a full stop is
 # Possessive runs (`++`) where what follows a run can never start with a character of the run
 # (a label is followed by a dot, a local part by `@`, a space or a bracket): the same matches,
 # without retrying every shorter run at every word.
 _LABEL = r"[\w-]++"
-_END = rf"(?:{_TLDS})\b(?![/@\w-])"  # "calendly.com/jdoe" after "at" is a link, not an address
+# "calendly.com/jdoe" after "at" is a link, not an address
+_END = rf"(?:{_SECOND_LEVEL}{_TIGHT_DOT}[a-z]{{2}}|{_TLDS})\b(?![/@\w-])"
+# any top-level domain, after an "[at]" in brackets or an "@" and a written dot ("[dot] vn",
+# "(dot) photography"; "jane@acme.vn" is the plain pattern's)
+_ANY_END = r"[a-z]{2,24}\b(?![/@\w-])"
+_DOMAIN = rf"{_LABEL}(?:{_DOT}{_LABEL})*"  # the labels before the last dot
+# a local part: a name, or up to four words joined by written or spaced dots ("erik dot lindqvist",
+# "peter . schmidt"); read possessively, as no at sign or "at" word starts with a dot
+_LOCAL = rf"[\w.+-]++(?:(?:\s+\.\s+|{_DOT_WORD})[\w.+-]++){{0,3}}+"
 
 
 class EmailDetector:
     """Addresses, `mailto:` links and the usual obfuscations (`jane at acme dot com`,
-    `jane(at)acme(dot)com`, `jane [at] acme [dot] co [dot] uk`, `j.doe at acme.com`). A bare
+    `jane(at)acme(dot)com`, `jane [at] acme [dot] co [dot] uk`, `j.doe at acme.com`, a name of
+    dotted words: `erik dot lindqvist at …`, `peter . schmidt @ …`). After a bracketed "[at]", or
+    an "@" and a written "[dot]", any top-level domain (`[dot] vn`, `(dot) photography`). A bare
     " at " before a plain domain is an address only when the name looks like one (a dot, `_`, `+`
-    or a digit in it): "find us at acme.com" is a preposition and a link."""
+    or a digit in it): "find us at acme.com" is a preposition and a link. Encoded at signs
+    (`&#64;`, `%40`) are decoded by `normalized`."""
 
     name = "email"
     _plain = re.compile(r"(?:mailto:)?[\w.+%-]++@[\w-]++(?:\.[\w-]++)+")
@@ -249,24 +306,26 @@ class EmailDetector:
     # (the second form's name holds a dot, `_`, `+` or a digit: looked for ahead, in one read, where
     # `[\w+-]*[._+\d][\w.+-]*` tried every split of a long name)
     obfuscated = re.compile(
-        rf"(?<![\w.])[\w.+-]++{_AT_MARKED}{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
+        rf"(?<![\w.]){_LOCAL}(?:{_AT_BRACKETED}{_DOMAIN}(?:{_DOT}{_END}|{_TIGHT_DOT}{_ANY_END})"
+        rf"|\s*@\s*{_DOMAIN}(?:{_DOT}{_END}|{_DOT_WORD}{_ANY_END}))"
         rf"|(?<![\w.])(?=[\w.+-]*?[._+\d])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END}"
-        rf"|(?<![\w.])[\w.+-]++\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
+        rf"|(?<![\w.]){_LOCAL}\s+at\s+{_LABEL}(?:{_DOT_WORD}{_LABEL})*{_DOT_WORD}{_END}",
         re.IGNORECASE,
     )
     _name_start = re.compile(r"(?<![\w.])[\w.+-]")  # where the pattern may start a match
     _run_start = re.compile(r"(?<![\w.+-])[\w.+-]")  # where a run of name characters starts
 
     # every obfuscated form has an "@" or an "at" word followed (past a closing bracket) by a
-    # domain ending in a known top-level domain: a text without one skips the slow pattern, which
+    # domain ending in a known top-level domain, or in any after a dot not spaced as a full stop
+    # (after an "@": a written dot): a text without one skips the slow pattern, which
     # tries each of its alternatives at every word
     # (possessive spaces: a long run of them after an "at" is read once, not split every way; it
     # starts with a character class, which sre scans for fast: an "@", or an "a" at a word's start;
     # an "at" is followed by a space or a closing bracket in every form, so "at-at-at-…" does not
     # read the rest of the word from each "at")
     obfuscated_cue = re.compile(
-        rf"[@aA](?:(?<=@)|(?<!\w[aA])[tT](?=[\s\)\]\}}>]))"
-        rf"(?i:\s*+[\)\]\}}>]?\s*+{_LABEL}(?:{_DOT}{_LABEL})*{_DOT}{_END})"
+        rf"[@aA](?:(?<=@)(?i:\s*+{_DOMAIN}(?:{_DOT}{_END}|{_DOT_WORD}{_ANY_END}))"
+        rf"|(?<!\w[aA])[tT](?=[\s\)\]\}}>])(?i:\s*+[\)\]\}}>]?\s*+{_DOMAIN}(?:{_DOT}{_END}|{_TIGHT_DOT}{_ANY_END})))"
     )
 
     @staticmethod
@@ -318,7 +377,9 @@ _NAMED_LIKE_DOMAINS = frozenset({"asp.net", "ado.net", "vb.net", "socket.io"})
 
 class LinkDetector:
     """Every URL, with or without a scheme: `https://…`, `www.…`, and bare `domain.tld/path`
-    (`calendly.com/sam-lee/30min`, `linkedin.com/in/jdoe`, `calendar.app.google/<token>`).
+    (`calendly.com/sam-lee/30min`, `linkedin.com/in/jdoe`, `calendar.app.google/<token>`), a bare
+    domain also before a full stop (`peterschmidt.dev.`) and under a country's second-level
+    domain (`somchai-trading.co.th`).
     Booking links become `{{booking_link}}`, profiles `{{profile_link}}`, the rest `{{link}}`:
     a link's host names a company and its path often a person or a tracking token."""
 
@@ -326,7 +387,7 @@ class LinkDetector:
     pattern = re.compile(
         r"(?:(?:https?|ftp)://|www\.)[^\s<>\"'`]+"
         r"|(?<![\w@./-])(?:[\w-]++\.)+[a-z]{2,24}(?::\d{2,5})?/[^\s<>\"'`]*"
-        rf"|(?<![\w@./-])(?:[\w-]++\.)+(?:{_TLDS})\b(?![.\w@-])",
+        rf"|(?<![\w@./-])(?:[\w-]++\.)+(?:{_SECOND_LEVEL}\.[a-z]{{2}}|{_TLDS})\b(?![\w@-]|\.[\w-])",
         re.IGNORECASE,
     )
     # a link holds no whitespace or quote, and a kept one a dot with more of the link after it
@@ -349,6 +410,239 @@ class LinkDetector:
                 else "{{link}}"
             )
             yield Span(m.start(), m.start() + len(url), placeholder, self.name)
+
+
+# --- payment cards, bank accounts and secrets ----------------------------------------------------
+
+# a run of digits with single spaces or dashes between them, 13 or more digits long: every card
+# number holds one, and ordinary text rarely does (a search for it reads at most 25 characters
+# from each digit, then the whole run is read once from its start)
+_CARD_CUE = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
+_CARD_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*+")
+_CARD_GROUPS = re.compile(r"[ -]")
+_NOT_BEFORE_CARD = frozenset("+.,/-_")  # a phone number, a decimal, a path or an id goes on there
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if i % 2:
+            value = value * 2 - 9 if value > 4 else value * 2
+        total += value
+    return total % 10 == 0
+
+
+def _cards_in(groups: list[str]) -> Iterator[tuple[int, int]]:
+    """The card numbers in a run's digit groups, as (first group, last group + 1), leftmost and
+    longest first: 13-19 digits starting with 2-6 (Mastercard, Amex, Visa, Discover, UnionPay …;
+    0, 7, 8 and 9 start no payment card), one group or groups as cards are printed (all but the last
+    of 4-6 digits: 4-4-4-4, 4-6-5, 4-4-4-4-3), whose Luhn check digit holds."""
+    first = 0
+    while first < len(groups):
+        found, size = None, 0
+        if "2" <= groups[first][0] <= "6":
+            for last in range(first, len(groups)):
+                size += len(groups[last])
+                if size > 19 or (last > first and not (4 <= len(groups[last - 1]) <= 6 and len(groups[last]) <= 6)):
+                    break
+                if size >= 13 and _luhn("".join(groups[first : last + 1])):
+                    found = last + 1
+        if found is None:
+            first += 1
+            continue
+        yield first, found
+        first = found
+
+
+class CardDetector:
+    """Payment card numbers: 13-19 digits, unbroken or in groups split by single spaces or dashes
+    (`4111 1111 1111 1111`, `4111-1111-1111-1111`, `3782 822463 10005`), whose Luhn check digit
+    holds (`_cards_in`); not after a `+` (a phone number), a decimal point or a word character, nor before a
+    word character. A run with more digits around the card (an expiry date after it) gives the
+    card's own groups. A long invoice number that fails Luhn is left alone."""
+
+    name = "card"
+
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
+
+    @staticmethod
+    def wanted(text: str) -> bool:
+        """Whether a text holds a run of 13 digits: most hold none, and are skipped whole."""
+        return _CARD_CUE.search(text) is not None
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        cue = _CARD_CUE.search(text)
+        while cue is not None:  # the leftmost cue of a run is where the run starts
+            run = _CARD_RUN.match(text, cue.start())
+            assert run is not None
+            start, end = run.span()
+            before = text[start - 1] if start else " "
+            after = text[end] if end < len(text) else " "
+            if not (before.isalnum() or before in _NOT_BEFORE_CARD or after.isalnum() or after == "_"):
+                groups = _CARD_GROUPS.split(run.group(0))
+                offsets: list[int] = []  # where each group starts: each is followed by one separator
+                for first, last in _cards_in(groups):
+                    offsets = offsets or list(itertools.accumulate((len(g) + 1 for g in groups), initial=start))
+                    yield Span(offsets[first], offsets[last] - 1, "{{card_number}}", self.name)
+            cue = _CARD_CUE.search(text, end)
+
+
+# the length of an IBAN in each country that issues them (the SWIFT IBAN registry)
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BI": 27,
+    "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DJ": 27, "DK": 18, "DO": 28,
+    "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FK": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23,
+    "GL": 18, "GR": 27, "GT": 28, "HN": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26,
+    "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21,
+    "LY": 25, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MN": 20, "MR": 27, "MT": 31, "MU": 30, "NI": 28,
+    "NL": 18, "NO": 15, "OM": 23, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22,
+    "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
+    "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
+}  # fmt: skip
+# a country code at a word's start, two check digits, and 11-30 letters or digits, single spaces
+# allowed between them (`DE89 3704 0044 0532 0130 00`); it starts with a capital, which sre scans
+# for fast, and the word start is checked behind it
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9].)[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}+")
+
+
+class IbanDetector:
+    """International bank account numbers: a country code, two check digits and the national
+    account number, unbroken or in groups split by single spaces, as long as that country's IBANs
+    are, ending at a word's end, and passing the ISO 13616 mod-97 check."""
+
+    name = "iban"
+
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
+
+    @staticmethod
+    def wanted(text: str) -> bool:
+        """Whether a text holds what reads as an IBAN: most hold none, and are skipped whole."""
+        return _IBAN.search(text) is not None
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        m = _IBAN.search(text)
+        while m is not None:
+            end = self._end(text, m)
+            if end is not None:
+                yield Span(m.start(), end, "{{iban}}", self.name)
+            m = _IBAN.search(text, end or m.start() + 1)
+
+    @staticmethod
+    def _end(text: str, m: re.Match[str]) -> int | None:
+        """Where the IBAN read from `m`'s start ends, or None when it is none."""
+        length = _IBAN_LENGTHS.get(m.group(0)[:2])
+        if length is None:
+            return None
+        seen, end = 0, m.start()
+        while seen < length and end < m.end():  # the country's length of characters, spaces aside
+            seen += text[end] != " "
+            end += 1
+        if seen < length or (end < len(text) and (text[end].isalnum() or text[end] == "_")):
+            return None
+        compact = text[m.start() : end].replace(" ", "")
+        number = int("".join(str(int(c, 36)) for c in compact[4:] + compact[:4]))
+        return end if number % 97 == 1 else None
+
+
+# API keys and tokens by the prefixes their issuers give them: OpenAI and Anthropic (`sk-…`,
+# `sk-proj-…`), GitHub (`ghp_…`, `github_pat_…`), GitLab (`glpat-…`), Slack (`xoxb-…`), Stripe
+# (`sk_live_…`, `rk_test_…`) and Google (`AIza…`); read from the start of a token
+_SECRET_PREFIXED = re.compile(
+    r"sk-(?:proj-|svcacct-|admin-|ant-)?(?=[A-Za-z_-]*+[0-9])[A-Za-z0-9_-]{20,}"
+    r"|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}"
+    r"|xox[abposre]-[A-Za-z0-9-]{10,}"
+    r"|[spr]k_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|AIza[0-9A-Za-z_-]{35}"
+)
+# AWS access key ids (long-term `AKIA…`, temporary `ASIA…`) and JSON Web Tokens, found wherever
+# they are (each starts with a literal, which sre searches for fast; the word start is checked behind it)
+_AWS_KEY = re.compile(r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+_JWT = re.compile(r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# the characters of a token: base64 and base64url, and the symbols passwords hold
+_KEY_CLASS = "A-Za-z0-9_+/!#$%&*?@^~-"
+_KEY_CHAR = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+/!#$%&*?@^~-")
+# a run of 16 or more token characters holding a digit (every key, token and password below does,
+# but for one in many thousands): led by a digit, which sre scans for fast, read to the run's end
+# once, its length checked behind it; a run shorter than 16 is read at most 15 characters a digit
+_SECRET_CUE = re.compile(rf"[0-9][{_KEY_CLASS}]*+(?<=[{_KEY_CLASS}]{{16}})")
+# what names a secret just before it: "API key: ", "token=", "AWS_SECRET_ACCESS_KEY = ", "password is "
+_SECRET_LABEL = re.compile(
+    r"(?<![A-Za-z])(?:key|token|secret|password|passwd|pwd|passphrase|passcode|bearer|credentials?|apikey)s?"
+    r"(?![A-Za-z])[\"']?\s*(?:[:=]|=>|\bis\b)?\s*[\"'`]?\s*\Z",
+    re.IGNORECASE,
+)
+_CHARACTER_CLASS_RUN = re.compile(r"[A-Z]+|[a-z]+|[0-9]+|[^A-Za-z0-9]+")
+_SLUG_PIECE = re.compile(r"[A-Za-z]+|[0-9]+|[A-Za-z0-9]{1,3}")  # a word, a number, or a short code ("Q3")
+_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL)
+
+
+def _random_looking(token: str) -> bool:
+    """A long token that is not words: 16+ characters, a letter and a digit, changing between
+    capitals, small letters, digits and punctuation at least every fourth character on average
+    (`differentiator2024` does not), not a slug of words, numbers and short codes
+    (`2024-q3-budget-review`), and 3.5+ bits of entropy a character."""
+    if len(token) < 16 or not any(c.isdigit() for c in token) or not any(c.isalpha() for c in token):
+        return False
+    if len(_CHARACTER_CLASS_RUN.findall(token)) * 4 < len(token):
+        return False
+    pieces = re.split(r"[-_./+]", token)
+    if len(pieces) >= 2 and all(_SLUG_PIECE.fullmatch(p) for p in pieces if p):
+        return False
+    counts = Counter(token)
+    size = len(token)
+    return -sum(n / size * math.log2(n / size) for n in counts.values()) >= 3.5
+
+
+class SecretDetector:
+    """API keys, access tokens, passwords and private keys: the issuers' prefixes above, AWS
+    access key ids (`AKIA…`), JSON Web Tokens and PEM private key blocks wherever they appear, and
+    after a word that names a secret ("API key:", "token=", "password is", "Bearer") a long
+    random-looking token (`_random_looking`). Only the secret is replaced; the word naming it stays."""
+
+    name = "secret"
+
+    @staticmethod
+    def cache_key(context: RedactionContext) -> Hashable:
+        return ()  # what it finds depends on the text alone
+
+    @staticmethod
+    def wanted(text: str) -> bool:
+        """Whether a text may hold a secret: a long run holding a digit, or what starts an AWS access
+        key id (`AKIA`, `ASIA`: one without a digit), a JSON Web Token or a private key. Most texts
+        hold none, and are skipped whole."""
+        return (
+            _SECRET_CUE.search(text) is not None
+            or "AKIA" in text
+            or "ASIA" in text
+            or "eyJ" in text
+            or "PRIVATE KEY-----" in text
+        )
+
+    def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        for literal, pattern in (("PRIVATE KEY-----", _PRIVATE_KEY), ("eyJ", _JWT), ("A", _AWS_KEY)):
+            if literal in text:
+                for m in pattern.finditer(text):
+                    yield Span(m.start(), m.end(), "{{secret}}", self.name)
+        pos = 0
+        while (cue := _SECRET_CUE.search(text, pos)) is not None:
+            start, end = cue.start(), cue.end()
+            while start and text[start - 1] in _KEY_CHAR:  # back to the run's start
+                start -= 1
+            pos = end
+            known = _SECRET_PREFIXED.match(text, start)
+            if known is not None:
+                yield Span(start, known.end(), "{{secret}}", self.name)
+                continue
+            while end < len(text) and end - pos < 2 and text[end] == "=":  # base64 padding
+                end += 1
+            token = text[start:end].rstrip("!?")
+            if _SECRET_LABEL.search(text, max(0, start - 40), start) and _random_looking(token):
+                yield Span(start, start + len(token), "{{secret}}", self.name)
 
 
 # --- phone numbers -----------------------------------------------------------------------------
@@ -377,6 +671,11 @@ _LOOSE_PHONE = re.compile(
     r"|(?<![\w+/.,-])\d{9,15}(?![\w/])"
 )
 _GROUP_SEPARATORS = re.compile(r"[\s./()-]+")
+# the dashes typed or autocorrected between digit groups (hyphen, non-breaking hyphen, figure dash,
+# en and em dashes, horizontal bar, minus sign, small hyphen-minus, the katakana long-vowel mark
+# Japanese mail types for one): `phonenumbers` reads them all, and the phone detector reads them as
+# '-' so that its runs and layouts above see them too (only it: an em dash after a link is no hyphen)
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\u30fc"
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[.,]\d{3})+")
 
@@ -426,6 +725,10 @@ class PhoneDetector:
         return context.regions  # the text and the regions it is read for
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
+        if not text.isascii():  # "415–555–0132" as Word autocorrects it, read as "415-555-0132"
+            for dash in _DASHES:  # one character for one: the spans found are the text's
+                if dash in text:
+                    text = text.replace(dash, "-")
         # the matchers only see the digit runs (plus one character each side, never a neighbouring
         # field of a joined text), not the whole text
         for run_start, run_end in digit_runs(text):
@@ -962,6 +1265,9 @@ def _lower(text: str) -> str:
 DEFAULT_DETECTORS: tuple[Detector, ...] = (
     LinkDetector(),
     EmailDetector(),
+    SecretDetector(),
+    IbanDetector(),
+    CardDetector(),
     PhoneDetector(),
     AddressDetector(),
     KnownEntityDetector(),
