@@ -156,6 +156,65 @@ def test_config_shows_every_setting_and_where_it_comes_from(tmp_path: Path) -> N
     assert rows["REPLIES_QUEUE_URL"][1] == "local stack" and rows["TRAINING_EPOCHS"] == ("3", "default")
 
 
+def _config(tmp_path: Path, env: dict[str, str], dotenv: str = "") -> tuple[dict[str, tuple[str, str]], str]:
+    """`flywheel config` in a copy of the checkout (its own .env), with `env` in the shell."""
+    (tmp_path / "template.yaml").write_text((ROOT / "template.yaml").read_text())
+    if dotenv:
+        (tmp_path / ".env").write_text(dotenv)
+    shell = {k: v for k, v in os.environ.items() if k not in setting_names()}
+    shell.update(PYTHONPATH=str(ROOT / "layers" / "flywheel"), **env)
+    done = subprocess.run(
+        [*FLYWHEEL, "--template", str(tmp_path / "template.yaml"), "config"],
+        env=shell,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = {}
+    for line in done.stdout.splitlines():
+        name, _, rest = line.partition("=")
+        value, _, source = rest.rpartition("  # ")
+        rows[name] = (value, source)
+    return rows, done.stderr
+
+
+def test_config_masks_every_secret_and_the_password_of_a_url(tmp_path: Path) -> None:
+    rows, _ = _config(
+        tmp_path,
+        {
+            "CLASSIFIER_API_KEY": "ck-live-TOPSECRET-0123456789",
+            "DATABASE_URL": "postgresql://flywheel:pa55-SECRET@db.example:5432/flywheel?sslmode=require",
+            "CLASSIFIER_BASE_URL": "https://user:TOPSECRET@llm.example/v1",
+            "WEBHOOK_SECRETS_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:flywheel/webhooks",
+        },
+        dotenv='WEBHOOK_SECRETS_JSON={"sendgrid_public_key": "TOPSECRET-public-key"}\n',
+    )
+    assert rows["CLASSIFIER_API_KEY"] == ("****6789", "env")
+    assert rows["DATABASE_URL"] == ("postgresql://flywheel:****@db.example:5432/flywheel?sslmode=require", "env")
+    assert rows["CLASSIFIER_BASE_URL"] == ("https://user:****@llm.example/v1", "env")
+    assert rows["WEBHOOK_SECRETS_JSON"] == ('****ey"}', ".env")
+    assert rows["WEBHOOK_SECRETS_ARN"][0].endswith("secret:flywheel/webhooks")  # an ARN names a secret, holds none
+    assert not [name for name, (value, _) in rows.items() if "SECRET" in value and not name.endswith("_ARN")]
+
+
+def test_config_shows_the_shell_value_a_dotenv_line_does_not_override(tmp_path: Path) -> None:
+    # flywheel reads .env "without overriding your shell's variables": config shows what is in effect
+    rows, _ = _config(tmp_path, {"REPORT_WINDOW_DAYS": "50"}, dotenv="REPORT_WINDOW_DAYS=30\nREPORT_CAMPAIGNS=7\n")
+    assert rows["REPORT_WINDOW_DAYS"] == ("50", "env")
+    assert rows["REPORT_CAMPAIGNS"] == ("7", ".env")
+
+
+def test_config_marks_a_value_the_functions_would_refuse(tmp_path: Path) -> None:
+    rows, stderr = _config(
+        tmp_path, {"SENDGRID_MAX_AGE_S": "3600"}, dotenv='PROVIDER_ORGS_JSON=\'{"hubspot:1": "acme",}\'\n'
+    )
+    assert rows["SENDGRID_MAX_AGE_S"] == ("3600", "env, invalid: Input should be greater than or equal to 90000")
+    assert rows["PROVIDER_ORGS_JSON"][1].startswith(".env, invalid: Value error, not valid JSON")
+    assert rows["REPORT_WINDOW_DAYS"] == ("84", "default")
+    assert "invalid settings" in stderr and "PROVIDER_ORGS_JSON, SENDGRID_MAX_AGE_S" in stderr
+
+
 def test_env_example_lists_every_setting() -> None:
     listed = {
         line.lstrip("# ").split("=", 1)[0]

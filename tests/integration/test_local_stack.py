@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ import boto3
 import pytest
 
 from flywheel import cli
+from flywheel.local.invoke import between_invocations
 from flywheel.local.seed import DANA, seed
 from flywheel.local.server import LocalApi, make_server
 from flywheel.local.stack import LocalStack
+from flywheel.settings import reset_settings
 from tests.conftest import ROOT
 
 
@@ -104,6 +107,49 @@ def test_start_api_delivers_queued_replies_in_the_background(state: Path, db) ->
                 time.sleep(0.1)
             assert row["reply_category"] == "unsubscribe"
             assert db.execute("SELECT email FROM suppressions").fetchone()["email"] == "dana.reyes@northwind.example"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_start_api_runs_each_function_with_its_own_settings(
+    state: Path, db, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in AWS (and `flywheel invoke`): RoutingFunction has no webhook secret, OpenAI secret or
+    replies queue in the template, so its deep health check looks at the database alone; what
+    another invocation in this process (a queue consumer's) sets in os.environ while it runs does
+    not reach a request's settings; a change made between invocations does."""
+    with LocalStack(ROOT, state=state, log=lambda line: None):
+        server = make_server(ROOT / "template.yaml", "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+
+        def deep(function: str) -> tuple[int, dict[str, Any]]:
+            try:
+                with urllib.request.urlopen(f"{base}/health/{function}/deep", timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        try:
+            status, routing = deep("routing")
+            assert status == 200 and set(routing["checks"]) == {"settings", "database"}, routing
+            status, webhooks = deep("webhooks")
+            assert status == 200 and {"replies_queue", "webhooks_secret"} <= set(webhooks["checks"]), webhooks
+            # an invocation of another function sets its variables process-wide while it runs
+            with between_invocations():
+                monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1")
+                monkeypatch.setenv("SENDGRID_MAX_AGE_S", "3600")
+                reset_settings()
+                status, messages = deep("messages")
+                assert status == 200 and messages["checks"]["database"]["ok"] is True, messages
+                assert deep("webhooks")[0] == 200
+                monkeypatch.delenv("SENDGRID_MAX_AGE_S")
+                monkeypatch.setenv("DATABASE_URL", db_url)
+            # set between invocations (as `make demo` sets PROVIDER_ORGS_JSON), a variable is in effect
+            monkeypatch.setenv("SENDGRID_MAX_AGE_S", "3600")
+            status, webhooks = deep("webhooks")
+            assert (status, webhooks["message"]) == (503, "failing: settings (SENDGRID_MAX_AGE_S)"), webhooks
         finally:
             server.shutdown()
             server.server_close()

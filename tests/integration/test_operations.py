@@ -7,6 +7,7 @@ import json
 import os
 import time
 from typing import Any
+from unittest.mock import ANY
 
 import boto3
 import httpx2
@@ -92,7 +93,7 @@ def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
     status, body = api.get("/health/webhooks/deep")
     assert status == 200, body
     checks = body["checks"]
-    assert set(checks) == {"database", "replies_queue", "webhooks_secret"}
+    assert set(checks) == {"settings", "database", "replies_queue", "webhooks_secret"}
     assert all(check["ok"] for check in checks.values())
     latest = max(p.name[:4] for p in (ROOT / "sql").glob("*.sql"))
     assert checks["database"]["schema_version"] == latest
@@ -114,6 +115,50 @@ def test_deep_health_checks_the_database_the_queue_and_the_functions_secrets(
         "error": "DependencyUnavailable",
         "ms": body["checks"]["database"]["ms"],
     }
+
+
+def _deep_event(function: str) -> dict[str, Any]:
+    path = f"/health/{function}/deep"
+    event = load_event("route_get.json")
+    event.update(resource=path, path=path, queryStringParameters=None, multiValueQueryStringParameters=None)
+    event["requestContext"] = {**event["requestContext"], "resourcePath": path, "path": path}
+    return event
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "why"),
+    [
+        ("SENDGRID_MAX_AGE_S", "3600", "greater than or equal to 90000"),  # README: at least 25 h
+        ("PROVIDER_ORGS_JSON", '{"hubspot:5799819": "acme",}', "not valid JSON"),  # a trailing comma
+    ],
+)
+def test_an_invalid_setting_is_a_configuration_error_naming_the_variable(
+    db_url: str, log_output: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, why: str
+) -> None:
+    """The deep health check fails its `settings` check (503, naming the variable and why); every
+    other request is a 500 configuration_error whose log line names the variable, never its value."""
+    monkeypatch.setenv(variable, value)
+    reset_settings()
+    result = invoke("WebhooksFunction", _deep_event("webhooks"), ROOT / "template.yaml")
+    body = json.loads(result["body"])
+    assert result["statusCode"] == 503, body
+    assert body["message"] == f"failing: settings ({variable})"
+    assert body["checks"] == {"settings": {"ok": False, "error": "ConfigurationError", "invalid": {variable: ANY}}}
+    assert why in body["checks"]["settings"]["invalid"][variable]
+
+    for function, sample in [
+        ("WebhooksFunction", "webhooks_sendgrid_events.json"),
+        ("WebhooksFunction", "webhooks_calendly_invitee_created.json"),
+        ("MessagesFunction", "messages_get.json"),
+    ]:
+        result = invoke(function, load_event(sample), ROOT / "template.yaml")
+        body = json.loads(result["body"])
+        assert result["statusCode"] == 500, (sample, body)
+        assert body["error"] == "configuration_error" and body["message"] == f"invalid configuration: {variable}"
+    failures = [line for line in _logs(log_output.getvalue()) if line.get("error") == "configuration_error"]
+    assert len(failures) == 3
+    assert all(why in line["details"]["settings"][variable] for line in failures)
+    assert value not in log_output.getvalue() and json.dumps(value) not in log_output.getvalue()
 
 
 @pytest.mark.parametrize(

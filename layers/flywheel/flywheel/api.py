@@ -170,8 +170,8 @@ def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
 
 def _health_routes(app: APIGatewayRestResolver) -> None:
     """Every API function answers health on its own code path: `GET /health` and
-    `GET /health/<function>` (public: status only), `GET /health/<function>/deep` (IAM: the database,
-    the queue and the secrets this function uses, by name, with timings). The health service is
+    `GET /health/<function>` (public: status only), `GET /health/<function>/deep` (IAM: its settings,
+    the database, the queue and the secrets this function uses, by name, with timings). The health service is
     imported on a health request: it loads the secrets client (Powertools' parameters utility, with
     boto3's DynamoDB helpers), which a cold start of any other route does not need."""
 
@@ -193,7 +193,11 @@ def _health_routes(app: APIGatewayRestResolver) -> None:
 
         healthy, report = health.deep()
         if not healthy:
-            failed = sorted(name for name, check in report["checks"].items() if not check["ok"])
+            failed = sorted(
+                f"{name} ({', '.join(check['invalid'])})" if check.get("invalid") else name
+                for name, check in report["checks"].items()
+                if not check["ok"]
+            )
             response = error_response(503, "unhealthy", f"failing: {', '.join(failed)}", checks=report["checks"])
             response.headers["Retry-After"] = "30"
             return response

@@ -36,7 +36,7 @@ def _root(args: argparse.Namespace) -> Path:
         except FileNotFoundError as exc:
             raise CliError(f"{exc}: run flywheel from the checkout or pass --template") from exc
     if not getattr(args, "_dotenv_loaded", False):
-        load_dotenv(root)
+        args._dotenv = load_dotenv(root)  # what .env set: the shell's variables win over it
         args._dotenv_loaded = True
     return root
 
@@ -429,13 +429,16 @@ def cmd_db_status(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from flywheel.local.config import effective_config, parse_dotenv
+    from flywheel.local.config import effective_config
 
     root = _root(args)
-    dotenv_path = root / ".env"
-    dotenv = parse_dotenv(dotenv_path.read_text()) if dotenv_path.exists() else {}
-    for name, value, source in effective_config(root, dotenv):
+    invalid = []
+    for name, value, source in effective_config(root, getattr(args, "_dotenv", {})):
         print(f"{name}={value}  # {source}")
+        if ", invalid: " in source:
+            invalid.append(name)
+    if invalid:
+        _stderr(f"flywheel: invalid settings (every request of a function reading them fails): {', '.join(invalid)}")
     return 0
 
 

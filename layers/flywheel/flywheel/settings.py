@@ -4,9 +4,43 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cached_property, lru_cache
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flywheel.domain.inputs import IDENTIFIER
+from flywheel.errors import FlywheelError
+
+# the providers whose accounts PROVIDER_ORGS_JSON maps (README "Webhooks": "<provider>:<account id>",
+# "<provider>:*" a provider's default, "sendgrid_inbound:<parse domain>")
+ORG_PROVIDERS = ("calendly", "hubspot", "pipedrive", "salesforce", "sendgrid", "sendgrid_inbound")
+
+
+class ConfigurationError(FlywheelError):
+    """A setting of this function is invalid: an operator's problem, never the caller's. `problems`
+    maps each invalid environment variable to the reason (never its value: some are secrets)."""
+
+    code = "configuration_error"
+
+    def __init__(self, problems: Mapping[str, str]) -> None:
+        self.problems = dict(sorted(problems.items()))
+        super().__init__(f"invalid configuration: {', '.join(self.problems)}", settings=self.problems)
+
+    def __str__(self) -> str:
+        # what a function outside the API (queue, schedule) logs when it fails: names and reasons
+        return "invalid configuration: " + "; ".join(f"{name}: {why}" for name, why in self.problems.items())
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError) -> ConfigurationError:
+        problems: dict[str, str] = {}
+        for error in exc.errors(include_input=False, include_url=False):
+            name = str(error["loc"][0]).upper() if error["loc"] else "SETTINGS"
+            problems.setdefault(name, error["msg"])
+        return cls(problems)
 
 
 class Settings(BaseModel):
@@ -192,7 +226,13 @@ class Settings(BaseModel):
 
     @cached_property
     def provider_orgs(self) -> dict[str, str]:
-        return {str(k): str(v) for k, v in json.loads(self.provider_orgs_json or "{}").items()}
+        return _provider_orgs(self.provider_orgs_json)
+
+    @field_validator("provider_orgs_json")
+    @classmethod
+    def _valid_provider_orgs(cls, value: str) -> str:
+        _provider_orgs(value)  # a typo is refused when the settings load, not at the first webhook
+        return value
 
     @staticmethod
     def split(value: str) -> list[str]:
@@ -202,14 +242,73 @@ class Settings(BaseModel):
     def from_env(cls, environ: os._Environ[str] | dict[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         values = {name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")}
-        return cls.model_validate(values)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigurationError.from_validation(exc) from None
+
+
+def _provider_orgs(text: str | None) -> dict[str, str]:
+    """PROVIDER_ORGS_JSON: a JSON object of "<provider>:<account id>" (or "<provider>:*") -> org_id.
+    The errors name what is wrong, never the accounts."""
+    try:
+        parsed: Any = json.loads(text or "{}")
+    except ValueError as exc:
+        raise ValueError(
+            f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError('must be a JSON object, e.g. {"hubspot:<portal id>": "<org_id>"}')
+    for number, (key, org) in enumerate(parsed.items(), start=1):
+        provider, colon, account = key.partition(":")
+        if not colon or provider not in ORG_PROVIDERS or not account or any(c.isspace() or c == '"' for c in account):
+            raise ValueError(
+                f'key {number} is not "<provider>:<account id>" with a provider among {", ".join(ORG_PROVIDERS)}'
+            )
+        if not isinstance(org, str) or not IDENTIFIER.match(org):
+            raise ValueError(f"the organisation of key {number} is not an org_id string (letters, digits, _.:@/+-)")
+    return dict(parsed)
 
 
 @lru_cache(maxsize=1)
-def get_settings() -> Settings:
+def _process_settings() -> Settings:
     return Settings.from_env()
+
+
+class _Scope:
+    """The environment one function runs with, when several share this process (the local API)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = dict(environ)
+        self.settings: Settings | None = None
+
+
+_SCOPE: ContextVar[_Scope | None] = ContextVar("flywheel_settings_scope", default=None)
+
+
+def get_settings() -> Settings:
+    """This execution environment's settings, read once; ConfigurationError (naming the invalid
+    variables) when one is invalid, on every call until it is fixed."""
+    scope = _SCOPE.get()
+    if scope is None:
+        return _process_settings()
+    if scope.settings is None:
+        scope.settings = Settings.from_env(scope.environ)
+    return scope.settings
+
+
+@contextmanager
+def settings_environment(environ: Mapping[str, str]) -> Iterator[None]:
+    """Read the settings of this thread (and the tasks it starts) from `environ` rather than the
+    process environment, until the block ends: `flywheel start-api` runs each API function with its
+    own environment on a shared pool of threads, whatever another thread does to os.environ."""
+    token = _SCOPE.set(_Scope(environ))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
 
 
 def reset_settings() -> None:
     """Forget the cached settings (tests and the local runner change the environment)."""
-    get_settings.cache_clear()
+    _process_settings.cache_clear()

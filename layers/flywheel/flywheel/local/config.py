@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from flywheel.local.seed import PARSE_DOMAIN, PROVIDER_ORGS
-from flywheel.settings import Settings
+from flywheel.settings import ConfigurationError, Settings
 
 # Settings read only by the local runtime (`flywheel ...`), never by a deployed function.
 LOCAL_SETTINGS: dict[str, str] = {
@@ -36,9 +36,12 @@ LOCAL_STACK_VALUES: dict[str, str] = {
     "HUBSPOT_API_BASE": "(the local HubSpot API)",
     "PIPEDRIVE_API_BASE": "(the local Pipedrive API)",
 }
-# Shown (masked) by `flywheel config`, never printed in clear.
-SECRET_NAMES = ("OPENAI_API_KEY", "WEBHOOK_SECRETS_JSON", "DATABASE_URL", "AWS_SECRET_ACCESS_KEY")
+# `flywheel config` never prints these in clear: a variable whose name has one of these words holds
+# a secret (an ARN only names one), and a password inside a URL or libpq string is masked wherever
+SECRET_WORDS = ("KEY", "SECRET", "TOKEN", "PASSWORD")
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#@:\s]*:)[^/?#@\s]*(?P<at>@)")
+_PARAM_PASSWORD = re.compile(r"(?P<head>(?:^|[?&\s])password\s*=\s*)(?:'[^']*'|[^&\s]*)", re.IGNORECASE)
 
 
 def state_dir(root: Path) -> Path:
@@ -84,16 +87,42 @@ def setting_names() -> list[str]:
     return [name.upper() for name in Settings.model_fields] + list(LOCAL_SETTINGS)
 
 
+def is_secret(name: str) -> bool:
+    return any(word in name for word in SECRET_WORDS) and not name.endswith("_ARN")
+
+
+def masked(name: str, value: str) -> str:
+    """The value as `flywheel config` prints it: a secret's last 4 characters at most (none of a
+    short one), a password in a URL (`scheme://user:****@host`) or libpq string as ****."""
+    if not value:
+        return value
+    if is_secret(name):
+        return "****" + value[-4:] if len(value) > 12 else "****"
+    value = _URL_PASSWORD.sub(lambda m: f"{m['head']}****{m['at']}", value)
+    return _PARAM_PASSWORD.sub(lambda m: f"{m['head']}****", value)
+
+
+def invalid_settings(environ: dict[str, str]) -> dict[str, str]:
+    """The variables the functions would refuse (flywheel.settings.ConfigurationError): name -> why."""
+    try:
+        Settings.from_env(environ)
+    except ConfigurationError as exc:
+        return exc.problems
+    return {}
+
+
 def effective_config(root: Path, dotenv: dict[str, str]) -> list[tuple[str, str, str]]:
     """(name, value, source) of every setting of a local run, secrets masked; `source` is env,
-    .env, local stack or default."""
+    .env, local stack or default, followed by `invalid: <why>` for a value the functions refuse.
+    `dotenv` holds what the `.env` file set (load_dotenv): a variable of the shell wins over it."""
     defaults = Settings().model_dump()
+    invalid = invalid_settings({**os.environ, **dotenv})
     rows = []
     for name in setting_names():
-        if name in os.environ and name not in dotenv:
-            value, source = os.environ[name], "env"
-        elif name in dotenv:
+        if name in dotenv:
             value, source = dotenv[name], ".env"
+        elif name in os.environ:
+            value, source = os.environ[name], "env"
         elif name in LOCAL_SETTINGS:
             value = str(state_dir(root)) if name == "FLYWHEEL_STATE_DIR" else LOCAL_SETTINGS[name]
             source = "default"
@@ -105,7 +134,9 @@ def effective_config(root: Path, dotenv: dict[str, str]) -> list[tuple[str, str,
                 ("" if default is None else str(default).lower() if isinstance(default, bool) else str(default)),
                 "default",
             )
-        if name in SECRET_NAMES and value and source in ("env", ".env"):
-            value = "****" + value[-4:] if len(value) > 12 else "****"
+        if source in ("env", ".env"):
+            value = masked(name, value)
+        if name in invalid:
+            source = f"{source}, invalid: {invalid[name]}"
         rows.append((name, value, source))
     return rows

@@ -115,8 +115,7 @@ def environment_source(source: EnvironmentSource) -> Iterator[None]:
 def function_environment(spec: FunctionSpec) -> Iterator[None]:
     """The function's template environment (resolved by the local stack when one runs); variables
     already set in this process win (like --env-vars)."""
-    wanted = {**_LOCAL_DEFAULTS, **(_SOURCES[-1].environment(spec) if _SOURCES else spec.environment)}
-    wanted = {k: os.environ.get(k, v) for k, v in wanted.items()}
+    wanted = {k: os.environ.get(k, v) for k, v in template_environment(spec).items()}
     wanted.update(AWS_LAMBDA_FUNCTION_TIMEOUT=str(spec.timeout), LAMBDA_TASK_ROOT=str(spec.code_dir))
     saved = {k: os.environ.get(k) for k in wanted}
     with _INVOKE_LOCK:
@@ -131,6 +130,23 @@ def function_environment(spec: FunctionSpec) -> Iterator[None]:
                 else:
                     os.environ[key] = value
             reset_settings()
+
+
+def template_environment(spec: FunctionSpec) -> dict[str, str]:
+    """The variables `function_environment` gives the function (where the process has none)."""
+    return {**_LOCAL_DEFAULTS, **(_SOURCES[-1].environment(spec) if _SOURCES else spec.environment)}
+
+
+@contextmanager
+def between_invocations(wait: bool = True) -> Iterator[bool]:
+    """A block no invocation runs during, so os.environ holds no function's variables; without
+    `wait`, yields False at once (and guarantees nothing) while an invocation runs."""
+    acquired = _INVOKE_LOCK.acquire(blocking=wait)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            _INVOKE_LOCK.release()
 
 
 def invoke(logical_id: str, event: dict[str, Any], template_path: Path | None = None) -> Any:

@@ -3,7 +3,9 @@
 Each request becomes an API Gateway (REST, proxy integration) event; the handler's answer
 becomes the HTTP response, as `sam local start-api` does. Requests run side by side on a pool of
 worker threads, each with its own database connection, as they do in production (one Lambda
-execution environment per concurrent request).
+execution environment per concurrent request). Each request reads its function's own settings
+(the template's variables for that function, under the process's), as in AWS: never another API
+function's, nor those of a queue or schedule invocation running meanwhile in this process.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flywheel.dal.connection import close_connection
-from flywheel.local.invoke import function_spec, invoke, invoke_in_place, shared_environment
+from flywheel.local.invoke import (
+    between_invocations,
+    function_spec,
+    invoke,
+    invoke_in_place,
+    shared_environment,
+    template_environment,
+)
 from flywheel.local.sigv4 import AuthFailure, SigV4Verifier
 from flywheel.local.template import Route, read_template
-from flywheel.settings import reset_settings
+from flywheel.settings import reset_settings, settings_environment
 
 DOCS = ("/openapi.json", "/docs")  # the API's OpenAPI document and its Swagger UI page
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
@@ -104,6 +114,9 @@ class LocalApi:
         self.routes = [r for spec in template.functions().values() for r in spec.routes]
         self.binary_types = template.binary_media_types()
         self.verifier = verifier
+        # a function's own environment, which its requests read their settings from (the server's:
+        # see LocalApiServer.own_environment)
+        self.environment_of: Callable[[str], dict[str, str]] | None = None
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         # literal routes before parameterised ones, as API Gateway does
@@ -139,7 +152,9 @@ class LocalApi:
             caller = checked.access_key
         event = build_event(method, raw_path, headers, body, route, params, self.binary_types, source_ip, caller=caller)
         if side_by_side:
-            result = invoke_in_place(function_spec(route.function, self.template_path), event)
+            environment = self.environment_of(route.function) if self.environment_of else None
+            with settings_environment(environment) if environment is not None else nullcontext():
+                result = invoke_in_place(function_spec(route.function, self.template_path), event)
         else:
             result = invoke(route.function, event, self.template_path)
         return self.to_http(result)
@@ -170,6 +185,9 @@ class LocalApiServer(ThreadingHTTPServer):
         self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: LocalApi, workers: int
     ) -> None:
         self._saved: dict[str, str | None] | None = None
+        self._shared: dict[str, str] = {}  # what prepare() set in os.environ
+        self._own: dict[str, dict[str, str]] = {}  # each API function's template variables
+        self._process: dict[str, str] = {}  # os.environ without them, as last read between invocations
         self._preparing = threading.Lock()
         self.workers = workers
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda-env")
@@ -179,13 +197,46 @@ class LocalApiServer(ThreadingHTTPServer):
     def prepare(self) -> None:
         """Set the API functions' environment up at the first request: by then the local stack
         (`flywheel start-api`) runs and resolves the template's Refs."""
-        with self._preparing:
+        if self.api.environment_of is not None:  # prepared (set last)
+            return
+        with self._preparing, between_invocations():
             if self._saved is None:
                 functions = sorted({r.function for r in self.api.routes})
-                environment = shared_environment([function_spec(f, self.api.template_path) for f in functions])
+                specs = [function_spec(f, self.api.template_path) for f in functions]
+                self._own = {spec.logical_id: template_environment(spec) for spec in specs}
+                # what reads os.environ itself (the AWS SDK, Powertools, the settings outside a
+                # request) sees the API functions' variables together
+                environment = shared_environment(specs)
                 self._saved = {k: os.environ.get(k) for k in environment}
+                self._shared = environment
                 os.environ.update(environment)
                 reset_settings()
+                self._process = self._read_process()
+                self.api.environment_of = self.own_environment
+
+    def _read_process(self) -> dict[str, str]:
+        """os.environ as it would be without prepare(): a variable it set and nobody changed since
+        is back to its value before (or absent)."""
+        process = dict(os.environ)
+        for key, value in self._shared.items():
+            if process.get(key) == value:
+                before = (self._saved or {}).get(key)
+                if before is None:
+                    process.pop(key, None)
+                else:
+                    process[key] = before
+        return process
+
+    def own_environment(self, function: str) -> dict[str, str]:
+        """What `function`'s request reads its settings from, as `flywheel invoke` would give it:
+        the process's variables over the function's template variables. The process's are read
+        again when no invocation runs (a change made meanwhile, as `make demo` makes, is seen);
+        while a queue or schedule invocation has its own variables in os.environ, the last ones."""
+        with between_invocations(wait=False) as quiet:
+            if quiet:
+                self._process = self._read_process()
+        process = self._process
+        return {**process, **{k: process.get(k, v) for k, v in self._own[function].items()}}
 
     def shutdown(self) -> None:
         super().shutdown()
@@ -194,12 +245,13 @@ class LocalApiServer(ThreadingHTTPServer):
         for done in [self.pool.submit(_close_on_worker, gate) for _ in range(self.workers)]:
             done.result(timeout=30)
         self.pool.shutdown()
-        for key, value in (self._saved or {}).items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        reset_settings()
+        with between_invocations():
+            for key, value in (self._saved or {}).items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            reset_settings()
 
 
 def _close_on_worker(gate: threading.Barrier) -> None:

@@ -1,5 +1,6 @@
 """Health: a shallow answer that proves the function's code path runs (public, no data), and a
-deep check of what this function depends on (IAM): the database, the replies queue, its secrets."""
+deep check of what this function depends on (IAM): its settings, the database, the replies queue,
+its secrets."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from flywheel.clients import queue
 from flywheel.clients.secrets import get_secret
 from flywheel.dal import migrations
 from flywheel.dal.connection import transaction
-from flywheel.settings import get_settings
+from flywheel.settings import ConfigurationError, get_settings
 
 
 def shallow() -> dict[str, str]:
@@ -39,9 +40,15 @@ def _readable(arn: str) -> None:
 
 
 def deep() -> tuple[bool, dict[str, Any]]:
-    """Every dependency this function is configured with; names and timings only, never values."""
-    settings = get_settings()
-    checks: dict[str, Any] = {"database": _timed(_database)}
+    """Every dependency this function is configured with; names and timings only, never values.
+    Invalid settings fail the `settings` check (naming each variable and why) and nothing else is
+    checked: every other check reads them."""
+    try:
+        settings = get_settings()
+    except ConfigurationError as exc:
+        invalid = {"ok": False, "error": "ConfigurationError", "invalid": exc.problems}
+        return False, {"status": "unhealthy", "checks": {"settings": invalid}}
+    checks: dict[str, Any] = {"settings": {"ok": True}, "database": _timed(_database)}
     if settings.replies_queue_url:
         url = settings.replies_queue_url
         checks["replies_queue"] = _timed(lambda: {"visible": queue.depth(url)})
