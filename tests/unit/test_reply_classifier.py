@@ -326,6 +326,13 @@ def test_an_opt_out_the_reply_itself_refuses_is_none(text: str, category: str) -
         "Don't forget to remove me from your list",
         "Don't unsubscribe me. Actually yes, unsubscribe me.",
         "I don't want these, unsubscribe me",
+        # the re-review of 955c5ce: a regretful opt-out is an opt-out; words that put it off count
+        # only beside a request to be contacted
+        "Hate to unsubscribe but we've gone with another vendor",
+        "Hate to opt out, but I'm not interested",
+        "Hate to unsubscribe but wrong person, I left the company",
+        "I'm about to unsubscribe, we already use a competitor",
+        "I am going to unsubscribe from these emails.",
     ],
 )
 def test_only_words_that_refuse_the_opt_out_itself_cancel_it(text: str) -> None:

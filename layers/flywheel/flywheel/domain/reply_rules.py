@@ -609,19 +609,32 @@ def email_opt_out(text: str) -> bool:
     return opt_out(reply_text(text)) == "email"
 
 
-# An opt-out expression right after words that refuse or put off the opt-out itself is not one:
-# "Don't remove me from the list", "I was about to unsubscribe but...", "no need to take me off".
-# Only these words, directly before it: "why don't you remove me" and "don't forget to unsubscribe
-# me" stay opt-outs, and anything less clear is read as one (the safe direction).
-_OPT_OUT_REFUSED = re.compile(
-    r"(?<!\bwhy )\b(?:please )?(?:don'?t|do not|no need to|hate to|(?:was|were|am|i'm) about to|almost|nearly)\s+$",
-    re.IGNORECASE,
+# An opt-out expression right after words that refuse it is not one: "Don't remove me from the
+# list", "no need to take me off". Words that only put it off ("I was about to unsubscribe", "hate
+# to", "almost") cancel it only in a reply that asks to be contacted ("...but this looks interesting,
+# call me"): "Hate to unsubscribe, but we went with another vendor" is a regretful opt-out. Only
+# these words, directly before it: "why don't you remove me" and "don't forget to unsubscribe me"
+# stay opt-outs, and anything less clear is read as one (the safe direction).
+_OPT_OUT_REFUSED = re.compile(r"(?<!\bwhy )\b(?:please )?(?:don'?t|do not|no need to)\s+$", re.IGNORECASE)
+_OPT_OUT_PUT_OFF = re.compile(
+    r"\b(?:hate to|(?:was|were|am|i'm|i am) (?:about|going) to|almost|nearly)\s+$", re.IGNORECASE
 )
 
 
 def opt_out_phrases(text: str) -> list[str]:
-    """The reply's opt-out expressions, without those it refuses ("don't remove me")."""
-    return [m.group(0) for m in UNSUBSCRIBE.finditer(text) if not _OPT_OUT_REFUSED.search(text, 0, m.start())]
+    """The reply's opt-out expressions, without those it refuses ("don't remove me") or, in a reply
+    that asks to be contacted, puts off ("I was about to unsubscribe but... call me")."""
+    asked: bool | None = None
+    found = []
+    for m in UNSUBSCRIBE.finditer(text):
+        if _OPT_OUT_REFUSED.search(text, 0, m.start()):
+            continue
+        if _OPT_OUT_PUT_OFF.search(text, 0, m.start()):
+            asked = contact_request(text) is not None if asked is None else asked
+            if asked:
+                continue
+        found.append(m.group(0))
+    return found
 
 
 def opt_out(text: str) -> str | None:
