@@ -75,6 +75,26 @@ def test_on_demand_serving_creates_a_deployment_idempotently_and_waits_for_it(be
     assert (failed.state, failed.error) == ("failed", "Model is not supported for on-demand")
 
 
+def test_a_taken_name_refused_as_invalid_is_the_earlier_calls_deployment(bedrock: dict[str, Stubber]) -> None:
+    """(An outside review.) CreateCustomModelDeployment lists no ConflictException in the service
+    model: a name an earlier call took (its token forgotten) may be refused as a ValidationException.
+    The deployment of that name is the one to use; a ValidationException of another kind stands."""
+    stub = bedrock["bedrock"]
+    tuner = BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock", "on_demand")
+    taken = "A deployment with the name fw-4f2c-run already exists."
+    stub.add_client_error("create_custom_model_deployment", "ValidationException", taken, 400)
+    stub.add_response(
+        "get_custom_model_deployment", _deployment("Active"), {"customModelDeploymentIdentifier": "fw-4f2c-run"}
+    )
+    found = tuner.serve(CUSTOM_MODEL, "fw-4f2c-run", {"run_id": "4f2c"})
+    assert (found.model_id, found.state) == (DEPLOYMENT, "active")
+
+    stub.add_client_error("create_custom_model_deployment", "ValidationException", "Model is not supported", 400)
+    stub.add_client_error("get_custom_model_deployment", "ResourceNotFoundException", "not found", 404)
+    with pytest.raises(ProviderRefused, match="Model is not supported"):
+        tuner.serve(CUSTOM_MODEL, "fw-4f2c-run", {"run_id": "4f2c"})
+
+
 def test_provisioned_throughput_serving(bedrock: dict[str, Stubber]) -> None:
     stub = bedrock["bedrock"]
     tuner = BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock", "provisioned", model_units=2)
@@ -157,6 +177,14 @@ def test_a_refused_deployment_is_a_provider_refusal(bedrock: dict[str, Stubber])
             "tags": [],
             "clientRequestToken": ANY,
         },
+    )
+    # no deployment has the name: the refusal stands
+    bedrock["bedrock"].add_client_error(
+        "get_custom_model_deployment",
+        "ResourceNotFoundException",
+        "not found",
+        404,
+        {"customModelDeploymentIdentifier": "fw-run"},
     )
     with pytest.raises(ProviderRefused, match="not supported"):
         BedrockFineTuner("arn:aws:iam::123456789012:role/bedrock").serve(CUSTOM_MODEL, "fw-run", {})

@@ -353,7 +353,9 @@ class BedrockFineTuner:
 
         Idempotent by `name`: the request token is derived from it, and Bedrock answers a repeated
         token with the resource it made; should it no longer remember the token, the name is taken
-        (ConflictException) by the resource an earlier call made, which is looked up by name."""
+        by the resource an earlier call made, which is looked up by name. The service model lists no
+        ConflictException for these two calls, so a taken name may come back as a ValidationException:
+        on either, the name is looked up, and the first error stands when nothing has it."""
         name = re.sub(r"[^0-9a-zA-Z]+", "-", name).strip("-")[:63]
         aws_tags = [{"key": k, "value": v} for k, v in tags.items()]
         try:
@@ -379,13 +381,15 @@ class BedrockFineTuner:
                 clientRequestToken=_request_token(name),
             )["customModelDeploymentArn"]
             return Serving(str(arn), "on_demand", "creating")
-        except DependencyUnavailable as exc:
+        except (DependencyUnavailable, ProviderRefused) as exc:
             cause = exc.__cause__
-            if not (
-                isinstance(cause, ClientError) and cause.response.get("Error", {}).get("Code") == "ConflictException"
-            ):
+            code = cause.response.get("Error", {}).get("Code") if isinstance(cause, ClientError) else None
+            if code not in ("ConflictException", "ValidationException"):
                 raise
-            return self._serving("provisioned" if self.serving == "provisioned" else "on_demand", name)
+            try:
+                return self._serving("provisioned" if self.serving == "provisioned" else "on_demand", name)
+            except ProviderRefused:  # no resource of that name: the error was about something else
+                raise exc from None
 
     def serving_status(self, serving_id: str, kind: str) -> Serving:
         return self._serving(kind, serving_id)
