@@ -602,7 +602,8 @@ def test_a_provider_unreachable_past_max_wait_cancels_the_job(db, aws) -> None:
     seed_outcomes(db, 60)
     with _bedrock_answers("GetModelCustomizationJob", "ServiceUnavailableException", after=1, status=503) as seen:
         execution, row = run(db, {"deploy": False, "wait_seconds": 1, "max_wait_seconds": 2})
-    assert execution["status"] == "FAILED" and seen["refused"] == 2  # one poll a second, for two seconds
+    # one poll a second for two seconds, then CancelJob's question whether the job ended meanwhile
+    assert execution["status"] == "FAILED" and seen["refused"] == 3
     assert row["status"] == "cancelled" and "the provider did not answer the last 2 polls" in row["error"]
     assert "ServiceUnavailableException" in row["error"]
     assert _bedrock_job(row["job_id"])["status"] == "Stopped"
@@ -714,3 +715,69 @@ def test_openai_5xx_while_polling_keeps_the_job(db, openai_fake) -> None:
     assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
     assert fake.poll_failures == 0
     assert db.execute("SELECT status FROM model_registry").fetchone()["status"] == "ready"
+
+
+# --- a job that ends while it is being timed out (the outside re-review) ------------------------------
+
+
+def test_a_job_that_completed_during_a_polling_outage_is_registered_not_cancelled(db, aws) -> None:
+    """The job completes while every poll goes unanswered until max_wait_seconds: CancelJob asks the
+    provider first and the run goes on to Register. (It used to stop the job; Bedrock refuses to
+    stop a completed one, and the run failed with "Cannot stop a job in status Completed", its model
+    never registered.)"""
+    seed_outcomes(db, 60)
+    with _bedrock_answers(
+        "GetModelCustomizationJob", "ServiceUnavailableException", times=2, after=1, status=503
+    ) as seen:
+        execution, row = run(
+            db, {"deploy": False, "wait_seconds": 1, "max_wait_seconds": 2}, on_tick=complete_bedrock_jobs
+        )
+    assert seen["refused"] == 2
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert _bedrock_job(row["job_id"])["status"] == "Completed"
+    model = db.execute("SELECT status, serving_status, provider_model_id FROM model_registry").fetchone()
+    assert (model["status"], model["serving_status"]) == ("ready", "active")
+    assert model["provider_model_id"] == _bedrock_job(row["job_id"])["outputModelArn"]
+
+
+def test_a_job_that_completes_as_it_is_cancelled_is_registered(db, aws) -> None:
+    """The job completes between the poll that timed it out and the cancel, which Bedrock refuses
+    (ValidationException): the job has ended, so the run registers its model rather than fail."""
+    from flywheel.local.aws import SERVING, boto3_session
+
+    def completes_first(**_: Any) -> None:
+        complete_bedrock_jobs()
+
+    seed_outcomes(db, 60)
+    event = "before-call.bedrock.StopModelCustomizationJob"
+    boto3_session().events.register_first(event, completes_first)
+    try:
+        execution, row = run(db, {"deploy": False, "max_wait_seconds": 0}, on_tick=SERVING.finish)
+    finally:
+        boto3_session().events.unregister(event, completes_first)
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert _bedrock_job(row["job_id"])["status"] == "Completed"
+    assert db.execute("SELECT status FROM model_registry").fetchone()["status"] == "ready"
+
+
+def test_a_refused_cancel_of_a_running_job_still_fails_the_run(db, aws) -> None:
+    """A cancel refused for a job that is still running is a refusal: the run fails with it."""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("StopModelCustomizationJob", "AccessDeniedException", status=403):
+        execution, row = run(db, {"deploy": False, "max_wait_seconds": 0})
+    assert execution["status"] == "FAILED"
+    assert row["status"] == "failed" and "AccessDeniedException" in row["error"]
+    assert db.execute("SELECT count(*) AS n FROM model_registry").fetchone()["n"] == 0
+
+
+def test_max_wait_ends_a_slow_job_polled_without_waits(db, aws) -> None:
+    """With wait_seconds 0 the Wait states add up to nothing: max_wait_seconds is measured on the
+    clock from the job's start, so a job that never finishes is cancelled after it. (The Wait(0) ->
+    PollJob loop used to spin until the execution's timeout or its event history limit.)"""
+    seed_outcomes(db, 60)
+    started = time.monotonic()
+    execution = run_state_machine({**FAST, "deploy": False, "max_wait_seconds": 2}, timeout_s=30)
+    row = db.execute("SELECT * FROM training_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+    assert execution["status"] == "FAILED" and time.monotonic() - started < 30
+    assert row["status"] == "cancelled" and "(max 2 s): cancelled" in row["error"], row["error"]
+    assert _bedrock_job(row["job_id"])["status"] == "Stopped"

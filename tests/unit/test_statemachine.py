@@ -65,6 +65,20 @@ def test_wait_seconds_come_from_the_input() -> None:
     assert STATES["WaitForJob"] == {"Type": "Wait", "SecondsPath": "$.wait_seconds", "Next": "PollJob"}
 
 
+def test_a_job_that_ended_before_its_cancel_goes_on_by_its_state() -> None:
+    """CancelJob answers a job that succeeded meanwhile (job_state succeeded): it is registered;
+    anything else (cancelled, failed) is recorded as the run's failure."""
+    assert STATES["JobState"]["Choices"][-1] == {
+        "Variable": "$.job_state",
+        "StringEquals": "timed_out",
+        "Next": "CancelJob",
+    }
+    assert STATES["CancelJob"]["Next"] == "CancelledJobState"
+    after = STATES["CancelledJobState"]
+    assert after["Type"] == "Choice" and after["Default"] == "RecordFailure"
+    assert after["Choices"] == [{"Variable": "$.job_state", "StringEquals": "succeeded", "Next": "Register"}]
+
+
 def test_the_model_is_served_before_its_smoke_test_by_a_wait_and_poll_loop() -> None:
     # the state machine waits (no Lambda sleeps): Register -> StartServing -> ServingState
     #   -> active: SmokeTest | failed, timed_out: RecordFailure | else WaitForServing -> PollServing

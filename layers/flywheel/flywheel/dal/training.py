@@ -101,15 +101,16 @@ def count_outcomes(
 def readiness(
     conn: Connection, min_quality: float, since: datetime | None, org_id: str | None = None
 ) -> list[dict[str, Any]]:
+    """What a supervised build would stream (the same filter: opted-in organisations, no lead who
+    opted out), by label."""
+    where, _ = _dataset_filter(for_preferences=False)
     return conn.execute(
-        """SELECT o.training_label AS label, count(*) AS examples,
+        f"""SELECT o.training_label AS label, count(*) AS examples,
                   coalesce(sum(length(coalesce(o.subject, '')) + length(o.body)), 0) AS characters
              FROM outcome_labels o JOIN organizations org USING (org_id)
-            WHERE org.training_opt_in AND o.quality_score >= %s AND o.training_label <> 'negative'
-              AND (%s::timestamptz IS NULL OR o.sent_at >= %s::timestamptz)
-              AND (%s::text IS NULL OR o.org_id = %s::text)
+            WHERE {where} AND (%(org_id)s::text IS NULL OR o.org_id = %(org_id)s::text)
             GROUP BY o.training_label ORDER BY o.training_label""",
-        (min_quality, since, since, org_id, org_id),
+        {"min_quality": min_quality, "since": since, "until": None, "org_id": org_id},
     ).fetchall()
 
 

@@ -372,10 +372,26 @@ def boto3_session() -> Any:
     return boto3.DEFAULT_SESSION  # handlers registered on it reach every client made from it
 
 
+def _refuse_stopping_an_ended_job(context: dict[str, Any], **_: Any) -> None:
+    """Bedrock stops only a job in progress: StopModelCustomizationJob on one that has completed,
+    failed or stopped is a ValidationException (moto would mark it Stopped)."""
+    from moto.bedrock.models import bedrock_backends
+
+    name = str(context.get("flywheel_params", {}).get("jobIdentifier", ""))
+    for account in bedrock_backends.values():
+        for backend in account.values():
+            job = backend.model_customization_jobs.get(name)
+            if job is not None and job.status not in ("InProgress", "Stopping"):
+                raise _aws_error(
+                    "ValidationException", f"Cannot stop a job in status {job.status}", "StopModelCustomizationJob"
+                )
+
+
 def _serving_events() -> list[tuple[str, Any]]:
     events: list[tuple[str, Any]] = [
         ("before-parameter-build.bedrock", SERVING.keep_params),
         ("before-parameter-build.bedrock-runtime", SERVING.keep_params),
+        ("before-call.bedrock.StopModelCustomizationJob", _refuse_stopping_an_ended_job),
         ("before-call.bedrock", SERVING.control),
         ("before-call.bedrock-runtime", SERVING.runtime),
     ]

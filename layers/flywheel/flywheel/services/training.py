@@ -17,7 +17,14 @@ from uuid import UUID
 
 from flywheel.clients import stepfunctions
 from flywheel.clients.aws import client
-from flywheel.clients.finetune import BedrockFineTuner, ProviderRefused, Serving, UploadedDataset, provider_for
+from flywheel.clients.finetune import (
+    BedrockFineTuner,
+    FineTuneProvider,
+    ProviderRefused,
+    Serving,
+    UploadedDataset,
+    provider_for,
+)
 from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
@@ -283,7 +290,7 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
     run_id = state["run_id"]
     run = _recorded(run_id)
     if run["job_id"]:  # a retry: the job was started (and paid for) already
-        return {**state, "job_id": run["job_id"], "job_state": "running"}
+        return {**state, "job_id": run["job_id"], "job_state": "running", "job_started_at": _job_started_at(run)}
     provider = provider_for(state["provider"], settings)
     files = UploadedDataset(state["provider_files"]["training"], state["provider_files"].get("validation"))
     hyper: dict[str, Any] = (
@@ -308,7 +315,26 @@ def start_job(state: dict[str, Any]) -> dict[str, Any]:
     except RunClosed:  # closed while the job was being started: nobody would ever use it
         _cancel_job(state["provider"], job_id, run_id)
         raise
-    return {**state, "job_id": job_id, "job_state": "running"}
+    return {**state, "job_id": job_id, "job_state": "running", "job_started_at": datetime.now(UTC).isoformat()}
+
+
+def _job_started_at(run: dict[str, Any]) -> str:
+    """When the run's job was recorded as started (its move to training), else now."""
+    started = next((h["at"] for h in run["status_history"] or [] if h.get("status") == "training"), None)
+    return str(started) if started else datetime.now(UTC).isoformat()
+
+
+def _elapsed(state: dict[str, Any]) -> tuple[int, str]:
+    """Seconds the job has been waited for, and when it started: the Wait states' sum or the time
+    since the job started, whichever is more. The sum alone never grows with `wait_seconds` 0 (the
+    Wait -> PollJob loop would spin until the execution's timeout or its event history limit); the
+    clock alone would run slow where Wait states are compressed (the local stack)."""
+    waited = int(state.get("elapsed_seconds", 0)) + int(state.get("wait_seconds", 0))
+    started = state.get("job_started_at") or datetime.now(UTC).isoformat()  # an execution started before it was kept
+    since = datetime.fromisoformat(started)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=UTC)
+    return max(waited, int((datetime.now(UTC) - since).total_seconds())), started
 
 
 def poll(state: dict[str, Any]) -> dict[str, Any]:
@@ -316,7 +342,8 @@ def poll(state: dict[str, Any]) -> dict[str, Any]:
     the client raises as DependencyUnavailable) leaves the job as it was, running: the state machine
     waits and polls again, and `max_wait_seconds` bounds an outage as it bounds a slow job (the job
     is then cancelled). A refusal (access denied, no such job) fails the run."""
-    elapsed = int(state.get("elapsed_seconds", 0)) + int(state.get("wait_seconds", 0))
+    elapsed, started = _elapsed(state)
+    state = {**state, "job_started_at": started}
     try:
         status = provider_for(state["provider"], get_settings()).status(state["job_id"])
     except DependencyUnavailable as exc:
@@ -366,7 +393,23 @@ def _unanswered_poll(state: dict[str, Any], elapsed: int, exc: DependencyUnavail
 
 
 def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
-    provider_for(state["provider"], get_settings()).cancel(state["job_id"])
+    """Stop a job that ran past `max_wait_seconds`. One whose polls went unanswered may have ended
+    meanwhile, so the provider is asked first; and a cancel the provider refuses is checked the
+    same way (Bedrock refuses to stop a job that has completed). A job that succeeded goes on to
+    Register (`job_state` succeeded), one that failed or was stopped to RecordFailure with its
+    state; only a job still running is cancelled (the run ends cancelled)."""
+    provider = provider_for(state["provider"], get_settings())
+    if state.get("poll_errors"):
+        ended = _ended(state, provider)
+        if ended is not None:
+            return ended
+    try:
+        provider.cancel(state["job_id"])
+    except ProviderRefused:
+        ended = _ended(state, provider)
+        if ended is None:  # refused, and still running: the refusal fails the run
+            raise
+        return ended
     unanswered = (
         f"; the provider did not answer the last {state['poll_errors']} polls ({state.get('poll_error')})"
         if state.get("poll_errors")
@@ -380,6 +423,35 @@ def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
         + unanswered,
     )
     return {**state, "job_state": "cancelled"}
+
+
+def _ended(state: dict[str, Any], provider: FineTuneProvider) -> dict[str, Any] | None:
+    """The state of a job that has ended, as a poll answers it (None while it runs, or when the
+    provider cannot be reached: it is then cancelled as it would have been)."""
+    try:
+        status = provider.status(state["job_id"])
+    except DependencyUnavailable as exc:
+        logger.warning(
+            "the provider did not answer before the job is cancelled",
+            extra={"run_id": state["run_id"], "job_id": state["job_id"], "error": exc.message},
+        )
+        return None
+    if status.state == "running":
+        return None
+    _update(state["run_id"], job_status=status.provider_status)
+    logger.info(
+        "the job ended before it was cancelled",
+        extra={"run_id": state["run_id"], "job_id": state["job_id"], "job_state": status.state},
+    )
+    return {
+        **state,
+        "job_state": status.state,
+        "provider_model_id": status.model_id,
+        "trained_tokens": status.trained_tokens,
+        "job_error": status.error,
+        "poll_errors": 0,
+        "poll_error": None,
+    }
 
 
 def register(state: dict[str, Any]) -> dict[str, Any]:
