@@ -200,6 +200,103 @@ def test_two_deals_of_one_lead_each_stay_where_they_closed(db, setup) -> None:
     assert deals(db) == [("step step1", "won", Decimal("1000.00")), ("step step2", "won", Decimal("500.00"))]
 
 
+# --- a deal whose close named its message (outside re-review) -----------------------------------
+
+
+def named_deal(event: str, value: str, at: datetime, msg_id: str, outcome_id: str) -> dict[str, Any]:
+    """The in-house CRM names the message by its outcome id (and no lead email)."""
+    body = json.loads(in_house_deal(event, value, at, msg_id)["event"]["body"])
+    body.pop("lead_email")
+    body["outcome_id"] = outcome_id
+    return race.crm_request("webhooks_crm_deal_won.json", body, msg_id)
+
+
+def outcome_of(db, body: str) -> str:
+    return str(db.execute("SELECT outcome_id FROM outcome_labels WHERE body = %s", (body,)).fetchone()["outcome_id"])
+
+
+def test_a_deal_won_on_a_named_message_then_lost_by_email_is_lost_there(db, setup) -> None:
+    """The won named step1; the CRM's lost came by e-mail alone after a follow-up: it went to the
+    follow-up (won 1,000 on step1 and lost on step2, a deal closed before step2 was sent)."""
+    run(race.registration([message("step1", SENT)]))
+    run(named_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won", outcome_of(db, "step step1")))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))
+    run(in_house_deal("deal_lost", "1000.00", SENT + timedelta(days=6), "m-lost"))
+    assert deals(db) == [("step step1", "lost", Decimal("1000.00")), ("step step2", None, None)]
+    assert message_of(db, "m-lost") == ("step step1", "applied")
+    assert rolled_deals(db)[0] == 0
+
+
+def test_a_deal_won_on_a_named_message_then_reopened_by_email_is_no_longer_won(db, setup) -> None:
+    run(race.registration([message("step1", SENT)]))
+    run(named_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won", outcome_of(db, "step step1")))
+    run(in_house_deal("deal_reopened", "1000.00", SENT + timedelta(days=4), "m-reopen"))  # was ignored
+    assert message_of(db, "m-reopen") == ("step step1", "applied")
+    assert deals(db) == [("step step1", None, None)]
+    assert rolled_deals(db)[0] == 0
+
+
+def test_a_named_first_close_arriving_late_takes_the_deal_to_its_message(db, setup) -> None:
+    """The lost (by e-mail) arrives first and lands on the follow-up, the deal's only word so far;
+    the won that named step1 then arrives: the deal moves to step1, the named close stays."""
+    run(race.registration([message("step1", SENT), message("step2", SENT + timedelta(days=5))]))
+    run(in_house_deal("deal_lost", "900.00", SENT + timedelta(days=6), "m-lost"))
+    assert deals(db) == [("step step1", None, None), ("step step2", "lost", Decimal("900.00"))]
+    run(named_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won", outcome_of(db, "step step1")))
+    assert deals(db) == [("step step1", "lost", Decimal("900.00")), ("step step2", None, None)]
+    assert [message_of(db, k) for k in ("m-won", "m-lost")] == [("step step1", "applied")] * 2
+
+
+def test_a_named_close_is_never_moved_and_a_later_one_does_not_move_the_deal(db, setup) -> None:
+    """The first close came by e-mail (step1): the deal stays there; a later close that names the
+    follow-up is the CRM's explicit word about that message and stays on it."""
+    run(race.registration([message("step1", SENT)]))
+    run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won"))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))
+    run(named_deal("deal_lost", "1000.00", SENT + timedelta(days=6), "m-lost", outcome_of(db, "step step2")))
+    run(in_house_deal("deal_won", "1100.00", SENT + timedelta(days=7), "m-won2"))
+    assert [message_of(db, k) for k in ("m-won", "m-lost", "m-won2")] == [
+        ("step step1", "applied"),
+        ("step step2", "applied"),
+        ("step step1", "applied"),
+    ]
+
+
+def test_a_deal_first_closed_before_any_message_follows_a_close_that_named_one(db, setup) -> None:
+    """The deal's first close predates the messages (it waits as an orphan); the CRM then names
+    step1 in a later close: the deal is step1's, and its later e-mail-only word lands there too."""
+    run(in_house_deal("deal_won", "1000.00", SENT - timedelta(days=1), "m-won0"))
+    run(race.registration([message("step1", SENT)]))
+    assert message_of(db, "m-won0") == (None, "orphan")
+    run(named_deal("deal_lost", "1000.00", SENT + timedelta(days=3), "m-lost", outcome_of(db, "step step1")))
+    run(in_house_deal("deal_reopened", "1000.00", SENT + timedelta(days=4), "m-reopen"))
+    assert [message_of(db, k) for k in ("m-won0", "m-lost", "m-reopen")] == [("step step1", "applied")] * 3
+    assert deals(db) == [("step step1", None, None)]
+
+
+def no_deal_id(event: str, at: datetime, msg_id: str) -> dict[str, Any]:
+    body = json.loads(in_house_deal(event, "1000.00", at, msg_id)["event"]["body"])
+    body.pop("deal_id")
+    return race.crm_request("webhooks_crm_deal_won.json", body, msg_id)
+
+
+def test_an_in_house_reopening_without_a_deal_id_is_refused(db, setup) -> None:
+    """It names no deal: it was applied to the lead's latest message (a follow-up) and changed
+    nothing. A won or lost without a deal id is still taken, as before."""
+    run(race.registration([message("step1", SENT)]))
+    run(no_deal_id("deal_won", SENT + timedelta(days=3), "n-won"))
+    run(race.registration([message("step2", SENT + timedelta(days=5))]))
+    run(no_deal_id("deal_lost", SENT + timedelta(days=6), "n-lost"))
+    request = no_deal_id("deal_reopened", SENT + timedelta(days=7), "n-reopen")
+    result = invoke(request["function"], request["event"], ROOT / "template.yaml")
+    assert result["statusCode"] == 422, result
+    assert "deal_id is required for deal_reopened" in json.loads(result["body"])["message"]
+    assert (
+        db.execute("SELECT count(*) AS n FROM outcome_events WHERE event_type = 'deal_reopened'").fetchone()["n"] == 0
+    )
+    assert [message_of(db, k) for k in ("n-won", "n-lost")] == [("step step1", "applied"), ("step step2", "applied")]
+
+
 # --- a deal reopened or deleted in the CRM -----------------------------------------------------
 
 

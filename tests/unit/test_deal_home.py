@@ -33,6 +33,24 @@ def test_a_deal_first_closed_with_no_message_waits_and_one_never_closed_is_ignor
     assert deal_home([]) == (None, "ignored")
 
 
+def named(day: int, home: Match, kind: str = "deal_won") -> DealEvent:
+    """A close that named its message (the CRM's outcome id): it stays where it is."""
+    return DealEvent(f"crm:named-{kind}-{day}", kind, T0 + timedelta(days=day), home, fixed=True)
+
+
+def test_a_first_close_that_named_its_message_is_the_deals_home() -> None:
+    # a lost the CRM sends later by e-mail alone (attributed to the follow-up) goes where the deal is
+    assert deal_home([named(3, FIRST), close(6, FOLLOW_UP, kind="deal_lost")]) == (FIRST, "applied")
+    assert deal_home([close(4, FOLLOW_UP, kind="deal_reopened"), named(3, FIRST)]) == (FIRST, "applied")
+    # an e-mail-attributed close before it still decides, as any first close does
+    assert deal_home([named(6, FOLLOW_UP), close(3, FIRST)]) == (FIRST, "applied")
+
+
+def test_a_deal_first_closed_with_no_message_goes_to_the_first_close_that_named_one() -> None:
+    assert deal_home([close(-1, None), named(3, FIRST), close(6, FOLLOW_UP)]) == (FIRST, "applied")
+    assert deal_home([close(-1, None), named(3, FIRST, kind="deal_reopened")]) == (None, "orphan")
+
+
 def event(**kwargs: object) -> IncomingEvent:
     base: dict[str, object] = {
         "provider": "crm",
@@ -54,3 +72,11 @@ def test_only_deal_events_linked_by_email_alone_belong_to_a_deal_group() -> None
     assert event(org_id=None).deal_group is None  # no organisation, no email attribution
     assert event(data={}).deal_group is None  # no deal id
     assert event(event_type="meeting_booked").deal_group is None
+
+
+def test_a_deal_event_that_names_its_message_is_a_named_deal_event() -> None:
+    assert event(outcome_id=str(uuid4())).named_deal == "crm:D-1"
+    assert event(outcome_id=str(uuid4()), event_type="deal_reopened").named_deal == "crm:D-1"
+    assert event().named_deal is None  # e-mail alone: its deal group
+    assert event(outcome_id=str(uuid4()), data={}).named_deal is None
+    assert event(outcome_id=str(uuid4()), event_type="meeting_booked").named_deal is None

@@ -233,20 +233,22 @@ _DEALS = sorted(t.value for t in DEAL_EVENTS)
 
 
 def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> dict[int, list[dict[str, Any]]]:
-    """The stored events of each (provider, org, deal id, lead email) that were linked by email
-    alone, by position in `groups`: those applied to a message to that lead, and those waiting
-    (orphans, ignored reopenings) for that email. An applied event's own email may be gone
+    """The stored events of each (provider, org, deal id, lead email), by position in `groups`:
+    those linked by email alone that are applied to a message to that lead or wait (orphans,
+    ignored reopenings) for that email, and those that named a message to that lead and are
+    applied to it (`fixed`: they stay where they are). An applied event's own email may be gone
     (retention): its message's lead says whose it is."""
     if not groups:
         return {}
     rows = conn.execute(
         """SELECT g.i, e.event_id, e.provider, e.event_key, e.event_type, e.occurred_at, e.status, e.outcome_id,
-                  e.org_id
+                  e.org_id, e.match_window_days IS NULL AS fixed
              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS g(provider, org_id,
                                                                                              deal_id, email, i)
              JOIN outcome_events e
                ON e.data ? 'deal_id' AND e.data->>'deal_id' = g.deal_id AND e.provider = g.provider
-              AND e.org_id = g.org_id AND e.event_type = ANY(%s) AND e.match_window_days IS NOT NULL
+              AND e.org_id = g.org_id AND e.event_type = ANY(%s)
+              AND (e.match_window_days IS NOT NULL OR e.status = 'applied')
              LEFT JOIN outcome_labels o ON o.outcome_id = e.outcome_id
             WHERE CASE WHEN e.status = 'applied' THEN o.lead_email = g.email
                        ELSE e.status IN ('orphan', 'ignored') AND e.match_email = g.email END""",

@@ -80,6 +80,15 @@ class IncomingEvent:
         return email_link(self.org_id, self.email) if self.email and self.org_id else None
 
     @property
+    def named_deal(self) -> str | None:
+        """The deal id of a deal event that names its message (outcome id, provider message id):
+        that message is the deal's fixed home when this is its first close (`deal_home`)."""
+        deal_id = self.data.get("deal_id")
+        if self.event_type not in _DEAL_TYPES or not deal_id or not self.names_message:
+            return None
+        return str(deal_id)
+
+    @property
     def deal_group(self) -> DealGroup | None:
         """The deal this event is about, when it is attributed by the lead's email: every event of
         one lead's deal goes to one message (`deal_home`), not each to the lead's latest."""
@@ -195,12 +204,13 @@ def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | No
 @dataclass(frozen=True)
 class DealEvent:
     """One event of a deal: `home` is where a stored one is applied (None while it waits), or the
-    message a new one's email is attributed to."""
+    message a new one's email is attributed to. A `fixed` one named its message: it stays there."""
 
     key: str  # provider:event_key, the lifecycle's tie-break
     event_type: str
     occurred_at: datetime
     home: Match | None
+    fixed: bool = False
 
 
 def deal_home(events: list[DealEvent]) -> tuple[Match | None, str]:
@@ -208,12 +218,17 @@ def deal_home(events: list[DealEvent]) -> tuple[Match | None, str]:
     close (won or lost) is attributed to, so a follow-up sent after the deal closed never gets it,
     and the CRM's latest word about the deal lands where its first one did. A deal whose first close
     has no message (before any was sent, or outside the window) waits, all of it, as orphans; one
-    never closed (only reopenings) is ignored until it closes."""
-    closes = [e for e in events if e.event_type in _CLOSE_TYPES]
+    never closed (only reopenings) is ignored until it closes.
+
+    A close that named its message (`fixed`: the CRM's outcome id) is where it is: when it is the
+    first close, its message is the deal's home; and a deal whose first close has no message goes
+    to the first close that named one rather than wait beside it. The answer is for the events
+    that are not fixed: a fixed one never moves."""
+    closes = sorted((e for e in events if e.event_type in _CLOSE_TYPES), key=lambda e: (e.occurred_at, e.key))
     if not closes:
         return None, "ignored"
-    first = min(closes, key=lambda e: (e.occurred_at, e.key))
-    return (first.home, "applied") if first.home else (None, "orphan")
+    home = closes[0].home or next((e.home for e in closes if e.fixed and e.home), None)
+    return (home, "applied") if home else (None, "orphan")
 
 
 def content_key(payload: Any) -> str:

@@ -31,8 +31,8 @@ class DealPlan:
 
 
 def plan_deals(conn: Connection, new: dict[DealGroup, list[tuple[int, DealEvent]]]) -> DealPlan:
-    """`new`: per deal, the batch's events (position, event with its email attribution as home).
-    A stored copy of a new event (a redelivery) stands for it."""
+    """`new`: per deal, the batch's events (position, event with its email attribution as home, or
+    the message it named, `fixed`). A stored copy of a new event (a redelivery) stands for it."""
     plan = DealPlan()
     groups = sorted(new)
     stored = events_dal.deal_events(conn, groups)
@@ -45,15 +45,17 @@ def plan_deals(conn: Connection, new: dict[DealGroup, list[tuple[int, DealEvent]
                 r["event_type"],
                 r["occurred_at"],
                 Match(r["outcome_id"], r["org_id"]) if r["status"] == "applied" else None,
+                r["fixed"],
             )
             for r in rows
         ] + [e for _, e in new[group] if e.key not in known]
         home, status = deal_home(events)
-        for position, _ in new[group]:
-            plan.placed[position] = (home, status)
+        for position, event in new[group]:
+            if not event.fixed:  # an event that named its message stays there
+                plan.placed[position] = (home, status)
         target = home.outcome_id if home else None
         for r in rows:
-            if (r["outcome_id"], r["status"]) != (target, status):
+            if not r["fixed"] and (r["outcome_id"], r["status"]) != (target, status):
                 plan.moves.append((r["event_id"], target, status, group[3]))
                 plan.outcomes |= {o for o in (r["outcome_id"], target) if o is not None}
     return plan

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 from typing import Any
+from uuid import UUID
 
 from flywheel.dal import events as events_dal
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import quarantine as quarantine_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.dal.locks import lock_links, lock_outcomes
+from flywheel.dal.events import Inserted
+from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
 from flywheel.domain.ingest import (
     DealEvent,
     DealGroup,
@@ -25,6 +27,7 @@ from flywheel.domain.ingest import (
     Match,
     Quarantined,
     choose_match,
+    email_link,
 )
 from flywheel.domain.lifecycle import EventType
 from flywheel.services.deals import DealPlan, plan_deals
@@ -71,14 +74,47 @@ def _email_lookups(conn: Connection, events: list[IncomingEvent], positions: lis
         found.emails[wanted[pos]] = Match(*match)
 
 
-def _deals(conn: Connection, events: list[IncomingEvent], matches: list[Match | None]) -> DealPlan:
+class _RetryWithMoreLocks(Exception):
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__("more link keys needed")
+        self.keys = keys
+
+
+def _deal_leads(conn: Connection, events: list[IncomingEvent], matches: list[Match | None]) -> dict[int, str]:
+    """The lead of the message each deal event that names its message resolved to, by position:
+    that lead's deal is the one it is about (its e-mail-only events follow it, see services.deals)."""
+    found = {i: m for i, e in enumerate(events) if e.known and e.named_deal and (m := matches[i])}
+    if not found:
+        return {}
+    contacts = outcomes_dal.lead_contacts(conn, sorted({m.outcome_id for m in found.values()}, key=str))
+    leads = {}
+    for i, match in found.items():
+        contact = contacts.get(match.outcome_id)
+        if contact and contact["lead_email"]:
+            leads[i] = str(contact["lead_email"])
+    return leads
+
+
+def _lead_keys(matches: list[Match | None], leads: dict[int, str]) -> list[str]:
+    return [email_link(m.org_id, email) for i, email in leads.items() if (m := matches[i])]
+
+
+def _deals(
+    conn: Connection, events: list[IncomingEvent], matches: list[Match | None], leads: dict[int, str]
+) -> DealPlan:
     """A deal event linked by email goes where its deal is (see services.deals): `matches` holds
-    each one's own email attribution, and is updated in place."""
+    each one's own email attribution, and is updated in place. A deal event that named its message
+    (`leads`: that message's lead) stays there, and is part of that lead's deal."""
     new: dict[DealGroup, list[tuple[int, DealEvent]]] = {}
     for i, event in enumerate(events):
-        if event.known and (group := event.deal_group):
-            key = f"{event.provider}:{event.event_key}"
+        if not event.known:
+            continue
+        key = f"{event.provider}:{event.event_key}"
+        if group := event.deal_group:
             new.setdefault(group, []).append((i, DealEvent(key, event.event_type, event.occurred_at, matches[i])))
+        elif (deal_id := event.named_deal) and (match := matches[i]) and i in leads:
+            fixed = DealEvent(key, event.event_type, event.occurred_at, match, fixed=True)
+            new.setdefault((event.provider, match.org_id, deal_id, leads[i]), []).append((i, fixed))
     plan = plan_deals(conn, new) if new else DealPlan()
     for i, (home, _) in plan.placed.items():
         matches[i] = home
@@ -124,6 +160,36 @@ def ingest_events(
         event.window_days = event.window_days or window_days
     if not unique and not quarantined:
         return result
+    extra: list[str] = []
+    for _attempt in range(3):
+        try:
+            inserted, touched, result.outbox, quarantined_count = _store(unique, quarantined, now, extra)
+            break
+        except _RetryWithMoreLocks as retry:
+            extra += retry.keys
+    else:  # pragma: no cover - three registrations racing one named deal event
+        inserted, touched, result.outbox, quarantined_count = _store(unique, quarantined, now, extra, wait=True)
+    result.quarantined = quarantined_count
+    statuses: Counter[str] = Counter()
+    for _, status, n in inserted.counts:
+        statuses[status] += n
+    result.stored = statuses.total()
+    result.duplicates = len(events) - result.stored
+    result.applied, result.orphans, result.ignored = statuses["applied"], statuses["orphan"], statuses["ignored"]
+    result.outcome_ids = sorted(str(o) for o in touched)
+    return result
+
+
+def _store(
+    unique: list[IncomingEvent],
+    quarantined: list[Quarantined] | None,
+    now: datetime | None,
+    extra: list[str],
+    wait: bool = False,
+) -> tuple[Inserted, set[UUID], int, int]:
+    """One attempt, in one transaction: (what was inserted, the outcomes touched, outbox messages,
+    events quarantined). `extra`: link keys a previous attempt found it needed."""
+    quarantined_count = 0
     with transaction() as conn:
         # organisations first, like a registration, before any link lock: a registration creating
         # an organisation and an event naming it must not each wait for the other
@@ -131,27 +197,36 @@ def ingest_events(
             conn, [o for o in (*(e.org_id for e in unique), *(q.org_id for q in quarantined or [])) if o]
         )
         if quarantined:
-            result.quarantined = quarantine_dal.add(conn, [q.as_row() for q in quarantined])
+            quarantined_count = quarantine_dal.add(conn, [q.as_row() for q in quarantined])
         found = _lookups(conn, unique)
         _email_lookups(conn, unique, list(range(len(unique))), found)
         # events that could still become orphans, or be attributed by email, or that concern a
         # meeting: take their link keys, then look them up again (a registration or another
         # event that raced them has committed by then)
         matches = [choose_match(i, e, found) for i, e in enumerate(unique)]
+        # a deal event that names its message is part of that message's lead's deal: it takes the
+        # link lock of the lead's email too, like every other event of the deal
+        leads = _deal_leads(conn, unique, matches)
         racing = [
             i
             for i, e in enumerate(unique)
-            if e.known and (e.meeting_id or e.deal_group or matches[i] is None or i in found.emails)
+            if e.known and (e.meeting_id or e.deal_group or e.named_deal or matches[i] is None or i in found.emails)
         ]
-        if lock_links(conn, [k for i in racing for k in unique[i].link_keys()]):
+        keys = [k for i in racing for k in unique[i].link_keys()] + _lead_keys(matches, leads) + extra
+        if held := set(lock_links(conn, keys)):
             found.emails = {i: m for i, m in found.emails.items() if i not in racing}
             found = _lookups(conn, [unique[i] for i in racing], found)
             _email_lookups(conn, unique, racing, found)
             for i in racing:
                 matches[i] = choose_match(i, unique[i], found)
+            leads = _deal_leads(conn, unique, matches)
+            # a message registered meanwhile: its lead's lock, without waiting out of order
+            late = _lead_keys(matches, leads)
+            if not wait and not try_lock_links(conn, late, held):
+                raise _RetryWithMoreLocks(late)
         # a deal's events all go where its first close went (the link lock of the lead's email,
         # held since lock_links, keeps the deal's stored events still while this decides)
-        deals = _deals(conn, unique, matches)
+        deals = _deals(conn, unique, matches, leads)
         rows = [_row(e, matches[i], deals.placed.get(i, (None, None))[1]) for i, e in enumerate(unique)]
         icp = lock_outcomes(
             conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]} | deals.outcomes
@@ -161,16 +236,9 @@ def ingest_events(
         touched |= deals.apply(conn)
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in meeting_claims}
-        result.outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])
+        outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])
         recompute(conn, touched, now, icp=icp)
-    statuses: Counter[str] = Counter()
-    for _, status, n in inserted.counts:
-        statuses[status] += n
-    result.stored = statuses.total()
-    result.duplicates = len(events) - result.stored
-    result.applied, result.orphans, result.ignored = statuses["applied"], statuses["orphan"], statuses["ignored"]
-    result.outcome_ids = sorted(str(o) for o in touched)
-    return result
+    return inserted, touched, outbox, quarantined_count
 
 
 def linked_outcome(provider: str, event_key: str) -> str | None:

@@ -42,7 +42,9 @@ class CrmEvent(BaseModel):
     lead_email: str | None = Field(default=None, max_length=320)
     org_id: str | None = Field(default=None, pattern=IDENTIFIER.pattern)
     occurred_at: AwareDatetime | None = None
-    deal_id: str | None = Field(default=None, min_length=1, max_length=128)
+    deal_id: str | None = Field(
+        default=None, min_length=1, max_length=128, description="the CRM's deal id; required for deal_reopened"
+    )
     value: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT, allow_inf_nan=False)
     currency: str | None = Field(default=None, pattern=r"^[A-Za-z]{3}$")
     close_date: str | None = Field(default=None, max_length=40)
@@ -78,6 +80,10 @@ class CrmEvent(BaseModel):
     def _linkable(self) -> CrmEvent:
         if not self.outcome_id and not self.lead_email:
             raise ValueError("outcome_id or lead_email is required")
+        if self.event == "deal_reopened" and not self.deal_id:
+            # without it the reopening names no deal: it would land on the lead's latest message
+            # and change nothing there
+            raise ValueError("deal_id is required for deal_reopened (the deal it reopens)")
         return self
 
 
