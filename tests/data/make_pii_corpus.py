@@ -233,6 +233,38 @@ LATER = [
     ("link", "any", "Our distributor's site is somchai-trading.co.th", "somchai-trading.co.th"),
 ]
 
+# what an outside re-review found leaking (several planted pieces: the local part of an address,
+# the tail of a wrapped key, must go too)
+REREVIEW = [
+    ("email", "any", "Reply to lena.vogt&#64nordlicht.de please.", ["lena.vogt&#64nordlicht.de", "lena.vogt"]),
+    ("email", "any", "cc lena.vogt%2540nordlicht.de", ["lena.vogt%2540nordlicht.de", "lena.vogt"]),
+    ("email", "any", "or lena.vogt%40nordlicht%2Ede", ["lena.vogt%40nordlicht%2Ede", "lena.vogt"]),
+    ("email", "any", "メールは kenji.sato@sato-shoji。co。jp まで", ["kenji.sato@sato-shoji。co。jp", "kenji.sato"]),
+    ("secret", "any", "the key: _sk-proj-8Hq2Lm9Xw4Rt7Yp3Zk6Bv1Nc_ (prod)", ["sk-proj-8Hq2Lm9Xw4Rt7Yp3Zk6Bv1Nc"]),
+    (
+        "secret",
+        "any",
+        "token: **ghp_Zx8Qw2Er5Ty7Ui9Op1As3Df4Gh6Jk8Lz0Xc2V**",
+        ["ghp_Zx8Qw2Er5Ty7Ui9Op1As3Df4Gh6Jk8Lz0Xc2V"],
+    ),
+    (
+        "secret",
+        "any",
+        "OPENAI_API_KEY=sk-proj-7Tq2Lm9Xw4Rt\n8Yp3Zk6Bv1Nc5Df\nthanks",
+        ["sk-proj-7Tq2Lm9Xw4Rt", "8Yp3Zk6Bv1Nc5Df"],
+    ),
+    ("secret", "any", '{"clientSecret": "Zx8Qw2Er5Ty7Ui9Op1As"}', ["Zx8Qw2Er5Ty7Ui9Op1As"]),
+    ("secret", "any", "API key (prod): 7Hq2Lm9Xw4Rt8Yp3Zk6B", ["7Hq2Lm9Xw4Rt8Yp3Zk6B"]),
+    (
+        "secret",
+        "any",
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nlQOYBF9xk2QBCAC7v3mZ\n-----END PGP PRIVATE KEY BLOCK-----",
+        ["lQOYBF9xk2QBCAC7v3mZ"],
+    ),
+    ("phone", "US", "Call me on 415·555·0132 after lunch.", ["415·555·0132"]),
+    ("phone", "US", "Cell: 415 • 555 • 0199", ["415 • 555 • 0199"]),
+]
+
 
 def items() -> list[dict]:
     out: list[dict] = []
@@ -363,6 +395,8 @@ def items() -> list[dict]:
     for detector, country, text, planted in LATER:
         lead = next((lead for lead in LEADS if lead[3] == country), LEADS[0])
         add(detector, country, text, [planted], lead=lead)
+    for detector, country, text, pieces in REREVIEW:
+        add(detector, country, text, pieces, lead=next((lead for lead in LEADS if lead[3] == country), LEADS[0]))
     return out
 
 

@@ -115,6 +115,13 @@ _CONFUSABLES = str.maketrans(
         "ℓ": "l",
     }
 )
+# hyphen and apostrophe look-alikes, for matching known names: "Jean‑Luc" (a non-breaking hyphen,
+# which NFKC makes U+2010) and "Jean–Luc" are "Jean-Luc"; "OʼBrien" and "O’Brien" are "O'Brien"
+_CONFUSABLES.update(
+    str.maketrans(
+        dict.fromkeys("\u2010\u2011\u2012\u2013\u2212", "-") | dict.fromkeys("\u2018\u2019\u02bb\u02bc\u2032", "'")
+    )
+)
 _CONFUSABLE = re.compile("[" + "".join(chr(code) for code in _CONFUSABLES) + "]")
 # full-width ASCII and the ideographic space, one character for one
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
@@ -136,9 +143,14 @@ def normalized(text: str) -> tuple[str, list[int] | None]:
 # percent-encoded or quoted-printable (`%40`, `=40`: before a name character, as in an address),
 # and a run of at signs ("peter@@bigcorp.de"): what is left of an address copied out of HTML or a
 # URL, or mistyped. Read as the character it stands for, so the e-mail patterns see the address.
+# Also an entity without its ';' (`&#64`), encoded twice (`&amp;#64;`, `%2540`), a backslash escape
+# (`\u0040`, `\x40`), a percent- or quoted-printable-encoded dot inside a word (`%2E`, `=2E`) and
+# an ideographic full stop between Latin letters or digits (`acme。com`; `｡` is one in NFKC).
 # (it starts with a character class, which sre scans for fast, and each form is checked behind it)
 _ENCODED = re.compile(
-    r"[&%=@](?:(?<=&)(?:#(?:0*64|x0*40|0*46|x0*2e);|commat;|period;)|(?<=[%=])40(?=[\w.+-])|(?<=@)@+)",
+    r"[&%=@\\。](?:(?<=&)(?:amp;)?(?:#(?:0*(?:64|46)(?![0-9])|x0*(?:40|2e)(?![0-9a-f]));?|commat;|period;)"
+    r"|(?<=[%=])(?:25)?40(?=[\w.+-])|(?<=[\w-][%=])(?:25)?2e(?=[a-z0-9])|(?<=@)@+"
+    r"|(?<=\\)(?:u0*(?:40|2e)|x(?:40|2e))(?=[\w.+-])|(?<=[a-z0-9-]。)(?=[a-z0-9]))",
     re.IGNORECASE,
 )
 
@@ -150,7 +162,9 @@ def _decoded(view: str, where: list[int] | None) -> tuple[str, list[int]]:
     last = 0
     for m in _ENCODED.finditer(view):
         start = m.start()
-        parts += (view[last:start], "." if m.group(0)[-3:].lower() in ("46;", "2e;", "od;") else "@")
+        code = m.group(0).lower()
+        at = code[0] == "@" or "64" in code or "40" in code or "commat" in code
+        parts += (view[last:start], "@" if at else ".")
         index += range(last, start + 1)  # the character stands where its encoding starts
         last = m.end()
     parts.append(view[last:])
@@ -551,18 +565,25 @@ class IbanDetector:
 
 # API keys and tokens by the prefixes their issuers give them: OpenAI and Anthropic (`sk-…`,
 # `sk-proj-…`), GitHub (`ghp_…`, `github_pat_…`), GitLab (`glpat-…`), Slack (`xoxb-…`), Stripe
-# (`sk_live_…`, `rk_test_…`) and Google (`AIza…`); read from the start of a token
+# (`sk_live_…`, `rk_test_…`) and Google (`AIza…`); read from the start of a token or from inside
+# one after a symbol (`_sk-proj-…_`, `**ghp_…**`, `~sk-…`, `#ghp_…`: markdown and symbols are
+# token characters), never after a letter or a digit ("task-force-…" holds no key)
 _SECRET_PREFIXED = re.compile(
-    r"sk-(?:proj-|svcacct-|admin-|ant-)?(?=[A-Za-z_-]*+[0-9])[A-Za-z0-9_-]{20,}"
+    r"(?<![A-Za-z0-9])(?:sk-(?:proj-|svcacct-|admin-|ant-)?(?=[A-Za-z_-]*+[0-9])[A-Za-z0-9_-]{20,}"
     r"|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}"
     r"|xox[abposre]-[A-Za-z0-9-]{10,}"
     r"|[spr]k_(?:live|test)_[A-Za-z0-9]{16,}"
-    r"|AIza[0-9A-Za-z_-]{35}"
+    r"|AIza[0-9A-Za-z_-]{35})"
 )
+# the rest of a key wrapped onto the next line: that line is one token with a digit in it
+_WRAPPED_TAIL = re.compile(r"[ \t]*+\r?\n[ \t]*+(?=[A-Za-z0-9_-]*?[0-9])([A-Za-z0-9_-]{4,})[ \t]*+(?=\r?\n|\Z)")
 # AWS access key ids (long-term `AKIA…`, temporary `ASIA…`) and JSON Web Tokens, found wherever
 # they are (each starts with a literal, which sre searches for fast; the word start is checked behind it)
 _AWS_KEY = re.compile(r"A(?<![A-Za-z0-9]A)(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
-_JWT = re.compile(r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# (a token wrapped across lines: whitespace after a dot, before a signature of 16+ characters)
+_JWT = re.compile(
+    r"eyJ(?<![A-Za-z0-9_-]eyJ)[A-Za-z0-9_-]{8,}\.\s*+eyJ[A-Za-z0-9_-]{8,}\.(?:\s*+(?=[A-Za-z0-9_-]{16}))?[A-Za-z0-9_-]*"
+)
 # the characters of a token: base64 and base64url, and the symbols passwords hold
 _KEY_CLASS = "A-Za-z0-9_+/!#$%&*?@^~-"
 _KEY_CHAR = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+/!#$%&*?@^~-")
@@ -570,15 +591,21 @@ _KEY_CHAR = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 # but for one in many thousands): led by a digit, which sre scans for fast, read to the run's end
 # once, its length checked behind it; a run shorter than 16 is read at most 15 characters a digit
 _SECRET_CUE = re.compile(rf"[0-9][{_KEY_CLASS}]*+(?<=[{_KEY_CLASS}]{{16}})")
-# what names a secret just before it: "API key: ", "token=", "AWS_SECRET_ACCESS_KEY = ", "password is "
+# what names a secret just before it: "API key: ", "token=", "AWS_SECRET_ACCESS_KEY = ", "password is ",
+# camelCase ("accessToken=", "clientSecret:": a capital after a small letter), and with a short
+# bracketed note before its colon ("API key (prod): ", "password [staging] = ")
 _SECRET_LABEL = re.compile(
-    r"(?<![A-Za-z])(?:key|token|secret|password|passwd|pwd|passphrase|passcode|bearer|credentials?|apikey)s?"
-    r"(?![A-Za-z])[\"']?\s*(?:[:=]|=>|\bis\b)?\s*[\"'`]?\s*\Z",
+    r"(?:(?<![A-Za-z])(?:key|token|secret|password|passwd|pwd|passphrase|passcode|bearer|credentials?|apikey)"
+    r"|(?-i:(?<=[a-z])(?:Key|Token|Secret|Password|Passwd|Pwd|Passphrase|Passcode|Credential)))s?"
+    r"(?![A-Za-z])[\"']?\s*(?:[:=]|=>|\bis\b|[(\[][^()\[\]\n]{1,24}[)\]]\s*(?:[:=]|=>))?\s*[\"'`]?\s*\Z",
     re.IGNORECASE,
 )
 _CHARACTER_CLASS_RUN = re.compile(r"[A-Z]+|[a-z]+|[0-9]+|[^A-Za-z0-9]+")
 _SLUG_PIECE = re.compile(r"[A-Za-z]+|[0-9]+|[A-Za-z0-9]{1,3}")  # a word, a number, or a short code ("Q3")
-_PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)", re.DOTALL)
+# PEM and PGP (`-----BEGIN PGP PRIVATE KEY BLOCK-----`) private key blocks
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE KEY(?: BLOCK)?-----.*?(?:-----END [A-Z ]*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL
+)
 
 
 def _random_looking(token: str) -> bool:
@@ -620,11 +647,11 @@ class SecretDetector:
             or "AKIA" in text
             or "ASIA" in text
             or "eyJ" in text
-            or "PRIVATE KEY-----" in text
+            or "PRIVATE KEY" in text
         )
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        for literal, pattern in (("PRIVATE KEY-----", _PRIVATE_KEY), ("eyJ", _JWT), ("A", _AWS_KEY)):
+        for literal, pattern in (("PRIVATE KEY", _PRIVATE_KEY), ("eyJ", _JWT), ("A", _AWS_KEY)):
             if literal in text:
                 for m in pattern.finditer(text):
                     yield Span(m.start(), m.end(), "{{secret}}", self.name)
@@ -634,15 +661,23 @@ class SecretDetector:
             while start and text[start - 1] in _KEY_CHAR:  # back to the run's start
                 start -= 1
             pos = end
-            known = _SECRET_PREFIXED.match(text, start)
+            known = _SECRET_PREFIXED.search(text, start, end)
             if known is not None:
-                yield Span(start, known.end(), "{{secret}}", self.name)
+                key_start, key_end = known.span()
+                if key_start > start and text[key_start - 1] == "_":  # `_sk-…_`: markdown emphasis
+                    key_end -= len(text[key_start:key_end]) - len(text[key_start:key_end].rstrip("_"))
+                if key_end == end and (tail := _WRAPPED_TAIL.match(text, end)) is not None:
+                    key_end = pos = tail.end(1)
+                yield Span(key_start, key_end, "{{secret}}", self.name)
                 continue
             while end < len(text) and end - pos < 2 and text[end] == "=":  # base64 padding
                 end += 1
             token = text[start:end].rstrip("!?")
             if _SECRET_LABEL.search(text, max(0, start - 40), start) and _random_looking(token):
-                yield Span(start, start + len(token), "{{secret}}", self.name)
+                end = start + len(token)
+                if end == pos and (tail := _WRAPPED_TAIL.match(text, end)) is not None:
+                    end = pos = tail.end(1)
+                yield Span(start, end, "{{secret}}", self.name)
 
 
 # --- phone numbers -----------------------------------------------------------------------------
@@ -675,7 +710,12 @@ _GROUP_SEPARATORS = re.compile(r"[\s./()-]+")
 # en and em dashes, horizontal bar, minus sign, small hyphen-minus, the katakana long-vowel mark
 # Japanese mail types for one): `phonenumbers` reads them all, and the phone detector reads them as
 # '-' so that its runs and layouts above see them too (only it: an em dash after a link is no hyphen)
-_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\u30fc"
+# Also the hyphen bullet, the Hebrew maqaf and the Armenian hyphen; middle dots and bullets
+# (`415·555·0132`, `415 • 555 • 0132`, the hyphenation point, the katakana middle dot) read as spaces.
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe63\u30fc\u2043\u05be\u058a"
+_DOTS = "\u00b7\u2022\u2027\u2219\u30fb"
+_SEPARATOR_LIKE = re.compile(f"[{_DASHES}{_DOTS}]")
+_AS_SEPARATORS = str.maketrans(dict.fromkeys(_DASHES, "-") | dict.fromkeys(_DOTS, " "))
 _DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
 _THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:[.,]\d{3})+")
 
@@ -725,10 +765,10 @@ class PhoneDetector:
         return context.regions  # the text and the regions it is read for
 
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        if not text.isascii():  # "415–555–0132" as Word autocorrects it, read as "415-555-0132"
-            for dash in _DASHES:  # one character for one: the spans found are the text's
-                if dash in text:
-                    text = text.replace(dash, "-")
+        # "415–555–0132" as Word autocorrects it, read as "415-555-0132" (one character for one:
+        # the spans found are the text's)
+        if not text.isascii() and _SEPARATOR_LIKE.search(text):
+            text = text.translate(_AS_SEPARATORS)
         # the matchers only see the digit runs (plus one character each side, never a neighbouring
         # field of a joined text), not the whole text
         for run_start, run_end in digit_runs(text):
@@ -1190,6 +1230,7 @@ class KnownEntityDetector:
                     (left_free or start == 0 or not folded[start - 1].isalnum())
                     and (right_free or end == size or not folded[end].isalnum())
                     and (not strict or text[start].isupper() or _in_slug(text, start, end))
+                    and not (strict and needle in _DECLINED_WORDS and _sentence_start(text, start))
                 ):
                     if reach is not None:
                         inside = reach.furthest(start) >= end
@@ -1214,6 +1255,20 @@ class KnownEntityDetector:
 
 
 _FEW_NAMES = 16  # names kept in a text, compared one by one; past that, looked up in a _Reach
+
+# declined names that are also common words ("Marka", Polish and Czech for brand, for Marek; "Kuby",
+# of Cuba, for Kuba; "róży", of a rose; "sławy", of fame): taken as a name except as the first word
+# of a sentence, where any word has a capital
+_DECLINED_WORDS = frozenset({"marka", "kuby", "kubie", "kubę", "kubą", "róży", "różę", "sławy", "sławie", "sławę"})
+
+
+def _sentence_start(text: str, start: int) -> bool:
+    """Whether a word starts a sentence: at the text's start or a line's, or after a full stop, a
+    question or exclamation mark or a colon (opening quotes and brackets between)."""
+    i = start - 1
+    while i >= 0 and text[i] in " \t\u00a0\"'«»„“‚‘([":
+        i -= 1
+    return i < 0 or text[i] in ".!?…:\n\r"
 
 
 class _Reach:
@@ -1694,6 +1749,7 @@ def romanizations(value: str) -> tuple[str, ...]:
 # name, its letters or endings, or the lead's country; the forms are taken only where written
 # with a capital (a name in a sentence), so "anno" or "marke" in running text stay.
 _CYRILLIC_CASES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("ій", 2, ("ія", "ію", "ієм", "ієві", "ії")),  # Андрій (Ukrainian)
     ("ий", 2, ("ия", "ию", "ием", "ии", "ого", "ому", "им", "ом")),  # Дмитрий, Достоевский
     ("ый", 2, ("ого", "ому", "ым", "ом")),
     ("ой", 2, ("ого", "ому", "ым", "ом")),  # Толстой
@@ -1715,6 +1771,30 @@ _LATIN_CASES: tuple[tuple[str, int, tuple[str, ...]], ...] = (
     ("a", 1, ("o", "y", "i", "ie", "ę", "ą", "u", "e", "ě", "ou")),  # Anna, Jolanta
 )
 _LATIN_CONSONANT_CASES = ("a", "u", "e", "em", "ovi", "owi", "ie", "om")  # Novák, Piotr
+# a name whose last "e" drops when declined, after a consonant (Paweł: Pawła, Pawłem, Pawle;
+# Pavel: Pavla, Pavlovi; Павел: Павла, Павлом), as well as the forms that keep it: what replaces
+# its last two letters
+_FLEETING_E = {
+    "el": ("la", "lu", "lem", "lovi", "lowi", "lom", "le"),
+    "eł": ("ła", "łu", "łem", "łowi", "le"),
+    "ел": ("ла", "лу", "лом", "ле"),
+}
+# Polish consonant changes (one form each: the locative, dative or vocative, and the instrumental
+# after k/g): Piotr: Piotrze, Marta: Marcie, Agnieszka: Agnieszce, Olga: Oldze, Nowak: Nowakiem
+_POLISH_SOFTENED = (
+    ("ka", "ce"),
+    ("ga", "dze"),
+    ("ta", "cie"),
+    ("da", "dzie"),
+    ("ra", "rze"),
+    ("ła", "le"),
+    ("r", "rze"),
+    ("t", "cie"),
+    ("d", "dzie"),
+    ("ł", "le"),
+    ("k", "kiem"),
+    ("g", "giem"),
+)
 _SLAVIC_REGIONS = frozenset({"RU", "UA", "BY", "BG", "RS", "PL", "CZ", "SK", "SI", "HR", "BA", "ME", "MK", "KZ"})
 _SLAVIC_LOOK = re.compile(
     r"[\u0400-\u04ffčćďěňřšťůžźżłńśąęđ]|(?:ová|ski|ska|cki|cka|ský|ská|ić|vić|enko|czyk|wicz|ów)\b", re.IGNORECASE
@@ -1727,6 +1807,14 @@ def _slavic_region(value: str) -> bool:
 
 
 def _declined_word(word: str) -> Iterator[str]:
+    forms = list(_declined_forms(word))
+    yield from forms
+    if "ё" in word or "Ё" in word:  # Пётр is written Петр, and declined Петра, Петром
+        yield word.replace("ё", "е").replace("Ё", "Е")
+        yield from (form.replace("ё", "е").replace("Ё", "Е") for form in forms)
+
+
+def _declined_forms(word: str) -> Iterator[str]:
     if len(word) < 4 or not word.isalpha():
         return
     low = word.lower()
@@ -1739,8 +1827,16 @@ def _declined_word(word: str) -> Iterator[str]:
     else:
         cut, endings = 0, _CYRILLIC_CONSONANT_CASES if cyrillic else _LATIN_CONSONANT_CASES
     stem = word[: len(word) - cut]
-    if len(stem) >= 3:
-        yield from (stem + e for e in endings if e != low[len(low) - cut :])
+    if len(stem) < 3:
+        return
+    yield from (stem + e for e in endings if e != low[len(low) - cut :])
+    fleeting = _FLEETING_E.get(low[-2:]) if len(word) >= 5 and low[-3] not in "aeiouyаеиоуыяю" else None
+    if fleeting is not None:
+        yield from (word[:-2] + e for e in fleeting)
+    elif not cyrillic and (rule is None or rule[0] == "a"):
+        softened = next((s for s in _POLISH_SOFTENED if low.endswith(s[0])), None)
+        if softened is not None and len(word) - len(softened[0]) >= 3:
+            yield word[: len(word) - len(softened[0])] + softened[1]
 
 
 @lru_cache(maxsize=8192)
@@ -1808,6 +1904,8 @@ def person_variants(name: str) -> frozenset[str]:
                 continue
             if len(part) >= 2 and any(c.isalpha() for c in part) and not (len(part) == 2 and part.islower()):
                 variants.add(part)
+    # a hyphenated name also written with a space or run together: Jean Luc, JeanLuc for Jean-Luc
+    variants |= {v.replace("-", sep) for v in list(variants) if "-" in v for sep in (" ", "")}
     return frozenset(v for v in variants if len(v) >= 2 or (v and _is_cjk(v[0])))
 
 
