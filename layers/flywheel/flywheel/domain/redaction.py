@@ -428,12 +428,15 @@ class LinkDetector:
 
 # --- payment cards, bank accounts and secrets ----------------------------------------------------
 
-# a run of digits with single spaces or dashes between them, 13 or more digits long: every card
-# number holds one, and ordinary text rarely does (a search for it reads at most 25 characters
-# from each digit, then the whole run is read once from its start)
-_CARD_CUE = re.compile(r"[0-9](?:[ -]?[0-9]){12}")
-_CARD_RUN = re.compile(r"[0-9](?:[ -]?[0-9])*+")
-_CARD_GROUPS = re.compile(r"[ -]")
+# a run of digits with separators between them, 13 or more digits long: every card number holds
+# one, and ordinary text rarely does (a search for it reads at most ~60 characters from each digit,
+# then the whole run is read once from its start). A separator is one or two spaces, dots, dashes,
+# en or em dashes (`4111.1111.1111.1111`, `4111 – 1111`, a double space), or a line break (a group
+# on the next line)
+_CARD_SEPARATOR = r"(?:[ .\-\u2013\u2014]{1,2}| ?\r?\n ?)"
+_CARD_CUE = re.compile(rf"[0-9](?:{_CARD_SEPARATOR}?[0-9]){{12}}")
+_CARD_RUN = re.compile(rf"[0-9](?:{_CARD_SEPARATOR}?[0-9])*+")
+_CARD_GROUP = re.compile(r"[0-9]+")
 _NOT_BEFORE_CARD = frozenset("+.,/-_")  # a phone number, a decimal, a path or an id goes on there
 
 
@@ -470,11 +473,12 @@ def _cards_in(groups: list[str]) -> Iterator[tuple[int, int]]:
 
 
 class CardDetector:
-    """Payment card numbers: 13-19 digits, unbroken or in groups split by single spaces or dashes
-    (`4111 1111 1111 1111`, `4111-1111-1111-1111`, `3782 822463 10005`), whose Luhn check digit
-    holds (`_cards_in`); not after a `+` (a phone number), a decimal point or a word character, nor before a
-    word character. A run with more digits around the card (an expiry date after it) gives the
-    card's own groups. A long invoice number that fails Luhn is left alone."""
+    """Payment card numbers: 13-19 digits, unbroken or in groups split by `_CARD_SEPARATOR`
+    (`4111 1111 1111 1111`, `4111-1111-1111-1111`, `4111.1111.1111.1111`, `3782 822463 10005`, a
+    group on the next line), whose Luhn check digit holds (`_cards_in`); not after a `+` (a phone
+    number), a decimal point or a word character (`_card_may_start`), nor before a word character.
+    A run with more digits around the card (an expiry date before or after it) gives the card's
+    own groups. A long invoice number that fails Luhn is left alone."""
 
     name = "card"
 
@@ -493,15 +497,29 @@ class CardDetector:
             run = _CARD_RUN.match(text, cue.start())
             assert run is not None
             start, end = run.span()
-            before = text[start - 1] if start else " "
             after = text[end] if end < len(text) else " "
-            if not (before.isalnum() or before in _NOT_BEFORE_CARD or after.isalnum() or after == "_"):
-                groups = _CARD_GROUPS.split(run.group(0))
-                offsets: list[int] = []  # where each group starts: each is followed by one separator
-                for first, last in _cards_in(groups):
-                    offsets = offsets or list(itertools.accumulate((len(g) + 1 for g in groups), initial=start))
-                    yield Span(offsets[first], offsets[last] - 1, "{{card_number}}", self.name)
+            if not (after.isalnum() or after == "_"):
+                groups = list(_CARD_GROUP.finditer(text, start, end))
+                run_may_start = _card_may_start(text, start)
+                # a card inside the run starts where the run may, or after a space or a line break
+                # when the run follows punctuation: "exp 09/27 4111 1111 1111 1111" (the run starts
+                # at 27, after a slash), not "DE89 3704 …" (a run inside a word is a code)
+                after_punctuation = not (start and text[start - 1].isalnum())
+                for first, last in _cards_in([g.group(0) for g in groups]):
+                    at = groups[first].start()
+                    if run_may_start or (first and after_punctuation and text[at - 1].isspace()):
+                        yield Span(groups[first].start(), groups[last - 1].end(), "{{card_number}}", self.name)
             cue = _CARD_CUE.search(text, end)
+
+
+def _card_may_start(text: str, start: int) -> bool:
+    """Whether a card may start at `start`, by the character before it: not a letter or digit, nor
+    what continues a phone number, a decimal, a path or an id (`_NOT_BEFORE_CARD`), except a full
+    stop after a word ("No.4111111111111111")."""
+    before = text[start - 1] if start else " "
+    if before == "." and start >= 2 and text[start - 2].isalpha():
+        return True
+    return not (before.isalnum() or before in _NOT_BEFORE_CARD)
 
 
 # the length of an IBAN in each country that issues them (the SWIFT IBAN registry)
@@ -516,16 +534,19 @@ _IBAN_LENGTHS = {
     "RU": 33, "SA": 24, "SC": 31, "SD": 18, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "SO": 23, "ST": 25,
     "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "YE": 30,
 }  # fmt: skip
-# a country code at a word's start, two check digits, and 11-30 letters or digits, single spaces
-# allowed between them (`DE89 3704 0044 0532 0130 00`); it starts with a capital, which sre scans
-# for fast, and the word start is checked behind it
-_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9].)[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}+")
+# a country code at a word's start, two check digits, and 11-30 letters or digits, in either case,
+# with one or two spaces or dashes, or a line break, allowed between them (`DE89 3704 0044 0532
+# 0130 00`, `gb29nwbk60161331926819`, `DE89-3704-…`); the match starts at the check digits
+# (digits are rarer than letters, and sre scans for them fast) and the code is checked behind it
+_IBAN_SEPARATOR = r"(?:[ \-]{1,2}| ?\r?\n ?)"
+_IBAN = re.compile(rf"[0-9](?<=(?<![A-Za-z0-9])[A-Za-z]{{2}}[0-9])[0-9](?:{_IBAN_SEPARATOR}?[A-Za-z0-9]){{11,30}}+")
+_IBAN_SEPARATORS = frozenset(" -\r\n")
 
 
 class IbanDetector:
     """International bank account numbers: a country code, two check digits and the national
-    account number, unbroken or in groups split by single spaces, as long as that country's IBANs
-    are, ending at a word's end, and passing the ISO 13616 mod-97 check."""
+    account number, in either case, unbroken or in groups (`_IBAN_SEPARATOR`), as long as that
+    country's IBANs are, ending at a word's end, and passing the ISO 13616 mod-97 check."""
 
     name = "iban"
 
@@ -541,24 +562,25 @@ class IbanDetector:
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
         m = _IBAN.search(text)
         while m is not None:
-            end = self._end(text, m)
+            start = m.start() - 2  # the country code before the check digits
+            end = self._end(text, start, m.end())
             if end is not None:
-                yield Span(m.start(), end, "{{iban}}", self.name)
+                yield Span(start, end, "{{iban}}", self.name)
             m = _IBAN.search(text, end or m.start() + 1)
 
     @staticmethod
-    def _end(text: str, m: re.Match[str]) -> int | None:
-        """Where the IBAN read from `m`'s start ends, or None when it is none."""
-        length = _IBAN_LENGTHS.get(m.group(0)[:2])
+    def _end(text: str, start: int, most: int) -> int | None:
+        """Where the IBAN read from `start` (up to `most`) ends, or None when it is none."""
+        length = _IBAN_LENGTHS.get(text[start : start + 2].upper())
         if length is None:
             return None
-        seen, end = 0, m.start()
-        while seen < length and end < m.end():  # the country's length of characters, spaces aside
-            seen += text[end] != " "
+        seen, end = 0, start
+        while seen < length and end < most:  # the country's length of characters, separators aside
+            seen += text[end] not in _IBAN_SEPARATORS
             end += 1
         if seen < length or (end < len(text) and (text[end].isalnum() or text[end] == "_")):
             return None
-        compact = text[m.start() : end].replace(" ", "")
+        compact = "".join(c for c in text[start:end] if c not in _IBAN_SEPARATORS).upper()
         number = int("".join(str(int(c, 36)) for c in compact[4:] + compact[:4]))
         return end if number % 97 == 1 else None
 
@@ -1404,6 +1426,10 @@ SEPARATOR = "\n\x00\n"
 CACHED_TEXT, CACHED_TEXTS = 300, 8192
 
 
+# how many times a text is read and redacted at most: again while a read replaced something
+REDACTION_ROUNDS = 3
+
+
 @dataclass
 class Redactor:
     """Runs the detectors and replaces what they find; counts replacements by placeholder.
@@ -1419,7 +1445,7 @@ class Redactor:
 
     def spans(self, text: str, context: RedactionContext) -> list[Span]:
         view, where = normalized(text)
-        return _to_original([s for d in self.detectors for s in d.find(view, context)], where)
+        return _to_original([s for d in self.detectors for s in d.find(view, context)], where, text)
 
     def find(self, text: str, context: RedactionContext) -> list[Span]:
         if not text:
@@ -1427,9 +1453,9 @@ class Redactor:
         return resolve(self.spans(text, context), text)
 
     def redact(self, text: str | None, context: RedactionContext) -> str:
-        if not text:
-            return ""
-        return apply_spans(text, self.spans(text, context), self.counts)
+        """`text` with what the detectors find replaced, again until they find nothing
+        (`REDACTION_ROUNDS`: `redact_each`)."""
+        return self.redact_each([(text, context)])[0]
 
     def find_many(self, texts: Sequence[str], context: RedactionContext) -> list[list[Span]]:
         return self.find_each([(text, context) for text in texts])
@@ -1449,14 +1475,32 @@ class Redactor:
     ) -> list[str]:
         """`redact` of each text with its own context (None and empty give ""). With `counts` (one
         per text, the same one for texts counted together), each text's replacements are counted
-        there instead of in `self.counts`."""
-        plain = [text or "" for text, _ in pairs]
-        raw = self._raw_spans(plain, [context for _, context in pairs])
-        tally = counts if counts is not None else itertools.repeat(self.counts)
-        return [
-            apply_spans(text, spans, counted) if text else ""
-            for spans, text, counted in zip(raw, plain, tally, strict=counts is not None)
-        ]
+        there instead of in `self.counts`.
+
+        The spans are found in the original and replaced together; what is left next to them can
+        read as something new ("Tel/Fax: +44/4111 1111 1111 1111" leaves "{{phone}} 1111 1111
+        1111", a phone number on its own), which the residual scan would flag. So a text is read
+        again, up to REDACTION_ROUNDS times in all, while a replacement left something that could
+        (`_may_expose`): a text with none, or whose placeholders stand apart (most), is read once."""
+        out = [text or "" for text, _ in pairs]
+        contexts = [context for _, context in pairs]
+        if counts is not None and len(counts) != len(out):
+            raise ValueError(f"{len(counts)} counts for {len(out)} texts")
+        tally = counts if counts is not None else [self.counts] * len(out)
+        todo = [i for i, text in enumerate(out) if text]
+        for _ in range(REDACTION_ROUNDS):
+            if not todo:
+                break
+            raw = self._raw_spans([out[i] for i in todo], [contexts[i] for i in todo])
+            changed = []
+            for i, spans in zip(todo, raw, strict=True):
+                resolved = resolve(spans, out[i]) if spans else spans
+                if resolved and (redacted := _replaced(out[i], resolved, tally[i])) != out[i]:
+                    if _may_expose(out[i], resolved):
+                        changed.append(i)
+                    out[i] = redacted
+            todo = changed
+        return out
 
     def _raw_spans(self, texts: Sequence[str], contexts: Sequence[RedactionContext]) -> list[list[Span]]:
         """Each detector's spans in each text (read with its own context), unresolved. A detector
@@ -1495,14 +1539,57 @@ class Redactor:
                         if len(self._cache) >= CACHED_TEXTS:
                             self._cache.clear()
                         self._cache[(detector.name, key, views[i])] = tuple(spans)
-        return [_to_original(spans, where) for spans, (_, where) in zip(per_view, normal, strict=True)]
+        return [
+            _to_original(spans, where, text) for spans, (_, where), text in zip(per_view, normal, texts, strict=True)
+        ]
 
 
-def _to_original(spans: list[Span], where: list[int] | None) -> list[Span]:
-    """Spans of a normalised text as spans of its original (`normalized`'s offsets)."""
-    if where is None:
+# what may stand next to a placeholder without reading as part of something else: a space, a
+# sentence's punctuation, a bracket or quote, a full stop that ends a sentence
+_APART_AFTER = re.compile(r"[\s,;:!?)\]}\"'»”’]|\.(?!\S)|\Z")
+_APART_BEFORE = frozenset(" \t\r\n\f\v\u00a0([{\"'«“‘:,;")
+# what goes between the digits of a phone number, a card or an address number ("12/4111 1111")
+_DIGIT_JOINERS = frozenset(" \t\r\n\u00a0\u202f().-/+,:\u2013\u2014")
+_DIGITS_AFTER = re.compile(r"[\s().\-/+,:\u2013\u2014]*+\d")
+
+
+def _may_expose(text: str, spans: list[Span]) -> bool:
+    """Whether replacing `spans` (resolved) in `text` may leave something the detectors read anew:
+    a placeholder next to a letter, a digit or a joining character (a name no longer inside a
+    word), or digits that reach it across the separators of a number (the rest of a digit run a
+    phone number was taken from)."""
+    for span in spans:
+        if not _APART_AFTER.match(text, span.end) or _DIGITS_AFTER.match(text, span.end):
+            return True
+        i = span.start - 1
+        if i >= 0 and text[i] not in _APART_BEFORE:
+            return True
+        while i >= 0 and text[i] in _DIGIT_JOINERS:
+            i -= 1
+        if i >= 0 and text[i].isdigit():
+            return True
+    return False
+
+
+def _to_original(spans: list[Span], where: list[int] | None, text: str) -> list[Span]:
+    """Spans of a normalised text as spans of its original (`normalized`'s offsets). A span ends
+    past the combining marks that follow it in the original: `normalized` joins a decomposed
+    accent to the letter before it, and the placeholder takes the accent with the letter (else
+    "José" written with U+0301 would leave the accent after `{{first_name}}`)."""
+    if where is not None:
+        spans = [
+            Span(where[s.start], where[s.end - 1] + 1, s.placeholder, s.detector) for s in spans if s.end > s.start
+        ]
+    elif text.isascii():
         return spans
-    return [Span(where[s.start], where[s.end - 1] + 1, s.placeholder, s.detector) for s in spans if s.end > s.start]
+    return [_past_marks(s, text) for s in spans]
+
+
+def _past_marks(span: Span, text: str) -> Span:
+    end = span.end
+    while end < len(text) and unicodedata.combining(text[end]):
+        end += 1
+    return span if end == span.end else span._replace(end=end)
 
 
 def _joined_find(detector: Detector, texts: list[str], context: RedactionContext) -> list[list[Span]]:
@@ -1596,6 +1683,26 @@ def _strip_accents(value: str) -> str:
     return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
 
 
+# letters NFKD leaves whole (no accent to strip), as they are written in plain ASCII: Paweł as
+# Pawel, Søren as Soren, Đorđe as Dorde, Æsa as Aesa, Þóra as Thora, Straße as Strasse; then the
+# second spelling some of them have (Đorđe as Djordje, Søren as Soeren): two forms, not every mix
+_FOLDS = str.maketrans(
+    {
+        **dict(zip("łŁøØđĐðÐıħĦ", "lLoOdDdDihH", strict=True)),
+        **{"æ": "ae", "Æ": "Ae", "œ": "oe", "Œ": "Oe", "þ": "th", "Þ": "Th", "ß": "ss", "ẞ": "SS"},
+    }
+)
+_SECOND_FOLDS = str.maketrans({"đ": "dj", "Đ": "Dj", "ø": "oe", "Ø": "Oe"})
+
+
+def _plain_letters(value: str) -> set[str]:
+    """`value` in ASCII letters where only folding gets it there (`_FOLDS`): none, one or two forms."""
+    stripped = _strip_accents(value)
+    if stripped.isascii():
+        return set()
+    return {stripped.translate(_FOLDS), stripped.translate(_SECOND_FOLDS).translate(_FOLDS)}
+
+
 def _transliterations(value: str) -> set[str]:
     german = (
         value.replace("ä", "ae")
@@ -1606,7 +1713,7 @@ def _transliterations(value: str) -> set[str]:
         .replace("Ü", "Ue")
         .replace("ß", "ss")
     )
-    forms = {value, _strip_accents(value), german}
+    forms = {value, _strip_accents(value), german, *_plain_letters(value)}
     if "'" in value or "’" in value:  # O'Brien, D’Angelo: as written in ids and addresses
         forms |= {f.replace("'", sep).replace("’", sep) for f in list(forms) for sep in ("", "-", " ")}
     forms.update(romanizations(value))  # Ольга as Olga, Ol'ga, Olha
@@ -2093,7 +2200,11 @@ def apply_spans(text: str, spans: Iterable[Span], counts: Counter[str] | None = 
     spans = list(spans)
     if not spans:
         return text
-    resolved = resolve(spans, text)
+    return _replaced(text, resolve(spans, text), counts)
+
+
+def _replaced(text: str, resolved: list[Span], counts: Counter[str] | None = None) -> str:
+    """`text` with `resolved` (spans `resolve` gave) replaced by their placeholders, counted."""
     if not resolved:
         return text
     parts, last = [], 0
