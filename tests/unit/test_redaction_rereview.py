@@ -11,24 +11,7 @@ from __future__ import annotations
 import pytest
 
 from flywheel.domain import redaction as rd
-
-SENDER: dict[str, str | None] = {"name": "Sam Lee", "title": "Account Executive", "company": "Acme Robotics GmbH"}
-
-
-def redact(
-    text: str,
-    first: str = "Dana",
-    last: str = "Reyes",
-    company: str = "Northwind Traders Inc.",
-    country: str = "US",
-) -> str:
-    context = rd.build_context(
-        lead={"first_name": first, "last_name": last, "company": company},
-        sender={**SENDER, "country": "GB"},
-        regions=[country],
-    )
-    return rd.Redactor().redact(text, context)
-
+from tests.unit.test_redaction_attacks import redact  # the lead Dana Reyes, sender Sam Lee (GB)
 
 KEY = "sk-proj-4fG7hJ2kL9mN3pQ8rS1tU6vW0xY5zA"
 GITHUB = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"

@@ -8,6 +8,7 @@ classifier in one place.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import TYPE_CHECKING, Any, Protocol
@@ -77,8 +78,10 @@ def _strict(schema: Any, keyword: str = "") -> Any:
     return {k: _strict(v, k) for k, v in schema.items() if k in STRICT_KEYWORDS}
 
 
+@functools.cache
 def answer_schema() -> dict[str, Any]:
-    """The classification's JSON schema, in the subset every backend accepts (OpenAI strict mode)."""
+    """The classification's JSON schema, in the subset every backend accepts (OpenAI strict mode);
+    made once per container, not per reply (callers only serialise it)."""
     return _strict(LlmClassification.model_json_schema())
 
 
