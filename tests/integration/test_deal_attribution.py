@@ -8,16 +8,20 @@ or deletes after it closed is neither won nor lost any more (it stayed won)."""
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import UUID, uuid4
 
 import httpx2
 import pytest
 
 from flywheel.clients import http as http_client
 from flywheel.local.invoke import invoke
+from flywheel.models.messages import MessageIn
 from flywheel.services import report_counts
+from flywheel.services.outcomes import register_messages
 from tests.conftest import ROOT, load_event
 from tests.integration import test_concurrency as race
 from tests.webhook_helpers import configure, hubspot_headers, public_url, route_event
@@ -247,19 +251,59 @@ def test_a_named_first_close_arriving_late_takes_the_deal_to_its_message(db, set
     assert [message_of(db, k) for k in ("m-won", "m-lost")] == [("step step1", "applied")] * 2
 
 
-def test_a_named_close_is_never_moved_and_a_later_one_does_not_move_the_deal(db, setup) -> None:
-    """The first close came by e-mail (step1): the deal stays there; a later close that names the
-    follow-up is the CRM's explicit word about that message and stays on it."""
+@pytest.mark.parametrize("order", ["first-close-first", "named-close-first", "named-close-before-its-message"])
+def test_a_later_close_that_names_a_follow_up_goes_where_the_deal_is(db, setup, order: str) -> None:
+    """The first close came by e-mail (step1); a later close names the follow-up, sent after the
+    deal had closed. It stayed on the follow-up, so the deal sat on two messages: won on both and
+    its revenue counted twice (1,000 + 1,100). Every event of the deal goes to the message of its
+    first close, a named one too, whichever arrives or registers first."""
+    step2 = uuid4()
+    run(race.registration([message("step1", SENT)]))
+    if order == "named-close-first":
+        register_messages([MessageIn(**message("step2", SENT + timedelta(days=5)))], outcome_ids=[step2])
+        run(named_deal("deal_won", "1100.00", SENT + timedelta(days=6), "m-won2", str(step2)))
+        assert deals(db) == [("step step1", None, None), ("step step2", "won", Decimal("1100.00"))]
+        run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won"))  # the first close, late
+    else:
+        run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won"))
+        if order == "first-close-first":
+            register_messages([MessageIn(**message("step2", SENT + timedelta(days=5)))], outcome_ids=[step2])
+        run(named_deal("deal_won", "1100.00", SENT + timedelta(days=6), "m-won2", str(step2)))
+        if order == "named-close-before-its-message":  # it waits for its message, then is claimed
+            assert message_of(db, "m-won2") == (None, "orphan")
+            register_messages([MessageIn(**message("step2", SENT + timedelta(days=5)))], outcome_ids=[step2])
+    assert [message_of(db, k) for k in ("m-won", "m-won2")] == [("step step1", "applied")] * 2
+    assert deals(db) == [("step step1", "won", Decimal("1100.00")), ("step step2", None, None)]
+    assert rolled_deals(db) == (1, 1100)
+    # the CRM's later word by e-mail alone lands there too
+    run(in_house_deal("deal_lost", "1100.00", SENT + timedelta(days=7), "m-lost"))
+    assert deals(db) == [("step step1", "lost", Decimal("1100.00")), ("step step2", None, None)]
+    assert message_of(db, "m-lost") == ("step step1", "applied")
+
+
+def test_a_named_close_taken_to_the_deals_message_still_counts_where_it_named(db, setup) -> None:
+    """The named close sits on step1 (the deal's message), but what it named is step2: when a first
+    close from before any message arrives later, the deal goes to the first close that named a
+    message (step2), as it would have had the events come in that order."""
+    step2 = uuid4()
     run(race.registration([message("step1", SENT)]))
     run(in_house_deal("deal_won", "1000.00", SENT + timedelta(days=3), "m-won"))
-    run(race.registration([message("step2", SENT + timedelta(days=5))]))
-    run(named_deal("deal_lost", "1000.00", SENT + timedelta(days=6), "m-lost", outcome_of(db, "step step2")))
-    run(in_house_deal("deal_won", "1100.00", SENT + timedelta(days=7), "m-won2"))
-    assert [message_of(db, k) for k in ("m-won", "m-lost", "m-won2")] == [
-        ("step step1", "applied"),
-        ("step step2", "applied"),
-        ("step step1", "applied"),
-    ]
+    register_messages([MessageIn(**message("step2", SENT + timedelta(days=5)))], outcome_ids=[step2])
+    run(named_deal("deal_lost", "1000.00", SENT + timedelta(days=6), "m-lost", str(step2)))
+    assert message_of(db, "m-lost") == ("step step1", "applied")
+    run(in_house_deal("deal_won", "1000.00", SENT - timedelta(days=1), "m-won0"))  # won before we wrote
+    assert [message_of(db, k) for k in ("m-won0", "m-won", "m-lost")] == [("step step2", "applied")] * 3
+    assert deals(db) == [("step step1", None, None), ("step step2", "lost", Decimal("1000.00"))]
+
+
+def test_a_named_event_of_a_deal_with_no_message_stays_where_it_named(db, setup) -> None:
+    """A deal first closed before any message waits as orphans; a reopening that names step1 is no
+    close, so the deal still has no message and the reopening stays on step1 (changing nothing)."""
+    run(in_house_deal("deal_won", "1000.00", SENT - timedelta(days=1), "m-won0"))
+    run(race.registration([message("step1", SENT)]))
+    run(named_deal("deal_reopened", "1000.00", SENT + timedelta(days=2), "m-reopen", outcome_of(db, "step step1")))
+    assert [message_of(db, k) for k in ("m-won0", "m-reopen")] == [(None, "orphan"), ("step step1", "applied")]
+    assert deals(db) == [("step step1", None, None)]
 
 
 def test_a_deal_first_closed_before_any_message_follows_a_close_that_named_one(db, setup) -> None:
@@ -394,3 +438,100 @@ def test_hubspot_deal_of_two_contacts_is_each_contacts_deal(db, db_url, monkeypa
     crm.won = False
     run(hubspot_change(2, SENT + timedelta(days=4)))
     assert sorted(deals(db)) == [("to 5", None, None), ("to 6", None, None)]
+
+
+# --- the lock retry: a named message that becomes visible once the link locks are taken ----------
+
+
+def test_a_named_close_whose_message_registers_meanwhile_waits_for_the_lead_and_joins_the_deal(
+    db, db_url, setup, monkeypatch
+) -> None:
+    """Three connections. A close naming step2 (not registered yet) looks up its links and finds no
+    message; step2 registers and commits; another delivery, the deal's first close by e-mail, holds
+    the lead's link lock and has not committed. Once its own locks are taken, the named close sees
+    step2, whose lead's lock it does not hold and cannot take without waiting out of order: it
+    starts again with that lock in its set, waits for the first close to commit, and then sees it.
+    Without that wait it would decide the deal without the first close (its own message, step2), and
+    the deal would end won on step1 and lost on step2."""
+    from flywheel.dal.connection import close_connection
+    from flywheel.dal.locks import link_buckets
+    from flywheel.domain.ingest import IncomingEvent, email_link
+    from flywheel.services import ingest as ingest_service
+
+    step2 = UUID("00000000-0000-4000-8000-000000000002")
+    # the named close's own link lock is not the lead's (both are hashed into buckets)
+    assert link_buckets([f"outcome:{step2}"]) != link_buckets([email_link("acme", LEAD)])
+    run(race.registration([message("step1", SENT)]))
+    close_connection()
+
+    def deal_event(key: str, kind: str, day: int, **link: Any) -> IncomingEvent:
+        at = SENT + timedelta(days=day)
+        data = {"deal_id": "crm:D-1", "value": "1000.00", "currency": "USD"}
+        return IncomingEvent("crm", key, kind, at, {"event": kind}, data, org_id="acme", **link)
+
+    named = deal_event("m-lost", "deal_lost", 6, outcome_id=str(step2))
+    first_close = deal_event("m-won", "deal_won", 3, email=LEAD)
+
+    looked_up, go, holding, release = (threading.Event() for _ in range(4))
+    attempts: list[int] = []
+    pids: dict[str, int] = {}
+    real_lock_links, real_recompute, real_store = (
+        ingest_service.lock_links,
+        ingest_service.recompute,
+        ingest_service._store,
+    )
+
+    def lock_links(conn: Any, keys: Any) -> Any:
+        if threading.current_thread().name == "named" and not looked_up.is_set():
+            looked_up.set()  # its first lookups found no step2
+            assert go.wait(30)
+        return real_lock_links(conn, keys)
+
+    def recompute(conn: Any, *args: Any, **kwargs: Any) -> None:
+        real_recompute(conn, *args, **kwargs)
+        if threading.current_thread().name == "first-close":
+            pids["first-close"] = conn.info.backend_pid
+            holding.set()  # stored and derived, the lead's link lock held, not committed
+            assert release.wait(30)
+
+    def store(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread().name == "named":
+            attempts.append(len(args[3]))  # the extra link keys this attempt starts with
+        return real_store(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_service, "lock_links", lock_links)
+    monkeypatch.setattr(ingest_service, "recompute", recompute)
+    monkeypatch.setattr(ingest_service, "_store", store)
+    errors: list[BaseException] = []
+
+    def deliver(event: IncomingEvent) -> None:
+        try:
+            ingest_service.ingest_events([event], window_days=90)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            close_connection()
+
+    threads = [
+        threading.Thread(target=deliver, args=(named,), name="named"),
+        threading.Thread(target=deliver, args=(first_close,), name="first-close"),
+    ]
+    threads[0].start()
+    try:
+        assert looked_up.wait(30)
+        register_messages([MessageIn(**message("step2", SENT + timedelta(days=5)))], outcome_ids=[step2])
+        close_connection()
+        threads[1].start()
+        assert holding.wait(30)
+        go.set()
+        race._wait_until_blocked(db_url, {pids["first-close"]})  # the named close, on its second attempt
+        assert attempts == [0, 1]  # it found it needed one more lock, and started again with it
+    finally:
+        go.set()
+        release.set()
+        for thread in threads:
+            thread.join(30)
+    assert not errors, errors
+    assert [message_of(db, k) for k in ("m-won", "m-lost")] == [("step step1", "applied")] * 2
+    assert deals(db) == [("step step1", "lost", Decimal("1000.00")), ("step step2", None, None)]
+    assert rolled_deals(db)[0] == 0

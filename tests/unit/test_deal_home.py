@@ -34,7 +34,7 @@ def test_a_deal_first_closed_with_no_message_waits_and_one_never_closed_is_ignor
 
 
 def named(day: int, home: Match, kind: str = "deal_won") -> DealEvent:
-    """A close that named its message (the CRM's outcome id): it stays where it is."""
+    """A close that named its message (the CRM's outcome id): `home` is the message it named."""
     return DealEvent(f"crm:named-{kind}-{day}", kind, T0 + timedelta(days=day), home, fixed=True)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -235,14 +235,15 @@ _DEALS = sorted(t.value for t in DEAL_EVENTS)
 def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> dict[int, list[dict[str, Any]]]:
     """The stored events of each (provider, org, deal id, lead email), by position in `groups`:
     those linked by email alone that are applied to a message to that lead or wait (orphans,
-    ignored reopenings) for that email, and those that named a message to that lead and are
-    applied to it (`fixed`: they stay where they are). An applied event's own email may be gone
-    (retention): its message's lead says whose it is."""
+    ignored reopenings) for that email, and those that named a message to that lead and are applied
+    (`fixed`; `named`: the message they named, which may not be where the deal took them). An
+    applied event's own email may be gone (retention): its message's lead says whose it is."""
     if not groups:
         return {}
     rows = conn.execute(
         """SELECT g.i, e.event_id, e.provider, e.event_key, e.event_type, e.occurred_at, e.status, e.outcome_id,
-                  e.org_id, e.match_window_days IS NULL AS fixed
+                  e.org_id, e.match_window_days IS NULL AS fixed,
+                  CASE WHEN e.match_window_days IS NULL THEN coalesce(e.match_outcome_id, e.outcome_id) END AS named
              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS g(provider, org_id,
                                                                                              deal_id, email, i)
              JOIN outcome_events e
@@ -352,21 +353,47 @@ def corrected_replies(conn: Connection, since: datetime | None, org_id: str | No
     ).fetchall()
 
 
-def remove_raw_payloads(conn: Connection, received_before: datetime, limit: int) -> int:
+# where a retention run has got to: (received_at, event_id) of the last row a batch purged
+RawPosition = tuple[datetime, int]
+_START: RawPosition = (datetime.min.replace(tzinfo=UTC), 0)
+
+
+def remove_raw_payloads(
+    conn: Connection, received_before: datetime, limit: int, after: RawPosition | None = None
+) -> tuple[int, RawPosition | None]:
     """Retention, one batch: drop the raw payload of up to `limit` events received before the cutoff,
-    oldest first, skipping rows another transaction holds (an ingest is never made to wait on us).
+    oldest first and after `after` (the previous batch's last row), skipping rows another transaction
+    holds (an ingest is never made to wait on us). Returns how many went and the last one's position.
+
+    The position matters: the index entries of the rows earlier batches purged stay until VACUUM can
+    remove them (never while an older snapshot is open), and a batch that started from the oldest
+    entry again read them all (sql/0026). A row skipped because it was held is left for the next run.
     The normalised event stays; an orphan keeps the email it may still be matched by."""
-    rows = conn.execute(
+    row = conn.execute(
         """WITH due AS (
-               SELECT event_id FROM outcome_events
-                WHERE payload IS NOT NULL AND received_at < %s
-                ORDER BY received_at
-                LIMIT %s
-                  FOR UPDATE SKIP LOCKED)
-           UPDATE outcome_events e
-              SET payload = NULL, match_email = CASE WHEN e.status = 'orphan' THEN e.match_email END
-             FROM due
-            WHERE e.event_id = due.event_id""",
-        (received_before, limit),
-    )
-    return rows.rowcount
+               SELECT event_id, received_at FROM outcome_events
+                WHERE payload IS NOT NULL AND received_at < %(before)s
+                  AND (received_at, event_id) > (%(after_at)s, %(after_id)s)
+                ORDER BY received_at, event_id
+                LIMIT %(limit)s
+                  FOR UPDATE SKIP LOCKED),
+           purged AS (
+               UPDATE outcome_events e
+                  SET payload = NULL, match_email = CASE WHEN e.status = 'orphan' THEN e.match_email END
+                 FROM due
+                WHERE e.event_id = due.event_id
+            RETURNING due.received_at, due.event_id)
+           SELECT count(*) AS n,
+                  (array_agg(received_at ORDER BY received_at DESC, event_id DESC))[1] AS last_at,
+                  (array_agg(event_id ORDER BY received_at DESC, event_id DESC))[1] AS last_id
+             FROM purged""",
+        {
+            "before": received_before,
+            "after_at": (after or _START)[0],
+            "after_id": (after or _START)[1],
+            "limit": limit,
+        },
+    ).fetchone()
+    if not row or not row["n"]:
+        return 0, after
+    return int(row["n"]), (row["last_at"], int(row["last_id"]))

@@ -82,7 +82,7 @@ class IncomingEvent:
     @property
     def named_deal(self) -> str | None:
         """The deal id of a deal event that names its message (outcome id, provider message id):
-        that message is the deal's fixed home when this is its first close (`deal_home`)."""
+        that message is the deal's home when this is its first close (`deal_home`)."""
         deal_id = self.data.get("deal_id")
         if self.event_type not in _DEAL_TYPES or not deal_id or not self.names_message:
             return None
@@ -220,10 +220,13 @@ def deal_home(events: list[DealEvent]) -> tuple[Match | None, str]:
     has no message (before any was sent, or outside the window) waits, all of it, as orphans; one
     never closed (only reopenings) is ignored until it closes.
 
-    A close that named its message (`fixed`: the CRM's outcome id) is where it is: when it is the
-    first close, its message is the deal's home; and a deal whose first close has no message goes
-    to the first close that named one rather than wait beside it. The answer is for the events
-    that are not fixed: a fixed one never moves."""
+    A close that named its message (`fixed`: the CRM's outcome id; its `home` is the message it
+    named): when it is the first close, its message is the deal's home; and a deal whose first close
+    has no message goes to the first close that named one rather than wait beside it. The answer is
+    for every event of the deal, a fixed one too once the deal has a message: a later close that
+    names another message of the lead (a follow-up sent after the deal closed) goes to the deal's,
+    or the deal would sit on two messages and be counted twice. A fixed event stays on the message
+    it named only while the deal has none (no close yet, or a first close with no message)."""
     closes = sorted((e for e in events if e.event_type in _CLOSE_TYPES), key=lambda e: (e.occurred_at, e.key))
     if not closes:
         return None, "ignored"

@@ -44,18 +44,21 @@ def plan_deals(conn: Connection, new: dict[DealGroup, list[tuple[int, DealEvent]
                 f"{r['provider']}:{r['event_key']}",
                 r["event_type"],
                 r["occurred_at"],
-                Match(r["outcome_id"], r["org_id"]) if r["status"] == "applied" else None,
+                # a named event counts where it named, wherever the deal took it
+                Match(r["named"] if r["fixed"] else r["outcome_id"], r["org_id"]) if r["status"] == "applied" else None,
                 r["fixed"],
             )
             for r in rows
         ] + [e for _, e in new[group] if e.key not in known]
         home, status = deal_home(events)
-        for position, event in new[group]:
-            if not event.fixed:  # an event that named its message stays there
-                plan.placed[position] = (home, status)
         target = home.outcome_id if home else None
+        for position, event in new[group]:
+            if not event.fixed or home:  # a named event too goes where the deal is
+                plan.placed[position] = (home, status)
         for r in rows:
-            if not r["fixed"] and (r["outcome_id"], r["status"]) != (target, status):
+            if r["fixed"] and not home:
+                continue  # the deal has no message: a named event stays on the one it named
+            if (r["outcome_id"], r["status"]) != (target, status):
                 plan.moves.append((r["event_id"], target, status, group[3]))
                 plan.outcomes |= {o for o in (r["outcome_id"], target) if o is not None}
     return plan

@@ -104,7 +104,8 @@ def _deals(
 ) -> DealPlan:
     """A deal event linked by email goes where its deal is (see services.deals): `matches` holds
     each one's own email attribution, and is updated in place. A deal event that named its message
-    (`leads`: that message's lead) stays there, and is part of that lead's deal."""
+    (`leads`: that message's lead) is part of that lead's deal: it goes where the deal is, and stays
+    on the message it named while the deal has none."""
     new: dict[DealGroup, list[tuple[int, DealEvent]]] = {}
     for i, event in enumerate(events):
         if not event.known:

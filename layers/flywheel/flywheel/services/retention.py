@@ -25,14 +25,18 @@ def remove_raw_payloads(
     now: datetime | None = None, *, time_budget_s: float, batch_size: int | None = None
 ) -> dict[str, Any]:
     """Batches of one short transaction each, until nothing is due or the time budget is spent (the
-    next scheduled run continues). Returns how many payloads went and whether the backlog is done."""
+    next scheduled run continues). Returns how many payloads went and whether the backlog is done.
+    Each batch starts after the last row the previous one purged (`events_dal.remove_raw_payloads`),
+    so it never reads the index entries of the rows this run already purged."""
     cutoff = raw_payload_cutoff(now or datetime.now(UTC))
-    return {
-        **_in_batches(
-            lambda conn, limit: events_dal.remove_raw_payloads(conn, cutoff, limit), time_budget_s, batch_size
-        ),
-        "cutoff": cutoff.isoformat(),
-    }
+    position: events_dal.RawPosition | None = None
+
+    def remove(conn: Connection, limit: int) -> int:
+        nonlocal position
+        removed, position = events_dal.remove_raw_payloads(conn, cutoff, limit, after=position)
+        return removed
+
+    return {**_in_batches(remove, time_budget_s, batch_size), "cutoff": cutoff.isoformat()}
 
 
 def remove_cached_lines(
