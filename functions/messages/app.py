@@ -35,7 +35,7 @@ RegisterBody = Annotated[
 @app.post("/messages")
 def post_messages(body: Annotated[RegisterBody, Body()]) -> tuple[dict[str, Any], int]:
     messages = body.messages if isinstance(body, MessageBatch) else [body]
-    result = register_messages(messages)
+    result = register_messages(messages, batch=isinstance(body, MessageBatch))
     metrics.add_metric(name="MessagesRegistered", unit="Count", value=result.created)
     return result.model_dump(mode="json"), 201 if result.created else 200
 

@@ -21,14 +21,24 @@ from flywheel.services.suppressions import list_suppressions
 app = make_resolver()
 
 
+OrgId = Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")]
+ReplyOrgId = Annotated[
+    str,
+    Query(
+        pattern=IDENTIFIER.pattern,
+        description="the organisation whose message was replied to (another organisation's outcome is a 404)",
+    ),
+]
+
+
 @app.post("/replies")
-def post_reply(reply: Annotated[ReplyIn, Body()]) -> tuple[dict[str, Any], int]:
-    return submit_reply(reply), 202
+def post_reply(org_id: ReplyOrgId, reply: Annotated[ReplyIn, Body()]) -> tuple[dict[str, Any], int]:
+    return submit_reply(reply, org_id), 202
 
 
 @app.get("/suppressions")
 def get_suppressions(
-    org_id: Annotated[str, Query(pattern=IDENTIFIER.pattern, description="the organisation the caller reads for")],
+    org_id: OrgId,
     since: Annotated[datetime | None, Query(description=SINCE)] = None,
     cursor: Annotated[
         str | None, Query(pattern=CURSOR_PATTERN, max_length=MAX_CURSOR_LENGTH, description=CURSOR)

@@ -42,14 +42,14 @@ def test_an_external_reply_id_names_a_reply_within_its_outcome(api: ApiClient, d
     acme = register(api, org_id="acme", idempotency_key="a1")
     beta = register(api, org_id="beta", idempotency_key="b1", provider_message_id="pm-beta")
     first = {"outcome_id": acme, "text": "Yes, let's talk", "channel": "linkedin", "external_id": "1"}
-    assert api.post("/replies", first)[1]["duplicate"] is False
+    assert api.post("/replies?org_id=acme", first)[1]["duplicate"] is False
     # another organisation's outcome, the same id on the same channel: another reply (it was dropped)
-    status, body = api.post("/replies", {**first, "outcome_id": beta, "text": "Not interested"})
+    status, body = api.post("/replies?org_id=beta", {**first, "outcome_id": beta, "text": "Not interested"})
     assert status == 202 and body["duplicate"] is False, body
     assert db.execute("SELECT replied_at FROM outcome_labels WHERE outcome_id = %s", (beta,)).fetchone()["replied_at"]
     # the same reply again is a retry; the same id with other text is a conflict, and nothing changes
-    assert api.post("/replies", first)[1]["duplicate"] is True
-    status, body = api.post("/replies", {**first, "text": "Actually, no"})
+    assert api.post("/replies?org_id=acme", first)[1]["duplicate"] is True
+    status, body = api.post("/replies?org_id=acme", {**first, "text": "Actually, no"})
     assert status == 409 and body["error"] == "conflict", body
     texts = db.execute("SELECT data->>'text' AS t FROM outcome_events WHERE event_type = 'reply' ORDER BY t").fetchall()
     assert [r["t"] for r in texts] == ["Not interested", "Yes, let's talk"]

@@ -83,7 +83,7 @@ def test_route_submit_reply_and_read_back(local: dict[str, Any], db) -> None:
     api = client(local["url"])
     assert api.route("acme", "lead-1001") is None  # no model deployed yet: the sender uses its default
     queued = api.submit_reply(
-        str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9"
+        "acme", str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9"
     )
     assert queued == {
         "reply_key": f"api_linkedin:{DANA}:li-9",
@@ -92,15 +92,15 @@ def test_route_submit_reply_and_read_back(local: dict[str, Any], db) -> None:
         "duplicate": False,
     }
     assert (
-        api.submit_reply(str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9")[
-            "duplicate"
-        ]
+        api.submit_reply(
+            "acme", str(DANA), "Interesting - can we talk on Thursday?", channel="linkedin", external_id="li-9"
+        )["duplicate"]
         is True
     )
     local["stack"].pump()
     assert api.message("acme", str(DANA))["reply_category"] in ("interested", "meeting_request")
     with pytest.raises(FlywheelError) as refused:
-        api.submit_reply("0b7e3f0c-0000-4000-8000-000000000000", "hello")
+        api.submit_reply("acme", "0b7e3f0c-0000-4000-8000-000000000000", "hello")
     assert refused.value.status == 404 and refused.value.code == "not_found"
 
 

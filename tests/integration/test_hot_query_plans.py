@@ -202,3 +202,32 @@ def test_routing_snapshot_and_retention_use_indexes(db, store: dict[str, str]) -
         experiments.strategies("acme", "industry", 1)
         experiments.leaderboard_with_intervals(training.leaderboard("acme"))
     assert check_plans(db, statements) >= 7
+
+
+def test_a_routed_registration_looks_its_routes_up_by_index(db, store: dict[str, str]) -> None:
+    """The route check of POST /messages reads assignments by primary key, for the whole batch."""
+    for version, minor in (("v1.0.0", 0), ("v1.1.0", 1)):
+        db.execute(
+            """INSERT INTO model_registry (model_id, version, major, minor, patch, status, provider,
+                                                  provider_model_id, base_model)
+                      VALUES (%s, %s, 1, %s, 0, 'ready', 'bedrock', 'arn', 'nova')""",
+            (f"m-{version}", version, minor),
+        )
+    training.deploy_model("m-v1.0.0", canary_percentage=50, actor="test", reason="test")
+    training.deploy_model("m-v1.1.0", canary_percentage=50, actor="test", reason="test")
+    experiments.forget_cache()
+    routes = []
+    for i in range(300, 310):
+        answer = experiments.route("acme", f"lead-{i}")
+        routes.append(
+            {
+                "model_registry_id": answer["model"]["model_registry_id"],
+                "experiment_id": answer["experiment_id"],
+                "arm": answer["arm"],
+            }
+        )
+    with recorded() as statements:
+        register_messages([message(300 + i, route=route) for i, route in enumerate(routes)])
+    lookups = [(q, p) for q, p in statements if "JOIN assignments" in str(q)]
+    assert len(lookups) == 1
+    assert check_plans(db, lookups) == 1

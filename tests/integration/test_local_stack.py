@@ -56,7 +56,7 @@ def test_replies_queue_delivers_to_the_classifier_and_poison_goes_to_the_dlq(sta
         api = LocalApi(ROOT / "template.yaml")
         status, queued = post(
             api,
-            "/replies",
+            "/replies?org_id=acme",
             {
                 "outcome_id": str(DANA),
                 "channel": "linkedin",
@@ -92,7 +92,7 @@ def test_start_api_delivers_queued_replies_in_the_background(state: Path, db) ->
         threading.Thread(target=server.serve_forever, daemon=True).start()
         try:
             request = urllib.request.Request(
-                f"http://127.0.0.1:{server.server_address[1]}/replies",
+                f"http://127.0.0.1:{server.server_address[1]}/replies?org_id=acme",
                 method="POST",
                 data=json.dumps({"outcome_id": str(DANA), "text": "Please remove me from your list."}).encode(),
                 headers={"Content-Type": "application/json"},

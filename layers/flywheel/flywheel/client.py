@@ -172,6 +172,7 @@ class FlywheelClient:
 
     def submit_reply(
         self,
+        org_id: str,
         outcome_id: str,
         text: str,
         *,
@@ -180,8 +181,9 @@ class FlywheelClient:
         occurred_at: datetime | None = None,
         subject: str | None = None,
     ) -> dict[str, Any]:
-        """A reply that came in outside the inbound webhooks (LinkedIn, phone notes, ...), queued for
-        the classifier; `external_id` makes re-sending it a no-op."""
+        """A reply to one of this organisation's messages that came in outside the inbound webhooks
+        (LinkedIn, phone notes, ...), queued for the classifier; `external_id` makes re-sending it a
+        no-op. Another organisation's outcome is a 404, like an unknown one."""
         # a fixed time makes the reply's content key stable, so a retried call is a duplicate
         body: dict[str, Any] = {
             "outcome_id": outcome_id,
@@ -192,7 +194,7 @@ class FlywheelClient:
         for key, value in (("external_id", external_id), ("subject", subject)):
             if value is not None:
                 body[key] = value
-        return dict(self.request("POST", "/replies", body))
+        return dict(self.request("POST", "/replies", body, params={"org_id": org_id}))
 
     def message(self, org_id: str, outcome_id: str) -> dict[str, Any]:
         """An outcome with its stage and event history (one of this organisation's)."""

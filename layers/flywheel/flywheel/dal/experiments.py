@@ -56,6 +56,36 @@ def assigned_arm(conn: Connection, experiment_id: str, org_id: str, lead_id: str
     return None if row is None else str(row["arm"])
 
 
+def route_references(
+    conn: Connection, references: list[tuple[str, str, str | None, str | None]]
+) -> dict[tuple[str, str, str | None, str | None], dict[str, Any]]:
+    """What the routes of a registration batch name, in one statement: for each (org, lead, registry
+    model, experiment), whether the model is registered, the experiment's two models (null when it
+    does not exist) and the arm recorded for this organisation's lead in it (null when never routed)."""
+    if not references:
+        return {}
+    rows = conn.execute(
+        """SELECT r.org_id, r.lead_id, r.model_registry_id, r.experiment_id,
+                  m.model_id IS NOT NULL AS model_registered,
+                  e.experiment_id IS NOT NULL AS experiment_exists,
+                  e.champion_model_id, e.challenger_model_id, a.arm AS assigned_arm
+             FROM jsonb_to_recordset(%s) AS r(org_id text, lead_id text, model_registry_id text, experiment_id text)
+             LEFT JOIN model_registry m ON m.model_id = r.model_registry_id
+             LEFT JOIN experiments e ON e.experiment_id = r.experiment_id
+             LEFT JOIN assignments a
+               ON a.experiment_id = r.experiment_id AND a.org_id = r.org_id AND a.lead_id = r.lead_id""",
+        (
+            jsonb(
+                [
+                    {"org_id": o, "lead_id": lead, "model_registry_id": m, "experiment_id": e}
+                    for o, lead, m, e in sorted(set(references), key=str)
+                ]
+            ),
+        ),
+    ).fetchall()
+    return {(r["org_id"], r["lead_id"], r["model_registry_id"], r["experiment_id"]): r for r in rows}
+
+
 def assign(
     conn: Connection, experiment_id: str, org_id: str, lead_id: str, arm: str, bucket: int, stage: str, segment: int
 ) -> str | None:

@@ -67,3 +67,62 @@ def message_row(message: MessageIn) -> dict[str, Any]:
         "lead_country": lead.country,
         "sender": message.sender.model_dump(exclude_none=True) if message.sender else None,
     }
+
+
+RouteReference = tuple[str, str, str | None, str | None]
+
+
+def route_reference(row: dict[str, Any]) -> RouteReference | None:
+    """What a registered message's route names in the database (org, lead, registry model,
+    experiment); None when it names neither a registry model nor an experiment."""
+    if row["model_registry_id"] is None and row["experiment_id"] is None:
+        return None
+    return (row["org_id"], row["lead_id"], row["model_registry_id"], row["experiment_id"])
+
+
+def route_problems(
+    rows: list[dict[str, Any]], found: dict[RouteReference, dict[str, Any]]
+) -> list[tuple[int, str, str]]:
+    """(index, field, reason) of every message whose route is not one `GET /route` could have
+    answered for its lead: a model not in the registry, an experiment that does not exist or never
+    routed this organisation's lead, an arm other than the lead's recorded one, a model that is not
+    its arm's, or the challenger arm outside an experiment. Such a message would be counted against a
+    model or arm that does not exist, or in an experiment its organisation's lead never joined."""
+    problems: list[tuple[int, str, str]] = []
+    for index, row in enumerate(rows):
+        model, experiment, arm = row["model_registry_id"], row["experiment_id"], row["experiment_arm"]
+        if experiment is None and arm == "challenger":
+            problems.append(
+                (index, "route.arm", "the challenger arm exists only in an experiment: experiment_id is missing")
+            )
+        reference = route_reference(row)
+        if reference is None:
+            continue
+        seen = found.get(reference) or {}
+        if model is not None and not seen.get("model_registered"):
+            problems.append((index, "route.model_registry_id", f"no model {model} in the registry"))
+        if experiment is None:
+            continue
+        if not seen.get("experiment_exists"):
+            problems.append((index, "route.experiment_id", f"no experiment {experiment}"))
+            continue
+        assigned = seen.get("assigned_arm")
+        if assigned is None:
+            problems.append(
+                (
+                    index,
+                    "route.experiment_id",
+                    f"experiment {experiment} never routed lead {row['lead_id']} of organisation {row['org_id']}",
+                )
+            )
+            continue
+        if arm != assigned:
+            where = f"lead {row['lead_id']} is in the {assigned} arm of experiment {experiment}"
+            problems.append((index, "route.arm", f"{where}, not {arm}" if arm else f"missing: {where}"))
+            continue
+        arm_model = seen["challenger_model_id"] if arm == "challenger" else seen["champion_model_id"]
+        if model is not None and seen.get("model_registered") and model != arm_model:
+            problems.append(
+                (index, "route.model_registry_id", f"the {arm} of experiment {experiment} is {arm_model}, not {model}")
+            )
+    return problems

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from flywheel.dal import events as events_dal
+from flywheel.dal import experiments as experiments_dal
 from flywheel.dal import outbox as outbox_dal
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal import suppressions as suppressions_dal
@@ -17,8 +18,8 @@ from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
 from flywheel.domain.effects import effects_of, may_have_effects
 from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
-from flywheel.domain.registration import message_row
-from flywheel.errors import NotFound
+from flywheel.domain.registration import message_row, route_problems, route_reference
+from flywheel.errors import InvalidInput, NotFound
 from flywheel.services.deals import settle_claimed
 
 if TYPE_CHECKING:  # the webhook, reply and classifier paths apply events here but register nothing
@@ -73,12 +74,17 @@ def _link_keys(rows: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None = None) -> RegistrationResult:
+def register_messages(
+    messages: list[MessageIn], outcome_ids: list[UUID] | None = None, *, batch: bool = True
+) -> RegistrationResult:
     """Register messages idempotently and apply, with their effects, the events that arrived before them.
-    `outcome_ids` fixes the ids of new messages (the local sample data); the database assigns them otherwise."""
+    `outcome_ids` fixes the ids of new messages (the local sample data); the database assigns them otherwise.
+    A route naming what does not exist for its lead refuses the whole request (InvalidInput, fields
+    named `messages.<i>.route...`, or `route...` for a single message when not `batch`)."""
     from flywheel.models.messages import RegisteredMessage, RegistrationResult
 
     rows = [message_row(m) for m in messages]
+    checks = _RouteCheck(rows, "messages.{}." if batch else "")
     if outcome_ids is not None:
         for row, outcome_id in zip(rows, outcome_ids, strict=True):
             row["outcome_id"] = str(outcome_id)
@@ -91,12 +97,12 @@ def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None 
     extra: list[str] = []
     for _attempt in range(3):
         try:
-            ids, pending = _register(unique, extra)
+            ids, pending = _register(unique, extra, checks)
             break
         except _RetryWithMoreLocks as retry:
             extra += retry.keys
     else:  # pragma: no cover - three meeting orphans racing the same registration
-        ids, pending = _register(unique, extra, wait=True)
+        ids, pending = _register(unique, extra, checks, wait=True)
     if pending:
         from flywheel.services.outbox import flush_after_commit
 
@@ -112,10 +118,27 @@ def register_messages(messages: list[MessageIn], outcome_ids: list[UUID] | None 
     return RegistrationResult(outcomes=results, created=created_count, existing=len(results) - created_count)
 
 
+class _RouteCheck:
+    """The routes of a request, checked in the registration's transaction before anything is written."""
+
+    def __init__(self, rows: list[dict[str, Any]], prefix: str) -> None:
+        self.rows, self.prefix = rows, prefix
+        self.references = [ref for ref in map(route_reference, rows) if ref is not None]
+
+    def __call__(self, conn: Connection) -> None:
+        # one statement for the batch, and none when no message names a registry model or experiment
+        found = experiments_dal.route_references(conn, self.references) if self.references else {}
+        problems = route_problems(self.rows, found)
+        if problems:
+            fields = [{"field": self.prefix.format(i) + field, "message": reason} for i, field, reason in problems]
+            raise InvalidInput(f"{fields[0]['field']}: {fields[0]['message']}", fields=fields)
+
+
 def _register(
-    unique: list[dict[str, Any]], extra: list[str], wait: bool = False
+    unique: list[dict[str, Any]], extra: list[str], check: _RouteCheck, wait: bool = False
 ) -> tuple[dict[tuple[str, str], tuple[UUID, bool]], int]:
     with transaction() as conn:
+        check(conn)
         outcomes_dal.ensure_organizations(conn, [r["org_id"] for r in unique])
         # the orphans these messages may claim, and the meetings those orphans are about, are
         # locked before anything is written (see dal.locks); a concurrent event waits for us

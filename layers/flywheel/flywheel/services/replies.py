@@ -18,13 +18,15 @@ from flywheel.services.outbox import flush_after_commit
 from flywheel.settings import get_settings
 
 
-def submit_reply(reply: ReplyIn) -> dict[str, Any]:
-    """Store a reply from another channel and queue it for the same classifier."""
+def submit_reply(reply: ReplyIn, org_id: str) -> dict[str, Any]:
+    """Store a reply to one of this organisation's messages from another channel and queue it for the
+    same classifier. Another organisation's outcome is not found, exactly like one that does not
+    exist (the answer confirms no other organisation's outcome id)."""
     settings = get_settings()
     if not settings.replies_queue_url:
         raise DependencyUnavailable("replies queue is not configured")
     with transaction() as conn:
-        if not outcomes_dal.existing_outcomes(conn, [reply.outcome_id]):
+        if outcomes_dal.existing_outcomes(conn, [reply.outcome_id]).get(reply.outcome_id) != org_id:
             raise NotFound(f"no outcome {reply.outcome_id}", outcome_id=str(reply.outcome_id))
     occurred = reply.occurred_at or datetime.now(UTC)
     # an external id names a reply within its outcome (two outcomes', or two organisations', replies
