@@ -179,6 +179,14 @@ def strict_schema_problem(response_format: dict[str, Any]) -> str | None:
     return check(response_format["json_schema"]["schema"], ())
 
 
+def openai_error(
+    status: int, message: str, type_: str, code: str | None, param: str | None = None, headers: Any = None
+) -> httpx2.Response:
+    return httpx2.Response(
+        status, headers=headers or {}, json={"error": {"message": message, "type": type_, "param": param, "code": code}}
+    )
+
+
 class FakeOpenAI:
     def __init__(self, mode: str = "ok") -> None:
         self.mode = mode
@@ -199,8 +207,26 @@ class FakeOpenAI:
                     }
                 },
             )
+        # errors as OpenAI sends them: {"error": {"message", "type", "param", "code"}}
         if self.mode == "down":
-            return httpx2.Response(500, json={"error": {"message": "overloaded", "type": "server_error"}})
+            return openai_error(500, "The server had an error while processing your request.", "server_error", None)
+        if self.mode == "quota":  # the account's credits or spend limit are used up: no retry clears it
+            return openai_error(
+                429,
+                "You exceeded your current quota, please check your plan and billing details. For more information "
+                "on this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "insufficient_quota",
+                "insufficient_quota",
+            )
+        if self.mode == "rate_limited":  # clears within seconds: the SDK retries it (at once here)
+            return openai_error(
+                429,
+                "Rate limit reached for gpt-4o-mini in organization org-1 on requests per min (RPM): Limit 3, "
+                "Used 3, Requested 1. Please try again in 20s.",
+                "requests",
+                "rate_limit_exceeded",
+                headers={"retry-after-ms": "1"},
+            )
         content = {
             "category": "interested",
             "sentiment_score": 0.7,
@@ -241,6 +267,8 @@ class FakeOpenAI:
         ("down", "fallback", "meeting_request"),
         ("invalid", "fallback", "meeting_request"),
         ("long_reason", "llm", "interested"),
+        ("rate_limited", "fallback", "meeting_request"),
+        ("quota", "fallback", "meeting_request"),
     ],
 )
 def test_llm_path_and_its_fallbacks(db, aws, monkeypatch, mode: str, source: str, category: str) -> None:
@@ -263,7 +291,9 @@ def test_llm_path_and_its_fallbacks(db, aws, monkeypatch, mode: str, source: str
     assert request["response_format"]["type"] == "json_schema" and request["response_format"]["json_schema"]["strict"]
     prompt = request["messages"][1]["content"]
     assert "closing the books" in prompt and "fintech" in prompt and "Tuesday at 2pm" in prompt
-    assert len(fake.requests) == (2 if mode == "down" else 1)  # one retry on 5xx, then the rules
+    # one retry on a 5xx or a rate limit, then the rules; an exhausted quota is not retried (no retry
+    # clears it): the reply falls back at once, as for any provider failure
+    assert len(fake.requests) == (2 if mode in ("down", "rate_limited") else 1)
 
 
 def test_post_reply_validation(db, aws) -> None:

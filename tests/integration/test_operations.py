@@ -162,6 +162,37 @@ def test_an_invalid_setting_is_a_configuration_error_naming_the_variable(
 
 
 @pytest.mark.parametrize(
+    ("variable", "value"),
+    [("SENDGRID_MAX_AGE_S", "3600"), ("PROVIDER_ORGS_JSON", '{"hubspot:5799819": "acme-private-org-7c1f",}')],
+)
+def test_a_failing_deep_health_check_logs_the_invalid_setting_by_name_never_its_value(
+    db_url: str, log_output: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """The 503 names the variable; so does the log (where alarms and operators look), with the
+    reason, at ERROR level, and never the value (some settings are secrets). (Only the answer
+    named it: the log had nothing.)"""
+    monkeypatch.setenv(variable, value)
+    reset_settings()
+    result = invoke("WebhooksFunction", _deep_event("webhooks"), ROOT / "template.yaml")
+    assert result["statusCode"] == 503
+    reason = json.loads(result["body"])["checks"]["settings"]["invalid"][variable]
+    [line] = [line for line in _logs(log_output.getvalue()) if line.get("check") == "settings"]
+    assert line["level"] == "ERROR" and line["message"] == "deep health check failed: invalid settings"
+    assert line["invalid"] == {variable: reason}
+    assert value not in log_output.getvalue() and json.dumps(value) not in log_output.getvalue()
+
+
+def test_a_failing_dependency_check_is_logged_by_name(db_url: str, log_output: Any, monkeypatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody:hunter2-pw@127.0.0.1:1/none?connect_timeout=1")
+    reset_settings()
+    result = invoke("MessagesFunction", _deep_event("messages"), ROOT / "template.yaml")
+    assert result["statusCode"] == 503
+    [line] = [line for line in _logs(log_output.getvalue()) if line["message"] == "deep health check failed"]
+    assert line["level"] == "WARNING" and line["failing"] == {"database": "DependencyUnavailable"}
+    assert "hunter2-pw" not in log_output.getvalue()
+
+
+@pytest.mark.parametrize(
     ("function", "sample"),
     [
         ("MessagesFunction", "messages_get.json"),  # an outcome that does not exist: logged as refused
@@ -198,6 +229,31 @@ def test_classifier_log_lines_carry_sqs_message_ids_and_the_fallback_metric_is_w
         assert set(str(line.get("correlation_id")).split(",")) <= ids, line
     metrics = [line for line in _lines(capsys.readouterr().out) if "ReplyClassifiedBySource" in line]
     assert metrics and {m["source"] for m in metrics} == {"fallback"}  # no OpenAI key configured
+
+
+def test_an_exhausted_llm_quota_falls_back_and_is_logged_as_an_error(
+    db: Any,
+    aws: dict[str, str],  # noqa: F811
+    log_output: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OpenAI's 429 insufficient_quota: the reply is classified offline (the classifier's policy for
+    a provider that fails), and the log says at ERROR level that the quota is exhausted, once per
+    reply, not a warning among the transient failures: only an operator (billing) can clear it."""
+    from flywheel.clients import llm
+    from tests.integration.test_classifier import FakeOpenAI
+    from tests.webhook_helpers import configure
+
+    fake = FakeOpenAI("quota")
+    monkeypatch.setattr(llm, "TRANSPORT", httpx2.MockTransport(fake))
+    configure(monkeypatch, OPENAI_API_KEY="sk-test", OPENAI_BASE_URL="http://fake-openai.local/v1")
+    outcome_id = register()
+    invoke("ClassifierFunction", sqs_event(outcome_id), ROOT / "template.yaml")
+    assert len(fake.requests) == 1
+    logs = _logs(log_output.getvalue())
+    [quota] = [line for line in logs if line["message"] == "LLM quota exhausted; using the offline classifier"]
+    assert quota["level"] == "ERROR" and "OpenAI quota exhausted (429 insufficient_quota)" in quota["error"]
+    assert any(line["message"] == "reply classified" and line["source"] == "fallback" for line in logs)
 
 
 def test_pipeline_log_lines_carry_the_execution_arn(db: Any, log_output: Any) -> None:

@@ -197,7 +197,7 @@ def test_a_residual_scan_hit_fails_the_run_and_uploads_nothing(db, aws, monkeypa
     assert keys and all(k.endswith("manifest.json") for k in keys)
 
 
-def test_a_transient_error_is_absorbed_by_the_retry(db, aws, monkeypatch) -> None:
+def test_a_transient_error_is_absorbed_by_the_retry(db, aws, fast_retries, monkeypatch) -> None:
     seed_outcomes(db, 60)
     calls = {"n": 0}
     real_upload = training_service.STEPS["upload"]
@@ -217,17 +217,58 @@ def test_a_transient_error_is_absorbed_by_the_retry(db, aws, monkeypatch) -> Non
     assert db.execute("SELECT status, role FROM model_registry").fetchone() == {"status": "ready", "role": None}
 
 
-class FakeOpenAI:
-    """The OpenAI files and fine-tuning endpoints, at the HTTP transport."""
+def openai_error(
+    status: int, message: str, type_: str, code: str | None, param: str | None = None, headers: Any = None
+) -> httpx2.Response:
+    """An error as OpenAI sends it: `{"error": {"message", "type", "param", "code"}}`."""
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return httpx2.Response(status, headers=headers or {}, json=body)
 
-    def __init__(self, refuse: bool = False, statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded")):
+
+def quota_exhausted(code: str = "insufficient_quota") -> httpx2.Response:
+    """OpenAI's 429 when the account's credits or spend limit are used up (no retry clears it)."""
+    return openai_error(
+        429,
+        "You exceeded your current quota, please check your plan and billing details. For more information on "
+        "this error, read the docs: https://platform.openai.com/docs/guides/error-codes/api-errors.",
+        "insufficient_quota",
+        code,
+    )
+
+
+def rate_limited() -> httpx2.Response:
+    """OpenAI's 429 for a rate limit (it clears within seconds); the SDK's own retries come at once."""
+    return openai_error(
+        429,
+        "Rate limit reached for gpt-4.1-mini in organization org-1 on requests per min (RPM): Limit 3, Used 3, "
+        "Requested 1. Please try again in 20s. Visit https://platform.openai.com/account/rate-limits to learn more.",
+        "requests",
+        "rate_limit_exceeded",
+        headers={"retry-after-ms": "1"},
+    )
+
+
+class FakeOpenAI:
+    """The OpenAI files and fine-tuning endpoints, at the HTTP transport. `answers` puts answers
+    (made by the callables, in order) before the normal ones of (method, path ending)."""
+
+    def __init__(
+        self,
+        refuse: bool = False,
+        statuses: tuple[str, ...] = ("queued", "mystery_state", "succeeded"),
+        answers: dict[tuple[str, str], list[Any]] | None = None,
+    ):
         self.refuse, self.statuses = refuse, list(statuses)
+        self.answers = {key: list(made) for key, made in (answers or {}).items()}
         self.requests: list[Any] = []
         self.jobs: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx2.Request) -> httpx2.Response:
         self.requests.append((request.method, request.url.path, request.content))
         path = request.url.path
+        for (method, ending), made in self.answers.items():
+            if request.method == method and path.endswith(ending) and made:
+                return made.pop(0)()
         if path.endswith("/files"):
             return httpx2.Response(
                 200,
@@ -243,15 +284,11 @@ class FakeOpenAI:
             )
         if path.endswith("/fine_tuning/jobs") and request.method == "POST":
             if self.refuse:
-                return httpx2.Response(
+                return openai_error(
                     403,
-                    json={
-                        "error": {
-                            "message": "Fine-tuning is not available for this organization",
-                            "type": "invalid_request_error",
-                            "code": "training_not_available",
-                        }
-                    },
+                    "Fine-tuning is not available for this organization",
+                    "invalid_request_error",
+                    "training_not_available",
                 )
             created = {
                 **self._job("validating_files"),
@@ -282,7 +319,7 @@ class FakeOpenAI:
                     ],
                 },
             )
-        return httpx2.Response(404, json={"error": {"message": "nope"}})
+        return openai_error(404, "Invalid URL", "invalid_request_error", None)
 
     @staticmethod
     def _job(status: str) -> dict[str, Any]:
@@ -408,10 +445,13 @@ def test_training_api_runs_models_deploy_rollback_and_promotion(db, aws, monkeyp
 
 
 @pytest.mark.parametrize("provider", ["bedrock", "openai"])
-def test_every_retried_step_is_a_no_op_when_its_work_is_done(db, aws, openai_fake, monkeypatch, provider) -> None:
+def test_every_retried_step_is_a_no_op_when_its_work_is_done(
+    db, aws, openai_fake, fast_retries, monkeypatch, provider
+) -> None:
     """Each step does its work and then fails as a timed-out Lambda would (the answer is lost), so
-    Step Functions retries it; and the job is started but its recording fails once. The run still
-    ends with one dataset build, one job, one model, one smoke test, one deployment."""
+    Step Functions retries it (the provider steps after their retrier's 15 s, compressed here); and
+    the job is started but its recording fails once. The run still ends with one dataset build, one
+    job, one model, one smoke test, one deployment."""
     from flywheel.errors import DependencyUnavailable
 
     fake = openai_fake(FakeOpenAI())
@@ -550,10 +590,21 @@ def fast_retries(aws):
 def _bedrock_answers(operation: str, code: str, times: int = 10**6, after: int = 0, status: int = 429) -> Any:
     """Bedrock answers `times` calls of `operation` (after the first `after`) with `code`, as a busy
     account sees ThrottlingException after botocore's own retries: the error takes the production
-    path through the client. A context manager yielding the count of calls seen."""
+    path through the client. Only an error the service model lists for the operation, with its
+    HTTP status (what botocore's Stubber checks). A context manager yielding the count of calls seen."""
     from contextlib import contextmanager
 
     from flywheel.local.aws import _aws_error, boto3_session
+
+    service = "bedrock-runtime" if operation == "InvokeModel" else "bedrock"
+    import botocore.session
+
+    service_model = botocore.session.get_session().get_service_model(service)
+    listed = {
+        shape.name: shape.metadata["error"]["httpStatusCode"]
+        for shape in service_model.operation_model(operation).error_shapes
+    }
+    assert listed.get(code) == status, f"the service model lists {sorted(listed.items())} for {operation}"
 
     @contextmanager
     def answering() -> Any:
@@ -566,7 +617,6 @@ def _bedrock_answers(operation: str, code: str, times: int = 10**6, after: int =
                     seen["refused"] += 1
                     raise _aws_error(code, "Rate exceeded", operation, status)
 
-        service = "bedrock-runtime" if operation == "InvokeModel" else "bedrock"
         event = f"before-call.{service}.{operation}"
         boto3_session().events.register_first(event, handler)
         try:
@@ -600,12 +650,12 @@ def test_a_provider_unreachable_past_max_wait_cancels_the_job(db, aws) -> None:
     """An outage that outlasts max_wait_seconds ends the run as a slow job does: the job is
     cancelled, and the run says the provider did not answer."""
     seed_outcomes(db, 60)
-    with _bedrock_answers("GetModelCustomizationJob", "ServiceUnavailableException", after=1, status=503) as seen:
+    with _bedrock_answers("GetModelCustomizationJob", "InternalServerException", after=1, status=500) as seen:
         execution, row = run(db, {"deploy": False, "wait_seconds": 1, "max_wait_seconds": 2})
     # one poll a second for two seconds, then CancelJob's question whether the job ended meanwhile
     assert execution["status"] == "FAILED" and seen["refused"] == 3
     assert row["status"] == "cancelled" and "the provider did not answer the last 2 polls" in row["error"]
-    assert "ServiceUnavailableException" in row["error"]
+    assert "InternalServerException" in row["error"]  # (the service model lists no ServiceUnavailable here)
     assert _bedrock_job(row["job_id"])["status"] == "Stopped"
 
 
@@ -677,11 +727,7 @@ def test_openai_5xx_on_the_smoke_test_is_retried(db, openai_fake, fast_retries) 
             if request.url.path.endswith("/chat/completions") and self.chat_failures:
                 self.chat_failures -= 1
                 self.requests.append((request.method, request.url.path, request.content))
-                return httpx2.Response(
-                    503,
-                    headers=FAST_RETRY,
-                    json={"error": {"message": "The server is overloaded", "type": "server_error"}},
-                )
+                return openai_error(503, "The server is overloaded", "server_error", None, headers=FAST_RETRY)
             return super().__call__(request)
 
     fake = openai_fake(Overloaded())
@@ -704,9 +750,7 @@ def test_openai_5xx_while_polling_keeps_the_job(db, openai_fake) -> None:
         def __call__(self, request: httpx2.Request) -> httpx2.Response:
             if "/fine_tuning/jobs/" in request.url.path and request.method == "GET" and self.poll_failures:
                 self.poll_failures -= 1
-                return httpx2.Response(
-                    500, headers=FAST_RETRY, json={"error": {"message": "internal error", "type": "server_error"}}
-                )
+                return openai_error(500, "internal error", "server_error", None, headers=FAST_RETRY)
             return super().__call__(request)
 
     fake = openai_fake(Flaky())
@@ -726,9 +770,7 @@ def test_a_job_that_completed_during_a_polling_outage_is_registered_not_cancelle
     stop a completed one, and the run failed with "Cannot stop a job in status Completed", its model
     never registered.)"""
     seed_outcomes(db, 60)
-    with _bedrock_answers(
-        "GetModelCustomizationJob", "ServiceUnavailableException", times=2, after=1, status=503
-    ) as seen:
+    with _bedrock_answers("GetModelCustomizationJob", "InternalServerException", times=2, after=1, status=500) as seen:
         execution, row = run(
             db, {"deploy": False, "wait_seconds": 1, "max_wait_seconds": 2}, on_tick=complete_bedrock_jobs
         )
@@ -781,3 +823,133 @@ def test_max_wait_ends_a_slow_job_polled_without_waits(db, aws) -> None:
     assert execution["status"] == "FAILED" and time.monotonic() - started < 30
     assert row["status"] == "cancelled" and "(max 2 s): cancelled" in row["error"], row["error"]
     assert _bedrock_job(row["job_id"])["status"] == "Stopped"
+
+
+# --- transient provider errors while the model is served (StartServing, PollServing) ----------------
+
+POLL_SERVING_RETRIES = next(
+    r["MaxAttempts"]
+    for r in json.loads((ROOT / "statemachine" / "weekly_training.asl.json").read_text())["States"]["PollServing"][
+        "Retry"
+    ]
+    if "DependencyUnavailable" in r["ErrorEquals"]
+)
+
+
+@pytest.mark.parametrize(
+    ("kind", "operation", "code", "status"),
+    [
+        ("on_demand", "GetCustomModelDeployment", "ThrottlingException", 429),
+        ("provisioned", "GetProvisionedModelThroughput", "InternalServerException", 500),
+    ],
+)
+def test_a_throttling_burst_while_the_deployment_is_created_is_polled_through(
+    db, aws, fast_retries, monkeypatch, kind: str, operation: str, code: str, status: int
+) -> None:
+    """Five unanswered polls of the deployment (or provisioned throughput) being created, more than
+    the 3 quick retries PollServing had: its retrier waits them out and the run serves its model.
+    (The run used to fail on the fourth, its trained model failed and its deployment deleted.)"""
+    monkeypatch.setenv("BEDROCK_SERVING", kind)
+    reset_settings()
+    seed_outcomes(db, 60)
+    with _bedrock_answers(operation, code, times=5, status=status) as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    assert seen["refused"] == 5 and seen["n"] > 5
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    model = db.execute("SELECT status, serving_kind, serving_status FROM model_registry").fetchone()
+    assert model == {"status": "ready", "serving_kind": kind, "serving_status": "active"}
+
+
+def test_a_throttled_deployment_request_is_retried_and_makes_one_deployment(db, aws, fast_retries) -> None:
+    """CreateCustomModelDeployment throttled four times: StartServing's retrier tries again, one
+    deployment is made, and the run's history says `serving` once."""
+    from flywheel.local.aws import SERVING
+
+    seed_outcomes(db, 60)
+    with _bedrock_answers("CreateCustomModelDeployment", "ThrottlingException", times=4) as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+        deployments = [r for r in SERVING.resources.values() if r["kind"] == "deployment"]
+    assert seen == {"n": 5, "refused": 4}
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert len(deployments) == 1 and deployments[0]["status"] == "Active"
+    assert [h["status"] for h in row["status_history"]].count("serving") == 1
+
+
+def test_a_serving_poll_that_is_never_answered_fails_after_its_retries(db, aws, fast_retries) -> None:
+    """Bedrock throttles every poll of the deployment: the run fails once PollServing's retries run
+    out, saying so, and what it had started is wound down (the model failed, its deployment deleted)."""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("GetCustomModelDeployment", "ThrottlingException") as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    assert POLL_SERVING_RETRIES >= 5 and seen["n"] == 1 + POLL_SERVING_RETRIES
+    assert execution["status"] == "FAILED" and row["status"] == "failed"
+    assert "ThrottlingException" in row["error"] and "retries exhausted" in row["error"]
+    model = db.execute("SELECT status, serving_status FROM model_registry").fetchone()
+    assert model == {"status": "failed", "serving_status": "deleted"}
+
+
+def test_a_refused_serving_poll_fails_the_run_at_once(db, aws, fast_retries) -> None:
+    """A refusal is no transient error: one poll, and the run fails naming it."""
+    seed_outcomes(db, 60)
+    with _bedrock_answers("GetCustomModelDeployment", "AccessDeniedException", status=403) as seen:
+        execution, row = run(db, {"deploy": False}, on_tick=complete_bedrock_jobs)
+    assert seen["n"] == 1
+    assert execution["status"] == "FAILED" and "AccessDeniedException" in row["error"]
+    assert "retries exhausted" not in row["error"]
+    model = db.execute("SELECT status, serving_status FROM model_registry").fetchone()
+    assert model == {"status": "failed", "serving_status": "deleted"}
+
+
+# --- OpenAI's two 429s: an exhausted quota (permanent) and a rate limit (transient) -------------------
+
+OPENAI_RUN = {"provider": "openai", "base_model": "gpt-4.1-mini-2025-04-14", "deploy": False}
+
+
+def _calls(fake: FakeOpenAI, method: str, ending: str) -> int:
+    return sum(m == method and p.endswith(ending) for m, p, _ in fake.requests)
+
+
+def test_an_exhausted_openai_quota_on_the_smoke_test_fails_the_run_at_once_and_says_so(
+    db, openai_fake, fast_retries
+) -> None:
+    """429 insufficient_quota will not clear by retrying: one request (neither the SDK nor the
+    SmokeTest retrier repeats it), the run fails naming the exhausted quota, and no smoke-test
+    verdict is recorded (the model is failed as the model of an ended run). (It used to be retried
+    about 8 minutes, 21 requests, and fail as "could not reach the provider".)"""
+    quota = [quota_exhausted for _ in range(30)]
+    fake = openai_fake(FakeOpenAI(statuses=("running", "succeeded"), answers={("POST", "/chat/completions"): quota}))
+    seed_outcomes(db, 60)
+    execution, row = run(db, OPENAI_RUN)
+    assert execution["status"] == "FAILED" and row["status"] == "failed"
+    assert _calls(fake, "POST", "/chat/completions") == 1
+    assert row["error"].startswith("OpenAI quota exhausted (smoke test: 429 insufficient_quota)"), row["error"]
+    assert "Add credits or raise the limit" in row["error"] and "retries exhausted" not in row["error"]
+    history = db.execute("SELECT action, reason FROM model_history ORDER BY history_id").fetchall()
+    assert not {"smoke_test_failed", "smoke_test_passed"} & {h["action"] for h in history}
+    assert next(h for h in history if h["action"] == "failed")["reason"].startswith("OpenAI quota exhausted")
+
+
+@pytest.mark.parametrize("code", ["insufficient_quota", "credit_balance_exhausted"])
+def test_an_exhausted_openai_quota_at_job_creation_fails_the_run_at_once(
+    db, openai_fake, fast_retries, code: str
+) -> None:
+    quota = [lambda: quota_exhausted(code) for _ in range(30)]
+    fake = openai_fake(FakeOpenAI(answers={("POST", "/fine_tuning/jobs"): quota}))
+    seed_outcomes(db, 60)
+    execution, row = run(db, OPENAI_RUN)
+    assert execution["status"] == "FAILED" and row["status"] == "failed"
+    assert _calls(fake, "POST", "/fine_tuning/jobs") == 1
+    assert row["error"].startswith(f"OpenAI quota exhausted (job creation: 429 {code})"), row["error"]
+    assert row["job_id"] is None and db.execute("SELECT count(*) AS n FROM model_registry").fetchone()["n"] == 0
+
+
+def test_an_openai_rate_limit_on_the_smoke_test_is_retried(db, openai_fake, fast_retries) -> None:
+    """A plain rate limit (429 rate_limit_exceeded) stays transient: the SDK's three tries, then
+    the SmokeTest retrier's, and the run succeeds."""
+    limited = [rate_limited for _ in range(3)]
+    fake = openai_fake(FakeOpenAI(statuses=("running", "succeeded"), answers={("POST", "/chat/completions"): limited}))
+    seed_outcomes(db, 60)
+    execution, row = run(db, OPENAI_RUN)
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert _calls(fake, "POST", "/chat/completions") == 4
+    assert db.execute("SELECT status FROM model_registry").fetchone()["status"] == "ready"

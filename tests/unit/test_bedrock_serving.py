@@ -201,3 +201,46 @@ def _deployment(status: str, failure: str | None = None) -> dict[str, Any]:
     if failure:
         found["failureMessage"] = failure
     return found
+
+
+# What the serving calls may answer, as the Bedrock service model lists it for each operation:
+# throttling and internal errors pass (the step is retried), everything else is a refusal.
+TRANSIENT = {"ThrottlingException", "InternalServerException"}
+SERVING_CALLS: dict[str, tuple[str, tuple[Any, ...], str | None]] = {
+    # operation: (tuner method, its arguments, the lookup by name a refusal of the name leads to)
+    "GetCustomModelDeployment": ("serving_status", (DEPLOYMENT, "on_demand"), None),
+    "GetProvisionedModelThroughput": ("serving_status", (PROVISIONED, "provisioned"), None),
+    "CreateCustomModelDeployment": ("serve", (CUSTOM_MODEL, "fw-run", {}), "get_custom_model_deployment"),
+    "CreateProvisionedModelThroughput": ("serve", (CUSTOM_MODEL, "fw-run", {}), "get_provisioned_model_throughput"),
+}
+
+
+def _modeled_errors(operation: str) -> list[tuple[str, int]]:
+    model = client("bedrock").meta.service_model.operation_model(operation)
+    return [(shape.name, shape.metadata["error"]["httpStatusCode"]) for shape in model.error_shapes]
+
+
+@pytest.mark.parametrize("operation", sorted(SERVING_CALLS))
+def test_serving_errors_are_transient_only_when_retrying_can_clear_them(
+    bedrock: dict[str, Stubber], operation: str
+) -> None:
+    """Every error the service model lists for the serving calls, through the Stubber (which checks
+    each error's modeled fields against the service model): a throttle or an internal error is
+    DependencyUnavailable (the state machine retries the step for minutes), the rest ProviderRefused
+    (the run fails at once). TooManyTagsException was taken as transient."""
+    method, args, lookup = SERVING_CALLS[operation]
+    tuner = BedrockFineTuner(
+        "arn:aws:iam::123456789012:role/bedrock", "provisioned" if "Provisioned" in operation else "on_demand"
+    )
+    stub = bedrock["bedrock"]
+    codes = _modeled_errors(operation)
+    assert {code for code, _ in codes} >= TRANSIENT
+    for code, status in codes:
+        name = next(m for m, api in stub.client.meta.method_to_api_mapping.items() if api == operation)
+        stub.add_client_error(name, code, f"{code} from Bedrock", status, modeled_fields={"message": "from Bedrock"})
+        if lookup and code == "ValidationException":  # a taken name may be refused so: looked up, not found
+            stub.add_client_error(lookup, "ResourceNotFoundException", "not found", 404)
+        expected = DependencyUnavailable if code in TRANSIENT else ProviderRefused
+        with pytest.raises(expected) as raised:
+            getattr(tuner, method)(*args)
+        assert code in str(raised.value), code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from pydantic import BaseModel
 
 from flywheel.models.training import RunRequest
@@ -109,15 +110,34 @@ def _retry_delays(retrier: dict) -> float:
     return sum(min(interval * rate**n, cap) for n in range(retrier.get("MaxAttempts", 3)))
 
 
-def test_a_smoke_test_that_cannot_reach_the_provider_is_retried_for_minutes() -> None:
-    """A throttled or overloaded provider says nothing about the model: SmokeTest retries
-    DependencyUnavailable on its own retrier (Step Functions uses the first retrier that matches),
-    long enough for a fresh deployment to take traffic, before RecordFailure."""
-    retriers = STATES["SmokeTest"]["Retry"]
+# the Tasks whose step calls a provider (fine-tuning, serving) and may be repeated: a repeat finds
+# what an earlier attempt did (files recorded on the run, a job or deployment by its name and token)
+PROVIDER_TASKS = {"Upload", "StartJob", "CancelJob", "StartServing", "PollServing", "SmokeTest"}
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDER_TASKS))
+def test_a_step_that_cannot_reach_the_provider_is_retried_for_minutes(name: str) -> None:
+    """A throttled or overloaded provider says nothing about the job or the model: these Tasks
+    retry DependencyUnavailable on a retrier of its own (Step Functions uses the first retrier that
+    matches), for minutes (time for a throttling burst to pass, for a fresh deployment to take
+    traffic), before RecordFailure. (PollServing, StartServing, StartJob, CancelJob and Upload had
+    only the 3 quick retries, about 14 s: one throttling burst failed the run.)"""
+    retriers = STATES[name]["Retry"]
     [provider] = [r for r in retriers if "DependencyUnavailable" in r["ErrorEquals"]]
     assert provider["ErrorEquals"] == ["DependencyUnavailable"]
     assert "JitterStrategy" not in provider  # the full backoff, not a random share of it
     assert 300 <= _retry_delays(provider) <= 900 and provider["MaxAttempts"] >= 5
+    assert STATES[name]["Parameters"]["Payload"]["step"] in STEPS
+
+
+def test_steps_that_call_no_provider_keep_the_quick_retries() -> None:
+    """The others call no provider (or, PollJob, absorb its errors themselves; BuildDataset would
+    repeat a whole build): DependencyUnavailable there is the database, retried quickly."""
+    tasks = {name for name, state in STATES.items() if state["Type"] == "Task"}
+    assert tasks > PROVIDER_TASKS
+    for name in tasks - PROVIDER_TASKS:
+        [retrier] = STATES[name]["Retry"]
+        assert "DependencyUnavailable" in retrier["ErrorEquals"] and retrier["MaxAttempts"] == 3, name
 
 
 def _upper_bound(model: type[BaseModel], field: str) -> int:
@@ -146,8 +166,8 @@ def test_an_execution_times_out_above_its_longest_legitimate_run_and_before_the_
     # poll (at the default interval) up to 60 s (a paused cluster's resume, one provider call)
     polls = math.ceil(max_wait / DEFAULT_PARAMS["wait_seconds"]) + math.ceil(serving_max / serving_wait)
     longest = job + serving_max + serving_wait + attempts * function["Timeout"] + backoff + polls * 60
-    assert (attempts, backoff) == (54, 633)  # the README's terms
-    assert longest == 245_133  # the README's sum ("Timeouts and limits")
+    assert (attempts, backoff) == (84, 2958)  # the README's terms
+    assert longest == 274_458  # the README's sum ("Timeouts and limits")
     assert longest < ASL["TimeoutSeconds"] < 7 * 86_400
     readme = (ROOT / "README.md").read_text()
     assert f"{ASL['TimeoutSeconds']:,} s ({ASL['TimeoutSeconds'] // 3600} h)" in readme

@@ -70,6 +70,15 @@ class ProviderRefused(FlywheelError):
     code = "provider_refused"
 
 
+class ProviderQuotaExhausted(ProviderRefused):
+    """The provider account's quota or billing is used up (OpenAI's 429 `insufficient_quota`): it
+    looks like a rate limit but retrying does not clear it; someone must add credits or raise a
+    limit. Not retryable, and no verdict on a model (a smoke test that meets it fails the run, not
+    the model's test)."""
+
+    code = "provider_quota_exhausted"
+
+
 class MigrationError(FlywheelError):
     code = "migration_error"
 

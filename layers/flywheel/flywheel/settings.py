@@ -142,7 +142,7 @@ class Settings(BaseModel):
     training_validation_fraction: float = Field(default=0.1, ge=0, le=0.5)
     training_epochs: int = Field(default=3, ge=1, le=20)
     training_prices_json: str | None = None
-    # bounded: the training state machine's TimeoutSeconds (72 h) is above the longest run these allow
+    # bounded: the training state machine's TimeoutSeconds (80 h) is above the longest run these allow
     training_max_wait_s: int = Field(default=86_400, ge=60, le=86_400)
     serving_max_wait_s: int = Field(default=3_600, ge=60, le=7_200)
     # how long a ready model (no role: it serves no traffic) keeps what serves it once its run has

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from botocore.exceptions import BotoCoreError, ClientError
 
 from flywheel.clients.aws import client
+from flywheel.clients.openai_http import http_client, quota_exhausted
 from flywheel.clients.secrets import openai_api_key
 from flywheel.clients.storage import upload_file
-from flywheel.errors import DependencyUnavailable, ProviderRefused
+from flywheel.errors import DependencyUnavailable, ProviderQuotaExhausted, ProviderRefused
 from flywheel.settings import Settings
 
 if TYPE_CHECKING:  # the SDK is imported when an OpenAI fine-tuner is built, not with this module
@@ -95,10 +96,17 @@ class FineTuneProvider(Protocol):
 OPENAI_STATES = {"succeeded": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 
 
-def _refusal(exc: openai.APIStatusError) -> ProviderRefused | None:
+def _refusal(exc: openai.APIStatusError, what: str) -> ProviderRefused | None:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error", body) if isinstance(body, dict) else {}
     code = (error or {}).get("code") if isinstance(error, dict) else None
+    if quota_exhausted(exc.status_code, body):
+        return ProviderQuotaExhausted(
+            f"OpenAI quota exhausted ({what}: 429 {code or 'insufficient_quota'}): the account's credits or "
+            "spend limit are used up and retrying does not clear it. Add credits or raise the limit "
+            "(platform.openai.com/settings/organization/billing), then start the run again.",
+            provider="openai",
+        )
     if exc.status_code == 403 and (code == "training_not_available" or "training_not_available" in str(exc)):
         return ProviderRefused(
             "OpenAI refused the fine-tuning job (403 training_not_available): this organisation cannot start "
@@ -125,10 +133,10 @@ class OpenAIFineTuner:
         azure_api_version: str | None = None,
         timeout_s: float = 60,
     ) -> OpenAIFineTuner:
-        import httpx2
         import openai
 
-        http = httpx2.Client(transport=TRANSPORT, timeout=timeout_s) if TRANSPORT else None
+        # the SDK retries 429s; one that says the quota is exhausted is not retried (see openai_http)
+        http = http_client(timeout_s, TRANSPORT)
         if azure_endpoint:
             return cls(
                 openai.AzureOpenAI(
@@ -147,7 +155,7 @@ class OpenAIFineTuner:
         try:
             return fn(*args, **kwargs)
         except openai.APIStatusError as exc:
-            refused = _refusal(exc)
+            refused = _refusal(exc, what)
             if refused:
                 raise refused from exc
             if exc.status_code in (400, 401, 403, 404, 422):
@@ -260,6 +268,7 @@ def _aws(what: str, fn: Any, **kwargs: Any) -> Any:
             "AccessDeniedException",
             "ResourceNotFoundException",
             "ServiceQuotaExceededException",
+            "TooManyTagsException",
         ):
             raise ProviderRefused(f"Bedrock rejected {what}: {code}: {exc}") from exc
         raise DependencyUnavailable(f"Bedrock {what} failed: {code}") from exc

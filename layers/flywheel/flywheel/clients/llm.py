@@ -43,6 +43,11 @@ class LlmUnavailable(Exception):
     """The provider failed after the SDK's retries, or its answer did not validate."""
 
 
+class LlmQuotaExhausted(LlmUnavailable):
+    """OpenAI's 429 `insufficient_quota`: the account's credits or spend limit are used up. Not
+    retried (no retry clears it); the reply falls back like any other failure."""
+
+
 class ReplyClassifier(Protocol):
     model: str
 
@@ -117,17 +122,19 @@ class OpenAIReplyClassifier:
         json_mode: str = "json_schema",
     ) -> None:
         # the SDK is imported here, not with the module: POST /replies and the offline path never need it
-        import httpx2
         import openai
 
+        from flywheel.clients.openai_http import http_client
+
         self.model, self.json_mode = model, json_mode
-        # the SDK retries 408/409/429/5xx and connection errors with exponential backoff and jitter
+        # the SDK retries 408/409/429/5xx and connection errors with exponential backoff and jitter,
+        # except a 429 that says the quota is exhausted (see openai_http)
         self._client = openai.OpenAI(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout_s,
             max_retries=max_retries,
-            http_client=httpx2.Client(transport=TRANSPORT, timeout=timeout_s) if TRANSPORT else None,
+            http_client=http_client(timeout_s, TRANSPORT),
         )
 
     def classify(self, reply: str, context: dict[str, Any]) -> LlmClassification:
@@ -152,6 +159,13 @@ class OpenAIReplyClassifier:
                 model=self.model, temperature=0, messages=messages, response_format=response_format
             )
         except openai.OpenAIError as exc:  # API errors after the SDK's retries, timeouts
+            from flywheel.clients.openai_http import quota_exhausted
+
+            if isinstance(exc, openai.APIStatusError) and quota_exhausted(exc.status_code, exc.body):
+                raise LlmQuotaExhausted(
+                    f"OpenAI quota exhausted (429 {getattr(exc, 'code', None) or 'insufficient_quota'}): the "
+                    "account's credits or spend limit are used up; add credits or raise the limit"
+                ) from exc
             raise LlmUnavailable(f"{type(exc).__name__}: {exc}") from exc
         choice = completion.choices[0]
         if not choice.message.content:

@@ -7,7 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flywheel.clients.llm import BedrockReplyClassifier, LlmUnavailable, OpenAIReplyClassifier, ReplyClassifier
+from flywheel.clients.llm import (
+    BedrockReplyClassifier,
+    LlmQuotaExhausted,
+    LlmUnavailable,
+    OpenAIReplyClassifier,
+    ReplyClassifier,
+)
 from flywheel.clients.secrets import llm_secret, openai_api_key
 from flywheel.dal import outcomes as outcomes_dal
 from flywheel.dal.connection import transaction
@@ -67,6 +73,8 @@ def classify_text(llm: ReplyClassifier | None, text: str, context: dict[str, Any
                 model=llm.model,
                 email_opt_out=answer.category != "unsubscribe" and email_opt_out(text),
             )
+        except LlmQuotaExhausted as exc:  # an operator must act (billing): logged as an error
+            logger.error("LLM quota exhausted; using the offline classifier", extra={"error": str(exc)})
         except LlmUnavailable as exc:
             logger.warning("LLM classification failed; using the offline classifier", extra={"error": str(exc)})
     # the offline classifier's rules (a few hundred patterns) compile on its first use: with an LLM

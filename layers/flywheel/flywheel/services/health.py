@@ -12,6 +12,7 @@ from flywheel.clients import queue
 from flywheel.clients.secrets import get_secret
 from flywheel.dal import migrations
 from flywheel.dal.connection import transaction
+from flywheel.observability import logger
 from flywheel.settings import ConfigurationError, get_settings
 
 
@@ -47,6 +48,8 @@ def deep() -> tuple[bool, dict[str, Any]]:
         settings = get_settings()
     except ConfigurationError as exc:
         invalid = {"ok": False, "error": "ConfigurationError", "invalid": exc.problems}
+        # the operator reads logs, not only the answer: each variable's name and why, never its value
+        logger.error("deep health check failed: invalid settings", extra={"check": "settings", "invalid": exc.problems})
         return False, {"status": "unhealthy", "checks": {"settings": invalid}}
     checks: dict[str, Any] = {"settings": {"ok": True}, "database": _timed(_database)}
     if settings.replies_queue_url:
@@ -61,4 +64,7 @@ def deep() -> tuple[bool, dict[str, Any]]:
         if arn:
             checks[f"{name}_secret"] = _timed(lambda arn=arn: _readable(arn))  # type: ignore[misc]
     healthy = all(check["ok"] for check in checks.values())
+    if not healthy:
+        failing = {name: check.get("error") for name, check in checks.items() if not check["ok"]}
+        logger.warning("deep health check failed", extra={"failing": failing})
     return healthy, {"status": "ok" if healthy else "unhealthy", "checks": checks}

@@ -29,7 +29,15 @@ from flywheel.clients.storage import download_file, put_json, upload_file
 from flywheel.dal import models as models_dal
 from flywheel.dal import training as training_dal
 from flywheel.dal.connection import Connection, transaction
-from flywheel.errors import Conflict, DependencyUnavailable, FlywheelError, InvalidInput, NotFound, RunClosed
+from flywheel.errors import (
+    Conflict,
+    DependencyUnavailable,
+    FlywheelError,
+    InvalidInput,
+    NotFound,
+    ProviderQuotaExhausted,
+    RunClosed,
+)
 from flywheel.observability import count, logger
 from flywheel.services import experiments, registry, serving
 from flywheel.settings import Settings, get_settings
@@ -494,13 +502,14 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
     """Make the new model invocable: a Bedrock on-demand deployment (or provisioned throughput),
     which the state machine then waits for; an OpenAI fine-tune is served as it is."""
     provider = provider_for(state["provider"], get_settings())
-    _recorded(state["run_id"])
+    run = _recorded(state["run_id"])
     with transaction() as conn:
         model = models_dal.get_model(conn, state["model_id"])
     if model and model["serving_model_id"]:  # a retry: serving was started and recorded
         serving = Serving(model["serving_model_id"], model["serving_kind"], model["serving_status"])
     else:
-        _update(state["run_id"], "serving")
+        if run["status"] != "serving":  # a retry after the provider was unreachable is recorded once
+            _update(state["run_id"], "serving")
         serving = provider.serve(
             state["provider_model_id"],
             f"fw-{state['run_id']}",
@@ -565,7 +574,9 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
 def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
     """One inference on a validation prompt, through what serves the model; an empty answer or a
     refusal marks it failed. A provider that cannot be reached (throttling, a 5xx, a timeout) says
-    nothing about the model: the error goes to the state machine, whose Retry tries again."""
+    nothing about the model: the error goes to the state machine, whose Retry tries again. An
+    exhausted quota says nothing about it either, and no retry clears it: the run fails at once
+    (RecordFailure), no verdict recorded."""
     run = _recorded(state["run_id"])
     with transaction() as conn:
         verdict = next(
@@ -593,6 +604,8 @@ def smoke_test(state: dict[str, Any]) -> dict[str, Any]:
             or [{"role": "user", "content": "Write a two-line outbound email to {{first_name}} at {{company}}."}],
         )
         problem = None if answer.strip() else "empty answer"
+    except ProviderQuotaExhausted:  # says nothing about the model either, and retrying will not help
+        raise
     except ProviderRefused as exc:
         answer, problem = "", exc.message
     except DependencyUnavailable as exc:  # no verdict: the state machine retries the step
