@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,29 @@ def test_a_multipart_body_without_its_boundary_is_a_clear_error(
     (tmp_path / "reply.txt").write_text("not multipart")
     assert cli.main(["sign", "sendgrid-inbound", str(tmp_path / "reply.txt")]) == 2
     assert "must start with --<boundary>" in capsys.readouterr().err
+
+
+def test_sign_picks_an_organisations_credential_when_there_is_one_per_organisation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    secrets: dict[str, Any] = dict(local_secrets(tmp_path, announce=lambda line: None))
+    secrets["salesforce_token"] = {"acme": "sf-acme-local", "globex": "sf-globex-local"}
+    secrets["pipedrive_username"] = {"acme": "pd-acme", "globex": "pd-globex"}
+    secrets["pipedrive_password"] = {"acme": "pw-acme", "globex": "pw-globex"}
+    (tmp_path / "secrets.json").write_text(json.dumps(secrets))
+    sample = str(EVENTS / SAMPLES["salesforce"])
+    assert "/webhooks/crm/salesforce/sf-globex-local" in sign(capsys, "salesforce", sample, "--org", "globex", "--curl")
+    event = json.loads(sign(capsys, "pipedrive", str(EVENTS / SAMPLES["pipedrive"]), "--org", "acme", "--event"))
+    signatures.verify_basic_auth(event["headers"]["Authorization"], "pd-acme", "pw-acme")
+    # without --org (or with an organisation that has none) it says which to name, never a value
+    assert cli.main(["sign", "salesforce", sample]) == 2
+    error = capsys.readouterr().err
+    assert "salesforce_token holds one value per organisation (acme, globex): name one with --org" in error
+    assert cli.main(["sign", "salesforce", sample, "--org", "initech"]) == 2
+    error = capsys.readouterr().err
+    assert "has no value for organisation 'initech'" in error and "sf-acme-local" not in error
+    # a provider whose credential is one value signs as before, --org or not
+    assert "Calendly-Webhook-Signature: t=" in sign(
+        capsys, "calendly", str(EVENTS / SAMPLES["calendly"]), "--org", "globex"
+    )

@@ -245,3 +245,25 @@ def test_iso_2022_jp_with_windows_characters_is_never_read_as_utf8(label: str | 
 
     raw = "佐藤".encode("iso2022_jp") + b"\x1b$B-j-!\x1b(B ok"
     assert _decode(raw, label) == "佐藤㈱① ok"
+
+
+def test_a_mails_organisation_is_its_reply_address_or_envelope_never_a_cc() -> None:
+    from flywheel.webhooks.inbound import InboundMail, addressed_org
+
+    orgs = {"reply.acme.example": "acme", "reply.globex.example": "globex"}.get
+    oid = "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"
+
+    def mail(headers: list[str], envelope: list[str]) -> InboundMail:
+        found = InboundMail("raw", "lee@contoso.example", [*headers, *envelope], None, "", None)
+        found.envelope = {"to": envelope}
+        return found
+
+    # the reply+ address decides, whatever else the headers copy (sorted first or not)
+    copied = mail([f"reply+{oid}@reply.globex.example", "x@reply.acme.example"], [f"reply+{oid}@reply.acme.example"])
+    assert addressed_org(copied, [], orgs) == "acme"
+    assert addressed_org(mail([f"reply+{oid}@reply.acme.example", "s@reply.globex.example"], []), [], orgs) == "acme"
+    # no reply+ address: the envelope, never the headers the sender wrote
+    assert addressed_org(mail(["s@reply.globex.example"], ["any@reply.acme.example"]), [], orgs) == "acme"
+    assert addressed_org(mail(["s@reply.globex.example"], []), [], orgs) is None
+    # an envelope spanning two organisations, no reply+ address: no guess
+    assert addressed_org(mail([], ["a@reply.acme.example", "b@reply.globex.example"]), [], orgs) is None

@@ -124,3 +124,43 @@ def test_the_templates_allowed_pattern_accepts_what_the_settings_accept(value: s
         accepted = False
     assert bool(re.fullmatch(pattern, value)) is accepted
     assert re.fullmatch(pattern, json.dumps(PROVIDER_ORGS))  # the samples' value (the local stack's)
+
+
+TWO_ORGS = {"salesforce:00D7F00000107Xs": "acme", "salesforce:00DGL0BEX000001": "globex", "pipedrive:1": "acme"}
+
+
+@pytest.mark.parametrize(
+    ("secrets", "why"),
+    [
+        # one Salesforce token for two organisations: whoever holds it could write into both
+        ({"salesforce_token": "sf-shared-1"}, "salesforce_token: one value for every organisation"),
+        # the `*` default counts as an organisation of the provider
+        ({"calendly_signing_key": "cal-shared-2"}, "calendly accounts to 2 organisations (acme, globex)"),
+        ({"salesforce_token": {"acme": "sf-same-3", "globex": "sf-same-3"}}, "the same value"),
+        ({"salesforce_token": {"acme": ""}}, "non-empty string"),
+        ({"salesforce_token": {"a c m e": "sf-4"}}, "org_id"),
+        ({"salesforce_token": ["sf-5"]}, "a string or a JSON object"),
+        ({"pipedrive_username": {"acme": "u"}, "pipedrive_password": "pw-6"}, "both map the same organisations"),
+        ({"pipedrive_username": {"acme": "u", "b": "u"}, "pipedrive_password": {"acme": "p7", "b": "p7"}}, "same pair"),
+    ],
+)
+def test_webhook_credentials_must_fit_provider_orgs(secrets: dict, why: str) -> None:
+    orgs = {**TWO_ORGS, "calendly:*": "acme", "calendly:https://api.calendly.com/users/G": "globex"}
+    error = refused({"PROVIDER_ORGS_JSON": json.dumps(orgs), "WEBHOOK_SECRETS_JSON": json.dumps(secrets)})
+    assert list(error.problems) == ["WEBHOOK_SECRETS_JSON"]
+    assert why in error.problems["WEBHOOK_SECRETS_JSON"]
+    for value in ("sf-shared-1", "cal-shared-2", "sf-same-3", "sf-5", "pw-6", "p7"):
+        assert value not in str(error) and value not in error.message
+
+
+def test_webhook_credentials_that_fit_load() -> None:
+    per_org = {
+        "salesforce_token": {"acme": "sf-a", "globex": "sf-g"},
+        "pipedrive_username": "pd",  # ProviderOrgs maps pipedrive to acme alone: one value is fine
+        "pipedrive_password": "pw",
+        "hubspot_client_secret": "app-secret",  # the app's: shared by every portal, the portal map decides
+        "crm_webhook_secret": "whsec_c2VjcmV0",  # one in-house system speaking for every organisation
+    }
+    env = {"PROVIDER_ORGS_JSON": json.dumps(TWO_ORGS), "WEBHOOK_SECRETS_JSON": json.dumps(per_org)}
+    assert Settings.from_env(env).provider_org("salesforce", "00DGL0BEX000001") == "globex"
+    assert list(refused({**env, "WEBHOOK_SECRETS_JSON": "{"}).problems) == ["WEBHOOK_SECRETS_JSON"]

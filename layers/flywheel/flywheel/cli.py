@@ -229,13 +229,16 @@ def cmd_sign(args: argparse.Namespace) -> int:
         if event is None:
             raise CliError("--event signs an API Gateway event (a file like events/webhooks_*.json)")
         event = {**event, "resource": event.get("resource") or provider.route}
-        signed, _ = sign_event(event, secrets)
+        try:
+            signed, _ = sign_event(event, secrets, args.org)
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
         print(json.dumps(signed, indent=2))
         return 0
     body = event_body(event) if event is not None else raw
     given = {k: str(v) for k, v in ((event or {}).get("headers") or {}).items()}
     try:
-        url, headers = sign_body(provider, secrets, body, args.url, given)
+        url, headers = sign_body(provider, secrets, body, args.url, given, args.org)
     except ValueError as exc:
         raise CliError(f"{args.file}: {exc}") from exc
     if args.curl:
@@ -986,6 +989,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="base URL of the API (default: FLYWHEEL_API_URL, "
         "http://127.0.0.1:8081); a deployed stack's ApiUrl works too",
+    )
+    sign.add_argument(
+        "--org",
+        metavar="ORG",
+        help="sign as this organisation's account, where the secrets hold one credential per organisation "
+        '(a JSON object {"<org_id>": ...}, README "Webhooks")',
     )
     mode = sign.add_mutually_exclusive_group()
     mode.add_argument("--curl", action="store_true", help="print a curl command that sends the body")

@@ -19,6 +19,32 @@ from flywheel.errors import FlywheelError
 # "<provider>:*" a provider's default, "sendgrid_inbound:<parse domain>")
 ORG_PROVIDERS = ("calendly", "hubspot", "pipedrive", "salesforce", "sendgrid", "sendgrid_inbound")
 
+# The webhook credentials a customer's own provider account holds (its admin sees them: a Salesforce
+# Outbound Message URL, a Pipedrive webhook's Basic auth, a Calendly subscription's signing key, a
+# SendGrid account's verification key and Inbound Parse URL, an in-house system's secret). Each may be
+# one value, or a JSON object org_id -> value (one per organisation): then the value that matched
+# decides the organisation (README "Webhooks"). Name -> the provider whose ProviderOrgs accounts it
+# speaks for (None: the in-house systems, which name no provider account). HubSpot's client secret is
+# not here: it is the app's, legitimately shared by every portal the app is installed in.
+ORG_CREDENTIALS: dict[str, str | None] = {
+    "sendgrid_public_key": "sendgrid",
+    "inbound_parse_token": "sendgrid_inbound",
+    "calendly_signing_key": "calendly",
+    "pipedrive_username": "pipedrive",
+    "pipedrive_password": "pipedrive",
+    "pipedrive_api_token": "pipedrive",
+    "salesforce_token": "salesforce",
+    "crm_webhook_secret": None,
+}
+# the credentials a request is matched against: two organisations may not share a value
+_MATCHED = (
+    "sendgrid_public_key",
+    "inbound_parse_token",
+    "calendly_signing_key",
+    "salesforce_token",
+    "crm_webhook_secret",
+)
+
 
 class ConfigurationError(FlywheelError):
     """A setting of this function is invalid: an operator's problem, never the caller's. `problems`
@@ -243,9 +269,62 @@ class Settings(BaseModel):
         env = os.environ if environ is None else environ
         values = {name: env[name.upper()] for name in cls.model_fields if env.get(name.upper()) not in (None, "")}
         try:
-            return cls.model_validate(values)
+            settings = cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigurationError.from_validation(exc) from None
+        if settings.webhook_secrets_json and not settings.webhook_secrets_arn:
+            # inline secrets (local runs) are checked now; the secret behind WEBHOOK_SECRETS_ARN when
+            # it is read (clients.secrets.webhook_secrets), and by the deep health check
+            try:
+                inline: Any = json.loads(settings.webhook_secrets_json)
+            except ValueError:
+                raise ConfigurationError({"WEBHOOK_SECRETS_JSON": "not valid JSON"}) from None
+            problems = webhook_secret_problems(inline, settings.provider_orgs)
+            if problems:
+                raise ConfigurationError({"WEBHOOK_SECRETS_JSON": "; ".join(problems)})
+        return settings
+
+
+def provider_org_ids(provider_orgs: Mapping[str, str], provider: str) -> set[str]:
+    """The organisations ProviderOrgs maps some account of `provider` to (its `*` default included)."""
+    return {org for key, org in provider_orgs.items() if key.partition(":")[0] == provider}
+
+
+def webhook_secret_problems(secrets: Any, provider_orgs: Mapping[str, str]) -> list[str]:
+    """What is wrong with the webhook secrets JSON for these ProviderOrgs: a credential of
+    ORG_CREDENTIALS that is one value although ProviderOrgs maps its provider's accounts to several
+    organisations (whoever holds one of them could write into the others), or a malformed per-org map.
+    The reasons name secret fields and organisations, never a value."""
+    if not isinstance(secrets, dict):
+        return ["must be a JSON object of secret name -> value"]
+    problems = []
+    shared: dict[str, list[str]] = {}  # provider -> its credentials that are one value
+    for name, provider in ORG_CREDENTIALS.items():
+        value = secrets.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            if provider and len(provider_org_ids(provider_orgs, provider)) > 1:
+                shared.setdefault(provider, []).append(name)
+        elif not isinstance(value, dict) or not value:
+            problems.append(f'{name} must be a string or a JSON object {{"<org_id>": "<its value>", ...}}')
+        elif not all(isinstance(v, str) and v and IDENTIFIER.match(k) for k, v in value.items()):
+            problems.append(f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
+        elif name in _MATCHED and len(set(value.values())) < len(value):
+            problems.append(f"{name} gives two organisations the same value: each needs its own")
+    for provider, names in shared.items():
+        orgs = sorted(provider_org_ids(provider_orgs, provider))
+        problems.append(
+            f"{', '.join(names)}: one value for every organisation, but ProviderOrgs maps {provider} accounts to "
+            f'{len(orgs)} organisations ({", ".join(orgs)}); give each its own: {{"<org_id>": "<its value>", ...}}'
+        )
+    user, password = secrets.get("pipedrive_username"), secrets.get("pipedrive_password")
+    if isinstance(user, dict) or isinstance(password, dict):
+        if not (isinstance(user, dict) and isinstance(password, dict) and set(user) == set(password)):
+            problems.append("pipedrive_username and pipedrive_password must both map the same organisations")
+        elif len({(user[org], password[org]) for org in user}) < len(user):
+            problems.append("pipedrive_username and pipedrive_password give two organisations the same pair")
+    return problems
 
 
 def _provider_orgs(text: str | None) -> dict[str, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from flywheel.settings import get_settings
+from flywheel.settings import ConfigurationError, get_settings, webhook_secret_problems
 
 CACHE_SECONDS = 300
 
@@ -36,12 +36,33 @@ def openai_api_key() -> str | None:
     return get_settings().openai_api_key or llm_secret("openai_api_key")
 
 
+def webhook_secrets(*, fresh: bool = False) -> dict[str, Any]:
+    """The webhook secrets JSON. The secret behind WEBHOOK_SECRETS_ARN is checked against ProviderOrgs
+    each time it is read (ConfigurationError naming WEBHOOK_SECRETS_ARN: a credential that is one value
+    for several organisations is refused, not used); inline JSON was checked when the settings loaded."""
+    settings = get_settings()
+    if not settings.webhook_secrets_arn:
+        return dict(json.loads(settings.webhook_secrets_json or "{}"))
+    try:
+        secrets: Any = json.loads(get_secret(settings.webhook_secrets_arn, fresh=fresh))
+    except ValueError:
+        raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "the secret is not valid JSON"}) from None
+    problems = webhook_secret_problems(secrets, settings.provider_orgs)
+    if problems:
+        raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "; ".join(problems)})
+    return dict(secrets)
+
+
 def webhook_secret(name: str) -> str | None:
     """One provider secret (e.g. `hubspot_client_secret`) from the webhook secrets JSON."""
-    settings = get_settings()
-    if settings.webhook_secrets_arn:
-        secrets = get_json_secret(settings.webhook_secrets_arn)
-    else:
-        secrets = json.loads(settings.webhook_secrets_json or "{}")
-    value = secrets.get(name)
-    return str(value) if value else None
+    value = webhook_secrets().get(name)
+    return str(value) if value and not isinstance(value, dict) else None
+
+
+def webhook_credentials(name: str) -> str | dict[str, str] | None:
+    """A credential that may be one per organisation (flywheel.settings.ORG_CREDENTIALS): one value,
+    or org_id -> value; None when it is not configured."""
+    value = webhook_secrets().get(name)
+    if not value:
+        return None
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else str(value)

@@ -8,7 +8,8 @@ import copy
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -144,6 +145,35 @@ PROVIDERS: dict[str, Provider] = {
 }
 
 
+def for_org(secrets: dict[str, Any], org: str | None) -> dict[str, str]:
+    """The secrets as one organisation's system holds them. A credential may be one value per
+    organisation (a JSON object org_id -> value, README "Webhooks"): `org` picks its value; one
+    without a value for `org` (any, when no org is named) is left out."""
+    resolved: dict[str, str] = {}
+    for name, value in secrets.items():
+        if not isinstance(value, dict):
+            resolved[name] = value
+        elif org in value:
+            resolved[name] = value[org]
+    return resolved
+
+
+@contextmanager
+def _org_credentials(secrets: dict[str, Any], org: str | None) -> Iterator[None]:
+    """A per-organisation credential the signing needs but `org` does not pick is a ValueError
+    naming the secret and its organisations (never a value)."""
+    try:
+        yield
+    except KeyError as exc:
+        name = str(exc.args[0]) if exc.args else ""
+        value = secrets.get(name)
+        if not isinstance(value, dict):
+            raise
+        orgs = sorted(value)
+        wanted = f"has no value for organisation {org!r}" if org else "holds one value per organisation"
+        raise ValueError(f"the secret {name} {wanted} ({', '.join(orgs)}): name one with --org ORG") from None
+
+
 def provider_for_route(resource: str) -> Provider | None:
     return next((p for p in PROVIDERS.values() if p.route == resource), None)
 
@@ -167,15 +197,23 @@ def multipart_content_type(body: bytes) -> str:
 
 
 def sign_body(
-    provider: Provider, secrets: dict[str, str], body: bytes, base_url: str, given: dict[str, str] | None = None
+    provider: Provider,
+    secrets: dict[str, Any],
+    body: bytes,
+    base_url: str,
+    given: dict[str, str] | None = None,
+    org: str | None = None,
 ) -> tuple[str, dict[str, str]]:
-    """(URL to POST to, headers to send) for a body, authenticated with these secrets."""
+    """(URL to POST to, headers to send) for a body, authenticated with these secrets (`org`'s
+    credential where there is one per organisation)."""
     given = given or {}
     content_type = (
         multipart_content_type(body) if provider.content_type.startswith("multipart/") else provider.content_type
     )
-    token = provider.token(secrets)
-    headers = provider.sign(secrets, body, verifier_url(base_url, provider, token), given)
+    with _org_credentials(secrets, org):
+        own = for_org(secrets, org)
+        token = provider.token(own)
+        headers = provider.sign(own, body, verifier_url(base_url, provider, token), given)
     return request_url(base_url, provider, token), {"Content-Type": content_type, **headers}
 
 
@@ -184,12 +222,20 @@ def event_body(event: dict[str, Any]) -> bytes:
     return base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode("utf-8")
 
 
-def sign_event(event: dict[str, Any], secrets: dict[str, str]) -> tuple[dict[str, Any], Provider | None]:
+def sign_event(
+    event: dict[str, Any], secrets: dict[str, Any], org: str | None = None
+) -> tuple[dict[str, Any], Provider | None]:
     """An API Gateway event on a webhook route, authenticated as its provider would send it
-    (new signature headers, or the local path token); other events are returned unchanged."""
+    (new signature headers, or the local path token; `org`'s credential where there is one per
+    organisation); other events are returned unchanged."""
     provider = provider_for_route(str(event.get("resource") or ""))
     if provider is None:
         return event, None
+    with _org_credentials(secrets, org):
+        return _signed_event(event, provider, for_org(secrets, org)), provider
+
+
+def _signed_event(event: dict[str, Any], provider: Provider, secrets: dict[str, str]) -> dict[str, Any]:
     signed_event = copy.deepcopy(event)
     body = event_body(event)
     token = provider.token(secrets)
@@ -207,7 +253,7 @@ def sign_event(event: dict[str, Any], secrets: dict[str, str]) -> tuple[dict[str
     merged = {k: v for k, v in given.items() if k.lower() not in lowered} | headers
     signed_event["headers"] = merged
     signed_event["multiValueHeaders"] = {k: [v] for k, v in merged.items()}
-    return signed_event, provider
+    return signed_event
 
 
 def curl_command(url: str, headers: dict[str, str], data_file: str) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flywheel.clients import queue
-from flywheel.clients.secrets import get_secret
+from flywheel.clients.secrets import get_secret, webhook_secrets
 from flywheel.dal import migrations
 from flywheel.dal.connection import transaction
 from flywheel.observability import logger
@@ -25,6 +25,8 @@ def _timed(check: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
     try:
         detail = check() or {}
         result: dict[str, Any] = {"ok": True, **detail}
+    except ConfigurationError as exc:  # a secret that does not fit the settings: which, and why
+        result = {"ok": False, "error": "ConfigurationError", "invalid": exc.problems}
     except Exception as exc:  # a health check reports failures, it does not raise them
         result = {"ok": False, "error": type(exc).__name__}
     result["ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -55,14 +57,13 @@ def deep() -> tuple[bool, dict[str, Any]]:
     if settings.replies_queue_url:
         url = settings.replies_queue_url
         checks["replies_queue"] = _timed(lambda: {"visible": queue.depth(url)})
-    secrets = {
-        "database": settings.database_secret_arn,
-        "webhooks": settings.webhook_secrets_arn,
-        "openai": settings.openai_secret_arn,
-    }
+    secrets = {"database": settings.database_secret_arn, "openai": settings.openai_secret_arn}
     for name, arn in secrets.items():
         if arn:
             checks[f"{name}_secret"] = _timed(lambda arn=arn: _readable(arn))  # type: ignore[misc]
+    if settings.webhook_secrets_arn:
+        # readable, and its credentials fit ProviderOrgs (a single value serves one organisation at most)
+        checks["webhooks_secret"] = _timed(lambda: webhook_secrets(fresh=True) and None)
     healthy = all(check["ok"] for check in checks.values())
     if not healthy:
         failing = {name: check.get("error") for name, check in checks.items() if not check["ok"]}

@@ -10,11 +10,13 @@ itself: WebhooksFunction serves every provider's route, and a cold start needs o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.clients.secrets import webhook_secret
+from flywheel.clients.secrets import webhook_credentials, webhook_secret
 from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
 from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
@@ -48,6 +50,69 @@ def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **
     except SignatureInvalid as exc:
         error = Forbidden if forbidden else Unauthorized
         raise error(f"{provider}: {exc}", provider=provider) from exc
+
+
+@dataclass(frozen=True)
+class _Caller:
+    """Whose credential a verified request carried: `org_id` when the credential is one per
+    organisation (flywheel.settings.ORG_CREDENTIALS), else nobody's in particular."""
+
+    provider: str
+    per_org: bool
+    org_id: str | None = None
+
+    def org(self, named: str | None, account_org: str | None, what: str) -> str | None:
+        """The request's organisation. A per-organisation credential decides it, and a body whose
+        account (`what`) ProviderOrgs maps to another organisation (`named`) is refused: an account id is
+        no secret, and one organisation's credential must not write into another. A single credential
+        (allowed only while ProviderOrgs maps the provider to at most one organisation) keeps the
+        organisation of the body's account (`account_org`, the provider's `*` default included)."""
+        if not self.per_org:
+            return account_org
+        if named is not None and named != self.org_id:
+            raise Forbidden(
+                f"{self.provider}: the {what} is not an account of this credential's organisation",
+                provider=self.provider,
+            )
+        return self.org_id
+
+
+def _authenticated(provider: str, name: str, check: Callable[[Any], None], *, forbidden: bool = False) -> _Caller:
+    """Verify a request with the credential `name` (`check(value)` raises SignatureInvalid): with
+    each organisation's value in turn when there is one per organisation, the first that verifies
+    naming the organisation."""
+    credentials = webhook_credentials(name)
+    if not credentials:
+        raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
+    if isinstance(credentials, str):
+        _verified(provider, check, credentials, forbidden=forbidden)
+        return _Caller(provider, per_org=False)
+    failure: SignatureInvalid | None = None
+    for org, value in credentials.items():
+        try:
+            check(value)
+        except SignatureInvalid as exc:
+            failure = exc
+            continue
+        return _Caller(provider, per_org=True, org_id=org)
+    error = Forbidden if forbidden else Unauthorized
+    raise error(f"{provider}: {failure}", provider=provider) from failure
+
+
+def _org_secret(name: str, caller: _Caller) -> str:
+    """A credential the service uses on the caller's behalf (a CRM API token): the caller's
+    organisation's when there is one per organisation."""
+    value = webhook_credentials(name)
+    if isinstance(value, dict):
+        value = value.get(caller.org_id) if caller.org_id else None
+    if not value:
+        raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
+    return value
+
+
+def _mapped(settings: Settings, provider: str, account: object) -> str | None:
+    """The organisation ProviderOrgs maps this very account to (not the provider's `*` default)."""
+    return settings.provider_orgs.get(f"{provider}:{account}") if account not in (None, "") else None
 
 
 def _store(
@@ -111,19 +176,20 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import sendgrid
 
     settings = get_settings()
+    org_id = settings.provider_org("sendgrid", "*")
     if settings.sendgrid_verify_signature:
-        _verified(
+        signature = request.header("X-Twilio-Email-Event-Webhook-Signature")
+        timestamp = request.header("X-Twilio-Email-Event-Webhook-Timestamp")
+        caller = _authenticated(
             "sendgrid",
-            verify_sendgrid,
-            _secret("sendgrid_public_key"),
-            request.header("X-Twilio-Email-Event-Webhook-Signature"),
-            request.header("X-Twilio-Email-Event-Webhook-Timestamp"),
-            request.body,
-            max_age_s=settings.sendgrid_max_age_s,
+            "sendgrid_public_key",
+            lambda key: verify_sendgrid(key, signature, timestamp, request.body, max_age_s=settings.sendgrid_max_age_s),
         )
+        # events name no SendGrid account: the account whose key verified them is the organisation
+        org_id = caller.org(None, org_id, "SendGrid account")
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
-    events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), settings.provider_org("sendgrid", "*"))
+    events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), org_id)
     return _store("sendgrid", events, settings.attribution_window_days, quarantined, request.body)
 
 
@@ -131,16 +197,20 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     from flywheel.webhooks import inbound
 
     settings = get_settings()
-    _verified("sendgrid_inbound", verify_token, token, _secret("inbound_parse_token"), forbidden=True)
+    caller = _authenticated(
+        "sendgrid_inbound", "inbound_parse_token", lambda expected: verify_token(token, expected), forbidden=True
+    )
     mail = inbound.parse_mail(request.header("content-type") or "", request.body)
     domains = settings.split(settings.inbound_parse_domains)
     if domains and not inbound.recipient_domains(mail) & set(domains):
         raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
     events = inbound.to_events(mail, domains, _now())
-    # the organisation of the parse domain the mail was sent to (for replies known only by sender)
-    org_id = next(
-        (org for d in sorted(inbound.recipient_domains(mail)) if (org := settings.provider_org("sendgrid_inbound", d))),
-        None,
+    # the organisation of the parse domain the mail was sent to (for replies known only by sender):
+    # the token's when there is one per organisation, else that of the reply+ address or the envelope
+    org_id = caller.org(
+        inbound.addressed_org(mail, domains, lambda d: _mapped(settings, "sendgrid_inbound", d)),
+        inbound.addressed_org(mail, domains, lambda d: settings.provider_org("sendgrid_inbound", d)),
+        "parse domain the reply is addressed to",
     )
     for event in events:
         event.org_id = org_id
@@ -159,17 +229,20 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import calendly
 
     settings = get_settings()
-    _verified(
+    header = request.header("Calendly-Webhook-Signature")
+    caller = _authenticated(
         "calendly",
-        verify_calendly,
-        _secret("calendly_signing_key"),
-        request.header("Calendly-Webhook-Signature"),
-        request.body,
-        tolerance_s=settings.calendly_tolerance_s,
+        "calendly_signing_key",
+        lambda key: verify_calendly(key, header, request.body, tolerance_s=settings.calendly_tolerance_s),
     )
     raw, envelope = calendly.parse(request.body)
+    org_id = caller.org(
+        _mapped(settings, "calendly", envelope.created_by),
+        settings.provider_org("calendly", envelope.created_by),
+        "created_by user",
+    )
     try:
-        event = calendly.to_event(raw, envelope, settings.provider_org("calendly", envelope.created_by))
+        event = calendly.to_event(raw, envelope, org_id)
     except BadValue as exc:
         raise InvalidInput(f"calendly: {exc}") from exc
     return _store("calendly", [event], settings.attribution_window_days)
@@ -244,14 +317,20 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import pipedrive
 
     settings = get_settings()
-    _verified(
-        "pipedrive",
-        verify_basic_auth,
-        request.header("Authorization"),
-        _secret("pipedrive_username"),
-        _secret("pipedrive_password"),
-    )
+    users, passwords = webhook_credentials("pipedrive_username"), webhook_credentials("pipedrive_password")
+    if not users or not passwords:
+        raise DependencyUnavailable("webhook secret 'pipedrive_username' or 'pipedrive_password' is not configured")
+    authorization = request.header("Authorization")
+    if isinstance(users, dict) and isinstance(passwords, dict):  # one pair per organisation
+        caller = _authenticated_by_pair(authorization, users, passwords)
+    else:  # one pair (a mix of the two forms is refused with the settings and never matches)
+        _verified("pipedrive", verify_basic_auth, authorization, str(users), str(passwords))
+        caller = _Caller("pipedrive", per_org=False)
     delivery = pipedrive.parse(request.body)
+    company = delivery.meta.get("company_id")
+    org_id = caller.org(
+        _mapped(settings, "pipedrive", company), settings.provider_org("pipedrive", company), "company_id"
+    )
     try:
         emails: list[str] = []
         if delivery.kind is not None:  # a deal closed, or reopened after it closed
@@ -262,7 +341,7 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
 
                 client = PipedriveClient(
                     settings.pipedrive_api_base,
-                    _secret("pipedrive_api_token"),
+                    _org_secret("pipedrive_api_token", caller),
                     settings.http_timeout_s,
                     settings.crm_budget_s,
                 )
@@ -270,11 +349,22 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
                     emails = client.person_emails(person_id)[:1]
                 finally:
                     client.http.close()
-        org_id = settings.provider_org("pipedrive", delivery.meta.get("company_id"))
         events = pipedrive.to_events(delivery, emails[:1], settings.pipedrive_outcome_field, org_id)
     except BadValue as exc:
         raise InvalidInput(f"pipedrive: {exc}") from exc
     return _store("pipedrive", events, settings.attribution_window_days)
+
+
+def _authenticated_by_pair(authorization: str | None, users: dict[str, str], passwords: dict[str, str]) -> _Caller:
+    failure: SignatureInvalid | None = None
+    for org, user in users.items():
+        try:
+            verify_basic_auth(authorization, user, passwords.get(org, ""))
+        except SignatureInvalid as exc:
+            failure = exc
+            continue
+        return _Caller("pipedrive", per_org=True, org_id=org)
+    raise Unauthorized(f"pipedrive: {failure}", provider="pipedrive") from failure
 
 
 # --- Salesforce -------------------------------------------------------------------------------
@@ -284,9 +374,11 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     from flywheel.webhooks import salesforce
 
     settings = get_settings()
-    _verified("salesforce", verify_token, token, _secret("salesforce_token"), forbidden=True)
+    caller = _authenticated(
+        "salesforce", "salesforce_token", lambda expected: verify_token(token, expected), forbidden=True
+    )
     message = salesforce.parse(request.body)
-    org_id = next(
+    allowed = next(
         (
             org
             for key, org in settings.provider_orgs.items()
@@ -294,8 +386,10 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
         ),
         None,
     )
-    if org_id is None:
+    if allowed is None:
         raise Forbidden(f"salesforce: organization {message.organization_id} is not allowed")
+    # a Salesforce org id is no secret (a Web-to-Lead form shows it): the token decides
+    org_id = caller.org(allowed, allowed, "OrganizationId")
     received = _now()
     events = []
     quarantined = [
@@ -330,15 +424,17 @@ def receive_generic(request: WebhookRequest, kind: str) -> dict[str, Any]:
     from flywheel.webhooks import generic
 
     settings: Settings = get_settings()
-    _verified(
+    caller = _authenticated(
         "crm",
-        verify_standard_webhooks,
-        _secret("crm_webhook_secret"),
-        request.headers,
-        request.body,
-        tolerance_s=settings.standard_webhooks_tolerance_s,
+        "crm_webhook_secret",
+        lambda secret: verify_standard_webhooks(
+            secret, request.headers, request.body, tolerance_s=settings.standard_webhooks_tolerance_s
+        ),
     )
     allowed = generic.DEAL_EVENTS if kind == "deals" else generic.MEETING_EVENTS
     raw, event = generic.parse(request.body, allowed)
     incoming = generic.to_event(raw, event, str(request.header("webhook-id")), _now())
+    # one secret per organisation: the secret's organisation, and a body naming another is refused;
+    # one secret: the system speaks for every organisation and names it in the body
+    incoming.org_id = caller.org(event.org_id, event.org_id, "org_id")
     return _store("crm", [incoming], settings.attribution_window_days)

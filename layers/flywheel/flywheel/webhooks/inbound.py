@@ -19,6 +19,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import _header_value_parser as header_tokens
@@ -828,12 +829,7 @@ def parse_mail(content_type: str, body: bytes) -> InboundMail:
     # a member of another shape is ignored (the headers and the fields still say who and how)
     charsets = {str(k): v for k, v in _json_field(parts, "charsets").items() if isinstance(v, str)}
     envelope_from = envelope.get("from") if isinstance(envelope.get("from"), str) else None
-    to = envelope.get("to")
-    envelope_to = [
-        a.lower()
-        for a in ([to] if isinstance(to, str) else to if isinstance(to, list) else [])
-        if a and isinstance(a, str)
-    ]
+    envelope_to = _envelope_to(envelope)
     if "email" in parts:  # "POST the raw, full MIME message" is on
         mail = _from_mime(parts["email"].raw)
     else:
@@ -863,13 +859,41 @@ def kind(mail: InboundMail, events: list[IncomingEvent]) -> str:
     return "auto_reply" if replies and replies[0].data.get("automated") else "reply"
 
 
-def addressed_outcome(mail: InboundMail, domains: list[str]) -> str | None:
-    """The outcome id carried by a `reply+<outcome_id>@<parse domain>` recipient."""
-    for recipient in mail.recipients:
+def _envelope_to(envelope: dict[str, Any]) -> list[str]:
+    to = envelope.get("to")
+    return [
+        a.lower()
+        for a in ([to] if isinstance(to, str) else to if isinstance(to, list) else [])
+        if a and isinstance(a, str)
+    ]
+
+
+def reply_address(mail: InboundMail, domains: list[str]) -> tuple[str, str] | None:
+    """(outcome id, parse domain) of the `reply+<outcome_id>@<parse domain>` recipient the mail is
+    linked by: one of the SMTP envelope's first (where this delivery went), else of the To/Cc headers."""
+    for recipient in [*_envelope_to(mail.envelope), *mail.recipients]:
         match = _REPLY_TO.match(recipient)
         if match and (not domains or match.group(2) in domains):
-            return match.group(1)
+            return match.group(1), match.group(2)
     return None
+
+
+def addressed_outcome(mail: InboundMail, domains: list[str]) -> str | None:
+    """The outcome id carried by a `reply+<outcome_id>@<parse domain>` recipient."""
+    found = reply_address(mail, domains)
+    return found[0] if found else None
+
+
+def addressed_org(mail: InboundMail, domains: list[str], org_of: Callable[[str], str | None]) -> str | None:
+    """The organisation a mail was sent to (`org_of`: a parse domain's): that of the matched
+    reply+ address's domain, else that of the SMTP envelope's recipients when their domains name one
+    organisation; else none. Never the To/Cc headers alone: the sender writes them, and a reply that
+    copies another organisation's parse domain is still a reply to the message it answers."""
+    found = reply_address(mail, domains)
+    if found and (org := org_of(found[1])):
+        return org
+    orgs = {org for r in _envelope_to(mail.envelope) if "@" in r and (org := org_of(r.rsplit("@", 1)[1]))}
+    return orgs.pop() if len(orgs) == 1 else None
 
 
 def recipient_domains(mail: InboundMail) -> set[str]:
