@@ -117,7 +117,8 @@ def store(db, db_url) -> dict[str, str]:
     ids = {f"lead-{i}": str(o.outcome_id) for i, o in enumerate(result.outcomes)}
     ingest_events(
         [
-            event("sendgrid", "orphan-1", "open", provider_message_id="pm-later", email="later@x.example"),
+            # (its recipient: a provider message id is claimed by that lead's message only)
+            event("sendgrid", "orphan-1", "open", provider_message_id="pm-later", email="lead100@x.example"),
             event(
                 "calendly", "noshow-early", "meeting_no_show", data={"meeting_id": "mtg-9"}, email="nobody@x.example"
             ),
@@ -146,7 +147,14 @@ def test_ingest_registration_and_reads_use_indexes(db, store: dict[str, str]) ->
                 event("sendgrid", "e2", "open", provider_message_id="pm1", data={"machine_open": False}),
                 event("sendgrid", "e3", "click", email="lead2@x.example", org_id="acme"),
                 event("sendgrid", "e4", "open", provider_message_id="unknown", email="stranger@x.example"),
-                event("sendgrid_inbound", "r1", "reply", references=["m3@mail.example"], data={"text": "sure"}),
+                event(  # the parse domain's organisation: a Message-ID is only linked within it
+                    "sendgrid_inbound",
+                    "r1",
+                    "reply",
+                    references=["m3@mail.example"],
+                    data={"text": "sure"},
+                    org_id="acme",
+                ),
                 event(
                     "calendly",
                     "b1",

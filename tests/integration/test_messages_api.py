@@ -112,18 +112,28 @@ def test_get_unknown_outcome_is_404_and_bad_id_is_422(api: ApiClient, db) -> Non
 def _orphan(db, key: str, event_type: str, minutes: int, **match: Any) -> None:
     db.execute(
         """INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, status,
-                                       match_outcome_id, match_provider_message_id, data, payload)
+                                       match_outcome_id, match_provider_message_id, match_email, data, payload)
            VALUES ('sendgrid', %s, %s, '2026-11-23 09:00+00'::timestamptz + make_interval(mins => %s), 'orphan',
-                   %s, %s, %s, '{}')""",
-        (key, event_type, minutes, match.get("outcome_id"), match.get("pmid"), json.dumps(match.get("data", {}))),
+                   %s, %s, %s, %s, '{}')""",
+        (
+            key,
+            event_type,
+            minutes,
+            match.get("outcome_id"),
+            match.get("pmid"),
+            match.get("email"),
+            json.dumps(match.get("data", {})),
+        ),
     )
 
 
 def test_orphan_events_are_applied_when_their_message_is_registered(api: ApiClient, db) -> None:
     message = body_of("messages_register_single.json")
-    _orphan(db, "e1", "open", 5, pmid=message["provider_message_id"])
-    _orphan(db, "e2", "delivered", 1, pmid=message["provider_message_id"])
-    _orphan(db, "e3", "open", 6, pmid="someone-else")
+    # SendGrid events carry their recipient: a provider message id is claimed by that lead's message
+    lead = {"pmid": message["provider_message_id"], "email": message["lead_email"]}
+    _orphan(db, "e1", "open", 5, **lead)
+    _orphan(db, "e2", "delivered", 1, **lead)
+    _orphan(db, "e3", "open", 6, pmid="someone-else", email=message["lead_email"])
     _, created = api.post("/messages", message)
     outcome_id = created["outcomes"][0]["outcome_id"]
     _, outcome = api.get(f"/messages/{outcome_id}?org_id=acme")

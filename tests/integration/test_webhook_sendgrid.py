@@ -239,12 +239,19 @@ def test_database_down_is_503(api: ApiClient, db, monkeypatch) -> None:
 
 def test_five_thousand_events_in_one_batch(api: ApiClient, db, configured) -> None:
     ids = [
-        register(api, idempotency_key=f"k{i}", provider_message_id=f"msg{i}.dfd", lead_id=f"l{i}") for i in range(50)
+        register(
+            api,
+            idempotency_key=f"k{i}",
+            provider_message_id=f"msg{i}.dfd",
+            lead_id=f"l{i}",
+            lead_email=f"l{i}@x.example",
+        )
+        for i in range(50)
     ]
     now = int(time.time())
     events = [
-        {
-            "email": f"lead{i}@x.example",
+        {  # each message's events carry its recipient, as SendGrid's do
+            "email": f"l{i % 60}@x.example",
             "timestamp": now - i,
             "event": ["delivered", "open", "click"][i % 3],
             "sg_event_id": f"evt-{i}",

@@ -91,24 +91,49 @@ def _from_object(row: dict[str, Any]) -> dict[str, Any]:
 # provider message id, its Message-ID (an orphan whose organisation is known only in it); or
 # (naming nothing) it is the lead's email in the same organisation, sent at or after the message
 # and within the orphan's attribution window.
-_CANDIDATES = """
+#
+# A provider message id or Message-ID may name several messages (every recipient of one SendGrid
+# send, or another organisation's reuse of it): the orphan is claimed only by the message
+# `domain.ingest.named_by` would give it live, against every message with that id (this batch's
+# included). The lead's email equal to the orphan's, unless the id names that email in another
+# organisation too and the orphan has none; otherwise, only within the orphan's own organisation,
+# the id's single recipient there (for a provider message id: when the orphan or the message has
+# no email to compare). The candidates are materialised first: checked inside their joins, the
+# planner gave up the index on an orphan's Message-IDs.
+_SHARED_ID = """\
+c.rank = {rank} AND CASE
+    WHEN lower(c.match_email) = lower(c.email)
+    THEN c.event_org IS NOT NULL OR NOT EXISTS (
+             SELECT 1 FROM outcome_labels x
+              WHERE x.{column} = c.{value} AND lower(x.lead_email) = lower(c.email) AND x.org_id <> c.org_id)
+    ELSE c.event_org = c.org_id {same_lead} AND NOT EXISTS (
+             SELECT 1 FROM outcome_labels x
+              WHERE x.{column} = c.{value} AND x.org_id = c.org_id
+                AND lower(x.lead_email) IS DISTINCT FROM lower(c.email))
+END"""
+_PMID_CHECK = _SHARED_ID.format(
+    rank=1, column="provider_message_id", value="pmid", same_lead="AND (c.match_email IS NULL OR c.email IS NULL)"
+)
+_MSGID_CHECK = _SHARED_ID.format(rank=2, column="email_message_id", value="msgid", same_lead="")
+_CANDIDATES = f"""
 WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(orgs)s::text[], %(pmids)s::text[], %(msgids)s::text[],
                          %(emails)s::text[], %(sent)s::timestamptz[])),
-candidates AS (
-    SELECT e.event_id, o.outcome_id, o.org_id, 0 AS rank, o.sent_at
+candidates AS MATERIALIZED (
+    SELECT e.event_id, o.outcome_id, o.org_id, 0 AS rank, o.sent_at, e.org_id AS event_org, e.match_email, o.email,
+           o.pmid, o.msgid
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_outcome_id = o.outcome_id
        AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
-    SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at
+    SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_provider_message_id = o.pmid
        AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
-    SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at
+    SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_references @> ARRAY[o.msgid]
        AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
-    SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at
+    SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid
       FROM o JOIN outcome_events e
         ON e.status = 'orphan' AND e.match_email = o.email AND e.org_id = o.org_id
        AND e.match_outcome_id IS NULL AND e.match_provider_message_id IS NULL
@@ -116,7 +141,8 @@ candidates AS (
        AND e.occurred_at >= o.sent_at
        AND e.occurred_at < o.sent_at + make_interval(days => e.match_window_days)),
 best AS (
-    SELECT DISTINCT ON (event_id) event_id, outcome_id, org_id FROM candidates
+    SELECT DISTINCT ON (event_id) event_id, outcome_id, org_id FROM candidates c
+     WHERE c.rank IN (0, 3) OR ({_PMID_CHECK}) OR ({_MSGID_CHECK})
      ORDER BY event_id, rank, sent_at DESC, outcome_id)
 """
 

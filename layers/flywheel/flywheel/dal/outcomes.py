@@ -105,6 +105,20 @@ def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[
     return result
 
 
+def stored_keys(conn: Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The messages stored under these (org, dedupe key) pairs, with their lead: (org, key) -> row."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        """SELECT o.outcome_id, o.org_id, o.dedupe_key, o.lead_id, o.lead_email
+             FROM outcome_labels o
+             JOIN unnest(%s::text[], %s::text[]) AS k(org_id, dedupe_key)
+               ON o.org_id = k.org_id AND o.dedupe_key = k.dedupe_key""",
+        ([k[0] for k in keys], [k[1] for k in keys]),
+    ).fetchall()
+    return {(r["org_id"], r["dedupe_key"]): r for r in rows}
+
+
 def get_outcome(conn: Connection, outcome_id: UUID) -> dict[str, Any] | None:
     return conn.execute("SELECT * FROM outcome_labels WHERE outcome_id = %s", (outcome_id,)).fetchone()
 
@@ -142,19 +156,24 @@ def existing_outcomes(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, s
     return {r["outcome_id"]: r["org_id"] for r in rows}
 
 
-def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, tuple[UUID, str]]:
-    """Latest message per value of provider_message_id or email_message_id."""
+def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, list[tuple[UUID, str, str | None]]]:
+    """Every message with these values of provider_message_id or email_message_id, the latest per
+    recipient (organisation, lead email): (outcome id, org, lead email) each. One SendGrid send
+    request gives all its recipients one X-Message-Id, and organisations may reuse each other's ids."""
     assert column in ("provider_message_id", "email_message_id")
     if not values:
         return {}
     with conn.cursor(row_factory=tuple_row) as cur:  # a large batch asks for thousands
         rows = cur.execute(
-            f"""SELECT DISTINCT ON ({column}) {column}, outcome_id, org_id
+            f"""SELECT DISTINCT ON ({column}, org_id, lower(lead_email)) {column}, outcome_id, org_id, lead_email
                   FROM outcome_labels WHERE {column} = ANY(%s)
-                 ORDER BY {column}, sent_at DESC""",
+                 ORDER BY {column}, org_id, lower(lead_email), sent_at DESC, outcome_id""",
             (values,),
         ).fetchall()
-    return {value: (outcome_id, org_id) for value, outcome_id, org_id in rows}
+    found: dict[str, list[tuple[UUID, str, str | None]]] = {}
+    for value, outcome_id, org_id, lead_email in rows:
+        found.setdefault(value, []).append((outcome_id, org_id, lead_email))
+    return found
 
 
 def latest_for_emails(conn: Connection, queries: list[tuple[str, str, str, int]]) -> dict[int, tuple[UUID, str]]:

@@ -122,13 +122,29 @@ class Match:
     org_id: str
 
 
+@dataclass(frozen=True)
+class Sent:
+    """A message an id names, and whom it went to: one provider message id (SendGrid's
+    X-Message-Id, one per send request) names every recipient of that request, and nothing stops
+    two organisations from registering the same id or Message-ID."""
+
+    outcome_id: UUID
+    org_id: str
+    lead_email: str | None
+
+    @property
+    def recipient(self) -> tuple[str, str | None]:
+        return self.org_id, self.lead_email.lower() if self.lead_email else None
+
+
 @dataclass
 class Lookups:
     """What the store answered for a batch's link hints."""
 
     outcomes: dict[UUID, str] = field(default_factory=dict)
-    provider_message_ids: dict[str, Match] = field(default_factory=dict)
-    email_message_ids: dict[str, Match] = field(default_factory=dict)
+    # every recipient's latest message with that id (`Sent`), in any order: `named_by` chooses
+    provider_message_ids: dict[str, list[Sent]] = field(default_factory=dict)
+    email_message_ids: dict[str, list[Sent]] = field(default_factory=dict)
     # (meeting id, org) -> the outcome of its booking in that organisation
     meetings: dict[tuple[str, str], Match] = field(default_factory=dict)
     emails: dict[int, Match] = field(default_factory=dict)  # by the event's index in the batch
@@ -177,8 +193,32 @@ def email_link(org_id: str, email: str) -> str:
     return f"email:{org_id}:{email.lower()}"
 
 
+def named_by(sent: list[Sent], event: IncomingEvent, *, same_lead: bool) -> Match | None:
+    """The one message a shared id names for this event, or None (an orphan) when it names none or
+    several recipients. Candidates are the id's messages in the event's organisation (all of them
+    when it has none); the event's email (case-insensitive) picks its own lead's message among
+    them. An event of unknown organisation only ever matches a message to its own email: that is
+    all that tells one organisation's lead from another's.
+
+    Within its organisation, an event whose email is no recipient's (or that has none) takes the
+    id's single recipient, if there is one, except that `same_lead` ids (a provider message id:
+    every event carries the recipient it is about) never go to another lead's message, only to one
+    registered without an email. A Message-ID (`same_lead` False) is the message a reply answers,
+    whoever the reply comes from."""
+    scope = [s for s in sent if event.org_id is None or s.org_id == event.org_id]
+    email = event.email.lower() if event.email else None
+    chosen = [s for s in scope if email and s.recipient[1] == email]
+    # no recipient of its own: within its organisation, the id's single one (see above)
+    if not chosen and event.org_id is not None and (not email or not same_lead or all(not s.lead_email for s in scope)):
+        chosen = scope
+    if len({s.recipient for s in chosen}) != 1:
+        return None
+    return Match(chosen[0].outcome_id, chosen[0].org_id)
+
+
 def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | None:
-    """The strongest link that resolves: outcome id, provider message id, Message-ID, the meeting
+    """The strongest link that resolves: outcome id, provider message id, Message-ID (each to the
+    one recipient it names for this event, see `named_by`), the meeting
     it is about (then the booking it replaces in a reschedule, or that replaces it); the lead's email
     only for events that name no message (an event that names one waits as an orphan for it rather
     than landing on another message to the same lead).
@@ -189,9 +229,15 @@ def choose_match(index: int, event: IncomingEvent, found: Lookups) -> Match | No
     claimed = event.claimed_outcome_id
     if claimed is not None and claimed in found.outcomes:
         candidates.append(Match(claimed, found.outcomes[claimed]))
+    named = []
     if event.provider_message_id and event.provider_message_id in found.provider_message_ids:
-        candidates.append(found.provider_message_ids[event.provider_message_id])
-    candidates += [found.email_message_ids[r] for r in event.references if r in found.email_message_ids]
+        named.append(named_by(found.provider_message_ids[event.provider_message_id], event, same_lead=True))
+    named += [
+        named_by(found.email_message_ids[r], event, same_lead=False)
+        for r in event.references
+        if r in found.email_message_ids
+    ]
+    candidates += [m for m in named if m is not None]
     for meeting_id in event.meeting_links:  # its own meeting first, then the one it replaces
         bookings = [m for (mid, _), m in sorted(found.meetings.items()) if mid == meeting_id]
         # a meeting id is only unique within one organisation

@@ -16,11 +16,15 @@ def normalise_message_id(value: str | None) -> str | None:
 
 
 def dedupe_key(message: MessageIn) -> str:
-    """Same key, same message: client key first, then provider id, then the content itself."""
+    """Same key, same message: client key first, then provider id and recipient, then the content
+    itself. A provider message id alone is not a message: SendGrid gives every recipient of one
+    send request the same X-Message-Id."""
     if message.idempotency_key:
         return f"key:{message.idempotency_key}"
     if message.provider_message_id:
-        return f"pmid:{message.provider_message_id}"
+        # the id's length first: no id and recipient can spell another pair's key
+        recipient = f"to:{message.lead_email}" if message.lead_email else f"lead:{message.lead_id}"
+        return f"send:{len(message.provider_message_id)}:{message.provider_message_id}:{recipient}"
     content = json.dumps(
         [
             message.campaign_id,
@@ -32,6 +36,23 @@ def dedupe_key(message: MessageIn) -> str:
         ]
     )
     return "sha256:" + hashlib.sha256(content.encode()).hexdigest()
+
+
+def legacy_dedupe_key(row: dict[str, Any]) -> str | None:
+    """The key a message identified by its provider message id was stored under before recipients
+    were told apart (`pmid:<id>`, for all of one send's recipients): a retry of such a message must
+    still find it."""
+    if not row["dedupe_key"].startswith("send:") or not row["provider_message_id"]:
+        return None
+    return f"pmid:{row['provider_message_id']}"
+
+
+def same_recipient(row: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """A stored message under a legacy key is this message when it went to the same recipient
+    (the one this message's key names: its email, else, without one, its lead id)."""
+    if row["lead_email"]:
+        return (stored["lead_email"] or "").lower() == row["lead_email"].lower()
+    return stored["lead_email"] is None and stored["lead_id"] == row["lead_id"]
 
 
 def message_row(message: MessageIn) -> dict[str, Any]:

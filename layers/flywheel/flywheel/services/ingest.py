@@ -26,6 +26,7 @@ from flywheel.domain.ingest import (
     Lookups,
     Match,
     Quarantined,
+    Sent,
     choose_match,
     email_link,
 )
@@ -41,12 +42,11 @@ def _lookups(conn: Connection, events: list[IncomingEvent], found: Lookups | Non
     refs = sorted({r for e in events for r in e.references})
     meetings = sorted({m for e in events for m in e.meeting_links})
     found.outcomes.update(outcomes_dal.existing_outcomes(conn, claimed))
-    found.provider_message_ids.update(
-        {k: Match(*v) for k, v in outcomes_dal.by_column(conn, "provider_message_id", pmids).items()}
-    )
-    found.email_message_ids.update(
-        {k: Match(*v) for k, v in outcomes_dal.by_column(conn, "email_message_id", refs).items()}
-    )
+    for column, values, into in (
+        ("provider_message_id", pmids, found.provider_message_ids),
+        ("email_message_id", refs, found.email_message_ids),
+    ):
+        into.update({k: [Sent(*s) for s in sent] for k, sent in outcomes_dal.by_column(conn, column, values).items()})
     found.meetings.update({k: Match(*v) for k, v in events_dal.outcomes_for_meetings(conn, meetings).items()})
     return found
 

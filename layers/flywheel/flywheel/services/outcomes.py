@@ -18,7 +18,13 @@ from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
 from flywheel.domain.effects import effects_of, may_have_effects
 from flywheel.domain.ingest import email_link
 from flywheel.domain.lifecycle import derive_outcome
-from flywheel.domain.registration import message_row, route_problems, route_reference
+from flywheel.domain.registration import (
+    legacy_dedupe_key,
+    message_row,
+    route_problems,
+    route_reference,
+    same_recipient,
+)
 from flywheel.errors import InvalidInput, NotFound
 from flywheel.services.deals import settle_claimed
 
@@ -134,6 +140,22 @@ class _RouteCheck:
             raise InvalidInput(f"{fields[0]['field']}: {fields[0]['message']}", fields=fields)
 
 
+def _legacy_duplicates(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[str, str], tuple[UUID, bool]]:
+    """Messages stored before their key named the recipient, under `pmid:<id>` alone: a retry of
+    one is a duplicate when that stored message went to the same recipient and nothing is stored
+    under the new key yet (another recipient of the same send is a message of its own)."""
+    legacy = {(r["org_id"], r["dedupe_key"]): (r, key) for r in rows if (key := legacy_dedupe_key(r))}
+    if not legacy:
+        return {}
+    stored = outcomes_dal.stored_keys(conn, [*legacy, *((org, key) for (org, _), (_, key) in legacy.items())])
+    found = {}
+    for (org, new_key), (row, key) in legacy.items():
+        old = stored.get((org, key))
+        if (org, new_key) not in stored and old is not None and same_recipient(row, old):
+            found[(org, new_key)] = (old["outcome_id"], False)
+    return found
+
+
 def _register(
     unique: list[dict[str, Any]], extra: list[str], check: _RouteCheck, wait: bool = False
 ) -> tuple[dict[tuple[str, str], tuple[UUID, bool]], int]:
@@ -145,7 +167,10 @@ def _register(
         probe = [{**r, "outcome_id": None} for r in unique]
         meetings = [f"meeting:{m}" for m in events_dal.orphan_meetings_for(conn, probe)]
         held = set(lock_links(conn, _link_keys(unique) + meetings + extra))
-        ids = outcomes_dal.insert_outcomes(conn, unique)
+        # (the provider message id's link key, held now, keeps its legacy keys still)
+        legacy = _legacy_duplicates(conn, unique)
+        ids = outcomes_dal.insert_outcomes(conn, [r for r in unique if (r["org_id"], r["dedupe_key"]) not in legacy])
+        ids.update(legacy)
         new = [
             {**r, "outcome_id": ids[(r["org_id"], r["dedupe_key"])][0]}
             for r in unique
