@@ -106,7 +106,10 @@ def test_email_attribution_stays_in_the_events_organisation_and_orphans_are_clai
 
 def test_a_claimed_reply_is_queued_for_classification(configured, db) -> None:
     api = configured
+    # as SendGrid posts it: the SMTP envelope (which decides the parse domain's organisation) and the raw mail
     form = (
+        b'--b\r\nContent-Disposition: form-data; name="envelope"\r\n\r\n'
+        b'{"to":["sam@reply.flywheel.example"],"from":"dana@northwind.example"}\r\n'
         b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
         b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
         b"Message-ID: <r1@northwind.example>\r\nIn-Reply-To: <send-1@mail.acme.example>\r\n"
@@ -184,7 +187,10 @@ def test_a_meeting_id_is_matched_only_within_its_organisation(configured, db) ->
 
 
 def reply_to(api: ApiClient, message_id: str) -> dict:
+    # as SendGrid posts it: the SMTP envelope (which decides the parse domain's organisation) and the raw mail
     form = (
+        b'--b\r\nContent-Disposition: form-data; name="envelope"\r\n\r\n'
+        b'{"to":["sam@reply.flywheel.example"],"from":"dana@northwind.example"}\r\n'
         b'--b\r\nContent-Disposition: form-data; name="email"\r\n\r\n'
         b"From: Dana <dana@northwind.example>\r\nTo: sam@reply.flywheel.example\r\nSubject: Re: hi\r\n"
         b"Message-ID: <r-"
