@@ -12,7 +12,7 @@ from flywheel.services import webhooks
 from flywheel.settings import get_settings
 from flywheel.webhooks.http import WebhookRequest
 
-app = make_resolver(json_bodies=False)
+app = make_resolver(json_bodies=False, public=True)
 
 
 def _request() -> WebhookRequest:

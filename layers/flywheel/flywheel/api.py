@@ -20,7 +20,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel import errors
+from flywheel.domain import callers
 from flywheel.observability import logger, metrics
+from flywheel.settings import get_settings
 
 STATUS: dict[type[errors.FlywheelError], int] = {
     errors.MalformedPayload: 400,
@@ -89,11 +91,14 @@ def error_log(exc: BaseException) -> dict[str, Any]:
 
 
 class FlywheelResolver(APIGatewayRestResolver):
-    """Validation on, strict JSON bodies, and (for JSON APIs) 415 for a body of another media type."""
+    """Validation on, strict JSON bodies, and (for JSON APIs) 415 for a body of another media type.
+    `public`: the function's routes are public (webhooks: no IAM caller, each provider's credential
+    decides the organisation), so API_CALLER_ORGS_JSON does not apply to them."""
 
-    def __init__(self, json_bodies: bool = True) -> None:
+    def __init__(self, json_bodies: bool = True, public: bool = False) -> None:
         super().__init__(enable_validation=True, json_body_deserializer=strict_json)
         self.json_bodies = json_bodies
+        self.public = public
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         if self.json_bodies and event.get("body"):
@@ -120,8 +125,39 @@ def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
     }
 
 
-def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
-    app = FlywheelResolver(json_bodies)
+# the health routes name no organisation: shallow is public, deep (IAM) is for every authenticated caller
+HEALTH_ROUTES = frozenset({"/health", "/health/<component>", "/health/<component>/deep"})
+
+
+def check_caller_orgs(app: FlywheelResolver, next_middleware: Any) -> Response:
+    """The one place every IAM route goes through, after the request is validated and before its
+    handler runs (README "Tenancy"): with API_CALLER_ORGS_JSON set, the caller (its IAM role or user,
+    from requestContext.identity.userArn, which API Gateway fills in and no client header can) must
+    be mapped to every org_id the request names (query string, body: each message of a batch), and to
+    "*" for a route that names none (training, models, experiments). Refused: 403, nothing done."""
+    route = app.context.get("_route")
+    # a path no route serves reaches the not-found handler through the middlewares too: its 404 stands
+    if (
+        app.public
+        or route is None
+        or route.path in HEALTH_ROUTES
+        or not any(route is r for r in (*app._static_routes, *app._dynamic_routes))
+    ):
+        return next_middleware(app)
+    mapping = get_settings().api_caller_orgs
+    if mapping:
+        identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
+        reason = callers.refusal(
+            mapping, identity.get("userArn"), callers.requested_orgs(app.context.get("_route_args") or {})
+        )
+        if reason is not None:
+            raise errors.Forbidden(reason)
+    return next_middleware(app)
+
+
+def make_resolver(json_bodies: bool = True, public: bool = False) -> FlywheelResolver:
+    app = FlywheelResolver(json_bodies, public)
+    app.use(middlewares=[check_caller_orgs])
 
     @app.not_found
     def _no_route(exc: Exception) -> Response:
@@ -168,7 +204,7 @@ def make_resolver(json_bodies: bool = True) -> FlywheelResolver:
     return app
 
 
-def _health_routes(app: APIGatewayRestResolver) -> None:
+def _health_routes(app: FlywheelResolver) -> None:
     """Every API function answers health on its own code path: `GET /health` and
     `GET /health/<function>` (public: status only), `GET /health/<function>/deep` (IAM: its settings,
     the database, the queue and the secrets this function uses, by name, with timings). The health service is
@@ -191,7 +227,7 @@ def _health_routes(app: APIGatewayRestResolver) -> None:
     def _deep(component: str):  # type: ignore[no-untyped-def]  # a return type would be validated
         from flywheel.services import health
 
-        healthy, report = health.deep()
+        healthy, report = health.deep(caller_scoped=not app.public)
         if not healthy:
             failed = sorted(
                 f"{name} ({', '.join(check['invalid'])})" if check.get("invalid") else name

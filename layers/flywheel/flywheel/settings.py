@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flywheel.domain.callers import parse_caller_orgs
 from flywheel.domain.inputs import IDENTIFIER
 from flywheel.errors import FlywheelError
 
@@ -103,6 +104,10 @@ class Settings(BaseModel):
     # "<provider>:<account id>" -> org_id, e.g. {"hubspot:5799819": "acme"}; Salesforce ids listed
     # here are also the OrganizationId allow-list
     provider_orgs_json: str = "{}"
+    # IAM principal -> the organisations it may pass as org_id on the API, e.g.
+    # {"arn:aws:iam::123456789012:role/acme-sender": ["acme"], "arn:aws:iam::123456789012:role/ops": ["*"]}
+    # (README "Tenancy"); unset or empty: every authenticated caller may pass any org_id
+    api_caller_orgs_json: str = ""
     attribution_window_days: int = Field(default=90, ge=1, le=365)
     reply_window_days: int = Field(default=30, ge=1, le=365)
     sendgrid_verify_signature: bool = True
@@ -258,6 +263,17 @@ class Settings(BaseModel):
     @classmethod
     def _valid_provider_orgs(cls, value: str) -> str:
         _provider_orgs(value)  # a typo is refused when the settings load, not at the first webhook
+        return value
+
+    @cached_property
+    def api_caller_orgs(self) -> dict[str, frozenset[str]]:
+        """API_CALLER_ORGS_JSON parsed: principal -> its organisations ({}: org scoping is off)."""
+        return parse_caller_orgs(self.api_caller_orgs_json)
+
+    @field_validator("api_caller_orgs_json")
+    @classmethod
+    def _valid_api_caller_orgs(cls, value: str) -> str:
+        parse_caller_orgs(value)  # refused when the settings load, not at the first request
         return value
 
     @staticmethod

@@ -168,7 +168,9 @@ def build_document(template_path: Path | None = None) -> dict[str, Any]:
             "title": TITLE,
             "version": VERSION,
             "description": "Every route of template.yaml. Internal routes are IAM (SigV4) authenticated and "
-            "read one organisation's data per call (org_id); webhook routes are public and "
+            "read one organisation's data per call (org_id); with API_CALLER_ORGS_JSON set, a caller "
+            "may pass only the org_ids its IAM role is mapped to (403 otherwise), and only a caller "
+            'mapped to "*" may call the routes that take none. Webhook routes are public and '
             "verified the way each provider signs.",
         },
         "paths": dict(sorted(paths.items())),

@@ -39,6 +39,11 @@ from flywheel.local.template import Route, read_template
 from flywheel.settings import reset_settings, settings_environment
 
 DOCS = ("/openapi.json", "/docs")  # the API's OpenAPI document and its Swagger UI page
+# Local only: the IAM principal a request acts as (README "Tenancy"), e.g.
+# `arn:aws:sts::123456789012:assumed-role/acme-sender/me`, put where API Gateway puts the caller's
+# identity (requestContext.identity.userArn). In AWS a header is only a header: API Gateway fills the
+# identity in from the signature, and the functions never read this one.
+PRINCIPAL_HEADER = "X-Flywheel-Principal"
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
@@ -70,6 +75,8 @@ def build_event(
     binary = bool(body) and _is_binary(
         headers.get("Content-Type", headers.get("content-type", [""]))[0], binary_types, body
     )
+    principal = next((v[-1] for k, v in headers.items() if k.lower() == PRINCIPAL_HEADER.lower() and v), None)
+    account = principal.split(":")[4] if principal and principal.count(":") >= 5 else None
     return {
         "resource": route.path,
         "path": url.path,
@@ -97,6 +104,8 @@ def build_event(
                 "userAgent": headers.get("User-Agent", [""])[0],
                 "accessKey": caller,
                 "caller": caller,
+                "userArn": principal if route.auth == "AWS_IAM" else None,
+                "accountId": account if route.auth == "AWS_IAM" else None,
             },
         },
         "body": (base64.b64encode(body).decode() if binary else body.decode("utf-8")) if body else None,

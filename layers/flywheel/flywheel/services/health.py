@@ -42,10 +42,11 @@ def _readable(arn: str) -> None:
     get_secret(arn, fresh=True)  # not the 5-minute cache: is it readable now?
 
 
-def deep() -> tuple[bool, dict[str, Any]]:
+def deep(caller_scoped: bool = True) -> tuple[bool, dict[str, Any]]:
     """Every dependency this function is configured with; names and timings only, never values.
     Invalid settings fail the `settings` check (naming each variable and why) and nothing else is
-    checked: every other check reads them."""
+    checked: every other check reads them. `caller_scoped`: an IAM API function, whose settings
+    check says whether org scoping is on (not the webhooks', whose routes are public)."""
     try:
         settings = get_settings()
     except ConfigurationError as exc:
@@ -53,7 +54,16 @@ def deep() -> tuple[bool, dict[str, Any]]:
         # the operator reads logs, not only the answer: each variable's name and why, never its value
         logger.error("deep health check failed: invalid settings", extra={"check": "settings", "invalid": exc.problems})
         return False, {"status": "unhealthy", "checks": {"settings": invalid}}
-    checks: dict[str, Any] = {"settings": {"ok": True}, "database": _timed(_database)}
+    # org scoping (API_CALLER_ORGS_JSON, README "Tenancy"): on, and for how many principals, or off
+    # (every authenticated caller may pass any org_id); no principal or organisation is named
+    scoping: dict[str, Any] = {}
+    if caller_scoped:
+        mapped = len(settings.api_caller_orgs)
+        scoping = {"org_scoping": "on", "api_callers": mapped} if mapped else {"org_scoping": "off"}
+    checks: dict[str, Any] = {
+        "settings": {"ok": True, **scoping},
+        "database": _timed(_database),
+    }
     if settings.replies_queue_url:
         url = settings.replies_queue_url
         checks["replies_queue"] = _timed(lambda: {"visible": queue.depth(url)})

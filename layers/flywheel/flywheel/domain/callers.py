@@ -1,0 +1,127 @@
+"""Which organisations an API caller may act for (API_CALLER_ORGS_JSON, README "Tenancy").
+
+API Gateway's IAM authorisation checks only the method and the resource path: every org_id a caller
+passes (query string, body) is the same IAM resource. So the organisations an IAM principal may name
+are mapped here, and the API glue (flywheel.api) refuses a request that names any other.
+
+A principal is named by its account and its role (or user) name: an assumed role reaches the Lambda as
+`arn:aws:sts::<account>:assumed-role/<role>/<session>`, which drops the role's path, so a mapping key
+`arn:aws:iam::<account>:role/<path>/<role>` matches by account and name (IAM role and user names are
+unique in an account, whatever their path). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flywheel.domain.inputs import IDENTIFIER
+
+ALL = "*"  # every organisation, and the platform routes (training, models, experiments)
+
+# a mapping key: an IAM role or user, with or without its path
+_IAM_PRINCIPAL = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):(?P<kind>role|user)/(?:[\x21-\x7e]*/)?(?P<name>[\w+=,.@-]{1,128})$",
+    re.ASCII,
+)
+# what API Gateway puts in requestContext.identity.userArn for a caller signing with a role's session
+_ASSUMED_ROLE = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):sts::(?P<account>\d{12}):assumed-role/(?P<name>[\w+=,.@-]{1,128})/[^/]+$",
+    re.ASCII,
+)
+
+
+def principal_key(arn: str) -> str | None:
+    """The principal an ARN names, as `arn:<partition>:iam::<account>:<role|user>/<name>` (no path):
+    a role or user ARN (a mapping key, or an IAM user's userArn) or an assumed-role session ARN (a
+    role's caller). None for anything else (the account root, a federated user, nothing)."""
+    found = _IAM_PRINCIPAL.match(arn or "")
+    if found:
+        return f"arn:{found['partition']}:iam::{found['account']}:{found['kind']}/{found['name']}"
+    found = _ASSUMED_ROLE.match(arn or "")
+    if found:
+        return f"arn:{found['partition']}:iam::{found['account']}:role/{found['name']}"
+    return None
+
+
+def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
+    """API_CALLER_ORGS_JSON: a JSON object of IAM role or user ARN -> a list of org_ids, or ["*"].
+    Empty (unset, "", "{}"): no mapping. ValueError names what is wrong by key number, never a key
+    or an organisation."""
+    if not (text or "").strip():
+        return {}
+    try:
+        parsed: Any = json.loads(text or "")
+    except ValueError as exc:
+        raise ValueError(
+            f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError('must be a JSON object, e.g. {"arn:aws:iam::<account>:role/<name>": ["<org_id>"]}')
+    mapping: dict[str, frozenset[str]] = {}
+    first_key: dict[str, int] = {}
+    for number, (key, orgs) in enumerate(parsed.items(), start=1):
+        principal = principal_key(key) if _IAM_PRINCIPAL.match(key) else None
+        if principal is None:
+            raise ValueError(
+                f"key {number} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>, "
+                f"arn:aws:iam::<account>:user/<name>, with or without a path)"
+            )
+        if principal in first_key:
+            raise ValueError(
+                f"keys {first_key[principal]} and {number} name the same principal "
+                "(a role or user is matched by account and name, whatever its path)"
+            )
+        if (
+            not isinstance(orgs, list)
+            or not orgs
+            or not all(isinstance(o, str) and (o == ALL or IDENTIFIER.match(o)) for o in orgs)
+        ):
+            raise ValueError(
+                f'the value of key {number} is not a non-empty list of org_ids (letters, digits, _.:@/+-) or ["*"]'
+            )
+        first_key[principal] = number
+        mapping[principal] = frozenset(orgs)
+    return mapping
+
+
+def requested_orgs(arguments: Mapping[str, Any]) -> set[str]:
+    """Every org_id a request names, from its validated arguments: an `org_id` parameter (query
+    string) and any `org_id` field of a body model, however deep (each message of a batch)."""
+    found: set[str] = set()
+    for name, value in arguments.items():
+        _collect(name, value, found)
+    return found
+
+
+def _collect(name: str, value: Any, found: set[str]) -> None:
+    if name == "org_id" and isinstance(value, str):
+        found.add(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect(name, item, found)
+    elif hasattr(type(value), "model_fields"):  # a pydantic model (the domain does not import pydantic)
+        for field in type(value).model_fields:
+            _collect(field, getattr(value, field, None), found)
+
+
+def refusal(mapping: Mapping[str, frozenset[str]], user_arn: str | None, orgs: Iterable[str]) -> str | None:
+    """Why this caller may not make a request naming `orgs` (none: a platform route), or None when
+    it may. Only for a non-empty mapping (an empty one lets every caller pass any org_id)."""
+    principal = principal_key(user_arn or "")
+    if principal is None:
+        return "the request carries no IAM role or user this API maps to organisations (API_CALLER_ORGS_JSON)"
+    allowed = mapping.get(principal)
+    if allowed is None:
+        return f"{principal} may act for no organisation (it is not in API_CALLER_ORGS_JSON)"
+    if ALL in allowed:
+        return None
+    wanted = sorted(set(orgs))
+    if not wanted:
+        return f'{principal} may not call the platform routes (only a caller mapped to ["*"] may)'
+    refused = [org for org in wanted if org not in allowed]
+    if refused:
+        return f"{principal} may not act for organisation {', '.join(refused)}"
+    return None

@@ -1,0 +1,375 @@
+"""API_CALLER_ORGS_JSON: an IAM caller may pass only the org_ids it is mapped to (README "Tenancy").
+
+API Gateway's IAM authorisation sees the method and the resource path, never the query string or the
+body, so it cannot keep acme's role from asking for globex: the functions do, in one place
+(flywheel.api.check_caller_orgs). Every org-scoped operation of the OpenAPI document (found from the
+document itself: an `org_id` query parameter, or an `org_id` anywhere in the body's schema) is called
+for an organisation the caller is not mapped to and must answer 403 and write nothing; the platform
+routes are for callers mapped to "*"; an unset mapping keeps every authenticated caller able to pass
+any org_id. Requests go through the local runner (its X-Flywheel-Principal header becomes
+requestContext.identity.userArn, as API Gateway fills it in) and, for the deployed shape, straight to
+the handlers with the sample events' assumed-role identities."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+import pytest
+
+from flywheel.local.invoke import invoke, load_handler
+from flywheel.local.openapi import build_document
+from flywheel.local.server import PRINCIPAL_HEADER
+from flywheel.local.template import read_template
+from flywheel.services import experiments, training
+from flywheel.settings import reset_settings
+from tests.conftest import ROOT, ApiClient, count, load_event
+from tests.integration.test_experiments import insert_models
+from tests.webhook_helpers import configure
+
+ACCOUNT = "123456789012"
+# the mapping names acme's role with its IAM path; API Gateway passes the session ARN, which has none
+ACME_ROLE = f"arn:aws:iam::{ACCOUNT}:role/senders/acme-sender"
+ACME = f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-sender/worker-7"
+GLOBEX = f"arn:aws:iam::{ACCOUNT}:user/integrations/globex-backend"  # an IAM user: userArn has its path
+PLATFORM = f"arn:aws:sts::{ACCOUNT}:assumed-role/platform-backend/ops"
+CALLER_ORGS = {
+    ACME_ROLE: ["acme"],
+    f"arn:aws:iam::{ACCOUNT}:user/globex-backend": ["globex"],
+    f"arn:aws:iam::{ACCOUNT}:role/platform-backend": ["*"],
+}
+OTHER = {"acme": "globex", "globex": "acme"}
+CALLER_OF = {"acme": ACME, "globex": GLOBEX}
+# the operations the README's Tenancy paragraph lists: the document must find at least these
+KNOWN_ORG_SCOPED = {
+    "GET /messages/{outcome_id}",
+    "GET /quarantine",
+    "GET /suppressions",
+    "GET /route",
+    "GET /insights/strategies",
+    "GET /training/leaderboard",
+    "GET /campaigns/{campaign_id}/performance",
+    "GET /reports/latest",
+    "GET /training/stats",
+    "POST /messages",
+    "POST /replies",
+    "POST /outcomes/{outcome_id}/corrections",
+}
+ZERO = "00000000-0000-4000-8000-000000000000"
+
+
+def as_caller(principal: str | None) -> dict[str, str]:
+    return {PRINCIPAL_HEADER: principal} if principal else {}
+
+
+def message(org: str, i: int) -> dict[str, Any]:
+    return {
+        "org_id": org,
+        "campaign_id": f"{org}-camp",
+        "lead_id": f"{org}-lead-{i}",
+        "lead_email": f"lead{i}@{org}-customer.example",
+        "body": f"{org} pitch {i}",
+        "sent_at": "2026-11-20T09:00:00Z",
+        "idempotency_key": f"{org}-{i}",
+    }
+
+
+# a valid body for every POST operation (validation answers before the caller check): a new POST
+# route fails test_every_org_scoped_operation... until it is given one here
+BODIES: dict[str, Callable[[str, dict[str, str]], Any]] = {
+    "POST /messages": lambda org, ids: message(org, 99),
+    "POST /replies": lambda org, ids: {
+        "outcome_id": ids[org],
+        "channel": "linkedin",
+        "external_id": f"li-{org}-1",
+        "text": "Thanks, not interested for now.",
+        "occurred_at": "2026-11-25T16:20:00Z",
+    },
+    "POST /outcomes/{outcome_id}/corrections": lambda org, ids: {
+        "reply_category": "not_interested",
+        "reason": "reads as a polite no",
+        "actor": "ops@example.com",
+        "correction_id": f"corr-{org}-1",
+    },
+    "POST /training/run": lambda org, ids: {"wait_seconds": 0},
+    "POST /training/deploy/{model_id}": lambda org, ids: {"reason": "deploy it now"},
+    "POST /training/archive/{model_id}": lambda org, ids: {"reason": "archive it now"},
+    "POST /training/rollback": lambda org, ids: {"reason": "roll it back"},
+    "POST /training/promote-winner": lambda org, ids: {"reason": "promote the winner"},
+    "POST /experiments/{experiment_id}/restart": lambda org, ids: {"reason": "restart the stage"},
+}
+
+
+def _mentions_org_id(node: Any, document: dict[str, Any], seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a schema (following $refs) has an `org_id` property anywhere."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref not in seen:
+            target: Any = document
+            for part in ref.lstrip("#/").split("/"):
+                target = target[part]
+            if _mentions_org_id(target, document, seen | {ref}):
+                return True
+        if "org_id" in (node.get("properties") or {}):
+            return True
+        return any(_mentions_org_id(v, document, seen) for k, v in node.items() if k != "$ref")
+    if isinstance(node, list):
+        return any(_mentions_org_id(v, document, seen) for v in node)
+    return False
+
+
+def iam_operations() -> list[tuple[str, str, dict[str, Any], str | None]]:
+    """(method, path, operation, where it names an org: "query", "body" or None) of every IAM route
+    but the health checks."""
+    document = build_document(ROOT / "template.yaml")
+    found = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if not operation.get("security") or path.startswith("/health"):
+                continue
+            params = {p["name"]: p["in"] for p in operation.get("parameters", [])}
+            if params.get("org_id") == "query":
+                where: str | None = "query"
+            elif _mentions_org_id(operation.get("requestBody"), document):
+                where = "body"
+            else:
+                where = None
+            found.append((method.upper(), path, operation, where))
+    return found
+
+
+def call(
+    api: ApiClient, method: str, path: str, where: str | None, org: str, ids: dict[str, str], principal: str | None
+) -> tuple[int, Any]:
+    concrete = (
+        path.replace("{outcome_id}", ids.get(org, ZERO))
+        .replace("{campaign_id}", f"{org}-camp")
+        .replace("{run_id}", ZERO)
+        .replace("{job_id}", "job-1")
+        .replace("{model_id}", "flywheel-v9.9.9")
+        .replace("{experiment_id}", "exp-none")
+    )
+    query = {"org_id": org} if where == "query" else {}
+    if path == "/route":
+        query["lead_id"] = f"{org}-lead-0"
+    url = f"{concrete}?{urlencode(query)}" if query else concrete
+    key = f"{method} {path}"
+    if method == "GET":
+        return api.get(url, headers=as_caller(principal))
+    assert key in BODIES, f"{key}: add a valid body to BODIES"
+    return api.post(url, BODIES[key](org, ids), headers=as_caller(principal))
+
+
+def row_counts(db: psycopg.Connection[dict[str, Any]]) -> dict[str, int]:
+    """The number of rows of every table: what a refused request must leave as it was."""
+    tables = [
+        r["tablename"] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    ]
+    return {t: count(db, t) for t in tables}
+
+
+def scalar(db: psycopg.Connection[dict[str, Any]], query: str) -> int:
+    row = db.execute(query).fetchone()  # type: ignore[arg-type]  # a literal query of the test
+    assert row is not None
+    return int(row["n"])
+
+
+def register(api: ApiClient, principal: str | None) -> dict[str, str]:
+    """Two organisations' messages; the first outcome id of each."""
+    ids = {}
+    for org in ("acme", "globex"):
+        status, body = api.post(
+            "/messages", {"messages": [message(org, i) for i in range(3)]}, headers=as_caller(principal)
+        )
+        assert status == 201, body
+        ids[org] = body["outcomes"][0]["outcome_id"]
+    return ids
+
+
+@pytest.fixture
+def scoped(monkeypatch: pytest.MonkeyPatch) -> None:
+    configure(monkeypatch, API_CALLER_ORGS_JSON=json.dumps(CALLER_ORGS))
+
+
+@pytest.fixture
+def experiment(db: psycopg.Connection[dict[str, Any]]) -> Any:
+    """A champion and a challenger in an experiment: GET /route answers 200 and records each lead's arm."""
+    insert_models(db)
+    training.deploy_model("flywheel-v1.0.0", canary_percentage=10, actor="test", reason="first model")
+    training.deploy_model("flywheel-v1.1.0", canary_percentage=50, actor="test", reason="weekly run")
+    experiments.forget_cache()
+    yield
+    experiments.forget_cache()
+
+
+def test_the_document_names_every_org_scoped_operation() -> None:
+    scoped_ops = {f"{m} {p}" for m, p, _, where in iam_operations() if where}
+    assert scoped_ops >= KNOWN_ORG_SCOPED, KNOWN_ORG_SCOPED - scoped_ops
+    assert {f"{m} {p}" for m, p, _, where in iam_operations() if where == "body"} == {"POST /messages"}
+
+
+def test_every_org_scoped_operation_refuses_an_org_the_caller_is_not_mapped_to(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None, experiment: None
+) -> None:
+    ids = register(api, PLATFORM)
+    operations = [(m, p, where) for m, p, _, where in iam_operations() if where]
+    before = row_counts(db)
+    for method, path, where in operations:
+        for org in ("acme", "globex"):
+            # acme's session asks for globex, globex's IAM user for acme: refused, whatever the route
+            status, body = call(api, method, path, where, OTHER[org], ids, CALLER_OF[org])
+            assert status == 403, (method, path, org, status, body)
+            assert body["error"] == "forbidden" and OTHER[org] in body["message"], body
+    assert row_counts(db) == before  # nothing written: no outcome, reply, correction, assignment
+
+    for method, path, where in operations:
+        for org, principal in (("acme", ACME), ("globex", GLOBEX), ("globex", PLATFORM)):
+            status, body = call(api, method, path, where, org, ids, principal)
+            assert status != 403 and status < 500 or status == 503, (method, path, org, status, body)
+    # the allowed calls reached their handlers (what they answer then is theirs: 503 without the
+    # replies queue, 409 for a correction of an outcome with no reply); the registrations and the
+    # routing assignments were written
+    after = row_counts(db)
+    assert after["outcome_labels"] == before["outcome_labels"] + 2
+    assert after["assignments"] == before["assignments"] + 2
+
+
+def test_a_batch_naming_one_foreign_org_is_refused_whole(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None
+) -> None:
+    batch = {"messages": [message("acme", 1), message("acme", 2), message("globex", 3)]}
+    status, body = api.post("/messages", batch, headers=as_caller(ACME))
+    assert status == 403 and body["error"] == "forbidden", body
+    assert "globex" in body["message"] and "acme-sender" in body["message"]
+    assert count(db, "outcome_labels") == 0
+    # a single message (not a batch) is checked the same way
+    status, _ = api.post("/messages", message("globex", 4), headers=as_caller(ACME))
+    assert status == 403
+    status, body = api.post("/messages", batch, headers=as_caller(PLATFORM))
+    assert status == 201 and len(body["outcomes"]) == 3, body
+    status, body = api.post("/messages", {"messages": [message("acme", 5)]}, headers=as_caller(ACME))
+    assert status == 201, body
+
+
+def test_the_platform_routes_are_for_callers_mapped_to_every_organisation(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None
+) -> None:
+    platform = [(m, p) for m, p, _, where in iam_operations() if where is None]
+    assert {"GET /training/models", "POST /training/run", "GET /experiments"} <= {f"{m} {p}" for m, p in platform}
+    before = row_counts(db)
+    for method, path in platform:
+        status, body = call(api, method, path, None, "acme", {}, ACME)
+        assert status == 403 and "platform routes" in body["message"], (method, path, status, body)
+    assert row_counts(db) == before
+    for method, path in platform:
+        if method == "GET":  # the platform's caller passes (what the route answers then is its own)
+            status, body = call(api, method, path, None, "acme", {}, PLATFORM)
+            assert status != 403 and (status < 500 or status == 503), (path, status, body)
+    # the deep health checks name no organisation: every authenticated caller, and they say scoping is on
+    for function in ("messages", "replies", "reports", "routing", "training"):
+        status, body = api.get(f"/health/{function}/deep", headers=as_caller(ACME))
+        assert status == 200 and body["checks"]["settings"]["org_scoping"] == "on", body
+        assert body["checks"]["settings"]["api_callers"] == 3
+        assert "acme" not in json.dumps(body)
+    status, body = api.get("/health/webhooks/deep")
+    assert status == 200 and "org_scoping" not in body["checks"]["settings"], body
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        None,  # no identity at all
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-reader/worker-7",  # a role nobody mapped
+        "arn:aws:sts::999999999999:assumed-role/acme-sender/worker-7",  # acme-sender of another account
+        f"arn:aws:iam::{ACCOUNT}:root",  # the account's root
+        f"arn:aws:sts::{ACCOUNT}:federated-user/acme-sender",
+    ],
+)
+def test_a_caller_the_mapping_does_not_name_may_act_for_no_organisation(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None, experiment: None, principal: str | None
+) -> None:
+    status, body = api.post("/messages", message("acme", 1), headers=as_caller(principal))
+    assert status == 403 and body["error"] == "forbidden", body
+    status, body = api.get("/route?org_id=acme&lead_id=acme-lead-1", headers=as_caller(principal))
+    assert status == 403, body
+    assert row_counts(db)["outcome_labels"] == 0 and row_counts(db)["assignments"] == 0
+
+
+def test_the_deployed_event_shape_assumed_role_and_no_header_power(
+    db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, experiment: None
+) -> None:
+    """Straight to the handler with the sample event, as API Gateway invokes it: requestContext.identity
+    .userArn is arn:aws:sts::123456789012:assumed-role/sender/x, mapped through its role's ARN."""
+    configure(monkeypatch, API_CALLER_ORGS_JSON=json.dumps({f"arn:aws:iam::{ACCOUNT}:role/sender": ["acme"]}))
+    event = load_event("route_get.json")
+    assert event["requestContext"]["identity"]["userArn"] == f"arn:aws:sts::{ACCOUNT}:assumed-role/sender/x"
+    assert invoke("RoutingFunction", event, ROOT / "template.yaml")["statusCode"] == 200
+
+    foreign = json.loads(json.dumps(event))
+    foreign["queryStringParameters"]["org_id"] = "globex"
+    foreign["multiValueQueryStringParameters"]["org_id"] = ["globex"]
+    # in AWS the local runner's header is only a header: it cannot make the caller someone else
+    foreign["headers"][PRINCIPAL_HEADER] = PLATFORM
+    foreign["multiValueHeaders"][PRINCIPAL_HEADER] = [PLATFORM]
+    answer = invoke("RoutingFunction", foreign, ROOT / "template.yaml")
+    assert answer["statusCode"] == 403 and json.loads(answer["body"])["error"] == "forbidden", answer
+    assert scalar(db, "SELECT count(*) AS n FROM assignments WHERE org_id = 'globex'") == 0
+
+    # a path the function serves no route for is its 404, whoever asks
+    stray = json.loads(json.dumps(event))
+    stray["path"] = stray["resource"] = stray["requestContext"]["resourcePath"] = "/route/nowhere"
+    answer = invoke("RoutingFunction", stray, ROOT / "template.yaml")
+    assert answer["statusCode"] == 404 and json.loads(answer["body"])["error"] == "not_found", answer
+
+    batch = load_event("messages_register_batch.json")
+    orgs = {m["org_id"] for m in json.loads(batch["body"])["messages"]}
+    assert orgs == {"acme"}
+    assert invoke("MessagesFunction", batch, ROOT / "template.yaml")["statusCode"] == 201
+    body = json.loads(batch["body"])
+    body["messages"][-1]["org_id"] = "globex"
+    batch["body"] = json.dumps(body)
+    before = count(db, "outcome_labels")
+    assert invoke("MessagesFunction", batch, ROOT / "template.yaml")["statusCode"] == 403
+    assert count(db, "outcome_labels") == before
+
+
+@pytest.mark.parametrize("setting", [None, "", "{}"])
+def test_without_a_mapping_every_authenticated_caller_may_pass_any_org(
+    api: ApiClient, monkeypatch: pytest.MonkeyPatch, experiment: None, setting: str | None
+) -> None:
+    configure(monkeypatch)
+    if setting is None:
+        monkeypatch.delenv("API_CALLER_ORGS_JSON", raising=False)
+    else:
+        monkeypatch.setenv("API_CALLER_ORGS_JSON", setting)
+    reset_settings()
+    ids = register(api, None)  # no principal at all, as `flywheel start-api --no-auth` and before
+    for org in ("acme", "globex"):
+        status, body = api.get(f"/messages/{ids[org]}?org_id={org}")
+        assert status == 200, body
+        assert api.get(f"/route?org_id={org}&lead_id={org}-lead-0", headers=as_caller(ACME))[0] == 200
+    assert api.get("/training/models", headers=as_caller(ACME))[0] == 200
+    status, body = api.get("/health/messages/deep")
+    assert status == 200 and body["checks"]["settings"]["org_scoping"] == "off", body
+
+
+def test_every_iam_function_reads_the_mapping_and_only_webhooks_are_public() -> None:
+    """The template gives API_CALLER_ORGS_JSON to every function serving an IAM route (besides its
+    health check), from the ApiCallerOrgs parameter; a function whose resolver skips the check
+    (`public`) serves public routes only."""
+    template = read_template(ROOT / "template.yaml")
+    assert template.parameter_defaults()["ApiCallerOrgs"] == ""
+    for logical_id, spec in template.functions().items():
+        if not spec.routes:
+            continue
+        iam = [r for r in spec.routes if r.auth == "AWS_IAM" and not r.path.startswith("/health")]
+        app = inspect.unwrap(load_handler(spec)).__globals__["app"]
+        if iam:
+            assert spec.raw_environment.get("API_CALLER_ORGS_JSON") == {"Ref": "ApiCallerOrgs"}, logical_id
+            assert not app.public, logical_id
+        else:
+            assert app.public, logical_id

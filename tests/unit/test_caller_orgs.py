@@ -1,0 +1,130 @@
+"""API_CALLER_ORGS_JSON read and applied (flywheel.domain.callers): principals matched by account and
+role (or user) name, whatever the path and the session; a malformed mapping refused when the settings
+load, naming the variable and never a principal or an organisation; the template parameter's
+AllowedPattern refusing what the settings refuse."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from flywheel.domain.callers import parse_caller_orgs, principal_key, refusal, requested_orgs
+from flywheel.local.template import load_template
+from flywheel.models.messages import MessageBatch
+from flywheel.settings import ConfigurationError, Settings
+from tests.conftest import ROOT
+
+ROLE = "arn:aws:iam::123456789012:role/acme-sender"
+
+
+@pytest.mark.parametrize(
+    ("arn", "key"),
+    [
+        ("arn:aws:sts::123456789012:assumed-role/acme-sender/worker-7", ROLE),
+        ("arn:aws:sts::123456789012:assumed-role/acme-sender/ana@example.com", ROLE),
+        ("arn:aws:iam::123456789012:role/senders/eu/acme-sender", ROLE),
+        (ROLE, ROLE),
+        ("arn:aws:iam::123456789012:user/integrations/bob", "arn:aws:iam::123456789012:user/bob"),
+        ("arn:aws-cn:sts::123456789012:assumed-role/x/y", "arn:aws-cn:iam::123456789012:role/x"),
+        ("arn:aws:iam::123456789012:root", None),
+        ("arn:aws:sts::123456789012:federated-user/bob", None),
+        ("arn:aws:sts::12345678901:assumed-role/acme-sender/s", None),  # 11 digits
+        ("", None),
+    ],
+)
+def test_principal_key(arn: str, key: str | None) -> None:
+    assert principal_key(arn) == key
+
+
+def test_refusal() -> None:
+    mapping = parse_caller_orgs(json.dumps({ROLE: ["acme", "initech"], "arn:aws:iam::123456789012:role/ops": ["*"]}))
+    session = "arn:aws:sts::123456789012:assumed-role/acme-sender/s"
+    assert refusal(mapping, session, {"acme"}) is None
+    assert refusal(mapping, session, {"acme", "initech"}) is None
+    assert "organisation globex" in (refusal(mapping, session, {"acme", "globex"}) or "")
+    assert "platform routes" in (refusal(mapping, session, set()) or "")
+    ops = "arn:aws:sts::123456789012:assumed-role/ops/s"
+    assert refusal(mapping, ops, {"globex"}) is None and refusal(mapping, ops, set()) is None
+    assert "not in API_CALLER_ORGS_JSON" in (
+        refusal(mapping, "arn:aws:sts::999999999999:assumed-role/ops/s", set()) or "x"
+    )
+    assert refusal(mapping, None, {"acme"}) is not None
+    assert refusal(mapping, "arn:aws:sts::999999999999:assumed-role/acme-sender/s", {"acme"}) is not None
+
+
+def test_requested_orgs_reads_every_message_of_a_batch() -> None:
+    def msg(org: str, i: int) -> dict[str, object]:
+        return {
+            "org_id": org,
+            "campaign_id": "c",
+            "lead_id": f"l{i}",
+            "lead_email": f"l{i}@x.example",
+            "body": "hi",
+            "sent_at": "2026-11-20T09:00:00Z",
+            "lead": {"extra": {"org_id": "not-an-org-the-request-acts-for"}},
+        }
+
+    batch = MessageBatch.model_validate({"messages": [msg("acme", 1), msg("globex", 2)]})
+    assert requested_orgs({"body": batch}) == {"acme", "globex"}
+    assert requested_orgs({"org_id": "acme", "limit": 10}) == {"acme"}
+    assert requested_orgs({"limit": 10}) == set()
+
+
+SECRET_LOOKING = "arn:aws:iam::123456789012:role/very-private-role-name"
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("{", "not valid JSON"),
+        ('["acme"]', "must be a JSON object"),
+        (json.dumps({"arn:aws:iam::123456789012:root": ["acme-private-org"]}), "key 1 is not an IAM role or user ARN"),
+        (json.dumps({SECRET_LOOKING: []}), "the value of key 1 is not a non-empty list"),
+        (json.dumps({SECRET_LOOKING: "acme-private-org"}), "the value of key 1"),
+        (json.dumps({SECRET_LOOKING: ["acme private org"]}), "the value of key 1"),
+        (
+            json.dumps({SECRET_LOOKING: ["a"], "arn:aws:iam::123456789012:role/p/very-private-role-name": ["b"]}),
+            "keys 1 and 2 name the same principal",
+        ),
+    ],
+)
+def test_a_malformed_mapping_is_refused_when_the_settings_load(value: str, reason: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        Settings.from_env({"API_CALLER_ORGS_JSON": value})
+    assert list(refused.value.problems) == ["API_CALLER_ORGS_JSON"]
+    said = str(refused.value)
+    assert reason in said, said
+    assert "very-private-role-name" not in said and "acme-private-org" not in said and "acme private" not in said
+
+
+def test_unset_or_empty_is_no_mapping() -> None:
+    for value in (None, "", "  ", "{}"):
+        env: dict[str, str] = {} if value is None else {"API_CALLER_ORGS_JSON": value}
+        assert Settings.from_env(env).api_caller_orgs == {}
+
+
+def test_the_template_parameter_refuses_what_the_settings_refuse() -> None:
+    parameter = load_template(ROOT / "template.yaml")["Parameters"]["ApiCallerOrgs"]
+    pattern = re.compile(parameter["AllowedPattern"])
+    accepted = [
+        "",
+        "{}",
+        json.dumps({ROLE: ["acme"], "arn:aws:iam::123456789012:role/platform/backend": ["*"]}),
+        json.dumps({"arn:aws:iam::123456789012:user/bob": ["acme", "globex"]}),
+    ]
+    refused = [
+        '{"arn:aws:iam::123456789012:role/x": ["acme"],}',
+        json.dumps({"arn:aws:iam::123456789012:root": ["acme"]}),
+        json.dumps({ROLE: []}),
+        json.dumps({ROLE: "acme"}),
+        json.dumps({"acme-sender": ["acme"]}),
+    ]
+    for value in accepted:
+        assert pattern.fullmatch(value), value
+        Settings.from_env({"API_CALLER_ORGS_JSON": value})
+    for value in refused:
+        assert not pattern.fullmatch(value), value
+        with pytest.raises(ConfigurationError):
+            Settings.from_env({"API_CALLER_ORGS_JSON": value})
