@@ -238,6 +238,109 @@ def test_sendgrid_events_are_the_organisation_of_the_key_that_verified_them(api:
     assert (row["org_id"], row["status"]) == ("globex", "applied")
 
 
+def quarantined(db) -> list[tuple]:
+    rows = db.execute("SELECT org_id, reason, field FROM quarantined_events ORDER BY quarantine_id").fetchall()
+    return [(r["org_id"], r["reason"], r["field"]) for r in rows]
+
+
+OTHER_ORG = "org_id names another organisation than the one whose key verified the batch"
+
+
+def test_an_org_id_custom_arg_never_takes_an_event_out_of_the_verifying_keys_organisation(
+    api: ApiClient, db, tenants
+) -> None:
+    """The `org_id` custom arg is written by whoever sends through the SendGrid account (acme's admin
+    here): with acme's key, events naming globex are quarantined as acme's, and the batch's other
+    events are stored as usual. Before, the custom arg won: globex's lead was suppressed, a spam report
+    attributed by e-mail to globex's message, a malformed event put in globex's quarantine."""
+    globex_oid = register(api, "globex", "priya", "priya@fabrikam.example")
+    acme_oid = register(api, "acme", "lee", "lee@contoso.example")
+    base = {"timestamp": 1795600000, "sg_message_id": "x.filter"}
+    batch = [
+        # globex's outcome id and org_id: would unsubscribe globex's lead
+        {
+            **base,
+            "email": "priya@fabrikam.example",
+            "event": "unsubscribe",
+            "sg_event_id": "u-1",
+            "outcome_id": globex_oid,
+            "org_id": "globex",
+        },
+        # no ids: would be attributed by e-mail within globex
+        {
+            "email": "priya@fabrikam.example",
+            "timestamp": 1795600000,
+            "event": "spamreport",
+            "sg_event_id": "s-1",
+            "org_id": "globex",
+        },
+        # malformed, naming globex: would sit in globex's quarantine
+        {"email": "not an address", "timestamp": 1795600000, "event": "open", "org_id": "globex"},
+        # acme's own events, with and without its org_id: stored and applied as ever
+        {
+            "email": "lee@contoso.example",
+            "timestamp": 1795600000,
+            "event": "open",
+            "sg_event_id": "o-1",
+            "outcome_id": acme_oid,
+            "org_id": "acme",
+        },
+        {
+            "email": "lee@contoso.example",
+            "timestamp": 1795600001,
+            "event": "click",
+            "sg_event_id": "c-1",
+            "url": "https://contoso.example/",
+        },
+    ]
+    body = sendgrid_body(batch)
+    status, answer = api.post("/webhooks/sendgrid", body=body, headers=SIGNER.headers(body))  # acme's key
+    assert status == 200, answer
+    assert (answer["stored"], answer["quarantined"]) == (2, 3), answer
+    assert events(db) == [("sendgrid", "acme", "applied", acme_oid), ("sendgrid", "acme", "applied", acme_oid)]
+    assert quarantined(db) == [
+        ("acme", OTHER_ORG, "0.org_id"),
+        ("acme", OTHER_ORG, "1.org_id"),
+        ("acme", OTHER_ORG, "2.org_id"),
+    ]
+    assert count(db, "suppressions") == 0
+    globex = db.execute(
+        "SELECT unsubscribed_at, spam_reported_at FROM outcome_labels WHERE outcome_id = %s", (globex_oid,)
+    ).fetchone()
+    assert globex["unsubscribed_at"] is None and globex["spam_reported_at"] is None
+    status, listed = api.get("/quarantine?org_id=globex")
+    assert status == 200 and listed["events"] == [], listed
+    # globex's own key: the same unsubscribe is globex's
+    body = sendgrid_body(batch[:1])
+    status, answer = api.post("/webhooks/sendgrid", body=body, headers=GLOBEX_SIGNER.headers(body))
+    assert status == 200 and answer["applied"] == 1, answer
+    assert db.execute("SELECT org_id FROM suppressions").fetchall() == [{"org_id": "globex"}]
+
+
+def test_with_one_sendgrid_key_the_org_id_custom_arg_names_the_organisation(
+    api: ApiClient, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One key (a platform sending for its organisations through its own SendGrid account): the
+    custom arg is the platform's own word and still decides, quarantine included."""
+    configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps({**PROVIDER_ORGS, "sendgrid:*": "acme"}))
+    oid = register(api, "globex", "priya", "priya@fabrikam.example")
+    batch = [
+        {
+            "email": "priya@fabrikam.example",
+            "timestamp": 1795600000,
+            "event": "delivered",
+            "sg_event_id": "d-1",
+            "org_id": "globex",
+        },
+        {"email": "not an address", "timestamp": 1795600000, "event": "open", "org_id": "globex"},
+    ]
+    body = sendgrid_body(batch)
+    status, answer = api.post("/webhooks/sendgrid", body=body, headers=SIGNER.headers(body))
+    assert status == 200, answer
+    assert events(db) == [("sendgrid", "globex", "applied", oid)]
+    assert [org for org, _, _ in quarantined(db)] == ["globex"]
+
+
 # --- in-house systems: the secret, not the body's org_id ---------------------------------------
 
 
@@ -310,6 +413,37 @@ def test_acmes_parse_token_cannot_post_a_reply_to_globex(api: ApiClient, db, ten
     assert status == 200 and answer["outcome_id"] == oid, answer
 
 
+def test_a_reply_to_acme_that_ccs_a_globex_reply_address_is_acmes(api: ApiClient, db, tenants) -> None:
+    """The SMTP envelope says this delivery went to acme's parse domain; the only reply+ address is a
+    Cc of globex's domain, which the sender wrote. It names neither the organisation nor the message:
+    the reply is acme's, attributed by its sender. Before, acme's own token was refused with 403."""
+    acme_oid = register(api, "acme", "lee", "lee@contoso.example")
+    globex_oid = register(api, "globex", "lee", "lee@contoso.example")
+    inbox = "sales@reply.flywheel.example"
+    form = parse_form(reply_mail(inbox, f"reply+{globex_oid}@{GLOBEX_PARSE}"), [inbox])
+    status, answer = post_reply(api, "inbound-acme-1", form)
+    assert status == 200 and answer["outcome_id"] == acme_oid, answer
+    assert events(db) == [("sendgrid_inbound", "acme", "applied", acme_oid)]
+    # globex's own token for a delivery that went to acme's domain is still refused
+    status, answer = post_reply(api, "inbound-globex-2", form)
+    assert status == 403, answer
+
+
+def test_with_one_parse_token_a_ccd_reply_address_of_another_domain_links_nothing(
+    api: ApiClient, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One token (ProviderOrgs maps only acme's parse domain): the Cc'd globex reply+ address used to
+    link the reply to globex's message id under organisation acme, an orphan nobody could claim."""
+    configure(monkeypatch, INBOUND_PARSE_DOMAINS=f"reply.flywheel.example,{GLOBEX_PARSE}")
+    acme_oid = register(api, "acme", "lee", "lee@contoso.example")
+    globex_oid = register(api, "globex", "lee", "lee@contoso.example")
+    inbox = "sales@reply.flywheel.example"
+    form = parse_form(reply_mail(inbox, f"reply+{globex_oid}@{GLOBEX_PARSE}"), [inbox])
+    status, answer = post_reply(api, "inbound-token-123", form)
+    assert status == 200 and answer["outcome_id"] == acme_oid, answer
+    assert events(db) == [("sendgrid_inbound", "acme", "applied", acme_oid)]
+
+
 # --- one value for several organisations is refused, never used --------------------------------
 
 
@@ -337,3 +471,40 @@ def test_one_credential_for_several_organisations_is_a_configuration_error(
     status, answer = post_salesforce(api, "sf-token-shared", salesforce_body(GLOBEX_SF, "04lFORGED0000003"))
     assert status == 500 and answer["message"] == "invalid configuration: WEBHOOK_SECRETS_JSON", answer
     assert count(db, "outcome_events") == 0
+
+
+def test_one_providers_unsplit_credential_refuses_only_that_providers_routes(
+    api: ApiClient, db, tenants, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Salesforce's token left as one value while ProviderOrgs maps Salesforce to two organisations:
+    Salesforce is refused (500 configuration_error, the deep health check names it), but SendGrid,
+    Calendly, Pipedrive and the in-house route keep working with their own per-org credentials. Before,
+    every webhook route answered 500 (Pipedrive bans a webhook after 10 failures and loses what it
+    sends during the ban)."""
+    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="flywheel/test/webhooks", SecretString=json.dumps({**PER_ORG, "salesforce_token": "sf-token-shared"})
+    )["ARN"]
+    monkeypatch.setenv("WEBHOOK_SECRETS_ARN", secret)
+    monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
+    reset_settings()
+    status, answer = post_salesforce(api, "sf-token-shared", salesforce_body(GLOBEX_SF, "04lFORGED0000004"))
+    assert status == 500 and answer["error"] == "configuration_error", answer
+    body = sendgrid_body(
+        [{"email": "a@example.com", "timestamp": 1795600000, "event": "delivered", "sg_event_id": "ok-1"}]
+    )
+    status, answer = api.post("/webhooks/sendgrid", body=body, headers=SIGNER.headers(body))
+    assert status == 200 and answer["stored"] == 1, answer
+    body = calendly_body("https://api.calendly.com/users/SOMEONE")
+    status, answer = api.post(
+        "/webhooks/calendly", body=body, headers=signing.calendly_headers("calendly-acme-3", body)
+    )
+    assert status == 200, answer
+    acme = signing.basic_auth_header("pd-acme", "pd-pass-acme")
+    status, answer = api.post("/webhooks/crm/pipedrive", pipedrive_delivery("123", "pd-ok-1"), headers=acme)
+    assert status == 200, answer
+    assert sorted(e[:2] for e in events(db)) == [("calendly", "acme"), ("pipedrive", "acme"), ("sendgrid", "acme")]
+    # the deep health check still reports the whole secret, naming the one credential
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503 and health["message"] == "failing: webhooks_secret (WEBHOOK_SECRETS_ARN)", health
+    why = health["checks"]["webhooks_secret"]["invalid"]["WEBHOOK_SECRETS_ARN"]
+    assert why.startswith("salesforce_token: one value") and "sf-token-shared" not in json.dumps(health)

@@ -267,3 +267,25 @@ def test_a_mails_organisation_is_its_reply_address_or_envelope_never_a_cc() -> N
     assert addressed_org(mail(["s@reply.globex.example"], []), [], orgs) is None
     # an envelope spanning two organisations, no reply+ address: no guess
     assert addressed_org(mail([], ["a@reply.acme.example", "b@reply.globex.example"]), [], orgs) is None
+
+
+def test_a_header_reply_address_counts_only_for_a_domain_this_delivery_went_to() -> None:
+    from flywheel.webhooks.inbound import InboundMail, addressed_org, addressed_outcome
+
+    orgs = {"reply.acme.example": "acme", "reply.globex.example": "globex"}.get
+    oid = "0b7e3f0c-2a51-4f6e-9d0c-6f1f3c2b9a10"
+
+    def mail(headers: list[str], envelope: list[str]) -> InboundMail:
+        found = InboundMail("raw", "lee@contoso.example", [*headers, *envelope], None, "", None)
+        found.envelope = {"to": envelope} if envelope else {}
+        return found
+
+    # delivered to acme's domain; the only reply+ address is a Cc of globex's: it links nothing
+    ccd = mail(["sales@reply.acme.example", f"reply+{oid}@reply.globex.example"], ["sales@reply.acme.example"])
+    assert addressed_outcome(ccd, []) is None
+    assert addressed_org(ccd, [], orgs) == "acme"
+    # a header reply+ address of the domain the delivery went to still links (a forwarder's envelope)
+    same = mail([f"reply+{oid}@reply.acme.example"], ["sales@reply.acme.example"])
+    assert addressed_outcome(same, []) == oid and addressed_org(same, [], orgs) == "acme"
+    # no envelope at all: the headers are all there is
+    assert addressed_outcome(mail([f"reply+{oid}@reply.globex.example"], []), []) == oid

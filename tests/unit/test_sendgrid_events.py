@@ -75,3 +75,22 @@ def test_machine_opens_categories_and_ids() -> None:
         message_id_prefix("LRzXl_NHStOGhQ4kofSm_A.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5FC76C-9.0")
         == "LRzXl_NHStOGhQ4kofSm_A"
     )
+
+
+def test_a_per_org_key_decides_every_events_organisation() -> None:
+    """With the key of one organisation (`credential_org`), an `org_id` custom arg naming another is
+    quarantined as the key's organisation; one naming it, or none, is its. With one key (no
+    `credential_org`) the custom arg names the organisation."""
+    raw = [
+        {"event": "open", "timestamp": 1795600000, "email": "a@example.com", "sg_event_id": "e1", "org_id": "globex"},
+        {"event": "open", "timestamp": 1795600000, "email": "a@example.com", "sg_event_id": "e2", "org_id": "acme"},
+        {"event": "open", "timestamp": 1795600000, "email": "a@example.com", "sg_event_id": "e3"},
+        {"event": "open", "timestamp": "soon", "org_id": "globex"},
+        "not an event",
+    ]
+    events, quarantined = normalise(raw, "default", credential_org="acme")
+    assert [(e.event_key, e.org_id) for e in events] == [("e2", "acme"), ("e3", "acme")]
+    assert [(q.field, q.org_id) for q in quarantined] == [("0.org_id", "acme"), ("3.timestamp", "acme"), ("4", "acme")]
+    events, quarantined = normalise(raw, "default")
+    assert [(e.event_key, e.org_id) for e in events] == [("e1", "globex"), ("e2", "acme"), ("e3", "default")]
+    assert [q.org_id for q in quarantined] == ["globex", "default"]

@@ -3,6 +3,7 @@ it and why (never its value); each thread of the local API can read its own func
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -126,6 +127,8 @@ def test_the_templates_allowed_pattern_accepts_what_the_settings_accept(value: s
     assert re.fullmatch(pattern, json.dumps(PROVIDER_ORGS))  # the samples' value (the local stack's)
 
 
+IN_HOUSE_KEY = base64.b64encode(bytes(range(31))).decode()  # ends "Hg==": 4 bits of its last "g" unused
+IN_HOUSE_KEY_ALT = IN_HOUSE_KEY[:-3] + "h=="  # the same key bytes, spelled differently
 TWO_ORGS = {"salesforce:00D7F00000107Xs": "acme", "salesforce:00DGL0BEX000001": "globex", "pipedrive:1": "acme"}
 
 
@@ -142,6 +145,25 @@ TWO_ORGS = {"salesforce:00D7F00000107Xs": "acme", "salesforce:00DGL0BEX000001": 
         ({"salesforce_token": ["sf-5"]}, "a string or a JSON object"),
         ({"pipedrive_username": {"acme": "u"}, "pipedrive_password": "pw-6"}, "both map the same organisations"),
         ({"pipedrive_username": {"acme": "u", "b": "u"}, "pipedrive_password": {"acme": "p7", "b": "p7"}}, "same pair"),
+        # Basic auth sends "user:password": these two pairs are one login ("a:b:p8")
+        (
+            {"pipedrive_username": {"acme": "a:b", "b": "a"}, "pipedrive_password": {"acme": "p8", "b": "b:p8"}},
+            "same pair",
+        ),
+        # one Standard Webhooks key, written with and without `whsec_`, or in another base64 spelling
+        ({"crm_webhook_secret": {"acme": "whsec_" + IN_HOUSE_KEY, "globex": IN_HOUSE_KEY}}, "the same value"),
+        ({"crm_webhook_secret": {"acme": IN_HOUSE_KEY, "globex": IN_HOUSE_KEY_ALT}}, "the same value"),
+        # one login and per-organisation API tokens: the login has no organisation to pick a token by
+        ({"pipedrive_username": "u", "pipedrive_password": "p9", "pipedrive_api_token": {"acme": "tok-9"}}, "form"),
+        # per-organisation logins and one API token: one account's persons read for every organisation
+        (
+            {
+                "pipedrive_username": {"acme": "u", "b": "v"},
+                "pipedrive_password": {"acme": "p10", "b": "p11"},
+                "pipedrive_api_token": "tok-10",
+            },
+            "pipedrive_api_token must take the login's form",
+        ),
     ],
 )
 def test_webhook_credentials_must_fit_provider_orgs(secrets: dict, why: str) -> None:
@@ -149,7 +171,18 @@ def test_webhook_credentials_must_fit_provider_orgs(secrets: dict, why: str) -> 
     error = refused({"PROVIDER_ORGS_JSON": json.dumps(orgs), "WEBHOOK_SECRETS_JSON": json.dumps(secrets)})
     assert list(error.problems) == ["WEBHOOK_SECRETS_JSON"]
     assert why in error.problems["WEBHOOK_SECRETS_JSON"]
-    for value in ("sf-shared-1", "cal-shared-2", "sf-same-3", "sf-5", "pw-6", "p7"):
+    for value in (
+        "sf-shared-1",
+        "cal-shared-2",
+        "sf-same-3",
+        "sf-5",
+        "pw-6",
+        "p7",
+        "p8",
+        IN_HOUSE_KEY,
+        "tok-9",
+        "tok-10",
+    ):
         assert value not in str(error) and value not in error.message
 
 
@@ -158,9 +191,34 @@ def test_webhook_credentials_that_fit_load() -> None:
         "salesforce_token": {"acme": "sf-a", "globex": "sf-g"},
         "pipedrive_username": "pd",  # ProviderOrgs maps pipedrive to acme alone: one value is fine
         "pipedrive_password": "pw",
+        "pipedrive_api_token": "pd-token",  # one login, one API token
         "hubspot_client_secret": "app-secret",  # the app's: shared by every portal, the portal map decides
         "crm_webhook_secret": "whsec_c2VjcmV0",  # one in-house system speaking for every organisation
     }
     env = {"PROVIDER_ORGS_JSON": json.dumps(TWO_ORGS), "WEBHOOK_SECRETS_JSON": json.dumps(per_org)}
     assert Settings.from_env(env).provider_org("salesforce", "00DGL0BEX000001") == "globex"
     assert list(refused({**env, "WEBHOOK_SECRETS_JSON": "{"}).problems) == ["WEBHOOK_SECRETS_JSON"]
+
+
+def test_each_credentials_problems_are_filed_under_its_own_name() -> None:
+    """clients.secrets refuses only the credentials a route reads: one provider's unsplit value must
+    not stop the others (README "One organisation's credential never writes into another")."""
+    from flywheel.settings import webhook_secret_problems, webhook_secret_problems_by_name
+
+    secrets = {
+        "salesforce_token": "sf-shared",
+        "sendgrid_public_key": {"acme": "k-a", "globex": "k-g"},
+        "pipedrive_username": {"acme": "u"},
+        "pipedrive_password": "pw",
+        "hubspot_client_secret": "app-secret",
+    }
+    problems = webhook_secret_problems_by_name(secrets, TWO_ORGS)
+    assert set(problems) == {"salesforce_token", "pipedrive_username", "pipedrive_password"}
+    assert problems["pipedrive_username"] == problems["pipedrive_password"]
+    assert webhook_secret_problems(secrets, TWO_ORGS) == [
+        *problems["salesforce_token"],
+        *problems["pipedrive_username"],
+    ]
+    assert webhook_secret_problems_by_name(["not", "an", "object"], TWO_ORGS) == {
+        "": ["must be a JSON object of secret name -> value"]
+    }

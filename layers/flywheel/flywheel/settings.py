@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -307,13 +309,30 @@ def provider_org_ids(provider_orgs: Mapping[str, str], provider: str) -> set[str
 
 
 def webhook_secret_problems(secrets: Any, provider_orgs: Mapping[str, str]) -> list[str]:
-    """What is wrong with the webhook secrets JSON for these ProviderOrgs: a credential of
-    ORG_CREDENTIALS that is one value although ProviderOrgs maps its provider's accounts to several
-    organisations (whoever holds one of them could write into the others), or a malformed per-org map.
-    The reasons name secret fields and organisations, never a value."""
+    """What is wrong with the webhook secrets JSON for these ProviderOrgs (every problem of
+    `webhook_secret_problems_by_name`, each once). The reasons name secret fields and organisations,
+    never a value."""
+    found: dict[str, None] = {}
+    for problems in webhook_secret_problems_by_name(secrets, provider_orgs).values():
+        found.update(dict.fromkeys(problems))
+    return list(found)
+
+
+def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, str]) -> dict[str, list[str]]:
+    """The problems of each credential of the webhook secrets JSON, by secret name ("" when the
+    whole JSON is unusable): a credential of ORG_CREDENTIALS that is one value although ProviderOrgs
+    maps its provider's accounts to several organisations (whoever holds one of them could write into
+    the others), a malformed per-org map, two organisations with the same credential, or a Pipedrive
+    login and API token of different forms. A problem is filed under every name it involves, so that
+    only the routes that read one of them are refused (clients.secrets.webhook_credentials)."""
     if not isinstance(secrets, dict):
-        return ["must be a JSON object of secret name -> value"]
-    problems = []
+        return {"": ["must be a JSON object of secret name -> value"]}
+    problems: dict[str, list[str]] = {}
+
+    def add(names: tuple[str, ...] | list[str], problem: str) -> None:
+        for name in names:
+            problems.setdefault(name, []).append(problem)
+
     shared: dict[str, list[str]] = {}  # provider -> its credentials that are one value
     for name, provider in ORG_CREDENTIALS.items():
         value = secrets.get(name)
@@ -323,24 +342,50 @@ def webhook_secret_problems(secrets: Any, provider_orgs: Mapping[str, str]) -> l
             if provider and len(provider_org_ids(provider_orgs, provider)) > 1:
                 shared.setdefault(provider, []).append(name)
         elif not isinstance(value, dict) or not value:
-            problems.append(f'{name} must be a string or a JSON object {{"<org_id>": "<its value>", ...}}')
+            add([name], f'{name} must be a string or a JSON object {{"<org_id>": "<its value>", ...}}')
         elif not all(isinstance(v, str) and v and IDENTIFIER.match(k) for k, v in value.items()):
-            problems.append(f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
-        elif name in _MATCHED and len(set(value.values())) < len(value):
-            problems.append(f"{name} gives two organisations the same value: each needs its own")
+            add([name], f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
+        elif name in _MATCHED and len({_credential_key(name, v) for v in value.values()}) < len(value):
+            add([name], f"{name} gives two organisations the same value: each needs its own")
     for provider, names in shared.items():
         orgs = sorted(provider_org_ids(provider_orgs, provider))
-        problems.append(
+        add(
+            names,
             f"{', '.join(names)}: one value for every organisation, but ProviderOrgs maps {provider} accounts to "
-            f'{len(orgs)} organisations ({", ".join(orgs)}); give each its own: {{"<org_id>": "<its value>", ...}}'
+            f'{len(orgs)} organisations ({", ".join(orgs)}); give each its own: {{"<org_id>": "<its value>", ...}}',
         )
-    user, password = secrets.get("pipedrive_username"), secrets.get("pipedrive_password")
+    login = ("pipedrive_username", "pipedrive_password")
+    user, password, token = (secrets.get(name) for name in (*login, "pipedrive_api_token"))
     if isinstance(user, dict) or isinstance(password, dict):
         if not (isinstance(user, dict) and isinstance(password, dict) and set(user) == set(password)):
-            problems.append("pipedrive_username and pipedrive_password must both map the same organisations")
-        elif len({(user[org], password[org]) for org in user}) < len(user):
-            problems.append("pipedrive_username and pipedrive_password give two organisations the same pair")
+            add(login, "pipedrive_username and pipedrive_password must both map the same organisations")
+        # Basic auth sends "user:password": ("a:b", "c") and ("a", "b:c") are one login
+        elif len({f"{user[org]}:{password[org]}" for org in user}) < len(user):
+            add(login, "pipedrive_username and pipedrive_password give two organisations the same pair")
+    if user and token and isinstance(user, dict) != isinstance(token, dict):
+        # the token is looked up by the login's organisation: one login has none (every lookup would
+        # fail), and one token for per-organisation logins reads one account's persons for all of them
+        add(
+            ["pipedrive_api_token"],
+            "pipedrive_api_token must take the login's form: one value with one pipedrive_username, "
+            "one per organisation with one login per organisation",
+        )
     return problems
+
+
+def _credential_key(name: str, value: str) -> str | bytes:
+    """What a credential verifies with, to find two organisations given the same one in different
+    spellings: a Standard Webhooks secret is the base64 key after an optional `whsec_`, a SendGrid
+    verification key base64 DER (decoded as flywheel.webhooks.signatures decodes them; a value that
+    does not decode stays itself)."""
+    if name in ("crm_webhook_secret", "sendgrid_public_key"):
+        try:
+            return base64.b64decode(
+                value.removeprefix("whsec_") if name == "crm_webhook_secret" else value, validate=True
+            )
+        except (binascii.Error, ValueError):
+            return value
+    return value
 
 
 def _provider_orgs(text: str | None) -> dict[str, str]:

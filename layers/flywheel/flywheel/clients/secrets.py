@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
-from flywheel.settings import ConfigurationError, get_settings, webhook_secret_problems
+from flywheel.settings import ConfigurationError, get_settings, webhook_secret_problems_by_name
 
 CACHE_SECONDS = 300
 
@@ -36,33 +36,54 @@ def openai_api_key() -> str | None:
     return get_settings().openai_api_key or llm_secret("openai_api_key")
 
 
-def webhook_secrets(*, fresh: bool = False) -> dict[str, Any]:
-    """The webhook secrets JSON. The secret behind WEBHOOK_SECRETS_ARN is checked against ProviderOrgs
-    each time it is read (ConfigurationError naming WEBHOOK_SECRETS_ARN: a credential that is one value
-    for several organisations is refused, not used); inline JSON was checked when the settings loaded."""
+def _webhook_secrets(fresh: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The webhook secrets JSON and the problems of each of its credentials (see
+    flywheel.settings.webhook_secret_problems_by_name); inline JSON was checked when the settings loaded."""
     settings = get_settings()
     if not settings.webhook_secrets_arn:
-        return dict(json.loads(settings.webhook_secrets_json or "{}"))
+        return dict(json.loads(settings.webhook_secrets_json or "{}")), {}
     try:
         secrets: Any = json.loads(get_secret(settings.webhook_secrets_arn, fresh=fresh))
     except ValueError:
         raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "the secret is not valid JSON"}) from None
-    problems = webhook_secret_problems(secrets, settings.provider_orgs)
+    problems = webhook_secret_problems_by_name(secrets, settings.provider_orgs)
+    if "" in problems:
+        raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "; ".join(problems[""])})
+    return dict(secrets), problems
+
+
+def webhook_secrets(*, fresh: bool = False) -> dict[str, Any]:
+    """The whole webhook secrets JSON, checked as a whole against ProviderOrgs (the deep health
+    check): ConfigurationError naming WEBHOOK_SECRETS_ARN and every problem when any credential has one."""
+    secrets, problems = _webhook_secrets(fresh)
     if problems:
-        raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "; ".join(problems)})
-    return dict(secrets)
+        found: dict[str, None] = {}
+        for reasons in problems.values():
+            found.update(dict.fromkeys(reasons))
+        raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "; ".join(found)})
+    return secrets
+
+
+def _webhook_value(name: str) -> Any:
+    """One field of the webhook secrets JSON. ConfigurationError (naming WEBHOOK_SECRETS_ARN) when
+    that credential is refused (a value for several organisations is never used), and only then:
+    one provider's credential left unsplit does not stop the other providers' routes."""
+    secrets, problems = _webhook_secrets(False)
+    if problems.get(name):
+        raise ConfigurationError({"WEBHOOK_SECRETS_ARN": "; ".join(problems[name])})
+    return secrets.get(name)
 
 
 def webhook_secret(name: str) -> str | None:
     """One provider secret (e.g. `hubspot_client_secret`) from the webhook secrets JSON."""
-    value = webhook_secrets().get(name)
+    value = _webhook_value(name)
     return str(value) if value and not isinstance(value, dict) else None
 
 
 def webhook_credentials(name: str) -> str | dict[str, str] | None:
     """A credential that may be one per organisation (flywheel.settings.ORG_CREDENTIALS): one value,
     or org_id -> value; None when it is not configured."""
-    value = webhook_secrets().get(name)
+    value = _webhook_value(name)
     if not value:
         return None
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else str(value)

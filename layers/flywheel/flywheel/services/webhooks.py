@@ -177,6 +177,7 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
 
     settings = get_settings()
     org_id = settings.provider_org("sendgrid", "*")
+    credential_org = None
     if settings.sendgrid_verify_signature:
         signature = request.header("X-Twilio-Email-Event-Webhook-Signature")
         timestamp = request.header("X-Twilio-Email-Event-Webhook-Timestamp")
@@ -185,11 +186,13 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
             "sendgrid_public_key",
             lambda key: verify_sendgrid(key, signature, timestamp, request.body, max_age_s=settings.sendgrid_max_age_s),
         )
-        # events name no SendGrid account: the account whose key verified them is the organisation
+        # events name no SendGrid account: the account whose key verified them is the organisation,
+        # whatever `org_id` custom arg (chosen by that account's sender) an event carries
         org_id = caller.org(None, org_id, "SendGrid account")
+        credential_org = caller.org_id
     else:
         logger.warning("SendGrid signature verification is OFF (SENDGRID_VERIFY_SIGNATURE=false)")
-    events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), org_id)
+    events, quarantined = sendgrid.normalise(sendgrid.parse_body(request.body), org_id, credential_org=credential_org)
     return _store("sendgrid", events, settings.attribution_window_days, quarantined, request.body)
 
 

@@ -870,11 +870,20 @@ def _envelope_to(envelope: dict[str, Any]) -> list[str]:
 
 def reply_address(mail: InboundMail, domains: list[str]) -> tuple[str, str] | None:
     """(outcome id, parse domain) of the `reply+<outcome_id>@<parse domain>` recipient the mail is
-    linked by: one of the SMTP envelope's first (where this delivery went), else of the To/Cc headers."""
-    for recipient in [*_envelope_to(mail.envelope), *mail.recipients]:
+    linked by: one of the SMTP envelope's first (where this delivery went), else one of the To/Cc
+    headers whose domain this delivery went to (any, when there is no envelope). A header address of
+    another parse domain is ignored, for the outcome id and the organisation alike: the sender writes
+    the headers, and a reply that copies another organisation's reply+ address was delivered here
+    as this domain's mail (that organisation's own delivery, if any, comes through its own URL)."""
+    envelope = _envelope_to(mail.envelope)
+    delivered_to = {r.rsplit("@", 1)[1] for r in envelope if "@" in r}
+    for recipient in [*envelope, *mail.recipients]:
         match = _REPLY_TO.match(recipient)
-        if match and (not domains or match.group(2) in domains):
-            return match.group(1), match.group(2)
+        if not match or (domains and match.group(2) not in domains):
+            continue
+        if delivered_to and match.group(2) not in delivered_to:
+            continue
+        return match.group(1), match.group(2)
     return None
 
 

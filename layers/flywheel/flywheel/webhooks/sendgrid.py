@@ -68,30 +68,46 @@ def parse_body(raw: bytes) -> list[Any]:
     return body
 
 
-def normalise(raw_events: list[Any], default_org: str | None = None) -> tuple[list[IncomingEvent], list[Quarantined]]:
+def normalise(
+    raw_events: list[Any], default_org: str | None = None, *, credential_org: str | None = None
+) -> tuple[list[IncomingEvent], list[Quarantined]]:
     """Every well-formed event, and the malformed ones kept aside with the reason (a verified batch
-    is never refused for one bad event: SendGrid would retry all of it for 24 hours)."""
+    is never refused for one bad event: SendGrid would retry all of it for 24 hours).
+
+    `credential_org`: the organisation whose own verification key verified the batch (one key per
+    organisation). Every event is then that organisation's, quarantined ones included: the `org_id`
+    custom arg is set by whoever sends through that SendGrid account, so an event whose `org_id`
+    names another organisation is quarantined as the credential's (the batch's other events are
+    stored), never stored as the other's. With one key, `org_id` names the event's organisation."""
     events, quarantined = [], []
     for index, raw in enumerate(raw_events):
         try:
             if not isinstance(raw, dict):
                 raise InvalidInput("event is not a JSON object", field=str(index))
-            events.append(_to_incoming(raw, validate(SendGridEvent, raw, prefix=f"{index}."), default_org))
+            event = validate(SendGridEvent, raw, prefix=f"{index}.")
+            if credential_org is not None and event.org_id and event.org_id != credential_org:
+                raise InvalidInput(
+                    "org_id names another organisation than the one whose key verified the batch",
+                    field=f"{index}.org_id",
+                )
+            events.append(_to_incoming(raw, event, default_org, credential_org))
         except InvalidInput as exc:
-            org = raw.get("org_id") if isinstance(raw, dict) else None
+            org = raw.get("org_id") if isinstance(raw, dict) and credential_org is None else None
             quarantined.append(
                 Quarantined(
                     PROVIDER,
                     exc.message,
                     raw,
                     exc.details.get("field"),
-                    org if isinstance(org, str) and IDENTIFIER.match(org) else default_org,
+                    credential_org or (org if isinstance(org, str) and IDENTIFIER.match(org) else default_org),
                 )
             )
     return events, quarantined
 
 
-def _to_incoming(raw: dict[str, Any], event: SendGridEvent, default_org: str | None) -> IncomingEvent:
+def _to_incoming(
+    raw: dict[str, Any], event: SendGridEvent, default_org: str | None, credential_org: str | None
+) -> IncomingEvent:
     kind = _TYPES.get(event.event)
     data: dict[str, Any] = {}
     if kind == EventType.BOUNCE:
@@ -111,7 +127,7 @@ def _to_incoming(raw: dict[str, Any], event: SendGridEvent, default_org: str | N
     try:
         occurred = from_epoch(event.timestamp)
         lead = email(event.email)
-        org_id = identifier(event.org_id, "org_id")
+        org_id = credential_org or identifier(event.org_id, "org_id")
     except BadValue as exc:
         raise InvalidInput(str(exc)) from exc
     return IncomingEvent(
