@@ -1,13 +1,13 @@
 """MeetingsRefreshFunction (hourly): meetings whose end has passed become completed, and outbox
 messages a request could not send (queue or event bus down) are sent; those still waiting an hour
-on are counted (OutboxStale)."""
+on are counted (OutboxStale), and so are the parked ones still unsent (OutboxParkedPending)."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from flywheel.observability import logger, metrics, tracer
-from flywheel.services.outbox import flush, report_stale
+from flywheel.services.outbox import flush, report_parked, report_stale
 from flywheel.services.outcomes import refresh_due_meetings
 
 
@@ -18,4 +18,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     refreshed = refresh_due_meetings()
     metrics.add_metric(name="MeetingsCompleted", unit="Count", value=refreshed)
     sent = flush()
-    return {"refreshed": refreshed, "outbox_sent": sent, "outbox_stale": report_stale()}
+    return {
+        "refreshed": refreshed,
+        "outbox_sent": sent,
+        "outbox_stale": report_stale(),
+        "outbox_parked": report_parked(),
+    }

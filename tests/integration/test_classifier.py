@@ -107,11 +107,21 @@ def test_a_batch_that_fails_whole_fails_the_invocation_and_logs_no_reply_text(db
     assert "ValidationError: 1 error(s) in text" in logged and "secret subject line" not in logged
 
 
-def test_a_redelivered_message_stores_one_classification(db, aws) -> None:
+def test_a_redelivered_message_stores_one_classification(db, aws, monkeypatch) -> None:
+    from flywheel.services import classification
+
+    counted: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(classification, "count", lambda name, value=1, **dims: counted.append((name, dims)))
     outcome_id = register()
     classify(outcome_id)
-    classify(outcome_id)
+    classify(outcome_id)  # SQS is at-least-once: the same batch again
     assert db.execute("SELECT count(*) AS n FROM outcome_events WHERE provider = 'classifier'").fetchone()["n"] == 1
+    # ... and it is counted once: the dashboard's replies per category and the fallback-share alarm
+    # (ReplyClassifiedBySource) see the classifications stored, not the deliveries
+    assert counted == [
+        ("ReplyClassified", {"category": "meeting_request", "source": "fallback"}),
+        ("ReplyClassifiedBySource", {"source": "fallback"}),
+    ]
 
 
 def test_reply_and_classification_give_the_label(db, aws) -> None:

@@ -4,7 +4,9 @@ real bedrock-runtime service model; moto has no Converse) and any OpenAI-compati
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from typing import Any
 
 import boto3
@@ -238,3 +240,102 @@ def test_openai_compatible_without_a_url_is_a_configuration_error(db, aws, monke
     with pytest.raises(DependencyUnavailable, match="CLASSIFIER_BASE_URL"):  # the whole batch goes back to SQS
         classify(outcome_id)
     assert outcome(db, outcome_id)["reply_category"] is None
+
+
+# What a lead wrote, and what an answer or an error can copy out of it: none of it may reach a log
+# line (CloudWatch keeps them for LogRetentionDays), whatever way the LLM fails.
+REFERRAL = "Not me - talk to Jane Roe (jane.roe@acme-corp.example, +1 415 555 0199), she owns the budget."
+COPIED = ("Jane Roe", "jane.roe@acme-corp.example", "555 0199", "she owns the budget")
+
+
+def _chat_completion(message: dict[str, Any], finish: str = "stop") -> httpx2.Response:
+    return httpx2.Response(
+        200,
+        json={
+            "id": "c-1",
+            "object": "chat.completion",
+            "created": 1,
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": finish, "message": {"role": "assistant", **message}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        },
+    )
+
+
+def _openai(response: httpx2.Response) -> llm.OpenAIReplyClassifier:
+    llm.TRANSPORT = httpx2.MockTransport(lambda request: response)
+    return llm.OpenAIReplyClassifier("sk-test", "gpt-4o-mini", max_retries=0)
+
+
+def _bedrock(bedrock: Stubber, content: list[dict[str, Any]] | None = None, error: str | None = None) -> Any:
+    if error is not None:
+        bedrock.add_client_error(
+            "converse", service_error_code=error, service_message=f"Malformed input: {REFERRAL}", http_status_code=400
+        )
+    else:
+        bedrock.add_response("converse", converse_response(content or []))
+    return BedrockReplyClassifier(MODEL)
+
+
+CONTACT = {"name": "Jane Roe", "email": "jane.roe@acme-corp.example", "phone": "+1 415 555 0199"}
+FAILURES: dict[str, Any] = {
+    # pydantic's message quotes each offending input_value
+    "bedrock answer with a contact object": (
+        lambda stub: _bedrock(
+            stub, [{"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {**ANSWER, "referral_contact": CONTACT}}}]
+        ),
+        "answer did not validate: referral_contact: string_type",
+    ),
+    "bedrock answer with an invented field": (
+        lambda stub: _bedrock(
+            stub,
+            [{"toolUse": {"toolUseId": "t", "name": TOOL_NAME, "input": {**ANSWER, "Jane Roe": "+1 415 555 0199"}}}],
+        ),
+        "answer did not validate: (extra field): extra_forbidden",
+    ),
+    "bedrock error quoting the request": (
+        lambda stub: _bedrock(stub, error="ValidationException"),
+        "ValidationException (status 400)",
+    ),
+    "openai error quoting the request": (
+        lambda stub: _openai(
+            httpx2.Response(
+                400,
+                json={"error": {"message": f"Bad content: {REFERRAL}", "type": "invalid_request_error", "code": None}},
+            )
+        ),
+        "BadRequestError (status 400)",
+    ),
+    "openai refusal quoting the reply": (
+        lambda stub: _openai(_chat_completion({"content": None, "refusal": f"I won't share {REFERRAL}"})),
+        "no answer (finish_reason 'stop', refusal True)",
+    ),
+    "openai answer that is not JSON": (
+        lambda stub: _openai(_chat_completion({"content": f"Referral: {REFERRAL}"})),
+        "answer is not JSON (JSONDecodeError at char 0)",
+    ),
+}
+
+
+@pytest.mark.parametrize("failure", list(FAILURES))
+def test_a_failed_llm_answer_is_logged_by_field_and_type_never_by_value(bedrock, monkeypatch, failure: str) -> None:
+    from datetime import date
+
+    from flywheel.observability import logger
+    from flywheel.services.classification import classify_text
+
+    monkeypatch.setattr(llm, "TRANSPORT", None)  # restored after the test (_openai sets it)
+    make, expected = FAILURES[failure]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logger.registered_formatter)
+    logger._logger.addHandler(handler)  # the Powertools logger's own handler writes to the real stdout
+    try:
+        result = classify_text(make(bedrock), REFERRAL, {}, date(2026, 1, 5))
+    finally:
+        logger._logger.removeHandler(handler)
+    assert result.source == "fallback"
+    [line] = [json.loads(text) for text in stream.getvalue().splitlines() if text.strip()]
+    assert line["message"] == "LLM classification failed; using the offline classifier"
+    assert line["error"] == expected
+    assert not [value for value in COPIED if value in stream.getvalue()]

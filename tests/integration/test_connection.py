@@ -216,3 +216,65 @@ def test_the_server_closes_idle_sessions_and_the_next_transaction_reconnects(
         time.sleep(0.2)
     with connection.transaction() as conn:
         assert _backend_pid(conn) != first
+
+
+def _set_database_time_zone(db: psycopg.Connection[Any], db_url: str, zone: str) -> None:
+    dbname = str(conninfo_to_dict(db_url)["dbname"])
+    db.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timezone = {}").format(psycopg.sql.Identifier(dbname), zone))
+    connection.close_connection()  # the next connection starts with the database's setting
+
+
+@pytest.mark.parametrize("zone", ["America/Los_Angeles", "Pacific/Auckland"])
+def test_sessions_run_in_utc_whatever_the_database_time_zone(
+    db_url: str, db: psycopg.Connection[Any], zone: str
+) -> None:
+    # a database (or parameter group) set to another zone would move every timestamptz -> date cast
+    # (the report rollup's UTC days) and every `+ interval 'N days'`, and the datetimes read back
+    _set_database_time_zone(db, db_url, zone)
+    assert connection.connect(db_url).info.parameter_status("TimeZone") == "UTC"
+    with connection.transaction() as conn:
+        row = conn.execute(
+            "SELECT current_setting('TimeZone') AS zone, ('2026-03-01 02:00+00'::timestamptz)::date AS day, "
+            "'2026-03-01 02:00+00'::timestamptz AS at"
+        ).fetchone()
+    assert row is not None
+    assert (row["zone"], row["day"].isoformat()) == ("UTC", "2026-03-01")
+    assert row["at"].utcoffset().total_seconds() == 0
+    other = connection.new_connection()
+    try:
+        assert other.execute("SHOW TimeZone").fetchone() == {"TimeZone": "UTC"}
+    finally:
+        other.close()
+
+
+def test_a_session_already_in_utc_gets_no_set_and_no_startup_options(
+    db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RDS Proxy refuses a connection whose startup message carries `options` ("RDS Proxy currently
+    # doesn't support command-line options") and pins a session for life on any SET: a database
+    # already in UTC (the stack's Aurora cluster) must get neither
+    _set_database_time_zone(db, db_url, "UTC")
+    urls: list[str] = []
+    statements: list[str] = []
+    real_connect, real_execute = psycopg.connect, psycopg.Connection.execute
+
+    def recording_connect(url: str, **kwargs: Any) -> Any:
+        urls.append(url)
+        return real_connect(url, **kwargs)
+
+    def recording_execute(self: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if self is not db:  # the code under test's connections only
+            statements.append(str(query))
+        return real_execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg, "connect", recording_connect)
+    monkeypatch.setattr(psycopg.Connection, "execute", recording_execute)
+    conn = connection.get_connection()
+    assert conn.info.parameter_status("TimeZone") == "UTC"
+    assert urls and not any("options" in conninfo_to_dict(url) for url in urls)
+    assert statements == []
+    # the same database in another zone: the one SET it needs, still no startup options
+    _set_database_time_zone(db, db_url, "America/New_York")
+    assert connection.get_connection().info.parameter_status("TimeZone") == "UTC"
+    assert statements == ["SET TIME ZONE 'UTC'"]
+    assert not any("options" in conninfo_to_dict(url) for url in urls)

@@ -194,6 +194,37 @@ def test_a_message_sqs_refuses_is_parked_after_its_refusals_and_the_others_go(db
         assert outbox_dal.pending_count(conn, "replies") == 0
 
 
+def test_a_parked_message_keeps_its_alarm_until_it_is_sent(db, sqs, monkeypatch) -> None:
+    """(An outside review's finding.) OutboxParked is counted once, by the invocation that parks,
+    and a parked message is not stale: OutboxParkedAlarm recovered an hour later while the reply
+    still waited for a person. The gauge OutboxParkedPending, published when a message is parked
+    and by every hourly sweep, keeps it in ALARM (Maximum) until no parked message is unsent."""
+    from flywheel.local.template import read_template
+
+    alarm = read_template(ROOT / "template.yaml").body["Resources"]["OutboxParkedAlarm"]
+    assert (alarm["Properties"]["MetricName"], alarm["Properties"]["Statistic"]) == ("OutboxParkedPending", "Maximum")
+    assert alarm["Properties"]["TreatMissingData"] == "ignore"  # an hour without a sweep sends no OK
+    sqs["inner"].set_queue_attributes(QueueUrl=sqs["url"], Attributes={"MaximumMessageSize": "1024"})
+    published: list[tuple[str, float]] = []
+    monkeypatch.setattr(outbox.metrics, "add_metric", lambda name, unit, value: published.append((name, value)))
+    queue_replies([reply("poison", "z" * 2000)])
+    for _ in range(outbox.PARK_AFTER):
+        outbox.flush()
+    assert outbox_rows(db)["poison"]["parked_at"] is not None
+    assert published == [("OutboxParked", 1), ("OutboxParkedPending", 1)]  # the alarm at once
+    sweep = {"id": "sweep", "source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    for _hour in range(2):  # the next hours' sweeps: still parked, still unsent, still alarming
+        published.clear()
+        assert invoke("MeetingsRefreshFunction", sweep, ROOT / "template.yaml")["outbox_parked"] == 1
+        assert ("OutboxParkedPending", 1) in published and outbox_rows(db)["poison"]["sent_at"] is None
+    # someone fixes the cause and clears parked_at: the sweep sends it and the gauge says 0 (OK)
+    sqs["inner"].set_queue_attributes(QueueUrl=sqs["url"], Attributes={"MaximumMessageSize": "262144"})
+    db.execute("UPDATE outbox SET parked_at = NULL, refusals = 0 WHERE dedupe_key = 'sendgrid_inbound:poison'")
+    published.clear()
+    assert invoke("MeetingsRefreshFunction", sweep, ROOT / "template.yaml")["outbox_parked"] == 0
+    assert ("OutboxParkedPending", 0) in published and outbox_rows(db)["poison"]["sent_at"] is not None
+
+
 def test_entries_sqs_fails_one_by_one_are_told_apart(db, sqs, monkeypatch) -> None:
     """SendMessageBatch answers 200 with some entries Failed: SenderFault says whose fault."""
     stubbed = boto3.client("sqs", region_name="us-east-1")

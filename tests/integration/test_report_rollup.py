@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from flywheel.dal import connection
 from flywheel.dal import report_counts as counts_dal
 from flywheel.dal.connection import close_connection
 from flywheel.domain.ingest import IncomingEvent
@@ -690,4 +691,28 @@ def test_a_change_the_previous_release_counted_on_a_day_leaving_the_window_is_no
     reset_settings()
     result = report_counts.refresh_daily_counts(NOW + timedelta(days=1))
     assert result["done"] and result["changes_applied"] == 0, result  # its rows discarded, its day re-counted
+    assert_exact(db)
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["session pinned to UTC", "session left in the zone"])
+@pytest.mark.parametrize("zone", ["America/New_York", "Pacific/Auckland"])
+def test_the_rollup_does_not_depend_on_the_database_time_zone(db, db_url, seeded, monkeypatch, zone, pinned) -> None:
+    # West of UTC, a UTC midnight cast to a date is the day before: counting day D deleted day D-1's
+    # cells, so the reports kept only the last rolled-up day and every re-count "corrected" drift.
+    # Right both with the connection's UTC pin and, for the rollup's own SQL, without it.
+    dbname = str(psycopg.conninfo.conninfo_to_dict(db_url)["dbname"])
+    db.execute(psycopg.sql.SQL("ALTER DATABASE {} SET timezone = {}").format(psycopg.sql.Identifier(dbname), zone))
+    if not pinned:
+        monkeypatch.setattr(connection, "pin_utc", lambda conn: None)
+    close_connection()  # the code under test reconnects with the database's setting
+    with connection.transaction() as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == {"TimeZone": "UTC" if pinned else zone}
+    first = report_counts.refresh_daily_counts(NOW)
+    assert first["done"] and first["days_rolled"] == 200
+    assert_exact(db)
+    # a day later, after a change the triggers saw, the safety net re-counts the days still open and
+    # finds nothing to correct (ReportCountDriftAlarm stays quiet)
+    update_one(db, "replied_at = now(), reply_category = 'interested'", "sent_at < %s - interval '30 hours'", TODAY)
+    again = report_counts.refresh_daily_counts(NOW + timedelta(hours=25))
+    assert again["days_recounted"] > 0 and again["cells_corrected"] == 0, again
     assert_exact(db)

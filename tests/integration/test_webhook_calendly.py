@@ -113,7 +113,7 @@ def test_meeting_completes_when_its_end_passes(db, outcome_id: str) -> None:
     assert outcome(db, outcome_id)["meeting_completed_at"] is None
     time.sleep(2.1)
     result = invoke("MeetingsRefreshFunction", load_event("meetings_refresh_schedule.json"), ROOT / "template.yaml")
-    assert result == {"refreshed": 1, "outbox_sent": {"replies": 0, "events": 0}, "outbox_stale": 0}
+    assert result == {"refreshed": 1, "outbox_sent": {"replies": 0, "events": 0}, "outbox_stale": 0, "outbox_parked": 0}
     row = outcome(db, outcome_id)
     assert row["meeting_completed_at"] is not None and row["training_weight"] == 7.0
 

@@ -152,3 +152,15 @@ def test_names_lose_control_characters_and_bidi_overrides() -> None:
     label = "x" * 300
     svg = charts.intervals("r", [{"label": label, "estimate": 0.1, "low": 0.05, "high": 0.2}], label="r")
     assert f"<title>{label}</title>" in svg and "x" * 60 not in svg.replace(label, "")
+
+
+def test_times_labelled_utc_are_utc_whatever_zone_they_were_read_in() -> None:
+    from zoneinfo import ZoneInfo
+
+    from flywheel.views import report_html
+
+    # 23:30 in New York on 4 October is 03:30 UTC on 5 October (a session not in UTC reads it so)
+    evening = datetime(2026, 10, 4, 23, 30, tzinfo=ZoneInfo("America/New_York"))
+    assert report_html._when(evening) == "2026-10-05 03:30 UTC"
+    assert report_html._day(evening) == "2026-10-05"
+    assert report_html._when(T0) == "2026-10-05 06:00 UTC" and report_html._when(None) == "—"

@@ -934,3 +934,29 @@ def test_the_functions_that_change_the_registry_can_manage_bedrock_serving() -> 
         assert needed <= allowed, name
         env = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert env["BEDROCK_SERVING"] == {"Ref": "BedrockServing"}
+
+
+def test_oversized_requests_are_counted_whichever_side_refused_them() -> None:
+    # Lambda refuses an invoke over its 6 MB payload limit with its own 413 (RequestTooLargeException),
+    # which API Gateway may answer the client with another status: the access log records what the
+    # Lambda service answered ($context.integration.integrationStatus, a REST API access-log
+    # variable) and the metric filter counts either 413
+    template = resolved("create, no proxy (dev)")
+    [stage] = _of_type(template, "AWS::ApiGateway::Stage").values()
+    log_format = stage["Properties"]["AccessLogSetting"]["Format"]
+    assert '"integrationStatus":"$context.integration.integrationStatus"' in log_format
+    pattern = RESOURCES["OversizedRequestsMetric"]["Properties"]["FilterPattern"]
+    clauses = re.findall(r"\(\$\.(\w+) = (\"?\d+\"?)\)", pattern)
+    assert pattern == "{ " + " || ".join(f"($.{f} = {v})" for f, v in clauses) + " }"
+
+    def counted(status: int, integration_status: str) -> bool:
+        line = json.loads(
+            re.sub(r"\$context\.[\w.]+", "0", log_format)
+            .replace('"status":0', f'"status":{status}')
+            .replace('"integrationStatus":"0"', f'"integrationStatus":"{integration_status}"')
+        )
+        return any(json.dumps(line[field]) == value for field, value in clauses)
+
+    assert counted(413, "200")  # our own 413 (MAX_BODY_BYTES)
+    assert counted(502, "413")  # Lambda's: the function never ran
+    assert not counted(200, "200") and not counted(502, "500")

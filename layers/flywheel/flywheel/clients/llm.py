@@ -40,7 +40,13 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*|\s*```\s*$")
 
 
 class LlmUnavailable(Exception):
-    """The provider failed after the SDK's retries, or its answer did not validate."""
+    """The provider failed after the SDK's retries, or its answer did not validate.
+
+    Its message is logged (and may be stored): it names fields, error types, status codes and
+    error codes, never a value. Pydantic's message quotes each offending input (what the model
+    copied out of the reply: a referral's e-mail and phone), a provider's error message or a
+    model's refusal may quote the prompt, so none of them is put into it, nor chained (`from None`:
+    a logged traceback would print the cause's message)."""
 
 
 class LlmQuotaExhausted(LlmUnavailable):
@@ -101,8 +107,37 @@ def validated(answer: Any) -> LlmClassification:
         if isinstance(answer, dict) and isinstance(answer.get("reason"), str):
             answer = {**answer, "reason": " ".join(answer["reason"].split())[:REASON_MAX]}
         return LlmClassification.model_validate(answer)
-    except (ValidationError, ValueError) as exc:
-        raise LlmUnavailable(f"answer did not validate: {exc}") from exc
+    except ValidationError as exc:
+        raise LlmUnavailable(f"answer did not validate: {validation_summary(exc)}") from None
+    except ValueError as exc:  # not JSON (json.JSONDecodeError's message is a position, but be sure)
+        where = f" at char {exc.pos}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise LlmUnavailable(f"answer is not JSON ({type(exc).__name__}{where})") from None
+
+
+def validation_summary(exc: ValidationError) -> str:
+    """Each error as `field: error type`, without the input: a field the model invented is named
+    `(extra field)`, its name being the model's text too."""
+    known = set(LlmClassification.model_fields)
+    parts = []
+    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+        loc = ".".join(str(p) if isinstance(p, int) or p in known else "(extra field)" for p in error["loc"])
+        parts.append(f"{loc or '(answer)'}: {error['type']}")
+    return "; ".join(parts[:10]) + (f"; {len(parts) - 10} more" if len(parts) > 10 else "")
+
+
+def provider_error(exc: BaseException) -> str:
+    """An SDK error as its class, HTTP status and error code, without its message: a provider's
+    message (an OpenAI 400, a Bedrock ValidationException) may quote the request, i.e. the reply."""
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "code", None)
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):  # botocore's ClientError
+        code = response.get("Error", {}).get("Code")
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if code == type(exc).__name__:  # botocore's modelled errors are classes named after their code
+        code = None
+    details = ", ".join(f"{name} {value}" for name, value in (("status", status), ("code", code)) if value)
+    return f"{type(exc).__name__}" + (f" ({details})" if details else "")
 
 
 class OpenAIReplyClassifier:
@@ -166,13 +201,12 @@ class OpenAIReplyClassifier:
                     f"OpenAI quota exhausted (429 {getattr(exc, 'code', None) or 'insufficient_quota'}): the "
                     "account's credits or spend limit are used up; add credits or raise the limit"
                 ) from exc
-            raise LlmUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise LlmUnavailable(provider_error(exc)) from None
         choice = completion.choices[0]
         if not choice.message.content:
-            raise LlmUnavailable(
-                f"no answer (finish_reason {choice.finish_reason!r}, "
-                f"refusal {getattr(choice.message, 'refusal', None)!r})"
-            )
+            # the refusal's text is the model's and may quote the reply: only whether there was one
+            refused = bool(getattr(choice.message, "refusal", None))
+            raise LlmUnavailable(f"no answer (finish_reason {choice.finish_reason!r}, refusal {refused})")
         return validated(choice.message.content)  # a "length" finish is invalid JSON: unavailable
 
 
@@ -210,7 +244,7 @@ class BedrockReplyClassifier:
                 },
             )
         except (ClientError, BotoCoreError) as exc:  # throttling and 5xx were retried by botocore already
-            raise LlmUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise LlmUnavailable(provider_error(exc)) from None
         stop = response.get("stopReason")
         if stop not in ("tool_use", "end_turn"):  # max_tokens, guardrail_intervened, content_filtered ...
             raise LlmUnavailable(f"no complete answer (stopReason {stop!r})")

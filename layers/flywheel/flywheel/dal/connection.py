@@ -16,6 +16,16 @@ the password changed. `DB_IDLE_SESSION_TIMEOUT_S` (set by the stack when the fun
 straight to an Aurora cluster that may pause) has the server close a session idle that long: a
 frozen execution environment's connection would otherwise keep the cluster from pausing; the
 next transaction reconnects transparently (see `_begin`).
+
+Every session runs in UTC (`pin_utc`): a database, role or parameter group set to another zone
+would otherwise move every timestamptz-to-date conversion and every `+ interval 'N days'` (the
+report rollup's UTC days, the experiments' outcome windows) and the zone of the datetimes read
+back. Not with libpq's `options='-c TimeZone=UTC'`: RDS Proxy refuses any connection that carries
+startup `options` ("RDS Proxy currently doesn't support command-line options"), and a `SET` pins the
+client session to one database connection for its lifetime (AWS: "Avoiding pinning an RDS Proxy").
+So the zone the server reports at startup (ParameterStatus) is checked, and only a session not
+already in UTC gets `SET TIME ZONE 'UTC'`: a stack's own Aurora cluster is UTC (no SET, no
+pinning); a database set to another zone is pinned and right, and says so in a warning once.
 """
 
 from __future__ import annotations
@@ -113,7 +123,7 @@ def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None 
     if idle_session_timeout_s:  # a startup option, not a SET: the server applies it from the start
         url = make_conninfo(url, options=f"-c idle_session_timeout={idle_session_timeout_s * 1000}")
     try:
-        return psycopg.connect(
+        conn = psycopg.connect(
             url,
             autocommit=True,  # transactions are explicit: `with transaction():`
             prepare_threshold=None,
@@ -128,6 +138,37 @@ def connect(url: str, *, timeout_s: int = 5, idle_session_timeout_s: int | None 
         )
     except psycopg.OperationalError as exc:
         raise unavailable(exc) from exc
+    try:
+        pin_utc(conn)
+    except psycopg.OperationalError as exc:
+        conn.close()
+        raise unavailable(exc) from exc
+    return conn
+
+
+# the names PostgreSQL reports for UTC (the server's default, Etc/UTC from a UTC machine's initdb)
+UTC_ZONES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"})
+_warned_zones: set[str] = set()
+
+
+def pin_utc(conn: Connection) -> None:
+    """Put the session in UTC, with a SET only when it is not already (see the module's docstring)."""
+    zone = conn.info.parameter_status("TimeZone")
+    if zone is None:  # a server or proxy that does not report it
+        row = conn.execute("SELECT current_setting('TimeZone') AS zone").fetchone()
+        zone = None if row is None else row["zone"]
+    if zone in UTC_ZONES:
+        return
+    conn.execute("SET TIME ZONE 'UTC'")
+    if zone not in _warned_zones:
+        _warned_zones.add(str(zone))
+        from flywheel.observability import logger  # here: the local runner sets logging up first
+
+        logger.warning(
+            "database sessions default to a time zone other than UTC; each session is set to UTC, which "
+            "pins RDS Proxy sessions: set the database's timezone parameter to UTC",
+            extra={"database_time_zone": zone},
+        )
 
 
 def unavailable(exc: psycopg.OperationalError) -> DependencyUnavailable:

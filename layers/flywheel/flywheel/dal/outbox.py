@@ -74,6 +74,12 @@ def pending_count(conn: Connection, topic: str) -> int:
     return int(row["n"]) if row else 0
 
 
+def parked_count(conn: Connection) -> int:
+    """Messages parked and still unsent: each waits for a person (fix the cause, clear parked_at)."""
+    row = conn.execute("SELECT count(*) AS n FROM outbox WHERE parked_at IS NOT NULL AND sent_at IS NULL").fetchone()
+    return int(row["n"]) if row else 0
+
+
 def stale_count(conn: Connection, older_than_s: float) -> int:
     """Messages neither sent nor parked that have waited longer than `older_than_s` (the request
     path and the hourly sweep have both failed to send them)."""

@@ -2,7 +2,11 @@
 (dal.experiments) read, so an organisation's report costs what its days and cells cost, not what
 its history of messages would. Kept up to date from report_count_changes, which triggers on
 outcome_labels fill in the transaction of each change (sql/0016_incremental_report_rollup.sql
-explains why nothing is lost or counted twice)."""
+explains why nothing is lost or counted twice).
+
+Every day here is a UTC day, and no statement depends on the session's TimeZone: timestamps become
+days with `AT TIME ZONE 'UTC'`, days are passed as dates, and day series are integer offsets
+(connection.py also pins sessions to UTC; this keeps the rollup right on a session it did not)."""
 
 from __future__ import annotations
 
@@ -94,7 +98,7 @@ WITH src AS (
            (meeting_booked_at IS NOT NULL)::int AS meetings, coalesce(deal_status = 'won', false)::int AS won,
            CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END AS revenue
       FROM outcome_labels
-     WHERE sent_at >= coalesce(%(lo)s::timestamptz, '-infinity') AND sent_at < %(hi)s::timestamptz),
+     WHERE sent_at >= coalesce(%(lo_at)s::timestamptz, '-infinity') AND sent_at < %(hi_at)s::timestamptz),
 {_CELLS},
 stale AS (
     DELETE FROM report_daily_counts r
@@ -171,11 +175,14 @@ def count_days(conn: Connection, lo: date | None, hi: date, at: datetime) -> dic
     """Count the days from `lo` (None: the beginning) to `hi` whole, in the step's snapshot (call
     apply_changes first in the same step: the change rows of these days are then consumed with it),
     and record when. Returns the messages read and the cells written."""
-    row = conn.execute(_COUNT_DAYS, {"lo": None if lo is None else midnight(lo), "hi": midnight(hi)}).fetchone()
+    # the days as dates and their bounds as UTC instants: a timestamptz cast to a date would take the
+    # session's TimeZone, and west of UTC the day before `lo` would lose its cells
+    bounds = {"lo": lo, "hi": hi, "lo_at": None if lo is None else midnight(lo), "hi_at": midnight(hi)}
+    row = conn.execute(_COUNT_DAYS, bounds).fetchone()
     assert row is not None
     conn.execute(
         """INSERT INTO report_rollup_days (day, counted_at)
-           SELECT d::date, %(at)s FROM generate_series(%(lo)s::date, %(hi)s::date - 1, interval '1 day') AS d
+           SELECT %(lo)s::date + d, %(at)s FROM generate_series(0, %(hi)s::date - %(lo)s::date - 1) AS d
            ON CONFLICT (day) DO UPDATE SET counted_at = EXCLUDED.counted_at""",
         {"lo": lo if lo is not None else hi - timedelta(days=1), "hi": hi, "at": at},
     )
@@ -198,9 +205,9 @@ def days_due(conn: Connection, lo: date, hi: date, counted_before: datetime | No
     release first; the latest day first among equals)."""
     rows = conn.execute(
         f"""SELECT day FROM (
-                SELECT d::date AS day, r.counted_at
-                  FROM generate_series(%(lo)s::date, %(hi)s::date - 1, interval '1 day') AS d
-                  LEFT JOIN report_rollup_days r ON r.day = d::date
+                SELECT %(lo)s::date + d AS day, r.counted_at
+                  FROM generate_series(0, %(hi)s::date - %(lo)s::date - 1) AS d
+                  LEFT JOIN report_rollup_days r ON r.day = %(lo)s::date + d
                  WHERE %(before)s::timestamptz IS NOT NULL AND (r.counted_at IS NULL OR r.counted_at < %(before)s)
                 UNION
                 SELECT day, counted_at FROM report_rollup_days WHERE counted_at = '{TAINTED}' AND day < %(hi)s) due

@@ -324,6 +324,9 @@ class IngestResult:
     quarantined: int = 0
     outbox: int = 0  # messages for other services written by this batch, to send after commit
     outcome_ids: list[str] = field(default_factory=list)
+    # (provider, event_key) of the events this batch newly applied whose type has effects (replies,
+    # classifications, opt-outs, corrections: effects.WITH_EFFECTS); other events are only counted
+    new_effect_keys: set[tuple[str, str]] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {

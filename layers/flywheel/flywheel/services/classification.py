@@ -143,6 +143,11 @@ def store_classification(job: ReplyJob, result: Classification) -> dict[str, Any
     stored = ingest_events([reply, event], window_days=get_settings().attribution_window_days)
     if stored.outbox:
         flush_after_commit(["events"])
+    if (event.provider, event.event_key) not in stored.new_effect_keys:
+        # SQS redelivered a reply whose classification is stored: counting it again would tell the
+        # dashboard and the fallback-share alarm about a classification that did not happen
+        logger.info("reply classification already stored (redelivered)", extra={"reply_key": job.reply_key})
+        return {**stored.as_dict(), "category": result.category, "source": result.source}
     logger.info(
         "reply classified", extra={"reply_key": job.reply_key, "category": result.category, "source": result.source}
     )

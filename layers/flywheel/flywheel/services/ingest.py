@@ -178,6 +178,7 @@ def ingest_events(
     result.duplicates = len(events) - result.stored
     result.applied, result.orphans, result.ignored = statuses["applied"], statuses["orphan"], statuses["ignored"]
     result.outcome_ids = sorted(str(o) for o in touched)
+    result.new_effect_keys = {(e["provider"], e["event_key"]) for e in inserted.with_effects}
     return result
 
 

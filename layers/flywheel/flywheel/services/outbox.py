@@ -4,7 +4,9 @@ A failed send leaves its messages pending; the next request, or the hourly sweep
 Delivery is at least once (the classifier stores one classification per reply; EventBridge
 consumers dedupe on `reply_key`). A message the receiver refuses for what it is (too large,
 invalid) does not hold up the others: it is retried alone, and parked after PARK_AFTER refusals
-with its reason (metric OutboxParked); an outage, when nothing is at fault, parks nothing.
+with its reason (metric OutboxParked); an outage, when nothing is at fault, parks nothing. How many
+parked messages are still unsent is a gauge (OutboxParkedPending, OutboxParkedAlarm), published
+when a message is parked and by every hourly sweep, so the alarm lasts as long as they wait.
 """
 
 from __future__ import annotations
@@ -92,8 +94,22 @@ def flush(topics: tuple[str, ...] | list[str] = TOPICS, batch: int = 100, max_ba
     if any(sent.values()):
         metrics.add_metric(name="OutboxSent", unit="Count", value=sum(sent.values()))
     if parked:
-        metrics.add_metric(name="OutboxParked", unit="Count", value=parked)  # OutboxParkedAlarm
+        metrics.add_metric(name="OutboxParked", unit="Count", value=parked)
+        report_parked()  # the alarm at once, not at the next sweep
     return sent
+
+
+def report_parked() -> int:
+    """Parked messages still unsent, as the gauge OutboxParkedPending (OutboxParkedAlarm, Maximum):
+    OutboxParked counts the parking once, in the invocation that parks, and a parked message is
+    not stale (OutboxStale), so without the gauge the alarm would recover an hour later while the
+    message still waits for a person."""
+    with transaction() as conn:
+        parked = outbox_dal.parked_count(conn)
+    metrics.add_metric(name="OutboxParkedPending", unit="Count", value=parked)
+    if parked:
+        logger.warning("outbox messages parked and unsent", extra={"count": parked})
+    return parked
 
 
 STALE_AFTER_S = 3600  # a message still pending after this: the sweep has tried it at least once

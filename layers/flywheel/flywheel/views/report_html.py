@@ -5,7 +5,7 @@ an S3 presigned link, and shows the same thing everywhere."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.domain.funnel import LABELS, STEPS
@@ -143,7 +143,7 @@ def render(data: dict[str, Any]) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
-        f"<title>Flywheel report · {esc(data['org_id'])} · {data['generated_at']:%Y-%m-%d}</title>"
+        f"<title>Flywheel report · {esc(data['org_id'])} · {_day(data['generated_at'])}</title>"
         f"<style>{CSS}</style></head><body><main>"
         f"<header><h1>Flywheel report · {esc(data['org_id'])}</h1>"
         f"<p>Generated {_when(data['generated_at'])} · messages sent in the last {window['days']} days "
@@ -155,12 +155,19 @@ def render(data: dict[str, Any]) -> str:
 # --- formatting -------------------------------------------------------------------------------------
 
 
+def _utc(value: datetime) -> datetime:
+    """The instant in UTC: what a datetime read from the database holds is in the session's zone
+    (UTC by dal.connection's pin, but a report must say UTC and mean it whatever it was given);
+    a naive one is taken as UTC already."""
+    return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo is not None else value
+
+
 def _when(value: datetime | None) -> str:
-    return "—" if value is None else f"{value:%Y-%m-%d %H:%M} UTC"
+    return "—" if value is None else f"{_utc(value):%Y-%m-%d %H:%M} UTC"
 
 
 def _day(value: datetime | None) -> str:
-    return "—" if value is None else f"{value:%Y-%m-%d}"
+    return "—" if value is None else f"{_utc(value):%Y-%m-%d}"
 
 
 def _interval(low: float | None, high: float | None, fmt: charts.Fmt = percent) -> str:
