@@ -105,9 +105,11 @@ def setup(db_url, monkeypatch) -> None:
 
 
 def message_of(db, event_key: str) -> tuple[str | None, str]:
+    """The message (body) and status of the event the provider sent with this key (stored within
+    its organisation: "<org>|<key>")."""
     row = db.execute(
         "SELECT o.body, e.status FROM outcome_events e LEFT JOIN outcome_labels o USING (outcome_id)"
-        " WHERE e.event_key = %s",
+        " WHERE substr(e.event_key, strpos(e.event_key, '|') + 1) = %s",
         (event_key,),
     ).fetchone()
     return row["body"], row["status"]

@@ -286,7 +286,8 @@ def test_replies_whose_message_id_names_no_message_are_not_taken_for_one_another
         status, body = post(message, "raw", outcome_id)
         assert status == 200 and body["stored"] == 1 and body["duplicates"] == 0, body
     keys = [r["event_key"] for r in db.execute("SELECT event_key FROM outcome_events ORDER BY event_key")]
-    assert len(keys) == 2 and all(k.startswith("sha256:") for k in keys)
+    # the content's hash, within the organisation the reply reached
+    assert len(keys) == 2 and all(k.startswith("acme|sha256:") for k in keys), keys
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,45 @@ def test_an_id_two_organisations_sent_to_one_address_needs_the_events_organisati
     assert suppressed(db) == set()
 
 
+def no_email(org: str, lead: str, **more: Any) -> dict:
+    """A message registered without a lead_email: its lead id tells it apart from the send's others."""
+    message = msg(org, lead, **more)
+    message.pop("lead_email")
+    return message
+
+
+def test_two_leads_registered_without_emails_are_two_recipients_of_a_send(api: ApiClient, db, configured) -> None:
+    """ann and bob, one send, each registered by lead id alone: an event about ann (its email names
+    neither message) cannot tell which is hers, so it waits as an orphan; never bob's."""
+    ann, bob = register(api, no_email("acme", "ann"), no_email("acme", "bob", minutes=1))
+    assert ann != bob
+    result = post(api, sg("unsubscribe", "ann", 1, org_id="acme"), sg("click", "ann", 2, org_id="acme"))
+    assert (result["applied"], result["orphans"]) == (0, 2), result
+    assert outcome(db, bob)["unsubscribed_at"] is None and outcome(db, bob)["click_count"] == 0
+    assert outcome(db, ann)["unsubscribed_at"] is None
+    # one lead registered without an email is still the send's single recipient: its events are its own
+    [carl] = register(api, no_email("acme", "carl", pmid="other.dfd"))
+    assert post(api, sg("click", "carl", 3, pmid="other.dfd", org_id="acme"))["applied"] == 1
+    assert outcome(db, carl)["click_count"] == 1
+
+
+def test_orphans_of_two_leads_registered_without_emails_are_claimed_by_neither(api: ApiClient, db, configured) -> None:
+    assert post(api, sg("unsubscribe", "ann", 1, org_id="acme"), sg("click", "ann", 2, org_id="acme"))["orphans"] == 2
+    ann, bob = register(api, no_email("acme", "ann"), no_email("acme", "bob", minutes=1))
+    for oid in (ann, bob):
+        assert outcome(db, oid)["unsubscribed_at"] is None and outcome(db, oid)["click_count"] == 0
+    assert set(events_by_lead(db).values()) == {("acme", None)}
+    assert db.execute("SELECT count(*) AS n FROM outcome_events WHERE status = 'orphan'").fetchone()["n"] == 2
+    # the same lead's second message (a retry of the send) is still one recipient: one lead, one claim
+    assert post(api, sg("open", "dan", 3, pmid="solo.dfd", org_id="acme"))["orphans"] == 1
+    first, second = register(
+        api,
+        no_email("acme", "dan", pmid="solo.dfd", key="d1"),
+        no_email("acme", "dan", pmid="solo.dfd", key="d2", minutes=2),
+    )
+    assert outcome(db, second)["open_count"] + outcome(db, first)["open_count"] == 1
+
+
 def test_a_retry_of_a_message_registered_before_the_upgrade_is_still_a_duplicate(
     api: ApiClient, db, configured
 ) -> None:

@@ -16,7 +16,8 @@ ANN, BOB, ZED = (
     Sent(uuid4(), org, f"{lead}@example.com") for org, lead in (("acme", "ann"), ("acme", "bob"), ("globex", "zed"))
 )
 ANN_GLOBEX = Sent(uuid4(), "globex", "ann@example.com")
-NO_EMAIL = Sent(uuid4(), "acme", None)
+NO_EMAIL = Sent(uuid4(), "acme", None, "ann")
+NO_EMAIL_BOB = Sent(uuid4(), "acme", None, "bob")
 
 
 def event(org: str | None, email: str | None, **links: object) -> IncomingEvent:
@@ -61,6 +62,9 @@ def match(sent: Sent) -> Match:
         ([NO_EMAIL], "acme", "ann@example.com", NO_EMAIL),
         ([NO_EMAIL, BOB], "acme", "ann@example.com", None),
         ([NO_EMAIL], None, "ann@example.com", None),
+        # two leads registered without emails are two recipients: nothing tells the event's apart
+        ([NO_EMAIL, NO_EMAIL_BOB], "acme", "ann@example.com", None),
+        ([NO_EMAIL, NO_EMAIL_BOB], "acme", None, None),
     ],
 )
 def test_a_provider_message_id_goes_to_the_events_own_recipient(sent, org, email, expected) -> None:

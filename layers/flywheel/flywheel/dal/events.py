@@ -43,7 +43,13 @@ class Inserted:
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
     """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
-    orphan now matched to a message is attached to it.
+    orphan now matched to a message of the orphan's own organisation is attached to it (never one
+    of another organisation or of none: its payload is not known to be this event's - one of
+    unknown organisation is claimed when its message is registered, as before).
+
+    An event with a `legacy_key` (the provider's own key, before its key named the organisation)
+    is also skipped when a row is stored under that key for its organisation (`legacy_org`; any
+    organisation when that is unknown): the release before stored it.
 
     Rows go in key order, so two transactions inserting overlapping keys wait in one direction.
     Most events (opens, clicks, deliveries) cause nothing but their outcome's re-derivation: they
@@ -56,11 +62,17 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
         rows = cur.execute(
             f"""WITH new AS (
                     INSERT INTO outcome_events ({_EVENT_COLUMNS})
-                    SELECT {_EVENT_COLUMNS} FROM jsonb_to_recordset(%(rows)s) AS x({_EVENT_RECORD})
+                    SELECT {_EVENT_COLUMNS}
+                      FROM jsonb_to_recordset(%(rows)s) AS x({_EVENT_RECORD}, legacy_key text, legacy_org text)
+                     WHERE x.legacy_key IS NULL OR NOT EXISTS (
+                               SELECT 1 FROM outcome_events old
+                                WHERE old.provider = x.provider AND old.event_key = x.legacy_key
+                                  AND (x.legacy_org IS NULL OR old.org_id = x.legacy_org))
                      ORDER BY provider COLLATE "C", event_key COLLATE "C"
                     ON CONFLICT (provider, event_key) DO UPDATE
-                       SET outcome_id = EXCLUDED.outcome_id, org_id = EXCLUDED.org_id, status = 'applied'
+                       SET outcome_id = EXCLUDED.outcome_id, status = 'applied'
                      WHERE outcome_events.status = 'orphan' AND EXCLUDED.status = 'applied'
+                       AND outcome_events.org_id = EXCLUDED.org_id
                     RETURNING outcome_id, status,
                               CASE WHEN status = 'applied' AND event_type = ANY(%(effects)s)
                                    THEN jsonb_build_object({_applied_object()}) END AS effect)
@@ -98,7 +110,8 @@ def _from_object(row: dict[str, Any]) -> dict[str, Any]:
 # included). The lead's email equal to the orphan's, unless the id names that email in another
 # organisation too and the orphan has none; otherwise, only within the orphan's own organisation,
 # the id's single recipient there (for a provider message id: when the orphan or the message has
-# no email to compare). The candidates are materialised first: checked inside their joins, the
+# no email to compare; messages registered without an email are one recipient per lead id, so two
+# such leads leave the orphan waiting). The candidates are materialised first: checked inside their joins, the
 # planner gave up the index on an orphan's Message-IDs.
 _SHARED_ID = """\
 c.rank = {rank} AND CASE
@@ -109,31 +122,32 @@ c.rank = {rank} AND CASE
     ELSE c.event_org = c.org_id {same_lead} AND NOT EXISTS (
              SELECT 1 FROM outcome_labels x
               WHERE x.{column} = c.{value} AND x.org_id = c.org_id
-                AND lower(x.lead_email) IS DISTINCT FROM lower(c.email))
+                AND (lower(x.lead_email) IS DISTINCT FROM lower(c.email)
+                     OR (x.lead_email IS NULL AND c.email IS NULL AND x.lead_id <> c.lead)))
 END"""
 _PMID_CHECK = _SHARED_ID.format(
     rank=1, column="provider_message_id", value="pmid", same_lead="AND (c.match_email IS NULL OR c.email IS NULL)"
 )
 _MSGID_CHECK = _SHARED_ID.format(rank=2, column="email_message_id", value="msgid", same_lead="")
 _CANDIDATES = f"""
-WITH o(outcome_id, org_id, pmid, msgid, email, sent_at) AS (
+WITH o(outcome_id, org_id, pmid, msgid, email, sent_at, lead) AS (
     SELECT * FROM unnest(%(ids)s::uuid[], %(orgs)s::text[], %(pmids)s::text[], %(msgids)s::text[],
-                         %(emails)s::text[], %(sent)s::timestamptz[])),
+                         %(emails)s::text[], %(sent)s::timestamptz[], %(leads)s::text[])),
 candidates AS MATERIALIZED (
     SELECT e.event_id, o.outcome_id, o.org_id, 0 AS rank, o.sent_at, e.org_id AS event_org, e.match_email, o.email,
-           o.pmid, o.msgid
+           o.pmid, o.msgid, o.lead
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_outcome_id = o.outcome_id
        AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
-    SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid
+    SELECT e.event_id, o.outcome_id, o.org_id, 1, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid, o.lead
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_provider_message_id = o.pmid
        AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
-    SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid
+    SELECT e.event_id, o.outcome_id, o.org_id, 2, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid, o.lead
       FROM o JOIN outcome_events e ON e.status = 'orphan' AND e.match_references @> ARRAY[o.msgid]
        AND (e.org_id IS NULL OR e.org_id = o.org_id)
     UNION ALL
-    SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid
+    SELECT e.event_id, o.outcome_id, o.org_id, 3, o.sent_at, e.org_id, e.match_email, o.email, o.pmid, o.msgid, o.lead
       FROM o JOIN outcome_events e
         ON e.status = 'orphan' AND e.match_email = o.email AND e.org_id = o.org_id
        AND e.match_outcome_id IS NULL AND e.match_provider_message_id IS NULL
@@ -155,6 +169,7 @@ def _message_params(messages: list[dict[str, Any]]) -> dict[str, Any]:
         "msgids": [m.get("email_message_id") for m in messages],
         "emails": [m.get("lead_email") for m in messages],
         "sent": [m["sent_at"] for m in messages],
+        "leads": [m.get("lead_id") for m in messages],
     }
 
 
@@ -173,7 +188,7 @@ def orphan_meetings_for(conn: Connection, messages: list[dict[str, Any]]) -> lis
 
 def claim_orphans(conn: Connection, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Attach orphan events to newly registered messages (`outcome_id`, `org_id`,
-    `provider_message_id`, `email_message_id`, `lead_email`, `sent_at` each). Returns the claimed rows."""
+    `provider_message_id`, `email_message_id`, `lead_email`, `sent_at`, `lead_id` each). Returns the claimed rows."""
     if not messages:
         return []
     return conn.execute(
@@ -322,9 +337,12 @@ def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict
     ).fetchall()
 
 
-def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
+def outcome_of(conn: Connection, provider: str, event_key: str, org_id: str | None = None) -> UUID | None:
+    """The outcome of the event stored under this key (of organisation `org_id`, when given)."""
     row = conn.execute(
-        "SELECT outcome_id FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)
+        """SELECT outcome_id FROM outcome_events
+            WHERE provider = %s AND event_key = %s AND (%s::text IS NULL OR org_id = %s::text)""",
+        (provider, event_key, org_id, org_id),
     ).fetchone()
     return row["outcome_id"] if row else None
 

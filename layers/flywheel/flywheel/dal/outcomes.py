@@ -156,23 +156,31 @@ def existing_outcomes(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, s
     return {r["outcome_id"]: r["org_id"] for r in rows}
 
 
-def by_column(conn: Connection, column: str, values: list[str]) -> dict[str, list[tuple[UUID, str, str | None]]]:
+# a message registered without a lead email is its lead id's: two such leads are two recipients
+_NO_EMAIL_LEAD = "CASE WHEN lead_email IS NULL THEN lead_id END"
+
+
+def by_column(
+    conn: Connection, column: str, values: list[str]
+) -> dict[str, list[tuple[UUID, str, str | None, str | None]]]:
     """Every message with these values of provider_message_id or email_message_id, the latest per
-    recipient (organisation, lead email): (outcome id, org, lead email) each. One SendGrid send
-    request gives all its recipients one X-Message-Id, and organisations may reuse each other's ids."""
+    recipient (organisation, lead email; without an email, organisation and lead id): (outcome id,
+    org, lead email, lead id - only when there is no email) each. One SendGrid send request gives all
+    its recipients one X-Message-Id, and organisations may reuse each other's ids."""
     assert column in ("provider_message_id", "email_message_id")
     if not values:
         return {}
     with conn.cursor(row_factory=tuple_row) as cur:  # a large batch asks for thousands
         rows = cur.execute(
-            f"""SELECT DISTINCT ON ({column}, org_id, lower(lead_email)) {column}, outcome_id, org_id, lead_email
+            f"""SELECT DISTINCT ON ({column}, org_id, lower(lead_email), {_NO_EMAIL_LEAD})
+                       {column}, outcome_id, org_id, lead_email, {_NO_EMAIL_LEAD}
                   FROM outcome_labels WHERE {column} = ANY(%s)
-                 ORDER BY {column}, org_id, lower(lead_email), sent_at DESC, outcome_id""",
+                 ORDER BY {column}, org_id, lower(lead_email), {_NO_EMAIL_LEAD}, sent_at DESC, outcome_id""",
             (values,),
         ).fetchall()
-    found: dict[str, list[tuple[UUID, str, str | None]]] = {}
-    for value, outcome_id, org_id, lead_email in rows:
-        found.setdefault(value, []).append((outcome_id, org_id, lead_email))
+    found: dict[str, list[tuple[UUID, str, str | None, str | None]]] = {}
+    for value, outcome_id, org_id, lead_email, lead_id in rows:
+        found.setdefault(value, []).append((outcome_id, org_id, lead_email, lead_id))
     return found
 
 

@@ -38,6 +38,10 @@ class IncomingEvent:
     references: list[str] = field(default_factory=list)
     email: str | None = None
 
+    # the provider's own key when `event_key` names the organisation too (`scoped_key`): a copy
+    # stored under it by the release before is this event, when it is of the same organisation
+    legacy_key: str | None = None
+
     # how far back an event known only by email may be attributed (set by the ingest service)
     window_days: int | None = None
     # the outcome id it names, when that is a UUID (parsed once: every lookup asks)
@@ -116,6 +120,19 @@ class IncomingEvent:
             self.claimed_outcome_id = None
 
 
+# never in an organisation id (IDENTIFIER): "<org>|<key>" names one organisation's key unambiguously
+SCOPE = "|"
+
+
+def scoped_key(org_id: str | None, key: str) -> str:
+    """An event key that names the organisation of the request it came in (empty when that is
+    unknown): for providers whose keys an organisation chooses (its in-house system's
+    `webhook-id`, a payload its own credential signs) or that reach several organisations (one
+    mail's Message-ID at each one's parse address), so one organisation's key neither pre-empts nor
+    takes over another's event."""
+    return f"{org_id or ''}{SCOPE}{key}"
+
+
 @dataclass(frozen=True)
 class Match:
     outcome_id: UUID
@@ -131,10 +148,15 @@ class Sent:
     outcome_id: UUID
     org_id: str
     lead_email: str | None
+    lead_id: str | None = None
 
     @property
-    def recipient(self) -> tuple[str, str | None]:
-        return self.org_id, self.lead_email.lower() if self.lead_email else None
+    def recipient(self) -> tuple[str, str | None, str | None]:
+        """(org, lead email) - or, for a message registered without one, (org, None, lead id): two
+        leads of one send registered without emails are two recipients, not one."""
+        if self.lead_email:
+            return self.org_id, self.lead_email.lower(), None
+        return self.org_id, None, self.lead_id
 
 
 @dataclass
@@ -155,7 +177,8 @@ MAX_KEY = 512  # btree entries must stay well under PostgreSQL's 2704-byte limit
 
 def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str | None:
     """Why this normalised event cannot be stored as it is, naming no value (or None)."""
-    if not event.event_key or len(event.event_key) > MAX_KEY:
+    # the provider's own key is bounded; the organisation a scoped key adds is at most 129 ASCII bytes
+    if not event.event_key or len(event.legacy_key or event.event_key) > MAX_KEY:
         return f"event key is empty or longer than {MAX_KEY} characters"
     if event.provider_message_id and len(event.provider_message_id) > 256:
         return "provider message id is longer than 256 characters"

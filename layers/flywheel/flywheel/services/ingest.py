@@ -142,6 +142,8 @@ def _row(event: IncomingEvent, match: Match | None, status: str | None = None) -
         "match_window_days": event.window_days if email_only else None,
         "data": event.data,
         "payload": event.payload,
+        "legacy_key": event.legacy_key,
+        "legacy_org": event.org_id,
     }
 
 
@@ -243,10 +245,15 @@ def _store(
     return inserted, touched, outbox, quarantined_count
 
 
-def linked_outcome(provider: str, event_key: str) -> str | None:
-    """The outcome a stored event applies to (None while it is an orphan)."""
+def linked_outcome(
+    provider: str, event_key: str, legacy_key: str | None = None, org_id: str | None = None
+) -> str | None:
+    """The outcome a stored event applies to (None while it is an orphan): stored under its key,
+    else under its `legacy_key` by the release before (for organisation `org_id`, when known)."""
     with transaction() as conn:
         found = events_dal.outcome_of(conn, provider, event_key)
+        if found is None and legacy_key is not None and legacy_key != event_key:
+            found = events_dal.outcome_of(conn, provider, legacy_key, org_id)
     return str(found) if found else None
 
 

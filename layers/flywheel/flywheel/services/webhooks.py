@@ -207,7 +207,6 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     domains = settings.split(settings.inbound_parse_domains)
     if domains and not inbound.recipient_domains(mail) & set(domains):
         raise Forbidden("sendgrid_inbound: reply is not addressed to a configured parse domain")
-    events = inbound.to_events(mail, domains, _now())
     # the organisation of the parse domain the mail was sent to (for replies known only by sender):
     # the token's when there is one per organisation, else that of the reply+ address or the envelope
     org_id = caller.org(
@@ -215,13 +214,14 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
         inbound.addressed_org(mail, domains, lambda d: settings.provider_org("sendgrid_inbound", d)),
         "parse domain the reply is addressed to",
     )
-    for event in events:
-        event.org_id = org_id
+    # the mail's events are that organisation's, keyed within it: the same mail at another
+    # organisation's parse address is that organisation's event, never a duplicate of this one
+    events = inbound.to_events(mail, domains, _now(), org_id)
     # a person's reply is queued for the classifier in the same transaction (outbox) when it is
     # applied; automatic replies and bounces are not (flywheel.domain.effects)
     summary = _store("sendgrid_inbound", events, settings.reply_window_days)
     reply = next((e for e in events if e.event_type == "reply"), None) if not mail.report else None
-    outcome_id = linked_outcome(reply.provider, reply.event_key) if reply else None
+    outcome_id = linked_outcome(reply.provider, reply.event_key, reply.legacy_key, org_id) if reply else None
     return {**summary, "outcome_id": outcome_id, "kind": inbound.kind(mail, events)}
 
 
@@ -436,8 +436,8 @@ def receive_generic(request: WebhookRequest, kind: str) -> dict[str, Any]:
     )
     allowed = generic.DEAL_EVENTS if kind == "deals" else generic.MEETING_EVENTS
     raw, event = generic.parse(request.body, allowed)
-    incoming = generic.to_event(raw, event, str(request.header("webhook-id")), _now())
     # one secret per organisation: the secret's organisation, and a body naming another is refused;
     # one secret: the system speaks for every organisation and names it in the body
-    incoming.org_id = caller.org(event.org_id, event.org_id, "org_id")
+    org_id = caller.org(event.org_id, event.org_id, "org_id")
+    incoming = generic.to_event(raw, event, str(request.header("webhook-id")), _now(), org_id)
     return _store("crm", [incoming], settings.attribution_window_days)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.ingest import IncomingEvent, scoped_key
 from flywheel.domain.inputs import BadValue, email, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.webhooks.common import load_json, validate
@@ -87,9 +87,12 @@ def to_event(raw: dict[str, Any], envelope: Envelope, org_id: str | None) -> Inc
     else:
         kind, meeting_id, data = None, payload.uri, {}
     tracking = payload.tracking or Tracking()
+    key = f"{envelope.event}:{payload.uri}:{envelope.created_at.isoformat()}"
     return IncomingEvent(
         provider=PROVIDER,
-        event_key=f"{envelope.event}:{payload.uri}:{envelope.created_at.isoformat()}",
+        # within the organisation: its own signing key signs whatever it sends (domain.ingest.scoped_key)
+        event_key=scoped_key(org_id, key),
+        legacy_key=key,
         event_type=kind.value if kind else envelope.event,
         occurred_at=envelope.created_at,
         payload=raw,

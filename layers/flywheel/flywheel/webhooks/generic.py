@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flywheel.domain.ingest import IncomingEvent
+from flywheel.domain.ingest import IncomingEvent, scoped_key
 from flywheel.domain.inputs import IDENTIFIER, MAX_AMOUNT, email, parse_time, plausible, storable_amount
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
@@ -95,7 +95,12 @@ def parse(body: bytes, allowed: tuple[str, ...]) -> tuple[dict[str, Any], CrmEve
     return raw, event
 
 
-def to_event(raw: dict[str, Any], event: CrmEvent, webhook_id: str, received_at: datetime) -> IncomingEvent:
+def to_event(
+    raw: dict[str, Any], event: CrmEvent, webhook_id: str, received_at: datetime, org_id: str | None
+) -> IncomingEvent:
+    """The event of a delivery of organisation `org_id` (the request's: its secret's, or the body's
+    under one secret). The key is the sender's `webhook-id` within that organisation: two
+    organisations' own systems numbering their events alike never de-duplicate each other."""
     data: dict[str, Any] = {
         "deal_id": f"crm:{event.deal_id}" if event.deal_id else None,
         "value": str(event.value) if event.value is not None else None,
@@ -107,12 +112,13 @@ def to_event(raw: dict[str, Any], event: CrmEvent, webhook_id: str, received_at:
     }
     return IncomingEvent(
         provider=PROVIDER,
-        event_key=webhook_id,
+        event_key=scoped_key(org_id, webhook_id),
+        legacy_key=webhook_id,
         event_type=EventType(event.event).value,
         occurred_at=event.occurred_at or received_at,
         payload=raw,
         data={k: v for k, v in data.items() if v is not None},
-        org_id=event.org_id,
+        org_id=org_id,
         outcome_id=event.outcome_id,
         email=event.lead_email,
     )

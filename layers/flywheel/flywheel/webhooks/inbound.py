@@ -30,7 +30,7 @@ from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.ingest import IncomingEvent, content_key, scoped_key
 from flywheel.domain.inputs import BadValue, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.registration import normalise_message_id
@@ -944,13 +944,22 @@ def _occurred(sent_at: datetime | None, received_at: datetime) -> datetime:
     return written if written <= received_at + _CLOCK_SKEW else received_at
 
 
-def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> list[IncomingEvent]:
-    """A reply (a person's or an automatic one) -> one reply event; a DSN -> one event per recipient."""
+def _keyed(org_id: str | None, key: str) -> dict[str, Any]:
+    """An event's key within the organisation the mail reached: one mail sent to two organisations'
+    parse addresses is an event of each (domain.ingest.scoped_key)."""
+    return {"event_key": scoped_key(org_id, key), "legacy_key": key, "org_id": org_id}
+
+
+def to_events(
+    mail: InboundMail, domains: list[str], received_at: datetime, org_id: str | None = None
+) -> list[IncomingEvent]:
+    """A reply (a person's or an automatic one) -> one reply event; a DSN -> one event per
+    recipient. `org_id`: the organisation this delivery is for (its keys are that organisation's)."""
     occurred = _occurred(mail.sent_at, received_at)
     if mail.report is not None:
-        return _bounce_events(mail, domains, occurred)
+        return _bounce_events(mail, domains, occurred, org_id)
     if mail.receipt is not None:
-        return [_receipt_event(mail, domains, occurred)]
+        return [_receipt_event(mail, domains, occurred, org_id)]
     payload = _payload(mail)
     text = mail.text
     data: dict[str, Any] = {"text": text, "full_text": mail.full_text, "subject": mail.subject, "from": mail.sender}
@@ -967,7 +976,7 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
     key = mail.message_id or content_key({"from": mail.sender, "subject": mail.subject, "text": text})
     reply = IncomingEvent(
         provider=PROVIDER,
-        event_key=key,
+        **_keyed(org_id, key),
         event_type=EventType.REPLY.value,
         occurred_at=occurred,
         payload=payload,
@@ -981,7 +990,7 @@ def to_events(mail: InboundMail, domains: list[str], received_at: datetime) -> l
     return [reply]
 
 
-def _receipt_event(mail: InboundMail, domains: list[str], occurred: datetime) -> IncomingEvent:
+def _receipt_event(mail: InboundMail, domains: list[str], occurred: datetime, org_id: str | None) -> IncomingEvent:
     """A read receipt is kept, never applied: it is no reply (nobody wrote anything), and no open
     either - a client sends it only when asked to and the reader agrees (or automatically, read or
     not), so it measures neither reading nor interest; the message was delivered, which SendGrid's
@@ -991,7 +1000,7 @@ def _receipt_event(mail: InboundMail, domains: list[str], occurred: datetime) ->
     base = mail.message_id or content_key({"from": mail.sender, "text": mail.full_text})
     return IncomingEvent(
         provider=PROVIDER,
-        event_key=f"mdn:{base}",
+        **_keyed(org_id, f"mdn:{base}"),
         event_type=f"mdn_{receipt.kind}",  # no EventType: stored as `ignored`
         occurred_at=occurred,
         payload=_payload(mail),
@@ -1043,13 +1052,14 @@ def _calendar_events(mail: InboundMail, reply: IncomingEvent) -> list[IncomingEv
     calendar = mail.calendar
     assert calendar is not None
     wrote = bool(reply.data.get("text"))
-    meeting_id = f"ical:{calendar.uid or reply.event_key}:{mail.sender or ''}"
+    own_key = reply.legacy_key or reply.event_key  # the mail's own (unscoped)
+    meeting_id = f"ical:{calendar.uid or own_key}:{mail.sender or ''}"
 
     def about_it(prefix: str, event_type: str, data: dict[str, Any]) -> IncomingEvent:
         """An event of the same mail, found the way its reply is."""
         return IncomingEvent(
             provider=PROVIDER,
-            event_key=f"{prefix}:{reply.event_key}",
+            **_keyed(reply.org_id, f"{prefix}:{own_key}"),
             event_type=event_type,
             occurred_at=reply.occurred_at,
             payload=reply.payload,
@@ -1080,7 +1090,9 @@ def _calendar_events(mail: InboundMail, reply: IncomingEvent) -> list[IncomingEv
     return events
 
 
-def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) -> list[IncomingEvent]:
+def _bounce_events(
+    mail: InboundMail, domains: list[str], occurred: datetime, org_id: str | None
+) -> list[IncomingEvent]:
     report = mail.report
     assert report is not None
     payload = _payload(mail)
@@ -1089,7 +1101,7 @@ def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) ->
         return [
             IncomingEvent(
                 provider=PROVIDER,
-                event_key=f"dsn:{base}",
+                **_keyed(org_id, f"dsn:{base}"),
                 event_type="dsn_unreadable",
                 occurred_at=occurred,
                 payload=payload,
@@ -1107,7 +1119,7 @@ def _bounce_events(mail: InboundMail, domains: list[str], occurred: datetime) ->
         events.append(
             IncomingEvent(
                 provider=PROVIDER,
-                event_key=f"dsn:{base}:{bounce.recipient}",
+                **_keyed(org_id, f"dsn:{base}:{bounce.recipient}"),
                 event_type=kind,
                 occurred_at=occurred,
                 payload=payload,

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.domain.ingest import IncomingEvent, content_key
+from flywheel.domain.ingest import IncomingEvent, content_key, scoped_key
 from flywheel.domain.inputs import currency, digits, from_epoch, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
@@ -148,7 +148,14 @@ def to_events(
     }
     kind = delivery.kind
     if kind is None:
-        return [IncomingEvent(event_key=delivery.key, event_type=f"{delivery.entity}.{delivery.action}", **base)]
+        return [
+            IncomingEvent(
+                event_key=scoped_key(org_id, delivery.key),
+                legacy_key=delivery.key,
+                event_type=f"{delivery.entity}.{delivery.action}",
+                **base,
+            )
+        ]
     deal = delivery.deal
     data: dict[str, Any] = {"deal_id": f"pipedrive:{deal.get('id') or delivery.meta.get('entity_id')}"}
     if kind != EventType.DEAL_REOPENED:
@@ -162,7 +169,8 @@ def to_events(
     targets: list[str | None] = list(emails) or [None]
     return [
         IncomingEvent(
-            event_key=delivery.key if email is None else f"{delivery.key}:{email}",
+            event_key=scoped_key(org_id, key),
+            legacy_key=key,
             event_type=kind.value,
             data={k: v for k, v in data.items() if v is not None},
             email=email,
@@ -170,4 +178,5 @@ def to_events(
             **base,
         )
         for email in targets
+        for key in [delivery.key if email is None else f"{delivery.key}:{email}"]
     ]

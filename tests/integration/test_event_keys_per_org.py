@@ -1,0 +1,256 @@
+"""An event key is unique within its organisation where an organisation chooses it or it can reach
+several organisations: an in-house system's `webhook-id`, an Inbound Parse mail's Message-ID (also
+Calendly, Pipedrive and Salesforce keys, which a payload signed with an organisation's own credential
+carries). Keys are stored as "<org>|<key>" (domain.ingest.scoped_key). Before, one key across all
+organisations let one organisation's event pre-empt another's (a silent duplicate) or take it over
+(ON CONFLICT moved the stored row into the other organisation, keeping its payload).
+
+Events stored by the release before under the provider's key alone are still recognised: their
+redelivery is a duplicate (within the same organisation only)."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from flywheel.dal import events as events_dal
+from flywheel.dal.connection import transaction
+from flywheel.local import signing
+from tests.conftest import ApiClient, count, load_event
+from tests.integration import test_concurrency as race
+from tests.integration.test_webhook_credentials import (  # noqa: F401 - tenants is a fixture
+    GLOBEX_PARSE,
+    PER_ORG,
+    deal,
+    events,
+    parse_form,
+    post_reply,
+    register,
+    reply_mail,
+    tenants,
+)
+from tests.webhook_helpers import route_event
+
+# acme and globex, each with its own credential of every provider
+pytestmark = pytest.mark.usefixtures("tenants")
+SECRET = PER_ORG["crm_webhook_secret"]
+
+
+def post(api: ApiClient, org: str, body: dict[str, Any], webhook_id: str) -> dict[str, Any]:
+    """An in-house deal event from `org`'s own system (its own secret)."""
+    raw = json.dumps(body).encode()
+    status, answer = api.post(
+        "/webhooks/crm/deals", body=raw, headers=signing.standard_headers(SECRET[org], raw, webhook_id)
+    )
+    assert status == 200, answer
+    return answer
+
+
+def stored(db) -> list[tuple]:
+    rows = db.execute(
+        "SELECT event_key, org_id, event_type, status, payload->>'deal_id' AS deal FROM outcome_events"
+        " ORDER BY event_key"
+    ).fetchall()
+    return [(r["event_key"], r["org_id"], r["event_type"], r["status"], r["deal"]) for r in rows]
+
+
+def as_stored_before(db) -> None:
+    """What the release before stored: every key without its organisation."""
+    db.execute("UPDATE outcome_events SET event_key = substr(event_key, strpos(event_key, '|') + 1)")
+
+
+# --- in-house systems numbering their events alike ----------------------------------------------
+
+
+def test_one_organisations_orphan_never_takes_over_anothers_event_of_the_same_webhook_id(api: ApiClient, db) -> None:
+    oid = register(api, "globex", "priya", "priya@fabrikam.example")
+    # acme's own system, naming nothing of acme's: an acme orphan
+    forged = {"event": "deal_won", "lead_email": "priya@fabrikam.example", "deal_id": "D-9", "value": "999999"}
+    assert post(api, "acme", forged, "evt-1001")["orphans"] == 1
+    # globex's own system, its first deal event, the same id scheme
+    answer = post(api, "globex", {"event": "deal_lost", "outcome_id": oid, "deal_id": "G-1"}, "evt-1001")
+    assert answer["applied"] == 1 and answer["duplicates"] == 0, answer
+    assert deal(db, oid) == ("lost", None)
+    assert stored(db) == [
+        ("acme|evt-1001", "acme", "deal_won", "orphan", "D-9"),
+        ("globex|evt-1001", "globex", "deal_lost", "applied", "G-1"),
+    ]
+
+
+def test_one_organisations_event_never_drops_anothers_of_the_same_webhook_id(api: ApiClient, db) -> None:
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    globex = register(api, "globex", "priya", "priya@fabrikam.example")
+    assert (
+        post(api, "acme", {"event": "deal_won", "outcome_id": acme, "deal_id": "A-1", "value": "10"}, "evt-1")[
+            "applied"
+        ]
+        == 1
+    )
+    body = {"event": "deal_won", "outcome_id": globex, "deal_id": "G-1", "value": "500"}
+    answer = post(api, "globex", body, "evt-1")
+    assert answer["applied"] == 1 and answer["duplicates"] == 0, answer
+    assert deal(db, acme)[0] == "won" and deal(db, globex)[0] == "won"
+    assert float(deal(db, acme)[1]) == 10 and float(deal(db, globex)[1]) == 500
+    # within one organisation the key still de-duplicates: the redelivery is a duplicate
+    again = post(api, "globex", body, "evt-1")
+    assert again["duplicates"] == 1 and again["stored"] == 0, again
+    assert count(db, "outcome_events") == 2
+
+
+def test_an_in_house_event_stored_before_keys_named_the_organisation_is_still_a_duplicate(api: ApiClient, db) -> None:
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    globex = register(api, "globex", "priya", "priya@fabrikam.example")
+    won = {"event": "deal_won", "outcome_id": acme, "deal_id": "A-1", "value": "10"}
+    assert post(api, "acme", won, "evt-7")["applied"] == 1
+    as_stored_before(db)
+    # acme's system retries across the upgrade: the same event, counted once
+    again = post(api, "acme", won, "evt-7")
+    assert again["duplicates"] == 1 and again["stored"] == 0, again
+    assert stored(db) == [("evt-7", "acme", "deal_won", "applied", "A-1")]
+    # but acme's old key is no globex key: globex's own evt-7 is stored
+    answer = post(api, "globex", {"event": "deal_lost", "outcome_id": globex, "deal_id": "G-7"}, "evt-7")
+    assert answer["applied"] == 1, answer
+    assert deal(db, globex)[0] == "lost" and deal(db, acme)[0] == "won"
+
+
+# --- one mail at two organisations' parse addresses ----------------------------------------------
+
+
+def test_one_reply_to_two_organisations_is_an_event_of_each(api: ApiClient, db) -> None:
+    """A lead answering both organisations in one mail ("take me off both your lists") reaches each
+    organisation's parse URL with one Message-ID: each organisation records its own reply, and the
+    answer to each delivery names that organisation's message."""
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    globex = register(api, "globex", "lee", "lee@contoso.example")
+    acme_address, globex_address = f"reply+{acme}@reply.flywheel.example", f"reply+{globex}@{GLOBEX_PARSE}"
+    mail = reply_mail(acme_address, globex_address)
+    status, answer = post_reply(api, "inbound-acme-1", parse_form(mail, [acme_address]))
+    assert status == 200 and answer["outcome_id"] == acme and answer["applied"] == 1, answer
+    status, answer = post_reply(api, "inbound-globex-2", parse_form(mail, [globex_address]))
+    assert status == 200 and answer["outcome_id"] == globex, answer
+    assert answer["applied"] == 1 and answer["duplicates"] == 0, answer
+    assert sorted(events(db)) == [
+        ("sendgrid_inbound", "acme", "applied", acme),
+        ("sendgrid_inbound", "globex", "applied", globex),
+    ]
+    replied = db.execute("SELECT org_id FROM outcome_labels WHERE replied_at IS NOT NULL ORDER BY org_id").fetchall()
+    assert [r["org_id"] for r in replied] == ["acme", "globex"]
+    # SendGrid posting globex's copy again: a duplicate, still answered with globex's message
+    status, answer = post_reply(api, "inbound-globex-2", parse_form(mail, [globex_address]))
+    assert status == 200 and answer["duplicates"] == 1 and answer["outcome_id"] == globex, answer
+
+
+def test_a_reply_stored_before_keys_named_the_organisation_is_still_a_duplicate(api: ApiClient, db) -> None:
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    globex = register(api, "globex", "lee", "lee@contoso.example")
+    acme_address, globex_address = f"reply+{acme}@reply.flywheel.example", f"reply+{globex}@{GLOBEX_PARSE}"
+    mail = reply_mail(acme_address, globex_address)
+    assert post_reply(api, "inbound-acme-1", parse_form(mail, [acme_address]))[1]["applied"] == 1
+    as_stored_before(db)
+    status, answer = post_reply(api, "inbound-acme-1", parse_form(mail, [acme_address]))
+    assert status == 200 and answer["duplicates"] == 1 and answer["outcome_id"] == acme, answer
+    # the old key is acme's: globex's copy is globex's event
+    status, answer = post_reply(api, "inbound-globex-2", parse_form(mail, [globex_address]))
+    assert status == 200 and answer["applied"] == 1 and answer["outcome_id"] == globex, answer
+    assert count(db, "outcome_events") == 2
+
+
+# --- the store: a key taken by another organisation's orphan -------------------------------------
+
+
+def test_an_orphan_is_attached_by_its_key_only_within_its_own_organisation(api: ApiClient, db) -> None:
+    """For keys no organisation chooses (SendGrid's sg_event_id, HubSpot's portal:eventId) the
+    store's own rule: a stored orphan is attached by a later copy of its key only when that copy
+    is applied in the orphan's organisation. One of another organisation, or of none (its payload
+    is not known to be this event's; a registration claims it by the usual rules), stays as it was
+    and the copy is a duplicate."""
+    globex = register(api, "globex", "priya", "priya@fabrikam.example")
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+
+    def row(key: str, org: str | None, status: str, outcome: str | None = None, kind: str = "unsubscribe") -> dict:
+        return {
+            "provider": "sendgrid",
+            "event_key": key,
+            "event_type": kind,
+            "occurred_at": datetime(2026, 11, 21, tzinfo=UTC).isoformat(),
+            "org_id": org,
+            "outcome_id": outcome,
+            "status": status,
+            "data": {},
+            "payload": {"by": org},
+        }
+
+    with transaction() as conn:
+        events_dal.insert_events(conn, [row("k-acme", "acme", "orphan"), row("k-none", None, "orphan")])
+    with transaction() as conn:
+        inserted = events_dal.insert_events(
+            conn,
+            [
+                row("k-acme", "globex", "applied", globex, "click"),
+                row("k-none", "globex", "applied", globex, "click"),
+            ],
+        )
+    assert inserted.counts == []
+    rows = db.execute("SELECT event_key, org_id, status, outcome_id FROM outcome_events ORDER BY event_key").fetchall()
+    assert [(r["event_key"], r["org_id"], r["status"], r["outcome_id"]) for r in rows] == [
+        ("k-acme", "acme", "orphan", None),
+        ("k-none", None, "orphan", None),
+    ]
+    # its own organisation's copy, now applied, attaches it
+    with transaction() as conn:
+        inserted = events_dal.insert_events(conn, [row("k-acme", "acme", "applied", acme)])
+    assert [(str(o), s, n) for o, s, n in inserted.counts] == [(acme, "applied", 1)]
+
+
+# --- several processes delivering both organisations' events at once -----------------------------
+
+LEADS = 4
+
+
+def _crm(org: str, body: dict[str, Any], webhook_id: str) -> dict[str, Any]:
+    raw = json.dumps(body)
+    headers = signing.standard_headers(SECRET[org], raw.encode(), webhook_id)
+    return race.webhook(route_event(load_event("webhooks_crm_deal_won.json"), raw, **headers))
+
+
+@pytest.mark.integration
+def test_both_organisations_events_of_the_same_webhook_ids_delivered_concurrently_count_once_each(
+    api: ApiClient, db, db_url
+) -> None:
+    """Each organisation's system numbers its events evt-0, evt-1 ...: four processes deliver every
+    event of both, each in its own shuffled order (with retries). Each organisation ends with each of
+    its events once, on its own message; none is lost or moved to the other."""
+    ids = {
+        (org, i): register(api, org, f"lead{i}", f"lead{i}@{org}-lead.example")
+        for org in ("acme", "globex")
+        for i in range(LEADS)
+    }
+    requests = []
+    for (org, i), oid in ids.items():
+        value = str(100 * (i + 1) + (7 if org == "globex" else 0))
+        requests.append(
+            _crm(org, {"event": "deal_won", "outcome_id": oid, "deal_id": f"{org}-{i}", "value": value}, f"evt-{i}")
+        )
+        # an orphan of each organisation under the same ids (no such lead registered)
+        orphan = {"event": "deal_lost", "lead_email": f"nobody{i}@{org}-lead.example", "deal_id": f"x{i}"}
+        requests.append(_crm(org, orphan, f"evt-{LEADS + i}"))
+    streams = []
+    for seed in range(4):
+        stream = requests * 2  # every delivery retried once
+        random.Random(seed).shuffle(stream)
+        streams.append(stream)
+    assert race.run_concurrently(db_url, streams) == []
+    rows = db.execute(
+        "SELECT event_key, org_id, status, outcome_id::text AS outcome FROM outcome_events ORDER BY event_key"
+    ).fetchall()
+    expected: list[tuple[str, str, str, str | None]] = []
+    for org in ("acme", "globex"):
+        expected += [(f"{org}|evt-{i}", org, "applied", ids[(org, i)]) for i in range(LEADS)]
+        expected += [(f"{org}|evt-{LEADS + i}", org, "orphan", None) for i in range(LEADS)]
+    assert sorted((r["event_key"], r["org_id"], r["status"], r["outcome"]) for r in rows) == sorted(expected)
+    for (org, i), oid in ids.items():
+        assert deal(db, oid)[0] == "won" and float(deal(db, oid)[1]) == 100 * (i + 1) + (7 if org == "globex" else 0)
