@@ -324,7 +324,7 @@ def webhook_secret_problems(secrets: Any, provider_orgs: Mapping[str, str]) -> l
                 shared.setdefault(provider, []).append(name)
         elif not isinstance(value, dict) or not value:
             problems.append(f'{name} must be a string or a JSON object {{"<org_id>": "<its value>", ...}}')
-        elif not all(isinstance(v, str) and v and IDENTIFIER.match(k) for k, v in value.items()):
+        elif not all(isinstance(v, str) and v and IDENTIFIER.fullmatch(k) for k, v in value.items()):
             problems.append(f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
         elif name in _MATCHED and len(set(value.values())) < len(value):
             problems.append(f"{name} gives two organisations the same value: each needs its own")
@@ -360,7 +360,7 @@ def _provider_orgs(text: str | None) -> dict[str, str]:
             raise ValueError(
                 f'key {number} is not "<provider>:<account id>" with a provider among {", ".join(ORG_PROVIDERS)}'
             )
-        if not isinstance(org, str) or not IDENTIFIER.match(org):
+        if not isinstance(org, str) or not IDENTIFIER.fullmatch(org):
             raise ValueError(f"the organisation of key {number} is not an org_id string (letters, digits, _.:@/+-)")
     return dict(parsed)
 

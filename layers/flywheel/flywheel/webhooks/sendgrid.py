@@ -85,7 +85,7 @@ def normalise(raw_events: list[Any], default_org: str | None = None) -> tuple[li
                     exc.message,
                     raw,
                     exc.details.get("field"),
-                    org if isinstance(org, str) and IDENTIFIER.match(org) else default_org,
+                    org if isinstance(org, str) and IDENTIFIER.fullmatch(org) else default_org,
                 )
             )
     return events, quarantined
