@@ -147,7 +147,13 @@ def check_caller_orgs(app: FlywheelResolver, next_middleware: Any) -> Response:
         or not any(route is r for r in (*app._static_routes, *app._dynamic_routes))
     ):
         return next_middleware(app)
-    mapping = get_settings().api_caller_orgs
+    settings = get_settings()
+    mapping = settings.api_caller_orgs
+    if settings.api_caller_orgs_arn:
+        # imported here: the secrets client (Powertools parameters) costs a cold start only where used
+        from flywheel.clients.secrets import api_caller_orgs
+
+        mapping = api_caller_orgs()
     if mapping:
         identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
         reason = callers.refusal(

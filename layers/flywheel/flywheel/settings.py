@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from functools import cached_property, lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from flywheel.domain.callers import parse_caller_orgs
 from flywheel.domain.inputs import IDENTIFIER
@@ -108,6 +108,9 @@ class Settings(BaseModel):
     # {"arn:aws:iam::123456789012:role/acme-sender": ["acme"], "arn:aws:iam::123456789012:role/ops": ["*"]}
     # (README "Tenancy"); unset or empty: every authenticated caller may pass any org_id
     api_caller_orgs_json: str = ""
+    # the same mapping kept in a Secrets Manager secret (up to 64 KB; the inline form shares Lambda's
+    # 4 KB environment with every other variable), read by clients.secrets.api_caller_orgs (README "Tenancy")
+    api_caller_orgs_arn: str | None = None
     attribution_window_days: int = Field(default=90, ge=1, le=365)
     reply_window_days: int = Field(default=30, ge=1, le=365)
     sendgrid_verify_signature: bool = True
@@ -274,6 +277,13 @@ class Settings(BaseModel):
     @classmethod
     def _valid_api_caller_orgs(cls, value: str) -> str:
         parse_caller_orgs(value)  # refused when the settings load, not at the first request
+        return value
+
+    @field_validator("api_caller_orgs_arn")
+    @classmethod
+    def _one_caller_orgs_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and (info.data.get("api_caller_orgs_json") or "").strip():
+            raise ValueError("set API_CALLER_ORGS_ARN or API_CALLER_ORGS_JSON, not both")
         return value
 
     @staticmethod
