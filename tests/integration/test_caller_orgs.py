@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -373,3 +374,129 @@ def test_every_iam_function_reads_the_mapping_and_only_webhooks_are_public() -> 
             assert not app.public, logical_id
         else:
             assert app.public, logical_id
+
+
+# --- configuration mistakes (re-review) and probes that held up ---------------------------------
+
+
+def test_a_mapping_only_the_settings_can_refuse_answers_503_naming_the_variable(
+    db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One role named with and without its path passes the AllowedPattern (no pattern compares keys)
+    and deploys: every IAM route then answers 503 configuration_error with Retry-After, naming the
+    variable and never a key, and the deep health check says which setting fails."""
+    value = json.dumps(
+        {f"arn:aws:iam::{ACCOUNT}:role/sender": ["acme"], f"arn:aws:iam::{ACCOUNT}:role/ops/sender": ["*"]}
+    )
+    parameter = read_template(ROOT / "template.yaml").body["Parameters"]["ApiCallerOrgs"]
+    assert re.fullmatch(parameter["AllowedPattern"], value)
+    configure(monkeypatch, API_CALLER_ORGS_JSON=value)
+    answer = invoke("RoutingFunction", load_event("route_get.json"), ROOT / "template.yaml")
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 503 and answer["multiValueHeaders"]["Retry-After"] == ["30"], answer
+    assert body == {"error": "configuration_error", "message": "invalid configuration: API_CALLER_ORGS_JSON"}
+    assert count(db, "assignments") == 0
+    deep = load_event("route_get.json")
+    deep["path"] = deep["resource"] = deep["requestContext"]["resourcePath"] = "/health/routing/deep"
+    deep["queryStringParameters"] = deep["multiValueQueryStringParameters"] = None
+    answer = invoke("RoutingFunction", deep, ROOT / "template.yaml")
+    body = json.loads(answer["body"])
+    assert answer["statusCode"] == 503 and body["message"] == "failing: settings (API_CALLER_ORGS_JSON)", body
+    assert "keys 1 and 2 name the same principal" in body["checks"]["settings"]["invalid"]["API_CALLER_ORGS_JSON"]
+    assert "sender" not in json.dumps(body).replace("same principal", "")
+
+
+def test_a_key_in_another_case_is_the_same_role(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """IAM cannot hold `Acme-Sender` beside `acme-sender`: a key written in another case than the
+    role's session ARN is that role, for its organisations and no other."""
+    configure(
+        monkeypatch, API_CALLER_ORGS_JSON=json.dumps({f"arn:aws:iam::{ACCOUNT}:role/Senders/ACME-Sender": ["acme"]})
+    )
+    status, body = api.post("/messages", message("acme", 1), headers=as_caller(ACME))
+    assert status == 201, body
+    shouting = f"arn:aws:sts::{ACCOUNT}:assumed-role/ACME-SENDER/worker-7"
+    status, body = api.post("/messages", message("acme", 2), headers=as_caller(shouting))
+    assert status == 201, body
+    status, body = api.post("/messages", message("globex", 3), headers=as_caller(shouting))
+    assert status == 403 and "organisation globex" in body["message"], body
+    assert scalar(db, "SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'globex'") == 0
+
+
+def test_query_string_tricks_never_reach_another_organisation(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None
+) -> None:
+    """Repeated, re-cased, encoded, padded org_id parameters: acme's caller never reads or writes
+    globex's rows (a probe of the re-review that held up)."""
+    globex = register(api, PLATFORM)["globex"]
+    before = row_counts(db)
+    for url in (
+        "/suppressions?org_id=acme&org_id=globex",
+        "/suppressions?org_id=globex&org_id=acme",
+        f"/messages/{globex}?org_id=acme&org_id=globex",
+        f"/messages/{globex}?org_id=globex&ORG_ID=acme",
+        f"/messages/{globex}?ORG_ID=globex&org_id=acme",
+        f"/messages/{globex}?org_id=glob%65x",
+        f"/messages/{globex}?org_id=globex%20",
+        f"/messages/{globex}?org_id=%20globex",
+        f"/messages/{globex}?org_id=GLOBEX",
+        f"/messages/{globex}?org_id=globex%0a",
+        f"/messages/{globex}?org_id=acme,globex",
+        f"/messages/{globex}?org_id=acme",  # globex's outcome under acme: not found
+        "/route?org_id=acme&org_id=globex&lead_id=x",
+        "/reports/latest?org_id=acme&org_id=globex",
+    ):
+        status, body = api.get(url, headers=as_caller(ACME))
+        assert status in (403, 404, 422), (url, status, body)
+        assert "globex-camp" not in json.dumps(body), (url, body)
+    status, body = api.post(
+        f"/outcomes/{globex}/corrections?org_id=acme",
+        {"training_label": "negative", "reason": "x", "actor": "a@x"},
+        headers=as_caller(ACME),
+    )
+    assert status == 404, body
+    assert row_counts(db) == before
+
+
+def test_single_and_multi_value_query_parameters_that_disagree(
+    db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, experiment: None
+) -> None:
+    """queryStringParameters says globex, multiValueQueryStringParameters acme: the check and the
+    handler read the same (validated) value, so globex is never acted for."""
+    configure(monkeypatch, API_CALLER_ORGS_JSON=json.dumps({f"arn:aws:iam::{ACCOUNT}:role/sender": ["acme"]}))
+    event = load_event("route_get.json")
+    event["queryStringParameters"]["org_id"] = "globex"
+    answer = invoke("RoutingFunction", event, ROOT / "template.yaml")
+    assert answer["statusCode"] in (200, 404), answer
+    assert scalar(db, "SELECT count(*) AS n FROM assignments WHERE org_id = 'globex'") == 0
+    event = load_event("route_get.json")
+    event["multiValueQueryStringParameters"]["org_id"] = ["acme", "globex"]
+    answer = invoke("RoutingFunction", event, ROOT / "template.yaml")
+    assert answer["statusCode"] in (403, 422), answer
+    assert scalar(db, "SELECT count(*) AS n FROM assignments WHERE org_id = 'globex'") == 0
+
+
+@pytest.mark.parametrize(
+    "user_arn",
+    [
+        None,
+        "",
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-sender",  # no session
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-sender/a/b",
+        f"arn:aws:sts::{ACCOUNT}:federated-user/acme-sender",
+        f"arn:aws:iam::{ACCOUNT}:root",
+        f"arn:aws-us-gov:sts::{ACCOUNT}:assumed-role/acme-sender/x",  # another partition
+        f" arn:aws:sts::{ACCOUNT}:assumed-role/acme-sender/x",
+        f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-sender/x\n",  # Python's `$` took it; fullmatch does not
+    ],
+)
+def test_identity_forms_that_are_not_acme_sender(
+    db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, user_arn: str | None
+) -> None:
+    configure(monkeypatch, API_CALLER_ORGS_JSON=json.dumps(CALLER_ORGS))
+    batch = load_event("messages_register_batch.json")
+    batch["requestContext"]["identity"]["userArn"] = user_arn
+    answer = invoke("MessagesFunction", batch, ROOT / "template.yaml")
+    assert answer["statusCode"] == 403, (user_arn, answer)
+    assert count(db, "outcome_labels") == 0

@@ -136,7 +136,7 @@ def test_an_invalid_setting_is_a_configuration_error_naming_the_variable(
     db_url: str, log_output: Any, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, why: str
 ) -> None:
     """The deep health check fails its `settings` check (503, naming the variable and why); every
-    other request is a 500 configuration_error whose log line names the variable, never its value."""
+    other request is a 503 configuration_error (with Retry-After) whose log line names the variable, never its value."""
     monkeypatch.setenv(variable, value)
     reset_settings()
     result = invoke("WebhooksFunction", _deep_event("webhooks"), ROOT / "template.yaml")
@@ -153,7 +153,7 @@ def test_an_invalid_setting_is_a_configuration_error_naming_the_variable(
     ]:
         result = invoke(function, load_event(sample), ROOT / "template.yaml")
         body = json.loads(result["body"])
-        assert result["statusCode"] == 500, (sample, body)
+        assert result["statusCode"] == 503 and result["multiValueHeaders"]["Retry-After"] == ["30"], (sample, body)
         assert body["error"] == "configuration_error" and body["message"] == f"invalid configuration: {variable}"
     failures = [line for line in _logs(log_output.getvalue()) if line.get("error") == "configuration_error"]
     assert len(failures) == 3

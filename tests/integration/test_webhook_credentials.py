@@ -457,7 +457,7 @@ def test_one_credential_for_several_organisations_is_a_configuration_error(
     monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
     reset_settings()
     status, answer = post_salesforce(api, "sf-token-shared", salesforce_body(GLOBEX_SF, "04lFORGED0000002"))
-    assert status == 500, answer
+    assert status == 503, answer
     assert answer["error"] == "configuration_error" and "WEBHOOK_SECRETS_ARN" in answer["message"]
     assert count(db, "outcome_events") == 0
     status, body = api.get("/health/webhooks/deep")
@@ -469,7 +469,7 @@ def test_one_credential_for_several_organisations_is_a_configuration_error(
     monkeypatch.delenv("WEBHOOK_SECRETS_ARN")
     reset_settings()
     status, answer = post_salesforce(api, "sf-token-shared", salesforce_body(GLOBEX_SF, "04lFORGED0000003"))
-    assert status == 500 and answer["message"] == "invalid configuration: WEBHOOK_SECRETS_JSON", answer
+    assert status == 503 and answer["message"] == "invalid configuration: WEBHOOK_SECRETS_JSON", answer
     assert count(db, "outcome_events") == 0
 
 

@@ -1,7 +1,8 @@
 """API_CALLER_ORGS_JSON read and applied (flywheel.domain.callers): principals matched by account and
 role (or user) name, whatever the path and the session; a malformed mapping refused when the settings
 load, naming the variable and never a principal or an organisation; the template parameter's
-AllowedPattern refusing what the settings refuse."""
+AllowedPattern refusing what the settings refuse (IAM's own name and path limits), but for one principal
+named twice, which only the settings can see."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import re
 
 import pytest
 
-from flywheel.domain.callers import parse_caller_orgs, principal_key, refusal, requested_orgs
+from flywheel.domain.callers import KEY, parse_caller_orgs, principal_key, refusal, requested_orgs
 from flywheel.local.template import load_template
 from flywheel.models.messages import MessageBatch
 from flywheel.settings import ConfigurationError, Settings
@@ -32,6 +33,19 @@ ROLE = "arn:aws:iam::123456789012:role/acme-sender"
         ("arn:aws:sts::123456789012:federated-user/bob", None),
         ("arn:aws:sts::12345678901:assumed-role/acme-sender/s", None),  # 11 digits
         ("", None),
+        # IAM names are unique whatever their case: one role, one key
+        ("arn:aws:sts::123456789012:assumed-role/Acme-Sender/s", ROLE),
+        ("arn:aws:iam::123456789012:role/Senders/ACME-SENDER", ROLE),
+        # Python's `$` would take a trailing newline
+        ("arn:aws:sts::123456789012:assumed-role/acme-sender/s\n", None),
+        (ROLE + "\n", None),
+        # IAM's limits: a name of 64 characters at most, ASCII; a path of printable ASCII
+        ("arn:aws:iam::123456789012:role/" + "a" * 64, "arn:aws:iam::123456789012:role/" + "a" * 64),
+        ("arn:aws:iam::123456789012:role/" + "a" * 65, None),
+        ("arn:aws:iam::123456789012:role/acmé-sender", None),
+        ("arn:aws:iam::123456789012:role/" + "p" * 510 + "/acme-sender", ROLE),
+        ("arn:aws:iam::123456789012:role/" + "p" * 511 + "/acme-sender", None),  # a 513-character path
+        ("arn:aws:iam::123456789012:role/acme-sender/", None),
     ],
 )
 def test_principal_key(arn: str, key: str | None) -> None:
@@ -88,6 +102,19 @@ SECRET_LOOKING = "arn:aws:iam::123456789012:role/very-private-role-name"
             json.dumps({SECRET_LOOKING: ["a"], "arn:aws:iam::123456789012:role/p/very-private-role-name": ["b"]}),
             "keys 1 and 2 name the same principal",
         ),
+        # json.loads would keep the last of two equal keys: a later copy silently widens (or narrows)
+        (
+            f'{{"{SECRET_LOOKING}": ["acme-private-org"], "{SECRET_LOOKING}": ["*"]}}',
+            "keys 1 and 2 are the same key",
+        ),
+        (
+            json.dumps(
+                {SECRET_LOOKING: ["*"], "arn:aws:iam::123456789012:role/Very-Private-Role-Name": ["acme-private-org"]}
+            ),
+            "keys 1 and 2 name the same principal",
+        ),
+        (json.dumps({SECRET_LOOKING: ["acme-private-org\n"]}), "the value of key 1"),
+        (json.dumps({"arn:aws:iam::123456789012:role/" + "very-private-role-name" * 3: ["a"]}), "key 1 is not"),
     ],
 )
 def test_a_malformed_mapping_is_refused_when_the_settings_load(value: str, reason: str) -> None:
@@ -103,6 +130,47 @@ def test_unset_or_empty_is_no_mapping() -> None:
     for value in (None, "", "  ", "{}"):
         env: dict[str, str] = {} if value is None else {"API_CALLER_ORGS_JSON": value}
         assert Settings.from_env(env).api_caller_orgs == {}
+
+
+PREFIX = "arn:aws:iam::123456789012:role/"
+# mappings the functions refuse that a looser pattern once let deploy, after which every IAM route failed
+NOT_IAM_NAMES = {
+    "a character IAM does not allow in a name": {PREFIX + "acme!sender": ["acme"]},
+    "a trailing slash after the name": {PREFIX + "acme-sender/": ["acme"]},
+    "a name over IAM's 64 characters": {PREFIX + "a" * 65: ["acme"]},
+    "a non-ASCII name": {PREFIX + "acmé-sender": ["acme"]},
+    "a path over IAM's 512 characters": {PREFIX + "p" * 511 + "/acme-sender": ["acme"]},
+    "a path with a quote": {PREFIX + 'p"q/acme-sender': ["acme"]},
+    "whitespace in a path": {PREFIX + "p q/acme-sender": ["acme"]},
+}
+# what no pattern can see (it would have to compare keys): refused when the settings load (README)
+ONE_PRINCIPAL_TWICE = {
+    "with and without its path": f'{{"{PREFIX}acme-sender": ["acme"], "{PREFIX}senders/acme-sender": ["acme"]}}',
+    "in two cases": f'{{"{PREFIX}acme-sender": ["acme"], "{PREFIX}Acme-Sender": ["*"]}}',
+    "the same key twice": f'{{"{PREFIX}acme-sender": ["acme"], "{PREFIX}acme-sender": ["*"]}}',
+}
+
+
+def test_the_template_pattern_is_the_settings_key_with_iams_limits() -> None:
+    pattern = load_template(ROOT / "template.yaml")["Parameters"]["ApiCallerOrgs"]["AllowedPattern"]
+    assert f'"{KEY}"' in pattern  # the very expression flywheel.domain.callers matches keys with
+    compiled = re.compile(pattern)
+    for case, mapping in NOT_IAM_NAMES.items():
+        value = json.dumps(mapping, ensure_ascii=False)
+        assert not compiled.fullmatch(value), case
+        with pytest.raises(ConfigurationError):
+            Settings.from_env({"API_CALLER_ORGS_JSON": value})
+    # the longest names and paths IAM allows pass both
+    longest = json.dumps(
+        {PREFIX + "p" * 510 + "/" + "n" * 64: ["acme"], "arn:aws:iam::123456789012:user/" + "u" * 64: ["*"]}
+    )
+    assert compiled.fullmatch(longest)
+    Settings.from_env({"API_CALLER_ORGS_JSON": longest})
+    for case, value in ONE_PRINCIPAL_TWICE.items():
+        assert compiled.fullmatch(value), case
+        with pytest.raises(ConfigurationError) as refused:
+            Settings.from_env({"API_CALLER_ORGS_JSON": value})
+        assert "keys 1 and 2" in str(refused.value) and "acme-sender" not in str(refused.value), case
 
 
 def test_the_template_parameter_refuses_what_the_settings_refuse() -> None:

@@ -42,6 +42,7 @@ DEPLOYMENTS = {
         "DatabaseSecretKmsKeyArn": "arn:aws:kms:us-east-1:123456789012:key/1234",
         "ReservedConcurrency": "false",
         "ApiGatewayLoggingRole": "existing",
+        "ApiCallerOrgsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:callers-AbCdEf",
     },
 }
 
@@ -471,7 +472,19 @@ def _readable_secrets(template: dict[str, Any], function: str) -> set[str]:
     return readable
 
 
-SECRET_VARIABLES = {"WEBHOOK_SECRETS_ARN": "WebhookSecrets", "OPENAI_SECRET_ARN": "OpenAISecret"}
+SECRET_VARIABLES = {
+    "WEBHOOK_SECRETS_ARN": "WebhookSecrets",
+    "OPENAI_SECRET_ARN": "OpenAISecret",
+    "API_CALLER_ORGS_ARN": "ApiCallerOrgsSecretArn",  # a parameter: the operator's secret, when set
+}
+# the functions that read the caller mapping (README "Tenancy"): the five serving IAM routes
+CALLER_ORGS_READERS = {
+    "MessagesFunction",
+    "RepliesApiFunction",
+    "ReportsApiFunction",
+    "RoutingFunction",
+    "TrainingApiFunction",
+}
 
 
 @pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))
@@ -480,13 +493,21 @@ def test_no_function_reads_another_functions_secrets(deployment: str) -> None:
     readers: dict[str, set[str]] = {}
     for name, function in _lambda_functions(template).items():
         variables = function["Properties"]["Environment"]["Variables"]
-        uses = {secret for variable, secret in SECRET_VARIABLES.items() if variable in variables}
+        uses = {
+            secret
+            for variable, secret in SECRET_VARIABLES.items()
+            if variable in variables and (secret in template["Resources"] or template["_params"][secret])
+        }
         assert _readable_secrets(template, name) == uses, name
         for secret in uses:
             readers.setdefault(secret, set()).add(name)
+    callers_secret = (
+        {"ApiCallerOrgsSecretArn": CALLER_ORGS_READERS} if template["_params"]["ApiCallerOrgsSecretArn"] else {}
+    )
     assert readers == {
         "WebhookSecrets": {"WebhooksFunction"},
         "OpenAISecret": {"ClassifierFunction", "TrainingPipelineFunction", "TrainingApiFunction"},
+        **callers_secret,
     }
     # the database secret: through the one managed policy, and not at all with IAM authentication
     statements = template["Resources"]["DatabaseAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]

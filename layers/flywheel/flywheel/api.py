@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from flywheel import errors
 from flywheel.domain import callers
 from flywheel.observability import logger, metrics
-from flywheel.settings import get_settings
+from flywheel.settings import ConfigurationError, get_settings
 
 STATUS: dict[type[errors.FlywheelError], int] = {
     errors.MalformedPayload: 400,
@@ -34,6 +34,9 @@ STATUS: dict[type[errors.FlywheelError], int] = {
     errors.PayloadTooLarge: 413,
     errors.DependencyUnavailable: 503,
     errors.ProviderRefused: 503,  # the fine-tuning provider is not configured or refuses: an operator's problem
+    # an invalid setting (or secret): the operator's to fix, not the caller's; as a missing webhook
+    # secret (DependencyUnavailable) it answers 503 + Retry-After, naming the variable, never its value
+    ConfigurationError: 503,
 }
 
 # Union members of a request body are tagged; the tag is not part of the field path.
@@ -144,7 +147,13 @@ def check_caller_orgs(app: FlywheelResolver, next_middleware: Any) -> Response:
         or not any(route is r for r in (*app._static_routes, *app._dynamic_routes))
     ):
         return next_middleware(app)
-    mapping = get_settings().api_caller_orgs
+    settings = get_settings()
+    mapping = settings.api_caller_orgs
+    if settings.api_caller_orgs_arn:
+        # imported here: the secrets client (Powertools parameters) costs a cold start only where used
+        from flywheel.clients.secrets import api_caller_orgs
+
+        mapping = api_caller_orgs()
     if mapping:
         identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
         reason = callers.refusal(

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from functools import cached_property, lru_cache
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from flywheel.domain.callers import parse_caller_orgs
 from flywheel.domain.inputs import IDENTIFIER
@@ -110,6 +110,9 @@ class Settings(BaseModel):
     # {"arn:aws:iam::123456789012:role/acme-sender": ["acme"], "arn:aws:iam::123456789012:role/ops": ["*"]}
     # (README "Tenancy"); unset or empty: every authenticated caller may pass any org_id
     api_caller_orgs_json: str = ""
+    # the same mapping kept in a Secrets Manager secret (up to 64 KB; the inline form shares Lambda's
+    # 4 KB environment with every other variable), read by clients.secrets.api_caller_orgs (README "Tenancy")
+    api_caller_orgs_arn: str | None = None
     attribution_window_days: int = Field(default=90, ge=1, le=365)
     reply_window_days: int = Field(default=30, ge=1, le=365)
     sendgrid_verify_signature: bool = True
@@ -278,6 +281,13 @@ class Settings(BaseModel):
         parse_caller_orgs(value)  # refused when the settings load, not at the first request
         return value
 
+    @field_validator("api_caller_orgs_arn")
+    @classmethod
+    def _one_caller_orgs_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value and (info.data.get("api_caller_orgs_json") or "").strip():
+            raise ValueError("set API_CALLER_ORGS_ARN or API_CALLER_ORGS_JSON, not both")
+        return value
+
     @staticmethod
     def split(value: str) -> list[str]:
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -343,7 +353,7 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
                 shared.setdefault(provider, []).append(name)
         elif not isinstance(value, dict) or not value:
             add([name], f'{name} must be a string or a JSON object {{"<org_id>": "<its value>", ...}}')
-        elif not all(isinstance(v, str) and v and IDENTIFIER.match(k) for k, v in value.items()):
+        elif not all(isinstance(v, str) and v and IDENTIFIER.fullmatch(k) for k, v in value.items()):
             add([name], f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
         elif name in _MATCHED and len({_credential_key(name, v) for v in value.values()}) < len(value):
             add([name], f"{name} gives two organisations the same value: each needs its own")
@@ -405,7 +415,7 @@ def _provider_orgs(text: str | None) -> dict[str, str]:
             raise ValueError(
                 f'key {number} is not "<provider>:<account id>" with a provider among {", ".join(ORG_PROVIDERS)}'
             )
-        if not isinstance(org, str) or not IDENTIFIER.match(org):
+        if not isinstance(org, str) or not IDENTIFIER.fullmatch(org):
             raise ValueError(f"the organisation of key {number} is not an org_id string (letters, digits, _.:@/+-)")
     return dict(parsed)
 

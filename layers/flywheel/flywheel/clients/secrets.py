@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+from flywheel.domain.callers import parse_caller_orgs
+from flywheel.errors import DependencyUnavailable
 from flywheel.settings import ConfigurationError, get_settings, webhook_secret_problems_by_name
 
 CACHE_SECONDS = 300
@@ -87,3 +92,42 @@ def webhook_credentials(name: str) -> str | dict[str, str] | None:
     if not value:
         return None
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else str(value)
+
+
+# Secrets Manager answers that a retry will not change: the operator's to fix
+_NOT_TRANSIENT = frozenset(
+    {"ResourceNotFoundException", "AccessDeniedException", "DecryptionFailure", "InvalidRequestException"}
+)
+
+
+def api_caller_orgs(*, fresh: bool = False) -> dict[str, frozenset[str]]:
+    """Which organisations each API caller may act for (README "Tenancy"): API_CALLER_ORGS_JSON, else
+    the secret behind API_CALLER_ORGS_ARN, read through the 5-minute cache and parsed once per value.
+    The secret must hold a non-empty mapping (an empty one would turn org scoping off unseen: unset
+    the variable for that). ConfigurationError naming API_CALLER_ORGS_ARN when it cannot be read or
+    is not a valid mapping (by key number, never a key or an organisation)."""
+    settings = get_settings()
+    if not settings.api_caller_orgs_arn:
+        return settings.api_caller_orgs
+    try:
+        text = get_secret(settings.api_caller_orgs_arn, fresh=fresh)
+    except GetParameterError as exc:
+        found = re.search(r"\((\w+)\)", str(exc))  # the error code only: AccessDenied's text names ARNs
+        code = found[1] if found else type(exc).__name__
+        if code in _NOT_TRANSIENT:
+            raise ConfigurationError({"API_CALLER_ORGS_ARN": f"the secret cannot be read ({code})"}) from None
+        raise DependencyUnavailable(f"the API caller mapping cannot be read now ({code})") from None
+    try:
+        mapping = _caller_orgs(text)
+    except ValueError as exc:
+        raise ConfigurationError({"API_CALLER_ORGS_ARN": str(exc)}) from None
+    if not mapping:
+        raise ConfigurationError(
+            {"API_CALLER_ORGS_ARN": "the secret maps no caller (to turn org scoping off, unset the variable)"}
+        )
+    return mapping
+
+
+@lru_cache(maxsize=2)
+def _caller_orgs(text: str) -> dict[str, frozenset[str]]:
+    return parse_caller_orgs(text)

@@ -7,7 +7,8 @@ are mapped here, and the API glue (flywheel.api) refuses a request that names an
 A principal is named by its account and its role (or user) name: an assumed role reaches the Lambda as
 `arn:aws:sts::<account>:assumed-role/<role>/<session>`, which drops the role's path, so a mapping key
 `arn:aws:iam::<account>:role/<path>/<role>` matches by account and name (IAM role and user names are
-unique in an account, whatever their path). Pure: no I/O.
+unique in an account, whatever their path). IAM names are also unique whatever their case (no
+`Acme-Sender` beside an `acme-sender`), so names are compared case-insensitively. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -21,28 +22,36 @@ from flywheel.domain.inputs import IDENTIFIER
 
 ALL = "*"  # every organisation, and the platform routes (training, models, experiments)
 
-# a mapping key: an IAM role or user, with or without its path
+# IAM's own limits (CreateRole / CreateUser: RoleName and UserName 1-64 of [\w+=,.@-], ASCII; Path
+# "/" or 1-512 characters of "/" + printable ASCII + "/"). A path is kept to what JSON text carries
+# without an escape (no `"` or `\`), so that the template's AllowedPattern, which sees the JSON text,
+# can say the same. The parameter ApiCallerOrgs in template.yaml repeats KEY (tests/unit/test_caller_orgs.py
+# checks that the two agree).
+NAME = r"[A-Za-z0-9_+=,.@-]{1,64}"
+# what follows `role/` or `user/` before the name: the path without its leading slash (<= 511 characters)
+PATH = r"(?:[!#-\[\]-~]{1,510}/)?"
+KEY = r"arn:aws[a-z-]*:iam::[0-9]{12}:(?:role|user)/" + PATH + NAME
+# a mapping key: an IAM role or user, with or without its path (fullmatch: no trailing newline)
 _IAM_PRINCIPAL = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):iam::(?P<account>\d{12}):(?P<kind>role|user)/(?:[\x21-\x7e]*/)?(?P<name>[\w+=,.@-]{1,128})$",
-    re.ASCII,
+    rf"arn:(?P<partition>aws[a-z-]*):iam::(?P<account>[0-9]{{12}}):(?P<kind>role|user)/{PATH}(?P<name>{NAME})"
 )
 # what API Gateway puts in requestContext.identity.userArn for a caller signing with a role's session
 _ASSUMED_ROLE = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):sts::(?P<account>\d{12}):assumed-role/(?P<name>[\w+=,.@-]{1,128})/[^/]+$",
-    re.ASCII,
+    rf"arn:(?P<partition>aws[a-z-]*):sts::(?P<account>[0-9]{{12}}):assumed-role/(?P<name>{NAME})/[^/\s]+"
 )
 
 
 def principal_key(arn: str) -> str | None:
     """The principal an ARN names, as `arn:<partition>:iam::<account>:<role|user>/<name>` (no path):
     a role or user ARN (a mapping key, or an IAM user's userArn) or an assumed-role session ARN (a
-    role's caller). None for anything else (the account root, a federated user, nothing)."""
-    found = _IAM_PRINCIPAL.match(arn or "")
+    role's caller). The name is lower-cased: IAM takes `Acme-Sender` and `acme-sender` for one role.
+    None for anything else (the account root, a federated user, nothing)."""
+    found = _IAM_PRINCIPAL.fullmatch(arn or "")
     if found:
-        return f"arn:{found['partition']}:iam::{found['account']}:{found['kind']}/{found['name']}"
-    found = _ASSUMED_ROLE.match(arn or "")
+        return f"arn:{found['partition']}:iam::{found['account']}:{found['kind']}/{found['name'].lower()}"
+    found = _ASSUMED_ROLE.fullmatch(arn or "")
     if found:
-        return f"arn:{found['partition']}:iam::{found['account']}:role/{found['name']}"
+        return f"arn:{found['partition']}:iam::{found['account']}:role/{found['name'].lower()}"
     return None
 
 
@@ -53,7 +62,9 @@ def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
     if not (text or "").strip():
         return {}
     try:
-        parsed: Any = json.loads(text or "")
+        parsed: Any = json.loads(text or "", object_pairs_hook=_refuse_duplicate_keys)
+    except _DuplicateKey as exc:
+        raise ValueError(str(exc)) from None
     except ValueError as exc:
         raise ValueError(
             f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
@@ -63,21 +74,22 @@ def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
     mapping: dict[str, frozenset[str]] = {}
     first_key: dict[str, int] = {}
     for number, (key, orgs) in enumerate(parsed.items(), start=1):
-        principal = principal_key(key) if _IAM_PRINCIPAL.match(key) else None
+        principal = principal_key(key) if _IAM_PRINCIPAL.fullmatch(key) else None
         if principal is None:
             raise ValueError(
                 f"key {number} is not an IAM role or user ARN (arn:aws:iam::<account>:role/<name>, "
-                f"arn:aws:iam::<account>:user/<name>, with or without a path)"
+                f"arn:aws:iam::<account>:user/<name>, with or without a path; IAM's names: 1-64 of letters, "
+                "digits and _+=,.@-; a path: 1-512 characters of printable ASCII but quotes and backslashes)"
             )
         if principal in first_key:
             raise ValueError(
                 f"keys {first_key[principal]} and {number} name the same principal "
-                "(a role or user is matched by account and name, whatever its path)"
+                "(a role or user is matched by account and name, whatever its path and case)"
             )
         if (
             not isinstance(orgs, list)
             or not orgs
-            or not all(isinstance(o, str) and (o == ALL or IDENTIFIER.match(o)) for o in orgs)
+            or not all(isinstance(o, str) and (o == ALL or IDENTIFIER.fullmatch(o)) for o in orgs)
         ):
             raise ValueError(
                 f'the value of key {number} is not a non-empty list of org_ids (letters, digits, _.:@/+-) or ["*"]'
@@ -85,6 +97,21 @@ def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
         first_key[principal] = number
         mapping[principal] = frozenset(orgs)
     return mapping
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads keeps the last of two equal keys, silently: a later copy of a line would replace
+    (widen, or narrow) what the first said. Named by position, never by the key."""
+    seen: dict[str, int] = {}
+    for number, (key, _) in enumerate(pairs, start=1):
+        if key in seen:
+            raise _DuplicateKey(f"keys {seen[key]} and {number} are the same key (they name the same principal)")
+        seen[key] = number
+    return dict(pairs)
 
 
 def requested_orgs(arguments: Mapping[str, Any]) -> set[str]:

@@ -184,7 +184,7 @@ def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str 
         return "provider message id is longer than 256 characters"
     if event.email and len(event.email) > 320:
         return "email is longer than 320 characters"
-    if event.org_id is not None and not IDENTIFIER.match(event.org_id):
+    if event.org_id is not None and not IDENTIFIER.fullmatch(event.org_id):
         return "org_id must be 1-128 letters, digits or _.:@/+-"
     if any(len(r) > 998 for r in event.references):
         return "a referenced Message-ID is longer than 998 characters"

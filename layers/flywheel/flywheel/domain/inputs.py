@@ -180,7 +180,7 @@ def identifier(value: Any, what: str = "id") -> str | None:
     if value is None or value == "":
         return None
     text = str(value)
-    if not IDENTIFIER.match(text):
+    if not IDENTIFIER.fullmatch(text):
         raise BadValue(f"{what} must be 1-128 letters, digits or _.:@/+-")
     return text
 

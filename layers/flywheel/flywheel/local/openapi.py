@@ -26,7 +26,7 @@ ERRORS = {
     413: "body over MAX_BODY_BYTES",
     415: "body is not of the route's media type",
     422: "a field is invalid",
-    503: "a dependency is down: retry (Retry-After)",
+    503: "a dependency is down, or a setting is invalid (configuration_error): retry (Retry-After)",
 }
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flywheel.clients import queue
-from flywheel.clients.secrets import get_secret, webhook_secrets
+from flywheel.clients.secrets import api_caller_orgs, get_secret, webhook_secrets
 from flywheel.dal import migrations
 from flywheel.dal.connection import transaction
 from flywheel.observability import logger
@@ -57,7 +57,9 @@ def deep(caller_scoped: bool = True) -> tuple[bool, dict[str, Any]]:
     # org scoping (API_CALLER_ORGS_JSON, README "Tenancy"): on, and for how many principals, or off
     # (every authenticated caller may pass any org_id); no principal or organisation is named
     scoping: dict[str, Any] = {}
-    if caller_scoped:
+    if caller_scoped and settings.api_caller_orgs_arn:
+        scoping = {"org_scoping": "on", "api_callers_from": "API_CALLER_ORGS_ARN"}  # counted by its own check
+    elif caller_scoped:
         mapped = len(settings.api_caller_orgs)
         scoping = {"org_scoping": "on", "api_callers": mapped} if mapped else {"org_scoping": "off"}
     checks: dict[str, Any] = {
@@ -71,6 +73,9 @@ def deep(caller_scoped: bool = True) -> tuple[bool, dict[str, Any]]:
     for name, arn in secrets.items():
         if arn:
             checks[f"{name}_secret"] = _timed(lambda arn=arn: _readable(arn))  # type: ignore[misc]
+    if caller_scoped and settings.api_caller_orgs_arn:
+        # readable, and a valid non-empty mapping (else every IAM route answers 503 configuration_error)
+        checks["api_callers_secret"] = _timed(lambda: {"api_callers": len(api_caller_orgs(fresh=True))})
     if settings.webhook_secrets_arn:
         # readable, and its credentials fit ProviderOrgs (a single value serves one organisation at most)
         checks["webhooks_secret"] = _timed(lambda: webhook_secrets(fresh=True) and None)

@@ -140,7 +140,7 @@ def _store(
                     problem,
                     event.payload,
                     None,
-                    event.org_id if event.org_id and IDENTIFIER.match(event.org_id) else None,
+                    event.org_id if event.org_id and IDENTIFIER.fullmatch(event.org_id) else None,
                 )
             )
     events = good

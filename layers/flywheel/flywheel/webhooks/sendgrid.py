@@ -99,7 +99,7 @@ def normalise(
                     exc.message,
                     raw,
                     exc.details.get("field"),
-                    credential_org or (org if isinstance(org, str) and IDENTIFIER.match(org) else default_org),
+                    credential_org or (org if isinstance(org, str) and IDENTIFIER.fullmatch(org) else default_org),
                 )
             )
     return events, quarantined
