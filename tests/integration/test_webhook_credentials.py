@@ -477,7 +477,7 @@ def test_one_providers_unsplit_credential_refuses_only_that_providers_routes(
     api: ApiClient, db, tenants, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Salesforce's token left as one value while ProviderOrgs maps Salesforce to two organisations:
-    Salesforce is refused (500 configuration_error, the deep health check names it), but SendGrid,
+    Salesforce is refused (503 configuration_error, the deep health check names it), but SendGrid,
     Calendly, Pipedrive and the in-house route keep working with their own per-org credentials. Before,
     every webhook route answered 500 (Pipedrive bans a webhook after 10 failures and loses what it
     sends during the ban)."""
@@ -488,7 +488,7 @@ def test_one_providers_unsplit_credential_refuses_only_that_providers_routes(
     monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
     reset_settings()
     status, answer = post_salesforce(api, "sf-token-shared", salesforce_body(GLOBEX_SF, "04lFORGED0000004"))
-    assert status == 500 and answer["error"] == "configuration_error", answer
+    assert status == 503 and answer["error"] == "configuration_error", answer
     body = sendgrid_body(
         [{"email": "a@example.com", "timestamp": 1795600000, "event": "delivered", "sg_event_id": "ok-1"}]
     )
