@@ -254,3 +254,137 @@ def test_both_organisations_events_of_the_same_webhook_ids_delivered_concurrentl
     assert sorted((r["event_key"], r["org_id"], r["status"], r["outcome"]) for r in rows) == sorted(expected)
     for (org, i), oid in ids.items():
         assert deal(db, oid)[0] == "won" and float(deal(db, oid)[1]) == 100 * (i + 1) + (7 if org == "globex" else 0)
+
+
+# --- a provider key containing the '|' of scoped keys (re-review of 1062080) ---------------------
+
+
+def _deal_won(api: ApiClient, org: str, oid: str, deal_id: str, webhook_id: str) -> dict[str, Any]:
+    return post(api, org, {"event": "deal_won", "outcome_id": oid, "deal_id": deal_id, "value": "10"}, webhook_id)
+
+
+@pytest.mark.parametrize("ids", [("a", "acme|a"), ("acme|a", "a")], ids=["plain-first", "piped-first"])
+def test_a_webhook_id_containing_the_separator_is_never_another_events_duplicate(
+    api: ApiClient, db, ids: tuple[str, str]
+) -> None:
+    """acme's `a` is stored as `acme|a`, which is also the provider key of acme's later event
+    `acme|a`: the legacy lookup read it as that event's pre-upgrade copy (duplicates 1, lost)."""
+    first, second = register(api, "acme", "lee", "lee@contoso.example"), register(api, "acme", "kim", "kim@x.example")
+    assert _deal_won(api, "acme", first, "A-1", ids[0])["applied"] == 1
+    answer = _deal_won(api, "acme", second, "A-2", ids[1])
+    assert answer["applied"] == 1 and answer["duplicates"] == 0, answer
+    assert deal(db, first)[0] == "won" and deal(db, second)[0] == "won"
+    # each is still a duplicate of itself
+    for oid, deal_id, webhook_id in ((first, "A-1", ids[0]), (second, "A-2", ids[1])):
+        again = _deal_won(api, "acme", oid, deal_id, webhook_id)
+        assert again["duplicates"] == 1 and again["stored"] == 0, again
+    assert count(db, "outcome_events") == 2
+
+
+def _row(key: str, legacy: str | None, org: str | None, legacy_org: str | None = None) -> dict[str, Any]:
+    return {
+        "provider": "crm",
+        "event_key": key,
+        "legacy_key": legacy,
+        "legacy_org": legacy_org,
+        "event_type": "deal_won",
+        "occurred_at": datetime(2026, 11, 21, tzinfo=UTC).isoformat(),
+        "org_id": org,
+        "status": "orphan",
+        "data": {},
+        "payload": {"key": key},
+    }
+
+
+def test_the_legacy_lookup_matches_only_rows_stored_in_the_legacy_format(api: ApiClient, db) -> None:
+    """Of unknown organisation, a new event's legacy key matched any organisation's scoped row; and
+    an unknown-organisation orphan claimed since (`|b`, organisation set by the registration) is a
+    scoped row too. A row really stored by the release before is still found, of any organisation."""
+    oid = register(api, "acme", "lee", "lee@contoso.example")
+    register(api, "globex", "priya", "priya@fabrikam.example")
+    with transaction() as conn:
+        events_dal.insert_events(conn, [_row("acme|a", "a", "acme", "acme"), _row("|b", "b", None)])
+        events_dal.insert_events(conn, [_row("old-1", None, "acme")])  # as the release before stored it
+    db.execute("UPDATE outcome_events SET org_id = 'acme' WHERE event_key = '|b'")  # claimed by acme
+    with transaction() as conn:
+        events_dal.insert_events(
+            conn,
+            [
+                _row("|acme|a", "acme|a", None),  # unknown organisation, webhook-id "acme|a"
+                _row("acme||b", "|b", "acme", "acme"),  # acme's own webhook-id "|b"
+                _row("|old-1", "old-1", None),  # a redelivery of the legacy row: a duplicate
+                _row("globex|old-1", "old-1", "globex", "globex"),  # not globex's: stored
+            ],
+        )
+    keys = [r["event_key"] for r in db.execute('SELECT event_key FROM outcome_events ORDER BY event_key COLLATE "C"')]
+    assert keys == ["acme|a", "acme||b", "globex|old-1", "old-1", "|acme|a", "|b"]
+    # the answer's outcome of a skipped copy (an Inbound reply's) follows the same rule
+    db.execute("UPDATE outcome_events SET status = 'applied', outcome_id = %s WHERE org_id = 'acme'", (oid,))
+    with transaction() as conn:
+        assert str(events_dal.legacy_outcome_of(conn, "crm", "old-1", None)) == oid
+        assert str(events_dal.legacy_outcome_of(conn, "crm", "old-1", "acme")) == oid
+        assert events_dal.legacy_outcome_of(conn, "crm", "acme|a", None) is None
+        assert events_dal.legacy_outcome_of(conn, "crm", "|b", "acme") is None
+
+
+# --- keys over the length limit are hashed, never refused ----------------------------------------
+
+
+def long_reply(to: str, message_id: str) -> str:
+    return (
+        "From: Lee Park <lee@contoso.example>\r\n"
+        f"To: {to}\r\n"
+        "Subject: Re: a quick idea\r\nDate: Wed, 25 Nov 2026 08:30:00 +0000\r\n"
+        f"Message-ID: <{message_id}>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nPlease unsubscribe me, not interested.\r\n"
+    )
+
+
+def test_a_reply_whose_message_id_is_longer_than_the_key_limit_is_stored(api: ApiClient, db) -> None:
+    """RFC 5322 lets a Message-ID fill a 998-character line: such a reply was refused with 422
+    (SendGrid retried, then dropped it - the reply and its unsubscribe were lost)."""
+    oid = register(api, "acme", "lee", "lee@contoso.example")
+    address = f"reply+{oid}@reply.flywheel.example"
+    long_id = ("x" * 590) + "@contoso.example"
+    form = parse_form(long_reply(address, long_id), [address])
+    status, answer = post_reply(api, "inbound-acme-1", form)
+    assert status == 200 and answer["applied"] == 1 and answer["outcome_id"] == oid, (status, answer)
+    row = db.execute("SELECT event_key, payload->>'message_id' AS mid, status FROM outcome_events").fetchone()
+    assert row["event_key"].startswith("acme|long-key:sha256:") and len(row["event_key"]) == 85, row
+    assert row["mid"] == long_id and row["status"] == "applied"
+    assert db.execute("SELECT replied_at FROM outcome_labels WHERE outcome_id = %s", (oid,)).fetchone()["replied_at"]
+    # SendGrid's retry is the same event
+    status, answer = post_reply(api, "inbound-acme-1", form)
+    assert status == 200 and answer["duplicates"] == 1 and answer["outcome_id"] == oid, answer
+    assert count(db, "outcome_events") == 1
+
+
+def test_a_dsn_of_a_long_message_id_is_stored(api: ApiClient, db) -> None:
+    register(api, "acme", "lee", "lee@contoso.example")
+    dsn = (
+        "From: MAILER-DAEMON@mx.contoso.example\r\nTo: bounces@reply.flywheel.example\r\n"
+        f"Subject: Undelivered Mail\r\nMessage-ID: <{'d' * 700}@mx.contoso.example>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nDelivery failed.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.contoso.example\r\n\r\n"
+        "Final-Recipient: rfc822; lee@contoso.example\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+    )
+    form = parse_form(dsn, ["bounces@reply.flywheel.example"])
+    for expected in ("stored", "duplicates"):
+        status, answer = post_reply(api, "inbound-acme-1", form)
+        assert status == 200 and answer[expected] == 1, (status, answer)
+    key = db.execute("SELECT event_key FROM outcome_events").fetchone()["event_key"]
+    assert key.startswith("acme|long-key:sha256:"), key
+
+
+def test_an_in_house_webhook_id_longer_than_the_key_limit_is_stored(api: ApiClient, db) -> None:
+    """The Standard Webhooks spec bounds no webhook-id: an event with a long one is kept (the id in
+    its data) and its redelivery is a duplicate."""
+    oid = register(api, "acme", "lee", "lee@contoso.example")
+    webhook_id = "msg_" + "z" * 700
+    assert _deal_won(api, "acme", oid, "A-1", webhook_id)["applied"] == 1
+    again = _deal_won(api, "acme", oid, "A-1", webhook_id)
+    assert again["duplicates"] == 1 and again["stored"] == 0, again
+    row = db.execute("SELECT event_key, data->>'webhook_id' AS wid FROM outcome_events").fetchone()
+    assert row["event_key"].startswith("acme|long-key:sha256:") and row["wid"] == webhook_id
+    assert deal(db, oid)[0] == "won"

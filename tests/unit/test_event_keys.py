@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from flywheel.domain.ingest import IDENTIFIER, SCOPE, IncomingEvent, scoped_key, storable_problem
+from flywheel.domain.ingest import (
+    IDENTIFIER,
+    MAX_KEY,
+    SCOPE,
+    IncomingEvent,
+    bounded,
+    org_keys,
+    scoped_key,
+    storable_problem,
+)
 from flywheel.webhooks import calendly, generic, inbound, pipedrive, salesforce
 from tests.conftest import load_event
 from tests.webhook_helpers import event_body
@@ -68,3 +77,28 @@ def test_the_providers_own_key_is_what_is_bounded() -> None:
     assert storable_problem(event(event_key=scoped_key("o" * 128, "k" * 512), legacy_key="k" * 512)) is None
     assert storable_problem(event(event_key=scoped_key("acme", "k" * 513), legacy_key="k" * 513)) is not None
     assert storable_problem(event(event_key="k" * 513)) is not None
+
+
+def test_a_key_over_the_limit_is_stored_under_its_hash_within_the_btree_limit() -> None:
+    """A Message-ID may fill RFC 5322's 998-character line, and nothing bounds a webhook-id: such a
+    key was refused (the event lost). It is now hashed, deterministically, and has no legacy key
+    (the release before refused it, so nothing is stored under it)."""
+    at_limit = org_keys("acme", "k" * MAX_KEY)
+    assert at_limit == {"event_key": "acme|" + "k" * MAX_KEY, "legacy_key": "k" * MAX_KEY}
+    for key in ("k" * (MAX_KEY + 1), "é" * 5000, "\U0001f600" * 998):
+        made = org_keys("o" * 128, key)
+        assert made["legacy_key"] is None and made == org_keys("o" * 128, key)
+        assert made["event_key"].startswith("o" * 128 + SCOPE + "long-key:sha256:")
+        assert len(made["event_key"].encode()) <= 128 + 1 + 80
+        event = IncomingEvent("crm", event_type="deal_won", occurred_at=NOW, payload={}, **made)
+        assert storable_problem(event) is None
+    assert org_keys("acme", "k" * 600) != org_keys("acme", "k" * 601) != org_keys("globex", "k" * 601)
+    assert bounded("k" * 600) == org_keys(None, "k" * 600)["event_key"][1:]
+
+
+def test_each_adapter_hashes_a_long_key_and_keeps_the_full_one() -> None:
+    crm = load_event("webhooks_crm_deal_won.json")
+    raw, event = generic.parse(event_body(crm), generic.DEAL_EVENTS)
+    made = generic.to_event(raw, event, "w" * 900, NOW, "acme")
+    assert made.event_key == scoped_key("acme", bounded("w" * 900)) and made.data["webhook_id"] == "w" * 900
+    assert "webhook_id" not in generic.to_event(raw, event, "evt-1", NOW, "acme").data

@@ -41,6 +41,20 @@ class Inserted:
     with_effects: list[dict[str, Any]]
 
 
+# A row the release before stored under a provider's own key, as opposed to one stored under a key
+# naming its organisation ("<org>|<key>", domain.ingest.scoped_key). Only such a row can be a new
+# event's earlier copy under its `legacy_key`: a provider key may itself contain '|', and acme's
+# `acme|a` is then both another event's legacy form and acme's stored key of event `a` (which must not
+# make the new event a duplicate, in acme or - when its organisation is unknown - anywhere). A scoped
+# row starts with its organisation and '|', or with '|' alone when its organisation was unknown (a
+# registration may have set it since); '|' is never in an organisation id. The rule reads the row's
+# key and organisation only, so it needs no migration; what it cannot tell apart is a pre-upgrade key
+# that itself starts with its own organisation's id and '|' (or with '|'): that row is taken for a
+# scoped one and its redelivery is stored once more - a copy counted twice, never an event lost.
+_LEGACY_ROW = """NOT starts_with({row}.event_key, '|')
+                 AND NOT starts_with({row}.event_key, coalesce({row}.org_id, '') || '|')"""
+
+
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
     """Insert events whose (provider, event_key) is new; a known key is skipped, except that an
     orphan now matched to a message of the orphan's own organisation is attached to it (never one
@@ -49,7 +63,8 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
 
     An event with a `legacy_key` (the provider's own key, before its key named the organisation)
     is also skipped when a row is stored under that key for its organisation (`legacy_org`; any
-    organisation when that is unknown): the release before stored it.
+    organisation when that is unknown) in the legacy format (`_LEGACY_ROW`): the release before
+    stored it.
 
     Rows go in key order, so two transactions inserting overlapping keys wait in one direction.
     Most events (opens, clicks, deliveries) cause nothing but their outcome's re-derivation: they
@@ -67,7 +82,8 @@ def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
                      WHERE x.legacy_key IS NULL OR NOT EXISTS (
                                SELECT 1 FROM outcome_events old
                                 WHERE old.provider = x.provider AND old.event_key = x.legacy_key
-                                  AND (x.legacy_org IS NULL OR old.org_id = x.legacy_org))
+                                  AND (x.legacy_org IS NULL OR old.org_id = x.legacy_org)
+                                  AND {_LEGACY_ROW.format(row="old")})
                      ORDER BY provider COLLATE "C", event_key COLLATE "C"
                     ON CONFLICT (provider, event_key) DO UPDATE
                        SET outcome_id = EXCLUDED.outcome_id, status = 'applied'
@@ -337,12 +353,22 @@ def claim_meeting_orphans(conn: Connection, outcome_ids: set[UUID]) -> list[dict
     ).fetchall()
 
 
-def outcome_of(conn: Connection, provider: str, event_key: str, org_id: str | None = None) -> UUID | None:
-    """The outcome of the event stored under this key (of organisation `org_id`, when given)."""
+def outcome_of(conn: Connection, provider: str, event_key: str) -> UUID | None:
+    """The outcome of the event stored under this key."""
     row = conn.execute(
-        """SELECT outcome_id FROM outcome_events
-            WHERE provider = %s AND event_key = %s AND (%s::text IS NULL OR org_id = %s::text)""",
-        (provider, event_key, org_id, org_id),
+        "SELECT outcome_id FROM outcome_events WHERE provider = %s AND event_key = %s", (provider, event_key)
+    ).fetchone()
+    return row["outcome_id"] if row else None
+
+
+def legacy_outcome_of(conn: Connection, provider: str, legacy_key: str, org_id: str | None) -> UUID | None:
+    """The outcome of the event the release before stored under the provider's own key (of
+    organisation `org_id`, when given): a row in the legacy format only (`_LEGACY_ROW`)."""
+    row = conn.execute(
+        f"""SELECT outcome_id FROM outcome_events e
+            WHERE provider = %s AND event_key = %s AND (%s::text IS NULL OR org_id = %s::text)
+              AND {_LEGACY_ROW.format(row="e")}""",
+        (provider, legacy_key, org_id, org_id),
     ).fetchone()
     return row["outcome_id"] if row else None
 

@@ -133,6 +133,27 @@ def scoped_key(org_id: str | None, key: str) -> str:
     return f"{org_id or ''}{SCOPE}{key}"
 
 
+def org_keys(org_id: str | None, key: str) -> dict[str, Any]:
+    """`event_key` and `legacy_key` of an event whose provider (or sender) chose `key`, received
+    for organisation `org_id` (`scoped_key`).
+
+    A key longer than MAX_KEY characters (a Message-ID may fill RFC 5322's 998-character line, and
+    nothing bounds a `webhook-id` or a provider's id) is stored under its hash, `long_key`: the
+    event is kept, and a redelivery hashes alike, so it is still a duplicate. The full key stays in
+    the event's payload (or data). Such a key has no `legacy_key`: the release before refused it, so
+    nothing is stored under it."""
+    return {"event_key": scoped_key(org_id, bounded(key)), "legacy_key": key if len(key) <= MAX_KEY else None}
+
+
+def bounded(key: str) -> str:
+    """A key as stored: itself up to MAX_KEY characters, else its hash - 80 ASCII characters, so
+    with the longest organisation id (128) the (provider, event_key) index entry stays far below
+    PostgreSQL's btree limit. Its own prefix: never a content_key."""
+    if len(key) <= MAX_KEY:
+        return key
+    return "long-key:sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Match:
     outcome_id: UUID

@@ -253,7 +253,7 @@ def linked_outcome(
     with transaction() as conn:
         found = events_dal.outcome_of(conn, provider, event_key)
         if found is None and legacy_key is not None and legacy_key != event_key:
-            found = events_dal.outcome_of(conn, provider, legacy_key, org_id)
+            found = events_dal.legacy_outcome_of(conn, provider, legacy_key, org_id)
     return str(found) if found else None
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.domain.ingest import IncomingEvent, scoped_key
+from flywheel.domain.ingest import IncomingEvent, org_keys
 from flywheel.domain.inputs import BadValue, email, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.webhooks.common import load_json, validate
@@ -90,9 +90,9 @@ def to_event(raw: dict[str, Any], envelope: Envelope, org_id: str | None) -> Inc
     key = f"{envelope.event}:{payload.uri}:{envelope.created_at.isoformat()}"
     return IncomingEvent(
         provider=PROVIDER,
-        # within the organisation: its own signing key signs whatever it sends (domain.ingest.scoped_key)
-        event_key=scoped_key(org_id, key),
-        legacy_key=key,
+        # within the organisation: its own signing key signs whatever it sends; an over-long uri is
+        # hashed, the payload keeps it (domain.ingest.org_keys)
+        **org_keys(org_id, key),
         event_type=kind.value if kind else envelope.event,
         occurred_at=envelope.created_at,
         payload=raw,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flywheel.domain.ingest import IncomingEvent, scoped_key
+from flywheel.domain.ingest import IncomingEvent, org_keys
 from flywheel.domain.inputs import IDENTIFIER, MAX_AMOUNT, email, parse_time, plausible, storable_amount
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
@@ -100,7 +100,9 @@ def to_event(
 ) -> IncomingEvent:
     """The event of a delivery of organisation `org_id` (the request's: its secret's, or the body's
     under one secret). The key is the sender's `webhook-id` within that organisation: two
-    organisations' own systems numbering their events alike never de-duplicate each other."""
+    organisations' own systems numbering their events alike never de-duplicate each other. The
+    Standard Webhooks spec bounds no `webhook-id`: one over the key limit is stored under its hash
+    (domain.ingest.org_keys), the id itself in `data.webhook_id` (it is in no payload)."""
     data: dict[str, Any] = {
         "deal_id": f"crm:{event.deal_id}" if event.deal_id else None,
         "value": str(event.value) if event.value is not None else None,
@@ -110,10 +112,12 @@ def to_event(
         "start_time": event.start_time.astimezone(UTC).isoformat() if event.start_time else None,
         "end_time": event.end_time.astimezone(UTC).isoformat() if event.end_time else None,
     }
+    keys = org_keys(org_id, webhook_id)
+    if keys["legacy_key"] is None:  # hashed: keep the sender's own id
+        data["webhook_id"] = webhook_id
     return IncomingEvent(
         provider=PROVIDER,
-        event_key=scoped_key(org_id, webhook_id),
-        legacy_key=webhook_id,
+        **keys,
         event_type=EventType(event.event).value,
         occurred_at=event.occurred_at or received_at,
         payload=raw,

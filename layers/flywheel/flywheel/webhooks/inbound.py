@@ -30,7 +30,7 @@ from email.parser import BytesParser, HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
-from flywheel.domain.ingest import IncomingEvent, content_key, scoped_key
+from flywheel.domain.ingest import IncomingEvent, bounded, content_key, org_keys
 from flywheel.domain.inputs import BadValue, plausible
 from flywheel.domain.lifecycle import EventType
 from flywheel.domain.registration import normalise_message_id
@@ -946,8 +946,10 @@ def _occurred(sent_at: datetime | None, received_at: datetime) -> datetime:
 
 def _keyed(org_id: str | None, key: str) -> dict[str, Any]:
     """An event's key within the organisation the mail reached: one mail sent to two organisations'
-    parse addresses is an event of each (domain.ingest.scoped_key)."""
-    return {"event_key": scoped_key(org_id, key), "legacy_key": key, "org_id": org_id}
+    parse addresses is an event of each. A key over the limit (a Message-ID may fill the 998-character
+    line) is stored under its hash, never refused: the payload keeps the Message-ID, and links go by
+    `references` as before (domain.ingest.org_keys)."""
+    return {**org_keys(org_id, key), "org_id": org_id}
 
 
 def to_events(
@@ -986,7 +988,7 @@ def to_events(
         email=mail.sender,
     )
     if mail.calendar is not None and why is None:
-        return _calendar_events(mail, reply)
+        return _calendar_events(mail, reply, key)
     return [reply]
 
 
@@ -1039,7 +1041,7 @@ _CALENDAR_ANSWERS = {
 }
 
 
-def _calendar_events(mail: InboundMail, reply: IncomingEvent) -> list[IncomingEvent]:
+def _calendar_events(mail: InboundMail, reply: IncomingEvent, own_key: str) -> list[IncomingEvent]:
     """An answer to a meeting invitation (RFC 5546 REPLY):
     - ACCEPTED books the meeting (`meeting_booked`, as a Calendly booking does; the meeting is the
       invitation's UID for this attendee, so a later DECLINED of the same invitation cancels it);
@@ -1048,12 +1050,13 @@ def _calendar_events(mail: InboundMail, reply: IncomingEvent) -> list[IncomingEv
     - TENTATIVE is a reply, `interested` (a rep should confirm it);
     - any other answer (DELEGATED ...) is kept, not applied.
     Outlook sends the answer with an empty text part: an answer without a comment is classified by
-    what it says (source `calendar`), one with a comment is a reply the classifier reads as usual."""
+    what it says (source `calendar`), one with a comment is a reply the classifier reads as usual.
+    `own_key`: the reply's key as the mail gives it (before it names the organisation)."""
     calendar = mail.calendar
     assert calendar is not None
     wrote = bool(reply.data.get("text"))
-    own_key = reply.legacy_key or reply.event_key  # the mail's own (unscoped)
-    meeting_id = f"ical:{calendar.uid or own_key}:{mail.sender or ''}"
+    # an over-long Message-ID stands for the invitation as it does for the key (the meeting id is indexed)
+    meeting_id = f"ical:{calendar.uid or bounded(own_key)}:{mail.sender or ''}"
 
     def about_it(prefix: str, event_type: str, data: dict[str, Any]) -> IncomingEvent:
         """An event of the same mail, found the way its reply is."""

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.domain.ingest import IncomingEvent, content_key, scoped_key
+from flywheel.domain.ingest import IncomingEvent, content_key, org_keys
 from flywheel.domain.inputs import currency, digits, from_epoch, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput
@@ -150,8 +150,7 @@ def to_events(
     if kind is None:
         return [
             IncomingEvent(
-                event_key=scoped_key(org_id, delivery.key),
-                legacy_key=delivery.key,
+                **org_keys(org_id, delivery.key),
                 event_type=f"{delivery.entity}.{delivery.action}",
                 **base,
             )
@@ -169,8 +168,8 @@ def to_events(
     targets: list[str | None] = list(emails) or [None]
     return [
         IncomingEvent(
-            event_key=scoped_key(org_id, key),
-            legacy_key=key,
+            # within the organisation; an over-long meta id is hashed, the payload keeps it (domain.ingest.org_keys)
+            **org_keys(org_id, delivery.key if email is None else f"{delivery.key}:{email}"),
             event_type=kind.value,
             data={k: v for k, v in data.items() if v is not None},
             email=email,
@@ -178,5 +177,4 @@ def to_events(
             **base,
         )
         for email in targets
-        for key in [delivery.key if email is None else f"{delivery.key}:{email}"]
     ]

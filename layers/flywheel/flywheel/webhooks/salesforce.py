@@ -10,7 +10,7 @@ from xml.etree.ElementTree import Element, ParseError, tostring  # noqa: S405 - 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from flywheel.domain.ingest import IncomingEvent, scoped_key
+from flywheel.domain.ingest import IncomingEvent, org_keys
 from flywheel.domain.inputs import BadValue, currency, parse_time
 from flywheel.domain.lifecycle import EventType
 from flywheel.errors import InvalidInput, MalformedPayload
@@ -101,9 +101,8 @@ def to_event(
     }
     base: dict[str, Any] = {
         "provider": PROVIDER,
-        # within the organisation: its own token posts whatever it sends (domain.ingest.scoped_key)
-        "event_key": scoped_key(org_id, note.notification_id),
-        "legacy_key": note.notification_id,
+        # within the organisation: its own token posts whatever it sends (domain.ingest.org_keys)
+        **org_keys(org_id, note.notification_id),
         "payload": payload,
         "org_id": org_id,
         "outcome_id": f.get(outcome_field),
