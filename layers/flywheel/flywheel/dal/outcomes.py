@@ -93,15 +93,7 @@ def insert_outcomes(conn: Connection, rows: list[dict[str, Any]]) -> dict[tuple[
     ).fetchall()
     result = {(r["org_id"], r["dedupe_key"]): (r["outcome_id"], True) for r in created}
     missing = [(r["org_id"], r["dedupe_key"]) for r in rows if (r["org_id"], r["dedupe_key"]) not in result]
-    if missing:
-        existing = conn.execute(
-            """SELECT o.outcome_id, o.org_id, o.dedupe_key
-                 FROM outcome_labels o
-                 JOIN unnest(%s::text[], %s::text[]) AS k(org_id, dedupe_key)
-                   ON o.org_id = k.org_id AND o.dedupe_key = k.dedupe_key""",
-            ([m[0] for m in missing], [m[1] for m in missing]),
-        ).fetchall()
-        result.update({(r["org_id"], r["dedupe_key"]): (r["outcome_id"], False) for r in existing})
+    result.update({key: (r["outcome_id"], False) for key, r in stored_keys(conn, missing).items()})
     return result
 
 
