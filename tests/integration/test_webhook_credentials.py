@@ -239,7 +239,7 @@ def test_sendgrid_events_are_the_organisation_of_the_key_that_verified_them(api:
 
 
 def quarantined(db) -> list[tuple]:
-    rows = db.execute("SELECT org_id, reason, field FROM quarantined_events ORDER BY quarantine_id").fetchall()
+    rows = db.execute("SELECT org_id, reason, field FROM quarantined_events ORDER BY field, reason").fetchall()
     return [(r["org_id"], r["reason"], r["field"]) for r in rows]
 
 
