@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -953,3 +954,117 @@ def test_an_openai_rate_limit_on_the_smoke_test_is_retried(db, openai_fake, fast
     assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
     assert _calls(fake, "POST", "/chat/completions") == 4
     assert db.execute("SELECT status FROM model_registry").fetchone()["status"] == "ready"
+
+
+# --- what a lost answer or short waits must not do: bill twice, loop forever ------------------------
+
+
+def test_a_lost_job_creation_answer_starts_one_job_not_two(db, openai_fake, fast_retries) -> None:
+    """OpenAI creates the job but its answer never arrives (a read timeout). The SDK would resend the
+    POST itself, without a key OpenAI honours, and start (and bill) a second job; sent once, the
+    error goes to StartJob's retrier, whose repeat finds the job by the run id and uses it."""
+    fake = FakeOpenAI(statuses=("running", "succeeded"))
+
+    def lost(request: httpx2.Request) -> httpx2.Response:
+        if request.method == "POST" and request.url.path.endswith("/fine_tuning/jobs") and not fake.jobs:
+            fake(request)  # created at OpenAI ...
+            raise httpx2.ReadTimeout("timed out", request=request)  # ... and the answer is lost
+        return fake(request)
+
+    openai_fake(lost)  # type: ignore[arg-type]
+    seed_outcomes(db, 60)
+    execution, row = run(db, OPENAI_RUN)
+    assert execution["status"] == "SUCCEEDED", (row["status"], row["error"])
+    assert _calls(fake, "POST", "/fine_tuning/jobs") == 1 and len(fake.jobs) == 1
+    assert row["job_id"] == fake.jobs[0]["id"] == "ftjob-1"
+    # the file upload is sent once too (two files: training and validation, or just training)
+    assert _calls(fake, "POST", "/files") <= 2
+
+
+class _Creating:
+    def serving_status(self, serving_id: str, kind: str) -> finetune.Serving:
+        return finetune.Serving(serving_id, kind, "creating")
+
+
+SERVING_STATE: dict[str, Any] = {
+    "run_id": "r1",
+    "provider": "bedrock",
+    "model_id": "m1",
+    "serving_model_id": "arn:dep",
+    "serving_kind": "deployment",
+    "serving_state": "creating",
+    "serving_elapsed_seconds": 0,
+    "serving_wait_seconds": 0,  # what start_serving sets for wait_seconds 0
+}
+
+
+@pytest.fixture
+def stuck_deployment(monkeypatch):
+    """poll_serving against a deployment that stays Creating; the clock moves by `clock['t']`."""
+    clock = {"t": 0.0}
+    real = training_service.datetime
+
+    class Clock(real):  # type: ignore[misc, valid-type]
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN001, ANN206
+            return real(2026, 11, 2, tzinfo=UTC) + timedelta(seconds=clock["t"])
+
+    monkeypatch.setenv("SERVING_MAX_WAIT_S", "600")
+    reset_settings()
+    monkeypatch.setattr(training_service, "datetime", Clock)
+    monkeypatch.setattr(training_service, "_recorded", lambda run_id: {"run_id": run_id})
+    monkeypatch.setattr(training_service, "provider_for", lambda *a, **k: _Creating())
+    yield clock
+    reset_settings()
+
+
+def test_a_deployment_stuck_creating_times_out_by_the_clock_with_wait_seconds_0(stuck_deployment) -> None:
+    """With `wait_seconds` 0 the serving Waits last 0 s and their sum never grows: the clock since
+    serving started (polls and their retries included) times the deployment out, as for the job."""
+    state = {**SERVING_STATE}
+    polls = 0
+    while state["serving_state"] == "creating" and polls < 100:
+        stuck_deployment["t"] += 30  # each poll (with its retries) takes 30 s
+        state = training_service.poll_serving(state)
+        polls += 1
+    assert state["serving_state"] == "timed_out" and polls == 21  # 600 s after the first poll
+    assert state["serving_elapsed_seconds"] == 600
+    assert state["error"]["Cause"] == "the deployment was not active after 600 s (21 polls)"
+
+
+def test_a_deployment_polled_back_to_back_times_out_before_the_history_limit(stuck_deployment) -> None:
+    """Polls that take no time (locally, or a quick provider) stop at MAX_SERVING_POLLS, well inside
+    Step Functions' 25,000 history events, however long SERVING_MAX_WAIT_S is."""
+    state = {**SERVING_STATE}
+    polls = 0
+    while state["serving_state"] == "creating" and polls < 3_000:
+        state = training_service.poll_serving(state)
+        polls += 1
+    assert state["serving_state"] == "timed_out" and polls == training_service.MAX_SERVING_POLLS
+    assert 9 * (training_service.MAX_SERVING_POLLS + training_service.MAX_JOB_POLLS) < 25_000 - 2_000
+
+
+def test_a_job_polled_back_to_back_times_out_before_the_history_limit(monkeypatch) -> None:
+    """As for the deployment: the job poll stops at MAX_JOB_POLLS, and CancelJob says why."""
+
+    class Running:
+        def status(self, job_id: str) -> finetune.JobStatus:
+            return finetune.JobStatus("running", "running")
+
+    monkeypatch.setattr(training_service, "provider_for", lambda *a, **k: Running())
+    monkeypatch.setattr(training_service, "_update", lambda *a, **k: {})
+    state: dict[str, Any] = {
+        "run_id": "r1",
+        "provider": "bedrock",
+        "job_id": "j1",
+        "wait_seconds": 0,
+        "max_wait_seconds": 86_400,
+        "job_started_at": datetime.now(UTC).isoformat(),
+    }
+    polls = 0
+    while polls < 5_000:
+        state = training_service.poll(state)
+        polls += 1
+        if state["job_state"] != "running":
+            break
+    assert state["job_state"] == "timed_out" and polls == training_service.MAX_JOB_POLLS

@@ -123,6 +123,12 @@ class OpenAIFineTuner:
 
     def __init__(self, sdk: openai.OpenAI) -> None:
         self.sdk = sdk
+        # Calls that create what OpenAI bills or keeps (a fine-tuning job, an uploaded file) are sent
+        # once: the SDK would resend a POST whose answer was lost (a read timeout, a 5xx) with no
+        # idempotency key OpenAI honours, starting and billing a second job. The state machine's
+        # StartJob / Upload retrier repeats the step instead, and the step first looks for what an
+        # earlier attempt created (`find`, the files recorded on the run).
+        self._once = sdk.with_options(max_retries=0)
 
     @classmethod
     def from_settings(
@@ -167,7 +173,7 @@ class OpenAIFineTuner:
     def upload(self, training: Path, validation: Path | None, s3_prefix: str) -> UploadedDataset:
         def put(path: Path) -> str:
             with path.open("rb") as handle:
-                return str(self._call("file upload", self.sdk.files.create, file=handle, purpose="fine-tune").id)
+                return str(self._call("file upload", self._once.files.create, file=handle, purpose="fine-tune").id)
 
         return UploadedDataset(put(training), put(validation) if validation else None)
 
@@ -185,7 +191,7 @@ class OpenAIFineTuner:
     ) -> str:
         job = self._call(
             "job creation",
-            self.sdk.fine_tuning.jobs.create,
+            self._once.fine_tuning.jobs.create,
             model=base_model,
             training_file=dataset.training,
             validation_file=dataset.validation,

@@ -332,17 +332,31 @@ def _job_started_at(run: dict[str, Any]) -> str:
     return str(started) if started else datetime.now(UTC).isoformat()
 
 
-def _elapsed(state: dict[str, Any]) -> tuple[int, str]:
-    """Seconds the job has been waited for, and when it started: the Wait states' sum or the time
-    since the job started, whichever is more. The sum alone never grows with `wait_seconds` 0 (the
-    Wait -> PollJob loop would spin until the execution's timeout or its event history limit); the
-    clock alone would run slow where Wait states are compressed (the local stack)."""
-    waited = int(state.get("elapsed_seconds", 0)) + int(state.get("wait_seconds", 0))
-    started = state.get("job_started_at") or datetime.now(UTC).isoformat()  # an execution started before it was kept
+# A Wait -> Poll -> Choice round adds 9 events to the execution's history, which Step Functions
+# caps at 25,000 (the execution then fails without RecordFailure). Short waits (`wait_seconds` 0)
+# would reach it before `max_wait_seconds`: past these many polls the job or the deployment is
+# timed out as if its time had run out (1,800 + 400 rounds: 19,800 events, the rest for the others).
+MAX_JOB_POLLS = 1_800
+MAX_SERVING_POLLS = 400
+
+
+def _waited(waited: int, started: str | None) -> tuple[int, str]:
+    """The larger of the Wait states' sum and the clock since `started` (now, if not known)."""
+    started = started or datetime.now(UTC).isoformat()
     since = datetime.fromisoformat(started)
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     return max(waited, int((datetime.now(UTC) - since).total_seconds())), started
+
+
+def _elapsed(state: dict[str, Any]) -> tuple[int, str]:
+    """Seconds the job has been waited for, and when it started: the Wait states' sum or the time
+    since the job started, whichever is more. The sum alone never grows with `wait_seconds` 0 (the
+    Wait -> PollJob loop would spin until the execution's timeout or its event history limit); the
+    clock alone would run slow where Wait states are compressed (the local stack). The clock also
+    counts the polls themselves and their retries, so `max_wait_seconds` bounds them too."""
+    waited = int(state.get("elapsed_seconds", 0)) + int(state.get("wait_seconds", 0))
+    return _waited(waited, state.get("job_started_at"))  # none: an execution started before it was kept
 
 
 def poll(state: dict[str, Any]) -> dict[str, Any]:
@@ -351,13 +365,13 @@ def poll(state: dict[str, Any]) -> dict[str, Any]:
     waits and polls again, and `max_wait_seconds` bounds an outage as it bounds a slow job (the job
     is then cancelled). A refusal (access denied, no such job) fails the run."""
     elapsed, started = _elapsed(state)
-    state = {**state, "job_started_at": started}
+    state = {**state, "job_started_at": started, "job_polls": int(state.get("job_polls", 0)) + 1}
     try:
         status = provider_for(state["provider"], get_settings()).status(state["job_id"])
     except DependencyUnavailable as exc:
         return _unanswered_poll(state, elapsed, exc)
     job_state = status.state
-    if job_state == "running" and elapsed >= int(state["max_wait_seconds"]):
+    if job_state == "running" and _out_of_time(state, elapsed):
         job_state = "timed_out"
     try:
         _update(state["run_id"], job_status=status.provider_status)
@@ -377,6 +391,10 @@ def poll(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _out_of_time(state: dict[str, Any], elapsed: int) -> bool:
+    return elapsed >= int(state["max_wait_seconds"]) or int(state["job_polls"]) >= MAX_JOB_POLLS
+
+
 def _unanswered_poll(state: dict[str, Any], elapsed: int, exc: DependencyUnavailable) -> dict[str, Any]:
     """A poll the provider did not answer: the job is taken to be still running (the error noted
     in the state) unless `max_wait_seconds` has passed, which times it out as usual."""
@@ -390,7 +408,7 @@ def _unanswered_poll(state: dict[str, Any], elapsed: int, exc: DependencyUnavail
         "the provider did not answer a job poll; polling again",
         extra={"run_id": state["run_id"], "job_id": state["job_id"], "error": exc.message, "consecutive": errors},
     )
-    timed_out = elapsed >= int(state["max_wait_seconds"])
+    timed_out = _out_of_time(state, elapsed)
     return {
         **state,
         "job_state": "timed_out" if timed_out else "running",
@@ -427,7 +445,9 @@ def cancel_job(state: dict[str, Any]) -> dict[str, Any]:
         state["run_id"],
         "cancelled",
         job_status="cancelled",
-        error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s): cancelled"
+        error=f"no result after {state['elapsed_seconds']} s (max {state['max_wait_seconds']} s"
+        + (f", or {MAX_JOB_POLLS} polls" if int(state.get("job_polls", 0)) >= MAX_JOB_POLLS else "")
+        + "): cancelled"
         + unanswered,
     )
     return {**state, "job_state": "cancelled"}
@@ -534,6 +554,9 @@ def start_serving(state: dict[str, Any]) -> dict[str, Any]:
         "serving_kind": serving.kind,
         "serving_state": serving.state,
         "serving_elapsed_seconds": 0,
+        "serving_polls": 0,
+        # a retry keeps the first attempt's start: the clock bounds the polls and their retries too
+        "serving_started_at": state.get("serving_started_at") or datetime.now(UTC).isoformat(),
         # poll the deployment every minute at most (it takes minutes), never slower than the job
         "serving_wait_seconds": int(state.get("serving_wait_seconds", min(60, int(state.get("wait_seconds", 60))))),
     }
@@ -543,10 +566,17 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     _recorded(state["run_id"])
     serving = provider_for(state["provider"], settings).serving_status(state["serving_model_id"], state["serving_kind"])
-    elapsed = int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0))
+    # as for the job: the Wait states' sum or the clock since serving started, whichever is more
+    # (the sum alone stays 0 with `serving_wait_seconds` 0; the clock alone runs slow locally)
+    elapsed, started = _waited(
+        int(state.get("serving_elapsed_seconds", 0)) + int(state.get("serving_wait_seconds", 0)),
+        state.get("serving_started_at"),  # none: an execution started before it was kept
+    )
+    polls = int(state.get("serving_polls", 0)) + 1
+    state = {**state, "serving_started_at": started, "serving_polls": polls}
     serving_state = serving.state
-    if serving_state == "creating" and elapsed >= int(
-        state.get("serving_max_wait_seconds", settings.serving_max_wait_s)
+    if serving_state == "creating" and (
+        elapsed >= int(state.get("serving_max_wait_seconds", settings.serving_max_wait_s)) or polls >= MAX_SERVING_POLLS
     ):
         serving_state = "timed_out"
     if serving.state != "creating":
@@ -566,7 +596,7 @@ def poll_serving(state: dict[str, Any]) -> dict[str, Any]:
     if serving_state in ("failed", "timed_out"):
         result["error"] = {
             "Error": "ServingFailed",
-            "Cause": serving.error or f"the deployment was not active after {elapsed} s",
+            "Cause": serving.error or f"the deployment was not active after {elapsed} s ({polls} polls)",
         }
     return result
 
