@@ -46,6 +46,11 @@ def test_an_invalid_setting_names_the_variable_and_why_never_its_value() -> None
         ('{"hubsopt:5799819": "acme"}', "key 1"),  # a misspelt provider maps nothing: refused
         ('{"hubspot:": "acme"}', "key 1"),
         ('{"hubspot:5799819": "a c m e"}', "organisation of key 1"),
+        # json.loads would keep the second silently: a portal moved to another organisation by a copy
+        (
+            '{"hubspot:5799819": "acme", "salesforce:00D7F00000107Xs": "acme", "hubspot:5799819": "globex"}',
+            "keys 1 and 3",
+        ),
     ],
 )
 def test_provider_orgs_are_parsed_and_checked_when_the_settings_load(value: str, why: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from flywheel.domain.callers import parse_caller_orgs
-from flywheel.domain.inputs import IDENTIFIER
+from flywheel.domain.inputs import IDENTIFIER, strict_json
 from flywheel.errors import FlywheelError
 
 # the providers whose accounts PROVIDER_ORGS_JSON maps (README "Webhooks": "<provider>:<account id>",
@@ -401,12 +401,7 @@ def _credential_key(name: str, value: str) -> str | bytes:
 def _provider_orgs(text: str | None) -> dict[str, str]:
     """PROVIDER_ORGS_JSON: a JSON object of "<provider>:<account id>" (or "<provider>:*") -> org_id.
     The errors name what is wrong, never the accounts."""
-    try:
-        parsed: Any = json.loads(text or "{}")
-    except ValueError as exc:
-        raise ValueError(
-            f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
-        ) from None
+    parsed: Any = strict_json(text or "{}")
     if not isinstance(parsed, dict):
         raise ValueError('must be a JSON object, e.g. {"hubspot:<portal id>": "<org_id>"}')
     for number, (key, org) in enumerate(parsed.items(), start=1):

@@ -13,12 +13,11 @@ unique in an account, whatever their path). IAM names are also unique whatever t
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from flywheel.domain.inputs import IDENTIFIER
+from flywheel.domain.inputs import IDENTIFIER, strict_json
 
 ALL = "*"  # every organisation, and the platform routes (training, models, experiments)
 
@@ -61,14 +60,7 @@ def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
     or an organisation."""
     if not (text or "").strip():
         return {}
-    try:
-        parsed: Any = json.loads(text or "", object_pairs_hook=_refuse_duplicate_keys)
-    except _DuplicateKey as exc:
-        raise ValueError(str(exc)) from None
-    except ValueError as exc:
-        raise ValueError(
-            f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
-        ) from None
+    parsed: Any = strict_json(text or "")
     if not isinstance(parsed, dict):
         raise ValueError('must be a JSON object, e.g. {"arn:aws:iam::<account>:role/<name>": ["<org_id>"]}')
     mapping: dict[str, frozenset[str]] = {}
@@ -97,21 +89,6 @@ def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
         first_key[principal] = number
         mapping[principal] = frozenset(orgs)
     return mapping
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads keeps the last of two equal keys, silently: a later copy of a line would replace
-    (widen, or narrow) what the first said. Named by position, never by the key."""
-    seen: dict[str, int] = {}
-    for number, (key, _) in enumerate(pairs, start=1):
-        if key in seen:
-            raise _DuplicateKey(f"keys {seen[key]} and {number} are the same key (they name the same principal)")
-        seen[key] = number
-    return dict(pairs)
 
 
 def requested_orgs(arguments: Mapping[str, Any]) -> set[str]:

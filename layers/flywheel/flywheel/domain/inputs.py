@@ -7,6 +7,7 @@ invisible format characters (bidi overrides) have no place in an email address.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -191,3 +192,30 @@ def digits(value: Any, what: str = "id") -> str:
     if isinstance(value, bool) or not text.isdigit() or not text.isascii() or len(text) > 20:
         raise BadValue(f"{what} must be a number")
     return text
+
+
+class _SameKey(ValueError):
+    pass
+
+
+def _refuse_same_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, int] = {}
+    for number, (key, _) in enumerate(pairs, start=1):
+        if key in seen:
+            raise _SameKey(f"keys {seen[key]} and {number} are the same key")
+        seen[key] = number
+    return dict(pairs)
+
+
+def strict_json(text: str) -> Any:
+    """A setting's JSON: json.loads keeps the last of two equal keys in an object, silently (a later
+    copy of a line would replace what the first said), so they are refused, named by position; a
+    syntax error says where, never quoting the text (a setting may hold secrets or customers' ids)."""
+    try:
+        return json.loads(text, object_pairs_hook=_refuse_same_keys)
+    except _SameKey as exc:
+        raise ValueError(str(exc)) from None
+    except ValueError as exc:
+        raise ValueError(
+            f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
+        ) from None
