@@ -222,17 +222,22 @@ def test_retry_after_forms() -> None:
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
 
 
-def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db) -> None:
+def run_sender(url: str, leads: int) -> subprocess.CompletedProcess[str]:
+    """examples/sender.py against the local API, signing with the test credentials."""
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
     env.pop("AWS_SESSION_TOKEN", None)
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sender.py"), "--url", local["url"], "--leads", "2"],
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sender.py"), "--url", url, "--leads", str(leads)],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_the_example_sender_runs_against_the_local_api(local: dict[str, Any], db) -> None:
+    done = run_sender(local["url"], leads=2)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(result["registered"]) == 2 and result["created"] == 2
@@ -256,16 +261,7 @@ def test_the_example_sender_invokes_the_models_serving_id(local: dict[str, Any],
         (deployment,),
     )
     experiments.forget_cache()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-    env.pop("AWS_SESSION_TOKEN", None)
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "sender.py"), "--url", local["url"], "--leads", "1"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_sender(local["url"], leads=1)
     experiments.forget_cache()
     assert done.returncode == 0, done.stderr
     assert f"example-0: champion -> {deployment}" in done.stderr
