@@ -6,7 +6,8 @@ body, so it cannot keep acme's role from asking for globex: the functions do, in
 document itself: an `org_id` query parameter, or an `org_id` anywhere in the body's schema) is called
 for an organisation the caller is not mapped to and must answer 403 and write nothing; the platform
 routes are for callers mapped to "*"; an unset mapping keeps every authenticated caller able to pass
-any org_id. Requests go through the local runner (its X-Flywheel-Principal header becomes
+any org_id. The check comes before validation: a malformed request from a caller without the right
+to it is 403 too, never the 400/415/422 that would describe the route's inputs. Requests go through the local runner (its X-Flywheel-Principal header becomes
 requestContext.identity.userArn, as API Gateway fills it in) and, for the deployed shape, straight to
 the handlers with the sample events' assumed-role identities."""
 
@@ -79,8 +80,9 @@ def message(org: str, i: int) -> dict[str, Any]:
     }
 
 
-# a valid body for every POST operation (validation answers before the caller check): a new POST
-# route fails test_every_org_scoped_operation... until it is given one here
+# a valid body for every POST operation (a refused caller is refused before validation, but an
+# allowed one must reach the handler): a new POST route fails test_every_org_scoped_operation...
+# until it is given one here
 BODIES: dict[str, Callable[[str, dict[str, str]], Any]] = {
     "POST /messages": lambda org, ids: message(org, 99),
     "POST /replies": lambda org, ids: {
@@ -462,13 +464,14 @@ def test_query_string_tricks_never_reach_another_organisation(
 def test_single_and_multi_value_query_parameters_that_disagree(
     db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, experiment: None
 ) -> None:
-    """queryStringParameters says globex, multiValueQueryStringParameters acme: the check and the
-    handler read the same (validated) value, so globex is never acted for."""
+    """queryStringParameters says globex, multiValueQueryStringParameters acme: the check before
+    validation reads every value of both (globex is named: 403), and the check after it reads the
+    same validated value as the handler, so globex is never acted for."""
     configure(monkeypatch, API_CALLER_ORGS_JSON=json.dumps({f"arn:aws:iam::{ACCOUNT}:role/sender": ["acme"]}))
     event = load_event("route_get.json")
     event["queryStringParameters"]["org_id"] = "globex"
     answer = invoke("RoutingFunction", event, ROOT / "template.yaml")
-    assert answer["statusCode"] in (200, 404), answer
+    assert answer["statusCode"] == 403, answer
     assert scalar(db, "SELECT count(*) AS n FROM assignments WHERE org_id = 'globex'") == 0
     event = load_event("route_get.json")
     event["multiValueQueryStringParameters"]["org_id"] = ["acme", "globex"]
@@ -500,3 +503,137 @@ def test_identity_forms_that_are_not_acme_sender(
     answer = invoke("MessagesFunction", batch, ROOT / "template.yaml")
     assert answer["statusCode"] == 403, (user_arn, answer)
     assert count(db, "outcome_labels") == 0
+
+
+# --- authorisation before validation --------------------------------------------------------------
+
+UNMAPPED = f"arn:aws:sts::{ACCOUNT}:assumed-role/acme-reader/worker-7"  # a role nobody mapped
+# every query parameter a route of the API validates, each malformed (a route ignores the others)
+BAD_QUERY = {
+    "limit": "0",
+    "since": "yesterday",
+    "cursor": "!!",
+    "min_quality_score": "7",
+    "since_days": "0",
+    "segment": "zodiac",
+    "min_sample": "-1",
+    "snapshots": "maybe",
+    "status": "bogus",
+}
+
+
+def malformed_calls(path: str, where: str | None, org: str | None) -> list[tuple[str, bytes | None, dict[str, str]]]:
+    """(url, body, headers) of malformed requests to one operation, each naming `org` where the
+    operation reads an org_id (and it is readable): a bad path parameter, bad query parameters, a
+    required one missing (/route's lead_id), and for a POST a body of the wrong shape, one that
+    is not JSON, one that is not UTF-8, and one that says it is text."""
+    concrete = (
+        path.replace("{outcome_id}", "not-a-uuid")
+        .replace("{run_id}", "not-a-uuid")
+        .replace("{campaign_id}", "%20bad%20")
+        .replace("{job_id}", "-job")
+        .replace("{model_id}", "-model")
+        .replace("{experiment_id}", "exp-none")
+    )
+    query = dict(BAD_QUERY)
+    if where == "query" and org is not None:
+        query["org_id"] = org
+    url = f"{concrete}?{urlencode(query)}"
+    json_type = {"Content-Type": "application/json"}
+    if where == "body":
+        assert path == "/messages"
+        named = org or "acme"
+        wrong_shape = {"messages": [{"org_id": named, "lead_email": "not an email", "sent_at": "soon", "body": ""}, 5]}
+        return [
+            (url, json.dumps(wrong_shape).encode(), json_type),
+            (url, json.dumps({"org_id": named, "campaign_id": 7}).encode(), json_type),
+            (url, json.dumps({"org_id": named}).encode(), {"Content-Type": "text/plain"}),
+        ]
+    return [
+        (url, None, {}),
+        (url, json.dumps({"reason": 5, "wait_seconds": "x", "canary_percentage": 500}).encode(), json_type),
+        (url, b'{"reason": ', json_type),
+        (url, b'{"reason": "\xff"}', json_type),
+        (url, b"reason=x", {"Content-Type": "text/plain"}),
+    ]
+
+
+def test_an_unauthorised_caller_is_refused_before_its_request_is_validated(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None
+) -> None:
+    """Authorisation comes before input validation, as in API Gateway's IAM authoriser: a caller
+    without the right to a route's organisation (or to a platform route) gets 403, never the 422 /
+    400 / 415 that would tell it how the route validates its input. Every IAM operation of the
+    document, called malformed (a) by a principal the mapping does not name, (b) by acme's role for
+    globex (or, on a platform route, for the platform): 403 JSON, nothing written."""
+    operations = [(m, p, where) for m, p, _, where in iam_operations()]
+    assert {where for _, _, where in operations} == {"query", "body", None}
+    before = row_counts(db)
+    refused = 0
+    for method, path, where in operations:
+        for principal, org in ((UNMAPPED, "acme"), (UNMAPPED, None), (ACME, "globex")):
+            if principal == ACME and where is not None and org is None:
+                continue
+            for url, body, headers in malformed_calls(path, where, org):
+                status, answer, out = api.request(
+                    method, url, body=body or b"", headers={**headers, **as_caller(principal)}
+                )
+                assert status == 403, (method, url, principal, body, status, answer)
+                assert out["Content-Type"] == ["application/json"] and answer["error"] == "forbidden", answer
+                if principal == UNMAPPED:
+                    assert "may act for no organisation" in answer["message"], answer
+                elif where is None:
+                    assert "platform routes" in answer["message"], answer
+                else:
+                    assert answer["message"].endswith("may not act for organisation globex"), answer
+                refused += 1
+    assert refused > 100
+    assert row_counts(db) == before
+
+
+def test_a_mapped_caller_naming_only_its_own_organisations_gets_the_validation_answer(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None
+) -> None:
+    """What acme's own caller sends wrong is answered as before (it may call the route, so the
+    answer tells it nothing it may not know): a body that cannot be read names no organisation (400,
+    415), an org_id missing or not a string is validation's (422); one foreign org_id readable
+    anywhere the model has one refuses the request (403) however malformed the rest; an `org_id`
+    key in a free-form field (`agent_decisions`, `lead.extra`) names no organisation."""
+    cases: list[tuple[str, bytes, dict[str, str], int]] = [
+        ("/messages", b'{"org_id": "globex", ', {}, 400),
+        ("/messages", json.dumps({"org_id": "globex"}).encode(), {"Content-Type": "text/plain"}, 403),
+        ("/messages", json.dumps({"org_id": "acme"}).encode(), {"Content-Type": "text/plain"}, 415),
+        ("/messages", json.dumps({"org_id": "acme", "campaign_id": 7}).encode(), {}, 422),
+        ("/messages", json.dumps({"campaign_id": "c", "lead_id": "l", "body": "b"}).encode(), {}, 422),
+        ("/messages", json.dumps({"org_id": ["globex"], "campaign_id": "c"}).encode(), {}, 422),
+        ("/messages", json.dumps({"messages": [message("acme", 1), {"org_id": "globex"}]}).encode(), {}, 403),
+        ("/messages", json.dumps({"messages": [message("acme", 1), {"org_id": "acme "}]}).encode(), {}, 403),
+        ("/messages", json.dumps({"messages": [{"org_id": "acme", "lead_email": "x"}]}).encode(), {}, 422),
+        ("/suppressions?org_id=acme&limit=0", b"", {}, 422),
+        ("/suppressions?limit=0", b"", {}, 422),
+        ("/suppressions?org_id=globex&limit=0", b"", {}, 403),
+        ("/suppressions?org_id=acme&org_id=globex&limit=0", b"", {}, 403),
+    ]
+    before = row_counts(db)
+    for url, body, headers, expected in cases:
+        method = "POST" if url == "/messages" else "GET"
+        status, answer, _ = api.request(
+            method, url, body=body, headers={"Content-Type": "application/json", **headers, **as_caller(ACME)}
+        )
+        assert status == expected, (url, body, status, answer)
+        assert (
+            answer["error"]
+            == {
+                400: "malformed_json",
+                403: "forbidden",
+                415: "unsupported_media_type",
+                422: "validation_error",
+            }[expected]
+        )
+    assert row_counts(db) == before
+    planted = message("acme", 2)
+    planted["agent_decisions"] = {"org_id": "globex", "why": "a sender's own note"}
+    planted["lead"] = {"extra": {"org_id": "globex"}}
+    status, answer = api.post("/messages", planted, headers=as_caller(ACME))
+    assert status == 201, answer
+    assert scalar(db, "SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme'") == 1

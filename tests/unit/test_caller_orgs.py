@@ -6,13 +6,24 @@ named twice, which only the settings can see."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 
 import pytest
 
-from flywheel.domain.callers import KEY, parse_caller_orgs, principal_key, refusal, requested_orgs
-from flywheel.local.template import load_template
+from flywheel.api import org_scope
+from flywheel.domain.callers import (
+    KEY,
+    parse_caller_orgs,
+    principal_key,
+    refusal,
+    refusal_before_validation,
+    requested_orgs,
+    values_at,
+)
+from flywheel.local.invoke import load_handler
+from flywheel.local.template import load_template, read_template
 from flywheel.models.messages import MessageBatch
 from flywheel.settings import ConfigurationError, Settings
 from tests.conftest import ROOT
@@ -196,3 +207,43 @@ def test_the_template_parameter_refuses_what_the_settings_refuse() -> None:
         assert not pattern.fullmatch(value), value
         with pytest.raises(ConfigurationError):
             Settings.from_env({"API_CALLER_ORGS_JSON": value})
+
+
+def test_the_body_paths_of_an_org_id_follow_the_model_never_a_free_form_field() -> None:
+    """Where POST /messages names organisations before validation: the single message's org_id and
+    each batch message's, never a key of `agent_decisions` or `lead.extra` (free-form JSON)."""
+    spec = read_template(ROOT / "template.yaml").functions()["MessagesFunction"]
+    app = inspect.unwrap(load_handler(spec)).__globals__["app"]
+    route = next(r for r in app._static_routes if r.path == "/messages" and "POST" in r.method)
+    scope = org_scope(route)
+    assert scope.body_paths == (("messages", "*", "org_id"), ("org_id",)) and not scope.query
+    body = {
+        "org_id": "acme",
+        "agent_decisions": {"org_id": "globex"},
+        "lead": {"extra": {"org_id": "initech"}},
+        "messages": [{"org_id": "umbrella"}, "not a message", {"org_id": 5}, {}],
+    }
+    assert values_at(body, scope.body_paths) == ["umbrella", 5, "acme"]
+    assert values_at([1, 2], scope.body_paths) == [] and values_at({"messages": "x"}, scope.body_paths) == []
+
+
+def test_refusal_before_validation() -> None:
+    mapping = parse_caller_orgs(json.dumps({ROLE: ["acme"], "arn:aws:iam::123456789012:role/ops": ["*"]}))
+    session = "arn:aws:sts::123456789012:assumed-role/acme-sender/s"
+    ops = "arn:aws:sts::123456789012:assumed-role/ops/s"
+    stranger = "arn:aws:sts::123456789012:assumed-role/nobody/s"
+    # a caller the mapping does not name: refused whatever the request names, org-scoped or not
+    for org_scoped, named in ((True, ["acme"]), (True, []), (False, [])):
+        assert "may act for no organisation" in (
+            refusal_before_validation(mapping, stranger, org_scoped=org_scoped, named=named) or ""
+        )
+        assert refusal_before_validation(mapping, ops, org_scoped=org_scoped, named=["globex"]) is None
+    assert "platform routes" in (refusal_before_validation(mapping, session, org_scoped=False, named=["acme"]) or "")
+    # nothing readable named (missing, empty, not a string): validation answers next
+    assert refusal_before_validation(mapping, session, org_scoped=True, named=[None, "", 5, ["globex"]]) is None
+    assert refusal_before_validation(mapping, session, org_scoped=True, named=["acme", "acme"]) is None
+    reason = refusal_before_validation(mapping, session, org_scoped=True, named=["acme", "globex", "x" * 5000])
+    assert reason is not None and reason.startswith(f"{ROLE} may not act for organisation globex, ")
+    assert len(reason) < 200  # a value that is no identifier is shown short and quoted
+    many = refusal_before_validation(mapping, session, org_scoped=True, named=[f"org{i}" for i in range(30)])
+    assert many is not None and many.endswith(" and 10 more")

@@ -6,18 +6,21 @@ Error bodies are always JSON: {"error": <code>, "message": <text>, ...details}.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import traceback
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from types import UnionType
+from typing import Annotated, Any, NamedTuple, Union, get_args, get_origin
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
 
 from flywheel import errors
 from flywheel.domain import callers
@@ -102,63 +105,169 @@ class FlywheelResolver(APIGatewayRestResolver):
         super().__init__(enable_validation=True, json_body_deserializer=strict_json)
         self.json_bodies = json_bodies
         self.public = public
+        # where each route names an organisation (README "Tenancy"), read from its signature once
+        self.org_scopes: dict[int, OrgScope] = {}
+        # Powertools puts its request validation first in every route's middleware stack, before the
+        # middlewares `use` adds: replacing it is how the caller check comes before validation
+        # (tests/integration/test_caller_orgs.py fails if an upgrade stops calling it)
+        self._request_validation_middleware = AuthoriseThenValidate()
 
-    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        if self.json_bodies and event.get("body"):
-            headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items() if v is not None}
-            if not is_json_media_type(headers.get("content-type", "application/json")):
-                return _refusal(415, "unsupported_media_type", "the body must be application/json")
-            try:
-                raw = event["body"]
-                (base64.b64decode(raw) if event.get("isBase64Encoded") else str(raw).encode()).decode("utf-8")
-            except (ValueError, UnicodeError):
-                return _refusal(400, "malformed_json", "request body is not UTF-8 JSON")
-        return super().resolve(event, context)
+    def refuse_body(self) -> Response | None:
+        """A body that is not UTF-8 JSON (415, 400), refused before it is parsed."""
+        event = self.current_event
+        if not self.json_bodies or not event.body:
+            return None
+        media = event.headers.get("content-type")
+        if not is_json_media_type("application/json" if media is None else str(media)):
+            return _refusal(415, "unsupported_media_type", "the body must be application/json")
+        try:
+            raw = event.body
+            (base64.b64decode(raw) if event.is_base64_encoded else str(raw).encode()).decode("utf-8")
+        except (ValueError, UnicodeError):
+            return _refusal(400, "malformed_json", "request body is not UTF-8 JSON")
+        return None
 
 
-def _refusal(status: int, code: str, message: str) -> dict[str, Any]:
-    """A refusal decided before routing, as the API Gateway proxy response."""
+class AuthoriseThenValidate(OpenAPIRequestValidationMiddleware):
+    """The first middleware of every route: the caller check (check_caller_before_validation), then
+    a body that is not UTF-8 JSON refused, then Powertools' request validation."""
+
+    def handler(self, app: Any, next_middleware: Any) -> Response:
+        check_caller_before_validation(app)
+        refused = app.refuse_body()
+        if refused is not None:
+            return refused
+        return super().handler(app, next_middleware)
+
+
+def _refusal(status: int, code: str, message: str) -> Response:
     metrics.add_metric(name="RequestRejected", unit=MetricUnit.Count, value=1)
     logger.info("rejected request", extra={"reason": code})
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": code, "message": message}),
-        "isBase64Encoded": False,
-    }
+    return error_response(status, code, message)
 
 
 # the health routes name no organisation: shallow is public, deep (IAM) is for every authenticated caller
 HEALTH_ROUTES = frozenset({"/health", "/health/<component>", "/health/<component>/deep"})
 
 
-def check_caller_orgs(app: FlywheelResolver, next_middleware: Any) -> Response:
-    """The one place every IAM route goes through, after the request is validated and before its
-    handler runs (README "Tenancy"): with API_CALLER_ORGS_JSON set, the caller (its IAM role or user,
-    from requestContext.identity.userArn, which API Gateway fills in and no client header can) must
-    be mapped to every org_id the request names (query string, body: each message of a batch), and to
-    "*" for a route that names none (training, models, experiments). Refused: 403, nothing done."""
+class OrgScope(NamedTuple):
+    """Where a route's request names organisations: an `org_id` query parameter, and the paths to
+    each `org_id` field of its body model (("messages", "*", "org_id") for a batch). A route with
+    neither is a platform route."""
+
+    query: bool
+    body_paths: tuple[tuple[str, ...], ...]
+
+    @property
+    def org_scoped(self) -> bool:
+        return self.query or bool(self.body_paths)
+
+
+def org_scope(route: Any) -> OrgScope:
+    """The OrgScope of a route, from the parameters its handler declares."""
+    dependant = route.dependant
+    query = any(param.alias == "org_id" for param in dependant.query_params)
+    paths: set[tuple[str, ...]] = set()
+    bodies = dependant.body_params
+    for param in bodies:
+        # one body parameter is the whole body (Powertools embeds it under its name otherwise)
+        root = () if len(bodies) == 1 and not getattr(param.field_info, "embed", False) else (param.alias,)
+        _org_paths(param.field_info.annotation, root, paths, frozenset())
+    return OrgScope(query, tuple(sorted(paths)))
+
+
+def _org_paths(annotation: Any, prefix: tuple[str, ...], found: set[tuple[str, ...]], seen: frozenset[type]) -> None:
+    """Every path to an `org_id` field in a body type: through models, unions and lists, never into
+    a free-form dict (what a client puts there is not an org_id)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        _org_paths(get_args(annotation)[0], prefix, found, seen)
+    elif origin in (Union, UnionType):
+        for member in get_args(annotation):
+            _org_paths(member, prefix, found, seen)
+    elif origin in (list, tuple, set, frozenset, Sequence):
+        for item in get_args(annotation):
+            if item is not Ellipsis:
+                _org_paths(item, (*prefix, "*"), found, seen)
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+        for name, field in annotation.model_fields.items():
+            key = field.alias or name
+            if name == "org_id":
+                found.add((*prefix, key))
+            else:
+                _org_paths(field.annotation, (*prefix, key), found, seen | {annotation})
+
+
+def _checked_route(app: FlywheelResolver) -> Any:
+    """The route of this request when the caller check applies to it: an IAM route this function
+    serves, but the health checks; None for a public function, a health check, or a path no route
+    serves (it reaches the not-found handler through the middlewares too: its 404 stands)."""
     route = app.context.get("_route")
-    # a path no route serves reaches the not-found handler through the middlewares too: its 404 stands
     if (
         app.public
         or route is None
         or route.path in HEALTH_ROUTES
         or not any(route is r for r in (*app._static_routes, *app._dynamic_routes))
     ):
-        return next_middleware(app)
+        return None
+    return route
+
+
+def caller_mapping() -> Mapping[str, frozenset[str]]:
     settings = get_settings()
-    mapping = settings.api_caller_orgs
     if settings.api_caller_orgs_arn:
         # imported here: the secrets client (Powertools parameters) costs a cold start only where used
         from flywheel.clients.secrets import api_caller_orgs
 
-        mapping = api_caller_orgs()
+        return api_caller_orgs()
+    return settings.api_caller_orgs
+
+
+def _user_arn(app: FlywheelResolver) -> str | None:
+    identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
+    return identity.get("userArn")
+
+
+def check_caller_before_validation(app: FlywheelResolver) -> None:
+    """Authorisation before input validation (README "Tenancy"), as API Gateway's IAM authoriser
+    answers 403 before a function sees the request: a caller API_CALLER_ORGS_JSON does not name is
+    refused on every IAM route whatever it sent, a caller not mapped to "*" on every platform route,
+    and any other caller when an org_id the raw request names (query string; body, along its model's
+    org_id fields) is not one of its organisations. A request that names no readable org_id (a body
+    that is not JSON, an org_id missing) is left to validation (400, 422), and once validated to
+    check_caller_orgs. Refused: 403, nothing read or done."""
+    route = _checked_route(app)
+    if route is None:
+        return
+    mapping = caller_mapping()
+    if not mapping:
+        return
+    scope = app.org_scopes.get(id(route))
+    if scope is None:
+        scope = app.org_scopes[id(route)] = org_scope(route)
+    named: list[Any] = []
+    if scope.query:
+        event = app.current_event
+        named += (event.multi_value_query_string_parameters or {}).get("org_id") or []
+        named.append((event.query_string_parameters or {}).get("org_id"))
+    if scope.body_paths and app.current_event.body:
+        # a body that is not JSON names nothing readable (JSONDecodeError is a ValueError)
+        with contextlib.suppress(ValueError, UnicodeError, RecursionError):
+            named += callers.values_at(app.current_event.json_body, scope.body_paths)
+    reason = callers.refusal_before_validation(mapping, _user_arn(app), org_scoped=scope.org_scoped, named=named)
+    if reason is not None:
+        raise errors.Forbidden(reason)
+
+
+def check_caller_orgs(app: FlywheelResolver, next_middleware: Any) -> Response:
+    """The caller check again on the validated request, before its handler runs: the org_ids the
+    handler will read (query string, body: each message of a batch) must all be the caller's, and a
+    route that names none is for callers mapped to "*" only. Refused: 403, nothing done."""
+    if _checked_route(app) is None:
+        return next_middleware(app)
+    mapping = caller_mapping()
     if mapping:
-        identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
-        reason = callers.refusal(
-            mapping, identity.get("userArn"), callers.requested_orgs(app.context.get("_route_args") or {})
-        )
+        reason = callers.refusal(mapping, _user_arn(app), callers.requested_orgs(app.context.get("_route_args") or {}))
         if reason is not None:
             raise errors.Forbidden(reason)
     return next_middleware(app)

@@ -13,6 +13,7 @@ unique in an account, whatever their path). IAM names are also unique whatever t
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -114,6 +115,19 @@ def _collect(name: str, value: Any, found: set[str]) -> None:
 def refusal(mapping: Mapping[str, frozenset[str]], user_arn: str | None, orgs: Iterable[str]) -> str | None:
     """Why this caller may not make a request naming `orgs` (none: a platform route), or None when
     it may. Only for a non-empty mapping (an empty one lets every caller pass any org_id)."""
+    wanted = set(orgs)
+    return refusal_before_validation(mapping, user_arn, org_scoped=bool(wanted), named=wanted)
+
+
+def refusal_before_validation(
+    mapping: Mapping[str, frozenset[str]], user_arn: str | None, *, org_scoped: bool, named: Iterable[Any]
+) -> str | None:
+    """The caller check made before the request is validated (authorisation first, as API Gateway's
+    IAM authoriser, so a caller learns nothing of a route's inputs that it may not call): a caller
+    the mapping does not name, or a caller not mapped to "*" on a platform route (`org_scoped`
+    False), is refused whatever it sent; another caller is refused when any org_id it `named` (read
+    from the raw query string and body; non-strings and empty strings are not readable ids and are
+    left to validation) is not one of its organisations. None: validation decides next."""
     principal = principal_key(user_arn or "")
     if principal is None:
         return "the request carries no IAM role or user this API maps to organisations (API_CALLER_ORGS_JSON)"
@@ -122,10 +136,43 @@ def refusal(mapping: Mapping[str, frozenset[str]], user_arn: str | None, orgs: I
         return f"{principal} may act for no organisation (it is not in API_CALLER_ORGS_JSON)"
     if ALL in allowed:
         return None
-    wanted = sorted(set(orgs))
-    if not wanted:
+    if not org_scoped:
         return f'{principal} may not call the platform routes (only a caller mapped to ["*"] may)'
-    refused = [org for org in wanted if org not in allowed]
+    refused = sorted({org for org in named if isinstance(org, str) and org and org not in allowed})
     if refused:
-        return f"{principal} may not act for organisation {', '.join(refused)}"
+        shown = [org if IDENTIFIER.fullmatch(org) else _quoted(org) for org in refused[:MAX_NAMED]]
+        more = f" and {len(refused) - MAX_NAMED} more" if len(refused) > MAX_NAMED else ""
+        return f"{principal} may not act for organisation {', '.join(shown)}{more}"
     return None
+
+
+# a refusal names at most this many organisations (a batch of 500 messages may name 500)
+MAX_NAMED = 20
+
+
+def _quoted(org: str) -> str:
+    """A requested org_id that is not an identifier, shown short and JSON-quoted (it may hold anything)."""
+    return json.dumps(org[:40] + ("..." if len(org) > 40 else ""))
+
+
+def values_at(document: Any, paths: Iterable[tuple[str, ...]]) -> list[Any]:
+    """The values found at each path of a parsed JSON document, a path being object keys and "*"
+    (every item of an array); a path that does not fit the document (a missing key, a string where
+    an object was expected) finds nothing. Reads where a request body names its org_id before the
+    body is validated: only along its model's own org_id fields, never a free-form field (a message's
+    `agent_decisions` or `lead.extra` may hold any key)."""
+    found: list[Any] = []
+    for path in paths:
+        _walk(document, path, found)
+    return found
+
+
+def _walk(node: Any, path: tuple[str, ...], found: list[Any]) -> None:
+    if not path:
+        found.append(node)
+    elif path[0] == "*":
+        if isinstance(node, list):
+            for item in node:
+                _walk(item, path[1:], found)
+    elif isinstance(node, dict) and path[0] in node:
+        _walk(node[path[0]], path[1:], found)
