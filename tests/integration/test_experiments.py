@@ -617,13 +617,16 @@ def test_a_lift_the_plan_cannot_take_is_a_422_and_nothing_is_deployed(db, api) -
     for canary, config in (
         (10, {"mde": 1.5, "baseline": 0.5}),  # a rate above 1
         (10, {"mde": 0.0001}),  # billions of leads
-        (1e-300, {}),
-    ):  # a canary no sample fills
+        (1e-300, {}),  # a canary no sample fills
+        (10, {"min_runtime_days": 60, "max_runtime_days": 56}),  # it could never promote
+        (10, {"canary_min_days": 10, "max_runtime_days": 7}),
+    ):
         status, body = api.post(
             "/training/deploy/flywheel-v1.1.0",
             {"reason": "weekly run", "canary_percentage": canary, "experiment_config": config},
         )
-        assert status == 422 and body["error"] == "validation_error" and body["field"] == "experiment_config", body
+        fields = [body.get("field")] + [f["field"] for f in body.get("fields", [])]
+        assert status == 422 and body["error"] == "validation_error" and "experiment_config" in fields, body
     assert count(db, "experiments") == 0 and registry(db)["flywheel-v1.1.0"]["status"] == "ready"
     assert registry(db)["flywheel-v1.0.0"]["traffic_percentage"] == 100
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from flywheel.models.base import Clean
 
@@ -41,6 +41,16 @@ class ExperimentSettings(Clean):
             if not 0 < margin < 1:
                 raise ValueError(f"margin of {name} must be between 0 and 1")
         return value
+
+    @model_validator(mode="after")
+    def _stages_fit_the_runtime(self) -> ExperimentSettings:
+        # an experiment that must run longer than it may can never promote: refused, not planned
+        for name in ("min_runtime_days", "canary_min_days"):
+            if getattr(self, name) > self.max_runtime_days:
+                raise ValueError(
+                    f"{name} ({getattr(self, name):g}) is longer than max_runtime_days ({self.max_runtime_days:g})"
+                )
+        return self
 
 
 class RunRequest(Clean):
