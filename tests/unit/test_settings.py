@@ -147,7 +147,9 @@ TWO_ORGS = {"salesforce:00D7F00000107Xs": "acme", "salesforce:00DGL0BEX000001": 
         ({"salesforce_token": {"acme": "sf-same-3", "globex": "sf-same-3"}}, "the same value"),
         ({"salesforce_token": {"acme": ""}}, "non-empty string"),
         ({"salesforce_token": {"a c m e": "sf-4"}}, "org_id"),
-        ({"salesforce_token": ["sf-5"]}, "a string or a JSON object"),
+        # a rotation list of one credential is still one credential for every organisation
+        ({"salesforce_token": ["sf-5", "sf-5b"]}, "salesforce_token: one value for every organisation"),
+        ({"salesforce_token": 5}, "must be a string, a list of strings (during a rotation) or a JSON object"),
         ({"pipedrive_username": {"acme": "u"}, "pipedrive_password": "pw-6"}, "both map the same organisations"),
         ({"pipedrive_username": {"acme": "u", "b": "u"}, "pipedrive_password": {"acme": "p7", "b": "p7"}}, "same pair"),
         # Basic auth sends "user:password": these two pairs are one login ("a:b:p8")
@@ -227,3 +229,73 @@ def test_each_credentials_problems_are_filed_under_its_own_name() -> None:
     assert webhook_secret_problems_by_name(["not", "an", "object"], TWO_ORGS) == {
         "": ["must be a JSON object of secret name -> value"]
     }
+
+
+# --- rotation: a credential may be a list of values, all accepted while it is rotated --------------
+
+
+@pytest.mark.parametrize(
+    ("secrets", "why"),
+    [
+        ({"salesforce_token": {"acme": [], "globex": "sf-g"}}, "salesforce_token of acme is an empty list"),
+        ({"calendly_signing_key": []}, "calendly_signing_key is an empty list"),
+        ({"salesforce_token": {"acme": ["sf-new", "sf-new"], "globex": "sf-g"}}, "lists the same value twice"),
+        # one Standard Webhooks key in two spellings is one value listed twice
+        ({"crm_webhook_secret": ["whsec_" + IN_HOUSE_KEY, IN_HOUSE_KEY_ALT]}, "crm_webhook_secret lists the same"),
+        ({"salesforce_token": {"acme": ["sf-new", ""], "globex": "sf-g"}}, "must list non-empty strings"),
+        ({"salesforce_token": {"acme": ["sf-new", 7], "globex": "sf-g"}}, "must list non-empty strings"),
+        ({"salesforce_token": {"acme": {"x": "sf-new"}, "globex": "sf-g"}}, "salesforce_token of acme must be"),
+        # acme's old token is globex's: whoever holds it could write into either
+        ({"salesforce_token": {"acme": ["sf-new", "sf-old"], "globex": ["sf-old"]}}, "two organisations the same"),
+        ({"salesforce_token": {"acme": ["sf-new", "sf-old"], "globex": "sf-old"}}, "two organisations the same"),
+        # the CRM API tokens are sent, not matched: a list would not say which to send
+        ({"pipedrive_api_token": ["tok-new", "tok-old"]}, "pipedrive_api_token is sent to the provider's API"),
+        ({"hubspot_access_token": ["pat-new", "pat-old"]}, "hubspot_access_token is sent to the provider's API"),
+        # the HubSpot client secret is the app's: one (list) for every portal, never per organisation
+        ({"hubspot_client_secret": {"acme": "app"}}, "hubspot_client_secret must be a string, a list of strings"),
+        ({"hubspot_client_secret": []}, "hubspot_client_secret is an empty list"),
+        # a Pipedrive login rotates as a pair: two lists pair by position
+        (
+            {"pipedrive_username": ["u-new", "u-mid", "u-old"], "pipedrive_password": ["p-new", "p-old"]},
+            "list different numbers of values",
+        ),
+        (
+            {"pipedrive_username": ["u", "u"], "pipedrive_password": ["p-same", "p-same"]},
+            "give the same login twice",
+        ),
+        (
+            {
+                "pipedrive_username": {"acme": ["u-new", "u"], "b": "u"},
+                "pipedrive_password": {"acme": ["p-new", "p-old"], "b": "p-old"},
+            },
+            "give two organisations the same pair",
+        ),
+    ],
+)
+def test_a_malformed_rotation_list_is_a_configuration_error(secrets: dict, why: str) -> None:
+    error = refused({"PROVIDER_ORGS_JSON": json.dumps(TWO_ORGS), "WEBHOOK_SECRETS_JSON": json.dumps(secrets)})
+    assert list(error.problems) == ["WEBHOOK_SECRETS_JSON"]
+    assert why in error.problems["WEBHOOK_SECRETS_JSON"], error.problems
+    for value in ("sf-new", "sf-old", "sf-g", "tok-new", "pat-new", "u-new", "p-new", "p-old", "p-same", IN_HOUSE_KEY):
+        assert value not in str(error) and value not in error.message
+
+
+def test_rotation_lists_that_fit_load() -> None:
+    """During a rotation each credential may list its new value first and the one it replaces; a
+    Pipedrive login rotates as a pair (one half kept as a string goes with every value of the other)."""
+    from flywheel.settings import pipedrive_logins, webhook_secret_problems
+
+    rotating = {
+        "salesforce_token": {"acme": ["sf-a-new", "sf-a-old"], "globex": "sf-g"},
+        "crm_webhook_secret": ["whsec_" + IN_HOUSE_KEY, "whsec_c2VjcmV0"],
+        "hubspot_client_secret": ["app-new", "app-old"],
+        "pipedrive_username": "pd",
+        "pipedrive_password": ["pw-new", "pw-old"],
+        "pipedrive_api_token": "pd-token",
+    }
+    env = {"PROVIDER_ORGS_JSON": json.dumps(TWO_ORGS), "WEBHOOK_SECRETS_JSON": json.dumps(rotating)}
+    assert Settings.from_env(env).webhook_secrets_json == json.dumps(rotating)
+    assert webhook_secret_problems(rotating, TWO_ORGS) == []
+    assert pipedrive_logins("pd", ["pw-new", "pw-old"]) == (("pd", "pw-new"), ("pd", "pw-old"))
+    assert pipedrive_logins(["u-new", "u-old"], ["p-new", "p-old"]) == (("u-new", "p-new"), ("u-old", "p-old"))
+    assert pipedrive_logins(["u-new", "u-old"], "p") == (("u-new", "p"), ("u-old", "p"))

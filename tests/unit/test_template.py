@@ -43,6 +43,7 @@ DEPLOYMENTS = {
         "ReservedConcurrency": "false",
         "ApiGatewayLoggingRole": "existing",
         "ApiCallerOrgsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:callers-AbCdEf",
+        "ProviderOrgsSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:provider-orgs-AbCdEf",
     },
 }
 
@@ -476,6 +477,7 @@ SECRET_VARIABLES = {
     "WEBHOOK_SECRETS_ARN": "WebhookSecrets",
     "OPENAI_SECRET_ARN": "OpenAISecret",
     "API_CALLER_ORGS_ARN": "ApiCallerOrgsSecretArn",  # a parameter: the operator's secret, when set
+    "PROVIDER_ORGS_ARN": "ProviderOrgsSecretArn",  # the same for ProviderOrgs
 }
 # the functions that read the caller mapping (README "Tenancy"): the five serving IAM routes
 CALLER_ORGS_READERS = {
@@ -504,10 +506,15 @@ def test_no_function_reads_another_functions_secrets(deployment: str) -> None:
     callers_secret = (
         {"ApiCallerOrgsSecretArn": CALLER_ORGS_READERS} if template["_params"]["ApiCallerOrgsSecretArn"] else {}
     )
+    # the provider account map: only the webhooks read it, and only when it is kept in a secret
+    provider_orgs_secret = (
+        {"ProviderOrgsSecretArn": {"WebhooksFunction"}} if template["_params"]["ProviderOrgsSecretArn"] else {}
+    )
     assert readers == {
         "WebhookSecrets": {"WebhooksFunction"},
         "OpenAISecret": {"ClassifierFunction", "TrainingPipelineFunction", "TrainingApiFunction"},
         **callers_secret,
+        **provider_orgs_secret,
     }
     # the database secret: through the one managed policy, and not at all with IAM authentication
     statements = template["Resources"]["DatabaseAccessPolicy"]["Properties"]["PolicyDocument"]["Statement"]

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cached_property, lru_cache
@@ -47,6 +47,14 @@ _MATCHED = (
     "salesforce_token",
     "crm_webhook_secret",
 )
+# The credentials a request is checked against may also be a list of values, all accepted while a
+# credential is rotated (README "Rotating a webhook credential"): the new value first (what `flywheel
+# sign` signs with), then the one it replaces; per organisation {"acme": ["<new>", "<old>"], ...}.
+# Pipedrive's login is rotated as a pair (pipedrive_logins). The tokens we send to a CRM's API
+# (pipedrive_api_token, hubspot_access_token) are one value: a list would not say which to send.
+ROTATABLE = (*_MATCHED, "pipedrive_username", "pipedrive_password", "hubspot_client_secret")
+# the app's credentials (HubSpot: one app for every portal it is installed in), never per organisation
+_APP_CREDENTIALS = ("hubspot_client_secret", "hubspot_access_token")
 
 
 class ConfigurationError(FlywheelError):
@@ -106,6 +114,9 @@ class Settings(BaseModel):
     # "<provider>:<account id>" -> org_id, e.g. {"hubspot:5799819": "acme"}; Salesforce ids listed
     # here are also the OrganizationId allow-list
     provider_orgs_json: str = "{}"
+    # the same mapping kept in a Secrets Manager secret (up to 64 KB; the inline form shares Lambda's
+    # 4 KB environment with every other variable), read by clients.secrets.provider_orgs (README "Webhooks")
+    provider_orgs_arn: str | None = None
     # IAM principal -> the organisations it may pass as org_id on the API, e.g.
     # {"arn:aws:iam::123456789012:role/acme-sender": ["acme"], "arn:aws:iam::123456789012:role/ops": ["*"]}
     # (README "Tenancy"); unset or empty: every authenticated caller may pass any org_id
@@ -257,17 +268,27 @@ class Settings(BaseModel):
         return "amazon.nova-micro-v1:0:128k" if provider == "bedrock" else "gpt-4.1-mini-2025-04-14"
 
     def provider_org(self, provider: str, account: object) -> str | None:
-        """The organisation of a provider account; `<provider>:*` is the default for that provider."""
-        return self.provider_orgs.get(f"{provider}:{account}") or self.provider_orgs.get(f"{provider}:*")
+        """The organisation of a provider account in the inline PROVIDER_ORGS_JSON (see `org_of`)."""
+        return org_of(self.provider_orgs, provider, account)
 
     @cached_property
     def provider_orgs(self) -> dict[str, str]:
-        return _provider_orgs(self.provider_orgs_json)
+        """PROVIDER_ORGS_JSON parsed ({} when the map is in PROVIDER_ORGS_ARN's secret: the webhooks
+        read clients.secrets.provider_orgs, which serves either)."""
+        return parse_provider_orgs(self.provider_orgs_json)
 
     @field_validator("provider_orgs_json")
     @classmethod
     def _valid_provider_orgs(cls, value: str) -> str:
-        _provider_orgs(value)  # a typo is refused when the settings load, not at the first webhook
+        parse_provider_orgs(value)  # a typo is refused when the settings load, not at the first webhook
+        return value
+
+    @field_validator("provider_orgs_arn")
+    @classmethod
+    def _one_provider_orgs_source(cls, value: str | None, info: ValidationInfo) -> str | None:
+        inline = info.data.get("provider_orgs_json")
+        if value and inline and parse_provider_orgs(inline):
+            raise ValueError("set PROVIDER_ORGS_ARN or PROVIDER_ORGS_JSON, not both")
         return value
 
     @cached_property
@@ -307,10 +328,41 @@ class Settings(BaseModel):
                 inline: Any = json.loads(settings.webhook_secrets_json)
             except ValueError:
                 raise ConfigurationError({"WEBHOOK_SECRETS_JSON": "not valid JSON"}) from None
-            problems = webhook_secret_problems(inline, settings.provider_orgs)
+            # with the map behind PROVIDER_ORGS_ARN (read at the first request) only what needs no map
+            # is checked now; the rest when the secrets are read (clients.secrets)
+            problems = webhook_secret_problems(inline, {} if settings.provider_orgs_arn else settings.provider_orgs)
             if problems:
                 raise ConfigurationError({"WEBHOOK_SECRETS_JSON": "; ".join(problems)})
         return settings
+
+
+def org_of(provider_orgs: Mapping[str, str], provider: str, account: object) -> str | None:
+    """The organisation of a provider account; `<provider>:*` is the default for that provider."""
+    return provider_orgs.get(f"{provider}:{account}") or provider_orgs.get(f"{provider}:*")
+
+
+def credential_values(value: str | list[str]) -> tuple[str, ...]:
+    """One organisation's (or the only) values of a valid credential, newest first: a string, or the
+    list of values accepted while it is rotated."""
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def pipedrive_logins(
+    users: str | list[str] | tuple[str, ...], passwords: str | list[str] | tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    """The Basic-auth logins of one organisation (or of the only login), newest first. A login is
+    rotated as a pair: two lists pair by position; one value on one side goes with every value of the
+    other (`"user"` with `["<new password>", "<old password>"]`). ValueError when two lists of several
+    values differ in length."""
+    user_list = (users,) if isinstance(users, str) else tuple(users)
+    password_list = (passwords,) if isinstance(passwords, str) else tuple(passwords)
+    if len(user_list) > 1 and len(password_list) > 1 and len(user_list) != len(password_list):
+        raise ValueError("pipedrive_username and pipedrive_password list different numbers of values")
+    size = max(len(user_list), len(password_list))
+    return tuple(
+        (user_list[i if len(user_list) > 1 else 0], password_list[i if len(password_list) > 1 else 0])
+        for i in range(size)
+    )
 
 
 def provider_org_ids(provider_orgs: Mapping[str, str], provider: str) -> set[str]:
@@ -332,9 +384,10 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
     """The problems of each credential of the webhook secrets JSON, by secret name ("" when the
     whole JSON is unusable): a credential of ORG_CREDENTIALS that is one value although ProviderOrgs
     maps its provider's accounts to several organisations (whoever holds one of them could write into
-    the others), a malformed per-org map, two organisations with the same credential, or a Pipedrive
-    login and API token of different forms. A problem is filed under every name it involves, so that
-    only the routes that read one of them are refused (clients.secrets.webhook_credentials)."""
+    the others), a malformed per-org map or rotation list (empty, a value listed twice, a list where
+    one value is sent), two organisations with the same credential, or a Pipedrive login and API
+    token of different forms. A problem is filed under every name it involves, so that only the
+    routes that read one of them are refused (clients.secrets.webhook_credentials)."""
     if not isinstance(secrets, dict):
         return {"": ["must be a JSON object of secret name -> value"]}
     problems: dict[str, list[str]] = {}
@@ -343,20 +396,30 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
         for name in names:
             problems.setdefault(name, []).append(problem)
 
-    shared: dict[str, list[str]] = {}  # provider -> its credentials that are one value
-    for name, provider in ORG_CREDENTIALS.items():
+    shared: dict[str, list[str]] = {}  # provider -> its credentials that are one value (or one list)
+    malformed: set[str] = set()  # the credentials whose shape is wrong (nothing more is said of them)
+    for name in (*ORG_CREDENTIALS, *_APP_CREDENTIALS):
         value = secrets.get(name)
         if value is None or value == "":
             continue
-        if isinstance(value, str):
-            if provider and len(provider_org_ids(provider_orgs, provider)) > 1:
-                shared.setdefault(provider, []).append(name)
-        elif not isinstance(value, dict) or not value:
-            add([name], f'{name} must be a string or a JSON object {{"<org_id>": "<its value>", ...}}')
-        elif not all(isinstance(v, str) and v and IDENTIFIER.fullmatch(k) for k, v in value.items()):
-            add([name], f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
-        elif name in _MATCHED and len({_credential_key(name, v) for v in value.values()}) < len(value):
-            add([name], f"{name} gives two organisations the same value: each needs its own")
+        if isinstance(value, dict) and name not in _APP_CREDENTIALS:
+            if not value or not all(isinstance(k, str) and IDENTIFIER.fullmatch(k) for k in value):
+                malformed.add(name)
+                add([name], f"{name} must map each org_id (letters, digits, _.:@/+-) to a non-empty string")
+                continue
+            found = [_values_problem(name, v, f" of {org}") for org, v in value.items()]
+            if any(found):
+                malformed.add(name)
+                add([name], next(p for p in found if p))
+            elif name in _MATCHED and _shared_value(name, value):
+                add([name], f"{name} gives two organisations the same value: each needs its own")
+            continue
+        problem = _values_problem(name, value, "")
+        if problem:
+            malformed.add(name)
+            add([name], problem)
+        elif ORG_CREDENTIALS.get(name) and len(provider_org_ids(provider_orgs, str(ORG_CREDENTIALS[name]))) > 1:
+            shared.setdefault(str(ORG_CREDENTIALS[name]), []).append(name)
     for provider, names in shared.items():
         orgs = sorted(provider_org_ids(provider_orgs, provider))
         add(
@@ -366,12 +429,14 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
         )
     login = ("pipedrive_username", "pipedrive_password")
     user, password, token = (secrets.get(name) for name in (*login, "pipedrive_api_token"))
-    if isinstance(user, dict) or isinstance(password, dict):
-        if not (isinstance(user, dict) and isinstance(password, dict) and set(user) == set(password)):
-            add(login, "pipedrive_username and pipedrive_password must both map the same organisations")
-        # Basic auth sends "user:password": ("a:b", "c") and ("a", "b:c") are one login
-        elif len({f"{user[org]}:{password[org]}" for org in user}) < len(user):
-            add(login, "pipedrive_username and pipedrive_password give two organisations the same pair")
+    if not malformed & set(login):  # (a malformed half is said above)
+        if isinstance(user, dict) or isinstance(password, dict):
+            if not (isinstance(user, dict) and isinstance(password, dict) and set(user) == set(password)):
+                add(login, "pipedrive_username and pipedrive_password must both map the same organisations")
+            else:
+                _login_problems(add, {org: (user[org], password[org]) for org in user})
+        elif user and password:
+            _login_problems(add, {"": (user, password)})
     if user and token and isinstance(user, dict) != isinstance(token, dict):
         # the token is looked up by the login's organisation: one login has none (every lookup would
         # fail), and one token for per-organisation logins reads one account's persons for all of them
@@ -381,6 +446,67 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
             "one per organisation with one login per organisation",
         )
     return problems
+
+
+def _values_problem(name: str, value: Any, where: str) -> str | None:
+    """What is wrong with one organisation's (`where`) or the only value of a credential: a non-empty
+    string, or (a credential a request is checked against, during a rotation) a non-empty list of
+    non-empty strings, none listed twice."""
+    if isinstance(value, str):
+        return None if value else f"{name}{where} must be a non-empty string"
+    if not isinstance(value, list):
+        shape = "a string" if name in _APP_CREDENTIALS else 'a string or a JSON object {"<org_id>": "<its value>", ...}'
+        if name in ROTATABLE:
+            shape = shape.replace("a string", "a string, a list of strings (during a rotation)", 1)
+        return f"{name}{where} must be {shape}"
+    if name not in ROTATABLE:
+        return f"{name}{where} is sent to the provider's API: one value, not a list"
+    if not value:
+        return f"{name}{where} is an empty list: give at least one value"
+    if not all(isinstance(v, str) and v for v in value):
+        return f"{name}{where} must list non-empty strings"
+    if not name.startswith("pipedrive_") and len({_credential_key(name, v) for v in value}) < len(value):
+        # (a Pipedrive half may repeat: `["u", "u"]` with two passwords; its logins are checked as pairs)
+        return f"{name}{where} lists the same value twice"
+    return None
+
+
+def _shared_value(name: str, per_org: Mapping[str, Any]) -> bool:
+    """Whether two organisations hold one value (any of their rotation lists' values)."""
+    seen: dict[str | bytes, str] = {}
+    for org, value in per_org.items():
+        for item in credential_values(value):
+            key = _credential_key(name, item)
+            if seen.setdefault(key, org) != org:
+                return True
+    return False
+
+
+def _login_problems(add: Callable[[tuple[str, ...], str], None], logins: Mapping[str, tuple[Any, Any]]) -> None:
+    """Pipedrive's logins, by organisation ("": the only one): two lists pair by position, and no
+    login (as Basic auth sends it, "user:password") is given twice, within one organisation or across."""
+    names = ("pipedrive_username", "pipedrive_password")
+    seen: dict[str, str] = {}
+    for org, (users, passwords) in logins.items():
+        try:
+            pairs = pipedrive_logins(users, passwords)
+        except ValueError:
+            where = f" of {org}" if org else ""
+            add(
+                names,
+                f"pipedrive_username and pipedrive_password{where} list different numbers of values: a login is "
+                "rotated as a pair, the lists pair by position (or one side is a string, kept for every value)",
+            )
+            return
+        # Basic auth sends "user:password": ("a:b", "c") and ("a", "b:c") are one login
+        for login in {f"{u}:{p}" for u, p in pairs}:
+            if seen.setdefault(login, org) != org:
+                add(names, "pipedrive_username and pipedrive_password give two organisations the same pair")
+                return
+        if len({f"{u}:{p}" for u, p in pairs}) < len(pairs):
+            where = f" of {org}" if org else ""
+            add(names, f"pipedrive_username and pipedrive_password{where} give the same login twice")
+            return
 
 
 def _credential_key(name: str, value: str) -> str | bytes:
@@ -398,7 +524,7 @@ def _credential_key(name: str, value: str) -> str | bytes:
     return value
 
 
-def _provider_orgs(text: str | None) -> dict[str, str]:
+def parse_provider_orgs(text: str | None) -> dict[str, str]:
     """PROVIDER_ORGS_JSON: a JSON object of "<provider>:<account id>" (or "<provider>:*") -> org_id.
     The errors name what is wrong, never the accounts."""
     parsed: Any = strict_json(text or "{}")

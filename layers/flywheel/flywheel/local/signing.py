@@ -148,14 +148,20 @@ PROVIDERS: dict[str, Provider] = {
 def for_org(secrets: dict[str, Any], org: str | None) -> dict[str, str]:
     """The secrets as one organisation's system holds them. A credential may be one value per
     organisation (a JSON object org_id -> value, README "Webhooks"): `org` picks its value; one
-    without a value for `org` (any, when no org is named) is left out."""
+    without a value for `org` (any, when no org is named) is left out. A credential being rotated
+    is a list, the new value first: the provider signs with that one (Pipedrive's two halves pair
+    by position, so the first of each is the new login)."""
     resolved: dict[str, str] = {}
     for name, value in secrets.items():
         if not isinstance(value, dict):
-            resolved[name] = value
+            resolved[name] = _newest(value)
         elif org in value:
-            resolved[name] = value[org]
+            resolved[name] = _newest(value[org])
     return resolved
+
+
+def _newest(value: Any) -> Any:
+    return value[0] if isinstance(value, list) and value else value
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flywheel.clients import queue
-from flywheel.clients.secrets import api_caller_orgs, get_secret, webhook_secrets
+from flywheel.clients.secrets import api_caller_orgs, get_secret, provider_orgs, webhook_secrets
 from flywheel.dal import migrations
 from flywheel.dal.connection import transaction
 from flywheel.observability import logger
@@ -76,6 +76,10 @@ def deep(caller_scoped: bool = True) -> tuple[bool, dict[str, Any]]:
     if caller_scoped and settings.api_caller_orgs_arn:
         # readable, and a valid non-empty mapping (else every IAM route answers 503 configuration_error)
         checks["api_callers_secret"] = _timed(lambda: {"api_callers": len(api_caller_orgs(fresh=True))})
+    if settings.provider_orgs_arn:
+        # readable, and a valid non-empty map (else every webhook route answers 503 configuration_error);
+        # read fresh before the webhook secret's check, which checks its credentials against it
+        checks["provider_orgs_secret"] = _timed(lambda: {"provider_accounts": len(provider_orgs(fresh=True))})
     if settings.webhook_secrets_arn:
         # readable, and its credentials fit ProviderOrgs (a single value serves one organisation at most)
         checks["webhooks_secret"] = _timed(lambda: webhook_secrets(fresh=True) and None)

@@ -10,20 +10,20 @@ itself: WebhooksFunction serves every provider's route, and a cold start needs o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.clients.secrets import webhook_credentials, webhook_secret
+from flywheel.clients.secrets import provider_orgs, webhook_credentials, webhook_secret
 from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
 from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
 from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, known_keys, linked_outcome
 from flywheel.services.outbox import flush_after_commit
-from flywheel.settings import Settings, get_settings
+from flywheel.settings import Settings, get_settings, org_of, pipedrive_logins
 from flywheel.webhooks.http import WebhookRequest
 from flywheel.webhooks.signatures import (
     SignatureInvalid,
@@ -42,14 +42,6 @@ def _secret(name: str) -> str:
         # misconfiguration: refuse (the provider retries) rather than accept unverified data
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
     return value
-
-
-def _verified(provider: str, check: Any, *args: Any, forbidden: bool = False, **kwargs: Any) -> None:
-    try:
-        check(*args, **kwargs)
-    except SignatureInvalid as exc:
-        error = Forbidden if forbidden else Unauthorized
-        raise error(f"{provider}: {exc}", provider=provider) from exc
 
 
 @dataclass(frozen=True)
@@ -79,22 +71,44 @@ class _Caller:
 
 def _authenticated(provider: str, name: str, check: Callable[[Any], None], *, forbidden: bool = False) -> _Caller:
     """Verify a request with the credential `name` (`check(value)` raises SignatureInvalid): with
-    each organisation's value in turn when there is one per organisation, the first that verifies
-    naming the organisation."""
+    each organisation's values in turn when there is one per organisation, the first that verifies
+    naming the organisation; with each value of a credential being rotated (the newest first)."""
     credentials = webhook_credentials(name)
     if not credentials:
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
-    if isinstance(credentials, str):
-        _verified(provider, check, credentials, forbidden=forbidden)
-        return _Caller(provider, per_org=False)
+    return _matched(provider, name, credentials, check, forbidden=forbidden)
+
+
+def _matched(
+    provider: str,
+    name: str,
+    candidates: Mapping[str | None, tuple[Any, ...]],
+    check: Callable[[Any], None],
+    *,
+    forbidden: bool = False,
+) -> _Caller:
+    """The caller whose value verifies the request: every organisation's newest value first, then
+    the values a rotation keeps (each compared in constant time; no value is two organisations', so
+    the order never changes which organisation matches, only how soon). A match on a value other than
+    the newest is logged and counted (WebhookCredentialPrevious), so an operator sees when the old
+    value stops being used and can remove it; by name, organisation and position, never the value."""
     failure: SignatureInvalid | None = None
-    for org, value in credentials.items():
-        try:
-            check(value)
-        except SignatureInvalid as exc:
-            failure = exc
-            continue
-        return _Caller(provider, per_org=True, org_id=org)
+    for index in range(max(len(values) for values in candidates.values())):
+        for org, values in candidates.items():
+            if index >= len(values):
+                continue
+            try:
+                check(values[index])
+            except SignatureInvalid as exc:
+                failure = exc
+                continue
+            if index:
+                count("WebhookCredentialPrevious", provider=provider)
+                logger.info(
+                    "webhook verified with a previous credential value",
+                    extra={"provider": provider, "credential": name, "credential_index": index, "org_id": org},
+                )
+            return _Caller(provider, per_org=org is not None, org_id=org)
     error = Forbidden if forbidden else Unauthorized
     raise error(f"{provider}: {failure}", provider=provider) from failure
 
@@ -102,17 +116,16 @@ def _authenticated(provider: str, name: str, check: Callable[[Any], None], *, fo
 def _org_secret(name: str, caller: _Caller) -> str:
     """A credential the service uses on the caller's behalf (a CRM API token): the caller's
     organisation's when there is one per organisation."""
-    value = webhook_credentials(name)
-    if isinstance(value, dict):
-        value = value.get(caller.org_id) if caller.org_id else None
-    if not value:
+    value = webhook_credentials(name) or {}
+    values = value.get(caller.org_id) if caller.per_org else value.get(None)
+    if not values:
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
-    return value
+    return values[0]
 
 
-def _mapped(settings: Settings, provider: str, account: object) -> str | None:
+def _mapped(orgs: Mapping[str, str], provider: str, account: object) -> str | None:
     """The organisation ProviderOrgs maps this very account to (not the provider's `*` default)."""
-    return settings.provider_orgs.get(f"{provider}:{account}") if account not in (None, "") else None
+    return orgs.get(f"{provider}:{account}") if account not in (None, "") else None
 
 
 def _store(
@@ -176,7 +189,8 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import sendgrid
 
     settings = get_settings()
-    org_id = settings.provider_org("sendgrid", "*")
+    orgs = provider_orgs()
+    org_id = org_of(orgs, "sendgrid", "*")
     credential_org = None
     if settings.sendgrid_verify_signature:
         signature = request.header("X-Twilio-Email-Event-Webhook-Signature")
@@ -200,6 +214,7 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     from flywheel.webhooks import inbound
 
     settings = get_settings()
+    orgs = provider_orgs()
     caller = _authenticated(
         "sendgrid_inbound", "inbound_parse_token", lambda expected: verify_token(token, expected), forbidden=True
     )
@@ -210,8 +225,8 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     # the organisation of the parse domain the mail was sent to (for replies known only by sender):
     # the token's when there is one per organisation, else that of the reply+ address or the envelope
     org_id = caller.org(
-        inbound.addressed_org(mail, domains, lambda d: _mapped(settings, "sendgrid_inbound", d)),
-        inbound.addressed_org(mail, domains, lambda d: settings.provider_org("sendgrid_inbound", d)),
+        inbound.addressed_org(mail, domains, lambda d: _mapped(orgs, "sendgrid_inbound", d)),
+        inbound.addressed_org(mail, domains, lambda d: org_of(orgs, "sendgrid_inbound", d)),
         "parse domain the reply is addressed to",
     )
     # the mail's events are that organisation's, keyed within it: the same mail at another
@@ -232,6 +247,7 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import calendly
 
     settings = get_settings()
+    orgs = provider_orgs()
     header = request.header("Calendly-Webhook-Signature")
     caller = _authenticated(
         "calendly",
@@ -240,8 +256,8 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     )
     raw, envelope = calendly.parse(request.body)
     org_id = caller.org(
-        _mapped(settings, "calendly", envelope.created_by),
-        settings.provider_org("calendly", envelope.created_by),
+        _mapped(orgs, "calendly", envelope.created_by),
+        org_of(orgs, "calendly", envelope.created_by),
         "created_by user",
     )
     try:
@@ -258,18 +274,22 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import hubspot
 
     settings = get_settings()
-    _verified(
+    orgs = provider_orgs()
+    # the app's client secret: one for every portal (a list while it is rotated), so it names no organisation
+    _authenticated(
         "hubspot",
-        verify_hubspot,
-        _secret("hubspot_client_secret"),
-        method=request.method,
-        uri=settings.hubspot_webhook_url or request.url,
-        body=request.body,
-        headers=request.headers,
-        tolerance_s=settings.hubspot_tolerance_s,
-        allow_legacy=settings.hubspot_allow_legacy_signatures,
+        "hubspot_client_secret",
+        lambda secret: verify_hubspot(
+            secret,
+            method=request.method,
+            uri=settings.hubspot_webhook_url or request.url,
+            body=request.body,
+            headers=request.headers,
+            tolerance_s=settings.hubspot_tolerance_s,
+            allow_legacy=settings.hubspot_allow_legacy_signatures,
+        ),
     )
-    parsed, quarantined = hubspot.parse(request.body, lambda portal: settings.provider_org("hubspot", portal))
+    parsed, quarantined = hubspot.parse(request.body, lambda portal: org_of(orgs, "hubspot", portal))
     stage_changes = [e for _, e in parsed if e.is_deal_stage_change]
     deals: dict[str, tuple[dict[str, Any] | None, list[str]]] = {}
     if stage_changes:
@@ -295,7 +315,7 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     events, legacy = [], []
     for raw, event in parsed:
         deal, emails = deals.get(str(event.objectId), (None, []))
-        org_id = settings.provider_org("hubspot", event.portalId)
+        org_id = org_of(orgs, "hubspot", event.portalId)
         try:
             made = hubspot.to_events(raw, event, deal, emails, settings.hubspot_outcome_property, won, lost, org_id)
         except BadValue as exc:  # the deal the API returned has an amount or date we cannot store
@@ -320,20 +340,23 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import pipedrive
 
     settings = get_settings()
+    orgs = provider_orgs()
     users, passwords = webhook_credentials("pipedrive_username"), webhook_credentials("pipedrive_password")
     if not users or not passwords:
         raise DependencyUnavailable("webhook secret 'pipedrive_username' or 'pipedrive_password' is not configured")
     authorization = request.header("Authorization")
-    if isinstance(users, dict) and isinstance(passwords, dict):  # one pair per organisation
-        caller = _authenticated_by_pair(authorization, users, passwords)
-    else:  # one pair (a mix of the two forms is refused with the settings and never matches)
-        _verified("pipedrive", verify_basic_auth, authorization, str(users), str(passwords))
-        caller = _Caller("pipedrive", per_org=False)
+    # the logins of each organisation (or the one login), a pair each: both halves of a login are one
+    # credential, rotated together (a mix of forms is refused with the secrets and never gets here)
+    logins = {org: pipedrive_logins(users[org], passwords.get(org, ())) for org in users}
+    caller = _matched(
+        "pipedrive",
+        "pipedrive_username/pipedrive_password",
+        logins,
+        lambda login: verify_basic_auth(authorization, login[0], login[1]),
+    )
     delivery = pipedrive.parse(request.body)
     company = delivery.meta.get("company_id")
-    org_id = caller.org(
-        _mapped(settings, "pipedrive", company), settings.provider_org("pipedrive", company), "company_id"
-    )
+    org_id = caller.org(_mapped(orgs, "pipedrive", company), org_of(orgs, "pipedrive", company), "company_id")
     try:
         emails: list[str] = []
         if delivery.kind is not None:  # a deal closed, or reopened after it closed
@@ -358,18 +381,6 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     return _store("pipedrive", events, settings.attribution_window_days)
 
 
-def _authenticated_by_pair(authorization: str | None, users: dict[str, str], passwords: dict[str, str]) -> _Caller:
-    failure: SignatureInvalid | None = None
-    for org, user in users.items():
-        try:
-            verify_basic_auth(authorization, user, passwords.get(org, ""))
-        except SignatureInvalid as exc:
-            failure = exc
-            continue
-        return _Caller("pipedrive", per_org=True, org_id=org)
-    raise Unauthorized(f"pipedrive: {failure}", provider="pipedrive") from failure
-
-
 # --- Salesforce -------------------------------------------------------------------------------
 
 
@@ -377,6 +388,7 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     from flywheel.webhooks import salesforce
 
     settings = get_settings()
+    orgs = provider_orgs()
     caller = _authenticated(
         "salesforce", "salesforce_token", lambda expected: verify_token(token, expected), forbidden=True
     )
@@ -384,7 +396,7 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     allowed = next(
         (
             org
-            for key, org in settings.provider_orgs.items()
+            for key, org in orgs.items()
             if key.startswith("salesforce:") and salesforce.allowed(message.organization_id, [key.split(":", 1)[1]])
         ),
         None,

@@ -1,0 +1,298 @@
+"""Rotating a webhook credential without a gap (README "Rotating a webhook credential").
+
+A provider's credential changes at the provider at one moment and in our secret at another, and
+deliveries already in flight (or retried for hours) still carry the old value: with one value only,
+every delivery in between was refused (and Salesforce's, Pipedrive's, the in-house systems' lost after
+their retries). A credential may now be a list of values, the new one first, all accepted; the value
+that matched still decides the organisation, and a match on an older value is logged and counted
+(WebhookCredentialPrevious), so the operator sees when the old value can go. Once removed it is refused.
+Through the local API with the real PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from flywheel.clients.aws import reset_clients
+from flywheel.local import signing
+from flywheel.local.signing import SendGridSigner
+from flywheel.settings import reset_settings
+from tests.conftest import ApiClient, count, load_event
+from tests.integration.test_webhook_credentials import (
+    GLOBEX_SF,
+    ORGS,
+    PER_ORG,
+    calendly_body,
+    parse_form,
+    pipedrive_delivery,
+    post_reply,
+    reply_mail,
+    salesforce_body,
+)
+from tests.webhook_helpers import SECRETS, SIGNER, configure, sendgrid_body
+
+ACME_SF = "00D7F00000107Xs"
+HUBSPOT_URL = "https://hooks.flywheel.example/webhooks/crm/hubspot"
+NEW_SIGNER = SendGridSigner()
+NEW_CRM = "whsec_" + base64.b64encode(b"new-in-house-secret-98765432").decode()
+
+# provider -> (the secret names it reads, its new value(s), the status a refused value answers)
+NEW: dict[str, dict[str, str]] = {
+    "sendgrid": {"sendgrid_public_key": NEW_SIGNER.public_key_b64},
+    "sendgrid_inbound": {"inbound_parse_token": "inbound-token-new"},
+    "calendly": {"calendly_signing_key": "calendly-key-new"},
+    "hubspot": {"hubspot_client_secret": "hubspot-secret-new"},
+    "pipedrive": {"pipedrive_password": "pd-pass-new"},  # the login's password rotates, the user stays
+    "salesforce": {"salesforce_token": "sf-token-new"},
+    "crm": {"crm_webhook_secret": NEW_CRM},
+}
+REFUSED = {"sendgrid_inbound": 403, "salesforce": 403}
+PIPEDRIVE_LOGIN = "pipedrive_username/pipedrive_password"  # how the signal names the login (a pair)
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch, db_url: str) -> Iterator[None]:
+    with mock_aws():
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        reset_clients()
+        url = boto3.client("sqs", region_name="us-east-1").create_queue(QueueName="replies")["QueueUrl"]
+        configure(monkeypatch, REPLIES_QUEUE_URL=url, HUBSPOT_WEBHOOK_URL=HUBSPOT_URL)
+        yield
+        reset_clients()
+
+
+def use_secrets(monkeypatch: pytest.MonkeyPatch, secrets: dict[str, Any], orgs: dict[str, str] | None = None) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRETS_JSON", json.dumps(secrets))
+    if orgs is not None:
+        monkeypatch.setenv("PROVIDER_ORGS_JSON", json.dumps(orgs))
+    reset_settings()
+
+
+def deliver(api: ApiClient, provider: str, held: dict[str, str]) -> tuple[int, Any]:
+    """One new delivery of `provider`, authenticated with the credential values `held` (as the
+    provider's side holds them: one value each)."""
+    unique = uuid.uuid4().hex[:12]
+    if provider == "sendgrid":
+        signer = NEW_SIGNER if held["sendgrid_public_key"] == NEW_SIGNER.public_key_b64 else SIGNER
+        body = sendgrid_body(
+            [{"email": "a@example.com", "timestamp": 1795600000, "event": "delivered", "sg_event_id": unique}]
+        )
+        return api.post("/webhooks/sendgrid", body=body, headers=signer.headers(body))
+    if provider == "sendgrid_inbound":
+        inbox = "sales@reply.flywheel.example"
+        form = parse_form(reply_mail(inbox, inbox).replace("Message-ID: <", f"Message-ID: <{unique}"), [inbox])
+        return post_reply(api, held["inbound_parse_token"], form)
+    if provider == "calendly":
+        body = calendly_body(f"https://api.calendly.com/users/{unique}")
+        return api.post(
+            "/webhooks/calendly", body=body, headers=signing.calendly_headers(held["calendly_signing_key"], body)
+        )
+    if provider == "hubspot":
+        event = {
+            "eventId": unique,
+            "portalId": 5799819,
+            "occurredAt": 1795600000000,
+            "subscriptionType": "deal.creation",
+        }
+        body = json.dumps([event]).encode()
+        headers = signing.hubspot_headers(held["hubspot_client_secret"], body, HUBSPOT_URL)
+        return api.post("/webhooks/crm/hubspot", body=body, headers=headers)
+    if provider == "pipedrive":
+        auth = signing.basic_auth_header(held["pipedrive_username"], held["pipedrive_password"])
+        return api.post("/webhooks/crm/pipedrive", pipedrive_delivery("123", unique), headers=auth)
+    if provider == "salesforce":
+        status, answer, _ = api.request(
+            "POST",
+            f"/webhooks/crm/salesforce/{held['salesforce_token']}",
+            body=salesforce_body(ACME_SF, f"04l{unique}"),
+            headers={"Content-Type": "text/xml"},
+        )
+        return status, answer
+    body = load_event("webhooks_crm_deal_won.json")["body"].encode()
+    headers = signing.standard_headers(held["crm_webhook_secret"], body, f"msg_{unique}", int(time.time()))
+    return api.post("/webhooks/crm/deals", body=body, headers=headers)
+
+
+def previous_value_signals(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> list[dict[str, Any]]:
+    """What the requests since the last call said about a previous credential value: the
+    WebhookCredentialPrevious metric (EMF, printed) and the log line's fields."""
+    found = []
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "WebhookCredentialPrevious" in record:
+            found.append(record)
+    fields = ("provider", "credential", "credential_index", "org_id")
+    found += [
+        {name: getattr(r, name) for name in fields if hasattr(r, name)}
+        for r in caplog.records
+        if r.getMessage() == "webhook verified with a previous credential value"
+    ]
+    caplog.clear()
+    return found
+
+
+@pytest.mark.parametrize("provider", sorted(NEW))
+def test_every_provider_accepts_the_old_and_the_new_value_during_a_rotation(
+    api: ApiClient,
+    db,
+    stack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
+) -> None:
+    old = {name: SECRETS[name] for name in (*NEW[provider], "pipedrive_username") if name in SECRETS}
+    new = {**old, **NEW[provider]}
+    # 1. before: only the old value; a delivery signed with the new one (changed at the provider
+    # first) is refused - the gap the rotation list closes
+    status, answer = deliver(api, provider, new)
+    assert status == REFUSED.get(provider, 401), answer
+    # 2. the new value added in front of the old: both accepted
+    use_secrets(monkeypatch, {**SECRETS, **{name: [new[name], old[name]] for name in NEW[provider]}})
+    previous_value_signals(capsys, caplog)
+    status, answer = deliver(api, provider, new)
+    assert status == 200, answer
+    assert previous_value_signals(capsys, caplog) == []  # the newest value: nothing to say
+    status, answer = deliver(api, provider, old)
+    assert status == 200, answer
+    signals = previous_value_signals(capsys, caplog)
+    metric = next(s for s in signals if "WebhookCredentialPrevious" in s)
+    assert metric["WebhookCredentialPrevious"] == [1.0] and metric["provider"] == provider
+    log = next(s for s in signals if "credential_index" in s)
+    assert log["credential_index"] == 1 and log["provider"] == provider
+    assert log["credential"] == PIPEDRIVE_LOGIN if provider == "pipedrive" else next(iter(NEW[provider]))
+    assert not any(old[name] in json.dumps(signals) for name in NEW[provider])  # names and indexes only
+    # 3. the old value removed: refused again, the new one still accepted
+    use_secrets(monkeypatch, {**SECRETS, **{name: [new[name]] for name in NEW[provider]}})
+    stored = count(db, "outcome_events")
+    status, answer = deliver(api, provider, old)
+    assert status == REFUSED.get(provider, 401), answer
+    assert count(db, "outcome_events") == stored
+    status, answer = deliver(api, provider, new)
+    assert status == 200, answer
+
+
+def test_a_pipedrive_login_rotates_as_a_pair(api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new user and password replace the old pair: the halves pair by position, so the new user
+    with the old password (or the reverse) is no login."""
+    use_secrets(
+        monkeypatch,
+        {
+            **SECRETS,
+            "pipedrive_username": ["pd-user-new", "pipedrive"],
+            "pipedrive_password": ["pd-pass-new", "pd-pass"],
+        },
+    )
+    for user, password, status in (
+        ("pd-user-new", "pd-pass-new", 200),
+        ("pipedrive", "pd-pass", 200),
+        ("pd-user-new", "pd-pass", 401),
+        ("pipedrive", "pd-pass-new", 401),
+    ):
+        got, answer = deliver(api, "pipedrive", {"pipedrive_username": user, "pipedrive_password": password})
+        assert got == status, (user, password, answer)
+    assert count(db, "outcome_events") == 2
+
+
+def test_the_matched_value_still_decides_the_organisation(
+    api: ApiClient,
+    db,
+    stack,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Per organisation, globex's old token is still globex's during its rotation: its deliveries
+    are globex's, acme's token still cannot write into globex, and the signal names globex."""
+    rotating = {
+        **PER_ORG,
+        "salesforce_token": {"acme": "sf-token-acme", "globex": ["sf-globex-new", "sf-token-globex"]},
+    }
+    use_secrets(monkeypatch, rotating, ORGS)
+    previous_value_signals(capsys, caplog)
+    for token, notification in (("sf-globex-new", "04lGLOBEXNEW0001"), ("sf-token-globex", "04lGLOBEXOLD0001")):
+        status, answer, _ = api.request(
+            "POST",
+            f"/webhooks/crm/salesforce/{token}",
+            body=salesforce_body(GLOBEX_SF, notification),
+            headers={"Content-Type": "text/xml"},
+        )
+        assert status == 200, answer
+    rows = db.execute("SELECT org_id FROM outcome_events WHERE provider = 'salesforce'").fetchall()
+    assert [r["org_id"] for r in rows] == ["globex", "globex"]
+    log = next(s for s in previous_value_signals(capsys, caplog) if "credential_index" in s)
+    assert (log["org_id"], log["credential"], log["credential_index"]) == ("globex", "salesforce_token", 1)
+    status, answer, _ = api.request(
+        "POST",
+        "/webhooks/crm/salesforce/sf-token-acme",
+        body=salesforce_body(GLOBEX_SF, "04lFORGED0000009"),
+        headers={"Content-Type": "text/xml"},
+    )
+    assert status == 403 and "not an account of this credential's organisation" in answer["message"], answer
+    assert count(db, "outcome_events") == 2
+
+
+def test_flywheel_sign_signs_with_the_first_value(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "salesforce_token": {"acme": ["sf-new", "sf-old"]},
+        "calendly_signing_key": ["cal-new", "cal-old"],
+        "pipedrive_username": "pd",
+        "pipedrive_password": ["pw-new", "pw-old"],
+    }
+    url, _ = signing.sign_body(signing.PROVIDERS["salesforce"], secrets, b"<x/>", "http://127.0.0.1:8081", org="acme")
+    assert url.endswith("/webhooks/crm/salesforce/sf-new")
+    body = b'{"event": "invitee.created"}'
+    _, headers = signing.sign_body(signing.PROVIDERS["calendly"], secrets, body, "http://127.0.0.1:8081")
+    timestamp = headers["Calendly-Webhook-Signature"].split(",")[0].removeprefix("t=")
+    assert headers["Calendly-Webhook-Signature"].endswith(
+        signing.signatures.calendly_signature("cal-new", timestamp, body)
+    )
+    _, headers = signing.sign_body(signing.PROVIDERS["pipedrive"], secrets, b"{}", "http://127.0.0.1:8081")
+    assert headers["Authorization"] == signing.basic_auth_header("pd", "pw-new")["Authorization"]
+
+
+# --- a malformed list: a configuration error naming the credential, never its value -----------
+
+
+def test_a_malformed_rotation_list_is_named_by_the_deep_health_check(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="flywheel/test/webhooks-rotation",
+        SecretString=json.dumps({**SECRETS, "calendly_signing_key": ["calendly-key-456", "calendly-key-456"]}),
+    )["ARN"]
+    monkeypatch.setenv("WEBHOOK_SECRETS_ARN", secret)
+    monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
+    reset_settings()
+    status, answer = deliver(api, "calendly", SECRETS)
+    assert status == 503 and answer["error"] == "configuration_error", answer
+    assert answer["message"] == "invalid configuration: WEBHOOK_SECRETS_ARN"
+    status, answer = deliver(api, "salesforce", SECRETS)  # the other providers keep working
+    assert status == 200, answer
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503 and health["message"] == "failing: webhooks_secret (WEBHOOK_SECRETS_ARN)", health
+    why = health["checks"]["webhooks_secret"]["invalid"]["WEBHOOK_SECRETS_ARN"]
+    assert why == "calendly_signing_key lists the same value twice"
+    assert "calendly-key-456" not in json.dumps(health)
+    # inline (local runs): the settings refuse it when they load, naming the variable and the key
+    use_secrets(monkeypatch, {**SECRETS, "salesforce_token": []})
+    monkeypatch.delenv("WEBHOOK_SECRETS_ARN")
+    reset_settings()
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503 and health["checks"]["settings"]["invalid"] == {
+        "WEBHOOK_SECRETS_JSON": "salesforce_token is an empty list: give at least one value"
+    }, health
