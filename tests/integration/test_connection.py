@@ -168,6 +168,42 @@ def test_a_database_still_down_after_the_retry_answers_503(api: Any, db_url: str
     assert headers.get("Retry-After") == ["30"] or headers.get("retry-after") == ["30"]
 
 
+def test_a_connect_that_fails_is_not_tried_again(
+    db_url: str, pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only a connection that was open (and died while idle) is retried, at BEGIN: a new connect that
+    # fails is a 503 at once. Its wait is the connect timeout, sized per function (an API request's
+    # 10 s stays inside API Gateway's 29 s; a second 10 s would not), and a resuming cluster holds
+    # the connect rather than refusing it, so a second try would only double the wait.
+    attempts: list[str] = []
+    real_connect = connection.connect
+
+    def counted(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+        attempts.append(url)
+        return real_connect(url, **kwargs)
+
+    monkeypatch.setattr(connection, "connect", counted)
+    connection.close_connection()
+    name = str(conninfo_to_dict(db_url)["dbname"])
+    admin = psycopg.connect(pg_admin_url, autocommit=True)
+    allow = "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}"
+    admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(name), psycopg.sql.SQL("false")))
+    try:
+        with pytest.raises(DependencyUnavailable), connection.transaction():
+            pass
+        refused = len(attempts)
+        with pytest.raises(DependencyUnavailable):
+            connection.read_once(lambda conn: conn.execute("SELECT 1").fetchone())
+    finally:
+        admin.execute(psycopg.sql.SQL(allow).format(psycopg.sql.Identifier(name), psycopg.sql.SQL("true")))
+        admin.close()
+    assert refused == 1
+    assert len(attempts) == 2  # read_once: one connect, too
+    with connection.transaction() as conn:  # and the next request connects
+        assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+    assert len(attempts) == 3
+
+
 def test_credentials_rotated_since_the_secret_was_cached_are_read_again_once(
     aws: None, db_url: str, db: psycopg.Connection[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -124,7 +124,8 @@ SECRET_LOOKING = "arn:aws:iam::123456789012:role/very-private-role-name"
             ),
             "keys 1 and 2 name the same principal",
         ),
-        (json.dumps({SECRET_LOOKING: ["acme-private-org\n"]}), "the value of key 1"),
+        # a newline can be written only as an escape, which the settings refuse as the pattern does
+        (json.dumps({SECRET_LOOKING: ["acme-private-org\n"]}), "has a backslash"),
         (json.dumps({"arn:aws:iam::123456789012:role/" + "very-private-role-name" * 3: ["a"]}), "key 1 is not"),
     ],
 )
@@ -135,6 +136,16 @@ def test_a_malformed_mapping_is_refused_when_the_settings_load(value: str, reaso
     said = str(refused.value)
     assert reason in said, said
     assert "very-private-role-name" not in said and "acme-private-org" not in said and "acme private" not in said
+
+
+def test_a_mapping_in_a_secret_may_use_json_escapes() -> None:
+    # no AllowedPattern reads API_CALLER_ORGS_ARN's secret: escapes there are decoded and checked
+    escaped = '{"' + ROLE.replace("/", "\\/") + '": ["\\u0061cme"]}'  # as PHP's json_encode writes "/"
+    assert parse_caller_orgs(escaped) == {ROLE: frozenset({"acme"})}
+    with pytest.raises(ValueError, match="the value of key 1"):
+        parse_caller_orgs(json.dumps({ROLE: ["acme\n"]}))
+    with pytest.raises(ConfigurationError, match="has a backslash"):  # inline, as the pattern
+        Settings.from_env({"API_CALLER_ORGS_JSON": escaped})
 
 
 def test_unset_or_empty_is_no_mapping() -> None:

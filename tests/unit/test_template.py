@@ -836,24 +836,73 @@ def test_api_functions_finish_inside_api_gateways_29_seconds() -> None:
     assert webhooks.db_connect_timeout_s + webhooks.crm_budget_s + 1 < TEMPLATE.functions()["WebhooksFunction"].timeout
 
 
-RESUME_AFTER_A_DAY_S = 30  # an auto-paused Aurora instance resumes in ~15 s, ~30 s after a day's pause
+RESUME_S = 15  # an auto-paused Aurora instance resumes in about 15 s,
+RESUME_AFTER_A_DAY_S = 30  # ~30 s after a day's pause
+
+
+def _triggers(logical_id: str) -> set[str]:
+    """What starts a function: its SAM events' types, plus StepFunctions when a state machine's
+    definition names it and CustomResource when a custom resource's ServiceToken is its ARN."""
+    found = {str(event["Type"]) for event in TEMPLATE.functions()[logical_id].events.values()}
+    arn = {"Fn::GetAtt": [logical_id, "Arn"]}
+    for resource in RESOURCES.values():
+        properties = resource.get("Properties") or {}
+        if (
+            resource["Type"] == "AWS::Serverless::StateMachine"
+            and arn in (properties.get("DefinitionSubstitutions") or {}).values()
+        ):
+            found.add("StepFunctions")
+        if resource["Type"].startswith("Custom::") and properties.get("ServiceToken") == arn:
+            found.add("CustomResource")
+    return found
 
 
 def test_functions_with_time_to_spare_wait_for_a_paused_cluster_to_resume() -> None:
-    # a deploy must not fail (and roll back) because the dev cluster was paused, nor the hourly run
-    # raise an alarm every hour
+    # a deploy must not fail (and roll back) because the dev cluster was paused, nor an hourly run
+    # raise its Errors alarm every hour: every function that is not answering an API request waits
+    # for the cluster to resume, found from what starts it (a new schedule gets no 10 s by mistake)
     assert _env("MigrateFunction").db_connect_timeout_s >= 2 * RESUME_AFTER_A_DAY_S
-    for name in (
-        "MeetingsRefreshFunction",
-        "ExperimentEvaluatorFunction",
-        "ReportFunction",
-        "TrainingPipelineFunction",
-    ):
-        settings = _env(name)
-        assert RESUME_AFTER_A_DAY_S < settings.db_connect_timeout_s < TEMPLATE.functions()[name].timeout, name
+    waiting = []
     for logical_id, spec in TEMPLATE.functions().items():
-        if spec.routes:
-            assert _env(logical_id).db_connect_timeout_s == 10, logical_id
+        triggers = _triggers(logical_id)
+        assert triggers, f"{logical_id}: nothing starts it? (add its trigger to _triggers)"
+        uses_database = {"Ref": "DatabaseAccessPolicy"} in RESOURCES[logical_id]["Properties"]["Policies"]
+        settings = _env(logical_id)
+        if "Api" in triggers:
+            # inside API Gateway's 29 s: a paused cluster answers 503 with Retry-After
+            assert triggers == {"Api"} and settings.db_connect_timeout_s == 10, logical_id
+        elif triggers == {"SQS"}:
+            # the classifier: its messages are sent by the outbox right after a transaction (the
+            # cluster is awake), a redelivery comes 1,100 s later (a fresh pause, ~15 s) and its
+            # 180 s budget is the queue's 6x rule; a failure is redelivered, not lost
+            assert RESUME_S < settings.db_connect_timeout_s < spec.timeout, logical_id
+        elif uses_database:
+            assert RESUME_AFTER_A_DAY_S < settings.db_connect_timeout_s < spec.timeout, logical_id
+            waiting.append(logical_id)
+    # the schedules, the EventBridge rules, the state machine and the migrations
+    assert {"RetentionFunction", "ReportRollupFunction", "MeetingsRefreshFunction"} <= set(waiting)
+    assert {"ReportFunction", "TrainingPipelineFunction", "ExperimentEvaluatorFunction"} <= set(waiting)
+
+
+def test_the_readme_says_when_the_stack_has_a_secrets_manager_endpoint() -> None:
+    # the README's "More than a few dozen callers" once promised the endpoint in every stack
+    assert RESOURCES["SecretsManagerEndpoint"]["Condition"] == "PrivateEndpoints"
+    assert not TEMPLATE.condition("PrivateEndpoints")  # by default: through the NAT gateway
+    assert TEMPLATE.condition("PrivateEndpoints", {"PrivateAwsEndpoints": "true"})
+    assert not TEMPLATE.condition("PrivateEndpoints", {"PrivateAwsEndpoints": "true", "DatabaseMode": "existing"})
+    environments = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    overrides = [
+        env["deploy"]["parameters"].get("parameter_overrides", "")
+        for env in environments.values()
+        if isinstance(env, dict) and "deploy" in env
+    ]
+    assert overrides and not any("PrivateAwsEndpoints" in o for o in overrides)  # nor in the configs
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "already has the Secrets Manager VPC endpoint" not in readme
+    assert (
+        "the stack creates a Secrets Manager VPC endpoint only with `PrivateAwsEndpoints=true`, and only with "
+        "`DatabaseMode=create`" in readme
+    )
 
 
 @pytest.mark.parametrize("deployment", sorted(DEPLOYMENTS))

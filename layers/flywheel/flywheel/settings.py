@@ -280,6 +280,7 @@ class Settings(BaseModel):
     @field_validator("provider_orgs_json")
     @classmethod
     def _valid_provider_orgs(cls, value: str) -> str:
+        _no_json_escapes(value)
         parse_provider_orgs(value)  # a typo is refused when the settings load, not at the first webhook
         return value
 
@@ -299,6 +300,7 @@ class Settings(BaseModel):
     @field_validator("api_caller_orgs_json")
     @classmethod
     def _valid_api_caller_orgs(cls, value: str) -> str:
+        _no_json_escapes(value)
         parse_caller_orgs(value)  # refused when the settings load, not at the first request
         return value
 
@@ -522,6 +524,14 @@ def _credential_key(name: str, value: str) -> str | bytes:
         except (binascii.Error, ValueError):
             return value
     return value
+
+
+def _no_json_escapes(text: str) -> None:
+    """PROVIDER_ORGS_JSON and API_CALLER_ORGS_JSON come from template parameters whose AllowedPattern
+    reads the JSON text as written: it cannot decode an escape (`\\/`, `\\u0020`), so ids are written
+    as they are and a backslash, which JSON has only in escapes, is refused here as at deploy."""
+    if "\\" in text:
+        raise ValueError("has a backslash: write ids as they are, without JSON escapes")
 
 
 def parse_provider_orgs(text: str | None) -> dict[str, str]:

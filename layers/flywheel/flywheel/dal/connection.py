@@ -234,7 +234,13 @@ def close_connection() -> None:
 def _begin() -> tuple[Connection, AbstractContextManager[psycopg.Transaction]]:
     """BEGIN on the shared connection. A connection that died while the environment was idle
     (proxy idle timeout, failover, a restarted server) fails right here, before any statement of
-    ours ran, so it is safe to reconnect and begin again: once, then the error is a 503."""
+    ours ran, so it is safe to reconnect and begin again: once, then the error is a 503.
+
+    A new connect that fails (`get_connection`, outside the `try` on purpose) is not tried again:
+    its wait is the connect timeout, sized per function (an API request's 10 s stays inside API
+    Gateway's 29 s, where a second try would not; a scheduled function's 45 s covers a paused
+    cluster's resume, which holds the connect rather than refusing it), and its error is already
+    the 503-able `DependencyUnavailable`, which the caller's source retries."""
     for attempt in (1, 2):
         conn = get_connection()
         tx = conn.transaction()

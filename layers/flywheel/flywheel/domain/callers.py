@@ -57,9 +57,9 @@ def principal_key(arn: str) -> str | None:
 
 def parse_caller_orgs(text: str | None) -> dict[str, frozenset[str]]:
     """API_CALLER_ORGS_JSON: a JSON object of IAM role or user ARN -> a list of org_ids, or ["*"].
-    Empty (unset, "", "{}"): no mapping. ValueError names what is wrong by key number, never a key
-    or an organisation."""
-    if not (text or "").strip():
+    Empty (unset, "", JSON's whitespace alone, "{}"): no mapping. ValueError names what is wrong by
+    key number, never a key or an organisation."""
+    if not (text or "").strip(" \t\n\r"):  # JSON's whitespace, as the template's pattern
         return {}
     parsed: Any = strict_json(text or "")
     if not isinstance(parsed, dict):
