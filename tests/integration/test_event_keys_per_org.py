@@ -59,8 +59,8 @@ def stored(db) -> list[tuple]:
 
 
 def as_stored_before(db) -> None:
-    """What the release before stored: every key without its organisation."""
-    db.execute("UPDATE outcome_events SET event_key = substr(event_key, strpos(event_key, '|') + 1)")
+    """What the release before stored: every key without its organisation, and no format mark."""
+    db.execute("UPDATE outcome_events SET event_key = substr(event_key, strpos(event_key, '|') + 1), key_scoped = NULL")
 
 
 # --- in-house systems numbering their events alike ----------------------------------------------
@@ -281,12 +281,34 @@ def test_a_webhook_id_containing_the_separator_is_never_another_events_duplicate
     assert count(db, "outcome_events") == 2
 
 
+@pytest.mark.parametrize("webhook_id", ["acme|7", "|7"])
+def test_a_key_stored_before_the_upgrade_that_begins_like_a_scoped_one_is_still_a_duplicate(
+    api: ApiClient, db, webhook_id: str
+) -> None:
+    """acme's system chose a webhook-id that itself begins with acme's id and '|' (or with '|'); the
+    release before stored it as it was. Read from the key alone, that row looked like one stored in
+    the new form, so the redelivery across the upgrade was stored a second time (the deal counted on
+    a second row). The new form is marked (sql/0028): an unmarked row is the release before's."""
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    won = {"event": "deal_won", "outcome_id": acme, "deal_id": "A-1", "value": "10"}
+    assert post(api, "acme", won, webhook_id)["applied"] == 1
+    db.execute("UPDATE outcome_events SET event_key = %s, key_scoped = NULL", (webhook_id,))  # as stored before
+    again = post(api, "acme", won, webhook_id)
+    assert again["duplicates"] == 1 and again["stored"] == 0, again
+    assert stored(db) == [(webhook_id, "acme", "deal_won", "applied", "A-1")]
+    # a row stored in the new form is marked, and is no legacy copy of anything
+    assert post(api, "acme", {**won, "deal_id": "A-2"}, "8")["stored"] == 1
+    marks = db.execute("SELECT event_key, key_scoped FROM outcome_events ORDER BY event_id").fetchall()
+    assert [(r["event_key"], r["key_scoped"]) for r in marks] == [(webhook_id, None), ("acme|8", True)]
+
+
 def _row(key: str, legacy: str | None, org: str | None, legacy_org: str | None = None) -> dict[str, Any]:
     return {
         "provider": "crm",
         "event_key": key,
         "legacy_key": legacy,
         "legacy_org": legacy_org,
+        "key_scoped": True if legacy is not None else None,  # what the ingest service marks
         "event_type": "deal_won",
         "occurred_at": datetime(2026, 11, 21, tzinfo=UTC).isoformat(),
         "org_id": org,
