@@ -45,12 +45,25 @@ UPDATE outcome_labels o
 
 -- 2. Which event keys were stored in the organisation's form ("<org>|<key>", domain.ingest.org_keys).
 -- Until now a row's format was read from its key: one starting with its own organisation and '|' (or
--- with '|') was taken for the new form, so a key the release before stored that itself began that
--- way was no longer known, and its redelivery across the upgrade was stored a second time. This
--- release marks every row it stores in the new form (key_scoped = true); a row without the mark was
--- stored by the release before, in the provider's own form, whatever its key looks like
--- (dal.events._LEGACY_ROW). Expand-only: a nullable column, no default (a catalogue change: no table
--- rewrite and no scan, whatever the size of outcome_events; the ALTER waits for its brief ACCESS
--- EXCLUSIVE lock at most the migration's lock_timeout). No existing row is written: every row stored
--- so far is in the provider's form, the new form shipping with this migration.
+-- with '|') was taken for the new form, so a key the release before it stored that itself began that
+-- way was no longer known, and its redelivery across the upgrade was stored a second time. From this
+-- release every row stored in the new form is marked (key_scoped = true); a row without the mark is
+-- read as stored in the provider's own form (dal.events._LEGACY_ROW). Expand-only: a nullable column,
+-- no default (a catalogue change: no table rewrite and no scan; the ALTER waits for its brief ACCESS
+-- EXCLUSIVE lock at most the migration's lock_timeout).
 ALTER TABLE outcome_events ADD COLUMN key_scoped boolean;
+
+-- The new form shipped one release before this migration, together with sql/0026: rows stored in it
+-- since then are marked here, so that one is not read as a provider's own key (an event whose provider
+-- key is literally "acme|7" would be taken for a copy of acme's event 7). Rows stored since 0026 was
+-- applied whose key starts with their organisation's id and '|', or with '|' (an event of unknown
+-- organisation, maybe claimed since) (compared with left(), not LIKE: an org_id may hold '_'); read through 0026's index (received_at, event_id) WHERE payload IS NOT NULL,
+-- so only the rows of that release are visited, never the whole table. (A row of that release whose
+-- raw payload retention has already removed stays unmarked: it would need its provider key to be
+-- another event's organisation-form key to matter.) On a database that applies 0026 and 0028 in one
+-- deploy, no row is newer than 0026 and nothing is written.
+UPDATE outcome_events e
+   SET key_scoped = true
+ WHERE e.payload IS NOT NULL
+   AND e.received_at >= (SELECT applied_at FROM schema_migrations WHERE version = '0026')
+   AND (left(e.event_key, 1) = '|' OR left(e.event_key, length(e.org_id) + 1) = e.org_id || '|');

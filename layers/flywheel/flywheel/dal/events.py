@@ -46,8 +46,9 @@ class Inserted:
 # naming its organisation ("<org>|<key>", domain.ingest.scoped_key). Only such a row can be a new
 # event's earlier copy under its `legacy_key`. A provider key may itself contain '|': acme's `acme|a`
 # is both another event's legacy form and acme's stored key of event `a`, so the key cannot tell the
-# two apart. Every row stored in the new form is marked `key_scoped` (sql/0028, which shipped with the
-# new form): a row without the mark was stored by the release before, whatever its key looks like (a
+# two apart. Every row stored in the new form is marked `key_scoped` (sql/0028, which also marks the
+# rows the release before it stored in the new form): a row without the mark was stored in the
+# provider's own form, whatever its key looks like (a
 # pre-upgrade key that itself began with its organisation's id and '|' is then still known, and its
 # redelivery across the upgrade a duplicate).
 _LEGACY_ROW = "{row}.key_scoped IS NULL"
