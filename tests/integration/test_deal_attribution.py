@@ -428,33 +428,42 @@ def test_hubspot_deal_moved_back_to_an_open_stage_is_no_longer_won(db, db_url, m
     assert deals(db) == [("to 5", None, None)]
 
 
-def test_hubspot_deal_of_two_contacts_is_each_contacts_deal(db, db_url, monkeypatch) -> None:
-    """Documented (README, Attribution): each e-mailed contact's message gets the deal, so the
-    report counts it once per contact; the CRM's latest word reaches both."""
+def test_hubspot_deal_of_two_contacts_is_each_contacts_deal_and_counted_once(db, db_url, monkeypatch) -> None:
+    """Documented (README, Attribution): each e-mailed contact's message gets the deal (its label),
+    and the reports count it once, on one of them (tests/integration/test_shared_deals.py); the CRM's
+    latest word reaches both."""
     crm = HubSpotDeals(both=True)
     monkeypatch.setattr(http_client, "TRANSPORT", httpx2.MockTransport(crm))
     configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps({"hubspot:5799819": "acme"}))
-    run(race.registration([lead_message(5), lead_message(6)]))
+    later = {**lead_message(6), "sent_at": (SENT + timedelta(hours=1)).isoformat()}  # lead 5 was e-mailed first
+    run(race.registration([lead_message(5), later]))
     run(hubspot_change(1, SENT + timedelta(days=3)))
-    assert sorted(deals(db)) == [("to 5", "won", Decimal("500.50")), ("to 6", "won", Decimal("500.50"))]
+    assert sorted(deals(db)) == [("to 5", "won", Decimal("500.50")), ("to 6", None, None)]
+    shared = db.execute("SELECT body, shared_deal_status, training_label FROM outcome_labels ORDER BY body")
+    assert [tuple(r.values()) for r in shared] == [("to 5", None, "positive"), ("to 6", "won", "positive")]
+    assert rolled_deals(db) == (1, Decimal("500.50"))
     crm.won = False
     run(hubspot_change(2, SENT + timedelta(days=4)))
     assert sorted(deals(db)) == [("to 5", None, None), ("to 6", None, None)]
+    assert rolled_deals(db) == (0, 0)
 
 
 # --- the lock retry: a named message that becomes visible once the link locks are taken ----------
 
 
+@pytest.mark.parametrize("other_deal", [False, True], ids=["same-deal", "another-deal-of-the-lead"])
 def test_a_named_close_whose_message_registers_meanwhile_waits_for_the_lead_and_joins_the_deal(
-    db, db_url, setup, monkeypatch
+    db, db_url, setup, monkeypatch, other_deal: bool
 ) -> None:
     """Three connections. A close naming step2 (not registered yet) looks up its links and finds no
-    message; step2 registers and commits; another delivery, the deal's first close by e-mail, holds
-    the lead's link lock and has not committed. Once its own locks are taken, the named close sees
-    step2, whose lead's lock it does not hold and cannot take without waiting out of order: it
-    starts again with that lock in its set, waits for the first close to commit, and then sees it.
-    Without that wait it would decide the deal without the first close (its own message, step2), and
-    the deal would end won on step1 and lost on step2."""
+    message; step2 registers and commits; another delivery by e-mail holds the lead's link lock and
+    has not committed. When that delivery is the deal's first close, the named close now waits for it
+    at its first locks (both take the deal's link lock, `deal:<id>`), and then sees it: without that
+    wait it would decide the deal without the first close (its own message, step2), and the deal would
+    end won on step1 and lost on step2. When it is a close of another deal of the lead, only the
+    lead's lock is shared: once its own locks are taken, the named close sees step2, whose lead's lock
+    it does not hold and cannot take without waiting out of order, and starts again with that lock in
+    its set."""
     from flywheel.dal.connection import close_connection
     from flywheel.dal.locks import link_buckets
     from flywheel.domain.ingest import IncomingEvent, email_link
@@ -466,13 +475,13 @@ def test_a_named_close_whose_message_registers_meanwhile_waits_for_the_lead_and_
     run(race.registration([message("step1", SENT)]))
     close_connection()
 
-    def deal_event(key: str, kind: str, day: int, **link: Any) -> IncomingEvent:
+    def deal_event(key: str, kind: str, day: int, deal: str = "crm:D-1", **link: Any) -> IncomingEvent:
         at = SENT + timedelta(days=day)
-        data = {"deal_id": "crm:D-1", "value": "1000.00", "currency": "USD"}
+        data = {"deal_id": deal, "value": "1000.00", "currency": "USD"}
         return IncomingEvent("crm", key, kind, at, {"event": kind}, data, org_id="acme", **link)
 
     named = deal_event("m-lost", "deal_lost", 6, outcome_id=str(step2))
-    first_close = deal_event("m-won", "deal_won", 3, email=LEAD)
+    first_close = deal_event("m-won", "deal_won", 3, "crm:D-2" if other_deal else "crm:D-1", email=LEAD)
 
     looked_up, go, holding, release = (threading.Event() for _ in range(4))
     attempts: list[int] = []
@@ -527,13 +536,22 @@ def test_a_named_close_whose_message_registers_meanwhile_waits_for_the_lead_and_
         assert holding.wait(30)
         go.set()
         race._wait_until_blocked(db_url, {pids["first-close"]})  # the named close, on its second attempt
-        assert attempts == [0, 1]  # it found it needed one more lock, and started again with it
+        # another deal: it found it needed one more lock, and started again with it
+        assert attempts == ([0, 1] if other_deal else [0])
     finally:
         go.set()
         release.set()
         for thread in threads:
             thread.join(30)
     assert not errors, errors
+    if other_deal:  # two deals: each where its own first close went
+        assert [message_of(db, k) for k in ("m-won", "m-lost")] == [
+            ("step step1", "applied"),
+            ("step step2", "applied"),
+        ]
+        assert deals(db) == [("step step1", "won", Decimal("1000.00")), ("step step2", "lost", Decimal("1000.00"))]
+        assert rolled_deals(db)[0] == 1
+        return
     assert [message_of(db, k) for k in ("m-won", "m-lost")] == [("step step1", "applied")] * 2
     assert deals(db) == [("step step1", "lost", Decimal("1000.00")), ("step step2", None, None)]
     assert rolled_deals(db)[0] == 0

@@ -20,7 +20,7 @@ import pytest
 from flywheel.dal import events as events_dal
 from flywheel.dal.connection import transaction
 from flywheel.local import signing
-from tests.conftest import ApiClient, count, load_event
+from tests.conftest import ROOT, ApiClient, count, load_event
 from tests.integration import test_concurrency as race
 from tests.integration.test_webhook_credentials import (  # noqa: F401 - tenants is a fixture
     GLOBEX_PARSE,
@@ -59,8 +59,8 @@ def stored(db) -> list[tuple]:
 
 
 def as_stored_before(db) -> None:
-    """What the release before stored: every key without its organisation."""
-    db.execute("UPDATE outcome_events SET event_key = substr(event_key, strpos(event_key, '|') + 1)")
+    """What the release before stored: every key without its organisation, and no format mark."""
+    db.execute("UPDATE outcome_events SET event_key = substr(event_key, strpos(event_key, '|') + 1), key_scoped = NULL")
 
 
 # --- in-house systems numbering their events alike ----------------------------------------------
@@ -281,12 +281,57 @@ def test_a_webhook_id_containing_the_separator_is_never_another_events_duplicate
     assert count(db, "outcome_events") == 2
 
 
+@pytest.mark.parametrize("webhook_id", ["acme|7", "|7"])
+def test_a_key_stored_before_the_upgrade_that_begins_like_a_scoped_one_is_still_a_duplicate(
+    api: ApiClient, db, webhook_id: str
+) -> None:
+    """acme's system chose a webhook-id that itself begins with acme's id and '|' (or with '|'); the
+    release before stored it as it was. Read from the key alone, that row looked like one stored in
+    the new form, so the redelivery across the upgrade was stored a second time (the deal counted on
+    a second row). The new form is marked (sql/0028): an unmarked row is the release before's."""
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    won = {"event": "deal_won", "outcome_id": acme, "deal_id": "A-1", "value": "10"}
+    assert post(api, "acme", won, webhook_id)["applied"] == 1
+    db.execute("UPDATE outcome_events SET event_key = %s, key_scoped = NULL", (webhook_id,))  # as stored before
+    again = post(api, "acme", won, webhook_id)
+    assert again["duplicates"] == 1 and again["stored"] == 0, again
+    assert stored(db) == [(webhook_id, "acme", "deal_won", "applied", "A-1")]
+    # a row stored in the new form is marked, and is no legacy copy of anything
+    assert post(api, "acme", {**won, "deal_id": "A-2"}, "8")["stored"] == 1
+    marks = db.execute("SELECT event_key, key_scoped FROM outcome_events ORDER BY event_id").fetchall()
+    assert [(r["event_key"], r["key_scoped"]) for r in marks] == [(webhook_id, None), ("acme|8", True)]
+
+
+def test_the_migration_marks_the_rows_the_release_before_stored_in_the_new_form(api: ApiClient, db) -> None:
+    """The organisation's form shipped one release before its mark (with sql/0026): sql/0028 marks
+    the rows stored in it since 0026 was applied (an organisation's prefix, or '|' for an event of
+    unknown organisation claimed since), and no row stored before it, nor a key of another form."""
+    acme = register(api, "acme", "lee", "lee@contoso.example")
+    for key, webhook_id in (("new", "n-1"), ("old", "o-1"), ("other", "x-1")):
+        post(api, "acme", {"event": "deal_won", "outcome_id": acme, "deal_id": key, "value": "1"}, webhook_id)
+    db.execute("UPDATE outcome_events SET key_scoped = NULL")  # as the release before left them
+    db.execute(
+        """UPDATE outcome_events SET event_key = CASE event_key WHEN 'acme|x-1' THEN 'acmeX|x-1' ELSE event_key END,
+                  received_at = CASE event_key WHEN 'acme|o-1' THEN '2020-01-01' ELSE received_at END"""
+    )
+    db.execute(
+        "INSERT INTO outcome_events (provider, event_key, event_type, occurred_at, org_id, outcome_id, status, data, payload)"
+        " SELECT provider, '|u-1', event_type, occurred_at, org_id, outcome_id, status, data, payload FROM outcome_events"
+        " WHERE event_key = 'acme|n-1'"
+    )
+    sql = (ROOT / "sql" / "0028_shared_deals_and_key_format.sql").read_text()
+    db.execute(sql[sql.index("UPDATE outcome_events e") : sql.rindex(";")])
+    marks = {r["event_key"]: r["key_scoped"] for r in db.execute("SELECT event_key, key_scoped FROM outcome_events")}
+    assert marks == {"acme|n-1": True, "|u-1": True, "acme|o-1": None, "acmeX|x-1": None}, marks
+
+
 def _row(key: str, legacy: str | None, org: str | None, legacy_org: str | None = None) -> dict[str, Any]:
     return {
         "provider": "crm",
         "event_key": key,
         "legacy_key": legacy,
         "legacy_org": legacy_org,
+        "key_scoped": True if legacy is not None else None,  # what the ingest service marks
         "event_type": "deal_won",
         "occurred_at": datetime(2026, 11, 21, tzinfo=UTC).isoformat(),
         "org_id": org,

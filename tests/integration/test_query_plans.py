@@ -154,7 +154,7 @@ def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> Non
         "history": lambda c: events_dal.history(c, one),
         "outcomes_for_meetings": lambda c: events_dal.outcomes_for_meetings(c, ["meet-5", "meet-9"]),
         "claim_meeting_orphans": lambda c: events_dal.claim_meeting_orphans(c, set(ids)),
-        "orphan_meetings_for": lambda c: events_dal.orphan_meetings_for(c, [message]),
+        "orphan_links_for": lambda c: events_dal.orphan_links_for(c, [message]),
         "claim_orphans": lambda c: events_dal.claim_orphans(c, [message]),
         "insert_events": lambda c: events_dal.insert_events(c, [event_row]),
         "deal_events": lambda c: events_dal.deal_events(

@@ -84,7 +84,7 @@ def test_a_key_over_the_limit_is_stored_under_its_hash_within_the_btree_limit() 
     key was refused (the event lost). It is now hashed, deterministically, and has no legacy key
     (the release before refused it, so nothing is stored under it)."""
     at_limit = org_keys("acme", "k" * MAX_KEY)
-    assert at_limit == {"event_key": "acme|" + "k" * MAX_KEY, "legacy_key": "k" * MAX_KEY}
+    assert at_limit == {"event_key": "acme|" + "k" * MAX_KEY, "legacy_key": "k" * MAX_KEY, "key_scoped": True}
     for key in ("k" * (MAX_KEY + 1), "é" * 5000, "\U0001f600" * 998):
         made = org_keys("o" * 128, key)
         assert made["legacy_key"] is None and made == org_keys("o" * 128, key)

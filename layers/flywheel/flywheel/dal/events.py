@@ -12,15 +12,16 @@ from psycopg.rows import tuple_row
 
 from flywheel.dal.connection import Connection, jsonb
 from flywheel.domain.effects import WITH_EFFECTS
+from flywheel.domain.ingest import deal_link
 from flywheel.domain.lifecycle import COUNTED, DEAL_EVENTS, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
                    org_id text, outcome_id uuid, status text, match_outcome_id uuid,
                    match_provider_message_id text, match_email text, match_references text[],
-                   match_window_days integer, data jsonb, payload jsonb"""
+                   match_window_days integer, data jsonb, payload jsonb, key_scoped boolean"""
 _EVENT_COLUMNS = """provider, event_key, event_type, occurred_at, org_id, outcome_id, status,
                     match_outcome_id, match_provider_message_id, match_email, match_references,
-                    match_window_days, data, payload"""
+                    match_window_days, data, payload, key_scoped"""
 
 
 def _applied(p: str = "") -> str:
@@ -43,16 +44,14 @@ class Inserted:
 
 # A row the release before stored under a provider's own key, as opposed to one stored under a key
 # naming its organisation ("<org>|<key>", domain.ingest.scoped_key). Only such a row can be a new
-# event's earlier copy under its `legacy_key`: a provider key may itself contain '|', and acme's
-# `acme|a` is then both another event's legacy form and acme's stored key of event `a` (which must not
-# make the new event a duplicate, in acme or - when its organisation is unknown - anywhere). A scoped
-# row starts with its organisation and '|', or with '|' alone when its organisation was unknown (a
-# registration may have set it since); '|' is never in an organisation id. The rule reads the row's
-# key and organisation only, so it needs no migration; what it cannot tell apart is a pre-upgrade key
-# that itself starts with its own organisation's id and '|' (or with '|'): that row is taken for a
-# scoped one and its redelivery is stored once more - a copy counted twice, never an event lost.
-_LEGACY_ROW = """NOT starts_with({row}.event_key, '|')
-                 AND NOT starts_with({row}.event_key, coalesce({row}.org_id, '') || '|')"""
+# event's earlier copy under its `legacy_key`. A provider key may itself contain '|': acme's `acme|a`
+# is both another event's legacy form and acme's stored key of event `a`, so the key cannot tell the
+# two apart. Every row stored in the new form is marked `key_scoped` (sql/0028, which also marks the
+# rows the release before it stored in the new form): a row without the mark was stored in the
+# provider's own form, whatever its key looks like (a
+# pre-upgrade key that itself began with its organisation's id and '|' is then still known, and its
+# redelivery across the upgrade a duplicate).
+_LEGACY_ROW = "{row}.key_scoped IS NULL"
 
 
 def insert_events(conn: Connection, events: list[dict[str, Any]]) -> Inserted:
@@ -189,17 +188,21 @@ def _message_params(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def orphan_meetings_for(conn: Connection, messages: list[dict[str, Any]]) -> list[str]:
-    """Meeting ids of the orphans these messages would claim (their link keys are locked first)."""
+def orphan_links_for(conn: Connection, messages: list[dict[str, Any]]) -> list[str]:
+    """Link keys of the meetings and deals of the orphans these messages would claim (locked first)."""
     if not messages:
         return []
     rows = conn.execute(
         _CANDIDATES
-        + """SELECT DISTINCT e.data->>'meeting_id' AS meeting_id
-                           FROM best JOIN outcome_events e USING (event_id) WHERE e.data ? 'meeting_id'""",
+        + """SELECT DISTINCT e.data->>'meeting_id' AS meeting_id, e.data->>'deal_id' AS deal_id
+                           FROM best JOIN outcome_events e USING (event_id)
+                          WHERE e.data ? 'meeting_id' OR e.data ? 'deal_id'""",
         _message_params(messages),
     ).fetchall()
-    return [r["meeting_id"] for r in rows]
+    return sorted(
+        {f"meeting:{r['meeting_id']}" for r in rows if r["meeting_id"]}
+        | {deal_link(r["deal_id"]) for r in rows if r["deal_id"]}
+    )
 
 
 def claim_orphans(conn: Connection, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -316,6 +319,59 @@ def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> di
     for row in rows:
         found[int(row["i"]) - 1].append(row)
     return found
+
+
+# A deal several messages led to (a HubSpot deal's contacts, each e-mailed; one in-house deal id
+# sent for two leads) is counted on one of them: among the messages holding an applied event of the
+# deal (same organisation and deal id) whose latest word about it is a close, the one sent first
+# (then the lowest outcome id). The latest word per message is the lifecycle's (occurred_at, then
+# "provider:event_key" in code-point order). The others keep it for their label (shared_deal_*).
+_DEAL_CREDITS = """
+WITH mine AS (
+    SELECT DISTINCT outcome_id, org_id, data->>'deal_id' AS deal_id
+      FROM outcome_events
+     WHERE outcome_id = ANY(%(ids)s) AND status = 'applied' AND event_type = ANY(%(deals)s) AND data ? 'deal_id'),
+deals AS (SELECT DISTINCT org_id, deal_id FROM mine),
+latest AS (
+    SELECT DISTINCT ON (e.outcome_id, d.org_id, d.deal_id) e.outcome_id, d.org_id, d.deal_id, e.event_type
+      FROM deals d
+      JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.org_id = d.org_id
+     WHERE e.status = 'applied' AND e.event_type = ANY(%(deals)s)
+     ORDER BY e.outcome_id, d.org_id, d.deal_id, e.occurred_at DESC, e.provider || ':' || e.event_key COLLATE "C" DESC),
+credited AS (
+    SELECT DISTINCT ON (l.org_id, l.deal_id) l.org_id, l.deal_id, l.outcome_id
+      FROM latest l JOIN outcome_labels o USING (outcome_id)
+     WHERE l.event_type <> 'deal_reopened'
+     ORDER BY l.org_id, l.deal_id, o.sent_at, l.outcome_id)
+SELECT m.outcome_id, m.deal_id
+  FROM mine m JOIN credited c ON c.org_id = m.org_id AND c.deal_id = m.deal_id
+ WHERE c.outcome_id <> m.outcome_id"""
+
+
+def deals_counted_elsewhere(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, set[str]]:
+    """Per outcome, the deal ids of its applied deal events that another message counts
+    (`_DEAL_CREDITS`); outcomes whose deals are all their own are absent. The caller holds the
+    deals' link locks (`deal:<id>`) or the outcomes' row locks, so the answer is the committed one."""
+    if not outcome_ids:
+        return {}
+    rows = conn.execute(_DEAL_CREDITS, {"ids": outcome_ids, "deals": _DEALS}).fetchall()
+    found: dict[UUID, set[str]] = defaultdict(set)
+    for row in rows:
+        found[row["outcome_id"]].add(row["deal_id"])
+    return dict(found)
+
+
+def deal_holders(conn: Connection, deal_ids: list[str]) -> set[UUID]:
+    """The messages holding an applied event of any of these deal ids (any organisation): when one of
+    them gains or loses the deal, which of them counts it may change, so all are re-derived."""
+    if not deal_ids:
+        return set()
+    rows = conn.execute(
+        """SELECT DISTINCT outcome_id FROM outcome_events
+            WHERE data ? 'deal_id' AND data->>'deal_id' = ANY(%s) AND status = 'applied' AND event_type = ANY(%s)""",
+        (sorted(set(deal_ids)), _DEALS),
+    ).fetchall()
+    return {r["outcome_id"] for r in rows}
 
 
 def move_events(conn: Connection, moves: list[tuple[int, UUID | None, str, str]]) -> None:

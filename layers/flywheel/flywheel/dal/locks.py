@@ -3,7 +3,7 @@ derived rows always see every committed event:
 
 1. link keys (advisory, transaction-scoped, hashed into buckets), all in ascending order, in one
    statement: an event that may become an orphan and the registration that would claim it, or two
-   events about the same meeting, take the same key and so run one after the other;
+   events about the same meeting or the same deal, take the same key and so run one after the other;
 2. the outcome rows to be re-derived, `FOR UPDATE` in outcome-id order, before their events are
    read: a later writer waits for an earlier one's commit and then reads its events too;
 3. new events inserted in (provider, event_key) order.

@@ -54,6 +54,7 @@ _DERIVED_TYPES: dict[str, str] = {
     "training_weight": "double precision",
     "quality_score": "double precision",
     "deal_value": "numeric",
+    "shared_deal_value": "numeric",
     "lead_returns_on": "date",
 }
 

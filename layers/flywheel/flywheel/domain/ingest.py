@@ -41,11 +41,15 @@ class IncomingEvent:
     # the provider's own key when `event_key` names the organisation too (`scoped_key`): a copy
     # stored under it by the release before is this event, when it is of the same organisation
     legacy_key: str | None = None
+    # stored in the organisation's form (`org_keys`): the mark that tells it from a legacy row
+    key_scoped: bool = False
 
     # how far back an event known only by email may be attributed (set by the ingest service)
     window_days: int | None = None
     # the outcome id it names, when that is a UUID (parsed once: every lookup asks)
     claimed_outcome_id: UUID | None = field(init=False, default=None, repr=False)
+    # an over-long id as the provider sent it -> its stored (hashed) form (`__post_init__`)
+    long_ids: dict[str, str] = field(init=False, default_factory=dict, repr=False)
 
     @property
     def known(self) -> bool:
@@ -63,6 +67,7 @@ class IncomingEvent:
         reschedule the booking that replaces it (`new_invitee`). The bookings of one reschedule
         chain are one meeting, and belong to one message."""
         links = [self.meeting_id, self.data.get("rescheduled_from"), self.data.get("rescheduled_to")]
+        links += [long for long, stored in self.long_ids.items() if stored in links]
         return list(dict.fromkeys(str(m) for m in links if m))
 
     @property
@@ -93,6 +98,12 @@ class IncomingEvent:
         return str(deal_id)
 
     @property
+    def deal_id(self) -> str | None:
+        """The deal a CRM deal event is about (None for any other event, or a deal without an id)."""
+        deal_id = self.data.get("deal_id")
+        return str(deal_id) if deal_id and self.event_type in _DEAL_TYPES else None
+
+    @property
     def deal_group(self) -> DealGroup | None:
         """The deal this event is about, when it is attributed by the lead's email: every event of
         one lead's deal goes to one message (`deal_home`), not each to the lead's latest."""
@@ -111,9 +122,21 @@ class IncomingEvent:
         keys += [f"meeting:{m}" for m in self.meeting_links]
         if self.email_key and not self.names_message:
             keys.append(self.email_key)
+        if self.deal_id:  # which of a deal's messages counts it depends on all of them (dal.events)
+            keys.append(deal_link(self.deal_id))
         return keys
 
     def __post_init__(self) -> None:
+        # provider-chosen ids that land in an indexed expression (meeting and deal ids): one longer
+        # than MAX_KEY (an iCalendar UID has no bound) is stored under its hash, as keys are; the
+        # payload keeps it. Its own spelling stays a link too (`meeting_links`): a row stored before
+        # under a long id that still fitted the index is found by it.
+        if any(isinstance(self.data.get(name), str) and len(self.data[name]) > MAX_KEY for name in INDEXED_IDS):
+            self.data = dict(self.data)
+            for name in INDEXED_IDS:
+                value = self.data.get(name)
+                if isinstance(value, str) and len(value) > MAX_KEY:
+                    self.long_ids[value] = self.data[name] = bounded(value)
         try:
             self.claimed_outcome_id = UUID(str(self.outcome_id)) if self.outcome_id else None
         except ValueError:
@@ -142,7 +165,11 @@ def org_keys(org_id: str | None, key: str) -> dict[str, Any]:
     event is kept, and a redelivery hashes alike, so it is still a duplicate. The full key stays in
     the event's payload (or data). Such a key has no `legacy_key`: the release before refused it, so
     nothing is stored under it."""
-    return {"event_key": scoped_key(org_id, bounded(key)), "legacy_key": key if len(key) <= MAX_KEY else None}
+    return {
+        "event_key": scoped_key(org_id, bounded(key)),
+        "legacy_key": key if len(key) <= MAX_KEY else None,
+        "key_scoped": True,
+    }
 
 
 def bounded(key: str) -> str:
@@ -194,6 +221,9 @@ class Lookups:
 
 
 MAX_KEY = 512  # btree entries must stay well under PostgreSQL's 2704-byte limit
+# data fields indexed in outcome_events (sql/0006 outcome_events_meeting, sql/0022 outcome_events_deal)
+# or compared with those that are: bounded like keys (IncomingEvent.__post_init__)
+INDEXED_IDS = ("meeting_id", "rescheduled_from", "rescheduled_to", "deal_id")
 
 
 def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str | None:
@@ -231,6 +261,11 @@ def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str 
         or check_json(event.data)
         or check_json(event.payload)
     )
+
+
+def deal_link(deal_id: str) -> str:
+    """The link key of a deal (any organisation's deal with this id: deal ids are the CRM's)."""
+    return f"deal:{deal_id}"
 
 
 def email_link(org_id: str, email: str) -> str:

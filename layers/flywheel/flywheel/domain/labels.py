@@ -21,6 +21,10 @@ class OutcomeState(Protocol):
     @property
     def deal_value(self) -> Decimal | None: ...
     @property
+    def shared_deal_status(self) -> str | None: ...
+    @property
+    def shared_deal_value(self) -> Decimal | None: ...
+    @property
     def meeting_completed_at(self) -> datetime | None: ...
     @property
     def has_live_meeting(self) -> bool: ...
@@ -80,14 +84,16 @@ def _evidence(state: OutcomeState) -> list[tuple[float, int, TrainingLabel]]:
     """Every piece of evidence present as (weight, funnel depth, label)."""
     found: list[tuple[float, int, TrainingLabel]] = []
     add = found.append
-    if state.deal_status == "won":
+    # a deal counted on another contact's message (shared_deal_status) is as good an outcome for this
+    # message, which led to it too: the same label and full weight (the reports count it once)
+    if "won" in (state.deal_status, state.shared_deal_status):
         add((10.0, 9, TrainingLabel.POSITIVE))
     if state.meeting_completed_at:
         add((7.0, 8, TrainingLabel.POSITIVE))
     if state.has_live_meeting:
         add((5.0, 7, TrainingLabel.POSITIVE))
     # a lost deal is deeper in the funnel than an interested reply of the same weight
-    if state.deal_status == "lost":
+    if "lost" in (state.deal_status, state.shared_deal_status):
         add((3.0, 6, TrainingLabel.NEGATIVE))
     if state.replied_at:
         category = state.reply_category
@@ -133,9 +139,10 @@ def quality_score(state: OutcomeState, icp_score: float | None = None) -> float:
         score += 0.3
     if state.meeting_completed_at:
         score += 0.4
-    if state.deal_status == "won":
+    if "won" in (state.deal_status, state.shared_deal_status):
         score += 0.5
-        value = float(state.deal_value or 0)
+        deals = ((state.deal_status, state.deal_value), (state.shared_deal_status, state.shared_deal_value))
+        value = max(float(v or 0) for s, v in deals if s == "won")
         if value >= 50_000:
             score += 0.2
         elif value >= 20_000:

@@ -6,7 +6,7 @@ folded in a canonical order, so arrival order and provider retries never change 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -111,6 +111,11 @@ class OutcomeState:
     deal_value: Decimal | None = None
     deal_currency: str | None = None
     deal_closed_at: datetime | None = None
+    # a deal this message led to that is counted on another message (several contacts of one deal
+    # were e-mailed: `deal_credits` names the one message the reports count it on); the training
+    # label and the stage read it, no count does
+    shared_deal_status: str | None = None
+    shared_deal_value: Decimal | None = None
     stage: str = "sent"
     last_event_at: datetime | None = None
     event_count: int = 0
@@ -160,11 +165,18 @@ def _decimal(value: Any) -> Decimal | None:
     return Decimal(str(value))
 
 
-def derive_outcome(events: Iterable[OutcomeEvent], *, now: datetime, icp_score: float | None = None) -> OutcomeState:
+def derive_outcome(
+    events: Iterable[OutcomeEvent],
+    *,
+    now: datetime,
+    icp_score: float | None = None,
+    counted_elsewhere: Collection[str] = (),
+) -> OutcomeState:
     """Compute an outcome's derived columns from its events, as of `now`.
 
     `now` matters only for meetings: one counts as completed once its scheduled end has
-    passed without a cancellation or a no-show.
+    passed without a cancellation or a no-show. `counted_elsewhere`: the deal ids of this message's
+    deals that another message counts (`deal_credits`): they give the label, not the deal columns.
     """
     ordered = canonical(events)
     state = OutcomeState(event_count=sum(e.count for e in ordered))
@@ -215,7 +227,7 @@ def derive_outcome(events: Iterable[OutcomeEvent], *, now: datetime, icp_score: 
     _derive_unsubscribe(state, by_type)
     _derive_reply(state, by_type)
     _derive_meeting(state, by_type, now)
-    _derive_deal(state, by_type)
+    _derive_deal(state, by_type, frozenset(counted_elsewhere))
 
     state.stage = derive_stage(state)
     label, weight = label_outcome(state)
@@ -381,22 +393,34 @@ def _derive_meeting(state: OutcomeState, by_type: dict[EventType, list[OutcomeEv
         state.meeting_completed_at = end
 
 
-def _derive_deal(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]]) -> None:
-    latest_by_deal: dict[Any, OutcomeEvent] = {}
-    for event in sorted(
-        [e for kind in DEAL_EVENTS for e in by_type.get(kind, [])],
-        key=lambda e: (e.occurred_at, e.key),
-    ):
-        latest_by_deal[event.data.get("deal_id")] = event  # the CRM's latest word per deal
-    # a deal reopened (or deleted) since it closed is neither won nor lost
-    deals = sorted(
-        (e for e in latest_by_deal.values() if e.type != EventType.DEAL_REOPENED), key=lambda e: (e.occurred_at, e.key)
-    )
-    if not deals:
-        return
+def latest_deal_words(events: Iterable[OutcomeEvent]) -> dict[Any, OutcomeEvent]:
+    """The CRM's latest word per deal id among these events (canonical order)."""
+    latest: dict[Any, OutcomeEvent] = {}
+    for event in sorted((e for e in events if e.type in DEAL_EVENTS), key=lambda e: (e.occurred_at, e.key)):
+        latest[event.data.get("deal_id")] = event
+    return latest
+
+
+def _closed(latest: Iterable[OutcomeEvent]) -> OutcomeEvent | None:
+    """The deal that decides a status among these latest words: the latest won, else the latest
+    lost; a deal reopened (or deleted) since it closed is neither won nor lost."""
+    deals = sorted((e for e in latest if e.type != EventType.DEAL_REOPENED), key=lambda e: (e.occurred_at, e.key))
     won = [d for d in deals if d.type == EventType.DEAL_WON]
-    deal = won[-1] if won else deals[-1]
-    state.deal_status = "won" if won else "lost"
+    return won[-1] if won else (deals[-1] if deals else None)
+
+
+def _derive_deal(
+    state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]], counted_elsewhere: frozenset[str]
+) -> None:
+    latest = latest_deal_words(e for kind in DEAL_EVENTS for e in by_type.get(kind, []))
+    shared = [e for deal_id, e in latest.items() if deal_id is not None and str(deal_id) in counted_elsewhere]
+    if deal := _closed(shared):
+        state.shared_deal_status = "won" if deal.type == EventType.DEAL_WON else "lost"
+        state.shared_deal_value = _decimal(deal.data.get("value"))
+    own = [e for deal_id, e in latest.items() if deal_id is None or str(deal_id) not in counted_elsewhere]
+    if (deal := _closed(own)) is None:
+        return
+    state.deal_status = "won" if deal.type == EventType.DEAL_WON else "lost"
     state.deal_value = _decimal(deal.data.get("value"))
     state.deal_currency = deal.data.get("currency")
     state.deal_closed_at = _parse_time(deal.data.get("close_date")) or deal.occurred_at
@@ -405,8 +429,8 @@ def _derive_deal(state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent
 def derive_stage(state: OutcomeState) -> str:
     """The furthest point the message reached, for people reading the funnel."""
     checks: list[tuple[str, object]] = [
-        ("deal_won", state.deal_status == "won"),
-        ("deal_lost", state.deal_status == "lost"),
+        ("deal_won", "won" in (state.deal_status, state.shared_deal_status)),
+        ("deal_lost", "lost" in (state.deal_status, state.shared_deal_status)),
         ("meeting_completed", state.meeting_completed_at),
         ("meeting_booked", state.has_live_meeting),
         ("replied", state.replied_at),

@@ -99,6 +99,14 @@ class MessageIn(Strict):
     email_message_id: str | None = Field(default=None, min_length=3, max_length=998)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
+    @field_validator("email_message_id")
+    @classmethod
+    def _fits_a_header_line(cls, value: str | None) -> str | None:
+        # RFC 5322 counts octets (998 a line); past that, the indexed column would refuse it (a 500)
+        if value is not None and len(value.encode("utf-8", "surrogatepass")) > 998:
+            raise ValueError("a Message-ID is at most 998 octets (RFC 5322)")
+        return value
+
     @field_validator("sent_at")
     @classmethod
     def _not_ahead(cls, value: datetime) -> datetime:

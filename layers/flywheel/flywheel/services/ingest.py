@@ -144,6 +144,7 @@ def _row(event: IncomingEvent, match: Match | None, status: str | None = None) -
         "payload": event.payload,
         "legacy_key": event.legacy_key,
         "legacy_org": event.org_id,
+        "key_scoped": event.key_scoped or None,
     }
 
 
@@ -214,7 +215,8 @@ def _store(
         racing = [
             i
             for i, e in enumerate(unique)
-            if e.known and (e.meeting_id or e.deal_group or e.named_deal or matches[i] is None or i in found.emails)
+            if e.known
+            and (e.meeting_id or e.deal_id or e.deal_group or e.named_deal or matches[i] is None or i in found.emails)
         ]
         keys = [k for i in racing for k in unique[i].link_keys()] + _lead_keys(matches, leads) + extra
         if held := set(lock_links(conn, keys)):
@@ -232,12 +234,16 @@ def _store(
         # held since lock_links, keeps the deal's stored events still while this decides)
         deals = _deals(conn, unique, matches, leads)
         rows = [_row(e, matches[i], deals.placed.get(i, (None, None))[1]) for i, e in enumerate(unique)]
+        # a deal counted on one of its messages (dal.events.deals_counted_elsewhere): the messages
+        # holding it now (its link lock, held, keeps that set still) are re-derived with the new ones
+        holders = events_dal.deal_holders(conn, [d for e in unique if e.known and (d := e.deal_id)])
         icp = lock_outcomes(
-            conn, {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]} | deals.outcomes
+            conn,
+            {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]} | deals.outcomes | holders,
         )
         inserted = events_dal.insert_events(conn, rows)
         touched = {outcome_id for outcome_id, status, _ in inserted.counts if outcome_id and status == "applied"}
-        touched |= deals.apply(conn)
+        touched |= deals.apply(conn) | holders
         meeting_claims = events_dal.claim_meeting_orphans(conn, touched)
         touched |= {r["outcome_id"] for r in meeting_claims}
         outbox = apply_effects(conn, [*inserted.with_effects, *meeting_claims])

@@ -16,8 +16,8 @@ from flywheel.dal import suppressions as suppressions_dal
 from flywheel.dal.connection import Connection, transaction
 from flywheel.dal.locks import lock_links, lock_outcomes, try_lock_links
 from flywheel.domain.effects import effects_of, may_have_effects
-from flywheel.domain.ingest import email_link
-from flywheel.domain.lifecycle import derive_outcome
+from flywheel.domain.ingest import deal_link, email_link
+from flywheel.domain.lifecycle import DEAL_EVENTS, derive_outcome
 from flywheel.domain.registration import (
     legacy_dedupe_key,
     message_row,
@@ -58,16 +58,27 @@ def recompute(
     """Re-derive the lifecycle columns of these outcomes from all their events, in bulk.
 
     The caller holds the outcomes' row locks (dal.locks; `icp` is what taking them read), so every
-    committed event is seen."""
+    committed event is seen. A deal several of the messages led to is counted on one of them
+    (dal.events.deals_counted_elsewhere); a writer that changes which messages hold a deal holds its
+    link lock and re-derives every holder."""
     ids = sorted(set(outcome_ids), key=attrgetter("int"))  # UUID's own __lt__ is slow on 10,000s
     if not ids:
         return
     now = now or datetime.now(UTC)
     events = events_dal.events_for(conn, ids)
+    with_deals = [
+        oid for oid in ids if any(e.type in DEAL_EVENTS and e.data.get("deal_id") for e in events.get(oid, []))
+    ]
+    elsewhere = events_dal.deals_counted_elsewhere(conn, with_deals) if with_deals else {}
     icp = icp if icp is not None else outcomes_dal.icp_scores(conn, ids)
     outcomes_dal.update_derived(
         conn,
-        {oid: derive_outcome(events.get(oid, []), now=now, icp_score=icp.get(oid)).as_row() for oid in ids},
+        {
+            oid: derive_outcome(
+                events.get(oid, []), now=now, icp_score=icp.get(oid), counted_elsewhere=elsewhere.get(oid, ())
+            ).as_row()
+            for oid in ids
+        },
     )
 
 
@@ -165,8 +176,9 @@ def _register(
         # the orphans these messages may claim, and the meetings those orphans are about, are
         # locked before anything is written (see dal.locks); a concurrent event waits for us
         probe = [{**r, "outcome_id": None} for r in unique]
-        meetings = [f"meeting:{m}" for m in events_dal.orphan_meetings_for(conn, probe)]
-        held = set(lock_links(conn, _link_keys(unique) + meetings + extra))
+        # (and the deals: which of a deal's messages counts it depends on every one of them)
+        orphan_links = events_dal.orphan_links_for(conn, probe)
+        held = set(lock_links(conn, _link_keys(unique) + orphan_links + extra))
         # (the provider message id's link key, held now, keeps its legacy keys still)
         legacy = _legacy_duplicates(conn, unique)
         ids = outcomes_dal.insert_outcomes(conn, [r for r in unique if (r["org_id"], r["dedupe_key"]) not in legacy])
@@ -178,6 +190,7 @@ def _register(
         ]
         claimed = events_dal.claim_orphans(conn, new)
         late = [f"meeting:{r['meeting_id']}" for r in claimed if r["meeting_id"]]
+        late += [deal_link(r["deal_id"]) for r in claimed if r["deal_id"]]
         if late and not wait and not try_lock_links(conn, late, held):
             raise _RetryWithMoreLocks(late)
         touched = {r["outcome_id"] for r in claimed}
@@ -186,6 +199,8 @@ def _register(
         # each claimed orphan went to its own latest message: a deal's events go where its first
         # close went, or wait together (the leads' email keys are held)
         touched |= settle_claimed(conn, claimed, {r["outcome_id"]: r["lead_email"] for r in new}).apply(conn)
+        # every message of a claimed deal: which of them counts it may have changed
+        touched |= events_dal.deal_holders(conn, [r["deal_id"] for r in claimed if r["deal_id"]])
         icp = lock_outcomes(conn, touched)
         pending = apply_effects(conn, claimed)
         recompute(conn, touched, icp=icp)

@@ -405,6 +405,13 @@ def _ids(value: str | None) -> list[str]:
     return [mid for mid in (normalise_message_id(v) for v in found) if mid and _names_a_message(mid)]
 
 
+def _links(value: str | None) -> list[str]:
+    """The Message-IDs a mail refers to, as link hints: one longer than RFC 5322's 998 octets can be
+    no registered message's (registration refuses it), and would overflow the orphans' index
+    (outcome_events_orphan_references): it links nothing, and the mail is kept."""
+    return [mid for mid in _ids(value) if len(mid.encode("utf-8", "surrogatepass")) <= 998]
+
+
 def _names_a_message(message_id: str) -> bool:
     """`<@>`, `<x@>` name no message: keyed by one, the replies of different people would be taken
     for the same reply (and all but the first dropped as duplicates)."""
@@ -471,7 +478,7 @@ def parse_delivery_status(status_text: str, original_headers: str | None) -> Del
             )
         )
     original = HeaderParser().parsestr(normalise_newlines(original_headers)) if original_headers else Message()
-    message_id = next(iter(_ids(original.get("Message-ID"))), None)
+    message_id = next(iter(_links(original.get("Message-ID"))), None)
     return DeliveryReport(
         original_message_id=message_id, bounces=bounces, reporting_mta=_typed(per_message.get("Reporting-MTA"))
     )
@@ -502,7 +509,7 @@ def parse_receipt(fields_text: str) -> Receipt:
     fields = blocks[0] if blocks else Message()
     return Receipt(
         disposition=" ".join((fields.get("Disposition") or "").split()) or None,
-        original_message_id=next(iter(_ids(fields.get("Original-Message-ID"))), None),
+        original_message_id=next(iter(_links(fields.get("Original-Message-ID"))), None),
         recipient=_address_field(fields.get("Final-Recipient") or fields.get("Original-Recipient")),
     )
 
@@ -583,7 +590,7 @@ def parse_text_bounce(mail: InboundMail) -> DeliveryReport | None:
         return None  # not a bounce we know: read as any other (automatic) mail
     original = HeaderParser().parsestr(returned.lstrip("\n").split("\n\n", 1)[0] + "\n")
     return DeliveryReport(
-        original_message_id=next(iter(_ids(original.get("Message-ID"))), None),
+        original_message_id=next(iter(_links(original.get("Message-ID"))), None),
         bounces=bounces,
         source="bounce_text",
     )
@@ -733,7 +740,7 @@ def _from_mime(raw: bytes) -> InboundMail:
         subject=_header_value(message.get("subject")) if message.get("subject") is not None else None,
         full_text=normalise_newlines(text),
         message_id=next(iter(_ids(message.get("message-id"))), None),
-        references=_ids(message.get("in-reply-to")) + _ids(message.get("references")),
+        references=_links(message.get("in-reply-to")) + _links(message.get("references")),
         sent_at=_date(message.get("date")),
         headers=[(k, _header_value(v)) for k, v in message.items()],
         html=markup,
@@ -810,7 +817,7 @@ def _from_fields(parts: dict[str, _Part], charsets: dict[str, str]) -> InboundMa
         subject=" ".join(text_field("subject").split()) or None,
         full_text=body,
         message_id=next(iter(_ids(headers.get("message-id"))), None),
-        references=_ids(headers.get("in-reply-to")) + _ids(headers.get("references")),
+        references=_links(headers.get("in-reply-to")) + _links(headers.get("references")),
         sent_at=_date(headers.get("date")),
         headers=[(k, _header_value(v)) for k, v in headers.items()],
         html=markup,
