@@ -178,5 +178,6 @@ def test_the_template_gives_the_webhooks_the_secret_and_forbids_both_sources() -
     rule = template.body["Rules"]["OneProviderOrgsSource"]["Assertions"][0]["Assert"]
     assert rule["Fn::Or"] == [
         {"Fn::Equals": [{"Ref": "ProviderOrgs"}, "{}"]},
+        {"Fn::Equals": [{"Ref": "ProviderOrgs"}, ""]},  # (the settings read an empty ProviderOrgs as {})
         {"Fn::Equals": [{"Ref": "ProviderOrgsSecretArn"}, ""]},
     ]
