@@ -106,13 +106,25 @@ def can_consume(items: Iterable[tuple[Any, Any]], ch: str, icase: bool) -> bool:
     return False
 
 
+def _every_member(op: Any, av: Any, wanted: Callable[[str], bool]) -> bool:
+    """Whether every character a member of a class (a digit category, a literal, a range) stands
+    for satisfies `wanted` (a negated class never does)."""
+    if op is C.CATEGORY:
+        return av is C.CATEGORY_DIGIT and wanted("0")
+    if op is C.LITERAL:
+        return wanted(chr(av))
+    if op is C.RANGE:
+        return all(wanted(chr(code)) for code in range(av[0], av[1] + 1))
+    return False
+
+
 def must_consume(items: Iterable[tuple[Any, Any]], wanted: Callable[[str], bool]) -> bool:
     """Whether every match consumes at least one character satisfying `wanted` (conservative:
     True only when it can be shown)."""
     for op, av in items:
         if op is C.LITERAL and wanted(chr(av)):
             return True
-        if op is C.IN and all(o is C.CATEGORY and av0 is C.CATEGORY_DIGIT for o, av0 in av) and wanted("0"):
+        if op is C.IN and av and all(_every_member(o, av0, wanted) for o, av0 in av):
             return True
         if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1 and must_consume(av[2], wanted):
             return True
@@ -174,11 +186,46 @@ def test_every_match_holds_the_anchor(name: str) -> None:
     assert must_consume(tree, lambda ch: scan.anchor.fullmatch(ch) is not None)
 
 
-@pytest.mark.parametrize("pattern", rd._ADDRESS_PATTERNS + rd._POSTCODE_PATTERNS, ids=lambda p: p.pattern[:24])
-def test_every_address_layout_holds_a_digit(pattern: re.Pattern[str]) -> None:
-    """What `AddressDetector.wanted` relies on: a text without a digit is skipped whole."""
+@pytest.mark.parametrize(
+    "pattern", [*rd._ADDRESS_PATTERNS, *rd._POSTCODE_PATTERNS, rd._CARD_CUE, rd._IBAN], ids=lambda p: p.pattern[:24]
+)
+def test_what_a_detector_that_needs_a_digit_matches_holds_one(pattern: re.Pattern[str]) -> None:
+    """What `needs_digit` relies on: every address layout, and the cue the card and IBAN detectors
+    search for before anything else, holds a digit, so a text without one is skipped whole."""
     tree, _ = parsed(pattern)
     assert must_consume(tree, str.isdecimal)
+
+
+def test_the_detectors_that_need_a_digit_are_not_asked_about_a_text_without_one() -> None:
+    """The texts without a digit (most field values and subjects) are left out for those detectors
+    once, before any of them is asked (their `wanted` is not called for each), and what is found
+    is what each detector finds text by text."""
+    needing = [d for d in rd.DEFAULT_DETECTORS if getattr(d, "needs_digit", False)]
+    assert {d.name for d in needing} == {"address", "card", "iban"}
+    asked: list[tuple[str, str]] = []
+
+    class Spy:
+        def __init__(self, detector: Any) -> None:
+            self.detector, self.name, self.needs_digit = detector, detector.name, True
+            self.cache_key = detector.cache_key
+
+        def wanted(self, text: str) -> bool:
+            asked.append((self.name, text))
+            return getattr(self.detector, "wanted", lambda _: True)(text)
+
+        def find(self, text: str, context: rd.RedactionContext) -> Iterable[rd.Span]:
+            asked.append((self.name, text))
+            return self.detector.find(text, context)
+
+    fields = ["SaaS", "VP Sales", "Dana, call 4111 1111 1111 1111 or see 10117 Berlin", "no digits here", ""]
+    spied = rd.Redactor(detectors=[Spy(d) for d in needing])
+    assert spied.find_many(fields, rd.RedactionContext()) == [
+        rd.Redactor(detectors=needing).find(t, rd.RedactionContext()) for t in fields
+    ]
+    assert {text for _, text in asked} == {fields[2]}
+    stripped = [re.sub(r"\d", "", i["text"]) for i in CORPUS] + [re.sub(r"\d", "", t) for t in CLEAN]
+    for detector in needing:
+        assert [t for t in stripped if list(detector.find(t, rd.RedactionContext()))] == [], detector.name
 
 
 def test_a_kept_link_holds_a_dot_with_more_of_the_link_after_it() -> None:

@@ -481,6 +481,7 @@ class CardDetector:
     own groups. A long invoice number that fails Luhn is left alone."""
 
     name = "card"
+    needs_digit = True  # finds nothing in a text without a digit (`Redactor` skips those texts)
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -549,6 +550,7 @@ class IbanDetector:
     country's IBANs are, ending at a word's end, and passing the ISO 13616 mod-97 check."""
 
     name = "iban"
+    needs_digit = True  # finds nothing in a text without a digit (`Redactor` skips those texts)
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -1232,6 +1234,7 @@ class AddressDetector:
     Brazil, Poland, labelled)."""
 
     name = "address"
+    needs_digit = True  # every layout holds a number (`Redactor` skips the texts without a digit)
     # one scan per kind instead of one per pattern (each keeps its own flags), tried only where a
     # layout can start a match
     scans = ((_LayoutScan(_ADDRESS_PATTERNS), "{{address}}"), (_LayoutScan(_POSTCODE_PATTERNS), "{{postcode}}"))
@@ -1253,13 +1256,8 @@ class AddressDetector:
     def cache_key(context: RedactionContext) -> Hashable:
         return ()  # what it finds depends on the text alone
 
-    @staticmethod
-    def wanted(text: str) -> bool:
-        """Every layout above holds a number: a text without a digit has no address."""
-        return _ANY_DIGIT.search(text) is not None
-
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        if not self.wanted(text):
+        if _ANY_DIGIT.search(text) is None:  # every layout above holds a number
             return
         scripts = frozenset() if text.isascii() else frozenset(k for k, probe in _SCRIPTS.items() if probe.search(text))
         for scan, placeholder in self.scans_for(scripts):
@@ -1569,14 +1567,24 @@ class Redactor:
         normal = [normalized(t) if t else ("", None) for t in texts]
         views = [view for view, _ in normal]
         per_view: list[list[Span]] = [[] for _ in texts]
+        every = [i for i, view in enumerate(views) if view]
+        with_digit: list[int] | None = None  # the texts holding a digit, worked out once
         for detector in self.detectors:
-            # a detector that can tell a text holds nothing for it (an address needs a digit) only
-            # sees the texts that may, as it would text by text
+            # a detector that can tell a text holds nothing for it (an address needs a digit, a card
+            # a run of 13) only sees the texts that may, as it would text by text; one that finds
+            # nothing without a digit (`needs_digit`) is not asked about the texts without one
+            # (most: field values, subjects), which are found once for all such detectors
             wanted = getattr(detector, "wanted", None)
             cache_key = getattr(detector, "cache_key", None)
             groups: dict[tuple[bool, Hashable], list[int]] = {}  # (keyed, key or context id) -> texts
-            for i, view in enumerate(views):
-                if not view or (wanted is not None and not wanted(view)):
+            chosen_texts = every
+            if getattr(detector, "needs_digit", False):
+                if with_digit is None:
+                    with_digit = [i for i in every if _ANY_DIGIT.search(views[i]) is not None]
+                chosen_texts = with_digit
+            for i in chosen_texts:
+                view = views[i]
+                if wanted is not None and not wanted(view):
                     continue
                 key = cache_key(contexts[i]) if cache_key is not None else None
                 if key is None:  # read with this very context
