@@ -231,6 +231,13 @@ def test_hand_written_emails_lose_no_ordinary_word_to_names_that_are_words() -> 
         # a long hyphenated word before a number: every street word tried at every split, from every
         # capital after a hyphen
         "A-" * 100_000 + " 1",
+        # the German street layout found from the numbers after a space: each walks back over the
+        # spaces and the run before it once (a long run of either, a number after every street word)
+        "Hauptweg" + " " * 100_000 + "1",
+        "Ab-" * 60_000 + "straße 1",
+        "Weg 1 " * 30_000,
+        # the other layouts tried where one can start: a capital that starts one at every word
+        "Am " * 60_000 + "1",
     ],
     ids=lambda text: repr(text[:12]),
 )

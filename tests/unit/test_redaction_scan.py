@@ -4,15 +4,19 @@
 match can consume a character outside `allowed`, every match holds an anchor, and no look-ahead
 reads past `lookahead`. Those three facts are checked on the parsed patterns (so an edit that
 breaks one fails here), then the results are compared with a plain `finditer` on random texts.
+The address layouts are tried only where one can start a match (`_Gated`): that each starts with
+a character of its `_STARTS` is checked on the parsed patterns the same way, and the results are
+compared with the plain alternation of the layouts.
 Joined scanning (`find_many`, `redact_many`) is compared with text-by-text scanning the same way,
 and the possessive runs with the patterns as first written."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from re import _constants as C  # noqa: N812 - the parser's own names
 from re import _parser
 from typing import Any
@@ -24,13 +28,20 @@ from hypothesis import strategies as st
 from flywheel.domain import redaction as rd
 from tests.conftest import ROOT, planted_context
 
+_compiler: Any = importlib.import_module("re._compiler")  # sre's own compiler, for one parsed node
 CORPUS = [json.loads(line) for line in (ROOT / "tests" / "data" / "pii_planted.jsonl").read_text().splitlines()]
 CLEAN = [line for line in (ROOT / "tests" / "data" / "pii_clean.txt").read_text().splitlines() if line]
 SEGMENTED = {
     "email (plain)": rd.EmailDetector.plain,
     "link": rd.LinkDetector.scan,
+}
+# the address scans: every layout, and those a text of Latin letters only (or with Cyrillic) is read with
+LAYOUT_SCANS = {
     "street address": rd.AddressDetector.scans[0][0],
     "postcode": rd.AddressDetector.scans[1][0],
+    "street address (latin)": rd.AddressDetector.scans_for(frozenset())[0][0],
+    "postcode (latin)": rd.AddressDetector.scans_for(frozenset())[1][0],
+    "street address (cyrillic)": rd.AddressDetector.scans_for(frozenset({"cyrillic"}))[0][0],
 }
 # every character a text may hold that matters to some pattern, plus the joiner's NUL
 PROBES = [chr(c) for c in range(0x20, 0x7F)] + list("\n\t\r\x00\u00a0ÄÖÜäöüßéèàçñ’»”〒−‐ー東京都市区路号ул.дом")
@@ -95,13 +106,25 @@ def can_consume(items: Iterable[tuple[Any, Any]], ch: str, icase: bool) -> bool:
     return False
 
 
+def _every_member(op: Any, av: Any, wanted: Callable[[str], bool]) -> bool:
+    """Whether every character a member of a class (a digit category, a literal, a range) stands
+    for satisfies `wanted` (a negated class never does)."""
+    if op is C.CATEGORY:
+        return av is C.CATEGORY_DIGIT and wanted("0")
+    if op is C.LITERAL:
+        return wanted(chr(av))
+    if op is C.RANGE:
+        return all(wanted(chr(code)) for code in range(av[0], av[1] + 1))
+    return False
+
+
 def must_consume(items: Iterable[tuple[Any, Any]], wanted: Callable[[str], bool]) -> bool:
     """Whether every match consumes at least one character satisfying `wanted` (conservative:
     True only when it can be shown)."""
     for op, av in items:
         if op is C.LITERAL and wanted(chr(av)):
             return True
-        if op is C.IN and all(o is C.CATEGORY and av0 is C.CATEGORY_DIGIT for o, av0 in av) and wanted("0"):
+        if op is C.IN and av and all(_every_member(o, av0, wanted) for o, av0 in av):
             return True
         if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1 and must_consume(av[2], wanted):
             return True
@@ -142,6 +165,10 @@ def parsed(pattern: re.Pattern[str]) -> tuple[Any, bool]:
     return _parser.parse(pattern.pattern, pattern.flags & ~re.UNICODE), bool(pattern.flags & re.IGNORECASE)
 
 
+def plain_alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
+    return re.compile("|".join(rd._scoped(p) for p in patterns))
+
+
 @pytest.mark.parametrize("name", sorted(SEGMENTED))
 def test_no_match_can_consume_a_barrier(name: str) -> None:
     scan = SEGMENTED[name]
@@ -152,11 +179,53 @@ def test_no_match_can_consume_a_barrier(name: str) -> None:
     assert lookahead_reach(tree, barriers, icase) + 2 <= scan.lookahead
 
 
-@pytest.mark.parametrize("name", ["email (plain)", "street address", "postcode"])
+@pytest.mark.parametrize("name", ["email (plain)"])
 def test_every_match_holds_the_anchor(name: str) -> None:
     scan = SEGMENTED[name]
     tree, _ = parsed(scan.pattern)
     assert must_consume(tree, lambda ch: scan.anchor.fullmatch(ch) is not None)
+
+
+@pytest.mark.parametrize(
+    "pattern", [*rd._ADDRESS_PATTERNS, *rd._POSTCODE_PATTERNS, rd._CARD_CUE, rd._IBAN], ids=lambda p: p.pattern[:24]
+)
+def test_what_a_detector_that_needs_a_digit_matches_holds_one(pattern: re.Pattern[str]) -> None:
+    """What `needs_digit` relies on: every address layout, and the cue the card and IBAN detectors
+    search for before anything else, holds a digit, so a text without one is skipped whole."""
+    tree, _ = parsed(pattern)
+    assert must_consume(tree, str.isdecimal)
+
+
+def test_the_detectors_that_need_a_digit_are_not_asked_about_a_text_without_one() -> None:
+    """The texts without a digit (most field values and subjects) are left out for those detectors
+    once, before any of them is asked (their `wanted` is not called for each), and what is found
+    is what each detector finds text by text."""
+    needing = [d for d in rd.DEFAULT_DETECTORS if getattr(d, "needs_digit", False)]
+    assert {d.name for d in needing} == {"address", "card", "iban"}
+    asked: list[tuple[str, str]] = []
+
+    class Spy:
+        def __init__(self, detector: Any) -> None:
+            self.detector, self.name, self.needs_digit = detector, detector.name, True
+            self.cache_key = detector.cache_key
+
+        def wanted(self, text: str) -> bool:
+            asked.append((self.name, text))
+            return getattr(self.detector, "wanted", lambda _: True)(text)
+
+        def find(self, text: str, context: rd.RedactionContext) -> Iterable[rd.Span]:
+            asked.append((self.name, text))
+            return self.detector.find(text, context)
+
+    fields = ["SaaS", "VP Sales", "Dana, call 4111 1111 1111 1111 or see 10117 Berlin", "no digits here", ""]
+    spied = rd.Redactor(detectors=[Spy(d) for d in needing])
+    assert spied.find_many(fields, rd.RedactionContext()) == [
+        rd.Redactor(detectors=needing).find(t, rd.RedactionContext()) for t in fields
+    ]
+    assert {text for _, text in asked} == {fields[2]}
+    stripped = [re.sub(r"\d", "", i["text"]) for i in CORPUS] + [re.sub(r"\d", "", t) for t in CLEAN]
+    for detector in needing:
+        assert [t for t in stripped if list(detector.find(t, rd.RedactionContext()))] == [], detector.name
 
 
 def test_a_kept_link_holds_a_dot_with_more_of_the_link_after_it() -> None:
@@ -222,18 +291,29 @@ def same(name: str, text: str) -> None:
     assert [m.span() for m in fast] == [m.span() for m in plain], (name, text)
 
 
+def same_layouts(name: str, text: str) -> None:
+    """A layout scan finds what the plain alternation of its layouts finds, as `finditer` does."""
+    scan = LAYOUT_SCANS[name]
+    plain = plain_alternation(scan.layouts)
+    assert [m.span() for m in scan.finditer(text)] == [m.span() for m in plain.finditer(text)], (name, text)
+
+
 @given(st.integers(min_value=0, max_value=10**9))
 @settings(max_examples=40, deadline=None)
 def test_segmented_scans_find_what_a_plain_scan_finds(seed: int) -> None:
     for text in texts(seed, 10):
         for name in SEGMENTED:
             same(name, text)
+        for name in LAYOUT_SCANS:
+            same_layouts(name, text)
 
 
 def test_segmented_scans_on_the_planted_and_clean_corpora() -> None:
-    for text in [i["text"] for i in CORPUS] + CLEAN:
+    for text in [i["text"] for i in CORPUS] + CLEAN + GROUP_SAMPLES:
         for name in SEGMENTED:
             same(name, text)
+        for name in LAYOUT_SCANS:
+            same_layouts(name, text)
 
 
 def cue_holds(samples: list[str]) -> None:
@@ -434,10 +514,18 @@ def test_a_layout_left_out_for_a_script_needs_a_letter_of_that_script() -> None:
         assert must_consume(tree, of_script), pattern.pattern
 
 
+FIRST_ADDRESS_SCANS = (
+    (plain_alternation(rd._ADDRESS_PATTERNS), "{{address}}"),
+    (plain_alternation(rd._POSTCODE_PATTERNS), "{{postcode}}"),
+)
+
+
 def scripts_agree(samples: list[str]) -> None:
+    """The detector finds what the plain alternations of every layout find (the detector as first
+    written: a scan of each kind over the whole text), in the same order."""
     detector = rd.AddressDetector()
     for text in samples:
-        every = [(m.span(), ph) for scan, ph in detector.scans for m in scan.finditer(text)]
+        every = [(m.span(), ph) for pattern, ph in FIRST_ADDRESS_SCANS for m in pattern.finditer(text)]
         assert [((s.start, s.end), s.placeholder) for s in detector.find(text, rd.RedactionContext())] == every
 
 
@@ -449,7 +537,7 @@ def test_the_scans_for_a_texts_scripts_find_what_every_layout_finds(seed: int) -
 
 def test_the_scans_for_a_texts_scripts_on_the_corpora() -> None:
     extra = ["ул. Тверская, д. 7, 〒100-0005 東京都千代田区丸の内1-1-1", "강남구 테헤란로 152, 10117 Berlin"]
-    scripts_agree(extra + [i["text"] for i in CORPUS] + CLEAN)
+    scripts_agree(extra + GROUP_SAMPLES + [i["text"] for i in CORPUS] + CLEAN)
 
 
 # --- resolving spans: the shortcut for spans that do not overlap ----------------------------------
@@ -524,10 +612,6 @@ GROUP_SAMPLES = [
 ]
 
 
-def plain_alternation(patterns: list[re.Pattern[str]]) -> re.Pattern[str]:
-    return re.compile("|".join(rd._scoped(p) for p in patterns))
-
-
 def test_each_layout_starts_where_its_group_says() -> None:
     """A digit-led layout only ever starts a match on a digit at a word's start, a letter-led one
     on a letter at a word's start: the groups' guards never turn a match away."""
@@ -564,6 +648,138 @@ def grouped_equals_plain(samples: list[str]) -> None:
             grouped, plain = rd._alternation(subset), plain_alternation(subset)
             for text in samples:
                 assert [m.span() for m in grouped.finditer(text)] == [m.span() for m in plain.finditer(text)], text
+
+
+EVERY_CHARACTER = "".join(map(chr, range(0x110000)))
+REPEATS = (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT)
+
+
+def first_nodes(items: Iterable[tuple[Any, Any]], icase: bool) -> tuple[list[tuple[Any, bool]], bool]:
+    """The nodes that can consume a match's first character (with whether each is read ignoring
+    case), and whether `items` can match without consuming any. Look-arounds and word boundaries
+    are passed over: what they rule out is still counted (conservative)."""
+    found: list[tuple[Any, bool]] = []
+    for op, av in items:
+        if op in (C.AT, C.ASSERT, C.ASSERT_NOT):
+            continue
+        if op in (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN):
+            found.append(((op, av), icase))
+            return found, False
+        if op in REPEATS or op in (C.SUBPATTERN, C.ATOMIC_GROUP):
+            if op is C.SUBPATTERN:
+                _, add, remove, sub = av
+                inner, empty = first_nodes(sub, (icase or bool(add & re.IGNORECASE)) and not remove & re.IGNORECASE)
+            else:
+                inner, empty = first_nodes(av[2] if op in REPEATS else av, icase)
+                empty = empty or (op in REPEATS and av[0] == 0)
+            found += inner
+            if not empty:
+                return found, False
+            continue
+        if op is C.BRANCH:
+            empty = False
+            for branch in av[1]:
+                inner, branch_empty = first_nodes(branch, icase)
+                found += inner
+                empty = empty or branch_empty
+            if not empty:
+                return found, False
+            continue
+        raise AssertionError(f"a node this check does not know: {op}")
+    return found, True
+
+
+def characters_of(node: Any, icase: bool) -> set[str]:
+    """Every character one parsed node consumes, as sre itself reads it (case folding included)."""
+    state = _parser.State()
+    state.flags = re.UNICODE | (re.IGNORECASE if icase else 0)
+    one = _compiler.compile(_parser.SubPattern(state, [node]), state.flags)
+    return set(one.findall(EVERY_CHARACTER))
+
+
+@pytest.mark.parametrize("pattern", rd._ADDRESS_PATTERNS + rd._POSTCODE_PATTERNS, ids=lambda p: p.pattern[:24])
+def test_each_layout_starts_a_match_with_a_character_of_its_starts(pattern: re.Pattern[str]) -> None:
+    """What `_Gated` relies on: a match of each layout starts with a character of `_STARTS` (every
+    character of the Unicode range that the first character-consuming nodes of the parsed layout
+    accept, ignoring case where the layout does, is in it), and consumes at least one character."""
+    tree, icase = parsed(pattern)
+    nodes, empty = first_nodes(tree, icase)
+    assert nodes and not empty
+    starts = re.compile(f"[{rd._STARTS[pattern]}]")
+    outside = {ch for node, node_icase in nodes for ch in characters_of(node, node_icase) if not starts.fullmatch(ch)}
+    assert outside == set(), pattern.pattern[:40]
+
+
+def test_the_first_characters_check_would_see_a_start_left_out() -> None:
+    """The check above fails a layout whose starts leave out a letter it starts with, in either case."""
+    tree, icase = parsed(re.compile(r"\b(?=[pP])(?:P\.?O\.? Box|Postfach)\s+\d", re.IGNORECASE))
+    nodes, _ = first_nodes(tree, icase)
+    accepted = {ch for node, node_icase in nodes for ch in characters_of(node, node_icase)}
+    assert accepted == {"p", "P"}
+    tree, icase = parsed(re.compile(r"(?:[0-9]{2})?(?:ab|Cd)"))
+    assert {ch for node, i in first_nodes(tree, icase)[0] for ch in characters_of(node, i)} == set("0123456789aC")
+
+
+ADDRESS_PARTS = [
+    "1 ",
+    "12",
+    "Am ",
+    "An der ",
+    "ul. ",
+    "al. ",
+    "p.o. box ",
+    "P.O.Box ",
+    "apartado ",
+    "zip: ",
+    "ZIP ",
+    "post code ",
+    "PIN ",
+    "SW1A 1AA",
+    "K1A 0B1",
+    "NY ",
+    "NSW ",
+    "Mumbai ",
+    "Cad. No:",
+    "Caddesi ",
+    "rue ",
+    "Avenue",
+    "Suite ",
+    "Berliner ",
+    "Straße ",
+    "Str. ",
+    "str.",
+    "March 3, ",
+    ", ",
+    "\n",
+    "\u00a0",
+    "\u3000",
+    "\u2003",
+    "1100-148 ",
+    "00-590 ",
+    "٣",
+    "Lisboa",
+    "İstiklal ",
+    "Kärntner ",
+]
+
+
+@given(st.integers(min_value=0, max_value=10**9))
+@settings(max_examples=30, deadline=None)
+def test_a_gated_search_from_any_position_finds_what_the_alternation_finds(seed: int) -> None:
+    """`_Gated.search` (and the German street layout found apart) from any position to any end gives
+    the alternation's own search there: the street and other layouts are merged from positions
+    inside a text."""
+    rng = random.Random(seed)  # noqa: S311 - test data
+    gates = [rd._Gated([p for p in scan.layouts if p is not rd._STREET]) for scan in LAYOUT_SCANS.values()]
+    for text in alphabet_texts(seed, LAYOUT_PARTS + ADDRESS_PARTS, 20) + texts(seed, 5):
+        for _ in range(5):
+            pos = rng.randint(0, len(text))
+            endpos = rng.randint(pos, len(text))
+            for gate in gates:
+                found, plain = gate.search(text, pos, endpos), gate.alternation.search(text, pos, endpos)
+                assert (found and found.span()) == (plain and plain.span()), (text, pos, endpos)
+            streets = [m.span() for m in rd._streets(text, pos, endpos)]
+            assert streets == [m.span() for m in rd._STREET.finditer(text, pos, endpos)], (text, pos, endpos)
 
 
 # --- the obfuscated-email scan and the German street layout, against the patterns as first written --
@@ -713,3 +929,9 @@ def test_the_plain_address_scan_tried_once_a_name_finds_what_the_pattern_finds()
     ]
     for text in samples:
         assert [m.span() for m in scan.finditer(text)] == [m.span() for m in scan.pattern.finditer(text)], text
+
+
+@given(st.lists(st.sampled_from(LAYOUT_PARTS + ADDRESS_PARTS), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_the_detector_finds_what_it_found_as_first_written_in_texts_of_layout_parts(parts: list[str]) -> None:
+    scripts_agree(["".join(parts)])

@@ -216,7 +216,7 @@ class Segmented:
     `allowed` (a character-class body) holds every character a match can consume, and `anchor`
     (a pattern over allowed characters) something every match holds, so each match lies inside
     one maximal run of allowed characters that holds an anchor; only those runs are scanned (in a
-    message: the signature block for addresses, the few tokens with an inner dot for links). Each
+    message: the addresses around an at sign, the few tokens with an inner dot for links). Each
     scan runs on the whole string from the run's start, so look-behinds, `^` and `\b` see the
     real text, and ends `lookahead` characters past the run, farther than any look-ahead reads.
     tests/unit/test_redaction_scan.py checks these facts on the parsed patterns and compares the
@@ -481,6 +481,7 @@ class CardDetector:
     own groups. A long invoice number that fails Luhn is left alone."""
 
     name = "card"
+    needs_digit = True  # finds nothing in a text without a digit (`Redactor` skips those texts)
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -549,6 +550,7 @@ class IbanDetector:
     country's IBANs are, ending at a word's end, and passing the ISO 13616 mod-97 check."""
 
     name = "iban"
+    needs_digit = True  # finds nothing in a text without a digit (`Redactor` skips those texts)
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
@@ -1073,6 +1075,32 @@ _LETTER_LED = {
 }
 
 
+# The characters each layout's matches start with (a class body): a digit for the digit-led ones,
+# else the first letters of the words it starts with (tests/unit/test_redaction_scan.py checks each
+# on the parsed pattern)
+_STARTS: dict[re.Pattern[str], str] = {
+    **dict.fromkeys(_DIGIT_LED, r"\d"),
+    _ADDRESS_PATTERNS[1]: "A-ZÄÖÜ",  # Friedrichstraße 123
+    _ADDRESS_PATTERNS[2]: "AIUZ",  # Am, An der, Im, Unter den, Zum
+    _ADDRESS_PATTERNS[4]: "ACLPRTV",  # Calle, Avenida, Largo, Piazza, Rua, Travessa, Via
+    _ADDRESS_PATTERNS[5]: "бнпушБНПУШ",  # бульвар, наб., пр., ул., шоссе (in either case)
+    _ADDRESS_PATTERNS[6]: "\u4e00-\u9fff",  # 東京都, 北海道, 大阪府, …県
+    _ADDRESS_PATTERNS[7]: "\u4e00-\u9fff",  # 北京市
+    _ADDRESS_PATTERNS[8]: "\uac00-\ud7a3",  # 강남구
+    _ADDRESS_PATTERNS[9]: "ACPacp",  # PO Box, Postfach, Apartado, Casella postale (in either case)
+    _ADDRESS_PATTERNS[10]: "A-ZÄÖÜ",  # Berliner Straße
+    _ADDRESS_PATTERNS[12]: "aopu",  # al., os., pl., ul.
+    _ADDRESS_PATTERNS[13]: "A-ZÇĞÖŞÜİ",  # Atatürk Cad.
+    _POSTCODE_PATTERNS[0]: "A-PR-UWYZ",  # UK
+    _POSTCODE_PATTERNS[1]: "ABCEGHJ-NPRSTVXY",  # Canada
+    _POSTCODE_PATTERNS[2]: "A-Z",  # a US state
+    _POSTCODE_PATTERNS[3]: "ANQSTVW",  # an Australian state
+    _POSTCODE_PATTERNS[6]: "〒",
+    _POSTCODE_PATTERNS[7]: "A-Z",  # an Indian town or state
+    _POSTCODE_PATTERNS[11]: "CPZpzИи",  # CP, PIN, ZIP, post code, zip, индекс
+}
+
+
 def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
     """The layouts as one pattern, each with its own flags, grouped behind what their matches start
     with: at most positions (inside a word, a space) one check fails where each of fifteen
@@ -1089,29 +1117,66 @@ def _alternation(patterns: Sequence[re.Pattern[str]]) -> re.Pattern[str]:
     return re.compile("|".join(parts))
 
 
+class _Gated:
+    """The alternation of `patterns`, searched for only where one of them can start a match.
+
+    A pattern led by a word boundary or a look-around is tried by sre at every position of the
+    text; one led by a character class is not: sre scans for a character of the class in a tight
+    loop first. So the search is for a character a layout starts with (`_STARTS`) from which, read
+    again by a look-behind of one character, the alternation matches (a look-ahead). Its leftmost
+    hit is where the alternation's leftmost match starts, and the match there is read with the
+    alternation itself: the same matches as `alternation.finditer`, with most of the text (small
+    letters, spaces, punctuation) passed over by the tight loop."""
+
+    def __init__(self, patterns: Sequence[re.Pattern[str]]) -> None:
+        self.alternation = _alternation(patterns)
+        starts = "".join(dict.fromkeys(_STARTS[p] for p in patterns))
+        self.gate = re.compile(rf"[{starts}](?<=(?={self.alternation.pattern})[\s\S])")
+
+    def search(self, text: str, pos: int, endpos: int) -> re.Match[str] | None:
+        hit = self.gate.search(text, pos, endpos)
+        return None if hit is None else self.alternation.match(text, hit.start(), endpos)
+
+    def finditer(self, text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+        while (m := self.search(text, pos, endpos)) is not None:
+            yield m
+            pos = m.end()  # no layout matches the empty string
+
+
 _STREET = _ADDRESS_PATTERNS[1]  # Friedrichstraße 123, Karl-Marx-Straße 12
-_CAPITAL = re.compile(r"\b[A-ZÄÖÜ]")  # where it may start
-_WORD_RUN = re.compile(r"(?<![\w-])[\w-]")  # where a run of word characters and hyphens starts
+# a capital at a word's start, where it may start (led by the class: sre scans for it in a tight loop)
+_CAPITAL = re.compile(r"[A-ZÄÖÜ](?<!\w[A-ZÄÖÜ])")
+# what every street ends in: a number after a space
+_NUMBER_AFTER_SPACE = re.compile(r"\d(?<=\s\d)")
+# where a run of word characters and hyphens ending in a street word (or "str" before a dot) ends
+_STREET_WORD_END = re.compile(rf"(?i:{'|'.join(f'(?<={word})' for word in _STREET_WORDS)}|(?<=str)(?=\.))")
 
 
 def _streets(text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
-    """`_STREET.finditer(text, pos, endpos)`, tried at one capital a run of word characters and
-    hyphens: a match reads its run to the end from wherever it starts, so a later capital in the
-    run (after a hyphen) finds nothing the first one does not find first. Trying each took
-    quadratic time on a long hyphenated word ("A-A-A-…": a minute for 200 KB)."""
-    while (first := _CAPITAL.search(text, pos, endpos)) is not None:
-        start = first.start()  # the first capital at or after `pos` (a match may end inside a run)
-        while (m := _STREET.match(text, start, endpos)) is None:
-            run = _WORD_RUN.search(text, start + 1, endpos)
-            capital = _CAPITAL.search(text, run.start(), endpos) if run else None
-            if capital is None:
-                return
-            start = capital.start()
-        yield m
-        pos = m.end()
+    """`_STREET.finditer(text, pos, endpos)`, found from the numbers after a space: a street is a run
+    of word characters and hyphens ending in a street word (or "str."), spaces and a number, so only
+    the runs before such a number are read, each once, at its first capital: a match reads its run
+    to the end from wherever it starts, so a later capital in the run (after a hyphen) finds
+    nothing the first one does not find first. Trying each took quadratic time on a long hyphenated
+    word ("A-A-A-…": a minute for 200 KB); trying the first capital of every run read every word."""
+    for number in _NUMBER_AFTER_SPACE.finditer(text, pos, endpos):
+        end = number.start() - 1  # the run's end: back over the spaces, and the dot of "str."
+        while end > pos and text[end - 1].isspace():
+            end -= 1
+        if end > pos and text[end - 1] == ".":
+            end -= 1
+        if end <= pos or _STREET_WORD_END.match(text, end) is None:
+            continue
+        start = end
+        while start > pos and (text[start - 1].isalnum() or text[start - 1] in "_-"):
+            start -= 1
+        capital = _CAPITAL.search(text, start, end)  # the first capital of the run (after `pos`)
+        if capital is not None and (m := _STREET.match(text, capital.start(), endpos)) is not None:
+            yield m
+            pos = m.end()
 
 
-def _street_apart(others: re.Pattern[str], text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
+def _street_apart(others: _Gated, text: str, pos: int, endpos: int) -> Iterator[re.Match[str]]:
     """The matches of the alternation of the street layout and `others` (the layouts after it), found
     as that alternation finds them: the leftmost match of either, the street's on a tie (no layout
     before it in the alternation starts with a capital)."""
@@ -1127,11 +1192,18 @@ def _street_apart(others: re.Pattern[str], text: str, pos: int, endpos: int) -> 
             street = next(_streets(text, pos, endpos), None)
 
 
-def _scan(patterns: Sequence[re.Pattern[str]]) -> Callable[[str, int, int], Iterator[re.Match[str]]] | None:
-    """How a run is scanned for `patterns`: their alternation, with the street layout found apart."""
-    if _STREET not in patterns:
-        return None
-    return partial(_street_apart, _alternation([p for p in patterns if p is not _STREET]))
+class _LayoutScan:
+    """The matches of the alternation of `patterns` (`pattern`), found as `pattern.finditer` finds
+    them: where a layout can start one (`_Gated`), with the street layout found apart."""
+
+    def __init__(self, patterns: Sequence[re.Pattern[str]]) -> None:
+        self.layouts = tuple(patterns)
+        self.pattern = _alternation(patterns)
+        others = _Gated([p for p in patterns if p is not _STREET])
+        self.scan = partial(_street_apart, others) if _STREET in patterns else others.finditer
+
+    def finditer(self, text: str) -> Iterator[re.Match[str]]:
+        return self.scan(text, 0, len(text))
 
 
 # the layouts written in one script, and a letter every match of each holds
@@ -1162,44 +1234,30 @@ class AddressDetector:
     Brazil, Poland, labelled)."""
 
     name = "address"
-    # one scan per kind instead of one per pattern (each keeps its own flags), and only over the
-    # stretches of text that hold a digit and none of the characters no address contains
-    addresses = _alternation(_ADDRESS_PATTERNS)
-    postcodes = _alternation(_POSTCODE_PATTERNS)
-    _allowed = r"^?!;\"()\[\]{}<>@#$%^&*+=|~`\\\x00"  # everything but these
-    scans = (
-        (Segmented(addresses, _allowed, r"\d", scan=_scan(_ADDRESS_PATTERNS)), "{{address}}"),
-        (Segmented(postcodes, _allowed, r"\d"), "{{postcode}}"),
-    )
+    needs_digit = True  # every layout holds a number (`Redactor` skips the texts without a digit)
+    # one scan per kind instead of one per pattern (each keeps its own flags), tried only where a
+    # layout can start a match
+    scans = ((_LayoutScan(_ADDRESS_PATTERNS), "{{address}}"), (_LayoutScan(_POSTCODE_PATTERNS), "{{postcode}}"))
 
     @staticmethod
     @lru_cache(maxsize=32)
-    def scans_for(scripts: frozenset[str]) -> tuple[tuple[Segmented, str], ...]:
+    def scans_for(scripts: frozenset[str]) -> tuple[tuple[_LayoutScan, str], ...]:
         """The scans without the layouts of scripts a text does not hold (each of those matches
         only text with a letter of its script): the same matches, without trying those layouts
-        at every position."""
+        wherever another layout may start."""
         if scripts == frozenset(_SCRIPTS):
             return AddressDetector.scans
-        kept = [
-            ([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}], placeholder)
-            for patterns, placeholder in ((_ADDRESS_PATTERNS, "{{address}}"), (_POSTCODE_PATTERNS, "{{postcode}}"))
-        ]
         return tuple(
-            (Segmented(_alternation(layouts), AddressDetector._allowed, r"\d", scan=_scan(layouts)), placeholder)
-            for layouts, placeholder in kept
+            (_LayoutScan([p for p in patterns if _SCRIPT_OF.get(p) in {None, *scripts}]), placeholder)
+            for patterns, placeholder in ((_ADDRESS_PATTERNS, "{{address}}"), (_POSTCODE_PATTERNS, "{{postcode}}"))
         )
 
     @staticmethod
     def cache_key(context: RedactionContext) -> Hashable:
         return ()  # what it finds depends on the text alone
 
-    @staticmethod
-    def wanted(text: str) -> bool:
-        """Every layout above holds a number: a text without a digit has no address."""
-        return _ANY_DIGIT.search(text) is not None
-
     def find(self, text: str, context: RedactionContext) -> Iterator[Span]:
-        if not self.wanted(text):
+        if _ANY_DIGIT.search(text) is None:  # every layout above holds a number
             return
         scripts = frozenset() if text.isascii() else frozenset(k for k, probe in _SCRIPTS.items() if probe.search(text))
         for scan, placeholder in self.scans_for(scripts):
@@ -1509,14 +1567,24 @@ class Redactor:
         normal = [normalized(t) if t else ("", None) for t in texts]
         views = [view for view, _ in normal]
         per_view: list[list[Span]] = [[] for _ in texts]
+        every = [i for i, view in enumerate(views) if view]
+        with_digit: list[int] | None = None  # the texts holding a digit, worked out once
         for detector in self.detectors:
-            # a detector that can tell a text holds nothing for it (an address needs a digit) only
-            # sees the texts that may, as it would text by text
+            # a detector that can tell a text holds nothing for it (an address needs a digit, a card
+            # a run of 13) only sees the texts that may, as it would text by text; one that finds
+            # nothing without a digit (`needs_digit`) is not asked about the texts without one
+            # (most: field values, subjects), which are found once for all such detectors
             wanted = getattr(detector, "wanted", None)
             cache_key = getattr(detector, "cache_key", None)
             groups: dict[tuple[bool, Hashable], list[int]] = {}  # (keyed, key or context id) -> texts
-            for i, view in enumerate(views):
-                if not view or (wanted is not None and not wanted(view)):
+            chosen_texts = every
+            if getattr(detector, "needs_digit", False):
+                if with_digit is None:
+                    with_digit = [i for i in every if _ANY_DIGIT.search(views[i]) is not None]
+                chosen_texts = with_digit
+            for i in chosen_texts:
+                view = views[i]
+                if wanted is not None and not wanted(view):
                     continue
                 key = cache_key(contexts[i]) if cache_key is not None else None
                 if key is None:  # read with this very context
