@@ -21,7 +21,7 @@ from moto import mock_aws
 
 from flywheel.clients.aws import reset_clients
 from flywheel.local import signing
-from flywheel.settings import ConfigurationError, Settings
+from flywheel.settings import ConfigurationError, Settings, reset_settings
 from tests.conftest import ROOT, ApiClient, count
 from tests.integration.test_caller_orgs_secret import LAMBDA_ENVIRONMENT_LIMIT
 from tests.integration.test_webhook_credentials import GLOBEX_SF, ORGS, PER_ORG, pipedrive_delivery, salesforce_body
@@ -181,3 +181,29 @@ def test_the_template_gives_the_webhooks_the_secret_and_forbids_both_sources() -
         {"Fn::Equals": [{"Ref": "ProviderOrgs"}, ""]},  # (the settings read an empty ProviderOrgs as {})
         {"Fn::Equals": [{"Ref": "ProviderOrgsSecretArn"}, ""]},
     ]
+
+
+@pytest.mark.parametrize("variable", ["PROVIDER_ORGS_ARN", "WEBHOOK_SECRETS_ARN"])
+def test_a_binary_secret_that_is_not_utf8_is_a_configuration_error(
+    secrets: Any, db, api: ApiClient, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """A SecretBinary value that is not UTF-8 text (the map gzip'ed to fit 64 KB, or written with
+    --secret-binary in UTF-16) answered 500 internal_error and the deep check said only
+    `UnicodeDecodeError`: it is the operator's to fix, like a secret holding invalid JSON."""
+    name = f"flywheel/test/binary-{uuid.uuid4().hex[:8]}"
+    content = ORGS if variable == "PROVIDER_ORGS_ARN" else PER_ORG
+    arn = secrets.create_secret(Name=name, SecretBinary=json.dumps(content).encode("utf-16"))["ARN"]
+    if variable == "PROVIDER_ORGS_ARN":
+        configure(monkeypatch, PROVIDER_ORGS_ARN=arn, WEBHOOK_SECRETS_JSON=json.dumps(PER_ORG))
+        monkeypatch.delenv("PROVIDER_ORGS_JSON")
+        check = "provider_orgs_secret"
+    else:
+        configure(monkeypatch, PROVIDER_ORGS_JSON=json.dumps(ORGS), WEBHOOK_SECRETS_ARN=arn)
+        monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
+        check = "webhooks_secret"
+    reset_settings()
+    status, answer = post_salesforce(api, "sf-token-globex", GLOBEX_SF)
+    assert (status, answer) == (503, {"error": "configuration_error", "message": f"invalid configuration: {variable}"})
+    assert count(db, "outcome_events") == 0
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503 and health["checks"][check]["invalid"] == {variable: "the secret is not UTF-8 text"}, health

@@ -296,3 +296,139 @@ def test_a_malformed_rotation_list_is_named_by_the_deep_health_check(
     assert status == 503 and health["checks"]["settings"]["invalid"] == {
         "WEBHOOK_SECRETS_JSON": "salesforce_token is an empty list: give at least one value"
     }, health
+
+
+# --- review fixes: what a rotation must not let through, or lose -------------------------------
+
+
+def webhook_secret_arn(monkeypatch: pytest.MonkeyPatch, text: str) -> str:
+    """The webhook secrets behind WEBHOOK_SECRETS_ARN (a new name each: the secrets client caches by
+    name), holding `text` as it is written (not re-serialised: a key given twice stays twice)."""
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name=f"flywheel/test/webhooks-{uuid.uuid4().hex[:8]}", SecretString=text
+    )["ARN"]
+    monkeypatch.setenv("WEBHOOK_SECRETS_ARN", arn)
+    monkeypatch.delenv("WEBHOOK_SECRETS_JSON")
+    reset_settings()
+    return arn
+
+
+def test_a_one_value_pipedrive_list_is_no_half_kept_for_every_value(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 4 done half-way (the old user removed, the old password not yet): `["<new user>"]` is a
+    list, and two lists pair by position. Before, a one-value list went with every password like a
+    plain string, so the new user logged in with the old password (200, stored)."""
+    use_secrets(
+        monkeypatch,
+        {**SECRETS, "pipedrive_username": ["pd-user-new"], "pipedrive_password": ["pd-pass-new", "pd-pass"]},
+    )
+    for password in ("pd-pass", "pd-pass-new"):
+        status, answer = deliver(
+            api, "pipedrive", {"pipedrive_username": "pd-user-new", "pipedrive_password": password}
+        )
+        assert status == 503 and answer["error"] == "configuration_error", answer
+    assert count(db, "outcome_events") == 0
+    status, health = api.get("/health/webhooks/deep")
+    assert "pipedrive_username and pipedrive_password list different numbers of values" in json.dumps(health)
+
+
+def test_a_credential_given_twice_in_the_secret_is_refused_not_silently_dropped(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Step 1 done by adding the list above the line already there: json.loads kept the last copy,
+    so the new token was silently not accepted, and every delivery refused (403) once Salesforce
+    used it. Now that credential is refused (503, the provider retries) naming it, never a value,
+    and the other providers keep working."""
+    text = '{"salesforce_token": ["sf-token-new", "sf-token-abc"], ' + json.dumps(SECRETS)[1:]
+    webhook_secret_arn(monkeypatch, text)
+    for token in ("sf-token-new", "sf-token-abc"):
+        status, answer = deliver(api, "salesforce", {"salesforce_token": token})
+        assert status == 503 and answer["message"] == "invalid configuration: WEBHOOK_SECRETS_ARN", answer
+    status, answer = deliver(api, "calendly", SECRETS)
+    assert status == 200, answer
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503, health
+    assert health["checks"]["webhooks_secret"]["invalid"] == {
+        "WEBHOOK_SECRETS_ARN": "salesforce_token is given twice in the secret (only the last copy would count): "
+        "keep one line"
+    }
+    assert "sf-token" not in json.dumps(health)
+    assert count(db, "outcome_events") == 1  # calendly's
+
+
+def test_a_request_reads_one_version_of_the_secret(api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The two halves of a Pipedrive login were read in two calls, each through the 5-minute cache:
+    a refresh between them (put-secret-value during step 4) paired the old user with the new password,
+    a login neither version holds. Now a request reads the secret once. Simulated deterministically:
+    each read returns the next version."""
+    from flywheel.clients import secrets as secrets_client
+
+    before = {
+        **SECRETS,
+        "pipedrive_username": ["pd-user-new", "pipedrive"],
+        "pipedrive_password": ["pd-pass-new", "pd-pass"],
+    }
+    after = {**SECRETS, "pipedrive_username": "pd-user-new", "pipedrive_password": "pd-pass-new"}
+    arn = webhook_secret_arn(monkeypatch, json.dumps(before))
+    versions = [json.dumps(before), *[json.dumps(after)] * 5]
+    reads: list[str] = []
+    real = secrets_client.get_secret
+
+    def next_version(name: str, *, fresh: bool = False) -> str:
+        if name != arn:
+            return real(name, fresh=fresh)
+        reads.append(name)
+        return versions[len(reads) - 1]
+
+    monkeypatch.setattr(secrets_client, "get_secret", next_version)
+    status, answer = deliver(api, "pipedrive", {"pipedrive_username": "pipedrive", "pipedrive_password": "pd-pass-new"})
+    assert status == 401, answer
+    assert len(reads) == 1
+    status, answer = deliver(
+        api, "pipedrive", {"pipedrive_username": "pd-user-new", "pipedrive_password": "pd-pass-new"}
+    )
+    assert status == 200, answer
+    assert len(reads) == 2 and count(db, "outcome_events") == 1
+
+
+def test_a_sendgrid_key_pasted_as_pem_verifies(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], caplog
+) -> None:
+    """The new SendGrid key pasted as PEM (as Twilio's helpers print it) passed validation and
+    refused every delivery signed with it ('not base64'); during a rotation the old key kept
+    working until SendGrid switched, then WebhookCredentialPrevious fell to zero and every batch
+    was a 401. A PEM key is now the same key."""
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (
+        NEW_SIGNER.key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    use_secrets(monkeypatch, {**SECRETS, "sendgrid_public_key": [pem, SECRETS["sendgrid_public_key"]]})
+    previous_value_signals(capsys, caplog)
+    status, answer = deliver(api, "sendgrid", {"sendgrid_public_key": NEW_SIGNER.public_key_b64})
+    assert status == 200, answer
+    assert not previous_value_signals(capsys, caplog)  # verified by the first (new) value
+    assert count(db, "outcome_events") == 1
+
+
+def test_an_in_house_secret_that_can_never_verify_is_refused(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-house secret in URL-safe base64 passed validation and could never verify a request: it
+    is refused when the secret is read (naming the credential and its position, never the value),
+    before the in-house system switches to it; the other providers keep working."""
+    secret = "whsec_" + base64.urlsafe_b64encode(b"\xfb\xff" * 12).decode()
+    webhook_secret_arn(
+        monkeypatch, json.dumps({**SECRETS, "crm_webhook_secret": [secret, SECRETS["crm_webhook_secret"]]})
+    )
+    status, answer = deliver(api, "crm", SECRETS)
+    assert status == 503 and answer["message"] == "invalid configuration: WEBHOOK_SECRETS_ARN", answer
+    status, answer = deliver(api, "salesforce", SECRETS)
+    assert status == 200, answer
+    status, health = api.get("/health/webhooks/deep")
+    why = health["checks"]["webhooks_secret"]["invalid"]["WEBHOOK_SECRETS_ARN"]
+    assert why.startswith("crm_webhook_secret[0] is not a Standard Webhooks secret (not base64)"), why
+    assert secret[6:] not in json.dumps(health)

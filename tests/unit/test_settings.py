@@ -13,6 +13,7 @@ import pytest
 
 from flywheel.errors import FlywheelError
 from flywheel.local.seed import PROVIDER_ORGS
+from flywheel.local.signing import SendGridSigner
 from flywheel.local.template import read_template
 from flywheel.settings import ConfigurationError, Settings, get_settings, reset_settings, settings_environment
 
@@ -135,6 +136,18 @@ def test_the_templates_allowed_pattern_accepts_what_the_settings_accept(value: s
 IN_HOUSE_KEY = base64.b64encode(bytes(range(31))).decode()  # ends "Hg==": 4 bits of its last "g" unused
 IN_HOUSE_KEY_ALT = IN_HOUSE_KEY[:-3] + "h=="  # the same key bytes, spelled differently
 TWO_ORGS = {"salesforce:00D7F00000107Xs": "acme", "salesforce:00DGL0BEX000001": "globex", "pipedrive:1": "acme"}
+SENDGRID_KEY, SENDGRID_KEY_NEW = SendGridSigner().public_key_b64, SendGridSigner().public_key_b64
+
+
+def compressed(key_b64: str) -> str:
+    """The same SendGrid key as a SubjectPublicKeyInfo with a compressed point: other DER bytes,
+    the very same key (it verifies the same signatures)."""
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_der_public_key(base64.b64decode(key_b64))
+    point = key.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    inner = bytes.fromhex("301306072a8648ce3d020106082a8648ce3d030107") + b"\x03" + bytes([len(point) + 1]) + b"\x00"
+    return base64.b64encode(b"\x30" + bytes([len(inner) + len(point)]) + inner + point).decode()
 
 
 @pytest.mark.parametrize(
@@ -214,7 +227,7 @@ def test_each_credentials_problems_are_filed_under_its_own_name() -> None:
 
     secrets = {
         "salesforce_token": "sf-shared",
-        "sendgrid_public_key": {"acme": "k-a", "globex": "k-g"},
+        "sendgrid_public_key": {"acme": SENDGRID_KEY, "globex": SENDGRID_KEY_NEW},
         "pipedrive_username": {"acme": "u"},
         "pipedrive_password": "pw",
         "hubspot_client_secret": "app-secret",
@@ -270,6 +283,33 @@ def test_each_credentials_problems_are_filed_under_its_own_name() -> None:
             },
             "give two organisations the same pair",
         ),
+        # a one-value LIST is a list: it pairs by position (only a plain string goes with every value
+        # of the other half), else the new user would log in with the old password too
+        (
+            {"pipedrive_username": ["u-new"], "pipedrive_password": ["p-new", "p-old"]},
+            "pipedrive_username and pipedrive_password list different numbers of values",
+        ),
+        (
+            {"pipedrive_username": {"acme": ["u-new", "u-old"]}, "pipedrive_password": {"acme": ["p-new"]}},
+            "pipedrive_username and pipedrive_password of acme list different numbers of values",
+        ),
+        # a value that can never verify (the verifier refuses it on every request), named by position
+        (
+            {"crm_webhook_secret": ["whsec_-_-_-_-_-_-_-_-_-_-_-_-_-_-_-", "whsec_" + IN_HOUSE_KEY]},
+            "crm_webhook_secret[0] is not a Standard Webhooks secret (not base64)",
+        ),
+        ({"crm_webhook_secret": "whsec_"}, "crm_webhook_secret is not a Standard Webhooks secret (an empty key)"),
+        (
+            {"sendgrid_public_key": {"acme": [SENDGRID_KEY_NEW, "c2VuZGdyaWQta2V5"], "globex": SENDGRID_KEY}},
+            "sendgrid_public_key[1] of acme is not a SendGrid verification key (not a DER",
+        ),
+        ({"sendgrid_public_key": "p-old"}, "sendgrid_public_key is not a SendGrid verification key (not base64)"),
+        # one SendGrid key in two spellings (an uncompressed and a compressed point) is one key
+        (
+            {"sendgrid_public_key": {"acme": [SENDGRID_KEY_NEW, SENDGRID_KEY], "globex": compressed(SENDGRID_KEY)}},
+            "sendgrid_public_key gives two organisations the same value",
+        ),
+        ({"sendgrid_public_key": [SENDGRID_KEY, compressed(SENDGRID_KEY)]}, "sendgrid_public_key lists the same value"),
     ],
 )
 def test_a_malformed_rotation_list_is_a_configuration_error(secrets: dict, why: str) -> None:
@@ -278,6 +318,44 @@ def test_a_malformed_rotation_list_is_a_configuration_error(secrets: dict, why: 
     assert why in error.problems["WEBHOOK_SECRETS_JSON"], error.problems
     for value in ("sf-new", "sf-old", "sf-g", "tok-new", "pat-new", "u-new", "p-new", "p-old", "p-same", IN_HOUSE_KEY):
         assert value not in str(error) and value not in error.message
+    assert SENDGRID_KEY[30:60] not in str(error) and "whsec_-_-" not in str(error) and "c2VuZGdy" not in str(error)
+
+
+def test_a_pipedrive_half_goes_with_every_value_of_the_other_only_as_a_plain_string() -> None:
+    from flywheel.settings import pipedrive_logins
+
+    assert pipedrive_logins("u", ["p-new", "p-old"]) == (("u", "p-new"), ("u", "p-old"))
+    assert pipedrive_logins(["u-new"], ["p-new"]) == (("u-new", "p-new"),)
+    for users, passwords in ((["u-new"], ["p-new", "p-old"]), (["u-new", "u-old"], ("p-new",))):
+        with pytest.raises(ValueError, match="different numbers of values"):
+            pipedrive_logins(users, passwords)
+
+
+def test_a_credential_or_an_organisation_given_twice_is_refused_naming_it() -> None:
+    """json.loads keeps the last copy of a key, silently: a rotation list added above the old line
+    was dropped, and once the provider switched to the new value every delivery was refused. The
+    credential (or the organisation in a per-org map) given twice is named, and only that credential
+    is refused: the other providers' routes keep working (clients.secrets)."""
+    from flywheel.domain.inputs import json_noting_repeated_keys
+    from flywheel.settings import webhook_secret_problems_by_name
+
+    twice = '{"salesforce_token": ["sf-new", "sf-old"], "calendly_signing_key": "cal", "salesforce_token": "sf-old"}'
+    error = refused({"WEBHOOK_SECRETS_JSON": twice})
+    assert error.problems == {
+        "WEBHOOK_SECRETS_JSON": "salesforce_token is given twice in the secret (only the last copy would count): "
+        "keep one line"
+    }
+    assert set(webhook_secret_problems_by_name(json_noting_repeated_keys(twice), {})) == {"salesforce_token"}
+    per_org = '{"salesforce_token": {"acme": "sf-a", "globex": "sf-g", "acme": "sf-a2"}}'
+    error = refused({"PROVIDER_ORGS_JSON": json.dumps(TWO_ORGS), "WEBHOOK_SECRETS_JSON": per_org})
+    assert error.problems == {
+        "WEBHOOK_SECRETS_JSON": "salesforce_token gives acme twice (only the last would count): keep one"
+    }
+    for text in (twice, per_org):
+        assert "sf-" not in str(refused({"PROVIDER_ORGS_JSON": json.dumps(TWO_ORGS), "WEBHOOK_SECRETS_JSON": text}))
+    assert refused({"WEBHOOK_SECRETS_JSON": '{"salesforce_token": '}).problems == {
+        "WEBHOOK_SECRETS_JSON": "not valid JSON (Expecting value at character 21)"
+    }
 
 
 def test_rotation_lists_that_fit_load() -> None:
@@ -288,6 +366,11 @@ def test_rotation_lists_that_fit_load() -> None:
     rotating = {
         "salesforce_token": {"acme": ["sf-a-new", "sf-a-old"], "globex": "sf-g"},
         "crm_webhook_secret": ["whsec_" + IN_HOUSE_KEY, "whsec_c2VjcmV0"],
+        # a SendGrid key pasted as PEM is the same key (flywheel.webhooks.signatures.sendgrid_public_key)
+        "sendgrid_public_key": [
+            SENDGRID_KEY_NEW,
+            "-----BEGIN PUBLIC KEY-----\n" + SENDGRID_KEY + "\n-----END PUBLIC KEY-----",
+        ],
         "hubspot_client_secret": ["app-new", "app-old"],
         "pipedrive_username": "pd",
         "pipedrive_password": ["pw-new", "pw-old"],

@@ -142,3 +142,102 @@ def test_basic_auth_and_tokens() -> None:
     for given, expected in (("abd", "abc"), (None, "abc"), ("", "")):
         with pytest.raises(sig.SignatureInvalid):
             sig.verify_token(given, expected)
+
+
+# --- SendGrid keys: the spellings an operator may paste, loaded once ----------------------------
+
+
+def _spellings(signer: object) -> dict[str, str]:
+    """One P-256 public key as SendGrid shows it (base64 DER), as PEM (what Twilio's helpers and most
+    tutorials print), as PEM on one line, and as a SubjectPublicKeyInfo with a compressed point."""
+    from cryptography.hazmat.primitives import serialization
+
+    public = signer.key.public_key()  # type: ignore[attr-defined]
+    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    point = public.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
+    algorithm = bytes.fromhex("301306072a8648ce3d020106082a8648ce3d030107")  # id-ecPublicKey, prime256v1
+    inner = algorithm + b"\x03" + bytes([len(point) + 1]) + b"\x00" + point
+    return {
+        "base64": signer.public_key_b64,  # type: ignore[attr-defined]
+        "pem": pem,
+        "pem on one line": pem.replace("\n", ""),
+        "compressed point": base64.b64encode(b"\x30" + bytes([len(inner)]) + inner).decode(),
+    }
+
+
+def test_a_sendgrid_key_verifies_in_every_spelling_and_is_one_key() -> None:
+    """Before, a PEM key was 'not base64' on every request, and the compressed-point spelling of a
+    key was another organisation's key to the duplicate check (it compared the DER bytes)."""
+    from flywheel.local.signing import SendGridSigner
+
+    signer = SendGridSigner()
+    body = b'[{"event": "delivered"}]\r\n'
+    headers = signer.headers(body)
+    signature, timestamp = (
+        headers["X-Twilio-Email-Event-Webhook-Signature"],
+        headers["X-Twilio-Email-Event-Webhook-Timestamp"],
+    )
+    spellings = _spellings(signer)
+    for spelling, key in spellings.items():
+        sig.verify_sendgrid(key, signature, timestamp, body)  # (raises SignatureInvalid if not)
+        assert sig.sendgrid_key_id(key) == base64.b64decode(signer.public_key_b64), spelling
+    with pytest.raises(sig.SignatureInvalid):
+        sig.verify_sendgrid(spellings["pem"], signature, timestamp, body + b" ")
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("c2VuZGdyaWQta2V5", "not a DER SubjectPublicKeyInfo public key"),
+        ("MFkw-_not_base64", "not base64"),
+        ("rsa", "not an EC P-256 public key"),
+        ("p384", "not an EC P-256 public key"),
+    ],
+)
+def test_a_value_that_is_no_sendgrid_key_is_refused_saying_why(key: str, why: str) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if key in ("rsa", "p384"):
+        private = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            if key == "rsa"
+            else ec.generate_private_key(ec.SECP384R1())
+        )
+        der = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        key = base64.b64encode(der).decode()
+    with pytest.raises(ValueError, match=why):
+        sig.sendgrid_public_key(key)
+    with pytest.raises(sig.SignatureInvalid, match="unusable public key"):
+        sig.verify_sendgrid(key, "c2ln", "1795600000", b"[]")
+
+
+def test_a_sendgrid_key_is_loaded_once_whatever_the_requests() -> None:
+    """A request is tried against every organisation's keys (300 organisations rotating: 600): each
+    key text is loaded once per execution environment, so a request pays only for the verifications."""
+    from flywheel.local.signing import SendGridSigner
+
+    signer, other = SendGridSigner(), SendGridSigner()
+    body = b"[]\r\n"
+    headers = other.headers(body)  # signed by another key: every request is refused
+    sig.sendgrid_public_key.cache_clear()
+    for _ in range(3):
+        with pytest.raises(sig.SignatureInvalid, match="does not match"):
+            sig.verify_sendgrid(
+                signer.public_key_b64,
+                headers["X-Twilio-Email-Event-Webhook-Signature"],
+                headers["X-Twilio-Email-Event-Webhook-Timestamp"],
+                body,
+            )
+    info = sig.sendgrid_public_key.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+
+
+def test_a_standard_webhooks_secret_must_be_base64_with_a_key() -> None:
+    assert sig.standard_webhooks_key("whsec_" + base64.b64encode(b"k" * 24).decode()) == b"k" * 24
+    assert sig.standard_webhooks_key(base64.b64encode(b"k" * 24).decode()) == b"k" * 24
+    for secret, why in (("whsec_-_-_-_-_-_-_-_", "not base64"), ("whsec_", "an empty key")):
+        with pytest.raises(ValueError, match=why):
+            sig.standard_webhooks_key(secret)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -15,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from flywheel.domain.callers import parse_caller_orgs
-from flywheel.domain.inputs import IDENTIFIER, strict_json
+from flywheel.domain.inputs import IDENTIFIER, RepeatedKeys, json_noting_repeated_keys, strict_json
 from flywheel.errors import FlywheelError
+from flywheel.webhooks.signatures import sendgrid_key_id, sendgrid_public_key, standard_webhooks_key
 
 # the providers whose accounts PROVIDER_ORGS_JSON maps (README "Webhooks": "<provider>:<account id>",
 # "<provider>:*" a provider's default, "sendgrid_inbound:<parse domain>")
@@ -327,9 +325,9 @@ class Settings(BaseModel):
             # inline secrets (local runs) are checked now; the secret behind WEBHOOK_SECRETS_ARN when
             # it is read (clients.secrets.webhook_secrets), and by the deep health check
             try:
-                inline: Any = json.loads(settings.webhook_secrets_json)
-            except ValueError:
-                raise ConfigurationError({"WEBHOOK_SECRETS_JSON": "not valid JSON"}) from None
+                inline: Any = json_noting_repeated_keys(settings.webhook_secrets_json)
+            except ValueError as exc:
+                raise ConfigurationError({"WEBHOOK_SECRETS_JSON": str(exc)}) from None
             # with the map behind PROVIDER_ORGS_ARN (read at the first request) only what needs no map
             # is checked now; the rest when the secrets are read (clients.secrets)
             problems = webhook_secret_problems(inline, {} if settings.provider_orgs_arn else settings.provider_orgs)
@@ -353,18 +351,19 @@ def pipedrive_logins(
     users: str | list[str] | tuple[str, ...], passwords: str | list[str] | tuple[str, ...]
 ) -> tuple[tuple[str, str], ...]:
     """The Basic-auth logins of one organisation (or of the only login), newest first. A login is
-    rotated as a pair: two lists pair by position; one value on one side goes with every value of the
-    other (`"user"` with `["<new password>", "<old password>"]`). ValueError when two lists of several
-    values differ in length."""
-    user_list = (users,) if isinstance(users, str) else tuple(users)
-    password_list = (passwords,) if isinstance(passwords, str) else tuple(passwords)
-    if len(user_list) > 1 and len(password_list) > 1 and len(user_list) != len(password_list):
+    rotated as a pair: two lists pair by position; a half kept as a plain string (not a list) goes
+    with every value of the other (`"user"` with `["<new password>", "<old password>"]`). ValueError
+    when both are lists of different lengths, whatever the lengths: `["<new user>"]` with
+    `["<new password>", "<old password>"]` would pair the new user with the old password too."""
+    if isinstance(users, str) and isinstance(passwords, str):
+        return ((users, passwords),)
+    if isinstance(users, str):
+        return tuple((users, password) for password in passwords)
+    if isinstance(passwords, str):
+        return tuple((user, passwords) for user in users)
+    if len(users) != len(passwords):
         raise ValueError("pipedrive_username and pipedrive_password list different numbers of values")
-    size = max(len(user_list), len(password_list))
-    return tuple(
-        (user_list[i if len(user_list) > 1 else 0], password_list[i if len(password_list) > 1 else 0])
-        for i in range(size)
-    )
+    return tuple(zip(users, passwords, strict=True))
 
 
 def provider_org_ids(provider_orgs: Mapping[str, str], provider: str) -> set[str]:
@@ -387,9 +386,12 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
     whole JSON is unusable): a credential of ORG_CREDENTIALS that is one value although ProviderOrgs
     maps its provider's accounts to several organisations (whoever holds one of them could write into
     the others), a malformed per-org map or rotation list (empty, a value listed twice, a list where
-    one value is sent), two organisations with the same credential, or a Pipedrive login and API
-    token of different forms. A problem is filed under every name it involves, so that only the
-    routes that read one of them are refused (clients.secrets.webhook_credentials)."""
+    one value is sent), a value that can never verify (a SendGrid key that is no EC P-256 public key,
+    an in-house secret that is not base64), a credential or an organisation given twice in the JSON
+    (`secrets` parsed by domain.inputs.json_noting_repeated_keys), two organisations with the same
+    credential, or a Pipedrive login and API token of different forms. A problem is filed under every
+    name it involves, so that only the routes that read one of them are refused
+    (clients.secrets.WebhookSecrets.value)."""
     if not isinstance(secrets, dict):
         return {"": ["must be a JSON object of secret name -> value"]}
     problems: dict[str, list[str]] = {}
@@ -400,9 +402,18 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
 
     shared: dict[str, list[str]] = {}  # provider -> its credentials that are one value (or one list)
     malformed: set[str] = set()  # the credentials whose shape is wrong (nothing more is said of them)
+    # json.loads keeps the last copy of a key given twice, silently: a rotation list added above the
+    # old line would be dropped, and the new value refused once the provider switches to it
+    for name in secrets.repeated if isinstance(secrets, RepeatedKeys) else ():
+        malformed.add(name)
+        add([name], f"{name} is given twice in the secret (only the last copy would count): keep one line")
     for name in (*ORG_CREDENTIALS, *_APP_CREDENTIALS):
         value = secrets.get(name)
-        if value is None or value == "":
+        if name in malformed or value is None or value == "":
+            continue
+        if isinstance(value, RepeatedKeys) and name not in _APP_CREDENTIALS:
+            malformed.add(name)
+            add([name], f"{name} gives {', '.join(value.repeated)} twice (only the last would count): keep one")
             continue
         if isinstance(value, dict) and name not in _APP_CREDENTIALS:
             if not value or not all(isinstance(k, str) and IDENTIFIER.fullmatch(k) for k in value):
@@ -455,7 +466,10 @@ def _values_problem(name: str, value: Any, where: str) -> str | None:
     string, or (a credential a request is checked against, during a rotation) a non-empty list of
     non-empty strings, none listed twice."""
     if isinstance(value, str):
-        return None if value else f"{name}{where} must be a non-empty string"
+        if not value:
+            return f"{name}{where} must be a non-empty string"
+        problem = _shape_problem(name, value)
+        return f"{name}{where} {problem}" if problem else None
     if not isinstance(value, list):
         shape = "a string" if name in _APP_CREDENTIALS else 'a string or a JSON object {"<org_id>": "<its value>", ...}'
         if name in ROTATABLE:
@@ -467,9 +481,32 @@ def _values_problem(name: str, value: Any, where: str) -> str | None:
         return f"{name}{where} is an empty list: give at least one value"
     if not all(isinstance(v, str) and v for v in value):
         return f"{name}{where} must list non-empty strings"
+    for index, item in enumerate(value):
+        problem = _shape_problem(name, item)
+        if problem:
+            return f"{name}[{index}]{where} {problem}"
     if not name.startswith("pipedrive_") and len({_credential_key(name, v) for v in value}) < len(value):
         # (a Pipedrive half may repeat: `["u", "u"]` with two passwords; its logins are checked as pairs)
         return f"{name}{where} lists the same value twice"
+    return None
+
+
+def _shape_problem(name: str, value: str) -> str | None:
+    """Why a value can never verify a request (the verifier would refuse it on every one), said
+    without quoting it; None when it can."""
+    if name == "sendgrid_public_key":
+        try:
+            sendgrid_public_key(value)
+        except ValueError as exc:
+            return (
+                f"is not a SendGrid verification key ({exc}): paste the base64 key SendGrid shows for the "
+                "Signed Event Webhook (an EC P-256 public key)"
+            )
+    elif name == "crm_webhook_secret":
+        try:
+            standard_webhooks_key(value)
+        except ValueError as exc:
+            return f"is not a Standard Webhooks secret ({exc}): base64 (standard alphabet), with or without whsec_"
     return None
 
 
@@ -514,15 +551,16 @@ def _login_problems(add: Callable[[tuple[str, ...], str], None], logins: Mapping
 def _credential_key(name: str, value: str) -> str | bytes:
     """What a credential verifies with, to find two organisations given the same one in different
     spellings: a Standard Webhooks secret is the base64 key after an optional `whsec_`, a SendGrid
-    verification key base64 DER (decoded as flywheel.webhooks.signatures decodes them; a value that
-    does not decode stays itself)."""
-    if name in ("crm_webhook_secret", "sendgrid_public_key"):
-        try:
-            return base64.b64decode(
-                value.removeprefix("whsec_") if name == "crm_webhook_secret" else value, validate=True
-            )
-        except (binascii.Error, ValueError):
-            return value
+    verification key the key itself (its uncompressed SubjectPublicKeyInfo, whether it was written
+    as PEM or base64, with a compressed or an uncompressed point). A value that does not decode
+    stays itself (it is refused as such)."""
+    try:
+        if name == "crm_webhook_secret":
+            return standard_webhooks_key(value)
+        if name == "sendgrid_public_key":
+            return sendgrid_key_id(value)
+    except ValueError:
+        return value
     return value
 
 

@@ -216,6 +216,34 @@ def strict_json(text: str) -> Any:
     except _SameKey as exc:
         raise ValueError(str(exc)) from None
     except ValueError as exc:
-        raise ValueError(
-            f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})"
-        ) from None
+        raise _not_json(exc) from None
+
+
+class RepeatedKeys(dict[str, Any]):
+    """A JSON object in which some key is given more than once (`repeated`, in order); it holds the
+    last copy of each, as json.loads would."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _note_same_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) == len(keys):
+        return dict(pairs)
+    noted = RepeatedKeys(pairs)
+    noted.repeated = tuple(dict.fromkeys(key for number, key in enumerate(keys) if key in keys[:number]))
+    return noted
+
+
+def json_noting_repeated_keys(text: str) -> Any:
+    """`strict_json` for a JSON whose keys may be named in an error (a secret's field names, not its
+    values): an object with a key given twice is a `RepeatedKeys`, which says which, so that the
+    caller can refuse only what it concerns. A syntax error as in strict_json (ValueError)."""
+    try:
+        return json.loads(text, object_pairs_hook=_note_same_keys)
+    except ValueError as exc:
+        raise _not_json(exc) from None
+
+
+def _not_json(exc: ValueError) -> ValueError:
+    return ValueError(f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})")

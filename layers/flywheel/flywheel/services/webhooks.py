@@ -16,14 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.clients.secrets import provider_orgs, webhook_credentials, webhook_secret
+from flywheel.clients.secrets import WebhookSecrets
 from flywheel.domain.ingest import IncomingEvent, Quarantined, storable_problem
 from flywheel.domain.inputs import IDENTIFIER, UNSTORABLE_ESCAPE, BadValue
 from flywheel.errors import DependencyUnavailable, Forbidden, InvalidInput, Unauthorized
 from flywheel.observability import count, logger
 from flywheel.services.ingest import ingest_events, known_keys, linked_outcome
 from flywheel.services.outbox import flush_after_commit
-from flywheel.settings import Settings, get_settings, org_of, pipedrive_logins
+from flywheel.settings import Settings, get_settings, org_of
 from flywheel.webhooks.http import WebhookRequest
 from flywheel.webhooks.signatures import (
     SignatureInvalid,
@@ -36,8 +36,8 @@ from flywheel.webhooks.signatures import (
 )
 
 
-def _secret(name: str) -> str:
-    value = webhook_secret(name)
+def _secret(secrets: WebhookSecrets, name: str) -> str:
+    value = secrets.secret(name)
     if not value:
         # misconfiguration: refuse (the provider retries) rather than accept unverified data
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
@@ -69,11 +69,13 @@ class _Caller:
         return self.org_id
 
 
-def _authenticated(provider: str, name: str, check: Callable[[Any], None], *, forbidden: bool = False) -> _Caller:
+def _authenticated(
+    secrets: WebhookSecrets, provider: str, name: str, check: Callable[[Any], None], *, forbidden: bool = False
+) -> _Caller:
     """Verify a request with the credential `name` (`check(value)` raises SignatureInvalid): with
     each organisation's values in turn when there is one per organisation, the first that verifies
     naming the organisation; with each value of a credential being rotated (the newest first)."""
-    credentials = webhook_credentials(name)
+    credentials = secrets.credentials(name)
     if not credentials:
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
     return _matched(provider, name, credentials, check, forbidden=forbidden)
@@ -113,10 +115,10 @@ def _matched(
     raise error(f"{provider}: {failure}", provider=provider) from failure
 
 
-def _org_secret(name: str, caller: _Caller) -> str:
+def _org_secret(secrets: WebhookSecrets, name: str, caller: _Caller) -> str:
     """A credential the service uses on the caller's behalf (a CRM API token): the caller's
     organisation's when there is one per organisation."""
-    value = webhook_credentials(name) or {}
+    value = secrets.credentials(name) or {}
     values = value.get(caller.org_id) if caller.per_org else value.get(None)
     if not values:
         raise DependencyUnavailable(f"webhook secret {name!r} is not configured")
@@ -189,13 +191,15 @@ def receive_sendgrid(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import sendgrid
 
     settings = get_settings()
-    orgs = provider_orgs()
+    secrets = WebhookSecrets()  # one version of the secrets for the whole request
+    orgs = secrets.provider_orgs
     org_id = org_of(orgs, "sendgrid", "*")
     credential_org = None
     if settings.sendgrid_verify_signature:
         signature = request.header("X-Twilio-Email-Event-Webhook-Signature")
         timestamp = request.header("X-Twilio-Email-Event-Webhook-Timestamp")
         caller = _authenticated(
+            secrets,
             "sendgrid",
             "sendgrid_public_key",
             lambda key: verify_sendgrid(key, signature, timestamp, request.body, max_age_s=settings.sendgrid_max_age_s),
@@ -214,9 +218,14 @@ def receive_inbound_reply(request: WebhookRequest, token: str) -> dict[str, Any]
     from flywheel.webhooks import inbound
 
     settings = get_settings()
-    orgs = provider_orgs()
+    secrets = WebhookSecrets()  # one version of the secrets for the whole request
+    orgs = secrets.provider_orgs
     caller = _authenticated(
-        "sendgrid_inbound", "inbound_parse_token", lambda expected: verify_token(token, expected), forbidden=True
+        secrets,
+        "sendgrid_inbound",
+        "inbound_parse_token",
+        lambda expected: verify_token(token, expected),
+        forbidden=True,
     )
     mail = inbound.parse_mail(request.header("content-type") or "", request.body)
     domains = settings.split(settings.inbound_parse_domains)
@@ -247,9 +256,11 @@ def receive_calendly(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import calendly
 
     settings = get_settings()
-    orgs = provider_orgs()
+    secrets = WebhookSecrets()  # one version of the secrets for the whole request
+    orgs = secrets.provider_orgs
     header = request.header("Calendly-Webhook-Signature")
     caller = _authenticated(
+        secrets,
         "calendly",
         "calendly_signing_key",
         lambda key: verify_calendly(key, header, request.body, tolerance_s=settings.calendly_tolerance_s),
@@ -274,9 +285,11 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import hubspot
 
     settings = get_settings()
-    orgs = provider_orgs()
+    secrets = WebhookSecrets()  # one version of the secrets for the whole request
+    orgs = secrets.provider_orgs
     # the app's client secret: one for every portal (a list while it is rotated), so it names no organisation
     _authenticated(
+        secrets,
         "hubspot",
         "hubspot_client_secret",
         lambda secret: verify_hubspot(
@@ -296,7 +309,10 @@ def receive_hubspot(request: WebhookRequest) -> dict[str, Any]:
         from flywheel.clients.crm import HubSpotClient  # the HTTP client: only the CRM routes load it
 
         client = HubSpotClient(
-            settings.hubspot_api_base, _secret("hubspot_access_token"), settings.http_timeout_s, settings.crm_budget_s
+            settings.hubspot_api_base,
+            _secret(secrets, "hubspot_access_token"),
+            settings.http_timeout_s,
+            settings.crm_budget_s,
         )
         outcome_field = settings.hubspot_outcome_property
 
@@ -340,14 +356,15 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
     from flywheel.webhooks import pipedrive
 
     settings = get_settings()
-    orgs = provider_orgs()
-    users, passwords = webhook_credentials("pipedrive_username"), webhook_credentials("pipedrive_password")
-    if not users or not passwords:
+    secrets = WebhookSecrets()  # one version of the secrets for the whole request
+    orgs = secrets.provider_orgs
+    # the logins of each organisation (or the one login), a pair each: both halves of a login are one
+    # credential, rotated together, read from one version of the secret (a mix of forms is refused
+    # with the secrets and never gets here)
+    logins = secrets.pipedrive_logins()
+    if not logins:
         raise DependencyUnavailable("webhook secret 'pipedrive_username' or 'pipedrive_password' is not configured")
     authorization = request.header("Authorization")
-    # the logins of each organisation (or the one login), a pair each: both halves of a login are one
-    # credential, rotated together (a mix of forms is refused with the secrets and never gets here)
-    logins = {org: pipedrive_logins(users[org], passwords.get(org, ())) for org in users}
     caller = _matched(
         "pipedrive",
         "pipedrive_username/pipedrive_password",
@@ -367,7 +384,7 @@ def receive_pipedrive(request: WebhookRequest) -> dict[str, Any]:
 
                 client = PipedriveClient(
                     settings.pipedrive_api_base,
-                    _org_secret("pipedrive_api_token", caller),
+                    _org_secret(secrets, "pipedrive_api_token", caller),
                     settings.http_timeout_s,
                     settings.crm_budget_s,
                 )
@@ -388,9 +405,10 @@ def receive_salesforce(request: WebhookRequest, token: str) -> str:
     from flywheel.webhooks import salesforce
 
     settings = get_settings()
-    orgs = provider_orgs()
+    secrets = WebhookSecrets()  # one version of the secrets for the whole request
+    orgs = secrets.provider_orgs
     caller = _authenticated(
-        "salesforce", "salesforce_token", lambda expected: verify_token(token, expected), forbidden=True
+        secrets, "salesforce", "salesforce_token", lambda expected: verify_token(token, expected), forbidden=True
     )
     message = salesforce.parse(request.body)
     allowed = next(
@@ -439,7 +457,9 @@ def receive_generic(request: WebhookRequest, kind: str) -> dict[str, Any]:
     from flywheel.webhooks import generic
 
     settings: Settings = get_settings()
+    secrets = WebhookSecrets()
     caller = _authenticated(
+        secrets,
         "crm",
         "crm_webhook_secret",
         lambda secret: verify_standard_webhooks(

@@ -9,7 +9,13 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import time
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 
 
 class SignatureInvalid(Exception):
@@ -67,22 +73,68 @@ def verify_sendgrid(
         age = (_now() if now is None else now) - int(timestamp)
         if age > max_age_s or age < -300:
             raise SignatureInvalid("timestamp outside the allowed window")
-    # cryptography loads here: only the SendGrid route pays for it at cold start
+    # cryptography loads here, not at import (~15 ms): no handler pays for it at cold start (the first
+    # read of a webhook secret holding a SendGrid key loads it to check the keys, once per environment)
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     try:
-        key = load_der_public_key(_b64(public_key_b64))
+        key = sendgrid_public_key(public_key_b64)
     except ValueError as exc:
         raise SignatureInvalid("unusable public key") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise SignatureInvalid("public key is not an EC key")
     try:
         key.verify(_b64(signature_b64), timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature as exc:
         raise SignatureInvalid("signature does not match") from exc
+
+
+_PEM_LINES = re.compile(r"-----(BEGIN|END) PUBLIC KEY-----")
+
+
+@lru_cache(maxsize=2048)
+def sendgrid_public_key(text: str) -> EllipticCurvePublicKey:
+    """A SendGrid verification key as the secret holds it: the base64 SubjectPublicKeyInfo (DER)
+    SendGrid shows, or the same as PEM (its BEGIN/END PUBLIC KEY lines and line breaks are dropped);
+    it must be an EC P-256 key. Loaded once per text (lru_cache): a request tried against every
+    organisation's keys pays for the verifications only. ValueError saying what it is not (never
+    quoting it)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    try:
+        der = base64.b64decode("".join(_PEM_LINES.sub("", text).split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    try:
+        key = load_der_public_key(der)
+    except ValueError:  # (cryptography's UnsupportedAlgorithm is a ValueError too)
+        raise ValueError("not a DER SubjectPublicKeyInfo public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("not an EC P-256 public key")
+    return key
+
+
+def sendgrid_key_id(text: str) -> bytes:
+    """One SendGrid key whatever its spelling (PEM or base64, a compressed or uncompressed point):
+    its uncompressed SubjectPublicKeyInfo. ValueError as sendgrid_public_key."""
+    from cryptography.hazmat.primitives import serialization
+
+    return sendgrid_public_key(text).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def standard_webhooks_key(secret: str) -> bytes:
+    """A Standard Webhooks secret's key: the base64 after an optional `whsec_` (ValueError when it is
+    not base64 or holds no byte)."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64") from None
+    if not key:
+        raise ValueError("an empty key")
+    return key
 
 
 # --- HubSpot v1 / v2 / v3 --------------------------------------------------------------------
