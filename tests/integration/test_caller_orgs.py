@@ -607,7 +607,8 @@ def test_a_mapped_caller_naming_only_its_own_organisations_gets_the_validation_a
         ("/messages", json.dumps({"campaign_id": "c", "lead_id": "l", "body": "b"}).encode(), {}, 422),
         ("/messages", json.dumps({"org_id": ["globex"], "campaign_id": "c"}).encode(), {}, 422),
         ("/messages", json.dumps({"messages": [message("acme", 1), {"org_id": "globex"}]}).encode(), {}, 403),
-        ("/messages", json.dumps({"messages": [message("acme", 1), {"org_id": "acme "}]}).encode(), {}, 403),
+        ("/messages", json.dumps({"messages": [message("acme", 1), {"org_id": "acme "}]}).encode(), {}, 422),
+        ("/messages", json.dumps({"messages": [message("acme", 1), {"org_id": " globex"}]}).encode(), {}, 403),
         ("/messages", json.dumps({"messages": [{"org_id": "acme", "lead_email": "x"}]}).encode(), {}, 422),
         ("/suppressions?org_id=acme&limit=0", b"", {}, 422),
         ("/suppressions?limit=0", b"", {}, 422),
@@ -637,3 +638,115 @@ def test_a_mapped_caller_naming_only_its_own_organisations_gets_the_validation_a
     status, answer = api.post("/messages", planted, headers=as_caller(ACME))
     assert status == 201, answer
     assert scalar(db, "SELECT count(*) AS n FROM outcome_labels WHERE org_id = 'acme'") == 1
+
+
+@pytest.mark.parametrize("padded", [" acme", "acme ", "acme\n", "\tacme"])
+def test_an_own_org_id_with_surrounding_whitespace_is_read_as_validation_reads_it(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None, padded: str
+) -> None:
+    """A message's org_id is stripped by validation (" acme" is stored as acme, as with the mapping
+    off): the check before validation compares it the same way, so acme's caller is not refused its
+    own organisation (it was 403 'may not act for organisation " acme"'), and globex's id padded
+    the same way is still refused, nothing written."""
+    status, body = api.post("/messages", dict(message("acme", 1), org_id=padded), headers=as_caller(ACME))
+    assert status == 201, body
+    assert [r["org_id"] for r in db.execute("SELECT org_id FROM outcome_labels")] == ["acme"]
+    status, body = api.post(
+        "/messages", dict(message("acme", 2), org_id=padded.replace("acme", "globex")), headers=as_caller(ACME)
+    )
+    assert status == 403 and "acme-sender may not act for organisation " in body["message"], body
+    assert count(db, "outcome_labels") == 1
+
+
+# path parameters API Gateway matches but Powertools' route pattern does not take: its not-found route
+UNROUTABLE = ['a"b', "a\\b", "a`b", "\U0001f600"]
+
+
+def _direct(event: dict[str, Any], path: str, params: dict[str, str], principal: str | None) -> dict[str, Any]:
+    """`event` as API Gateway sends it for `path` with `params` (its resource unchanged), by `principal`."""
+    event = json.loads(json.dumps(event))
+    event["path"] = event["requestContext"]["path"] = path
+    event["pathParameters"] = params
+    event["requestContext"]["identity"]["userArn"] = principal
+    return event
+
+
+@pytest.mark.parametrize("value", UNROUTABLE)
+def test_a_path_parameter_the_router_cannot_match_is_checked_before_its_404(
+    db: psycopg.Connection[dict[str, Any]], scoped: None, value: str
+) -> None:
+    """API Gateway matched /messages/{outcome_id} (and authorised it), but Powertools' route pattern
+    does not take a quote, a backslash, a backtick or an emoji, so the request reached the
+    not-found handler, which skipped the caller check: 404 "no such route" for a caller the mapping
+    does not name (README: 403 whatever it sent). The route of the event's resource is checked:
+    403 for an unmapped caller, for acme's caller naming globex, and for acme's on a platform route;
+    acme's own request keeps its 404; the health checks stay open to every caller."""
+    template = ROOT / "template.yaml"
+    get = load_event("messages_get.json")
+    assert get["resource"] == "/messages/{outcome_id}"
+
+    def answer(function: str, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        result = invoke(function, event, template)
+        return result["statusCode"], json.loads(result["body"])
+
+    status, body = answer("MessagesFunction", _direct(get, f"/messages/{value}", {"outcome_id": value}, UNMAPPED))
+    assert (status, body["error"]) == (403, "forbidden") and "may act for no organisation" in body["message"], body
+    foreign = _direct(get, f"/messages/{value}", {"outcome_id": value}, ACME)
+    foreign["queryStringParameters"] = {"org_id": "globex"}
+    foreign["multiValueQueryStringParameters"] = {"org_id": ["globex"]}
+    status, body = answer("MessagesFunction", foreign)
+    assert status == 403 and body["message"].endswith("may not act for organisation globex"), body
+    own = _direct(get, f"/messages/{value}", {"outcome_id": value}, ACME)
+    own["queryStringParameters"], own["multiValueQueryStringParameters"] = {"org_id": "acme"}, {"org_id": ["acme"]}
+    assert answer("MessagesFunction", own) == (404, {"error": "not_found", "message": "no such route"})
+
+    run = _direct(get, f"/training/runs/{value}", {"run_id": value}, ACME)
+    run["resource"] = run["requestContext"]["resourcePath"] = "/training/runs/{run_id}"
+    run["queryStringParameters"] = run["multiValueQueryStringParameters"] = None
+    status, body = answer("TrainingApiFunction", run)
+    assert status == 403 and "platform routes" in body["message"], body
+    run["requestContext"]["identity"]["userArn"] = PLATFORM
+    assert answer("TrainingApiFunction", run) == (404, {"error": "not_found", "message": "no such route"})
+
+    deep = _direct(get, f"/health/{value}/deep", {"component": value}, UNMAPPED)
+    deep["resource"] = deep["requestContext"]["resourcePath"] = "/health/{component}/deep"
+    deep["queryStringParameters"] = deep["multiValueQueryStringParameters"] = None
+    assert answer("MessagesFunction", deep)[0] == 404
+    assert count(db, "outcome_labels") == 0
+
+
+def test_a_resource_the_function_does_not_serve_is_403_for_an_unmapped_caller_only(
+    db: psycopg.Connection[dict[str, Any]], scoped: None
+) -> None:
+    """API Gateway never sends a function a resource it does not serve; sent one anyway, the
+    function refuses a caller the mapping does not name (403 whatever it sent) and answers any
+    other caller its 404."""
+    stray = _direct(load_event("messages_get.json"), "/nowhere/x", {"id": "x"}, UNMAPPED)
+    stray["resource"] = stray["requestContext"]["resourcePath"] = "/nowhere/{id}"
+    result = invoke("MessagesFunction", stray, ROOT / "template.yaml")
+    assert result["statusCode"] == 403 and json.loads(result["body"])["error"] == "forbidden", result
+    stray["requestContext"]["identity"]["userArn"] = ACME
+    result = invoke("MessagesFunction", stray, ROOT / "template.yaml")
+    assert result["statusCode"] == 404 and json.loads(result["body"])["error"] == "not_found", result
+
+
+@pytest.mark.parametrize(
+    "media",
+    ["Application/JSON", "APPLICATION/JSON; charset=utf-8", "application/vnd.flywheel+json", "application/JSON"],
+)
+def test_a_json_media_type_is_json_whatever_its_case_and_structured_suffix(
+    api: ApiClient, db: psycopg.Connection[dict[str, Any]], scoped: None, media: str
+) -> None:
+    """Media types are case-insensitive (RFC 9110 8.3.1) and `application/<type>+json` is JSON:
+    Powertools compared the Content-Type with "application/json" case-sensitively and answered
+    415 for a well-formed message (and never parsed a +json body as JSON). Another type is still 415."""
+    body = json.dumps(message("acme", 1)).encode()
+    status, answer, _ = api.request("POST", "/messages", body=body, headers={**as_caller(ACME), "Content-Type": media})
+    assert status == 201, answer
+    assert count(db, "outcome_labels") == 1
+    for other in ("text/plain", "application/jsonx", "text/json"):
+        status, answer, _ = api.request(
+            "POST", "/messages", body=body, headers={**as_caller(ACME), "Content-Type": other}
+        )
+        assert (status, answer["error"]) == (415, "unsupported_media_type"), (other, answer)
+    assert count(db, "outcome_labels") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import sys
@@ -9,12 +10,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pytest
 
-from flywheel.local.server import make_server
+from flywheel.local.invoke import function_spec, worker_handler
+from flywheel.local.server import PRINCIPAL_HEADER, make_server
 from tests.conftest import ROOT, count, run_command
+from tests.integration.test_caller_orgs import ACME, CALLER_ORGS, GLOBEX, PLATFORM, message
+from tests.webhook_helpers import configure
 
 FLYWHEEL = [sys.executable, "-m", "flywheel.cli"]
 
@@ -145,3 +152,74 @@ def test_start_api_serves_requests_side_by_side(db_url: str, db) -> None:
         assert answers["correction"][0] == 201
     finally:
         server.shutdown()
+
+
+def test_side_by_side_requests_never_answer_with_another_requests_data(
+    db_url: str, db: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """acme's and globex's callers read their own outcomes at once, threads switching often: every
+    answer is its own request's (Powertools keeps the request being answered in a class attribute
+    and one context dict per resolver: side by side on worker threads, acme was answered with
+    globex's outcome, or 500/404 with another request's route)."""
+    configure(monkeypatch, API_CALLER_ORGS_JSON=json.dumps(CALLER_ORGS))
+    server = make_server(ROOT / "template.yaml", "127.0.0.1", 0, workers=4)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def call(method: str, path: str, principal: str, body: Any = None) -> tuple[int, Any]:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", PRINCIPAL_HEADER: principal}
+        request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    interval = sys.getswitchinterval()
+    try:
+        ids = {}
+        for org in ("acme", "globex"):
+            status, body = call("POST", "/messages", PLATFORM, {"messages": [message(org, 0)]})
+            assert status == 201, body
+            ids[org] = body["outcomes"][0]["outcome_id"]
+        wrong: Counter[str] = Counter()
+        answered: Counter[str] = Counter()
+
+        def reader(org: str, caller: str) -> None:
+            for _ in range(15):
+                status, body = call("GET", f"/messages/{ids[org]}?org_id={org}", caller)
+                answered[org] += 1
+                if not (status == 200 and body.get("outcome_id") == ids[org] and body.get("org_id") == org):
+                    wrong[f"{org}'s caller got {status} {body.get('org_id') if status == 200 else body}"] += 1
+
+        # switch threads often: the race is there at the default interval too, only rarer
+        sys.setswitchinterval(1e-5)
+        readers = [threading.Thread(target=reader, args=pair) for pair in [("acme", ACME), ("globex", GLOBEX)] * 3]
+        for thread in readers:
+            thread.start()
+        for thread in readers:
+            thread.join(120)
+        assert not wrong, dict(wrong)
+        assert answered == {"acme": 45, "globex": 45}
+    finally:
+        sys.setswitchinterval(interval)
+        server.shutdown()
+
+
+def test_each_worker_thread_is_an_execution_environment_of_its_own(db_url: str) -> None:
+    """A worker thread of start-api loads a function's module itself (its own resolver and module
+    globals, as each Lambda execution environment has) and keeps it for its next requests."""
+    spec = function_spec("MessagesFunction", ROOT / "template.yaml")
+    apps: dict[str, list[Any]] = {}
+
+    def load(name: str) -> None:
+        apps[name] = [inspect.unwrap(worker_handler(spec)).__globals__["app"] for _ in range(2)]
+
+    workers = [threading.Thread(target=load, args=(name,)) for name in ("one", "two")]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(60)
+    assert apps["one"][0] is apps["one"][1] and apps["two"][0] is apps["two"][1]
+    assert apps["one"][0] is not apps["two"][0]

@@ -11,6 +11,7 @@ import json
 import re
 
 import pytest
+from pydantic import ValidationError
 
 from flywheel.api import org_scope
 from flywheel.domain.callers import (
@@ -24,7 +25,8 @@ from flywheel.domain.callers import (
 )
 from flywheel.local.invoke import load_handler
 from flywheel.local.template import load_template, read_template
-from flywheel.models.messages import MessageBatch
+from flywheel.models.base import Strict
+from flywheel.models.messages import MessageBatch, MessageIn
 from flywheel.settings import ConfigurationError, Settings
 from tests.conftest import ROOT
 
@@ -258,3 +260,44 @@ def test_refusal_before_validation() -> None:
     assert len(reason) < 200  # a value that is no identifier is shown short and quoted
     many = refusal_before_validation(mapping, session, org_scoped=True, named=[f"org{i}" for i in range(30)])
     assert many is not None and many.endswith(" and 10 more")
+
+
+@pytest.mark.parametrize("padded", [" acme", "acme ", "acme\n", "\tacme", "\u3000acme\u2029", "acme\x1f"])
+def test_an_org_id_is_compared_as_validation_will_read_it(padded: str) -> None:
+    """The body models strip surrounding whitespace (" acme" is stored as acme): acme's caller is not
+    refused its own organisation before validation, and the same padding never hides another's."""
+    mapping = parse_caller_orgs(json.dumps({ROLE: ["acme"]}))
+    session = "arn:aws:sts::123456789012:assumed-role/acme-sender/s"
+    assert refusal_before_validation(mapping, session, org_scoped=True, named=[padded]) is None
+    foreign = padded.replace("acme", "globex")
+    reason = refusal_before_validation(mapping, session, org_scoped=True, named=["acme", foreign])
+    assert reason is not None and "may not act for organisation" in reason
+    # blank: names nothing (validation answers 422)
+    assert refusal_before_validation(mapping, session, org_scoped=True, named=[" ", "\n"]) is None
+
+
+def test_the_stripping_compared_covers_what_validation_strips() -> None:
+    """str.strip() removes every character the body models' str_strip_whitespace removes, so a value
+    a message validates to acme is compared as acme; what it removes beyond (U+001C-1F) is kept by
+    validation, where the org_id pattern refuses it: never another organisation's id let through."""
+
+    class Stripping(Strict):
+        org_id: str
+
+    # pydantic-core strips Unicode White_Space, all of it below U+3001 (NUL: the model refuses it)
+    stripped = {c for c in map(chr, range(1, 0x3001)) if Stripping(org_id=c + "acme" + c).org_id == "acme"}
+    python = {c for c in map(chr, range(0x110000)) if c.isspace()}
+    assert len(stripped) >= 25 and stripped <= python
+    for extra in sorted(python - stripped):
+        assert _validated_org_id(extra + "acme") is None, repr(extra)
+    assert _validated_org_id(" acme\n") == "acme"
+
+
+def _validated_org_id(org_id: str) -> str | None:
+    """The org_id a message validates to, or None when validation refuses it (for its org_id)."""
+    message = json.loads(json.loads((ROOT / "events" / "messages_register_single.json").read_text())["body"])
+    try:
+        return MessageIn.model_validate({**message, "org_id": org_id}).org_id
+    except ValidationError as exc:
+        assert [e["loc"] for e in exc.errors()] == [("org_id",)], exc.errors()
+        return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
+import threading
 import traceback
 from collections.abc import Mapping, Sequence
 from types import UnionType
@@ -102,6 +104,9 @@ class FlywheelResolver(APIGatewayRestResolver):
     decides the organisation), so API_CALLER_ORGS_JSON does not apply to them."""
 
     def __init__(self, json_bodies: bool = True, public: bool = False) -> None:
+        # the request being answered, per thread (see current_event): set before Powertools' __init__,
+        # which assigns self.context
+        self._request = threading.local()
         super().__init__(enable_validation=True, json_body_deserializer=strict_json)
         self.json_bodies = json_bodies
         self.public = public
@@ -111,6 +116,50 @@ class FlywheelResolver(APIGatewayRestResolver):
         # middlewares `use` adds: replacing it is how the caller check comes before validation
         # (tests/integration/test_caller_orgs.py fails if an upgrade stops calling it)
         self._request_validation_middleware = AuthoriseThenValidate()
+
+    # Powertools keeps the request being answered in class attributes (BaseRouter.current_event and
+    # lambda_context, shared by every resolver of the process) and in one routing `context` dict per
+    # resolver. In Lambda one execution environment answers one request at a time, so that is safe;
+    # the local API server (flywheel start-api) answers requests side by side on worker threads in
+    # one process, where a request would be checked, validated and answered with another's caller,
+    # org_id or route. Each thread's request is kept here instead (Powertools' own HttpResolver does
+    # the same with a ContextVar). tests/integration/test_local_runner.py races two callers.
+
+    @property  # type: ignore[override]
+    def current_event(self) -> Any:
+        return self._request.event
+
+    @current_event.setter
+    def current_event(self, value: Any) -> None:
+        self._request.event = value
+
+    @property  # type: ignore[override]
+    def lambda_context(self) -> Any:
+        return self._request.lambda_context
+
+    @lambda_context.setter
+    def lambda_context(self, value: Any) -> None:
+        self._request.lambda_context = value
+
+    @property  # type: ignore[override]
+    def context(self) -> dict[str, Any]:
+        if not hasattr(self._request, "context"):
+            self._request.context = {}
+        return self._request.context  # type: ignore[no-any-return]
+
+    @context.setter
+    def context(self, value: dict[str, Any]) -> None:
+        self._request.context = value
+
+    def resolve(self, event: Mapping[str, Any], context: Any) -> dict[str, Any]:
+        self.lambda_context = context
+        return super().resolve(event, context)
+
+    def _to_proxy_event(self, event: dict[str, Any]) -> Any:
+        # resolve() puts the event it converts here in BaseRouter.current_event, the process's one
+        proxy = super()._to_proxy_event(event)
+        self.current_event = proxy
+        return proxy
 
     def refuse_body(self) -> Response | None:
         """A body that is not UTF-8 JSON (415, 400), refused before it is parsed."""
@@ -138,6 +187,15 @@ class AuthoriseThenValidate(OpenAPIRequestValidationMiddleware):
         if refused is not None:
             return refused
         return super().handler(app, next_middleware)
+
+    def _get_body(self, app: Any) -> dict[str, Any]:
+        # Powertools reads a body as JSON only when its Content-Type starts with "application/json",
+        # case-sensitively; a media type is case-insensitive (RFC 9110 8.3.1), and a structured
+        # `application/<type>+json` is JSON too (is_json_media_type): both are parsed as JSON
+        media = app.current_event.headers.get("content-type")
+        if media is not None and is_json_media_type(str(media)):
+            return self._parse_json_data(app)
+        return super()._get_body(app)
 
 
 def _refusal(status: int, code: str, message: str) -> Response:
@@ -201,16 +259,32 @@ def _org_paths(annotation: Any, prefix: tuple[str, ...], found: set[tuple[str, .
 def _checked_route(app: FlywheelResolver) -> Any:
     """The route of this request when the caller check applies to it: an IAM route this function
     serves, but the health checks; None for a public function, a health check, or a path no route
-    serves (it reaches the not-found handler through the middlewares too: its 404 stands)."""
+    serves (see _resource_route)."""
     route = app.context.get("_route")
-    if (
-        app.public
-        or route is None
-        or route.path in HEALTH_ROUTES
-        or not any(route is r for r in (*app._static_routes, *app._dynamic_routes))
-    ):
+    if app.public or route is None or route.path in HEALTH_ROUTES or not _served(app, route):
         return None
     return route
+
+
+def _served(app: FlywheelResolver, route: Any) -> bool:
+    return any(route is r for r in (*app._static_routes, *app._dynamic_routes))
+
+
+# an API Gateway path parameter in a resource ({outcome_id}, greedy {proxy+}), Powertools' <outcome_id>
+_RESOURCE_PARAMETER = re.compile(r"\{([^{}+]+)\+?\}")
+
+
+def _resource_route(app: FlywheelResolver) -> Any:
+    """The route this function serves for the resource API Gateway matched (the event's `resource`,
+    `/messages/{outcome_id}`), or None. Powertools finds no route (its not-found route) when a path
+    parameter holds a character its route pattern does not take (a quote, a backslash, a backtick,
+    an emoji) though API Gateway matched, authorised and sent the request."""
+    event = app.current_event
+    resource = _RESOURCE_PARAMETER.sub(r"<\1>", str(event.resource or ""))
+    method = event.http_method.upper()
+    return next(
+        (r for r in (*app._static_routes, *app._dynamic_routes) if r.path == resource and r.method == method), None
+    )
 
 
 def caller_mapping() -> Mapping[str, frozenset[str]]:
@@ -235,12 +309,27 @@ def check_caller_before_validation(app: FlywheelResolver) -> None:
     and any other caller when an org_id the raw request names (query string; body, along its model's
     org_id fields) is not one of its organisations. A request that names no readable org_id (a body
     that is not JSON, an org_id missing) is left to validation (400, 422), and once validated to
-    check_caller_orgs. Refused: 403, nothing read or done."""
-    route = _checked_route(app)
-    if route is None:
+    check_caller_orgs. Refused: 403, nothing read or done.
+
+    A request no route of this function takes (Powertools' not-found route) is checked too before
+    its 404: against the route of the resource API Gateway matched (a path parameter Powertools'
+    pattern does not take) as any request of that route; for a resource this function does not
+    serve (API Gateway never sends one), a caller the mapping does not name is refused, any other
+    gets the 404."""
+    route = app.context.get("_route")
+    if app.public or route is None:
+        return
+    if not _served(app, route):
+        route = _resource_route(app)
+    if route is not None and route.path in HEALTH_ROUTES:
         return
     mapping = caller_mapping()
     if not mapping:
+        return
+    if route is None:  # no resource of this function: only who the caller is can be checked
+        reason = callers.refusal_before_validation(mapping, _user_arn(app), org_scoped=True, named=[])
+        if reason is not None:
+            raise errors.Forbidden(reason)
         return
     scope = app.org_scopes.get(id(route))
     if scope is None:

@@ -126,8 +126,12 @@ def refusal_before_validation(
     IAM authoriser, so a caller learns nothing of a route's inputs that it may not call): a caller
     the mapping does not name, or a caller not mapped to "*" on a platform route (`org_scoped`
     False), is refused whatever it sent; another caller is refused when any org_id it `named` (read
-    from the raw query string and body; non-strings and empty strings are not readable ids and are
-    left to validation) is not one of its organisations. None: validation decides next."""
+    from the raw query string and body; non-strings and blank strings are not readable ids and are
+    left to validation) is not one of its organisations. A value is compared as validation will
+    read it: without surrounding whitespace (the body models strip it, so " acme" is stored as
+    acme). str.strip() removes what pydantic strips and a few control characters more (U+001C-1F),
+    which can never turn another organisation's id into an allowed one: a value that still holds
+    them fails validation (an org_id is an IDENTIFIER). None: validation decides next."""
     principal = principal_key(user_arn or "")
     if principal is None:
         return "the request carries no IAM role or user this API maps to organisations (API_CALLER_ORGS_JSON)"
@@ -138,7 +142,7 @@ def refusal_before_validation(
         return None
     if not org_scoped:
         return f'{principal} may not call the platform routes (only a caller mapped to ["*"] may)'
-    refused = sorted({org for org in named if isinstance(org, str) and org and org not in allowed})
+    refused = sorted({org for org in named if isinstance(org, str) and org.strip() and org.strip() not in allowed})
     if refused:
         shown = [org if IDENTIFIER.fullmatch(org) else _quoted(org) for org in refused[:MAX_NAMED]]
         more = f" and {len(refused) - MAX_NAMED} more" if len(refused) > MAX_NAMED else ""

@@ -73,10 +73,12 @@ def function_spec(logical_id: str, template_path: Path | None = None) -> Functio
 _loaded: dict[str, Handler] = {}
 
 
-def load_handler(spec: FunctionSpec) -> Handler:
-    """Import the handler from the function's code folder, or from the layer when it lives there."""
+def load_handler(spec: FunctionSpec, *, fresh: bool = False) -> Handler:
+    """Import the handler from the function's code folder, or from the layer when it lives there.
+    Loaded once per process; `fresh`: a new instance of the function's module, as a new execution
+    environment loads it (its own module globals: resolver, caches), not shared with other callers."""
     cache_key = f"{spec.code_dir}:{spec.handler}"
-    if cache_key in _loaded:
+    if cache_key in _loaded and not fresh:
         return _loaded[cache_key]
     module_path, _, attribute = spec.handler.rpartition(".")
     source = spec.code_dir / (module_path.replace(".", "/") + ".py")
@@ -87,9 +89,11 @@ def load_handler(spec: FunctionSpec) -> Handler:
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)
     else:
+        # a handler of the layer's package (the migration custom resource) is the process's one
         module = importlib.import_module(module_path)
     handler: Handler = getattr(module, attribute)
-    _loaded[cache_key] = handler
+    if not fresh:
+        _loaded[cache_key] = handler
     return handler
 
 
@@ -172,10 +176,26 @@ def shared_environment(specs: list[FunctionSpec]) -> dict[str, str]:
 def invoke_in_place(spec: FunctionSpec, event: dict[str, Any]) -> Any:
     """Invoke in the environment the caller set up (see `shared_environment`), without taking the
     process-wide lock: invocations on several threads run side by side, like Lambda's execution
-    environments (each thread has its own database connection)."""
-    with _LOADING:
-        handler = load_handler(spec)
+    environments. Each thread is an execution environment of its own for every function it runs: it
+    loads the function's module itself on its first request for it (its own cold start, resolver and
+    module globals) and answers one request at a time with it, so a request never sees another's
+    (Powertools keeps the request being answered on the resolver; each thread also has its own
+    database connection)."""
+    handler = worker_handler(spec)
     return handler(event, LocalContext(function_name=spec.logical_id, timeout_s=spec.timeout))
 
 
+def worker_handler(spec: FunctionSpec) -> Handler:
+    """The function's handler in this thread's own execution environment, loaded on first use."""
+    environments: dict[str, Handler] = _WORKER.__dict__.setdefault("handlers", {})
+    key = f"{spec.code_dir}:{spec.handler}"
+    handler = environments.get(key)
+    if handler is None:
+        with _LOADING:
+            handler = environments[key] = load_handler(spec, fresh=True)
+    return handler
+
+
 _LOADING = threading.Lock()
+# the handlers a worker thread has loaded: one execution environment per function and thread
+_WORKER = threading.local()

@@ -2,10 +2,12 @@
 
 Each request becomes an API Gateway (REST, proxy integration) event; the handler's answer
 becomes the HTTP response, as `sam local start-api` does. Requests run side by side on a pool of
-worker threads, each with its own database connection, as they do in production (one Lambda
-execution environment per concurrent request). Each request reads its function's own settings
-(the template's variables for that function, under the process's), as in AWS: never another API
-function's, nor those of a queue or schedule invocation running meanwhile in this process.
+worker threads, each an execution environment of its own as in production (one Lambda execution
+environment per concurrent request): its own instance of each function's module, one request at a
+time, its own database connection (flywheel.local.invoke.invoke_in_place). Each request reads its
+function's own settings (the template's variables for that function, under the process's), as in
+AWS: never another API function's, nor those of a queue or schedule invocation running meanwhile in
+this process.
 """
 
 from __future__ import annotations
