@@ -6,7 +6,7 @@
 -- whose latest word about it is a close, dal.events._DEAL_CREDITS); the others keep it in
 -- shared_deal_status / shared_deal_value, which the training label and the stage read and no count
 -- does. Every count reads deals_won / won_revenue: the won deals credited to the message, however
--- many (a row no re-derivation has written since, NULL, counts its one deal_status as before:
+-- many (NULL when it won none; a row no re-derivation has written since counts its one deal_status:
 -- dal.outcomes.won_deals_sql). Expand-only: nullable columns (no default: a catalogue change, no
 -- table rewrite).
 ALTER TABLE outcome_labels ADD COLUMN shared_deal_status text
@@ -134,7 +134,9 @@ counted AS (
       LEFT JOIN credited c USING (org_id, account, deal_id)
      GROUP BY l.outcome_id)
 UPDATE outcome_labels o
-   SET deals_won = c.won, won_revenue = c.revenue,
+   -- (NULL when it counts none, as a re-derivation writes, unless the deal_status it keeps says won)
+   SET deals_won = CASE WHEN c.won > 0 OR (o.deal_status = 'won' AND c.all_shared IS NOT TRUE) THEN c.won END,
+       won_revenue = CASE WHEN c.won > 0 OR (o.deal_status = 'won' AND c.all_shared IS NOT TRUE) THEN c.revenue END,
        shared_deal_status = CASE WHEN c.all_shared THEN o.deal_status END,
        shared_deal_value = CASE WHEN c.all_shared THEN o.deal_value END,
        deal_status = CASE WHEN c.all_shared THEN NULL ELSE o.deal_status END,

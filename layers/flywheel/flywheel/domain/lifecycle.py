@@ -119,8 +119,9 @@ class OutcomeState:
     # what every count reads (deals won, revenue): the won deals this message is credited with, each
     # deal once (its own deals and those of several messages it is credited with, however many; the
     # deal_* columns above show one of them)
-    deals_won: int = 0
-    won_revenue: Decimal = Decimal("0.00")
+    # (None when it won none: what a message never re-derived holds, and what its deal_status counts)
+    deals_won: int | None = None
+    won_revenue: Decimal | None = None
     stage: str = "sent"
     last_event_at: datetime | None = None
     event_count: int = 0
@@ -436,8 +437,9 @@ def _derive_deal(
     # every deal credited here is counted, not only the one the deal_* columns show: a message that
     # won two deals (its lead's two deals, or its own and one several messages led to) counts two
     won = [e for e in own if e.type == EventType.DEAL_WON]
-    state.deals_won = len(won)
-    state.won_revenue = sum((_decimal(e.data.get("value")) or Decimal(0) for e in won), Decimal("0.00"))
+    if won:
+        state.deals_won = len(won)
+        state.won_revenue = sum((_decimal(e.data.get("value")) or Decimal(0) for e in won), Decimal("0.00"))
     if (deal := _closed(own)) is None:
         return
     state.deal_status = "won" if deal.type == EventType.DEAL_WON else "lost"
