@@ -1,47 +1,151 @@
--- 1. A deal several messages led to is counted once. A HubSpot deal with several e-mailed contacts
--- went to each contact's message, and every count read each message's deal_status / deal_value: a
--- $50,000 deal with three contacts was 3 deals won and $150,000 in the reports. From this release
--- the deal is counted on one message (the first sent among those whose latest word about it is a
--- close, dal.events._DEAL_CREDITS) and the others keep it in shared_deal_status / shared_deal_value,
--- which the training label and the stage read and no count does. Expand-only: two nullable columns
--- (no default: a catalogue change, no table rewrite).
+-- 1. A deal several messages led to is counted once, and every deal is counted. A HubSpot deal with
+-- several e-mailed contacts went to each contact's message, and every count read each message's
+-- deal_status / deal_value: a $50,000 deal with three contacts was 3 deals won and $150,000 in the
+-- reports. And a message that won two deals (its lead's two deals) showed one of them, and every
+-- count said one. From this release a deal is credited to one message (the first sent among those
+-- whose latest word about it is a close, dal.events._DEAL_CREDITS); the others keep it in
+-- shared_deal_status / shared_deal_value, which the training label and the stage read and no count
+-- does. Every count reads deals_won / won_revenue: the won deals credited to the message, however
+-- many (NULL when it won none; a row no re-derivation has written since counts its one deal_status:
+-- dal.outcomes.won_deals_sql). Expand-only: nullable columns (no default: a catalogue change, no
+-- table rewrite).
 ALTER TABLE outcome_labels ADD COLUMN shared_deal_status text
     CHECK (shared_deal_status IS NULL OR shared_deal_status IN ('won', 'lost'));
 ALTER TABLE outcome_labels ADD COLUMN shared_deal_value numeric(14, 2);
+ALTER TABLE outcome_labels ADD COLUMN deals_won integer;
+ALTER TABLE outcome_labels ADD COLUMN won_revenue numeric(18, 2);
 
--- Bring the stored messages to what a re-derivation writes: a message whose every deal is counted on
--- another message has its deal moved to shared_deal_* (its label, stage and quality score do not
--- change). The report rollup follows through its update trigger (sql/0016), applied by the next
--- refresh. A message holding a deal of its own besides a shared one is left as it is until its next
--- event re-derives it. Only the messages of shared deals are written (the deal events are read
+-- A deal is its organisation, CRM account and deal id: one organisation may map several Pipedrive
+-- companies (or HubSpot portals, Salesforce organisations), each numbering its own deals, so two
+-- companies' deal 8 are two deals. New deal events carry the account (data.deal_account); the stored
+-- ones get it from their raw payload (Pipedrive meta.company_id, HubSpot portalId, Salesforce
+-- OrganizationId), read through outcome_events_deal (sql/0022: only deal events). A row whose payload
+-- retention has removed (a message sent over OUTCOME_FINAL_DAYS + RAW_EVENT_RETENTION_DAYS ago) keeps
+-- no account, as do in-house CRM deals (one numbering per organisation).
+UPDATE outcome_events d
+   SET data = d.data || jsonb_build_object('deal_account', a.account)
+  FROM (SELECT event_id,
+               CASE provider WHEN 'pipedrive' THEN payload->'meta'->>'company_id'
+                             WHEN 'hubspot' THEN payload->>'portalId'
+                             WHEN 'salesforce' THEN payload->>'OrganizationId' END AS account
+          FROM outcome_events
+         WHERE data ? 'deal_id' AND payload IS NOT NULL AND NOT data ? 'deal_account') a
+ WHERE d.event_id = a.event_id AND a.account <> '' AND d.data ? 'deal_id';
+
+-- The report rollup's triggers (sql/0016) count deals_won / won_revenue (with the same fallback as
+-- dal.outcomes.won_deals_sql), replaced before the backfill below so that it moves the counts too.
+CREATE OR REPLACE FUNCTION report_count_rows_added_or_removed() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    direction integer := CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END;
+BEGIN
+    INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework, tone,
+                                      reply_category, messages, replies, meetings, deals_won, revenue)
+    SELECT org_id, (sent_at AT TIME ZONE 'UTC')::date, model_registry_id, lead_industry, lead_role, framework,
+           tone, reply_category, direction * count(*), direction * count(replied_at),
+           direction * count(meeting_booked_at),
+           direction * coalesce(sum(coalesce(deals_won, coalesce(deal_status = 'won', false)::int)), 0),
+           direction * coalesce(sum(coalesce(won_revenue,
+                                             CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END)), 0)
+      FROM changed_rows
+     GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
+    RETURN NULL;
+END $$;
+
+CREATE OR REPLACE FUNCTION report_count_row_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO report_count_changes (org_id, day, model_registry_id, lead_industry, lead_role, framework, tone,
+                                      reply_category, messages, replies, meetings, deals_won, revenue)
+    VALUES (OLD.org_id, (OLD.sent_at AT TIME ZONE 'UTC')::date, OLD.model_registry_id, OLD.lead_industry,
+            OLD.lead_role, OLD.framework, OLD.tone, OLD.reply_category, -1, -(OLD.replied_at IS NOT NULL)::int,
+            -(OLD.meeting_booked_at IS NOT NULL)::int,
+            -coalesce(OLD.deals_won, coalesce(OLD.deal_status = 'won', false)::int),
+            -coalesce(OLD.won_revenue, CASE WHEN OLD.deal_status = 'won' THEN coalesce(OLD.deal_value, 0) ELSE 0 END)),
+           (NEW.org_id, (NEW.sent_at AT TIME ZONE 'UTC')::date, NEW.model_registry_id, NEW.lead_industry,
+            NEW.lead_role, NEW.framework, NEW.tone, NEW.reply_category, 1, (NEW.replied_at IS NOT NULL)::int,
+            (NEW.meeting_booked_at IS NOT NULL)::int,
+            coalesce(NEW.deals_won, coalesce(NEW.deal_status = 'won', false)::int),
+            coalesce(NEW.won_revenue, CASE WHEN NEW.deal_status = 'won' THEN coalesce(NEW.deal_value, 0) ELSE 0 END));
+    RETURN NULL;
+END $$;
+
+DROP TRIGGER outcome_labels_report_row_changed ON outcome_labels;
+CREATE TRIGGER outcome_labels_report_row_changed AFTER UPDATE ON outcome_labels FOR EACH ROW
+    WHEN ((OLD.org_id, (OLD.sent_at AT TIME ZONE 'UTC')::date, OLD.model_registry_id, OLD.lead_industry,
+           OLD.lead_role, OLD.framework, OLD.tone, OLD.reply_category, OLD.replied_at IS NULL,
+           OLD.meeting_booked_at IS NULL, coalesce(OLD.deals_won, coalesce(OLD.deal_status = 'won', false)::int),
+           coalesce(OLD.won_revenue, CASE WHEN OLD.deal_status = 'won' THEN coalesce(OLD.deal_value, 0) ELSE 0 END))
+          IS DISTINCT FROM
+          (NEW.org_id, (NEW.sent_at AT TIME ZONE 'UTC')::date, NEW.model_registry_id, NEW.lead_industry,
+           NEW.lead_role, NEW.framework, NEW.tone, NEW.reply_category, NEW.replied_at IS NULL,
+           NEW.meeting_booked_at IS NULL, coalesce(NEW.deals_won, coalesce(NEW.deal_status = 'won', false)::int),
+           coalesce(NEW.won_revenue, CASE WHEN NEW.deal_status = 'won' THEN coalesce(NEW.deal_value, 0) ELSE 0 END)))
+    EXECUTE FUNCTION report_count_row_changed();
+
+CREATE OR REPLACE VIEW model_leaderboard AS
+    SELECT m.model_id, m.version, m.status, m.role, m.traffic_percentage,
+           count(o.outcome_id)                                           AS messages_sent,
+           count(o.replied_at)                                           AS replies,
+           count(o.outcome_id) FILTER (WHERE o.reply_category IN ('interested', 'meeting_request'))
+                                                                         AS positive_replies,
+           count(o.meeting_booked_at)                                    AS meetings,
+           coalesce(sum(coalesce(o.deals_won, coalesce(o.deal_status = 'won', false)::int)), 0)::bigint AS deals_won,
+           coalesce(sum(coalesce(o.won_revenue,
+                                 CASE WHEN o.deal_status = 'won' THEN coalesce(o.deal_value, 0) ELSE 0 END)), 0)
+                                                                         AS revenue
+      FROM model_registry m
+      LEFT JOIN outcome_labels o ON o.model_registry_id = m.model_id
+     GROUP BY m.model_id, m.version, m.status, m.role, m.traffic_percentage;
+
+-- Bring the stored messages holding a deal to what a re-derivation writes (domain.lifecycle
+-- _derive_deal): each message counts the won deals credited to it (deals_won, won_revenue: its
+-- latest word per deal, a deal of several messages only on the one credited, the deal events
+-- without an id one deal); a message whose every deal is counted on another message has its deal
+-- moved to shared_deal_* (its label, stage and quality score do not change). The report rollup
+-- follows through its update trigger (above), applied by the next refresh. A message holding a deal
+-- of its own besides a shared one keeps the deal_* columns it shows until its next event re-derives
+-- it; its counts are right from here. Only the messages holding deal events are written (read
 -- through outcome_events_deal, sql/0022): no long lock on a large table.
-WITH deals AS (
-    SELECT DISTINCT org_id, data->>'deal_id' AS deal_id FROM outcome_events
+WITH holders AS (
+    SELECT DISTINCT outcome_id FROM outcome_events
      WHERE data ? 'deal_id' AND status = 'applied' AND event_type IN ('deal_won', 'deal_lost', 'deal_reopened')),
 latest AS (
-    SELECT DISTINCT ON (e.outcome_id, d.org_id, d.deal_id) e.outcome_id, d.org_id, d.deal_id, e.event_type
-      FROM deals d
-      JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.org_id = d.org_id
+    SELECT DISTINCT ON (e.outcome_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id')
+           e.outcome_id, e.org_id, coalesce(e.data->>'deal_account', '') AS account, e.data->>'deal_id' AS deal_id,
+           e.event_type, nullif(e.data->>'value', '')::numeric AS value, o.sent_at
+      FROM holders h
+      JOIN outcome_events e ON e.outcome_id = h.outcome_id
+      JOIN outcome_labels o ON o.outcome_id = h.outcome_id
      WHERE e.status = 'applied' AND e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened')
-     ORDER BY e.outcome_id, d.org_id, d.deal_id, e.occurred_at DESC, e.provider || ':' || e.event_key COLLATE "C" DESC),
+     ORDER BY e.outcome_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id', e.occurred_at DESC,
+              e.provider || ':' || e.event_key COLLATE "C" DESC),
 credited AS (
-    SELECT DISTINCT ON (l.org_id, l.deal_id) l.org_id, l.deal_id, l.outcome_id
-      FROM latest l JOIN outcome_labels o USING (outcome_id)
-     WHERE l.event_type <> 'deal_reopened'
-     ORDER BY l.org_id, l.deal_id, o.sent_at, l.outcome_id),
-shared AS (
-    SELECT l.outcome_id FROM latest l JOIN credited c USING (org_id, deal_id) WHERE c.outcome_id <> l.outcome_id
-    EXCEPT
-    SELECT e.outcome_id FROM outcome_events e
-      LEFT JOIN credited c ON c.org_id = e.org_id AND c.deal_id = e.data->>'deal_id'
-     WHERE e.status = 'applied' AND e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened')
-       AND e.outcome_id IN (SELECT outcome_id FROM latest)
-       AND (NOT e.data ? 'deal_id' OR c.outcome_id = e.outcome_id))
+    SELECT DISTINCT ON (org_id, account, deal_id) org_id, account, deal_id, outcome_id
+      FROM latest
+     WHERE deal_id IS NOT NULL AND event_type <> 'deal_reopened'
+     ORDER BY org_id, account, deal_id, sent_at, outcome_id),
+counted AS (
+    SELECT l.outcome_id,
+           count(*) FILTER (WHERE l.event_type = 'deal_won'
+                              AND (l.deal_id IS NULL OR c.outcome_id = l.outcome_id)) AS won,
+           coalesce(sum(coalesce(l.value, 0)) FILTER (WHERE l.event_type = 'deal_won'
+                              AND (l.deal_id IS NULL OR c.outcome_id = l.outcome_id)), 0) AS revenue,
+           bool_and(l.deal_id IS NOT NULL AND c.outcome_id <> l.outcome_id) AS all_shared
+      FROM latest l
+      LEFT JOIN credited c USING (org_id, account, deal_id)
+     GROUP BY l.outcome_id)
 UPDATE outcome_labels o
-   SET shared_deal_status = o.deal_status, shared_deal_value = o.deal_value, deal_status = NULL, deal_value = NULL,
-       deal_currency = NULL, deal_closed_at = NULL, updated_at = now()
-  FROM shared s
- WHERE o.outcome_id = s.outcome_id AND o.deal_status IS NOT NULL;
+   -- (NULL when it counts none, as a re-derivation writes, unless the deal_status it keeps says won)
+   SET deals_won = CASE WHEN c.won > 0 OR (o.deal_status = 'won' AND c.all_shared IS NOT TRUE) THEN c.won END,
+       won_revenue = CASE WHEN c.won > 0 OR (o.deal_status = 'won' AND c.all_shared IS NOT TRUE) THEN c.revenue END,
+       shared_deal_status = CASE WHEN c.all_shared THEN o.deal_status END,
+       shared_deal_value = CASE WHEN c.all_shared THEN o.deal_value END,
+       deal_status = CASE WHEN c.all_shared THEN NULL ELSE o.deal_status END,
+       deal_value = CASE WHEN c.all_shared THEN NULL ELSE o.deal_value END,
+       deal_currency = CASE WHEN c.all_shared THEN NULL ELSE o.deal_currency END,
+       deal_closed_at = CASE WHEN c.all_shared THEN NULL ELSE o.deal_closed_at END,
+       updated_at = now()
+  FROM counted c
+ WHERE o.outcome_id = c.outcome_id;
 
 -- 2. Which event keys were stored in the organisation's form ("<org>|<key>", domain.ingest.org_keys).
 -- Until now a row's format was read from its key: one starting with its own organisation and '|' (or

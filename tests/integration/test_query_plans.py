@@ -160,6 +160,10 @@ def test_hot_queries_use_indexes(big: psycopg.Connection[dict[str, Any]]) -> Non
         "deal_events": lambda c: events_dal.deal_events(
             c, [("hubspot", "org4", "hubspot:7", "l22@x.example"), ("hubspot", "org1", "hubspot:9", "o@x.example")]
         ),
+        "deals_counted_elsewhere": lambda c: events_dal.deals_counted_elsewhere(c, ids),
+        "deal_holders": lambda c: events_dal.deal_holders(
+            c, [("org4", "5799819", "hubspot:7"), ("org1", "", "hubspot:9"), ("org2", "8087566", "pipedrive:8")]
+        ),
         "move_events": lambda c: events_dal.move_events(
             c, [(5, one, "applied", "l5@x.example"), (9, None, "orphan", "x")]
         ),

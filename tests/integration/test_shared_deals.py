@@ -22,6 +22,7 @@ from flywheel.dal import insights
 from flywheel.dal import models as models_dal
 from flywheel.dal.connection import close_connection, transaction
 from flywheel.dal.experiments import segment_counts
+from flywheel.dal.outcomes import won_deals_sql, won_revenue_sql
 from flywheel.services import experiments
 from tests.conftest import ROOT
 from tests.integration import test_concurrency as race
@@ -94,10 +95,25 @@ def deals(db) -> list[tuple[str, Any, Any, Any, str, float]]:
     ]
 
 
+def lead_deal(event: str, lead: int, deal: str, value: str, days: int, webhook_id: str) -> dict[str, Any]:
+    """An in-house deal event of one lead (by its email), `days` after SENT."""
+    body = {
+        "event": event,
+        "lead_email": race.lead(lead),
+        "org_id": "acme",
+        "deal_id": deal,
+        "value": value,
+        "currency": "USD",
+        "occurred_at": (SENT + timedelta(days=days)).isoformat(),
+    }
+    return race.crm_request("webhooks_crm_deal_won.json", body, webhook_id)
+
+
 def won_and_revenue(db) -> tuple[int, Any]:
+    """Deals won and revenue as every count reads them (dal.outcomes.won_deals_sql)."""
     row = db.execute(
-        "SELECT count(*) FILTER (WHERE deal_status = 'won') AS won,"
-        " coalesce(sum(deal_value) FILTER (WHERE deal_status = 'won'), 0) AS revenue FROM outcome_labels"
+        f"SELECT coalesce(sum({won_deals_sql()}), 0) AS won, coalesce(sum({won_revenue_sql()}), 0) AS revenue"
+        " FROM outcome_labels"
     ).fetchone()
     return int(row["won"]), row["revenue"]
 
@@ -223,15 +239,22 @@ def test_in_house_deals_still_live_on_their_first_close(db, crm) -> None:
     assert db.execute("SELECT deal_status FROM outcome_labels WHERE body = 'f5'").fetchone()["deal_status"] is None
 
 
-def test_contacts_events_applied_by_concurrent_transactions_count_the_deal_once(db, db_url, crm, monkeypatch) -> None:
+@pytest.mark.parametrize("own_deal", [False, True], ids=["one-deal", "first-lead-won-another-deal"])
+def test_contacts_events_applied_by_concurrent_transactions_count_the_deal_once(
+    db, db_url, crm, monkeypatch, own_deal: bool
+) -> None:
     """Four leads of one in-house deal id, each contact's deal_won applied by its own connection at
     the same moment. Each transaction, held open after re-deriving, lets the others run: without
-    the deal's lock each saw no other message of the deal and counted it (4 deals won, $4,000)."""
+    the deal's lock each saw no other message of the deal and counted it (4 deals won, $4,000).
+    `own_deal`: the first-sent lead (credited with D-1) also won its own D-2 ($5,000), whose
+    deal_status its message shows: D-1 is still counted there (it was counted nowhere: 1 deal)."""
     from flywheel.domain.ingest import IncomingEvent
     from flywheel.services import ingest as ingest_service
 
     leads = range(10, 14)
     run(race.registration([contact_message(i, SENT + timedelta(hours=i)) for i in leads]))
+    if own_deal:
+        run(lead_deal("deal_won", 10, "D-2", "5000.00", 4, "own-d2"))
     close_connection()
     barrier = threading.Barrier(len(leads))
     real = ingest_service.recompute
@@ -268,14 +291,15 @@ def test_contacts_events_applied_by_concurrent_transactions_count_the_deal_once(
     for thread in threads:
         thread.join(60)
     assert not errors, errors
-    assert won_and_revenue(db) == (1, Decimal("1000.00"))
+    expected = (2, Decimal("6000.00")) if own_deal else (1, Decimal("1000.00"))
+    assert won_and_revenue(db) == expected
     assert [r["deal_status"] for r in db.execute("SELECT deal_status FROM outcome_labels ORDER BY sent_at")] == [
         "won",
         None,
         None,
         None,
     ]
-    assert rolled_deals(db) == (1, 1000)
+    assert rolled_deals(db) == expected
 
 
 def test_the_migration_moves_the_stored_shared_deals_to_the_shared_columns(db, crm) -> None:
@@ -289,11 +313,10 @@ def test_the_migration_moves_the_stored_shared_deals_to_the_shared_columns(db, c
                   deal_currency = 'USD', deal_closed_at = now(), shared_deal_status = NULL, shared_deal_value = NULL
             WHERE shared_deal_status IS NOT NULL"""
     )
+    db.execute("UPDATE outcome_labels SET deals_won = NULL, won_revenue = NULL")  # never written before
     assert won_and_revenue(db) == (3, Decimal("150000.00")) and rolled_deals(db) == (3, 150000)
     sql = (ROOT / "sql" / "0028_shared_deals_and_key_format.sql").read_text()
-    backfill = sql[
-        sql.index("WITH deals AS") : sql.index("o.deal_status IS NOT NULL;") + len("o.deal_status IS NOT NULL")
-    ]
+    backfill = sql[sql.index("WITH holders AS") : sql.index("WHERE o.outcome_id = c.outcome_id;") + 33]
     db.execute(backfill)
     assert deals(db) == derived
     assert won_and_revenue(db) == (1, Decimal("50000.00")) and rolled_deals(db) == (1, 50000)

@@ -12,7 +12,7 @@ from psycopg.rows import tuple_row
 
 from flywheel.dal.connection import Connection, jsonb
 from flywheel.domain.effects import WITH_EFFECTS
-from flywheel.domain.ingest import deal_link
+from flywheel.domain.ingest import DealKey, deal_link
 from flywheel.domain.lifecycle import COUNTED, DEAL_EVENTS, EventType, OutcomeEvent
 
 _EVENT_RECORD = """provider text, event_key text, event_type text, occurred_at timestamptz,
@@ -29,6 +29,7 @@ def _applied(p: str = "") -> str:
     return (
         f"{p}event_id, {p}provider, {p}event_key, {p}event_type, {p}occurred_at, {p}outcome_id, {p}org_id, "
         f"{p}status, {p}data->>'meeting_id' AS meeting_id, {p}data->>'deal_id' AS deal_id, "
+        f"coalesce({p}data->>'deal_account', '') AS deal_account, "
         f"CASE WHEN {p}event_type IN ('reply', 'reply_classified', 'correction') THEN {p}data END AS data"
     )
 
@@ -194,14 +195,16 @@ def orphan_links_for(conn: Connection, messages: list[dict[str, Any]]) -> list[s
         return []
     rows = conn.execute(
         _CANDIDATES
-        + """SELECT DISTINCT e.data->>'meeting_id' AS meeting_id, e.data->>'deal_id' AS deal_id
+        + f"""SELECT DISTINCT e.data->>'meeting_id' AS meeting_id, e.data->>'deal_id' AS deal_id,
+                                  best.org_id, {_ACCOUNT.format(p="e.")} AS account
                            FROM best JOIN outcome_events e USING (event_id)
                           WHERE e.data ? 'meeting_id' OR e.data ? 'deal_id'""",
         _message_params(messages),
     ).fetchall()
+    # a deal's key is the organisation of the message that would claim it (its own, when known)
     return sorted(
         {f"meeting:{r['meeting_id']}" for r in rows if r["meeting_id"]}
-        | {deal_link(r["deal_id"]) for r in rows if r["deal_id"]}
+        | {deal_link(r["org_id"], r["account"], r["deal_id"]) for r in rows if r["deal_id"]}
     )
 
 
@@ -323,53 +326,68 @@ def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> di
 
 # A deal several messages led to (a HubSpot deal's contacts, each e-mailed; one in-house deal id
 # sent for two leads) is counted on one of them: among the messages holding an applied event of the
-# deal (same organisation and deal id) whose latest word about it is a close, the one sent first
-# (then the lowest outcome id). The latest word per message is the lifecycle's (occurred_at, then
-# "provider:event_key" in code-point order). The others keep it for their label (shared_deal_*).
-_DEAL_CREDITS = """
+# deal whose latest word about it is a close, the one sent first (then the lowest outcome id). A deal
+# is its organisation, CRM account (`data.deal_account`: a Pipedrive company, a HubSpot portal; one
+# organisation may map several, each numbering its own deals; empty for the in-house CRM and for the
+# rows the release before stored, which sql/0028 gave their payload's account) and deal id. The latest
+# word per message is the lifecycle's (occurred_at, then "provider:event_key" in code-point order).
+# The others keep it for their label (shared_deal_*). A message counts every deal credited to it
+# (`deals_won`, `won_revenue`), however many: the credit never depends on its other deals.
+_ACCOUNT = "coalesce({p}data->>'deal_account', '')"
+_DEAL_CREDITS = f"""
 WITH mine AS (
-    SELECT DISTINCT outcome_id, org_id, data->>'deal_id' AS deal_id
+    SELECT DISTINCT outcome_id, org_id, {_ACCOUNT.format(p="")} AS account, data->>'deal_id' AS deal_id
       FROM outcome_events
      WHERE outcome_id = ANY(%(ids)s) AND status = 'applied' AND event_type = ANY(%(deals)s) AND data ? 'deal_id'),
-deals AS (SELECT DISTINCT org_id, deal_id FROM mine),
+deals AS (SELECT DISTINCT org_id, account, deal_id FROM mine),
 latest AS (
-    SELECT DISTINCT ON (e.outcome_id, d.org_id, d.deal_id) e.outcome_id, d.org_id, d.deal_id, e.event_type
+    SELECT DISTINCT ON (e.outcome_id, d.org_id, d.account, d.deal_id) e.outcome_id, d.org_id, d.account, d.deal_id,
+           e.event_type
       FROM deals d
       JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.org_id = d.org_id
+       AND {_ACCOUNT.format(p="e.")} = d.account
      WHERE e.status = 'applied' AND e.event_type = ANY(%(deals)s)
-     ORDER BY e.outcome_id, d.org_id, d.deal_id, e.occurred_at DESC, e.provider || ':' || e.event_key COLLATE "C" DESC),
+     ORDER BY e.outcome_id, d.org_id, d.account, d.deal_id, e.occurred_at DESC,
+              e.provider || ':' || e.event_key COLLATE "C" DESC),
 credited AS (
-    SELECT DISTINCT ON (l.org_id, l.deal_id) l.org_id, l.deal_id, l.outcome_id
+    SELECT DISTINCT ON (l.org_id, l.account, l.deal_id) l.org_id, l.account, l.deal_id, l.outcome_id
       FROM latest l JOIN outcome_labels o USING (outcome_id)
      WHERE l.event_type <> 'deal_reopened'
-     ORDER BY l.org_id, l.deal_id, o.sent_at, l.outcome_id)
-SELECT m.outcome_id, m.deal_id
-  FROM mine m JOIN credited c ON c.org_id = m.org_id AND c.deal_id = m.deal_id
+     ORDER BY l.org_id, l.account, l.deal_id, o.sent_at, l.outcome_id)
+SELECT m.outcome_id, m.account, m.deal_id
+  FROM mine m JOIN credited c ON c.org_id = m.org_id AND c.account = m.account AND c.deal_id = m.deal_id
  WHERE c.outcome_id <> m.outcome_id"""
 
 
-def deals_counted_elsewhere(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, set[str]]:
-    """Per outcome, the deal ids of its applied deal events that another message counts
+def deals_counted_elsewhere(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, set[tuple[str, str]]]:
+    """Per outcome, the (account, deal id) of its applied deal events that another message counts
     (`_DEAL_CREDITS`); outcomes whose deals are all their own are absent. The caller holds the
-    deals' link locks (`deal:<id>`) or the outcomes' row locks, so the answer is the committed one."""
+    deals' link locks (`domain.ingest.deal_link`) or the outcomes' row locks, so the answer is the
+    committed one."""
     if not outcome_ids:
         return {}
     rows = conn.execute(_DEAL_CREDITS, {"ids": outcome_ids, "deals": _DEALS}).fetchall()
-    found: dict[UUID, set[str]] = defaultdict(set)
+    found: dict[UUID, set[tuple[str, str]]] = defaultdict(set)
     for row in rows:
-        found[row["outcome_id"]].add(row["deal_id"])
+        found[row["outcome_id"]].add((row["account"], row["deal_id"]))
     return dict(found)
 
 
-def deal_holders(conn: Connection, deal_ids: list[str]) -> set[UUID]:
-    """The messages holding an applied event of any of these deal ids (any organisation): when one of
-    them gains or loses the deal, which of them counts it may change, so all are re-derived."""
-    if not deal_ids:
+def deal_holders(conn: Connection, deals: list[DealKey]) -> set[UUID]:
+    """The messages holding an applied event of any of these deals (organisation, account, deal id):
+    when one of them gains or loses the deal, which of them counts it may change, so all are
+    re-derived. Another organisation's deal of the same number is not theirs (read through
+    outcome_events_deal, sql/0022: the deal id, then the organisation and account of its few rows)."""
+    if not deals:
         return set()
+    unique = sorted(set(deals))
     rows = conn.execute(
-        """SELECT DISTINCT outcome_id FROM outcome_events
-            WHERE data ? 'deal_id' AND data->>'deal_id' = ANY(%s) AND status = 'applied' AND event_type = ANY(%s)""",
-        (sorted(set(deal_ids)), _DEALS),
+        f"""SELECT DISTINCT e.outcome_id
+              FROM unnest(%s::text[], %s::text[], %s::text[]) AS d(org_id, account, deal_id)
+              JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id
+               AND e.org_id = d.org_id AND {_ACCOUNT.format(p="e.")} = d.account
+             WHERE e.status = 'applied' AND e.event_type = ANY(%s)""",
+        ([d[0] for d in unique], [d[1] for d in unique], [d[2] for d in unique], _DEALS),
     ).fetchall()
     return {r["outcome_id"] for r in rows}
 

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.dal.outcomes import won_deals_sql, won_revenue_sql
 from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
 
 JSON_COLUMNS = ("config", "last_decision", "plan", "warnings")
@@ -116,7 +117,9 @@ EVENTS = {
     "positive_reply": ("o.replied_at", "o.reply_category IN ('interested', 'meeting_request')"),
     "negative_reply": ("o.replied_at", "o.reply_category IN ('not_interested', 'objection', 'unsubscribe')"),
     "meeting": ("o.meeting_booked_at", "true"),
-    "close": ("o.deal_closed_at", "o.deal_status = 'won'"),
+    # a lead closed when one of its messages is credited with a won deal (a deal several messages
+    # led to is credited to one of them: dal.events._DEAL_CREDITS)
+    "close": ("o.deal_closed_at", f"{won_deals_sql('o.')} > 0"),
     "unsubscribe": ("o.unsubscribed_at", "true"),
     "spam_report": ("o.spam_reported_at", "true"),
     "bounce": ("o.bounced_at", "true"),
@@ -160,7 +163,7 @@ WITH leads AS (
 per_lead AS (
     SELECT l.segment, l.stage, l.arm, l.exposed_at,
            {per_lead},
-           coalesce(sum(o.deal_value) FILTER (WHERE o.deal_status = 'won'
+           coalesce(sum({won_revenue_sql("o.")}) FILTER (WHERE {won_deals_sql("o.")} > 0
                     AND o.deal_closed_at <= l.exposed_at + interval '{int(close_days)} days'), 0) AS revenue
       FROM leads l
       LEFT JOIN outcome_labels o

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flywheel.dal.connection import Connection
+from flywheel.dal.outcomes import won_deals_sql
 from flywheel.domain.funnel import POSITIVE_CATEGORIES
 
 # what a funnel can be grouped by (whitelisted: these are spliced into the SQL)
@@ -18,10 +19,10 @@ DIMENSIONS = {
     "campaign": "o.campaign_id",
 }
 
-FUNNEL_COUNTS = """count(*) AS sent, count(o.delivered_at) AS delivered, count(o.first_opened_at) AS opened,
+FUNNEL_COUNTS = f"""count(*) AS sent, count(o.delivered_at) AS delivered, count(o.first_opened_at) AS opened,
        count(o.replied_at) AS replied,
        count(*) FILTER (WHERE o.reply_category = ANY(%(positive)s)) AS positive_reply,
-       count(o.meeting_booked_at) AS meeting, count(*) FILTER (WHERE o.deal_status = 'won') AS won,
+       count(o.meeting_booked_at) AS meeting, coalesce(sum({won_deals_sql("o.")}), 0) AS won,
        min(o.sent_at) AS first_sent_at, max(o.sent_at) AS last_sent_at"""
 
 

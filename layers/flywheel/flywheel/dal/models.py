@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flywheel.dal.connection import Connection, jsonb
+from flywheel.dal.outcomes import won_deals_sql, won_revenue_sql
 from flywheel.dal.report_counts import LIVE, POSITIVE, ROLLED, rolled_before
 from flywheel.dal.training import ACTIVE as _RUNS_IN_FLIGHT
 
@@ -133,8 +134,7 @@ def leaderboard(conn: Connection, org_id: str) -> list[dict[str, Any]]:
                            UNION ALL
                            SELECT model_registry_id, 1, (replied_at IS NOT NULL)::int,
                                   coalesce(reply_category IN {POSITIVE}, false)::int,
-                                  (meeting_booked_at IS NOT NULL)::int, coalesce(deal_status = 'won', false)::int,
-                                  CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END
+                                  (meeting_booked_at IS NOT NULL)::int, {won_deals_sql()}, {won_revenue_sql()}
                              FROM outcome_labels
                             WHERE org_id = %(org_id)s AND {LIVE} AND model_registry_id IS NOT NULL) cells
                     GROUP BY value) c ON c.value = m.model_id

@@ -55,8 +55,24 @@ _DERIVED_TYPES: dict[str, str] = {
     "quality_score": "double precision",
     "deal_value": "numeric",
     "shared_deal_value": "numeric",
+    "deals_won": "integer",
+    "won_revenue": "numeric",
     "lead_returns_on": "date",
 }
+
+
+def won_deals_sql(prefix: str = "") -> str:
+    """How many won deals a message counts, as every count reads it: `deals_won` (sql/0028), or for
+    a row no re-derivation has written since (NULL) its one deal_status."""
+    return f"coalesce({prefix}deals_won, coalesce({prefix}deal_status = 'won', false)::int)"
+
+
+def won_revenue_sql(prefix: str = "") -> str:
+    """The revenue a message counts (the value of every won deal credited to it), as `won_deals_sql`."""
+    return (
+        f"coalesce({prefix}won_revenue, CASE WHEN {prefix}deal_status = 'won' THEN coalesce({prefix}deal_value, 0) "
+        "ELSE 0 END)"
+    )
 
 
 def _derived_type(column: str) -> str:

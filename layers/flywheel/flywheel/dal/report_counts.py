@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flywheel.dal.connection import Connection
+from flywheel.dal.outcomes import won_deals_sql, won_revenue_sql
 from flywheel.domain.funnel import POSITIVE_CATEGORIES
 
 # the reply categories counted as positive replies, as an SQL list
@@ -95,8 +96,8 @@ WITH src AS (
     SELECT (sent_at AT TIME ZONE 'UTC')::date AS day, org_id, model_registry_id, lead_industry, lead_role,
            framework, tone, 1 AS messages, (replied_at IS NOT NULL)::int AS replies,
            coalesce(reply_category IN {POSITIVE}, false)::int AS positive,
-           (meeting_booked_at IS NOT NULL)::int AS meetings, coalesce(deal_status = 'won', false)::int AS won,
-           CASE WHEN deal_status = 'won' THEN coalesce(deal_value, 0) ELSE 0 END AS revenue
+           (meeting_booked_at IS NOT NULL)::int AS meetings, {won_deals_sql()} AS won,
+           {won_revenue_sql()} AS revenue
       FROM outcome_labels
      WHERE sent_at >= coalesce(%(lo_at)s::timestamptz, '-infinity') AND sent_at < %(hi_at)s::timestamptz),
 {_CELLS},

@@ -18,6 +18,8 @@ _CLOSE_TYPES = frozenset(t.value for t in DEAL_CLOSES)
 
 # one lead's deal in one organisation, as a CRM names it: (provider, org, deal id, lead email)
 DealGroup = tuple[str, str, str, str]
+# one deal as credited to one message (dal.events._DEAL_CREDITS): (org, CRM account, deal id)
+DealKey = tuple[str, str, str]
 
 
 @dataclass
@@ -104,6 +106,18 @@ class IncomingEvent:
         return str(deal_id) if deal_id and self.event_type in _DEAL_TYPES else None
 
     @property
+    def deal_account(self) -> str:
+        """The CRM account the deal is numbered in (a Pipedrive company, a HubSpot portal, a
+        Salesforce organisation; empty for the in-house CRM): one organisation may map several."""
+        return str(self.data.get("deal_account") or "")
+
+    def deal_key(self, org_id: str | None = None) -> DealKey | None:
+        """The deal as credited (`dal.events._DEAL_CREDITS`): its organisation (the event's, else
+        the one it is linked in), account and id; None for no deal or no organisation yet."""
+        org = self.org_id or org_id
+        return (org, self.deal_account, deal_id) if org and (deal_id := self.deal_id) else None
+
+    @property
     def deal_group(self) -> DealGroup | None:
         """The deal this event is about, when it is attributed by the lead's email: every event of
         one lead's deal goes to one message (`deal_home`), not each to the lead's latest."""
@@ -122,8 +136,8 @@ class IncomingEvent:
         keys += [f"meeting:{m}" for m in self.meeting_links]
         if self.email_key and not self.names_message:
             keys.append(self.email_key)
-        if self.deal_id:  # which of a deal's messages counts it depends on all of them (dal.events)
-            keys.append(deal_link(self.deal_id))
+        if deal := self.deal_key():  # which of a deal's messages counts it depends on all of them
+            keys.append(deal_link(*deal))  # (an event of unknown organisation: once linked, services.ingest)
         return keys
 
     def __post_init__(self) -> None:
@@ -263,9 +277,11 @@ def storable_problem(event: IncomingEvent, *, scan_strings: bool = True) -> str 
     )
 
 
-def deal_link(deal_id: str) -> str:
-    """The link key of a deal (any organisation's deal with this id: deal ids are the CRM's)."""
-    return f"deal:{deal_id}"
+def deal_link(org_id: str, account: str, deal_id: str) -> str:
+    """The link key of one organisation's deal (`DealKey`): another organisation's deal of the same
+    number (Pipedrive numbers deals per company) neither waits for it nor is re-derived with it.
+    ('|' is in no organisation id, nor in a CRM account.)"""
+    return f"deal:{org_id}|{account}|{deal_id}"
 
 
 def email_link(org_id: str, email: str) -> str:

@@ -116,6 +116,12 @@ class OutcomeState:
     # label and the stage read it, no count does
     shared_deal_status: str | None = None
     shared_deal_value: Decimal | None = None
+    # what every count reads (deals won, revenue): the won deals this message is credited with, each
+    # deal once (its own deals and those of several messages it is credited with, however many; the
+    # deal_* columns above show one of them)
+    # (None when it won none: what a message never re-derived holds, and what its deal_status counts)
+    deals_won: int | None = None
+    won_revenue: Decimal | None = None
     stage: str = "sent"
     last_event_at: datetime | None = None
     event_count: int = 0
@@ -170,13 +176,14 @@ def derive_outcome(
     *,
     now: datetime,
     icp_score: float | None = None,
-    counted_elsewhere: Collection[str] = (),
+    counted_elsewhere: Collection[tuple[str, str]] = (),
 ) -> OutcomeState:
     """Compute an outcome's derived columns from its events, as of `now`.
 
     `now` matters only for meetings: one counts as completed once its scheduled end has
-    passed without a cancellation or a no-show. `counted_elsewhere`: the deal ids of this message's
-    deals that another message counts (`deal_credits`): they give the label, not the deal columns.
+    passed without a cancellation or a no-show. `counted_elsewhere`: the (account, deal id) of this
+    message's deals that another message counts (`dal.events._DEAL_CREDITS`): they give the label,
+    not the deal columns nor the counts (`deals_won`, `won_revenue`).
     """
     ordered = canonical(events)
     state = OutcomeState(event_count=sum(e.count for e in ordered))
@@ -393,11 +400,18 @@ def _derive_meeting(state: OutcomeState, by_type: dict[EventType, list[OutcomeEv
         state.meeting_completed_at = end
 
 
-def latest_deal_words(events: Iterable[OutcomeEvent]) -> dict[Any, OutcomeEvent]:
-    """The CRM's latest word per deal id among these events (canonical order)."""
-    latest: dict[Any, OutcomeEvent] = {}
+def _deal_of(event: OutcomeEvent) -> tuple[str, Any]:
+    """A deal as the lifecycle tells deals apart: its CRM account (`deal_account`, empty when none)
+    and its id (None for a deal event without one: a message's id-less closes are one deal)."""
+    deal_id = event.data.get("deal_id")
+    return str(event.data.get("deal_account") or ""), (str(deal_id) if deal_id else None)
+
+
+def latest_deal_words(events: Iterable[OutcomeEvent]) -> dict[tuple[str, Any], OutcomeEvent]:
+    """The CRM's latest word per deal (account, id) among these events (canonical order)."""
+    latest: dict[tuple[str, Any], OutcomeEvent] = {}
     for event in sorted((e for e in events if e.type in DEAL_EVENTS), key=lambda e: (e.occurred_at, e.key)):
-        latest[event.data.get("deal_id")] = event
+        latest[_deal_of(event)] = event
     return latest
 
 
@@ -410,14 +424,22 @@ def _closed(latest: Iterable[OutcomeEvent]) -> OutcomeEvent | None:
 
 
 def _derive_deal(
-    state: OutcomeState, by_type: dict[EventType, list[OutcomeEvent]], counted_elsewhere: frozenset[str]
+    state: OutcomeState,
+    by_type: dict[EventType, list[OutcomeEvent]],
+    counted_elsewhere: frozenset[tuple[str, str]],
 ) -> None:
     latest = latest_deal_words(e for kind in DEAL_EVENTS for e in by_type.get(kind, []))
-    shared = [e for deal_id, e in latest.items() if deal_id is not None and str(deal_id) in counted_elsewhere]
+    shared = [e for deal, e in latest.items() if deal[1] is not None and deal in counted_elsewhere]
     if deal := _closed(shared):
         state.shared_deal_status = "won" if deal.type == EventType.DEAL_WON else "lost"
         state.shared_deal_value = _decimal(deal.data.get("value"))
-    own = [e for deal_id, e in latest.items() if deal_id is None or str(deal_id) not in counted_elsewhere]
+    own = [e for deal, e in latest.items() if deal[1] is None or deal not in counted_elsewhere]
+    # every deal credited here is counted, not only the one the deal_* columns show: a message that
+    # won two deals (its lead's two deals, or its own and one several messages led to) counts two
+    won = [e for e in own if e.type == EventType.DEAL_WON]
+    if won:
+        state.deals_won = len(won)
+        state.won_revenue = sum((_decimal(e.data.get("value")) or Decimal(0) for e in won), Decimal("0.00"))
     if (deal := _closed(own)) is None:
         return
     state.deal_status = "won" if deal.type == EventType.DEAL_WON else "lost"

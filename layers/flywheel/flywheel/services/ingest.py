@@ -28,6 +28,7 @@ from flywheel.domain.ingest import (
     Quarantined,
     Sent,
     choose_match,
+    deal_link,
     email_link,
 )
 from flywheel.domain.lifecycle import EventType
@@ -120,6 +121,17 @@ def _deals(
     for i, (home, _) in plan.placed.items():
         matches[i] = home
     return plan
+
+
+def _linked_deal_keys(events: list[IncomingEvent], matches: list[Match | None]) -> list[str]:
+    """The deal link keys of the deal events of unknown organisation linked to a message (by its
+    outcome id or provider message id): the deal is that message's organisation's, and takes its
+    lock like every other event of the deal (`IncomingEvent.link_keys` has no organisation for it)."""
+    return [
+        deal_link(*deal)
+        for e, m in zip(events, matches, strict=True)
+        if e.known and e.org_id is None and m is not None and (deal := e.deal_key(m.org_id))
+    ]
 
 
 def _row(event: IncomingEvent, match: Match | None, status: str | None = None) -> dict[str, Any]:
@@ -219,6 +231,7 @@ def _store(
             and (e.meeting_id or e.deal_id or e.deal_group or e.named_deal or matches[i] is None or i in found.emails)
         ]
         keys = [k for i in racing for k in unique[i].link_keys()] + _lead_keys(matches, leads) + extra
+        keys += _linked_deal_keys(unique, matches)
         if held := set(lock_links(conn, keys)):
             found.emails = {i: m for i, m in found.emails.items() if i not in racing}
             found = _lookups(conn, [unique[i] for i in racing], found)
@@ -227,7 +240,7 @@ def _store(
                 matches[i] = choose_match(i, unique[i], found)
             leads = _deal_leads(conn, unique, matches)
             # a message registered meanwhile: its lead's lock, without waiting out of order
-            late = _lead_keys(matches, leads)
+            late = _lead_keys(matches, leads) + _linked_deal_keys(unique, matches)
             if not wait and not try_lock_links(conn, late, held):
                 raise _RetryWithMoreLocks(late)
         # a deal's events all go where its first close went (the link lock of the lead's email,
@@ -236,7 +249,10 @@ def _store(
         rows = [_row(e, matches[i], deals.placed.get(i, (None, None))[1]) for i, e in enumerate(unique)]
         # a deal counted on one of its messages (dal.events.deals_counted_elsewhere): the messages
         # holding it now (its link lock, held, keeps that set still) are re-derived with the new ones
-        holders = events_dal.deal_holders(conn, [d for e in unique if e.known and (d := e.deal_id)])
+        # (of the organisation each lands in: another organisation's deal of that number is not it)
+        holders = events_dal.deal_holders(
+            conn, [d for i, e in enumerate(unique) if e.known and (d := e.deal_key(rows[i]["org_id"]))]
+        )
         icp = lock_outcomes(
             conn,
             {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]} | deals.outcomes | holders,

@@ -190,7 +190,7 @@ def _register(
         ]
         claimed = events_dal.claim_orphans(conn, new)
         late = [f"meeting:{r['meeting_id']}" for r in claimed if r["meeting_id"]]
-        late += [deal_link(r["deal_id"]) for r in claimed if r["deal_id"]]
+        late += [deal_link(r["org_id"], r["deal_account"], r["deal_id"]) for r in claimed if r["deal_id"]]
         if late and not wait and not try_lock_links(conn, late, held):
             raise _RetryWithMoreLocks(late)
         touched = {r["outcome_id"] for r in claimed}
@@ -200,7 +200,9 @@ def _register(
         # close went, or wait together (the leads' email keys are held)
         touched |= settle_claimed(conn, claimed, {r["outcome_id"]: r["lead_email"] for r in new}).apply(conn)
         # every message of a claimed deal: which of them counts it may have changed
-        touched |= events_dal.deal_holders(conn, [r["deal_id"] for r in claimed if r["deal_id"]])
+        touched |= events_dal.deal_holders(
+            conn, [(r["org_id"], r["deal_account"], r["deal_id"]) for r in claimed if r["deal_id"]]
+        )
         icp = lock_outcomes(conn, touched)
         pending = apply_effects(conn, claimed)
         recompute(conn, touched, icp=icp)

@@ -121,6 +121,8 @@ def to_events(
         return [IncomingEvent(event_key=event.key, event_type=event.kind, **base)]
     props = deal.get("properties") or {}
     data: dict[str, Any] = {"deal_id": f"hubspot:{event.objectId}", "contact_ids": hubspot_contact_ids(deal)}
+    if event.portalId not in (None, ""):  # deal ids are per portal (account)
+        data["deal_account"] = str(event.portalId)
     if kind != EventType.DEAL_REOPENED:  # an open deal's amount and expected close say nothing yet
         close = parse_time(props.get("closedate"), "closedate")  # BadValue: quarantined by the caller
         data |= {

@@ -157,6 +157,9 @@ def to_events(
         ]
     deal = delivery.deal
     data: dict[str, Any] = {"deal_id": f"pipedrive:{deal.get('id') or delivery.meta.get('entity_id')}"}
+    # Pipedrive numbers deals per company: the company tells two deals of one number apart
+    if (company := delivery.meta.get("company_id")) not in (None, ""):
+        data["deal_account"] = str(company)
     if kind != EventType.DEAL_REOPENED:
         closed = deal.get("won_time") if kind == EventType.DEAL_WON else deal.get("lost_time")
         data |= {

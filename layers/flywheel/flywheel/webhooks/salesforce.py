@@ -117,6 +117,7 @@ def to_event(
         return IncomingEvent(event_type=f"{note.sobject_type or 'sObject'}.updated", occurred_at=occurred, **base)
     data = {
         "deal_id": f"salesforce:{f.get('Id')}",
+        "deal_account": message.organization_id or None,
         "value": money(f.get("Amount")),
         "currency": currency(f.get("CurrencyIsoCode")),
         "close_date": close_date.isoformat() if close_date else None,
