@@ -26,6 +26,16 @@ SECRETS = {
     "salesforce_token": "sf-token-abc",
     "crm_webhook_secret": "whsec_" + base64.b64encode(b"generic-crm-secret-0123456789").decode(),
 }
+# EC public keys (base64 DER SubjectPublicKeyInfo, the shape SendGrid shows) on curves `cryptography`
+# cannot load: it raises UnsupportedAlgorithm, which is no ValueError. An operator may paste one from
+# another system; it must be refused as "not an EC P-256 public key", never answer 500.
+UNSUPPORTED_CURVE_KEYS = {
+    "SM2": "MFkwEwYHKoZIzj0CAQYIKoEcz1UBgi0DQgAEQDp5ciovY6vLDfH9iuyHMUosoqSRf5zZdfw40kC/kiF32jjLtTj0IdFwh3jcRMc13B2XXVu"
+    "+vOjk4aVXgJOObg==",
+    "brainpoolP160r1": "MEIwFAYHKoZIzj0CAQYJKyQDAwIIAQEBAyoABL12fMhMj71em64OdUHnAwBRvkU6G389By8jtsDipUuzkvouR9JjES4=",
+}
+# a secret nested deeper than json.loads can parse (it raises RecursionError, which is no ValueError)
+DEEPLY_NESTED = "[" * 5000 + "]" * 5000
 PROVIDER_ORGS = {
     "hubspot:5799819": "acme",
     "pipedrive:8087566": "acme",

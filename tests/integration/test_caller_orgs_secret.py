@@ -23,7 +23,7 @@ from flywheel.clients.aws import reset_clients
 from flywheel.local.invoke import invoke
 from flywheel.settings import ConfigurationError, Settings
 from tests.conftest import ROOT, count, load_event
-from tests.webhook_helpers import configure
+from tests.webhook_helpers import DEEPLY_NESTED, configure
 
 ACCOUNT = "123456789012"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/"
@@ -105,6 +105,8 @@ def test_a_mapping_too_large_for_the_environment_works_from_the_secret(
         ("{}", "the secret maps no caller"),
         (json.dumps({f"{ROLE}sender": ["acme"], f"{ROLE}Sender": ["*"]}), "keys 1 and 2 name the same principal"),
         (json.dumps({f"{ROLE}sender": "acme"}), "the value of key 1"),
+        # json.loads raises RecursionError (no ValueError) that deep: it answered 500
+        (f'{{"{ROLE}sender": {DEEPLY_NESTED}}}', "not valid JSON (nested too deeply)"),
     ],
 )
 def test_a_secret_that_cannot_be_read_or_used_is_a_configuration_error(

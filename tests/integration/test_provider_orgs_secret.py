@@ -25,7 +25,7 @@ from flywheel.settings import ConfigurationError, Settings, reset_settings
 from tests.conftest import ROOT, ApiClient, count
 from tests.integration.test_caller_orgs_secret import LAMBDA_ENVIRONMENT_LIMIT
 from tests.integration.test_webhook_credentials import GLOBEX_SF, ORGS, PER_ORG, pipedrive_delivery, salesforce_body
-from tests.webhook_helpers import configure
+from tests.webhook_helpers import DEEPLY_NESTED, configure
 
 
 def many_organisations(customers: int) -> dict[str, str]:
@@ -123,6 +123,8 @@ def test_the_credentials_are_checked_against_the_secrets_map(
         ('{"salesforce:00D1": "acme", "salesforce:00D1": "globex"}', "keys 1 and 2 are the same key"),
         (json.dumps({"zoom:1": "acme"}), 'key 1 is not "<provider>:<account id>"'),
         (json.dumps({"hubspot:1": "a c m e"}), "the organisation of key 1"),
+        # json.loads raises RecursionError (no ValueError) that deep: it answered 500
+        ('{"hubspot:1": ' + DEEPLY_NESTED + "}", "not valid JSON (nested too deeply)"),
     ],
 )
 def test_a_secret_that_cannot_be_read_or_used_is_a_configuration_error(

@@ -38,7 +38,7 @@ from tests.integration.test_webhook_credentials import (
     reply_mail,
     salesforce_body,
 )
-from tests.webhook_helpers import SECRETS, SIGNER, configure, sendgrid_body
+from tests.webhook_helpers import DEEPLY_NESTED, SECRETS, SIGNER, UNSUPPORTED_CURVE_KEYS, configure, sendgrid_body
 
 ACME_SF = "00D7F00000107Xs"
 HUBSPOT_URL = "https://hooks.flywheel.example/webhooks/crm/hubspot"
@@ -432,3 +432,94 @@ def test_an_in_house_secret_that_can_never_verify_is_refused(
     why = health["checks"]["webhooks_secret"]["invalid"]["WEBHOOK_SECRETS_ARN"]
     assert why.startswith("crm_webhook_secret[0] is not a Standard Webhooks secret (not base64)"), why
     assert secret[6:] not in json.dumps(health)
+
+
+# --- re-review: operators' values that answered 500 rather than 503 naming the credential ---------
+
+
+def test_a_sendgrid_key_on_a_curve_cryptography_cannot_load_is_refused_naming_it(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An EC key on a curve `cryptography` lacks (SM2, pasted from another system) raised
+    UnsupportedAlgorithm, which is no ValueError: behind WEBHOOK_SECRETS_ARN every webhook route
+    answered 500 (the check of the whole secret raised), inline the settings did not load (every route
+    500, the deep health check too). Now it is a SendGrid key that is not EC P-256: SendGrid's route
+    is refused (503 configuration_error), the other providers' keep working."""
+    webhook_secret_arn(
+        monkeypatch,
+        json.dumps({**SECRETS, "sendgrid_public_key": [UNSUPPORTED_CURVE_KEYS["SM2"], SECRETS["sendgrid_public_key"]]}),
+    )
+    status, answer = deliver(api, "salesforce", SECRETS)
+    assert status == 200, answer
+    status, answer = deliver(api, "sendgrid", SECRETS)
+    assert (status, answer) == (
+        503,
+        {"error": "configuration_error", "message": "invalid configuration: WEBHOOK_SECRETS_ARN"},
+    ), answer
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503, health
+    assert health["checks"]["webhooks_secret"]["invalid"]["WEBHOOK_SECRETS_ARN"].startswith(
+        "sendgrid_public_key[0] is not a SendGrid verification key (not an EC P-256 public key)"
+    ), health
+    assert count(db, "outcome_events") == 1  # salesforce's
+
+    monkeypatch.delenv("WEBHOOK_SECRETS_ARN")
+    use_secrets(monkeypatch, {**SECRETS, "sendgrid_public_key": UNSUPPORTED_CURVE_KEYS["brainpoolP160r1"]})
+    status, health = api.get("/health/webhooks/deep")
+    assert status == 503 and health["message"] == "failing: settings (WEBHOOK_SECRETS_JSON)", health
+    assert "sendgrid_public_key is not a SendGrid verification key (not an EC P-256" in json.dumps(health), health
+    assert UNSUPPORTED_CURVE_KEYS["brainpoolP160r1"][20:50] not in json.dumps(health)
+
+
+def test_a_value_holding_a_lone_surrogate_is_refused_not_a_500_for_every_organisation(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON's "\\ud83d" without its pair (half an escaped emoji) passed as a non-empty string; every
+    verifier encodes the value as UTF-8, so acme's value, tried first, raised UnicodeEncodeError: a
+    500 for globex's deliveries too. It is refused when the secret is read, naming the credential and
+    the organisation; the other providers keep working."""
+    monkeypatch.setenv("PROVIDER_ORGS_JSON", json.dumps(ORGS))
+    text = json.dumps({**PER_ORG, "salesforce_token": {"acme": "\ud83d", "globex": "sf-token-globex"}})
+    assert "\\ud83d" in text  # (the secret holds the escape, as JSON writes it)
+    webhook_secret_arn(monkeypatch, text)
+    status, answer = deliver(api, "salesforce", {"salesforce_token": "sf-token-globex"})
+    assert status == 503 and answer["error"] == "configuration_error", answer
+    status, answer = deliver(api, "calendly", {"calendly_signing_key": "calendly-acme-3"})
+    assert status == 200, answer
+    status, health = api.get("/health/webhooks/deep")
+    why = health["checks"]["webhooks_secret"]["invalid"]["WEBHOOK_SECRETS_ARN"]
+    assert why.startswith("salesforce_token of acme is not valid text"), why
+    assert count(db, "outcome_events") == 1  # calendly's
+
+
+def test_a_secret_nested_too_deeply_is_a_configuration_error(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """json.loads raises RecursionError (no ValueError) past ~1,000 levels: a note nested that deep
+    in the webhook secret answered 500 on every webhook route. It is a secret that is not JSON."""
+    webhook_secret_arn(monkeypatch, json.dumps(SECRETS)[:-1] + ', "notes": ' + DEEPLY_NESTED + "}")
+    status, answer = deliver(api, "salesforce", SECRETS)
+    assert (status, answer) == (
+        503,
+        {"error": "configuration_error", "message": "invalid configuration: WEBHOOK_SECRETS_ARN"},
+    ), answer
+    status, health = api.get("/health/webhooks/deep")
+    assert health["checks"]["webhooks_secret"]["invalid"] == {
+        "WEBHOOK_SECRETS_ARN": "the secret is not valid JSON (nested too deeply)"
+    }, health
+    assert count(db, "outcome_events") == 0
+
+
+def test_a_key_named_the_empty_string_given_twice_refuses_no_route(
+    api: ApiClient, db, stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole JSON's problems were filed under the name "", which a key can be: a key "" written
+    twice (a stray line) refused every webhook route. Now only that key is named (the deep check)."""
+    webhook_secret_arn(monkeypatch, '{"": 1, "": 2, ' + json.dumps(SECRETS)[1:])
+    for provider in ("salesforce", "calendly"):
+        status, answer = deliver(api, provider, SECRETS)
+        assert status == 200, (provider, answer)
+    status, health = api.get("/health/webhooks/deep")
+    assert health["checks"]["webhooks_secret"]["invalid"] == {
+        "WEBHOOK_SECRETS_ARN": '"" is given twice in the secret (only the last copy would count): keep one line'
+    }, health

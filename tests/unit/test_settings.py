@@ -16,6 +16,7 @@ from flywheel.local.seed import PROVIDER_ORGS
 from flywheel.local.signing import SendGridSigner
 from flywheel.local.template import read_template
 from flywheel.settings import ConfigurationError, Settings, get_settings, reset_settings, settings_environment
+from tests.webhook_helpers import DEEPLY_NESTED, UNSUPPORTED_CURVE_KEYS
 
 
 def refused(environ: dict[str, str]) -> ConfigurationError:
@@ -240,7 +241,7 @@ def test_each_credentials_problems_are_filed_under_its_own_name() -> None:
         *problems["pipedrive_username"],
     ]
     assert webhook_secret_problems_by_name(["not", "an", "object"], TWO_ORGS) == {
-        "": ["must be a JSON object of secret name -> value"]
+        None: ["must be a JSON object of secret name -> value"]
     }
 
 
@@ -310,6 +311,22 @@ def test_each_credentials_problems_are_filed_under_its_own_name() -> None:
             "sendgrid_public_key gives two organisations the same value",
         ),
         ({"sendgrid_public_key": [SENDGRID_KEY, compressed(SENDGRID_KEY)]}, "sendgrid_public_key lists the same value"),
+        # an EC key on a curve cryptography cannot load (UnsupportedAlgorithm, no ValueError): the settings
+        # failed to load with it (every route 500, the deep health check included)
+        (
+            {"sendgrid_public_key": [UNSUPPORTED_CURVE_KEYS["SM2"], SENDGRID_KEY]},
+            "sendgrid_public_key[0] is not a SendGrid verification key (not an EC P-256 public key)",
+        ),
+        (
+            {"sendgrid_public_key": {"acme": UNSUPPORTED_CURVE_KEYS["brainpoolP160r1"], "globex": SENDGRID_KEY}},
+            "sendgrid_public_key of acme is not a SendGrid verification key (not an EC P-256 public key)",
+        ),
+        # a lone UTF-16 surrogate (JSON's "\ud83d" without its pair): no request can carry it, and every
+        # verifier encodes the value as UTF-8 (UnicodeEncodeError: a 500 for every organisation's delivery)
+        ({"salesforce_token": {"acme": "\ud83d", "globex": "sf-g"}}, "salesforce_token of acme is not valid text"),
+        ({"calendly_signing_key": ["cal-new", "cal-\udc00"]}, "calendly_signing_key[1] is not valid text"),
+        ({"hubspot_client_secret": "app-\ud83d"}, "hubspot_client_secret is not valid text"),
+        ({"pipedrive_username": "u", "pipedrive_password": "p-\ud83d"}, "pipedrive_password is not valid text"),
     ],
 )
 def test_a_malformed_rotation_list_is_a_configuration_error(secrets: dict, why: str) -> None:
@@ -356,6 +373,50 @@ def test_a_credential_or_an_organisation_given_twice_is_refused_naming_it() -> N
     assert refused({"WEBHOOK_SECRETS_JSON": '{"salesforce_token": '}).problems == {
         "WEBHOOK_SECRETS_JSON": "not valid JSON (Expecting value at character 21)"
     }
+
+
+def test_a_key_named_the_empty_string_given_twice_is_that_key_s_problem_only() -> None:
+    """The problems of the whole JSON were filed under the name "", which a JSON key can be: a key ""
+    written twice read as the whole secret unusable, and every webhook route was refused."""
+    from flywheel.domain.inputs import json_noting_repeated_keys
+    from flywheel.settings import webhook_secret_problems_by_name
+
+    problems = webhook_secret_problems_by_name(json_noting_repeated_keys('{"": 1, "": 2, "salesforce_token": "t"}'), {})
+    assert problems == {"": ['"" is given twice in the secret (only the last copy would count): keep one line']}
+    assert None not in problems  # (None: the whole JSON unusable)
+
+
+def test_a_secret_nested_too_deeply_to_parse_is_a_configuration_error() -> None:
+    """json.loads raises RecursionError (no ValueError) past ~1,000 levels: the settings failed to load
+    with an exception no one catches (every route 500), and behind an ARN every webhook / IAM route
+    answered 500. It is invalid JSON, said as such."""
+    from flywheel.domain.callers import parse_caller_orgs
+    from flywheel.domain.inputs import json_noting_repeated_keys, strict_json
+    from flywheel.settings import parse_provider_orgs
+
+    deep = '{"hubspot:1": ' + DEEPLY_NESTED + "}"
+    for parse in (strict_json, json_noting_repeated_keys, parse_provider_orgs, parse_caller_orgs):
+        with pytest.raises(ValueError, match=r"^not valid JSON \(nested too deeply\)$"):
+            parse(deep)
+    for variable in ("WEBHOOK_SECRETS_JSON", "PROVIDER_ORGS_JSON", "API_CALLER_ORGS_JSON"):
+        assert variable in refused({variable: deep}).problems
+        assert "nested too deeply" in refused({variable: deep}).problems[variable]
+
+
+def test_repeated_keys_are_noted_in_one_pass() -> None:
+    """Once one key was repeated, every key was looked up in a copy of the keys before it: a 59 KB
+    secret of 6,000 keys each given twice took ~0.6 s to parse (quadratic); 20,000 would take ~7 s.
+    Now one pass: the repeated keys, each once, in the order of their second copy."""
+    import time
+
+    from flywheel.domain.inputs import json_noting_repeated_keys
+
+    assert json_noting_repeated_keys('{"b": 1, "a": 2, "a": 3, "b": 4, "a": 5}').repeated == ("a", "b")
+    keys = ",".join(f'"k{number}": 1' for number in range(20_000))
+    started = time.perf_counter()
+    parsed = json_noting_repeated_keys("{" + keys + "," + keys + "}")
+    assert time.perf_counter() - started < 1.0  # (~40 ms in one pass)
+    assert len(parsed.repeated) == 20_000 and parsed.repeated[:2] == ("k0", "k1")
 
 
 def test_rotation_lists_that_fit_load() -> None:

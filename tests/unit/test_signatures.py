@@ -9,6 +9,7 @@ import pytest
 
 from flywheel.webhooks import signatures as sig
 from tests.conftest import SHARED_FIXTURES
+from tests.webhook_helpers import UNSUPPORTED_CURVE_KEYS
 
 needs_fixtures = pytest.mark.skipif(not SHARED_FIXTURES.exists(), reason="shared provider fixtures absent")
 
@@ -192,6 +193,8 @@ def test_a_sendgrid_key_verifies_in_every_spelling_and_is_one_key() -> None:
         ("MFkw-_not_base64", "not base64"),
         ("rsa", "not an EC P-256 public key"),
         ("p384", "not an EC P-256 public key"),
+        # a curve cryptography cannot load: UnsupportedAlgorithm (no ValueError) escaped, a 500
+        *((key, "not an EC P-256 public key") for key in UNSUPPORTED_CURVE_KEYS.values()),
     ],
 )
 def test_a_value_that_is_no_sendgrid_key_is_refused_saying_why(key: str, why: str) -> None:

@@ -381,20 +381,20 @@ def webhook_secret_problems(secrets: Any, provider_orgs: Mapping[str, str]) -> l
     return list(found)
 
 
-def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, str]) -> dict[str, list[str]]:
-    """The problems of each credential of the webhook secrets JSON, by secret name ("" when the
-    whole JSON is unusable): a credential of ORG_CREDENTIALS that is one value although ProviderOrgs
-    maps its provider's accounts to several organisations (whoever holds one of them could write into
-    the others), a malformed per-org map or rotation list (empty, a value listed twice, a list where
-    one value is sent), a value that can never verify (a SendGrid key that is no EC P-256 public key,
-    an in-house secret that is not base64), a credential or an organisation given twice in the JSON
-    (`secrets` parsed by domain.inputs.json_noting_repeated_keys), two organisations with the same
-    credential, or a Pipedrive login and API token of different forms. A problem is filed under every
-    name it involves, so that only the routes that read one of them are refused
-    (clients.secrets.WebhookSecrets.value)."""
+def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, str]) -> dict[str | None, list[str]]:
+    """The problems of each credential of the webhook secrets JSON, by secret name (None, which no JSON
+    key can be, when the whole JSON is unusable): a credential of ORG_CREDENTIALS that is one value
+    although ProviderOrgs maps its provider's accounts to several organisations (whoever holds one of
+    them could write into the others), a malformed per-org map or rotation list (empty, a value listed
+    twice, a list where one value is sent), a value that can never verify (a SendGrid key that is no EC
+    P-256 public key, an in-house secret that is not base64, a lone UTF-16 surrogate), a credential or
+    an organisation given twice in the JSON (`secrets` parsed by
+    domain.inputs.json_noting_repeated_keys), two organisations with the same credential, or a Pipedrive
+    login and API token of different forms. A problem is filed under every name it involves, so that
+    only the routes that read one of them are refused (clients.secrets.WebhookSecrets.value)."""
     if not isinstance(secrets, dict):
-        return {"": ["must be a JSON object of secret name -> value"]}
-    problems: dict[str, list[str]] = {}
+        return {None: ["must be a JSON object of secret name -> value"]}
+    problems: dict[str | None, list[str]] = {}
 
     def add(names: tuple[str, ...] | list[str], problem: str) -> None:
         for name in names:
@@ -406,7 +406,8 @@ def webhook_secret_problems_by_name(secrets: Any, provider_orgs: Mapping[str, st
     # old line would be dropped, and the new value refused once the provider switches to it
     for name in secrets.repeated if isinstance(secrets, RepeatedKeys) else ():
         malformed.add(name)
-        add([name], f"{name} is given twice in the secret (only the last copy would count): keep one line")
+        said = name or '""'  # (a key may be the empty string)
+        add([name], f"{said} is given twice in the secret (only the last copy would count): keep one line")
     for name in (*ORG_CREDENTIALS, *_APP_CREDENTIALS):
         value = secrets.get(name)
         if name in malformed or value is None or value == "":
@@ -494,6 +495,12 @@ def _values_problem(name: str, value: Any, where: str) -> str | None:
 def _shape_problem(name: str, value: str) -> str | None:
     """Why a value can never verify a request (the verifier would refuse it on every one), said
     without quoting it; None when it can."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # a lone UTF-16 surrogate (JSON's "\ud83d" without its pair: half an escaped emoji): no request
+        # can carry it, and every verifier encodes the value as UTF-8
+        return "is not valid text (a lone UTF-16 surrogate, e.g. half of an escaped emoji): paste the value again"
     if name == "sendgrid_public_key":
         try:
             sendgrid_public_key(value)

@@ -71,7 +71,7 @@ class WebhookSecrets:
         self.provider_orgs = provider_orgs(fresh=fresh)
 
     @cached_property
-    def _checked(self) -> tuple[dict[str, Any], dict[str, list[str]], str]:
+    def _checked(self) -> tuple[dict[str, Any], dict[str | None, list[str]], str]:
         """The webhook secrets JSON, the problems of each of its credentials (see
         flywheel.settings.webhook_secret_problems_by_name) and the variable that holds it. Inline
         JSON was checked when the settings loaded, unless ProviderOrgs is in a secret (then here)."""
@@ -89,8 +89,8 @@ class WebhookSecrets:
             secrets, problems = _parsed_webhook_secrets(text, _Identity(self.provider_orgs) if checked else None)
         except ValueError as exc:
             raise ConfigurationError({variable: f"the secret is {exc}"}) from None
-        if "" in problems:
-            raise ConfigurationError({variable: "; ".join(problems[""])})
+        if None in problems:  # the whole JSON is unusable (None: no key of it can collide)
+            raise ConfigurationError({variable: "; ".join(problems[None])})
         return secrets, problems, variable
 
     def all(self) -> dict[str, Any]:
@@ -159,14 +159,16 @@ class _Identity:
 
 
 @lru_cache(maxsize=4)
-def _parsed_webhook_secrets(text: str, provider_orgs: _Identity | None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def _parsed_webhook_secrets(
+    text: str, provider_orgs: _Identity | None
+) -> tuple[dict[str, Any], dict[str | None, list[str]]]:
     """The webhook secrets JSON parsed (ValueError when it is not JSON) and, unless `provider_orgs`
     is None (checked when the settings loaded), its problems against that map: once per version of
     the secret and of the map, not on every request (300 organisations' rotating SendGrid keys take
     ~20 ms to check)."""
     secrets: Any = json_noting_repeated_keys(text)
     if not isinstance(secrets, dict):
-        return {}, {"": ["must be a JSON object of secret name -> value"]}
+        return {}, {None: ["must be a JSON object of secret name -> value"]}
     problems = {} if provider_orgs is None else webhook_secret_problems_by_name(secrets, provider_orgs.value)
     return dict(secrets), problems
 

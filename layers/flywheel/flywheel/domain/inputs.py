@@ -210,12 +210,13 @@ def _refuse_same_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def strict_json(text: str) -> Any:
     """A setting's JSON: json.loads keeps the last of two equal keys in an object, silently (a later
     copy of a line would replace what the first said), so they are refused, named by position; a
-    syntax error says where, never quoting the text (a setting may hold secrets or customers' ids)."""
+    syntax error says where, never quoting the text (a setting may hold secrets or customers' ids);
+    nesting too deep for the parser (json.loads raises RecursionError) is a ValueError too."""
     try:
         return json.loads(text, object_pairs_hook=_refuse_same_keys)
     except _SameKey as exc:
         raise ValueError(str(exc)) from None
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise _not_json(exc) from None
 
 
@@ -227,23 +228,33 @@ class RepeatedKeys(dict[str, Any]):
 
 
 def _note_same_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) == len(keys):
+    # one pass (a secret may hold thousands of keys): each key given again, once, in order
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for key, _ in pairs:
+        if key in seen:
+            repeated[key] = None
+        else:
+            seen.add(key)
+    if not repeated:
         return dict(pairs)
     noted = RepeatedKeys(pairs)
-    noted.repeated = tuple(dict.fromkeys(key for number, key in enumerate(keys) if key in keys[:number]))
+    noted.repeated = tuple(repeated)
     return noted
 
 
 def json_noting_repeated_keys(text: str) -> Any:
     """`strict_json` for a JSON whose keys may be named in an error (a secret's field names, not its
     values): an object with a key given twice is a `RepeatedKeys`, which says which, so that the
-    caller can refuse only what it concerns. A syntax error as in strict_json (ValueError)."""
+    caller can refuse only what it concerns. A syntax error, or nesting too deep to parse, as in
+    strict_json (ValueError)."""
     try:
         return json.loads(text, object_pairs_hook=_note_same_keys)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise _not_json(exc) from None
 
 
-def _not_json(exc: ValueError) -> ValueError:
+def _not_json(exc: ValueError | RecursionError) -> ValueError:
+    if isinstance(exc, RecursionError):
+        return ValueError("not valid JSON (nested too deeply)")
     return ValueError(f"not valid JSON ({getattr(exc, 'msg', 'unreadable')} at character {getattr(exc, 'pos', '?')})")

@@ -99,6 +99,7 @@ def sendgrid_public_key(text: str) -> EllipticCurvePublicKey:
     it must be an EC P-256 key. Loaded once per text (lru_cache): a request tried against every
     organisation's keys pays for the verifications only. ValueError saying what it is not (never
     quoting it)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -108,7 +109,9 @@ def sendgrid_public_key(text: str) -> EllipticCurvePublicKey:
         raise ValueError("not base64") from None
     try:
         key = load_der_public_key(der)
-    except ValueError:  # (cryptography's UnsupportedAlgorithm is a ValueError too)
+    except UnsupportedAlgorithm:  # not a ValueError: a key on a curve cryptography lacks (SM2, brainpoolP160r1)
+        raise ValueError("not an EC P-256 public key") from None
+    except ValueError:
         raise ValueError("not a DER SubjectPublicKeyInfo public key") from None
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("not an EC P-256 public key")
