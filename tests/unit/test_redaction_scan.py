@@ -935,3 +935,52 @@ def test_the_plain_address_scan_tried_once_a_name_finds_what_the_pattern_finds()
 @settings(max_examples=300, deadline=None)
 def test_the_detector_finds_what_it_found_as_first_written_in_texts_of_layout_parts(parts: list[str]) -> None:
     scripts_agree(["".join(parts)])
+
+
+# the layouts whose runs of whitespace are read once, as first written: each split a long run every
+# possible way between two or three parts that eat whitespace (seconds to hours on a hostile run)
+FIRST_WHITESPACE_LAYOUTS = {
+    4: re.compile(
+        r"\b(?:Calle|C/|Avenida|Avda\.?|Av\.|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
+        r"Praça|Alameda)\s+(?:(?:de|del|della|delle|da|do|dos|das)\s+)?[\w'’ .-]{2,40}?,?\s*\d{1,4}\b"
+    ),
+    5: re.compile(
+        r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)\s*"
+        r"[А-ЯЁа-яё0-9 .-]{2,40}?,?\s*(?:д\.|дом)\s*\d+[а-я]?",
+        re.IGNORECASE,
+    ),
+    13: re.compile(
+        rf"(?<![\w-]){rd._TR_CAP}(?:\s+{rd._TR_CAP}){{0,2}}\s+(?:Caddesi|Cad\.|Cd\.|Sokak|Sokağı|Sok\.|Sk\.|"
+        r"Bulvarı|Blv\.|Mahallesi|Mah\.|Mh\.)\s*,?\s*(?:No|Nr)\s*[:.]?\s*\d{1,4}(?:/\d{1,4})?"
+    ),
+}
+FIRST_LABELLED_POSTCODE = re.compile(
+    r"\b(?=[pPzZcCиИ])(?:PIN|P[Ii]n ?[Cc]ode|[Pp]ost ?[Cc]ode|[Pp]ostal [Cc]ode|ZIP|ZIP [Cc]ode|Zip(?: ?[Cc]ode)?|"
+    r"zip ?code|zip(?=\s*:)|PLZ|CP|CEP|Индекс|индекс)\s*:?\s*\d[\d -]{2,8}\d\b"
+)
+WHITESPACE_PARTS = [
+    *("Via", "Plaza", "de", "della", "Roma", "ул.", "проспект", "Тверская", "д.", "дом", "ZIP", "PIN", "zip"),
+    *("CP", "Atatürk", " Cad.", "Gül", " Sok.", "No", "Nr", ":", ",", ".", "-", "1", "12", "12345", "5a", "x", "’"),
+    *(" ", " ", " ", "  ", "   ", "\n", "\t", " \n", "\n "),
+]
+
+
+def test_the_layouts_read_a_whitespace_run_once_and_match_what_they_matched_as_first_written() -> None:
+    """A street's name may borrow the last spaces of the run before it ("Via  12": the name is
+    " 1"); the rewritten runs lend it at most two, and every match, from every start, is the one the
+    layout as first written takes."""
+    spanish = rd._ADDRESS_PATTERNS[4]
+    assert [m.group() for m in spanish.finditer("Via  12, Via   5 x, Via   \t 7, Via  \t 8")] == [
+        "Via  12",
+        "Via   5",
+        "Via   \t 7",
+    ]
+    pairs = [(FIRST_WHITESPACE_LAYOUTS[i], rd._ADDRESS_PATTERNS[i]) for i in FIRST_WHITESPACE_LAYOUTS]
+    pairs.append((FIRST_LABELLED_POSTCODE, rd._POSTCODE_PATTERNS[11]))
+    samples = [i["text"] for i in CORPUS] + CLEAN + texts(19, 200) + alphabet_texts(23, WHITESPACE_PARTS, 20000)
+    for first, now in pairs:
+        for text in samples:
+            assert [m.span() for m in now.finditer(text)] == [m.span() for m in first.finditer(text)], text
+            for start in range(len(text)):
+                was, got = first.match(text, start), now.match(text, start)
+                assert (got and got.span()) == (was and was.span()), (text, start)

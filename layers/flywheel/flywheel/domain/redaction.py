@@ -922,6 +922,19 @@ _NOT_A_PRODUCT = "".join(
 _STREET_ADJECTIVE = r"(?<![\w-])(?!The\s)[A-ZÄÖÜ][\w-]*+(?:(?<=er)|(?<=e)|(?<=es)|(?<=en))"
 _PL_CAP = r"[A-ZĄĆĘŁŃÓŚŹŻ][\w-]*+\.?"
 _TR_CAP = r"[A-ZÇĞİÖŞÜ][\w-]*+"
+# A run of whitespace before a street's name, which may lend the name its first spaces ("Via  12":
+# the name is " 1"), as `\s+` (`\s*`) followed by the name and the rest of the layout would read
+# it, trying the whole run first, then the run but its last space, then but its last two, then
+# (`_LENDING_SPACES`) a name of spaces inside the run, the rest read from the run's end. Lending
+# more is never needed: a name starting with the run's last two spaces reaches as far as any
+# starting earlier, and a name ending inside the run leaves the rest to be read from the run's end.
+# Each way reads the run once, where `\s+` backtracked over every split of a long run between it,
+# the name and the whitespace after the name (hours for 200 KB of spaces).
+_RUN_LEAVING_2 = r"(?:\s++|(?:\s(?=\s))++|(?:\s(?=\s\s))++)"
+_OPTIONAL_RUN_LEAVING_2 = r"(?:\s*+|(?:\s(?=\s))*+|(?:\s(?=\s\s))*+)"
+_LENDING_SPACES = r"(?=\s*?  \s)\s*+"  # two spaces of the run (a name) with more of it after them
+_SPANISH_REST = r"[\w'’ .-]{2,40}?,?\s*+\d{1,4}\b"  # a name, a number
+_SPANISH_NAME = rf"(?:{_RUN_LEAVING_2}{_SPANISH_REST}|\s{_LENDING_SPACES}\d{{1,4}}\b)"  # `\s+{_SPANISH_REST}`
 _ADDRESS_PATTERNS = [
     # 1600 Amphitheatre Parkway, 221B Baker Street, 350 Fifth Ave, Suite 4100, 55 West 42nd Street
     re.compile(
@@ -951,12 +964,12 @@ _ADDRESS_PATTERNS = [
     # Calle Mayor 5, Via Roma 10, Rua Augusta, 274, Piazza della Signoria 1
     re.compile(
         r"\b(?:Calle|C/|Avenida|Avda\.?|Av\.|Paseo|Plaza|Carrer|Via|Viale|Piazza|Corso|Rua|Travessa|Largo|"
-        r"Praça|Alameda)\s+(?:(?:de|del|della|delle|da|do|dos|das)\s+)?[\w'’ .-]{2,40}?,?\s*\d{1,4}\b"
+        rf"Praça|Alameda)(?:\s++(?:de|del|della|delle|da|do|dos|das){_SPANISH_NAME}|{_SPANISH_NAME})"
     ),
     # ул. Тверская, д. 7 / проспект Мира, дом 12
     re.compile(
-        r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)\s*"
-        r"[А-ЯЁа-яё0-9 .-]{2,40}?,?\s*(?:д\.|дом)\s*\d+[а-я]?",
+        r"(?:ул\.|улица|пр-т|пр\.|проспект|пер\.|переулок|наб\.|набережная|ш\.|шоссе|бульвар)"
+        rf"(?:{_OPTIONAL_RUN_LEAVING_2}[А-ЯЁа-яё0-9 .-]{{2,40}}?,?\s*+|{_LENDING_SPACES})(?:д\.|дом)\s*+\d+[а-я]?",
         re.IGNORECASE,
     ),
     # 東京都千代田区丸の内1-1-1
@@ -990,7 +1003,7 @@ _ADDRESS_PATTERNS = [
     # Atatürk Cad. No:12, İstiklal Caddesi No: 5/3, Gül Sok. No 4
     re.compile(
         rf"(?<![\w-]){_TR_CAP}(?:\s+{_TR_CAP}){{0,2}}\s+(?:Caddesi|Cad\.|Cd\.|Sokak|Sokağı|Sok\.|Sk\.|Bulvarı|Blv\.|"
-        r"Mahallesi|Mah\.|Mh\.)\s*,?\s*(?:No|Nr)\s*[:.]?\s*\d{1,4}(?:/\d{1,4})?"
+        r"Mahallesi|Mah\.|Mh\.)\s*+(?:,\s*+)?(?:No|Nr)\s*+(?:[:.]\s*+)?\d{1,4}(?:/\d{1,4})?"
     ),
 ]
 _INDIAN_PLACES = (
@@ -1046,7 +1059,7 @@ _POSTCODE_PATTERNS = [
     # labelled, as a label is written ("zip 2025 pack" is a file; "zip: 94107" and "ZIP 94107" are codes)
     re.compile(
         r"\b(?=[pPzZcCиИ])(?:PIN|P[Ii]n ?[Cc]ode|[Pp]ost ?[Cc]ode|[Pp]ostal [Cc]ode|ZIP|ZIP [Cc]ode|Zip(?: ?[Cc]ode)?|"
-        r"zip ?code|zip(?=\s*:)|PLZ|CP|CEP|Индекс|индекс)\s*:?\s*\d[\d -]{2,8}\d\b"
+        r"zip ?code|zip(?=\s*+:)|PLZ|CP|CEP|Индекс|индекс)\s*+(?::\s*+)?\d[\d -]{2,8}\d\b"
     ),
     re.compile(rf"(?=\d\d-)(?:^|(?<=,)|(?<=,\s))\d\d-\d{{3}}\s+{_PL_CAP}", re.MULTILINE),  # Poland: 00-590 Warszawa
 ]
