@@ -182,8 +182,9 @@ def derive_outcome(
 
     `now` matters only for meetings: one counts as completed once its scheduled end has
     passed without a cancellation or a no-show. `counted_elsewhere`: the (account, deal id) of this
-    message's deals that another message counts (`dal.events._DEAL_CREDITS`): they give the label,
-    not the deal columns nor the counts (`deals_won`, `won_revenue`).
+    message's deals that it does not count (`dal.events._DEAL_CREDITS`: another message counts it,
+    or none does, the deal being open again by its latest word): they give the label, not the deal
+    columns nor the counts (`deals_won`, `won_revenue`).
     """
     ordered = canonical(events)
     state = OutcomeState(event_count=sum(e.count for e in ordered))
