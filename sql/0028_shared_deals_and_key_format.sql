@@ -16,6 +16,11 @@ ALTER TABLE outcome_labels ADD COLUMN shared_deal_status text
 ALTER TABLE outcome_labels ADD COLUMN shared_deal_value numeric(14, 2);
 ALTER TABLE outcome_labels ADD COLUMN deals_won integer;
 ALTER TABLE outcome_labels ADD COLUMN won_revenue numeric(18, 2);
+-- when those won deals closed: the first (the experiments' close metric) and each with its value
+-- ([[close time, value], ...]: the experiments' revenue counts the deals closed inside a lead's
+-- window). NULL on a row no re-derivation has written since: it reads deal_closed_at as before.
+ALTER TABLE outcome_labels ADD COLUMN first_won_at timestamptz;
+ALTER TABLE outcome_labels ADD COLUMN won_closes jsonb;
 
 -- A deal is its organisation, CRM account and deal id: one organisation may map several Pipedrive
 -- companies (or HubSpot portals, Salesforce organisations), each numbering its own deals, so two
