@@ -2,8 +2,10 @@
 -- several e-mailed contacts went to each contact's message, and every count read each message's
 -- deal_status / deal_value: a $50,000 deal with three contacts was 3 deals won and $150,000 in the
 -- reports. And a message that won two deals (its lead's two deals) showed one of them, and every
--- count said one. From this release a deal is credited to one message (the first sent among those
--- whose latest word about it is a close, dal.events._DEAL_CREDITS); the others keep it in
+-- count said one. From this release a deal is credited to one message: its state is its latest word
+-- across all its messages (a HubSpot deal's later words reach only the contacts still on it), and it
+-- goes to the first sent among those whose own latest word is that word, to none when that word is a
+-- reopening (dal.events._DEAL_CREDITS); the others keep their own word in
 -- shared_deal_status / shared_deal_value, which the training label and the stage read and no count
 -- does. Every count reads deals_won / won_revenue: the won deals credited to the message, however
 -- many (NULL when it won none; a row no re-derivation has written since counts its one deal_status:
@@ -14,6 +16,11 @@ ALTER TABLE outcome_labels ADD COLUMN shared_deal_status text
 ALTER TABLE outcome_labels ADD COLUMN shared_deal_value numeric(14, 2);
 ALTER TABLE outcome_labels ADD COLUMN deals_won integer;
 ALTER TABLE outcome_labels ADD COLUMN won_revenue numeric(18, 2);
+-- when those won deals closed: the first (the experiments' close metric) and each with its value
+-- ([[close time, value], ...]: the experiments' revenue counts the deals closed inside a lead's
+-- window). NULL on a row no re-derivation has written since: it reads deal_closed_at as before.
+ALTER TABLE outcome_labels ADD COLUMN first_won_at timestamptz;
+ALTER TABLE outcome_labels ADD COLUMN won_closes jsonb;
 
 -- A deal is its organisation, CRM account and deal id: one organisation may map several Pipedrive
 -- companies (or HubSpot portals, Salesforce organisations), each numbering its own deals, so two
@@ -31,6 +38,24 @@ UPDATE outcome_events d
           FROM outcome_events
          WHERE data ? 'deal_id' AND payload IS NOT NULL AND NOT data ? 'deal_account') a
  WHERE d.event_id = a.event_id AND a.account <> '' AND d.data ? 'deal_id';
+
+-- A deal's rows whose payload is gone take the account its other rows name (its word after the
+-- payload backfill above, or from a later event, with the account: dal.events.adopt_deal_account
+-- does the same for events arriving from here): without it the deal's old win and its later loss
+-- were two deals of one message. Not when the organisation's rows of that deal number name two
+-- accounts (which one they were is unknown).
+WITH named AS (
+    SELECT org_id, provider, data->>'deal_id' AS deal_id, min(data->>'deal_account') AS account
+      FROM outcome_events
+     WHERE data ? 'deal_id' AND coalesce(data->>'deal_account', '') <> ''
+       AND event_type IN ('deal_won', 'deal_lost', 'deal_reopened')
+     GROUP BY 1, 2, 3
+    HAVING count(DISTINCT data->>'deal_account') = 1)
+UPDATE outcome_events r
+   SET data = r.data || jsonb_build_object('deal_account', n.account)
+  FROM named n
+ WHERE r.data ? 'deal_id' AND r.data->>'deal_id' = n.deal_id AND r.provider = n.provider AND r.org_id = n.org_id
+   AND coalesce(r.data->>'deal_account', '') = '' AND r.event_type IN ('deal_won', 'deal_lost', 'deal_reopened');
 
 -- The report rollup's triggers (sql/0016) count deals_won / won_revenue (with the same fallback as
 -- dal.outcomes.won_deals_sql), replaced before the backfill below so that it moves the counts too.
@@ -98,7 +123,7 @@ CREATE OR REPLACE VIEW model_leaderboard AS
 
 -- Bring the stored messages holding a deal to what a re-derivation writes (domain.lifecycle
 -- _derive_deal): each message counts the won deals credited to it (deals_won, won_revenue: its
--- latest word per deal, a deal of several messages only on the one credited, the deal events
+-- latest word per deal, a deal of several messages only on the one credited as above, the deal events
 -- without an id one deal); a message whose every deal is counted on another message has its deal
 -- moved to shared_deal_* (its label, stage and quality score do not change). The report rollup
 -- follows through its update trigger (above), applied by the next refresh. A message holding a deal
@@ -111,25 +136,36 @@ WITH holders AS (
 latest AS (
     SELECT DISTINCT ON (e.outcome_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id')
            e.outcome_id, e.org_id, coalesce(e.data->>'deal_account', '') AS account, e.data->>'deal_id' AS deal_id,
-           e.event_type, nullif(e.data->>'value', '')::numeric AS value, o.sent_at
+           e.event_type, e.occurred_at, nullif(e.data->>'value', '')::numeric AS value, o.sent_at
       FROM holders h
       JOIN outcome_events e ON e.outcome_id = h.outcome_id
       JOIN outcome_labels o ON o.outcome_id = h.outcome_id
      WHERE e.status = 'applied' AND e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened')
      ORDER BY e.outcome_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id', e.occurred_at DESC,
               e.provider || ':' || e.event_key COLLATE "C" DESC),
+word AS (
+    SELECT DISTINCT ON (e.org_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id')
+           e.org_id, coalesce(e.data->>'deal_account', '') AS account, e.data->>'deal_id' AS deal_id, e.event_type,
+           e.occurred_at, nullif(e.data->>'value', '')::numeric AS value
+      FROM holders h
+      JOIN outcome_events e ON e.outcome_id = h.outcome_id
+     WHERE e.status = 'applied' AND e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened') AND e.data ? 'deal_id'
+     ORDER BY e.org_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id', e.occurred_at DESC,
+              e.provider || ':' || e.event_key COLLATE "C" DESC),
 credited AS (
-    SELECT DISTINCT ON (org_id, account, deal_id) org_id, account, deal_id, outcome_id
-      FROM latest
-     WHERE deal_id IS NOT NULL AND event_type <> 'deal_reopened'
-     ORDER BY org_id, account, deal_id, sent_at, outcome_id),
+    SELECT DISTINCT ON (l.org_id, l.account, l.deal_id) l.org_id, l.account, l.deal_id, l.outcome_id
+      FROM latest l
+      JOIN word w ON w.org_id = l.org_id AND w.account = l.account AND w.deal_id = l.deal_id
+       AND w.event_type = l.event_type AND w.occurred_at = l.occurred_at AND w.value IS NOT DISTINCT FROM l.value
+     WHERE w.event_type <> 'deal_reopened'
+     ORDER BY l.org_id, l.account, l.deal_id, l.sent_at, l.outcome_id),
 counted AS (
     SELECT l.outcome_id,
            count(*) FILTER (WHERE l.event_type = 'deal_won'
                               AND (l.deal_id IS NULL OR c.outcome_id = l.outcome_id)) AS won,
            coalesce(sum(coalesce(l.value, 0)) FILTER (WHERE l.event_type = 'deal_won'
                               AND (l.deal_id IS NULL OR c.outcome_id = l.outcome_id)), 0) AS revenue,
-           bool_and(l.deal_id IS NOT NULL AND c.outcome_id <> l.outcome_id) AS all_shared
+           bool_and(l.deal_id IS NOT NULL AND c.outcome_id IS DISTINCT FROM l.outcome_id) AS all_shared
       FROM latest l
       LEFT JOIN credited c USING (org_id, account, deal_id)
      GROUP BY l.outcome_id)

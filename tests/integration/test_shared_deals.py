@@ -194,21 +194,22 @@ def test_a_contact_whose_message_registers_later_takes_the_count_when_it_was_sen
 
 
 def test_a_contact_removed_from_the_deal_keeps_its_word_and_the_others_count_it(db, crm) -> None:
-    """Lead 6's message (first sent) got the won; the deal then lost contact 6 and was edited: the
-    count is on the first-sent message whose latest word is a close."""
+    """Lead 5's message (first sent) got the won; the deal then lost contacts 5 and 6 and was lost:
+    the deal's word is its latest across its messages (lost), counted on the first-sent message whose
+    own latest word is that one (lead 7); the stale wins of 5 and 6 count nothing."""
     run(race.registration([contact_message(i, SENT + timedelta(hours=i)) for i in CONTACTS]))
     run(hubspot_change(1, SENT + timedelta(days=3)))
     assert won_and_revenue(db) == (1, Decimal("50000.00"))
     crm.won, crm.contacts = False, (7,)
     run(hubspot_change(2, SENT + timedelta(days=4)))  # lost, now with contact 7 only
-    # 5 and 6 still say won (the CRM said nothing more to them), 7 says lost: the deal is counted
-    # once, on the first sent of the messages whose word is a close (lead 5)
+    # 5 and 6 still say won (the CRM said nothing more to them; their label keeps it), 7 says lost
     assert [d[:4] for d in deals(db)] == [
-        ("to 5", "won", Decimal("50000.00"), None),
+        ("to 5", None, None, "won"),
         ("to 6", None, None, "won"),
-        ("to 7", None, None, "lost"),
+        ("to 7", "lost", Decimal("50000.00"), None),
     ]
-    assert won_and_revenue(db) == (1, Decimal("50000.00"))
+    assert won_and_revenue(db) == (0, 0)
+    assert rolled_deals(db) == (0, 0)
 
 
 def test_in_house_deals_still_live_on_their_first_close(db, crm) -> None:

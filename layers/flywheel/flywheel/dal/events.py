@@ -325,14 +325,18 @@ def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> di
 
 
 # A deal several messages led to (a HubSpot deal's contacts, each e-mailed; one in-house deal id
-# sent for two leads) is counted on one of them: among the messages holding an applied event of the
-# deal whose latest word about it is a close, the one sent first (then the lowest outcome id). A deal
-# is its organisation, CRM account (`data.deal_account`: a Pipedrive company, a HubSpot portal; one
-# organisation may map several, each numbering its own deals; empty for the in-house CRM and for the
-# rows the release before stored, which sql/0028 gave their payload's account) and deal id. The latest
-# word per message is the lifecycle's (occurred_at, then "provider:event_key" in code-point order).
-# The others keep it for their label (shared_deal_*). A message counts every deal credited to it
-# (`deals_won`, `won_revenue`), however many: the credit never depends on its other deals.
+# sent for two leads) is counted on one of them. A deal is its organisation, CRM account
+# (`data.deal_account`: a Pipedrive company, a HubSpot portal; one organisation may map several, each
+# numbering its own deals; empty for the in-house CRM; a row the release before stored gets it from
+# its raw payload or its deal's other rows, sql/0028, or from the deal's next event, `adopt_deal_account`)
+# and deal id. Its state is its latest word across all its messages (occurred_at, then
+# "provider:event_key" in code-point order, the lifecycle's order): the CRM's word may reach only some
+# of them (a HubSpot deal's contacts are read when it changes, so a contact removed from the deal
+# keeps a stale word). It is credited to the first-sent message (then the lowest outcome id) whose own
+# latest word is that word (the same time, kind and value: each contact's copy of it); to none when
+# that word is a reopening. Every other message holding it keeps its own word for its label
+# (shared_deal_*) and counts nothing of it. A message counts every deal credited to it (`deals_won`,
+# `won_revenue`), however many: the credit never depends on its other deals.
 _ACCOUNT = "coalesce({p}data->>'deal_account', '')"
 _DEAL_CREDITS = f"""
 WITH mine AS (
@@ -342,26 +346,38 @@ WITH mine AS (
 deals AS (SELECT DISTINCT org_id, account, deal_id FROM mine),
 latest AS (
     SELECT DISTINCT ON (e.outcome_id, d.org_id, d.account, d.deal_id) e.outcome_id, d.org_id, d.account, d.deal_id,
-           e.event_type
+           e.event_type, e.occurred_at, e.data->>'value' AS value
       FROM deals d
       JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.org_id = d.org_id
        AND {_ACCOUNT.format(p="e.")} = d.account
      WHERE e.status = 'applied' AND e.event_type = ANY(%(deals)s)
      ORDER BY e.outcome_id, d.org_id, d.account, d.deal_id, e.occurred_at DESC,
               e.provider || ':' || e.event_key COLLATE "C" DESC),
+word AS (
+    SELECT DISTINCT ON (d.org_id, d.account, d.deal_id) d.org_id, d.account, d.deal_id, e.event_type, e.occurred_at,
+           e.data->>'value' AS value
+      FROM deals d
+      JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.org_id = d.org_id
+       AND {_ACCOUNT.format(p="e.")} = d.account
+     WHERE e.status = 'applied' AND e.event_type = ANY(%(deals)s)
+     ORDER BY d.org_id, d.account, d.deal_id, e.occurred_at DESC, e.provider || ':' || e.event_key COLLATE "C" DESC),
 credited AS (
     SELECT DISTINCT ON (l.org_id, l.account, l.deal_id) l.org_id, l.account, l.deal_id, l.outcome_id
-      FROM latest l JOIN outcome_labels o USING (outcome_id)
-     WHERE l.event_type <> 'deal_reopened'
+      FROM latest l
+      JOIN word w ON w.org_id = l.org_id AND w.account = l.account AND w.deal_id = l.deal_id
+       AND w.event_type = l.event_type AND w.occurred_at = l.occurred_at AND w.value IS NOT DISTINCT FROM l.value
+      JOIN outcome_labels o ON o.outcome_id = l.outcome_id
+     WHERE w.event_type <> 'deal_reopened'
      ORDER BY l.org_id, l.account, l.deal_id, o.sent_at, l.outcome_id)
 SELECT m.outcome_id, m.account, m.deal_id
-  FROM mine m JOIN credited c ON c.org_id = m.org_id AND c.account = m.account AND c.deal_id = m.deal_id
- WHERE c.outcome_id <> m.outcome_id"""
+  FROM mine m LEFT JOIN credited c ON c.org_id = m.org_id AND c.account = m.account AND c.deal_id = m.deal_id
+ WHERE c.outcome_id IS DISTINCT FROM m.outcome_id"""
 
 
 def deals_counted_elsewhere(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, set[tuple[str, str]]]:
-    """Per outcome, the (account, deal id) of its applied deal events that another message counts
-    (`_DEAL_CREDITS`); outcomes whose deals are all their own are absent. The caller holds the
+    """Per outcome, the (account, deal id) of its applied deal events that it does not count
+    (`_DEAL_CREDITS`: another message counts it, or none does, the deal being open again); outcomes
+    whose deals are all their own are absent. The caller holds the
     deals' link locks (`domain.ingest.deal_link`) or the outcomes' row locks, so the answer is the
     committed one."""
     if not outcome_ids:
@@ -371,6 +387,41 @@ def deals_counted_elsewhere(conn: Connection, outcome_ids: list[UUID]) -> dict[U
     for row in rows:
         found[row["outcome_id"]].add((row["account"], row["deal_id"]))
     return dict(found)
+
+
+def adopt_deal_account(conn: Connection, deals: list[tuple[str, DealKey]]) -> None:
+    """Give a deal's account-less rows of this provider (provider, (org, account, deal id)) the
+    account its new event names, unless the organisation's rows name another account for that deal
+    number (then which account they were is unknown; they stay apart). Such rows are what the
+    release before sql/0028 stored, whose raw payload retention had removed before 0028 could read
+    the account from it: without this the deal's word before the upgrade and after it were two
+    deals. The caller holds the deal's link lock; the rows' messages are its holders from here."""
+    named: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for provider, (org, account, deal_id) in deals:
+        if account:
+            named[(provider, org, deal_id)].add(account)
+    # a batch naming two accounts for one deal number cannot tell which the rows were
+    unique = sorted((p, (o, next(iter(a)), d)) for (p, o, d), a in named.items() if len(a) == 1)
+    if not unique:
+        return
+    conn.execute(
+        f"""UPDATE outcome_events e
+               SET data = e.data || jsonb_build_object('deal_account', d.account)
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[]) AS d(provider, org_id, account, deal_id)
+             WHERE e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.provider = d.provider
+               AND e.org_id = d.org_id AND {_ACCOUNT.format(p="e.")} = '' AND e.event_type = ANY(%s)
+               AND NOT EXISTS (
+                   SELECT 1 FROM outcome_events o
+                    WHERE o.data ? 'deal_id' AND o.data->>'deal_id' = d.deal_id AND o.provider = d.provider
+                      AND o.org_id = d.org_id AND {_ACCOUNT.format(p="o.")} NOT IN ('', d.account))""",
+        (
+            [p for p, _ in unique],
+            [d[0] for _, d in unique],
+            [d[1] for _, d in unique],
+            [d[2] for _, d in unique],
+            _DEALS,
+        ),
+    )
 
 
 def deal_holders(conn: Connection, deals: list[DealKey]) -> set[UUID]:

@@ -118,8 +118,9 @@ EVENTS = {
     "negative_reply": ("o.replied_at", "o.reply_category IN ('not_interested', 'objection', 'unsubscribe')"),
     "meeting": ("o.meeting_booked_at", "true"),
     # a lead closed when one of its messages is credited with a won deal (a deal several messages
-    # led to is credited to one of them: dal.events._DEAL_CREDITS)
-    "close": ("o.deal_closed_at", f"{won_deals_sql('o.')} > 0"),
+    # led to is credited to one of them: dal.events._DEAL_CREDITS), at its first won deal's close (a
+    # row not re-derived since sql/0028: the one deal_closed_at shows)
+    "close": ("coalesce(o.first_won_at, o.deal_closed_at)", f"{won_deals_sql('o.')} > 0"),
     "unsubscribe": ("o.unsubscribed_at", "true"),
     "spam_report": ("o.spam_reported_at", "true"),
     "bounce": ("o.bounced_at", "true"),
@@ -163,8 +164,12 @@ WITH leads AS (
 per_lead AS (
     SELECT l.segment, l.stage, l.arm, l.exposed_at,
            {per_lead},
-           coalesce(sum({won_revenue_sql("o.")}) FILTER (WHERE {won_deals_sql("o.")} > 0
-                    AND o.deal_closed_at <= l.exposed_at + interval '{int(close_days)} days'), 0) AS revenue
+           coalesce(sum(CASE WHEN o.won_closes IS NOT NULL
+                             THEN (SELECT sum((c->>1)::numeric) FROM jsonb_array_elements(o.won_closes) AS c
+                                    WHERE (c->>0)::timestamptz <= l.exposed_at + interval '{int(close_days)} days')
+                             WHEN {won_deals_sql("o.")} > 0
+                              AND o.deal_closed_at <= l.exposed_at + interval '{int(close_days)} days'
+                             THEN {won_revenue_sql("o.")} END), 0) AS revenue
       FROM leads l
       LEFT JOIN outcome_labels o
         ON o.experiment_id = %(experiment_id)s AND o.org_id = l.org_id AND o.lead_id = l.lead_id

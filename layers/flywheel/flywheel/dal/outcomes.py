@@ -57,6 +57,7 @@ _DERIVED_TYPES: dict[str, str] = {
     "shared_deal_value": "numeric",
     "deals_won": "integer",
     "won_revenue": "numeric",
+    "won_closes": "jsonb",
     "lead_returns_on": "date",
 }
 

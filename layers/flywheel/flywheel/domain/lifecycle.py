@@ -122,6 +122,11 @@ class OutcomeState:
     # (None when it won none: what a message never re-derived holds, and what its deal_status counts)
     deals_won: int | None = None
     won_revenue: Decimal | None = None
+    # when each of those won deals closed, and for how much ([[close time ISO, value], ...] by time),
+    # and the first: the experiments' close metric and revenue count the deals closed inside a lead's
+    # window, not only the one deal_closed_at shows (None as deals_won)
+    first_won_at: datetime | None = None
+    won_closes: list[list[str]] | None = None
     stage: str = "sent"
     last_event_at: datetime | None = None
     event_count: int = 0
@@ -182,8 +187,9 @@ def derive_outcome(
 
     `now` matters only for meetings: one counts as completed once its scheduled end has
     passed without a cancellation or a no-show. `counted_elsewhere`: the (account, deal id) of this
-    message's deals that another message counts (`dal.events._DEAL_CREDITS`): they give the label,
-    not the deal columns nor the counts (`deals_won`, `won_revenue`).
+    message's deals that it does not count (`dal.events._DEAL_CREDITS`: another message counts it,
+    or none does, the deal being open again by its latest word): they give the label, not the deal
+    columns nor the counts (`deals_won`, `won_revenue`).
     """
     ordered = canonical(events)
     state = OutcomeState(event_count=sum(e.count for e in ordered))
@@ -440,12 +446,20 @@ def _derive_deal(
     if won:
         state.deals_won = len(won)
         state.won_revenue = sum((_decimal(e.data.get("value")) or Decimal(0) for e in won), Decimal("0.00"))
+        closes = sorted((_closed_at(e), _decimal(e.data.get("value")) or Decimal(0)) for e in won)
+        state.first_won_at = closes[0][0]
+        state.won_closes = [[at.isoformat(), str(value)] for at, value in closes]
     if (deal := _closed(own)) is None:
         return
     state.deal_status = "won" if deal.type == EventType.DEAL_WON else "lost"
     state.deal_value = _decimal(deal.data.get("value"))
     state.deal_currency = deal.data.get("currency")
-    state.deal_closed_at = _parse_time(deal.data.get("close_date")) or deal.occurred_at
+    state.deal_closed_at = _closed_at(deal)
+
+
+def _closed_at(deal: OutcomeEvent) -> datetime:
+    """When a deal closed: the CRM's close date, else when it said so."""
+    return _parse_time(deal.data.get("close_date")) or deal.occurred_at
 
 
 def derive_stage(state: OutcomeState) -> str:

@@ -250,9 +250,12 @@ def _store(
         # a deal counted on one of its messages (dal.events.deals_counted_elsewhere): the messages
         # holding it now (its link lock, held, keeps that set still) are re-derived with the new ones
         # (of the organisation each lands in: another organisation's deal of that number is not it)
-        holders = events_dal.deal_holders(
-            conn, [d for i, e in enumerate(unique) if e.known and (d := e.deal_key(rows[i]["org_id"]))]
-        )
+        known_deals = [
+            (e.provider, d) for i, e in enumerate(unique) if e.known and (d := e.deal_key(rows[i]["org_id"]))
+        ]
+        # the deal's rows stored before sql/0028 without their account are this deal's (its lock is held)
+        events_dal.adopt_deal_account(conn, known_deals)
+        holders = events_dal.deal_holders(conn, [d for _, d in known_deals])
         icp = lock_outcomes(
             conn,
             {m.outcome_id for i, m in enumerate(matches) if m and rows[i]["outcome_id"]} | deals.outcomes | holders,

@@ -200,9 +200,12 @@ def _register(
         # close went, or wait together (the leads' email keys are held)
         touched |= settle_claimed(conn, claimed, {r["outcome_id"]: r["lead_email"] for r in new}).apply(conn)
         # every message of a claimed deal: which of them counts it may have changed
-        touched |= events_dal.deal_holders(
-            conn, [(r["org_id"], r["deal_account"], r["deal_id"]) for r in claimed if r["deal_id"]]
-        )
+        claimed_deals = [
+            (r["provider"], (r["org_id"], r["deal_account"], r["deal_id"])) for r in claimed if r["deal_id"]
+        ]
+        # the deal's rows stored before sql/0028 without their account are this deal's (its lock is held)
+        events_dal.adopt_deal_account(conn, claimed_deals)
+        touched |= events_dal.deal_holders(conn, [d for _, d in claimed_deals])
         icp = lock_outcomes(conn, touched)
         pending = apply_effects(conn, claimed)
         recompute(conn, touched, icp=icp)
