@@ -143,13 +143,15 @@ latest AS (
      WHERE e.status = 'applied' AND e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened')
      ORDER BY e.outcome_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id', e.occurred_at DESC,
               e.provider || ':' || e.event_key COLLATE "C" DESC),
+-- a deal's word is its latest stored row, applied or not (dal.events._DEAL_CREDITS): the CRM's last
+-- word may reach only a contact nobody e-mailed (an orphan) or a lead who never saw the deal closed
+-- (a reopening stored `ignored`); then no message holds it and none counts the deal
 word AS (
     SELECT DISTINCT ON (e.org_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id')
            e.org_id, coalesce(e.data->>'deal_account', '') AS account, e.data->>'deal_id' AS deal_id, e.event_type,
            e.occurred_at, nullif(e.data->>'value', '')::numeric AS value
-      FROM holders h
-      JOIN outcome_events e ON e.outcome_id = h.outcome_id
-     WHERE e.status = 'applied' AND e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened') AND e.data ? 'deal_id'
+      FROM outcome_events e
+     WHERE e.event_type IN ('deal_won', 'deal_lost', 'deal_reopened') AND e.data ? 'deal_id'
      ORDER BY e.org_id, coalesce(e.data->>'deal_account', ''), e.data->>'deal_id', e.occurred_at DESC,
               e.provider || ':' || e.event_key COLLATE "C" DESC),
 credited AS (

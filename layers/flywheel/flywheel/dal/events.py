@@ -329,14 +329,18 @@ def deal_events(conn: Connection, groups: list[tuple[str, str, str, str]]) -> di
 # (`data.deal_account`: a Pipedrive company, a HubSpot portal; one organisation may map several, each
 # numbering its own deals; empty for the in-house CRM; a row the release before stored gets it from
 # its raw payload or its deal's other rows, sql/0028, or from the deal's next event, `adopt_deal_account`)
-# and deal id. Its state is its latest word across all its messages (occurred_at, then
-# "provider:event_key" in code-point order, the lifecycle's order): the CRM's word may reach only some
-# of them (a HubSpot deal's contacts are read when it changes, so a contact removed from the deal
-# keeps a stale word). It is credited to the first-sent message (then the lowest outcome id) whose own
-# latest word is that word (the same time, kind and value: each contact's copy of it); to none when
-# that word is a reopening. Every other message holding it keeps its own word for its label
-# (shared_deal_*) and counts nothing of it. A message counts every deal credited to it (`deals_won`,
-# `won_revenue`), however many: the credit never depends on its other deals.
+# and deal id. Its state is its latest word among all its stored rows (occurred_at, then
+# "provider:event_key" in code-point order, the lifecycle's order), applied or not: the CRM's word may
+# reach only some of its contacts or leads (a HubSpot deal's contacts are read when it changes, so a
+# contact removed from the deal keeps a stale word), and maybe only one with no message (an orphan)
+# or one who never saw it closed (a reopening, `ignored` for that lead: domain.ingest.deal_home). It
+# is credited to the first-sent message (then the lowest outcome id) whose own latest word is that
+# word (the same time, kind and value: each contact's copy of it); to none when that word is a
+# reopening, or when no message holds it (a win or loss known only through a contact nobody e-mailed
+# counts for nobody until a message to that contact registers and claims it). Every other message
+# holding it keeps its own word for its label (shared_deal_*) and counts nothing of it. A message
+# counts every deal credited to it (`deals_won`, `won_revenue`), however many: the credit never
+# depends on its other deals.
 _ACCOUNT = "coalesce({p}data->>'deal_account', '')"
 _DEAL_CREDITS = f"""
 WITH mine AS (
@@ -359,7 +363,7 @@ word AS (
       FROM deals d
       JOIN outcome_events e ON e.data ? 'deal_id' AND e.data->>'deal_id' = d.deal_id AND e.org_id = d.org_id
        AND {_ACCOUNT.format(p="e.")} = d.account
-     WHERE e.status = 'applied' AND e.event_type = ANY(%(deals)s)
+     WHERE e.event_type = ANY(%(deals)s)
      ORDER BY d.org_id, d.account, d.deal_id, e.occurred_at DESC, e.provider || ':' || e.event_key COLLATE "C" DESC),
 credited AS (
     SELECT DISTINCT ON (l.org_id, l.account, l.deal_id) l.org_id, l.account, l.deal_id, l.outcome_id
@@ -376,7 +380,8 @@ SELECT m.outcome_id, m.account, m.deal_id
 
 def deals_counted_elsewhere(conn: Connection, outcome_ids: list[UUID]) -> dict[UUID, set[tuple[str, str]]]:
     """Per outcome, the (account, deal id) of its applied deal events that it does not count
-    (`_DEAL_CREDITS`: another message counts it, or none does, the deal being open again); outcomes
+    (`_DEAL_CREDITS`: another message counts it, or none does: the deal is open again, or its latest
+    word reached no message); outcomes
     whose deals are all their own are absent. The caller holds the
     deals' link locks (`domain.ingest.deal_link`) or the outcomes' row locks, so the answer is the
     committed one."""
