@@ -191,7 +191,7 @@ def _scenario(rng: random.Random, org: str) -> tuple[list[dict[str, Any]], list[
     for d in range(rng.randint(1, 5)):
         # a few deal numbers, in one or two accounts: the same number in two accounts is two deals
         # (no account: the in-house CRM's deal; a Pipedrive row without one is its deal's, whose
-        # account its other rows name: test_review_purged_account_split)
+        # account its other rows name: test_deal_account_after_retention)
         number, account = f"pipedrive:{rng.randint(1, 3)}", rng.choice(["", "A", "B"])
         if any(e.data["deal_id"] == number and e.data.get("deal_account", "") == account for e in events):
             continue

@@ -17,7 +17,7 @@ from decimal import Decimal
 import httpx2
 
 from tests.integration.test_deal_attribution import rolled_deals, run
-from tests.integration.test_review_contact_list_changes import _register, hubspot_deal
+from tests.integration.test_deal_contact_list_changes import _register, hubspot_deal
 from tests.integration.test_shared_deals import (  # noqa: F401 - crm is a fixture
     crm,
     deals,

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from tests.integration import test_concurrency as race
 from tests.integration.test_deal_attribution import SENT, rolled_deals, run
-from tests.integration.test_review_contact_list_changes import hubspot_deal
+from tests.integration.test_deal_contact_list_changes import hubspot_deal
 from tests.integration.test_shared_deals import (  # noqa: F401 - crm is a fixture
     contact_message,
     crm,
