@@ -72,16 +72,7 @@ def test_a_message_that_won_two_deals_of_its_own_counts_both(db, crm) -> None:  
 def test_hubspot_contact_on_two_deals(db, crm) -> None:  # noqa: F811
     """HubSpot deal 5 ($50,000) has contacts 5, 6 and 7; contact 5 (e-mailed first) is also the only
     contact of deal 9 ($50,000), won a day later: both counted (was 1 / $50,000)."""
-    from tests.conftest import load_event
-    from tests.webhook_helpers import hubspot_headers, public_url, route_event
-
-    def hubspot_deal(object_id: int, event_id: int, days: int) -> dict[str, Any]:
-        body = json.loads(race.hubspot(5)["event"]["body"])
-        at = int((SENT + timedelta(days=days)).timestamp() * 1000)
-        body[0].update(objectId=object_id, eventId=event_id, occurredAt=at)
-        template = load_event("webhooks_hubspot_deal_won.json")
-        raw = json.dumps(body)
-        return race.webhook(route_event(template, raw, **hubspot_headers(raw.encode(), public_url(template))))
+    from tests.integration.test_deal_contact_list_changes import hubspot_deal
 
     run(race.registration([contact_message(i, SENT + timedelta(hours=i)) for i in CONTACTS]))
     run(hubspot_deal(5, 1, 3))
