@@ -168,7 +168,9 @@ class FlywheelResolver(APIGatewayRestResolver):
             return None
         media = event.headers.get("content-type")
         if not is_json_media_type("application/json" if media is None else str(media)):
-            return _refusal(415, "unsupported_media_type", "the body must be application/json")
+            return _refusal(
+                415, "unsupported_media_type", "the body must be JSON (application/json or application/<type>+json)"
+            )
         try:
             raw = event.body
             (base64.b64decode(raw) if event.is_base64_encoded else str(raw).encode()).decode("utf-8")
@@ -372,7 +374,9 @@ def make_resolver(json_bodies: bool = True, public: bool = False) -> FlywheelRes
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(exc: RequestUnsupportedContentType) -> Response:
-        return error_response(415, "unsupported_media_type", "the body must be application/json")
+        return error_response(
+            415, "unsupported_media_type", "the body must be JSON (application/json or application/<type>+json)"
+        )
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
