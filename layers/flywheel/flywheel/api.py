@@ -168,9 +168,7 @@ class FlywheelResolver(APIGatewayRestResolver):
             return None
         media = event.headers.get("content-type")
         if not is_json_media_type("application/json" if media is None else str(media)):
-            return _refusal(
-                415, "unsupported_media_type", "the body must be JSON (application/json or application/<type>+json)"
-            )
+            return _refusal(415, "unsupported_media_type", NOT_JSON)
         try:
             raw = event.body
             (base64.b64decode(raw) if event.is_base64_encoded else str(raw).encode()).decode("utf-8")
@@ -205,6 +203,9 @@ def _refusal(status: int, code: str, message: str) -> Response:
     logger.info("rejected request", extra={"reason": code})
     return error_response(status, code, message)
 
+
+# the answer to a body of another media type (refuse_body, and Powertools' own refusal)
+NOT_JSON = "the body must be JSON (application/json or application/<type>+json)"
 
 # the health routes name no organisation: shallow is public, deep (IAM) is for every authenticated caller
 HEALTH_ROUTES = frozenset({"/health", "/health/<component>", "/health/<component>/deep"})
@@ -374,9 +375,7 @@ def make_resolver(json_bodies: bool = True, public: bool = False) -> FlywheelRes
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported(exc: RequestUnsupportedContentType) -> Response:
-        return error_response(
-            415, "unsupported_media_type", "the body must be JSON (application/json or application/<type>+json)"
-        )
+        return error_response(415, "unsupported_media_type", NOT_JSON)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
